@@ -1,0 +1,21 @@
+"""Ops: measures what the run changed, comparing the run's base commit with the branch tip."""
+
+from __future__ import annotations
+
+from agents.base import Agent, replace_phase
+from engine.spec import Phase
+from engine.tree import GitTree
+
+
+class Ops(Agent):
+    role = "ops"
+
+    def run(self, phase: Phase, state: dict) -> dict:
+        run = state["run"]
+        base = GitTree(self.ctx.worktree, run.base_commit, f"base {run.base_commit[:10]}")
+        head = GitTree(self.ctx.worktree, state["head"], f"head {state['head'][:10]}")
+        figures = self.ctx.domain.measure(phase.name, base, head, state["design"])
+        return {
+            "measurements": replace_phase(state.get("measurements", []), phase.name, figures),
+            "_summary": f"{len(figures)} figures",
+        }

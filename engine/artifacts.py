@@ -1,0 +1,257 @@
+"""Typed artifacts that flow between agents, and the run record built from them.
+
+Every arrow in the pipeline's data flow is one of these models. They are
+stored in LangGraph checkpoints (see ``engine.checkpoint``), written to
+``run.json`` and rendered into reports, so they must stay importable from
+this module and carry only JSON-friendly fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def short_hash(*parts: object, length: int = 10) -> str:
+    """A stable id from the given parts (same input, same id across runs)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
+    return digest[:length]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class Severity(str, Enum):
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+class Category(str, Enum):
+    performance = "performance"
+    size = "size"
+    security = "security"
+    reliability = "reliability"
+    correctness = "correctness"
+
+
+class Applicability(str, Enum):
+    """How safe a fix is: ``safe`` fixes apply by default, ``unsafe`` only on request."""
+
+    safe = "safe"
+    unsafe = "unsafe"
+    none = "none"
+
+
+class Finding(Model):
+    """One problem a rule found, pinned to a file and a line span."""
+
+    id: str
+    rule: str
+    name: str
+    category: Category
+    severity: Severity
+    message: str
+    file: str
+    line: int = 0
+    end_line: int = 0
+    evidence: str = ""
+    fix: Applicability = Applicability.none
+    source: str = "rules"
+
+    @classmethod
+    def make(cls, **kw) -> "Finding":
+        kw.setdefault("end_line", kw.get("line", 0))
+        fid = short_hash(kw["rule"], kw["file"], kw.get("evidence", ""), kw.get("message", ""))
+        return cls(id=fid, **kw)
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+class Task(Model):
+    """A unit of work for the implementer: one fix on one file, one commit."""
+
+    id: str
+    phase: str
+    title: str
+    rationale: str
+    fix: str
+    file: str
+    scope: str = ""
+    rules: list[str]
+    finding_ids: list[str]
+    applicability: Applicability = Applicability.safe
+    estimate: str = ""
+
+
+class Plan(Model):
+    tasks: list[Task] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list, description="why findings got no task")
+
+    def for_phase(self, phase: str) -> list[Task]:
+        return [t for t in self.tasks if t.phase == phase]
+
+
+class Design(Model):
+    """What the architect decided: free-form sections plus named policies."""
+
+    notes: list[str] = Field(default_factory=list)
+    policies: dict[str, str] = Field(default_factory=dict)
+    data: dict[str, object] = Field(default_factory=dict)
+
+
+class ChangeStatus(str, Enum):
+    committed = "committed"
+    failed = "failed"
+    reverted = "reverted"
+
+
+class Change(Model):
+    """What the implementer did for one task."""
+
+    task_id: str
+    phase: str
+    status: ChangeStatus
+    commit: str = ""
+    files: list[str] = Field(default_factory=list)
+    insertions: int = 0
+    deletions: int = 0
+    message: str = ""
+    reason: str = ""
+    notes: list[str] = Field(default_factory=list)
+
+
+class Gate(Model):
+    name: str
+    passed: bool
+    detail: str = ""
+
+
+class Verdict(Model):
+    """The reviewer's decision on one change, gate by gate."""
+
+    task_id: str
+    phase: str
+    commit: str
+    accepted: bool
+    gates: list[Gate] = Field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        failed = [g for g in self.gates if not g.passed]
+        return "; ".join(f"{g.name}: {g.detail}" for g in failed) or "all gates passed"
+
+
+class Method(str, Enum):
+    """How a figure was obtained. Reports print it beside every number."""
+
+    measured = "measured"
+    computed = "computed"
+    estimate = "estimate"
+    not_measured = "not_measured"
+
+
+class Measurement(Model):
+    name: str
+    subject: str
+    phase: str
+    value: float | None = None
+    unit: str = ""
+    method: Method
+    how: str
+    baseline: float | None = None
+
+
+PhaseStatus = Literal["pending", "running", "completed", "failed", "skipped"]
+
+
+class NodeRun(Model):
+    node: str
+    phase: str
+    agent: str
+    invocation: int
+    started: datetime
+    finished: datetime | None = None
+    status: Literal["ok", "failed"] = "ok"
+    summary: str = ""
+
+
+class PhaseReport(Model):
+    phase: str
+    title: str
+    status: PhaseStatus = "pending"
+    nodes: list[NodeRun] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    report_path: str = ""
+
+
+class RunContext(Model):
+    """Everything a node needs to know about the run it belongs to (never changes)."""
+
+    run_id: str
+    pipeline: str
+    repo: str
+    worktree: str
+    branch: str
+    base_commit: str
+    run_dir: str
+    phases: list[str]
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class Invocation(Model):
+    kind: Literal["run", "resume"]
+    number: int
+    from_phase: str = ""
+    started: datetime
+    finished: datetime | None = None
+    nodes: list[str] = Field(default_factory=list)
+    outcome: str = "running"
+
+
+RunStatus = Literal["running", "completed", "failed", "interrupted"]
+
+
+class RunRecord(Model):
+    """The complete record of a run: what ``run.json`` holds."""
+
+    schema_version: int = 1
+    run: RunContext
+    status: RunStatus = "running"
+    error: str = ""
+    created: datetime = Field(default_factory=now)
+    updated: datetime = Field(default_factory=now)
+    invocations: list[Invocation] = Field(default_factory=list)
+    phases: list[PhaseReport] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
+    plan: Plan = Field(default_factory=Plan)
+    design: Design = Field(default_factory=Design)
+    changes: list[Change] = Field(default_factory=list)
+    verdicts: list[Verdict] = Field(default_factory=list)
+    measurements: list[Measurement] = Field(default_factory=list)
+    head_commit: str = ""
+
+    def phase(self, name: str) -> PhaseReport:
+        return next(p for p in self.phases if p.phase == name)
+
+
+ARTIFACT_TYPES: tuple[type[BaseModel], ...] = (
+    Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun,
+    PhaseReport, RunContext, Invocation, RunRecord,
+)
+ENUM_TYPES: tuple[type[Enum], ...] = (Severity, Category, Applicability, ChangeStatus, Method)

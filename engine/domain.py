@@ -1,0 +1,42 @@
+"""What a pipeline brings to the generic agents: its domain skills.
+
+The six agents in ``agents/`` know how to run, commit, review and report;
+they know nothing about Docker (or anything else). A pipeline hands them a
+``Domain``: how to analyze a tree, plan and design from findings, apply one
+task's fix, add domain-specific review gates, and measure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from engine.artifacts import Change, Design, Finding, Gate, Measurement, Plan, Task
+from engine.tree import Tree
+
+
+class FixError(Exception):
+    """A fix could not be applied; the message says why (it becomes the change's reason)."""
+
+
+class Domain(Protocol):
+    def analyze(self, root: Path) -> list[Finding]:
+        """Every finding in the checkout at ``root``."""
+
+    def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
+        """Group fixable findings into tasks, each assigned to one phase."""
+
+    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
+        """Policies and notes the implementer and reviewer follow."""
+
+    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
+        """Write the task's fix under ``root``; return notes. Raise FixError when it can't."""
+
+    def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
+        """Domain gates for one committed change (file-type aware), beyond re-analysis."""
+
+    def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
+        """Figures for the phase: each says how it was obtained."""
+
+    def close(self) -> None:
+        """Release whatever the domain holds."""

@@ -1,0 +1,94 @@
+"""Build the LangGraph StateGraph of a pipeline from its declaration.
+
+One node per (phase, agent), in declaration order. Channels hold whole values
+(no reducers): every node returns the full new value of what it changes and
+replaces its own phase's entries, so re-running a node from a checkpoint
+gives the same state instead of appending duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from engine.artifacts import (
+    Change, Design, Finding, Measurement, NodeRun, PhaseReport, Plan, RunContext, Verdict, now,
+)
+from engine.spec import Phase, PipelineSpec
+
+
+class State(TypedDict, total=False):
+    run: RunContext
+    findings: list[Finding]
+    plan: Plan
+    design: Design
+    changes: list[Change]
+    verdicts: list[Verdict]
+    measurements: list[Measurement]
+    phases: list[PhaseReport]
+    head: str                 # tip of the run's branch after the last node
+    bases: dict[str, str]     # phase -> branch tip before its implementer ran
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the fault-injection hook (PIPELINE_CRASH_AT=node[:after])."""
+
+
+def crash_point(node: str, when: str) -> None:
+    """Test hook: crash at ``node`` before its work or after it (before the checkpoint)."""
+    target = os.environ.get("PIPELINE_CRASH_AT", "")
+    if not target:
+        return
+    name, _, moment = target.partition(":")
+    if name == node and (moment or "before") == when:
+        if os.environ.get("PIPELINE_CRASH_MODE") == "kill":
+            os.kill(os.getpid(), 9)
+        raise InjectedCrash(f"injected crash at {node} ({when})")
+
+
+def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]:
+    return [(p, a) for p in spec.phases if p.name in phases for a in p.agents]
+
+
+def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
+                on_event: Callable[..., None] | None = None, checkpointer=None):
+    """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent."""
+    graph = StateGraph(State)
+    order = node_names(spec, phases)
+    previous = START
+    for index, (phase, role) in enumerate(order):
+        name = phase.node(role)
+        last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
+        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event))
+        graph.add_edge(previous, name)
+        previous = name
+    graph.add_edge(previous, END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event):
+    name = phase.node(role)
+
+    def run(state: State) -> dict:
+        if on_event:
+            on_event("node_start", node=name, phase=phase.name, agent=role)
+        crash_point(name, "before")
+        started = now()
+        update = agent.run(phase, state) or {}
+        summary = update.pop("_summary", "")
+        reports = [p.model_copy(deep=True) for p in state.get("phases", [])]
+        report = next(p for p in reports if p.phase == phase.name)
+        report.nodes.append(NodeRun(node=name, phase=phase.name, agent=role, invocation=invocation,
+                                    started=started, finished=now(), summary=summary))
+        report.status = "completed" if last else "running"
+        if last and any(c.phase == phase.name and c.status.value == "failed" for c in update.get("changes", state.get("changes", []))):
+            report.status = "failed"
+        crash_point(name, "after")
+        if on_event:
+            on_event("node_end", node=name, phase=phase.name, agent=role, summary=summary)
+        return {**update, "phases": reports}
+
+    run.__name__ = name
+    return run

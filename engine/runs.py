@@ -1,0 +1,255 @@
+"""Runs: the run directory, starting a run, resuming it, re-running a phase.
+
+``reports/<run-id>/`` holds ``run.json`` (the RunRecord), ``state.sqlite``
+(LangGraph checkpoints, thread id = run id), one markdown report per phase
+and ``summary.md``. The graph is rebuilt on every invocation; the checkpoints
+say where it stands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
+from engine.spec import PipelineSpec
+from engine.workspace import Workspace, git_env, validate_repo
+
+
+class UsageError(Exception):
+    """Unusable arguments or target; the CLI prints the message and exits 2."""
+
+
+Events = Callable[..., None]
+
+
+def _quiet(*_a, **_k) -> None:
+    return None
+
+
+def new_run_id() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def state_db(self) -> Path:
+        return self.root / "state.sqlite"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.md"
+
+    def phase_report(self, index: int, phase: str) -> Path:
+        return self.root / f"{index}-{phase}.md"
+
+
+def save_record(record: RunRecord, path: Path) -> None:
+    """Write run.json atomically: a reader never sees half a file."""
+    record.updated = now()
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def load_record(reports_dir: Path, run_id: str) -> tuple[RunRecord, RunPaths]:
+    paths = RunPaths(Path(reports_dir) / run_id)
+    if not paths.run_json.is_file():
+        raise UsageError(f"no run {run_id!r} in {reports_dir}; `pipeline list --reports-dir {reports_dir}` shows the runs there")
+    try:
+        return RunRecord.model_validate_json(paths.run_json.read_text(encoding="utf-8")), paths
+    except ValueError as err:
+        raise UsageError(f"{paths.run_json} is not a valid run record ({str(err).splitlines()[0]})") from None
+
+
+def list_records(reports_dir: Path) -> list[RunRecord]:
+    records = []
+    for run_json in sorted(Path(reports_dir).glob("*/run.json")):
+        try:
+            records.append(RunRecord.model_validate_json(run_json.read_text(encoding="utf-8")))
+        except ValueError:
+            continue
+    return records
+
+
+def materialize_example(example: Path, dest: Path) -> Path:
+    """Copy the pipeline's bundled example into a fresh git repository with one commit."""
+    shutil.copytree(example, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    env = git_env()
+    for args in (["init", "--quiet", "--initial-branch=main"], ["add", "--all", "--force"],
+                 ["commit", "--quiet", "--no-verify", "-m", "Example monorepo, as found"]):
+        subprocess.run(["git", "-C", str(dest), *args], check=True, capture_output=True, env=env)
+    return dest
+
+
+def select_phases(spec: PipelineSpec, requested: list[str] | None) -> list[str]:
+    if not requested:
+        return spec.phase_names
+    unknown = [p for p in requested if p not in spec.phase_names]
+    if unknown:
+        raise UsageError(f"unknown phase(s) {', '.join(unknown)}; {spec.name} has: {', '.join(spec.phase_names)}")
+    first = spec.phase_names[0]
+    wanted = set(requested) | {first}  # later phases work from the first phase's findings and plan
+    return [p for p in spec.phase_names if p in wanted]
+
+
+def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: list[str] | None = None,
+              options: dict[str, str] | None = None, on_event: Events = _quiet) -> RunRecord:
+    chosen = select_phases(spec, phases)
+    run_id = new_run_id()
+    paths = RunPaths(Path(reports_dir).resolve() / run_id)
+    if repo is None:
+        if spec.example is None:
+            raise UsageError(f"{spec.name} has no bundled example; pass --repo PATH")
+        paths.root.mkdir(parents=True)
+        repo = materialize_example(spec.example, paths.root / "example-repo")
+        on_event("example", repo=str(repo))
+    try:
+        root = validate_repo(repo)
+    except Exception as err:
+        raise UsageError(str(err)) from None
+    paths.root.mkdir(parents=True, exist_ok=True)
+    base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True, env=git_env()).stdout.strip()
+    with Workspace.create(root, run_id, base) as ws:
+        worktree, branch = ws.path, ws.branch
+    ctx = RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
+                     base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {})
+    record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen])
+    save_record(record, paths.run_json)
+    state = {"run": ctx, "head": base, "bases": {}, "findings": [], "changes": [], "verdicts": [],
+             "measurements": [], "phases": record.phases}
+    return Runner(spec, record, paths, on_event).execute("run", state)
+
+
+def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
+               on_event: Events = _quiet) -> RunRecord:
+    record, paths = load_record(reports_dir, run_id)
+    spec = pipelines.get(record.run.pipeline)
+    if spec is None:
+        raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+    if phase is not None and phase not in record.run.phases:
+        raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
+    return Runner(spec, record, paths, on_event).execute("resume", None, from_phase=phase)
+
+
+class Runner:
+    def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events) -> None:
+        self.spec, self.record, self.paths, self.on_event = spec, record, paths, on_event
+
+    def execute(self, kind: str, state: dict | None, from_phase: str | None = None) -> RunRecord:
+        from agents import AGENTS
+        from agents.base import AgentContext
+        from engine.checkpoint import Checkpoints
+        from engine.graph import build_graph, node_names
+
+        record, run = self.record, self.record.run
+        invocation = Invocation(kind=kind, number=len(record.invocations) + 1, from_phase=from_phase or "",
+                                started=now())
+        record.invocations.append(invocation)
+        config = {"configurable": {"thread_id": run.run_id}}
+        roles = {role for _, role in node_names(self.spec, run.phases)}
+        with ExitStack() as stack:
+            checkpoints = stack.enter_context(Checkpoints(self.paths.state_db))
+            with Workspace.open(Path(run.repo), Path(run.worktree), run.branch):
+                pass  # recreate or scrub the worktree before any agent looks at it
+            domain = self.spec.domain(run)
+            stack.callback(domain.close)
+            agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain))) for role in sorted(roles)}
+            graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver)
+            start_config = config
+            if kind == "resume":
+                start_config = self._resume_point(graph, config, from_phase)
+                if start_config is None:
+                    invocation.outcome = "nothing to do: the run had finished"
+                    invocation.finished = now()
+                    record.status = "completed"
+                    self._finish(graph, config)
+                    return record
+            record.status, record.error = "running", ""
+            save_record(record, self.paths.run_json)
+            try:
+                for chunk in graph.stream(state, start_config, stream_mode="updates", durability="sync"):
+                    invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
+                    self._sync(graph, config)
+                record.status = "completed"
+                invocation.outcome = "completed"
+            except KeyboardInterrupt:
+                record.status, record.error = "interrupted", "interrupted by the user"
+                invocation.outcome = "interrupted"
+                raise
+            except Exception as err:  # the run fails, the record says why, resume can continue
+                record.status, record.error = "failed", f"{type(err).__name__}: {err}"
+                invocation.outcome = f"failed: {record.error}"
+            finally:
+                invocation.finished = now()
+                self._finish(graph, config)
+        return record
+
+    def _resume_point(self, graph, config: dict, from_phase: str | None) -> dict | None:
+        current = graph.get_state(config)
+        if from_phase is None:
+            if not current.next:
+                return None
+            return config
+        first = self.spec.phase(from_phase).node(self.spec.phase(from_phase).agents[0])
+        for snapshot in graph.get_state_history(config):
+            if snapshot.next == (first,):
+                break
+        else:
+            raise UsageError(f"phase {from_phase} never started in run {self.record.run.run_id}; "
+                             f"`pipeline resume {self.record.run.run_id}` continues it")
+        run = self.record.run
+        with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
+            ws.reset_to(snapshot.values["head"])  # the re-run phases' commits are replaced, not duplicated
+        return snapshot.config
+
+    def _sync(self, graph, config: dict) -> None:
+        values = graph.get_state(config).values
+        record = self.record
+        for key in ("findings", "changes", "verdicts", "measurements", "phases"):
+            setattr(record, key, list(values.get(key, [])))
+        for key in ("plan", "design"):
+            if key in values:
+                setattr(record, key, values[key])
+        record.head_commit = values.get("head", "")
+        from engine.report import render_phase
+
+        for index, phase in enumerate(record.phases, start=1):
+            if phase.nodes:
+                path = self.paths.phase_report(index, phase.phase)
+                phase.report_path = path.name
+                path.write_text(render_phase(record, phase.phase), encoding="utf-8")
+        save_record(record, self.paths.run_json)
+
+    def _finish(self, graph, config: dict) -> None:
+        from engine.report import render_summary
+
+        self._sync(graph, config)
+        self.paths.summary.write_text(render_summary(self.record), encoding="utf-8")
+        save_record(self.record, self.paths.run_json)
+        self.on_event("run_end", record=self.record)
+
+
+def schema() -> dict:
+    """The JSON schema of run.json (what ``RunRecord`` exports)."""
+    return RunRecord.model_json_schema()
+
+
+def dump_schema(path: Path) -> None:
+    path.write_text(json.dumps(schema(), indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,82 @@
+"""A pipeline declared as data: its phases, the agents each runs, and its domain.
+
+The engine builds the graph from a ``PipelineSpec`` and never imports a
+pipeline; pipelines are found through the ``pipeline.pipelines`` entry point
+group (or ``PIPELINE_PLUGINS=module:attr,...`` for ones not installed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from engine.artifacts import RunContext
+    from engine.domain import Domain
+
+ENTRY_POINT_GROUP = "pipeline.pipelines"
+ROLES = ("analyst", "planner", "architect", "implementer", "reviewer", "ops")
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    title: str
+    agents: tuple[str, ...]
+    description: str = ""
+
+    def node(self, agent: str) -> str:
+        return f"{self.name}.{agent}"
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    description: str
+    phases: tuple[Phase, ...]
+    domain: Callable[["RunContext"], "Domain"]
+    example: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pipeline {self.name}: duplicate phase names {names}")
+        for phase in self.phases:
+            unknown = set(phase.agents) - set(ROLES)
+            if unknown:
+                raise ValueError(f"pipeline {self.name}: phase {phase.name} names unknown agents {sorted(unknown)}")
+
+    def phase(self, name: str) -> Phase:
+        for phase in self.phases:
+            if phase.name == name:
+                return phase
+        raise KeyError(name)
+
+    @property
+    def phase_names(self) -> list[str]:
+        return [p.name for p in self.phases]
+
+
+def _load(target: str) -> PipelineSpec:
+    module, _, attr = target.partition(":")
+    spec = getattr(importlib.import_module(module), attr or "PIPELINE")
+    if not isinstance(spec, PipelineSpec):
+        raise TypeError(f"{target} is not a PipelineSpec")
+    return spec
+
+
+def installed_pipelines() -> dict[str, PipelineSpec]:
+    """Every pipeline this environment knows, by name."""
+    found: dict[str, PipelineSpec] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        spec = _load(ep.value)
+        found[spec.name] = spec
+    for target in filter(None, os.environ.get("PIPELINE_PLUGINS", "").split(",")):
+        spec = _load(target.strip())
+        found[spec.name] = spec
+    return found

@@ -1,0 +1,205 @@
+"""The git-backed workspace: a worktree on branch ``pipeline/<run-id>``.
+
+The run never writes to the user's checkout, index or current branch: all
+edits happen in a separate worktree kept under the repository's git dir
+(``<git-common-dir>/pipeline-worktrees/<run-id>``), so nothing appears in
+``git status`` of the user's tree. Commits carry trailers that name the run,
+phase and task; they are what makes re-running a phase idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+TRAILER_RUN = "Pipeline-Run"
+TRAILER_PHASE = "Pipeline-Phase"
+TRAILER_TASK = "Pipeline-Task"
+TRAILER_FINDINGS = "Pipeline-Findings"
+
+# Our git commands must not leave background processes (auto gc, maintenance)
+# or run the user's hooks inside the run's worktree.
+_GIT_ENV = {
+    "GIT_CONFIG_COUNT": "4",
+    "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0",
+    "GIT_CONFIG_KEY_1": "maintenance.auto", "GIT_CONFIG_VALUE_1": "false",
+    "GIT_CONFIG_KEY_2": "core.hooksPath", "GIT_CONFIG_VALUE_2": os.devnull,
+    "GIT_CONFIG_KEY_3": "commit.gpgSign", "GIT_CONFIG_VALUE_3": "false",
+    "GIT_AUTHOR_NAME": "pipeline", "GIT_AUTHOR_EMAIL": "pipeline@localhost",
+    "GIT_COMMITTER_NAME": "pipeline", "GIT_COMMITTER_EMAIL": "pipeline@localhost",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class RepoError(Exception):
+    """The target can't be used as a repository; the message says what to do."""
+
+
+def git_env() -> dict[str, str]:
+    return {**os.environ, **_GIT_ENV}
+
+
+def validate_repo(path: Path) -> Path:
+    """The work tree root of ``path``, or RepoError with a one-line remedy."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise RepoError(f"{path} does not exist; pass --repo with the path of a git checkout")
+    if not path.is_dir():
+        raise RepoError(f"{path} is not a directory; pass --repo with the path of a git checkout")
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except git.InvalidGitRepositoryError:
+        raise RepoError(f"{path} is not a git repository; run `git init && git add -A && git commit -m init` there first") from None
+    except git.NoSuchPathError:
+        raise RepoError(f"{path} does not exist; pass --repo with the path of a git checkout") from None
+    try:
+        if repo.bare:
+            raise RepoError(f"{path} is a bare repository; clone it (`git clone {path} work`) and pass the clone with --repo")
+        try:
+            repo.head.commit
+        except ValueError:
+            raise RepoError(f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)") from None
+        return Path(repo.working_tree_dir).resolve()
+    finally:
+        repo.close()
+
+
+def git_common_dir(repo: Path) -> Path:
+    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                         check=True, capture_output=True, text=True, env=git_env()).stdout.strip()
+    return Path(out)
+
+
+@dataclass(frozen=True)
+class TaskCommit:
+    sha: str
+    phase: str
+    task: str
+
+
+class Workspace:
+    """A handle on the run's worktree; a context manager that closes its Repo."""
+
+    def __init__(self, worktree: Path, branch: str) -> None:
+        self.path = Path(worktree)
+        self.branch = branch
+        self.repo = git.Repo(self.path)
+        self.repo.git.update_environment(**_GIT_ENV)
+
+    # -- lifecycle -------------------------------------------------------
+    @classmethod
+    def create(cls, repo: Path, run_id: str, base: str) -> "Workspace":
+        branch = f"pipeline/{run_id}"
+        worktree = git_common_dir(repo) / "pipeline-worktrees" / run_id
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
+                       check=True, capture_output=True, env=git_env())
+        return cls(worktree, branch)
+
+    @classmethod
+    def open(cls, repo: Path, worktree: Path, branch: str) -> "Workspace":
+        """Reopen a run's worktree, recreating it from the branch if it was removed."""
+        worktree = Path(worktree)
+        if not (worktree / ".git").exists():
+            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
+            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
+                           check=True, capture_output=True, env=git_env())
+        ws = cls(worktree, branch)
+        ws.scrub()
+        return ws
+
+    def close(self) -> None:
+        self.repo.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------
+    def scrub(self) -> None:
+        """Drop anything a crashed node left half-done: an interrupted rebase or pick, uncommitted edits."""
+        gitdir = Path(self.repo.git.rev_parse("--absolute-git-dir"))
+        if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
+            self.repo.git.rebase("--abort")
+        if (gitdir / "CHERRY_PICK_HEAD").exists():
+            self.repo.git.cherry_pick("--abort")
+        if self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
+            self.repo.git.checkout("--quiet", self.branch)
+        self.repo.git.reset("--hard", "--quiet")
+        self.repo.git.clean("-ffdxq")
+
+    def head(self) -> str:
+        return self.repo.git.rev_parse("HEAD")
+
+    def reset_to(self, sha: str) -> None:
+        self.repo.git.reset("--hard", "--quiet", sha)
+        self.repo.git.clean("-ffdxq")
+
+    def is_clean(self) -> bool:
+        return not self.repo.git.status("--porcelain", "--untracked-files=all", "--ignored=matching").strip()
+
+    # -- commits ---------------------------------------------------------
+    def commit(self, files: list[str], message: str, trailers: dict[str, str]) -> str | None:
+        """Commit ``files`` (even ones .gitignore hides) plus any other edit; None when nothing changed."""
+        existing = [f for f in files if (self.path / f).exists() or (self.path / f).is_symlink()]
+        if existing:
+            self.repo.git.add("--force", "--", *existing)
+        self.repo.git.add("--all")
+        if not self.repo.git.diff("--cached", "--name-only").strip():
+            return None
+        body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        self._commit_with_message(body)
+        return self.head()
+
+    def _commit_with_message(self, body: str) -> None:
+        subprocess.run(["git", "-C", str(self.path), "commit", "--quiet", "--no-verify", "-F", "-"],
+                       input=body.encode(), check=True, capture_output=True, env=git_env())
+
+    def ignored(self, files: list[str]) -> list[str]:
+        """Which of ``files`` the repository's ignore rules would hide."""
+        if not files:
+            return []
+        proc = subprocess.run(["git", "-C", str(self.path), "check-ignore", "--no-index", "--", *files],
+                              capture_output=True, text=True, env=git_env())
+        return [line for line in proc.stdout.splitlines() if line]
+
+    def task_commits(self, since: str) -> list[TaskCommit]:
+        """Commits on the branch after ``since`` that carry pipeline trailers, oldest first."""
+        fmt = f"%H%x1f%(trailers:key={TRAILER_PHASE},valueonly,separator=)%x1f%(trailers:key={TRAILER_TASK},valueonly,separator=)%x1e"
+        out = self.repo.git.log("--reverse", f"--format={fmt}", f"{since}..HEAD")
+        found = []
+        for rec in out.split("\x1e"):
+            rec = rec.strip()
+            if not rec:
+                continue
+            sha, phase, task = (part.strip() for part in rec.split("\x1f"))
+            if task:
+                found.append(TaskCommit(sha=sha, phase=phase, task=task))
+        return found
+
+    def numstat(self, sha: str) -> tuple[list[str], int, int]:
+        out = self.repo.git.show("--numstat", "--format=", sha)
+        files, ins, dels = [], 0, 0
+        for line in out.splitlines():
+            parts = line.split("\t", 2)
+            if len(parts) != 3:
+                continue
+            a, d, name = parts
+            files.append(name)
+            ins += int(a) if a.isdigit() else 0
+            dels += int(d) if d.isdigit() else 0
+        return files, ins, dels
+
+    def cherry_pick(self, sha: str) -> bool:
+        """Re-apply ``sha`` on HEAD; False (and nothing changed) when it conflicts."""
+        try:
+            self.repo.git.cherry_pick("--allow-empty", "--keep-redundant-commits", sha)
+            return True
+        except git.GitCommandError:
+            self.repo.git.cherry_pick("--abort")
+            return False

@@ -1,0 +1,2 @@
+const http = require("http");
+http.createServer((req, res) => res.end("web")).listen(3000);

@@ -1,0 +1,33 @@
+"""The docker-optimization pipeline: five phases, the way such work is really done."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.spec import Phase, PipelineSpec
+
+
+def _domain(run):
+    from pipelines.docker_optimization.domain import DockerDomain
+
+    return DockerDomain(run)
+
+
+PIPELINE = PipelineSpec(
+    name="docker-optimization",
+    description="Faster, smaller, safer, correct Docker builds across a monorepo",
+    phases=(
+        Phase("analysis", "Analysis & planning", ("analyst", "planner", "architect", "ops"),
+              "Parse every Dockerfile, compose file and build context; plan the fixes; baseline figures."),
+        Phase("dockerfiles", "Dockerfiles", ("implementer", "reviewer", "ops"),
+              "Cache mounts, layer order, .dockerignore per context."),
+        Phase("compose", "Compose", ("implementer", "reviewer", "ops"),
+              "Resource limits, health-gated dependencies."),
+        Phase("build", "Build process", ("implementer", "reviewer", "ops"),
+              "Build graph, bake file, CI workflow."),
+        Phase("deploy", "Deployment", ("implementer", "reviewer", "ops"),
+              "Ordered, health-gated rollout and rollback."),
+    ),
+    domain=_domain,
+    example=Path(__file__).resolve().parent.parent.parent / "examples" / "monorepo",
+)

@@ -1,0 +1,174 @@
+"""Compose files: loading, the build contexts they declare, schema validation, round-trip edits.
+
+Edits go through ruamel.yaml's round-trip mode with the file's own
+indentation detected, quotes preserved and a wide line width, so an edit
+changes only the lines it means to.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def is_compose_file(path: str) -> bool:
+    name = posixpath.basename(path)
+    return name in COMPOSE_NAMES or (
+        name.startswith(("docker-compose.", "compose.")) and name.endswith((".yml", ".yaml")))
+
+
+@dataclass
+class BuildSpec:
+    service: str
+    context: str              # repo-relative directory ("." for the root)
+    dockerfile: str           # repo-relative path
+    target: str = ""
+    args: dict[str, str] = field(default_factory=dict)
+    additional_contexts: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass
+class ComposeFile:
+    path: str
+    text: str
+    data: dict | None = None
+    error: str = ""
+    builds: list[BuildSpec] = field(default_factory=list)
+
+    @property
+    def services(self) -> dict:
+        services = (self.data or {}).get("services") if isinstance(self.data, dict) else None
+        return services if isinstance(services, dict) else {}
+
+    def line_of(self, service: str) -> int:
+        services = self.data.get("services") if isinstance(self.data, dict) else None
+        try:
+            return services.lc.key(service)[0] + 1
+        except (AttributeError, KeyError, TypeError):
+            return 0
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    return yaml
+
+
+def load(path: str, text: str) -> ComposeFile:
+    """Parse a compose file; a parse error becomes ``error``, never an exception."""
+    compose = ComposeFile(path=path, text=text)
+    try:
+        data = _yaml().load(text)
+    except YAMLError as err:
+        compose.error = " ".join(str(err).split())
+        return compose
+    if not isinstance(data, dict):
+        compose.error = "not a compose file: the top level is not a mapping"
+        return compose
+    compose.data = data
+    base = posixpath.dirname(path)
+    for name, service in compose.services.items():
+        if not isinstance(service, dict) or "build" not in service:
+            continue
+        build = service["build"]
+        if isinstance(build, str):
+            build = {"context": build}
+        if not isinstance(build, dict):
+            continue
+        context = _join(base, str(build.get("context", ".")))
+        dockerfile = _join(context, str(build.get("dockerfile", "Dockerfile")))
+        args = build.get("args") or {}
+        if isinstance(args, list):
+            args = dict(a.split("=", 1) if "=" in a else (a, "") for a in map(str, args))
+        extra = build.get("additional_contexts") or {}
+        compose.builds.append(BuildSpec(
+            service=str(name), context=context, dockerfile=dockerfile, target=str(build.get("target", "") or ""),
+            args={str(k): str(v) for k, v in dict(args).items()},
+            additional_contexts={str(k): str(v) for k, v in dict(extra).items()} if isinstance(extra, dict) else {},
+            line=compose.line_of(str(name))))
+    return compose
+
+
+def _join(base: str, rel: str) -> str:
+    if "://" in rel or rel.startswith("git@"):
+        return rel
+    joined = posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel)
+    return joined
+
+
+@lru_cache(maxsize=1)
+def compose_schema() -> dict:
+    """The compose-spec JSON schema as vendored by check-jsonschema (a maintained copy)."""
+    ref = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+def schema_errors(data: object) -> list[str]:
+    """Violations of the compose-spec schema, as short messages with their path."""
+    import jsonschema
+
+    plain = json.loads(json.dumps(data, default=str))
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path)))]
+
+
+def guess_indent(text: str) -> tuple[int, int, int]:
+    """(mapping, sequence, offset) indentation as ruamel.yaml names them, read off the text.
+
+    ruamel's own guess reports the sequence indent as the mapping indent in
+    files that indent lists under their key (``ports:\n  - x``), so we read
+    the first nested key and the first list item ourselves.
+    """
+    mapping, offset, sequence = 0, None, None
+    previous_key_indent = None
+    for raw in text.splitlines():
+        stripped = raw.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(raw) - len(stripped)
+        if previous_key_indent is not None:
+            if stripped.startswith("-") and indent >= previous_key_indent and offset is None:
+                offset = indent - previous_key_indent
+                sequence = offset + 1 + (len(stripped[1:]) - len(stripped[1:].lstrip(" ")))
+            elif indent > previous_key_indent and not mapping:
+                mapping = indent - previous_key_indent
+        is_key = stripped.rstrip().endswith(":") and not stripped.startswith("-")
+        previous_key_indent = indent if is_key else None
+        if mapping and offset is not None:
+            break
+    mapping = mapping or 2
+    if offset is None:
+        offset, sequence = mapping, mapping + 2
+    return mapping, sequence, offset
+
+
+class RoundTrip:
+    """Edit a compose document and write it back with the file's own style."""
+
+    def __init__(self, text: str) -> None:
+        self.original = text
+        mapping, sequence, offset = guess_indent(text)
+        self.yaml = _yaml()
+        self.yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+        self.data = self.yaml.load(text)
+
+    def dump(self) -> str:
+        buf = io.StringIO()
+        self.yaml.dump(self.data, buf)
+        out = buf.getvalue()
+        if not self.original.endswith("\n") and out.endswith("\n"):
+            out = out[:-1]
+        return out

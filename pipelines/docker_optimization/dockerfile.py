@@ -1,0 +1,106 @@
+"""Dockerfiles parsed with BuildKit's own parser (the ``dockerfile`` package), plus raw lines.
+
+The parser gives instructions, flags, heredocs and exact line spans; the raw
+lines keep what the parser drops (comments, directives, pragmas) and are what
+fixes edit, so untouched bytes stay untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import dockerfile as _bk
+
+_MOUNT_KV = re.compile(r"([a-z-]+)=([^,]*)")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    cmd: str                 # upper-case keyword: RUN, COPY, ...
+    original: str
+    start_line: int          # 1-based, inclusive
+    end_line: int
+    flags: tuple[str, ...]
+    value: tuple[str, ...]
+    json: bool
+    stage: int               # index of the stage it belongs to (-1 before the first FROM)
+
+    @property
+    def command(self) -> str:
+        """A RUN's command text as the shell sees it (continuations joined)."""
+        return " ".join(self.value)
+
+    def flag(self, name: str) -> list[str]:
+        prefix = f"--{name}="
+        return [f[len(prefix):] for f in self.flags if f.startswith(prefix)]
+
+    def mounts(self) -> list[dict[str, str]]:
+        return [dict(_MOUNT_KV.findall(m)) for m in self.flag("mount")]
+
+
+@dataclass(frozen=True)
+class Stage:
+    index: int
+    base: str
+    name: str
+    start_line: int
+
+
+@dataclass
+class Dockerfile:
+    path: str                # repo-relative, "/"-separated
+    text: str
+    instructions: list[Instruction] = field(default_factory=list)
+    error: str = ""
+
+    @classmethod
+    def parse(cls, path: str, text: str) -> "Dockerfile":
+        try:
+            commands = _bk.parse_string(text)
+        except _bk.GoParseError as err:
+            return cls(path=path, text=text, error=str(err).strip())
+        instructions, stage = [], -1
+        for c in commands:
+            if c.cmd.upper() == "FROM":
+                stage += 1
+            instructions.append(Instruction(cmd=c.cmd.upper(), original=c.original, start_line=c.start_line,
+                                            end_line=c.end_line, flags=tuple(c.flags), value=tuple(c.value),
+                                            json=c.json, stage=stage))
+        return cls(path=path, text=text, instructions=instructions)
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return self.text.splitlines(keepends=True)
+
+    @cached_property
+    def stages(self) -> list[Stage]:
+        found = []
+        for ins in self.instructions:
+            if ins.cmd == "FROM":
+                base = ins.value[0] if ins.value else ""
+                name = ins.value[2] if len(ins.value) >= 3 and ins.value[1].lower() == "as" else ""
+                found.append(Stage(index=len(found), base=base, name=name, start_line=ins.start_line))
+        return found
+
+    @property
+    def final_stage(self) -> int:
+        return len(self.stages) - 1
+
+    def of(self, *cmds: str) -> list[Instruction]:
+        return [i for i in self.instructions if i.cmd in cmds]
+
+    def source(self, ins: Instruction) -> str:
+        """The raw text of an instruction, exactly as written (continuations, comments inside)."""
+        return "".join(self.lines[ins.start_line - 1: ins.end_line])
+
+    def user_at(self, ins: Instruction) -> str:
+        """The USER in effect when ``ins`` runs ("root" if none was set in its stage)."""
+        user = "root"
+        for other in self.instructions:
+            if other.start_line >= ins.start_line:
+                break
+            if other.stage == ins.stage and other.cmd == "USER" and other.value:
+                user = other.value[0].split(":")[0]
+        return user

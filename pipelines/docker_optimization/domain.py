@@ -1,0 +1,180 @@
+"""The docker-optimization domain: what the generic agents call to analyze, fix, review, measure."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+from engine.artifacts import (
+    Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
+)
+from engine.domain import FixError
+from engine.tree import DirTree, Tree
+from pipelines.docker_optimization import analysis, compose as compose_mod, copies, policy
+from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
+from pipelines.docker_optimization.measure import measure_contexts
+from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
+
+
+class DockerDomain:
+    def __init__(self, run: RunContext | None = None) -> None:
+        self.run = run
+        load_rules()
+        load_fixes()
+
+    def close(self) -> None:
+        return None
+
+    # -- analyst ---------------------------------------------------------
+    def analyze(self, root: Path) -> list[Finding]:
+        return analysis.analyze(root)
+
+    # -- planner ---------------------------------------------------------
+    def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
+        project = Project(DirTree(root)) if root is not None else None
+        groups: dict[tuple[str, str], list[Finding]] = {}
+        skipped = []
+        for f in findings:
+            rule = REGISTRY.get(f.rule)
+            if rule is None or rule.fix is Applicability.none:
+                continue
+            if rule.phase not in phases:
+                skipped.append(f"{f.rule} at {f.location}: its fix belongs to phase {rule.phase}, not run")
+                continue
+            groups.setdefault((rule.fix_group, f.file), []).append(f)
+        tasks = []
+        order = {p: i for i, p in enumerate(phases)}
+        for (group, file), items in groups.items():
+            rules = sorted({f.rule for f in items})
+            first = REGISTRY[rules[0]]
+            applicability = (Applicability.unsafe if any(REGISTRY[r].fix is Applicability.unsafe for r in rules)
+                             else Applicability.safe)
+            tasks.append(Task(
+                id=short_hash(group, file), phase=first.phase, title=FIXES[group].title.format(file=file, dir=posixpath.dirname(file) or "."),
+                scope=(", ".join(project.services_of(file)) or "all services") if project else "",
+                rationale=" ".join(REGISTRY[r].summary for r in rules), fix=group, file=file, rules=rules,
+                finding_ids=[f.id for f in items], applicability=applicability,
+                estimate="no figure predicted: ops measures the effect after the change"))
+        tasks.sort(key=lambda t: (order[t.phase], t.file, t.fix))
+        return Plan(tasks=tasks, skipped=skipped)
+
+    # -- architect -------------------------------------------------------
+    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
+        project = Project(DirTree(root))
+        cores = os.cpu_count() or 1
+        contexts = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
+                    for c in project.contexts]
+        notes = [f"build context {c['dir']} builds {c['dockerfile']}"
+                 + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
+                 for c in contexts]
+        return Design(notes=notes, policies={
+            "host_cores": str(cores),
+            "cpu": policy.STATEMENT + f"; host has {cores} cores",
+            "dockerignore": "one .dockerignore per context, derived from its files; never excludes a COPY source",
+            "edits": "Dockerfiles: only the lines of changed instructions; compose: ruamel.yaml round-trip",
+        }, data={"contexts": contexts})
+
+    # -- implementer -----------------------------------------------------
+    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
+        fix = FIXES.get(task.fix)
+        if fix is None:
+            raise FixError(f"no fix named {task.fix}")
+        project = Project(DirTree(root))
+        written = fix.apply(project, task, design)
+        for rel, text in written.items():
+            target = (root / rel)
+            if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
+                raise FixError(f"{rel} resolves outside the repository; not written")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "w", encoding="utf-8", newline="") as fh:
+                fh.write(text)
+        return sorted(written)
+
+    # -- reviewer --------------------------------------------------------
+    def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
+        project = Project(DirTree(root))
+        gates: list[Gate] = []
+        touched_contexts = set()
+        for path in change.files:
+            if is_dockerfile(path):
+                df = project.dockerfiles.get(path)
+                ok = df is not None and not df.error
+                gates.append(Gate(name=f"{path} parses (BuildKit parser)", passed=ok,
+                                  detail="" if ok else (df.error if df else "file is gone")))
+                touched_contexts.update(c.dir for c in project.contexts_of(path))
+            elif compose_mod.is_compose_file(path):
+                gates += self._compose_gates(task, path, project, base)
+            elif posixpath.basename(path).endswith(".dockerignore"):
+                touched_contexts.update(c.dir for c in project.contexts if path in (c.ignore_path, c.default_ignore_path))
+        for ctx in project.contexts:
+            if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
+                continue
+            df = project.dockerfiles.get(ctx.dockerfile)
+            if df is None or df.error:
+                continue
+            broken = copies.problems(ctx, df)
+            gates.append(Gate(name=f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", passed=not broken,
+                              detail="; ".join(f"line {s.ins.start_line}: {why}" for s, why in broken) or "all present and sent"))
+        return gates
+
+    def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
+        after = next((c for c in project.composes if c.path == path), None)
+        if after is None or after.error:
+            return [Gate(name=f"{path} parses (YAML)", passed=False, detail=after.error if after else "file is gone")]
+        gates = [Gate(name=f"{path} parses (YAML)", passed=True)]
+        errors = compose_mod.schema_errors(after.data)
+        gates.append(Gate(name=f"{path} valid against the compose-spec schema", passed=not errors,
+                          detail="; ".join(errors[:3])))
+        try:
+            before = compose_mod.load(path, base.read(path).decode("utf-8", errors="replace"))
+        except KeyError:
+            return gates
+        allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else ()
+        stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
+        gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
+                          detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
+                          "only " + ", ".join("/".join(k) for k in allowed)))
+        return gates
+
+    # -- ops -------------------------------------------------------------
+    def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
+        first = self.run.phases[0] if self.run else phase
+        figures = measure_contexts(phase, base, None if phase == first else head)
+        findings_base = analysis.analyze(base)
+        findings_head = findings_base if phase == first else analysis.analyze(head)
+        count = lambda items: sum(f.severity.rank >= 1 for f in items)  # noqa: E731
+        figures.append(Measurement(
+            name="findings at warning or above", subject="repository", phase=phase, value=count(findings_head),
+            baseline=None if phase == first else count(findings_base), unit="", method=Method.computed,
+            how=f"the analyzer's {len(REGISTRY)} rules run on {base.label}" + ("" if phase == first else f" and {head.label}")))
+        return figures
+
+
+def plain(data: object) -> object:
+    if isinstance(data, dict):
+        return {str(k): plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain(v) for v in data]
+    return data
+
+
+def diff_paths(a: object, b: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Key paths where two parsed documents differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                out.append(prefix + (key,))
+            else:
+                out += diff_paths(a[key], b[key], prefix + (key,))
+        return out
+    return [] if a == b else [prefix]
+
+
+def _allowed(path: tuple[str, ...], allowed: tuple[tuple[str, ...], ...]) -> bool:
+    for pattern in allowed:
+        if len(path) >= len(pattern) and all(p == "*" or p == k for p, k in zip(pattern, path)):
+            return True
+    return False

@@ -1,0 +1,40 @@
+"""Fixes: one function per fix group, turning the current files into the fixed files.
+
+A fix receives the project as it is *now* (re-loaded from the worktree,
+after earlier tasks' commits) and re-locates its findings there, so line
+numbers that moved don't matter. It returns ``{path: new text}`` and
+touches nothing else. When the findings it should fix are gone, it raises
+FixError: the file no longer matches what the analysis saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from engine.artifacts import Design, Task
+from pipelines.docker_optimization.project import Project
+
+
+@dataclass(frozen=True)
+class Fix:
+    group: str
+    title: str                      # "{file}" is replaced by the task's file
+    apply: Callable[[Project, Task, Design], dict[str, str]]
+    compose_keys: tuple[tuple[str, ...], ...] = ()   # key paths a compose fix may change ("*" = any key)
+
+
+FIXES: dict[str, Fix] = {}
+
+
+def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):
+    def register(func):
+        FIXES[group] = Fix(group, title, func, compose_keys)
+        return func
+    return register
+
+
+def load_all() -> dict[str, Fix]:
+    from pipelines.docker_optimization.fixes import cache, compose, context  # noqa: F401
+
+    return FIXES

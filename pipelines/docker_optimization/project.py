@@ -1,0 +1,127 @@
+"""The repository as the analysis sees it: Dockerfiles, compose files, and build contexts.
+
+A Dockerfile can be built under several contexts (one per compose service
+that builds it); each counts. A Dockerfile no compose file builds gets its
+own directory as an inferred context, flagged as inferred. BuildKit's rule
+for ignore files applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile
+wins over the context root's ``.dockerignore``.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from engine.tree import Tree
+from pipelines.docker_optimization import compose as compose_mod
+from pipelines.docker_optimization.compose import ComposeFile
+from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.dockerignore import DockerIgnore
+
+
+def is_dockerfile(path: str) -> bool:
+    name = posixpath.basename(path)
+    if name.endswith(".dockerignore"):
+        return False
+    return name == "Dockerfile" or name.startswith("Dockerfile.") or name.lower().endswith(".dockerfile")
+
+
+def within(path: str, directory: str) -> bool:
+    return directory in ("", ".") or path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def relative(path: str, directory: str) -> str:
+    return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1:]
+
+
+@dataclass
+class Context:
+    """One (context directory, Dockerfile) pair and the services that build it."""
+
+    project: "Project"
+    dir: str
+    dockerfile: str
+    services: list[str] = field(default_factory=list)
+    compose_files: list[str] = field(default_factory=list)
+    inferred: bool = False
+
+    @property
+    def ignore_path(self) -> str:
+        """The ignore file BuildKit uses for this build, or "" when there is none."""
+        specific = self.dockerfile + ".dockerignore"
+        if specific in self.project.files:
+            return specific
+        root = posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
+        return root if root in self.project.files else ""
+
+    @property
+    def default_ignore_path(self) -> str:
+        return posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
+
+    @cached_property
+    def ignore(self) -> DockerIgnore:
+        if not self.ignore_path:
+            return DockerIgnore.empty()
+        text = self.project.text(self.ignore_path) or ""
+        return DockerIgnore.from_text(text, source=self.ignore_path)
+
+    def files(self) -> dict[str, int]:
+        """Context-relative path -> size, for every file in the context directory."""
+        return {relative(p, self.dir): s for p, s in self.project.files.items() if within(p, self.dir)}
+
+    def sent(self) -> dict[str, int]:
+        """What the classic builder sends: the context minus its ignore file's exclusions."""
+        return self.ignore.sent(self.files())
+
+
+class Project:
+    """Everything the rules look at, loaded once from a tree (a checkout or a commit)."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.files = tree.files()
+        self._text: dict[str, str | None] = {}
+        self.dockerfiles: dict[str, Dockerfile] = {}
+        self.composes: list[ComposeFile] = []
+        for path in sorted(self.files):
+            if is_dockerfile(path):
+                self.dockerfiles[path] = Dockerfile.parse(path, self.text(path) or "")
+            elif compose_mod.is_compose_file(path):
+                self.composes.append(compose_mod.load(path, self.text(path) or ""))
+        self.contexts = self._contexts()
+
+    def text(self, path: str) -> str | None:
+        if path not in self._text:
+            try:
+                self._text[path] = self.tree.read(path).decode("utf-8", errors="replace")
+            except (KeyError, OSError):
+                self._text[path] = None
+        return self._text[path]
+
+    def _contexts(self) -> list[Context]:
+        found: dict[tuple[str, str], Context] = {}
+        for compose in self.composes:
+            for build in compose.builds:
+                key = (build.context, build.dockerfile)
+                ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
+                ctx.services.append(build.service)
+                if compose.path not in ctx.compose_files:
+                    ctx.compose_files.append(compose.path)
+        built = {df for _, df in found}
+        for path in self.dockerfiles:
+            if path not in built:
+                found[(posixpath.dirname(path) or ".", path)] = Context(self, posixpath.dirname(path) or ".", path,
+                                                                        inferred=True)
+        return list(found.values())
+
+    def contexts_of(self, dockerfile: str) -> list[Context]:
+        return [c for c in self.contexts if c.dockerfile == dockerfile]
+
+    def services_of(self, path: str) -> list[str]:
+        """Compose services a file concerns (its Dockerfile's or its context's builders)."""
+        names = []
+        for ctx in self.contexts:
+            if path == ctx.dockerfile or path in (ctx.ignore_path, ctx.default_ignore_path):
+                names += ctx.services or [posixpath.basename(posixpath.dirname(ctx.dockerfile)) or ctx.dockerfile]
+        return sorted(set(names))
