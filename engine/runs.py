@@ -21,7 +21,8 @@ from typing import Callable
 
 from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
 from engine.spec import PipelineSpec
-from engine.workspace import Workspace, git_env, validate_repo
+from engine.gitenv import git_env
+from engine.workspace import Workspace, validate_repo
 
 
 class UsageError(Exception):

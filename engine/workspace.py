@@ -16,31 +16,15 @@ from pathlib import Path
 
 import git
 
+from engine.gitenv import GIT_ENV as _GIT_ENV, git_env
+
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
 TRAILER_TASK = "Pipeline-Task"
 TRAILER_FINDINGS = "Pipeline-Findings"
 
-# Our git commands must not leave background processes (auto gc, maintenance)
-# or run the user's hooks inside the run's worktree.
-_GIT_ENV = {
-    "GIT_CONFIG_COUNT": "4",
-    "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0",
-    "GIT_CONFIG_KEY_1": "maintenance.auto", "GIT_CONFIG_VALUE_1": "false",
-    "GIT_CONFIG_KEY_2": "core.hooksPath", "GIT_CONFIG_VALUE_2": os.devnull,
-    "GIT_CONFIG_KEY_3": "commit.gpgSign", "GIT_CONFIG_VALUE_3": "false",
-    "GIT_AUTHOR_NAME": "pipeline", "GIT_AUTHOR_EMAIL": "pipeline@localhost",
-    "GIT_COMMITTER_NAME": "pipeline", "GIT_COMMITTER_EMAIL": "pipeline@localhost",
-    "GIT_TERMINAL_PROMPT": "0",
-}
-
-
 class RepoError(Exception):
     """The target can't be used as a repository; the message says what to do."""
-
-
-def git_env() -> dict[str, str]:
-    return {**os.environ, **_GIT_ENV}
 
 
 def validate_repo(path: Path) -> Path:

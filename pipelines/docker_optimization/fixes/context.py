@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.artifacts import Design, Task
 from engine.domain import FixError
-from engine.workspace import git_env
+from engine.gitenv import git_env
 from pipelines.docker_optimization.copies import problems
 from pipelines.docker_optimization.dockerignore import DockerIgnore
 from pipelines.docker_optimization.fixes import fix

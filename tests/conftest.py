@@ -1,0 +1,105 @@
+"""Shared fixtures: real git repositories in temp dirs, the example repo, process and fd probes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.gitenv import git_env
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "monorepo"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=git_env()).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str], message: str = "init") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "--quiet", "--initial-branch=main")
+    for rel, text in files.items():
+        target = path / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    git(path, "add", "--all", "--force")
+    git(path, "commit", "--quiet", "-m", message)
+    return path
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    """Every file under ``path`` except .git, with its bytes (a checkout's exact content)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            full = Path(dirpath) / name
+            out[str(full.relative_to(path))] = full.read_bytes()
+    return out
+
+
+def child_processes(name: str = "git") -> list[str]:
+    """Live descendants of this process whose command starts with ``name``."""
+    me, found = os.getpid(), []
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        commands[int(entry)] = cmd
+    for pid, cmd in commands.items():
+        p = pid
+        while p in parents and p != me and p > 1:
+            p = parents[p]
+        if p == me and pid != me and Path(cmd.split(" ")[0]).name.startswith(name):
+            found.append(cmd)
+    return found
+
+
+def open_fds() -> set[str]:
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return fds
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 120):
+    """Run the real `pipeline` command in a child process."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def example_repo(tmp_path: Path) -> Path:
+    from engine.runs import materialize_example
+
+    return materialize_example(EXAMPLE, tmp_path / "example")
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> Path:
+    path = tmp_path / "reports"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def docker_pipeline():
+    from pipelines.docker_optimization import PIPELINE
+
+    return PIPELINE

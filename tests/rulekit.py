@@ -1,0 +1,37 @@
+"""Helpers for rule tests: analyze a few files, apply one fix group, read back exact text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.artifacts import Design
+from pipelines.docker_optimization.analysis import analyze
+from pipelines.docker_optimization.domain import DockerDomain
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text.encode())
+    return root
+
+
+def codes(root: Path, files: dict[str, str], rule: str) -> list[tuple[str, int]]:
+    """(file, line) of every finding of ``rule`` in a tree made of ``files``."""
+    write(root, files)
+    return [(f.file, f.line) for f in analyze(root) if f.rule == rule]
+
+
+def fixed(root: Path, files: dict[str, str], rule: str, design: Design | None = None) -> dict[str, str]:
+    """Plan and apply the fix for ``rule``'s findings; return the files it wrote, as text."""
+    write(root, files)
+    domain = DockerDomain()
+    findings = [f for f in domain.analyze(root) if f.rule == rule]
+    plan = domain.plan(findings, ["analysis", "dockerfiles", "compose"], unsafe=False, root=root)
+    design = design or Design(policies={"host_cores": "2"})
+    out = {}
+    for task in plan.tasks:
+        for path in domain.apply(task, root, design):
+            out[path] = (root / path).read_bytes().decode()
+    return out
