@@ -70,6 +70,12 @@ def analyze_project(project: Project, select: set[str] | None = None) -> list[Fi
         elif rule.target == "service":
             for svc in services(project):
                 findings += [_finding(rule, h, svc.compose) for h in rule.check(svc)]
+        elif rule.target == "compose":
+            for compose in project.composes:
+                if not compose.error:
+                    findings += [_finding(rule, h, compose.path) for h in rule.check(compose)]
+        elif rule.target == "project":
+            findings += [_finding(rule, h, h.file) for h in rule.check(project)]
     unique = {f.id: f for f in findings}
     return sorted(unique.values(), key=lambda f: (f.file, f.line, f.rule))
 

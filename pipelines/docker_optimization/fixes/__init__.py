@@ -35,6 +35,8 @@ def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):
 
 
 def load_all() -> dict[str, Fix]:
-    from pipelines.docker_optimization.fixes import cache, compose, context  # noqa: F401
+    from pipelines.docker_optimization.fixes import (  # noqa: F401
+        cache, compose, context, layers, reliability, security, size,
+    )
 
     return FIXES

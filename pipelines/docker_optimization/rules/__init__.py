@@ -15,7 +15,9 @@ from typing import Callable, Iterable, Literal
 
 from engine.artifacts import Applicability, Category, Severity
 
-Target = Literal["dockerfile", "context", "service"]
+# What a check receives: a parsed Dockerfile, a build Context, a compose Service
+# (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules).
+Target = Literal["dockerfile", "context", "service", "compose", "project"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def rule(code: str, name: str, category: Category, severity: Severity, target: T
 
 def load_all() -> dict[str, Rule]:
     """Import every rule family (registration happens on import)."""
-    from pipelines.docker_optimization.rules import cache, compose, context  # noqa: F401
+    from pipelines.docker_optimization.rules import (  # noqa: F401
+        cache, compose, context, layers, reliability, security, size,
+    )
 
     return REGISTRY

@@ -1,0 +1,3 @@
+"""Layers fixes."""
+
+from __future__ import annotations

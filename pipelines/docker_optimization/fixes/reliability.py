@@ -1,0 +1,3 @@
+"""Reliability fixes."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Security fixes."""
+
+from __future__ import annotations

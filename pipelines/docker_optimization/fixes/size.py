@@ -1,0 +1,3 @@
+"""Size fixes."""
+
+from __future__ import annotations

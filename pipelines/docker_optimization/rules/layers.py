@@ -1,0 +1,3 @@
+"""Layers rules."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Reliability rules."""
+
+from __future__ import annotations

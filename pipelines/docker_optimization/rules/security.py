@@ -1,0 +1,3 @@
+"""Security rules."""
+
+from __future__ import annotations

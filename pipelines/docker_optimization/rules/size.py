@@ -1,0 +1,3 @@
+"""Size rules."""
+
+from __future__ import annotations
