@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, Task
-from engine.domain import FixError
+from engine.domain import AlreadyResolved, FixError
 from engine.spec import Phase
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
 
@@ -54,6 +54,9 @@ class Implementer(Agent):
         ws = self.ws
         try:
             files = self.ctx.domain.apply(task, ws.path, state["design"])
+        except AlreadyResolved as err:
+            ws.reset_to(ws.head())
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
         except FixError as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))

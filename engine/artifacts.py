@@ -119,6 +119,7 @@ class ChangeStatus(str, Enum):
     committed = "committed"
     failed = "failed"
     reverted = "reverted"
+    skipped = "skipped"   # already resolved by an earlier change of the run
 
 
 class Change(Model):

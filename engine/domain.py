@@ -19,6 +19,10 @@ class FixError(Exception):
     """A fix could not be applied; the message says why (it becomes the change's reason)."""
 
 
+class AlreadyResolved(FixError):
+    """The task's findings are gone before its fix ran: an earlier change of this run cleared them."""
+
+
 class Domain(Protocol):
     def analyze(self, root: Path) -> list[Finding]:
         """Every finding in the checkout at ``root``."""

@@ -3,8 +3,9 @@
 A fix receives the project as it is *now* (re-loaded from the worktree,
 after earlier tasks' commits) and re-locates its findings there, so line
 numbers that moved don't matter. It returns ``{path: new text}`` and
-touches nothing else. When the findings it should fix are gone, it raises
-FixError: the file no longer matches what the analysis saw.
+touches nothing else. When the findings it should fix are gone (an earlier
+task of the run cleared them) it raises AlreadyResolved; when it can't fix
+them, FixError with the reason.
 """
 
 from __future__ import annotations

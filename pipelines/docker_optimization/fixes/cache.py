@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from engine.artifacts import Design, Task
-from engine.domain import FixError
+from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
@@ -44,7 +44,7 @@ def add_pip_cache_mount(project: Project, task: Task, design: Design) -> dict[st
         raise FixError(f"{task.file} is missing or no longer parses")
     targets = [i for i in pip_runs(df) if pip_cache_mount(i) is None or NO_CACHE_DIR.search(i.command)]
     if not targets:
-        raise FixError(f"{task.file} no longer matches what the analysis saw: no uncached pip install left")
+        raise AlreadyResolved(f"{task.file} has no uncached pip install left: an earlier change resolved it")
     text = df.text
     for ins in sorted(targets, key=lambda i: i.start_line, reverse=True):
         user = df.user_at(ins)

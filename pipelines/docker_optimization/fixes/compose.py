@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.artifacts import Design, Task
-from engine.domain import FixError
+from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.compose import RoundTrip
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.policy import cpu_policy
@@ -31,5 +31,5 @@ def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, st
         resources.setdefault("reservations", {})["cpus"] = reservation
         changed.append(name)
     if not changed:
-        raise FixError(f"{task.file} no longer matches what the analysis saw: every service has a CPU limit")
+        raise AlreadyResolved(f"every service in {task.file} has a CPU limit: an earlier change resolved it")
     return {task.file: doc.dump()}

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from engine.artifacts import Design, Task
-from engine.domain import FixError
+from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
 from pipelines.docker_optimization.copies import problems
 from pipelines.docker_optimization.dockerignore import DockerIgnore
@@ -70,7 +70,7 @@ def derive(project: Project, context_dir: str) -> list[tuple[str, str]]:
 @fix("dockerignore", "Add a .dockerignore to build context {dir}")
 def write_dockerignore(project: Project, task: Task, design: Design) -> dict[str, str]:
     if task.file in project.files:
-        raise FixError(f"{task.file} exists now; the analysis saw none")
+        raise AlreadyResolved(f"{task.file} exists now: an earlier change wrote it")
     context_dir = task.file.rsplit("/", 1)[0] if "/" in task.file else "."
     chosen = derive(project, context_dir)
     if not chosen:
