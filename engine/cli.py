@@ -201,6 +201,33 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
 
 
 @app.command()
+def apply(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
+    """Merge a run's branch into your current branch (only when your tree is clean)."""
+    from engine.branches import apply_run
+    from engine.runs import UsageError, load_record
+
+    try:
+        record, _ = load_record(reports_dir, run_id)
+        err.print(apply_run(record))
+    except UsageError as error:
+        fail(str(error))
+
+
+@app.command()
+def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
+             reports_dir: Path = REPORTS_DIR) -> None:
+    """Remove a run's commits (all, or from one phase on) from its branch."""
+    from engine.branches import rollback_run
+    from engine.runs import UsageError, load_record
+
+    try:
+        record, paths = load_record(reports_dir, run_id)
+        err.print(rollback_run(record, paths, phase))
+    except UsageError as error:
+        fail(str(error))
+
+
+@app.command()
 def pipelines() -> None:
     """List the installed pipelines and their phases."""
     table = Table()
@@ -241,6 +268,10 @@ def analyze(
 
 
 def main() -> None:
+    import signal
+
+    # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app()
 
 

@@ -9,6 +9,7 @@ gives the same state instead of appending duplicates.
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -37,7 +38,11 @@ class InjectedCrash(RuntimeError):
 
 
 def crash_point(node: str, when: str) -> None:
-    """Test hook: crash at ``node`` before its work or after it (before the checkpoint)."""
+    """Test hooks: crash at ``node`` before its work or after it (before the checkpoint),
+    or pause there (``PIPELINE_PAUSE_AT=node:seconds``) so a test can signal the run."""
+    pause, _, seconds = os.environ.get("PIPELINE_PAUSE_AT", "").partition(":")
+    if pause == node and when == "before":
+        time.sleep(float(seconds or 5))
     target = os.environ.get("PIPELINE_CRASH_AT", "")
     if not target:
         return

@@ -22,7 +22,8 @@ from typing import Callable
 from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
-from engine.workspace import Workspace, validate_repo
+from engine.lock import Locked, RepoLock
+from engine.workspace import RepoError, Workspace, git_common_dir, validate_repo
 
 
 class UsageError(Exception):
@@ -122,8 +123,23 @@ def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: 
         on_event("example", repo=str(repo))
     try:
         root = validate_repo(repo)
-    except Exception as err:
+    except RepoError as err:
         raise UsageError(str(err)) from None
+    lock = _lock(root, run_id)
+    try:
+        return _start(spec, root, run_id, paths, chosen, options, on_event)
+    finally:
+        lock.release()
+
+
+def _lock(repo: Path, run_id: str) -> RepoLock:
+    try:
+        return RepoLock(git_common_dir(repo) / "pipeline.lock", run_id).acquire()
+    except Locked as err:
+        raise UsageError(str(err)) from None
+
+
+def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
     paths.root.mkdir(parents=True, exist_ok=True)
     base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True, env=git_env()).stdout.strip()
@@ -146,7 +162,11 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
     if phase is not None and phase not in record.run.phases:
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
-    return Runner(spec, record, paths, on_event).execute("resume", None, from_phase=phase)
+    lock = _lock(Path(record.run.repo), run_id)
+    try:
+        return Runner(spec, record, paths, on_event).execute("resume", None, from_phase=phase)
+    finally:
+        lock.release()
 
 
 class Runner:
