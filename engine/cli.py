@@ -103,6 +103,9 @@ def run(
     phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
     reports_dir: Path = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
+    builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
+    build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
+    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
 ) -> None:
@@ -113,7 +116,10 @@ def run(
     from engine.runs import UsageError, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0"}
+    if builds not in ("auto", "off"):
+        fail(f"--builds must be auto or off, not {builds!r}")
+    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
+               "verify_builds": "1" if verify_builds else "0"}
     try:
         record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
     except UsageError as error:

@@ -5,22 +5,21 @@ What differs from .gitignore, and why we don't use pathspec:
   only at the root; ``**/node_modules`` matches at any depth;
 - patterns are path-cleaned (``./a/../b/`` is ``b``; a leading ``/`` is dropped);
 - ``*`` and ``?`` never cross ``/``; ``**`` crosses any number of directories;
-- ``[^a]`` is a negated class, ``[!a]`` is a class of ``!`` and ``a``: a pattern
-  becomes a Go regexp, so ``\\d`` is a digit and ``[a*]`` is not what it looks like;
+- a pattern becomes a Go regexp: ``[^a]`` negates, ``[!a]`` is a class of ``!``
+  and ``a``, ``\\d`` is a digit, and ``[a*]`` is not what it looks like;
 - a pattern that matches a directory excludes everything under it;
 - the last matching pattern wins, and ``!pattern`` re-includes;
 - the sender walks the tree and skips an excluded directory unless a ``!``
-  pattern names a path under it *literally* (``!**/keep`` can't reach back in).
+  pattern spells out a path under it, so ``!**/keep`` rarely reaches back in.
 
-The answer depends on the Docker version, so ``flavor`` picks the sender:
-- ``"buildkit"`` (default): buildx / BuildKit of Docker 23+ (moby/patternmatcher
-  with ``MatchesUsingParentResults``, tonistiigi/fsutil's walk, which enters
-  every directory once a ``!`` pattern has a wildcard);
-- ``"classic"``: the classic builder of Docker 23+ (same matcher, pkg/archive's walk);
-- ``"legacy"``: Docker 20.10 and older, both builders (pkg/fileutils: only ``.``
-  and ``$`` escaped, so ``a+.txt`` is a regexp; no exact/prefix/suffix shortcuts,
-  so ``**.md`` means ``**/.md``; a parent directory is checked only at the
-  pattern's own depth). This is what the 20.10 engine the tests build with does.
+Docker versions disagree on the corners, so ``flavor`` names the sender (legacy
+and classic are checked against real builds; buildkit's walk is read from fsutil):
+- ``"buildkit"`` (default), Docker 23+ with buildx: moby/patternmatcher, and
+  fsutil's walk, which enters every directory once a ``!`` pattern has a wildcard;
+- ``"classic"``, Docker 23+ with DOCKER_BUILDKIT=0: the same matcher, pkg/archive's walk;
+- ``"legacy"``, Docker 20.10 and older: pkg/fileutils escapes only ``.`` and ``$``
+  (``a+.txt`` is a regexp), has no exact/prefix/suffix shortcuts (``**.md`` is
+  ``**/.md``, ``^a`` anchors) and checks a parent directory only at the pattern's depth.
 """
 
 from __future__ import annotations
@@ -356,7 +355,7 @@ class DockerIgnore:
             for p in self.patterns:
                 if p.exclusion != matched:
                     continue
-                hit = p.match(path) or (0 < p.depth <= len(dirs) and p.match("/".join(dirs[:p.depth])))
+                hit = p.match(path) or (p.depth <= len(dirs) and p.match("/".join(dirs[:p.depth])))
                 if hit:
                     matched = not p.exclusion
             return matched, None
@@ -365,9 +364,6 @@ class DockerIgnore:
             hit = parent is not None and parent[index]
             if not hit and p.exclusion == matched:
                 hit = p.match(path)
-            elif not hit:
-                hits.append(False)
-                continue
             hits.append(hit)
             if hit:
                 matched = not p.exclusion

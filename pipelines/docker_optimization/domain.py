@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import os
 import posixpath
+import subprocess
 from pathlib import Path
 
 from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
 )
 from engine.domain import FixError
+from engine.gitenv import git_env
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import analysis, compose as compose_mod, copies, policy
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
-from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization.project import Project, is_dockerfile, within
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 
 
@@ -117,7 +119,20 @@ class DockerDomain:
             broken = copies.problems(ctx, df)
             gates.append(Gate(name=f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", passed=not broken,
                               detail="; ".join(f"line {s.ins.start_line}: {why}" for s, why in broken) or "all present and sent"))
+            if not broken and self.run and self.run.options.get("verify_builds") == "1":
+                gates.append(self._build_gate(root, ctx))
         return gates
+
+    def _build_gate(self, root: Path, ctx) -> Gate:
+        """--verify-builds: the service really builds after the change (skipped, saying why, without an engine)."""
+        from pipelines.docker_optimization.builds import probe, verify_build
+
+        engine = probe()
+        name = f"{ctx.dockerfile} builds in context {ctx.dir} (docker build)"
+        if not engine.ok:
+            return Gate(name=name, passed=True, detail=f"not built: {engine.reason}")
+        passed, detail = verify_build(root, ctx)
+        return Gate(name=name, passed=passed, detail=detail)
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
         after = next((c for c in project.composes if c.path == path), None)
@@ -140,6 +155,30 @@ class DockerDomain:
 
     # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
+        figures = self._static_figures(phase, base, head)
+        if self.run and phase == self.run.phases[-1] and self.run.options.get("builds", "off") != "off":
+            figures += self._build_figures(phase, base, head)
+        return figures
+
+    def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
+        """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
+        from pipelines.docker_optimization.builds import measure_services
+
+        before, after = Project(base), Project(head)
+        changed = subprocess.run(["git", "-C", str(self.run.worktree), "diff", "--name-only", "-z", base.commit,
+                                  head.commit], check=True, capture_output=True, text=True,
+                                 env=git_env()).stdout.split("\0")
+        pairs = []
+        for ctx in after.contexts:
+            if not any(within(p, ctx.dir) for p in changed):
+                continue
+            old = next((c for c in before.contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
+            if old is not None and ctx.dockerfile in before.dockerfiles:
+                pairs.append((old, ctx))
+        repeats = int(self.run.options.get("build_repeats", "3") or 3)
+        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, pairs, repeats)
+
+    def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = self.run.phases[0] if self.run else phase
         figures = measure_contexts(phase, base, None if phase == first else head)
         findings_base = analysis.analyze(base)

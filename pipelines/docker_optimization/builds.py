@@ -1,0 +1,230 @@
+"""Real builds through a Docker engine: timings, image size and layers, before and after.
+
+Only when an engine answers (DOCKER_HOST or the default socket). Every build
+uses BuildKit (``DOCKER_BUILDKIT=1``), ``--network host`` and never pushes.
+A service whose base image is neither present nor pullable is "not
+measured" with the reason; nothing here fails the run.
+
+Scenarios, each the median of N builds of the base commit and of the head:
+- cold: ``--no-cache`` (layer cache off; BuildKit cache mounts keep what
+  earlier builds left, as on a CI builder with a persistent cache);
+- source change: one source file the final image COPYs gets a byte appended;
+- dependency change: the dependency manifest gets a byte appended.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shutil
+import statistics
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.artifacts import Measurement, Method
+from engine.gitenv import git_env
+from pipelines.docker_optimization.copies import matching, sources
+from pipelines.docker_optimization.project import Context
+
+MANIFESTS = ("requirements", "pyproject.toml", "poetry.lock", "uv.lock", "Pipfile", "package.json",
+             "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.mod", "go.sum", "Cargo.toml", "Cargo.lock")
+SCENARIOS = (("cold", "cold build"), ("source", "rebuild after a source change"),
+             ("deps", "rebuild after a dependency change"))
+DEFAULT_SOCKET = Path("/var/run/docker.sock")
+BUILD_TIMEOUT = int(os.environ.get("PIPELINE_BUILD_TIMEOUT", "900"))
+
+
+def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DOCKER_BUILDKIT": "1"}
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@dataclass(frozen=True)
+class Engine:
+    ok: bool
+    reason: str = ""
+    version: str = ""
+
+
+def probe() -> Engine:
+    """Is a Docker engine reachable? Says why not when it isn't."""
+    if not os.environ.get("DOCKER_HOST") and not DEFAULT_SOCKET.exists():
+        return Engine(False, f"no Docker engine (DOCKER_HOST unset and no {DEFAULT_SOCKET})")
+    if shutil.which("docker") is None:
+        return Engine(False, "no docker client on PATH")
+    try:
+        out = docker("version", "--format", "{{.Server.Version}}", timeout=15)
+    except subprocess.TimeoutExpired:
+        return Engine(False, "the Docker engine did not answer within 15 s")
+    if out.returncode != 0:
+        return Engine(False, "the Docker engine is unreachable: " + _tail(out.stderr))
+    return Engine(True, version=out.stdout.strip())
+
+
+def _tail(text: str, lines: int = 2) -> str:
+    return " ".join(text.strip().splitlines()[-lines:])[:300]
+
+
+def export_tree(repo: Path, commit: str, dest: Path) -> Path:
+    """The files of ``commit`` written under ``dest`` (git archive; no worktree to clean up)."""
+    data = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], check=True,
+                          capture_output=True, env=git_env()).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def base_images(ctx: Context) -> list[str]:
+    df = ctx.project.dockerfiles[ctx.dockerfile]
+    names = {s.name.lower() for s in df.stages if s.name}
+    return sorted({s.base for s in df.stages if s.base.lower() not in names and s.base != "scratch" and "$" not in s.base})
+
+
+def missing_base(ctx: Context) -> str:
+    """Why the build can't start ("" when every base image is present or pulled)."""
+    for image in base_images(ctx):
+        if docker("image", "inspect", image, timeout=30).returncode == 0:
+            continue
+        try:
+            pulled = docker("pull", "--quiet", image, timeout=120)
+        except subprocess.TimeoutExpired:
+            return f"base image {image} is not present and pulling it timed out"
+        if pulled.returncode != 0:
+            return f"base image {image} is not present and can't be pulled ({_tail(pulled.stderr, 1)})"
+    return ""
+
+
+def build(root: Path, ctx: Context, tag: str, no_cache: bool = False) -> tuple[float | None, str]:
+    """(seconds, "") for a successful build, (None, error) otherwise."""
+    args = ["build", "--network", "host", "-q", "-t", tag, "-f", str(root / ctx.dockerfile)]
+    if no_cache:
+        args.append("--no-cache")
+    started = time.perf_counter()
+    try:
+        out = docker(*args, str(root / ctx.dir), timeout=BUILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, f"build timed out after {BUILD_TIMEOUT} s"
+    elapsed = time.perf_counter() - started
+    return (elapsed, "") if out.returncode == 0 else (None, _tail(out.stderr, 3))
+
+
+def image_facts(tag: str) -> tuple[float | None, float | None]:
+    out = docker("image", "inspect", "--format", "{{.Size}} {{len .RootFS.Layers}}", tag, timeout=30)
+    if out.returncode != 0:
+        return None, None
+    size, layers = out.stdout.split()
+    return float(size), float(layers)
+
+
+def touch_targets(ctx: Context) -> tuple[str, str]:
+    """(a source file, a dependency manifest) the final stage COPYs, context-relative ("" when none)."""
+    df = ctx.project.dockerfiles[ctx.dockerfile]
+    files = ctx.sent()
+    copied: list[str] = []
+    for src in sources(df):
+        copied += sorted(matching(files, src.path))
+    manifests = [p for p in copied if posixpath.basename(p).startswith(MANIFESTS)]
+    code = [p for p in copied if p not in manifests and p.endswith((".py", ".js", ".ts", ".go", ".rs", ".java"))]
+    return (code[0] if code else ""), (manifests[0] if manifests else "")
+
+
+def _append_byte(root: Path, ctx: Context, rel: str) -> None:
+    with open(root / (rel if ctx.dir == "." else f"{ctx.dir}/{rel}"), "ab") as fh:
+        fh.write(b"\n")
+
+
+def time_scenarios(root: Path, ctx: Context, tag: str, repeats: int) -> dict[str, object]:
+    """Median seconds per scenario for one tree, plus size and layers; strings explain gaps."""
+    results: dict[str, object] = {}
+    cold = []
+    for _ in range(repeats):
+        seconds, error = build(root, ctx, tag, no_cache=True)
+        if seconds is None:
+            return {"error": f"the build fails: {error}"}
+        cold.append(seconds)
+    results["cold"] = statistics.median(cold)
+    source, manifest = touch_targets(ctx)
+    for key, target in (("source", source), ("deps", manifest)):
+        if not target:
+            results[key] = "no file to change: the final image COPYs no " + ("source file" if key == "source" else "dependency manifest")
+            continue
+        timings = []
+        for _ in range(repeats):
+            _append_byte(root, ctx, target)
+            seconds, error = build(root, ctx, tag)
+            if seconds is None:
+                return {"error": f"the rebuild fails: {error}"}
+            timings.append(seconds)
+        results[key] = statistics.median(timings)
+        results[f"{key}_file"] = target
+    results["size"], results["layers"] = image_facts(tag)
+    return results
+
+
+def measure_services(phase: str, repo: Path, base: str, head: str, contexts: list[tuple[Context, Context]],
+                     repeats: int) -> list[Measurement]:
+    """Real-build figures for each (base context, head context) pair of a service."""
+    engine = probe()
+    out: list[Measurement] = []
+    if not engine.ok:
+        for _, ctx in contexts:
+            for _, name in SCENARIOS:
+                out.append(_not_measured(name, _subject(ctx), phase, engine.reason))
+        return out
+    with tempfile.TemporaryDirectory(prefix="pipeline-measure-") as tmp:
+        roots = {"base": export_tree(repo, base, Path(tmp) / "base"), "head": export_tree(repo, head, Path(tmp) / "head")}
+        for base_ctx, head_ctx in contexts:
+            subject = _subject(head_ctx)
+            why = missing_base(head_ctx)
+            if why:
+                out += [_not_measured(name, subject, phase, why) for _, name in SCENARIOS]
+                continue
+            tag = "pipeline-measure/" + subject.replace(" ", "-").replace("/", "-").lower()
+            before = time_scenarios(roots["base"], base_ctx, f"{tag}:base", repeats)
+            after = time_scenarios(roots["head"], head_ctx, f"{tag}:head", repeats)
+            how = (f"median of {repeats} `docker build` runs (BuildKit, --network host, engine {engine.version}) "
+                   f"of base {base[:10]} and head {head[:10]}")
+            for key, name in SCENARIOS:
+                b, a = before.get(key, before.get("error")), after.get(key, after.get("error"))
+                if isinstance(a, float) and isinstance(b, float):
+                    detail = {"cold": "--no-cache; cache mounts as earlier builds left them",
+                              "source": f"one byte appended to {after.get('source_file')}",
+                              "deps": f"one byte appended to {after.get('deps_file')}"}[key]
+                    out.append(Measurement(name=name, subject=subject, phase=phase, value=round(a, 2),
+                                           baseline=round(b, 2), unit="s", method=Method.measured,
+                                           how=f"{how}; {detail}"))
+                else:
+                    out.append(_not_measured(name, subject, phase, str(a if not isinstance(a, float) else b)))
+            for key, name, unit in (("size", "image size", "bytes"), ("layers", "image layers", "")):
+                if isinstance(after.get(key), float) and isinstance(before.get(key), float):
+                    out.append(Measurement(name=name, subject=subject, phase=phase, value=after[key],
+                                           baseline=before[key], unit=unit, method=Method.measured,
+                                           how=f"`docker image inspect` of the images built from base {base[:10]} and head {head[:10]}"))
+            for suffix in ("base", "head"):
+                docker("image", "rm", "-f", f"{tag}:{suffix}", timeout=60)
+    return out
+
+
+def _subject(ctx: Context) -> str:
+    return ", ".join(ctx.services) or ctx.dockerfile
+
+
+def _not_measured(name: str, subject: str, phase: str, reason: str) -> Measurement:
+    return Measurement(name=name, subject=subject, phase=phase, value=None, unit="s", method=Method.not_measured,
+                       how=f"not measured ({reason})")
+
+
+def verify_build(root: Path, ctx: Context) -> tuple[bool, str]:
+    """Build ``ctx`` as it is under ``root``; (passed, detail). Used by the reviewer's --verify-builds gate."""
+    why = missing_base(ctx)
+    if why:
+        return True, f"not built: {why}"
+    tag = f"pipeline-verify/{_subject(ctx).replace(' ', '-').replace('/', '-').replace(',', '').lower()}:check"
+    seconds, error = build(root, ctx, tag)
+    docker("image", "rm", "-f", tag, timeout=60)
+    return (True, f"built in {seconds:.1f} s") if seconds is not None else (False, error)

@@ -1,0 +1,80 @@
+"""Real builds: measured before/after figures through a Docker engine, and honest gaps without one."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.artifacts import Method
+from engine.runs import start_run
+from engine.tree import DirTree
+from pipelines.docker_optimization.builds import probe, verify_build
+from pipelines.docker_optimization.project import Project
+from tests.conftest import make_repo
+
+SERVICE = {
+    "compose.yaml": "services:\n  worker:\n    build: ./worker\n    deploy:\n      resources:\n        limits:\n          cpus: '0.5'\n",
+    "worker/Dockerfile": ("FROM python:3.12-slim\nWORKDIR /app\nCOPY requirements.txt .\n"
+                          "RUN pip install --no-cache-dir -r requirements.txt\nCOPY app.py .\nCMD [\"python\", \"app.py\"]\n"),
+    "worker/requirements.txt": "six==1.16.0\n",
+    "worker/app.py": "print('hi')\n",
+}
+
+
+def engine_or_skip():
+    engine = probe()
+    if not engine.ok:
+        pytest.skip(engine.reason)
+    return engine
+
+
+def test_without_an_engine_the_figures_say_not_measured_and_why(tmp_path, reports, docker_pipeline, monkeypatch):
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr("pipelines.docker_optimization.builds.DEFAULT_SOCKET", tmp_path / "no.sock")
+    repo = make_repo(tmp_path / "repo", SERVICE)
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"builds": "auto"})
+    gaps = [m for m in record.measurements if m.method is Method.not_measured]
+    assert {m.name for m in gaps} == {"cold build", "rebuild after a source change", "rebuild after a dependency change"}
+    assert all(m.value is None and "no Docker engine" in m.how for m in gaps)
+    summary = (reports / record.run.run_id / "summary.md").read_text()
+    assert "not measured (no Docker engine" in summary
+
+
+@pytest.mark.docker
+def test_a_real_measurement_times_base_and_head_for_the_changed_service(tmp_path, reports, docker_pipeline):
+    engine_or_skip()
+    repo = make_repo(tmp_path / "repo", SERVICE)
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"builds": "auto", "build_repeats": "1"})
+    measured = {m.name: m for m in record.measurements if m.method is Method.measured and m.subject == "worker"}
+    assert set(measured) >= {"cold build", "rebuild after a source change", "rebuild after a dependency change",
+                             "image size", "image layers"}, [m.how for m in record.measurements]
+    for figure in measured.values():
+        assert figure.value is not None and figure.value > 0 and figure.baseline is not None and figure.baseline > 0
+    assert "one byte appended to requirements.txt" in measured["rebuild after a dependency change"].how
+    assert "one byte appended to app.py" in measured["rebuild after a source change"].how
+    summary = (reports / record.run.run_id / "summary.md").read_text()
+    assert "| rebuild after a dependency change | worker |" in summary and "| measured |" in summary
+
+
+@pytest.mark.docker
+def test_a_service_whose_base_image_cannot_be_pulled_is_not_measured(tmp_path, reports, docker_pipeline):
+    engine_or_skip()
+    files = {**SERVICE, "worker/Dockerfile": SERVICE["worker/Dockerfile"].replace(
+        "python:3.12-slim", "registry.invalid/nothing/here:1")}
+    repo = make_repo(tmp_path / "repo", files)
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"builds": "auto", "build_repeats": "1"})
+    assert record.status == "completed"
+    gaps = [m for m in record.measurements if m.subject == "worker" and m.method is Method.not_measured]
+    assert len(gaps) == 3
+    assert all("registry.invalid/nothing/here:1 is not present and can't be pulled" in m.how for m in gaps)
+
+
+@pytest.mark.docker
+def test_verify_build_passes_a_good_context_and_fails_a_broken_one(tmp_path):
+    engine_or_skip()
+    good = make_repo(tmp_path / "good", SERVICE)
+    [ctx] = Project(DirTree(good)).contexts
+    assert verify_build(good, ctx)[0] is True
+    broken = make_repo(tmp_path / "broken", {**SERVICE, "worker/Dockerfile": "FROM python:3.12-slim\nRUN exit 3\n"})
+    [ctx] = Project(DirTree(broken)).contexts
+    passed, detail = verify_build(broken, ctx)
+    assert passed is False and "exit" in detail.lower()

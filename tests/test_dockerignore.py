@@ -1,0 +1,254 @@
+"""The .dockerignore matcher, by example: Docker's rules, not .gitignore's.
+
+Every row here was checked against a real build (tests/test_dockerignore_engine.py
+does that for a sample): Docker 20.10 with BuildKit ("legacy") and Docker 28's
+classic builder ("classic"); "buildkit" is the default and shares classic's matcher.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines.docker_optimization.dockerignore import FLAVORS, DockerIgnore, clean, compile_pattern, parse_lines
+
+
+def excluded(patterns: list[str] | str, path: str, flavor: str = "buildkit") -> bool:
+    text = patterns if isinstance(patterns, str) else "\n".join(patterns)
+    return DockerIgnore.from_text(text, flavor=flavor).excluded(path)
+
+
+# (pattern, path, excluded?) -- the same answer from every Docker version.
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("pattern, path, expected", [
+    # a bare name is anchored at the context root (unlike .gitignore)
+    ("node_modules", "node_modules/react/index.js", True),
+    ("node_modules", "node_modules", True),
+    ("node_modules", "web/node_modules/react/index.js", False),
+    ("*.pyc", "app.pyc", True),
+    ("*.pyc", "src/app.pyc", False),
+    # **/ reaches any depth, the root included
+    ("**/node_modules", "node_modules/react/index.js", True),
+    ("**/node_modules", "a/b/node_modules/react/index.js", True),
+    ("**/node_modules", "a/node_modules_old/x.js", False),
+    ("**/*.pyc", "app.pyc", True),
+    ("**/*.pyc", "src/deep/er/app.pyc", True),
+    ("src/**/*.pyc", "src/app.pyc", True),
+    ("src/**/*.pyc", "lib/src/app.pyc", False),
+    # ** alone is everything
+    ("**", "README.md", True),
+    ("**", "a/b/c/d.txt", True),
+    # dir/** is everything below dir (a file named "dir" is not below it)
+    ("build/**", "build/out/app.bin", True),
+    ("build/**", "build", False),
+    ("build/**", "buildx/app.bin", False),
+    # a pattern that matches a directory excludes all that is under it
+    ("docs", "docs/guide/intro.md", True),
+    ("docs/*", "docs/guide/intro.md", True),
+    ("*/tmp", "app/tmp/cache/x", True),
+    ("*/tmp", "app/sub/tmp/x", False),
+    # * and ? never cross "/"
+    ("*", "a.txt", True),
+    ("*.txt", "docs/a.txt", False),
+    ("?.txt", "a.txt", True),
+    ("?.txt", "ab.txt", False),
+    ("x?y.txt", "xzy.txt", True),
+    ("x?y.txt", "x/y.txt", False),
+    # [^a] negates; [!a] is a class of "!" and "a" (Go regexp, not shell glob)
+    ("[^a].txt", "b.txt", True),
+    ("[^a].txt", "a.txt", False),
+    ("[!a].txt", "!.txt", True),
+    ("[!a].txt", "a.txt", True),
+    ("[!a].txt", "b.txt", False),
+    ("[a-c]x", "bx", True),
+    ("[a-c]x", "dx", False),
+    # "*" inside a class becomes "[^/]*", closing the class early: [a*]b is "[a[^/]*]b"
+    ("[a*]b", "a]b", True),
+    ("[a*]b", "ab", False),
+    # \ escapes the next character ...
+    ("\\*.txt", "*.txt", True),
+    ("\\*.txt", "a.txt", False),
+    ("\\!keep.txt", "!keep.txt", True),
+    ("a\\[1\\]", "a[1]", True),
+    ("with\\ space.txt", "with space.txt", True),
+    # ... into a Go regexp escape: \d is a digit
+    ("log\\d", "log7", True),
+    ("log\\d", "logd", False),
+    # a dot is a dot, and names are case-sensitive
+    ("*.md", "READMEmd", False),
+    ("*.MD", "README.md", False),
+    # Go's "$" ends the text; Python's would also match before a final newline
+    ("*.txt", "a.txt\n", False),
+])
+def test_pattern(pattern: str, path: str, expected: bool, flavor: str) -> None:
+    assert excluded([pattern], path, flavor) is expected
+
+
+# Where Docker versions disagree: (patterns, path, {flavor: excluded?}).
+# "legacy" is Docker 20.10 (pkg/fileutils); "classic"/"buildkit" are Docker 23+ (moby/patternmatcher).
+@pytest.mark.parametrize("patterns, path, expected", [
+    # 20.10 escapes only "." and "$": "+" is a regexp repetition there
+    (["a+.txt"], "a+.txt", {"legacy": False, "classic": True, "buildkit": True}),
+    (["a+.txt"], "aa.txt", {"legacy": True, "classic": False, "buildkit": False}),
+    # patternmatcher's suffix shortcut: "**.md" is any path ending in ".md"; 20.10 reads it as "**/.md"
+    (["**.md"], "docs/guide.md", {"legacy": False, "classic": True, "buildkit": True}),
+    (["**.md"], "docs/.md", {"legacy": True, "classic": True, "buildkit": True}),
+    # patternmatcher's exact shortcut takes "^" literally; 20.10's regexp takes it as an anchor
+    (["^a.txt"], "a.txt", {"legacy": True, "classic": False, "buildkit": False}),
+    (["^a.txt"], "^a.txt", {"legacy": False, "classic": True, "buildkit": True}),
+    # 20.10 tries a parent directory only at the pattern's own depth: "!src" re-includes src/m.pyc
+    (["**/*.pyc", "!src"], "src/m.pyc", {"legacy": False, "classic": True, "buildkit": True}),
+    # ... and "**/c" (two parts) misses a/b/c once the walk enters a/b/c for a "!" pattern
+    (["**/c", "!a/b/c/keep"], "a/b/c/other", {"legacy": False, "classic": True, "buildkit": True}),
+    (["**/c", "!a/b/c/keep"], "a/b/c/keep", {"legacy": False, "classic": False, "buildkit": False}),
+    # an excluded directory is entered only for a "!" pattern naming a path under it literally;
+    # BuildKit's fsutil enters every directory once a "!" pattern has a wildcard
+    (["**/node_modules", "!**/node_modules/keep.js"], "node_modules/keep.js",
+     {"legacy": True, "classic": True, "buildkit": False}),
+    (["**/node_modules", "!**/node_modules/keep.js"], "node_modules/drop.js",
+     {"legacy": True, "classic": True, "buildkit": True}),
+    (["vendor", "!vendor/*/keep.go"], "vendor/a/keep.go", {"legacy": True, "classic": True, "buildkit": False}),
+])
+def test_versions_differ(patterns: list[str], path: str, expected: dict[str, bool]) -> None:
+    assert {flavor: excluded(patterns, path, flavor) for flavor in FLAVORS} == expected
+
+
+@pytest.mark.parametrize("flavor", FLAVORS)
+@pytest.mark.parametrize("patterns, path, expected", [
+    # the last matching pattern wins; "!" re-includes
+    (["*.md", "!README.md"], "README.md", False),
+    (["*.md", "!README.md"], "CHANGES.md", True),
+    (["!README.md", "*.md"], "README.md", True),
+    (["*.md", "!README.md", "README.md"], "README.md", True),
+    # re-including inside an excluded directory works when the "!" pattern spells the path out
+    (["docs", "!docs/keep.md"], "docs/keep.md", False),
+    (["docs", "!docs/keep.md"], "docs/drop.md", True),
+    (["docs", "!docs/*.md"], "docs/a.md", False),
+    (["docs", "!docs/*.md"], "docs/sub/b.md", True),
+    (["node_modules", "!node_modules/keep/index.js"], "node_modules/keep/index.js", False),
+    (["node_modules", "!node_modules/keep/index.js"], "node_modules/keep/other.js", True),
+    # a trailing /** still names the directory literally
+    (["vendor", "!vendor/keep/**"], "vendor/keep/a/b.go", False),
+    (["vendor", "!vendor/keep/**"], "vendor/drop/b.go", True),
+    # exclude everything but a few things
+    (["*", "!src", "!Dockerfile"], "src/app/main.py", False),
+    (["*", "!src", "!Dockerfile"], "Dockerfile", False),
+    (["*", "!src", "!Dockerfile"], "README.md", True),
+    (["*", "!src", "!Dockerfile"], "docs/guide.md", True),
+    (["**", "!src"], "src/main.py", False),
+    (["**", "!src"], "tests/test_main.py", True),
+])
+def test_reinclusion(patterns: list[str], path: str, expected: bool, flavor: str) -> None:
+    assert excluded(patterns, path, flavor) is expected
+
+
+@pytest.mark.parametrize("pattern, cleaned", [
+    ("./a/../b/", "b"),
+    ("/leading", "leading"),
+    ("trailing/", "trailing"),
+    ("a//b/./c", "a/b/c"),
+    ("//x", "x"),
+    ("/", "/"),
+    (".", "."),
+    ("../outside", "../outside"),
+])
+def test_clean(pattern: str, cleaned: str) -> None:
+    assert clean(pattern) == cleaned
+
+
+@pytest.mark.parametrize("text, patterns", [
+    ("./a/../b/\n/c\nd/\n", ["b", "c", "d"]),
+    # comments only in the first column; blank and blank-looking lines dropped
+    ("# comment\n\n   \n\t\nnode_modules\n", ["node_modules"]),
+    ("  # not a comment\n", ["# not a comment"]),
+    ("\\#hash\n", ["\\#hash"]),
+    # surrounding whitespace trimmed, inner kept
+    ("  with space.txt  \n", ["with space.txt"]),
+    # "!" with spaces around it: trimmed on both sides, then cleaned
+    ("!keep.txt\n", ["!keep.txt"]),
+    ("  !   keep.txt  \n", ["!keep.txt"]),
+    ("! ./docs/../keep.txt\n", ["!keep.txt"]),
+    ("! /keep.txt\n", ["!keep.txt"]),
+    # a BOM is dropped from the first line only (and then "#" is a comment again)
+    ("\ufeffnode_modules\n", ["node_modules"]),
+    ("\ufeff# comment\nx\n", ["x"]),
+    ("a\n\ufeffb\n", ["a", "\ufeffb"]),
+    # CRLF files; a last line without newline
+    ("a\r\nb\r\nc", ["a", "b", "c"]),
+    # Go splits on "\n" only and trims only Unicode spaces (Python's splitlines/strip do more)
+    ("a\rb\nc\u2028d\n\x1ce\n", ["a\rb", "c\u2028d", "\x1ce"]),
+    ("", []),
+])
+def test_parse_lines(text: str, patterns: list[str]) -> None:
+    assert parse_lines(text) == patterns
+
+
+def test_a_file_reads_like_docker_reads_it() -> None:
+    text = "\ufeff# build outputs\n\n/dist/\n./a/../b.txt\n  **/*.pyc  \n! dist/keep.txt\r\n"
+    ignore = DockerIgnore.from_text(text, source=".dockerignore")
+    assert [(p.text, p.exclusion) for p in ignore.patterns] == [
+        ("dist", False), ("b.txt", False), ("**/*.pyc", False), ("dist/keep.txt", True)]
+    assert ignore.source == ".dockerignore"
+    assert ignore.has_reinclusions
+    assert ignore.excluded("dist/app.js")
+    assert not ignore.excluded("dist/keep.txt")
+    assert ignore.excluded("b.txt")
+    assert ignore.excluded("src/app.pyc")
+    assert not ignore.excluded("src/app.py")
+
+
+@pytest.mark.parametrize("text", [
+    "!\n",            # a lone "!" re-includes nothing: Docker refuses it
+    "! \n",
+    "!/\n",           # "!/" cleans to "!"
+    "[\n",            # unclosed class
+    "a[b\n",
+    "[]a]\n",         # Go's filepath.Match wants a character before "]" or "-"
+    "[a-]\n",
+    "[-a]\n",
+    "[z-a]\n",        # reversed range
+    "trailing\\\n",   # a trailing backslash
+])
+def test_patterns_docker_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="pattern"):
+        DockerIgnore.from_text(text)
+
+
+@pytest.mark.parametrize("pattern", ["(a", "a++", "+a"])
+def test_regexp_errors_only_where_the_pattern_is_a_regexp(pattern: str) -> None:
+    """20.10 passed "(" and "+" through to Go's regexp, where these don't compile (or mean something else)."""
+    assert DockerIgnore([pattern]).patterns[0].text == pattern  # literal for patternmatcher
+    if pattern == "+a":  # Go allows repeating "^": "^+a$" is "^a$"
+        assert DockerIgnore([pattern], flavor="legacy").excluded("a")
+    else:
+        with pytest.raises(ValueError):
+            DockerIgnore([pattern], flavor="legacy")
+
+
+def test_compile_pattern_is_a_regex_per_flavor() -> None:
+    assert compile_pattern("**/*.pyc").match("a/b.pyc")
+    assert compile_pattern("src/**").match("src/x/y")
+    assert not compile_pattern("src/**").match("srcx")
+    assert compile_pattern("a+b", "legacy").match("aab")
+    assert not compile_pattern("a+b").match("aab")
+
+
+def test_constructor_cleans_like_patternmatcher_new() -> None:
+    ignore = DockerIgnore(["  ./dist/  ", "", "!dist/keep.txt"])
+    assert [p.text for p in ignore.patterns] == ["dist", "dist/keep.txt"]
+    assert ignore.excluded("dist/a") and not ignore.excluded("dist/keep.txt")
+
+
+def test_unknown_flavor() -> None:
+    with pytest.raises(ValueError, match="flavor"):
+        DockerIgnore([], flavor="podman")
+
+
+def test_sent_keeps_sizes_of_what_the_builder_receives() -> None:
+    files = {"Dockerfile": 120, "src/app.py": 2_000, "src/app.pyc": 3_000, "node_modules/x/index.js": 50_000,
+             "web/node_modules/y.js": 7, "README.md": 900, "docs/keep.md": 10}
+    ignore = DockerIgnore.from_text("node_modules\n**/*.pyc\n*.md\ndocs\n!docs/keep.md\n")
+    assert ignore.sent(files) == {"Dockerfile": 120, "src/app.py": 2_000, "web/node_modules/y.js": 7,
+                                  "docs/keep.md": 10}
+    assert DockerIgnore.empty().sent(files) == files
+    assert DockerIgnore.empty().sent(files) is not files
+    assert not DockerIgnore.empty().excluded("anything")
