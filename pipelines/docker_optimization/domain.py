@@ -42,6 +42,9 @@ class DockerDomain:
             rule = REGISTRY.get(f.rule)
             if rule is None or rule.fix is Applicability.none:
                 continue
+            if rule.fix_group not in FIXES:
+                skipped.append(f"{f.rule} at {f.location}: no fix named {rule.fix_group!r} is registered")
+                continue
             if rule.phase not in phases:
                 skipped.append(f"{f.rule} at {f.location}: its fix belongs to phase {rule.phase}, not run")
                 continue
@@ -168,6 +171,7 @@ class DockerDomain:
         changed = subprocess.run(["git", "-C", str(self.run.worktree), "diff", "--name-only", "-z", base.commit,
                                   head.commit], check=True, capture_output=True, text=True,
                                  env=git_env()).stdout.split("\0")
+        changed = [p for p in changed if p]
         pairs = []
         for ctx in after.contexts:
             if not any(within(p, ctx.dir) for p in changed):
@@ -179,15 +183,29 @@ class DockerDomain:
         return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, pairs, repeats)
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
-        first = self.run.phases[0] if self.run else phase
-        figures = measure_contexts(phase, base, None if phase == first else head)
-        findings_base = analysis.analyze(base)
-        findings_head = findings_base if phase == first else analysis.analyze(head)
-        count = lambda items: sum(f.severity.rank >= 1 for f in items)  # noqa: E731
-        figures.append(Measurement(
-            name="findings at warning or above", subject="repository", phase=phase, value=count(findings_head),
-            baseline=None if phase == first else count(findings_base), unit="", method=Method.computed,
-            how=f"the analyzer's {len(REGISTRY)} rules run on {base.label}" + ("" if phase == first else f" and {head.label}")))
+        first = phase == (self.run.phases[0] if self.run else phase)
+        figures = measure_contexts(phase, base, None if first else head)
+        before = Project(base)
+        found_before = analysis.analyze_project(before)
+        after = before if first else Project(head)
+        found_after = found_before if first else analysis.analyze_project(after)
+        trees = base.label if first else f"{base.label} and {head.label}"
+
+        def figure(name: str, items: list[Finding], baseline: list[Finding] | None, how: str) -> Measurement:
+            return Measurement(name=name, subject="repository", phase=phase, value=len(items),
+                               baseline=None if baseline is None else len(baseline), method=Method.computed, how=how)
+
+        warn = lambda items: [f for f in items if f.severity.rank >= 1]  # noqa: E731
+        figures.append(figure("findings at warning or above", warn(found_after), None if first else warn(found_before),
+                              f"the analyzer's {len(REGISTRY)} rules run on {trees}"))
+        scanned = (f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
+                   f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
+                   f"files sent), rules " + ", ".join(sorted(r.code for r in REGISTRY.values()
+                                                            if r.category.value == "security")))
+        for severity in ("error", "warning", "info"):
+            pick = lambda items: [f for f in items if f.category.value == "security" and f.severity.value == severity]  # noqa: E731,B023
+            figures.append(figure(f"security findings ({severity})", pick(found_after),
+                                  None if first else pick(found_before), scanned))
         return figures
 
 
