@@ -1,4 +1,4 @@
-"""Architect: the policies and structure the implementer and reviewer follow."""
+"""Architect: the policies and structure the implementer and reviewer follow (plus model notes in LLM mode)."""
 
 from __future__ import annotations
 
@@ -11,4 +11,15 @@ class Architect(Agent):
 
     def run(self, phase: Phase, state: dict) -> dict:
         design = self.ctx.domain.design(self.ctx.worktree, state["findings"], state["plan"])
-        return {"design": design, "_summary": f"{len(design.policies)} policies, {len(design.notes)} notes"}
+        notes = []
+        if self.ctx.llm is not None:
+            from engine.llm import DesignAdvice
+
+            answer, why = self.ctx.llm.ask(phase.name, self.role, "advice",
+                                           {"policies": design.policies, "tasks": state["plan"].tasks}, DesignAdvice)
+            if answer is None:
+                notes.append(f"model: the architect's part failed ({why})")
+            else:
+                design = design.model_copy(update={"notes": design.notes + [f"model: {n}" for n in answer.notes[:5]]})
+        return {"design": design, "_summary": f"{len(design.policies)} policies, {len(design.notes)} notes",
+                "_notes": notes}

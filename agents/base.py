@@ -15,6 +15,7 @@ from engine.workspace import Workspace
 class AgentContext:
     run: RunContext
     domain: Domain
+    llm: object | None = None   # engine.llm.LLM in LLM mode; never built offline
 
     @property
     def worktree(self) -> Path:

@@ -53,7 +53,7 @@ class Implementer(Agent):
     def _apply(self, task: Task, state: dict) -> Change:
         ws = self.ws
         try:
-            files = self.ctx.domain.apply(task, ws.path, state["design"])
+            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.path, state["design"])
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
@@ -67,6 +67,21 @@ class Implementer(Agent):
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
         return self._committed(task, sha, notes)
+
+    def model_edit(self, task: Task, state: dict) -> list[str]:
+        """Ask the model for an edit of the task's file; write it only inside the repository."""
+        from engine.edits import apply_edit
+        from engine.llm import ModelEdit
+
+        if self.ctx.llm is None:
+            raise FixError("this task is a model edit; resume with --llm to let the model write it")
+        path = self.ws.path / task.file
+        text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
+        finding = next(f for f in state["findings"] if f.id in task.finding_ids)
+        answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text}, ModelEdit)
+        if answer is None:
+            raise FixError(f"the model's part failed: {why}")
+        return apply_edit(self.ws.path, answer.file, answer.content, answer.diff)
 
     def _committed(self, task: Task, sha: str, notes: list[str]) -> Change:
         files, ins, dels = self.ws.numstat(sha)

@@ -1,9 +1,17 @@
-"""Planner: groups fixable findings into tasks, each assigned to a phase, in a stable order."""
+"""Planner: groups fixable findings into tasks, each assigned to a phase, in a stable order.
+
+In LLM mode it also plans model edits for findings no deterministic fix
+covers (they go through the same review), and asks the model for a
+rationale and an order, which is used only if it names every task once.
+"""
 
 from __future__ import annotations
 
 from agents.base import Agent
+from engine.artifacts import Applicability, Plan, Task, short_hash
 from engine.spec import Phase
+
+MAX_MODEL_TASKS = 5
 
 
 class Planner(Agent):
@@ -12,7 +20,41 @@ class Planner(Agent):
     def run(self, phase: Phase, state: dict) -> dict:
         run = state["run"]
         plan = self.ctx.domain.plan(state["findings"], run.phases, run.options.get("unsafe_fixes") == "1",
-                                      self.ctx.worktree)
+                                    self.ctx.worktree)
+        notes = []
+        if self.ctx.llm is not None:
+            plan = self.with_model_tasks(plan, state["findings"], run.phases)
+            plan, note = self.model_advice(phase, plan)
+            notes.append(note)
         per_phase = {p: len(plan.for_phase(p)) for p in run.phases}
         summary = f"{len(plan.tasks)} tasks: " + ", ".join(f"{p} {n}" for p, n in per_phase.items() if n)
-        return {"plan": plan, "_summary": summary}
+        return {"plan": plan, "_summary": summary, "_notes": notes}
+
+    def with_model_tasks(self, plan: Plan, findings, phases: list[str]) -> Plan:
+        phase_for = getattr(self.ctx.domain, "phase_for", lambda path: None)
+        planned = {fid for t in plan.tasks for fid in t.finding_ids}
+        groups: dict[tuple[str, str], list] = {}
+        for f in findings:
+            if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or phase_for(f.file) not in phases:
+                continue
+            groups.setdefault((f.rule, f.file), []).append(f)
+        extra = [Task(id=short_hash("llm", rule, file), phase=phase_for(file), title=f"Model edit for {rule} in {file}",
+                      rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items])
+                 for (rule, file), items in sorted(groups.items())[:MAX_MODEL_TASKS]]
+        order = {p: i for i, p in enumerate(phases)}
+        tasks = sorted(plan.tasks + extra, key=lambda t: order[t.phase])  # stable: keeps the domain's order per phase
+        return plan.model_copy(update={"tasks": tasks})
+
+    def model_advice(self, phase: Phase, plan: Plan) -> tuple[Plan, str]:
+        from engine.llm import PlanAdvice
+
+        answer, why = self.ctx.llm.ask(phase.name, self.role, "advice", {"tasks": plan.tasks}, PlanAdvice)
+        if answer is None:
+            return plan, f"model: the planner's part failed ({why}); the deterministic order stands"
+        notes = plan.notes + [f"model: {answer.rationale}"]
+        if sorted(answer.order) != sorted(t.id for t in plan.tasks):
+            return plan.model_copy(update={"notes": notes}), "model: its order did not name every task once; not used"
+        rank = {tid: i for i, tid in enumerate(answer.order)}
+        phases = {p: i for i, p in enumerate(dict.fromkeys(t.phase for t in plan.tasks))}
+        tasks = sorted(plan.tasks, key=lambda t: (phases[t.phase], rank[t.id]))
+        return plan.model_copy(update={"tasks": tasks, "notes": notes}), "model: rationale and order used"

@@ -102,6 +102,7 @@ class Task(Model):
 class Plan(Model):
     tasks: list[Task] = Field(default_factory=list)
     skipped: list[str] = Field(default_factory=list, description="why findings got no task")
+    notes: list[str] = Field(default_factory=list)
 
     def for_phase(self, phase: str) -> list[Task]:
         return [t for t in self.tasks if t.phase == phase]
@@ -192,6 +193,25 @@ class NodeRun(Model):
     summary: str = ""
 
 
+class Usage(Model):
+    """Model calls one node made: tokens and cost are None when the server didn't report them."""
+
+    phase: str
+    agent: str
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    prompt_tokens: int | None = 0
+    completion_tokens: int | None = 0
+    cost: float | None = 0.0
+
+    @property
+    def tokens(self) -> int | None:
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
+
 class PhaseReport(Model):
     phase: str
     title: str
@@ -225,7 +245,7 @@ class Invocation(Model):
     outcome: str = "running"
 
 
-RunStatus = Literal["running", "completed", "failed", "interrupted"]
+RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]
 
 
 class RunRecord(Model):
@@ -245,6 +265,8 @@ class RunRecord(Model):
     changes: list[Change] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     measurements: list[Measurement] = Field(default_factory=list)
+    usage: list[Usage] = Field(default_factory=list)
+    narrative: str = ""
     head_commit: str = ""
 
     def phase(self, name: str) -> PhaseReport:
@@ -252,7 +274,7 @@ class RunRecord(Model):
 
 
 ARTIFACT_TYPES: tuple[type[BaseModel], ...] = (
-    Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun,
+    Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun, Usage,
     PhaseReport, RunContext, Invocation, RunRecord,
 )
 ENUM_TYPES: tuple[type[Enum], ...] = (Severity, Category, Applicability, ChangeStatus, Method)

@@ -94,6 +94,9 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}")
     if record.status == "failed":
         raise typer.Exit(1)
+    if record.status == "stopped":
+        err.print(f"stopped, resumable: {record.error}")
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -106,6 +109,10 @@ def run(
     builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
     build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
     verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
+    llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop at a phase boundary once this many USD are spent."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop at a phase boundary once this many tokens are spent."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
 ) -> None:
@@ -119,7 +126,8 @@ def run(
     if builds not in ("auto", "off"):
         fail(f"--builds must be auto or off, not {builds!r}")
     options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
-               "verify_builds": "1" if verify_builds else "0"}
+               "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
+               **_llm_options(model, max_cost, max_tokens)}
     try:
         record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
     except UsageError as error:
@@ -130,11 +138,18 @@ def run(
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
+def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Optional[int]) -> dict[str, str]:
+    options = {"llm_model": model, "max_cost": max_cost, "max_tokens": max_tokens}
+    return {k: str(v) for k, v in options.items() if v is not None}
+
+
 @app.command()
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
     phase: Optional[str] = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
     reports_dir: Path = REPORTS_DIR,
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
 ) -> None:
@@ -142,7 +157,8 @@ def resume(
     from engine.runs import UsageError, resume_run
 
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet))
+        record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
+                            _llm_options(None, max_cost, max_tokens))
     except UsageError as error:
         fail(str(error))
     except KeyboardInterrupt:
@@ -250,8 +266,15 @@ def analyze(
     pipeline: str = typer.Option("docker-optimization", "--pipeline"),
     fmt: str = typer.Option("md", "--format", help="md, json or sarif"),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 if a finding at this severity or above exists."),
+    hadolint: bool = typer.Option(True, "--hadolint/--no-hadolint",
+                                  help="Also run hadolint (one process) and merge its findings."),
 ) -> None:
-    """Analyze a directory and print the findings (no git, no changes)."""
+    """Analyze a directory and print the findings (no git, no changes).
+
+    Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are
+    counted, not printed as findings. Output goes to stdout; anything else to
+    stderr.
+    """
     from engine.artifacts import Severity
 
     if fmt not in ("md", "json", "sarif"):
@@ -261,16 +284,41 @@ def analyze(
     if not repo.is_dir():
         fail(f"{repo} is not a directory; pass --repo with the path of your repository")
     spec = _pipeline(pipeline)
+    root = repo.resolve()
     domain = spec.domain(None)
     try:
-        findings = domain.analyze(repo.resolve())
+        result = _analysis_result(domain, root, hadolint)
     finally:
         domain.close()
     from engine.findings_output import render
 
-    sys.stdout.write(render(findings, fmt, repo.resolve()))
-    if fail_on is not None and any(f.severity.rank >= Severity[fail_on].rank for f in findings):
+    sys.stdout.write(render(result, fmt, root))
+    sys.stdout.flush()
+    if fmt != "md":
+        _analysis_summary(result)
+    if fail_on is not None and any(f.severity.rank >= Severity[fail_on].rank for f in result.findings):
         raise typer.Exit(1)
+
+
+def _analysis_result(domain, root: Path, hadolint: bool):
+    """The domain's full analysis when it offers one; else its findings alone."""
+    from engine.findings_output import AnalysisResult, Note
+
+    report = getattr(domain, "analyze_report", None)
+    if report is not None:
+        return report(root, hadolint=hadolint)
+    notes = [Note(kind="tool", message="this pipeline has no hadolint option")] if hadolint else []
+    return AnalysisResult(findings=domain.analyze(root), notes=notes)
+
+
+def _analysis_summary(result) -> None:
+    """One line on stderr for machine formats (stdout holds only the document)."""
+    line = f"{len(result.findings)} findings"
+    if result.ignored:
+        line += f", {len(result.ignored)} ignored by pragmas/config"
+    if result.notes:
+        line += f", {len(result.notes)} notes"
+    err.print(line, soft_wrap=True, markup=False)
 
 
 def main() -> None:

@@ -58,7 +58,8 @@ def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]
 
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None):
+                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None,
+                spent: Callable[[], list] | None = None):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent."""
     graph = StateGraph(State)
     order = node_names(spec, phases)
@@ -66,27 +67,35 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event))
+        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm, spent))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
     return graph.compile(checkpointer=checkpointer)
 
 
-def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event):
+def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm, spent):
     name = phase.node(role)
 
     def run(state: State) -> dict:
+        if llm is not None and phase.agents.index(role) == 0:
+            llm.check_budget(spent() if spent else [])  # stop at a phase boundary, before any of its work
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
         crash_point(name, "before")
         started = now()
+        if llm is not None:
+            llm.usage.pop((phase.name, role), None)
         update = agent.run(phase, state) or {}
+        if llm is not None and (phase.name, role) in llm.usage and on_event:
+            on_event("usage", usage=llm.usage.pop((phase.name, role)))
         summary = update.pop("_summary", "")
+        notes = update.pop("_notes", [])
         reports = [p.model_copy(deep=True) for p in state.get("phases", [])]
         report = next(p for p in reports if p.phase == phase.name)
         report.nodes.append(NodeRun(node=name, phase=phase.name, agent=role, invocation=invocation,
                                     started=started, finished=now(), summary=summary))
+        report.notes = [n for n in report.notes if not n.startswith(f"{role}: ")] + [f"{role}: {n}" for n in notes]
         report.status = "completed" if last else "running"
         if last and any(c.phase == phase.name and c.status.value == "failed" for c in update.get("changes", state.get("changes", []))):
             report.status = "failed"

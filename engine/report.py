@@ -137,7 +137,11 @@ def render_summary(record: RunRecord) -> str:
            f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
            f"- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
                                                f" ran {len(i.nodes)} nodes ({i.outcome})" for i in record.invocations),
-           "", "## Phases", ""]
+           ""]
+    if record.narrative:
+        out += ["## Executive summary (written by the model; every number in it is checked against the figures)", "",
+                record.narrative, ""]
+    out += ["## Phases", ""]
     rows = []
     for p in record.phases:
         cs = [c for c in record.changes if c.phase == p.phase]
@@ -165,6 +169,8 @@ def render_summary(record: RunRecord) -> str:
     out += ["## Figures", ""]
     final = _final_figures(record)
     out.append(figures_table(final) if final else "No figures were computed or measured.\n")
+    if record.usage:
+        out += ["## Model usage", "", usage_table(record), ""]
     out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
             "from the repository's files by the model named in *how*; *estimate* = a model's prediction, "
             "not observed; *not_measured* = could not be obtained, with the reason.", "",
@@ -173,6 +179,22 @@ def render_summary(record: RunRecord) -> str:
             f"- Merge into your current branch: `pipeline apply {run.run_id}`",
             f"- Re-run a phase: `pipeline resume {run.run_id} --phase <phase>`"]
     return "\n".join(out).rstrip() + "\n"
+
+
+def usage_table(record: RunRecord) -> str:
+    """Calls, tokens and cost per phase and agent; "unknown" where the server reported no usage."""
+    rows: dict[tuple[str, str], list] = {}
+    for u in record.usage:
+        row = rows.setdefault((u.phase, u.agent), [0, 0, 0, 0, 0.0])
+        row[0] += u.calls
+        row[1] += u.cached
+        row[2] += u.failed
+        row[3] = None if row[3] is None or u.tokens is None else row[3] + u.tokens
+        row[4] = None if row[4] is None or u.cost is None else row[4] + u.cost
+    body = [[phase, agent, calls, cached, failed, "unknown" if tokens is None else f"{tokens:,}",
+             "unknown" if cost is None else f"${cost:.4f}"]
+            for (phase, agent), (calls, cached, failed, tokens, cost) in rows.items()]
+    return table(["phase", "agent", "calls", "replayed from cache", "failed", "tokens", "cost"], body)
 
 
 def _why_open(record: RunRecord, finding) -> str:

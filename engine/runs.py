@@ -155,8 +155,11 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
 
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
-               on_event: Events = _quiet) -> RunRecord:
+               on_event: Events = _quiet, options: dict[str, str] | None = None) -> RunRecord:
+    """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost)."""
     record, paths = load_record(reports_dir, run_id)
+    if options:
+        record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
     spec = pipelines.get(record.run.pipeline)
     if spec is None:
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
@@ -171,13 +174,35 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
 
 class Runner:
     def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events) -> None:
-        self.spec, self.record, self.paths, self.on_event = spec, record, paths, on_event
+        self.spec, self.record, self.paths = spec, record, paths
+        self.outer_events = on_event
+        self.llm = None
+
+    def on_event(self, kind: str, **data) -> None:
+        if kind == "usage":
+            self.record.usage.append(data["usage"])
+        self.outer_events(kind, **data)
+
+    def _open_llm(self, stack: ExitStack, run: RunContext):
+        """The model client, in LLM mode only (offline never builds it)."""
+        if run.options.get("llm") != "1":
+            return None
+        from engine.llm import LLM, LLMConfig, LLMSetupError
+        from engine.redact import Redactor, env_values
+
+        try:
+            config = LLMConfig.from_options(run.options)
+        except LLMSetupError as err:
+            raise UsageError(str(err)) from None
+        redactor = Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)))
+        return stack.enter_context(LLM(config, self.paths.root / "llm-cache", self.spec.name, redactor))
 
     def execute(self, kind: str, state: dict | None, from_phase: str | None = None) -> RunRecord:
         from agents import AGENTS
         from agents.base import AgentContext
         from engine.checkpoint import Checkpoints
         from engine.graph import build_graph, node_names
+        from engine.llm_budget import BudgetExhausted
 
         record, run = self.record, self.record.run
         invocation = Invocation(kind=kind, number=len(record.invocations) + 1, from_phase=from_phase or "",
@@ -191,8 +216,10 @@ class Runner:
                 pass  # recreate or scrub the worktree before any agent looks at it
             domain = self.spec.domain(run)
             stack.callback(domain.close)
-            agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain))) for role in sorted(roles)}
-            graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver)
+            self.llm = llm = self._open_llm(stack, run)
+            agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain, llm))) for role in sorted(roles)}
+            graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
+                                llm=llm, spent=lambda: self.record.usage)
             start_config = config
             if kind == "resume":
                 start_config = self._resume_point(graph, config, from_phase)
@@ -210,6 +237,9 @@ class Runner:
                     self._sync(graph, config)
                 record.status = "completed"
                 invocation.outcome = "completed"
+            except BudgetExhausted as err:
+                record.status, record.error = "stopped", f"{err}; `pipeline resume {run.run_id} --max-cost/--max-tokens ...` continues"
+                invocation.outcome = f"stopped: {err}"
             except KeyboardInterrupt:
                 record.status, record.error = "interrupted", "interrupted by the user"
                 invocation.outcome = "interrupted"
@@ -262,6 +292,15 @@ class Runner:
         from engine.report import render_summary
 
         self._sync(graph, config)
+        if self.llm is not None and self.record.status == "completed":
+            from engine.narrative import write_narrative
+
+            self.record.narrative, note = write_narrative(self.llm, self.record)
+            if self.llm.usage:
+                self.record.usage.extend(self.llm.usage.values())
+                self.llm.usage.clear()
+            if note:
+                self.record.phases[-1].notes.append(f"reporter: {note}")
         self.paths.summary.write_text(render_summary(self.record), encoding="utf-8")
         save_record(self.record, self.paths.run_json)
         self.on_event("run_end", record=self.record)

@@ -7,7 +7,9 @@ out: ``GitTree`` lists a commit with ``git ls-tree -l`` and reads blobs with
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import subprocess
 from pathlib import Path
 from typing import Protocol
@@ -24,35 +26,90 @@ class Tree(Protocol):
 
 
 class DirTree:
-    """A directory on disk; ``.git`` is never part of it."""
+    """A directory on disk; ``.git`` is never part of it.
+
+    Only regular files are listed. A symlink counts when it resolves to a
+    regular file inside the root; one that leaves the root, dangles or loops
+    is left out, and so are FIFOs, sockets and devices: ``skipped`` says
+    which and why. Directory symlinks are never descended into (no loops, no
+    walking out of the root). ``read`` refuses anything that resolves
+    outside the root or is not a regular file.
+    """
 
     def __init__(self, root: Path, label: str = "") -> None:
         self.root = Path(root)
         self.label = label or str(root)
         self._files: dict[str, int] | None = None
+        self._real_root: Path | None = None
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def real_root(self) -> Path:
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        return self._real_root
 
     def files(self) -> dict[str, int]:
         if self._files is None:
             found: dict[str, int] = {}
+            skipped: dict[str, str] = {}
             for dirpath, dirnames, filenames in os.walk(self.root):
                 dirnames[:] = [d for d in dirnames if d != ".git"]
                 rel = os.path.relpath(dirpath, self.root)
                 for name in filenames:
                     full = os.path.join(dirpath, name)
+                    path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
                     try:
                         st = os.lstat(full)
-                    except OSError:
+                    except OSError as err:
+                        skipped[path] = f"cannot stat: {err.strerror or err}"
                         continue
-                    path = name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+                    if stat.S_ISLNK(st.st_mode):
+                        why = self._bad_link(full)
+                        if why:
+                            skipped[path] = why
+                            continue
+                    elif not stat.S_ISREG(st.st_mode):
+                        skipped[path] = "not a regular file (FIFO, socket or device); not read"
+                        continue
                     found[path] = st.st_size
-            self._files = found
+            self._files, self.skipped = found, skipped
         return self._files
 
-    def read(self, path: str) -> bytes:
+    def _bad_link(self, full: str) -> str:
+        """Why a symlink can't be part of the tree, or "" when it resolves to a regular file inside it."""
         try:
-            return (self.root / path).read_bytes()
+            target = Path(full).resolve(strict=True)
+        except RuntimeError:
+            return "symlink loop; not followed"
+        except OSError as err:
+            return "symlink loop; not followed" if err.errno == errno.ELOOP else "dangling symlink; not followed"
+        if not target.is_relative_to(self.real_root):
+            return "symlink to a path outside the repository; not followed"
+        if not target.is_file():
+            return "symlink to something that is not a regular file; not followed"
+        return ""
+
+    def read(self, path: str) -> bytes:
+        full = self.root / path
+        try:
+            try:
+                real = full.resolve()
+            except RuntimeError:  # a symlink loop (Python < 3.13)
+                raise OSError(errno.ELOOP, "symlink loop", str(full)) from None
+            if not real.is_relative_to(self.real_root):
+                raise KeyError(path)
+            with open(full, "rb", opener=_nonblocking) as fh:
+                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "not a regular file", str(full))
+                return fh.read()
         except FileNotFoundError:
             raise KeyError(path) from None
+
+
+def _nonblocking(path: str, flags: int) -> int:
+    """Open without blocking on a FIFO (a FIFO is then refused as not a regular file)."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 class GitTree:

@@ -47,6 +47,9 @@ def validate_repo(path: Path) -> Path:
             repo.head.commit
         except ValueError:
             raise RepoError(f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)") from None
+        if "pipeline" in {h.name for h in repo.heads}:
+            raise RepoError(f"{path} has a branch named `pipeline`, which leaves no room for the run branches "
+                            f"pipeline/<run-id>; rename it (`git branch -m pipeline pipeline-branch`) and retry")
         return Path(repo.working_tree_dir).resolve()
     finally:
         repo.close()
@@ -79,8 +82,16 @@ class Workspace:
     def create(cls, repo: Path, run_id: str, base: str) -> "Workspace":
         branch = f"pipeline/{run_id}"
         worktree = git_common_dir(repo) / "pipeline-worktrees" / run_id
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
-                       check=True, capture_output=True, env=git_env())
+        exists = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                                capture_output=True, env=git_env()).returncode == 0
+        if exists:
+            raise RepoError(f"{repo} already has a branch {branch}; another run made it, or it is yours: "
+                            f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry")
+        added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
+                               capture_output=True, text=True, env=git_env())
+        if added.returncode != 0:
+            reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+            raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
         return cls(worktree, branch)
 
     @classmethod
@@ -148,9 +159,11 @@ class Workspace:
         """Which of ``files`` the repository's ignore rules would hide."""
         if not files:
             return []
-        proc = subprocess.run(["git", "-C", str(self.path), "check-ignore", "--no-index", "--", *files],
-                              capture_output=True, text=True, env=git_env())
-        return [line for line in proc.stdout.splitlines() if line]
+        # -z: paths come back as they are, not C-quoted (non-ASCII, spaces, quotes).
+        proc = subprocess.run(["git", "-C", str(self.path), "check-ignore", "--no-index", "--stdin", "-z"],
+                              input="\0".join(files).encode("utf-8", "surrogateescape"), capture_output=True,
+                              env=git_env())
+        return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
     def task_commits(self, since: str) -> list[TaskCommit]:
         """Commits on the branch after ``since`` that carry pipeline trailers, oldest first."""
@@ -167,13 +180,17 @@ class Workspace:
         return found
 
     def numstat(self, sha: str) -> tuple[list[str], int, int]:
-        out = self.repo.git.show("--numstat", "--format=", sha)
+        # -z: paths as they are (without it git C-quotes non-ASCII names: "services/caf\303\251/...").
+        fields = iter(self.repo.git.show("--numstat", "-z", "--format=", sha).lstrip("\n").split("\0"))
         files, ins, dels = [], 0, 0
-        for line in out.splitlines():
-            parts = line.split("\t", 2)
+        for field in fields:
+            parts = field.split("\t", 2)
             if len(parts) != 3:
                 continue
             a, d, name = parts
+            if not name:  # a rename: "a\td\t\0old\0new"
+                next(fields, "")
+                name = next(fields, "")
             files.append(name)
             ins += int(a) if a.isdigit() else 0
             dels += int(d) if d.isdigit() else 0

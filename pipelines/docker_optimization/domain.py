@@ -33,6 +33,19 @@ class DockerDomain:
     def analyze(self, root: Path) -> list[Finding]:
         return analysis.analyze(root)
 
+    def llm_context(self, root: Path, limit: int = 20_000) -> dict[str, str]:
+        """What the model reads in LLM mode: Dockerfiles, compose and ignore files (each cut at ``limit`` chars)."""
+        project = Project(DirTree(root))
+        paths = [*project.dockerfiles, *(c.path for c in project.composes),
+                 *sorted(p for p in project.files if posixpath.basename(p).endswith(".dockerignore"))]
+        return {p: (project.text(p) or "")[:limit] for p in paths[:60]}
+
+    def phase_for(self, path: str) -> str | None:
+        """The phase a model edit of ``path`` belongs to."""
+        if is_dockerfile(path) or posixpath.basename(path).endswith(".dockerignore"):
+            return "dockerfiles"
+        return "compose" if compose_mod.is_compose_file(path) else None
+
     # -- planner ---------------------------------------------------------
     def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
         project = Project(DirTree(root)) if root is not None else None
@@ -149,7 +162,8 @@ class DockerDomain:
             before = compose_mod.load(path, base.read(path).decode("utf-8", errors="replace"))
         except KeyError:
             return gates
-        allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else ()
+        # A model edit may change one service's keys but nothing at the top level.
+        allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else (("services", "*"),) if task.fix == "llm" else ()
         stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
         gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
                           detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
