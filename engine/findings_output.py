@@ -143,7 +143,8 @@ def markdown(result: AnalysisResult, root: Path) -> str:
              f"{s.findings} findings ({counts}) in {s.files} files."]
     if s.ignored:
         lines.append(f"{s.ignored} findings ignored by pragmas/config "
-                     f"({s.ignored_by_pragma} by `# pipeline ignore=` pragmas, {s.ignored_by_config} by .pipeline.yaml).")
+                     f"({s.ignored_by_pragma} by `# pipeline ignore=` pragmas, "
+                     f"{s.ignored_by_config} by .pipeline.yaml).")
     for name, run in sorted(result.tools.items()):
         extra = f": {run.findings} findings" + (f", {run.duplicates_dropped} duplicates of our rules dropped"
                                                  if run.duplicates_dropped else "") if run.status == "ran" else ""

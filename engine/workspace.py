@@ -119,6 +119,12 @@ class Workspace:
     def scrub(self) -> None:
         """Drop anything a crashed node left half-done: an interrupted rebase or pick, uncommitted edits."""
         gitdir = Path(self.repo.git.rev_parse("--absolute-git-dir"))
+        common = Path(self.repo.git.rev_parse("--path-format=absolute", "--git-common-dir"))
+        # A run killed in the middle of a git command leaves git's lock files behind, and every later git
+        # command in the worktree fails on them. This worktree and branch are the run's own, and the caller
+        # holds the repository lock: no git process of ours is running here, so they are stale.
+        for stale in (gitdir / "index.lock", gitdir / "HEAD.lock", common / "refs" / "heads" / f"{self.branch}.lock"):
+            stale.unlink(missing_ok=True)
         if (gitdir / "rebase-merge").exists() or (gitdir / "rebase-apply").exists():
             self.repo.git.rebase("--abort")
         if (gitdir / "CHERRY_PICK_HEAD").exists():

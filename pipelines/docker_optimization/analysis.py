@@ -1,19 +1,41 @@
 """Run the rule registry over a project and turn hits into findings.
 
-Broken input never stops the analysis: a Dockerfile the parser rejects or a
-compose file that isn't valid YAML becomes a finding, and every other file
-is still analyzed.
+Broken input never stops the analysis: a Dockerfile the parser rejects, a
+compose file that isn't valid YAML, a binary, huge or unreadable file each
+becomes a finding (PX001-PX005), a file the tree leaves out (a symlink out
+of the repository, a loop, a FIFO) or text that isn't UTF-8 becomes a note,
+and every other file is still analyzed. A rule that raises is a note too
+(``rule-error``): the other rules still run.
+
+Then, in order: hadolint's results are merged when asked (``hadolint=True``;
+duplicates of our findings dropped, see ``hadolint.py``), and findings that
+``# pipeline ignore=`` pragmas or ``.pipeline.yaml`` ignore are set aside
+(see ``ignores.py``).
+
+``analyze(root, hadolint=False)`` gives the findings; ``run_analysis``
+gives everything ``pipeline analyze`` prints (ignored findings, notes,
+what hadolint did, the rules' metadata).
 """
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from engine.artifacts import Applicability, Category, Finding, Severity
+from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
 from engine.tree import DirTree, Tree
-from pipelines.docker_optimization.project import Project
-from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all
+from pipelines.docker_optimization import hadolint as hadolint_mod
+from pipelines.docker_optimization import ignores
+from pipelines.docker_optimization.compose import is_compose_file
+from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
+
+# Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
+_NOTABLE = (ignores.CONFIG_NAMES + hadolint_mod.CONFIG_NAMES)
+_MAX_SKIPPED_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -31,58 +53,276 @@ def services(project: Project) -> list[Service]:
             for c in project.composes for name, svc in c.services.items() if isinstance(svc, dict)]
 
 
+# -- input problems as rules (so they are documented, selectable and ignorable like any other) ------------
+
+@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project")
+def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
+    """BuildKit's Dockerfile parser rejects the file.
+
+    Why: `docker build` uses the same parser, so the image can't be built;
+    no other rule looks at this file until it parses.
+
+    Example:
+        RUN <<EOF
+        echo never terminated
+
+    Use instead:
+        RUN <<EOF
+        echo terminated
+        EOF
+    """
+    for df in project.dockerfiles.values():
+        if df.error and df.path not in project.problems:
+            yield Hit(0, f"BuildKit's parser rejects this file: {df.error}", df.error, file=df.path)
+
+
+@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project")
+def compose_parse_error(project: Project) -> Iterable[Hit]:
+    """A compose file is not valid YAML, or not a mapping at its top level.
+
+    Why: `docker compose` refuses it; no compose rule looks at it until it loads.
+
+    Example:
+        services:
+          api:
+            image: "unterminated
+
+    Use instead:
+        services:
+          api:
+            image: "api:1.0"
+    """
+    for compose in project.composes:
+        if compose.error and compose.path not in project.problems:
+            yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
+
+
+def _problems(project: Project, code: str) -> Iterable[Hit]:
+    for problem in project.problems.values():
+        if problem.code == code:
+            yield Hit(0, problem.message, problem.message, file=problem.path)
+
+
+@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project")
+def file_not_text(project: Project) -> Iterable[Hit]:
+    """A Dockerfile, compose or ignore file holds binary content (NUL bytes).
+
+    It is named like one of the files the analysis reads, but it is not
+    text, so it is not analyzed.
+
+    Why: `docker build` or `docker compose` would fail on it, or the name is
+    misleading (a build artifact named `Dockerfile.bin`, say).
+
+    Example:
+        services/api/Dockerfile.cache   (a binary cache file)
+
+    Use instead:
+        a name that isn't a Dockerfile name (`api.cache`), or the real Dockerfile
+    """
+    return _problems(project, "PX003")
+
+
+@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project")
+def file_too_large(project: Project) -> Iterable[Hit]:
+    """A Dockerfile, compose or ignore file is larger than the analysis reads (4 MiB).
+
+    Why: no real Dockerfile or compose file is that big; it is generated or
+    not what its name says, and reading it whole would slow every analysis.
+
+    Example:
+        deploy/docker-compose.yml   (40 MiB, generated)
+
+    Use instead:
+        generate smaller files, or name the generated file so that it isn't
+        taken for a compose file or Dockerfile
+    """
+    return _problems(project, "PX004")
+
+
+@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project")
+def file_unreadable(project: Project) -> Iterable[Hit]:
+    """A Dockerfile, compose or ignore file can't be read (permissions, I/O error).
+
+    Why: what can't be read can't be analyzed, and `docker build` will
+    most likely fail on it the same way.
+
+    Example:
+        services/api/Dockerfile   (mode 000)
+
+    Use instead:
+        make it readable: chmod a+r services/api/Dockerfile
+    """
+    return _problems(project, "PX005")
+
+
+# -- running the rules -------------------------------------------------------------------------------
+
 def _finding(rule: Rule, hit: Hit, file: str) -> Finding:
     return Finding.make(rule=rule.code, name=rule.name, category=rule.category, severity=rule.severity,
                         message=hit.message, file=hit.file or file, line=hit.line,
                         end_line=hit.end_line or hit.line, evidence=hit.evidence, fix=rule.fix)
 
 
-def parse_errors(project: Project) -> list[Finding]:
-    found = []
-    for df in project.dockerfiles.values():
-        if df.error:
-            found.append(Finding.make(rule="PX001", name="dockerfile-parse-error", category=Category.correctness,
-                                      severity=Severity.error, message=f"BuildKit's parser rejects this file: {df.error}",
-                                      file=df.path, line=0, evidence=df.error))
-    for compose in project.composes:
-        if compose.error:
-            found.append(Finding.make(rule="PX002", name="compose-parse-error", category=Category.correctness,
-                                      severity=Severity.error, message=f"not a valid compose file: {compose.error}",
-                                      file=compose.path, line=0, evidence=compose.error))
-    return found
+def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[Finding]:
+    try:
+        return [_finding(rule, h, file) for h in rule.check(target)]
+    except Exception as err:  # a rule's bug must not stop the other rules, nor the other files
+        frames = traceback.extract_tb(err.__traceback__)
+        frame = next((f for f in reversed(frames) if "docker_optimization" in f.filename), frames[-1])
+        notes.append(Note(kind="rule-error", file=file or "",
+                          message=f"rule {rule.code} failed on {file or 'the project'}: {type(err).__name__}: {err} "
+                                  f"({Path(frame.filename).name}:{frame.lineno}); its findings there are missing"))
+        return []
 
 
-def analyze_project(project: Project, select: set[str] | None = None) -> list[Finding]:
-    rules = [r for r in load_all().values() if select is None or r.code in select]
-    findings = parse_errors(project)
+def _rule_findings(project: Project, rules: list[Rule], notes: list[Note]) -> list[Finding]:
+    findings: list[Finding] = []
+    service_list = None
     for rule in rules:
         if rule.target == "dockerfile":
             for df in project.dockerfiles.values():
                 if not df.error:
-                    findings += [_finding(rule, h, df.path) for h in rule.check(df)]
+                    findings += _run_rule(rule, df, df.path, notes)
         elif rule.target == "context":
             seen = set()
             for ctx in project.contexts:
                 if ctx.dir in seen:
                     continue
                 seen.add(ctx.dir)
-                findings += [_finding(rule, h, ctx.dockerfile) for h in rule.check(ctx)]
+                findings += _run_rule(rule, ctx, ctx.dockerfile, notes)
         elif rule.target == "service":
-            for svc in services(project):
-                findings += [_finding(rule, h, svc.compose) for h in rule.check(svc)]
+            service_list = services(project) if service_list is None else service_list
+            for svc in service_list:
+                findings += _run_rule(rule, svc, svc.compose, notes)
         elif rule.target == "compose":
             for compose in project.composes:
                 if not compose.error:
-                    findings += [_finding(rule, h, compose.path) for h in rule.check(compose)]
+                    findings += _run_rule(rule, compose, compose.path, notes)
         elif rule.target == "project":
-            findings += [_finding(rule, h, h.file) for h in rule.check(project)]
-    unique = {f.id: f for f in findings}
-    return sorted(unique.values(), key=lambda f: (f.file, f.line, f.rule))
+            findings += _run_rule(rule, project, "", notes)
+    return findings
 
 
-def analyze(root: Path | Tree) -> list[Finding]:
-    tree = DirTree(root) if isinstance(root, (str, Path)) else root
-    return analyze_project(Project(tree))
+def _input_notes(project: Project) -> list[Note]:
+    notes = [Note(kind="input", file=path, message=message) for path, message in project.notes]
+    skipped = getattr(project.tree, "skipped", {}) or {}
+    notable = {p: why for p, why in skipped.items() if _notable(p)}
+    notes += [Note(kind="input", file=p, message=why) for p, why in sorted(notable.items())]
+    rest = sorted(p for p in skipped if p not in notable)
+    if rest:
+        shown = ", ".join(rest[:_MAX_SKIPPED_LISTED]) + (", ..." if len(rest) > _MAX_SKIPPED_LISTED else "")
+        notes.append(Note(kind="input", message=f"{len(rest)} other files left out of the analysis (symlinks that "
+                                                f"leave the repository, dangle or loop; FIFOs, sockets): {shown}"))
+    return notes
 
 
-__all__ = ["analyze", "analyze_project", "services", "REGISTRY", "Applicability"]
+def _notable(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return is_dockerfile(path) or is_compose_file(path) or name.endswith(".dockerignore") or path in _NOTABLE
+
+
+def _hadolint(project: Project, ours: list[Finding], result: AnalysisResult) -> list[Finding]:
+    parseable = {p: df for p, df in project.dockerfiles.items() if not df.error}
+    config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
+    tree = project.tree
+    if isinstance(tree, DirTree):
+        run = hadolint_mod.run(sorted(parseable), root=tree.root, config=config)
+    else:
+        run = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
+                               config=config, config_text=project.text(config) if config else None)
+    result.notes += [Note(kind="tool", file=f, message=m) for f, m in run.notes]
+    found, notes, dropped, columns = hadolint_mod.to_findings(run.results, parseable, ours)
+    result.notes += [Note(kind="tool", file=f, message=m) for f, m in notes]
+    result.columns.update(columns)
+    result.tools["hadolint"] = ToolRun(status=run.status, findings=len(found), duplicates_dropped=dropped)
+    return found
+
+
+def _config(project: Project) -> ignores.Config:
+    path = next((c for c in ignores.CONFIG_NAMES if c in project.files), "")
+    if not path:
+        return ignores.Config()
+    config = ignores.load_config(path, project.text(path))
+    known = set(REGISTRY)
+    for code in config.ignored + [c for _, _, codes in config.per_file for c in codes]:
+        if not (code in known or code.startswith(("DL", "SC")) or any(k.startswith(code) for k in known)):
+            config.problems.append(f"{path}: {code} matches no rule")
+    return config
+
+
+def _lines_of(project: Project):
+    def lines(path: str) -> list[str]:
+        df = project.dockerfiles.get(path)
+        if df is not None:
+            return df.lines
+        compose = next((c for c in project.composes if c.path == path), None)
+        text = compose.text if compose is not None else project.text(path)
+        return (text or "").splitlines()
+
+    def spans(path: str) -> list[tuple[int, int]] | None:
+        df = project.dockerfiles.get(path)
+        return None if df is None else [(i.start_line, i.end_line) for i in df.instructions]
+
+    return lines, spans
+
+
+def _meta(code: str, sample: Finding) -> RuleMeta:
+    rule = REGISTRY.get(code)
+    if rule is not None:
+        return RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc, category=rule.category,
+                        severity=rule.severity, fix=rule.fix, help_uri=rules_doc_uri(code))
+    return RuleMeta(code=code, name=sample.name, summary=sample.message if sample.source == "hadolint" else sample.name,
+                    category=sample.category, severity=sample.severity, source=sample.source,
+                    help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "")
+
+
+def examine(project: Project, hadolint: bool = False, select: set[str] | None = None) -> AnalysisResult:
+    """Everything the analysis has to say about a loaded project."""
+    rules = [r for r in load_all().values() if select is None or r.code in select]
+    result = AnalysisResult()
+    notes: list[Note] = []
+    findings = _rule_findings(project, rules, notes)
+    if hadolint:
+        findings += _hadolint(project, findings, result)
+    else:
+        result.tools["hadolint"] = ToolRun(status="off")
+    unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))
+    config = _config(project)
+    lines, spans = _lines_of(project)
+    kept, ignored = ignores.partition(unique, config, lines, spans)
+    result.findings = kept
+    result.ignored = [IgnoredFinding(finding=f, by=by) for f, by in ignored]
+    result.notes = _input_notes(project) + [Note(kind="config", file=config.path, message=m) for m in config.problems] \
+        + result.notes + notes
+    samples: dict[str, Finding] = {}
+    for f in unique:
+        samples.setdefault(f.rule, f)
+    result.rules = {code: _meta(code, f) for code, f in sorted(samples.items())}
+    return result
+
+
+def analyze_project(project: Project, select: set[str] | None = None) -> list[Finding]:
+    """Our rules' findings for a loaded project, less the ignored ones (no hadolint)."""
+    return examine(project, select=select).findings
+
+
+def parse_errors(project: Project) -> list[Finding]:
+    """The findings about input that could not be analyzed (PX rules)."""
+    return examine(project, select={c for c in REGISTRY if c.startswith("PX")}).findings
+
+
+def _tree(root: Path | str | Tree) -> Tree:
+    return DirTree(Path(root)) if isinstance(root, (str, Path)) else root
+
+
+def run_analysis(root: Path | str | Tree, hadolint: bool = False) -> AnalysisResult:
+    """The full analysis of a checkout (or any tree): what ``pipeline analyze`` prints."""
+    return examine(Project(_tree(root)), hadolint=hadolint)
+
+
+def analyze(root: Path | str | Tree, hadolint: bool = False) -> list[Finding]:
+    """Every finding in the tree at ``root`` (ignored ones left out); with hadolint's when asked."""
+    return run_analysis(root, hadolint=hadolint).findings
+
+
+__all__ = ["analyze", "analyze_project", "run_analysis", "examine", "services", "REGISTRY", "Applicability"]

@@ -172,3 +172,94 @@ class RoundTrip:
         if not self.original.endswith("\n") and out.endswith("\n"):
             out = out[:-1]
         return out
+
+
+def schema_violations(data: object) -> list[tuple[tuple[str, ...], str]]:
+    """Violations of the compose-spec schema as (key path, message), sorted by path.
+
+    Unlike ``schema_errors`` it says what is wrong where a person would look:
+    a ``oneOf`` failure is replaced by the failure inside the branch that fits
+    the value's type (``depends_on/redis: 'condition' is a required property``),
+    and "unevaluated properties" lists only names the schema doesn't know
+    (a sibling's failure makes valid keys "unevaluated" too).
+    """
+    import jsonschema
+
+    plain = json.loads(json.dumps(_str_keys(data), default=str))
+    schema = compose_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = [_deepest(e) for e in validator.iter_errors(plain)]
+    paths = [tuple(map(str, e.absolute_path)) for e in errors]
+    found = []
+    for error, path in zip(errors, paths):
+        message = error.message
+        if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
+            unknown = [str(k) for k in error.instance if str(k) not in _property_names()
+                       and not str(k).startswith("x-")]
+            if any(len(p) > len(path) and p[:len(path)] == path for p in paths):
+                if not unknown:
+                    continue  # only valid keys whose values failed (reported on their own)
+                message = f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+        found.append((path, message))
+    return sorted(found, key=lambda item: item[0])
+
+
+def _str_keys(data: object) -> object:
+    """The document with every mapping key as a string (YAML allows ``? [complex, key]``; JSON doesn't)."""
+    if isinstance(data, dict):
+        return {k if isinstance(k, str) else str(k): _str_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_str_keys(v) for v in data]
+    return data
+
+
+def _deepest(error):
+    """For a oneOf/anyOf failure, the failure inside the branch that matches the value's type."""
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        inside = [e for e in error.context
+                  if not (e.validator == "type" and len(e.absolute_path) == len(error.absolute_path))]
+        if not inside:
+            break
+        error = max(inside, key=lambda e: len(e.absolute_path))
+    return error
+
+
+@lru_cache(maxsize=1)
+def _property_names() -> frozenset[str]:
+    """Every key name the compose-spec schema defines somewhere."""
+    names: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict):
+                names.update(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(compose_schema())
+    return frozenset(names)
+
+
+def line_at(data: object, path: tuple[str, ...] | list) -> int:
+    """The 1-based line of the deepest node of ``path`` found in a round-trip document (0 when none)."""
+    line, node = 0, data
+    for key in path:
+        try:
+            if isinstance(node, list):
+                index = int(key)
+                line = node.lc.item(index)[0] + 1
+                node = node[index]
+            elif isinstance(node, dict):
+                match = next((k for k in node if str(k) == str(key)), None)
+                if match is None:
+                    break
+                line = node.lc.key(match)[0] + 1
+                node = node[match]
+            else:
+                break
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            break
+    return line

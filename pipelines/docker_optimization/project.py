@@ -5,6 +5,12 @@ that builds it); each counts. A Dockerfile no compose file builds gets its
 own directory as an inferred context, flagged as inferred. BuildKit's rule
 for ignore files applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile
 wins over the context root's ``.dockerignore``.
+
+Reading never fails: a file too large to read (over ``MAX_TEXT_BYTES``), one
+with binary content or one that can't be read is recorded in ``problems``
+(the analysis turns each into a finding) and, if it is a Dockerfile or a
+compose file, kept with its ``error`` set so every rule skips it. Text that
+isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,19 @@ from pipelines.docker_optimization import compose as compose_mod
 from pipelines.docker_optimization.compose import ComposeFile
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.dockerignore import DockerIgnore
+
+
+MAX_TEXT_BYTES = 4 * 1024 * 1024   # larger Dockerfiles, compose or ignore files are not read
+BINARY_PROBE = 8192                 # a NUL byte in the first 8 KiB means binary content
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """Why a file could not be analyzed: the finding code it becomes and a message."""
+
+    path: str
+    code: str       # PX003 binary, PX004 too large, PX005 unreadable
+    message: str
 
 
 def is_dockerfile(path: str) -> bool:
@@ -82,22 +101,66 @@ class Project:
         self.tree = tree
         self.files = tree.files()
         self._text: dict[str, str | None] = {}
+        self.problems: dict[str, InputProblem] = {}
+        self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
         for path in sorted(self.files):
             if is_dockerfile(path):
-                self.dockerfiles[path] = Dockerfile.parse(path, self.text(path) or "")
+                self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
-                self.composes.append(compose_mod.load(path, self.text(path) or ""))
+                self.composes.append(self._compose(path))
         self.contexts = self._contexts()
 
     def text(self, path: str) -> str | None:
+        """The file's text; None when it is absent or could not be read (see ``problems``)."""
         if path not in self._text:
-            try:
-                self._text[path] = self.tree.read(path).decode("utf-8", errors="replace")
-            except (KeyError, OSError):
-                self._text[path] = None
+            self._text[path] = self._read_text(path)
         return self._text[path]
+
+    def _read_text(self, path: str) -> str | None:
+        size = self.files.get(path, 0)
+        if size > MAX_TEXT_BYTES:
+            return self._problem(path, "PX004", f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+        try:
+            data = self.tree.read(path)
+        except KeyError:
+            return None
+        except OSError as err:
+            return self._problem(path, "PX005", f"cannot be read: {err.strerror or err}")
+        if len(data) > MAX_TEXT_BYTES:
+            return self._problem(path, "PX004", f"{len(data)} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+        if b"\0" in data[:BINARY_PROBE]:
+            return self._problem(path, "PX003", "binary content (NUL bytes), not a text file: not analyzed")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            self.notes.append((path, f"not valid UTF-8 (first bad byte at offset {err.start}): "
+                                     "analyzed with replacement characters"))
+            return data.decode("utf-8", errors="replace")
+
+    def _problem(self, path: str, code: str, message: str) -> None:
+        self.problems[path] = InputProblem(path, code, message)
+        return None
+
+    def _dockerfile(self, path: str) -> Dockerfile:
+        text = self.text(path)
+        if text is None and path in self.problems:
+            return Dockerfile(path=path, text="", error=self.problems[path].message)
+        try:
+            return Dockerfile.parse(path, text or "")
+        except Exception as err:  # the parser must never stop the analysis
+            return Dockerfile(path=path, text=text or "", error=f"the parser failed: {type(err).__name__}: {err}")
+
+    def _compose(self, path: str) -> ComposeFile:
+        text = self.text(path)
+        if text is None and path in self.problems:
+            return ComposeFile(path=path, text="", error=self.problems[path].message)
+        try:
+            return compose_mod.load(path, text or "")
+        except Exception as err:  # YAML that loads but isn't shaped like compose (odd build/args types)
+            return ComposeFile(path=path, text=text or "", error=f"could not be read as compose: "
+                                                                 f"{type(err).__name__}: {err}")
 
     def _contexts(self) -> list[Context]:
         found: dict[tuple[str, str], Context] = {}

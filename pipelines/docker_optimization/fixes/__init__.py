@@ -37,7 +37,7 @@ def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):
 
 def load_all() -> dict[str, Fix]:
     from pipelines.docker_optimization.fixes import (  # noqa: F401
-        cache, compose, context, layers, reliability, security, size,
+        cache, compose, context, layers, process, reliability, security, size,
     )
 
     return FIXES

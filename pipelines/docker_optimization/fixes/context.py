@@ -1,20 +1,20 @@
-"""Context fixes: write a .dockerignore derived from what the context holds and what COPY needs."""
+"""Context fixes: write or extend a .dockerignore, derived from what the context holds and what COPY needs."""
 
 from __future__ import annotations
 
+import posixpath
 import subprocess
 from pathlib import Path
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
-from pipelines.docker_optimization.copies import problems
-from pipelines.docker_optimization.dockerignore import DockerIgnore
 from pipelines.docker_optimization.fixes import fix
-from pipelines.docker_optimization.project import Context, Project
-from pipelines.docker_optimization.rules.context import CANDIDATES
+from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.rules.context import CANDIDATES, excludable, ignore_users
 
 HEADER = "# Written by the docker-optimization pipeline; every COPY still finds its sources.\n"
+APPENDED = "# Added by the docker-optimization pipeline: what COPY . shipped and no build step uses."
 
 
 def gitignored_probes(root: Path | None, context_dir: str) -> set[str]:
@@ -33,46 +33,42 @@ def gitignored_probes(root: Path | None, context_dir: str) -> set[str]:
     return {line[len(prefix):] for line in proc.stdout.splitlines()}
 
 
-def _runs_mention(contexts: list[Context], *words: str) -> bool:
-    return any(word in ins.command for ctx in contexts for ins in ctx.project.dockerfiles[ctx.dockerfile].of("RUN")
-               for word in words)
-
-
-def derive(project: Project, context_dir: str) -> list[tuple[str, str]]:
-    """(pattern, why) for the context: each excludes something and breaks no COPY."""
-    contexts = [c for c in project.contexts if c.dir == context_dir]
+def derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str]]:
+    """(pattern, why) to add to the ignore file ``ignore_path`` of the context: each excludes something
+    and breaks no COPY (see ``rules.context.excludable``); for a missing file, the whole file."""
+    if not ignore_path:
+        ignore_path = posixpath.join(context_dir, ".dockerignore") if context_dir != "." else ".dockerignore"
+    contexts = [c for c in ignore_users(project, ignore_path) if c.dir == context_dir]
     if not contexts:
-        raise FixError(f"no build context {context_dir} in the project any more")
+        raise FixError(f"no build context {context_dir} builds with {ignore_path} any more")
     for ctx in contexts:
         df = project.dockerfiles.get(ctx.dockerfile)
         if df is None or df.error:
             raise FixError(f"{ctx.dockerfile} is missing or doesn't parse; can't tell what it COPYs")
-    files = contexts[0].files()
     ignored = gitignored_probes(getattr(project.tree, "root", None), context_dir)
     if context_dir == ".":
         ignored.add(".git/HEAD")  # a working copy's root always holds .git
-    skip = {"**/tests"} if _runs_mention(contexts, "test") else set()
-    skip |= {"**/docs"} if _runs_mention(contexts, "docs", "mkdocs", "sphinx") else set()
-    chosen: list[tuple[str, str]] = []
-    for pattern, probe, why in CANDIDATES:
-        if pattern in skip:
-            continue
-        alone = DockerIgnore([pattern])
-        if not (probe in ignored or any(alone.excluded(p) for p in files)):
-            continue
-        trial = DockerIgnore([p for p, _ in chosen] + [pattern], source=".dockerignore")
-        if any(problems(ctx, project.dockerfiles[ctx.dockerfile], trial) for ctx in contexts):
-            continue
-        chosen.append((pattern, why))
-    return chosen
+    return [(pattern, why) for pattern, why, _ in excludable(contexts, contexts[0].ignore, ignored)]
 
 
-@fix("dockerignore", "Add a .dockerignore to build context {dir}")
+@fix("dockerignore", "Exclude what builds don't need with {file}")
 def write_dockerignore(project: Project, task: Task, design: Design) -> dict[str, str]:
-    if task.file in project.files:
+    """Write a .dockerignore for the context, or append what an existing one misses (CX001, CX002)."""
+    users = ignore_users(project, task.file)
+    if not users:
+        raise FixError(f"no build context uses {task.file} any more")
+    context_dir = users[0].dir
+    text = project.text(task.file)
+    if text is None:
+        chosen = derive(project, context_dir, task.file)
+        if not chosen:
+            raise FixError(f"nothing in build context {context_dir} is worth excluding")
+        return {task.file: HEADER + "".join(f"{p}\n" for p, _ in chosen)}
+    if "CX002" not in task.rules:
         raise AlreadyResolved(f"{task.file} exists now: an earlier change wrote it")
-    context_dir = task.file.rsplit("/", 1)[0] if "/" in task.file else "."
-    chosen = derive(project, context_dir)
+    chosen = derive(project, context_dir, task.file)
     if not chosen:
-        raise FixError(f"nothing in build context {context_dir} is worth excluding")
-    return {task.file: HEADER + "".join(f"{p}\n" for p, _ in chosen)}
+        raise AlreadyResolved(f"{task.file} already excludes what COPY . would ship: an earlier change resolved it")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    separator = "" if not text or text.endswith("\n") else newline
+    return {task.file: text + separator + APPENDED + newline + "".join(f"{p}{newline}" for p, _ in chosen)}

@@ -1,32 +1,415 @@
-"""Cache rules: BuildKit cache mounts that are missing, or present but defeated."""
+"""Cache rules: BuildKit cache mounts that are missing, or present but defeated.
+
+Decisions, so the rules, the fixes and the size family agree:
+
+- One rule per concern, not one per package manager (as ruff does): CA001 is
+  pip (kept from the first release), CA003 every other manager, and each hit's
+  message names the manager and the exact mount targets that are missing.
+- A cache directory counts as mounted when a ``type=cache`` mount targets it or
+  one of its parents. Variables set by ``ENV`` in the stage (or the stages it
+  is built FROM) move a directory: PIP_CACHE_DIR, UV_CACHE_DIR,
+  POETRY_CACHE_DIR, npm_config_cache, YARN_CACHE_FOLDER, PNPM_HOME (store under
+  it), GOCACHE, GOMODCACHE/GOPATH, CARGO_HOME, GRADLE_USER_HOME. A value we
+  can't resolve (``$VAR`` in it) means we don't judge that cache. For a RUN
+  that runs as another user, home directories are that user's: any cache mount
+  ending in the home-relative path (``.../.npm``) counts.
+- apt needs /var/cache/apt (downloaded .debs) always, and /var/lib/apt (the
+  lists) only when the same RUN runs ``apt-get update``: mounted over lists an
+  earlier RUN fetched, an empty cache would hide them. Both with
+  ``sharing=locked``: apt holds locks in both and concurrent builds sharing the
+  cache corrupt it. Only ``apt-get`` is checked: the ``apt`` binary deletes
+  downloaded .debs itself (Keep-Downloaded-Packages is false for it).
+- Debian and Ubuntu images ship /etc/apt/apt.conf.d/docker-clean, a hook that
+  deletes downloaded .debs after every install, so a /var/cache/apt mount stays
+  empty until the hook is removed by this RUN or an earlier one of the stage.
+- With a cache mount, deleting the cache from the same RUN defeats it (CA004):
+  ``npm cache clean``, ``yarn cache clean``, ``pip cache purge``, ``uv cache
+  clean``, ``poetry cache clear``, ``apt-get clean``, ``apk cache clean``,
+  ``go clean -cache/-modcache``, and ``rm`` of the mounted directory, of
+  anything in it, or of a parent. ``rm -rf /var/lib/apt/lists/*`` beside a
+  /var/lib/apt mount is one of those: the lists live in the mount, not in the
+  image, so deleting them saves no image bytes (the size family's SZ006 does not
+  fire there) and makes the next ``apt-get update`` download them again.
+- Flags and variables that bypass the cache are defeats too: ``--no-cache-dir``
+  for pip (CA002), and (CA004) ``apk --no-cache``, ``uv --no-cache``, ``poetry
+  --no-cache``, and PIP_NO_CACHE_DIR set by ``ENV`` or on the command line.
+  PIP_NO_CACHE_DIR disables the cache for *any* valid boolean value, ``0``,
+  ``false`` and ``off`` included: old pips read it inverted and pip >= 19 keeps
+  "any value disables" for compatibility, so the value is not looked at.
+- A RUN written as a heredoc (``RUN <<EOF``) is checked on its script as well
+  as its command line.
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import Iterable
 
 from engine.artifacts import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 
-PIP_INSTALL = re.compile(r"\b(?:pip3?|python3?(?:\.\d+)?\s+-m\s+pip)\s+install\b")
-NO_CACHE_DIR = re.compile(r"(?<!\S)--no-cache-dir\b")
-PIP_CACHE_TARGETS = ("/root/.cache/pip", "/root/.cache")
+# Shell text, as the parser joins it (one line) or as it is written (continued lines).
+_GAP = r"(?:(?<=\n)[ \t]*\r?\n|[ \t]|\\[ \t]*\r?\n)"   # blank lines inside a continuation first
+W = _GAP + "+"                      # whitespace, line continuations included
+W0 = _GAP + "*"
+AT = r"(?<![^\s;&|(`'\"])(?:[^\s;&|()`'\"]*/)?"   # a command word (at a boundary, maybe with a path)
+TOKEN = r"(?:[^\s;&|()<>\\'\"]|\\\S|\"[^\"]*\"|'[^']*')+"   # a word; an unmatched quote ends it
+ARGS = "(?:" + W + TOKEN + ")*"
+OPTS = "(?:" + W + "-" + TOKEN + ")*"
+OR_TRUE = "(?:" + W0 + r"\|\|" + W0 + r"(?:true|:)(?![^\s;&|)]))?"
+SEGMENT_REST = re.compile(r"(?:[^;&|()\r\n\\]|\\[ \t]*\r?\n|(?<=\n)[ \t]*\r?\n|\\.)*")
+_NOT_VERSION = "(?!" + W + r"(?:-v|--version|-version)(?![^\s;&|)]))"
+
+PIP_INSTALL = re.compile(r"(?<!uv )" + AT + r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)"
+                         + W + r"install\b")
+NO_CACHE_DIR = re.compile(r"(?<!\S)--no-cache-dir(?![^\s;&|)])")
+NO_CACHE = re.compile(r"(?<!\S)--no-cache(?![^\s;&|)])")
+PIP_ENV_INLINE = re.compile(r"(?<![^\s;&|(])(?<!export )PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|[^\s;&|()]*)")
+APT_INSTALL = re.compile(AT + "apt-get" + "(?:" + W + TOKEN + ")*?" + W + r"install\b")
+APT_UPDATE = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W + r"update\b")
+APT_ANY = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W
+                     + r"(?:install|update|upgrade|dist-upgrade|full-upgrade|build-dep|download|source|reinstall)\b")
+APK_ADD = re.compile(AT + "apk" + "(?:" + W + TOKEN + ")*?" + W + r"add\b")
+APK_UPDATED = re.compile(r"(?<!\S)(?:-U|--update|--update-cache)(?![^\s;&|)])|" + AT + "apk" + OPTS + W + r"update\b")
+RM = re.compile(AT + r"rm(?P<args>" + ARGS + ")" + OR_TRUE)
+RM_ARG = re.compile(r"(?<![^ \t\n])" + TOKEN)
+HOOK = "/etc/apt/apt.conf.d/docker-clean"
+HOOK_REMOVED = re.compile(r"\brm\b[^;&|\n]*/etc/apt/apt\.conf\.d/docker-clean\b")
+_HOME = re.compile(r"^(?:~|\$HOME|\$\{HOME\})(?=/|$)")
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Where a package manager keeps its downloads."""
+
+    dir: str                                  # for root
+    env: tuple[tuple[str, str], ...] = ()     # (variable, suffix): the variable moves it to $variable+suffix
+    home: str = ""                            # path under another user's home ("": the same for every user)
+    locked: bool = False                      # needs sharing=locked
+    needs: re.Pattern | None = None           # only when the RUN also does this
+
+
+@dataclass(frozen=True)
+class Manager:
+    name: str
+    code: str
+    command: re.Pattern
+    caches: tuple[Cache, ...]
+
+
+PIP = Cache("/root/.cache/pip", (("PIP_CACHE_DIR", ""),), "/.cache/pip")
+UV = Cache("/root/.cache/uv", (("UV_CACHE_DIR", ""),), "/.cache/uv")
+POETRY = Cache("/root/.cache/pypoetry", (("POETRY_CACHE_DIR", ""),), "/.cache/pypoetry")
+NPM = Cache("/root/.npm", (("npm_config_cache", ""), ("NPM_CONFIG_CACHE", "")), "/.npm")
+YARN = Cache("/usr/local/share/.cache/yarn", (("YARN_CACHE_FOLDER", ""),), "/.cache/yarn")
+PNPM = Cache("/root/.local/share/pnpm/store", (("PNPM_HOME", "/store"),), "/.local/share/pnpm/store")
+APT_ARCHIVES = Cache("/var/cache/apt", locked=True)
+APT_LISTS = Cache("/var/lib/apt", locked=True, needs=APT_UPDATE)
+APK = Cache("/var/cache/apk")
+GO_BUILD = Cache("/root/.cache/go-build", (("GOCACHE", ""),), "/.cache/go-build")
+GO_MOD = Cache("/go/pkg/mod", (("GOMODCACHE", ""), ("GOPATH", "/pkg/mod")))
+CARGO = Cache("/usr/local/cargo/registry", (("CARGO_HOME", "/registry"),))
+MAVEN = Cache("/root/.m2", (), "/.m2")
+GRADLE = Cache("/root/.gradle", (("GRADLE_USER_HOME", ""),), "/.gradle")
+
+UV_INSTALL = re.compile(AT + "uv" + W + "(?:pip" + W + "(?:install|sync)|sync)" + r"\b")
+POETRY_INSTALL = re.compile(AT + "poetry" + W + r"install\b")
+_YARN_FLAG = W + r"-{1,2}(?!-)(?!(?:version|help|v|h)\b)[\w-]+(?:=" + TOKEN + ")?"
+MANAGERS: tuple[Manager, ...] = (
+    Manager("pip", "CA001", PIP_INSTALL, (PIP,)),
+    Manager("uv", "CA003", UV_INSTALL, (UV,)),
+    Manager("poetry", "CA003", POETRY_INSTALL, (POETRY,)),
+    Manager("npm", "CA003", re.compile(AT + "npm" + OPTS + W + r"(?:ci|install|i|add)\b"), (NPM,)),
+    Manager("yarn", "CA003", re.compile(AT + "yarn(?:" + W + "(?:global" + W + ")?(?:install|add)" + r"\b|(?:"
+                                        + _YARN_FLAG + ")*(?=" + W0 + r"(?:$|&&|\|\||;|\)|\r?\n)))"), (YARN,)),
+    Manager("pnpm", "CA003", re.compile(AT + "pnpm" + W + r"(?:install|i|add|fetch)\b"), (PNPM,)),
+    Manager("apt", "CA003", APT_INSTALL, (APT_ARCHIVES, APT_LISTS)),
+    Manager("apk", "CA003", APK_ADD, (APK,)),
+    Manager("go", "CA003", re.compile(AT + "go" + W + r"(?:build|install|test)\b"), (GO_BUILD, GO_MOD)),
+    Manager("go", "CA003", re.compile(AT + "go" + W + "mod" + W + r"download\b"), (GO_MOD,)),
+    Manager("cargo", "CA003", re.compile(AT + "cargo" + W + r"(?:build|install|fetch|test)\b"), (CARGO,)),
+    Manager("maven", "CA003", re.compile(AT + r"mvnw?(?![^\s;&|)])" + _NOT_VERSION), (MAVEN,)),
+    Manager("gradle", "CA003", re.compile(AT + r"gradlew?(?![^\s;&|)])" + _NOT_VERSION), (GRADLE,)),
+)
+
+
+def _cleaner(*words: str) -> re.Pattern:
+    return re.compile(AT + W.join(words) + r"(?![^\s;&|)])" + ARGS + OR_TRUE)
+
+
+_PIP_WORD = r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)"
+# (command that empties a cache, the cache, a flag it needs to do so, what to call it)
+CLEANERS: tuple[tuple[re.Pattern, Cache, re.Pattern | None, str], ...] = (
+    (_cleaner("npm", "cache", "clean"), NPM, None, "npm cache clean"),
+    (_cleaner("yarn", "cache", "clean"), YARN, None, "yarn cache clean"),
+    (_cleaner(_PIP_WORD, "cache", "purge"), PIP, None, "pip cache purge"),
+    (_cleaner("uv", "cache", "clean"), UV, None, "uv cache clean"),
+    (_cleaner("poetry", "cache", "clear"), POETRY, None, "poetry cache clear"),
+    (re.compile(AT + "apt(?:-get)?" + OPTS + W + r"clean(?![^\s;&|)])" + ARGS + OR_TRUE), APT_ARCHIVES, None,
+     "apt-get clean"),
+    (_cleaner("apk", "cache", "(?:clean|purge)"), APK, None, "apk cache clean"),
+    (_cleaner("go", "clean"), GO_BUILD, re.compile(r"(?<!\S)-cache(?!\S)"), "go clean -cache"),
+    (_cleaner("go", "clean"), GO_MOD, re.compile(r"(?<!\S)-modcache(?!\S)"), "go clean -modcache"),
+)
+# (manager command, its cache, the flag that bypasses the cache)
+BYPASS_FLAGS: tuple[tuple[re.Pattern, Cache, str], ...] = (
+    (APK_ADD, APK, "apk"),
+    (UV_INSTALL, UV, "uv"),
+    (POETRY_INSTALL, POETRY, "poetry"),
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    """A RUN as the cache rules see it: what its shell runs, and the stage around it."""
+
+    ins: Instruction
+    text: str                                        # command line, plus a heredoc's script
+    env: dict[str, tuple[str, Instruction]]          # ENV in effect: name -> (value, the ENV)
+    root: bool
+    hook_removed: bool                               # docker-clean removed by an earlier RUN of the stage
+
+    @property
+    def heredoc(self) -> bool:
+        return "\n" in self.ins.original
+
+
+@dataclass(frozen=True)
+class Defeat:
+    """Something in a RUN that defeats one of its cache mounts; the span is in the text it was found in."""
+
+    code: str
+    message: str
+    start: int = -1
+    end: int = -1
+    action: str = "command"      # command (drop it and its && or ;) | token (drop it) | replace | env (an ENV's key)
+    replacement: str = ""
+    env: Instruction | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """An apt cache mount that is unlocked (flag = its --mount text) or emptied by docker-clean (flag = "")."""
+
+    message: str
+    flag: str = ""
+
+
+def script(ins: Instruction) -> str:
+    """What the RUN's shell executes: the command line, plus the body of its heredocs."""
+    if ins.json:
+        return " ".join(ins.value)
+    body = ins.original.split("\n", 1)[1] if "\n" in ins.original else ""
+    return ins.command + ("\n" + body if body else "")
+
+
+def preceding(df: Dockerfile, ins: Instruction) -> list[Instruction]:
+    """The instructions before ``ins`` in its stage and in the stages it is built FROM, earliest first."""
+    out: list[Instruction] = []
+    stage, limit, seen = ins.stage, ins.start_line, set()
+    while stage >= 0 and stage not in seen:
+        seen.add(stage)
+        out = [i for i in df.instructions if i.stage == stage and i.start_line < limit] + out
+        base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
+        stage = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
+        limit = 1 << 30
+    return out
+
+
+def run_of(df: Dockerfile, ins: Instruction) -> Run:
+    env: dict[str, tuple[str, Instruction]] = {}
+    hook_removed = False
+    for other in preceding(df, ins):
+        if other.cmd == "ENV":
+            env.update({k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])})
+        elif other.cmd == "RUN" and HOOK_REMOVED.search(script(other)):
+            hook_removed = True
+    return Run(ins, script(ins), env, df.user_at(ins) in ("root", "0"), hook_removed)
+
+
+def cache_mounts(ins: Instruction) -> list[tuple[str, dict[str, str]]]:
+    """(flag text, options) of the RUN's ``type=cache`` mounts."""
+    out = []
+    for flag in ins.flags:
+        if flag.startswith("--mount="):
+            opts = dict(re.findall(r"([a-z-]+)=([^,]*)", flag[len("--mount="):]))
+            if opts.get("type") == "cache":
+                out.append((flag, opts))
+    return out
+
+
+def target_of(opts: dict[str, str]) -> str:
+    return opts.get("target") or opts.get("dst") or opts.get("destination") or ""
+
+
+def resolve(cache: Cache, run: Run) -> str | None:
+    """The cache's directory for this RUN; ``~/...`` for another user's home; None when we can't tell."""
+    for var, suffix in cache.env:
+        if var in run.env:
+            value = run.env[var][0].strip("\"'")
+            if "$" in value or not value.startswith("/"):
+                return None
+            return value.rstrip("/") + suffix
+    if run.root or not cache.home:
+        return cache.dir
+    return "~" + cache.home
+
+
+def covers(target: str, path: str) -> bool:
+    """A cache mount on ``target`` holds ``path`` (a path under another user's home: ``~/...``)."""
+    t = target.rstrip("/")
+    if not t:
+        return False
+    if path.startswith("~"):
+        parts = path[1:].strip("/").split("/")
+        return any(t.endswith("/" + "/".join(parts[:k])) for k in range(1, len(parts) + 1))
+    return path == t or path.startswith(t + "/")
+
+
+def _covered(cache: Cache, run: Run, targets: list[str]) -> str | None:
+    """The mount target that holds ``cache`` for this RUN, if any."""
+    path = resolve(cache, run)
+    return next((t for t in targets if path and covers(t, path)), None)
+
+
+def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cache, str]]]]:
+    """Per package manager the RUN uses: the caches (and their paths) no mount in ``targets`` holds."""
+    found: dict[str, tuple[Manager, list[tuple[Cache, str]]]] = {}
+    for manager in MANAGERS:
+        if not manager.command.search(run.text):
+            continue
+        _, caches = found.setdefault(manager.name, (manager, []))
+        for cache in manager.caches:
+            if cache.needs is not None and not cache.needs.search(run.text):
+                continue
+            path = resolve(cache, run)
+            if path and not any(covers(t, path) for t in targets) and (cache, path) not in caches:
+                caches.append((cache, path))
+    return [(m, caches) for m, caches in found.values() if caches]
+
+
+def segments(pattern: re.Pattern, text: str, pos: int = 0) -> Iterable[tuple[int, int]]:
+    """(start, end) of each simple command that ``pattern`` starts, up to the next ;, &&, ||, | or newline."""
+    for m in pattern.finditer(text, pos):
+        yield m.start(), SEGMENT_REST.match(text, m.end()).end()
+
+
+def _rm_related(arg: str, target: str) -> bool:
+    """``rm arg`` deletes what a cache mount on ``target`` holds: the target, something in it, or a parent."""
+    path = arg.rstrip("/") or "/"
+    if path.endswith("/*"):
+        path = path[:-2] or "/"
+    if path == "/" or not path.startswith("/"):
+        return False
+    t = target.rstrip("/")
+    ancestors = [t] + [t[:i] for i in range(len(t) - 1, 0, -1) if t[i] == "/"]
+    return path.startswith(t + "/") or any(fnmatchcase(a, path) for a in ancestors)
+
+
+def defeats(run: Run, text: str, pos: int, targets: list[str]) -> list[Defeat]:
+    """What in ``text`` (from ``pos``) defeats the cache mounts on ``targets``; spans index ``text``."""
+    out: list[Defeat] = []
+    pip_target = _covered(PIP, run, targets)
+    if pip_target and PIP_INSTALL.search(text, pos):
+        for start, end in segments(PIP_INSTALL, text, pos):
+            for m in NO_CACHE_DIR.finditer(text, start, end):
+                out.append(Defeat("CA002", f"--no-cache-dir beside the pip cache mount on {pip_target}: "
+                                           "the mount caches nothing", m.start(), m.end(), "token"))
+        for m in PIP_ENV_INLINE.finditer(text, pos):
+            out.append(Defeat("CA004", f"{m.group()} turns pip's cache off (whatever the value) beside the cache "
+                                       f"mount on {pip_target}", m.start(), m.end(), "token"))
+        if "PIP_NO_CACHE_DIR" in run.env:
+            value, env = run.env["PIP_NO_CACHE_DIR"]
+            out.append(Defeat("CA004", f"PIP_NO_CACHE_DIR={value} (ENV at line {env.start_line}) turns pip's cache "
+                                       f"off (whatever the value) beside the cache mount on {pip_target}",
+                              action="env", env=env))
+    for pattern, cache, needs, label in CLEANERS:
+        target = _covered(cache, run, targets)
+        if target:
+            for m in pattern.finditer(text, pos):
+                if needs is None or needs.search(m.group()):
+                    out.append(Defeat("CA004", f"`{label}` empties the cache mount on {target}: "
+                                               "the next build downloads everything again", m.start(), m.end()))
+    for pattern, cache, name in BYPASS_FLAGS:
+        target = _covered(cache, run, targets)
+        for start, end in segments(pattern, text, pos) if target else ():
+            for m in NO_CACHE.finditer(text, start, end):
+                replace = name == "apk" and not APK_UPDATED.search(text, pos)
+                out.append(Defeat("CA004", f"{name} --no-cache beside the cache mount on {target}: {name} never "
+                                           "reads or fills it", m.start(), m.end(),
+                                  "replace" if replace else "token", "--update-cache" if replace else ""))
+    for m in RM.finditer(text, pos):
+        args = [(a.start() + m.start("args"), a.end() + m.start("args"), a.group())
+                for a in RM_ARG.finditer(m.group("args"))]
+        paths = [(s, e, a) for s, e, a in args if not a.startswith("-")]
+        hits = []
+        for s, e, arg in paths:
+            expanded = _HOME.sub("/root", arg.strip("\"'")) if run.root else arg.strip("\"'")
+            target = next((t for t in targets if _rm_related(expanded, t)), None)
+            if target:
+                hits.append((s, e, f"`rm {arg}` deletes what the cache mount on {target} keeps: "
+                                   "the next build downloads it again"))
+        if hits and len(hits) == len(paths):
+            out += [Defeat("CA004", "; ".join(h[2] for h in hits), m.start(), m.end())]
+        else:
+            out += [Defeat("CA004", message, s, e, "token") for s, e, message in hits]
+    return out
+
+
+def apt_problems(run: Run, mounts: list[tuple[str, dict[str, str]]]) -> list[Problem]:
+    """apt cache mounts without sharing=locked, and a /var/cache/apt mount docker-clean keeps empty."""
+    if not APT_ANY.search(run.text):
+        return []
+    out = []
+    for flag, opts in mounts:
+        target = target_of(opts)
+        if (covers(target, APT_ARCHIVES.dir) or covers(target, APT_LISTS.dir)) and opts.get("sharing") != "locked":
+            out.append(Problem(f"apt cache mount on {target} without sharing=locked: concurrent builds sharing it "
+                               "corrupt apt's lock and cache", flag))
+    archives = next((target_of(o) for _, o in mounts if covers(target_of(o), APT_ARCHIVES.dir)), None)
+    if archives and APT_INSTALL.search(run.text) and not run.hook_removed and not HOOK_REMOVED.search(run.text):
+        out.append(Problem(f"cache mount on {archives} while {HOOK} is active: the hook deletes every downloaded "
+                           ".deb, so the mount stays empty"))
+    return out
 
 
 def pip_cache_mount(ins: Instruction) -> dict[str, str] | None:
-    for mount in ins.mounts():
-        if mount.get("type") == "cache" and mount.get("target", mount.get("dst", "")).rstrip("/") in PIP_CACHE_TARGETS:
-            return mount
-    return None
+    """The RUN's cache mount that holds root's pip cache, if any (used by the layers fixes)."""
+    return next((o for _, o in cache_mounts(ins) if covers(target_of(o), PIP.dir)), None)
 
 
 def pip_runs(df: Dockerfile) -> Iterable[Instruction]:
-    return (i for i in df.of("RUN") if PIP_INSTALL.search(i.command))
+    return (i for i in df.of("RUN") if PIP_INSTALL.search(script(i)))
+
+
+def _runs(df: Dockerfile) -> Iterable[Run]:
+    return (run_of(df, i) for i in df.of("RUN"))
+
+
+def _targets(run: Run) -> list[str]:
+    return [target_of(o) for _, o in cache_mounts(run.ins)]
+
+
+def _missing_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
+    for run in _runs(df):
+        for manager, caches in missing(run, _targets(run)):
+            if manager.code == code:
+                where = ", ".join(path for _, path in caches)
+                yield Hit(run.ins.start_line, f"{manager.name} without a cache mount on {where}: packages are "
+                                              "downloaded again on every rebuild", run.ins.original, run.ins.end_line)
+
+
+def _defeat_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
+    for run in _runs(df):
+        for message in dict.fromkeys(d.message for d in defeats(run, run.text, 0, _targets(run)) if d.code == code):
+            yield Hit(run.ins.start_line, message, run.ins.original, run.ins.end_line)
 
 
 @rule("CA001", "pip-install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="pip-cache", phase="dockerfiles")
+      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
 def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """`pip install` runs without a BuildKit cache mount for pip's cache.
 
@@ -34,20 +417,21 @@ def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     it), pip downloads and builds every wheel again. A cache mount keeps pip's
     cache on the builder between builds without putting it in the image.
 
+    Fix: adds the mount (for a RUN that runs as root; other users' caches
+    live elsewhere) and drops what would defeat it (`--no-cache-dir`, an ENV
+    PIP_NO_CACHE_DIR once every pip install it reaches has a mount).
+
     Example:
         RUN pip install -r requirements.txt
 
     Use instead:
         RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
     """
-    for ins in pip_runs(df):
-        if pip_cache_mount(ins) is None:
-            yield Hit(ins.start_line, "pip install without a cache mount: wheels are downloaded again on every rebuild",
-                      ins.original, ins.end_line)
+    return _missing_hits(df, "CA001")
 
 
 @rule("CA002", "cache-mount-defeated", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="pip-cache", phase="dockerfiles")
+      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
 def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a pip cache mount and also `--no-cache-dir`, so the mount caches nothing.
 
@@ -55,13 +439,114 @@ def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     cache mount it silently turns the optimization off: builds look cached
     in the Dockerfile and download everything every time.
 
+    Fix: drops `--no-cache-dir` (and a line that held only it).
+
     Example:
         RUN --mount=type=cache,target=/root/.cache/pip pip install --no-cache-dir -r requirements.txt
 
     Use instead:
         RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
     """
-    for ins in pip_runs(df):
-        if pip_cache_mount(ins) is not None and NO_CACHE_DIR.search(ins.command):
-            yield Hit(ins.start_line, "--no-cache-dir beside a pip cache mount: the mount caches nothing",
-                      ins.original, ins.end_line)
+    return _defeat_hits(df, "CA002")
+
+
+@rule("CA003", "install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
+def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
+    """A package install runs without a BuildKit cache mount for its package manager's cache.
+
+    One rule for every manager but pip (CA001); the message names the manager
+    and the mount targets it needs:
+
+        uv (`uv pip install`, `uv sync`)          /root/.cache/uv
+        poetry (`poetry install`)                 /root/.cache/pypoetry
+        npm (`npm ci`, `npm install`)             /root/.npm
+        yarn (`yarn`, `yarn install`, `add`)      /usr/local/share/.cache/yarn
+        pnpm (`pnpm install`, `add`, `fetch`)     /root/.local/share/pnpm/store ($PNPM_HOME/store)
+        apt (`apt-get install`)                   /var/cache/apt, and /var/lib/apt when the RUN
+                                                  runs `apt-get update`; both sharing=locked
+        apk (`apk add`)                           /var/cache/apk
+        go (`go build`, `install`, `test`)        /root/.cache/go-build and /go/pkg/mod
+        go (`go mod download`)                    /go/pkg/mod
+        cargo (`cargo build`, `install`, `fetch`) /usr/local/cargo/registry
+        maven (`mvn`, `./mvnw`)                   /root/.m2
+        gradle (`gradle`, `./gradlew`)            /root/.gradle
+
+    Why: every rebuild of the layer downloads every package again. A cache
+    mount keeps the manager's cache on the builder between builds and out of
+    the image.
+
+    Fix: adds the mounts right after `RUN` (only for a RUN that runs as
+    root) and what they need to work: for apt, `sharing=locked` and
+    `rm -f /etc/apt/apt.conf.d/docker-clean && ` before the command (the hook
+    empties the mount; removing it in the same RUN changes no other
+    instruction and adds no layer); for apk, `--update-cache` instead of
+    `--no-cache` (the mount starts empty, so the index must be fetched); and
+    it drops what would now defeat the mount (`rm -rf /var/lib/apt/lists/*`,
+    `apt-get clean`, `npm cache clean`, ...).
+
+    Example:
+        RUN apt-get update && apt-get install -y curl && rm -rf /var/lib/apt/lists/*
+
+    Use instead:
+        RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update && apt-get install -y curl
+    """  # noqa: E501
+    return _missing_hits(df, "CA003")
+
+
+@rule("CA004", "cache-mount-bypassed", Category.performance, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
+    """A RUN has a cache mount and also empties or bypasses it.
+
+    Fires on, beside a cache mount for the same manager: `npm cache clean`,
+    `yarn cache clean`, `pip cache purge`, `uv cache clean`, `poetry cache
+    clear`, `apt-get clean`, `apk cache clean`, `go clean -cache/-modcache`;
+    `apk --no-cache`, `uv --no-cache`, `poetry --no-cache`; PIP_NO_CACHE_DIR
+    set by ENV or on the command line (any value disables pip's cache, `0` and
+    `off` included); and `rm` of a mounted cache directory, of anything in it
+    (`rm -rf /var/lib/apt/lists/*` beside a /var/lib/apt mount), or of a parent.
+
+    Why: the mount is not part of the image, so cleaning it saves no image
+    bytes; it only throws the cache away, and the next build downloads
+    everything again.
+
+    Fix: removes the command with its `&&` (or the flag, or the variable;
+    for apk `--no-cache` becomes `--update-cache`). An ENV PIP_NO_CACHE_DIR is
+    removed only when every pip install it reaches has a cache mount (it also
+    leaves the image's runtime environment). A heredoc RUN's script is not
+    edited: the fix says so and leaves it.
+
+    Example:
+        RUN --mount=type=cache,target=/root/.npm npm ci && npm cache clean --force
+
+    Use instead:
+        RUN --mount=type=cache,target=/root/.npm npm ci
+    """
+    return _defeat_hits(df, "CA004")
+
+
+@rule("CA005", "apt-cache-mount-unlocked-or-emptied", Category.reliability, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
+    """An apt cache mount lacks `sharing=locked`, or docker-clean keeps it empty.
+
+    Why: apt takes exclusive locks in /var/cache/apt and /var/lib/apt; with the
+    default `sharing=shared`, two builds using the cache at once fail on the
+    lock or corrupt it. And Debian/Ubuntu images ship
+    /etc/apt/apt.conf.d/docker-clean, which deletes every downloaded .deb after
+    an install: unless this RUN or an earlier one of the stage removes it, the
+    /var/cache/apt mount never holds anything.
+
+    Fix: adds `sharing=locked` to the mounts and puts
+    `rm -f /etc/apt/apt.conf.d/docker-clean && ` before the RUN's command.
+
+    Example:
+        RUN --mount=type=cache,target=/var/cache/apt apt-get update && apt-get install -y curl
+
+    Use instead:
+        RUN --mount=type=cache,target=/var/cache/apt,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update && apt-get install -y curl
+    """  # noqa: E501
+    for run in _runs(df):
+        for problem in apt_problems(run, cache_mounts(run.ins)):
+            yield Hit(run.ins.start_line, problem.message, run.ins.original, run.ins.end_line)

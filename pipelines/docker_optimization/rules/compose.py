@@ -1,17 +1,144 @@
-"""Compose rules: resource limits and service health."""
+"""Compose rules: resource limits, service health, restarts and logs, build caches, schema validity."""
 
 from __future__ import annotations
 
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
 from typing import Iterable
 
 from engine.artifacts import Applicability, Category, Severity
+from pipelines.docker_optimization import compose as compose_mod
+from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
+from pipelines.docker_optimization.copies import problems
+from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.project import Project
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.context import built_from, readable_ignore
+
+try:  # written by another family; without it CO004 has nothing to ask and stays quiet
+    from pipelines.docker_optimization.image_tools import tools_in_final_stage
+except ImportError:  # pragma: no cover - depends on the tree
+    tools_in_final_stage = None
+
+# A healthcheck's shell command split into simple commands; the words that are not programs.
+_SHELL_SPLIT = re.compile(r"&&|\|\||[;|&()]|\bthen\b|\bdo\b|\belse\b")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+SHELL_BUILTINS = frozenset({
+    "exit", "true", "false", "test", "[", "[[", "echo", "printf", "cd", "export", "set", "exec", "if", "fi",
+    "then", "else", "elif", "while", "until", "for", "done", "case", "esac", "!", "{", "}", "read", "return",
+    "kill", "wait", ":", ".", "source", "command", "type", "ulimit", "umask", "eval", "shift", "local",
+})
+HEALTHY = "service_healthy"
+COMPLETED = "service_completed_successfully"
+# Log drivers that rotate by default (local) or don't keep the logs on the host's disk.
+LOG_DRIVERS_BOUNDED = frozenset({"local", "none", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk",
+                                 "etwlogs", "gcplogs", "logentries"})
+# A registry host is the first path component of a reference when it has a "." or ":" or is localhost.
+_REGISTRY_HOST = re.compile(r"^(?:localhost|[^/]*[.:][^/]*)/")
 
 
 def limits(service: dict) -> dict:
     deploy = service.get("deploy") if isinstance(service.get("deploy"), dict) else {}
     resources = deploy.get("resources") if isinstance(deploy.get("resources"), dict) else {}
     found = resources.get("limits") if isinstance(resources.get("limits"), dict) else {}
+    return found
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _line(node: object, key: object, default: int) -> int:
+    """The 1-based line of ``key`` (a mapping key or a list index) in a round-trip node."""
+    try:
+        found = node.lc.item(key) if isinstance(node, list) else node.lc.key(key)
+        return found[0] + 1
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return default
+
+
+def _build_of(compose: ComposeFile, name: str) -> BuildSpec | None:
+    return next((b for b in compose.builds if b.service == name), None)
+
+
+# -- health --------------------------------------------------------------------------------
+
+
+def healthcheck_disabled(healthcheck: object) -> bool:
+    hc = _mapping(healthcheck)
+    test = hc.get("test")
+    return bool(hc.get("disable")) or test == "NONE" or (isinstance(test, list) and test[:1] == ["NONE"])
+
+
+def _stage_index(df: Dockerfile, target: str) -> int:
+    if not target:
+        return df.final_stage
+    return next((s.index for s in df.stages if s.name.lower() == target.lower()), -1)
+
+
+def dockerfile_healthcheck(df: Dockerfile, target: str = "") -> bool:
+    """Does the image built from ``df`` (stage ``target``, else the last) declare a HEALTHCHECK?
+
+    Follows ``FROM <earlier stage>``; ``HEALTHCHECK NONE`` turns an inherited one off.
+    An external base image's own healthcheck is unknown and counts as none.
+    """
+    index = _stage_index(df, target)
+    seen = set()
+    while 0 <= index < len(df.stages) and index not in seen:
+        seen.add(index)
+        checks = [i for i in df.of("HEALTHCHECK") if i.stage == index]
+        if checks:
+            return checks[-1].value[:1] != ("NONE",)
+        stage = df.stages[index]
+        index = next((s.index for s in df.stages[:index] if s.name and s.name.lower() == stage.base.lower()), -1)
+    return False
+
+
+def has_healthcheck(project: Project, compose: ComposeFile, name: str) -> bool:
+    """Does service ``name`` get a healthcheck: its compose ``healthcheck`` or its built image's HEALTHCHECK."""
+    svc = _mapping(compose.services.get(name))
+    if "healthcheck" in svc:
+        return not healthcheck_disabled(svc["healthcheck"])
+    build = _build_of(compose, name)
+    df = project.dockerfiles.get(build.dockerfile) if build else None
+    return bool(df and not df.error and dockerfile_healthcheck(df, build.target))
+
+
+@dataclass(frozen=True)
+class Dependency:
+    service: str
+    on: str
+    condition: str      # "" for the short syntax (which means service_started)
+    line: int
+
+
+def dependencies(compose: ComposeFile, name: str) -> list[Dependency]:
+    """The ``depends_on`` entries of one service, short or long syntax, with their lines."""
+    svc = _mapping(compose.services.get(name))
+    deps = svc.get("depends_on")
+    start = compose.line_of(name)
+    default = _line(svc, "depends_on", start)
+
+    def line(key: object) -> int:  # an alias or a merged (<<) node was written above: point at this service
+        found = _line(deps, key, default)
+        return found if found >= start else default
+
+    if isinstance(deps, list):
+        return [Dependency(name, str(d), "", line(i)) for i, d in enumerate(deps)]
+    return [Dependency(name, str(d), str(_mapping(v).get("condition") or ""), line(d))
+            for d, v in _mapping(deps).items()]
+
+
+def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
+    """Dependencies that start as soon as a service with a healthcheck has *started*."""
+    found = []
+    for name in compose.services:
+        for dep in dependencies(compose, str(name)):
+            if dep.condition in ("", "service_started") and dep.on in compose.services \
+                    and has_healthcheck(project, compose, dep.on):
+                found.append(dep)
     return found
 
 
@@ -40,3 +167,349 @@ def service_without_cpu_limit(svc) -> Iterable[Hit]:
     if "cpus" in svc.data or "cpus" in limits(svc.data):
         return
     yield Hit(svc.line, f"service {svc.name} has no CPU limit", f"{svc.name}:")
+
+
+@rule("CO002", "service-without-memory-limit", Category.reliability, Severity.warning, "service")
+def service_without_memory_limit(svc) -> Iterable[Hit]:
+    """A compose service has no memory limit.
+
+    No fix: the right figure depends on what the service does, so a person
+    picks it (CO001's CPU fix then derives its CPU share from it).
+
+    Why: without a limit one leaking or overloaded container can use all the
+    host's memory; the kernel's OOM killer then picks a victim, which may be
+    the database next to it rather than the culprit.
+
+    Example:
+        services:
+          worker:
+            build: ./worker
+
+    Use instead:
+        services:
+          worker:
+            build: ./worker
+            deploy:
+              resources:
+                limits: {memory: 512M}
+    """
+    if "mem_limit" in svc.data or "memory" in limits(svc.data):
+        return
+    yield Hit(svc.line, f"service {svc.name} has no memory limit", f"{svc.name}:")
+
+
+@rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
+      fix=Applicability.safe, fix_group="compose-healthy-deps", phase="compose")
+def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
+    """A service depends on a service that has a healthcheck but only waits for it to start.
+
+    Fires on the short syntax (`depends_on: [redis]`) and on the long one with
+    `condition: service_started`, when the dependency has a healthcheck (its
+    compose `healthcheck`, or a HEALTHCHECK in the Dockerfile it builds).
+
+    Why: "started" means the container process exists, not that the database
+    accepts connections; the dependent service races it at every `up` and
+    fails or retries at boot. The healthcheck already says when it is ready.
+
+    Example:
+        services:
+          api:
+            depends_on: [redis]
+          redis:
+            image: redis:7
+            healthcheck: {test: ["CMD", "redis-cli", "ping"]}
+
+    Use instead:
+        services:
+          api:
+            depends_on:
+              redis:
+                condition: service_healthy
+    """
+    for compose in project.composes:
+        if compose.error:
+            continue
+        for dep in unhealthy_waits(project, compose):
+            how = "depends_on" if not dep.condition else f"condition {dep.condition}"
+            yield Hit(dep.line, f"service {dep.service} waits only for {dep.on} to start ({how}), "
+                                f"though {dep.on} has a healthcheck: use condition: service_healthy",
+                      f"{dep.service}: depends_on {dep.on}", file=compose.path)
+
+
+# -- healthcheck tools ---------------------------------------------------------------------
+
+
+def healthcheck_programs(test: object) -> list[str]:
+    """The programs a compose healthcheck ``test`` runs (basenames; shell builtins left out)."""
+    if isinstance(test, list) and test:
+        kind = str(test[0]).upper()
+        if kind == "CMD":
+            return [posixpath.basename(str(test[1]))] if len(test) > 1 else []
+        if kind != "CMD-SHELL":
+            return []
+        command = " ".join(map(str, test[1:]))
+    elif isinstance(test, str) and test.strip():
+        command = test
+    else:
+        return []
+    programs = []
+    for part in _SHELL_SPLIT.split(command):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            words = part.split()
+        words = [w for w in words if not _ASSIGNMENT.match(w)]
+        if words and words[0] not in SHELL_BUILTINS and "$" not in words[0]:
+            programs.append(posixpath.basename(words[0]))
+    return programs
+
+
+@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project")
+def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
+    """A compose healthcheck runs a program the service's image doesn't have.
+
+    Fires when the service builds a Dockerfile of the repository whose final
+    stage (or build target) is known not to have the program: e.g. `curl`
+    on a `python:*-slim` base that never installs it. Unknown base images
+    stay quiet.
+
+    Why: the check fails with "executable file not found" forever, so the
+    service is never healthy: everything that waits for it with
+    `condition: service_healthy` never starts, and orchestrators restart it.
+
+    Example:
+        healthcheck:
+          test: ["CMD", "curl", "-f", "http://localhost:8000/health"]
+        # built FROM python:3.12-slim, which has no curl
+
+    Use instead:
+        healthcheck:
+          test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8000/health')"]
+    """
+    if tools_in_final_stage is None:
+        return
+    for compose in project.composes:
+        if compose.error:
+            continue
+        for name, svc in compose.services.items():
+            hc = _mapping(_mapping(svc).get("healthcheck"))
+            build = _build_of(compose, str(name))
+            if not hc or healthcheck_disabled(hc) or build is None:
+                continue
+            df = project.dockerfiles.get(build.dockerfile)
+            if df is None or df.error or _stage_index(df, build.target) != df.final_stage:
+                continue  # only the final stage's programs are known
+            tools = tools_in_final_stage(df)
+            missing = [p for p in healthcheck_programs(hc.get("test")) if tools.has(p) is False]
+            if missing:
+                yield Hit(_line(hc, "test", compose.line_of(str(name))),
+                          f"service {name}'s healthcheck runs {', '.join(missing)}, which the image built from "
+                          f"{build.dockerfile} doesn't have: the service never becomes healthy",
+                          f"{name}: healthcheck {' '.join(missing)}", file=compose.path)
+
+
+# -- restarts and logs ---------------------------------------------------------------------
+
+
+def one_shots(compose: ComposeFile) -> set[str]:
+    """Services another waits for with ``condition: service_completed_successfully`` (jobs, not daemons)."""
+    return {d.on for name in compose.services for d in dependencies(compose, str(name)) if d.condition == COMPLETED}
+
+
+@rule("CO005", "service-without-restart-policy", Category.reliability, Severity.warning, "compose")
+def service_without_restart_policy(compose: ComposeFile) -> Iterable[Hit]:
+    """A long-running compose service has no restart policy.
+
+    Services that another waits for with `condition: service_completed_successfully`
+    are one-shot jobs and are left alone; `restart: "no"` counts as a decision.
+
+    Why: without `restart:` (or `deploy.restart_policy`) a crash, an OOM kill
+    or a host reboot leaves the service down until someone runs `up` again.
+
+    Example:
+        services:
+          worker:
+            build: ./worker
+
+    Use instead:
+        services:
+          worker:
+            build: ./worker
+            restart: unless-stopped
+    """
+    jobs = one_shots(compose)
+    for name, svc in compose.services.items():
+        if not isinstance(svc, dict) or str(name) in jobs:
+            continue
+        if "restart" in svc or "restart_policy" in _mapping(svc.get("deploy")):
+            continue
+        yield Hit(compose.line_of(str(name)), f"service {name} has no restart policy: a crash or a reboot "
+                                              "leaves it down", f"{name}:")
+
+
+@rule("CO009", "service-without-log-rotation", Category.reliability, Severity.info, "compose")
+def service_without_log_rotation(compose: ComposeFile) -> Iterable[Hit]:
+    """A long-running compose service logs to json-file without a size limit.
+
+    Fires when `logging` has no driver (Docker's default is json-file) or
+    `json-file`, and no `max-size` option. A daemon-wide default in
+    /etc/docker/daemon.json may already rotate logs: then this is noise.
+
+    Why: the json-file driver keeps every line forever; a chatty service fills
+    the host's disk, and then every container on it fails.
+
+    Example:
+        services:
+          api:
+            build: ./api
+
+    Use instead:
+        services:
+          api:
+            build: ./api
+            logging:
+              options: {max-size: 10m, max-file: "3"}
+    """
+    jobs = one_shots(compose)
+    for name, svc in compose.services.items():
+        if not isinstance(svc, dict) or str(name) in jobs:
+            continue
+        logging = _mapping(svc.get("logging"))
+        if str(logging.get("driver") or "json-file") in LOG_DRIVERS_BOUNDED:
+            continue
+        if "max-size" in _mapping(logging.get("options")):
+            continue
+        yield Hit(compose.line_of(str(name)), f"service {name} logs to json-file without max-size: "
+                                              "its logs grow until the disk is full", f"{name}: logging")
+
+
+# -- build caches --------------------------------------------------------------------------
+
+
+def _with_tag(ref: str) -> str:
+    name = ref.split("@", 1)[0]
+    return ref if "@" in ref or ":" in name.rsplit("/", 1)[-1] else ref + ":latest"
+
+
+def built_images(project: Project) -> set[str]:
+    """``image:`` names of services that also ``build:`` (compose tags the build with them)."""
+    return {_with_tag(str(svc["image"])) for c in project.composes for svc in c.services.values()
+            if isinstance(svc, dict) and "build" in svc and svc.get("image")}
+
+
+def is_registry_cache(entry: str) -> bool:
+    """A cache_from entry that names its backend (``type=registry,ref=...``, gha, local, s3...)
+    or an image on an explicit registry host (``ghcr.io/org/app:cache``, ``localhost:5000/x``)."""
+    return entry.startswith("type=") or "," in entry or bool(_REGISTRY_HOST.match(entry))
+
+
+@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project")
+def cache_from_unknown_image(project: Project) -> Iterable[Hit]:
+    """`build.cache_from` names an image nothing in the repository builds.
+
+    An entry counts when it is a plain image name (no `type=` backend and no
+    registry host) and no compose service with `build:` tags that `image:`.
+
+    Why: a cache source that doesn't exist is skipped silently: every build
+    starts cold, while the file suggests it is cached. Plain names are usually
+    left over from a renamed service, or meant a registry cache.
+
+    Example:
+        build:
+          context: .
+          cache_from: [shop_api]        # the service is tagged shop/api:dev
+
+    Use instead:
+        build:
+          context: .
+          cache_from:
+            - type=registry,ref=ghcr.io/shop/api:buildcache
+    """
+    images = built_images(project)
+    for compose in project.composes:
+        if compose.error:
+            continue
+        for name, svc in compose.services.items():
+            build = _mapping(_mapping(svc).get("build"))
+            entries = build.get("cache_from")
+            if not isinstance(entries, list):
+                continue
+            for index, entry in enumerate(entries):
+                ref = str(entry).strip()
+                if not ref or "$" in ref or is_registry_cache(ref) or _with_tag(ref) in images:
+                    continue
+                yield Hit(_line(entries, index, compose.line_of(str(name))),
+                          f"service {name} takes its build cache from {ref}, which no service here builds and "
+                          "no registry is named for: the cache is likely missing", f"{name}: cache_from {ref}",
+                          file=compose.path)
+
+
+# -- contexts and schema -------------------------------------------------------------------
+
+
+@rule("CO007", "dockerfile-breaks-in-another-context", Category.correctness, Severity.error, "project")
+def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
+    """A Dockerfile built from several contexts has COPY sources that break in one of them.
+
+    Points at the compose service whose build fails; CX003 reports Dockerfiles
+    built from a single context.
+
+    Why: the COPY paths of a Dockerfile are relative to the context, so the
+    same file can't be built both from the repository root and from its own
+    directory unless every source exists (and is sent) in both. One of the
+    builds fails with "not found", usually the one nobody ran locally.
+
+    Example:
+        services:
+          api:  {build: {context: ., dockerfile: services/api/Dockerfile}}
+          api-dev: {build: ./services/api}      # COPY services/api/... fails here
+
+    Use instead:
+        build every service of one Dockerfile from the same context
+        (or give the other one its own Dockerfile).
+    """
+    for dockerfile, df in project.dockerfiles.items():
+        contexts = [c for c in built_from(project, dockerfile) if readable_ignore(c)]
+        if len(built_from(project, dockerfile)) < 2 or df.error:
+            continue
+        broken = {c.dir: problems(c, df) for c in contexts}
+        working = [c.dir for c in contexts if not broken[c.dir]]
+        for ctx in contexts:
+            if not broken[ctx.dir]:
+                continue
+            source, why = broken[ctx.dir][0]
+            elsewhere = f"; it builds from {', '.join(working)}" if working else ""
+            more = f" (and {len(broken[ctx.dir]) - 1} more)" if len(broken[ctx.dir]) > 1 else ""
+            for compose in project.composes:
+                for build in compose.builds:
+                    if (build.context, build.dockerfile) == (ctx.dir, dockerfile):
+                        yield Hit(build.line, f"service {build.service} builds {dockerfile} from context {ctx.dir}, "
+                                              f"where line {source.ins.start_line} breaks: {why}{more}{elsewhere}",
+                                  f"{build.service}: {source.ins.original}", file=compose.path)
+
+
+@rule("CO008", "compose-schema-violation", Category.correctness, Severity.error, "compose")
+def compose_schema_violation(compose: ComposeFile) -> Iterable[Hit]:
+    """A compose file doesn't follow the compose-spec schema.
+
+    One finding per violation, at the line of the offending key. A file that
+    isn't YAML at all is PX002, not this.
+
+    Why: `docker compose` refuses the file (or, for older versions, silently
+    ignores the key), and nothing in it runs as written.
+
+    Example:
+        services:
+          api:
+            depends_on:
+              redis: {restart: true}     # the long syntax requires a condition
+
+    Use instead:
+        services:
+          api:
+            depends_on:
+              redis: {condition: service_started, restart: true}
+    """
+    for path, message in compose_mod.schema_violations(compose.data):
+        where = "/".join(path) or "(top)"
+        yield Hit(compose_mod.line_at(compose.data, path), f"{where}: {message}", f"{where}: {message}")

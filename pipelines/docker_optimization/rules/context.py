@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+from dataclasses import dataclass
 from typing import Iterable
 
 from engine.artifacts import Applicability, Category, Severity
+from pipelines.docker_optimization.copies import problems, sources
+from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore
+from pipelines.docker_optimization.project import Context
 from pipelines.docker_optimization.rules import Hit, rule
 
 # What a build rarely needs: (pattern, probe path for .gitignore, why).
@@ -64,3 +70,395 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
     yield Hit(0, f"build context {ctx.dir} ({', '.join(ctx.services) or 'no compose service'}) has no .dockerignore: "
                  f"{len(files)} files, {sum(files.values())} bytes sent",
               f"{ctx.dir}: no .dockerignore", file=ctx.default_ignore_path)
+
+
+# -- what a context may stop sending -------------------------------------------------------
+
+BUILD_STEP_WORDS: dict[str, tuple[str, ...]] = {   # a candidate a RUN uses when it mentions one of these
+    "**/tests": ("test",),
+    "**/docs": ("docs", "mkdocs", "sphinx"),
+}
+
+
+def used_by_build(dockerfiles: list[Dockerfile]) -> set[str]:
+    """CANDIDATES patterns a build step needs: tests when a RUN runs them, docs when one builds them."""
+    commands = [ins.command for df in dockerfiles for ins in df.of("RUN")]
+    return {pattern for pattern, words in BUILD_STEP_WORDS.items()
+            if any(word in command for command in commands for word in words)}
+
+
+def ignore_users(project, ignore_path: str) -> list:
+    """The contexts that build with ``ignore_path`` (or would, once a missing one is written)."""
+    return [c for c in project.contexts
+            if c.ignore_path == ignore_path or (not c.ignore_path and c.default_ignore_path == ignore_path)]
+
+
+def readable_ignore(ctx) -> bool:
+    """False when the context's ignore file has a pattern Docker rejects (the build fails before any COPY)."""
+    try:
+        ctx.ignore
+    except ValueError:
+        return False
+    return True
+
+
+def _raw(ignore: DockerIgnore) -> list[str]:
+    return [("!" if p.exclusion else "") + p.text for p in ignore.patterns]
+
+
+def _reincluded(ignore: DockerIgnore, path: str) -> bool:
+    """Does a ``!pattern`` of ``ignore`` name ``path`` or a directory above it (a deliberate keep)?"""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    return any(p.exclusion and p.match(prefix) for p in ignore.patterns for prefix in prefixes)
+
+
+def _broken(contexts: list, ignore: DockerIgnore) -> set[tuple[int, str, str]]:
+    found = set()
+    for ctx in contexts:
+        df = ctx.project.dockerfiles.get(ctx.dockerfile)
+        if df is not None and not df.error:
+            found |= {(source.ins.start_line, source.path, ctx.dockerfile) for source, _ in problems(ctx, df, ignore)}
+    return found
+
+
+def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | set[str] = frozenset()
+               ) -> list[tuple[str, str, list[str]]]:
+    """(pattern, why, files it stops sending) for each CANDIDATES pattern worth adding to ``ignore``.
+
+    ``contexts`` build with ``ignore`` (same directory). A pattern is worth it
+    when it excludes a file the context still sends (or hides a ``probes`` path
+    that the context would hold in a working copy, e.g. a gitignored .venv),
+    doesn't exclude anything a ``!pattern`` keeps on purpose, isn't used by a
+    RUN (tests, docs), and breaks no COPY that works now. Chosen greedily in
+    CANDIDATES order, each tried on top of the ones before.
+    """
+    dockerfiles = [c.project.dockerfiles[c.dockerfile] for c in contexts]
+    files = contexts[0].files()
+    sent = ignore.sent(files)
+    base = _raw(ignore)
+    baseline = _broken(contexts, ignore)
+    skip = used_by_build(dockerfiles) | set(base)
+    chosen: list[tuple[str, str, list[str]]] = []
+    for pattern, probe, why in CANDIDATES:
+        if pattern in skip:
+            continue
+        alone = DockerIgnore([pattern])
+        newly = [p for p in sent if alone.excluded(p)]
+        if not newly and not (probe in probes and not ignore.excluded(probe)):
+            continue
+        if any(_reincluded(ignore, p) for p in newly):
+            continue
+        trial = DockerIgnore(base + [p for p, _, _ in chosen] + [pattern], source=ignore.source or ".dockerignore",
+                             flavor=ignore.flavor)
+        if not _broken(contexts, trial) <= baseline:
+            continue
+        chosen.append((pattern, why, newly))
+    return chosen
+
+
+def broad_copies(df: Dockerfile) -> list[Instruction]:
+    """COPY/ADD instructions that copy the whole context (``COPY . .``, ``COPY ./ /app``)."""
+    return sorted({s.ins for s in sources(df) if posixpath.normpath(s.path.lstrip("/") or ".") == "."},
+                  key=lambda i: i.start_line)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+@rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
+      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
+    """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
+
+    Fires when a Dockerfile copies its whole context and the context (after
+    its .dockerignore) still sends files a build rarely needs: the same list
+    the .dockerignore fix writes, minus what a RUN uses (tests it runs, docs
+    it builds) and what a COPY names. The fix writes a .dockerignore, or
+    appends the missing patterns to the existing one.
+
+    Why: everything the context sends lands in the layer: the image is larger,
+    a local `.env` ships its secrets, and editing a test or a doc rebuilds
+    every layer after the COPY.
+
+    Example:
+        COPY . .        # context: app/, tests/, docs/, .env; .dockerignore lists only .git
+
+    Use instead:
+        a .dockerignore that also lists them:
+        .git
+        **/tests
+        **/docs
+        **/.env
+    """
+    groups: dict[str, list] = {}
+    for c in ctx.project.contexts:
+        if c.dir == ctx.dir:
+            groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
+    dockerfiles = ctx.project.dockerfiles
+    for path, contexts in groups.items():
+        if any(c.dockerfile not in dockerfiles or dockerfiles[c.dockerfile].error for c in contexts) \
+                or not readable_ignore(contexts[0]):
+            continue  # what a missing or broken Dockerfile copies is unknown
+        copies_all = [(c.dockerfile, ins) for c in contexts for ins in broad_copies(dockerfiles[c.dockerfile])]
+        if not copies_all:
+            continue
+        found = excludable(contexts, contexts[0].ignore)
+        if not found:
+            continue
+        dockerfile, ins = copies_all[0]
+        shipped = ", ".join(f"{why} ({_count(len(newly), 'file')})" for _, why, newly in found)
+        where = f"{path} doesn't exclude them" if contexts[0].ignore_path else "no .dockerignore excludes them"
+        yield Hit(0, f"{ins.original} ({dockerfile}:{ins.start_line}) copies {shipped} into the image; {where}: "
+                     f"add {', '.join(p for p, _, _ in found)}",
+                  f"{dockerfile}:{ins.start_line}: {ins.original}", file=path)
+
+
+# -- COPY sources --------------------------------------------------------------------------
+
+
+def resolvable(ctx) -> bool:
+    """A context inside the repository (not a URL, not ``../elsewhere``)."""
+    return not ("://" in ctx.dir or ctx.dir.startswith("git@") or ctx.dir == ".." or ctx.dir.startswith("../"))
+
+
+def built_from(project, dockerfile: str) -> list:
+    """The contexts compose builds ``dockerfile`` from that lie in the repository (CO007 looks at several)."""
+    return [c for c in project.contexts_of(dockerfile) if not c.inferred and resolvable(c)]
+
+
+def _ancestors(directory: str) -> list[str]:
+    out = [directory]
+    while directory not in ("", "."):
+        directory = posixpath.dirname(directory) or "."
+        out.append(directory)
+    return out
+
+
+@rule("CX003", "copy-source-outside-context", Category.correctness, Severity.error, "context")
+def copy_source_outside_context(ctx) -> Iterable[Hit]:
+    """A COPY/ADD source doesn't exist in the build context, reaches outside it, or isn't sent.
+
+    For Dockerfiles built from one context (CO007 reports those built from
+    several). A Dockerfile no compose file builds is assumed to be built from
+    its own directory or, if that is where its sources are, a directory
+    above it; it is reported only when no such directory has them all.
+
+    Why: the build fails with "not found" at that line. `COPY ../shared .`
+    can never work: a build sees nothing outside its context.
+
+    Example:
+        # compose: build: {context: ., dockerfile: services/api/Dockerfile}
+        COPY ../../libs/common /srv/libs/common
+
+    Use instead:
+        COPY libs/common /srv/libs/common
+    """
+    project = ctx.project
+    for c in project.contexts:
+        if c.dir != ctx.dir or not resolvable(c) or not readable_ignore(c):
+            continue
+        df = project.dockerfiles.get(c.dockerfile)
+        if df is None or df.error or len(built_from(project, c.dockerfile)) > 1:
+            continue
+        found = problems(c, df)
+        note = ""
+        if c.inferred and found:
+            trials = [(problems(t, df), t.dir) for t in
+                      (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))]
+            found, best = min(trials, key=lambda t: len(t[0]))
+            note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
+        for source, why in found:
+            yield Hit(source.ins.start_line, why + note, source.ins.original, source.ins.end_line, file=c.dockerfile)
+
+
+# -- .dockerignore files git doesn't keep -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GitignorePattern:
+    source: str          # the .gitignore's path
+    line: int
+    text: str            # as written
+    base: str            # the .gitignore's directory ("" at the root)
+    negate: bool
+    dir_only: bool
+    regex: re.Pattern[str]
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index of the "]" closing the class opened at ``start`` (-1 if none; a first "]" is literal)."""
+    i = start + 1
+    i += pattern[i:i + 1] in ("!", "^")
+    i += pattern[i:i + 1] == "]"
+    return pattern.find("]", i)
+
+
+def _wildmatch(pattern: str) -> str:
+    """A gitignore glob (no leading "!", no trailing "/") as a regex body, with git's ``**`` rules."""
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        at_segment = i == 0 or pattern[i - 1] == "/"
+        if pattern.startswith("**/", i) and at_segment:
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i) and at_segment and i + 2 == n:
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            while i < n and pattern[i] == "*":
+                i += 1
+            out.append("[^/]*")
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and (end := _class_end(pattern, i)) != -1:
+            body = pattern[i + 1:end]
+            negate = body[:1] in ("!", "^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
+            i = end + 1
+        elif pattern[i] == "\\" and i + 1 < n:
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
+
+
+def parse_gitignore(path: str, text: str) -> list[GitignorePattern]:
+    """The patterns of one .gitignore file (gitignore(5): comments, ``\\`` escapes, ``!``, trailing ``/``)."""
+    base = posixpath.dirname(path)
+    found = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip("\r")
+        while line.endswith(" ") and not line.endswith("\\ "):
+            line = line[:-1]
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        body = line[1:] if negate else line
+        dir_only = body.endswith("/")
+        body = body.rstrip("/")
+        if not body:
+            continue
+        anchored = "/" in body
+        regex = _wildmatch(body.lstrip("/"))
+        try:
+            compiled = re.compile(("^" if anchored else "^(?:.*/)?") + regex + "$", re.DOTALL)
+        except re.error:
+            continue  # git skips a pattern it can't match; so do we
+        found.append(GitignorePattern(path, number, raw.strip(), base, negate, dir_only, compiled))
+    return found
+
+
+def gitignore_rules(project) -> list[GitignorePattern]:
+    """Every .gitignore of the project, shallow files first (a deeper file overrides a shallower one)."""
+    paths = sorted((p for p in project.files if posixpath.basename(p) == ".gitignore"), key=lambda p: p.count("/"))
+    return [pattern for p in paths for pattern in parse_gitignore(p, project.text(p) or "")]
+
+
+def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | None:
+    """The pattern that makes git ignore ``path`` (a file), or None when git would track it.
+
+    As git decides: the last matching pattern wins, a deeper .gitignore wins
+    over a shallower one, and nothing under an ignored directory can be
+    re-included.
+    """
+    parts = path.split("/")
+    for depth in range(1, len(parts) + 1):
+        candidate, is_dir = "/".join(parts[:depth]), depth < len(parts)
+        verdict = None
+        for pattern in rules:
+            if pattern.base and not candidate.startswith(pattern.base + "/"):
+                continue
+            if pattern.dir_only and not is_dir:
+                continue
+            if pattern.regex.match(candidate[len(pattern.base) + 1:] if pattern.base else candidate):
+                verdict = pattern
+        if verdict is not None and not verdict.negate:
+            return verdict
+    return None
+
+
+@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project")
+def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
+    """A .dockerignore is hidden by the repository's .gitignore, while its Dockerfile is not.
+
+    Read from the .gitignore files' text, so it can't see a file that was
+    committed anyway (`git add --force`, as this pipeline does when it writes
+    one): then git does keep it, and this is noise. That is why it is info.
+
+    Why: an ignored file never reaches a clone, so CI and colleagues build
+    without it: the context sends .git, caches and .env files again, and the
+    image differs from the one built locally.
+
+    Example:
+        .gitignore:   .*
+                      !.gitignore
+
+    Use instead:
+        .gitignore:   .*
+                      !.gitignore
+                      !.dockerignore
+    """
+    rules = gitignore_rules(project)
+    if not rules:
+        return
+    for path in sorted({c.ignore_path for c in project.contexts if c.ignore_path}):
+        pattern = gitignored(rules, path)
+        if pattern is None:
+            continue
+        if all(gitignored(rules, c.dockerfile) for c in project.contexts if c.ignore_path == path):
+            continue  # the Dockerfile is ignored too: a generated or local-only build
+        yield Hit(0, f"{path} is ignored by {pattern.source} (line {pattern.line}: {pattern.text}): a clone, "
+                     "CI included, builds without it unless it was committed with --force",
+                  f"{pattern.source}:{pattern.line}: {pattern.text}", file=path)
+
+
+# -- size ----------------------------------------------------------------------------------
+
+LARGE_CONTEXT = 50 * 1024 * 1024
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
+
+
+@rule("CX005", "large-build-context", Category.performance, Severity.info, "context")
+def large_build_context(ctx) -> Iterable[Hit]:
+    """A build context sends more than 50 MiB after its .dockerignore.
+
+    The message names the biggest top-level directories, the place to look
+    for data sets, build outputs or caches to exclude.
+
+    Why: the classic builder uploads the whole context before the first step
+    of every build, and BuildKit hashes every file a COPY names: a large
+    context makes every build slow, even a cached one.
+
+    Example:
+        services/ml/  (Dockerfile, app/, data/ with 2 GB of samples)
+
+    Use instead:
+        a .dockerignore with `data` (and a volume or a download step for the data).
+    """
+    seen = set()
+    for c in ctx.project.contexts:
+        key = c.ignore_path or c.default_ignore_path
+        if c.dir != ctx.dir or key in seen:
+            continue
+        seen.add(key)
+        sent = c.sent()
+        total = sum(sent.values())
+        if total <= LARGE_CONTEXT:
+            continue
+        by_dir: dict[str, int] = {}
+        for path, size in sent.items():
+            top = path.split("/", 1)[0] + "/" if "/" in path else "(files at the top)"
+            by_dir[top] = by_dir.get(top, 0) + size
+        biggest = sorted(by_dir.items(), key=lambda item: (-item[1], item[0]))[:3]
+        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(len(sent), 'file')}; biggest: "
+                     + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
+                  f"{c.dir}: {_mib(total)}", file=key)

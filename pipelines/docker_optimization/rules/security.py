@@ -1,3 +1,363 @@
-"""Security rules."""
+"""Security rules: root containers, secrets in images and compose files, unverified downloads, host access."""
 
 from __future__ import annotations
+
+import re
+import shlex
+from typing import Iterable
+
+from engine.artifacts import Applicability, Category, Severity
+from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.image_tools import stage_chain
+from pipelines.docker_optimization.rules import Hit, rule
+
+ROOT_USERS = ("root", "0")
+# Base images that already run as a non-root user.
+NON_ROOT_BASES = re.compile(r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/")
+# useradd/adduser in command position (not `apt-get install adduser`), and its arguments.
+CREATE_USER = re.compile(r"(?:^|[;&|(]|\bthen|\bdo)\s*(?:/[\w/]*/)?(?:useradd|adduser)\b([^;&|]*)")
+# Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
+SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
+NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
+# `${VAR}`, `$VAR`, `${VAR:?err}`: a reference, not a literal. A default (`${VAR:-x}`) is a literal.
+REFERENCE = re.compile(r"^\$(?:\{\w+(?::?[?+][^}]*)?\}|\w+)$")
+INTERPOLATION_DEFAULT = re.compile(r"\$\{\w+:?-([^}]*)\}")
+REMOTE = re.compile(r"^(?:https?|git|ssh)://|^git@", re.IGNORECASE)
+DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
+
+
+# -- SE001 -------------------------------------------------------------------
+def created_users(df: Dockerfile, stages: set[int]) -> list[tuple[Instruction, str]]:
+    """(RUN, user name) for each useradd/adduser in the given stages."""
+    found = []
+    for ins in df.of("RUN"):
+        if ins.stage not in stages:
+            continue
+        for m in CREATE_USER.finditer(ins.command):
+            try:
+                words = shlex.split(m.group(1))
+            except ValueError:
+                words = m.group(1).split()
+            names = [w for w in words if w and not w.startswith("-")]
+            if names:
+                found.append((ins, names[-1]))  # useradd [options] NAME; adduser [options] NAME
+    return found
+
+
+def final_user(df: Dockerfile) -> tuple[Instruction | None, str]:
+    """The last USER along the final stage's chain and its user ("root" when there is none)."""
+    chain = set(stage_chain(df, df.final_stage))
+    last = None
+    for ins in df.of("USER"):
+        if ins.stage in chain and ins.value:
+            last = ins
+    return last, (last.value[0].split(":")[0] if last else "root")
+
+
+def runs_as_root(df: Dockerfile) -> tuple[str, Instruction | None, list[tuple[Instruction, str]]] | None:
+    """Why the final stage runs as root (a message), the USER it's due to, and the users it creates; None if not."""
+    if not df.stages:
+        return None
+    chain = stage_chain(df, df.final_stage)
+    ins, user = final_user(df)
+    if user.startswith("$"):
+        return None
+    if user not in ROOT_USERS:
+        return None
+    created = created_users(df, set(chain))
+    if ins is None and NON_ROOT_BASES.search(df.stages[chain[0]].base):
+        return None
+    if ins is not None:
+        why = f"USER {ins.value[0]} is the last USER: the container runs as root"
+    else:
+        why = "no USER instruction: the container runs as root"
+    if created:
+        names = ", ".join(sorted({name for _, name in created}))
+        why += f"; user {names} is created (line {created[0][0].start_line}) but never switched to"
+    return why, ins, created
+
+
+@rule("SE001", "runs-as-root", Category.security, Severity.warning, "dockerfile",
+      fix=Applicability.unsafe, fix_group="non-root-user", phase="dockerfiles")
+def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
+    """The final stage runs as root: no USER, `USER root`/`USER 0`, or a user created and never switched to.
+
+    Base images that already run as non-root (`*nonroot*`, `*unprivileged*`,
+    Chainguard, Bitnami) are not flagged when the Dockerfile sets no USER.
+
+    Why: a process that escapes its application (a deserialization bug, a
+    template injection) is root in the container: it can rewrite the app,
+    read every mounted secret, and is one kernel or runtime bug away from
+    root on the host.
+
+    The fix (unsafe: files the app writes must be writable by the new user)
+    adds a system user `app` (uid 10001) right after the final FROM
+    (`useradd` on Debian/Ubuntu-based images, busybox `adduser -S` on
+    Alpine; plain `10001:10001` on scratch, which has no /etc/passwd), or
+    reuses the user the Dockerfile creates; gives it the final stage's COPYs
+    into the app directories (`--chown`); and switches to it after the last
+    RUN, before CMD/ENTRYPOINT. Other base images are left for a person.
+
+    Example:
+        FROM python:3.12-slim
+        WORKDIR /app
+        COPY . .
+        CMD ["python", "-m", "app"]
+
+    Use instead:
+        FROM python:3.12-slim
+        RUN useradd --system --uid 10001 --user-group --no-create-home app
+        WORKDIR /app
+        COPY --chown=app:app . .
+        USER app
+        CMD ["python", "-m", "app"]
+    """
+    found = runs_as_root(df)
+    if found is None:
+        return
+    why, ins, _ = found
+    if ins is not None:
+        yield Hit(ins.start_line, why, ins.original, ins.end_line)
+    else:
+        stage = df.stages[df.final_stage]
+        yield Hit(stage.start_line, why, f"FROM {stage.base}")
+
+
+# -- SE002 -------------------------------------------------------------------
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not NOT_SECRET.search(name)
+
+
+def literal(value: object) -> bool:
+    """A value written in the file: not empty, not only a ``$VAR`` reference (a ``${VAR:-default}`` counts)."""
+    if value is None or isinstance(value, bool):
+        return False
+    text = str(value).strip().strip("\"'")
+    if not text or REFERENCE.match(text):
+        return False
+    if "$" not in text:
+        return True
+    default = INTERPOLATION_DEFAULT.search(text)
+    return bool(default and default.group(1).strip("\"'"))
+
+
+def dockerfile_secrets(df: Dockerfile) -> Iterable[Hit]:
+    for ins in df.of("ARG", "ENV"):
+        if ins.cmd == "ARG":
+            pairs = [item.partition("=")[::2] for item in ins.value if "=" in item]
+        else:
+            pairs = list(zip(ins.value[::2], ins.value[1::2]))
+        for name, value in pairs:
+            if is_secret_name(name) and literal(value):
+                kind = "build argument default" if ins.cmd == "ARG" else "environment variable"
+                yield Hit(ins.start_line, f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
+                          "(docker history / inspect shows it to anyone who pulls it)",
+                          f"{ins.cmd} {name}=***", ins.end_line, file=df.path)
+
+
+def _line(mapping, key, fallback: int) -> int:
+    try:
+        return mapping.lc.key(key)[0] + 1
+    except (AttributeError, KeyError, TypeError):
+        return fallback
+
+
+def _item_line(seq, index: int, fallback: int) -> int:
+    try:
+        return seq.lc.item(index)[0] + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return fallback
+
+
+def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
+    """(name, value, line) of a compose mapping or KEY=value list (environment, build args)."""
+    if isinstance(block, dict):
+        return [(str(k), v, _line(block, k, fallback)) for k, v in block.items()]
+    if isinstance(block, list):
+        return [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None,
+                 _item_line(block, i, fallback)) for i, item in enumerate(block)]
+    return []
+
+
+def compose_secrets(project) -> Iterable[Hit]:
+    for compose in project.composes:
+        for name, svc in compose.services.items():
+            if not isinstance(svc, dict):
+                continue
+            start = compose.line_of(name)
+            build = svc.get("build") if isinstance(svc.get("build"), dict) else {}
+            blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
+            for where, block in blocks:
+                for key, value, line in _entries(block, start):
+                    if is_secret_name(key) and literal(value):
+                        shown = "a default" if "$" in str(value) else "a literal value"
+                        yield Hit(line, f"service {name}: {where} {key} has {shown} in {compose.path}, "
+                                  "committed with the repository", f"{name}: {key}=***", file=compose.path)
+
+
+@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project")
+def secret_in_build_or_compose(project) -> Iterable[Hit]:
+    """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
+
+    Looks at Dockerfile ARG defaults and ENV values, and at compose
+    `environment` entries and `build.args`, including interpolation
+    defaults (`${DB_PASSWORD:-hunter2}`). Values that only reference a
+    variable (`$TOKEN`, `${TOKEN}`) are fine. `*_CREDENTIALS` counts too;
+    public and publishable keys and GPG key fingerprints don't. The finding
+    never shows the value.
+
+    Why: an ARG default or ENV value is stored in the image's config and
+    history; anyone who can pull the image can read it. A value in a
+    compose file is in the repository, its history and every clone.
+
+    Example:
+        ENV API_TOKEN=s3cr3t
+
+    Use instead:
+        RUN --mount=type=secret,id=api_token,env=API_TOKEN ./configure
+        # compose: environment: {API_TOKEN: ${API_TOKEN}} with the value in an untracked .env
+    """
+    for df in project.dockerfiles.values():
+        if not df.error:
+            yield from dockerfile_secrets(df)
+    yield from compose_secrets(project)
+
+
+# -- SE003 -------------------------------------------------------------------
+@rule("SE003", "add-remote-url", Category.security, Severity.warning, "dockerfile")
+def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
+    """`ADD` fetches a remote URL without `--checksum`.
+
+    Why: whatever the server returns goes into the image, unverified: a
+    compromised or hijacked host, or a silently changed release asset,
+    changes the image without any change to the Dockerfile.
+
+    Example:
+        ADD https://example.com/tool-1.2.tar.gz /tmp/
+
+    Use instead:
+        ADD --checksum=sha256:<digest> https://example.com/tool-1.2.tar.gz /tmp/
+        # or: RUN curl -fsSLo /tmp/t.tgz https://... && echo "<digest>  /tmp/t.tgz" | sha256sum -c -
+    """
+    for ins in df.of("ADD"):
+        if ins.flag("checksum"):
+            continue
+        urls = [src for src in ins.value[:-1] if REMOTE.match(src)]
+        if urls:
+            yield Hit(ins.start_line, f"ADD downloads {', '.join(urls)} without verifying a checksum",
+                      ins.original, ins.end_line)
+
+
+# -- SE004 -------------------------------------------------------------------
+def _volume_source(volume: object) -> str:
+    if isinstance(volume, dict):
+        return str(volume.get("source", "") or "")
+    return str(volume).split(":", 1)[0] if volume is not None else ""
+
+
+@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project")
+def docker_socket_mounted(project) -> Iterable[Hit]:
+    """The Docker socket is mounted into a container (compose `volumes`) or a build step (`RUN --mount`).
+
+    In a Dockerfile, a bind mount's source comes from the build context or a
+    named context (`--build-context`), so the mount either fails or means a
+    build step is meant to drive the host's engine; both are flagged.
+
+    Why: whoever talks to the Docker socket can start a privileged container
+    with the host's filesystem mounted: the socket is root on the host. A
+    compromise of the service (or of a build step's dependencies) becomes a
+    compromise of the machine.
+
+    Example:
+        services:
+          ci:
+            volumes:
+              - /var/run/docker.sock:/var/run/docker.sock
+
+    Use instead:
+        a socket proxy that allows only the API calls the service needs
+        (e.g. tecnativa/docker-socket-proxy, read-only), or a rootless engine.
+    """
+    for df in project.dockerfiles.values():
+        if df.error:
+            continue
+        for ins in df.of("RUN"):
+            for mount in ins.mounts():
+                if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
+                    yield Hit(ins.start_line, "a build step mounts the Docker socket: it can control the engine",
+                              ins.original, ins.end_line, file=df.path)
+                    break
+    for compose in project.composes:
+        for name, svc in compose.services.items():
+            volumes = svc.get("volumes") if isinstance(svc, dict) else None
+            if not isinstance(volumes, list):
+                continue
+            for index, volume in enumerate(volumes):
+                if DOCKER_SOCKET.search(_volume_source(volume)):
+                    yield Hit(_item_line(volumes, index, compose.line_of(name)),
+                              f"service {name} mounts the Docker socket: root on the host",
+                              f"{name}: {_volume_source(volume)}", file=compose.path)
+
+
+# -- SE005, SE010, SE011 (SE006 is rules/secrets.py's) ----------------------
+@rule("SE005", "privileged-container", Category.security, Severity.error, "service")
+def privileged_container(svc) -> Iterable[Hit]:
+    """A compose service runs with `privileged: true`.
+
+    Why: a privileged container has every capability, every device and no
+    seccomp/AppArmor confinement: it can mount the host's disks and load
+    kernel modules. Escaping it is trivial.
+
+    Example:
+        services:
+          agent:
+            privileged: true
+
+    Use instead:
+        services:
+          agent:
+            cap_add: [NET_ADMIN]   # only the capability it needs
+    """
+    if str(svc.data.get("privileged", "")).lower() == "true":
+        yield Hit(_line(svc.data, "privileged", svc.line),
+                  f"service {svc.name} is privileged: no isolation from the host",
+                  f"{svc.name}: privileged: true")
+
+
+@rule("SE010", "all-capabilities", Category.security, Severity.warning, "service")
+def all_capabilities(svc) -> Iterable[Hit]:
+    """A compose service adds every Linux capability (`cap_add: [ALL]`).
+
+    Why: ALL includes SYS_ADMIN, SYS_MODULE, SYS_PTRACE and the like: close
+    to privileged. Few services need more than one or two capabilities.
+
+    Example:
+        cap_add: [ALL]
+
+    Use instead:
+        cap_drop: [ALL]
+        cap_add: [NET_BIND_SERVICE]
+    """
+    caps = svc.data.get("cap_add")
+    if isinstance(caps, list) and any(str(c).upper() in ("ALL", "CAP_ALL") for c in caps):
+        yield Hit(_line(svc.data, "cap_add", svc.line), f"service {svc.name} adds every capability",
+                  f"{svc.name}: cap_add: ALL")
+
+
+@rule("SE011", "host-network", Category.security, Severity.warning, "service")
+def host_network(svc) -> Iterable[Hit]:
+    """A compose service uses the host's network stack (`network_mode: host`).
+
+    Why: the container sees every interface and port of the host, including
+    services bound to localhost (databases, the metadata endpoint, admin
+    ports); compose networks, port mappings and isolation no longer apply.
+
+    Example:
+        network_mode: host
+
+    Use instead:
+        ports: ["8080:8080"]
+    """
+    if str(svc.data.get("network_mode", "")).lower() == "host":
+        yield Hit(_line(svc.data, "network_mode", svc.line), f"service {svc.name} shares the host's network",
+                  f"{svc.name}: network_mode: host")

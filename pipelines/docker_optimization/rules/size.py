@@ -1,3 +1,372 @@
-"""Size rules."""
+"""Size rules: what ends up in the image (or in its layers) that it doesn't need."""
 
 from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from engine.artifacts import Applicability, Category, Severity
+from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.layers import (
+    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, context_copies, delivered_by, positionals, resolve,
+    segments, verb,
+)
+
+# -- build toolchains in a single-stage image ---------------------------------------------
+
+TOOLCHAIN = re.compile(r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|build-base|autoconf|automake|libtool"
+                       r"|pkg-config|pkgconf|linux-headers|(?:gcc|g\+\+|clang)-[\w.]+"
+                       r"|[\w.+]+(?:-[\w.+]+)*-(?:dev|devel))$")
+SYSTEM_VALUE_OPTIONS = APT_VALUE_OPTIONS | {"--virtual", "--repository", "-X", "--root", "-p", "--arch",
+                                            "--cache-dir", "--keys-dir"}
+INSTALL_VERBS = ("install", "add")
+REMOVE_VERBS = ("purge", "remove", "autoremove", "del", "erase")
+
+
+def package_name(spec: str) -> str:
+    return re.split(r"[=<>~@:]", spec, maxsplit=1)[0]
+
+
+def packages(seg: Segment) -> list[str]:
+    """The packages a system package-manager command names after its verb."""
+    return positionals(seg.args, SYSTEM_VALUE_OPTIONS)[1:]
+
+
+def virtual_group(seg: Segment) -> str:
+    """apk's `--virtual NAME` (also `-t NAME`, `--virtual=NAME`)."""
+    for index, arg in enumerate(seg.args):
+        if arg in ("--virtual", "-t") and seg.prog == "apk" and index + 1 < len(seg.args):
+            return seg.args[index + 1]
+        if arg.startswith("--virtual="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def toolchain_installed(df: Dockerfile, run: Instruction) -> list[str]:
+    """Build-toolchain packages a RUN installs and doesn't remove again in the same RUN."""
+    added: list[tuple[str, str]] = []
+    removed: set[str] = set()
+    for seg in segments(df, run):
+        if seg.prog not in SYSTEM_MANAGERS:
+            continue
+        action = verb(seg, SYSTEM_VALUE_OPTIONS)
+        if action in INSTALL_VERBS:
+            group = virtual_group(seg)
+            added += [(package_name(p), group) for p in packages(seg)]
+        elif action in REMOVE_VERBS:
+            removed |= {package_name(p) for p in packages(seg)}
+    return [name for name, group in added
+            if TOOLCHAIN.match(name) and name not in removed and not (group and group in removed)]
+
+
+@rule("SZ001", "build-toolchain-in-final-image", Category.size, Severity.warning, "dockerfile")
+def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
+    """A single-stage build installs a compiler toolchain (gcc, build-essential, *-dev packages, make).
+
+    Packages the same RUN removes again (`apk del .build-deps`,
+    `apt-get purge gcc`) are not counted.
+
+    Why: the toolchain is needed to build wheels or native modules, not to
+    run them; in a single-stage build it ships in the image (often hundreds
+    of megabytes, and a larger attack surface).
+
+    Example:
+        FROM python:3.12-slim
+        RUN apt-get update && apt-get install -y build-essential libpq-dev
+        RUN pip install -r requirements.txt
+
+    Use instead:
+        FROM python:3.12-slim AS build
+        RUN apt-get update && apt-get install -y build-essential libpq-dev
+        RUN pip wheel --wheel-dir /wheels -r requirements.txt
+
+        FROM python:3.12-slim
+        RUN apt-get update && apt-get install -y libpq5 && rm -rf /var/lib/apt/lists/*
+        COPY --from=build /wheels /wheels
+        RUN pip install /wheels/*
+    """
+    if len(df.stages) != 1:
+        return
+    for run in df.of("RUN"):
+        found = toolchain_installed(df, run)
+        if found:
+            yield Hit(run.start_line, f"build toolchain installed in the only stage: {', '.join(dict.fromkeys(found))} "
+                                      "ship in the image; build in a separate stage", run.original, run.end_line)
+
+
+# -- apt-get install without --no-install-recommends -----------------------------------------
+
+
+def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
+    if any("Install-Recommends" in other.command for other in df.of("RUN")
+           if other.stage == run.stage and other.start_line <= run.start_line):
+        return False  # the stage configures recommends itself (apt.conf or -o)
+    return any(seg.prog in ("apt-get", "apt") and verb(seg, APT_VALUE_OPTIONS) == "install"
+               and "--no-install-recommends" not in seg.args for seg in segments(df, run))
+
+
+@rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="apt-no-recommends", phase="dockerfiles")
+def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
+    """`apt-get install` without `--no-install-recommends`.
+
+    Why: apt installs every "recommended" package by default: documentation,
+    optional helpers, sometimes whole toolchains the image never uses (often
+    tens to hundreds of megabytes).
+
+    Example:
+        RUN apt-get update && apt-get install -y curl
+
+    Use instead:
+        RUN apt-get update && apt-get install -y --no-install-recommends curl
+
+    Fix: adds `--no-install-recommends` after `install`. A program may have
+    relied on a recommended package (curl on ca-certificates for https):
+    check that the image still works.
+    """
+    for run in df.of("RUN"):
+        if apt_installs_with_recommends(df, run):
+            yield Hit(run.start_line, "apt-get install without --no-install-recommends: recommended packages "
+                                      "the image doesn't need are installed too", run.original, run.end_line)
+
+
+# -- apk add without --no-cache -----------------------------------------------------------
+
+
+def mount_targets(ins: Instruction) -> list[str]:
+    return [m.get("target", m.get("dst", m.get("destination", ""))).rstrip("/") for m in ins.mounts()]
+
+
+def removes(segs: list[Segment], prefix: str) -> bool:
+    return any(seg.prog == "rm" and any(a.startswith(prefix) for a in seg.args) for seg in segs)
+
+
+def apk_adds_with_cache(df: Dockerfile, run: Instruction) -> bool:
+    if any(t.startswith("/var/cache/apk") for t in mount_targets(run)):
+        return False
+    segs = segments(df, run)
+    if removes(segs, "/var/cache/apk"):
+        return False
+    return any(seg.prog == "apk" and verb(seg, SYSTEM_VALUE_OPTIONS) == "add" and "--no-cache" not in seg.args
+               for seg in segs)
+
+
+@rule("SZ003", "apk-add-without-no-cache", Category.size, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="no-apk-cache", phase="dockerfiles")
+def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
+    """`apk add` without `--no-cache`.
+
+    Not flagged when the RUN has a cache mount on /var/cache/apk (the cache
+    lives on the builder, not in the image) or removes /var/cache/apk itself.
+
+    Why: apk keeps the package index it downloaded in /var/cache/apk, and
+    the layer stores it in the image.
+
+    Example:
+        RUN apk add curl
+
+    Use instead:
+        RUN apk add --no-cache curl
+    """
+    for run in df.of("RUN"):
+        if apk_adds_with_cache(df, run):
+            yield Hit(run.start_line, "apk add without --no-cache: the package index stays in the layer",
+                      run.original, run.end_line)
+
+
+# -- models and data downloaded at build time ----------------------------------------------
+
+_ARTIFACT_EXT = (r"\.(?:bin|safetensors|pt|pth|onnx|ckpt|h5|hdf5|gguf|ggml|pb|tflite|pkl|pickle|joblib|npy|npz"
+                 r"|parquet|arrow|tfrecord|mlmodel|caffemodel|weights)")
+ARTIFACT_URL = re.compile(rf"^(?:https?|ftp)://\S+?{_ARTIFACT_EXT}(?:[?#]\S*)?$", re.IGNORECASE)
+HUB_URL = re.compile(r"^https?://(?:huggingface\.co|hf\.co)/", re.IGNORECASE)
+DOWNLOADERS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), label) for p, label in (
+    (r"(?<![\w-])huggingface-cli\s+download\b", "huggingface-cli download"),
+    (r"(?<![\w-])hf\s+download\b", "hf download"),
+    (r"\b(?:from_pretrained|snapshot_download|hf_hub_download)\s*\(", "a Hugging Face hub download in Python"),
+    (r"\bload_dataset\s*\(", "datasets.load_dataset"),
+    (r"\btorch\.hub\.load\w*\s*\(", "torch.hub"),
+    (r"-m\s+spacy\s+download\b", "spacy download"),
+    (r"-m\s+nltk\.downloader\b|\bnltk\.download\s*\(", "an nltk download"),
+    (r"(?<![\w-])gsutil\s+(?:-\S+\s+)*(?:cp|rsync)\b", "gsutil cp"),
+    (r"(?<![\w-])gcloud\s+storage\s+(?:cp|rsync)\b", "gcloud storage cp"),
+    (r"(?<![\w-])aws\s+s3\s+(?:cp|sync)\b", "aws s3 cp"),
+    (r"(?<![\w-])azcopy\s+(?:copy|cp|sync)\b", "azcopy"),
+    (r"(?<![\w-])dvc\s+pull\b", "dvc pull"),
+    (r"(?<![\w-])git\s+lfs\s+pull\b", "git lfs pull"),
+    (r"(?<![\w-])kaggle\s+(?:datasets|competitions|models)\s+download\b", "a kaggle download"),
+))
+
+
+def artifact_url(url: str) -> bool:
+    return bool(ARTIFACT_URL.match(url) or HUB_URL.match(url))
+
+
+def downloads(df: Dockerfile, ins: Instruction) -> str:
+    """What model or data download an instruction makes ("" when none)."""
+    if ins.cmd == "ADD":
+        urls = [src for src in ins.value[:-1] if artifact_url(src)]
+        return f"ADD {urls[0]}" if urls else ""
+    if ins.cmd != "RUN":
+        return ""
+    for pattern, label in DOWNLOADERS:
+        if pattern.search(ins.command):
+            return label
+    for seg in segments(df, ins):
+        if seg.prog in ("curl", "wget"):
+            urls = [a for a in seg.args if artifact_url(a)]
+            if urls:
+                return f"{seg.prog} {urls[0]}"
+    return ""
+
+
+@rule("SZ004", "model-download-at-build-time", Category.size, Severity.warning, "dockerfile")
+def model_download_at_build_time(df: Dockerfile) -> Iterable[Hit]:
+    """A model or data set is downloaded while the image builds.
+
+    Fires on `huggingface-cli download`, `from_pretrained(...)` and other
+    hub downloads in `python -c`, `gsutil cp`, `aws s3 cp`, `dvc pull`,
+    `git lfs pull`, and curl/wget/ADD of URLs on huggingface.co or ending
+    in a model or data extension (.safetensors, .bin, .onnx, .gguf,
+    .parquet...).
+
+    Why: weights and data sets weigh gigabytes; baked into a layer they are
+    pushed and pulled with every image version, rebuilt whenever an earlier
+    layer changes, and tie the model version to the code version.
+
+    Example:
+        RUN huggingface-cli download org/model --local-dir /models/model
+
+    Use instead:
+        mount the models at runtime (a volume, an object-store sync at start)
+        or fetch them in the entrypoint into a cache volume.
+    """
+    for ins in df.of("RUN", "ADD"):
+        found = downloads(df, ins)
+        if found:
+            yield Hit(ins.start_line, f"{found} at build time: the artifact is stored in the image and fetched again "
+                                      "on every rebuild", ins.original, ins.end_line)
+
+
+# -- npm install / yarn install beside a lockfile --------------------------------------------
+
+LOCKFILES = {"npm": ("package-lock.json", "npm-shrinkwrap.json"), "yarn": ("yarn.lock",)}
+FROZEN = ("--frozen-lockfile", "--immutable", "--pure-lockfile")
+
+
+def unlocked_install(seg: Segment) -> str:
+    """"npm" for `npm install` without packages, "yarn" for `yarn install` without a frozen lockfile, else ""."""
+    found = classify(seg)
+    if found is None or found.kind != "manifest":
+        return ""
+    if found.tool == "npm" and seg.args[0] in ("install", "i"):
+        return "npm"
+    if found.tool == "yarn" and not set(FROZEN) & set(seg.args):
+        return "yarn"
+    return ""
+
+
+def lockfile_of(df: Dockerfile, run: Instruction, seg: Segment, contexts: list) -> str:
+    """The context path of the lockfile an unlocked install sees, when every build context sends it ("" if not)."""
+    tool = unlocked_install(seg)
+    if not tool or not contexts:
+        return ""
+    copies = [c for c in context_copies(df, run.stage) if c.start_line < run.start_line]
+    for name in LOCKFILES[tool]:
+        image_path = resolve(seg.cwd, name)
+        source = next((found for c in reversed(copies) if (found := delivered_by(df, c, image_path))), None)
+        if source and all(source in ctx.sent() for ctx in contexts):
+            return source
+    return ""
+
+
+def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, str]]:
+    """(RUN, the install, the lockfile's context path) for every unlocked install of a Dockerfile."""
+    df = project.dockerfiles[path]
+    contexts = project.contexts_of(path)
+    found = []
+    for run in df.of("RUN"):
+        for seg in segments(df, run):
+            lock = lockfile_of(df, run, seg, contexts)
+            if lock:
+                found.append((run, seg, lock))
+    return found
+
+
+@rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
+      fix=Applicability.safe, fix_group="npm-ci", phase="dockerfiles")
+def install_ignores_lockfile(project) -> Iterable[Hit]:
+    """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
+
+    Fires when the lockfile the install's directory sees comes from the
+    build context (package-lock.json or npm-shrinkwrap.json for npm,
+    yarn.lock for yarn) in every context that builds the Dockerfile.
+
+    Why: `npm install` resolves versions again and may rewrite the lock,
+    so two builds of the same commit can install different packages.
+    `npm ci` installs exactly what the lockfile says, fails when it doesn't
+    match package.json, and starts from a clean node_modules.
+
+    Example:
+        COPY package.json package-lock.json ./
+        RUN npm install
+
+    Use instead:
+        COPY package.json package-lock.json ./
+        RUN npm ci
+
+    Fix: replaces `npm install` (only without package arguments) by
+    `npm ci`, keeping its options; adds `--frozen-lockfile` to `yarn
+    install` (`--immutable` for Yarn 2+, which has a .yarnrc.yml).
+    """
+    for path, df in sorted(project.dockerfiles.items()):
+        if df.error:
+            continue
+        for run, seg, lock in unlocked_installs(project, path):
+            instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
+            yield Hit(run.start_line, f"{seg.text()} with {lock} in the build context: the install may resolve other "
+                                      f"versions than the lockfile; use {instead}",
+                      run.original, run.end_line, file=path)
+
+
+# -- apt lists left in the layer --------------------------------------------------------------
+
+
+def apt_lists_left(df: Dockerfile, run: Instruction) -> bool:
+    if any(t.startswith("/var/lib/apt") for t in mount_targets(run)):
+        return False
+    segs = segments(df, run)
+    updates = any(seg.prog in ("apt-get", "apt") and verb(seg, APT_VALUE_OPTIONS) == "update" for seg in segs)
+    return updates and not removes(segs, "/var/lib/apt/lists")
+
+
+@rule("SZ006", "apt-lists-not-cleaned", Category.size, Severity.warning, "dockerfile",
+      fix=Applicability.safe, fix_group="purge-apt-lists", phase="dockerfiles")
+def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
+    """`apt-get update` without `rm -rf /var/lib/apt/lists/*` in the same RUN.
+
+    Not flagged when the RUN has a mount on /var/lib/apt (a cache mount
+    keeps the lists on the builder, out of the image).
+
+    Why: the package lists (tens of megabytes) stay in the layer; removing
+    them in a later RUN doesn't shrink the image, since the earlier layer
+    still holds them.
+
+    Example:
+        RUN apt-get update && apt-get install -y --no-install-recommends curl
+
+    Use instead:
+        RUN apt-get update && apt-get install -y --no-install-recommends curl \\
+            && rm -rf /var/lib/apt/lists/*
+
+    Fix: appends ` && rm -rf /var/lib/apt/lists/*` to the RUN. When the
+    update sits alone in its RUN and the next RUN installs from the lists,
+    the two are merged first (as LY002's fix does): cleaning the lists in
+    the update's RUN would break that install. Any other later install
+    that relies on the lists makes the fix refuse.
+    """
+    for run in df.of("RUN"):
+        if apt_lists_left(df, run):
+            yield Hit(run.start_line, "apt-get update without removing /var/lib/apt/lists in the same RUN: "
+                                      "the package lists stay in the layer", run.original, run.end_line)

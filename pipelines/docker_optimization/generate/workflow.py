@@ -1,0 +1,173 @@
+""".github/workflows/docker-build.yml: analyze the Docker setup, and build every image with GitHub's cache.
+
+Two jobs. ``analyze`` runs this pipeline's analyzer and uploads its SARIF to
+code scanning (``security-events: write``). ``build`` builds the images with
+BuildKit and the GitHub Actions cache: through ``docker/bake-action`` and the
+repository's bake file when there is one (or BP001 writes it), else with
+``docker/build-push-action`` for the single image. Images are pushed (to
+ghcr.io, under the repository's name) from the default branch only, never
+from a pull request.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from engine.domain import FixError
+from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph, relative_dockerfile
+from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.rules.process import BAKE_FILE, BAKE_FILES, GHA_CACHE, bake_file_missing
+
+_ANALYZER_ENTRY_POINT = re.compile(r"""^\s*\[project\.entry-points\.["']?pipeline\.pipelines["']?\]""", re.MULTILINE)
+
+HEADER = """\
+# Written by the docker-optimization pipeline.
+#   analyze: the docker-optimization rules over Dockerfiles, compose files and build
+#            contexts; findings go to the repository's code scanning alerts.
+#   build:   {build}
+#            Pushed to ghcr.io from the default branch only, never from a pull request.
+name: docker-build
+
+on:
+  push:
+  pull_request:
+
+permissions:
+  contents: read
+
+concurrency:
+  group: docker-build-${{{{ github.ref }}}}
+  cancel-in-progress: true
+
+jobs:
+  analyze:
+{analyze_guard}    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      security-events: write
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - name: Install the docker-optimization analyzer
+{install}
+      - name: Analyze
+        run: pipeline analyze --format sarif > pipeline.sarif
+      - name: Upload the findings to code scanning
+        uses: github/codeql-action/upload-sarif@v3
+        with:
+          sarif_file: pipeline.sarif
+          category: docker-optimization
+
+  build:
+    runs-on: ubuntu-latest
+    permissions:
+      contents: read
+      packages: write
+    env:
+      PUSH: ${{{{ github.event_name == 'push' && github.ref_name == github.event.repository.default_branch }}}}
+    steps:
+      - uses: actions/checkout@v4
+      - uses: docker/setup-buildx-action@v3
+      - name: Name images after this repository
+        run: echo "PROJECT=ghcr.io/${{GITHUB_REPOSITORY,,}}" >> "$GITHUB_ENV"
+      - name: Log in to ghcr.io
+        if: ${{{{ env.PUSH == 'true' }}}}
+        uses: docker/login-action@v3
+        with:
+          registry: ghcr.io
+          username: ${{{{ github.actor }}}}
+          password: ${{{{ secrets.GITHUB_TOKEN }}}}
+"""
+
+INSTALL_HERE = """\
+        run: pip install ."""
+
+INSTALL_CONFIGURED = """\
+        run: pip install "$PIPELINE_ANALYZER"
+        env:
+          PIPELINE_ANALYZER: ${{ vars.PIPELINE_ANALYZER }}"""
+
+ANALYZE_GUARD = """\
+    # Turned on by the repository variable PIPELINE_ANALYZER: what pip installs the
+    # analyzer from (a path in this repository, a git URL or a package name).
+    if: ${{ vars.PIPELINE_ANALYZER != '' }}
+"""
+
+BAKE_STEP = """\
+      - name: Build the images with bake
+        uses: docker/bake-action@v5
+        with:
+          source: .
+          files: {files}
+          push: ${{{{ env.PUSH == 'true' }}}}
+"""
+
+BUILD_PUSH_STEP = """\
+      - name: Build the {service} image
+        uses: docker/build-push-action@v6
+        with:
+          context: {context}
+          file: {file}
+{extra}          tags: {tags}
+          push: ${{{{ env.PUSH == 'true' }}}}
+          cache-from: type=gha,scope={scope}
+          cache-to: type=gha,mode=max,scope={scope}
+"""
+
+
+def installs_itself(project: Project) -> bool:
+    """The repository is the analyzer's own (its pyproject declares the pipeline entry point)."""
+    if "pyproject.toml" not in project.files:
+        return False
+    return bool(_ANALYZER_ENTRY_POINT.search(project.text("pyproject.toml") or ""))
+
+
+def bake_files(project: Project) -> list[str]:
+    """The bake files the workflow builds with: the existing ones, or the one BP001 writes; [] for none."""
+    present = [f for f in BAKE_FILES if f in project.files]
+    if present:
+        if not any(GHA_CACHE.search(project.text(f) or "") for f in present):
+            raise FixError(f"{', '.join(present)} has no type=gha cache: a bake step would build cold; "
+                           "left for a person (add cache-from/cache-to per target)")
+        return present
+    return [BAKE_FILE] if bake_file_missing(project) else []
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)
+
+
+def _build_push_step(graph: BuildGraph) -> str:
+    if len(graph.built) != 1:
+        raise FixError(f"{len(graph.built)} services build images and no bake file will build them")
+    svc = graph.services[graph.built[0]]
+    extra = f"          target: {_q(svc.build.target)}\n" if svc.build.target else ""
+    if svc.build.args:
+        extra += "          build-args: |\n" + "".join(f"            {k}={v}\n"
+                                                   for k, v in sorted(svc.build.args.items()))
+    tags = _q(svc.image) if svc.image and "$" not in svc.image else f"${{{{ env.PROJECT }}}}/{svc.name}:latest"
+    return BUILD_PUSH_STEP.format(service=svc.name, context=_q(svc.build.context),
+                                  file=_q(svc.build.dockerfile if "://" not in svc.build.context
+                                          else relative_dockerfile(svc.build)),
+                                  extra=extra, tags=tags, scope=svc.name)
+
+
+def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
+    graph = graph or build_graph(project)
+    if not graph.built:
+        raise FixError("no compose service builds an image: nothing for CI to build")
+    files = bake_files(project)
+    if files:
+        build = (f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
+                 "#            the build graph allows, each target cached in GitHub's cache (type=gha).")
+        step = BAKE_STEP.format(files=_q(files[0]) if len(files) == 1 else "|\n" + "".join(
+            f"            {f}\n" for f in files).rstrip("\n"))
+    else:
+        build = f"the {graph.built[0]} image with BuildKit, cached in GitHub's cache (type=gha)."
+        step = _build_push_step(graph)
+    here = installs_itself(project)
+    return HEADER.format(build=build, analyze_guard="" if here else ANALYZE_GUARD,
+                         install=INSTALL_HERE if here else INSTALL_CONFIGURED) + step

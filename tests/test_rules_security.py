@@ -1,0 +1,212 @@
+"""SE001..SE005, SE010, SE011 (root, secrets, remote ADD, docker.sock, host access) and the non-root fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.domain import FixError
+from pipelines.docker_optimization.analysis import analyze
+from pipelines.docker_optimization.dockerfile import Dockerfile
+from tests.rulekit import codes, fixed, write
+
+BILLING = ("FROM python:3.11-slim\n"
+           "WORKDIR /app\n"
+           "COPY . .\n"
+           "RUN pip install --upgrade pip\n"
+           "RUN pip install -r requirements.txt\n"
+           "EXPOSE 8100\n"
+           "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
+           "CMD [\"python\", \"-m\", \"billing.server\"]\n")
+
+
+# -- SE001 ---------------------------------------------------------------------
+def test_se001_triggers_on_the_final_from_without_a_user(tmp_path):
+    text = "FROM python:3.12 AS build\nUSER app\nFROM python:3.12-slim\nCMD [\"x\"]\n"
+    assert codes(tmp_path, {"Dockerfile": text}, "SE001") == [("Dockerfile", 3)]
+
+
+def test_se001_triggers_on_user_root_and_user_0(tmp_path):
+    files = {"a/Dockerfile": "FROM debian:12\nUSER app\nUSER root\n",
+             "b/Dockerfile": "FROM debian:12\nUSER 0:0\n"}
+    assert codes(tmp_path, files, "SE001") == [("a/Dockerfile", 3), ("b/Dockerfile", 2)]
+
+
+def test_se001_says_which_user_was_created_but_never_switched_to(tmp_path):
+    write(tmp_path, {"Dockerfile": "FROM debian:12\nRUN useradd --uid 1000 svc\nCMD [\"x\"]\n"})
+    [finding] = [f for f in analyze(tmp_path) if f.rule == "SE001"]
+    assert finding.line == 1
+    assert "user svc is created (line 2) but never switched to" in finding.message
+
+
+def test_se001_is_quiet_for_a_user_inherited_from_a_stage_or_a_nonroot_base(tmp_path):
+    files = {"a/Dockerfile": "FROM debian:12 AS base\nUSER 10001\nFROM base\nCMD [\"x\"]\n",
+             "b/Dockerfile": "FROM gcr.io/distroless/python3-debian12:nonroot\nCMD [\"x\"]\n",
+             "c/Dockerfile": "FROM debian:12\nUSER $APP_USER\n"}
+    assert codes(tmp_path, files, "SE001") == []
+
+
+def test_unsafe_fix_adds_a_user_chowns_the_app_copies_and_switches_before_cmd(tmp_path):
+    assert fixed(tmp_path, {"Dockerfile": BILLING}, "SE001") == {"Dockerfile": (
+        "FROM python:3.11-slim\n"
+        "RUN useradd --system --uid 10001 --user-group --no-create-home app\n"
+        "WORKDIR /app\n"
+        "COPY --chown=app:app . .\n"
+        "RUN pip install --upgrade pip\n"
+        "RUN pip install -r requirements.txt\n"
+        "EXPOSE 8100\n"
+        "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
+        "USER app\n"
+        "CMD [\"python\", \"-m\", \"billing.server\"]\n")}
+
+
+def test_unsafe_fix_result_parses_and_every_app_copy_has_chown(tmp_path):
+    text = ("FROM python:3.12 AS build\n"
+            "COPY . /src\n"
+            "FROM python:3.12-slim\n"
+            "WORKDIR /srv\n"
+            "COPY --from=build /opt/venv /opt/venv\n"
+            "COPY libs/common /srv/libs/common\n"
+            "COPY services/api api\n"
+            "ENTRYPOINT [\"python\", \"-m\", \"api\"]\n")
+    out = fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"]
+    df = Dockerfile.parse("Dockerfile", out)
+    assert not df.error
+    final = [i for i in df.of("COPY") if i.stage == df.final_stage]
+    assert [i.flag("chown") for i in final] == [[], ["app:app"], ["app:app"]]   # /opt/venv stays root's
+    assert [i.flag("chown") for i in df.of("COPY") if i.stage == 0] == [[]]    # the build stage is untouched
+    assert df.user_at(df.of("ENTRYPOINT")[0]) == "app"
+
+
+def test_unsafe_fix_on_alpine_uses_busybox_adduser_and_keeps_crlf_and_no_final_newline(tmp_path):
+    text = "FROM node:20-alpine\r\nWORKDIR /app\r\nCOPY . .\r\nRUN npm ci"
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": (
+        "FROM node:20-alpine\r\n"
+        "RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app\r\n"
+        "WORKDIR /app\r\n"
+        "COPY --chown=app:app . .\r\n"
+        "RUN npm ci\r\n"
+        "USER app")}
+
+
+def test_unsafe_fix_reuses_a_created_user_and_switches_after_the_last_run(tmp_path):
+    text = ("FROM debian:12\n"
+            "COPY setup.sh /setup.sh\n"
+            "RUN useradd --uid 1000 svc\n"
+            "WORKDIR /home/svc\n"
+            "COPY app.py .\n"
+            "CMD [\"python3\", \"app.py\"]\n"
+            "RUN chmod +x /setup.sh\n")
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": (
+        "FROM debian:12\n"
+        "COPY setup.sh /setup.sh\n"
+        "RUN useradd --uid 1000 svc\n"
+        "WORKDIR /home/svc\n"
+        "COPY --chown=svc app.py .\n"
+        "CMD [\"python3\", \"app.py\"]\n"
+        "RUN chmod +x /setup.sh\n"
+        "USER svc\n")}
+
+
+def test_unsafe_fix_on_scratch_uses_a_numeric_user(tmp_path):
+    text = "FROM golang:1.22 AS build\nRUN go build -o /app .\nFROM scratch\nCOPY --from=build /app /app\n"
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": (
+        "FROM golang:1.22 AS build\nRUN go build -o /app .\nFROM scratch\n"
+        "COPY --chown=10001:10001 --from=build /app /app\nUSER 10001:10001\n")}
+
+
+def test_unsafe_fix_refuses_an_unknown_base(tmp_path):
+    with pytest.raises(FixError, match="can't tell how to add a user"):
+        fixed(tmp_path, {"Dockerfile": "FROM ghcr.io/acme/base:1\nCMD [\"x\"]\n"}, "SE001")
+
+
+# -- SE002 ---------------------------------------------------------------------
+SECRET_DOCKERFILE = ("FROM python:3.12-slim\n"
+                     "ARG PIP_TOKEN=ghp_abcdef123\n"
+                     "ARG NPM_TOKEN\n"
+                     "ENV DB_PASSWORD=\"hunter2\" LOG_LEVEL=info\n"
+                     "ENV API_KEY=${API_KEY}\n"
+                     "ENV GPG_KEY=A035C8C19219BA821ECEA86B64E628F8D684696D\n"
+                     "ENV POSTGRES_PASSWORD_FILE=/run/secrets/db\n")
+SECRET_COMPOSE = ("services:\n"
+                  "  api:\n"
+                  "    build:\n"
+                  "      context: .\n"
+                  "      args:\n"
+                  "        - STRIPE_SECRET=sk_live_123\n"
+                  "        - HOME_DIR=/app\n"
+                  "    environment:\n"
+                  "      DB_PASSWORD: ${DB_PASSWORD:-hunter2}\n"
+                  "      API_TOKEN: ${API_TOKEN}\n"
+                  "      SESSION_KEY: 'changeme'\n"
+                  "      REDIS_URL: redis://redis:6379/0\n")
+
+
+def test_se002_triggers_on_literal_secrets_in_arg_env_and_compose(tmp_path):
+    files = {"Dockerfile": SECRET_DOCKERFILE, "compose.yaml": SECRET_COMPOSE}
+    assert codes(tmp_path, files, "SE002") == [("Dockerfile", 2), ("Dockerfile", 4),
+                                               ("compose.yaml", 6), ("compose.yaml", 9), ("compose.yaml", 11)]
+
+
+def test_se002_never_shows_the_secret_value(tmp_path):
+    write(tmp_path, {"Dockerfile": SECRET_DOCKERFILE, "compose.yaml": SECRET_COMPOSE})
+    found = [f for f in analyze(tmp_path) if f.rule == "SE002"]
+    assert [f.evidence for f in found] == ["ARG PIP_TOKEN=***", "ENV DB_PASSWORD=***", "api: STRIPE_SECRET=***",
+                                           "api: DB_PASSWORD=***", "api: SESSION_KEY=***"]
+    for secret in ("ghp_abcdef123", "hunter2", "sk_live_123", "changeme"):
+        assert not any(secret in f.evidence or secret in f.message for f in found)
+
+
+def test_se002_is_quiet_on_references_and_non_secret_names(tmp_path):
+    text = "FROM python:3.12-slim\nARG GITHUB_TOKEN\nENV API_KEY=$API_KEY PATH=/venv/bin:$PATH\n"
+    compose = "services:\n  api:\n    image: x\n    environment: [API_TOKEN, DB_PASSWORD=${DB_PASSWORD:?set it}]\n"
+    assert codes(tmp_path, {"Dockerfile": text, "compose.yaml": compose}, "SE002") == []
+
+
+# -- SE003 ---------------------------------------------------------------------
+def test_se003_triggers_on_add_of_a_url_without_checksum_only(tmp_path):
+    text = ("FROM debian:12\n"
+            "ADD https://example.com/tool.tar.gz /tmp/\n"
+            "ADD --checksum=sha256:" + "c" * 64 + " https://example.com/tool.tar.gz /tmp/\n"
+            "ADD vendor.tar.gz /opt/\n"
+            "ADD git@github.com:acme/lib.git /src/lib\n")
+    assert codes(tmp_path, {"Dockerfile": text}, "SE003") == [("Dockerfile", 2), ("Dockerfile", 5)]
+
+
+# -- SE004 ---------------------------------------------------------------------
+def test_se004_triggers_on_compose_volumes_and_run_mounts_of_the_docker_socket(tmp_path):
+    compose = ("services:\n"
+               "  ci:\n"
+               "    image: x\n"
+               "    volumes:\n"
+               "      - ./data:/data\n"
+               "      - /var/run/docker.sock:/var/run/docker.sock:ro\n"
+               "  proxy:\n"
+               "    image: y\n"
+               "    volumes:\n"
+               "      - type: bind\n"
+               "        source: /run/docker.sock\n"
+               "        target: /var/run/docker.sock\n")
+    text = ("FROM docker:27-cli\n"
+            "RUN --mount=type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock docker ps\n"
+            "RUN --mount=type=cache,target=/root/.cache true\n")
+    assert codes(tmp_path, {"compose.yaml": compose, "Dockerfile": text}, "SE004") == [
+        ("Dockerfile", 2), ("compose.yaml", 6), ("compose.yaml", 10)]
+
+
+# -- SE005, SE010, SE011 ---------------------------------------------------------
+HOST_ACCESS = ("services:\n"
+               "  agent:\n"
+               "    image: x\n"
+               "    privileged: true\n"
+               "    cap_add: [ALL]\n"
+               "    network_mode: host\n"
+               "  app:\n"
+               "    image: y\n"
+               "    privileged: false\n"
+               "    cap_add: [NET_BIND_SERVICE]\n"
+               "    network_mode: bridge\n")
+
+
+@pytest.mark.parametrize("rule, line", [("SE005", 4), ("SE010", 5), ("SE011", 6)])
+def test_host_access_rules_trigger_on_their_key_only(tmp_path, rule, line):
+    assert codes(tmp_path, {"compose.yaml": HOST_ACCESS}, rule) == [("compose.yaml", line)]
