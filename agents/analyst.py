@@ -20,7 +20,7 @@ class Analyst(Agent):
 
     def run(self, phase: Phase, state: dict) -> dict:
         self.ws.reset_to(state["head"])
-        findings = self.ctx.domain.analyze(self.ws.path)
+        findings = self.ctx.domain.analyze(self.ws.path, thorough=True)
         notes = []
         if self.ctx.llm is not None:
             extra, note = self.model_findings(phase, findings)

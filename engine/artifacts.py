@@ -75,7 +75,7 @@ class Finding(Model):
     @classmethod
     def make(cls, **kw) -> "Finding":
         kw.setdefault("end_line", kw.get("line", 0))
-        fid = short_hash(kw["rule"], kw["file"], kw.get("evidence", ""), kw.get("message", ""))
+        fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)
 
     @property

@@ -24,8 +24,8 @@ class AlreadyResolved(FixError):
 
 
 class Domain(Protocol):
-    def analyze(self, root: Path) -> list[Finding]:
-        """Every finding in the checkout at ``root``."""
+    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
+        """Every finding in the checkout at ``root``; ``thorough`` may add slower second opinions."""
 
     def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
         """Group fixable findings into tasks, each assigned to one phase."""

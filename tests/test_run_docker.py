@@ -25,7 +25,8 @@ def test_a_full_run_commits_each_task_with_trailers_and_writes_every_report(exam
     tasks = trailers(example_repo, record.run.branch)
     assert sorted(tasks) == sorted(c.task_id for c in committed)
     assert set(trailers(example_repo, record.run.branch, "Pipeline-Run")) == {record.run.run_id}
-    assert set(trailers(example_repo, record.run.branch, "Pipeline-Phase")) == {"dockerfiles", "compose"}
+    assert set(trailers(example_repo, record.run.branch, "Pipeline-Phase")) == {"dockerfiles", "compose", "build",
+                                                                                 "deploy"}
     run_dir = reports / record.run.run_id
     assert sorted(p.name for p in run_dir.glob("*.md")) == [
         "1-analysis.md", "2-dockerfiles.md", "3-compose.md", "4-build.md", "5-deploy.md", "summary.md"]
@@ -99,6 +100,7 @@ def test_resume_from_a_phase_reruns_it_and_later_phases_and_replaces_their_commi
                                                                                    docker_pipeline):
     first = start_run(docker_pipeline, example_repo, reports)
     tree = git(example_repo, "rev-parse", f"{first.run.branch}^{{tree}}")
+    phases_before = trailers(example_repo, first.run.branch, "Pipeline-Phase")
 
     record = resume_run({"docker-optimization": docker_pipeline}, reports, first.run.run_id, phase="compose")
 
@@ -107,6 +109,5 @@ def test_resume_from_a_phase_reruns_it_and_later_phases_and_replaces_their_commi
     assert record.invocations[1].from_phase == "compose"
     assert git(example_repo, "rev-parse", f"{record.run.branch}^{{tree}}") == tree
     phases = trailers(example_repo, record.run.branch, "Pipeline-Phase")
-    assert phases.count("compose") == 1
-    assert len(phases) == len(trailers(example_repo, first.run.branch, "Pipeline-Phase"))
+    assert phases == phases_before and phases.count("compose") >= 1
     assert "| compose.implementer | 2 |" in (reports / first.run.run_id / "3-compose.md").read_text()

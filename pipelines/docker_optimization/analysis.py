@@ -155,6 +155,26 @@ def file_unreadable(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX005")
 
 
+@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project")
+def dockerignore_invalid(project: Project) -> Iterable[Hit]:
+    """A .dockerignore holds a pattern Docker refuses (`[]a]`, a lone `!`, a trailing `\\`).
+
+    Why: `docker build` fails before sending anything; every service built
+    from that context is broken.
+
+    Example:
+        [a-]
+
+    Use instead:
+        a valid pattern: `[a\\-]` or `a-*`
+    """
+    seen = set()
+    for ctx in project.contexts:
+        if ctx.ignore_error and ctx.ignore_path not in seen:
+            seen.add(ctx.ignore_path)
+            yield Hit(0, f"Docker refuses this ignore file: {ctx.ignore_error}", ctx.ignore_error, file=ctx.ignore_path)
+
+
 # -- running the rules -------------------------------------------------------------------------------
 
 def _finding(rule: Rule, hit: Hit, file: str) -> Finding:

@@ -12,7 +12,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+from pipelines.docker_optimization.schemas import vendored_schema
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -65,8 +65,15 @@ def _yaml() -> YAML:
     return yaml
 
 
+@lru_cache(maxsize=512)
 def load(path: str, text: str) -> ComposeFile:
-    """Parse a compose file; a parse error becomes ``error``, never an exception."""
+    """Parse a compose file; a parse error becomes ``error``, never an exception.
+
+    Cached by (path, text): the reviewer and ops re-analyze the same files
+    many times in a run, and ruamel's round-trip parser is the slowest step
+    of an analysis. The result is shared, so nothing may mutate it (edits go
+    through ``RoundTrip``, which parses its own copy).
+    """
     compose = ComposeFile(path=path, text=text)
     try:
         data = _yaml().load(text)
@@ -110,8 +117,7 @@ def _join(base: str, rel: str) -> str:
 @lru_cache(maxsize=1)
 def compose_schema() -> dict:
     """The compose-spec JSON schema as vendored by check-jsonschema (a maintained copy)."""
-    ref = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("compose-spec.json")
-    return json.loads(ref.read_text(encoding="utf-8"))
+    return json.loads(vendored_schema("compose-spec.json"))
 
 
 def schema_errors(data: object) -> list[str]:

@@ -30,8 +30,13 @@ class DockerDomain:
         return None
 
     # -- analyst ---------------------------------------------------------
-    def analyze(self, root: Path) -> list[Finding]:
-        return analysis.analyze(root)
+    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
+        """Our rules; ``thorough`` adds hadolint's second opinion (the analyst's pass, not the reviewer's)."""
+        return analysis.analyze(root, hadolint=thorough)
+
+    def analyze_report(self, root: Path, hadolint: bool = True):
+        """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
+        return analysis.run_analysis(root, hadolint=hadolint)
 
     def llm_context(self, root: Path, limit: int = 20_000) -> dict[str, str]:
         """What the model reads in LLM mode: Dockerfiles, compose and ignore files (each cut at ``limit`` chars)."""

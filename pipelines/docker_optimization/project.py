@@ -64,6 +64,8 @@ class Context:
     services: list[str] = field(default_factory=list)
     compose_files: list[str] = field(default_factory=list)
     inferred: bool = False
+    _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def ignore_path(self) -> str:
@@ -79,19 +81,34 @@ class Context:
         return posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
 
     @cached_property
-    def ignore(self) -> DockerIgnore:
+    def ignore_error(self) -> str:
+        """Why Docker would refuse this context's ignore file ("" when it is fine)."""
         if not self.ignore_path:
+            return ""
+        try:
+            DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
+        except ValueError as err:
+            return str(err)
+        return ""
+
+    @cached_property
+    def ignore(self) -> DockerIgnore:
+        """The ignore file's matcher; an invalid one (see ``ignore_error``) counts as empty."""
+        if not self.ignore_path or self.ignore_error:
             return DockerIgnore.empty()
-        text = self.project.text(self.ignore_path) or ""
-        return DockerIgnore.from_text(text, source=self.ignore_path)
+        return DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
 
     def files(self) -> dict[str, int]:
-        """Context-relative path -> size, for every file in the context directory."""
-        return {relative(p, self.dir): s for p, s in self.project.files.items() if within(p, self.dir)}
+        """Context-relative path -> size, for every file in the context directory (computed once)."""
+        if self._files is None:
+            self._files = {relative(p, self.dir): s for p, s in self.project.files.items() if within(p, self.dir)}
+        return self._files
 
     def sent(self) -> dict[str, int]:
-        """What the classic builder sends: the context minus its ignore file's exclusions."""
-        return self.ignore.sent(self.files())
+        """What the classic builder sends: the context minus its ignore file's exclusions (computed once)."""
+        if self._sent is None:
+            self._sent = self.ignore.sent(self.files())
+        return self._sent
 
 
 class Project:

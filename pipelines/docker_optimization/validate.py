@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 from functools import lru_cache
-from importlib import resources
+from pipelines.docker_optimization.schemas import vendored_schema
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -124,8 +124,7 @@ def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]
 @lru_cache(maxsize=1)
 def workflow_schema() -> dict:
     """The GitHub workflow JSON schema as vendored by check-jsonschema (a maintained copy of schemastore's)."""
-    ref = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath("github-workflows.json")
-    return json.loads(ref.read_text(encoding="utf-8"))
+    return json.loads(vendored_schema("github-workflows.json"))
 
 
 def workflow_errors(data: object) -> list[str]:

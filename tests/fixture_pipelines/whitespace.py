@@ -25,7 +25,7 @@ class WhitespaceDomain:
     def close(self) -> None:
         CLOSED.append("domain")
 
-    def analyze(self, root: Path) -> list[Finding]:
+    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
         found = []
         tree = DirTree(root)
         for path in sorted(tree.files()):

@@ -73,7 +73,7 @@ def project_name(project: Project, graph: BuildGraph) -> str:
     name = (primary.data or {}).get("name") if primary is not None else None
     if isinstance(name, str) and name.strip() and "$" not in name:
         return name.strip()
-    spaces = {s.image.split("/")[0] for s in graph.services.values() if s.build is not None and "/" in s.image}
+    spaces = {s.image.rsplit("/", 1)[0] for s in graph.services.values() if s.build is not None and "/" in s.image}
     return spaces.pop() if len(spaces) == 1 and "$" not in next(iter(spaces)) else "app"
 
 
