@@ -15,7 +15,9 @@ class Ops(Agent):
         base = GitTree(self.ctx.worktree, run.base_commit, f"base {run.base_commit[:10]}")
         head = GitTree(self.ctx.worktree, state["head"], f"head {state['head'][:10]}")
         figures = self.ctx.domain.measure(phase.name, base, head, state["design"])
+        notes = getattr(self.ctx.domain, "phase_notes", lambda *_: [])(phase.name, head)
         return {
             "measurements": replace_phase(state.get("measurements", []), phase.name, figures),
             "_summary": f"{len(figures)} figures",
+            "_notes": notes,
         }

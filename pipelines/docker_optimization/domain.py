@@ -13,7 +13,7 @@ from engine.artifacts import (
 from engine.domain import FixError
 from engine.gitenv import git_env
 from engine.tree import DirTree, Tree
-from pipelines.docker_optimization import analysis, compose as compose_mod, copies, policy
+from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
 from pipelines.docker_optimization.project import Project, is_dockerfile, within
@@ -113,6 +113,8 @@ class DockerDomain:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
+            if text.startswith("#!"):
+                target.chmod(target.stat().st_mode | 0o111)  # scripts are committed executable
         return sorted(written)
 
     # -- reviewer --------------------------------------------------------
@@ -131,6 +133,10 @@ class DockerDomain:
                 gates += self._compose_gates(task, path, project, base)
             elif posixpath.basename(path).endswith(".dockerignore"):
                 touched_contexts.update(c.dir for c in project.contexts if path in (c.ignore_path, c.default_ignore_path))
+            else:
+                text = project.text(path)
+                if text is not None:
+                    gates += validate.gates_for(path, text, root)  # bake file, workflow, shell scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
@@ -181,6 +187,10 @@ class DockerDomain:
         if self.run and phase == self.run.phases[-1] and self.run.options.get("builds", "off") != "off":
             figures += self._build_figures(phase, base, head)
         return figures
+
+    def phase_notes(self, phase: str, head: Tree) -> list[str]:
+        """What the build and deploy phase reports explain: build order, parallel groups, rollout and health gates."""
+        return buildgraph.build_order_summary(Project(head)) if phase in ("build", "deploy") else []
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
