@@ -120,11 +120,20 @@ def compose_schema() -> dict:
     return json.loads(vendored_schema("compose-spec.json"))
 
 
+def _string_keys(data: object) -> object:
+    """YAML allows any key (``? [a, b]``); JSON, and so the schema, only strings."""
+    if isinstance(data, dict):
+        return {str(k): _string_keys(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_string_keys(v) for v in data]
+    return data
+
+
 def schema_errors(data: object) -> list[str]:
     """Violations of the compose-spec schema, as short messages with their path."""
     import jsonschema
 
-    plain = json.loads(json.dumps(data, default=str))
+    plain = json.loads(json.dumps(_string_keys(data), default=str))
     schema = compose_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
