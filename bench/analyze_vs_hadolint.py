@@ -36,6 +36,11 @@ from pathlib import Path
 
 from bench.monorepo import Manifest, ensure
 
+try:
+    import resource
+except ImportError:  # not on Windows: CPU times are then reported as nan
+    resource = None
+
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -43,7 +48,8 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class Timing:
     label: str
     cmd: list[str]
-    runs: list[float] = field(default_factory=list)   # successful timed runs only
+    runs: list[float] = field(default_factory=list)   # wall seconds of the successful timed runs
+    cpu: list[float] = field(default_factory=list)    # their CPU seconds (user+sys, children included)
     failures: int = 0                                  # timed runs that exited non-zero (not in runs)
     returncode: int = 0
     error: str = ""
@@ -56,6 +62,10 @@ class Timing:
     @property
     def min(self) -> float:
         return min(self.runs) if self.runs else float("nan")
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu) if self.cpu else float("nan")
 
 
 @dataclass
@@ -103,16 +113,26 @@ def _count(stdout: bytes) -> int | None:
     return None
 
 
+def _children_cpu() -> float:
+    if resource is None:
+        return float("nan")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run_once(t: Timing, cwd: Path, env: dict[str, str], keep_output: bool) -> None:
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(t.cmd, cwd=cwd, env=env, capture_output=True, check=False)
     elapsed = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
     if proc.returncode != 0:
         t.returncode = proc.returncode
         t.error = proc.stderr.decode(errors="replace").strip()[-2000:]
         t.failures += keep_output
     elif keep_output:
         t.runs.append(elapsed)
+        t.cpu.append(cpu)
         t.findings = _count(proc.stdout)
 
 
@@ -194,7 +214,9 @@ def goals(results: list[ScaleResult], start: list[Timing]) -> list[tuple[str, st
     if one and ten:
         growth = ten.a.median / one.a.median
         files = ten.manifest.files / one.manifest.files
-        rows.append(("(a) growth scale 1 -> 10 <= 10x", f"{growth:.2f}x (files {files:.1f}x)", _goal(growth <= 10.0)))
+        cpu = ten.a.cpu_median / one.a.cpu_median
+        rows.append(("(a) growth scale 1 -> 10 <= 10x", f"{growth:.2f}x (files {files:.1f}x; CPU time {cpu:.2f}x)",
+                     _goal(growth <= 10.0)))
     else:
         rows.append(("(a) growth scale 1 -> 10 <= 10x", "needs --scales 1,10", "n/a"))
     return rows
@@ -218,22 +240,26 @@ def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat
         console.print("[yellow]note:[/yellow] `pipeline analyze` has no --no-hadolint flag: (a) ran without it, "
                       "so (a) and (c) run the same command")
 
-    table = Table(title="per scale (seconds)")
-    for col in ("scale", "files", "Dockerfiles", "compose", "(a) med", "(a) min", "(b) med", "(b) min",
-                "(c) med", "(c) min", "(a)/(b)", "(c)/(b)", "findings a/b/c", "load"):
-        table.add_column(col, justify="right")
+    table = Table(title="per scale: wall seconds (and CPU seconds, user+sys, which contention inflates less)")
+    for col in ("scale", "files", "Dockerfiles", "compose", "command", "median", "min", "CPU median",
+                "median / (b)", "findings"):
+        table.add_column(col, justify="left" if col == "command" else "right")
     for r in results:
-        table.add_row(f"{r.scale:g}", f"{r.manifest.files:,}", str(len(r.manifest.dockerfiles)),
-                      str(len(r.manifest.composes)), _s(r.a.median), _s(r.a.min), _s(r.b.median), _s(r.b.min),
-                      _s(r.c.median), _s(r.c.min), f"{r.ratio_a:.2f}", f"{r.ratio_c:.2f}",
-                      f"{r.a.findings}/{r.b.findings}/{r.c.findings}", f"{r.load[0]:.1f}→{r.load[1]:.1f}")
+        for i, t in enumerate((r.a, r.b, r.c)):
+            head = ((f"{r.scale:g}", f"{r.manifest.files:,}", str(len(r.manifest.dockerfiles)),
+                     str(len(r.manifest.composes))) if i == 0 else ("", "", "", ""))
+            table.add_row(*head, t.label, _s(t.median), _s(t.min), _s(t.cpu_median),
+                          f"{t.median / r.b.median:.2f}", str(t.findings),
+                          end_section=i == 2)
     console.print(table)
+    console.print("load average (1 min) before → after each scale: "
+                  + ", ".join(f"scale {r.scale:g}: {r.load[0]:.1f} → {r.load[1]:.1f}" for r in results))
 
     fixed = Table(title="fixed cost: start-up (seconds)")
-    for col in ("command", "median", "min"):
+    for col in ("command", "median", "min", "CPU median"):
         fixed.add_column(col, justify="right" if col != "command" else "left")
     for t in start:
-        fixed.add_row(t.label, _s(t.median), _s(t.min))
+        fixed.add_row(t.label, _s(t.median), _s(t.min), _s(t.cpu_median))
     console.print(fixed)
 
     if len(results) >= 2:
@@ -244,6 +270,8 @@ def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat
             growth.add_column(col, justify="right" if col else "left")
         growth.add_row("files", f"{hi.manifest.files / lo.manifest.files:.2f}x")
         growth.add_row("(a) median", f"{hi.a.median / lo.a.median:.2f}x")
+        growth.add_row("(a) min", f"{hi.a.min / lo.a.min:.2f}x")
+        growth.add_row("(a) CPU median", f"{hi.a.cpu_median / lo.a.cpu_median:.2f}x")
         if base is not None and lo.a.median > base.median:
             growth.add_row("(a) median minus `pipeline --help`",
                            f"{(hi.a.median - base.median) / (lo.a.median - base.median):.2f}x")
@@ -304,11 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "python": sys.version.split()[0],
             "repeat": args.repeat, "warmup": args.warmup, "hadolint_flag": tools.hadolint_flag,
-            "startup": [{**asdict(t), "median": t.median, "min": t.min} for t in start],
+            "startup": [{**asdict(t), "median": t.median, "min": t.min, "cpu_median": t.cpu_median} for t in start],
             "scales": [{"scale": r.scale, "files": r.manifest.files, "load": r.load,
                         "dockerfiles": len(r.manifest.dockerfiles),
                         "composes": len(r.manifest.composes),
-                        **{k: {**asdict(t), "cmd": t.cmd[:6], "median": t.median, "min": t.min}
+                        **{k: {**asdict(t), "cmd": t.cmd[:6], "median": t.median, "min": t.min,
+                               "cpu_median": t.cpu_median}
                            for k, t in (("a", r.a), ("b", r.b), ("c", r.c))}} for r in results],
             "goals": goals(results, start),
         }, indent=1))

@@ -82,9 +82,10 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> su
                           timeout=timeout)
 
 
-def run_cli(repo: Path, reports: Path, env: dict[str, str] | None = None, *extra: str) -> subprocess.CompletedProcess:
+def run_cli(repo: Path, reports: Path, env: dict[str, str] | None = None, *extra: str,
+            timeout: int = 300) -> subprocess.CompletedProcess:
     return cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q",
-               "--builds", "off", *extra, env=env)
+               "--builds", "off", *extra, env=env, timeout=timeout)
 
 
 def example(dest: Path) -> Path:
@@ -331,6 +332,7 @@ class Case:
     expect: str                                           # "works" or "stops"
     check: Callable[[Outcome], list[str]] = lambda o: []  # case-specific problems
     run: Callable[[Path, Path], tuple[int, str]] | None = None  # (repo, reports) -> (exit code, stderr)
+    timeout: int = 300                                           # seconds before the run counts as hung
 
 
 def _commit_all(repo: Path, message: str) -> None:
@@ -543,6 +545,17 @@ def _check_unreadable(o: Outcome) -> list[str]:
     return []
 
 
+def _alias_bomb(work: Path):
+    """A compose file whose anchors and aliases expand to 9^9 strings (the "billion laughs")."""
+    repo = example(work / "repo")
+    bomb = ["x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"] + [
+        f"x-{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]\n" for n in range(8)]
+    compose = repo / "docker-compose.yml"
+    compose.write_text("".join(bomb) + compose.read_text())
+    _commit_all(repo, "an alias bomb in the compose file")
+    return repo, {}
+
+
 def _path_with_spaces(work: Path):
     return example(work / "my repos ünïcode" / "shop"), {}
 
@@ -576,6 +589,8 @@ HOSTILE: list[Case] = [
     Case("huge and binary", "a 50 MB binary and small binaries in build contexts", _huge_binary, "works"),
     Case("unreadable files", "dangling symlinks (committed) and a FIFO (in the checkout)", _unreadable, "works",
          _check_unreadable),
+    Case("YAML alias bomb", "compose anchors/aliases that expand to 9^9 nodes (billion laughs)", _alias_bomb,
+         "works", timeout=120),
     Case("repo path", "the repository under a path with spaces and non-ASCII", _path_with_spaces, "works"),
     Case("linked worktree", "--repo is a linked worktree (git worktree add)", _linked_worktree, "works",
          _check_linked),
@@ -597,8 +612,11 @@ def run_case(case: Case, workdir: Path) -> tuple[HostileResult, Outcome]:
     if case.run is not None:
         code, stderr = case.run(repo, reports)
     else:
-        done = run_cli(repo, reports)
-        code, stderr = done.returncode, done.stderr
+        try:
+            done = run_cli(repo, reports, timeout=case.timeout)
+            code, stderr = done.returncode, done.stderr
+        except subprocess.TimeoutExpired:
+            code, stderr = -1, f"hung: killed after {case.timeout} s"
     seconds = time.monotonic() - started
     outcome = Outcome(repo, reports, code, stderr, extra=extra)
     problems: list[str] = []
@@ -660,11 +678,17 @@ _JUNK = ("\\", "\\\n", "<<EOF", "<<-EOF\n", "\x00", "\r", "\ufeff", "\u202e", "\
          "0x", "1e999", "~", "null", "yes", "no", "\u00e9", "\U0001f433", "%YAML 1.1\n", "---\n", "...\n")
 
 
-def mangle(rng: random.Random, text: str, compose: bool) -> str | bytes:
-    """One to four random mutations of ``text``; sometimes raw bytes that are not UTF-8."""
+OPS = ("delete line", "repeat line", "swap lines", "insert junk", "truncate", "insert instruction", "case flip",
+       "whitespace", "huge line", "deep nesting", "alias bomb", "CRLF", "reverse line")
+
+
+def mangle(rng: random.Random, text: str, compose: bool, log: list[str] | None = None) -> str | bytes:
+    """One to four random mutations of ``text``; sometimes raw bytes that are not UTF-8 (``log`` gets their names)."""
     lines = text.splitlines(keepends=True) or [""]
     for _ in range(rng.randint(1, 4)):
         op = rng.randrange(13)
+        if log is not None and (op not in (9, 10) or compose):
+            log.append(OPS[op])
         i = rng.randrange(len(lines)) if lines else 0
         if not lines:
             lines = [""]
@@ -704,6 +728,8 @@ def mangle(rng: random.Random, text: str, compose: bool) -> str | bytes:
         for _ in range(rng.randint(1, 8)):
             if raw:
                 raw[rng.randrange(len(raw))] = rng.randrange(256)
+        if log is not None:
+            log.append("byte flips")
         return bytes(raw)
     return out
 
@@ -711,13 +737,13 @@ def mangle(rng: random.Random, text: str, compose: bool) -> str | bytes:
 @dataclass
 class MangleReport:
     fed: int = 0
-    crashes: list[tuple[str, str, str]] = field(default_factory=list)  # (file, exception, where)
+    crashes: list[tuple[str, str, str]] = field(default_factory=list)  # (file and mutations, exception, where)
     hangs: list[str] = field(default_factory=list)
-    rule_errors: int = 0   # rules that raised but were caught by the analysis (notes "rule-error")
+    rule_errors: list[str] = field(default_factory=list)  # rules that raised, caught by the analysis (notes)
     saved: list[str] = field(default_factory=list)
 
 
-class _Hang(Exception):
+class _Hang(BaseException):  # not an Exception: the analysis guards each rule with `except Exception`
     pass
 
 
@@ -751,7 +777,9 @@ def mangled_inputs(workdir: Path, count: int = 200, seed: int = 20240601, keep: 
     run_analysis = getattr(analysis, "run_analysis", None)
     for n in range(count):
         rel = COMPOSE if n % 2 else rng.choice(DOCKERFILES)
-        data = mangle(rng, originals[rel], rel == COMPOSE)
+        ops: list[str] = []
+        data = mangle(rng, originals[rel], rel == COMPOSE, ops)
+        label = f"{rel} ({', '.join(ops)})"
         target = root / rel
         target.write_bytes(data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass"))
         report.fed += 1
@@ -760,16 +788,17 @@ def mangled_inputs(workdir: Path, count: int = 200, seed: int = 20240601, keep: 
                 warnings.simplefilter("ignore")  # ruamel's ReusedAnchorWarning etc.: noise here
                 if run_analysis is not None:
                     result = run_analysis(root)
-                    report.rule_errors += sum(1 for note in result.notes if note.kind == "rule-error")
+                    report.rule_errors += [f"{rel}: {note.message}" for note in result.notes
+                                           if note.kind == "rule-error"]
                 else:
                     analysis.analyze(root)
         except _Hang:
-            report.hangs.append(rel)
+            report.hangs.append(label)
             _save(keep, n, rel, data, report)
         except Exception as err:
             frame = traceback.extract_tb(err.__traceback__)[-1]
             where = f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
-            report.crashes.append((rel, f"{type(err).__name__}: {str(err)[:120]}", where))
+            report.crashes.append((label, f"{type(err).__name__}: {str(err)[:120]}", where))
             _save(keep, n, rel, data, report)
         finally:
             target.write_text(originals[rel], encoding="utf-8")
@@ -938,7 +967,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# Reliability, {datetime.now():%Y-%m-%d %H:%M}: `{command}`")
         points = crash_points()
         t0 = time.monotonic()
-        crashes = crash_matrix(work / "crash", points, modes, args.workers)
+        reference = reference_run(work / "reference")
+        crashes = crash_matrix(work / "crash", points, modes, args.workers, reference)
+        inside_git = crash_inside_git(work / "inside-git", reference)
         crash_s = time.monotonic() - t0
         t0 = time.monotonic()
         cases = hostile(work / "hostile", workers=args.workers)
@@ -958,9 +989,11 @@ def main(argv: list[str] | None = None) -> int:
         label = {"kill": "crash points, SIGKILL", "raise": "crash points, exception"}.get(mode, mode)
         print(f"| {label} ({len(points) // 2} nodes × before/after) | {len(got)} | "
               f"{sum(r.recovered for r in got)} recovered | {crash_s:.0f} s (all modes) |")
+    print(f"| SIGKILL inside a git command (its lock files left) | 1 | "
+          f"{int(inside_git.recovered)} recovered | |")
     print(f"| hostile repositories | {len(cases)} | {sum(c.handled for c in cases)} handled | {hostile_s:.0f} s |")
     print(f"| mangled Dockerfiles/compose files | {mangled.fed} | {len(mangled.crashes)} crashes, "
-          f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {mangled.rule_errors} rule errors caught | "
+          f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {len(mangled.rule_errors)} rule errors caught | "
           f"{mangled_s:.0f} s |")
     print(f"| leak checks (in-process runs) | {len(leaks)} | {sum(r.leaks for r in leaks)} leaks found | "
           f"{leaks_s:.0f} s |")
@@ -970,7 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in cases:
         how = r.how + ("" if r.handled else " — " + "; ".join(r.problems))
         print(f"| {r.case} | {'yes' if r.handled else 'no'} | {how.replace('|', '/')} |")
-    failed = [r for r in crashes if not r.recovered]
+    failed = [r for r in [*crashes, inside_git] if not r.recovered]
     if failed:
         print("\nCrash points not recovered:")
         for r in failed:
@@ -984,6 +1017,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"- {what} at {where} ({len(files)}×, e.g. {files[0]})")
         for rel in mangled.hangs:
             print(f"- hang on {rel}")
+    if mangled.rule_errors:
+        print("\nRules that raised on mangled input (the analysis caught it and went on):")
+        for line in sorted(set(mangled.rule_errors)):
+            print(f"- {line[:300]}")
     print()
     print("| leak scenario | left behind |")
     print("|---|---|")

@@ -22,7 +22,7 @@ from bench.reliability import (
     state_diff, user_edits,
 )
 from engine.runs import list_records
-from tests.conftest import ROOT, cli, git
+from tests.conftest import ROOT, cli
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 
