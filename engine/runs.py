@@ -143,8 +143,11 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
     paths.root.mkdir(parents=True, exist_ok=True)
     base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True, env=git_env()).stdout.strip()
-    with Workspace.create(root, run_id, base) as ws:
-        worktree, branch = ws.path, ws.branch
+    try:
+        with Workspace.create(root, run_id, base) as ws:
+            worktree, branch = ws.path, ws.branch
+    except RepoError as err:
+        raise UsageError(str(err)) from None
     ctx = RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
                      base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {})
     record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen])
@@ -212,8 +215,11 @@ class Runner:
         roles = {role for _, role in node_names(self.spec, run.phases)}
         with ExitStack() as stack:
             checkpoints = stack.enter_context(Checkpoints(self.paths.state_db))
-            with Workspace.open(Path(run.repo), Path(run.worktree), run.branch):
-                pass  # recreate or scrub the worktree before any agent looks at it
+            try:
+                with Workspace.open(Path(run.repo), Path(run.worktree), run.branch):
+                    pass  # recreate or scrub the worktree before any agent looks at it
+            except RepoError as err:
+                raise UsageError(str(err)) from None
             domain = self.spec.domain(run)
             stack.callback(domain.close)
             self.llm = llm = self._open_llm(stack, run)

@@ -65,6 +65,30 @@ def _yaml() -> YAML:
     return yaml
 
 
+MAX_EXPANDED_NODES = 1_000_000
+
+
+def expanded_size(data: object) -> int:
+    """How many nodes the document has once its aliases are expanded (memoized: aliases share objects)."""
+    memo: dict[int, int] = {}
+
+    def size(node: object) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        memo[key] = 1  # a cycle counts once
+        if isinstance(node, dict):
+            total = 1 + sum(size(k) + size(v) for k, v in node.items())
+        elif isinstance(node, list):
+            total = 1 + sum(size(v) for v in node)
+        else:
+            total = 1
+        memo[key] = min(total, MAX_EXPANDED_NODES + 1)
+        return memo[key]
+
+    return size(data)
+
+
 @lru_cache(maxsize=512)
 def load(path: str, text: str) -> ComposeFile:
     """Parse a compose file; a parse error becomes ``error``, never an exception.
@@ -82,6 +106,11 @@ def load(path: str, text: str) -> ComposeFile:
         return compose
     if not isinstance(data, dict):
         compose.error = "not a compose file: the top level is not a mapping"
+        return compose
+    expanded = expanded_size(data)
+    if expanded > MAX_EXPANDED_NODES:
+        compose.error = (f"YAML aliases expand this document to over {MAX_EXPANDED_NODES:,} nodes "
+                         "(a billion-laughs document); not analyzed")
         return compose
     compose.data = data
     base = posixpath.dirname(path)
@@ -181,11 +210,14 @@ class RoundTrip:
         self.data = self.yaml.load(text)
 
     def dump(self) -> str:
+        """The edited document, with the original's line endings (CRLF stays CRLF) and final-newline state."""
         buf = io.StringIO()
         self.yaml.dump(self.data, buf)
         out = buf.getvalue()
         if not self.original.endswith("\n") and out.endswith("\n"):
             out = out[:-1]
+        if "\r\n" in self.original:
+            out = out.replace("\r\n", "\n").replace("\n", "\r\n")
         return out
 
 

@@ -28,9 +28,10 @@ def gitignored_probes(root: Path | None, context_dir: str) -> set[str]:
         return set()
     prefix = "" if context_dir == "." else context_dir + "/"
     probes = [prefix + probe for _, probe, _ in CANDIDATES if probe]
-    proc = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "--stdin"],
-                          input="\n".join(probes) + "\n", capture_output=True, text=True, env=git_env())
-    return {line[len(prefix):] for line in proc.stdout.splitlines()}
+    # -z: paths with spaces or non-ASCII characters come back unquoted
+    proc = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-z", "--stdin"],
+                          input="\0".join(probes) + "\0", capture_output=True, text=True, env=git_env())
+    return {line[len(prefix):] for line in proc.stdout.split("\0") if line}
 
 
 def derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str]]:
