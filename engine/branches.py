@@ -67,7 +67,7 @@ def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -
             report.notes.append("rolled back by `pipeline rollback`")
     save_record(record, paths.run_json)
     merged = _git(run.repo, "merge-base", "--is-ancestor", first.sha, "HEAD", check=False).returncode == 0
-    note = f" (already merged into your branch: revert the merge there with `git revert -m 1 <merge>`)" if merged else ""
+    note = " (already merged into your branch: revert the merge there with `git revert -m 1 <merge>`)" if merged else ""
     return f"removed {removed} commits from {run.branch}; it now ends at {target[:10]}{note}"
 
 

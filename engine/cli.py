@@ -7,7 +7,6 @@ start fast.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional

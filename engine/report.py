@@ -135,7 +135,7 @@ def render_summary(record: RunRecord) -> str:
            f"- **Run:** `{run.run_id}` ({record.status})" + (f": {record.error}" if record.error else ""),
            f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}`",
            f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
-           f"- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
+           "- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
                                                f" ran {len(i.nodes)} nodes ({i.outcome})" for i in record.invocations),
            ""]
     if record.narrative:

@@ -9,7 +9,6 @@ phase and task; they are what makes re-running a phase idempotent.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +99,15 @@ class Workspace:
         worktree = Path(worktree)
         if not (worktree / ".git").exists():
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
-            subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
-                           check=True, capture_output=True, env=git_env())
+            added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
+                                   capture_output=True, text=True, env=git_env())
+            if added.returncode != 0:
+                if subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                                  capture_output=True, env=git_env()).returncode != 0:
+                    raise RepoError(f"the run's branch {branch} no longer exists in {repo}, so the run can't "
+                                    f"continue; start a new run")
+                reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+                raise RepoError(f"could not recreate the run's worktree {worktree} from {branch}: {reason}")
         ws = cls(worktree, branch)
         ws.scrub()
         return ws

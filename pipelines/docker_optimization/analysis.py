@@ -198,28 +198,28 @@ def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[
 def _rule_findings(project: Project, rules: list[Rule], notes: list[Note]) -> list[Finding]:
     findings: list[Finding] = []
     service_list = None
-    for rule in rules:
-        if rule.target == "dockerfile":
+    for each in rules:
+        if each.target == "dockerfile":
             for df in project.dockerfiles.values():
                 if not df.error:
-                    findings += _run_rule(rule, df, df.path, notes)
-        elif rule.target == "context":
+                    findings += _run_rule(each, df, df.path, notes)
+        elif each.target == "context":
             seen = set()
             for ctx in project.contexts:
                 if ctx.dir in seen:
                     continue
                 seen.add(ctx.dir)
-                findings += _run_rule(rule, ctx, ctx.dockerfile, notes)
-        elif rule.target == "service":
+                findings += _run_rule(each, ctx, ctx.dockerfile, notes)
+        elif each.target == "service":
             service_list = services(project) if service_list is None else service_list
             for svc in service_list:
-                findings += _run_rule(rule, svc, svc.compose, notes)
-        elif rule.target == "compose":
+                findings += _run_rule(each, svc, svc.compose, notes)
+        elif each.target == "compose":
             for compose in project.composes:
                 if not compose.error:
-                    findings += _run_rule(rule, compose, compose.path, notes)
-        elif rule.target == "project":
-            findings += _run_rule(rule, project, "", notes)
+                    findings += _run_rule(each, compose, compose.path, notes)
+        elif each.target == "project":
+            findings += _run_rule(each, project, "", notes)
     return findings
 
 
