@@ -61,7 +61,8 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
     one file (excluding tests under a copied directory is fine, emptying it is not).
     ``ignore`` replaces the context's own .dockerignore (to try a candidate).
     """
-    ignore = ignore if ignore is not None else ctx.ignore
+    own = ignore is None
+    ignore = ctx.ignore if own else ignore
     files, sent = ctx.files(), None
     out = []
     for source in sources(df):
@@ -76,7 +77,7 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
             out.append((source, f"{source.path} does not exist in the build context {ctx.dir}"))
             continue
         if sent is None:
-            sent = ignore.sent(files)
+            sent = ctx.sent() if own else ignore.sent(files)
         if not any(p in sent for p in named):
             out.append((source, f"{source.path} is excluded by {ignore.source or '.dockerignore'} in the build context {ctx.dir}"))
     return out

@@ -15,6 +15,7 @@ isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -99,15 +100,18 @@ class Context:
         return DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
 
     def files(self) -> dict[str, int]:
-        """Context-relative path -> size, for every file in the context directory (computed once)."""
+        """Context-relative path -> size, for every file in the context directory (shared per directory)."""
         if self._files is None:
-            self._files = {relative(p, self.dir): s for p, s in self.project.files.items() if within(p, self.dir)}
+            self._files = self.project.files_under(self.dir)
         return self._files
 
     def sent(self) -> dict[str, int]:
-        """What the classic builder sends: the context minus its ignore file's exclusions (computed once)."""
+        """What the classic builder sends: the context minus its ignore file's exclusions (shared per directory and ignore file)."""
         if self._sent is None:
-            self._sent = self.ignore.sent(self.files())
+            key = (self.dir, self.ignore_path)
+            if key not in self.project.sent_cache:
+                self.project.sent_cache[key] = self.ignore.sent(self.files())
+            self._sent = self.project.sent_cache[key]
         return self._sent
 
 
@@ -117,6 +121,9 @@ class Project:
     def __init__(self, tree: Tree) -> None:
         self.tree = tree
         self.files = tree.files()
+        self._sorted = sorted(self.files)
+        self._under: dict[str, dict[str, int]] = {}
+        self.sent_cache: dict[tuple[str, str], dict[str, int]] = {}
         self._text: dict[str, str | None] = {}
         self.problems: dict[str, InputProblem] = {}
         self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
@@ -128,6 +135,18 @@ class Project:
             elif compose_mod.is_compose_file(path):
                 self.composes.append(self._compose(path))
         self.contexts = self._contexts()
+
+    def files_under(self, directory: str) -> dict[str, int]:
+        """Directory-relative path -> size for the files below ``directory`` (a bisect on the sorted paths, cached)."""
+        if directory not in self._under:
+            if directory in ("", "."):
+                self._under[directory] = dict(self.files)
+            else:
+                prefix = directory.rstrip("/") + "/"
+                lo = bisect.bisect_left(self._sorted, prefix)
+                hi = bisect.bisect_left(self._sorted, prefix[:-1] + "0")  # "0" sorts right after "/"
+                self._under[directory] = {p[len(prefix):]: self.files[p] for p in self._sorted[lo:hi]}
+        return self._under[directory]
 
     def text(self, path: str) -> str | None:
         """The file's text; None when it is absent or could not be read (see ``problems``)."""
