@@ -454,6 +454,8 @@ def _check_non_ascii(o: Outcome) -> list[str]:
     problems = [f"a change lists a C-quoted path: {f}" for f in files if f.startswith('"') or "\\" in f]
     if f"{CAFE}/.dockerignore" not in files:
         problems.append(f"no committed change wrote {CAFE}/.dockerignore")
+    problems += [f"a task failed that succeeds when the context's name is ASCII: {_short(c.reason)}"
+                 for c in o.record.changes if c.status.value == "failed"]
     gates = [g.name for v in o.record.verdicts for g in v.gates]
     if not any(CAFE in g for g in gates):
         problems.append(f"the reviewer checked nothing in {CAFE} (its COPY-sources gate did not run)")
@@ -642,7 +644,8 @@ def run_case(case: Case, workdir: Path) -> tuple[HostileResult, Outcome]:
         problems.append("expected exit 2 with a one-line error")
     problems += [f"user's checkout: {p}" for p in state_diff(before, checkout_state(repo))]
     problems += case.check(outcome)
-    return HostileResult(case.name, not problems, how, problems), outcome
+    how = how.replace(str(repo), "REPO")
+    return HostileResult(case.name, not problems, how, [p.replace(str(repo), "REPO") for p in problems]), outcome
 
 
 def hostile(workdir: Path, cases: list[Case] | None = None, workers: int = 2) -> list[HostileResult]:

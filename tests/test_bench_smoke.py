@@ -66,7 +66,7 @@ def test_measurement_runs_end_to_end(tmp_path, capsys):
     assert result.b.cmd[-len(result.manifest.dockerfiles):] == result.manifest.dockerfiles
 
     text = bench.render([result], bench.startup(tools, repeat=1), tools, repeat=1)
-    assert "goals" in text and "(a)/(b)" in text
+    assert "goals" in text and "median / (b)" in text and "pipeline --help" in text
 
 
 def test_main_writes_json(tmp_path, capsys):

@@ -15,17 +15,7 @@ from bench.reliability import (
     CAFE, CRLF_FILES, FIXED_RUN_ID, HOSTILE, checkout_state, crlf_problems, git, run_case, state_diff,
 )
 from engine.runs import UsageError, start_run
-from engine.workspace import RepoError
 
-KNOWN_BUGS = {
-    "run's branch exists": "engine/runs.py _start: Workspace.create raises RepoError (branch pipeline/<run-id> "
-                           "already exists) and nothing turns it into UsageError, so the CLI prints a traceback and "
-                           "exits 1 instead of a one-line error and exit 2",
-    "CRLF": "pipelines/docker_optimization/compose.py RoundTrip.dump writes LF: a compose fix turns a CRLF file into "
-            "mixed line endings (72 of 73 lines lose their CR)",
-    "YAML alias bomb": "pipelines/docker_optimization/compose.py _str_keys (via schema_violations, rule CO008) walks "
-                       "the document with aliases expanded: 9^9 nodes, the analysis never ends (run killed at 120 s)",
-}
 CASES = {case.name: case for case in HOSTILE}
 
 
@@ -42,10 +32,7 @@ def outcomes(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(case.name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[case.name]))
-    if case.name in KNOWN_BUGS else case.name
-    for case in HOSTILE])
+@pytest.mark.parametrize("name", [case.name for case in HOSTILE])
 def test_a_hostile_repository_is_handled(outcomes, name):
     result, _ = outcomes(name)
     assert result.handled, f"{result.how}\n" + "\n".join(result.problems)
@@ -78,7 +65,7 @@ def test_the_run_branch_already_existing_is_a_clear_error_that_moves_nothing(exa
     tip = git(example_repo, "rev-parse", f"pipeline/{FIXED_RUN_ID}")
     monkeypatch.setattr("engine.runs.new_run_id", lambda: FIXED_RUN_ID)
 
-    with pytest.raises((UsageError, RepoError), match=f"already has a branch pipeline/{FIXED_RUN_ID}"):
+    with pytest.raises(UsageError, match=f"already has a branch pipeline/{FIXED_RUN_ID}"):
         start_run(docker_pipeline, example_repo, reports)
 
     assert git(example_repo, "rev-parse", f"pipeline/{FIXED_RUN_ID}") == tip
@@ -86,10 +73,10 @@ def test_the_run_branch_already_existing_is_a_clear_error_that_moves_nothing(exa
     assert not (example_repo / ".git" / "pipeline-worktrees" / FIXED_RUN_ID).exists()
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["run's branch exists"])
-def test_the_run_branch_already_existing_exits_2_from_the_cli(outcomes):
+def test_the_run_branch_already_existing_exits_2_from_the_cli_with_one_line(outcomes):
     _, outcome = outcomes("run's branch exists")
-    assert outcome.code == 2 and "Traceback" not in outcome.stderr
+    assert outcome.code == 2 and len(outcome.stderr.strip().splitlines()) == 1, outcome.stderr
+    assert "already has a branch pipeline/" in outcome.stderr
 
 
 def test_a_non_ascii_context_name_is_recorded_as_is_and_reviewed(outcomes):
@@ -107,7 +94,6 @@ def test_crlf_dockerfiles_keep_crlf_on_every_line_of_the_committed_blob(outcomes
     assert [p for p in problems if "Dockerfile" in p] == []
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUGS["CRLF"])
 def test_a_crlf_compose_file_keeps_crlf_on_every_line_of_the_committed_blob(outcomes):
     _, outcome = outcomes("CRLF")
     problems = crlf_problems(outcome.repo, outcome.record.run.branch, outcome.record.run.base_commit)
@@ -170,3 +156,39 @@ def test_checkout_state_sees_what_a_user_would_lose(tmp_path):
     subprocess.run(["ln", "-s", "/nowhere", str(repo / "link")], check=True)
     assert state_diff(before, checkout_state(repo)) == ["status changed", "link appeared", "new.txt appeared",
                                                          "a.txt changed"]
+
+
+def deleted_branch_run(repo, reports, pipeline, monkeypatch):
+    """A failed run whose worktree and branch the user then removed by hand."""
+    monkeypatch.setenv("PIPELINE_CRASH_AT", "compose.implementer:before")
+    record = start_run(pipeline, repo, reports)
+    monkeypatch.delenv("PIPELINE_CRASH_AT")
+    assert record.status == "failed"
+    git(repo, "worktree", "remove", "--force", record.run.worktree)
+    git(repo, "branch", "-D", record.run.branch)
+    return record
+
+
+def test_resuming_a_run_whose_branch_was_deleted_says_so_and_changes_nothing(example_repo, reports, docker_pipeline,
+                                                                             monkeypatch):
+    from engine.runs import resume_run
+
+    record = deleted_branch_run(example_repo, reports, docker_pipeline, monkeypatch)
+    before = checkout_state(example_repo)
+
+    with pytest.raises(UsageError, match=f"branch {record.run.branch} no longer exists"):
+        resume_run({docker_pipeline.name: docker_pipeline}, reports, record.run.run_id)
+
+    assert state_diff(before, checkout_state(example_repo)) == []
+    assert not (example_repo / ".git" / "pipeline.lock").exists()
+
+
+def test_resuming_a_run_whose_branch_was_deleted_exits_2_with_one_line(example_repo, reports, docker_pipeline,
+                                                                       monkeypatch):
+    from tests.conftest import cli
+
+    record = deleted_branch_run(example_repo, reports, docker_pipeline, monkeypatch)
+
+    result = cli("resume", record.run.run_id, "--reports-dir", str(reports), "-q")
+
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
