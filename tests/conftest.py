@@ -79,7 +79,10 @@ def open_fds() -> set[str]:
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 120):
     """Run the real `pipeline` command in a child process."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # Child runs default to `--builds auto`: without an engine in their environment they stay fast and
+    # offline; tests about real builds call start_run with {"builds": "auto"} themselves.
+    full_env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=timeout)
 
