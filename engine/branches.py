@@ -13,7 +13,7 @@ from pathlib import Path
 
 from engine.artifacts import ChangeStatus, RunRecord
 from engine.gitenv import git_env
-from engine.runs import RunPaths, UsageError, save_record
+from engine.runs import RunPaths, UsageError, _lock, save_record
 from engine.workspace import TRAILER_PHASE, Workspace
 
 
@@ -50,6 +50,15 @@ def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -
     if phase is not None and phase not in run.phases:
         raise UsageError(f"run {run.run_id} has no phase {phase!r}; its phases are: {', '.join(run.phases)}")
     dropped = run.phases[run.phases.index(phase):] if phase else list(run.phases)
+    lock = _lock(Path(run.repo), run.run_id)  # never reset a worktree under an active run
+    try:
+        return _rollback(record, paths, dropped)
+    finally:
+        lock.release()
+
+
+def _rollback(record: RunRecord, paths: RunPaths, dropped: list[str]) -> str:
+    run = record.run
     with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
         commits = ws.task_commits(since=run.base_commit)
         first = next((c for c in commits if c.phase in dropped), None)
