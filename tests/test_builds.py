@@ -78,3 +78,19 @@ def test_verify_build_passes_a_good_context_and_fails_a_broken_one(tmp_path):
     [ctx] = Project(DirTree(broken)).contexts
     passed, detail = verify_build(broken, ctx)
     assert passed is False and "exit" in detail.lower()
+
+
+@pytest.mark.docker
+def test_the_example_repo_gets_measured_rebuild_times_for_each_python_service(example_repo, reports, docker_pipeline):
+    engine_or_skip()
+    record = start_run(docker_pipeline, example_repo, reports, ["dockerfiles"], {"builds": "auto", "build_repeats": "1"})
+    assert record.status == "completed", record.error
+    for service in ("api", "worker", "billing"):
+        figures = {m.name: m for m in record.measurements if m.subject == service}
+        for name in ("cold build", "rebuild after a source change", "rebuild after a dependency change"):
+            assert figures[name].method is Method.measured, figures[name].how
+            assert figures[name].value > 0 and figures[name].baseline > 0
+    web = [m for m in record.measurements if m.subject == "web" and m.name == "cold build"]
+    assert web and web[0].method is Method.not_measured and "node:20-slim" in web[0].how
+    summary = (reports / record.run.run_id / "summary.md").read_text()
+    assert "| rebuild after a dependency change | billing |" in summary
