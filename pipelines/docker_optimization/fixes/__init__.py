@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from engine.artifacts import Design, Task
+from engine.domain import FixError
+from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.project import Project
 
 
@@ -26,6 +28,14 @@ class Fix:
 
 
 FIXES: dict[str, Fix] = {}
+
+
+def dockerfile_of(project: Project, task: Task) -> Dockerfile:
+    """The task's Dockerfile as it is now; FixError when it is gone or no longer parses."""
+    df = project.dockerfiles.get(task.file)
+    if df is None or df.error:
+        raise FixError(f"{task.file} is missing or no longer parses")
+    return df
 
 
 def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):

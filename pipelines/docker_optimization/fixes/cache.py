@@ -21,7 +21,7 @@ import re
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
+from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import replace_lines
 from pipelines.docker_optimization.project import Project
 from pipelines.docker_optimization.rules import REGISTRY
@@ -128,9 +128,7 @@ class Source:
 
 
 def _current(project: Project, task: Task) -> Dockerfile:
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     if _ESCAPE_DIRECTIVE.search(df.text):
         raise FixError(f"{task.file} sets `# escape=`: its continuations are not edited automatically")
     return df

@@ -15,7 +15,7 @@ from typing import Callable, Iterable
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
+from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.project import Context, Project
 from pipelines.docker_optimization.rules import Hit
@@ -43,9 +43,7 @@ COPY_PREFIX = prefix_pattern("(?:COPY|ADD)")
 
 def dockerfile_now(project: Project, task: Task) -> Dockerfile:
     """The task's Dockerfile as it is now; refuses files it can't edit line by line safely."""
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     first = df.instructions[0].start_line if df.instructions else len(df.lines) + 1
     for line in df.lines[: first - 1]:
         found = _ESCAPE.match(line.strip())

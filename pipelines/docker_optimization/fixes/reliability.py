@@ -12,7 +12,7 @@ import subprocess
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
+from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.image_tools import Tools, repository_and_tag
 from pipelines.docker_optimization.project import Project
@@ -130,9 +130,7 @@ def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> st
 
 @fix("healthcheck-tool", "Probe the health check with a program the image has in {file}")
 def rewrite_healthcheck(project: Project, task: Task, design: Design) -> dict[str, str]:
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     found = missing_healthcheck_tools(df)
     if found is None:
         raise AlreadyResolved(f"the health check in {task.file} uses what the image has: an earlier change resolved it")
@@ -153,9 +151,7 @@ OFFICIAL_FRONTEND = re.compile(r"^(?:docker\.io/)?docker/dockerfile(?::(?P<tag>[
 
 @fix("syntax-directive", "Build {file} with BuildKit's built-in Dockerfile frontend")
 def drop_syntax_directive(project: Project, task: Task, design: Design) -> dict[str, str]:
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     found = [(number, value) for number, name, value in directives(df) if name == "syntax"]
     if not found:
         raise AlreadyResolved(f"{task.file} has no # syntax= directive left: an earlier change resolved it")
@@ -205,9 +201,7 @@ def local_digest(image: str) -> str:
 
 @fix("pin-digest", "Pin the base images of {file} by digest")
 def pin_digests(project: Project, task: Task, design: Design) -> dict[str, str]:
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     lines = {h.line for h in [*base_image_floating_tag(df), *base_image_without_digest(df)]}
     targets = [(ins, ref) for ins, ref in external_bases(df) if ins.start_line in lines]
     if not targets:

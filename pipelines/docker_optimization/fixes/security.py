@@ -8,7 +8,7 @@ import re
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
+from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.image_tools import stage_chain, tools_in_final_stage
 from pipelines.docker_optimization.project import Project
@@ -69,9 +69,7 @@ def _edit(text: str, edits: dict[int, tuple[list[str], str | None, list[str]]], 
 
 @fix("non-root-user", "Run {file} as a non-root user")
 def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, str]:
-    df = project.dockerfiles.get(task.file)
-    if df is None or df.error:
-        raise FixError(f"{task.file} is missing or no longer parses")
+    df = dockerfile_of(project, task)
     found = runs_as_root(df)
     if found is None:
         raise AlreadyResolved(f"{task.file} already runs as a non-root user: an earlier change resolved it")
