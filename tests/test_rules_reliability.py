@@ -10,16 +10,8 @@ import pytest
 from engine.domain import FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.image_tools import tools_in_final_stage
-from tests.rulekit import codes, fixed
+from tests.rulekit import BILLING, codes, fixed
 
-BILLING = ("FROM python:3.11-slim\n"
-           "WORKDIR /app\n"
-           "COPY . .\n"
-           "RUN pip install --upgrade pip\n"
-           "RUN pip install -r requirements.txt\n"
-           "EXPOSE 8100\n"
-           "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
-           "CMD [\"python\", \"-m\", \"billing.server\"]\n")
 PROBE = ("[\"python\", \"-c\", \"import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("
          "'http://localhost:8100/health', timeout={t}).status < 400 else 1)\"]")
 

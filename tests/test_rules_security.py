@@ -7,16 +7,8 @@ import pytest
 from engine.domain import FixError
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.dockerfile import Dockerfile
-from tests.rulekit import codes, fixed, write
+from tests.rulekit import BILLING, codes, fixed, write
 
-BILLING = ("FROM python:3.11-slim\n"
-           "WORKDIR /app\n"
-           "COPY . .\n"
-           "RUN pip install --upgrade pip\n"
-           "RUN pip install -r requirements.txt\n"
-           "EXPOSE 8100\n"
-           "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
-           "CMD [\"python\", \"-m\", \"billing.server\"]\n")
 
 
 # -- SE001 ---------------------------------------------------------------------
