@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.docker_optimization.dockerignore import FLAVORS, DockerIgnore, clean, compile_pattern, parse_lines
+from hypothesis import given, settings, strategies as st
+
+from pipelines.docker_optimization.dockerignore import (
+    FLAVORS, DockerIgnore, clean, compile_pattern, excluded_by_each, parse_lines,
+)
 
 
 def excluded(patterns: list[str] | str, path: str, flavor: str = "buildkit") -> bool:
@@ -252,3 +256,50 @@ def test_sent_keeps_sizes_of_what_the_builder_receives() -> None:
     assert DockerIgnore.empty().sent(files) == files
     assert DockerIgnore.empty().sent(files) is not files
     assert not DockerIgnore.empty().excluded("anything")
+
+
+# -- the fast paths agree with the slow, pattern-by-pattern answer ---------------------------
+
+_SEGMENTS = st.sampled_from(["a", "b", "src", "node_modules", "tests", "x.pyc", ".env", "keep", "__pycache__"])
+_PATHS = st.lists(st.lists(_SEGMENTS, min_size=1, max_size=4).map("/".join), min_size=1, max_size=30, unique=True)
+_PATTERNS = st.lists(st.sampled_from(["node_modules", "**/node_modules", "*.pyc", "**/*.pyc", "src", "src/*",
+                                      "!src/keep", "!**/keep", "tests", "**/tests", "a/**/b", ".env", "!a",
+                                      "**/__pycache__", "b/*/keep", "[^a]*"]), max_size=6)
+
+
+def _slow_excluded(ignore: DockerIgnore, path: str) -> bool:
+    """The walk without shortcuts: every pattern tried on every directory above ``path`` and on ``path``."""
+    parts, state = path.split("/"), (False, None)
+    for depth in range(1, len(parts)):
+        if state[0]:
+            return True
+        matched, hits = ignore._matches("/".join(parts[:depth]), state[1])
+        state = (matched and ignore._prune and not any(t.startswith("/".join(parts[:depth]) + "/")
+                                                       for t in ignore._reincluded), hits)
+    return state[0] or ignore._matches(path, state[1])[0]
+
+
+@given(patterns=_PATTERNS, paths=_PATHS, flavor=st.sampled_from(FLAVORS))
+@settings(max_examples=300, deadline=None)
+def test_sent_and_excluded_agree_with_the_pattern_by_pattern_walk(patterns, paths, flavor) -> None:
+    ignore = DockerIgnore(patterns, flavor=flavor)
+    files = {p: len(p) for p in paths}
+    expected = {p: s for p, s in files.items() if not _slow_excluded(DockerIgnore(patterns, flavor=flavor), p)}
+    assert ignore.sent(files) == expected
+    assert [p for p in paths if not DockerIgnore(patterns, flavor=flavor).excluded(p)] == list(expected)
+
+
+@given(patterns=_PATTERNS.map(lambda ps: [p for p in ps if not p.startswith("!")]), paths=_PATHS)
+@settings(max_examples=200, deadline=None)
+def test_excluded_by_each_is_each_pattern_asked_alone(patterns, paths) -> None:
+    each = excluded_by_each(patterns, paths)
+    assert each == {p: [f for f in paths if DockerIgnore([p]).excluded(f)] for p in patterns}
+
+
+def test_excluded_by_each_counts_a_file_for_every_pattern_that_drops_it() -> None:
+    files = ["app.py", "tests/__pycache__/t.pyc", "tests/t.py", "lib/x.pyc"]
+    assert excluded_by_each(["**/tests", "**/*.pyc", "**/.git"], files) == {
+        "**/tests": ["tests/__pycache__/t.pyc", "tests/t.py"],
+        "**/*.pyc": ["tests/__pycache__/t.pyc", "lib/x.pyc"],
+        "**/.git": [],
+    }

@@ -7,6 +7,7 @@ source outside the context, or one the .dockerignore drops, fails the build.
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
 from dataclasses import dataclass
@@ -42,16 +43,37 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + "".join(out) + "(/.*)?$")
 
 
+_SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}
+
+
+def sorted_paths(files: dict[str, int]) -> list[str]:
+    """``files``' paths, sorted, computed once per dict (contexts' file dicts are never mutated)."""
+    hit = _SORTED.get(id(files))
+    if hit is None or hit[0] is not files or len(hit[1]) != len(files):
+        if len(_SORTED) > 256:
+            _SORTED.clear()
+        hit = _SORTED[id(files)] = (files, sorted(files))   # the dict is held, so its id isn't reused
+    return hit[1]
+
+
+def _under(keys: list[str], prefix: str) -> list[str]:
+    """The sorted ``keys`` that start with ``prefix`` (a bisect, not a scan)."""
+    lo = bisect.bisect_left(keys, prefix)
+    hi = bisect.bisect_left(keys, prefix + "\U0010ffff")
+    return keys[lo:hi]
+
+
 def matching(files: dict[str, int], src: str) -> list[str]:
     """Context files a COPY source names: the file, everything under a directory, or a glob's matches."""
     cleaned = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
     if cleaned == ".":
         return list(files)
+    keys = sorted_paths(files)
     if any(ch in cleaned for ch in "*?["):
         regex = _glob_regex(cleaned)
-        return [p for p in files if regex.match(p)]
-    prefix = cleaned + "/"
-    return [p for p in files if p == cleaned or p.startswith(prefix)]
+        literal = re.split(r"[*?\[]", cleaned, maxsplit=1)[0]
+        return [p for p in _under(keys, literal) if regex.match(p)]
+    return ([cleaned] if cleaned in files else []) + _under(keys, cleaned + "/")
 
 
 def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -> list[tuple[Source, str]]:
@@ -61,9 +83,8 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
     one file (excluding tests under a copied directory is fine, emptying it is not).
     ``ignore`` replaces the context's own .dockerignore (to try a candidate).
     """
-    own = ignore is None
-    ignore = ctx.ignore if own else ignore
-    files, sent = ctx.files(), None
+    ignore = ctx.ignore if ignore is None else ignore
+    files = ctx.files()
     out = []
     for source in sources(df):
         if "$" in source.path:
@@ -76,8 +97,6 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
         if not named:
             out.append((source, f"{source.path} does not exist in the build context {ctx.dir}"))
             continue
-        if sent is None:
-            sent = ctx.sent() if own else ignore.sent(files)
-        if not any(p in sent for p in named):
+        if all(ignore.excluded(p) for p in named):  # stops at the first file that is sent
             out.append((source, f"{source.path} is excluded by {ignore.source or '.dockerignore'} in the build context {ctx.dir}"))
     return out

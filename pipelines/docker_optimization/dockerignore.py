@@ -27,7 +27,8 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import Iterable
 
 FLAVORS = ("buildkit", "classic", "legacy")
 # Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also eats \x1c-\x1f.
@@ -337,7 +338,7 @@ class DockerIgnore:
         # gives up that shortcut (and walks everything) once a "!" pattern has a wildcard.
         self._prune = flavor != "buildkit" or not any(set(t) & set("*[]?^\\") for t in reincluded)
         self._reincluded = tuple(t + "/" for t in reincluded)
-        self._dirs: dict[str, tuple[bool, tuple[bool, ...] | None]] = {}
+        self._dirs: dict[str, tuple[bool, tuple[bool, ...] | None, bool]] = {}
 
     @classmethod
     def from_text(cls, text: str, source: str = "", flavor: str = "buildkit") -> "DockerIgnore":
@@ -369,29 +370,95 @@ class DockerIgnore:
                 matched = not p.exclusion
         return matched, tuple(hits)
 
-    def _dir(self, path: str) -> tuple[bool, tuple[bool, ...] | None]:
-        """(skipped by the walk, match state) for the directory ``path``, memoised."""
+    def _dir(self, path: str) -> tuple[bool, tuple[bool, ...] | None, bool]:
+        """(skipped by the walk, per-pattern hits, matched) for the directory ``path``, memoised."""
         state = self._dirs.get(path)
         if state is None:
-            parent = self._dir(path.rsplit("/", 1)[0]) if "/" in path else (False, None)
+            parent = self._dir(path.rsplit("/", 1)[0]) if "/" in path else _ROOT
             if parent[0]:
                 state = parent
             else:
                 matched, hits = self._matches(path, parent[1])
                 skipped = matched and self._prune and not any(t.startswith(path + "/") for t in self._reincluded)
-                state = (skipped, hits)
+                state = (skipped, hits, matched)
             self._dirs[path] = state
         return state
+
+    @cached_property
+    def _any(self) -> re.Pattern[str] | None:
+        """One regex for "some pattern matches this very path" (None: try them one by one)."""
+        if self.flavor == "legacy":  # legacy checks parents at each pattern's depth, not through the walk
+            return None
+        try:
+            return re.compile("|".join(f"(?:{p.regex.pattern})" for p in self.patterns), re.ASCII)
+        except re.error:
+            return None
 
     def excluded(self, path: str) -> bool:
         """True when the file at ``path`` (relative, with "/") is left out of the context."""
         if not self.patterns:
             return False
-        parent = self._dir(path.rsplit("/", 1)[0]) if "/" in path else (False, None)
-        return parent[0] or self._matches(path, parent[1])[0]
+        skipped, hits, matched = self._dir(path.rsplit("/", 1)[0]) if "/" in path else _ROOT
+        if skipped:
+            return True
+        # When no pattern names the file itself, its state is its directory's (the last hit wins).
+        if self._any is not None and self._any.match(path) is None:
+            return matched
+        return self._matches(path, hits)[0]
 
     def sent(self, files: dict[str, int]) -> dict[str, int]:
         """The subset of ``files`` (path -> size) the builder receives."""
         if not self.patterns:
             return dict(files)
-        return {p: s for p, s in files.items() if not self.excluded(p)}
+        if self._any is None:
+            return {p: s for p, s in files.items() if not self.excluded(p)}
+        # excluded() inlined: one directory lookup per run of files in the same directory, one regex per file
+        out, any_match, last_dir, state = {}, self._any.match, None, _ROOT
+        for path, size in files.items():
+            cut = path.rfind("/")
+            directory = path[:cut] if cut > 0 else ""
+            if directory != last_dir:
+                state, last_dir = (self._dir(directory) if directory else _ROOT), directory
+            if state[0]:
+                continue
+            if (state[2] if any_match(path) is None else self._matches(path, state[1])[0]):
+                continue
+            out[path] = size
+        return out
+
+
+_ROOT: tuple[bool, None, bool] = (False, None, False)
+
+
+def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:
+    """For each exclude pattern, the ``files`` it would leave out on its own (``DockerIgnore([p]).excluded``).
+
+    The same answer as asking each pattern about each file, in one pass: a
+    file or directory is tried against the patterns one by one only when the
+    patterns' union matches it, and a directory's verdicts are kept for
+    everything below it.
+    """
+    single = [DockerIgnore([p]).patterns for p in patterns]
+    regexes = [(i, group[0].regex) for i, group in enumerate(single) if group]
+    union = re.compile("|".join(f"(?:{r.pattern})" for _, r in regexes) or r"(?!)", re.ASCII)
+    below: dict[str, frozenset[int]] = {"": frozenset()}
+
+    def under(directory: str) -> frozenset[int]:
+        found = below.get(directory)
+        if found is None:
+            cut = directory.rfind("/")
+            found = under(directory[:cut] if cut > 0 else "")
+            if union.match(directory):
+                found = found | {i for i, r in regexes if r.match(directory)}
+            below[directory] = found
+        return found
+
+    lists: list[list[str]] = [[] for _ in patterns]
+    for path in files:
+        cut = path.rfind("/")
+        hits = under(path[:cut] if cut > 0 else "")
+        if union.match(path):
+            hits = hits | {i for i, r in regexes if r.match(path)}
+        for i in hits:
+            lists[i].append(path)
+    return dict(zip(patterns, lists))

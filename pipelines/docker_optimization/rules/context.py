@@ -10,7 +10,7 @@ from typing import Iterable
 from engine.artifacts import Applicability, Category, Severity
 from pipelines.docker_optimization.copies import problems, sources
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.dockerignore import DockerIgnore
+from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.project import Context
 from pipelines.docker_optimization.rules import Hit, rule
 
@@ -140,14 +140,14 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
     baseline = _broken(contexts, ignore)
     skip = used_by_build(dockerfiles) | set(base)
     chosen: list[tuple[str, str, list[str]]] = []
+    each = excluded_by_each([pattern for pattern, _, _ in CANDIDATES if pattern not in skip], sent)
     for pattern, probe, why in CANDIDATES:
         if pattern in skip:
             continue
-        alone = DockerIgnore([pattern])
-        newly = [p for p in sent if alone.excluded(p)]
+        newly = each[pattern]
         if not newly and not (probe in probes and not ignore.excluded(probe)):
             continue
-        if any(_reincluded(ignore, p) for p in newly):
+        if ignore.has_reinclusions and any(_reincluded(ignore, p) for p in newly):
             continue
         trial = DockerIgnore(base + [p for p, _, _ in chosen] + [pattern], source=ignore.source or ".dockerignore",
                              flavor=ignore.flavor)
