@@ -27,7 +27,8 @@ def short_hash(*parts: object, length: int = 10) -> str:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    # Built on first use: `pipeline analyze` needs Finding, not the run record's dozen models.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, defer_build=True)
 
 
 class Severity(str, Enum):

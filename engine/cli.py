@@ -1,331 +1,36 @@
-"""The ``pipeline`` command.
+"""The ``pipeline`` command's entry point: a dispatcher that imports as little as it can.
 
-Heavy imports (LangGraph, the OpenAI SDK, GitPython) happen inside the
-commands that need them, so ``pipeline analyze`` and ``pipeline --help``
-start fast.
+``pipeline analyze`` is a linter: CI and pre-commit run it often, so its
+start-up matters. It goes straight to ``engine.analyze_cli`` (argparse, no
+typer, rich, pydantic plugins, LangGraph or OpenAI); every other command goes
+to the typer app in ``engine.commands``.
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Optional
-
-import typer
-from rich.console import Console
-from rich.table import Table
-
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.")
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
-
-REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run directories live.")
-
-
-def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", markup=True, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _pipelines():
-    from engine.spec import installed_pipelines
-
-    try:
-        return installed_pipelines()
-    except Exception as error:  # a broken plugin shouldn't hide the others' message
-        fail(f"could not load the installed pipelines: {error}")
-
-
-def _pipeline(name: str):
-    pipelines = _pipelines()
-    if name not in pipelines:
-        fail(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} (see `pipeline pipelines`)")
-    return pipelines[name]
-
-
-class Progress:
-    """Prints one line per node as it finishes; silent with --quiet."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.phase = ""
-        self.status = None
-
-    def __call__(self, kind: str, **data) -> None:
-        if self.quiet:
-            return
-        if kind == "example":
-            err.print(f"[dim]No --repo given: running on the bundled example, copied to[/dim] {data['repo']}")
-        elif kind == "node_start":
-            if data["phase"] != self.phase:
-                self.phase = data["phase"]
-                err.print(f"[bold]▶ {self.phase}[/bold]")
-            self.status = err.status(f"  {data['agent']} working…")
-            self.status.start()
-        elif kind == "node_end":
-            self._stop()
-            err.print(f"  [green]✓[/green] {data['agent']:<12} {data.get('summary', '')}")
-        elif kind == "run_end":
-            self._stop()
-
-    def _stop(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-
-
-def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
-    if fmt == "json":
-        out.print_json(record.model_dump_json())
-    elif not quiet:
-        table = Table(title=f"run {record.run.run_id}: {record.status}")
-        for column in ("phase", "status", "commits kept", "reverted", "failed"):
-            table.add_column(column)
-        for phase in record.phases:
-            cs = [c for c in record.changes if c.phase == phase.phase]
-            table.add_row(phase.title, phase.status, *(str(sum(c.status.value == s for c in cs))
-                                                       for s in ("committed", "reverted", "failed")))
-        err.print(table)
-        if record.error:
-            err.print(f"[red]{record.error}[/red]")
-        err.print(f"Summary: {paths_root / 'summary.md'}")
-        err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}")
-    if record.status == "failed":
-        raise typer.Exit(1)
-    if record.status == "stopped":
-        err.print(f"stopped, resumable: {record.error}")
-        raise typer.Exit(3)
-
-
-@app.command()
-def run(
-    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`)."),
-    repo: Optional[Path] = typer.Option(None, "--repo", help="Git checkout to optimize (default: the bundled example)."),
-    phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
-    reports_dir: Path = REPORTS_DIR,
-    unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
-    builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
-    build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
-    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
-    llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop at a phase boundary once this many USD are spent."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop at a phase boundary once this many tokens are spent."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
-) -> None:
-    """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
-    if fmt not in ("text", "json"):
-        fail(f"--format must be text or json, not {fmt!r}")
-    spec = _pipeline(pipeline)
-    from engine.runs import UsageError, start_run
-
-    chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    if builds not in ("auto", "off"):
-        fail(f"--builds must be auto or off, not {builds!r}")
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
-               "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
-               **_llm_options(model, max_cost, max_tokens)}
-    try:
-        record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
-    except UsageError as error:
-        fail(str(error))
-    except KeyboardInterrupt:
-        err.print("interrupted; `pipeline list` shows the run, `pipeline resume RUN_ID` continues it")
-        raise typer.Exit(130)
-    _final(record, Path(record.run.run_dir), fmt, quiet)
-
-
-def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Optional[int]) -> dict[str, str]:
-    options = {"llm_model": model, "max_cost": max_cost, "max_tokens": max_tokens}
-    return {k: str(v) for k, v in options.items() if v is not None}
-
-
-@app.command()
-def resume(
-    run_id: str = typer.Argument(..., help="The run to continue."),
-    phase: Optional[str] = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
-    reports_dir: Path = REPORTS_DIR,
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
-    quiet: bool = typer.Option(False, "--quiet", "-q"),
-    fmt: str = typer.Option("text", "--format"),
-) -> None:
-    """Continue a failed or interrupted run, or re-run it from one phase."""
-    from engine.runs import UsageError, resume_run
-
-    try:
-        record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
-                            _llm_options(None, max_cost, max_tokens))
-    except UsageError as error:
-        fail(str(error))
-    except KeyboardInterrupt:
-        err.print(f"interrupted; `pipeline resume {run_id}` continues it")
-        raise typer.Exit(130)
-    _final(record, Path(record.run.run_dir), fmt, quiet)
-
-
-@app.command()
-def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
-    """Print, and rewrite, a run's execution summary from its run.json."""
-    from engine.report import render_summary
-    from engine.runs import UsageError, load_record
-
-    try:
-        record, paths = load_record(reports_dir, run_id)
-    except UsageError as error:
-        fail(str(error))
-    text = render_summary(record)
-    paths.summary.write_text(text, encoding="utf-8")
-    sys.stdout.write(text)
-
-
-@app.command("list")
-def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
-    """List the runs in the reports directory."""
-    from engine.runs import list_records
-
-    table = Table()
-    for column in ("run", "pipeline", "status", "updated", "repository"):
-        table.add_column(column)
-    for record in list_records(reports_dir):
-        table.add_row(record.run.run_id, record.run.pipeline, record.status,
-                      record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
-    out.print(table)
-
-
-@app.command()
-def show(run_id: str, reports_dir: Path = REPORTS_DIR,
-         fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
-    """Show one run: phases, changes and verdicts."""
-    from engine.runs import UsageError, load_record
-
-    try:
-        record, paths = load_record(reports_dir, run_id)
-    except UsageError as error:
-        fail(str(error))
-    if fmt == "json":
-        out.print_json(record.model_dump_json())
-        return
-    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {record.status} {record.error}")
-    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head {record.head_commit[:10]}")
-    tasks = {t.id: t for t in record.plan.tasks}
-    table = Table()
-    for column in ("phase", "task", "commit", "status", "reason"):
-        table.add_column(column)
-    for c in record.changes:
-        table.add_row(c.phase, tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
-                      c.status.value, c.reason)
-    out.print(table)
-    out.print(f"reports: {paths.root}")
-
-
-@app.command()
-def apply(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
-    """Merge a run's branch into your current branch (only when your tree is clean)."""
-    from engine.branches import apply_run
-    from engine.runs import UsageError, load_record
-
-    try:
-        record, _ = load_record(reports_dir, run_id)
-        err.print(apply_run(record))
-    except UsageError as error:
-        fail(str(error))
-
-
-@app.command()
-def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
-             reports_dir: Path = REPORTS_DIR) -> None:
-    """Remove a run's commits (all, or from one phase on) from its branch."""
-    from engine.branches import rollback_run
-    from engine.runs import UsageError, load_record
-
-    try:
-        record, paths = load_record(reports_dir, run_id)
-        err.print(rollback_run(record, paths, phase))
-    except UsageError as error:
-        fail(str(error))
-
-
-@app.command()
-def pipelines() -> None:
-    """List the installed pipelines and their phases."""
-    table = Table()
-    for column in ("pipeline", "phases", "description"):
-        table.add_column(column)
-    for name, spec in sorted(_pipelines().items()):
-        table.add_row(name, " → ".join(f"{p.name} ({', '.join(p.agents)})" for p in spec.phases), spec.description)
-    out.print(table)
-
-
-@app.command()
-def analyze(
-    repo: Path = typer.Option(Path("."), "--repo", help="Directory to analyze (need not be a git repository)."),
-    pipeline: str = typer.Option("docker-optimization", "--pipeline"),
-    fmt: str = typer.Option("md", "--format", help="md, json or sarif"),
-    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 if a finding at this severity or above exists."),
-    hadolint: bool = typer.Option(True, "--hadolint/--no-hadolint",
-                                  help="Also run hadolint (one process) and merge its findings."),
-) -> None:
-    """Analyze a directory and print the findings (no git, no changes).
-
-    Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are
-    counted, not printed as findings. Output goes to stdout; anything else to
-    stderr.
-    """
-    from engine.artifacts import Severity
-
-    if fmt not in ("md", "json", "sarif"):
-        fail(f"--format must be md, json or sarif, not {fmt!r}")
-    if fail_on is not None and fail_on not in Severity.__members__:
-        fail(f"--fail-on must be one of {', '.join(Severity.__members__)}, not {fail_on!r}")
-    if not repo.is_dir():
-        fail(f"{repo} is not a directory; pass --repo with the path of your repository")
-    spec = _pipeline(pipeline)
-    root = repo.resolve()
-    domain = spec.domain(None)
-    try:
-        result = _analysis_result(domain, root, hadolint)
-    finally:
-        domain.close()
-    from engine.findings_output import render
-
-    sys.stdout.write(render(result, fmt, root))
-    sys.stdout.flush()
-    if fmt != "md":
-        _analysis_summary(result)
-    if fail_on is not None and any(f.severity.rank >= Severity[fail_on].rank for f in result.findings):
-        raise typer.Exit(1)
-
-
-def _analysis_result(domain, root: Path, hadolint: bool):
-    """The domain's full analysis when it offers one; else its findings alone."""
-    from engine.findings_output import AnalysisResult, Note
-
-    report = getattr(domain, "analyze_report", None)
-    if report is not None:
-        return report(root, hadolint=hadolint)
-    notes = [Note(kind="tool", message="this pipeline has no hadolint option")] if hadolint else []
-    return AnalysisResult(findings=domain.analyze(root), notes=notes)
-
-
-def _analysis_summary(result) -> None:
-    """One line on stderr for machine formats (stdout holds only the document)."""
-    line = f"{len(result.findings)} findings"
-    if result.ignored:
-        line += f", {len(result.ignored)} ignored by pragmas/config"
-    if result.notes:
-        line += f", {len(result.notes)} notes"
-    err.print(line, soft_wrap=True, markup=False)
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["analyze"]:
+        from engine.analyze_cli import main as analyze
+
+        raise SystemExit(analyze(sys.argv[2:]))
     import signal
+
+    from engine.commands import app
 
     # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     app()
+
+
+def __getattr__(name: str):
+    if name == "app":  # `from engine.cli import app` (tests drive the typer app in-process)
+        from engine.commands import app
+
+        return app
+    raise AttributeError(name)
 
 
 if __name__ == "__main__":

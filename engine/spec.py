@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -41,6 +40,9 @@ class PipelineSpec:
     domain: Callable[["RunContext"], "Domain"]
     example: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # `pipeline analyze`'s entry point, (root, hadolint) -> AnalysisResult, when the pipeline offers one
+    # apart from its Domain: a linter's start-up must not pay for the fixes, builds and agents' imports.
+    analyze: Callable[[Path, bool], object] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.phases]
@@ -72,6 +74,8 @@ def _load(target: str) -> PipelineSpec:
 
 def installed_pipelines() -> dict[str, PipelineSpec]:
     """Every pipeline this environment knows, by name."""
+    from importlib.metadata import entry_points  # ~20 ms; only commands that look pipelines up pay it
+
     found: dict[str, PipelineSpec] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         spec = _load(ep.value)

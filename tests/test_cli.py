@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -89,3 +90,23 @@ def test_analyze_does_not_import_langgraph_or_openai(example_repo):
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('langgraph', 'openai', 'git')))")
     out = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_analyze_command_starts_without_typer_rich_or_the_agents(example_repo):
+    """`pipeline analyze` is dispatched before the typer app: a linter's start-up pays only for the analysis."""
+    code = ("import sys; from engine.cli import main; sys.argv = ['pipeline', 'analyze', '--repo', "
+            f"{str(example_repo)!r}, '--format', 'json', '--no-hadolint']\n"
+            "try:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
+            "heavy = ('typer', 'rich', 'click', 'langgraph', 'openai', 'git', 'agents', 'jinja2')\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout)["summary"]["findings"] > 0
+    assert done.stderr.splitlines()[-1] == "[]"
+
+
+def test_analyze_knows_the_severities_without_importing_the_models():
+    from engine.analyze_cli import SEVERITIES
+    from engine.artifacts import Severity
+
+    assert SEVERITIES == tuple(Severity.__members__)
+    assert [Severity[s].rank for s in SEVERITIES] == [0, 1, 2]

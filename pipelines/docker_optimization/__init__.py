@@ -13,6 +13,12 @@ def _domain(run):
     return DockerDomain(run)
 
 
+def _analyze(root: Path, hadolint: bool):
+    from pipelines.docker_optimization.analysis import run_analysis
+
+    return run_analysis(root, hadolint=hadolint)
+
+
 PIPELINE = PipelineSpec(
     name="docker-optimization",
     description="Faster, smaller, safer, correct Docker builds across a monorepo",
@@ -29,5 +35,6 @@ PIPELINE = PipelineSpec(
               "Ordered, health-gated rollout and rollback."),
     ),
     domain=_domain,
+    analyze=_analyze,
     example=Path(__file__).resolve().parent.parent.parent / "examples" / "monorepo",
 )

@@ -1,0 +1,114 @@
+"""`pipeline analyze`: a pipeline's analysis on its own, as a linter (argparse; light at start-up).
+
+Output goes to stdout and nothing else does: the document (md, json or
+sarif), complete. A one-line summary, notes and errors go to stderr.
+Exit codes: 0 done, 1 a finding at ``--fail-on`` or above, 2 unusable arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SEVERITIES = ("info", "warning", "error")   # engine.artifacts.Severity, without importing pydantic to parse argv
+FORMATS = ("md", "json", "sarif")
+
+
+class UsageError(Exception):
+    """An argument the command can't use; printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage and the error on two lines; we print one
+        raise UsageError(f"{message} (see `pipeline analyze --help`)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pipeline analyze", description="Analyze a directory and print the findings (no git, no "
+                "changes). Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are counted, "
+                "not printed as findings. Output goes to stdout; anything else to stderr.")
+    p.add_argument("--repo", type=Path, default=Path("."), help="Directory to analyze (need not be a git repository).")
+    p.add_argument("--pipeline", default="docker-optimization", help="The pipeline whose analysis runs.")
+    p.add_argument("--format", dest="fmt", default="md", metavar="FORMAT", help="md, json or sarif (default: md)")
+    p.add_argument("--fail-on", metavar="SEVERITY", help="Exit 1 if a finding at this severity or above exists "
+                   f"({', '.join(SEVERITIES)}).")
+    p.add_argument("--hadolint", action=argparse.BooleanOptionalAction, default=True,
+                   help="Also run hadolint (one process) and merge its findings (default: on).")
+    return p
+
+
+def _spec(name: str):
+    from engine.spec import installed_pipelines
+
+    try:
+        pipelines = installed_pipelines()
+    except Exception as error:  # a broken plugin shouldn't hide the others' message
+        raise UsageError(f"could not load the installed pipelines: {error}") from None
+    if name not in pipelines:
+        raise UsageError(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} "
+                         "(see `pipeline pipelines`)")
+    return pipelines[name]
+
+
+def _default_spec(name: str):
+    """The bundled pipeline without scanning installed distributions' metadata (~20 ms); others by entry point."""
+    if name == "docker-optimization":
+        from pipelines.docker_optimization import PIPELINE
+
+        return PIPELINE
+    return _spec(name)
+
+
+def analysis_result(spec, root: Path, hadolint: bool):
+    """The pipeline's full analysis: its light ``analyze`` entry, else its domain's ``analyze_report``, else findings alone."""
+    if spec.analyze is not None:
+        return spec.analyze(root, hadolint)
+    from engine.findings_output import AnalysisResult, Note
+
+    domain = spec.domain(None)
+    try:
+        report = getattr(domain, "analyze_report", None)
+        if report is not None:
+            return report(root, hadolint=hadolint)
+        notes = [Note(kind="tool", message="this pipeline has no hadolint option")] if hadolint else []
+        return AnalysisResult(findings=domain.analyze(root), notes=notes)
+    finally:
+        domain.close()
+
+
+def _summary(result) -> str:
+    """One line on stderr for machine formats (stdout holds only the document)."""
+    line = f"{len(result.findings)} findings"
+    if result.ignored:
+        line += f", {len(result.ignored)} ignored by pragmas/config"
+    if result.notes:
+        line += f", {len(result.notes)} notes"
+    return line
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parser().parse_args(argv)
+        if args.fmt not in FORMATS:
+            raise UsageError(f"--format must be md, json or sarif, not {args.fmt!r}")
+        if args.fail_on is not None and args.fail_on not in SEVERITIES:
+            raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {args.fail_on!r}")
+        if not args.repo.is_dir():
+            raise UsageError(f"{args.repo} is not a directory; pass --repo with the path of your repository")
+        spec = _default_spec(args.pipeline)
+    except UsageError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    root = args.repo.resolve()
+    result = analysis_result(spec, root, args.hadolint)
+    from engine.findings_output import render
+
+    sys.stdout.write(render(result, args.fmt, root))
+    sys.stdout.flush()
+    if args.fmt != "md":
+        sys.stderr.write(_summary(result) + "\n")
+    threshold = SEVERITIES.index(args.fail_on) if args.fail_on else None
+    if threshold is not None and any(f.severity.rank >= threshold for f in result.findings):
+        return 1
+    return 0
