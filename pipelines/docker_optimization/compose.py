@@ -21,7 +21,7 @@ COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 
 
 def is_compose_file(path: str) -> bool:
-    name = posixpath.basename(path)
+    name = path.rpartition("/")[2]
     return name in COMPOSE_NAMES or (
         name.startswith(("docker-compose.", "compose.")) and name.endswith((".yml", ".yaml")))
 

@@ -76,6 +76,16 @@ def matching(files: dict[str, int], src: str) -> list[str]:
     return ([cleaned] if cleaned in files else []) + _under(keys, cleaned + "/")
 
 
+def names(src: str, path: str) -> bool:
+    """Does the COPY source ``src`` name the context file ``path`` (``matching`` for one file)?"""
+    cleaned = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
+    if cleaned == ".":
+        return True
+    if any(ch in cleaned for ch in "*?["):
+        return _glob_regex(cleaned).match(path) is not None
+    return path == cleaned or path.startswith(cleaned + "/")
+
+
 def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -> list[tuple[Source, str]]:
     """Every COPY/ADD source of ``df`` that breaks when built from ``ctx``, with the reason.
 

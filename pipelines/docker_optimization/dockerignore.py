@@ -24,6 +24,7 @@ and classic are checked against real builds; buildkit's walk is read from fsutil
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -338,7 +339,12 @@ class DockerIgnore:
         # gives up that shortcut (and walks everything) once a "!" pattern has a wildcard.
         self._prune = flavor != "buildkit" or not any(set(t) & set("*[]?^\\") for t in reincluded)
         self._reincluded = tuple(t + "/" for t in reincluded)
-        self._dirs: dict[str, tuple[bool, tuple[bool, ...] | None, bool]] = {}
+        self._dirs: dict[str, tuple[bool, tuple[bool, ...] | None, bool, str]] = {}
+
+    @property
+    def key(self) -> tuple:
+        """What the verdicts depend on: two ignore files with the same patterns send the same files."""
+        return (self.flavor, tuple((p.text, p.exclusion) for p in self.patterns))
 
     @classmethod
     def from_text(cls, text: str, source: str = "", flavor: str = "buildkit") -> "DockerIgnore":
@@ -370,8 +376,8 @@ class DockerIgnore:
                 matched = not p.exclusion
         return matched, tuple(hits)
 
-    def _dir(self, path: str) -> tuple[bool, tuple[bool, ...] | None, bool]:
-        """(skipped by the walk, per-pattern hits, matched) for the directory ``path``, memoised."""
+    def _dir(self, path: str) -> tuple[bool, tuple[bool, ...] | None, bool, str]:
+        """(skipped by the walk, per-pattern hits, matched, the skipped ancestor) for the directory ``path``, memoised."""
         state = self._dirs.get(path)
         if state is None:
             parent = self._dir(path.rsplit("/", 1)[0]) if "/" in path else _ROOT
@@ -380,7 +386,7 @@ class DockerIgnore:
             else:
                 matched, hits = self._matches(path, parent[1])
                 skipped = matched and self._prune and not any(t.startswith(path + "/") for t in self._reincluded)
-                state = (skipped, hits, matched)
+                state = (skipped, hits, matched, path)  # path: the directory whose skip this is
             self._dirs[path] = state
         return state
 
@@ -398,7 +404,7 @@ class DockerIgnore:
         """True when the file at ``path`` (relative, with "/") is left out of the context."""
         if not self.patterns:
             return False
-        skipped, hits, matched = self._dir(path.rsplit("/", 1)[0]) if "/" in path else _ROOT
+        skipped, hits, matched, _ = self._dir(path.rsplit("/", 1)[0]) if "/" in path else _ROOT
         if skipped:
             return True
         # When no pattern names the file itself, its state is its directory's (the last hit wins).
@@ -412,22 +418,27 @@ class DockerIgnore:
             return dict(files)
         if self._any is None:
             return {p: s for p, s in files.items() if not self.excluded(p)}
-        # excluded() inlined: one directory lookup per run of files in the same directory, one regex per file
-        out, any_match, last_dir, state = {}, self._any.match, None, _ROOT
-        for path, size in files.items():
+        # excluded() inlined over the sorted paths: an excluded directory is passed over with one bisect,
+        # a run of files in one directory costs one lookup, and a file one regex.
+        keys = sorted(files)
+        out, any_match, i, end = {}, self._any.match, 0, len(keys)
+        last_dir, state = None, _ROOT
+        while i < end:
+            path = keys[i]
             cut = path.rfind("/")
             directory = path[:cut] if cut > 0 else ""
             if directory != last_dir:
                 state, last_dir = (self._dir(directory) if directory else _ROOT), directory
             if state[0]:
+                i = bisect.bisect_left(keys, state[3] + "/\U0010ffff", i)
                 continue
-            if (state[2] if any_match(path) is None else self._matches(path, state[1])[0]):
-                continue
-            out[path] = size
+            i += 1
+            if not (state[2] if any_match(path) is None else self._matches(path, state[1])[0]):
+                out[path] = files[path]
         return out
 
 
-_ROOT: tuple[bool, None, bool] = (False, None, False)
+_ROOT: tuple[bool, None, bool, str] = (False, None, False, "")
 
 
 def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:

@@ -41,7 +41,7 @@ class InputProblem:
 
 
 def is_dockerfile(path: str) -> bool:
-    name = posixpath.basename(path)
+    name = path.rpartition("/")[2]
     if name.endswith(".dockerignore"):
         return False
     return name == "Dockerfile" or name.startswith("Dockerfile.") or name.lower().endswith(".dockerfile")
@@ -106,9 +106,13 @@ class Context:
         return self._files
 
     def sent(self) -> dict[str, int]:
-        """What the classic builder sends: the context minus its ignore file's exclusions (shared per directory and ignore file)."""
+        """What the classic builder sends: the context minus its ignore file's exclusions.
+
+        Shared by contexts of one directory whose ignore files have the same
+        patterns (copied ignore files are common, and the fix writes alike ones).
+        """
         if self._sent is None:
-            key = (self.dir, self.ignore_path)
+            key = (self.dir, self.ignore.key)
             if key not in self.project.sent_cache:
                 self.project.sent_cache[key] = self.ignore.sent(self.files())
             self._sent = self.project.sent_cache[key]
@@ -123,13 +127,14 @@ class Project:
         self.files = tree.files()
         self._sorted = sorted(self.files)
         self._under: dict[str, dict[str, int]] = {}
-        self.sent_cache: dict[tuple[str, str], dict[str, int]] = {}
+        self.sent_cache: dict[tuple[str, tuple], dict[str, int]] = {}
         self._text: dict[str, str | None] = {}
         self.problems: dict[str, InputProblem] = {}
         self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
-        for path in sorted(self.files):
+        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
+        for path in self._sorted:
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
@@ -140,7 +145,7 @@ class Project:
         """Directory-relative path -> size for the files below ``directory`` (a bisect on the sorted paths, cached)."""
         if directory not in self._under:
             if directory in ("", "."):
-                self._under[directory] = dict(self.files)
+                self._under[directory] = {p: self.files[p] for p in self._sorted}  # sorted, as below
             else:
                 prefix = directory.rstrip("/") + "/"
                 lo = bisect.bisect_left(self._sorted, prefix)

@@ -135,12 +135,16 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
     """
     dockerfiles = [c.project.dockerfiles[c.dockerfile] for c in contexts]
     files = contexts[0].files()
-    sent = ignore.sent(files)
+    sent = contexts[0].sent() if ignore is contexts[0].ignore else ignore.sent(files)
     base = _raw(ignore)
     baseline = _broken(contexts, ignore)
     skip = used_by_build(dockerfiles) | set(base)
     chosen: list[tuple[str, str, list[str]]] = []
-    each = excluded_by_each([pattern for pattern, _, _ in CANDIDATES if pattern not in skip], sent)
+    tried = tuple(pattern for pattern, _, _ in CANDIDATES if pattern not in skip)
+    memo, key = contexts[0].project.memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
+    if key not in memo:  # contexts whose ignore files have the same patterns lose the same files
+        memo[key] = excluded_by_each(list(tried), sent)
+    each = memo[key]
     for pattern, probe, why in CANDIDATES:
         if pattern in skip:
             continue

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import posixpath
 import re
 from typing import Iterable
 
 from engine.artifacts import Category, Severity
-from pipelines.docker_optimization.copies import matching, sources
+from pipelines.docker_optimization.copies import names, sources
+from pipelines.docker_optimization.project import relative, within
 from pipelines.docker_optimization.rules import Hit, rule
 
 SECRET_NAMES = re.compile(
@@ -16,7 +16,7 @@ SECRET_NAMES = re.compile(
 
 
 def secret_files(files: Iterable[str]) -> list[str]:
-    return sorted(p for p in files if SECRET_NAMES.match(posixpath.basename(p)))
+    return sorted(p for p in files if SECRET_NAMES.match(p.rpartition("/")[2]))
 
 
 @rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "context")
@@ -35,17 +35,18 @@ def secret_file_in_build_context(ctx) -> Iterable[Hit]:
         a .dockerignore entry (`**/.env`), and secrets passed at build time with
         `RUN --mount=type=secret,id=stripe` or at run time through the environment.
     """
-    sent = ctx.sent()
-    leaked = secret_files(sent)
+    project = ctx.project
+    if "secret_files" not in project.memo:  # one pass over the repository, not one per context
+        project.memo["secret_files"] = secret_files(project.files)
+    leaked = [relative(p, ctx.dir) for p in project.memo["secret_files"] if within(p, ctx.dir)]
+    leaked = [p for p in leaked if not ctx.ignore.excluded(p)]
     if not leaked:
         return
-    df = ctx.project.dockerfiles.get(ctx.dockerfile)
-    copied = set()
-    if df is not None and not df.error:
-        for src in sources(df):
-            copied.update(matching(sent, src.path))
+    df = project.dockerfiles.get(ctx.dockerfile)
+    copying = [src.path for src in sources(df)] if df is not None and not df.error else []
     for path in leaked:
         full = path if ctx.dir == "." else f"{ctx.dir}/{path}"
-        where = "COPY puts it in the image" if path in copied else "sent to the builder, not copied"
+        where = ("COPY puts it in the image" if any(names(src, path) for src in copying)
+                 else "sent to the builder, not copied")
         yield Hit(0, f"{full} is in build context {ctx.dir} and not excluded by a .dockerignore: {where}",
                   f"{full} (contents not shown)", file=full)
