@@ -70,7 +70,7 @@ class DirTree:
                                 stack.append((entry.path, path + "/"))
                             continue
                         if entry.is_symlink():
-                            if entry.is_dir():
+                            if _points_to_dir(entry):
                                 continue  # a directory symlink: never descended into, never listed
                             why = self._bad_link(entry.path)
                             if why:
@@ -114,6 +114,13 @@ class DirTree:
                 return fh.read()
         except FileNotFoundError:
             raise KeyError(path) from None
+
+
+def _points_to_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a loop (ELOOP) is not a directory; _bad_link says what it is
+        return False
 
 
 def _nonblocking(path: str, flags: int) -> int:
