@@ -199,3 +199,53 @@ def test_a_hadolint_config_it_cannot_read_is_a_note_and_it_lints_without_it(tmp_
     result = run_analysis(tmp_path, hadolint=True)
     assert "DL3008" in by_rule(result)
     assert any(n.file == ".hadolint.yaml" and "Error parsing your config file" in n.message for n in result.notes)
+
+
+def _timeline(monkeypatch, hadolint_run):
+    """Record when hadolint and our rules start and end during one analysis."""
+    import threading
+    import time
+
+    from pipelines.docker_optimization import analysis
+
+    events: list[str] = []
+
+    def fake_run(paths, **kw):
+        events.append(f"hadolint starts in {threading.current_thread().name}")
+        return hadolint_run(events)
+
+    def rules(*args):
+        events.append("rules start")
+        time.sleep(0.1)  # rules that take a while (and let the other thread run)
+        found = original(*args)
+        events.append("rules end")
+        return found
+
+    original = analysis._rule_findings
+    monkeypatch.setattr(hadolint, "run", fake_run)
+    monkeypatch.setattr(analysis, "_rule_findings", rules)
+    return events
+
+
+def test_hadolint_runs_beside_our_rules_not_after_them(tmp_path, monkeypatch):
+    import time
+
+    def slow(events):
+        time.sleep(0.3)
+        events.append("hadolint ends")
+        return hadolint.Run("ran")
+
+    events = _timeline(monkeypatch, slow)
+    result = run_analysis(write(tmp_path, {"Dockerfile": "FROM python:3.12-slim\n"}), hadolint=True)
+    assert result.tools["hadolint"].status == "ran"
+    assert events.index("hadolint starts in hadolint") < events.index("rules end") < events.index("hadolint ends")
+
+
+def test_a_hadolint_thread_that_fails_fails_the_analysis_after_our_rules(tmp_path, monkeypatch):
+    def broken(events):
+        raise RuntimeError("hadolint wrapper bug")
+
+    events = _timeline(monkeypatch, broken)
+    with pytest.raises(RuntimeError, match="hadolint wrapper bug"):
+        run_analysis(write(tmp_path, {"Dockerfile": "FROM python:3.12-slim\n"}), hadolint=True)
+    assert events[-1] == "rules end"

@@ -19,6 +19,7 @@ what hadolint did, the rules' metadata).
 
 from __future__ import annotations
 
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,15 +242,43 @@ def _notable(path: str) -> bool:
     return is_dockerfile(path) or is_compose_file(path) or name.endswith(".dockerignore") or path in _NOTABLE
 
 
-def _hadolint(project: Project, ours: list[Finding], result: AnalysisResult) -> list[Finding]:
-    parseable = {p: df for p, df in project.dockerfiles.items() if not df.error}
-    config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
-    tree = project.tree
-    if isinstance(tree, DirTree):
-        run = hadolint_mod.run(sorted(parseable), root=tree.root, config=config)
-    else:
-        run = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
-                               config=config, config_text=project.text(config) if config else None)
+class _HadolintRun(threading.Thread):
+    """hadolint in its own process, started before our rules and collected after them.
+
+    The process runs on another core while the rules run here (the thread
+    only waits on it), so the analysis with hadolint costs about the slower
+    of the two, not their sum.
+    """
+
+    def __init__(self, project: Project) -> None:
+        super().__init__(name="hadolint")
+        self.project = project
+        self.parseable = {p: df for p, df in project.dockerfiles.items() if not df.error}
+        self.run_result: hadolint_mod.Run | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            project, parseable = self.project, self.parseable
+            config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
+            if isinstance(project.tree, DirTree):
+                self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config)
+            else:
+                self.run_result = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
+                                                   config=config, config_text=project.text(config) if config else None)
+        except BaseException as err:  # re-raised in the caller's thread by result()
+            self.error = err
+
+    def result(self) -> hadolint_mod.Run:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        assert self.run_result is not None
+        return self.run_result
+
+
+def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult) -> list[Finding]:
+    run, parseable = pending.result(), pending.parseable
     result.notes += [Note(kind="tool", file=f, message=m) for f, m in run.notes]
     found, notes, dropped, columns = hadolint_mod.to_findings(run.results, parseable, ours)
     result.notes += [Note(kind="tool", file=f, message=m) for f, m in notes]
@@ -301,9 +330,16 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     rules = [r for r in load_all().values() if select is None or r.code in select]
     result = AnalysisResult()
     notes: list[Note] = []
-    findings = _rule_findings(project, rules, notes)
-    if hadolint:
-        findings += _hadolint(project, findings, result)
+    pending = _HadolintRun(project) if hadolint else None
+    if pending is not None:
+        pending.start()
+    try:
+        findings = _rule_findings(project, rules, notes)
+    finally:
+        if pending is not None:
+            pending.join()   # never leave the process behind, whatever the rules did
+    if pending is not None:
+        findings += _hadolint(pending, findings, result)
     else:
         result.tools["hadolint"] = ToolRun(status="off")
     unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))

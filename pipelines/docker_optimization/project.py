@@ -68,7 +68,7 @@ class Context:
     _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
-    @property
+    @cached_property
     def ignore_path(self) -> str:
         """The ignore file BuildKit uses for this build, or "" when there is none."""
         specific = self.dockerfile + ".dockerignore"
@@ -220,7 +220,19 @@ class Project:
         return list(found.values())
 
     def contexts_of(self, dockerfile: str) -> list[Context]:
-        return [c for c in self.contexts if c.dockerfile == dockerfile]
+        return self._index("by_dockerfile", lambda c: c.dockerfile).get(dockerfile, [])
+
+    def contexts_in(self, directory: str) -> list[Context]:
+        """The contexts rooted at ``directory`` (an index: rules ask once per context)."""
+        return self._index("by_dir", lambda c: c.dir).get(directory, [])
+
+    def _index(self, name: str, key) -> dict[str, list[Context]]:
+        if name not in self.memo:
+            index: dict[str, list[Context]] = {}
+            for c in self.contexts:
+                index.setdefault(key(c), []).append(c)
+            self.memo[name] = index
+        return self.memo[name]
 
     def services_of(self, path: str) -> list[str]:
         """Compose services a file concerns (its Dockerfile's or its context's builders)."""

@@ -197,9 +197,8 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
         **/.env
     """
     groups: dict[str, list] = {}
-    for c in ctx.project.contexts:
-        if c.dir == ctx.dir:
-            groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
+    for c in ctx.project.contexts_in(ctx.dir):
+        groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
     dockerfiles = ctx.project.dockerfiles
     for path, contexts in groups.items():
         if any(c.dockerfile not in dockerfiles or dockerfiles[c.dockerfile].error for c in contexts) \
@@ -260,8 +259,8 @@ def copy_source_outside_context(ctx) -> Iterable[Hit]:
         COPY libs/common /srv/libs/common
     """
     project = ctx.project
-    for c in project.contexts:
-        if c.dir != ctx.dir or not resolvable(c) or not readable_ignore(c):
+    for c in project.contexts_in(ctx.dir):
+        if not resolvable(c) or not readable_ignore(c):
             continue
         df = project.dockerfiles.get(c.dockerfile)
         if df is None or df.error or len(built_from(project, c.dockerfile)) > 1:
@@ -449,20 +448,28 @@ def large_build_context(ctx) -> Iterable[Hit]:
         a .dockerignore with `data` (and a volume or a download step for the data).
     """
     seen = set()
-    for c in ctx.project.contexts:
+    for c in ctx.project.contexts_in(ctx.dir):
         key = c.ignore_path or c.default_ignore_path
-        if c.dir != ctx.dir or key in seen:
+        if key in seen:
             continue
         seen.add(key)
         sent = c.sent()
         total = sum(sent.values())
         if total <= LARGE_CONTEXT:
             continue
+        biggest = _biggest_dirs(c.project, sent)
+        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(len(sent), 'file')}; biggest: "
+                     + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
+                  f"{c.dir}: {_mib(total)}", file=key)
+
+
+def _biggest_dirs(project, sent: dict[str, int]) -> list[tuple[str, int]]:
+    """The three top-level directories that send the most bytes (once per sent set: contexts share them)."""
+    key = ("biggest_dirs", id(sent))
+    if key not in project.memo:
         by_dir: dict[str, int] = {}
         for path, size in sent.items():
             top = path.split("/", 1)[0] + "/" if "/" in path else "(files at the top)"
             by_dir[top] = by_dir.get(top, 0) + size
-        biggest = sorted(by_dir.items(), key=lambda item: (-item[1], item[0]))[:3]
-        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(len(sent), 'file')}; biggest: "
-                     + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
-                  f"{c.dir}: {_mib(total)}", file=key)
+        project.memo[key] = (sent, sorted(by_dir.items(), key=lambda item: (-item[1], item[0]))[:3])
+    return project.memo[key][1]

@@ -14,6 +14,7 @@ import posixpath
 import re
 import shlex
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 from engine.artifacts import Applicability, Category, Severity
@@ -54,6 +55,12 @@ class Segment:
 
 def shell_words(command: str) -> list[str]:
     """Shell words with the list operators (&&, ||, ;, |, &) as their own words."""
+    return list(_shell_words(command))
+
+
+@lru_cache(maxsize=4096)
+def _shell_words(command: str) -> tuple[str, ...]:
+    """Cached: a dozen rules split each RUN, and shlex is the slowest step of the Dockerfile rules."""
     try:
         lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|")
         lexer.whitespace_split = True
@@ -68,7 +75,7 @@ def shell_words(command: str) -> list[str]:
             out[-1] += word
         else:
             out.append(word)
-    return out
+    return tuple(out)
 
 
 def resolve(cwd: str, path: str) -> str:
