@@ -8,80 +8,23 @@ this module and carry only JSON-friendly fields.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Re-exported: a finding and its enums live in a pydantic-free module (see engine.finding).
+from engine.finding import Applicability, Category, Finding, Severity, short_hash  # noqa: F401
+
 
 def now() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-def short_hash(*parts: object, length: int = 10) -> str:
-    """A stable id from the given parts (same input, same id across runs)."""
-    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
-    return digest[:length]
-
-
 class Model(BaseModel):
-    # Built on first use: `pipeline analyze` needs Finding, not the run record's dozen models.
+    # Built on first use: a command that reads one artifact doesn't pay for the dozen others.
     model_config = ConfigDict(extra="forbid", use_enum_values=False, defer_build=True)
-
-
-class Severity(str, Enum):
-    info = "info"
-    warning = "warning"
-    error = "error"
-
-    @property
-    def rank(self) -> int:
-        return {"info": 0, "warning": 1, "error": 2}[self.value]
-
-
-class Category(str, Enum):
-    performance = "performance"
-    size = "size"
-    security = "security"
-    reliability = "reliability"
-    correctness = "correctness"
-
-
-class Applicability(str, Enum):
-    """How safe a fix is: ``safe`` fixes apply by default, ``unsafe`` only on request."""
-
-    safe = "safe"
-    unsafe = "unsafe"
-    none = "none"
-
-
-class Finding(Model):
-    """One problem a rule found, pinned to a file and a line span."""
-
-    id: str
-    rule: str
-    name: str
-    category: Category
-    severity: Severity
-    message: str
-    file: str
-    line: int = 0
-    end_line: int = 0
-    evidence: str = ""
-    fix: Applicability = Applicability.none
-    source: str = "rules"
-
-    @classmethod
-    def make(cls, **kw) -> "Finding":
-        kw.setdefault("end_line", kw.get("line", 0))
-        fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
-        return cls(id=fid, **kw)
-
-    @property
-    def location(self) -> str:
-        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 class Task(Model):
@@ -274,7 +217,7 @@ class RunRecord(Model):
         return next(p for p in self.phases if p.phase == name)
 
 
-ARTIFACT_TYPES: tuple[type[BaseModel], ...] = (
+ARTIFACT_TYPES: tuple[type, ...] = (
     Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun, Usage,
     PhaseReport, RunContext, Invocation, RunRecord,
 )

@@ -9,58 +9,76 @@ schema ``python -m engine.findings_output`` prints; the SARIF output follows
 the OASIS SARIF 2.1.0 schema (ignored findings are results with
 ``suppressions``, notes are tool execution notifications).
 
-Everything here is plain data and pydantic: importing it stays cheap.
+Everything here is plain dataclasses (no pydantic until ``json_schema()``): importing it stays cheap.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field
-
-from engine.artifacts import Applicability, Category, Finding, Model, Severity
+from engine.finding import Applicability, Category, Finding, Severity
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
+_STRICT = {"extra": "forbid"}   # pydantic's config for these dataclasses when it writes the JSON schema
 
 
-class Note(Model):
+def _described(text: str, **kw):
+    """A dataclass field whose description goes into the exported JSON schema."""
+    return field(metadata={"description": text}, **kw)
+
+
+@dataclass(kw_only=True)
+class Note:
     """Something the user should know that is not a finding."""
 
-    kind: Literal["input", "tool", "config", "rule-error"] = Field(
-        description="input: a file that could not be read as is; tool: a second-opinion tool; "
-                    "config: the repository's configuration; rule-error: a rule failed (a bug, please report)")
+    __pydantic_config__ = _STRICT
+
+    kind: Literal["input", "tool", "config", "rule-error"] = _described(
+        "input: a file that could not be read as is; tool: a second-opinion tool; "
+        "config: the repository's configuration; rule-error: a rule failed (a bug, please report)")
     message: str
     file: str = ""
 
 
-class IgnoredFinding(Model):
+@dataclass(kw_only=True)
+class IgnoredFinding:
+    __pydantic_config__ = _STRICT
+
     finding: Finding
-    by: Literal["pragma", "config"] = Field(description="an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
+    by: Literal["pragma", "config"] = _described("an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
 
 
-class ToolRun(Model):
+@dataclass(kw_only=True)
+class ToolRun:
     """What an extra tool (hadolint) did in this analysis."""
+
+    __pydantic_config__ = _STRICT
 
     status: Literal["ran", "off", "skipped", "unavailable", "failed", "timeout"]
     findings: int = 0
-    duplicates_dropped: int = Field(0, description="results dropped because one of our rules says the same")
+    duplicates_dropped: int = _described("results dropped because one of our rules says the same", default=0)
 
 
-class RuleMeta(Model):
+@dataclass(kw_only=True)
+class RuleMeta:
     """What a rule is, for the findings' readers (SARIF's rule descriptors, the JSON's ``rules``)."""
+
+    __pydantic_config__ = _STRICT
 
     code: str
     name: str
     summary: str
-    doc: str = Field("", description="the rule's documentation (markdown)")
+    doc: str = _described("the rule's documentation (markdown)", default="")
     category: Category
     severity: Severity
     fix: Applicability = Applicability.none
@@ -68,28 +86,37 @@ class RuleMeta(Model):
     help_uri: str = ""
 
 
-class AnalysisResult(Model):
-    findings: list[Finding] = Field(default_factory=list)
-    ignored: list[IgnoredFinding] = Field(default_factory=list)
-    notes: list[Note] = Field(default_factory=list)
-    tools: dict[str, ToolRun] = Field(default_factory=dict)
-    columns: dict[str, int] = Field(default_factory=dict, description="finding id -> start column, when known")
-    rules: dict[str, RuleMeta] = Field(default_factory=dict, description="the rules of the findings, by code")
+@dataclass(kw_only=True)
+class AnalysisResult:
+    __pydantic_config__ = _STRICT
+
+    findings: list[Finding] = field(default_factory=list)
+    ignored: list[IgnoredFinding] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
+    tools: dict[str, ToolRun] = field(default_factory=dict)
+    columns: dict[str, int] = _described("finding id -> start column, when known", default_factory=dict)
+    rules: dict[str, RuleMeta] = _described("the rules of the findings, by code", default_factory=dict)
 
 
-class Summary(Model):
+@dataclass(kw_only=True)
+class Summary:
+    __pydantic_config__ = _STRICT
+
     findings: int
     by_severity: dict[str, int]
     by_category: dict[str, int]
-    files: int = Field(description="files with at least one finding")
+    files: int = _described("files with at least one finding")
     ignored: int
     ignored_by_pragma: int
     ignored_by_config: int
     notes: int
 
 
-class AnalyzeDocument(Model):
+@dataclass(kw_only=True)
+class AnalyzeDocument:
     """The JSON output of ``pipeline analyze --format json``: complete, never truncated."""
+
+    __pydantic_config__ = _STRICT
 
     schema_version: int = SCHEMA_VERSION
     tool: str = TOOL_NAME
@@ -99,14 +126,44 @@ class AnalyzeDocument(Model):
     ignored: list[IgnoredFinding]
     notes: list[Note]
     tools: dict[str, ToolRun]
-    rules: dict[str, RuleMeta] = Field(description="every rule with a finding (or an ignored one), by code")
+    rules: dict[str, RuleMeta] = _described("every rule with a finding (or an ignored one), by code")
 
 
 def json_schema() -> dict:
-    schema = AnalyzeDocument.model_json_schema()
+    """The JSON output's schema, written by pydantic from the dataclasses (imported only here)."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(AnalyzeDocument).json_schema()
+    for cls in (Note, IgnoredFinding, ToolRun, RuleMeta, AnalysisResult, Summary, AnalyzeDocument, Finding):
+        target = schema if cls is AnalyzeDocument else schema.get("$defs", {}).get(cls.__name__)
+        if target is None:
+            continue
+        written = cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")  # not dataclass's own
+        if written and cls is not Finding:
+            target["description"] = " ".join(cls.__doc__.split())
+        elif not written:
+            target.pop("description", None)
+        for f in dataclasses.fields(cls):
+            if "description" in f.metadata and f.name in target.get("properties", {}):
+                target["properties"][f.name]["description"] = f.metadata["description"]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"urn:agent-pipelines:analyze-output:v{SCHEMA_VERSION}"
     return schema
+
+
+def _json_data(value: object) -> object:
+    """Dataclasses, enums, lists and dicts as JSON data, fields in declaration order."""
+    if isinstance(value, Finding):
+        return value.to_json()
+    if dataclasses.is_dataclass(value):
+        return {f.name: _json_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (Severity, Category, Applicability)):
+        return value.value
+    if isinstance(value, list):
+        return [_json_data(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_data(v) for k, v in value.items()}
+    return value
 
 
 def summarize(result: AnalysisResult) -> Summary:
@@ -128,7 +185,7 @@ def render(result: AnalysisResult | list[Finding], fmt: str, root: Path) -> str:
     if isinstance(result, list):
         result = AnalysisResult(findings=result)
     if fmt == "json":
-        return document(result, root).model_dump_json(indent=2) + "\n"
+        return json.dumps(_json_data(document(result, root)), indent=2, ensure_ascii=False) + "\n"
     if fmt == "sarif":
         return json.dumps(sarif(result, root), indent=2) + "\n"
     return markdown(result, root)

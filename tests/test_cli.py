@@ -92,12 +92,14 @@ def test_analyze_does_not_import_langgraph_or_openai(example_repo):
     assert out.strip() == "[]"
 
 
-def test_the_analyze_command_starts_without_typer_rich_or_the_agents(example_repo):
-    """`pipeline analyze` is dispatched before the typer app: a linter's start-up pays only for the analysis."""
+def test_the_analyze_command_starts_without_typer_rich_pydantic_or_the_agents(example_repo):
+    """`pipeline analyze` is dispatched before the typer app and makes no pydantic models: a linter's start-up
+    pays for the analysis only (jsonschema, too, waits for a compose file that fails the fast check)."""
     code = ("import sys; from engine.cli import main; sys.argv = ['pipeline', 'analyze', '--repo', "
             f"{str(example_repo)!r}, '--format', 'json', '--no-hadolint']\n"
             "try:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
-            "heavy = ('typer', 'rich', 'click', 'langgraph', 'openai', 'git', 'agents', 'jinja2')\n"
+            "heavy = ('typer', 'rich', 'click', 'pydantic', 'jsonschema', 'langgraph', 'openai', 'git', 'agents',"
+            " 'jinja2')\n"
             "print(sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in heavy}), file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(done.stdout)["summary"]["findings"] > 0

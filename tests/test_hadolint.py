@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import pytest
@@ -97,7 +98,7 @@ def test_a_hadolint_result_our_rule_already_reports_on_the_same_instruction_is_d
     found, _, dropped, _ = hadolint.to_findings(results, {"Dockerfile": df}, [ours])
     assert [(f.rule, f.line) for f in found] == [("DL3009", 4)] and dropped == 1
     # another file, same line: kept
-    other = ours.model_copy(update={"file": "other/Dockerfile"})
+    other = dataclasses.replace(ours, file="other/Dockerfile")
     found, _, dropped, _ = hadolint.to_findings(results[:1], {"Dockerfile": df}, [other])
     assert len(found) == 1 and dropped == 0
 

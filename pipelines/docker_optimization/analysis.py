@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Finding, Severity
+from engine.finding import Applicability, Category, Finding, Severity
 from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import hadolint as hadolint_mod

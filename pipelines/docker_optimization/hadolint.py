@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.artifacts import Applicability, Category, Finding, Severity
+from engine.finding import Applicability, Category, Finding, Severity
 
 CONFIG_NAMES = (".hadolint.yaml", ".hadolint.yml")
 TIMEOUT_BASE = 60.0          # seconds, plus TIMEOUT_PER_FILE for each Dockerfile

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from engine.artifacts import Finding
+from engine.finding import Finding
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")

@@ -13,7 +13,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 
 # What a check receives: a parsed Dockerfile, a build Context, a compose Service
 # (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules).

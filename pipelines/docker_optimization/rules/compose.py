@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization import compose as compose_mod
 from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
 from pipelines.docker_optimization.copies import problems

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.copies import problems, sources
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 

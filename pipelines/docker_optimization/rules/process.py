@@ -8,7 +8,7 @@ from typing import Iterable
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.buildgraph import build_graph
 from pipelines.docker_optimization.project import Project
 from pipelines.docker_optimization.rules import Hit, rule

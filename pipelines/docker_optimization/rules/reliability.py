@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.image_tools import (
     Tools, repository_and_tag, resolve, stage_chain, tools_in_final_stage,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from engine.artifacts import Category, Severity
+from engine.finding import Category, Severity
 from pipelines.docker_optimization.copies import names, sources
 from pipelines.docker_optimization.project import relative, within
 from pipelines.docker_optimization.rules import Hit, rule

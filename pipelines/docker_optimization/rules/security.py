@@ -6,7 +6,7 @@ import re
 import shlex
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.image_tools import stage_chain
 from pipelines.docker_optimization.rules import Hit, rule

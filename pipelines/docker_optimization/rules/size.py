@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from engine.artifacts import Applicability, Category, Severity
+from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.layers import (
