@@ -1,5 +1,6 @@
 """Compose files: loading, the build contexts they declare, schema validation, round-trip edits.
 
+Reading goes through ``yaml_lines`` (libyaml, YAML 1.2, each key's line).
 Edits go through ruamel.yaml's round-trip mode with the file's own
 indentation detected, quotes preserved and a wide line width, so an edit
 changes only the lines it means to.
@@ -12,10 +13,11 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pipelines.docker_optimization.schemas import vendored_schema
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import yaml
+
+from pipelines.docker_optimization import yaml_lines
+from pipelines.docker_optimization.schemas import vendored_schema
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -58,11 +60,13 @@ class ComposeFile:
             return 0
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    return yaml
+def _yaml():
+    from ruamel.yaml import YAML  # edits only: reading doesn't pay for ruamel's import
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096
+    return rt
 
 
 MAX_EXPANDED_NODES = 1_000_000
@@ -94,14 +98,13 @@ def load(path: str, text: str) -> ComposeFile:
     """Parse a compose file; a parse error becomes ``error``, never an exception.
 
     Cached by (path, text): the reviewer and ops re-analyze the same files
-    many times in a run, and ruamel's round-trip parser is the slowest step
-    of an analysis. The result is shared, so nothing may mutate it (edits go
+    many times in a run. The result is shared, so nothing may mutate it (edits go
     through ``RoundTrip``, which parses its own copy).
     """
     compose = ComposeFile(path=path, text=text)
     try:
-        data = _yaml().load(text)
-    except YAMLError as err:
+        data = yaml_lines.load(text)
+    except yaml.YAMLError as err:
         compose.error = " ".join(str(err).split())
         return compose
     if not isinstance(data, dict):
