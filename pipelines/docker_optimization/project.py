@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import posixpath
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -38,6 +39,10 @@ class InputProblem:
     path: str
     code: str       # PX003 binary, PX004 too large, PX005 unreadable
     message: str
+
+
+# Every Dockerfile or compose file name contains one of these (case aside); most paths are neither.
+_MAYBE_BUILD_FILE = re.compile(r"ockerfile|compose", re.IGNORECASE)
 
 
 def is_dockerfile(path: str) -> bool:
@@ -134,7 +139,7 @@ class Project:
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
         self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
-        for path in self._sorted:
+        for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
