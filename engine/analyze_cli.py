@@ -60,10 +60,11 @@ def _default_spec(name: str):
     return _spec(name)
 
 
-def analysis_result(spec, root: Path, hadolint: bool):
-    """The pipeline's full analysis: its light ``analyze`` entry, else its domain's ``analyze_report``, else findings alone."""
+def analysis_result(spec, root: Path, hadolint: bool, tree=None):
+    """The pipeline's full analysis: its light ``analyze`` entry (given ``tree``, the walk of ``root``, when
+    there is one), else its domain's ``analyze_report``, else its findings alone."""
     if spec.analyze is not None:
-        return spec.analyze(root, hadolint)
+        return spec.analyze(tree if tree is not None else root, hadolint)
     from engine.findings_output import AnalysisResult, Note
 
     domain = spec.domain(None)
@@ -96,12 +97,22 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {args.fail_on!r}")
         if not args.repo.is_dir():
             raise UsageError(f"{args.repo} is not a directory; pass --repo with the path of your repository")
-        spec = _default_spec(args.pipeline)
     except UsageError as error:
         sys.stderr.write(f"error: {error}\n")
         return 2
+    from engine.tree import DirTree
+
     root = args.repo.resolve()
-    result = analysis_result(spec, root, args.hadolint)
+    tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
+    try:
+        try:
+            spec = _default_spec(args.pipeline)
+        except UsageError as error:
+            sys.stderr.write(f"error: {error}\n")
+            return 2
+        result = analysis_result(spec, root, args.hadolint, tree)
+    finally:
+        tree.close()
     from engine.findings_output import render
 
     sys.stdout.write(render(result, args.fmt, root))

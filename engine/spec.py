@@ -42,6 +42,7 @@ class PipelineSpec:
     extra: dict[str, str] = field(default_factory=dict)
     # `pipeline analyze`'s entry point, (root, hadolint) -> AnalysisResult, when the pipeline offers one
     # apart from its Domain: a linter's start-up must not pay for the fixes, builds and agents' imports.
+    # ``root`` is a directory's engine.tree.Tree (its walk may already be under way) or a Path.
     analyze: Callable[[Path, bool], object] | None = None
 
     def __post_init__(self) -> None:

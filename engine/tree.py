@@ -8,9 +8,11 @@ out: ``GitTree`` lists a commit with ``git ls-tree -l`` and reads blobs with
 from __future__ import annotations
 
 import errno
+import marshal
 import os
 import stat
 import subprocess
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +44,57 @@ class DirTree:
         self._files: dict[str, int] | None = None
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
+        self._aside: tuple[int, int] | None = None   # (child pid, pipe) while a walk runs aside
+
+    @classmethod
+    def walked_aside(cls, root: Path) -> "DirTree":
+        """A tree whose walk starts now in a forked child, while the caller goes on (importing, say).
+
+        On two cores the walk (a stat per file) and the caller's own start-up
+        overlap; ``files()`` collects the child's answer. Without fork, or with
+        threads running (forking them is unsafe), the walk happens in ``files()``
+        as usual; so it does if the child fails in any way. Call ``close()``
+        when ``files()`` may never be called.
+        """
+        tree = cls(root)
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            return tree
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: walk, write the answer, leave without running the parent's exit handlers
+            status = 1
+            try:
+                os.close(read_end)
+                data = marshal.dumps(tree._walk())
+                with os.fdopen(write_end, "wb") as out:
+                    out.write(data)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        tree._aside = (pid, read_end)
+        return tree
+
+    def _collect(self) -> tuple[dict[str, int], dict[str, str]] | None:
+        """The child's walk (None when it failed); the child is reaped and the pipe closed either way."""
+        assert self._aside is not None
+        pid, read_end = self._aside
+        self._aside = None
+        with os.fdopen(read_end, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if status != 0 or not data:
+            return None
+        try:
+            found, skipped = marshal.loads(data)
+        except (EOFError, ValueError, TypeError):
+            return None
+        return found, skipped
+
+    def close(self) -> None:
+        """Reap a walk still running aside (its answer is dropped)."""
+        if self._aside is not None:
+            self._collect()
 
     @property
     def real_root(self) -> Path:
@@ -51,39 +104,44 @@ class DirTree:
 
     def files(self) -> dict[str, int]:
         if self._files is None:
-            found: dict[str, int] = {}
-            skipped: dict[str, str] = {}
-            # os.scandir by hand rather than os.walk + lstat: the entry's type comes free with the listing,
-            # so only regular files cost a stat (for the size). Same verdicts as os.walk(followlinks=False).
-            stack = [(os.fspath(self.root), "")]
-            while stack:
-                directory, prefix = stack.pop()
-                try:
-                    entries = list(os.scandir(directory))
-                except OSError:
-                    continue  # an unreadable directory, as os.walk skips it
-                for entry in entries:
-                    path = prefix + entry.name
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if entry.name != ".git":
-                                stack.append((entry.path, path + "/"))
-                            continue
-                        if entry.is_symlink():
-                            if _points_to_dir(entry):
-                                continue  # a directory symlink: never descended into, never listed
-                            why = self._bad_link(entry.path)
-                            if why:
-                                skipped[path] = why
-                                continue
-                        elif not entry.is_file(follow_symlinks=False):
-                            skipped[path] = "not a regular file (FIFO, socket or device); not read"
-                            continue
-                        found[path] = entry.stat(follow_symlinks=False).st_size
-                    except OSError as err:
-                        skipped[path] = f"cannot stat: {err.strerror or err}"
-            self._files, self.skipped = found, skipped
+            walked = self._collect() if self._aside is not None else None
+            self._files, self.skipped = walked if walked is not None else self._walk()
         return self._files
+
+    def _walk(self) -> tuple[dict[str, int], dict[str, str]]:
+        """(path -> size, path -> why it was left out) for the whole tree."""
+        found: dict[str, int] = {}
+        skipped: dict[str, str] = {}
+        # os.scandir by hand rather than os.walk + lstat: the entry's type comes free with the listing,
+        # so only regular files cost a stat (for the size). Same verdicts as os.walk(followlinks=False).
+        stack = [(os.fspath(self.root), "")]
+        while stack:
+            directory, prefix = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:
+                continue  # an unreadable directory, as os.walk skips it
+            for entry in entries:
+                path = prefix + entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name != ".git":
+                            stack.append((entry.path, path + "/"))
+                        continue
+                    if entry.is_symlink():
+                        if _points_to_dir(entry):
+                            continue  # a directory symlink: never descended into, never listed
+                        why = self._bad_link(entry.path)
+                        if why:
+                            skipped[path] = why
+                            continue
+                    elif not entry.is_file(follow_symlinks=False):
+                        skipped[path] = "not a regular file (FIFO, socket or device); not read"
+                        continue
+                    found[path] = entry.stat(follow_symlinks=False).st_size
+                except OSError as err:
+                    skipped[path] = f"cannot stat: {err.strerror or err}"
+        return found, skipped
 
     def _bad_link(self, full: str) -> str:
         """Why a symlink can't be part of the tree, or "" when it resolves to a regular file inside it."""

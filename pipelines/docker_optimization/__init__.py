@@ -13,7 +13,7 @@ def _domain(run):
     return DockerDomain(run)
 
 
-def _analyze(root: Path, hadolint: bool):
+def _analyze(root, hadolint: bool):
     from pipelines.docker_optimization.analysis import run_analysis
 
     return run_analysis(root, hadolint=hadolint)
