@@ -146,6 +146,16 @@ class Project:
                 self.composes.append(self._compose(path))
         self.contexts = self._contexts()
 
+    @property
+    def sorted_paths(self) -> list[str]:
+        """Every file's path, sorted: the files under a directory are one contiguous run of it."""
+        return self._sorted
+
+    @cached_property
+    def sorted_sizes(self) -> list[int]:
+        """The sizes of ``sorted_paths``, index for index."""
+        return [self.files[p] for p in self._sorted]
+
     def files_under(self, directory: str) -> dict[str, int]:
         """Directory-relative path -> size for the files below ``directory`` (a bisect on the sorted paths, cached)."""
         if directory not in self._under:

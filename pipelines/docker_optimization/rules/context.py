@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
+from pipelines.docker_optimization.context_size import sent_size
 from pipelines.docker_optimization.copies import problems, sources
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
@@ -453,23 +454,12 @@ def large_build_context(ctx) -> Iterable[Hit]:
         if key in seen:
             continue
         seen.add(key)
-        sent = c.sent()
-        total = sum(sent.values())
-        if total <= LARGE_CONTEXT:
+        size = sent_size(c)
+        if size.bytes <= LARGE_CONTEXT:
             continue
-        biggest = _biggest_dirs(c.project, sent)
-        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(len(sent), 'file')}; biggest: "
+        total = size.bytes
+        biggest = sorted(((top, sent) for top, (_, sent) in size.by_top.items()),
+                         key=lambda item: (-item[1], item[0]))[:3]
+        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(size.files, 'file')}; biggest: "
                      + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
                   f"{c.dir}: {_mib(total)}", file=key)
-
-
-def _biggest_dirs(project, sent: dict[str, int]) -> list[tuple[str, int]]:
-    """The three top-level directories that send the most bytes (once per sent set: contexts share them)."""
-    key = ("biggest_dirs", id(sent))
-    if key not in project.memo:
-        by_dir: dict[str, int] = {}
-        for path, size in sent.items():
-            top = path.split("/", 1)[0] + "/" if "/" in path else "(files at the top)"
-            by_dir[top] = by_dir.get(top, 0) + size
-        project.memo[key] = (sent, sorted(by_dir.items(), key=lambda item: (-item[1], item[0]))[:3])
-    return project.memo[key][1]

@@ -1,0 +1,138 @@
+"""How much a build context sends, counted without listing what it sends.
+
+``Context.sent()`` lists the files (a dict per context); a monorepo with many
+contexts at its root, each with its own ignore file, made that (contexts ×
+files) Python work. Here the counts come from index ranges over the
+project's sorted paths instead:
+
+- the files under a directory are one contiguous range;
+- a pattern excludes the same files whichever ignore file it is in, so what
+  each pattern excludes is computed once per context directory and shared;
+  a literal pattern (``.git``, ``node_modules``, ``apps/web/dist``) is two
+  bisects, any other one pass over the directory's files
+  (``dockerignore.excluded_by_each``);
+- an ignore file without ``!`` excludes the union of what its patterns
+  exclude (set operations in C); one with ``!`` (the last match wins, and
+  the walk may skip directories) is counted from ``Context.sent()``, exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from pipelines.docker_optimization.dockerignore import excluded_by_each
+
+TOP_FILES = "(files at the top)"
+
+
+@dataclass(frozen=True)
+class SentSize:
+    files: int
+    bytes: int
+    by_top: dict[str, tuple[int, int]]   # "dir/" or TOP_FILES -> (files, bytes) sent, for entries that send any
+
+
+def sent_size(ctx) -> SentSize:
+    """Files and bytes the classic builder sends for ``ctx``, and per top-level entry (shared per ignore patterns)."""
+    ignore = ctx.ignore
+    memo = ctx.project.memo
+    key = ("sent_size", ctx.dir, ignore.key)
+    if key not in memo:
+        if ignore.has_reinclusions or ignore.flavor == "legacy":
+            memo[key] = _from_listing(ctx.sent())
+        else:
+            memo[key] = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
+    return memo[key]
+
+
+def _from_listing(sent: dict[str, int]) -> SentSize:
+    by_top: dict[str, tuple[int, int]] = {}
+    for path, size in sent.items():
+        top = path.split("/", 1)[0] + "/" if "/" in path else TOP_FILES
+        count, total = by_top.get(top, (0, 0))
+        by_top[top] = (count + 1, total + size)
+    return SentSize(len(sent), sum(sent.values()), by_top)
+
+
+def _from_ranges(where: "_Dir", patterns: list[str]) -> SentSize:
+    excluded = set().union(*where.excluded_by(patterns)) if patterns else set()
+    sizes = where.sizes
+    ex = sorted(excluded)
+    by_top: dict[str, tuple[int, int]] = {}
+    for name, lo, hi, total in where.tops:
+        a, b = bisect.bisect_left(ex, lo), bisect.bisect_left(ex, hi)
+        if hi - lo - (b - a):
+            by_top[name] = (hi - lo - (b - a), total - sum(map(sizes.__getitem__, ex[a:b])))
+    top_files = [i for i in where.top_files if i not in excluded]
+    if top_files:
+        by_top[TOP_FILES] = (len(top_files), sum(map(sizes.__getitem__, top_files)))
+    return SentSize(where.hi - where.lo - len(excluded), where.total - sum(map(sizes.__getitem__, ex)), by_top)
+
+
+class _Dir:
+    """One context directory as index ranges over the project's sorted paths (built once per directory)."""
+
+    def __init__(self, project, directory: str) -> None:
+        paths = project.sorted_paths
+        self.paths, self.sizes = paths, project.sorted_sizes
+        self.prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+        self.lo, self.hi = _span(paths, self.prefix) if self.prefix else (0, len(paths))
+        self.total = sum(self.sizes[self.lo:self.hi])
+        self.tops: list[tuple[str, int, int, int]] = []     # (name + "/", lo, hi, bytes) per top-level directory
+        self.top_files: list[int] = []                      # files directly in the directory
+        i, cut = self.lo, len(self.prefix)
+        while i < self.hi:
+            rest = paths[i][cut:]
+            slash = rest.find("/")
+            if slash < 0:
+                self.top_files.append(i)
+                i += 1
+                continue
+            lo, hi = _span(paths, paths[i][:cut + slash + 1], i)
+            self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
+            i = hi
+        self._by_pattern: dict[str, frozenset[int]] = {}
+
+    @classmethod
+    def of(cls, project, directory: str) -> "_Dir":
+        key = ("context_dir", directory)
+        if key not in project.memo:
+            project.memo[key] = cls(project, directory)
+        return project.memo[key]
+
+    def excluded_by(self, patterns: list[str]) -> list[frozenset[int]]:
+        """For each pattern, the indices of the files it excludes on its own (computed once per pattern)."""
+        missing = [p for p in dict.fromkeys(patterns) if p not in self._by_pattern]
+        generic = [p for p in missing if not _literal(p)]
+        for pattern in missing:
+            if _literal(pattern):
+                self._by_pattern[pattern] = self._literal(pattern)
+        if generic:
+            cut = len(self.prefix)
+            relative = [p[cut:] for p in self.paths[self.lo:self.hi]]
+            at = {path: self.lo + n for n, path in enumerate(relative)}
+            for pattern, files in excluded_by_each(generic, relative).items():
+                self._by_pattern[pattern] = frozenset(at[f] for f in files)
+        return [self._by_pattern[p] for p in patterns]
+
+    def _literal(self, pattern: str) -> frozenset[int]:
+        full = self.prefix + pattern
+        lo, hi = _span(self.paths, full + "/", self.lo)
+        found = set(range(lo, hi))
+        i = bisect.bisect_left(self.paths, full, self.lo, self.hi)
+        if i < self.hi and self.paths[i] == full:
+            found.add(i)
+        return frozenset(found)
+
+
+def _literal(pattern: str) -> bool:
+    """A cleaned pattern that names one path: it excludes that file or everything under that directory."""
+    return not any(ch in pattern for ch in "*?[]\\^$") and pattern not in (".", "..") \
+        and not pattern.startswith(("../", "/"))
+
+
+def _span(paths: list[str], prefix: str, lo: int = 0) -> tuple[int, int]:
+    """The index range of the sorted ``paths`` that start with ``prefix``."""
+    start = bisect.bisect_left(paths, prefix, lo)
+    return start, bisect.bisect_left(paths, prefix + "\U0010ffff", start)
