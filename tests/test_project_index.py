@@ -34,3 +34,16 @@ def test_contexts_are_indexed_by_directory_and_by_dockerfile(tmp_path):
     assert [(c.dockerfile, c.inferred) for c in project.contexts_in("tools")] == [("tools/Dockerfile", True)]
     assert project.contexts_in("nowhere") == [] and project.contexts_of("nowhere/Dockerfile") == []
     assert list(project.files_under(".")) == sorted(project.files)
+
+
+def test_sends_answers_as_sent_does_without_listing(tmp_path):
+    repo = write(tmp_path, {
+        "compose.yaml": "services:\n  api:\n    build: ./api\n",
+        "api/Dockerfile": "FROM python:3.12-slim\n", "api/.dockerignore": "**/*.pyc\ntests\n!tests/keep.py\n",
+        "api/app.py": "", "api/app.pyc": "", "api/tests/t.py": "", "api/tests/keep.py": "",
+    })
+    (ctx,) = Project(DirTree(repo)).contexts
+    asked = ["app.py", "app.pyc", "tests/t.py", "tests/keep.py", "Dockerfile", "missing.py"]
+    answers = [ctx.sends(p) for p in asked]          # before anything lists the context
+    assert answers == [p in ctx.sent() for p in asked] == [True, False, False, True, True, False]
+    assert [ctx.sends(p) for p in asked] == answers   # and after

@@ -124,6 +124,13 @@ class Context:
         return self._sent
 
 
+    def sends(self, path: str) -> bool:
+        """Does the builder receive the context-relative ``path`` (``path in sent()``, without listing the rest)?"""
+        if self._sent is not None:
+            return path in self._sent
+        return path in self.files() and not self.ignore.excluded(path)
+
+
 class Project:
     """Everything the rules look at, loaded once from a tree (a checkout or a commit)."""
 

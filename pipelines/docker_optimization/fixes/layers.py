@@ -176,7 +176,7 @@ class _Manifests:
                 raise FixError(f"{image_path} doesn't come from COPY {' '.join(self.copy.value)} (line "
                                f"{self.copy.start_line}); can't tell where it comes from")
             return ""
-        present = [source in ctx.sent() for ctx in self.contexts]
+        present = [ctx.sends(source) for ctx in self.contexts]
         if not any(present):
             if required:
                 raise FixError(f"{source} is not sent in build context {self.contexts[0].dir}")
@@ -250,7 +250,7 @@ class _Manifests:
         for name in (".yarnrc.yml", "pnpm-workspace.yaml"):
             image_path = resolve(cwd, name)
             other = delivered_by(self.df, self.copy, image_path)
-            if other and any(other in ctx.sent() for ctx in self.contexts):
+            if other and any(ctx.sends(other) for ctx in self.contexts):
                 raise FixError(f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more "
                                "than the manifests")
 

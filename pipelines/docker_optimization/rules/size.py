@@ -276,7 +276,7 @@ def lockfile_of(df: Dockerfile, run: Instruction, seg: Segment, contexts: list) 
     for name in LOCKFILES[tool]:
         image_path = resolve(seg.cwd, name)
         source = next((found for c in reversed(copies) if (found := delivered_by(df, c, image_path))), None)
-        if source and all(source in ctx.sent() for ctx in contexts):
+        if source and all(ctx.sends(source) for ctx in contexts):
             return source
     return ""
 
