@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VERSION = 1  # bump when the generated tree changes, so --out trees are regenerated
+VERSION = 2  # bump when the generated tree changes, so --out trees are regenerated
 
 BASE_FILES = 20_000
 BASE_DOCKERFILES = 45
@@ -514,7 +514,10 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
             candidates.append(f"{svc.dockerfile}.dockerignore")
         for path in candidates:
             if path not in w.paths:
-                w.write(path, ignore_body if rng.random() < 0.7 else ".git\nnode_modules\n")
+                # Each file also names something of its own, as real ones do: no two are alike, so no
+                # analysis can do one ignore file's work once for all (VERSION 2).
+                own = path.replace("/", "-") + ".local\n"
+                w.write(path, (ignore_body if rng.random() < 0.7 else ".git\nnode_modules\n") + own)
                 man.dockerignores.append(path)
 
     # Shared top-level content.
