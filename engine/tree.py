@@ -8,11 +8,9 @@ out: ``GitTree`` lists a commit with ``git ls-tree -l`` and reads blobs with
 from __future__ import annotations
 
 import errno
-import marshal
 import os
 import stat
 import subprocess
-import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -44,57 +42,28 @@ class DirTree:
         self._files: dict[str, int] | None = None
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
-        self._aside: tuple[int, int] | None = None   # (child pid, pipe) while a walk runs aside
+        self._aside = None   # an engine.aside.Aside while the walk runs in a child
 
     @classmethod
     def walked_aside(cls, root: Path) -> "DirTree":
-        """A tree whose walk starts now in a forked child, while the caller goes on (importing, say).
+        """A tree whose walk starts now in a forked child (``engine.aside``), while the caller goes on.
 
         On two cores the walk (a stat per file) and the caller's own start-up
-        overlap; ``files()`` collects the child's answer. Without fork, or with
-        threads running (forking them is unsafe), the walk happens in ``files()``
-        as usual; so it does if the child fails in any way. Call ``close()``
-        when ``files()`` may never be called.
+        (its imports) overlap; ``files()`` collects the child's answer, or walks
+        itself when the walk could not run aside. Call ``close()`` when
+        ``files()`` may never be called.
         """
-        tree = cls(root)
-        if not hasattr(os, "fork") or threading.active_count() > 1:
-            return tree
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: walk, write the answer, leave without running the parent's exit handlers
-            status = 1
-            try:
-                os.close(read_end)
-                data = marshal.dumps(tree._walk())
-                with os.fdopen(write_end, "wb") as out:
-                    out.write(data)
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(write_end)
-        tree._aside = (pid, read_end)
-        return tree
+        from engine.aside import Aside
 
-    def _collect(self) -> tuple[dict[str, int], dict[str, str]] | None:
-        """The child's walk (None when it failed); the child is reaped and the pipe closed either way."""
-        assert self._aside is not None
-        pid, read_end = self._aside
-        self._aside = None
-        with os.fdopen(read_end, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        if status != 0 or not data:
-            return None
-        try:
-            found, skipped = marshal.loads(data)
-        except (EOFError, ValueError, TypeError):
-            return None
-        return found, skipped
+        tree = cls(root)
+        tree._aside = Aside(tree._walk)
+        return tree
 
     def close(self) -> None:
         """Reap a walk still running aside (its answer is dropped)."""
         if self._aside is not None:
-            self._collect()
+            self._aside.close()
+            self._aside = None
 
     @property
     def real_root(self) -> Path:
@@ -104,7 +73,8 @@ class DirTree:
 
     def files(self) -> dict[str, int]:
         if self._files is None:
-            walked = self._collect() if self._aside is not None else None
+            walked = self._aside.result() if self._aside is not None else None
+            self._aside = None
             self._files, self.skipped = walked if walked is not None else self._walk()
         return self._files
 

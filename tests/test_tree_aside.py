@@ -28,7 +28,7 @@ def awkward_tree(root):
 def test_the_walk_aside_is_the_plain_walk(tmp_path):
     root = awkward_tree(tmp_path)
     plain, aside = DirTree(root), DirTree.walked_aside(root)
-    assert aside._aside is not None                      # a child is walking
+    assert aside._aside.running                           # a child is walking
     assert aside.files() == plain.files() and aside.skipped == plain.skipped
     assert aside._aside is None
     assert set(plain.files()) == {"Dockerfile", "a/b/c.txt", "ünïcode/é.txt", os.fsdecode(b"latin1-\xe9.txt")}
@@ -38,7 +38,7 @@ def test_the_walk_aside_is_the_plain_walk(tmp_path):
 def test_the_child_is_reaped_whether_or_not_its_answer_is_read(tmp_path):
     for read in (True, False):
         tree = DirTree.walked_aside(write(tmp_path / str(read), {"x": "1"}))
-        pid = tree._aside[0]
+        pid = tree._aside._child[0]
         tree.files() if read else tree.close()
         with pytest.raises(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)                    # already reaped: no zombie left
@@ -54,7 +54,7 @@ def test_a_child_that_fails_leaves_the_walk_to_the_parent(tmp_path, monkeypatch)
 
     monkeypatch.setattr(DirTree, "_walk", walk)
     tree = DirTree.walked_aside(write(tmp_path, {"a/x": "12"}))
-    assert tree._aside is not None and tree.files() == {"a/x": 2}
+    assert tree._aside.running and tree.files() == {"a/x": 2}
 
 
 def test_no_fork_while_threads_run(tmp_path):
@@ -63,7 +63,7 @@ def test_no_fork_while_threads_run(tmp_path):
     worker.start()
     try:
         tree = DirTree.walked_aside(write(tmp_path, {"x": "1"}))
-        assert tree._aside is None and tree.files() == {"x": 1}
+        assert not tree._aside.running and tree.files() == {"x": 1}
     finally:
         stop.set()
         worker.join()

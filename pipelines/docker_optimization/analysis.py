@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from engine.aside import Aside
 from engine.finding import Applicability, Category, Finding, Severity
 from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
 from engine.tree import DirTree, Tree
@@ -196,32 +197,73 @@ def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[
         return []
 
 
-def _rule_findings(project: Project, rules: list[Rule], notes: list[Note]) -> list[Finding]:
+def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], list[Note]]:
+    """A rule's findings over every target of its kind, and a note for each target it failed on."""
     findings: list[Finding] = []
-    service_list = None
-    for each in rules:
-        if each.target == "dockerfile":
-            for df in project.dockerfiles.values():
-                if not df.error:
-                    findings += _run_rule(each, df, df.path, notes)
-        elif each.target == "context":
-            seen = set()
-            for ctx in project.contexts:
-                if ctx.dir in seen:
-                    continue
-                seen.add(ctx.dir)
-                findings += _run_rule(each, ctx, ctx.dockerfile, notes)
-        elif each.target == "service":
-            service_list = services(project) if service_list is None else service_list
-            for svc in service_list:
-                findings += _run_rule(each, svc, svc.compose, notes)
-        elif each.target == "compose":
-            for compose in project.composes:
-                if not compose.error:
-                    findings += _run_rule(each, compose, compose.path, notes)
-        elif each.target == "project":
-            findings += _run_rule(each, project, "", notes)
+    notes: list[Note] = []
+    if each.target == "dockerfile":
+        for df in project.dockerfiles.values():
+            if not df.error:
+                findings += _run_rule(each, df, df.path, notes)
+    elif each.target == "context":
+        seen = set()
+        for ctx in project.contexts:
+            if ctx.dir in seen:
+                continue
+            seen.add(ctx.dir)
+            findings += _run_rule(each, ctx, ctx.dockerfile, notes)
+    elif each.target == "service":
+        if "services" not in memo:
+            memo["services"] = services(project)
+        for svc in memo["services"]:
+            findings += _run_rule(each, svc, svc.compose, notes)
+    elif each.target == "compose":
+        for compose in project.composes:
+            if not compose.error:
+                findings += _run_rule(each, compose, compose.path, notes)
+    elif each.target == "project":
+        findings += _run_rule(each, project, "", notes)
+    return findings, notes
+
+
+def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None) -> list[Finding]:
+    """Every rule's findings, in rule order, the same whether or not part of them ran aside.
+
+    The heavy rules (whole-repository work: every context's size, what
+    each could stop sending, the compose schema) run in a forked child
+    (``engine.aside``) while the others run here: two cores for two halves
+    of the work. Without a child, all run here. ``then`` is called once the
+    child is forked (a thread started before would forbid the fork).
+    """
+    aside_rules = [i for i, r in enumerate(rules) if r.heavy]
+    memo: dict = {}
+    child = Aside(lambda: [_to_wire(*_one_rule(project, rules[i], memo)) for i in aside_rules])
+    if then is not None:
+        then()
+    done: dict[int, tuple[list[Finding], list[Note]]] = {}
+    with child:
+        for i, each in enumerate(rules):
+            if not (child.running and i in aside_rules):
+                done[i] = _one_rule(project, each, memo)
+        answer = child.result()
+    if answer is not None:
+        done.update(zip(aside_rules, (_from_wire(*part) for part in answer)))
+    else:
+        done.update((i, _one_rule(project, rules[i], memo)) for i in aside_rules if i not in done)
+    findings: list[Finding] = []
+    for i in range(len(rules)):
+        findings += done[i][0]
+        notes += done[i][1]
     return findings
+
+
+def _to_wire(findings: list[Finding], notes: list[Note]) -> tuple[list[dict], list[tuple[str, str, str]]]:
+    """Findings and notes as marshal-able data, to cross the pipe from a child."""
+    return [f.to_json() for f in findings], [(n.kind, n.message, n.file) for n in notes]
+
+
+def _from_wire(findings: list[dict], notes: list[tuple[str, str, str]]) -> tuple[list[Finding], list[Note]]:
+    return [Finding(**f) for f in findings], [Note(kind=k, message=m, file=f) for k, m, f in notes]
 
 
 def _input_notes(project: Project) -> list[Note]:
@@ -331,12 +373,10 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     result = AnalysisResult()
     notes: list[Note] = []
     pending = _HadolintRun(project) if hadolint else None
-    if pending is not None:
-        pending.start()
     try:
-        findings = _rule_findings(project, rules, notes)
+        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None)
     finally:
-        if pending is not None:
+        if pending is not None and pending.ident is not None:
             pending.join()   # never leave the process behind, whatever the rules did
     if pending is not None:
         findings += _hadolint(pending, findings, result)

@@ -42,6 +42,7 @@ class Rule:
     fix: Applicability = Applicability.none
     fix_group: str = ""
     phase: str = ""
+    heavy: bool = False   # whole-repository work (every context's files): run beside the others when possible
 
     @property
     def doc(self) -> str:
@@ -56,13 +57,13 @@ REGISTRY: dict[str, Rule] = {}
 
 
 def rule(code: str, name: str, category: Category, severity: Severity, target: Target,
-         fix: Applicability = Applicability.none, fix_group: str = "", phase: str = ""):
+         fix: Applicability = Applicability.none, fix_group: str = "", phase: str = "", heavy: bool = False):
     def register(check: Callable[..., Iterable[Hit]]):
         if code in REGISTRY:
             raise ValueError(f"duplicate rule code {code}")
         if fix is not Applicability.none and not (fix_group and phase):
             raise ValueError(f"{code}: a fixable rule needs fix_group and phase")
-        REGISTRY[code] = Rule(code, name, category, severity, target, check, fix, fix_group, phase)
+        REGISTRY[code] = Rule(code, name, category, severity, target, check, fix, fix_group, phase, heavy)
         return check
     return register
 

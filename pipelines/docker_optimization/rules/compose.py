@@ -488,7 +488,7 @@ def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
                                   f"{build.service}: {source.ins.original}", file=compose.path)
 
 
-@rule("CO008", "compose-schema-violation", Category.correctness, Severity.error, "compose")
+@rule("CO008", "compose-schema-violation", Category.correctness, Severity.error, "compose", heavy=True)
 def compose_schema_violation(compose: ComposeFile) -> Iterable[Hit]:
     """A compose file doesn't follow the compose-spec schema.
 

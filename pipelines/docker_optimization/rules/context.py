@@ -173,7 +173,7 @@ def _count(n: int, what: str) -> str:
 
 
 @rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles", heavy=True)
 def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
 
@@ -431,7 +431,7 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
 
 
-@rule("CX005", "large-build-context", Category.performance, Severity.info, "context")
+@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True)
 def large_build_context(ctx) -> Iterable[Hit]:
     """A build context sends more than 50 MiB after its .dockerignore.
 
