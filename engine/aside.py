@@ -16,7 +16,7 @@ from __future__ import annotations
 import marshal
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 ENABLED = hasattr(os, "fork")   # tests turn it off to compare with the one-process answer
 
@@ -64,7 +64,7 @@ class Aside:
     def close(self) -> None:
         self.result()
 
-    def __enter__(self) -> "Aside":
+    def __enter__(self) -> Aside:
         return self
 
     def __exit__(self, *exc: object) -> None:

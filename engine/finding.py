@@ -78,7 +78,7 @@ class Finding:
                 raise TypeError(f"Finding.{name} must be an int, not {type(getattr(self, name)).__name__}")
 
     @classmethod
-    def make(cls, **kw) -> "Finding":
+    def make(cls, **kw) -> Finding:
         kw.setdefault("end_line", kw.get("line", 0))
         fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)

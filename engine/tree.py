@@ -45,7 +45,7 @@ class DirTree:
         self._aside = None   # an engine.aside.Aside while the walk runs in a child
 
     @classmethod
-    def walked_aside(cls, root: Path) -> "DirTree":
+    def walked_aside(cls, root: Path) -> DirTree:
         """A tree whose walk starts now in a forked child (``engine.aside``), while the caller goes on.
 
         On two cores the walk (a stat per file) and the caller's own start-up

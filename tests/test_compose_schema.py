@@ -6,7 +6,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.docker_optimization import compose
 from tests.conftest import ROOT

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.tree import DirTree
 from pipelines.docker_optimization.context_size import TOP_FILES, SentSize, _from_listing, sent_size

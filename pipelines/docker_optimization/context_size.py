@@ -55,7 +55,7 @@ def _from_listing(sent: dict[str, int]) -> SentSize:
     return SentSize(len(sent), sum(sent.values()), by_top)
 
 
-def _from_ranges(where: "_Dir", patterns: list[str]) -> SentSize:
+def _from_ranges(where: _Dir, patterns: list[str]) -> SentSize:
     excluded = set().union(*where.excluded_by(patterns)) if patterns else set()
     sizes = where.sizes
     ex = sorted(excluded)
@@ -95,7 +95,7 @@ class _Dir:
         self._by_pattern: dict[str, frozenset[int]] = {}
 
     @classmethod
-    def of(cls, project, directory: str) -> "_Dir":
+    def of(cls, project, directory: str) -> _Dir:
         key = ("context_dir", directory)
         if key not in project.memo:
             project.memo[key] = cls(project, directory)

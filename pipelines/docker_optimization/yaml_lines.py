@@ -47,7 +47,7 @@ _NAN = re.compile(r"\.(nan|NaN|NAN)")
 class Lines:
     """ruamel's ``lc``: where each key or item of a node starts (0-based line, column)."""
 
-    __slots__ = ("line", "col", "_at")
+    __slots__ = ("_at", "col", "line")
 
     def __init__(self, line: int, col: int) -> None:
         self.line, self.col = line, col
@@ -157,9 +157,9 @@ def scalar(node: yaml.ScalarNode) -> object:
     if _INT.fullmatch(text):
         return int(text)
     if _OCT.fullmatch(text):
-        return int(text[2:], 8)
+        return int(text, 8)   # "0o17": int() takes the prefix with an explicit base
     if _HEX.fullmatch(text):
-        return int(text[2:], 16)
+        return int(text, 16)
     if _FLOAT.fullmatch(text):
         return float(text)
     if _INF.fullmatch(text):
