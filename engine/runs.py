@@ -139,22 +139,35 @@ def _lock(repo: Path, run_id: str) -> RepoLock:
         raise UsageError(str(err)) from None
 
 
+START_POINT = "start.workspace"   # fault-injection point between the run's record and its worktree
+
+
 def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
     paths.root.mkdir(parents=True, exist_ok=True)
     base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True, env=git_env()).stdout.strip()
-    try:
-        with Workspace.create(root, run_id, base) as ws:
-            worktree, branch = ws.path, ws.branch
-    except RepoError as err:
-        raise UsageError(str(err)) from None
+    worktree, branch = Workspace.location(root, run_id)
     ctx = RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
                      base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {})
     record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen])
+    # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     save_record(record, paths.run_json)
-    state = {"run": ctx, "head": base, "bases": {}, "findings": [], "changes": [], "verdicts": [],
-             "measurements": [], "phases": record.phases}
-    return Runner(spec, record, paths, on_event).execute("run", state)
+    from engine.graph import crash_point
+
+    crash_point(START_POINT, "before")
+    try:
+        with Workspace.create(root, run_id, base):
+            pass
+    except RepoError as err:
+        paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
+        raise UsageError(str(err)) from None
+    return Runner(spec, record, paths, on_event).execute("run", initial_state(record))
+
+
+def initial_state(record: RunRecord) -> dict:
+    """The graph's input for a run's first step."""
+    return {"run": record.run, "head": record.run.base_commit, "bases": {}, "findings": [], "changes": [],
+            "verdicts": [], "measurements": [], "phases": record.phases}
 
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
@@ -216,8 +229,11 @@ class Runner:
         with ExitStack() as stack:
             checkpoints = stack.enter_context(Checkpoints(self.paths.state_db))
             try:
-                with Workspace.open(Path(run.repo), Path(run.worktree), run.branch):
-                    pass  # recreate or scrub the worktree before any agent looks at it
+                # Recreate or scrub the worktree before any agent looks at it; a run that committed nothing
+                # may not have its branch yet (killed right after its record was written).
+                base = run.base_commit if not any(c.commit for c in record.changes) else None
+                with Workspace.open(Path(run.repo), Path(run.worktree), run.branch, base=base):
+                    pass
             except RepoError as err:
                 raise UsageError(str(err)) from None
             domain = self.spec.domain(run)
@@ -227,7 +243,9 @@ class Runner:
             graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
                                 llm=llm, spent=lambda: self.record.usage)
             start_config = config
-            if kind == "resume":
+            if kind == "resume" and from_phase is None and not graph.get_state(config).values:
+                state = initial_state(record)   # killed before the graph's first checkpoint: start it afresh
+            elif kind == "resume":
                 start_config = self._resume_point(graph, config, from_phase)
                 if start_config is None:
                     invocation.outcome = "nothing to do: the run had finished"

@@ -77,10 +77,14 @@ class Workspace:
         self.repo.git.update_environment(**_GIT_ENV)
 
     # -- lifecycle -------------------------------------------------------
+    @staticmethod
+    def location(repo: Path, run_id: str) -> tuple[Path, str]:
+        """Where a run's worktree goes and its branch's name (known before either exists)."""
+        return git_common_dir(repo) / "pipeline-worktrees" / run_id, f"pipeline/{run_id}"
+
     @classmethod
     def create(cls, repo: Path, run_id: str, base: str) -> "Workspace":
-        branch = f"pipeline/{run_id}"
-        worktree = git_common_dir(repo) / "pipeline-worktrees" / run_id
+        worktree, branch = cls.location(repo, run_id)
         exists = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
                                 capture_output=True, env=git_env()).returncode == 0
         if exists:
@@ -94,9 +98,22 @@ class Workspace:
         return cls(worktree, branch)
 
     @classmethod
-    def open(cls, repo: Path, worktree: Path, branch: str) -> "Workspace":
-        """Reopen a run's worktree, recreating it from the branch if it was removed."""
+    def open(cls, repo: Path, worktree: Path, branch: str, base: str | None = None) -> "Workspace":
+        """Reopen a run's worktree, recreating it from the branch if it was removed.
+
+        ``base``: the run committed nothing yet, so a missing branch is one the
+        run never got to make (it was killed first): make it now, at ``base``.
+        """
         worktree = Path(worktree)
+        if base is not None and not (worktree / ".git").exists() and subprocess.run(
+                ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                capture_output=True, env=git_env()).returncode != 0:
+            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
+            added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree),
+                                    base], capture_output=True, text=True, env=git_env())
+            if added.returncode != 0:
+                reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+                raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
         if not (worktree / ".git").exists():
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
             added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],

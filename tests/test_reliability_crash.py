@@ -179,3 +179,13 @@ def test_a_run_starting_while_another_is_still_writing_its_lock_is_refused(tmp_p
 
     assert fast.communicate(timeout=60)[0].startswith("refused")
     assert slow.communicate(timeout=60)[0].strip() == "won"
+
+
+def test_a_sigkill_between_the_run_record_and_its_worktree_is_listed_and_resumed(tmp_path, reference_tree):
+    """The record is written before the worktree and branch exist: a run killed in between is listed
+    (`pipeline list`), and resume makes its branch at the base commit and runs it from the start."""
+    from bench.reliability import crash_and_resume
+    from engine.runs import START_POINT
+
+    result = crash_and_resume(tmp_path, f"{START_POINT}:before", "kill", reference_tree)
+    assert result.crashed == -signal.SIGKILL and result.recovered, report([result])
