@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
+import yaml
 
 from engine.finding import Applicability, Category, Severity
+from pipelines.docker_optimization import yaml_lines
 from pipelines.docker_optimization.buildgraph import build_graph
 from pipelines.docker_optimization.project import Project
 from pipelines.docker_optimization.rules import Hit, rule
@@ -30,8 +30,8 @@ def built_services(project: Project) -> list[str]:
 def workflow_steps(text: str) -> list[dict]:
     """The steps of every job of a workflow (an empty list when it doesn't parse)."""
     try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError:
+        data = yaml_lines.load(text)   # YAML 1.2, as GitHub reads it: `on:` stays a key named "on"
+    except yaml.YAMLError:
         return []
     jobs = data.get("jobs") if isinstance(data, dict) else None
     steps = []
