@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 a finding at ``--fail-on`` or above, 2 unusable arguments.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def _spec(name: str):
 
 
 def _default_spec(name: str):
-    """The bundled pipeline without scanning installed distributions' metadata (~20 ms); others by entry point."""
-    if name == "docker-optimization":
+    """The bundled pipeline without scanning installed distributions' metadata (~20 ms); others (and any
+    pipeline when PIPELINE_PLUGINS may replace one) by the full lookup."""
+    if name == "docker-optimization" and not os.environ.get("PIPELINE_PLUGINS"):
         from pipelines.docker_optimization import PIPELINE
 
         return PIPELINE
