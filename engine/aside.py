@@ -27,7 +27,12 @@ class Aside:
         if not ENABLED or threading.active_count() > 1:
             return
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to spare (ulimit, memory): the caller does the work
+            os.close(read_end)
+            os.close(write_end)
+            return
         if pid == 0:  # the child: work, write the answer, leave without the parent's exit handlers
             status = 1
             try:

@@ -75,3 +75,15 @@ def test_a_rule_that_fails_in_the_child_is_a_note_in_the_same_place(monkeypatch)
     alone, split = _result(monkeypatch, EXAMPLE, False), _result(monkeypatch, EXAMPLE, True)
     assert split.notes == alone.notes
     assert any(n.kind == "rule-error" and "CX005" in n.message and "KeyError" in n.message for n in split.notes)
+
+
+def test_a_fork_that_fails_leaves_the_work_to_the_caller_and_no_pipe_open(monkeypatch):
+    def no_fork():
+        raise BlockingIOError("Resource temporarily unavailable")
+
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    monkeypatch.setattr(os, "fork", no_fork)
+    child = Aside(lambda: 1)
+    assert not child.running and child.result() is None
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) == before
