@@ -229,8 +229,8 @@ def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], 
 def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None) -> list[Finding]:
     """Every rule's findings, in rule order, the same whether or not part of them ran aside.
 
-    The heavy rules (whole-repository work: every context's size, what
-    each could stop sending, the compose schema) run in a forked child
+    The heavy rules (every context's size, the compose schema: the split
+    that measured best on the bench's trees) run in a forked child
     (``engine.aside``) while the others run here: two cores for two halves
     of the work. Without a child, all run here. ``then`` is called once the
     child is forked (a thread started before would forbid the fork).

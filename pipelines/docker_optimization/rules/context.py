@@ -173,7 +173,7 @@ def _count(n: int, what: str) -> str:
 
 
 @rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles", heavy=True)
+      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
 def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
 
