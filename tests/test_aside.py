@@ -72,7 +72,8 @@ def test_findings_of_the_heavy_rules_come_back_from_the_child(monkeypatch, tmp_p
                             "api/Dockerfile": "FROM python:3.12-slim\n"})
     alone, split = _result(monkeypatch, repo, False), _result(monkeypatch, repo, True)
     assert split.findings == alone.findings
-    assert [f.message for f in split.findings if f.rule == "CO008"] == ["services/api: unknown key 'imagee'"]
+    [co008] = [f.message for f in split.findings if f.rule == "CO008"]
+    assert co008.startswith("services/api: ") and "'imagee'" in co008
 
 
 def test_a_rule_that_fails_in_the_child_is_a_note_in_the_same_place(monkeypatch):
