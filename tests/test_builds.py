@@ -7,7 +7,7 @@ import pytest
 from engine.artifacts import Method
 from engine.runs import start_run
 from engine.tree import DirTree
-from pipelines.docker_optimization.builds import probe, verify_build
+from pipelines.docker_optimization.builds import _append_line, build, docker, probe, unique_blank_line, verify_build
 from pipelines.docker_optimization.project import Project
 from tests.conftest import make_repo
 
@@ -49,8 +49,8 @@ def test_a_real_measurement_times_base_and_head_for_the_changed_service(tmp_path
                              "image size", "image layers"}, [m.how for m in record.measurements]
     for figure in measured.values():
         assert figure.value is not None and figure.value > 0 and figure.baseline is not None and figure.baseline > 0
-    assert "one byte appended to requirements.txt" in measured["rebuild after a dependency change"].how
-    assert "one byte appended to app.py" in measured["rebuild after a source change"].how
+    assert "a unique blank line appended to requirements.txt" in measured["rebuild after a dependency change"].how
+    assert "a unique blank line appended to app.py" in measured["rebuild after a source change"].how
     summary = (reports / record.run.run_id / "summary.md").read_text()
     assert "| rebuild after a dependency change | worker |" in summary and "| measured |" in summary
 
@@ -94,3 +94,28 @@ def test_the_example_repo_gets_measured_rebuild_times_for_each_python_service(ex
     assert web and web[0].method is Method.not_measured and "node:20-slim" in web[0].how
     summary = (reports / record.run.run_id / "summary.md").read_text()
     assert "| rebuild after a dependency change | billing |" in summary
+
+
+def test_each_appended_line_is_new_and_only_whitespace():
+    lines = {unique_blank_line() for _ in range(1000)}
+    assert len(lines) == 1000
+    assert all(line.strip() == b"" and line.startswith(b"\n") and line.endswith(b"\n") for line in lines)
+
+
+@pytest.mark.docker
+def test_a_changed_file_is_rebuilt_even_when_an_earlier_run_made_the_same_change(tmp_path):
+    """The layer cache must not answer for a "source change": the same scenario run twice on the same
+    content (as every CI run does) builds a new image each time."""
+    engine_or_skip()
+    repo = make_repo(tmp_path / "repo", SERVICE)
+    (ctx,) = Project(DirTree(repo)).contexts
+    original = (repo / "worker" / "app.py").read_bytes()
+    images = []
+    for _ in range(2):
+        (repo / "worker" / "app.py").write_bytes(original)   # the same starting point both times
+        assert build(repo, ctx, "pipeline-test/append:1")[0] is not None
+        _append_line(repo, ctx, "app.py")
+        assert build(repo, ctx, "pipeline-test/append:1")[0] is not None
+        images.append(docker("image", "inspect", "--format", "{{.Id}}", "pipeline-test/append:1").stdout.strip())
+    docker("image", "rm", "-f", "pipeline-test/append:1", timeout=60)
+    assert images[0] != images[1]
