@@ -7,7 +7,9 @@ import pytest
 from engine.artifacts import Method
 from engine.runs import start_run
 from engine.tree import DirTree
-from pipelines.docker_optimization.builds import _append_line, build, docker, probe, unique_blank_line, verify_build
+from pipelines.docker_optimization.builds import (
+    _append_line, build, docker, probe, touch_targets, unique_blank_line, verify_build,
+)
 from pipelines.docker_optimization.project import Project
 from tests.conftest import make_repo
 
@@ -119,3 +121,14 @@ def test_a_changed_file_is_rebuilt_even_when_an_earlier_run_made_the_same_change
         images.append(docker("image", "inspect", "--format", "{{.Id}}", "pipeline-test/append:1").stdout.strip())
     docker("image", "rm", "-f", "pipeline-test/append:1", timeout=60)
     assert images[0] != images[1]
+
+
+def test_the_changed_files_are_the_services_own_when_its_context_is_the_repository(tmp_path):
+    repo = make_repo(tmp_path / "repo", {
+        "compose.yaml": "services:\n  api:\n    build: {context: ., dockerfile: services/api/Dockerfile}\n",
+        "services/api/Dockerfile": "FROM python:3.12-slim\nCOPY . /src\nRUN pip install -r /src/services/api/requirements.txt\n",
+        "services/api/requirements.txt": "six\n", "services/api/app.py": "",
+        "libs/common/pyproject.toml": "[project]\nname = 'common'\n", "libs/common/common.py": "",
+    })
+    (ctx,) = Project(DirTree(repo)).contexts
+    assert touch_targets(ctx) == ("services/api/app.py", "services/api/requirements.txt")

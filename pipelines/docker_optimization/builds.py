@@ -36,7 +36,7 @@ from pathlib import Path
 from engine.artifacts import Measurement, Method
 from engine.gitenv import git_env
 from pipelines.docker_optimization.copies import matching, sources
-from pipelines.docker_optimization.project import Context
+from pipelines.docker_optimization.project import Context, relative, within
 
 MANIFESTS = ("requirements", "pyproject.toml", "poetry.lock", "uv.lock", "Pipfile", "package.json",
              "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.mod", "go.sum", "Cargo.toml", "Cargo.lock")
@@ -137,7 +137,12 @@ def touch_targets(ctx: Context) -> tuple[str, str]:
         copied += sorted(matching(files, src.path))
     manifests = [p for p in copied if posixpath.basename(p).startswith(MANIFESTS)]
     code = [p for p in copied if p not in manifests and p.endswith((".py", ".js", ".ts", ".go", ".rs", ".java"))]
-    return (code[0] if code else ""), (manifests[0] if manifests else "")
+    # The service's own files first (beside its Dockerfile), then shared ones (libs/ a root context also sends).
+    home = posixpath.dirname(ctx.dockerfile)
+    own = relative(home, ctx.dir) if within(home, ctx.dir) else ""
+    mine = [p for p in code if own and within(p, own)] + [p for p in code if not (own and within(p, own))]
+    manifests = [p for p in manifests if own and within(p, own)] + [p for p in manifests if not (own and within(p, own))]
+    return (mine[0] if mine else ""), (manifests[0] if manifests else "")
 
 
 def unique_blank_line() -> bytes:
