@@ -140,9 +140,9 @@ def touch_targets(ctx: Context) -> tuple[str, str]:
     # The service's own files first (beside its Dockerfile), then shared ones (libs/ a root context also sends).
     home = posixpath.dirname(ctx.dockerfile)
     own = relative(home, ctx.dir) if within(home, ctx.dir) else ""
-    mine = [p for p in code if own and within(p, own)] + [p for p in code if not (own and within(p, own))]
-    manifests = [p for p in manifests if own and within(p, own)] + [p for p in manifests if not (own and within(p, own))]
-    return (mine[0] if mine else ""), (manifests[0] if manifests else "")
+    first = sorted(code, key=lambda p: not (own and within(p, own))) + [""]
+    manifest = sorted(manifests, key=lambda p: not (own and within(p, own))) + [""]
+    return first[0], manifest[0]
 
 
 def unique_blank_line() -> bytes:
