@@ -60,6 +60,19 @@ def git_common_dir(repo: Path) -> Path:
     return Path(out)
 
 
+def _branch_exists(repo: Path, branch: str) -> bool:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                          capture_output=True, env=git_env()).returncode == 0
+
+
+def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: str) -> None:
+    added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
+                           capture_output=True, text=True, env=git_env())
+    if added.returncode != 0:
+        reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+        raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
+
+
 @dataclass(frozen=True)
 class TaskCommit:
     sha: str
@@ -85,16 +98,10 @@ class Workspace:
     @classmethod
     def create(cls, repo: Path, run_id: str, base: str) -> "Workspace":
         worktree, branch = cls.location(repo, run_id)
-        exists = subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-                                capture_output=True, env=git_env()).returncode == 0
-        if exists:
+        if _branch_exists(repo, branch):
             raise RepoError(f"{repo} already has a branch {branch}; another run made it, or it is yours: "
                             f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry")
-        added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
-                               capture_output=True, text=True, env=git_env())
-        if added.returncode != 0:
-            reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
-            raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
+        _add_worktree_on_new_branch(repo, worktree, branch, base)
         return cls(worktree, branch)
 
     @classmethod
@@ -105,22 +112,15 @@ class Workspace:
         run never got to make (it was killed first): make it now, at ``base``.
         """
         worktree = Path(worktree)
-        if base is not None and not (worktree / ".git").exists() and subprocess.run(
-                ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-                capture_output=True, env=git_env()).returncode != 0:
+        if base is not None and not (worktree / ".git").exists() and not _branch_exists(repo, branch):
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
-            added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree),
-                                    base], capture_output=True, text=True, env=git_env())
-            if added.returncode != 0:
-                reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
-                raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
+            _add_worktree_on_new_branch(repo, worktree, branch, base)
         if not (worktree / ".git").exists():
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
             added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
                                    capture_output=True, text=True, env=git_env())
             if added.returncode != 0:
-                if subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-                                  capture_output=True, env=git_env()).returncode != 0:
+                if not _branch_exists(repo, branch):
                     raise RepoError(f"the run's branch {branch} no longer exists in {repo}, so the run can't "
                                     f"continue; start a new run")
                 reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
