@@ -9,7 +9,7 @@ dataclass, which pydantic validates and serializes as it does a model.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 
@@ -89,6 +89,8 @@ class Finding:
 
     def to_json(self) -> dict:
         """The finding as JSON data (enums as their values), in field order."""
-        return {"id": self.id, "rule": self.rule, "name": self.name, "category": self.category.value,
-                "severity": self.severity.value, "message": self.message, "file": self.file, "line": self.line,
-                "end_line": self.end_line, "evidence": self.evidence, "fix": self.fix.value, "source": self.source}
+        return {f.name: _value(getattr(self, f.name)) for f in fields(self)}
+
+
+def _value(value: object) -> object:
+    return value.value if isinstance(value, Enum) else value

@@ -153,8 +153,6 @@ def json_schema() -> dict:
 
 def _json_data(value: object) -> object:
     """Dataclasses, enums, lists and dicts as JSON data, fields in declaration order."""
-    if isinstance(value, Finding):
-        return value.to_json()
     if dataclasses.is_dataclass(value):
         return {f.name: _json_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (Severity, Category, Applicability)):
