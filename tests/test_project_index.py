@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from engine.tree import DirTree
 from pipelines.docker_optimization.compose import is_compose_file
+from pipelines.docker_optimization.paths import span
 from pipelines.docker_optimization.project import _MAYBE_BUILD_FILE, Project, is_dockerfile
 from tests.rulekit import write
 
@@ -47,3 +48,12 @@ def test_sends_answers_as_sent_does_without_listing(tmp_path):
     answers = [ctx.sends(p) for p in asked]          # before anything lists the context
     assert answers == [p in ctx.sent() for p in asked] == [True, False, False, True, True, False]
     assert [ctx.sends(p) for p in asked] == answers   # and after
+
+
+@given(st.lists(st.lists(_PARTS, min_size=1, max_size=4).map("".join), max_size=30), _PARTS)
+@settings(max_examples=300, deadline=None)
+def test_span_is_exactly_the_run_of_paths_with_the_prefix(paths, prefix):
+    paths = sorted(set(paths) | {prefix + "\U0010ffff", prefix + "\U0010ffff/x"})
+    lo, hi = span(paths, prefix)
+    assert paths[lo:hi] == [p for p in paths if p.startswith(prefix)]
+    assert span(paths, "") == (0, len(paths)) and span(paths, prefix, hi) == (hi, hi)

@@ -22,6 +22,7 @@ import bisect
 from dataclasses import dataclass
 
 from pipelines.docker_optimization.dockerignore import excluded_by_each
+from pipelines.docker_optimization.paths import span
 
 TOP_FILES = "(files at the top)"
 
@@ -77,7 +78,7 @@ class _Dir:
         paths = project.sorted_paths
         self.paths, self.sizes = paths, project.sorted_sizes
         self.prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
-        self.lo, self.hi = _span(paths, self.prefix) if self.prefix else (0, len(paths))
+        self.lo, self.hi = span(paths, self.prefix) if self.prefix else (0, len(paths))
         self.total = sum(self.sizes[self.lo:self.hi])
         self.tops: list[tuple[str, int, int, int]] = []     # (name + "/", lo, hi, bytes) per top-level directory
         self.top_files: list[int] = []                      # files directly in the directory
@@ -89,7 +90,7 @@ class _Dir:
                 self.top_files.append(i)
                 i += 1
                 continue
-            lo, hi = _span(paths, paths[i][:cut + slash + 1], i)
+            lo, hi = span(paths, paths[i][:cut + slash + 1], i)
             self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
             i = hi
         self._by_pattern: dict[str, frozenset[int]] = {}
@@ -118,7 +119,7 @@ class _Dir:
 
     def _literal(self, pattern: str) -> frozenset[int]:
         full = self.prefix + pattern
-        lo, hi = _span(self.paths, full + "/", self.lo)
+        lo, hi = span(self.paths, full + "/", self.lo)
         found = set(range(lo, hi))
         i = bisect.bisect_left(self.paths, full, self.lo, self.hi)
         if i < self.hi and self.paths[i] == full:
@@ -130,9 +131,3 @@ def _literal(pattern: str) -> bool:
     """A cleaned pattern that names one path: it excludes that file or everything under that directory."""
     return not any(ch in pattern for ch in "*?[]\\^$") and pattern not in (".", "..") \
         and not pattern.startswith(("../", "/"))
-
-
-def _span(paths: list[str], prefix: str, lo: int = 0) -> tuple[int, int]:
-    """The index range of the sorted ``paths`` that start with ``prefix``."""
-    start = bisect.bisect_left(paths, prefix, lo)
-    return start, bisect.bisect_left(paths, prefix + "\U0010ffff", start)

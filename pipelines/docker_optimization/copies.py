@@ -7,13 +7,13 @@ source outside the context, or one the .dockerignore drops, fails the build.
 
 from __future__ import annotations
 
-import bisect
 import posixpath
 import re
 from dataclasses import dataclass
 
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore
+from pipelines.docker_optimization.paths import span
 from pipelines.docker_optimization.project import Context
 
 
@@ -58,8 +58,7 @@ def sorted_paths(files: dict[str, int]) -> list[str]:
 
 def _under(keys: list[str], prefix: str) -> list[str]:
     """The sorted ``keys`` that start with ``prefix`` (a bisect, not a scan)."""
-    lo = bisect.bisect_left(keys, prefix)
-    hi = bisect.bisect_left(keys, prefix + "\U0010ffff")
+    lo, hi = span(keys, prefix)
     return keys[lo:hi]
 
 

@@ -24,12 +24,13 @@ and classic are checked against real builds; buildkit's walk is read from fsutil
 
 from __future__ import annotations
 
-import bisect
 import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Iterable
+
+from pipelines.docker_optimization.paths import span
 
 FLAVORS = ("buildkit", "classic", "legacy")
 # Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also eats \x1c-\x1f.
@@ -430,7 +431,7 @@ class DockerIgnore:
             if directory != last_dir:
                 state, last_dir = (self._dir(directory) if directory else _ROOT), directory
             if state[0]:
-                i = bisect.bisect_left(keys, state[3] + "/\U0010ffff", i)
+                i = span(keys, state[3] + "/", i)[1]
                 continue
             i += 1
             if not (state[2] if any_match(path) is None else self._matches(path, state[1])[0]):

@@ -15,7 +15,6 @@ isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 
 from __future__ import annotations
 
-import bisect
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pipelines.docker_optimization import compose as compose_mod
 from pipelines.docker_optimization.compose import ComposeFile
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.dockerignore import DockerIgnore
+from pipelines.docker_optimization.paths import span
 
 
 MAX_TEXT_BYTES = 4 * 1024 * 1024   # larger Dockerfiles, compose or ignore files are not read
@@ -170,8 +170,7 @@ class Project:
                 self._under[directory] = {p: self.files[p] for p in self._sorted}  # sorted, as below
             else:
                 prefix = directory.rstrip("/") + "/"
-                lo = bisect.bisect_left(self._sorted, prefix)
-                hi = bisect.bisect_left(self._sorted, prefix[:-1] + "0")  # "0" sorts right after "/"
+                lo, hi = span(self._sorted, prefix)
                 self._under[directory] = {p[len(prefix):]: self.files[p] for p in self._sorted[lo:hi]}
         return self._under[directory]
 
