@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from functools import cached_property
 
 from pipelines.docker_optimization.dockerignore import excluded_by_each
 from pipelines.docker_optimization.paths import span
@@ -110,12 +111,16 @@ class _Dir:
             if _literal(pattern):
                 self._by_pattern[pattern] = self._literal(pattern)
         if generic:
-            cut = len(self.prefix)
-            relative = [p[cut:] for p in self.paths[self.lo:self.hi]]
-            at = {path: self.lo + n for n, path in enumerate(relative)}
-            for pattern, files in excluded_by_each(generic, relative).items():
+            at = self._index_of
+            for pattern, files in excluded_by_each(generic, at).items():
                 self._by_pattern[pattern] = frozenset(at[f] for f in files)
         return [self._by_pattern[p] for p in patterns]
+
+    @cached_property
+    def _index_of(self) -> dict[str, int]:
+        """Directory-relative path -> index into the project's sorted paths (made once, not per pattern batch)."""
+        cut = len(self.prefix)
+        return {path[cut:]: i for i, path in enumerate(self.paths[self.lo:self.hi], self.lo)}
 
     def _literal(self, pattern: str) -> frozenset[int]:
         full = self.prefix + pattern
