@@ -39,19 +39,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _spec(name: str):
-    from engine.spec import installed_pipelines
-
-    try:
-        pipelines = installed_pipelines()
-    except Exception as error:  # a broken plugin shouldn't hide the others' message
-        raise UsageError(f"could not load the installed pipelines: {error}") from None
-    if name not in pipelines:
-        raise UsageError(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} "
-                         "(see `pipeline pipelines`)")
-    return pipelines[name]
-
-
 def _default_spec(name: str):
     """The bundled pipeline without scanning installed distributions' metadata (~20 ms); others (and any
     pipeline when PIPELINE_PLUGINS may replace one) by the full lookup."""
@@ -59,7 +46,12 @@ def _default_spec(name: str):
         from pipelines.docker_optimization import PIPELINE
 
         return PIPELINE
-    return _spec(name)
+    from engine.spec import PipelineLookupError, find_pipeline
+
+    try:
+        return find_pipeline(name)
+    except PipelineLookupError as error:
+        raise UsageError(str(error)) from None
 
 
 def analysis_result(spec, root: Path, hadolint: bool, tree=None):

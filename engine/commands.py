@@ -33,19 +33,21 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _pipelines():
-    from engine.spec import installed_pipelines
+    from engine.spec import PipelineLookupError, loaded_pipelines
 
     try:
-        return installed_pipelines()
-    except Exception as error:  # a broken plugin shouldn't hide the others' message
-        fail(f"could not load the installed pipelines: {error}")
+        return loaded_pipelines()
+    except PipelineLookupError as error:
+        fail(str(error))
 
 
 def _pipeline(name: str):
-    pipelines = _pipelines()
-    if name not in pipelines:
-        fail(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} (see `pipeline pipelines`)")
-    return pipelines[name]
+    from engine.spec import PipelineLookupError, find_pipeline
+
+    try:
+        return find_pipeline(name)
+    except PipelineLookupError as error:
+        fail(str(error))
 
 
 class Progress:

@@ -85,3 +85,24 @@ def installed_pipelines() -> dict[str, PipelineSpec]:
         spec = _load(target.strip())
         found[spec.name] = spec
     return found
+
+
+class PipelineLookupError(Exception):
+    """No pipeline by that name, or the installed ones could not be loaded; the message says which."""
+
+
+def loaded_pipelines() -> dict[str, PipelineSpec]:
+    """``installed_pipelines()``, with a broken plugin reported as a PipelineLookupError."""
+    try:
+        return installed_pipelines()
+    except Exception as error:  # a broken plugin shouldn't hide the others' message
+        raise PipelineLookupError(f"could not load the installed pipelines: {error}") from None
+
+
+def find_pipeline(name: str) -> PipelineSpec:
+    """The installed pipeline called ``name`` (PipelineLookupError, saying what is installed, when none is)."""
+    pipelines = loaded_pipelines()
+    if name not in pipelines:
+        raise PipelineLookupError(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} "
+                                  "(see `pipeline pipelines`)")
+    return pipelines[name]
