@@ -83,9 +83,13 @@ class Change(Model):
 
 
 class Gate(Model):
+    """One check of a change. It fails only for what the change introduced (see ``engine.gates``);
+    ``already`` lists the problems that were there at the change's parent too: reported, never a revert."""
+
     name: str
     passed: bool
     detail: str = ""
+    already: str = ""
 
 
 class Verdict(Model):

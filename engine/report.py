@@ -105,7 +105,13 @@ def render_phase(record: RunRecord, phase: str) -> str:
             out += ["### Review gates", ""]
             out.append(table(["task", "gate", "passed", "detail"],
                              [[tasks[v.task_id].title if v.task_id in tasks else v.task_id, g.name,
-                               "yes" if g.passed else "NO", g.detail] for v in verdicts.values() for g in v.gates]))
+                               "yes" if g.passed else "NO", "; ".join(filter(None, [g.detail, g.already]))]
+                              for v in verdicts.values() for g in v.gates]))
+            already = sorted({(g.name, g.already) for v in verdicts.values() for g in v.gates if g.already})
+            if already:
+                out += ["", "### Already broken before this run's changes (reported, not reverted)", ""]
+                out += [f"- {name}: {text}" for name, text in already]
+                out.append("")
     figures = [m for m in record.measurements if m.phase == phase]
     out += ["## Figures", "", figures_table(figures)]
     out += [f"- {n}" for n in report.notes]

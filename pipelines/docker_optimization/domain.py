@@ -11,6 +11,7 @@ from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
 )
 from engine.domain import FixError
+from engine.gates import delta_gate
 from engine.gitenv import git_env
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
@@ -119,15 +120,22 @@ class DockerDomain:
 
     # -- reviewer --------------------------------------------------------
     def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
+        """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
+
+        A Dockerfile built under several contexts is checked under every one of
+        them; a context where its COPY sources were already missing before the
+        change is reported as such and never reverts it.
+        """
         project = Project(DirTree(root))
+        parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
         touched_contexts = set()
         for path in change.files:
             if is_dockerfile(path):
                 df = project.dockerfiles.get(path)
-                ok = df is not None and not df.error
-                gates.append(Gate(name=f"{path} parses (BuildKit parser)", passed=ok,
-                                  detail="" if ok else (df.error if df else "file is gone")))
+                after = [df.error] if df is not None and df.error else [] if df is not None else ["the file is gone"]
+                gates.append(delta_gate(f"{path} parses (BuildKit parser)", after,
+                                        lambda path=path: _parse_errors(parent(), path)))
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
@@ -136,16 +144,17 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, root)  # bake file, workflow, shell scripts
+                    gates += validate.gates_for(path, text, root, _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
             df = project.dockerfiles.get(ctx.dockerfile)
             if df is None or df.error:
                 continue
-            broken = copies.problems(ctx, df)
-            gates.append(Gate(name=f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", passed=not broken,
-                              detail="; ".join(f"line {s.ins.start_line}: {why}" for s, why in broken) or "all present and sent"))
+            broken = [why for _source, why in copies.problems(ctx, df)]
+            gate = delta_gate(f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", broken,
+                              lambda ctx=ctx, now=broken: _copy_problems(parent(), ctx.dir, ctx.dockerfile, now), ok="all present and sent")
+            gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
                 gates.append(self._build_gate(root, ctx))
         return gates
@@ -163,15 +172,18 @@ class DockerDomain:
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
         after = next((c for c in project.composes if c.path == path), None)
-        if after is None or after.error:
-            return [Gate(name=f"{path} parses (YAML)", passed=False, detail=after.error if after else "file is gone")]
-        gates = [Gate(name=f"{path} parses (YAML)", passed=True)]
-        errors = compose_mod.schema_errors(after.data)
-        gates.append(Gate(name=f"{path} valid against the compose-spec schema", passed=not errors,
-                          detail="; ".join(errors[:3])))
         try:
             before = compose_mod.load(path, base.read(path).decode("utf-8", errors="replace"))
         except KeyError:
+            before = None   # the change created the file: every problem in it is new
+        parse_error = [after.error] if after is not None and after.error else [] if after else ["the file is gone"]
+        gates = [delta_gate(f"{path} parses (YAML)", parse_error, [before.error] if before and before.error else [])]
+        if parse_error:
+            return gates
+        errors = compose_mod.schema_errors(after.data)
+        gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
+                                lambda: compose_mod.schema_errors(before.data) if before and not before.error else []))
+        if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
         allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else (("services", "*"),) if task.fix == "llm" else ()
@@ -236,6 +248,43 @@ class DockerDomain:
             figures.append(figure(f"security findings ({severity})", pick(found_after),
                                   None if first else pick(found_before), scanned))
         return figures
+
+
+class _Lazy:
+    """A value made on first call (the parent's project is loaded only when a gate has problems to compare)."""
+
+    def __init__(self, make) -> None:
+        self.make, self.value, self.made = make, None, False
+
+    def __call__(self):
+        if not self.made:
+            self.value, self.made = self.make(), True
+        return self.value
+
+
+def _parse_errors(project: Project, path: str) -> list[str]:
+    df = project.dockerfiles.get(path)
+    return [df.error] if df is not None and df.error else []
+
+
+def _copy_problems(project: Project, directory: str, dockerfile: str, now: list[str]) -> list[str]:
+    """The COPY/ADD problems ``dockerfile`` had when built from ``directory`` in the parent ``project``.
+
+    Not built so before: none (every problem is the change's). Unparsable before: it never built
+    there, so whatever is missing now (``now``) was already a problem.
+    """
+    ctx = next((c for c in project.contexts if (c.dir, c.dockerfile) == (directory, dockerfile)), None)
+    df = project.dockerfiles.get(dockerfile)
+    if ctx is None or df is None:
+        return []
+    return now if df.error else [why for _source, why in copies.problems(ctx, df)]
+
+
+def _before_text(base: Tree, path: str) -> str | None:
+    try:
+        return base.read(path).decode("utf-8", errors="replace")
+    except KeyError:
+        return None
 
 
 def plain(data: object) -> object:

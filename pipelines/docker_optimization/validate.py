@@ -27,14 +27,28 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from engine.artifacts import Gate
+from engine.gates import delta_gate
 
 WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout://", re.IGNORECASE)
 _SHOWN = 5
 
 
-def gates_for(path: str, text: str, root: Path | None = None) -> list[Gate]:
-    """The gates for one changed file (``root``: the checkout, for paths a bake file names)."""
+def gates_for(path: str, text: str, root: Path | None = None, before: str | None = None) -> list[Gate]:
+    """The gates for one changed file (``root``: the checkout, for paths a bake file names).
+
+    ``before``: the file's text at the change's parent (None when the change created it). A gate
+    fails only for problems that text didn't have: the others are recorded as already present.
+    """
+    gates = _gates_for(path, text, root)
+    if before is None or all(g.passed for g in gates):
+        return gates
+    old = {g.name: g for g in _gates_for(path, before, root)}
+    return [delta_gate(g.name, g.detail.split("; "), old[g.name].detail.split("; ") if g.name in old
+                       and not old[g.name].passed else [], ok=g.detail) if not g.passed else g for g in gates]
+
+
+def _gates_for(path: str, text: str, root: Path | None) -> list[Gate]:
     if path.endswith(".hcl"):
         return bake_gates(path, text, root)
     if WORKFLOW_PATH.search(path):
