@@ -208,6 +208,8 @@ class RunRecord(Model):
     invocations: list[Invocation] = Field(default_factory=list)
     phases: list[PhaseReport] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
+    head_findings: list[Finding] | None = Field(
+        default=None, description="the analysis of the branch head (None until ops has run): what the summary counts")
     plan: Plan = Field(default_factory=Plan)
     design: Design = Field(default_factory=Design)
     changes: list[Change] = Field(default_factory=list)

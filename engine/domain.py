@@ -24,8 +24,10 @@ class AlreadyResolved(FixError):
 
 
 class Domain(Protocol):
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
-        """Every finding in the checkout at ``root``; ``thorough`` may add slower second opinions."""
+    def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
+        """Every finding in the checkout (or tree) at ``root``; ``thorough`` adds slower second opinions.
+
+        The thorough analysis is what the pipeline's linter command reports: the summary counts it."""
 
     def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
         """Group fixable findings into tasks, each assigned to one phase."""

@@ -303,6 +303,7 @@ class Runner:
             if key in values:
                 setattr(record, key, values[key])
         record.head_commit = values.get("head", "")
+        record.head_findings = values.get("head_findings")
         from engine.report import render_phase
 
         for index, phase in enumerate(record.phases, start=1):
@@ -326,6 +327,11 @@ class Runner:
             if note:
                 self.record.phases[-1].notes.append(f"reporter: {note}")
         self.paths.summary.write_text(render_summary(self.record), encoding="utf-8")
+        if self.record.head_findings is not None:
+            from engine.findings_output import render
+
+            head = render(self.record.head_findings, "json", Path(self.record.run.worktree))
+            (self.paths.summary.parent / "findings-head.json").write_text(head, encoding="utf-8")
         save_record(self.record, self.paths.run_json)
         self.on_event("run_end", record=self.record)
 

@@ -13,7 +13,7 @@ from engine.artifacts import (
 from engine.domain import FixError
 from engine.gates import delta_gate
 from engine.gitenv import git_env
-from engine.tree import DirTree, Tree
+from engine.tree import DirTree, GitTree, Tree
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
@@ -24,6 +24,7 @@ from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 class DockerDomain:
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
+        self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
         load_rules()
         load_fixes()
 
@@ -31,9 +32,18 @@ class DockerDomain:
         return None
 
     # -- analyst ---------------------------------------------------------
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
-        """Our rules; ``thorough`` adds hadolint's second opinion (the analyst's pass, not the reviewer's)."""
-        return analysis.analyze(root, hadolint=thorough)
+    def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
+        """Our rules; ``thorough`` adds hadolint's second opinion (what `pipeline analyze` reports).
+
+        ``root`` is a checkout or a tree; a commit's (a GitTree's) analysis is made once per run.
+        """
+        key = (root.commit, thorough) if isinstance(root, GitTree) else None
+        if key is not None and key in self._by_commit:
+            return self._by_commit[key]
+        found = analysis.analyze(root, hadolint=thorough)
+        if key is not None:
+            self._by_commit[key] = found
+        return found
 
     def analyze_report(self, root: Path, hadolint: bool = True):
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
@@ -227,9 +237,9 @@ class DockerDomain:
         first = phase == (self.run.phases[0] if self.run else phase)
         figures = measure_contexts(phase, base, None if first else head)
         before = Project(base)
-        found_before = analysis.analyze_project(before)
+        found_before = self.analyze(base, thorough=True)
         after = before if first else Project(head)
-        found_after = found_before if first else analysis.analyze_project(after)
+        found_after = found_before if first else self.analyze(head, thorough=True)
         trees = base.label if first else f"{base.label} and {head.label}"
 
         def figure(name: str, items: list[Finding], baseline: list[Finding] | None, how: str) -> Measurement:
@@ -238,7 +248,7 @@ class DockerDomain:
 
         warn = lambda items: [f for f in items if f.severity.rank >= 1]  # noqa: E731
         figures.append(figure("findings at warning or above", warn(found_after), None if first else warn(found_before),
-                              f"the analyzer's {len(REGISTRY)} rules run on {trees}"))
+                              f"the analyzer's {len(REGISTRY)} rules and hadolint run on {trees} (as `pipeline analyze` does)"))
         scanned = (f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
                    f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
                    f"files sent), rules " + ", ".join(sorted(r.code for r in REGISTRY.values()

@@ -25,9 +25,9 @@ class WhitespaceDomain:
     def close(self) -> None:
         CLOSED.append("domain")
 
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
+    def analyze(self, root, thorough: bool = False) -> list[Finding]:
         found = []
-        tree = DirTree(root)
+        tree = DirTree(root) if isinstance(root, (str, Path)) else root   # a checkout, or a commit's tree
         for path in sorted(tree.files()):
             if not path.endswith(".txt"):
                 continue
