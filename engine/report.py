@@ -66,7 +66,7 @@ def render_phase(record: RunRecord, phase: str) -> str:
     tasks = {t.id: t for t in record.plan.tasks}
     verdicts = {v.task_id: v for v in record.verdicts if v.phase == phase}
     out = [f"# Phase {_phase_index(record, phase)}: {report.title}", "",
-           f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`.", "",
+           f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`: {run.base_statement}.", "",
            f"**Status:** {report.status}", "", "## Nodes that ran", ""]
     out.append(table(["node", "invocation", "started", "took", "result"],
                      [[n.node, n.invocation, n.started.strftime("%H:%M:%S"),
@@ -77,6 +77,14 @@ def render_phase(record: RunRecord, phase: str) -> str:
         out.append(table(["rule", "severity", "category", "where", "message", "fix"],
                          [[f.rule, f.severity.value, f.category.value, f.location, f.message, f.fix.value]
                           for f in sorted(record.findings, key=lambda f: (f.file, f.line, f.rule))]))
+        if record.worktree_findings:
+            out += ["## Only in the working tree (not committed; reported, not fixed)", "",
+                    f"A build sends the files on disk, not what git tracks. The checkout `{record.run.repo}` has "
+                    f"{len(record.worktree_findings)} findings its committed HEAD does not (untracked, git-ignored "
+                    f"or uncommitted files). The fixes edit committed files only.", ""]
+            out.append(table(["rule", "severity", "where", "message"],
+                             [[f.rule, f.severity.value, f.location, f.message] for f in
+                              sorted(record.worktree_findings, key=lambda f: (-f.severity.rank, f.file, f.line))]))
         out += ["## Plan", ""]
         out.append(table(["task", "phase", "file", "rules", "applicability"],
                          [[t.title, t.phase, t.file, ", ".join(t.rules), t.applicability.value]
@@ -216,7 +224,7 @@ def render_summary(record: RunRecord) -> str:
     tasks = {t.id: t for t in record.plan.tasks}
     out = [f"# Execution summary: {run.pipeline}", "",
            f"- **Run:** `{run.run_id}` ({record.status})" + (f": {record.error}" if record.error else ""),
-           f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}`",
+           f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}` ({run.base_statement})",
            f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
            "- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
                                                f" ran {len(i.nodes)} nodes ({i.outcome})" for i in record.invocations),
@@ -240,6 +248,12 @@ def render_summary(record: RunRecord) -> str:
                      [[scope or "(repo)", tasks[c.task_id].title if c.task_id in tasks else c.task_id,
                        c.commit[:10], c.status.value] for scope in sorted(per_scope) for c in per_scope[scope]]))
     out += ["## Findings", ""] + findings_section(record)
+    if record.worktree_findings:
+        wt = record.worktree_findings
+        out += [f"The working tree of `{run.repo}` has **{len(wt)}** more ({_severities(wt)}) in files git doesn't "
+                f"hold at the base (untracked, ignored or uncommitted) that a build would send: "
+                + ", ".join(f"{code} {n}" for code, n in sorted(Counter(f.rule for f in wt).items()))
+                + ". They are listed in the analysis report; no change of the run touches them.", ""]
     out += ["## Figures", ""]
     final = _final_figures(record)
     out.append(figures_table(final) if final else "No figures were computed or measured.\n")
