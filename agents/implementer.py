@@ -23,7 +23,7 @@ class TaskCommitter(Agent):
         """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
         ws = self.ws
         try:
-            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.path, state["design"])
+            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.tree(), state["design"])
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))

@@ -54,7 +54,7 @@ class Reviewer(TaskCommitter):
         base = state.get("bases", {}).get(phase.name, state["head"])
         tasks = {t.id: t for t in state["plan"].tasks}
         ws.reset_to(base)
-        before = domain.analyze(ws.path)
+        before = domain.analyze(ws.tree())
         verdicts, changes = [], []
         for change in (c for c in state.get("changes", []) if c.phase == phase.name):
             if change.status is not ChangeStatus.committed:
@@ -97,8 +97,9 @@ class Reviewer(TaskCommitter):
 
     def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: dict):
         ws = self.ws
-        after = self.ctx.domain.analyze(ws.path)
+        tree = ws.tree()
+        after = self.ctx.domain.analyze(tree)
         gates = [targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
-        gates += self.ctx.domain.review(task, change, ws.path, GitTree(ws.path, previous, "before"), state["design"])
+        gates += self.ctx.domain.review(task, change, tree, GitTree(ws.path, previous, "before"), state["design"])
         accepted = all(g.passed for g in gates)
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after

@@ -111,11 +111,12 @@ class DockerDomain:
         }, data={"contexts": contexts})
 
     # -- implementer -----------------------------------------------------
-    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
+    def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
         fix = FIXES.get(task.fix)
         if fix is None:
             raise FixError(f"no fix named {task.fix}")
-        project = Project(DirTree(root))
+        tree = _checkout(root)
+        project, root = Project(tree), tree.root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -129,14 +130,15 @@ class DockerDomain:
         return sorted(written)
 
     # -- reviewer --------------------------------------------------------
-    def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
+    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
         """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
 
         A Dockerfile built under several contexts is checked under every one of
         them; a context where its COPY sources were already missing before the
         change is reported as such and never reverts it.
         """
-        project = Project(DirTree(root))
+        tree = _checkout(root)
+        project, root = Project(tree), tree.root
         parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
         touched_contexts = set()
@@ -258,6 +260,11 @@ class DockerDomain:
             figures.append(figure(f"security findings ({severity})", pick(found_after),
                                   None if first else pick(found_before), scanned))
         return figures
+
+
+def _checkout(root: Path | DirTree) -> DirTree:
+    """The checkout as a tree: the agent's (whose file list the workspace keeps) or a walk of the directory."""
+    return root if isinstance(root, DirTree) else DirTree(Path(root))
 
 
 class _Lazy:

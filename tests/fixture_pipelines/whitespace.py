@@ -50,8 +50,8 @@ class WhitespaceDomain:
     def design(self, root, findings, plan) -> Design:
         return Design(notes=["strip only"])
 
-    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
-        path = root / task.file
+    def apply(self, task: Task, root, design: Design) -> list[str]:
+        path = Path(getattr(root, "root", root)) / task.file   # a directory, or a DirTree of it
         text = path.read_text()
         if not task.file.endswith(".noop.txt"):
             text = "".join(line.rstrip() + "\n" for line in text.splitlines())
