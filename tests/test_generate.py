@@ -658,7 +658,7 @@ def test_compose_values_are_escaped_for_hcl_and_compose_variables_become_bake_va
 
     assert '    GREETING = "say \\"hi\\" to ${USER}, %%{x} costs $5"\n' in text
     assert '  tags = ["${REGISTRY}/base:${TAG}"]\n' in text
-    assert ('# Compose reads ${REGISTRY} from the environment; so does bake.\nvariable "REGISTRY" {\n'
+    assert ('# Compose reads ${REGISTRY} from the environment (or .env); so does bake.\nvariable "REGISTRY" {\n'
             '  default = "ghcr.io/shop"\n}\n') in text
     assert 'variable "USER" {\n  default = ""\n}\n' in text
     parsed = parse_bake(text)
