@@ -219,11 +219,13 @@ DEPLOY = r"""#!/usr/bin/env bash
 # Written by the docker-optimization pipeline from docker-compose.yml.
 # A health-gated rollout, one service at a time, dependencies first. For each service:
 # tag the image it runs now as <repository>:previous, `docker compose up -d --no-deps` it,
-# and wait until it is healthy (or, without a healthcheck, running). One that isn't within
-# DEPLOY_TIMEOUT seconds (default 120) goes back to :previous and the rollout stops (exit 1).
+# and wait until it is healthy (or, without a healthcheck, running). One that isn't healthy
+# within its health check's budget (below) goes back to :previous and the rollout stops (exit 1).
 #
-#   bash deploy/deploy.sh              every service
-#   bash deploy/deploy.sh SERVICE...   only these, still in dependency order
+#   bash deploy/deploy.sh                    every service that compose starts by default
+#   bash deploy/deploy.sh SERVICE...         only these, still in dependency order
+#   COMPOSE_PROFILES=p bash deploy/deploy.sh also the services of profile p
+#   DEPLOY_TIMEOUT=N bash deploy/deploy.sh   wait N seconds for every service instead
 #
 # It starts the images that are there: build or pull the new ones first
 # (`docker buildx bake`, `docker compose build`, `docker compose pull`).
@@ -236,11 +238,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ORDER=(base cache app)
 # One-shot services others wait for with condition service_completed_successfully: exit 0 is success.
 JOBS=()
-# Health gates, as the compose file and Dockerfiles declare them:
-#   healthy (compose healthcheck): cache app
-#   running (no healthcheck): base
+# Health gates, from the compose file and Dockerfiles: each service is waited for at most
+# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:
+#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+#   app: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+# Not waited on for health (running is checked once, right after it starts):
+#   base: no healthcheck
+declare -A WAIT=([cache]=180 [app]=180)
+declare -A PROFILES=()
 
-DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-120}"
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
 
 log() {
@@ -271,20 +277,27 @@ is_job() {
   return 1
 }
 
-# wait_ready SERVICE: every container healthy (running, without a healthcheck) within DEPLOY_TIMEOUT.
+# wait_ready SERVICE: every container running and, when WAIT gives the service a health budget,
+# healthy within it (a one-shot job: exited 0). DEPLOY_TIMEOUT, when set, replaces every budget.
 wait_ready() {
-  local service=$1 deadline=$((SECONDS + DEPLOY_TIMEOUT)) ids id state health code ready gated
+  local service=$1 budget gated=0 deadline ids id state health code ready
+  budget=${WAIT[$service]:-0}
+  if [[ -n ${WAIT[$service]:-} ]]; then
+    gated=1
+  fi
+  if [[ -n ${DEPLOY_TIMEOUT:-} ]]; then
+    budget=$DEPLOY_TIMEOUT
+  elif is_job "$service"; then
+    budget=-1
+  fi
+  deadline=$((SECONDS + budget))
   while true; do
     mapfile -t ids < <(containers "$service")
     ready=${#ids[@]}
-    gated=0
     for id in "${ids[@]}"; do
       state="" code="" health=""
       read -r state code health < <(docker inspect --format \
         '{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id") || true
-      if [[ -n $health ]]; then
-        gated=1
-      fi
       if [[ $state == exited && $code == 0 ]] && is_job "$service"; then
         continue
       fi
@@ -292,11 +305,11 @@ wait_ready() {
         log "$service: container ${id:0:12} is $state (exit code $code)"
         return 1
       fi
-      if [[ $health == unhealthy ]]; then
+      if ((gated)) && [[ $health == unhealthy ]]; then
         log "$service: container ${id:0:12} is unhealthy"
         return 1
       fi
-      if [[ $state != running || (-n $health && $health != healthy) ]]; then
+      if [[ $state != running ]] || is_job "$service" || { ((gated)) && [[ $health != healthy ]]; }; then
         ready=0
       fi
     done
@@ -306,12 +319,12 @@ wait_ready() {
       elif is_job "$service"; then
         log "$service: completed"
       else
-        log "$service: running (it has no healthcheck, so running is all this can wait for)"
+        log "$service: running (no health check to wait for)"
       fi
       return 0
     fi
-    if ((SECONDS >= deadline)); then
-      log "$service: not ready after ${DEPLOY_TIMEOUT}s"
+    if ((budget >= 0 && SECONDS >= deadline)); then
+      log "$service: not ready after ${budget}s"
       return 1
     fi
     sleep "$DEPLOY_INTERVAL"
@@ -348,10 +361,27 @@ check_services() {
   done
 }
 
+# active SERVICE: it has no compose profile, or one of its profiles is in COMPOSE_PROFILES.
+active() {
+  local profile profiles
+  if [[ -z ${PROFILES[$1]:-} ]]; then
+    return 0
+  fi
+  read -ra profiles <<<"${PROFILES[$1]}"
+  for profile in "${profiles[@]}"; do
+    if [[ ${COMPOSE_PROFILES:-} == "*" || ,${COMPOSE_PROFILES:-}, == *",$profile,"* ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# selected SERVICE [NAME...]: named on the command line, or (with no names) active.
 selected() {
   local name
   if (($# == 1)); then
-    return 0
+    active "$1"
+    return
   fi
   for name in "${@:2}"; do
     if [[ $name == "$1" ]]; then
@@ -410,7 +440,7 @@ ROLLBACK = r"""#!/usr/bin/env bash
 #   bash deploy/rollback.sh              every service that has a :previous image
 #   bash deploy/rollback.sh SERVICE...   only these
 #
-# Exits 1 when a service couldn't be rolled back or isn't ready within DEPLOY_TIMEOUT seconds.
+# Exits 1 when a service couldn't be rolled back or isn't ready within its health check's budget.
 set -euo pipefail
 
 PROG=rollback
@@ -419,8 +449,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Dependency order (compose depends_on); rolled back in reverse.
 ORDER=(base cache app)
 JOBS=()
+# Health gates, from the compose file and Dockerfiles: each service is waited for at most
+# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:
+#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+#   app: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+# Not waited on for health (running is checked once, right after it starts):
+#   base: no healthcheck
+declare -A WAIT=([cache]=180 [app]=180)
+declare -A PROFILES=()
 
-DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-120}"
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
 
 log() {
@@ -451,20 +488,27 @@ is_job() {
   return 1
 }
 
-# wait_ready SERVICE: every container healthy (running, without a healthcheck) within DEPLOY_TIMEOUT.
+# wait_ready SERVICE: every container running and, when WAIT gives the service a health budget,
+# healthy within it (a one-shot job: exited 0). DEPLOY_TIMEOUT, when set, replaces every budget.
 wait_ready() {
-  local service=$1 deadline=$((SECONDS + DEPLOY_TIMEOUT)) ids id state health code ready gated
+  local service=$1 budget gated=0 deadline ids id state health code ready
+  budget=${WAIT[$service]:-0}
+  if [[ -n ${WAIT[$service]:-} ]]; then
+    gated=1
+  fi
+  if [[ -n ${DEPLOY_TIMEOUT:-} ]]; then
+    budget=$DEPLOY_TIMEOUT
+  elif is_job "$service"; then
+    budget=-1
+  fi
+  deadline=$((SECONDS + budget))
   while true; do
     mapfile -t ids < <(containers "$service")
     ready=${#ids[@]}
-    gated=0
     for id in "${ids[@]}"; do
       state="" code="" health=""
       read -r state code health < <(docker inspect --format \
         '{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id") || true
-      if [[ -n $health ]]; then
-        gated=1
-      fi
       if [[ $state == exited && $code == 0 ]] && is_job "$service"; then
         continue
       fi
@@ -472,11 +516,11 @@ wait_ready() {
         log "$service: container ${id:0:12} is $state (exit code $code)"
         return 1
       fi
-      if [[ $health == unhealthy ]]; then
+      if ((gated)) && [[ $health == unhealthy ]]; then
         log "$service: container ${id:0:12} is unhealthy"
         return 1
       fi
-      if [[ $state != running || (-n $health && $health != healthy) ]]; then
+      if [[ $state != running ]] || is_job "$service" || { ((gated)) && [[ $health != healthy ]]; }; then
         ready=0
       fi
     done
@@ -486,12 +530,12 @@ wait_ready() {
       elif is_job "$service"; then
         log "$service: completed"
       else
-        log "$service: running (it has no healthcheck, so running is all this can wait for)"
+        log "$service: running (no health check to wait for)"
       fi
       return 0
     fi
-    if ((SECONDS >= deadline)); then
-      log "$service: not ready after ${DEPLOY_TIMEOUT}s"
+    if ((budget >= 0 && SECONDS >= deadline)); then
+      log "$service: not ready after ${budget}s"
       return 1
     fi
     sleep "$DEPLOY_INTERVAL"
@@ -528,10 +572,27 @@ check_services() {
   done
 }
 
+# active SERVICE: it has no compose profile, or one of its profiles is in COMPOSE_PROFILES.
+active() {
+  local profile profiles
+  if [[ -z ${PROFILES[$1]:-} ]]; then
+    return 0
+  fi
+  read -ra profiles <<<"${PROFILES[$1]}"
+  for profile in "${profiles[@]}"; do
+    if [[ ${COMPOSE_PROFILES:-} == "*" || ,${COMPOSE_PROFILES:-}, == *",$profile,"* ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# selected SERVICE [NAME...]: named on the command line, or (with no names) active.
 selected() {
   local name
   if (($# == 1)); then
-    return 0
+    active "$1"
+    return
   fi
   for name in "${@:2}"; do
     if [[ $name == "$1" ]]; then
@@ -773,7 +834,7 @@ def test_the_generated_files_of_the_example_monorepo_pass_every_gate_and_bash_n(
                  "deploy/deploy.sh": deploy_script(example), "deploy/rollback.sh": rollback_script(example)}
     for path, text in generated.items():
         gates = gates_for(path, text, root)
-        assert len(gates) in (2, 3) and failed(gates) == [], path
+        assert len(gates) in (2, 4) and failed(gates) == [], path
     for path in ("deploy/deploy.sh", "deploy/rollback.sh"):
         assert subprocess.run(["bash", "-n"], input=generated[path], text=True).returncode == 0
 
@@ -782,7 +843,7 @@ def test_a_shellcheck_warning_fails_the_shell_gate_with_the_finding():
     unquoted = DEPLOY.replace('docker compose ps --all -q "$1"', "docker compose ps --all -q $1")
     gates = gates_for("deploy/deploy.sh", unquoted)
     assert failed(gates) == [("deploy/deploy.sh shellcheck-clean (-S style)",
-                              "line 35 SC2086 (info): Double quote to prevent globbing and word splitting.")]
+                              "line 41 SC2086 (info): Double quote to prevent globbing and word splitting.")]
 
 
 def test_a_syntax_error_fails_bash_n():
@@ -947,7 +1008,7 @@ def test_deploy_replaces_services_one_at_a_time_in_dependency_order_keeping_prev
         "tag sha256:redis-old00000 redis:previous", "up --no-deps cache sha256:redis-new00000",
         "tag sha256:app-old0000000 small-app:previous", "up --no-deps app sha256:app-new0000000",
     ]
-    assert "deploy: base: running (it has no healthcheck, so running is all this can wait for)" in proc.stderr
+    assert "deploy: base: running (no health check to wait for)" in proc.stderr
     assert "deploy: cache: healthy" in proc.stderr and "deploy: app: healthy" in proc.stderr
 
 

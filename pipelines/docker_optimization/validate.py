@@ -1,8 +1,11 @@
 """Reviewer gates for the files the build and deploy phases write, by file type.
 
 - ``*.hcl`` (a bake file): parses (python-hcl2), every target's context and
-  Dockerfile exist, and every group member and ``target:`` context names a
-  target of the file;
+  Dockerfile exist, every COPY/ADD source of every target is sent by its
+  context (the CX003 check), and every group member and ``target:`` context
+  names a target of the file. A target that was already in the file and
+  already broken at the change's parent is recorded as "already present
+  before this change", not failed: the gate judges what the change did;
 - ``.github/workflows/*.yml``: parses, and is valid against the GitHub
   workflow JSON schema check-jsonschema vendors;
 - ``*.sh``: ``bash -n`` accepts it, and ``shellcheck -S style`` reports nothing.
@@ -113,24 +116,40 @@ def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
         missing = _missing_paths(path, targets, Path(root))
         gates.append(Gate(name=f"{path}: every target's context and Dockerfile exist", passed=not missing,
                           detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked"))
+        gates.append(copy_sources_gate(path, targets, Path(root),
+                                       skip={m.split(":", 1)[0][len("target "):] for m in missing}))
     return gates
 
 
-def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:
-    base = posixpath.dirname(path)
-    missing = []
-    for name, attrs in sorted(targets.items()):
-        context = _literal(attrs.get("context", "."))
-        if context is None or _REMOTE.search(context):
-            continue
-        directory = root / posixpath.normpath(posixpath.join(base, context))
-        if not directory.is_dir():
-            missing.append(f"target {name}: context {context} is not a directory")
-            continue
-        dockerfile = _literal(attrs.get("dockerfile", "Dockerfile"))
-        if dockerfile is not None and not (directory / dockerfile).is_file():
-            missing.append(f"target {name}: no {dockerfile} in context {context}")
-    return missing
+def _target_paths(path: str, attrs: dict) -> tuple[str, str] | None:
+    """(context, Dockerfile), repo-relative, of a bake target with literal local paths; None otherwise."""
+    context, dockerfile = _literal(attrs.get("context", ".")), _literal(attrs.get("dockerfile", "Dockerfile"))
+    if context is None or dockerfile is None or _REMOTE.search(context) or "dockerfile-inline" in attrs:
+        return None
+    directory = posixpath.normpath(posixpath.join(posixpath.dirname(path), context))
+    return directory, posixpath.normpath(posixpath.join(directory, dockerfile))
+
+
+def copy_sources_gate(path: str, targets: dict[str, dict], root: Path, skip: set[str]) -> Gate:
+    """Every COPY/ADD source of every target is sent by its context (CX003's check, per target).
+
+    Each problem is stated without line numbers ("target api: shared does not
+    exist in the build context ."), so ``gates_for`` can tell the ones the
+    change brought from those the parent's bake file already had.
+    """
+    from engine.tree import DirTree
+    from pipelines.docker_optimization.generate.targets import build_problems
+    from pipelines.docker_optimization.project import Project
+
+    name = f"{path}: every target's COPY/ADD sources are sent by its context"
+    project = Project(DirTree(root))
+    problems = []
+    for target, attrs in sorted(targets.items()):
+        where = _target_paths(path, attrs) if target not in skip else None
+        if where is not None:
+            problems += [f"target {target}: {why}" for why in build_problems(project, *where, lines=False)]
+    return Gate(name=name, passed=not problems, detail="; ".join(problems[:_SHOWN]) if problems
+                else f"{len(targets) - len(skip)} targets checked")
 
 
 # -- GitHub workflows ---------------------------------------------------------

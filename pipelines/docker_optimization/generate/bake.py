@@ -174,8 +174,8 @@ def _secrets(project: Project, build: Build) -> tuple[list[str], list[str]]:
     """Bake ``secret`` entries for the build's compose ``secrets`` (a file or an environment variable)."""
     defined = _top_level_secrets(project, build.compose)
     entries, notes = [], []
-    for item in _strings(build.build.get("secrets")) if not isinstance(build.build.get("secrets"), list) else \
-            build.build.get("secrets"):
+    raw = build.build.get("secrets")
+    for item in raw if isinstance(raw, list) else _strings(raw):
         source = str(item.get("source", "")) if isinstance(item, dict) else str(item)
         ident = str(item.get("target") or source) if isinstance(item, dict) else source
         spec = defined.get(source)

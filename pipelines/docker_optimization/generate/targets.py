@@ -107,11 +107,13 @@ def _join(base: str, rel: str) -> str:
     return posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel)
 
 
-def build_problems(project: Project, context: str, dockerfile: str, inline: str | None = None) -> list[str]:
+def build_problems(project: Project, context: str, dockerfile: str, inline: str | None = None,
+                   lines: bool = True) -> list[str]:
     """Why a build of ``dockerfile`` in ``context`` (repo-relative) fails here; [] when every COPY source is sent.
 
     The same check as CX003: each COPY/ADD source from the context must
-    exist in it and not be dropped by its .dockerignore.
+    exist in it and not be dropped by its .dockerignore. ``lines=False``
+    leaves out the Dockerfile's line numbers (for comparing with a parent).
     """
     if _REMOTE.search(context):
         return []
@@ -129,7 +131,8 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
         return [f"{dockerfile} does not parse: {df.error}"]
     ctx = next((c for c in project.contexts_in(context) if c.dockerfile == dockerfile), None)
     ctx = ctx or Context(project, context, dockerfile)
-    return [f"{dockerfile} line {s.ins.start_line}: {why}" for s, why in copies.problems(ctx, df)]
+    return [f"{dockerfile}" + (f" line {s.ins.start_line}" if lines else "") + f": {why}"
+            for s, why in copies.problems(ctx, df)]
 
 
 def resolve(project: Project, compose: str, service: str, data: dict) -> Build | None:
