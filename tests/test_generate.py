@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved
+from engine.domain import AlreadyResolved, FixError
 from engine.tree import DirTree
 from pipelines.docker_optimization import PIPELINE
 from pipelines.docker_optimization.domain import DockerDomain
@@ -727,6 +727,202 @@ def test_compose_values_are_escaped_for_hcl_and_compose_variables_become_bake_va
     assert sorted(parsed["variable"]) == ["GITHUB_ACTIONS", "PROJECT", "REGISTRY", "TAG", "USER"]
 
 
+# -- generated from what builds -------------------------------------------------------
+
+# A shop whose api can't build from the root (its COPY shared finds no shared/ there), whose worker
+# build carries args, a secret, platforms, labels and a cache, whose e2e runs only under the test
+# profile, and whose db healthcheck is disabled.
+SHOP = {
+    "docker-compose.yml": """\
+services:
+  api:
+    build:
+      context: .
+      dockerfile: api/Dockerfile
+    image: shop/api:latest
+  worker:
+    build:
+      context: ./worker
+      target: runtime
+      args:
+        PYTHON: ${PYTHON_VERSION}
+        MODE:
+        LOCALE:
+        API_TOKEN: s3cr3t-value
+        DSN: postgres://app:${DB_PASSWORD}@db/app
+      secrets:
+        - npmrc
+      platforms: [linux/amd64, linux/arm64]
+      labels:
+        org.opencontainers.image.source: https://example.com/shop
+      cache_from: [shop/worker:cache]
+    image: shop/worker:1.2
+    depends_on: [db]
+    healthcheck:
+      test: ["CMD", "python", "-c", "print(1)"]
+      start_period: 300s
+      interval: 10s
+      timeout: 5s
+      retries: 3
+  e2e:
+    image: shop/e2e:1
+    profiles: [test]
+    depends_on: [worker]
+  db:
+    image: postgres:16
+    healthcheck:
+      disable: true
+secrets:
+  npmrc:
+    file: ./ci/npmrc
+""",
+    ".env": "PYTHON_VERSION=3.12\nDB_PASSWORD=hunter2\nMODE=fast\n",
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY api /app\n",
+    "api/main.py": "print('api')\n",
+    "worker/Dockerfile": "FROM python:3.12-slim AS runtime\nCOPY app.py /app/\n",
+    "worker/app.py": "print('worker')\n",
+}
+
+WORKER_TARGET = r"""target "worker" {
+  context = "worker"
+  dockerfile = "Dockerfile"
+  target = "runtime"
+  # API_TOKEN: docker-compose.yml gives this secret-looking argument a value; it is not copied here: export API_TOKEN before baking (better: a build secret)
+  # LOCALE: compose passes it from the environment when set; nothing sets it here, so the Dockerfile's default applies
+  args = {
+    API_TOKEN = "${API_TOKEN}"
+    DSN = "postgres://app:${DB_PASSWORD}@db/app"
+    MODE = "${MODE}"
+    PYTHON = "${PYTHON_VERSION}"
+  }
+  labels = {
+    "org.opencontainers.image.source" = "https://example.com/shop"
+  }
+  secret = ["id=npmrc,src=ci/npmrc"]
+  platforms = ["linux/amd64", "linux/arm64"]
+  tags = ["shop/worker:1.2"]
+  cache-from = GITHUB_ACTIONS == "true" ? ["type=gha,scope=worker", "shop/worker:cache"] : ["shop/worker:cache"]
+  cache-to = GITHUB_ACTIONS == "true" ? ["type=gha,mode=max,scope=worker"] : []
+}
+"""
+
+API_LEFT_OUT = "api: docker-compose.yml: api/Dockerfile line 2: shared does not exist in the build context ."
+
+
+def test_a_target_whose_context_cannot_build_is_left_out_of_every_generated_file_and_listed_with_why(tmp_path):
+    shop = project(tmp_path, SHOP)
+    bake, workflow, deploy = bake_file(shop), workflow_file(shop), deploy_script(shop)
+
+    assert ("#\n# Left out of this file: these services' images can't be built from the repository as it is\n"
+            f"#   {API_LEFT_OUT}\n") in bake
+    assert list(parse_bake(bake)["target"]) == ["worker"]
+    assert 'group "default" {\n  targets = ["worker"]\n}\n' in bake
+    assert f"#              {API_LEFT_OUT}\n" in workflow
+    assert "\nORDER=(db worker e2e)\n" in deploy
+    assert ("# Left out: their images can't be built from docker-compose.yml as the repository is:\n"
+            "#   api: api/Dockerfile line 2: shared does not exist in the build context .\n") in deploy
+
+
+def test_a_source_the_dockerignore_drops_leaves_the_target_out_too(tmp_path):
+    files = {**SHOP, "shared/lib.py": "x = 1\n", ".dockerignore": "shared\n"}
+    assert ("#   api: docker-compose.yml: api/Dockerfile line 2: shared is excluded by .dockerignore "
+            "in the build context .\n") in bake_file(project(tmp_path, files))
+    assert list(parse_bake(bake_file(project(tmp_path / "sent", {**SHOP, "shared/lib.py": "x = 1\n"})))["target"]) \
+        == ["api", "worker"]
+
+
+def test_a_service_built_by_two_compose_files_gets_the_definition_whose_context_builds(tmp_path):
+    files = {**SHOP, "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY main.py /app/\n",
+             "api/shared/util.py": "y = 2\n", "deploy/compose.prod.yml": (
+                 "services:\n  api:\n    build: ../api\n    image: shop/api:latest\n")}
+    bake = bake_file(project(tmp_path, files))
+    assert parse_bake(bake)["target"]["api"]["context"] == "api"      # deploy/compose.prod.yml's, not the root's
+    assert "Left out" not in bake
+
+
+def test_a_target_that_builds_from_a_left_out_image_is_left_out_with_it(tmp_path):
+    files = {**SHOP, "worker/Dockerfile": "FROM shop/api:latest AS runtime\nCOPY app.py /app/\n"}
+    with pytest.raises(FixError) as nothing_builds:
+        bake_file(project(tmp_path, files))
+    assert str(nothing_builds.value) == (
+        "no compose build's context builds here: api is left out of the bake file: docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .; "
+        "worker is left out of the bake file: builds on the image of api, which is left out")
+
+
+def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carried(tmp_path):
+    bake = bake_file(project(tmp_path, SHOP))
+    assert bake.endswith("\n" + WORKER_TARGET)
+
+
+def test_a_secret_looking_value_is_never_copied_into_the_bake_file(tmp_path):
+    bake = bake_file(project(tmp_path, SHOP))
+    assert "s3cr3t-value" not in bake and "hunter2" not in bake
+    assert ('# ${API_TOKEN} looks like a secret: no default here; bake reads it from the environment.\n'
+            'variable "API_TOKEN" {\n}\n') in bake
+    assert 'variable "DB_PASSWORD" {\n}\n' in bake
+    assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake           # .env, as compose reads it
+    assert parse_bake(bake)["variable"]["API_TOKEN"] == {}
+
+
+def test_a_secret_looking_build_arg_is_not_written_into_the_workflow_either(tmp_path):
+    files = {"compose.yaml": "services:\n  api:\n    build:\n      context: ./svc\n      args:\n"
+                             "        NPM_TOKEN: abc123\n        MODE: fast\n",
+             "svc/Dockerfile": "FROM python:3.12-slim\n"}
+    workflow = workflow_file(project(tmp_path, files))
+    assert "abc123" not in workflow
+    assert ("          # not copied from compose.yaml (secret-looking): NPM_TOKEN; pass them as build secrets\n"
+            "          build-args: |\n            MODE=fast\n") in workflow
+
+
+def test_a_service_behind_a_profile_is_not_started_by_default_and_says_how_to_include_it(tmp_path):
+    deploy = deploy_script(project(tmp_path, SHOP))
+    assert ("# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them\n"
+            "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES=test bash deploy/deploy.sh).\n"
+            "#   e2e: profile test\n"
+            'declare -A PROFILES=([e2e]="test")\n') in deploy
+
+
+def test_deploy_waits_start_period_plus_retries_times_interval_and_timeout_and_not_on_a_disabled_check(tmp_path):
+    deploy = deploy_script(project(tmp_path, SHOP))
+    assert ("# Health gates, from the compose file and Dockerfiles: each service is waited for at most\n"
+            "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:\n"
+            "#   worker: 300s + 3 × (10s + 5s) = 345s (compose healthcheck)\n"
+            "# Not waited on for health (running is checked once, right after it starts):\n"
+            "#   db: healthcheck disabled in docker-compose.yml (disable: true)\n"
+            "#   e2e: no healthcheck\n"
+            "declare -A WAIT=([worker]=345)\n") in deploy
+
+
+def test_a_compose_healthcheck_takes_what_it_leaves_out_from_the_dockerfile_then_from_docker(tmp_path):
+    files = {"compose.yaml": ("services:\n  api:\n    build: ./api\n    healthcheck:\n      retries: 5\n"
+                              "  cache:\n    image: redis:7\n    healthcheck:\n      test: [CMD, redis-cli, ping]\n"
+                              "  off:\n    build: ./api\n    healthcheck:\n      test: [NONE]\n"),
+             "api/Dockerfile": "FROM python:3.12-slim\nHEALTHCHECK --interval=1m --start-period=90s CMD true\n"}
+    deploy = deploy_script(project(tmp_path, files))
+    assert "#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n" in deploy
+    assert ("#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, "
+            "start_period, retries)\n") in deploy
+    assert "#   off: healthcheck test NONE in compose.yaml\n" in deploy
+    assert "declare -A WAIT=([api]=540 [cache]=180)\n" in deploy
+
+
+def test_the_bake_gate_fails_a_target_the_change_broke_and_not_one_already_broken_before(tmp_path):
+    head, parent = tmp_path / "head", tmp_path / "parent"
+    write(head, SHOP)
+    write(parent, SHOP)
+    broken = bake_file(project(tmp_path / "ok", {**SHOP, "shared/x.py": ""}))   # api's target, as if it built
+    name = "docker-bake.hcl: every target's COPY/ADD sources are sent by its context"
+
+    new = gates_for("docker-bake.hcl", broken, head, base=DirTree(parent))
+    assert failed(new) == [(name, "target api: api/Dockerfile line 2: shared does not exist in the build context .")]
+
+    write(parent, {"docker-bake.hcl": broken})
+    kept = gates_for("docker-bake.hcl", broken, head, base=DirTree(parent))
+    assert failed(kept) == []
+    assert [g.detail for g in kept if g.name == name] == ["already present before this change: api"]
+
+
 # -- rules ------------------------------------------------------------------------
 
 def test_bp001_fires_for_two_built_services_without_a_bake_file(tmp_path):
@@ -982,10 +1178,14 @@ def stack(tmp_path):
             state["behaviour"]["sha256:redis-new00000"] = {"health": "healthy"}
             state["behaviour"]["sha256:app-new0000000"] = {"health": health.get("app", "healthy")}
 
-        def run(self, script, *args, timeout="2"):
+        def run(self, script, *args, timeout="2", **more):
+            """Run a script; ``timeout=None`` leaves DEPLOY_TIMEOUT unset (the script's own budgets apply)."""
             state_file.write_text(json.dumps(state))
-            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   "FAKE_DOCKER_STATE": str(state_file), "DEPLOY_TIMEOUT": timeout, "DEPLOY_INTERVAL": "0.1"}
+            env = {**{k: v for k, v in os.environ.items() if k not in ("DEPLOY_TIMEOUT", "COMPOSE_PROFILES")},
+                   "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "FAKE_DOCKER_STATE": str(state_file), "DEPLOY_INTERVAL": "0.1", **more}
+            if timeout is not None:
+                env["DEPLOY_TIMEOUT"] = timeout
             proc = subprocess.run(["bash", str(tmp_path / "deploy" / script), *args], env=env, capture_output=True,
                                   text=True, cwd="/")
             state.update(json.loads(state_file.read_text()))
@@ -1103,3 +1303,51 @@ def test_a_one_shot_job_that_exits_0_is_done_and_one_that_fails_stops_the_rollou
     proc = stack.run("deploy.sh", "migrate")
     assert proc.returncode == 1
     assert "deploy: migrate: container c02 is exited (exit code 3)" in proc.stderr
+
+
+def redeploy(stack, compose: str) -> None:
+    """Replace the stack's compose file and regenerate deploy.sh from it."""
+    write(stack.root, {"docker-compose.yml": compose})
+    write(stack.root, {"deploy/deploy.sh": deploy_script(Project(DirTree(stack.root)))})
+
+
+def test_a_service_behind_a_profile_is_rolled_out_only_when_its_profile_is_enabled_or_it_is_named(stack):
+    redeploy(stack, SMALL["docker-compose.yml"] + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n")
+    stack.state["refs"]["e2e"] = "shop/e2e:1"
+    stack.state["images"]["shop/e2e:1"] = "sha256:e2e-new00000000"
+    stack.new_images()
+
+    assert stack.run("deploy.sh").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["base", "cache", "app"]
+
+    stack.state["log"].clear()
+    assert stack.run("deploy.sh", COMPOSE_PROFILES="test").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["base", "cache", "app", "e2e"]
+
+    stack.state["log"].clear()
+    assert stack.run("deploy.sh", "e2e").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["e2e"]
+
+
+def test_a_service_whose_check_compose_disables_is_not_waited_on_while_its_image_says_starting(stack):
+    redeploy(stack, SMALL["docker-compose.yml"].replace(
+        '      test: ["CMD", "redis-cli", "ping"]', "      disable: true"))
+    stack.new_images()
+    stack.state["behaviour"]["sha256:redis-new00000"] = {"health": "starting"}
+
+    proc = stack.run("deploy.sh", "cache", timeout=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "deploy: cache: running (no health check to wait for)" in proc.stderr
+
+
+def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives(stack):
+    redeploy(stack, SMALL["docker-compose.yml"].replace(
+        '      test: ["CMD", "python", "-c", "print(1)"]',
+        '      test: ["CMD", "python", "-c", "print(1)"]\n      interval: 300ms\n      timeout: 200ms\n'
+        "      retries: 1\n      start_period: 1s"))
+    assert "#   app: 1s + 1 × (0.3s + 0.2s) = 2s (compose healthcheck)\n" in (stack.root / "deploy/deploy.sh").read_text()
+    stack.new_images(app="starting")
+
+    proc = stack.run("deploy.sh", "app", timeout=None)
+    assert proc.returncode == 1
+    assert "deploy: app: not ready after 2s" in proc.stderr

@@ -214,7 +214,12 @@ class DockerDomain:
 
     def phase_notes(self, phase: str, head: Tree) -> list[str]:
         """What the build and deploy phase reports explain: build order, parallel groups, rollout and health gates."""
-        return buildgraph.build_order_summary(Project(head)) if phase in ("build", "deploy") else []
+        if phase not in ("build", "deploy"):
+            return []
+        from pipelines.docker_optimization.generate.targets import phase_notes
+
+        project = Project(head)
+        return buildgraph.build_order_summary(project) + phase_notes(project, phase)
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""

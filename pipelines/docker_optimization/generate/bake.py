@@ -230,6 +230,7 @@ def _target(project: Project, name: str, build: Build, graph: BuildGraph, variab
     if raw.get("target"):
         out.append(f"  target = {_quoted(str(raw['target']), variables, env)}")
     args, notes = _args(build, variables)
+    out += [f"  {note}" for note in notes]
     if args:
         out += ["  args = {", *args, "  }"]
     labels = [(k, v) for k, v in _pairs(raw.get("labels")) if v is not None]
@@ -240,8 +241,8 @@ def _target(project: Project, name: str, build: Build, graph: BuildGraph, variab
     if contexts:
         out += ["  contexts = {", *[f"    {hcl_string(k)} = {hcl_string(v)}" for k, v in sorted(contexts.items())],
                 "  }"]
-    secrets, more = _secrets(project, build)
-    notes += more
+    secrets, notes = _secrets(project, build)
+    out += [f"  {note}" for note in notes]
     out += [f"  secret = {hcl_list(secrets)}"] if secrets else []
     ssh = [k if v is None else f"{k}={v}" for k, v in _pairs(raw.get("ssh"))] if isinstance(raw.get("ssh"), dict) \
         else _strings(raw.get("ssh"))
@@ -259,7 +260,7 @@ def _target(project: Project, name: str, build: Build, graph: BuildGraph, variab
         if isinstance(raw.get(key), bool):
             out.append(f"  {attribute} = {str(raw[key]).lower()}")
     out.append("}")
-    return notes + out
+    return out
 
 
 def _level_comment(number: int, level: list[str], graph: BuildGraph) -> str:

@@ -53,7 +53,7 @@ def compose_env(project: Project, compose_path: str) -> dict[str, str]:
     """The ``.env`` beside a compose file (compose's project directory), its values interpolated in order."""
     folder = posixpath.dirname(compose_path)
     path = posixpath.join(folder, ".env") if folder else ".env"
-    key = ("compose_env", path)
+    key = f"generate.env:{path}"
     if key not in project.memo:
         raw = dotenv(project.text(path) or "") if path in project.files else {}
         env: dict[str, str] = {}
@@ -137,6 +137,13 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
 
 def resolve(project: Project, compose: str, service: str, data: dict) -> Build | None:
     """The service's build in ``compose`` resolved (context, Dockerfile, why it can't build); None without one."""
+    key = f"generate.build:{compose}:{service}"
+    if key not in project.memo:
+        project.memo[key] = _resolve(project, compose, service, data)
+    return project.memo[key]
+
+
+def _resolve(project: Project, compose: str, service: str, data: dict) -> Build | None:
     raw = data.get("build")
     if isinstance(raw, str):
         raw = {"context": raw}
@@ -206,7 +213,7 @@ def buildable(project: Project, graph: BuildGraph) -> Targets:
     its first; so is one that builds FROM a left-out service's image (bake
     would have no target to hand it over).
     """
-    key = ("buildable", id(graph))
+    key = f"generate.buildable:{id(graph)}"
     if key in project.memo and project.memo[key][0] is graph:
         return project.memo[key][1]
     builds: dict[str, Build] = {}
@@ -250,3 +257,23 @@ def deployable(project: Project) -> dict[str, str]:
             if build is not None and build.problems:
                 out[str(name)] = "; ".join(build.problems)
     return out
+
+
+def phase_notes(project: Project, phase: str) -> list[str]:
+    """For the build and deploy phase reports: what the generated files leave out, and why."""
+    from pipelines.docker_optimization.buildgraph import build_graph
+
+    if phase == "build":
+        return buildable(project, build_graph(project)).notes("the bake file and the CI build")
+    if phase == "deploy":
+        path = primary_compose(project)
+        compose = next((c for c in project.composes if c.path == path), None)
+        out = [f"{name} is left out of deploy/deploy.sh: its image can't be built from {path}: {why}"
+               for name, why in sorted(deployable(project).items())]
+        for name, data in sorted((compose.services if compose else {}).items()):
+            profiles = data.get("profiles") if isinstance(data, dict) else None
+            if isinstance(profiles, list) and profiles:
+                out.append(f"{name} is behind the compose profile {', '.join(map(str, profiles))}: deploy.sh rolls "
+                           f"it out only when named or with COMPOSE_PROFILES={profiles[0]}")
+        return out
+    return []
