@@ -787,8 +787,8 @@ WORKER_TARGET = r"""target "worker" {
   context = "worker"
   dockerfile = "Dockerfile"
   target = "runtime"
-  # API_TOKEN: docker-compose.yml gives this secret-looking argument a value; it is not copied here: export API_TOKEN before baking (better: a build secret)
-  # LOCALE: compose passes it from the environment when set; nothing sets it here, so the Dockerfile's default applies
+  # API_TOKEN: a secret-looking value in docker-compose.yml, not copied: export API_TOKEN (better: a build secret)
+  # LOCALE: compose reads it from the environment; nothing sets it, so the Dockerfile's default applies
   args = {
     API_TOKEN = "${API_TOKEN}"
     DSN = "postgres://app:${DB_PASSWORD}@db/app"
@@ -900,7 +900,8 @@ def test_a_compose_healthcheck_takes_what_it_leaves_out_from_the_dockerfile_then
                               "  off:\n    build: ./api\n    healthcheck:\n      test: [NONE]\n"),
              "api/Dockerfile": "FROM python:3.12-slim\nHEALTHCHECK --interval=1m --start-period=90s CMD true\n"}
     deploy = deploy_script(project(tmp_path, files))
-    assert "#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n" in deploy
+    assert ("#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n"
+            in deploy)
     assert ("#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, "
             "start_period, retries)\n") in deploy
     assert "#   off: healthcheck test NONE in compose.yaml\n" in deploy
@@ -1312,7 +1313,8 @@ def redeploy(stack, compose: str) -> None:
 
 
 def test_a_service_behind_a_profile_is_rolled_out_only_when_its_profile_is_enabled_or_it_is_named(stack):
-    redeploy(stack, SMALL["docker-compose.yml"] + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n")
+    redeploy(stack, SMALL["docker-compose.yml"]
+             + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n")
     stack.state["refs"]["e2e"] = "shop/e2e:1"
     stack.state["images"]["shop/e2e:1"] = "sha256:e2e-new00000000"
     stack.new_images()
@@ -1345,7 +1347,8 @@ def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives
         '      test: ["CMD", "python", "-c", "print(1)"]',
         '      test: ["CMD", "python", "-c", "print(1)"]\n      interval: 300ms\n      timeout: 200ms\n'
         "      retries: 1\n      start_period: 1s"))
-    assert "#   app: 1s + 1 × (0.3s + 0.2s) = 2s (compose healthcheck)\n" in (stack.root / "deploy/deploy.sh").read_text()
+    script = (stack.root / "deploy/deploy.sh").read_text()
+    assert "#   app: 1s + 1 × (0.3s + 0.2s) = 2s (compose healthcheck)\n" in script
     stack.new_images(app="starting")
 
     proc = stack.run("deploy.sh", "app", timeout=None)

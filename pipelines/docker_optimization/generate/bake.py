@@ -150,12 +150,12 @@ def _args(build: Build, variables: Variables) -> tuple[list[str], list[str]]:
     lines, notes = [], []
     for name, value in sorted(_pairs(build.build.get("args")), key=lambda p: p[0]):
         if value is None and name not in build.env and not is_secret_name(name):
-            notes.append(f"# {name}: compose passes it from the environment when set; nothing sets it here, "
-                         "so the Dockerfile's default applies")
+            notes.append(f"# {name}: compose reads it from the environment; nothing sets it, so the Dockerfile's "
+                         "default applies")
             continue
         if is_secret_name(name) and value is not None and literal(value):
-            notes.append(f"# {name}: {build.compose} gives this secret-looking argument a value; it is not "
-                         f"copied here: export {name} before baking (better: a build secret)")
+            notes.append(f"# {name}: a secret-looking value in {build.compose}, not copied: export {name} "
+                         "(better: a build secret)")
             value = None
         if value is None:
             variables.add(name, "", build.env)

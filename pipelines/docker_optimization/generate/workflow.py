@@ -190,7 +190,8 @@ def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
         build = (f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
                  "#            the build graph allows, each target cached in GitHub's cache (type=gha).")
         if BAKE_FILE in files and BAKE_FILE not in project.files:   # the one BP001 writes: say what it leaves out
-            build += "".join("\n#            " + line[2:] for line in buildable(project, graph).comment("the bake file"))
+            left_out = buildable(project, graph).comment("the bake file")
+            build += "".join("\n#            " + line[2:] for line in left_out)
         step = BAKE_STEP.format(files=_q(files[0]) if len(files) == 1 else "|\n" + "".join(
             f"            {f}\n" for f in files).rstrip("\n"))
     else:
