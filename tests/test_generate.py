@@ -1354,3 +1354,25 @@ def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives
     proc = stack.run("deploy.sh", "app", timeout=None)
     assert proc.returncode == 1
     assert "deploy: app: not ready after 2s" in proc.stderr
+
+
+@pytest.mark.docker
+def test_with_an_engine_the_kept_target_builds_as_bake_describes_it_and_the_left_out_one_does_not(tmp_path):
+    from pipelines.docker_optimization.builds import probe
+
+    if not probe().ok:
+        pytest.skip(probe().reason)
+    root = write(tmp_path, SHOP)
+    targets = parse_bake(bake_file(project(tmp_path / "p", SHOP)))["target"]
+    worker = targets["worker"]
+
+    def build(context: str, dockerfile: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "build", "-q", "--rm", "-f", str(root / context / dockerfile), *more,
+                               str(root / context)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "DOCKER_BUILDKIT": "1"})
+
+    built = build(worker["context"], worker["dockerfile"], "--target", worker["target"])
+    assert built.returncode == 0, built.stderr
+    subprocess.run(["docker", "rmi", "-f", built.stdout.strip()], capture_output=True)
+    api = build(".", "api/Dockerfile")                       # what compose asks for, left out of the bake file
+    assert api.returncode != 0 and "shared" in api.stderr
