@@ -1,7 +1,11 @@
 """docker-bake.hcl from the compose services that build images and the build graph between them.
 
-One target per built service (context, Dockerfile relative to the context
-as bake expects, target stage, build args, tags), a ``default`` group with
+One target per built service whose context builds (``targets.buildable``:
+the first compose definition of it whose COPY/ADD sources are all sent;
+the others are named in a comment at the top, with why), carrying what
+compose gives its build (context, Dockerfile relative to the context as
+bake expects, target stage, args, secrets, labels, platforms, ssh, tags,
+cache_from/cache_to), a ``default`` group with
 every target, one group per level of the build graph, and a GitHub Actions
 cache per target. A target that builds FROM another service's image gets
 that image through ``contexts = {"<image>" = "target:<service>"}`` (the image
