@@ -6,7 +6,9 @@ BuildKit and the GitHub Actions cache: through ``docker/bake-action`` and the
 repository's bake file when there is one (or BP001 writes it), else with
 ``docker/build-push-action`` for the single image. Images are pushed (to
 ghcr.io, under the repository's name) from the default branch only, never
-from a pull request.
+from a pull request. Images whose context can't build are not built (bake
+leaves them out; the workflow's header names them), and secret-looking
+build args are not written into it.
 """
 
 from __future__ import annotations
