@@ -750,6 +750,7 @@ services:
         LOCALE:
         API_TOKEN: s3cr3t-value
         DSN: postgres://app:${DB_PASSWORD}@db/app
+        NPM_TOKEN: ${NPM_AUTH}
       secrets:
         - npmrc
       platforms: [linux/amd64, linux/arm64]
@@ -776,7 +777,7 @@ secrets:
   npmrc:
     file: ./ci/npmrc
 """,
-    ".env": "PYTHON_VERSION=3.12\nDB_PASSWORD=hunter2\nMODE=fast\n",
+    ".env": "PYTHON_VERSION=3.12\nDB_PASSWORD=hunter2\nMODE=fast\nNPM_AUTH=npm-xyz\n",
     "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY api /app\n",
     "api/main.py": "print('api')\n",
     "worker/Dockerfile": "FROM python:3.12-slim AS runtime\nCOPY app.py /app/\n",
@@ -793,6 +794,7 @@ WORKER_TARGET = r"""target "worker" {
     API_TOKEN = "${API_TOKEN}"
     DSN = "postgres://app:${DB_PASSWORD}@db/app"
     MODE = "${MODE}"
+    NPM_TOKEN = "${NPM_AUTH}"
     PYTHON = "${PYTHON_VERSION}"
   }
   labels = {
@@ -857,10 +859,10 @@ def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carr
 
 def test_a_secret_looking_value_is_never_copied_into_the_bake_file(tmp_path):
     bake = bake_file(project(tmp_path, SHOP))
-    assert "s3cr3t-value" not in bake and "hunter2" not in bake
-    assert ('# ${API_TOKEN} looks like a secret: no default here; bake reads it from the environment.\n'
+    assert "s3cr3t-value" not in bake and "hunter2" not in bake and "npm-xyz" not in bake
+    assert ('# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n'
             'variable "API_TOKEN" {\n}\n') in bake
-    assert 'variable "DB_PASSWORD" {\n}\n' in bake
+    assert 'variable "DB_PASSWORD" {\n}\n' in bake and 'variable "NPM_AUTH" {\n}\n' in bake
     assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake           # .env, as compose reads it
     assert parse_bake(bake)["variable"]["API_TOKEN"] == {}
 

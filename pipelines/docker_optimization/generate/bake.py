@@ -48,26 +48,23 @@ def hcl_string(value: str) -> str:
 
 
 class Variables(dict):
-    """The bake variables the targets read: name -> default (None: no default, a secret-looking name)."""
+    """The bake variables the targets read: name -> default (None: no default, its value is a secret's)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.secret: set[str] = set()
-
-    def add(self, name: str, default: str, env: dict[str, str]) -> None:
-        if name in OWN_VARIABLES or name in self:
+    def add(self, name: str, default: str, env: dict[str, str], secret: bool = False) -> None:
+        if name in OWN_VARIABLES:
             return
-        if is_secret_name(name):
+        if secret or is_secret_name(name):
             self[name] = None             # its value is not copied into the new file
-            self.secret.add(name)
-        else:
+        elif name not in self:
             self[name] = default or env.get(name, "")
 
 
-def compose_template(value: str, variables: Variables, env: dict[str, str] | None = None) -> str:
+def compose_template(value: str, variables: Variables, env: dict[str, str] | None = None,
+                     secret: bool = False) -> str:
     """The inside of an HCL string for a compose value: ``${NAME}``/``${NAME:-default}``/``$NAME``
     become bake variables (recorded in ``variables`` with their default: the one written, else the
-    value of the compose project's ``.env``, as compose resolves it), ``$$`` a literal ``$``."""
+    value of the compose project's ``.env``, as compose resolves it; none when ``secret``, or when
+    the name looks like a secret's), ``$$`` a literal ``$``."""
     env = env or {}
     out, last = [], 0
     for m in _COMPOSE_VAR.finditer(value):
@@ -78,7 +75,7 @@ def compose_template(value: str, variables: Variables, env: dict[str, str] | Non
             continue
         name = m.group("braced") or m.group("bare")
         default = m.group("default") if (m.group("op") or "").lstrip(":") == "-" else ""
-        variables.add(name, default or "", env)
+        variables.add(name, default or "", env, secret)
         out.append(f"${{{name}}}")
     out.append(_escape(value[last:]))
     return "".join(out)
@@ -100,8 +97,6 @@ def project_name(project: Project, graph: BuildGraph) -> str:
         return name.strip()
     spaces = {s.image.rsplit("/", 1)[0] for s in graph.services.values() if s.build is not None and "/" in s.image}
     return spaces.pop() if len(spaces) == 1 and "$" not in next(iter(spaces)) else "app"
-
-
 
 
 def tag_of(image: str, name: str, variables: Variables, env: dict[str, str]) -> str:
@@ -162,9 +157,9 @@ def _args(build: Build, variables: Variables) -> tuple[list[str], list[str]]:
                          "(better: a build secret)")
             value = None
         if value is None:
-            variables.add(name, "", build.env)
             value = f"${{{name}}}"
-        lines.append(f"    {hcl_key(name)} = {_quoted(value, variables, build.env)}")
+        secret = is_secret_name(name)          # what a secret's argument reads gets no default either
+        lines.append(f'    {hcl_key(name)} = "{compose_template(value, variables, build.env, secret)}"')
     return lines, notes
 
 
@@ -313,7 +308,7 @@ def bake_file(project: Project, graph: BuildGraph | None = None) -> str:
         targets += [""] + _target(project, name, chosen.builds[name], graph, variables)
     for name, default in sorted(variables.items()):
         if default is None:
-            out += ["", f"# ${{{name}}} looks like a secret: no default here; bake reads it from the environment.",
+            out += ["", f"# ${{{name}}} is a secret's value: no default here; bake reads it from the environment.",
                     f"variable {hcl_string(name)} {{", "}"]
         else:
             out += ["", f"# Compose reads ${{{name}}} from the environment (or .env); so does bake.",
