@@ -860,7 +860,7 @@ def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carr
 def test_a_secret_looking_value_is_never_copied_into_the_bake_file(tmp_path):
     bake = bake_file(project(tmp_path, SHOP))
     assert "s3cr3t-value" not in bake and "hunter2" not in bake and "npm-xyz" not in bake
-    assert ('# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n'
+    assert ("# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n"
             'variable "API_TOKEN" {\n}\n') in bake
     assert 'variable "DB_PASSWORD" {\n}\n' in bake and 'variable "NPM_AUTH" {\n}\n' in bake
     assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake           # .env, as compose reads it
