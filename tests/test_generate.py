@@ -236,7 +236,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Dependency order (compose depends_on).
 ORDER=(base cache app)
-# One-shot services others wait for with condition service_completed_successfully: exit 0 is success.
+# One-shot services others wait for with condition service_completed_successfully: exit 0 is success;
+# each is waited for until it exits (compose gives a job no time limit; DEPLOY_TIMEOUT sets one).
 JOBS=()
 # Health gates, from the compose file and Dockerfiles: each service is waited for at most
 # start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:
@@ -1042,7 +1043,7 @@ def test_a_shellcheck_warning_fails_the_shell_gate_with_the_finding():
     unquoted = DEPLOY.replace('docker compose ps --all -q "$1"', "docker compose ps --all -q $1")
     gates = gates_for("deploy/deploy.sh", unquoted)
     assert failed(gates) == [("deploy/deploy.sh shellcheck-clean (-S style)",
-                              "line 41 SC2086 (info): Double quote to prevent globbing and word splitting.")]
+                              "line 42 SC2086 (info): Double quote to prevent globbing and word splitting.")]
 
 
 def test_a_syntax_error_fails_bash_n():

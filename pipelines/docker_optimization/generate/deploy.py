@@ -207,7 +207,8 @@ cd "$(dirname "${{BASH_SOURCE[0]}}")/..{cd}"
 {compose_file}
 # Dependency order (compose depends_on).
 ORDER=({order})
-# One-shot services others wait for with condition service_completed_successfully: exit 0 is success.
+# One-shot services others wait for with condition service_completed_successfully: exit 0 is success;
+# each is waited for until it exits (compose gives a job no time limit; DEPLOY_TIMEOUT sets one).
 JOBS=({jobs})
 {gates}
 {common}
