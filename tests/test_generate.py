@@ -826,6 +826,17 @@ def test_a_target_whose_context_cannot_build_is_left_out_of_every_generated_file
             "#   api: api/Dockerfile line 2: shared does not exist in the build context .\n") in deploy
 
 
+def test_the_build_and_deploy_phase_reports_name_what_the_generated_files_left_out(tmp_path):
+    tree = DirTree(write(tmp_path, SHOP))
+    assert DockerDomain().phase_notes("build", tree)[-1] == (
+        "api is left out of the bake file and the CI build: docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .")
+    assert DockerDomain().phase_notes("deploy", tree)[-2:] == [
+        "api is left out of deploy/deploy.sh: its image can't be built from docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .",
+        "e2e is behind the compose profile test: deploy.sh rolls it out only when named or with COMPOSE_PROFILES=test"]
+
+
 def test_a_source_the_dockerignore_drops_leaves_the_target_out_too(tmp_path):
     files = {**SHOP, "shared/lib.py": "x = 1\n", ".dockerignore": "shared\n"}
     assert ("#   api: docker-compose.yml: api/Dockerfile line 2: shared is excluded by .dockerignore "
