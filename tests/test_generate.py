@@ -845,6 +845,13 @@ def test_a_source_the_dockerignore_drops_leaves_the_target_out_too(tmp_path):
         == ["api", "worker"]
 
 
+def test_a_dockerfile_that_does_not_parse_leaves_its_target_out(tmp_path):
+    files = {**SHOP, "worker/Dockerfile": "FROM python:3.12-slim AS runtime\nRUN <<EOF\necho never closed\n"}
+    bake = bake_file(project(tmp_path, {**files, "shared/lib.py": ""}))
+    assert "#   worker: docker-compose.yml: worker/Dockerfile does not parse: unterminated heredoc\n" in bake
+    assert list(parse_bake(bake)["target"]) == ["api"]
+
+
 def test_a_service_built_by_two_compose_files_gets_the_definition_whose_context_builds(tmp_path):
     files = {**SHOP, "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY main.py /app/\n",
              "api/shared/util.py": "y = 2\n", "deploy/compose.prod.yml": (
