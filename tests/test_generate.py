@@ -929,20 +929,18 @@ def test_a_compose_healthcheck_takes_what_it_leaves_out_from_the_dockerfile_then
     assert "declare -A WAIT=([api]=540 [cache]=180)\n" in deploy
 
 
-def test_the_bake_gate_fails_a_target_the_change_broke_and_not_one_already_broken_before(tmp_path):
-    head, parent = tmp_path / "head", tmp_path / "parent"
-    write(head, SHOP)
-    write(parent, SHOP)
+def test_the_bake_gate_fails_a_target_the_change_brought_broken_and_not_one_the_file_already_had(tmp_path):
+    write(tmp_path, SHOP)
     broken = bake_file(project(tmp_path / "ok", {**SHOP, "shared/x.py": ""}))   # api's target, as if it built
     name = "docker-bake.hcl: every target's COPY/ADD sources are sent by its context"
 
-    new = gates_for("docker-bake.hcl", broken, head, base=DirTree(parent))
-    assert failed(new) == [(name, "target api: api/Dockerfile line 2: shared does not exist in the build context .")]
+    new = gates_for("docker-bake.hcl", broken, tmp_path)                       # the change wrote the file
+    assert failed(new) == [(name, "target api: api/Dockerfile: shared does not exist in the build context .")]
 
-    write(parent, {"docker-bake.hcl": broken})
-    kept = gates_for("docker-bake.hcl", broken, head, base=DirTree(parent))
+    kept = gates_for("docker-bake.hcl", broken + "\n", tmp_path, before=broken)  # the parent's file had it too
     assert failed(kept) == []
-    assert [g.detail for g in kept if g.name == name] == ["already present before this change: api"]
+    assert [g.already for g in kept if g.name == name] == [
+        "already present before this change: target api: api/Dockerfile: shared does not exist in the build context ."]
 
 
 # -- rules ------------------------------------------------------------------------

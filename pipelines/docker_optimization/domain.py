@@ -156,7 +156,7 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, root, _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(path, text, tree, _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue

@@ -3,9 +3,7 @@
 - ``*.hcl`` (a bake file): parses (python-hcl2), every target's context and
   Dockerfile exist, every COPY/ADD source of every target is sent by its
   context (the CX003 check), and every group member and ``target:`` context
-  names a target of the file. A target that was already in the file and
-  already broken at the change's parent is recorded as "already present
-  before this change", not failed: the gate judges what the change did;
+  names a target of the file;
 - ``.github/workflows/*.yml``: parses, and is valid against the GitHub
   workflow JSON schema check-jsonschema vendors;
 - ``*.sh``: ``bash -n`` accepts it, and ``shellcheck -S style`` reports nothing.
@@ -31,14 +29,16 @@ from ruamel.yaml.error import YAMLError
 
 from engine.artifacts import Gate
 from engine.gates import delta_gate
+from engine.tree import DirTree
 
 WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout://", re.IGNORECASE)
 _SHOWN = 5
 
 
-def gates_for(path: str, text: str, root: Path | None = None, before: str | None = None) -> list[Gate]:
-    """The gates for one changed file (``root``: the checkout, for paths a bake file names).
+def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: str | None = None) -> list[Gate]:
+    """The gates for one changed file (``root``: the checkout, for paths a bake file names; a DirTree
+    whose files are listed already spares a walk).
 
     ``before``: the file's text at the change's parent (None when the change created it). A gate
     fails only for problems that text didn't have: the others are recorded as already present.
@@ -51,7 +51,7 @@ def gates_for(path: str, text: str, root: Path | None = None, before: str | None
                        and not old[g.name].passed else [], ok=g.detail) if not g.passed else g for g in gates]
 
 
-def _gates_for(path: str, text: str, root: Path | None) -> list[Gate]:
+def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
     if path.endswith(".hcl"):
         return bake_gates(path, text, root)
     if WORKFLOW_PATH.search(path):
@@ -93,7 +93,7 @@ def _literal(value: object) -> str | None:
     return value.replace("$${", "${")
 
 
-def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
+def bake_gates(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
     try:
         data = parse_bake(text)
     except ValueError as err:
@@ -113,10 +113,11 @@ def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
     gates.append(Gate(name=f"{path}: groups and target: contexts name targets of the file", passed=not unknown,
                       detail="unknown: " + "; ".join(unknown[:_SHOWN]) if unknown else "all resolve"))
     if root is not None:
-        missing = _missing_paths(path, targets, Path(root))
+        tree = root if isinstance(root, DirTree) else DirTree(Path(root))
+        missing = _missing_paths(path, targets, tree.root)
         gates.append(Gate(name=f"{path}: every target's context and Dockerfile exist", passed=not missing,
                           detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked"))
-        gates.append(copy_sources_gate(path, targets, Path(root),
+        gates.append(copy_sources_gate(path, targets, tree,
                                        skip={m.split(":", 1)[0][len("target "):] for m in missing}))
     return gates
 
@@ -130,26 +131,43 @@ def _target_paths(path: str, attrs: dict) -> tuple[str, str] | None:
     return directory, posixpath.normpath(posixpath.join(directory, dockerfile))
 
 
-def copy_sources_gate(path: str, targets: dict[str, dict], root: Path, skip: set[str]) -> Gate:
+def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: set[str]) -> Gate:
     """Every COPY/ADD source of every target is sent by its context (CX003's check, per target).
 
     Each problem is stated without line numbers ("target api: shared does not
     exist in the build context ."), so ``gates_for`` can tell the ones the
     change brought from those the parent's bake file already had.
     """
-    from engine.tree import DirTree
     from pipelines.docker_optimization.generate.targets import build_problems
     from pipelines.docker_optimization.project import Project
 
     name = f"{path}: every target's COPY/ADD sources are sent by its context"
-    project = Project(DirTree(root))
+    project = Project(tree)
     problems = []
     for target, attrs in sorted(targets.items()):
         where = _target_paths(path, attrs) if target not in skip else None
         if where is not None:
             problems += [f"target {target}: {why}" for why in build_problems(project, *where, lines=False)]
-    return Gate(name=name, passed=not problems, detail="; ".join(problems[:_SHOWN]) if problems
+    # every problem is listed: gates_for compares them one by one with the parent's
+    return Gate(name=name, passed=not problems, detail="; ".join(problems) if problems
                 else f"{len(targets) - len(skip)} targets checked")
+
+
+def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:
+    base = posixpath.dirname(path)
+    missing = []
+    for name, attrs in sorted(targets.items()):
+        context = _literal(attrs.get("context", "."))
+        if context is None or _REMOTE.search(context):
+            continue
+        directory = root / posixpath.normpath(posixpath.join(base, context))
+        if not directory.is_dir():
+            missing.append(f"target {name}: context {context} is not a directory")
+            continue
+        dockerfile = _literal(attrs.get("dockerfile", "Dockerfile"))
+        if dockerfile is not None and not (directory / dockerfile).is_file():
+            missing.append(f"target {name}: no {dockerfile} in context {context}")
+    return missing
 
 
 # -- GitHub workflows ---------------------------------------------------------
