@@ -144,7 +144,7 @@ def test_rl003_triggers_on_each_way_of_swallowing_an_error(tmp_path):
     text = ("FROM debian:12\n"
             "RUN apt-get install -y libpq5 || true\n"
             "RUN make test || echo \"tests failed\"\n"
-            "RUN rm -r /tmp/x || :\n"
+            "RUN ./seed-db || :\n"
             "RUN ./migrate; true\n"
             "RUN set +e && ./flaky\n")
     assert codes(tmp_path, {"Dockerfile": text}, "RL003") == [("Dockerfile", n) for n in (2, 3, 4, 5, 6)]
@@ -157,6 +157,24 @@ def test_rl003_is_quiet_on_real_error_handling_and_healthcheck_exit(tmp_path):
             "RUN set -eux; ./configure\n"
             "HEALTHCHECK CMD curl -f http://localhost/ || exit 1\n")
     assert codes(tmp_path, {"Dockerfile": text}, "RL003") == []
+
+
+def test_rl003_is_quiet_on_a_deliberate_ignore_after_a_cleanup_or_in_a_fallback_value(tmp_path):
+    text = ("FROM debian:12\n"
+            "RUN rm -rf /tmp/build || true\n"
+            "RUN ./build; apt-get clean || :\n"
+            "RUN pip cache purge || true\n"
+            "RUN make -j$(nproc || sysctl -n hw.ncpu || echo 1) install\n"
+            "RUN cd src && (find . -name '*.o' -delete || true) && make\n")
+    assert codes(tmp_path, {"Dockerfile": text}, "RL003") == []
+
+
+def test_rl003_still_triggers_when_the_ignore_covers_more_than_the_cleanup(tmp_path):
+    text = ("FROM debian:12\n"
+            "RUN apt-get install -y libpq5 && apt-get clean || true\n"
+            "RUN curl -fsSLo /app.tgz https://example.com/app.tgz || rm -f /app.tgz || true\n"
+            "RUN echo $(cat /version || echo unknown) > /v; ./migrate || true\n")
+    assert codes(tmp_path, {"Dockerfile": text}, "RL003") == [("Dockerfile", n) for n in (2, 3, 4)]
 
 
 # -- RL004 ---------------------------------------------------------------------
