@@ -176,6 +176,28 @@ def test_cx005_is_quiet_on_a_small_context(tmp_path):
     assert codes(tmp_path, files, "CX005") == []
 
 
+# -- a context that cannot build gets its CX003, and no other context finding ----------------------
+
+BROKEN = "FROM node:22\nCOPY shared/lib.js /lib/\nCOPY . .\nRUN npm install\n"   # shared/ is not in app/
+
+
+def test_a_context_cx003_reports_broken_gets_no_other_context_finding(tmp_path, monkeypatch):
+    monkeypatch.setattr(context_rules, "LARGE_CONTEXT", 1024)
+    files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROKEN, "app/package.json": "{}\n",
+             "app/package-lock.json": "{}\n", "app/tests/t.js": "x\n", "app/data/big.bin": "0" * 3000,
+             ".gitignore": ".dockerignore\n"}
+    found = sorted((f.rule, f.file, f.line) for f in analyze(write(tmp_path, files)) if f.rule[:2] in ("CX", "SZ"))
+    assert found == [("CX003", "app/Dockerfile", 2)]
+
+
+def test_a_directory_another_dockerfile_builds_from_is_still_judged(tmp_path):
+    compose = COMPOSE + "  worker:\n    build: {context: ./app, dockerfile: Dockerfile.worker}\n"
+    files = {"compose.yaml": compose, "app/Dockerfile": BROKEN, "app/Dockerfile.worker": "FROM node:22\nCOPY . .\n",
+             "app/tests/t.js": "x\n"}
+    assert codes(tmp_path, files, "CX001") == [("app/.dockerignore", 0)]
+    assert codes(tmp_path, files, "CX003") == [("app/Dockerfile", 2)]
+
+
 def test_the_append_fix_says_already_resolved_once_the_patterns_are_there(tmp_path):
     files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD, "app/.dockerignore": ".git\n", "app/tests/t.py": "t\n"}
     write(tmp_path, files)
