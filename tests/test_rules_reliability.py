@@ -139,6 +139,16 @@ def test_rl002_is_quiet_with_a_healthcheck_none_a_compose_healthcheck_or_no_port
     assert codes(tmp_path, files, "RL002") == []
 
 
+def test_rl002_leaves_a_dockerfile_a_variable_build_path_may_name_to_that_build(tmp_path):
+    compose = ("services:\n"
+               "  ad:\n    build:\n      context: .\n      dockerfile: ${AD_DOCKERFILE}\n"
+               "    healthcheck: {test: [CMD, grpc_health_probe]}\n"
+               "  web:\n    build: ./web\n    ports: ['80:80']\n")
+    files = {"compose.yaml": compose, "src/ad/Dockerfile": "FROM eclipse-temurin:21\nEXPOSE 9555\n",
+             "web/Dockerfile": "FROM nginx:1.27\n"}
+    assert codes(tmp_path, files, "RL002") == [("web/Dockerfile", 1)]
+
+
 # -- RL003 ---------------------------------------------------------------------
 def test_rl003_triggers_on_each_way_of_swallowing_an_error(tmp_path):
     text = ("FROM debian:12\n"

@@ -117,6 +117,9 @@ def no_healthcheck(project) -> Iterable[Hit]:
     (HEALTHCHECK, including one inherited from an earlier stage) nor any
     compose service building it has a health check. `HEALTHCHECK NONE` and
     a compose `healthcheck: {disable: true}` count as a decision, not a gap.
+    A Dockerfile no compose build names is not judged when a compose build's
+    path is a variable (`dockerfile: ${AD_DOCKERFILE}`): that service may
+    build it, with a health check of its own.
     Warning, not info: without a health check nothing can wait for the
     service to be ready.
 
@@ -135,11 +138,14 @@ def no_healthcheck(project) -> Iterable[Hit]:
         HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://localhost:8000/')"]
         CMD ["python", "-m", "app"]
     """
+    # A build whose path is a variable compose fills in (`dockerfile: ${AD_DOCKERFILE}`) may build any
+    # Dockerfile: one that no resolved build names may get its health check there, so it is not judged.
+    unresolved = any("$" in b.dockerfile or "$" in b.context for c in project.composes for b in c.builds)
     for df in project.dockerfiles.values():
         if df.error or not df.stages or healthcheck(df) is not None:
             continue
         services = _compose_services(project, df)
-        if any("healthcheck" in data for _, data in services):
+        if any("healthcheck" in data for _, data in services) or (unresolved and not services):
             continue
         chain = set(stage_chain(df, df.final_stage))
         exposes = [i for i in df.of("EXPOSE") if i.stage in chain]
