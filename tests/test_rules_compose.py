@@ -417,6 +417,13 @@ def test_co008_leaves_a_yaml_error_to_px002(tmp_path):
     assert "PX002" in found and "CO008" not in found
 
 
+def test_px002_leaves_a_comment_only_variant_stacked_beside_the_main_file(tmp_path):
+    extras = ("# Extras layer: override this file in your fork.\n"
+              "# Usage: docker compose -f compose.yaml -f compose.extras.yaml up\n")
+    assert codes(tmp_path / "a", {"compose.yaml": TESTS, "compose.extras.yaml": extras}, "PX002") == []
+    assert codes(tmp_path / "b", {"compose.yaml": extras}, "PX002") == [("compose.yaml", 0)]
+
+
 def test_added_keys_go_above_the_blank_line_and_comment_that_separate_services(tmp_path):
     text = ("x-defaults: &defaults\n"
             "  depends_on: [db]\n"

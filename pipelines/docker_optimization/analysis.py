@@ -103,6 +103,10 @@ def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
 def compose_parse_error(project: Project) -> Iterable[Hit]:
     """A compose file is not valid YAML, or not a mapping at its top level.
 
+    A variant file that holds only comments, beside another compose file of
+    its directory, is a placeholder stacked with `-f` (a seam for forks to
+    fill in): compose merges it as nothing, and it is not reported.
+
     Why: `docker compose` refuses it; no compose rule looks at it until it loads.
 
     Example:
@@ -115,9 +119,18 @@ def compose_parse_error(project: Project) -> Iterable[Hit]:
           api:
             image: "api:1.0"
     """
+    directories = [c.path.rpartition("/")[0] for c in project.composes]
     for compose in project.composes:
-        if compose.error and compose.path not in project.problems:
-            yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
+        if not compose.error or compose.path in project.problems:
+            continue
+        if _only_comments(compose.text) and directories.count(compose.path.rpartition("/")[0]) > 1:
+            continue
+        yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("#") or line.strip() in ("---", "...")
+               for line in text.splitlines())
 
 
 def _problems(project: Project, code: str) -> Iterable[Hit]:
