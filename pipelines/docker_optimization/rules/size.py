@@ -66,7 +66,10 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
     """A single-stage build installs a compiler toolchain (gcc, build-essential, *-dev packages, make).
 
     Packages the same RUN removes again (`apk del .build-deps`,
-    `apt-get purge gcc`) are not counted.
+    `apt-get purge gcc`) are not counted. An image that declares no CMD or
+    ENTRYPOINT is a tool image run with a command (`docker run gen protoc
+    ...`, a code generator): the toolchain is what it is for, so it is left
+    alone.
 
     Why: the toolchain is needed to build wheels or native modules, not to
     run them; in a single-stage build it ships in the image (often hundreds
@@ -87,7 +90,7 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
         COPY --from=build /wheels /wheels
         RUN pip install /wheels/*
     """
-    if len(df.stages) != 1:
+    if len(df.stages) != 1 or not (df.of("CMD") or df.of("ENTRYPOINT")):
         return
     for run in df.of("RUN"):
         found = toolchain_installed(df, run)
