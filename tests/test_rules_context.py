@@ -78,6 +78,16 @@ def test_cx002_fires_with_cx001_on_a_missing_dockerignore_and_one_fix_writes_it(
     assert fixed(tmp_path, {}, "CX002") == {"app/.dockerignore": HEADER + "**/tests\n**/.env\n"}
 
 
+def test_a_dist_directory_git_keeps_is_source_and_one_it_ignores_is_a_build_output(tmp_path):
+    vendored = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD, "app/Program.cs": "x\n",
+                "app/wwwroot/lib/jquery/dist/jquery.min.js": "$\n"}
+    assert codes(tmp_path / "a", vendored, "CX001") == []
+    assert codes(tmp_path / "a", vendored, "CX002") == []
+    built = dict(vendored, **{".gitignore": "dist/\n", "app/dist/bundle.js": "b\n"})
+    found = [f for f in analyze(write(tmp_path / "b", built)) if f.rule == "CX002"]
+    assert [f.file for f in found] == ["app/.dockerignore"] and "add **/dist" in found[0].message
+
+
 def test_fix_appends_the_missing_patterns_and_keeps_the_file(tmp_path):
     files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD + "COPY docs/api.md /srv/docs/\n",
              "app/.dockerignore": "# ours\r\n.git", "app/main.py": "x\n", "app/tests/t.py": "t\n",

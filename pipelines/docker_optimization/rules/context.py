@@ -39,6 +39,9 @@ CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("**/docker-compose*.yml", "", "compose files"),
 )
 _UNNEEDED = DockerIgnore([pattern for pattern, _, _ in CANDIDATES])
+# Candidates that name a directory by a common name only: a dist/ or build/ that git keeps is
+# vendored or source (wwwroot/lib/jquery/dist, a CMake build/ of scripts), not a build output.
+OUTPUT_DIRS = ("dist", "build")
 
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
@@ -48,7 +51,9 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
 
     Fires when neither the context root nor the Dockerfile has an ignore file
     and the context is the repository root (where .git lives) or holds tests,
-    docs, caches, virtualenvs, build outputs, .env files or the like.
+    docs, caches, virtualenvs, build outputs, .env files or the like. A dist/
+    or build/ directory that git keeps (not hidden by .gitignore) is source,
+    not a build output (wwwroot/lib/jquery/dist).
 
     Why: the classic builder sends the whole directory to the engine on every
     build (.git, tests, node_modules, virtualenvs, local .env files), and
@@ -66,7 +71,7 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
     if ctx.ignore_path or all(cannot_build(c) for c in ctx.project.contexts_in(ctx.dir)):
         return
     files = ctx.files()
-    if ctx.dir != "." and not any(_UNNEEDED.excluded(p) for p in files):
+    if ctx.dir != "." and not any(_UNNEEDED.excluded(p) and not kept_output(ctx, p) for p in files):
         return
     yield Hit(0, f"build context {ctx.dir} ({', '.join(ctx.services) or 'no compose service'}) has no .dockerignore: "
                  f"{len(files)} files, {sum(files.values())} bytes sent",
@@ -150,6 +155,8 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
         if pattern in skip:
             continue
         newly = each[pattern]
+        if pattern.removeprefix("**/") in OUTPUT_DIRS:
+            newly = [p for p in newly if not kept_output(contexts[0], p)]
         if not newly and not (probe in probes and not ignore.excluded(probe)):
             continue
         if ignore.has_reinclusions and any(_reincluded(ignore, p) for p in newly):
@@ -160,6 +167,22 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
             continue
         chosen.append((pattern, why, newly))
     return chosen
+
+
+def kept_output(ctx, path: str) -> bool:
+    """Is ``path`` (context-relative) under a dist/ or build/ directory whose files git keeps?
+
+    Such a directory is part of the source (a vendored library's dist/, a
+    committed build/ of scripts): excluding it would change the image. One
+    that .gitignore hides is a local build output, worth excluding.
+    """
+    if not any(part in OUTPUT_DIRS for part in path.split("/")[:-1]):
+        return False
+    project = ctx.project
+    if "gitignore_rules" not in project.memo:
+        project.memo["gitignore_rules"] = gitignore_rules(project)
+    full = path if ctx.dir == "." else f"{ctx.dir}/{path}"
+    return gitignored(project.memo["gitignore_rules"], full) is None
 
 
 def broad_copies(df: Dockerfile) -> list[Instruction]:
@@ -180,7 +203,8 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     Fires when a Dockerfile copies its whole context and the context (after
     its .dockerignore) still sends files a build rarely needs: the same list
     the .dockerignore fix writes, minus what a RUN uses (tests it runs, docs
-    it builds) and what a COPY names. The fix writes a .dockerignore, or
+    it builds), what a COPY names, and dist/ or build/ directories git keeps
+    (vendored assets, not build outputs). The fix writes a .dockerignore, or
     appends the missing patterns to the existing one.
 
     Why: everything the context sends lands in the layer: the image is larger,
