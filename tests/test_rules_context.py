@@ -88,6 +88,14 @@ def test_a_dist_directory_git_keeps_is_source_and_one_it_ignores_is_a_build_outp
     assert [f.file for f in found] == ["app/.dockerignore"] and "add **/dist" in found[0].message
 
 
+def test_cx002_keeps_a_public_only_env_file_the_build_inlines(tmp_path):
+    files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD, "app/.dockerignore": ".git\n",
+             "app/.env": "EXPO_PUBLIC_API_PORT=8080\n"}
+    assert codes(tmp_path / "a", files, "CX002") == []
+    files["app/.env"] = "EXPO_PUBLIC_API_PORT=8080\nSENTRY_AUTH_TOKEN=x\n"
+    assert codes(tmp_path / "b", files, "CX002") == [("app/.dockerignore", 0)]
+
+
 def test_fix_appends_the_missing_patterns_and_keeps_the_file(tmp_path):
     files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD + "COPY docs/api.md /srv/docs/\n",
              "app/.dockerignore": "# ours\r\n.git", "app/main.py": "x\n", "app/tests/t.py": "t\n",

@@ -14,6 +14,7 @@ from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.project import Context
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.secrets import public_env
 
 # What a build rarely needs: (pattern, probe path for .gitignore, why).
 CANDIDATES: tuple[tuple[str, str, str], ...] = (
@@ -157,6 +158,8 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
         newly = each[pattern]
         if pattern.removeprefix("**/") in OUTPUT_DIRS:
             newly = [p for p in newly if not kept_output(contexts[0], p)]
+        elif pattern.startswith("**/.env"):  # a build reads public-only .env files (EXPO_PUBLIC_*, VITE_*)
+            newly = [p for p in newly if not public_env(contexts[0].project, _in_repo(contexts[0], p))]
         if not newly and not (probe in probes and not ignore.excluded(probe)):
             continue
         if ignore.has_reinclusions and any(_reincluded(ignore, p) for p in newly):
@@ -181,8 +184,11 @@ def kept_output(ctx, path: str) -> bool:
     project = ctx.project
     if "gitignore_rules" not in project.memo:
         project.memo["gitignore_rules"] = gitignore_rules(project)
-    full = path if ctx.dir == "." else f"{ctx.dir}/{path}"
-    return gitignored(project.memo["gitignore_rules"], full) is None
+    return gitignored(project.memo["gitignore_rules"], _in_repo(ctx, path)) is None
+
+
+def _in_repo(ctx, path: str) -> str:
+    return path if ctx.dir == "." else f"{ctx.dir}/{path}"
 
 
 def broad_copies(df: Dockerfile) -> list[Instruction]:
@@ -203,8 +209,9 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     Fires when a Dockerfile copies its whole context and the context (after
     its .dockerignore) still sends files a build rarely needs: the same list
     the .dockerignore fix writes, minus what a RUN uses (tests it runs, docs
-    it builds), what a COPY names, and dist/ or build/ directories git keeps
-    (vendored assets, not build outputs). The fix writes a .dockerignore, or
+    it builds), what a COPY names, dist/ or build/ directories git keeps
+    (vendored assets, not build outputs), and .env files with only public
+    variables (`EXPO_PUBLIC_*`, `VITE_*`: the build inlines them). The fix writes a .dockerignore, or
     appends the missing patterns to the existing one.
 
     Why: everything the context sends lands in the layer: the image is larger,

@@ -35,6 +35,20 @@ def secret_files(files: Iterable[str]) -> list[str]:
     return sorted(p for p in files if is_secret_name(p.rpartition("/")[2]))
 
 
+# Variables frameworks inline into the client bundle at build time: public by design, and the build needs them.
+PUBLIC_PREFIXES = ("EXPO_PUBLIC_", "NEXT_PUBLIC_", "VITE_", "REACT_APP_", "NUXT_PUBLIC_", "PUBLIC_", "GATSBY_",
+                   "VUE_APP_")
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def public_env(project, path: str) -> bool:
+    """Is ``path`` a .env file whose every variable is public by design (`EXPO_PUBLIC_*`, `VITE_*`...)?"""
+    if not path.rpartition("/")[2].startswith(".env"):
+        return False
+    keys = [m.group(1) for m in map(_ENV_LINE.match, (project.text(path) or "").splitlines()) if m]
+    return bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys)
+
+
 @rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "project")
 def secret_file_in_build_context(project) -> Iterable[Hit]:
     """A secret-looking file (.env, private keys, .npmrc, .pypirc) is sent with a build context.
@@ -43,7 +57,9 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
     not secrets: a name with a part `example`, `sample`, `template`,
     `tmpl`, `tpl`, `dist` (`.env.example`, `.env.local.template`,
     `.env.dist`, `.env.production.sample`) is skipped, and so are certificates
-    (`cert.pem`, `fullchain.pem`, `ca.pem`), which are public. `.env`,
+    (`cert.pem`, `fullchain.pem`, `ca.pem`), which are public, and a .env
+    whose every variable is one a framework puts in the client bundle
+    (`EXPO_PUBLIC_*`, `NEXT_PUBLIC_*`, `VITE_*`, `REACT_APP_*`...). `.env`,
     `.env.local`, `.env.production` and private keys are reported.
 
     Why: the classic builder uploads it to the engine on every build, and a
@@ -61,7 +77,7 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
     senders: dict[str, list[str]] = {}   # secret file -> context dirs that send it
     copied: dict[str, list[str]] = {}    # secret file -> Dockerfiles whose COPY puts it in the image
     seen = set()
-    candidates = secret_files(project.files)
+    candidates = [p for p in secret_files(project.files) if not public_env(project, p)]
     for ctx in project.contexts:
         inside = [p for p in candidates if within(p, ctx.dir)]
         if not inside or (ctx.dir, ctx.dockerfile) in seen:
