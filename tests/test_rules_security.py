@@ -224,7 +224,8 @@ def test_se006_is_quiet_on_templates_examples_and_certificates(tmp_path):
 
 def test_se006_is_quiet_on_a_env_file_with_only_public_build_variables(tmp_path):
     files = {"app/Dockerfile": "FROM node:22-slim\nCOPY . .\nRUN npx expo export\n",
-             "app/.env": "# https://docs.expo.dev/guides/environment-variables/\n\nEXPO_PUBLIC_FRONTEND_PROXY_PORT=8080\n",
+             "app/.env": ("# https://docs.expo.dev/guides/environment-variables/\n\n"
+                          "EXPO_PUBLIC_FRONTEND_PROXY_PORT=8080\n"),
              "web/Dockerfile": "FROM node:22-slim\nCOPY . .\n",
              "web/.env": "VITE_API_URL=/api\nSTRIPE_SECRET_KEY=sk_live_1\n"}
     assert codes(tmp_path, files, "SE006") == [("web/.env", 0)]
