@@ -33,7 +33,9 @@ def test_se001_says_which_user_was_created_but_never_switched_to(tmp_path):
 def test_se001_is_quiet_for_a_user_inherited_from_a_stage_or_a_nonroot_base(tmp_path):
     files = {"a/Dockerfile": "FROM debian:12 AS base\nUSER 10001\nFROM base\nCMD [\"x\"]\n",
              "b/Dockerfile": "FROM gcr.io/distroless/python3-debian12:nonroot\nCMD [\"x\"]\n",
-             "c/Dockerfile": "FROM debian:12\nUSER $APP_USER\n"}
+             "c/Dockerfile": "FROM debian:12\nUSER $APP_USER\n",
+             "d/Dockerfile": "FROM docker.io/grafana/k6:2.2.0-with-browser\nCOPY load.js .\n",
+             "e/Dockerfile": "FROM otel/opentelemetry-collector-contrib:0.120.0\nCOPY config.yaml /etc/\n"}
     assert codes(tmp_path, files, "SE001") == []
 
 
