@@ -57,6 +57,7 @@ def test_a_context_that_was_already_broken_does_not_revert_the_change(tmp_path, 
     assert root.passed and not root.already
     assert prod.passed and prod.already.startswith(ALREADY)
     assert "shared/lib.py does not exist in the build context services/api" in prod.already
+    assert prod.already.endswith("(context services/api set by compose.prod.yaml)")
     assert "--mount=type=cache" in git(repo, "show", f"{record.run.branch}:services/api/Dockerfile")
     report = (reports / record.run.run_id / "2-dockerfiles.md").read_text()
     assert "Already broken before this run's changes" in report and "context services/api" in report

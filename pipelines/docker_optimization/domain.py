@@ -166,6 +166,10 @@ class DockerDomain:
             broken = [why for _source, why in copies.problems(ctx, df)]
             gate = delta_gate(f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", broken,
                               lambda ctx=ctx, now=broken: _copy_problems(parent(), ctx.dir, ctx.dockerfile, now), ok="all present and sent")
+            if gate.already:   # say which file builds it so, so the user knows where the broken context comes from
+                who = (f"context {ctx.dir} set by {', '.join(ctx.compose_files)}" if ctx.compose_files
+                       else f"context {ctx.dir} inferred: no compose file builds {ctx.dockerfile}")
+                gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
                 gates.append(self._build_gate(root, ctx))
