@@ -56,6 +56,29 @@ def figures_table(measurements: list[Measurement]) -> str:
     return table(["figure", "subject", "before", "after", "change", "method", "how"], rows)
 
 
+def unchanged(m: Measurement) -> bool:
+    """A figure the run left as it was (per-context figures of contexts no change touched)."""
+    return m.baseline is not None and m.value == m.baseline and m.subject != "repository"
+
+
+def summary_figures(measurements: list[Measurement]) -> list[str]:
+    """The figures that changed (and every repository-wide one), each how said once as a numbered note."""
+    shown = [m for m in measurements if not unchanged(m)]
+    hows: dict[str, int] = {}
+    for m in shown:
+        hows.setdefault(m.how, len(hows) + 1)
+    rows = [[m.name, m.subject, fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
+             fmt_value(m.value, m.unit), fmt_delta(m), m.method.value, f"[{hows[m.how]}]"] for m in shown]
+    out = [table(["figure", "subject", "before", "after", "change", "method", "how"], rows)]
+    out += [f"{n}. {how}" for how, n in hows.items()]
+    same = len(measurements) - len(shown)
+    if same:
+        subjects = len({m.subject for m in measurements if unchanged(m)})
+        out += ["", f"{same} more figures of {subjects} subjects no change touched are the same before and after; "
+                    f"the phase reports list them."]
+    return out + [""]
+
+
 def _phase_index(record: RunRecord, phase: str) -> int:
     return [p.phase for p in record.phases].index(phase) + 1
 
@@ -256,7 +279,7 @@ def render_summary(record: RunRecord) -> str:
                 + ". They are listed in the analysis report; no change of the run touches them.", ""]
     out += ["## Figures", ""]
     final = _final_figures(record)
-    out.append(figures_table(final) if final else "No figures were computed or measured.\n")
+    out += summary_figures(final) if final else ["No figures were computed or measured.\n"]
     if record.usage:
         out += ["## Model usage", "", usage_table(record), ""]
     out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "

@@ -12,7 +12,7 @@ import pytest
 
 from bench.monorepo import generate
 from engine.artifacts import RunRecord
-from engine.report import branch_findings, fmt_delta, fmt_value
+from engine.report import branch_findings, fmt_delta, fmt_value, unchanged
 from engine.runs import start_run
 from tests.conftest import cli, make_repo
 
@@ -32,13 +32,17 @@ def test_every_number_in_the_summary_is_in_run_json(example_repo, reports, docke
 
     latest = {(m.name, m.subject): m for m in record.measurements}
     figures = table_rows(summary, "Figures")
-    assert len(figures) == len(latest) > 0
+    section = summary.split("## Figures\n", 1)[1].split("\n## ", 1)[0]
+    hows = dict(re.findall(r"^(\d+)\. (.*)$", section, re.MULTILINE))
+    assert len(figures) == sum(not unchanged(m) for m in latest.values()) > 0
     for name, subject, before, after, change, method, how in figures:
         m = latest[(name, subject)]
         assert after == fmt_value(m.value, m.unit)
         assert before == (fmt_value(m.baseline, m.unit) if m.baseline is not None else "")
         assert change == fmt_delta(m)
-        assert (method, how) == (m.method.value, m.how.replace("|", "\\|"))
+        assert (method, hows[how.strip("[]")]) == (m.method.value, m.how)
+    same = [m for m in latest.values() if unchanged(m)]
+    assert not same or f"{len(same)} more figures of" in section
 
     for title, status, _agents, kept, reverted, failed, _report in table_rows(summary, "Phases"):
         phase = next(p for p in record.phases if p.title == title)
