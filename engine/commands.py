@@ -116,6 +116,8 @@ def run(
     build_budget: Optional[float] = typer.Option(None, "--build-budget", min=0, metavar="SECONDS",
                                                  help="Stop the real builds after this many seconds (default: no limit); "
                                                       "what did not finish is reported not measured."),
+    build_jobs: Optional[int] = typer.Option(None, "--build-jobs", min=1, metavar="N",
+                                             help="Real builds run at once (default: as many as the engine reports CPUs)."),
     verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
@@ -136,7 +138,8 @@ def run(
     options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
                "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens),
-               **({"build_budget": str(build_budget)} if build_budget is not None else {})}
+               **({"build_budget": str(build_budget)} if build_budget is not None else {}),
+               **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
     try:
         record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
     except UsageError as error:

@@ -227,9 +227,11 @@ def test_a_renamed_file_counts_where_it_was_and_where_it_is(tmp_path):
 def test_the_build_budget_reaches_the_run_options(tmp_path, reports):
     repo = make_repo(tmp_path / "repo", SERVICE)
     done = cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "--quiet",
-               "--phases", "dockerfiles", "--builds", "off", "--build-budget", "90", "--format", "json")
+               "--phases", "dockerfiles", "--builds", "off", "--build-budget", "90", "--build-jobs", "1",
+               "--format", "json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["run"]["options"]["build_budget"] == "90.0"
+    options = json.loads(done.stdout)["run"]["options"]
+    assert options["build_budget"] == "90.0" and options["build_jobs"] == "1"
     refused = cli("run", "docker-optimization", "--repo", str(repo), "--build-budget", "-1")
     assert refused.returncode == 2 and "--build-budget" in refused.stderr
 

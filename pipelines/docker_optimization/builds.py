@@ -1,3 +1,42 @@
+"""Real builds through a Docker engine: timings, image size and layers, before and after.
+
+Only when an engine answers (DOCKER_HOST or the default socket). Every build
+uses BuildKit (``DOCKER_BUILDKIT=1``), ``--network host`` and never pushes.
+A service whose base image is neither present nor pullable is "not
+measured" with the reason; nothing here fails the run.
+
+Only the builds a change touched are measured (``changed_builds``): a
+service whose Dockerfile, ignore file and sent files are the same at base
+and head would build the same image.
+
+Scenarios, each the median of N builds of the base commit and of the head,
+built in turns (base, head, base, ...) so that whatever else the engine does
+weighs on both alike:
+- no cache: ``--no-cache``. It turns off the layer cache *and* BuildKit's
+  cache mounts (``RUN --mount=type=cache`` starts empty: measured on engine
+  20.10, where a file a mount kept across builds is gone under --no-cache).
+  There is no switch for "layers cold, cache mounts warm", so the figure is
+  labelled as the build with no cache at all;
+- source change: one source file the final image COPYs gets a line appended;
+- dependency change: the dependency manifest gets a line appended.
+
+The appended line is whitespace (valid at the end of source, requirements,
+JSON, TOML or YAML files) and unique to each build: a fixed byte would make
+the same content every run, and the engine's layer cache would answer from
+an earlier run's build instead of rebuilding (rebuilds of 0.08 s that built
+nothing, before this was found).
+
+Services build in parallel, one ``docker build`` process each, as many at
+once as the engine has CPUs (``docker info``'s NCPU: a figure the engine
+reports, not a guess) or ``--build-jobs``. Not ``docker buildx bake``: bake needs the buildx
+plugin, which the classic 20.10 client (and many CI hosts) lacks, and it
+reports one time for all its targets while each service needs its own. A
+budget (``--build-budget``) bounds the whole measurement: at the deadline
+every running build is killed (the engine cancels a build whose client has
+gone) and the services not finished say "not measured (build budget of N s
+spent)".
+"""
+
 from __future__ import annotations
 
 import io
@@ -319,19 +358,23 @@ def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[
 
 
 def measure_services(phase: str, repo: Path, base: str, head: str, changed: list[ChangedBuild], repeats: int,
-                     budget: float | None = None) -> list[Measurement]:
+                     budget: float | None = None, jobs: int | None = None) -> list[Measurement]:
     """Real-build figures for each changed build, base commit against head, several builds at once.
 
     ``budget`` (seconds, None for no limit) bounds the whole measurement: the
     builds not finished by then are reported "not measured (build budget of
-    N s spent)", and every build still running is killed.
+    N s spent)", and every build still running is killed. ``jobs`` builds run
+    at once (None: as many as the engine reports CPUs). On a host whose CPUs
+    are already busy, parallel CPU-bound builds finish no sooner and each
+    figure grows with the others' load (``--build-jobs 1`` then measures each
+    build alone).
     """
     engine = probe()
     subjects = _subjects([c.head for c in changed])
     if not engine.ok:
         return [_not_measured(name, subject, phase, engine.reason) for subject in subjects for _, name in SCENARIOS]
     builds = Builds(budget)
-    jobs = max(1, min(engine.cpus, len(changed)))
+    jobs = max(1, min(jobs or engine.cpus, len(changed)))
     how = (f"median of {repeats} `docker build` runs each (BuildKit, --network host, engine {engine.version}) "
            f"of base {base[:10]} and head {head[:10]}, built in turns")
     if jobs > 1:

@@ -197,9 +197,9 @@ class DockerDomain:
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
         repeats = int(self.run.options.get("build_repeats", "3") or 3)
-        budget = self.run.options.get("build_budget")
+        budget, jobs = self.run.options.get("build_budget"), self.run.options.get("build_jobs")
         return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds, repeats,
-                                float(budget) if budget else None)
+                                float(budget) if budget else None, int(jobs) if jobs else None)
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)
