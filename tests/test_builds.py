@@ -311,10 +311,12 @@ def test_a_spent_budget_stops_every_build_and_says_so(tmp_path):
 def test_no_cache_empties_buildkit_cache_mounts_as_the_label_says(tmp_path):
     """The label of "build with no cache" rests on this: --no-cache starts RUN --mount=type=cache empty."""
     engine_or_skip()
+    mount = f"pipeline-test-{time.time_ns()}"   # a cache mount no earlier build used (the engine keeps them)
     repo = make_repo(tmp_path / "repo", {
         "compose.yaml": "services:\n  counter:\n    build: .\n",
         "Dockerfile": ("FROM debian:bookworm-slim\nARG RUN_ID\n"
-                       "RUN --mount=type=cache,target=/cache echo $RUN_ID >> /cache/runs && wc -l < /cache/runs > /count\n"
+                       f"RUN --mount=type=cache,id={mount},target=/cache "
+                       "echo $RUN_ID >> /cache/runs && wc -l < /cache/runs > /count\n"
                        "RUN test \"$(cat /count)\" = 1\n"),
     })
     (ctx,) = Project(DirTree(repo)).contexts
