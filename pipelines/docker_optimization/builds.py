@@ -50,10 +50,10 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from engine.artifacts import Measurement, Method
 from engine.gitenv import git_env
@@ -174,7 +174,7 @@ def export_tree(repo: Path, commit: str, dest: Path, paths: Iterable[str] = ()) 
 
 
 def build_paths(ctx: Context) -> list[str]:
-    """What ``docker build`` of ``ctx`` reads: its context directory, Dockerfile and that Dockerfile's own ignore file."""
+    """What ``docker build`` of ``ctx`` reads: its context directory, Dockerfile and that Dockerfile's ignore file."""
     if ctx.dir in ("", "."):
         return []   # the whole tree
     paths = [ctx.dir, ctx.dockerfile]
@@ -401,7 +401,8 @@ def _measure_one(phase: str, repo: Path, commits: tuple[str, str], item: Changed
     if why:
         return [_not_measured(name, subject, phase, why) for _, name in SCENARIOS]
     ctxs = {"base": item.base, "head": item.head}
-    roots = {side: export_tree(repo, commit, tmp / side, build_paths(ctxs[side])) for side, commit in zip(SIDES, commits)}
+    roots = {side: export_tree(repo, commit, tmp / side, build_paths(ctxs[side]))
+             for side, commit in zip(SIDES, commits)}
     tags = {side: f"pipeline-measure/{tmp.name}-{_slug(subject)}:{side}" for side in SIDES}
     try:
         results = time_scenarios(roots, ctxs, tags, repeats, builds)
