@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import subprocess
 from pathlib import Path
 
 from engine.artifacts import (
@@ -12,12 +11,11 @@ from engine.artifacts import (
 )
 from engine.domain import FixError
 from engine.gates import delta_gate
-from engine.gitenv import git_env
 from engine.tree import DirTree, GitTree, Tree
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
-from pipelines.docker_optimization.project import Project, is_dockerfile, within
+from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 
 
@@ -227,22 +225,14 @@ class DockerDomain:
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
-        from pipelines.docker_optimization.builds import measure_services
+        from pipelines.docker_optimization.builds import changed_builds, changed_paths, measure_services
 
-        before, after = Project(base), Project(head)
-        changed = subprocess.run(["git", "-C", str(self.run.worktree), "diff", "--name-only", "-z", base.commit,
-                                  head.commit], check=True, capture_output=True, text=True,
-                                 env=git_env()).stdout.split("\0")
-        changed = [p for p in changed if p]
-        pairs = []
-        for ctx in after.contexts:
-            if not any(within(p, ctx.dir) for p in changed):
-                continue
-            old = next((c for c in before.contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
-            if old is not None and ctx.dockerfile in before.dockerfiles:
-                pairs.append((old, ctx))
+        changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
+        builds = changed_builds(Project(base), Project(head), changed)
         repeats = int(self.run.options.get("build_repeats", "3") or 3)
-        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, pairs, repeats)
+        budget, jobs = self.run.options.get("build_budget"), self.run.options.get("build_jobs")
+        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds, repeats,
+                                float(budget) if budget else None, int(jobs) if jobs else None)
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)
