@@ -118,6 +118,19 @@ def test_interpolation_takes_the_env_file_and_the_defaults(tmp_path):
                      "web/Dockerfile": [("web", "compose.yaml")]}
 
 
+def test_build_args_keep_what_is_written_and_know_what_compose_passes(tmp_path):
+    project = Project(DirTree(write(tmp_path, {
+        "compose.yaml": "services:\n  api:\n    build:\n      context: api\n"
+                        "      args: [\"TOKEN=${NPM_TOKEN}\", \"MODE=${MODE:-prod}\", NPM_TOKEN]\n",
+        ".env": "NPM_TOKEN=s3cr3t-value\n",
+        "api/Dockerfile": DOCKERFILE,
+    })))
+    (build,) = project.composes[0].builds
+    # A generated file copies ``args``: the .env value must not travel with it.
+    assert build.args == {"TOKEN": "${NPM_TOKEN}", "MODE": "${MODE:-prod}", "NPM_TOKEN": ""}
+    assert build.arg_values == {"TOKEN": "s3cr3t-value", "MODE": "prod", "NPM_TOKEN": "s3cr3t-value"}
+
+
 def test_an_unresolvable_variable_is_reported_not_guessed(tmp_path):
     write(tmp_path, {
         "compose.yaml": ("services:\n  api:\n    build:\n      context: '${API_DIR}'\n"

@@ -33,11 +33,12 @@ class BuildSpec:
     context: str              # repo-relative directory ("." for the root)
     dockerfile: str           # repo-relative path
     target: str = ""
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict)         # as written (``${VAR}`` kept: no .env value copied)
     additional_contexts: dict[str, str] = field(default_factory=dict)
     line: int = 0             # the line of the service entry in ``file`` that wrote its ``build``
     file: str = ""            # the compose file that wrote it (an override, an extended or included file...)
     profiles: tuple[str, ...] = ()   # the service's profiles: it is built only when one of them is enabled
+    arg_values: dict[str, str] = field(default_factory=dict)   # the args as compose passes them (.env interpolated)
 
 
 @dataclass

@@ -229,7 +229,7 @@ class _Missing:
 class _Layer:
     """One service as far as builds go, after one or more definitions merged."""
 
-    build: dict | None = None            # context (repo path), dockerfile, target, args, additional_contexts, inline
+    build: dict | None = None   # context (repo path), dockerfile, target, args, arg_values, additional_contexts, inline
     build_at: tuple[str, int] = ("", 0)  # the service entry that last wrote ``build``
     profiles: tuple[str, ...] = ()
     reset_build: bool = False            # ``build: !reset``
@@ -469,13 +469,17 @@ class Resolver:
             build["target"] = interpolate(str(raw["target"]), env).text
         if "dockerfile_inline" in raw:
             build["inline"] = True
-        for key in ("args", "additional_contexts"):
-            if key in raw:
-                values = {}
-                for k, v in _pairs(raw[key]).items():
-                    values[k] = interpolate(str(v), env).text if v is not None else env.get(k, "")
-                build[key] = values
-                layer.key_tags[key] = _tag(raw, key)
+        if "args" in raw:
+            # As written (a generated file copies these: never a value from .env), and as compose passes them.
+            written = _pairs(raw["args"])
+            build["args"] = {k: "" if v is None else str(v) for k, v in written.items()}
+            build["arg_values"] = {k: env.get(k, "") if v is None else interpolate(str(v), env).text
+                                   for k, v in written.items()}
+            layer.key_tags["args"] = layer.key_tags["arg_values"] = _tag(raw, "args")
+        if "additional_contexts" in raw:
+            build["additional_contexts"] = {k: interpolate(str(v), env).text
+                                            for k, v in _pairs(raw["additional_contexts"]).items() if v is not None}
+            layer.key_tags["additional_contexts"] = _tag(raw, "additional_contexts")
         for key in raw:
             if _tag(raw, key) == "!reset":
                 layer.key_tags[str(key)] = "!reset"
@@ -496,6 +500,7 @@ class Resolver:
         file, line = layer.build_at
         return BuildSpec(service=name, context=context, dockerfile=_join(context, build.get("dockerfile") or "Dockerfile"),
                          target=str(build.get("target") or ""), args=dict(build.get("args") or {}),
+                         arg_values=dict(build.get("arg_values") or {}),
                          additional_contexts=dict(build.get("additional_contexts") or {}),
                          line=line, file=file, profiles=layer.profiles)
 
