@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from engine.tree import DirTree
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.compose_resolve import interpolate, parse_env
@@ -181,3 +187,27 @@ def test_interpolation_syntax():
 def test_env_file_syntax():
     text = "A=1\nexport B = two words # comment\nC='${A} literal'\nD=\"${A}\\nx\"\nE=${A}-${MISSING:-z}\n#F=1\nbad line\n"
     assert parse_env(text) == {"A": "1", "B": "two words", "C": "${A} literal", "D": "1\nx", "E": "1-z"}
+
+
+_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.sampled_from(
+    [".", "./api", "${X}", "${X:-.}", "${X:?no}", "$$", "a=b", "base.yml", "api", "!", "${", "../..", "x://y"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["context", "dockerfile", "args", "target", "file", "service", "path", "profiles",
+                         "additional_contexts", "env_file", "project_directory", "x"]), inner, max_size=4),
+    max_leaves=8)
+_SERVICE = st.dictionaries(st.sampled_from(["build", "extends", "profiles", "image"]), _VALUES, max_size=3)
+
+
+@given(st.dictionaries(st.sampled_from(["api", "web", "1"]), _SERVICE | _VALUES, max_size=3), _VALUES,
+       st.dictionaries(st.sampled_from(["api", "base"]), _SERVICE, max_size=2))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_odd_shapes_never_stop_the_resolution(tmp_path, services, include, base):
+    root = tmp_path / "odd"
+    shutil.rmtree(root, ignore_errors=True)
+    write(root, {"compose.yaml": yaml.safe_dump({"services": services, "include": include}),
+                 "base.yml": yaml.safe_dump({"services": base}), "compose.override.yaml": "services: {api: {}}\n",
+                 "api/Dockerfile": DOCKERFILE})
+    project = Project(DirTree(root))
+    assert not [n for n in project.notes if "could not be resolved" in n[1]]
+    assert all(isinstance(u.message, str) and u.file in ("compose.yaml", "base.yml", "compose.override.yaml")
+               for u in project.compose_unresolved)

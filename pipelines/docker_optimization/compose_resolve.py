@@ -293,7 +293,7 @@ def _pairs(value: object) -> dict[str, object]:
 def _strings(value: object) -> list[str]:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return [str(value)]
-    return [str(v) for v in value] if isinstance(value, list) else []
+    return [str(v) for v in value if isinstance(v, (str, int, float))] if isinstance(value, list) else []
 
 
 class Resolver:
@@ -399,10 +399,12 @@ class Resolver:
     def _service(self, path: str, name: str, directory: str, env: dict[str, str], env_file: str,
                  chain: tuple[tuple[str, str], ...]) -> _Layer | None:
         compose = self.read(path)
-        svc = compose.services.get(name) if compose is not None and not compose.error else None
+        services = compose.services if compose is not None and not compose.error else {}
+        key = next((k for k in services if str(k) == name), None)   # YAML allows `1:` as a service name
+        svc = services.get(key)
         if not isinstance(svc, dict):
             return None
-        line = compose.line_of(name)
+        line = compose.line_of(key)
         layer = self._own(path, name, svc, line, directory, env, env_file)
         ext = svc.get("extends")
         if ext is None:
@@ -459,7 +461,9 @@ class Resolver:
             return layer
         build: dict = {}
         for key in ("context", "dockerfile"):
-            if key in raw and raw[key] is not None:
+            if isinstance(raw.get(key), (list, dict)):
+                build["invalid"] = True     # the schema rule (CO008) says what is wrong; no build is guessed
+            elif key in raw and raw[key] is not None:
                 got = interpolate(str(raw[key]), env)
                 if got.ok:
                     build[key] = _join(directory, got.text) if key == "context" else got.text
@@ -489,8 +493,8 @@ class Resolver:
 
     def _spec(self, name: str, layer: _Layer, directory: str) -> BuildSpec | None:
         build = layer.build
-        if build is None or build.get("inline"):
-            return None     # no build, or dockerfile_inline: no Dockerfile in the tree to analyze
+        if build is None or build.get("inline") or build.get("invalid"):
+            return None     # no build, dockerfile_inline (no Dockerfile in the tree to analyze), or not compose
         unknown = [v for v in (build.get("context"), build.get("dockerfile")) if isinstance(v, _Missing)]
         if unknown:
             for each in unknown:
