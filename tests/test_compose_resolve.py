@@ -211,3 +211,21 @@ def test_odd_shapes_never_stop_the_resolution(tmp_path, services, include, base)
     assert not [n for n in project.notes if "could not be resolved" in n[1]]
     assert all(isinstance(u.message, str) and u.file in ("compose.yaml", "base.yml", "compose.override.yaml")
                for u in project.compose_unresolved)
+
+
+def test_compose_file_in_the_env_file_declares_a_stack(tmp_path):
+    project = Project(DirTree(write(tmp_path, {
+        "deploy/base.yaml": "services:\n  api:\n    build: ../api\n",
+        "deploy/docker-compose.ci.yml": "services:\n  api:\n    build: {target: ci}\n",
+        "deploy/.env": "COMPOSE_FILE=base.yaml:docker-compose.ci.yml:missing.yaml\n",
+        "api/Dockerfile": DOCKERFILE,
+    })))
+    # Alone, the ci file builds from its own directory; the declared stack names a file that isn't there.
+    assert [(c.path, [(b.context, b.target) for b in c.builds]) for c in project.composes] == [
+        ("deploy/docker-compose.ci.yml", [("deploy", "ci")])]
+    (problem,) = project.compose_unresolved
+    assert (problem.file, problem.line) == ("deploy/.env", 1) and "missing.yaml" in problem.message
+    (tmp_path / "deploy/.env").write_text("COMPOSE_FILE=base.yaml:docker-compose.ci.yml\n")
+    project = Project(DirTree(tmp_path))   # merged onto base.yaml, api builds from api/ with the ci target
+    assert [(c.path, [(b.context, b.target) for b in c.builds]) for c in project.composes] == [
+        ("deploy/docker-compose.ci.yml", [("deploy", "ci"), ("api", "ci")])]

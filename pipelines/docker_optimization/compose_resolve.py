@@ -9,8 +9,9 @@
   (``compose.override.yml``...) is merged onto it, as ``docker compose`` does
   with no ``-f``; and a variant file beside it (``compose.prod.yaml``) is
   merged onto it, as ``docker compose -f compose.yaml -f compose.prod.yaml``
-  (the convention these names follow). Paths are relative to the first
-  file's directory, the project directory.
+  (the convention these names follow). A ``.env`` that sets ``COMPOSE_FILE``
+  (``a.yaml:b.yaml``) declares one more configuration for its directory.
+  Paths are relative to the first file's directory, the project directory.
 - **merge**: compose's rules for the keys that decide a build: mappings
   (``build``, ``args``, ``additional_contexts``) merge key by key, the later
   file winning; ``profiles`` append; ``build: ./x`` merges as
@@ -319,6 +320,25 @@ class Resolver:
                 found.append((base, path))
         return found
 
+    def declared(self, paths: list[str]) -> list[tuple[str, ...]]:
+        """The configurations ``COMPOSE_FILE`` in a ``.env`` beside compose files declares."""
+        found = []
+        for folder in sorted({posixpath.dirname(p) for p in paths}):
+            env_file = posixpath.join(folder, ".env")
+            value = self.env((env_file,)).get("COMPOSE_FILE", "")
+            separator = self.env((env_file,)).get("COMPOSE_PATH_SEPARATOR", ":") or ":"
+            files = tuple(_join(folder, f.strip()) for f in value.split(separator) if f.strip())
+            if not files:
+                continue
+            missing = [f for f in files if self.read(f) is None]
+            if missing:
+                self._report(env_file, _env_line(self.text(env_file) or "", "COMPOSE_FILE"),
+                             f"COMPOSE_FILE names {', '.join(missing)}, which the repository doesn't have: "
+                             "that configuration is not analyzed")
+            else:
+                found.append(files)
+        return found
+
     def env(self, files: tuple[str, ...], outer: Mapping[str, str] | None = None) -> dict[str, str]:
         """The variables of ``.env`` files (later ones win), then ``outer`` over them."""
         key = files + tuple(f"{k}={v}" for k, v in sorted((outer or {}).items()))
@@ -334,6 +354,7 @@ class Resolver:
         builds: dict[str, list[BuildSpec]] = {p: [] for p in paths}
         seen: set[tuple] = set()
         configurations = self.configurations(paths)
+        configurations += [c for c in self.declared(paths) if c not in configurations]
         for files in configurations:
             directory = posixpath.dirname(files[0])
             env_file = posixpath.join(directory, ".env")
@@ -531,6 +552,12 @@ class Resolver:
 
     def _report(self, path: str, line: int, message: str) -> None:
         self.unresolved[Unresolved(path, line, message)] = None
+
+
+def _env_line(text: str, name: str) -> int:
+    """The line of ``.env`` that sets ``name`` (0 when none does)."""
+    return next((i for i, line in enumerate(text.splitlines(), 1)
+                 if line.strip().removeprefix("export ").lstrip().startswith(name + "=")), 0)
 
 
 def _item_line(node: object, index: int, default: int) -> int:
