@@ -68,6 +68,8 @@ def test_include_brings_the_included_files_services_with_paths_relative_to_it(tm
     })
     assert found == {"api/Dockerfile": [("api", "compose.yaml")],
                      "infra/migrate/Dockerfile": [("infra/migrate", "infra/db.yaml")]}
+    # The builds depend on the included file and on the .env files compose would read (present or not).
+    assert {"compose.yaml", "infra/db.yaml", ".env", "infra/.env"} <= Project(DirTree(tmp_path)).compose_inputs
 
 
 def test_a_missing_include_is_reported_at_its_line(tmp_path):

@@ -217,6 +217,7 @@ class Resolution:
     builds: dict[str, list[BuildSpec]]         # compose file -> builds of the services it defines, every configuration
     unresolved: list[Unresolved]
     configurations: list[tuple[str, ...]]      # the file lists resolved (each as ``docker compose -f ... -f ...``)
+    inputs: frozenset[str] = frozenset()       # every path looked at (compose, .env, included, extended; absent too)
 
 
 @dataclass(frozen=True)
@@ -301,10 +302,18 @@ class Resolver:
     """Resolves configurations over a tree: ``read(path)`` loads a compose file, ``text(path)`` any file."""
 
     def __init__(self, read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None]) -> None:
-        self.read = read
-        self.text = text
+        self.inputs: set[str] = set()
+        self.read = self._noting(read)
+        self.text = self._noting(text)
         self.unresolved: dict[Unresolved, None] = {}
         self._envs: dict[tuple[str, ...], dict[str, str]] = {}
+
+    def _noting(self, reader: Callable[[str], object]) -> Callable[[str], object]:
+        """``reader``, remembering each path asked for: a change to any of them changes the builds."""
+        def read(path: str) -> object:
+            self.inputs.add(path)
+            return reader(path)
+        return read
 
     # -- configurations ------------------------------------------------------------------
     def configurations(self, paths: list[str]) -> list[tuple[str, ...]]:
@@ -367,7 +376,8 @@ class Resolver:
                 if key not in seen:
                     seen.add(key)
                     builds.setdefault(owner, []).append(spec)
-        return Resolution(builds=builds, unresolved=list(self.unresolved), configurations=configurations)
+        return Resolution(builds=builds, unresolved=list(self.unresolved), configurations=configurations,
+                          inputs=frozenset(self.inputs))
 
     def model(self, files: tuple[str, ...], directory: str, env: dict[str, str], env_file: str,
               including: frozenset[str]) -> dict[str, tuple[_Layer, str]]:

@@ -156,6 +156,7 @@ class Project:
         self.composes: list[ComposeFile] = []
         self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
         self.compose_unresolved: list[compose_resolve.Unresolved] = []
+        self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
         self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
@@ -255,6 +256,7 @@ class Project:
             return
         self.compose_builds = resolution.builds
         self.compose_unresolved = resolution.unresolved
+        self.compose_inputs = resolution.inputs
         self.composes = [dataclasses.replace(c, builds=resolution.builds.get(c.path, [])) for c in self.composes]
 
     def _contexts(self) -> list[Context]:
