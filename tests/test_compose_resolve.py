@@ -231,3 +231,17 @@ def test_compose_file_in_the_env_file_declares_a_stack(tmp_path):
     project = Project(DirTree(tmp_path))   # merged onto base.yaml, api builds from api/ with the ci target
     assert [(c.path, [(b.context, b.target) for b in c.builds]) for c in project.composes] == [
         ("deploy/docker-compose.ci.yml", [("deploy", "ci"), ("api", "ci")])]
+
+
+def test_a_variant_that_names_its_own_build_counts_alone_too(tmp_path):
+    project = Project(DirTree(write(tmp_path, {
+        "compose.yaml": "services:\n  api:\n    build: {context: api, dockerfile: Dockerfile.dev}\n"
+                        "  web:\n    build: {context: ., dockerfile: web/Dockerfile}\n",
+        "docker-compose.prod.yml": "services:\n  api:\n    build: ./api\n  web:\n    build: .\n",
+        "api/Dockerfile": DOCKERFILE, "api/Dockerfile.dev": DOCKERFILE, "web/Dockerfile": DOCKERFILE,
+    })))
+    prod = next(c for c in project.composes if c.path == "docker-compose.prod.yml")
+    # Merged onto compose.yaml, api keeps Dockerfile.dev; alone, it builds api/Dockerfile. web alone
+    # would build ./Dockerfile, which doesn't exist: only the merged build counts.
+    assert [(b.service, b.context, b.dockerfile) for b in prod.builds] == [
+        ("api", "api", "api/Dockerfile.dev"), ("web", ".", "web/Dockerfile"), ("api", "api", "api/Dockerfile")]

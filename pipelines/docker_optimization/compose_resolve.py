@@ -9,7 +9,9 @@
   (``compose.override.yml``...) is merged onto it, as ``docker compose`` does
   with no ``-f``; and a variant file beside it (``compose.prod.yaml``) is
   merged onto it, as ``docker compose -f compose.yaml -f compose.prod.yaml``
-  (the convention these names follow). A ``.env`` that sets ``COMPOSE_FILE``
+  (the convention these names follow); a variant's service that names its
+  own context or Dockerfile counts alone too (``-f compose.prod.yaml``),
+  when that Dockerfile exists. A ``.env`` that sets ``COMPOSE_FILE``
   (``a.yaml:b.yaml``) declares one more configuration for its directory.
   Paths are relative to the first file's directory, the project directory.
 - **merge**: compose's rules for the keys that decide a build: mappings
@@ -301,10 +303,12 @@ def _strings(value: object) -> list[str]:
 class Resolver:
     """Resolves configurations over a tree: ``read(path)`` loads a compose file, ``text(path)`` any file."""
 
-    def __init__(self, read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None]) -> None:
+    def __init__(self, read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None],
+                 exists: Callable[[str], bool] | None = None) -> None:
         self.inputs: set[str] = set()
         self.read = self._noting(read)
         self.text = self._noting(text)
+        self.exists = exists or (lambda path: True)
         self.unresolved: dict[Unresolved, None] = {}
         self._envs: dict[tuple[str, ...], dict[str, str]] = {}
 
@@ -365,19 +369,36 @@ class Resolver:
         configurations = self.configurations(paths)
         configurations += [c for c in self.declared(paths) if c not in configurations]
         for files in configurations:
-            directory = posixpath.dirname(files[0])
-            env_file = posixpath.join(directory, ".env")
-            model = self.model(files, directory, self.env((env_file,)), env_file, frozenset())
-            for name, (layer, owner) in model.items():
-                spec = self._spec(name, layer, directory)
-                if spec is None:
-                    continue
-                key = (owner, spec.service, spec.context, spec.dockerfile, spec.target)
-                if key not in seen:
-                    seen.add(key)
-                    builds.setdefault(owner, []).append(spec)
+            self._collect(files, builds, seen)
+        for files in configurations:
+            variant = files[-1]
+            if len(files) == 2 and posixpath.basename(variant) not in OVERRIDE_NAMES and variant in paths:
+                self._collect((variant,), builds, seen, alone=True)
         return Resolution(builds=builds, unresolved=list(self.unresolved), configurations=configurations,
                           inputs=frozenset(self.inputs))
+
+    def _collect(self, files: tuple[str, ...], builds: dict[str, list[BuildSpec]], seen: set[tuple],
+                 alone: bool = False) -> None:
+        """Add the builds of one configuration to ``builds`` (per owning file), each once.
+
+        ``alone``: a variant read on its own keeps only the services that name
+        their own context or Dockerfile, when that Dockerfile exists (the rest
+        only make sense merged onto the base).
+        """
+        directory = posixpath.dirname(files[0])
+        env_file = posixpath.join(directory, ".env")
+        model = self.model(files, directory, self.env((env_file,)), env_file, frozenset())
+        own = self.read(files[0]).services if alone else {}
+        for name, (layer, owner) in model.items():
+            if alone and not _names_its_build(own.get(name)):
+                continue
+            spec = self._spec(name, layer, directory)
+            if spec is None or (alone and not self.exists(spec.dockerfile)):
+                continue
+            key = (owner, spec.service, spec.context, spec.dockerfile, spec.target)
+            if key not in seen:
+                seen.add(key)
+                builds.setdefault(owner, []).append(spec)
 
     def model(self, files: tuple[str, ...], directory: str, env: dict[str, str], env_file: str,
               including: frozenset[str]) -> dict[str, tuple[_Layer, str]]:
@@ -564,6 +585,12 @@ class Resolver:
         self.unresolved[Unresolved(path, line, message)] = None
 
 
+def _names_its_build(service: object) -> bool:
+    """Does a service entry write its own build context or Dockerfile (``build: ./x`` counts)?"""
+    build = service.get("build") if isinstance(service, dict) else None
+    return isinstance(build, str) or (isinstance(build, dict) and ("context" in build or "dockerfile" in build))
+
+
 def _env_line(text: str, name: str) -> int:
     """The line of ``.env`` that sets ``name`` (0 when none does)."""
     return next((i for i, line in enumerate(text.splitlines(), 1)
@@ -577,7 +604,7 @@ def _item_line(node: object, index: int, default: int) -> int:
         return default
 
 
-def resolve(paths: list[str], read: Callable[[str], ComposeFile | None],
-            text: Callable[[str], str | None]) -> Resolution:
+def resolve(paths: list[str], read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None],
+            exists: Callable[[str], bool] | None = None) -> Resolution:
     """Every build the compose files at ``paths`` declare, as compose resolves them (see the module docstring)."""
-    return Resolver(read, text).resolve(paths)
+    return Resolver(read, text, exists).resolve(paths)

@@ -249,7 +249,8 @@ class Project:
             return loaded[path]
 
         try:
-            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text)
+            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text,
+                                                 self.files.__contains__)
         except Exception as err:  # compose shaped in a way nobody foresaw must not stop the analysis
             self.notes.append(("", f"compose files could not be resolved together ({type(err).__name__}: {err}); "
                                    "their builds are not analyzed"))
