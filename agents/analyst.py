@@ -8,6 +8,8 @@ is dropped (and counted in the phase report).
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 from agents.base import Agent
 from engine.artifacts import Finding
@@ -27,7 +29,22 @@ class Analyst(Agent):
             findings, notes = findings + extra, [note]
         by_sev = Counter(f.severity.value for f in findings)
         summary = f"{len(findings)} findings (" + ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) + ")"
-        return {"findings": findings, "_summary": summary, "_notes": notes}
+        worktree = self.worktree_findings(findings)
+        if worktree:
+            summary += f"; {len(worktree)} more only in the working tree"
+        return {"findings": findings, "worktree_findings": worktree, "_summary": summary, "_notes": notes}
+
+    def worktree_findings(self, committed: list[Finding]) -> list[Finding]:
+        """What the user's checkout adds to the committed tree: untracked, ignored and uncommitted files.
+
+        A build sends what is on disk, not what git tracks (a git-ignored `.env`
+        copied by `COPY . .`). The fixes edit committed files only, so these are
+        reported, not planned: findings of the checkout's analysis that the
+        committed tree's analysis doesn't have (by fingerprint).
+        """
+        seen = {f.fingerprint for f in committed}
+        found = self.ctx.domain.analyze(Path(self.ctx.run.repo))
+        return [replace(f, source="worktree") for f in found if f.fingerprint not in seen]
 
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:
         from engine.llm import ModelFindings

@@ -14,54 +14,24 @@ from engine.spec import Phase
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
 
 
-class Implementer(Agent):
-    role = "implementer"
+class TaskCommitter(Agent):
+    """Runs one task's fix on the workspace's head and commits it (the implementer's work; the reviewer's redo)."""
+
     needs_workspace = True
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        run, head = state["run"], state["head"]
-        ws = self.ws
-        earlier = {c.task: c.sha for c in ws.task_commits(since=head) if c.phase == phase.name}
-        ws.reset_to(head)
-        unsafe = run.options.get("unsafe_fixes") == "1"
-        changes = []
-        for task in state["plan"].for_phase(phase.name):
-            if task.applicability is Applicability.unsafe and not unsafe:
-                continue
-            if task.id in earlier:
-                changes.append(self._reuse(task, earlier[task.id]))
-            else:
-                changes.append(self._apply(task, state))
-        done = sum(c.status is ChangeStatus.committed for c in changes)
-        failed = sum(c.status is ChangeStatus.failed for c in changes)
-        return {
-            "changes": replace_phase(state.get("changes", []), phase.name, changes),
-            "head": ws.head(),
-            "bases": {**state.get("bases", {}), phase.name: head},
-            "_summary": f"{done} commits" + (f", {failed} failed" if failed else ""),
-        }
-
-    def _reuse(self, task: Task, sha: str) -> Change:
-        ws = self.ws
-        if ws.repo.git.rev_parse(f"{sha}^") == ws.head():
-            ws.reset_to(sha)
-        elif not ws.cherry_pick(sha):
-            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
-                          reason=f"an earlier attempt's commit {sha[:10]} no longer applies")
-        return self._committed(task, ws.head(), notes=["recovered from an interrupted attempt"])
-
-    def _apply(self, task: Task, state: dict) -> Change:
+    def apply_and_commit(self, task: Task, state: dict, notes: tuple[str, ...] = ()) -> Change:
+        """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
         ws = self.ws
         try:
-            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.path, state["design"])
+            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.tree(), state["design"])
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
         except FixError as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))
-        notes = [f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
-                 for f in ws.ignored(files)]
+        notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
+                           for f in ws.ignored(files))]
         sha = ws.commit(files, self._message(task), self._trailers(task, state["run"].run_id))
         if sha is None:
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
@@ -96,3 +66,39 @@ class Implementer(Agent):
     def _trailers(task: Task, run_id: str) -> dict[str, str]:
         return {TRAILER_RUN: run_id, TRAILER_PHASE: task.phase, TRAILER_TASK: task.id,
                 TRAILER_FINDINGS: ",".join(task.finding_ids)}
+
+
+class Implementer(TaskCommitter):
+    role = "implementer"
+
+    def run(self, phase: Phase, state: dict) -> dict:
+        run, head = state["run"], state["head"]
+        ws = self.ws
+        earlier = {c.task: c.sha for c in ws.task_commits(since=head) if c.phase == phase.name}
+        ws.reset_to(head)
+        unsafe = run.options.get("unsafe_fixes") == "1"
+        changes = []
+        for task in state["plan"].for_phase(phase.name):
+            if task.applicability is Applicability.unsafe and not unsafe:
+                continue
+            if task.id in earlier:
+                changes.append(self._reuse(task, earlier[task.id]))
+            else:
+                changes.append(self.apply_and_commit(task, state))
+        done = sum(c.status is ChangeStatus.committed for c in changes)
+        failed = sum(c.status is ChangeStatus.failed for c in changes)
+        return {
+            "changes": replace_phase(state.get("changes", []), phase.name, changes),
+            "head": ws.head(),
+            "bases": {**state.get("bases", {}), phase.name: head},
+            "_summary": f"{done} commits" + (f", {failed} failed" if failed else ""),
+        }
+
+    def _reuse(self, task: Task, sha: str) -> Change:
+        ws = self.ws
+        if ws.repo.git.rev_parse(f"{sha}^") == ws.head():
+            ws.reset_to(sha)
+        elif not ws.cherry_pick(sha):
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
+                          reason=f"an earlier attempt's commit {sha[:10]} no longer applies")
+        return self._committed(task, ws.head(), notes=["recovered from an interrupted attempt"])

@@ -2,8 +2,15 @@
 
 It replays the phase's commits one at a time on the phase's base: each is
 re-analyzed and passed through the gates (the generic ones here, the
-file-type ones from the pipeline's domain). A change that fails any gate is
-dropped from the branch; its verdict says which gate and why. Replaying from
+file-type ones from the pipeline's domain). Every gate judges what the change
+did against its parent: a problem that was already there is recorded in the
+verdict, never a reason to revert. A change that fails any gate is dropped
+from the branch; its verdict says which gate and why.
+
+Reverts don't cascade: once a change is dropped, the later ones no longer
+sit on the head they were made on, so their fix is run again on the new
+head (fixes are deterministic) rather than cherry-picked; a model edit, which
+can't be re-run without a new model call, is cherry-picked. Replaying from
 the implementer's recorded commits makes the node idempotent.
 """
 
@@ -11,7 +18,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from agents.base import Agent, replace_phase
+from agents.base import replace_phase
+from agents.implementer import TaskCommitter
 from engine.artifacts import Change, ChangeStatus, Finding, Gate, Severity, Task, Verdict
 from engine.spec import Phase
 from engine.tree import GitTree
@@ -38,23 +46,30 @@ def no_new_findings(before: list[Finding], after: list[Finding], files: list[str
     return Gate(name="no new findings", passed=True, detail="re-analysis found nothing new at warning or above")
 
 
-class Reviewer(Agent):
+class Reviewer(TaskCommitter):
     role = "reviewer"
-    needs_workspace = True
 
     def run(self, phase: Phase, state: dict) -> dict:
         ws, domain = self.ws, self.ctx.domain
         base = state.get("bases", {}).get(phase.name, state["head"])
         tasks = {t.id: t for t in state["plan"].tasks}
         ws.reset_to(base)
-        before = domain.analyze(ws.path)
+        before = domain.analyze(ws.tree())
         verdicts, changes = [], []
         for change in (c for c in state.get("changes", []) if c.phase == phase.name):
             if change.status is not ChangeStatus.committed:
                 changes.append(change)
                 continue
             previous = ws.head()
-            verdict, after = self._review(tasks[change.task_id], change, previous, before, state)
+            task = tasks[change.task_id]
+            if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
+                ws.reset_to(change.commit)
+            else:
+                change = self._redo(task, change, previous, state)
+                if change.status is not ChangeStatus.committed:
+                    changes.append(change)
+                    continue
+            verdict, after = self._review(task, change, previous, before, state)
             verdicts.append(verdict)
             if verdict.accepted:
                 before = after
@@ -70,15 +85,21 @@ class Reviewer(Agent):
             "_summary": f"{accepted} accepted, {len(verdicts) - accepted} reverted",
         }
 
+    def _redo(self, task: Task, change: Change, previous: str, state: dict) -> Change:
+        """The change made again on ``previous`` (an earlier change of the phase was reverted)."""
+        why = f"made again on {previous[:10]} after an earlier change of the phase was reverted"
+        if task.fix != "llm":
+            return self.apply_and_commit(task, state, notes=(f"fix re-run: {why}",))
+        if self.ws.cherry_pick(change.commit):
+            return self._committed(task, self.ws.head(), [f"model edit cherry-picked: {why}"])
+        return change.model_copy(update={"status": ChangeStatus.failed, "reason": "the model edit no longer "
+                                         "applies once an earlier change was reverted; resume to ask again"})
+
     def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: dict):
         ws = self.ws
-        if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
-            ws.reset_to(change.commit)
-        elif not ws.cherry_pick(change.commit):
-            gate = Gate(name="applies cleanly", passed=False, detail="conflicts once an earlier change was removed")
-            return Verdict(task_id=task.id, phase=task.phase, commit=change.commit, accepted=False, gates=[gate]), before
-        after = self.ctx.domain.analyze(ws.path)
+        tree = ws.tree()
+        after = self.ctx.domain.analyze(tree)
         gates = [targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
-        gates += self.ctx.domain.review(task, change, ws.path, GitTree(ws.path, previous, "before"), state["design"])
+        gates += self.ctx.domain.review(task, change, tree, GitTree(ws.path, previous, "before"), state["design"])
         accepted = all(g.passed for g in gates)
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after

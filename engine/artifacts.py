@@ -83,9 +83,13 @@ class Change(Model):
 
 
 class Gate(Model):
+    """One check of a change. It fails only for what the change introduced (see ``engine.gates``);
+    ``already`` lists the problems that were there at the change's parent too: reported, never a revert."""
+
     name: str
     passed: bool
     detail: str = ""
+    already: str = ""
 
 
 class Verdict(Model):
@@ -177,6 +181,19 @@ class RunContext(Model):
     run_dir: str
     phases: list[str]
     options: dict[str, str] = Field(default_factory=dict)
+    uncommitted: list[str] = Field(default_factory=list,
+                                   description="tracked files changed in the checkout but not committed at the start: "
+                                               "not part of the analyzed commit")
+
+    @property
+    def base_statement(self) -> str:
+        """The run's first line: what was analyzed, and what of the user's checkout was not."""
+        line = f"analyzed HEAD {self.base_commit[:10]} of {self.repo}"
+        if self.uncommitted:
+            n = len(self.uncommitted)
+            shown = ", ".join(self.uncommitted[:3]) + (", ..." if n > 3 else "")
+            line += f"; {n} uncommitted change{'s' if n != 1 else ''} not included ({shown})"
+        return line
 
 
 class Invocation(Model):
@@ -204,6 +221,11 @@ class RunRecord(Model):
     invocations: list[Invocation] = Field(default_factory=list)
     phases: list[PhaseReport] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
+    worktree_findings: list[Finding] = Field(
+        default_factory=list, description="found only in the checkout's working tree (untracked, ignored or uncommitted "
+                                          "files a build would send); reported, never planned or edited")
+    head_findings: list[Finding] | None = Field(
+        default=None, description="the analysis of the branch head (None until ops has run): what the summary counts")
     plan: Plan = Field(default_factory=Plan)
     design: Design = Field(default_factory=Design)
     changes: list[Change] = Field(default_factory=list)

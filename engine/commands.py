@@ -63,6 +63,8 @@ class Progress:
             return
         if kind == "example":
             err.print(f"[dim]No --repo given: running on the bundled example, copied to[/dim] {data['repo']}")
+        elif kind == "base":
+            err.print(data["statement"], markup=False, highlight=False, soft_wrap=True)
         elif kind == "node_start":
             if data["phase"] != self.phase:
                 self.phase = data["phase"]

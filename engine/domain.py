@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.artifacts import Change, Design, Finding, Gate, Measurement, Plan, Task
-from engine.tree import Tree
+from engine.tree import DirTree, Tree
 
 
 class FixError(Exception):
@@ -24,8 +24,10 @@ class AlreadyResolved(FixError):
 
 
 class Domain(Protocol):
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
-        """Every finding in the checkout at ``root``; ``thorough`` may add slower second opinions."""
+    def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
+        """Every finding in the checkout (or tree) at ``root``; ``thorough`` adds slower second opinions.
+
+        The thorough analysis is what the pipeline's linter command reports: the summary counts it."""
 
     def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
         """Group fixable findings into tasks, each assigned to one phase."""
@@ -33,11 +35,15 @@ class Domain(Protocol):
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         """Policies and notes the implementer and reviewer follow."""
 
-    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
-        """Write the task's fix under ``root``; return notes. Raise FixError when it can't."""
+    def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
+        """Write the task's fix in the checkout ``root``; return the paths written. Raise FixError when it can't.
 
-    def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
-        """Domain gates for one committed change (file-type aware), beyond re-analysis."""
+        ``root`` is the checkout's directory, or a DirTree of it (``.root``) whose file list the
+        workspace keeps current: use it rather than walking the directory again."""
+
+    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+        """Domain gates for one committed change (file-type aware), each judged against ``base``, its parent
+        (see ``engine.gates``). ``root``: the checkout at the change, as for ``apply``."""
 
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         """Figures for the phase: each says how it was obtained."""

@@ -9,6 +9,7 @@ dataclass, which pydantic validates and serializes as it does a model.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, fields
 from enum import Enum
 
@@ -17,6 +18,9 @@ def short_hash(*parts: object, length: int = 10) -> str:
     """A stable id from the given parts (same input, same id across runs)."""
     digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()
     return digest[:length]
+
+
+_DIGITS = re.compile(r"\d+")
 
 
 class Severity(str, Enum):
@@ -82,6 +86,17 @@ class Finding:
         kw.setdefault("end_line", kw.get("line", 0))
         fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)
+
+    @property
+    def fingerprint(self) -> str:
+        """What identifies the finding across commits: rule, file and evidence, never line numbers.
+
+        Code-scanning tools match alerts between two analyses this way, so an
+        edit that moves a line doesn't make its finding look fixed and new.
+        Without evidence, the message with its numbers blanked stands in.
+        """
+        text = " ".join(self.evidence.split()) or _DIGITS.sub("#", " ".join(self.message.split()))
+        return short_hash(self.rule, self.file, text, length=16)
 
     @property
     def location(self) -> str:

@@ -22,7 +22,9 @@ from engine.spec import Phase, PipelineSpec
 
 class State(TypedDict, total=False):
     run: RunContext
-    findings: list[Finding]
+    findings: list[Finding]          # the analysis of the base commit
+    head_findings: list[Finding]     # the same analysis of the branch head, after the phase's changes
+    worktree_findings: list[Finding]  # only in the user's working tree (untracked/ignored/uncommitted files)
     plan: Plan
     design: Design
     changes: list[Change]

@@ -8,8 +8,9 @@ report is a number about the user's builds.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
-from engine.artifacts import Change, ChangeStatus, Measurement, RunRecord
+from engine.artifacts import Change, ChangeStatus, Finding, Measurement, RunRecord
 
 
 def _esc(text: str) -> str:
@@ -55,6 +56,29 @@ def figures_table(measurements: list[Measurement]) -> str:
     return table(["figure", "subject", "before", "after", "change", "method", "how"], rows)
 
 
+def unchanged(m: Measurement) -> bool:
+    """A figure the run left as it was (per-context figures of contexts no change touched)."""
+    return m.baseline is not None and m.value == m.baseline and m.subject != "repository"
+
+
+def summary_figures(measurements: list[Measurement]) -> list[str]:
+    """The figures that changed (and every repository-wide one), each how said once as a numbered note."""
+    shown = [m for m in measurements if not unchanged(m)]
+    hows: dict[str, int] = {}
+    for m in shown:
+        hows.setdefault(m.how, len(hows) + 1)
+    rows = [[m.name, m.subject, fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
+             fmt_value(m.value, m.unit), fmt_delta(m), m.method.value, f"[{hows[m.how]}]"] for m in shown]
+    out = [table(["figure", "subject", "before", "after", "change", "method", "how"], rows)]
+    out += [f"{n}. {how}" for how, n in hows.items()]
+    same = len(measurements) - len(shown)
+    if same:
+        subjects = len({m.subject for m in measurements if unchanged(m)})
+        out += ["", f"{same} more figures of {subjects} subjects no change touched are the same before and after; "
+                    f"the phase reports list them."]
+    return out + [""]
+
+
 def _phase_index(record: RunRecord, phase: str) -> int:
     return [p.phase for p in record.phases].index(phase) + 1
 
@@ -65,7 +89,7 @@ def render_phase(record: RunRecord, phase: str) -> str:
     tasks = {t.id: t for t in record.plan.tasks}
     verdicts = {v.task_id: v for v in record.verdicts if v.phase == phase}
     out = [f"# Phase {_phase_index(record, phase)}: {report.title}", "",
-           f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`.", "",
+           f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`: {run.base_statement}.", "",
            f"**Status:** {report.status}", "", "## Nodes that ran", ""]
     out.append(table(["node", "invocation", "started", "took", "result"],
                      [[n.node, n.invocation, n.started.strftime("%H:%M:%S"),
@@ -76,6 +100,14 @@ def render_phase(record: RunRecord, phase: str) -> str:
         out.append(table(["rule", "severity", "category", "where", "message", "fix"],
                          [[f.rule, f.severity.value, f.category.value, f.location, f.message, f.fix.value]
                           for f in sorted(record.findings, key=lambda f: (f.file, f.line, f.rule))]))
+        if record.worktree_findings:
+            out += ["## Only in the working tree (not committed; reported, not fixed)", "",
+                    f"A build sends the files on disk, not what git tracks. The checkout `{record.run.repo}` has "
+                    f"{len(record.worktree_findings)} findings its committed HEAD does not (untracked, git-ignored "
+                    f"or uncommitted files). The fixes edit committed files only.", ""]
+            out.append(table(["rule", "severity", "where", "message"],
+                             [[f.rule, f.severity.value, f.location, f.message] for f in
+                              sorted(record.worktree_findings, key=lambda f: (-f.severity.rank, f.file, f.line))]))
         out += ["## Plan", ""]
         out.append(table(["task", "phase", "file", "rules", "applicability"],
                          [[t.title, t.phase, t.file, ", ".join(t.rules), t.applicability.value]
@@ -105,7 +137,13 @@ def render_phase(record: RunRecord, phase: str) -> str:
             out += ["### Review gates", ""]
             out.append(table(["task", "gate", "passed", "detail"],
                              [[tasks[v.task_id].title if v.task_id in tasks else v.task_id, g.name,
-                               "yes" if g.passed else "NO", g.detail] for v in verdicts.values() for g in v.gates]))
+                               "yes" if g.passed else "NO", "; ".join(filter(None, [g.detail, g.already]))]
+                              for v in verdicts.values() for g in v.gates]))
+            already = sorted({(g.name, g.already) for v in verdicts.values() for g in v.gates if g.already})
+            if already:
+                out += ["", "### Already broken before this run's changes (reported, not reverted)", ""]
+                out += [f"- {name}: {text}" for name, text in already]
+                out.append("")
     figures = [m for m in record.measurements if m.phase == phase]
     out += ["## Figures", "", figures_table(figures)]
     out += [f"- {n}" for n in report.notes]
@@ -120,12 +158,88 @@ def _verdict_text(change: Change, verdict) -> str:
     return "accepted" if verdict.accepted else f"reverted: {verdict.reason}"
 
 
-def fixed_and_left(record: RunRecord) -> tuple[set[str], list]:
-    """Finding ids fixed by accepted changes, and the findings left open."""
-    tasks = {t.id: t for t in record.plan.tasks}
-    accepted = {v.task_id for v in record.verdicts if v.accepted}
-    fixed = {fid for tid in accepted if tid in tasks for fid in tasks[tid].finding_ids}
-    return fixed, [f for f in record.findings if f.id not in fixed]
+@dataclass
+class BranchFindings:
+    """The base's findings against the branch head's, matched by fingerprint (as code scanning matches alerts)."""
+
+    head: list[Finding]      # everything the analysis finds at the branch head
+    fixed: list[Finding]     # at the base, gone at the head
+    left: list[Finding]      # at both (the head's copy: its line is the branch's)
+    new: list[Finding]       # at the head only
+    model: list[Finding]     # the model's findings (LLM mode): not re-checked by the analysis, so not matched
+
+
+def branch_findings(record: RunRecord) -> BranchFindings | None:
+    """Fixed / left open / new, from the analyses of the base and the branch head; None before ops has run.
+
+    Matching is by ``Finding.fingerprint`` (rule, file, normalized evidence), as a
+    multiset: two identical findings at the base and one at the head is one fixed;
+    then what is left by rule and file (an edited line keeps its problem).
+    """
+    if record.head_findings is None:
+        return None
+    base = [f for f in record.findings if f.source != "llm"]
+    pool: dict[str, list[Finding]] = defaultdict(list)
+    for f in base:
+        pool[f.fingerprint].append(f)
+    left, unmatched = [], []
+    for f in record.head_findings:
+        (left if pool[f.fingerprint] and pool[f.fingerprint].pop() else unmatched).append(f)
+    # Second pass: an edited line changes a finding's evidence; the same rule still firing in the
+    # same file is the same problem left open, not one fixed and one new.
+    rest: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+    for f in (f for items in pool.values() for f in items):
+        rest[(f.rule, f.file)].append(f)
+    new = []
+    for f in unmatched:
+        (left if rest[(f.rule, f.file)] and rest[(f.rule, f.file)].pop() else new).append(f)
+    fixed = [f for items in rest.values() for f in items]
+    return BranchFindings(head=list(record.head_findings), fixed=fixed, left=left, new=new,
+                          model=[f for f in record.findings if f.source == "llm"])
+
+
+def _severities(items: list[Finding]) -> str:
+    count = Counter(f.severity.value for f in items)
+    return ", ".join(f"{s} {count[s]}" for s in ("error", "warning", "info") if count[s]) or "none"
+
+
+def _where(items: list[Finding], shown: int = 3) -> str:
+    places = [f.location for f in sorted(items, key=lambda f: (f.file, f.line))]
+    return ", ".join(places[:shown]) + (f" and {len(places) - shown} more" if len(places) > shown else "")
+
+
+def findings_section(record: RunRecord) -> list[str]:
+    """The summary's findings: counts that equal `pipeline analyze` on the branch head, grouped by rule."""
+    found = branch_findings(record)
+    if found is None:
+        return [f"The branch head was not analyzed (the phases' ops never ran); the base has "
+                f"{len(record.findings)} findings ({_severities(record.findings)}).", ""]
+    out = [f"At the branch head `{record.head_commit[:10]}` the analysis finds **{len(found.head)}** "
+           f"({_severities(found.head)}), as `pipeline analyze` reports on a checkout of it. Against the base "
+           f"`{record.run.base_commit[:10]}` ({len(record.findings) - len(found.model)} findings): "
+           f"**{len(found.fixed)} fixed, {len(found.left)} left open, {len(found.new)} new**.", "",
+           "Both trees are analyzed by the same rules and hadolint; a finding at the head is the base's when "
+           "its rule, file and evidence match (its fingerprint; line numbers are ignored), or else its rule and file. The full list at the "
+           "head is in `findings-head.json` (the format of `pipeline analyze --format json`).", ""]
+    if found.model:
+        out += [f"The model added {len(found.model)} findings at the base; the analysis does not re-check them, "
+                f"so they are not counted above.", ""]
+    rules: dict[str, dict[str, list[Finding]]] = defaultdict(lambda: defaultdict(list))
+    for kind in ("fixed", "left", "new"):
+        for f in getattr(found, kind):
+            rules[f.rule][kind].append(f)
+    rank = {code: max(f.severity.rank for items in kinds.values() for f in items) for code, kinds in rules.items()}
+    rows = []
+    for code in sorted(rules, key=lambda c: (-rank[c], c)):
+        kinds = rules[code]
+        sample = next(f for items in kinds.values() for f in items)
+        open_ = kinds["left"] + kinds["new"]
+        why = sorted({_why_open(record, f) for f in kinds["left"]} | ({"new at the head"} if kinds["new"] else set()))
+        rows.append([code, sample.severity.value, len(open_), len(kinds["fixed"]), len(kinds["left"]),
+                     len(kinds["new"]), _where(open_) or "-", "; ".join(why)[:200] or "-"])
+    out.append(table(["rule", "severity", "at head", "fixed", "left open", "new", "where (at head)", "why open"],
+                     rows))
+    return out
 
 
 def render_summary(record: RunRecord) -> str:
@@ -133,7 +247,7 @@ def render_summary(record: RunRecord) -> str:
     tasks = {t.id: t for t in record.plan.tasks}
     out = [f"# Execution summary: {run.pipeline}", "",
            f"- **Run:** `{run.run_id}` ({record.status})" + (f": {record.error}" if record.error else ""),
-           f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}`",
+           f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}` ({run.base_statement})",
            f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
            "- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
                                                f" ran {len(i.nodes)} nodes ({i.outcome})" for i in record.invocations),
@@ -156,19 +270,16 @@ def render_summary(record: RunRecord) -> str:
     out.append(table(["scope", "change", "commit", "status"],
                      [[scope or "(repo)", tasks[c.task_id].title if c.task_id in tasks else c.task_id,
                        c.commit[:10], c.status.value] for scope in sorted(per_scope) for c in per_scope[scope]]))
-    fixed, left = fixed_and_left(record)
-    out += ["## Findings", "",
-            f"{len(record.findings)} found; {len(fixed)} fixed by accepted changes; {len(left)} left open.", ""]
-    by_sev = Counter(f.severity.value for f in left)
-    if left:
-        out.append("Left open by severity: " + ", ".join(f"{s} {by_sev[s]}" for s in ("error", "warning", "info") if by_sev[s]) + ".")
-        out.append("")
-        out.append(table(["rule", "severity", "where", "message", "why open"],
-                         [[f.rule, f.severity.value, f.location, f.message, _why_open(record, f)]
-                          for f in sorted(left, key=lambda f: (-f.severity.rank, f.file, f.line))]))
+    out += ["## Findings", ""] + findings_section(record)
+    if record.worktree_findings:
+        wt = record.worktree_findings
+        out += [f"The working tree of `{run.repo}` has **{len(wt)}** more ({_severities(wt)}) in files git doesn't "
+                f"hold at the base (untracked, ignored or uncommitted) that a build would send: "
+                + ", ".join(f"{code} {n}" for code, n in sorted(Counter(f.rule for f in wt).items()))
+                + ". They are listed in the analysis report; no change of the run touches them.", ""]
     out += ["## Figures", ""]
     final = _final_figures(record)
-    out.append(figures_table(final) if final else "No figures were computed or measured.\n")
+    out += summary_figures(final) if final else ["No figures were computed or measured.\n"]
     if record.usage:
         out += ["## Model usage", "", usage_table(record), ""]
     out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
@@ -198,8 +309,10 @@ def usage_table(record: RunRecord) -> str:
 
 
 def _why_open(record: RunRecord, finding) -> str:
+    """Why a finding left open at the head is still there: its base twin's task, or that no fix exists."""
+    twin = next((f for f in record.findings if f.fingerprint == finding.fingerprint), finding)
     for task in record.plan.tasks:
-        if finding.id in task.finding_ids:
+        if twin.id in task.finding_ids:
             change = next((c for c in record.changes if c.task_id == task.id), None)
             if change is None:
                 return "fix is unsafe: pass --unsafe-fixes" if task.applicability.value == "unsafe" else "phase not run"

@@ -148,7 +148,9 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
                           text=True, env=git_env()).stdout.strip()
     worktree, branch = Workspace.location(root, run_id)
     ctx = RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
-                     base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {})
+                     base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {},
+                     uncommitted=uncommitted(root))
+    on_event("base", statement=ctx.base_statement)
     record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen])
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     save_record(record, paths.run_json)
@@ -162,6 +164,20 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
         paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
         raise UsageError(str(err)) from None
     return Runner(spec, record, paths, on_event).execute("run", initial_state(record))
+
+
+def uncommitted(root: Path) -> list[str]:
+    """Tracked paths whose checkout differs from HEAD (staged or not): the run works on HEAD without them."""
+    out = subprocess.run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=no"],
+                         check=True, capture_output=True, text=True, env=git_env()).stdout
+    paths, entries = [], iter(out.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        if entry[0] in "RC":
+            next(entries, None)   # a rename's second path is its source
+        paths.append(entry[3:])
+    return sorted(paths)
 
 
 def initial_state(record: RunRecord) -> dict:
@@ -297,12 +313,13 @@ class Runner:
     def _sync(self, graph, config: dict) -> None:
         values = graph.get_state(config).values
         record = self.record
-        for key in ("findings", "changes", "verdicts", "measurements", "phases"):
+        for key in ("findings", "worktree_findings", "changes", "verdicts", "measurements", "phases"):
             setattr(record, key, list(values.get(key, [])))
         for key in ("plan", "design"):
             if key in values:
                 setattr(record, key, values[key])
         record.head_commit = values.get("head", "")
+        record.head_findings = values.get("head_findings")
         from engine.report import render_phase
 
         for index, phase in enumerate(record.phases, start=1):
@@ -326,6 +343,11 @@ class Runner:
             if note:
                 self.record.phases[-1].notes.append(f"reporter: {note}")
         self.paths.summary.write_text(render_summary(self.record), encoding="utf-8")
+        if self.record.head_findings is not None:
+            from engine.findings_output import render
+
+            head = render(self.record.head_findings, "json", Path(self.record.run.worktree))
+            (self.paths.summary.parent / "findings-head.json").write_text(head, encoding="utf-8")
         save_record(self.record, self.paths.run_json)
         self.on_event("run_end", record=self.record)
 

@@ -113,6 +113,50 @@ class DirTree:
                     skipped[path] = f"cannot stat: {err.strerror or err}"
         return found, skipped
 
+    def with_changes(self, base: DirTree, changed: list[str]) -> DirTree:
+        """This tree, listed as ``base``'s list updated for ``changed`` paths only (no walk).
+
+        For a checkout whose files differ from ``base``'s listing in exactly
+        ``changed`` (e.g. git says so between two commits of a clean worktree):
+        each changed path gets the verdict the walk would give it.
+        """
+        files, skipped = dict(base.files()), dict(base.skipped)
+        for path in changed:
+            files.pop(path, None)
+            skipped.pop(path, None)
+            size, why = self._probe(path)
+            if size is not None:
+                files[path] = size
+            elif why:
+                skipped[path] = why
+        self._files, self.skipped = files, skipped
+        return self
+
+    def _probe(self, path: str) -> tuple[int | None, str]:
+        """(size, "") for a file the walk would list; (None, why) for one it leaves out; (None, "") when absent."""
+        parts = path.split("/")
+        if ".git" in parts[:-1]:
+            return None, ""
+        parent = self.root
+        for part in parts[:-1]:   # the walk never descends through a directory symlink
+            parent = parent / part
+            if parent.is_symlink() or not parent.is_dir():
+                return None, ""
+        for entry in _scandir_one(parent, parts[-1]):
+            try:
+                if entry.is_dir(follow_symlinks=False) or (entry.is_symlink() and _points_to_dir(entry)):
+                    return None, ""
+                if entry.is_symlink():
+                    why = self._bad_link(entry.path)
+                    if why:
+                        return None, why
+                elif not entry.is_file(follow_symlinks=False):
+                    return None, "not a regular file (FIFO, socket or device); not read"
+                return entry.stat(follow_symlinks=False).st_size, ""
+            except OSError as err:
+                return None, f"cannot stat: {err.strerror or err}"
+        return None, ""
+
     def _bad_link(self, full: str) -> str:
         """Why a symlink can't be part of the tree, or "" when it resolves to a regular file inside it."""
         try:
@@ -142,6 +186,15 @@ class DirTree:
                 return fh.read()
         except FileNotFoundError:
             raise KeyError(path) from None
+
+
+def _scandir_one(directory: Path, name: str) -> list[os.DirEntry]:
+    """The directory entry ``name`` in ``directory`` (as the walk sees it), or none."""
+    try:
+        with os.scandir(directory) as entries:
+            return [e for e in entries if e.name == name]
+    except OSError:
+        return []
 
 
 def _points_to_dir(entry: os.DirEntry) -> bool:

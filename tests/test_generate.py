@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved
+from engine.domain import AlreadyResolved, FixError
 from engine.tree import DirTree
 from pipelines.docker_optimization import PIPELINE
 from pipelines.docker_optimization.domain import DockerDomain
@@ -219,11 +219,13 @@ DEPLOY = r"""#!/usr/bin/env bash
 # Written by the docker-optimization pipeline from docker-compose.yml.
 # A health-gated rollout, one service at a time, dependencies first. For each service:
 # tag the image it runs now as <repository>:previous, `docker compose up -d --no-deps` it,
-# and wait until it is healthy (or, without a healthcheck, running). One that isn't within
-# DEPLOY_TIMEOUT seconds (default 120) goes back to :previous and the rollout stops (exit 1).
+# and wait until it is healthy (or, without a healthcheck, running). One that isn't healthy
+# within its health check's budget (below) goes back to :previous and the rollout stops (exit 1).
 #
-#   bash deploy/deploy.sh              every service
-#   bash deploy/deploy.sh SERVICE...   only these, still in dependency order
+#   bash deploy/deploy.sh                    every service that compose starts by default
+#   bash deploy/deploy.sh SERVICE...         only these, still in dependency order
+#   COMPOSE_PROFILES=p bash deploy/deploy.sh also the services of profile p
+#   DEPLOY_TIMEOUT=N bash deploy/deploy.sh   wait N seconds for every service instead
 #
 # It starts the images that are there: build or pull the new ones first
 # (`docker buildx bake`, `docker compose build`, `docker compose pull`).
@@ -234,13 +236,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Dependency order (compose depends_on).
 ORDER=(base cache app)
-# One-shot services others wait for with condition service_completed_successfully: exit 0 is success.
+# One-shot services others wait for with condition service_completed_successfully: exit 0 is success;
+# each is waited for until it exits (compose gives a job no time limit; DEPLOY_TIMEOUT sets one).
 JOBS=()
-# Health gates, as the compose file and Dockerfiles declare them:
-#   healthy (compose healthcheck): cache app
-#   running (no healthcheck): base
+# Health gates, from the compose file and Dockerfiles: each service is waited for at most
+# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:
+#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+#   app: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+# Not waited on for health (running is checked once, right after it starts):
+#   base: no healthcheck
+declare -A WAIT=([cache]=180 [app]=180)
+declare -A PROFILES=()
 
-DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-120}"
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
 
 log() {
@@ -271,20 +278,27 @@ is_job() {
   return 1
 }
 
-# wait_ready SERVICE: every container healthy (running, without a healthcheck) within DEPLOY_TIMEOUT.
+# wait_ready SERVICE: every container running and, when WAIT gives the service a health budget,
+# healthy within it (a one-shot job: exited 0). DEPLOY_TIMEOUT, when set, replaces every budget.
 wait_ready() {
-  local service=$1 deadline=$((SECONDS + DEPLOY_TIMEOUT)) ids id state health code ready gated
+  local service=$1 budget gated=0 deadline ids id state health code ready
+  budget=${WAIT[$service]:-0}
+  if [[ -n ${WAIT[$service]:-} ]]; then
+    gated=1
+  fi
+  if [[ -n ${DEPLOY_TIMEOUT:-} ]]; then
+    budget=$DEPLOY_TIMEOUT
+  elif is_job "$service"; then
+    budget=-1
+  fi
+  deadline=$((SECONDS + budget))
   while true; do
     mapfile -t ids < <(containers "$service")
     ready=${#ids[@]}
-    gated=0
     for id in "${ids[@]}"; do
       state="" code="" health=""
       read -r state code health < <(docker inspect --format \
         '{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id") || true
-      if [[ -n $health ]]; then
-        gated=1
-      fi
       if [[ $state == exited && $code == 0 ]] && is_job "$service"; then
         continue
       fi
@@ -292,11 +306,11 @@ wait_ready() {
         log "$service: container ${id:0:12} is $state (exit code $code)"
         return 1
       fi
-      if [[ $health == unhealthy ]]; then
+      if ((gated)) && [[ $health == unhealthy ]]; then
         log "$service: container ${id:0:12} is unhealthy"
         return 1
       fi
-      if [[ $state != running || (-n $health && $health != healthy) ]]; then
+      if [[ $state != running ]] || is_job "$service" || { ((gated)) && [[ $health != healthy ]]; }; then
         ready=0
       fi
     done
@@ -306,12 +320,12 @@ wait_ready() {
       elif is_job "$service"; then
         log "$service: completed"
       else
-        log "$service: running (it has no healthcheck, so running is all this can wait for)"
+        log "$service: running (no health check to wait for)"
       fi
       return 0
     fi
-    if ((SECONDS >= deadline)); then
-      log "$service: not ready after ${DEPLOY_TIMEOUT}s"
+    if ((budget >= 0 && SECONDS >= deadline)); then
+      log "$service: not ready after ${budget}s"
       return 1
     fi
     sleep "$DEPLOY_INTERVAL"
@@ -348,10 +362,27 @@ check_services() {
   done
 }
 
+# active SERVICE: it has no compose profile, or one of its profiles is in COMPOSE_PROFILES.
+active() {
+  local profile profiles
+  if [[ -z ${PROFILES[$1]:-} ]]; then
+    return 0
+  fi
+  read -ra profiles <<<"${PROFILES[$1]}"
+  for profile in "${profiles[@]}"; do
+    if [[ ${COMPOSE_PROFILES:-} == "*" || ,${COMPOSE_PROFILES:-}, == *",$profile,"* ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# selected SERVICE [NAME...]: named on the command line, or (with no names) active.
 selected() {
   local name
   if (($# == 1)); then
-    return 0
+    active "$1"
+    return
   fi
   for name in "${@:2}"; do
     if [[ $name == "$1" ]]; then
@@ -410,7 +441,7 @@ ROLLBACK = r"""#!/usr/bin/env bash
 #   bash deploy/rollback.sh              every service that has a :previous image
 #   bash deploy/rollback.sh SERVICE...   only these
 #
-# Exits 1 when a service couldn't be rolled back or isn't ready within DEPLOY_TIMEOUT seconds.
+# Exits 1 when a service couldn't be rolled back or isn't ready within its health check's budget.
 set -euo pipefail
 
 PROG=rollback
@@ -419,8 +450,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Dependency order (compose depends_on); rolled back in reverse.
 ORDER=(base cache app)
 JOBS=()
+# Health gates, from the compose file and Dockerfiles: each service is waited for at most
+# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:
+#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+#   app: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, start_period, retries)
+# Not waited on for health (running is checked once, right after it starts):
+#   base: no healthcheck
+declare -A WAIT=([cache]=180 [app]=180)
+declare -A PROFILES=()
 
-DEPLOY_TIMEOUT="${DEPLOY_TIMEOUT:-120}"
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
 
 log() {
@@ -451,20 +489,27 @@ is_job() {
   return 1
 }
 
-# wait_ready SERVICE: every container healthy (running, without a healthcheck) within DEPLOY_TIMEOUT.
+# wait_ready SERVICE: every container running and, when WAIT gives the service a health budget,
+# healthy within it (a one-shot job: exited 0). DEPLOY_TIMEOUT, when set, replaces every budget.
 wait_ready() {
-  local service=$1 deadline=$((SECONDS + DEPLOY_TIMEOUT)) ids id state health code ready gated
+  local service=$1 budget gated=0 deadline ids id state health code ready
+  budget=${WAIT[$service]:-0}
+  if [[ -n ${WAIT[$service]:-} ]]; then
+    gated=1
+  fi
+  if [[ -n ${DEPLOY_TIMEOUT:-} ]]; then
+    budget=$DEPLOY_TIMEOUT
+  elif is_job "$service"; then
+    budget=-1
+  fi
+  deadline=$((SECONDS + budget))
   while true; do
     mapfile -t ids < <(containers "$service")
     ready=${#ids[@]}
-    gated=0
     for id in "${ids[@]}"; do
       state="" code="" health=""
       read -r state code health < <(docker inspect --format \
         '{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' "$id") || true
-      if [[ -n $health ]]; then
-        gated=1
-      fi
       if [[ $state == exited && $code == 0 ]] && is_job "$service"; then
         continue
       fi
@@ -472,11 +517,11 @@ wait_ready() {
         log "$service: container ${id:0:12} is $state (exit code $code)"
         return 1
       fi
-      if [[ $health == unhealthy ]]; then
+      if ((gated)) && [[ $health == unhealthy ]]; then
         log "$service: container ${id:0:12} is unhealthy"
         return 1
       fi
-      if [[ $state != running || (-n $health && $health != healthy) ]]; then
+      if [[ $state != running ]] || is_job "$service" || { ((gated)) && [[ $health != healthy ]]; }; then
         ready=0
       fi
     done
@@ -486,12 +531,12 @@ wait_ready() {
       elif is_job "$service"; then
         log "$service: completed"
       else
-        log "$service: running (it has no healthcheck, so running is all this can wait for)"
+        log "$service: running (no health check to wait for)"
       fi
       return 0
     fi
-    if ((SECONDS >= deadline)); then
-      log "$service: not ready after ${DEPLOY_TIMEOUT}s"
+    if ((budget >= 0 && SECONDS >= deadline)); then
+      log "$service: not ready after ${budget}s"
       return 1
     fi
     sleep "$DEPLOY_INTERVAL"
@@ -528,10 +573,27 @@ check_services() {
   done
 }
 
+# active SERVICE: it has no compose profile, or one of its profiles is in COMPOSE_PROFILES.
+active() {
+  local profile profiles
+  if [[ -z ${PROFILES[$1]:-} ]]; then
+    return 0
+  fi
+  read -ra profiles <<<"${PROFILES[$1]}"
+  for profile in "${profiles[@]}"; do
+    if [[ ${COMPOSE_PROFILES:-} == "*" || ,${COMPOSE_PROFILES:-}, == *",$profile,"* ]]; then
+      return 0
+    fi
+  done
+  return 1
+}
+
+# selected SERVICE [NAME...]: named on the command line, or (with no names) active.
 selected() {
   local name
   if (($# == 1)); then
-    return 0
+    active "$1"
+    return
   fi
   for name in "${@:2}"; do
     if [[ $name == "$1" ]]; then
@@ -658,12 +720,227 @@ def test_compose_values_are_escaped_for_hcl_and_compose_variables_become_bake_va
 
     assert '    GREETING = "say \\"hi\\" to ${USER}, %%{x} costs $5"\n' in text
     assert '  tags = ["${REGISTRY}/base:${TAG}"]\n' in text
-    assert ('# Compose reads ${REGISTRY} from the environment; so does bake.\nvariable "REGISTRY" {\n'
+    assert ('# Compose reads ${REGISTRY} from the environment (or .env); so does bake.\nvariable "REGISTRY" {\n'
             '  default = "ghcr.io/shop"\n}\n') in text
     assert 'variable "USER" {\n  default = ""\n}\n' in text
     parsed = parse_bake(text)
     assert parsed["target"]["app"]["args"]["GREETING"] == 'say "hi" to ${USER}, %%{x} costs $5'
     assert sorted(parsed["variable"]) == ["GITHUB_ACTIONS", "PROJECT", "REGISTRY", "TAG", "USER"]
+
+
+# -- generated from what builds -------------------------------------------------------
+
+# A shop whose api can't build from the root (its COPY shared finds no shared/ there), whose worker
+# build carries args, a secret, platforms, labels and a cache, whose e2e runs only under the test
+# profile, and whose db healthcheck is disabled.
+SHOP = {
+    "docker-compose.yml": """\
+services:
+  api:
+    build:
+      context: .
+      dockerfile: api/Dockerfile
+    image: shop/api:latest
+  worker:
+    build:
+      context: ./worker
+      target: runtime
+      args:
+        PYTHON: ${PYTHON_VERSION}
+        MODE:
+        LOCALE:
+        API_TOKEN: s3cr3t-value
+        DSN: postgres://app:${DB_PASSWORD}@db/app
+        NPM_TOKEN: ${NPM_AUTH}
+      secrets:
+        - npmrc
+      platforms: [linux/amd64, linux/arm64]
+      labels:
+        org.opencontainers.image.source: https://example.com/shop
+      cache_from: [shop/worker:cache]
+    image: shop/worker:1.2
+    depends_on: [db]
+    healthcheck:
+      test: ["CMD", "python", "-c", "print(1)"]
+      start_period: 300s
+      interval: 10s
+      timeout: 5s
+      retries: 3
+  e2e:
+    image: shop/e2e:1
+    profiles: [test]
+    depends_on: [worker]
+  db:
+    image: postgres:16
+    healthcheck:
+      disable: true
+secrets:
+  npmrc:
+    file: ./ci/npmrc
+""",
+    ".env": "PYTHON_VERSION=3.12\nDB_PASSWORD=hunter2\nMODE=fast\nNPM_AUTH=npm-xyz\n",
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY api /app\n",
+    "api/main.py": "print('api')\n",
+    "worker/Dockerfile": "FROM python:3.12-slim AS runtime\nCOPY app.py /app/\n",
+    "worker/app.py": "print('worker')\n",
+}
+
+WORKER_TARGET = r"""target "worker" {
+  context = "worker"
+  dockerfile = "Dockerfile"
+  target = "runtime"
+  # API_TOKEN: a secret-looking value in docker-compose.yml, not copied: export API_TOKEN (better: a build secret)
+  # LOCALE: compose reads it from the environment; nothing sets it, so the Dockerfile's default applies
+  args = {
+    API_TOKEN = "${API_TOKEN}"
+    DSN = "postgres://app:${DB_PASSWORD}@db/app"
+    MODE = "${MODE}"
+    NPM_TOKEN = "${NPM_AUTH}"
+    PYTHON = "${PYTHON_VERSION}"
+  }
+  labels = {
+    "org.opencontainers.image.source" = "https://example.com/shop"
+  }
+  secret = ["id=npmrc,src=ci/npmrc"]
+  platforms = ["linux/amd64", "linux/arm64"]
+  tags = ["shop/worker:1.2"]
+  cache-from = GITHUB_ACTIONS == "true" ? ["type=gha,scope=worker", "shop/worker:cache"] : ["shop/worker:cache"]
+  cache-to = GITHUB_ACTIONS == "true" ? ["type=gha,mode=max,scope=worker"] : []
+}
+"""
+
+API_LEFT_OUT = "api: docker-compose.yml: api/Dockerfile line 2: shared does not exist in the build context ."
+
+
+def test_a_target_whose_context_cannot_build_is_left_out_of_every_generated_file_and_listed_with_why(tmp_path):
+    shop = project(tmp_path, SHOP)
+    bake, workflow, deploy = bake_file(shop), workflow_file(shop), deploy_script(shop)
+
+    assert ("#\n# Left out of this file: these services' images can't be built from the repository as it is\n"
+            f"#   {API_LEFT_OUT}\n") in bake
+    assert list(parse_bake(bake)["target"]) == ["worker"]
+    assert 'group "default" {\n  targets = ["worker"]\n}\n' in bake
+    assert f"#              {API_LEFT_OUT}\n" in workflow
+    assert "\nORDER=(db worker e2e)\n" in deploy
+    assert ("# Left out: their images can't be built from docker-compose.yml as the repository is:\n"
+            "#   api: api/Dockerfile line 2: shared does not exist in the build context .\n") in deploy
+
+
+def test_the_build_and_deploy_phase_reports_name_what_the_generated_files_left_out(tmp_path):
+    tree = DirTree(write(tmp_path, SHOP))
+    assert DockerDomain().phase_notes("build", tree)[-1] == (
+        "api is left out of the bake file and the CI build: docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .")
+    assert DockerDomain().phase_notes("deploy", tree)[-2:] == [
+        "api is left out of deploy/deploy.sh: its image can't be built from docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .",
+        "e2e is behind the compose profile test: deploy.sh rolls it out only when named or with COMPOSE_PROFILES=test"]
+
+
+def test_a_source_the_dockerignore_drops_leaves_the_target_out_too(tmp_path):
+    files = {**SHOP, "shared/lib.py": "x = 1\n", ".dockerignore": "shared\n"}
+    assert ("#   api: docker-compose.yml: api/Dockerfile line 2: shared is excluded by .dockerignore "
+            "in the build context .\n") in bake_file(project(tmp_path, files))
+    assert list(parse_bake(bake_file(project(tmp_path / "sent", {**SHOP, "shared/lib.py": "x = 1\n"})))["target"]) \
+        == ["api", "worker"]
+
+
+def test_a_dockerfile_that_does_not_parse_leaves_its_target_out(tmp_path):
+    files = {**SHOP, "worker/Dockerfile": "FROM python:3.12-slim AS runtime\nRUN <<EOF\necho never closed\n"}
+    bake = bake_file(project(tmp_path, {**files, "shared/lib.py": ""}))
+    assert "#   worker: docker-compose.yml: worker/Dockerfile does not parse: unterminated heredoc\n" in bake
+    assert list(parse_bake(bake)["target"]) == ["api"]
+
+
+def test_a_service_built_by_two_compose_files_gets_the_definition_whose_context_builds(tmp_path):
+    files = {**SHOP, "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY main.py /app/\n",
+             "api/shared/util.py": "y = 2\n", "deploy/compose.prod.yml": (
+                 "services:\n  api:\n    build: ../api\n    image: shop/api:latest\n")}
+    bake = bake_file(project(tmp_path, files))
+    assert parse_bake(bake)["target"]["api"]["context"] == "api"      # deploy/compose.prod.yml's, not the root's
+    assert "Left out" not in bake
+
+
+def test_a_target_that_builds_from_a_left_out_image_is_left_out_with_it(tmp_path):
+    files = {**SHOP, "worker/Dockerfile": "FROM shop/api:latest AS runtime\nCOPY app.py /app/\n"}
+    with pytest.raises(FixError) as nothing_builds:
+        bake_file(project(tmp_path, files))
+    assert str(nothing_builds.value) == (
+        "no compose build's context builds here: api is left out of the bake file: docker-compose.yml: "
+        "api/Dockerfile line 2: shared does not exist in the build context .; "
+        "worker is left out of the bake file: builds on the image of api, which is left out")
+
+
+def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carried(tmp_path):
+    bake = bake_file(project(tmp_path, SHOP))
+    assert bake.endswith("\n" + WORKER_TARGET)
+
+
+def test_a_secret_looking_value_is_never_copied_into_the_bake_file(tmp_path):
+    bake = bake_file(project(tmp_path, SHOP))
+    assert "s3cr3t-value" not in bake and "hunter2" not in bake and "npm-xyz" not in bake
+    assert ("# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n"
+            'variable "API_TOKEN" {\n}\n') in bake
+    assert 'variable "DB_PASSWORD" {\n}\n' in bake and 'variable "NPM_AUTH" {\n}\n' in bake
+    assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake           # .env, as compose reads it
+    assert parse_bake(bake)["variable"]["API_TOKEN"] == {}
+
+
+def test_a_secret_looking_build_arg_is_not_written_into_the_workflow_either(tmp_path):
+    files = {"compose.yaml": "services:\n  api:\n    build:\n      context: ./svc\n      args:\n"
+                             "        NPM_TOKEN: abc123\n        MODE: fast\n",
+             "svc/Dockerfile": "FROM python:3.12-slim\n"}
+    workflow = workflow_file(project(tmp_path, files))
+    assert "abc123" not in workflow
+    assert ("          # not copied from compose.yaml (secret-looking): NPM_TOKEN; pass them as build secrets\n"
+            "          build-args: |\n            MODE=fast\n") in workflow
+
+
+def test_a_service_behind_a_profile_is_not_started_by_default_and_says_how_to_include_it(tmp_path):
+    deploy = deploy_script(project(tmp_path, SHOP))
+    assert ("# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them\n"
+            "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES=test bash deploy/deploy.sh).\n"
+            "#   e2e: profile test\n"
+            'declare -A PROFILES=([e2e]="test")\n') in deploy
+
+
+def test_deploy_waits_start_period_plus_retries_times_interval_and_timeout_and_not_on_a_disabled_check(tmp_path):
+    deploy = deploy_script(project(tmp_path, SHOP))
+    assert ("# Health gates, from the compose file and Dockerfiles: each service is waited for at most\n"
+            "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:\n"
+            "#   worker: 300s + 3 × (10s + 5s) = 345s (compose healthcheck)\n"
+            "# Not waited on for health (running is checked once, right after it starts):\n"
+            "#   db: healthcheck disabled in docker-compose.yml (disable: true)\n"
+            "#   e2e: no healthcheck\n"
+            "declare -A WAIT=([worker]=345)\n") in deploy
+
+
+def test_a_compose_healthcheck_takes_what_it_leaves_out_from_the_dockerfile_then_from_docker(tmp_path):
+    files = {"compose.yaml": ("services:\n  api:\n    build: ./api\n    healthcheck:\n      retries: 5\n"
+                              "  cache:\n    image: redis:7\n    healthcheck:\n      test: [CMD, redis-cli, ping]\n"
+                              "  off:\n    build: ./api\n    healthcheck:\n      test: [NONE]\n"),
+             "api/Dockerfile": "FROM python:3.12-slim\nHEALTHCHECK --interval=1m --start-period=90s CMD true\n"}
+    deploy = deploy_script(project(tmp_path, files))
+    assert ("#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n"
+            in deploy)
+    assert ("#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, "
+            "start_period, retries)\n") in deploy
+    assert "#   off: healthcheck test NONE in compose.yaml\n" in deploy
+    assert "declare -A WAIT=([api]=540 [cache]=180)\n" in deploy
+
+
+def test_the_bake_gate_fails_a_target_the_change_brought_broken_and_not_one_the_file_already_had(tmp_path):
+    write(tmp_path, SHOP)
+    broken = bake_file(project(tmp_path / "ok", {**SHOP, "shared/x.py": ""}))   # api's target, as if it built
+    name = "docker-bake.hcl: every target's COPY/ADD sources are sent by its context"
+
+    new = gates_for("docker-bake.hcl", broken, tmp_path)                       # the change wrote the file
+    assert failed(new) == [(name, "target api: api/Dockerfile: shared does not exist in the build context .")]
+
+    kept = gates_for("docker-bake.hcl", broken + "\n", tmp_path, before=broken)  # the parent's file had it too
+    assert failed(kept) == []
+    assert [g.already for g in kept if g.name == name] == [
+        "already present before this change: target api: api/Dockerfile: shared does not exist in the build context ."]
 
 
 # -- rules ------------------------------------------------------------------------
@@ -773,7 +1050,7 @@ def test_the_generated_files_of_the_example_monorepo_pass_every_gate_and_bash_n(
                  "deploy/deploy.sh": deploy_script(example), "deploy/rollback.sh": rollback_script(example)}
     for path, text in generated.items():
         gates = gates_for(path, text, root)
-        assert len(gates) in (2, 3) and failed(gates) == [], path
+        assert len(gates) in (2, 4) and failed(gates) == [], path
     for path in ("deploy/deploy.sh", "deploy/rollback.sh"):
         assert subprocess.run(["bash", "-n"], input=generated[path], text=True).returncode == 0
 
@@ -782,7 +1059,7 @@ def test_a_shellcheck_warning_fails_the_shell_gate_with_the_finding():
     unquoted = DEPLOY.replace('docker compose ps --all -q "$1"', "docker compose ps --all -q $1")
     gates = gates_for("deploy/deploy.sh", unquoted)
     assert failed(gates) == [("deploy/deploy.sh shellcheck-clean (-S style)",
-                              "line 35 SC2086 (info): Double quote to prevent globbing and word splitting.")]
+                              "line 42 SC2086 (info): Double quote to prevent globbing and word splitting.")]
 
 
 def test_a_syntax_error_fails_bash_n():
@@ -921,10 +1198,14 @@ def stack(tmp_path):
             state["behaviour"]["sha256:redis-new00000"] = {"health": "healthy"}
             state["behaviour"]["sha256:app-new0000000"] = {"health": health.get("app", "healthy")}
 
-        def run(self, script, *args, timeout="2"):
+        def run(self, script, *args, timeout="2", **more):
+            """Run a script; ``timeout=None`` leaves DEPLOY_TIMEOUT unset (the script's own budgets apply)."""
             state_file.write_text(json.dumps(state))
-            env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   "FAKE_DOCKER_STATE": str(state_file), "DEPLOY_TIMEOUT": timeout, "DEPLOY_INTERVAL": "0.1"}
+            env = {**{k: v for k, v in os.environ.items() if k not in ("DEPLOY_TIMEOUT", "COMPOSE_PROFILES")},
+                   "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                   "FAKE_DOCKER_STATE": str(state_file), "DEPLOY_INTERVAL": "0.1", **more}
+            if timeout is not None:
+                env["DEPLOY_TIMEOUT"] = timeout
             proc = subprocess.run(["bash", str(tmp_path / "deploy" / script), *args], env=env, capture_output=True,
                                   text=True, cwd="/")
             state.update(json.loads(state_file.read_text()))
@@ -947,7 +1228,7 @@ def test_deploy_replaces_services_one_at_a_time_in_dependency_order_keeping_prev
         "tag sha256:redis-old00000 redis:previous", "up --no-deps cache sha256:redis-new00000",
         "tag sha256:app-old0000000 small-app:previous", "up --no-deps app sha256:app-new0000000",
     ]
-    assert "deploy: base: running (it has no healthcheck, so running is all this can wait for)" in proc.stderr
+    assert "deploy: base: running (no health check to wait for)" in proc.stderr
     assert "deploy: cache: healthy" in proc.stderr and "deploy: app: healthy" in proc.stderr
 
 
@@ -1042,3 +1323,75 @@ def test_a_one_shot_job_that_exits_0_is_done_and_one_that_fails_stops_the_rollou
     proc = stack.run("deploy.sh", "migrate")
     assert proc.returncode == 1
     assert "deploy: migrate: container c02 is exited (exit code 3)" in proc.stderr
+
+
+def redeploy(stack, compose: str) -> None:
+    """Replace the stack's compose file and regenerate deploy.sh from it."""
+    write(stack.root, {"docker-compose.yml": compose})
+    write(stack.root, {"deploy/deploy.sh": deploy_script(Project(DirTree(stack.root)))})
+
+
+def test_a_service_behind_a_profile_is_rolled_out_only_when_its_profile_is_enabled_or_it_is_named(stack):
+    redeploy(stack, SMALL["docker-compose.yml"]
+             + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n")
+    stack.state["refs"]["e2e"] = "shop/e2e:1"
+    stack.state["images"]["shop/e2e:1"] = "sha256:e2e-new00000000"
+    stack.new_images()
+
+    assert stack.run("deploy.sh").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["base", "cache", "app"]
+
+    stack.state["log"].clear()
+    assert stack.run("deploy.sh", COMPOSE_PROFILES="test").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["base", "cache", "app", "e2e"]
+
+    stack.state["log"].clear()
+    assert stack.run("deploy.sh", "e2e").returncode == 0
+    assert [line.split()[2] for line in stack.state["log"] if line.startswith("up")] == ["e2e"]
+
+
+def test_a_service_whose_check_compose_disables_is_not_waited_on_while_its_image_says_starting(stack):
+    redeploy(stack, SMALL["docker-compose.yml"].replace(
+        '      test: ["CMD", "redis-cli", "ping"]', "      disable: true"))
+    stack.new_images()
+    stack.state["behaviour"]["sha256:redis-new00000"] = {"health": "starting"}
+
+    proc = stack.run("deploy.sh", "cache", timeout=None)
+    assert proc.returncode == 0, proc.stderr
+    assert "deploy: cache: running (no health check to wait for)" in proc.stderr
+
+
+def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives(stack):
+    redeploy(stack, SMALL["docker-compose.yml"].replace(
+        '      test: ["CMD", "python", "-c", "print(1)"]',
+        '      test: ["CMD", "python", "-c", "print(1)"]\n      interval: 300ms\n      timeout: 200ms\n'
+        "      retries: 1\n      start_period: 1s"))
+    script = (stack.root / "deploy/deploy.sh").read_text()
+    assert "#   app: 1s + 1 × (0.3s + 0.2s) = 2s (compose healthcheck)\n" in script
+    stack.new_images(app="starting")
+
+    proc = stack.run("deploy.sh", "app", timeout=None)
+    assert proc.returncode == 1
+    assert "deploy: app: not ready after 2s" in proc.stderr
+
+
+@pytest.mark.docker
+def test_with_an_engine_the_kept_target_builds_as_bake_describes_it_and_the_left_out_one_does_not(tmp_path):
+    from pipelines.docker_optimization.builds import probe
+
+    if not probe().ok:
+        pytest.skip(probe().reason)
+    root = write(tmp_path, SHOP)
+    targets = parse_bake(bake_file(project(tmp_path / "p", SHOP)))["target"]
+    worker = targets["worker"]
+
+    def build(context: str, dockerfile: str, *more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "build", "-q", "--rm", "-f", str(root / context / dockerfile), *more,
+                               str(root / context)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "DOCKER_BUILDKIT": "1"})
+
+    built = build(worker["context"], worker["dockerfile"], "--target", worker["target"])
+    assert built.returncode == 0, built.stderr
+    subprocess.run(["docker", "rmi", "-f", built.stdout.strip()], capture_output=True)
+    api = build(".", "api/Dockerfile")                       # what compose asks for, left out of the bake file
+    assert api.returncode != 0 and "shared" in api.stderr

@@ -88,6 +88,29 @@ def test_dl3042_is_dropped_on_a_run_with_a_pip_cache_mount_even_without_a_findin
     assert [f.line for f in found] == [3] and dropped == 1
 
 
+def test_dl3022_is_dropped_where_copy_from_names_an_image_and_kept_for_an_unknown_stage():
+    df = Dockerfile.parse("Dockerfile", "FROM golang:1.22 AS build\n"
+                                        "COPY --from=gloursdocker/docker / /\n"
+                                        "COPY --from=alpine:3.19 /etc/ssl /etc/ssl\n"
+                                        "COPY --from=buidl /out /app\n")
+    results = [{"code": "DL3022", "file": "Dockerfile", "line": n, "column": 1, "level": "warning",
+                "message": "`COPY --from` should reference a previously defined `FROM` alias"} for n in (2, 3, 4)]
+    found, _, dropped, _ = hadolint.to_findings(results, {"Dockerfile": df}, [])
+    assert [f.line for f in found] == [4] and dropped == 0
+
+
+def test_sc2046_is_dropped_where_every_substitution_prints_one_word():
+    df = Dockerfile.parse("Dockerfile", "FROM debian:12\n"
+                                        "RUN make -j$(nproc || sysctl -n hw.ncpu || echo 1) install\n"
+                                        "RUN curl -fsSLo /k https://dl.k8s.io/$(uname -m)/kubectl\n"
+                                        "RUN rm $(find /tmp -name '*.log')\n"
+                                        "RUN make -j$(nproc) && rm $(ls /tmp)\n")
+    results = [{"code": "SC2046", "file": "Dockerfile", "line": n, "column": 1, "level": "warning",
+                "message": "Quote this to prevent word splitting."} for n in (2, 3, 4, 5)]
+    found, _, dropped, _ = hadolint.to_findings(results, {"Dockerfile": df}, [])
+    assert [f.line for f in found] == [4, 5] and dropped == 0
+
+
 def test_a_hadolint_result_our_rule_already_reports_on_the_same_instruction_is_dropped():
     df = Dockerfile.parse("Dockerfile", "FROM debian:12\nRUN apt-get update && \\\n  apt-get install -y curl\n"
                                         "RUN apt-get install -y git\n")

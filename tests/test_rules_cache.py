@@ -164,7 +164,7 @@ def test_ca003_fix_gives_exactly_this_text(tmp_path, base, command, expected):
 @pytest.mark.parametrize("command", [
     "npm run build", "yarn build", "yarn --version", "pnpm run test", "poetry run pytest", "uv run x",
     "go version", "go vet ./...", "cargo --version", "mvn --version", "gradle -v", "apt-get update",
-    "apk info", "cat yarn.lock",
+    "apk info", "cat yarn.lock", "chmod +x ./gradlew", "chmod +x mvnw && ls", "cp gradlew /usr/local/bin/",
 ])
 def test_ca003_is_quiet_on_commands_that_install_nothing(tmp_path, command):
     assert codes(tmp_path, {"Dockerfile": f"FROM x\nRUN {command}\n"}, "CA003") == []

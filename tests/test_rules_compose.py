@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 
 import pytest
+import yaml
 
 from engine.artifacts import Design
 from engine.domain import AlreadyResolved
@@ -307,6 +308,56 @@ def test_co009_triggers_without_max_size_on_json_file(tmp_path):
     assert codes(tmp_path, {"compose.yaml": text}, "CO009") == [("compose.yaml", 8)]
 
 
+# -- compose variant files: one finding per defect, patches judged merged -------------------------
+
+MAIN = ("services:\n"
+        "  api:\n    image: api\n    restart: always\n    deploy: {resources: {limits: {memory: 256M}}}\n"
+        "  web:\n    image: web\n")
+# A variant stacked on the main file (`-f compose.yaml -f compose.full.yaml`): it patches api, adds a service.
+FULL = ("services:\n"
+        "  api:\n    environment: [KAFKA_ADDR]\n"
+        "  kafka:\n    image: kafka\n    restart: always\n    deploy: {resources: {limits: {memory: 1G}}}\n")
+# An alternative that defines web completely again, without the limits either.
+TESTS = "services:\n  web:\n    image: web\n    command: [npm, test]\n"
+
+
+def test_a_patch_in_a_variant_file_has_the_limits_and_restart_of_the_service_it_patches(tmp_path):
+    files = {"compose.yaml": MAIN, "compose.full.yaml": FULL}
+    assert codes(tmp_path, files, "CO002") == [("compose.yaml", 6)]
+    assert codes(tmp_path, files, "CO005") == [("compose.yaml", 6)]
+
+
+def test_a_finding_repeated_across_variant_files_is_reported_once_on_the_main_file(tmp_path):
+    write(tmp_path, {"compose.yaml": MAIN, "compose.full.yaml": FULL, "compose.tests.yaml": TESTS})
+    cpu = sorted((f.file, f.line, f.message) for f in analyze(tmp_path) if f.rule == "CO001")
+    assert cpu == [
+        ("compose.full.yaml", 4, "service kafka has no CPU limit"),
+        ("compose.yaml", 2, "service api has no CPU limit (the same in compose.full.yaml:2)"),
+        ("compose.yaml", 6, "service web has no CPU limit (the same in compose.tests.yaml:2)"),
+    ]
+
+
+def test_variants_in_other_directories_are_other_projects(tmp_path):
+    files = {"shop/compose.yaml": TESTS, "blog/compose.yaml": TESTS}
+    assert codes(tmp_path, files, "CO001") == [("blog/compose.yaml", 2), ("shop/compose.yaml", 2)]
+
+
+def test_an_ignore_pragma_in_the_main_file_leaves_the_variant_reported(tmp_path):
+    main = MAIN.replace("  web:\n", "  web:   # pipeline ignore=CO001\n")
+    assert codes(tmp_path, {"compose.yaml": main, "compose.tests.yaml": TESTS}, "CO001") == [
+        ("compose.tests.yaml", 2), ("compose.yaml", 2)]
+
+
+def test_cpu_fix_writes_the_reported_file_and_leaves_a_patch_to_the_service_it_patches(tmp_path):
+    out = fixed(tmp_path, {"compose.yaml": MAIN, "compose.full.yaml": FULL}, "CO001")
+    assert sorted(out) == ["compose.full.yaml", "compose.yaml"]
+    assert out["compose.full.yaml"].startswith("services:\n  api:\n    environment: [KAFKA_ADDR]\n  kafka:\n")
+    assert yaml.safe_load(out["compose.full.yaml"])["services"]["api"] == {"environment": ["KAFKA_ADDR"]}
+    assert "cpus" in yaml.safe_load(out["compose.full.yaml"])["services"]["kafka"]["deploy"]["resources"]["limits"]
+    assert all("cpus" in yaml.safe_load(out["compose.yaml"])["services"][s]["deploy"]["resources"]["limits"]
+               for s in ("api", "web"))
+
+
 # -- CO006 cache_from nobody builds -------------------------------------------------------------
 
 def test_co006_triggers_on_a_plain_image_name_no_service_builds(tmp_path):
@@ -364,6 +415,13 @@ def test_co008_reports_each_schema_violation_at_its_key(tmp_path):
 def test_co008_leaves_a_yaml_error_to_px002(tmp_path):
     found = {f.rule for f in analyze(write(tmp_path, {"compose.yaml": "services:\n  api: [\n"}))}
     assert "PX002" in found and "CO008" not in found
+
+
+def test_px002_leaves_a_comment_only_variant_stacked_beside_the_main_file(tmp_path):
+    extras = ("# Extras layer: override this file in your fork.\n"
+              "# Usage: docker compose -f compose.yaml -f compose.extras.yaml up\n")
+    assert codes(tmp_path / "a", {"compose.yaml": TESTS, "compose.extras.yaml": extras}, "PX002") == []
+    assert codes(tmp_path / "b", {"compose.yaml": extras}, "PX002") == [("compose.yaml", 0)]
 
 
 def test_added_keys_go_above_the_blank_line_and_comment_that_separate_services(tmp_path):

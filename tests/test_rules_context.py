@@ -78,6 +78,24 @@ def test_cx002_fires_with_cx001_on_a_missing_dockerignore_and_one_fix_writes_it(
     assert fixed(tmp_path, {}, "CX002") == {"app/.dockerignore": HEADER + "**/tests\n**/.env\n"}
 
 
+def test_a_dist_directory_git_keeps_is_source_and_one_it_ignores_is_a_build_output(tmp_path):
+    vendored = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD, "app/Program.cs": "x\n",
+                "app/wwwroot/lib/jquery/dist/jquery.min.js": "$\n"}
+    assert codes(tmp_path / "a", vendored, "CX001") == []
+    assert codes(tmp_path / "a", vendored, "CX002") == []
+    built = dict(vendored, **{".gitignore": "dist/\n", "app/dist/bundle.js": "b\n"})
+    found = [f for f in analyze(write(tmp_path / "b", built)) if f.rule == "CX002"]
+    assert [f.file for f in found] == ["app/.dockerignore"] and "add **/dist" in found[0].message
+
+
+def test_cx002_keeps_a_public_only_env_file_the_build_inlines(tmp_path):
+    files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD, "app/.dockerignore": ".git\n",
+             "app/.env": "EXPO_PUBLIC_API_PORT=8080\n"}
+    assert codes(tmp_path / "a", files, "CX002") == []
+    files["app/.env"] = "EXPO_PUBLIC_API_PORT=8080\nSENTRY_AUTH_TOKEN=x\n"
+    assert codes(tmp_path / "b", files, "CX002") == [("app/.dockerignore", 0)]
+
+
 def test_fix_appends_the_missing_patterns_and_keeps_the_file(tmp_path):
     files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROAD + "COPY docs/api.md /srv/docs/\n",
              "app/.dockerignore": "# ours\r\n.git", "app/main.py": "x\n", "app/tests/t.py": "t\n",
@@ -174,6 +192,28 @@ def test_cx005_names_the_biggest_directories_of_a_large_context(tmp_path, monkey
 def test_cx005_is_quiet_on_a_small_context(tmp_path):
     files = {"compose.yaml": COMPOSE, "app/Dockerfile": "FROM python:3.12\nCOPY main.py .\n", "app/main.py": "x\n"}
     assert codes(tmp_path, files, "CX005") == []
+
+
+# -- a context that cannot build gets its CX003, and no other context finding ----------------------
+
+BROKEN = "FROM node:22\nCOPY shared/lib.js /lib/\nCOPY . .\nRUN npm install\n"   # shared/ is not in app/
+
+
+def test_a_context_cx003_reports_broken_gets_no_other_context_finding(tmp_path, monkeypatch):
+    monkeypatch.setattr(context_rules, "LARGE_CONTEXT", 1024)
+    files = {"compose.yaml": COMPOSE, "app/Dockerfile": BROKEN, "app/package.json": "{}\n",
+             "app/package-lock.json": "{}\n", "app/tests/t.js": "x\n", "app/data/big.bin": "0" * 3000,
+             ".gitignore": ".dockerignore\n"}
+    found = sorted((f.rule, f.file, f.line) for f in analyze(write(tmp_path, files)) if f.rule[:2] in ("CX", "SZ"))
+    assert found == [("CX003", "app/Dockerfile", 2)]
+
+
+def test_a_directory_another_dockerfile_builds_from_is_still_judged(tmp_path):
+    compose = COMPOSE + "  worker:\n    build: {context: ./app, dockerfile: Dockerfile.worker}\n"
+    files = {"compose.yaml": compose, "app/Dockerfile": BROKEN, "app/Dockerfile.worker": "FROM node:22\nCOPY . .\n",
+             "app/tests/t.js": "x\n"}
+    assert codes(tmp_path, files, "CX001") == [("app/.dockerignore", 0)]
+    assert codes(tmp_path, files, "CX003") == [("app/Dockerfile", 2)]
 
 
 def test_the_append_fix_says_already_resolved_once_the_patterns_are_there(tmp_path):

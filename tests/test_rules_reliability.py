@@ -139,12 +139,22 @@ def test_rl002_is_quiet_with_a_healthcheck_none_a_compose_healthcheck_or_no_port
     assert codes(tmp_path, files, "RL002") == []
 
 
+def test_rl002_leaves_a_dockerfile_a_variable_build_path_may_name_to_that_build(tmp_path):
+    compose = ("services:\n"
+               "  ad:\n    build:\n      context: .\n      dockerfile: ${AD_DOCKERFILE}\n"
+               "    healthcheck: {test: [CMD, grpc_health_probe]}\n"
+               "  web:\n    build: ./web\n    ports: ['80:80']\n")
+    files = {"compose.yaml": compose, "src/ad/Dockerfile": "FROM eclipse-temurin:21\nEXPOSE 9555\n",
+             "web/Dockerfile": "FROM nginx:1.27\n"}
+    assert codes(tmp_path, files, "RL002") == [("web/Dockerfile", 1)]
+
+
 # -- RL003 ---------------------------------------------------------------------
 def test_rl003_triggers_on_each_way_of_swallowing_an_error(tmp_path):
     text = ("FROM debian:12\n"
             "RUN apt-get install -y libpq5 || true\n"
             "RUN make test || echo \"tests failed\"\n"
-            "RUN rm -r /tmp/x || :\n"
+            "RUN ./seed-db || :\n"
             "RUN ./migrate; true\n"
             "RUN set +e && ./flaky\n")
     assert codes(tmp_path, {"Dockerfile": text}, "RL003") == [("Dockerfile", n) for n in (2, 3, 4, 5, 6)]
@@ -157,6 +167,24 @@ def test_rl003_is_quiet_on_real_error_handling_and_healthcheck_exit(tmp_path):
             "RUN set -eux; ./configure\n"
             "HEALTHCHECK CMD curl -f http://localhost/ || exit 1\n")
     assert codes(tmp_path, {"Dockerfile": text}, "RL003") == []
+
+
+def test_rl003_is_quiet_on_a_deliberate_ignore_after_a_cleanup_or_in_a_fallback_value(tmp_path):
+    text = ("FROM debian:12\n"
+            "RUN rm -rf /tmp/build || true\n"
+            "RUN ./build; apt-get clean || :\n"
+            "RUN pip cache purge || true\n"
+            "RUN make -j$(nproc || sysctl -n hw.ncpu || echo 1) install\n"
+            "RUN cd src && (find . -name '*.o' -delete || true) && make\n")
+    assert codes(tmp_path, {"Dockerfile": text}, "RL003") == []
+
+
+def test_rl003_still_triggers_when_the_ignore_covers_more_than_the_cleanup(tmp_path):
+    text = ("FROM debian:12\n"
+            "RUN apt-get install -y libpq5 && apt-get clean || true\n"
+            "RUN curl -fsSLo /app.tgz https://example.com/app.tgz || rm -f /app.tgz || true\n"
+            "RUN echo $(cat /version || echo unknown) > /v; ./migrate || true\n")
+    assert codes(tmp_path, {"Dockerfile": text}, "RL003") == [("Dockerfile", n) for n in (2, 3, 4)]
 
 
 # -- RL004 ---------------------------------------------------------------------

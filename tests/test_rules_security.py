@@ -33,7 +33,9 @@ def test_se001_says_which_user_was_created_but_never_switched_to(tmp_path):
 def test_se001_is_quiet_for_a_user_inherited_from_a_stage_or_a_nonroot_base(tmp_path):
     files = {"a/Dockerfile": "FROM debian:12 AS base\nUSER 10001\nFROM base\nCMD [\"x\"]\n",
              "b/Dockerfile": "FROM gcr.io/distroless/python3-debian12:nonroot\nCMD [\"x\"]\n",
-             "c/Dockerfile": "FROM debian:12\nUSER $APP_USER\n"}
+             "c/Dockerfile": "FROM debian:12\nUSER $APP_USER\n",
+             "d/Dockerfile": "FROM docker.io/grafana/k6:2.2.0-with-browser\nCOPY load.js .\n",
+             "e/Dockerfile": "FROM otel/opentelemetry-collector-contrib:0.120.0\nCOPY config.yaml /etc/\n"}
     assert codes(tmp_path, files, "SE001") == []
 
 
@@ -202,3 +204,44 @@ HOST_ACCESS = ("services:\n"
 @pytest.mark.parametrize("rule, line", [("SE005", 4), ("SE010", 5), ("SE011", 6)])
 def test_host_access_rules_trigger_on_their_key_only(tmp_path, rule, line):
     assert codes(tmp_path, {"compose.yaml": HOST_ACCESS}, rule) == [("compose.yaml", line)]
+
+
+# -- SE006 -----------------------------------------------------------------------
+def test_se006_triggers_on_filled_in_env_files_and_private_keys_in_a_context(tmp_path):
+    files = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n",
+             "api/app.py": "", "api/.env": "KEY=1\n", "api/.env.local": "KEY=2\n",
+             "api/.env.production": "KEY=3\n", "api/tls/privkey.pem": "-----BEGIN PRIVATE KEY-----\n"}
+    assert codes(tmp_path, files, "SE006") == [("api/.env", 0), ("api/.env.local", 0), ("api/.env.production", 0),
+                                               ("api/tls/privkey.pem", 0)]
+
+
+def test_se006_is_quiet_on_templates_examples_and_certificates(tmp_path):
+    files = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n", "api/app.py": "",
+             "api/.env.example": "KEY=\n", "api/.env.template": "KEY=\n", "api/.env.sample": "KEY=\n",
+             "api/.env.dist": "KEY=\n", "api/.env.local.example": "KEY=\n", "api/.env.production.tmpl": "KEY=\n",
+             "api/tls/cert.pem": "-----BEGIN CERTIFICATE-----\n", "api/tls/fullchain.pem": "x\n",
+             "api/tls/ca.pem": "x\n"}
+    assert codes(tmp_path, files, "SE006") == []
+
+
+def test_se006_is_quiet_on_a_env_file_with_only_public_build_variables(tmp_path):
+    files = {"app/Dockerfile": "FROM node:22-slim\nCOPY . .\nRUN npx expo export\n",
+             "app/.env": ("# https://docs.expo.dev/guides/environment-variables/\n\n"
+                          "EXPO_PUBLIC_FRONTEND_PROXY_PORT=8080\n"),
+             "web/Dockerfile": "FROM node:22-slim\nCOPY . .\n",
+             "web/.env": "VITE_API_URL=/api\nSTRIPE_SECRET_KEY=sk_live_1\n"}
+    assert codes(tmp_path, files, "SE006") == [("web/.env", 0)]
+
+
+def test_se006_reports_a_file_once_naming_every_context_that_sends_it(tmp_path):
+    compose = ("services:\n"
+               "  app:\n    build: ./app\n"
+               "  app-root:\n    build: {context: ., dockerfile: app/Dockerfile.root}\n")
+    files = {"compose.yaml": compose, "app/Dockerfile": "FROM node:22-slim\nCOPY . .\n",
+             "app/Dockerfile.root": "FROM node:22-slim\nCOPY app/index.js .\n", "app/index.js": "",
+             "app/.env": "TOKEN=1\n"}
+    write(tmp_path, files)
+    found = [f for f in analyze(tmp_path) if f.rule == "SE006"]
+    assert [(f.file, f.message) for f in found] == [
+        ("app/.env", "app/.env is in build contexts app, . and not excluded by a .dockerignore: "
+                     "COPY puts it in the image (app/Dockerfile)")]

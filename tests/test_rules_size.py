@@ -15,14 +15,22 @@ ALPINE = "FROM alpine:3.20\n"
 
 def test_sz001_triggers_on_a_toolchain_in_the_only_stage(tmp_path):
     text = (DEB + "RUN apt-get update && apt-get install -y --no-install-recommends build-essential \\\n"
-            "    libpq-dev=15.* && rm -rf /var/lib/apt/lists/*\n")
+            "    libpq-dev=15.* && rm -rf /var/lib/apt/lists/*\n"
+            "CMD [\"python\", \"-m\", \"app\"]\n")
     assert codes(tmp_path, {"Dockerfile": text}, "SZ001") == [("Dockerfile", 2)]
+
+
+def test_sz001_is_quiet_on_a_tool_image_without_cmd_or_entrypoint(tmp_path):
+    # a code generator: `docker run gen protoc --go_out=. demo.proto`; the toolchain is the point
+    text = ALPINE + "WORKDIR /build\nRUN apk add --no-cache protobuf-dev make g++\n"
+    assert codes(tmp_path, {"Dockerfile": text}, "SZ001") == []
 
 
 def test_sz001_is_quiet_in_a_multi_stage_build_and_for_packages_removed_in_the_same_run(tmp_path):
     multi = "FROM python:3.12 AS build\nRUN apt-get install -y gcc\nFROM python:3.12-slim\nCOPY --from=build /w /w\n"
-    virtual = ALPINE + "RUN apk add --no-cache --virtual .build-deps gcc musl-dev && make && apk del .build-deps\n"
-    purged = DEB + "RUN apt-get install -y gcc libc6 && make && apt-get purge -y gcc\n"
+    virtual = (ALPINE + "RUN apk add --no-cache --virtual .build-deps gcc musl-dev && make && apk del .build-deps\n"
+               "CMD [\"x\"]\n")
+    purged = DEB + "RUN apt-get install -y gcc libc6 && make && apt-get purge -y gcc\nCMD [\"x\"]\n"
     assert codes(tmp_path, {"a/Dockerfile": multi, "b/Dockerfile": virtual, "c/Dockerfile": purged}, "SZ001") == []
 
 

@@ -30,8 +30,8 @@ from engine.finding import Applicability, Category, Finding, Severity
 from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import hadolint as hadolint_mod
-from pipelines.docker_optimization import ignores
-from pipelines.docker_optimization.compose import is_compose_file
+from pipelines.docker_optimization import ignores, variants
+from pipelines.docker_optimization.compose import ComposeFile, is_compose_file
 from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
 
@@ -42,17 +42,38 @@ _MAX_SKIPPED_LISTED = 5
 
 @dataclass(frozen=True)
 class Service:
-    """A compose service as the service rules see it."""
+    """A compose service as the service rules see it.
+
+    ``data`` is the definition as written in ``compose``. When it only patches
+    a service defined in an earlier variant file of the same directory (see
+    ``variants``), ``base`` is that definition: rules that look for something
+    *missing* judge ``effective``, the two merged as compose merges them.
+    """
 
     compose: str
     name: str
     data: dict
     line: int
+    base: dict | None = None
+    file: ComposeFile | None = None
+
+    @property
+    def effective(self) -> dict:
+        return self.data if self.base is None else variants.merge(self.base, self.data)
 
 
 def services(project: Project) -> list[Service]:
-    return [Service(c.path, name, svc, c.line_of(name))
-            for c in project.composes for name, svc in c.services.items() if isinstance(svc, dict)]
+    bases = variants.bases(project.composes)
+    found = []
+    for c in project.composes:
+        directory = c.path.rpartition("/")[0]
+        for name, svc in c.services.items():
+            if not isinstance(svc, dict):
+                continue
+            base = bases.get((directory, str(name))) if variants.is_patch(svc) else None
+            found.append(Service(c.path, name, svc, c.line_of(name),
+                                 base[1] if base and base[0] is not c else None, c))
+    return found
 
 
 # -- input problems as rules (so they are documented, selectable and ignorable like any other) ------------
@@ -82,6 +103,10 @@ def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
 def compose_parse_error(project: Project) -> Iterable[Hit]:
     """A compose file is not valid YAML, or not a mapping at its top level.
 
+    A variant file that holds only comments, beside another compose file of
+    its directory, is a placeholder stacked with `-f` (a seam for forks to
+    fill in): compose merges it as nothing, and it is not reported.
+
     Why: `docker compose` refuses it; no compose rule looks at it until it loads.
 
     Example:
@@ -94,9 +119,18 @@ def compose_parse_error(project: Project) -> Iterable[Hit]:
           api:
             image: "api:1.0"
     """
+    directories = [c.path.rpartition("/")[0] for c in project.composes]
     for compose in project.composes:
-        if compose.error and compose.path not in project.problems:
-            yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
+        if not compose.error or compose.path in project.problems:
+            continue
+        if _only_comments(compose.text) and directories.count(compose.path.rpartition("/")[0]) > 1:
+            continue
+        yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("#") or line.strip() in ("---", "...")
+               for line in text.splitlines())
 
 
 def _problems(project: Project, code: str) -> Iterable[Hit]:
@@ -386,7 +420,7 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     config = _config(project)
     lines, spans = _lines_of(project)
     kept, ignored = ignores.partition(unique, config, lines, spans)
-    result.findings = kept
+    result.findings = variants.collapse(kept)   # after the pragmas: an ignore in one variant file keeps the others
     result.ignored = [IgnoredFinding(finding=f, by=by) for f, by in ignored]
     result.notes = _input_notes(project) + [Note(kind="config", file=config.path, message=m) for m in config.problems] \
         + result.notes + notes

@@ -138,6 +138,12 @@ def _compose_healthcheck(data: dict) -> bool:
     return not (test == ["NONE"] or test == "NONE")
 
 
+def _compose_disables(data: dict) -> bool:
+    """compose turns the image's HEALTHCHECK off (``disable: true`` or test ``NONE``)."""
+    check = data.get("healthcheck")
+    return isinstance(check, dict) and (check.get("disable") is True or check.get("test") in (["NONE"], "NONE"))
+
+
 def _dockerfile_healthcheck(df: Dockerfile | None, target: str) -> bool:
     """The built stage (``target`` or the last) ends with a HEALTHCHECK other than NONE."""
     if df is None or df.error or not df.stages:
@@ -161,7 +167,7 @@ def services_of(project: Project) -> dict[str, Service]:
             build = builds.get((compose.path, name))
             raw_build = data.get("build") if isinstance(data.get("build"), dict) else {}
             health = "compose" if _compose_healthcheck(data) else ""
-            if not health and build is not None and _dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile),
+            if not health and build is not None and not _compose_disables(data) and _dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile),
                                                                              build.target):
                 health = "Dockerfile"
             svc = Service(name=name, compose=compose.path, image=str(data.get("image") or ""), build=build,

@@ -11,8 +11,9 @@ from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
 )
 from engine.domain import FixError
+from engine.gates import delta_gate
 from engine.gitenv import git_env
-from engine.tree import DirTree, Tree
+from engine.tree import DirTree, GitTree, Tree
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
@@ -23,6 +24,7 @@ from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 class DockerDomain:
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
+        self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
         load_rules()
         load_fixes()
 
@@ -30,9 +32,18 @@ class DockerDomain:
         return None
 
     # -- analyst ---------------------------------------------------------
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
-        """Our rules; ``thorough`` adds hadolint's second opinion (the analyst's pass, not the reviewer's)."""
-        return analysis.analyze(root, hadolint=thorough)
+    def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
+        """Our rules; ``thorough`` adds hadolint's second opinion (what `pipeline analyze` reports).
+
+        ``root`` is a checkout or a tree; a commit's (a GitTree's) analysis is made once per run.
+        """
+        key = (root.commit, thorough) if isinstance(root, GitTree) else None
+        if key is not None and key in self._by_commit:
+            return self._by_commit[key]
+        found = analysis.analyze(root, hadolint=thorough)
+        if key is not None:
+            self._by_commit[key] = found
+        return found
 
     def analyze_report(self, root: Path, hadolint: bool = True):
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
@@ -100,11 +111,12 @@ class DockerDomain:
         }, data={"contexts": contexts})
 
     # -- implementer -----------------------------------------------------
-    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
+    def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
         fix = FIXES.get(task.fix)
         if fix is None:
             raise FixError(f"no fix named {task.fix}")
-        project = Project(DirTree(root))
+        tree = _checkout(root)
+        project, root = Project(tree), tree.root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -118,16 +130,24 @@ class DockerDomain:
         return sorted(written)
 
     # -- reviewer --------------------------------------------------------
-    def review(self, task: Task, change: Change, root: Path, base: Tree, design: Design) -> list[Gate]:
-        project = Project(DirTree(root))
+    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+        """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
+
+        A Dockerfile built under several contexts is checked under every one of
+        them; a context where its COPY sources were already missing before the
+        change is reported as such and never reverts it.
+        """
+        tree = _checkout(root)
+        project, root = Project(tree), tree.root
+        parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
         touched_contexts = set()
         for path in change.files:
             if is_dockerfile(path):
                 df = project.dockerfiles.get(path)
-                ok = df is not None and not df.error
-                gates.append(Gate(name=f"{path} parses (BuildKit parser)", passed=ok,
-                                  detail="" if ok else (df.error if df else "file is gone")))
+                after = [df.error] if df is not None and df.error else [] if df is not None else ["the file is gone"]
+                gates.append(delta_gate(f"{path} parses (BuildKit parser)", after,
+                                        lambda path=path: _parse_errors(parent(), path)))
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
@@ -136,16 +156,21 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, root)  # bake file, workflow, shell scripts
+                    gates += validate.gates_for(path, text, tree, _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
             df = project.dockerfiles.get(ctx.dockerfile)
             if df is None or df.error:
                 continue
-            broken = copies.problems(ctx, df)
-            gates.append(Gate(name=f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", passed=not broken,
-                              detail="; ".join(f"line {s.ins.start_line}: {why}" for s, why in broken) or "all present and sent"))
+            broken = [why for _source, why in copies.problems(ctx, df)]
+            gate = delta_gate(f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", broken,
+                              lambda ctx=ctx, now=broken: _copy_problems(parent(), ctx.dir, ctx.dockerfile, now), ok="all present and sent")
+            if gate.already:   # say which file builds it so, so the user knows where the broken context comes from
+                who = (f"context {ctx.dir} set by {', '.join(ctx.compose_files)}" if ctx.compose_files
+                       else f"context {ctx.dir} inferred: no compose file builds {ctx.dockerfile}")
+                gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
+            gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
                 gates.append(self._build_gate(root, ctx))
         return gates
@@ -163,15 +188,18 @@ class DockerDomain:
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
         after = next((c for c in project.composes if c.path == path), None)
-        if after is None or after.error:
-            return [Gate(name=f"{path} parses (YAML)", passed=False, detail=after.error if after else "file is gone")]
-        gates = [Gate(name=f"{path} parses (YAML)", passed=True)]
-        errors = compose_mod.schema_errors(after.data)
-        gates.append(Gate(name=f"{path} valid against the compose-spec schema", passed=not errors,
-                          detail="; ".join(errors[:3])))
         try:
             before = compose_mod.load(path, base.read(path).decode("utf-8", errors="replace"))
         except KeyError:
+            before = None   # the change created the file: every problem in it is new
+        parse_error = [after.error] if after is not None and after.error else [] if after else ["the file is gone"]
+        gates = [delta_gate(f"{path} parses (YAML)", parse_error, [before.error] if before and before.error else [])]
+        if parse_error:
+            return gates
+        errors = compose_mod.schema_errors(after.data)
+        gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
+                                lambda: compose_mod.schema_errors(before.data) if before and not before.error else []))
+        if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
         allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else (("services", "*"),) if task.fix == "llm" else ()
@@ -190,7 +218,12 @@ class DockerDomain:
 
     def phase_notes(self, phase: str, head: Tree) -> list[str]:
         """What the build and deploy phase reports explain: build order, parallel groups, rollout and health gates."""
-        return buildgraph.build_order_summary(Project(head)) if phase in ("build", "deploy") else []
+        if phase not in ("build", "deploy"):
+            return []
+        from pipelines.docker_optimization.generate.targets import phase_notes
+
+        project = Project(head)
+        return buildgraph.build_order_summary(project) + phase_notes(project, phase)
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
@@ -215,9 +248,9 @@ class DockerDomain:
         first = phase == (self.run.phases[0] if self.run else phase)
         figures = measure_contexts(phase, base, None if first else head)
         before = Project(base)
-        found_before = analysis.analyze_project(before)
+        found_before = self.analyze(base, thorough=True)
         after = before if first else Project(head)
-        found_after = found_before if first else analysis.analyze_project(after)
+        found_after = found_before if first else self.analyze(head, thorough=True)
         trees = base.label if first else f"{base.label} and {head.label}"
 
         def figure(name: str, items: list[Finding], baseline: list[Finding] | None, how: str) -> Measurement:
@@ -226,7 +259,7 @@ class DockerDomain:
 
         warn = lambda items: [f for f in items if f.severity.rank >= 1]  # noqa: E731
         figures.append(figure("findings at warning or above", warn(found_after), None if first else warn(found_before),
-                              f"the analyzer's {len(REGISTRY)} rules run on {trees}"))
+                              f"the analyzer's {len(REGISTRY)} rules and hadolint run on {trees} (as `pipeline analyze` does)"))
         scanned = (f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
                    f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
                    f"files sent), rules " + ", ".join(sorted(r.code for r in REGISTRY.values()
@@ -236,6 +269,48 @@ class DockerDomain:
             figures.append(figure(f"security findings ({severity})", pick(found_after),
                                   None if first else pick(found_before), scanned))
         return figures
+
+
+def _checkout(root: Path | DirTree) -> DirTree:
+    """The checkout as a tree: the agent's (whose file list the workspace keeps) or a walk of the directory."""
+    return root if isinstance(root, DirTree) else DirTree(Path(root))
+
+
+class _Lazy:
+    """A value made on first call (the parent's project is loaded only when a gate has problems to compare)."""
+
+    def __init__(self, make) -> None:
+        self.make, self.value, self.made = make, None, False
+
+    def __call__(self):
+        if not self.made:
+            self.value, self.made = self.make(), True
+        return self.value
+
+
+def _parse_errors(project: Project, path: str) -> list[str]:
+    df = project.dockerfiles.get(path)
+    return [df.error] if df is not None and df.error else []
+
+
+def _copy_problems(project: Project, directory: str, dockerfile: str, now: list[str]) -> list[str]:
+    """The COPY/ADD problems ``dockerfile`` had when built from ``directory`` in the parent ``project``.
+
+    Not built so before: none (every problem is the change's). Unparsable before: it never built
+    there, so whatever is missing now (``now``) was already a problem.
+    """
+    ctx = next((c for c in project.contexts if (c.dir, c.dockerfile) == (directory, dockerfile)), None)
+    df = project.dockerfiles.get(dockerfile)
+    if ctx is None or df is None:
+        return []
+    return now if df.error else [why for _source, why in copies.problems(ctx, df)]
+
+
+def _before_text(base: Tree, path: str) -> str | None:
+    try:
+        return base.read(path).decode("utf-8", errors="replace")
+    except KeyError:
+        return None
 
 
 def plain(data: object) -> object:

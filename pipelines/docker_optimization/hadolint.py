@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -271,6 +272,26 @@ def has_cache_mount_for(code: str, ins) -> bool:
     return False
 
 
+def copies_from_an_image(code: str, ins) -> bool:
+    """DL3022 on `COPY --from=<image>` (a registry path, a tag or a digest): hadolint takes every --from
+    for a stage name, while BuildKit copies from the image (`COPY --from=docker/cli / /`): not a defect."""
+    return code == "DL3022" and any(("/" in ref or ":" in ref or "@" in ref) for ref in ins.flag("from"))
+
+
+# Commands whose output is one word: `make -j$(nproc)` has nothing to split (ShellCheck's SC2046 can't know).
+_ONE_WORD = re.compile(r"\$\(\s*(?:nproc|getconf\s+_?NPROCESSORS_ONLN|uname(?:\s+-[msrpi])?|arch|id\s+-[ug]"
+                       r"|dpkg\s+--print-architecture|whoami)\b[^()]*\)")
+_SUBSTITUTION = re.compile(r"\$\(")
+
+
+def splits_one_word(code: str, ins) -> bool:
+    """SC2046 on a RUN whose every $(...) prints one word (`$(nproc)`, `$(uname -m)`): nothing to split."""
+    if code != "SC2046":
+        return False
+    text = ins.original
+    return len(_SUBSTITUTION.findall(text)) == len(_ONE_WORD.findall(text)) > 0
+
+
 def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
                 ) -> tuple[list[Finding], list[tuple[str, str]], int, dict[str, int]]:
     """hadolint's results as findings, less the duplicates of ours.
@@ -301,6 +322,8 @@ def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
         if ins is not None and has_cache_mount_for(code, ins):
             dropped += 1
             continue
+        if ins is not None and (copies_from_an_image(code, ins) or splits_one_word(code, ins)):
+            continue  # hadolint's misreading of a safe idiom, not a duplicate of ours: not counted as dropped
         twins = SAME_AS.get(code, ())
         if twins and any(f.rule in twins and (code in WHOLE_FILE or f.line <= end and max(f.end_line, f.line) >= start)
                          for f in ours_by_file.get(path, ())):

@@ -1,8 +1,9 @@
 """Reviewer gates for the files the build and deploy phases write, by file type.
 
 - ``*.hcl`` (a bake file): parses (python-hcl2), every target's context and
-  Dockerfile exist, and every group member and ``target:`` context names a
-  target of the file;
+  Dockerfile exist, every COPY/ADD source of every target is sent by its
+  context (the CX003 check), and every group member and ``target:`` context
+  names a target of the file;
 - ``.github/workflows/*.yml``: parses, and is valid against the GitHub
   workflow JSON schema check-jsonschema vendors;
 - ``*.sh``: ``bash -n`` accepts it, and ``shellcheck -S style`` reports nothing.
@@ -27,14 +28,30 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from engine.artifacts import Gate
+from engine.gates import delta_gate
+from engine.tree import DirTree
 
 WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout://", re.IGNORECASE)
 _SHOWN = 5
 
 
-def gates_for(path: str, text: str, root: Path | None = None) -> list[Gate]:
-    """The gates for one changed file (``root``: the checkout, for paths a bake file names)."""
+def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: str | None = None) -> list[Gate]:
+    """The gates for one changed file (``root``: the checkout, for paths a bake file names; a DirTree
+    whose files are listed already spares a walk).
+
+    ``before``: the file's text at the change's parent (None when the change created it). A gate
+    fails only for problems that text didn't have: the others are recorded as already present.
+    """
+    gates = _gates_for(path, text, root)
+    if before is None or all(g.passed for g in gates):
+        return gates
+    old = {g.name: g for g in _gates_for(path, before, root)}
+    return [delta_gate(g.name, g.detail.split("; "), old[g.name].detail.split("; ") if g.name in old
+                       and not old[g.name].passed else [], ok=g.detail) if not g.passed else g for g in gates]
+
+
+def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
     if path.endswith(".hcl"):
         return bake_gates(path, text, root)
     if WORKFLOW_PATH.search(path):
@@ -76,7 +93,7 @@ def _literal(value: object) -> str | None:
     return value.replace("$${", "${")
 
 
-def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
+def bake_gates(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
     try:
         data = parse_bake(text)
     except ValueError as err:
@@ -96,10 +113,44 @@ def bake_gates(path: str, text: str, root: Path | None) -> list[Gate]:
     gates.append(Gate(name=f"{path}: groups and target: contexts name targets of the file", passed=not unknown,
                       detail="unknown: " + "; ".join(unknown[:_SHOWN]) if unknown else "all resolve"))
     if root is not None:
-        missing = _missing_paths(path, targets, Path(root))
+        tree = root if isinstance(root, DirTree) else DirTree(Path(root))
+        missing = _missing_paths(path, targets, tree.root)
         gates.append(Gate(name=f"{path}: every target's context and Dockerfile exist", passed=not missing,
                           detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked"))
+        gates.append(copy_sources_gate(path, targets, tree,
+                                       skip={m.split(":", 1)[0][len("target "):] for m in missing}))
     return gates
+
+
+def _target_paths(path: str, attrs: dict) -> tuple[str, str] | None:
+    """(context, Dockerfile), repo-relative, of a bake target with literal local paths; None otherwise."""
+    context, dockerfile = _literal(attrs.get("context", ".")), _literal(attrs.get("dockerfile", "Dockerfile"))
+    if context is None or dockerfile is None or _REMOTE.search(context) or "dockerfile-inline" in attrs:
+        return None
+    directory = posixpath.normpath(posixpath.join(posixpath.dirname(path), context))
+    return directory, posixpath.normpath(posixpath.join(directory, dockerfile))
+
+
+def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: set[str]) -> Gate:
+    """Every COPY/ADD source of every target is sent by its context (CX003's check, per target).
+
+    Each problem is stated without line numbers ("target api: shared does not
+    exist in the build context ."), so ``gates_for`` can tell the ones the
+    change brought from those the parent's bake file already had.
+    """
+    from pipelines.docker_optimization.generate.targets import build_problems
+    from pipelines.docker_optimization.project import Project
+
+    name = f"{path}: every target's COPY/ADD sources are sent by its context"
+    project = Project(tree)
+    problems = []
+    for target, attrs in sorted(targets.items()):
+        where = _target_paths(path, attrs) if target not in skip else None
+        if where is not None:
+            problems += [f"target {target}: {why}" for why in build_problems(project, *where, lines=False)]
+    # every problem is listed: gates_for compares them one by one with the parent's
+    return Gate(name=name, passed=not problems, detail="; ".join(problems) if problems
+                else f"{len(targets) - len(skip)} targets checked")
 
 
 def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:

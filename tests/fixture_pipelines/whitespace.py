@@ -25,9 +25,9 @@ class WhitespaceDomain:
     def close(self) -> None:
         CLOSED.append("domain")
 
-    def analyze(self, root: Path, thorough: bool = False) -> list[Finding]:
+    def analyze(self, root, thorough: bool = False) -> list[Finding]:
         found = []
-        tree = DirTree(root)
+        tree = DirTree(root) if isinstance(root, (str, Path)) else root   # a checkout, or a commit's tree
         for path in sorted(tree.files()):
             if not path.endswith(".txt"):
                 continue
@@ -50,8 +50,8 @@ class WhitespaceDomain:
     def design(self, root, findings, plan) -> Design:
         return Design(notes=["strip only"])
 
-    def apply(self, task: Task, root: Path, design: Design) -> list[str]:
-        path = root / task.file
+    def apply(self, task: Task, root, design: Design) -> list[str]:
+        path = Path(getattr(root, "root", root)) / task.file   # a directory, or a DirTree of it
         text = path.read_text()
         if not task.file.endswith(".noop.txt"):
             text = "".join(line.rstrip() + "\n" for line in text.splitlines())

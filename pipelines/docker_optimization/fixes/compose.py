@@ -7,6 +7,7 @@ from ruamel.yaml.tokens import CommentToken
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
+from pipelines.docker_optimization import variants
 from pipelines.docker_optimization.compose import RoundTrip
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.policy import cpu_policy
@@ -89,10 +90,15 @@ def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, st
     doc = RoundTrip(text)
     services = doc.data.get("services") or {}
     host_cores = int(design.policies.get("host_cores", "2") or 2)
+    bases = variants.bases(project.composes)
+    directory = task.file.rpartition("/")[0]
     changed = []
     for name, svc in services.items():
         if not isinstance(svc, dict) or "cpus" in svc or "cpus" in limits(svc):
             continue
+        base = bases.get((directory, str(name)))
+        if variants.is_patch(svc) and base is not None and base[0].path != task.file:
+            continue  # a variant's patch: the limit belongs to the service it patches, in its own file
         limit, reservation = cpu_policy(limits(svc).get("memory") or svc.get("mem_limit"), host_cores)
         trailer = detach_trailer(svc)
         deploy = svc.setdefault("deploy", CommentedMap())

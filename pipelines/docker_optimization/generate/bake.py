@@ -1,7 +1,11 @@
 """docker-bake.hcl from the compose services that build images and the build graph between them.
 
-One target per built service (context, Dockerfile relative to the context
-as bake expects, target stage, build args, tags), a ``default`` group with
+One target per built service whose context builds (``targets.buildable``:
+the first compose definition of it whose COPY/ADD sources are all sent;
+the others are named in a comment at the top, with why), carrying what
+compose gives its build (context, Dockerfile relative to the context as
+bake expects, target stage, args, secrets, labels, platforms, ssh, tags,
+cache_from/cache_to), a ``default`` group with
 every target, one group per level of the build graph, and a GitHub Actions
 cache per target. A target that builds FROM another service's image gets
 that image through ``contexts = {"<image>" = "target:<service>"}`` (the image
@@ -19,10 +23,13 @@ from __future__ import annotations
 import posixpath
 import re
 
+from engine.domain import FixError
 from pipelines.docker_optimization.buildgraph import (
-    BuildGraph, Service, bake_name, build_graph, context_key, primary_compose, relative_dockerfile, split_tag,
+    BuildGraph, bake_name, build_graph, context_key, primary_compose, split_tag,
 )
+from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
 from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.rules.security import is_secret_name, literal
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _COMPOSE_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
@@ -40,9 +47,25 @@ def hcl_string(value: str) -> str:
     return f'"{_escape(value)}"'
 
 
-def compose_template(value: str, variables: dict[str, str]) -> str:
+class Variables(dict):
+    """The bake variables the targets read: name -> default (None: no default, its value is a secret's)."""
+
+    def add(self, name: str, default: str, env: dict[str, str], secret: bool = False) -> None:
+        if name in OWN_VARIABLES:
+            return
+        if secret or is_secret_name(name):
+            self[name] = None             # its value is not copied into the new file
+        elif name not in self:
+            self[name] = default or env.get(name, "")
+
+
+def compose_template(value: str, variables: Variables, env: dict[str, str] | None = None,
+                     secret: bool = False) -> str:
     """The inside of an HCL string for a compose value: ``${NAME}``/``${NAME:-default}``/``$NAME``
-    become bake variables (recorded in ``variables`` with their default), ``$$`` a literal ``$``."""
+    become bake variables (recorded in ``variables`` with their default: the one written, else the
+    value of the compose project's ``.env``, as compose resolves it; none when ``secret``, or when
+    the name looks like a secret's), ``$$`` a literal ``$``."""
+    env = env or {}
     out, last = [], 0
     for m in _COMPOSE_VAR.finditer(value):
         out.append(_escape(value[last:m.start()]))
@@ -52,8 +75,7 @@ def compose_template(value: str, variables: dict[str, str]) -> str:
             continue
         name = m.group("braced") or m.group("bare")
         default = m.group("default") if (m.group("op") or "").lstrip(":") == "-" else ""
-        if name not in OWN_VARIABLES:
-            variables.setdefault(name, default or "")
+        variables.add(name, default or "", env, secret)
         out.append(f"${{{name}}}")
     out.append(_escape(value[last:]))
     return "".join(out)
@@ -77,66 +99,165 @@ def project_name(project: Project, graph: BuildGraph) -> str:
     return spaces.pop() if len(spaces) == 1 and "$" not in next(iter(spaces)) else "app"
 
 
-def tag_of(svc: Service, variables: dict[str, str]) -> str:
+def tag_of(image: str, name: str, variables: Variables, env: dict[str, str]) -> str:
     """The image tag for a service, inside an HCL string.
 
     The compose ``image:`` with ``latest``, no tag or a digest replaced by
     ``${TAG}`` (an explicit other tag stays); compose variables in it become
     bake variables; ``${PROJECT}/<service>:${TAG}`` when compose names none.
     """
-    if not svc.image:
-        return f"${{PROJECT}}/{svc.name}:${{TAG}}"
-    masked = _COMPOSE_VAR.sub(lambda m: "_" * len(m.group(0)), svc.image)   # no ":", "/" or "@" inside a variable
-    name = masked.split("@", 1)[0]
-    repo, tag = split_tag(name)
+    if not image:
+        return f"${{PROJECT}}/{name}:${{TAG}}"
+    masked = _COMPOSE_VAR.sub(lambda m: "_" * len(m.group(0)), image)   # no ":", "/" or "@" inside a variable
+    ref = masked.split("@", 1)[0]
+    repo, tag = split_tag(ref)
     if tag not in ("", "latest"):
-        return compose_template(svc.image[:len(name)], variables)
-    return compose_template(svc.image[:len(repo)], variables) + ":${TAG}"
+        return compose_template(image[:len(ref)], variables, env)
+    return compose_template(image[:len(repo)], variables, env) + ":${TAG}"
 
 
-def _args(svc: Service) -> dict[str, str]:
-    """Build args with a value, as compose writes them (an arg without one is read from compose's environment)."""
-    raw = svc.build_data.get("args") or {}
-    if isinstance(raw, list):
-        pairs = [str(a).split("=", 1) for a in raw if "=" in str(a)]
-        return {k: v for k, v in pairs}
+def _pairs(raw: object) -> list[tuple[str, str | None]]:
+    """(name, value) of a compose mapping or ``KEY=value`` list; None for a name given without a value."""
     if isinstance(raw, dict):
-        return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw.items() if v is not None}
-    return {}
+        return [(str(k), None if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in raw.items()]
+    if isinstance(raw, list):
+        return [(str(a).split("=", 1)[0], str(a).split("=", 1)[1] if "=" in str(a) else None) for a in raw]
+    return []
 
 
-def _contexts(svc: Service, graph: BuildGraph) -> dict[str, str]:
+def _strings(raw: object) -> list[str]:
+    if isinstance(raw, str):
+        return [raw]
+    return [str(v) for v in raw] if isinstance(raw, list) else []
+
+
+def _quoted(value: str, variables: Variables, env: dict[str, str]) -> str:
+    return f'"{compose_template(value, variables, env)}"'
+
+
+def _args(build: Build, variables: Variables) -> tuple[list[str], list[str]]:
+    """Bake ``args`` entries and comments for what compose passes but this file doesn't copy.
+
+    A value is carried as compose writes it (its variables become bake
+    variables with the ``.env`` value as default). A name without a value is
+    read from the environment by compose: it becomes a variable when ``.env``
+    sets it, and is left to the Dockerfile's default when nothing does. A
+    secret-looking name never carries its value here: it reads a variable of
+    its own name that has no default.
+    """
+    lines, notes = [], []
+    for name, value in sorted(_pairs(build.build.get("args")), key=lambda p: p[0]):
+        if value is None and name not in build.env and not is_secret_name(name):
+            notes.append(f"# {name}: compose reads it from the environment; nothing sets it, so the Dockerfile's "
+                         "default applies")
+            continue
+        if is_secret_name(name) and value is not None and literal(value):
+            notes.append(f"# {name}: a secret-looking value in {build.compose}, not copied: export {name} "
+                         "(better: a build secret)")
+            value = None
+        if value is None:
+            value = f"${{{name}}}"
+        secret = is_secret_name(name)          # what a secret's argument reads gets no default either
+        lines.append(f'    {hcl_key(name)} = "{compose_template(value, variables, build.env, secret)}"')
+    return lines, notes
+
+
+def _top_level_secrets(project: Project, compose: str) -> dict:
+    data = next((c.data for c in project.composes if c.path == compose), None) or {}
+    secrets = data.get("secrets")
+    return secrets if isinstance(secrets, dict) else {}
+
+
+def _secrets(project: Project, build: Build) -> tuple[list[str], list[str]]:
+    """Bake ``secret`` entries for the build's compose ``secrets`` (a file or an environment variable)."""
+    defined = _top_level_secrets(project, build.compose)
+    entries, notes = [], []
+    raw = build.build.get("secrets")
+    for item in raw if isinstance(raw, list) else _strings(raw):
+        source = str(item.get("source", "")) if isinstance(item, dict) else str(item)
+        ident = str(item.get("target") or source) if isinstance(item, dict) else source
+        spec = defined.get(source)
+        if isinstance(spec, dict) and spec.get("file"):
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(build.compose),
+                                                     interpolate(str(spec["file"]), build.env)[0]))
+            entries.append(f"id={ident},src={path}")
+        elif isinstance(spec, dict) and spec.get("environment"):
+            entries.append(f"id={ident},env={spec['environment']}")
+        else:
+            notes.append(f"# secret {source}: {build.compose} defines no file or environment for it; left out")
+    return entries, notes
+
+
+def _contexts(build: Build, name: str, graph: BuildGraph, variables: Variables) -> dict[str, str]:
     found: dict[str, str] = {}
-    base = posixpath.dirname(svc.compose)
-    for key, value in svc.build.additional_contexts.items():
+    raw = build.build.get("additional_contexts")
+    for key, value in _pairs(raw):
+        value = interpolate(value or "", build.env)[0]
         if value.startswith("service:"):
             found[key] = "target:" + bake_name(value[len("service:"):])
         elif "://" in value or value.startswith("git@"):
             found[key] = value
         else:
-            found[key] = posixpath.normpath(posixpath.join(base, value))
-    for edge in graph.build_deps(svc.name):
+            found[key] = posixpath.normpath(posixpath.join(posixpath.dirname(build.compose), value))
+    for edge in graph.build_deps(name):
         if edge.via != "additional_contexts":
             found.setdefault(context_key(edge.ref), "target:" + bake_name(edge.on))
     return found
 
 
-def _target(svc: Service, graph: BuildGraph, variables: dict[str, str]) -> list[str]:
-    name = bake_name(svc.name)
-    build = svc.build
-    out = [f"target {hcl_string(name)} {{", f"  context = {hcl_string(build.context)}",
-           f"  dockerfile = {hcl_string(relative_dockerfile(build))}"]
-    if build.target:
-        out.append(f"  target = {hcl_string(build.target)}")
-    for attribute, values in (("args", _args(svc)), ("contexts", _contexts(svc, graph))):
-        if values:
-            out.append(f"  {attribute} = {{")
-            out += [f"    {hcl_key(k)} = \"{compose_template(v, variables)}\"" if attribute == "args" else
-                    f"    {hcl_string(k)} = {hcl_string(v)}" for k, v in sorted(values.items())]
-            out.append("  }")
-    out.append(f'  tags = ["{tag_of(svc, variables)}"]')
-    out.append(f'  cache-from = GITHUB_ACTIONS == "true" ? {hcl_list([f"type=gha,scope={name}"])} : []')
-    out.append(f'  cache-to = GITHUB_ACTIONS == "true" ? {hcl_list([f"type=gha,mode=max,scope={name}"])} : []')
+def _list(attribute: str, values: list[str], variables: Variables, env: dict[str, str]) -> list[str]:
+    return [f"  {attribute} = [{', '.join(_quoted(v, variables, env) for v in values)}]"] if values else []
+
+
+def _cache(attribute: str, name: str, compose: list[str], variables: Variables, env: dict[str, str]) -> str:
+    """The compose cache entries, and GitHub's cache where GitHub Actions runs the build."""
+    gha = "type=gha,scope=" + name if attribute == "cache-from" else "type=gha,mode=max,scope=" + name
+    mine = [_quoted(v, variables, env) for v in compose]
+    return (f'  {attribute} = GITHUB_ACTIONS == "true" ? [{", ".join([hcl_string(gha)] + mine)}] : '
+            f'[{", ".join(mine)}]')
+
+
+def _target(project: Project, name: str, build: Build, graph: BuildGraph, variables: Variables) -> list[str]:
+    target = bake_name(name)
+    raw, env = build.build, build.env
+    dockerfile = build.dockerfile if build.remote else posixpath.relpath(build.dockerfile, build.context)
+    out = [f"target {hcl_string(target)} {{", f"  context = {hcl_string(build.context)}",
+           f"  dockerfile = {hcl_string(dockerfile)}"]
+    if isinstance(raw.get("dockerfile_inline"), str):
+        out.append(f"  dockerfile-inline = {_quoted(raw['dockerfile_inline'], variables, env)}")
+    if raw.get("target"):
+        out.append(f"  target = {_quoted(str(raw['target']), variables, env)}")
+    args, notes = _args(build, variables)
+    out += [f"  {note}" for note in notes]
+    if args:
+        out += ["  args = {", *args, "  }"]
+    labels = [(k, v) for k, v in _pairs(raw.get("labels")) if v is not None]
+    if labels:
+        out += ["  labels = {", *[f"    {hcl_string(k)} = {_quoted(v, variables, env)}" for k, v in sorted(labels)],
+                "  }"]
+    contexts = _contexts(build, name, graph, variables)
+    if contexts:
+        out += ["  contexts = {", *[f"    {hcl_string(k)} = {hcl_string(v)}" for k, v in sorted(contexts.items())],
+                "  }"]
+    secrets, notes = _secrets(project, build)
+    out += [f"  {note}" for note in notes]
+    out += [f"  secret = {hcl_list(secrets)}"] if secrets else []
+    ssh = [k if v is None else f"{k}={v}" for k, v in _pairs(raw.get("ssh"))] if isinstance(raw.get("ssh"), dict) \
+        else _strings(raw.get("ssh"))
+    out += _list("ssh", ssh, variables, env)
+    out += _list("platforms", _strings(raw.get("platforms")), variables, env)
+    tags = [tag_of(str(build.data.get("image") or ""), name, variables, env)]
+    tags += [compose_template(t, variables, env) for t in _strings(raw.get("tags"))]
+    out.append(f"  tags = [{', '.join(f'{chr(34)}{t}{chr(34)}' for t in tags)}]")
+    out.append(_cache("cache-from", target, _strings(raw.get("cache_from")), variables, env))
+    out.append(_cache("cache-to", target, _strings(raw.get("cache_to")), variables, env))
+    for key, attribute in (("network", "network"),):
+        if isinstance(raw.get(key), str):
+            out.append(f"  {attribute} = {_quoted(raw[key], variables, env)}")
+    for key, attribute in (("no_cache", "no-cache"), ("pull", "pull")):
+        if isinstance(raw.get(key), bool):
+            out.append(f"  {attribute} = {str(raw[key]).lower()}")
     out.append("}")
     return out
 
@@ -151,15 +272,20 @@ def _level_comment(number: int, level: list[str], graph: BuildGraph) -> str:
 
 
 def bake_file(project: Project, graph: BuildGraph | None = None) -> str:
+    """The bake file of the compose services whose images build; the others are named in a comment, with why."""
     graph = graph or build_graph(project)
-    built = [graph.services[n] for n in graph.build_order]
-    sources = sorted({s.compose for s in built})
-    names = sorted(bake_name(s.name) for s in built)
+    chosen = buildable(project, graph)
+    kept = [n for n in graph.build_order if n in chosen.builds]
+    if not kept:
+        raise FixError("no compose build's context builds here: " + "; ".join(chosen.notes("the bake file")))
+    sources = sorted({chosen.builds[n].compose for n in kept})
+    names = sorted(bake_name(n) for n in kept)
     out = [
         f"# The images of {', '.join(sources)}, written by the docker-optimization pipeline.",
         "#   docker buildx bake            builds every target, in parallel where the build graph allows",
         "#   docker buildx bake level-1    builds one level of the build graph (its targets in parallel)",
         "#   TAG=1.4.0 PROJECT=ghcr.io/acme docker buildx bake --push",
+        *(["#"] + chosen.comment("this file") if chosen.left_out else []),
         "",
         'variable "TAG" {',
         '  default = "latest"',
@@ -176,15 +302,20 @@ def bake_file(project: Project, graph: BuildGraph | None = None) -> str:
         '  default = "false"',
         "}",
     ]
-    variables: dict[str, str] = {}
+    variables = Variables()
     targets = []
-    for svc in sorted(built, key=lambda s: bake_name(s.name)):
-        targets += [""] + _target(svc, graph, variables)
+    for name in sorted(kept, key=bake_name):
+        targets += [""] + _target(project, name, chosen.builds[name], graph, variables)
     for name, default in sorted(variables.items()):
-        out += ["", f"# Compose reads ${{{name}}} from the environment; so does bake.", f"variable {hcl_string(name)} {{",
-                f"  default = {hcl_string(default)}", "}"]
+        if default is None:
+            out += ["", f"# ${{{name}}} is a secret's value: no default here; bake reads it from the environment.",
+                    f"variable {hcl_string(name)} {{", "}"]
+        else:
+            out += ["", f"# Compose reads ${{{name}}} from the environment (or .env); so does bake.",
+                    f"variable {hcl_string(name)} {{", f"  default = {hcl_string(default)}", "}"]
     out += ["", 'group "default" {', f"  targets = {hcl_list(names)}", "}"]
-    for number, level in enumerate(graph.levels, 1):
+    levels = [[n for n in level if n in chosen.builds] for level in graph.levels]
+    for number, level in enumerate([lv for lv in levels if lv], 1):
         out += ["", _level_comment(number, level, graph), f"group {hcl_string(f'level-{number}')} {{",
                 f"  targets = {hcl_list([bake_name(n) for n in level])}", "}"]
     return "\n".join(out + targets) + "\n"

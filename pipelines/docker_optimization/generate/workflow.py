@@ -6,7 +6,9 @@ BuildKit and the GitHub Actions cache: through ``docker/bake-action`` and the
 repository's bake file when there is one (or BP001 writes it), else with
 ``docker/build-push-action`` for the single image. Images are pushed (to
 ghcr.io, under the repository's name) from the default branch only, never
-from a pull request.
+from a pull request. Images whose context can't build are not built (bake
+leaves them out; the workflow's header names them), and secret-looking
+build args are not written into it.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import json
 import re
 
 from engine.domain import FixError
-from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph, relative_dockerfile
+from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph
+from pipelines.docker_optimization.generate.bake import _pairs
+from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
 from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.rules.security import is_secret_name
 from pipelines.docker_optimization.rules.process import BAKE_FILE, BAKE_FILES, GHA_CACHE, bake_file_missing
 
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _ANALYZER_ENTRY_POINT = re.compile(r"""^\s*\[project\.entry-points\.["']?pipeline\.pipelines["']?\]""", re.MULTILINE)
 
 HEADER = """\
@@ -140,18 +146,40 @@ def _q(value: str) -> str:
     return json.dumps(value)
 
 
-def _build_push_step(graph: BuildGraph) -> str:
+def _build_args(build: Build) -> tuple[list[str], list[str]]:
+    """``NAME=value`` as compose resolves them, and the names not copied (secret-looking, or set by nothing)."""
+    args, skipped = [], []
+    for name, value in sorted(_pairs(build.build.get("args")), key=lambda p: p[0]):
+        if value is None:
+            value = build.env.get(name)
+        if value is None:
+            continue                      # compose passes nothing either: the Dockerfile's default applies
+        resolved, _ = interpolate(value, build.env)
+        if is_secret_name(name) or any(is_secret_name(v) for v in _VARIABLE.findall(value)):
+            skipped.append(name)
+            continue
+        args.append(f"{name}={resolved}")
+    return args, skipped
+
+
+def _build_push_step(project: Project, graph: BuildGraph) -> str:
     if len(graph.built) != 1:
         raise FixError(f"{len(graph.built)} services build images and no bake file will build them")
-    svc = graph.services[graph.built[0]]
-    extra = f"          target: {_q(svc.build.target)}\n" if svc.build.target else ""
-    if svc.build.args:
-        extra += "          build-args: |\n" + "".join(f"            {k}={v}\n"
-                                                   for k, v in sorted(svc.build.args.items()))
+    name = graph.built[0]
+    chosen = buildable(project, graph)
+    if name not in chosen.builds:
+        raise FixError(f"the one image can't be built: {chosen.left_out.get(name, 'no build')}")
+    build, svc = chosen.builds[name], graph.services[name]
+    target = str(build.build.get("target") or "")
+    extra = f"          target: {_q(target)}\n" if target else ""
+    args, skipped = _build_args(build)
+    if skipped:
+        extra += (f"          # not copied from {build.compose} (secret-looking): {', '.join(skipped)}; "
+                  "pass them as build secrets\n")
+    if args:
+        extra += "          build-args: |\n" + "".join(f"            {a}\n" for a in args)
     tags = _q(svc.image) if svc.image and "$" not in svc.image else f"${{{{ env.PROJECT }}}}/{svc.name}:latest"
-    return BUILD_PUSH_STEP.format(service=svc.name, context=_q(svc.build.context),
-                                  file=_q(svc.build.dockerfile if "://" not in svc.build.context
-                                          else relative_dockerfile(svc.build)),
+    return BUILD_PUSH_STEP.format(service=svc.name, context=_q(build.context), file=_q(build.dockerfile),
                                   extra=extra, tags=tags, scope=svc.name)
 
 
@@ -163,11 +191,14 @@ def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
     if files:
         build = (f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
                  "#            the build graph allows, each target cached in GitHub's cache (type=gha).")
+        if BAKE_FILE in files and BAKE_FILE not in project.files:   # the one BP001 writes: say what it leaves out
+            left_out = buildable(project, graph).comment("the bake file")
+            build += "".join("\n#            " + line[2:] for line in left_out)
         step = BAKE_STEP.format(files=_q(files[0]) if len(files) == 1 else "|\n" + "".join(
             f"            {f}\n" for f in files).rstrip("\n"))
     else:
         build = f"the {graph.built[0]} image with BuildKit, cached in GitHub's cache (type=gha)."
-        step = _build_push_step(graph)
+        step = _build_push_step(project, graph)
     here = installs_itself(project)
     return HEADER.format(build=build, analyze_guard="" if here else ANALYZE_GUARD,
                          install=INSTALL_HERE if here else INSTALL_CONFIGURED) + step

@@ -275,11 +275,31 @@ def _covered(cache: Cache, run: Run, targets: list[str]) -> str | None:
     return next((t for t in targets if path and covers(t, path)), None)
 
 
+# Managers matched by their bare name (no verb after it): as an argument (`chmod +x ./gradlew`) it runs nothing.
+_BARE = frozenset({"maven", "gradle"})
+_SEPARATOR = re.compile(r"(?:&&|\|\||[;|&(`\n]|\$\()\s*(?:(?:then|do|else|exec|sudo|env|time|nice|nohup)\s+)*")
+_PREFIX_WORD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_]*=\S*|sudo|env|time|nice|nohup|exec|-\S+)\s+")
+
+
+def _command_position(text: str, start: int) -> bool:
+    """Does ``start`` begin a simple command (after a separator, variable assignments and `sudo`/`env`)?"""
+    before = text[:start].replace("\\\n", " ")
+    seps = list(_SEPARATOR.finditer(before))
+    rest = before[seps[-1].end() if seps else 0:]
+    while rest.strip():
+        m = _PREFIX_WORD.match(rest)
+        if not m:
+            return False
+        rest = rest[m.end():]
+    return True
+
+
 def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cache, str]]]]:
     """Per package manager the RUN uses: the caches (and their paths) no mount in ``targets`` holds."""
     found: dict[str, tuple[Manager, list[tuple[Cache, str]]]] = {}
     for manager in MANAGERS:
-        if not manager.command.search(run.text):
+        if not any(manager.name not in _BARE or _command_position(run.text, m.start())
+                   for m in manager.command.finditer(run.text)):
             continue
         _, caches = found.setdefault(manager.name, (manager, []))
         for cache in manager.caches:

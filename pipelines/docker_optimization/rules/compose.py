@@ -147,6 +147,13 @@ def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
 def service_without_cpu_limit(svc) -> Iterable[Hit]:
     """A compose service has no CPU limit.
 
+    A service defined again in variant files of the same directory
+    (compose.full.yaml patching compose.yaml's service) is reported once, on
+    the first file that lacks the limit, naming the others; a patch without
+    `image:` or `build:` has the limit of the service it patches. The fix
+    writes the reported file only: a variant that redefines the service
+    completely is reported again once the first file is fixed.
+
     Why: one busy container (a build step, a runaway worker) can take every
     core of the host and starve the others, including their health checks.
 
@@ -164,7 +171,8 @@ def service_without_cpu_limit(svc) -> Iterable[Hit]:
                 limits: {cpus: "1.0"}
                 reservations: {cpus: "0.5"}
     """
-    if "cpus" in svc.data or "cpus" in limits(svc.data):
+    data = svc.effective   # a variant file's patch gets its limits from the service it patches
+    if "cpus" in data or "cpus" in limits(data):
         return
     yield Hit(svc.line, f"service {svc.name} has no CPU limit", f"{svc.name}:")
 
@@ -193,7 +201,8 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
               resources:
                 limits: {memory: 512M}
     """
-    if "mem_limit" in svc.data or "memory" in limits(svc.data):
+    data = svc.effective
+    if "mem_limit" in data or "memory" in limits(data):
         return
     yield Hit(svc.line, f"service {svc.name} has no memory limit", f"{svc.name}:")
 
@@ -316,12 +325,14 @@ def one_shots(compose: ComposeFile) -> set[str]:
     return {d.on for name in compose.services for d in dependencies(compose, str(name)) if d.condition == COMPLETED}
 
 
-@rule("CO005", "service-without-restart-policy", Category.reliability, Severity.warning, "compose")
-def service_without_restart_policy(compose: ComposeFile) -> Iterable[Hit]:
+@rule("CO005", "service-without-restart-policy", Category.reliability, Severity.warning, "service")
+def service_without_restart_policy(svc) -> Iterable[Hit]:
     """A long-running compose service has no restart policy.
 
     Services that another waits for with `condition: service_completed_successfully`
     are one-shot jobs and are left alone; `restart: "no"` counts as a decision.
+    A variant file that only patches a service (no `image:`, no `build:`)
+    gets the policy of the service it patches.
 
     Why: without `restart:` (or `deploy.restart_policy`) a crash, an OOM kill
     or a host reboot leaves the service down until someone runs `up` again.
@@ -337,23 +348,23 @@ def service_without_restart_policy(compose: ComposeFile) -> Iterable[Hit]:
             build: ./worker
             restart: unless-stopped
     """
-    jobs = one_shots(compose)
-    for name, svc in compose.services.items():
-        if not isinstance(svc, dict) or str(name) in jobs:
-            continue
-        if "restart" in svc or "restart_policy" in _mapping(svc.get("deploy")):
-            continue
-        yield Hit(compose.line_of(str(name)), f"service {name} has no restart policy: a crash or a reboot "
-                                              "leaves it down", f"{name}:")
+    data = svc.effective
+    if svc.file is not None and str(svc.name) in one_shots(svc.file):
+        return
+    if "restart" in data or "restart_policy" in _mapping(data.get("deploy")):
+        return
+    yield Hit(svc.line, f"service {svc.name} has no restart policy: a crash or a reboot leaves it down", f"{svc.name}:")
 
 
-@rule("CO009", "service-without-log-rotation", Category.reliability, Severity.info, "compose")
-def service_without_log_rotation(compose: ComposeFile) -> Iterable[Hit]:
+@rule("CO009", "service-without-log-rotation", Category.reliability, Severity.info, "service")
+def service_without_log_rotation(svc) -> Iterable[Hit]:
     """A long-running compose service logs to json-file without a size limit.
 
     Fires when `logging` has no driver (Docker's default is json-file) or
     `json-file`, and no `max-size` option. A daemon-wide default in
     /etc/docker/daemon.json may already rotate logs: then this is noise.
+    A variant file that only patches a service gets the logging of the
+    service it patches.
 
     Why: the json-file driver keeps every line forever; a chatty service fills
     the host's disk, and then every container on it fails.
@@ -370,17 +381,15 @@ def service_without_log_rotation(compose: ComposeFile) -> Iterable[Hit]:
             logging:
               options: {max-size: 10m, max-file: "3"}
     """
-    jobs = one_shots(compose)
-    for name, svc in compose.services.items():
-        if not isinstance(svc, dict) or str(name) in jobs:
-            continue
-        logging = _mapping(svc.get("logging"))
-        if str(logging.get("driver") or "json-file") in LOG_DRIVERS_BOUNDED:
-            continue
-        if "max-size" in _mapping(logging.get("options")):
-            continue
-        yield Hit(compose.line_of(str(name)), f"service {name} logs to json-file without max-size: "
-                                              "its logs grow until the disk is full", f"{name}: logging")
+    if svc.file is not None and str(svc.name) in one_shots(svc.file):
+        return
+    logging = _mapping(svc.effective.get("logging"))
+    if str(logging.get("driver") or "json-file") in LOG_DRIVERS_BOUNDED:
+        return
+    if "max-size" in _mapping(logging.get("options")):
+        return
+    yield Hit(svc.line, f"service {svc.name} logs to json-file without max-size: its logs grow until the disk is full",
+              f"{svc.name}: logging")
 
 
 # -- build caches --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.project import Context
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.secrets import public_env
 
 # What a build rarely needs: (pattern, probe path for .gitignore, why).
 CANDIDATES: tuple[tuple[str, str, str], ...] = (
@@ -39,6 +40,9 @@ CANDIDATES: tuple[tuple[str, str, str], ...] = (
     ("**/docker-compose*.yml", "", "compose files"),
 )
 _UNNEEDED = DockerIgnore([pattern for pattern, _, _ in CANDIDATES])
+# Candidates that name a directory by a common name only: a dist/ or build/ that git keeps is
+# vendored or source (wwwroot/lib/jquery/dist, a CMake build/ of scripts), not a build output.
+OUTPUT_DIRS = ("dist", "build")
 
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
@@ -48,7 +52,9 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
 
     Fires when neither the context root nor the Dockerfile has an ignore file
     and the context is the repository root (where .git lives) or holds tests,
-    docs, caches, virtualenvs, build outputs, .env files or the like.
+    docs, caches, virtualenvs, build outputs, .env files or the like. A dist/
+    or build/ directory that git keeps (not hidden by .gitignore) is source,
+    not a build output (wwwroot/lib/jquery/dist).
 
     Why: the classic builder sends the whole directory to the engine on every
     build (.git, tests, node_modules, virtualenvs, local .env files), and
@@ -63,10 +69,10 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
         **/__pycache__
         tests
     """
-    if ctx.ignore_path:
+    if ctx.ignore_path or all(cannot_build(c) for c in ctx.project.contexts_in(ctx.dir)):
         return
     files = ctx.files()
-    if ctx.dir != "." and not any(_UNNEEDED.excluded(p) for p in files):
+    if ctx.dir != "." and not any(_UNNEEDED.excluded(p) and not kept_output(ctx, p) for p in files):
         return
     yield Hit(0, f"build context {ctx.dir} ({', '.join(ctx.services) or 'no compose service'}) has no .dockerignore: "
                  f"{len(files)} files, {sum(files.values())} bytes sent",
@@ -150,6 +156,10 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
         if pattern in skip:
             continue
         newly = each[pattern]
+        if pattern.removeprefix("**/") in OUTPUT_DIRS:
+            newly = [p for p in newly if not kept_output(contexts[0], p)]
+        elif pattern.startswith("**/.env"):  # a build reads public-only .env files (EXPO_PUBLIC_*, VITE_*)
+            newly = [p for p in newly if not public_env(contexts[0].project, _in_repo(contexts[0], p))]
         if not newly and not (probe in probes and not ignore.excluded(probe)):
             continue
         if ignore.has_reinclusions and any(_reincluded(ignore, p) for p in newly):
@@ -160,6 +170,25 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
             continue
         chosen.append((pattern, why, newly))
     return chosen
+
+
+def kept_output(ctx, path: str) -> bool:
+    """Is ``path`` (context-relative) under a dist/ or build/ directory whose files git keeps?
+
+    Such a directory is part of the source (a vendored library's dist/, a
+    committed build/ of scripts): excluding it would change the image. One
+    that .gitignore hides is a local build output, worth excluding.
+    """
+    if not any(part in OUTPUT_DIRS for part in path.split("/")[:-1]):
+        return False
+    project = ctx.project
+    if "gitignore_rules" not in project.memo:
+        project.memo["gitignore_rules"] = gitignore_rules(project)
+    return gitignored(project.memo["gitignore_rules"], _in_repo(ctx, path)) is None
+
+
+def _in_repo(ctx, path: str) -> str:
+    return path if ctx.dir == "." else f"{ctx.dir}/{path}"
 
 
 def broad_copies(df: Dockerfile) -> list[Instruction]:
@@ -180,7 +209,9 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     Fires when a Dockerfile copies its whole context and the context (after
     its .dockerignore) still sends files a build rarely needs: the same list
     the .dockerignore fix writes, minus what a RUN uses (tests it runs, docs
-    it builds) and what a COPY names. The fix writes a .dockerignore, or
+    it builds), what a COPY names, dist/ or build/ directories git keeps
+    (vendored assets, not build outputs), and .env files with only public
+    variables (`EXPO_PUBLIC_*`, `VITE_*`: the build inlines them). The fix writes a .dockerignore, or
     appends the missing patterns to the existing one.
 
     Why: everything the context sends lands in the layer: the image is larger,
@@ -199,7 +230,8 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """
     groups: dict[str, list] = {}
     for c in ctx.project.contexts_in(ctx.dir):
-        groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
+        if not cannot_build(c):
+            groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
     dockerfiles = ctx.project.dockerfiles
     for path, contexts in groups.items():
         if any(c.dockerfile not in dockerfiles or dockerfiles[c.dockerfile].error for c in contexts) \
@@ -248,6 +280,8 @@ def copy_source_outside_context(ctx) -> Iterable[Hit]:
     several). A Dockerfile no compose file builds is assumed to be built from
     its own directory or, if that is where its sources are, a directory
     above it; it is reported only when no such directory has them all.
+    The other context findings (CX001, CX002, CX004, CX005) are left out
+    for a context this rule or CO007 reports: it cannot build anyway.
 
     Why: the build fails with "not found" at that line. `COPY ../shared .`
     can never work: a build sees nothing outside its context.
@@ -261,20 +295,46 @@ def copy_source_outside_context(ctx) -> Iterable[Hit]:
     """
     project = ctx.project
     for c in project.contexts_in(ctx.dir):
-        if not resolvable(c) or not readable_ignore(c):
+        if len(built_from(project, c.dockerfile)) > 1:
             continue
-        df = project.dockerfiles.get(c.dockerfile)
-        if df is None or df.error or len(built_from(project, c.dockerfile)) > 1:
-            continue
-        found = problems(c, df)
-        note = ""
-        if c.inferred and found:
-            trials = [(problems(t, df), t.dir) for t in
-                      (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))]
-            found, best = min(trials, key=lambda t: len(t[0]))
-            note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
+        found, note = copy_problems(c)
         for source, why in found:
             yield Hit(source.ins.start_line, why + note, source.ins.original, source.ins.end_line, file=c.dockerfile)
+
+
+def copy_problems(c) -> tuple[list, str]:
+    """(the COPY sources that break the build of ``c``, a note on the context assumed), computed once.
+
+    Empty when the Dockerfile is missing or doesn't parse, the context is
+    outside the repository or its ignore file is invalid: then nothing is
+    known. A context no compose file names is judged from the best of its
+    directory and the ones above it (as CX003 reports it).
+    """
+    project = c.project
+    key = ("copy_problems", c.dir, c.dockerfile, c.inferred)
+    if key not in project.memo:
+        df = project.dockerfiles.get(c.dockerfile)
+        found, note = [], ""
+        if resolvable(c) and readable_ignore(c) and df is not None and not df.error:
+            found = problems(c, df)
+            if c.inferred and found:
+                trials = [(problems(t, df), t.dir) for t in
+                          (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))]
+                found, best = min(trials, key=lambda t: len(t[0]))
+                note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
+        project.memo[key] = (found, note)
+    return project.memo[key]
+
+
+def cannot_build(c) -> bool:
+    """Is ``c`` already reported unbuildable (CX003 or CO007: a COPY source it lacks)?
+
+    The context rules (CX001, CX002, CX004, CX005) and SZ005 stay quiet on
+    such a context: what it sends or how large it is matters once it builds,
+    and the broken COPY is the finding to act on. A directory that some
+    Dockerfile does build from is still judged.
+    """
+    return bool(copy_problems(c)[0])
 
 
 # -- .dockerignore files git doesn't keep -------------------------------------------------
@@ -415,8 +475,11 @@ def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
         pattern = gitignored(rules, path)
         if pattern is None:
             continue
-        if all(gitignored(rules, c.dockerfile) for c in project.contexts if c.ignore_path == path):
+        users = [c for c in project.contexts if c.ignore_path == path]
+        if all(gitignored(rules, c.dockerfile) for c in users):
             continue  # the Dockerfile is ignored too: a generated or local-only build
+        if all(cannot_build(c) for c in users):
+            continue  # CX003/CO007 report these contexts broken
         yield Hit(0, f"{path} is ignored by {pattern.source} (line {pattern.line}: {pattern.text}): a clone, "
                      "CI included, builds without it unless it was committed with --force",
                   f"{pattern.source}:{pattern.line}: {pattern.text}", file=path)
@@ -451,7 +514,7 @@ def large_build_context(ctx) -> Iterable[Hit]:
     seen = set()
     for c in ctx.project.contexts_in(ctx.dir):
         key = c.ignore_path or c.default_ignore_path
-        if key in seen:
+        if key in seen or cannot_build(c):
             continue
         seen.add(key)
         size = sent_size(c)

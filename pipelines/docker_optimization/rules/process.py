@@ -104,6 +104,12 @@ def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
           cache-to   = GITHUB_ACTIONS == "true" ? ["type=gha,mode=max,scope=api"] : []
         }
         (the GitHub Actions cache in CI only: the local docker driver can't export one)
+
+    The fix writes one target per compose build whose context builds (every
+    COPY/ADD source present and sent), with the build's args, secrets,
+    target, platforms, labels and caches; a build that can't build is left
+    out and named, with why, in a comment. A secret-looking value is never
+    copied: its target reads a bake variable without a default.
     """
     if bake_file_missing(project):
         names = built_services(project)
@@ -173,6 +179,11 @@ def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
         deploy/deploy.sh: for each service in depends_on order, tag the running
         image :previous, `docker compose up -d --no-deps <service>`, wait for
         `healthy`, and on a timeout retag :previous and stop with an error.
+
+    The fix's script waits for each service what its health check allows
+    (start_period + retries × (interval + timeout)), doesn't wait on a
+    service without one or whose check compose disables, and starts a
+    service behind a compose profile only when that profile is enabled.
     """
     if DEPLOY_SCRIPT in project.files:
         return

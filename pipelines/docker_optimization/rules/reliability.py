@@ -22,6 +22,18 @@ SWALLOWED = (
     (re.compile(r";\s*(?:true|:)\s*$"), "ends with `; true`, so the step always succeeds"),
     (re.compile(r"(?<![\w-])set\s+(?:\+e|\+o\s+errexit)\b"), "turns errexit off with `set +e`"),
 )
+# Commands whose failure is safe to ignore: removing what may not be there, emptying caches, stopping
+# what may not run. `rm -f x || true` is a deliberate ignore, not a hidden failure.
+CLEANUP = re.compile(
+    r"^(?:sudo\s+)?(?:rm|rmdir|unlink|kill|pkill|killall|userdel|groupdel|deluser|delgroup"
+    r"|(?:apt-get|apt)\s+(?:-\S+\s+)*(?:clean|autoclean|autoremove|purge|remove)"
+    r"|apk\s+(?:-\S+\s+)*del|(?:yum|dnf|microdnf|zypper)\s+(?:-\S+\s+)*clean"
+    r"|(?:pip3?|python3?\s+-m\s+pip)\s+cache\s+(?:purge|remove)|(?:npm|yarn|pnpm)\s+cache\s+clean"
+    r"|conda\s+clean|go\s+clean|find\s.*(?:-delete|-exec\s+rm))\b")
+# Where the command before a `||` starts: after the last operator, separator or opening group.
+_COMMAND_START = re.compile(r"(?:&&|\|\||[;|&({\n]|\bthen\b|\bdo\b)\s*")
+# $(...) and `...` without nesting: a fallback inside one (`make -j$(nproc || echo 1)`) is a value, not a step.
+_SUBSTITUTION = re.compile(r"\$\([^()]*\)|`[^`]*`")
 # A parser directive (BuildKit's own pattern); directives are only read before anything else.
 DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 
@@ -105,6 +117,9 @@ def no_healthcheck(project) -> Iterable[Hit]:
     (HEALTHCHECK, including one inherited from an earlier stage) nor any
     compose service building it has a health check. `HEALTHCHECK NONE` and
     a compose `healthcheck: {disable: true}` count as a decision, not a gap.
+    A Dockerfile no compose build names is not judged when a compose build's
+    path is a variable (`dockerfile: ${AD_DOCKERFILE}`): that service may
+    build it, with a health check of its own.
     Warning, not info: without a health check nothing can wait for the
     service to be ready.
 
@@ -123,11 +138,14 @@ def no_healthcheck(project) -> Iterable[Hit]:
         HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://localhost:8000/')"]
         CMD ["python", "-m", "app"]
     """
+    # A build whose path is a variable compose fills in (`dockerfile: ${AD_DOCKERFILE}`) may build any
+    # Dockerfile: one that no resolved build names may get its health check there, so it is not judged.
+    unresolved = any("$" in b.dockerfile or "$" in b.context for c in project.composes for b in c.builds)
     for df in project.dockerfiles.values():
         if df.error or not df.stages or healthcheck(df) is not None:
             continue
         services = _compose_services(project, df)
-        if any("healthcheck" in data for _, data in services):
+        if any("healthcheck" in data for _, data in services) or (unresolved and not services):
             continue
         chain = set(stage_chain(df, df.final_stage))
         exposes = [i for i in df.of("EXPOSE") if i.stage in chain]
@@ -149,6 +167,16 @@ def no_healthcheck(project) -> Iterable[Hit]:
 def run_swallows_errors(df: Dockerfile) -> Iterable[Hit]:
     """A RUN throws its errors away (`|| true`, `|| echo ...`, `|| :`, a trailing `; true`, `set +e`).
 
+    Not flagged, because they hide no failure that matters: an ignore after
+    a cleanup command (`rm -rf /tmp/x || true`, `apt-get clean || :`,
+    `pip cache purge || true`, `pkill x || true`: removing what may not be
+    there, emptying caches, stopping what may not run) when the ignore
+    applies to that command alone (`make && rm x || true` ignores make's
+    failure too, and is flagged), and a fallback inside
+    a command substitution (`make -j$(nproc || echo 1)`: a default value,
+    not a step). An install, download, build or test followed by `|| true`
+    is still flagged.
+
     Why: the build succeeds with a step that failed: a package that didn't
     install, a download that 404'd, a migration that crashed. The image
     ships broken and the failure surfaces at runtime, far from its cause.
@@ -161,10 +189,21 @@ def run_swallows_errors(df: Dockerfile) -> Iterable[Hit]:
         RUN apt-get install -y libpq5
     """
     for ins in df.of("RUN"):
+        command = _SUBSTITUTION.sub("x", ins.command)
         for pattern, what in SWALLOWED:
-            if pattern.search(ins.command):
+            if any(not _ignores_cleanup(command, m.start()) for m in pattern.finditer(command)):
                 yield Hit(ins.start_line, f"RUN {what}: a failing step still builds", ins.original, ins.end_line)
                 break
+
+
+def _ignores_cleanup(command: str, at: int) -> bool:
+    """Is the command that the swallowing at ``at`` applies to a cleanup (CLEANUP), whose failure is safe?"""
+    before = command[:at].rstrip()
+    starts = list(_COMMAND_START.finditer(before))
+    if starts and starts[-1].group().strip() in ("&&", "||", "|"):
+        return False  # `make && rm x || true` ignores make's failure too
+    simple = before[starts[-1].end() if starts else 0:].strip()
+    return bool(simple) and bool(CLEANUP.match(simple))
 
 
 def directives(df: Dockerfile) -> list[tuple[int, str, str]]:

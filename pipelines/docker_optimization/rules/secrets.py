@@ -11,17 +11,56 @@ from pipelines.docker_optimization.project import relative, within
 from pipelines.docker_optimization.rules import Hit, rule
 
 SECRET_NAMES = re.compile(
-    r"^(\.env(\.(?!example$|sample$|template$|dist$)[\w.-]+)?|id_(rsa|dsa|ecdsa|ed25519)|\.pypirc|\.netrc|\.npmrc"
+    r"^(\.env(\.[\w.-]+)?|id_(rsa|dsa|ecdsa|ed25519)|\.pypirc|\.netrc|\.npmrc"
     r"|credentials(\.json)?|.*\.(pem|key|p12|pfx|jks|keystore))$")
+# A name part that makes the file a template to copy and fill in, not the filled-in file:
+# .env.example, .env.local.template, .env.dist, .env.production.sample.
+TEMPLATE_PARTS = frozenset({"example", "examples", "sample", "samples", "template", "templates", "tmpl", "tpl",
+                            "dist", "skel", "stub"})
+# PEM files that hold a certificate (public by design), not a private key.
+PUBLIC_PEM = re.compile(r"(^|[._-])(cert|certificate|fullchain|chain|ca|cacert|ca-bundle|bundle|pub|public)"
+                        r"([._-]|$)", re.IGNORECASE)
+
+
+def is_secret_name(name: str) -> bool:
+    """Does a file name look like a secret: a filled-in .env, a private key, a credentials file?"""
+    if not SECRET_NAMES.match(name):
+        return False
+    if TEMPLATE_PARTS & set(re.split(r"[._-]", name.lower())):
+        return False
+    return not (name.endswith(".pem") and PUBLIC_PEM.search(name[:-4]))
 
 
 def secret_files(files: Iterable[str]) -> list[str]:
-    return sorted(p for p in files if SECRET_NAMES.match(p.rpartition("/")[2]))
+    return sorted(p for p in files if is_secret_name(p.rpartition("/")[2]))
 
 
-@rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "context")
-def secret_file_in_build_context(ctx) -> Iterable[Hit]:
-    """A secret-looking file (.env, private keys, .npmrc, .pypirc) is sent with the build context.
+# Variables frameworks inline into the client bundle at build time: public by design, and the build needs them.
+PUBLIC_PREFIXES = ("EXPO_PUBLIC_", "NEXT_PUBLIC_", "VITE_", "REACT_APP_", "NUXT_PUBLIC_", "PUBLIC_", "GATSBY_",
+                   "VUE_APP_")
+_ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def public_env(project, path: str) -> bool:
+    """Is ``path`` a .env file whose every variable is public by design (`EXPO_PUBLIC_*`, `VITE_*`...)?"""
+    if not path.rpartition("/")[2].startswith(".env"):
+        return False
+    keys = [m.group(1) for m in map(_ENV_LINE.match, (project.text(path) or "").splitlines()) if m]
+    return bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys)
+
+
+@rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "project")
+def secret_file_in_build_context(project) -> Iterable[Hit]:
+    """A secret-looking file (.env, private keys, .npmrc, .pypirc) is sent with a build context.
+
+    One finding per file, naming every context that sends it. Templates are
+    not secrets: a name with a part `example`, `sample`, `template`,
+    `tmpl`, `tpl`, `dist` (`.env.example`, `.env.local.template`,
+    `.env.dist`, `.env.production.sample`) is skipped, and so are certificates
+    (`cert.pem`, `fullchain.pem`, `ca.pem`), which are public, and a .env
+    whose every variable is one a framework puts in the client bundle
+    (`EXPO_PUBLIC_*`, `NEXT_PUBLIC_*`, `VITE_*`, `REACT_APP_*`...). `.env`,
+    `.env.local`, `.env.production` and private keys are reported.
 
     Why: the classic builder uploads it to the engine on every build, and a
     broad `COPY . .` bakes it into an image layer, where anyone who can pull
@@ -35,18 +74,28 @@ def secret_file_in_build_context(ctx) -> Iterable[Hit]:
         a .dockerignore entry (`**/.env`), and secrets passed at build time with
         `RUN --mount=type=secret,id=stripe` or at run time through the environment.
     """
-    project = ctx.project
-    if "secret_files" not in project.memo:  # one pass over the repository, not one per context
-        project.memo["secret_files"] = secret_files(project.files)
-    leaked = [relative(p, ctx.dir) for p in project.memo["secret_files"] if within(p, ctx.dir)]
-    leaked = [p for p in leaked if not ctx.ignore.excluded(p)]
-    if not leaked:
-        return
-    df = project.dockerfiles.get(ctx.dockerfile)
-    copying = [src.path for src in sources(df)] if df is not None and not df.error else []
-    for path in leaked:
-        full = path if ctx.dir == "." else f"{ctx.dir}/{path}"
-        where = ("COPY puts it in the image" if any(names(src, path) for src in copying)
+    senders: dict[str, list[str]] = {}   # secret file -> context dirs that send it
+    copied: dict[str, list[str]] = {}    # secret file -> Dockerfiles whose COPY puts it in the image
+    seen = set()
+    candidates = [p for p in secret_files(project.files) if not public_env(project, p)]
+    for ctx in project.contexts:
+        inside = [p for p in candidates if within(p, ctx.dir)]
+        if not inside or (ctx.dir, ctx.dockerfile) in seen:
+            continue
+        seen.add((ctx.dir, ctx.dockerfile))
+        df = project.dockerfiles.get(ctx.dockerfile)
+        copying = [src.path for src in sources(df)] if df is not None and not df.error else []
+        for full in inside:
+            path = relative(full, ctx.dir)
+            if ctx.ignore.excluded(path):
+                continue
+            if ctx.dir not in senders.setdefault(full, []):
+                senders[full].append(ctx.dir)
+            if any(names(src, path) for src in copying) and ctx.dockerfile not in copied.setdefault(full, []):
+                copied[full].append(ctx.dockerfile)
+    for full, dirs in sorted(senders.items()):
+        contexts = ", ".join(dirs)
+        where = (f"COPY puts it in the image ({', '.join(copied[full])})" if copied.get(full)
                  else "sent to the builder, not copied")
-        yield Hit(0, f"{full} is in build context {ctx.dir} and not excluded by a .dockerignore: {where}",
-                  f"{full} (contents not shown)", file=full)
+        yield Hit(0, f"{full} is in build context{'s' if len(dirs) > 1 else ''} {contexts} and not excluded by a "
+                     f".dockerignore: {where}", f"{full} (contents not shown)", file=full)

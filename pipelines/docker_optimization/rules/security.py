@@ -12,8 +12,12 @@ from pipelines.docker_optimization.image_tools import stage_chain
 from pipelines.docker_optimization.rules import Hit, rule
 
 ROOT_USERS = ("root", "0")
-# Base images that already run as a non-root user.
-NON_ROOT_BASES = re.compile(r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/")
+# Base images that already run as a non-root user: by tag or vendor, and well-known images whose own
+# Dockerfile ends with USER (grafana/k6: k6, prom/*: nobody, the collector: 10001, Elastic: 1000...).
+NON_ROOT_BASES = re.compile(
+    r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
+    r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
+    r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
 # useradd/adduser in command position (not `apt-get install adduser`), and its arguments.
 CREATE_USER = re.compile(r"(?:^|[;&|(]|\bthen|\bdo)\s*(?:/[\w/]*/)?(?:useradd|adduser)\b([^;&|]*)")
 # Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
@@ -83,7 +87,10 @@ def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     """The final stage runs as root: no USER, `USER root`/`USER 0`, or a user created and never switched to.
 
     Base images that already run as non-root (`*nonroot*`, `*unprivileged*`,
-    Chainguard, Bitnami) are not flagged when the Dockerfile sets no USER.
+    Chainguard, Bitnami, and well-known images whose own Dockerfile ends
+    with USER: grafana/k6, grafana/grafana, prom/*, the OpenTelemetry
+    collector, Jaeger, apache/kafka, Confluent, Elastic, OpenSearch,
+    Jenkins, SonarQube) are not flagged when the Dockerfile sets no USER.
 
     Why: a process that escapes its application (a deserialization bug, a
     template injection) is root in the container: it can rewrite the app,

@@ -8,6 +8,7 @@ from typing import Iterable
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.context import cannot_build
 from pipelines.docker_optimization.rules.layers import (
     APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, context_copies, delivered_by, positionals, resolve,
     segments, verb,
@@ -65,7 +66,10 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
     """A single-stage build installs a compiler toolchain (gcc, build-essential, *-dev packages, make).
 
     Packages the same RUN removes again (`apk del .build-deps`,
-    `apt-get purge gcc`) are not counted.
+    `apt-get purge gcc`) are not counted. An image that declares no CMD or
+    ENTRYPOINT is a tool image run with a command (`docker run gen protoc
+    ...`, a code generator): the toolchain is what it is for, so it is left
+    alone.
 
     Why: the toolchain is needed to build wheels or native modules, not to
     run them; in a single-stage build it ships in the image (often hundreds
@@ -86,7 +90,7 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
         COPY --from=build /wheels /wheels
         RUN pip install /wheels/*
     """
-    if len(df.stages) != 1:
+    if len(df.stages) != 1 or not (df.of("CMD") or df.of("ENTRYPOINT")):
         return
     for run in df.of("RUN"):
         found = toolchain_installed(df, run)
@@ -301,7 +305,8 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
 
     Fires when the lockfile the install's directory sees comes from the
     build context (package-lock.json or npm-shrinkwrap.json for npm,
-    yarn.lock for yarn) in every context that builds the Dockerfile.
+    yarn.lock for yarn) in every context that builds the Dockerfile. Quiet
+    when every context that builds it is already reported broken (CX003, CO007).
 
     Why: `npm install` resolves versions again and may rewrite the lock,
     so two builds of the same commit can install different packages.
@@ -321,8 +326,9 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
     install` (`--immutable` for Yarn 2+, which has a .yarnrc.yml).
     """
     for path, df in sorted(project.dockerfiles.items()):
-        if df.error:
-            continue
+        contexts = project.contexts_of(path)
+        if df.error or (contexts and all(cannot_build(c) for c in contexts)):
+            continue  # CX003/CO007 report the build broken: that is the finding to act on
         for run, seg, lock in unlocked_installs(project, path):
             instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
             yield Hit(run.start_line, f"{seg.text()} with {lock} in the build context: the install may resolve other "
