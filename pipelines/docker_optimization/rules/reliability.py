@@ -138,9 +138,10 @@ def no_healthcheck(project) -> Iterable[Hit]:
         HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://localhost:8000/')"]
         CMD ["python", "-m", "app"]
     """
-    # A build whose path is a variable compose fills in (`dockerfile: ${AD_DOCKERFILE}`) may build any
-    # Dockerfile: one that no resolved build names may get its health check there, so it is not judged.
-    unresolved = any("$" in b.dockerfile or "$" in b.context for c in project.composes for b in c.builds)
+    # A build whose path is a variable nothing resolves (`dockerfile: ${AD_DOCKERFILE}` with no .env setting
+    # it: CO010) may build any Dockerfile: one that no resolved build names may get its health check there,
+    # so it is not judged.
+    unresolved = bool(project.compose_unresolved)
     for df in project.dockerfiles.values():
         if df.error or not df.stages or healthcheck(df) is not None:
             continue
