@@ -1,7 +1,8 @@
 """The repository as the analysis sees it: Dockerfiles, compose files, and build contexts.
 
 A Dockerfile can be built under several contexts (one per compose service
-that builds it); each counts. A Dockerfile no compose file builds gets its
+that builds it, in every configuration compose reads: with its override
+file, includes, extends and ``.env``, see ``compose_resolve``); each counts. A Dockerfile no compose file builds gets its
 own directory as an inferred context, flagged as inferred. BuildKit's rule
 for ignore files applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile
 wins over the context root's ``.dockerignore``.
@@ -15,6 +16,7 @@ isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -22,7 +24,8 @@ from functools import cached_property
 
 from engine.tree import Tree
 from pipelines.docker_optimization import compose as compose_mod
-from pipelines.docker_optimization.compose import ComposeFile
+from pipelines.docker_optimization import compose_resolve
+from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.dockerignore import DockerIgnore
 from pipelines.docker_optimization.paths import span
@@ -70,8 +73,14 @@ class Context:
     services: list[str] = field(default_factory=list)
     compose_files: list[str] = field(default_factory=list)
     inferred: bool = False
+    builds: list[BuildSpec] = field(default_factory=list)   # each compose build of it (file and line that wrote it)
     _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def profiles(self) -> dict[str, tuple[str, ...]]:
+        """Service -> the compose profiles it is behind (only the services behind one)."""
+        return {b.service: b.profiles for b in self.builds if b.profiles}
 
     @cached_property
     def ignore_path(self) -> str:
@@ -145,12 +154,16 @@ class Project:
         self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
+        self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
+        self.compose_unresolved: list[compose_resolve.Unresolved] = []
+        self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
         self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
                 self.composes.append(self._compose(path))
+        self._resolve_composes()
         self.contexts = self._contexts()
 
     @property
@@ -224,15 +237,40 @@ class Project:
             return ComposeFile(path=path, text=text or "", error=f"could not be read as compose: "
                                                                  f"{type(err).__name__}: {err}")
 
+    def _resolve_composes(self) -> None:
+        """Each compose file's builds as compose resolves them; files only included count too."""
+        loaded = {c.path: c for c in self.composes}
+
+        def read(path: str) -> ComposeFile | None:
+            if path not in loaded:
+                if path not in self.files:
+                    return None
+                loaded[path] = self._compose(path)
+            return loaded[path]
+
+        try:
+            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text,
+                                                 self.files.__contains__)
+        except Exception as err:  # compose shaped in a way nobody foresaw must not stop the analysis
+            self.notes.append(("", f"compose files could not be resolved together ({type(err).__name__}: {err}); "
+                                   "their builds are not analyzed"))
+            return
+        self.compose_builds = resolution.builds
+        self.compose_unresolved = resolution.unresolved
+        self.compose_inputs = resolution.inputs
+        self.composes = [dataclasses.replace(c, builds=resolution.builds.get(c.path, [])) for c in self.composes]
+
     def _contexts(self) -> list[Context]:
         found: dict[tuple[str, str], Context] = {}
-        for compose in self.composes:
-            for build in compose.builds:
+        for owner, builds in self.compose_builds.items():
+            for build in builds:
                 key = (build.context, build.dockerfile)
                 ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
-                ctx.services.append(build.service)
-                if compose.path not in ctx.compose_files:
-                    ctx.compose_files.append(compose.path)
+                if build.service not in ctx.services:
+                    ctx.services.append(build.service)
+                if owner not in ctx.compose_files:
+                    ctx.compose_files.append(owner)
+                ctx.builds.append(build)
         built = {df for _, df in found}
         for path in self.dockerfiles:
             if path not in built:
