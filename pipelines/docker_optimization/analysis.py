@@ -57,7 +57,8 @@ def services(project: Project) -> list[Service]:
 
 # -- input problems as rules (so they are documented, selectable and ignorable like any other) ------------
 
-@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project")
+@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project",
+      reads=("dockerfiles",))
 def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
     """BuildKit's Dockerfile parser rejects the file.
 
@@ -78,7 +79,8 @@ def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
             yield Hit(0, f"BuildKit's parser rejects this file: {df.error}", df.error, file=df.path)
 
 
-@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project")
+@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project",
+      reads=("composes",))
 def compose_parse_error(project: Project) -> Iterable[Hit]:
     """A compose file is not valid YAML, or not a mapping at its top level.
 
@@ -105,7 +107,8 @@ def _problems(project: Project, code: str) -> Iterable[Hit]:
             yield Hit(0, problem.message, problem.message, file=problem.path)
 
 
-@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project")
+@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
 def file_not_text(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file holds binary content (NUL bytes).
 
@@ -124,7 +127,8 @@ def file_not_text(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX003")
 
 
-@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project")
+@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
 def file_too_large(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file is larger than the analysis reads (4 MiB).
 
@@ -141,7 +145,8 @@ def file_too_large(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX004")
 
 
-@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project")
+@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project",
+      reads=("dockerfiles", "composes"))
 def file_unreadable(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file can't be read (permissions, I/O error).
 
@@ -157,7 +162,8 @@ def file_unreadable(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX005")
 
 
-@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project")
+@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project",
+      reads=("dockerignores", "contexts"))
 def dockerignore_invalid(project: Project) -> Iterable[Hit]:
     """A .dockerignore holds a pattern Docker refuses (`[]a]`, a lone `!`, a trailing `\\`).
 
@@ -197,32 +203,38 @@ def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[
         return []
 
 
-def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], list[Note]]:
-    """A rule's findings over every target of its kind, and a note for each target it failed on."""
-    findings: list[Finding] = []
-    notes: list[Note] = []
+def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, object, str]]:
+    """(key, target, file) for every target a rule runs on: a Dockerfile's path, a context's directory
+    (the first context of each), a compose file's path (its services, for a service rule), or "" (the project)."""
     if each.target == "dockerfile":
         for df in project.dockerfiles.values():
             if not df.error:
-                findings += _run_rule(each, df, df.path, notes)
+                yield df.path, df, df.path
     elif each.target == "context":
         seen = set()
         for ctx in project.contexts:
-            if ctx.dir in seen:
-                continue
-            seen.add(ctx.dir)
-            findings += _run_rule(each, ctx, ctx.dockerfile, notes)
+            if ctx.dir not in seen:
+                seen.add(ctx.dir)
+                yield ctx.dir, ctx, ctx.dockerfile
     elif each.target == "service":
         if "services" not in memo:
             memo["services"] = services(project)
         for svc in memo["services"]:
-            findings += _run_rule(each, svc, svc.compose, notes)
+            yield svc.compose, svc, svc.compose
     elif each.target == "compose":
         for compose in project.composes:
             if not compose.error:
-                findings += _run_rule(each, compose, compose.path, notes)
+                yield compose.path, compose, compose.path
     elif each.target == "project":
-        findings += _run_rule(each, project, "", notes)
+        yield "", project, ""
+
+
+def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], list[Note]]:
+    """A rule's findings over every target of its kind, and a note for each target it failed on."""
+    findings: list[Finding] = []
+    notes: list[Note] = []
+    for _, target, file in targets(project, each, memo):
+        findings += _run_rule(each, target, file, notes)
     return findings, notes
 
 
@@ -382,6 +394,11 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
         findings += _hadolint(pending, findings, result)
     else:
         result.tools["hadolint"] = ToolRun(status="off")
+    return finish(project, findings, notes, result)
+
+
+def finish(project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult) -> AnalysisResult:
+    """The rules' findings (in rule order) made a result: duplicates dropped, sorted, ignores applied, notes."""
     unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))
     config = _config(project)
     lines, spans = _lines_of(project)

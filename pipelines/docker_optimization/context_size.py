@@ -94,7 +94,8 @@ class _Dir:
             lo, hi = span(paths, paths[i][:cut + slash + 1], i)
             self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
             i = hi
-        self._by_pattern: dict[str, frozenset[int]] = {}
+        # indices into the sorted paths: valid while no path is added or removed (Project.names_memo)
+        self._by_pattern: dict[str, frozenset[int]] = project.names_memo.setdefault(("excluded_by", directory), {})
 
     @classmethod
     def of(cls, project, directory: str) -> _Dir:

@@ -15,10 +15,12 @@ isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 
 from __future__ import annotations
 
+import bisect
 import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Iterable
 
 from engine.tree import Tree
 from pipelines.docker_optimization import compose as compose_mod
@@ -145,13 +147,80 @@ class Project:
         self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
-        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
+        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. the build graph)
+        # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
+        # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed.
+        self.names_memo: dict[object, object] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
                 self.composes.append(self._compose(path))
         self.contexts = self._contexts()
+
+    def updated(self, tree: Tree, changed: Iterable[str]) -> Project:
+        """This project after ``changed`` paths (added, modified or removed) changed in ``tree``.
+
+        What no changed path touches is reused: the parsed Dockerfiles and
+        compose files, the texts read, the sorted paths (changed ones put in
+        or taken out), the per-directory listings and what each context
+        sends (sizes updated where only sizes changed). Contexts are derived
+        again (cheap). ``tree.files()`` should answer without a walk
+        (``DirTree.updated``, ``GitTree.updated``). ``memo`` starts empty.
+        """
+        changed = set(changed)
+        new = Project.__new__(Project)
+        new.tree, new.files = tree, tree.files()
+        sorted_paths = list(self._sorted)
+        for path in changed:
+            i = bisect.bisect_left(sorted_paths, path)
+            present = i < len(sorted_paths) and sorted_paths[i] == path
+            if present and path not in new.files:
+                del sorted_paths[i]
+            elif not present and path in new.files:
+                sorted_paths.insert(i, path)
+        new._sorted = self._sorted if sorted_paths == self._sorted else sorted_paths
+        resized_only = all(p in self.files and p in new.files for p in changed)
+        new._under = {}
+        for directory, listing in self._under.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new._under[directory] = listing
+            elif resized_only:   # same paths in the same order: only sizes to update
+                new._under[directory] = {**listing, **{relative(p, directory): new.files[p] for p in inside}}
+        new.sent_cache = {}
+        for (directory, key), sent in self.sent_cache.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new.sent_cache[(directory, key)] = sent
+            elif resized_only:
+                new.sent_cache[(directory, key)] = {**sent, **{r: new.files[p] for p in inside
+                                                               if (r := relative(p, directory)) in sent}}
+        # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
+        # file (found while loading, as a fresh project finds them before any rule runs).
+        new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
+        new.problems = {p: v for p, v in self.problems.items()
+                        if p not in changed and (p in self.dockerfiles or p in self._compose_paths)}
+        new._text.update((p, None) for p in new.problems)
+        new.notes = [(p, m) for p, m in self.notes if p not in changed]
+        new.memo = {}
+        new.names_memo = self.names_memo if sorted_paths == self._sorted else {}
+        candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
+        composes = {c.path: c for c in self.composes}
+        new.dockerfiles, new.composes = {}, []
+        for path in sorted(p for p in candidates if p in new.files):
+            if is_dockerfile(path):
+                new.dockerfiles[path] = self.dockerfiles[path] if path in self.dockerfiles and path not in changed \
+                    else new._dockerfile(path)
+            elif compose_mod.is_compose_file(path):
+                new.composes.append(composes[path] if path in composes and path not in changed
+                                    else new._compose(path))
+        new.contexts = new._contexts()
+        return new
+
+    @property
+    def _compose_paths(self) -> set[str]:
+        return {c.path for c in self.composes}
 
     @property
     def sorted_paths(self) -> list[str]:

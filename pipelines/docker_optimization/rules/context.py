@@ -142,7 +142,7 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
     skip = used_by_build(dockerfiles) | set(base)
     chosen: list[tuple[str, str, list[str]]] = []
     tried = tuple(pattern for pattern, _, _ in CANDIDATES if pattern not in skip)
-    memo, key = contexts[0].project.memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
+    memo, key = contexts[0].project.names_memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
     if key not in memo:  # contexts whose ignore files have the same patterns lose the same files
         memo[key] = excluded_by_each(list(tried), sent)
     each = memo[key]
@@ -387,7 +387,8 @@ def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | N
     return None
 
 
-@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project")
+@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project",
+      reads=(".gitignore", "contexts"))
 def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
     """A .dockerignore is hidden by the repository's .gitignore, while its Dockerfile is not.
 

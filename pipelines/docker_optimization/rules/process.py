@@ -78,6 +78,7 @@ def bake_file_missing(project: Project) -> bool:
 
 
 @rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
+      reads=("composes", "dockerfiles", "docker-bake.*"),
       fix=Applicability.safe, fix_group="bake-file", phase="build")
 def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """A repository that builds two or more images has no `docker-bake.hcl`.
@@ -148,6 +149,7 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
 
 
 @rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
+      reads=("composes", "dockerfiles", "deploy/deploy.sh"),
       fix=Applicability.safe, fix_group="deploy-scripts", phase="deploy")
 def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).

@@ -96,7 +96,8 @@ def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     return found
 
 
-@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project")
+@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project",
+      reads=("dockerfiles", "composes", "contexts"))
 def no_healthcheck(project) -> Iterable[Hit]:
     """An image that serves a port has no HEALTHCHECK, and no compose service that builds it defines one.
 

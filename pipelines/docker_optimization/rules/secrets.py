@@ -36,9 +36,9 @@ def secret_file_in_build_context(ctx) -> Iterable[Hit]:
         `RUN --mount=type=secret,id=stripe` or at run time through the environment.
     """
     project = ctx.project
-    if "secret_files" not in project.memo:  # one pass over the repository, not one per context
-        project.memo["secret_files"] = secret_files(project.files)
-    leaked = [relative(p, ctx.dir) for p in project.memo["secret_files"] if within(p, ctx.dir)]
+    if "secret_files" not in project.names_memo:  # one pass over the repository, not one per context
+        project.names_memo["secret_files"] = secret_files(project.files)
+    leaked = [relative(p, ctx.dir) for p in project.names_memo["secret_files"] if within(p, ctx.dir)]
     leaked = [p for p in leaked if not ctx.ignore.excluded(p)]
     if not leaked:
         return
