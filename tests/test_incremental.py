@@ -217,3 +217,44 @@ def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path)
             with GitTree(repo, commit) as tree:
                 same(after, run_analysis(tree))
     assert changed_paths(repo, base, commits[0])  # what to_commit reads: only the blobs that differ
+
+
+STRUCTURAL = {
+    "docker-compose.yml": "services:\n  api:\n    build:\n      context: .\n      dockerfile: api/Dockerfile\n"
+                          "  api-dev:\n    build: ./api\n",
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY api/requirements.txt .\nRUN pip install -r requirements.txt\n"
+                      "COPY . .\nEXPOSE 8000\n",
+    "api/Dockerfile.dockerignore": "tests\n",
+    "api/requirements.txt": "flask\n",
+    "shared/.dockerignore": "[a-\n",
+    "web/.dockerignore": "node_modules\n",
+    ".gitignore": ".dockerignore\n",
+}
+
+
+@pytest.mark.parametrize("edits", [
+    # a compose edit makes contexts of directories that had only an ignore file: PX006 and CX004 appear there
+    [("docker-compose.yml", STRUCTURAL["docker-compose.yml"]
+      + "  shared:\n    build:\n      context: ./shared\n      dockerfile: ../api/Dockerfile\n"
+      + "  web:\n    build:\n      context: ./web\n      dockerfile: ../api/Dockerfile\n")],
+    # an ignore file shared by two contexts (Dockerfile.dockerignore): files outside the Dockerfile's directory count
+    [("docs/.env", "TOKEN=1\n"), ("api/Dockerfile.dockerignore", "tests\n.env\n**/.env\n"), ("docs/.env", None)],
+    # a Dockerfile appears, is built by a new service, then goes away again
+    [("tools/Dockerfile", "FROM node:20\nCOPY . .\nRUN npm install\n"),
+     ("docker-compose.yml", STRUCTURAL["docker-compose.yml"] + "  tools:\n    build: ./tools\n"),
+     ("tools/Dockerfile", None)],
+    # an ignore file appears beside the Dockerfile and wins over the context's; .gitignore stops hiding it
+    [("api/.dockerignore", "*.md\n"), ("api/Dockerfile.dockerignore", None), (".gitignore", "*.pyc\n")],
+])
+def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
+    root = tmp_path / "repo"
+    repo = Repo(root)
+    for path, text in STRUCTURAL.items():
+        repo.write(path, text)
+    with Incremental(DirTree(root)) as inc:
+        for path, text in edits:
+            if text is None:
+                (root / path).unlink()
+            else:
+                repo.write(path, text)
+            same(inc.files_changed([path]), run_analysis(root))
