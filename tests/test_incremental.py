@@ -258,3 +258,31 @@ def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
             else:
                 repo.write(path, text)
             same(inc.files_changed([path]), run_analysis(root))
+
+
+def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
+    """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
+    from pipelines.docker_optimization.context_size import sent_size
+    from pipelines.docker_optimization.project import Project
+
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    (root / ".dockerignore").write_text("node_modules\n**/*.md\ndocs\n!docs/keep.md\n")
+    tree = DirTree(root)
+    project = Project(tree)
+    before = {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts}
+    assert before
+    edits = [("node_modules/x/index.js", "x"), ("services/api/.env", "A=1"), ("docs/keep.md", "k"),
+             ("services/api/app/new.py", "print(1)\n"), ("services/api/requirements.txt", None), ("README.md", None)]
+    for path, text in edits:
+        if text is None:
+            (root / path).unlink()
+        else:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+        tree = tree.updated([path])
+        project = project.updated(tree, [path])
+        fresh = Project(DirTree(root))
+        assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts} == \
+               {(c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts}
+        assert project.sorted_paths == fresh.sorted_paths and project.sorted_sizes == fresh.sorted_sizes

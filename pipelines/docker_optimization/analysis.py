@@ -369,11 +369,18 @@ def _lines_of(project: Project):
     return lines, spans
 
 
+_RULE_META: dict[str, RuleMeta] = {}   # a registry rule's metadata never changes (its doc is cleaned once)
+
+
 def _meta(code: str, sample: Finding) -> RuleMeta:
     rule = REGISTRY.get(code)
+    if rule is not None and code in _RULE_META:
+        return _RULE_META[code]
     if rule is not None:
-        return RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc, category=rule.category,
-                        severity=rule.severity, fix=rule.fix, help_uri=rules_doc_uri(code))
+        _RULE_META[code] = RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc,
+                                    category=rule.category, severity=rule.severity, fix=rule.fix,
+                                    help_uri=rules_doc_uri(code))
+        return _RULE_META[code]
     return RuleMeta(code=code, name=sample.name, summary=sample.message if sample.source == "hadolint" else sample.name,
                     category=sample.category, severity=sample.severity, source=sample.source,
                     help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "")

@@ -184,33 +184,36 @@ def _signatures(project: Project) -> dict[str, tuple]:
     return {d: _signature(cs) for d, cs in by_dir.items()}
 
 
-def _group(project: Project, directory: str) -> list[Context]:
-    """The contexts a context rule on ``directory`` looks at: those built there and those sharing an ignore file."""
-    here = project.contexts_in(directory)
-    ignores = {c.ignore_path or c.default_ignore_path for c in here}
-    return here + [c for c in project.contexts
-                   if c.dir != directory and (c.ignore_path or c.default_ignore_path) in ignores]
-
-
-def _reads_of(project: Project, directory: str) -> tuple[set[str], set[str]]:
-    """(directories whose files it reads, single paths it reads) for a context rule on ``directory``."""
-    dirs, paths = set(), set()
-    for c in _group(project, directory):
-        dirs.add(c.dir)
-        paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
-    return dirs, paths
+def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str]]]:
+    """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
+    files they read; single paths they read). The contexts are those built there and those sharing an ignore
+    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
+    by_ignore: dict[str, list[Context]] = {}
+    by_dir: dict[str, list[Context]] = {}
+    for c in project.contexts:
+        by_ignore.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
+        by_dir.setdefault(c.dir, []).append(c)
+    found = {}
+    for directory, here in by_dir.items():
+        keys = sorted({c.ignore_path or c.default_ignore_path for c in here})
+        group = here + [c for key in keys for c in by_ignore[key] if c.dir != directory]
+        paths = set()
+        for c in group:
+            paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
+        found[directory] = (_signature(group), {c.dir for c in group}, paths)
+    return found
 
 
 def _dirty_context_dirs(old: Project, new: Project, changed: set[str]) -> set[str]:
     """The context directories whose context rules read a changed path, or whose contexts changed."""
+    before, after = _context_reads(old), _context_reads(new)
     dirty = set()
-    for directory in {c.dir for c in new.contexts}:
-        if _signature(_group(old, directory)) != _signature(_group(new, directory)):
+    for directory, (signature, dirs, paths) in after.items():
+        was = before.get(directory)
+        if was is None or was[0] != signature:
             dirty.add(directory)
             continue
-        for project in (old, new):
-            dirs, paths = _reads_of(project, directory)
-            if changed & paths or any(within(p, d) for p in changed for d in dirs):
-                dirty.add(directory)
-                break
+        dirs, paths = dirs | was[1], paths | was[2]
+        if changed & paths or any(within(p, d) for p in changed for d in dirs):
+            dirty.add(directory)
     return dirty

@@ -149,7 +149,8 @@ class Project:
         self.composes: list[ComposeFile] = []
         self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. the build graph)
         # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
-        # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed.
+        # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
+        # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
@@ -171,15 +172,24 @@ class Project:
         changed = set(changed)
         new = Project.__new__(Project)
         new.tree, new.files = tree, tree.files()
-        sorted_paths = list(self._sorted)
-        for path in changed:
-            i = bisect.bisect_left(sorted_paths, path)
-            present = i < len(sorted_paths) and sorted_paths[i] == path
-            if present and path not in new.files:
-                del sorted_paths[i]
-            elif not present and path in new.files:
-                sorted_paths.insert(i, path)
-        new._sorted = self._sorted if sorted_paths == self._sorted else sorted_paths
+        added = sorted(p for p in changed if p in new.files and p not in self.files)
+        removed = sorted(p for p in changed if p in self.files and p not in new.files)
+        new._sorted = self._sorted
+        if added or removed:
+            gone = set(removed)
+            new._sorted = [p for p in self._sorted if p not in gone] if gone else list(self._sorted)
+            for path in added:
+                bisect.insort(new._sorted, path)
+        if "sorted_sizes" in self.__dict__:   # carried, not rebuilt: a list of every file's size
+            sizes = list(self.sorted_sizes)
+            for path in reversed(removed):
+                del sizes[bisect.bisect_left(self._sorted, path)]
+            for path in added:
+                sizes.insert(bisect.bisect_left(new._sorted, path), 0)
+            for path in changed:
+                if path in new.files:
+                    sizes[bisect.bisect_left(new._sorted, path)] = new.files[path]
+            new.__dict__["sorted_sizes"] = sizes
         resized_only = all(p in self.files and p in new.files for p in changed)
         new._under = {}
         for directory, listing in self._under.items():
@@ -204,7 +214,10 @@ class Project:
         new._text.update((p, None) for p in new.problems)
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
-        new.names_memo = self.names_memo if sorted_paths == self._sorted else {}
+        new.names_memo = self.names_memo
+        if added or removed:   # an entry that can follow added and removed paths does; the others are made again
+            new.names_memo = {key: value.follow(self._sorted, new._sorted, added, removed)
+                              for key, value in self.names_memo.items() if hasattr(value, "follow")}
         candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
         composes = {c.path: c for c in self.composes}
         new.dockerfiles, new.composes = {}, []

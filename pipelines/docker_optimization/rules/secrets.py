@@ -16,7 +16,15 @@ SECRET_NAMES = re.compile(
 
 
 def secret_files(files: Iterable[str]) -> list[str]:
-    return sorted(p for p in files if SECRET_NAMES.match(p.rpartition("/")[2]))
+    return _SecretFiles(sorted(p for p in files if SECRET_NAMES.match(p.rpartition("/")[2])))
+
+
+class _SecretFiles(list):
+    """The secret-looking paths, kept (``Project.names_memo``) across added and removed files."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _SecretFiles:
+        gone = set(removed)
+        return secret_files([p for p in self if p not in gone] + added)
 
 
 @rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "context")

@@ -1,0 +1,171 @@
+"""Re-analysis after a one-file change against a full analysis, on the generated monorepo.
+
+    python -m bench.incremental --scale 1 --repeat 5 [--out DIR] [--no-git]
+
+For each case one file is changed (a Dockerfile built from its own or its
+stack's directory, one built from the repository root, a .dockerignore, a
+compose file, a source file, a new file), and ``Incremental`` is updated for
+it. Two ways of reading the tree are timed: a directory (``DirTree.updated``:
+the changed paths are stat'ed again, nothing walked) and git commits
+(``Incremental.to_commit``: one ``git diff``, one ``git ls-tree`` of the changed
+paths, the changed blobs through ``git cat-file --batch``), which is what the
+reviewer needs after each commit. The full analysis is ``run_analysis`` on the
+directory, in the same process (its tree walk and its forked child included).
+Every update is checked once against a full analysis of the same tree (same
+finding ids); times are medians of ``--repeat`` updates, each made after the
+change was undone (and that undo analysed, untimed).
+
+Goal (issue 11): a re-analysis after a one-file change takes at most 5% of a
+full analysis at scale 1. Printed as PASS/MISS, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.monorepo import ensure
+from engine.tree import DirTree
+from pipelines.docker_optimization.analysis import run_analysis
+from pipelines.docker_optimization.incremental import Incremental
+
+GOAL = 0.05
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+def cases(inc: Incremental) -> list[tuple[str, str, str]]:
+    """(case, path, text to write) for each kind of one-file change."""
+    project = inc.project
+    root_built = sorted(c.dockerfile for c in project.contexts if c.dir == ".")
+    own = sorted(c.dockerfile for c in project.contexts if c.dir not in (".", "") and not c.inferred)
+    ignore = sorted(p for p in project.files if p.endswith(".dockerignore"))
+    compose = sorted(c.path for c in project.composes if "\nservices:\n" in "\n" + (c.text or ""))
+    source = sorted(p for p in project.files if p.endswith(".py") and "/.venv/" not in p)
+    text = project.text
+    found = []
+    if own:
+        found.append(("Dockerfile (own or stack context)", own[0], text(own[0]) + "LABEL bench.edit=1\n"))
+    if root_built:
+        found.append(("Dockerfile (built from the root)", root_built[0], text(root_built[0]) + "LABEL bench.edit=1\n"))
+    if ignore:
+        found.append((".dockerignore", ignore[0], text(ignore[0]) + "*.log\n"))
+    if compose:
+        found.append(("compose file (a service added)", compose[0],
+                      text(compose[0]).replace("services:\n", "services:\n  bench-cache:\n    image: redis:7\n", 1)))
+    if source:
+        found.append(("source file", source[0], text(source[0]) + "# edit\n"))
+    found.append(("new file", "apps/bench-new-file.txt", "new\n"))
+    return found
+
+
+def _median_ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def bench_dir(root: Path, repeat: int) -> tuple[float, list[tuple[str, str, float, int]]]:
+    fulls = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        full = run_analysis(DirTree(root))
+        fulls.append(time.perf_counter() - start)
+    rows = []
+    with Incremental(DirTree(root)) as inc:
+        for case, path, text in cases(inc):
+            target = root / path
+            original = target.read_bytes() if target.exists() else None
+            times, reran = [], 0
+            for i in range(repeat):
+                target.write_text(text)
+                start = time.perf_counter()
+                result = inc.files_changed([path])
+                times.append(time.perf_counter() - start)
+                reran = sum(inc.reran.values())
+                if i == 0:
+                    full = run_analysis(DirTree(root))
+                    assert sorted(f.id for f in result.findings) == sorted(f.id for f in full.findings), case
+                if original is None:
+                    target.unlink()
+                else:
+                    target.write_bytes(original)
+                inc.files_changed([path])
+            rows.append((case, path, _median_ms(times), reran))
+    return _median_ms(fulls), rows
+
+
+def bench_git(root: Path, repeat: int) -> list[tuple[str, str, float, int]]:
+    """The same changes as commits, followed from git objects (what the reviewer does)."""
+    repo = Path(tempfile.mkdtemp(prefix="bench-inc-git-"))
+    try:
+        shutil.copytree(root, repo, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+        _git(repo, "init", "--quiet", "--initial-branch=main")
+        _git(repo, "add", "--all", "--force")
+        _git(repo, "commit", "--quiet", "-m", "base")
+        base = _git(repo, "rev-parse", "HEAD")
+        rows = []
+        with Incremental.at_commit(repo, base) as inc:
+            for case, path, text in cases(inc):
+                (repo / path).write_text(text)
+                _git(repo, "add", "--all", "--force")
+                _git(repo, "commit", "--quiet", "-m", case)
+                head = _git(repo, "rev-parse", "HEAD")
+                times, reran = [], 0
+                for _ in range(repeat):
+                    start = time.perf_counter()
+                    inc.to_commit(head)
+                    times.append(time.perf_counter() - start)
+                    reran = sum(inc.reran.values())
+                    inc.to_commit(base)
+                _git(repo, "reset", "--quiet", "--hard", base)
+                rows.append((case, path, _median_ms(times), reran))
+        return rows
+    finally:
+        shutil.rmtree(repo, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="keep the generated tree here (reused when identical)")
+    parser.add_argument("--no-git", action="store_true", help="skip the git-commit variant")
+    args = parser.parse_args(argv)
+    temp = None
+    if args.out is None:
+        temp = Path(tempfile.mkdtemp(prefix="bench-inc-"))
+        args.out = temp
+    try:
+        manifest = ensure(args.out, args.scale, args.seed)
+        root = Path(manifest.root)
+        full_ms, rows = bench_dir(root, args.repeat)
+        git_rows = {} if args.no_git else {case: ms for case, _, ms, _ in bench_git(root, args.repeat)}
+        print(f"scale {args.scale:g}: {manifest.files} files, {len(manifest.dockerfiles)} Dockerfiles, "
+              f"{len(manifest.composes)} compose files; load average {os.getloadavg()[0]:.1f}")
+        print(f"full analysis (run_analysis on the directory, median of {args.repeat}): {full_ms:.0f} ms\n")
+        print(f"| change | path | rule runs redone | re-analysis, dir (ms) | % of full | "
+              f"re-analysis, git commit (ms) | goal ≤ {GOAL:.0%} |")
+        print("|---|---|---:|---:|---:|---:|---|")
+        for case, path, ms, reran in rows:
+            git_ms = git_rows.get(case)
+            worst = max(ms, git_ms or 0)
+            print(f"| {case} | `{path}` | {reran} | {ms:.1f} | {ms / full_ms:.1%} | "
+                  f"{'' if git_ms is None else f'{git_ms:.1f}'} | {'PASS' if worst <= GOAL * full_ms else 'MISS'} |")
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
