@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,6 +37,26 @@ from pipelines.docker_optimization.analysis import run_analysis
 from pipelines.docker_optimization.incremental import Incremental
 
 GOAL = 0.05
+
+
+class Clock:
+    """Wall time and CPU time (this process and its waited-for children: the analysis forks one) of a block.
+
+    On a shared, loaded machine wall time is inflated by other work far
+    more than CPU time is; both are printed, the goal is judged on both.
+    """
+
+    def __enter__(self) -> Clock:
+        self._wall, self._cpu = time.perf_counter(), self._cpu_now()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self._wall, self._cpu_now() - self._cpu
+
+    @staticmethod
+    def _cpu_now() -> float:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -75,22 +96,24 @@ def _median_ms(values: list[float]) -> float:
 
 
 def bench_dir(root: Path, repeat: int) -> tuple[float, list[tuple[str, str, float, int]]]:
-    fulls = []
+    fulls, full_cpus = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        full = run_analysis(DirTree(root))
-        fulls.append(time.perf_counter() - start)
+        with Clock() as clock:
+            run_analysis(DirTree(root))
+        fulls.append(clock.wall)
+        full_cpus.append(clock.cpu)
     rows = []
     with Incremental(DirTree(root)) as inc:
         for case, path, text in cases(inc):
             target = root / path
             original = target.read_bytes() if target.exists() else None
-            times, reran = [], 0
+            times, cpus, reran = [], [], 0
             for i in range(repeat):
                 target.write_text(text)
-                start = time.perf_counter()
-                result = inc.files_changed([path])
-                times.append(time.perf_counter() - start)
+                with Clock() as clock:
+                    result = inc.files_changed([path])
+                times.append(clock.wall)
+                cpus.append(clock.cpu)
                 reran = sum(inc.reran.values())
                 if i == 0:
                     full = run_analysis(DirTree(root))
@@ -100,8 +123,8 @@ def bench_dir(root: Path, repeat: int) -> tuple[float, list[tuple[str, str, floa
                 else:
                     target.write_bytes(original)
                 inc.files_changed([path])
-            rows.append((case, path, _median_ms(times), reran))
-    return _median_ms(fulls), rows
+            rows.append((case, path, _median_ms(times), _median_ms(cpus), reran))
+    return (_median_ms(fulls), _median_ms(full_cpus)), rows
 
 
 def bench_git(root: Path, repeat: int) -> list[tuple[str, str, float, int]]:
@@ -120,15 +143,16 @@ def bench_git(root: Path, repeat: int) -> list[tuple[str, str, float, int]]:
                 _git(repo, "add", "--all", "--force")
                 _git(repo, "commit", "--quiet", "-m", case)
                 head = _git(repo, "rev-parse", "HEAD")
-                times, reran = [], 0
+                times, cpus, reran = [], [], 0
                 for _ in range(repeat):
-                    start = time.perf_counter()
-                    inc.to_commit(head)
-                    times.append(time.perf_counter() - start)
+                    with Clock() as clock:
+                        inc.to_commit(head)
+                    times.append(clock.wall)
+                    cpus.append(clock.cpu)
                     reran = sum(inc.reran.values())
                     inc.to_commit(base)
                 _git(repo, "reset", "--quiet", "--hard", base)
-                rows.append((case, path, _median_ms(times), reran))
+                rows.append((case, path, _median_ms(times), _median_ms(cpus), reran))
         return rows
     finally:
         shutil.rmtree(repo, ignore_errors=True)
@@ -149,19 +173,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         manifest = ensure(args.out, args.scale, args.seed)
         root = Path(manifest.root)
-        full_ms, rows = bench_dir(root, args.repeat)
-        git_rows = {} if args.no_git else {case: ms for case, _, ms, _ in bench_git(root, args.repeat)}
+        (full_ms, full_cpu), rows = bench_dir(root, args.repeat)
+        git_rows = {} if args.no_git else {row[0]: row[2:4] for row in bench_git(root, args.repeat)}
         print(f"scale {args.scale:g}: {manifest.files} files, {len(manifest.dockerfiles)} Dockerfiles, "
-              f"{len(manifest.composes)} compose files; load average {os.getloadavg()[0]:.1f}")
-        print(f"full analysis (run_analysis on the directory, median of {args.repeat}): {full_ms:.0f} ms\n")
-        print(f"| change | path | rule runs redone | re-analysis, dir (ms) | % of full | "
-              f"re-analysis, git commit (ms) | goal ≤ {GOAL:.0%} |")
-        print("|---|---|---:|---:|---:|---:|---|")
-        for case, path, ms, reran in rows:
-            git_ms = git_rows.get(case)
-            worst = max(ms, git_ms or 0)
-            print(f"| {case} | `{path}` | {reran} | {ms:.1f} | {ms / full_ms:.1%} | "
-                  f"{'' if git_ms is None else f'{git_ms:.1f}'} | {'PASS' if worst <= GOAL * full_ms else 'MISS'} |")
+              f"{len(manifest.composes)} compose files; 1-min load average {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} cores")
+        print(f"full analysis (run_analysis on the directory, median of {args.repeat}): "
+              f"{full_ms:.0f} ms wall, {full_cpu:.0f} ms CPU\n")
+        print("| change | path | rule runs redone | dir: wall ms (% of full) | dir: CPU ms (% of full) "
+              f"| git commit: wall ms | git commit: CPU ms | ≤ {GOAL:.0%} (wall / CPU) |")
+        print("|---|---|---:|---:|---:|---:|---:|---|")
+        for case, path, ms, cpu, reran in rows:
+            git_ms, git_cpu = git_rows.get(case, (None, None))
+            walls = [ms] + ([git_ms] if git_ms is not None else [])
+            cpus = [cpu] + ([git_cpu] if git_cpu is not None else [])
+            verdict = lambda worst, full: "PASS" if worst <= GOAL * full else "MISS"  # noqa: E731
+            print(f"| {case} | `{path}` | {reran} | {ms:.1f} ({ms / full_ms:.1%}) | {cpu:.1f} ({cpu / full_cpu:.1%}) "
+                  f"| {'' if git_ms is None else f'{git_ms:.1f}'} | {'' if git_cpu is None else f'{git_cpu:.1f}'} "
+                  f"| {verdict(max(walls), full_ms)} / {verdict(max(cpus), full_cpu)} |")
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

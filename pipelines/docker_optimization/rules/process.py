@@ -141,7 +141,8 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     names = built_services(project)
     if not names:
         return
-    for path in sorted(p for p in project.files if WORKFLOW_PATH.match(p)):
+    workflows = (".github/workflows/" + p for p in project.files_under(".github/workflows"))  # not every path
+    for path in sorted(p for p in workflows if WORKFLOW_PATH.match(p)):
         if any(step_builds_with_cache(step, project) for step in workflow_steps(project.text(path) or "")):
             return
     yield Hit(0, f"no CI workflow builds the images ({', '.join(names)}) with a cache: every CI build starts cold",
