@@ -229,16 +229,40 @@ def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, obj
         yield "", project, ""
 
 
-def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], list[Note]]:
-    """A rule's findings over every target of its kind, and a note for each target it failed on."""
-    findings: list[Finding] = []
-    notes: list[Note] = []
-    for _, target, file in targets(project, each, memo):
-        findings += _run_rule(each, target, file, notes)
-    return findings, notes
+def _one_rule(project: Project, each: Rule, memo: dict, cache=None) -> tuple[list[Finding], list[Note]]:
+    """A rule's findings over every target of its kind, and a note for each target it failed on.
+
+    With a ``results_cache.ResultsCache``, a target whose inputs are unchanged since the last run takes
+    the stored findings instead of running the rule (the same findings, in the same order).
+    """
+    if cache is None:
+        findings: list[Finding] = []
+        notes: list[Note] = []
+        for _, target, file in targets(project, each, memo):
+            findings += _run_rule(each, target, file, notes)
+        return findings, notes
+    work = list(targets(project, each, memo))
+    digests = cache.digests(project, each, list(dict.fromkeys(key for key, _, _ in work))) or {}
+    units: dict[str, tuple[list[Finding], list[Note]]] = {}
+    stored: set[str] = set()
+    for key, target, file in work:
+        if key in stored:
+            continue
+        if key not in units and key in digests:
+            hit = cache.get(each.code, key, digests[key])
+            if hit is not None:
+                units[key] = hit
+                stored.add(key)
+                continue
+        unit = units.setdefault(key, ([], []))
+        unit[0].extend(_run_rule(each, target, file, unit[1]))
+    for key, (found, noted) in units.items():
+        if key in digests and key not in stored:
+            cache.put(each.code, key, digests[key], found, noted)
+    return [f for found, _ in units.values() for f in found], [n for _, noted in units.values() for n in noted]
 
 
-def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None) -> list[Finding]:
+def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None, cache=None) -> list[Finding]:
     """Every rule's findings, in rule order, the same whether or not part of them ran aside.
 
     The heavy rules (every context's size, the compose schema: the split
@@ -249,19 +273,27 @@ def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=
     """
     aside_rules = [i for i, r in enumerate(rules) if r.heavy]
     memo: dict = {}
-    child = Aside(lambda: [_to_wire(*_one_rule(project, rules[i], memo)) for i in aside_rules])
+
+    def aside():
+        wires = [_to_wire(*_one_rule(project, rules[i], memo, cache)) for i in aside_rules]
+        return wires, (cache.used if cache is not None else None)   # the child's cache entries come back too
+
+    child = Aside(aside)
     if then is not None:
         then()
     done: dict[int, tuple[list[Finding], list[Note]]] = {}
     with child:
         for i, each in enumerate(rules):
             if not (child.running and i in aside_rules):
-                done[i] = _one_rule(project, each, memo)
+                done[i] = _one_rule(project, each, memo, cache)
         answer = child.result()
     if answer is not None:
-        done.update(zip(aside_rules, (_from_wire(*part) for part in answer)))
+        wires, used = answer
+        done.update(zip(aside_rules, (_from_wire(*part) for part in wires)))
+        if cache is not None:
+            cache.used.update(used)
     else:
-        done.update((i, _one_rule(project, rules[i], memo)) for i in aside_rules if i not in done)
+        done.update((i, _one_rule(project, rules[i], memo, cache)) for i in aside_rules if i not in done)
     findings: list[Finding] = []
     for i in range(len(rules)):
         findings += done[i][0]
@@ -386,14 +418,16 @@ def _meta(code: str, sample: Finding) -> RuleMeta:
                     help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "")
 
 
-def examine(project: Project, hadolint: bool = False, select: set[str] | None = None) -> AnalysisResult:
-    """Everything the analysis has to say about a loaded project."""
+def examine(project: Project, hadolint: bool = False, select: set[str] | None = None,
+            cache=None) -> AnalysisResult:
+    """Everything the analysis has to say about a loaded project (``cache``: see ``results_cache``)."""
     rules = [r for r in load_all().values() if select is None or r.code in select]
     result = AnalysisResult()
     notes: list[Note] = []
     pending = _HadolintRun(project) if hadolint else None
     try:
-        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None)
+        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None,
+                                  cache=cache)
     finally:
         if pending is not None and pending.ident is not None:
             pending.join()   # never leave the process behind, whatever the rules did
@@ -435,9 +469,12 @@ def _tree(root: Path | str | Tree) -> Tree:
     return DirTree(Path(root)) if isinstance(root, (str, Path)) else root
 
 
-def run_analysis(root: Path | str | Tree, hadolint: bool = False) -> AnalysisResult:
+def run_analysis(root: Path | str | Tree, hadolint: bool = False, cache=None) -> AnalysisResult:
     """The full analysis of a checkout (or any tree): what ``pipeline analyze`` prints."""
-    return examine(Project(_tree(root)), hadolint=hadolint)
+    result = examine(Project(_tree(root)), hadolint=hadolint, cache=cache)
+    if cache is not None:
+        cache.save()
+    return result
 
 
 def analyze(root: Path | str | Tree, hadolint: bool = False) -> list[Finding]:
