@@ -36,8 +36,9 @@ def parser() -> argparse.ArgumentParser:
                    f"({', '.join(SEVERITIES)}).")
     p.add_argument("--hadolint", action=argparse.BooleanOptionalAction, default=True,
                    help="Also run hadolint (one process) and merge its findings (default: on).")
-    p.add_argument("--no-cache", action="store_true", help="Neither read nor write the results cache "
-                   "(under $XDG_CACHE_HOME/pipeline; the output is the same either way). Also PIPELINE_NO_CACHE=1.")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="Keep and reuse results per rule and file under $XDG_CACHE_HOME/pipeline (the output is "
+                   "the same either way; default: off, or PIPELINE_CACHE=1). It pays only on repeated runs.")
     return p
 
 
@@ -98,8 +99,8 @@ def main(argv: list[str]) -> int:
         return 2
     from engine.tree import DirTree
 
-    if args.no_cache:
-        os.environ["PIPELINE_NO_CACHE"] = "1"   # read by the pipeline's analyze entry (its signature is fixed)
+    if args.cache is not None:
+        os.environ["PIPELINE_CACHE"] = "1" if args.cache else "0"   # read by the pipeline's analyze entry
     root = args.repo.resolve()
     tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
     try:

@@ -15,9 +15,9 @@ from tests.conftest import EXAMPLE
 
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path, monkeypatch):
-    """A cache of this test's own; PIPELINE_NO_CACHE (which --no-cache sets) restored afterwards."""
+    """A cache of this test's own; PIPELINE_CACHE (which --cache/--no-cache set) restored afterwards."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("PIPELINE_NO_CACHE", "0")
+    monkeypatch.setenv("PIPELINE_CACHE", "0")
 
 
 def analyze_json(capsys, root, *extra: str) -> str:
@@ -25,15 +25,14 @@ def analyze_json(capsys, root, *extra: str) -> str:
     return capsys.readouterr().out
 
 
-def test_cold_warm_and_uncached_runs_print_the_same_document(tmp_path, capsys, monkeypatch):
+def test_cold_warm_and_uncached_runs_print_the_same_document(tmp_path, capsys):
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
-    uncached = analyze_json(capsys, root, "--no-cache")
-    monkeypatch.setenv("PIPELINE_NO_CACHE", "0")   # --no-cache set it for this process
-    assert not list(cache_dir().glob("*.marshal"))   # --no-cache wrote nothing
-    cold = analyze_json(capsys, root)
+    uncached = analyze_json(capsys, root)
+    assert not list(cache_dir().glob("*.marshal"))   # off unless asked for
+    cold = analyze_json(capsys, root, "--cache")
     assert list(cache_dir().glob("*.marshal"))
-    warm = analyze_json(capsys, root)
+    warm = analyze_json(capsys, root, "--cache")
     assert uncached == cold == warm
     # after edits of every kind the cache reads (a Dockerfile, an ignore file, compose, a new secret, a pragma)
     dockerfile = root / "services/worker/Dockerfile"
@@ -42,7 +41,7 @@ def test_cold_warm_and_uncached_runs_print_the_same_document(tmp_path, capsys, m
     compose = root / "docker-compose.yml"
     compose.write_text(compose.read_text().replace("services:\n", "services:\n  cache:\n    image: redis\n", 1))
     (root / "services/api/.env").write_text("TOKEN=1\n")
-    assert analyze_json(capsys, root) == analyze_json(capsys, root, "--no-cache")
+    assert analyze_json(capsys, root, "--cache") == analyze_json(capsys, root, "--no-cache")
 
 
 def test_a_warm_run_reruns_only_the_targets_whose_inputs_changed(tmp_path):
@@ -63,7 +62,7 @@ def test_a_warm_run_reruns_only_the_targets_whose_inputs_changed(tmp_path):
 def test_an_unreadable_cache_is_no_cache(tmp_path, capsys):
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
-    expected = analyze_json(capsys, root)
+    expected = analyze_json(capsys, root, "--cache")
     for stored in cache_dir().glob("*.marshal"):
         stored.write_bytes(b"not a cache")
-    assert analyze_json(capsys, root) == expected
+    assert analyze_json(capsys, root, "--cache") == expected

@@ -14,7 +14,7 @@ def _domain(run):
 
 
 def _analyze(root, hadolint: bool):
-    """`pipeline analyze`: with the results cache for a directory (``results_cache``; PIPELINE_NO_CACHE=1: off)."""
+    """`pipeline analyze`: with the results cache for a directory when asked (``results_cache``, ``--cache``)."""
     from pipelines.docker_optimization import results_cache
     from pipelines.docker_optimization.analysis import run_analysis
 
