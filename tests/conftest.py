@@ -106,9 +106,3 @@ def docker_pipeline():
     from pipelines.docker_optimization import PIPELINE
 
     return PIPELINE
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """`pipeline analyze` keeps a results cache under $XDG_CACHE_HOME: tests keep theirs in a temp dir."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg-cache"))
