@@ -427,7 +427,7 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     pending = _HadolintRun(project) if hadolint else None
     try:
         findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None,
-                                  cache=cache)
+                                  **({"cache": cache} if cache is not None else {}))
     finally:
         if pending is not None and pending.ident is not None:
             pending.join()   # never leave the process behind, whatever the rules did
