@@ -186,8 +186,8 @@ def test_every_rule_declares_reads_it_can_be_asked_about():
     for rule in REGISTRY.values():
         assert rule.read_set, rule.code
         if rule.target != "project":
-            assert set(rule.read_set) <= {"dockerfile", "context", "compose", "dockerfiles", "composes",
-                                          "dockerignores", "contexts", "tree"}, rule.code
+            assert set(rule.read_set) <= {"dockerfile", "context", "context-sizes", "compose", "dockerfiles",
+                                          "composes", "dockerignores", "contexts", "tree"}, rule.code
 
 
 def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path):

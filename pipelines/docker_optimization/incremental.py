@@ -6,10 +6,12 @@ Each rule declares what it reads (``Rule.read_set``: by default what its
 target is; see ``rules.DEFAULT_READS``), so after a change to some paths:
 
 * a Dockerfile rule runs again on the changed Dockerfiles only;
-* a context rule runs again on a context directory when a changed path is
-  under it, is the Dockerfile or ignore file of a context in it (or of a
-  context sharing its ignore file), or when the contexts built there changed
-  (a compose file now builds another Dockerfile there, a new ignore file);
+* a context rule runs again on a context directory when a path under it
+  was added or removed (or, for a rule that reads "context-sizes", changed
+  size), when the Dockerfile or ignore file of a context there (or of a
+  context sharing its ignore file) changed, or when the contexts built there
+  changed (a compose file now builds another Dockerfile there, a new ignore
+  file). Context rules read the names of the other files, not their text;
 * service and compose rules run again on the changed compose files only;
 * a project rule runs again when a changed path is of a kind it reads (any
   Dockerfile, any compose file, a path pattern...), or, for one that reads
@@ -44,7 +46,7 @@ from pipelines.docker_optimization.project import Context, Project, is_dockerfil
 from pipelines.docker_optimization.rules import Rule, load_all
 
 Unit = tuple[list[Finding], list[Note]]
-_PER_TARGET = {"dockerfile", "context", "compose"}
+_PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
 _KINDS = {"dockerfiles", "composes", "dockerignores", "contexts", "tree"}
 
 
@@ -114,7 +116,7 @@ class Incremental:
             "dockerignores": any(p.endswith(".dockerignore") for p in changed),
             "contexts": _signatures(old) != _signatures(new),
         }
-        contexts_dirty: set[str] | None = None
+        contexts_dirty: dict[bool, set[str]] = {}
         dirty: dict[str, set[str] | None] = {}
         for each in self.rules:
             reads = each.read_set
@@ -125,10 +127,11 @@ class Incremental:
             keys: set[str] = set()
             if "dockerfile" in reads and each.target == "dockerfile" or "compose" in reads:
                 keys |= changed
-            if each.target == "context" and ("context" in reads or "dockerfile" in reads):
-                if contexts_dirty is None:
-                    contexts_dirty = _dirty_context_dirs(old, new, changed)
-                keys |= contexts_dirty
+            if each.target == "context" and {"context", "context-sizes", "dockerfile"} & set(reads):
+                sizes = "context-sizes" in reads
+                if sizes not in contexts_dirty:
+                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes)
+                keys |= contexts_dirty[sizes]
             dirty[each.code] = keys
         return dirty
 
@@ -204,9 +207,15 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
     return found
 
 
-def _dirty_context_dirs(old: Project, new: Project, changed: set[str]) -> set[str]:
-    """The context directories whose context rules read a changed path, or whose contexts changed."""
+def _dirty_context_dirs(old: Project, new: Project, changed: set[str], sizes: bool) -> set[str]:
+    """The context directories whose context rules read a changed path, or whose contexts changed.
+
+    A file under a context directory counts when it was added or removed, or, with ``sizes``, resized
+    (a content change shows as a size change or not at all: rules read sizes, never the text).
+    """
     before, after = _context_reads(old), _context_reads(new)
+    listed = {p for p in changed if (p in old.files) != (p in new.files)
+              or sizes and old.files.get(p) != new.files.get(p)}
     dirty = set()
     for directory, (signature, dirs, paths) in after.items():
         was = before.get(directory)
@@ -214,6 +223,6 @@ def _dirty_context_dirs(old: Project, new: Project, changed: set[str]) -> set[st
             dirty.add(directory)
             continue
         dirs, paths = dirs | was[1], paths | was[2]
-        if changed & paths or any(within(p, d) for p in changed for d in dirs):
+        if changed & paths or any(within(p, d) for p in listed for d in dirs):
             dirty.add(directory)
     return dirty

@@ -35,7 +35,7 @@ from engine.finding import Finding
 from engine.findings_output import Note
 
 FORMAT = 1
-_PER_TARGET = {"dockerfile", "context", "compose"}
+_PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
 
 
 _IGNORE_FILE = re.compile(r"\.dockerignore\Z")
@@ -134,7 +134,7 @@ class ResultsCache:
             h = common.copy()
             if rule.target == "dockerfile" and "dockerfile" in reads:
                 h.update(self._file(project, key))
-            elif rule.target == "context" and ("context" in reads or "dockerfile" in reads):
+            elif rule.target == "context" and _PER_TARGET & set(reads) - {"compose"}:
                 h.update(self._context(project, key))
             elif rule.target in ("service", "compose") and "compose" in reads:
                 h.update(self._file(project, key))

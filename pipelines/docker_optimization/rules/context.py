@@ -42,6 +42,7 @@ _UNNEEDED = DockerIgnore([pattern for pattern, _, _ in CANDIDATES])
 
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
+      reads=("context-sizes",),
       fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
 def context_without_dockerignore(ctx) -> Iterable[Hit]:
     """A build context with files a build rarely needs has no .dockerignore.
@@ -432,7 +433,8 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
 
 
-@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True)
+@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True,
+      reads=("context-sizes",))
 def large_build_context(ctx) -> Iterable[Hit]:
     """A build context sends more than 50 MiB after its .dockerignore.
 
