@@ -75,3 +75,16 @@ def test_main_writes_json(tmp_path, capsys):
                        "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [s["scale"] for s in data["scales"]] == [SCALE] and set(data["scales"][0]) >= {"a", "b", "c"}
+
+
+def test_incremental_bench_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """bench/incremental.py on a tiny tree: its kinds of change (each checked against a full analysis), the git
+    variant and the cache table (whose outputs it checks are identical)."""
+    from bench import incremental
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    incremental.main(["--scale", str(SCALE), "--repeat", "1", "--out", str(tmp_path / "out"), "--cache"])
+    out = capsys.readouterr().out
+    assert "full analysis" in out
+    for case in ("Dockerfile", "compose file", "new file", "no cache", "--cache, warm"):   # a tiny tree has no ignore file
+        assert f"| {case}" in out, case
