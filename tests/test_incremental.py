@@ -41,7 +41,8 @@ NEW_FILES = {".env": "SECRET=1\n", "id_rsa": "-----BEGIN KEY-----\n", "package-l
 
 def _compose_service(name: str, context: str, dockerfile: str) -> str:
     return (f"  {name}:\n    build:\n      context: {context}\n      dockerfile: {dockerfile}\n"
-            f"    depends_on: [redis]\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"]\n")
+            "    depends_on: [redis]\n"
+            "    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"]\n")
 
 
 class Repo:
@@ -132,7 +133,8 @@ def step(repo: Repo, data: st.DataObject) -> list[str]:
         name = pick(sorted(NEW_FILES))
         return repo.write(name if where == "." else f"{where}/{name}", NEW_FILES[name])
     # config: ignores, .gitignore
-    return pick([lambda: repo.write(".pipeline.yaml", "ignore: [CO002]\nper-file-ignores:\n  '**/Dockerfile': [RL006]\n"),
+    config = "ignore: [CO002]\nper-file-ignores:\n  '**/Dockerfile': [RL006]\n"
+    return pick([lambda: repo.write(".pipeline.yaml", config),
                  lambda: repo.append(".gitignore", pick([".dockerignore", "*.md", "**/.env"])),
                  lambda: repo.write("docker-bake.hcl", 'group "default" { targets = [] }\n')])()
 

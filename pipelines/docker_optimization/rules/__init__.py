@@ -20,12 +20,12 @@ from engine.finding import Applicability, Category, Severity
 Target = Literal["dockerfile", "context", "service", "compose", "project"]
 
 # What a check reads, so that a change re-runs only the checks that read it (``incremental.py``).
-# Per target: "dockerfile" (its Dockerfile), "context" (the names of the files under the context's
+# Per target: "dockerfile" (its Dockerfile); "context" (the names of the files under the context's
 # directory, the Dockerfiles and ignore files of every context that shares its directory or ignore
-# file), "context-sizes" (that and the files' sizes), "compose" (its compose file). Project-wide: "dockerfiles", "composes", "dockerignores" (any file
-# of that kind), "contexts" (which contexts exist: directories, Dockerfiles, services, ignore file
-# paths), "tree" (anything). Any other word is a path pattern (fnmatch; without a "/" it matches
-# the file name at any depth): ".gitignore", ".github/workflows/*".
+# file); "context-sizes" (that and the files' sizes); "compose" (its compose file). Project-wide:
+# "dockerfiles", "composes", "dockerignores" (any file of that kind), "contexts" (which contexts
+# exist: directories, Dockerfiles, services, ignore file paths), "tree" (anything). Any other word
+# is a path pattern (fnmatch; without a "/" it matches the file name at any depth): ".gitignore".
 DEFAULT_READS = {"dockerfile": ("dockerfile",), "context": ("context",), "service": ("compose",),
                  "compose": ("compose",), "project": ("tree",)}
 
