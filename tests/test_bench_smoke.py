@@ -105,3 +105,17 @@ def test_the_generated_compose_files_have_the_shapes_of_real_monorepos(tmp_path)
     assert [b.profiles for b in tools.values()] == [("ops",)]
     extended = [b for b in owned[man.shapes["extends"][0]] if b.file == "common/services.yml"]
     assert [b.context.split("/")[0] for b in extended] == ["tools"]
+
+
+def test_incremental_bench_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """bench/incremental.py on a tiny tree: its kinds of change (each checked against a full analysis), the git
+    variant and the cache table (whose outputs it checks are identical)."""
+    from bench import incremental
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    incremental.main(["--scale", str(SCALE), "--repeat", "1", "--out", str(tmp_path / "out"), "--cache"])
+    out = capsys.readouterr().out
+    assert "full analysis" in out
+    # a tree this small has no ignore file, so no ".dockerignore" row
+    for case in ("Dockerfile", "compose file", "new file", "no cache", "--cache, warm"):
+        assert f"| {case}" in out, case

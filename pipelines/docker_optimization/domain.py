@@ -43,6 +43,13 @@ class DockerDomain:
             self._by_commit[key] = found
         return found
 
+    def incremental_analysis(self, repo: Path, commit: str):
+        """The analysis of ``commit`` read from git objects; ``.to_commit(c).findings`` then re-runs only what
+        the commits in between changed (``incremental.Incremental``; close it when done)."""
+        from pipelines.docker_optimization.incremental import Incremental
+
+        return Incremental.at_commit(repo, commit)
+
     def analyze_report(self, root: Path, hadolint: bool = True):
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
         return analysis.run_analysis(root, hadolint=hadolint)

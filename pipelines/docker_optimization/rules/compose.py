@@ -208,6 +208,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
 
 
 @rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
+      reads=("composes", "dockerfiles"),
       fix=Applicability.safe, fix_group="compose-healthy-deps", phase="compose")
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
@@ -273,7 +274,8 @@ def healthcheck_programs(test: object) -> list[str]:
     return programs
 
 
-@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project")
+@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project",
+      reads=("composes", "dockerfiles"))
 def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
     """A compose healthcheck runs a program the service's image doesn't have.
 
@@ -412,7 +414,8 @@ def is_registry_cache(entry: str) -> bool:
     return entry.startswith("type=") or "," in entry or bool(_REGISTRY_HOST.match(entry))
 
 
-@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project")
+@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project",
+      reads=("composes",))
 def cache_from_unknown_image(project: Project) -> Iterable[Hit]:
     """`build.cache_from` names an image nothing in the repository builds.
 

@@ -108,7 +108,8 @@ def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     return list(found.values())
 
 
-@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project")
+@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project",
+      reads=("dockerfiles", "composes", "contexts"))
 def no_healthcheck(project) -> Iterable[Hit]:
     """An image that serves a port has no HEALTHCHECK, and no compose service that builds it defines one.
 
