@@ -51,7 +51,7 @@ class Reviewer(TaskCommitter):
     role = "reviewer"
 
     def run(self, phase: Phase, state: dict) -> dict:
-        ws, domain = self.ws, self.ctx.domain
+        ws = self.ws
         base = state.get("bases", {}).get(phase.name, state["head"])
         tasks = {t.id: t for t in state["plan"].tasks}
         ws.reset_to(base)

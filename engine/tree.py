@@ -48,6 +48,7 @@ class DirTree:
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
         self._aside = None   # an engine.aside.Aside while the walk runs in a child
+        self.commit = ""     # set by the workspace: the commit this checkout is known to be clean at
 
     @classmethod
     def walked_aside(cls, root: Path) -> DirTree:

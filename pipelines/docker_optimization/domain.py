@@ -11,7 +11,7 @@ from engine.artifacts import (
 )
 from engine.domain import FixError
 from engine.gates import delta_gate
-from engine.tree import DirTree, GitTree, Tree
+from engine.tree import DirTree, GitTree, Tree, changed_paths
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
@@ -23,6 +23,7 @@ class DockerDomain:
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
         self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
+        self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
         load_rules()
         load_fixes()
 
@@ -120,8 +121,8 @@ class DockerDomain:
         fix = FIXES.get(task.fix)
         if fix is None:
             raise FixError(f"no fix named {task.fix}")
-        tree = _checkout(root)
-        project, root = Project(tree), tree.root
+        project = self._project(root)
+        root = project.tree.root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -134,6 +135,22 @@ class DockerDomain:
                 target.chmod(target.stat().st_mode | 0o111)  # scripts are committed executable
         return sorted(written)
 
+    def _project(self, root: Path | DirTree) -> Project:
+        """The checkout's project: for a tree the workspace keeps at a commit, the last one updated for the
+        paths the commits in between changed (parsed files reused), instead of loaded afresh per task."""
+        tree = _checkout(root)
+        if not tree.commit:
+            return Project(tree)
+        last = self._last_project
+        if last is not None and last[1].tree.root == tree.root:
+            if last[0] == tree.commit:
+                return last[1]
+            project = last[1].updated(tree, changed_paths(tree.root, last[0], tree.commit))
+        else:
+            project = Project(tree)
+        self._last_project = (tree.commit, project)
+        return project
+
     # -- reviewer --------------------------------------------------------
     def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
         """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
@@ -142,8 +159,8 @@ class DockerDomain:
         them; a context where its COPY sources were already missing before the
         change is reported as such and never reverts it.
         """
-        tree = _checkout(root)
-        project, root = Project(tree), tree.root
+        project = self._project(root)
+        root = project.tree.root
         parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
         touched_contexts = set()
@@ -161,7 +178,7 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, tree, _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(path, text, project.tree, _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
