@@ -185,10 +185,15 @@ class Workspace:
 
     def reset_to(self, sha: str) -> None:
         """Check out ``sha`` on the branch, discarding every edit; `git clean` only when something may be left."""
+        if self._clean:
+            try:   # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
+                self.repo.git.checkout("--quiet", "-B", self.branch, sha)
+                return
+            except git.GitCommandError:
+                pass   # something untracked is in the way: the thorough way below
         self.repo.git.reset("--hard", "--quiet", sha)
-        if not self._clean:
-            self.repo.git.clean("-ffdxq")
-            self._clean = True
+        self.repo.git.clean("-ffdxq")
+        self._clean = True
 
     def writing(self) -> None:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
@@ -199,11 +204,16 @@ class Workspace:
 
     # -- commits ---------------------------------------------------------
     def commit(self, files: list[str], message: str, trailers: dict[str, str]) -> str | None:
-        """Commit ``files`` (even ones .gitignore hides) plus any other edit; None when nothing changed."""
+        """Commit ``files`` (even ones .gitignore hides, and their deletion); None when nothing changed.
+
+        Only the named paths are staged: a fix says what it wrote, and staging by
+        pathspec doesn't scan a 20,000-file checkout for untracked files.
+        """
         existing = [f for f in files if (self.path / f).exists() or (self.path / f).is_symlink()]
         if existing:
             self.repo.git.add("--force", "--", *existing)
-        self.repo.git.add("--all")
+        if files:
+            self.repo.git.add("--all", "--ignore-errors", "--", *files)
         if not self.repo.git.diff("--cached", "--name-only").strip():
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"

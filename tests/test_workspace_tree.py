@@ -24,16 +24,18 @@ def test_the_kept_file_list_equals_a_fresh_walk_after_each_commit(tmp_path):
     with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
         first = ws.tree()
         assert (first.files(), first.skipped) == walked(ws.path)
-        steps = [
-            lambda p: (p / "a.txt").write_text("a longer line\n"),
-            lambda p: (p / "gone.txt").unlink(),
-            lambda p: os.symlink("/etc/passwd", p / "out"),
-            lambda p: ((p / "src/c/d.txt").unlink(), (p / "src/c/d.txt").mkdir(), (p / "src/c/d.txt/e").write_text("e")),
-            lambda p: (p / "new dir").mkdir() or (p / "new dir/ünïcode.txt").write_text("u\n"),
+        steps = [   # (what a fix does, the paths it says it wrote)
+            (lambda p: (p / "a.txt").write_text("a longer line\n"), ["a.txt"]),
+            (lambda p: (p / "gone.txt").unlink(), ["gone.txt"]),
+            (lambda p: os.symlink("/etc/passwd", p / "out"), ["out"]),
+            (lambda p: ((p / "src/c/d.txt").unlink(), (p / "src/c/d.txt").mkdir(),
+                        (p / "src/c/d.txt/e").write_text("e")), ["src/c/d.txt"]),
+            (lambda p: (p / "new dir").mkdir() or (p / "new dir/ünïcode.txt").write_text("u\n"),
+             ["new dir/ünïcode.txt"]),
         ]
-        for n, step in enumerate(steps):
+        for n, (step, wrote) in enumerate(steps):
             step(ws.path)
-            assert ws.commit([], f"step {n}", {}) is not None
+            assert ws.commit(wrote, f"step {n}", {}) is not None
             kept = ws.tree()
             assert (kept.files(), kept.skipped) == walked(ws.path), f"after step {n}"
         assert "out" in kept.skipped and "gone.txt" not in kept.files()
