@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields
+from functools import cached_property
 from enum import Enum
 
 
@@ -87,7 +88,7 @@ class Finding:
         fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)
 
-    @property
+    @cached_property   # frozen: computed once, kept in the instance's __dict__ (not a field)
     def fingerprint(self) -> str:
         """What identifies the finding across commits: rule, file and evidence, never line numbers.
 

@@ -229,12 +229,13 @@ def findings_section(record: RunRecord) -> list[str]:
         for f in getattr(found, kind):
             rules[f.rule][kind].append(f)
     rank = {code: max(f.severity.rank for items in kinds.values() for f in items) for code, kinds in rules.items()}
+    reasons = _OpenReasons(record)
     rows = []
     for code in sorted(rules, key=lambda c: (-rank[c], c)):
         kinds = rules[code]
         sample = next(f for items in kinds.values() for f in items)
         open_ = kinds["left"] + kinds["new"]
-        why = sorted({_why_open(record, f) for f in kinds["left"]} | ({"new at the head"} if kinds["new"] else set()))
+        why = sorted({reasons(f) for f in kinds["left"]} | ({"new at the head"} if kinds["new"] else set()))
         rows.append([code, sample.severity.value, len(open_), len(kinds["fixed"]), len(kinds["left"]),
                      len(kinds["new"]), _where(open_) or "-", "; ".join(why)[:200] or "-"])
     out.append(table(["rule", "severity", "at head", "fixed", "left open", "new", "where (at head)", "why open"],
@@ -310,14 +311,30 @@ def usage_table(record: RunRecord) -> str:
 
 def _why_open(record: RunRecord, finding) -> str:
     """Why a finding left open at the head is still there: its base twin's task, or that no fix exists."""
-    twin = next((f for f in record.findings if f.fingerprint == finding.fingerprint), finding)
-    for task in record.plan.tasks:
-        if twin.id in task.finding_ids:
-            change = next((c for c in record.changes if c.task_id == task.id), None)
-            if change is None:
-                return "fix is unsafe: pass --unsafe-fixes" if task.applicability.value == "unsafe" else "phase not run"
-            return change.reason or change.status.value
-    return "no automatic fix" if finding.fix.value == "none" else "not planned"
+    return _OpenReasons(record)(finding)
+
+
+class _OpenReasons:
+    """``_why_open`` for many findings: the plan and changes indexed once, not scanned per finding."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.twins = {}
+        for f in record.findings:
+            self.twins.setdefault(f.fingerprint, f)
+        self.task_of = {fid: t for t in record.plan.tasks for fid in t.finding_ids}
+        self.change_of = {}
+        for c in record.changes:
+            self.change_of.setdefault(c.task_id, c)
+
+    def __call__(self, finding) -> str:
+        twin = self.twins.get(finding.fingerprint, finding)
+        task = self.task_of.get(twin.id)
+        if task is None:
+            return "no automatic fix" if finding.fix.value == "none" else "not planned"
+        change = self.change_of.get(task.id)
+        if change is None:
+            return "fix is unsafe: pass --unsafe-fixes" if task.applicability.value == "unsafe" else "phase not run"
+        return change.reason or change.status.value
 
 
 def _final_figures(record: RunRecord) -> list[Measurement]:
