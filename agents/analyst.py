@@ -1,8 +1,10 @@
 """Analyst: reads the checkout and turns it into findings (the pipeline's rules do the work).
 
 In LLM mode the model may add findings the rules don't cover; each must cite
-a file and line that exist and whose text contains the cited evidence, or it
-is dropped (and counted in the phase report).
+a file and line that exist and, as evidence, that whole line or the whole
+instruction starting there, or it is dropped. A finding of a category the
+rules already report on that line is a duplicate and dropped; its severity is at most warning;
+at most ``MAX_MODEL_FINDINGS`` are kept. The phase report counts each.
 """
 
 from __future__ import annotations
@@ -12,8 +14,31 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.base import Agent
-from engine.artifacts import Finding
+from engine.artifacts import Finding, Severity
 from engine.spec import Phase
+
+
+# At most this many model findings per run: each may become a model edit, a call and a commit to review.
+MAX_MODEL_FINDINGS = 10
+# A model finding is the model's word, with no tool's proof: it can warn, never be an error (every category).
+MODEL_SEVERITY_CEILING = Severity.warning
+
+
+def _whole(lines: list[str], line: int, evidence: str) -> str | None:
+    """The evidence if it is the whole cited line, or a whole instruction starting there (continued lines);
+    None otherwise (a fragment such as ``O`` proves nothing and can't be re-checked after an edit)."""
+    want = " ".join(evidence.split())
+    if not (1 <= line <= len(lines)) or not want:
+        return None
+    joined, taken = "", []
+    for text in lines[line - 1: line + 20]:
+        taken.append(text.strip())
+        joined = " ".join((joined + " " + text.strip()).split())
+        if joined == want or joined.replace("\\ ", "") == want.replace("\\ ", ""):
+            return "\n".join(taken)   # as the file has it, so the reviewer can tell whether it still stands
+        if not text.rstrip().endswith("\\"):
+            break
+    return None
 
 
 class Analyst(Agent):
@@ -54,14 +79,28 @@ class Analyst(Agent):
                                        ModelFindings)
         if answer is None:
             return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone"
-        kept, dropped = [], 0
+        kept, dropped, duplicates, lowered, seen = [], 0, 0, 0, set()
         for mf in answer.findings:
             lines = files[mf.file].splitlines() if mf.file in files else []
-            evidence = mf.evidence.strip()
-            if not (1 <= mf.line <= len(lines)) or not evidence or evidence not in lines[mf.line - 1]:
+            evidence = _whole(lines, mf.line, mf.evidence)
+            if evidence is None:
                 dropped += 1
                 continue
-            kept.append(Finding.make(rule="LLM001", name="model-finding", category=mf.category, severity=mf.severity,
+            if (mf.file, mf.line, mf.category) in seen or any(
+                    f.file == mf.file and f.line <= mf.line <= max(f.end_line, f.line) and f.category == mf.category
+                    for f in findings):
+                duplicates += 1   # the rules (or an earlier model finding) say this of this line already
+                continue
+            seen.add((mf.file, mf.line, mf.category))
+            severity = mf.severity
+            if severity.rank > MODEL_SEVERITY_CEILING.rank:
+                severity, lowered = MODEL_SEVERITY_CEILING, lowered + 1
+            kept.append(Finding.make(rule="LLM001", name="model-finding", category=mf.category, severity=severity,
                                      message=mf.message, file=mf.file, line=mf.line, evidence=evidence, source="llm"))
-        return kept, (f"model: {len(kept)} findings added; {dropped} dropped because the cited text is not at the "
-                      f"cited file and line")
+        over = kept[MAX_MODEL_FINDINGS:]
+        kept = kept[:MAX_MODEL_FINDINGS]
+        return kept, (f"model: {len(kept)} findings added; {dropped} dropped because the cited text is not a whole "
+                      f"line or instruction at the cited file and line; {duplicates} dropped as duplicates of the "
+                      f"rules' findings; {lowered} lowered to {MODEL_SEVERITY_CEILING.value} (a model's word alone "
+                      f"never makes an error); {len(over)} over the cap of {MAX_MODEL_FINDINGS} "
+                      f"(MAX_MODEL_FINDINGS in agents/analyst.py) left out")

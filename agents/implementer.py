@@ -10,6 +10,7 @@ from __future__ import annotations
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, Task
 from engine.domain import AlreadyResolved, FixError
+from engine.edits import confinement_problems
 from engine.spec import Phase
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
 
@@ -31,28 +32,59 @@ class TaskCommitter(Agent):
         except FixError as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))
+        staged = ws.stage(files)
+        refused = confinement_problems(staged, task.allowed_files, task.executable)
+        if refused:   # checked on what the commit would record, before it is made
+            ws.reset_to(ws.head())
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
+                          reason="refused before commit: " + "; ".join(refused), files=sorted(set(files)))
         notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
-        sha = ws.commit(files, self._message(task), self._trailers(task, state["run"].run_id))
+        sha = ws.commit(files, self._message(task), self._trailers(task, state["run"].run_id), staged=staged)
         if sha is None:
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
         return self._committed(task, sha, notes)
 
     def model_edit(self, task: Task, state: dict) -> list[str]:
-        """Ask the model for an edit of the task's file; write it only inside the repository."""
+        """Ask the model for an edit of the task's file; write it only inside the repository, only to the
+        files the task names, and only files the pipeline lets a model edit (never application code).
+
+        What the edit changes can make it unsafe (the domain's ``edit_risks``: a USER, a base image, a
+        removed package): then it is refused unless the run allows unsafe fixes.
+        """
         from engine.edits import apply_edit
         from engine.llm import ModelEdit
 
         if self.ctx.llm is None:
             raise FixError("this task is a model edit; resume with --llm to let the model write it")
+        may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
+        barred = [f for f in task.allowed_files if not may_edit(f)]
+        if barred:
+            raise FixError(f"refused: a model may not edit {', '.join(barred)} (only the build, compose, ignore, "
+                           f"bake, workflow and deploy files its task names)")
         path = self.ws.path / task.file
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
         finding = next(f for f in state["findings"] if f.id in task.finding_ids)
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text}, ModelEdit)
         if answer is None:
             raise FixError(f"the model's part failed: {why}")
-        return apply_edit(self.ws.path, answer.file, answer.content, answer.diff)
+        written = apply_edit(self.ws.path, answer.file, answer.content, answer.diff, allowed=task.allowed_files)
+        risky = getattr(self.ctx.domain, "edit_risks", lambda path, before, after: [])
+        risks = [r for f in written for r in risky(f, self._at_head(f), self._now(f))]
+        if risks and state["run"].options.get("unsafe_fixes") != "1":
+            raise FixError("refused: the model's edit is unsafe (" + "; ".join(risks) + "); only with --unsafe-fixes")
+        return written
+
+    def _at_head(self, rel: str) -> str | None:
+        try:
+            return self.ws.repo.git.show(f"HEAD:{rel}", strip_newline_in_stdout=False)
+        except Exception:   # GitCommandError: the file is new
+            return None
+
+    def _now(self, rel: str) -> str:
+        path = self.ws.path / rel
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
     def _committed(self, task: Task, sha: str, notes: list[str]) -> Change:
         files, ins, dels = self.ws.numstat(sha)

@@ -1,8 +1,11 @@
 """Planner: groups fixable findings into tasks, each assigned to a phase, in a stable order.
 
 In LLM mode it also plans model edits for findings no deterministic fix
-covers (they go through the same review), and asks the model for a
-rationale and an order, which is used only if it names every task once.
+covers (they go through the same review; each may change only its file,
+needs the deterministic tasks of that file first and is as unsafe as the
+strictest rule it addresses), and asks the model for a rationale and an
+order, which is used only if it names every task once and puts no task
+before one it needs.
 """
 
 from __future__ import annotations
@@ -38,9 +41,14 @@ class Planner(Agent):
             if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or phase_for(f.file) not in phases:
                 continue
             groups.setdefault((f.rule, f.file), []).append(f)
+        may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
+        strictest = getattr(self.ctx.domain, "applicability_of", lambda rules: Applicability.safe)
+        # A model edit works on the file as the deterministic fixes leave it: it needs them first.
         extra = [Task(id=short_hash("llm", rule, file), phase=phase_for(file), title=f"Model edit for {rule} in {file}",
-                      rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items])
-                 for (rule, file), items in sorted(groups.items())[:MAX_MODEL_TASKS]]
+                      rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items],
+                      files=[file], applicability=strictest([rule]),
+                      needs=[t.id for t in plan.tasks if t.file == file])
+                 for (rule, file), items in sorted(groups.items()) if may_edit(file)][:MAX_MODEL_TASKS]
         order = {p: i for i, p in enumerate(phases)}
         tasks = sorted(plan.tasks + extra, key=lambda t: order[t.phase])  # stable: keeps the domain's order per phase
         return plan.model_copy(update={"tasks": tasks})
@@ -57,4 +65,8 @@ class Planner(Agent):
         rank = {tid: i for i, tid in enumerate(answer.order)}
         phases = {p: i for i, p in enumerate(dict.fromkeys(t.phase for t in plan.tasks))}
         tasks = sorted(plan.tasks, key=lambda t: (phases[t.phase], rank[t.id]))
+        broken = plan.order_problems(tasks)
+        if broken:
+            return (plan.model_copy(update={"notes": notes + ["model's order refused: it puts " + "; ".join(broken)]}),
+                    "model: its order puts a task before one it needs; refused, the deterministic order stands")
         return plan.model_copy(update={"tasks": tasks, "notes": notes}), "model: rationale and order used"

@@ -9,9 +9,10 @@ from the branch; its verdict says which gate and why.
 
 Reverts don't cascade: once a change is dropped, the later ones no longer
 sit on the head they were made on, so their fix is run again on the new
-head (fixes are deterministic) rather than cherry-picked; a model edit, which
-can't be re-run without a new model call, is cherry-picked. Replaying from
-the implementer's recorded commits makes the node idempotent.
+head (fixes are deterministic) rather than cherry-picked; a model edit is
+cherry-picked when it still applies, else the model is asked again on the
+file as it is now (the implementer's prompt). Replaying from the
+implementer's recorded commits makes the node idempotent.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class Reviewer(TaskCommitter):
         tasks = {t.id: t for t in state["plan"].tasks}
         ws.reset_to(base)
         with ExitStack() as stack:
-            self._at_head = self._analysis(stack, base)
+            self._findings_at_head = self._analysis(stack, base)
             return self._replay(phase, state, tasks)
 
     def _analysis(self, stack: ExitStack, base: str):
@@ -71,7 +72,7 @@ class Reviewer(TaskCommitter):
 
     def _replay(self, phase: Phase, state: dict, tasks: dict) -> dict:
         ws = self.ws
-        before = self._at_head()
+        before = self._findings_at_head()
         verdicts, changes = [], []
         for change in (c for c in state.get("changes", []) if c.phase == phase.name):
             if change.status is not ChangeStatus.committed:
@@ -109,14 +110,18 @@ class Reviewer(TaskCommitter):
             return self.apply_and_commit(task, state, notes=(f"fix re-run: {why}",))
         if self.ws.cherry_pick(change.commit):
             return self._committed(task, self.ws.head(), [f"model edit cherry-picked: {why}"])
-        return change.model_copy(update={"status": ChangeStatus.failed, "reason": "the model edit no longer "
-                                         "applies once an earlier change was reverted; resume to ask again"})
+        # It no longer applies: ask the model again, on the file as it is now (the same gates follow).
+        return self.apply_and_commit(task, state, notes=(f"model edit asked again: {why}",))
 
     def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: dict):
         ws = self.ws
         tree = ws.tree()
-        after = self._at_head()
-        gates = [targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
-        gates += self.ctx.domain.review(task, change, tree, GitTree(ws.path, previous, "before"), state["design"])
-        accepted = all(g.passed for g in gates)
+        after = self._findings_at_head()
+        base = GitTree(ws.path, previous, "before")
+        targeted = getattr(self.ctx.domain, "targeted_gate", None)
+        gates = [targeted(task, change, tree, base, after,
+                          [f for f in state["findings"] if f.id in task.finding_ids]) if targeted is not None
+                 else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
+        gates += self.ctx.domain.review(task, change, tree, base, state["design"])
+        accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after

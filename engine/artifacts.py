@@ -41,6 +41,15 @@ class Task(Model):
     finding_ids: list[str]
     applicability: Applicability = Applicability.safe
     estimate: str = ""
+    files: list[str] = Field(default_factory=list, description="the only files its commit may change (added or "
+                             "modified); empty: the task's file alone")
+    executable: list[str] = Field(default_factory=list, description="files of ``files`` it may make executable "
+                                  "(generated scripts)")
+    needs: list[str] = Field(default_factory=list, description="ids of tasks that must come before it")
+
+    @property
+    def allowed_files(self) -> list[str]:
+        return self.files or [self.file]
 
 
 class Plan(Model):
@@ -50,6 +59,13 @@ class Plan(Model):
 
     def for_phase(self, phase: str) -> list[Task]:
         return [t for t in self.tasks if t.phase == phase]
+
+    def order_problems(self, tasks: list[Task] | None = None) -> list[str]:
+        """Where ``tasks`` (default: this plan's order) puts a task before one it needs: "b before a, which it needs"."""
+        tasks = self.tasks if tasks is None else tasks
+        at = {t.id: i for i, t in enumerate(tasks)}
+        return [f"{t.id} ({t.title}) before {n}, which it needs" for t in tasks for n in t.needs
+                if n in at and at[n] > at[t.id]]
 
 
 class Design(Model):
@@ -90,6 +106,8 @@ class Gate(Model):
     passed: bool
     detail: str = ""
     already: str = ""
+    verified: bool = Field(default=True, description="False: the check could not run (a tool or engine missing); "
+                           "the gate is not passed, the change is kept but reported unverified")
 
 
 class Verdict(Model):
@@ -103,8 +121,13 @@ class Verdict(Model):
 
     @property
     def reason(self) -> str:
-        failed = [g for g in self.gates if not g.passed]
+        failed = [g for g in self.gates if not g.passed and g.verified]
         return "; ".join(f"{g.name}: {g.detail}" for g in failed) or "all gates passed"
+
+    @property
+    def unverified(self) -> list[str]:
+        """Gates that could not run: the change stands unverified on them."""
+        return [f"{g.name}: {g.detail}" for g in self.gates if not g.verified]
 
 
 class Method(str, Enum):

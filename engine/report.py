@@ -137,7 +137,8 @@ def render_phase(record: RunRecord, phase: str) -> str:
             out += ["### Review gates", ""]
             out.append(table(["task", "gate", "passed", "detail"],
                              [[tasks[v.task_id].title if v.task_id in tasks else v.task_id, g.name,
-                               "yes" if g.passed else "NO", "; ".join(filter(None, [g.detail, g.already]))]
+                               "yes" if g.passed else "not verified" if not g.verified else "NO",
+                               "; ".join(filter(None, [g.detail, g.already]))]
                               for v in verdicts.values() for g in v.gates]))
             already = sorted({(g.name, g.already) for v in verdicts.values() for g in v.gates if g.already})
             if already:
@@ -155,7 +156,9 @@ def _verdict_text(change: Change, verdict) -> str:
         return f"not committed: {change.reason}"
     if verdict is None:
         return "not reviewed"
-    return "accepted" if verdict.accepted else f"reverted: {verdict.reason}"
+    if not verdict.accepted:
+        return f"reverted: {verdict.reason}"
+    return f"accepted, unverified ({'; '.join(verdict.unverified)})" if verdict.unverified else "accepted"
 
 
 @dataclass

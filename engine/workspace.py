@@ -15,6 +15,7 @@ from pathlib import Path
 
 import git
 
+from engine.edits import Staged
 from engine.gitenv import GIT_ENV as _GIT_ENV, git_env
 from engine.tree import DirTree
 
@@ -203,18 +204,33 @@ class Workspace:
         return not self.repo.git.status("--porcelain", "--untracked-files=all", "--ignored=matching").strip()
 
     # -- commits ---------------------------------------------------------
-    def commit(self, files: list[str], message: str, trailers: dict[str, str]) -> str | None:
-        """Commit ``files`` (even ones .gitignore hides, and their deletion); None when nothing changed.
+    def stage(self, files: list[str]) -> list[Staged]:
+        """Stage ``files`` (even ones .gitignore hides) plus any other edit; what a commit would record.
 
-        Only the named paths are staged: a fix says what it wrote, and staging by
-        pathspec doesn't scan a 20,000-file checkout for untracked files.
+        Renames are detected (``-M``) so that one is named as such, not as a deletion and an addition.
         """
         existing = [f for f in files if (self.path / f).exists() or (self.path / f).is_symlink()]
         if existing:
             self.repo.git.add("--force", "--", *existing)
-        if files:
-            self.repo.git.add("--all", "--ignore-errors", "--", *files)
-        if not self.repo.git.diff("--cached", "--name-only").strip():
+        self.repo.git.add("--all")
+        fields = iter(self.repo.git.diff("--cached", "--raw", "-z", "-M").split("\0"))
+        staged = []
+        for head in fields:
+            if not head.startswith(":"):
+                continue
+            old_mode, new_mode, _a, _b, status = head[1:].split(" ", 4)
+            first = next(fields, "")
+            second = next(fields, "") if status[:1] in ("R", "C") else ""
+            staged.append(Staged(status=status, path=second or first, old_mode=old_mode, new_mode=new_mode,
+                                 old_path=first if second else ""))
+        return staged
+
+    def commit(self, files: list[str], message: str, trailers: dict[str, str],
+               staged: list[Staged] | None = None) -> str | None:
+        """Commit ``files`` (even ones .gitignore hides) plus any other edit; None when nothing changed.
+
+        ``staged``: what ``stage`` returned just before (nothing written since), so it isn't staged twice."""
+        if not (self.stage(files) if staged is None else staged):
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
         self._commit_with_message(body)

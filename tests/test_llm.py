@@ -54,7 +54,7 @@ class FakeModel:
             "PlanAdvice": {"rationale": "Cache first, then limits.", "order": []},
             "DesignAdvice": {"notes": ["Verify COPY paths under every context that builds a Dockerfile."]},
             "ModelEdit": lambda body: {"file": "app/Dockerfile", "diff": "", "rationale": "COPY for local files",
-                                       "content": _current(body).replace("ADD app.py", "COPY app.py")},
+                                       "content": _fixed(body)},
             "Narrative": {"text": "The run made the builds cache their downloads and documented every change."},
         }
         self.answers.update(overrides)
@@ -77,6 +77,14 @@ def _current(body: dict) -> str:
     """The file text the implementer's prompt shows (after the === path === line)."""
     user = body["messages"][1]["content"]
     return user.split(" ===\n", 1)[1] + "\n"
+
+
+def _fixed(body: dict) -> str:
+    """The file the way a careful model fixes the finding the prompt names: pin pip's package, or COPY a local file."""
+    text = _current(body)
+    if "Finding DL3013 " in body["messages"][1]["content"]:
+        return text.replace("pip install six", "pip install six==1.16.0")
+    return text.replace("ADD app.py", "COPY app.py")
 
 
 def _name_from_prompt(body: dict) -> str:

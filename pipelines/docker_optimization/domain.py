@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import subprocess
 from pathlib import Path
 
 from engine.artifacts import (
@@ -12,7 +13,9 @@ from engine.artifacts import (
 from engine.domain import FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
-from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
+from pipelines.docker_optimization import (
+    analysis, buildgraph, compose as compose_mod, copies, model_edits, policy, validate,
+)
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
 from pipelines.docker_optimization.project import Project, is_dockerfile
@@ -96,9 +99,22 @@ class DockerDomain:
                 scope=(", ".join(project.services_of(file)) or "all services") if project else "",
                 rationale=" ".join(REGISTRY[r].summary for r in rules), fix=group, file=file, rules=rules,
                 finding_ids=[f.id for f in items], applicability=applicability,
+                files=list(dict.fromkeys([file, *FIXES[group].writes])), executable=list(FIXES[group].executable),
                 estimate="no figure predicted: ops measures the effect after the change"))
         tasks.sort(key=lambda t: (order[t.phase], t.file, t.fix))
         return Plan(tasks=tasks, skipped=skipped)
+
+    @staticmethod
+    def applicability_of(rules: list[str]) -> Applicability:
+        """The strictest fix applicability of ``rules`` (a hadolint code counts as our rule that says the same)."""
+        from pipelines.docker_optimization.hadolint import SAME_AS
+
+        codes = [c for r in rules for c in (r, *SAME_AS.get(r, ()))]
+        unsafe = any(REGISTRY[c].fix is Applicability.unsafe for c in codes if c in REGISTRY)
+        return Applicability.unsafe if unsafe else Applicability.safe
+
+    model_may_edit = staticmethod(model_edits.model_may_edit)
+    edit_risks = staticmethod(model_edits.edit_risks)
 
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
@@ -170,6 +186,8 @@ class DockerDomain:
                 after = [df.error] if df is not None and df.error else [] if df is not None else ["the file is gone"]
                 gates.append(delta_gate(f"{path} parses (BuildKit parser)", after,
                                         lambda path=path: _parse_errors(parent(), path)))
+                if df is not None and not df.error:
+                    gates += self._dockerfile_gates(path, df, project, parent, base)
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
@@ -197,14 +215,96 @@ class DockerDomain:
                 gates.append(self._build_gate(root, ctx))
         return gates
 
-    def _build_gate(self, root: Path, ctx) -> Gate:
-        """--verify-builds: the service really builds after the change (skipped, saying why, without an engine)."""
-        from pipelines.docker_optimization.builds import probe, verify_build
+    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
+                      findings: list[Finding]) -> Gate:
+        """The task's findings are gone, by every source that reported them: our rules (``after``, the
+        re-analysis), hadolint re-run on the task's Dockerfile, and, for a model's finding (LLM001),
+        the instruction it cited no longer standing unchanged. A change that only edits comments or
+        whitespace (``# fixed DL3013``) clears nothing.
+        """
+        from pipelines.docker_optimization import hadolint as hadolint_mod
 
-        engine = probe()
+        name = "targeted findings gone"
+        tree = _checkout(root)
+        project = self._project(tree)
+        if change.files and all(validate.same_meaning(f, _before_text(base, f), project.text(f)) for f in change.files):
+            return Gate(name=name, passed=False, detail="the change only edits comments or whitespace: it clears "
+                        "nothing (" + ", ".join(task.rules) + " still there)")
+        left = [f"{f.rule} at {f.location}" for f in after if f.file == task.file and f.rule in task.rules]
+        df = project.dockerfiles.get(task.file)
+        if df is not None and not df.error and any(r.startswith(("DL", "SC")) for r in task.rules):
+            config = next((c for c in hadolint_mod.CONFIG_NAMES if (tree.root / c).is_file()), "")
+            done = hadolint_mod.run([task.file], root=tree.root, config=config)
+            if done.status != "ran":
+                return Gate(name=name, passed=False, verified=False, detail="not verified: hadolint could not "
+                            "re-check " + ", ".join(task.rules) + ": " + next((m for _, m in done.notes), done.status))
+            if any(r.get("code") == "DL1000" for r in done.results):   # silence from a parser that failed
+                left.append(f"{', '.join(task.rules)}: hadolint can't parse {task.file} any more, so can't confirm")
+            theirs, _, _, _ = hadolint_mod.to_findings(done.results, {task.file: df}, after)
+            left += [f"{f.rule} at {f.location} (hadolint)" for f in theirs if f.rule in task.rules]
+        text = project.text(task.file) or ""
+        lines, flat = {ln.strip() for ln in text.splitlines()}, " ".join(text.split())
+        for f in findings:
+            cited = f.evidence.strip()
+            if f.source == "llm" and (cited in lines or "\n" in cited and " ".join(cited.split()) in flat):
+                left.append(f"{f.rule} at {f.location} (the cited instruction `{f.evidence.strip()[:80]}` is unchanged)")
+        if left:
+            return Gate(name=name, passed=False, detail="still there: " + ", ".join(dict.fromkeys(left)))
+        return Gate(name=name, passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")
+
+    def _dockerfile_gates(self, path: str, df, project: Project, parent, base: Tree) -> list[Gate]:
+        """What a build refuses though BuildKit's parser read it: instruction checks, hadolint's parser and,
+        with an engine, BuildKit's build checks (``docker build --check``). Each judged against the parent."""
+        from pipelines.docker_optimization.hadolint import parse_problems
+
+        gates = [delta_gate(f"{path}: instructions, flags and --from stages a build accepts",
+                            validate.instruction_problems(df),
+                            lambda: _instruction_problems(parent(), path), ok="all known")]
+        name = f"{path} parses (hadolint)"
+        problems, why = parse_problems(path, df.text)
+        if why:
+            gates.append(Gate(name=name, passed=False, verified=False, detail=f"not verified: {why}"))
+        else:
+            before = _before_text(base, path)
+            gates.append(delta_gate(name, problems, lambda: parse_problems(path, before)[0] if before else []))
+        check = self._check_gate(project, path, base)
+        return gates + ([check] if check is not None else [])
+
+    def _engine(self):
+        """The Docker engine, probed once per run (reachable or why not)."""
+        if not hasattr(self, "_probed"):
+            from pipelines.docker_optimization.builds import probe
+
+            self._probed = probe()
+        return self._probed
+
+    def _check_gate(self, project: Project, path: str, base: Tree) -> Gate | None:
+        """``docker build --check`` (BuildKit's build checks) under ``--verify-builds`` (it may resolve base
+        images); "not verified" without an engine or where the engine's builder doesn't support it."""
+        if not (self.run and self.run.options.get("verify_builds") == "1"):
+            return None
+        name = f"{path} passes BuildKit's build checks (docker build --check)"
+        if not self._engine().ok:
+            return Gate(name=name, passed=False, verified=False, detail=f"not verified: {self._engine().reason}")
+        ctx = next(iter(project.contexts_of(path)), None)
+        if ctx is None:
+            return None
+        warnings, why = _build_checks(project.tree.root, ctx.dir, path, None)
+        if why:
+            return Gate(name=name, passed=False, verified=False, detail=f"not verified: {why}")
+        before = _before_text(base, path)
+        return delta_gate(name, warnings, lambda: _build_checks(project.tree.root, ctx.dir, path, before)[0]
+                          if before else [], ok="no warnings")
+
+    def _build_gate(self, root: Path, ctx) -> Gate:
+        """--verify-builds: the service really builds after the change. Without an engine the gate could not
+        run: it does not pass, and the change stands unverified (never "passed" by default)."""
+        from pipelines.docker_optimization.builds import verify_build
+
+        engine = self._engine()
         name = f"{ctx.dockerfile} builds in context {ctx.dir} (docker build)"
         if not engine.ok:
-            return Gate(name=name, passed=True, detail=f"not built: {engine.reason}")
+            return Gate(name=name, passed=False, verified=False, detail=f"not verified: not built: {engine.reason}")
         passed, detail = verify_build(root, ctx)
         return Gate(name=name, passed=passed, detail=detail)
 
@@ -221,6 +321,10 @@ class DockerDomain:
         errors = compose_mod.schema_errors(after.data)
         gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
                                 lambda: compose_mod.schema_errors(before.data) if before and not before.error else []))
+        gates.append(delta_gate(f"{path} interpolates (compose's ${{VAR}} syntax)",
+                                validate.interpolation_problems(after.data),
+                                lambda: validate.interpolation_problems(before.data) if before and not before.error
+                                else [], ok="every $ reference is one compose reads"))
         if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
@@ -300,6 +404,35 @@ class _Lazy:
         if not self.made:
             self.value, self.made = self.make(), True
         return self.value
+
+
+def _instruction_problems(project: Project, path: str) -> list[str]:
+    df = project.dockerfiles.get(path)
+    return validate.instruction_problems(df) if df is not None and not df.error else []
+
+
+def _build_checks(root: Path, context: str, path: str, text: str | None) -> tuple[list[str], str]:
+    """BuildKit's check warnings for ``path`` (or ``text`` in its place) built from ``context``, without
+    line numbers; or ([], why the checks could not run)."""
+    import tempfile
+
+    from pipelines.docker_optimization.builds import docker
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
+        dockerfile = str(root / path)
+        if text is not None:
+            dockerfile = str(Path(tmp) / "Dockerfile")
+            Path(dockerfile).write_text(text, encoding="utf-8")
+        try:
+            done = docker("build", "--check", "-f", dockerfile, str(root / context), timeout=120)
+        except subprocess.TimeoutExpired:
+            return [], "docker build --check did not finish within 120 s"
+    out = done.stdout + done.stderr
+    warnings = [" ".join(line.split("WARNING:", 1)[1].split()) for line in out.splitlines() if "WARNING:" in line]
+    warnings = [w.rsplit(" (line", 1)[0] for w in warnings]
+    if done.returncode != 0 and not warnings:
+        return [], "this engine's builder does not run build checks: " + " ".join(out.split())[-200:]
+    return warnings, ""
 
 
 def _parse_errors(project: Project, path: str) -> list[str]:

@@ -262,6 +262,21 @@ def _batches(paths: list[str]) -> list[list[str]]:
     return batches
 
 
+def parse_problems(path: str, text: str) -> tuple[list[str], str]:
+    """hadolint's parser on one Dockerfile text: (its DL1000 parse errors, "") or ([], why it could not run).
+
+    The reviewer's gate for a changed Dockerfile: hadolint rejects what BuildKit's parser lets
+    through (``FORM python``, ``FROM`` with the image on the next line). The messages carry no line
+    numbers, so a gate can compare them with the parent's.
+    """
+    name = "Dockerfile" if path.startswith("-") or "/" in path or ".." in path else path
+    done = run([name], texts={name: text})
+    if done.status != "ran":
+        return [], next((m for _, m in done.notes), f"hadolint {done.status}")
+    return [f"hadolint could not parse it: {' '.join(str(r.get('message', '')).split())[:160]}"
+            for r in done.results if r.get("code") == "DL1000"], ""
+
+
 def has_cache_mount_for(code: str, ins) -> bool:
     """Whether a RUN mounts a cache that the cache-cleaning advice ``code`` would empty or make moot."""
     needles = CACHE_ADVICE.get(code, ())

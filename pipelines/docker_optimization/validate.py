@@ -10,6 +10,12 @@
 
 ``gates_for(path, text, root)`` returns [] for any other file, so the domain's
 review can call it for every changed file.
+
+For Dockerfiles, ``instruction_problems`` checks what BuildKit's parser
+accepts but a build refuses (an unknown instruction, ``FROM`` without an
+image, an unknown flag, ``--from`` naming no stage or image), and
+``same_meaning`` tells a change that only edits comments or whitespace,
+which never clears a finding.
 """
 
 from __future__ import annotations
@@ -44,11 +50,12 @@ def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: 
     fails only for problems that text didn't have: the others are recorded as already present.
     """
     gates = _gates_for(path, text, root)
-    if before is None or all(g.passed for g in gates):
+    if before is None or all(g.passed or not g.verified for g in gates):
         return gates
     old = {g.name: g for g in _gates_for(path, before, root)}
     return [delta_gate(g.name, g.detail.split("; "), old[g.name].detail.split("; ") if g.name in old
-                       and not old[g.name].passed else [], ok=g.detail) if not g.passed else g for g in gates]
+                       and not old[g.name].passed else [], ok=g.detail) if not g.passed and g.verified else g
+            for g in gates]
 
 
 def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
@@ -59,6 +66,144 @@ def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
     if path.endswith(".sh"):
         return shell_gates(path, text)
     return []
+
+
+# -- Dockerfiles -------------------------------------------------------------
+
+INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
+                "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+# The flags the Dockerfile frontend (dockerfile:1 syntax) knows, per instruction; others have none.
+FLAGS = {
+    "FROM": {"platform"},
+    "RUN": {"mount", "network", "security", "device"},
+    "COPY": {"from", "chown", "chmod", "link", "parents", "exclude"},
+    "ADD": {"chown", "chmod", "link", "keep-git-dir", "checksum", "exclude", "unpack"},
+    "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
+}
+_IMAGE_REF = re.compile(r"[/:@]|\$")   # a registry path, a tag, a digest, or a build argument
+
+
+def instruction_problems(df) -> list[str]:
+    """What a build refuses in a Dockerfile BuildKit's parser read, stated without line numbers.
+
+    Example: ``FORM python:3.12-slim`` gives "unknown instruction FORM"; ``COPY --from=buildr /a /b``
+    in a file with no stage ``buildr`` gives "COPY --from=buildr names no earlier stage; an image must
+    be named with a tag, digest or registry (buildr:1.0)". A bare name that is not a stage is most
+    likely a misspelt one (BuildKit would pull ``docker.io/library/buildr``).
+    """
+    problems, stages = [], []
+    for ins in df.instructions:
+        if ins.cmd not in INSTRUCTIONS:
+            problems.append(f"unknown instruction {ins.original.split()[0] if ins.original.split() else ins.cmd}")
+            continue
+        if ins.cmd == "FROM":
+            if not ins.value or not ins.value[0]:
+                problems.append("FROM without an image (the image must be on the FROM line)")
+            elif len(ins.value) not in (1, 3) or (len(ins.value) == 3 and ins.value[1].lower() != "as"):
+                problems.append(f"FROM {' '.join(ins.value)}: expected FROM <image> [AS <name>]")
+        for flag in ins.flags:
+            name = flag[2:].split("=", 1)[0]
+            if name not in FLAGS.get(ins.cmd, set()):
+                problems.append(f"{ins.cmd} has an unknown flag --{name}")
+        for ref in ins.flag("from") if ins.cmd == "COPY" else []:
+            known = ref.lower() in stages or (ref.isdigit() and int(ref) < len(stages))
+            if not known and not _IMAGE_REF.search(ref):
+                problems.append(f"COPY --from={ref} names no earlier stage; an image must be named with a tag, "
+                                f"digest or registry ({ref}:<tag>)")
+        if ins.cmd == "FROM":
+            stages.append(ins.value[2].lower() if len(ins.value) == 3 else f"#{len(stages)}")
+    return problems
+
+
+def same_meaning(path: str, before: str | None, after: str | None) -> bool:
+    """Whether a change from ``before`` to ``after`` only edits comments or whitespace (it then fixes nothing).
+
+    A Dockerfile compares its instructions as BuildKit parses them (a ``# fixed DL3013`` line is not one);
+    YAML files compare their data; any other file its lines without ``#`` comments and blank lines.
+    """
+    if before is None or after is None:
+        return before == after
+    from pipelines.docker_optimization.dockerfile import Dockerfile
+    from pipelines.docker_optimization.project import is_dockerfile
+
+    if is_dockerfile(path):
+        old, new = Dockerfile.parse(path, before), Dockerfile.parse(path, after)
+        if old.error or new.error:
+            return False
+        meaning = lambda df: [(i.cmd, i.flags, i.value, i.json) for i in df.instructions]  # noqa: E731
+        return meaning(old) == meaning(new)
+    if path.endswith((".yml", ".yaml")):
+        import yaml   # libyaml when built with it: a compose file per review, read fast
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            return yaml.load(before, Loader=loader) == yaml.load(after, Loader=loader)
+        except yaml.YAMLError:
+            return False
+    strip = lambda text: [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]  # noqa: E731
+    return strip(before) == strip(after)
+
+
+# -- compose interpolation ----------------------------------------------------
+
+_VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATORS = (":-", "-", ":?", "?", ":+", "+")
+
+
+def interpolation_problems(data: object, where: str = "") -> list[str]:
+    """Strings in a compose document that compose can't interpolate, as "path: why".
+
+    Compose reads ``$VAR``, ``${VAR}``, ``${VAR:-default}`` (also ``-``, ``:?``, ``?``, ``:+``, ``+``,
+    defaults may nest) and ``$$`` for a literal dollar; anything else after ``${`` stops
+    ``docker compose config`` ("invalid interpolation format"). Example: ``image: app:${TAG``.
+    """
+    found = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found += interpolation_problems(value, f"{where}/{key}" if where else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += interpolation_problems(value, f"{where}/{i}")
+    elif isinstance(data, str) and "$" in data:
+        why = _interpolation_error(data)
+        if why:
+            found.append(f"{where or '(top)'}: {why} in {data[:80]!r}")
+    return found
+
+
+def _interpolation_error(text: str) -> str:
+    i = 0
+    while i < len(text):
+        if text[i] != "$":
+            i += 1
+            continue
+        nxt = text[i + 1: i + 2]
+        if nxt == "$" or nxt == "" or (nxt != "{" and not _VAR.match(nxt)):
+            i += 2   # "$$", a trailing "$" or "$ " stay literal
+            continue
+        if nxt != "{":
+            i += 1
+            continue
+        depth, j = 1, i + 2
+        while j < len(text) and depth:
+            depth += {"{": 1, "}": -1}.get(text[j], 0) if text[j - 1] == "$" or text[j] == "}" else 0
+            j += 1
+        if depth:
+            return "unterminated ${"
+        inner = text[i + 2: j - 1]
+        name = _VAR.match(inner)
+        if name is None:
+            return f"invalid interpolation ${{{inner}}}"
+        rest = inner[name.end():]
+        if rest and not rest.startswith(_OPERATORS):
+            return f"invalid interpolation ${{{inner}}}"
+        if rest:
+            op = next(o for o in _OPERATORS if rest.startswith(o))
+            nested = _interpolation_error(rest[len(op):])
+            if nested:
+                return nested
+        i = j
+    return ""
 
 
 # -- bake files ---------------------------------------------------------------
@@ -232,8 +377,9 @@ def shell_gates(path: str, text: str) -> list[Gate]:
                   detail=" ".join(proc.stderr.split())[:300])]
     try:
         found = shellcheck_findings(text)
-    except OSError as err:
-        return gates + [Gate(name=f"{path} shellcheck-clean (-S style)", passed=False, detail=str(err))]
+    except OSError as err:   # the check could not run: not a pass, not a revert
+        return gates + [Gate(name=f"{path} shellcheck-clean (-S style)", passed=False, verified=False,
+                             detail=f"not verified: {err}")]
     gates.append(Gate(name=f"{path} shellcheck-clean (-S style)", passed=not found,
                       detail="; ".join(found[:_SHOWN]) if found else "no findings"))
     return gates

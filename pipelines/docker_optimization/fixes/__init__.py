@@ -25,6 +25,8 @@ class Fix:
     title: str                      # "{file}" is replaced by the task's file
     apply: Callable[[Project, Task, Design], dict[str, str]]
     compose_keys: tuple[tuple[str, ...], ...] = ()   # key paths a compose fix may change ("*" = any key)
+    writes: tuple[str, ...] = ()      # the files it writes besides the task's file (its commit may change no other)
+    executable: tuple[str, ...] = ()  # which of those it makes executable (generated scripts)
 
 
 FIXES: dict[str, Fix] = {}
@@ -38,9 +40,10 @@ def dockerfile_of(project: Project, task: Task) -> Dockerfile:
     return df
 
 
-def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):
+def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = (), writes: tuple[str, ...] = (),
+        executable: tuple[str, ...] = ()):
     def register(func):
-        FIXES[group] = Fix(group, title, func, compose_keys)
+        FIXES[group] = Fix(group, title, func, compose_keys, writes, executable)
         return func
     return register
 

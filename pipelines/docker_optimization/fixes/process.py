@@ -25,7 +25,8 @@ def _absent(project: Project, path: str) -> None:
         raise AlreadyResolved(f"{path} exists now: an earlier change wrote it")
 
 
-@fix("bake-file", "Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache")
+@fix("bake-file", "Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache",
+     writes=(BAKE_FILE,))
 def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, str]:
     for path in BAKE_FILES:
         _absent(project, path)
@@ -35,13 +36,15 @@ def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, s
     return {BAKE_FILE: bake_file(project, graph)}
 
 
-@fix("ci-workflow", "Build the images in GitHub Actions with a cache, and report findings to code scanning")
+@fix("ci-workflow", "Build the images in GitHub Actions with a cache, and report findings to code scanning",
+     writes=(WORKFLOW,))
 def write_ci_workflow(project: Project, task: Task, design: Design) -> dict[str, str]:
     _absent(project, WORKFLOW)
     return {WORKFLOW: workflow_file(project)}
 
 
-@fix("deploy-scripts", "Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh")
+@fix("deploy-scripts", "Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
+     writes=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT), executable=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT))
 def write_deploy_scripts(project: Project, task: Task, design: Design) -> dict[str, str]:
     _absent(project, DEPLOY_SCRIPT)
     graph = build_graph(project)
