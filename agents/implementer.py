@@ -32,7 +32,12 @@ class TaskCommitter(Agent):
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))
         notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
-        sha = ws.commit(files, self._message(task), self._trailers(task, state["run"].run_id))
+        message, trailers = self._message(task), self._trailers(task, state["run"].run_id)
+        if task.fix == "llm" and self.ctx.llm is not None:
+            from engine.edits import provenance
+
+            message, trailers = provenance(self.ctx.llm, message, trailers, self._rationale)
+        sha = ws.commit(files, message, trailers)
         if sha is None:
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
@@ -51,7 +56,8 @@ class TaskCommitter(Agent):
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text}, ModelEdit)
         if answer is None:
             raise FixError(f"the model's part failed: {why}")
-        return apply_edit(self.ws.path, answer.file, answer.content, answer.diff)
+        self._rationale = answer.rationale
+        return apply_edit(self.ws.path, answer.file, answer.content, answer.diff, redactor=self.ctx.llm.redact)
 
     def _committed(self, task: Task, sha: str, notes: list[str]) -> Change:
         files, ins, dels = self.ws.numstat(sha)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from typing import Callable, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -17,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from engine.artifacts import (
     Change, Design, Finding, Measurement, NodeRun, PhaseReport, Plan, RunContext, Verdict, now,
 )
+from engine.llm_budget import BudgetExhausted
 from engine.spec import Phase, PipelineSpec
 
 
@@ -55,6 +57,37 @@ def crash_point(node: str, when: str) -> None:
         raise InjectedCrash(f"injected crash at {node} ({when})")
 
 
+@contextmanager
+def tracing(redactor=None):
+    """Tracing of the graph's state: off, unless PIPELINE_TRACING=1 asks for it; then redacted.
+
+    LangGraph uploads every node's input and output state to LangSmith as
+    soon as LANGSMITH_TRACING (or LANGCHAIN_TRACING_V2) is set in the
+    environment, and the state holds the repository's text. A run turns that
+    off for its graph; with PIPELINE_TRACING=1 it traces through a LangSmith
+    client whose inputs and outputs go through the run's redactor first.
+    Yields the callbacks to pass in the graph's config.
+    """
+    from langsmith.run_helpers import tracing_context
+
+    if os.environ.get("PIPELINE_TRACING") != "1":
+        with tracing_context(enabled=False):
+            yield []
+        return
+    import json
+
+    from langchain_core.tracers.langchain import LangChainTracer
+    from langsmith import Client
+
+    def hide(data):
+        plain = json.loads(json.dumps(data, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump")
+                                      else str(o)))
+        return redactor.scrub(plain) if redactor is not None else {}
+
+    with tracing_context(enabled=True):
+        yield [LangChainTracer(client=Client(hide_inputs=hide, hide_outputs=hide))]
+
+
 def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]:
     return [(p, a) for p in spec.phases if p.name in phases for a in p.agents]
 
@@ -81,16 +114,20 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
 
     def run(state: State) -> dict:
         if llm is not None and phase.agents.index(role) == 0:
-            llm.check_budget(spent() if spent else [])  # stop at a phase boundary, before any of its work
+            llm.check_budget()  # stop at a phase boundary, before any of its work (and before every call)
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
         crash_point(name, "before")
         started = now()
         if llm is not None:
-            llm.usage.pop((phase.name, role), None)
-        update = agent.run(phase, state) or {}
-        if llm is not None and (phase.name, role) in llm.usage and on_event:
-            on_event("usage", usage=llm.usage.pop((phase.name, role)))
+            llm.node_started()
+        try:
+            update = agent.run(phase, state) or {}
+        except Exception as err:
+            # A node that crashed must not replay the answers that may have crashed it: a resume asks again.
+            if llm is not None and not isinstance(err, BudgetExhausted):
+                llm.drop_fresh()
+            raise
         summary = update.pop("_summary", "")
         notes = update.pop("_notes", [])
         reports = [p.model_copy(deep=True) for p in state.get("phases", [])]
