@@ -84,8 +84,12 @@ def tracing(redactor=None):
                                       else str(o)))
         return redactor.scrub(plain) if redactor is not None else {}
 
-    with tracing_context(enabled=True):
-        yield [LangChainTracer(client=Client(hide_inputs=hide, hide_outputs=hide))]
+    tracer = LangChainTracer(client=Client(hide_inputs=hide, hide_outputs=hide))
+    try:
+        with tracing_context(enabled=True):
+            yield [tracer]
+    finally:
+        tracer.wait_for_futures()   # the uploads happen in a thread: send them before the run ends
 
 
 def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]:
@@ -93,8 +97,7 @@ def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]
 
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None,
-                spent: Callable[[], list] | None = None):
+                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent."""
     graph = StateGraph(State)
     order = node_names(spec, phases)
@@ -102,14 +105,14 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm, spent))
+        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
     return graph.compile(checkpointer=checkpointer)
 
 
-def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm, spent):
+def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
     name = phase.node(role)
 
     def run(state: State) -> dict:
@@ -118,16 +121,20 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
         crash_point(name, "before")
-        started = now()
         if llm is not None:
             llm.node_started()
         try:
-            update = agent.run(phase, state) or {}
+            return body(state)
         except Exception as err:
-            # A node that crashed must not replay the answers that may have crashed it: a resume asks again.
+            # A node that didn't finish must not replay the answers it got (one may be what crashed it):
+            # they are set aside and a resume asks again.
             if llm is not None and not isinstance(err, BudgetExhausted):
                 llm.drop_fresh()
             raise
+
+    def body(state: State) -> dict:
+        started = now()
+        update = agent.run(phase, state) or {}
         summary = update.pop("_summary", "")
         notes = update.pop("_notes", [])
         reports = [p.model_copy(deep=True) for p in state.get("phases", [])]

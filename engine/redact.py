@@ -44,7 +44,8 @@ _VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;}\]]+)"
 # NAME=value, NAME: value, "NAME": "value", 'NAME' = value (quoted keys, YAML, JSON, .pypirc, DSN parts).
 _ASSIGNMENT = re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAME})([\"']?[ \t]*[=:][ \t]*){_VALUE}")
 # The legacy Dockerfile form without "=": ENV DB_PASSWORD some value (the value is the rest of the line).
-_LEGACY_ENV = re.compile(rf"(?im)^([ \t]*(?:ENV|ARG)[ \t]+{_SECRET_NAME}[ \t]+)([^\s=\\][^\n\\]*?)([ \t]*\\?)$")
+# Not anchored: the line may be quoted after a line number ("2: ENV ...") or an "Evidence: " label.
+_LEGACY_ENV = re.compile(rf"(?im)((?<![A-Za-z0-9_])(?:ENV|ARG)[ \t]+{_SECRET_NAME}[ \t]+)([^\s=\\][^\n\\]*?)([ \t]*\\?)$")
 # scheme://user:password@host (DSNs, git remotes, registry URLs).
 _URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"]+)(@)")
 # curl -u user:pass, --user user:pass, --user=user:pass, -uuser:pass; wget --password=... is an assignment.
