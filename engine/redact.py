@@ -52,16 +52,18 @@ _URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"
 _USER_FLAG = re.compile(r"((?:^|\s)(?:-u[ \t]*|--user[ \t=]+|--proxy-user[ \t=]+)[\"']?[^\s:\"']*:)([^\s\"']+)")
 _DEFAULT = re.compile(r"(\$\{\w+:?[-=])([^}]+)")
 _AUTH_HEADER = re.compile(r"(?i)(\b(?:Bearer|Basic|Token)[ \t]+)([A-Za-z0-9._~+/=-]{8,})")
-_SHAPES = [
+_HINT = re.compile(r"(?i)secret|token|pass|pwd|key|credential|auth")
+_SHAPES = [   # (pattern, a substring every match contains: a cheap test before the regex)
     # A whole private key block; a block cut short (a file shown up to a limit) is masked to the end.
-    re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.DOTALL),
-    re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"),
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"),
-    re.compile(r"\bAKIA[0-9A-Z]{16}\b"),
-    re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"),
-    re.compile(r"\bnpm_[A-Za-z0-9]{30,}"),
-    re.compile(r"\bpypi-[A-Za-z0-9_-]{16,}"),
+    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.DOTALL),
+     "PRIVATE KEY"),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "sk-"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "gh"),
+    (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), "github_pat_"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "AKIA"),
+    (re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}"), "xox"),
+    (re.compile(r"\bnpm_[A-Za-z0-9]{30,}"), "npm_"),
+    (re.compile(r"\bpypi-[A-Za-z0-9_-]{16,}"), "pypi-"),
 ]
 
 
@@ -69,11 +71,28 @@ class RestoreError(Exception):
     """An edit's placeholders can't be put back safely; the message says which and why."""
 
 
+_NAME = re.compile(rf"(?i)^(?:export\s+)?{_SECRET_NAME}$")
+_NOT_SECRET_NAME = re.compile(r"(?i)_(?:FILE|PATH|DIR|PORT|HOST|IMAGE|VERSION)$")
+
+
+def looks_random(value: str) -> bool:
+    """A token-like value: long, no spaces, letters and digits mixed (an API key, not a host name or a word)."""
+    return (len(value) >= 16 and not re.search(r"\s", value) and bool(re.search(r"[A-Za-z]", value))
+            and bool(re.search(r"\d", value)) and not value.startswith(("$", "/", "http"))
+            and ":" not in value and not re.match(r"[\w-]+(\.[\w-]+)+/", value))   # not an image reference
+
+
 def env_values(root: Path) -> set[str]:
-    """Values assigned in every .env-like file under ``root`` (not .git)."""
+    """Secret values assigned in the .env-like files under ``root`` (not .git): masked wherever they appear.
+
+    Only values of secret-looking names (``STRIPE_KEY``, ``POSTGRES_PASSWORD``)
+    or token-like values: a .env also holds host names, ports and image tags
+    (``OTEL_COLLECTOR_HOST=otel-collector``), and masking those everywhere
+    would hide the service names the model has to read and edit.
+    """
     values: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
+        dirnames[:] = [d for d in dirnames if d not in (".git", "node_modules")]
         for name in filenames:
             if not (name == ".env" or name.startswith(".env.") or name.endswith(".env")):
                 continue
@@ -83,8 +102,14 @@ def env_values(root: Path) -> set[str]:
                 continue
             for line in text.splitlines():
                 key, sep, value = line.partition("=")
-                value = value.strip().strip("'\"")
-                if sep and key.strip() and not key.lstrip().startswith("#") and len(value) >= 4:
+                key, value = key.strip(), value.strip()
+                if value and value[0] in "\"'" and value[1:].find(value[0]) >= 0:
+                    value = value[1:1 + value[1:].find(value[0])]
+                else:
+                    value = re.split(r"\s+#", value, maxsplit=1)[0].strip()   # an inline comment
+                if not sep or not key or key.startswith("#") or len(value) < 4 or value.startswith("${"):
+                    continue
+                if (_NAME.match(key) and not _NOT_SECRET_NAME.search(key)) or looks_random(value):
                     values.add(value)
     return values
 
@@ -110,6 +135,7 @@ class Redactor:
         self.literals = sorted((v for v in literals or set() if not PLACEHOLDER.fullmatch(v)), key=len, reverse=True)
         self.key = key or _secrets.token_bytes(16)
         self.values: dict[str, str] = {}   # placeholder -> the secret it stands for
+        self._scrubbed: dict[str, str] = {}
         self.count = 0
 
     def placeholder(self, secret: str) -> str:
@@ -125,8 +151,8 @@ class Redactor:
             return secret
         quote = secret[0] if secret[0] in "\"'" and secret[-1:] == secret[0] and len(secret) >= 2 else ""
         inner = secret[1:-1] if quote else secret
-        if not inner or PLACEHOLDER.search(inner):
-            return secret   # empty, or already masked
+        if not inner or PLACEHOLDER.search(inner) or inner.startswith("/run/secrets/"):
+            return secret   # empty, already masked, or where a mounted secret is (not the secret)
         if inner.startswith("$"):
             default = _DEFAULT.match(inner)   # ${VAR:-default} holds a secret in its default; ${VAR} holds none
             return secret if not default else secret.replace(default.group(0), default.group(1) + self._mask(default.group(2)), 1)
@@ -135,12 +161,16 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        text = _LEGACY_ENV.sub(lambda m: m.group(1) + self._mask(m.group(2)) + m.group(3), text)
-        text = _ASSIGNMENT.sub(lambda m: m.group(1) + m.group(2) + self._mask(m.group(3)), text)
-        for pattern in (_URL_USERINFO, _USER_FLAG, _AUTH_HEADER):
-            text = pattern.sub(lambda m: m.group(1) + self._mask(m.group(2)) + "".join(m.groups()[2:]), text)
-        for shape in _SHAPES:
-            text = shape.sub(lambda m: self._mask(m.group(0)), text)
+        if _HINT.search(text):   # the name-based patterns are the slow ones: only where a name could match
+            text = _LEGACY_ENV.sub(lambda m: m.group(1) + self._mask(m.group(2)) + m.group(3), text)
+            text = _ASSIGNMENT.sub(lambda m: m.group(0) if _NOT_SECRET_NAME.search(m.group(1)) else
+                                   m.group(1) + m.group(2) + self._mask(m.group(3)), text)
+        for pattern, hint in ((_URL_USERINFO, "://"), (_USER_FLAG, "-u"), (_AUTH_HEADER, "")):
+            if hint in text:
+                text = pattern.sub(lambda m: m.group(1) + self._mask(m.group(2)) + "".join(m.groups()[2:]), text)
+        for shape, hint in _SHAPES:
+            if hint in text:
+                text = shape.sub(lambda m: self._mask(m.group(0)), text)
         for literal in self.literals:
             if literal in text:
                 text = self._literal(text, literal)
@@ -156,9 +186,15 @@ class Redactor:
         return "".join(out)
 
     def scrub(self, value: object) -> object:
-        """``value`` (str, list, dict, nested) with every string redacted: for run.json, reports and traces."""
+        """``value`` (str, list, dict, nested) with every string redacted: for run.json, reports and traces.
+
+        Memoized per string: run.json is written after every node with mostly the same strings.
+        """
         if isinstance(value, str):
-            return self(value)
+            done = self._scrubbed.get(value)
+            if done is None:
+                done = self._scrubbed[value] = self(value)
+            return done
         if isinstance(value, dict):
             return {k: self.scrub(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
