@@ -11,7 +11,9 @@ reports and traces):
 - credentials in URLs (``postgres://app:pw@db``), ``curl -u user:pass`` /
   ``--user user:pass``, ``Bearer``/``Basic`` authorization values;
 - well-known token shapes (private key blocks, ``sk-``, ``ghp_``, ``AKIA``,
-  ``xox?-``, ``npm_``, ``pypi-`` tokens).
+  ``xox?-``, ``npm_``, ``pypi-`` tokens);
+- and any value found by the above, wherever else it appears (a password
+  assigned in ``environment:`` and repeated in a healthcheck's ``-P``).
 
 Each secret becomes a stable placeholder, ``__REDACTED_1a2b3c4d__``: the same
 value gets the same placeholder for the whole run (an HMAC of the value with
@@ -171,7 +173,10 @@ class Redactor:
         for shape, hint in _SHAPES:
             if hint in text:
                 text = shape.sub(lambda m: self._mask(m.group(0)), text)
-        for literal in self.literals:
+        # A secret found once is masked wherever else it appears (`SA_PASSWORD: pw` and, lines later,
+        # `sqlcmd -P pw` in a healthcheck), like the .env values.
+        learned = {v for v in self.values.values() if len(v) >= 4}
+        for literal in sorted(learned.union(self.literals), key=len, reverse=True):
             if literal in text:
                 text = self._literal(text, literal)
         return text

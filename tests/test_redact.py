@@ -76,3 +76,13 @@ def test_an_edit_that_moves_changes_or_invents_a_placeholder_is_refused(edit, wh
     placeholder = PLACEHOLDER.search(shown).group(0)
     with pytest.raises(RestoreError, match=why):
         redact.restore(shown, edit(shown, placeholder), "Dockerfile")
+
+
+def test_a_secret_found_once_is_masked_where_it_appears_again():
+    """awesome-compose's aspnet-mssql: the password is assigned, then repeated in the healthcheck."""
+    redact = Redactor()
+    text = ('    environment:\n      SA_PASSWORD: example_123\n    healthcheck:\n'
+            '      test: ["CMD-SHELL", "sqlcmd -S localhost -U sa -P example_123 -Q \'SELECT 1\'"]\n')
+    once = redact(text)
+    assert "example_123" not in once and len(set(PLACEHOLDER.findall(once))) == 1
+    assert redact(once) == once and redact.unmask(once) == text
