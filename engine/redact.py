@@ -51,9 +51,12 @@ _LEGACY_ENV = re.compile(rf"(?im)((?<![A-Za-z0-9_])(?:ENV|ARG)[ \t]+{_SECRET_NAM
 # scheme://user:password@host (DSNs, git remotes, registry URLs).
 _URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"]+)(@)")
 # curl -u user:pass, --user user:pass, --user=user:pass, -uuser:pass; wget --password=... is an assignment.
-_USER_FLAG = re.compile(r"((?:^|\s)(?:-u[ \t]*|--user[ \t=]+|--proxy-user[ \t=]+)[\"']?[^\s:\"']*:)([^\s\"']+)")
+# (Not -u 1000:1000, a uid:gid.)
+_USER_FLAG = re.compile(r"((?:^|\s)(?:-u[ \t]*|--user[ \t=]+|--proxy-user[ \t=]+)[\"']?[^\s:\"']*:)(?!\d+(?:\s|$))([^\s\"']+)")
 _DEFAULT = re.compile(r"(\$\{\w+:?[-=])([^}]+)")
-_AUTH_HEADER = re.compile(r"(?i)(\b(?:Bearer|Basic|Token)[ \t]+)([A-Za-z0-9._~+/=-]{8,})")
+# A credential has a digit somewhere (so "Basic authentication" and "token budget" stay prose).
+_AUTH_HEADER = re.compile(r"(?i)(\b(?:Bearer|Basic|Token)[ \t]+)(?=[A-Za-z._~+/=-]*\d)([A-Za-z0-9._~+/=-]{8,})")
+_PLAIN = {"true", "false", "yes", "no", "on", "off", "null", "none", "required", "optional"}
 _HINT = re.compile(r"(?i)secret|token|pass|pwd|key|credential|auth")
 _SHAPES = [   # (pattern, a substring every match contains: a cheap test before the regex)
     # A whole private key block; a block cut short (a file shown up to a limit) is masked to the end.
@@ -153,8 +156,8 @@ class Redactor:
             return secret
         quote = secret[0] if secret[0] in "\"'" and secret[-1:] == secret[0] and len(secret) >= 2 else ""
         inner = secret[1:-1] if quote else secret
-        if not inner or PLACEHOLDER.search(inner) or inner.startswith("/run/secrets/"):
-            return secret   # empty, already masked, or where a mounted secret is (not the secret)
+        if not inner or PLACEHOLDER.search(inner) or inner.startswith("/run/secrets/") or inner.lower() in _PLAIN:
+            return secret   # empty, already masked, a flag (BYPASS_CACHE=true), or where a mounted secret is
         if inner.startswith("$"):
             default = _DEFAULT.match(inner)   # ${VAR:-default} holds a secret in its default; ${VAR} holds none
             return secret if not default else secret.replace(default.group(0), default.group(1) + self._mask(default.group(2)), 1)

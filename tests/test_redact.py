@@ -86,3 +86,10 @@ def test_a_secret_found_once_is_masked_where_it_appears_again():
     once = redact(text)
     assert "example_123" not in once and len(set(PLACEHOLDER.findall(once))) == 1
     assert redact(once) == once and redact.unmask(once) == text
+
+
+def test_prose_flags_and_ids_that_look_like_credentials_stay():
+    redact = Redactor()
+    for text in ("docker run -u 1000:1000 app", "Basic authentication is off", "the token budget is spent",
+                 "BYPASS_CACHE=true", "PASSWORD_FILE=/run/secrets/db", "DATABASE_PASSWORD=/run/secrets/db-password"):
+        assert redact(text) == text
