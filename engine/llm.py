@@ -4,8 +4,9 @@ Never built offline. The project owns the HTTP client (timeouts, connection
 limits, closed at the end) and hands it to the OpenAI SDK. Every answer is
 parsed into a pydantic model with structured outputs (strict JSON schema),
 falling back to JSON mode for servers without it; one retry when the answer
-doesn't validate (a fenced ```json block is accepted); after that, or after an
-API error the retries didn't cure, the agent keeps its deterministic result and the report says why.
+doesn't validate (a fenced ```json block is accepted); after that, or after
+an API error the retries didn't cure, the agent keeps its deterministic result
+and the report says why. What is sent is redacted first (``engine.redact``).
 
 Answers are cached in the run directory, keyed by model, endpoint, messages
 and schema, so resuming a run or re-running a phase replays them without

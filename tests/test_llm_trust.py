@@ -359,6 +359,8 @@ def test_model_commits_carry_model_endpoint_and_rationale_and_another_models_ans
         assert "Model rationale: COPY says what it does. Pipeline-Task: 0000000000" in body
         assert "Pipeline-Task: 0000000000" not in trailers
         assert {(c.model, c.endpoint) for c in record.llm_calls} == {("gpt-4o-mini", host)}
+        summary = (reports / record.run.run_id / "summary.md").read_text()
+        assert f"Models: gpt-4o-mini at {host} ({model.calls()} requests)" in summary
         before = model.calls()
         other = resume_run({"docker-optimization": docker_pipeline}, reports, record.run.run_id, phase="analysis",
                            options={"llm_model": "other-model"})
