@@ -243,6 +243,7 @@ class LLM:
                                             undefined=jinja2.StrictUndefined, autoescape=False,
                                             keep_trailing_newline=True)
         self.json_mode_only = False
+        self.token_param = "max_tokens"
         self.down = ""
         self.deadline_at = time.monotonic() + config.deadline if config.deadline is not None else None
         self.fresh: list[Path] = []   # answers cached since the current node started
@@ -380,7 +381,8 @@ class LLM:
         """One request, retried here (never by the SDK) so that every attempt is budget-checked and recorded."""
         if self.down:
             raise ModelUnavailable(f"not asked: the model is down ({self.down})")
-        for attempt in range(self.config.retries + 1):
+        attempt = 0
+        while True:
             self.check_budget()
             timeout = self.config.timeout
             if self.deadline_at is not None:
@@ -391,16 +393,23 @@ class LLM:
             try:
                 response = self.client.chat.completions.create(
                     model=self.config.model, messages=messages, response_format=response_format, temperature=0,
-                    max_tokens=self._output_cap(), timeout=timeout)
+                    timeout=timeout, **{self.token_param: self._output_cap()})
+            except openai.BadRequestError as err:
+                self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
+                    self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name
+                    continue
+                raise
             except _RETRIED as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
-                if attempt == self.config.retries:
+                if attempt >= self.config.retries:
                     if isinstance(err, openai.APIConnectionError):   # refused, unreachable, or timed out
                         self.down = f"{type(err).__name__} at {self.config.endpoint}"
                         self.notify("llm_down", message=f"the model {self.config.model} at {self.config.endpoint} "
                                     f"is not answering ({type(err).__name__}); agents keep their own results")
                     raise
                 time.sleep(_backoff(err, attempt))
+                attempt += 1
                 continue
             except openai.APIError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
@@ -411,7 +420,6 @@ class LLM:
             else:
                 self._record("answered", reported.prompt_tokens or 0, reported.completion_tokens or 0)
             return response.choices[0].message.content or ""
-        raise AssertionError("unreachable")
 
 
 def _backoff(err: Exception, attempt: int) -> float:

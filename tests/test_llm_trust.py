@@ -368,3 +368,21 @@ def test_model_commits_carry_model_endpoint_and_rationale_and_another_models_ans
     assert model.calls() > before   # the other model was asked, not handed the first one's answers
     assert {c.model for c in other.llm_calls if c.outcome == "answered"} == {"gpt-4o-mini", "other-model"}
     assert not [c for c in other.llm_calls if c.model == "other-model" and c.outcome == "cached"]
+
+
+def test_a_server_that_wants_max_completion_tokens_gets_it(tmp_path, reports, docker_pipeline, key):
+    """OpenAI's reasoning models refuse `max_tokens`; the client says the same limit by the name they take."""
+    repo = make_repo(tmp_path / "repo", REPO)
+    plain = answers()
+
+    def strict(body):
+        if "max_tokens" in body:
+            return Reply(400, {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this "
+                                                    "model. Use 'max_completion_tokens' instead.",
+                                         "type": "invalid_request_error", "param": "max_tokens"}})
+        return plain["ModelFindings"]
+
+    with ScriptedModel(answers(ModelFindings=strict)) as model:
+        record = run(repo, reports, docker_pipeline, model)
+    assert [f.rule for f in record.findings if f.source == "llm"] == ["LLM001"]
+    assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in model.bodies[:2]] == [(True, None), (False, 4096)]
