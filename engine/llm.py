@@ -374,7 +374,7 @@ class LLM:
                     raise
                 self.json_mode_only = True  # this server does JSON mode only; say the schema in the prompt
         hinted = [dict(messages[0], content=messages[0]["content"] + "\n\nAnswer with one JSON object matching "
-                       "this JSON schema:\n" + json.dumps(schema))] + messages[1:]
+                       f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema))] + messages[1:]
         return self._create(hinted, {"type": "json_object"})
 
     def _create(self, messages, response_format: dict) -> str:

@@ -386,3 +386,23 @@ def test_a_server_that_wants_max_completion_tokens_gets_it(tmp_path, reports, do
         record = run(repo, reports, docker_pipeline, model)
     assert [f.rule for f in record.findings if f.source == "llm"] == ["LLM001"]
     assert [("max_tokens" in b, b.get("max_completion_tokens")) for b in model.bodies[:2]] == [(True, None), (False, 4096)]
+
+
+def test_a_server_without_structured_outputs_is_asked_in_json_mode_and_its_fenced_answer_taken(tmp_path, reports,
+                                                                                                docker_pipeline, key):
+    repo = make_repo(tmp_path / "repo", REPO)
+    plain = answers()
+
+    def json_mode_only(name):
+        def reply(body):
+            if body["response_format"]["type"] == "json_schema":
+                return Reply(400, {"error": {"message": "response_format json_schema is not supported"}})
+            answer = plain[name](body) if callable(plain[name]) else plain[name]
+            return "```json\n" + json.dumps(answer) + "\n```"
+        return reply
+
+    with ScriptedModel({name: json_mode_only(name) for name in plain}) as model:
+        record = run(repo, reports, docker_pipeline, model)
+    assert record.status == "completed"
+    assert [f.rule for f in record.findings if f.source == "llm"] == ["LLM001"]
+    assert any(c.status is ChangeStatus.committed for c in llm_changes(record))
