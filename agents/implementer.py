@@ -40,7 +40,12 @@ class TaskCommitter(Agent):
                           reason="refused before commit: " + "; ".join(refused), files=sorted(set(files)))
         notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
-        sha = ws.commit(files, self._message(task), self._trailers(task, state["run"].run_id), staged=staged)
+        message, trailers = self._message(task), self._trailers(task, state["run"].run_id)
+        if task.fix == "llm" and self.ctx.llm is not None:
+            from engine.edits import provenance
+
+            message, trailers = provenance(self.ctx.llm, message, trailers, self._rationale)
+        sha = ws.commit(files, message, trailers, staged=staged)
         if sha is None:
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
@@ -69,7 +74,9 @@ class TaskCommitter(Agent):
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text}, ModelEdit)
         if answer is None:
             raise FixError(f"the model's part failed: {why}")
-        written = apply_edit(self.ws.path, answer.file, answer.content, answer.diff, allowed=task.allowed_files)
+        self._rationale = answer.rationale
+        written = apply_edit(self.ws.path, answer.file, answer.content, answer.diff, redactor=self.ctx.llm.redact,
+                             allowed=task.allowed_files)
         risky = getattr(self.ctx.domain, "edit_risks", lambda path, before, after: [])
         risks = [r for f in written for r in risky(f, self._at_head(f), self._now(f))]
         if risks and state["run"].options.get("unsafe_fixes") != "1":

@@ -183,6 +183,21 @@ class Usage(Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+class LLMCall(Model):
+    """One model request (each retry is one), or a cached answer replayed: who asked, which model, what it cost."""
+
+    at: datetime
+    phase: str
+    agent: str
+    purpose: str
+    model: str
+    endpoint: str
+    outcome: str = Field(description="answered, cached, or the error that ended the attempt")
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None
+
+
 class PhaseReport(Model):
     phase: str
     title: str
@@ -255,6 +270,7 @@ class RunRecord(Model):
     verdicts: list[Verdict] = Field(default_factory=list)
     measurements: list[Measurement] = Field(default_factory=list)
     usage: list[Usage] = Field(default_factory=list)
+    llm_calls: list[LLMCall] = Field(default_factory=list, description="every model request, in order (llm-calls.jsonl)")
     narrative: str = ""
     head_commit: str = ""
 

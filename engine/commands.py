@@ -71,6 +71,9 @@ class Progress:
                 err.print(f"[bold]▶ {self.phase}[/bold]")
             self.status = err.status(f"  {data['agent']} working…")
             self.status.start()
+        elif kind == "llm_down":
+            self._stop()
+            err.print(f"[yellow]![/yellow] {data['message']}", markup=True, highlight=False, soft_wrap=True)
         elif kind == "node_end":
             self._stop()
             err.print(f"  [green]✓[/green] {data['agent']:<12} {data.get('summary', '')}")
@@ -123,8 +126,14 @@ def run(
     verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop at a phase boundary once this many USD are spent."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop at a phase boundary once this many tokens are spent."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop once this many tokens are spent (checked before every model call)."),
+    max_output_tokens: Optional[int] = typer.Option(None, "--llm-max-output-tokens", min=1, help="max_tokens sent with every request (default 4096)."),
+    price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens, for a model without a known price."),
+    price_output: Optional[float] = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
+    price_file: Optional[Path] = typer.Option(None, "--price-file", help='JSON prices: {"model": {"input": USD, "output": USD}} per 1M tokens.'),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take (default 60)."),
+    llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for the whole invocation; then agents keep their own results."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
 ) -> None:
@@ -139,7 +148,9 @@ def run(
         fail(f"--builds must be auto or off, not {builds!r}")
     options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
                "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
-               **_llm_options(model, max_cost, max_tokens),
+               **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
+                              price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
+                              llm_deadline=llm_deadline),
                **({"build_budget": str(build_budget)} if build_budget is not None else {}),
                **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
     try:
@@ -152,8 +163,9 @@ def run(
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
-def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Optional[int]) -> dict[str, str]:
-    options = {"llm_model": model, "max_cost": max_cost, "max_tokens": max_tokens}
+def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Optional[int], **more) -> dict[str, str]:
+    """The LLM flags as run options (strings), leaving out those not given."""
+    options = {"llm_model": model, "max_cost": max_cost, "max_tokens": max_tokens, **more}
     return {k: str(v) for k, v in options.items() if v is not None}
 
 
@@ -164,6 +176,12 @@ def resume(
     reports_dir: Path = REPORTS_DIR,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
+    price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens."),
+    price_output: Optional[float] = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
+    price_file: Optional[Path] = typer.Option(None, "--price-file", help="JSON prices per 1M tokens."),
+    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take."),
+    llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for this invocation."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Drop the model answers cached so far: ask again."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
 ) -> None:
@@ -172,7 +190,9 @@ def resume(
 
     try:
         record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
-                            _llm_options(None, max_cost, max_tokens))
+                            _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
+                                         price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
+                            no_cache=no_cache)
     except UsageError as error:
         fail(str(error))
     except KeyboardInterrupt:

@@ -93,13 +93,39 @@ def _confined(rel: str, allowed: list[str] | None) -> None:
         raise FixError(f"refused edit of {rel!r}: the task may change only {', '.join(allowed)}")
 
 
-def apply_edit(root: Path, file: str, content: str, diff: str, allowed: list[str] | None = None) -> list[str]:
+def _shown(root: Path, files: list[str], redactor) -> str:
+    """The files as the model saw them: their current text, redacted."""
+    texts = []
+    for rel in files:
+        path = safe_path(root, rel)
+        if path.is_file():
+            texts.append(redactor(path.read_text(encoding="utf-8", errors="replace")))
+    return "\n".join(texts)
+
+
+def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
+               allowed: list[str] | None = None) -> list[str]:
     """Write a whole-file ``content`` or apply a unified ``diff``; return the files written.
 
     ``allowed``: the only files the edit may write (the task's); any other is refused before writing.
+
+    With ``redactor`` (the one that masked what the model saw), placeholders
+    the edit kept on unchanged lines get their values back; an edit that moves,
+    rewrites or invents a placeholder, or writes a bare ``[REDACTED]``, is
+    refused (``engine.redact.Redactor.restore`` says why).
     """
+    from engine.redact import RestoreError
+
     if content and diff:
         raise FixError("the model sent both a whole file and a diff; refused")
+    try:
+        if content and redactor is not None:
+            content = redactor.restore(_shown(root, [file], redactor), content, file)
+        if diff and redactor is not None:
+            targets = sorted({t for t in _DIFF_TARGET.findall(diff) if t != "/dev/null"})
+            diff = redactor.restore(_shown(root, targets, redactor), diff, ", ".join(targets), diff=True)
+    except RestoreError as err:
+        raise FixError(str(err)) from None
     if content:
         target = safe_path(root, file)
         _confined(file, allowed)
@@ -129,3 +155,19 @@ def apply_edit(root: Path, file: str, content: str, diff: str, allowed: list[str
                 raise FixError(f"the model's diff does not apply: {' '.join(done.stderr.split())[:200]}")
         return targets
     raise FixError("the model proposed no change")
+
+
+TRAILER_MODEL = "Pipeline-Model"
+TRAILER_ENDPOINT = "Pipeline-Endpoint"
+
+
+def provenance(llm, message: str, trailers: dict[str, str], rationale: str) -> tuple[str, dict[str, str]]:
+    """A model commit's message and trailers: the model's rationale in the body, the model and endpoint host.
+
+    The rationale is the model's own words, so it is redacted, cut to one line
+    and prefixed: it can never add a trailer (``Pipeline-Task: ...``) or a
+    secret to the commit.
+    """
+    said = " ".join(llm.redact(rationale or "").split())[:500] or "(none given)"
+    body = f"{message.rstrip()}\n\nModel rationale: {said}"
+    return body, {**trailers, TRAILER_MODEL: llm.config.model, TRAILER_ENDPOINT: llm.config.endpoint}

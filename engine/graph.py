@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from typing import Callable, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -17,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from engine.artifacts import (
     Change, Design, Finding, Measurement, NodeRun, PhaseReport, Plan, RunContext, Verdict, now,
 )
+from engine.llm_budget import BudgetExhausted
 from engine.spec import Phase, PipelineSpec
 
 
@@ -55,13 +57,47 @@ def crash_point(node: str, when: str) -> None:
         raise InjectedCrash(f"injected crash at {node} ({when})")
 
 
+@contextmanager
+def tracing(redactor=None):
+    """Tracing of the graph's state: off, unless PIPELINE_TRACING=1 asks for it; then redacted.
+
+    LangGraph uploads every node's input and output state to LangSmith as
+    soon as LANGSMITH_TRACING (or LANGCHAIN_TRACING_V2) is set in the
+    environment, and the state holds the repository's text. A run turns that
+    off for its graph; with PIPELINE_TRACING=1 it traces through a LangSmith
+    client whose inputs and outputs go through the run's redactor first.
+    Yields the callbacks to pass in the graph's config.
+    """
+    from langsmith.run_helpers import tracing_context
+
+    if os.environ.get("PIPELINE_TRACING") != "1":
+        with tracing_context(enabled=False):
+            yield []
+        return
+    import json
+
+    from langchain_core.tracers.langchain import LangChainTracer
+    from langsmith import Client
+
+    def hide(data):
+        plain = json.loads(json.dumps(data, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump")
+                                      else str(o)))
+        return redactor.scrub(plain) if redactor is not None else {}
+
+    tracer = LangChainTracer(client=Client(hide_inputs=hide, hide_outputs=hide))
+    try:
+        with tracing_context(enabled=True):
+            yield [tracer]
+    finally:
+        tracer.wait_for_futures()   # the uploads happen in a thread: send them before the run ends
+
+
 def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]:
     return [(p, a) for p in spec.phases if p.name in phases for a in p.agents]
 
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None,
-                spent: Callable[[], list] | None = None):
+                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent."""
     graph = StateGraph(State)
     order = node_names(spec, phases)
@@ -69,28 +105,36 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm, spent))
+        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
     return graph.compile(checkpointer=checkpointer)
 
 
-def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm, spent):
+def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
     name = phase.node(role)
 
     def run(state: State) -> dict:
         if llm is not None and phase.agents.index(role) == 0:
-            llm.check_budget(spent() if spent else [])  # stop at a phase boundary, before any of its work
+            llm.check_budget()  # stop at a phase boundary, before any of its work (and before every call)
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
         crash_point(name, "before")
-        started = now()
         if llm is not None:
-            llm.usage.pop((phase.name, role), None)
+            llm.node_started()
+        try:
+            return body(state)
+        except Exception as err:
+            # A node that didn't finish must not replay the answers it got (one may be what crashed it):
+            # they are set aside and a resume asks again.
+            if llm is not None and not isinstance(err, BudgetExhausted):
+                llm.drop_fresh()
+            raise
+
+    def body(state: State) -> dict:
+        started = now()
         update = agent.run(phase, state) or {}
-        if llm is not None and (phase.name, role) in llm.usage and on_event:
-            on_event("usage", usage=llm.usage.pop((phase.name, role)))
         summary = update.pop("_summary", "")
         notes = update.pop("_notes", [])
         reports = [p.model_copy(deep=True) for p in state.get("phases", [])]

@@ -4,11 +4,23 @@ Never built offline. The project owns the HTTP client (timeouts, connection
 limits, closed at the end) and hands it to the OpenAI SDK. Every answer is
 parsed into a pydantic model with structured outputs (strict JSON schema),
 falling back to JSON mode for servers without it; one retry when the answer
-doesn't validate; after that, or after an API error the SDK's retries didn't
-cure, the agent keeps its deterministic result and the report says why.
+doesn't validate (a fenced ```json block is accepted); after that, or after
+an API error the retries didn't cure, the agent keeps its deterministic result
+and the report says why. What is sent is redacted first (``engine.redact``).
 
-Answers are cached in the run directory, keyed by model, messages and
-schema, so resuming a run or re-running a phase replays them without calls.
+Answers are cached in the run directory, keyed by model, endpoint, messages
+and schema, so resuming a run or re-running a phase replays them without
+calls, and another model's answer is never replayed as this one's; answers a
+node cached before it crashed are dropped (a resume asks again), and
+``resume --no-cache`` drops them all.
+
+Budgets hold per call: ``max_tokens`` is sent on every request (the
+configured limit, less when the budget has less left), the caps are checked
+before each request, retries are made here (the SDK's are off) so each one is
+counted, and every request is written to the run's ledger as it happens
+(``engine.llm_budget``). A per-request timeout and an overall deadline bound
+the time; a model that doesn't answer is said once and not asked again in
+this invocation.
 """
 
 from __future__ import annotations
@@ -16,19 +28,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 import jinja2
 import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.artifacts import Category, Severity, Usage
-from engine.llm_budget import BudgetExhausted
+from engine.artifacts import Category, LLMCall, Severity
+from engine.llm_budget import BudgetExhausted, Ledger, spent
 from engine.redact import Redactor
 
 T = TypeVar("T", bound=BaseModel)
@@ -103,14 +119,59 @@ def strict_schema(model: type[BaseModel]) -> dict:
     return schema
 
 
+DEFAULT_MAX_OUTPUT_TOKENS = 4096   # per request, unless --llm-max-output-tokens says otherwise
+DEFAULT_TIMEOUT = 60.0             # seconds per request, unless --llm-timeout says otherwise
+DEFAULT_RETRIES = 2                # retries after a 429, a 5xx, a timeout or a refused connection
+
+
+def _number(options: dict[str, str], key: str, kind=float, flag: str = ""):
+    raw = options.get(key)
+    if raw in (None, ""):
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise LLMSetupError(f"{flag or '--' + key.replace('_', '-')} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise LLMSetupError(f"{flag or '--' + key.replace('_', '-')} must not be negative")
+    return value
+
+
+def load_prices(path: str, model: str) -> tuple[float, float] | None:
+    """The (input, output) USD per 1M tokens of ``model`` in a JSON price file: {"model": {"input": x, "output": y}}."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LLMSetupError(f"--price-file {path} can't be read as JSON ({err})") from None
+    entry = data.get(model) if isinstance(data, dict) else None
+    if entry is None:
+        return None
+    try:
+        pair = (entry["input"], entry["output"]) if isinstance(entry, dict) else tuple(entry)
+        return float(pair[0]), float(pair[1])
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise LLMSetupError(f"--price-file {path}: {model} needs {{\"input\": USD, \"output\": USD}} per 1M tokens") from None
+
+
 @dataclass(frozen=True)
 class LLMConfig:
     model: str
     base_url: str | None
     api_key: str | None
     max_cost: float | None = None
-    max_tokens: int | None = None
-    timeout: float = 60.0
+    max_tokens: int | None = None                  # the run's token budget
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS   # sent as max_tokens on every request
+    timeout: float = DEFAULT_TIMEOUT
+    deadline: float | None = None                  # seconds of model time per invocation
+    retries: int = DEFAULT_RETRIES
+    price: tuple[float, float] | None = None       # USD per 1M tokens (input, output)
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's host (and port), never its credentials: what commits and run.json name."""
+        parsed = urlsplit(self.base_url or "https://api.openai.com/v1")
+        host = parsed.hostname or "unknown"
+        return f"{host}:{parsed.port}" if parsed.port else host
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> "LLMConfig":
@@ -118,34 +179,75 @@ class LLMConfig:
         api_key = os.environ.get("OPENAI_API_KEY") or None
         if api_key is None and base_url is None:
             raise LLMSetupError("--llm needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server)")
-        return cls(model=options.get("llm_model") or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini",
-                   base_url=base_url, api_key=api_key,
-                   max_cost=float(options["max_cost"]) if options.get("max_cost") else None,
-                   max_tokens=int(options["max_tokens"]) if options.get("max_tokens") else None)
+        model = options.get("llm_model") or os.environ.get("OPENAI_MODEL") or "gpt-4o-mini"
+        price_in, price_out = _number(options, "price_input"), _number(options, "price_output")
+        if (price_in is None) != (price_out is None):
+            raise LLMSetupError("--price-input and --price-output go together (USD per 1M tokens)")
+        price = (price_in, price_out) if price_in is not None else (
+            load_prices(options["price_file"], model) if options.get("price_file") else PRICES.get(model))
+        max_cost = _number(options, "max_cost")
+        if max_cost is not None and price is None:
+            raise LLMSetupError(f"--max-cost needs the price of model {model!r}, which isn't known: pass "
+                                "--price-input and --price-output (USD per 1M tokens) or --price-file")
+        output = _number(options, "max_output_tokens", int, "--llm-max-output-tokens")
+        timeout = _number(options, "llm_timeout", float, "--llm-timeout")
+        retries = _number(options, "llm_retries", int, "--llm-retries")
+        return cls(model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
+                   max_tokens=_number(options, "max_tokens", int), price=price,
+                   max_output_tokens=output or DEFAULT_MAX_OUTPUT_TOKENS,
+                   timeout=timeout or DEFAULT_TIMEOUT, deadline=_number(options, "llm_deadline", float, "--llm-deadline"),
+                   retries=DEFAULT_RETRIES if retries is None else retries)
 
 
 def _prompts_root() -> Path:
     return Path(str(resources.files("prompts")))
 
 
-class LLM:
-    """One client per run invocation; a context manager that closes the SDK and the HTTP client."""
+_FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
 
-    def __init__(self, config: LLMConfig, cache_dir: Path, pipeline: str, redactor: Redactor) -> None:
+
+def unfence(content: str) -> str:
+    """The JSON inside a Markdown code fence (```json ... ```), which local models often send; else as is."""
+    found = _FENCE.match(content)
+    return found.group(1) if found else content
+
+
+class ModelUnavailable(Exception):
+    """No answer: the deadline passed, or the model is down (said once); the agent keeps its own result."""
+
+
+_RETRIED = (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError)  # timeouts included
+
+
+class LLM:
+    """One client per run invocation; a context manager that closes the SDK and the HTTP client.
+
+    ``notify(kind, **data)`` hears of a model that is down (once per invocation).
+    """
+
+    def __init__(self, config: LLMConfig, cache_dir: Path, pipeline: str, redactor: Redactor,
+                 run_dir: Path | None = None, notify=None) -> None:
         self.config = config
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger(Path(run_dir) if run_dir is not None else self.cache_dir.parent)
         self.pipeline = pipeline
         self.redact = redactor
-        self.http = httpx.Client(timeout=httpx.Timeout(config.timeout, connect=10.0),
+        self.notify = notify or (lambda kind, **data: None)
+        self.http = httpx.Client(timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
                                  limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+        # max_retries=0: the retries are ours, so each is budget-checked and written to the ledger.
         self.client = openai.OpenAI(api_key=config.api_key or "not-needed", base_url=config.base_url,
-                                    http_client=self.http, max_retries=2)
+                                    http_client=self.http, max_retries=0)
         self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_prompts_root())),
                                             undefined=jinja2.StrictUndefined, autoescape=False,
                                             keep_trailing_newline=True)
         self.json_mode_only = False
-        self.usage: dict[tuple[str, str], Usage] = {}
+        self.token_param = "max_tokens"
+        self.down = ""
+        self.deadline_at = time.monotonic() + config.deadline if config.deadline is not None else None
+        self.fresh: list[Path] = []   # answers cached since the current node started
+        self._where = ("", "", "")
 
     def close(self) -> None:
         self.client.close()
@@ -158,16 +260,48 @@ class LLM:
         self.close()
 
     # -- budget ----------------------------------------------------------
-    def check_budget(self, spent: list[Usage]) -> None:
-        tokens = sum(u.tokens or 0 for u in spent)
-        cost = sum(u.cost or 0.0 for u in spent)
+    def check_budget(self, _spent: object = None) -> None:
+        """Raise BudgetExhausted when the run's spend (the ledger) has reached a cap: before every call."""
+        tokens, cost, _ = spent(self.ledger.calls())
         if self.config.max_tokens is not None and tokens >= self.config.max_tokens:
             raise BudgetExhausted(f"token budget spent: {tokens} of {self.config.max_tokens} tokens used")
         if self.config.max_cost is not None and cost >= self.config.max_cost:
             raise BudgetExhausted(f"cost budget spent: ${cost:.4f} of ${self.config.max_cost:.4f}")
 
-    def usage_for(self, phase: str, agent: str) -> Usage:
-        return self.usage.setdefault((phase, agent), Usage(phase=phase, agent=agent))
+    def _output_cap(self) -> int:
+        """max_tokens for the next request: the configured limit, or less when a budget has less left."""
+        cap = self.config.max_output_tokens
+        tokens, cost, _ = spent(self.ledger.calls())
+        if self.config.max_tokens is not None:
+            cap = min(cap, self.config.max_tokens - tokens)
+        if self.config.max_cost is not None and self.config.price and self.config.price[1] > 0:
+            cap = min(cap, int((self.config.max_cost - cost) * 1e6 / self.config.price[1]))
+        return max(cap, 1)
+
+    def _record(self, outcome: str, prompt: int | None = 0, completion: int | None = 0) -> None:
+        phase, agent, purpose = self._where
+        price = self.config.price
+        cost = None if prompt is None or completion is None or price is None else round(
+            (prompt * price[0] + completion * price[1]) / 1e6, 6)
+        self.ledger.add(LLMCall(at=datetime.now(timezone.utc), phase=phase, agent=agent, purpose=purpose,
+                                model=self.config.model, endpoint=self.config.endpoint, outcome=outcome,
+                                prompt_tokens=prompt, completion_tokens=completion, cost=cost))
+
+    # -- the cache -------------------------------------------------------
+    def node_started(self) -> None:
+        self.fresh = []
+
+    def drop_fresh(self) -> list[str]:
+        """Forget the answers cached by a node that then crashed: a resume asks again instead of replaying it."""
+        dropped = self.cache_dir / "dropped"
+        names = []
+        for path in self.fresh:
+            if path.exists():
+                dropped.mkdir(exist_ok=True)
+                os.replace(path, dropped / path.name)
+                names.append(path.name)
+        self.fresh = []
+        return names
 
     # -- asking ----------------------------------------------------------
     def messages(self, agent: str, purpose: str, variables: dict) -> list[dict[str, str]]:
@@ -181,26 +315,39 @@ class LLM:
                 {"role": "user", "content": self.redact(user.strip())}]
 
     def ask(self, phase: str, agent: str, purpose: str, variables: dict, answer: type[T]) -> tuple[T | None, str]:
-        """The model's answer as ``answer``, or (None, why it failed)."""
-        usage = self.usage_for(phase, agent)
+        """The model's answer as ``answer``, or (None, why it failed); BudgetExhausted when a cap is reached."""
+        self._where = (phase, agent, purpose)
         messages = self.messages(agent, purpose, variables)
         schema = strict_schema(answer)
-        key = hashlib.sha256(json.dumps([self.config.model, messages, schema], sort_keys=True).encode()).hexdigest()
+        # The model and endpoint are part of the key: another model's answer is never replayed as this one's.
+        key = hashlib.sha256(json.dumps([self.config.model, self.config.endpoint, messages, schema],
+                                        sort_keys=True).encode()).hexdigest()
         cached = self.cache_dir / f"{key}.json"
         if cached.exists():
-            usage.cached += 1
-            return answer.model_validate_json(json.loads(cached.read_text())["content"]), ""
-        content, why = self._attempt(messages, schema, answer, usage)
+            try:
+                entry = json.loads(cached.read_text(encoding="utf-8"))
+                parsed = answer.model_validate_json(entry["content"])
+            except (ValueError, KeyError, TypeError):
+                cached.unlink(missing_ok=True)   # unreadable: ask again
+            else:
+                self._record("cached", None, None)
+                return parsed, ""
+        try:
+            content, why = self._attempt(messages, schema, answer)
+        except ModelUnavailable as err:
+            content, why = None, str(err)
         if content is None:
-            usage.failed += 1
+            self._record(f"gave up: {why}"[:300])
             return None, why
         parsed = answer.model_validate_json(content)
-        cached.write_text(json.dumps({"model": self.config.model, "content": content}), encoding="utf-8")
+        cached.write_text(json.dumps({"model": self.config.model, "endpoint": self.config.endpoint,
+                                      "content": content}), encoding="utf-8")
+        self.fresh.append(cached)
         return parsed, ""
 
-    def _attempt(self, messages, schema, answer, usage) -> tuple[str | None, str]:
+    def _attempt(self, messages, schema, answer) -> tuple[str | None, str]:
         try:
-            content = self._complete(messages, schema, answer.__name__, usage)
+            content = unfence(self._complete(messages, schema, answer.__name__))
             try:
                 answer.model_validate_json(content)
                 return content, ""
@@ -208,42 +355,81 @@ class LLM:
                 retry = messages + [{"role": "assistant", "content": content},
                                     {"role": "user", "content": "That answer does not match the schema: "
                                      f"{_short(err)}. Answer again with JSON that matches it exactly."}]
-                content = self._complete(retry, schema, answer.__name__, usage)
+                content = unfence(self._complete(retry, schema, answer.__name__))
                 try:
                     answer.model_validate_json(content)
                     return content, ""
                 except ValidationError as err2:
                     return None, f"the model's answer did not validate twice: {_short(err2)}"
         except openai.APIError as err:
-            return None, f"the model's API failed after retries: {type(err).__name__}: {_short(err)}"
+            return None, f"the model's API failed after {self.config.retries} retries: {type(err).__name__}: {_short(err)}"
 
-    def _complete(self, messages, schema, name, usage) -> str:
+    def _complete(self, messages, schema, name) -> str:
         if not self.json_mode_only:
             try:
-                return self._create(messages, usage, {"type": "json_schema",
-                                                      "json_schema": {"name": name, "schema": schema, "strict": True}})
+                return self._create(messages, {"type": "json_schema",
+                                               "json_schema": {"name": name, "schema": schema, "strict": True}})
             except openai.BadRequestError as err:
                 if "response_format" not in str(err) and "json_schema" not in str(err):
                     raise
                 self.json_mode_only = True  # this server does JSON mode only; say the schema in the prompt
         hinted = [dict(messages[0], content=messages[0]["content"] + "\n\nAnswer with one JSON object matching "
-                       "this JSON schema:\n" + json.dumps(schema))] + messages[1:]
-        return self._create(hinted, usage, {"type": "json_object"})
+                       f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema))] + messages[1:]
+        return self._create(hinted, {"type": "json_object"})
 
-    def _create(self, messages, usage: Usage, response_format: dict) -> str:
-        usage.calls += 1
-        response = self.client.chat.completions.create(model=self.config.model, messages=messages,
-                                                       response_format=response_format, temperature=0)
-        reported = response.usage
-        if reported is None or usage.prompt_tokens is None:
-            usage.prompt_tokens = usage.completion_tokens = usage.cost = None
-        else:
-            usage.prompt_tokens += reported.prompt_tokens
-            usage.completion_tokens += reported.completion_tokens
-            price = PRICES.get(self.config.model)
-            usage.cost = None if price is None or usage.cost is None else round(
-                usage.cost + (reported.prompt_tokens * price[0] + reported.completion_tokens * price[1]) / 1e6, 6)
-        return response.choices[0].message.content or ""
+    def _create(self, messages, response_format: dict) -> str:
+        """One request, retried here (never by the SDK) so that every attempt is budget-checked and recorded."""
+        if self.down:
+            raise ModelUnavailable(f"not asked: the model is down ({self.down})")
+        attempt = 0
+        while True:
+            self.check_budget()
+            timeout = self.config.timeout
+            if self.deadline_at is not None:
+                left = self.deadline_at - time.monotonic()
+                if left <= 0:
+                    raise ModelUnavailable(f"not asked: the model deadline ({self.config.deadline:g} s) has passed")
+                timeout = min(timeout, left)
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.config.model, messages=messages, response_format=response_format, temperature=0,
+                    timeout=timeout, **{self.token_param: self._output_cap()})
+            except openai.BadRequestError as err:
+                self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
+                    self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name
+                    continue
+                raise
+            except _RETRIED as err:
+                self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                if attempt >= self.config.retries:
+                    if isinstance(err, openai.APIConnectionError):   # refused, unreachable, or timed out
+                        self.down = f"{type(err).__name__} at {self.config.endpoint}"
+                        self.notify("llm_down", message=f"the model {self.config.model} at {self.config.endpoint} "
+                                    f"is not answering ({type(err).__name__}); agents keep their own results")
+                    raise
+                time.sleep(_backoff(err, attempt))
+                attempt += 1
+                continue
+            except openai.APIError as err:
+                self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                raise
+            reported = response.usage
+            if reported is None:
+                self._record("answered", None, None)
+            else:
+                self._record("answered", reported.prompt_tokens or 0, reported.completion_tokens or 0)
+            return response.choices[0].message.content or ""
+
+
+def _backoff(err: Exception, attempt: int) -> float:
+    """Seconds before a retry: the server's Retry-After when it says one (at most 30 s), else 0.5, 1, 2..."""
+    response = getattr(err, "response", None)
+    header = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(max(float(header), 0.0), 30.0) if header is not None else 0.5 * 2 ** attempt
+    except ValueError:
+        return 0.5 * 2 ** attempt
 
 
 def _short(err: Exception) -> str:

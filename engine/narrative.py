@@ -30,9 +30,14 @@ def write_narrative(llm, record: RunRecord) -> tuple[str, str]:
     """(text, note): the text is empty when the model failed or introduced a number."""
     from engine.llm import Narrative
 
+    from engine.llm_budget import BudgetExhausted
+
     phases, figures = facts(record)
-    answer, why = llm.ask("summary", "reporter", "narrative",
-                          {"status": record.status, "phases": phases, "figures": figures}, Narrative)
+    try:
+        answer, why = llm.ask("summary", "reporter", "narrative",
+                              {"status": record.status, "phases": phases, "figures": figures}, Narrative)
+    except BudgetExhausted as err:
+        return "", f"no executive summary: {err}"
     if answer is None:
         return "", f"the model's executive summary failed ({why})"
     allowed = set(_NUMBER.findall(" ".join([record.status, *phases, *figures])))

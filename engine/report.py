@@ -286,6 +286,11 @@ def render_summary(record: RunRecord) -> str:
     out += summary_figures(final) if final else ["No figures were computed or measured.\n"]
     if record.usage:
         out += ["## Model usage", "", usage_table(record), ""]
+        models = {}
+        for c in record.llm_calls:   # every request, from the run's call ledger
+            models[(c.model, c.endpoint)] = models.get((c.model, c.endpoint), 0) + (c.outcome != "cached" and not c.outcome.startswith("gave up"))
+        if models:
+            out += ["Models: " + "; ".join(f"{m} at {e} ({n} requests)" for (m, e), n in models.items()), ""]
     out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
             "from the repository's files by the model named in *how*; *estimate* = a model's prediction, "
             "not observed; *not_measured* = could not be obtained, with the reason.", "",

@@ -61,11 +61,14 @@ class RunPaths:
         return self.root / f"{index}-{phase}.md"
 
 
-def save_record(record: RunRecord, path: Path) -> None:
-    """Write run.json atomically: a reader never sees half a file."""
+def save_record(record: RunRecord, path: Path, redactor=None) -> None:
+    """Write run.json atomically: a reader never sees half a file; with ``redactor``, no secret in it."""
     record.updated = now()
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(record.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    text = record.model_dump_json(indent=2)
+    if redactor is not None:
+        text = json.dumps(redactor.scrub(json.loads(text)), indent=2, ensure_ascii=False)
+    tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -110,9 +113,22 @@ def select_phases(spec: PipelineSpec, requested: list[str] | None) -> list[str]:
     return [p for p in spec.phase_names if p in wanted]
 
 
+def check_llm_options(options: dict[str, str] | None) -> None:
+    """LLM options that can't work (no key, a --max-cost without a price) are refused before anything starts."""
+    if (options or {}).get("llm") != "1":
+        return
+    from engine.llm import LLMConfig, LLMSetupError
+
+    try:
+        LLMConfig.from_options(options)
+    except LLMSetupError as err:
+        raise UsageError(str(err)) from None
+
+
 def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: list[str] | None = None,
               options: dict[str, str] | None = None, on_event: Events = _quiet) -> RunRecord:
     chosen = select_phases(spec, phases)
+    check_llm_options(options)
     run_id = new_run_id()
     paths = RunPaths(Path(reports_dir).resolve() / run_id)
     if repo is None:
@@ -187,11 +203,17 @@ def initial_state(record: RunRecord) -> dict:
 
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
-               on_event: Events = _quiet, options: dict[str, str] | None = None) -> RunRecord:
-    """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost)."""
+               on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False) -> RunRecord:
+    """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost).
+
+    ``no_cache`` drops the model answers cached so far (moved to ``llm-cache/dropped/``): the model is asked again.
+    """
     record, paths = load_record(reports_dir, run_id)
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
+    check_llm_options(record.run.options)
+    if no_cache:
+        drop_cache(paths.root / "llm-cache")
     spec = pipelines.get(record.run.pipeline)
     if spec is None:
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
@@ -204,36 +226,53 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
         lock.release()
 
 
+def drop_cache(cache: Path) -> int:
+    """Move every cached model answer aside (``dropped/``), so none is replayed; how many were dropped."""
+    answers = sorted(cache.glob("*.json")) if cache.is_dir() else []
+    if answers:
+        (cache / "dropped").mkdir(exist_ok=True)
+    for path in answers:
+        os.replace(path, cache / "dropped" / path.name)
+    return len(answers)
+
+
 class Runner:
     def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events) -> None:
         self.spec, self.record, self.paths = spec, record, paths
         self.outer_events = on_event
         self.llm = None
+        self.redactor = None
 
     def on_event(self, kind: str, **data) -> None:
-        if kind == "usage":
-            self.record.usage.append(data["usage"])
         self.outer_events(kind, **data)
+
+    def save(self) -> None:
+        save_record(self.record, self.paths.run_json, self.redactor)
 
     def _open_llm(self, stack: ExitStack, run: RunContext):
         """The model client, in LLM mode only (offline never builds it)."""
         if run.options.get("llm") != "1":
             return None
         from engine.llm import LLM, LLMConfig, LLMSetupError
-        from engine.redact import Redactor, env_values
 
         try:
             config = LLMConfig.from_options(run.options)
         except LLMSetupError as err:
             raise UsageError(str(err)) from None
-        redactor = Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)))
-        return stack.enter_context(LLM(config, self.paths.root / "llm-cache", self.spec.name, redactor))
+        return stack.enter_context(LLM(config, self.paths.root / "llm-cache", self.spec.name, self.redactor,
+                                       run_dir=self.paths.root, notify=self.on_event))
+
+    def _open_redactor(self, run: RunContext):
+        """The run's redactor: what run.json, the reports, traces and the model never see in clear."""
+        from engine.redact import Redactor, env_values, run_key
+
+        return Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)), key=run_key(self.paths.root))
 
     def execute(self, kind: str, state: dict | None, from_phase: str | None = None) -> RunRecord:
         from agents import AGENTS
         from agents.base import AgentContext
         from engine.checkpoint import Checkpoints
-        from engine.graph import build_graph, node_names
+        from engine.graph import build_graph, node_names, tracing
         from engine.llm_budget import BudgetExhausted
 
         record, run = self.record, self.record.run
@@ -254,10 +293,11 @@ class Runner:
                 raise UsageError(str(err)) from None
             domain = self.spec.domain(run)
             stack.callback(domain.close)
+            self.redactor = self._open_redactor(run)
             self.llm = llm = self._open_llm(stack, run)
             agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain, llm))) for role in sorted(roles)}
             graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
-                                llm=llm, spent=lambda: self.record.usage)
+                                llm=llm)
             start_config = config
             if kind == "resume" and from_phase is None and not graph.get_state(config).values:
                 state = initial_state(record)   # killed before the graph's first checkpoint: start it afresh
@@ -270,9 +310,11 @@ class Runner:
                     self._finish(graph, config)
                     return record
             record.status, record.error = "running", ""
-            save_record(record, self.paths.run_json)
+            self.save()
+            callbacks = stack.enter_context(tracing(self.redactor))
+            stream_config = {**start_config, "callbacks": callbacks} if callbacks else start_config
             try:
-                for chunk in graph.stream(state, start_config, stream_mode="updates", durability="sync"):
+                for chunk in graph.stream(state, stream_config, stream_mode="updates", durability="sync"):
                     invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
                     self._sync(graph, config)
                 record.status = "completed"
@@ -326,8 +368,16 @@ class Runner:
             if phase.nodes:
                 path = self.paths.phase_report(index, phase.phase)
                 phase.report_path = path.name
-                path.write_text(render_phase(record, phase.phase), encoding="utf-8")
-        save_record(record, self.paths.run_json)
+                path.write_text(self._clean(render_phase(record, phase.phase)), encoding="utf-8")
+        if self.llm is not None:
+            from engine.llm_budget import usage_by_node
+
+            record.llm_calls = self.llm.ledger.calls()
+            record.usage = usage_by_node(record.llm_calls)
+        self.save()
+
+    def _clean(self, text: str) -> str:
+        return self.redactor(text) if self.redactor is not None else text
 
     def _finish(self, graph, config: dict) -> None:
         from engine.report import render_summary
@@ -337,18 +387,21 @@ class Runner:
             from engine.narrative import write_narrative
 
             self.record.narrative, note = write_narrative(self.llm, self.record)
-            if self.llm.usage:
-                self.record.usage.extend(self.llm.usage.values())
-                self.llm.usage.clear()
             if note:
                 self.record.phases[-1].notes.append(f"reporter: {note}")
-        self.paths.summary.write_text(render_summary(self.record), encoding="utf-8")
+            from engine.llm_budget import usage_by_node
+
+            self.record.llm_calls = self.llm.ledger.calls()
+            self.record.usage = usage_by_node(self.record.llm_calls)
+        self.paths.summary.write_text(self._clean(render_summary(self.record)), encoding="utf-8")
         if self.record.head_findings is not None:
             from engine.findings_output import render
 
             head = render(self.record.head_findings, "json", Path(self.record.run.worktree))
+            if self.redactor is not None:
+                head = json.dumps(self.redactor.scrub(json.loads(head)), indent=2, ensure_ascii=False) + "\n"
             (self.paths.summary.parent / "findings-head.json").write_text(head, encoding="utf-8")
-        save_record(self.record, self.paths.run_json)
+        self.save()
         self.on_event("run_end", record=self.record)
 
 

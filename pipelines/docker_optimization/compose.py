@@ -98,6 +98,25 @@ def expanded_size(data: object) -> int:
     return size(data)
 
 
+def recursive(data: object) -> bool:
+    """Does a node contain itself through an alias (``x: &a [*a]``)? No JSON, schema or walk can take that."""
+    done: set[int] = set()
+
+    def visit(node: object, stack: set[int]) -> bool:
+        if not isinstance(node, (dict, list)) or id(node) in done:
+            return False
+        if id(node) in stack:
+            return True
+        stack.add(id(node))
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        found = any(visit(child, stack) for child in children)
+        stack.discard(id(node))
+        done.add(id(node))
+        return found
+
+    return visit(data, set())
+
+
 @lru_cache(maxsize=512)
 def load(path: str, text: str) -> ComposeFile:
     """Parse a compose file; a parse error becomes ``error``, never an exception.
@@ -120,6 +139,9 @@ def load(path: str, text: str) -> ComposeFile:
     if expanded > MAX_EXPANDED_NODES:
         compose.error = (f"YAML aliases expand this document to over {MAX_EXPANDED_NODES:,} nodes "
                          "(a billion-laughs document); not analyzed")
+        return compose
+    if recursive(data):
+        compose.error = "a YAML alias contains itself (a recursive alias); not analyzed"
         return compose
     compose.data = data
     return compose
