@@ -300,7 +300,12 @@ class GitTree:
         return tree
 
     def read(self, path: str) -> bytes:
-        if path not in self.files():
+        if self._files is None:   # one path asked of an unlisted commit: ask git for it, don't list 20,000 files
+            entry = self._git("ls-tree", "-z", self.commit, "--", path).split(b"\0")[0]
+            meta = entry.partition(b"\t")[0].split()
+            if len(meta) != 3 or meta[1] != b"blob" or meta[0] == b"120000":
+                raise KeyError(path)
+        elif path not in self._files:
             raise KeyError(path)
         if "\n" in path:  # the batch protocol is line-based
             return self._git("cat-file", "blob", f"{self.commit}:{path}")
