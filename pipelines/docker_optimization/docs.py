@@ -21,7 +21,7 @@ from pipelines.docker_optimization import hadolint
 from pipelines.docker_optimization.rules import Rule, load_all
 
 FAMILY = re.compile(r"^[A-Z]+")
-SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix):\s*(.*)$")
+SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix|Fix safety):\s*(.*)$")
 
 HEADER = """# Rules
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 import subprocess
 from pathlib import Path
@@ -85,10 +84,19 @@ class DockerDomain:
             first = REGISTRY[rules[0]]
             applicability = (Applicability.unsafe if any(REGISTRY[r].fix is Applicability.unsafe for r in rules)
                              else Applicability.safe)
+            rationale = " ".join(REGISTRY[r].summary for r in rules)
+            assess = FIXES[group].assess
+            if assess is not None and project is not None:
+                try:   # the fix's safety depends on what the repository configures: it says so, with its values
+                    safe, said = assess(project, file)
+                except FixError as err:
+                    safe, said = False, str(err)
+                applicability = Applicability.safe if safe else Applicability.unsafe
+                rationale += " " + said
             tasks.append(Task(
                 id=short_hash(group, file), phase=first.phase, title=FIXES[group].title.format(file=file, dir=posixpath.dirname(file) or "."),
                 scope=(", ".join(project.services_of(file)) or "all services") if project else "",
-                rationale=" ".join(REGISTRY[r].summary for r in rules), fix=group, file=file, rules=rules,
+                rationale=rationale, fix=group, file=file, rules=rules,
                 finding_ids=[f.id for f in items], applicability=applicability,
                 estimate="no figure predicted: ops measures the effect after the change"))
         tasks.sort(key=lambda t: (order[t.phase], t.file, t.fix))
@@ -97,15 +105,13 @@ class DockerDomain:
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
-        cores = os.cpu_count() or 1
         contexts = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
                     for c in project.contexts]
         notes = [f"build context {c['dir']} builds {c['dockerfile']}"
                  + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
                  for c in contexts]
         return Design(notes=notes, policies={
-            "host_cores": str(cores),
-            "cpu": policy.STATEMENT + f"; host has {cores} cores",
+            "cpu": policy.STATEMENT,
             "dockerignore": "one .dockerignore per context, derived from its files; never excludes a COPY source",
             "edits": "Dockerfiles: only the lines of changed instructions; compose: ruamel.yaml round-trip",
         }, data={"contexts": contexts})

@@ -25,6 +25,9 @@ class Fix:
     title: str                      # "{file}" is replaced by the task's file
     apply: Callable[[Project, Task, Design], dict[str, str]]
     compose_keys: tuple[tuple[str, ...], ...] = ()   # key paths a compose fix may change ("*" = any key)
+    # For a fix whose safety depends on the repository (values from .pipeline.yaml or a guess):
+    # (project, file) -> (safe?, what it would write and why). The planner uses it for the task.
+    assess: Callable[[Project, str], tuple[bool, str]] | None = None
 
 
 FIXES: dict[str, Fix] = {}
@@ -38,9 +41,10 @@ def dockerfile_of(project: Project, task: Task) -> Dockerfile:
     return df
 
 
-def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = ()):
+def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = (),
+        assess: Callable[[Project, str], tuple[bool, str]] | None = None):
     def register(func):
-        FIXES[group] = Fix(group, title, func, compose_keys)
+        FIXES[group] = Fix(group, title, func, compose_keys, assess)
         return func
     return register
 

@@ -143,7 +143,7 @@ def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
 
 
 @rule("CO001", "service-without-cpu-limit", Category.reliability, Severity.warning, "service",
-      fix=Applicability.safe, fix_group="compose-cpu", phase="compose")
+      fix=Applicability.unsafe, fix_group="compose-cpu", phase="compose")
 def service_without_cpu_limit(svc) -> Iterable[Hit]:
     """A compose service has no CPU limit.
 
@@ -170,6 +170,24 @@ def service_without_cpu_limit(svc) -> Iterable[Hit]:
               resources:
                 limits: {cpus: "1.0"}
                 reservations: {cpus: "0.5"}
+
+    Fix: writes `deploy.resources.limits.cpus` (and `reservations.cpus`
+    when it has one) for each service of the file without a limit.
+
+    Fix safety: a CPU limit is a number only someone who knows the
+    service's load can choose, and it changes how the service runs. The
+    fix takes it from `.pipeline.yaml` and is then safe:
+
+        policy:
+          services:
+            api: {cpus: "0.5", cpus_reservation: "0.25"}
+
+    Otherwise the fix is unsafe: it derives the limit from the service's
+    own memory limit (1 CPU per GiB, 0.25 minimum, quarter steps;
+    reservation half), says the values and why in the task and commit
+    message, and leaves a service with neither alone. The cores of the
+    machine running this tool are never used: they say nothing about where
+    the service runs.
     """
     data = svc.effective   # a variant file's patch gets its limits from the service it patches
     if "cpus" in data or "cpus" in limits(data):
@@ -182,7 +200,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
     """A compose service has no memory limit.
 
     No fix: the right figure depends on what the service does, so a person
-    picks it (CO001's CPU fix then derives its CPU share from it).
+    picks it (CO001's unsafe CPU fix then derives a CPU share from it).
 
     Why: without a limit one leaking or overloaded container can use all the
     host's memory; the kernel's OOM killer then picks a victim, which may be

@@ -111,7 +111,7 @@ def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="apt-no-recommends", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="apt-no-recommends", phase="dockerfiles")
 def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get install` without `--no-install-recommends`.
 
@@ -125,9 +125,17 @@ def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     Use instead:
         RUN apt-get update && apt-get install -y --no-install-recommends curl
 
-    Fix: adds `--no-install-recommends` after `install`. A program may have
-    relied on a recommended package (curl on ca-certificates for https):
-    check that the image still works.
+    Fix: adds `--no-install-recommends` after `install`.
+
+    Fix safety: unsafe, always. The flag changes the set of packages in the
+    image, and what a recommended package provides is often what the build
+    or the program needs: `gcc` without recommends drops `libc6-dev`, so
+    compiling fails (`stdio.h: No such file`); `curl` without
+    `ca-certificates` fails on https. Which packages a name recommends
+    depends on the package index at build time, so no list written here can
+    prove the flag changes nothing; the fix waits for `--unsafe-fixes`, and
+    with `--verify-builds` the image must still build and start. Add the
+    packages you relied on by name (`gcc libc6-dev`) before applying it.
     """
     for run in df.of("RUN"):
         if apt_installs_with_recommends(df, run):
