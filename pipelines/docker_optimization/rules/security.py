@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
-import shlex
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.image_tools import stage_chain
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.layers import segments
 
 ROOT_USERS = ("root", "0")
 # Base images that already run as a non-root user: by tag or vendor, and well-known images whose own
@@ -18,8 +19,6 @@ NON_ROOT_BASES = re.compile(
     r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
     r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
     r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
-# useradd/adduser in command position (not `apt-get install adduser`), and its arguments.
-CREATE_USER = re.compile(r"(?:^|[;&|(]|\bthen|\bdo)\s*(?:/[\w/]*/)?(?:useradd|adduser)\b([^;&|]*)")
 # Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
 SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
 NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
@@ -31,20 +30,54 @@ DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
 
 
 # -- SE001 -------------------------------------------------------------------
+# Options of useradd, Debian's adduser and busybox's adduser that take a value (the value is not the name).
+_USER_VALUE_OPTIONS = frozenset({
+    "-b", "-c", "-d", "-e", "-f", "-g", "-G", "-k", "-K", "-p", "-R", "-P", "-s", "-u", "-h",
+    "--base-dir", "--comment", "--home-dir", "--home", "--expiredate", "--inactive", "--gid", "--groups",
+    "--skel", "--key", "--password", "--root", "--prefix", "--shell", "--uid", "--selinux-user",
+    "--ingroup", "--gecos", "--firstuid", "--lastuid", "--firstgid", "--lastgid", "--conf"})
+
+
+def user_created(argv: tuple[str, ...]) -> str:
+    """The user a useradd/adduser command creates ("" when it creates none: a group, or a user added to a group).
+
+    ``useradd [options] NAME``; ``adduser [options] NAME``. ``adduser NAME GROUP`` (Debian and
+    busybox) adds an existing user to a group, and Debian's ``adduser --group NAME`` without
+    ``--system`` creates a group: neither names a user one can switch to.
+    """
+    if not argv or posixpath.basename(argv[0]) not in ("useradd", "adduser"):
+        return ""
+    names, options, skip = [], set(), False
+    for word in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if word.startswith("--"):
+            name = word.split("=", 1)[0]
+            options.add(name)
+            skip = name in _USER_VALUE_OPTIONS and "=" not in word
+        elif word.startswith("-") and len(word) > 1:
+            options.add(word[:2])
+            skip = word[:2] in _USER_VALUE_OPTIONS and len(word) == 2   # "-u1000" carries its value
+        else:
+            names.append(word)
+    if len(names) != 1 or "$" in names[0]:
+        return ""
+    if posixpath.basename(argv[0]) == "adduser" and "--group" in options and "--system" not in options:
+        return ""
+    return names[0]
+
+
 def created_users(df: Dockerfile, stages: set[int]) -> list[tuple[Instruction, str]]:
-    """(RUN, user name) for each useradd/adduser in the given stages."""
+    """(RUN, user name) for each useradd/adduser in the given stages that creates a user (never a group)."""
     found = []
     for ins in df.of("RUN"):
         if ins.stage not in stages:
             continue
-        for m in CREATE_USER.finditer(ins.command):
-            try:
-                words = shlex.split(m.group(1))
-            except ValueError:
-                words = m.group(1).split()
-            names = [w for w in words if w and not w.startswith("-")]
-            if names:
-                found.append((ins, names[-1]))  # useradd [options] NAME; adduser [options] NAME
+        for seg in segments(df, ins):
+            name = user_created(seg.argv)
+            if name:
+                found.append((ins, name))
     return found
 
 
