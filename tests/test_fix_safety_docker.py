@@ -73,3 +73,38 @@ def test_switching_user_without_opening_root_is_what_broke_and_the_check_sees_it
 
     assert problem == "the container exits with an error"
     assert "ModuleNotFoundError: No module named 'greet'" in how
+
+
+def run_non_root(tmp_path, reports, docker_pipeline, main):
+    from engine.runs import start_run
+    from tests.conftest import git, make_repo
+
+    repo = make_repo(tmp_path / "repo", {"Dockerfile": PIP_USER_APP, "main.py": main, ".dockerignore": ".git\n"})
+    wheel(repo / "wheels" / "greet-1.0-py3-none-any.whl")
+    git(repo, "add", "wheels")
+    git(repo, "commit", "--quiet", "-m", "the wheel")
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"],
+                       {"builds": "off", "unsafe_fixes": "1", "verify_builds": "1"})
+    tasks = {t.id for t in record.plan.tasks if t.fix == "non-root-user"}
+    [verdict] = [v for v in record.verdicts if v.task_id in tasks]
+    [gate] = [g for g in verdict.gates if "builds and starts" in g.name]
+    return verdict, gate
+
+
+def test_with_verify_builds_the_unsafe_non_root_change_is_kept_once_the_image_starts(tmp_path, reports,
+                                                                                     docker_pipeline):
+    engine_or_skip()
+    verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN)
+    assert verdict.accepted, verdict.reason
+    assert gate.passed and gate.detail == "running, and its HEALTHCHECK (python -c import greet) passes"
+
+
+def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_reverted(tmp_path, reports,
+                                                                                   docker_pipeline):
+    engine_or_skip()
+    # the app writes into its code directory at start: root could, the new user can't (the code stays root's)
+    writes = "import time\nimport greet\nopen('/app/state.txt', 'w').write('up')\ntime.sleep(120)\n"
+    verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, writes)
+    assert not verdict.accepted and not gate.passed
+    assert gate.detail.startswith("the container exits with an error: exit 1")
+    assert "PermissionError" in gate.detail

@@ -178,8 +178,41 @@ class DockerDomain:
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
-                gates.append(self._build_gate(root, ctx))
+                if task.applicability is Applicability.unsafe and is_dockerfile(ctx.dockerfile):
+                    gates.append(self._start_gate(root, ctx, base))   # it may change what the image does
+                else:
+                    gates.append(self._build_gate(root, ctx))
         return gates
+
+    def _start_gate(self, root: Path, ctx, base: Tree) -> Gate:
+        """--verify-builds, for an unsafe change: the image builds and starts (a configured probe, or it stays
+        up and its HEALTHCHECK passes). A delta gate: the parent is tried too, only when the change's head fails,
+        and a problem it had as well never reverts the change."""
+        import tempfile
+
+        from pipelines.docker_optimization.builds import export_tree, probe, verify_start
+
+        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
+        engine = probe()
+        if not engine.ok:
+            return Gate(name=name, passed=True, detail=f"not verified: {engine.reason}")
+        command = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {}).get("probe")
+        problem, detail = verify_start(root, ctx, command)
+        if not problem:
+            return Gate(name=name, passed=True, detail=detail)
+
+        def before() -> list[str]:
+            commit = getattr(base, "commit", "")
+            old = next((c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
+            if not commit or old is None or self.run is None:
+                return []
+            with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
+                was, _ = verify_start(export_tree(Path(self.run.worktree), commit, Path(tmp)), old, command)
+            return [was] if was else []
+
+        gate = delta_gate(name, [problem], before)
+        return gate.model_copy(update={"detail": f"{gate.detail}: {detail}" if not gate.passed else
+                                       f"{gate.detail} ({detail})"})
 
     def _build_gate(self, root: Path, ctx) -> Gate:
         """--verify-builds: the service really builds after the change (skipped, saying why, without an engine)."""
