@@ -226,7 +226,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
 
 
 @rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
-      fix=Applicability.safe, fix_group="compose-healthy-deps", phase="compose")
+      fix=Applicability.unsafe, fix_group="compose-healthy-deps", phase="compose")
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
 
@@ -252,6 +252,12 @@ def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
             depends_on:
               redis:
                 condition: service_healthy
+
+    Fix safety: unsafe. The image is unchanged, but the stack starts
+    differently: a dependent now waits for its dependency's health check,
+    and when that check never passes (a missing tool, a slow start) the
+    dependent never starts where it used to. Check the health checks pass
+    (`--verify-builds` starts each changed image) before applying it.
     """
     for compose in project.composes:
         if compose.error:

@@ -68,6 +68,14 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
         .git
         **/__pycache__
         tests
+
+    Fix safety: decided per repository. Safe when no COPY/ADD of the
+    contexts copies a file the new patterns exclude (a Dockerfile that COPYs
+    named paths): then only what is sent to the builder changes, never an
+    image. When a COPY copies some of them (`COPY . .` with tests/ or .env
+    in the context), they leave the image and the app or a build step may
+    read them (a .env loaded at start, .git for a version): the task is
+    unsafe and names the files.
     """
     if ctx.ignore_path or all(cannot_build(c) for c in ctx.project.contexts_in(ctx.dir)):
         return
@@ -227,6 +235,10 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
         **/tests
         **/docs
         **/.env
+
+    Fix safety: as CX001's: safe only when no COPY/ADD copies what the
+    added patterns exclude; otherwise unsafe, naming the files that would
+    leave the image.
     """
     groups: dict[str, list] = {}
     for c in ctx.project.contexts_in(ctx.dir):

@@ -130,27 +130,46 @@ def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     read every mounted secret, and is one kernel or runtime bug away from
     root on the host.
 
-    The fix (unsafe: files the app writes must be writable by the new user)
-    adds a system user `app` (uid 10001) right after the final FROM
+    The fix adds a system user `app` (uid 10001) right after the final FROM
     (`useradd` on Debian/Ubuntu-based images, busybox `adduser -S` on
     Alpine; plain `10001:10001` on scratch, which has no /etc/passwd), or
-    reuses the user the Dockerfile creates; gives it the final stage's COPYs
-    into the app directories (`--chown`); and switches to it after the last
-    RUN, before CMD/ENTRYPOINT. Other base images are left for a person.
+    reuses the user the Dockerfile creates, and switches to it after the
+    last RUN, before CMD/ENTRYPOINT. Other base images are left for a person.
 
     Example:
         FROM python:3.12-slim
         WORKDIR /app
+        COPY requirements.txt .
+        RUN pip install --user -r requirements.txt
         COPY . .
-        CMD ["python", "-m", "app"]
+        CMD ["python", "-m", "uvicorn", "main:app"]
 
     Use instead:
         FROM python:3.12-slim
         RUN useradd --system --uid 10001 --user-group --no-create-home app
         WORKDIR /app
-        COPY --chown=app:app . .
+        COPY requirements.txt .
+        RUN pip install --user -r requirements.txt
+        COPY . .
+        # the runtime user reads what the app needs under /root; its files stay root's
+        RUN chmod o+x /root
+        ENV PYTHONUSERBASE=/root/.local
         USER app
-        CMD ["python", "-m", "app"]
+        CMD ["python", "-m", "uvicorn", "main:app"]
+
+    Fix safety: unsafe: the user changes what the process may read and
+    write. The fix therefore looks for what the app needs from root: pip
+    `--user` packages (root's are under /root/.local, and /root is mode
+    700), a PYTHONUSERBASE or VIRTUAL_ENV, a PATH entry, WORKDIR or COPY
+    under /root; it then makes /root traversable (`chmod o+x /root`, its
+    files untouched) and sets `PYTHONUSERBASE` so the user's Python finds
+    those packages. The code stays root-owned (no `COPY --chown`): the user
+    can run it, not rewrite it. The user owns only the directories it
+    writes: each VOLUME, and those listed in `.pipeline.yaml`
+    (`policy: dockerfiles: {path: {writable: [/app/data]}}`). It switches to
+    a user, never a group (`adduser app appgroup` adds a user to a group;
+    `adduser --group` makes a group). With `--verify-builds` the image must
+    build and start (its HEALTHCHECK, or `probe:` from `.pipeline.yaml`).
     """
     found = runs_as_root(df)
     if found is None:

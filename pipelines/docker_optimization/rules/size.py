@@ -180,6 +180,11 @@ def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN apk add --no-cache curl
+
+    Fix safety: safe: `--no-cache` fetches the index for that command and
+    installs the same packages; only the index files stay out of the image
+    (a container that runs `apk add` without updating first would need
+    `apk update`, as on any image built this way).
     """
     for run in df.of("RUN"):
         if apk_adds_with_cache(df, run):
@@ -307,7 +312,7 @@ def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, st
 
 
 @rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
-      fix=Applicability.safe, fix_group="npm-ci", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="npm-ci", phase="dockerfiles")
 def install_ignores_lockfile(project) -> Iterable[Hit]:
     """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
 
@@ -332,6 +337,10 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
     Fix: replaces `npm install` (only without package arguments) by
     `npm ci`, keeping its options; adds `--frozen-lockfile` to `yarn
     install` (`--immutable` for Yarn 2+, which has a .yarnrc.yml).
+
+    Fix safety: unsafe: `npm install` may resolve versions other than the
+    lockfile's (and rewrite it), `npm ci` installs exactly the lockfile (and
+    fails when it is out of date): the package set can change.
     """
     for path, df in sorted(project.dockerfiles.items()):
         contexts = project.contexts_of(path)
@@ -379,6 +388,10 @@ def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     the two are merged first (as LY002's fix does): cleaning the lists in
     the update's RUN would break that install. Any other later install
     that relies on the lists makes the fix refuse.
+
+    Fix safety: safe: the lists are apt's download index, not installed
+    packages; the same packages are installed, and a later RUN that needs
+    the lists makes the fix refuse (or merge first).
     """
     for run in df.of("RUN"):
         if apt_lists_left(df, run):
