@@ -1,0 +1,91 @@
+"""Which fixes are safe, and why: a fix is safe only where it cannot change what the image does.
+
+Each test plans the fix on a small repository and reads the task's
+applicability and the reason it gives (the planner puts it in the task's
+rationale, which the commit message carries).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.artifacts import Applicability
+from pipelines.docker_optimization.domain import DockerDomain
+from pipelines.docker_optimization.rules import load_all
+from tests.rulekit import write
+
+PHASES = ["analysis", "dockerfiles", "compose", "build", "deploy"]
+
+
+def task_for(root, files, fix):
+    write(root, files)
+    domain = DockerDomain()
+    [task] = [t for t in domain.plan(domain.analyze(root), PHASES, True, root).tasks if t.fix == fix]
+    return task
+
+
+@pytest.mark.parametrize("code, why", [
+    ("SZ002", "`gcc` without recommends drops `libc6-dev`"),
+    ("LY003", "it changes file ownership"),
+    ("SZ005", "the package set can change"),
+    ("CO003", "the dependent never starts where it used to"),
+    ("RL001", "the container's health status changes"),
+    ("SE001", "the user changes what the process may read"),
+    ("RL005", "it chooses the exact base image"),
+])
+def test_fixes_that_can_change_what_the_image_does_are_unsafe_and_their_docs_say_why(code, why):
+    rule = load_all()[code]
+    assert rule.fix is Applicability.unsafe
+    assert why in " ".join(rule.doc.split())
+
+
+def test_no_install_recommends_is_unsafe_even_for_a_single_package(tmp_path):
+    text = "FROM debian:12\nRUN apt-get update && apt-get install -y gcc && rm -rf /var/lib/apt/lists/*\n"
+    task = task_for(tmp_path, {"Dockerfile": text}, "apt-no-recommends")
+    assert task.applicability is Applicability.unsafe
+
+
+def test_a_dockerignore_is_safe_when_no_copy_takes_what_it_excludes(tmp_path):
+    files = {"Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\nCMD [\"python\", \"/app/app.py\"]\n",
+             "app.py": "print(1)\n", "tests/test_app.py": "def test(): pass\n"}
+    task = task_for(tmp_path, files, "dockerignore")
+    assert task.applicability is Applicability.safe
+    assert task.rationale.endswith("No COPY/ADD copies what it excludes: the images stay the same; "
+                                   "only what is sent changes.")
+
+
+def test_a_dockerignore_is_unsafe_when_copy_dot_would_lose_files_and_it_names_them(tmp_path):
+    files = {"Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD [\"python\", \"app.py\"]\n",
+             "app.py": "print(1)\n", ".env": "MODE=dev\n", "tests/test_app.py": "def test(): pass\n"}
+    task = task_for(tmp_path, files, "dockerignore")
+    assert task.applicability is Applicability.unsafe
+    assert task.rationale.endswith("Unsafe: a COPY/ADD copies what it excludes, so these leave the image: .env, "
+                                   "tests/test_app.py (the app or a build step may read them).")
+
+
+MANIFESTS = {"Dockerfile": ("FROM node:20-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci\nCMD [\"node\", \"server.js\"]\n"),
+             "package.json": "{\"name\": \"web\"}\n", "package-lock.json": "{}\n", "server.js": "1\n",
+             ".dockerignore": "tests\n"}
+
+
+def test_manifests_first_is_safe_when_the_source_copy_cannot_overwrite_the_install(tmp_path):
+    task = task_for(tmp_path, MANIFESTS, "manifests-first")
+    assert task.applicability is Applicability.safe
+
+
+def test_manifests_first_is_unsafe_when_the_context_ships_node_modules_over_the_install(tmp_path):
+    task = task_for(tmp_path, {**MANIFESTS, "node_modules/left-pad/index.js": "1\n"}, "manifests-first")
+    assert task.applicability is Applicability.unsafe
+    assert task.rationale.endswith("Unsafe: the source COPY, now after the install, would overwrite what it "
+                                   "installed with the context's node_modules/left-pad/index.js.")
+
+
+def test_folding_a_pip_upgrade_is_safe_and_dropping_one_is_not(tmp_path):
+    fold = "FROM python:3.12-slim\nRUN pip install --upgrade pip\nRUN pip install -r requirements.txt\n"
+    files = {"Dockerfile": fold, "requirements.txt": "six\n"}
+    assert task_for(tmp_path / "a", files, "fold-pip-upgrade").applicability is Applicability.safe
+    drop = "FROM python:3.12-slim\nRUN pip install --upgrade pip\nCMD [\"python\"]\n"
+    task = task_for(tmp_path / "b", {"Dockerfile": drop}, "fold-pip-upgrade")
+    assert task.applicability is Applicability.unsafe
+    assert task.rationale.endswith("Unsafe: drops the pip upgrade at line 2, which no pip install follows: "
+                                   "the image keeps the base image's pip.")
