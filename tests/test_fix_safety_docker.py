@@ -75,11 +75,12 @@ def test_switching_user_without_opening_root_is_what_broke_and_the_check_sees_it
     assert "ModuleNotFoundError: No module named 'greet'" in how
 
 
-def run_non_root(tmp_path, reports, docker_pipeline, main):
+def run_non_root(tmp_path, reports, docker_pipeline, main, extra=None):
     from engine.runs import start_run
     from tests.conftest import git, make_repo
 
-    repo = make_repo(tmp_path / "repo", {"Dockerfile": PIP_USER_APP, "main.py": main, ".dockerignore": ".git\n"})
+    repo = make_repo(tmp_path / "repo", {"Dockerfile": PIP_USER_APP, "main.py": main, ".dockerignore": ".git\n",
+                                         **(extra or {})})
     wheel(repo / "wheels" / "greet-1.0-py3-none-any.whl")
     git(repo, "add", "wheels")
     git(repo, "commit", "--quiet", "-m", "the wheel")
@@ -108,3 +109,12 @@ def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_revert
     assert not verdict.accepted and not gate.passed
     assert gate.detail.startswith("the container exits with an error: exit 1")
     assert "PermissionError" in gate.detail
+
+
+def test_a_probe_configured_in_pipeline_yaml_decides_whether_the_image_starts(tmp_path, reports, docker_pipeline):
+    engine_or_skip()
+    config = ("policy:\n  dockerfiles:\n    Dockerfile:\n"
+              "      probe: [python, -c, \"import greet; print(greet.hello())\"]\n")
+    verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN, {".pipeline.yaml": config})
+    assert verdict.accepted, verdict.reason
+    assert gate.detail == "probe python -c import greet; print(greet.hello()) passed"
