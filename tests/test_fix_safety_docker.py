@@ -118,3 +118,12 @@ def test_a_probe_configured_in_pipeline_yaml_decides_whether_the_image_starts(tm
     verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN, {".pipeline.yaml": config})
     assert verdict.accepted, verdict.reason
     assert gate.detail == "probe python -c import greet; print(greet.hello()) passed"
+
+
+def test_an_image_that_never_started_does_not_make_the_change_revert(tmp_path, reports, docker_pipeline):
+    engine_or_skip()
+    # the app fails the same way before and after the change: the change did not cause it (a delta gate)
+    crashes = "import greet\nraise SystemExit('no config: ' + greet.hello())\n"
+    verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, crashes)
+    assert verdict.accepted and gate.passed, verdict.reason
+    assert gate.already == "already present before this change: the container exits with an error"
