@@ -22,6 +22,7 @@ class TaskCommitter(Agent):
     def apply_and_commit(self, task: Task, state: dict, notes: tuple[str, ...] = ()) -> Change:
         """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
         ws = self.ws
+        ws.writing()
         try:
             files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.tree(), state["design"])
         except AlreadyResolved as err:

@@ -17,6 +17,7 @@ the implementer's recorded commits makes the node idempotent.
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import ExitStack
 
 from agents.base import replace_phase
 from agents.implementer import TaskCommitter
@@ -50,11 +51,27 @@ class Reviewer(TaskCommitter):
     role = "reviewer"
 
     def run(self, phase: Phase, state: dict) -> dict:
-        ws, domain = self.ws, self.ctx.domain
+        ws = self.ws
         base = state.get("bases", {}).get(phase.name, state["head"])
         tasks = {t.id: t for t in state["plan"].tasks}
         ws.reset_to(base)
-        before = domain.analyze(ws.tree())
+        with ExitStack() as stack:
+            self._at_head = self._analysis(stack, base)
+            return self._replay(phase, state, tasks)
+
+    def _analysis(self, stack: ExitStack, base: str):
+        """How the reviewer analyzes the workspace's head: incrementally from git objects when the domain can
+        (only what each commit changed is re-run), else a full analysis of the checkout."""
+        ws, domain = self.ws, self.ctx.domain
+        incremental = getattr(domain, "incremental_analysis", None)
+        if incremental is None:
+            return lambda: domain.analyze(ws.tree())
+        inc = stack.enter_context(incremental(ws.path, base))
+        return lambda: inc.to_commit(ws.head()).findings
+
+    def _replay(self, phase: Phase, state: dict, tasks: dict) -> dict:
+        ws = self.ws
+        before = self._at_head()
         verdicts, changes = [], []
         for change in (c for c in state.get("changes", []) if c.phase == phase.name):
             if change.status is not ChangeStatus.committed:
@@ -98,7 +115,7 @@ class Reviewer(TaskCommitter):
     def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: dict):
         ws = self.ws
         tree = ws.tree()
-        after = self.ctx.domain.analyze(tree)
+        after = self._at_head()
         gates = [targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
         gates += self.ctx.domain.review(task, change, tree, GitTree(ws.path, previous, "before"), state["design"])
         accepted = all(g.passed for g in gates)

@@ -4,11 +4,30 @@ At scale 1 it holds ~45 Dockerfiles (Python, Node and Go services, single-
 and multi-stage, with the problems real repositories have: pip installs
 without cache mounts, ``COPY . .`` before the install, apt without
 ``--no-install-recommends``, curl health checks, unpinned tags, ...), ~10
-compose files that build them under varied contexts (the repository root
-with a ``dockerfile:`` path, the stack directory, the service directory), a
-few ``.dockerignore`` files, and 20,000 files in all: sources, tests, docs,
-fixtures, vendored ``node_modules``/``vendor``/``.venv`` trees, mostly small
-with a few larger ones. Scale N multiplies every count.
+stack compose files that build them under varied contexts (the repository
+root with a ``dockerfile:`` path, the stack directory, the service
+directory, a service directory with its Dockerfile outside it:
+``dockerfile: ../docker/api.Dockerfile``), a few ``.dockerignore`` files,
+and 20,000 files in all: sources, tests, docs, fixtures, vendored
+``node_modules``/``vendor``/``.venv`` trees, mostly small with a few larger
+ones. Scale N multiplies every count.
+
+The compose files have the shapes real monorepos have (``Manifest.shapes``
+lists each):
+
+- ``prod``: a ``compose.prod.yaml`` in a service's directory builds the same
+  Dockerfile as the stack's compose file under another context (its own
+  directory for a root-context service, the root for the others), where
+  most of its COPY sources don't exist: contexts already broken;
+- ``override``: ``docker-compose.override.yml``/``compose.override.yaml``
+  beside a stack's file, moving one service to another context and adding
+  args to another;
+- ``include``: the root compose file includes ``infra/compose.yaml``, whose
+  service (behind the ``ops`` profile) builds a tool from ``../tools/...``;
+- ``extends``: a root service inherits its whole build from
+  ``common/services.yml``;
+- ``env``: root services whose context is ``${VAR}`` from the root ``.env``
+  or ``${VAR:-default}``.
 
 The same (scale, seed) always gives byte-identical trees: every choice comes
 from one ``random.Random(seed)``, and file contents are drawn from pools built
@@ -30,11 +49,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-VERSION = 2  # bump when the generated tree changes, so --out trees are regenerated
+VERSION = 3  # bump when the generated tree changes, so --out trees are regenerated
 
 BASE_FILES = 20_000
 BASE_DOCKERFILES = 45
-BASE_COMPOSES = 10
+BASE_COMPOSES = 10          # one per stack; the shapes below add to them
+BASE_PROD = 3               # service directories with a compose.prod.yaml
+BASE_OVERRIDES = 2          # stacks with an override file
 
 STACKS = ("shop", "billing", "identity", "search", "analytics", "media", "notify", "ledger", "catalog", "support",
           "payments", "inventory", "shipping", "reviews", "pricing", "loyalty", "reports", "auth", "chat", "feeds")
@@ -68,6 +89,7 @@ class Manifest:
     composes: list[str] = field(default_factory=list)
     dockerignores: list[str] = field(default_factory=list)
     services: int = 0            # compose services with a build: section
+    shapes: dict[str, list[str]] = field(default_factory=dict)   # compose shape -> the files that have it
     seconds: float = 0.0         # generation wall time (0 when an existing tree was reused)
 
     def to_json(self) -> str:
@@ -107,8 +129,21 @@ class _Writer:
 
 def counts(scale: float) -> tuple[int, int, int]:
     """(files, Dockerfiles, compose files) a scale asks for."""
-    return (max(200, round(BASE_FILES * scale)), max(3, round(BASE_DOCKERFILES * scale)),
-            max(1, round(BASE_COMPOSES * scale)))
+    files, dockerfiles = max(200, round(BASE_FILES * scale)), max(3, round(BASE_DOCKERFILES * scale))
+    stacks, prod, overrides, include = _compose_counts(scale, dockerfiles)
+    return files, dockerfiles, stacks + prod + overrides + include
+
+
+def _compose_counts(scale: float, dockerfiles: int) -> tuple[int, int, int, int]:
+    """(stack compose files, compose.prod.yaml files, override files, included files) for a scale."""
+    stacks = max(1, round(BASE_COMPOSES * scale))
+    return (stacks, max(1, round(BASE_PROD * scale)), min(stacks, max(1, round(BASE_OVERRIDES * scale))),
+            1 if _standalone(dockerfiles) >= 2 else 0)
+
+
+def _standalone(dockerfiles: int) -> int:
+    """How many Dockerfiles no stack's compose file builds (tools)."""
+    return max(1, round(dockerfiles * 0.1))
 
 
 def _name(pool: tuple[str, ...], i: int) -> str:
@@ -125,7 +160,7 @@ class _Service:
     lang: str                # python | node | go
     dockerfile: str          # repo-relative path
     context: str             # repo-relative context directory
-    mode: str                # root | stack | service | inferred
+    mode: str                # root | stack | service | outside | include | extends | inferred
     port: int
     multi: bool
     targets: list[str] = field(default_factory=list)
@@ -276,14 +311,25 @@ def dockerfile_text(rng: random.Random, svc: _Service) -> str:
 
 # --------------------------------------------------------------------------- compose
 
-def _compose_text(rng: random.Random, base: str, members: list[_Service], stack: str) -> str:
-    out = [f"# {stack} stack: local development.", "services:"]
+def _rel(path: str, base: str) -> str:
+    """``path`` as a compose file in ``base`` writes it (``.``, ``./x`` or ``../x``)."""
+    rel = posixpath.relpath(path, base or ".")
+    return "." if rel == "." else rel if rel.startswith("..") else "./" + rel
+
+
+def _compose_text(rng: random.Random, base: str, members: list[_Service], stack: str,
+                  env: dict[str, str] | None = None, head: tuple[str, ...] = (), tail: tuple[str, ...] = ()) -> str:
+    """A stack's compose file; ``env`` maps a service to the variable its context is written as."""
+    out = [f"# {stack} stack: local development.", *head, "services:"]
     for svc in members:
         out.append(f"  {svc.name}:")
-        ctx = posixpath.relpath(svc.context, base or ".")
-        ctx = "." if ctx == "." else ctx if ctx.startswith("..") else "./" + ctx
+        ctx = _rel(svc.context, base)
         df = posixpath.relpath(svc.dockerfile, svc.context)
-        if df == "Dockerfile" and rng.random() < 0.6:
+        if env and svc.name in env:
+            out += ["    build:", f'      context: "{env[svc.name]}"']
+            if df != "Dockerfile":
+                out.append(f"      dockerfile: {df}")
+        elif df == "Dockerfile" and rng.random() < 0.6:
             out.append(f"    build: {ctx}")
         else:
             out += ["    build:", f"      context: {ctx}"]
@@ -310,7 +356,39 @@ def _compose_text(rng: random.Random, base: str, members: list[_Service], stack:
             out.append("    mem_limit: 256m")
     out += ["  db:", "    image: postgres:16-alpine", "    environment:", "      POSTGRES_PASSWORD: app",
             "  cache:", "    image: redis:7.2-alpine", "    healthcheck:", '      test: ["CMD", "redis-cli", "ping"]',
-            "      interval: 5s"]
+            "      interval: 5s", *tail]
+    return "\n".join(out) + "\n"
+
+
+def _prod_text(svc: _Service) -> str:
+    """``compose.prod.yaml`` in the service's directory: the same Dockerfile, built from another context."""
+    if svc.context == svc.dir:   # built from its own directory by the stack: production builds from the root
+        context, dockerfile = _rel(".", svc.dir), svc.dockerfile
+    else:                        # built from the root or the stack: production builds from its own directory
+        context, dockerfile = ".", posixpath.relpath(svc.dockerfile, svc.dir)
+    build = [f"    build: {context}"] if dockerfile == "Dockerfile" else \
+        ["    build:", f"      context: {context}", f"      dockerfile: {dockerfile}"]
+    return "\n".join([f"# {svc.stack}/{svc.name}: the production image (docker compose -f compose.prod.yaml build).",
+                      "services:", f"  {svc.name}:", *build,
+                      f"    image: registry.example.com/{svc.stack}/{svc.name}:prod", "    restart: always"]) + "\n"
+
+
+def _copies_named_paths(text: str) -> bool:
+    """Does a Dockerfile COPY a named path from its context (which another context may lack), not just ``.``?"""
+    return any(line.split()[1] not in (".", "./") for line in text.splitlines()
+               if line.startswith("COPY ") and "--from" not in line)
+
+
+def _override_text(base: str, members: list[_Service], texts: dict[str, str]) -> str:
+    """An override file: one service moves to another context, another gets a build arg and debug logging."""
+    out = ["# Local overrides: docker compose merges this file onto the stack's.", "services:"]
+    first = next((m for m in members if _copies_named_paths(texts[m.dockerfile])), members[0])
+    other = first.dir if first.context != first.dir else posixpath.dirname(first.dir)
+    out += [f"  {first.name}:", "    build:", f"      context: {_rel(other, base)}",
+            f"      dockerfile: {posixpath.relpath(first.dockerfile, other)}"]
+    for svc in [m for m in members if m is not first][:1]:
+        out += [f"  {svc.name}:", "    build:", "      args:", '        DEBUG: "1"', "    environment:",
+                "      LOG_LEVEL: debug"]
     return "\n".join(out) + "\n"
 
 
@@ -412,17 +490,21 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
     if any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty")
     rng = random.Random(seed)
-    n_files, n_dockerfiles, n_composes = counts(scale)
+    n_files, n_dockerfiles, _ = counts(scale)
+    n_composes, n_prod, n_overrides, n_include = _compose_counts(scale, n_dockerfiles)
     w = _Writer(out)
-    man = Manifest(root=str(out), scale=scale, seed=seed)
+    man = Manifest(root=str(out), scale=scale, seed=seed,
+                   shapes={"prod": [], "override": [], "include": [], "extends": [], "env": [], "outside": []})
     pools = _Pools(rng)
 
-    # Which Dockerfiles: a few standalone (no compose builds them), the rest spread over the stacks.
-    n_standalone = max(1, round(n_dockerfiles * 0.1))
+    # Which Dockerfiles: a few standalone (no stack's compose builds them), the rest spread over the stacks.
+    n_standalone = _standalone(n_dockerfiles)
     per_stack = _allocate(n_dockerfiles - n_standalone, [1.0] * n_composes)
     services: list[_Service] = []
     fillers: list[tuple[str, str, float]] = []   # (kind, base dir, weight)
     port = 8000
+    stack_files: list[tuple[str, str, list[_Service]]] = []   # (compose path, its directory, its services)
+    all_texts: dict[str, str] = {}                             # Dockerfile -> its text
     for s, count in enumerate(per_stack):
         stack = _name(STACKS, s)
         stack_dir = f"apps/{stack}"
@@ -443,9 +525,11 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
                 name = _name(SERVICES, j)
                 j += 1
                 svc_dir = f"{stack_dir}/{name}"
-                mode = rng.choices(("root", "stack", "service"), (0.35, 0.2, 0.45))[0]
-                context = {"root": ".", "stack": stack_dir, "service": svc_dir}[mode]
-                svc = _Service(stack, name, svc_dir, lang, f"{svc_dir}/Dockerfile", context, mode, port,
+                # Every stack's third service keeps its Dockerfile outside its context (../docker/x.Dockerfile).
+                mode = "outside" if j == 3 else rng.choices(("root", "stack", "service"), (0.35, 0.2, 0.45))[0]
+                context = {"root": ".", "stack": stack_dir, "service": svc_dir, "outside": svc_dir}[mode]
+                dockerfile = f"{stack_dir}/docker/{name}.Dockerfile" if mode == "outside" else f"{svc_dir}/Dockerfile"
+                svc = _Service(stack, name, svc_dir, lang, dockerfile, context, mode, port,
                                multi=lang == "go" or rng.random() < 0.35)
                 port += 10
                 fillers.append((lang, svc_dir, 1.0))
@@ -455,25 +539,84 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
         texts = {m.dockerfile: dockerfile_text(rng, m) for m in members}
         for path, text in texts.items():
             w.write(path, text)
-        w.write(compose_path, _compose_text(rng, compose_base, members, stack))
-        man.composes.append(compose_path)
+        all_texts.update(texts)
+        man.shapes["outside"] += [m.dockerfile for m in members if m.mode == "outside"]
+        stack_files.append((compose_path, compose_base, members))
         fillers.append(("stack", stack_dir, 0.3))
 
+    tools: list[_Service] = []
     for t in range(n_standalone):
         name = _name(TOOLS, t)
         lang = rng.choice(("python", "node", "go"))
         tool_dir = f"tools/{name}"
-        df = f"{tool_dir}/Dockerfile" if rng.random() < 0.7 else f"ci/{name}.dockerfile"
-        svc = _Service("tools", name, tool_dir, lang, df, posixpath.dirname(df), "inferred", 9000 + t,
+        # The first tool is built through extends, the second by an included compose file; the rest by no compose.
+        mode = {0: "extends", 1: "include"}.get(t, "inferred") if n_include else "inferred"
+        df = f"{tool_dir}/Dockerfile" if rng.random() < 0.7 or mode != "inferred" else f"ci/{name}.dockerfile"
+        svc = _Service("tools", name, tool_dir, lang, df, posixpath.dirname(df), mode, 9000 + t,
                        multi=lang == "go")
         if df.startswith("ci/"):
             svc.context = "."
             svc.mode = "root"
         services.append(svc)
+        tools.append(svc)
         w.write(df, dockerfile_text(rng, svc))
         fillers.append((lang, tool_dir, 0.3))
     man.dockerfiles = sorted(s.dockerfile for s in services)
     man.services = sum(1 for s in services if s.mode != "inferred")
+
+    # The compose files: one per stack, then the shapes (see the module docstring).
+    included = next((t for t in tools if t.mode == "include"), None)
+    extended = next((t for t in tools if t.mode == "extends"), None)
+    env_lines = []
+    for s, (compose_path, compose_base, members) in enumerate(stack_files):
+        env, head, tail = {}, (), ()
+        if s == 0:
+            first, last = members[0], members[-1]
+            var = f"{first.stack.upper()}_{first.name.upper().replace('-', '_')}_CONTEXT"
+            env[first.name] = "${" + var + "}"
+            env_lines.append(f"{var}={_rel(first.context, compose_base)}")
+            if last is not first:
+                var = f"{last.stack.upper()}_{last.name.upper().replace('-', '_')}_CONTEXT"
+                env[last.name] = "${" + var + ":-" + _rel(last.context, compose_base) + "}"
+            man.shapes["env"].append(compose_path)
+            if included is not None:
+                head = ("include:", "  - infra/compose.yaml")
+                man.shapes["include"].append(compose_path)
+            if extended is not None:
+                tail = (f"  {extended.name}:", "    extends:", "      file: common/services.yml",
+                        f"      service: {extended.name}-base", '    ports: ["9100:9100"]')
+                man.shapes["extends"].append(compose_path)
+        w.write(compose_path, _compose_text(rng, compose_base, members, members[0].stack, env, head, tail))
+        man.composes.append(compose_path)
+        if s < n_overrides:
+            name = "docker-compose.override.yml" if posixpath.basename(compose_path).startswith("docker-") \
+                else "compose.override.yaml"
+            path = posixpath.join(compose_base, name) if compose_base else name
+            w.write(path, _override_text(compose_base, members, all_texts))
+            man.composes.append(path)
+            man.shapes["override"].append(path)
+    if env_lines:
+        w.write(".env", "# Build contexts the root compose file reads (docker compose reads this file).\n"
+                        "COMPOSE_PROJECT_NAME=monorepo\n" + "\n".join(env_lines) + "\n")
+    if included is not None:
+        w.write("infra/compose.yaml", "# Operations jobs: included by the root compose file.\nservices:\n"
+                f"  {included.name}:\n    build: {_rel(included.context, 'infra')}\n    profiles: [ops]\n")
+        man.composes.append("infra/compose.yaml")
+    if extended is not None:
+        w.write("common/services.yml", "# Service templates (compose extends).\nservices:\n"
+                f"  {extended.name}-base:\n    build:\n      context: {_rel(extended.context, 'common')}\n"
+                "      args:\n        PIP_INDEX_URL: https://pypi.org/simple\n    restart: unless-stopped\n")
+    # compose.prod.yaml in service directories: services whose Dockerfiles COPY named paths first (their
+    # second context breaks), the first of each stack, then the second of each...
+    ranked = [(not _copies_named_paths(all_texts[m.dockerfile]), rank, len(stack_files) * rank + s, m)
+              for s, (_, _, members) in enumerate(stack_files)
+              for rank, m in enumerate(x for x in members if not x.name.endswith("-dev"))]
+    for *_, svc in sorted(ranked, key=lambda r: r[:3])[:n_prod]:
+        path = f"{svc.dir}/compose.prod.yaml"
+        w.write(path, _prod_text(svc))
+        man.composes.append(path)
+        man.shapes["prod"].append(path)
+    man.composes.sort()
 
     # Per-service basics: what the Dockerfiles COPY, a README, a few tests.
     seen_dirs = set()
@@ -509,6 +652,8 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
         if svc.mode == "service" and rng.random() < 0.5:
             candidates.append(f"{svc.context}/.dockerignore")
         elif svc.mode == "stack" and rng.random() < 0.3:
+            candidates.append(f"{svc.context}/.dockerignore")
+        elif svc.mode == "outside" and rng.random() < 0.5:
             candidates.append(f"{svc.context}/.dockerignore")
         elif svc.mode == "root" and rng.random() < 0.15:
             candidates.append(f"{svc.dockerfile}.dockerignore")

@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
                    f"({', '.join(SEVERITIES)}).")
     p.add_argument("--hadolint", action=argparse.BooleanOptionalAction, default=True,
                    help="Also run hadolint (one process) and merge its findings (default: on).")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="Keep and reuse results per rule and file under $XDG_CACHE_HOME/pipeline (the output is "
+                   "the same either way; default: off, or PIPELINE_CACHE=1). It pays only on repeated runs.")
     return p
 
 
@@ -96,6 +99,8 @@ def main(argv: list[str]) -> int:
         return 2
     from engine.tree import DirTree
 
+    if args.cache is not None:
+        os.environ["PIPELINE_CACHE"] = "1" if args.cache else "0"   # read by the pipeline's analyze entry
     root = args.repo.resolve()
     tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
     try:

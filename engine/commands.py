@@ -115,6 +115,11 @@ def run(
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
     builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
     build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
+    build_budget: float | None = typer.Option(None, "--build-budget", min=0, metavar="SECONDS",
+                                              help="Stop the real builds after this many seconds (default: no "
+                                                   "limit); what did not finish is reported not measured."),
+    build_jobs: int | None = typer.Option(None, "--build-jobs", min=1, metavar="N",
+                                          help="Real builds run at once (default: the engine's CPUs)."),
     verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
@@ -134,7 +139,9 @@ def run(
         fail(f"--builds must be auto or off, not {builds!r}")
     options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
                "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
-               **_llm_options(model, max_cost, max_tokens)}
+               **_llm_options(model, max_cost, max_tokens),
+               **({"build_budget": str(build_budget)} if build_budget is not None else {}),
+               **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
     try:
         record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
     except UsageError as error:

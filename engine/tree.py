@@ -1,8 +1,12 @@
 """Read-only views of a file tree: a directory on disk, or a git commit.
 
 Ops compares the run's base commit with its head without checking either
-out: ``GitTree`` lists a commit with ``git ls-tree -l`` and reads blobs with
-``git cat-file``, each a short-lived child process.
+out: ``GitTree`` lists a commit with ``git ls-tree -l`` and reads blobs through
+one ``git cat-file --batch`` process (not one process per blob).
+
+A tree after a change need not be listed again: ``DirTree.updated`` and
+``GitTree.updated`` take the previous listing and look again at the changed
+paths only (what an incremental analysis needs after each commit).
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import errno
 import os
 import stat
 import subprocess
+import weakref
 from pathlib import Path
-from typing import Protocol
+from typing import Iterable, Protocol
 
 
 class Tree(Protocol):
@@ -43,6 +48,7 @@ class DirTree:
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
         self._aside = None   # an engine.aside.Aside while the walk runs in a child
+        self.commit = ""     # set by the workspace: the commit this checkout is known to be clean at
 
     @classmethod
     def walked_aside(cls, root: Path) -> DirTree:
@@ -77,6 +83,37 @@ class DirTree:
             self._aside = None
             self._files, self.skipped = walked if walked is not None else self._walk()
         return self._files
+
+    def updated(self, changed: Iterable[str]) -> DirTree:
+        """The same directory after ``changed`` paths were written or removed: only those are looked at again.
+
+        The listing is this one's with each changed path stat'ed anew (added,
+        resized, or gone); nothing else is walked.
+        """
+        tree = DirTree(self.root, self.label)
+        files, skipped = dict(self.files()), dict(self.skipped)
+        for path in changed:
+            files.pop(path, None)
+            skipped.pop(path, None)
+            full = self.root / path
+            try:
+                info = os.lstat(full)
+            except OSError:
+                continue  # removed
+            if stat.S_ISLNK(info.st_mode):
+                if full.is_dir():
+                    continue
+                why = tree._bad_link(os.fspath(full))
+                if why:
+                    skipped[path] = why
+                    continue
+            elif not stat.S_ISREG(info.st_mode):
+                if not stat.S_ISDIR(info.st_mode):
+                    skipped[path] = "not a regular file (FIFO, socket or device); not read"
+                continue
+            files[path] = info.st_size
+        tree._files, tree.skipped = files, skipped
+        return tree
 
     def _walk(self) -> tuple[dict[str, int], dict[str, str]]:
         """(path -> size, path -> why it was left out) for the whole tree."""
@@ -210,13 +247,19 @@ def _nonblocking(path: str, flags: int) -> int:
 
 
 class GitTree:
-    """The tree of one commit, read through git without a checkout."""
+    """The tree of one commit, read through git without a checkout.
+
+    Blobs are read through one ``git cat-file --batch`` process, started on
+    the first read, shared with the trees ``updated`` derives from this one,
+    and stopped by ``close()`` (or when the last of them is collected).
+    """
 
     def __init__(self, repo: Path, commit: str, label: str = "") -> None:
         self.repo = Path(repo)
         self.commit = commit
         self.label = label or commit[:10]
         self._files: dict[str, int] | None = None
+        self._batch: _CatFile | None = None
 
     def _git(self, *args: str) -> bytes:
         return subprocess.run(
@@ -225,18 +268,102 @@ class GitTree:
 
     def files(self) -> dict[str, int]:
         if self._files is None:
-            found: dict[str, int] = {}
-            for entry in self._git("ls-tree", "-r", "-l", "-z", self.commit).split(b"\0"):
-                if not entry:
-                    continue
-                meta, _, path = entry.partition(b"\t")
-                mode, kind, _sha, size = meta.split()
-                if kind == b"blob" and mode != b"120000":
-                    found[path.decode("utf-8", "surrogateescape")] = int(size)
-            self._files = found
+            self._files = self._listing("-r", self.commit)
         return self._files
+
+    def _listing(self, *args: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for entry in self._git("ls-tree", "-l", "-z", *args).split(b"\0"):
+            if not entry:
+                continue
+            meta, _, path = entry.partition(b"\t")
+            mode, kind, _sha, size = meta.split()
+            if kind == b"blob" and mode != b"120000":
+                found[path.decode("utf-8", "surrogateescape")] = int(size)
+        return found
+
+    def updated(self, commit: str, changed: Iterable[str], label: str = "") -> GitTree:
+        """The tree of ``commit``, which differs from this one in ``changed`` paths only (see ``changed_paths``).
+
+        Its listing is this one's with the changed paths listed anew (one
+        ``git ls-tree`` for them, not for the whole tree).
+        """
+        changed = sorted(set(changed))
+        tree = GitTree(self.repo, commit, label)
+        tree._batch = self._batch
+        files = dict(self.files())
+        for path in changed:
+            files.pop(path, None)
+        for start in range(0, len(changed), 500):   # a bounded command line
+            files.update(tree._listing("-r", commit, "--", *(":(literal)" + p for p in changed[start:start + 500])))
+        tree._files = files
+        return tree
 
     def read(self, path: str) -> bytes:
         if path not in self.files():
             raise KeyError(path)
-        return self._git("cat-file", "blob", f"{self.commit}:{path}")
+        if "\n" in path:  # the batch protocol is line-based
+            return self._git("cat-file", "blob", f"{self.commit}:{path}")
+        if self._batch is None or not self._batch.usable():
+            self._batch = _CatFile(self.repo)
+        return self._batch.read(f"{self.commit}:{path}")
+
+    def close(self) -> None:
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+
+    def __enter__(self) -> GitTree:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class _CatFile:
+    """One ``git cat-file --batch`` process: a blob per request, no process per blob.
+
+    Only the process that started it uses it (a forked child would share the
+    pipes: ``usable`` says no there, and the child starts its own).
+    """
+
+    def __init__(self, repo: Path) -> None:
+        self.pid = os.getpid()
+        self.proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._stop = weakref.finalize(self, _stop_process, self.proc, self.pid)
+
+    def usable(self) -> bool:
+        return os.getpid() == self.pid and self.proc.poll() is None
+
+    def read(self, spec: str) -> bytes:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(spec.encode("utf-8", "surrogateescape") + b"\n")
+        self.proc.stdin.flush()
+        header = self.proc.stdout.readline().split()
+        if len(header) != 3:   # "<spec> missing", or the process died
+            raise KeyError(spec)
+        data = self.proc.stdout.read(int(header[2]))
+        self.proc.stdout.read(1)   # the newline after each object
+        if header[1] != b"blob":
+            raise IsADirectoryError(errno.EISDIR, "not a file", spec)
+        return data
+
+    def close(self) -> None:
+        self._stop()
+
+
+def _stop_process(proc: subprocess.Popen, owner: int) -> None:
+    if os.getpid() != owner:
+        return
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    proc.wait()
+
+
+def changed_paths(repo: Path, old: str, new: str) -> list[str]:
+    """The files that differ between two commits (added, modified, deleted; a rename is both its paths)."""
+    out = subprocess.run(["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z", old, new],
+                         check=True, capture_output=True).stdout
+    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]

@@ -90,6 +90,7 @@ class Workspace:
         self.repo = git.Repo(self.path)
         self.repo.git.update_environment(**_GIT_ENV)
         self._listed: tuple[str, DirTree] | None = None   # (commit, the clean checkout's tree at it)
+        self._clean = False   # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -178,12 +179,20 @@ class Workspace:
         else:
             changed = self.repo.git.diff("--name-only", "-z", "--no-renames", self._listed[0], head).split("\0")
             tree.with_changes(self._listed[1], [p for p in changed if p])
+        tree.commit = head
         self._listed = (head, tree)
         return tree
 
     def reset_to(self, sha: str) -> None:
+        """Check out ``sha`` on the branch, discarding every edit; `git clean` only when something may be left."""
         self.repo.git.reset("--hard", "--quiet", sha)
-        self.repo.git.clean("-ffdxq")
+        if not self._clean:
+            self.repo.git.clean("-ffdxq")
+            self._clean = True
+
+    def writing(self) -> None:
+        """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
+        self._clean = False
 
     def is_clean(self) -> bool:
         return not self.repo.git.status("--porcelain", "--untracked-files=all", "--ignored=matching").strip()

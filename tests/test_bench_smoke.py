@@ -11,6 +11,7 @@ import os
 from bench import analyze_vs_hadolint as bench
 from bench.monorepo import counts, ensure, generate
 from engine.tree import DirTree
+from pipelines.docker_optimization.copies import problems
 from pipelines.docker_optimization.project import Project, is_dockerfile
 
 SCALE = 0.02
@@ -75,3 +76,46 @@ def test_main_writes_json(tmp_path, capsys):
                        "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [s["scale"] for s in data["scales"]] == [SCALE] and set(data["scales"][0]) >= {"a", "b", "c"}
+
+
+def test_the_generated_compose_files_have_the_shapes_of_real_monorepos(tmp_path):
+    man = generate(tmp_path / "repo", 0.35, seed=5)   # large enough for every shape
+    assert {shape for shape, files in man.shapes.items() if files} == {"prod", "override", "include", "extends",
+                                                                      "env", "outside"}
+    project = Project(DirTree(man.root))
+    assert not project.compose_unresolved, "every ${VAR} context resolves from the root .env or its default"
+    owned = {c.path: c.builds for c in project.composes}
+    # compose.prod.yaml builds a Dockerfile its stack builds too, from another directory; in some of those
+    # contexts COPY sources are missing (already broken), in the stack's they are not.
+    broken = []
+    for prod in man.shapes["prod"]:
+        (build,) = owned[prod]
+        contexts = [c for c in project.contexts_of(build.dockerfile) if not c.inferred]
+        assert len({c.dir for c in contexts}) >= 2
+        broken += [c.dir for c in contexts if problems(c, project.dockerfiles[build.dockerfile])]
+    assert broken
+    # The override moves a service to another context: its Dockerfile is known under both.
+    for override in man.shapes["override"]:
+        moved = [b for b in owned[override] if len(project.contexts_of(b.dockerfile)) >= 2]
+        assert moved and all(b.file == override for b in moved)
+    # Dockerfiles outside their context, the included tool (behind a profile) and the extended one all build.
+    built = {c.dockerfile: c for c in project.contexts if not c.inferred}
+    assert all(df in built and not built[df].dir.startswith(df.rsplit("/", 1)[0]) for df in man.shapes["outside"])
+    tools = {b.service: b for b in owned["infra/compose.yaml"]}
+    assert [b.profiles for b in tools.values()] == [("ops",)]
+    extended = [b for b in owned[man.shapes["extends"][0]] if b.file == "common/services.yml"]
+    assert [b.context.split("/")[0] for b in extended] == ["tools"]
+
+
+def test_incremental_bench_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """bench/incremental.py on a tiny tree: its kinds of change (each checked against a full analysis), the git
+    variant and the cache table (whose outputs it checks are identical)."""
+    from bench import incremental
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    incremental.main(["--scale", str(SCALE), "--repeat", "1", "--out", str(tmp_path / "out"), "--cache"])
+    out = capsys.readouterr().out
+    assert "full analysis" in out
+    # a tree this small has no ignore file, so no ".dockerignore" row
+    for case in ("Dockerfile", "compose file", "new file", "no cache", "--cache, warm"):
+        assert f"| {case}" in out, case

@@ -14,9 +14,13 @@ def _domain(run):
 
 
 def _analyze(root, hadolint: bool):
+    """`pipeline analyze`: with the results cache for a directory when asked (``results_cache``, ``--cache``)."""
+    from pipelines.docker_optimization import results_cache
     from pipelines.docker_optimization.analysis import run_analysis
 
-    return run_analysis(root, hadolint=hadolint)
+    where = root if isinstance(root, (str, Path)) else getattr(root, "root", None)
+    cache = results_cache.ResultsCache(Path(where)) if where is not None and results_cache.enabled() else None
+    return run_analysis(root, hadolint=hadolint, cache=cache)
 
 
 PIPELINE = PipelineSpec(

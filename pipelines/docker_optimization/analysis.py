@@ -78,7 +78,8 @@ def services(project: Project) -> list[Service]:
 
 # -- input problems as rules (so they are documented, selectable and ignorable like any other) ------------
 
-@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project")
+@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project",
+      reads=("dockerfiles",))
 def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
     """BuildKit's Dockerfile parser rejects the file.
 
@@ -99,7 +100,8 @@ def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
             yield Hit(0, f"BuildKit's parser rejects this file: {df.error}", df.error, file=df.path)
 
 
-@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project")
+@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project",
+      reads=("composes",))
 def compose_parse_error(project: Project) -> Iterable[Hit]:
     """A compose file is not valid YAML, or not a mapping at its top level.
 
@@ -139,7 +141,8 @@ def _problems(project: Project, code: str) -> Iterable[Hit]:
             yield Hit(0, problem.message, problem.message, file=problem.path)
 
 
-@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project")
+@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
 def file_not_text(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file holds binary content (NUL bytes).
 
@@ -158,7 +161,8 @@ def file_not_text(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX003")
 
 
-@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project")
+@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
 def file_too_large(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file is larger than the analysis reads (4 MiB).
 
@@ -175,7 +179,8 @@ def file_too_large(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX004")
 
 
-@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project")
+@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project",
+      reads=("dockerfiles", "composes"))
 def file_unreadable(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file can't be read (permissions, I/O error).
 
@@ -191,7 +196,8 @@ def file_unreadable(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX005")
 
 
-@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project")
+@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project",
+      reads=("dockerignores", "contexts"))
 def dockerignore_invalid(project: Project) -> Iterable[Hit]:
     """A .dockerignore holds a pattern Docker refuses (`[]a]`, a lone `!`, a trailing `\\`).
 
@@ -231,36 +237,66 @@ def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[
         return []
 
 
-def _one_rule(project: Project, each: Rule, memo: dict) -> tuple[list[Finding], list[Note]]:
-    """A rule's findings over every target of its kind, and a note for each target it failed on."""
-    findings: list[Finding] = []
-    notes: list[Note] = []
+def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, object, str]]:
+    """(key, target, file) for every target a rule runs on: a Dockerfile's path, a context's directory
+    (the first context of each), a compose file's path (its services, for a service rule), or "" (the project)."""
     if each.target == "dockerfile":
         for df in project.dockerfiles.values():
             if not df.error:
-                findings += _run_rule(each, df, df.path, notes)
+                yield df.path, df, df.path
     elif each.target == "context":
         seen = set()
         for ctx in project.contexts:
-            if ctx.dir in seen:
-                continue
-            seen.add(ctx.dir)
-            findings += _run_rule(each, ctx, ctx.dockerfile, notes)
+            if ctx.dir not in seen:
+                seen.add(ctx.dir)
+                yield ctx.dir, ctx, ctx.dockerfile
     elif each.target == "service":
         if "services" not in memo:
             memo["services"] = services(project)
         for svc in memo["services"]:
-            findings += _run_rule(each, svc, svc.compose, notes)
+            yield svc.compose, svc, svc.compose
     elif each.target == "compose":
         for compose in project.composes:
             if not compose.error:
-                findings += _run_rule(each, compose, compose.path, notes)
+                yield compose.path, compose, compose.path
     elif each.target == "project":
-        findings += _run_rule(each, project, "", notes)
-    return findings, notes
+        yield "", project, ""
 
 
-def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None) -> list[Finding]:
+def _one_rule(project: Project, each: Rule, memo: dict, cache=None) -> tuple[list[Finding], list[Note]]:
+    """A rule's findings over every target of its kind, and a note for each target it failed on.
+
+    With a ``results_cache.ResultsCache``, a target whose inputs are unchanged since the last run takes
+    the stored findings instead of running the rule (the same findings, in the same order).
+    """
+    if cache is None:
+        findings: list[Finding] = []
+        notes: list[Note] = []
+        for _, target, file in targets(project, each, memo):
+            findings += _run_rule(each, target, file, notes)
+        return findings, notes
+    work = list(targets(project, each, memo))
+    digests = cache.digests(project, each, list(dict.fromkeys(key for key, _, _ in work))) or {}
+    units: dict[str, tuple[list[Finding], list[Note]]] = {}
+    stored: set[str] = set()
+    for key, target, file in work:
+        if key in stored:
+            continue
+        if key not in units and key in digests:
+            hit = cache.get(each.code, key, digests[key])
+            if hit is not None:
+                units[key] = hit
+                stored.add(key)
+                continue
+        unit = units.setdefault(key, ([], []))
+        unit[0].extend(_run_rule(each, target, file, unit[1]))
+    for key, (found, noted) in units.items():
+        if key in digests and key not in stored:
+            cache.put(each.code, key, digests[key], found, noted)
+    return [f for found, _ in units.values() for f in found], [n for _, noted in units.values() for n in noted]
+
+
+def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None, cache=None) -> list[Finding]:
     """Every rule's findings, in rule order, the same whether or not part of them ran aside.
 
     The heavy rules (every context's size, the compose schema: the split
@@ -271,19 +307,27 @@ def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=
     """
     aside_rules = [i for i, r in enumerate(rules) if r.heavy]
     memo: dict = {}
-    child = Aside(lambda: [_to_wire(*_one_rule(project, rules[i], memo)) for i in aside_rules])
+
+    def aside():
+        wires = [_to_wire(*_one_rule(project, rules[i], memo, cache)) for i in aside_rules]
+        return wires, (cache.used if cache is not None else None)   # the child's cache entries come back too
+
+    child = Aside(aside)
     if then is not None:
         then()
     done: dict[int, tuple[list[Finding], list[Note]]] = {}
     with child:
         for i, each in enumerate(rules):
             if not (child.running and i in aside_rules):
-                done[i] = _one_rule(project, each, memo)
+                done[i] = _one_rule(project, each, memo, cache)
         answer = child.result()
     if answer is not None:
-        done.update(zip(aside_rules, (_from_wire(*part) for part in answer)))
+        wires, used = answer
+        done.update(zip(aside_rules, (_from_wire(*part) for part in wires)))
+        if cache is not None:
+            cache.used.update(used)
     else:
-        done.update((i, _one_rule(project, rules[i], memo)) for i in aside_rules if i not in done)
+        done.update((i, _one_rule(project, rules[i], memo, cache)) for i in aside_rules if i not in done)
     findings: list[Finding] = []
     for i in range(len(rules)):
         findings += done[i][0]
@@ -391,24 +435,33 @@ def _lines_of(project: Project):
     return lines, spans
 
 
+_RULE_META: dict[str, RuleMeta] = {}   # a registry rule's metadata never changes (its doc is cleaned once)
+
+
 def _meta(code: str, sample: Finding) -> RuleMeta:
     rule = REGISTRY.get(code)
+    if rule is not None and code in _RULE_META:
+        return _RULE_META[code]
     if rule is not None:
-        return RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc, category=rule.category,
-                        severity=rule.severity, fix=rule.fix, help_uri=rules_doc_uri(code))
+        _RULE_META[code] = RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc,
+                                    category=rule.category, severity=rule.severity, fix=rule.fix,
+                                    help_uri=rules_doc_uri(code))
+        return _RULE_META[code]
     return RuleMeta(code=code, name=sample.name, summary=sample.message if sample.source == "hadolint" else sample.name,
                     category=sample.category, severity=sample.severity, source=sample.source,
                     help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "")
 
 
-def examine(project: Project, hadolint: bool = False, select: set[str] | None = None) -> AnalysisResult:
-    """Everything the analysis has to say about a loaded project."""
+def examine(project: Project, hadolint: bool = False, select: set[str] | None = None,
+            cache=None) -> AnalysisResult:
+    """Everything the analysis has to say about a loaded project (``cache``: see ``results_cache``)."""
     rules = [r for r in load_all().values() if select is None or r.code in select]
     result = AnalysisResult()
     notes: list[Note] = []
     pending = _HadolintRun(project) if hadolint else None
     try:
-        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None)
+        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None,
+                                  **({"cache": cache} if cache is not None else {}))
     finally:
         if pending is not None and pending.ident is not None:
             pending.join()   # never leave the process behind, whatever the rules did
@@ -416,6 +469,11 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
         findings += _hadolint(pending, findings, result)
     else:
         result.tools["hadolint"] = ToolRun(status="off")
+    return finish(project, findings, notes, result)
+
+
+def finish(project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult) -> AnalysisResult:
+    """The rules' findings (in rule order) made a result: duplicates dropped, sorted, ignores applied, notes."""
     unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))
     config = _config(project)
     lines, spans = _lines_of(project)
@@ -445,9 +503,12 @@ def _tree(root: Path | str | Tree) -> Tree:
     return DirTree(Path(root)) if isinstance(root, (str, Path)) else root
 
 
-def run_analysis(root: Path | str | Tree, hadolint: bool = False) -> AnalysisResult:
+def run_analysis(root: Path | str | Tree, hadolint: bool = False, cache=None) -> AnalysisResult:
     """The full analysis of a checkout (or any tree): what ``pipeline analyze`` prints."""
-    return examine(Project(_tree(root)), hadolint=hadolint)
+    result = examine(Project(_tree(root)), hadolint=hadolint, cache=cache)
+    if cache is not None:
+        cache.save()
+    return result
 
 
 def analyze(root: Path | str | Tree, hadolint: bool = False) -> list[Finding]:

@@ -294,6 +294,13 @@ def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def build_graph(project: Project) -> BuildGraph:
+    """The services, their build edges and run-time order (made once per project: three rules ask)."""
+    if "build_graph" not in project.memo:
+        project.memo["build_graph"] = _build_graph(project)
+    return project.memo["build_graph"]
+
+
+def _build_graph(project: Project) -> BuildGraph:
     services = services_of(project)
     edges = _build_edges(project, services)
     built = sorted(n for n, s in services.items() if s.build is not None)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import posixpath
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -34,9 +33,12 @@ class BuildSpec:
     context: str              # repo-relative directory ("." for the root)
     dockerfile: str           # repo-relative path
     target: str = ""
-    args: dict[str, str] = field(default_factory=dict)
+    args: dict[str, str] = field(default_factory=dict)         # as written (``${VAR}`` kept: no .env value copied)
     additional_contexts: dict[str, str] = field(default_factory=dict)
-    line: int = 0
+    line: int = 0             # the line of the service entry in ``file`` that wrote its ``build``
+    file: str = ""            # the compose file that wrote it (an override, an extended or included file...)
+    profiles: tuple[str, ...] = ()   # the service's profiles: it is built only when one of them is enabled
+    arg_values: dict[str, str] = field(default_factory=dict)   # the args as compose passes them (.env interpolated)
 
 
 @dataclass
@@ -45,6 +47,9 @@ class ComposeFile:
     text: str
     data: dict | None = None
     error: str = ""
+    # The builds of the services this file defines, in every configuration it is part of (with its
+    # override, the files it includes, the services it extends, its .env): ``compose_resolve`` fills
+    # them in for a project; ``load`` alone leaves them empty.
     builds: list[BuildSpec] = field(default_factory=list)
 
     @property
@@ -99,7 +104,8 @@ def load(path: str, text: str) -> ComposeFile:
 
     Cached by (path, text): the reviewer and ops re-analyze the same files
     many times in a run. The result is shared, so nothing may mutate it (edits go
-    through ``RoundTrip``, which parses its own copy).
+    through ``RoundTrip``, which parses its own copy; a project gives each file
+    its builds on a copy, ``dataclasses.replace``).
     """
     compose = ComposeFile(path=path, text=text)
     try:
@@ -116,34 +122,7 @@ def load(path: str, text: str) -> ComposeFile:
                          "(a billion-laughs document); not analyzed")
         return compose
     compose.data = data
-    base = posixpath.dirname(path)
-    for name, service in compose.services.items():
-        if not isinstance(service, dict) or "build" not in service:
-            continue
-        build = service["build"]
-        if isinstance(build, str):
-            build = {"context": build}
-        if not isinstance(build, dict):
-            continue
-        context = _join(base, str(build.get("context", ".")))
-        dockerfile = _join(context, str(build.get("dockerfile", "Dockerfile")))
-        args = build.get("args") or {}
-        if isinstance(args, list):
-            args = dict(a.split("=", 1) if "=" in a else (a, "") for a in map(str, args))
-        extra = build.get("additional_contexts") or {}
-        compose.builds.append(BuildSpec(
-            service=str(name), context=context, dockerfile=dockerfile, target=str(build.get("target", "") or ""),
-            args={str(k): str(v) for k, v in dict(args).items()},
-            additional_contexts={str(k): str(v) for k, v in dict(extra).items()} if isinstance(extra, dict) else {},
-            line=compose.line_of(str(name))))
     return compose
-
-
-def _join(base: str, rel: str) -> str:
-    if "://" in rel or rel.startswith("git@"):
-        return rel
-    joined = posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel)
-    return joined
 
 
 @lru_cache(maxsize=1)

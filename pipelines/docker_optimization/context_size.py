@@ -22,7 +22,7 @@ import bisect
 from dataclasses import dataclass
 from functools import cached_property
 
-from pipelines.docker_optimization.dockerignore import excluded_by_each
+from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.paths import span
 
 TOP_FILES = "(files at the top)"
@@ -94,7 +94,9 @@ class _Dir:
             lo, hi = span(paths, paths[i][:cut + slash + 1], i)
             self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
             i = hi
-        self._by_pattern: dict[str, frozenset[int]] = {}
+        # indices into the sorted paths: valid while no path is added or removed (Project.names_memo)
+        self._by_pattern: dict[str, frozenset[int]] = project.names_memo.setdefault(("excluded_by", directory),
+                                                                                    _Excluded(self.prefix))
 
     @classmethod
     def of(cls, project, directory: str) -> _Dir:
@@ -130,6 +132,35 @@ class _Dir:
         if i < self.hi and self.paths[i] == full:
             found.add(i)
         return frozenset(found)
+
+
+class _Excluded(dict):
+    """pattern -> indices (into the project's sorted paths) of the files it excludes in one directory.
+
+    Follows added and removed paths (``Project.updated``): indices move, a
+    removed file drops out, an added one is asked of each pattern.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _Excluded:
+        gone = [bisect.bisect_left(old, p) for p in removed]          # ascending, as ``removed`` is sorted
+        born = [bisect.bisect_left(new, p) for p in added]
+        mine = [(i, p[len(self.prefix):]) for i, p in zip(born, added) if p.startswith(self.prefix)]
+        out = _Excluded(self.prefix)
+        for pattern, found in self.items():
+            moved = set(found).difference(gone)
+            for i in reversed(gone):
+                moved = {j - (j > i) for j in moved}
+            for i in born:
+                moved = {j + (j >= i) for j in moved}
+            if mine:
+                ignore = DockerIgnore([pattern])
+                moved.update(i for i, rel in mine if ignore.excluded(rel))
+            out[pattern] = frozenset(moved)
+        return out
 
 
 def _literal(pattern: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import posixpath
-import subprocess
 from pathlib import Path
 
 from engine.artifacts import (
@@ -11,12 +10,11 @@ from engine.artifacts import (
 )
 from engine.domain import FixError
 from engine.gates import delta_gate
-from engine.gitenv import git_env
-from engine.tree import DirTree, GitTree, Tree
+from engine.tree import DirTree, GitTree, Tree, changed_paths
 from pipelines.docker_optimization import analysis, buildgraph, compose as compose_mod, copies, policy, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
-from pipelines.docker_optimization.project import Project, is_dockerfile, within
+from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 
 
@@ -24,6 +22,7 @@ class DockerDomain:
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
         self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
+        self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
         load_rules()
         load_fixes()
 
@@ -43,6 +42,13 @@ class DockerDomain:
         if key is not None:
             self._by_commit[key] = found
         return found
+
+    def incremental_analysis(self, repo: Path, commit: str):
+        """The analysis of ``commit`` read from git objects; ``.to_commit(c).findings`` then re-runs only what
+        the commits in between changed (``incremental.Incremental``; close it when done)."""
+        from pipelines.docker_optimization.incremental import Incremental
+
+        return Incremental.at_commit(repo, commit)
 
     def analyze_report(self, root: Path, hadolint: bool = True):
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
@@ -121,8 +127,8 @@ class DockerDomain:
         fix = FIXES.get(task.fix)
         if fix is None:
             raise FixError(f"no fix named {task.fix}")
-        tree = _checkout(root)
-        project, root = Project(tree), tree.root
+        project = self._project(root)
+        root = project.tree.root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -135,6 +141,22 @@ class DockerDomain:
                 target.chmod(target.stat().st_mode | 0o111)  # scripts are committed executable
         return sorted(written)
 
+    def _project(self, root: Path | DirTree) -> Project:
+        """The checkout's project: for a tree the workspace keeps at a commit, the last one updated for the
+        paths the commits in between changed (parsed files reused), instead of loaded afresh per task."""
+        tree = _checkout(root)
+        if not tree.commit:
+            return Project(tree)
+        last = self._last_project
+        if last is not None and last[1].tree.root == tree.root:
+            if last[0] == tree.commit:
+                return last[1]
+            project = last[1].updated(tree, changed_paths(tree.root, last[0], tree.commit))
+        else:
+            project = Project(tree)
+        self._last_project = (tree.commit, project)
+        return project
+
     # -- reviewer --------------------------------------------------------
     def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
         """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
@@ -143,8 +165,8 @@ class DockerDomain:
         them; a context where its COPY sources were already missing before the
         change is reported as such and never reverts it.
         """
-        tree = _checkout(root)
-        project, root = Project(tree), tree.root
+        project = self._project(root)
+        root = project.tree.root
         parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
         touched_contexts = set()
@@ -162,7 +184,7 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, tree, _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(path, text, project.tree, _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
@@ -266,22 +288,14 @@ class DockerDomain:
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
-        from pipelines.docker_optimization.builds import measure_services
+        from pipelines.docker_optimization.builds import changed_builds, changed_paths, measure_services
 
-        before, after = Project(base), Project(head)
-        changed = subprocess.run(["git", "-C", str(self.run.worktree), "diff", "--name-only", "-z", base.commit,
-                                  head.commit], check=True, capture_output=True, text=True,
-                                 env=git_env()).stdout.split("\0")
-        changed = [p for p in changed if p]
-        pairs = []
-        for ctx in after.contexts:
-            if not any(within(p, ctx.dir) for p in changed):
-                continue
-            old = next((c for c in before.contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
-            if old is not None and ctx.dockerfile in before.dockerfiles:
-                pairs.append((old, ctx))
+        changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
+        builds = changed_builds(Project(base), Project(head), changed)
         repeats = int(self.run.options.get("build_repeats", "3") or 3)
-        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, pairs, repeats)
+        budget, jobs = self.run.options.get("build_budget"), self.run.options.get("build_jobs")
+        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds, repeats,
+                                float(budget) if budget else None, int(jobs) if jobs else None)
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)

@@ -1,7 +1,8 @@
 """The repository as the analysis sees it: Dockerfiles, compose files, and build contexts.
 
 A Dockerfile can be built under several contexts (one per compose service
-that builds it); each counts. A Dockerfile no compose file builds gets its
+that builds it, in every configuration compose reads: with its override
+file, includes, extends and ``.env``, see ``compose_resolve``); each counts. A Dockerfile no compose file builds gets its
 own directory as an inferred context, flagged as inferred. BuildKit's rule
 for ignore files applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile
 wins over the context root's ``.dockerignore``.
@@ -15,14 +16,18 @@ isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Iterable
 
 from engine.tree import Tree
 from pipelines.docker_optimization import compose as compose_mod
-from pipelines.docker_optimization.compose import ComposeFile
+from pipelines.docker_optimization import compose_resolve
+from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.dockerignore import DockerIgnore
 from pipelines.docker_optimization.paths import span
@@ -70,8 +75,14 @@ class Context:
     services: list[str] = field(default_factory=list)
     compose_files: list[str] = field(default_factory=list)
     inferred: bool = False
+    builds: list[BuildSpec] = field(default_factory=list)   # each compose build of it (file and line that wrote it)
     _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def profiles(self) -> dict[str, tuple[str, ...]]:
+        """Service -> the compose profiles it is behind (only the services behind one)."""
+        return {b.service: b.profiles for b in self.builds if b.profiles}
 
     @cached_property
     def ignore_path(self) -> str:
@@ -145,13 +156,100 @@ class Project:
         self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
-        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. secret-looking paths)
+        self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
+        self.compose_unresolved: list[compose_resolve.Unresolved] = []
+        self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
+        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. the build graph)
+        # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
+        # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
+        # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
+        self.names_memo: dict[object, object] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
                 self.composes.append(self._compose(path))
+        self._resolve_composes()
         self.contexts = self._contexts()
+
+    def updated(self, tree: Tree, changed: Iterable[str]) -> Project:
+        """This project after ``changed`` paths (added, modified or removed) changed in ``tree``.
+
+        What no changed path touches is reused: the parsed Dockerfiles and
+        compose files, the texts read, the sorted paths (changed ones put in
+        or taken out), the per-directory listings and what each context
+        sends (sizes updated where only sizes changed). Contexts are derived
+        again (cheap). ``tree.files()`` should answer without a walk
+        (``DirTree.updated``, ``GitTree.updated``). ``memo`` starts empty.
+        """
+        changed = set(changed)
+        new = Project.__new__(Project)
+        new.tree, new.files = tree, tree.files()
+        added = sorted(p for p in changed if p in new.files and p not in self.files)
+        removed = sorted(p for p in changed if p in self.files and p not in new.files)
+        new._sorted = self._sorted
+        if added or removed:
+            gone = set(removed)
+            new._sorted = [p for p in self._sorted if p not in gone] if gone else list(self._sorted)
+            for path in added:
+                bisect.insort(new._sorted, path)
+        if "sorted_sizes" in self.__dict__:   # carried, not rebuilt: a list of every file's size
+            sizes = list(self.sorted_sizes)
+            for path in reversed(removed):
+                del sizes[bisect.bisect_left(self._sorted, path)]
+            for path in added:
+                sizes.insert(bisect.bisect_left(new._sorted, path), 0)
+            for path in changed:
+                if path in new.files:
+                    sizes[bisect.bisect_left(new._sorted, path)] = new.files[path]
+            new.__dict__["sorted_sizes"] = sizes
+        resized_only = all(p in self.files and p in new.files for p in changed)
+        new._under = {}
+        for directory, listing in self._under.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new._under[directory] = listing
+            elif resized_only:   # same paths in the same order: only sizes to update
+                new._under[directory] = {**listing, **{relative(p, directory): new.files[p] for p in inside}}
+        new.sent_cache = {}
+        for (directory, key), sent in self.sent_cache.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new.sent_cache[(directory, key)] = sent
+            elif resized_only:
+                new.sent_cache[(directory, key)] = {**sent, **{r: new.files[p] for p in inside
+                                                               if (r := relative(p, directory)) in sent}}
+        # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
+        # file (found while loading, as a fresh project finds them before any rule runs).
+        new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
+        new.problems = {p: v for p, v in self.problems.items()
+                        if p not in changed and (p in self.dockerfiles or p in self._compose_paths)}
+        new._text.update((p, None) for p in new.problems)
+        new.notes = [(p, m) for p, m in self.notes if p not in changed]
+        new.memo = {}
+        new.names_memo = self.names_memo
+        if added or removed:   # an entry that can follow added and removed paths does; the others are made again
+            new.names_memo = {key: value.follow(self._sorted, new._sorted, added, removed)
+                              for key, value in self.names_memo.items() if hasattr(value, "follow")}
+        candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
+        composes = {c.path: c for c in self.composes}
+        new.dockerfiles, new.composes = {}, []
+        for path in sorted(p for p in candidates if p in new.files):
+            if is_dockerfile(path):
+                new.dockerfiles[path] = self.dockerfiles[path] if path in self.dockerfiles and path not in changed \
+                    else new._dockerfile(path)
+            elif compose_mod.is_compose_file(path):
+                new.composes.append(composes[path] if path in composes and path not in changed
+                                    else new._compose(path))
+        # Resolved together again (milliseconds): a changed .env, override or included file moves contexts.
+        new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
+        new._resolve_composes()
+        new.contexts = new._contexts()
+        return new
+
+    @property
+    def _compose_paths(self) -> set[str]:
+        return {c.path for c in self.composes}
 
     @property
     def sorted_paths(self) -> list[str]:
@@ -224,15 +322,40 @@ class Project:
             return ComposeFile(path=path, text=text or "", error=f"could not be read as compose: "
                                                                  f"{type(err).__name__}: {err}")
 
+    def _resolve_composes(self) -> None:
+        """Each compose file's builds as compose resolves them; files only included count too."""
+        loaded = {c.path: c for c in self.composes}
+
+        def read(path: str) -> ComposeFile | None:
+            if path not in loaded:
+                if path not in self.files:
+                    return None
+                loaded[path] = self._compose(path)
+            return loaded[path]
+
+        try:
+            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text,
+                                                 self.files.__contains__)
+        except Exception as err:  # compose shaped in a way nobody foresaw must not stop the analysis
+            self.notes.append(("", f"compose files could not be resolved together ({type(err).__name__}: {err}); "
+                                   "their builds are not analyzed"))
+            return
+        self.compose_builds = resolution.builds
+        self.compose_unresolved = resolution.unresolved
+        self.compose_inputs = resolution.inputs
+        self.composes = [dataclasses.replace(c, builds=resolution.builds.get(c.path, [])) for c in self.composes]
+
     def _contexts(self) -> list[Context]:
         found: dict[tuple[str, str], Context] = {}
-        for compose in self.composes:
-            for build in compose.builds:
+        for owner, builds in self.compose_builds.items():
+            for build in builds:
                 key = (build.context, build.dockerfile)
                 ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
-                ctx.services.append(build.service)
-                if compose.path not in ctx.compose_files:
-                    ctx.compose_files.append(compose.path)
+                if build.service not in ctx.services:
+                    ctx.services.append(build.service)
+                if owner not in ctx.compose_files:
+                    ctx.compose_files.append(owner)
+                ctx.builds.append(build)
         built = {df for _, df in found}
         for path in self.dockerfiles:
             if path not in built:

@@ -12,7 +12,8 @@ data from it:
 - a repeated key is an error (compose refuses it too);
 - an alias is the same object as its anchor (a "billion laughs" document
   stays small in memory; ``compose.expanded_size`` measures it);
-- a tag (``!reset``, ``!override``) keeps the value it tags.
+- a tag (``!reset``, ``!override``) keeps the value it tags; the mapping
+  holding it records the tag (``lc.tag(key)``), which compose's merge reads.
 
 Mappings and sequences carry ``.lc`` like ruamel's: ``lc.key(k)`` and
 ``lc.item(i)`` give the 0-based (line, column) of a key or an item, for keys
@@ -47,11 +48,16 @@ _NAN = re.compile(r"\.(nan|NaN|NAN)")
 class Lines:
     """ruamel's ``lc``: where each key or item of a node starts (0-based line, column)."""
 
-    __slots__ = ("_at", "col", "line")
+    __slots__ = ("_at", "_tags", "col", "line")
 
     def __init__(self, line: int, col: int) -> None:
         self.line, self.col = line, col
         self._at: dict = {}
+        self._tags: dict | None = None   # key -> "!reset"/"!override", for the few keys tagged so
+
+    def tag(self, key) -> str:
+        """The local tag (``!reset``, ``!override``) written on ``key``'s value, or ""."""
+        return (self._tags or {}).get(key, "")
 
     def key(self, key) -> tuple[int, int]:
         return self._at[key]
@@ -133,6 +139,8 @@ class _Builder:
                 raise DuplicateKeyError("while constructing a mapping", node.start_mark,
                                         f"found duplicate key {key!r}", key_node.start_mark)
             out.lc._at[key] = (key_node.start_mark.line, key_node.start_mark.column)
+            if value_node.tag.startswith("!") and not value_node.tag.startswith("!!"):
+                out.lc._tags = {**(out.lc._tags or {}), key: value_node.tag}
             out[key] = self.build(value_node)
         for merged in merges:
             source = self.build(merged)

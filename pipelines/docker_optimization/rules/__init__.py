@@ -19,6 +19,16 @@ from engine.finding import Applicability, Category, Severity
 # (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules).
 Target = Literal["dockerfile", "context", "service", "compose", "project"]
 
+# What a check reads, so that a change re-runs only the checks that read it (``incremental.py``).
+# Per target: "dockerfile" (its Dockerfile); "context" (the names of the files under the context's
+# directory, the Dockerfiles and ignore files of every context that shares its directory or ignore
+# file); "context-sizes" (that and the files' sizes); "compose" (its compose file). Project-wide:
+# "dockerfiles", "composes", "dockerignores" (any file of that kind), "contexts" (which contexts
+# exist: directories, Dockerfiles, services, ignore file paths), "tree" (anything). Any other word
+# is a path pattern (fnmatch; without a "/" it matches the file name at any depth): ".gitignore".
+DEFAULT_READS = {"dockerfile": ("dockerfile",), "context": ("context",), "service": ("compose",),
+                 "compose": ("compose",), "project": ("tree",)}
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -43,6 +53,11 @@ class Rule:
     fix_group: str = ""
     phase: str = ""
     heavy: bool = False   # whole-repository work (every context's files): run beside the others when possible
+    reads: tuple[str, ...] = ()   # what the check reads (see DEFAULT_READS); () means its target's default
+
+    @property
+    def read_set(self) -> tuple[str, ...]:
+        return self.reads or DEFAULT_READS[self.target]
 
     @property
     def doc(self) -> str:
@@ -57,13 +72,15 @@ REGISTRY: dict[str, Rule] = {}
 
 
 def rule(code: str, name: str, category: Category, severity: Severity, target: Target,
-         fix: Applicability = Applicability.none, fix_group: str = "", phase: str = "", heavy: bool = False):
+         fix: Applicability = Applicability.none, fix_group: str = "", phase: str = "", heavy: bool = False,
+         reads: tuple[str, ...] = ()):
     def register(check: Callable[..., Iterable[Hit]]):
         if code in REGISTRY:
             raise ValueError(f"duplicate rule code {code}")
         if fix is not Applicability.none and not (fix_group and phase):
             raise ValueError(f"{code}: a fixable rule needs fix_group and phase")
-        REGISTRY[code] = Rule(code, name, category, severity, target, check, fix, fix_group, phase, heavy)
+        REGISTRY[code] = Rule(code, name, category, severity, target, check, fix, fix_group, phase, heavy,
+                              tuple(reads))
         return check
     return register
 

@@ -226,6 +226,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
 
 
 @rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
+      reads=("composes", "dockerfiles"),
       fix=Applicability.unsafe, fix_group="compose-healthy-deps", phase="compose")
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
@@ -297,7 +298,8 @@ def healthcheck_programs(test: object) -> list[str]:
     return programs
 
 
-@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project")
+@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project",
+      reads=("composes", "dockerfiles"))
 def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
     """A compose healthcheck runs a program the service's image doesn't have.
 
@@ -436,7 +438,8 @@ def is_registry_cache(entry: str) -> bool:
     return entry.startswith("type=") or "," in entry or bool(_REGISTRY_HOST.match(entry))
 
 
-@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project")
+@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project",
+      reads=("composes",))
 def cache_from_unknown_image(project: Project) -> Iterable[Hit]:
     """`build.cache_from` names an image nothing in the repository builds.
 
@@ -513,12 +516,10 @@ def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
             source, why = broken[ctx.dir][0]
             elsewhere = f"; it builds from {', '.join(working)}" if working else ""
             more = f" (and {len(broken[ctx.dir]) - 1} more)" if len(broken[ctx.dir]) > 1 else ""
-            for compose in project.composes:
-                for build in compose.builds:
-                    if (build.context, build.dockerfile) == (ctx.dir, dockerfile):
-                        yield Hit(build.line, f"service {build.service} builds {dockerfile} from context {ctx.dir}, "
-                                              f"where line {source.ins.start_line} breaks: {why}{more}{elsewhere}",
-                                  f"{build.service}: {source.ins.original}", file=compose.path)
+            for build in ctx.builds:   # at the compose file that wrote the build (an override, an included file...)
+                yield Hit(build.line, f"service {build.service} builds {dockerfile} from context {ctx.dir}, "
+                                      f"where line {source.ins.start_line} breaks: {why}{more}{elsewhere}",
+                          f"{build.service}: {source.ins.original}", file=build.file)
 
 
 @rule("CO008", "compose-schema-violation", Category.correctness, Severity.error, "compose", heavy=True)
@@ -546,3 +547,32 @@ def compose_schema_violation(compose: ComposeFile) -> Iterable[Hit]:
     for path, message in compose_mod.schema_violations(compose.data):
         where = "/".join(path) or "(top)"
         yield Hit(compose_mod.line_at(compose.data, path), f"{where}: {message}", f"{where}: {message}")
+
+
+@rule("CO010", "compose-build-unresolved", Category.correctness, Severity.warning, "project")
+def compose_build_unresolved(project: Project) -> Iterable[Hit]:
+    """A compose build (or include, or extends) can't be resolved from what the repository holds.
+
+    Compose fills `${VAR}` from the `.env` file in the project directory (the
+    shell's environment is not read here, so the answer is the same on every
+    machine). A build context or Dockerfile that uses a variable no `.env`
+    sets and that has no default, a `${VAR:?message}` that fires, or an
+    `include`/`extends` that names a missing file or service leaves the build
+    unknown: it is reported here and left out of the analysis, not guessed.
+
+    Why: compose substitutes an empty string (with a warning) or refuses to
+    start; either way the image built is not the one the file seems to say,
+    and no rule can check a context nobody can name.
+
+    Example:
+        services:
+          api:
+            build: {context: "${API_DIR}"}      # API_DIR is set in no .env
+
+    Use instead:
+        services:
+          api:
+            build: {context: "${API_DIR:-./api}"}   # or set API_DIR in .env beside the compose file
+    """
+    for each in project.compose_unresolved:
+        yield Hit(each.line, each.message, each.message, file=each.file)

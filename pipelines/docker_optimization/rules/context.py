@@ -46,6 +46,7 @@ OUTPUT_DIRS = ("dist", "build")
 
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
+      reads=("context-sizes",),
       fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
 def context_without_dockerignore(ctx) -> Iterable[Hit]:
     """A build context with files a build rarely needs has no .dockerignore.
@@ -156,7 +157,7 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
     skip = used_by_build(dockerfiles) | set(base)
     chosen: list[tuple[str, str, list[str]]] = []
     tried = tuple(pattern for pattern, _, _ in CANDIDATES if pattern not in skip)
-    memo, key = contexts[0].project.memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
+    memo, key = contexts[0].project.names_memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
     if key not in memo:  # contexts whose ignore files have the same patterns lose the same files
         memo[key] = excluded_by_each(list(tried), sent)
     each = memo[key]
@@ -459,7 +460,8 @@ def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | N
     return None
 
 
-@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project")
+@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project",
+      reads=(".gitignore", "contexts"))
 def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
     """A .dockerignore is hidden by the repository's .gitignore, while its Dockerfile is not.
 
@@ -506,7 +508,8 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
 
 
-@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True)
+@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True,
+      reads=("context-sizes",))
 def large_build_context(ctx) -> Iterable[Hit]:
     """A build context sends more than 50 MiB after its .dockerignore.
 

@@ -78,6 +78,7 @@ def bake_file_missing(project: Project) -> bool:
 
 
 @rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
+      reads=("composes", "dockerfiles", "docker-bake.*"),
       fix=Applicability.safe, fix_group="bake-file", phase="build")
 def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """A repository that builds two or more images has no `docker-bake.hcl`.
@@ -152,7 +153,8 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     names = built_services(project)
     if not names:
         return
-    for path in sorted(p for p in project.files if WORKFLOW_PATH.match(p)):
+    workflows = (".github/workflows/" + p for p in project.files_under(".github/workflows"))  # not every path
+    for path in sorted(p for p in workflows if WORKFLOW_PATH.match(p)):
         if any(step_builds_with_cache(step, project) for step in workflow_steps(project.text(path) or "")):
             return
     yield Hit(0, f"no CI workflow builds the images ({', '.join(names)}) with a cache: every CI build starts cold",
@@ -160,6 +162,7 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
 
 
 @rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
+      reads=("composes", "dockerfiles", "deploy/deploy.sh"),
       fix=Applicability.safe, fix_group="deploy-scripts", phase="deploy")
 def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).

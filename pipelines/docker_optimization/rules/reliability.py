@@ -106,16 +106,17 @@ def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
 
 def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     """(name, data) of the compose services that build ``df``."""
-    found = []
+    found = {}   # one entry per (compose file, service), however many contexts share them
     for ctx in project.contexts_of(df.path):
         for compose in project.composes:
             if compose.path in ctx.compose_files:
-                found += [(n, compose.services[n]) for n in ctx.services
-                          if isinstance(compose.services.get(n), dict)]
-    return found
+                found.update(((compose.path, n), (n, compose.services[n])) for n in ctx.services
+                             if isinstance(compose.services.get(n), dict))
+    return list(found.values())
 
 
-@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project")
+@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project",
+      reads=("dockerfiles", "composes", "contexts"))
 def no_healthcheck(project) -> Iterable[Hit]:
     """An image that serves a port has no HEALTHCHECK, and no compose service that builds it defines one.
 
@@ -145,9 +146,10 @@ def no_healthcheck(project) -> Iterable[Hit]:
         HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://localhost:8000/')"]
         CMD ["python", "-m", "app"]
     """
-    # A build whose path is a variable compose fills in (`dockerfile: ${AD_DOCKERFILE}`) may build any
-    # Dockerfile: one that no resolved build names may get its health check there, so it is not judged.
-    unresolved = any("$" in b.dockerfile or "$" in b.context for c in project.composes for b in c.builds)
+    # A build whose path is a variable nothing resolves (`dockerfile: ${AD_DOCKERFILE}` with no .env setting
+    # it: CO010) may build any Dockerfile: one that no resolved build names may get its health check there,
+    # so it is not judged.
+    unresolved = bool(project.compose_unresolved)
     for df in project.dockerfiles.values():
         if df.error or not df.stages or healthcheck(df) is not None:
             continue
@@ -160,7 +162,8 @@ def no_healthcheck(project) -> Iterable[Hit]:
         if exposes:
             ins = exposes[-1]
             yield Hit(ins.start_line, f"the image exposes {' '.join(ins.value)} but has no HEALTHCHECK"
-                      + (f" (nor does compose service {', '.join(n for n, _ in services)})" if services else ""),
+                      + (f" (nor does compose service {', '.join(dict.fromkeys(n for n, _ in services))})"
+                         if services else ""),
                       ins.original, ins.end_line, file=df.path)
         elif published:
             stage = df.stages[df.final_stage]

@@ -32,7 +32,15 @@ def is_secret_name(name: str) -> bool:
 
 
 def secret_files(files: Iterable[str]) -> list[str]:
-    return sorted(p for p in files if is_secret_name(p.rpartition("/")[2]))
+    return _SecretFiles(sorted(p for p in files if is_secret_name(p.rpartition("/")[2])))
+
+
+class _SecretFiles(list):
+    """The secret-looking paths, kept (``Project.names_memo``) across added and removed files."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _SecretFiles:
+        gone = set(removed)
+        return secret_files([p for p in self if p not in gone] + added)
 
 
 # Variables frameworks inline into the client bundle at build time: public by design, and the build needs them.
@@ -77,7 +85,9 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
     senders: dict[str, list[str]] = {}   # secret file -> context dirs that send it
     copied: dict[str, list[str]] = {}    # secret file -> Dockerfiles whose COPY puts it in the image
     seen = set()
-    candidates = [p for p in secret_files(project.files) if not public_env(project, p)]
+    if "secret_files" not in project.names_memo:  # kept across incremental updates (see Project.names_memo)
+        project.names_memo["secret_files"] = secret_files(project.files)
+    candidates = [p for p in project.names_memo["secret_files"] if not public_env(project, p)]
     for ctx in project.contexts:
         inside = [p for p in candidates if within(p, ctx.dir)]
         if not inside or (ctx.dir, ctx.dockerfile) in seen:

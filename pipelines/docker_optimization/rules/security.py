@@ -254,7 +254,8 @@ def compose_secrets(project) -> Iterable[Hit]:
                                   "committed with the repository", f"{name}: {key}=***", file=compose.path)
 
 
-@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project")
+@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
 def secret_in_build_or_compose(project) -> Iterable[Hit]:
     """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
 
@@ -314,7 +315,8 @@ def _volume_source(volume: object) -> str:
     return str(volume).split(":", 1)[0] if volume is not None else ""
 
 
-@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project")
+@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project",
+      reads=("dockerfiles", "composes"))
 def docker_socket_mounted(project) -> Iterable[Hit]:
     """The Docker socket is mounted into a container (compose `volumes`) or a build step (`RUN --mount`).
 

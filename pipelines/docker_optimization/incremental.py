@@ -1,0 +1,228 @@
+"""Incremental analysis: after a change to some files, re-run only the rule runs that read them.
+
+A full analysis runs every rule on every target of its kind (each
+Dockerfile, each context directory, each compose file, the project once).
+Each rule declares what it reads (``Rule.read_set``: by default what its
+target is; see ``rules.DEFAULT_READS``), so after a change to some paths:
+
+* a Dockerfile rule runs again on the changed Dockerfiles only;
+* a context rule runs again on a context directory when a path under it
+  was added or removed (or, for a rule that reads "context-sizes", changed
+  size), when the Dockerfile or ignore file of a context there (or of a
+  context sharing its ignore file) changed, or when the contexts built there
+  changed (a compose file now builds another Dockerfile there, a new ignore
+  file). Context rules read the names of the other files, not their text;
+* service and compose rules run again on the changed compose files only;
+* a project rule runs again when a changed path is of a kind it reads (any
+  Dockerfile, any compose file, a path pattern...), or, for one that reads
+  "contexts", when the set of contexts changed;
+* everything else carries over. Ignores (pragmas, ``.pipeline.yaml``) are
+  applied again to every finding (cheap), so a pragma edit counts at once.
+
+A new Dockerfile or compose file needs no full analysis: the contexts are
+derived again, and what changed in them decides which context runs are
+redone. The result equals a full analysis of the new tree (finding ids,
+ignored findings); ``tests/test_incremental.py`` checks that on random
+sequences of real fixes and edits. Hadolint is not part of it.
+
+    inc = Incremental(GitTree(repo, base))
+    result = inc.to_commit(head)              # reads only the changed blobs of head
+    result = inc.update(tree, changed_paths)  # any tree whose listing is already updated
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+from pathlib import Path
+from typing import Iterable
+
+from engine.finding import Finding
+from engine.findings_output import AnalysisResult, Note, ToolRun
+from engine.tree import DirTree, GitTree, Tree, changed_paths
+from pipelines.docker_optimization.analysis import _run_rule, finish, targets
+from pipelines.docker_optimization.compose import is_compose_file
+from pipelines.docker_optimization.project import Context, Project, is_dockerfile, within
+from pipelines.docker_optimization.rules import Rule, load_all
+
+Unit = tuple[list[Finding], list[Note]]
+_PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
+_KINDS = {"dockerfiles", "composes", "dockerignores", "contexts", "tree"}
+
+
+class Incremental:
+    """A full analysis once, then cheap updates as files change (see the module's docstring)."""
+
+    def __init__(self, tree: Tree, select: set[str] | None = None) -> None:
+        self.rules: list[Rule] = [r for r in load_all().values() if select is None or r.code in select]
+        self.project = Project(tree)
+        self.units: dict[str, dict[str, Unit]] = {}
+        self.reran: dict[str, int] = {}   # rule code -> targets run again by the last update (for tests and bench)
+        self.result = self._rerun(self.project, {r.code: None for r in self.rules})
+
+    # -- entry points ---------------------------------------------------------------------------------
+
+    @classmethod
+    def at_commit(cls, repo: Path, commit: str, select: set[str] | None = None) -> Incremental:
+        """The analysis of a commit, read from git objects (no checkout)."""
+        return cls(GitTree(Path(repo), commit), select)
+
+    def to_commit(self, commit: str) -> AnalysisResult:
+        """Move a commit-based analysis to ``commit``: only the blobs that differ are read (one ``git diff``)."""
+        tree = self.project.tree
+        if not isinstance(tree, GitTree):
+            raise TypeError("to_commit needs an analysis of a commit (Incremental.at_commit)")
+        changed = changed_paths(tree.repo, tree.commit, commit)
+        return self.update(tree.updated(commit, changed), changed)
+
+    def files_changed(self, changed: Iterable[str]) -> AnalysisResult:
+        """Update a directory-based analysis after ``changed`` files were written or removed on disk."""
+        tree = self.project.tree
+        if not isinstance(tree, DirTree):
+            raise TypeError("files_changed needs an analysis of a directory")
+        changed = sorted(set(changed))
+        return self.update(tree.updated(changed), changed)
+
+    def update(self, tree: Tree, changed: Iterable[str]) -> AnalysisResult:
+        """The analysis of ``tree``, which differs from the last one in ``changed`` paths only."""
+        changed = set(changed)
+        old = self.project
+        new = old.updated(tree, changed)
+        self.project = new
+        self.result = self._rerun(new, self._dirty(old, new, changed))
+        return self.result
+
+    def close(self) -> None:
+        close = getattr(self.project.tree, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Incremental:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- what to run again ----------------------------------------------------------------------------
+
+    def _dirty(self, old: Project, new: Project, changed: set[str]) -> dict[str, set[str] | None]:
+        """Rule code -> the target keys to run again (None: all of them)."""
+        if not changed:
+            return {r.code: set() for r in self.rules}
+        kinds = {
+            "tree": True,
+            "dockerfiles": any(map(is_dockerfile, changed)),
+            "composes": any(map(is_compose_file, changed)),
+            "dockerignores": any(p.endswith(".dockerignore") for p in changed),
+            "contexts": _signatures(old) != _signatures(new),
+        }
+        contexts_dirty: dict[bool, set[str]] = {}
+        dirty: dict[str, set[str] | None] = {}
+        for each in self.rules:
+            reads = each.read_set
+            wide = [r for r in reads if r not in _PER_TARGET]
+            if any(kinds[r] if r in _KINDS else _matches(r, changed) for r in wide):
+                dirty[each.code] = None
+                continue
+            keys: set[str] = set()
+            if "dockerfile" in reads and each.target == "dockerfile" or "compose" in reads:
+                keys |= changed
+            if each.target == "context" and {"context", "context-sizes", "dockerfile"} & set(reads):
+                sizes = "context-sizes" in reads
+                if sizes not in contexts_dirty:
+                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes)
+                keys |= contexts_dirty[sizes]
+            dirty[each.code] = keys
+        return dirty
+
+    def _rerun(self, project: Project, dirty: dict[str, set[str] | None]) -> AnalysisResult:
+        memo: dict = {}
+        findings: list[Finding] = []
+        notes: list[Note] = []
+        for each in self.rules:
+            before = self.units.get(each.code, {})
+            keys = dirty[each.code]
+            now: dict[str, Unit] = {}
+            carried: set[str] = set()
+            ran = 0
+            for key, target, file in targets(project, each, memo):
+                if key in carried:
+                    continue   # the next service of a compose file that carries over
+                if key not in now:
+                    if key in before and keys is not None and key not in keys:
+                        now[key] = before[key]
+                        carried.add(key)
+                        continue
+                    now[key] = ([], [])
+                    ran += 1
+                unit = now[key]
+                unit[0].extend(_run_rule(each, target, file, unit[1]))
+            self.units[each.code] = now
+            self.reran[each.code] = ran
+            for unit_findings, unit_notes in now.values():
+                findings += unit_findings
+                notes += unit_notes
+        result = AnalysisResult()
+        result.tools["hadolint"] = ToolRun(status="off")
+        return finish(project, findings, notes, result)
+
+
+def _matches(pattern: str, changed: set[str]) -> bool:
+    """Does a changed path match a reads pattern (without a "/", the pattern is for the file name at any depth)?"""
+    if "/" not in pattern:
+        return any(fnmatch.fnmatchcase(posixpath.basename(p), pattern) for p in changed)
+    return any(fnmatch.fnmatchcase(p, pattern) for p in changed)
+
+
+def _signature(contexts: list[Context]) -> tuple:
+    return tuple((c.dir, c.dockerfile, tuple(c.services), tuple(c.compose_files), c.inferred, c.ignore_path)
+                 for c in contexts)
+
+
+def _signatures(project: Project) -> dict[str, tuple]:
+    """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom)."""
+    by_dir: dict[str, list[Context]] = {}
+    for c in project.contexts:
+        by_dir.setdefault(c.dir, []).append(c)
+    return {d: _signature(cs) for d, cs in by_dir.items()}
+
+
+def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str]]]:
+    """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
+    files they read; single paths they read). The contexts are those built there and those sharing an ignore
+    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
+    by_ignore: dict[str, list[Context]] = {}
+    by_dir: dict[str, list[Context]] = {}
+    for c in project.contexts:
+        by_ignore.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
+        by_dir.setdefault(c.dir, []).append(c)
+    found = {}
+    for directory, here in by_dir.items():
+        keys = sorted({c.ignore_path or c.default_ignore_path for c in here})
+        group = here + [c for key in keys for c in by_ignore[key] if c.dir != directory]
+        paths = set()
+        for c in group:
+            paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
+        found[directory] = (_signature(group), {c.dir for c in group}, paths)
+    return found
+
+
+def _dirty_context_dirs(old: Project, new: Project, changed: set[str], sizes: bool) -> set[str]:
+    """The context directories whose context rules read a changed path, or whose contexts changed.
+
+    A file under a context directory counts when it was added or removed, or, with ``sizes``, resized
+    (a content change shows as a size change or not at all: rules read sizes, never the text).
+    """
+    before, after = _context_reads(old), _context_reads(new)
+    listed = {p for p in changed if (p in old.files) != (p in new.files)
+              or sizes and old.files.get(p) != new.files.get(p)}
+    dirty = set()
+    for directory, (signature, dirs, paths) in after.items():
+        was = before.get(directory)
+        if was is None or was[0] != signature:
+            dirty.add(directory)
+            continue
+        dirs, paths = dirs | was[1], paths | was[2]
+        if changed & paths or any(within(p, d) for p in listed for d in dirs):
+            dirty.add(directory)
+    return dirty

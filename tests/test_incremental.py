@@ -1,0 +1,290 @@
+"""Incremental analysis equals a full analysis, whatever sequence of changes led there.
+
+The differential test (hypothesis) starts from the bundled example or a small
+generated monorepo (two compose files building the same Dockerfiles under
+different contexts, root contexts, ignore files), applies a random sequence of
+the pipeline's own fixes and of hand edits (Dockerfiles, .dockerignore files,
+compose files, new and removed files, pragmas, .pipeline.yaml, .gitignore), and
+after every step compares ``Incremental`` with a fresh full analysis: same
+finding ids, same ignored ids.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.monorepo import generate
+from engine.artifacts import Design
+from engine.domain import FixError
+from engine.tree import DirTree, GitTree, changed_paths
+from pipelines.docker_optimization.analysis import run_analysis
+from pipelines.docker_optimization.domain import DockerDomain
+from pipelines.docker_optimization.incremental import Incremental
+from pipelines.docker_optimization.rules import REGISTRY, load_all
+from tests.conftest import EXAMPLE, git, make_repo
+
+DESIGN = Design(policies={"host_cores": "2"})
+
+DOCKERFILE_LINES = ["RUN apt-get update && apt-get install -y curl gcc", "COPY . .", "USER app",
+                    "HEALTHCHECK CMD curl -f http://localhost:8000/ || exit 1", "EXPOSE 8080",
+                    "RUN pip install -r requirements.txt", "ENV API_TOKEN=s3cr3t", "COPY missing.txt /app/",
+                    "# pipeline ignore=CA001,SE001", "RUN npm install", "RUN <<EOF"]
+IGNORE_LINES = ["*.md", "!README.md", ".env", "node_modules", "tests", "**/__pycache__", "[a-", ".git"]
+NEW_FILES = {".env": "SECRET=1\n", "id_rsa": "-----BEGIN KEY-----\n", "package-lock.json": "{}\n",
+             "notes.md": "# notes\n", "data.bin": "\0\0binary\n"}
+
+
+def _compose_service(name: str, context: str, dockerfile: str) -> str:
+    return (f"  {name}:\n    build:\n      context: {context}\n      dockerfile: {dockerfile}\n"
+            "    depends_on: [redis]\n"
+            "    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"]\n")
+
+
+class Repo:
+    """A working tree the steps edit; every step returns the paths it changed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def paths(self, suffix: str = "", name: str = "") -> list[str]:
+        return sorted(p for p in DirTree(self.root).files()
+                      if (not suffix or p.endswith(suffix)) and (not name or p.rsplit("/", 1)[-1] == name))
+
+    def dockerfiles(self) -> list[str]:
+        return sorted(p for p in DirTree(self.root).files() if p.rsplit("/", 1)[-1].startswith("Dockerfile")
+                      and not p.endswith(".dockerignore"))
+
+    def dirs(self) -> list[str]:
+        return sorted({p.rpartition("/")[0] or "." for p in self.dockerfiles()})
+
+    def composes(self) -> list[str]:
+        return [p for p in self.paths() if "compose" in p.rsplit("/", 1)[-1] and p.endswith((".yml", ".yaml"))]
+
+    def write(self, path: str, text: str) -> list[str]:
+        target = self.root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        return [path]
+
+    def append(self, path: str, line: str) -> list[str]:
+        return self.write(path, (self.root / path).read_text() + line + "\n")
+
+
+def step(repo: Repo, data: st.DataObject) -> list[str]:
+    """One random change: a fix the pipeline would make, or an edit a person would."""
+    kind = data.draw(st.sampled_from(["fix", "fix", "dockerfile", "ignore", "new-ignore", "remove", "compose",
+                                      "new-dockerfile", "new-file", "config"]))
+    pick = lambda items: data.draw(st.sampled_from(items)) if items else None  # noqa: E731
+    if kind == "fix":
+        domain = DockerDomain()
+        findings = run_analysis(repo.root).findings
+        tasks = domain.plan(findings, ["dockerfiles", "compose", "build", "deploy"], unsafe=True,
+                            root=repo.root).tasks
+        task = pick(tasks)
+        try:
+            return domain.apply(task, repo.root, DESIGN) if task else []
+        except FixError:   # AlreadyResolved too: nothing written
+            return []
+    if kind == "dockerfile":
+        return repo.append(pick(repo.dockerfiles()), pick(DOCKERFILE_LINES))
+    if kind == "ignore":
+        ignores = repo.paths(".dockerignore")
+        return repo.append(pick(ignores), pick(IGNORE_LINES)) if ignores else []
+    if kind == "new-ignore":
+        where = pick(repo.dirs() + [d + "/Dockerfile" for d in repo.dirs() if d != "."])
+        path = ".dockerignore" if where == "." else (where + ".dockerignore" if where.endswith("Dockerfile")
+                                                     else where + "/.dockerignore")
+        return repo.write(path, pick(IGNORE_LINES) + "\n")
+    if kind == "remove":
+        path = pick(repo.paths(".dockerignore") + repo.dockerfiles()[1:] + repo.paths(name=".env"))
+        if path is None:
+            return []
+        (repo.root / path).unlink()
+        return [path]
+    if kind == "compose":
+        compose = pick(repo.composes())
+        df = pick(repo.dockerfiles())
+        context = pick([".", df.rpartition("/")[0] or "."])
+        rel = df if context == "." else df[len(context) + 1:]
+        top = compose.rpartition("/")[0]
+        # paths in compose are relative to the compose file's directory
+        up = "/".join(".." for _ in top.split("/")) if top else ""
+        ctx = (up + ("/" + context if context != "." else "")) if up else context
+        text = (repo.root / compose).read_text()
+        if "\nservices:\n" not in "\n" + text:
+            return []
+        name = f"svc{data.draw(st.integers(0, 3))}"
+        if f"\n  {name}:\n" in text:
+            return []
+        return repo.write(compose, text.replace("services:\n", "services:\n" + _compose_service(name, ctx or ".", rel),
+                                                1))
+    if kind == "new-dockerfile":
+        where = pick(repo.dirs())
+        name = pick(["Dockerfile.dev", "Dockerfile", "tool.dockerfile"])
+        path = name if where == "." else f"{where}/extra/{name}"
+        return repo.write(path, "FROM python:3.12\nCOPY . .\nRUN pip install -r requirements.txt\n")
+    if kind == "new-file":
+        where = pick(repo.dirs())
+        name = pick(sorted(NEW_FILES))
+        return repo.write(name if where == "." else f"{where}/{name}", NEW_FILES[name])
+    # config: ignores, .gitignore
+    config = "ignore: [CO002]\nper-file-ignores:\n  '**/Dockerfile': [RL006]\n"
+    return pick([lambda: repo.write(".pipeline.yaml", config),
+                 lambda: repo.append(".gitignore", pick([".dockerignore", "*.md", "**/.env"])),
+                 lambda: repo.write("docker-bake.hcl", 'group "default" { targets = [] }\n')])()
+
+
+def same(incremental, full) -> None:
+    assert sorted(f.id for f in incremental.findings) == sorted(f.id for f in full.findings)
+    assert sorted(i.finding.id for i in incremental.ignored) == sorted(i.finding.id for i in full.ignored)
+
+
+@pytest.fixture(scope="module")
+def small_monorepo(tmp_path_factory) -> Path:
+    """A generated monorepo at 1/40 scale: ~500 files, a few stacks building the same Dockerfiles two ways."""
+    out = tmp_path_factory.mktemp("mono") / "repo"
+    generate(out, scale=0.05, seed=3)
+    return out
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(data=st.data(), start=st.sampled_from(["example", "monorepo"]))
+def test_incremental_equals_full_after_random_fixes_and_edits(tmp_path_factory, small_monorepo, data, start):
+    root = tmp_path_factory.mktemp("inc") / "repo"
+    shutil.copytree(EXAMPLE if start == "example" else small_monorepo, root)
+    repo = Repo(root)
+    with Incremental(DirTree(root)) as inc:
+        same(inc.result, run_analysis(root))
+        for _ in range(data.draw(st.integers(1, 6))):
+            changed = step(repo, data)
+            result = inc.files_changed(changed)
+            same(result, run_analysis(root))
+
+
+def test_a_dockerfile_edit_reruns_only_what_reads_it(tmp_path):
+    """One Dockerfile changes: its Dockerfile rules run on it alone; compose-only rules don't run at all."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    with Incremental(DirTree(root)) as inc:
+        path = "services/worker/Dockerfile"
+        (root / path).write_text((root / path).read_text() + "RUN apt-get update && apt-get install -y gcc\n")
+        result = inc.files_changed([path])
+        assert inc.reran["SZ002"] == 1 and inc.reran["SZ001"] == 1      # that Dockerfile only, of the four
+        assert inc.reran["CO001"] == 0 and inc.reran["CO008"] == 0      # compose files unchanged
+        assert inc.reran["CO006"] == 0                                  # reads compose files only
+        assert {"SZ002", "SZ001"} <= {f.rule for f in result.findings if f.file == path}
+        same(result, run_analysis(root))
+
+
+def test_every_rule_declares_reads_it_can_be_asked_about():
+    """Each rule's reads are its target's default or words the incremental engine knows (kinds, patterns)."""
+    load_all()
+    for rule in REGISTRY.values():
+        assert rule.read_set, rule.code
+        if rule.target != "project":
+            assert set(rule.read_set) <= {"dockerfile", "context", "context-sizes", "compose", "dockerfiles",
+                                          "composes", "dockerignores", "contexts", "tree"}, rule.code
+
+
+def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path):
+    """What the reviewer needs: the analysis at each commit of a branch, read from git objects, no checkout.
+
+    Commits made by applying fixes; moving back to a parent (a revert) is
+    one more update. Each answer equals a full analysis of that commit.
+    """
+    repo = make_repo(tmp_path / "repo", {str(p.relative_to(EXAMPLE)): p.read_text()
+                                         for p in EXAMPLE.rglob("*") if p.is_file()})
+    base = git(repo, "rev-parse", "HEAD")
+    domain = DockerDomain()
+    tasks = domain.plan(run_analysis(repo).findings, ["dockerfiles", "compose"], unsafe=False, root=repo).tasks
+    commits = []
+    for task in tasks[:4]:
+        try:
+            written = domain.apply(task, repo, DESIGN)
+        except FixError:
+            continue
+        git(repo, "add", "--all", "--", *written)
+        git(repo, "commit", "--quiet", "-m", task.title)
+        commits.append(git(repo, "rev-parse", "HEAD"))
+    assert commits
+    with domain.incremental_analysis(repo, base) as inc:
+        for commit in commits + [base, commits[-1]]:
+            after = inc.to_commit(commit)
+            with GitTree(repo, commit) as tree:
+                same(after, run_analysis(tree))
+    assert changed_paths(repo, base, commits[0])  # what to_commit reads: only the blobs that differ
+
+
+STRUCTURAL = {
+    "docker-compose.yml": "services:\n  api:\n    build:\n      context: .\n      dockerfile: api/Dockerfile\n"
+                          "  api-dev:\n    build: ./api\n",
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY api/requirements.txt .\nRUN pip install -r requirements.txt\n"
+                      "COPY . .\nEXPOSE 8000\n",
+    "api/Dockerfile.dockerignore": "tests\n",
+    "api/requirements.txt": "flask\n",
+    "shared/.dockerignore": "[a-\n",
+    "web/.dockerignore": "node_modules\n",
+    ".gitignore": ".dockerignore\n",
+}
+
+
+@pytest.mark.parametrize("edits", [
+    # a compose edit makes contexts of directories that had only an ignore file: PX006 and CX004 appear there
+    [("docker-compose.yml", STRUCTURAL["docker-compose.yml"]
+      + "  shared:\n    build:\n      context: ./shared\n      dockerfile: ../api/Dockerfile\n"
+      + "  web:\n    build:\n      context: ./web\n      dockerfile: ../api/Dockerfile\n")],
+    # an ignore file shared by two contexts (Dockerfile.dockerignore): files outside the Dockerfile's directory count
+    [("docs/.env", "TOKEN=1\n"), ("api/Dockerfile.dockerignore", "tests\n.env\n**/.env\n"), ("docs/.env", None)],
+    # a Dockerfile appears, is built by a new service, then goes away again
+    [("tools/Dockerfile", "FROM node:20\nCOPY . .\nRUN npm install\n"),
+     ("docker-compose.yml", STRUCTURAL["docker-compose.yml"] + "  tools:\n    build: ./tools\n"),
+     ("tools/Dockerfile", None)],
+    # an ignore file appears beside the Dockerfile and wins over the context's; .gitignore stops hiding it
+    [("api/.dockerignore", "*.md\n"), ("api/Dockerfile.dockerignore", None), (".gitignore", "*.pyc\n")],
+])
+def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
+    root = tmp_path / "repo"
+    repo = Repo(root)
+    for path, text in STRUCTURAL.items():
+        repo.write(path, text)
+    with Incremental(DirTree(root)) as inc:
+        for path, text in edits:
+            if text is None:
+                (root / path).unlink()
+            else:
+                repo.write(path, text)
+            same(inc.files_changed([path]), run_analysis(root))
+
+
+def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
+    """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
+    from pipelines.docker_optimization.context_size import sent_size
+    from pipelines.docker_optimization.project import Project
+
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    (root / ".dockerignore").write_text("node_modules\n**/*.md\ndocs\n!docs/keep.md\n")
+    tree = DirTree(root)
+    project = Project(tree)
+    before = {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts}
+    assert before
+    edits = [("node_modules/x/index.js", "x"), ("services/api/.env", "A=1"), ("docs/keep.md", "k"),
+             ("services/api/app/new.py", "print(1)\n"), ("services/api/requirements.txt", None), ("README.md", None)]
+    for path, text in edits:
+        if text is None:
+            (root / path).unlink()
+        else:
+            (root / path).parent.mkdir(parents=True, exist_ok=True)
+            (root / path).write_text(text)
+        tree = tree.updated([path])
+        project = project.updated(tree, [path])
+        fresh = Project(DirTree(root))
+        assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts} == \
+               {(c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts}
+        assert project.sorted_paths == fresh.sorted_paths and project.sorted_sizes == fresh.sorted_sizes
