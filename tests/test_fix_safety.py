@@ -89,3 +89,27 @@ def test_folding_a_pip_upgrade_is_safe_and_dropping_one_is_not(tmp_path):
     assert task.applicability is Applicability.unsafe
     assert task.rationale.endswith("Unsafe: drops the pip upgrade at line 2, which no pip install follows: "
                                    "the image keeps the base image's pip.")
+
+
+def test_a_change_that_switches_to_a_group_is_reverted_by_the_reviewer(tmp_path, reports, docker_pipeline,
+                                                                       monkeypatch):
+    import dataclasses
+
+    from engine.runs import start_run
+    from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
+    from tests.conftest import make_repo
+
+    def to_the_group(project, task, design):   # what a careless edit wrote: the group's name after USER
+        text = project.text(task.file)
+        return {task.file: text.replace("CMD", "RUN addgroup --system appgroup && adduser --system --ingroup "
+                                               "appgroup appuser\nUSER appgroup\nCMD")}
+
+    load_fixes()
+    monkeypatch.setitem(FIXES, "non-root-user", dataclasses.replace(FIXES["non-root-user"], apply=to_the_group))
+    repo = make_repo(tmp_path / "repo", {"Dockerfile": "FROM python:3.12-slim\nCMD [\"python\"]\n"})
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"unsafe_fixes": "1"})
+    tasks = {t.id for t in record.plan.tasks if t.fix == "non-root-user"}
+    [verdict] = [v for v in record.verdicts if v.task_id in tasks]
+    assert not verdict.accepted
+    assert verdict.reason == ("Dockerfile switches to users, never to groups: "
+                              "USER appgroup names a group the Dockerfile creates, not a user")

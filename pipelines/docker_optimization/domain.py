@@ -16,6 +16,7 @@ from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
 from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
+from pipelines.docker_optimization.rules.security import users_naming_groups
 
 
 class DockerDomain:
@@ -176,6 +177,9 @@ class DockerDomain:
                 after = [df.error] if df is not None and df.error else [] if df is not None else ["the file is gone"]
                 gates.append(delta_gate(f"{path} parses (BuildKit parser)", after,
                                         lambda path=path: _parse_errors(parent(), path)))
+                if df is not None and not df.error:
+                    gates.append(delta_gate(f"{path} switches to users, never to groups", users_naming_groups(df),
+                                            lambda path=path: _group_users(parent(), path), ok="every USER names a user"))
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
@@ -339,6 +343,11 @@ class _Lazy:
         if not self.made:
             self.value, self.made = self.make(), True
         return self.value
+
+
+def _group_users(project: Project, path: str) -> list[str]:
+    df = project.dockerfiles.get(path)
+    return users_naming_groups(df) if df is not None and not df.error else []
 
 
 def _parse_errors(project: Project, path: str) -> list[str]:

@@ -68,6 +68,45 @@ def user_created(argv: tuple[str, ...]) -> str:
     return names[0]
 
 
+_GROUP_VALUE_OPTIONS = frozenset({"-g", "--gid", "-K", "--key", "-p", "--password", "-R", "--root", "-P", "--prefix"})
+
+
+def _group_created(argv: tuple[str, ...]) -> str:
+    """The group a groupadd/addgroup (or Debian's ``adduser --group`` without ``--system``) creates, or ""."""
+    prog = posixpath.basename(argv[0]) if argv else ""
+    if prog == "adduser" and "--group" in argv and "--system" not in argv:
+        words = [w for w in argv[1:] if not w.startswith("-")]
+        return words[-1] if len(words) == 1 else ""
+    if prog not in ("groupadd", "addgroup"):
+        return ""
+    names, skip = [], False
+    for word in argv[1:]:
+        if skip:
+            skip = False
+        elif word.startswith("-") and len(word) > 1:
+            skip = word in _GROUP_VALUE_OPTIONS   # "-g 1000"; "--gid=1000" and "-g1000" carry their value
+        else:
+            names.append(word)
+    # Debian's `addgroup USER GROUP` is not a form; busybox's `addgroup USER GROUP` adds a user to a group
+    return names[0] if len(names) == 1 and "$" not in names[0] else ""
+
+
+def users_naming_groups(df: Dockerfile) -> list[str]:
+    """Each USER that names a group the Dockerfile creates and no user of that name: the switch fails or
+    means something else (problems worded without line numbers, for delta gates)."""
+    groups, users = set(), set()
+    for ins in df.of("RUN"):
+        for seg in segments(df, ins):
+            users.add(user_created(seg.argv))
+            groups.add(_group_created(seg.argv))
+    found = []
+    for ins in df.of("USER"):
+        name = ins.value[0].split(":")[0] if ins.value else ""
+        if name and name in groups and name not in users:
+            found.append(f"USER {name} names a group the Dockerfile creates, not a user")
+    return found
+
+
 def created_users(df: Dockerfile, stages: set[int]) -> list[tuple[Instruction, str]]:
     """(RUN, user name) for each useradd/adduser in the given stages that creates a user (never a group)."""
     found = []
