@@ -54,13 +54,24 @@ def test_a_dockerignore_is_safe_when_no_copy_takes_what_it_excludes(tmp_path):
                                    "only what is sent changes.")
 
 
-def test_a_dockerignore_is_unsafe_when_copy_dot_would_lose_files_and_it_names_them(tmp_path):
+def test_a_dockerignore_is_unsafe_when_copy_dot_would_lose_files_the_app_may_read_and_it_names_them(tmp_path):
     files = {"Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD [\"python\", \"app.py\"]\n",
              "app.py": "print(1)\n", ".env": "MODE=dev\n", "tests/test_app.py": "def test(): pass\n"}
     task = task_for(tmp_path, files, "dockerignore")
     assert task.applicability is Applicability.unsafe
-    assert task.rationale.endswith("Unsafe: a COPY/ADD copies what it excludes, so these leave the image: .env, "
-                                   "tests/test_app.py (the app or a build step may read them).")
+    assert task.rationale.endswith("Unsafe: a COPY/ADD copies what it excludes, so these leave the image: .env "
+                                   "(the app or a build step may read them).")
+
+
+def test_tests_and_caches_leaving_an_image_are_safe_unless_its_command_runs_the_tests(tmp_path):
+    files = {"Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY . .\nCMD [\"python\", \"app.py\"]\n",
+             "app.py": "print(1)\n", "tests/test_app.py": "def test(): pass\n", "__pycache__/app.cpython-312.pyc": ""}
+    task = task_for(tmp_path / "a", files, "dockerignore")
+    assert task.applicability is Applicability.safe
+    assert task.rationale.endswith("Only bytecode caches, tests leave the images (no command runs them): what the "
+                                   "images do stays the same.")
+    runs_tests = {**files, "Dockerfile": files["Dockerfile"].replace('["python", "app.py"]', '["pytest"]')}
+    assert task_for(tmp_path / "b", runs_tests, "dockerignore").applicability is Applicability.unsafe
 
 
 MANIFESTS = {"Dockerfile": ("FROM node:20-slim\nWORKDIR /app\nCOPY . .\nRUN npm ci\nCMD [\"node\", \"server.js\"]\n"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import re
 import subprocess
 from pathlib import Path
 
@@ -41,28 +42,43 @@ def derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tu
     return [(pattern, why) for pattern, why, _ in _derive(project, context_dir, ignore_path)]
 
 
-def leaving_images(project: Project, ignore_path: str) -> list[str]:
-    """Files the new patterns stop sending that a COPY/ADD of some stage copies now (context-relative):
-    what the images would lose. Empty: only what is sent to the builder changes."""
+# What leaves an image without changing what it does: caches and coverage nobody runs from, and tests
+# (unless the image's command runs them). Anything else (.env, .git, docs, installed packages, build
+# outputs) may be read by the app or a build step.
+INERT = ("bytecode caches", "tool caches", "coverage output", "tests")
+RUNS_TESTS = re.compile(r"\btest|pytest|jest|mocha|vitest|unittest", re.IGNORECASE)
+
+
+def leaving_images(project: Project, ignore_path: str) -> list[tuple[str, str]]:
+    """(file, why it was excluded) for each file the new patterns stop sending that a COPY/ADD of some
+    stage copies now (context-relative): what the images would lose. Empty: only what is sent changes."""
     users = ignore_users(project, ignore_path)
     if not users:
         raise FixError(f"no build context uses {ignore_path} any more")
-    excluded = {f for _, _, files in _derive(project, users[0].dir, ignore_path) for f in files}
+    excluded = {f: why for _, why, files in _derive(project, users[0].dir, ignore_path) for f in files}
     copied: set[str] = set()
     for ctx in (c for c in users if c.dir == users[0].dir):
         sent = ctx.sent()
         for src in sources(project.dockerfiles[ctx.dockerfile]):
             copied.update(matching(sent, src.path))
-    return sorted(excluded & copied)
+    return sorted((f, excluded[f]) for f in excluded if f in copied)
 
 
 def assess_dockerignore(project: Project, ignore_path: str) -> tuple[bool, str]:
-    """Safe when no COPY/ADD copies an excluded file (only the bytes sent change); unsafe otherwise, naming them."""
+    """Safe when what leaves the images is inert (caches, coverage, tests no command runs) or nothing;
+    unsafe otherwise, naming the files."""
     gone = leaving_images(project, ignore_path)
     if not gone:
         return True, "No COPY/ADD copies what it excludes: the images stay the same; only what is sent changes."
-    more = f" and {len(gone) - 5} more" if len(gone) > 5 else ""
-    return False, (f"Unsafe: a COPY/ADD copies what it excludes, so these leave the image: {', '.join(gone[:5])}{more} "
+    commands = " ".join(" ".join(i.value) for c in ignore_users(project, ignore_path)
+                        for i in project.dockerfiles[c.dockerfile].of("CMD", "ENTRYPOINT"))
+    inert = set(INERT) - ({"tests"} if RUNS_TESTS.search(commands) else set())
+    risky = [f for f, why in gone if why not in inert]
+    if not risky:
+        kinds = ", ".join(sorted({why for _, why in gone}))
+        return True, (f"Only {kinds} leave the images (no command runs them): what the images do stays the same.")
+    more = f" and {len(risky) - 5} more" if len(risky) > 5 else ""
+    return False, (f"Unsafe: a COPY/ADD copies what it excludes, so these leave the image: {', '.join(risky[:5])}{more} "
                    "(the app or a build step may read them).")
 
 
