@@ -124,3 +124,17 @@ def test_a_change_that_switches_to_a_group_is_reverted_by_the_reviewer(tmp_path,
     assert not verdict.accepted
     assert verdict.reason == ("Dockerfile switches to users, never to groups: "
                               "USER appgroup names a group the Dockerfile creates, not a user")
+
+
+def test_the_analysis_report_shows_the_values_an_unsafe_fix_would_use_and_why(tmp_path, reports, docker_pipeline):
+    from engine.runs import start_run
+    from tests.conftest import make_repo
+
+    compose = "services:\n  api:\n    image: api:1\n    deploy:\n      resources:\n        limits:\n          memory: 512M\n"
+    repo = make_repo(tmp_path / "repo", {"compose.yaml": compose})
+    record = start_run(docker_pipeline, repo, reports, ["compose"])
+    assert [c for c in record.changes if c.status.value == "committed"] == []   # unsafe: waits for the flag
+    report = (reports / record.run.run_id / "1-analysis.md").read_text()
+    assert ("- Set CPU limits and reservations for the services in compose.yaml: A compose service has no CPU limit. "
+            "CPU limits to write (unsafe: values not all configured): api: cpus 0.5, reservation 0.25 "
+            "(derived from its memory limit 512M (1 CPU per GiB, reservation half)).") in report
