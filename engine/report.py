@@ -113,6 +113,10 @@ def render_phase(record: RunRecord, phase: str) -> str:
                          [[t.title, t.phase, t.file, ", ".join(t.rules), t.applicability.value]
                           for t in record.plan.tasks]))
         out += [f"- {s}" for s in record.plan.skipped] + [""]
+        unsafe = [t for t in record.plan.tasks if t.applicability.value == "unsafe"]
+        if unsafe:   # what each would do and why it may change the result (also its commit message)
+            out += ["Unsafe tasks (applied with `--unsafe-fixes`), what they would do and why:", ""]
+            out += [f"- {t.title}: {t.rationale}" for t in unsafe] + [""]
         if record.design.policies or record.design.notes:
             out += ["## Design", ""]
             out += [f"- **{k}**: {v}" for k, v in record.design.policies.items()]

@@ -39,7 +39,7 @@ def fixed(root: Path, files: dict[str, str], rule: str, design: Design | None = 
     domain = DockerDomain()
     findings = [f for f in domain.analyze(root) if f.rule == rule]
     plan = domain.plan(findings, ["analysis", "dockerfiles", "compose"], unsafe=False, root=root)
-    design = design or Design(policies={"host_cores": "2"})
+    design = design or Design()
     out = {}
     for task in plan.tasks:
         for path in domain.apply(task, root, design):

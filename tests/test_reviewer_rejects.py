@@ -26,6 +26,7 @@ REPO = {
     "services/api/app.py": "print('api')\n",
     "services/api/tests/test_app.py": "def test(): pass\n",
     "shared/lib.py": "X = 1\n",
+    ".pipeline.yaml": "policy:\n  services:\n    api: {cpus: '0.5'}\n",   # so compose-cpu is safe
 }
 
 

@@ -437,7 +437,7 @@ def apply_all(tmp_path, files, rules, edit=None):
     if edit:
         write(tmp_path, edit)
     for task in plan.tasks:
-        domain.apply(task, tmp_path, Design(policies={"host_cores": "2"}))
+        domain.apply(task, tmp_path, Design())
     return plan
 
 

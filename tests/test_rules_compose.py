@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved
+from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization import compose
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain, diff_paths, plain
@@ -35,10 +35,64 @@ def test_co001_triggers_only_on_services_without_a_cpu_limit(tmp_path):
 
 
 def test_fix_adds_limits_from_the_memory_policy_and_keeps_every_other_byte(tmp_path):
-    out = fixed(tmp_path, {"compose.yaml": COMPOSE}, "CO001", Design(policies={"host_cores": "4"}))
+    out = fixed(tmp_path, {"compose.yaml": COMPOSE}, "CO001")
     assert out == {"compose.yaml": COMPOSE.replace(
         "          memory: 512M\n",
         "          memory: 512M\n          cpus: '0.5'\n        reservations:\n          cpus: '0.25'\n")}
+
+
+def cpu_task(root, files):
+    write(root, files)
+    domain = DockerDomain()
+    [task] = domain.plan([f for f in domain.analyze(root) if f.rule == "CO001"], ["compose"], True, root).tasks
+    return domain, task
+
+
+def test_cpu_limits_guessed_from_a_memory_limit_make_the_task_unsafe_and_it_says_the_values(tmp_path):
+    _, task = cpu_task(tmp_path, {"compose.yaml": COMPOSE})
+    assert task.applicability.value == "unsafe"
+    assert task.rationale.endswith(
+        "CPU limits to write (unsafe: values not all configured): api: cpus 0.5, reservation 0.25 "
+        "(derived from its memory limit 512M (1 CPU per GiB, reservation half)).")
+
+
+def test_cpu_limits_from_pipeline_yaml_make_the_task_safe_and_are_written_as_given(tmp_path):
+    config = "policy:\n  services:\n    api: {cpus: '1.5'}\n"
+    domain, task = cpu_task(tmp_path, {"compose.yaml": COMPOSE, ".pipeline.yaml": config})
+    assert task.applicability.value == "safe"
+    assert "api: cpus 1.5 (policy.services.api in .pipeline.yaml)" in task.rationale
+    domain.apply(task, tmp_path, Design())
+    # the configured limit, and no reservation: none was configured, so none is made up
+    assert (tmp_path / "compose.yaml").read_text() == COMPOSE.replace(
+        "          memory: 512M\n", "          memory: 512M\n          cpus: '1.5'\n")
+
+
+def test_a_service_with_neither_policy_nor_memory_limit_gets_no_invented_cpu_limit(tmp_path):
+    text = "services:\n  redis:\n    image: redis:7\n"
+    domain, task = cpu_task(tmp_path, {"compose.yaml": text})
+    assert task.applicability.value == "unsafe"
+    assert "redis: left alone (no policy.services.redis.cpus in .pipeline.yaml and no memory limit" in task.rationale
+    with pytest.raises(FixError, match="no CPU limit to write in compose.yaml without inventing one"):
+        domain.apply(task, tmp_path, Design())
+    assert (tmp_path / "compose.yaml").read_text() == text
+
+
+def test_the_design_never_reads_the_cores_of_the_machine_running_the_tool(tmp_path):
+    write(tmp_path, {"compose.yaml": COMPOSE})
+    domain = DockerDomain()
+    design = domain.design(tmp_path, [], domain.plan([], ["compose"], False, tmp_path))
+    assert "host_cores" not in design.policies and "host" not in design.policies["cpu"]
+
+
+def test_a_wrong_policy_entry_is_a_note_and_gives_no_value(tmp_path):
+    config = "policy:\n  services:\n    api: {cpus: lots, memory: 1G}\n"
+    write(tmp_path, {"compose.yaml": COMPOSE, ".pipeline.yaml": config})
+    from pipelines.docker_optimization.analysis import run_analysis
+    notes = [n.message for n in run_analysis(tmp_path, hadolint=False).notes]
+    assert ".pipeline.yaml: policy.services['api']: cpus must be a positive number of CPUs, got 'lots'" in notes
+    assert ".pipeline.yaml: policy.services['api']: unknown key 'memory' (known: cpus, cpus_reservation)" in notes
+    _, task = cpu_task(tmp_path, {})
+    assert "api: cpus 0.5, reservation 0.25 (derived from its memory limit 512M" in task.rationale
 
 
 # -- CO002 memory limit ------------------------------------------------------------------------
@@ -349,7 +403,8 @@ def test_an_ignore_pragma_in_the_main_file_leaves_the_variant_reported(tmp_path)
 
 
 def test_cpu_fix_writes_the_reported_file_and_leaves_a_patch_to_the_service_it_patches(tmp_path):
-    out = fixed(tmp_path, {"compose.yaml": MAIN, "compose.full.yaml": FULL}, "CO001")
+    config = "policy:\n  services:\n    api: {cpus: '0.5'}\n    web: {cpus: '0.25'}\n"
+    out = fixed(tmp_path, {"compose.yaml": MAIN, "compose.full.yaml": FULL, ".pipeline.yaml": config}, "CO001")
     assert sorted(out) == ["compose.full.yaml", "compose.yaml"]
     assert out["compose.full.yaml"].startswith("services:\n  api:\n    environment: [KAFKA_ADDR]\n  kafka:\n")
     assert yaml.safe_load(out["compose.full.yaml"])["services"]["api"] == {"environment": ["KAFKA_ADDR"]}
@@ -444,7 +499,8 @@ def test_added_keys_go_above_the_blank_line_and_comment_that_separate_services(t
             "  db:\n"
             "    image: postgres\n"
             "    healthcheck: {test: [\"CMD\", \"pg_isready\"]}\n")
-    after_cpu = fixed(tmp_path, {"compose.yaml": text}, "CO001")["compose.yaml"]
+    config = "policy:\n  services:\n    db: {cpus: '1', cpus_reservation: '0.5'}\n"
+    after_cpu = fixed(tmp_path, {"compose.yaml": text, ".pipeline.yaml": config}, "CO001")["compose.yaml"]
     assert after_cpu == text.replace(
         "          memory: 512M\n\n",
         "          memory: 512M\n          cpus: '0.5'\n        reservations:\n          cpus: '0.25'\n\n").replace(

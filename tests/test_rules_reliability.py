@@ -82,9 +82,16 @@ def test_rl001_is_quiet_on_full_images_and_unknown_bases(tmp_path):
 
 
 def test_fix_rewrites_the_billing_health_check_to_a_python_probe(tmp_path):
+    # curl had no timeout: the probe's is Docker's own HEALTHCHECK default (30 s), not a figure of ours
     assert fixed(tmp_path, {"Dockerfile": BILLING}, "RL001") == {"Dockerfile": BILLING.replace(
         "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n",
-        "HEALTHCHECK CMD " + PROBE.format(t=3) + "\n")}
+        "HEALTHCHECK CMD " + PROBE.format(t=30) + "\n")}
+
+
+def test_without_a_curl_timeout_the_probe_takes_the_healthcheck_timeout(tmp_path):
+    text = "FROM python:3.12-slim\nHEALTHCHECK --timeout=1m30s CMD curl -f http://localhost:8100/health\n"
+    assert fixed(tmp_path, {"Dockerfile": text}, "RL001") == {"Dockerfile": (
+        "FROM python:3.12-slim\nHEALTHCHECK --timeout=1m30s CMD " + PROBE.format(t=90) + "\n")}
 
 
 def test_fix_keeps_options_carries_the_timeout_and_joins_a_continued_crlf_instruction(tmp_path):
@@ -104,7 +111,7 @@ def test_fix_uses_node_when_the_image_has_node_and_no_python(tmp_path):
     text = "FROM node:20-slim\nHEALTHCHECK CMD wget -qO- http://localhost:3000/healthz || exit 1\n"
     assert fixed(tmp_path, {"Dockerfile": text}, "RL001") == {"Dockerfile": (
         "FROM node:20-slim\n"
-        "HEALTHCHECK CMD [\"node\", \"-e\", \"require('http').get('http://localhost:3000/healthz', {timeout: 3000}, "
+        "HEALTHCHECK CMD [\"node\", \"-e\", \"require('http').get('http://localhost:3000/healthz', {timeout: 30000}, "
         "r => process.exit(r.statusCode < 400 ? 0 : 1)).on('error', () => process.exit(1))"
         ".on('timeout', () => process.exit(1))\"]\n")}
 

@@ -7,6 +7,7 @@ import pytest
 from engine.domain import FixError
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.domain import DockerDomain
 from tests.rulekit import BILLING, codes, fixed, write
 
 
@@ -39,12 +40,12 @@ def test_se001_is_quiet_for_a_user_inherited_from_a_stage_or_a_nonroot_base(tmp_
     assert codes(tmp_path, files, "SE001") == []
 
 
-def test_unsafe_fix_adds_a_user_chowns_the_app_copies_and_switches_before_cmd(tmp_path):
+def test_unsafe_fix_adds_a_user_keeps_the_code_root_owned_and_switches_before_cmd(tmp_path):
     assert fixed(tmp_path, {"Dockerfile": BILLING}, "SE001") == {"Dockerfile": (
         "FROM python:3.11-slim\n"
         "RUN useradd --system --uid 10001 --user-group --no-create-home app\n"
         "WORKDIR /app\n"
-        "COPY --chown=app:app . .\n"
+        "COPY . .\n"
         "RUN pip install --upgrade pip\n"
         "RUN pip install -r requirements.txt\n"
         "EXPOSE 8100\n"
@@ -53,7 +54,7 @@ def test_unsafe_fix_adds_a_user_chowns_the_app_copies_and_switches_before_cmd(tm
         "CMD [\"python\", \"-m\", \"billing.server\"]\n")}
 
 
-def test_unsafe_fix_result_parses_and_every_app_copy_has_chown(tmp_path):
+def test_unsafe_fix_result_parses_and_no_copy_gives_the_code_to_the_user(tmp_path):
     text = ("FROM python:3.12 AS build\n"
             "COPY . /src\n"
             "FROM python:3.12-slim\n"
@@ -65,9 +66,7 @@ def test_unsafe_fix_result_parses_and_every_app_copy_has_chown(tmp_path):
     out = fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"]
     df = Dockerfile.parse("Dockerfile", out)
     assert not df.error
-    final = [i for i in df.of("COPY") if i.stage == df.final_stage]
-    assert [i.flag("chown") for i in final] == [[], ["app:app"], ["app:app"]]   # /opt/venv stays root's
-    assert [i.flag("chown") for i in df.of("COPY") if i.stage == 0] == [[]]    # the build stage is untouched
+    assert [i.flag("chown") for i in df.of("COPY")] == [[], [], [], []]   # the user can run the code, not rewrite it
     assert df.user_at(df.of("ENTRYPOINT")[0]) == "app"
 
 
@@ -77,7 +76,7 @@ def test_unsafe_fix_on_alpine_uses_busybox_adduser_and_keeps_crlf_and_no_final_n
         "FROM node:20-alpine\r\n"
         "RUN addgroup -S -g 10001 app && adduser -S -D -H -u 10001 -G app app\r\n"
         "WORKDIR /app\r\n"
-        "COPY --chown=app:app . .\r\n"
+        "COPY . .\r\n"
         "RUN npm ci\r\n"
         "USER app")}
 
@@ -90,22 +89,110 @@ def test_unsafe_fix_reuses_a_created_user_and_switches_after_the_last_run(tmp_pa
             "COPY app.py .\n"
             "CMD [\"python3\", \"app.py\"]\n"
             "RUN chmod +x /setup.sh\n")
-    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": (
-        "FROM debian:12\n"
-        "COPY setup.sh /setup.sh\n"
-        "RUN useradd --uid 1000 svc\n"
-        "WORKDIR /home/svc\n"
-        "COPY --chown=svc app.py .\n"
-        "CMD [\"python3\", \"app.py\"]\n"
-        "RUN chmod +x /setup.sh\n"
-        "USER svc\n")}
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": text + "USER svc\n"}
 
 
 def test_unsafe_fix_on_scratch_uses_a_numeric_user(tmp_path):
     text = "FROM golang:1.22 AS build\nRUN go build -o /app .\nFROM scratch\nCOPY --from=build /app /app\n"
-    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": (
-        "FROM golang:1.22 AS build\nRUN go build -o /app .\nFROM scratch\n"
-        "COPY --chown=10001:10001 --from=build /app /app\nUSER 10001:10001\n")}
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001") == {"Dockerfile": text + "USER 10001:10001\n"}
+
+
+# What broke real images: packages under /root (pip --user), then USER switched: ModuleNotFoundError.
+PIP_USER = ("FROM python:3.12-slim\n"
+            "WORKDIR /app\n"
+            "COPY requirements.txt .\n"
+            "RUN pip install --user -r requirements.txt\n"
+            "COPY . .\n"
+            "CMD [\"python\", \"-m\", \"uvicorn\", \"main:app\"]\n")
+
+
+def test_unsafe_fix_lets_the_user_read_packages_root_installed_with_pip_user(tmp_path):
+    assert fixed(tmp_path, {"Dockerfile": PIP_USER}, "SE001") == {"Dockerfile": (
+        "FROM python:3.12-slim\n"
+        "RUN useradd --system --uid 10001 --user-group --no-create-home app\n"
+        "WORKDIR /app\n"
+        "COPY requirements.txt .\n"
+        "RUN pip install --user -r requirements.txt\n"
+        "COPY . .\n"
+        "# the runtime user reads what the app needs under /root; its files stay root's\n"
+        "RUN chmod o+x /root\n"
+        "ENV PYTHONUSERBASE=/root/.local\n"
+        "USER app\n"
+        "CMD [\"python\", \"-m\", \"uvicorn\", \"main:app\"]\n")}
+
+
+def test_unsafe_fix_finds_root_local_copied_from_a_build_stage_and_a_path_under_root(tmp_path):
+    text = ("FROM python:3.12 AS build\n"
+            "RUN pip install --user uvicorn\n"
+            "FROM python:3.12-slim\n"
+            "COPY --from=build /root/.local /root/.local\n"
+            "ENV PATH=/root/.local/bin:$PATH\n"
+            "COPY app.py /app/\n"
+            "CMD [\"uvicorn\", \"app:app\"]\n")
+    out = fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"]
+    assert out.endswith("COPY app.py /app/\n"
+                        "# the runtime user reads what the app needs under /root; its files stay root's\n"
+                        "RUN chmod o+x /root\nENV PYTHONUSERBASE=/root/.local\nUSER app\n"
+                        "CMD [\"uvicorn\", \"app:app\"]\n")
+
+
+def test_unsafe_fix_keeps_a_pythonuserbase_the_dockerfile_sets_and_opens_root_for_a_venv_there(tmp_path):
+    text = ("FROM python:3.12-slim\n"
+            "ENV PYTHONUSERBASE=/opt/py\n"
+            "RUN pip install --user flask && python -m venv /root/venv\n"
+            "CMD [\"/root/venv/bin/python\", \"-m\", \"flask\"]\n")
+    out = fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"]
+    assert "ENV PYTHONUSERBASE" not in out.split("RUN pip")[1]      # /opt/py is readable as it is
+    assert "RUN chmod o+x /root\nUSER app\n" in out                 # for the venv under /root
+
+
+def test_unsafe_fix_gives_the_user_only_the_volumes_and_the_configured_directories(tmp_path):
+    text = ("FROM python:3.12-slim\n"
+            "WORKDIR /app\n"
+            "COPY . .\n"
+            "VOLUME /app/data\n"
+            "CMD [\"python\", \"-m\", \"app\"]\n")
+    config = "policy:\n  dockerfiles:\n    Dockerfile: {writable: [/app/cache]}\n"
+    assert fixed(tmp_path, {"Dockerfile": text, ".pipeline.yaml": config}, "SE001") == {"Dockerfile": (
+        "FROM python:3.12-slim\n"
+        "RUN useradd --system --uid 10001 --user-group --no-create-home app\n"
+        "WORKDIR /app\n"
+        "COPY . .\n"
+        "RUN mkdir -p /app/data /app/cache && chown app:app /app/data /app/cache\n"   # before VOLUME: kept
+        "VOLUME /app/data\n"
+        "USER app\n"
+        "CMD [\"python\", \"-m\", \"app\"]\n")}
+
+
+@pytest.mark.parametrize("creates, user", [
+    ("addgroup -S appgroup && adduser -S appuser -G appgroup", "appuser"),       # busybox: options after the name
+    ("adduser --disabled-password --gecos '' appuser && adduser appuser appgroup", "appuser"),  # 2nd: join a group
+    ("groupadd -r appgroup && useradd -r -g appgroup -u 1001 appuser", "appuser"),
+    ("useradd -u1001 -gappgroup appuser", "appuser"),
+])
+def test_unsafe_fix_switches_to_the_created_user_never_to_a_group(tmp_path, creates, user):
+    text = f"FROM python:3.12-slim\nRUN {creates}\nCMD [\"python\"]\n"
+    assert fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"].endswith(f"USER {user}\nCMD [\"python\"]\n")
+
+
+def test_a_group_alone_is_no_user_to_switch_to(tmp_path):
+    text = "FROM python:3.12-slim\nRUN groupadd appgroup && adduser --group appgroup\nCMD [\"python\"]\n"
+    out = fixed(tmp_path, {"Dockerfile": text}, "SE001")["Dockerfile"]
+    assert "RUN useradd --system --uid 10001" in out and out.endswith("USER app\nCMD [\"python\"]\n")
+
+
+def test_the_non_root_task_is_unsafe_and_says_what_it_will_do_and_why(tmp_path):
+    write(tmp_path, {"Dockerfile": PIP_USER})
+    domain = DockerDomain()
+    [task] = domain.plan([f for f in domain.analyze(tmp_path) if f.rule == "SE001"], ["dockerfiles"], True,
+                         tmp_path).tasks
+    assert task.applicability.value == "unsafe"
+    assert task.rationale.endswith(
+        "The fix adds user app; keeps the code root-owned (read-only to the user); lets the user reach /root "
+        "(chmod o+x; nothing else there changes) because pip install --user (line 4) installs into /root/.local; "
+        "sets PYTHONUSERBASE=/root/.local so the user's Python finds those packages; gives the user no writable "
+        "directory (no VOLUME, none in policy.dockerfiles in .pipeline.yaml): an app that writes files will fail "
+        "and must be configured.")
 
 
 def test_unsafe_fix_refuses_an_unknown_base(tmp_path):

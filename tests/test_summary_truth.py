@@ -84,7 +84,9 @@ def assert_summary_is_the_branch(repo, reports, tmp_path):
 
 def test_the_summary_counts_what_pipeline_analyze_finds_on_the_branch_head(example_repo, reports, docker_pipeline,
                                                                            tmp_path):
-    start_run(docker_pipeline, example_repo, reports)
+    # The .dockerignore that keeps billing's .env out of its image is unsafe (`COPY . .` copies it: the image
+    # changes), so it needs --unsafe-fixes.
+    start_run(docker_pipeline, example_repo, reports, options={"unsafe_fixes": "1"})
     record = assert_summary_is_the_branch(example_repo, reports, tmp_path)
     found = branch_findings(record)
     # The example's committed secrets (SE006) are cleared by the .dockerignore fix: fixed, not "left open".

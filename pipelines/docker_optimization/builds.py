@@ -467,3 +467,93 @@ def verify_build(root: Path, ctx: Context) -> tuple[bool, str]:
     seconds, error = build(root, ctx, tag)
     docker("image", "rm", "-f", tag, timeout=60)
     return (True, f"built in {seconds:.1f} s") if seconds is not None else (False, error)
+
+
+# -- does the image start? (the reviewer's gate for unsafe changes under --verify-builds) -----------
+
+START_WAIT = float(os.environ.get("PIPELINE_START_WAIT", "5"))      # a process alive this long has started
+HEALTH_WAIT = float(os.environ.get("PIPELINE_HEALTH_WAIT", "30"))   # how long the health check may take to pass
+
+
+def _healthcheck(tag: str) -> list[str]:
+    """The image's HEALTHCHECK as a command to exec ([] when it has none or disables it)."""
+    import json
+
+    out = docker("image", "inspect", "--format", "{{json .Config.Healthcheck}}", tag, timeout=30)
+    try:
+        test = (json.loads(out.stdout or "null") or {}).get("Test") or []
+    except ValueError:
+        return []
+    if not test or test[0] == "NONE":
+        return []
+    return ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" and len(test) > 1 else list(test[1:])
+
+
+def start_check(tag: str, command: list[str] | None = None) -> tuple[str, str]:
+    """Start a container of ``tag`` and judge it: ("", how it passed) or (the problem, its detail).
+
+    With ``command`` (a configured probe) that command runs in a fresh container
+    and must exit 0. Otherwise the image's own command starts, with no network:
+    it must still be running after START_WAIT seconds (or have exited 0), and
+    when the image has a HEALTHCHECK, that check must pass within HEALTH_WAIT.
+    The problem strings name no detail that varies between runs, so a parent
+    with the same problem compares equal (see ``engine.gates``).
+    """
+    name = f"pipeline-start-{secrets.token_hex(4)}"
+    if command:
+        try:
+            out = docker("run", "--rm", "--network", "none", "--name", name, "--entrypoint", command[0], tag,
+                         *command[1:], timeout=HEALTH_WAIT + 60)
+        except subprocess.TimeoutExpired:
+            docker("rm", "-f", name, timeout=60)
+            return "the probe did not finish", f"{' '.join(command)} ran longer than {HEALTH_WAIT + 60:.0f} s"
+        if out.returncode != 0:
+            return "the probe fails", f"{' '.join(command)} exited {out.returncode}: {_tail(out.stderr or out.stdout)}"
+        return "", f"probe {' '.join(command)} passed"
+    started = docker("run", "-d", "--network", "none", "--name", name, tag, timeout=60)
+    try:
+        if started.returncode != 0:
+            return "the container does not start", _tail(started.stderr)
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            state = docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name, timeout=30)
+            status, _, code = state.stdout.strip().partition(" ")
+            if status in ("exited", "dead"):
+                if code == "0":
+                    return "", "its command ran and exited 0"
+                logs = docker("logs", "--tail", "5", name, timeout=30)
+                return "the container exits with an error", f"exit {code}: {_tail(logs.stderr or logs.stdout, 3)}"
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        check = _healthcheck(tag)
+        if not check:
+            return "", f"still running after {START_WAIT:g} s (no HEALTHCHECK)"
+        deadline = time.monotonic() + HEALTH_WAIT
+        while True:
+            probe_run = docker("exec", name, *check, timeout=HEALTH_WAIT + 30)
+            if probe_run.returncode == 0:
+                return "", f"running, and its HEALTHCHECK ({' '.join(check)}) passes"
+            if time.monotonic() >= deadline:
+                return "the health check fails", f"{' '.join(check)}: {_tail(probe_run.stderr or probe_run.stdout)}"
+            time.sleep(1)
+    finally:
+        docker("rm", "-f", name, timeout=60)
+
+
+def verify_start(root: Path, ctx: Context, command: list[str] | None = None) -> tuple[str, str]:
+    """Build ``ctx`` under ``root`` and start it: ("", how) when it works, else (the problem, its detail).
+
+    A base image that can't be had is a "not verified" ("", reason): nothing was tried.
+    """
+    why = missing_base(ctx)
+    if why:
+        return "", f"not verified: {why}"
+    tag = f"pipeline-start/{_subject(ctx).replace(' ', '-').replace('/', '-').replace(',', '').lower()}:{secrets.token_hex(3)}"
+    seconds, error = build(root, ctx, tag)
+    try:
+        if seconds is None:
+            return "the image does not build", error
+        return start_check(tag, command)
+    finally:
+        docker("image", "rm", "-f", tag, timeout=60)

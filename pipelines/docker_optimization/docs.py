@@ -21,7 +21,7 @@ from pipelines.docker_optimization import hadolint
 from pipelines.docker_optimization.rules import Rule, load_all
 
 FAMILY = re.compile(r"^[A-Z]+")
-SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix):\s*(.*)$")
+SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix|Fix safety):\s*(.*)$")
 
 HEADER = """# Rules
 
@@ -66,6 +66,21 @@ pragmas and configuration ignored; SARIF lists them as suppressed results):
 
 A code also matches by prefix: `SE` ignores every SE rule, `DL` every hadolint rule. Findings about a
 whole file (line 0, e.g. CX001) can only be ignored through `.pipeline.yaml`.
+
+## Policy: values the fixes don't guess
+
+`.pipeline.yaml` also holds the numbers and facts a fix needs and must not invent (see
+[fix-safety.md](fix-safety.md) for which fixes are safe and why):
+
+```yaml
+policy:
+  services:
+    api: {cpus: "0.5", cpus_reservation: "0.25"}   # CO001's fix writes these, and is then safe
+  dockerfiles:
+    services/api/Dockerfile:
+      writable: [/app/data]                   # SE001's fix gives its user only these (and VOLUMEs)
+      probe: ["python", "-c", "import app"]   # --verify-builds: must exit 0 in the built image
+```
 """
 
 HADOLINT = """## hadolint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import posixpath
 import subprocess
 from pathlib import Path
@@ -20,6 +19,7 @@ from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
 from pipelines.docker_optimization.measure import measure_contexts
 from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
+from pipelines.docker_optimization.rules.security import users_naming_groups
 
 
 class DockerDomain:
@@ -94,10 +94,19 @@ class DockerDomain:
             first = REGISTRY[rules[0]]
             applicability = (Applicability.unsafe if any(REGISTRY[r].fix is Applicability.unsafe for r in rules)
                              else Applicability.safe)
+            rationale = " ".join(REGISTRY[r].summary for r in rules)
+            assess = FIXES[group].assess
+            if assess is not None and project is not None:
+                try:   # the fix's safety depends on what the repository configures: it says so, with its values
+                    safe, said = assess(project, file)
+                except FixError as err:
+                    safe, said = False, str(err)
+                applicability = Applicability.safe if safe else Applicability.unsafe
+                rationale += " " + said
             tasks.append(Task(
                 id=short_hash(group, file), phase=first.phase, title=FIXES[group].title.format(file=file, dir=posixpath.dirname(file) or "."),
                 scope=(", ".join(project.services_of(file)) or "all services") if project else "",
-                rationale=" ".join(REGISTRY[r].summary for r in rules), fix=group, file=file, rules=rules,
+                rationale=rationale, fix=group, file=file, rules=rules,
                 finding_ids=[f.id for f in items], applicability=applicability,
                 files=list(dict.fromkeys([file, *FIXES[group].writes])), executable=list(FIXES[group].executable),
                 estimate="no figure predicted: ops measures the effect after the change"))
@@ -119,15 +128,13 @@ class DockerDomain:
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
-        cores = os.cpu_count() or 1
         contexts = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
                     for c in project.contexts]
         notes = [f"build context {c['dir']} builds {c['dockerfile']}"
                  + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
                  for c in contexts]
         return Design(notes=notes, policies={
-            "host_cores": str(cores),
-            "cpu": policy.STATEMENT + f"; host has {cores} cores",
+            "cpu": policy.STATEMENT,
             "dockerignore": "one .dockerignore per context, derived from its files; never excludes a COPY source",
             "edits": "Dockerfiles: only the lines of changed instructions; compose: ruamel.yaml round-trip",
         }, data={"contexts": contexts})
@@ -188,6 +195,8 @@ class DockerDomain:
                                         lambda path=path: _parse_errors(parent(), path)))
                 if df is not None and not df.error:
                     gates += self._dockerfile_gates(path, df, project, parent, base)
+                    gates.append(delta_gate(f"{path} switches to users, never to groups", users_naming_groups(df),
+                                            lambda path=path: _group_users(parent(), path), ok="every USER names a user"))
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
@@ -212,8 +221,41 @@ class DockerDomain:
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
-                gates.append(self._build_gate(root, ctx))
+                if task.applicability is Applicability.unsafe and is_dockerfile(ctx.dockerfile):
+                    gates.append(self._start_gate(root, ctx, base))   # it may change what the image does
+                else:
+                    gates.append(self._build_gate(root, ctx))
         return gates
+
+    def _start_gate(self, root: Path, ctx, base: Tree) -> Gate:
+        """--verify-builds, for an unsafe change: the image builds and starts (a configured probe, or it stays
+        up and its HEALTHCHECK passes). A delta gate: the parent is tried too, only when the change's head fails,
+        and a problem it had as well never reverts the change."""
+        import tempfile
+
+        from pipelines.docker_optimization.builds import export_tree, probe, verify_start
+
+        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
+        engine = probe()
+        if not engine.ok:   # could not run: not passed, the change stands unverified
+            return Gate(name=name, passed=False, verified=False, detail=f"not verified: {engine.reason}")
+        command = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {}).get("probe")
+        problem, detail = verify_start(root, ctx, command)
+        if not problem:
+            return Gate(name=name, passed=True, detail=detail)
+
+        def before() -> list[str]:
+            commit = getattr(base, "commit", "")
+            old = next((c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
+            if not commit or old is None or self.run is None:
+                return []
+            with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
+                was, _ = verify_start(export_tree(Path(self.run.worktree), commit, Path(tmp)), old, command)
+            return [was] if was else []
+
+        gate = delta_gate(name, [problem], before)
+        return gate.model_copy(update={"detail": f"{gate.detail}: {detail}" if not gate.passed else
+                                       f"{gate.detail} ({detail})"})
 
     def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
                       findings: list[Finding]) -> Gate:
@@ -433,6 +475,11 @@ def _build_checks(root: Path, context: str, path: str, text: str | None) -> tupl
     if done.returncode != 0 and not warnings:
         return [], "this engine's builder does not run build checks: " + " ".join(out.split())[-200:]
     return warnings, ""
+
+
+def _group_users(project: Project, path: str) -> list[str]:
+    df = project.dockerfiles.get(path)
+    return users_naming_groups(df) if df is not None and not df.error else []
 
 
 def _parse_errors(project: Project, path: str) -> list[str]:

@@ -1,19 +1,30 @@
-"""Resource policy: how many CPUs a service gets, derived from its memory limit and the host.
+"""Resource policy: the CPU limits a fix may write, and where each figure comes from.
 
-The default: one CPU per GiB of memory limit, at least 0.25 and at most the
-host's core count; a service without a memory limit gets half the host's
-cores. The reservation is half the limit. Both are strings in compose
-(``cpus: "0.5"``), rounded to a quarter CPU.
+A fix never invents a number. A service's CPU limit comes from, in order:
+
+1. the repository's ``.pipeline.yaml`` (``policy.services.<name>.cpus`` and,
+   optionally, ``cpus_reservation``): a person chose it, so writing it is safe;
+2. the service's own memory limit, by a stated rule of thumb (1 CPU per GiB,
+   0.25 minimum, quarter-CPU steps; reservation half the limit): a guess
+   about the service's load, so the fix is unsafe and says the values;
+3. nothing: the service is left for a person (no value is made up).
+
+The machine running the tool says nothing about the machine that runs the
+service, so its core count is never used.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+from pipelines.docker_optimization.ignores import CONFIG_NAMES, Policy, load_config
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
-STATEMENT = ("CPU limit = 1 CPU per GiB of the service's memory limit (0.25 minimum, host cores maximum; "
-             "half the host's cores without a memory limit); reservation = half the limit; quarter-CPU steps")
+STATEMENT = ("CPU limits: policy.services.<name>.cpus in .pipeline.yaml (safe); otherwise 1 CPU per GiB of the "
+             "service's memory limit, 0.25 minimum, quarter-CPU steps, reservation half the limit (unsafe: a guess); "
+             "a service with neither is left alone")
 
 
 def parse_bytes(value: object) -> int | None:
@@ -29,9 +40,38 @@ def _quarter(x: float) -> float:
     return max(0.25, round(x * 4) / 4)
 
 
-def cpu_policy(memory_limit: object, host_cores: int) -> tuple[str, str]:
-    """(limit, reservation) as compose strings, e.g. ``cpu_policy("512M", 2) == ("0.5", "0.25")``."""
+def cpu_from_memory(memory_limit: object) -> tuple[str, str] | None:
+    """(limit, reservation) derived from a memory limit, e.g. ``cpu_from_memory("512M") == ("0.5", "0.25")``;
+    None without a readable memory limit."""
     mem = parse_bytes(memory_limit)
-    limit = min(float(host_cores), _quarter(mem / 1024**3)) if mem else max(0.25, host_cores / 2)
-    reservation = _quarter(limit / 2)
-    return f"{limit:g}", f"{reservation:g}"
+    if not mem:
+        return None
+    limit = _quarter(mem / 1024**3)
+    return f"{limit:g}", f"{_quarter(limit / 2):g}"
+
+
+@dataclass(frozen=True)
+class CpuValues:
+    limit: str
+    reservation: str | None   # None: not configured, so not written
+    configured: bool
+    why: str
+
+
+def cpu_values(name: str, memory_limit: object, policy: Policy) -> CpuValues | None:
+    """The CPU figures for service ``name`` and why; None when neither the policy nor a memory limit gives one."""
+    chosen = policy.services.get(name, {})
+    if "cpus" in chosen:
+        return CpuValues(chosen["cpus"], chosen.get("cpus_reservation"), True,
+                         f"policy.services.{name} in .pipeline.yaml")
+    derived = cpu_from_memory(memory_limit)
+    if derived is None:
+        return None
+    return CpuValues(derived[0], derived[1], False,
+                     f"derived from its memory limit {memory_limit} (1 CPU per GiB, reservation half)")
+
+
+def load(project) -> Policy:
+    """The ``policy:`` of the repository's ``.pipeline.yaml`` (empty without one; bad entries left out)."""
+    path = next((c for c in CONFIG_NAMES if c in project.files), "")
+    return load_config(path, project.text(path)).policy if path else Policy()

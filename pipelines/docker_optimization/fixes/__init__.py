@@ -27,6 +27,9 @@ class Fix:
     compose_keys: tuple[tuple[str, ...], ...] = ()   # key paths a compose fix may change ("*" = any key)
     writes: tuple[str, ...] = ()      # the files it writes besides the task's file (its commit may change no other)
     executable: tuple[str, ...] = ()  # which of those it makes executable (generated scripts)
+    # For a fix whose safety depends on the repository (values from .pipeline.yaml or a guess):
+    # (project, file) -> (safe?, what it would write and why). The planner uses it for the task.
+    assess: Callable[[Project, str], tuple[bool, str]] | None = None
 
 
 FIXES: dict[str, Fix] = {}
@@ -41,9 +44,9 @@ def dockerfile_of(project: Project, task: Task) -> Dockerfile:
 
 
 def fix(group: str, title: str, compose_keys: tuple[tuple[str, ...], ...] = (), writes: tuple[str, ...] = (),
-        executable: tuple[str, ...] = ()):
+        executable: tuple[str, ...] = (), assess: Callable[[Project, str], tuple[bool, str]] | None = None):
     def register(func):
-        FIXES[group] = Fix(group, title, func, compose_keys, writes, executable)
+        FIXES[group] = Fix(group, title, func, compose_keys, writes, executable, assess)
         return func
     return register
 

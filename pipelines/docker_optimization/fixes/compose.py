@@ -5,12 +5,11 @@ from __future__ import annotations
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
-from engine.artifacts import Design, Task
+from engine.artifacts import Applicability, Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization import variants
+from pipelines.docker_optimization import policy, variants
 from pipelines.docker_optimization.compose import RoundTrip
 from pipelines.docker_optimization.fixes import fix
-from pipelines.docker_optimization.policy import cpu_policy
 from pipelines.docker_optimization.project import Project
 from pipelines.docker_optimization.rules.compose import HEALTHY, limits, unhealthy_waits
 
@@ -81,34 +80,71 @@ def attach_trailer(node: object, trailer: tuple[str, object] | None) -> None:
     _set_token(slot, _comment((eol or "\n") + rest, like))
 
 
-@fix("compose-cpu", "Set CPU limits and reservations for the services in {file}",
-     compose_keys=(("services", "*", "deploy", "resources"), ("services", "*", "deploy")))
-def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, str]:
-    text = project.text(task.file)
+def _cpu_plan(project: Project, file: str) -> list[tuple[str, object, policy.CpuValues | None]]:
+    """(service, its node, the CPU values it would get) for each service of ``file`` the fix would change."""
+    text = project.text(file)
     if text is None:
-        raise FixError(f"{task.file} no longer exists")
+        raise FixError(f"{file} no longer exists")
     doc = RoundTrip(text)
-    services = doc.data.get("services") or {}
-    host_cores = int(design.policies.get("host_cores", "2") or 2)
+    chosen = policy.load(project)
     bases = variants.bases(project.composes)
-    directory = task.file.rpartition("/")[0]
-    changed = []
-    for name, svc in services.items():
+    directory = file.rpartition("/")[0]
+    out = []
+    for name, svc in (doc.data.get("services") or {}).items():
         if not isinstance(svc, dict) or "cpus" in svc or "cpus" in limits(svc):
             continue
         base = bases.get((directory, str(name)))
-        if variants.is_patch(svc) and base is not None and base[0].path != task.file:
+        if variants.is_patch(svc) and base is not None and base[0].path != file:
             continue  # a variant's patch: the limit belongs to the service it patches, in its own file
-        limit, reservation = cpu_policy(limits(svc).get("memory") or svc.get("mem_limit"), host_cores)
+        memory = limits(svc).get("memory") or svc.get("mem_limit")
+        out.append((str(name), svc, policy.cpu_values(str(name), memory, chosen)))
+    return out
+
+
+def _describe(planned: list[tuple[str, object, policy.CpuValues | None]]) -> str:
+    said = []
+    for name, _, values in planned:
+        if values is None:
+            said.append(f"{name}: left alone (no policy.services.{name}.cpus in .pipeline.yaml and no memory "
+                        "limit to derive one from)")
+        else:
+            reservation = f", reservation {values.reservation}" if values.reservation else ""
+            said.append(f"{name}: cpus {values.limit}{reservation} ({values.why})")
+    return "; ".join(said)
+
+
+def assess_cpu(project: Project, file: str) -> tuple[bool, str]:
+    """Safe only when .pipeline.yaml gives every service's CPU limit; otherwise unsafe, naming the guesses."""
+    planned = _cpu_plan(project, file)
+    safe = bool(planned) and all(v is not None and v.configured for _, _, v in planned)
+    how = "values from .pipeline.yaml" if safe else "unsafe: values not all configured"
+    return safe, f"CPU limits to write ({how}): {_describe(planned)}."
+
+
+@fix("compose-cpu", "Set CPU limits and reservations for the services in {file}",
+     compose_keys=(("services", "*", "deploy", "resources"), ("services", "*", "deploy")), assess=assess_cpu)
+def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, str]:
+    doc = RoundTrip(project.text(task.file) or "")
+    services = doc.data.get("services") or {}
+    planned = _cpu_plan(project, task.file)
+    if not planned:
+        raise AlreadyResolved(f"every service in {task.file} has a CPU limit: an earlier change resolved it")
+    # A safe task writes only configured values (the policy may have changed since it was planned).
+    usable = [(n, v) for n, _, v in planned
+              if v is not None and (v.configured or task.applicability is Applicability.unsafe)]
+    if not usable:
+        raise FixError(f"no CPU limit to write in {task.file} without inventing one: {_describe(planned)}; set "
+                       "policy.services.<name>.cpus in .pipeline.yaml (or run with --unsafe-fixes to derive "
+                       "them from memory limits)")
+    for name, values in usable:
+        svc = services[name] if name in services else next(v for k, v in services.items() if str(k) == name)
         trailer = detach_trailer(svc)
         deploy = svc.setdefault("deploy", CommentedMap())
         resources = deploy.setdefault("resources", CommentedMap())
-        resources.setdefault("limits", CommentedMap())["cpus"] = limit
-        resources.setdefault("reservations", CommentedMap())["cpus"] = reservation
+        resources.setdefault("limits", CommentedMap())["cpus"] = values.limit
+        if values.reservation:
+            resources.setdefault("reservations", CommentedMap())["cpus"] = values.reservation
         attach_trailer(svc, trailer)
-        changed.append(name)
-    if not changed:
-        raise AlreadyResolved(f"every service in {task.file} has a CPU limit: an earlier change resolved it")
     return {task.file: doc.dump()}
 
 

@@ -305,7 +305,31 @@ def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: l
     return splice(text, region_start, region_end, out)
 
 
-@fix("manifests-first", "Copy dependency manifests before the source in {file}")
+# Directories an install writes into the working directory: a source COPY after the install would overwrite them.
+INSTALL_OUTPUTS = ("node_modules", ".venv", "venv", "__pypackages__", "vendor")
+
+
+def assess_manifests_first(project: Project, file: str) -> tuple[bool, str]:
+    """Safe when the source COPY, which now comes after the install, can't overwrite what the install wrote
+    (no node_modules/.venv/... in what it copies); unsafe otherwise, naming them."""
+    from pipelines.docker_optimization.copies import matching, sources
+
+    df = project.dockerfiles.get(file)
+    if df is None or df.error:
+        raise FixError(f"{file} is missing or no longer parses")
+    clash: set[str] = set()
+    for ctx in project.contexts_of(file):
+        sent = ctx.sent()
+        for src in sources(df):
+            clash.update(p for p in matching(sent, src.path) if set(p.split("/")[:-1]) & set(INSTALL_OUTPUTS))
+    if clash:
+        shown = ", ".join(sorted(clash)[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
+        return False, ("Unsafe: the source COPY, now after the install, would overwrite what it installed with "
+                       f"the context's {shown}.")
+    return True, "The image gets the same files; only the order of the layers changes."
+
+
+@fix("manifests-first", "Copy dependency manifests before the source in {file}", assess=assess_manifests_first)
 def manifests_first(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     lates = late_installs(df)
@@ -461,7 +485,23 @@ def _fold_target(df: Dockerfile, upgrade: Instruction) -> Instruction | None:
     return None
 
 
-@fix("fold-pip-upgrade", "Fold the separate pip upgrade into the pip install in {file}")
+def assess_fold(project: Project, file: str) -> tuple[bool, str]:
+    """Folding runs the same commands in one RUN (safe); dropping an upgrade no install follows changes the
+    image's pip (unsafe)."""
+    df = project.dockerfiles.get(file)
+    if df is None or df.error:
+        raise FixError(f"{file} is missing or no longer parses")
+    try:
+        dropped = [u.start_line for u in df.of("RUN") if pip_upgrade_only(df, u) and _fold_target(df, u) is None]
+    except FixError as err:
+        return False, f"Unsafe: {err}."
+    if dropped:
+        return False, ("Unsafe: drops the pip upgrade at line " + ", ".join(map(str, dropped)) + ", which no pip "
+                       "install follows: the image keeps the base image's pip.")
+    return True, "Folds the upgrade into the install: the same commands, in the same order, in one RUN."
+
+
+@fix("fold-pip-upgrade", "Fold the separate pip upgrade into the pip install in {file}", assess=assess_fold)
 def fold_pip_upgrade(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     upgrades = [ins for ins in df.of("RUN") if pip_upgrade_only(df, ins)]

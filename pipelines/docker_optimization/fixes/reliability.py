@@ -26,7 +26,16 @@ PYTHON_PROBE = ("import urllib.request,sys; "
 NODE_PROBE = ("require('{module}').get('{url}', {{timeout: {ms}}}, "
               "r => process.exit(r.statusCode < 400 ? 0 : 1))"
               ".on('error', () => process.exit(1)).on('timeout', () => process.exit(1))")
-DEFAULT_TIMEOUT = "3"
+DEFAULT_TIMEOUT = "30"   # Docker's own HEALTHCHECK --timeout default: not a figure of ours
+
+
+def _seconds(duration: str) -> str | None:
+    """A HEALTHCHECK duration ("5s", "1m30s", "500ms") in seconds, as a string; None if unreadable."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration.strip():
+        return None
+    total = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+    return f"{total:g}"
 # curl/wget options the probe can stand in for. Flags that only change what is printed, or mean
 # "fail on HTTP errors" (the probe always does), are dropped; options with a value are kinds:
 # "timeout" (carried over), "output" (must be discarded: /dev/null or -), "ignore" (retries).
@@ -94,7 +103,9 @@ def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
     if not words or words[0].rsplit("/", 1)[-1] != tool:
         raise FixError(f"line {line}: the health check doesn't start with {tool}; left for a person")
     values, urls = _options(tool, words[1:], line)
-    timeout = DEFAULT_TIMEOUT
+    # No timeout of its own: the probe gives up when Docker would stop the check anyway (--timeout, else 30 s).
+    timeout = next((_seconds(f.partition("=")[2]) for f in ins.flags if f.startswith("--timeout=")), None) \
+        or DEFAULT_TIMEOUT
     for kind, value in values:
         if kind == "timeout" and NUMBER.match(value):
             timeout = value

@@ -446,6 +446,10 @@ def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
+
+    Fix safety: safe. A cache mount is not part of the image: the same
+    install commands run and install the same packages (pip checks what it
+    takes from its cache); only the download cache moves out of the layer.
     """
     return _missing_hits(df, "CA001")
 
@@ -466,6 +470,9 @@ def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN --mount=type=cache,target=/root/.cache/pip pip install -r requirements.txt
+
+    Fix safety: safe: the packages installed stay the same; `--no-cache-dir`
+    only kept pip from using the cache mount that is already there.
     """
     return _defeat_hits(df, "CA002")
 
@@ -510,6 +517,11 @@ def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN --mount=type=cache,target=/var/cache/apt,sharing=locked --mount=type=cache,target=/var/lib/apt,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update && apt-get install -y curl
+
+    Fix safety: safe, for the same reason as CA001: the mount is outside
+    the image and the install commands stay the same. For apt it also
+    removes `docker-clean` (so downloaded .debs land in the mount), which
+    only changes where apt keeps downloads, not what it installs.
     """  # noqa: E501
     return _missing_hits(df, "CA003")
 
@@ -542,6 +554,10 @@ def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN --mount=type=cache,target=/root/.npm npm ci
+
+    Fix safety: safe: it removes a command that empties or bypasses the
+    cache mount; the mount's contents are not in the image, so nothing the
+    image holds or runs changes.
     """
     return _defeat_hits(df, "CA004")
 
@@ -566,6 +582,9 @@ def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN --mount=type=cache,target=/var/cache/apt,sharing=locked rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update && apt-get install -y curl
+
+    Fix safety: safe: `sharing=locked` and keeping downloads only decide
+    how parallel builds share the mount, not what is installed.
     """  # noqa: E501
     for run in _runs(df):
         for problem in apt_problems(run, cache_mounts(run.ins)):

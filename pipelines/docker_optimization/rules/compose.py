@@ -143,7 +143,7 @@ def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
 
 
 @rule("CO001", "service-without-cpu-limit", Category.reliability, Severity.warning, "service",
-      fix=Applicability.safe, fix_group="compose-cpu", phase="compose")
+      fix=Applicability.unsafe, fix_group="compose-cpu", phase="compose")
 def service_without_cpu_limit(svc) -> Iterable[Hit]:
     """A compose service has no CPU limit.
 
@@ -170,6 +170,24 @@ def service_without_cpu_limit(svc) -> Iterable[Hit]:
               resources:
                 limits: {cpus: "1.0"}
                 reservations: {cpus: "0.5"}
+
+    Fix: writes `deploy.resources.limits.cpus` (and `reservations.cpus`
+    when it has one) for each service of the file without a limit.
+
+    Fix safety: a CPU limit is a number only someone who knows the
+    service's load can choose, and it changes how the service runs. The
+    fix takes it from `.pipeline.yaml` and is then safe:
+
+        policy:
+          services:
+            api: {cpus: "0.5", cpus_reservation: "0.25"}
+
+    Otherwise the fix is unsafe: it derives the limit from the service's
+    own memory limit (1 CPU per GiB, 0.25 minimum, quarter steps;
+    reservation half), says the values and why in the task and commit
+    message, and leaves a service with neither alone. The cores of the
+    machine running this tool are never used: they say nothing about where
+    the service runs.
     """
     data = svc.effective   # a variant file's patch gets its limits from the service it patches
     if "cpus" in data or "cpus" in limits(data):
@@ -182,7 +200,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
     """A compose service has no memory limit.
 
     No fix: the right figure depends on what the service does, so a person
-    picks it (CO001's CPU fix then derives its CPU share from it).
+    picks it (CO001's unsafe CPU fix then derives a CPU share from it).
 
     Why: without a limit one leaking or overloaded container can use all the
     host's memory; the kernel's OOM killer then picks a victim, which may be
@@ -209,7 +227,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
 
 @rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
       reads=("composes", "dockerfiles"),
-      fix=Applicability.safe, fix_group="compose-healthy-deps", phase="compose")
+      fix=Applicability.unsafe, fix_group="compose-healthy-deps", phase="compose")
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
 
@@ -235,6 +253,12 @@ def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
             depends_on:
               redis:
                 condition: service_healthy
+
+    Fix safety: unsafe. The image is unchanged, but the stack starts
+    differently: a dependent now waits for its dependency's health check,
+    and when that check never passes (a missing tool, a slow start) the
+    dependent never starts where it used to. Check the health checks pass
+    (`--verify-builds` starts each changed image) before applying it.
     """
     for compose in project.composes:
         if compose.error:

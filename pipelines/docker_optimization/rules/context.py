@@ -69,6 +69,16 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
         .git
         **/__pycache__
         tests
+
+    Fix safety: decided per repository. Safe when no COPY/ADD of the
+    contexts copies a file the new patterns exclude (a Dockerfile that COPYs
+    named paths): then only what is sent to the builder changes, never an
+    image; safe too when what leaves the image is inert: bytecode and tool
+    caches, coverage output, and tests when no CMD/ENTRYPOINT runs tests.
+    When a COPY copies anything else (`COPY . .` with a .env, docs, .git,
+    node_modules or build outputs in the context), the app or a build step
+    may read it (a .env loaded at start, .git for a version, docs a server
+    serves): the task is unsafe and names the files.
     """
     if ctx.ignore_path or all(cannot_build(c) for c in ctx.project.contexts_in(ctx.dir)):
         return
@@ -228,6 +238,10 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
         **/tests
         **/docs
         **/.env
+
+    Fix safety: as CX001's: safe only when nothing a COPY/ADD copies
+    leaves the image, or only caches, coverage and tests no command runs;
+    otherwise unsafe, naming the files that would leave the image.
     """
     groups: dict[str, list] = {}
     for c in ctx.project.contexts_in(ctx.dir):

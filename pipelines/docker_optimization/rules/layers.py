@@ -468,6 +468,13 @@ def manifests_copied_after_source(df: Dockerfile) -> Iterable[Hit]:
     requirements file, no npm lifecycle scripts, no workspaces), and what
     lies between the COPY and the install is package installs (moved along)
     or instructions that don't affect a RUN.
+
+    Fix safety: decided per repository. Safe when the source COPY, which
+    now comes after the install, copies nothing into what the install
+    writes (no node_modules/, .venv/, venv/, vendor/ in what it sends): the
+    image then holds the same files and only the layer order changes.
+    Otherwise unsafe: the context's copies would overwrite the installed
+    ones (host binaries in node_modules), and the task names them.
     """
     for late in late_installs(df):
         copy = late.copy
@@ -589,6 +596,10 @@ def split_package_manager_runs(df: Dockerfile) -> Iterable[Hit]:
 
     Fix: merges each run of RUNs into one, joining the commands with `&&`
     in their order (the same commands in the same shell, one layer).
+
+    Fix safety: safe: the same commands run in the same order with the
+    same environment, in one RUN instead of several; a failing command still
+    fails the build.
     """
     for group in manager_groups(df):
         first, last = group[0], group[-1]
@@ -646,7 +657,7 @@ def chown_after_copy(df: Dockerfile, run: Instruction) -> list[tuple[Recursive, 
 
 
 @rule("LY003", "recursive-chown-after-copy", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="copy-chown", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="copy-chown", phase="dockerfiles")
 def recursive_chown_after_copy(df: Dockerfile) -> Iterable[Hit]:
     """`RUN chown -R` (or `chmod -R`) on the path an earlier COPY of the stage wrote.
 
@@ -670,6 +681,12 @@ def recursive_chown_after_copy(df: Dockerfile) -> Iterable[Hit]:
     COPY) already made the directory, the fix keeps a non-recursive
     `RUN chown user:group dir` for the directory itself, one entry instead
     of a copy of every file.
+
+    Fix safety: unsafe: it changes file ownership. `COPY --chown` owns the
+    copied files, while `chown -R` also owned the directory itself and
+    anything an earlier step put there; a process that writes there may
+    lose that right. Check the image still starts and writes what it
+    writes.
     """
     for run in df.of("RUN"):
         found = chown_after_copy(df, run)
@@ -716,6 +733,11 @@ def pip_upgrade_layer(df: Dockerfile) -> Iterable[Hit]:
     cache mounts stay on that RUN; no USER, ENV, ARG or SHELL may sit
     between them). When no pip install follows in the stage, the upgrade
     serves no install of the build and the fix drops the RUN.
+
+    Fix safety: decided per repository. Folding runs the same commands in
+    the same order in one RUN: safe. Dropping an upgrade that no pip
+    install follows leaves the base image's pip in the image: unsafe, and
+    the task says which line it drops.
     """
     for ins in df.of("RUN"):
         if pip_upgrade_only(df, ins):

@@ -111,6 +111,9 @@ def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     target, platforms, labels and caches; a build that can't build is left
     out and named, with why, in a comment. A secret-looking value is never
     copied: its target reads a bake variable without a default.
+
+    Fix safety: safe: it writes a new file (`docker-bake.hcl`) that only
+    `docker buildx bake` reads; no image, Dockerfile or compose file changes.
     """
     if bake_file_missing(project):
         names = built_services(project)
@@ -143,6 +146,9 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
             source: .
             push: false
         (with `cache-from`/`cache-to` `type=gha` per target in docker-bake.hcl)
+
+    Fix safety: safe: a new workflow file; the images, Dockerfiles and
+    compose files are unchanged (the workflow builds without pushing).
     """
     names = built_services(project)
     if not names:
@@ -187,6 +193,10 @@ def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     (start_period + retries × (interval + timeout)), doesn't wait on a
     service without one or whose check compose disables, and starts a
     service behind a compose profile only when that profile is enabled.
+
+    Fix safety: safe: new scripts that run only when someone runs them; no
+    image or compose file changes. Their waits come from each service's
+    own health check settings, never from a figure of ours.
     """
     if DEPLOY_SCRIPT in project.files:
         return

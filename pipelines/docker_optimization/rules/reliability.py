@@ -65,7 +65,7 @@ def missing_healthcheck_tools(df: Dockerfile) -> tuple[Instruction, list[str], T
 
 
 @rule("RL001", "healthcheck-tool-not-installed", Category.reliability, Severity.error, "dockerfile",
-      fix=Applicability.safe, fix_group="healthcheck-tool", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="healthcheck-tool", phase="dockerfiles")
 def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
     """A HEALTHCHECK runs curl or wget, and the final image doesn't have it.
 
@@ -85,7 +85,14 @@ def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         FROM python:3.12-slim
-        HEALTHCHECK CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://localhost:8000/health', timeout=3).status < 400 else 1)"]
+        HEALTHCHECK CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://localhost:8000/health', timeout=30).status < 400 else 1)"]
+
+    Fix safety: unsafe: the container's health status changes (from
+    always unhealthy to what the probe finds), and restarts, rollouts and
+    `depends_on: service_healthy` act on it. The probe makes the same GET;
+    its timeout is curl's or wget's, else the HEALTHCHECK's `--timeout`,
+    else Docker's default (30 s): never a figure of ours. With
+    `--verify-builds` the image must start and pass the new check.
     """
     found = missing_healthcheck_tools(df)
     if found is None:
@@ -245,6 +252,9 @@ def remote_syntax_frontend(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         FROM python:3.12-slim
+
+    Fix safety: unsafe: another frontend parses the Dockerfile, and syntax
+    that only a newer frontend knows changes meaning or fails.
     """
     for number, name, value in directives(df):
         if name == "syntax":
@@ -286,6 +296,10 @@ def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         FROM python:3.12-slim@sha256:<digest>
+
+    Fix safety: unsafe: it chooses the exact base image (the digest the
+    local engine has, which may not be the tag's newest), so the image's
+    whole base changes to that one.
     """
     for ins, ref in external_bases(df):
         _, tag, digest = repository_and_tag(ref)
@@ -315,6 +329,9 @@ def base_image_without_digest(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         FROM python:3.12-slim@sha256:<digest>
+
+    Fix safety: unsafe: it chooses the exact base image (the digest the
+    local engine has), as RL005's fix does.
     """
     for ins, ref in external_bases(df):
         _, tag, digest = repository_and_tag(ref)

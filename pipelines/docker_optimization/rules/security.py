@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
-import shlex
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.image_tools import stage_chain
 from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules.layers import segments
 
 ROOT_USERS = ("root", "0")
 # Base images that already run as a non-root user: by tag or vendor, and well-known images whose own
@@ -18,8 +19,6 @@ NON_ROOT_BASES = re.compile(
     r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
     r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
     r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
-# useradd/adduser in command position (not `apt-get install adduser`), and its arguments.
-CREATE_USER = re.compile(r"(?:^|[;&|(]|\bthen|\bdo)\s*(?:/[\w/]*/)?(?:useradd|adduser)\b([^;&|]*)")
 # Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
 SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
 NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
@@ -31,20 +30,93 @@ DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
 
 
 # -- SE001 -------------------------------------------------------------------
+# Options of useradd, Debian's adduser and busybox's adduser that take a value (the value is not the name).
+_USER_VALUE_OPTIONS = frozenset({
+    "-b", "-c", "-d", "-e", "-f", "-g", "-G", "-k", "-K", "-p", "-R", "-P", "-s", "-u", "-h",
+    "--base-dir", "--comment", "--home-dir", "--home", "--expiredate", "--inactive", "--gid", "--groups",
+    "--skel", "--key", "--password", "--root", "--prefix", "--shell", "--uid", "--selinux-user",
+    "--ingroup", "--gecos", "--firstuid", "--lastuid", "--firstgid", "--lastgid", "--conf"})
+
+
+def user_created(argv: tuple[str, ...]) -> str:
+    """The user a useradd/adduser command creates ("" when it creates none: a group, or a user added to a group).
+
+    ``useradd [options] NAME``; ``adduser [options] NAME``. ``adduser NAME GROUP`` (Debian and
+    busybox) adds an existing user to a group, and Debian's ``adduser --group NAME`` without
+    ``--system`` creates a group: neither names a user one can switch to.
+    """
+    if not argv or posixpath.basename(argv[0]) not in ("useradd", "adduser"):
+        return ""
+    names, options, skip = [], set(), False
+    for word in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if word.startswith("--"):
+            name = word.split("=", 1)[0]
+            options.add(name)
+            skip = name in _USER_VALUE_OPTIONS and "=" not in word
+        elif word.startswith("-") and len(word) > 1:
+            options.add(word[:2])
+            skip = word[:2] in _USER_VALUE_OPTIONS and len(word) == 2   # "-u1000" carries its value
+        else:
+            names.append(word)
+    if len(names) != 1 or "$" in names[0]:
+        return ""
+    if posixpath.basename(argv[0]) == "adduser" and "--group" in options and "--system" not in options:
+        return ""
+    return names[0]
+
+
+_GROUP_VALUE_OPTIONS = frozenset({"-g", "--gid", "-K", "--key", "-p", "--password", "-R", "--root", "-P", "--prefix"})
+
+
+def _group_created(argv: tuple[str, ...]) -> str:
+    """The group a groupadd/addgroup (or Debian's ``adduser --group`` without ``--system``) creates, or ""."""
+    prog = posixpath.basename(argv[0]) if argv else ""
+    if prog == "adduser" and "--group" in argv and "--system" not in argv:
+        words = [w for w in argv[1:] if not w.startswith("-")]
+        return words[-1] if len(words) == 1 else ""
+    if prog not in ("groupadd", "addgroup"):
+        return ""
+    names, skip = [], False
+    for word in argv[1:]:
+        if skip:
+            skip = False
+        elif word.startswith("-") and len(word) > 1:
+            skip = word in _GROUP_VALUE_OPTIONS   # "-g 1000"; "--gid=1000" and "-g1000" carry their value
+        else:
+            names.append(word)
+    # Debian's `addgroup USER GROUP` is not a form; busybox's `addgroup USER GROUP` adds a user to a group
+    return names[0] if len(names) == 1 and "$" not in names[0] else ""
+
+
+def users_naming_groups(df: Dockerfile) -> list[str]:
+    """Each USER that names a group the Dockerfile creates and no user of that name: the switch fails or
+    means something else (problems worded without line numbers, for delta gates)."""
+    groups, users = set(), set()
+    for ins in df.of("RUN"):
+        for seg in segments(df, ins):
+            users.add(user_created(seg.argv))
+            groups.add(_group_created(seg.argv))
+    found = []
+    for ins in df.of("USER"):
+        name = ins.value[0].split(":")[0] if ins.value else ""
+        if name and name in groups and name not in users:
+            found.append(f"USER {name} names a group the Dockerfile creates, not a user")
+    return found
+
+
 def created_users(df: Dockerfile, stages: set[int]) -> list[tuple[Instruction, str]]:
-    """(RUN, user name) for each useradd/adduser in the given stages."""
+    """(RUN, user name) for each useradd/adduser in the given stages that creates a user (never a group)."""
     found = []
     for ins in df.of("RUN"):
         if ins.stage not in stages:
             continue
-        for m in CREATE_USER.finditer(ins.command):
-            try:
-                words = shlex.split(m.group(1))
-            except ValueError:
-                words = m.group(1).split()
-            names = [w for w in words if w and not w.startswith("-")]
-            if names:
-                found.append((ins, names[-1]))  # useradd [options] NAME; adduser [options] NAME
+        for seg in segments(df, ins):
+            name = user_created(seg.argv)
+            if name:
+                found.append((ins, name))
     return found
 
 
@@ -97,27 +169,46 @@ def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     read every mounted secret, and is one kernel or runtime bug away from
     root on the host.
 
-    The fix (unsafe: files the app writes must be writable by the new user)
-    adds a system user `app` (uid 10001) right after the final FROM
+    The fix adds a system user `app` (uid 10001) right after the final FROM
     (`useradd` on Debian/Ubuntu-based images, busybox `adduser -S` on
     Alpine; plain `10001:10001` on scratch, which has no /etc/passwd), or
-    reuses the user the Dockerfile creates; gives it the final stage's COPYs
-    into the app directories (`--chown`); and switches to it after the last
-    RUN, before CMD/ENTRYPOINT. Other base images are left for a person.
+    reuses the user the Dockerfile creates, and switches to it after the
+    last RUN, before CMD/ENTRYPOINT. Other base images are left for a person.
 
     Example:
         FROM python:3.12-slim
         WORKDIR /app
+        COPY requirements.txt .
+        RUN pip install --user -r requirements.txt
         COPY . .
-        CMD ["python", "-m", "app"]
+        CMD ["python", "-m", "uvicorn", "main:app"]
 
     Use instead:
         FROM python:3.12-slim
         RUN useradd --system --uid 10001 --user-group --no-create-home app
         WORKDIR /app
-        COPY --chown=app:app . .
+        COPY requirements.txt .
+        RUN pip install --user -r requirements.txt
+        COPY . .
+        # the runtime user reads what the app needs under /root; its files stay root's
+        RUN chmod o+x /root
+        ENV PYTHONUSERBASE=/root/.local
         USER app
-        CMD ["python", "-m", "app"]
+        CMD ["python", "-m", "uvicorn", "main:app"]
+
+    Fix safety: unsafe: the user changes what the process may read and
+    write. The fix therefore looks for what the app needs from root: pip
+    `--user` packages (root's are under /root/.local, and /root is mode
+    700), a PYTHONUSERBASE or VIRTUAL_ENV, a PATH entry, WORKDIR or COPY
+    under /root; it then makes /root traversable (`chmod o+x /root`, its
+    files untouched) and sets `PYTHONUSERBASE` so the user's Python finds
+    those packages. The code stays root-owned (no `COPY --chown`): the user
+    can run it, not rewrite it. The user owns only the directories it
+    writes: each VOLUME, and those listed in `.pipeline.yaml`
+    (`policy: dockerfiles: {path: {writable: [/app/data]}}`). It switches to
+    a user, never a group (`adduser app appgroup` adds a user to a group;
+    `adduser --group` makes a group). With `--verify-builds` the image must
+    build and start (its HEALTHCHECK, or `probe:` from `.pipeline.yaml`).
     """
     found = runs_as_root(df)
     if found is None:

@@ -111,7 +111,7 @@ def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="apt-no-recommends", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="apt-no-recommends", phase="dockerfiles")
 def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get install` without `--no-install-recommends`.
 
@@ -125,9 +125,17 @@ def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     Use instead:
         RUN apt-get update && apt-get install -y --no-install-recommends curl
 
-    Fix: adds `--no-install-recommends` after `install`. A program may have
-    relied on a recommended package (curl on ca-certificates for https):
-    check that the image still works.
+    Fix: adds `--no-install-recommends` after `install`.
+
+    Fix safety: unsafe, always. The flag changes the set of packages in the
+    image, and what a recommended package provides is often what the build
+    or the program needs: `gcc` without recommends drops `libc6-dev`, so
+    compiling fails (`stdio.h: No such file`); `curl` without
+    `ca-certificates` fails on https. Which packages a name recommends
+    depends on the package index at build time, so no list written here can
+    prove the flag changes nothing; the fix waits for `--unsafe-fixes`, and
+    with `--verify-builds` the image must still build and start. Add the
+    packages you relied on by name (`gcc libc6-dev`) before applying it.
     """
     for run in df.of("RUN"):
         if apt_installs_with_recommends(df, run):
@@ -172,6 +180,11 @@ def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
 
     Use instead:
         RUN apk add --no-cache curl
+
+    Fix safety: safe: `--no-cache` fetches the index for that command and
+    installs the same packages; only the index files stay out of the image
+    (a container that runs `apk add` without updating first would need
+    `apk update`, as on any image built this way).
     """
     for run in df.of("RUN"):
         if apk_adds_with_cache(df, run):
@@ -299,7 +312,7 @@ def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, st
 
 
 @rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
-      fix=Applicability.safe, fix_group="npm-ci", phase="dockerfiles")
+      fix=Applicability.unsafe, fix_group="npm-ci", phase="dockerfiles")
 def install_ignores_lockfile(project) -> Iterable[Hit]:
     """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
 
@@ -324,6 +337,10 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
     Fix: replaces `npm install` (only without package arguments) by
     `npm ci`, keeping its options; adds `--frozen-lockfile` to `yarn
     install` (`--immutable` for Yarn 2+, which has a .yarnrc.yml).
+
+    Fix safety: unsafe: `npm install` may resolve versions other than the
+    lockfile's (and rewrite it), `npm ci` installs exactly the lockfile (and
+    fails when it is out of date): the package set can change.
     """
     for path, df in sorted(project.dockerfiles.items()):
         contexts = project.contexts_of(path)
@@ -371,6 +388,10 @@ def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     the two are merged first (as LY002's fix does): cleaning the lists in
     the update's RUN would break that install. Any other later install
     that relies on the lists makes the fix refuse.
+
+    Fix safety: safe: the lists are apt's download index, not installed
+    packages; the same packages are installed, and a later RUN that needs
+    the lists makes the fix refuse (or merge first).
     """
     for run in df.of("RUN"):
         if apt_lists_left(df, run):
