@@ -40,6 +40,7 @@ import gc
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -820,16 +821,36 @@ def _save(keep: Path | None, n: int, rel: str, data: str | bytes, report: Mangle
 # -- leaks -----------------------------------------------------------------------------------------------
 
 def live_children() -> list[str]:
-    """Every live descendant process of this one (any command)."""
-    from tests.conftest import child_processes
-
-    return child_processes("")
+    """Every live descendant process of this one (any command), from /proc (the bench needs no pytest)."""
+    me, parents, commands = os.getpid(), {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        commands[int(entry)] = cmd
+    found = []
+    for pid, cmd in commands.items():
+        p = pid
+        while p in parents and p not in (0, 1, me):
+            p = parents[p]
+        if p == me and pid != me:
+            found.append(cmd)
+    return found
 
 
 def open_fds() -> set[str]:
-    from tests.conftest import open_fds as fds
-
-    return fds()
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return fds
 
 
 @contextmanager
@@ -948,6 +969,106 @@ def leak_scenarios(workdir: Path) -> list[LeakReport]:
 
     results.append(measure_leaks("run stopped by Ctrl-C", interrupted_run))
     return results
+
+
+# -- secrets: canaries in every position, grepped in every output --------------------------------------
+
+# Each canary is a secret in one position a Dockerfile, a compose file or a config file can hold it.
+CANARY_FILES = {
+    "Dockerfile": (
+        "FROM python:3.12-slim\n"
+        "ARG NPM_TOKEN=cnry-arg-0001\n"
+        "ARG AWS_ACCESS_KEY_ID=AKIACNRY000000000002\n"
+        "ENV API_KEY=cnry-env-0003\n"
+        "ENV DB_PASSWORD cnry-legacy-0004\n"
+        'ENV CONN="Server=db;User Id=sa;Password=cnry-dsn-0005;"\n'
+        "RUN pip install --index-url https://user:cnry-url-0006@pypi.example.com/simple flask\n"
+        "RUN curl -u admin:cnry-curl-0007 https://example.com/x\n"
+        "ADD https://user:cnry-add-0008@example.com/file.tgz /tmp/\n"
+        'RUN echo "//registry.npmjs.org/:_authToken=cnry-npmrc-0009" > /root/.npmrc\n'
+        'RUN printf "[pypi]\\npassword = cnry-pypirc-0010\\n" > /root/.pypirc\n'
+        'RUN echo "-----BEGIN RSA PRIVATE KEY----- MIIcnry0011 -----END RSA PRIVATE KEY-----" > /k\n'
+        "COPY . /app\n"
+        'HEALTHCHECK CMD curl -H "Authorization: Bearer cnrybearer0012" http://localhost/\n'
+        'CMD ["python", "/app/app.py"]\n'),
+    "compose.yaml": (
+        "services:\n"
+        "  app:\n"
+        "    build: .\n"
+        "    environment:\n"
+        "      - DB_PASSWORD=cnry-list-0013\n"
+        "  db:\n"
+        "    image: postgres:16\n"
+        "    environment:\n"
+        "      API_TOKEN: cnry-map-0014\n"
+        '      "SECRET_KEY": "cnry-quoted-0015"\n'
+        "      DATABASE_URL: postgres://app:cnry-dsnurl-0016@db/app\n"),
+    ".npmrc": "//registry.npmjs.org/:_authToken=cnry-npmrcfile-0017\n",
+    "app.py": "print('hi')\n",
+}
+CANARIES = sorted({c for text in CANARY_FILES.values()
+                   for c in re.findall(r"cnry[a-z-]*\d{4}|MIIcnry\d{4}|AKIACNRY\d{12}", text)})
+
+
+@dataclass
+class CaseResult:
+    """One attack case of the bench: passed or not, and what happened, in one line."""
+
+    case: str
+    passed: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def canary_repo(dest: Path) -> Path:
+    """A git repository with a secret in every position ``CANARY_FILES`` names."""
+    dest.mkdir(parents=True)
+    for rel, text in CANARY_FILES.items():
+        (dest / rel).write_text(text, encoding="utf-8")
+    git(dest, "init", "-q", "-b", "main")
+    _commit_all(dest, "canaries")
+    return dest
+
+
+def leaked_canaries(paths: list[Path], texts: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Which canaries appear, in clear, in which of these files (any bytes: sqlite too) or captured texts."""
+    found: dict[str, list[str]] = {}
+    blobs = [(str(p), p.read_bytes()) for p in paths if p.is_file()]
+    blobs += [(name, text.encode("utf-8", "replace")) for name, text in (texts or {}).items()]
+    for name, data in blobs:
+        for canary in CANARIES:
+            if canary.encode() in data:
+                found.setdefault(canary, []).append(name)
+    return found
+
+
+def secrets_grep(workdir: Path) -> tuple[CaseResult, dict[str, list[str]], int]:
+    """A pipeline run and ``pipeline analyze`` (json, sarif, md) on the canary repository; every file they write
+    and everything they print is grepped for the canaries. Returns the result, the leaks and how many
+    outputs held a redaction mark (a canary that was cited and masked, not just never cited)."""
+    started = time.monotonic()
+    repo, reports = canary_repo(workdir / "repo"), workdir / "reports"
+    texts: dict[str, str] = {}
+    done = run_cli(repo, reports)
+    texts["pipeline run: stdout"], texts["pipeline run: stderr"] = done.stdout, done.stderr
+    done = cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(workdir / "reports-loud"),
+               "--builds", "off")   # not quiet: the terminal output is grepped too
+    texts["pipeline run (loud): stdout"], texts["pipeline run (loud): stderr"] = done.stdout, done.stderr
+    outputs = workdir / "analyze"
+    outputs.mkdir()
+    for fmt in ("json", "sarif", "md"):
+        done = cli("analyze", "--repo", str(repo), "--format", fmt)
+        (outputs / f"analyze.{fmt}").write_text(done.stdout, encoding="utf-8")
+        texts[f"pipeline analyze --format {fmt}: stderr"] = done.stderr
+    files = [p for d in (reports, workdir / "reports-loud", outputs) for p in d.rglob("*") if p.is_file()]
+    files = [p for p in files if p.name != "redaction.key"]
+    leaks = leaked_canaries(files, texts)
+    masked = sum(b"__REDACTED_" in p.read_bytes() for p in files)
+    where = "; ".join(f"{c} in {', '.join(sorted({Path(n).name if '/' in n else n for n in ns}))}"
+                      for c, ns in sorted(leaks.items()))
+    detail = (f"{len(CANARIES)} canaries, {len(files)} files + {len(texts)} terminal streams grepped, "
+              f"{masked} files hold masks; " + (f"{len(leaks)} leaked: {where}" if leaks else "none leaked"))
+    return CaseResult("secrets grep", not leaks and masked > 0, detail, time.monotonic() - started), leaks, masked
 
 
 # -- the report ------------------------------------------------------------------------------------------
