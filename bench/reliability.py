@@ -1165,6 +1165,15 @@ def _wait_for(test: Callable[[], bool], seconds: float) -> bool:
     return False
 
 
+def _said(done: subprocess.CompletedProcess) -> tuple[str, bool]:
+    """What a command said, in one line (a traceback as its last line), and whether it was a traceback."""
+    text = done.stderr.strip() or done.stdout.strip()
+    if "Traceback" not in text:
+        return _short(" ".join(text.split()), 110), False
+    lines = [ln.strip(" │╭╰─╮╯┃━") for ln in text.splitlines()]
+    return "traceback: " + _short(next((ln for ln in reversed(lines) if ln), ""), 100), True
+
+
 def _record_status(reports: Path) -> str:
     try:
         return json.loads(next(reports.glob("*/run.json")).read_text()).get("status", "?")
@@ -1225,41 +1234,44 @@ def apply_during_run(workdir: Path) -> CaseResult:
                           time.monotonic() - started)
     moved = state_diff(before, checkout_state(repo))
     passed = done.returncode != 0 and not moved
-    said = _short((done.stderr.strip() or done.stdout.strip()).splitlines()[-1] if (done.stderr + done.stdout).strip() else "")
+    said, _ = _said(done)
     detail = (f"paused before {reviewer}; apply exit {done.returncode} ({said}); checkout "
               + ("unchanged" if not moved else "changed: " + ", ".join(moved[:4])))
     return CaseResult("apply during a run", passed, detail, time.monotonic() - started)
 
 
 def tampered_records(workdir: Path) -> list[CaseResult]:
-    """run.json's path fields pointed at the user's checkout, then ``rollback`` and ``resume``: expected a refusal
-    and the checkout (an uncommitted edit, an untracked and an ignored file) byte-identical."""
+    """run.json's path fields pointed at a checkout of the user's (the run's own repository, or another one),
+    then ``rollback`` and ``resume``: expected a refusal in one line, and both checkouts (an uncommitted edit,
+    an untracked and an ignored file) byte-identical."""
     repo, reports = example(workdir / "tamper-repo"), workdir / "tamper-reports"
+    other = example(workdir / "other-checkout")   # another repository of the user's, never this run's
     done = run_cli(repo, reports)
     if done.returncode != 0:
         return [CaseResult("tampered run.json", False, f"the run itself failed: exit {done.returncode}")]
     run_id = only_run_id(reports)
     record = reports / run_id / "run.json"
     original = record.read_text()
+    for checkout in (repo, other):
+        user_edits(checkout)
+        ignore = checkout / ".gitignore"
+        ignore.write_text((ignore.read_text() if ignore.exists() else "") + "local.db\n")
+        (checkout / "local.db").write_bytes(b"user data")
     results = []
-    for field_name in ("worktree", "repo", "run_dir"):
+    for field_name, target in (("worktree", repo), ("worktree", other), ("repo", other), ("run_dir", other)):
         for command in (["rollback", run_id], ["resume", run_id]):
             started = time.monotonic()
-            user_edits(repo)
-            (repo / ".gitignore").write_text((repo / ".gitignore").read_text() + "local.db\n"
-                                             if (repo / ".gitignore").exists() else "local.db\n")
-            (repo / "local.db").write_bytes(b"user data")
             data = json.loads(original)
-            data["run"][field_name] = str(repo)
+            data["run"][field_name] = str(target)
             record.write_text(json.dumps(data, indent=2))
-            before = checkout_state(repo)
+            before = {c: checkout_state(c) for c in (repo, other)}
             got = cli(*command, "--reports-dir", str(reports), timeout=300)
-            lost = state_diff(before, checkout_state(repo))
-            said = (got.stderr.strip() or got.stdout.strip()).splitlines()
-            passed = got.returncode != 0 and not lost
-            results.append(CaseResult(
-                f"tampered run.json: {field_name} = checkout, {command[0]}", passed,
-                f"exit {got.returncode} ({_short(said[-1] if said else '')}); checkout "
+            lost = [f"{c.name}: {p}" for c in (repo, other) for p in state_diff(before[c], checkout_state(c))]
+            said, crashed = _said(got)
+            name = "the run's repository" if target == repo else "another checkout"
+            results.append(CaseResult(   # refused: exit non-zero, in one line (not a traceback), nothing touched
+                f"tampered run.json: {field_name} = {name}, {command[0]}", got.returncode != 0 and not crashed
+                and not lost, f"exit {got.returncode} ({said}); checkouts "
                 + ("untouched" if not lost else "changed: " + ", ".join(lost[:4])), time.monotonic() - started))
             record.write_text(original)
     return results
