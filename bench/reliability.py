@@ -1,7 +1,11 @@
 """Reliability as measured figures: crash recovery, hostile repositories, mangled input, leaks.
 
-    python -m bench.reliability                  # everything, ~5 minutes on 2 cores
+    python -m bench.reliability                  # everything, ~10 minutes on 2 cores
     python -m bench.reliability --modes kill --mangled 50 --workers 4
+    python -m bench.reliability --sections attacks --huge-ignore 4000 --huge-dockerfile 4000
+
+Each result is printed as soon as it is known (a line per crash point, hostile
+case and attack), the tables at the end. It needs only ``pip install -e .``.
 
 Four measurements, each also asserted by a test (tests/test_reliability_*.py
 call the functions below):
@@ -27,6 +31,18 @@ mangled input
     deep nesting, alias bombs...) rewrites one Dockerfile or compose file of
     the example, and ``analysis.analyze`` runs on it: an exception out of
     ``analyze``, or more than ``HANG_SECONDS``, is a crash.
+attacks
+    Secrets: a canary in every Dockerfile, compose and config position
+    (``CANARY_FILES``), a run and ``pipeline analyze`` (JSON, SARIF, md), and
+    every file they write (run.json, state.sqlite, reports, findings-head.json,
+    the outputs) and everything they print grepped for them. ReDoS globs
+    (``.dockerignore``, COPY source, ``.pipeline.yaml``) against a long file
+    name, and a huge ``.dockerignore`` and Dockerfile, each analyzed within
+    ``--limit`` seconds. SIGINT while a run parses a huge Dockerfile (expected:
+    exit 130, run.json ``interrupted``). ``apply`` while a run is paused
+    (expected: refused). run.json's path fields pointed at the user's
+    checkouts, then ``rollback`` and ``resume`` (expected: refused in one line,
+    checkouts untouched). Each says what happened, pass or not.
 leaks
     In-process runs (complete, failed at an injected crash, resumed): child
     processes left, file descriptors left open, sqlite connections left
@@ -40,6 +56,7 @@ import gc
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sqlite3
@@ -65,6 +82,15 @@ MOMENTS = ("before", "after")
 HANG_SECONDS = 30   # a deep-recursion error can take ~13 s to unwind on a loaded 2-core machine
 # The environment of every child run: no Docker engine (figures stay static), no leftover test hooks.
 _CLEAN = ("DOCKER_HOST", "PIPELINE_CRASH_AT", "PIPELINE_CRASH_MODE", "PIPELINE_PAUSE_AT")
+
+
+def progress(line: str) -> None:
+    """One result as soon as it is known (``main`` prints them; a crash of the bench loses none)."""
+    if _STREAM:
+        print(f"- {line}", flush=True)
+
+
+_STREAM = False
 
 
 # -- small helpers ---------------------------------------------------------------------------------------
@@ -294,9 +320,12 @@ def crash_matrix(workdir: Path, points: list[str], modes: tuple[str, ...] = ("ki
     def one(job: tuple[str, str]) -> CrashResult:
         point, mode = job
         try:
-            return crash_and_resume(workdir / f"{mode}-{point.replace(':', '-')}", point, mode, reference_tree)
+            got = crash_and_resume(workdir / f"{mode}-{point.replace(':', '-')}", point, mode, reference_tree)
         except Exception as err:  # a broken probe is a failed point, not a broken bench
-            return CrashResult(point, mode, 0, None, [f"{type(err).__name__}: {err}"])
+            got = CrashResult(point, mode, 0, None, [f"{type(err).__name__}: {err}"])
+        progress(f"crash {point} ({mode}): " + ("recovered" if got.recovered else "NOT recovered: "
+                                                + "; ".join(got.problems)))
+        return got
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         return list(pool.map(one, jobs))
@@ -656,10 +685,12 @@ def hostile(workdir: Path, cases: list[Case] | None = None, workers: int = 2) ->
     def one(indexed: tuple[int, Case]) -> HostileResult:
         index, case = indexed
         try:
-            return run_case(case, Path(workdir) / f"case{index}")[0]
+            got = run_case(case, Path(workdir) / f"case{index}")[0]
         except Exception as err:
-            return HostileResult(case.name, False, f"the probe failed: {type(err).__name__}: {err}",
-                                 [traceback.format_exc()])
+            got = HostileResult(case.name, False, f"the probe failed: {type(err).__name__}: {err}",
+                                [traceback.format_exc()])
+        progress(f"hostile {case.name}: " + ("handled" if got.handled else "NOT handled") + f" ({got.how})")
+        return got
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = dict(zip([c.name for c in children], pool.map(one, enumerate(children))))
@@ -820,16 +851,36 @@ def _save(keep: Path | None, n: int, rel: str, data: str | bytes, report: Mangle
 # -- leaks -----------------------------------------------------------------------------------------------
 
 def live_children() -> list[str]:
-    """Every live descendant process of this one (any command)."""
-    from tests.conftest import child_processes
-
-    return child_processes("")
+    """Every live descendant process of this one (any command), from /proc (the bench needs no pytest)."""
+    me, parents, commands = os.getpid(), {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        commands[int(entry)] = cmd
+    found = []
+    for pid, cmd in commands.items():
+        p = pid
+        while p in parents and p not in (0, 1, me):
+            p = parents[p]
+        if p == me and pid != me:
+            found.append(cmd)
+    return found
 
 
 def open_fds() -> set[str]:
-    from tests.conftest import open_fds as fds
-
-    return fds()
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return fds
 
 
 @contextmanager
@@ -950,68 +1001,434 @@ def leak_scenarios(workdir: Path) -> list[LeakReport]:
     return results
 
 
+# -- secrets: canaries in every position, grepped in every output --------------------------------------
+
+# Each canary is a secret in one position a Dockerfile, a compose file or a config file can hold it.
+CANARY_FILES = {
+    "Dockerfile": (
+        "FROM python:3.12-slim\n"
+        "ARG NPM_TOKEN=cnry-arg-0001\n"
+        "ARG AWS_ACCESS_KEY_ID=AKIACNRY000000000002\n"
+        "ENV API_KEY=cnry-env-0003\n"
+        "ENV DB_PASSWORD cnry-legacy-0004\n"
+        'ENV CONN="Server=db;User Id=sa;Password=cnry-dsn-0005;"\n'
+        "RUN pip install --index-url https://user:cnry-url-0006@pypi.example.com/simple flask\n"
+        "RUN curl -u admin:cnry-curl-0007 https://example.com/x\n"
+        "ADD https://user:cnry-add-0008@example.com/file.tgz /tmp/\n"
+        'RUN echo "//registry.npmjs.org/:_authToken=cnry-npmrc-0009" > /root/.npmrc\n'
+        'RUN printf "[pypi]\\npassword = cnry-pypirc-0010\\n" > /root/.pypirc\n'
+        'RUN echo "-----BEGIN RSA PRIVATE KEY----- MIIcnry0011 -----END RSA PRIVATE KEY-----" > /k\n'
+        "COPY . /app\n"
+        'HEALTHCHECK CMD curl -H "Authorization: Bearer cnrybearer0012" http://localhost/\n'
+        'CMD ["python", "/app/app.py"]\n'),
+    "compose.yaml": (
+        "services:\n"
+        "  app:\n"
+        "    build: .\n"
+        "    environment:\n"
+        "      - DB_PASSWORD=cnry-list-0013\n"
+        "  db:\n"
+        "    image: postgres:16\n"
+        "    environment:\n"
+        "      API_TOKEN: cnry-map-0014\n"
+        '      "SECRET_KEY": "cnry-quoted-0015"\n'
+        "      DATABASE_URL: postgres://app:cnry-dsnurl-0016@db/app\n"),
+    ".npmrc": "//registry.npmjs.org/:_authToken=cnry-npmrcfile-0017\n",
+    "app.py": "print('hi')\n",
+}
+CANARIES = sorted({c for text in CANARY_FILES.values()
+                   for c in re.findall(r"cnry[a-z-]*\d{4}|MIIcnry\d{4}|AKIACNRY\d{12}", text)})
+
+
+@dataclass
+class CaseResult:
+    """One attack case of the bench: passed or not, and what happened, in one line."""
+
+    case: str
+    passed: bool
+    detail: str
+    seconds: float = 0.0
+
+
+def canary_repo(dest: Path) -> Path:
+    """A git repository with a secret in every position ``CANARY_FILES`` names."""
+    dest.mkdir(parents=True)
+    for rel, text in CANARY_FILES.items():
+        (dest / rel).write_text(text, encoding="utf-8")
+    git(dest, "init", "-q", "-b", "main")
+    _commit_all(dest, "canaries")
+    return dest
+
+
+def leaked_canaries(paths: list[Path], texts: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """Which canaries appear, in clear, in which of these files (any bytes: sqlite too) or captured texts."""
+    found: dict[str, list[str]] = {}
+    blobs = [(str(p), p.read_bytes()) for p in paths if p.is_file()]
+    blobs += [(name, text.encode("utf-8", "replace")) for name, text in (texts or {}).items()]
+    for name, data in blobs:
+        for canary in CANARIES:
+            if canary.encode() in data:
+                found.setdefault(canary, []).append(name)
+    return found
+
+
+def secrets_grep(workdir: Path) -> tuple[CaseResult, dict[str, list[str]], int]:
+    """A pipeline run and ``pipeline analyze`` (json, sarif, md) on the canary repository; every file they write
+    and everything they print is grepped for the canaries. Returns the result, the leaks and how many
+    outputs held a redaction mark (a canary that was cited and masked, not just never cited)."""
+    started = time.monotonic()
+    repo, reports = canary_repo(workdir / "repo"), workdir / "reports"
+    texts: dict[str, str] = {}
+    done = run_cli(repo, reports)
+    texts["pipeline run: stdout"], texts["pipeline run: stderr"] = done.stdout, done.stderr
+    done = cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(workdir / "reports-loud"),
+               "--builds", "off")   # not quiet: the terminal output is grepped too
+    texts["pipeline run (loud): stdout"], texts["pipeline run (loud): stderr"] = done.stdout, done.stderr
+    outputs = workdir / "analyze"
+    outputs.mkdir()
+    for fmt in ("json", "sarif", "md"):
+        done = cli("analyze", "--repo", str(repo), "--format", fmt)
+        (outputs / f"analyze.{fmt}").write_text(done.stdout, encoding="utf-8")
+        texts[f"pipeline analyze --format {fmt}: stderr"] = done.stderr
+    files = [p for d in (reports, workdir / "reports-loud", outputs) for p in d.rglob("*") if p.is_file()]
+    files = [p for p in files if p.name != "redaction.key"]
+    leaks = leaked_canaries(files, texts)
+    masked = sum(b"__REDACTED_" in p.read_bytes() for p in files)
+    where = "; ".join(f"{c} in {', '.join(sorted({Path(n).name if '/' in n else n for n in ns}))}"
+                      for c, ns in sorted(leaks.items()))
+    detail = (f"{len(CANARIES)} canaries, {len(files)} files + {len(texts)} terminal streams grepped, "
+              f"{masked} files hold masks; " + (f"{len(leaks)} leaked: {where}" if leaks else "none leaked"))
+    return CaseResult("secrets grep", not leaks and masked > 0, detail, time.monotonic() - started), leaks, masked
+
+
+# -- attacks: ReDoS, huge inputs, Ctrl-C mid-parse, apply during a run, tampered records ------------------
+
+REDOS_GLOB = "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"
+
+
+def _analyze_within(repo: Path, limit: float) -> tuple[str, float]:
+    """``pipeline analyze`` on ``repo`` in a child, killed after ``limit`` s: ('exit N' | 'killed', seconds)."""
+    env = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), "PIPELINE_CACHE": "0"}
+    started = time.monotonic()
+    with subprocess.Popen([sys.executable, "-m", "engine.cli", "analyze", "--repo", str(repo), "--format", "json"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True) as proc:
+        try:
+            code = proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "killed", time.monotonic() - started
+    return f"exit {code}", time.monotonic() - started
+
+
+def _timed_case(name: str, repo: Path, limit: float) -> CaseResult:
+    how, took = _analyze_within(repo, limit)
+    passed = how in ("exit 0", "exit 1")   # 1: findings at --fail-on; anything else is a crash or a hang
+    return CaseResult(name, passed, f"{how} after {took:.1f} s (limit {limit:.0f} s)", took)
+
+
+def redos_cases(workdir: Path, limit: float = HANG_SECONDS) -> list[CaseResult]:
+    """Globs that backtrack catastrophically in a regex engine that backtracks, against a long file name."""
+    long_name = "Dockerfile." + "a" * 200   # no 'b': the glob can't match, after trying every split of the name
+    results = []
+    for name, files in (
+            (".dockerignore pattern " + REDOS_GLOB, {".dockerignore": REDOS_GLOB + "\n",
+                                                     "Dockerfile": "FROM alpine:3.20\nCOPY . /app\n"}),
+            ("COPY source " + REDOS_GLOB, {"Dockerfile": f"FROM alpine:3.20\nCOPY {REDOS_GLOB} /app/\n"}),
+            (".pipeline.yaml ignore glob " + REDOS_GLOB,
+             {long_name: "FROM alpine:3.20\nCOPY . /app\n",
+              ".pipeline.yaml": f"per-file-ignores:\n  \"{REDOS_GLOB}\": [DF001]\n"})):
+        repo = workdir / f"redos-{len(results)}"
+        repo.mkdir(parents=True)
+        for rel, text in {long_name: "FROM alpine:3.20\n", **files}.items():
+            (repo / rel).write_text(text)
+        results.append(_timed_case(f"ReDoS: {name}", repo, limit))
+    return results
+
+
+def huge_cases(workdir: Path, ignore_lines: int, dockerfile_lines: int, limit: float) -> list[CaseResult]:
+    """A ``.dockerignore`` of ``ignore_lines`` patterns and a Dockerfile of ``dockerfile_lines`` instructions."""
+    results = []
+    repo = workdir / "huge-ignore"
+    repo.mkdir(parents=True)
+    (repo / ".dockerignore").write_text("".join(f"dir{i}/**/*.tmp{i}\n" for i in range(ignore_lines)))
+    (repo / "Dockerfile").write_text("FROM alpine:3.20\nCOPY . /app\n")
+    results.append(_timed_case(f"huge: {ignore_lines:,}-line .dockerignore", repo, limit))
+    repo = workdir / "huge-dockerfile"
+    repo.mkdir(parents=True)
+    (repo / "Dockerfile").write_text(huge_dockerfile(dockerfile_lines))
+    results.append(_timed_case(f"huge: {dockerfile_lines:,}-line Dockerfile", repo, limit))
+    return results
+
+
+def huge_dockerfile(lines: int) -> str:
+    return "FROM alpine:3.20\n" + "".join(f"RUN echo step {i} > /tmp/f{i % 50}\n" for i in range(lines - 1))
+
+
+def _popen_run(repo: Path, reports: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    full = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
+                             "--reports-dir", str(reports), "-q", "--builds", "off"], env=full, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(test: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if test():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _said(done: subprocess.CompletedProcess) -> tuple[str, bool]:
+    """What a command said, in one line (a traceback as its last line), and whether it was a traceback."""
+    text = done.stderr.strip() or done.stdout.strip()
+    if "Traceback" not in text:
+        return _short(" ".join(text.split()), 110), False
+    lines = [ln.strip(" │╭╰─╮╯┃━") for ln in text.splitlines()]
+    return "traceback: " + _short(next((ln for ln in reversed(lines) if ln), ""), 100), True
+
+
+def _record_status(reports: Path) -> str:
+    try:
+        return json.loads(next(reports.glob("*/run.json")).read_text()).get("status", "?")
+    except (StopIteration, OSError, ValueError):
+        return "(no run.json)"
+
+
+def sigint_mid_parse(workdir: Path, lines: int) -> CaseResult:
+    """A run of a repository with a huge Dockerfile, Ctrl-C'd while it analyzes: exit 130, record `interrupted`.
+
+    The signal is sent once run.json exists and before the first phase's report: the analysis is parsing."""
+    started = time.monotonic()
+    repo = workdir / "sigint-repo"
+    repo.mkdir(parents=True)
+    (repo / "Dockerfile").write_text(huge_dockerfile(lines))
+    git(repo, "init", "-q", "-b", "main")
+    _commit_all(repo, "huge")
+    reports = workdir / "sigint-reports"
+    def worktree_ready() -> bool:   # the run's worktree holds the Dockerfile: the analysis comes next
+        try:
+            worktree = json.loads(next(reports.glob("*/run.json")).read_text())["run"]["worktree"]
+        except (StopIteration, OSError, ValueError, KeyError):
+            return False
+        return (Path(worktree) / "Dockerfile").is_file()
+
+    with _popen_run(repo, reports) as proc:
+        t0 = time.monotonic()
+        seen = _wait_for(lambda: worktree_ready() or proc.poll() is not None, 120)
+        ready = time.monotonic() - t0
+        time.sleep(min(ready, 5.0))   # as long again: the analysis's imports and the parse have begun
+        analyzing = seen and proc.poll() is None and not any(reports.glob("*/*.md"))
+        sent = time.monotonic() - t0
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            return CaseResult("SIGINT mid-parse", False, f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start: "
+                              f"still running {HANG_SECONDS} s later (then SIGKILLed; run.json status "
+                              f"{_record_status(reports)!r})", time.monotonic() - started)
+    status = _record_status(reports)
+    passed = analyzing and proc.returncode == 130 and status == "interrupted"
+    detail = (f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start "
+              f"({'during the analysis' if analyzing else 'too late or too early'}): "
+              f"exit {proc.returncode}, run.json status {status!r}; said {_short(' '.join(err.split())) or 'nothing'}")
+    return CaseResult("SIGINT mid-parse", passed, detail, time.monotonic() - started)
+
+
+def apply_during_run(workdir: Path) -> CaseResult:
+    """``pipeline apply`` while the run is paused before a reviewer (its implementer has committed):
+    expected a refusal (the run is active), the user's branch unmoved."""
+    started = time.monotonic()
+    repo, reports = example(workdir / "apply-repo"), workdir / "apply-reports"
+    reviewer = next(n for n in node_points() if n.endswith(".reviewer"))
+    before = checkout_state(repo)
+    with _popen_run(repo, reports, {"PIPELINE_PAUSE_AT": f"{reviewer}:60"}) as proc:
+        def has_commits() -> bool:
+            ids = [p.parent.name for p in reports.glob("*/run.json")]
+            return bool(ids) and git(repo, "rev-list", "--count", f"HEAD..pipeline/{ids[0]}", check=False) not in ("", "0")
+        paused = _wait_for(lambda: has_commits() or proc.poll() is not None, 120) and proc.poll() is None
+        done = cli("apply", only_run_id(reports), "--reports-dir", str(reports)) if paused else None
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    if done is None:
+        return CaseResult("apply during a run", False, f"the run never paused with commits (exit {proc.returncode})",
+                          time.monotonic() - started)
+    moved = state_diff(before, checkout_state(repo))
+    passed = done.returncode != 0 and not moved
+    said, _ = _said(done)
+    detail = (f"paused before {reviewer}; apply exit {done.returncode} ({said}); checkout "
+              + ("unchanged" if not moved else "changed: " + ", ".join(moved[:4])))
+    return CaseResult("apply during a run", passed, detail, time.monotonic() - started)
+
+
+def tampered_records(workdir: Path) -> list[CaseResult]:
+    """run.json's path fields pointed at a checkout of the user's (the run's own repository, or another one),
+    then ``rollback`` and ``resume``: expected a refusal in one line, and both checkouts (an uncommitted edit,
+    an untracked and an ignored file) byte-identical."""
+    repo, reports = example(workdir / "tamper-repo"), workdir / "tamper-reports"
+    other = example(workdir / "other-checkout")   # another repository of the user's, never this run's
+    done = run_cli(repo, reports)
+    if done.returncode != 0:
+        return [CaseResult("tampered run.json", False, f"the run itself failed: exit {done.returncode}")]
+    run_id = only_run_id(reports)
+    record = reports / run_id / "run.json"
+    original = record.read_text()
+    for checkout in (repo, other):
+        user_edits(checkout)
+        ignore = checkout / ".gitignore"
+        ignore.write_text((ignore.read_text() if ignore.exists() else "") + "local.db\n")
+        (checkout / "local.db").write_bytes(b"user data")
+    results = []
+    for field_name, target in (("worktree", repo), ("worktree", other), ("repo", other), ("run_dir", other)):
+        for command in (["rollback", run_id], ["resume", run_id]):
+            started = time.monotonic()
+            data = json.loads(original)
+            data["run"][field_name] = str(target)
+            record.write_text(json.dumps(data, indent=2))
+            before = {c: checkout_state(c) for c in (repo, other)}
+            got = cli(*command, "--reports-dir", str(reports), timeout=300)
+            lost = [f"{c.name}: {p}" for c in (repo, other) for p in state_diff(before[c], checkout_state(c))]
+            said, crashed = _said(got)
+            name = "the run's repository" if target == repo else "another checkout"
+            results.append(CaseResult(   # refused: exit non-zero, in one line (not a traceback), nothing touched
+                f"tampered run.json: {field_name} = {name}, {command[0]}", got.returncode != 0 and not crashed
+                and not lost, f"exit {got.returncode} ({said}); checkouts "
+                + ("untouched" if not lost else "changed: " + ", ".join(lost[:4])), time.monotonic() - started))
+            record.write_text(original)
+    return results
+
+
 # -- the report ------------------------------------------------------------------------------------------
 
+SECTIONS = ("crash", "hostile", "mangled", "leaks", "attacks")
+
+
+def attacks(work: Path, args) -> list[CaseResult]:
+    """The attack cases, each printed when done: secrets, ReDoS, huge inputs, Ctrl-C mid-parse, apply, tampering."""
+    results: list[CaseResult] = []
+
+    def keep(got: list[CaseResult] | CaseResult) -> None:
+        for r in got if isinstance(got, list) else [got]:
+            results.append(r)
+            progress(f"{r.case}: {'pass' if r.passed else 'FAIL'} ({r.detail}; {r.seconds:.1f} s)")
+
+    for name, probe in (
+            ("secrets grep", lambda: secrets_grep(work / "secrets")[0]),
+            ("ReDoS", lambda: redos_cases(work / "redos", args.limit)),
+            ("huge inputs", lambda: huge_cases(work / "huge", args.huge_ignore, args.huge_dockerfile, args.limit)),
+            ("SIGINT mid-parse", lambda: sigint_mid_parse(work / "sigint", args.huge_dockerfile)),
+            ("apply during a run", lambda: apply_during_run(work / "apply")),
+            ("tampered run.json", lambda: tampered_records(work / "tamper"))):
+        try:
+            keep(probe())
+        except Exception as err:  # a broken probe is a failed case, not a lost bench
+            keep(CaseResult(name, False, f"the probe failed: {type(err).__name__}: {err}"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _STREAM
     parser = argparse.ArgumentParser(prog="python -m bench.reliability", description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default="kill,raise", help="crash modes: kill (SIGKILL), raise (exception)")
     parser.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     parser.add_argument("--mangled", type=int, default=200, help="mangled inputs to feed the analysis")
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--keep", type=Path, default=None, help="save crashing mangled inputs here")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which to run, of {', '.join(SECTIONS)}")
+    parser.add_argument("--limit", type=float, default=HANG_SECONDS,
+                        help="seconds an analysis may take on a ReDoS or huge input before it counts as hung")
+    parser.add_argument("--huge-ignore", type=int, default=100_000, help="lines of the huge .dockerignore")
+    parser.add_argument("--huge-dockerfile", type=int, default=50_000,
+                        help="lines of the huge Dockerfile (also the one Ctrl-C'd mid-parse)")
     args = parser.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
     for name in _CLEAN:
         os.environ.pop(name, None)
+    _STREAM = True
     modes = tuple(m for m in args.modes.split(",") if m)
     started = time.monotonic()
+    rows: list[str] = []
+    failed: list[CrashResult] = []
+    cases: list[HostileResult] = []
+    mangled, leaks, attacked = None, [], []
     with tempfile.TemporaryDirectory(prefix="bench-reliability-") as tmp:
         work = Path(tmp)
         command = " ".join(["python -m bench.reliability", *(argv if argv is not None else sys.argv[1:])])
-        print(f"# Reliability, {datetime.now():%Y-%m-%d %H:%M}: `{command}`")
-        points = crash_points()
-        t0 = time.monotonic()
-        reference = reference_run(work / "reference")
-        crashes = crash_matrix(work / "crash", points, modes, args.workers, reference)
-        inside_git = crash_inside_git(work / "inside-git", reference)
-        crash_s = time.monotonic() - t0
-        t0 = time.monotonic()
-        cases = hostile(work / "hostile", workers=args.workers)
-        hostile_s = time.monotonic() - t0
-        t0 = time.monotonic()
-        mangled = mangled_inputs(work, args.mangled, args.seed, args.keep)
-        mangled_s = time.monotonic() - t0
-        t0 = time.monotonic()
-        leaks = leak_scenarios(work / "leaks")
-        leaks_s = time.monotonic() - t0
+        print(f"# Reliability, {datetime.now():%Y-%m-%d %H:%M}: `{command}`\n", flush=True)
+        if "crash" in sections:
+            points = crash_points()
+            t0 = time.monotonic()
+            reference = reference_run(work / "reference")
+            crashes = crash_matrix(work / "crash", points, modes, args.workers, reference)
+            inside_git = crash_inside_git(work / "inside-git", reference)
+            progress("crash inside a git command: " + ("recovered" if inside_git.recovered else "NOT recovered"))
+            crash_s = time.monotonic() - t0
+            for mode in modes:
+                got = [r for r in crashes if r.mode == mode]
+                label = {"kill": "crash points, SIGKILL", "raise": "crash points, exception"}.get(mode, mode)
+                rows.append(f"| {label} ({len(points) // 2} nodes × before/after) | {len(got)} | "
+                            f"{sum(r.recovered for r in got)} recovered | {crash_s:.0f} s (all modes) |")
+            rows.append(f"| SIGKILL inside a git command (its lock files left) | 1 | "
+                        f"{int(inside_git.recovered)} recovered | |")
+            failed = [r for r in [*crashes, inside_git] if not r.recovered]
+        if "hostile" in sections:
+            t0 = time.monotonic()
+            cases = hostile(work / "hostile", workers=args.workers)
+            rows.append(f"| hostile repositories | {len(cases)} | {sum(c.handled for c in cases)} handled | "
+                        f"{time.monotonic() - t0:.0f} s |")
+        if "mangled" in sections:
+            t0 = time.monotonic()
+            mangled = mangled_inputs(work, args.mangled, args.seed, args.keep)
+            rows.append(f"| mangled Dockerfiles/compose files | {mangled.fed} | {len(mangled.crashes)} crashes, "
+                        f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {len(mangled.rule_errors)} rule errors "
+                        f"caught | {time.monotonic() - t0:.0f} s |")
+            progress(rows[-1].strip("| "))
+        if "leaks" in sections:
+            t0 = time.monotonic()
+            leaks = leak_scenarios(work / "leaks")
+            rows.append(f"| leak checks (in-process runs) | {len(leaks)} | {sum(r.leaks for r in leaks)} leaks found | "
+                        f"{time.monotonic() - t0:.0f} s |")
+            progress(rows[-1].strip("| "))
+        if "attacks" in sections:
+            t0 = time.monotonic()
+            attacked = attacks(work / "attacks", args)
+            rows.append(f"| attacks (secrets, ReDoS, huge inputs, Ctrl-C mid-parse, apply during a run, tampered "
+                        f"records) | {len(attacked)} | {sum(r.passed for r in attacked)} passed | "
+                        f"{time.monotonic() - t0:.0f} s |")
 
     print()
     print("| measure | tried | result | time |")
     print("|---|---|---|---|")
-    for mode in modes:
-        got = [r for r in crashes if r.mode == mode]
-        label = {"kill": "crash points, SIGKILL", "raise": "crash points, exception"}.get(mode, mode)
-        print(f"| {label} ({len(points) // 2} nodes × before/after) | {len(got)} | "
-              f"{sum(r.recovered for r in got)} recovered | {crash_s:.0f} s (all modes) |")
-    print(f"| SIGKILL inside a git command (its lock files left) | 1 | "
-          f"{int(inside_git.recovered)} recovered | |")
-    print(f"| hostile repositories | {len(cases)} | {sum(c.handled for c in cases)} handled | {hostile_s:.0f} s |")
-    print(f"| mangled Dockerfiles/compose files | {mangled.fed} | {len(mangled.crashes)} crashes, "
-          f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {len(mangled.rule_errors)} rule errors caught | "
-          f"{mangled_s:.0f} s |")
-    print(f"| leak checks (in-process runs) | {len(leaks)} | {sum(r.leaks for r in leaks)} leaks found | "
-          f"{leaks_s:.0f} s |")
-    print()
-    print("| hostile case | handled | how |")
-    print("|---|---|---|")
-    for r in cases:
-        how = r.how + ("" if r.handled else " — " + "; ".join(r.problems))
-        print(f"| {r.case} | {'yes' if r.handled else 'no'} | {how.replace('|', '/')} |")
-    failed = [r for r in [*crashes, inside_git] if not r.recovered]
+    print("\n".join(rows))
+    if cases:
+        print()
+        print("| hostile case | handled | how |")
+        print("|---|---|---|")
+        for r in cases:
+            how = r.how + ("" if r.handled else " — " + "; ".join(r.problems))
+            print(f"| {r.case} | {'yes' if r.handled else 'no'} | {how.replace('|', '/')} |")
+    if attacked:
+        print()
+        print("| attack | result | what happened | time |")
+        print("|---|---|---|---|")
+        for r in attacked:
+            print(f"| {r.case} | {'pass' if r.passed else 'FAIL'} | {r.detail.replace('|', '/')} | {r.seconds:.1f} s |")
     if failed:
         print("\nCrash points not recovered:")
         for r in failed:
             print(f"- {r.point} ({r.mode}): {'; '.join(r.problems)}")
-    if mangled.crashes or mangled.hangs:
+    if mangled is not None and (mangled.crashes or mangled.hangs):
         print("\nMangled inputs that crashed or hung the analysis:")
         seen = {}
         for rel, what, where in mangled.crashes:
@@ -1020,18 +1437,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"- {what} at {where} ({len(files)}×, e.g. {files[0]})")
         for rel in mangled.hangs:
             print(f"- hang on {rel}")
-    if mangled.rule_errors:
+    if mangled is not None and mangled.rule_errors:
         print("\nRules that raised on mangled input (the analysis caught it and went on):")
         for line in sorted(set(mangled.rule_errors)):
             print(f"- {line[:300]}")
-    print()
-    print("| leak scenario | left behind |")
-    print("|---|---|")
-    for r in leaks:
-        print(f"| {r.scenario} | {r.describe()} |")
-    print(f"\nTotal {time.monotonic() - started:.0f} s on {os.cpu_count()} CPUs, {args.workers} workers.")
-    ok = not failed and all(c.handled for c in cases) and not mangled.crashes and not mangled.hangs \
-        and not any(r.leaks for r in leaks)
+    if leaks:
+        print()
+        print("| leak scenario | left behind |")
+        print("|---|---|")
+        for r in leaks:
+            print(f"| {r.scenario} | {r.describe()} |")
+    print(f"\nTotal {time.monotonic() - started:.0f} s on {os.cpu_count()} CPUs, {args.workers} workers.", flush=True)
+    ok = (not failed and all(c.handled for c in cases) and (mangled is None or not (mangled.crashes or mangled.hangs))
+          and not any(r.leaks for r in leaks) and all(r.passed for r in attacked))
     return 0 if ok else 1
 
 

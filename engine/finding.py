@@ -14,6 +14,8 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from enum import Enum
 
+from engine.redact import mask
+
 
 def short_hash(*parts: object, length: int = 10) -> str:
     """A stable id from the given parts (same input, same id across runs)."""
@@ -81,10 +83,17 @@ class Finding:
         for name in ("line", "end_line"):
             if type(getattr(self, name)) is not int:
                 raise TypeError(f"Finding.{name} must be an int, not {type(getattr(self, name)).__name__}")
+        # No secret in a finding, whoever made it (a rule, hadolint, a model, a checkpoint): every output
+        # (JSON, SARIF, reports, run.json, checkpoints) writes findings, so they are masked here, once.
+        for name in ("message", "evidence"):
+            object.__setattr__(self, name, mask(getattr(self, name)))
 
     @classmethod
     def make(cls, **kw) -> Finding:
         kw.setdefault("end_line", kw.get("line", 0))
+        for name in ("message", "evidence"):   # the id is a hash of them: of the masked text, never the secret
+            if isinstance(kw.get(name), str):
+                kw[name] = mask(kw[name])
         fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)
 

@@ -23,6 +23,7 @@ from typing import Literal
 from urllib.parse import quote
 
 from engine.finding import Applicability, Category, Finding, Severity
+from engine.redact import mask, mask_data
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
@@ -182,11 +183,12 @@ def document(result: AnalysisResult, root: Path) -> AnalyzeDocument:
 def render(result: AnalysisResult | list[Finding], fmt: str, root: Path) -> str:
     if isinstance(result, list):
         result = AnalysisResult(findings=result)
+    # Findings are masked when made; notes, tool messages and paths are masked here (engine.redact.mask).
     if fmt == "json":
-        return json.dumps(_json_data(document(result, root)), indent=2, ensure_ascii=False) + "\n"
+        return json.dumps(mask_data(_json_data(document(result, root))), indent=2, ensure_ascii=False) + "\n"
     if fmt == "sarif":
-        return json.dumps(sarif(result, root), indent=2) + "\n"
-    return markdown(result, root)
+        return json.dumps(mask_data(sarif(result, root)), indent=2) + "\n"
+    return mask(markdown(result, root))
 
 
 # -- markdown -------------------------------------------------------------------

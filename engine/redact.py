@@ -241,3 +241,51 @@ class Redactor:
     def unmask(self, text: str) -> str:
         """The original values back in ``text`` (what the model saw -> what the file holds)."""
         return PLACEHOLDER.sub(lambda m: self.values.get(m.group(0), m.group(0)), text)
+
+
+class _Masker(Redactor):
+    """The same forms masked with one fixed mark: nothing of the value is kept, not even a hash of it."""
+
+    MARK = "__REDACTED_00000000__"
+
+    def __init__(self) -> None:
+        super().__init__(key=b"-")   # no key is used, and none is drawn (the analyzer starts light)
+
+    def placeholder(self, secret: str) -> str:
+        self.count += 1
+        return self.MARK   # nothing remembered: the same text is masked the same way in every process
+
+
+_MASKER: _Masker | None = None
+
+
+def mask(text: str) -> str:
+    """``text`` with every secret form above replaced by ``__REDACTED_00000000__``.
+
+    What: the masking of findings (their message and evidence, ours and
+    hadolint's) and of ``pipeline analyze``'s output, done where a finding is
+    made, so no output (JSON, SARIF, markdown, run.json, checkpoints) can
+    carry the value. Why: a Dockerfile's ``ARG NPM_TOKEN=...`` cited as
+    evidence went verbatim into the SARIF a workflow uploads to code scanning.
+    Deterministic (no run key, no learned values): a finding's id and
+    fingerprint are the same in every run, and a changed secret doesn't make
+    a finding look new. Example: ``ENV API_KEY=abc123`` ->
+    ``ENV API_KEY=__REDACTED_00000000__``.
+    """
+    global _MASKER
+    if not text:
+        return text
+    if _MASKER is None:
+        _MASKER = _Masker()
+    return _MASKER(text)
+
+
+def mask_data(value: object) -> object:
+    """``value`` (str, list, dict, nested; keys kept) with every string masked as by ``mask``."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: mask_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [mask_data(v) for v in value]
+    return value

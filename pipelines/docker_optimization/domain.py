@@ -12,6 +12,7 @@ from engine.artifacts import (
 from engine.domain import FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
+from engine.redact import mask
 from pipelines.docker_optimization import (
     analysis, buildgraph, compose as compose_mod, copies, model_edits, policy, validate,
 )
@@ -284,7 +285,7 @@ class DockerDomain:
                 left.append(f"{', '.join(task.rules)}: hadolint can't parse {task.file} any more, so can't confirm")
             theirs, _, _, _ = hadolint_mod.to_findings(done.results, {task.file: df}, after)
             left += [f"{f.rule} at {f.location} (hadolint)" for f in theirs if f.rule in task.rules]
-        text = project.text(task.file) or ""
+        text = mask(project.text(task.file) or "")   # as the findings cite it: secrets masked
         lines, flat = {ln.strip() for ln in text.splitlines()}, " ".join(text.split())
         for f in findings:
             cited = f.evidence.strip()
