@@ -74,7 +74,7 @@ def _apply(record: RunRecord, repo: str, spec, phases: list[str] | None, force: 
         warning = f"; warning: the merge added {len(new_errors)} error findings: {shown}"
     # The user's own merge: their identity, config and hooks (not the run's git environment).
     done = subprocess.run(["git", "-C", repo, "merge", "--no-ff", "--no-edit", "-m",
-                           f"Merge pipeline run {run.run_id} ({what})", target], capture_output=True, text=True)
+                           f"Merge pipeline run {run.run_id}" + ("" if what == "the run" else f": {what}"), target], capture_output=True, text=True)
     if done.returncode != 0:
         if _git(repo, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False).returncode == 0:
             _git(repo, "merge", "--abort", check=False)
