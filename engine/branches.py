@@ -56,6 +56,10 @@ def _apply(record: RunRecord, repo: str, spec, phases: list[str] | None, force: 
     if _git(repo, "merge-base", "--is-ancestor", target, "HEAD", check=False).returncode == 0:
         return f"{what} of {branch} is already merged into {current}"
     merged = _git(repo, "merge-tree", "--write-tree", "--no-messages", "HEAD", target, check=False)
+    if merged.returncode > 1:   # 1 is a conflict; more is git itself (older than 2.38: no --write-tree)
+        reason = (merged.stderr.strip().splitlines() or ["git merge-tree failed"])[0]
+        raise UsageError(f"apply needs git 2.38 or later to check the merge before making it ({reason}); "
+                         f"nothing was merged: {commands}")
     if merged.returncode != 0:
         raise UsageError(f"merging {branch} into {current} conflicts, so nothing was merged; resolve it by hand: {commands}")
     tree = merged.stdout.split()[0]

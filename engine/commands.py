@@ -32,11 +32,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def os_fail(error: OSError) -> None:
+def os_fail(error: OSError, then: str = "`pipeline resume RUN_ID` continues the run") -> None:
     """A full disk or a denied directory: one line and exit 1; run.json is written whole or not at all,
     so the run resumes once the cause is gone."""
     where = f" ({error.filename})" if error.filename else ""
-    fail(f"{error.strerror or error}{where}; fix it, then `pipeline resume RUN_ID` continues the run", 1)
+    fail(f"{error.strerror or error}{where}; fix that, then {then}", 1)
 
 
 def _pipelines():
@@ -216,14 +216,17 @@ def resume(
 def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
-    from engine.runs import UsageError, load_record
+    from engine.runs import UsageError, load_record, write_atomic
 
     try:
         record, paths = load_record(reports_dir, run_id)
     except UsageError as error:
         fail(str(error))
     text = render_summary(record)
-    paths.summary.write_text(text, encoding="utf-8")
+    try:
+        write_atomic(paths.summary, text)
+    except OSError as error:
+        os_fail(error, "retry")
     sys.stdout.write(text)
 
 
@@ -285,7 +288,7 @@ def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
     except UsageError as error:
         fail(str(error))
     except OSError as error:
-        os_fail(error)
+        os_fail(error, "retry")
     err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -302,7 +305,7 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
     except UsageError as error:
         fail(str(error))
     except OSError as error:
-        os_fail(error)
+        os_fail(error, "retry")
 
 
 @app.command()

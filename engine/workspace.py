@@ -126,7 +126,8 @@ def verify_own_worktree(repo: Path, run_id: str, worktree: Path | str, branch: s
         if entry is None:
             if any(location.iterdir()):
                 raise RepoError(f"{location} is not a worktree git knows (`git worktree list`); nothing was touched")
-        elif entry.get("branch", f"refs/heads/{own_branch}") != f"refs/heads/{own_branch}" and "locked" not in entry:
+        elif entry.get("branch", f"refs/heads/{own_branch}") != f"refs/heads/{own_branch}" \
+                and entry.get("locked") != "initializing":   # half-made: repaired by ``repair_worktree``
             raise RepoError(f"{location} is on {entry['branch']}, not the run's branch {own_branch}; nothing was touched")
     return root
 
@@ -134,17 +135,26 @@ def verify_own_worktree(repo: Path, run_id: str, worktree: Path | str, branch: s
 def repair_worktree(repo: Path, worktree: Path) -> None:
     """Undo what a run killed during ``git worktree add`` left: a worktree locked "initializing", or half-made.
 
-    Only for a path ``verify_own_worktree`` accepted (the run's own, under the git dir): a directory there
-    without its ``.git`` file is removed, so that the worktree is made again from the branch.
+    Only for a path ``verify_own_worktree`` accepted (the run's own, under the git dir). The lock git took
+    while making it is released; a directory there without a ``.git`` file, or whose HEAD does not resolve,
+    is removed, so that ``Workspace.open`` makes the worktree again from the branch (the commits are safe
+    on the branch; the worktree holds nothing else of value).
     """
     entry = registered_worktrees(repo).get(Path(worktree).resolve())
-    if entry is not None and "locked" in entry:
+    if entry is not None and entry.get("locked") == "initializing":
         subprocess.run(["git", "-C", str(repo), "worktree", "unlock", str(worktree)], capture_output=True, env=git_env())
-    if worktree.is_dir() and not (worktree / ".git").exists():
+    if not worktree.is_dir():
+        return
+    def _rev_parse(*args: str) -> str | None:
+        done = subprocess.run(["git", "-C", str(worktree), "rev-parse", *args], capture_output=True, text=True,
+                              env=git_env())
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # A broken .git file lets git find the repository's own git dir above (the worktree lives inside it):
+    # the worktree must be its own top level, at a HEAD that resolves.
+    top = _rev_parse("--show-toplevel") if (worktree / ".git").exists() else None
+    if top is None or Path(top).resolve() != worktree.resolve() or _rev_parse("--verify", "--quiet", "HEAD") is None:
         shutil.rmtree(worktree)
-    elif (worktree / ".git").exists():
-        subprocess.run(["git", "-C", str(repo), "worktree", "repair", str(worktree)], capture_output=True, env=git_env())
-    subprocess.run(["git", "-C", str(repo), "worktree", "prune"], capture_output=True, env=git_env())
 
 
 @dataclass(frozen=True)
