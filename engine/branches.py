@@ -2,7 +2,8 @@
 
 ``apply`` is the one command that touches the user's checkout, and only
 when it is clean: it merges ``pipeline/<run-id>`` into the current branch
-(``--no-ff``, so the run stays one revertable merge). ``rollback`` removes
+(``--no-ff``, so the run stays one revertable merge) after proving the merge
+loses nothing of the user's (see ``apply_run``). ``rollback`` removes
 the run's commits (all, or from one phase on) from the run's branch.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from engine.artifacts import ChangeStatus, RunRecord
 from engine.gitenv import git_env
-from engine.runs import RunPaths, UsageError, _lock, save_record
+from engine.runs import RunPaths, UsageError, _lock, load_record, save_record, verify_record
 from engine.workspace import TRAILER_PHASE, Workspace
 
 
@@ -21,27 +22,140 @@ def _git(repo: str, *args: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, env=git_env(), check=check)
 
 
-def apply_run(record: RunRecord) -> str:
-    """Merge the run's branch into the user's current branch; the message says what happened."""
-    repo, branch = record.run.repo, record.run.branch
-    if _git(repo, "rev-parse", "--verify", "--quiet", branch, check=False).returncode != 0:
+def apply_run(record: RunRecord, paths: RunPaths, spec, phases: list[str] | None = None, force: bool = False) -> str:
+    """Merge a finished run (or its named finished phases) into the user's current branch, losing nothing.
+
+    Under the repository lock (never while the run is active), only for the run's own worktree and branch
+    (``verify_record``), only into a clean checkout, never over a file on disk git does not track, with the
+    user's identity and hooks (a plain ``git merge``), and only when the merged tree has no error finding the
+    user's head did not have (``force``: merged anyway, with a warning). The message says what happened.
+    """
+    root = verify_record(record, paths)
+    lock = _lock(root, record.run.run_id)   # refused while the run (or any other) is active on the repository
+    try:
+        record, _ = load_record(paths.root.parent, paths.root.name)   # as the run left it, now that it can't move
+        verify_record(record, paths)
+        return _apply(record, str(root), spec, phases, force)
+    finally:
+        lock.release()
+
+
+def _apply(record: RunRecord, repo: str, spec, phases: list[str] | None, force: bool) -> str:
+    run, branch = record.run, record.run.branch
+    if _git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False).returncode != 0:
         raise UsageError(f"branch {branch} no longer exists in {repo}")
+    target, what = _target(record, repo, phases)
     current = _git(repo, "symbolic-ref", "--quiet", "--short", "HEAD", check=False).stdout.strip()
-    commands = f"git -C {repo} merge --no-ff {branch}"
+    commands = f"git -C {repo} merge --no-ff {branch if what == 'the run' else target[:10]}"
     if not current:
         raise UsageError(f"{repo} has a detached HEAD; check out the branch to merge into, then run: {commands}")
     dirty = _git(repo, "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
         raise UsageError(f"{repo} has uncommitted changes ({len(dirty.splitlines())} files), so nothing was merged; "
                          f"commit or stash them, then run: {commands}")
-    if _git(repo, "merge-base", "--is-ancestor", branch, "HEAD", check=False).returncode == 0:
-        return f"{branch} is already merged into {current}"
-    merged = _git(repo, "merge", "--no-ff", "--no-edit", "-m", f"Merge pipeline run {record.run.run_id}", branch,
-                  check=False)
+    if _git(repo, "merge-base", "--is-ancestor", target, "HEAD", check=False).returncode == 0:
+        return f"{what} of {branch} is already merged into {current}"
+    merged = _git(repo, "merge-tree", "--write-tree", "--no-messages", "HEAD", target, check=False)
+    if merged.returncode > 1:   # 1 is a conflict; more is git itself (older than 2.38: no --write-tree)
+        reason = (merged.stderr.strip().splitlines() or ["git merge-tree failed"])[0]
+        raise UsageError(f"apply needs git 2.38 or later to check the merge before making it ({reason}); "
+                         f"nothing was merged: {commands}")
     if merged.returncode != 0:
-        _git(repo, "merge", "--abort", check=False)
         raise UsageError(f"merging {branch} into {current} conflicts, so nothing was merged; resolve it by hand: {commands}")
-    return f"merged {branch} into {current} at {_git(repo, 'rev-parse', '--short', 'HEAD').stdout.strip()}"
+    tree = merged.stdout.split()[0]
+    in_the_way = untracked_in_the_way(repo, tree)
+    if in_the_way:
+        shown = ", ".join(in_the_way[:10]) + (f" and {len(in_the_way) - 10} more" if len(in_the_way) > 10 else "")
+        raise UsageError(f"the merge would overwrite {len(in_the_way)} files on disk that git does not track "
+                         f"(untracked or ignored): {shown}; move them aside, then retry; nothing was merged")
+    new_errors = _new_errors(repo, spec, run, tree, target)
+    warning = ""
+    if new_errors:
+        shown = "; ".join(new_errors[:5]) + (f"; and {len(new_errors) - 5} more" if len(new_errors) > 5 else "")
+        if not force:
+            raise UsageError(f"the merged tree has {len(new_errors)} error findings your {current} does not: {shown}; "
+                             f"nothing was merged (--force merges anyway)")
+        warning = f"; warning: the merge added {len(new_errors)} error findings: {shown}"
+    # The user's own merge: their identity, config and hooks (not the run's git environment).
+    done = subprocess.run(["git", "-C", repo, "merge", "--no-ff", "--no-edit", "-m",
+                           f"Merge pipeline run {run.run_id}" + ("" if what == "the run" else f": {what}"), target], capture_output=True, text=True)
+    if done.returncode != 0:
+        if _git(repo, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False).returncode == 0:
+            _git(repo, "merge", "--abort", check=False)
+        reason = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["git merge failed"])[-1]
+        raise UsageError(f"git merge of {branch} into {current} failed ({reason}); nothing was merged")
+    merged_what = branch if what == "the run" else f"{what} of {branch}"
+    return f"merged {merged_what} into {current} at {_git(repo, 'rev-parse', '--short', 'HEAD').stdout.strip()}{warning}"
+
+
+def _target(record: RunRecord, repo: str, phases: list[str] | None) -> tuple[str, str]:
+    """The commit to merge: the branch of a completed run, or the last commit of the named finished phases."""
+    run = record.run
+    if not phases:
+        if record.status != "completed":
+            state = "was stopped before it finished" if record.status == "running" else f"is {record.status}"
+            raise UsageError(f"run {run.run_id} {state}; `pipeline resume {run.run_id}` finishes it, or name its "
+                             f"finished phases with --phases; nothing was merged")
+        return _git(repo, "rev-parse", f"refs/heads/{run.branch}").stdout.strip(), "the run"
+    unknown = [p for p in phases if p not in run.phases]
+    if unknown:
+        raise UsageError(f"run {run.run_id} has no phase {', '.join(unknown)}; its phases are: {', '.join(run.phases)}")
+    status = {p.phase: p.status for p in record.phases}
+    unfinished = [p for p in phases if status.get(p) != "completed"]
+    if unfinished:
+        raise UsageError(f"phase {', '.join(unfinished)} of run {run.run_id} did not finish; nothing was merged")
+    fmt = f"%H%x1f%(trailers:key={TRAILER_PHASE},valueonly,separator=)%x1e"
+    log = _git(repo, "log", "--reverse", f"--format={fmt}", f"{run.base_commit}..refs/heads/{run.branch}").stdout
+    commits = [tuple(part.strip() for part in rec.split("\x1f")) for rec in log.split("\x1e") if rec.strip()]
+    last = max((i for i, (_, phase) in enumerate(commits) if phase in phases), default=None)
+    if last is None:
+        raise UsageError(f"phase {', '.join(phases)} of run {run.run_id} made no commits; nothing to merge")
+    before = sorted({phase for _, phase in commits[:last] if phase not in phases})
+    if before:
+        raise UsageError(f"the commits of phase {', '.join(before)} come before those of {', '.join(phases)} "
+                         f"on {run.branch}; name them too (--phases {','.join([*before, *phases])})")
+    return commits[last][0], f"phase {', '.join(phases)}"
+
+
+def untracked_in_the_way(repo: str, tree: str) -> list[str]:
+    """Paths the merged ``tree`` adds that exist on disk untracked or ignored (a merge would overwrite them).
+
+    git refuses to overwrite an untracked file, but replaces an ignored one (a local ``deploy/`` or
+    ``docker-bake.hcl``) without a word; both are the user's, so both are named and nothing is merged.
+    """
+    out = _git(repo, "diff", "--name-status", "-z", "--no-renames", "HEAD", tree).stdout.split("\0")
+    added = [path for status, path in zip(out[::2], out[1::2]) if status == "A"]
+    root, found = Path(repo), []
+    for path in added:
+        parts = Path(path).parts
+        for depth in range(1, len(parts) + 1):
+            on_disk = root.joinpath(*parts[:depth])
+            if depth == len(parts) and (on_disk.exists() or on_disk.is_symlink()):
+                found.append(path)
+            elif depth < len(parts) and (on_disk.is_symlink() or on_disk.is_file()):
+                found.append("/".join(parts[:depth]))
+                break
+    return sorted(set(found))
+
+
+def _new_errors(repo: str, spec, run, tree: str, target: str) -> list[str]:
+    """Error findings of the merged tree (the pipeline's own analysis) that the user's HEAD did not have."""
+    from engine.tree import GitTree
+
+    # A dangling commit of the merged tree, so the analysis reads it through git like any commit.
+    merged = subprocess.run(["git", "-C", repo, "commit-tree", tree, "-p", "HEAD", "-p", target, "-m", "pipeline apply check"],
+                            capture_output=True, text=True, env=git_env(), check=True).stdout.strip()
+    head = _git(repo, "rev-parse", "HEAD").stdout.strip()
+    domain = spec.domain(run)
+    trees = [GitTree(Path(repo), head), GitTree(Path(repo), merged)]
+    try:
+        before, after = (domain.analyze(t) for t in trees)
+    finally:
+        for t in trees:
+            t.close()
+        domain.close()
+    had = {f.fingerprint for f in before if f.severity.value == "error"}
+    return [f"{f.rule} {f.file}:{f.line} {f.message}" for f in after if f.severity.value == "error" and f.fingerprint not in had]
 
 
 def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -> str:
@@ -50,6 +164,8 @@ def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -
     if phase is not None and phase not in run.phases:
         raise UsageError(f"run {run.run_id} has no phase {phase!r}; its phases are: {', '.join(run.phases)}")
     dropped = run.phases[run.phases.index(phase):] if phase else list(run.phases)
+    verify_record(record, paths)   # never reset a path the record merely names
+    run = record.run
     lock = _lock(Path(run.repo), run.run_id)  # never reset a worktree under an active run
     try:
         return _rollback(record, paths, dropped)

@@ -32,6 +32,13 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def os_fail(error: OSError, then: str = "`pipeline resume RUN_ID` continues the run") -> None:
+    """A full disk or a denied directory: one line and exit 1; run.json is written whole or not at all,
+    so the run resumes once the cause is gone."""
+    where = f" ({error.filename})" if error.filename else ""
+    fail(f"{error.strerror or error}{where}; fix that, then {then}", 1)
+
+
 def _pipelines():
     from engine.spec import PipelineLookupError, loaded_pipelines
 
@@ -157,6 +164,8 @@ def run(
         record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
     except UsageError as error:
         fail(str(error))
+    except OSError as error:
+        os_fail(error)
     except KeyboardInterrupt:
         err.print("interrupted; `pipeline list` shows the run, `pipeline resume RUN_ID` continues it")
         raise typer.Exit(130)
@@ -195,6 +204,8 @@ def resume(
                             no_cache=no_cache)
     except UsageError as error:
         fail(str(error))
+    except OSError as error:
+        os_fail(error)
     except KeyboardInterrupt:
         err.print(f"interrupted; `pipeline resume {run_id}` continues it")
         raise typer.Exit(130)
@@ -205,14 +216,17 @@ def resume(
 def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
-    from engine.runs import UsageError, load_record
+    from engine.runs import UsageError, load_record, write_atomic
 
     try:
         record, paths = load_record(reports_dir, run_id)
     except UsageError as error:
         fail(str(error))
     text = render_summary(record)
-    paths.summary.write_text(text, encoding="utf-8")
+    try:
+        write_atomic(paths.summary, text)
+    except OSError as error:
+        os_fail(error, "retry")
     sys.stdout.write(text)
 
 
@@ -257,16 +271,25 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
 
 
 @app.command()
-def apply(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
-    """Merge a run's branch into your current branch (only when your tree is clean)."""
+def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
+          phases: Optional[str] = typer.Option(None, "--phases", help="Merge only these finished phases (comma-separated)."),
+          force: bool = typer.Option(False, "--force", help="Merge even when the merged tree has new error findings (warns).")) -> None:
+    """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
     from engine.branches import apply_run
     from engine.runs import UsageError, load_record
 
+    chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
-        record, _ = load_record(reports_dir, run_id)
-        err.print(apply_run(record))
+        record, paths = load_record(reports_dir, run_id)
+        spec = _pipelines().get(record.run.pipeline)
+        if spec is None:
+            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+        message = apply_run(record, paths, spec, chosen, force)
     except UsageError as error:
         fail(str(error))
+    except OSError as error:
+        os_fail(error, "retry")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -281,6 +304,8 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
         err.print(rollback_run(record, paths, phase))
     except UsageError as error:
         fail(str(error))
+    except OSError as error:
+        os_fail(error, "retry")
 
 
 @app.command()

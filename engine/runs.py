@@ -23,7 +23,7 @@ from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
 from engine.lock import Locked, RepoLock
-from engine.workspace import RepoError, Workspace, git_common_dir, validate_repo
+from engine.workspace import RepoError, Workspace, git_common_dir, validate_repo, verify_own_worktree
 
 
 class UsageError(Exception):
@@ -61,15 +61,28 @@ class RunPaths:
         return self.root / f"{index}-{phase}.md"
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temp file renamed over it, removed when the write fails.
+
+    A full disk (ENOSPC) or a denied directory (EACCES) then leaves the previous file as it was and no
+    ``.tmp`` behind, so the run resumes from it once the cause is gone.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_record(record: RunRecord, path: Path, redactor=None) -> None:
     """Write run.json atomically: a reader never sees half a file; with ``redactor``, no secret in it."""
     record.updated = now()
-    tmp = path.with_suffix(".json.tmp")
     text = record.model_dump_json(indent=2)
     if redactor is not None:
         text = json.dumps(redactor.scrub(json.loads(text)), indent=2, ensure_ascii=False)
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, text + "\n")
 
 
 def load_record(reports_dir: Path, run_id: str) -> tuple[RunRecord, RunPaths]:
@@ -80,6 +93,25 @@ def load_record(reports_dir: Path, run_id: str) -> tuple[RunRecord, RunPaths]:
         return RunRecord.model_validate_json(paths.run_json.read_text(encoding="utf-8")), paths
     except ValueError as err:
         raise UsageError(f"{paths.run_json} is not a valid run record ({str(err).splitlines()[0]})") from None
+
+
+def verify_record(record: RunRecord, paths: RunPaths) -> Path:
+    """Refuse (UsageError, one line) a record that does not point at its run's own worktree; the repository root.
+
+    Called before any command touches the worktree (resume, rollback, apply): see
+    ``engine.workspace.verify_own_worktree``. The record's ``run_dir`` is not trusted either: the run's
+    directory is where the record was read from.
+    """
+    run = record.run
+    if run.run_id != paths.root.name:
+        raise UsageError(f"{paths.run_json} names run {run.run_id!r}, not {paths.root.name!r}; "
+                         f"the record was altered, so nothing was touched")
+    try:
+        root = verify_own_worktree(Path(run.repo), run.run_id, run.worktree, run.branch)
+    except RepoError as err:
+        raise UsageError(str(err)) from None
+    record.run = run.model_copy(update={"run_dir": str(paths.root), "repo": str(root)})
+    return root
 
 
 def list_records(reports_dir: Path) -> list[RunRecord]:
@@ -219,6 +251,7 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
     if phase is not None and phase not in record.run.phases:
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
+    verify_record(record, paths)
     lock = _lock(Path(record.run.repo), run_id)
     try:
         return Runner(spec, record, paths, on_event).execute("resume", None, from_phase=phase)
@@ -368,7 +401,7 @@ class Runner:
             if phase.nodes:
                 path = self.paths.phase_report(index, phase.phase)
                 phase.report_path = path.name
-                path.write_text(self._clean(render_phase(record, phase.phase)), encoding="utf-8")
+                write_atomic(path, self._clean(render_phase(record, phase.phase)))
         if self.llm is not None:
             from engine.llm_budget import usage_by_node
 
@@ -393,14 +426,14 @@ class Runner:
 
             self.record.llm_calls = self.llm.ledger.calls()
             self.record.usage = usage_by_node(self.record.llm_calls)
-        self.paths.summary.write_text(self._clean(render_summary(self.record)), encoding="utf-8")
+        write_atomic(self.paths.summary, self._clean(render_summary(self.record)))
         if self.record.head_findings is not None:
             from engine.findings_output import render
 
             head = render(self.record.head_findings, "json", Path(self.record.run.worktree))
             if self.redactor is not None:
                 head = json.dumps(self.redactor.scrub(json.loads(head)), indent=2, ensure_ascii=False) + "\n"
-            (self.paths.summary.parent / "findings-head.json").write_text(head, encoding="utf-8")
+            write_atomic(self.paths.summary.parent / "findings-head.json", head)
         self.save()
         self.on_event("run_end", record=self.record)
 

@@ -9,6 +9,8 @@ phase and task; they are what makes re-running a phase idempotent.
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,86 @@ def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: s
         raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def registered_worktrees(repo: Path) -> dict[Path, dict[str, str]]:
+    """The worktrees git knows for ``repo``: resolved path -> its porcelain attributes (branch, locked...)."""
+    out = subprocess.run(["git", "-C", str(repo), "worktree", "list", "--porcelain", "-z"], check=True,
+                         capture_output=True, env=git_env()).stdout.decode("utf-8", "surrogateescape")
+    found: dict[Path, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for field in out.split("\0"):
+        if not field:
+            current = None
+            continue
+        key, _, value = field.partition(" ")
+        if key == "worktree":
+            current = found.setdefault(Path(value).resolve(), {})
+        elif current is not None:
+            current[key] = value
+    return found
+
+
+def verify_own_worktree(repo: Path, run_id: str, worktree: Path | str, branch: str) -> Path:
+    """Prove that ``worktree`` is run ``run_id``'s own worktree before anything resets or merges it.
+
+    What: the path must be ``<git-common-dir>/pipeline-worktrees/<run-id>`` of ``repo`` (no symlink on the
+    way), on branch ``pipeline/<run-id>``, and, when it exists, registered with git (``git worktree list``).
+    Why: run.json is a file in a reports directory, not a proof; a record whose ``worktree`` names the
+    user's checkout once made ``rollback`` run ``reset --hard`` and ``clean -ffdx`` there. Example: a record
+    with ``"worktree": "/home/me/project"`` is refused with one line. Instead: resume, roll back or apply
+    with the run's untouched run.json, or start a new run. Returns the repository's work tree root.
+    """
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise RepoError(f"the run record's run id {run_id!r} is not a run id; the record was altered, so nothing was touched")
+    root = validate_repo(Path(repo))
+    location, own_branch = Workspace.location(root, run_id)
+    refuse = f"the run record of {run_id} names"
+    if branch != own_branch:
+        raise RepoError(f"{refuse} branch {branch!r}, not its own {own_branch}; nothing was touched")
+    given = Path(worktree)
+    if not given.is_absolute() or given.resolve() != location.resolve():
+        raise RepoError(f"{refuse} worktree {str(worktree)!r}, not its own {location}; nothing was touched")
+    for part in (location.parent, location):
+        if part.is_symlink():
+            raise RepoError(f"{part} is a symbolic link, not the run's own worktree; nothing was touched")
+    if location.exists():
+        entry = registered_worktrees(root).get(location.resolve())
+        if entry is None:
+            if any(location.iterdir()):
+                raise RepoError(f"{location} is not a worktree git knows (`git worktree list`); nothing was touched")
+        elif entry.get("branch", f"refs/heads/{own_branch}") != f"refs/heads/{own_branch}" \
+                and entry.get("locked") != "initializing":   # half-made: repaired by ``repair_worktree``
+            raise RepoError(f"{location} is on {entry['branch']}, not the run's branch {own_branch}; nothing was touched")
+    return root
+
+
+def repair_worktree(repo: Path, worktree: Path) -> None:
+    """Undo what a run killed during ``git worktree add`` left: a worktree locked "initializing", or half-made.
+
+    Only for a path ``verify_own_worktree`` accepted (the run's own, under the git dir). The lock git took
+    while making it is released; a directory there without a ``.git`` file, or whose HEAD does not resolve,
+    is removed, so that ``Workspace.open`` makes the worktree again from the branch (the commits are safe
+    on the branch; the worktree holds nothing else of value).
+    """
+    entry = registered_worktrees(repo).get(Path(worktree).resolve())
+    if entry is not None and entry.get("locked") == "initializing":
+        subprocess.run(["git", "-C", str(repo), "worktree", "unlock", str(worktree)], capture_output=True, env=git_env())
+    if not worktree.is_dir():
+        return
+    def _rev_parse(*args: str) -> str | None:
+        done = subprocess.run(["git", "-C", str(worktree), "rev-parse", *args], capture_output=True, text=True,
+                              env=git_env())
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    # A broken .git file lets git find the repository's own git dir above (the worktree lives inside it):
+    # the worktree must be its own top level, at a HEAD that resolves.
+    top = _rev_parse("--show-toplevel") if (worktree / ".git").exists() else None
+    if top is None or Path(top).resolve() != worktree.resolve() or _rev_parse("--verify", "--quiet", "HEAD") is None:
+        shutil.rmtree(worktree)
+
+
 @dataclass(frozen=True)
 class TaskCommit:
     sha: str
@@ -116,6 +198,7 @@ class Workspace:
         run never got to make (it was killed first): make it now, at ``base``.
         """
         worktree = Path(worktree)
+        repair_worktree(repo, worktree)
         if base is not None and not (worktree / ".git").exists() and not _branch_exists(repo, branch):
             subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
             _add_worktree_on_new_branch(repo, worktree, branch, base)
