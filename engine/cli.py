@@ -15,7 +15,11 @@ def main() -> None:
     if sys.argv[1:2] == ["analyze"]:
         from engine.analyze_cli import main as analyze
 
-        raise SystemExit(analyze(sys.argv[2:]))
+        try:
+            raise SystemExit(analyze(sys.argv[2:]))
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise SystemExit(130) from None
     import signal
 
     from engine.commands import app
