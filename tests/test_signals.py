@@ -46,3 +46,78 @@ def test_ctrl_c_during_a_parse_always_stops_the_process_and_never_reads_as_a_par
 
     assert [code for code, _, _ in outcomes] == [130] * 8, outcomes
     assert not any("parse error" in out for _, out, _ in outcomes)
+
+
+def start_paused(repo, reports, point: str) -> subprocess.Popen:
+    """`pipeline run` on ``repo``, pausing at ``point`` (engine.graph.crash_point) for the test to signal it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": f"{point}:60"}
+    env.pop("DOCKER_HOST", None)
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
+                             "--reports-dir", str(reports), "-q", "--builds", "off"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_record(reports, proc: subprocess.Popen, status: str) -> RunRecord:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        records = list_records(reports)
+        if records and records[0].status == status:
+            return records[0]
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.1)
+    raise AssertionError(f"the run's record never said {status}")
+
+
+def listed_status(reports, run_id: str) -> str:
+    listing = cli("list", "--reports-dir", str(reports), env={"COLUMNS": "300"})
+    assert listing.returncode == 0, listing.stderr
+    [row] = [line for line in listing.stdout.splitlines() if run_id in line]
+    return row.split("│")[3].strip()
+
+
+def test_a_run_killed_before_its_worktree_exists_is_never_listed_as_running(example_repo, reports):
+    from engine.runs import START_POINT
+
+    proc = start_paused(example_repo, reports, START_POINT)
+    try:
+        record = wait_for_record(reports, proc, "interrupted")   # what the record says from its first moment
+        assert record.pid == proc.pid
+        assert listed_status(reports, record.run.run_id) == "running"   # its process is alive
+        proc.kill()
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+    assert listed_status(reports, record.run.run_id) == "interrupted"
+
+
+def test_a_sigkilled_run_shows_as_stopped_resumable_even_when_its_pid_names_another_process(example_repo, reports):
+    proc = start_paused(example_repo, reports, "analysis.planner")
+    try:
+        record = wait_for_record(reports, proc, "running")
+        assert listed_status(reports, record.run.run_id) == "running"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    run_id = record.run.run_id
+    assert list_records(reports)[0].status == "running"   # the record could not say otherwise
+
+    assert listed_status(reports, run_id) == "stopped (resumable)"
+    shown = cli("show", run_id, "--reports-dir", str(reports), env={"COLUMNS": "300"})
+    assert f"{run_id} docker-optimization — stopped (resumable)" in shown.stdout
+
+    # The pid reused by an unrelated live process: its start time differs, the run still reads as stopped.
+    unrelated = subprocess.Popen(["sleep", "60"])
+    try:
+        run_json = reports / run_id / "run.json"
+        run_json.write_text(run_json.read_text().replace(f'"pid": {record.pid},', f'"pid": {unrelated.pid},'))
+        assert list_records(reports)[0].pid == unrelated.pid
+        assert listed_status(reports, run_id) == "stopped (resumable)"
+    finally:
+        unrelated.kill()
+        unrelated.wait()
