@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from engine.artifacts import RunRecord
 from engine.runs import list_records
@@ -121,3 +122,44 @@ def test_a_sigkilled_run_shows_as_stopped_resumable_even_when_its_pid_names_anot
     finally:
         unrelated.kill()
         unrelated.wait()
+
+
+HOLDER = """
+import subprocess, sys, time
+from pathlib import Path
+from engine.lock import RepoLock
+from engine.procs import lead_group
+lead_group()                                   # what `pipeline` does first
+RepoLock(Path(sys.argv[1]), "killed-run").acquire()
+child = subprocess.Popen(["sleep", "120"], stdout=subprocess.DEVNULL)   # a git or docker of the run's, still working
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_sigkilled_run_takes_its_children_with_it_and_holds_the_lock_until_they_are_gone(tmp_path):
+    from engine.lock import Locked, RepoLock
+    from engine.procs import group_members
+
+    lock = tmp_path / "pipeline.lock"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.PIPE, text=True)
+    child = int(holder.stdout.readline())
+    assert child in group_members(holder.pid)   # the run leads its own group, and its child is in it
+    holder.kill()
+    holder.wait()
+    holder.stdout.close()
+
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            taken = RepoLock(lock, "next-run").acquire()
+        except Locked:
+            time.sleep(0.02)
+            continue
+        taken.release()
+        break
+    else:
+        raise AssertionError("the lock was never released")
+    # The next run got the lock only once the killed run's child was gone.
+    assert not Path(f"/proc/{child}").exists() or "Z" == Path(f"/proc/{child}/stat").read_text().split(") ")[1][0]
