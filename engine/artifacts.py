@@ -254,6 +254,9 @@ class RunRecord(Model):
     run: RunContext
     status: RunStatus = "running"
     error: str = ""
+    pid: int = Field(default=0, description="the process running (or last running) the run")
+    pid_started: str = Field(default="", description="that process's start (boot id and ticks, from /proc): "
+                                                     "a reused pid does not read as the run alive")
     created: datetime = Field(default_factory=now)
     updated: datetime = Field(default_factory=now)
     invocations: list[Invocation] = Field(default_factory=list)

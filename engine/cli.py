@@ -15,10 +15,17 @@ def main() -> None:
     if sys.argv[1:2] == ["analyze"]:
         from engine.analyze_cli import main as analyze
 
-        raise SystemExit(analyze(sys.argv[2:]))
+        try:
+            raise SystemExit(analyze(sys.argv[2:]))
+        except KeyboardInterrupt:
+            sys.stderr.write("interrupted\n")
+            raise SystemExit(130) from None
     import signal
 
     from engine.commands import app
+    from engine.procs import lead_group
+
+    lead_group()   # the run's children (git, docker, hadolint) share its group and die with it
 
     # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

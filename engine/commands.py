@@ -233,13 +233,13 @@ def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
 @app.command("list")
 def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
     """List the runs in the reports directory."""
-    from engine.runs import list_records
+    from engine.runs import list_records, shown_status
 
     table = Table()
     for column in ("run", "pipeline", "status", "updated", "repository"):
         table.add_column(column)
     for record in list_records(reports_dir):
-        table.add_row(record.run.run_id, record.run.pipeline, record.status,
+        table.add_row(record.run.run_id, record.run.pipeline, shown_status(record),
                       record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
     out.print(table)
 
@@ -248,7 +248,7 @@ def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
 def show(run_id: str, reports_dir: Path = REPORTS_DIR,
          fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
     """Show one run: phases, changes and verdicts."""
-    from engine.runs import UsageError, load_record
+    from engine.runs import UsageError, load_record, shown_status
 
     try:
         record, paths = load_record(reports_dir, run_id)
@@ -257,7 +257,7 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
     if fmt == "json":
         out.print_json(record.model_dump_json())
         return
-    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {record.status} {record.error}")
+    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}")
     out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head {record.head_commit[:10]}")
     tasks = {t.id: t for t in record.plan.tasks}
     table = Table()

@@ -42,6 +42,7 @@ class RepoLock:
         self.run_id = run_id
         self.held = False
         self._fd: int | None = None
+        self._guard = None
 
     def acquire(self) -> "RepoLock":
         for _ in range(5):
@@ -61,6 +62,9 @@ class RepoLock:
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"pid": os.getpid(), "run_id": self.run_id, "flock": True}).encode())
             self._fd, self.held = fd, True
+            from engine.procs import Guard
+
+            self._guard = Guard(fd)   # held until the run's children are gone too, even if the run is killed
             return self
         raise Locked(f"could not take the lock {self.path}; remove it if no run is active")
 
@@ -86,6 +90,9 @@ class RepoLock:
         return owner if isinstance(owner, dict) else None
 
     def release(self) -> None:
+        if self._guard is not None:
+            self._guard.release()
+            self._guard = None
         if self.held and self._fd is not None:
             if self._is_current(self._fd):
                 self.path.unlink(missing_ok=True)  # while still holding the flock: no one else owns this file

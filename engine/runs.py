@@ -114,6 +114,25 @@ def verify_record(record: RunRecord, paths: RunPaths) -> Path:
     return root
 
 
+def claim(record: RunRecord) -> None:
+    """Record this process as the run's: `list` and `show` tell from it whether the run is still going."""
+    from engine.procs import start_token
+
+    record.pid, record.pid_started = os.getpid(), start_token(os.getpid())
+
+
+def shown_status(record: RunRecord) -> str:
+    """The status to show: a run whose record says running (or interrupted) is `running` while its process
+    lives, and `stopped (resumable)` once it is gone (SIGKILL, power loss) however the record was left."""
+    if record.status not in ("running", "interrupted"):
+        return record.status
+    from engine.procs import alive
+
+    if record.pid and alive(record.pid, record.pid_started):
+        return "running"
+    return "stopped (resumable)" if record.status == "running" else record.status
+
+
 def list_records(reports_dir: Path) -> list[RunRecord]:
     records = []
     for run_json in sorted(Path(reports_dir).glob("*/run.json")):
@@ -199,8 +218,11 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
                      base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {},
                      uncommitted=uncommitted(root))
     on_event("base", statement=ctx.base_statement)
-    record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen])
+    record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen],
+                       status="interrupted", error="stopped before it started; `pipeline resume` runs it")
+    claim(record)
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
+    # It says `interrupted` until the run is under way: a kill at any moment never leaves it "running".
     save_record(record, paths.run_json)
     from engine.graph import crash_point
 
@@ -343,6 +365,7 @@ class Runner:
                     self._finish(graph, config)
                     return record
             record.status, record.error = "running", ""
+            claim(record)
             self.save()
             callbacks = stack.enter_context(tracing(self.redactor))
             stream_config = {**start_config, "callbacks": callbacks} if callbacks else start_config

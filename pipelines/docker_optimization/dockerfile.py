@@ -8,12 +8,59 @@ fixes edit, so untouched bytes stay untouched.
 from __future__ import annotations
 
 import re
+import signal
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import dockerfile as _bk
 
 _MOUNT_KV = re.compile(r"([a-z-]+)=([^,]*)")
+
+
+@contextmanager
+def signals_deferred():
+    """Hold SIGINT and SIGTERM while the parser (a Go extension) runs; deliver them as soon as it returns.
+
+    Why: a KeyboardInterrupt raised inside the extension (its calls back into Python run the
+    handler) comes out as ``SystemError: ... returned a result with an exception set``, or is
+    lost: the analysis then reported "the parser failed" and went on, and Ctrl-C was swallowed.
+    Example: Ctrl-C during the parse of a 50,000-line Dockerfile stops the run (exit 130).
+    Instead of raising in the extension, the signal is noted and re-raised by the handler that was
+    installed before. Only on the main thread (the only one Python delivers signals to).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def note(signum, _frame) -> None:
+        caught.append(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):  # SIG_DFL/SIG_IGN stay: the kernel acts on those, never the extension
+            previous[signum] = signal.signal(signum, note)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            previous[signum](signum, None)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether an exception came from a KeyboardInterrupt raised inside a C extension."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -58,9 +105,14 @@ class Dockerfile:
     @classmethod
     def parse(cls, path: str, text: str) -> "Dockerfile":
         try:
-            commands = _bk.parse_string(text)
+            with signals_deferred():
+                commands = _bk.parse_string(text)
         except _bk.GoParseError as err:
             return cls(path=path, text=text, error=str(err).strip())
+        except SystemError as err:
+            if _interrupted(err):  # off the main thread (no deferral there): the interrupt, not a parse error
+                raise KeyboardInterrupt from None
+            raise
         instructions, stage = [], -1
         for c in commands:
             if c.cmd.upper() == "FROM":
