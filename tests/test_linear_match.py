@@ -120,3 +120,51 @@ def test_a_redos_glob_from_the_repository_does_not_hang_the_analysis(tmp_path, w
     report = json.loads(result.stdout)
     assert report["tool"] == "pipeline-analyze"
     assert report["summary"]["files"] == 1
+
+
+MULTI_STAGE = """\
+FROM python:3.12 AS base
+ENV A=1 B=2
+WORKDIR /app
+RUN rm -f /etc/apt/apt.conf.d/docker-clean
+USER builder
+RUN echo one
+WORKDIR src
+FROM base AS build
+ENV B=3
+RUN echo two
+USER app:app
+WORKDIR /build
+RUN echo three
+FROM python:3.12-slim AS final
+RUN echo four
+ENV C=4
+USER 1000
+RUN echo five
+"""
+
+
+def test_per_file_indexes_give_what_walking_the_file_gave():
+    """USER, WORKDIR, ENV and the docker-clean state before each instruction, from the one-pass indexes,
+    are what walking the preceding instructions (the old way, quadratic over a file) says."""
+    from pipelines.docker_optimization.dockerfile import Dockerfile
+    from pipelines.docker_optimization.rules.cache import HOOK_REMOVED, preceding, run_of, script
+    from pipelines.docker_optimization.rules.layers import workdir_at
+
+    df = Dockerfile.parse("Dockerfile", MULTI_STAGE)
+    runs = df.of("RUN")
+    assert [i.start_line for i in runs] == [4, 6, 10, 13, 15, 18]
+    users = [df.user_at(i) for i in runs]
+    assert users == ["root", "builder", "root", "app", "root", "1000"]  # per stage, as user_at always answered
+    for ins in runs:
+        walked_env, hook = {}, False
+        for other in preceding(df, ins):
+            if other.cmd == "ENV":
+                walked_env.update({k: v for k, v in zip(other.value[::2], other.value[1::2])})
+            elif other.cmd == "RUN" and HOOK_REMOVED.search(script(other)):
+                hook = True
+        run = run_of(df, ins)
+        assert {k: v for k, (v, _) in run.env.items()} == walked_env
+        assert run.hook_removed == hook
+        assert run.root == (df.user_at(ins) == "root")
+    assert [workdir_at(df, i) for i in runs] == ["/app", "/app", "/app/src", "/build", "/", "/"]
