@@ -643,19 +643,32 @@ def recursive_change(seg: Segment) -> Recursive | None:
 
 def chown_after_copy(df: Dockerfile, run: Instruction) -> list[tuple[Recursive, str, Instruction]]:
     """(the chown/chmod -R, its resolved path, the earlier COPY of that path in the stage)."""
-    found, copies = [], None
+    found = []
     for seg in segments(df, run):
         change = recursive_change(seg)
         if change is None:
             continue
-        if copies is None:  # only for a RUN that changes owners: scanning the stage for every RUN is quadratic
-            copies = [c for c in df.in_stage(run.stage) if c.cmd in ("COPY", "ADD")
-                      and c.start_line < run.start_line and not is_heredoc(c) and len(c.value) >= 2]
         for path in change.paths:
             target = resolve(seg.cwd, path)
-            copy = next((c for c in reversed(copies) if target and copy_dest(df, c) == target), None)
-            if copy is not None:
-                found.append((change, target, copy))
+            lines, copies = _copies_by_dest(df, run.stage).get(target, ((), ())) if target else ((), ())
+            before = bisect.bisect_left(lines, run.start_line)  # the last COPY to target above the RUN
+            if before:
+                found.append((change, target, copies[before - 1]))
+    return found
+
+
+def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], list[Instruction]]]:
+    """The stage's COPY/ADD (not heredocs) by destination, with their lines: built once per file and stage
+    (a scan of the stage for every ``chown -R`` is quadratic in a long Dockerfile)."""
+    memo = df.memo.setdefault("copies_by_dest", {})
+    found = memo.get(stage)
+    if found is None:
+        found = memo[stage] = {}
+        for c in df.in_stage(stage):
+            if c.cmd in ("COPY", "ADD") and not is_heredoc(c) and len(c.value) >= 2:
+                lines, copies = found.setdefault(copy_dest(df, c), ([], []))
+                lines.append(c.start_line)
+                copies.append(c)
     return found
 
 
