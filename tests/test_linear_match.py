@@ -168,3 +168,13 @@ def test_per_file_indexes_give_what_walking_the_file_gave():
         assert run.hook_removed == hook
         assert run.root == (df.user_at(ins) == "root")
     assert [workdir_at(df, i) for i in runs] == ["/app", "/app", "/app/src", "/build", "/", "/"]
+
+
+def test_the_linear_bench_runs_end_to_end(tmp_path, capsys):
+    from bench import linear as bench
+
+    bench.main(["--ignore", "50", "--dockerfile", "50", "--files", "200", "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    for where in ("dockerignore", "copy", "pipeline.yaml", "gitignore"):
+        assert f"{where} " in printed
+    assert printed.count(" ok") == 7, printed  # four ReDoS inputs and one size of each series, all analysed
