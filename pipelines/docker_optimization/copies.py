@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization import linear
 from pipelines.docker_optimization.dockerignore import DockerIgnore
 from pipelines.docker_optimization.paths import span
 from pipelines.docker_optimization.project import Context
@@ -36,11 +37,12 @@ def sources(df: Dockerfile) -> list[Source]:
     return found
 
 
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def _glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
+    """A COPY source glob as a regex matched in linear time (``*a*a*a*b`` must not backtrack)."""
     out = []
     for ch in pattern:
         out.append("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch))
-    return re.compile("^" + "".join(out) + "(/.*)?$")
+    return linear.compile("^" + "".join(out) + "(/.*)?$")
 
 
 _SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}

@@ -101,6 +101,9 @@ class Dockerfile:
     text: str
     instructions: list[Instruction] = field(default_factory=list)
     error: str = ""
+    # Per-file indexes rules build once (a rule asking "what came before this line?" for every
+    # instruction would otherwise rescan the file each time: quadratic in its length).
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, path: str, text: str) -> "Dockerfile":
@@ -141,7 +144,24 @@ class Dockerfile:
         return len(self.stages) - 1
 
     def of(self, *cmds: str) -> list[Instruction]:
+        """The instructions with these keywords, in order (a new list; the index behind it is built once)."""
+        by_cmd = self.memo.get("by_cmd")
+        if by_cmd is None:
+            by_cmd = self.memo["by_cmd"] = {}
+            for i in self.instructions:
+                by_cmd.setdefault(i.cmd, []).append(i)
+        if len(cmds) == 1:
+            return list(by_cmd.get(cmds[0], ()))
         return [i for i in self.instructions if i.cmd in cmds]
+
+    def in_stage(self, stage: int) -> list[Instruction]:
+        """The instructions of one stage, in order (the index is built once per file)."""
+        stages = self.memo.get("by_stage")
+        if stages is None:
+            stages = self.memo["by_stage"] = {}
+            for i in self.instructions:
+                stages.setdefault(i.stage, []).append(i)
+        return stages.get(stage, [])
 
     def source(self, ins: Instruction) -> str:
         """The raw text of an instruction, exactly as written (continuations, comments inside)."""
@@ -149,6 +169,16 @@ class Dockerfile:
 
     def user_at(self, ins: Instruction) -> str:
         """The USER in effect when ``ins`` runs ("root" if none was set in its stage)."""
+        users = self.memo.get("user_at")
+        if users is None:  # one pass: the USER in effect before each instruction
+            users = self.memo["user_at"] = {}
+            current: dict[int, str] = {}
+            for other in self.instructions:
+                users.setdefault(other.start_line, current.get(other.stage, "root"))
+                if other.cmd == "USER" and other.value:
+                    current[other.stage] = other.value[0].split(":")[0]
+        if ins.start_line in users:
+            return users[ins.start_line]
         user = "root"
         for other in self.instructions:
             if other.start_line >= ins.start_line:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from engine.finding import Finding
+from pipelines.docker_optimization import linear
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
@@ -57,8 +58,11 @@ def matches(code: str, patterns: Iterable[str]) -> bool:
     return any(code == p or code.startswith(p) for p in patterns)
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A gitignore-like glob: ``**`` spans directories, ``*`` and ``?`` stay in one path segment."""
+def glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
+    """A gitignore-like glob: ``**`` spans directories, ``*`` and ``?`` stay in one path segment.
+
+    Matched in time linear in the path (a ``*a*a*a*b`` glob must not backtrack).
+    """
     out, i = [], 0
     pattern = pattern.lstrip("/")
     while i < len(pattern):
@@ -83,7 +87,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + "(?:/.*)?")
+    return linear.compile("".join(out) + "(?:/.*)?")
 
 
 @dataclass

@@ -103,9 +103,10 @@ class Context:
         if not self.ignore_path:
             return ""
         try:
-            DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
+            parsed = DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
         except ValueError as err:
             return str(err)
+        self.__dict__.setdefault("ignore", parsed)  # it is ``ignore``: parsing a 100k-line file twice costs
         return ""
 
     @cached_property

@@ -219,14 +219,49 @@ def preceding(df: Dockerfile, ins: Instruction) -> list[Instruction]:
     return out
 
 
+def _before(df: Dockerfile) -> dict[int, tuple[dict[str, tuple[str, Instruction]], bool]]:
+    """For each instruction's line: the ENV in effect and whether a RUN removed docker-clean, as ``preceding`` sees them.
+
+    One pass per file (stages in order, each starting from the end state of the
+    stage it is built FROM); consecutive instructions share one env dict until
+    an ENV changes it, so the pass does not copy the env for every RUN.
+    """
+    found = df.memo.get("run_before")
+    if found is None:
+        found, ends = {}, {}
+        for stage in sorted({i.stage for i in df.instructions}):
+            env: dict[str, tuple[str, Instruction]] = {}
+            hook = False
+            if stage >= 0:
+                base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
+                parent = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
+                if parent in ends:
+                    env, hook = ends[parent]
+            for other in df.in_stage(stage):
+                found[other.start_line] = (env, hook)
+                if stage < 0:
+                    continue  # preceding() gives nothing before the first FROM
+                if other.cmd == "ENV":
+                    env = {**env, **{k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])}}
+                elif other.cmd == "RUN" and not hook and HOOK_REMOVED.search(script(other)):
+                    hook = True
+            ends[stage] = (env, hook)
+        df.memo["run_before"] = found
+    return found
+
+
 def run_of(df: Dockerfile, ins: Instruction) -> Run:
-    env: dict[str, tuple[str, Instruction]] = {}
-    hook_removed = False
-    for other in preceding(df, ins):
-        if other.cmd == "ENV":
-            env.update({k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])})
-        elif other.cmd == "RUN" and HOOK_REMOVED.search(script(other)):
-            hook_removed = True
+    before = _before(df).get(ins.start_line)
+    if before is None:  # not one of df's instructions: walk as before
+        env: dict[str, tuple[str, Instruction]] = {}
+        hook_removed = False
+        for other in preceding(df, ins):
+            if other.cmd == "ENV":
+                env.update({k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])})
+            elif other.cmd == "RUN" and HOOK_REMOVED.search(script(other)):
+                hook_removed = True
+    else:
+        env, hook_removed = dict(before[0]), before[1]
     return Run(ins, script(ins), env, df.user_at(ins) in ("root", "0"), hook_removed)
 
 

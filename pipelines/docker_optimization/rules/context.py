@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
+from pipelines.docker_optimization import linear
 from pipelines.docker_optimization.context_size import sent_size
 from pipelines.docker_optimization.copies import problems, sources
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
@@ -363,7 +364,7 @@ class GitignorePattern:
     base: str            # the .gitignore's directory ("" at the root)
     negate: bool
     dir_only: bool
-    regex: re.Pattern[str]
+    regex: re.Pattern[str] | linear.Re2Pattern
 
 
 def _class_end(pattern: str, start: int) -> int:
@@ -426,7 +427,7 @@ def parse_gitignore(path: str, text: str) -> list[GitignorePattern]:
         anchored = "/" in body
         regex = _wildmatch(body.lstrip("/"))
         try:
-            compiled = re.compile(("^" if anchored else "^(?:.*/)?") + regex + "$", re.DOTALL)
+            compiled = linear.compile(("^" if anchored else "^(?:.*/)?") + regex + "$", re.DOTALL)
         except re.error:
             continue  # git skips a pattern it can't match; so do we
         found.append(GitignorePattern(path, number, raw.strip(), base, negate, dir_only, compiled))

@@ -9,6 +9,7 @@ directory each runs in, and what a package-manager command installs
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import posixpath
 import re
@@ -94,15 +95,25 @@ def is_heredoc(ins: Instruction) -> bool:
 
 
 def _workdir(df: Dockerfile, stage: int, before: int | None = None) -> str:
-    first = df.stages[stage]
-    parent = next((s for s in df.stages[:stage] if s.name and s.name.lower() == first.base.lower()), None)
-    cwd = _workdir(df, parent.index) if parent is not None else "/"
-    for other in df.instructions:
-        if before is not None and other.start_line >= before:
-            break
-        if other.stage == stage and other.cmd == "WORKDIR" and other.value:
-            cwd = resolve(cwd, other.value[0])
-    return cwd
+    """The working directory of ``stage`` before line ``before`` (its last one when None).
+
+    Each stage's WORKDIRs are resolved once per file and looked up by bisection.
+    """
+    memo = df.memo.setdefault("workdirs", {})
+    steps = memo.get(stage)
+    if steps is None:
+        first = df.stages[stage]
+        parent = next((s for s in df.stages[:stage] if s.name and s.name.lower() == first.base.lower()), None)
+        cwd = _workdir(df, parent.index) if parent is not None else "/"
+        lines, cwds = [], [cwd]
+        for other in df.in_stage(stage):
+            if other.cmd == "WORKDIR" and other.value:
+                cwd = resolve(cwd, other.value[0])
+                lines.append(other.start_line)
+                cwds.append(cwd)
+        steps = memo[stage] = (lines, cwds)
+    lines, cwds = steps
+    return cwds[-1] if before is None else cwds[bisect.bisect_left(lines, before)]
 
 
 def workdir_at(df: Dockerfile, ins: Instruction) -> str:
@@ -412,11 +423,13 @@ def late_installs(df: Dockerfile) -> list[LateInstall]:
     for stage in range(len(df.stages)):
         copies = context_copies(df, stage)
         history: list[tuple[int, Install]] = []
-        for run in (i for i in df.of("RUN") if i.stage == stage):
-            before = [c for c in copies if c.start_line < run.start_line]
+        for run in (i for i in df.in_stage(stage) if i.cmd == "RUN"):
+            before = None  # the COPYs above this RUN, listed only for a RUN that installs from them
             late: list[tuple[Instruction, Install]] = []
             mine = installs(df, run)
             for inst in (i for i in mine if i.kind in ("manifest", "source")):
+                if before is None:
+                    before = [c for c in copies if c.start_line < run.start_line]
                 copy = source_copy_for(df, before, inst)
                 if copy is None:
                     continue
@@ -642,17 +655,31 @@ def recursive_change(seg: Segment) -> Recursive | None:
 def chown_after_copy(df: Dockerfile, run: Instruction) -> list[tuple[Recursive, str, Instruction]]:
     """(the chown/chmod -R, its resolved path, the earlier COPY of that path in the stage)."""
     found = []
-    copies = [c for c in df.of("COPY", "ADD") if c.stage == run.stage and c.start_line < run.start_line
-              and not is_heredoc(c) and len(c.value) >= 2]
     for seg in segments(df, run):
         change = recursive_change(seg)
         if change is None:
             continue
         for path in change.paths:
             target = resolve(seg.cwd, path)
-            copy = next((c for c in reversed(copies) if target and copy_dest(df, c) == target), None)
-            if copy is not None:
-                found.append((change, target, copy))
+            lines, copies = _copies_by_dest(df, run.stage).get(target, ((), ())) if target else ((), ())
+            before = bisect.bisect_left(lines, run.start_line)  # the last COPY to target above the RUN
+            if before:
+                found.append((change, target, copies[before - 1]))
+    return found
+
+
+def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], list[Instruction]]]:
+    """The stage's COPY/ADD (not heredocs) by destination, with their lines: built once per file and stage
+    (a scan of the stage for every ``chown -R`` is quadratic in a long Dockerfile)."""
+    memo = df.memo.setdefault("copies_by_dest", {})
+    found = memo.get(stage)
+    if found is None:
+        found = memo[stage] = {}
+        for c in df.in_stage(stage):
+            if c.cmd in ("COPY", "ADD") and not is_heredoc(c) and len(c.value) >= 2:
+                lines, copies = found.setdefault(copy_dest(df, c), ([], []))
+                lines.append(c.start_line)
+                copies.append(c)
     return found
 
 

@@ -103,8 +103,13 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
 
 
 def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
-    if any("Install-Recommends" in other.command for other in df.of("RUN")
-           if other.stage == run.stage and other.start_line <= run.start_line):
+    configured = df.memo.get("install_recommends")
+    if configured is None:  # per stage, the first RUN that mentions it (once per file, not once per RUN)
+        configured = df.memo["install_recommends"] = {}
+        for other in df.of("RUN"):
+            if "Install-Recommends" in other.command:
+                configured.setdefault(other.stage, other.start_line)
+    if configured.get(run.stage, run.start_line + 1) <= run.start_line:
         return False  # the stage configures recommends itself (apt.conf or -o)
     return any(seg.prog in ("apt-get", "apt") and verb(seg, APT_VALUE_OPTIONS) == "install"
                and "--no-install-recommends" not in seg.args for seg in segments(df, run))
