@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.gitenv import git_env
+from engine.procs import descendants, open_fds
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -855,35 +856,8 @@ def _save(keep: Path | None, n: int, rel: str, data: str | bytes, report: Mangle
 
 def live_children() -> list[str]:
     """Every live descendant process of this one (any command), from /proc (the bench needs no pytest)."""
-    me, parents, commands = os.getpid(), {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        commands[int(entry)] = cmd
-    found = []
-    for pid, cmd in commands.items():
-        p = pid
-        while p in parents and p not in (0, 1, me):
-            p = parents[p]
-        if p == me and pid != me:
-            found.append(cmd)
-    return found
+    return list(descendants().values())
 
-
-def open_fds() -> set[str]:
-    fds = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            continue
-    return fds
 
 
 @contextmanager

@@ -25,15 +25,9 @@ class Locked(Exception):
 
 
 def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from engine.procs import alive
+
+    return alive(pid)
 
 
 class RepoLock:

@@ -129,3 +129,37 @@ class Guard:
         if self.proc is not None:
             self.proc.wait()
             self.proc = None
+
+
+def descendants() -> dict[int, str]:
+    """Every live descendant process of this one, pid -> command line, read from /proc (for leak checks)."""
+    me, parents, commands = os.getpid(), {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        commands[int(entry)] = cmd
+    found = {}
+    for pid, cmd in commands.items():
+        p = pid
+        while p in parents and p not in (0, 1, me):
+            p = parents[p]
+        if p == me and pid != me:
+            found[pid] = cmd
+    return found
+
+
+def open_fds() -> set[str]:
+    """What this process's open file descriptors point at (for leak checks)."""
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue
+    return fds

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.gitenv import git_env
+from engine.procs import descendants, open_fds  # noqa: F401 (tests import open_fds from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -45,36 +46,7 @@ def snapshot(path: Path) -> dict[str, bytes]:
 
 def child_processes(name: str = "git") -> list[str]:
     """Live descendants of this process whose command starts with ``name``."""
-    me, found = os.getpid(), []
-    parents: dict[int, int] = {}
-    commands: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-        commands[int(entry)] = cmd
-    for pid, cmd in commands.items():
-        p = pid
-        while p in parents and p != me and p > 1:
-            p = parents[p]
-        if p == me and pid != me and Path(cmd.split(" ")[0]).name.startswith(name):
-            found.append(cmd)
-    return found
-
-
-def open_fds() -> set[str]:
-    fds = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            fds.add(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            continue
-    return fds
+    return [cmd for cmd in descendants().values() if Path(cmd.split(" ")[0]).name.startswith(name)]
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 120):
