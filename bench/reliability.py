@@ -1275,8 +1275,12 @@ def tampered_records(workdir: Path) -> list[CaseResult]:
             lost = [f"{c.name}: {p}" for c in (repo, other) for p in state_diff(before[c], checkout_state(c))]
             said, crashed = _said(got)
             name = "the run's repository" if target == repo else "another checkout"
-            results.append(CaseResult(   # refused: exit non-zero, in one line (not a traceback), nothing touched
-                f"tampered run.json: {field_name} = {name}, {command[0]}", got.returncode != 0 and not crashed
+            # A tampered path the command would act on must be refused (non-zero, one line, nothing touched).
+            # run_dir is never followed (the run's directory is where run.json was read): there the command
+            # may go on with the real run, as long as no checkout is touched.
+            refused = got.returncode != 0 or field_name == "run_dir"
+            results.append(CaseResult(
+                f"tampered run.json: {field_name} = {name}, {command[0]}", refused and not crashed
                 and not lost, f"exit {got.returncode} ({said}); checkouts "
                 + ("untouched" if not lost else "changed: " + ", ".join(lost[:4])), time.monotonic() - started))
             record.write_text(original)

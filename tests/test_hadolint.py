@@ -161,13 +161,14 @@ def test_only_dockerfiles_buildkit_parses_are_linted_in_one_process(tmp_path, mo
     files["broken/Dockerfile"] = "FROM a\nRUN <<EOF\nnever closed\n"
     write(tmp_path, files)
     calls = []
-    real = subprocess.run
 
-    def spy(args, **kw):
-        calls.append(args)
-        return real(args, **kw)
+    class Spy(subprocess.Popen):   # hadolint runs as a registered Popen, so an interrupt can stop it
+        def __init__(self, args, *a, **kw):
+            if "--format" in args:
+                calls.append(args)
+            super().__init__(args, *a, **kw)
 
-    monkeypatch.setattr(hadolint.subprocess, "run", spy)
+    monkeypatch.setattr(hadolint.subprocess, "Popen", Spy)
     result = run_analysis(tmp_path, hadolint=True)
     assert len(calls) == 1 and "broken/Dockerfile" not in calls[0] and len(calls[0]) == 5 + 5
     assert "--config" not in calls[0]

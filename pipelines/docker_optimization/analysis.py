@@ -462,12 +462,16 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     try:
         findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None,
                                   **({"cache": cache} if cache is not None else {}))
+        if pending is not None:
+            findings += _hadolint(pending, findings, result)
+    except BaseException:
+        if pending is not None:
+            hadolint_mod.stop_all()   # an interrupt (or a rule's crash) must not wait minutes for the linter
+        raise
     finally:
         if pending is not None and pending.ident is not None:
             pending.join()   # never leave the process behind, whatever the rules did
-    if pending is not None:
-        findings += _hadolint(pending, findings, result)
-    else:
+    if pending is None:
         result.tools["hadolint"] = ToolRun(status="off")
     return finish(project, findings, notes, result)
 

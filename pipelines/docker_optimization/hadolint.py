@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -214,6 +215,39 @@ def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None
         return _run(exe, paths, base, config)
 
 
+_LIVE: set[subprocess.Popen] = set()   # hadolint processes running now (stop_all ends them on an interrupt)
+_LIVE_LOCK = threading.Lock()
+
+
+def _communicate(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with the process registered, so an interrupt can stop it instead of waiting for it."""
+    with subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+        finally:
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def stop_all() -> None:
+    """Kill every hadolint process still running (Ctrl-C must not wait minutes for a linter)."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+
+
 def _run(exe: str, paths: list[str], cwd: Path, config: str) -> Run:
     args = [exe, "--format", "json", "--no-fail", "--no-color"]
     if config:
@@ -222,8 +256,7 @@ def _run(exe: str, paths: list[str], cwd: Path, config: str) -> Run:
     out = Run("ran")
     for batch in _batches(paths):
         try:
-            proc = subprocess.run(args + ["./" + p if p.startswith("-") else p for p in batch], cwd=cwd,
-                                  capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = _communicate(args + ["./" + p if p.startswith("-") else p for p in batch], cwd, timeout)
         except subprocess.TimeoutExpired:
             return Run("timeout", notes=[("", f"hadolint did not finish within {timeout:.0f}s: "
                                               "its results are left out")])
