@@ -117,11 +117,11 @@ class Reviewer(TaskCommitter):
         ws = self.ws
         tree = ws.tree()
         after = self._findings_at_head()
-        base = GitTree(ws.path, previous, "before")
         targeted = getattr(self.ctx.domain, "targeted_gate", None)
-        gates = [targeted(task, change, tree, base, after,
-                          [f for f in state["findings"] if f.id in task.finding_ids]) if targeted is not None
-                 else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
-        gates += self.ctx.domain.review(task, change, tree, base, state["design"])
+        with GitTree(ws.path, previous, "before") as base:   # closed: it may hold a `git cat-file --batch`
+            gates = [targeted(task, change, tree, base, after,
+                              [f for f in state["findings"] if f.id in task.finding_ids]) if targeted is not None
+                     else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
+            gates += self.ctx.domain.review(task, change, tree, base, state["design"])
         accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after
