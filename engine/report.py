@@ -321,13 +321,11 @@ def usage_table(record: RunRecord) -> str:
     return table(["phase", "agent", "calls", "replayed from cache", "failed", "tokens", "cost"], body)
 
 
-def _why_open(record: RunRecord, finding) -> str:
-    """Why a finding left open at the head is still there: its base twin's task, or that no fix exists."""
-    return _OpenReasons(record)(finding)
-
-
 class _OpenReasons:
-    """``_why_open`` for many findings: the plan and changes indexed once, not scanned per finding."""
+    """Why a finding left open at the head is still there: its base twin's task, or that no fix exists.
+
+    The plan and changes are indexed once, not scanned per finding.
+    """
 
     def __init__(self, record: RunRecord) -> None:
         self.twins = {}

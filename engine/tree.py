@@ -87,31 +87,21 @@ class DirTree:
     def updated(self, changed: Iterable[str]) -> DirTree:
         """The same directory after ``changed`` paths were written or removed: only those are looked at again.
 
-        The listing is this one's with each changed path stat'ed anew (added,
-        resized, or gone); nothing else is walked.
+        The listing is this one's with each changed path given the verdict the
+        walk would give it (added, resized, gone, or skipped and why); nothing
+        else is walked. The workspace uses it between two commits of a clean
+        checkout, with the paths ``git diff`` names.
         """
         tree = DirTree(self.root, self.label)
         files, skipped = dict(self.files()), dict(self.skipped)
         for path in changed:
             files.pop(path, None)
             skipped.pop(path, None)
-            full = self.root / path
-            try:
-                info = os.lstat(full)
-            except OSError:
-                continue  # removed
-            if stat.S_ISLNK(info.st_mode):
-                if full.is_dir():
-                    continue
-                why = tree._bad_link(os.fspath(full))
-                if why:
-                    skipped[path] = why
-                    continue
-            elif not stat.S_ISREG(info.st_mode):
-                if not stat.S_ISDIR(info.st_mode):
-                    skipped[path] = "not a regular file (FIFO, socket or device); not read"
-                continue
-            files[path] = info.st_size
+            size, why = tree._probe(path)
+            if size is not None:
+                files[path] = size
+            elif why:
+                skipped[path] = why
         tree._files, tree.skipped = files, skipped
         return tree
 
@@ -149,25 +139,6 @@ class DirTree:
                 except OSError as err:
                     skipped[path] = f"cannot stat: {err.strerror or err}"
         return found, skipped
-
-    def with_changes(self, base: DirTree, changed: list[str]) -> DirTree:
-        """This tree, listed as ``base``'s list updated for ``changed`` paths only (no walk).
-
-        For a checkout whose files differ from ``base``'s listing in exactly
-        ``changed`` (e.g. git says so between two commits of a clean worktree):
-        each changed path gets the verdict the walk would give it.
-        """
-        files, skipped = dict(base.files()), dict(base.skipped)
-        for path in changed:
-            files.pop(path, None)
-            skipped.pop(path, None)
-            size, why = self._probe(path)
-            if size is not None:
-                files[path] = size
-            elif why:
-                skipped[path] = why
-        self._files, self.skipped = files, skipped
-        return self
 
     def _probe(self, path: str) -> tuple[int | None, str]:
         """(size, "") for a file the walk would list; (None, why) for one it leaves out; (None, "") when absent."""

@@ -19,7 +19,7 @@ import git
 
 from engine.edits import Staged
 from engine.gitenv import GIT_ENV as _GIT_ENV, git_env
-from engine.tree import DirTree
+from engine.tree import DirTree, changed_paths
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
@@ -257,12 +257,11 @@ class Workspace:
         head = self.head()
         if self._listed is not None and self._listed[0] == head:
             return self._listed[1]
-        tree = DirTree(self.path)
         if self._listed is None:
+            tree = DirTree(self.path)
             tree.files()
         else:
-            changed = self.repo.git.diff("--name-only", "-z", "--no-renames", self._listed[0], head).split("\0")
-            tree.with_changes(self._listed[1], [p for p in changed if p])
+            tree = self._listed[1].updated(changed_paths(self.path, self._listed[0], head))
         tree.commit = head
         self._listed = (head, tree)
         return tree
