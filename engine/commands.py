@@ -319,6 +319,25 @@ def pipelines() -> None:
     out.print(table)
 
 
+@app.command()
+def mcp(reports_dir: Path = REPORTS_DIR,
+        pipeline: Optional[str] = typer.Option(None, "--pipeline", help="The pipeline a tool call uses when it names "
+                                               "none (default: the only one installed).")) -> None:
+    """Serve the analysis and runs to coding agents over stdio (Model Context Protocol)."""
+    if pipeline is not None:
+        _pipeline(pipeline)
+    try:
+        from engine.mcp_server import serve
+    except ImportError as error:   # the SDK is an optional extra: a linter's users don't need its HTTP stack
+        if (error.name or "").partition(".")[0] != "mcp":
+            raise
+        fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines[mcp]'")
+    try:
+        serve(reports_dir, pipeline)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+
+
 @app.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def analyze(ctx: typer.Context) -> None:
     """Analyze a directory and print the findings (no git, no changes); see `pipeline analyze --help`."""

@@ -44,6 +44,9 @@ class PipelineSpec:
     # apart from its Domain: a linter's start-up must not pay for the fixes, builds and agents' imports.
     # ``root`` is a directory's engine.tree.Tree (its walk may already be under way) or a Path.
     analyze: Callable[[Path, bool], object] | None = None
+    # Each rule's documentation (markdown) by code, for readers outside the repository (`pipeline mcp`'s
+    # explain tool): the engine shows a pipeline's rules without knowing what they are about.
+    rule_docs: Callable[[], dict[str, str]] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.phases]

@@ -23,6 +23,14 @@ def _analyze(root, hadolint: bool):
     return run_analysis(root, hadolint=hadolint, cache=cache)
 
 
+def _rule_docs() -> dict[str, str]:
+    """Each registry rule's section of docs/rules.md (without its anchor), by code."""
+    from pipelines.docker_optimization import docs
+    from pipelines.docker_optimization.rules import load_all
+
+    return {code: "\n".join(docs.section(rule)[2:]).strip() + "\n" for code, rule in load_all().items()}
+
+
 PIPELINE = PipelineSpec(
     name="docker-optimization",
     description="Faster, smaller, safer, correct Docker builds across a monorepo",
@@ -40,5 +48,6 @@ PIPELINE = PipelineSpec(
     ),
     domain=_domain,
     analyze=_analyze,
+    rule_docs=_rule_docs,
     example=Path(__file__).resolve().parent.parent.parent / "examples" / "monorepo",
 )

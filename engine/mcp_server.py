@@ -1,0 +1,222 @@
+"""`pipeline mcp`: the analysis and the runs, served to coding agents over stdio (Model Context Protocol).
+
+Built on the official ``mcp`` SDK's ``MCPServer``. The tools, and what each may do:
+
+- ``analyze``, ``explain_rule``, ``plan_fixes``, ``list_runs``, ``show_run``, ``run_diff`` only read
+  (annotated ``readOnlyHint``: a client may call them without asking the user);
+- ``run_pipeline`` writes, through the same code as ``pipeline run``: a new branch and worktree per run,
+  never the user's checkout, index or uncommitted work (annotated not destructive, not idempotent:
+  each call makes a new run).
+
+The engine knows no pipeline: the analysis, the plan and the rules' documentation come through the
+``PipelineSpec``. A tool's failure (a path that is not a directory, a run that does not exist) comes back as
+a tool error with one line saying why, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from pydantic import Field
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+# A run adds a branch, a worktree and a reports directory; it deletes and rewrites nothing of the user's.
+RUNS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
+
+INSTRUCTIONS = """Static analysis and optimization runs for a repository.
+Start with `analyze` (findings as JSON) and `explain_rule` for a finding's rule; `plan_fixes` shows the fixes a run
+would make, without writing. `run_pipeline` makes them as commits on a new branch in a separate worktree (the
+user's checkout is never touched); `show_run` and `run_diff` show what a run did. Merging is left to the user
+(`pipeline apply RUN_ID`)."""
+
+Path_ = Annotated[str, Field(description="Directory to work on: absolute, or relative to the server's directory.")]
+PipelineName = Annotated[str | None, Field(description="Pipeline to use (default: the server's).")]
+Phases = Annotated[list[str] | None, Field(description="Phases to plan or run (default: all of the pipeline's).")]
+RunId = Annotated[str, Field(description="A run id, as run_pipeline or list_runs gives it.")]
+
+
+class Tools:
+    """The tools' bodies, bound to where runs live and the default pipeline (plain methods: tests may call them)."""
+
+    def __init__(self, reports_dir: Path, pipeline: str | None = None) -> None:
+        self.reports_dir = Path(reports_dir).resolve()
+        self.pipeline = pipeline
+
+    # -- helpers -----------------------------------------------------------
+    def spec(self, name: str | None):
+        from engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
+
+        try:
+            if name or self.pipeline:
+                return find_pipeline(name or self.pipeline)
+            installed = loaded_pipelines()
+        except PipelineLookupError as error:
+            raise ToolError(str(error)) from None
+        if len(installed) != 1:
+            raise ToolError(f"name a pipeline: installed are {', '.join(sorted(installed)) or 'none'}")
+        return next(iter(installed.values()))
+
+    @staticmethod
+    def directory(path: str) -> Path:
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise ToolError(f"{path} is not a directory")
+        return root.resolve()
+
+    def record(self, run_id: str):
+        from engine.runs import UsageError, load_record
+
+        if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
+            raise ToolError(f"{run_id!r} is not a run id; list_runs gives them")
+        try:
+            return load_record(self.reports_dir, run_id)
+        except UsageError as error:
+            raise ToolError(str(error)) from None
+
+    @staticmethod
+    def view(record) -> dict[str, Any]:
+        """A run as the tools show it: where to look first, then the whole record (`pipeline show --format json`)."""
+        from engine.runs import shown_status
+
+        run = record.run
+        return {"run_id": run.run_id, "status": shown_status(record), "error": record.error, "repo": run.repo,
+                "branch": run.branch, "worktree": run.worktree, "base_commit": run.base_commit,
+                "head_commit": record.head_commit, "summary": str(Path(run.run_dir) / "summary.md"),
+                "record": record.model_dump(mode="json")}
+
+    # -- read-only -----------------------------------------------------------
+    def analyze(self, path: Path_, thorough: Annotated[bool, Field(description="Also run the pipeline's second-opinion "
+                "tools, as `pipeline analyze` does by default.")] = True, pipeline: PipelineName = None) -> dict[str, Any]:
+        """Analyze a directory (no git needed, nothing written): every finding with file, line, rule, severity and
+        fix applicability, exactly the JSON `pipeline analyze --format json` prints."""
+        from engine.analyze_cli import analysis_result
+        from engine.findings_output import render
+
+        spec, root = self.spec(pipeline), self.directory(path)
+        return json.loads(render(analysis_result(spec, root, thorough), "json", root))
+
+    def explain_rule(self, code: Annotated[str, Field(description="A rule code from a finding, such as its `rule`.")],
+                     pipeline: PipelineName = None) -> dict[str, Any]:
+        """A rule's documentation (markdown): what it checks, why it matters, an example, what to write instead, and
+        whether its fix is safe."""
+        spec = self.spec(pipeline)
+        docs = spec.rule_docs() if spec.rule_docs is not None else {}
+        wanted = code.strip().upper()
+        if wanted not in docs:
+            known = ", ".join(sorted(docs)) or "none documented"
+            raise ToolError(f"{spec.name} has no rule {code!r}; its rules: {known}")
+        return {"pipeline": spec.name, "code": wanted, "doc": docs[wanted]}
+
+    def plan_fixes(self, path: Path_, phases: Phases = None, pipeline: PipelineName = None) -> dict[str, Any]:
+        """The tasks a run's planner makes for a directory, in order, each with its phase, file, rules and
+        applicability (unsafe ones wait for unsafe_fixes); nothing is written. It plans the files as they are on
+        disk; a run plans its repository's committed HEAD."""
+        from engine.runs import UsageError, select_phases
+
+        spec, root = self.spec(pipeline), self.directory(path)
+        try:
+            chosen = select_phases(spec, phases)
+        except UsageError as error:
+            raise ToolError(str(error)) from None
+        domain = spec.domain(None)
+        try:
+            findings = domain.analyze(root, thorough=True)
+            plan = domain.plan(findings, chosen, False, root)
+        finally:
+            domain.close()
+        return {"pipeline": spec.name, "root": str(root), "phases": chosen, "findings": len(findings),
+                **plan.model_dump(mode="json")}
+
+    def list_runs(self) -> dict[str, Any]:
+        """The runs in the server's reports directory, oldest first."""
+        from engine.runs import list_records, shown_status
+
+        return {"reports_dir": str(self.reports_dir), "runs": [
+            {"run_id": r.run.run_id, "pipeline": r.run.pipeline, "status": shown_status(r), "repo": r.run.repo,
+             "branch": r.run.branch, "updated": r.updated.isoformat()} for r in list_records(self.reports_dir)]}
+
+    def show_run(self, run_id: RunId) -> dict[str, Any]:
+        """A run's status, branch and base, and its whole record: phases, tasks, commits, the reviewer's verdicts
+        and the measured figures."""
+        record, _ = self.record(run_id)
+        return self.view(record)
+
+    def run_diff(self, run_id: RunId) -> dict[str, Any]:
+        """What a run changed: `git diff` of its branch against the commit it started from, and the files."""
+        from engine.gitenv import git_env
+
+        record, _ = self.record(run_id)
+        run = record.run
+        if not re.fullmatch(r"[0-9a-f]{40,64}", run.base_commit) or run.branch.startswith("-"):
+            raise ToolError(f"run {run_id}'s record names no usable base commit and branch")
+
+        def git(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["git", "-C", run.repo, *args], capture_output=True, text=True, env=git_env())
+
+        if not Path(run.repo).is_dir():
+            raise ToolError(f"run {run_id}'s repository {run.repo} is gone (moved or deleted)")
+        head = git("rev-parse", "--verify", "--quiet", "--end-of-options", f"refs/heads/{run.branch}^{{commit}}")
+        if head.returncode != 0:
+            raise ToolError(f"run {run_id}'s branch {run.branch} no longer exists in {run.repo} (deleted or pruned)")
+        sha = head.stdout.strip()
+        diff = git("diff", "--no-color", "--no-ext-diff", run.base_commit, sha, "--")
+        names = git("diff", "--name-status", "--no-renames", run.base_commit, sha, "--")
+        if diff.returncode != 0 or names.returncode != 0:
+            raise ToolError(f"git diff failed in {run.repo}: {(diff.stderr or names.stderr).strip()}")
+        files = [{"status": line[:1], "path": line[2:]} for line in names.stdout.splitlines() if line]
+        return {"run_id": run.run_id, "branch": run.branch, "base_commit": run.base_commit, "head_commit": sha,
+                "files": files, "diff": diff.stdout}
+
+    # -- writes ----------------------------------------------------------------
+    def run_pipeline(self, repo: Annotated[str, Field(description="A git checkout (its committed HEAD is what runs; "
+                     "it is never modified).")],
+                     phases: Phases = None,
+                     builds: Annotated[str, Field(description="auto: measure real builds when an engine answers "
+                                                  "(can take minutes); off: static figures only.")] = "auto",
+                     unsafe_fixes: Annotated[bool, Field(description="Also apply fixes marked unsafe.")] = False,
+                     verify_builds: Annotated[bool, Field(description="The reviewer builds each changed unit and "
+                                                          "reverts what fails.")] = False,
+                     pipeline: PipelineName = None) -> dict[str, Any]:
+        """Run a pipeline on a repository, as `pipeline run` does: fixes land as reviewed commits on a new branch
+        pipeline/<run-id> in a separate worktree; the user's checkout, index and uncommitted work are never touched.
+        Returns the run (show_run's answer); run_diff shows its changes, `pipeline apply RUN_ID` merges them."""
+        from engine.runs import UsageError, start_run
+
+        spec = self.spec(pipeline)
+        if builds not in ("auto", "off"):
+            raise ToolError(f"builds must be auto or off, not {builds!r}")
+        root = self.directory(repo)
+        options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": "3",
+                   "verify_builds": "1" if verify_builds else "0", "llm": "0"}
+        try:
+            record = start_run(spec, root, self.reports_dir, phases, options)
+        except UsageError as error:
+            raise ToolError(str(error)) from None
+        except OSError as error:
+            raise ToolError(f"{error.strerror or error} ({error.filename}); fix that, then "
+                            "`pipeline resume RUN_ID` continues the run") from None
+        return self.view(record)
+
+
+def server(reports_dir: Path, pipeline: str | None = None) -> MCPServer:
+    """The MCP server with every tool registered (``Tools`` does the work)."""
+    from engine.findings_output import _version
+
+    tools = Tools(reports_dir, pipeline)
+    app = MCPServer("pipeline", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
+    for fn in (tools.analyze, tools.explain_rule, tools.plan_fixes, tools.list_runs, tools.show_run, tools.run_diff):
+        app.add_tool(fn, annotations=READ_ONLY, structured_output=True)
+    app.add_tool(tools.run_pipeline, annotations=RUNS, structured_output=True)
+    return app
+
+
+def serve(reports_dir: Path, pipeline: str | None = None) -> None:
+    """Serve over stdio until the client closes the connection."""
+    server(reports_dir, pipeline).run("stdio")

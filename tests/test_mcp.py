@@ -1,0 +1,121 @@
+"""`pipeline mcp`, driven as a coding agent drives it: the official SDK's client, over stdio, against a child
+process serving a copy of the example repository."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.conftest import ROOT, cli, git, snapshot
+
+mcp = pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra: pip install -e '.[mcp]'")
+
+READ_ONLY = {"analyze", "explain_rule", "plan_fixes", "list_runs", "show_run", "run_diff"}
+
+
+def server_params(reports: Path):
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    env["PYTHONPATH"] = str(ROOT)
+    return mcp.StdioServerParameters(command=sys.executable, env=env, cwd=str(ROOT),
+                                     args=["-m", "engine.cli", "mcp", "--reports-dir", str(reports)])
+
+
+async def session_calls(reports: Path, calls: list[tuple[str, dict]]):
+    """Start the server, list its tools, make ``calls`` in order; the tools and each call's result."""
+    async with mcp.stdio_client(server_params(reports)) as (read, write):
+        async with mcp.ClientSession(read, write) as session:
+            await session.initialize()
+            tools = (await session.list_tools()).tools
+            results = []
+            for name, arguments in calls:
+                results.append(await session.call_tool(name, arguments, read_timeout_seconds=300))
+            return tools, results
+
+
+def drive(reports: Path, *calls: tuple[str, dict]):
+    return anyio.run(session_calls, reports, list(calls))
+
+
+def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, reports):
+    repo = str(example_repo)
+    before, head, branches = snapshot(example_repo), git(example_repo, "rev-parse", "HEAD"), git(example_repo, "branch")
+    tools, (analyzed, planned) = drive(reports, ("analyze", {"path": repo}), ("plan_fixes", {"path": repo}))
+
+    # The tools, and which of them a client may call without asking: all but the one that makes a run.
+    by_name = {t.name: t for t in tools}
+    assert set(by_name) == READ_ONLY | {"run_pipeline"}
+    assert {n for n, t in by_name.items() if t.annotations.read_only_hint} == READ_ONLY
+    run_tool = by_name["run_pipeline"].annotations
+    assert (run_tool.read_only_hint, run_tool.destructive_hint, run_tool.idempotent_hint) == (False, False, False)
+    assert "repo" in by_name["run_pipeline"].input_schema["required"]
+
+    # analyze answers what `pipeline analyze --format json` prints.
+    assert not analyzed.is_error
+    printed = cli("analyze", "--repo", repo, "--format", "json")
+    assert printed.returncode == 0, printed.stderr
+    assert analyzed.structured_content == json.loads(printed.stdout)
+    findings = analyzed.structured_content["findings"]
+    ours = next(f for f in findings if f["source"] == "rules")
+
+    # plan_fixes: tasks for those findings, nothing written.
+    tasks = planned.structured_content["tasks"]
+    assert tasks and {fid for t in tasks for fid in t["finding_ids"]} <= {f["id"] for f in findings}
+    assert snapshot(example_repo) == before and git(example_repo, "branch") == branches
+
+    _, (explained, unknown, ran) = drive(reports, ("explain_rule", {"code": ours["rule"].lower()}),
+                                         ("explain_rule", {"code": "NOPE1"}),
+                                         ("run_pipeline", {"repo": repo, "builds": "off"}))
+    assert explained.structured_content["doc"].startswith(f"### {ours['rule']}: {ours['name']}\n")
+    assert unknown.is_error and "has no rule 'NOPE1'" in unknown.content[0].text
+
+    # The run: a branch of its own, the user's checkout, HEAD and branch untouched.
+    assert not ran.is_error, ran.content[0].text
+    run = ran.structured_content
+    assert run["status"] == "completed" and run["branch"] == f"pipeline/{run['run_id']}"
+    assert snapshot(example_repo) == before and git(example_repo, "rev-parse", "HEAD") == head
+    assert git(example_repo, "rev-parse", run["branch"]) == run["head_commit"] != head
+
+    _, (shown, diffed, listed, missing) = drive(reports, ("show_run", {"run_id": run["run_id"]}),
+                                                ("run_diff", {"run_id": run["run_id"]}), ("list_runs", {}),
+                                                ("show_run", {"run_id": "20990101-000000-0000"}))
+    printed = cli("show", run["run_id"], "--reports-dir", str(reports), "--format", "json")
+    assert shown.structured_content["record"] == json.loads(printed.stdout)
+    diff = diffed.structured_content
+    assert diff["diff"] == git(example_repo, "diff", "--no-color", head, run["branch"], "--") + "\n"
+    assert {f["path"] for f in diff["files"]} == set(git(example_repo, "diff", "--name-only", head,
+                                                         run["branch"]).splitlines())
+    assert [r["run_id"] for r in listed.structured_content["runs"]] == [run["run_id"]]
+    assert missing.is_error and "no run '20990101-000000-0000' in " in missing.content[0].text
+
+
+def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, reports):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    _, (ran, diffed) = drive(reports, ("run_pipeline", {"repo": str(plain), "builds": "off"}),
+                             ("analyze", {"path": str(tmp_path / "absent")}))
+    assert ran.is_error and len(ran.content[0].text.splitlines()) == 1
+    assert diffed.is_error and diffed.content[0].text == f"{tmp_path / 'absent'} is not a directory"
+    assert not any(reports.iterdir())
+
+
+def test_without_the_sdk_the_command_says_how_to_install_it():
+    code = "import sys; sys.modules['mcp'] = None; from engine.cli import main; sys.argv = ['pipeline', 'mcp']; main()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: `pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines[mcp]'"
+
+
+def test_analyze_does_not_import_the_sdk(example_repo):
+    code = ("import sys; from engine.cli import main; "
+            f"sys.argv = ['pipeline', 'analyze', '--repo', {str(example_repo)!r}, '--format', 'json']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'starlette')), "
+            "file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stderr.splitlines()[-1] == "[]"
