@@ -331,7 +331,7 @@ def mcp(reports_dir: Path = REPORTS_DIR,
     except ImportError as error:   # the SDK is an optional extra: a linter's users don't need its HTTP stack
         if (error.name or "").partition(".")[0] != "mcp":
             raise
-        fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines[mcp]'")
+        fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines\\[mcp]'")   # \\[: not rich markup
     try:
         serve(reports_dir, pipeline)
     except KeyboardInterrupt:

@@ -26,64 +26,66 @@ def server_params(reports: Path):
                                      args=["-m", "engine.cli", "mcp", "--reports-dir", str(reports)])
 
 
-async def session_calls(reports: Path, calls: list[tuple[str, dict]]):
-    """Start the server, list its tools, make ``calls`` in order; the tools and each call's result."""
-    async with mcp.stdio_client(server_params(reports)) as (read, write):
-        async with mcp.ClientSession(read, write) as session:
-            await session.initialize()
-            tools = (await session.list_tools()).tools
-            results = []
-            for name, arguments in calls:
-                results.append(await session.call_tool(name, arguments, read_timeout_seconds=300))
-            return tools, results
+def drive(reports: Path, agent):
+    """Start the server, connect the SDK's client over stdio, and let ``agent(session)`` use it."""
 
+    async def connected():
+        async with mcp.stdio_client(server_params(reports)) as (read, write):
+            async with mcp.ClientSession(read, write, read_timeout_seconds=300) as session:
+                await session.initialize()
+                return await agent(session)
 
-def drive(reports: Path, *calls: tuple[str, dict]):
-    return anyio.run(session_calls, reports, list(calls))
+    return anyio.run(connected)
 
 
 def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, reports):
     repo = str(example_repo)
-    before, head, branches = snapshot(example_repo), git(example_repo, "rev-parse", "HEAD"), git(example_repo, "branch")
-    tools, (analyzed, planned) = drive(reports, ("analyze", {"path": repo}), ("plan_fixes", {"path": repo}))
-
-    # The tools, and which of them a client may call without asking: all but the one that makes a run.
-    by_name = {t.name: t for t in tools}
-    assert set(by_name) == READ_ONLY | {"run_pipeline"}
-    assert {n for n, t in by_name.items() if t.annotations.read_only_hint} == READ_ONLY
-    run_tool = by_name["run_pipeline"].annotations
-    assert (run_tool.read_only_hint, run_tool.destructive_hint, run_tool.idempotent_hint) == (False, False, False)
-    assert "repo" in by_name["run_pipeline"].input_schema["required"]
-
-    # analyze answers what `pipeline analyze --format json` prints.
-    assert not analyzed.is_error
+    before, head = snapshot(example_repo), git(example_repo, "rev-parse", "HEAD")
     printed = cli("analyze", "--repo", repo, "--format", "json")
     assert printed.returncode == 0, printed.stderr
-    assert analyzed.structured_content == json.loads(printed.stdout)
-    findings = analyzed.structured_content["findings"]
-    ours = next(f for f in findings if f["source"] == "rules")
+    linted = json.loads(printed.stdout)
 
-    # plan_fixes: tasks for those findings, nothing written.
-    tasks = planned.structured_content["tasks"]
-    assert tasks and {fid for t in tasks for fid in t["finding_ids"]} <= {f["id"] for f in findings}
-    assert snapshot(example_repo) == before and git(example_repo, "branch") == branches
+    async def agent(session):
+        tools = {t.name: t for t in (await session.list_tools()).tools}
+        analyzed = await session.call_tool("analyze", {"path": repo})
+        ours = next(f for f in analyzed.structured_content["findings"] if f["source"] == "rules")
+        explained = await session.call_tool("explain_rule", {"code": ours["rule"].lower()})
+        unknown = await session.call_tool("explain_rule", {"code": "NOPE1"})
+        planned = await session.call_tool("plan_fixes", {"path": repo})
+        ran = await session.call_tool("run_pipeline", {"repo": repo, "builds": "off"})
+        assert not ran.is_error, ran.content[0].text
+        run_id = ran.structured_content["run_id"]
+        shown = await session.call_tool("show_run", {"run_id": run_id})
+        diffed = await session.call_tool("run_diff", {"run_id": run_id})
+        listed = await session.call_tool("list_runs", {})
+        missing = await session.call_tool("show_run", {"run_id": "20990101-000000-0000"})
+        return tools, analyzed, ours, explained, unknown, planned, ran, shown, diffed, listed, missing
 
-    _, (explained, unknown, ran) = drive(reports, ("explain_rule", {"code": ours["rule"].lower()}),
-                                         ("explain_rule", {"code": "NOPE1"}),
-                                         ("run_pipeline", {"repo": repo, "builds": "off"}))
+    tools, analyzed, ours, explained, unknown, planned, ran, shown, diffed, listed, missing = drive(reports, agent)
+
+    # The tools, and which of them a client may call without asking: all but the one that makes a run.
+    assert set(tools) == READ_ONLY | {"run_pipeline"}
+    assert {n for n, t in tools.items() if t.annotations.read_only_hint} == READ_ONLY
+    run_tool = tools["run_pipeline"].annotations
+    assert (run_tool.read_only_hint, run_tool.destructive_hint, run_tool.idempotent_hint) == (False, False, False)
+    assert "repo" in tools["run_pipeline"].input_schema["required"]
+
+    # analyze answers what `pipeline analyze --format json` prints; explain_rule gives a finding's rule's docs.
+    assert analyzed.structured_content == linted
     assert explained.structured_content["doc"].startswith(f"### {ours['rule']}: {ours['name']}\n")
     assert unknown.is_error and "has no rule 'NOPE1'" in unknown.content[0].text
 
-    # The run: a branch of its own, the user's checkout, HEAD and branch untouched.
-    assert not ran.is_error, ran.content[0].text
+    # plan_fixes: tasks for those findings (nothing written: see the snapshot below).
+    tasks = planned.structured_content["tasks"]
+    assert tasks and {fid for t in tasks for fid in t["finding_ids"]} <= {f["id"] for f in linted["findings"]}
+
+    # The run: a branch of its own; the user's checkout and HEAD untouched by it or by any other tool.
     run = ran.structured_content
     assert run["status"] == "completed" and run["branch"] == f"pipeline/{run['run_id']}"
     assert snapshot(example_repo) == before and git(example_repo, "rev-parse", "HEAD") == head
     assert git(example_repo, "rev-parse", run["branch"]) == run["head_commit"] != head
 
-    _, (shown, diffed, listed, missing) = drive(reports, ("show_run", {"run_id": run["run_id"]}),
-                                                ("run_diff", {"run_id": run["run_id"]}), ("list_runs", {}),
-                                                ("show_run", {"run_id": "20990101-000000-0000"}))
+    # show_run is `pipeline show --format json`; run_diff is git's diff of the branch against the run's base.
     printed = cli("show", run["run_id"], "--reports-dir", str(reports), "--format", "json")
     assert shown.structured_content["record"] == json.loads(printed.stdout)
     diff = diffed.structured_content
@@ -97,10 +99,14 @@ def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, 
 def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, reports):
     plain = tmp_path / "plain"
     plain.mkdir()
-    _, (ran, diffed) = drive(reports, ("run_pipeline", {"repo": str(plain), "builds": "off"}),
-                             ("analyze", {"path": str(tmp_path / "absent")}))
+
+    async def agent(session):
+        return (await session.call_tool("run_pipeline", {"repo": str(plain), "builds": "off"}),
+                await session.call_tool("analyze", {"path": str(tmp_path / "absent")}))
+
+    ran, analyzed = drive(reports, agent)
     assert ran.is_error and len(ran.content[0].text.splitlines()) == 1
-    assert diffed.is_error and diffed.content[0].text == f"{tmp_path / 'absent'} is not a directory"
+    assert analyzed.is_error and analyzed.content[0].text.endswith(f"{tmp_path / 'absent'} is not a directory")
     assert not any(reports.iterdir())
 
 
