@@ -21,7 +21,8 @@ import subprocess
 from pathlib import Path
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+import anyio.from_thread
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -40,6 +41,24 @@ Path_ = Annotated[str, Field(description="Directory to work on: absolute, or rel
 PipelineName = Annotated[str | None, Field(description="Pipeline to use (default: the server's).")]
 Phases = Annotated[list[str] | None, Field(description="Phases to plan or run (default: all of the pipeline's).")]
 RunId = Annotated[str, Field(description="A run id, as run_pipeline or list_runs gives it.")]
+
+
+class Progress:
+    """A run's events as MCP progress notifications, one per agent that finishes (a client that sent no progress
+    token gets none). Tools run in a worker thread; the notification is sent from the server's event loop."""
+
+    def __init__(self, ctx: Context, total: int) -> None:
+        self.ctx, self.total, self.done = ctx, total, 0
+
+    def __call__(self, kind: str, **data) -> None:
+        if kind != "node_end":
+            return
+        self.done += 1
+        message = f"{data.get('phase', '')} {data.get('agent', '')}: {data.get('summary', '')}".strip()
+        try:
+            anyio.from_thread.run(self.ctx.report_progress, self.done, self.total, message)
+        except Exception:  # noqa: BLE001 (a client gone mid-run must not stop the run: it stays resumable)
+            pass
 
 
 class Tools:
@@ -86,14 +105,29 @@ class Tools:
         from engine.runs import shown_status
 
         run = record.run
-        return {"run_id": run.run_id, "status": shown_status(record), "error": record.error, "repo": run.repo,
-                "branch": run.branch, "worktree": run.worktree, "base_commit": run.base_commit,
-                "head_commit": record.head_commit, "summary": str(Path(run.run_dir) / "summary.md"),
-                "record": record.model_dump(mode="json")}
+        return {
+            "run_id": run.run_id,
+            "status": shown_status(record),
+            "error": record.error,
+            "repo": run.repo,
+            "branch": run.branch,
+            "worktree": run.worktree,
+            "base_commit": run.base_commit,
+            "head_commit": record.head_commit,
+            "summary": str(Path(run.run_dir) / "summary.md"),
+            "record": record.model_dump(mode="json"),
+        }
 
     # -- read-only -----------------------------------------------------------
-    def analyze(self, path: Path_, thorough: Annotated[bool, Field(description="Also run the pipeline's second-opinion "
-                "tools, as `pipeline analyze` does by default.")] = True, pipeline: PipelineName = None) -> dict[str, Any]:
+    def analyze(
+        self,
+        path: Path_,
+        thorough: Annotated[
+            bool,
+            Field(description="Also run the pipeline's second-opinion tools, as `pipeline analyze` does by default."),
+        ] = True,
+        pipeline: PipelineName = None,
+    ) -> dict[str, Any]:
         """Analyze a directory (no git needed, nothing written): every finding with file, line, rule, severity and
         fix applicability, exactly the JSON `pipeline analyze --format json` prints."""
         from engine.analyze_cli import analysis_result
@@ -102,8 +136,11 @@ class Tools:
         spec, root = self.spec(pipeline), self.directory(path)
         return json.loads(render(analysis_result(spec, root, thorough), "json", root))
 
-    def explain_rule(self, code: Annotated[str, Field(description="A rule code from a finding, such as its `rule`.")],
-                     pipeline: PipelineName = None) -> dict[str, Any]:
+    def explain_rule(
+        self,
+        code: Annotated[str, Field(description="A rule code from a finding, such as its `rule`.")],
+        pipeline: PipelineName = None,
+    ) -> dict[str, Any]:
         """A rule's documentation (markdown): what it checks, why it matters, an example, what to write instead, and
         whether its fix is safe."""
         spec = self.spec(pipeline)
@@ -131,16 +168,32 @@ class Tools:
             plan = domain.plan(findings, chosen, False, root)
         finally:
             domain.close()
-        return {"pipeline": spec.name, "root": str(root), "phases": chosen, "findings": len(findings),
-                **plan.model_dump(mode="json")}
+        return {
+            "pipeline": spec.name,
+            "root": str(root),
+            "phases": chosen,
+            "findings": len(findings),
+            **plan.model_dump(mode="json"),
+        }
 
     def list_runs(self) -> dict[str, Any]:
         """The runs in the server's reports directory, oldest first."""
         from engine.runs import list_records, shown_status
 
-        return {"reports_dir": str(self.reports_dir), "runs": [
-            {"run_id": r.run.run_id, "pipeline": r.run.pipeline, "status": shown_status(r), "repo": r.run.repo,
-             "branch": r.run.branch, "updated": r.updated.isoformat()} for r in list_records(self.reports_dir)]}
+        return {
+            "reports_dir": str(self.reports_dir),
+            "runs": [
+                {
+                    "run_id": r.run.run_id,
+                    "pipeline": r.run.pipeline,
+                    "status": shown_status(r),
+                    "repo": r.run.repo,
+                    "branch": r.run.branch,
+                    "updated": r.updated.isoformat(),
+                }
+                for r in list_records(self.reports_dir)
+            ],
+        }
 
     def show_run(self, run_id: RunId) -> dict[str, Any]:
         """A run's status, branch and base, and its whole record: phases, tasks, commits, the reviewer's verdicts
@@ -171,37 +224,64 @@ class Tools:
         if diff.returncode != 0 or names.returncode != 0:
             raise ToolError(f"git diff failed in {run.repo}: {(diff.stderr or names.stderr).strip()}")
         files = [{"status": line[:1], "path": line[2:]} for line in names.stdout.splitlines() if line]
-        return {"run_id": run.run_id, "branch": run.branch, "base_commit": run.base_commit, "head_commit": sha,
-                "files": files, "diff": diff.stdout}
+        return {
+            "run_id": run.run_id,
+            "branch": run.branch,
+            "base_commit": run.base_commit,
+            "head_commit": sha,
+            "files": files,
+            "diff": diff.stdout,
+        }
 
     # -- writes ----------------------------------------------------------------
-    def run_pipeline(self, repo: Annotated[str, Field(description="A git checkout (its committed HEAD is what runs; "
-                     "it is never modified).")],
-                     phases: Phases = None,
-                     builds: Annotated[str, Field(description="auto: measure real builds when an engine answers "
-                                                  "(can take minutes); off: static figures only.")] = "auto",
-                     unsafe_fixes: Annotated[bool, Field(description="Also apply fixes marked unsafe.")] = False,
-                     verify_builds: Annotated[bool, Field(description="The reviewer builds each changed unit and "
-                                                          "reverts what fails.")] = False,
-                     pipeline: PipelineName = None) -> dict[str, Any]:
+    def run_pipeline(
+        self,
+        repo: Annotated[
+            str, Field(description="A git checkout (its committed HEAD is what runs; it is never modified).")
+        ],
+        phases: Phases = None,
+        builds: Annotated[
+            str,
+            Field(
+                description="auto: measure real builds when an engine answers "
+                "(can take minutes); off: static figures only."
+            ),
+        ] = "auto",
+        unsafe_fixes: Annotated[bool, Field(description="Also apply fixes marked unsafe.")] = False,
+        verify_builds: Annotated[
+            bool, Field(description="The reviewer builds each changed unit and reverts what fails.")
+        ] = False,
+        pipeline: PipelineName = None,
+        ctx: Context | None = None,
+    ) -> dict[str, Any]:
         """Run a pipeline on a repository, as `pipeline run` does: fixes land as reviewed commits on a new branch
         pipeline/<run-id> in a separate worktree; the user's checkout, index and uncommitted work are never touched.
         Returns the run (show_run's answer); run_diff shows its changes, `pipeline apply RUN_ID` merges them."""
-        from engine.runs import UsageError, start_run
+        from engine.runs import UsageError, select_phases, start_run
 
         spec = self.spec(pipeline)
         if builds not in ("auto", "off"):
             raise ToolError(f"builds must be auto or off, not {builds!r}")
         root = self.directory(repo)
-        options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": "3",
-                   "verify_builds": "1" if verify_builds else "0", "llm": "0"}
+        options = {
+            "unsafe_fixes": "1" if unsafe_fixes else "0",
+            "builds": builds,
+            "build_repeats": "3",
+            "verify_builds": "1" if verify_builds else "0",
+            "llm": "0",
+        }
         try:
-            record = start_run(spec, root, self.reports_dir, phases, options)
+            chosen = select_phases(spec, phases)
+            total = sum(len(p.agents) for p in spec.phases if p.name in chosen)
+            progress = Progress(ctx, total) if ctx is not None else (lambda *_a, **_k: None)
+            record = start_run(spec, root, self.reports_dir, chosen, options, progress)
         except UsageError as error:
             raise ToolError(str(error)) from None
         except OSError as error:
-            raise ToolError(f"{error.strerror or error} ({error.filename}); fix that, then "
-                            "`pipeline resume RUN_ID` continues the run") from None
+            raise ToolError(
+                f"{error.strerror or error} ({error.filename}); fix that, then "
+                "`pipeline resume RUN_ID` continues the run"
+            ) from None
         return self.view(record)
 
 

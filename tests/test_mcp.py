@@ -22,8 +22,9 @@ READ_ONLY = {"analyze", "explain_rule", "plan_fixes", "list_runs", "show_run", "
 def server_params(reports: Path):
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     env["PYTHONPATH"] = str(ROOT)
-    return mcp.StdioServerParameters(command=sys.executable, env=env, cwd=str(ROOT),
-                                     args=["-m", "engine.cli", "mcp", "--reports-dir", str(reports)])
+    return mcp.StdioServerParameters(
+        command=sys.executable, env=env, cwd=str(ROOT), args=["-m", "engine.cli", "mcp", "--reports-dir", str(reports)]
+    )
 
 
 def drive(reports: Path, agent):
@@ -52,16 +53,23 @@ def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, 
         explained = await session.call_tool("explain_rule", {"code": ours["rule"].lower()})
         unknown = await session.call_tool("explain_rule", {"code": "NOPE1"})
         planned = await session.call_tool("plan_fixes", {"path": repo})
-        ran = await session.call_tool("run_pipeline", {"repo": repo, "builds": "off"})
+        progress = []
+
+        async def on_progress(done: float, total: float | None, message: str | None) -> None:
+            progress.append((done, total, message))
+
+        ran = await session.call_tool("run_pipeline", {"repo": repo, "builds": "off"}, progress_callback=on_progress)
         assert not ran.is_error, ran.content[0].text
         run_id = ran.structured_content["run_id"]
         shown = await session.call_tool("show_run", {"run_id": run_id})
         diffed = await session.call_tool("run_diff", {"run_id": run_id})
         listed = await session.call_tool("list_runs", {})
         missing = await session.call_tool("show_run", {"run_id": "20990101-000000-0000"})
-        return tools, analyzed, ours, explained, unknown, planned, ran, shown, diffed, listed, missing
+        return tools, analyzed, ours, explained, unknown, planned, ran, progress, shown, diffed, listed, missing
 
-    tools, analyzed, ours, explained, unknown, planned, ran, shown, diffed, listed, missing = drive(reports, agent)
+    tools, analyzed, ours, explained, unknown, planned, ran, progress, shown, diffed, listed, missing = drive(
+        reports, agent
+    )
 
     # The tools, and which of them a client may call without asking: all but the one that makes a run.
     assert set(tools) == READ_ONLY | {"run_pipeline"}
@@ -84,14 +92,19 @@ def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, 
     assert run["status"] == "completed" and run["branch"] == f"pipeline/{run['run_id']}"
     assert snapshot(example_repo) == before and git(example_repo, "rev-parse", "HEAD") == head
     assert git(example_repo, "rev-parse", run["branch"]) == run["head_commit"] != head
+    # ... with a progress notification per agent as it finishes (the planner's says how many tasks).
+    nodes = [n for p in run["record"]["phases"] for n in p["nodes"]]
+    assert [(done, total) for done, total, _ in progress] == [(i, len(nodes)) for i in range(1, len(nodes) + 1)]
+    assert progress[1][2] == f"analysis planner: {nodes[1]['summary']}"
 
     # show_run is `pipeline show --format json`; run_diff is git's diff of the branch against the run's base.
     printed = cli("show", run["run_id"], "--reports-dir", str(reports), "--format", "json")
     assert shown.structured_content["record"] == json.loads(printed.stdout)
     diff = diffed.structured_content
     assert diff["diff"] == git(example_repo, "diff", "--no-color", head, run["branch"], "--") + "\n"
-    assert {f["path"] for f in diff["files"]} == set(git(example_repo, "diff", "--name-only", head,
-                                                         run["branch"]).splitlines())
+    assert {f["path"] for f in diff["files"]} == set(
+        git(example_repo, "diff", "--name-only", head, run["branch"]).splitlines()
+    )
     assert [r["run_id"] for r in listed.structured_content["runs"]] == [run["run_id"]]
     assert missing.is_error and "no run '20990101-000000-0000' in " in missing.content[0].text
 
@@ -101,8 +114,10 @@ def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, re
     plain.mkdir()
 
     async def agent(session):
-        return (await session.call_tool("run_pipeline", {"repo": str(plain), "builds": "off"}),
-                await session.call_tool("analyze", {"path": str(tmp_path / "absent")}))
+        return (
+            await session.call_tool("run_pipeline", {"repo": str(plain), "builds": "off"}),
+            await session.call_tool("analyze", {"path": str(tmp_path / "absent")}),
+        )
 
     ran, analyzed = drive(reports, agent)
     assert ran.is_error and len(ran.content[0].text.splitlines()) == 1
@@ -118,10 +133,12 @@ def test_without_the_sdk_the_command_says_how_to_install_it():
 
 
 def test_analyze_does_not_import_the_sdk(example_repo):
-    code = ("import sys; from engine.cli import main; "
-            f"sys.argv = ['pipeline', 'analyze', '--repo', {str(example_repo)!r}, '--format', 'json']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'starlette')), "
-            "file=sys.stderr)")
+    code = (
+        "import sys; from engine.cli import main; "
+        f"sys.argv = ['pipeline', 'analyze', '--repo', {str(example_repo)!r}, '--format', 'json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'starlette')), "
+        "file=sys.stderr)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.stderr.splitlines()[-1] == "[]"
