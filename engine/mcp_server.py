@@ -15,6 +15,7 @@ a tool error with one line saying why, never as a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -55,10 +56,8 @@ class Progress:
             return
         self.done += 1
         message = f"{data.get('phase', '')} {data.get('agent', '')}: {data.get('summary', '')}".strip()
-        try:
+        with contextlib.suppress(Exception):  # a client gone mid-run must not stop the run
             anyio.from_thread.run(self.ctx.report_progress, self.done, self.total, message)
-        except Exception:  # noqa: BLE001 (a client gone mid-run must not stop the run: it stays resumable)
-            pass
 
 
 class Tools:
@@ -211,7 +210,9 @@ class Tools:
             raise ToolError(f"run {run_id}'s record names no usable base commit and branch")
 
         def git(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["git", "-C", run.repo, *args], capture_output=True, text=True, env=git_env())
+            return subprocess.run(
+                ["git", "-C", run.repo, *args], check=False, capture_output=True, text=True, env=git_env()
+            )
 
         if not Path(run.repo).is_dir():
             raise ToolError(f"run {run_id}'s repository {run.repo} is gone (moved or deleted)")

@@ -31,10 +31,12 @@ def drive(reports: Path, agent):
     """Start the server, connect the SDK's client over stdio, and let ``agent(session)`` use it."""
 
     async def connected():
-        async with mcp.stdio_client(server_params(reports)) as (read, write):
-            async with mcp.ClientSession(read, write, read_timeout_seconds=300) as session:
-                await session.initialize()
-                return await agent(session)
+        async with (
+            mcp.stdio_client(server_params(reports)) as (read, write),
+            mcp.ClientSession(read, write, read_timeout_seconds=300) as session,
+        ):
+            await session.initialize()
+            return await agent(session)
 
     return anyio.run(connected)
 
@@ -127,7 +129,9 @@ def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, re
 
 def test_without_the_sdk_the_command_says_how_to_install_it():
     code = "import sys; sys.modules['mcp'] = None; from engine.cli import main; sys.argv = ['pipeline', 'mcp']; main()"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert done.returncode == 2
     assert done.stderr.strip() == "error: `pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines[mcp]'"
 
@@ -140,5 +144,7 @@ def test_analyze_does_not_import_the_sdk(example_repo):
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'starlette')), "
         "file=sys.stderr)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
     assert done.stderr.splitlines()[-1] == "[]"
