@@ -36,7 +36,7 @@ from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
-_NOTABLE = (ignores.CONFIG_NAMES + hadolint_mod.CONFIG_NAMES)
+_NOTABLE = (ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES)
 _MAX_SKIPPED_LISTED = 5
 
 
@@ -408,10 +408,10 @@ def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult
 
 
 def _config(project: Project) -> ignores.Config:
-    path = next((c for c in ignores.CONFIG_NAMES if c in project.files), "")
+    config = ignores.project_config(project)
+    path = config.path
     if not path:
-        return ignores.Config()
-    config = ignores.load_config(path, project.text(path))
+        return config
     known = set(REGISTRY)
     for code in config.ignored + [c for _, _, codes in config.per_file for c in codes]:
         if not (code in known or code.startswith(("DL", "SC")) or any(k.startswith(code) for k in known)):
