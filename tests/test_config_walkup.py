@@ -3,9 +3,11 @@ walking up from the analyzed directory to the repository root, and its paths are
 
 from __future__ import annotations
 
+import json
+
 from pipelines.docker_optimization import analysis
 from pipelines.docker_optimization.ignores import find_config
-from tests.conftest import make_repo
+from tests.conftest import cli, make_repo
 
 # Two services with the same Dockerfile: pip without --no-cache-dir (CA001-like rules) and apt without
 # --no-install-recommends fire in both; the configuration silences some of them in legacy/ only.
@@ -81,3 +83,26 @@ def test_the_nearest_config_wins_and_the_walk_stops_at_the_repository_root(tmp_p
     assert find_config({}, lambda path: None, repo).path == ""
     nearest = find_config({}, lambda path: None, repo / "services" / "api")
     assert (nearest.path, nearest.ignored, nearest.prefix) == ("../.pipeline.yml", ["SZ"], "api")
+
+
+def analyzed(path) -> dict:
+    result = cli("analyze", "--repo", str(path), "--format", "json", "--no-hadolint")
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def test_analyze_in_a_subdirectory_reports_what_the_project_says_about_it(example_repo):
+    """The example's compose file at its root builds services/api with the root as context: analyzed alone,
+    services/ would assume each service directory is its context and report COPY sources missing (CX003)."""
+    root = analyzed(example_repo)
+    services = analyzed(example_repo / "services")
+    api = analyzed(example_repo / "services" / "api")
+
+    def under(doc, prefix):
+        return sorted((f["rule"], f["file"][len(prefix):], f["line"], f["message"]) for f in doc["findings"]
+                      if f["file"].startswith(prefix))
+
+    assert services["findings"] and api["findings"]
+    assert under(services, "") == under(root, "services/")
+    assert under(api, "") == under(root, "services/api/")
+    assert "CX003" not in {f["rule"] for f in services["findings"]}

@@ -297,6 +297,27 @@ def find_config(files: Iterable[str], text: Callable[[str], str | None], root: P
     return Config()
 
 
+def project_root(start: Path) -> Path | None:
+    """The directory of the configuration that governs ``start`` when it lies above it (the project's root,
+    as ruff's configuration marks one), else None. Analyzing a subdirectory analyzes that project and
+    keeps the subdirectory's part: the compose files and contexts above it count, as from the root."""
+    top = _repository_root(start)
+    if top is None or _holds_config(start):
+        return None
+    for directory in start.parents:
+        if _holds_config(directory):
+            return directory
+        if directory == top:
+            return None
+    return None
+
+
+def _holds_config(directory: Path) -> bool:
+    pyproject = directory / PYPROJECT
+    return any((directory / c).is_file() for c in CONFIG_NAMES) or (
+        pyproject.is_file() and has_tool_table(_read(pyproject)))
+
+
 def project_config(project) -> Config:
     """``find_config`` for a Project: its tree's files, and its directory when it is a checkout on disk."""
     root = getattr(project.tree, "root", None)
