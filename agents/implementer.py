@@ -51,7 +51,10 @@ class TaskCommitter(Agent):
 
             message, trailers = provenance(self.ctx.llm, message, trailers, self._rationale)
         sha = ws.commit(files, message, trailers, staged=staged)
-        if sha is None:
+        if sha is None and task.fix == "llm":   # the model wrote the file back as it was: its answer, not a break
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.declined,
+                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=notes)
+        if sha is None:   # a deterministic fix that writes nothing is a bug
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
         return self._committed(task, sha, notes)
