@@ -50,7 +50,8 @@ class Domain(Protocol):
         """Policies and notes the implementer and reviewer follow."""
 
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
-        """Write the task's fix in the checkout ``root``; return the paths written. Raise FixError when it can't.
+        """Write the task's fix in the checkout ``root``; return the paths written. Raise Declined when the fix
+        does not apply here (why, and what a person would do), FixError when something went wrong.
 
         ``root`` is the checkout's directory, or a DirTree of it (``.root``) whose file list the
         workspace keeps current: use it rather than walking the directory again."""
