@@ -110,7 +110,8 @@ class TaskCommitter(Agent):
     @staticmethod
     def _by_hand(task: Task) -> str:
         """What a person would do when the fix declines and said nothing more: the rules' own advice."""
-        return f"fix {task.file} by hand ({', '.join(task.rules)}): each rule's documentation says what to write instead"
+        rules = ", ".join(task.rules)
+        return f"fix {task.file} by hand ({rules}): each rule's documentation says what to write instead"
 
     @staticmethod
     def _message(task: Task) -> str:

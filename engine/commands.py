@@ -101,8 +101,9 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
     elif not quiet:
         failures = record.failures
         broke = sum(c.status.value == "failed" for c in record.changes)
-        title = (f"completed with {broke} failed task{'s' if broke != 1 else ''}" if broke else "completed with a failed phase") \
-            if failures and record.status == "completed" else record.status
+        title = record.status
+        if failures and record.status == "completed":
+            title = "completed with " + (f"{broke} failed task{'s' if broke != 1 else ''}" if broke else "a failed phase")
         table = Table(title=f"run {record.run.run_id}: {title}")
         for column in ("phase", "status", "commits kept", "reverted", "declined", "failed"):
             table.add_column(column)

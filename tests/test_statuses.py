@@ -1,5 +1,6 @@
 """Honest statuses: a task is committed, reverted, declined (the fix does not apply here) or failed (something
-broke). Declines say why and what a person would do; only failures mark a phase failed, print ✗ and fail the exit code."""
+broke). Declines say why and what a person would do; only failures mark a phase failed, print ✗ and fail
+the exit code."""
 
 from __future__ import annotations
 

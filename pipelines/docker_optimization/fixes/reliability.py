@@ -185,8 +185,8 @@ def local_digest(image: str) -> str:
     """The sha256 digest the Docker engine behind DOCKER_HOST has for ``image``; FixError when unknown."""
     if not os.environ.get("DOCKER_HOST"):
         raise Declined("no Docker engine: DOCKER_HOST is not set, so local digests can't be read",
-                       "pull the image and pin it by hand (`docker buildx imagetools inspect IMAGE` prints its digest), "
-                       "or run again with DOCKER_HOST set")
+                       "pull the image and pin it by hand (`docker buildx imagetools inspect IMAGE` prints its "
+                       "digest), or run again with DOCKER_HOST set")
     docker = shutil.which("docker")
     if docker is None:
         raise Declined("no docker client on PATH to read local digests",
