@@ -35,7 +35,8 @@ def test_a_declined_fix_is_not_a_failure_and_says_why_and_what_to_do(tmp_path, r
     run_dir = Path(record.run.run_dir)
     saved = json.loads((run_dir / "run.json").read_text())
     assert [(c["status"], c["reason"], c["action"]) for c in saved["changes"] if c["status"] == "declined"] == [
-        ("declined", WHY, INSTEAD)]
+        ("declined", WHY, INSTEAD)
+    ]
     summary = (run_dir / "summary.md").read_text()
     phase_md = (run_dir / record.phase("fix").report_path).read_text() if record.phase("fix").report_path else ""
     for text in (summary, phase_md):
@@ -61,7 +62,7 @@ def test_the_cli_exits_0_with_declines_and_4_with_a_failed_task(tmp_path):
     assert row(ok.stderr, "Fix") == ["completed, 1 declined", "1", "0", "1", "0"]
     assert "completed with" not in ok.stderr
 
-    broken = make_repo(tmp_path / "broken", {"a.txt": "one  \n", "same.noop.txt": "x  \n"})   # writes nothing
+    broken = make_repo(tmp_path / "broken", {"a.txt": "one  \n", "same.noop.txt": "x  \n"})  # writes nothing
     bad = cli("run", "text-hygiene", "--repo", str(broken), "--reports-dir", str(tmp_path / "r2"), env=PLUGIN)
     assert bad.returncode == EXIT_TASKS_FAILED == 4, bad.stderr
     assert "✗ implementer  1 commits, 1 failed" in bad.stderr
