@@ -2,14 +2,15 @@
 
 Idempotent: commits already on the branch for a task (found by their
 ``Pipeline-Task`` trailer, e.g. left by an interrupted attempt) are reused,
-not redone. A fix that writes nothing is a failed task, never a success.
+not redone. A fix that writes nothing is a failed task, never a success; a fix that
+does not apply here (``Declined``) is a declined task, with why and what a person would do.
 """
 
 from __future__ import annotations
 
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from engine.edits import confinement_problems
 from engine.spec import Phase
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
@@ -29,6 +30,10 @@ class TaskCommitter(Agent):
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
+        except Declined as err:
+            ws.reset_to(ws.head())
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.declined, reason=str(err),
+                          action=err.action or self._by_hand(task))
         except FixError as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))
@@ -46,7 +51,10 @@ class TaskCommitter(Agent):
 
             message, trailers = provenance(self.ctx.llm, message, trailers, self._rationale)
         sha = ws.commit(files, message, trailers, staged=staged)
-        if sha is None:
+        if sha is None and task.fix == "llm":   # the model wrote the file back as it was: its answer, not a break
+            return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.declined,
+                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=notes)
+        if sha is None:   # a deterministic fix that writes nothing is a bug
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="the fix produced no change", notes=notes)
         return self._committed(task, sha, notes)
@@ -62,7 +70,8 @@ class TaskCommitter(Agent):
         from engine.llm import ModelEdit
 
         if self.ctx.llm is None:
-            raise FixError("this task is a model edit; resume with --llm to let the model write it")
+            raise Declined("this task is a model edit and the run has no model",
+                           f"resume with --llm to let the model write it, or edit {task.file} by hand")
         may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
         barred = [f for f in task.allowed_files if not may_edit(f)]
         if barred:
@@ -99,6 +108,12 @@ class TaskCommitter(Agent):
                       files=files, insertions=ins, deletions=dels, message=task.title, notes=notes)
 
     @staticmethod
+    def _by_hand(task: Task) -> str:
+        """What a person would do when the fix declines and said nothing more: the rules' own advice."""
+        rules = ", ".join(task.rules)
+        return f"fix {task.file} by hand ({rules}): each rule's documentation says what to write instead"
+
+    @staticmethod
     def _message(task: Task) -> str:
         return f"{task.title}\n\n{task.rationale}\n\nRules: {', '.join(task.rules)}"
 
@@ -127,11 +142,13 @@ class Implementer(TaskCommitter):
                 changes.append(self.apply_and_commit(task, state))
         done = sum(c.status is ChangeStatus.committed for c in changes)
         failed = sum(c.status is ChangeStatus.failed for c in changes)
+        declined = sum(c.status is ChangeStatus.declined for c in changes)
         return {
             "changes": replace_phase(state.get("changes", []), phase.name, changes),
             "head": ws.head(),
             "bases": {**state.get("bases", {}), phase.name: head},
-            "_summary": f"{done} commits" + (f", {failed} failed" if failed else ""),
+            "_summary": f"{done} commits" + (f", {declined} declined" if declined else "")
+            + (f", {failed} failed" if failed else ""),
         }
 
     def _reuse(self, task: Task, sha: str) -> Change:

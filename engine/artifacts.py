@@ -77,9 +77,15 @@ class Design(Model):
 
 
 class ChangeStatus(str, Enum):
+    """What became of a task: committed (kept unless the reviewer reverted it), reverted (a gate failed:
+    the verdict says which), declined (the fix does not apply here: ``reason`` says why, ``action`` what a
+    person would do), failed (something broke), skipped (an earlier change of the run already resolved it).
+    Only ``failed`` fails a phase and the run's exit code."""
+
     committed = "committed"
     failed = "failed"
     reverted = "reverted"
+    declined = "declined"
     skipped = "skipped"   # already resolved by an earlier change of the run
 
 
@@ -95,6 +101,7 @@ class Change(Model):
     deletions: int = 0
     message: str = ""
     reason: str = ""
+    action: str = Field(default="", description="declined: what a person would do instead")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -279,6 +286,18 @@ class RunRecord(Model):
 
     def phase(self, name: str) -> PhaseReport:
         return next(p for p in self.phases if p.phase == name)
+
+    def phase_status(self, name: str) -> str:
+        """The phase's status as reports print it: "completed, 2 declined" when fixes did not apply."""
+        status = self.phase(name).status
+        declined = sum(c.phase == name and c.status is ChangeStatus.declined for c in self.changes)
+        return f"{status}, {declined} declined" if declined else status
+
+    @property
+    def failures(self) -> list[str]:
+        """What broke: failed phases and failed tasks (declined and reverted tasks are not failures)."""
+        return [f"phase {p.phase}" for p in self.phases if p.status == "failed"] + [
+            f"task {c.task_id}" for c in self.changes if c.status is ChangeStatus.failed]
 
 
 ARTIFACT_TYPES: tuple[type, ...] = (

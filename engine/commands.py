@@ -25,6 +25,7 @@ err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
 REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run directories live.")
+EXIT_TASKS_FAILED = 4   # the run finished, but a task or phase failed (declined tasks are not failures)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -83,7 +84,8 @@ class Progress:
             err.print(f"[yellow]![/yellow] {data['message']}", markup=True, highlight=False, soft_wrap=True)
         elif kind == "node_end":
             self._stop()
-            err.print(f"  [green]✓[/green] {data['agent']:<12} {data.get('summary', '')}")
+            mark = "[red]✗[/red]" if data.get("failed") else "[green]✓[/green]"
+            err.print(f"  {mark} {data['agent']:<12} {data.get('summary', '')}")
         elif kind == "run_end":
             self._stop()
 
@@ -97,20 +99,29 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
     if fmt == "json":
         out.print_json(record.model_dump_json())
     elif not quiet:
-        table = Table(title=f"run {record.run.run_id}: {record.status}")
-        for column in ("phase", "status", "commits kept", "reverted", "failed"):
+        failures = record.failures
+        broke = sum(c.status.value == "failed" for c in record.changes)
+        title = record.status
+        if failures and record.status == "completed":
+            title = "completed with " + (f"{broke} failed task{'s' if broke != 1 else ''}" if broke else "a failed phase")
+        table = Table(title=f"run {record.run.run_id}: {title}")
+        for column in ("phase", "status", "commits kept", "reverted", "declined", "failed"):
             table.add_column(column)
         for phase in record.phases:
             cs = [c for c in record.changes if c.phase == phase.phase]
-            table.add_row(phase.title, phase.status, *(str(sum(c.status.value == s for c in cs))
-                                                       for s in ("committed", "reverted", "failed")))
+            table.add_row(phase.title, record.phase_status(phase.phase), *(
+                str(sum(c.status.value == s for c in cs)) for s in ("committed", "reverted", "declined", "failed")))
         err.print(table)
         if record.error:
             err.print(f"[red]{record.error}[/red]")
+        if failures and record.status == "completed":
+            err.print(f"[red]✗ failed: {', '.join(failures)}[/red] (the summary says why)")
         err.print(f"Summary: {paths_root / 'summary.md'}")
         err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}")
     if record.status == "failed":
         raise typer.Exit(1)
+    if record.status == "completed" and record.failures:
+        raise typer.Exit(EXIT_TASKS_FAILED)
     if record.status == "stopped":
         err.print(f"stopped, resumable: {record.error}")
         raise typer.Exit(3)
@@ -265,7 +276,7 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
         table.add_column(column)
     for c in record.changes:
         table.add_row(c.phase, tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
-                      c.status.value, c.reason)
+                      c.status.value, c.reason + (f"; instead: {c.action}" if c.action else ""))
     out.print(table)
     out.print(f"reports: {paths.root}")
 

@@ -19,6 +19,20 @@ class FixError(Exception):
     """A fix could not be applied; the message says why (it becomes the change's reason)."""
 
 
+class Declined(FixError):
+    """The fix does not apply here: nothing broke, the case is one it must not guess at. Not a failure.
+
+    ``why`` says what in the repository stops it (the change's reason); ``action`` says what a
+    person would do instead (the change's action; empty: the implementer derives one from the task).
+    Example: ``raise Declined("line 12 is a JSON-form RUN", "add --no-install-recommends by hand")``.
+    Raise FixError instead when something went wrong (an edit that no longer parses, a tool that crashed).
+    """
+
+    def __init__(self, why: str, action: str = "") -> None:
+        super().__init__(why)
+        self.action = action
+
+
 class AlreadyResolved(FixError):
     """The task's findings are gone before its fix ran: an earlier change of this run cleared them."""
 
@@ -36,7 +50,8 @@ class Domain(Protocol):
         """Policies and notes the implementer and reviewer follow."""
 
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
-        """Write the task's fix in the checkout ``root``; return the paths written. Raise FixError when it can't.
+        """Write the task's fix in the checkout ``root``; return the paths written. Raise Declined when the fix
+        does not apply here (why, and what a person would do), FixError when something went wrong.
 
         ``root`` is the checkout's directory, or a DirTree of it (``.root``) whose file list the
         workspace keeps current: use it rather than walking the directory again."""

@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.domain import FixError
+from engine.domain import Declined, FixError
 from engine.gitenv import git_env
 
 _DIFF_TARGET = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(\S+)", re.MULTILINE)
@@ -154,7 +154,7 @@ def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
             if done.returncode != 0:
                 raise FixError(f"the model's diff does not apply: {' '.join(done.stderr.split())[:200]}")
         return targets
-    raise FixError("the model proposed no change")
+    raise Declined("the model proposed no change")   # its answer, not a break: a person may still fix it
 
 
 TRAILER_MODEL = "Pipeline-Model"

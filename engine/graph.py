@@ -143,11 +143,15 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
                                     started=started, finished=now(), summary=summary))
         report.notes = [n for n in report.notes if not n.startswith(f"{role}: ")] + [f"{role}: {n}" for n in notes]
         report.status = "completed" if last else "running"
+        # Only a task that broke fails its phase; a declined one (the fix does not apply) does not.
         if last and any(c.phase == phase.name and c.status.value == "failed" for c in update.get("changes", state.get("changes", []))):
             report.status = "failed"
+        before = {c.task_id for c in state.get("changes", []) if c.status.value == "failed"}
+        broke = any(c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
+                    for c in update.get("changes", []))   # this node's own failures mark it ✗
         crash_point(name, "after")
         if on_event:
-            on_event("node_end", node=name, phase=phase.name, agent=role, summary=summary)
+            on_event("node_end", node=name, phase=phase.name, agent=role, summary=summary, failed=broke)
         return {**update, "phases": reports}
 
     run.__name__ = name

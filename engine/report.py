@@ -90,7 +90,7 @@ def render_phase(record: RunRecord, phase: str) -> str:
     verdicts = {v.task_id: v for v in record.verdicts if v.phase == phase}
     out = [f"# Phase {_phase_index(record, phase)}: {report.title}", "",
            f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`: {run.base_statement}.", "",
-           f"**Status:** {report.status}", "", "## Nodes that ran", ""]
+           f"**Status:** {record.phase_status(phase)}", "", "## Nodes that ran", ""]
     out.append(table(["node", "invocation", "started", "took", "result"],
                      [[n.node, n.invocation, n.started.strftime("%H:%M:%S"),
                        f"{(n.finished - n.started).total_seconds():.1f} s" if n.finished else "",
@@ -131,6 +131,7 @@ def render_phase(record: RunRecord, phase: str) -> str:
         for c in changes:
             for note in c.notes:
                 out.append(f"- `{c.commit[:10] or c.task_id}`: {note}")
+        out += declined_section(record, changes, "###")
         rejected = [v for v in verdicts.values() if not v.accepted]
         if rejected:
             out += ["", "### Why the reviewer reverted changes", ""]
@@ -155,7 +156,22 @@ def render_phase(record: RunRecord, phase: str) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def declined_section(record: RunRecord, changes: list[Change], level: str = "##") -> list[str]:
+    """The declined tasks: why the fix does not apply, and what a person would do instead."""
+    declined = [c for c in changes if c.status is ChangeStatus.declined]
+    if not declined:
+        return []
+    tasks = {t.id: t for t in record.plan.tasks}
+    out = ["", f"{level} Declined: the fix does not apply here (not a failure)", ""]
+    out.append(table(["task", "why", "what a person would do"],
+                     [[tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.reason, c.action or "-"]
+                      for c in declined]))
+    return out
+
+
 def _verdict_text(change: Change, verdict) -> str:
+    if change.status is ChangeStatus.declined:
+        return f"declined: {change.reason}"
     if change.status is ChangeStatus.failed:
         return f"not committed: {change.reason}"
     if verdict is None:
@@ -268,9 +284,12 @@ def render_summary(record: RunRecord) -> str:
     for p in record.phases:
         cs = [c for c in record.changes if c.phase == p.phase]
         count = Counter(c.status.value for c in cs)
-        rows.append([p.title, p.status, ", ".join(sorted({n.agent for n in p.nodes})) or "-",
-                     count["committed"], count["reverted"], count["failed"], p.report_path or "-"])
-    out.append(table(["phase", "status", "agents", "commits kept", "reverted", "failed", "report"], rows))
+        rows.append([p.title, record.phase_status(p.phase), ", ".join(sorted({n.agent for n in p.nodes})) or "-",
+                     count["committed"], count["reverted"], count["declined"], count["failed"], p.report_path or "-"])
+    out.append(table(["phase", "status", "agents", "commits kept", "reverted", "declined", "failed", "report"], rows))
+    if record.failures:
+        out += [f"**Failed** (something broke; the phase reports say what): {', '.join(record.failures)}.", ""]
+    out += declined_section(record, record.changes)
     out += ["## Changes per scope", ""]
     per_scope: dict[str, list[Change]] = defaultdict(list)
     for c in record.changes:

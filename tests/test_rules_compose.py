@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization import compose
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain, diff_paths, plain
@@ -72,8 +72,9 @@ def test_a_service_with_neither_policy_nor_memory_limit_gets_no_invented_cpu_lim
     domain, task = cpu_task(tmp_path, {"compose.yaml": text})
     assert task.applicability.value == "unsafe"
     assert "redis: left alone (no policy.services.redis.cpus in .pipeline.yaml and no memory limit" in task.rationale
-    with pytest.raises(FixError, match="no CPU limit to write in compose.yaml without inventing one"):
+    with pytest.raises(Declined, match="no CPU limit to write in compose.yaml without inventing one") as declined:
         domain.apply(task, tmp_path, Design())
+    assert declined.value.action.startswith("set policy.services.<name>.cpus in .pipeline.yaml")
     assert (tmp_path / "compose.yaml").read_text() == text
 
 

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from engine.domain import FixError
+from engine.domain import Declined, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile
 from pipelines.docker_optimization.image_tools import tools_in_final_stage
 from tests.rulekit import BILLING, codes, fixed
@@ -271,5 +271,6 @@ def test_unsafe_fix_fails_for_a_locally_built_image_without_repo_digests(tmp_pat
 
 def test_unsafe_fix_needs_a_docker_host(tmp_path, monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    with pytest.raises(FixError, match="DOCKER_HOST is not set"):
+    with pytest.raises(Declined, match="DOCKER_HOST is not set") as declined:   # not applicable here, not broken
         fixed(tmp_path, {"Dockerfile": "FROM python\n"}, "RL005")
+    assert "pin it by hand" in declined.value.action

@@ -44,11 +44,12 @@ def test_every_number_in_the_summary_is_in_run_json(example_repo, reports, docke
     same = [m for m in latest.values() if unchanged(m)]
     assert not same or f"{len(same)} more figures of" in section
 
-    for title, status, _agents, kept, reverted, failed, _report in table_rows(summary, "Phases"):
+    for title, status, _agents, kept, reverted, declined, failed, _report in table_rows(summary, "Phases"):
         phase = next(p for p in record.phases if p.title == title)
         counts = [sum(c.phase == phase.phase and c.status.value == s for c in record.changes)
-                  for s in ("committed", "reverted", "failed")]
-        assert [int(kept), int(reverted), int(failed)] == counts and status == phase.status
+                  for s in ("committed", "reverted", "declined", "failed")]
+        assert [int(kept), int(reverted), int(declined), int(failed)] == counts
+        assert status == phase.status + (f", {counts[2]} declined" if counts[2] else "")
 
     found = branch_findings(record)
     line = re.search(r"\*\*(\d+) fixed, (\d+) left open, (\d+) new\*\*", summary)

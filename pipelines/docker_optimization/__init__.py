@@ -16,9 +16,17 @@ def _domain(run):
 def _analyze(root, hadolint: bool):
     """`pipeline analyze`: with the results cache for a directory when asked (``results_cache``, ``--cache``)."""
     from pipelines.docker_optimization import results_cache
-    from pipelines.docker_optimization.analysis import run_analysis
+    from pipelines.docker_optimization.analysis import part_of, run_analysis
+    from pipelines.docker_optimization.ignores import project_root
 
     where = root if isinstance(root, (str, Path)) else getattr(root, "root", None)
+    # A subdirectory of a project whose configuration lies above it: analyze the project (its compose files
+    # and contexts decide what the Dockerfiles here see) and report this directory's part, as from the root.
+    project = project_root(Path(where).resolve()) if where is not None else None
+    if project is not None:
+        cache = results_cache.ResultsCache(project) if results_cache.enabled() else None
+        return part_of(run_analysis(project, hadolint=hadolint, cache=cache),
+                       Path(where).resolve().relative_to(project).as_posix())
     cache = results_cache.ResultsCache(Path(where)) if where is not None and results_cache.enabled() else None
     return run_analysis(root, hadolint=hadolint, cache=cache)
 

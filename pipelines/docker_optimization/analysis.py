@@ -19,6 +19,7 @@ what hadolint did, the rules' metadata).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import traceback
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from pipelines.docker_optimization.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
-_NOTABLE = (ignores.CONFIG_NAMES + hadolint_mod.CONFIG_NAMES)
+_NOTABLE = (ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES)
 _MAX_SKIPPED_LISTED = 5
 
 
@@ -408,10 +409,10 @@ def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult
 
 
 def _config(project: Project) -> ignores.Config:
-    path = next((c for c in ignores.CONFIG_NAMES if c in project.files), "")
+    config = ignores.project_config(project)
+    path = config.path
     if not path:
-        return ignores.Config()
-    config = ignores.load_config(path, project.text(path))
+        return config
     known = set(REGISTRY)
     for code in config.ignored + [c for _, _, codes in config.per_file for c in codes]:
         if not (code in known or code.startswith(("DL", "SC")) or any(k.startswith(code) for k in known)):
@@ -491,6 +492,30 @@ def finish(project: Project, findings: list[Finding], notes: list[Note], result:
         samples.setdefault(f.rule, f)
     result.rules = {code: _meta(code, f) for code, f in sorted(samples.items())}
     return result
+
+
+def part_of(result: AnalysisResult, directory: str) -> AnalysisResult:
+    """What ``result`` (the analysis of a project) says about its subdirectory ``directory``, with paths
+    relative to that subdirectory: the findings of ``pipeline analyze`` run there on the project."""
+    inside = directory.strip("/") + "/"
+    up = "../" * inside.count("/")
+
+    def moved(f: Finding) -> Finding | None:
+        return dataclasses.replace(f, file=f.file[len(inside):]) if f.file.startswith(inside) else None
+
+    findings = [m for m in map(moved, result.findings) if m is not None]
+    ignored = [IgnoredFinding(finding=m, by=i.by) for i in result.ignored if (m := moved(i.finding)) is not None]
+    def note_file(path: str) -> str:   # a config note names a file above the subdirectory: ../.pipeline.yaml
+        return path[len(inside):] if path.startswith(inside) else up + path if path else ""
+
+    notes = [dataclasses.replace(n, file=note_file(n.file))
+             for n in result.notes if n.kind == "config" or not n.file or n.file.startswith(inside)]
+    ids, codes = {f.id for f in findings}, {f.rule for f in findings} | {i.finding.rule for i in ignored}
+    tools = {name: dataclasses.replace(run, findings=sum(f.source == name for f in findings))
+             for name, run in result.tools.items()}
+    return AnalysisResult(findings=findings, ignored=ignored, notes=notes, tools=tools,
+                          columns={k: v for k, v in result.columns.items() if k in ids},
+                          rules={k: v for k, v in result.rules.items() if k in codes})
 
 
 def analyze_project(project: Project, select: set[str] | None = None) -> list[Finding]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
 )
-from engine.domain import FixError
+from engine.domain import Declined, FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
 from engine.redact import mask
@@ -151,7 +151,8 @@ class DockerDomain:
         for rel, text in written.items():
             target = (root / rel)
             if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
-                raise FixError(f"{rel} resolves outside the repository; not written")
+                raise Declined(f"{rel} resolves outside the repository; not written",   # a symlink: never followed
+                               f"edit the file {rel} points to by hand, if it is yours")
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)

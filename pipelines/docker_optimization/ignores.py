@@ -8,7 +8,12 @@ Three ways, mirroring hadolint's ``# hadolint ignore=DL3008``:
 - In a compose file (or a ``.dockerignore``), the same comment at the end of
   the finding's line (a service's key line, for service findings) or on the
   comment lines directly above it.
-- ``.pipeline.yaml`` at the repository root::
+- ``.pipeline.yaml`` (or ``[tool.pipeline]`` in ``pyproject.toml``, same keys), found as ruff finds
+  its configuration: in the analyzed directory or the nearest directory above it, up to the
+  repository root (the directory holding ``.git``). Paths and globs in it are relative to the
+  directory of the file that holds them, so analyzing ``services/`` applies the root's
+  ``"services/legacy/**"`` as analyzing the root does. When one directory has both,
+  ``.pipeline.yaml`` wins and a note says the ``[tool.pipeline]`` table was not read::
 
       ignored: [CO001]                  # everywhere
       per-file-ignores:
@@ -36,12 +41,14 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable
 
 from engine.finding import Finding
 from pipelines.docker_optimization import linear
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
+PYPROJECT = "pyproject.toml"
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
 CODE = re.compile(r"^[A-Z]+[0-9]*$")
 
@@ -160,6 +167,7 @@ class Config:
 
     path: str = ""
     ignored: list[str] = field(default_factory=list)
+    prefix: str = ""   # the analyzed directory, relative to the config's directory ("" when they are the same)
     per_file: list[tuple[str, re.Pattern[str], list[str]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     policy: "Policy" = field(default_factory=lambda: Policy())
@@ -168,8 +176,9 @@ class Config:
         if matches(finding.rule, self.ignored):
             return True
         name = posixpath.basename(finding.file)
+        where = posixpath.join(self.prefix, finding.file) if self.prefix else finding.file
         for glob, regex, codes in self.per_file:
-            target = finding.file if "/" in glob.strip("/") else name
+            target = where if "/" in glob.strip("/") else name
             if regex.fullmatch(target) and matches(finding.rule, codes):
                 return True
         return False
@@ -191,19 +200,50 @@ def _codes(value: object, where: str, problems: list[str]) -> list[str]:
     return out
 
 
-def load_config(path: str, text: str | None) -> Config:
-    """Parse ``.pipeline.yaml``; anything wrong becomes a problem (a note), never an exception."""
-    config = Config(path=path)
+def load_config(path: str, text: str | None, prefix: str = "") -> Config:
+    """Parse ``.pipeline.yaml`` (or ``[tool.pipeline]`` of a ``pyproject.toml``); anything wrong becomes a
+    problem (a note), never an exception. ``prefix``: the analyzed directory relative to the file's."""
+    config = Config(path=path, prefix=prefix)
     if text is None:
         return config
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    if posixpath.basename(path) == PYPROJECT:
+        data = _tool_table(path, text, config.problems)
+    else:
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
+        try:
+            data = YAML(typ="safe", pure=True).load(text)
+        except (YAMLError, ValueError, TypeError) as err:
+            config.problems.append(f"{path} is not valid YAML, so it was not applied: {' '.join(str(err).split())}")
+            return config
+    config = _from_data(config, data)
+    if prefix:   # policy paths are the config directory's; the analysis names files from the analyzed one
+        inside = prefix.rstrip("/") + "/"
+        config.policy.dockerfiles = {k[len(inside):]: v for k, v in config.policy.dockerfiles.items()
+                                     if k.startswith(inside)}
+    return config
+
+
+def _tool_table(path: str, text: str, problems: list[str]) -> object:
+    """``[tool.pipeline]`` of a pyproject.toml (None without one)."""
+    import tomllib
 
     try:
-        data = YAML(typ="safe", pure=True).load(text)
-    except (YAMLError, ValueError, TypeError) as err:
-        config.problems.append(f"{path} is not valid YAML, so it was not applied: {' '.join(str(err).split())}")
-        return config
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        problems.append(f"{path} is not valid TOML, so [tool.pipeline] was not applied: {err}")
+        return None
+    return (data.get("tool") or {}).get("pipeline") if isinstance(data.get("tool"), dict) else None
+
+
+def has_tool_table(text: str | None) -> bool:
+    """Whether a pyproject.toml's text has a ``[tool.pipeline]`` table (cheap check before parsing)."""
+    return text is not None and re.search(r"^\s*\[\s*tool\s*\.\s*pipeline\s*[\].]", text, re.MULTILINE) is not None
+
+
+def _from_data(config: Config, data: object) -> Config:
+    path = config.path
     if data is None:
         return config
     if not isinstance(data, dict):
@@ -222,6 +262,90 @@ def load_config(path: str, text: str | None) -> Config:
         config.per_file.append((str(glob), glob_regex(str(glob)),
                                 _codes(codes, f"{path}: per-file-ignores[{glob!r}]", config.problems)))
     return config
+
+
+def find_config(files: Iterable[str], text: Callable[[str], str | None], root: Path | None) -> Config:
+    """The configuration that governs an analysis of ``root``: its own ``.pipeline.yaml`` (or
+    ``[tool.pipeline]``), else the nearest one above it up to the repository root.
+
+    ``files`` and ``text`` read the analyzed tree (a checkout or a commit); ``root`` is its directory
+    on disk, or None for a tree that has none (a commit: only its own files count).
+    Example: analyzing ``services/`` of a repository with ``.pipeline.yaml`` at its root reads that
+    file, and its ``per-file-ignores`` globs match ``services/...`` paths as from the root.
+    """
+    files = set(files)
+    here = _choose([c for c in CONFIG_NAMES if c in files], PYPROJECT in files and has_tool_table(text(PYPROJECT)))
+    if here[0]:
+        config = load_config(here[0], text(here[0]))
+        config.problems += here[1]
+        return config
+    top = _repository_root(root) if root is not None else None
+    if top is None:   # not in a repository: nothing above the analyzed directory is its configuration
+        return Config()
+    directory, parts = root, []
+    while directory != top and directory.parent != directory:
+        parts.insert(0, directory.name)
+        directory = directory.parent
+        names = [c for c in CONFIG_NAMES if (directory / c).is_file()]
+        pyproject = directory / PYPROJECT
+        chosen, problems = _choose(names, pyproject.is_file() and has_tool_table(_read(pyproject)))
+        if chosen:
+            rel = "../" * len(parts) + chosen
+            config = load_config(rel, _read(directory / chosen), prefix="/".join(parts))
+            config.problems += problems
+            return config
+    return Config()
+
+
+def project_root(start: Path) -> Path | None:
+    """The directory of the configuration that governs ``start`` when it lies above it (the project's root,
+    as ruff's configuration marks one), else None. Analyzing a subdirectory analyzes that project and
+    keeps the subdirectory's part: the compose files and contexts above it count, as from the root."""
+    top = _repository_root(start)
+    if top is None or _holds_config(start):
+        return None
+    for directory in start.parents:
+        if _holds_config(directory):
+            return directory
+        if directory == top:
+            return None
+    return None
+
+
+def _holds_config(directory: Path) -> bool:
+    pyproject = directory / PYPROJECT
+    return any((directory / c).is_file() for c in CONFIG_NAMES) or (
+        pyproject.is_file() and has_tool_table(_read(pyproject)))
+
+
+def project_config(project) -> Config:
+    """``find_config`` for a Project: its tree's files, and its directory when it is a checkout on disk."""
+    root = getattr(project.tree, "root", None)
+    return find_config(project.files, project.text, Path(root).resolve() if root is not None else None)
+
+
+def _choose(yamls: list[str], tool_table: bool) -> tuple[str, list[str]]:
+    """Which file of one directory holds the configuration, and a warning when two could."""
+    if yamls:
+        said = [f"{yamls[0]} and {PYPROJECT} [tool.pipeline] are both here: {yamls[0]} is used, "
+                f"[tool.pipeline] is not read"] if tool_table else []
+        return yamls[0], said
+    return (PYPROJECT, []) if tool_table else ("", [])
+
+
+def _repository_root(start: Path) -> Path | None:
+    """The nearest directory at or above ``start`` holding ``.git`` (a directory, or a worktree's file)."""
+    for directory in (start, *start.parents):
+        if (directory / ".git").exists():
+            return directory
+    return None
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _comment_block_above(lines: list[str], line: int) -> Iterable[str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipelines.docker_optimization.ignores import CONFIG_NAMES, Policy, load_config
+from pipelines.docker_optimization.ignores import Policy, project_config
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
@@ -72,6 +72,6 @@ def cpu_values(name: str, memory_limit: object, policy: Policy) -> CpuValues | N
 
 
 def load(project) -> Policy:
-    """The ``policy:`` of the repository's ``.pipeline.yaml`` (empty without one; bad entries left out)."""
-    path = next((c for c in CONFIG_NAMES if c in project.files), "")
-    return load_config(path, project.text(path)).policy if path else Policy()
+    """The ``policy:`` of the repository's ``.pipeline.yaml`` or ``[tool.pipeline]`` (empty without one; bad
+    entries left out), found as the analysis finds it (``ignores.find_config``)."""
+    return project_config(project).policy

@@ -2,7 +2,8 @@
 
 ``text-hygiene`` finds trailing whitespace in ``*.txt`` files and strips it.
 A file named ``*.noop.txt`` gets a fix that writes the same bytes back (an
-empty change); ``BOOM`` in a file makes the analysis raise.
+empty change: a failed task); a file named ``*.vendored.txt`` is declined (its fix does not apply: the
+file is someone else's); ``BOOM`` in a file makes the analysis raise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from engine.artifacts import (
     Applicability, Category, Design, Finding, Measurement, Method, Plan, Severity, Task, short_hash,
 )
+from engine.domain import Declined
 from engine.spec import Phase, PipelineSpec
 from engine.tree import DirTree
 
@@ -51,6 +53,9 @@ class WhitespaceDomain:
         return Design(notes=["strip only"])
 
     def apply(self, task: Task, root, design: Design) -> list[str]:
+        if task.file.endswith(".vendored.txt"):
+            raise Declined(f"{task.file} is vendored: a copy of another project's file",
+                           "strip the whitespace upstream and vendor the file again")
         path = Path(getattr(root, "root", root)) / task.file   # a directory, or a DirTree of it
         text = path.read_text()
         if not task.file.endswith(".noop.txt"):

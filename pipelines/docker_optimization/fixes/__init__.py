@@ -4,8 +4,10 @@ A fix receives the project as it is *now* (re-loaded from the worktree,
 after earlier tasks' commits) and re-locates its findings there, so line
 numbers that moved don't matter. It returns ``{path: new text}`` and
 touches nothing else. When the findings it should fix are gone (an earlier
-task of the run cleared them) it raises AlreadyResolved; when it can't fix
-them, FixError with the reason.
+task of the run cleared them) it raises AlreadyResolved; when the fix does
+not apply here (a case it must not guess at), Declined with why and, when
+there is more to say than the rule's docs, what a person would do; when
+something went wrong (its edit no longer parses), FixError with the reason.
 """
 
 from __future__ import annotations

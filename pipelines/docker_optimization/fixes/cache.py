@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import replace_lines
@@ -74,13 +74,13 @@ class Source:
         self.text = _COMMENT_LINES.sub(lambda m: " " * len(m.group()), self.raw)
         keyword = _KEYWORD.match(self.text)
         if keyword is None:
-            raise FixError(f"line {ins.start_line}: can't find the RUN keyword")
+            raise Declined(f"line {ins.start_line}: can't find the RUN keyword")
         self.keyword_end = keyword.end()
 
     def flag_at(self, flag: str) -> int:
         at = self.text.find(flag, self.keyword_end)
         if at < 0:
-            raise FixError(f"line {self.ins.start_line}: can't find {flag} as written")
+            raise Declined(f"line {self.ins.start_line}: can't find {flag} as written")
         return at
 
     @property
@@ -112,7 +112,7 @@ class Source:
             if continued and not self.text[line_start:s].strip():
                 return line_start, continued.end(), ""   # the line held only this command: it goes whole
             return s, end, ""
-        raise FixError(f"line {self.ins.start_line}: can't remove `{self.text[s:e].strip()}` "
+        raise Declined(f"line {self.ins.start_line}: can't remove `{self.text[s:e].strip()}` "
                        "without changing what else the command does")
 
     def apply(self, edits: list[Edit]) -> list[str]:
@@ -121,7 +121,7 @@ class Source:
         unique = list(dict.fromkeys(edits))   # at one position, the earlier edit's text comes first
         for _, (start, end, new) in sorted(enumerate(unique), key=lambda x: (x[1][0], x[1][1], x[0]), reverse=True):
             if end > last:
-                raise FixError(f"line {self.ins.start_line}: the edits overlap; left for a person")
+                raise Declined(f"line {self.ins.start_line}: the edits overlap; left for a person")
             text = text[:start] + new + text[end:]
             last = start
         return text.splitlines(keepends=True)
@@ -130,7 +130,7 @@ class Source:
 def _current(project: Project, task: Task) -> Dockerfile:
     df = dockerfile_of(project, task)
     if _ESCAPE_DIRECTIVE.search(df.text):
-        raise FixError(f"{task.file} sets `# escape=`: its continuations are not edited automatically")
+        raise Declined(f"{task.file} sets `# escape=`: its continuations are not edited automatically")
     return df
 
 
@@ -142,7 +142,7 @@ def _plan_run(df: Dockerfile, run: Run, add: list[tuple[Cache, str]], repair: bo
     """
     ins = run.ins
     if add and not run.root:
-        raise FixError(f"line {ins.start_line} runs as {df.user_at(ins)}: its caches are not under /root "
+        raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: its caches are not under /root "
                        "and a cache mount is root-owned; left for a person")
     mounts = cache_mounts(ins)
     before = [target_of(o) for _, o in mounts]
@@ -167,10 +167,10 @@ def _plan_run(df: Dockerfile, run: Run, add: list[tuple[Cache, str]], repair: bo
         form = "a heredoc" if run.heredoc else "an exec-form (JSON)"
         what = (f"remove {HOOK}" if hook else "add --update-cache to apk add" if update_apk
                 else "remove " + "; ".join(d.message for d in spans))
-        raise FixError(f"line {ins.start_line} is {form} RUN: its script is not edited automatically ({what}); "
+        raise Declined(f"line {ins.start_line} is {form} RUN: its script is not edited automatically ({what}); "
                        "left for a person")
     if hook and not run.root:
-        raise FixError(f"line {ins.start_line} runs as {df.user_at(ins)}: it can't remove {HOOK}; left for a person")
+        raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: it can't remove {HOOK}; left for a person")
     source = source or Source(df, ins)
     edits: list[Edit] = []
     if add:
@@ -199,7 +199,7 @@ def _env_edit(df: Dockerfile, env: Instruction, covered: dict[int, list[str]]) -
         if env in _pip_envs(df, ins) and PIP_INSTALL.search(run.text):
             path = resolve(PIP, run)
             if not path or not any(covers(t, path) for t in covered[ins.start_line]):
-                raise FixError(f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
+                raise Declined(f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
                                f"line {ins.start_line}, which has no pip cache mount; left for a person")
     if len(env.value) == 2:
         return env.start_line, env.end_line, []
@@ -207,7 +207,7 @@ def _env_edit(df: Dockerfile, env: Instruction, covered: dict[int, list[str]]) -
     masked = _COMMENT_LINES.sub(lambda m: " " * len(m.group()), text)
     m = re.search(r"(?<![^\s])PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|\S*)", masked)
     if m is None:
-        raise FixError(f"line {env.start_line}: can't find PIP_NO_CACHE_DIR as written")
+        raise Declined(f"line {env.start_line}: can't find PIP_NO_CACHE_DIR as written")
     text = text[:_back(masked, m.start())] + text[m.end():]
     return env.start_line, env.end_line, text.splitlines(keepends=True)
 

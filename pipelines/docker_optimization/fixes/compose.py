@@ -6,7 +6,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
 from engine.artifacts import Applicability, Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization import policy, variants
 from pipelines.docker_optimization.compose import RoundTrip
 from pipelines.docker_optimization.fixes import fix
@@ -133,8 +133,8 @@ def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, st
     usable = [(n, v) for n, _, v in planned
               if v is not None and (v.configured or task.applicability is Applicability.unsafe)]
     if not usable:
-        raise FixError(f"no CPU limit to write in {task.file} without inventing one: {_describe(planned)}; set "
-                       "policy.services.<name>.cpus in .pipeline.yaml (or run with --unsafe-fixes to derive "
+        raise Declined(f"no CPU limit to write in {task.file} without inventing one: {_describe(planned)}",
+                       "set policy.services.<name>.cpus in .pipeline.yaml (or run with --unsafe-fixes to derive "
                        "them from memory limits)")
     for name, values in usable:
         svc = services[name] if name in services else next(v for k, v in services.items() if str(k) == name)
@@ -276,7 +276,7 @@ def wait_for_healthy_dependencies(project: Project, task: Task, design: Design) 
         elif isinstance(node, CommentedMap):
             _wait_healthy(node, wanted)
         else:
-            raise FixError(f"depends_on of {name} is neither a list nor a mapping")
+            raise Declined(f"depends_on of {name} is neither a list nor a mapping")
         attach_trailer(svc, trailer)
         done.add(id(node))
     _keep_anchors(doc.data)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from engine.gitenv import git_env
 from pipelines.docker_optimization.copies import matching, sources
 from pipelines.docker_optimization.fixes import fix
@@ -54,7 +54,7 @@ def leaving_images(project: Project, ignore_path: str) -> list[tuple[str, str]]:
     stage copies now (context-relative): what the images would lose. Empty: only what is sent changes."""
     users = ignore_users(project, ignore_path)
     if not users:
-        raise FixError(f"no build context uses {ignore_path} any more")
+        raise Declined(f"no build context uses {ignore_path} any more")
     excluded = {f: why for _, why, files in _derive(project, users[0].dir, ignore_path) for f in files}
     copied: set[str] = set()
     for ctx in (c for c in users if c.dir == users[0].dir):
@@ -87,7 +87,7 @@ def _derive(project: Project, context_dir: str, ignore_path: str = "") -> list[t
         ignore_path = posixpath.join(context_dir, ".dockerignore") if context_dir != "." else ".dockerignore"
     contexts = [c for c in ignore_users(project, ignore_path) if c.dir == context_dir]
     if not contexts:
-        raise FixError(f"no build context {context_dir} builds with {ignore_path} any more")
+        raise Declined(f"no build context {context_dir} builds with {ignore_path} any more")
     for ctx in contexts:
         df = project.dockerfiles.get(ctx.dockerfile)
         if df is None or df.error:
@@ -103,13 +103,13 @@ def write_dockerignore(project: Project, task: Task, design: Design) -> dict[str
     """Write a .dockerignore for the context, or append what an existing one misses (CX001, CX002)."""
     users = ignore_users(project, task.file)
     if not users:
-        raise FixError(f"no build context uses {task.file} any more")
+        raise Declined(f"no build context uses {task.file} any more")
     context_dir = users[0].dir
     text = project.text(task.file)
     if text is None:
         chosen = derive(project, context_dir, task.file)
         if not chosen:
-            raise FixError(f"nothing in build context {context_dir} is worth excluding")
+            raise Declined(f"nothing in build context {context_dir} is worth excluding")
         return {task.file: HEADER + "".join(f"{p}\n" for p, _ in chosen)}
     if "CX002" not in task.rules:
         raise AlreadyResolved(f"{task.file} exists now: an earlier change wrote it")

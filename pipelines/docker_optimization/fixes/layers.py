@@ -13,7 +13,7 @@ import re
 from typing import Callable, Iterable
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of
@@ -48,7 +48,7 @@ def dockerfile_now(project: Project, task: Task) -> Dockerfile:
     for line in df.lines[: first - 1]:
         found = _ESCAPE.match(line.strip())
         if found and found.group(1) != "\\":
-            raise FixError(f"{task.file} sets the escape character to {found.group(1)}; line edits assume a backslash")
+            raise Declined(f"{task.file} sets the escape character to {found.group(1)}; line edits assume a backslash")
     return df
 
 
@@ -79,7 +79,7 @@ def split_prefix(df: Dockerfile, ins: Instruction, pattern: re.Pattern[str] = RU
     source = df.source(ins)
     found = pattern.match(source)
     if found is None:
-        raise FixError(f"line {ins.start_line}: can't find where its arguments start")
+        raise Declined(f"line {ins.start_line}: can't find where its arguments start")
     return source[: found.end()], source[found.end():]
 
 
@@ -165,7 +165,7 @@ class _Manifests:
         One an earlier COPY already put in place is not copied again (its path is still returned, to read it).
         """
         if not image_path:
-            raise FixError(f"a manifest path depends on a variable; can't tell what to copy before line "
+            raise Declined(f"a manifest path depends on a variable; can't tell what to copy before line "
                            f"{self.copy.start_line}")
         copied = next((found for c in reversed(self.earlier) if (found := delivered_by(self.df, c, image_path))), "")
         if copied:
@@ -173,18 +173,18 @@ class _Manifests:
         source = delivered_by(self.df, self.copy, image_path)
         if source is None:
             if required:
-                raise FixError(f"{image_path} doesn't come from COPY {' '.join(self.copy.value)} (line "
+                raise Declined(f"{image_path} doesn't come from COPY {' '.join(self.copy.value)} (line "
                                f"{self.copy.start_line}); can't tell where it comes from")
             return ""
         present = [ctx.sends(source) for ctx in self.contexts]
         if not any(present):
             if required:
-                raise FixError(f"{source} is not sent in build context {self.contexts[0].dir}")
+                raise Declined(f"{source} is not sent in build context {self.contexts[0].dir}")
             return ""
         if not all(present):
-            raise FixError(f"{source} is in some build contexts of {self.df.path} and not in others")
+            raise Declined(f"{source} is in some build contexts of {self.df.path} and not in others")
         if any(ch.isspace() for ch in source):
-            raise FixError(f"{source} has whitespace in its name; left for a person")
+            raise Declined(f"{source} has whitespace in its name; left for a person")
         directory = posixpath.dirname(image_path)
         if source not in self.by_dir.setdefault(directory, []):
             self.by_dir[directory].append(source)
@@ -204,26 +204,26 @@ class _Manifests:
                 for line in self.read(source).splitlines() if source else ():
                     line = re.sub(r"(^|\s)#.*$", "", line).strip()
                     if _LOCAL_REQUIREMENT.search(line):
-                        raise FixError(f"{source} installs a local path ({line}), which needs the source")
+                        raise Declined(f"{source} installs a local path ({line}), which needs the source")
                     nested = _NESTED.match(line)
                     if nested:
                         queue.append(resolve(posixpath.dirname(image_path), nested.group(1)))
             return
         if inst.tool not in MANIFESTS:
-            raise FixError(f"{inst.text}: {inst.tool} needs more than its manifests; left for a person")
+            raise Declined(f"{inst.text}: {inst.tool} needs more than its manifests; left for a person")
         found = {name: self.want(resolve(cwd, name), required) for name, required in MANIFESTS[inst.tool]}
         if inst.tool in ("npm", "yarn", "pnpm"):
             self._check_package_json(found["package.json"], cwd)
         if inst.tool in ("poetry", "uv") and found["pyproject.toml"] \
                 and _LOCAL_PATH_DEP.search(self.read(found["pyproject.toml"])):
-            raise FixError(f"{found['pyproject.toml']} has path dependencies or a workspace, which need the source")
+            raise Declined(f"{found['pyproject.toml']} has path dependencies or a workspace, which need the source")
         installed = INSTALLED_INTO.get(inst.tool, "")
         probe = delivered_by(self.df, self.copy, resolve(cwd, installed + "/x")) if installed else None
         if probe and not all(ctx.ignore.excluded(probe) for ctx in self.contexts):
-            raise FixError(f"COPY {' '.join(self.copy.value)} would then copy a local {installed} over the one "
+            raise Declined(f"COPY {' '.join(self.copy.value)} would then copy a local {installed} over the one "
                            f"{inst.tool} installs; exclude {posixpath.dirname(probe)} in .dockerignore first")
         if inst.tool == "go" and found["go.mod"] and re.search(r"=>\s*\.{1,2}/", self.read(found["go.mod"])):
-            raise FixError(f"{found['go.mod']} replaces modules with local directories, which need the source")
+            raise Declined(f"{found['go.mod']} replaces modules with local directories, which need the source")
 
     def _check_package_json(self, source: str, cwd: str) -> None:
         if not source:
@@ -231,27 +231,27 @@ class _Manifests:
         try:
             data = json.loads(self.read(source) or "{}")
         except ValueError:
-            raise FixError(f"{source} is not valid JSON") from None
+            raise Declined(f"{source} is not valid JSON") from None
         if not isinstance(data, dict):
             return
         scripts = data.get("scripts") if isinstance(data.get("scripts"), dict) else {}
         hooks = [s for s in LIFECYCLE if s in scripts]
         if hooks:
-            raise FixError(f"{source} runs {', '.join(hooks)} scripts on install, which may need the source")
+            raise Declined(f"{source} runs {', '.join(hooks)} scripts on install, which may need the source")
         if data.get("workspaces"):
-            raise FixError(f"{source} declares workspaces, whose packages are part of the source")
+            raise Declined(f"{source} declares workspaces, whose packages are part of the source")
         deps = [v for key in ("dependencies", "devDependencies", "optionalDependencies")
                 if isinstance(data.get(key), dict) for v in data[key].values()]
         pnpm = data.get("pnpm") if isinstance(data.get("pnpm"), dict) else {}
         if pnpm.get("patchedDependencies"):
-            raise FixError(f"{source} patches dependencies from files of the source (pnpm patchedDependencies)")
+            raise Declined(f"{source} patches dependencies from files of the source (pnpm patchedDependencies)")
         if any(isinstance(v, str) and v.startswith(("file:", "link:", "workspace:")) for v in deps):
-            raise FixError(f"{source} has local (file:/link:) dependencies, which need the source")
+            raise Declined(f"{source} has local (file:/link:) dependencies, which need the source")
         for name in (".yarnrc.yml", "pnpm-workspace.yaml"):
             image_path = resolve(cwd, name)
             other = delivered_by(self.df, self.copy, image_path)
             if other and any(ctx.sends(other) for ctx in self.contexts):
-                raise FixError(f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more "
+                raise Declined(f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more "
                                "than the manifests")
 
     def copy_lines(self, nl: str) -> list[str]:
@@ -274,7 +274,7 @@ def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: l
     copy = min((late.copy for late in lates), key=lambda c: c.start_line)
     last = max((late.run for late in lates), key=lambda r: r.start_line)
     if len(copy.value) != 2 and not copies_root(copy):
-        raise FixError(f"COPY at line {copy.start_line} has several sources; can't tell where each manifest "
+        raise Declined(f"COPY at line {copy.start_line} has several sources; can't tell where each manifest "
                        "comes from")
     moved = []
     for ins in df.instructions:
@@ -283,11 +283,11 @@ def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: l
         if ins.cmd in INERT:
             continue
         if ins.cmd != "RUN":
-            raise FixError(f"line {ins.start_line}: {ins.cmd} sits between COPY (line {copy.start_line}) and the "
+            raise Declined(f"line {ins.start_line}: {ins.cmd} sits between COPY (line {copy.start_line}) and the "
                            f"install at line {last.start_line}; moving the install above it could change its result")
         why = _not_movable(df, ins)
         if why:
-            raise FixError(f"line {ins.start_line}: {why}; it can't move above COPY {' '.join(copy.value)}")
+            raise Declined(f"line {ins.start_line}: {why}; it can't move above COPY {' '.join(copy.value)}")
         moved.append(ins)
     manifests = _Manifests(df, copy, contexts, project)
     for ins in moved:
@@ -337,7 +337,7 @@ def manifests_first(project: Project, task: Task, design: Design) -> dict[str, s
         raise AlreadyResolved(f"{task.file} installs no dependencies after copying the source any more")
     contexts = project.contexts_of(task.file)
     if not contexts:
-        raise FixError(f"no build context builds {task.file}; can't check the manifests exist")
+        raise Declined(f"no build context builds {task.file}; can't check the manifests exist")
     text = df.text
     for stage in sorted({late.run.stage for late in lates}, reverse=True):
         text = _move_stage(df, text, [late for late in lates if late.run.stage == stage], contexts, project)
@@ -355,10 +355,10 @@ def _merge_flags(into: list[str], extra: Iterable[str], line: int) -> list[str]:
             continue
         name = flag.split("=", 1)[0]
         if name != "--mount" and any(f.split("=", 1)[0] == name for f in into + added):
-            raise FixError(f"line {line} runs with {flag}, which contradicts the RUN it would merge into")
+            raise Declined(f"line {line} runs with {flag}, which contradicts the RUN it would merge into")
         target = re.search(r"(?:target|dst|destination)=([^,]+)", flag)
         if name == "--mount" and target and any(target.group(0) in f for f in into + added):
-            raise FixError(f"line {line} mounts {target.group(1)} differently from the RUN it would merge into")
+            raise Declined(f"line {line} mounts {target.group(1)} differently from the RUN it would merge into")
         added.append(flag)
     return added
 
@@ -415,31 +415,31 @@ def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[
     segs = segments(df, run)
     changes = [recursive_change(s) for s in segs]
     if any(c is None for c in changes) or len(found) != len(segs):
-        raise FixError(f"line {run.start_line} does more than chown/chmod -R the copied path; left as is")
+        raise Declined(f"line {run.start_line} does more than chown/chmod -R the copied path; left as is")
     _, target, copy = found[0]
     if any(t != target or c is not copy for _, t, c in found) or any(len(c.paths) != 1 for c in changes):
-        raise FixError(f"line {run.start_line} changes several paths; left as is")
+        raise Declined(f"line {run.start_line} changes several paths; left as is")
     if any(not c.plain for c in changes):
-        raise FixError(f"line {run.start_line} uses options COPY --chown/--chmod can't express")
+        raise Declined(f"line {run.start_line} uses options COPY --chown/--chmod can't express")
     stage = [i for i in df.instructions if i.stage == run.stage]
     if df.stages[run.stage].base.lower() in {s.name.lower() for s in df.stages if s.name}:
-        raise FixError(f"the stage builds on another stage, which may have written under {target}")
+        raise Declined(f"the stage builds on another stage, which may have written under {target}")
     for ins in stage:
         if copy.start_line < ins.start_line < run.start_line and ins.cmd not in INERT:
-            raise FixError(f"line {ins.start_line} sits between the COPY (line {copy.start_line}) and the "
+            raise Declined(f"line {ins.start_line} sits between the COPY (line {copy.start_line}) and the "
                            f"{changes[0].prog} -R; it may write files the RUN changes too")
         if ins.start_line >= copy.start_line:
             continue
         if ins.cmd in ("COPY", "ADD") and len(ins.value) >= 2 and under(copy_dest(df, ins), target):
-            raise FixError(f"line {ins.start_line} copied files under {target} before; chown -R changes those too")
+            raise Declined(f"line {ins.start_line} copied files under {target} before; chown -R changes those too")
         if ins.cmd == "RUN" and (under(workdir_at(df, ins), target) or target in ins.command):
-            raise FixError(f"line {ins.start_line} runs in or on {target} before the COPY and may have written "
+            raise Declined(f"line {ins.start_line} runs in or on {target} before the COPY and may have written "
                            f"files there; chown -R changes those too")
     prefix, rest = split_prefix(df, copy, COPY_PREFIX)
     kept = []
     for change in changes:
         if change.prog == "chmod" and not _OCTAL.match(change.spec):
-            raise FixError(f"COPY --chmod takes an octal mode, not {change.spec}")
+            raise Declined(f"COPY --chmod takes an octal mode, not {change.spec}")
         kept.append(f"{change.prog} {change.spec} {change.paths[0]}")
     prefix = _set_flags(prefix, [(change.prog, change.spec) for change in changes])
     edits = [(copy.start_line, copy.end_line, lines_of(prefix + rest))]
@@ -459,7 +459,7 @@ def copy_chown(project: Project, task: Task, design: Design) -> dict[str, str]:
     edits = [edit for run in runs for edit in _chown_edits(df, run)]
     starts = [e[0] for e in edits]
     if len(starts) != len(set(starts)):
-        raise FixError("two chown/chmod -R RUNs change the same COPY; left for a person")
+        raise Declined("two chown/chmod -R RUNs change the same COPY; left for a person")
     text = apply_edits(df.text, edits)
     return {task.file: verify(task.file, text, recursive_chown_after_copy, "LY003")}
 
@@ -476,11 +476,11 @@ def _fold_target(df: Dockerfile, upgrade: Instruction) -> Instruction | None:
             blocker = ins
         if ins.cmd == "RUN" and not pip_upgrade_only(df, ins) and pip_installs(df, ins):
             if blocker is not None:
-                raise FixError(f"{blocker.cmd} at line {blocker.start_line} sits between the pip upgrade (line "
+                raise Declined(f"{blocker.cmd} at line {blocker.start_line} sits between the pip upgrade (line "
                                f"{upgrade.start_line}) and the install (line {ins.start_line}); folding would "
                                "change how the upgrade runs")
             if ins.json or is_heredoc(ins):
-                raise FixError(f"line {ins.start_line} is a JSON-form or heredoc RUN; can't fold into it")
+                raise Declined(f"line {ins.start_line} is a JSON-form or heredoc RUN; can't fold into it")
             return ins
     return None
 
@@ -521,7 +521,7 @@ def fold_pip_upgrade(project: Project, task: Task, design: Design) -> dict[str, 
         for upgrade in folded:
             for flag in upgrade.flags:
                 if flag not in target.flags and "type=cache" not in flag:
-                    raise FixError(f"the pip upgrade at line {upgrade.start_line} runs with {flag}, which the "
+                    raise Declined(f"the pip upgrade at line {upgrade.start_line} runs with {flag}, which the "
                                    f"install at line {target.start_line} doesn't")
             command = " ".join(upgrade.command.split())
             commands.append(_NO_CACHE_DIR.sub("", command) if cached else command)

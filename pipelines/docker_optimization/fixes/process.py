@@ -8,7 +8,7 @@ is then AlreadyResolved: an earlier change, or a person, wrote it).
 from __future__ import annotations
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization.buildgraph import build_graph
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.generate.bake import bake_file
@@ -49,7 +49,7 @@ def write_deploy_scripts(project: Project, task: Task, design: Design) -> dict[s
     _absent(project, DEPLOY_SCRIPT)
     graph = build_graph(project)
     if not any(s.healthcheck for s in graph.services.values()):
-        raise FixError("no service has a healthcheck any more: nothing to gate a rollout on")
+        raise Declined("no service has a healthcheck any more: nothing to gate a rollout on")
     written = {DEPLOY_SCRIPT: deploy_script(project, graph)}
     if ROLLBACK_SCRIPT not in project.files:   # a rollback.sh someone wrote stays theirs
         written[ROLLBACK_SCRIPT] = rollback_script(project, graph)

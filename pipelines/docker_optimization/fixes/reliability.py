@@ -10,7 +10,7 @@ import shutil
 import subprocess
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
@@ -61,7 +61,7 @@ NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 def _options(tool: str, words: list[str], line: int) -> tuple[list[tuple[str, str]], list[str]]:
     """((kind, value) of the value options, positional words) of a curl/wget call; FixError on others."""
     def unknown(word: str) -> FixError:
-        return FixError(f"line {line}: {tool} option {word} has no equivalent in the probe; left for a person")
+        return Declined(f"line {line}: {tool} option {word} has no equivalent in the probe; left for a person")
 
     values, positional, rest = [], [], iter(words)
     for word in rest:
@@ -94,14 +94,14 @@ def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
     else:
         script = EXIT_ONE.sub("", " ".join(ins.value[1:]))
         if SHELL_SYNTAX.search(script):
-            raise FixError(f"line {line}: the health check uses shell syntax (variables, pipes, several "
+            raise Declined(f"line {line}: the health check uses shell syntax (variables, pipes, several "
                            "commands); left for a person")
         try:
             words = shlex.split(script)
         except ValueError as err:
-            raise FixError(f"line {line}: can't read the health check command ({err})") from err
+            raise Declined(f"line {line}: can't read the health check command ({err})") from err
     if not words or words[0].rsplit("/", 1)[-1] != tool:
-        raise FixError(f"line {line}: the health check doesn't start with {tool}; left for a person")
+        raise Declined(f"line {line}: the health check doesn't start with {tool}; left for a person")
     values, urls = _options(tool, words[1:], line)
     # No timeout of its own: the probe gives up when Docker would stop the check anyway (--timeout, else 30 s).
     timeout = next((_seconds(f.partition("=")[2]) for f in ins.flags if f.startswith("--timeout=")), None) \
@@ -110,12 +110,12 @@ def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
         if kind == "timeout" and NUMBER.match(value):
             timeout = value
         elif kind == "output" and value not in DISCARDED_OUTPUT:
-            raise FixError(f"line {line}: {tool} writes to {value}; left for a person")
+            raise Declined(f"line {line}: {tool} writes to {value}; left for a person")
     if len(urls) != 1:
-        raise FixError(f"line {line}: the health check requests {len(urls)} URLs; expected one")
+        raise Declined(f"line {line}: the health check requests {len(urls)} URLs; expected one")
     url = urls[0] if "://" in urls[0] or not HOST_ONLY.match(urls[0]) else "http://" + urls[0]
     if not SAFE_URL.match(url):
-        raise FixError(f"line {line}: {urls[0]} is not a plain http(s) URL; left for a person")
+        raise Declined(f"line {line}: {urls[0]} is not a plain http(s) URL; left for a person")
     return url, timeout
 
 
@@ -127,8 +127,8 @@ def probe_command(tools: Tools, url: str, timeout: str, tool: str) -> list[str]:
     if tools.has("node"):
         module = "https" if url.startswith("https:") else "http"
         return ["node", "-e", NODE_PROBE.format(module=module, url=url, ms=round(float(timeout) * 1000))]
-    raise FixError(f"{tools.image or 'the final image'} has neither {tool} nor python or node to probe with: "
-                   f"install {tool} in the final stage")
+    raise Declined(f"{tools.image or 'the final image'} has neither {tool} nor python or node to probe with",
+                   f"install {tool} in the final stage, or write a probe the image can run")
 
 
 def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> str:
@@ -170,9 +170,9 @@ def drop_syntax_directive(project: Project, task: Task, design: Design) -> dict[
     for number, value in reversed(found):
         match = OFFICIAL_FRONTEND.match(value)
         if not match:
-            raise FixError(f"{value} is not the official Dockerfile frontend: the built-in one can't stand in for it")
+            raise Declined(f"{value} is not the official Dockerfile frontend: the built-in one can't stand in for it")
         if "labs" in (match.group("tag") or ""):
-            raise FixError(f"{value} is the labs channel: its features are not in the built-in frontend")
+            raise Declined(f"{value} is the labs channel: its features are not in the built-in frontend")
         text = replace_lines(text, number, number, [])
     return {task.file: text}
 
@@ -184,10 +184,13 @@ INSPECT_TIMEOUT = 30
 def local_digest(image: str) -> str:
     """The sha256 digest the Docker engine behind DOCKER_HOST has for ``image``; FixError when unknown."""
     if not os.environ.get("DOCKER_HOST"):
-        raise FixError("no Docker engine: DOCKER_HOST is not set, so local digests can't be read")
+        raise Declined("no Docker engine: DOCKER_HOST is not set, so local digests can't be read",
+                       "pull the image and pin it by hand (`docker buildx imagetools inspect IMAGE` prints its "
+                       "digest), or run again with DOCKER_HOST set")
     docker = shutil.which("docker")
     if docker is None:
-        raise FixError("no docker client on PATH to read local digests")
+        raise Declined("no docker client on PATH to read local digests",
+                       "pin it by hand (`docker buildx imagetools inspect IMAGE` prints its digest)")
     try:
         proc = subprocess.run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", image],
                               capture_output=True, text=True, timeout=INSPECT_TIMEOUT, stdin=subprocess.DEVNULL)
@@ -196,7 +199,8 @@ def local_digest(image: str) -> str:
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         if "no such" in detail[0].lower():
-            raise FixError(f"digest not known locally: {image} is not in the engine's image store")
+            raise Declined(f"digest not known locally: {image} is not in the engine's image store",
+                           f"`docker pull {image}` and run again, or pin it by hand")
         raise FixError(f"docker image inspect {image} failed: {detail[0][:200]}")
     try:
         digests = json.loads(proc.stdout.strip() or "null") or []
@@ -207,7 +211,7 @@ def local_digest(image: str) -> str:
         name, _, digest = str(entry).partition("@")
         if digest.startswith("sha256:") and repository_and_tag(name)[0] == repo:
             return digest
-    raise FixError(f"digest not known locally: {image} has no repository digest (built locally, or never pulled)")
+    raise Declined(f"digest not known locally: {image} has no repository digest (built locally, or never pulled)")
 
 
 @fix("pin-digest", "Pin the base images of {file} by digest")
@@ -221,7 +225,8 @@ def pin_digests(project: Project, task: Task, design: Design) -> dict[str, str]:
     for ins, ref in sorted(targets, key=lambda t: t[0].start_line, reverse=True):
         written = ins.value[0]
         if "$" in written:
-            raise FixError(f"line {ins.start_line}: FROM {written} uses build arguments; pin the ARG default by hand")
+            raise Declined(f"line {ins.start_line}: FROM {written} uses build arguments",
+                           "pin the ARG default by digest by hand")
         digest = local_digest(ref)
         token = re.compile(r"(?<!\S)" + re.escape(written) + r"(?!\S)")
         for number in range(ins.start_line, ins.end_line + 1):
@@ -230,5 +235,5 @@ def pin_digests(project: Project, task: Task, design: Design) -> dict[str, str]:
                 text = replace_lines(text, number, number, [token.sub(f"{written}@{digest}", line, count=1)])
                 break
         else:
-            raise FixError(f"line {ins.start_line}: can't find {written} in the FROM line")
+            raise Declined(f"line {ins.start_line}: can't find {written} in the FROM line")
     return {task.file: text}

@@ -13,7 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization import policy
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import fix
@@ -158,13 +158,13 @@ def plan_non_root(project: Project, file: str) -> tuple[Dockerfile, NonRootPlan,
     else:
         command = CREATE_USER.get(tools.os)
         if command is None:
-            raise FixError(f"can't tell how to add a user to {tools.image or 'the base image'} "
+            raise Declined(f"can't tell how to add a user to {tools.image or 'the base image'} "
                            "(no known shell and package tools); add a non-root USER by hand")
         plan = NonRootPlan(user=APP_USER, owner=f"{APP_USER}:{APP_USER}", create=command)
     plan.root_reasons, plan.user_base = _paths_needed(df, chain)
     plan.writable = _writable(df, chain, configured)
     if tools.family == "scratch" and (plan.root_reasons or plan.writable):
-        raise FixError(f"{file} builds FROM scratch (no shell): can't open {ROOT_HOME} or create writable "
+        raise Declined(f"{file} builds FROM scratch (no shell): can't open {ROOT_HOME} or create writable "
                        "directories for the user; add a non-root USER by hand")
     return df, plan, created
 

@@ -12,7 +12,7 @@ import re
 from typing import Callable
 
 from engine.artifacts import Design, Task
-from engine.domain import AlreadyResolved, FixError
+from engine.domain import AlreadyResolved, Declined, FixError
 from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of
@@ -60,7 +60,7 @@ def flag_fix(df: Dockerfile, runs: list[Instruction], prog: re.Pattern[str], ver
         source = df.source(run)
         edited = add_after_verb(source, prog, verb, present, flag)
         if edited == source:
-            raise FixError(f"line {run.start_line}: can't find where to add {flag} (a variable or a quoted command?)")
+            raise Declined(f"line {run.start_line}: can't find where to add {flag} (a variable or a quoted command?)")
         edits.append((run.start_line, run.end_line, lines_of(edited)))
     return apply_edits(df.text, edits)
 
@@ -69,7 +69,7 @@ def _runs(df: Dockerfile, test: Callable[[Dockerfile, Instruction], bool]) -> li
     found = [run for run in df.of("RUN") if test(df, run)]
     for run in found:
         if run.json:
-            raise FixError(f"line {run.start_line} is a JSON-form RUN; left as is")
+            raise Declined(f"line {run.start_line} is a JSON-form RUN; left as is")
     return found
 
 
@@ -116,7 +116,7 @@ def _lock_fix(project: Project, df: Dockerfile, run: Instruction, wanted: list[t
     npm_at = [m for m in _NPM_INSTALL.finditer(source) if unlocked_install(_parsed(source, m.start())) == "npm"]
     yarn_at = [m for m in _YARN.finditer(source) if unlocked_install(_parsed(source, m.start())) == "yarn"]
     if len(npm_at) != len(npm_all) or len(yarn_at) != len(yarn_all):
-        raise FixError(f"line {run.start_line}: can't match the installs in the text (a variable or a quoted command?)")
+        raise Declined(f"line {run.start_line}: can't match the installs in the text (a variable or a quoted command?)")
     edits: list[tuple[int, int, str]] = []
     for seg, found in zip(npm_all, npm_at):
         if seg in npm:
@@ -145,7 +145,7 @@ def npm_ci(project: Project, task: Task, design: Design) -> dict[str, str]:
     by_run: dict[int, tuple[Instruction, list[tuple[Segment, str]]]] = {}
     for run, seg, lock in found:
         if run.json:
-            raise FixError(f"line {run.start_line} is a JSON-form RUN; left as is")
+            raise Declined(f"line {run.start_line} is a JSON-form RUN; left as is")
         by_run.setdefault(run.start_line, (run, []))[1].append((seg, lock))
     edits = [(run.start_line, run.end_line, _lock_fix(project, df, run, wanted)) for run, wanted in by_run.values()]
     text = apply_edits(df.text, edits)
@@ -184,7 +184,7 @@ def apt_lists_cleanup(project: Project, task: Task, design: Design) -> dict[str,
     alone: list[Instruction] = []
     for run in targets:
         if run.json:
-            raise FixError(f"line {run.start_line} is a JSON-form RUN; left as is")
+            raise Declined(f"line {run.start_line} is a JSON-form RUN; left as is")
         later = [r for r in df.of("RUN") if r.stage == run.stage and r.start_line > run.start_line]
         relying = [r for r in later if _relies_on_lists(df, r)]
         if not relying:
@@ -192,7 +192,7 @@ def apt_lists_cleanup(project: Project, task: Task, design: Design) -> dict[str,
             continue
         group = next((g for g in groups if run in g), [])
         if not group or any(r not in group for r in relying):
-            raise FixError(f"cleaning the lists at line {run.start_line} would break the apt-get install at line "
+            raise Declined(f"cleaning the lists at line {run.start_line} would break the apt-get install at line "
                            f"{relying[0].start_line}, which relies on them; merge the update into that RUN first")
         merged[group[0].start_line] = group
     covered = [(g[0].start_line, g[-1].end_line, with_cleanup(merge_runs(df, g))) for g in merged.values()]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-from engine.domain import FixError
+from engine.domain import Declined
 from pipelines.docker_optimization.buildgraph import (
     BuildGraph, bake_name, build_graph, context_key, primary_compose, split_tag,
 )
@@ -277,7 +277,7 @@ def bake_file(project: Project, graph: BuildGraph | None = None) -> str:
     chosen = buildable(project, graph)
     kept = [n for n in graph.build_order if n in chosen.builds]
     if not kept:
-        raise FixError("no compose build's context builds here: " + "; ".join(chosen.notes("the bake file")))
+        raise Declined("no compose build's context builds here: " + "; ".join(chosen.notes("the bake file")))
     sources = sorted({chosen.builds[n].compose for n in kept})
     names = sorted(bake_name(n) for n in kept)
     out = [

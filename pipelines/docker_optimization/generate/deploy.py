@@ -33,7 +33,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from engine.domain import FixError
+from engine.domain import Declined
 from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph, primary_compose
 from pipelines.docker_optimization.compose import COMPOSE_NAMES
 from pipelines.docker_optimization.dockerfile import Instruction
@@ -451,10 +451,10 @@ def _words(names: list[str]) -> str:
 def _settings(project: Project) -> dict[str, str]:
     path = primary_compose(project)
     if not path:
-        raise FixError("no valid compose file with services: nothing to deploy")
+        raise Declined("no valid compose file with services: nothing to deploy")
     folder, name = posixpath.dirname(path), posixpath.basename(path)
     if any(ch in path for ch in "'\"$`\\ "):
-        raise FixError(f"{path}: a compose path with quotes, spaces or $ is left for a person")
+        raise Declined(f"{path}: a compose path with quotes, spaces or $ is left for a person")
     return {
         "compose": path,
         "cd": f"/{folder}" if folder else "",
@@ -470,7 +470,7 @@ def _order(project: Project, graph: BuildGraph) -> tuple[list[str], dict[str, li
     order = [n for n in graph.runtime_order if n in names]
     bad = [n for n in order if not all(ch.isalnum() or ch in "._-" for ch in n)]
     if bad:
-        raise FixError(f"service names {', '.join(bad)} need quoting in a script; left for a person")
+        raise Declined(f"service names {', '.join(bad)} need quoting in a script; left for a person")
     left = deployable(project)
     profiled = {n: _profiles(compose.services[n]) for n in order if n not in left and
                 isinstance(compose.services[n], dict) and _profiles(compose.services[n])}
@@ -481,7 +481,7 @@ def _scripts(project: Project, graph: BuildGraph | None) -> dict[str, str]:
     graph = graph or build_graph(project)
     order, profiled, left = _order(project, graph)
     if not order:
-        raise FixError("no service of the primary compose file can be rolled out: " + "; ".join(
+        raise Declined("no service of the primary compose file can be rolled out: " + "; ".join(
             f"{n}: {why}" for n, why in sorted(left.items())))
     return {**_settings(project), "order": _words(order), "jobs": _words(_jobs(project, order)),
             "gates": _gate_lines(project, [n for n in order if n not in profiled], profiled, left), "common": COMMON}

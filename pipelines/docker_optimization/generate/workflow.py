@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 
-from engine.domain import FixError
+from engine.domain import Declined
 from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph
 from pipelines.docker_optimization.generate.bake import _pairs
 from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
@@ -136,7 +136,7 @@ def bake_files(project: Project) -> list[str]:
     present = [f for f in BAKE_FILES if f in project.files]
     if present:
         if not any(GHA_CACHE.search(project.text(f) or "") for f in present):
-            raise FixError(f"{', '.join(present)} has no type=gha cache: a bake step would build cold; "
+            raise Declined(f"{', '.join(present)} has no type=gha cache: a bake step would build cold; "
                            "left for a person (add cache-from/cache-to per target)")
         return present
     return [BAKE_FILE] if bake_file_missing(project) else []
@@ -164,11 +164,11 @@ def _build_args(build: Build) -> tuple[list[str], list[str]]:
 
 def _build_push_step(project: Project, graph: BuildGraph) -> str:
     if len(graph.built) != 1:
-        raise FixError(f"{len(graph.built)} services build images and no bake file will build them")
+        raise Declined(f"{len(graph.built)} services build images and no bake file will build them")
     name = graph.built[0]
     chosen = buildable(project, graph)
     if name not in chosen.builds:
-        raise FixError(f"the one image can't be built: {chosen.left_out.get(name, 'no build')}")
+        raise Declined(f"the one image can't be built: {chosen.left_out.get(name, 'no build')}")
     build, svc = chosen.builds[name], graph.services[name]
     target = str(build.build.get("target") or "")
     extra = f"          target: {_q(target)}\n" if target else ""
@@ -186,7 +186,7 @@ def _build_push_step(project: Project, graph: BuildGraph) -> str:
 def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
     graph = graph or build_graph(project)
     if not graph.built:
-        raise FixError("no compose service builds an image: nothing for CI to build")
+        raise Declined("no compose service builds an image: nothing for CI to build")
     files = bake_files(project)
     if files:
         build = (f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
