@@ -88,17 +88,17 @@ class FileStore:
         self.close()
 
 
-RUNS_TABLE = """
-CREATE TABLE IF NOT EXISTS pipeline_runs (
-    run_id   text PRIMARY KEY,
-    pipeline text NOT NULL,
-    repo     text NOT NULL,
-    status   text NOT NULL,
-    updated  timestamptz NOT NULL DEFAULT now(),
-    record   jsonb NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pipeline_runs_updated ON pipeline_runs (updated);
-"""
+RUNS_TABLE = (
+    """CREATE TABLE IF NOT EXISTS pipeline_runs (
+        run_id   text PRIMARY KEY,
+        pipeline text NOT NULL,
+        repo     text NOT NULL,
+        status   text NOT NULL,
+        updated  timestamptz NOT NULL DEFAULT now(),
+        record   jsonb NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS pipeline_runs_updated ON pipeline_runs (updated)",
+)
 
 # Held while the tables are made: sixteen runs starting at once against a new database would otherwise race on
 # CREATE TABLE IF NOT EXISTS and on LangGraph's migration rows (both fail with a unique violation, not "exists").
@@ -148,7 +148,8 @@ class PostgresStore:
             self.conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
             try:
                 saver.setup()
-                self.conn.execute(RUNS_TABLE)
+                for statement in RUNS_TABLE:
+                    self.conn.execute(statement)
             finally:
                 self.conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         self._saver = saver
