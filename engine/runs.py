@@ -218,6 +218,16 @@ def _start_run(spec, repo, reports_dir, phases, options, on_event, store) -> Run
     chosen = select_phases(spec, phases)
     check_llm_options(options)
     run_id = new_run_id()
+    while not store.reserve(run_id, spec.name):   # one shared database, many machines: each id is taken once
+        run_id = new_run_id()
+    try:
+        return _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id)
+    except UsageError:
+        store.release(run_id)   # nothing started: the reservation goes (a saved record stays)
+        raise
+
+
+def _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id) -> RunRecord:
     paths = RunPaths(Path(reports_dir).resolve() / run_id)
     if repo is None:
         if spec.example is None:

@@ -72,6 +72,13 @@ class FileStore:
     def get(self, run_id: str) -> str | None:
         return None
 
+    def reserve(self, run_id: str, pipeline: str) -> bool:
+        """The reports folder is one machine's: the time-and-random id is enough there."""
+        return True
+
+    def release(self, run_id: str) -> None:
+        """Nothing was reserved."""
+
     def delete(self, run_id: str) -> None:
         """Nothing beside run.json to remove."""
 
@@ -171,6 +178,23 @@ class PostgresStore:
                 "pipeline = EXCLUDED.pipeline, repo = EXCLUDED.repo, status = EXCLUDED.status, "
                 "updated = now(), record = EXCLUDED.record",
                 (run_id, record["run"]["pipeline"], record["run"]["repo"], record["status"], Jsonb(record)))
+
+    def reserve(self, run_id: str, pipeline: str) -> bool:
+        """Take ``run_id`` for a new run, atomically: False when a run anywhere already has it.
+
+        Why: run ids are the start second and 16 random bits; sixteen machines starting runs in the same
+        second share one table, and two runs under one id would write one record and one checkpoint thread.
+        The row says ``starting`` until the run's first record replaces it (lists skip it)."""
+        with _timed():
+            cur = self.conn.execute(
+                "INSERT INTO pipeline_runs (run_id, pipeline, repo, status, record) VALUES (%s, %s, '', 'starting', "
+                "'{}') ON CONFLICT (run_id) DO NOTHING", (run_id, pipeline))
+        return cur.rowcount == 1
+
+    def release(self, run_id: str) -> None:
+        """Give back an id reserved for a run that never started (its record was never written)."""
+        with _timed():
+            self.conn.execute("DELETE FROM pipeline_runs WHERE run_id = %s AND status = 'starting'", (run_id,))
 
     def get(self, run_id: str) -> str | None:
         import json
