@@ -152,14 +152,28 @@ class PostgresStore:
 
         saver = _timed_saver(self.conn, serializer())
         with _timed():
-            self.conn.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
-            try:
-                saver.setup()
-                for statement in RUNS_TABLE:
-                    self.conn.execute(statement)
-            finally:
-                self.conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+            if not self._ready(len(saver.MIGRATIONS) - 1):
+                # Polled, not waited for: a session blocked in pg_advisory_lock is a running transaction, and
+                # LangGraph's migrations CREATE INDEX CONCURRENTLY, which waits for every running transaction
+                # to end: the holder and the waiters deadlock (measured by bench/parallel_runs.py at N = 4).
+                while not self.conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (SETUP_LOCK,)).fetchone()["got"]:
+                    time.sleep(0.05)
+                try:
+                    saver.setup()
+                    for statement in RUNS_TABLE:
+                        self.conn.execute(statement)
+                finally:
+                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
         self._saver = saver
+
+    def _ready(self, last_migration: int) -> bool:
+        """The tables are there and LangGraph's migrations are all applied: nothing to set up (the usual case)."""
+        row = self.conn.execute("SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
+                                "to_regclass('checkpoint_migrations') IS NOT NULL AS made").fetchone()
+        if not row["made"]:
+            return False
+        row = self.conn.execute("SELECT max(v) AS v FROM checkpoint_migrations").fetchone()
+        return row["v"] is not None and row["v"] >= last_migration
 
     def checkpointer(self, run_dir: Path):
         return _Borrowed(self._saver)
