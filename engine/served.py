@@ -45,18 +45,32 @@ def run_context(spec: PipelineSpec, configurable: dict) -> RunContext:
         raise ServedRunError('the run\'s config needs "repo": the git checkout to optimize')
     root = validate_repo(Path(repo))
     worktree, branch = Workspace.location(root, run_id)
-    base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True,
-                          env=git_env()).stdout.strip()
+    base = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True, env=git_env()
+    ).stdout.strip()
     if not _branch_exists(root, branch):
         Workspace.create(root, run_id, base).close()
     else:
-        base = subprocess.run(["git", "-C", str(root), "merge-base", "HEAD", branch], check=True,
-                              capture_output=True, text=True, env=git_env()).stdout.strip()
-        Workspace.open(root, worktree, branch).close()   # re-made from the branch if it was removed
+        base = subprocess.run(
+            ["git", "-C", str(root), "merge-base", "HEAD", branch],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=git_env(),
+        ).stdout.strip()
+        Workspace.open(root, worktree, branch).close()  # re-made from the branch if it was removed
     phases = list(configurable.get("phases") or spec.phase_names)
-    return RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
-                      base_commit=base, run_dir=str(git_common_dir(root) / "pipeline-served" / run_id), phases=phases,
-                      options={str(k): str(v) for k, v in (configurable.get("options") or {}).items()})
+    return RunContext(
+        run_id=run_id,
+        pipeline=spec.name,
+        repo=str(root),
+        worktree=str(worktree),
+        branch=branch,
+        base_commit=base,
+        run_dir=str(git_common_dir(root) / "pipeline-served" / run_id),
+        phases=phases,
+        options={str(k): str(v) for k, v in (configurable.get("options") or {}).items()},
+    )
 
 
 class _PerStep:
@@ -94,9 +108,16 @@ def make_graph(config: dict | None = None):
     def start(state: State) -> dict:
         if state.get("run") is not None:
             return {}
-        return {"run": run, "head": run.base_commit, "bases": {}, "findings": [], "changes": [], "verdicts": [],
-                "measurements": [], "phases": [PhaseReport(phase=p.name, title=p.title)
-                                               for p in spec.phases if p.name in run.phases]}
+        return {
+            "run": run,
+            "head": run.base_commit,
+            "bases": {},
+            "findings": [],
+            "changes": [],
+            "verdicts": [],
+            "measurements": [],
+            "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases],
+        }
 
     graph = StateGraph(State)
     graph.add_node("start", start)

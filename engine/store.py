@@ -22,8 +22,9 @@ from pathlib import Path
 ENV = "PIPELINE_STATE_URL"
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 
-# Seconds spent waiting on the database by this process (checkpoints and records): the parallel-runs bench reads it.
-DB_SECONDS = [0.0]
+# Seconds this process spent waiting on the database, by operation (connect, setup, checkpoint reads and writes,
+# records): the parallel-runs bench reports them.
+DB_SECONDS: dict[str, float] = {}
 
 
 class StoreError(Exception):
@@ -45,7 +46,7 @@ def shown(url: str) -> str:
     return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
 
 
-def open_store(given: str | None = None) -> "FileStore | PostgresStore":
+def open_store(given: str | None = None) -> FileStore | PostgresStore:
     """The store the user chose; :class:`StoreError` for a URL this can't use."""
     url = state_url(given)
     if not url:
@@ -113,12 +114,12 @@ SETUP_LOCK = 0x50495045  # "PIPE"
 
 
 @contextmanager
-def _timed():
+def _timed(operation: str):
     started = time.perf_counter()
     try:
         yield
     finally:
-        DB_SECONDS[0] += time.perf_counter() - started
+        DB_SECONDS[operation] = DB_SECONDS.get(operation, 0.0) + time.perf_counter() - started
 
 
 class PostgresStore:
@@ -134,13 +135,16 @@ class PostgresStore:
             import psycopg
             from psycopg.rows import dict_row
         except ImportError:
-            raise StoreError("a postgresql:// state needs psycopg and langgraph-checkpoint-postgres: "
-                             "pip install 'agent-pipelines[postgres]'") from None
+            raise StoreError(
+                "a postgresql:// state needs psycopg and langgraph-checkpoint-postgres: "
+                "pip install 'agent-pipelines[postgres]'"
+            ) from None
         self.url = url
         try:
-            with _timed():
-                self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row,
-                                            connect_timeout=10)
+            with _timed("connect"):
+                self.conn = psycopg.connect(
+                    url, autocommit=True, prepare_threshold=0, row_factory=dict_row, connect_timeout=10
+                )
         except psycopg.Error as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise StoreError(f"can't reach the state database {shown(url)}: {first}") from None
@@ -150,8 +154,8 @@ class PostgresStore:
     def _setup(self) -> None:
         from engine.checkpoint import serializer
 
-        saver = _timed_saver(self.conn, serializer())
-        with _timed():
+        saver = _timed_saver(self.conn, _timed_serde(serializer()))
+        with _timed("setup"):
             if not self._ready(len(saver.MIGRATIONS) - 1):
                 # Polled, not waited for: a session blocked in pg_advisory_lock is a running transaction, and
                 # LangGraph's migrations CREATE INDEX CONCURRENTLY, which waits for every running transaction
@@ -168,8 +172,10 @@ class PostgresStore:
 
     def _ready(self, last_migration: int) -> bool:
         """The tables are there and LangGraph's migrations are all applied: nothing to set up (the usual case)."""
-        row = self.conn.execute("SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
-                                "to_regclass('checkpoint_migrations') IS NOT NULL AS made").fetchone()
+        row = self.conn.execute(
+            "SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
+            "to_regclass('checkpoint_migrations') IS NOT NULL AS made"
+        ).fetchone()
         if not row["made"]:
             return False
         row = self.conn.execute("SELECT max(v) AS v FROM checkpoint_migrations").fetchone()
@@ -185,13 +191,14 @@ class PostgresStore:
         from psycopg.types.json import Jsonb
 
         record = json.loads(record_json)
-        with _timed():
+        with _timed("record"):
             self.conn.execute(
                 "INSERT INTO pipeline_runs (run_id, pipeline, repo, status, updated, record) "
                 "VALUES (%s, %s, %s, %s, now(), %s) ON CONFLICT (run_id) DO UPDATE SET "
                 "pipeline = EXCLUDED.pipeline, repo = EXCLUDED.repo, status = EXCLUDED.status, "
                 "updated = now(), record = EXCLUDED.record",
-                (run_id, record["run"]["pipeline"], record["run"]["repo"], record["status"], Jsonb(record)))
+                (run_id, record["run"]["pipeline"], record["run"]["repo"], record["status"], Jsonb(record)),
+            )
 
     def reserve(self, run_id: str, pipeline: str) -> bool:
         """Take ``run_id`` for a new run, atomically: False when a run anywhere already has it.
@@ -199,32 +206,34 @@ class PostgresStore:
         Why: run ids are the start second and 16 random bits; sixteen machines starting runs in the same
         second share one table, and two runs under one id would write one record and one checkpoint thread.
         The row says ``starting`` until the run's first record replaces it (lists skip it)."""
-        with _timed():
+        with _timed("record"):
             cur = self.conn.execute(
                 "INSERT INTO pipeline_runs (run_id, pipeline, repo, status, record) VALUES (%s, %s, '', 'starting', "
-                "'{}') ON CONFLICT (run_id) DO NOTHING", (run_id, pipeline))
+                "'{}') ON CONFLICT (run_id) DO NOTHING",
+                (run_id, pipeline),
+            )
         return cur.rowcount == 1
 
     def release(self, run_id: str) -> None:
         """Give back an id reserved for a run that never started (its record was never written)."""
-        with _timed():
+        with _timed("record"):
             self.conn.execute("DELETE FROM pipeline_runs WHERE run_id = %s AND status = 'starting'", (run_id,))
 
     def get(self, run_id: str) -> str | None:
         import json
 
-        with _timed():
+        with _timed("record"):
             row = self.conn.execute("SELECT record FROM pipeline_runs WHERE run_id = %s", (run_id,)).fetchone()
         return None if row is None else json.dumps(row["record"])
 
     def delete(self, run_id: str) -> None:
-        with _timed():
+        with _timed("record"):
             self.conn.execute("DELETE FROM pipeline_runs WHERE run_id = %s", (run_id,))
 
     def records(self) -> list[str]:
         import json
 
-        with _timed():
+        with _timed("record"):
             rows = self.conn.execute("SELECT record FROM pipeline_runs ORDER BY run_id").fetchall()
         return [json.dumps(row["record"]) for row in rows]
 
@@ -257,20 +266,37 @@ def _timed_saver(conn, serde):
 
     class TimedPostgresSaver(PostgresSaver):
         def get_tuple(self, config):
-            with _timed():
+            with _timed("checkpoint read"):
                 return super().get_tuple(config)
 
         def put(self, config, checkpoint, metadata, new_versions):
-            with _timed():
+            with _timed("checkpoint write"):
                 return super().put(config, checkpoint, metadata, new_versions)
 
         def put_writes(self, config, writes, task_id, task_path=""):
-            with _timed():
+            with _timed("checkpoint write"):
                 return super().put_writes(config, writes, task_id, task_path)
 
         def list(self, config, **kwargs):
-            with _timed():
+            with _timed("checkpoint read"):
                 found = list(super().list(config, **kwargs))
             yield from found
 
     return TimedPostgresSaver(conn, serde=serde)
+
+
+def _timed_serde(serde):
+    """``serde`` with its (de)serialization time counted apart ("serialize"): it runs inside the saver's calls,
+    on this machine's CPU, not in the database."""
+
+    class TimedSerializer(type(serde)):
+        def dumps_typed(self, obj):
+            with _timed("serialize"):
+                return super().dumps_typed(obj)
+
+        def loads_typed(self, data):
+            with _timed("serialize"):
+                return super().loads_typed(data)
+
+    serde.__class__ = TimedSerializer
+    return serde

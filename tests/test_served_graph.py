@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -34,16 +33,16 @@ def test_the_served_graph_pauses_at_each_phase_boundary_and_ends_like_pipeline_r
     repo = example(tmp_path / "repo")
     run_config = {"configurable": {"thread_id": "served-1", "repo": str(repo), "options": {"builds": "off"}}}
     graph = make_graph(run_config)
-    graph.checkpointer = InMemorySaver(serde=serializer())   # the server sets its own checkpointer the same way
+    graph.checkpointer = InMemorySaver(serde=serializer())  # the server sets its own checkpointer the same way
     from pipelines.docker_optimization import PIPELINE
 
     boundaries = module.phase_ends(PIPELINE)
     graph.invoke({}, run_config, interrupt_after=boundaries)
     paused = graph.get_state(run_config)
-    assert paused.next == ("dockerfiles.implementer",)   # the analysis is done; the person approves what follows
+    assert paused.next == ("dockerfiles.implementer",)  # the analysis is done; the person approves what follows
     assert [p.status for p in paused.values["phases"]][:2] == ["completed", "pending"]
 
-    for _ in PIPELINE.phase_names[1:]:     # approve each phase: continue the thread with no input
+    for _ in PIPELINE.phase_names[1:]:  # approve each phase: continue the thread with no input
         graph.invoke(None, run_config, interrupt_after=boundaries)
     done = graph.get_state(run_config)
     assert done.next == ()
