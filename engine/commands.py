@@ -28,6 +28,8 @@ REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run dir
 STATE = typer.Option(None, "--state", envvar="PIPELINE_STATE_URL", show_envvar=True, metavar="URL",
                      help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
                           "in the reports directory).")
+RESUME_IN = typer.Option(None, "--repo", help="A clone on this machine: continue here a run that started elsewhere "
+                                              "(its branch pushed to origin).")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -146,7 +148,7 @@ def run(
     llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for the whole invocation; then agents keep their own results."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
-    state: Optional[str] = STATE,
+    state: str | None = STATE,
 ) -> None:
     """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
     if fmt not in ("text", "json"):
@@ -197,9 +199,8 @@ def resume(
     no_cache: bool = typer.Option(False, "--no-cache", help="Drop the model answers cached so far: ask again."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
-    state: Optional[str] = STATE,
-    repo: Optional[Path] = typer.Option(None, "--repo", help="A clone on this machine: continue here a run that "
-                                                             "started elsewhere (its branch pushed to origin)."),
+    state: str | None = STATE,
+    repo: Path | None = RESUME_IN,
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
     from engine.runs import UsageError, resume_run
@@ -220,7 +221,7 @@ def resume(
 
 
 @app.command()
-def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: Optional[str] = STATE) -> None:
+def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
     from engine.runs import UsageError, load_record, open_store, write_atomic
@@ -240,7 +241,7 @@ def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: Optional[str] =
 
 
 @app.command("list")
-def list_runs(reports_dir: Path = REPORTS_DIR, state: Optional[str] = STATE) -> None:
+def list_runs(reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
     """List the runs in the reports directory (or in the --state database)."""
     from engine.runs import UsageError, list_records, open_store, shown_status
 
@@ -261,7 +262,7 @@ def list_runs(reports_dir: Path = REPORTS_DIR, state: Optional[str] = STATE) -> 
 
 @app.command()
 def show(run_id: str, reports_dir: Path = REPORTS_DIR,
-         fmt: str = typer.Option("text", "--format", help="text or json"), state: Optional[str] = STATE) -> None:
+         fmt: str = typer.Option("text", "--format", help="text or json"), state: str | None = STATE) -> None:
     """Show one run: phases, changes and verdicts."""
     from engine.runs import UsageError, load_record, open_store, shown_status
 

@@ -206,11 +206,11 @@ def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: 
 
 def open_store(state: str | None):
     """The state store ``--state``/``PIPELINE_STATE_URL`` names (engine.store); a URL it can't use is a UsageError."""
-    from engine.store import StoreError, open_store as open_chosen
+    from engine import store
 
     try:
-        return open_chosen(state)
-    except StoreError as err:
+        return store.open_store(state)
+    except store.StoreError as err:
         raise UsageError(str(err)) from None
 
 
@@ -360,17 +360,17 @@ def adopt(record: RunRecord, paths: RunPaths, repo: Path) -> None:
     run = record.run
     worktree, branch = Workspace.location(root, run.run_id)
     has = ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"]
-    if subprocess.run(has, capture_output=True, env=git_env()).returncode != 0:
+    if subprocess.run(has, capture_output=True, env=git_env(), check=False).returncode != 0:
         fetched = subprocess.run(["git", "-C", str(root), "fetch", "--quiet", "origin",
                                   f"refs/heads/{branch}:refs/heads/{branch}"], capture_output=True, text=True,
-                                 env=git_env())
+                                 env=git_env(), check=False)
         if fetched.returncode != 0 and any(c.commit for c in record.changes):
             reason = (fetched.stderr.strip().splitlines() or ["git fetch failed"])[-1]
             raise UsageError(f"run {run.run_id} committed work on {branch}, which {root} can't fetch from origin "
                              f"({reason}); push the branch from where the run started (`git push origin {branch}`)")
     for commit in filter(None, [run.base_commit, record.head_commit]):
         known = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"],
-                               capture_output=True, env=git_env())
+                               capture_output=True, env=git_env(), check=False)
         if known.returncode != 0:
             raise UsageError(f"{root} lacks commit {commit[:12]} of run {run.run_id}: the branch on origin is "
                              f"behind the run's checkpoint; push {branch} from where the run started")
