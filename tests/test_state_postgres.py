@@ -151,3 +151,31 @@ def test_a_state_url_that_cant_be_used_is_one_line_and_exit_2(tmp_path, postgres
     )
     assert down.returncode == 2 and "can't reach the state database" in down.stderr
     assert "hunter2" not in down.stderr and "Traceback" not in down.stderr
+
+
+def test_stores_opened_at_once_on_a_new_database_all_set_it_up(state_url):
+    """Four processes starting runs together against a new database: each makes the tables or finds them made.
+    Waiting in pg_advisory_lock here once deadlocked LangGraph's CREATE INDEX CONCURRENTLY (bench/parallel_runs.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engine.store import PostgresStore
+
+    def open_and_count(_):
+        with PostgresStore(state_url) as store:
+            return len(store.records())
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_and_count, range(4))) == [0, 0, 0, 0]
+    tables = {r["tablename"] for r in rows(state_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"pipeline_runs", "checkpoints", "checkpoint_blobs", "checkpoint_writes"} <= tables
+
+
+def test_a_run_id_is_taken_once_in_a_shared_database(state_url):
+    from engine.store import PostgresStore
+
+    with PostgresStore(state_url) as here, PostgresStore(state_url) as there:
+        assert here.reserve("20261207-101500-ab12", "docker-optimization")
+        assert not there.reserve("20261207-101500-ab12", "docker-optimization")  # another machine, same second
+        assert here.records() == []  # a reservation is not a run: lists skip it
+        there.release("20261207-101500-ab12")
+        assert there.reserve("20261207-101500-ab12", "docker-optimization")
