@@ -320,7 +320,6 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
 
 def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
-    paths = RunPaths(paths.root.resolve())
     paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store gets its reports here
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
