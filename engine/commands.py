@@ -26,6 +26,11 @@ out = Console(highlight=False)
 
 REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run directories live.")
 EXIT_TASKS_FAILED = 4   # the run finished, but a task or phase failed (declined tasks are not failures)
+STATE = typer.Option(None, "--state", envvar="PIPELINE_STATE_URL", show_envvar=True, metavar="URL",
+                     help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
+                          "in the reports directory).")
+RESUME_IN = typer.Option(None, "--repo", help="A clone on this machine: continue here a run that started elsewhere "
+                                              "(its branch pushed to origin).")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -154,6 +159,7 @@ def run(
     llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for the whole invocation; then agents keep their own results."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
+    state: str | None = STATE,
 ) -> None:
     """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
     if fmt not in ("text", "json"):
@@ -172,7 +178,7 @@ def run(
                **({"build_budget": str(build_budget)} if build_budget is not None else {}),
                **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
     try:
-        record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
+        record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet), state=state)
     except UsageError as error:
         fail(str(error))
     except OSError as error:
@@ -204,6 +210,8 @@ def resume(
     no_cache: bool = typer.Option(False, "--no-cache", help="Drop the model answers cached so far: ask again."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
+    state: str | None = STATE,
+    repo: Path | None = RESUME_IN,
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
     from engine.runs import UsageError, resume_run
@@ -212,7 +220,7 @@ def resume(
         record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
                             _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
                                          price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
-                            no_cache=no_cache)
+                            no_cache=no_cache, state=state, repo=repo)
     except UsageError as error:
         fail(str(error))
     except OSError as error:
@@ -224,17 +232,19 @@ def resume(
 
 
 @app.command()
-def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
+def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
-    from engine.runs import UsageError, load_record, write_atomic
+    from engine.runs import UsageError, load_record, open_store, write_atomic
 
     try:
-        record, paths = load_record(reports_dir, run_id)
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
     except UsageError as error:
         fail(str(error))
     text = render_summary(record)
     try:
+        paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store: its summary lands here
         write_atomic(paths.summary, text)
     except OSError as error:
         os_fail(error, "retry")
@@ -242,14 +252,20 @@ def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
 
 
 @app.command("list")
-def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
-    """List the runs in the reports directory."""
-    from engine.runs import list_records, shown_status
+def list_runs(reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
+    """List the runs in the reports directory (or in the --state database)."""
+    from engine.runs import UsageError, list_records, open_store, shown_status
+
+    try:
+        with open_store(state) as store:
+            records = list_records(reports_dir, store)
+    except UsageError as error:
+        fail(str(error))
 
     table = Table()
     for column in ("run", "pipeline", "status", "updated", "repository"):
         table.add_column(column)
-    for record in list_records(reports_dir):
+    for record in records:
         table.add_row(record.run.run_id, record.run.pipeline, shown_status(record),
                       record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
     out.print(table)
@@ -257,12 +273,13 @@ def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
 
 @app.command()
 def show(run_id: str, reports_dir: Path = REPORTS_DIR,
-         fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
+         fmt: str = typer.Option("text", "--format", help="text or json"), state: str | None = STATE) -> None:
     """Show one run: phases, changes and verdicts."""
-    from engine.runs import UsageError, load_record, shown_status
+    from engine.runs import UsageError, load_record, open_store, shown_status
 
     try:
-        record, paths = load_record(reports_dir, run_id)
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
     except UsageError as error:
         fail(str(error))
     if fmt == "json":

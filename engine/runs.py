@@ -23,7 +23,7 @@ from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
 from engine.lock import Locked, RepoLock
-from engine.workspace import RepoError, Workspace, git_common_dir, validate_repo, verify_own_worktree
+from engine.workspace import RUN_ID, RepoError, Workspace, git_common_dir, validate_repo, verify_own_worktree
 
 
 class UsageError(Exception):
@@ -76,17 +76,30 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def save_record(record: RunRecord, path: Path, redactor=None) -> None:
-    """Write run.json atomically: a reader never sees half a file; with ``redactor``, no secret in it."""
+def save_record(record: RunRecord, path: Path, redactor=None, store=None) -> None:
+    """Write run.json atomically: a reader never sees half a file; with ``redactor``, no secret in it.
+    With a shared ``store`` (engine.store), the same text is the run's row there too."""
     record.updated = now()
     text = record.model_dump_json(indent=2)
     if redactor is not None:
         text = json.dumps(redactor.scrub(json.loads(text)), indent=2, ensure_ascii=False)
     write_atomic(path, text + "\n")
+    if store is not None:
+        store.put(record.run.run_id, text)
 
 
-def load_record(reports_dir: Path, run_id: str) -> tuple[RunRecord, RunPaths]:
+def load_record(reports_dir: Path, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:
     paths = RunPaths(Path(reports_dir) / run_id)
+    if store is not None and store.remote:
+        from engine.store import shown
+
+        text = store.get(run_id) if RUN_ID.fullmatch(run_id) else None
+        if text is None:
+            raise UsageError(f"no run {run_id!r} in {shown(store.url)}; `pipeline list --state ...` shows the runs there")
+        try:
+            return RunRecord.model_validate_json(text), paths
+        except ValueError as err:
+            raise UsageError(f"run {run_id} in {shown(store.url)} is not a valid run record ({str(err).splitlines()[0]})") from None
     if not paths.run_json.is_file():
         raise UsageError(f"no run {run_id!r} in {reports_dir}; `pipeline list --reports-dir {reports_dir}` shows the runs there")
     try:
@@ -133,7 +146,15 @@ def shown_status(record: RunRecord) -> str:
     return "stopped (resumable)" if record.status == "running" else record.status
 
 
-def list_records(reports_dir: Path) -> list[RunRecord]:
+def list_records(reports_dir: Path, store=None) -> list[RunRecord]:
+    if store is not None and store.remote:
+        records = []
+        for text in store.records():
+            try:
+                records.append(RunRecord.model_validate_json(text))
+            except ValueError:
+                continue
+        return records
     records = []
     for run_json in sorted(Path(reports_dir).glob("*/run.json")):
         try:
@@ -177,10 +198,36 @@ def check_llm_options(options: dict[str, str] | None) -> None:
 
 
 def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: list[str] | None = None,
-              options: dict[str, str] | None = None, on_event: Events = _quiet) -> RunRecord:
+              options: dict[str, str] | None = None, on_event: Events = _quiet, state: str | None = None) -> RunRecord:
+    """Start a run; ``state`` is where its state lives (engine.store: a postgresql:// URL, default the local files)."""
+    with open_store(state) as store:
+        return _start_run(spec, repo, reports_dir, phases, options, on_event, store)
+
+
+def open_store(state: str | None):
+    """The state store ``--state``/``PIPELINE_STATE_URL`` names (engine.store); a URL it can't use is a UsageError."""
+    from engine import store
+
+    try:
+        return store.open_store(state)
+    except store.StoreError as err:
+        raise UsageError(str(err)) from None
+
+
+def _start_run(spec, repo, reports_dir, phases, options, on_event, store) -> RunRecord:
     chosen = select_phases(spec, phases)
     check_llm_options(options)
     run_id = new_run_id()
+    while not store.reserve(run_id, spec.name):   # one shared database, many machines: each id is taken once
+        run_id = new_run_id()
+    try:
+        return _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id)
+    except UsageError:
+        store.release(run_id)   # nothing started: the reservation goes (a saved record stays)
+        raise
+
+
+def _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id) -> RunRecord:
     paths = RunPaths(Path(reports_dir).resolve() / run_id)
     if repo is None:
         if spec.example is None:
@@ -194,7 +241,7 @@ def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: 
         raise UsageError(str(err)) from None
     lock = _lock(root, run_id)
     try:
-        return _start(spec, root, run_id, paths, chosen, options, on_event)
+        return _start(spec, root, run_id, paths, chosen, options, on_event, store)
     finally:
         lock.release()
 
@@ -209,7 +256,7 @@ def _lock(repo: Path, run_id: str) -> RepoLock:
 START_POINT = "start.workspace"   # fault-injection point between the run's record and its worktree
 
 
-def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
+def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> RunRecord:
     paths.root.mkdir(parents=True, exist_ok=True)
     base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
                           text=True, env=git_env()).stdout.strip()
@@ -223,7 +270,7 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
     claim(record)
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     # It says `interrupted` until the run is under way: a kill at any moment never leaves it "running".
-    save_record(record, paths.run_json)
+    save_record(record, paths.run_json, store=store)
     from engine.graph import crash_point
 
     crash_point(START_POINT, "before")
@@ -232,8 +279,10 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
             pass
     except RepoError as err:
         paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
+        if store is not None:
+            store.delete(run_id)
         raise UsageError(str(err)) from None
-    return Runner(spec, record, paths, on_event).execute("run", initial_state(record))
+    return Runner(spec, record, paths, on_event, store).execute("run", initial_state(record))
 
 
 def uncommitted(root: Path) -> list[str]:
@@ -257,12 +306,21 @@ def initial_state(record: RunRecord) -> dict:
 
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
-               on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False) -> RunRecord:
+               on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False,
+               state: str | None = None, repo: Path | None = None) -> RunRecord:
     """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost).
 
     ``no_cache`` drops the model answers cached so far (moved to ``llm-cache/dropped/``): the model is asked again.
+    ``state``: where the run's state lives (engine.store). ``repo``: a clone on this machine to continue a run
+    that started elsewhere (see :func:`adopt`).
     """
-    record, paths = load_record(reports_dir, run_id)
+    with open_store(state) as store:
+        return _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo)
+
+
+def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo) -> RunRecord:
+    record, paths = load_record(reports_dir, run_id, store)
+    paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store gets its reports here
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
     check_llm_options(record.run.options)
@@ -273,12 +331,49 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
     if phase is not None and phase not in record.run.phases:
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
+    if repo is not None:
+        adopt(record, paths, repo)
     verify_record(record, paths)
     lock = _lock(Path(record.run.repo), run_id)
     try:
-        return Runner(spec, record, paths, on_event).execute("resume", None, from_phase=phase)
+        return Runner(spec, record, paths, on_event, store).execute("resume", None, from_phase=phase)
     finally:
         lock.release()
+
+
+def adopt(record: RunRecord, paths: RunPaths, repo: Path) -> None:
+    """Continue here, in the clone ``repo``, a run that started on another machine (or in another clone).
+
+    What: the run's branch is fetched from the clone's ``origin`` when the clone lacks it, and the record is
+    pointed at this clone's worktree location (re-created from the branch when the run resumes).
+    Why: the commits are the work; the checkpoint says where the graph stands, and the implementer reuses
+    the commits the branch holds (their ``Pipeline-Task`` trailers), so nothing already done is done again.
+    Example: CI ran `pipeline run ... --state postgresql://...` and pushed ``pipeline/<run-id>``; on a laptop,
+    `git clone URL r && pipeline resume RUN_ID --state postgresql://... --repo r` continues it.
+    Instead: without a pushed branch, resume where the run started.
+    """
+    try:
+        root = validate_repo(repo)
+    except RepoError as err:
+        raise UsageError(str(err)) from None
+    run = record.run
+    worktree, branch = Workspace.location(root, run.run_id)
+    has = ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"]
+    if subprocess.run(has, capture_output=True, env=git_env(), check=False).returncode != 0:
+        fetched = subprocess.run(["git", "-C", str(root), "fetch", "--quiet", "origin",
+                                  f"refs/heads/{branch}:refs/heads/{branch}"], capture_output=True, text=True,
+                                 env=git_env(), check=False)
+        if fetched.returncode != 0 and any(c.commit for c in record.changes):
+            reason = (fetched.stderr.strip().splitlines() or ["git fetch failed"])[-1]
+            raise UsageError(f"run {run.run_id} committed work on {branch}, which {root} can't fetch from origin "
+                             f"({reason}); push the branch from where the run started (`git push origin {branch}`)")
+    for commit in filter(None, [run.base_commit, record.head_commit]):
+        known = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"],
+                               capture_output=True, env=git_env(), check=False)
+        if known.returncode != 0:
+            raise UsageError(f"{root} lacks commit {commit[:12]} of run {run.run_id}: the branch on origin is "
+                             f"behind the run's checkpoint; push {branch} from where the run started")
+    record.run = run.model_copy(update={"repo": str(root), "worktree": str(worktree), "run_dir": str(paths.root)})
 
 
 def drop_cache(cache: Path) -> int:
@@ -292,8 +387,9 @@ def drop_cache(cache: Path) -> int:
 
 
 class Runner:
-    def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events) -> None:
+    def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events, store=None) -> None:
         self.spec, self.record, self.paths = spec, record, paths
+        self.store = store
         self.outer_events = on_event
         self.llm = None
         self.redactor = None
@@ -302,7 +398,7 @@ class Runner:
         self.outer_events(kind, **data)
 
     def save(self) -> None:
-        save_record(self.record, self.paths.run_json, self.redactor)
+        save_record(self.record, self.paths.run_json, self.redactor, self.store)
 
     def _open_llm(self, stack: ExitStack, run: RunContext):
         """The model client, in LLM mode only (offline never builds it)."""
@@ -337,7 +433,8 @@ class Runner:
         config = {"configurable": {"thread_id": run.run_id}}
         roles = {role for _, role in node_names(self.spec, run.phases)}
         with ExitStack() as stack:
-            checkpoints = stack.enter_context(Checkpoints(self.paths.state_db))
+            checkpoints = stack.enter_context(self.store.checkpointer(self.paths.root) if self.store is not None
+                                              else Checkpoints(self.paths.state_db))
             try:
                 # Recreate or scrub the worktree before any agent looks at it; a run that committed nothing
                 # may not have its branch yet (killed right after its record was written).
@@ -364,6 +461,7 @@ class Runner:
                     record.status = "completed"
                     self._finish(graph, config)
                     return record
+            start_config = self._moved(graph, start_config)
             record.status, record.error = "running", ""
             claim(record)
             self.save()
@@ -389,6 +487,13 @@ class Runner:
                 invocation.finished = now()
                 self._finish(graph, config)
         return record
+
+    def _moved(self, graph, config: dict) -> dict:
+        """A run continued in another clone (``adopt``): its checkpoint learns the run's new paths first."""
+        values = graph.get_state(config).values
+        if "run" in values and values["run"].worktree != self.record.run.worktree:
+            return graph.update_state(config, {"run": self.record.run})
+        return config
 
     def _resume_point(self, graph, config: dict, from_phase: str | None) -> dict | None:
         current = graph.get_state(config)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,39 @@ def docker_pipeline():
     from pipelines.docker_optimization import PIPELINE
 
     return PIPELINE
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A real PostgreSQL for the session, started from the `pgserver` package on a temp dir (a unix socket
+    there, no port); tests that need it skip, saying why, where it can't start."""
+    try:
+        with warnings.catch_warnings():   # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pgserver
+        import psycopg  # noqa: F401
+        from langgraph.checkpoint.postgres import PostgresSaver  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"PostgreSQL tests need the test extra (pgserver, psycopg, langgraph-checkpoint-postgres): {err}")
+    # a short path: the server's unix socket lives in its data directory (sockets are limited to ~100 bytes)
+    base = Path(tempfile.mkdtemp(prefix="pgt-"))
+    try:
+        server = pgserver.get_server(base / "data", cleanup_mode="stop")
+    except Exception as err:  # noqa: BLE001 (pgserver raises what initdb/pg_ctl give): say why, skip
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"could not start PostgreSQL from pgserver: {type(err).__name__}: {err}")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def state_url(postgres_server, request) -> str:
+    """A fresh database on the session's PostgreSQL for one test: its URL (what `--state` takes)."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:50] + "_" + os.urandom(3).hex()
+    postgres_server.psql(f"CREATE DATABASE {name};")
+    return postgres_server.get_uri(name)
