@@ -1,4 +1,8 @@
-"""The ``pipeline`` commands (typer): run, resume, summary, list, show, pipelines, apply, rollback.
+"""The ``pipeline`` commands (typer): run, resume, summary, list, show, pipelines, apply, rollback, prune.
+
+Exit codes, the same for every command (the README has the table): 0 done; 1 the run failed, a disk or
+permission error stopped it (resumable), or `analyze` found problems at ``--fail-on``; 2 an unusable
+argument or state, said in one line; 3 a run stopped by its budget (resumable); 130 interrupted (resumable).
 
 ``pipeline analyze`` is dispatched before this module is imported (see
 ``engine.cli``); its typer command here only forwards, for ``--help`` listings
@@ -11,20 +15,58 @@ start fast.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run directories live.")
+REPORTS_DIR = typer.Option(None, "--reports-dir", show_default=False,
+                           help="Where run directories live (default: $XDG_STATE_HOME/agent-pipelines/runs; a run id "
+                                "is found through the run index wherever its directory is).")
+FORMAT = typer.Option("text", "--format", help="text, or json (the full records, for scripts).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from engine.analyze_cli import DISTRIBUTION
+
+        try:
+            out.print(f"pipeline {version(DISTRIBUTION)}", markup=False, highlight=False)
+        except PackageNotFoundError:
+            out.print("pipeline (not installed: version unknown)", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
+    """Agent-driven optimization pipelines: analyze, fix through git, review, measure."""
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {fmt!r}")
+
+
+def _print_json(value) -> None:
+    """A JSON document on stdout, whole and unwrapped (no console width, no markup)."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -57,40 +99,93 @@ def _pipeline(name: str):
         fail(str(error))
 
 
-class Progress:
-    """Prints one line per node as it finishes; silent with --quiet."""
+def heartbeat_seconds() -> float:
+    """How often a line says a long step is still working when stderr is not a terminal (CI logs, pipes):
+    ``PIPELINE_HEARTBEAT`` seconds, 10 by default (a CI log shows life well before a typical no-output
+    timeout of several minutes); 0 turns it off."""
+    try:
+        return max(0.0, float(os.environ.get("PIPELINE_HEARTBEAT", "10")))
+    except ValueError:
+        return 10.0
 
-    def __init__(self, quiet: bool) -> None:
+
+class Progress:
+    """One line per node as it finishes; silent with --quiet. While a node works: on a terminal, a bar with
+    the nodes done of the run's total and the time spent; elsewhere, a heartbeat line every few seconds."""
+
+    def __init__(self, quiet: bool, total: int | None = None) -> None:
         self.quiet = quiet
+        self.total, self.done = total, 0
         self.phase = ""
-        self.status = None
+        self.run_id = ""
+        self.live = None
+        self.beat: threading.Event | None = None
 
     def __call__(self, kind: str, **data) -> None:
+        if kind == "started":
+            self.run_id = data["run_id"]
         if self.quiet:
             return
         if kind == "example":
             err.print(f"[dim]No --repo given: running on the bundled example, copied to[/dim] {data['repo']}")
+        elif kind == "started":
+            err.print(f"run {data['run_id']}: {data['run_dir']}", markup=False, highlight=False, soft_wrap=True)
         elif kind == "base":
             err.print(data["statement"], markup=False, highlight=False, soft_wrap=True)
         elif kind == "node_start":
             if data["phase"] != self.phase:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
-            self.status = err.status(f"  {data['agent']} working…")
-            self.status.start()
+            self._working(data["agent"])
         elif kind == "llm_down":
             self._stop()
             err.print(f"[yellow]![/yellow] {data['message']}", markup=True, highlight=False, soft_wrap=True)
         elif kind == "node_end":
             self._stop()
+            self.done += 1
             err.print(f"  [green]✓[/green] {data['agent']:<12} {data.get('summary', '')}")
         elif kind == "run_end":
             self._stop()
 
+    def _working(self, agent: str) -> None:
+        if err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+            self.live = Bar(TextColumn(f"  {agent} working…"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("steps"), TimeElapsedColumn(), console=err, transient=True)
+            self.live.add_task(agent, total=self.total, completed=self.done)
+            self.live.start()
+            return
+        every = heartbeat_seconds()
+        if every > 0:
+            self.beat = stop = threading.Event()
+            started = time.monotonic()
+            step = f" (step {self.done + 1} of {self.total})" if self.total else ""
+
+            def beat() -> None:
+                while not stop.wait(every):
+                    err.print(f"  {agent} still working{step}: {time.monotonic() - started:.0f} s",
+                              markup=False, highlight=False)
+
+            threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
     def _stop(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.beat is not None:
+            self.beat.set()
+            self.beat = None
+
+    def interrupted(self, run_id: str = "") -> None:
+        """The line an interrupt ends with: the exact command that continues the run, or that none was made."""
+        self._stop()
+        run_id = run_id or self.run_id
+        if run_id:
+            err.print(f"interrupted; run {run_id} is listed as interrupted; `pipeline resume {run_id}` continues "
+                      "it", markup=False, highlight=False, soft_wrap=True)
+        else:
+            err.print("interrupted before the run was made; nothing to resume or clean up", markup=False)
 
 
 def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
@@ -116,21 +211,86 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         raise typer.Exit(3)
 
 
-@app.command()
+def _option_param(option, pipeline: str) -> click.Option:
+    """A pipeline's declared option (``engine.spec.Option``) as a click option of `pipeline run`."""
+    if option.type is bool:
+        param = click.Option([f"{option.flags[0]}/{option.flags[1]}", f"opt__{option.name}"], default=option.default,
+                             help=option.help, show_default=True)
+    else:
+        kind = {int: click.INT, float: click.FLOAT}.get(option.type, click.STRING)
+        if option.choices:
+            kind = click.Choice(option.choices)
+        elif option.min is not None and option.type in (int, float):
+            kind = (click.IntRange if option.type is int else click.FloatRange)(min=option.min)
+        param = click.Option([option.flags[0], f"opt__{option.name}"], type=kind, default=option.default,
+                             metavar=option.metavar, help=option.help, show_default=option.default is not None)
+    param.rich_help_panel = f"Options of {pipeline}"   # typer's help groups them under this title
+    return param
+
+
+class PipelineCommand(TyperCommand):
+    """`pipeline run PIPELINE`: the generic options plus those the named pipeline declares
+    (``PipelineSpec.options``), read from the command line once the pipeline's name is known."""
+
+    def _pipeline_name(self, args: list[str]) -> str | None:
+        takes_value = {o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
+        skip = False
+        for arg in args:
+            if skip:
+                skip = False
+            elif arg in takes_value:
+                skip = True
+            elif not arg.startswith("-"):
+                return arg
+        return None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        name = self._pipeline_name(args)
+        if name is not None:
+            from engine.spec import PipelineLookupError, find_pipeline
+
+            try:
+                spec = find_pipeline(name)
+            except PipelineLookupError as error:
+                fail(str(error))
+            ctx.meta["pipeline_options"] = spec.options
+            ctx.meta["pipeline_params"] = [_option_param(o, spec.name) for o in spec.options]
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *ctx.meta.get("pipeline_params", [])]
+
+    def invoke(self, ctx: click.Context):
+        declared = ctx.meta.get("pipeline_options", ())
+        ctx.meta["pipeline_values"] = {o.name: ctx.params.pop(f"opt__{o.name}", o.default) for o in declared}
+        return super().invoke(ctx)
+
+
+def _declared_options(ctx: typer.Context, spec) -> dict[str, str]:
+    """The values of the pipeline's own options, as the run keeps them (text; a bool as "1"/"0")."""
+    from engine.spec import OptionError
+
+    values = ctx.meta.get("pipeline_values", {})
+    encoded = {}
+    for option in spec.options:
+        try:
+            text = option.encode(values.get(option.name, option.default))
+        except OptionError as error:
+            fail(str(error))
+        if text is not None:
+            encoded[option.name] = text
+    return encoded
+
+
+@app.command(cls=PipelineCommand)
 def run(
-    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`)."),
+    ctx: typer.Context,
+    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`); `pipeline run NAME --help` "
+                                             "lists its own options too."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Git checkout to optimize (default: the bundled example)."),
     phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
-    reports_dir: Path = REPORTS_DIR,
+    reports_dir: Optional[Path] = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
-    builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
-    build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
-    build_budget: float | None = typer.Option(None, "--build-budget", min=0, metavar="SECONDS",
-                                              help="Stop the real builds after this many seconds (default: no "
-                                                   "limit); what did not finish is reported not measured."),
-    build_jobs: int | None = typer.Option(None, "--build-jobs", min=1, metavar="N",
-                                          help="Real builds run at once (default: the engine's CPUs)."),
-    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
@@ -145,29 +305,28 @@ def run(
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
 ) -> None:
     """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
-    if fmt not in ("text", "json"):
-        fail(f"--format must be text or json, not {fmt!r}")
+    _check_format(fmt)
     spec = _pipeline(pipeline)
-    from engine.runs import UsageError, start_run
+    from engine.runs import UsageError, select_phases, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    if builds not in ("auto", "off"):
-        fail(f"--builds must be auto or off, not {builds!r}")
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
-               "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
+    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", **_declared_options(ctx, spec), "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
                               price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
-                              llm_deadline=llm_deadline),
-               **({"build_budget": str(build_budget)} if build_budget is not None else {}),
-               **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
+                              llm_deadline=llm_deadline)}
     try:
-        record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet))
+        steps = sum(len(spec.phase(p).agents) for p in select_phases(spec, chosen))
+    except UsageError as error:
+        fail(str(error))
+    progress = Progress(quiet, steps)
+    try:
+        record = start_run(spec, repo, reports_dir, chosen, options, progress)
     except UsageError as error:
         fail(str(error))
     except OSError as error:
         os_fail(error)
     except KeyboardInterrupt:
-        err.print("interrupted; `pipeline list` shows the run, `pipeline resume RUN_ID` continues it")
+        progress.interrupted()
         raise typer.Exit(130)
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
@@ -182,7 +341,7 @@ def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Op
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
     phase: Optional[str] = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
-    reports_dir: Path = REPORTS_DIR,
+    reports_dir: Optional[Path] = REPORTS_DIR,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
     price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens."),
@@ -197,8 +356,10 @@ def resume(
     """Continue a failed or interrupted run, or re-run it from one phase."""
     from engine.runs import UsageError, resume_run
 
+    _check_format(fmt)
+    progress = Progress(quiet)
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
+        record = resume_run(_pipelines(), reports_dir, run_id, phase, progress,
                             _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
                                          price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
                             no_cache=no_cache)
@@ -207,13 +368,13 @@ def resume(
     except OSError as error:
         os_fail(error)
     except KeyboardInterrupt:
-        err.print(f"interrupted; `pipeline resume {run_id}` continues it")
+        progress.interrupted(run_id)
         raise typer.Exit(130)
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
 @app.command()
-def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
+def summary(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
     from engine.runs import UsageError, load_record, write_atomic
@@ -230,35 +391,56 @@ def summary(run_id: str, reports_dir: Path = REPORTS_DIR) -> None:
     sys.stdout.write(text)
 
 
+def _run_row(record) -> dict:
+    """One run as `list --format json` gives it: full id, status as shown, where its files and branch are."""
+    from engine.runs import shown_status
+
+    run = record.run
+    return {"run_id": run.run_id, "pipeline": run.pipeline, "status": shown_status(record),
+            "recorded_status": record.status, "updated": record.updated.isoformat(), "repo": run.repo,
+            "branch": run.branch, "worktree": run.worktree, "run_dir": run.run_dir, "error": record.error}
+
+
 @app.command("list")
-def list_runs(reports_dir: Path = REPORTS_DIR) -> None:
-    """List the runs in the reports directory."""
+def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT) -> None:
+    """List the runs: every run you started, across repositories (or those in --reports-dir)."""
     from engine.runs import list_records, shown_status
 
+    _check_format(fmt)
+    records = sorted(list_records(reports_dir), key=lambda r: (r.updated, r.run.run_id))
+    if fmt == "json":
+        _print_json([_run_row(r) for r in records])
+        return
     table = Table()
-    for column in ("run", "pipeline", "status", "updated", "repository"):
-        table.add_column(column)
-    for record in list_records(reports_dir):
+    table.add_column("run", no_wrap=True, min_width=max((len(r.run.run_id) for r in records), default=3))
+    table.add_column("pipeline", no_wrap=True)
+    table.add_column("status")
+    table.add_column("updated", no_wrap=True)
+    table.add_column("repository", overflow="fold")
+    for record in records:
         table.add_row(record.run.run_id, record.run.pipeline, shown_status(record),
                       record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
     out.print(table)
 
 
 @app.command()
-def show(run_id: str, reports_dir: Path = REPORTS_DIR,
+def show(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
          fmt: str = typer.Option("text", "--format", help="text or json")) -> None:
     """Show one run: phases, changes and verdicts."""
     from engine.runs import UsageError, load_record, shown_status
 
+    _check_format(fmt)
     try:
         record, paths = load_record(reports_dir, run_id)
     except UsageError as error:
         fail(str(error))
     if fmt == "json":
-        out.print_json(record.model_dump_json())
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
         return
-    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}")
-    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head {record.head_commit[:10]}")
+    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}",
+              soft_wrap=True)
+    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head "
+              f"{record.head_commit[:10]}", soft_wrap=True)
     tasks = {t.id: t for t in record.plan.tasks}
     table = Table()
     for column in ("phase", "task", "commit", "status", "reason"):
@@ -267,11 +449,11 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
         table.add_row(c.phase, tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
                       c.status.value, c.reason)
     out.print(table)
-    out.print(f"reports: {paths.root}")
+    out.print(f"reports: {paths.root}", soft_wrap=True)
 
 
 @app.command()
-def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
+def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
           phases: Optional[str] = typer.Option(None, "--phases", help="Merge only these finished phases (comma-separated)."),
           force: bool = typer.Option(False, "--force", help="Merge even when the merged tree has new error findings (warns).")) -> None:
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
@@ -294,7 +476,7 @@ def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
 
 @app.command()
 def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
-             reports_dir: Path = REPORTS_DIR) -> None:
+             reports_dir: Optional[Path] = REPORTS_DIR) -> None:
     """Remove a run's commits (all, or from one phase on) from its branch."""
     from engine.branches import rollback_run
     from engine.runs import UsageError, load_record
@@ -309,12 +491,24 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
 
 
 @app.command()
-def pipelines() -> None:
-    """List the installed pipelines and their phases."""
+def pipelines(fmt: str = FORMAT) -> None:
+    """List the installed pipelines, their phases and their own options."""
+    _check_format(fmt)
+    installed = sorted(_pipelines().items())
+    if fmt == "json":
+        def described(option) -> dict:
+            return {"name": option.name, "flag": option.flags[0], "type": option.type.__name__,
+                    "default": option.default, "help": option.help, "choices": list(option.choices)}
+
+        _print_json([{"name": name, "description": spec.description,
+                      "phases": [{"name": p.name, "title": p.title, "agents": list(p.agents)} for p in spec.phases],
+                      "run_options": [described(o) for o in spec.options],
+                      "analyze_options": [described(o) for o in spec.analyze_options]} for name, spec in installed])
+        return
     table = Table()
     for column in ("pipeline", "phases", "description"):
         table.add_column(column)
-    for name, spec in sorted(_pipelines().items()):
+    for name, spec in installed:
         table.add_row(name, " → ".join(f"{p.name} ({', '.join(p.agents)})" for p in spec.phases), spec.description)
     out.print(table)
 

@@ -85,10 +85,17 @@ def save_record(record: RunRecord, path: Path, redactor=None) -> None:
     write_atomic(path, text + "\n")
 
 
-def load_record(reports_dir: Path, run_id: str) -> tuple[RunRecord, RunPaths]:
-    paths = RunPaths(Path(reports_dir) / run_id)
+def load_record(reports_dir: Path | None, run_id: str) -> tuple[RunRecord, RunPaths]:
+    """A run's record and paths; ``reports_dir`` None: wherever the run index says the run is."""
+    from engine.places import find_run_dir
+
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise UsageError(f"{run_id!r} is not a run id; `pipeline list` shows the runs")
+    run_dir, where = find_run_dir(run_id, reports_dir)
+    paths = RunPaths(run_dir)
     if not paths.run_json.is_file():
-        raise UsageError(f"no run {run_id!r} in {reports_dir}; `pipeline list --reports-dir {reports_dir}` shows the runs there")
+        listing = f"`pipeline list --reports-dir {reports_dir}`" if reports_dir is not None else "`pipeline list`"
+        raise UsageError(f"no run {run_id!r} {where}; {listing} shows the runs")
     try:
         return RunRecord.model_validate_json(paths.run_json.read_text(encoding="utf-8")), paths
     except ValueError as err:
@@ -133,13 +140,18 @@ def shown_status(record: RunRecord) -> str:
     return "stopped (resumable)" if record.status == "running" else record.status
 
 
-def list_records(reports_dir: Path) -> list[RunRecord]:
+def list_records(reports_dir: Path | None) -> list[RunRecord]:
+    """The runs in ``reports_dir``, or (None) every run this user started, across repositories (the index)."""
+    from engine.places import run_dirs
+
     records = []
-    for run_json in sorted(Path(reports_dir).glob("*/run.json")):
+    for run_dir in run_dirs(reports_dir):
         try:
-            records.append(RunRecord.model_validate_json(run_json.read_text(encoding="utf-8")))
-        except ValueError:
+            record = RunRecord.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
+        record.run = record.run.model_copy(update={"run_dir": str(run_dir)})   # where it is, not where it was
+        records.append(record)
     return records
 
 
@@ -176,17 +188,30 @@ def check_llm_options(options: dict[str, str] | None) -> None:
         raise UsageError(str(err)) from None
 
 
-def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: list[str] | None = None,
+def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path | None, phases: list[str] | None = None,
               options: dict[str, str] | None = None, on_event: Events = _quiet) -> RunRecord:
+    """Start a run (``reports_dir`` None: the default, ``engine.places``). Every argument is checked before
+    anything is made: a refused run leaves no directory, branch or worktree."""
+    from engine.places import default_reports_dir
+
     chosen = select_phases(spec, phases)
     check_llm_options(options)
+    if repo is None and spec.example is None:
+        raise UsageError(f"{spec.name} has no bundled example; pass --repo PATH")
+    if repo is not None:
+        try:
+            repo = validate_repo(repo)
+        except RepoError as err:
+            raise UsageError(str(err)) from None
     run_id = new_run_id()
-    paths = RunPaths(Path(reports_dir).resolve() / run_id)
+    paths = RunPaths(Path(reports_dir if reports_dir is not None else default_reports_dir()).resolve() / run_id)
     if repo is None:
-        if spec.example is None:
-            raise UsageError(f"{spec.name} has no bundled example; pass --repo PATH")
         paths.root.mkdir(parents=True)
-        repo = materialize_example(spec.example, paths.root / "example-repo")
+        try:
+            repo = materialize_example(spec.example, paths.root / "example-repo")
+        except BaseException:   # interrupted or failed while copying: no half example left behind
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
         on_event("example", repo=str(repo))
     try:
         root = validate_repo(repo)
@@ -224,6 +249,10 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     # It says `interrupted` until the run is under way: a kill at any moment never leaves it "running".
     save_record(record, paths.run_json)
+    from engine.places import index_run
+
+    index_run(run_id, paths.root)
+    on_event("started", run_id=run_id, run_dir=str(paths.root))
     from engine.graph import crash_point
 
     crash_point(START_POINT, "before")
@@ -232,6 +261,10 @@ def _start(spec, root, run_id, paths, chosen, options, on_event) -> RunRecord:
             pass
     except RepoError as err:
         paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
+        from engine.places import unindex
+
+        unindex(run_id)
+        shutil.rmtree(paths.root, ignore_errors=True)
         raise UsageError(str(err)) from None
     return Runner(spec, record, paths, on_event).execute("run", initial_state(record))
 
