@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -202,8 +201,8 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         err.print(table)
         if record.error:
             err.print(f"[red]{record.error}[/red]")
-        err.print(f"Summary: {paths_root / 'summary.md'}")
-        err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}")
+        err.print(f"Summary: {paths_root / 'summary.md'}", soft_wrap=True)
+        err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}", soft_wrap=True)
     if record.status == "failed":
         raise typer.Exit(1)
     if record.status == "stopped":
@@ -211,21 +210,37 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         raise typer.Exit(3)
 
 
-def _option_param(option, pipeline: str) -> click.Option:
-    """A pipeline's declared option (``engine.spec.Option``) as a click option of `pipeline run`."""
-    if option.type is bool:
-        param = click.Option([f"{option.flags[0]}/{option.flags[1]}", f"opt__{option.name}"], default=option.default,
-                             help=option.help, show_default=True)
-    else:
-        kind = {int: click.INT, float: click.FLOAT}.get(option.type, click.STRING)
-        if option.choices:
-            kind = click.Choice(option.choices)
-        elif option.min is not None and option.type in (int, float):
-            kind = (click.IntRange if option.type is int else click.FloatRange)(min=option.min)
-        param = click.Option([option.flags[0], f"opt__{option.name}"], type=kind, default=option.default,
-                             metavar=option.metavar, help=option.help, show_default=option.default is not None)
-    param.rich_help_panel = f"Options of {pipeline}"   # typer's help groups them under this title
-    return param
+def _option_params(spec) -> list:
+    """The pipeline's declared options (``engine.spec.Option``) as parameters of `pipeline run`, made by typer
+    itself from a synthesized signature. A value arrives as text (None when not given) and is checked by
+    ``Option.check``, so a bad value is one line like every other unusable argument."""
+    import inspect
+
+    def options(**values) -> None:
+        return None
+
+    params, annotations = [], {}
+    for option in spec.options:
+        name = f"opt__{option.name}"
+        panel = f"Options of {spec.name}"
+        if option.type is bool:
+            default = typer.Option(None, f"{option.flags[0]}/{option.flags[1]}", help=option.help
+                                   + f" (default: {option.flags[0] if option.default else option.flags[1]})",
+                                   show_default=False, rich_help_panel=panel)
+            annotations[name] = Optional[bool]
+        else:
+            shown = "" if option.default is None else f" (default: {option.default})"
+            default = typer.Option(None, option.flags[0], help=option.help + shown, show_default=False,
+                                   metavar=option.metavar or "|".join(option.choices) or option.type.__name__.upper(),
+                                   rich_help_panel=panel)
+            annotations[name] = Optional[str]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotations[name]))
+    options.__signature__ = inspect.Signature(params)
+    options.__annotations__ = annotations
+    holder = typer.Typer()
+    holder.command()(options)
+    return [p for p in typer.main.get_command(holder).params if p.name.startswith("opt__")]
 
 
 class PipelineCommand(TyperCommand):
@@ -233,7 +248,7 @@ class PipelineCommand(TyperCommand):
     (``PipelineSpec.options``), read from the command line once the pipeline's name is known."""
 
     def _pipeline_name(self, args: list[str]) -> str | None:
-        takes_value = {o for p in self.params if isinstance(p, click.Option) and not p.is_flag for o in p.opts}
+        takes_value = {o for p in self.params if not getattr(p, "is_flag", True) for o in p.opts}
         skip = False
         for arg in args:
             if skip:
@@ -244,7 +259,7 @@ class PipelineCommand(TyperCommand):
                 return arg
         return None
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
         name = self._pipeline_name(args)
         if name is not None:
             from engine.spec import PipelineLookupError, find_pipeline
@@ -254,15 +269,15 @@ class PipelineCommand(TyperCommand):
             except PipelineLookupError as error:
                 fail(str(error))
             ctx.meta["pipeline_options"] = spec.options
-            ctx.meta["pipeline_params"] = [_option_param(o, spec.name) for o in spec.options]
+            ctx.meta["pipeline_params"] = _option_params(spec)
         return super().parse_args(ctx, args)
 
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+    def get_params(self, ctx) -> list:
         return [*super().get_params(ctx), *ctx.meta.get("pipeline_params", [])]
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         declared = ctx.meta.get("pipeline_options", ())
-        ctx.meta["pipeline_values"] = {o.name: ctx.params.pop(f"opt__{o.name}", o.default) for o in declared}
+        ctx.meta["pipeline_values"] = {o.name: ctx.params.pop(f"opt__{o.name}", None) for o in declared}
         return super().invoke(ctx)
 
 
@@ -273,8 +288,9 @@ def _declared_options(ctx: typer.Context, spec) -> dict[str, str]:
     values = ctx.meta.get("pipeline_values", {})
     encoded = {}
     for option in spec.options:
+        given = values.get(option.name)
         try:
-            text = option.encode(values.get(option.name, option.default))
+            text = option.encode(option.default if given is None else option.check(given))
         except OptionError as error:
             fail(str(error))
         if text is not None:
@@ -355,6 +371,7 @@ def resume(
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
     from engine.runs import UsageError, resume_run
+    from engine.workspace import RepoError
 
     _check_format(fmt)
     progress = Progress(quiet)
@@ -363,7 +380,7 @@ def resume(
                             _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
                                          price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
                             no_cache=no_cache)
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error)
@@ -411,16 +428,13 @@ def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT) -> N
     if fmt == "json":
         _print_json([_run_row(r) for r in records])
         return
-    table = Table()
-    table.add_column("run", no_wrap=True, min_width=max((len(r.run.run_id) for r in records), default=3))
-    table.add_column("pipeline", no_wrap=True)
-    table.add_column("status")
-    table.add_column("updated", no_wrap=True)
-    table.add_column("repository", overflow="fold")
-    for record in records:
-        table.add_row(record.run.run_id, record.run.pipeline, shown_status(record),
-                      record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
-    out.print(table)
+    rows = [("RUN", "PIPELINE", "STATUS", "UPDATED", "REPOSITORY")]
+    rows += [(r.run.run_id, r.run.pipeline, shown_status(r), r.updated.strftime("%Y-%m-%d %H:%M"), r.run.repo)
+             for r in records]
+    # Plain aligned columns, never wrapped or cut at the terminal's width (ids are what scripts copy).
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] + "\n")
 
 
 @app.command()
@@ -459,6 +473,7 @@ def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
     from engine.branches import apply_run
     from engine.runs import UsageError, load_record
+    from engine.workspace import RepoError
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
@@ -467,7 +482,7 @@ def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
         if spec is None:
             fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
         message = apply_run(record, paths, spec, chosen, force)
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
@@ -481,10 +496,12 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
     from engine.branches import rollback_run
     from engine.runs import UsageError, load_record
 
+    from engine.workspace import RepoError
+
     try:
         record, paths = load_record(reports_dir, run_id)
         err.print(rollback_run(record, paths, phase))
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")

@@ -113,6 +113,9 @@ def verify_record(record: RunRecord, paths: RunPaths) -> Path:
     if run.run_id != paths.root.name:
         raise UsageError(f"{paths.run_json} names run {run.run_id!r}, not {paths.root.name!r}; "
                          f"the record was altered, so nothing was touched")
+    if not Path(run.repo).is_dir():
+        raise UsageError(f"run {run.run_id}'s repository {run.repo} is gone (moved or deleted); move it back there "
+                         f"to continue, or `pipeline prune --force` forgets the run")
     try:
         root = verify_own_worktree(Path(run.repo), run.run_id, run.worktree, run.branch)
     except RepoError as err:
