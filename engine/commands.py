@@ -508,6 +508,34 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
 
 
 @app.command()
+def prune(run_ids: Optional[list[str]] = typer.Argument(None, help="Only these runs (default: every listed run)."),
+          older_than: Optional[str] = typer.Option(None, "--older-than", metavar="DURATION",
+                                                   help="Only runs last updated longer ago than this (7d, 12h, 30m)."),
+          force: bool = typer.Option(False, "--force", help="Also remove unmerged branches, resumable runs and runs "
+                                                            "whose repository is gone."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
+          reports_dir: Optional[Path] = REPORTS_DIR) -> None:
+    """Remove finished runs: their worktree, branch and reports (never an unmerged branch without --force)."""
+    from engine.prune import parse_duration, prune as prune_runs
+
+    try:
+        age = parse_duration(older_than) if older_than is not None else None
+    except ValueError as error:
+        fail(str(error))
+    try:
+        outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run)
+    except OSError as error:
+        os_fail(error, "retry")
+    missing = sorted(set(run_ids or ()) - {o.run_id for o in outcomes})
+    for outcome in outcomes:
+        err.print(outcome.message, markup=False, highlight=False, soft_wrap=True)
+    if missing:
+        fail(f"no run {', '.join(missing)} to prune{'' if older_than is None else ' (or not older than ' + older_than + ')'}")
+    if not outcomes:
+        err.print("nothing to prune", markup=False)
+
+
+@app.command()
 def pipelines(fmt: str = FORMAT) -> None:
     """List the installed pipelines, their phases and their own options."""
     _check_format(fmt)
