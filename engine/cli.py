@@ -25,7 +25,7 @@ def main() -> None:
     from engine.commands import app
     from engine.procs import lead_group
 
-    lead_group()   # the run's children (git, docker, hadolint) share its group and die with it
+    lead_group()   # the run's children (git and the tools a pipeline runs) share its group and die with it
 
     # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -147,7 +147,7 @@ class Progress:
             self._stop()
 
     def _working(self, agent: str) -> None:
-        if err.is_terminal:
+        if sys.stderr.isatty():   # a real terminal (FORCE_COLOR colours a CI log; it must not draw bars in it)
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
 
             self.live = Bar(TextColumn(f"  {agent} working…"), BarColumn(), MofNCompleteColumn(),
