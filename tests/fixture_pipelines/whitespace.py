@@ -12,7 +12,7 @@ from pathlib import Path
 from engine.artifacts import (
     Applicability, Category, Design, Finding, Measurement, Method, Plan, Severity, Task, short_hash,
 )
-from engine.spec import Phase, PipelineSpec
+from engine.spec import Option, Phase, PipelineSpec
 from engine.tree import DirTree
 
 CLOSED: list[str] = []
@@ -28,8 +28,9 @@ class WhitespaceDomain:
     def analyze(self, root, thorough: bool = False) -> list[Finding]:
         found = []
         tree = DirTree(root) if isinstance(root, (str, Path)) else root   # a checkout, or a commit's tree
+        suffix = PIPELINE.option(self.run.options, "suffix") if self.run is not None else ".txt"   # its own flag
         for path in sorted(tree.files()):
-            if not path.endswith(".txt"):
+            if not path.endswith(suffix):
                 continue
             text = tree.read(path).decode()
             if "BOOM" in text:
@@ -72,4 +73,5 @@ PIPELINE = PipelineSpec(
     phases=(Phase("scan", "Scan", ("analyst", "planner", "architect")),
             Phase("fix", "Fix", ("implementer", "reviewer", "ops"))),
     domain=WhitespaceDomain,
+    options=(Option("suffix", str, ".txt", "Strip the files whose names end so."),),
 )
