@@ -220,9 +220,17 @@ def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path | None, p
         root = validate_repo(repo)
     except RepoError as err:
         raise UsageError(str(err)) from None
-    lock = _lock(root, run_id)
+    try:
+        lock = _lock(root, run_id)
+    except BaseException:
+        shutil.rmtree(paths.root, ignore_errors=True)   # the example's copy, when one was made: no run, no debris
+        raise
     try:
         return _start(spec, root, run_id, paths, chosen, options, on_event)
+    except BaseException:
+        if not paths.run_json.exists():   # stopped before the run's record: nothing to list or resume, so no debris
+            shutil.rmtree(paths.root, ignore_errors=True)
+        raise
     finally:
         lock.release()
 
