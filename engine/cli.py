@@ -48,7 +48,8 @@ def _invoke(app, args: list[str]) -> int:
             raise   # not a click usage error: a bug, shown with its traceback
         ctx = getattr(error, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        sys.stderr.write(f"error: {error.format_message()}{where}\n")
+        if error.format_message().strip():   # `pipeline` alone printed its help, and has nothing to add
+            sys.stderr.write(f"error: {error.format_message()}{where}\n")
         return error.exit_code
     return code if isinstance(code, int) else 0
 
