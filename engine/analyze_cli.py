@@ -2,7 +2,10 @@
 
 Output goes to stdout and nothing else does: the document (md, json or
 sarif), complete. A one-line summary, notes and errors go to stderr.
-Exit codes: 0 done, 1 a finding at ``--fail-on`` or above, 2 unusable arguments.
+Exit codes: 0 done, 1 a finding at ``--fail-on`` (default: error) or above unless ``--exit-zero``,
+2 unusable arguments, 130 interrupted.
+
+The pipeline's own flags (its ``analyze_options``) are added to the parser once ``--pipeline`` is known.
 """
 
 from __future__ import annotations
@@ -25,52 +28,77 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `pipeline analyze --help`)")
 
 
-def parser() -> argparse.ArgumentParser:
+DISTRIBUTION = "agent-pipelines"   # this project's distribution: its pipelines are found without a scan
+
+
+def parser(spec=None) -> argparse.ArgumentParser:
+    """The command's parser; with ``spec``, also the flags that pipeline declares (``analyze_options``)."""
     p = _Parser(prog="pipeline analyze", description="Analyze a directory and print the findings (no git, no "
                 "changes). Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are counted, "
                 "not printed as findings. Output goes to stdout; anything else to stderr.")
     p.add_argument("--repo", type=Path, default=Path("."), help="Directory to analyze (need not be a git repository).")
-    p.add_argument("--pipeline", default="docker-optimization", help="The pipeline whose analysis runs.")
+    p.add_argument("--pipeline", default=None, help="The pipeline whose analysis runs (default: the one this "
+                   "project ships; see `pipeline pipelines`).")
     p.add_argument("--format", dest="fmt", default="md", metavar="FORMAT", help="md, json or sarif (default: md)")
-    p.add_argument("--fail-on", metavar="SEVERITY", help="Exit 1 if a finding at this severity or above exists "
-                   f"({', '.join(SEVERITIES)}).")
-    p.add_argument("--hadolint", action=argparse.BooleanOptionalAction, default=True,
-                   help="Also run hadolint (one process) and merge its findings (default: on).")
+    p.add_argument("--fail-on", metavar="SEVERITY", default="error", help="Exit 1 if a finding at this severity "
+                   f"or above exists ({', '.join(SEVERITIES)}; default: error).")
+    p.add_argument("--exit-zero", action="store_true", help="Exit 0 even when findings reach --fail-on.")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="Keep and reuse results per rule and file under $XDG_CACHE_HOME/pipeline (the output is "
                    "the same either way; default: off, or PIPELINE_CACHE=1). It pays only on repeated runs.")
+    for option in spec.analyze_options if spec is not None else ():
+        if option.type is bool:
+            p.add_argument(option.flags[0], dest=f"opt_{option.name}", action=argparse.BooleanOptionalAction,
+                           default=option.default, help=option.help)
+        else:
+            p.add_argument(option.flags[0], dest=f"opt_{option.name}", default=option.default, help=option.help,
+                           metavar=option.metavar or option.type.__name__.upper())
     return p
 
 
-def _default_spec(name: str):
-    """The bundled pipeline without scanning installed distributions' metadata (~20 ms); others (and any
-    pipeline when PIPELINE_PLUGINS may replace one) by the full lookup."""
-    if name == "docker-optimization" and not os.environ.get("PIPELINE_PLUGINS"):
-        from pipelines.docker_optimization import PIPELINE
+def _spec(name: str | None):
+    """The pipeline called ``name`` (None: the first this project's distribution ships). Without
+    PIPELINE_PLUGINS it is loaded from this distribution's own entry points, with no scan of every installed
+    distribution's metadata (~20 ms, far more on a crowded site-packages); otherwise by the full lookup."""
+    if not os.environ.get("PIPELINE_PLUGINS"):
+        from importlib.metadata import PackageNotFoundError, distribution
 
-        return PIPELINE
-    from engine.spec import PipelineLookupError, find_pipeline
+        try:
+            shipped = list(distribution(DISTRIBUTION).entry_points.select(group="pipeline.pipelines"))
+        except PackageNotFoundError:
+            shipped = []
+        for ep in shipped:
+            if name is None or ep.name == name:
+                return ep.load()
+    from engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
 
     try:
+        if name is None:
+            installed = loaded_pipelines()
+            if len(installed) != 1:
+                raise UsageError(f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); "
+                                 "pass --pipeline NAME")
+            return next(iter(installed.values()))
         return find_pipeline(name)
     except PipelineLookupError as error:
         raise UsageError(str(error)) from None
 
 
-def analysis_result(spec, root: Path, hadolint: bool, tree=None):
+def analysis_result(spec, root: Path, options: dict | None = None, tree=None):
     """The pipeline's full analysis: its light ``analyze`` entry (given ``tree``, the walk of ``root``, when
-    there is one), else its domain's ``analyze_report``, else its findings alone."""
+    there is one), else its domain's ``analyze_report``, else its findings alone. ``options``: the typed
+    values of the pipeline's ``analyze_options`` by name (their defaults when not given)."""
+    options = {o.name: o.default for o in spec.analyze_options} | (options or {})
     if spec.analyze is not None:
-        return spec.analyze(tree if tree is not None else root, hadolint)
-    from engine.findings_output import AnalysisResult, Note
+        return spec.analyze(tree if tree is not None else root, options)
+    from engine.findings_output import AnalysisResult
 
     domain = spec.domain(None)
     try:
         report = getattr(domain, "analyze_report", None)
         if report is not None:
-            return report(root, hadolint=hadolint)
-        notes = [Note(kind="tool", message="this pipeline has no hadolint option")] if hadolint else []
-        return AnalysisResult(findings=domain.analyze(root), notes=notes)
+            return report(root, **options)
+        return AnalysisResult(findings=domain.analyze(root))
     finally:
         domain.close()
 
@@ -87,14 +115,17 @@ def _summary(result) -> str:
 
 def main(argv: list[str]) -> int:
     try:
-        args = parser().parse_args(argv)
+        known, _ = parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
+        spec = _spec(known.pipeline)
+        args = parser(spec).parse_args(argv)
+        options = {o.name: o.check(getattr(args, f"opt_{o.name}")) for o in spec.analyze_options}
         if args.fmt not in FORMATS:
             raise UsageError(f"--format must be md, json or sarif, not {args.fmt!r}")
-        if args.fail_on is not None and args.fail_on not in SEVERITIES:
+        if args.fail_on not in SEVERITIES:
             raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {args.fail_on!r}")
         if not args.repo.is_dir():
             raise UsageError(f"{args.repo} is not a directory; pass --repo with the path of your repository")
-    except UsageError as error:
+    except (UsageError, ValueError) as error:   # ValueError: engine.spec.OptionError, a flag's bad value
         sys.stderr.write(f"error: {error}\n")
         return 2
     from engine.tree import DirTree
@@ -104,12 +135,7 @@ def main(argv: list[str]) -> int:
     root = args.repo.resolve()
     tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
     try:
-        try:
-            spec = _default_spec(args.pipeline)
-        except UsageError as error:
-            sys.stderr.write(f"error: {error}\n")
-            return 2
-        result = analysis_result(spec, root, args.hadolint, tree)
+        result = analysis_result(spec, root, options, tree)
     finally:
         tree.close()
     from engine.findings_output import render
@@ -118,7 +144,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     if args.fmt != "md":
         sys.stderr.write(_summary(result) + "\n")
-    threshold = SEVERITIES.index(args.fail_on) if args.fail_on else None
-    if threshold is not None and any(f.severity.rank >= threshold for f in result.findings):
+    threshold = SEVERITIES.index(args.fail_on)
+    if not args.exit_zero and any(f.severity.rank >= threshold for f in result.findings):
         return 1
     return 0

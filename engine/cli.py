@@ -25,11 +25,33 @@ def main() -> None:
     from engine.commands import app
     from engine.procs import lead_group
 
-    lead_group()   # the run's children (git, docker, hadolint) share its group and die with it
+    lead_group()   # the run's children (git and the tools a pipeline runs) share its group and die with it
 
     # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    app()
+    raise SystemExit(_invoke(app, sys.argv[1:]))
+
+
+def _invoke(app, args: list[str]) -> int:
+    """Run the typer app and return its exit code; a usage error (unknown option, missing argument, bad
+    value) is one line and exit 2, as every unusable argument is, and an interrupt is exit 130."""
+    import typer.main
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="pipeline", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as error:
+        if not (hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)):
+            raise   # not a click usage error: a bug, shown with its traceback
+        ctx = getattr(error, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        if error.format_message().strip():   # `pipeline` alone printed its help, and has nothing to add
+            sys.stderr.write(f"error: {error.format_message()}{where}\n")
+        return error.exit_code
+    return code if isinstance(code, int) else 0
 
 
 def __getattr__(name: str):

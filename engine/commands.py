@@ -1,4 +1,9 @@
-"""The ``pipeline`` commands (typer): run, resume, summary, list, show, pipelines, apply, rollback.
+"""The ``pipeline`` commands (typer): run, resume, summary, list, show, pipelines, apply, rollback, prune.
+
+Exit codes, the same for every command (the README has the table): 0 done; 1 the run failed, a disk or
+permission error stopped it (resumable), or `analyze` found problems at ``--fail-on``; 2 an unusable
+argument or state, said in one line; 3 a run stopped by its budget (resumable); 4 a run that finished with a
+failed task or phase; 130 interrupted (resumable).
 
 ``pipeline analyze`` is dispatched before this module is imported (see
 ``engine.cli``); its typer command here only forwards, for ``--help`` listings
@@ -11,26 +16,63 @@ start fast.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-REPORTS_DIR = typer.Option(Path("reports"), "--reports-dir", help="Where run directories live.")
+REPORTS_DIR = typer.Option(None, "--reports-dir", show_default=False,
+                           help="Where run directories live (default: $XDG_STATE_HOME/agent-pipelines/runs; a run id "
+                                "is found through the run index wherever its directory is).")
 EXIT_TASKS_FAILED = 4   # the run finished, but a task or phase failed (declined tasks are not failures)
 STATE = typer.Option(None, "--state", envvar="PIPELINE_STATE_URL", show_envvar=True, metavar="URL",
                      help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
                           "in the reports directory).")
 RESUME_IN = typer.Option(None, "--repo", help="A clone on this machine: continue here a run that started elsewhere "
                                               "(its branch pushed to origin).")
+FORMAT = typer.Option("text", "--format", help="text, or json (the full records, for scripts).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from engine.analyze_cli import DISTRIBUTION
+
+        try:
+            out.print(f"pipeline {version(DISTRIBUTION)}", markup=False, highlight=False)
+        except PackageNotFoundError:
+            out.print("pipeline (not installed: version unknown)", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                       help="Print the version and exit.")) -> None:
+    """Agent-driven optimization pipelines: analyze, fix through git, review, measure."""
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {fmt!r}")
+
+
+def _print_json(value) -> None:
+    """A JSON document on stdout, whole and unwrapped (no console width, no markup)."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -63,41 +105,94 @@ def _pipeline(name: str):
         fail(str(error))
 
 
-class Progress:
-    """Prints one line per node as it finishes; silent with --quiet."""
+def heartbeat_seconds() -> float:
+    """How often a line says a long step is still working when stderr is not a terminal (CI logs, pipes):
+    ``PIPELINE_HEARTBEAT`` seconds, 10 by default (a CI log shows life well before a typical no-output
+    timeout of several minutes); 0 turns it off."""
+    try:
+        return max(0.0, float(os.environ.get("PIPELINE_HEARTBEAT", "10")))
+    except ValueError:
+        return 10.0
 
-    def __init__(self, quiet: bool) -> None:
+
+class Progress:
+    """One line per node as it finishes; silent with --quiet. While a node works: on a terminal, a bar with
+    the nodes done of the run's total and the time spent; elsewhere, a heartbeat line every few seconds."""
+
+    def __init__(self, quiet: bool, total: int | None = None) -> None:
         self.quiet = quiet
+        self.total, self.done = total, 0
         self.phase = ""
-        self.status = None
+        self.run_id = ""
+        self.live = None
+        self.beat: threading.Event | None = None
 
     def __call__(self, kind: str, **data) -> None:
+        if kind == "started":
+            self.run_id = data["run_id"]
         if self.quiet:
             return
         if kind == "example":
             err.print(f"[dim]No --repo given: running on the bundled example, copied to[/dim] {data['repo']}")
+        elif kind == "started":
+            err.print(f"run {data['run_id']}: {data['run_dir']}", markup=False, highlight=False, soft_wrap=True)
         elif kind == "base":
             err.print(data["statement"], markup=False, highlight=False, soft_wrap=True)
         elif kind == "node_start":
             if data["phase"] != self.phase:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
-            self.status = err.status(f"  {data['agent']} working…")
-            self.status.start()
+            self._working(data["agent"])
         elif kind == "llm_down":
             self._stop()
             err.print(f"[yellow]![/yellow] {data['message']}", markup=True, highlight=False, soft_wrap=True)
         elif kind == "node_end":
             self._stop()
+            self.done += 1
             mark = "[red]✗[/red]" if data.get("failed") else "[green]✓[/green]"
             err.print(f"  {mark} {data['agent']:<12} {data.get('summary', '')}")
         elif kind == "run_end":
             self._stop()
 
+    def _working(self, agent: str) -> None:
+        if sys.stderr.isatty():   # a real terminal (FORCE_COLOR colours a CI log; it must not draw bars in it)
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+
+            self.live = Bar(TextColumn(f"  {agent} working…"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("steps"), TimeElapsedColumn(), console=err, transient=True)
+            self.live.add_task(agent, total=self.total, completed=self.done)
+            self.live.start()
+            return
+        every = heartbeat_seconds()
+        if every > 0:
+            self.beat = stop = threading.Event()
+            started = time.monotonic()
+            step = f" (step {self.done + 1} of {self.total})" if self.total else ""
+
+            def beat() -> None:
+                while not stop.wait(every):
+                    err.print(f"  {agent} still working{step}: {time.monotonic() - started:.0f} s",
+                              markup=False, highlight=False)
+
+            threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+
     def _stop(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.beat is not None:
+            self.beat.set()
+            self.beat = None
+
+    def interrupted(self, run_id: str = "") -> None:
+        """The line an interrupt ends with: the exact command that continues the run, or that none was made."""
+        self._stop()
+        run_id = run_id or self.run_id
+        if run_id:
+            err.print(f"interrupted; run {run_id} is listed as interrupted; `pipeline resume {run_id}` continues "
+                      "it", markup=False, highlight=False, soft_wrap=True)
+        else:
+            err.print("interrupted before the run was made; nothing to resume or clean up", markup=False)
 
 
 def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
@@ -121,8 +216,8 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
             err.print(f"[red]{record.error}[/red]")
         if failures and record.status == "completed":
             err.print(f"[red]✗ failed: {', '.join(failures)}[/red] (the summary says why)")
-        err.print(f"Summary: {paths_root / 'summary.md'}")
-        err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}")
+        err.print(f"Summary: {paths_root / 'summary.md'}", soft_wrap=True)
+        err.print(f"Branch:  git -C {record.run.repo} log {record.run.branch}", soft_wrap=True)
     if record.status == "failed":
         raise typer.Exit(1)
     if record.status == "completed" and record.failures:
@@ -132,21 +227,103 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         raise typer.Exit(3)
 
 
-@app.command()
+def _option_params(spec) -> list:
+    """The pipeline's declared options (``engine.spec.Option``) as parameters of `pipeline run`, made by typer
+    itself from a synthesized signature. A value arrives as text (None when not given) and is checked by
+    ``Option.check``, so a bad value is one line like every other unusable argument."""
+    import inspect
+
+    def options(**values) -> None:
+        return None
+
+    params, annotations = [], {}
+    for option in spec.options:
+        name = f"opt__{option.name}"
+        panel = f"Options of {spec.name}"
+        if option.type is bool:
+            default = typer.Option(None, f"{option.flags[0]}/{option.flags[1]}", help=option.help
+                                   + f" (default: {option.flags[0] if option.default else option.flags[1]})",
+                                   show_default=False, rich_help_panel=panel)
+            annotations[name] = Optional[bool]
+        else:
+            shown = "" if option.default is None else f" (default: {option.default})"
+            default = typer.Option(None, option.flags[0], help=option.help + shown, show_default=False,
+                                   metavar=option.metavar or "|".join(option.choices) or option.type.__name__.upper(),
+                                   rich_help_panel=panel)
+            annotations[name] = Optional[str]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotations[name]))
+    options.__signature__ = inspect.Signature(params)
+    options.__annotations__ = annotations
+    holder = typer.Typer()
+    holder.command()(options)
+    return [p for p in typer.main.get_command(holder).params if p.name.startswith("opt__")]
+
+
+class PipelineCommand(TyperCommand):
+    """`pipeline run PIPELINE`: the generic options plus those the named pipeline declares
+    (``PipelineSpec.options``), read from the command line once the pipeline's name is known."""
+
+    def _pipeline_name(self, args: list[str]) -> str | None:
+        takes_value = {o for p in self.params if not getattr(p, "is_flag", True) for o in p.opts}
+        skip = False
+        for arg in args:
+            if skip:
+                skip = False
+            elif arg in takes_value:
+                skip = True
+            elif not arg.startswith("-"):
+                return arg
+        return None
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        name = self._pipeline_name(args)
+        if name is not None:
+            from engine.spec import PipelineLookupError, find_pipeline
+
+            try:
+                spec = find_pipeline(name)
+            except PipelineLookupError as error:
+                fail(str(error))
+            ctx.meta["pipeline_options"] = spec.options
+            ctx.meta["pipeline_params"] = _option_params(spec)
+        return super().parse_args(ctx, args)
+
+    def get_params(self, ctx) -> list:
+        return [*super().get_params(ctx), *ctx.meta.get("pipeline_params", [])]
+
+    def invoke(self, ctx):
+        declared = ctx.meta.get("pipeline_options", ())
+        ctx.meta["pipeline_values"] = {o.name: ctx.params.pop(f"opt__{o.name}", None) for o in declared}
+        return super().invoke(ctx)
+
+
+def _declared_options(ctx: typer.Context, spec) -> dict[str, str]:
+    """The values of the pipeline's own options, as the run keeps them (text; a bool as "1"/"0")."""
+    from engine.spec import OptionError
+
+    values = ctx.meta.get("pipeline_values", {})
+    encoded = {}
+    for option in spec.options:
+        given = values.get(option.name)
+        try:
+            text = option.encode(option.default if given is None else option.check(given))
+        except OptionError as error:
+            fail(str(error))
+        if text is not None:
+            encoded[option.name] = text
+    return encoded
+
+
+@app.command(cls=PipelineCommand)
 def run(
-    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`)."),
+    ctx: typer.Context,
+    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`); `pipeline run NAME --help` "
+                                             "lists its own options too."),
     repo: Optional[Path] = typer.Option(None, "--repo", help="Git checkout to optimize (default: the bundled example)."),
     phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
-    reports_dir: Path = REPORTS_DIR,
+    reports_dir: Optional[Path] = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
-    builds: str = typer.Option("auto", "--builds", help="Real builds for figures: auto (when an engine answers) or off."),
-    build_repeats: int = typer.Option(3, "--build-repeats", min=1, help="Builds per scenario (the median is reported)."),
-    build_budget: float | None = typer.Option(None, "--build-budget", min=0, metavar="SECONDS",
-                                              help="Stop the real builds after this many seconds (default: no "
-                                                   "limit); what did not finish is reported not measured."),
-    build_jobs: int | None = typer.Option(None, "--build-jobs", min=1, metavar="N",
-                                          help="Real builds run at once (default: the engine's CPUs)."),
-    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
@@ -162,29 +339,28 @@ def run(
     state: str | None = STATE,
 ) -> None:
     """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
-    if fmt not in ("text", "json"):
-        fail(f"--format must be text or json, not {fmt!r}")
+    _check_format(fmt)
     spec = _pipeline(pipeline)
-    from engine.runs import UsageError, start_run
+    from engine.runs import UsageError, select_phases, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    if builds not in ("auto", "off"):
-        fail(f"--builds must be auto or off, not {builds!r}")
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "builds": builds, "build_repeats": str(build_repeats),
-               "verify_builds": "1" if verify_builds else "0", "llm": "1" if llm else "0",
+    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", **_declared_options(ctx, spec), "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
                               price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
-                              llm_deadline=llm_deadline),
-               **({"build_budget": str(build_budget)} if build_budget is not None else {}),
-               **({"build_jobs": str(build_jobs)} if build_jobs is not None else {})}
+                              llm_deadline=llm_deadline)}
     try:
-        record = start_run(spec, repo, reports_dir, chosen, options, Progress(quiet), state=state)
+        steps = sum(len(spec.phase(p).agents) for p in select_phases(spec, chosen))
+    except UsageError as error:
+        fail(str(error))
+    progress = Progress(quiet, steps)
+    try:
+        record = start_run(spec, repo, reports_dir, chosen, options, progress, state=state)
     except UsageError as error:
         fail(str(error))
     except OSError as error:
         os_fail(error)
     except KeyboardInterrupt:
-        err.print("interrupted; `pipeline list` shows the run, `pipeline resume RUN_ID` continues it")
+        progress.interrupted()
         raise typer.Exit(130)
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
@@ -199,7 +375,7 @@ def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Op
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
     phase: Optional[str] = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
-    reports_dir: Path = REPORTS_DIR,
+    reports_dir: Optional[Path] = REPORTS_DIR,
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
     price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens."),
@@ -215,24 +391,27 @@ def resume(
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
     from engine.runs import UsageError, resume_run
+    from engine.workspace import RepoError
 
+    _check_format(fmt)
+    progress = Progress(quiet)
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, phase, Progress(quiet),
+        record = resume_run(_pipelines(), reports_dir, run_id, phase, progress,
                             _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
                                          price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
                             no_cache=no_cache, state=state, repo=repo)
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error)
     except KeyboardInterrupt:
-        err.print(f"interrupted; `pipeline resume {run_id}` continues it")
+        progress.interrupted(run_id)
         raise typer.Exit(130)
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
 @app.command()
-def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
+def summary(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR, state: str | None = STATE) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
     from engine.report import render_summary
     from engine.runs import UsageError, load_record, open_store, write_atomic
@@ -251,42 +430,59 @@ def summary(run_id: str, reports_dir: Path = REPORTS_DIR, state: str | None = ST
     sys.stdout.write(text)
 
 
+def _run_row(record) -> dict:
+    """One run as `list --format json` gives it: full id, status as shown, where its files and branch are."""
+    from engine.runs import shown_status
+
+    run = record.run
+    return {"run_id": run.run_id, "pipeline": run.pipeline, "status": shown_status(record),
+            "recorded_status": record.status, "updated": record.updated.isoformat(), "repo": run.repo,
+            "branch": run.branch, "worktree": run.worktree, "run_dir": run.run_dir, "error": record.error}
+
+
 @app.command("list")
-def list_runs(reports_dir: Path = REPORTS_DIR, state: str | None = STATE) -> None:
-    """List the runs in the reports directory (or in the --state database)."""
+def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT, state: str | None = STATE) -> None:
+    """List the runs: every run you started, across repositories (or those in --reports-dir, or in the --state
+    database)."""
     from engine.runs import UsageError, list_records, open_store, shown_status
 
+    _check_format(fmt)
     try:
         with open_store(state) as store:
-            records = list_records(reports_dir, store)
+            records = sorted(list_records(reports_dir, store), key=lambda r: (r.updated, r.run.run_id))
     except UsageError as error:
         fail(str(error))
-
-    table = Table()
-    for column in ("run", "pipeline", "status", "updated", "repository"):
-        table.add_column(column)
-    for record in records:
-        table.add_row(record.run.run_id, record.run.pipeline, shown_status(record),
-                      record.updated.strftime("%Y-%m-%d %H:%M"), record.run.repo)
-    out.print(table)
+    if fmt == "json":
+        _print_json([_run_row(r) for r in records])
+        return
+    rows = [("RUN", "PIPELINE", "STATUS", "UPDATED", "REPOSITORY")]
+    rows += [(r.run.run_id, r.run.pipeline, shown_status(r), r.updated.strftime("%Y-%m-%d %H:%M"), r.run.repo)
+             for r in records]
+    # Plain aligned columns, never wrapped or cut at the terminal's width (ids are what scripts copy).
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        sys.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] + "\n")
 
 
 @app.command()
-def show(run_id: str, reports_dir: Path = REPORTS_DIR,
+def show(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
          fmt: str = typer.Option("text", "--format", help="text or json"), state: str | None = STATE) -> None:
     """Show one run: phases, changes and verdicts."""
     from engine.runs import UsageError, load_record, open_store, shown_status
 
+    _check_format(fmt)
     try:
         with open_store(state) as store:
             record, paths = load_record(reports_dir, run_id, store)
     except UsageError as error:
         fail(str(error))
     if fmt == "json":
-        out.print_json(record.model_dump_json())
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
         return
-    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}")
-    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head {record.head_commit[:10]}")
+    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}",
+              soft_wrap=True)
+    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head "
+              f"{record.head_commit[:10]}", soft_wrap=True)
     tasks = {t.id: t for t in record.plan.tasks}
     table = Table()
     for column in ("phase", "task", "commit", "status", "reason"):
@@ -295,16 +491,17 @@ def show(run_id: str, reports_dir: Path = REPORTS_DIR,
         table.add_row(c.phase, tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
                       c.status.value, c.reason + (f"; instead: {c.action}" if c.action else ""))
     out.print(table)
-    out.print(f"reports: {paths.root}")
+    out.print(f"reports: {paths.root}", soft_wrap=True)
 
 
 @app.command()
-def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
+def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
           phases: Optional[str] = typer.Option(None, "--phases", help="Merge only these finished phases (comma-separated)."),
           force: bool = typer.Option(False, "--force", help="Merge even when the merged tree has new error findings (warns).")) -> None:
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
     from engine.branches import apply_run
     from engine.runs import UsageError, load_record
+    from engine.workspace import RepoError
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
@@ -313,7 +510,7 @@ def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
         if spec is None:
             fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
         message = apply_run(record, paths, spec, chosen, force)
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
@@ -322,27 +519,69 @@ def apply(run_id: str, reports_dir: Path = REPORTS_DIR,
 
 @app.command()
 def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
-             reports_dir: Path = REPORTS_DIR) -> None:
+             reports_dir: Optional[Path] = REPORTS_DIR) -> None:
     """Remove a run's commits (all, or from one phase on) from its branch."""
     from engine.branches import rollback_run
     from engine.runs import UsageError, load_record
 
+    from engine.workspace import RepoError
+
     try:
         record, paths = load_record(reports_dir, run_id)
         err.print(rollback_run(record, paths, phase))
-    except UsageError as error:
+    except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
 
 
 @app.command()
-def pipelines() -> None:
-    """List the installed pipelines and their phases."""
+def prune(run_ids: Optional[list[str]] = typer.Argument(None, help="Only these runs (default: every listed run)."),
+          older_than: Optional[str] = typer.Option(None, "--older-than", metavar="DURATION",
+                                                   help="Only runs last updated longer ago than this (7d, 12h, 30m)."),
+          force: bool = typer.Option(False, "--force", help="Also remove unmerged branches, resumable runs and runs "
+                                                            "whose repository is gone."),
+          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
+          reports_dir: Optional[Path] = REPORTS_DIR) -> None:
+    """Remove finished runs: their worktree, branch and reports (never an unmerged branch without --force)."""
+    from engine.prune import parse_duration, prune as prune_runs
+
+    try:
+        age = parse_duration(older_than) if older_than is not None else None
+    except ValueError as error:
+        fail(str(error))
+    try:
+        outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run)
+    except OSError as error:
+        os_fail(error, "retry")
+    missing = sorted(set(run_ids or ()) - {o.run_id for o in outcomes})
+    for outcome in outcomes:
+        err.print(outcome.message, markup=False, highlight=False, soft_wrap=True)
+    if missing:
+        fail(f"no run {', '.join(missing)} to prune{'' if older_than is None else ' (or not older than ' + older_than + ')'}")
+    if not outcomes:
+        err.print("nothing to prune", markup=False)
+
+
+@app.command()
+def pipelines(fmt: str = FORMAT) -> None:
+    """List the installed pipelines, their phases and their own options."""
+    _check_format(fmt)
+    installed = sorted(_pipelines().items())
+    if fmt == "json":
+        def described(option) -> dict:
+            return {"name": option.name, "flag": option.flags[0], "type": option.type.__name__,
+                    "default": option.default, "help": option.help, "choices": list(option.choices)}
+
+        _print_json([{"name": name, "description": spec.description,
+                      "phases": [{"name": p.name, "title": p.title, "agents": list(p.agents)} for p in spec.phases],
+                      "run_options": [described(o) for o in spec.options],
+                      "analyze_options": [described(o) for o in spec.analyze_options]} for name, spec in installed])
+        return
     table = Table()
     for column in ("pipeline", "phases", "description"):
         table.add_column(column)
-    for name, spec in sorted(_pipelines().items()):
+    for name, spec in installed:
         table.add_row(name, " → ".join(f"{p.name} ({', '.join(p.agents)})" for p in spec.phases), spec.description)
     out.print(table)
 

@@ -61,7 +61,7 @@ class IgnoredFinding:
 
 @dataclass(kw_only=True)
 class ToolRun:
-    """What an extra tool (hadolint) did in this analysis."""
+    """What an extra tool (a linter the pipeline runs beside its rules) did in this analysis."""
 
     __pydantic_config__ = _STRICT
 
@@ -215,7 +215,7 @@ def markdown(result: AnalysisResult, root: Path) -> str:
                   ", ".join(f"{sev[s.value]} {s.value}" for s in reversed(Severity) if sev[s.value]), ""]
         for f in sorted(items, key=lambda f: (f.line, f.rule)):
             where = f"line {f.line}" if f.line else "file"
-            via = " (hadolint)" if f.source == "hadolint" else ""
+            via = f" ({f.source})" if f.source in result.tools else ""   # found by an extra tool, not our rules
             lines.append(f"- {where}: **{f.rule}** {f.name}{via} — {f.severity.value}, {f.category.value}: {f.message}")
     if result.notes:
         lines += ["", "## Notes", ""]

@@ -88,11 +88,16 @@ def save_record(record: RunRecord, path: Path, redactor=None, store=None) -> Non
         store.put(record.run.run_id, text)
 
 
-def load_record(reports_dir: Path, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:
-    paths = RunPaths(Path(reports_dir) / run_id)
+def load_record(reports_dir: Path | None, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:
+    """A run's record and paths; ``reports_dir`` None: wherever the run index says the run is."""
+    from engine.places import find_run_dir
+
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise UsageError(f"{run_id!r} is not a run id; `pipeline list` shows the runs")
     if store is not None and store.remote:
         from engine.store import shown
 
+        paths = RunPaths(find_run_dir(run_id, reports_dir)[0])   # this machine's copy of its reports, if any
         text = store.get(run_id) if RUN_ID.fullmatch(run_id) else None
         if text is None:
             raise UsageError(f"no run {run_id!r} in {shown(store.url)}; `pipeline list --state ...` shows the runs there")
@@ -100,8 +105,11 @@ def load_record(reports_dir: Path, run_id: str, store=None) -> tuple[RunRecord, 
             return RunRecord.model_validate_json(text), paths
         except ValueError as err:
             raise UsageError(f"run {run_id} in {shown(store.url)} is not a valid run record ({str(err).splitlines()[0]})") from None
+    run_dir, where = find_run_dir(run_id, reports_dir)
+    paths = RunPaths(run_dir)
     if not paths.run_json.is_file():
-        raise UsageError(f"no run {run_id!r} in {reports_dir}; `pipeline list --reports-dir {reports_dir}` shows the runs there")
+        listing = f"`pipeline list --reports-dir {reports_dir}`" if reports_dir is not None else "`pipeline list`"
+        raise UsageError(f"no run {run_id!r} {where}; {listing} shows the runs")
     try:
         return RunRecord.model_validate_json(paths.run_json.read_text(encoding="utf-8")), paths
     except ValueError as err:
@@ -119,6 +127,9 @@ def verify_record(record: RunRecord, paths: RunPaths) -> Path:
     if run.run_id != paths.root.name:
         raise UsageError(f"{paths.run_json} names run {run.run_id!r}, not {paths.root.name!r}; "
                          f"the record was altered, so nothing was touched")
+    if not Path(run.repo).is_dir():
+        raise UsageError(f"run {run.run_id}'s repository {run.repo} is gone (moved or deleted); move it back there "
+                         f"to continue, or `pipeline prune --force` forgets the run")
     try:
         root = verify_own_worktree(Path(run.repo), run.run_id, run.worktree, run.branch)
     except RepoError as err:
@@ -146,7 +157,11 @@ def shown_status(record: RunRecord) -> str:
     return "stopped (resumable)" if record.status == "running" else record.status
 
 
-def list_records(reports_dir: Path, store=None) -> list[RunRecord]:
+def list_records(reports_dir: Path | None, store=None) -> list[RunRecord]:
+    """The runs in ``reports_dir``, or (None) every run this user started, across repositories (the index);
+    with a shared store, the runs it holds."""
+    from engine.places import run_dirs
+
     if store is not None and store.remote:
         records = []
         for text in store.records():
@@ -156,11 +171,13 @@ def list_records(reports_dir: Path, store=None) -> list[RunRecord]:
                 continue
         return records
     records = []
-    for run_json in sorted(Path(reports_dir).glob("*/run.json")):
+    for run_dir in run_dirs(reports_dir):
         try:
-            records.append(RunRecord.model_validate_json(run_json.read_text(encoding="utf-8")))
-        except ValueError:
+            record = RunRecord.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
+        record.run = record.run.model_copy(update={"run_dir": str(run_dir)})   # where it is, not where it was
+        records.append(record)
     return records
 
 
@@ -197,9 +214,11 @@ def check_llm_options(options: dict[str, str] | None) -> None:
         raise UsageError(str(err)) from None
 
 
-def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path, phases: list[str] | None = None,
+def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path | None, phases: list[str] | None = None,
               options: dict[str, str] | None = None, on_event: Events = _quiet, state: str | None = None) -> RunRecord:
-    """Start a run; ``state`` is where its state lives (engine.store: a postgresql:// URL, default the local files)."""
+    """Start a run (``reports_dir`` None: the default, ``engine.places``; ``state``: where its state lives,
+    engine.store: a postgresql:// URL, default the local files). Every argument is checked before anything
+    is made: a refused run leaves no directory, branch or worktree."""
     with open_store(state) as store:
         return _start_run(spec, repo, reports_dir, phases, options, on_event, store)
 
@@ -217,6 +236,13 @@ def open_store(state: str | None):
 def _start_run(spec, repo, reports_dir, phases, options, on_event, store) -> RunRecord:
     chosen = select_phases(spec, phases)
     check_llm_options(options)
+    if repo is None and spec.example is None:
+        raise UsageError(f"{spec.name} has no bundled example; pass --repo PATH")
+    if repo is not None:
+        try:
+            repo = validate_repo(repo)
+        except RepoError as err:
+            raise UsageError(str(err)) from None
     run_id = new_run_id()
     while not store.reserve(run_id, spec.name):   # one shared database, many machines: each id is taken once
         run_id = new_run_id()
@@ -228,20 +254,32 @@ def _start_run(spec, repo, reports_dir, phases, options, on_event, store) -> Run
 
 
 def _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id) -> RunRecord:
-    paths = RunPaths(Path(reports_dir).resolve() / run_id)
+    from engine.places import default_reports_dir
+
+    paths = RunPaths(Path(reports_dir if reports_dir is not None else default_reports_dir()).resolve() / run_id)
     if repo is None:
-        if spec.example is None:
-            raise UsageError(f"{spec.name} has no bundled example; pass --repo PATH")
         paths.root.mkdir(parents=True)
-        repo = materialize_example(spec.example, paths.root / "example-repo")
+        try:
+            repo = materialize_example(spec.example, paths.root / "example-repo")
+        except BaseException:   # interrupted or failed while copying: no half example left behind
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
         on_event("example", repo=str(repo))
     try:
         root = validate_repo(repo)
     except RepoError as err:
         raise UsageError(str(err)) from None
-    lock = _lock(root, run_id)
+    try:
+        lock = _lock(root, run_id)
+    except BaseException:
+        shutil.rmtree(paths.root, ignore_errors=True)   # the example's copy, when one was made: no run, no debris
+        raise
     try:
         return _start(spec, root, run_id, paths, chosen, options, on_event, store)
+    except BaseException:
+        if not paths.run_json.exists():   # stopped before the run's record: nothing to list or resume, so no debris
+            shutil.rmtree(paths.root, ignore_errors=True)
+        raise
     finally:
         lock.release()
 
@@ -271,6 +309,10 @@ def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> 
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     # It says `interrupted` until the run is under way: a kill at any moment never leaves it "running".
     save_record(record, paths.run_json, store=store)
+    from engine.places import index_run
+
+    index_run(run_id, paths.root)
+    on_event("started", run_id=run_id, run_dir=str(paths.root))
     from engine.graph import crash_point
 
     crash_point(START_POINT, "before")
@@ -281,6 +323,10 @@ def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> 
         paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
         if store is not None:
             store.delete(run_id)
+        from engine.places import unindex
+
+        unindex(run_id)
+        shutil.rmtree(paths.root, ignore_errors=True)
         raise UsageError(str(err)) from None
     return Runner(spec, record, paths, on_event, store).execute("run", initial_state(record))
 

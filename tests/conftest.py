@@ -62,6 +62,14 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, 
                           env=full_env, cwd=cwd, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's runs are indexed in a state directory of its own, never the user's (children inherit it)."""
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    return state
+
+
 @pytest.fixture
 def example_repo(tmp_path: Path) -> Path:
     from engine.runs import materialize_example

@@ -104,8 +104,8 @@ def test_ctrl_c_mid_run_exits_130_marks_the_run_interrupted_releases_the_lock_an
             proc.communicate()
 
     assert proc.returncode == 130, stderr
-    assert "pipeline resume RUN_ID" in stderr and "Traceback" not in stderr
     [record] = list_records(reports)
+    assert f"`pipeline resume {record.run.run_id}` continues it" in stderr and "Traceback" not in stderr
     assert record.status == "interrupted" and record.invocations[0].outcome == "interrupted"
     assert not (example_repo / ".git" / "pipeline.lock").exists()
 

@@ -6,6 +6,7 @@ SystemError (reported as "the parser failed") or was lost, and the run went on.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,10 +71,10 @@ def wait_for_record(reports, proc: subprocess.Popen, status: str) -> RunRecord:
 
 
 def listed_status(reports, run_id: str) -> str:
-    listing = cli("list", "--reports-dir", str(reports), env={"COLUMNS": "300"})
+    listing = cli("list", "--reports-dir", str(reports), "--format", "json")
     assert listing.returncode == 0, listing.stderr
-    [row] = [line for line in listing.stdout.splitlines() if run_id in line]
-    return row.split("│")[3].strip()
+    [row] = [run for run in json.loads(listing.stdout) if run["run_id"] == run_id]
+    return row["status"]
 
 
 def test_a_run_killed_before_its_worktree_exists_is_never_listed_as_running(example_repo, reports):

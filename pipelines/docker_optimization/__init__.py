@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.spec import Phase, PipelineSpec
+from engine.spec import Option, Phase, PipelineSpec
 
 
 def _domain(run):
@@ -13,8 +13,9 @@ def _domain(run):
     return DockerDomain(run)
 
 
-def _analyze(root, hadolint: bool):
+def _analyze(root, options: dict):
     """`pipeline analyze`: with the results cache for a directory when asked (``results_cache``, ``--cache``)."""
+    hadolint = options.get("hadolint", True)
     from pipelines.docker_optimization import results_cache
     from pipelines.docker_optimization.analysis import part_of, run_analysis
     from pipelines.docker_optimization.ignores import project_root
@@ -57,5 +58,17 @@ PIPELINE = PipelineSpec(
     domain=_domain,
     analyze=_analyze,
     rule_docs=_rule_docs,
+    options=(
+        Option("builds", str, "auto", "Real builds for figures: auto (when an engine answers) or off.",
+               choices=("auto", "off")),
+        Option("build_repeats", int, 3, "Builds per scenario (the median is reported).", min=1, metavar="N"),
+        Option("build_budget", float, None, "Stop the real builds after this many seconds (default: no limit); "
+               "what did not finish is reported not measured.", min=0, metavar="SECONDS"),
+        Option("build_jobs", int, None, "Real builds run at once (default: the engine's CPUs).", min=1, metavar="N"),
+        Option("verify_builds", bool, False, "Reviewer builds each changed service and rejects what fails."),
+    ),
+    analyze_options=(
+        Option("hadolint", bool, True, "Also run hadolint (one process) and merge its findings (default: on)."),
+    ),
     example=Path(__file__).resolve().parent.parent.parent / "examples" / "monorepo",
 )

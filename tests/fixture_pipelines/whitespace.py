@@ -14,7 +14,7 @@ from engine.artifacts import (
     Applicability, Category, Design, Finding, Measurement, Method, Plan, Severity, Task, short_hash,
 )
 from engine.domain import Declined
-from engine.spec import Phase, PipelineSpec
+from engine.spec import Option, Phase, PipelineSpec
 from engine.tree import DirTree
 
 CLOSED: list[str] = []
@@ -30,8 +30,9 @@ class WhitespaceDomain:
     def analyze(self, root, thorough: bool = False) -> list[Finding]:
         found = []
         tree = DirTree(root) if isinstance(root, (str, Path)) else root   # a checkout, or a commit's tree
+        suffix = PIPELINE.option(self.run.options, "suffix") if self.run is not None else ".txt"   # its own flag
         for path in sorted(tree.files()):
-            if not path.endswith(".txt"):
+            if not path.endswith(suffix):
                 continue
             text = tree.read(path).decode()
             if "BOOM" in text:
@@ -77,4 +78,5 @@ PIPELINE = PipelineSpec(
     phases=(Phase("scan", "Scan", ("analyst", "planner", "architect")),
             Phase("fix", "Fix", ("implementer", "reviewer", "ops"))),
     domain=WhitespaceDomain,
+    options=(Option("suffix", str, ".txt", "Strip the files whose names end so."),),
 )
