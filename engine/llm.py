@@ -460,6 +460,9 @@ class LLM:
                     _traced_response(traced, response)
             except openai.BadRequestError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                if tools and not any(m.get("role") == "tool" for m in messages) and "tool" in str(err).lower():
+                    tools = None   # this server takes no tools: the model answers from the prompt alone
+                    continue
                 if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
                     self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name
                     continue

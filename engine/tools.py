@@ -102,3 +102,19 @@ def inside(root: Path, rel: str) -> Path:
     if ".git" in target.relative_to(base).parts:
         raise ToolRefused(f"{rel} leads into .git (a symlink)")
     return target
+
+
+def tools_note(toolbox: Toolbox | None) -> str:
+    """What the model looked at through the tools, for the report: "" when it called none."""
+    if toolbox is None or not toolbox.log:
+        return ""
+    calls = [f"{name}({_argument(arguments)})" + ("" if ok else " refused") for name, arguments, ok in toolbox.log]
+    return f"model tools: {len(calls)} calls: " + ", ".join(calls[:12]) + (" ..." if len(calls) > 12 else "")
+
+
+def _argument(arguments: str) -> str:
+    try:
+        args = json.loads(arguments or "{}")
+    except ValueError:
+        return arguments[:60]
+    return ", ".join(str(v)[:80] for v in args.values()) if isinstance(args, dict) else str(args)[:60]
