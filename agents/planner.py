@@ -72,8 +72,9 @@ class Planner(Agent):
         if candidates:
             skipped.append(f"model edits: {len(chosen)} of {len(candidates)} candidates planned, by severity then "
                            f"findings addressed (at most {MAX_MODEL_TASKS}, MAX_MODEL_TASKS in agents/planner.py)"
-                           + ("; left out: " + ", ".join(f"{rule} in {file} ({_strictest(items)}, {len(items)} findings)"
-                                                         for (rule, file), items in left) if left else ""))
+                           + ("; left out: " + ", ".join(f"{rule} in {file} ({_strictest(items)}, "
+                                                         f"{len(items)} findings)" for (rule, file), items in left)
+                              if left else ""))
         return plan.model_copy(update={"tasks": tasks, "skipped": skipped})
 
     def model_advice(self, phase: Phase, plan: Plan) -> tuple[Plan, str]:

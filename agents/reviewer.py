@@ -126,8 +126,7 @@ class Reviewer(TaskCommitter):
             gates += self.ctx.domain.review(task, change, tree, base, state["design"])
         accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
         for g in gates:   # judged together above; one span each says its outcome
-            with span(f"gate {g.name}", **{"pipeline.task": task.id, "pipeline.gate": g.name,
-                                           "pipeline.gate.passed": g.passed, "pipeline.gate.verified": g.verified,
-                                           "pipeline.gate.detail": g.detail[:500]}):
+            with span("gate", **{"pipeline.task": task.id, "pipeline.gate": g.name, "pipeline.gate.passed": g.passed,
+                                 "pipeline.gate.verified": g.verified, "pipeline.gate.detail": g.detail[:500]}):
                 pass
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after

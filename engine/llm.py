@@ -402,9 +402,9 @@ class LLM:
             if toolbox is None or not calls or rounds >= toolbox.rounds:
                 return message.content or "", messages
             rounds += 1
-            messages = messages + [{"role": "assistant", "content": message.content or "", "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                for c in calls]}]
+            asked = [{"id": c.id, "type": "function",
+                      "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in calls]
+            messages = messages + [{"role": "assistant", "content": message.content or "", "tool_calls": asked}]
             for c in calls:
                 with span(f"execute_tool {c.function.name}", **{"gen_ai.operation.name": "execute_tool",
                                                                 "gen_ai.tool.name": c.function.name,

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 SCOPE = "agent-pipelines"
 
@@ -117,7 +117,7 @@ def _tracer(notify) -> tuple[object | None, Callable[[], None]]:
     if names or endpoint:
         return _exporting(names or ["otlp"], notify)
     if "opentelemetry.trace" not in sys.modules:
-        return None, lambda: None   # nobody in this process set a provider: stay off, import nothing
+        return None, lambda: None  # nobody in this process set a provider: stay off, import nothing
     from opentelemetry import trace
 
     provider = trace.get_tracer_provider()
@@ -134,8 +134,11 @@ def _exporting(names: list[str], notify) -> tuple[object | None, Callable[[], No
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
     except ImportError:
-        notify("warning", message="OpenTelemetry export is configured (OTEL_*) but opentelemetry-sdk is not "
-                                  "installed: pip install 'agent-pipelines[otel]'; no spans are exported")
+        notify(
+            "warning",
+            message="OpenTelemetry export is configured (OTEL_*) but opentelemetry-sdk is not "
+            "installed: pip install 'agent-pipelines[otel]'; no spans are exported",
+        )
         return None, lambda: None
     provider = TracerProvider(resource=Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", SCOPE)}))
     added = 0
@@ -154,8 +157,11 @@ def _exporting(names: list[str], notify) -> tuple[object | None, Callable[[], No
 
 
 def _otlp(notify):
-    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-                or "http/protobuf")
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "http/protobuf"
+    )
     try:
         if protocol == "grpc":
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -165,4 +171,4 @@ def _otlp(notify):
         package = "opentelemetry-exporter-otlp-proto-" + ("grpc" if protocol == "grpc" else "http")
         notify("warning", message=f"OTLP export is configured but {package} is not installed; no spans are exported")
         return None
-    return OTLPSpanExporter()   # endpoint, headers and timeout from the OTEL_EXPORTER_OTLP_* variables
+    return OTLPSpanExporter()  # endpoint, headers and timeout from the OTEL_EXPORTER_OTLP_* variables

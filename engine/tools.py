@@ -20,12 +20,12 @@ leaves the repository" and the model carries on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
-DEFAULT_TOOL_ROUNDS = 4           # tool rounds per question, unless --llm-tool-rounds says otherwise
-DEFAULT_TOOL_MAX_CHARS = 20_000   # characters of one tool result, unless --llm-tool-max-chars says otherwise
+DEFAULT_TOOL_ROUNDS = 4  # tool rounds per question, unless --llm-tool-rounds says otherwise
+DEFAULT_TOOL_MAX_CHARS = 20_000  # characters of one tool result, unless --llm-tool-max-chars says otherwise
 
 
 class ToolRefused(Exception):
@@ -36,12 +36,14 @@ class ToolRefused(Exception):
 class Tool:
     name: str
     description: str
-    parameters: dict   # the JSON schema of the arguments (an object)
+    parameters: dict  # the JSON schema of the arguments (an object)
     run: Callable[..., str]
 
     def declaration(self) -> dict:
-        return {"type": "function", "function": {"name": self.name, "description": self.description,
-                                                 "parameters": self.parameters}}
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
 
 
 @dataclass

@@ -240,9 +240,9 @@ class Builds:
 
     def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False) -> tuple[float | None, str]:
         """(seconds, "") for a successful build, (None, error) otherwise; ``Stopped`` past the deadline."""
-        with span(f"build {ctx.dockerfile}", **{"pipeline.build.dockerfile": ctx.dockerfile,
-                                                "pipeline.build.context": ctx.dir, "pipeline.build.no_cache": no_cache}
-                  ) as traced:
+        attributes = {"pipeline.build.dockerfile": ctx.dockerfile, "pipeline.build.context": ctx.dir,
+                      "pipeline.build.no_cache": no_cache}
+        with span("build", **attributes) as traced:
             seconds, error = self._build(root, ctx, tag, no_cache)
             if traced is not None:
                 traced.set_attributes({"pipeline.build.seconds": seconds, "pipeline.build.error": error[:500]})

@@ -25,10 +25,14 @@ from pathlib import Path
 from engine.artifacts import Finding
 from engine.tools import Tool, ToolRefused, inside
 
-_READ_LIMIT = 1_000_000   # bytes read from disk at most; the model sees at most --llm-tool-max-chars of them
-_LIST_LIMIT = 500         # entries of one directory listing
-_PATH = {"type": "object", "additionalProperties": False, "required": ["path"],
-         "properties": {"path": {"type": "string", "description": "relative to the repository root"}}}
+_READ_LIMIT = 1_000_000  # bytes read from disk at most; the model sees at most --llm-tool-max-chars of them
+_LIST_LIMIT = 500  # entries of one directory listing
+_PATH = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["path"],
+    "properties": {"path": {"type": "string", "description": "relative to the repository root"}},
+}
 
 
 def _is_env_file(rel: str) -> bool:
@@ -70,13 +74,28 @@ def tools(root: Path, findings: list[Finding]) -> list[Tool]:
         return "\n".join(f"{f.rule} {f.severity.value} line {f.line}: {f.message}" for f in found)
 
     return [
-        Tool("read_file", "Read a text file of the repository: a requirements file, a lockfile, package.json, "
-             "pyproject.toml, go.mod, the app's entry point a CMD runs. Read-only; .env files and .git are refused.",
-             _PATH, read_file),
-        Tool("list_directory", "List a directory of the repository (sub-directories end with /).",
-             {"type": "object", "additionalProperties": False, "required": ["path"],
-              "properties": {"path": {"type": "string", "description": "relative to the repository root; . for it"}}},
-             list_directory),
-        Tool("findings_for", "What the deterministic analysis reports in one file: rule, severity, line, message.",
-             _PATH, findings_for),
+        Tool(
+            "read_file",
+            "Read a text file of the repository: a requirements file, a lockfile, package.json, "
+            "pyproject.toml, go.mod, the app's entry point a CMD runs. Read-only; .env files and .git are refused.",
+            _PATH,
+            read_file,
+        ),
+        Tool(
+            "list_directory",
+            "List a directory of the repository (sub-directories end with /).",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "properties": {"path": {"type": "string", "description": "relative to the repository root; . for it"}},
+            },
+            list_directory,
+        ),
+        Tool(
+            "findings_for",
+            "What the deterministic analysis reports in one file: rule, severity, line, message.",
+            _PATH,
+            findings_for,
+        ),
     ]
