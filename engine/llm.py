@@ -51,7 +51,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.artifacts import Category, LLMCall, Severity
-from engine.llm_budget import BudgetExhausted, Ledger, spent
+from engine.llm_budget import TOOL_ROUND, BudgetExhausted, Ledger, spent
 from engine.redact import Redactor
 from engine.telemetry import span
 from engine.tools import DEFAULT_TOOL_MAX_CHARS, DEFAULT_TOOL_ROUNDS, Tool, Toolbox
@@ -485,7 +485,7 @@ class LLM:
             message = response.choices[0].message
             called = [c.function.name for c in (getattr(message, "tool_calls", None) or [])
                       if getattr(c, "function", None)]
-            outcome = "tool round: " + ", ".join(called) if called and tools else "answered"
+            outcome = TOOL_ROUND + ", ".join(called) if called and tools else "answered"
             if reported is None:
                 self._record(outcome[:300], None, None)
             else:

@@ -101,6 +101,9 @@ def test_the_model_reads_the_requirements_file_through_a_tool_before_it_edits(
     ]
     assert committed, [(c.reason, c.notes) for c in record.changes]
     assert any(o == "tool round: read_file" for o in ledger_outcomes(record))
+    summary = (reports / record.run.run_id / "summary.md").read_text()
+    rounds = ledger_outcomes(record).count("tool round: read_file")
+    assert f"Of these requests, {rounds} were tool rounds" in summary
 
 
 @pytest.mark.parametrize(
