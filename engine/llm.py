@@ -263,6 +263,7 @@ class LLM:
         self.deadline_at = time.monotonic() + config.deadline if config.deadline is not None else None
         self.fresh: list[Path] = []   # answers cached since the current node started
         self.toolbox: Toolbox | None = None   # the tools of the last question, with the calls the model made
+        self.no_tools = False                 # the server refused a request for its tools: not offered again
         self._where = ("", "", "")
 
     def close(self) -> None:
@@ -340,7 +341,7 @@ class LLM:
         messages = self.messages(agent, purpose, variables)
         schema = strict_schema(answer)
         toolbox = self.toolbox = (Toolbox(tools, self.config.tool_rounds, self.config.tool_max_chars)
-                                  if tools and self.config.tool_rounds > 0 else None)
+                                  if tools and self.config.tool_rounds > 0 and not self.no_tools else None)
         # The model and endpoint are part of the key: another model's answer is never replayed as this one's.
         keyed = [self.config.model, self.config.endpoint, messages, schema] + ([toolbox.names()] if toolbox else [])
         key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
@@ -461,7 +462,8 @@ class LLM:
             except openai.BadRequestError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
                 if tools and not any(m.get("role") == "tool" for m in messages) and "tool" in str(err).lower():
-                    tools = None   # this server takes no tools: the model answers from the prompt alone
+                    # This server takes no tools: the model answers from the prompt alone, here and from now on.
+                    tools, self.no_tools = None, True
                     continue
                 if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
                     self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name

@@ -278,3 +278,21 @@ def test_model_edits_are_chosen_by_severity_then_findings_closed_and_the_plan_sa
     assert left and not {(rule, file) for rule, file, _, _ in left} & {(t.rules[0], t.file) for t in chosen}
     rank = {"info": 0, "warning": 1, "error": 2}
     assert all((rank[sev], int(n)) <= min(gains) for _, _, sev, n in left)  # nothing left out gains more
+
+
+def test_a_server_without_tools_is_asked_once_then_answers_from_the_prompt(tmp_path, reports, docker_pipeline, llm_env):
+    repo = make_repo(tmp_path / "repo", TOOLS_REPO)
+    model = FakeModel()
+    inner = model.__call__
+
+    def no_tools(request: httpx.Request) -> httpx.Response:
+        if "tools" in json.loads(request.content):
+            model.raw.append(request.content)
+            return httpx.Response(400, json={"error": {"message": "tools are not supported by this server"}})
+        return inner(request)
+
+    record, _ = run_llm(repo, reports, docker_pipeline, no_tools)
+    assert record.status == "completed", record.error
+    refused = [o for o in ledger_outcomes(record) if o.startswith("BadRequestError")]
+    assert len(refused) == 1 and "tools are not supported" in refused[0]
+    assert "ModelFindings" in model.names() and "ModelEdit" in model.names()
