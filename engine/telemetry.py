@@ -20,7 +20,7 @@ semantic conventions (``gen_ai.operation.name``, ``gen_ai.request.model``,
 string attribute, and an error's description, goes through the run's
 redactor first, as what is sent to a model does.
 
-Example: ``OTEL_TRACES_EXPORTER=console pipeline run docker-optimization``
+Example: ``OTEL_TRACES_EXPORTER=console pipeline run PIPELINE``
 prints one span per node, gate, build and model request.
 """
 
