@@ -16,6 +16,7 @@ from pathlib import Path
 from agents.base import Agent
 from engine.artifacts import Finding, Severity
 from engine.spec import Phase
+from engine.tools import tools_note
 
 
 # At most this many model findings per run: each may become a model edit, a call and a commit to review.
@@ -75,10 +76,14 @@ class Analyst(Agent):
         from engine.llm import ModelFindings
 
         files = getattr(self.ctx.domain, "llm_context", lambda root: {})(self.ws.path)
-        answer, why = self.ctx.llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings},
-                                       ModelFindings)
+        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, findings)
+        answer, why = self.ctx.llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
+                                                                           "tools": bool(tools)}, ModelFindings,
+                                       tools=tools)
+        used = tools_note(self.ctx.llm.toolbox)
         if answer is None:
-            return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone"
+            return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone" + (
+                f"; {used}" if used else "")
         kept, dropped, duplicates, lowered, seen = [], 0, 0, 0, set()
         for mf in answer.findings:
             lines = files[mf.file].splitlines() if mf.file in files else []
@@ -103,4 +108,4 @@ class Analyst(Agent):
                       f"line or instruction at the cited file and line; {duplicates} dropped as duplicates of the "
                       f"rules' findings; {lowered} lowered to {MODEL_SEVERITY_CEILING.value} (a model's word alone "
                       f"never makes an error); {len(over)} over the cap of {MAX_MODEL_FINDINGS} "
-                      f"(MAX_MODEL_FINDINGS in agents/analyst.py) left out")
+                      f"(MAX_MODEL_FINDINGS in agents/analyst.py) left out" + (f"; {used}" if used else ""))

@@ -13,6 +13,7 @@ from engine.artifacts import Applicability, Change, ChangeStatus, Task
 from engine.domain import AlreadyResolved, Declined, FixError
 from engine.edits import confinement_problems
 from engine.spec import Phase
+from engine.tools import tools_note
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
 
 
@@ -45,6 +46,8 @@ class TaskCommitter(Agent):
                           reason="refused before commit: " + "; ".join(refused), files=sorted(set(files)))
         notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
+        if task.fix == "llm" and getattr(self, "_tools_used", ""):
+            notes.append(self._tools_used)
         message, trailers = self._message(task), self._trailers(task, state["run"].run_id)
         if task.fix == "llm" and self.ctx.llm is not None:
             from engine.edits import provenance
@@ -80,7 +83,10 @@ class TaskCommitter(Agent):
         path = self.ws.path / task.file
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
         finding = next(f for f in state["findings"] if f.id in task.finding_ids)
-        answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text}, ModelEdit)
+        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state["findings"])
+        answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text,
+                                                                        "tools": bool(tools)}, ModelEdit, tools=tools)
+        self._tools_used = tools_note(self.ctx.llm.toolbox)
         if answer is None:
             raise FixError(f"the model's part failed: {why}")
         self._rationale = answer.rationale

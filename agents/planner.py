@@ -5,7 +5,9 @@ covers (they go through the same review; each may change only its file,
 needs the deterministic tasks of that file first and is as unsafe as the
 strictest rule it addresses), and asks the model for a rationale and an
 order, which is used only if it names every task once and puts no task
-before one it needs.
+before one it needs. At most ``MAX_MODEL_TASKS`` model edits are planned,
+the ones of the highest ``expected_gain``; the plan (and the report) says
+which were left out.
 """
 
 from __future__ import annotations
@@ -14,7 +16,19 @@ from agents.base import Agent
 from engine.artifacts import Applicability, Plan, Task, short_hash
 from engine.spec import Phase
 
+# At most this many model edits per run: each is a model call (or several, with tools) and a commit to review.
 MAX_MODEL_TASKS = 5
+
+
+def expected_gain(findings) -> tuple[int, int]:
+    """How much one model edit of these findings (one rule, one file) is expected to gain: the strictest
+    severity first (an error before a warning before an info), then how many findings it closes. Candidates
+    over the cap are chosen by this, highest first, never by their rule's name."""
+    return max(f.severity.rank for f in findings), len(findings)
+
+
+def _strictest(findings) -> str:
+    return max(findings, key=lambda f: f.severity.rank).severity.value
 
 
 class Planner(Agent):
@@ -43,15 +57,25 @@ class Planner(Agent):
             groups.setdefault((f.rule, f.file), []).append(f)
         may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
         strictest = getattr(self.ctx.domain, "applicability_of", lambda rules: Applicability.safe)
+        candidates = sorted(((rule, file), items) for (rule, file), items in groups.items() if may_edit(file))
+        candidates.sort(key=lambda c: expected_gain(c[1]), reverse=True)   # stable: rule, file among equals
+        chosen, left = candidates[:MAX_MODEL_TASKS], candidates[MAX_MODEL_TASKS:]
         # A model edit works on the file as the deterministic fixes leave it: it needs them first.
         extra = [Task(id=short_hash("llm", rule, file), phase=phase_for(file), title=f"Model edit for {rule} in {file}",
                       rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items],
                       files=[file], applicability=strictest([rule]),
                       needs=[t.id for t in plan.tasks if t.file == file])
-                 for (rule, file), items in sorted(groups.items()) if may_edit(file)][:MAX_MODEL_TASKS]
+                 for (rule, file), items in chosen]
         order = {p: i for i, p in enumerate(phases)}
         tasks = sorted(plan.tasks + extra, key=lambda t: order[t.phase])  # stable: keeps the domain's order per phase
-        return plan.model_copy(update={"tasks": tasks})
+        skipped = list(plan.skipped)   # the report's plan lists these: the cap and what it left out
+        if candidates:
+            skipped.append(f"model edits: {len(chosen)} of {len(candidates)} candidates planned, by severity then "
+                           f"findings addressed (at most {MAX_MODEL_TASKS}, MAX_MODEL_TASKS in agents/planner.py)"
+                           + ("; left out: " + ", ".join(f"{rule} in {file} ({_strictest(items)}, "
+                                                         f"{len(items)} findings)" for (rule, file), items in left)
+                              if left else ""))
+        return plan.model_copy(update={"tasks": tasks, "skipped": skipped})
 
     def model_advice(self, phase: Phase, plan: Plan) -> tuple[Plan, str]:
         from engine.llm import PlanAdvice

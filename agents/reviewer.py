@@ -24,6 +24,7 @@ from agents.base import replace_phase
 from agents.implementer import TaskCommitter
 from engine.artifacts import Change, ChangeStatus, Finding, Gate, Severity, Task, Verdict
 from engine.spec import Phase
+from engine.telemetry import span
 from engine.tree import GitTree
 
 
@@ -124,4 +125,8 @@ class Reviewer(TaskCommitter):
                      else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
             gates += self.ctx.domain.review(task, change, tree, base, state["design"])
         accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
+        for g in gates:   # judged together above; one span each says its outcome
+            with span("gate", **{"pipeline.task": task.id, "pipeline.gate": g.name, "pipeline.gate.passed": g.passed,
+                                 "pipeline.gate.verified": g.verified, "pipeline.gate.detail": g.detail[:500]}):
+                pass
         return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after

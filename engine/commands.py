@@ -143,7 +143,7 @@ class Progress:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
             self._working(data["agent"])
-        elif kind == "llm_down":
+        elif kind in ("llm_down", "warning"):
             self._stop()
             err.print(f"[yellow]![/yellow] {data['message']}", markup=True, highlight=False, soft_wrap=True)
         elif kind == "node_end":
@@ -334,6 +334,8 @@ def run(
     price_file: Optional[Path] = typer.Option(None, "--price-file", help='JSON prices: {"model": {"input": USD, "output": USD}} per 1M tokens.'),
     llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take (default 60)."),
     llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for the whole invocation; then agents keep their own results."),
+    llm_tool_rounds: Optional[int] = typer.Option(None, "--llm-tool-rounds", min=0, help="Rounds of read-only tool calls (read a file, list a directory) a model may make per question (default 4; 0: none)."),
+    llm_tool_max_chars: Optional[int] = typer.Option(None, "--llm-tool-max-chars", min=1, help="Characters of one tool result sent to the model (default 20000)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
     state: str | None = STATE,
@@ -347,7 +349,8 @@ def run(
     options = {"unsafe_fixes": "1" if unsafe_fixes else "0", **_declared_options(ctx, spec), "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
                               price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
-                              llm_deadline=llm_deadline)}
+                              llm_deadline=llm_deadline, llm_tool_rounds=llm_tool_rounds,
+                              llm_tool_max_chars=llm_tool_max_chars)}
     try:
         steps = sum(len(spec.phase(p).agents) for p in select_phases(spec, chosen))
     except UsageError as error:

@@ -20,6 +20,7 @@ from engine.artifacts import (
 )
 from engine.llm_budget import BudgetExhausted
 from engine.spec import Phase, PipelineSpec
+from engine.telemetry import span
 
 
 class State(TypedDict, total=False):
@@ -124,7 +125,8 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         if llm is not None:
             llm.node_started()
         try:
-            return body(state)
+            with span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}):
+                return body(state)
         except Exception as err:
             # A node that didn't finish must not replay the answers it got (one may be what crashed it):
             # they are set aside and a resume asks again.

@@ -21,6 +21,13 @@ counted, and every request is written to the run's ledger as it happens
 (``engine.llm_budget``). A per-request timeout and an overall deadline bound
 the time; a model that doesn't answer is said once and not asked again in
 this invocation.
+
+An agent may offer read-only tools (``engine.tools``) with its question:
+the model may call them for ``--llm-tool-rounds`` rounds (default 4), each
+round a request like any other (budget-checked, in the ledger as
+``tool round: ...``), each result redacted and cut at ``--llm-tool-max-chars``
+(default 20000). Every request is a span (``engine.telemetry``) when the
+user configures an OpenTelemetry exporter.
 """
 
 from __future__ import annotations
@@ -44,8 +51,10 @@ import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from engine.artifacts import Category, LLMCall, Severity
-from engine.llm_budget import BudgetExhausted, Ledger, spent
+from engine.llm_budget import TOOL_ROUND, BudgetExhausted, Ledger, spent
 from engine.redact import Redactor
+from engine.telemetry import span
+from engine.tools import DEFAULT_TOOL_MAX_CHARS, DEFAULT_TOOL_ROUNDS, Tool, Toolbox
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -165,6 +174,8 @@ class LLMConfig:
     deadline: float | None = None                  # seconds of model time per invocation
     retries: int = DEFAULT_RETRIES
     price: tuple[float, float] | None = None       # USD per 1M tokens (input, output)
+    tool_rounds: int = DEFAULT_TOOL_ROUNDS         # rounds of tool calls per question (0: no tools)
+    tool_max_chars: int = DEFAULT_TOOL_MAX_CHARS   # characters of one tool result sent to the model
 
     @property
     def endpoint(self) -> str:
@@ -192,11 +203,15 @@ class LLMConfig:
         output = _number(options, "max_output_tokens", int, "--llm-max-output-tokens")
         timeout = _number(options, "llm_timeout", float, "--llm-timeout")
         retries = _number(options, "llm_retries", int, "--llm-retries")
+        rounds = _number(options, "llm_tool_rounds", int, "--llm-tool-rounds")
+        chars = _number(options, "llm_tool_max_chars", int, "--llm-tool-max-chars")
         return cls(model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
                    max_tokens=_number(options, "max_tokens", int), price=price,
                    max_output_tokens=output or DEFAULT_MAX_OUTPUT_TOKENS,
                    timeout=timeout or DEFAULT_TIMEOUT, deadline=_number(options, "llm_deadline", float, "--llm-deadline"),
-                   retries=DEFAULT_RETRIES if retries is None else retries)
+                   retries=DEFAULT_RETRIES if retries is None else retries,
+                   tool_rounds=DEFAULT_TOOL_ROUNDS if rounds is None else rounds,
+                   tool_max_chars=chars or DEFAULT_TOOL_MAX_CHARS)
 
 
 def _prompts_root() -> Path:
@@ -247,6 +262,8 @@ class LLM:
         self.down = ""
         self.deadline_at = time.monotonic() + config.deadline if config.deadline is not None else None
         self.fresh: list[Path] = []   # answers cached since the current node started
+        self.toolbox: Toolbox | None = None   # the tools of the last question, with the calls the model made
+        self.no_tools = False                 # the server refused a request for its tools: not offered again
         self._where = ("", "", "")
 
     def close(self) -> None:
@@ -314,14 +331,20 @@ class LLM:
         return [{"role": "system", "content": self.redact(system.strip())},
                 {"role": "user", "content": self.redact(user.strip())}]
 
-    def ask(self, phase: str, agent: str, purpose: str, variables: dict, answer: type[T]) -> tuple[T | None, str]:
-        """The model's answer as ``answer``, or (None, why it failed); BudgetExhausted when a cap is reached."""
+    def ask(self, phase: str, agent: str, purpose: str, variables: dict, answer: type[T],
+            tools: list[Tool] | None = None) -> tuple[T | None, str]:
+        """The model's answer as ``answer``, or (None, why it failed); BudgetExhausted when a cap is reached.
+
+        ``tools``: read-only tools the model may call first (``engine.tools``); ``self.toolbox.log`` then
+        lists the calls it made. A cached answer replays without them."""
         self._where = (phase, agent, purpose)
         messages = self.messages(agent, purpose, variables)
         schema = strict_schema(answer)
+        toolbox = self.toolbox = (Toolbox(tools, self.config.tool_rounds, self.config.tool_max_chars)
+                                  if tools and self.config.tool_rounds > 0 and not self.no_tools else None)
         # The model and endpoint are part of the key: another model's answer is never replayed as this one's.
-        key = hashlib.sha256(json.dumps([self.config.model, self.config.endpoint, messages, schema],
-                                        sort_keys=True).encode()).hexdigest()
+        keyed = [self.config.model, self.config.endpoint, messages, schema] + ([toolbox.names()] if toolbox else [])
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
         cached = self.cache_dir / f"{key}.json"
         if cached.exists():
             try:
@@ -333,7 +356,7 @@ class LLM:
                 self._record("cached", None, None)
                 return parsed, ""
         try:
-            content, why = self._attempt(messages, schema, answer)
+            content, why = self._attempt(messages, schema, answer, toolbox)
         except ModelUnavailable as err:
             content, why = None, str(err)
         if content is None:
@@ -345,9 +368,10 @@ class LLM:
         self.fresh.append(cached)
         return parsed, ""
 
-    def _attempt(self, messages, schema, answer) -> tuple[str | None, str]:
+    def _attempt(self, messages, schema, answer, toolbox: Toolbox | None = None) -> tuple[str | None, str]:
         try:
-            content = unfence(self._complete(messages, schema, answer.__name__))
+            content, messages = self._converse(messages, schema, answer.__name__, toolbox)
+            content = unfence(content)
             try:
                 answer.model_validate_json(content)
                 return content, ""
@@ -355,7 +379,7 @@ class LLM:
                 retry = messages + [{"role": "assistant", "content": content},
                                     {"role": "user", "content": "That answer does not match the schema: "
                                      f"{_short(err)}. Answer again with JSON that matches it exactly."}]
-                content = unfence(self._complete(retry, schema, answer.__name__))
+                content = unfence(self._complete(retry, schema, answer.__name__, self._no_more(toolbox)))
                 try:
                     answer.model_validate_json(content)
                     return content, ""
@@ -364,20 +388,58 @@ class LLM:
         except openai.APIError as err:
             return None, f"the model's API failed after {self.config.retries} retries: {type(err).__name__}: {_short(err)}"
 
-    def _complete(self, messages, schema, name) -> str:
+    def _converse(self, messages: list[dict], schema, name, toolbox: Toolbox | None) -> tuple[str, list[dict]]:
+        """The final answer's text and the conversation that led to it: the model's tool calls and their results.
+
+        While rounds are left, the model may call the tools instead of answering; each call is run here and
+        its result (redacted, size-capped) sent back as a ``role: tool`` message. Then it must answer."""
+        rounds = 0
+        while True:
+            offer = None
+            if toolbox is not None:
+                offer = {"tools": toolbox.declarations(), "tool_choice": "auto" if rounds < toolbox.rounds else "none"}
+            message = self._complete(messages, schema, name, offer, whole=True)
+            calls = [c for c in (getattr(message, "tool_calls", None) or []) if getattr(c, "function", None)]
+            if toolbox is None or not calls or rounds >= toolbox.rounds:
+                return message.content or "", messages
+            rounds += 1
+            asked = [{"id": c.id, "type": "function",
+                      "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in calls]
+            messages = messages + [{"role": "assistant", "content": message.content or "", "tool_calls": asked}]
+            for c in calls:
+                with span(f"execute_tool {c.function.name}", **{"gen_ai.operation.name": "execute_tool",
+                                                                "gen_ai.tool.name": c.function.name,
+                                                                "gen_ai.tool.call.id": c.id,
+                                                                "gen_ai.tool.call.arguments": c.function.arguments}):
+                    result = self.redact(toolbox.call(c.function.name, c.function.arguments))
+                messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
+
+    @staticmethod
+    def _no_more(toolbox: Toolbox | None) -> dict | None:
+        """For a request after the tool rounds: the conversation holds tool messages, so the tools are still
+        declared, but the model may not call them."""
+        return {"tools": toolbox.declarations(), "tool_choice": "none"} if toolbox is not None else None
+
+    def _complete(self, messages, schema, name, tools: dict | None = None, whole: bool = False):
+        """The answer's text (or, ``whole``, the answer's message with any tool calls)."""
+        message = self._answer(messages, schema, name, tools or {})
+        return message if whole else (message.content or "")
+
+    def _answer(self, messages, schema, name, tools: dict):
         if not self.json_mode_only:
             try:
                 return self._create(messages, {"type": "json_schema",
-                                               "json_schema": {"name": name, "schema": schema, "strict": True}})
+                                               "json_schema": {"name": name, "schema": schema, "strict": True}},
+                                    tools)
             except openai.BadRequestError as err:
                 if "response_format" not in str(err) and "json_schema" not in str(err):
                     raise
                 self.json_mode_only = True  # this server does JSON mode only; say the schema in the prompt
         hinted = [dict(messages[0], content=messages[0]["content"] + "\n\nAnswer with one JSON object matching "
                        f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema))] + messages[1:]
-        return self._create(hinted, {"type": "json_object"})
+        return self._create(hinted, {"type": "json_object"}, tools)
 
-    def _create(self, messages, response_format: dict) -> str:
+    def _create(self, messages, response_format: dict, tools: dict | None = None):
         """One request, retried here (never by the SDK) so that every attempt is budget-checked and recorded."""
         if self.down:
             raise ModelUnavailable(f"not asked: the model is down ({self.down})")
@@ -390,12 +452,19 @@ class LLM:
                 if left <= 0:
                     raise ModelUnavailable(f"not asked: the model deadline ({self.config.deadline:g} s) has passed")
                 timeout = min(timeout, left)
+            cap = self._output_cap()
             try:
-                response = self.client.chat.completions.create(
-                    model=self.config.model, messages=messages, response_format=response_format, temperature=0,
-                    timeout=timeout, **{self.token_param: self._output_cap()})
+                with span(f"chat {self.config.model}", **self._span_attributes(cap)) as traced:
+                    response = self.client.chat.completions.create(
+                        model=self.config.model, messages=messages, response_format=response_format, temperature=0,
+                        timeout=timeout, **(tools or {}), **{self.token_param: cap})
+                    _traced_response(traced, response)
             except openai.BadRequestError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
+                if tools and not any(m.get("role") == "tool" for m in messages) and "tool" in str(err).lower():
+                    # This server takes no tools: the model answers from the prompt alone, here and from now on.
+                    tools, self.no_tools = None, True
+                    continue
                 if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
                     self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name
                     continue
@@ -415,11 +484,37 @@ class LLM:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
                 raise
             reported = response.usage
+            message = response.choices[0].message
+            called = [c.function.name for c in (getattr(message, "tool_calls", None) or [])
+                      if getattr(c, "function", None)]
+            outcome = TOOL_ROUND + ", ".join(called) if called and tools else "answered"
             if reported is None:
-                self._record("answered", None, None)
+                self._record(outcome[:300], None, None)
             else:
-                self._record("answered", reported.prompt_tokens or 0, reported.completion_tokens or 0)
-            return response.choices[0].message.content or ""
+                self._record(outcome[:300], reported.prompt_tokens or 0, reported.completion_tokens or 0)
+            return message
+
+    def _span_attributes(self, cap: int) -> dict:
+        """GenAI semantic conventions of one request (no message content: that stays off spans)."""
+        parsed = urlsplit(self.config.base_url or "https://api.openai.com/v1")
+        phase, agent, purpose = self._where
+        return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": self.config.model, "gen_ai.request.max_tokens": cap,
+                "gen_ai.request.temperature": 0.0, "server.address": parsed.hostname or "",
+                **({"server.port": parsed.port} if parsed.port else {}),
+                "pipeline.phase": phase, "pipeline.agent": agent, "pipeline.purpose": purpose}
+
+
+def _traced_response(traced, response) -> None:
+    """The response's GenAI attributes on its span: model, id, finish reasons, token usage."""
+    if traced is None:
+        return
+    traced.set_attribute("gen_ai.response.model", response.model or "")
+    traced.set_attribute("gen_ai.response.id", response.id or "")
+    traced.set_attribute("gen_ai.response.finish_reasons", [c.finish_reason or "" for c in response.choices])
+    if response.usage is not None:
+        traced.set_attribute("gen_ai.usage.input_tokens", response.usage.prompt_tokens or 0)
+        traced.set_attribute("gen_ai.usage.output_tokens", response.usage.completion_tokens or 0)
 
 
 def _backoff(err: Exception, attempt: int) -> float:

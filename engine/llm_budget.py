@@ -20,6 +20,9 @@ class BudgetExhausted(Exception):
 
 
 LEDGER = "llm-calls.jsonl"
+# The outcome of a request the model answered with tool calls (``engine.tools``): a request like any other
+# (its tokens and cost count), and the next one sends the tools' results.
+TOOL_ROUND = "tool round: "
 
 
 class Ledger:
@@ -57,6 +60,11 @@ def spent(calls: list[LLMCall]) -> tuple[int, float, bool]:
     cost = sum(c.cost or 0.0 for c in calls)
     complete = all(c.prompt_tokens is not None for c in calls if c.outcome != "cached")
     return tokens, round(cost, 6), complete
+
+
+def tool_rounds(calls: list[LLMCall]) -> int:
+    """Requests the model answered by calling tools (each read a file, listed a directory...) instead of answering."""
+    return sum(c.outcome.startswith(TOOL_ROUND) for c in calls)
 
 
 def usage_by_node(calls: list[LLMCall]) -> list[Usage]:

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from engine.artifacts import Change, ChangeStatus, Finding, Measurement, RunRecord
+from engine.llm_budget import tool_rounds
 
 
 def _esc(text: str) -> str:
@@ -314,6 +315,10 @@ def render_summary(record: RunRecord) -> str:
             models[(c.model, c.endpoint)] = models.get((c.model, c.endpoint), 0) + (c.outcome != "cached" and not c.outcome.startswith("gave up"))
         if models:
             out += ["Models: " + "; ".join(f"{m} at {e} ({n} requests)" for (m, e), n in models.items()), ""]
+        rounds = tool_rounds(record.llm_calls)
+        if rounds:   # counted in the requests, tokens and cost above
+            out += [f"Of these requests, {rounds} were tool rounds: the model read files of the repository "
+                    "(read-only, redacted, size-capped) before answering.", ""]
     out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
             "from the repository's files by the model named in *how*; *estimate* = a model's prediction, "
             "not observed; *not_measured* = could not be obtained, with the reason.", "",

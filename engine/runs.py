@@ -513,6 +513,11 @@ class Runner:
             self.save()
             callbacks = stack.enter_context(tracing(self.redactor))
             stream_config = {**start_config, "callbacks": callbacks} if callbacks else start_config
+            from engine.telemetry import session, span
+
+            stack.enter_context(session(self.redactor, self.on_event))   # spans only when an exporter is configured
+            stack.enter_context(span(f"{kind} {self.spec.name}", **{"pipeline.run_id": run.run_id,
+                                                                    "pipeline.invocation": invocation.number}))
             try:
                 for chunk in graph.stream(state, stream_config, stream_mode="updates", durability="sync"):
                     invocation.nodes.extend(name for name in chunk if not name.startswith("__"))

@@ -57,6 +57,7 @@ from pathlib import Path
 
 from engine.artifacts import Measurement, Method
 from engine.gitenv import git_env
+from engine.telemetry import span
 from pipelines.docker_optimization.copies import matching, sources
 from pipelines.docker_optimization.project import Context, Project, relative, within
 
@@ -239,6 +240,15 @@ class Builds:
 
     def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False) -> tuple[float | None, str]:
         """(seconds, "") for a successful build, (None, error) otherwise; ``Stopped`` past the deadline."""
+        attributes = {"pipeline.build.dockerfile": ctx.dockerfile, "pipeline.build.context": ctx.dir,
+                      "pipeline.build.no_cache": no_cache}
+        with span("build", **attributes) as traced:
+            seconds, error = self._build(root, ctx, tag, no_cache)
+            if traced is not None:
+                traced.set_attributes({"pipeline.build.seconds": seconds, "pipeline.build.error": error[:500]})
+            return seconds, error
+
+    def _build(self, root: Path, ctx: Context, tag: str, no_cache: bool) -> tuple[float | None, str]:
         args = ["docker", "build", "--network", "host", "-q", "-t", tag, "-f", str(root / ctx.dockerfile)]
         if no_cache:
             args.append("--no-cache")

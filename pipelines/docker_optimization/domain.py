@@ -126,6 +126,12 @@ class DockerDomain:
     model_may_edit = staticmethod(model_edits.model_may_edit)
     edit_risks = staticmethod(model_edits.edit_risks)
 
+    def llm_tools(self, root: Path, findings: list[Finding]):
+        """The read-only tools a model may call on the checkout at ``root`` (see ``model_tools``)."""
+        from pipelines.docker_optimization.model_tools import tools
+
+        return tools(root, findings)
+
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
