@@ -121,7 +121,7 @@ def untracked_in_the_way(repo: str, tree: str) -> list[str]:
     """Paths the merged ``tree`` adds that exist on disk untracked or ignored (a merge would overwrite them).
 
     git refuses to overwrite an untracked file, but replaces an ignored one (a local ``deploy/`` or
-    ``docker-bake.hcl``) without a word; both are the user's, so both are named and nothing is merged.
+    a file the pipeline generates) without a word; both are the user's, so both are named and nothing is merged.
     """
     out = _git(repo, "diff", "--name-status", "-z", "--no-renames", "HEAD", tree).stdout.split("\0")
     added = [path for status, path in zip(out[::2], out[1::2]) if status == "A"]

@@ -590,7 +590,7 @@ def pipelines(fmt: str = FORMAT) -> None:
 
 
 @app.command()
-def mcp(reports_dir: Path = REPORTS_DIR,
+def mcp(reports_dir: Optional[Path] = REPORTS_DIR,
         pipeline: Optional[str] = typer.Option(None, "--pipeline", help="The pipeline a tool call uses when it names "
                                                "none (default: the only one installed).")) -> None:
     """Serve the analysis and runs to coding agents over stdio (Model Context Protocol)."""

@@ -1,7 +1,7 @@
 """What a pipeline brings to the generic agents: its domain skills.
 
 The six agents in ``agents/`` know how to run, commit, review and report;
-they know nothing about Docker (or anything else). A pipeline hands them a
+they know nothing of any domain. A pipeline hands them a
 ``Domain``: how to analyze a tree, plan and design from findings, apply one
 task's fix, add domain-specific review gates, and measure.
 """

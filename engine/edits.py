@@ -46,8 +46,8 @@ class Staged:
 def confinement_problems(staged: list[Staged], allowed: list[str], executable: list[str] = ()) -> list[str]:
     """Why a commit of ``staged`` may not be made by a task that may change only ``allowed``; [] when it may.
 
-    Example: a task for ``app/Dockerfile`` whose fix also wrote ``app/main.py`` gets
-    ``["changes app/main.py, which the task does not name (it may change app/Dockerfile)"]``.
+    Example: a task for ``app/build.cfg`` whose fix also wrote ``app/main.py`` gets
+    ``["changes app/main.py, which the task does not name (it may change app/build.cfg)"]``.
     """
     names = ", ".join(allowed)
     problems = []

@@ -83,7 +83,7 @@ class Finding:
         for name in ("line", "end_line"):
             if type(getattr(self, name)) is not int:
                 raise TypeError(f"Finding.{name} must be an int, not {type(getattr(self, name)).__name__}")
-        # No secret in a finding, whoever made it (a rule, hadolint, a model, a checkpoint): every output
+        # No secret in a finding, whoever made it (a rule, a second-opinion tool, a model, a checkpoint): every output
         # (JSON, SARIF, reports, run.json, checkpoints) writes findings, so they are masked here, once.
         for name in ("message", "evidence"):
             object.__setattr__(self, name, mask(getattr(self, name)))

@@ -63,8 +63,9 @@ class Progress:
 class Tools:
     """The tools' bodies, bound to where runs live and the default pipeline (plain methods: tests may call them)."""
 
-    def __init__(self, reports_dir: Path, pipeline: str | None = None) -> None:
-        self.reports_dir = Path(reports_dir).resolve()
+    def __init__(self, reports_dir: Path | None, pipeline: str | None = None) -> None:
+        # None: the default place and the run index (engine.places), as the other commands use them
+        self.reports_dir = Path(reports_dir).resolve() if reports_dir is not None else None
         self.pipeline = pipeline
 
     # -- helpers -----------------------------------------------------------
@@ -121,10 +122,11 @@ class Tools:
     def analyze(
         self,
         path: Path_,
-        thorough: Annotated[
-            bool,
-            Field(description="Also run the pipeline's second-opinion tools, as `pipeline analyze` does by default."),
-        ] = True,
+        options: Annotated[
+            dict[str, Any] | None,
+            Field(description="The pipeline's own analyze options by name (`pipeline pipelines --format json` lists "
+                  "them); the defaults, as `pipeline analyze` uses them, when not given."),
+        ] = None,
         pipeline: PipelineName = None,
     ) -> dict[str, Any]:
         """Analyze a directory (no git needed, nothing written): every finding with file, line, rule, severity and
@@ -133,7 +135,7 @@ class Tools:
         from engine.findings_output import render
 
         spec, root = self.spec(pipeline), self.directory(path)
-        return json.loads(render(analysis_result(spec, root, thorough), "json", root))
+        return json.loads(render(analysis_result(spec, root, options), "json", root))
 
     def explain_rule(
         self,
@@ -176,11 +178,12 @@ class Tools:
         }
 
     def list_runs(self) -> dict[str, Any]:
-        """The runs in the server's reports directory, oldest first."""
+        """The runs in the server's reports directory (default: every run of this user), oldest first."""
+        from engine.places import default_reports_dir
         from engine.runs import list_records, shown_status
 
         return {
-            "reports_dir": str(self.reports_dir),
+            "reports_dir": str(self.reports_dir or default_reports_dir()),
             "runs": [
                 {
                     "run_id": r.run.run_id,
@@ -286,7 +289,7 @@ class Tools:
         return self.view(record)
 
 
-def server(reports_dir: Path, pipeline: str | None = None) -> MCPServer:
+def server(reports_dir: Path | None, pipeline: str | None = None) -> MCPServer:
     """The MCP server with every tool registered (``Tools`` does the work)."""
     from engine.findings_output import _version
 
@@ -298,6 +301,6 @@ def server(reports_dir: Path, pipeline: str | None = None) -> MCPServer:
     return app
 
 
-def serve(reports_dir: Path, pipeline: str | None = None) -> None:
+def serve(reports_dir: Path | None, pipeline: str | None = None) -> None:
     """Serve over stdio until the client closes the connection."""
     server(reports_dir, pipeline).run("stdio")

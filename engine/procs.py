@@ -40,7 +40,7 @@ def alive(pid: int, token: str = "") -> bool:
 
 
 def lead_group() -> None:
-    """Make this process the leader of its own process group, so its children (git, docker, hadolint)
+    """Make this process the leader of its own process group, so its children (git and the tools a pipeline runs)
     can be stopped with it. Not when it already leads one, nor when it shares the terminal's foreground
     group (Ctrl-C there reaches every process in it already; leaving it would cut the run off the terminal)."""
     if os.getpgrp() == os.getpid():

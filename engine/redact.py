@@ -45,7 +45,7 @@ _SECRET_NAME = (r"[A-Za-z0-9_.-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|PWD|API_?K
 _VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;}\]]+)"
 # NAME=value, NAME: value, "NAME": "value", 'NAME' = value (quoted keys, YAML, JSON, .pypirc, DSN parts).
 _ASSIGNMENT = re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAME})([\"']?[ \t]*[=:][ \t]*){_VALUE}")
-# The legacy Dockerfile form without "=": ENV DB_PASSWORD some value (the value is the rest of the line).
+# The legacy form without "=": NAME DB_PASSWORD some value (the value is the rest of the line).
 # Not anchored: the line may be quoted after a line number ("2: ENV ...") or an "Evidence: " label.
 _LEGACY_ENV = re.compile(rf"(?im)((?<![A-Za-z0-9_])(?:ENV|ARG)[ \t]+{_SECRET_NAME}[ \t]+)([^\s=\\][^\n\\]*?)([ \t]*\\?)$")
 # scheme://user:password@host (DSNs, git remotes, registry URLs).
@@ -262,10 +262,10 @@ _MASKER: _Masker | None = None
 def mask(text: str) -> str:
     """``text`` with every secret form above replaced by ``__REDACTED_00000000__``.
 
-    What: the masking of findings (their message and evidence, ours and
-    hadolint's) and of ``pipeline analyze``'s output, done where a finding is
+    What: the masking of findings (their message and evidence, whichever
+    tool made them) and of ``pipeline analyze``'s output, done where a finding is
     made, so no output (JSON, SARIF, markdown, run.json, checkpoints) can
-    carry the value. Why: a Dockerfile's ``ARG NPM_TOKEN=...`` cited as
+    carry the value. Why: a build file's ``ARG NPM_TOKEN=...`` cited as
     evidence went verbatim into the SARIF a workflow uploads to code scanning.
     Deterministic (no run key, no learned values): a finding's id and
     fingerprint are the same in every run, and a changed secret doesn't make

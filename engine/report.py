@@ -242,7 +242,7 @@ def findings_section(record: RunRecord) -> list[str]:
            f"({_severities(found.head)}), as `pipeline analyze` reports on a checkout of it. Against the base "
            f"`{record.run.base_commit[:10]}` ({len(record.findings) - len(found.model)} findings): "
            f"**{len(found.fixed)} fixed, {len(found.left)} left open, {len(found.new)} new**.", "",
-           "Both trees are analyzed by the same rules and hadolint; a finding at the head is the base's when "
+           "Both trees are analyzed by the same analysis; a finding at the head is the base's when "
            "its rule, file and evidence match (its fingerprint; line numbers are ignored), or else its rule and file. The full list at the "
            "head is in `findings-head.json` (the format of `pipeline analyze --format json`).", ""]
     if found.model:

@@ -3,8 +3,8 @@
 The server calls the factory for each run with the run's config; the run context comes from it, per run:
 
     configurable = {"repo": "/srv/checkouts/shop",          # a git checkout the server can write to
-                    "pipeline": "docker-optimization",      # default
-                    "phases": ["analysis", "dockerfiles"],  # default: all
+                    "pipeline": "NAME",                     # default: the one installed
+                    "phases": ["analysis", "..."],          # default: all
                     "options": {"builds": "off"}}           # the CLI's run options, as strings
     thread_id (the server's thread) = the run id: branch pipeline/<thread_id>, worktree under the repository's git dir
 
@@ -28,7 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from engine.artifacts import PhaseReport, RunContext
 from engine.gitenv import git_env
 from engine.graph import State, _node, node_names
-from engine.spec import PipelineSpec, find_pipeline
+from engine.spec import PipelineSpec, find_pipeline, loaded_pipelines
 from engine.workspace import RUN_ID, Workspace, _branch_exists, git_common_dir, validate_repo
 
 
@@ -96,11 +96,22 @@ def phase_ends(spec: PipelineSpec, phases: list[str] | None = None) -> list[str]
     return [p.node(p.agents[-1]) for p in spec.phases if p.name in (phases or spec.phase_names)]
 
 
+def _pipeline(name: str | None):
+    """The pipeline ``name`` names, or the only one installed (the engine knows no pipeline by name)."""
+    if name is not None:
+        return find_pipeline(name)
+    installed = loaded_pipelines()
+    if len(installed) != 1:
+        raise ServedRunError(f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); "
+                             "give configurable.pipeline")
+    return next(iter(installed.values()))
+
+
 def make_graph(config: dict | None = None):
     """The graph factory ``langgraph.json`` names: the pipeline's graph for the run in ``config``, uncompiled
     checkpointer left to the server."""
     configurable = dict((config or {}).get("configurable") or {})
-    spec = find_pipeline(configurable.get("pipeline", "docker-optimization"))
+    spec = _pipeline(configurable.get("pipeline"))
     run = run_context(spec, configurable)
     if run.options.get("llm") == "1":
         raise ServedRunError("runs with the model (llm=1) are started with `pipeline run --llm` for now")

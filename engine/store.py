@@ -9,7 +9,7 @@ Two stores, chosen per command by ``--state URL`` or ``PIPELINE_STATE_URL``:
   redacted JSON as run.json). ``pipeline list/show/summary/resume`` then see every run that used that database,
   from any machine; the reports folder still gets the run's markdown reports and a copy of run.json.
 
-Example: ``PIPELINE_STATE_URL=postgresql://ci@db/pipelines pipeline run docker-optimization --repo .``
+Example: ``PIPELINE_STATE_URL=postgresql://ci@db/pipelines pipeline run NAME --repo .``
 """
 
 from __future__ import annotations

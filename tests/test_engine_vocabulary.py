@@ -13,12 +13,6 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 DOCKER_WORDS = re.compile(r"docker|hadolint|\bcompose\b|\bbake\b|buildkit|buildx|\bmoby\b", re.IGNORECASE)
 
-# Lines that still name Docker in files outside this change, per file: they go with the lint kit's move
-# into the engine (issue 14 items 1-2). The count may only shrink; a file not listed may have none.
-NOT_YET_CLEAN = {"branches.py": 1, "domain.py": 1, "edits.py": 2, "finding.py": 1, "procs.py": 1, "redact.py": 3,
-                 "report.py": 1}
-
-
 def docker_lines() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted(ENGINE.rglob("*.py")):
@@ -28,10 +22,9 @@ def docker_lines() -> dict[str, list[str]]:
     return found
 
 
-def test_the_engine_names_no_docker_word_outside_the_files_still_to_clean():
+def test_the_engine_names_no_docker_word():
     found = docker_lines()
-    new = {name: lines for name, lines in found.items() if len(lines) > NOT_YET_CLEAN.get(name, 0)}
-    assert new == {}
+    assert found == {}
 
 
 def test_the_vocabulary_check_finds_a_docker_word_where_there_is_one(tmp_path):
