@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.base import Agent
-from engine.artifacts import Finding, Severity
+from engine.artifacts import Finding, RunContext, RunState, Severity, Step
 from engine.spec import Phase
 
 
@@ -45,8 +45,8 @@ class Analyst(Agent):
     role = "analyst"
     needs_workspace = True
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        self.ws.reset_to(state["head"])
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        self.ws.reset_to(state.head_commit)
         findings = self.ctx.domain.analyze(self.ws.path, thorough=True)
         notes = []
         if self.ctx.llm is not None:
@@ -57,7 +57,7 @@ class Analyst(Agent):
         worktree = self.worktree_findings(findings)
         if worktree:
             summary += f"; {len(worktree)} more only in the working tree"
-        return {"findings": findings, "worktree_findings": worktree, "_summary": summary, "_notes": notes}
+        return Step(state.model_copy(update={"findings": findings, "worktree_findings": worktree}), summary, notes)
 
     def worktree_findings(self, committed: list[Finding]) -> list[Finding]:
         """What the user's checkout adds to the committed tree: untracked, ignored and uncommitted files.

@@ -11,7 +11,7 @@ before one it needs.
 from __future__ import annotations
 
 from agents.base import Agent
-from engine.artifacts import Applicability, Plan, Task, short_hash
+from engine.artifacts import Applicability, Plan, RunContext, RunState, Step, Task, short_hash
 from engine.spec import Phase
 
 MAX_MODEL_TASKS = 5
@@ -20,18 +20,17 @@ MAX_MODEL_TASKS = 5
 class Planner(Agent):
     role = "planner"
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        run = state["run"]
-        plan = self.ctx.domain.plan(state["findings"], run.phases, run.options.get("unsafe_fixes") == "1",
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        plan = self.ctx.domain.plan(state.findings, run.phases, run.options.get("unsafe_fixes") == "1",
                                     self.ctx.worktree)
         notes = []
         if self.ctx.llm is not None:
-            plan = self.with_model_tasks(plan, state["findings"], run.phases)
+            plan = self.with_model_tasks(plan, state.findings, run.phases)
             plan, note = self.model_advice(phase, plan)
             notes.append(note)
         per_phase = {p: len(plan.for_phase(p)) for p in run.phases}
         summary = f"{len(plan.tasks)} tasks: " + ", ".join(f"{p} {n}" for p, n in per_phase.items() if n)
-        return {"plan": plan, "_summary": summary, "_notes": notes}
+        return Step(state.model_copy(update={"plan": plan}), summary, notes)
 
     def with_model_tasks(self, plan: Plan, findings, phases: list[str]) -> Plan:
         phase_for = getattr(self.ctx.domain, "phase_for", lambda path: None)
