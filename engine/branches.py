@@ -185,19 +185,32 @@ def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str]) -> s
         target = ws.repo.git.rev_parse(f"{first.sha}^")
         removed = sum(1 for c in commits[commits.index(first):])
         ws.reset_to(target)
-    write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target))
+    write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target, spec, run))
     merged = _git(run.repo, "merge-base", "--is-ancestor", first.sha, "HEAD", check=False).returncode == 0
     note = " (already merged into your branch: revert the merge there with `git revert -m 1 <merge>`)" if merged else ""
     return f"removed {removed} commits from {run.branch}; it now ends at {target[:10]}{note}"
 
 
-def _rolled_back(state: RunState, dropped: list[str], target: str) -> dict:
-    """The state's fields after the commits of ``dropped`` phases left the branch, which now ends at ``target``."""
+def _rolled_back(state: RunState, dropped: list[str], target: str, spec, run) -> dict:
+    """The state's fields after the commits of ``dropped`` phases left the branch, which now ends at ``target``:
+    their changes reverted, and the head's analysis (what the summary counts) redone on ``target`` as ops does it."""
     why = "rolled back by `pipeline rollback`"
     changes = [c.model_copy(update={"status": ChangeStatus.reverted, "reason": why})
                if c.phase in dropped and c.status is ChangeStatus.committed else c for c in state.changes]
     phases = [p.model_copy(update={"notes": [*p.notes, why]}) if p.phase in dropped else p for p in state.phases]
-    return {"changes": changes, "phases": phases, "head_commit": target}
+    # A dropped phase that resumes (the run had stopped in it) starts again from ``target``, not from its old base.
+    bases = {p: base for p, base in state.bases.items() if p not in dropped}
+    update = {"changes": changes, "phases": phases, "head_commit": target, "bases": bases}
+    if state.head_findings is not None:
+        from engine.tree import GitTree
+
+        domain = spec.domain(run)
+        try:
+            with GitTree(Path(run.repo), target) as head:
+                update["head_findings"] = domain.analyze(head, thorough=True)
+        finally:
+            domain.close()
+    return update
 
 
 __all__ = ["apply_run", "rollback_run", "TRAILER_PHASE"]
