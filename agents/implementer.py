@@ -25,7 +25,8 @@ class TaskCommitter(Agent):
         ws = self.ws
         ws.writing()
         try:
-            files = self.model_edit(task, state, run) if task.fix == "llm" else self.ctx.domain.apply(task, ws.tree(), state.design)
+            files = (self.model_edit(task, state, run) if task.fix == "llm"
+                     else self.ctx.domain.apply(task, ws.tree(), state.design))
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))

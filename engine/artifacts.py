@@ -316,7 +316,7 @@ class RunRecord(RunState, RunHeader):
         return next(p for p in self.phases if p.phase == name)
 
     def project(self, values: dict) -> None:
-        """Take the run's state from the graph's checkpointed ``values`` (a channel not yet written keeps its default)."""
+        """Take the run's state from the graph's checkpointed ``values`` (a channel not written keeps its default)."""
         state = RunState.model_validate(values)
         for name in RunState.model_fields:
             setattr(self, name, getattr(state, name))

@@ -128,7 +128,8 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         step: Step = agent.run(phase, state, context)
         after = step.state
         # Only what the agent changed is written: a field it left alone is the very object it was given.
-        update = {key: getattr(after, key) for key in RunState.model_fields if getattr(after, key) is not getattr(state, key)}
+        update = {key: value for key in RunState.model_fields
+                  if (value := getattr(after, key)) is not getattr(state, key)}
         reports = [p.model_copy(deep=True) for p in after.phases]
         report = next(p for p in reports if p.phase == phase.name)
         report.nodes.append(NodeRun(node=name, phase=phase.name, agent=role, invocation=invocation,

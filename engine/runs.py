@@ -101,9 +101,9 @@ def check_schema(record: RunRecord) -> None:
     """Refuse (UsageError, one line) a run recorded by an earlier layout of the run's state: its checkpoints
     can't be read as this version's state, so it can't be resumed or rolled back (``show`` and ``apply`` still work)."""
     if record.schema_version != RECORD_SCHEMA:
-        raise UsageError(f"run {record.run.run_id} was recorded by another version of the pipeline (run.json schema "
-                         f"{record.schema_version}, this version writes {RECORD_SCHEMA}); it can't be resumed or rolled "
-                         f"back: start a new run")
+        raise UsageError(f"run {record.run.run_id} was recorded by another version of the pipeline (run.json "
+                         f"schema {record.schema_version}, this one writes {RECORD_SCHEMA}); it can't be resumed or "
+                         f"rolled back: start a new run")
 
 
 def verify_record(record: RunRecord, paths: RunPaths) -> Path:

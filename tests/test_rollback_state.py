@@ -39,14 +39,17 @@ def test_a_rolled_back_phase_stays_rolled_back_after_resume(example_repo, report
     summary = (run_dir / "summary.md").read_text()
     for title, _status, _agents, kept, reverted, failed, _report in table_rows(summary, "Phases"):
         phase = next(p.phase for p in saved.phases if p.title == title)
-        counts = [sum(c.phase == phase and c.status is s for c in saved.changes)
-                  for s in (ChangeStatus.committed, ChangeStatus.reverted, ChangeStatus.failed)]
+        counts = [
+            sum(c.phase == phase and c.status is s for c in saved.changes)
+            for s in (ChangeStatus.committed, ChangeStatus.reverted, ChangeStatus.failed)
+        ]
         assert [int(kept), int(reverted), int(failed)] == counts
     assert_summary_is_the_branch(example_repo, reports, tmp_path)
 
 
-def test_a_rollback_of_a_failed_run_lets_it_resume_where_it_stopped(example_repo, reports, docker_pipeline,
-                                                                    monkeypatch):
+def test_a_rollback_of_a_failed_run_lets_it_resume_where_it_stopped(
+    example_repo, reports, docker_pipeline, monkeypatch
+):
     monkeypatch.setenv("PIPELINE_CRASH_AT", "build.reviewer")
     record = start_run(docker_pipeline, example_repo, reports)
     assert record.status == "failed"
@@ -71,8 +74,9 @@ def test_an_option_given_to_resume_reaches_the_nodes(example_repo, reports, dock
     unsafe = {t.id for t in record.plan.for_phase("dockerfiles") if t.applicability.value == "unsafe"}
     assert unsafe and not record.changes
 
-    again = resume_run({docker_pipeline.name: docker_pipeline}, reports, record.run.run_id,
-                       options={"unsafe_fixes": "1"})
+    again = resume_run(
+        {docker_pipeline.name: docker_pipeline}, reports, record.run.run_id, options={"unsafe_fixes": "1"}
+    )
 
     assert again.run.options["unsafe_fixes"] == "1"
     assert unsafe <= {c.task_id for c in again.changes if c.phase == "dockerfiles"}
@@ -82,7 +86,7 @@ def test_a_run_recorded_by_an_older_layout_is_refused_in_one_line(example_repo, 
     record = start_run(docker_pipeline, example_repo, reports)
     run_json = reports / record.run.run_id / "run.json"
     old = json.loads(run_json.read_text())
-    old["schema_version"] = 1   # what the previous layout (run and head as state keys) wrote
+    old["schema_version"] = 1  # what the previous layout (run and head as state keys) wrote
     run_json.write_text(json.dumps(old))
 
     for command in (["resume", record.run.run_id], ["rollback", record.run.run_id, "--phase", "compose"]):
