@@ -54,12 +54,12 @@ class Analyst(Agent):
             findings, notes = findings + extra, [note]
         by_sev = Counter(f.severity.value for f in findings)
         summary = f"{len(findings)} findings (" + ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) + ")"
-        worktree = self.worktree_findings(findings)
+        worktree = self.worktree_findings(findings, run)
         if worktree:
             summary += f"; {len(worktree)} more only in the working tree"
         return Step(state.model_copy(update={"findings": findings, "worktree_findings": worktree}), summary, notes)
 
-    def worktree_findings(self, committed: list[Finding]) -> list[Finding]:
+    def worktree_findings(self, committed: list[Finding], run: RunContext) -> list[Finding]:
         """What the user's checkout adds to the committed tree: untracked, ignored and uncommitted files.
 
         A build sends what is on disk, not what git tracks (a git-ignored `.env`
@@ -68,7 +68,7 @@ class Analyst(Agent):
         committed tree's analysis doesn't have (by fingerprint).
         """
         seen = {f.fingerprint for f in committed}
-        found = self.ctx.domain.analyze(Path(self.ctx.run.repo))
+        found = self.ctx.domain.analyze(Path(run.repo))
         return [replace(f, source="worktree") for f in found if f.fingerprint not in seen]
 
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from engine.artifacts import ChangeStatus, RunRecord
+from engine.artifacts import ChangeStatus, RunRecord, RunState
+from engine.checkpoint import Checkpoints
 from engine.runs import resume_run, start_run
 from tests.conftest import cli, git
 from tests.test_summary_truth import assert_summary_is_the_branch, table_rows
@@ -80,6 +81,11 @@ def test_an_option_given_to_resume_reaches_the_nodes(example_repo, reports, dock
 
     assert again.run.options["unsafe_fixes"] == "1"
     assert unsafe <= {c.task_id for c in again.changes if c.phase == "dockerfiles"}
+    # The run's context is the graph's run context, not a channel: the checkpoints hold the run's state alone.
+    with Checkpoints(reports / record.run.run_id / "state.sqlite") as checkpoints:
+        saved = checkpoints.saver.get_tuple({"configurable": {"thread_id": record.run.run_id}})
+    channels = {key for key in saved.checkpoint["channel_values"] if not key.startswith(("branch:", "__"))}
+    assert channels == set(RunState.model_fields)
 
 
 def test_a_run_recorded_by_an_older_layout_is_refused_in_one_line(example_repo, reports, docker_pipeline):
