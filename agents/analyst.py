@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from agents.base import Agent
-from engine.artifacts import Finding, Severity
+from engine.artifacts import Finding, RunContext, RunState, Severity, Step
 from engine.spec import Phase
 from engine.tools import tools_note
 
@@ -46,8 +46,8 @@ class Analyst(Agent):
     role = "analyst"
     needs_workspace = True
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        self.ws.reset_to(state["head"])
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        self.ws.reset_to(state.head_commit)
         findings = self.ctx.domain.analyze(self.ws.path, thorough=True)
         notes = []
         if self.ctx.llm is not None:
@@ -55,12 +55,12 @@ class Analyst(Agent):
             findings, notes = findings + extra, [note]
         by_sev = Counter(f.severity.value for f in findings)
         summary = f"{len(findings)} findings (" + ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) + ")"
-        worktree = self.worktree_findings(findings)
+        worktree = self.worktree_findings(findings, run)
         if worktree:
             summary += f"; {len(worktree)} more only in the working tree"
-        return {"findings": findings, "worktree_findings": worktree, "_summary": summary, "_notes": notes}
+        return Step(state.model_copy(update={"findings": findings, "worktree_findings": worktree}), summary, notes)
 
-    def worktree_findings(self, committed: list[Finding]) -> list[Finding]:
+    def worktree_findings(self, committed: list[Finding], run: RunContext) -> list[Finding]:
         """What the user's checkout adds to the committed tree: untracked, ignored and uncommitted files.
 
         A build sends what is on disk, not what git tracks (a git-ignored `.env`
@@ -69,7 +69,7 @@ class Analyst(Agent):
         committed tree's analysis doesn't have (by fingerprint).
         """
         seen = {f.fingerprint for f in committed}
-        found = self.ctx.domain.analyze(Path(self.ctx.run.repo))
+        found = self.ctx.domain.analyze(Path(run.repo))
         return [replace(f, source="worktree") for f in found if f.fingerprint not in seen]
 
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:

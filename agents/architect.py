@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 from agents.base import Agent
+from engine.artifacts import RunContext, RunState, Step
 from engine.spec import Phase
 
 
 class Architect(Agent):
     role = "architect"
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        design = self.ctx.domain.design(self.ctx.worktree, state["findings"], state["plan"])
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        design = self.ctx.domain.design(self.ctx.worktree, state.findings, state.plan)
         notes = []
         if self.ctx.llm is not None:
             from engine.llm import DesignAdvice
 
             answer, why = self.ctx.llm.ask(phase.name, self.role, "advice",
-                                           {"policies": design.policies, "tasks": state["plan"].tasks}, DesignAdvice)
+                                           {"policies": design.policies, "tasks": state.plan.tasks}, DesignAdvice)
             if answer is None:
                 notes.append(f"model: the architect's part failed ({why})")
             else:
                 design = design.model_copy(update={"notes": design.notes + [f"model: {n}" for n in answer.notes[:5]]})
-        return {"design": design, "_summary": f"{len(design.policies)} policies, {len(design.notes)} notes",
-                "_notes": notes}
+        return Step(state.model_copy(update={"design": design}),
+                    f"{len(design.policies)} policies, {len(design.notes)} notes", notes)

@@ -1,11 +1,11 @@
-"""What every agent is: a context manager holding its resources, and ``run(phase, state)``."""
+"""What every agent is: a context manager holding its resources, and ``run(phase, state, run) -> Step``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.artifacts import RunContext
+from engine.artifacts import RunContext, RunState, Step
 from engine.domain import Domain
 from engine.spec import Phase
 from engine.workspace import Workspace
@@ -13,6 +13,9 @@ from engine.workspace import Workspace
 
 @dataclass
 class AgentContext:
+    """What an agent holds open for an invocation: the run it opens its workspace for (the same ``RunContext``
+    the graph passes its nodes), the domain and, in LLM mode, the model."""
+
     run: RunContext
     domain: Domain
     llm: object | None = None   # engine.llm.LLM in LLM mode; never built offline
@@ -56,7 +59,8 @@ class Agent:
             raise RuntimeError(f"{self.role} used outside its context manager")
         return self.workspace
 
-    def run(self, phase: Phase, state: dict) -> dict:
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        """The agent's turn at ``phase``: the run's state after it, with a summary and notes for the phase report."""
         raise NotImplementedError
 
 

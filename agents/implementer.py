@@ -9,7 +9,7 @@ does not apply here (``Declined``) is a declined task, with why and what a perso
 from __future__ import annotations
 
 from agents.base import Agent, replace_phase
-from engine.artifacts import Applicability, Change, ChangeStatus, Task
+from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task
 from engine.domain import AlreadyResolved, Declined, FixError
 from engine.edits import confinement_problems
 from engine.spec import Phase
@@ -22,12 +22,13 @@ class TaskCommitter(Agent):
 
     needs_workspace = True
 
-    def apply_and_commit(self, task: Task, state: dict, notes: tuple[str, ...] = ()) -> Change:
+    def apply_and_commit(self, task: Task, state: RunState, run: RunContext, notes: tuple[str, ...] = ()) -> Change:
         """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
         ws = self.ws
         ws.writing()
         try:
-            files = self.model_edit(task, state) if task.fix == "llm" else self.ctx.domain.apply(task, ws.tree(), state["design"])
+            files = (self.model_edit(task, state, run) if task.fix == "llm"
+                     else self.ctx.domain.apply(task, ws.tree(), state.design))
         except AlreadyResolved as err:
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
@@ -48,7 +49,7 @@ class TaskCommitter(Agent):
                            for f in ws.ignored(files))]
         if task.fix == "llm" and getattr(self, "_tools_used", ""):
             notes.append(self._tools_used)
-        message, trailers = self._message(task), self._trailers(task, state["run"].run_id)
+        message, trailers = self._message(task), self._trailers(task, run.run_id)
         if task.fix == "llm" and self.ctx.llm is not None:
             from engine.edits import provenance
 
@@ -62,7 +63,7 @@ class TaskCommitter(Agent):
                           reason="the fix produced no change", notes=notes)
         return self._committed(task, sha, notes)
 
-    def model_edit(self, task: Task, state: dict) -> list[str]:
+    def model_edit(self, task: Task, state: RunState, run: RunContext) -> list[str]:
         """Ask the model for an edit of the task's file; write it only inside the repository, only to the
         files the task names, and only files the pipeline lets a model edit (never application code).
 
@@ -82,8 +83,8 @@ class TaskCommitter(Agent):
                            f"bake, workflow and deploy files its task names)")
         path = self.ws.path / task.file
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
-        finding = next(f for f in state["findings"] if f.id in task.finding_ids)
-        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state["findings"])
+        finding = next(f for f in state.findings if f.id in task.finding_ids)
+        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state.findings)
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text,
                                                                         "tools": bool(tools)}, ModelEdit, tools=tools)
         self._tools_used = tools_note(self.ctx.llm.toolbox)
@@ -94,7 +95,7 @@ class TaskCommitter(Agent):
                              allowed=task.allowed_files)
         risky = getattr(self.ctx.domain, "edit_risks", lambda path, before, after: [])
         risks = [r for f in written for r in risky(f, self._at_head(f), self._now(f))]
-        if risks and state["run"].options.get("unsafe_fixes") != "1":
+        if risks and run.options.get("unsafe_fixes") != "1":
             raise FixError("refused: the model's edit is unsafe (" + "; ".join(risks) + "); only with --unsafe-fixes")
         return written
 
@@ -132,30 +133,27 @@ class TaskCommitter(Agent):
 class Implementer(TaskCommitter):
     role = "implementer"
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        run, head = state["run"], state["head"]
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        head = state.head_commit
         ws = self.ws
         earlier = {c.task: c.sha for c in ws.task_commits(since=head) if c.phase == phase.name}
         ws.reset_to(head)
         unsafe = run.options.get("unsafe_fixes") == "1"
         changes = []
-        for task in state["plan"].for_phase(phase.name):
+        for task in state.plan.for_phase(phase.name):
             if task.applicability is Applicability.unsafe and not unsafe:
                 continue
             if task.id in earlier:
                 changes.append(self._reuse(task, earlier[task.id]))
             else:
-                changes.append(self.apply_and_commit(task, state))
+                changes.append(self.apply_and_commit(task, state, run))
         done = sum(c.status is ChangeStatus.committed for c in changes)
         failed = sum(c.status is ChangeStatus.failed for c in changes)
         declined = sum(c.status is ChangeStatus.declined for c in changes)
-        return {
-            "changes": replace_phase(state.get("changes", []), phase.name, changes),
-            "head": ws.head(),
-            "bases": {**state.get("bases", {}), phase.name: head},
-            "_summary": f"{done} commits" + (f", {declined} declined" if declined else "")
-            + (f", {failed} failed" if failed else ""),
-        }
+        after = {"changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
+                 "bases": {**state.bases, phase.name: head}}
+        return Step(state.model_copy(update=after), f"{done} commits" + (f", {declined} declined" if declined else "")
+                    + (f", {failed} failed" if failed else ""))
 
     def _reuse(self, task: Task, sha: str) -> Change:
         ws = self.ws

@@ -13,7 +13,7 @@ which were left out.
 from __future__ import annotations
 
 from agents.base import Agent
-from engine.artifacts import Applicability, Plan, Task, short_hash
+from engine.artifacts import Applicability, Plan, RunContext, RunState, Step, Task, short_hash
 from engine.spec import Phase
 
 # At most this many model edits per run: each is a model call (or several, with tools) and a commit to review.
@@ -34,18 +34,17 @@ def _strictest(findings) -> str:
 class Planner(Agent):
     role = "planner"
 
-    def run(self, phase: Phase, state: dict) -> dict:
-        run = state["run"]
-        plan = self.ctx.domain.plan(state["findings"], run.phases, run.options.get("unsafe_fixes") == "1",
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        plan = self.ctx.domain.plan(state.findings, run.phases, run.options.get("unsafe_fixes") == "1",
                                     self.ctx.worktree)
         notes = []
         if self.ctx.llm is not None:
-            plan = self.with_model_tasks(plan, state["findings"], run.phases)
+            plan = self.with_model_tasks(plan, state.findings, run.phases)
             plan, note = self.model_advice(phase, plan)
             notes.append(note)
         per_phase = {p: len(plan.for_phase(p)) for p in run.phases}
         summary = f"{len(plan.tasks)} tasks: " + ", ".join(f"{p} {n}" for p, n in per_phase.items() if n)
-        return {"plan": plan, "_summary": summary, "_notes": notes}
+        return Step(state.model_copy(update={"plan": plan}), summary, notes)
 
     def with_model_tasks(self, plan: Plan, findings, phases: list[str]) -> Plan:
         phase_for = getattr(self.ctx.domain, "phase_for", lambda path: None)

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 
 from agents.base import replace_phase
 from agents.implementer import TaskCommitter
-from engine.artifacts import Change, ChangeStatus, Finding, Gate, Severity, Task, Verdict
+from engine.artifacts import Change, ChangeStatus, Finding, Gate, RunContext, RunState, Severity, Step, Task, Verdict
 from engine.spec import Phase
 from engine.telemetry import span
 from engine.tree import GitTree
@@ -52,14 +52,14 @@ def no_new_findings(before: list[Finding], after: list[Finding], files: list[str
 class Reviewer(TaskCommitter):
     role = "reviewer"
 
-    def run(self, phase: Phase, state: dict) -> dict:
+    def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
         ws = self.ws
-        base = state.get("bases", {}).get(phase.name, state["head"])
-        tasks = {t.id: t for t in state["plan"].tasks}
+        base = state.bases.get(phase.name, state.head_commit)
+        tasks = {t.id: t for t in state.plan.tasks}
         ws.reset_to(base)
         with ExitStack() as stack:
             self._findings_at_head = self._analysis(stack, base)
-            return self._replay(phase, state, tasks)
+            return self._replay(phase, state, run, tasks)
 
     def _analysis(self, stack: ExitStack, base: str):
         """How the reviewer analyzes the workspace's head: incrementally from git objects when the domain can
@@ -71,11 +71,11 @@ class Reviewer(TaskCommitter):
         inc = stack.enter_context(incremental(ws.path, base))
         return lambda: inc.to_commit(ws.head()).findings
 
-    def _replay(self, phase: Phase, state: dict, tasks: dict) -> dict:
+    def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict) -> Step:
         ws = self.ws
         before = self._findings_at_head()
         verdicts, changes = [], []
-        for change in (c for c in state.get("changes", []) if c.phase == phase.name):
+        for change in (c for c in state.changes if c.phase == phase.name):
             if change.status is not ChangeStatus.committed:
                 changes.append(change)
                 continue
@@ -84,7 +84,7 @@ class Reviewer(TaskCommitter):
             if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
                 ws.reset_to(change.commit)
             else:
-                change = self._redo(task, change, previous, state)
+                change = self._redo(task, change, previous, state, run)
                 if change.status is not ChangeStatus.committed:
                     changes.append(change)
                     continue
@@ -97,33 +97,30 @@ class Reviewer(TaskCommitter):
                 ws.reset_to(previous)
                 changes.append(change.model_copy(update={"status": ChangeStatus.reverted, "reason": verdict.reason}))
         accepted = sum(v.accepted for v in verdicts)
-        return {
-            "verdicts": replace_phase(state.get("verdicts", []), phase.name, verdicts),
-            "changes": replace_phase(state.get("changes", []), phase.name, changes),
-            "head": ws.head(),
-            "_summary": f"{accepted} accepted, {len(verdicts) - accepted} reverted",
-        }
+        after = {"verdicts": replace_phase(state.verdicts, phase.name, verdicts),
+                 "changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head()}
+        return Step(state.model_copy(update=after), f"{accepted} accepted, {len(verdicts) - accepted} reverted")
 
-    def _redo(self, task: Task, change: Change, previous: str, state: dict) -> Change:
+    def _redo(self, task: Task, change: Change, previous: str, state: RunState, run: RunContext) -> Change:
         """The change made again on ``previous`` (an earlier change of the phase was reverted)."""
         why = f"made again on {previous[:10]} after an earlier change of the phase was reverted"
         if task.fix != "llm":
-            return self.apply_and_commit(task, state, notes=(f"fix re-run: {why}",))
+            return self.apply_and_commit(task, state, run, notes=(f"fix re-run: {why}",))
         if self.ws.cherry_pick(change.commit):
             return self._committed(task, self.ws.head(), [f"model edit cherry-picked: {why}"])
         # It no longer applies: ask the model again, on the file as it is now (the same gates follow).
-        return self.apply_and_commit(task, state, notes=(f"model edit asked again: {why}",))
+        return self.apply_and_commit(task, state, run, notes=(f"model edit asked again: {why}",))
 
-    def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: dict):
+    def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: RunState):
         ws = self.ws
         tree = ws.tree()
         after = self._findings_at_head()
         targeted = getattr(self.ctx.domain, "targeted_gate", None)
         with GitTree(ws.path, previous, "before") as base:   # closed: it may hold a `git cat-file --batch`
             gates = [targeted(task, change, tree, base, after,
-                              [f for f in state["findings"] if f.id in task.finding_ids]) if targeted is not None
+                              [f for f in state.findings if f.id in task.finding_ids]) if targeted is not None
                      else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
-            gates += self.ctx.domain.review(task, change, tree, base, state["design"])
+            gates += self.ctx.domain.review(task, change, tree, base, state.design)
         accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
         for g in gates:   # judged together above; one span each says its outcome
             with span("gate", **{"pipeline.task": task.id, "pipeline.gate": g.name, "pipeline.gate.passed": g.passed,

@@ -8,6 +8,7 @@ this module and carry only JSON-friendly fields.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Literal
@@ -254,21 +255,15 @@ class Invocation(Model):
 RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]
 
 
-class RunRecord(Model):
-    """The complete record of a run: what ``run.json`` holds."""
+class RunState(Model):
+    """The run's state, declared once: the graph's channels, what its checkpoints hold, and the part of ``run.json``
+    that is a projection of them (``RunRecord`` extends it with what only the record knows).
 
-    schema_version: int = 1
-    run: RunContext
-    status: RunStatus = "running"
-    error: str = ""
-    pid: int = Field(default=0, description="the process running (or last running) the run")
-    pid_started: str = Field(default="", description="that process's start (boot id and ticks, from /proc): "
-                                                     "a reused pid does not read as the run alive")
-    created: datetime = Field(default_factory=now)
-    updated: datetime = Field(default_factory=now)
-    invocations: list[Invocation] = Field(default_factory=list)
+    Channels hold whole values (no reducers): a node returns the full new value of what it changes.
+    """
+
     phases: list[PhaseReport] = Field(default_factory=list)
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list, description="the analysis of the base commit")
     worktree_findings: list[Finding] = Field(
         default_factory=list, description="found only in the checkout's working tree (untracked, ignored or uncommitted "
                                           "files a build would send); reported, never planned or edited")
@@ -279,10 +274,50 @@ class RunRecord(Model):
     changes: list[Change] = Field(default_factory=list)
     verdicts: list[Verdict] = Field(default_factory=list)
     measurements: list[Measurement] = Field(default_factory=list)
+    head_commit: str = Field(default="", description="tip of the run's branch after the last node")
+    bases: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip before its implementer ran")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What an agent's turn at a node returns: the run's state after it, and what the phase report says of it.
+
+    Example: ``Step(state.model_copy(update={"plan": plan}), summary="12 tasks", notes=["model: rationale used"])``.
+    The node writes the fields of ``state`` that are not the objects it was given, so a step that changes only the
+    plan writes only the plan.
+    """
+
+    state: RunState
+    summary: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# run.json as this code writes it; a record (and its checkpoints) of an older layout can't be resumed or rolled back.
+RECORD_SCHEMA = 2
+
+
+class RunHeader(Model):
+    """What ``run.json`` says of the run beside its state: who runs it, how it went, its invocations."""
+
+    schema_version: int = RECORD_SCHEMA
+    run: RunContext
+    status: RunStatus = "running"
+    error: str = ""
+    pid: int = Field(default=0, description="the process running (or last running) the run")
+    pid_started: str = Field(default="", description="that process's start (boot id and ticks, from /proc): "
+                                                     "a reused pid does not read as the run alive")
+    created: datetime = Field(default_factory=now)
+    updated: datetime = Field(default_factory=now)
+    invocations: list[Invocation] = Field(default_factory=list)
+
+
+class RunRecord(RunState, RunHeader):
+    """The complete record of a run: what ``run.json`` holds. Its ``RunState`` fields are copied from the
+    checkpointed state (``RunRecord.project``), never edited on their own."""
+
     usage: list[Usage] = Field(default_factory=list)
     llm_calls: list[LLMCall] = Field(default_factory=list, description="every model request, in order (llm-calls.jsonl)")
     narrative: str = ""
-    head_commit: str = ""
 
     def phase(self, name: str) -> PhaseReport:
         return next(p for p in self.phases if p.phase == name)
@@ -299,9 +334,15 @@ class RunRecord(Model):
         return [f"phase {p.phase}" for p in self.phases if p.status == "failed"] + [
             f"task {c.task_id}" for c in self.changes if c.status is ChangeStatus.failed]
 
+    def project(self, values: dict) -> None:
+        """Take the run's state from the graph's checkpointed ``values`` (a channel not written keeps its default)."""
+        state = RunState.model_validate(values)
+        for name in RunState.model_fields:
+            setattr(self, name, getattr(state, name))
+
 
 ARTIFACT_TYPES: tuple[type, ...] = (
     Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun, Usage,
-    PhaseReport, RunContext, Invocation, RunRecord,
+    PhaseReport, RunContext, Invocation, RunState, RunHeader, RunRecord,
 )
 ENUM_TYPES: tuple[type[Enum], ...] = (Severity, Category, Applicability, ChangeStatus, Method)

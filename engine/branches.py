@@ -12,9 +12,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from engine.artifacts import ChangeStatus, RunRecord
+from engine.artifacts import ChangeStatus, RunRecord, RunState
 from engine.gitenv import git_env
-from engine.runs import RunPaths, UsageError, _lock, load_record, save_record, verify_record
+from engine.runs import RunPaths, UsageError, _lock, check_schema, load_record, verify_record, write_through
 from engine.workspace import TRAILER_PHASE, Workspace
 
 
@@ -158,8 +158,10 @@ def _new_errors(repo: str, spec, run, tree: str, target: str) -> list[str]:
     return [f"{f.rule} {f.file}:{f.line} {f.message}" for f in after if f.severity.value == "error" and f.fingerprint not in had]
 
 
-def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -> str:
-    """Remove the run's commits (from ``phase`` on, or all) from its branch, and record it."""
+def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = None) -> str:
+    """Remove the run's commits (from ``phase`` on, or all) from its branch, and record it in the run's state
+    (its checkpoints, then run.json, the reports and summary.md), where ``resume`` and ``show`` read it."""
+    check_schema(record)
     run = record.run
     if phase is not None and phase not in run.phases:
         raise UsageError(f"run {run.run_id} has no phase {phase!r}; its phases are: {', '.join(run.phases)}")
@@ -168,12 +170,12 @@ def rollback_run(record: RunRecord, paths: RunPaths, phase: str | None = None) -
     run = record.run
     lock = _lock(Path(run.repo), run.run_id)  # never reset a worktree under an active run
     try:
-        return _rollback(record, paths, dropped)
+        return _rollback(record, paths, spec, dropped)
     finally:
         lock.release()
 
 
-def _rollback(record: RunRecord, paths: RunPaths, dropped: list[str]) -> str:
+def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str]) -> str:
     run = record.run
     with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
         commits = ws.task_commits(since=run.base_commit)
@@ -183,17 +185,32 @@ def _rollback(record: RunRecord, paths: RunPaths, dropped: list[str]) -> str:
         target = ws.repo.git.rev_parse(f"{first.sha}^")
         removed = sum(1 for c in commits[commits.index(first):])
         ws.reset_to(target)
-        record.head_commit = target
-    for change in record.changes:
-        if change.phase in dropped and change.status is ChangeStatus.committed:
-            change.status, change.reason = ChangeStatus.reverted, "rolled back by `pipeline rollback`"
-    for report in record.phases:
-        if report.phase in dropped:
-            report.notes.append("rolled back by `pipeline rollback`")
-    save_record(record, paths.run_json)
+    write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target, spec, run))
     merged = _git(run.repo, "merge-base", "--is-ancestor", first.sha, "HEAD", check=False).returncode == 0
     note = " (already merged into your branch: revert the merge there with `git revert -m 1 <merge>`)" if merged else ""
     return f"removed {removed} commits from {run.branch}; it now ends at {target[:10]}{note}"
+
+
+def _rolled_back(state: RunState, dropped: list[str], target: str, spec, run) -> dict:
+    """The state's fields after the commits of ``dropped`` phases left the branch, which now ends at ``target``:
+    their changes reverted, and the head's analysis (what the summary counts) redone on ``target`` as ops does it."""
+    why = "rolled back by `pipeline rollback`"
+    changes = [c.model_copy(update={"status": ChangeStatus.reverted, "reason": why})
+               if c.phase in dropped and c.status is ChangeStatus.committed else c for c in state.changes]
+    phases = [p.model_copy(update={"notes": [*p.notes, why]}) if p.phase in dropped else p for p in state.phases]
+    # A dropped phase that resumes (the run had stopped in it) starts again from ``target``, not from its old base.
+    bases = {p: base for p, base in state.bases.items() if p not in dropped}
+    update = {"changes": changes, "phases": phases, "head_commit": target, "bases": bases}
+    if state.head_findings is not None:
+        from engine.tree import GitTree
+
+        domain = spec.domain(run)
+        try:
+            with GitTree(Path(run.repo), target) as head:
+                update["head_findings"] = domain.analyze(head, thorough=True)
+        finally:
+            domain.close()
+    return update
 
 
 __all__ = ["apply_run", "rollback_run", "TRAILER_PHASE"]

@@ -531,7 +531,10 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
 
     try:
         record, paths = load_record(reports_dir, run_id)
-        err.print(rollback_run(record, paths, phase))
+        spec = _pipelines().get(record.run.pipeline)
+        if spec is None:
+            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+        err.print(rollback_run(record, paths, spec, phase))
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:

@@ -1,9 +1,12 @@
 """Build the LangGraph StateGraph of a pipeline from its declaration.
 
-One node per (phase, agent), in declaration order. Channels hold whole values
-(no reducers): every node returns the full new value of what it changes and
-replaces its own phase's entries, so re-running a node from a checkpoint
-gives the same state instead of appending duplicates.
+One node per (phase, agent), in declaration order. The state is
+``engine.artifacts.RunState``; the run's ``RunContext`` reaches every node as
+LangGraph's run context (``context_schema``), never as a state key, so the
+options a resume overrides are the ones the nodes see. Channels hold whole
+values (no reducers): every node returns the full new value of what it
+changes and replaces its own phase's entries, so re-running a node from a
+checkpoint gives the same state instead of appending duplicates.
 """
 
 from __future__ import annotations
@@ -11,31 +14,15 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Callable, TypedDict
+from typing import Callable
 
 from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
 
-from engine.artifacts import (
-    Change, Design, Finding, Measurement, NodeRun, PhaseReport, Plan, RunContext, Verdict, now,
-)
+from engine.artifacts import NodeRun, RunContext, RunState, Step, now
 from engine.llm_budget import BudgetExhausted
 from engine.spec import Phase, PipelineSpec
 from engine.telemetry import span
-
-
-class State(TypedDict, total=False):
-    run: RunContext
-    findings: list[Finding]          # the analysis of the base commit
-    head_findings: list[Finding]     # the same analysis of the branch head, after the phase's changes
-    worktree_findings: list[Finding]  # only in the user's working tree (untracked/ignored/uncommitted files)
-    plan: Plan
-    design: Design
-    changes: list[Change]
-    verdicts: list[Verdict]
-    measurements: list[Measurement]
-    phases: list[PhaseReport]
-    head: str                 # tip of the run's branch after the last node
-    bases: dict[str, str]     # phase -> branch tip before its implementer ran
 
 
 class InjectedCrash(RuntimeError):
@@ -99,14 +86,18 @@ def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
                 on_event: Callable[..., None] | None = None, checkpointer=None, llm=None):
-    """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent."""
-    graph = StateGraph(State)
+    """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent.
+
+    Without ``agents`` (``{}``) the graph only reads and writes its checkpoints (``pipeline rollback``):
+    its nodes would fail if run.
+    """
+    graph = StateGraph(RunState, context_schema=RunContext)
     order = node_names(spec, phases)
     previous = START
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents[role], invocation, last_of_phase, on_event, llm))
+        graph.add_node(name, _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)
@@ -116,7 +107,7 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
 def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
     name = phase.node(role)
 
-    def run(state: State) -> dict:
+    def run(state: RunState, runtime: Runtime[RunContext]) -> dict:
         if llm is not None and phase.agents.index(role) == 0:
             llm.check_budget()  # stop at a phase boundary, before any of its work (and before every call)
         if on_event:
@@ -126,7 +117,7 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
             llm.node_started()
         try:
             with span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}):
-                return body(state)
+                return body(state, runtime.context)
         except Exception as err:
             # A node that didn't finish must not replay the answers it got (one may be what crashed it):
             # they are set aside and a resume asks again.
@@ -134,26 +125,28 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
                 llm.drop_fresh()
             raise
 
-    def body(state: State) -> dict:
+    def body(state: RunState, context: RunContext) -> dict:
         started = now()
-        update = agent.run(phase, state) or {}
-        summary = update.pop("_summary", "")
-        notes = update.pop("_notes", [])
-        reports = [p.model_copy(deep=True) for p in state.get("phases", [])]
+        step: Step = agent.run(phase, state, context)
+        after = step.state
+        # Only what the agent changed is written: a field it left alone is the very object it was given.
+        update = {key: value for key in RunState.model_fields
+                  if (value := getattr(after, key)) is not getattr(state, key)}
+        reports = [p.model_copy(deep=True) for p in after.phases]
         report = next(p for p in reports if p.phase == phase.name)
         report.nodes.append(NodeRun(node=name, phase=phase.name, agent=role, invocation=invocation,
-                                    started=started, finished=now(), summary=summary))
-        report.notes = [n for n in report.notes if not n.startswith(f"{role}: ")] + [f"{role}: {n}" for n in notes]
+                                    started=started, finished=now(), summary=step.summary))
+        report.notes = [n for n in report.notes if not n.startswith(f"{role}: ")] + [f"{role}: {n}" for n in step.notes]
         report.status = "completed" if last else "running"
         # Only a task that broke fails its phase; a declined one (the fix does not apply) does not.
-        if last and any(c.phase == phase.name and c.status.value == "failed" for c in update.get("changes", state.get("changes", []))):
+        if last and any(c.phase == phase.name and c.status.value == "failed" for c in after.changes):
             report.status = "failed"
-        before = {c.task_id for c in state.get("changes", []) if c.status.value == "failed"}
+        before = {c.task_id for c in state.changes if c.status.value == "failed"}
         broke = any(c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
                     for c in update.get("changes", []))   # this node's own failures mark it ✗
         crash_point(name, "after")
         if on_event:
-            on_event("node_end", node=name, phase=phase.name, agent=role, summary=summary, failed=broke)
+            on_event("node_end", node=name, phase=phase.name, agent=role, summary=step.summary, failed=broke)
         return {**update, "phases": reports}
 
     run.__name__ = name

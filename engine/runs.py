@@ -3,7 +3,9 @@
 ``reports/<run-id>/`` holds ``run.json`` (the RunRecord), ``state.sqlite``
 (LangGraph checkpoints, thread id = run id), one markdown report per phase
 and ``summary.md``. The graph is rebuilt on every invocation; the checkpoints
-say where it stands.
+say where it stands, and are the one source of the run's state: run.json and
+the reports are projections of them (``RunRecord.project``), rewritten after
+every node and by ``pipeline rollback``, which writes through the graph.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from engine.artifacts import Invocation, PhaseReport, RunContext, RunRecord, now
+from engine.artifacts import RECORD_SCHEMA, Invocation, PhaseReport, RunContext, RunRecord, RunState, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
 from engine.lock import Locked, RepoLock
@@ -114,6 +116,15 @@ def load_record(reports_dir: Path | None, run_id: str, store=None) -> tuple[RunR
         return RunRecord.model_validate_json(paths.run_json.read_text(encoding="utf-8")), paths
     except ValueError as err:
         raise UsageError(f"{paths.run_json} is not a valid run record ({str(err).splitlines()[0]})") from None
+
+
+def check_schema(record: RunRecord) -> None:
+    """Refuse (UsageError, one line) a run recorded by an earlier layout of the run's state: its checkpoints
+    can't be read as this version's state, so it can't be resumed or rolled back (``show`` and ``apply`` still work)."""
+    if record.schema_version != RECORD_SCHEMA:
+        raise UsageError(f"run {record.run.run_id} was recorded by another version of the pipeline (run.json "
+                         f"schema {record.schema_version}, this one writes {RECORD_SCHEMA}); it can't be resumed or "
+                         f"rolled back: start a new run")
 
 
 def verify_record(record: RunRecord, paths: RunPaths) -> Path:
@@ -345,10 +356,9 @@ def uncommitted(root: Path) -> list[str]:
     return sorted(paths)
 
 
-def initial_state(record: RunRecord) -> dict:
-    """The graph's input for a run's first step."""
-    return {"run": record.run, "head": record.run.base_commit, "bases": {}, "findings": [], "changes": [],
-            "verdicts": [], "measurements": [], "phases": record.phases}
+def initial_state(record: RunRecord) -> RunState:
+    """The graph's input for a run's first step: the run's phases, pending, on its base commit."""
+    return RunState(phases=record.phases, head_commit=record.run.base_commit)
 
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
@@ -367,6 +377,7 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: st
 def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
     paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store gets its reports here
+    check_schema(record)
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
     check_llm_options(record.run.options)
@@ -432,6 +443,33 @@ def drop_cache(cache: Path) -> int:
     return len(answers)
 
 
+def write_through(spec: PipelineSpec, record: RunRecord, paths: RunPaths, edit: Callable[[RunState], dict],
+                  store=None) -> None:
+    """Change a run's state from outside a run (``pipeline rollback``), where a resume will read it.
+
+    ``edit`` gets the checkpointed state and returns the fields it changes; they are written to the checkpoints
+    as the node that made the latest checkpoint, so the run stands where it stood (a finished run stays finished,
+    an interrupted one resumes at the same node). run.json, the phase reports and summary.md are then rewritten
+    from the checkpoints, as after a node. A run with no checkpoint yet has no state to change.
+    """
+    from engine.checkpoint import Checkpoints
+    from engine.graph import build_graph, node_names
+
+    run = record.run
+    names = [phase.node(role) for phase, role in node_names(spec, run.phases)]
+    config = {"configurable": {"thread_id": run.run_id}}
+    with store.checkpointer(paths.root) if store is not None else Checkpoints(paths.state_db) as checkpoints:
+        graph = build_graph(spec, run.phases, {}, 0, checkpointer=checkpoints.saver)
+        current = graph.get_state(config)
+        if not current.values or (current.next and current.next[0] == names[0]):
+            return
+        as_node = names[names.index(current.next[0]) - 1] if current.next else names[-1]
+        graph.update_state(config, edit(RunState.model_validate(current.values)), as_node=as_node)
+        runner = Runner(spec, record, paths, _quiet, store)
+        runner.redactor = run_redactor(run, paths)
+        runner._finish(graph, config)
+
+
 class Runner:
     def __init__(self, spec: PipelineSpec, record: RunRecord, paths: RunPaths, on_event: Events, store=None) -> None:
         self.spec, self.record, self.paths = spec, record, paths
@@ -460,12 +498,9 @@ class Runner:
                                        run_dir=self.paths.root, notify=self.on_event))
 
     def _open_redactor(self, run: RunContext):
-        """The run's redactor: what run.json, the reports, traces and the model never see in clear."""
-        from engine.redact import Redactor, env_values, run_key
+        return run_redactor(run, self.paths)
 
-        return Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)), key=run_key(self.paths.root))
-
-    def execute(self, kind: str, state: dict | None, from_phase: str | None = None) -> RunRecord:
+    def execute(self, kind: str, state: RunState | None, from_phase: str | None = None) -> RunRecord:
         from agents import AGENTS
         from agents.base import AgentContext
         from engine.checkpoint import Checkpoints
@@ -519,7 +554,7 @@ class Runner:
             stack.enter_context(span(f"{kind} {self.spec.name}", **{"pipeline.run_id": run.run_id,
                                                                     "pipeline.invocation": invocation.number}))
             try:
-                for chunk in graph.stream(state, stream_config, stream_mode="updates", durability="sync"):
+                for chunk in graph.stream(state, stream_config, context=run, stream_mode="updates", durability="sync"):
                     invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
                     self._sync(graph, config)
                 record.status = "completed"
@@ -561,19 +596,15 @@ class Runner:
                              f"`pipeline resume {self.record.run.run_id}` continues it")
         run = self.record.run
         with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
-            ws.reset_to(snapshot.values["head"])  # the re-run phases' commits are replaced, not duplicated
+            ws.reset_to(snapshot.values["head_commit"])  # the re-run phases' commits are replaced, not duplicated
         return snapshot.config
 
     def _sync(self, graph, config: dict) -> None:
-        values = graph.get_state(config).values
+        """run.json and the phase reports from the checkpointed state (nothing else writes the record's state)."""
         record = self.record
-        for key in ("findings", "worktree_findings", "changes", "verdicts", "measurements", "phases"):
-            setattr(record, key, list(values.get(key, [])))
-        for key in ("plan", "design"):
-            if key in values:
-                setattr(record, key, values[key])
-        record.head_commit = values.get("head", "")
-        record.head_findings = values.get("head_findings")
+        values = graph.get_state(config).values
+        if values:   # no checkpoint yet (stopped before the first node): the record's pending phases stand
+            record.project(values)
         from engine.report import render_phase
 
         for index, phase in enumerate(record.phases, start=1):
@@ -615,6 +646,13 @@ class Runner:
             write_atomic(self.paths.summary.parent / "findings-head.json", head)
         self.save()
         self.on_event("run_end", record=self.record)
+
+
+def run_redactor(run: RunContext, paths: RunPaths):
+    """The run's redactor: what run.json, the reports, traces and the model never see in clear."""
+    from engine.redact import Redactor, env_values, run_key
+
+    return Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)), key=run_key(paths.root))
 
 
 def schema() -> dict:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from engine.artifacts import (
     Applicability, Category, Change, ChangeStatus, Design, Finding, Gate, Invocation, Measurement, Method, NodeRun,
-    PhaseReport, Plan, RunContext, RunRecord, Severity, Task, Verdict,
+    PhaseReport, Plan, RunContext, RunRecord, RunState, Severity, Task, Verdict,
 )
 from engine.checkpoint import Checkpoints
 
@@ -35,6 +35,7 @@ def one_of_each() -> dict[str, BaseModel]:
         "node": node, "phase": PhaseReport(phase="p", title="P", status="completed", nodes=[node]),
         "context": ctx, "invocation": Invocation(kind="run", number=1, started=T0),
         "record": RunRecord(run=ctx, created=T0, updated=T0, findings=[finding], verdicts=[verdict]),
+        "state": RunState(findings=[finding], plan=Plan(tasks=[task]), head_commit="abc", bases={"p": "c"}),
     }
 
 
