@@ -25,9 +25,9 @@ from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 
-from engine.artifacts import PhaseReport, RunContext
+from engine.artifacts import PhaseReport, RunContext, RunState, Step
 from engine.gitenv import git_env
-from engine.graph import State, _node, node_names
+from engine.graph import _node, node_names
 from engine.spec import PipelineSpec, find_pipeline, loaded_pipelines
 from engine.workspace import RUN_ID, Workspace, _branch_exists, git_common_dir, validate_repo
 
@@ -79,14 +79,14 @@ class _PerStep:
     def __init__(self, spec: PipelineSpec, role: str, run: RunContext) -> None:
         self.spec, self.role, self.run_ctx = spec, role, run
 
-    def run(self, phase, state: dict) -> dict:
+    def run(self, phase, state: RunState, run: RunContext) -> Step:
         from agents import AGENTS
         from agents.base import AgentContext
 
-        domain = self.spec.domain(self.run_ctx)
+        domain = self.spec.domain(run)
         try:
-            with AGENTS[self.role](AgentContext(self.run_ctx, domain, None)) as agent:
-                return agent.run(phase, state)
+            with AGENTS[self.role](AgentContext(run, domain, None)) as agent:
+                return agent.run(phase, state, run)
         finally:
             domain.close()
 
@@ -107,6 +107,22 @@ def _pipeline(name: str | None):
     return next(iter(installed.values()))
 
 
+class _Runtime:
+    """What a node reads of LangGraph's runtime: the run context, fixed here per run (the server's client
+    sends only the thread's config)."""
+
+    def __init__(self, context: RunContext) -> None:
+        self.context = context
+
+
+def _given(run: RunContext, node):
+    def step(state: RunState) -> dict:
+        return node(state, _Runtime(run))
+
+    step.__name__ = node.__name__
+    return step
+
+
 def make_graph(config: dict | None = None):
     """The graph factory ``langgraph.json`` names: the pipeline's graph for the run in ``config``, uncompiled
     checkpointer left to the server."""
@@ -116,21 +132,13 @@ def make_graph(config: dict | None = None):
     if run.options.get("llm") == "1":
         raise ServedRunError("runs with the model (llm=1) are started with `pipeline run --llm` for now")
 
-    def start(state: State) -> dict:
-        if state.get("run") is not None:
+    def start(state: RunState) -> dict:
+        if state.phases:   # the thread's state is under way: nothing to fill
             return {}
-        return {
-            "run": run,
-            "head": run.base_commit,
-            "bases": {},
-            "findings": [],
-            "changes": [],
-            "verdicts": [],
-            "measurements": [],
-            "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases],
-        }
+        return {"head_commit": run.base_commit,
+                "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases]}
 
-    graph = StateGraph(State)
+    graph = StateGraph(RunState)
     graph.add_node("start", start)
     graph.add_edge(START, "start")
     order = node_names(spec, run.phases)
@@ -138,7 +146,7 @@ def make_graph(config: dict | None = None):
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, _PerStep(spec, role, run), 1, last, None, None))
+        graph.add_node(name, _given(run, _node(phase, role, _PerStep(spec, role, run), 1, last, None, None)))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)

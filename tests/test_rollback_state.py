@@ -38,13 +38,13 @@ def test_a_rolled_back_phase_stays_rolled_back_after_resume(example_repo, report
     shown = json.loads(cli("show", run_id, "--format", "json", "--reports-dir", str(reports)).stdout)
     assert {c["status"] for c in shown["changes"] if c["phase"] in LATER} == {"reverted"}
     summary = (run_dir / "summary.md").read_text()
-    for title, _status, _agents, kept, reverted, failed, _report in table_rows(summary, "Phases"):
+    for title, _status, _agents, kept, reverted, declined, failed, _report in table_rows(summary, "Phases"):
         phase = next(p.phase for p in saved.phases if p.title == title)
         counts = [
             sum(c.phase == phase and c.status is s for c in saved.changes)
-            for s in (ChangeStatus.committed, ChangeStatus.reverted, ChangeStatus.failed)
+            for s in (ChangeStatus.committed, ChangeStatus.reverted, ChangeStatus.declined, ChangeStatus.failed)
         ]
-        assert [int(kept), int(reverted), int(failed)] == counts
+        assert [int(kept), int(reverted), int(declined), int(failed)] == counts
     assert_summary_is_the_branch(example_repo, reports, tmp_path)
 
 
