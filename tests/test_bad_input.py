@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from engine.artifacts import Category, Severity
 from engine.tree import DirTree
-from pipelines.docker_optimization import hadolint, project as project_mod
+from pipelines.docker_optimization import hadolint
+from pipelines.docker_optimization.model import project as project_mod
 from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule
 from tests.conftest import EXAMPLE
 from tests.rulekit import write

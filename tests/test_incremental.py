@@ -264,8 +264,8 @@ def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
 
 def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
-    from pipelines.docker_optimization.context_size import sent_size
-    from pipelines.docker_optimization.project import Project
+    from pipelines.docker_optimization.model.context_size import sent_size
+    from pipelines.docker_optimization.model.project import Project
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)

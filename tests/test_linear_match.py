@@ -8,9 +8,9 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.copies import _glob_regex
-from pipelines.docker_optimization.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
+from pipelines.docker_optimization.model import linear
+from pipelines.docker_optimization.model.copies import _glob_regex
+from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
 from pipelines.docker_optimization.ignores import glob_regex
 from pipelines.docker_optimization.rules.context import _wildmatch
 from tests.conftest import cli, make_repo
@@ -147,7 +147,7 @@ RUN echo five
 def test_per_file_indexes_give_what_walking_the_file_gave():
     """USER, WORKDIR, ENV and the docker-clean state before each instruction, from the one-pass indexes,
     are what walking the preceding instructions (the old way, quadratic over a file) says."""
-    from pipelines.docker_optimization.dockerfile import Dockerfile
+    from pipelines.docker_optimization.model.dockerfile import Dockerfile
     from pipelines.docker_optimization.rules.cache import HOOK_REMOVED, preceding, run_of, script
     from pipelines.docker_optimization.rules.layers import workdir_at
 

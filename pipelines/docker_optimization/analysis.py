@@ -30,9 +30,10 @@ from engine.finding import Applicability, Category, Finding, Severity
 from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import hadolint as hadolint_mod
-from pipelines.docker_optimization import ignores, variants
-from pipelines.docker_optimization.compose import ComposeFile, is_compose_file
-from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization import ignores
+from pipelines.docker_optimization.model import variants
+from pipelines.docker_optimization.model.compose import ComposeFile, is_compose_file
+from pipelines.docker_optimization.model.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.

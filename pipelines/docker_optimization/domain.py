@@ -13,12 +13,12 @@ from engine.domain import FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
 from engine.redact import mask
-from pipelines.docker_optimization import (
-    analysis, buildgraph, compose as compose_mod, copies, model_edits, policy, validate,
-)
+from pipelines.docker_optimization import analysis, policy
+from pipelines.docker_optimization.model import buildgraph, compose as compose_mod, copies
+from pipelines.docker_optimization.review import model_edits, validate
 from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
-from pipelines.docker_optimization.measure import measure_contexts
-from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization.ops.measure import measure_contexts
+from pipelines.docker_optimization.model.project import Project, is_dockerfile
 from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
 from pipelines.docker_optimization.rules.security import users_naming_groups
 
@@ -234,7 +234,7 @@ class DockerDomain:
         and a problem it had as well never reverts the change."""
         import tempfile
 
-        from pipelines.docker_optimization.builds import export_tree, probe, verify_start
+        from pipelines.docker_optimization.ops.builds import export_tree, probe, verify_start
 
         name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
         engine = probe()
@@ -316,7 +316,7 @@ class DockerDomain:
     def _engine(self):
         """The Docker engine, probed once per run (reachable or why not)."""
         if not hasattr(self, "_probed"):
-            from pipelines.docker_optimization.builds import probe
+            from pipelines.docker_optimization.ops.builds import probe
 
             self._probed = probe()
         return self._probed
@@ -342,7 +342,7 @@ class DockerDomain:
     def _build_gate(self, root: Path, ctx) -> Gate:
         """--verify-builds: the service really builds after the change. Without an engine the gate could not
         run: it does not pass, and the change stands unverified (never "passed" by default)."""
-        from pipelines.docker_optimization.builds import verify_build
+        from pipelines.docker_optimization.ops.builds import verify_build
 
         engine = self._engine()
         name = f"{ctx.dockerfile} builds in context {ctx.dir} (docker build)"
@@ -396,7 +396,7 @@ class DockerDomain:
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
-        from pipelines.docker_optimization.builds import changed_builds, changed_paths, measure_services
+        from pipelines.docker_optimization.ops.builds import changed_builds, changed_paths, measure_services
 
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
@@ -459,7 +459,7 @@ def _build_checks(root: Path, context: str, path: str, text: str | None) -> tupl
     line numbers; or ([], why the checks could not run)."""
     import tempfile
 
-    from pipelines.docker_optimization.builds import docker
+    from pipelines.docker_optimization.ops.builds import docker
 
     with tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
         dockerfile = str(root / path)

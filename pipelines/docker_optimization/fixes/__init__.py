@@ -15,8 +15,8 @@ from typing import Callable
 
 from engine.artifacts import Design, Task
 from engine.domain import FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import Project
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ import re
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import replace_lines
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import REGISTRY
 from pipelines.docker_optimization.rules.cache import (
     APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, covers,

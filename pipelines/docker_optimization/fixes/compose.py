@@ -7,10 +7,11 @@ from ruamel.yaml.tokens import CommentToken
 
 from engine.artifacts import Applicability, Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization import policy, variants
-from pipelines.docker_optimization.compose import RoundTrip
+from pipelines.docker_optimization import policy
+from pipelines.docker_optimization.model import variants
+from pipelines.docker_optimization.model.compose import RoundTrip
 from pipelines.docker_optimization.fixes import fix
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.compose import HEALTHY, limits, unhealthy_waits
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
-from pipelines.docker_optimization.copies import matching, sources
+from pipelines.docker_optimization.model.copies import matching, sources
 from pipelines.docker_optimization.fixes import fix
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.context import CANDIDATES, excludable, ignore_users
 
 HEADER = "# Written by the docker-optimization pipeline; every COPY still finds its sources.\n"

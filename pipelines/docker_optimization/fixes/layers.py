@@ -14,10 +14,10 @@ from typing import Callable, Iterable
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of
-from pipelines.docker_optimization.project import Context, Project
+from pipelines.docker_optimization.model.project import Context, Project
 from pipelines.docker_optimization.rules import Hit
 from pipelines.docker_optimization.rules.layers import (
     INERT, SYSTEM_MANAGERS, Install, LateInstall, neutral, chown_after_copy, classify, context_copies, copy_dest,
@@ -312,7 +312,7 @@ INSTALL_OUTPUTS = ("node_modules", ".venv", "venv", "__pypackages__", "vendor")
 def assess_manifests_first(project: Project, file: str) -> tuple[bool, str]:
     """Safe when the source COPY, which now comes after the install, can't overwrite what the install wrote
     (no node_modules/.venv/... in what it copies); unsafe otherwise, naming them."""
-    from pipelines.docker_optimization.copies import matching, sources
+    from pipelines.docker_optimization.model.copies import matching, sources
 
     df = project.dockerfiles.get(file)
     if df is None or df.error:

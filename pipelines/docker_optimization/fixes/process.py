@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization.buildgraph import build_graph
+from pipelines.docker_optimization.model.buildgraph import build_graph
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.generate.bake import bake_file
 from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
 from pipelines.docker_optimization.generate.workflow import workflow_file
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.process import (
     BAKE_FILE, BAKE_FILES, DEPLOY_SCRIPT, ROLLBACK_SCRIPT, WORKFLOW,
 )

@@ -11,11 +11,11 @@ import subprocess
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import dockerfile_of, fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
-from pipelines.docker_optimization.image_tools import Tools, repository_and_tag
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.image_tools import Tools, repository_and_tag
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.reliability import (
     base_image_floating_tag, base_image_without_digest, directives, external_bases, missing_healthcheck_tools,
 )

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization import policy
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
-from pipelines.docker_optimization.image_tools import stage_chain, tools_in_final_stage
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.layers import segments, workdir_at
 from pipelines.docker_optimization.rules.security import runs_as_root
 

@@ -13,11 +13,11 @@ from typing import Callable
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.fixes.layers import apply_edits, dockerfile_now, lines_of, merge_runs, verify
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules.layers import (
     Segment, installs_with, manager_groups, segments, shell_words,
 )

@@ -34,11 +34,11 @@ import re
 from dataclasses import dataclass
 
 from engine.domain import FixError
-from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph, primary_compose
-from pipelines.docker_optimization.compose import COMPOSE_NAMES
-from pipelines.docker_optimization.dockerfile import Instruction
+from pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph, primary_compose
+from pipelines.docker_optimization.model.compose import COMPOSE_NAMES
+from pipelines.docker_optimization.model.dockerfile import Instruction
 from pipelines.docker_optimization.generate.targets import compose_env, deployable, interpolate, resolve
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 
 COMMON = r"""
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"

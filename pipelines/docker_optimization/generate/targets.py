@@ -22,10 +22,10 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization import copies
-from pipelines.docker_optimization.buildgraph import BuildGraph, primary_compose
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import Context, Project
+from pipelines.docker_optimization.model import copies
+from pipelines.docker_optimization.model.buildgraph import BuildGraph, primary_compose
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import Context, Project
 
 _VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
                   r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
@@ -261,7 +261,7 @@ def deployable(project: Project) -> dict[str, str]:
 
 def phase_notes(project: Project, phase: str) -> list[str]:
     """For the build and deploy phase reports: what the generated files leave out, and why."""
-    from pipelines.docker_optimization.buildgraph import build_graph
+    from pipelines.docker_optimization.model.buildgraph import build_graph
 
     if phase == "build":
         return buildable(project, build_graph(project)).notes("the bake file and the CI build")

@@ -48,7 +48,7 @@ from fnmatch import fnmatchcase
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 
 # Shell text, as the parser joins it (one line) or as it is written (continued lines).

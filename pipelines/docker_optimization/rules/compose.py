@@ -9,16 +9,16 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization import compose as compose_mod
-from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
-from pipelines.docker_optimization.copies import problems
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model import compose as compose_mod
+from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
+from pipelines.docker_optimization.model.copies import problems
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.context import built_from, readable_ignore
 
 try:  # written by another family; without it CO004 has nothing to ask and stays quiet
-    from pipelines.docker_optimization.image_tools import tools_in_final_stage
+    from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
 except ImportError:  # pragma: no cover - depends on the tree
     tools_in_final_stage = None
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.context_size import sent_size
-from pipelines.docker_optimization.copies import problems, sources
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
-from pipelines.docker_optimization.project import Context
+from pipelines.docker_optimization.model import linear
+from pipelines.docker_optimization.model.context_size import sent_size
+from pipelines.docker_optimization.model.copies import problems, sources
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from pipelines.docker_optimization.model.project import Context
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.secrets import public_env
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 
 # -- shell reading ------------------------------------------------------------

@@ -8,9 +8,9 @@ from typing import Iterable
 import yaml
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization import yaml_lines
-from pipelines.docker_optimization.buildgraph import build_graph
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model import yaml_lines
+from pipelines.docker_optimization.model.buildgraph import build_graph
+from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Hit, rule
 
 BAKE_FILE = "docker-bake.hcl"

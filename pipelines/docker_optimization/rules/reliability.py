@@ -6,8 +6,8 @@ import re
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.image_tools import (
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.image_tools import (
     Tools, repository_and_tag, resolve, stage_chain, tools_in_final_stage,
 )
 from pipelines.docker_optimization.rules import Hit, rule

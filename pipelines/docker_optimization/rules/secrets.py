@@ -6,8 +6,8 @@ import re
 from typing import Iterable
 
 from engine.finding import Category, Severity
-from pipelines.docker_optimization.copies import names, sources
-from pipelines.docker_optimization.project import relative, within
+from pipelines.docker_optimization.model.copies import names, sources
+from pipelines.docker_optimization.model.project import relative, within
 from pipelines.docker_optimization.rules import Hit, rule
 
 SECRET_NAMES = re.compile(

@@ -7,8 +7,8 @@ import re
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.image_tools import stage_chain
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.image_tools import stage_chain
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.layers import segments
 

@@ -6,7 +6,7 @@ import re
 from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.context import cannot_build
 from pipelines.docker_optimization.rules.layers import (

@@ -55,7 +55,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
+from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
 
 # compose-go's discovery order (cli/options.go): the first default file found is the base,
 # the first override file found is merged onto it.

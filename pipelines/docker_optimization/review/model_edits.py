@@ -20,9 +20,9 @@ from __future__ import annotations
 import posixpath
 import re
 
-from pipelines.docker_optimization.compose import is_compose_file, load as load_compose
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import is_dockerfile
+from pipelines.docker_optimization.model.compose import is_compose_file, load as load_compose
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import is_dockerfile
 from pipelines.docker_optimization.rules.process import BAKE_FILES, DEPLOY_SCRIPT, ROLLBACK_SCRIPT, WORKFLOW_PATH
 
 _INSTALL = re.compile(r"\b(?:apt-get|apt|yum|dnf|microdnf|zypper)\s+(?:-\S+\s+)*install\b(.*?)(?:&&|\|\||;|$)"
@@ -49,7 +49,7 @@ def edit_risks(path: str, before: str | None, after: str) -> list[str]:
 
 
 def _dockerfile_risks(before: str, after: str) -> list[str]:
-    from pipelines.docker_optimization.validate import instruction_problems
+    from pipelines.docker_optimization.review.validate import instruction_problems
 
     old, new = Dockerfile.parse("Dockerfile", before), Dockerfile.parse("Dockerfile", after)
     if new.error or set(instruction_problems(new)) - set(instruction_problems(old)):

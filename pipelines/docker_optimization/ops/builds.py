@@ -57,8 +57,8 @@ from pathlib import Path
 
 from engine.artifacts import Measurement, Method
 from engine.gitenv import git_env
-from pipelines.docker_optimization.copies import matching, sources
-from pipelines.docker_optimization.project import Context, Project, relative, within
+from pipelines.docker_optimization.model.copies import matching, sources
+from pipelines.docker_optimization.model.project import Context, Project, relative, within
 
 MANIFESTS = ("requirements", "pyproject.toml", "poetry.lock", "uv.lock", "Pipfile", "package.json",
              "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.mod", "go.sum", "Cargo.toml", "Cargo.lock")

@@ -25,12 +25,12 @@ from functools import cached_property
 from typing import Iterable
 
 from engine.tree import Tree
-from pipelines.docker_optimization import compose as compose_mod
-from pipelines.docker_optimization import compose_resolve
-from pipelines.docker_optimization.compose import BuildSpec, ComposeFile
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.dockerignore import DockerIgnore
-from pipelines.docker_optimization.paths import span
+from pipelines.docker_optimization.model import compose as compose_mod
+from pipelines.docker_optimization.model import compose_resolve
+from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from pipelines.docker_optimization.model.paths import span
 
 
 MAX_TEXT_BYTES = 4 * 1024 * 1024   # larger Dockerfiles, compose or ignore files are not read

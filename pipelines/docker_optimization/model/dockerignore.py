@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Iterable
 
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.paths import span
+from pipelines.docker_optimization.model import linear
+from pipelines.docker_optimization.model.paths import span
 
 FLAVORS = ("buildkit", "classic", "legacy")
 # Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also eats \x1c-\x1f.

@@ -22,8 +22,8 @@ import bisect
 from dataclasses import dataclass
 from functools import cached_property
 
-from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
-from pipelines.docker_optimization.paths import span
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from pipelines.docker_optimization.model.paths import span
 
 TOP_FILES = "(files at the top)"
 

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 from functools import lru_cache
-from pipelines.docker_optimization.schemas import vendored_schema
+from pipelines.docker_optimization.model.schemas import vendored_schema
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -123,8 +123,8 @@ def same_meaning(path: str, before: str | None, after: str | None) -> bool:
     """
     if before is None or after is None:
         return before == after
-    from pipelines.docker_optimization.dockerfile import Dockerfile
-    from pipelines.docker_optimization.project import is_dockerfile
+    from pipelines.docker_optimization.model.dockerfile import Dockerfile
+    from pipelines.docker_optimization.model.project import is_dockerfile
 
     if is_dockerfile(path):
         old, new = Dockerfile.parse(path, before), Dockerfile.parse(path, after)
@@ -284,7 +284,7 @@ def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: 
     change brought from those the parent's bake file already had.
     """
     from pipelines.docker_optimization.generate.targets import build_problems
-    from pipelines.docker_optimization.project import Project
+    from pipelines.docker_optimization.model.project import Project
 
     name = f"{path}: every target's COPY/ADD sources are sent by its context"
     project = Project(tree)

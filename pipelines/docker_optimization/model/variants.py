@@ -22,7 +22,7 @@ import posixpath
 from typing import Iterable
 
 from engine.finding import Finding
-from pipelines.docker_optimization.compose import COMPOSE_NAMES, ComposeFile, is_compose_file
+from pipelines.docker_optimization.model.compose import COMPOSE_NAMES, ComposeFile, is_compose_file
 
 # Keys that make a definition stand alone; without them it only patches a service defined elsewhere.
 _STANDALONE = ("image", "build", "extends")

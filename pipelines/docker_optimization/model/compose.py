@@ -15,8 +15,8 @@ from functools import lru_cache
 
 import yaml
 
-from pipelines.docker_optimization import yaml_lines
-from pipelines.docker_optimization.schemas import vendored_schema
+from pipelines.docker_optimization.model import yaml_lines
+from pipelines.docker_optimization.model.schemas import vendored_schema
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 

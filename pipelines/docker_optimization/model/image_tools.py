@@ -21,7 +21,7 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 
 # Base-image families: (family, repository, tag variant, os, programs). The first row whose
 # repository matches and whose variant regex is found in the tag wins ("" matches any tag).

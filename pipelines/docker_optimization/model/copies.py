@@ -11,11 +11,11 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.dockerignore import DockerIgnore
-from pipelines.docker_optimization.paths import span
-from pipelines.docker_optimization.project import Context
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model import linear
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from pipelines.docker_optimization.model.paths import span
+from pipelines.docker_optimization.model.project import Context
 
 
 @dataclass(frozen=True)

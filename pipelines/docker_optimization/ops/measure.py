@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from engine.artifacts import Measurement, Method
 from engine.tree import Tree
-from pipelines.docker_optimization.copies import matching, sources
-from pipelines.docker_optimization.project import Context, Project
+from pipelines.docker_optimization.model.copies import matching, sources
+from pipelines.docker_optimization.model.project import Context, Project
 
 
 def buildkit_bytes(ctx: Context) -> tuple[int, int]:

@@ -21,9 +21,9 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization.compose import BuildSpec
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.compose import BuildSpec
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import Project
 
 _ARG_REF = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?[-+](?P<default>[^}]*))?\}"
                       r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
