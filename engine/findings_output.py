@@ -29,7 +29,6 @@ SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 _STRICT = {"extra": "forbid"}   # pydantic's config for these dataclasses when it writes the JSON schema
 
 
@@ -227,11 +226,6 @@ def markdown(result: AnalysisResult, root: Path) -> str:
 
 def _uri(path: str) -> str:
     return quote(path, safe="/")
-
-
-def rules_doc_uri(code: str) -> str:
-    """Where a rule of ours is documented: docs/rules.md#<code> in this checkout ("" when it isn't there)."""
-    return DOCS.as_uri() + f"#{code.lower()}" if DOCS.is_file() else ""
 
 
 def _rule_descriptor(f: Finding, meta: RuleMeta | None) -> dict:

@@ -21,7 +21,7 @@ from engine.domain import AlreadyResolved, FixError
 from engine.tree import DirTree
 from pipelines.docker_optimization import PIPELINE
 from pipelines.docker_optimization.domain import DockerDomain
-from pipelines.docker_optimization.fixes import FIXES
+from pipelines.docker_optimization.rules import pack
 from pipelines.docker_optimization.generate.bake import bake_file
 from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
 from pipelines.docker_optimization.generate.workflow import workflow_file
@@ -1030,7 +1030,7 @@ def test_a_fix_whose_file_exists_now_is_already_resolved(tmp_path):
     write(tmp_path, {"docker-bake.hcl": "", ".github/workflows/docker-build.yml": "", "deploy/deploy.sh": ""})
     for task in plan.tasks:
         with pytest.raises(AlreadyResolved):
-            FIXES[task.fix].apply(Project(DirTree(tmp_path)), task, Design())
+            pack().fixes()[task.fix].apply(Project(DirTree(tmp_path)), task, Design())
 
 
 # -- reviewer gates -------------------------------------------------------------------

@@ -21,10 +21,11 @@ import re
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import dockerfile_of, fix
+from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.fixes.edit import replace_lines
 from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import REGISTRY
+from pipelines.docker_optimization.rules.cache import CACHE_MOUNTS_FIX, CACHE_REPAIR_FIX
+from pipelines.docker_optimization.rules import load_all
 from pipelines.docker_optimization.rules.cache import (
     APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, covers,
     defeats, missing, preceding, resolve, run_of, target_of,
@@ -238,16 +239,17 @@ def _check(before: Dockerfile, after: Dockerfile, task: Task) -> None:
     """The fixed file parses, the task's findings are gone, and no cache rule fires more often."""
     if after.error:
         raise FixError(f"the edit would not parse ({after.error}); left for a person")
-    for code in (c for c in REGISTRY if c.startswith("CA")):
-        old = list(REGISTRY[code].check(before))
-        new = list(REGISTRY[code].check(after))
+    rules = load_all()
+    for code in (c for c in rules if c.startswith("CA")):
+        old = list(rules[code].check(before))
+        new = list(rules[code].check(after))
         if code in task.rules and new:
             raise FixError(f"{code} would remain at line {new[0].line}: {new[0].message}")
         if len(new) > len(old):
             raise FixError(f"the edit would add {code} at line {new[-1].line}: {new[-1].message}")
 
 
-@fix("cache-mounts", "Add BuildKit cache mounts to package installs in {file}")
+@CACHE_MOUNTS_FIX.applies("Add BuildKit cache mounts to package installs in {file}")
 def add_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = _current(project, task)
     plans = {}
@@ -262,7 +264,7 @@ def add_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, 
     return {task.file: _rewrite(df, task, plans)}
 
 
-@fix("cache-repair", "Repair defeated BuildKit cache mounts in {file}")
+@CACHE_REPAIR_FIX.applies("Repair defeated BuildKit cache mounts in {file}")
 def repair_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = _current(project, task)
     plans = {}

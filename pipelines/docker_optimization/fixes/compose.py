@@ -10,8 +10,8 @@ from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization import policy
 from pipelines.docker_optimization.model import variants
 from pipelines.docker_optimization.model.compose import RoundTrip
-from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.compose import COMPOSE_CPU_FIX, COMPOSE_HEALTHY_DEPS_FIX
 from pipelines.docker_optimization.rules.compose import HEALTHY, limits, unhealthy_waits
 
 
@@ -122,7 +122,7 @@ def assess_cpu(project: Project, file: str) -> tuple[bool, str]:
     return safe, f"CPU limits to write ({how}): {_describe(planned)}."
 
 
-@fix("compose-cpu", "Set CPU limits and reservations for the services in {file}",
+@COMPOSE_CPU_FIX.applies("Set CPU limits and reservations for the services in {file}",
      compose_keys=(("services", "*", "deploy", "resources"), ("services", "*", "deploy")), assess=assess_cpu)
 def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, str]:
     doc = RoundTrip(project.text(task.file) or "")
@@ -238,7 +238,7 @@ def _shared_beyond_depends_on(data: object, node: object) -> bool:
     return any(len(p) != 3 or p[0] != "services" or p[2] != "depends_on" for p in _where(data, node))
 
 
-@fix("compose-healthy-deps", "Wait for healthy dependencies in {file}",
+@COMPOSE_HEALTHY_DEPS_FIX.applies("Wait for healthy dependencies in {file}",
      compose_keys=(("services", "*", "depends_on"),))
 def wait_for_healthy_dependencies(project: Project, task: Task, design: Design) -> dict[str, str]:
     compose = next((c for c in project.composes if c.path == task.file), None)

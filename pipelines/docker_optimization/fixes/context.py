@@ -11,8 +11,8 @@ from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
 from pipelines.docker_optimization.model.copies import matching, sources
-from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.context import DOCKERIGNORE_FIX
 from pipelines.docker_optimization.rules.context import CANDIDATES, excludable, ignore_users
 
 HEADER = "# Written by the docker-optimization pipeline; every COPY still finds its sources.\n"
@@ -98,7 +98,7 @@ def _derive(project: Project, context_dir: str, ignore_path: str = "") -> list[t
     return excludable(contexts, contexts[0].ignore, ignored)
 
 
-@fix("dockerignore", "Exclude what builds don't need with {file}", assess=assess_dockerignore)
+@DOCKERIGNORE_FIX.applies("Exclude what builds don't need with {file}", assess=assess_dockerignore)
 def write_dockerignore(project: Project, task: Task, design: Design) -> dict[str, str]:
     """Write a .dockerignore for the context, or append what an existing one misses (CX001, CX002)."""
     users = ignore_users(project, task.file)

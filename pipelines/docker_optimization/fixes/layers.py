@@ -15,9 +15,10 @@ from typing import Callable, Iterable
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import dockerfile_of, fix
+from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.model.project import Context, Project
+from pipelines.docker_optimization.rules.layers import MANIFESTS_FIRST_FIX, BUNDLE_PACKAGE_RUNS_FIX, COPY_CHOWN_FIX, FOLD_PIP_UPGRADE_FIX
 from pipelines.docker_optimization.rules import Hit
 from pipelines.docker_optimization.rules.layers import (
     INERT, SYSTEM_MANAGERS, Install, LateInstall, neutral, chown_after_copy, classify, context_copies, copy_dest,
@@ -329,7 +330,7 @@ def assess_manifests_first(project: Project, file: str) -> tuple[bool, str]:
     return True, "The image gets the same files; only the order of the layers changes."
 
 
-@fix("manifests-first", "Copy dependency manifests before the source in {file}", assess=assess_manifests_first)
+@MANIFESTS_FIRST_FIX.applies("Copy dependency manifests before the source in {file}", assess=assess_manifests_first)
 def manifests_first(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     lates = late_installs(df)
@@ -382,7 +383,7 @@ def merge_runs(df: Dockerfile, group: list[Instruction]) -> list[str]:
     return above + lines_of(add_flags(prefix, flags) + text)
 
 
-@fix("bundle-package-runs", "Merge consecutive package-manager RUNs in {file}")
+@BUNDLE_PACKAGE_RUNS_FIX.applies("Merge consecutive package-manager RUNs in {file}")
 def merge_package_runs(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     groups = manager_groups(df)
@@ -450,7 +451,7 @@ def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[
     return edits
 
 
-@fix("copy-chown", "Set ownership and mode in COPY instead of a chown -R layer in {file}")
+@COPY_CHOWN_FIX.applies("Set ownership and mode in COPY instead of a chown -R layer in {file}")
 def copy_chown(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     runs = [run for run in df.of("RUN") if chown_after_copy(df, run)]
@@ -501,7 +502,7 @@ def assess_fold(project: Project, file: str) -> tuple[bool, str]:
     return True, "Folds the upgrade into the install: the same commands, in the same order, in one RUN."
 
 
-@fix("fold-pip-upgrade", "Fold the separate pip upgrade into the pip install in {file}", assess=assess_fold)
+@FOLD_PIP_UPGRADE_FIX.applies("Fold the separate pip upgrade into the pip install in {file}", assess=assess_fold)
 def fold_pip_upgrade(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     upgrades = [ins for ins in df.of("RUN") if pip_upgrade_only(df, ins)]

@@ -10,11 +10,11 @@ from __future__ import annotations
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.buildgraph import build_graph
-from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.generate.bake import bake_file
 from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
 from pipelines.docker_optimization.generate.workflow import workflow_file
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.process import BAKE_FILE_FIX, CI_WORKFLOW_FIX, DEPLOY_SCRIPTS_FIX
 from pipelines.docker_optimization.rules.process import (
     BAKE_FILE, BAKE_FILES, DEPLOY_SCRIPT, ROLLBACK_SCRIPT, WORKFLOW,
 )
@@ -25,7 +25,7 @@ def _absent(project: Project, path: str) -> None:
         raise AlreadyResolved(f"{path} exists now: an earlier change wrote it")
 
 
-@fix("bake-file", "Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache",
+@BAKE_FILE_FIX.applies("Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache",
      writes=(BAKE_FILE,))
 def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, str]:
     for path in BAKE_FILES:
@@ -36,14 +36,14 @@ def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, s
     return {BAKE_FILE: bake_file(project, graph)}
 
 
-@fix("ci-workflow", "Build the images in GitHub Actions with a cache, and report findings to code scanning",
+@CI_WORKFLOW_FIX.applies("Build the images in GitHub Actions with a cache, and report findings to code scanning",
      writes=(WORKFLOW,))
 def write_ci_workflow(project: Project, task: Task, design: Design) -> dict[str, str]:
     _absent(project, WORKFLOW)
     return {WORKFLOW: workflow_file(project)}
 
 
-@fix("deploy-scripts", "Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
+@DEPLOY_SCRIPTS_FIX.applies("Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
      writes=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT), executable=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT))
 def write_deploy_scripts(project: Project, task: Task, design: Design) -> dict[str, str]:
     _absent(project, DEPLOY_SCRIPT)

@@ -12,10 +12,11 @@ import subprocess
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import dockerfile_of, fix
+from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.model.image_tools import Tools, repository_and_tag
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.reliability import HEALTHCHECK_TOOL_FIX, SYNTAX_DIRECTIVE_FIX, PIN_DIGEST_FIX
 from pipelines.docker_optimization.rules.reliability import (
     base_image_floating_tag, base_image_without_digest, directives, external_bases, missing_healthcheck_tools,
 )
@@ -139,7 +140,7 @@ def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> st
     return f"{keyword}{options} CMD {json.dumps(command, ensure_ascii=False)}{newline_of(df.lines[ins.end_line - 1])}"
 
 
-@fix("healthcheck-tool", "Probe the health check with a program the image has in {file}")
+@HEALTHCHECK_TOOL_FIX.applies("Probe the health check with a program the image has in {file}")
 def rewrite_healthcheck(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_of(project, task)
     found = missing_healthcheck_tools(df)
@@ -160,7 +161,7 @@ def rewrite_healthcheck(project: Project, task: Task, design: Design) -> dict[st
 OFFICIAL_FRONTEND = re.compile(r"^(?:docker\.io/)?docker/dockerfile(?::(?P<tag>[\w.-]+))?(?:@sha256:[0-9a-f]{64})?$")
 
 
-@fix("syntax-directive", "Build {file} with BuildKit's built-in Dockerfile frontend")
+@SYNTAX_DIRECTIVE_FIX.applies("Build {file} with BuildKit's built-in Dockerfile frontend")
 def drop_syntax_directive(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_of(project, task)
     found = [(number, value) for number, name, value in directives(df) if name == "syntax"]
@@ -210,7 +211,7 @@ def local_digest(image: str) -> str:
     raise FixError(f"digest not known locally: {image} has no repository digest (built locally, or never pulled)")
 
 
-@fix("pin-digest", "Pin the base images of {file} by digest")
+@PIN_DIGEST_FIX.applies("Pin the base images of {file} by digest")
 def pin_digests(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_of(project, task)
     lines = {h.line for h in [*base_image_floating_tag(df), *base_image_without_digest(df)]}

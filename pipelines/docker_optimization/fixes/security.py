@@ -16,10 +16,10 @@ from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization import policy
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.security import NON_ROOT_USER_FIX
 from pipelines.docker_optimization.rules.layers import segments, workdir_at
 from pipelines.docker_optimization.rules.security import runs_as_root
 
@@ -188,7 +188,7 @@ def _edit(text: str, edits: dict[int, tuple[list[str], list[str]]], newline: str
     return text
 
 
-@fix("non-root-user", "Run {file} as a non-root user", assess=assess_non_root)
+@NON_ROOT_USER_FIX.applies("Run {file} as a non-root user", assess=assess_non_root)
 def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, str]:
     df, plan, created = plan_non_root(project, task.file)
     stage = [i for i in df.instructions if i.stage == df.final_stage]

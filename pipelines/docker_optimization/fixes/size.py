@@ -14,10 +14,10 @@ from typing import Callable
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.fixes import fix
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.fixes.layers import apply_edits, dockerfile_now, lines_of, merge_runs, verify
 from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.size import APT_NO_RECOMMENDS_FIX, NO_APK_CACHE_FIX, NPM_CI_FIX, PURGE_APT_LISTS_FIX
 from pipelines.docker_optimization.rules.layers import (
     Segment, installs_with, manager_groups, segments, shell_words,
 )
@@ -73,7 +73,7 @@ def _runs(df: Dockerfile, test: Callable[[Dockerfile, Instruction], bool]) -> li
     return found
 
 
-@fix("apt-no-recommends", "Install apt packages without recommends in {file}")
+@APT_NO_RECOMMENDS_FIX.applies("Install apt packages without recommends in {file}")
 def apt_no_recommends(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     runs = _runs(df, apt_installs_with_recommends)
@@ -84,7 +84,7 @@ def apt_no_recommends(project: Project, task: Task, design: Design) -> dict[str,
     return {task.file: verify(task.file, text, apt_install_recommends, "SZ002")}
 
 
-@fix("no-apk-cache", "Add packages with apk --no-cache in {file}")
+@NO_APK_CACHE_FIX.applies("Add packages with apk --no-cache in {file}")
 def apk_no_cache(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     runs = _runs(df, apk_adds_with_cache)
@@ -136,7 +136,7 @@ def _lock_fix(project: Project, df: Dockerfile, run: Instruction, wanted: list[t
     return lines_of(source)
 
 
-@fix("npm-ci", "Install from the lockfile (npm ci) in {file}")
+@NPM_CI_FIX.applies("Install from the lockfile (npm ci) in {file}")
 def npm_ci(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     found = unlocked_installs(project, task.file)
@@ -173,7 +173,7 @@ def _relies_on_lists(df: Dockerfile, run: Instruction) -> bool:
     return installs_with(df, run, "apt-get") and not updates and not cached
 
 
-@fix("purge-apt-lists", "Remove the apt package lists in the RUN that downloads them in {file}")
+@PURGE_APT_LISTS_FIX.applies("Remove the apt package lists in the RUN that downloads them in {file}")
 def apt_lists_cleanup(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = dockerfile_now(project, task)
     targets = [run for run in df.of("RUN") if apt_lists_left(df, run)]

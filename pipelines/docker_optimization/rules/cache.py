@@ -49,7 +49,10 @@ from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+CACHE_MOUNTS_FIX = Fix("cache-mounts")
+CACHE_REPAIR_FIX = Fix("cache-repair")
 
 # Shell text, as the parser joins it (one line) or as it is written (continued lines).
 _GAP = r"(?:(?<=\n)[ \t]*\r?\n|[ \t]|\\[ \t]*\r?\n)"   # blank lines inside a continuation first
@@ -464,7 +467,7 @@ def _defeat_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
 
 
 @rule("CA001", "pip-install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
+      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """`pip install` runs without a BuildKit cache mount for pip's cache.
 
@@ -490,7 +493,7 @@ def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA002", "cache-mount-defeated", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a pip cache mount and also `--no-cache-dir`, so the mount caches nothing.
 
@@ -513,7 +516,7 @@ def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA003", "install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
+      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """A package install runs without a BuildKit cache mount for its package manager's cache.
 
@@ -562,7 +565,7 @@ def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA004", "cache-mount-bypassed", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a cache mount and also empties or bypasses it.
 
@@ -598,7 +601,7 @@ def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA005", "apt-cache-mount-unlocked-or-emptied", Category.reliability, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
     """An apt cache mount lacks `sharing=locked`, or docker-clean keeps it empty.
 

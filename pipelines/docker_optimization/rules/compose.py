@@ -14,8 +14,11 @@ from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
 from pipelines.docker_optimization.model.copies import problems
 from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.context import built_from, readable_ignore
+
+COMPOSE_CPU_FIX = Fix("compose-cpu")
+COMPOSE_HEALTHY_DEPS_FIX = Fix("compose-healthy-deps")
 
 try:  # written by another family; without it CO004 has nothing to ask and stays quiet
     from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
@@ -143,7 +146,7 @@ def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
 
 
 @rule("CO001", "service-without-cpu-limit", Category.reliability, Severity.warning, "service",
-      fix=Applicability.unsafe, fix_group="compose-cpu", phase="compose")
+      fix=COMPOSE_CPU_FIX, safety=Applicability.unsafe, phase="compose")
 def service_without_cpu_limit(svc) -> Iterable[Hit]:
     """A compose service has no CPU limit.
 
@@ -227,7 +230,7 @@ def service_without_memory_limit(svc) -> Iterable[Hit]:
 
 @rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
       reads=("composes", "dockerfiles"),
-      fix=Applicability.unsafe, fix_group="compose-healthy-deps", phase="compose")
+      fix=COMPOSE_HEALTHY_DEPS_FIX, safety=Applicability.unsafe, phase="compose")
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
 

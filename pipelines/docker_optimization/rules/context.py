@@ -14,8 +14,10 @@ from pipelines.docker_optimization.model.copies import problems, sources
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.model.project import Context
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.secrets import public_env
+
+DOCKERIGNORE_FIX = Fix("dockerignore")
 
 # What a build rarely needs: (pattern, probe path for .gitignore, why).
 CANDIDATES: tuple[tuple[str, str, str], ...] = (
@@ -48,7 +50,7 @@ OUTPUT_DIRS = ("dist", "build")
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
       reads=("context-sizes",),
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def context_without_dockerignore(ctx) -> Iterable[Hit]:
     """A build context with files a build rarely needs has no .dockerignore.
 
@@ -214,7 +216,7 @@ def _count(n: int, what: str) -> str:
 
 
 @rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
 

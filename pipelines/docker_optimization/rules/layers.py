@@ -20,7 +20,12 @@ from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+MANIFESTS_FIRST_FIX = Fix("manifests-first")
+BUNDLE_PACKAGE_RUNS_FIX = Fix("bundle-package-runs")
+COPY_CHOWN_FIX = Fix("copy-chown")
+FOLD_PIP_UPGRADE_FIX = Fix("fold-pip-upgrade")
 
 # -- shell reading ------------------------------------------------------------
 
@@ -445,7 +450,7 @@ def late_installs(df: Dockerfile) -> list[LateInstall]:
 
 
 @rule("LY001", "manifests-copied-after-source", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="manifests-first", phase="dockerfiles")
+      fix=MANIFESTS_FIRST_FIX, safety=Applicability.safe, phase="dockerfiles")
 def manifests_copied_after_source(df: Dockerfile) -> Iterable[Hit]:
     """A dependency install runs after the source is copied, so any source change reinstalls everything.
 
@@ -582,7 +587,7 @@ def split_update(df: Dockerfile, group: list[Instruction]) -> tuple[Instruction,
 
 
 @rule("LY002", "split-package-manager-runs", Category.reliability, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="bundle-package-runs", phase="dockerfiles")
+      fix=BUNDLE_PACKAGE_RUNS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def split_package_manager_runs(df: Dockerfile) -> Iterable[Hit]:
     """Consecutive RUNs each run only the same system package manager (apt-get, apk, dnf, yum...).
 
@@ -684,7 +689,7 @@ def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], li
 
 
 @rule("LY003", "recursive-chown-after-copy", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="copy-chown", phase="dockerfiles")
+      fix=COPY_CHOWN_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def recursive_chown_after_copy(df: Dockerfile) -> Iterable[Hit]:
     """`RUN chown -R` (or `chmod -R`) on the path an earlier COPY of the stage wrote.
 
@@ -741,7 +746,7 @@ def pip_installs(df: Dockerfile, ins: Instruction) -> bool:
 
 
 @rule("LY004", "pip-upgrade-layer", Category.performance, Severity.info, "dockerfile",
-      fix=Applicability.safe, fix_group="fold-pip-upgrade", phase="dockerfiles")
+      fix=FOLD_PIP_UPGRADE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def pip_upgrade_layer(df: Dockerfile) -> Iterable[Hit]:
     """`RUN pip install --upgrade pip` is a layer of its own.
 

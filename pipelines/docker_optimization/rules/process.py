@@ -11,7 +11,11 @@ from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model import yaml_lines
 from pipelines.docker_optimization.model.buildgraph import build_graph
 from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+BAKE_FILE_FIX = Fix("bake-file")
+CI_WORKFLOW_FIX = Fix("ci-workflow")
+DEPLOY_SCRIPTS_FIX = Fix("deploy-scripts")
 
 BAKE_FILE = "docker-bake.hcl"
 BAKE_FILES = ("docker-bake.hcl", "docker-bake.json", "docker-bake.override.hcl", "docker-bake.override.json")
@@ -79,7 +83,7 @@ def bake_file_missing(project: Project) -> bool:
 
 @rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
       reads=("composes", "dockerfiles", "docker-bake.*"),
-      fix=Applicability.safe, fix_group="bake-file", phase="build")
+      fix=BAKE_FILE_FIX, safety=Applicability.safe, phase="build")
 def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """A repository that builds two or more images has no `docker-bake.hcl`.
 
@@ -123,7 +127,7 @@ def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
 
 
 @rule("BP002", "ci-build-without-cache", Category.performance, Severity.info, "project",
-      fix=Applicability.safe, fix_group="ci-workflow", phase="build")
+      fix=CI_WORKFLOW_FIX, safety=Applicability.safe, phase="build")
 def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     """No GitHub Actions workflow builds the images with a build cache.
 
@@ -163,7 +167,7 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
 
 @rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
       reads=("composes", "dockerfiles", "deploy/deploy.sh"),
-      fix=Applicability.safe, fix_group="deploy-scripts", phase="deploy")
+      fix=DEPLOY_SCRIPTS_FIX, safety=Applicability.safe, phase="deploy")
 def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).
 

@@ -10,7 +10,11 @@ from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instructi
 from pipelines.docker_optimization.model.image_tools import (
     Tools, repository_and_tag, resolve, stage_chain, tools_in_final_stage,
 )
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+HEALTHCHECK_TOOL_FIX = Fix("healthcheck-tool")
+SYNTAX_DIRECTIVE_FIX = Fix("syntax-directive")
+PIN_DIGEST_FIX = Fix("pin-digest")
 
 HTTP_TOOLS = ("curl", "wget")
 # curl/wget as a program (also /usr/bin/curl), not inside a word or a URL.
@@ -65,7 +69,7 @@ def missing_healthcheck_tools(df: Dockerfile) -> tuple[Instruction, list[str], T
 
 
 @rule("RL001", "healthcheck-tool-not-installed", Category.reliability, Severity.error, "dockerfile",
-      fix=Applicability.unsafe, fix_group="healthcheck-tool", phase="dockerfiles")
+      fix=HEALTHCHECK_TOOL_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
     """A HEALTHCHECK runs curl or wget, and the final image doesn't have it.
 
@@ -228,7 +232,7 @@ def directives(df: Dockerfile) -> list[tuple[int, str, str]]:
 
 
 @rule("RL004", "remote-syntax-frontend", Category.reliability, Severity.info, "dockerfile",
-      fix=Applicability.unsafe, fix_group="syntax-directive", phase="dockerfiles")
+      fix=SYNTAX_DIRECTIVE_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def remote_syntax_frontend(df: Dockerfile) -> Iterable[Hit]:
     """A `# syntax=` directive makes every build pull its Dockerfile frontend from a registry.
 
@@ -279,7 +283,7 @@ def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
 
 
 @rule("RL005", "base-image-floating-tag", Category.reliability, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="pin-digest", phase="dockerfiles")
+      fix=PIN_DIGEST_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
     """A base image is named without a tag, or by `latest`.
 
@@ -310,7 +314,7 @@ def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("RL006", "base-image-without-digest", Category.reliability, Severity.info, "dockerfile",
-      fix=Applicability.unsafe, fix_group="pin-digest", phase="dockerfiles")
+      fix=PIN_DIGEST_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def base_image_without_digest(df: Dockerfile) -> Iterable[Hit]:
     """A base image is pinned by tag only, not by digest.
 

@@ -9,8 +9,10 @@ from typing import Iterable
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.image_tools import stage_chain
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.layers import segments
+
+NON_ROOT_USER_FIX = Fix("non-root-user")
 
 ROOT_USERS = ("root", "0")
 # Base images that already run as a non-root user: by tag or vendor, and well-known images whose own
@@ -154,7 +156,7 @@ def runs_as_root(df: Dockerfile) -> tuple[str, Instruction | None, list[tuple[In
 
 
 @rule("SE001", "runs-as-root", Category.security, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="non-root-user", phase="dockerfiles")
+      fix=NON_ROOT_USER_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     """The final stage runs as root: no USER, `USER root`/`USER 0`, or a user created and never switched to.
 

@@ -7,12 +7,17 @@ from typing import Iterable
 
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.context import cannot_build
 from pipelines.docker_optimization.rules.layers import (
     APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, context_copies, delivered_by, positionals, resolve,
     segments, verb,
 )
+
+APT_NO_RECOMMENDS_FIX = Fix("apt-no-recommends")
+NO_APK_CACHE_FIX = Fix("no-apk-cache")
+NPM_CI_FIX = Fix("npm-ci")
+PURGE_APT_LISTS_FIX = Fix("purge-apt-lists")
 
 # -- build toolchains in a single-stage image ---------------------------------------------
 
@@ -116,7 +121,7 @@ def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="apt-no-recommends", phase="dockerfiles")
+      fix=APT_NO_RECOMMENDS_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get install` without `--no-install-recommends`.
 
@@ -170,7 +175,7 @@ def apk_adds_with_cache(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ003", "apk-add-without-no-cache", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="no-apk-cache", phase="dockerfiles")
+      fix=NO_APK_CACHE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
     """`apk add` without `--no-cache`.
 
@@ -317,7 +322,7 @@ def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, st
 
 
 @rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
-      fix=Applicability.unsafe, fix_group="npm-ci", phase="dockerfiles")
+      fix=NPM_CI_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def install_ignores_lockfile(project) -> Iterable[Hit]:
     """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
 
@@ -370,7 +375,7 @@ def apt_lists_left(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ006", "apt-lists-not-cleaned", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="purge-apt-lists", phase="dockerfiles")
+      fix=PURGE_APT_LISTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get update` without `rm -rf /var/lib/apt/lists/*` in the same RUN.
 
