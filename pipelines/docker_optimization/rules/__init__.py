@@ -46,7 +46,6 @@ class Fix(_KitFix):
 MODULES = (
     "input", "cache", "secrets", "context", "compose", "layers", "process", "reliability", "security", "size",
 )
-_FIX_MODULES = ("cache", "compose", "context", "layers", "process", "reliability", "security", "size")
 
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "rules.md"
@@ -63,8 +62,6 @@ def pack() -> RulePack:
     from pipelines.docker_optimization import PIPELINE
 
     modules = [importlib.import_module(f"pipelines.docker_optimization.rules.{name}") for name in MODULES]
-    for name in _FIX_MODULES:   # a fix gets its implementation when its module is imported
-        importlib.import_module(f"pipelines.docker_optimization.fixes.{name}")
     return RulePack(PIPELINE.name, modules, phases=[p.name for p in PIPELINE.phases], targets=DEFAULT_READS,
                     help_uri=rules_doc_uri)
 
