@@ -8,7 +8,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipelines.docker_optimization.model import linear
+from engine import linear
 from pipelines.docker_optimization.model.copies import _glob_regex
 from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
 from pipelines.docker_optimization.ignores import glob_regex

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from engine.finding import Finding
-from pipelines.docker_optimization.model import linear
+from engine import linear
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model import linear
+from engine import linear
 from pipelines.docker_optimization.model.dockerignore import DockerIgnore
 from pipelines.docker_optimization.model.paths import span
 from pipelines.docker_optimization.model.project import Context

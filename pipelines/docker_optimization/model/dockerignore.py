@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Iterable
 
-from pipelines.docker_optimization.model import linear
+from engine import linear
 from pipelines.docker_optimization.model.paths import span
 
 FLAVORS = ("buildkit", "classic", "legacy")

@@ -13,7 +13,7 @@ from engine.finding import Applicability, Category, Severity
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
-from pipelines.docker_optimization.model import linear
+from engine import linear
 from pipelines.docker_optimization.model.context_size import sent_size
 from pipelines.docker_optimization.model.copies import problems, sources, matching
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
