@@ -1,8 +1,8 @@
-"""Regexes for globs a repository supplies, matched in time linear in the path, as Docker's RE2 does.
+"""Regexes for globs a repository supplies, matched in time linear in the path, as Go's RE2 does.
 
-Why: Python's ``re`` backtracks. A ``.dockerignore`` line ``*a*a*a*a*a*a*a*a*a*a*a*a*b``
+Why: Python's ``re`` backtracks. An ignore-file line ``*a*a*a*a*a*a*a*a*a*a*a*a*b``
 becomes ``^[^/]*a[^/]*a...b$`` and takes hours on a 100-character file name
-that almost matches; Docker (Go's regexp, RE2) answers in microseconds.
+that almost matches; Go's regexp (RE2) answers in microseconds.
 
 What: ``compile(source)`` gives an object with ``match``/``fullmatch``/``pattern``.
 A regex with at most one repetition or alternation (``*.pyc``, ``src/**``, a

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from engine import linear
 from pipelines.docker_optimization.model.copies import _glob_regex
 from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
-from pipelines.docker_optimization.ignores import glob_regex
+from engine.lint.ignores import glob_regex
 from pipelines.docker_optimization.rules.context import _wildmatch
 from tests.conftest import cli, make_repo
 
