@@ -23,7 +23,6 @@ from typing import Literal
 from urllib.parse import quote
 
 from engine.finding import Applicability, Category, Finding, Severity
-from engine.redact import mask, mask_data
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
@@ -60,7 +59,7 @@ class IgnoredFinding:
 
 @dataclass(kw_only=True)
 class ToolRun:
-    """What an extra tool (hadolint) did in this analysis."""
+    """What an extra tool (a second-opinion linter) did in this analysis."""
 
     __pydantic_config__ = _STRICT
 
@@ -180,14 +179,10 @@ def document(result: AnalysisResult, root: Path) -> AnalyzeDocument:
 
 
 def render(result: AnalysisResult | list[Finding], fmt: str, root: Path) -> str:
-    if isinstance(result, list):
-        result = AnalysisResult(findings=result)
-    # Findings are masked when made; notes, tool messages and paths are masked here (engine.redact.mask).
-    if fmt == "json":
-        return json.dumps(mask_data(_json_data(document(result, root))), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "sarif":
-        return json.dumps(mask_data(sarif(result, root)), indent=2) + "\n"
-    return mask(markdown(result, root))
+    """``result`` in format ``fmt``: each format is a formatter object of ``engine.lint.formats``."""
+    from engine.lint.formats import render as render_format
+
+    return render_format(result, fmt, root)
 
 
 # -- markdown -------------------------------------------------------------------
@@ -214,7 +209,7 @@ def markdown(result: AnalysisResult, root: Path) -> str:
                   ", ".join(f"{sev[s.value]} {s.value}" for s in reversed(Severity) if sev[s.value]), ""]
         for f in sorted(items, key=lambda f: (f.line, f.rule)):
             where = f"line {f.line}" if f.line else "file"
-            via = " (hadolint)" if f.source == "hadolint" else ""
+            via = f" ({f.source})" if f.source != "rules" else ""   # a second-opinion tool's finding
             lines.append(f"- {where}: **{f.rule}** {f.name}{via} — {f.severity.value}, {f.category.value}: {f.message}")
     if result.notes:
         lines += ["", "## Notes", ""]

@@ -113,3 +113,20 @@ def test_the_engine_speaks_no_docker_in_the_lint_kit():
     for path in Path(engine.lint.__file__).parent.glob("*.py"):
         text = path.read_text().lower()
         assert not [w for w in words if w in text], path.name
+
+
+def test_each_output_format_is_one_formatter_object_and_renders_the_same_analysis(tmp_path):
+    from engine.lint.formats import FORMATS
+    from pipelines.docker_optimization.analysis import run_analysis
+    from tests.rulekit import BILLING, write
+
+    write(tmp_path, {"Dockerfile": BILLING})
+    result = run_analysis(tmp_path)
+    assert sorted(FORMATS) == ["json", "md", "sarif"]
+    md, data, sarif = (FORMATS[name].render(result, tmp_path) for name in ("md", "json", "sarif"))
+    import json
+
+    codes = sorted(f.rule for f in result.findings)
+    assert sorted(f["rule"] for f in json.loads(data)["findings"]) == codes
+    assert sorted(r["ruleId"] for r in json.loads(sarif)["runs"][0]["results"]) == codes
+    assert all(f"**{code}**" in md for code in codes)
