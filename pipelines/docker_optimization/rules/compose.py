@@ -11,7 +11,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Applicability, Design, Task
+from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model import compose as compose_mod, variants
 from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile, RoundTrip

@@ -13,7 +13,7 @@ from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
 from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.layers import segments, workdir_at
+from pipelines.docker_optimization.model.shell import segments, workdir_at
 from pipelines.docker_optimization import policy
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.model.project import Project

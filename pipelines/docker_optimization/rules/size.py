@@ -12,11 +12,12 @@ from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.context import cannot_build
-from pipelines.docker_optimization.rules.layers import (
-    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, context_copies, delivered_by, positionals, resolve,
-    segments, verb, installs_with, manager_groups, shell_words, apply_edits, dockerfile_now, lines_of, merge_runs,
-    verify,
+from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of, verify
+from pipelines.docker_optimization.model.shell import (
+    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, positionals, resolve, segments, shell_words, verb,
 )
+from pipelines.docker_optimization.rules.layers import context_copies, delivered_by
+from pipelines.docker_optimization.rules.layers_runs import installs_with, manager_groups, merge_runs
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.model.project import Project
 
