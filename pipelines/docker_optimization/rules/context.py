@@ -20,7 +20,7 @@ from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instructi
 from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
 from pipelines.docker_optimization.model.project import Context, Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.secrets import public_env
+from pipelines.docker_optimization.rules.security_secrets import public_env
 
 DOCKERIGNORE_FIX = Fix("dockerignore")
 
