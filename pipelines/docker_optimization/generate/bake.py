@@ -29,7 +29,7 @@ from pipelines.docker_optimization.model.buildgraph import (
 )
 from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
 from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules.security import is_secret_name, literal
+from pipelines.docker_optimization.rules.security_secrets import is_secret_name, literal
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _COMPOSE_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"

@@ -1,4 +1,8 @@
-"""Security rules: root containers, secrets in images and compose files, unverified downloads, host access."""
+"""Security rules SE001 and SE003: containers that run as root, and remote ADDs; with the non-root fix.
+
+SE002 and SE006 (secrets) are in ``security_secrets.py``; SE004, SE005, SE010 and SE011 (access to
+the host) in ``security_host.py``.
+"""
 
 from __future__ import annotations
 
@@ -27,14 +31,7 @@ NON_ROOT_BASES = re.compile(
     r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
     r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
     r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
-# Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
-SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
-NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
-# `${VAR}`, `$VAR`, `${VAR:?err}`: a reference, not a literal. A default (`${VAR:-x}`) is a literal.
-REFERENCE = re.compile(r"^\$(?:\{\w+(?::?[?+][^}]*)?\}|\w+)$")
-INTERPOLATION_DEFAULT = re.compile(r"\$\{\w+:?-([^}]*)\}")
 REMOTE = re.compile(r"^(?:https?|git|ssh)://|^git@", re.IGNORECASE)
-DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
 
 
 # -- SE001 -------------------------------------------------------------------
@@ -229,107 +226,6 @@ def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
         yield Hit(stage.start_line, why, f"FROM {stage.base}")
 
 
-# -- SE002 -------------------------------------------------------------------
-def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name)) and not NOT_SECRET.search(name)
-
-
-def literal(value: object) -> bool:
-    """A value written in the file: not empty, not only a ``$VAR`` reference (a ``${VAR:-default}`` counts)."""
-    if value is None or isinstance(value, bool):
-        return False
-    text = str(value).strip().strip("\"'")
-    if not text or REFERENCE.match(text):
-        return False
-    if "$" not in text:
-        return True
-    default = INTERPOLATION_DEFAULT.search(text)
-    return bool(default and default.group(1).strip("\"'"))
-
-
-def dockerfile_secrets(df: Dockerfile) -> Iterable[Hit]:
-    for ins in df.of("ARG", "ENV"):
-        if ins.cmd == "ARG":
-            pairs = [item.partition("=")[::2] for item in ins.value if "=" in item]
-        else:
-            pairs = list(zip(ins.value[::2], ins.value[1::2]))
-        for name, value in pairs:
-            if is_secret_name(name) and literal(value):
-                kind = "build argument default" if ins.cmd == "ARG" else "environment variable"
-                yield Hit(ins.start_line, f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
-                          "(docker history / inspect shows it to anyone who pulls it)",
-                          f"{ins.cmd} {name}=***", ins.end_line, file=df.path)
-
-
-def _line(mapping, key, fallback: int) -> int:
-    try:
-        return mapping.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return fallback
-
-
-def _item_line(seq, index: int, fallback: int) -> int:
-    try:
-        return seq.lc.item(index)[0] + 1
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return fallback
-
-
-def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
-    """(name, value, line) of a compose mapping or KEY=value list (environment, build args)."""
-    if isinstance(block, dict):
-        return [(str(k), v, _line(block, k, fallback)) for k, v in block.items()]
-    if isinstance(block, list):
-        return [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None,
-                 _item_line(block, i, fallback)) for i, item in enumerate(block)]
-    return []
-
-
-def compose_secrets(project) -> Iterable[Hit]:
-    for compose in project.composes:
-        for name, svc in compose.services.items():
-            if not isinstance(svc, dict):
-                continue
-            start = compose.line_of(name)
-            build = svc.get("build") if isinstance(svc.get("build"), dict) else {}
-            blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
-            for where, block in blocks:
-                for key, value, line in _entries(block, start):
-                    if is_secret_name(key) and literal(value):
-                        shown = "a default" if "$" in str(value) else "a literal value"
-                        yield Hit(line, f"service {name}: {where} {key} has {shown} in {compose.path}, "
-                                  "committed with the repository", f"{name}: {key}=***", file=compose.path)
-
-
-@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
-def secret_in_build_or_compose(project) -> Iterable[Hit]:
-    """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
-
-    Looks at Dockerfile ARG defaults and ENV values, and at compose
-    `environment` entries and `build.args`, including interpolation
-    defaults (`${DB_PASSWORD:-hunter2}`). Values that only reference a
-    variable (`$TOKEN`, `${TOKEN}`) are fine. `*_CREDENTIALS` counts too;
-    public and publishable keys and GPG key fingerprints don't. The finding
-    never shows the value.
-
-    Why: an ARG default or ENV value is stored in the image's config and
-    history; anyone who can pull the image can read it. A value in a
-    compose file is in the repository, its history and every clone.
-
-    Example:
-        ENV API_TOKEN=s3cr3t
-
-    Use instead:
-        RUN --mount=type=secret,id=api_token,env=API_TOKEN ./configure
-        # compose: environment: {API_TOKEN: ${API_TOKEN}} with the value in an untracked .env
-    """
-    for df in project.dockerfiles.values():
-        if not df.error:
-            yield from dockerfile_secrets(df)
-    yield from compose_secrets(project)
-
-
 # -- SE003 -------------------------------------------------------------------
 @rule("SE003", "add-remote-url", Category.security, Severity.warning, "dockerfile")
 def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
@@ -353,122 +249,6 @@ def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
         if urls:
             yield Hit(ins.start_line, f"ADD downloads {', '.join(urls)} without verifying a checksum",
                       ins.original, ins.end_line)
-
-
-# -- SE004 -------------------------------------------------------------------
-def _volume_source(volume: object) -> str:
-    if isinstance(volume, dict):
-        return str(volume.get("source", "") or "")
-    return str(volume).split(":", 1)[0] if volume is not None else ""
-
-
-@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project",
-      reads=("dockerfiles", "composes"))
-def docker_socket_mounted(project) -> Iterable[Hit]:
-    """The Docker socket is mounted into a container (compose `volumes`) or a build step (`RUN --mount`).
-
-    In a Dockerfile, a bind mount's source comes from the build context or a
-    named context (`--build-context`), so the mount either fails or means a
-    build step is meant to drive the host's engine; both are flagged.
-
-    Why: whoever talks to the Docker socket can start a privileged container
-    with the host's filesystem mounted: the socket is root on the host. A
-    compromise of the service (or of a build step's dependencies) becomes a
-    compromise of the machine.
-
-    Example:
-        services:
-          ci:
-            volumes:
-              - /var/run/docker.sock:/var/run/docker.sock
-
-    Use instead:
-        a socket proxy that allows only the API calls the service needs
-        (e.g. tecnativa/docker-socket-proxy, read-only), or a rootless engine.
-    """
-    for df in project.dockerfiles.values():
-        if df.error:
-            continue
-        for ins in df.of("RUN"):
-            for mount in ins.mounts():
-                if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
-                    yield Hit(ins.start_line, "a build step mounts the Docker socket: it can control the engine",
-                              ins.original, ins.end_line, file=df.path)
-                    break
-    for compose in project.composes:
-        for name, svc in compose.services.items():
-            volumes = svc.get("volumes") if isinstance(svc, dict) else None
-            if not isinstance(volumes, list):
-                continue
-            for index, volume in enumerate(volumes):
-                if DOCKER_SOCKET.search(_volume_source(volume)):
-                    yield Hit(_item_line(volumes, index, compose.line_of(name)),
-                              f"service {name} mounts the Docker socket: root on the host",
-                              f"{name}: {_volume_source(volume)}", file=compose.path)
-
-
-# -- SE005, SE010, SE011 (SE006 is rules/secrets.py's) ----------------------
-@rule("SE005", "privileged-container", Category.security, Severity.error, "service")
-def privileged_container(svc) -> Iterable[Hit]:
-    """A compose service runs with `privileged: true`.
-
-    Why: a privileged container has every capability, every device and no
-    seccomp/AppArmor confinement: it can mount the host's disks and load
-    kernel modules. Escaping it is trivial.
-
-    Example:
-        services:
-          agent:
-            privileged: true
-
-    Use instead:
-        services:
-          agent:
-            cap_add: [NET_ADMIN]   # only the capability it needs
-    """
-    if str(svc.data.get("privileged", "")).lower() == "true":
-        yield Hit(_line(svc.data, "privileged", svc.line),
-                  f"service {svc.name} is privileged: no isolation from the host",
-                  f"{svc.name}: privileged: true")
-
-
-@rule("SE010", "all-capabilities", Category.security, Severity.warning, "service")
-def all_capabilities(svc) -> Iterable[Hit]:
-    """A compose service adds every Linux capability (`cap_add: [ALL]`).
-
-    Why: ALL includes SYS_ADMIN, SYS_MODULE, SYS_PTRACE and the like: close
-    to privileged. Few services need more than one or two capabilities.
-
-    Example:
-        cap_add: [ALL]
-
-    Use instead:
-        cap_drop: [ALL]
-        cap_add: [NET_BIND_SERVICE]
-    """
-    caps = svc.data.get("cap_add")
-    if isinstance(caps, list) and any(str(c).upper() in ("ALL", "CAP_ALL") for c in caps):
-        yield Hit(_line(svc.data, "cap_add", svc.line), f"service {svc.name} adds every capability",
-                  f"{svc.name}: cap_add: ALL")
-
-
-@rule("SE011", "host-network", Category.security, Severity.warning, "service")
-def host_network(svc) -> Iterable[Hit]:
-    """A compose service uses the host's network stack (`network_mode: host`).
-
-    Why: the container sees every interface and port of the host, including
-    services bound to localhost (databases, the metadata endpoint, admin
-    ports); compose networks, port mappings and isolation no longer apply.
-
-    Example:
-        network_mode: host
-
-    Use instead:
-        ports: ["8080:8080"]
-    """
-    if str(svc.data.get("network_mode", "")).lower() == "host":
-        yield Hit(_line(svc.data, "network_mode", svc.line), f"service {svc.name} shares the host's network",
-                  f"{svc.name}: network_mode: host")
 
 
 # -- fixes -----------------------------------------------------------------------------------------------

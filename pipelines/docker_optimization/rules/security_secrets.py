@@ -1,4 +1,5 @@
-"""Secret files that a build context sends, and that COPY may put into an image."""
+"""Security rules SE002 and SE006: secrets written into build arguments, ENV and compose files, and secret
+files that a build context sends and that COPY may put into an image."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from typing import Iterable
 
 from engine.finding import Category, Severity
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from pipelines.docker_optimization.model.copies import names, sources
 from pipelines.docker_optimization.model.project import relative, within
 from pipelines.docker_optimization.rules import Hit, rule
@@ -22,7 +24,7 @@ PUBLIC_PEM = re.compile(r"(^|[._-])(cert|certificate|fullchain|chain|ca|cacert|c
                         r"([._-]|$)", re.IGNORECASE)
 
 
-def is_secret_name(name: str) -> bool:
+def is_secret_file(name: str) -> bool:
     """Does a file name look like a secret: a filled-in .env, a private key, a credentials file?"""
     if not SECRET_NAMES.match(name):
         return False
@@ -32,7 +34,7 @@ def is_secret_name(name: str) -> bool:
 
 
 def secret_files(files: Iterable[str]) -> list[str]:
-    return _SecretFiles(sorted(p for p in files if is_secret_name(p.rpartition("/")[2])))
+    return _SecretFiles(sorted(p for p in files if is_secret_file(p.rpartition("/")[2])))
 
 
 class _SecretFiles(list):
@@ -109,3 +111,112 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
                  else "sent to the builder, not copied")
         yield Hit(0, f"{full} is in build context{'s' if len(dirs) > 1 else ''} {contexts} and not excluded by a "
                      f".dockerignore: {where}", f"{full} (contents not shown)", file=full)
+
+
+# Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
+SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
+NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
+# `${VAR}`, `$VAR`, `${VAR:?err}`: a reference, not a literal. A default (`${VAR:-x}`) is a literal.
+REFERENCE = re.compile(r"^\$(?:\{\w+(?::?[?+][^}]*)?\}|\w+)$")
+INTERPOLATION_DEFAULT = re.compile(r"\$\{\w+:?-([^}]*)\}")
+
+
+# -- SE002 -------------------------------------------------------------------
+def is_secret_name(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) and not NOT_SECRET.search(name)
+
+
+def literal(value: object) -> bool:
+    """A value written in the file: not empty, not only a ``$VAR`` reference (a ``${VAR:-default}`` counts)."""
+    if value is None or isinstance(value, bool):
+        return False
+    text = str(value).strip().strip("\"'")
+    if not text or REFERENCE.match(text):
+        return False
+    if "$" not in text:
+        return True
+    default = INTERPOLATION_DEFAULT.search(text)
+    return bool(default and default.group(1).strip("\"'"))
+
+
+def dockerfile_secrets(df: Dockerfile) -> Iterable[Hit]:
+    for ins in df.of("ARG", "ENV"):
+        if ins.cmd == "ARG":
+            pairs = [item.partition("=")[::2] for item in ins.value if "=" in item]
+        else:
+            pairs = list(zip(ins.value[::2], ins.value[1::2]))
+        for name, value in pairs:
+            if is_secret_name(name) and literal(value):
+                kind = "build argument default" if ins.cmd == "ARG" else "environment variable"
+                yield Hit(ins.start_line, f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
+                          "(docker history / inspect shows it to anyone who pulls it)",
+                          f"{ins.cmd} {name}=***", ins.end_line, file=df.path)
+
+
+def _line(mapping, key, fallback: int) -> int:
+    try:
+        return mapping.lc.key(key)[0] + 1
+    except (AttributeError, KeyError, TypeError):
+        return fallback
+
+
+def _item_line(seq, index: int, fallback: int) -> int:
+    try:
+        return seq.lc.item(index)[0] + 1
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return fallback
+
+
+def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
+    """(name, value, line) of a compose mapping or KEY=value list (environment, build args)."""
+    if isinstance(block, dict):
+        return [(str(k), v, _line(block, k, fallback)) for k, v in block.items()]
+    if isinstance(block, list):
+        return [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None,
+                 _item_line(block, i, fallback)) for i, item in enumerate(block)]
+    return []
+
+
+def compose_secrets(project) -> Iterable[Hit]:
+    for compose in project.composes:
+        for name, svc in compose.services.items():
+            if not isinstance(svc, dict):
+                continue
+            start = compose.line_of(name)
+            build = svc.get("build") if isinstance(svc.get("build"), dict) else {}
+            blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
+            for where, block in blocks:
+                for key, value, line in _entries(block, start):
+                    if is_secret_name(key) and literal(value):
+                        shown = "a default" if "$" in str(value) else "a literal value"
+                        yield Hit(line, f"service {name}: {where} {key} has {shown} in {compose.path}, "
+                                  "committed with the repository", f"{name}: {key}=***", file=compose.path)
+
+
+@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project",
+      reads=("dockerfiles", "composes"))
+def secret_in_build_or_compose(project) -> Iterable[Hit]:
+    """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
+
+    Looks at Dockerfile ARG defaults and ENV values, and at compose
+    `environment` entries and `build.args`, including interpolation
+    defaults (`${DB_PASSWORD:-hunter2}`). Values that only reference a
+    variable (`$TOKEN`, `${TOKEN}`) are fine. `*_CREDENTIALS` counts too;
+    public and publishable keys and GPG key fingerprints don't. The finding
+    never shows the value.
+
+    Why: an ARG default or ENV value is stored in the image's config and
+    history; anyone who can pull the image can read it. A value in a
+    compose file is in the repository, its history and every clone.
+
+    Example:
+        ENV API_TOKEN=s3cr3t
+
+    Use instead:
+        RUN --mount=type=secret,id=api_token,env=API_TOKEN ./configure
+        # compose: environment: {API_TOKEN: ${API_TOKEN}} with the value in an untracked .env
+    """
+    for df in project.dockerfiles.values():
+        if not df.error:
+            yield from dockerfile_secrets(df)
+    yield from compose_secrets(project)
