@@ -12,7 +12,7 @@ from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model import compose
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain, diff_paths, plain
-from pipelines.docker_optimization.rules.compose import healthcheck_programs
+from pipelines.docker_optimization.rules.compose_health import healthcheck_programs
 from tests.rulekit import codes, fixed, write
 
 COMPOSE = """\
