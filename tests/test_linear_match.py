@@ -12,7 +12,7 @@ from engine import linear
 from pipelines.docker_optimization.model.copies import _glob_regex
 from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
 from engine.lint.ignores import glob_regex
-from pipelines.docker_optimization.rules.context import _wildmatch
+from pipelines.docker_optimization.rules.context_git import _wildmatch
 from tests.conftest import cli, make_repo
 
 # The pattern that backtracks: 14 stars and a final letter the long name lacks.

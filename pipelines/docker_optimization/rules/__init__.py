@@ -44,8 +44,9 @@ class Fix(_KitFix):
 # Every module that declares rules (and their fixes), in the order they run. The pack refuses a
 # module that declares none, so one that is emptied or renamed can't silently stop running.
 MODULES = (
-    "input", "cache", "security_secrets", "context", "compose", "compose_health", "compose_build", "layers",
-    "layers_runs", "layers_chown", "process", "reliability", "security", "security_host", "size",
+    "input", "cache", "security_secrets", "context", "context_copies", "context_git", "compose", "compose_health",
+    "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "security", "security_host",
+    "size",
 )
 
 

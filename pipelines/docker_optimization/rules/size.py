@@ -11,7 +11,7 @@ from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.context import cannot_build
+from pipelines.docker_optimization.rules.context_copies import cannot_build
 from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of, verify
 from pipelines.docker_optimization.model.shell import (
     APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, positionals, resolve, segments, shell_words, verb,
