@@ -148,7 +148,7 @@ def test_per_file_indexes_give_what_walking_the_file_gave():
     """USER, WORKDIR, ENV and the docker-clean state before each instruction, from the one-pass indexes,
     are what walking the preceding instructions (the old way, quadratic over a file) says."""
     from pipelines.docker_optimization.model.dockerfile import Dockerfile
-    from pipelines.docker_optimization.rules.cache import HOOK_REMOVED, preceding, run_of, script
+    from pipelines.docker_optimization.model.cache_mounts import HOOK_REMOVED, preceding, run_of, script
     from pipelines.docker_optimization.model.shell import workdir_at
 
     df = Dockerfile.parse("Dockerfile", MULTI_STAGE)
