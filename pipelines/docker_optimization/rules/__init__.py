@@ -45,8 +45,8 @@ class Fix(_KitFix):
 # module that declares none, so one that is emptied or renamed can't silently stop running.
 MODULES = (
     "input", "cache", "security_secrets", "context", "context_copies", "context_git", "compose", "compose_health",
-    "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "security", "security_host",
-    "size",
+    "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "reliability_images",
+    "security", "security_host", "size", "size_lockfiles",
 )
 
 
