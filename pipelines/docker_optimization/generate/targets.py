@@ -135,7 +135,7 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
             for s, why in copies.problems(ctx, df)]
 
 
-def resolve(project: Project, compose: str, service: str, data: dict) -> Build | None:
+def service_build(project: Project, compose: str, service: str, data: dict) -> Build | None:
     """The service's build in ``compose`` resolved (context, Dockerfile, why it can't build); None without one."""
     key = f"generate.build:{compose}:{service}"
     if key not in project.memo:
@@ -221,7 +221,7 @@ def buildable(project: Project, graph: BuildGraph) -> Targets:
     for name in graph.built:
         first = None
         for compose, data in _definitions(project, name):
-            build = resolve(project, compose, name, data)
+            build = service_build(project, compose, name, data)
             if build is None:
                 continue
             first = first or build
@@ -253,7 +253,7 @@ def deployable(project: Project) -> dict[str, str]:
     out = {}
     for name, data in compose.services.items():
         if isinstance(data, dict):
-            build = resolve(project, path, str(name), data)
+            build = service_build(project, path, str(name), data)
             if build is not None and build.problems:
                 out[str(name)] = "; ".join(build.problems)
     return out

@@ -176,8 +176,8 @@ def preceding(df: Dockerfile, ins: Instruction) -> list[Instruction]:
     while stage >= 0 and stage not in seen:
         seen.add(stage)
         out = [i for i in df.instructions if i.stage == stage and i.start_line < limit] + out
-        base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
-        stage = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
+        parent = df.parent(stage)
+        stage = -1 if parent is None else parent
         limit = 1 << 30
     return out
 
@@ -196,8 +196,7 @@ def _before(df: Dockerfile) -> dict[int, tuple[dict[str, tuple[str, Instruction]
             env: dict[str, tuple[str, Instruction]] = {}
             hook = False
             if stage >= 0:
-                base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
-                parent = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
+                parent = df.parent(stage)
                 if parent in ends:
                     env, hook = ends[parent]
             for other in df.in_stage(stage):
@@ -243,7 +242,7 @@ def target_of(opts: dict[str, str]) -> str:
     return opts.get("target") or opts.get("dst") or opts.get("destination") or ""
 
 
-def resolve(cache: Cache, run: Run) -> str | None:
+def cache_dir(cache: Cache, run: Run) -> str | None:
     """The cache's directory for this RUN; ``~/...`` for another user's home; None when we can't tell."""
     for var, suffix in cache.env:
         if var in run.env:
@@ -269,7 +268,7 @@ def covers(target: str, path: str) -> bool:
 
 def _covered(cache: Cache, run: Run, targets: list[str]) -> str | None:
     """The mount target that holds ``cache`` for this RUN, if any."""
-    path = resolve(cache, run)
+    path = cache_dir(cache, run)
     return next((t for t in targets if path and covers(t, path)), None)
 
 
@@ -303,7 +302,7 @@ def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cach
         for cache in manager.caches:
             if cache.needs is not None and not cache.needs.search(run.text):
                 continue
-            path = resolve(cache, run)
+            path = cache_dir(cache, run)
             if path and not any(covers(t, path) for t in targets) and (cache, path) not in caches:
                 caches.append((cache, path))
     return [(m, caches) for m, caches in found.values() if caches]

@@ -139,6 +139,18 @@ class Dockerfile:
                 found.append(Stage(index=len(found), base=base, name=name, start_line=ins.start_line))
         return found
 
+    def parent(self, index: int) -> int | None:
+        """The earlier stage that stage ``index`` is built ``FROM`` (``FROM build``), or None for an image."""
+        parents = self.memo.get("parents")
+        if parents is None:  # the first earlier stage of that name, case-insensitive, as BuildKit looks it up
+            parents = self.memo["parents"] = {}
+            named: dict[str, int] = {}
+            for s in self.stages:
+                parents[s.index] = named.get(s.base.lower())
+                if s.name:
+                    named.setdefault(s.name.lower(), s.index)
+        return parents.get(index)
+
     @property
     def final_stage(self) -> int:
         return len(self.stages) - 1

@@ -122,7 +122,7 @@ def global_args(df: Dockerfile) -> dict[str, str]:
     return found
 
 
-def resolve(df: Dockerfile, ref: str) -> str:
+def base_image(df: Dockerfile, ref: str) -> str:
     """A FROM reference with global ARG defaults substituted ("" if a variable has no default)."""
     defaults = global_args(df)
 
@@ -208,9 +208,7 @@ def _replay_copy(ins: Instruction, changes: dict[str, bool]) -> bool:
 
 def parent_stage(df: Dockerfile, index: int) -> int | None:
     """The earlier stage that stage ``index`` is built ``FROM``, or None for an external image."""
-    base = df.stages[index].base.lower()
-    names = {s.name.lower(): s.index for s in df.stages[:index] if s.name}
-    return names.get(base)
+    return df.parent(index)
 
 
 def stage_chain(df: Dockerfile, index: int) -> list[int]:
@@ -235,7 +233,7 @@ def tools_in_stage(df: Dockerfile, index: int) -> Tools:
         virtual: dict[str, list[str]] = {}
         image, family, os_name, base = parent.image, parent.family, parent.os, parent.base
     else:
-        image = resolve(df, stage.base)
+        image = base_image(df, stage.base)
         family, os_name, base = family_of(image) if image else ("", "", frozenset())
         changes, pip, opaque, virtual = {}, set(), False, {}
     for ins in df.instructions:

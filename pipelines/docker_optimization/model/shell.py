@@ -78,7 +78,7 @@ def _shell_words(command: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def resolve(cwd: str, path: str) -> str:
+def resolve_path(cwd: str, path: str) -> str:
     """``path`` as an absolute image path seen from ``cwd`` ("" when a variable makes it unknown)."""
     if "$" in path or (not path.startswith("/") and (not cwd or "$" in cwd)):
         return ""
@@ -101,13 +101,12 @@ def _workdir(df: Dockerfile, stage: int, before: int | None = None) -> str:
     memo = df.memo.setdefault("workdirs", {})
     steps = memo.get(stage)
     if steps is None:
-        first = df.stages[stage]
-        parent = next((s for s in df.stages[:stage] if s.name and s.name.lower() == first.base.lower()), None)
-        cwd = _workdir(df, parent.index) if parent is not None else "/"
+        parent = df.parent(stage)
+        cwd = _workdir(df, parent) if parent is not None else "/"
         lines, cwds = [], [cwd]
         for other in df.in_stage(stage):
             if other.cmd == "WORKDIR" and other.value:
-                cwd = resolve(cwd, other.value[0])
+                cwd = resolve_path(cwd, other.value[0])
                 lines.append(other.start_line)
                 cwds.append(cwd)
         steps = memo[stage] = (lines, cwds)
@@ -139,7 +138,7 @@ def _split(words: list[str], cwd: str, depth: int = 0) -> list[Segment]:
             continue
         found.append(Segment(tuple(argv), cwd))
         if argv[0] == "cd":
-            cwd = resolve(cwd, argv[1]) if len(argv) > 1 else "/root"
+            cwd = resolve_path(cwd, argv[1]) if len(argv) > 1 else "/root"
     return found
 
 
@@ -222,9 +221,9 @@ class Install:
     def manifest_paths(self) -> list[str]:
         """Image paths of the manifests it reads ("" for one a variable hides)."""
         if self.files:
-            return [resolve(self.segment.cwd, f) for f in self.files]
+            return [resolve_path(self.segment.cwd, f) for f in self.files]
         main = MAIN_MANIFEST.get(self.tool)
-        return [resolve(self.segment.cwd, main)] if main else []
+        return [resolve_path(self.segment.cwd, main)] if main else []
 
 
 def _pip_args(seg: Segment) -> tuple[str, ...] | None:

@@ -57,7 +57,7 @@ from pipelines.docker_optimization.fixes.edit import replace_lines
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.model.cache_mounts import (
     APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, cache_runs,
-    covers, defeats, missing, preceding, resolve, run_of, target_of,
+    covers, defeats, missing, preceding, cache_dir, run_of, target_of,
 )
 
 CACHE_MOUNTS_FIX = Fix("cache-mounts")
@@ -430,7 +430,7 @@ def _env_edit(df: Dockerfile, env: Instruction, covered: dict[int, list[str]]) -
     for ins in df.of("RUN"):
         run = run_of(df, ins)
         if env in _pip_envs(df, ins) and PIP_INSTALL.search(run.text):
-            path = resolve(PIP, run)
+            path = cache_dir(PIP, run)
             if not path or not any(covers(t, path) for t in covered[ins.start_line]):
                 raise FixError(f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
                                f"line {ins.start_line}, which has no pip cache mount; left for a person")

@@ -30,7 +30,7 @@ from pipelines.docker_optimization.model.shell import (
     installs,
     is_heredoc,
     neutral,
-    resolve,
+    resolve_path,
     segments,
     under,
     workdir_at,
@@ -71,7 +71,7 @@ def _dir_like(src: str) -> bool:
 
 
 def copy_dest(df: Dockerfile, copy: Instruction) -> str:
-    return resolve(workdir_at(df, copy), copy.value[-1])
+    return resolve_path(workdir_at(df, copy), copy.value[-1])
 
 
 def delivered_by(df: Dockerfile, copy: Instruction, image_path: str) -> str | None:
@@ -293,7 +293,7 @@ class _Manifests:
     def add(self, inst: Install) -> None:
         cwd = inst.segment.cwd
         if inst.tool == "pip":
-            queue = [resolve(cwd, f) for f in inst.files]
+            queue = [resolve_path(cwd, f) for f in inst.files]
             seen: set[str] = set()
             while queue:
                 image_path = queue.pop(0)
@@ -307,18 +307,18 @@ class _Manifests:
                         raise FixError(f"{source} installs a local path ({line}), which needs the source")
                     nested = _NESTED.match(line)
                     if nested:
-                        queue.append(resolve(posixpath.dirname(image_path), nested.group(1)))
+                        queue.append(resolve_path(posixpath.dirname(image_path), nested.group(1)))
             return
         if inst.tool not in MANIFESTS:
             raise FixError(f"{inst.text}: {inst.tool} needs more than its manifests; left for a person")
-        found = {name: self.want(resolve(cwd, name), required) for name, required in MANIFESTS[inst.tool]}
+        found = {name: self.want(resolve_path(cwd, name), required) for name, required in MANIFESTS[inst.tool]}
         if inst.tool in ("npm", "yarn", "pnpm"):
             self._check_package_json(found["package.json"], cwd)
         if inst.tool in ("poetry", "uv") and found["pyproject.toml"] \
                 and _LOCAL_PATH_DEP.search(self.read(found["pyproject.toml"])):
             raise FixError(f"{found['pyproject.toml']} has path dependencies or a workspace, which need the source")
         installed = INSTALLED_INTO.get(inst.tool, "")
-        probe = delivered_by(self.df, self.copy, resolve(cwd, installed + "/x")) if installed else None
+        probe = delivered_by(self.df, self.copy, resolve_path(cwd, installed + "/x")) if installed else None
         if probe and not all(ctx.ignore.excluded(probe) for ctx in self.contexts):
             raise FixError(f"COPY {' '.join(self.copy.value)} would then copy a local {installed} over the one "
                            f"{inst.tool} installs; exclude {posixpath.dirname(probe)} in .dockerignore first")
@@ -348,7 +348,7 @@ class _Manifests:
         if any(isinstance(v, str) and v.startswith(("file:", "link:", "workspace:")) for v in deps):
             raise FixError(f"{source} has local (file:/link:) dependencies, which need the source")
         for name in (".yarnrc.yml", "pnpm-workspace.yaml"):
-            image_path = resolve(cwd, name)
+            image_path = resolve_path(cwd, name)
             other = delivered_by(self.df, self.copy, image_path)
             if other and any(ctx.sends(other) for ctx in self.contexts):
                 raise FixError(f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more "

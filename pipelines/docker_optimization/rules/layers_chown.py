@@ -22,7 +22,15 @@ from pipelines.docker_optimization.fixes.edit import (
 )
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.shell import INERT, Segment, is_heredoc, resolve, segments, under, workdir_at
+from pipelines.docker_optimization.model.shell import (
+    INERT,
+    Segment,
+    is_heredoc,
+    resolve_path,
+    segments,
+    under,
+    workdir_at,
+)
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.layers import copy_dest
 
@@ -63,7 +71,7 @@ def chown_after_copy(df: Dockerfile, run: Instruction) -> list[tuple[Recursive, 
         if change is None:
             continue
         for path in change.paths:
-            target = resolve(seg.cwd, path)
+            target = resolve_path(seg.cwd, path)
             lines, copies = _copies_by_dest(df, run.stage).get(target, ((), ())) if target else ((), ())
             before = bisect.bisect_left(lines, run.start_line)  # the last COPY to target above the RUN
             if before:
@@ -181,7 +189,7 @@ def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[
     prefix = _set_flags(prefix, [(change.prog, change.spec) for change in changes])
     edits = [(copy.start_line, copy.end_line, lines_of(prefix + rest))]
     made_earlier = any(i.cmd == "WORKDIR" and i.start_line < copy.start_line and i.value
-                       and under(resolve(workdir_at(df, i), i.value[0]), target) for i in stage)
+                       and under(resolve_path(workdir_at(df, i), i.value[0]), target) for i in stage)
     nl = newline_of(df.lines[run.start_line - 1]) or "\n"
     edits.append((run.start_line, run.end_line, ["RUN " + " && ".join(kept) + nl] if made_earlier else []))
     return edits

@@ -17,8 +17,8 @@ from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.fixes.edit import replace_lines
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.image_tools import (
+    base_image,
     repository_and_tag,
-    resolve,
 )
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
@@ -73,7 +73,7 @@ def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
         earlier = {s.name.lower() for s in df.stages[:stage.index] if s.name}
         if stage.base.lower() in earlier or stage.base.lower() == "scratch":
             continue
-        ref = resolve(df, stage.base)
+        ref = base_image(df, stage.base)
         if ref and ref.lower() != "scratch":
             found.append((ins, ref))
     return found

@@ -16,7 +16,7 @@ from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.model.shell import (
     Segment,
     classify,
-    resolve,
+    resolve_path,
     segments,
     shell_words,
 )
@@ -53,7 +53,7 @@ def lockfile_of(df: Dockerfile, run: Instruction, seg: Segment, contexts: list) 
         return ""
     copies = [c for c in context_copies(df, run.stage) if c.start_line < run.start_line]
     for name in LOCKFILES[tool]:
-        image_path = resolve(seg.cwd, name)
+        image_path = resolve_path(seg.cwd, name)
         source = next((found for c in reversed(copies) if (found := delivered_by(df, c, image_path))), None)
         if source and all(ctx.sends(source) for ctx in contexts):
             return source
