@@ -28,3 +28,10 @@ def test_workdir_and_the_instructions_before_a_run_follow_the_parent_stage():
     assert workdir_at(df, build_run) == "/app" and workdir_at(df, final_run) == "/"
     assert [i.cmd for i in preceding(df, build_run)] == ["FROM", "WORKDIR", "ENV", "FROM"]
     assert [i.cmd for i in preceding(df, final_run)] == ["FROM"]
+
+
+def test_a_stage_built_from_another_runs_as_the_user_that_stage_ends_with():
+    df = Dockerfile.parse("Dockerfile", "FROM python:3.12 AS base\nUSER app\nFROM base\nRUN pip install x\n"
+                                        "USER root\nRUN apt-get update\n")
+    first, second = df.of("RUN")
+    assert df.user_at(first) == "app" and df.user_at(second) == "root"

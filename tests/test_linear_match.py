@@ -155,7 +155,7 @@ def test_per_file_indexes_give_what_walking_the_file_gave():
     runs = df.of("RUN")
     assert [i.start_line for i in runs] == [4, 6, 10, 13, 15, 18]
     users = [df.user_at(i) for i in runs]
-    assert users == ["root", "builder", "root", "app", "root", "1000"]  # per stage, as user_at always answered
+    assert users == ["root", "builder", "builder", "app", "root", "1000"]  # FROM base runs as base's user
     for ins in runs:
         walked_env, hook = {}, False
         for other in preceding(df, ins):

@@ -180,18 +180,24 @@ class Dockerfile:
         return "".join(self.lines[ins.start_line - 1: ins.end_line])
 
     def user_at(self, ins: Instruction) -> str:
-        """The USER in effect when ``ins`` runs ("root" if none was set in its stage)."""
+        """The USER in effect when ``ins`` runs: the last USER before it in its stage, else the USER the stage
+        it is built FROM ends with (``FROM base`` runs as base's user), else "root"."""
         users = self.memo.get("user_at")
         if users is None:  # one pass: the USER in effect before each instruction
             users = self.memo["user_at"] = {}
             current: dict[int, str] = {}
+            starts = self.memo["user_start"] = {}
             for other in self.instructions:
-                users.setdefault(other.start_line, current.get(other.stage, "root"))
+                if other.stage not in current:  # a stage starts as the stage it is built FROM ended
+                    parent = self.parent(other.stage) if other.stage >= 0 else None
+                    current[other.stage] = current.get(parent, "root") if parent is not None else "root"
+                    starts[other.stage] = current[other.stage]
+                users.setdefault(other.start_line, current[other.stage])
                 if other.cmd == "USER" and other.value:
                     current[other.stage] = other.value[0].split(":")[0]
         if ins.start_line in users:
             return users[ins.start_line]
-        user = "root"
+        user = self.memo["user_start"].get(ins.stage, "root")   # an instruction not of this file: walk its stage
         for other in self.instructions:
             if other.start_line >= ins.start_line:
                 break
