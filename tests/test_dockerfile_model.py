@@ -7,13 +7,15 @@ from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from pipelines.docker_optimization.model.image_tools import stage_chain
 from pipelines.docker_optimization.model.shell import workdir_at
 
-TEXT = ("FROM python:3.12 AS Base\n"
-        "WORKDIR /app\n"
-        "ENV PIP_CACHE_DIR=/cache\n"
-        "FROM base AS build\n"
-        "RUN pip install -r requirements.txt\n"
-        "FROM alpine:3.20\n"
-        "RUN true\n")
+TEXT = (
+    "FROM python:3.12 AS Base\n"
+    "WORKDIR /app\n"
+    "ENV PIP_CACHE_DIR=/cache\n"
+    "FROM base AS build\n"
+    "RUN pip install -r requirements.txt\n"
+    "FROM alpine:3.20\n"
+    "RUN true\n"
+)
 
 
 def test_a_stage_built_from_an_earlier_stage_names_it_and_an_image_names_none():
@@ -31,7 +33,9 @@ def test_workdir_and_the_instructions_before_a_run_follow_the_parent_stage():
 
 
 def test_a_stage_built_from_another_runs_as_the_user_that_stage_ends_with():
-    df = Dockerfile.parse("Dockerfile", "FROM python:3.12 AS base\nUSER app\nFROM base\nRUN pip install x\n"
-                                        "USER root\nRUN apt-get update\n")
+    df = Dockerfile.parse(
+        "Dockerfile",
+        "FROM python:3.12 AS base\nUSER app\nFROM base\nRUN pip install x\nUSER root\nRUN apt-get update\n",
+    )
     first, second = df.of("RUN")
     assert df.user_at(first) == "app" and df.user_at(second) == "root"

@@ -17,7 +17,9 @@ from engine.finding import Applicability, Category, Severity
 from engine.lint import Fix, Hit, rule
 """
 
-GOOD = HEADER + '''
+GOOD = (
+    HEADER
+    + '''
 TIDY = Fix("tidy")
 
 
@@ -35,6 +37,7 @@ def untidy(text):
 def tidy(project, task, design):
     return {task.file: "tidy"}
 '''
+)
 
 
 def module(tmp_path, name: str, source: str):
@@ -74,7 +77,7 @@ def test_a_module_that_declares_no_rule_is_refused(tmp_path):
 
 
 def test_a_fix_without_its_implementation_is_refused(tmp_path):
-    source = GOOD[:GOOD.index("@TIDY.applies")]
+    source = GOOD[: GOOD.index("@TIDY.applies")]
     with pytest.raises(PackError, match=r"TT001: fix tidy has no implementation"):
         build(module(tmp_path, "unimplemented", source))
 

@@ -62,11 +62,20 @@ def fix_cell(rule: Rule) -> str:
 
 
 def section(rule: Rule) -> list[str]:
-    return [f'<a id="{rule.code.lower()}"></a>', "", f"### {rule.code}: {rule.name}", "",
-            f"_{rule.summary}_", "",
-            "| category | severity | fix | applies to |", "| --- | --- | --- | --- |",
-            f"| {rule.category.value} | {rule.severity.value} | {fix_cell(rule)} | {rule.target} |", "",
-            *doc_markdown(rule.doc), ""]
+    return [
+        f'<a id="{rule.code.lower()}"></a>',
+        "",
+        f"### {rule.code}: {rule.name}",
+        "",
+        f"_{rule.summary}_",
+        "",
+        "| category | severity | fix | applies to |",
+        "| --- | --- | --- | --- |",
+        f"| {rule.category.value} | {rule.severity.value} | {fix_cell(rule)} | {rule.target} |",
+        "",
+        *doc_markdown(rule.doc),
+        "",
+    ]
 
 
 def render(pack: RulePack, header: str, footer: list[str]) -> str:
@@ -77,8 +86,10 @@ def render(pack: RulePack, header: str, footer: list[str]) -> str:
         match = FAMILY.match(r.code)
         families[match.group(0) if match else r.code].append(r)
     out = [header, "| code | name | category | severity | fix |", "| --- | --- | --- | --- | --- |"]
-    out += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.category.value} | {r.severity.value} | {r.safety.value} |"
-            for r in rules]
+    out += [
+        f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.category.value} | {r.severity.value} | {r.safety.value} |"
+        for r in rules
+    ]
     out.append("")
     for family, members in sorted(families.items()):
         out += [f"## {family}", ""]

@@ -59,9 +59,9 @@ def glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
         elif pattern[i] == "?":
             out.append("[^/]")
             i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
             end = pattern.index("]", i + 1)
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             body = body.replace("\\", "\\\\")
             out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
             i = end + 1
@@ -143,9 +143,12 @@ def line_pragmas(lines: list[str], line: int) -> set[str]:
     return codes
 
 
-def partition(findings: list[Finding], config: Ignores, lines_of: Callable[[str], list[str]],
-              spans_of: Callable[[str], list[tuple[int, int]] | None],
-              ) -> tuple[list[Finding], list[tuple[Finding, str]]]:
+def partition(
+    findings: list[Finding],
+    config: Ignores,
+    lines_of: Callable[[str], list[str]],
+    spans_of: Callable[[str], list[tuple[int, int]] | None],
+) -> tuple[list[Finding], list[tuple[Finding, str]]]:
     """Split findings into (kept, ignored); each ignored one says what ignored it: "pragma" or "config".
 
     ``lines_of(path)`` gives a file's raw lines; ``spans_of(path)`` gives the (first, last) lines of

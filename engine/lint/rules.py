@@ -137,8 +137,11 @@ def rule(
     """Decorator: make a check function a rule (it stays callable as it was; the pack finds it)."""
 
     def declare(check: Callable[..., Iterable[Hit]]) -> Callable[..., Iterable[Hit]]:
-        setattr(check, _RULE_ATTR, Rule(code, name, category, severity, target, check, fix, safety, phase, heavy,
-                                        tuple(reads)))
+        setattr(
+            check,
+            _RULE_ATTR,
+            Rule(code, name, category, severity, target, check, fix, safety, phase, heavy, tuple(reads)),
+        )
         return check
 
     return declare

@@ -23,9 +23,18 @@ Targets = Callable[[object, Rule, dict], Iterable[tuple[str, object, str]]]
 
 
 def finding(rule: Rule, hit: Hit, file: str) -> Finding:
-    return Finding.make(rule=rule.code, name=rule.name, category=rule.category, severity=rule.severity,
-                        message=hit.message, file=hit.file or file, line=hit.line,
-                        end_line=hit.end_line or hit.line, evidence=hit.evidence, fix=rule.safety)
+    return Finding.make(
+        rule=rule.code,
+        name=rule.name,
+        category=rule.category,
+        severity=rule.severity,
+        message=hit.message,
+        file=hit.file or file,
+        line=hit.line,
+        end_line=hit.end_line or hit.line,
+        evidence=hit.evidence,
+        fix=rule.safety,
+    )
 
 
 def run_rule(rule: Rule, target: object, file: str, notes: list[Note], home: str = "") -> list[Finding]:
@@ -36,14 +45,20 @@ def run_rule(rule: Rule, target: object, file: str, notes: list[Note], home: str
     except Exception as err:  # a rule's bug must not stop the other rules, nor the other files
         frames = traceback.extract_tb(err.__traceback__)
         frame = next((f for f in reversed(frames) if home and home in f.filename), frames[-1])
-        notes.append(Note(kind="rule-error", file=file or "",
-                          message=f"rule {rule.code} failed on {file or 'the project'}: {type(err).__name__}: {err} "
-                                  f"({Path(frame.filename).name}:{frame.lineno}); its findings there are missing"))
+        notes.append(
+            Note(
+                kind="rule-error",
+                file=file or "",
+                message=f"rule {rule.code} failed on {file or 'the project'}: {type(err).__name__}: {err} "
+                f"({Path(frame.filename).name}:{frame.lineno}); its findings there are missing",
+            )
+        )
         return []
 
 
-def one_rule(project: object, each: Rule, targets: Targets, memo: dict, cache=None,
-             home: str = "") -> tuple[list[Finding], list[Note]]:
+def one_rule(
+    project: object, each: Rule, targets: Targets, memo: dict, cache=None, home: str = ""
+) -> tuple[list[Finding], list[Note]]:
     """A rule's findings over every target of its kind, and a note for each target it failed on.
 
     With a results cache (``digests(project, rule, keys)``, ``get(code, key, digest)``, ``put(...)``), a
@@ -77,8 +92,9 @@ def one_rule(project: object, each: Rule, targets: Targets, memo: dict, cache=No
     return [f for found, _ in units.values() for f in found], [n for _, noted in units.values() for n in noted]
 
 
-def rule_findings(project: object, rules: list[Rule], targets: Targets, notes: list[Note], then=None, cache=None,
-                  home: str = "") -> list[Finding]:
+def rule_findings(
+    project: object, rules: list[Rule], targets: Targets, notes: list[Note], then=None, cache=None, home: str = ""
+) -> list[Finding]:
     """Every rule's findings, in rule order, the same whether or not part of them ran aside.
 
     The heavy rules run in a forked child (``engine.aside``) while the others run here: two
