@@ -133,3 +133,18 @@ def test_each_output_format_is_one_formatter_object_and_renders_the_same_analysi
     assert sorted(f["rule"] for f in json.loads(data)["findings"]) == codes
     assert sorted(r["ruleId"] for r in json.loads(sarif)["runs"][0]["results"]) == codes
     assert all(f"**{code}**" in md for code in codes)
+
+
+def test_building_the_docker_pack_with_its_fixes_loads_no_pydantic_langgraph_or_openai():
+    """The fixes sit beside their rules, so `pipeline analyze` imports them: they must stay light."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from pipelines.docker_optimization.analysis import run_analysis\n"
+        "from pipelines.docker_optimization.rules import pack\n"
+        "pack()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'langgraph', 'openai'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

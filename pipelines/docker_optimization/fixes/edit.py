@@ -7,14 +7,16 @@ endings, the final-newline state) stays byte-identical.
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-from engine.artifacts import Task
 from engine.domain import FixError
 from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Hit
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Task
 
 
 def replace_lines(text: str, start: int, end: int, new_lines: list[str]) -> str:

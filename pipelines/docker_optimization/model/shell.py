@@ -143,7 +143,19 @@ def _split(words: list[str], cwd: str, depth: int = 0) -> list[Segment]:
 
 
 def segments(df: Dockerfile, ins: Instruction) -> list[Segment]:
-    """The simple commands of a RUN, each with the directory it runs in (none for heredocs)."""
+    """The simple commands of a RUN, each with the directory it runs in (none for heredocs).
+
+    Parsed once per RUN of a file (every rule and fix asks): a new list of the same frozen segments.
+    """
+    memo = df.memo.setdefault("segments", {})
+    key = (ins.start_line, ins.original)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = tuple(_segments(df, ins))
+    return list(found)
+
+
+def _segments(df: Dockerfile, ins: Instruction) -> list[Segment]:
     if ins.cmd != "RUN" or is_heredoc(ins) or not ins.value:
         return []
     cwd = workdir_at(df, ins)
@@ -330,7 +342,12 @@ def classify(seg: Segment) -> Install | None:
 
 
 def installs(df: Dockerfile, ins: Instruction) -> list[Install]:
-    return [found for seg in segments(df, ins) if (found := classify(seg)) is not None]
+    """What the package-manager commands of a RUN install (read once per RUN, like its segments)."""
+    memo = df.memo.setdefault("installs", {})
+    key = (ins.start_line, ins.original)
+    if key not in memo:
+        memo[key] = tuple(found for seg in segments(df, ins) if (found := classify(seg)) is not None)
+    return list(memo[key])
 
 
 # -- system package managers ------------------------------------------------------------

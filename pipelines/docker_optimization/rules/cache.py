@@ -45,10 +45,9 @@ Decisions, so the rules, the fixes and the size family agree:
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Fix, Hit, rule, load_all
@@ -59,6 +58,9 @@ from pipelines.docker_optimization.model.cache_mounts import (
     APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, cache_runs,
     covers, defeats, missing, preceding, cache_dir, run_of, target_of,
 )
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 CACHE_MOUNTS_FIX = Fix("cache-mounts")
 CACHE_REPAIR_FIX = Fix("cache-repair")

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model import variants
 from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile, RoundTrip
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization import policy
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 COMPOSE_CPU_FIX = Fix("compose-cpu")
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.compose import ComposeFile, RoundTrip
@@ -29,6 +28,9 @@ from pipelines.docker_optimization.rules.compose import (
     dependencies,
     detach_trailer,
 )
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 try:  # written by another family; without it CO004 has nothing to ask and stays quiet
     from pipelines.docker_optimization.model.image_tools import tools_in_final_stage

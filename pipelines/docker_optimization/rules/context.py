@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 import subprocess
 from pathlib import Path
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.gitenv import git_env
 from pipelines.docker_optimization.model.context_size import sent_size
@@ -26,6 +25,9 @@ from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.security_secrets import public_env
 from pipelines.docker_optimization.rules.context_copies import cannot_build, readable_ignore
 from pipelines.docker_optimization.rules.context_git import gitignore_rules, gitignored
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 DOCKERIGNORE_FIX = Fix("dockerignore")
 

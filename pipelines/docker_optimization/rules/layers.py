@@ -13,9 +13,8 @@ import json
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import comment_start, dockerfile_now, lines_of, newline_of, splice, verify
@@ -36,6 +35,9 @@ from pipelines.docker_optimization.model.shell import (
     workdir_at,
 )
 from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 MANIFESTS_FIRST_FIX = Fix("manifests-first")
 

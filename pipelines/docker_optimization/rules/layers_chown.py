@@ -5,9 +5,8 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import (
@@ -33,6 +32,9 @@ from pipelines.docker_optimization.model.shell import (
 )
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.layers import copy_dest
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 COPY_CHOWN_FIX = Fix("copy-chown")
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import (
@@ -30,6 +29,9 @@ from pipelines.docker_optimization.model.shell import (
     verb,
 )
 from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 BUNDLE_PACKAGE_RUNS_FIX = Fix("bundle-package-runs")
 FOLD_PIP_UPGRADE_FIX = Fix("fold-pip-upgrade")

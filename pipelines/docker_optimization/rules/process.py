@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model import yaml_lines
 from pipelines.docker_optimization.model.buildgraph import build_graph
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 BAKE_FILE_FIX = Fix("bake-file")
 CI_WORKFLOW_FIX = Fix("ci-workflow")

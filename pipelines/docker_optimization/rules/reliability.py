@@ -5,12 +5,11 @@ in ``reliability_images.py``."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 import json
 import shlex
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.image_tools import (
@@ -20,6 +19,9 @@ from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.fixes import dockerfile_of
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 HEALTHCHECK_TOOL_FIX = Fix("healthcheck-tool")
 

@@ -8,9 +8,8 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes import dockerfile_of
@@ -23,6 +22,9 @@ from pipelines.docker_optimization.model.image_tools import (
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.reliability import directives
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 SYNTAX_DIRECTIVE_FIX = Fix("syntax-directive")
 PIN_DIGEST_FIX = Fix("pin-digest")

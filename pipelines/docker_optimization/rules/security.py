@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 from dataclasses import dataclass, field
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
@@ -21,6 +20,9 @@ from pipelines.docker_optimization.model.shell import segments, workdir_at
 from pipelines.docker_optimization import policy
 from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
 from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 NON_ROOT_USER_FIX = Fix("non-root-user")
 

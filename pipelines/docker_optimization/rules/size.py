@@ -5,10 +5,9 @@ Installs that ignore a lockfile (SZ005) are in ``size_lockfiles.py``."""
 from __future__ import annotations
 
 import re
-from typing import Iterable, Callable
+from typing import TYPE_CHECKING, Iterable, Callable
 
 from engine.finding import Applicability, Category, Severity
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Fix, Hit, rule
@@ -19,6 +18,9 @@ from pipelines.docker_optimization.model.shell import (
 from pipelines.docker_optimization.rules.layers_runs import installs_with, manager_groups, merge_runs
 from pipelines.docker_optimization.fixes.edit import newline_of
 from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 APT_NO_RECOMMENDS_FIX = Fix("apt-no-recommends")
 NO_APK_CACHE_FIX = Fix("no-apk-cache")

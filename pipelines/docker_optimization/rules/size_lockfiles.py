@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of
@@ -24,6 +23,9 @@ from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.context_copies import cannot_build
 from pipelines.docker_optimization.rules.layers import context_copies, delivered_by
 from pipelines.docker_optimization.rules.size import _CONTINUATION, program, segment_end
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 NPM_CI_FIX = Fix("npm-ci")
 
