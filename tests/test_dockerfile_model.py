@@ -39,3 +39,13 @@ def test_a_stage_built_from_another_runs_as_the_user_that_stage_ends_with():
     )
     first, second = df.of("RUN")
     assert df.user_at(first) == "app" and df.user_at(second) == "root"
+
+
+def test_env_at_follows_the_parent_stage_and_names_the_env_that_set_each_value():
+    df = Dockerfile.parse("Dockerfile", TEXT)
+    build_run, final_run = df.of("RUN")
+    env = df.env_at(build_run)
+    assert {k: v for k, (v, _) in env.items()} == {"PIP_CACHE_DIR": "/cache"}
+    assert env["PIP_CACHE_DIR"][1].start_line == 3
+    assert df.env_at(final_run) == {}
+    assert df.workdir_at(build_run) == "/app"

@@ -183,31 +183,27 @@ def preceding(df: Dockerfile, ins: Instruction) -> list[Instruction]:
 
 
 def _before(df: Dockerfile) -> dict[int, tuple[dict[str, tuple[str, Instruction]], bool]]:
-    """For each instruction's line: the ENV in effect and whether a RUN removed docker-clean, as ``preceding`` sees them.
+    """For each instruction's line: the ENV in effect (``Dockerfile.env_at``) and whether a RUN removed docker-clean.
 
     One pass per file (stages in order, each starting from the end state of the
-    stage it is built FROM); consecutive instructions share one env dict until
-    an ENV changes it, so the pass does not copy the env for every RUN.
+    stage it is built FROM), as ``preceding`` sees them.
     """
     found = df.memo.get("run_before")
     if found is None:
         found, ends = {}, {}
         for stage in sorted({i.stage for i in df.instructions}):
-            env: dict[str, tuple[str, Instruction]] = {}
             hook = False
             if stage >= 0:
                 parent = df.parent(stage)
                 if parent in ends:
-                    env, hook = ends[parent]
+                    hook = ends[parent]
             for other in df.in_stage(stage):
-                found[other.start_line] = (env, hook)
+                found[other.start_line] = (df.env_at(other), hook)
                 if stage < 0:
                     continue  # preceding() gives nothing before the first FROM
-                if other.cmd == "ENV":
-                    env = {**env, **{k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])}}
-                elif other.cmd == "RUN" and not hook and HOOK_REMOVED.search(script(other)):
+                if other.cmd == "RUN" and not hook and HOOK_REMOVED.search(script(other)):
                     hook = True
-            ends[stage] = (env, hook)
+            ends[stage] = hook
         df.memo["run_before"] = found
     return found
 

@@ -7,6 +7,8 @@ fixes edit, so untouched bytes stay untouched.
 
 from __future__ import annotations
 
+import bisect
+import posixpath
 import re
 import signal
 import threading
@@ -85,6 +87,17 @@ class Instruction:
 
     def mounts(self) -> list[dict[str, str]]:
         return [dict(_MOUNT_KV.findall(m)) for m in self.flag("mount")]
+
+
+def resolve_path(cwd: str, path: str) -> str:
+    """``path`` as an absolute image path seen from ``cwd`` ("" when a variable makes it unknown)."""
+    if "$" in path or (not path.startswith("/") and (not cwd or "$" in cwd)):
+        return ""
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(cwd, path))
+
+
+def under(path: str, directory: str) -> bool:
+    return bool(path and directory) and (path == directory or path.startswith(directory.rstrip("/") + "/"))
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,53 @@ class Dockerfile:
     def source(self, ins: Instruction) -> str:
         """The raw text of an instruction, exactly as written (continuations, comments inside)."""
         return "".join(self.lines[ins.start_line - 1: ins.end_line])
+
+    def workdir_at(self, ins: Instruction) -> str:
+        """The WORKDIR in effect when ``ins`` runs ("/" by default; a stage built FROM another inherits it)."""
+        return self._workdir(ins.stage, ins.start_line) if ins.stage >= 0 else "/"
+
+    def _workdir(self, stage: int, before: int | None = None) -> str:
+        """The working directory of ``stage`` before line ``before`` (its last one when None).
+
+        Each stage's WORKDIRs are resolved once per file and looked up by bisection.
+        """
+        memo = self.memo.setdefault("workdirs", {})
+        steps = memo.get(stage)
+        if steps is None:
+            parent = self.parent(stage)
+            cwd = self._workdir(parent) if parent is not None else "/"
+            lines, cwds = [], [cwd]
+            for other in self.in_stage(stage):
+                if other.cmd == "WORKDIR" and other.value:
+                    cwd = resolve_path(cwd, other.value[0])
+                    lines.append(other.start_line)
+                    cwds.append(cwd)
+            steps = memo[stage] = (lines, cwds)
+        lines, cwds = steps
+        return cwds[-1] if before is None else cwds[bisect.bisect_left(lines, before)]
+
+    def env_at(self, ins: Instruction) -> dict[str, tuple[str, Instruction]] | None:
+        """The ENV in effect when ``ins`` runs: name -> (value, the ENV that set it), following the stage it is
+        built FROM; None for an instruction that is not this file's. Do not change the dict: copy it.
+
+        One pass per file; consecutive instructions share one dict until an ENV changes it.
+        """
+        index = self.memo.get("env_at")
+        if index is None:
+            index, ends = {}, {}
+            for stage in sorted({i.stage for i in self.instructions}):
+                env: dict[str, tuple[str, Instruction]] = {}
+                if stage >= 0:
+                    parent = self.parent(stage)
+                    if parent in ends:
+                        env = ends[parent]
+                for other in self.in_stage(stage):
+                    index[other.start_line] = env
+                    if stage >= 0 and other.cmd == "ENV":
+                        env = {**env, **{k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])}}
+                ends[stage] = env
+            self.memo["env_at"] = index
+        return index.get(ins.start_line)
 
     def user_at(self, ins: Instruction) -> str:
         """The USER in effect when ``ins`` runs: the last USER before it in its stage, else the USER the stage

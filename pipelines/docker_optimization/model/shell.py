@@ -11,7 +11,6 @@ tokenized here. Rules and fixes ask ``segments(df, run)`` and
 
 from __future__ import annotations
 
-import bisect
 import posixpath
 import re
 import shlex
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
 
 # -- shell reading ------------------------------------------------------------
 
@@ -78,45 +77,13 @@ def _shell_words(command: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def resolve_path(cwd: str, path: str) -> str:
-    """``path`` as an absolute image path seen from ``cwd`` ("" when a variable makes it unknown)."""
-    if "$" in path or (not path.startswith("/") and (not cwd or "$" in cwd)):
-        return ""
-    return posixpath.normpath(path if path.startswith("/") else posixpath.join(cwd, path))
-
-
-def under(path: str, directory: str) -> bool:
-    return bool(path and directory) and (path == directory or path.startswith(directory.rstrip("/") + "/"))
-
-
 def is_heredoc(ins: Instruction) -> bool:
     return any(v.startswith("<<") for v in ins.value)
 
 
-def _workdir(df: Dockerfile, stage: int, before: int | None = None) -> str:
-    """The working directory of ``stage`` before line ``before`` (its last one when None).
-
-    Each stage's WORKDIRs are resolved once per file and looked up by bisection.
-    """
-    memo = df.memo.setdefault("workdirs", {})
-    steps = memo.get(stage)
-    if steps is None:
-        parent = df.parent(stage)
-        cwd = _workdir(df, parent) if parent is not None else "/"
-        lines, cwds = [], [cwd]
-        for other in df.in_stage(stage):
-            if other.cmd == "WORKDIR" and other.value:
-                cwd = resolve_path(cwd, other.value[0])
-                lines.append(other.start_line)
-                cwds.append(cwd)
-        steps = memo[stage] = (lines, cwds)
-    lines, cwds = steps
-    return cwds[-1] if before is None else cwds[bisect.bisect_left(lines, before)]
-
-
 def workdir_at(df: Dockerfile, ins: Instruction) -> str:
-    """The WORKDIR in effect when ``ins`` runs ("/" by default; a stage built FROM another inherits it)."""
-    return _workdir(df, ins.stage, ins.start_line) if ins.stage >= 0 else "/"
+    """The WORKDIR in effect when ``ins`` runs (``Dockerfile.workdir_at``)."""
+    return df.workdir_at(ins)
 
 
 def _split(words: list[str], cwd: str, depth: int = 0) -> list[Segment]:

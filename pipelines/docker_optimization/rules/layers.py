@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import comment_start, dockerfile_now, lines_of, newline_of, splice, verify
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
 from pipelines.docker_optimization.model.project import Context, Project
 from pipelines.docker_optimization.model.shell import (
     INERT,
@@ -29,9 +29,7 @@ from pipelines.docker_optimization.model.shell import (
     installs,
     is_heredoc,
     neutral,
-    resolve_path,
     segments,
-    under,
     workdir_at,
 )
 from pipelines.docker_optimization.rules import Fix, Hit, rule

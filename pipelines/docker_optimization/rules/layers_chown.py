@@ -19,15 +19,13 @@ from pipelines.docker_optimization.fixes.edit import (
     split_prefix,
     verify,
 )
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.model.shell import (
     INERT,
     Segment,
     is_heredoc,
-    resolve_path,
     segments,
-    under,
     workdir_at,
 )
 from pipelines.docker_optimization.rules import Fix, Hit, rule

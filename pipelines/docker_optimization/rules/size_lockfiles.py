@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Iterable
 from engine.domain import AlreadyResolved, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.model.shell import (
     Segment,
     classify,
-    resolve_path,
     segments,
     shell_words,
 )
