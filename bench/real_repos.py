@@ -80,7 +80,7 @@ def check_builds(repo: Path, head: Path, record: dict) -> dict:
     """Build each changed Dockerfile at the head under each of its contexts, when its bases exist here."""
     sys.path.insert(0, str(ROOT))
     from engine.tree import DirTree
-    from pipelines.docker_optimization.project import Project
+    from pipelines.docker_optimization.model.project import Project
 
     base = record["run"]["base_commit"]
     changed = set(_git(repo, "diff", "--name-only", base, record["run"]["branch"]).split())

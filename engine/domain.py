@@ -9,10 +9,11 @@ task's fix, add domain-specific review gates, and measure.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from engine.artifacts import Change, Design, Finding, Gate, Measurement, Plan, Task
-from engine.tree import DirTree, Tree
+if TYPE_CHECKING:  # annotations only: a pipeline's fixes raise FixError without loading pydantic
+    from engine.artifacts import Change, Design, Finding, Gate, Measurement, Plan, Task
+    from engine.tree import DirTree, Tree
 
 
 class FixError(Exception):

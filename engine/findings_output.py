@@ -23,13 +23,11 @@ from typing import Literal
 from urllib.parse import quote
 
 from engine.finding import Applicability, Category, Finding, Severity
-from engine.redact import mask, mask_data
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 _STRICT = {"extra": "forbid"}   # pydantic's config for these dataclasses when it writes the JSON schema
 
 
@@ -61,7 +59,7 @@ class IgnoredFinding:
 
 @dataclass(kw_only=True)
 class ToolRun:
-    """What an extra tool (a linter the pipeline runs beside its rules) did in this analysis."""
+    """What an extra tool (a second-opinion linter) did in this analysis."""
 
     __pydantic_config__ = _STRICT
 
@@ -181,14 +179,10 @@ def document(result: AnalysisResult, root: Path) -> AnalyzeDocument:
 
 
 def render(result: AnalysisResult | list[Finding], fmt: str, root: Path) -> str:
-    if isinstance(result, list):
-        result = AnalysisResult(findings=result)
-    # Findings are masked when made; notes, tool messages and paths are masked here (engine.redact.mask).
-    if fmt == "json":
-        return json.dumps(mask_data(_json_data(document(result, root))), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "sarif":
-        return json.dumps(mask_data(sarif(result, root)), indent=2) + "\n"
-    return mask(markdown(result, root))
+    """``result`` in format ``fmt``: each format is a formatter object of ``engine.lint.formats``."""
+    from engine.lint.formats import render as render_format
+
+    return render_format(result, fmt, root)
 
 
 # -- markdown -------------------------------------------------------------------
@@ -227,11 +221,6 @@ def markdown(result: AnalysisResult, root: Path) -> str:
 
 def _uri(path: str) -> str:
     return quote(path, safe="/")
-
-
-def rules_doc_uri(code: str) -> str:
-    """Where a rule of ours is documented: docs/rules.md#<code> in this checkout ("" when it isn't there)."""
-    return DOCS.as_uri() + f"#{code.lower()}" if DOCS.is_file() else ""
 
 
 def _rule_descriptor(f: Finding, meta: RuleMeta | None) -> dict:

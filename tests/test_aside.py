@@ -10,8 +10,9 @@ import pytest
 
 from engine import aside
 from engine.aside import Aside
+from engine.lint import runner
 from pipelines.docker_optimization import analysis
-from pipelines.docker_optimization.rules import REGISTRY, load_all
+from pipelines.docker_optimization.rules import load_all
 from tests.conftest import EXAMPLE
 from tests.rulekit import write
 
@@ -54,14 +55,14 @@ def _result(monkeypatch, repo, enabled: bool):
             forked.append(self.running)
 
     monkeypatch.setattr(aside, "ENABLED", enabled)
-    monkeypatch.setattr(analysis, "Aside", Recorded)
+    monkeypatch.setattr(runner, "Aside", Recorded)
     result = analysis.run_analysis(repo)
     assert forked == [enabled]     # the heavy rules ran in a child exactly when allowed
     return result
 
 
 def test_the_analysis_is_the_same_with_its_heavy_rules_aside(monkeypatch):
-    assert {code for code, r in REGISTRY.items() if r.heavy} == {"CX005", "CO008"}
+    assert {code for code, r in load_all().items() if r.heavy} == {"CX005", "CO008"}
     alone, split = _result(monkeypatch, EXAMPLE, False), _result(monkeypatch, EXAMPLE, True)
     assert split.findings == alone.findings and split.notes == alone.notes
 
@@ -81,7 +82,7 @@ def test_a_rule_that_fails_in_the_child_is_a_note_in_the_same_place(monkeypatch)
         raise KeyError("boom")
         yield  # pragma: no cover
 
-    monkeypatch.setitem(REGISTRY, "CX005", dataclasses.replace(REGISTRY["CX005"], check=broken))
+    monkeypatch.setitem(load_all(), "CX005", dataclasses.replace(load_all()["CX005"], check=broken))
     alone, split = _result(monkeypatch, EXAMPLE, False), _result(monkeypatch, EXAMPLE, True)
     assert split.notes == alone.notes
     assert any(n.kind == "rule-error" and "CX005" in n.message and "KeyError" in n.message for n in split.notes)

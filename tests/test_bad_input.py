@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from engine.artifacts import Category, Severity
 from engine.tree import DirTree
-from pipelines.docker_optimization import hadolint, project as project_mod
+from pipelines.docker_optimization import hadolint
+from pipelines.docker_optimization.model import project as project_mod
 from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.rules import Hit, Rule, load_all
 from tests.conftest import EXAMPLE
 from tests.rulekit import write
 
@@ -253,7 +254,7 @@ def test_a_rule_that_raises_is_a_note_and_the_other_rules_still_run(tmp_path, mo
         raise ValueError("bad rule")
         yield Hit(1, "never")
 
-    monkeypatch.setitem(REGISTRY, "ZZ999", Rule("ZZ999", "broken", Category.correctness, Severity.error,
+    monkeypatch.setitem(load_all(), "ZZ999", Rule("ZZ999", "broken", Category.correctness, Severity.error,
                                                 "dockerfile", broken))
     write(tmp_path, {"Dockerfile": PIP.decode()})
     result = run_analysis(tmp_path)

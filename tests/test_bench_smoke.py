@@ -11,8 +11,8 @@ import os
 from bench import analyze_vs_hadolint as bench
 from bench.monorepo import counts, ensure, generate
 from engine.tree import DirTree
-from pipelines.docker_optimization.copies import problems
-from pipelines.docker_optimization.project import Project, is_dockerfile
+from pipelines.docker_optimization.model.copies import problems
+from pipelines.docker_optimization.model.project import Project, is_dockerfile
 
 SCALE = 0.02
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from engine.tree import DirTree
-from pipelines.docker_optimization.buildgraph import (
+from pipelines.docker_optimization.model.buildgraph import (
     Edge, build_graph, build_order_summary, context_key, normalize_image, primary_compose,
 )
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from tests.rulekit import write
 
 

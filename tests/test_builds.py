@@ -12,11 +12,11 @@ import pytest
 from engine.artifacts import Method
 from engine.runs import start_run
 from engine.tree import DirTree, GitTree
-from pipelines.docker_optimization.builds import (
+from pipelines.docker_optimization.ops.builds import (
     SCENARIOS, _append_line, build, changed_builds, changed_paths, docker, measure_services, probe, touch_targets,
     unique_blank_line, verify_build,
 )
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from tests.conftest import child_processes, cli, git, make_repo
 
 SERVICE = {
@@ -37,7 +37,7 @@ def engine_or_skip():
 
 def test_without_an_engine_the_figures_say_not_measured_and_why(tmp_path, reports, docker_pipeline, monkeypatch):
     monkeypatch.delenv("DOCKER_HOST", raising=False)
-    monkeypatch.setattr("pipelines.docker_optimization.builds.DEFAULT_SOCKET", tmp_path / "no.sock")
+    monkeypatch.setattr("pipelines.docker_optimization.ops.builds.DEFAULT_SOCKET", tmp_path / "no.sock")
     repo = make_repo(tmp_path / "repo", SERVICE)
     record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"builds": "auto"})
     gaps = [m for m in record.measurements if m.method is Method.not_measured]

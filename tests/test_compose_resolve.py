@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from engine.tree import DirTree
 from pipelines.docker_optimization.analysis import analyze
-from pipelines.docker_optimization.compose_resolve import interpolate, parse_env
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.compose_resolve import interpolate, parse_env
+from pipelines.docker_optimization.model.project import Project
 from tests.rulekit import write
 
 DOCKERFILE = "FROM python:3.12-slim\nCOPY app.py /app/\n"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.docker_optimization import compose
+from pipelines.docker_optimization.model import compose
 from tests.conftest import ROOT
 
 _SLOW = jsonschema.validators.validator_for(compose.compose_schema())(compose.compose_schema())

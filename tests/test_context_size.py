@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.tree import DirTree
-from pipelines.docker_optimization.context_size import TOP_FILES, SentSize, _from_listing, sent_size
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.context_size import TOP_FILES, SentSize, _from_listing, sent_size
+from pipelines.docker_optimization.model.project import Project
 from tests.rulekit import write
 
 _SEGMENTS = st.sampled_from(["a", "b", "src", "node_modules", "tests", "x.pyc", ".env", "keep", "docs", "a.md"])

@@ -11,7 +11,7 @@ import pytest
 
 from hypothesis import given, settings, strategies as st
 
-from pipelines.docker_optimization.dockerignore import (
+from pipelines.docker_optimization.model.dockerignore import (
     FLAVORS, DockerIgnore, clean, compile_pattern, excluded_by_each, parse_lines,
 )
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.docker_optimization.dockerignore import FLAVORS, DockerIgnore
+from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore
 
 pytestmark = pytest.mark.docker
 

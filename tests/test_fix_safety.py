@@ -35,7 +35,7 @@ def task_for(root, files, fix):
 ])
 def test_fixes_that_can_change_what_the_image_does_are_unsafe_and_their_docs_say_why(code, why):
     rule = load_all()[code]
-    assert rule.fix is Applicability.unsafe
+    assert rule.safety is Applicability.unsafe
     assert why in " ".join(rule.doc.split())
 
 
@@ -104,10 +104,8 @@ def test_folding_a_pip_upgrade_is_safe_and_dropping_one_is_not(tmp_path):
 
 def test_a_change_that_switches_to_a_group_is_reverted_by_the_reviewer(tmp_path, reports, docker_pipeline,
                                                                        monkeypatch):
-    import dataclasses
-
     from engine.runs import start_run
-    from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
+    from pipelines.docker_optimization.rules import pack
     from tests.conftest import make_repo
 
     def to_the_group(project, task, design):   # what a careless edit wrote: the group's name after USER
@@ -115,8 +113,7 @@ def test_a_change_that_switches_to_a_group_is_reverted_by_the_reviewer(tmp_path,
         return {task.file: text.replace("CMD", "RUN addgroup --system appgroup && adduser --system --ingroup "
                                                "appgroup appuser\nUSER appgroup\nCMD")}
 
-    load_fixes()
-    monkeypatch.setitem(FIXES, "non-root-user", dataclasses.replace(FIXES["non-root-user"], apply=to_the_group))
+    monkeypatch.setattr(pack().fixes()["non-root-user"], "apply", to_the_group)
     repo = make_repo(tmp_path / "repo", {"Dockerfile": "FROM python:3.12-slim\nCMD [\"python\"]\n"})
     record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"unsafe_fixes": "1"})
     tasks = {t.id for t in record.plan.tasks if t.fix == "non-root-user"}

@@ -12,8 +12,8 @@ import zipfile
 import pytest
 
 from engine.tree import DirTree
-from pipelines.docker_optimization.builds import probe, verify_start
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.ops.builds import probe, verify_start
+from pipelines.docker_optimization.model.project import Project
 from tests.rulekit import fixed, write
 
 pytestmark = pytest.mark.docker

@@ -21,12 +21,12 @@ from engine.domain import AlreadyResolved, FixError
 from engine.tree import DirTree
 from pipelines.docker_optimization import PIPELINE
 from pipelines.docker_optimization.domain import DockerDomain
-from pipelines.docker_optimization.fixes import FIXES
+from pipelines.docker_optimization.rules import pack
 from pipelines.docker_optimization.generate.bake import bake_file
 from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
 from pipelines.docker_optimization.generate.workflow import workflow_file
-from pipelines.docker_optimization.project import Project
-from pipelines.docker_optimization.validate import gates_for, parse_bake
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.review.validate import gates_for, parse_bake
 from tests.rulekit import codes, write
 
 SMALL = {
@@ -1030,7 +1030,7 @@ def test_a_fix_whose_file_exists_now_is_already_resolved(tmp_path):
     write(tmp_path, {"docker-bake.hcl": "", ".github/workflows/docker-build.yml": "", "deploy/deploy.sh": ""})
     for task in plan.tasks:
         with pytest.raises(AlreadyResolved):
-            FIXES[task.fix].apply(Project(DirTree(tmp_path)), task, Design())
+            pack().fixes()[task.fix].apply(Project(DirTree(tmp_path)), task, Design())
 
 
 # -- reviewer gates -------------------------------------------------------------------
@@ -1377,7 +1377,7 @@ def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives
 
 @pytest.mark.docker
 def test_with_an_engine_the_kept_target_builds_as_bake_describes_it_and_the_left_out_one_does_not(tmp_path):
-    from pipelines.docker_optimization.builds import probe
+    from pipelines.docker_optimization.ops.builds import probe
 
     if not probe().ok:
         pytest.skip(probe().reason)

@@ -11,7 +11,7 @@ from engine.artifacts import Category, Finding, Severity
 from engine.tree import GitTree
 from pipelines.docker_optimization import hadolint
 from pipelines.docker_optimization.analysis import analyze, run_analysis
-from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from tests.conftest import git, make_repo
 from tests.rulekit import write
 

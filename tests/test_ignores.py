@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.docker_optimization import hadolint
 from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.ignores import codes_in, glob_regex
+from engine.lint.ignores import codes_in, glob_regex
 from tests.rulekit import fixed, write
 
 PIP = "RUN pip install -r requirements.txt\n"

@@ -25,7 +25,7 @@ from engine.tree import DirTree, GitTree, changed_paths
 from pipelines.docker_optimization.analysis import run_analysis
 from pipelines.docker_optimization.domain import DockerDomain
 from pipelines.docker_optimization.incremental import Incremental
-from pipelines.docker_optimization.rules import REGISTRY, load_all
+from pipelines.docker_optimization.rules import load_all
 from tests.conftest import EXAMPLE, git, make_repo
 
 DESIGN = Design(policies={"host_cores": "2"})
@@ -185,7 +185,7 @@ def test_a_dockerfile_edit_reruns_only_what_reads_it(tmp_path):
 def test_every_rule_declares_reads_it_can_be_asked_about():
     """Each rule's reads are its target's default or words the incremental engine knows (kinds, patterns)."""
     load_all()
-    for rule in REGISTRY.values():
+    for rule in load_all().values():
         assert rule.read_set, rule.code
         if rule.target != "project":
             assert set(rule.read_set) <= {"dockerfile", "context", "context-sizes", "compose", "dockerfiles",
@@ -264,8 +264,8 @@ def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
 
 def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
-    from pipelines.docker_optimization.context_size import sent_size
-    from pipelines.docker_optimization.project import Project
+    from pipelines.docker_optimization.model.context_size import sent_size
+    from pipelines.docker_optimization.model.project import Project
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)

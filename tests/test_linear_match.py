@@ -8,11 +8,11 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.copies import _glob_regex
-from pipelines.docker_optimization.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
-from pipelines.docker_optimization.ignores import glob_regex
-from pipelines.docker_optimization.rules.context import _wildmatch
+from engine import linear
+from pipelines.docker_optimization.model.copies import _glob_regex
+from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
+from engine.lint.ignores import glob_regex
+from pipelines.docker_optimization.rules.context_git import _wildmatch
 from tests.conftest import cli, make_repo
 
 # The pattern that backtracks: 14 stars and a final letter the long name lacks.
@@ -147,15 +147,15 @@ RUN echo five
 def test_per_file_indexes_give_what_walking_the_file_gave():
     """USER, WORKDIR, ENV and the docker-clean state before each instruction, from the one-pass indexes,
     are what walking the preceding instructions (the old way, quadratic over a file) says."""
-    from pipelines.docker_optimization.dockerfile import Dockerfile
-    from pipelines.docker_optimization.rules.cache import HOOK_REMOVED, preceding, run_of, script
-    from pipelines.docker_optimization.rules.layers import workdir_at
+    from pipelines.docker_optimization.model.dockerfile import Dockerfile
+    from pipelines.docker_optimization.model.cache_mounts import HOOK_REMOVED, preceding, run_of, script
+    from pipelines.docker_optimization.model.shell import workdir_at
 
     df = Dockerfile.parse("Dockerfile", MULTI_STAGE)
     runs = df.of("RUN")
     assert [i.start_line for i in runs] == [4, 6, 10, 13, 15, 18]
     users = [df.user_at(i) for i in runs]
-    assert users == ["root", "builder", "root", "app", "root", "1000"]  # per stage, as user_at always answered
+    assert users == ["root", "builder", "builder", "app", "root", "1000"]  # FROM base runs as base's user
     for ins in runs:
         walked_env, hook = {}, False
         for other in preceding(df, ins):

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.tree import DirTree
-from pipelines.docker_optimization.compose import is_compose_file
-from pipelines.docker_optimization.paths import span
-from pipelines.docker_optimization.project import _MAYBE_BUILD_FILE, Project, is_dockerfile
+from pipelines.docker_optimization.model.compose import is_compose_file
+from pipelines.docker_optimization.model.paths import span
+from pipelines.docker_optimization.model.project import _MAYBE_BUILD_FILE, Project, is_dockerfile
 from tests.rulekit import write
 
 _PARTS = st.sampled_from(["Dockerfile", "dockerfile", "DOCKERFILE", "DockerFile", "compose", "Compose", "docker-",

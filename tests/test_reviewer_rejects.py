@@ -6,13 +6,12 @@ checks the change is reverted with the gate that caught it.
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
 from engine.artifacts import ChangeStatus
 from engine.runs import start_run
-from pipelines.docker_optimization.fixes import FIXES, load_all
+from pipelines.docker_optimization.rules import pack
 from tests.conftest import git, make_repo
 
 REPO = {
@@ -31,9 +30,8 @@ REPO = {
 
 
 def misbehave(monkeypatch, group: str, edit) -> None:
-    """Replace one fix group's function by ``edit(project, task) -> {path: text}``."""
-    load_all()
-    monkeypatch.setitem(FIXES, group, dataclasses.replace(FIXES[group], apply=lambda project, task, design: edit(project, task)))
+    """Replace one fix's function by ``edit(project, task) -> {path: text}``."""
+    monkeypatch.setattr(pack().fixes()[group], "apply", lambda project, task, design: edit(project, task))
 
 
 def run(tmp_path, reports, docker_pipeline):

@@ -8,11 +8,11 @@ import pytest
 import yaml
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved, Declined
-from pipelines.docker_optimization import compose
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model import compose
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain, diff_paths, plain
-from pipelines.docker_optimization.rules.compose import healthcheck_programs
+from pipelines.docker_optimization.rules.compose_health import healthcheck_programs
 from tests.rulekit import codes, fixed, write
 
 COMPOSE = """\
@@ -320,19 +320,19 @@ def _tool_files(dockerfile: str, test: str = '["CMD", "curl", "-f", "http://loca
 
 
 def test_co004_triggers_on_curl_in_a_slim_python_image(tmp_path):
-    pytest.importorskip("pipelines.docker_optimization.image_tools")
+    pytest.importorskip("pipelines.docker_optimization.model.image_tools")
     files = _tool_files("FROM python:3.12-slim\nCOPY . .\n")
     assert codes(tmp_path, files, "CO004") == [("compose.yaml", 5)]
 
 
 def test_co004_reads_shell_commands_too(tmp_path):
-    pytest.importorskip("pipelines.docker_optimization.image_tools")
+    pytest.importorskip("pipelines.docker_optimization.model.image_tools")
     files = _tool_files("FROM python:3.12-slim\n", '"wget -qO- http://localhost:8000 || exit 1"')
     assert codes(tmp_path, files, "CO004") == [("compose.yaml", 5)]
 
 
 def test_co004_is_quiet_when_the_dockerfile_installs_it_or_the_base_is_unknown(tmp_path):
-    pytest.importorskip("pipelines.docker_optimization.image_tools")
+    pytest.importorskip("pipelines.docker_optimization.model.image_tools")
     installs = "FROM python:3.12-slim\nRUN apt-get update && apt-get install -y curl\n"
     assert codes(tmp_path, _tool_files(installs), "CO004") == []
     assert codes(tmp_path, _tool_files("FROM ghcr.io/acme/base:1\n"), "CO004") == []

@@ -8,9 +8,9 @@ from engine.artifacts import Design
 from engine.domain import AlreadyResolved
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain
-from pipelines.docker_optimization.fixes.context import HEADER
 from pipelines.docker_optimization.rules import context as context_rules
-from pipelines.docker_optimization.rules.context import gitignored, parse_gitignore
+from pipelines.docker_optimization.rules.context import HEADER
+from pipelines.docker_optimization.rules.context_git import gitignored, parse_gitignore
 from tests.conftest import make_repo
 from tests.rulekit import codes, fixed, write
 

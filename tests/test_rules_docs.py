@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from engine.artifacts import Applicability, Category, Severity
-from engine.findings_output import rules_doc_uri
+from engine.lint import docs as lint_docs
 from pipelines.docker_optimization import docs
-from pipelines.docker_optimization.rules import Rule, load_all
+from engine.lint import Fix
+from pipelines.docker_optimization.rules import Rule, load_all, pack
 from tests.conftest import ROOT
 
 RULES_MD = ROOT / "docs" / "rules.md"
@@ -23,7 +24,7 @@ def test_every_rule_has_a_section_its_sarif_help_uri_points_at():
         assert f'<a id="{code.lower()}"></a>\n\n### {code}: {rule.name}\n' in text
         assert f"| [{code}](#{code.lower()}) | {rule.name} |" in text
         assert rule.summary and rule.summary != rule.name, f"{code} has no docstring summary"
-    assert rules_doc_uri("CA001").endswith("/docs/rules.md#ca001")
+    assert pack().help_uri("CA001").endswith("/docs/rules.md#ca001")
 
 
 def test_a_section_shows_the_metadata_then_the_docstring_with_examples_as_code():
@@ -43,8 +44,8 @@ def test_a_section_shows_the_metadata_then_the_docstring_with_examples_as_code()
         """
 
     rule = Rule("ZZ001", "something-wrong", Category.size, Severity.info, "dockerfile", check,
-                Applicability.unsafe, "zz-fix", "dockerfiles")
-    assert "\n".join(docs.section(rule)) == "\n".join([
+                Fix("zz-fix"), Applicability.unsafe, "dockerfiles")
+    assert "\n".join(lint_docs.section(rule)) == "\n".join([
         '<a id="zz001"></a>', "", "### ZZ001: something-wrong", "", "_Something is wrong._", "",
         "| category | severity | fix | applies to |", "| --- | --- | --- | --- |",
         "| size | info | unsafe (fix `zz-fix`, phase dockerfiles) | dockerfile |", "",

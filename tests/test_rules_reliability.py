@@ -8,8 +8,8 @@ import stat
 import pytest
 
 from engine.domain import Declined, FixError
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.image_tools import tools_in_final_stage
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
 from tests.rulekit import BILLING, codes, fixed
 
 PROBE = ("[\"python\", \"-c\", \"import urllib.request,sys; sys.exit(0 if urllib.request.urlopen("

@@ -6,7 +6,7 @@ import pytest
 
 from engine.domain import FixError
 from pipelines.docker_optimization.analysis import analyze
-from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
 from pipelines.docker_optimization.domain import DockerDomain
 from tests.rulekit import BILLING, codes, fixed, write
 

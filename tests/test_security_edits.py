@@ -259,8 +259,8 @@ def test_each_planned_task_names_its_files_and_the_generated_scripts_are_declare
      "COPY --from=docker/cli:27 / /\nCOPY --from=${IMAGE} / /\n", None),
 ])
 def test_instruction_checks_reject_what_a_build_rejects(text, problem):
-    from pipelines.docker_optimization.dockerfile import Dockerfile
-    from pipelines.docker_optimization.validate import instruction_problems
+    from pipelines.docker_optimization.model.dockerfile import Dockerfile
+    from pipelines.docker_optimization.review.validate import instruction_problems
 
     found = instruction_problems(Dockerfile.parse("Dockerfile", text))
     assert (problem in found) if problem else found == []
@@ -281,7 +281,7 @@ def test_hadolint_parser_rejects_what_buildkits_parser_reads():
     ("deploy/deploy.sh", "#!/bin/sh\necho hi\n", "#!/bin/sh\n# fixed\necho hi\n", True),
 ])
 def test_a_comment_only_change_has_the_same_meaning(path, before, after, same):
-    from pipelines.docker_optimization.validate import same_meaning
+    from pipelines.docker_optimization.review.validate import same_meaning
 
     assert same_meaning(path, before, after) is same
 
@@ -312,7 +312,7 @@ def test_verify_builds_without_an_engine_does_not_pass_and_the_report_says_unver
     ("$$HOME and $HOME and ${X?set X} and cost $5", None),
 ])
 def test_compose_interpolation_is_read_as_compose_reads_it(value, problem):
-    from pipelines.docker_optimization.validate import interpolation_problems
+    from pipelines.docker_optimization.review.validate import interpolation_problems
 
     found = interpolation_problems({"services": {"app": {"image": value}}})
     assert found == ([f"services/app/image: {problem} in {value!r}"] if problem else [])
@@ -350,7 +350,7 @@ def test_a_model_task_is_as_unsafe_as_the_strictest_rule_it_addresses():
     ("FROM python:3.12-slim\nRUN pip install six\n", "FROM python:3.12-slim\nRUN pip install six==1.16.0\n", None),
 ])
 def test_what_a_model_edit_changes_can_make_it_unsafe(before, after, risk):
-    from pipelines.docker_optimization.model_edits import edit_risks
+    from pipelines.docker_optimization.review.model_edits import edit_risks
 
     assert edit_risks("app/Dockerfile", before, after) == ([risk] if risk else [])
 
@@ -361,6 +361,6 @@ def test_what_a_model_edit_changes_can_make_it_unsafe(before, after, risk):
     ("services/api/app/main.py", False), ("sitecustomize.py", False), ("services/api/requirements.txt", False),
 ])
 def test_a_model_edits_build_configuration_never_application_code(path, allowed):
-    from pipelines.docker_optimization.model_edits import model_may_edit
+    from pipelines.docker_optimization.review.model_edits import model_may_edit
 
     assert model_may_edit(path) is allowed

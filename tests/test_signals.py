@@ -21,7 +21,7 @@ from tests.conftest import ROOT, cli
 # Parse a big Dockerfile again and again; exit 130 on the interrupt, 3 on any parse error.
 PARSER = """
 import sys
-from pipelines.docker_optimization.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
 text = "FROM alpine\\n" + "".join(f"RUN echo {i} && \\\\\\n  true {i}\\n" for i in range(20000))
 print("parsing", flush=True)
 try:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from pipelines.docker_optimization import yaml_lines
+from pipelines.docker_optimization.model import yaml_lines
 from tests.conftest import ROOT
 
 

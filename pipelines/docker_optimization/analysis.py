@@ -21,24 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from engine.aside import Aside
-from engine.finding import Applicability, Category, Finding, Severity
-from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun, rules_doc_uri
+from engine.finding import Finding
+from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun
+from engine.lint import runner
 from engine.tree import DirTree, Tree
 from pipelines.docker_optimization import hadolint as hadolint_mod
-from pipelines.docker_optimization import ignores, variants
-from pipelines.docker_optimization.compose import ComposeFile, is_compose_file
-from pipelines.docker_optimization.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import REGISTRY, Hit, Rule, load_all, rule
+from pipelines.docker_optimization import ignores
+from pipelines.docker_optimization.model import variants
+from pipelines.docker_optimization.model.compose import ComposeFile, is_compose_file
+from pipelines.docker_optimization.model.project import Project, is_dockerfile
+from pipelines.docker_optimization.rules import Rule, load_all, pack
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
 _NOTABLE = (ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES)
 _MAX_SKIPPED_LISTED = 5
+_HOME = str(Path(__file__).resolve().parent)   # a rule's crash is reported at its deepest frame here
 
 
 @dataclass(frozen=True)
@@ -77,166 +78,7 @@ def services(project: Project) -> list[Service]:
     return found
 
 
-# -- input problems as rules (so they are documented, selectable and ignorable like any other) ------------
-
-@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project",
-      reads=("dockerfiles",))
-def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
-    """BuildKit's Dockerfile parser rejects the file.
-
-    Why: `docker build` uses the same parser, so the image can't be built;
-    no other rule looks at this file until it parses.
-
-    Example:
-        RUN <<EOF
-        echo never terminated
-
-    Use instead:
-        RUN <<EOF
-        echo terminated
-        EOF
-    """
-    for df in project.dockerfiles.values():
-        if df.error and df.path not in project.problems:
-            yield Hit(0, f"BuildKit's parser rejects this file: {df.error}", df.error, file=df.path)
-
-
-@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project",
-      reads=("composes",))
-def compose_parse_error(project: Project) -> Iterable[Hit]:
-    """A compose file is not valid YAML, or not a mapping at its top level.
-
-    A variant file that holds only comments, beside another compose file of
-    its directory, is a placeholder stacked with `-f` (a seam for forks to
-    fill in): compose merges it as nothing, and it is not reported.
-
-    Why: `docker compose` refuses it; no compose rule looks at it until it loads.
-
-    Example:
-        services:
-          api:
-            image: "unterminated
-
-    Use instead:
-        services:
-          api:
-            image: "api:1.0"
-    """
-    directories = [c.path.rpartition("/")[0] for c in project.composes]
-    for compose in project.composes:
-        if not compose.error or compose.path in project.problems:
-            continue
-        if _only_comments(compose.text) and directories.count(compose.path.rpartition("/")[0]) > 1:
-            continue
-        yield Hit(0, f"not a valid compose file: {compose.error}", compose.error, file=compose.path)
-
-
-def _only_comments(text: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("#") or line.strip() in ("---", "...")
-               for line in text.splitlines())
-
-
-def _problems(project: Project, code: str) -> Iterable[Hit]:
-    for problem in project.problems.values():
-        if problem.code == code:
-            yield Hit(0, problem.message, problem.message, file=problem.path)
-
-
-@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
-def file_not_text(project: Project) -> Iterable[Hit]:
-    """A Dockerfile, compose or ignore file holds binary content (NUL bytes).
-
-    It is named like one of the files the analysis reads, but it is not
-    text, so it is not analyzed.
-
-    Why: `docker build` or `docker compose` would fail on it, or the name is
-    misleading (a build artifact named `Dockerfile.bin`, say).
-
-    Example:
-        services/api/Dockerfile.cache   (a binary cache file)
-
-    Use instead:
-        a name that isn't a Dockerfile name (`api.cache`), or the real Dockerfile
-    """
-    return _problems(project, "PX003")
-
-
-@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
-def file_too_large(project: Project) -> Iterable[Hit]:
-    """A Dockerfile, compose or ignore file is larger than the analysis reads (4 MiB).
-
-    Why: no real Dockerfile or compose file is that big; it is generated or
-    not what its name says, and reading it whole would slow every analysis.
-
-    Example:
-        deploy/docker-compose.yml   (40 MiB, generated)
-
-    Use instead:
-        generate smaller files, or name the generated file so that it isn't
-        taken for a compose file or Dockerfile
-    """
-    return _problems(project, "PX004")
-
-
-@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project",
-      reads=("dockerfiles", "composes"))
-def file_unreadable(project: Project) -> Iterable[Hit]:
-    """A Dockerfile, compose or ignore file can't be read (permissions, I/O error).
-
-    Why: what can't be read can't be analyzed, and `docker build` will
-    most likely fail on it the same way.
-
-    Example:
-        services/api/Dockerfile   (mode 000)
-
-    Use instead:
-        make it readable: chmod a+r services/api/Dockerfile
-    """
-    return _problems(project, "PX005")
-
-
-@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project",
-      reads=("dockerignores", "contexts"))
-def dockerignore_invalid(project: Project) -> Iterable[Hit]:
-    """A .dockerignore holds a pattern Docker refuses (`[]a]`, a lone `!`, a trailing `\\`).
-
-    Why: `docker build` fails before sending anything; every service built
-    from that context is broken.
-
-    Example:
-        [a-]
-
-    Use instead:
-        a valid pattern: `[a\\-]` or `a-*`
-    """
-    seen = set()
-    for ctx in project.contexts:
-        if ctx.ignore_error and ctx.ignore_path not in seen:
-            seen.add(ctx.ignore_path)
-            yield Hit(0, f"Docker refuses this ignore file: {ctx.ignore_error}", ctx.ignore_error, file=ctx.ignore_path)
-
-
 # -- running the rules -------------------------------------------------------------------------------
-
-def _finding(rule: Rule, hit: Hit, file: str) -> Finding:
-    return Finding.make(rule=rule.code, name=rule.name, category=rule.category, severity=rule.severity,
-                        message=hit.message, file=hit.file or file, line=hit.line,
-                        end_line=hit.end_line or hit.line, evidence=hit.evidence, fix=rule.fix)
-
-
-def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[Finding]:
-    try:
-        return [_finding(rule, h, file) for h in rule.check(target)]
-    except Exception as err:  # a rule's bug must not stop the other rules, nor the other files
-        frames = traceback.extract_tb(err.__traceback__)
-        frame = next((f for f in reversed(frames) if "docker_optimization" in f.filename), frames[-1])
-        notes.append(Note(kind="rule-error", file=file or "",
-                          message=f"rule {rule.code} failed on {file or 'the project'}: {type(err).__name__}: {err} "
-                                  f"({Path(frame.filename).name}:{frame.lineno}); its findings there are missing"))
-        return []
-
 
 def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, object, str]]:
     """(key, target, file) for every target a rule runs on: a Dockerfile's path, a context's directory
@@ -264,85 +106,14 @@ def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, obj
         yield "", project, ""
 
 
-def _one_rule(project: Project, each: Rule, memo: dict, cache=None) -> tuple[list[Finding], list[Note]]:
-    """A rule's findings over every target of its kind, and a note for each target it failed on.
-
-    With a ``results_cache.ResultsCache``, a target whose inputs are unchanged since the last run takes
-    the stored findings instead of running the rule (the same findings, in the same order).
-    """
-    if cache is None:
-        findings: list[Finding] = []
-        notes: list[Note] = []
-        for _, target, file in targets(project, each, memo):
-            findings += _run_rule(each, target, file, notes)
-        return findings, notes
-    work = list(targets(project, each, memo))
-    digests = cache.digests(project, each, list(dict.fromkeys(key for key, _, _ in work))) or {}
-    units: dict[str, tuple[list[Finding], list[Note]]] = {}
-    stored: set[str] = set()
-    for key, target, file in work:
-        if key in stored:
-            continue
-        if key not in units and key in digests:
-            hit = cache.get(each.code, key, digests[key])
-            if hit is not None:
-                units[key] = hit
-                stored.add(key)
-                continue
-        unit = units.setdefault(key, ([], []))
-        unit[0].extend(_run_rule(each, target, file, unit[1]))
-    for key, (found, noted) in units.items():
-        if key in digests and key not in stored:
-            cache.put(each.code, key, digests[key], found, noted)
-    return [f for found, _ in units.values() for f in found], [n for _, noted in units.values() for n in noted]
+def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[Finding]:
+    return runner.run_rule(rule, target, file, notes, _HOME)
 
 
 def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None, cache=None) -> list[Finding]:
-    """Every rule's findings, in rule order, the same whether or not part of them ran aside.
-
-    The heavy rules (every context's size, the compose schema: the split
-    that measured best on the bench's trees) run in a forked child
-    (``engine.aside``) while the others run here: two cores for two halves
-    of the work. Without a child, all run here. ``then`` is called once the
-    child is forked (a thread started before would forbid the fork).
-    """
-    aside_rules = [i for i, r in enumerate(rules) if r.heavy]
-    memo: dict = {}
-
-    def aside():
-        wires = [_to_wire(*_one_rule(project, rules[i], memo, cache)) for i in aside_rules]
-        return wires, (cache.used if cache is not None else None)   # the child's cache entries come back too
-
-    child = Aside(aside)
-    if then is not None:
-        then()
-    done: dict[int, tuple[list[Finding], list[Note]]] = {}
-    with child:
-        for i, each in enumerate(rules):
-            if not (child.running and i in aside_rules):
-                done[i] = _one_rule(project, each, memo, cache)
-        answer = child.result()
-    if answer is not None:
-        wires, used = answer
-        done.update(zip(aside_rules, (_from_wire(*part) for part in wires)))
-        if cache is not None:
-            cache.used.update(used)
-    else:
-        done.update((i, _one_rule(project, rules[i], memo, cache)) for i in aside_rules if i not in done)
-    findings: list[Finding] = []
-    for i in range(len(rules)):
-        findings += done[i][0]
-        notes += done[i][1]
-    return findings
-
-
-def _to_wire(findings: list[Finding], notes: list[Note]) -> tuple[list[dict], list[tuple[str, str, str]]]:
-    """Findings and notes as marshal-able data, to cross the pipe from a child."""
-    return [f.to_json() for f in findings], [(n.kind, n.message, n.file) for n in notes]
-
-
-def _from_wire(findings: list[dict], notes: list[tuple[str, str, str]]) -> tuple[list[Finding], list[Note]]:
-    return [Finding(**f) for f in findings], [Note(kind=k, message=m, file=f) for k, m, f in notes]
+    """Every rule's findings, in rule order (``engine.lint.runner``): the heavy rules (every context's size,
+    the compose schema: the split that measured best on the bench's trees) run aside."""
+    return runner.rule_findings(project, rules, targets, notes, then=then, cache=cache, home=_HOME)
 
 
 def _input_notes(project: Project) -> list[Note]:
@@ -413,7 +184,7 @@ def _config(project: Project) -> ignores.Config:
     path = config.path
     if not path:
         return config
-    known = set(REGISTRY)
+    known = set(load_all())
     for code in config.ignored + [c for _, _, codes in config.per_file for c in codes]:
         if not (code in known or code.startswith(("DL", "SC")) or any(k.startswith(code) for k in known)):
             config.problems.append(f"{path}: {code} matches no rule")
@@ -440,13 +211,13 @@ _RULE_META: dict[str, RuleMeta] = {}   # a registry rule's metadata never change
 
 
 def _meta(code: str, sample: Finding) -> RuleMeta:
-    rule = REGISTRY.get(code)
+    rule = load_all().get(code)
     if rule is not None and code in _RULE_META:
         return _RULE_META[code]
     if rule is not None:
         _RULE_META[code] = RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc,
-                                    category=rule.category, severity=rule.severity, fix=rule.fix,
-                                    help_uri=rules_doc_uri(code))
+                                    category=rule.category, severity=rule.severity, fix=rule.safety,
+                                    help_uri=pack().help_uri(code))
         return _RULE_META[code]
     return RuleMeta(code=code, name=sample.name, summary=sample.message if sample.source == "hadolint" else sample.name,
                     category=sample.category, severity=sample.severity, source=sample.source,
@@ -525,7 +296,7 @@ def analyze_project(project: Project, select: set[str] | None = None) -> list[Fi
 
 def parse_errors(project: Project) -> list[Finding]:
     """The findings about input that could not be analyzed (PX rules)."""
-    return examine(project, select={c for c in REGISTRY if c.startswith("PX")}).findings
+    return examine(project, select={c for c in load_all() if c.startswith("PX")}).findings
 
 
 def _tree(root: Path | str | Tree) -> Tree:
@@ -545,4 +316,4 @@ def analyze(root: Path | str | Tree, hadolint: bool = False) -> list[Finding]:
     return run_analysis(root, hadolint=hadolint).findings
 
 
-__all__ = ["analyze", "analyze_project", "run_analysis", "examine", "services", "REGISTRY", "Applicability"]
+__all__ = ["analyze", "analyze_project", "run_analysis", "examine", "services"]

@@ -1,27 +1,18 @@
-"""Generate ``docs/rules.md`` from the rule registry: ``python -m pipelines.docker_optimization.docs > docs/rules.md``.
+"""Generate ``docs/rules.md`` from the rule pack: ``python -m pipelines.docker_optimization.docs > docs/rules.md``.
 
-One section per rule, in code order: code, name, category, severity, fix
-applicability (and the fix group and phase when there is a fix), then the
-rule's docstring, whose first line is the summary and whose indented
-"Example:" and "Use instead:" blocks become code blocks. Each section has an
-``id`` anchor of the lower-case code (``rules.md#ca001``), which SARIF's
-``helpUri`` points at. The page ends with how to ignore findings and how
-hadolint's findings are merged.
+The sections come from the rules' docstrings (``engine.lint.docs``); this
+module adds the page's header and its end: how to ignore findings, the
+policy the fixes read, and how hadolint's findings are merged. SARIF's
+``helpUri`` points at each rule's anchor (``rules.help_uri``).
 """
 
 from __future__ import annotations
 
-import re
 import sys
-from collections import defaultdict
 
-from engine.artifacts import Applicability
-from pipelines.docker_optimization import analysis  # noqa: F401  (registers the PX rules)
+from engine.lint import docs as lint_docs
 from pipelines.docker_optimization import hadolint
-from pipelines.docker_optimization.rules import Rule, load_all
-
-FAMILY = re.compile(r"^[A-Z]+")
-SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix|Fix safety):\s*(.*)$")
+from pipelines.docker_optimization.rules import pack
 
 HEADER = """# Rules
 
@@ -108,72 +99,11 @@ findings; a `.hadolint.yaml` hadolint can't read is a note too (hadolint then li
 """
 
 
-def _doc_markdown(doc: str) -> list[str]:
-    """The docstring after its summary line: sections as bold labels, indented blocks as code."""
-    lines = doc.splitlines()[1:]
-    out: list[str] = []
-    block: list[str] = []
-
-    def flush() -> None:
-        if block:
-            while block and not block[-1].strip():
-                block.pop()
-            out.extend(["```", *block, "```", ""])
-            block.clear()
-
-    for raw in lines:
-        if raw.startswith("    ") or (block and not raw.strip()):
-            block.append(raw[4:])
-            continue
-        flush()
-        match = SECTION.match(raw)
-        if match:
-            label, rest = match.groups()
-            out.append(f"**{label}:** {rest}".rstrip())
-            if not rest:
-                out.append("")
-        else:
-            out.append(raw)
-    flush()
-    while out and not out[-1].strip():
-        out.pop()
-    while out and not out[0].strip():
-        out.pop(0)
-    return out
-
-
-def _fix(rule: Rule) -> str:
-    if rule.fix is Applicability.none:
-        return "none"
-    return f"{rule.fix.value} (fix `{rule.fix_group}`, phase {rule.phase})"
-
-
-def section(rule: Rule) -> list[str]:
-    return [f'<a id="{rule.code.lower()}"></a>', "", f"### {rule.code}: {rule.name}", "",
-            f"_{rule.summary}_", "",
-            "| category | severity | fix | applies to |", "| --- | --- | --- | --- |",
-            f"| {rule.category.value} | {rule.severity.value} | {_fix(rule)} | {rule.target} |", "",
-            *_doc_markdown(rule.doc), ""]
-
-
 def render() -> str:
-    rules = sorted(load_all().values(), key=lambda r: r.code)
-    families: dict[str, list[Rule]] = defaultdict(list)
-    for r in rules:
-        families[FAMILY.match(r.code).group(0) if FAMILY.match(r.code) else r.code].append(r)
-    out = [HEADER, "| code | name | category | severity | fix |", "| --- | --- | --- | --- | --- |"]
-    out += [f"| [{r.code}](#{r.code.lower()}) | {r.name} | {r.category.value} | {r.severity.value} | {r.fix.value} |"
-            for r in rules]
-    out.append("")
-    for family, members in sorted(families.items()):
-        out += [f"## {family}", ""]
-        for r in members:
-            out += section(r)
     table = "\n".join(f"| {code} | {', '.join(ours)} |" for code, ours in sorted(hadolint.SAME_AS.items()))
     mounts = "\n".join(f"| {code} | {', '.join(f'`{n}`' for n in needles)} |"
                        for code, needles in sorted(hadolint.CACHE_ADVICE.items()))
-    out += [IGNORING, HADOLINT.format(table=table, mounts=mounts)]
-    return "\n".join(out).rstrip("\n") + "\n"
+    return lint_docs.render(pack(), HEADER, [IGNORING, HADOLINT.format(table=table, mounts=mounts)])
 
 
 def main() -> None:

@@ -13,13 +13,12 @@ from engine.domain import Declined, FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
 from engine.redact import mask
-from pipelines.docker_optimization import (
-    analysis, buildgraph, compose as compose_mod, copies, model_edits, policy, validate,
-)
-from pipelines.docker_optimization.fixes import FIXES, load_all as load_fixes
-from pipelines.docker_optimization.measure import measure_contexts
-from pipelines.docker_optimization.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import REGISTRY, load_all as load_rules
+from pipelines.docker_optimization import analysis, policy
+from pipelines.docker_optimization.model import buildgraph, compose as compose_mod, copies
+from pipelines.docker_optimization.review import model_edits, validate
+from pipelines.docker_optimization.ops.measure import measure_contexts
+from pipelines.docker_optimization.model.project import Project, is_dockerfile
+from pipelines.docker_optimization.rules import pack
 from pipelines.docker_optimization.rules.security import users_naming_groups
 
 
@@ -28,8 +27,7 @@ class DockerDomain:
         self.run = run
         self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
         self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
-        load_rules()
-        load_fixes()
+        self.rules = pack()   # built (and checked) once per process
 
     def close(self) -> None:
         return None
@@ -78,25 +76,24 @@ class DockerDomain:
         groups: dict[tuple[str, str], list[Finding]] = {}
         skipped = []
         for f in findings:
-            rule = REGISTRY.get(f.rule)
-            if rule is None or rule.fix is Applicability.none:
-                continue
-            if rule.fix_group not in FIXES:
-                skipped.append(f"{f.rule} at {f.location}: no fix named {rule.fix_group!r} is registered")
+            rule = self.rules.get(f.rule)
+            if rule is None or rule.fix is None:
                 continue
             if rule.phase not in phases:
                 skipped.append(f"{f.rule} at {f.location}: its fix belongs to phase {rule.phase}, not run")
                 continue
-            groups.setdefault((rule.fix_group, f.file), []).append(f)
+            groups.setdefault((rule.fix.name, f.file), []).append(f)
         tasks = []
         order = {p: i for i, p in enumerate(phases)}
         for (group, file), items in groups.items():
             rules = sorted({f.rule for f in items})
-            first = REGISTRY[rules[0]]
-            applicability = (Applicability.unsafe if any(REGISTRY[r].fix is Applicability.unsafe for r in rules)
+            first = self.rules[rules[0]]
+            fix = first.fix
+            assert fix is not None
+            applicability = (Applicability.unsafe if any(self.rules[r].safety is Applicability.unsafe for r in rules)
                              else Applicability.safe)
-            rationale = " ".join(REGISTRY[r].summary for r in rules)
-            assess = FIXES[group].assess
+            rationale = " ".join(self.rules[r].summary for r in rules)
+            assess = fix.assess
             if assess is not None and project is not None:
                 try:   # the fix's safety depends on what the repository configures: it says so, with its values
                     safe, said = assess(project, file)
@@ -105,11 +102,11 @@ class DockerDomain:
                 applicability = Applicability.safe if safe else Applicability.unsafe
                 rationale += " " + said
             tasks.append(Task(
-                id=short_hash(group, file), phase=first.phase, title=FIXES[group].title.format(file=file, dir=posixpath.dirname(file) or "."),
+                id=short_hash(group, file), phase=first.phase, title=fix.title.format(file=file, dir=posixpath.dirname(file) or "."),
                 scope=(", ".join(project.services_of(file)) or "all services") if project else "",
                 rationale=rationale, fix=group, file=file, rules=rules,
                 finding_ids=[f.id for f in items], applicability=applicability,
-                files=list(dict.fromkeys([file, *FIXES[group].writes])), executable=list(FIXES[group].executable),
+                files=list(dict.fromkeys([file, *fix.writes])), executable=list(fix.executable),
                 estimate="no figure predicted: ops measures the effect after the change"))
         tasks.sort(key=lambda t: (order[t.phase], t.file, t.fix))
         return Plan(tasks=tasks, skipped=skipped)
@@ -120,7 +117,8 @@ class DockerDomain:
         from pipelines.docker_optimization.hadolint import SAME_AS
 
         codes = [c for r in rules for c in (r, *SAME_AS.get(r, ()))]
-        unsafe = any(REGISTRY[c].fix is Applicability.unsafe for c in codes if c in REGISTRY)
+        rules = pack()
+        unsafe = any(rules[c].safety is Applicability.unsafe for c in codes if c in rules)
         return Applicability.unsafe if unsafe else Applicability.safe
 
     model_may_edit = staticmethod(model_edits.model_may_edit)
@@ -148,7 +146,7 @@ class DockerDomain:
 
     # -- implementer -----------------------------------------------------
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
-        fix = FIXES.get(task.fix)
+        fix = self.rules.fixes().get(task.fix)
         if fix is None:
             raise FixError(f"no fix named {task.fix}")
         project = self._project(root)
@@ -241,7 +239,7 @@ class DockerDomain:
         and a problem it had as well never reverts the change."""
         import tempfile
 
-        from pipelines.docker_optimization.builds import export_tree, probe, verify_start
+        from pipelines.docker_optimization.ops.builds import export_tree, probe, verify_start
 
         name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
         engine = probe()
@@ -323,7 +321,7 @@ class DockerDomain:
     def _engine(self):
         """The Docker engine, probed once per run (reachable or why not)."""
         if not hasattr(self, "_probed"):
-            from pipelines.docker_optimization.builds import probe
+            from pipelines.docker_optimization.ops.builds import probe
 
             self._probed = probe()
         return self._probed
@@ -349,7 +347,7 @@ class DockerDomain:
     def _build_gate(self, root: Path, ctx) -> Gate:
         """--verify-builds: the service really builds after the change. Without an engine the gate could not
         run: it does not pass, and the change stands unverified (never "passed" by default)."""
-        from pipelines.docker_optimization.builds import verify_build
+        from pipelines.docker_optimization.ops.builds import verify_build
 
         engine = self._engine()
         name = f"{ctx.dockerfile} builds in context {ctx.dir} (docker build)"
@@ -378,7 +376,8 @@ class DockerDomain:
         if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
-        allowed = FIXES[task.fix].compose_keys if task.fix in FIXES else (("services", "*"),) if task.fix == "llm" else ()
+        fixes = self.rules.fixes()
+        allowed = fixes[task.fix].compose_keys if task.fix in fixes else (("services", "*"),) if task.fix == "llm" else ()
         stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
         gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
                           detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
@@ -403,7 +402,7 @@ class DockerDomain:
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
-        from pipelines.docker_optimization.builds import changed_builds, changed_paths, measure_services
+        from pipelines.docker_optimization.ops.builds import changed_builds, changed_paths, measure_services
 
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
@@ -427,10 +426,10 @@ class DockerDomain:
 
         warn = lambda items: [f for f in items if f.severity.rank >= 1]  # noqa: E731
         figures.append(figure("findings at warning or above", warn(found_after), None if first else warn(found_before),
-                              f"the analyzer's {len(REGISTRY)} rules and hadolint run on {trees} (as `pipeline analyze` does)"))
+                              f"the analyzer's {len(self.rules)} rules and hadolint run on {trees} (as `pipeline analyze` does)"))
         scanned = (f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
                    f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
-                   f"files sent), rules " + ", ".join(sorted(r.code for r in REGISTRY.values()
+                   f"files sent), rules " + ", ".join(sorted(r.code for r in self.rules
                                                             if r.category.value == "security")))
         for severity in ("error", "warning", "info"):
             pick = lambda items: [f for f in items if f.category.value == "security" and f.severity.value == severity]  # noqa: E731,B023
@@ -466,7 +465,7 @@ def _build_checks(root: Path, context: str, path: str, text: str | None) -> tupl
     line numbers; or ([], why the checks could not run)."""
     import tempfile
 
-    from pipelines.docker_optimization.builds import docker
+    from pipelines.docker_optimization.ops.builds import docker
 
     with tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
         dockerfile = str(root / path)

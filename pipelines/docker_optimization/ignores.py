@@ -1,5 +1,8 @@
 """Ignoring findings: inline pragmas and the repository's ``.pipeline.yaml``.
 
+The pragmas and the matching are the lint kit's (``engine.lint.ignores``);
+this module reads ``.pipeline.yaml``: its ignores and the fixes' policy.
+
 Three ways, mirroring hadolint's ``# hadolint ignore=DL3008``:
 
 - In a Dockerfile, ``# pipeline ignore=CA001,LY002`` on a comment line
@@ -36,6 +39,7 @@ hadolint rule). Ignored findings are not dropped silently: ``apply`` returns
 them with what ignored them, so ``pipeline analyze`` can count them.
 """
 
+
 from __future__ import annotations
 
 import posixpath
@@ -44,57 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from engine.finding import Finding
-from pipelines.docker_optimization import linear
+from engine.lint.ignores import Ignores, glob_regex, partition
+from engine.lint.ignores import codes as _codes
+
+__all__ = ["CONFIG_NAMES", "Config", "Policy", "find_config", "load_config", "partition", "project_config",
+           "project_root"]
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PYPROJECT = "pyproject.toml"
-PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
-CODE = re.compile(r"^[A-Z]+[0-9]*$")
-
-
-def codes_in(line: str) -> set[str]:
-    """Codes named by ``# pipeline ignore=...`` pragmas on one raw line."""
-    found: set[str] = set()
-    for match in PRAGMA.finditer(line):
-        found.update(c.strip().upper() for c in match.group(1).split(","))
-    return found
-
-
-def matches(code: str, patterns: Iterable[str]) -> bool:
-    return any(code == p or code.startswith(p) for p in patterns)
-
-
-def glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
-    """A gitignore-like glob: ``**`` spans directories, ``*`` and ``?`` stay in one path segment.
-
-    Matched in time linear in the path (a ``*a*a*a*b`` glob must not backtrack).
-    """
-    out, i = [], 0
-    pattern = pattern.lstrip("/")
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
-            end = pattern.index("]", i + 1)
-            body = pattern[i + 1:end]
-            body = body.replace("\\", "\\\\")
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return linear.compile("".join(out) + "(?:/.*)?")
 
 
 @dataclass
@@ -162,42 +123,10 @@ def _policy(data: object, path: str, problems: list[str]) -> Policy:
 
 
 @dataclass
-class Config:
-    """What ``.pipeline.yaml`` says, plus the problems found reading it (shown as notes)."""
+class Config(Ignores):
+    """What ``.pipeline.yaml`` says (the kit's ignores, plus the policy), and the problems found reading it."""
 
-    path: str = ""
-    ignored: list[str] = field(default_factory=list)
-    prefix: str = ""   # the analyzed directory, relative to the config's directory ("" when they are the same)
-    per_file: list[tuple[str, re.Pattern[str], list[str]]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
     policy: "Policy" = field(default_factory=lambda: Policy())
-
-    def ignores(self, finding: Finding) -> bool:
-        if matches(finding.rule, self.ignored):
-            return True
-        name = posixpath.basename(finding.file)
-        where = posixpath.join(self.prefix, finding.file) if self.prefix else finding.file
-        for glob, regex, codes in self.per_file:
-            target = where if "/" in glob.strip("/") else name
-            if regex.fullmatch(target) and matches(finding.rule, codes):
-                return True
-        return False
-
-
-def _codes(value: object, where: str, problems: list[str]) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        problems.append(f"{where}: expected a list of rule codes, got {type(value).__name__}")
-        return []
-    out = []
-    for item in value:
-        code = str(item).strip().upper()
-        if CODE.match(code):
-            out.append(code)
-        else:
-            problems.append(f"{where}: {item!r} is not a rule code")
-    return out
 
 
 def load_config(path: str, text: str | None, prefix: str = "") -> Config:
@@ -346,68 +275,3 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return None
-
-
-def _comment_block_above(lines: list[str], line: int) -> Iterable[str]:
-    """The raw comment lines directly above 1-based ``line``, nearest first."""
-    i = line - 2
-    while 0 <= i < len(lines) and lines[i].lstrip().startswith("#"):
-        yield lines[i]
-        i -= 1
-
-
-def dockerfile_pragmas(lines: list[str], spans: list[tuple[int, int]]) -> dict[int, set[str]]:
-    """Line -> codes ignored there, for every line of every instruction with a pragma above it."""
-    out: dict[int, set[str]] = {}
-    for start, end in spans:
-        codes: set[str] = set()
-        for raw in _comment_block_above(lines, start):
-            codes |= codes_in(raw)
-        if codes:
-            for n in range(start, max(end, start) + 1):
-                out.setdefault(n, set()).update(codes)
-    return out
-
-
-def line_pragmas(lines: list[str], line: int) -> set[str]:
-    """Codes ignored at ``line`` of a YAML-like file: a trailing pragma there, or one in the comments above."""
-    if not 1 <= line <= len(lines):
-        return set()
-    codes = codes_in(lines[line - 1])
-    for raw in _comment_block_above(lines, line):
-        codes |= codes_in(raw)
-    return codes
-
-
-def partition(findings: list[Finding], config: Config, lines_of: Callable[[str], list[str]],
-              spans_of: Callable[[str], list[tuple[int, int]] | None],
-              ) -> tuple[list[Finding], list[tuple[Finding, str]]]:
-    """Split findings into (kept, ignored); each ignored one says what ignored it: "pragma" or "config".
-
-    ``lines_of(path)`` gives a file's raw lines; ``spans_of(path)`` gives a
-    Dockerfile's instruction spans (None for files that are not Dockerfiles).
-    """
-    kept: list[Finding] = []
-    ignored: list[tuple[Finding, str]] = []
-    tables: dict[str, Callable[[int], set[str]]] = {}
-    for f in findings:
-        if f.line > 0:
-            if f.file not in tables:
-                tables[f.file] = _pragma_lookup(lines_of(f.file), spans_of(f.file))
-            if matches(f.rule, tables[f.file](f.line)):
-                ignored.append((f, "pragma"))
-                continue
-        if config.ignores(f):
-            ignored.append((f, "config"))
-            continue
-        kept.append(f)
-    return kept, ignored
-
-
-def _pragma_lookup(lines: list[str], spans: list[tuple[int, int]] | None) -> Callable[[int], set[str]]:
-    if not any("pipeline" in line for line in lines):
-        return lambda line: set()
-    if spans is not None:
-        table = dockerfile_pragmas(lines, spans)
-        return lambda line: table.get(line, set())
-    return lambda line: line_pragmas(lines, line)

@@ -41,8 +41,8 @@ from engine.finding import Finding
 from engine.findings_output import AnalysisResult, Note, ToolRun
 from engine.tree import DirTree, GitTree, Tree, changed_paths
 from pipelines.docker_optimization.analysis import _run_rule, finish, targets
-from pipelines.docker_optimization.compose import is_compose_file
-from pipelines.docker_optimization.project import Context, Project, is_dockerfile, within
+from pipelines.docker_optimization.model.compose import is_compose_file
+from pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
 from pipelines.docker_optimization.rules import Rule, load_all
 
 Unit = tuple[list[Finding], list[Note]]

@@ -163,7 +163,7 @@ class ResultsCache:
     def _listing(self, project, directory: str) -> bytes:
         """The names and sizes of the files under ``directory`` (what a context rule reads of them)."""
         def make() -> bytes:
-            from pipelines.docker_optimization.paths import span
+            from pipelines.docker_optimization.model.paths import span
 
             paths = project.sorted_paths
             lo, hi = (0, len(paths)) if directory in ("", ".") else span(paths, directory.rstrip("/") + "/")

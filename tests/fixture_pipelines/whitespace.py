@@ -10,14 +10,70 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable
+
 from engine.artifacts import (
     Applicability, Category, Design, Finding, Measurement, Method, Plan, Severity, Task, short_hash,
 )
 from engine.domain import Declined
+from engine.lint import Fix, Hit, RulePack, rule, runner
 from engine.spec import Option, Phase, PipelineSpec
 from engine.tree import DirTree
 
 CLOSED: list[str] = []
+
+
+@dataclass(frozen=True)
+class TextFile:
+    path: str
+    text: str
+
+
+STRIP = Fix("strip-whitespace")
+
+
+@rule("WS001", "trailing-whitespace", Category.correctness, Severity.warning, "file",
+      fix=STRIP, safety=Applicability.safe, phase="fix")
+def trailing_whitespace(file: TextFile) -> Iterable[Hit]:
+    """A line ends with spaces or tabs.
+
+    Why: they change diffs and nothing else.
+
+    Example:
+        hello<space><space>
+
+    Use instead:
+        hello
+    """
+    for number, line in enumerate(file.text.splitlines(), start=1):
+        if line != line.rstrip():
+            yield Hit(number, "trailing whitespace", line)
+
+
+@STRIP.applies(title="Strip trailing whitespace in {file}")
+def strip(root: Path, task: Task, design: Design) -> dict[str, str]:
+    """Every line of the task's file without its trailing blanks (``*.noop.txt``: the same bytes back)."""
+    if task.file.endswith(".vendored.txt"):
+        raise Declined(f"{task.file} is vendored: a copy of another project's file",
+                       "strip the whitespace upstream and vendor the file again")
+    text = (root / task.file).read_text()
+    if not task.file.endswith(".noop.txt"):
+        text = "".join(line.rstrip() + "\n" for line in text.splitlines())
+    return {task.file: text}
+
+
+def _targets(files: list[TextFile], each, memo: dict):
+    return ((f.path, f, f.path) for f in files)
+
+
+@lru_cache(maxsize=1)
+def pack() -> RulePack:
+    """The pipeline's rules (this module's), checked against its phases like any pipeline's."""
+    return RulePack("text-hygiene", [sys.modules[__name__]], phases=[p.name for p in PIPELINE.phases],
+                    targets={"file": ("file",)})
 
 
 class WhitespaceDomain:
@@ -28,41 +84,32 @@ class WhitespaceDomain:
         CLOSED.append("domain")
 
     def analyze(self, root, thorough: bool = False) -> list[Finding]:
-        found = []
         tree = DirTree(root) if isinstance(root, (str, Path)) else root   # a checkout, or a commit's tree
         suffix = PIPELINE.option(self.run.options, "suffix") if self.run is not None else ".txt"   # its own flag
-        for path in sorted(tree.files()):
-            if not path.endswith(suffix):
-                continue
-            text = tree.read(path).decode()
-            if "BOOM" in text:
-                raise RuntimeError(f"analysis exploded on {path}")
-            for number, line in enumerate(text.splitlines(), start=1):
-                if line != line.rstrip():
-                    found.append(Finding.make(rule="WS001", name="trailing-whitespace", category=Category.correctness,
-                                              severity=Severity.warning, message="trailing whitespace", file=path,
-                                              line=number, evidence=line, fix=Applicability.safe))
-        return found
+        files = [TextFile(path, tree.read(path).decode()) for path in sorted(tree.files()) if path.endswith(suffix)]
+        for each in files:
+            if "BOOM" in each.text:
+                raise RuntimeError(f"analysis exploded on {each.path}")
+        notes: list = []
+        return runner.rule_findings(files, list(pack()), _targets, notes)
 
     def plan(self, findings, phases, unsafe, root=None) -> Plan:
-        files = sorted({f.file for f in findings})
-        return Plan(tasks=[Task(id=short_hash("ws", f), phase="fix", title=f"Strip trailing whitespace in {f}",
-                                rationale="trailing whitespace", fix="strip", file=f, rules=["WS001"],
-                                finding_ids=[x.id for x in findings if x.file == f]) for f in files])
+        rules = pack()
+        fixable = [f for f in findings if f.rule in rules and rules[f.rule].fix is not None]
+        files = sorted({f.file for f in fixable})
+        return Plan(tasks=[Task(id=short_hash("ws", f), phase=rules["WS001"].phase, title=STRIP.title.format(file=f),
+                                rationale="trailing whitespace", fix=STRIP.name, file=f, rules=["WS001"],
+                                finding_ids=[x.id for x in fixable if x.file == f]) for f in files])
 
     def design(self, root, findings, plan) -> Design:
         return Design(notes=["strip only"])
 
     def apply(self, task: Task, root, design: Design) -> list[str]:
-        if task.file.endswith(".vendored.txt"):
-            raise Declined(f"{task.file} is vendored: a copy of another project's file",
-                           "strip the whitespace upstream and vendor the file again")
-        path = Path(getattr(root, "root", root)) / task.file   # a directory, or a DirTree of it
-        text = path.read_text()
-        if not task.file.endswith(".noop.txt"):
-            text = "".join(line.rstrip() + "\n" for line in text.splitlines())
-        path.write_text(text)
-        return [task.file]
+        fix = pack().fixes()[task.fix]
+        written = fix.apply(Path(getattr(root, "root", root)), task, design)   # a directory, or a DirTree of it
+        for path, text in written.items():
+            (Path(getattr(root, "root", root)) / path).write_text(text)
+        return sorted(written)
 
     def review(self, task, change, root, base, design):
         return []

@@ -24,12 +24,12 @@ import posixpath
 import re
 
 from engine.domain import Declined
-from pipelines.docker_optimization.buildgraph import (
+from pipelines.docker_optimization.model.buildgraph import (
     BuildGraph, bake_name, build_graph, context_key, primary_compose, split_tag,
 )
 from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
-from pipelines.docker_optimization.project import Project
-from pipelines.docker_optimization.rules.security import is_secret_name, literal
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.security_secrets import is_secret_name, literal
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _COMPOSE_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"

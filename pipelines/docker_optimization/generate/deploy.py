@@ -34,11 +34,11 @@ import re
 from dataclasses import dataclass
 
 from engine.domain import Declined
-from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph, primary_compose
-from pipelines.docker_optimization.compose import COMPOSE_NAMES
-from pipelines.docker_optimization.dockerfile import Instruction
-from pipelines.docker_optimization.generate.targets import compose_env, deployable, interpolate, resolve
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph, primary_compose
+from pipelines.docker_optimization.model.compose import COMPOSE_NAMES
+from pipelines.docker_optimization.model.dockerfile import Instruction
+from pipelines.docker_optimization.generate.targets import compose_env, deployable, interpolate, service_build
+from pipelines.docker_optimization.model.project import Project
 
 COMMON = r"""
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
@@ -335,7 +335,7 @@ class Health:
 
 def _dockerfile_check(project: Project, compose: str, name: str, data: dict) -> Instruction | None:
     """The HEALTHCHECK the built stage (compose ``target`` or the last) ends with, if any."""
-    build = resolve(project, compose, name, data)
+    build = service_build(project, compose, name, data)
     if build is None or build.remote:
         return None
     df = project.dockerfiles.get(build.dockerfile)

@@ -22,10 +22,10 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization import copies
-from pipelines.docker_optimization.buildgraph import BuildGraph, primary_compose
-from pipelines.docker_optimization.dockerfile import Dockerfile
-from pipelines.docker_optimization.project import Context, Project
+from pipelines.docker_optimization.model import copies
+from pipelines.docker_optimization.model.buildgraph import BuildGraph, primary_compose
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.project import Context, Project
 
 _VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
                   r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
@@ -135,7 +135,7 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
             for s, why in copies.problems(ctx, df)]
 
 
-def resolve(project: Project, compose: str, service: str, data: dict) -> Build | None:
+def service_build(project: Project, compose: str, service: str, data: dict) -> Build | None:
     """The service's build in ``compose`` resolved (context, Dockerfile, why it can't build); None without one."""
     key = f"generate.build:{compose}:{service}"
     if key not in project.memo:
@@ -221,7 +221,7 @@ def buildable(project: Project, graph: BuildGraph) -> Targets:
     for name in graph.built:
         first = None
         for compose, data in _definitions(project, name):
-            build = resolve(project, compose, name, data)
+            build = service_build(project, compose, name, data)
             if build is None:
                 continue
             first = first or build
@@ -253,7 +253,7 @@ def deployable(project: Project) -> dict[str, str]:
     out = {}
     for name, data in compose.services.items():
         if isinstance(data, dict):
-            build = resolve(project, path, str(name), data)
+            build = service_build(project, path, str(name), data)
             if build is not None and build.problems:
                 out[str(name)] = "; ".join(build.problems)
     return out
@@ -261,7 +261,7 @@ def deployable(project: Project) -> dict[str, str]:
 
 def phase_notes(project: Project, phase: str) -> list[str]:
     """For the build and deploy phase reports: what the generated files leave out, and why."""
-    from pipelines.docker_optimization.buildgraph import build_graph
+    from pipelines.docker_optimization.model.buildgraph import build_graph
 
     if phase == "build":
         return buildable(project, build_graph(project)).notes("the bake file and the CI build")

@@ -17,11 +17,11 @@ import json
 import re
 
 from engine.domain import Declined
-from pipelines.docker_optimization.buildgraph import BuildGraph, build_graph
+from pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph
 from pipelines.docker_optimization.generate.bake import _pairs
 from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
-from pipelines.docker_optimization.project import Project
-from pipelines.docker_optimization.rules.security import is_secret_name
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules.security_secrets import is_secret_name
 from pipelines.docker_optimization.rules.process import BAKE_FILE, BAKE_FILES, GHA_CACHE, bake_file_missing
 
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")

@@ -1,25 +1,29 @@
-"""The rule registry, modelled on ruff: a code, a name, a category, a severity, a small check.
+"""The Docker pipeline's rule pack: rule families, each with the fixes that clear its findings.
 
-A rule is a plain function decorated with ``@rule``; its docstring is the
-user-facing documentation (what it does, why it matters, example, use
-instead) and ``docs/rules.md`` is generated from it. A rule that has a fix
-names its ``fix_group`` (the fix in ``fixes/`` that clears it), the fix's
-applicability, and the phase the fix belongs to.
+A rule is a plain function decorated with ``@rule`` (``engine.lint``); its
+docstring is the user-facing documentation (what it does, why it matters,
+example, use instead) and ``docs/rules.md`` is generated from it. A rule
+that has a fix references the ``Fix`` object (declared in its module) that
+clears it, with the fix's safety and the phase it belongs to. ``pack()``
+builds the pipeline's ``RulePack`` from the explicit list of modules below,
+checked when built (see ``engine.lint.RulePack``).
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 from dataclasses import dataclass
-from typing import Callable, Iterable, Literal
+from functools import lru_cache
+from pathlib import Path
 
-from engine.finding import Applicability, Category, Severity
+from engine.lint import Fix as _KitFix
+from engine.lint import Hit, Rule, RulePack, rule
 
-# What a check receives: a parsed Dockerfile, a build Context, a compose Service
-# (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules).
-Target = Literal["dockerfile", "context", "service", "compose", "project"]
+__all__ = ["Fix", "Hit", "Rule", "rule", "pack", "load_all", "DEFAULT_READS", "MODULES"]
 
-# What a check reads, so that a change re-runs only the checks that read it (``incremental.py``).
+# The targets, what a check receives: a parsed Dockerfile, a build Context, a compose Service
+# (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules); and for each,
+# what a check reads by default, so that a change re-runs only the checks that read it (``incremental.py``).
 # Per target: "dockerfile" (its Dockerfile); "context" (the names of the files under the context's
 # directory, the Dockerfiles and ignore files of every context that shares its directory or ignore
 # file); "context-sizes" (that and the files' sizes); "compose" (its compose file). Project-wide:
@@ -30,65 +34,40 @@ DEFAULT_READS = {"dockerfile": ("dockerfile",), "context": ("context",), "servic
                  "compose": ("compose",), "project": ("tree",)}
 
 
-@dataclass(frozen=True)
-class Hit:
-    """What a check returns: where, the evidence text, and a message for this occurrence."""
+@dataclass(eq=False)
+class Fix(_KitFix):
+    """A fix of this pipeline: the kit's, plus the compose keys it may change (the review checks them)."""
 
-    line: int
-    message: str
-    evidence: str = ""
-    end_line: int = 0
-    file: str = ""   # overrides the target's file (e.g. a .dockerignore that should exist)
+    compose_keys: tuple[tuple[str, ...], ...] = ()  # key paths a compose fix may change ("*" = any key)
 
 
-@dataclass(frozen=True)
-class Rule:
-    code: str
-    name: str
-    category: Category
-    severity: Severity
-    target: Target
-    check: Callable[..., Iterable[Hit]]
-    fix: Applicability = Applicability.none
-    fix_group: str = ""
-    phase: str = ""
-    heavy: bool = False   # whole-repository work (every context's files): run beside the others when possible
-    reads: tuple[str, ...] = ()   # what the check reads (see DEFAULT_READS); () means its target's default
-
-    @property
-    def read_set(self) -> tuple[str, ...]:
-        return self.reads or DEFAULT_READS[self.target]
-
-    @property
-    def doc(self) -> str:
-        return inspect.cleandoc(self.check.__doc__ or "")
-
-    @property
-    def summary(self) -> str:
-        return self.doc.splitlines()[0] if self.doc else self.name
+# Every module that declares rules (and their fixes), in the order they run. The pack refuses a
+# module that declares none, so one that is emptied or renamed can't silently stop running.
+MODULES = (
+    "input", "cache", "security_secrets", "context", "context_copies", "context_git", "compose", "compose_health",
+    "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "reliability_images",
+    "security", "security_host", "size", "size_lockfiles",
+)
 
 
-REGISTRY: dict[str, Rule] = {}
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "rules.md"
 
 
-def rule(code: str, name: str, category: Category, severity: Severity, target: Target,
-         fix: Applicability = Applicability.none, fix_group: str = "", phase: str = "", heavy: bool = False,
-         reads: tuple[str, ...] = ()):
-    def register(check: Callable[..., Iterable[Hit]]):
-        if code in REGISTRY:
-            raise ValueError(f"duplicate rule code {code}")
-        if fix is not Applicability.none and not (fix_group and phase):
-            raise ValueError(f"{code}: a fixable rule needs fix_group and phase")
-        REGISTRY[code] = Rule(code, name, category, severity, target, check, fix, fix_group, phase, heavy,
-                              tuple(reads))
-        return check
-    return register
+def rules_doc_uri(code: str) -> str:
+    """Where a rule is documented: docs/rules.md#<code> in this checkout ("" when it isn't there)."""
+    return DOCS.as_uri() + f"#{code.lower()}" if DOCS.is_file() else ""
+
+
+@lru_cache(maxsize=1)
+def pack() -> RulePack:
+    """The pipeline's rules, checked: codes unique, phases real, every referenced fix implemented."""
+    from pipelines.docker_optimization import PIPELINE
+
+    modules = [importlib.import_module(f"pipelines.docker_optimization.rules.{name}") for name in MODULES]
+    return RulePack(PIPELINE.name, modules, phases=[p.name for p in PIPELINE.phases], targets=DEFAULT_READS,
+                    help_uri=rules_doc_uri)
 
 
 def load_all() -> dict[str, Rule]:
-    """Import every rule family (registration happens on import)."""
-    from pipelines.docker_optimization.rules import (  # noqa: F401
-        cache, compose, context, layers, process, reliability, secrets, security, size,
-    )
-
-    return REGISTRY
+    """Every rule of the pack, by code, in run order."""
+    return pack().rules

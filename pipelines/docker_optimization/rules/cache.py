@@ -1,4 +1,6 @@
-"""Cache rules: BuildKit cache mounts that are missing, or present but defeated.
+"""Cache rules CA001-CA005: BuildKit cache mounts that are missing, or present but defeated; with their fixes.
+
+What a RUN's package managers cache, and what its mounts cover or defeat, is ``model/cache_mounts.py``.
 
 Decisions, so the rules, the fixes and the size family agree:
 
@@ -43,414 +45,34 @@ Decisions, so the rules, the fixes and the size family agree:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Hit, rule
-
-# Shell text, as the parser joins it (one line) or as it is written (continued lines).
-_GAP = r"(?:(?<=\n)[ \t]*\r?\n|[ \t]|\\[ \t]*\r?\n)"   # blank lines inside a continuation first
-W = _GAP + "+"                      # whitespace, line continuations included
-W0 = _GAP + "*"
-AT = r"(?<![^\s;&|(`'\"])(?:[^\s;&|()`'\"]*/)?"   # a command word (at a boundary, maybe with a path)
-TOKEN = r"(?:[^\s;&|()<>\\'\"]|\\\S|\"[^\"]*\"|'[^']*')+"   # a word; an unmatched quote ends it
-ARGS = "(?:" + W + TOKEN + ")*"
-OPTS = "(?:" + W + "-" + TOKEN + ")*"
-OR_TRUE = "(?:" + W0 + r"\|\|" + W0 + r"(?:true|:)(?![^\s;&|)]))?"
-SEGMENT_REST = re.compile(r"(?:[^;&|()\r\n\\]|\\[ \t]*\r?\n|(?<=\n)[ \t]*\r?\n|\\.)*")
-_NOT_VERSION = "(?!" + W + r"(?:-v|--version|-version)(?![^\s;&|)]))"
-
-PIP_INSTALL = re.compile(r"(?<!uv )" + AT + r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)"
-                         + W + r"install\b")
-NO_CACHE_DIR = re.compile(r"(?<!\S)--no-cache-dir(?![^\s;&|)])")
-NO_CACHE = re.compile(r"(?<!\S)--no-cache(?![^\s;&|)])")
-PIP_ENV_INLINE = re.compile(r"(?<![^\s;&|(])(?<!export )PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|[^\s;&|()]*)")
-APT_INSTALL = re.compile(AT + "apt-get" + "(?:" + W + TOKEN + ")*?" + W + r"install\b")
-APT_UPDATE = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W + r"update\b")
-APT_ANY = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W
-                     + r"(?:install|update|upgrade|dist-upgrade|full-upgrade|build-dep|download|source|reinstall)\b")
-APK_ADD = re.compile(AT + "apk" + "(?:" + W + TOKEN + ")*?" + W + r"add\b")
-APK_UPDATED = re.compile(r"(?<!\S)(?:-U|--update|--update-cache)(?![^\s;&|)])|" + AT + "apk" + OPTS + W + r"update\b")
-RM = re.compile(AT + r"rm(?P<args>" + ARGS + ")" + OR_TRUE)
-RM_ARG = re.compile(r"(?<![^ \t\n])" + TOKEN)
-HOOK = "/etc/apt/apt.conf.d/docker-clean"
-HOOK_REMOVED = re.compile(r"\brm\b[^;&|\n]*/etc/apt/apt\.conf\.d/docker-clean\b")
-_HOME = re.compile(r"^(?:~|\$HOME|\$\{HOME\})(?=/|$)")
-
-
-@dataclass(frozen=True)
-class Cache:
-    """Where a package manager keeps its downloads."""
-
-    dir: str                                  # for root
-    env: tuple[tuple[str, str], ...] = ()     # (variable, suffix): the variable moves it to $variable+suffix
-    home: str = ""                            # path under another user's home ("": the same for every user)
-    locked: bool = False                      # needs sharing=locked
-    needs: re.Pattern | None = None           # only when the RUN also does this
-
-
-@dataclass(frozen=True)
-class Manager:
-    name: str
-    code: str
-    command: re.Pattern
-    caches: tuple[Cache, ...]
-
-
-PIP = Cache("/root/.cache/pip", (("PIP_CACHE_DIR", ""),), "/.cache/pip")
-UV = Cache("/root/.cache/uv", (("UV_CACHE_DIR", ""),), "/.cache/uv")
-POETRY = Cache("/root/.cache/pypoetry", (("POETRY_CACHE_DIR", ""),), "/.cache/pypoetry")
-NPM = Cache("/root/.npm", (("npm_config_cache", ""), ("NPM_CONFIG_CACHE", "")), "/.npm")
-YARN = Cache("/usr/local/share/.cache/yarn", (("YARN_CACHE_FOLDER", ""),), "/.cache/yarn")
-PNPM = Cache("/root/.local/share/pnpm/store", (("PNPM_HOME", "/store"),), "/.local/share/pnpm/store")
-APT_ARCHIVES = Cache("/var/cache/apt", locked=True)
-APT_LISTS = Cache("/var/lib/apt", locked=True, needs=APT_UPDATE)
-APK = Cache("/var/cache/apk")
-GO_BUILD = Cache("/root/.cache/go-build", (("GOCACHE", ""),), "/.cache/go-build")
-GO_MOD = Cache("/go/pkg/mod", (("GOMODCACHE", ""), ("GOPATH", "/pkg/mod")))
-CARGO = Cache("/usr/local/cargo/registry", (("CARGO_HOME", "/registry"),))
-MAVEN = Cache("/root/.m2", (), "/.m2")
-GRADLE = Cache("/root/.gradle", (("GRADLE_USER_HOME", ""),), "/.gradle")
-
-UV_INSTALL = re.compile(AT + "uv" + W + "(?:pip" + W + "(?:install|sync)|sync)" + r"\b")
-POETRY_INSTALL = re.compile(AT + "poetry" + W + r"install\b")
-_YARN_FLAG = W + r"-{1,2}(?!-)(?!(?:version|help|v|h)\b)[\w-]+(?:=" + TOKEN + ")?"
-MANAGERS: tuple[Manager, ...] = (
-    Manager("pip", "CA001", PIP_INSTALL, (PIP,)),
-    Manager("uv", "CA003", UV_INSTALL, (UV,)),
-    Manager("poetry", "CA003", POETRY_INSTALL, (POETRY,)),
-    Manager("npm", "CA003", re.compile(AT + "npm" + OPTS + W + r"(?:ci|install|i|add)\b"), (NPM,)),
-    Manager("yarn", "CA003", re.compile(AT + "yarn(?:" + W + "(?:global" + W + ")?(?:install|add)" + r"\b|(?:"
-                                        + _YARN_FLAG + ")*(?=" + W0 + r"(?:$|&&|\|\||;|\)|\r?\n)))"), (YARN,)),
-    Manager("pnpm", "CA003", re.compile(AT + "pnpm" + W + r"(?:install|i|add|fetch)\b"), (PNPM,)),
-    Manager("apt", "CA003", APT_INSTALL, (APT_ARCHIVES, APT_LISTS)),
-    Manager("apk", "CA003", APK_ADD, (APK,)),
-    Manager("go", "CA003", re.compile(AT + "go" + W + r"(?:build|install|test)\b"), (GO_BUILD, GO_MOD)),
-    Manager("go", "CA003", re.compile(AT + "go" + W + "mod" + W + r"download\b"), (GO_MOD,)),
-    Manager("cargo", "CA003", re.compile(AT + "cargo" + W + r"(?:build|install|fetch|test)\b"), (CARGO,)),
-    Manager("maven", "CA003", re.compile(AT + r"mvnw?(?![^\s;&|)])" + _NOT_VERSION), (MAVEN,)),
-    Manager("gradle", "CA003", re.compile(AT + r"gradlew?(?![^\s;&|)])" + _NOT_VERSION), (GRADLE,)),
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.rules import Fix, Hit, rule, load_all
+from pipelines.docker_optimization.fixes import dockerfile_of
+from pipelines.docker_optimization.fixes.edit import replace_lines
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.model.cache_mounts import (
+    APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, cache_runs,
+    covers, defeats, missing, preceding, cache_dir, run_of, target_of,
 )
 
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
-def _cleaner(*words: str) -> re.Pattern:
-    return re.compile(AT + W.join(words) + r"(?![^\s;&|)])" + ARGS + OR_TRUE)
-
-
-_PIP_WORD = r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)"
-# (command that empties a cache, the cache, a flag it needs to do so, what to call it)
-CLEANERS: tuple[tuple[re.Pattern, Cache, re.Pattern | None, str], ...] = (
-    (_cleaner("npm", "cache", "clean"), NPM, None, "npm cache clean"),
-    (_cleaner("yarn", "cache", "clean"), YARN, None, "yarn cache clean"),
-    (_cleaner(_PIP_WORD, "cache", "purge"), PIP, None, "pip cache purge"),
-    (_cleaner("uv", "cache", "clean"), UV, None, "uv cache clean"),
-    (_cleaner("poetry", "cache", "clear"), POETRY, None, "poetry cache clear"),
-    (re.compile(AT + "apt(?:-get)?" + OPTS + W + r"clean(?![^\s;&|)])" + ARGS + OR_TRUE), APT_ARCHIVES, None,
-     "apt-get clean"),
-    (_cleaner("apk", "cache", "(?:clean|purge)"), APK, None, "apk cache clean"),
-    (_cleaner("go", "clean"), GO_BUILD, re.compile(r"(?<!\S)-cache(?!\S)"), "go clean -cache"),
-    (_cleaner("go", "clean"), GO_MOD, re.compile(r"(?<!\S)-modcache(?!\S)"), "go clean -modcache"),
-)
-# (manager command, its cache, the flag that bypasses the cache)
-BYPASS_FLAGS: tuple[tuple[re.Pattern, Cache, str], ...] = (
-    (APK_ADD, APK, "apk"),
-    (UV_INSTALL, UV, "uv"),
-    (POETRY_INSTALL, POETRY, "poetry"),
-)
+CACHE_MOUNTS_FIX = Fix("cache-mounts")
+CACHE_REPAIR_FIX = Fix("cache-repair")
 
 
-@dataclass(frozen=True)
-class Run:
-    """A RUN as the cache rules see it: what its shell runs, and the stage around it."""
-
-    ins: Instruction
-    text: str                                        # command line, plus a heredoc's script
-    env: dict[str, tuple[str, Instruction]]          # ENV in effect: name -> (value, the ENV)
-    root: bool
-    hook_removed: bool                               # docker-clean removed by an earlier RUN of the stage
-
-    @property
-    def heredoc(self) -> bool:
-        return "\n" in self.ins.original
-
-
-@dataclass(frozen=True)
-class Defeat:
-    """Something in a RUN that defeats one of its cache mounts; the span is in the text it was found in."""
-
-    code: str
-    message: str
-    start: int = -1
-    end: int = -1
-    action: str = "command"      # command (drop it and its && or ;) | token (drop it) | replace | env (an ENV's key)
-    replacement: str = ""
-    env: Instruction | None = None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """An apt cache mount that is unlocked (flag = its --mount text) or emptied by docker-clean (flag = "")."""
-
-    message: str
-    flag: str = ""
-
-
-def script(ins: Instruction) -> str:
-    """What the RUN's shell executes: the command line, plus the body of its heredocs."""
-    if ins.json:
-        return " ".join(ins.value)
-    body = ins.original.split("\n", 1)[1] if "\n" in ins.original else ""
-    return ins.command + ("\n" + body if body else "")
-
-
-def preceding(df: Dockerfile, ins: Instruction) -> list[Instruction]:
-    """The instructions before ``ins`` in its stage and in the stages it is built FROM, earliest first."""
-    out: list[Instruction] = []
-    stage, limit, seen = ins.stage, ins.start_line, set()
-    while stage >= 0 and stage not in seen:
-        seen.add(stage)
-        out = [i for i in df.instructions if i.stage == stage and i.start_line < limit] + out
-        base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
-        stage = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
-        limit = 1 << 30
-    return out
-
-
-def _before(df: Dockerfile) -> dict[int, tuple[dict[str, tuple[str, Instruction]], bool]]:
-    """For each instruction's line: the ENV in effect and whether a RUN removed docker-clean, as ``preceding`` sees them.
-
-    One pass per file (stages in order, each starting from the end state of the
-    stage it is built FROM); consecutive instructions share one env dict until
-    an ENV changes it, so the pass does not copy the env for every RUN.
-    """
-    found = df.memo.get("run_before")
-    if found is None:
-        found, ends = {}, {}
-        for stage in sorted({i.stage for i in df.instructions}):
-            env: dict[str, tuple[str, Instruction]] = {}
-            hook = False
-            if stage >= 0:
-                base = df.stages[stage].base.lower() if stage < len(df.stages) else ""
-                parent = next((s.index for s in df.stages if s.name and s.name.lower() == base and s.index < stage), -1)
-                if parent in ends:
-                    env, hook = ends[parent]
-            for other in df.in_stage(stage):
-                found[other.start_line] = (env, hook)
-                if stage < 0:
-                    continue  # preceding() gives nothing before the first FROM
-                if other.cmd == "ENV":
-                    env = {**env, **{k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])}}
-                elif other.cmd == "RUN" and not hook and HOOK_REMOVED.search(script(other)):
-                    hook = True
-            ends[stage] = (env, hook)
-        df.memo["run_before"] = found
-    return found
-
-
-def run_of(df: Dockerfile, ins: Instruction) -> Run:
-    before = _before(df).get(ins.start_line)
-    if before is None:  # not one of df's instructions: walk as before
-        env: dict[str, tuple[str, Instruction]] = {}
-        hook_removed = False
-        for other in preceding(df, ins):
-            if other.cmd == "ENV":
-                env.update({k: (v, other) for k, v in zip(other.value[::2], other.value[1::2])})
-            elif other.cmd == "RUN" and HOOK_REMOVED.search(script(other)):
-                hook_removed = True
-    else:
-        env, hook_removed = dict(before[0]), before[1]
-    return Run(ins, script(ins), env, df.user_at(ins) in ("root", "0"), hook_removed)
-
-
-def cache_mounts(ins: Instruction) -> list[tuple[str, dict[str, str]]]:
-    """(flag text, options) of the RUN's ``type=cache`` mounts."""
-    out = []
-    for flag in ins.flags:
-        if flag.startswith("--mount="):
-            opts = dict(re.findall(r"([a-z-]+)=([^,]*)", flag[len("--mount="):]))
-            if opts.get("type") == "cache":
-                out.append((flag, opts))
-    return out
-
-
-def target_of(opts: dict[str, str]) -> str:
-    return opts.get("target") or opts.get("dst") or opts.get("destination") or ""
-
-
-def resolve(cache: Cache, run: Run) -> str | None:
-    """The cache's directory for this RUN; ``~/...`` for another user's home; None when we can't tell."""
-    for var, suffix in cache.env:
-        if var in run.env:
-            value = run.env[var][0].strip("\"'")
-            if "$" in value or not value.startswith("/"):
-                return None
-            return value.rstrip("/") + suffix
-    if run.root or not cache.home:
-        return cache.dir
-    return "~" + cache.home
-
-
-def covers(target: str, path: str) -> bool:
-    """A cache mount on ``target`` holds ``path`` (a path under another user's home: ``~/...``)."""
-    t = target.rstrip("/")
-    if not t:
-        return False
-    if path.startswith("~"):
-        parts = path[1:].strip("/").split("/")
-        return any(t.endswith("/" + "/".join(parts[:k])) for k in range(1, len(parts) + 1))
-    return path == t or path.startswith(t + "/")
-
-
-def _covered(cache: Cache, run: Run, targets: list[str]) -> str | None:
-    """The mount target that holds ``cache`` for this RUN, if any."""
-    path = resolve(cache, run)
-    return next((t for t in targets if path and covers(t, path)), None)
-
-
-# Managers matched by their bare name (no verb after it): as an argument (`chmod +x ./gradlew`) it runs nothing.
-_BARE = frozenset({"maven", "gradle"})
-_SEPARATOR = re.compile(r"(?:&&|\|\||[;|&(`\n]|\$\()\s*(?:(?:then|do|else|exec|sudo|env|time|nice|nohup)\s+)*")
-_PREFIX_WORD = re.compile(r"\s*(?:[A-Za-z_][A-Za-z0-9_]*=\S*|sudo|env|time|nice|nohup|exec|-\S+)\s+")
-
-
-def _command_position(text: str, start: int) -> bool:
-    """Does ``start`` begin a simple command (after a separator, variable assignments and `sudo`/`env`)?"""
-    before = text[:start].replace("\\\n", " ")
-    seps = list(_SEPARATOR.finditer(before))
-    rest = before[seps[-1].end() if seps else 0:]
-    while rest.strip():
-        m = _PREFIX_WORD.match(rest)
-        if not m:
-            return False
-        rest = rest[m.end():]
-    return True
-
-
-def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cache, str]]]]:
-    """Per package manager the RUN uses: the caches (and their paths) no mount in ``targets`` holds."""
-    found: dict[str, tuple[Manager, list[tuple[Cache, str]]]] = {}
-    for manager in MANAGERS:
-        if not any(manager.name not in _BARE or _command_position(run.text, m.start())
-                   for m in manager.command.finditer(run.text)):
-            continue
-        _, caches = found.setdefault(manager.name, (manager, []))
-        for cache in manager.caches:
-            if cache.needs is not None and not cache.needs.search(run.text):
-                continue
-            path = resolve(cache, run)
-            if path and not any(covers(t, path) for t in targets) and (cache, path) not in caches:
-                caches.append((cache, path))
-    return [(m, caches) for m, caches in found.values() if caches]
-
-
-def segments(pattern: re.Pattern, text: str, pos: int = 0) -> Iterable[tuple[int, int]]:
-    """(start, end) of each simple command that ``pattern`` starts, up to the next ;, &&, ||, | or newline."""
-    for m in pattern.finditer(text, pos):
-        yield m.start(), SEGMENT_REST.match(text, m.end()).end()
-
-
-def _rm_related(arg: str, target: str) -> bool:
-    """``rm arg`` deletes what a cache mount on ``target`` holds: the target, something in it, or a parent."""
-    path = arg.rstrip("/") or "/"
-    if path.endswith("/*"):
-        path = path[:-2] or "/"
-    if path == "/" or not path.startswith("/"):
-        return False
-    t = target.rstrip("/")
-    ancestors = [t] + [t[:i] for i in range(len(t) - 1, 0, -1) if t[i] == "/"]
-    return path.startswith(t + "/") or any(fnmatchcase(a, path) for a in ancestors)
-
-
-def defeats(run: Run, text: str, pos: int, targets: list[str]) -> list[Defeat]:
-    """What in ``text`` (from ``pos``) defeats the cache mounts on ``targets``; spans index ``text``."""
-    out: list[Defeat] = []
-    pip_target = _covered(PIP, run, targets)
-    if pip_target and PIP_INSTALL.search(text, pos):
-        for start, end in segments(PIP_INSTALL, text, pos):
-            for m in NO_CACHE_DIR.finditer(text, start, end):
-                out.append(Defeat("CA002", f"--no-cache-dir beside the pip cache mount on {pip_target}: "
-                                           "the mount caches nothing", m.start(), m.end(), "token"))
-        for m in PIP_ENV_INLINE.finditer(text, pos):
-            out.append(Defeat("CA004", f"{m.group()} turns pip's cache off (whatever the value) beside the cache "
-                                       f"mount on {pip_target}", m.start(), m.end(), "token"))
-        if "PIP_NO_CACHE_DIR" in run.env:
-            value, env = run.env["PIP_NO_CACHE_DIR"]
-            out.append(Defeat("CA004", f"PIP_NO_CACHE_DIR={value} (ENV at line {env.start_line}) turns pip's cache "
-                                       f"off (whatever the value) beside the cache mount on {pip_target}",
-                              action="env", env=env))
-    for pattern, cache, needs, label in CLEANERS:
-        target = _covered(cache, run, targets)
-        if target:
-            for m in pattern.finditer(text, pos):
-                if needs is None or needs.search(m.group()):
-                    out.append(Defeat("CA004", f"`{label}` empties the cache mount on {target}: "
-                                               "the next build downloads everything again", m.start(), m.end()))
-    for pattern, cache, name in BYPASS_FLAGS:
-        target = _covered(cache, run, targets)
-        for start, end in segments(pattern, text, pos) if target else ():
-            for m in NO_CACHE.finditer(text, start, end):
-                replace = name == "apk" and not APK_UPDATED.search(text, pos)
-                out.append(Defeat("CA004", f"{name} --no-cache beside the cache mount on {target}: {name} never "
-                                           "reads or fills it", m.start(), m.end(),
-                                  "replace" if replace else "token", "--update-cache" if replace else ""))
-    for m in RM.finditer(text, pos):
-        args = [(a.start() + m.start("args"), a.end() + m.start("args"), a.group())
-                for a in RM_ARG.finditer(m.group("args"))]
-        paths = [(s, e, a) for s, e, a in args if not a.startswith("-")]
-        hits = []
-        for s, e, arg in paths:
-            expanded = _HOME.sub("/root", arg.strip("\"'")) if run.root else arg.strip("\"'")
-            target = next((t for t in targets if _rm_related(expanded, t)), None)
-            if target:
-                hits.append((s, e, f"`rm {arg}` deletes what the cache mount on {target} keeps: "
-                                   "the next build downloads it again"))
-        if hits and len(hits) == len(paths):
-            out += [Defeat("CA004", "; ".join(h[2] for h in hits), m.start(), m.end())]
-        else:
-            out += [Defeat("CA004", message, s, e, "token") for s, e, message in hits]
-    return out
-
-
-def apt_problems(run: Run, mounts: list[tuple[str, dict[str, str]]]) -> list[Problem]:
-    """apt cache mounts without sharing=locked, and a /var/cache/apt mount docker-clean keeps empty."""
-    if not APT_ANY.search(run.text):
-        return []
-    out = []
-    for flag, opts in mounts:
-        target = target_of(opts)
-        if (covers(target, APT_ARCHIVES.dir) or covers(target, APT_LISTS.dir)) and opts.get("sharing") != "locked":
-            out.append(Problem(f"apt cache mount on {target} without sharing=locked: concurrent builds sharing it "
-                               "corrupt apt's lock and cache", flag))
-    archives = next((target_of(o) for _, o in mounts if covers(target_of(o), APT_ARCHIVES.dir)), None)
-    if archives and APT_INSTALL.search(run.text) and not run.hook_removed and not HOOK_REMOVED.search(run.text):
-        out.append(Problem(f"cache mount on {archives} while {HOOK} is active: the hook deletes every downloaded "
-                           ".deb, so the mount stays empty"))
-    return out
-
-
-def pip_cache_mount(ins: Instruction) -> dict[str, str] | None:
-    """The RUN's cache mount that holds root's pip cache, if any (used by the layers fixes)."""
-    return next((o for _, o in cache_mounts(ins) if covers(target_of(o), PIP.dir)), None)
-
-
-def pip_runs(df: Dockerfile) -> Iterable[Instruction]:
-    return (i for i in df.of("RUN") if PIP_INSTALL.search(script(i)))
-
-
-def _runs(df: Dockerfile) -> Iterable[Run]:
-    return (run_of(df, i) for i in df.of("RUN"))
-
-
-def _targets(run: Run) -> list[str]:
+def mount_targets(run: Run) -> list[str]:
     return [target_of(o) for _, o in cache_mounts(run.ins)]
 
 
 def _missing_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
-    for run in _runs(df):
-        for manager, caches in missing(run, _targets(run)):
+    for run in cache_runs(df):
+        for manager, caches in missing(run, mount_targets(run)):
             if manager.code == code:
                 where = ", ".join(path for _, path in caches)
                 yield Hit(run.ins.start_line, f"{manager.name} without a cache mount on {where}: packages are "
@@ -458,13 +80,13 @@ def _missing_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
 
 
 def _defeat_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
-    for run in _runs(df):
-        for message in dict.fromkeys(d.message for d in defeats(run, run.text, 0, _targets(run)) if d.code == code):
+    for run in cache_runs(df):
+        for message in dict.fromkeys(d.message for d in defeats(run, run.text, 0, mount_targets(run)) if d.code == code):
             yield Hit(run.ins.start_line, message, run.ins.original, run.ins.end_line)
 
 
 @rule("CA001", "pip-install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
+      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """`pip install` runs without a BuildKit cache mount for pip's cache.
 
@@ -490,7 +112,7 @@ def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA002", "cache-mount-defeated", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a pip cache mount and also `--no-cache-dir`, so the mount caches nothing.
 
@@ -513,7 +135,7 @@ def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA003", "install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-mounts", phase="dockerfiles")
+      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """A package install runs without a BuildKit cache mount for its package manager's cache.
 
@@ -562,7 +184,7 @@ def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA004", "cache-mount-bypassed", Category.performance, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a cache mount and also empties or bypasses it.
 
@@ -598,7 +220,7 @@ def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
 
 
 @rule("CA005", "apt-cache-mount-unlocked-or-emptied", Category.reliability, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="cache-repair", phase="dockerfiles")
+      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
     """An apt cache mount lacks `sharing=locked`, or docker-clean keeps it empty.
 
@@ -621,6 +243,270 @@ def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
     Fix safety: safe: `sharing=locked` and keeping downloads only decide
     how parallel builds share the mount, not what is installed.
     """  # noqa: E501
-    for run in _runs(df):
+    for run in cache_runs(df):
         for problem in apt_problems(run, cache_mounts(run.ins)):
             yield Hit(run.ins.start_line, problem.message, run.ins.original, run.ins.end_line)
+
+
+# -- fixes -----------------------------------------------------------------------------------------------
+# Cache fixes: add BuildKit cache mounts to package installs (cache-mounts), repair the ones that are defeated
+# (cache-repair).
+#
+# Both re-parse the current file and edit only the lines of the instructions
+# they change, in place: a mount goes right after ``RUN`` on the instruction's
+# first line, the docker-clean removal right before the command, a defeating
+# command goes with its ``&&`` (or ``;``), a flag with the whitespace before it.
+# A line continuation that would be left dangling goes too; every other byte
+# (comments, indentation, CRLF, the final-newline state) stays.
+#
+# cache-mounts changes a RUN only as far as its new mounts need: it adds them
+# and removes what would defeat them; a defeat that was already there is
+# cache-repair's (so each change fixes what its task is about). A heredoc RUN
+# gets mounts, but a fix that would have to edit its script raises FixError.
+
+
+HOOK_RM = f"rm -f {HOOK} && "
+_KEYWORD = re.compile(r"[ \t]*RUN[ \t]+", re.IGNORECASE)
+_COMMENT_LINES = re.compile(r"(?<=\n)[ \t]*#[^\r\n]*")
+_CONTINUATION_BEFORE = re.compile(r"\\[ \t]*\r?\n(?:[ \t]*\r?\n)*\Z")
+_GAP_AFTER = re.compile(W0)
+_BLANKS = re.compile(r"[ \t]*")
+_CONTINUATION_AT = re.compile(r"\\[ \t]*\r?\n")
+_ESCAPE_DIRECTIVE = re.compile(r"^#\s*escape\s*=\s*`", re.IGNORECASE | re.MULTILINE)
+
+Edit = tuple[int, int, str]   # (start, end, replacement) in an instruction's source
+
+
+def mount_flag(cache: Cache, path: str) -> str:
+    return f"--mount=type=cache,target={path}" + (",sharing=locked" if cache.locked else "")
+
+
+def locked(flag: str) -> str:
+    if re.search(r"(?<=[=,])sharing=", flag):
+        return re.sub(r"(?<=[=,])sharing=[^,]*", "sharing=locked", flag)
+    return flag + ",sharing=locked"
+
+
+def _back(text: str, i: int) -> int:
+    """Start of the blanks (spaces, continuations) that end at ``i``."""
+    while i > 0:
+        if text[i - 1] in " \t":
+            i -= 1
+            continue
+        m = _CONTINUATION_BEFORE.search(text, 0, i)
+        if m is None:
+            return i
+        i = m.start()
+    return i
+
+
+class Source:
+    """One RUN's raw text, comment lines blanked (same length) so patterns don't match inside them."""
+
+    def __init__(self, df: Dockerfile, ins: Instruction) -> None:
+        self.ins = ins
+        self.raw = df.source(ins)
+        self.text = _COMMENT_LINES.sub(lambda m: " " * len(m.group()), self.raw)
+        keyword = _KEYWORD.match(self.text)
+        if keyword is None:
+            raise Declined(f"line {ins.start_line}: can't find the RUN keyword")
+        self.keyword_end = keyword.end()
+
+    def flag_at(self, flag: str) -> int:
+        at = self.text.find(flag, self.keyword_end)
+        if at < 0:
+            raise Declined(f"line {self.ins.start_line}: can't find {flag} as written")
+        return at
+
+    @property
+    def head(self) -> int:
+        """Where the command starts, after the flags."""
+        pos = self.keyword_end
+        for flag in self.ins.flags:
+            pos = self.flag_at(flag) + len(flag)
+        return _GAP_AFTER.match(self.text, pos).end()
+
+    def removal(self, defeat: Defeat) -> Edit:
+        s, e = defeat.start, defeat.end
+        if defeat.action == "replace":
+            return s, e, defeat.replacement
+        if defeat.action == "token":
+            before = _back(self.text, s)
+            if before < self.head:   # it starts the command: take the blanks after it instead
+                return s, _GAP_AFTER.match(self.text, e).end(), ""
+            return before, e, ""
+        before = _back(self.text, s)
+        if self.text.endswith(("&&", ";"), 0, before) and not self.text.endswith(("\\;", "\\&&"), 0, before):
+            connector = before - (2 if self.text.endswith("&&", 0, before) else 1)
+            return _back(self.text, connector), e, ""
+        after = _GAP_AFTER.match(self.text, e).end()
+        if before <= self.head and self.text.startswith(("&&", ";"), after) and not self.text.startswith("&&&", after):
+            end = _BLANKS.match(self.text, after + (2 if self.text.startswith("&&", after) else 1)).end()
+            line_start = self.text.rfind("\n", 0, s) + 1
+            continued = _CONTINUATION_AT.match(self.text, end)
+            if continued and not self.text[line_start:s].strip():
+                return line_start, continued.end(), ""   # the line held only this command: it goes whole
+            return s, end, ""
+        raise Declined(f"line {self.ins.start_line}: can't remove `{self.text[s:e].strip()}` "
+                       "without changing what else the command does")
+
+    def apply(self, edits: list[Edit]) -> list[str]:
+        text = self.raw
+        last = len(text) + 1
+        unique = list(dict.fromkeys(edits))   # at one position, the earlier edit's text comes first
+        for _, (start, end, new) in sorted(enumerate(unique), key=lambda x: (x[1][0], x[1][1], x[0]), reverse=True):
+            if end > last:
+                raise Declined(f"line {self.ins.start_line}: the edits overlap; left for a person")
+            text = text[:start] + new + text[end:]
+            last = start
+        return text.splitlines(keepends=True)
+
+
+def _current(project: Project, task: Task) -> Dockerfile:
+    df = dockerfile_of(project, task)
+    if _ESCAPE_DIRECTIVE.search(df.text):
+        raise Declined(f"{task.file} sets `# escape=`: its continuations are not edited automatically")
+    return df
+
+
+def _plan_run(df: Dockerfile, run: Run, add: list[tuple[Cache, str]], repair: bool) -> tuple[list[Edit], list[Defeat]]:
+    """The edits for one RUN, and the ENV defeats left to the caller.
+
+    ``add``: mounts to add, and only what they need (new defeats, their docker-clean hook).
+    ``repair``: every defeat and apt problem of the mounts it has.
+    """
+    ins = run.ins
+    if add and not run.root:
+        raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: its caches are not under /root "
+                       "and a cache mount is root-owned; left for a person")
+    mounts = cache_mounts(ins)
+    before = [target_of(o) for _, o in mounts]
+    after = before + [path for _, path in add]
+    new_mounts = [(mount_flag(c, p), {"type": "cache", "target": p, **({"sharing": "locked"} if c.locked else {})})
+                  for c, p in add]
+    problems = apt_problems(run, mounts + new_mounts)
+    if not repair:
+        problems = [p for p in problems if p not in apt_problems(run, mounts)]
+    scripted = run.heredoc or ins.json
+    source = None if scripted else Source(df, ins)
+    text, pos = (run.text, 0) if source is None else (source.text, source.head)
+    found = defeats(run, text, pos, after)
+    if not repair:
+        found = [d for d in found if d not in defeats(run, text, pos, before)]
+    spans = [d for d in found if d.action != "env"]
+    hook = any(not p.flag for p in problems)
+    # the apk mount starts empty: apk must fetch its index (a replaced --no-cache already says so)
+    update_apk = (any(c is APK for c, _ in add) and not APK_UPDATED.search(text, pos)
+                  and not any(d.action == "replace" for d in spans))
+    if scripted and (spans or hook or update_apk):
+        form = "a heredoc" if run.heredoc else "an exec-form (JSON)"
+        what = (f"remove {HOOK}" if hook else "add --update-cache to apk add" if update_apk
+                else "remove " + "; ".join(d.message for d in spans))
+        raise Declined(f"line {ins.start_line} is {form} RUN: its script is not edited automatically ({what}); "
+                       "left for a person")
+    if hook and not run.root:
+        raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: it can't remove {HOOK}; left for a person")
+    source = source or Source(df, ins)
+    edits: list[Edit] = []
+    if add:
+        edits.append((source.keyword_end, source.keyword_end, " ".join(f for f, _ in new_mounts) + " "))
+    for p in problems:
+        if p.flag:
+            at = source.flag_at(p.flag)
+            edits.append((at, at + len(p.flag), locked(p.flag)))
+    if hook:
+        edits.append((source.head, source.head, HOOK_RM))
+    if update_apk:
+        edits += [(m.end(), m.end(), " --update-cache") for m in APK_ADD.finditer(source.text, source.head)]
+    edits += [source.removal(d) for d in spans]
+    return edits, [d for d in found if d.action == "env"]
+
+
+def _pip_envs(df: Dockerfile, ins: Instruction) -> list[Instruction]:
+    """Every ENV that sets PIP_NO_CACHE_DIR for ``ins`` (the last one wins, but the others would take over)."""
+    return [e for e in preceding(df, ins) if e.cmd == "ENV" and "PIP_NO_CACHE_DIR" in e.value[::2]]
+
+
+def _env_edit(df: Dockerfile, env: Instruction, covered: dict[int, list[str]]) -> tuple[int, int, list[str]]:
+    """Drop PIP_NO_CACHE_DIR from ``env``, if every pip install it reaches will have a pip cache mount."""
+    for ins in df.of("RUN"):
+        run = run_of(df, ins)
+        if env in _pip_envs(df, ins) and PIP_INSTALL.search(run.text):
+            path = cache_dir(PIP, run)
+            if not path or not any(covers(t, path) for t in covered[ins.start_line]):
+                raise Declined(f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
+                               f"line {ins.start_line}, which has no pip cache mount; left for a person")
+    if len(env.value) == 2:
+        return env.start_line, env.end_line, []
+    text = "".join(df.lines[env.start_line - 1: env.end_line])
+    masked = _COMMENT_LINES.sub(lambda m: " " * len(m.group()), text)
+    m = re.search(r"(?<![^\s])PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|\S*)", masked)
+    if m is None:
+        raise Declined(f"line {env.start_line}: can't find PIP_NO_CACHE_DIR as written")
+    text = text[:_back(masked, m.start())] + text[m.end():]
+    return env.start_line, env.end_line, text.splitlines(keepends=True)
+
+
+def _rewrite(df: Dockerfile, task: Task, plans: dict[int, tuple[Run, list[tuple[Cache, str]], bool]]) -> str:
+    """Apply the per-RUN plans (start line -> run, mounts to add, repair?) and the ENV edits they need."""
+    changes: dict[int, tuple[int, list[str]]] = {}
+    envs: dict[int, Instruction] = {}
+    covered = {i.start_line: [target_of(o) for _, o in cache_mounts(i)] for i in df.of("RUN")}
+    for line, (run, add, repair) in plans.items():
+        edits, env_defeats = _plan_run(df, run, add, repair)
+        covered[line] += [p for _, p in add]
+        envs.update({e.start_line: e for d in env_defeats for e in _pip_envs(df, run.ins)})
+        if edits:
+            changes[line] = (run.ins.end_line, Source(df, run.ins).apply(edits))
+    for env in envs.values():
+        start, end, lines = _env_edit(df, env, covered)
+        changes[start] = (end, lines)
+    text = df.text
+    for start in sorted(changes, reverse=True):
+        end, lines = changes[start]
+        text = replace_lines(text, start, end, lines)
+    _check(df, Dockerfile.parse(df.path, text), task)
+    return text
+
+
+def _check(before: Dockerfile, after: Dockerfile, task: Task) -> None:
+    """The fixed file parses, the task's findings are gone, and no cache rule fires more often."""
+    if after.error:
+        raise FixError(f"the edit would not parse ({after.error}); left for a person")
+    rules = load_all()
+    for code in (c for c in rules if c.startswith("CA")):
+        old = list(rules[code].check(before))
+        new = list(rules[code].check(after))
+        if code in task.rules and new:
+            raise FixError(f"{code} would remain at line {new[0].line}: {new[0].message}")
+        if len(new) > len(old):
+            raise FixError(f"the edit would add {code} at line {new[-1].line}: {new[-1].message}")
+
+
+@CACHE_MOUNTS_FIX.applies("Add BuildKit cache mounts to package installs in {file}")
+def add_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = _current(project, task)
+    plans = {}
+    for ins in df.of("RUN"):
+        run = run_of(df, ins)
+        add = [pair for _, caches in missing(run, [target_of(o) for _, o in cache_mounts(ins)]) for pair in caches]
+        if add:
+            plans[ins.start_line] = (run, list(dict.fromkeys(add)), False)
+    if not plans:
+        raise AlreadyResolved(f"every package install in {task.file} has its cache mounts: "
+                              "an earlier change added them")
+    return {task.file: _rewrite(df, task, plans)}
+
+
+@CACHE_REPAIR_FIX.applies("Repair defeated BuildKit cache mounts in {file}")
+def repair_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = _current(project, task)
+    plans = {}
+    for ins in df.of("RUN"):
+        run = run_of(df, ins)
+        mounts = cache_mounts(ins)
+        if defeats(run, run.text, 0, [target_of(o) for _, o in mounts]) or apt_problems(run, mounts):
+            plans[ins.start_line] = (run, [], True)
+    if not plans:
+        raise AlreadyResolved(f"no cache mount in {task.file} is defeated any more: an earlier change repaired them")
+    return {task.file: _rewrite(df, task, plans)}

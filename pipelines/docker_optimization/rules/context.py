@@ -1,21 +1,36 @@
-"""Context rules: what a build context sends, and whether COPY can find its sources."""
+"""Context rules CX001, CX002, CX005: what a build context sends (no .dockerignore, files no build step
+uses, its size); with the fix that writes or extends the context's .dockerignore.
+
+COPY sources outside the context (CX003) are in ``context_copies.py``; .dockerignore files git doesn't
+keep (CX004) in ``context_git.py``.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+import subprocess
+from pathlib import Path
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization import linear
-from pipelines.docker_optimization.context_size import sent_size
-from pipelines.docker_optimization.copies import problems, sources
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.dockerignore import DockerIgnore, excluded_by_each
-from pipelines.docker_optimization.project import Context
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.secrets import public_env
+from engine.domain import AlreadyResolved, Declined, FixError
+from engine.gitenv import git_env
+from pipelines.docker_optimization.model.context_size import sent_size
+from pipelines.docker_optimization.model.copies import problems, sources, matching
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+from pipelines.docker_optimization.rules.security_secrets import public_env
+from pipelines.docker_optimization.rules.context_copies import cannot_build, readable_ignore
+from pipelines.docker_optimization.rules.context_git import gitignore_rules, gitignored
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
+
+DOCKERIGNORE_FIX = Fix("dockerignore")
+
 
 # What a build rarely needs: (pattern, probe path for .gitignore, why).
 CANDIDATES: tuple[tuple[str, str, str], ...] = (
@@ -48,7 +63,7 @@ OUTPUT_DIRS = ("dist", "build")
 
 @rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
       reads=("context-sizes",),
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def context_without_dockerignore(ctx) -> Iterable[Hit]:
     """A build context with files a build rarely needs has no .dockerignore.
 
@@ -110,15 +125,6 @@ def ignore_users(project, ignore_path: str) -> list:
     """The contexts that build with ``ignore_path`` (or would, once a missing one is written)."""
     return [c for c in project.contexts
             if c.ignore_path == ignore_path or (not c.ignore_path and c.default_ignore_path == ignore_path)]
-
-
-def readable_ignore(ctx) -> bool:
-    """False when the context's ignore file has a pattern Docker rejects (the build fails before any COPY)."""
-    try:
-        ctx.ignore
-    except ValueError:
-        return False
-    return True
 
 
 def _raw(ignore: DockerIgnore) -> list[str]:
@@ -214,7 +220,7 @@ def _count(n: int, what: str) -> str:
 
 
 @rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
-      fix=Applicability.safe, fix_group="dockerignore", phase="dockerfiles")
+      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
 
@@ -267,241 +273,6 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
                   f"{dockerfile}:{ins.start_line}: {ins.original}", file=path)
 
 
-# -- COPY sources --------------------------------------------------------------------------
-
-
-def resolvable(ctx) -> bool:
-    """A context inside the repository (not a URL, not ``../elsewhere``)."""
-    return not ("://" in ctx.dir or ctx.dir.startswith("git@") or ctx.dir == ".." or ctx.dir.startswith("../"))
-
-
-def built_from(project, dockerfile: str) -> list:
-    """The contexts compose builds ``dockerfile`` from that lie in the repository (CO007 looks at several)."""
-    return [c for c in project.contexts_of(dockerfile) if not c.inferred and resolvable(c)]
-
-
-def _ancestors(directory: str) -> list[str]:
-    out = [directory]
-    while directory not in ("", "."):
-        directory = posixpath.dirname(directory) or "."
-        out.append(directory)
-    return out
-
-
-@rule("CX003", "copy-source-outside-context", Category.correctness, Severity.error, "context")
-def copy_source_outside_context(ctx) -> Iterable[Hit]:
-    """A COPY/ADD source doesn't exist in the build context, reaches outside it, or isn't sent.
-
-    For Dockerfiles built from one context (CO007 reports those built from
-    several). A Dockerfile no compose file builds is assumed to be built from
-    its own directory or, if that is where its sources are, a directory
-    above it; it is reported only when no such directory has them all.
-    The other context findings (CX001, CX002, CX004, CX005) are left out
-    for a context this rule or CO007 reports: it cannot build anyway.
-
-    Why: the build fails with "not found" at that line. `COPY ../shared .`
-    can never work: a build sees nothing outside its context.
-
-    Example:
-        # compose: build: {context: ., dockerfile: services/api/Dockerfile}
-        COPY ../../libs/common /srv/libs/common
-
-    Use instead:
-        COPY libs/common /srv/libs/common
-    """
-    project = ctx.project
-    for c in project.contexts_in(ctx.dir):
-        if len(built_from(project, c.dockerfile)) > 1:
-            continue
-        found, note = copy_problems(c)
-        for source, why in found:
-            yield Hit(source.ins.start_line, why + note, source.ins.original, source.ins.end_line, file=c.dockerfile)
-
-
-def copy_problems(c) -> tuple[list, str]:
-    """(the COPY sources that break the build of ``c``, a note on the context assumed), computed once.
-
-    Empty when the Dockerfile is missing or doesn't parse, the context is
-    outside the repository or its ignore file is invalid: then nothing is
-    known. A context no compose file names is judged from the best of its
-    directory and the ones above it (as CX003 reports it).
-    """
-    project = c.project
-    key = ("copy_problems", c.dir, c.dockerfile, c.inferred)
-    if key not in project.memo:
-        df = project.dockerfiles.get(c.dockerfile)
-        found, note = [], ""
-        if resolvable(c) and readable_ignore(c) and df is not None and not df.error:
-            found = problems(c, df)
-            if c.inferred and found:
-                trials = [(problems(t, df), t.dir) for t in
-                          (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))]
-                found, best = min(trials, key=lambda t: len(t[0]))
-                note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
-        project.memo[key] = (found, note)
-    return project.memo[key]
-
-
-def cannot_build(c) -> bool:
-    """Is ``c`` already reported unbuildable (CX003 or CO007: a COPY source it lacks)?
-
-    The context rules (CX001, CX002, CX004, CX005) and SZ005 stay quiet on
-    such a context: what it sends or how large it is matters once it builds,
-    and the broken COPY is the finding to act on. A directory that some
-    Dockerfile does build from is still judged.
-    """
-    return bool(copy_problems(c)[0])
-
-
-# -- .dockerignore files git doesn't keep -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GitignorePattern:
-    source: str          # the .gitignore's path
-    line: int
-    text: str            # as written
-    base: str            # the .gitignore's directory ("" at the root)
-    negate: bool
-    dir_only: bool
-    regex: re.Pattern[str] | linear.Re2Pattern
-
-
-def _class_end(pattern: str, start: int) -> int:
-    """Index of the "]" closing the class opened at ``start`` (-1 if none; a first "]" is literal)."""
-    i = start + 1
-    i += pattern[i:i + 1] in ("!", "^")
-    i += pattern[i:i + 1] == "]"
-    return pattern.find("]", i)
-
-
-def _wildmatch(pattern: str) -> str:
-    """A gitignore glob (no leading "!", no trailing "/") as a regex body, with git's ``**`` rules."""
-    out, i, n = [], 0, len(pattern)
-    while i < n:
-        at_segment = i == 0 or pattern[i - 1] == "/"
-        if pattern.startswith("**/", i) and at_segment:
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i) and at_segment and i + 2 == n:
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            while i < n and pattern[i] == "*":
-                i += 1
-            out.append("[^/]*")
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[" and (end := _class_end(pattern, i)) != -1:
-            body = pattern[i + 1:end]
-            negate = body[:1] in ("!", "^")
-            body = body[1:] if negate else body
-            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
-            i = end + 1
-        elif pattern[i] == "\\" and i + 1 < n:
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return "".join(out)
-
-
-def parse_gitignore(path: str, text: str) -> list[GitignorePattern]:
-    """The patterns of one .gitignore file (gitignore(5): comments, ``\\`` escapes, ``!``, trailing ``/``)."""
-    base = posixpath.dirname(path)
-    found = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.rstrip("\r")
-        while line.endswith(" ") and not line.endswith("\\ "):
-            line = line[:-1]
-        if not line or line.startswith("#"):
-            continue
-        negate = line.startswith("!")
-        body = line[1:] if negate else line
-        dir_only = body.endswith("/")
-        body = body.rstrip("/")
-        if not body:
-            continue
-        anchored = "/" in body
-        regex = _wildmatch(body.lstrip("/"))
-        try:
-            compiled = linear.compile(("^" if anchored else "^(?:.*/)?") + regex + "$", re.DOTALL)
-        except re.error:
-            continue  # git skips a pattern it can't match; so do we
-        found.append(GitignorePattern(path, number, raw.strip(), base, negate, dir_only, compiled))
-    return found
-
-
-def gitignore_rules(project) -> list[GitignorePattern]:
-    """Every .gitignore of the project, shallow files first (a deeper file overrides a shallower one)."""
-    paths = sorted((p for p in project.files if posixpath.basename(p) == ".gitignore"), key=lambda p: p.count("/"))
-    return [pattern for p in paths for pattern in parse_gitignore(p, project.text(p) or "")]
-
-
-def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | None:
-    """The pattern that makes git ignore ``path`` (a file), or None when git would track it.
-
-    As git decides: the last matching pattern wins, a deeper .gitignore wins
-    over a shallower one, and nothing under an ignored directory can be
-    re-included.
-    """
-    parts = path.split("/")
-    for depth in range(1, len(parts) + 1):
-        candidate, is_dir = "/".join(parts[:depth]), depth < len(parts)
-        verdict = None
-        for pattern in rules:
-            if pattern.base and not candidate.startswith(pattern.base + "/"):
-                continue
-            if pattern.dir_only and not is_dir:
-                continue
-            if pattern.regex.match(candidate[len(pattern.base) + 1:] if pattern.base else candidate):
-                verdict = pattern
-        if verdict is not None and not verdict.negate:
-            return verdict
-    return None
-
-
-@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project",
-      reads=(".gitignore", "contexts"))
-def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
-    """A .dockerignore is hidden by the repository's .gitignore, while its Dockerfile is not.
-
-    Read from the .gitignore files' text, so it can't see a file that was
-    committed anyway (`git add --force`, as this pipeline does when it writes
-    one): then git does keep it, and this is noise. That is why it is info.
-
-    Why: an ignored file never reaches a clone, so CI and colleagues build
-    without it: the context sends .git, caches and .env files again, and the
-    image differs from the one built locally.
-
-    Example:
-        .gitignore:   .*
-                      !.gitignore
-
-    Use instead:
-        .gitignore:   .*
-                      !.gitignore
-                      !.dockerignore
-    """
-    rules = gitignore_rules(project)
-    if not rules:
-        return
-    for path in sorted({c.ignore_path for c in project.contexts if c.ignore_path}):
-        pattern = gitignored(rules, path)
-        if pattern is None:
-            continue
-        users = [c for c in project.contexts if c.ignore_path == path]
-        if all(gitignored(rules, c.dockerfile) for c in users):
-            continue  # the Dockerfile is ignored too: a generated or local-only build
-        if all(cannot_build(c) for c in users):
-            continue  # CX003/CO007 report these contexts broken
-        yield Hit(0, f"{path} is ignored by {pattern.source} (line {pattern.line}: {pattern.text}): a clone, "
-                     "CI included, builds without it unless it was committed with --force",
-                  f"{pattern.source}:{pattern.line}: {pattern.text}", file=path)
-
-
 # -- size ----------------------------------------------------------------------------------
 
 LARGE_CONTEXT = 50 * 1024 * 1024
@@ -544,3 +315,113 @@ def large_build_context(ctx) -> Iterable[Hit]:
         yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(size.files, 'file')}; biggest: "
                      + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
                   f"{c.dir}: {_mib(total)}", file=key)
+
+
+# -- fixes -----------------------------------------------------------------------------------------------
+# Context fixes: write or extend a .dockerignore, derived from what the context holds and what COPY needs.
+
+
+HEADER = "# Written by the docker-optimization pipeline; every COPY still finds its sources.\n"
+APPENDED = "# Added by the docker-optimization pipeline: what COPY . shipped and no build step uses."
+
+
+def gitignored_probes(root: Path | None, context_dir: str) -> set[str]:
+    """Probe paths (context-relative) that the repository's ignore rules hide.
+
+    A pattern is written when it matches a file in the context, or when
+    .gitignore hides its probe: then the thing exists in working copies,
+    where `docker build` runs, though git never shows it.
+    """
+    if root is None or not (root / ".git").exists():
+        return set()
+    prefix = "" if context_dir == "." else context_dir + "/"
+    probes = [prefix + probe for _, probe, _ in CANDIDATES if probe]
+    # -z: paths with spaces or non-ASCII characters come back unquoted
+    proc = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-z", "--stdin"],
+                          input="\0".join(probes) + "\0", capture_output=True, text=True, env=git_env())
+    return {line[len(prefix):] for line in proc.stdout.split("\0") if line}
+
+
+def derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str]]:
+    """(pattern, why) to add to the ignore file ``ignore_path`` of the context: each excludes something
+    and breaks no COPY (see ``rules.context.excludable``); for a missing file, the whole file."""
+    return [(pattern, why) for pattern, why, _ in _derive(project, context_dir, ignore_path)]
+
+
+# What leaves an image without changing what it does: caches and coverage nobody runs from, and tests
+# (unless the image's command runs them). Anything else (.env, .git, docs, installed packages, build
+# outputs) may be read by the app or a build step.
+INERT = ("bytecode caches", "tool caches", "coverage output", "tests")
+RUNS_TESTS = re.compile(r"\btest|pytest|jest|mocha|vitest|unittest", re.IGNORECASE)
+
+
+def leaving_images(project: Project, ignore_path: str) -> list[tuple[str, str]]:
+    """(file, why it was excluded) for each file the new patterns stop sending that a COPY/ADD of some
+    stage copies now (context-relative): what the images would lose. Empty: only what is sent changes."""
+    users = ignore_users(project, ignore_path)
+    if not users:
+        raise Declined(f"no build context uses {ignore_path} any more")
+    excluded = {f: why for _, why, files in _derive(project, users[0].dir, ignore_path) for f in files}
+    copied: set[str] = set()
+    for ctx in (c for c in users if c.dir == users[0].dir):
+        sent = ctx.sent()
+        for src in sources(project.dockerfiles[ctx.dockerfile]):
+            copied.update(matching(sent, src.path))
+    return sorted((f, excluded[f]) for f in excluded if f in copied)
+
+
+def assess_dockerignore(project: Project, ignore_path: str) -> tuple[bool, str]:
+    """Safe when what leaves the images is inert (caches, coverage, tests no command runs) or nothing;
+    unsafe otherwise, naming the files."""
+    gone = leaving_images(project, ignore_path)
+    if not gone:
+        return True, "No COPY/ADD copies what it excludes: the images stay the same; only what is sent changes."
+    commands = " ".join(" ".join(i.value) for c in ignore_users(project, ignore_path)
+                        for i in project.dockerfiles[c.dockerfile].of("CMD", "ENTRYPOINT"))
+    inert = set(INERT) - ({"tests"} if RUNS_TESTS.search(commands) else set())
+    risky = [f for f, why in gone if why not in inert]
+    if not risky:
+        kinds = ", ".join(sorted({why for _, why in gone}))
+        return True, (f"Only {kinds} leave the images (no command runs them): what the images do stays the same.")
+    more = f" and {len(risky) - 5} more" if len(risky) > 5 else ""
+    return False, (f"Unsafe: a COPY/ADD copies what it excludes, so these leave the image: {', '.join(risky[:5])}{more} "
+                   "(the app or a build step may read them).")
+
+
+def _derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str, list[str]]]:
+    if not ignore_path:
+        ignore_path = posixpath.join(context_dir, ".dockerignore") if context_dir != "." else ".dockerignore"
+    contexts = [c for c in ignore_users(project, ignore_path) if c.dir == context_dir]
+    if not contexts:
+        raise Declined(f"no build context {context_dir} builds with {ignore_path} any more")
+    for ctx in contexts:
+        df = project.dockerfiles.get(ctx.dockerfile)
+        if df is None or df.error:
+            raise FixError(f"{ctx.dockerfile} is missing or doesn't parse; can't tell what it COPYs")
+    ignored = gitignored_probes(getattr(project.tree, "root", None), context_dir)
+    if context_dir == ".":
+        ignored.add(".git/HEAD")  # a working copy's root always holds .git
+    return excludable(contexts, contexts[0].ignore, ignored)
+
+
+@DOCKERIGNORE_FIX.applies("Exclude what builds don't need with {file}", assess=assess_dockerignore)
+def write_dockerignore(project: Project, task: Task, design: Design) -> dict[str, str]:
+    """Write a .dockerignore for the context, or append what an existing one misses (CX001, CX002)."""
+    users = ignore_users(project, task.file)
+    if not users:
+        raise Declined(f"no build context uses {task.file} any more")
+    context_dir = users[0].dir
+    text = project.text(task.file)
+    if text is None:
+        chosen = derive(project, context_dir, task.file)
+        if not chosen:
+            raise Declined(f"nothing in build context {context_dir} is worth excluding")
+        return {task.file: HEADER + "".join(f"{p}\n" for p, _ in chosen)}
+    if "CX002" not in task.rules:
+        raise AlreadyResolved(f"{task.file} exists now: an earlier change wrote it")
+    chosen = derive(project, context_dir, task.file)
+    if not chosen:
+        raise AlreadyResolved(f"{task.file} already excludes what COPY . would ship: an earlier change resolved it")
+    newline = "\r\n" if "\r\n" in text else "\n"
+    separator = "" if not text or text.endswith("\n") else newline
+    return {task.file: text + separator + APPENDED + newline + "".join(f"{p}{newline}" for p, _ in chosen)}

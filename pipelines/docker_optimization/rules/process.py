@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import yaml
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization import yaml_lines
-from pipelines.docker_optimization.buildgraph import build_graph
-from pipelines.docker_optimization.project import Project
-from pipelines.docker_optimization.rules import Hit, rule
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model import yaml_lines
+from pipelines.docker_optimization.model.buildgraph import build_graph
+from pipelines.docker_optimization.model.project import Project
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
+
+BAKE_FILE_FIX = Fix("bake-file")
+CI_WORKFLOW_FIX = Fix("ci-workflow")
+DEPLOY_SCRIPTS_FIX = Fix("deploy-scripts")
 
 BAKE_FILE = "docker-bake.hcl"
 BAKE_FILES = ("docker-bake.hcl", "docker-bake.json", "docker-bake.override.hcl", "docker-bake.override.json")
@@ -79,7 +87,7 @@ def bake_file_missing(project: Project) -> bool:
 
 @rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
       reads=("composes", "dockerfiles", "docker-bake.*"),
-      fix=Applicability.safe, fix_group="bake-file", phase="build")
+      fix=BAKE_FILE_FIX, safety=Applicability.safe, phase="build")
 def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """A repository that builds two or more images has no `docker-bake.hcl`.
 
@@ -123,7 +131,7 @@ def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
 
 
 @rule("BP002", "ci-build-without-cache", Category.performance, Severity.info, "project",
-      fix=Applicability.safe, fix_group="ci-workflow", phase="build")
+      fix=CI_WORKFLOW_FIX, safety=Applicability.safe, phase="build")
 def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     """No GitHub Actions workflow builds the images with a build cache.
 
@@ -163,7 +171,7 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
 
 @rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
       reads=("composes", "dockerfiles", "deploy/deploy.sh"),
-      fix=Applicability.safe, fix_group="deploy-scripts", phase="deploy")
+      fix=DEPLOY_SCRIPTS_FIX, safety=Applicability.safe, phase="deploy")
 def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).
 
@@ -206,3 +214,53 @@ def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
         yield Hit(0, f"the compose stack has healthchecks ({', '.join(checked)}) but no {DEPLOY_SCRIPT}: "
                      "a rollout doesn't wait for them and can't roll back",
                   f"no {DEPLOY_SCRIPT}; healthchecks: {', '.join(checked)}", file=DEPLOY_SCRIPT)
+
+
+# -- fixes -----------------------------------------------------------------------------------------------
+# Build-process and deployment fixes: write the bake file, the CI workflow, the deploy scripts.
+#
+# Each writes new files only, generated from the build graph of the project
+# as it is now; a file that exists already is never overwritten (the task
+# is then AlreadyResolved: an earlier change, or a person, wrote it).
+
+
+def _absent(project: Project, path: str) -> None:
+    if path in project.files:
+        raise AlreadyResolved(f"{path} exists now: an earlier change wrote it")
+
+
+@BAKE_FILE_FIX.applies("Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache",
+     writes=(BAKE_FILE,))
+def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, str]:
+    from pipelines.docker_optimization.generate.bake import bake_file   # generate/ reads this module's names
+
+    for path in BAKE_FILES:
+        _absent(project, path)
+    graph = build_graph(project)
+    if len(graph.built) < 2:
+        raise AlreadyResolved(f"only {len(graph.built)} service builds an image now: no bake file needed")
+    return {BAKE_FILE: bake_file(project, graph)}
+
+
+@CI_WORKFLOW_FIX.applies("Build the images in GitHub Actions with a cache, and report findings to code scanning",
+     writes=(WORKFLOW,))
+def write_ci_workflow(project: Project, task: Task, design: Design) -> dict[str, str]:
+    from pipelines.docker_optimization.generate.workflow import workflow_file   # it reads this module's names
+
+    _absent(project, WORKFLOW)
+    return {WORKFLOW: workflow_file(project)}
+
+
+@DEPLOY_SCRIPTS_FIX.applies("Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
+     writes=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT), executable=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT))
+def write_deploy_scripts(project: Project, task: Task, design: Design) -> dict[str, str]:
+    from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
+
+    _absent(project, DEPLOY_SCRIPT)
+    graph = build_graph(project)
+    if not any(s.healthcheck for s in graph.services.values()):
+        raise Declined("no service has a healthcheck any more: nothing to gate a rollout on")
+    written = {DEPLOY_SCRIPT: deploy_script(project, graph)}
+    if ROLLBACK_SCRIPT not in project.files:   # a rollback.sh someone wrote stays theirs
+        written[ROLLBACK_SCRIPT] = rollback_script(project, graph)
+    return written

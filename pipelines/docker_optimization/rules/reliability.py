@@ -1,16 +1,30 @@
-"""Reliability rules: health checks that can't pass or don't exist, swallowed errors, builds that drift."""
+"""Reliability rules RL001-RL003: health checks that can't pass or don't exist, swallowed errors; with the
+health-check fix. Builds that drift (RL004-RL006: frontends and base images by a name that can change) are
+in ``reliability_images.py``."""
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+import json
+import shlex
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.image_tools import (
-    Tools, repository_and_tag, resolve, stage_chain, tools_in_final_stage,
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.image_tools import (
+    Tools, stage_chain, tools_in_final_stage,
 )
-from pipelines.docker_optimization.rules import Hit, rule
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+from pipelines.docker_optimization.fixes import dockerfile_of
+from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
+from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
+
+HEALTHCHECK_TOOL_FIX = Fix("healthcheck-tool")
+
 
 HTTP_TOOLS = ("curl", "wget")
 # curl/wget as a program (also /usr/bin/curl), not inside a word or a URL.
@@ -65,7 +79,7 @@ def missing_healthcheck_tools(df: Dockerfile) -> tuple[Instruction, list[str], T
 
 
 @rule("RL001", "healthcheck-tool-not-installed", Category.reliability, Severity.error, "dockerfile",
-      fix=Applicability.unsafe, fix_group="healthcheck-tool", phase="dockerfiles")
+      fix=HEALTHCHECK_TOOL_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
     """A HEALTHCHECK runs curl or wget, and the final image doesn't have it.
 
@@ -227,114 +241,141 @@ def directives(df: Dockerfile) -> list[tuple[int, str, str]]:
     return found
 
 
-@rule("RL004", "remote-syntax-frontend", Category.reliability, Severity.info, "dockerfile",
-      fix=Applicability.unsafe, fix_group="syntax-directive", phase="dockerfiles")
-def remote_syntax_frontend(df: Dockerfile) -> Iterable[Hit]:
-    """A `# syntax=` directive makes every build pull its Dockerfile frontend from a registry.
-
-    Info, not warning: Docker's docs recommend the directive to get the
-    newest Dockerfile features. It matters where builds have no registry
-    access (air-gapped or offline CI) or must be reproducible.
-
-    Why: before reading the Dockerfile, BuildKit resolves and pulls the
-    frontend image (docker/dockerfile:1 from Docker Hub). Offline the build
-    fails before its first step; on a cold builder it adds a pull; and a
-    floating tag like `:1` changes the parser under you. BuildKit's built-in
-    frontend already handles RUN --mount, heredocs and COPY --link.
-
-    The fix (unsafe) deletes the directive line for docker/dockerfile
-    channels other than -labs: an older engine's built-in frontend may lack
-    a feature the file uses, so the build should be tried once.
-
-    Example:
-        # syntax=docker/dockerfile:1
-        FROM python:3.12-slim
-
-    Use instead:
-        FROM python:3.12-slim
-
-    Fix safety: unsafe: another frontend parses the Dockerfile, and syntax
-    that only a newer frontend knows changes meaning or fails.
-    """
-    for number, name, value in directives(df):
-        if name == "syntax":
-            yield Hit(number, f"the build pulls the Dockerfile frontend {value} from a registry before it starts",
-                      df.lines[number - 1].rstrip("\r\n"))
+# -- fixes -----------------------------------------------------------------------------------------------
+# Reliability fixes: health checks that use what the image has, the built-in frontend, pinned digests.
 
 
-def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
-    """(FROM, reference with global ARG defaults applied) for every FROM of a registry image.
+# -- healthcheck-tool (RL001) ------------------------------------------------
+PYTHON_PROBE = ("import urllib.request,sys; "
+                "sys.exit(0 if urllib.request.urlopen('{url}', timeout={timeout}).status < 400 else 1)")
+NODE_PROBE = ("require('{module}').get('{url}', {{timeout: {ms}}}, "
+              "r => process.exit(r.statusCode < 400 ? 0 : 1))"
+              ".on('error', () => process.exit(1)).on('timeout', () => process.exit(1))")
+DEFAULT_TIMEOUT = "30"   # Docker's own HEALTHCHECK --timeout default: not a figure of ours
 
-    Skips `scratch`, earlier stages, and references whose build arguments have no default.
-    """
-    found, froms = [], df.of("FROM")
-    for stage, ins in zip(df.stages, froms):
-        earlier = {s.name.lower() for s in df.stages[:stage.index] if s.name}
-        if stage.base.lower() in earlier or stage.base.lower() == "scratch":
+
+def _seconds(duration: str) -> str | None:
+    """A HEALTHCHECK duration ("5s", "1m30s", "500ms") in seconds, as a string; None if unreadable."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration.strip():
+        return None
+    total = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
+    return f"{total:g}"
+# curl/wget options the probe can stand in for. Flags that only change what is printed, or mean
+# "fail on HTTP errors" (the probe always does), are dropped; options with a value are kinds:
+# "timeout" (carried over), "output" (must be discarded: /dev/null or -), "ignore" (retries).
+FLAGS = {
+    "curl": {"-f", "--fail", "-s", "--silent", "-S", "--show-error", "-L", "--location", "-q", "-I", "--head",
+             "--fail-with-body"},
+    "wget": {"-q", "--quiet", "--spider", "-nv", "--no-verbose", "-S", "--server-response"},
+}
+VALUE_OPTIONS = {
+    "curl": {"-o": "output", "--output": "output", "-m": "timeout", "--max-time": "timeout",
+             "--connect-timeout": "timeout", "--retry": "ignore"},
+    "wget": {"-O": "output", "--output-document": "output", "-o": "output", "--output-file": "output",
+             "-T": "timeout", "--timeout": "timeout", "-t": "ignore", "--tries": "ignore"},
+}
+DISCARDED_OUTPUT = {"/dev/null", "-"}
+EXIT_ONE = re.compile(r"\s*\|\|\s*exit(?:\s+1)?\s*$")
+SHELL_SYNTAX = re.compile(r"[;&|<>`$()]")
+SAFE_URL = re.compile(r"^https?://[A-Za-z0-9\-._~:/?#\[\]@!&*+,;=%]+$")
+HOST_ONLY = re.compile(r"^[A-Za-z0-9.\-\[\]:]+(?:/\S*)?$")
+NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def _options(tool: str, words: list[str], line: int) -> tuple[list[tuple[str, str]], list[str]]:
+    """((kind, value) of the value options, positional words) of a curl/wget call; FixError on others."""
+    def unknown(word: str) -> FixError:
+        return Declined(f"line {line}: {tool} option {word} has no equivalent in the probe; left for a person")
+
+    values, positional, rest = [], [], iter(words)
+    for word in rest:
+        name, eq, inline = word.partition("=")
+        if word in FLAGS[tool]:
             continue
-        ref = resolve(df, stage.base)
-        if ref and ref.lower() != "scratch":
-            found.append((ins, ref))
-    return found
+        if word.startswith("--") and name in VALUE_OPTIONS[tool]:
+            values.append((VALUE_OPTIONS[tool][name], inline if eq else next(rest, "")))
+        elif word.startswith("--"):
+            raise unknown(word)
+        elif word.startswith("-") and len(word) > 1:
+            for index, letter in enumerate(word[1:], 1):   # a cluster: -fsS, -qO-, -sfm 3
+                if f"-{letter}" in FLAGS[tool]:
+                    continue
+                kind = VALUE_OPTIONS[tool].get(f"-{letter}")
+                if kind is None:
+                    raise unknown(word)
+                values.append((kind, word[index + 1:] or next(rest, "")))
+                break
+        else:
+            positional.append(word)
+    return values, positional
 
 
-@rule("RL005", "base-image-floating-tag", Category.reliability, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="pin-digest", phase="dockerfiles")
-def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
-    """A base image is named without a tag, or by `latest`.
+def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
+    """(url, timeout in seconds) of a curl/wget health check; FixError if it does more than one GET."""
+    line = ins.start_line
+    if ins.json:
+        words = list(ins.value[1:])
+    else:
+        script = EXIT_ONE.sub("", " ".join(ins.value[1:]))
+        if SHELL_SYNTAX.search(script):
+            raise Declined(f"line {line}: the health check uses shell syntax (variables, pipes, several "
+                           "commands); left for a person")
+        try:
+            words = shlex.split(script)
+        except ValueError as err:
+            raise Declined(f"line {line}: can't read the health check command ({err})") from err
+    if not words or words[0].rsplit("/", 1)[-1] != tool:
+        raise Declined(f"line {line}: the health check doesn't start with {tool}; left for a person")
+    values, urls = _options(tool, words[1:], line)
+    # No timeout of its own: the probe gives up when Docker would stop the check anyway (--timeout, else 30 s).
+    timeout = next((_seconds(f.partition("=")[2]) for f in ins.flags if f.startswith("--timeout=")), None) \
+        or DEFAULT_TIMEOUT
+    for kind, value in values:
+        if kind == "timeout" and NUMBER.match(value):
+            timeout = value
+        elif kind == "output" and value not in DISCARDED_OUTPUT:
+            raise Declined(f"line {line}: {tool} writes to {value}; left for a person")
+    if len(urls) != 1:
+        raise Declined(f"line {line}: the health check requests {len(urls)} URLs; expected one")
+    url = urls[0] if "://" in urls[0] or not HOST_ONLY.match(urls[0]) else "http://" + urls[0]
+    if not SAFE_URL.match(url):
+        raise Declined(f"line {line}: {urls[0]} is not a plain http(s) URL; left for a person")
+    return url, timeout
 
-    Why: `latest` is whatever was pushed last. The same Dockerfile builds a
-    different OS or language version from one day to the next, and a build
-    that passed yesterday fails (or, worse, behaves differently) today.
 
-    The fix (unsafe) pins the digest the local Docker engine has for the
-    image (`docker image inspect`, needs DOCKER_HOST); it fails when no
-    digest is known locally (never pulled, or built locally).
-
-    Example:
-        FROM python
-
-    Use instead:
-        FROM python:3.12-slim@sha256:<digest>
-
-    Fix safety: unsafe: it chooses the exact base image (the digest the
-    local engine has, which may not be the tag's newest), so the image's
-    whole base changes to that one.
-    """
-    for ins, ref in external_bases(df):
-        _, tag, digest = repository_and_tag(ref)
-        if not digest and tag in ("", "latest"):
-            why = "no tag means latest" if not tag else "latest"
-            yield Hit(ins.start_line, f"base image {ref} floats ({why}): each build may get a different image",
-                      ins.original, ins.end_line)
+def probe_command(tools: Tools, url: str, timeout: str, tool: str) -> list[str]:
+    """The exec-form command that does the same GET with what the image has: python, else node."""
+    for python in ("python", "python3"):
+        if tools.has(python):
+            return [python, "-c", PYTHON_PROBE.format(url=url, timeout=timeout)]
+    if tools.has("node"):
+        module = "https" if url.startswith("https:") else "http"
+        return ["node", "-e", NODE_PROBE.format(module=module, url=url, ms=round(float(timeout) * 1000))]
+    raise Declined(f"{tools.image or 'the final image'} has neither {tool} nor python or node to probe with",
+                   f"install {tool} in the final stage, or write a probe the image can run")
 
 
-@rule("RL006", "base-image-without-digest", Category.reliability, Severity.info, "dockerfile",
-      fix=Applicability.unsafe, fix_group="pin-digest", phase="dockerfiles")
-def base_image_without_digest(df: Dockerfile) -> Iterable[Hit]:
-    """A base image is pinned by tag only, not by digest.
+def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> str:
+    """The HEALTHCHECK rewritten in exec form, with its options and its first line's indentation and keyword."""
+    first = df.lines[ins.start_line - 1]
+    keyword = re.match(r"\s*\S+", first).group(0)
+    options = "".join(f" {flag}" for flag in ins.flags)
+    return f"{keyword}{options} CMD {json.dumps(command, ensure_ascii=False)}{newline_of(df.lines[ins.end_line - 1])}"
 
-    Info: a version tag like 3.12-slim is a reasonable choice; the digest
-    is for builds that must be reproducible bit for bit.
 
-    Why: tags are re-pushed (security rebuilds of python:3.12-slim happen
-    every few weeks), so two builds of the same commit can differ. A digest
-    names exactly one image; keep the tag beside it for readers.
-
-    The fix (unsafe) pins the digest the local Docker engine has for the
-    image, like RL005's.
-
-    Example:
-        FROM python:3.12-slim
-
-    Use instead:
-        FROM python:3.12-slim@sha256:<digest>
-
-    Fix safety: unsafe: it chooses the exact base image (the digest the
-    local engine has), as RL005's fix does.
-    """
-    for ins, ref in external_bases(df):
-        _, tag, digest = repository_and_tag(ref)
-        if not digest and tag not in ("", "latest"):
-            yield Hit(ins.start_line, f"base image {ref} is pinned by tag only: the tag can be re-pushed",
-                      ins.original, ins.end_line)
+@HEALTHCHECK_TOOL_FIX.applies("Probe the health check with a program the image has in {file}")
+def rewrite_healthcheck(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = dockerfile_of(project, task)
+    found = missing_healthcheck_tools(df)
+    if found is None:
+        raise AlreadyResolved(f"the health check in {task.file} uses what the image has: an earlier change resolved it")
+    ins, missing, tools = found
+    url, timeout = probe_request(ins, missing[0])
+    line = healthcheck_line(df, ins, probe_command(tools, url, timeout, missing[0]))
+    text = replace_lines(df.text, ins.start_line, ins.end_line, [line])
+    after = Dockerfile.parse(task.file, text)
+    if after.error or missing_healthcheck_tools(after) is not None:
+        raise FixError(f"the rewritten health check in {task.file} doesn't check out: "
+                       f"{after.error or 'tool still missing'}")
+    return {task.file: text}

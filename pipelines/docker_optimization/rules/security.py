@@ -1,16 +1,30 @@
-"""Security rules: root containers, secrets in images and compose files, unverified downloads, host access."""
+"""Security rules SE001 and SE003: containers that run as root, and remote ADDs; with the non-root fix.
+
+SE002 and SE006 (secrets) are in ``security_secrets.py``; SE004, SE005, SE010 and SE011 (access to
+the host) in ``security_host.py``.
+"""
 
 from __future__ import annotations
 
 import posixpath
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+from dataclasses import dataclass, field
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.image_tools import stage_chain
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.layers import segments
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+from pipelines.docker_optimization.model.shell import segments, workdir_at
+from pipelines.docker_optimization import policy
+from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
+from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
+
+NON_ROOT_USER_FIX = Fix("non-root-user")
 
 ROOT_USERS = ("root", "0")
 # Base images that already run as a non-root user: by tag or vendor, and well-known images whose own
@@ -19,14 +33,7 @@ NON_ROOT_BASES = re.compile(
     r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
     r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
     r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
-# Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
-SECRET_NAME = re.compile(r"(?i)(?:^|_)(?:(?:API|ACCESS|SECRET|PRIVATE)?KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIALS?)$")
-NOT_SECRET = re.compile(r"(?i)GPG|PGP|PUBLIC|PUBLISHABLE|PUB_?KEY")
-# `${VAR}`, `$VAR`, `${VAR:?err}`: a reference, not a literal. A default (`${VAR:-x}`) is a literal.
-REFERENCE = re.compile(r"^\$(?:\{\w+(?::?[?+][^}]*)?\}|\w+)$")
-INTERPOLATION_DEFAULT = re.compile(r"\$\{\w+:?-([^}]*)\}")
 REMOTE = re.compile(r"^(?:https?|git|ssh)://|^git@", re.IGNORECASE)
-DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
 
 
 # -- SE001 -------------------------------------------------------------------
@@ -154,7 +161,7 @@ def runs_as_root(df: Dockerfile) -> tuple[str, Instruction | None, list[tuple[In
 
 
 @rule("SE001", "runs-as-root", Category.security, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="non-root-user", phase="dockerfiles")
+      fix=NON_ROOT_USER_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     """The final stage runs as root: no USER, `USER root`/`USER 0`, or a user created and never switched to.
 
@@ -221,107 +228,6 @@ def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
         yield Hit(stage.start_line, why, f"FROM {stage.base}")
 
 
-# -- SE002 -------------------------------------------------------------------
-def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name)) and not NOT_SECRET.search(name)
-
-
-def literal(value: object) -> bool:
-    """A value written in the file: not empty, not only a ``$VAR`` reference (a ``${VAR:-default}`` counts)."""
-    if value is None or isinstance(value, bool):
-        return False
-    text = str(value).strip().strip("\"'")
-    if not text or REFERENCE.match(text):
-        return False
-    if "$" not in text:
-        return True
-    default = INTERPOLATION_DEFAULT.search(text)
-    return bool(default and default.group(1).strip("\"'"))
-
-
-def dockerfile_secrets(df: Dockerfile) -> Iterable[Hit]:
-    for ins in df.of("ARG", "ENV"):
-        if ins.cmd == "ARG":
-            pairs = [item.partition("=")[::2] for item in ins.value if "=" in item]
-        else:
-            pairs = list(zip(ins.value[::2], ins.value[1::2]))
-        for name, value in pairs:
-            if is_secret_name(name) and literal(value):
-                kind = "build argument default" if ins.cmd == "ARG" else "environment variable"
-                yield Hit(ins.start_line, f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
-                          "(docker history / inspect shows it to anyone who pulls it)",
-                          f"{ins.cmd} {name}=***", ins.end_line, file=df.path)
-
-
-def _line(mapping, key, fallback: int) -> int:
-    try:
-        return mapping.lc.key(key)[0] + 1
-    except (AttributeError, KeyError, TypeError):
-        return fallback
-
-
-def _item_line(seq, index: int, fallback: int) -> int:
-    try:
-        return seq.lc.item(index)[0] + 1
-    except (AttributeError, KeyError, TypeError, IndexError):
-        return fallback
-
-
-def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
-    """(name, value, line) of a compose mapping or KEY=value list (environment, build args)."""
-    if isinstance(block, dict):
-        return [(str(k), v, _line(block, k, fallback)) for k, v in block.items()]
-    if isinstance(block, list):
-        return [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None,
-                 _item_line(block, i, fallback)) for i, item in enumerate(block)]
-    return []
-
-
-def compose_secrets(project) -> Iterable[Hit]:
-    for compose in project.composes:
-        for name, svc in compose.services.items():
-            if not isinstance(svc, dict):
-                continue
-            start = compose.line_of(name)
-            build = svc.get("build") if isinstance(svc.get("build"), dict) else {}
-            blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
-            for where, block in blocks:
-                for key, value, line in _entries(block, start):
-                    if is_secret_name(key) and literal(value):
-                        shown = "a default" if "$" in str(value) else "a literal value"
-                        yield Hit(line, f"service {name}: {where} {key} has {shown} in {compose.path}, "
-                                  "committed with the repository", f"{name}: {key}=***", file=compose.path)
-
-
-@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
-def secret_in_build_or_compose(project) -> Iterable[Hit]:
-    """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
-
-    Looks at Dockerfile ARG defaults and ENV values, and at compose
-    `environment` entries and `build.args`, including interpolation
-    defaults (`${DB_PASSWORD:-hunter2}`). Values that only reference a
-    variable (`$TOKEN`, `${TOKEN}`) are fine. `*_CREDENTIALS` counts too;
-    public and publishable keys and GPG key fingerprints don't. The finding
-    never shows the value.
-
-    Why: an ARG default or ENV value is stored in the image's config and
-    history; anyone who can pull the image can read it. A value in a
-    compose file is in the repository, its history and every clone.
-
-    Example:
-        ENV API_TOKEN=s3cr3t
-
-    Use instead:
-        RUN --mount=type=secret,id=api_token,env=API_TOKEN ./configure
-        # compose: environment: {API_TOKEN: ${API_TOKEN}} with the value in an untracked .env
-    """
-    for df in project.dockerfiles.values():
-        if not df.error:
-            yield from dockerfile_secrets(df)
-    yield from compose_secrets(project)
-
-
 # -- SE003 -------------------------------------------------------------------
 @rule("SE003", "add-remote-url", Category.security, Severity.warning, "dockerfile")
 def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
@@ -347,117 +253,224 @@ def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
                       ins.original, ins.end_line)
 
 
-# -- SE004 -------------------------------------------------------------------
-def _volume_source(volume: object) -> str:
-    if isinstance(volume, dict):
-        return str(volume.get("source", "") or "")
-    return str(volume).split(":", 1)[0] if volume is not None else ""
+# -- fixes -----------------------------------------------------------------------------------------------
+# Security fixes: run the final stage as a non-root user that can read what the app needs.
+#
+# The user gets no more than it needs: the code stays root-owned (it can't
+# rewrite the app), it can reach packages installed under /root (pip
+# ``--user``, venvs, tools on a PATH under /root), and it owns only the
+# directories it writes (VOLUMEs, and ``policy.dockerfiles.<file>.writable``
+# in ``.pipeline.yaml``).
 
 
-@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project",
-      reads=("dockerfiles", "composes"))
-def docker_socket_mounted(project) -> Iterable[Hit]:
-    """The Docker socket is mounted into a container (compose `volumes`) or a build step (`RUN --mount`).
+APP_USER = "app"
+APP_UID = 10001
+# scratch has no /etc/passwd: a numeric user needs none.
+NUMERIC_USER = f"{APP_UID}:{APP_UID}"
+CREATE_USER = {
+    "debian": f"useradd --system --uid {APP_UID} --user-group --no-create-home {APP_USER}",
+    "alpine": f"addgroup -S -g {APP_UID} {APP_USER} && adduser -S -D -H -u {APP_UID} -G {APP_USER} {APP_USER}",
+}
+ROOT_HOME = "/root"           # mode 700 in Debian and Alpine images: other users can't even look inside
+DEFAULT_USER_BASE = "/root/.local"   # where root's `pip install --user` puts packages when PYTHONUSERBASE is unset
 
-    In a Dockerfile, a bind mount's source comes from the build context or a
-    named context (`--build-context`), so the mount either fails or means a
-    build step is meant to drive the host's engine; both are flagged.
 
-    Why: whoever talks to the Docker socket can start a privileged container
-    with the host's filesystem mounted: the socket is root on the host. A
-    compromise of the service (or of a build step's dependencies) becomes a
-    compromise of the machine.
+def _under(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
 
-    Example:
-        services:
-          ci:
-            volumes:
-              - /var/run/docker.sock:/var/run/docker.sock
 
-    Use instead:
-        a socket proxy that allows only the API calls the service needs
-        (e.g. tecnativa/docker-socket-proxy, read-only), or a rootless engine.
-    """
-    for df in project.dockerfiles.values():
-        if df.error:
+def _is_pip_install(argv: tuple[str, ...]) -> bool:
+    prog = posixpath.basename(argv[0]) if argv else ""
+    args = list(argv[1:])
+    if prog.startswith("python") and args[:2] == ["-m", "pip"]:
+        args = args[2:]
+    elif not prog.startswith("pip"):
+        return False
+    return "install" in args
+
+
+def _env_pairs(ins: Instruction) -> list[tuple[str, str]]:
+    return list(zip(ins.value[::2], ins.value[1::2]))
+
+
+@dataclass
+class NonRootPlan:
+    """What the fix will do to one Dockerfile, and why (said in the task and commit message)."""
+
+    user: str                     # the USER it switches to: a user name (never a group) or uid:gid
+    owner: str                    # what the writable directories are chowned to
+    create: str = ""              # the command that creates the user ("" when it exists)
+    root_reasons: list[str] = field(default_factory=list)   # what the app needs from under /root
+    user_base: str = ""           # PYTHONUSERBASE to set so the user's Python finds root's --user packages
+    writable: list[tuple[str, str]] = field(default_factory=list)   # (directory, why)
+
+    def describe(self) -> str:
+        said = [f"adds user {self.user}" if self.create else f"switches to user {self.user}",
+                "keeps the code root-owned (read-only to the user)"]
+        if self.root_reasons:
+            said.append(f"lets the user reach {ROOT_HOME} (chmod o+x; nothing else there changes) because "
+                        + "; ".join(self.root_reasons))
+        if self.user_base:
+            said.append(f"sets PYTHONUSERBASE={self.user_base} so the user's Python finds those packages")
+        if self.writable:
+            said.append("gives the user only " + ", ".join(f"{d} ({why})" for d, why in self.writable))
+        else:
+            said.append("gives the user no writable directory (no VOLUME, none in policy.dockerfiles in "
+                        ".pipeline.yaml): an app that writes files will fail and must be configured")
+        return "; ".join(said)
+
+
+def _paths_needed(df: Dockerfile, chain: set[int]) -> tuple[list[str], str]:
+    """(why the app needs something under /root, the Python user base to set or "")."""
+    reasons: list[str] = []
+    env: dict[str, str] = {}
+    user_base = ""
+    for ins in df.instructions:
+        if ins.stage not in chain:
             continue
-        for ins in df.of("RUN"):
-            for mount in ins.mounts():
-                if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
-                    yield Hit(ins.start_line, "a build step mounts the Docker socket: it can control the engine",
-                              ins.original, ins.end_line, file=df.path)
-                    break
-    for compose in project.composes:
-        for name, svc in compose.services.items():
-            volumes = svc.get("volumes") if isinstance(svc, dict) else None
-            if not isinstance(volumes, list):
-                continue
-            for index, volume in enumerate(volumes):
-                if DOCKER_SOCKET.search(_volume_source(volume)):
-                    yield Hit(_item_line(volumes, index, compose.line_of(name)),
-                              f"service {name} mounts the Docker socket: root on the host",
-                              f"{name}: {_volume_source(volume)}", file=compose.path)
+        if ins.cmd == "ENV":
+            for name, value in _env_pairs(ins):
+                env[name] = value
+                if name == "PATH":
+                    for entry in value.split(":"):
+                        if _under(entry, ROOT_HOME):
+                            reasons.append(f"PATH includes {entry} (line {ins.start_line})")
+                elif name == "VIRTUAL_ENV" and _under(value, ROOT_HOME):
+                    reasons.append(f"VIRTUAL_ENV is {value} (line {ins.start_line})")
+        elif ins.cmd == "WORKDIR" and ins.value:
+            where = posixpath.normpath(posixpath.join(workdir_at(df, ins), ins.value[0]))
+            if _under(where, ROOT_HOME):
+                reasons.append(f"WORKDIR {where} (line {ins.start_line})")
+        elif ins.cmd in ("COPY", "ADD") and len(ins.value) >= 2 and "$" not in ins.value[-1]:
+            dest = posixpath.normpath(posixpath.join(workdir_at(df, ins), ins.value[-1]))
+            if _under(dest, ROOT_HOME):
+                reasons.append(f"{ins.cmd} writes {dest} (line {ins.start_line})")
+            if _under(dest, DEFAULT_USER_BASE):
+                user_base = DEFAULT_USER_BASE
+        elif ins.cmd == "RUN" and df.user_at(ins) in ("root", "0"):
+            for seg in segments(df, ins):
+                if _is_pip_install(seg.argv) and ("--user" in seg.argv or env.get("PIP_USER", "").lower() in
+                                                  ("1", "true", "yes", "on")):
+                    base = env.get("PYTHONUSERBASE", DEFAULT_USER_BASE)
+                    user_base = base
+                    if _under(base, ROOT_HOME):
+                        reasons.append(f"pip install --user (line {ins.start_line}) installs into {base}")
+                prog = posixpath.basename(seg.argv[0]) if seg.argv else ""
+                venv = [a for a in seg.argv[1:] if not a.startswith("-") and a not in ("-m", "venv")]
+                if (("venv" in seg.argv and (prog.startswith("python") or prog == "uv")) or prog == "virtualenv") \
+                        and venv:
+                    target = posixpath.normpath(posixpath.join(seg.cwd or "/", venv[-1]))
+                    if _under(target, ROOT_HOME):
+                        reasons.append(f"a virtual environment is made in {target} (line {ins.start_line})")
+    if "PYTHONUSERBASE" in env:
+        user_base = ""   # already set for every user
+    return list(dict.fromkeys(reasons)), user_base
 
 
-# -- SE005, SE010, SE011 (SE006 is rules/secrets.py's) ----------------------
-@rule("SE005", "privileged-container", Category.security, Severity.error, "service")
-def privileged_container(svc) -> Iterable[Hit]:
-    """A compose service runs with `privileged: true`.
-
-    Why: a privileged container has every capability, every device and no
-    seccomp/AppArmor confinement: it can mount the host's disks and load
-    kernel modules. Escaping it is trivial.
-
-    Example:
-        services:
-          agent:
-            privileged: true
-
-    Use instead:
-        services:
-          agent:
-            cap_add: [NET_ADMIN]   # only the capability it needs
-    """
-    if str(svc.data.get("privileged", "")).lower() == "true":
-        yield Hit(_line(svc.data, "privileged", svc.line),
-                  f"service {svc.name} is privileged: no isolation from the host",
-                  f"{svc.name}: privileged: true")
+def _writable(df: Dockerfile, chain: set[int], configured: list[str]) -> list[tuple[str, str]]:
+    found: dict[str, str] = {}
+    for ins in df.of("VOLUME"):
+        if ins.stage in chain:
+            for path in ins.value:
+                if path.startswith("/") and "$" not in path:
+                    found.setdefault(posixpath.normpath(path), f"VOLUME, line {ins.start_line}")
+    for path in configured:
+        found.setdefault(posixpath.normpath(path), "policy in .pipeline.yaml")
+    return list(found.items())
 
 
-@rule("SE010", "all-capabilities", Category.security, Severity.warning, "service")
-def all_capabilities(svc) -> Iterable[Hit]:
-    """A compose service adds every Linux capability (`cap_add: [ALL]`).
+def plan_non_root(project: Project, file: str) -> tuple[Dockerfile, NonRootPlan, list]:
+    df = project.dockerfiles.get(file)
+    if df is None or df.error:
+        raise FixError(f"{file} is missing or no longer parses")
+    found = runs_as_root(df)
+    if found is None:
+        raise AlreadyResolved(f"{file} already runs as a non-root user: an earlier change resolved it")
+    _, _, created = found
+    chain = set(stage_chain(df, df.final_stage))
+    configured = policy.load(project).dockerfiles.get(file, {}).get("writable", [])
+    tools = tools_in_final_stage(df)
+    if created:
+        user = created[-1][1]
+        plan = NonRootPlan(user=user, owner=user)
+    elif tools.family == "scratch":
+        plan = NonRootPlan(user=NUMERIC_USER, owner=NUMERIC_USER)
+    else:
+        command = CREATE_USER.get(tools.os)
+        if command is None:
+            raise Declined(f"can't tell how to add a user to {tools.image or 'the base image'} "
+                           "(no known shell and package tools); add a non-root USER by hand")
+        plan = NonRootPlan(user=APP_USER, owner=f"{APP_USER}:{APP_USER}", create=command)
+    plan.root_reasons, plan.user_base = _paths_needed(df, chain)
+    plan.writable = _writable(df, chain, configured)
+    if tools.family == "scratch" and (plan.root_reasons or plan.writable):
+        raise Declined(f"{file} builds FROM scratch (no shell): can't open {ROOT_HOME} or create writable "
+                       "directories for the user; add a non-root USER by hand")
+    return df, plan, created
 
-    Why: ALL includes SYS_ADMIN, SYS_MODULE, SYS_PTRACE and the like: close
-    to privileged. Few services need more than one or two capabilities.
 
-    Example:
-        cap_add: [ALL]
-
-    Use instead:
-        cap_drop: [ALL]
-        cap_add: [NET_BIND_SERVICE]
-    """
-    caps = svc.data.get("cap_add")
-    if isinstance(caps, list) and any(str(c).upper() in ("ALL", "CAP_ALL") for c in caps):
-        yield Hit(_line(svc.data, "cap_add", svc.line), f"service {svc.name} adds every capability",
-                  f"{svc.name}: cap_add: ALL")
+def assess_non_root(project: Project, file: str) -> tuple[bool, str]:
+    """Always unsafe (a user change changes what the image can do); says what the fix will do and why."""
+    _, plan, _ = plan_non_root(project, file)
+    return False, f"The fix {plan.describe()}."
 
 
-@rule("SE011", "host-network", Category.security, Severity.warning, "service")
-def host_network(svc) -> Iterable[Hit]:
-    """A compose service uses the host's network stack (`network_mode: host`).
+def _edit(text: str, edits: dict[int, tuple[list[str], list[str]]], newline: str) -> str:
+    """Insert lines before/after the given line numbers, bottom-up, keeping line endings."""
+    lines = text.splitlines(keepends=True)
+    for number in sorted(edits, reverse=True):
+        before, after = edits[number]
+        original = lines[number - 1]
+        ending = newline_of(original)
+        contents = before + [original.rstrip("\r\n")] + after
+        new = [c + (ending or newline) for c in contents[:-1]] + [contents[-1] + ending]
+        text = replace_lines(text, number, number, new)
+    return text
 
-    Why: the container sees every interface and port of the host, including
-    services bound to localhost (databases, the metadata endpoint, admin
-    ports); compose networks, port mappings and isolation no longer apply.
 
-    Example:
-        network_mode: host
+@NON_ROOT_USER_FIX.applies("Run {file} as a non-root user", assess=assess_non_root)
+def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df, plan, created = plan_non_root(project, task.file)
+    stage = [i for i in df.instructions if i.stage == df.final_stage]
+    newline = "\r\n" if "\r\n" in df.text else "\n"
+    edits: dict[int, tuple[list[str], list[str]]] = {}
 
-    Use instead:
-        ports: ["8080:8080"]
-    """
-    if str(svc.data.get("network_mode", "")).lower() == "host":
-        yield Hit(_line(svc.data, "network_mode", svc.line), f"service {svc.name} shares the host's network",
-                  f"{svc.name}: network_mode: host")
+    def add(number: int, before: tuple[str, ...] = (), after: tuple[str, ...] = ()) -> None:
+        b, a = edits.get(number, ([], []))
+        edits[number] = (b + list(before), a + list(after))
+
+    ready = 0   # the line after which the user exists
+    if plan.create:
+        add(stage[0].end_line, after=(f"RUN {plan.create}",))
+        ready = stage[0].end_line
+    elif created and created[-1][0].stage == df.final_stage:
+        ready = created[-1][0].end_line
+    last_root_step = max((i.end_line for i in stage if i.cmd in ("RUN", "USER")), default=stage[0].end_line)
+    entry = next((i for i in stage if i.cmd in ("CMD", "ENTRYPOINT") and i.start_line > last_root_step), None)
+    switch: list[str] = []
+    if plan.root_reasons:
+        switch += [f"# the runtime user reads what the app needs under {ROOT_HOME}; its files stay root's",
+                   f"RUN chmod o+x {ROOT_HOME}"]
+    if plan.user_base:
+        switch.append(f"ENV PYTHONUSERBASE={plan.user_base}")
+    dirs = " ".join(d for d, _ in plan.writable)
+    if dirs:
+        writable = f"RUN mkdir -p {dirs} && chown {plan.owner} {dirs}"
+        # a RUN after VOLUME can't change the volume's directory (the classic builder discards it): go before
+        volume = next((i for i in stage if i.cmd == "VOLUME" and i.start_line > ready
+                       and any(posixpath.normpath(p) in dict(plan.writable) for p in i.value)), None)
+        if volume is not None:
+            add(volume.start_line, before=(writable,))
+        else:
+            switch.append(writable)
+    switch.append(f"USER {plan.user}")
+    if entry is not None:
+        add(entry.start_line, before=tuple(switch))
+    else:
+        add(stage[-1].end_line, after=tuple(switch))
+    text = _edit(df.text, edits, newline)
+    after = Dockerfile.parse(task.file, text)
+    if after.error or runs_as_root(after) is not None:
+        raise FixError(f"the edited {task.file} still runs as root or doesn't parse: "
+                       f"{after.error or 'USER not in effect'}")
+    return {task.file: text}

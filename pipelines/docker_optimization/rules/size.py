@@ -1,18 +1,31 @@
-"""Size rules: what ends up in the image (or in its layers) that it doesn't need."""
+"""Size rules: what ends up in the image (or in its layers) that it doesn't need; with their fixes.
+
+Installs that ignore a lockfile (SZ005) are in ``size_lockfiles.py``."""
 
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Callable
 
 from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.context import cannot_build
-from pipelines.docker_optimization.rules.layers import (
-    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, classify, context_copies, delivered_by, positionals, resolve,
-    segments, verb,
+from engine.domain import AlreadyResolved, Declined, FixError
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from pipelines.docker_optimization.rules import Fix, Hit, rule
+from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of, verify
+from pipelines.docker_optimization.model.shell import (
+    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, positionals, segments, verb,
 )
+from pipelines.docker_optimization.rules.layers_runs import installs_with, manager_groups, merge_runs
+from pipelines.docker_optimization.fixes.edit import newline_of
+from pipelines.docker_optimization.model.project import Project
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
+
+APT_NO_RECOMMENDS_FIX = Fix("apt-no-recommends")
+NO_APK_CACHE_FIX = Fix("no-apk-cache")
+PURGE_APT_LISTS_FIX = Fix("purge-apt-lists")
+
 
 # -- build toolchains in a single-stage image ---------------------------------------------
 
@@ -116,7 +129,7 @@ def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="apt-no-recommends", phase="dockerfiles")
+      fix=APT_NO_RECOMMENDS_FIX, safety=Applicability.unsafe, phase="dockerfiles")
 def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get install` without `--no-install-recommends`.
 
@@ -170,7 +183,7 @@ def apk_adds_with_cache(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ003", "apk-add-without-no-cache", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="no-apk-cache", phase="dockerfiles")
+      fix=NO_APK_CACHE_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
     """`apk add` without `--no-cache`.
 
@@ -271,93 +284,6 @@ def model_download_at_build_time(df: Dockerfile) -> Iterable[Hit]:
                                       "on every rebuild", ins.original, ins.end_line)
 
 
-# -- npm install / yarn install beside a lockfile --------------------------------------------
-
-LOCKFILES = {"npm": ("package-lock.json", "npm-shrinkwrap.json"), "yarn": ("yarn.lock",)}
-FROZEN = ("--frozen-lockfile", "--immutable", "--pure-lockfile")
-
-
-def unlocked_install(seg: Segment) -> str:
-    """"npm" for `npm install` without packages, "yarn" for `yarn install` without a frozen lockfile, else ""."""
-    found = classify(seg)
-    if found is None or found.kind != "manifest":
-        return ""
-    if found.tool == "npm" and seg.args[0] in ("install", "i"):
-        return "npm"
-    if found.tool == "yarn" and not set(FROZEN) & set(seg.args):
-        return "yarn"
-    return ""
-
-
-def lockfile_of(df: Dockerfile, run: Instruction, seg: Segment, contexts: list) -> str:
-    """The context path of the lockfile an unlocked install sees, when every build context sends it ("" if not)."""
-    tool = unlocked_install(seg)
-    if not tool or not contexts:
-        return ""
-    copies = [c for c in context_copies(df, run.stage) if c.start_line < run.start_line]
-    for name in LOCKFILES[tool]:
-        image_path = resolve(seg.cwd, name)
-        source = next((found for c in reversed(copies) if (found := delivered_by(df, c, image_path))), None)
-        if source and all(ctx.sends(source) for ctx in contexts):
-            return source
-    return ""
-
-
-def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, str]]:
-    """(RUN, the install, the lockfile's context path) for every unlocked install of a Dockerfile."""
-    df = project.dockerfiles[path]
-    contexts = project.contexts_of(path)
-    found = []
-    for run in df.of("RUN"):
-        for seg in segments(df, run):
-            lock = lockfile_of(df, run, seg, contexts)
-            if lock:
-                found.append((run, seg, lock))
-    return found
-
-
-@rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
-      fix=Applicability.unsafe, fix_group="npm-ci", phase="dockerfiles")
-def install_ignores_lockfile(project) -> Iterable[Hit]:
-    """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
-
-    Fires when the lockfile the install's directory sees comes from the
-    build context (package-lock.json or npm-shrinkwrap.json for npm,
-    yarn.lock for yarn) in every context that builds the Dockerfile. Quiet
-    when every context that builds it is already reported broken (CX003, CO007).
-
-    Why: `npm install` resolves versions again and may rewrite the lock,
-    so two builds of the same commit can install different packages.
-    `npm ci` installs exactly what the lockfile says, fails when it doesn't
-    match package.json, and starts from a clean node_modules.
-
-    Example:
-        COPY package.json package-lock.json ./
-        RUN npm install
-
-    Use instead:
-        COPY package.json package-lock.json ./
-        RUN npm ci
-
-    Fix: replaces `npm install` (only without package arguments) by
-    `npm ci`, keeping its options; adds `--frozen-lockfile` to `yarn
-    install` (`--immutable` for Yarn 2+, which has a .yarnrc.yml).
-
-    Fix safety: unsafe: `npm install` may resolve versions other than the
-    lockfile's (and rewrite it), `npm ci` installs exactly the lockfile (and
-    fails when it is out of date): the package set can change.
-    """
-    for path, df in sorted(project.dockerfiles.items()):
-        contexts = project.contexts_of(path)
-        if df.error or (contexts and all(cannot_build(c) for c in contexts)):
-            continue  # CX003/CO007 report the build broken: that is the finding to act on
-        for run, seg, lock in unlocked_installs(project, path):
-            instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
-            yield Hit(run.start_line, f"{seg.text()} with {lock} in the build context: the install may resolve other "
-                                      f"versions than the lockfile; use {instead}",
-                      run.original, run.end_line, file=path)
-
-
 # -- apt lists left in the layer --------------------------------------------------------------
 
 
@@ -370,7 +296,7 @@ def apt_lists_left(df: Dockerfile, run: Instruction) -> bool:
 
 
 @rule("SZ006", "apt-lists-not-cleaned", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.safe, fix_group="purge-apt-lists", phase="dockerfiles")
+      fix=PURGE_APT_LISTS_FIX, safety=Applicability.safe, phase="dockerfiles")
 def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get update` without `rm -rf /var/lib/apt/lists/*` in the same RUN.
 
@@ -402,3 +328,126 @@ def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
         if apt_lists_left(df, run):
             yield Hit(run.start_line, "apt-get update without removing /var/lib/apt/lists in the same RUN: "
                                       "the package lists stay in the layer", run.original, run.end_line)
+
+
+# -- fixes -----------------------------------------------------------------------------------------------
+# Size fixes: package-manager flags that keep caches and extras out of the image, npm ci, apt list cleanup.
+#
+# They edit only the RUNs their rule flags, in place: a flag inserted after
+# the command's verb, `npm install` replaced by `npm ci`, a cleanup appended
+# to the RUN's last line.
+
+
+_SEGMENT_END = re.compile(r"&&|\|\||;|\|")
+_CONTINUATION = re.compile(r"\\[ \t]*(?:\r\n|\n|\r)")
+
+
+def program(name: str) -> re.Pattern[str]:
+    """A program word (also /usr/bin/name), at the end of a word."""
+    return re.compile(rf"(?<![\w.$/-])(?:/[\w./-]*/)?{name}(?=[\s\\;&|)]|$)")
+
+
+def segment_end(source: str, start: int) -> int:
+    found = _SEGMENT_END.search(source, start)
+    return found.start() if found else len(source.rstrip("\r\n"))
+
+
+def add_after_verb(source: str, prog: re.Pattern[str], verb: str, present: re.Pattern[str], flag: str) -> str:
+    """``source`` with ``flag`` after ``verb`` in each ``prog`` command that lacks it."""
+    verb_pattern = re.compile(rf"(?<![\w.-]){verb}(?![\w.-])")
+    out = source
+    for found in reversed(list(prog.finditer(source))):
+        end = segment_end(source, found.end())
+        at = verb_pattern.search(source, found.end(), end)
+        if at is None or present.search(source, found.start(), end):
+            continue
+        out = out[: at.end()] + " " + flag + out[at.end():]
+    return out
+
+
+def flag_fix(df: Dockerfile, runs: list[Instruction], prog: re.Pattern[str], verb: str,
+             present: re.Pattern[str], flag: str) -> str:
+    edits = []
+    for run in runs:
+        source = df.source(run)
+        edited = add_after_verb(source, prog, verb, present, flag)
+        if edited == source:
+            raise Declined(f"line {run.start_line}: can't find where to add {flag} (a variable or a quoted command?)")
+        edits.append((run.start_line, run.end_line, lines_of(edited)))
+    return apply_edits(df.text, edits)
+
+
+def _runs(df: Dockerfile, test: Callable[[Dockerfile, Instruction], bool]) -> list[Instruction]:
+    found = [run for run in df.of("RUN") if test(df, run)]
+    for run in found:
+        if run.json:
+            raise Declined(f"line {run.start_line} is a JSON-form RUN; left as is")
+    return found
+
+
+@APT_NO_RECOMMENDS_FIX.applies("Install apt packages without recommends in {file}")
+def apt_no_recommends(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = dockerfile_now(project, task)
+    runs = _runs(df, apt_installs_with_recommends)
+    if not runs:
+        raise AlreadyResolved(f"{task.file} has no apt-get install with recommends left")
+    text = flag_fix(df, runs, program(r"apt(?:-get)?"), "install",
+                    re.compile(r"--no-install-recommends|Install-Recommends"), "--no-install-recommends")
+    return {task.file: verify(task.file, text, apt_install_recommends, "SZ002")}
+
+
+@NO_APK_CACHE_FIX.applies("Add packages with apk --no-cache in {file}")
+def apk_no_cache(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = dockerfile_now(project, task)
+    runs = _runs(df, apk_adds_with_cache)
+    if not runs:
+        raise AlreadyResolved(f"{task.file} has no apk add without --no-cache left")
+    text = flag_fix(df, runs, program("apk"), "add", re.compile(r"--no-cache\b"), "--no-cache")
+    return {task.file: verify(task.file, text, apk_add_without_no_cache, "SZ003")}
+
+
+# -- SZ006: remove the apt lists in the RUN that downloads them ------------------------------------
+
+CLEANUP = " && rm -rf /var/lib/apt/lists/*"
+
+
+def with_cleanup(lines: list[str]) -> list[str]:
+    last = lines[-1]
+    nl = newline_of(last)
+    return lines[:-1] + [last[: len(last) - len(nl)].rstrip(" \t") + CLEANUP + nl]
+
+
+def _relies_on_lists(df: Dockerfile, run: Instruction) -> bool:
+    """A RUN that installs with apt from lists an earlier RUN downloaded."""
+    updates = any(s.prog in ("apt-get", "apt") and "update" in s.args for s in segments(df, run))
+    cached = any(t.startswith("/var/lib/apt") for t in mount_targets(run))
+    return installs_with(df, run, "apt-get") and not updates and not cached
+
+
+@PURGE_APT_LISTS_FIX.applies("Remove the apt package lists in the RUN that downloads them in {file}")
+def apt_lists_cleanup(project: Project, task: Task, design: Design) -> dict[str, str]:
+    df = dockerfile_now(project, task)
+    targets = [run for run in df.of("RUN") if apt_lists_left(df, run)]
+    if not targets:
+        raise AlreadyResolved(f"{task.file} has no apt-get update without cleanup left")
+    groups = manager_groups(df)
+    merged: dict[int, list[Instruction]] = {}
+    alone: list[Instruction] = []
+    for run in targets:
+        if run.json:
+            raise Declined(f"line {run.start_line} is a JSON-form RUN; left as is")
+        later = [r for r in df.of("RUN") if r.stage == run.stage and r.start_line > run.start_line]
+        relying = [r for r in later if _relies_on_lists(df, r)]
+        if not relying:
+            alone.append(run)
+            continue
+        group = next((g for g in groups if run in g), [])
+        if not group or any(r not in group for r in relying):
+            raise Declined(f"cleaning the lists at line {run.start_line} would break the apt-get install at line "
+                           f"{relying[0].start_line}, which relies on them; merge the update into that RUN first")
+        merged[group[0].start_line] = group
+    covered = [(g[0].start_line, g[-1].end_line, with_cleanup(merge_runs(df, g))) for g in merged.values()]
+    covered += [(run.start_line, run.end_line, with_cleanup(lines_of(df.source(run)))) for run in alone
+                if not any(g[0].start_line <= run.start_line <= g[-1].end_line for g in merged.values())]
+    text = apply_edits(df.text, covered)
+    return {task.file: verify(task.file, text, apt_lists_not_cleaned, "SZ006")}

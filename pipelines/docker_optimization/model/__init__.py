@@ -1,0 +1,1 @@
+"""The parsed repository: Dockerfiles, compose files, ignore files, contexts, the build graph."""

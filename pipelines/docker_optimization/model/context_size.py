@@ -1,0 +1,169 @@
+"""How much a build context sends, counted without listing what it sends.
+
+``Context.sent()`` lists the files (a dict per context); a monorepo with many
+contexts at its root, each with its own ignore file, made that (contexts ×
+files) Python work. Here the counts come from index ranges over the
+project's sorted paths instead:
+
+- the files under a directory are one contiguous range;
+- a pattern excludes the same files whichever ignore file it is in, so what
+  each pattern excludes is computed once per context directory and shared;
+  a literal pattern (``.git``, ``node_modules``, ``apps/web/dist``) is two
+  bisects, any other one pass over the directory's files
+  (``dockerignore.excluded_by_each``);
+- an ignore file without ``!`` excludes the union of what its patterns
+  exclude (set operations in C); one with ``!`` (the last match wins, and
+  the walk may skip directories) is counted from ``Context.sent()``, exactly.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from functools import cached_property
+
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from pipelines.docker_optimization.model.paths import span
+
+TOP_FILES = "(files at the top)"
+
+
+@dataclass(frozen=True)
+class SentSize:
+    files: int
+    bytes: int
+    by_top: dict[str, tuple[int, int]]   # "dir/" or TOP_FILES -> (files, bytes) sent, for entries that send any
+
+
+def sent_size(ctx) -> SentSize:
+    """Files and bytes the classic builder sends for ``ctx``, and per top-level entry (shared per ignore patterns)."""
+    ignore = ctx.ignore
+    memo = ctx.project.memo
+    key = ("sent_size", ctx.dir, ignore.key)
+    if key not in memo:
+        if ignore.has_reinclusions or ignore.flavor == "legacy":
+            memo[key] = _from_listing(ctx.sent())
+        else:
+            memo[key] = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
+    return memo[key]
+
+
+def _from_listing(sent: dict[str, int]) -> SentSize:
+    by_top: dict[str, tuple[int, int]] = {}
+    for path, size in sent.items():
+        top = path.split("/", 1)[0] + "/" if "/" in path else TOP_FILES
+        count, total = by_top.get(top, (0, 0))
+        by_top[top] = (count + 1, total + size)
+    return SentSize(len(sent), sum(sent.values()), by_top)
+
+
+def _from_ranges(where: _Dir, patterns: list[str]) -> SentSize:
+    excluded = set().union(*where.excluded_by(patterns)) if patterns else set()
+    sizes = where.sizes
+    ex = sorted(excluded)
+    by_top: dict[str, tuple[int, int]] = {}
+    for name, lo, hi, total in where.tops:
+        a, b = bisect.bisect_left(ex, lo), bisect.bisect_left(ex, hi)
+        if hi - lo - (b - a):
+            by_top[name] = (hi - lo - (b - a), total - sum(map(sizes.__getitem__, ex[a:b])))
+    top_files = [i for i in where.top_files if i not in excluded]
+    if top_files:
+        by_top[TOP_FILES] = (len(top_files), sum(map(sizes.__getitem__, top_files)))
+    return SentSize(where.hi - where.lo - len(excluded), where.total - sum(map(sizes.__getitem__, ex)), by_top)
+
+
+class _Dir:
+    """One context directory as index ranges over the project's sorted paths (built once per directory)."""
+
+    def __init__(self, project, directory: str) -> None:
+        paths = project.sorted_paths
+        self.paths, self.sizes = paths, project.sorted_sizes
+        self.prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
+        self.lo, self.hi = span(paths, self.prefix) if self.prefix else (0, len(paths))
+        self.total = sum(self.sizes[self.lo:self.hi])
+        self.tops: list[tuple[str, int, int, int]] = []     # (name + "/", lo, hi, bytes) per top-level directory
+        self.top_files: list[int] = []                      # files directly in the directory
+        i, cut = self.lo, len(self.prefix)
+        while i < self.hi:
+            rest = paths[i][cut:]
+            slash = rest.find("/")
+            if slash < 0:
+                self.top_files.append(i)
+                i += 1
+                continue
+            lo, hi = span(paths, paths[i][:cut + slash + 1], i)
+            self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
+            i = hi
+        # indices into the sorted paths: valid while no path is added or removed (Project.names_memo)
+        self._by_pattern: dict[str, frozenset[int]] = project.names_memo.setdefault(("excluded_by", directory),
+                                                                                    _Excluded(self.prefix))
+
+    @classmethod
+    def of(cls, project, directory: str) -> _Dir:
+        key = ("context_dir", directory)
+        if key not in project.memo:
+            project.memo[key] = cls(project, directory)
+        return project.memo[key]
+
+    def excluded_by(self, patterns: list[str]) -> list[frozenset[int]]:
+        """For each pattern, the indices of the files it excludes on its own (computed once per pattern)."""
+        missing = [p for p in dict.fromkeys(patterns) if p not in self._by_pattern]
+        generic = [p for p in missing if not _literal(p)]
+        for pattern in missing:
+            if _literal(pattern):
+                self._by_pattern[pattern] = self._literal(pattern)
+        if generic:
+            at = self._index_of
+            for pattern, files in excluded_by_each(generic, at).items():
+                self._by_pattern[pattern] = frozenset(at[f] for f in files)
+        return [self._by_pattern[p] for p in patterns]
+
+    @cached_property
+    def _index_of(self) -> dict[str, int]:
+        """Directory-relative path -> index into the project's sorted paths (made once, not per pattern batch)."""
+        cut = len(self.prefix)
+        return {path[cut:]: i for i, path in enumerate(self.paths[self.lo:self.hi], self.lo)}
+
+    def _literal(self, pattern: str) -> frozenset[int]:
+        full = self.prefix + pattern
+        lo, hi = span(self.paths, full + "/", self.lo)
+        found = set(range(lo, hi))
+        i = bisect.bisect_left(self.paths, full, self.lo, self.hi)
+        if i < self.hi and self.paths[i] == full:
+            found.add(i)
+        return frozenset(found)
+
+
+class _Excluded(dict):
+    """pattern -> indices (into the project's sorted paths) of the files it excludes in one directory.
+
+    Follows added and removed paths (``Project.updated``): indices move, a
+    removed file drops out, an added one is asked of each pattern.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _Excluded:
+        gone = [bisect.bisect_left(old, p) for p in removed]          # ascending, as ``removed`` is sorted
+        born = [bisect.bisect_left(new, p) for p in added]
+        mine = [(i, p[len(self.prefix):]) for i, p in zip(born, added) if p.startswith(self.prefix)]
+        out = _Excluded(self.prefix)
+        for pattern, found in self.items():
+            moved = set(found).difference(gone)
+            for i in reversed(gone):
+                moved = {j - (j > i) for j in moved}
+            for i in born:
+                moved = {j + (j >= i) for j in moved}
+            if mine:
+                ignore = DockerIgnore([pattern])
+                moved.update(i for i, rel in mine if ignore.excluded(rel))
+            out[pattern] = frozenset(moved)
+        return out
+
+
+def _literal(pattern: str) -> bool:
+    """A cleaned pattern that names one path: it excludes that file or everything under that directory."""
+    return not any(ch in pattern for ch in "*?[]\\^$") and pattern not in (".", "..") \
+        and not pattern.startswith(("../", "/"))

@@ -1,0 +1,113 @@
+"""COPY/ADD sources resolved against a build context: do they exist, inside it, and get sent?
+
+This is the check that would have caught the "refactor" that rewrote COPY
+paths to ``../shared/`` while compose still built from the repo root: a
+source outside the context, or one the .dockerignore drops, fails the build.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from engine import linear
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from pipelines.docker_optimization.model.paths import span
+from pipelines.docker_optimization.model.project import Context
+
+
+@dataclass(frozen=True)
+class Source:
+    ins: Instruction
+    path: str     # as written
+
+
+def sources(df: Dockerfile) -> list[Source]:
+    """Sources of COPY/ADD that come from the build context (not --from, heredocs or URLs)."""
+    found = []
+    for ins in df.of("COPY", "ADD"):
+        if ins.flag("from") or len(ins.value) < 2:
+            continue
+        for src in ins.value[:-1]:
+            if src.startswith("<<") or "://" in src or src.startswith("git@"):
+                continue
+            found.append(Source(ins, src))
+    return found
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
+    """A COPY source glob as a regex matched in linear time (``*a*a*a*b`` must not backtrack)."""
+    out = []
+    for ch in pattern:
+        out.append("[^/]*" if ch == "*" else "[^/]" if ch == "?" else re.escape(ch))
+    return linear.compile("^" + "".join(out) + "(/.*)?$")
+
+
+_SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}
+
+
+def sorted_paths(files: dict[str, int]) -> list[str]:
+    """``files``' paths, sorted, computed once per dict (contexts' file dicts are never mutated)."""
+    hit = _SORTED.get(id(files))
+    if hit is None or hit[0] is not files or len(hit[1]) != len(files):
+        if len(_SORTED) > 256:
+            _SORTED.clear()
+        hit = _SORTED[id(files)] = (files, sorted(files))   # the dict is held, so its id isn't reused
+    return hit[1]
+
+
+def _under(keys: list[str], prefix: str) -> list[str]:
+    """The sorted ``keys`` that start with ``prefix`` (a bisect, not a scan)."""
+    lo, hi = span(keys, prefix)
+    return keys[lo:hi]
+
+
+def matching(files: dict[str, int], src: str) -> list[str]:
+    """Context files a COPY source names: the file, everything under a directory, or a glob's matches."""
+    cleaned = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
+    if cleaned == ".":
+        return list(files)
+    keys = sorted_paths(files)
+    if any(ch in cleaned for ch in "*?["):
+        regex = _glob_regex(cleaned)
+        literal = re.split(r"[*?\[]", cleaned, maxsplit=1)[0]
+        return [p for p in _under(keys, literal) if regex.match(p)]
+    return ([cleaned] if cleaned in files else []) + _under(keys, cleaned + "/")
+
+
+def names(src: str, path: str) -> bool:
+    """Does the COPY source ``src`` name the context file ``path`` (``matching`` for one file)?"""
+    cleaned = posixpath.normpath(src.lstrip("/")) if src.strip("/") else "."
+    if cleaned == ".":
+        return True
+    if any(ch in cleaned for ch in "*?["):
+        return _glob_regex(cleaned).match(path) is not None
+    return path == cleaned or path.startswith(cleaned + "/")
+
+
+def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -> list[tuple[Source, str]]:
+    """Every COPY/ADD source of ``df`` that breaks when built from ``ctx``, with the reason.
+
+    A file source must be sent; a directory or glob must still send at least
+    one file (excluding tests under a copied directory is fine, emptying it is not).
+    ``ignore`` replaces the context's own .dockerignore (to try a candidate).
+    """
+    ignore = ctx.ignore if ignore is None else ignore
+    files = ctx.files()
+    out = []
+    for source in sources(df):
+        if "$" in source.path:
+            continue  # depends on build args; can't be resolved statically
+        cleaned = posixpath.normpath(source.path.lstrip("/")) if source.path.strip("/") else "."
+        if cleaned == ".." or cleaned.startswith("../"):
+            out.append((source, f"{source.path} leaves the build context {ctx.dir}"))
+            continue
+        named = matching(files, source.path)
+        if not named:
+            out.append((source, f"{source.path} does not exist in the build context {ctx.dir}"))
+            continue
+        if all(ignore.excluded(p) for p in named):  # stops at the first file that is sent
+            out.append((source, f"{source.path} is excluded by {ignore.source or '.dockerignore'} in the build context {ctx.dir}"))
+    return out

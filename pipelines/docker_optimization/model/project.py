@@ -1,0 +1,388 @@
+"""The repository as the analysis sees it: Dockerfiles, compose files, and build contexts.
+
+A Dockerfile can be built under several contexts (one per compose service
+that builds it, in every configuration compose reads: with its override
+file, includes, extends and ``.env``, see ``compose_resolve``); each counts. A Dockerfile no compose file builds gets its
+own directory as an inferred context, flagged as inferred. BuildKit's rule
+for ignore files applies: ``<Dockerfile>.dockerignore`` beside the Dockerfile
+wins over the context root's ``.dockerignore``.
+
+Reading never fails: a file too large to read (over ``MAX_TEXT_BYTES``), one
+with binary content or one that can't be read is recorded in ``problems``
+(the analysis turns each into a finding) and, if it is a Dockerfile or a
+compose file, kept with its ``error`` set so every rule skips it. Text that
+isn't UTF-8 is decoded with replacement characters and noted in ``notes``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import posixpath
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterable
+
+from engine.tree import Tree
+from pipelines.docker_optimization.model import compose as compose_mod
+from pipelines.docker_optimization.model import compose_resolve
+from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
+from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from pipelines.docker_optimization.model.paths import span
+
+
+MAX_TEXT_BYTES = 4 * 1024 * 1024   # larger Dockerfiles, compose or ignore files are not read
+BINARY_PROBE = 8192                 # a NUL byte in the first 8 KiB means binary content
+
+
+@dataclass(frozen=True)
+class InputProblem:
+    """Why a file could not be analyzed: the finding code it becomes and a message."""
+
+    path: str
+    code: str       # PX003 binary, PX004 too large, PX005 unreadable
+    message: str
+
+
+# Every Dockerfile or compose file name contains one of these (case aside); most paths are neither.
+_MAYBE_BUILD_FILE = re.compile(r"ockerfile|compose", re.IGNORECASE)
+
+
+def is_dockerfile(path: str) -> bool:
+    name = path.rpartition("/")[2]
+    if name.endswith(".dockerignore"):
+        return False
+    return name == "Dockerfile" or name.startswith("Dockerfile.") or name.lower().endswith(".dockerfile")
+
+
+def within(path: str, directory: str) -> bool:
+    return directory in ("", ".") or path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def relative(path: str, directory: str) -> str:
+    return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1:]
+
+
+@dataclass
+class Context:
+    """One (context directory, Dockerfile) pair and the services that build it."""
+
+    project: "Project"
+    dir: str
+    dockerfile: str
+    services: list[str] = field(default_factory=list)
+    compose_files: list[str] = field(default_factory=list)
+    inferred: bool = False
+    builds: list[BuildSpec] = field(default_factory=list)   # each compose build of it (file and line that wrote it)
+    _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
+    _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def profiles(self) -> dict[str, tuple[str, ...]]:
+        """Service -> the compose profiles it is behind (only the services behind one)."""
+        return {b.service: b.profiles for b in self.builds if b.profiles}
+
+    @cached_property
+    def ignore_path(self) -> str:
+        """The ignore file BuildKit uses for this build, or "" when there is none."""
+        specific = self.dockerfile + ".dockerignore"
+        if specific in self.project.files:
+            return specific
+        root = posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
+        return root if root in self.project.files else ""
+
+    @property
+    def default_ignore_path(self) -> str:
+        return posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
+
+    @cached_property
+    def ignore_error(self) -> str:
+        """Why Docker would refuse this context's ignore file ("" when it is fine)."""
+        if not self.ignore_path:
+            return ""
+        try:
+            parsed = DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
+        except ValueError as err:
+            return str(err)
+        self.__dict__.setdefault("ignore", parsed)  # it is ``ignore``: parsing a 100k-line file twice costs
+        return ""
+
+    @cached_property
+    def ignore(self) -> DockerIgnore:
+        """The ignore file's matcher; an invalid one (see ``ignore_error``) counts as empty."""
+        if not self.ignore_path or self.ignore_error:
+            return DockerIgnore.empty()
+        return DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
+
+    def files(self) -> dict[str, int]:
+        """Context-relative path -> size, for every file in the context directory (shared per directory)."""
+        if self._files is None:
+            self._files = self.project.files_under(self.dir)
+        return self._files
+
+    def sent(self) -> dict[str, int]:
+        """What the classic builder sends: the context minus its ignore file's exclusions.
+
+        Shared by contexts of one directory whose ignore files have the same
+        patterns (copied ignore files are common, and the fix writes alike ones).
+        """
+        if self._sent is None:
+            key = (self.dir, self.ignore.key)
+            if key not in self.project.sent_cache:
+                self.project.sent_cache[key] = self.ignore.sent(self.files())
+            self._sent = self.project.sent_cache[key]
+        return self._sent
+
+
+    def sends(self, path: str) -> bool:
+        """Does the builder receive the context-relative ``path`` (``path in sent()``, without listing the rest)?"""
+        if self._sent is not None:
+            return path in self._sent
+        return path in self.files() and not self.ignore.excluded(path)
+
+
+class Project:
+    """Everything the rules look at, loaded once from a tree (a checkout or a commit)."""
+
+    def __init__(self, tree: Tree) -> None:
+        self.tree = tree
+        self.files = tree.files()
+        self._sorted = sorted(self.files)
+        self._under: dict[str, dict[str, int]] = {}
+        self.sent_cache: dict[tuple[str, tuple], dict[str, int]] = {}
+        self._text: dict[str, str | None] = {}
+        self.problems: dict[str, InputProblem] = {}
+        self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
+        self.dockerfiles: dict[str, Dockerfile] = {}
+        self.composes: list[ComposeFile] = []
+        self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
+        self.compose_unresolved: list[compose_resolve.Unresolved] = []
+        self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
+        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. the build graph)
+        # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
+        # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
+        # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
+        self.names_memo: dict[object, object] = {}
+        for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
+            if is_dockerfile(path):
+                self.dockerfiles[path] = self._dockerfile(path)
+            elif compose_mod.is_compose_file(path):
+                self.composes.append(self._compose(path))
+        self._resolve_composes()
+        self.contexts = self._contexts()
+
+    def updated(self, tree: Tree, changed: Iterable[str]) -> Project:
+        """This project after ``changed`` paths (added, modified or removed) changed in ``tree``.
+
+        What no changed path touches is reused: the parsed Dockerfiles and
+        compose files, the texts read, the sorted paths (changed ones put in
+        or taken out), the per-directory listings and what each context
+        sends (sizes updated where only sizes changed). Contexts are derived
+        again (cheap). ``tree.files()`` should answer without a walk
+        (``DirTree.updated``, ``GitTree.updated``). ``memo`` starts empty.
+        """
+        changed = set(changed)
+        new = Project.__new__(Project)
+        new.tree, new.files = tree, tree.files()
+        added = sorted(p for p in changed if p in new.files and p not in self.files)
+        removed = sorted(p for p in changed if p in self.files and p not in new.files)
+        new._sorted = self._sorted
+        if added or removed:
+            gone = set(removed)
+            new._sorted = [p for p in self._sorted if p not in gone] if gone else list(self._sorted)
+            for path in added:
+                bisect.insort(new._sorted, path)
+        if "sorted_sizes" in self.__dict__:   # carried, not rebuilt: a list of every file's size
+            sizes = list(self.sorted_sizes)
+            for path in reversed(removed):
+                del sizes[bisect.bisect_left(self._sorted, path)]
+            for path in added:
+                sizes.insert(bisect.bisect_left(new._sorted, path), 0)
+            for path in changed:
+                if path in new.files:
+                    sizes[bisect.bisect_left(new._sorted, path)] = new.files[path]
+            new.__dict__["sorted_sizes"] = sizes
+        resized_only = all(p in self.files and p in new.files for p in changed)
+        new._under = {}
+        for directory, listing in self._under.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new._under[directory] = listing
+            elif resized_only:   # same paths in the same order: only sizes to update
+                new._under[directory] = {**listing, **{relative(p, directory): new.files[p] for p in inside}}
+        new.sent_cache = {}
+        for (directory, key), sent in self.sent_cache.items():
+            inside = [p for p in changed if within(p, directory)]
+            if not inside:
+                new.sent_cache[(directory, key)] = sent
+            elif resized_only:
+                new.sent_cache[(directory, key)] = {**sent, **{r: new.files[p] for p in inside
+                                                               if (r := relative(p, directory)) in sent}}
+        # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
+        # file (found while loading, as a fresh project finds them before any rule runs).
+        new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
+        new.problems = {p: v for p, v in self.problems.items()
+                        if p not in changed and (p in self.dockerfiles or p in self._compose_paths)}
+        new._text.update((p, None) for p in new.problems)
+        new.notes = [(p, m) for p, m in self.notes if p not in changed]
+        new.memo = {}
+        new.names_memo = self.names_memo
+        if added or removed:   # an entry that can follow added and removed paths does; the others are made again
+            new.names_memo = {key: value.follow(self._sorted, new._sorted, added, removed)
+                              for key, value in self.names_memo.items() if hasattr(value, "follow")}
+        candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
+        composes = {c.path: c for c in self.composes}
+        new.dockerfiles, new.composes = {}, []
+        for path in sorted(p for p in candidates if p in new.files):
+            if is_dockerfile(path):
+                new.dockerfiles[path] = self.dockerfiles[path] if path in self.dockerfiles and path not in changed \
+                    else new._dockerfile(path)
+            elif compose_mod.is_compose_file(path):
+                new.composes.append(composes[path] if path in composes and path not in changed
+                                    else new._compose(path))
+        # Resolved together again (milliseconds): a changed .env, override or included file moves contexts.
+        new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
+        new._resolve_composes()
+        new.contexts = new._contexts()
+        return new
+
+    @property
+    def _compose_paths(self) -> set[str]:
+        return {c.path for c in self.composes}
+
+    @property
+    def sorted_paths(self) -> list[str]:
+        """Every file's path, sorted: the files under a directory are one contiguous run of it."""
+        return self._sorted
+
+    @cached_property
+    def sorted_sizes(self) -> list[int]:
+        """The sizes of ``sorted_paths``, index for index."""
+        return [self.files[p] for p in self._sorted]
+
+    def files_under(self, directory: str) -> dict[str, int]:
+        """Directory-relative path -> size for the files below ``directory`` (a bisect on the sorted paths, cached)."""
+        if directory not in self._under:
+            if directory in ("", "."):
+                self._under[directory] = {p: self.files[p] for p in self._sorted}  # sorted, as below
+            else:
+                prefix = directory.rstrip("/") + "/"
+                lo, hi = span(self._sorted, prefix)
+                self._under[directory] = {p[len(prefix):]: self.files[p] for p in self._sorted[lo:hi]}
+        return self._under[directory]
+
+    def text(self, path: str) -> str | None:
+        """The file's text; None when it is absent or could not be read (see ``problems``)."""
+        if path not in self._text:
+            self._text[path] = self._read_text(path)
+        return self._text[path]
+
+    def _read_text(self, path: str) -> str | None:
+        size = self.files.get(path, 0)
+        if size > MAX_TEXT_BYTES:
+            return self._problem(path, "PX004", f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+        try:
+            data = self.tree.read(path)
+        except KeyError:
+            return None
+        except OSError as err:
+            return self._problem(path, "PX005", f"cannot be read: {err.strerror or err}")
+        if len(data) > MAX_TEXT_BYTES:
+            return self._problem(path, "PX004", f"{len(data)} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+        if b"\0" in data[:BINARY_PROBE]:
+            return self._problem(path, "PX003", "binary content (NUL bytes), not a text file: not analyzed")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            self.notes.append((path, f"not valid UTF-8 (first bad byte at offset {err.start}): "
+                                     "analyzed with replacement characters"))
+            return data.decode("utf-8", errors="replace")
+
+    def _problem(self, path: str, code: str, message: str) -> None:
+        self.problems[path] = InputProblem(path, code, message)
+        return None
+
+    def _dockerfile(self, path: str) -> Dockerfile:
+        text = self.text(path)
+        if text is None and path in self.problems:
+            return Dockerfile(path=path, text="", error=self.problems[path].message)
+        try:
+            return Dockerfile.parse(path, text or "")
+        except Exception as err:  # the parser must never stop the analysis
+            return Dockerfile(path=path, text=text or "", error=f"the parser failed: {type(err).__name__}: {err}")
+
+    def _compose(self, path: str) -> ComposeFile:
+        text = self.text(path)
+        if text is None and path in self.problems:
+            return ComposeFile(path=path, text="", error=self.problems[path].message)
+        try:
+            return compose_mod.load(path, text or "")
+        except Exception as err:  # YAML that loads but isn't shaped like compose (odd build/args types)
+            return ComposeFile(path=path, text=text or "", error=f"could not be read as compose: "
+                                                                 f"{type(err).__name__}: {err}")
+
+    def _resolve_composes(self) -> None:
+        """Each compose file's builds as compose resolves them; files only included count too."""
+        loaded = {c.path: c for c in self.composes}
+
+        def read(path: str) -> ComposeFile | None:
+            if path not in loaded:
+                if path not in self.files:
+                    return None
+                loaded[path] = self._compose(path)
+            return loaded[path]
+
+        try:
+            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text,
+                                                 self.files.__contains__)
+        except Exception as err:  # compose shaped in a way nobody foresaw must not stop the analysis
+            self.notes.append(("", f"compose files could not be resolved together ({type(err).__name__}: {err}); "
+                                   "their builds are not analyzed"))
+            return
+        self.compose_builds = resolution.builds
+        self.compose_unresolved = resolution.unresolved
+        self.compose_inputs = resolution.inputs
+        self.composes = [dataclasses.replace(c, builds=resolution.builds.get(c.path, [])) for c in self.composes]
+
+    def _contexts(self) -> list[Context]:
+        found: dict[tuple[str, str], Context] = {}
+        for owner, builds in self.compose_builds.items():
+            for build in builds:
+                key = (build.context, build.dockerfile)
+                ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
+                if build.service not in ctx.services:
+                    ctx.services.append(build.service)
+                if owner not in ctx.compose_files:
+                    ctx.compose_files.append(owner)
+                ctx.builds.append(build)
+        built = {df for _, df in found}
+        for path in self.dockerfiles:
+            if path not in built:
+                found[(posixpath.dirname(path) or ".", path)] = Context(self, posixpath.dirname(path) or ".", path,
+                                                                        inferred=True)
+        return list(found.values())
+
+    def contexts_of(self, dockerfile: str) -> list[Context]:
+        return self._index("by_dockerfile", lambda c: c.dockerfile).get(dockerfile, [])
+
+    def contexts_in(self, directory: str) -> list[Context]:
+        """The contexts rooted at ``directory`` (an index: rules ask once per context)."""
+        return self._index("by_dir", lambda c: c.dir).get(directory, [])
+
+    def _index(self, name: str, key) -> dict[str, list[Context]]:
+        if name not in self.memo:
+            index: dict[str, list[Context]] = {}
+            for c in self.contexts:
+                index.setdefault(key(c), []).append(c)
+            self.memo[name] = index
+        return self.memo[name]
+
+    def services_of(self, path: str) -> list[str]:
+        """Compose services a file concerns (its Dockerfile's or its context's builders)."""
+        names = []
+        for ctx in self.contexts:
+            if path == ctx.dockerfile or path in (ctx.ignore_path, ctx.default_ignore_path):
+                names += ctx.services or [posixpath.basename(posixpath.dirname(ctx.dockerfile)) or ctx.dockerfile]
+        return sorted(set(names))

@@ -1,0 +1,95 @@
+"""Compose variant files: one directory's compose.yaml, compose.full.yaml, compose.tests.yaml...
+
+Real repositories keep several compose files side by side and stack them
+(`docker compose -f compose.yaml -f compose.full.yaml up`) or pick one. A
+service is then defined more than once: completely in the main file and as
+a *patch* (a few keys, no `image:` nor `build:`) in a variant, or completely
+again in an alternative file.
+
+Two consequences for the findings, both here so that every rule gets them:
+
+- A patch is judged merged onto the service it patches (``effective``): a
+  variant that only adds environment variables to `checkout` lacks no CPU
+  limit if the main file gives `checkout` one.
+- The same finding repeated across the variants of one directory is one
+  defect: ``collapse`` keeps it once, on the first file in variant order
+  (the main file first), and names the other files and lines in its message.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Iterable
+
+from engine.finding import Finding
+from pipelines.docker_optimization.model.compose import COMPOSE_NAMES, ComposeFile, is_compose_file
+
+# Keys that make a definition stand alone; without them it only patches a service defined elsewhere.
+_STANDALONE = ("image", "build", "extends")
+
+
+def variant_order(path: str) -> tuple:
+    """Sort key: in a directory, compose's default names first (in compose's order), then overrides, then the rest."""
+    directory, _, name = path.rpartition("/")
+    if name in COMPOSE_NAMES:
+        rank = (0, COMPOSE_NAMES.index(name))
+    elif ".override." in name:
+        rank = (1, 0)
+    else:
+        rank = (2, 0)
+    return directory, rank, name
+
+
+def is_patch(definition: object) -> bool:
+    """A service definition that can't run alone: it names no image, no build, extends nothing."""
+    return isinstance(definition, dict) and not any(k in definition for k in _STANDALONE)
+
+
+def bases(composes: list[ComposeFile]) -> dict[tuple[str, str], tuple[ComposeFile, dict]]:
+    """(directory, service) -> the first standalone definition of it in variant order."""
+    found: dict[tuple[str, str], tuple[ComposeFile, dict]] = {}
+    for compose in sorted(composes, key=lambda c: variant_order(c.path)):
+        if compose.error:
+            continue
+        directory = posixpath.dirname(compose.path)
+        for name, svc in compose.services.items():
+            if isinstance(svc, dict) and not is_patch(svc):
+                found.setdefault((directory, str(name)), (compose, svc))
+    return found
+
+
+def merge(base: dict, patch: dict) -> dict:
+    """``patch`` over ``base`` as compose merges mappings: nested mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in patch.items():
+        out[key] = merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def collapse(findings: Iterable[Finding]) -> list[Finding]:
+    """One finding per defect: a compose finding repeated in a directory's variant files is kept once.
+
+    Findings match when they have the same rule and evidence (the evidence
+    names the service and what was found) in compose files of one directory.
+    The first in variant order stays, its message naming where the others
+    were ("the same in compose.full.yaml:127"); its id changes with it.
+    """
+    kept: list[Finding] = []
+    groups: dict[tuple[str, str, str], list[Finding]] = {}
+    for f in findings:
+        if f.evidence and is_compose_file(f.file):
+            groups.setdefault((f.rule, posixpath.dirname(f.file), f.evidence), []).append(f)
+        else:
+            kept.append(f)
+    for group in groups.values():
+        if len({f.file for f in group}) < 2:
+            kept += group
+            continue
+        group.sort(key=lambda f: (variant_order(f.file), f.line))
+        first, others = group[0], [f for f in group[1:]]
+        where = ", ".join(f.location for f in others)
+        kept.append(Finding.make(rule=first.rule, name=first.name, category=first.category, severity=first.severity,
+                                 message=f"{first.message} (the same in {where})", file=first.file,
+                                 line=first.line, end_line=first.end_line, evidence=first.evidence, fix=first.fix,
+                                 source=first.source))
+    return sorted(kept, key=lambda f: (f.file, f.line, f.rule))

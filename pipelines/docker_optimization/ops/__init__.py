@@ -1,0 +1,1 @@
+"""What runs against Docker: image builds and their measurements."""

@@ -1,0 +1,66 @@
+"""Static figures: what each build context sends, computed from a commit's tree.
+
+Computed, not measured: the files of a commit are listed with git, the
+context's .dockerignore (from the same commit) is applied with Docker's
+matching rules, and the sizes are summed. The classic builder sends every
+file that survives the .dockerignore; BuildKit transfers only what COPY/ADD
+name, which is the second figure.
+"""
+
+from __future__ import annotations
+
+from engine.artifacts import Measurement, Method
+from engine.tree import Tree
+from pipelines.docker_optimization.model.copies import matching, sources
+from pipelines.docker_optimization.model.project import Context, Project
+
+
+def buildkit_bytes(ctx: Context) -> tuple[int, int]:
+    """(files, bytes) COPY/ADD reference in this context, after the .dockerignore."""
+    df = ctx.project.dockerfiles.get(ctx.dockerfile)
+    sent = ctx.sent()
+    if df is None or df.error:
+        return len(sent), sum(sent.values())
+    named: set[str] = set()
+    for src in sources(df):
+        named.update(matching(sent, src.path))
+    return len(named), sum(sent[p] for p in named)
+
+
+def context_figures(project: Project) -> dict[str, dict[str, int]]:
+    """Per context directory: classic files/bytes and BuildKit files/bytes."""
+    out: dict[str, dict[str, int]] = {}
+    for ctx in project.contexts:
+        sent = ctx.sent()
+        bk_files, bk_bytes = buildkit_bytes(ctx)
+        entry = out.setdefault(ctx.dir, {"files": len(sent), "bytes": sum(sent.values()),
+                                         "buildkit_files": 0, "buildkit_bytes": 0})
+        entry["buildkit_files"] = max(entry["buildkit_files"], bk_files)
+        entry["buildkit_bytes"] = max(entry["buildkit_bytes"], bk_bytes)
+    return out
+
+
+FIGURES = (
+    ("files", "context files sent (classic builder)", "files"),
+    ("bytes", "context bytes sent (classic builder)", "bytes"),
+    ("buildkit_bytes", "bytes COPY/ADD transfer (BuildKit)", "bytes"),
+)
+
+
+def measure_contexts(phase: str, base: Tree, head: Tree | None) -> list[Measurement]:
+    before = context_figures(Project(base))
+    after = context_figures(Project(head)) if head is not None else {}
+    how = ("computed: git ls-tree of {trees}, the context's .dockerignore applied with Docker's "
+           "matching rules, sizes summed")
+    out = []
+    for ctx_dir in sorted(set(before) | set(after)):
+        for key, name, unit in FIGURES:
+            b = before.get(ctx_dir, {}).get(key)
+            if head is None:
+                out.append(Measurement(name=name, subject=ctx_dir, phase=phase, value=b, unit=unit,
+                                       method=Method.computed, how=how.format(trees=base.label)))
+            else:
+                a = after.get(ctx_dir, {}).get(key)
+                out.append(Measurement(name=name, subject=ctx_dir, phase=phase, value=a, baseline=b, unit=unit,
+                                       method=Method.computed, how=how.format(trees=f"{base.label} and {head.label}")))
+    return out

@@ -1,0 +1,1 @@
+"""What a change may touch, and whether it keeps the build sound."""
