@@ -148,10 +148,14 @@ def segments(df: Dockerfile, ins: Instruction) -> list[Segment]:
     """The simple commands of a RUN, each with the directory it runs in (none for heredocs)."""
     if ins.cmd != "RUN" or is_heredoc(ins) or not ins.value:
         return []
-    cwd = workdir_at(df, ins)
-    if ins.json:
-        return [Segment(tuple(ins.value), cwd)]
-    return _split(shell_words(ins.command), cwd)
+    # Once per RUN and file: a dozen rules ask, and shell_words' LRU cache can't hold a huge file's RUNs.
+    memo = df.memo.setdefault("segments", {})
+    found = memo.get(ins.start_line)
+    if found is None:
+        cwd = workdir_at(df, ins)
+        found = [Segment(tuple(ins.value), cwd)] if ins.json else _split(shell_words(ins.command), cwd)
+        memo[ins.start_line] = found
+    return list(found)
 
 
 def verb(seg: Segment, value_options: frozenset[str] = frozenset()) -> str:
