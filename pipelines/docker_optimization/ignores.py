@@ -26,6 +26,10 @@ facts from (``policy.py`` reads it; see ``Policy``)::
             writable: [/app/data]                   # non-root-user gives its user only these
             probe: ["python", "-c", "import app"]   # --verify-builds runs this in the image
 
+and the time budget of one hadolint run, in seconds (default 30, see ``hadolint.py``)::
+
+      hadolint-timeout: 120
+
 A code also matches by prefix (``SZ`` covers every SZ rule, ``DL`` every
 hadolint rule). Ignored findings are not dropped silently: ``apply`` returns
 them with what ignored them, so ``pipeline analyze`` can count them.
@@ -163,6 +167,7 @@ class Config:
     per_file: list[tuple[str, re.Pattern[str], list[str]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     policy: "Policy" = field(default_factory=lambda: Policy())
+    hadolint_timeout: float | None = None   # seconds one hadolint run may take (None: hadolint.TIMEOUT)
 
     def ignores(self, finding: Finding) -> bool:
         if matches(finding.rule, self.ignored):
@@ -210,8 +215,15 @@ def load_config(path: str, text: str | None) -> Config:
         config.problems.append(f"{path}: the top level must be a mapping, so it was not applied")
         return config
     for key in data:
-        if key not in ("ignored", "per-file-ignores", "policy"):
-            config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy)")
+        if key not in ("ignored", "per-file-ignores", "policy", "hadolint-timeout"):
+            config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy, "
+                                   "hadolint-timeout)")
+    budget = data.get("hadolint-timeout")
+    if budget is not None:
+        if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0:
+            config.hadolint_timeout = float(budget)
+        else:
+            config.problems.append(f"{path}: hadolint-timeout must be a positive number of seconds, got {budget!r}")
     config.policy = _policy(data.get("policy"), path, config.problems)
     config.ignored = _codes(data.get("ignored", []), f"{path}: ignored", config.problems)
     per_file = data.get("per-file-ignores") or {}
