@@ -30,6 +30,10 @@ and the time budget of one hadolint run, in seconds (default 30, see ``hadolint.
 
       hadolint-timeout: 120
 
+and the GitHub Action the generated CI workflow analyzes with (this project's ``action.yml``)::
+
+      ci-action: your-org/agent-pipelines@v0.1.0
+
 A code also matches by prefix (``SZ`` covers every SZ rule, ``DL`` every
 hadolint rule). Ignored findings are not dropped silently: ``apply`` returns
 them with what ignored them, so ``pipeline analyze`` can count them.
@@ -46,6 +50,7 @@ from engine.finding import Finding
 from pipelines.docker_optimization import linear
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
+ACTION_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_./-]+$")
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
 CODE = re.compile(r"^[A-Z]+[0-9]*$")
 
@@ -168,6 +173,7 @@ class Config:
     problems: list[str] = field(default_factory=list)
     policy: "Policy" = field(default_factory=lambda: Policy())
     hadolint_timeout: float | None = None   # seconds one hadolint run may take (None: hadolint.TIMEOUT)
+    ci_action: str = ""   # owner/repo@ref of this project's GitHub Action, for the generated workflow
 
     def ignores(self, finding: Finding) -> bool:
         if matches(finding.rule, self.ignored):
@@ -215,9 +221,15 @@ def load_config(path: str, text: str | None) -> Config:
         config.problems.append(f"{path}: the top level must be a mapping, so it was not applied")
         return config
     for key in data:
-        if key not in ("ignored", "per-file-ignores", "policy", "hadolint-timeout"):
+        if key not in ("ignored", "per-file-ignores", "policy", "hadolint-timeout", "ci-action"):
             config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy, "
-                                   "hadolint-timeout)")
+                                   "hadolint-timeout, ci-action)")
+    action = data.get("ci-action")
+    if action is not None:
+        if isinstance(action, str) and ACTION_REF.match(action):
+            config.ci_action = action
+        else:
+            config.problems.append(f"{path}: ci-action must be owner/repo@ref (a GitHub Action), got {action!r}")
     budget = data.get("hadolint-timeout")
     if budget is not None:
         if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0:
