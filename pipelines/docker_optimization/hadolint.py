@@ -325,7 +325,8 @@ def parse_problems(path: str, text: str) -> tuple[list[str], str]:
     name = "Dockerfile" if path.startswith("-") or "/" in path or ".." in path else path
     done = run([name], texts={name: text})
     if done.status != "ran":
-        return [], next((m for _, m in done.notes), done.why_unfinished() if done.unfinished else f"hadolint {done.status}")
+        why = done.why_unfinished() if done.unfinished else f"hadolint {done.status}"
+        return [], next((m for _, m in done.notes), why)
     return [f"hadolint could not parse it: {' '.join(str(r.get('message', '')).split())[:160]}"
             for r in done.results if r.get("code") == "DL1000"], ""
 
