@@ -1147,7 +1147,7 @@ def _popen_run(repo: Path, reports: Path, env: dict[str, str] | None = None) -> 
     full = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
                              "--reports-dir", str(reports), "-q", "--builds", "off"], env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_sigint_default)
 
 
 def _wait_for(test: Callable[[], bool], seconds: float) -> bool:
