@@ -398,6 +398,9 @@ class _HadolintRun(threading.Thread):
         super().__init__(name="hadolint")
         self.project = project
         self.parseable = {p: df for p, df in project.dockerfiles.items() if not df.error}
+        # Read here, in the caller's thread: a tree of a commit reads blobs through one `git cat-file --batch`,
+        # which two threads must not share.
+        self.budget = _config(project).hadolint_timeout or hadolint_mod.TIMEOUT
         self.run_result: hadolint_mod.Run | None = None
         self.error: BaseException | None = None
 
@@ -405,7 +408,7 @@ class _HadolintRun(threading.Thread):
         try:
             project, parseable = self.project, self.parseable
             config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
-            budget = _config(project).hadolint_timeout or hadolint_mod.TIMEOUT
+            budget = self.budget
             if isinstance(project.tree, DirTree):
                 self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config,
                                                    timeout=budget)
