@@ -38,8 +38,9 @@ attacks
     the outputs) and everything they print grepped for them. ReDoS globs
     (``.dockerignore``, COPY source, ``.pipeline.yaml``) against a long file
     name, and a huge ``.dockerignore`` and Dockerfile, each analyzed within
-    ``--limit`` seconds. SIGINT while a run parses a huge Dockerfile (expected:
-    exit 130, run.json ``interrupted``). ``apply`` while a run is paused
+    ``--limit`` seconds. SIGINT to ``pipeline analyze`` and to ``pipeline run``
+    while hadolint lints a huge Dockerfile (expected: exit 130, nothing of its
+    process group left, run.json ``interrupted``). ``apply`` while a run is paused
     (expected: refused). run.json's path fields pointed at the user's
     checkouts, then ``rollback`` and ``resume`` (expected: refused in one line,
     checkouts untouched). Each says what happened, pass or not.
@@ -75,7 +76,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.gitenv import git_env
-from engine.procs import descendants, open_fds
+from engine.procs import descendants, group_members, open_fds
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -1078,7 +1079,7 @@ def secrets_grep(workdir: Path) -> tuple[CaseResult, dict[str, list[str]], int]:
     return CaseResult("secrets grep", not leaks and masked > 0, detail, time.monotonic() - started), leaks, masked
 
 
-# -- attacks: ReDoS, huge inputs, Ctrl-C mid-parse, apply during a run, tampered records ------------------
+# -- attacks: ReDoS, huge inputs, Ctrl-C during hadolint, apply during a run, tampered records ------------------
 
 REDOS_GLOB = "*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"
 
@@ -1146,7 +1147,7 @@ def _popen_run(repo: Path, reports: Path, env: dict[str, str] | None = None) -> 
     full = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
                              "--reports-dir", str(reports), "-q", "--builds", "off"], env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_sigint_default)
 
 
 def _wait_for(test: Callable[[], bool], seconds: float) -> bool:
@@ -1174,46 +1175,65 @@ def _record_status(reports: Path) -> str:
         return "(no run.json)"
 
 
-def sigint_mid_parse(workdir: Path, lines: int) -> CaseResult:
-    """A run of a repository with a huge Dockerfile, Ctrl-C'd while it analyzes: exit 130, record `interrupted`.
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT to its default. A bench started with ``&`` from a non-interactive
+    shell ignores SIGINT, and an ignored signal stays ignored across exec: Python would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
-    The signal is sent once run.json exists and before the first phase's report: the analysis is parsing."""
+
+def _hadolint_in(pgid: int) -> bool:
+    """Whether a hadolint process runs in process group ``pgid``."""
+    for pid in group_members(pgid):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "hadolint":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def sigint_during_hadolint(workdir: Path, lines: int, command: str) -> CaseResult:
+    """``pipeline analyze`` or ``pipeline run`` on a repository with a huge Dockerfile, sent SIGINT (to its
+    process only, not its group: it must stop hadolint itself) once hadolint is seen running in its group.
+
+    Passing: exit 130 within ``HANG_SECONDS``, nothing of its process group left (hadolint, git), and for a
+    run, run.json ``interrupted``. The child starts in its own session with SIGINT at its default."""
     started = time.monotonic()
-    repo = workdir / "sigint-repo"
+    repo = workdir / f"sigint-{command}-repo"
     repo.mkdir(parents=True)
     (repo / "Dockerfile").write_text(huge_dockerfile(lines))
     git(repo, "init", "-q", "-b", "main")
     _commit_all(repo, "huge")
-    reports = workdir / "sigint-reports"
-    def worktree_ready() -> bool:   # the run's worktree holds the Dockerfile: the analysis comes next
-        try:
-            worktree = json.loads(next(reports.glob("*/run.json")).read_text())["run"]["worktree"]
-        except (StopIteration, OSError, ValueError, KeyError):
-            return False
-        return (Path(worktree) / "Dockerfile").is_file()
-
-    with _popen_run(repo, reports) as proc:
-        t0 = time.monotonic()
-        seen = _wait_for(lambda: worktree_ready() or proc.poll() is not None, 120)
-        ready = time.monotonic() - t0
-        time.sleep(min(ready, 5.0))   # as long again: the analysis's imports and the parse have begun
-        analyzing = seen and proc.poll() is None and not any(reports.glob("*/*.md"))
-        sent = time.monotonic() - t0
+    reports = workdir / f"sigint-{command}-reports"
+    env = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), "PIPELINE_CACHE": "0"}
+    argv = (["analyze", "--repo", str(repo), "--format", "json"] if command == "analyze" else
+            ["run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q", "--builds", "off"])
+    name = f"SIGINT while hadolint runs ({command})"
+    with subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], env=env, text=True, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_sigint_default) as proc:
+        seen = _wait_for(lambda: _hadolint_in(proc.pid) or proc.poll() is not None, 300) and proc.poll() is None
+        sent = time.monotonic() - started
+        if not seen:
+            proc.communicate()
+            return CaseResult(name, False, f"hadolint was never seen running (exit {proc.returncode})", sent)
         proc.send_signal(signal.SIGINT)
         try:
             _, err = proc.communicate(timeout=HANG_SECONDS)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            _, err = proc.communicate()
-            return CaseResult("SIGINT mid-parse", False, f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start: "
-                              f"still running {HANG_SECONDS} s later (then SIGKILLed; run.json status "
-                              f"{_record_status(reports)!r})", time.monotonic() - started)
-    status = _record_status(reports)
-    passed = analyzing and proc.returncode == 130 and status == "interrupted"
-    detail = (f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start "
-              f"({'during the analysis' if analyzing else 'too late or too early'}): "
-              f"exit {proc.returncode}, run.json status {status!r}; said {_short(' '.join(err.split())) or 'nothing'}")
-    return CaseResult("SIGINT mid-parse", passed, detail, time.monotonic() - started)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return CaseResult(name, False, f"{lines:,}-line Dockerfile: still running {HANG_SECONDS} s after the "
+                              "signal (then SIGKILLed)", time.monotonic() - started)
+    stopped = time.monotonic() - started - sent
+    _wait_for(lambda: not group_members(proc.pid), 2.0)   # a child killed at the exit may take a moment to go
+    left = group_members(proc.pid)
+    status = _record_status(reports) if command == "run" else ""
+    passed = proc.returncode == 130 and not left and status in ("", "interrupted")
+    detail = (f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start while hadolint ran: exit {proc.returncode} "
+              f"{stopped:.1f} s later, {len(left)} process(es) of its group left"
+              + (f", run.json status {status!r}" if status else "")
+              + f"; said {_short(' '.join(err.split())) or 'nothing'}")
+    return CaseResult(name, passed, detail, time.monotonic() - started)
 
 
 def apply_during_run(workdir: Path) -> CaseResult:
@@ -1293,7 +1313,7 @@ SECTIONS = ("crash", "hostile", "mangled", "leaks", "attacks")
 
 
 def attacks(work: Path, args) -> list[CaseResult]:
-    """The attack cases, each printed when done: secrets, ReDoS, huge inputs, Ctrl-C mid-parse, apply, tampering."""
+    """The attack cases, each printed when done: secrets, ReDoS, huge inputs, Ctrl-C, apply, tampering."""
     results: list[CaseResult] = []
 
     def keep(got: list[CaseResult] | CaseResult) -> None:
@@ -1305,7 +1325,10 @@ def attacks(work: Path, args) -> list[CaseResult]:
             ("secrets grep", lambda: secrets_grep(work / "secrets")[0]),
             ("ReDoS", lambda: redos_cases(work / "redos", args.limit)),
             ("huge inputs", lambda: huge_cases(work / "huge", args.huge_ignore, args.huge_dockerfile, args.limit)),
-            ("SIGINT mid-parse", lambda: sigint_mid_parse(work / "sigint", args.huge_dockerfile)),
+            ("SIGINT while hadolint runs (analyze)",
+             lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "analyze")),
+            ("SIGINT while hadolint runs (run)",
+             lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "run")),
             ("apply during a run", lambda: apply_during_run(work / "apply")),
             ("tampered run.json", lambda: tampered_records(work / "tamper"))):
         try:
@@ -1328,7 +1351,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds an analysis may take on a ReDoS or huge input before it counts as hung")
     parser.add_argument("--huge-ignore", type=int, default=100_000, help="lines of the huge .dockerignore")
     parser.add_argument("--huge-dockerfile", type=int, default=50_000,
-                        help="lines of the huge Dockerfile (also the one Ctrl-C'd mid-parse)")
+                        help="lines of the huge Dockerfile (also the one Ctrl-C'd while hadolint runs)")
     args = parser.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -1384,7 +1407,7 @@ def main(argv: list[str] | None = None) -> int:
         if "attacks" in sections:
             t0 = time.monotonic()
             attacked = attacks(work / "attacks", args)
-            rows.append(f"| attacks (secrets, ReDoS, huge inputs, Ctrl-C mid-parse, apply during a run, tampered "
+            rows.append(f"| attacks (secrets, ReDoS, huge inputs, Ctrl-C during hadolint, apply during a run, tampered "
                         f"records) | {len(attacked)} | {sum(r.passed for r in attacked)} passed | "
                         f"{time.monotonic() - t0:.0f} s |")
 

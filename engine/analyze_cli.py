@@ -36,7 +36,11 @@ def parser(spec=None) -> argparse.ArgumentParser:
     p = _Parser(prog="pipeline analyze", description="Analyze a directory and print the findings (no git, no "
                 "changes). Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are counted, "
                 "not printed as findings. Output goes to stdout; anything else to stderr.")
-    p.add_argument("--repo", type=Path, default=Path("."), help="Directory to analyze (need not be a git repository).")
+    p.add_argument("--repo", type=Path, default=None, help="Directory to analyze (need not be a git repository; "
+                   "default: the current directory, or with FILEs the git repository of the first).")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="Print only the findings in these files (as "
+                   "pre-commit passes them); the whole repository is still analyzed, so rules that read build "
+                   "contexts and compose files stay right.")
     p.add_argument("--pipeline", default=None, help="The pipeline whose analysis runs (default: the one this "
                    "project ships; see `pipeline pipelines`).")
     p.add_argument("--format", dest="fmt", default="md", metavar="FORMAT", help="md, json or sarif (default: md)")
@@ -103,6 +107,15 @@ def analysis_result(spec, root: Path, options: dict | None = None, tree=None):
         domain.close()
 
 
+def _repository_of(file: Path) -> Path:
+    """The git repository (work tree) holding ``file``: its nearest parent with a ``.git``, else the current
+    directory (pre-commit runs hooks from the repository's root, with paths relative to it)."""
+    for parent in file.resolve().parents:
+        if (parent / ".git").exists():
+            return parent
+    return Path(".")
+
+
 def _summary(result) -> str:
     """One line on stderr for machine formats (stdout holds only the document)."""
     line = f"{len(result.findings)} findings"
@@ -123,6 +136,7 @@ def main(argv: list[str]) -> int:
             raise UsageError(f"--format must be md, json or sarif, not {args.fmt!r}")
         if args.fail_on not in SEVERITIES:
             raise UsageError(f"--fail-on must be one of {', '.join(SEVERITIES)}, not {args.fail_on!r}")
+        args.repo = args.repo or (_repository_of(args.files[0]) if args.files else Path("."))
         if not args.repo.is_dir():
             raise UsageError(f"{args.repo} is not a directory; pass --repo with the path of your repository")
     except (UsageError, ValueError) as error:   # ValueError: engine.spec.OptionError, a flag's bad value
@@ -133,11 +147,19 @@ def main(argv: list[str]) -> int:
     if args.cache is not None:
         os.environ["PIPELINE_CACHE"] = "1" if args.cache else "0"   # read by the pipeline's analyze entry
     root = args.repo.resolve()
+    try:
+        wanted = {f.resolve().relative_to(root).as_posix() for f in args.files}
+    except ValueError:
+        sys.stderr.write(f"error: every FILE must be inside the analyzed directory {root}\n")
+        return 2
     tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
     try:
         result = analysis_result(spec, root, options, tree)
     finally:
         tree.close()
+    if args.files:
+        result.findings = [f for f in result.findings if f.file in wanted]
+        result.ignored = [i for i in result.ignored if i.finding.file in wanted]
     from engine.findings_output import render
 
     sys.stdout.write(render(result, args.fmt, root))

@@ -168,3 +168,27 @@ def test_fail_on_counts_only_findings_that_are_not_ignored(tmp_path):
     assert invoke("--repo", str(repo), "--no-hadolint", "--fail-on", "error").exit_code == 0
     write(repo, {".pipeline.yaml": "ignored: [CA, CX, RL, SE]\n"})
     assert invoke("--repo", str(repo), "--no-hadolint", "--fail-on", "info").exit_code == 0
+
+
+def test_given_files_it_analyzes_their_whole_repository_and_prints_only_their_findings(tmp_path):
+    repo = write(tmp_path / "repo", {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n  web:\n    build: ./web\n",
+        "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\n", "api/app.py": "print(1)\n",
+        "web/Dockerfile": "FROM nginx:1.27\nCOPY missing.html /usr/share/nginx/html/\n"})
+    (repo / ".git").mkdir()   # where the repository starts, as pre-commit's git checkout has it
+    run = lambda *args: subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", *args],
+                                       cwd=repo, capture_output=True, text=True)
+
+    whole = json.loads(run("--format", "json").stdout)
+    only_web = json.loads(run("--format", "json", "web/Dockerfile").stdout)
+    from_elsewhere = subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", "--format",
+                                     "json", str(repo / "web" / "Dockerfile")], cwd=tmp_path, capture_output=True,
+                                    text=True)
+    outside = run("/etc/hostname")
+
+    assert {f["file"] for f in whole["findings"]} >= {"api/Dockerfile", "web/Dockerfile", "docker-compose.yml"}
+    assert only_web["findings"] == [f for f in whole["findings"] if f["file"] == "web/Dockerfile"]
+    assert "CX003" in {f["rule"] for f in only_web["findings"]}   # the build context was read to know this
+    assert json.loads(from_elsewhere.stdout)["findings"] == only_web["findings"]   # its repository found
+    assert (outside.returncode, outside.stdout) == (2, "")
+    assert outside.stderr == f"error: every FILE must be inside the analyzed directory {repo.resolve()}\n"

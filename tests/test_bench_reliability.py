@@ -24,3 +24,12 @@ def test_an_analysis_that_finishes_in_time_passes_with_its_exit_code_and_time(tm
 
     assert got.passed and got.detail.startswith(("exit 0 after", "exit 1 after")), got.detail
     assert got.detail.endswith("(limit 120 s)") and got.seconds > 0
+
+
+def test_sigint_to_analyze_while_hadolint_runs_exits_130_and_leaves_no_process(tmp_path):
+    from bench.reliability import sigint_during_hadolint
+
+    got = sigint_during_hadolint(tmp_path, 4000, "analyze")   # hadolint needs ~10 s for 4,000 lines
+
+    assert got.passed, got.detail
+    assert "while hadolint ran: exit 130" in got.detail and "0 process(es) of its group left" in got.detail

@@ -681,10 +681,10 @@ def test_the_workflow_for_a_single_image_uses_build_push_action_with_the_cache(t
     assert "bake" not in text.split("  build:\n")[1]
 
 
-def test_in_the_analyzers_own_repository_the_workflow_installs_it_from_the_checkout(tmp_path):
+def test_in_the_analyzers_own_repository_the_workflow_analyzes_with_its_action_from_the_checkout(tmp_path):
     text = workflow_file(project(tmp_path, {**SMALL, "pyproject.toml": (
         '[project]\nname = "x"\n\n[project.entry-points."pipeline.pipelines"]\nx = "y:Z"\n')}))
-    assert "run: pip install .\n" in text and "vars.PIPELINE_ANALYZER" not in text
+    assert "        uses: ./\n" in text and "vars.PIPELINE_ANALYZER" not in text and "pip install" not in text
 
 
 def test_deploy_script_rolls_out_in_dependency_order_with_health_gates(tmp_path):

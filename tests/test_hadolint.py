@@ -188,7 +188,6 @@ def test_hadolint_missing_is_a_note_and_our_findings_remain(tmp_path, monkeypatc
 @pytest.mark.parametrize("script, status, says", [
     ("echo 'hadolint: boom' >&2; exit 1", "failed", "hadolint failed"),
     ("echo '{not json'", "failed", "hadolint failed"),
-    ("sleep 5", "timeout", "did not finish"),
 ])
 def test_hadolint_crashing_or_hanging_is_a_note_and_our_findings_remain(tmp_path, monkeypatch, script, status, says):
     fake = tmp_path / "bin" / "hadolint"
@@ -196,13 +195,38 @@ def test_hadolint_crashing_or_hanging_is_a_note_and_our_findings_remain(tmp_path
     fake.write_text(f"#!/bin/sh\n{script}\n")
     fake.chmod(0o755)
     monkeypatch.setattr(hadolint, "binary", lambda: str(fake))
-    monkeypatch.setattr(hadolint, "TIMEOUT_BASE", 0.3)
-    monkeypatch.setattr(hadolint, "TIMEOUT_PER_FILE", 0.0)
     repo = write(tmp_path / "repo", {"Dockerfile": "FROM python:3.12\nRUN pip install flask\n"})
     result = run_analysis(repo, hadolint=True)
     assert result.tools["hadolint"].status == status
     assert any(says in n.message for n in result.notes if n.kind == "tool")
     assert "CA001" in by_rule(result)
+
+
+@needs_hadolint
+def test_a_dockerfile_hadolint_does_not_finish_within_hadolint_timeout_is_a_px007_finding(tmp_path):
+    huge = "FROM python:3.12\n" + "".join(f"RUN echo step {i} > /tmp/f{i % 50}\n" for i in range(3000))
+    repo = write(tmp_path / "repo", {"big/Dockerfile": huge, ".pipeline.yaml": "hadolint-timeout: 0.5\n"})
+
+    result = run_analysis(repo, hadolint=True)   # hadolint needs seconds for 3,000 lines
+
+    assert result.tools["hadolint"].status == "timeout"
+    [px] = by_rule(result)["PX007"]
+    assert (px.file, px.severity, px.source) == ("big/Dockerfile", Severity.warning, "rules")
+    assert px.message == ("hadolint's rules were not applied to this file: hadolint did not finish within its 0.5 s "
+                          "budget (hadolint-timeout in .pipeline.yaml, default 30) on the 1 Dockerfile(s) it was "
+                          "linting together")
+    assert "SE001" in by_rule(result)   # our own rules' findings are all there
+
+
+@needs_hadolint
+def test_within_the_default_budget_hadolint_runs_and_a_bad_budget_is_a_config_note(tmp_path):
+    repo = write(tmp_path / "repo", {"Dockerfile": APT, ".pipeline.yaml": "hadolint-timeout: soon\n"})
+
+    result = run_analysis(repo, hadolint=True)
+
+    assert result.tools["hadolint"].status == "ran" and "PX007" not in by_rule(result)
+    assert [n.message for n in result.notes if n.kind == "config"] == [
+        ".pipeline.yaml: hadolint-timeout must be a positive number of seconds, got 'soon'"]
 
 
 @needs_hadolint

@@ -146,6 +146,9 @@ class _HadolintRun(threading.Thread):
         super().__init__(name="hadolint")
         self.project = project
         self.parseable = {p: df for p, df in project.dockerfiles.items() if not df.error}
+        # Read here, in the caller's thread: a tree of a commit reads blobs through one `git cat-file --batch`,
+        # which two threads must not share.
+        self.budget = _config(project).hadolint_timeout or hadolint_mod.TIMEOUT
         self.run_result: hadolint_mod.Run | None = None
         self.error: BaseException | None = None
 
@@ -153,11 +156,14 @@ class _HadolintRun(threading.Thread):
         try:
             project, parseable = self.project, self.parseable
             config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
+            budget = self.budget
             if isinstance(project.tree, DirTree):
-                self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config)
+                self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config,
+                                                   timeout=budget)
             else:
                 self.run_result = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
-                                                   config=config, config_text=project.text(config) if config else None)
+                                                   config=config, config_text=project.text(config) if config else None,
+                                                   timeout=budget)
         except BaseException as err:  # re-raised in the caller's thread by result()
             self.error = err
 
@@ -176,7 +182,9 @@ def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult
     result.notes += [Note(kind="tool", file=f, message=m) for f, m in notes]
     result.columns.update(columns)
     result.tools["hadolint"] = ToolRun(status=run.status, findings=len(found), duplicates_dropped=dropped)
-    return found
+    px007 = REGISTRY["PX007"]
+    return found + [_finding(px007, Hit(0, f"hadolint's rules were not applied to this file: {run.why_unfinished()}",
+                                        "", file=path), path) for path in run.unfinished]
 
 
 def _config(project: Project) -> ignores.Config:

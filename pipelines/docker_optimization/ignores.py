@@ -34,6 +34,14 @@ facts from (``policy.py`` reads it; see ``Policy``)::
             writable: [/app/data]                   # non-root-user gives its user only these
             probe: ["python", "-c", "import app"]   # --verify-builds runs this in the image
 
+and the time budget of one hadolint run, in seconds (default 30, see ``hadolint.py``)::
+
+      hadolint-timeout: 120
+
+and the GitHub Action the generated CI workflow analyzes with (this project's ``action.yml``)::
+
+      ci-action: your-org/agent-pipelines@v0.1.0
+
 A code also matches by prefix (``SZ`` covers every SZ rule, ``DL`` every
 hadolint rule). Ignored findings are not dropped silently: ``apply`` returns
 them with what ignored them, so ``pipeline analyze`` can count them.
@@ -56,6 +64,7 @@ __all__ = ["CONFIG_NAMES", "Config", "Policy", "find_config", "load_config", "pa
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PYPROJECT = "pyproject.toml"
+ACTION_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_./-]+)?@[A-Za-z0-9_./-]+$")
 
 
 @dataclass
@@ -127,6 +136,8 @@ class Config(Ignores):
     """What ``.pipeline.yaml`` says (the kit's ignores, plus the policy), and the problems found reading it."""
 
     policy: "Policy" = field(default_factory=lambda: Policy())
+    hadolint_timeout: float | None = None   # seconds one hadolint run may take (None: hadolint.TIMEOUT)
+    ci_action: str = ""   # owner/repo@ref of this project's GitHub Action, for the generated workflow
 
 
 def load_config(path: str, text: str | None, prefix: str = "") -> Config:
@@ -179,8 +190,21 @@ def _from_data(config: Config, data: object) -> Config:
         config.problems.append(f"{path}: the top level must be a mapping, so it was not applied")
         return config
     for key in data:
-        if key not in ("ignored", "per-file-ignores", "policy"):
-            config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy)")
+        if key not in ("ignored", "per-file-ignores", "policy", "hadolint-timeout", "ci-action"):
+            config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy, "
+                                   "hadolint-timeout, ci-action)")
+    action = data.get("ci-action")
+    if action is not None:
+        if isinstance(action, str) and ACTION_REF.match(action):
+            config.ci_action = action
+        else:
+            config.problems.append(f"{path}: ci-action must be owner/repo@ref (a GitHub Action), got {action!r}")
+    budget = data.get("hadolint-timeout")
+    if budget is not None:
+        if isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0:
+            config.hadolint_timeout = float(budget)
+        else:
+            config.problems.append(f"{path}: hadolint-timeout must be a positive number of seconds, got {budget!r}")
     config.policy = _policy(data.get("policy"), path, config.problems)
     config.ignored = _codes(data.get("ignored", []), f"{path}: ignored", config.problems)
     per_file = data.get("per-file-ignores") or {}

@@ -1,7 +1,12 @@
 """.github/workflows/docker-build.yml: analyze the Docker setup, and build every image with GitHub's cache.
 
 Two jobs. ``analyze`` runs this pipeline's analyzer and uploads its SARIF to
-code scanning (``security-events: write``). ``build`` builds the images with
+code scanning (``security-events: write``) through the project's GitHub Action
+(``action.yml`` at its root): ``uses: ./`` in the analyzer's own repository,
+else the reference ``ci-action`` in ``.pipeline.yaml`` names
+(``owner/repo@ref``). Without one (the project has no published home to name
+by default), the job installs the analyzer from the repository variable
+``PIPELINE_ANALYZER`` and is skipped while it is unset. ``build`` builds the images with
 BuildKit and the GitHub Actions cache: through ``docker/bake-action`` and the
 repository's bake file when there is one (or BP001 writes it), else with
 ``docker/build-push-action`` for the single image. Images are pushed (to
@@ -54,18 +59,7 @@ jobs:
       security-events: write
     steps:
       - uses: actions/checkout@v4
-      - uses: actions/setup-python@v5
-        with:
-          python-version: "3.12"
-      - name: Install the docker-optimization analyzer
-{install}
-      - name: Analyze
-        run: pipeline analyze --format sarif > pipeline.sarif
-      - name: Upload the findings to code scanning
-        uses: github/codeql-action/upload-sarif@v3
-        with:
-          sarif_file: pipeline.sarif
-          category: docker-optimization
+{analyze}
 
   build:
     runs-on: ubuntu-latest
@@ -88,13 +82,28 @@ jobs:
           password: ${{{{ secrets.GITHUB_TOKEN }}}}
 """
 
-INSTALL_HERE = """\
-        run: pip install ."""
+ANALYZE_WITH_ACTION = """\
+      - name: Analyze, and upload the findings to code scanning
+        uses: {action}
+        with:
+          path: .
+          fail-on: error"""
 
-INSTALL_CONFIGURED = """\
+ANALYZE_CONFIGURED = """\
+      - uses: actions/setup-python@v5
+        with:
+          python-version: "3.12"
+      - name: Install the docker-optimization analyzer
         run: pip install "$PIPELINE_ANALYZER"
         env:
-          PIPELINE_ANALYZER: ${{ vars.PIPELINE_ANALYZER }}"""
+          PIPELINE_ANALYZER: ${{ vars.PIPELINE_ANALYZER }}
+      - name: Analyze
+        run: pipeline analyze --format sarif > pipeline.sarif
+      - name: Upload the findings to code scanning
+        uses: github/codeql-action/upload-sarif@v3
+        with:
+          sarif_file: pipeline.sarif
+          category: docker-optimization"""
 
 ANALYZE_GUARD = """\
     # Turned on by the repository variable PIPELINE_ANALYZER: what pip installs the
@@ -129,6 +138,17 @@ def installs_itself(project: Project) -> bool:
     if "pyproject.toml" not in project.files:
         return False
     return bool(_ANALYZER_ENTRY_POINT.search(project.text("pyproject.toml") or ""))
+
+
+def analyzer_action(project: Project) -> str:
+    """The ``uses:`` of the analyze job's action: ``./`` in the analyzer's own repository, else ``ci-action``
+    of ``.pipeline.yaml``; "" when neither says (then the job installs the analyzer from a variable)."""
+    if installs_itself(project):
+        return "./"
+    from pipelines.docker_optimization.ignores import CONFIG_NAMES, load_config
+
+    path = next((c for c in CONFIG_NAMES if c in project.files), "")
+    return load_config(path, project.text(path)).ci_action if path else ""
 
 
 def bake_files(project: Project) -> list[str]:
@@ -199,6 +219,6 @@ def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
     else:
         build = f"the {graph.built[0]} image with BuildKit, cached in GitHub's cache (type=gha)."
         step = _build_push_step(project, graph)
-    here = installs_itself(project)
-    return HEADER.format(build=build, analyze_guard="" if here else ANALYZE_GUARD,
-                         install=INSTALL_HERE if here else INSTALL_CONFIGURED) + step
+    action = analyzer_action(project)
+    return HEADER.format(build=build, analyze_guard="" if action else ANALYZE_GUARD,
+                         analyze=ANALYZE_WITH_ACTION.format(action=action) if action else ANALYZE_CONFIGURED) + step

@@ -152,3 +152,27 @@ def dockerignore_invalid(project: Project) -> Iterable[Hit]:
         if ctx.ignore_error and ctx.ignore_path not in seen:
             seen.add(ctx.ignore_path)
             yield Hit(0, f"Docker refuses this ignore file: {ctx.ignore_error}", ctx.ignore_error, file=ctx.ignore_path)
+
+
+@rule("PX007", "hadolint-not-applied", Category.correctness, Severity.warning, "project", reads=("dockerfiles",))
+def hadolint_not_applied(project: Project) -> Iterable[Hit]:
+    """hadolint's rules were not applied to a Dockerfile: hadolint did not finish within its time budget.
+
+    The analysis gives hadolint `hadolint-timeout` seconds (`.pipeline.yaml`,
+    default 30) for one run over every Dockerfile; the files of a run it did
+    not finish are reported here, with our own rules' findings intact. This
+    finding comes from the hadolint step (with hadolint on); the check of
+    its own finds nothing.
+
+    Why: hadolint lints about 370 lines a second; a generated Dockerfile of
+    50,000 lines would hold every analysis for over two minutes, and a
+    silent gap would read as "hadolint found nothing".
+
+    Example:
+        services/gen/Dockerfile   (50,000 lines, generated)
+
+    Use instead:
+        a larger budget in .pipeline.yaml, if the wait is acceptable:
+        hadolint-timeout: 300
+    """
+    return ()
