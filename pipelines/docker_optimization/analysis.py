@@ -149,20 +149,22 @@ class _HadolintRun(threading.Thread):
         # Read here, in the caller's thread: a tree of a commit reads blobs through one `git cat-file --batch`,
         # which two threads must not share.
         self.budget = _config(project).hadolint_timeout or hadolint_mod.TIMEOUT
+        self.config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
+        on_disk = isinstance(project.tree, DirTree)
+        self.config_text = project.text(self.config) if self.config and not on_disk else None
         self.run_result: hadolint_mod.Run | None = None
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             project, parseable = self.project, self.parseable
-            config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
-            budget = self.budget
+            config, budget = self.config, self.budget
             if isinstance(project.tree, DirTree):
                 self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config,
                                                    timeout=budget)
             else:
                 self.run_result = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
-                                                   config=config, config_text=project.text(config) if config else None,
+                                                   config=config, config_text=self.config_text,
                                                    timeout=budget)
         except BaseException as err:  # re-raised in the caller's thread by result()
             self.error = err
