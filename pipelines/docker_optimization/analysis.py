@@ -34,7 +34,7 @@ from pipelines.docker_optimization import ignores
 from pipelines.docker_optimization.model import variants
 from pipelines.docker_optimization.model.compose import ComposeFile, is_compose_file
 from pipelines.docker_optimization.model.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import Rule, load_all, pack
+from pipelines.docker_optimization.rules import Hit, Rule, load_all, pack
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
 _NOTABLE = (ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES)
@@ -184,8 +184,8 @@ def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult
     result.notes += [Note(kind="tool", file=f, message=m) for f, m in notes]
     result.columns.update(columns)
     result.tools["hadolint"] = ToolRun(status=run.status, findings=len(found), duplicates_dropped=dropped)
-    px007 = REGISTRY["PX007"]
-    return found + [_finding(px007, Hit(0, f"hadolint's rules were not applied to this file: {run.why_unfinished()}",
+    px007 = load_all()["PX007"]
+    return found + [runner.finding(px007, Hit(0, f"hadolint's rules were not applied to this file: {run.why_unfinished()}",
                                         "", file=path), path) for path in run.unfinished]
 
 
