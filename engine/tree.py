@@ -293,6 +293,12 @@ class GitTree:
             self._batch = _CatFile(self.repo)
         return self._batch.read(f"{self.commit}:{path}")
 
+    def _batch_read(self, blob: str) -> bytes:
+        """The blob ``blob`` (an object id) through this tree's ``git cat-file --batch``."""
+        if self._batch is None or not self._batch.usable():
+            self._batch = _CatFile(self.repo)
+        return self._batch.read(blob)
+
     def close(self) -> None:
         if self._batch is not None:
             self._batch.close()

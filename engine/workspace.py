@@ -9,6 +9,8 @@ phase and task; they are what makes re-running a phase idempotent.
 
 from __future__ import annotations
 
+import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -192,6 +194,7 @@ class Workspace:
         self._listed: tuple[str, DirTree] | None = None   # (commit, the clean checkout's tree at it)
         self._clean = False   # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
         self._ignored: tuple[list[str], list[str]] | None = None   # the last ``ignored`` question and answer
+        self._plain: bool | None = None   # checkouts write blobs as they are (see ``_plain_checkouts``)
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -286,6 +289,8 @@ class Workspace:
 
     def reset_to(self, sha: str) -> None:
         """Check out ``sha`` on the branch, discarding every edit; `git clean` only when something may be left."""
+        if self._clean and self._move(sha):
+            return
         if self._clean:
             try:   # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
                 self.repo.git.checkout("--quiet", "-B", self.branch, sha)
@@ -295,6 +300,85 @@ class Workspace:
         self.repo.git.reset("--hard", "--quiet", sha)
         self.repo.git.clean("-ffdxq")
         self._clean = True
+
+    def _move(self, sha: str) -> bool:
+        """Move a clean checkout to ``sha`` by writing only the files that differ; False: not done, use git.
+
+        Why: ``git checkout`` re-checks the whole index against the checkout (a stat of every file: 20,000
+        on a large monorepo), though the reviewer moves one small commit at a time. Here: one ``git diff
+        --raw`` between the commits, the changed blobs through one ``git cat-file --batch``, the index
+        entries set from the commit (``update-index --index-info``: the same blob ids git would record)
+        and the branch moved. Only for plain files: a path git would convert on checkout (attributes, eol
+        settings), a submodule or a type change is left to ``git checkout``.
+        """
+        if not self._plain_checkouts() or self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
+            return False
+        head = self.head()
+        if head == sha:
+            return True
+        out = subprocess.run(["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev",
+                              head, sha], capture_output=True, env=git_env())
+        fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
+        if out.returncode != 0 or len(fields) > 400:
+            return False
+        moves = []   # (path, new mode, new blob id)
+        for meta, path in zip(fields[0::2], fields[1::2]):
+            old_mode, new_mode, _old, blob, status = meta[1:].split(" ", 4)
+            if {old_mode, new_mode} - {"000000", "100644", "100755", "120000"} or status not in ("A", "M", "D") \
+                    or posixpath.basename(path) == ".gitattributes":
+                return False
+            moves.append((path, new_mode, blob))
+        if not moves:
+            return False
+        attrs = subprocess.run(["git", "-C", str(self.path), "check-attr", "-a", "-z", "--stdin"],
+                               input="\0".join(p for p, _, _ in moves).encode("utf-8", "surrogateescape"),
+                               capture_output=True, env=git_env())
+        if attrs.returncode != 0 or attrs.stdout.strip(b"\0"):
+            return False
+        from engine.tree import GitTree
+
+        try:
+            with GitTree(self.path, sha) as tree:
+                blobs = {p: tree._batch_read(blob) for p, mode, blob in moves if mode != "000000"}
+            for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):   # removals first
+                target = self.path / path
+                if target.is_symlink() or target.exists():
+                    target.unlink()
+                if mode == "000000":
+                    for parent in target.parents:   # git drops the directories a removal leaves empty
+                        if parent == self.path:
+                            break
+                        try:
+                            parent.rmdir()
+                        except OSError:
+                            break
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if mode == "120000":
+                    os.symlink(blobs[path].decode("utf-8", "surrogateescape"), target)
+                    continue
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777 if mode == "100755" else 0o666)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(blobs[path])
+        except (OSError, KeyError):
+            self._clean = False   # half-written: the thorough reset repairs it
+            return False
+        entries = "".join(f"{mode if mode != '000000' else '0'} {blob}\t{path}\0" for path, mode, blob in moves)
+        subprocess.run(["git", "-C", str(self.path), "update-index", "-z", "--index-info"], check=True,
+                       input=entries.encode("utf-8", "surrogateescape"), capture_output=True, env=git_env())
+        subprocess.run(["git", "-C", str(self.path), "update-ref", "-m", f"reset: moving to {sha}",
+                        f"refs/heads/{self.branch}", sha, head], check=True, capture_output=True, env=git_env())
+        return True
+
+    def _plain_checkouts(self) -> bool:
+        """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
+        if self._plain is None:
+            out = subprocess.run(["git", "-C", str(self.path), "config", "--get-regexp", r"^core\.(autocrlf|eol|symlinks)$"],
+                                 capture_output=True, text=True, env=git_env()).stdout.lower()
+            said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            self._plain = said.get("core.autocrlf", "false") not in ("true", "input") \
+                and said.get("core.eol", "lf") != "crlf" and said.get("core.symlinks", "true") != "false"
+        return self._plain
 
     def writing(self) -> None:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
