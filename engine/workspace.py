@@ -266,7 +266,10 @@ class Workspace:
         self.repo.git.clean("-ffdxq")
 
     def head(self) -> str:
-        return self.repo.git.rev_parse("HEAD")
+        try:   # read from the ref files: no git process (asked several times per commit)
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            return self.repo.git.rev_parse("HEAD")
 
     def tree(self) -> DirTree:
         """The checkout as a tree, for a clean worktree at HEAD (after ``reset_to`` or ``commit``).
