@@ -84,10 +84,30 @@ def save_record(record: RunRecord, path: Path, redactor=None, store=None) -> Non
     record.updated = now()
     text = record.model_dump_json(indent=2)
     if redactor is not None:
-        text = json.dumps(redactor.scrub(json.loads(text)), indent=2, ensure_ascii=False)
+        text = _dumps_reusing(str(path), redactor.scrub(json.loads(text)))
     write_atomic(path, text + "\n")
     if store is not None:
         store.put(record.run.run_id, text)
+
+
+_ENCODED: dict[tuple[str, str], tuple[str, str]] = {}   # (file, top-level key) -> (value compact, its text there)
+
+
+def _dumps_reusing(file: str, record: dict) -> str:
+    """``json.dumps(record, indent=2, ensure_ascii=False)``, re-encoding only the top-level values that changed
+    since the last save of ``file``: run.json is written after every node, mostly the same findings again, and
+    the indenting encoder is pure Python (the C one has no indent). The text of ``"key": value`` at the top
+    level does not depend on its neighbours, so the pieces join into the same document."""
+    if _ENCODED and next(iter(_ENCODED))[0] != file:   # kept for one run.json at a time
+        _ENCODED.clear()
+    pieces = []
+    for key, value in record.items():
+        compact = json.dumps(value, ensure_ascii=False)   # the C encoder: what changed (True is not 1 here)
+        kept = _ENCODED.get((file, key))
+        if kept is None or kept[0] != compact:
+            kept = _ENCODED[(file, key)] = (compact, json.dumps({key: value}, indent=2, ensure_ascii=False)[2:-2])
+        pieces.append(kept[1])
+    return "{\n" + ",\n".join(pieces) + "\n}" if pieces else "{}"
 
 
 def load_record(reports_dir: Path | None, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:

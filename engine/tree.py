@@ -239,7 +239,15 @@ class GitTree:
 
     def files(self) -> dict[str, int]:
         if self._files is None:
-            self._files = self._listing("-r", self.commit)
+            self._files = _LISTINGS.get(self.commit)
+        if self._files is None:
+            near = _LISTINGS.near(self.repo)
+            changed = changed_paths(self.repo, near.commit, self.commit) if near is not None else None
+            if changed is not None and len(changed) <= _LISTINGS.DERIVE_LIMIT:
+                self._files = near.updated(self.commit, changed)._files
+            else:
+                self._files = self._listing("-r", self.commit)
+            _LISTINGS.put(self.repo, self.commit, self._files)
         return self._files
 
     def _listing(self, *args: str) -> dict[str, int]:
@@ -268,6 +276,7 @@ class GitTree:
         for start in range(0, len(changed), 500):   # a bounded command line
             files.update(tree._listing("-r", commit, "--", *(":(literal)" + p for p in changed[start:start + 500])))
         tree._files = files
+        _LISTINGS.put(self.repo, commit, files)
         return tree
 
     def read(self, path: str) -> bytes:
@@ -284,6 +293,12 @@ class GitTree:
             self._batch = _CatFile(self.repo)
         return self._batch.read(f"{self.commit}:{path}")
 
+    def _batch_read(self, blob: str) -> bytes:
+        """The blob ``blob`` (an object id) through this tree's ``git cat-file --batch``."""
+        if self._batch is None or not self._batch.usable():
+            self._batch = _CatFile(self.repo)
+        return self._batch.read(blob)
+
     def close(self) -> None:
         if self._batch is not None:
             self._batch.close()
@@ -294,6 +309,56 @@ class GitTree:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Listings:
+    """The listings of the last few commits a process listed, shared by every GitTree of those commits.
+
+    Why: a commit's listing never changes, and a run opens trees of the same commits again and again (ops'
+    base at every phase, each reviewed change's parent, each phase's incremental analysis). Listing a
+    20,000-file commit (``git ls-tree -r -l``, which reads every blob's size) costs far more than deriving it
+    from a listed commit near it: one ``git diff`` and one ``git ls-tree`` of the paths that differ. Keyed by
+    commit id (a full hex id names the same tree in every repository); the listings are read-only.
+    """
+
+    KEEP = 4
+    DERIVE_LIMIT = 2000   # more paths than this differ: list the commit afresh
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[Path, dict[str, int]]] = {}
+
+    @staticmethod
+    def _key(commit: str) -> str | None:
+        return commit if len(commit) in (40, 64) and all(c in "0123456789abcdef" for c in commit) else None
+
+    def get(self, commit: str) -> dict[str, int] | None:
+        key = self._key(commit)
+        found = self._items.pop(key, None) if key else None
+        if found is None:
+            return None
+        self._items[key] = found   # most recently used last
+        return found[1]
+
+    def near(self, repo: Path) -> GitTree | None:
+        """The most recently listed commit of ``repo``, as a tree to derive another listing from."""
+        for commit, (where, files) in reversed(self._items.items()):
+            if where == repo:
+                tree = GitTree(repo, commit)
+                tree._files = files
+                return tree
+        return None
+
+    def put(self, repo: Path, commit: str, files: dict[str, int]) -> None:
+        key = self._key(commit)
+        if key is None:
+            return
+        self._items.pop(key, None)
+        self._items[key] = (repo, files)
+        while len(self._items) > self.KEEP:
+            del self._items[next(iter(self._items))]
+
+
+_LISTINGS = _Listings()
 
 
 class _CatFile:

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.docker_optimization.generate.workflow import workflow_file
-from pipelines.docker_optimization.project import Project
+from pipelines.docker_optimization.model.project import Project
 from engine.tree import DirTree
 from tests.conftest import ROOT
 from tests.rulekit import write

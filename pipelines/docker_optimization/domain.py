@@ -28,9 +28,38 @@ class DockerDomain:
         self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
         self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
         self.rules = pack()   # built (and checked) once per process
+        self._projects: dict[str, Project] = {}   # commit -> the project of its GitTree (the last few)
+        self._incremental = None   # the reviewer's incremental analysis, carried from one phase to the next
 
     def close(self) -> None:
-        return None
+        if self._incremental is not None:
+            self._incremental.close()
+        for project in self._projects.values():
+            project.tree.close()
+        self._projects.clear()
+
+    def _at(self, tree: Tree) -> Project:
+        """The project of a commit's tree, made once per commit and derived from the last one made.
+
+        Why: ops loads its base at every phase, and its head three times (figures, analysis, notes); a
+        reviewed change's parent is the change reviewed just before. ``Project.updated`` reuses what no
+        changed path touches, where ``Project(tree)`` parses every Dockerfile and compose file again.
+        A checkout (not a commit) gets a fresh project.
+        """
+        if not isinstance(tree, GitTree) or len(tree.commit) not in (40, 64):
+            return Project(tree)
+        found = self._projects.pop(tree.commit, None)
+        if found is None:
+            last = next(reversed(self._projects.values()), None)
+            changed = changed_paths(tree.repo, last.tree.commit, tree.commit) \
+                if last is not None and last.tree.repo == tree.repo else None
+            # A tree of its own, so that closing the caller's tree does not close this one's `git cat-file`.
+            own = GitTree(tree.repo, tree.commit, tree.label)
+            found = last.updated(own, changed) if changed is not None and len(changed) <= 200 else Project(own)
+        self._projects[tree.commit] = found
+        while len(self._projects) > 4:
+            self._projects.pop(next(iter(self._projects))).tree.close()
+        return found
 
     # -- analyst ---------------------------------------------------------
     def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
@@ -41,7 +70,8 @@ class DockerDomain:
         key = (root.commit, thorough) if isinstance(root, GitTree) else None
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
-        found = analysis.analyze(root, hadolint=thorough)
+        found = analysis.examine(self._at(root), hadolint=thorough).findings if key is not None \
+            else analysis.analyze(root, hadolint=thorough)
         if key is not None:
             self._by_commit[key] = found
         return found
@@ -51,7 +81,15 @@ class DockerDomain:
         the commits in between changed (``incremental.Incremental``; close it when done)."""
         from pipelines.docker_optimization.incremental import Incremental
 
-        return Incremental.at_commit(repo, commit)
+        # Each phase's reviewer starts where the last one ended (its base is the last phase's head): the
+        # analysis it kept moves to ``commit`` (a no-op there) instead of a full one. Closing it only stops
+        # its `git cat-file`, which the next read starts again.
+        last = self._incremental
+        if last is not None and last.project.tree.repo == Path(repo):
+            last.to_commit(commit)
+            return last
+        self._incremental = Incremental.at_commit(repo, commit)
+        return self._incremental
 
     def analyze_report(self, root: Path, hadolint: bool = True):
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
@@ -190,7 +228,7 @@ class DockerDomain:
         """
         project = self._project(root)
         root = project.tree.root
-        parent = _Lazy(lambda: Project(base))
+        parent = _Lazy(lambda: self._at(base))
         gates: list[Gate] = []
         touched_contexts = set()
         for path in change.files:
@@ -397,7 +435,7 @@ class DockerDomain:
             return []
         from pipelines.docker_optimization.generate.targets import phase_notes
 
-        project = Project(head)
+        project = self._at(head)
         return buildgraph.build_order_summary(project) + phase_notes(project, phase)
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
@@ -413,10 +451,10 @@ class DockerDomain:
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)
-        figures = measure_contexts(phase, base, None if first else head)
-        before = Project(base)
+        before = self._at(base)
+        after = before if first else self._at(head)
+        figures = measure_contexts(phase, base, None if first else head, project=self._at)
         found_before = self.analyze(base, thorough=True)
-        after = before if first else Project(head)
         found_after = found_before if first else self.analyze(head, thorough=True)
         trees = base.label if first else f"{base.label} and {head.label}"
 

@@ -191,6 +191,9 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
     """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
     files they read; single paths they read). The contexts are those built there and those sharing an ignore
     file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
+    kept = project.__dict__.get("_context_reads")   # asked of each project twice: as the new one, then the old
+    if kept is not None:
+        return kept
     by_ignore: dict[str, list[Context]] = {}
     by_dir: dict[str, list[Context]] = {}
     for c in project.contexts:
@@ -204,6 +207,7 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
         for c in group:
             paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
         found[directory] = (_signature(group), {c.dir for c in group}, paths)
+    project.__dict__["_context_reads"] = found
     return found
 
 

@@ -242,9 +242,14 @@ class Project:
             elif compose_mod.is_compose_file(path):
                 new.composes.append(composes[path] if path in composes and path not in changed
                                     else new._compose(path))
-        # Resolved together again (milliseconds): a changed .env, override or included file moves contexts.
-        new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
-        new._resolve_composes()
+        if added or removed or changed & (self.compose_inputs | self._compose_paths):
+            # Resolved together again: a changed .env, override or included file moves contexts, and an added
+            # or removed file may be a Dockerfile a build names.
+            new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
+            new._resolve_composes()
+        else:   # nothing the resolution read changed, and no file came or went: its answer stands
+            new.compose_builds, new.compose_unresolved = self.compose_builds, self.compose_unresolved
+            new.compose_inputs = self.compose_inputs
         new.contexts = new._contexts()
         return new
 
