@@ -39,8 +39,8 @@ def parser(spec=None) -> argparse.ArgumentParser:
     p.add_argument("--repo", type=Path, default=None, help="Directory to analyze (need not be a git repository; "
                    "default: the current directory, or with FILEs the git repository of the first).")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="Print only the findings in these files (as "
-                   "pre-commit passes them); the whole repository is still analyzed, so rules that read build "
-                   "contexts and compose files stay right.")
+                   "pre-commit passes them); the whole repository is still analyzed, so rules that read the "
+                   "files around them stay right.")
     p.add_argument("--pipeline", default=None, help="The pipeline whose analysis runs (default: the one this "
                    "project ships; see `pipeline pipelines`).")
     p.add_argument("--format", dest="fmt", default="md", metavar="FORMAT", help="md, json or sarif (default: md)")
