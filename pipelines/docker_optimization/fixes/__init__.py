@@ -57,5 +57,6 @@ def load_all() -> dict[str, Fix]:
     from pipelines.docker_optimization.fixes import (  # noqa: F401
         cache, compose, context, layers, process, reliability, security, size,
     )
+    from pipelines.docker_optimization.rules import multistage  # noqa: F401  (rule and fix in one module)
 
     return FIXES

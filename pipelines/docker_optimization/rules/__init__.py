@@ -88,7 +88,7 @@ def rule(code: str, name: str, category: Category, severity: Severity, target: T
 def load_all() -> dict[str, Rule]:
     """Import every rule family (registration happens on import)."""
     from pipelines.docker_optimization.rules import (  # noqa: F401
-        cache, compose, context, layers, process, reliability, secrets, security, size,
+        cache, compose, context, layers, multistage, process, reliability, secrets, security, size,
     )
 
     return REGISTRY
