@@ -20,7 +20,7 @@ between the toolchain and the install, an editable install, ...).
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, Declined, FixError
@@ -146,7 +146,7 @@ def _apt_housekeeping(seg: Segment) -> bool:
     if seg.prog in ("apt-get", "apt"):
         args = [a for a in seg.args if not a.startswith("-")]
         return bool(args) and args[0] in ("update", "clean", "install")
-    return seg.prog == "rm" and all(a.startswith("-") or a.startswith("/var/lib/apt/lists") for a in seg.args)
+    return seg.prog == "rm" and all(a.startswith(("-", "/var/lib/apt/lists")) for a in seg.args)
 
 
 def _pip_run(df: Dockerfile, run: Instruction) -> bool:
