@@ -82,6 +82,14 @@ def test_sz001_flags_a_toolchain_in_a_single_stage_and_the_fix_moves_it_to_a_bui
     assert codes(tmp_path, {"Dockerfile": PYTHON_FIXED}, "SZ001") == []   # two stages: nothing left to flag
 
 
+def test_the_cache_mount_recipe_of_an_earlier_fix_stays_with_the_toolchain_in_the_builder():
+    cached = PYTHON.replace("RUN apt-get update", "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked "
+                            "rm -f /etc/apt/apt.conf.d/docker-clean && apt-get update")
+    text = rewrite(Dockerfile.parse("Dockerfile", cached))
+    builder, runtime = text.split("\n\nFROM ")
+    assert "docker-clean" in builder and "gcc" in builder and "gcc" not in runtime
+
+
 def test_node_builds_with_npm_ci_production_only_and_the_runtime_copies_node_modules():
     assert rewrite(Dockerfile.parse("Dockerfile", NODE)) == NODE_FIXED
 

@@ -41,7 +41,7 @@ BUILD_ONLY = re.compile(r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|auto
                         r"|pkgconf|libc6-dev|libc-dev|linux-libc-dev|python3-dev|python3\.\d+-dev|python-dev"
                         r"|(?:gcc|g\+\+|clang)-[\w.]+)$")
 NODE_GYP = {"python3", "python-is-python3"}   # node-gyp runs Python to build native modules
-APT_CLEANUP = ("rm", "apt-get", "apt")
+APT_DOCKER_CLEAN = "/etc/apt/apt.conf.d/docker-clean"
 PIP_ELSEWHERE = {"--user", "--prefix", "--target", "-t", "--root", "-e", "--editable"}
 NPM_PRODUCTION = ("--omit=dev", "--only=production", "--only=prod", "--production")
 
@@ -146,7 +146,9 @@ def _apt_housekeeping(seg: Segment) -> bool:
     if seg.prog in ("apt-get", "apt"):
         args = [a for a in seg.args if not a.startswith("-")]
         return bool(args) and args[0] in ("update", "clean", "install")
-    return seg.prog == "rm" and all(a.startswith(("-", "/var/lib/apt/lists")) for a in seg.args)
+    # the list cleanup, and the cache-mount recipe's removal of docker-clean (so apt keeps what it downloads)
+    return seg.prog == "rm" and all(a.startswith(("-", "/var/lib/apt/lists")) or a == APT_DOCKER_CLEAN
+                                    for a in seg.args)
 
 
 def _pip_run(df: Dockerfile, run: Instruction) -> bool:

@@ -1,0 +1,109 @@
+"""--verify-builds on a real engine: the image's own HEALTHCHECK decides, within its own bounds, and nothing is left.
+
+Each image here is built from the local python:3.12-slim stand-in with no
+network access needed. The wait is read from the HEALTHCHECK (start period,
+interval, timeout, retries); Docker's defaults fill what it leaves unset.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from engine.tree import DirTree
+from pipelines.docker_optimization.builds import LABEL, docker, healthcheck, probe, verify_image
+from pipelines.docker_optimization.project import Project
+from tests.rulekit import write
+
+pytestmark = pytest.mark.docker
+
+SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
+
+
+def engine_or_skip():
+    engine = probe()
+    if not engine.ok:
+        pytest.skip(engine.reason)
+
+
+def service(root, healthcheck_line: str = ""):
+    write(root, {"Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY app.py .\n" + healthcheck_line
+                 + 'CMD ["python", "app.py"]\n', "app.py": SLEEPER, ".dockerignore": ".git\n"})
+    [ctx] = Project(DirTree(root)).contexts
+    return ctx
+
+
+def leftovers() -> list[str]:
+    """Containers and images any verification left behind (they all carry the label)."""
+    return (docker("ps", "-a", "-q", "--filter", f"label={LABEL}").stdout.split()
+            + docker("images", "-q", "--filter", f"label={LABEL}").stdout.split())
+
+
+def test_a_passing_healthcheck_is_what_the_engine_reports_healthy(tmp_path):
+    engine_or_skip()
+    found = verify_image(tmp_path, service(tmp_path, 'HEALTHCHECK --interval=1s --timeout=5s CMD ["python", "-c", '
+                                                     '"import os; os.stat(\'/app/app.py\')"]\n'))
+    assert found.problem == "" and found.verified
+    assert found.detail.startswith("running, and its HEALTHCHECK (python -c import os;")
+    assert found.size and found.size > 0 and found.seconds > 0
+
+
+def test_a_failing_healthcheck_fails_with_its_own_log_and_the_wait_its_options_allow(tmp_path):
+    engine_or_skip()
+    found = verify_image(tmp_path, service(tmp_path, "HEALTHCHECK --interval=1s --timeout=2s --retries=2 "
+                                                     "CMD python -c \"raise SystemExit('db unreachable')\"\n"))
+    assert found.problem == "the health check fails"
+    assert "db unreachable" in found.detail
+    # 1 s before the first check, then 2 checks of at most 1 s + 2 s: the engine calls it within 7 s
+    assert "the engine waited up to 7 s" in found.detail
+
+
+def test_without_a_healthcheck_or_probe_the_start_is_not_verified_never_passed(tmp_path):
+    engine_or_skip()
+    found = verify_image(tmp_path, service(tmp_path))
+    assert (found.problem, found.verified) == ("", False)
+    assert "no HEALTHCHECK" in found.detail and "no probe" in found.detail
+
+
+def test_docker_defaults_fill_what_the_healthcheck_leaves_unset(tmp_path):
+    engine_or_skip()
+    tag = "pipeline-test/health-defaults:1"
+    root = tmp_path
+    service(root, "HEALTHCHECK CMD true\n")
+    built = docker("build", "-q", "-t", tag, str(root), timeout=300)
+    assert built.returncode == 0, built.stderr
+    try:
+        health = healthcheck(tag)
+    finally:
+        docker("image", "rm", "-f", tag)
+    assert (health.interval, health.timeout, health.start_period, health.retries) == (30.0, 30.0, 0.0, 3)
+    assert health.bound == 30 + 3 * 60
+
+
+def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
+    engine_or_skip()
+    service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")   # a long wait to interrupt
+    script = ("import sys\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.project import Project\n"
+              "from pipelines.docker_optimization.builds import verify_image\n"
+              "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(sys.argv[1], ctx)\n")
+    before = set(leftovers())
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=os.getcwd(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split():   # the container is up
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "KeyboardInterrupt" in err
+    assert set(leftovers()) - before == set()
