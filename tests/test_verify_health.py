@@ -88,22 +88,22 @@ def test_docker_defaults_fill_what_the_healthcheck_leaves_unset(tmp_path):
 def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
     engine_or_skip()
     service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")   # a long wait to interrupt
-    script = ("import sys\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.project import Project\n"
+    script = ("import sys\nfrom pathlib import Path\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.project import Project\n"
               "from pipelines.docker_optimization.builds import verify_image\n"
-              "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(sys.argv[1], ctx)\n")
+              "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(Path(sys.argv[1]), ctx)\n")
     before = set(leftovers())
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=os.getcwd(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split():   # the container is up
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=os.getcwd(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            deadline = time.monotonic() + 300
+            while not docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split():   # the container is up
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            _out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert "KeyboardInterrupt" in err
     assert set(leftovers()) - before == set()
