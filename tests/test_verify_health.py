@@ -32,22 +32,37 @@ def engine_or_skip():
 
 
 def service(root, healthcheck_line: str = ""):
-    write(root, {"Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY app.py .\n" + healthcheck_line
-                 + 'CMD ["python", "app.py"]\n', "app.py": SLEEPER, ".dockerignore": ".git\n"})
+    write(
+        root,
+        {
+            "Dockerfile": "FROM python:3.12-slim\nWORKDIR /app\nCOPY app.py .\n"
+            + healthcheck_line
+            + 'CMD ["python", "app.py"]\n',
+            "app.py": SLEEPER,
+            ".dockerignore": ".git\n",
+        },
+    )
     [ctx] = Project(DirTree(root)).contexts
     return ctx
 
 
 def leftovers() -> list[str]:
     """Containers and images any verification left behind (they all carry the label)."""
-    return (docker("ps", "-a", "-q", "--filter", f"label={LABEL}").stdout.split()
-            + docker("images", "-q", "--filter", f"label={LABEL}").stdout.split())
+    return (
+        docker("ps", "-a", "-q", "--filter", f"label={LABEL}").stdout.split()
+        + docker("images", "-q", "--filter", f"label={LABEL}").stdout.split()
+    )
 
 
 def test_a_passing_healthcheck_is_what_the_engine_reports_healthy(tmp_path):
     engine_or_skip()
-    found = verify_image(tmp_path, service(tmp_path, 'HEALTHCHECK --interval=1s --timeout=5s CMD ["python", "-c", '
-                                                     '"import os; os.stat(\'/app/app.py\')"]\n'))
+    found = verify_image(
+        tmp_path,
+        service(
+            tmp_path,
+            'HEALTHCHECK --interval=1s --timeout=5s CMD ["python", "-c", "import os; os.stat(\'/app/app.py\')"]\n',
+        ),
+    )
     assert found.problem == "" and found.verified
     assert found.detail.startswith("running, and its HEALTHCHECK (python -c import os;")
     assert found.size and found.size > 0 and found.seconds > 0
@@ -55,8 +70,13 @@ def test_a_passing_healthcheck_is_what_the_engine_reports_healthy(tmp_path):
 
 def test_a_failing_healthcheck_fails_with_its_own_log_and_the_wait_its_options_allow(tmp_path):
     engine_or_skip()
-    found = verify_image(tmp_path, service(tmp_path, "HEALTHCHECK --interval=1s --timeout=2s --retries=2 "
-                                                     "CMD python -c \"raise SystemExit('db unreachable')\"\n"))
+    found = verify_image(
+        tmp_path,
+        service(
+            tmp_path,
+            "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD python -c \"raise SystemExit('db unreachable')\"\n",
+        ),
+    )
     assert found.problem == "the health check fails"
     assert "db unreachable" in found.detail
     # 1 s before the first check, then 2 checks of at most 1 s + 2 s: the engine calls it within 7 s
@@ -87,16 +107,23 @@ def test_docker_defaults_fill_what_the_healthcheck_leaves_unset(tmp_path):
 
 def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
     engine_or_skip()
-    service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")   # a long wait to interrupt
-    script = ("import sys\nfrom pathlib import Path\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.project import Project\n"
-              "from pipelines.docker_optimization.builds import verify_image\n"
-              "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(Path(sys.argv[1]), ctx)\n")
+    service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")  # a long wait to interrupt
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.project import Project\n"
+        "from pipelines.docker_optimization.builds import verify_image\n"
+        "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(Path(sys.argv[1]), ctx)\n"
+    )
     before = set(leftovers())
-    with subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=os.getcwd(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        cwd=os.getcwd(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
         try:
             deadline = time.monotonic() + 300
-            while not docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split():   # the container is up
+            while not docker("ps", "-q", "--filter", f"label={LABEL}").stdout.split():  # the container is up
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
                 time.sleep(0.5)
             proc.send_signal(signal.SIGINT)

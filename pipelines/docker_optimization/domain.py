@@ -223,10 +223,22 @@ class DockerDomain:
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
-                gates.append(self._start_gate(root, ctx, base, task))   # builds, starts, reports healthy
+                gates.append(self._start_gate(root, ctx, base, task, project.tree.commit))   # builds, starts, healthy
         return gates
 
-    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None) -> Gate:
+    def _verified(self, commit: str, ctx, make):
+        """One build-and-start per (commit, context, Dockerfile) in a run: a change's head is the next
+        change's parent, so its result is not built and waited for twice."""
+        if not commit:
+            return make(), True
+        cache = self.__dict__.setdefault("_started", {})
+        key = (commit, ctx.dir, ctx.dockerfile)
+        fresh = key not in cache
+        if fresh:
+            cache[key] = make()
+        return cache[key], fresh
+
+    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "") -> Gate:
         """--verify-builds: the image builds (with the layer cache) and starts, and its HEALTHCHECK reports
         healthy within the HEALTHCHECK's own bounds, or the probe .pipeline.yaml configures exits 0 (within
         its ``probe_timeout``). A delta gate: the parent is tried too, only when the change's head fails,
@@ -244,7 +256,7 @@ class DockerDomain:
         config = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {})
         command, limit = config.get("probe"), config.get("probe_timeout")
         limit = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
-        head = verify_image(root, ctx, command, limit)
+        head, fresh = self._verified(commit, ctx, lambda: verify_image(root, ctx, command, limit))
         parent: list = []
 
         def at_parent():
@@ -255,9 +267,12 @@ class DockerDomain:
                 if not commit or old is None or self.run is None:
                     parent.append(None)
                 else:
-                    with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
-                        parent.append(verify_image(export_tree(Path(self.run.worktree), commit, Path(tmp)), old,
-                                                   command, limit))
+                    def make():
+                        with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
+                            return verify_image(export_tree(Path(self.run.worktree), commit, Path(tmp)), old,
+                                                command, limit)
+
+                    parent.append(self._verified(commit, old, make)[0])
             return parent[0]
 
         sizes = ""
@@ -266,7 +281,8 @@ class DockerDomain:
             if was is not None and was.size is not None:
                 sizes = (f"; image size {was.size / 1e6:.1f} MB before, {head.size / 1e6:.1f} MB after "
                          f"({(head.size - was.size) / 1e6:+.1f} MB, docker image inspect)")
-        took = f"; {head.seconds:.1f} s to build and start"
+        took = (f"; {head.seconds:.1f} s to build and start" if fresh else
+                f"; checked before in this run at commit {commit[:10]}, not rebuilt")
         if not head.problem:
             if not head.verified:
                 return Gate(name=name, passed=False, verified=False, detail=head.detail + sizes + took)

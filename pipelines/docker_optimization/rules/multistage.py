@@ -37,17 +37,27 @@ from pipelines.docker_optimization.rules.size import package_name, packages, too
 VENV = "/opt/venv"
 # Packages that only build: nothing the program needs at run time comes with them. A *-dev package
 # other than these names a library whose runtime half (libpq-dev -> libpq5) the runtime stage would need.
-BUILD_ONLY = re.compile(r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|autoconf|automake|libtool|pkg-config"
-                        r"|pkgconf|libc6-dev|libc-dev|linux-libc-dev|python3-dev|python3\.\d+-dev|python-dev"
-                        r"|(?:gcc|g\+\+|clang)-[\w.]+)$")
-NODE_GYP = {"python3", "python-is-python3"}   # node-gyp runs Python to build native modules
+BUILD_ONLY = re.compile(
+    r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|autoconf|automake|libtool|pkg-config"
+    r"|pkgconf|libc6-dev|libc-dev|linux-libc-dev|python3-dev|python3\.\d+-dev|python-dev"
+    r"|(?:gcc|g\+\+|clang)-[\w.]+)$"
+)
+NODE_GYP = {"python3", "python-is-python3"}  # node-gyp runs Python to build native modules
 APT_DOCKER_CLEAN = "/etc/apt/apt.conf.d/docker-clean"
 PIP_ELSEWHERE = {"--user", "--prefix", "--target", "-t", "--root", "-e", "--editable"}
 NPM_PRODUCTION = ("--omit=dev", "--only=production", "--only=prod", "--production")
 
 
-@rule("SZ001", "build-toolchain-in-final-image", Category.size, Severity.warning, "dockerfile",
-      fix=Applicability.unsafe, fix_group="multistage", phase="dockerfiles")
+@rule(
+    "SZ001",
+    "build-toolchain-in-final-image",
+    Category.size,
+    Severity.warning,
+    "dockerfile",
+    fix=Applicability.unsafe,
+    fix_group="multistage",
+    phase="dockerfiles",
+)
 def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
     """A single-stage build installs a compiler toolchain (gcc, build-essential, *-dev packages, make).
 
@@ -108,8 +118,13 @@ def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
     for run in df.of("RUN"):
         found = toolchain_installed(df, run)
         if found:
-            yield Hit(run.start_line, f"build toolchain installed in the only stage: {', '.join(dict.fromkeys(found))} "
-                                      "ship in the image; build in a separate stage", run.original, run.end_line)
+            yield Hit(
+                run.start_line,
+                f"build toolchain installed in the only stage: {', '.join(dict.fromkeys(found))} "
+                "ship in the image; build in a separate stage",
+                run.original,
+                run.end_line,
+            )
 
 
 # -- the fix ------------------------------------------------------------------------------
@@ -127,18 +142,25 @@ def _toolchain_run(df: Dockerfile, run: Instruction, node: bool) -> list[str] | 
         if seg.prog in ("apt-get", "apt") and "install" in seg.args:
             names += [package_name(p) for p in packages(seg)]
         elif not _apt_housekeeping(seg):
-            raise Declined(f"line {run.start_line} installs the toolchain and also runs `{seg.text()}`; which stage "
-                           "that belongs to is not certain", "split that RUN, then apply the fix")
+            raise Declined(
+                f"line {run.start_line} installs the toolchain and also runs `{seg.text()}`; which stage "
+                "that belongs to is not certain",
+                "split that RUN, then apply the fix",
+            )
     if not names:
-        raise Declined(f"line {run.start_line} installs the toolchain with a package manager other than apt",
-                       "move the toolchain to a builder stage by hand")
+        raise Declined(
+            f"line {run.start_line} installs the toolchain with a package manager other than apt",
+            "move the toolchain to a builder stage by hand",
+        )
     runtime = [n for n in names if not BUILD_ONLY.match(n) and not (node and n in NODE_GYP)]
     if runtime:
-        raise Declined(f"line {run.start_line} installs {', '.join(runtime)}: the program may need "
-                       f"{'it' if len(runtime) == 1 else 'them'} (or the runtime library a -dev package "
-                       "stands for) at run time, and which runtime package that is is not certain",
-                       "install the runtime libraries in the runtime stage by name (libpq-dev -> libpq5) "
-                       "and write the builder stage by hand")
+        raise Declined(
+            f"line {run.start_line} installs {', '.join(runtime)}: the program may need "
+            f"{'it' if len(runtime) == 1 else 'them'} (or the runtime library a -dev package "
+            "stands for) at run time, and which runtime package that is is not certain",
+            "install the runtime libraries in the runtime stage by name (libpq-dev -> libpq5) "
+            "and write the builder stage by hand",
+        )
     return names
 
 
@@ -147,8 +169,9 @@ def _apt_housekeeping(seg: Segment) -> bool:
         args = [a for a in seg.args if not a.startswith("-")]
         return bool(args) and args[0] in ("update", "clean", "install")
     # the list cleanup, and the cache-mount recipe's removal of docker-clean (so apt keeps what it downloads)
-    return seg.prog == "rm" and all(a.startswith(("-", "/var/lib/apt/lists")) or a == APT_DOCKER_CLEAN
-                                    for a in seg.args)
+    return seg.prog == "rm" and all(
+        a.startswith(("-", "/var/lib/apt/lists")) or a == APT_DOCKER_CLEAN for a in seg.args
+    )
 
 
 def _pip_run(df: Dockerfile, run: Instruction) -> bool:
@@ -160,15 +183,22 @@ def _pip_run(df: Dockerfile, run: Instruction) -> bool:
     for seg in segs:
         args = _pip_args(seg)
         if args is None:
-            raise Declined(f"line {run.start_line} runs `{seg.text()}` beside pip install; where it belongs is not "
-                           "certain", "split that RUN, then apply the fix")
+            raise Declined(
+                f"line {run.start_line} runs `{seg.text()}` beside pip install; where it belongs is not certain",
+                "split that RUN, then apply the fix",
+            )
         elsewhere = [a for a in args if a.split("=", 1)[0] in PIP_ELSEWHERE]
         if elsewhere:
-            raise Declined(f"line {run.start_line}: `pip install {elsewhere[0]}` installs outside the environment a "
-                           "venv would copy", "install into a venv in a builder stage by hand")
+            raise Declined(
+                f"line {run.start_line}: `pip install {elsewhere[0]}` installs outside the environment a "
+                "venv would copy",
+                "install into a venv in a builder stage by hand",
+            )
         if seg.argv[0].startswith("/"):
-            raise Declined(f"line {run.start_line} runs {seg.argv[0]}, not the pip on PATH the venv provides",
-                           "call pip by name, then apply the fix")
+            raise Declined(
+                f"line {run.start_line} runs {seg.argv[0]}, not the pip on PATH the venv provides",
+                "call pip by name, then apply the fix",
+            )
     return True
 
 
@@ -186,8 +216,10 @@ def _npm_ci_run(df: Dockerfile, run: Instruction) -> bool:
         return False
     for seg in segs:
         if not (seg.prog == "npm" and (seg.args[:1] == ("ci",) or seg.args[:2] == ("cache", "clean"))):
-            raise Declined(f"line {run.start_line} runs `{seg.text()}` beside npm ci; where it belongs is not certain",
-                           "split that RUN, then apply the fix")
+            raise Declined(
+                f"line {run.start_line} runs `{seg.text()}` beside npm ci; where it belongs is not certain",
+                "split that RUN, then apply the fix",
+            )
     return True
 
 
@@ -197,7 +229,7 @@ def _chunks(df: Dockerfile) -> tuple[str, list[tuple[Instruction, str]]]:
     head_end = df.instructions[0].start_line - 1
     out, prev = [], head_end
     for ins in df.instructions:
-        out.append((ins, "".join(lines[prev: ins.end_line])))
+        out.append((ins, "".join(lines[prev : ins.end_line])))
         prev = ins.end_line
     tail = "".join(lines[prev:])
     if tail.strip():
@@ -209,38 +241,51 @@ def rewrite(df: Dockerfile) -> str:
     """The two-stage text of a single-stage ``df``; Declined (with why and what to do) where not certain."""
     nl = newline_of(df.lines[0] if df.lines else "\n")
     header, chunks = _chunks(df)
-    before = [(i, t) for i, t in chunks if i.stage < 0]       # global ARGs
+    before = [(i, t) for i, t in chunks if i.stage < 0]  # global ARGs
     stage = [(i, t) for i, t in chunks if i.stage == 0]
     frm = stage[0][0]
     base = frm.value[0] if frm.value else ""
     image = base.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
     if image not in ("python", "node"):
-        raise Declined(f"the base image {base} is neither a python nor a node image: how its dependencies are "
-                       "installed and where they land is not certain", "write the builder stage by hand")
+        raise Declined(
+            f"the base image {base} is neither a python nor a node image: how its dependencies are "
+            "installed and where they land is not certain",
+            "write the builder stage by hand",
+        )
     node = image == "node"
     body = stage[1:]
     deps = [n for n, (i, _t) in enumerate(body) if i.cmd == "RUN" and (_npm_ci_run(df, i) if node else _pip_run(df, i))]
     if not deps:
-        raise Declined(f"no {'npm ci' if node else 'pip install'} RUN in {df.path}: what the toolchain builds is not "
-                       "certain", "write the builder stage by hand")
+        raise Declined(
+            f"no {'npm ci' if node else 'pip install'} RUN in {df.path}: what the toolchain builds is not certain",
+            "write the builder stage by hand",
+        )
     last = deps[-1]
     tools = [n for n, (i, _t) in enumerate(body) if i.cmd == "RUN" and _toolchain_run(df, i, node) is not None]
     if any(n > last for n in tools):
-        raise Declined("the toolchain is installed after the dependency install: the program may use it at run time",
-                       "move the toolchain to a builder stage by hand")
+        raise Declined(
+            "the toolchain is installed after the dependency install: the program may use it at run time",
+            "move the toolchain to a builder stage by hand",
+        )
     for n, (ins, _t) in enumerate(body[: last + 1]):
         if ins.cmd == "RUN" and n not in deps and n not in tools:
-            raise Declined(f"line {ins.start_line} runs something before the dependency install that is neither the "
-                           "toolchain nor the install: whether the runtime stage needs it is not certain",
-                           "move it after the install or write the stages by hand")
+            raise Declined(
+                f"line {ins.start_line} runs something before the dependency install that is neither the "
+                "toolchain nor the install: whether the runtime stage needs it is not certain",
+                "move it after the install or write the stages by hand",
+            )
         if ins.cmd in ("USER", "ONBUILD") or ins.cmd in ("COPY", "ADD") and ins.flag("from"):
-            raise Declined(f"line {ins.start_line} ({ins.cmd}) before the dependency install: not certain in a "
-                           "builder stage", "write the builder stage by hand")
+            raise Declined(
+                f"line {ins.start_line} ({ins.cmd}) before the dependency install: not certain in a builder stage",
+                "write the builder stage by hand",
+            )
     if not node:
         for ins in df.of("CMD", "ENTRYPOINT", "HEALTHCHECK"):
             if re.search(r"/usr(?:/local)?/bin/python", ins.original):
-                raise Declined(f"line {ins.start_line} runs Python by absolute path: it would not see the venv",
-                               "call python by name, then apply the fix")
+                raise Declined(
+                    f"line {ins.start_line} runs Python by absolute path: it would not see the venv",
+                    "call python by name, then apply the fix",
+                )
         if VENV in df.text:
             raise Declined(f"{df.path} already uses {VENV}", "write the builder stage by hand")
     workdir = ""
@@ -248,18 +293,26 @@ def rewrite(df: Dockerfile) -> str:
         seg = next(s for s in segments(df, body[last][0]) if s.prog == "npm" and s.args[:1] == ("ci",))
         workdir = seg.cwd
         if not workdir.startswith("/"):
-            raise Declined("the directory npm ci runs in is not known (a variable or no WORKDIR)",
-                           "write the builder stage by hand")
-        later = [i for i, _t in body[last + 1:] if i.cmd == "RUN"
-                 and any(s.prog in ("npm", "npx", "node", "yarn") for s in segments(df, i))]
+            raise Declined(
+                "the directory npm ci runs in is not known (a variable or no WORKDIR)",
+                "write the builder stage by hand",
+            )
+        later = [
+            i
+            for i, _t in body[last + 1 :]
+            if i.cmd == "RUN" and any(s.prog in ("npm", "npx", "node", "yarn") for s in segments(df, i))
+        ]
         if later:
-            raise Declined(f"line {later[0].start_line} runs node tooling after npm ci: it may need the dev "
-                           "dependencies a production install leaves out", "write the builder stage by hand")
+            raise Declined(
+                f"line {later[0].start_line} runs node tooling after npm ci: it may need the dev "
+                "dependencies a production install leaves out",
+                "write the builder stage by hand",
+            )
     names = {s.name for s in df.stages}
     builder = next(n for n in ("builder", "build-deps", "pipeline-builder") if n not in names)
     if frm.start_line != frm.end_line:
         raise Declined(f"the FROM on line {frm.start_line} spans lines", "write the builder stage by hand")
-    *above, from_line = stage[0][1].splitlines(keepends=True)   # comments above FROM stay with the builder
+    *above, from_line = stage[0][1].splitlines(keepends=True)  # comments above FROM stay with the builder
     from_line = from_line.rstrip("\r\n")
     if len(frm.value) >= 3:
         builder_from = re.sub(r"(?i)(\s+as\s+)\S+\s*$", rf"\g<1>{builder}", from_line)
@@ -286,9 +339,9 @@ def rewrite(df: Dockerfile) -> str:
                 runtime.append(f"COPY --from={builder} {modules} {modules}{nl}")
             continue
         if not node and ins.cmd in ("COPY", "ADD") and _manifest_only(ins):
-            continue    # requirement files: the install read them, the runtime does not
+            continue  # requirement files: the install read them, the runtime does not
         runtime.append(text)
-    runtime += [t for _i, t in body[last + 1:]]
+    runtime += [t for _i, t in body[last + 1 :]]
     text = "".join(out_builder) + "".join(runtime)
     if not text.endswith(("\n", "\r")):
         text += nl
@@ -310,4 +363,3 @@ def multistage(project: Project, task: Task, design: Design) -> dict[str, str]:
     if again.error or len(again.stages) != 2:
         raise FixError(f"the rewritten {task.file} does not parse as two stages: {again.error}")
     return {task.file: text}
-
