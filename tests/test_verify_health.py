@@ -16,11 +16,9 @@ import time
 import pytest
 
 from engine.tree import DirTree
-from pipelines.docker_optimization.builds import LABEL, docker, healthcheck, probe, verify_image
+from pipelines.docker_optimization.builds import LABEL, compose_options, docker, healthcheck, probe, verify_image
 from pipelines.docker_optimization.project import Project
 from tests.rulekit import write
-
-pytestmark = pytest.mark.docker
 
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
 
@@ -54,6 +52,7 @@ def leftovers() -> list[str]:
     )
 
 
+@pytest.mark.docker
 def test_a_passing_healthcheck_is_what_the_engine_reports_healthy(tmp_path):
     engine_or_skip()
     found = verify_image(
@@ -68,6 +67,7 @@ def test_a_passing_healthcheck_is_what_the_engine_reports_healthy(tmp_path):
     assert found.size and found.size > 0 and found.seconds > 0
 
 
+@pytest.mark.docker
 def test_a_failing_healthcheck_fails_with_its_own_log_and_the_wait_its_options_allow(tmp_path):
     engine_or_skip()
     found = verify_image(
@@ -83,6 +83,7 @@ def test_a_failing_healthcheck_fails_with_its_own_log_and_the_wait_its_options_a
     assert "the engine waited up to 7 s" in found.detail
 
 
+@pytest.mark.docker
 def test_without_a_healthcheck_or_probe_the_start_is_not_verified_never_passed(tmp_path):
     engine_or_skip()
     found = verify_image(tmp_path, service(tmp_path))
@@ -90,6 +91,7 @@ def test_without_a_healthcheck_or_probe_the_start_is_not_verified_never_passed(t
     assert "no HEALTHCHECK" in found.detail and "no probe" in found.detail
 
 
+@pytest.mark.docker
 def test_docker_defaults_fill_what_the_healthcheck_leaves_unset(tmp_path):
     engine_or_skip()
     tag = "pipeline-test/health-defaults:1"
@@ -105,6 +107,7 @@ def test_docker_defaults_fill_what_the_healthcheck_leaves_unset(tmp_path):
     assert health.bound == 30 + 3 * 60
 
 
+@pytest.mark.docker
 def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
     engine_or_skip()
     service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")  # a long wait to interrupt
@@ -134,3 +137,19 @@ def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
                 proc.communicate()
     assert "KeyboardInterrupt" in err
     assert set(leftovers()) - before == set()
+
+
+def test_each_way_compose_builds_a_context_is_verified_with_its_target_and_build_args(tmp_path):
+    compose = (
+        "services:\n  app:\n    build: {context: ., target: runtime, args: {PY: '3.12'}}\n"
+        "  tests:\n    build: {context: ., target: test}\n  again:\n    build: {context: ., target: test}\n"
+    )
+    write(
+        tmp_path,
+        {
+            "compose.yaml": compose,
+            "Dockerfile": 'FROM python:3.12-slim AS runtime\nCMD ["python"]\nFROM runtime AS test\n',
+        },
+    )
+    [ctx] = Project(DirTree(tmp_path)).contexts
+    assert compose_options(ctx) == [("--target", "runtime", "--build-arg", "PY=3.12"), ("--target", "test")]

@@ -238,10 +238,10 @@ class Builds:
         return "the measurement was stopped before this build finished"
 
     def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False,
-              labels: dict[str, str] | None = None) -> tuple[float | None, str]:
+              labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
         """(seconds, "") for a successful build, (None, error) otherwise; ``Stopped`` past the deadline."""
         args = ["docker", "build", "--network", "host", "-q", "-t", tag, "-f", str(root / ctx.dockerfile)]
-        args += [f"--label={k}={v}" for k, v in (labels or {}).items()]
+        args += [f"--label={k}={v}" for k, v in (labels or {}).items()] + list(options)
         if no_cache:
             args.append("--no-cache")
         timeout = self.cap(BUILD_TIMEOUT)
@@ -278,9 +278,20 @@ class Builds:
 
 
 def build(root: Path, ctx: Context, tag: str, no_cache: bool = False,
-          labels: dict[str, str] | None = None) -> tuple[float | None, str]:
+          labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
     """One build with no budget: (seconds, "") for a successful build, (None, error) otherwise."""
-    return Builds().build(root, ctx, tag, no_cache, labels)
+    return Builds().build(root, ctx, tag, no_cache, labels, options)
+
+
+def compose_options(ctx: Context) -> list[tuple[str, ...]]:
+    """The `docker build` options of each distinct way compose builds ``ctx`` (its target and build args, as
+    compose passes them); [()] when no compose file builds it or all build it plainly."""
+    found: dict[tuple[str, ...], None] = {}
+    for spec in ctx.builds:
+        options = (("--target", spec.target) if spec.target else ()) + tuple(
+            part for key, value in sorted(spec.arg_values.items()) for part in ("--build-arg", f"{key}={value}"))
+        found.setdefault(options, None)
+    return list(found) or [()]
 
 
 def image_facts(tag: str) -> tuple[float | None, float | None]:
@@ -612,8 +623,9 @@ def remove_labelled(value: str) -> None:
             docker(*remove, *ids, timeout=120)
 
 
-def verify_image(root: Path, ctx: Context, command: list[str] | None = None, timeout: float | None = None) -> Started:
-    """Build ``ctx`` under ``root`` with the layer cache, start it and judge it (``start_check``).
+def verify_image(root: Path, ctx: Context, command: list[str] | None = None, timeout: float | None = None,
+                 options: tuple[str, ...] = ()) -> Started:
+    """Build ``ctx`` under ``root`` with the layer cache (and compose's ``options``), start it and judge it.
 
     A base image that can't be had is "not verified": nothing was tried. The image and the container
     carry a label unique to this check and are removed afterwards, on an error or Ctrl-C too.
@@ -627,7 +639,7 @@ def verify_image(root: Path, ctx: Context, command: list[str] | None = None, tim
     tag = f"pipeline-start/{_slug(_subject(ctx))}:{token}"
     began = time.perf_counter()
     try:
-        seconds, error = build(root, ctx, tag, labels={LABEL: token})
+        seconds, error = build(root, ctx, tag, labels={LABEL: token}, options=options)
         if seconds is None:
             return Started("the image does not build", error, seconds=time.perf_counter() - began)
         size, _layers = image_facts(tag)

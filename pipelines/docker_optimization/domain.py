@@ -223,22 +223,26 @@ class DockerDomain:
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
-                gates.append(self._start_gate(root, ctx, base, task, project.tree.commit))   # builds, starts, healthy
+                from pipelines.docker_optimization.builds import compose_options
+
+                for options in compose_options(ctx):   # each target / build args compose builds it with
+                    gates.append(self._start_gate(root, ctx, base, task, project.tree.commit, options))
         return gates
 
-    def _verified(self, commit: str, ctx, make):
+    def _verified(self, commit: str, ctx, options: tuple[str, ...], make):
         """One build-and-start per (commit, context, Dockerfile) in a run: a change's head is the next
         change's parent, so its result is not built and waited for twice."""
         if not commit:
             return make(), True
         cache = self.__dict__.setdefault("_started", {})
-        key = (commit, ctx.dir, ctx.dockerfile)
+        key = (commit, ctx.dir, ctx.dockerfile, options)
         fresh = key not in cache
         if fresh:
             cache[key] = make()
         return cache[key], fresh
 
-    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "") -> Gate:
+    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "",
+                    options: tuple[str, ...] = ()) -> Gate:
         """--verify-builds: the image builds (with the layer cache) and starts, and its HEALTHCHECK reports
         healthy within the HEALTHCHECK's own bounds, or the probe .pipeline.yaml configures exits 0 (within
         its ``probe_timeout``). A delta gate: the parent is tried too, only when the change's head fails,
@@ -249,14 +253,15 @@ class DockerDomain:
 
         from pipelines.docker_optimization.builds import export_tree, verify_image
 
-        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
+        how = f" {' '.join(options)}" if options else ""
+        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build{how}, docker run)"
         engine = self._engine()
         if not engine.ok:   # could not run: not passed, the change stands unverified
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {engine.reason}")
         config = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {})
         command, limit = config.get("probe"), config.get("probe_timeout")
         limit = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
-        head, fresh = self._verified(commit, ctx, lambda: verify_image(root, ctx, command, limit))
+        head, fresh = self._verified(commit, ctx, options, lambda: verify_image(root, ctx, command, limit, options))
         parent: list = []
 
         def at_parent():
@@ -270,9 +275,9 @@ class DockerDomain:
                     def make():
                         with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
                             return verify_image(export_tree(Path(self.run.worktree), commit, Path(tmp)), old,
-                                                command, limit)
+                                                command, limit, options)
 
-                    parent.append(self._verified(commit, old, make)[0])
+                    parent.append(self._verified(commit, old, options, make)[0])
             return parent[0]
 
         sizes = ""
