@@ -141,7 +141,7 @@ def run(
                                                    "limit); what did not finish is reported not measured."),
     build_jobs: int | None = typer.Option(None, "--build-jobs", min=1, metavar="N",
                                           help="Real builds run at once (default: the engine's CPUs)."),
-    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds each changed service and rejects what fails."),
+    verify_builds: bool = typer.Option(False, "--verify-builds", help="Reviewer builds and starts each changed image (HEALTHCHECK/probe) and rejects what fails."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
