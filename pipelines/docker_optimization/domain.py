@@ -286,7 +286,7 @@ class DockerDomain:
             if was is not None and was.size is not None:
                 sizes = (f"; image size {was.size / 1e6:.1f} MB before, {head.size / 1e6:.1f} MB after "
                          f"({(head.size - was.size) / 1e6:+.1f} MB, docker image inspect)")
-        took = (f"; {head.seconds:.1f} s to build and start" if fresh else
+        took = (("" if not head.seconds else f"; {head.seconds:.1f} s to build and start") if fresh else
                 f"; checked before in this run at commit {commit[:10]}, not rebuilt")
         if not head.problem:
             if not head.verified:
@@ -298,8 +298,8 @@ class DockerDomain:
             return [was.problem] if was is not None and was.problem else []
 
         gate = delta_gate(name, [head.problem], before)
-        return gate.model_copy(update={"detail": f"{gate.detail}: {head.detail}{sizes}" if not gate.passed else
-                                       f"{gate.detail} ({head.detail}){sizes}"})
+        return gate.model_copy(update={"detail": f"{gate.detail}: {head.detail}{sizes}{took}" if not gate.passed
+                                       else f"{gate.detail} ({head.detail}){sizes}{took}"})
 
     def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
                       findings: list[Finding]) -> Gate:
