@@ -153,3 +153,25 @@ def test_each_way_compose_builds_a_context_is_verified_with_its_target_and_build
     )
     [ctx] = Project(DirTree(tmp_path)).contexts
     assert compose_options(ctx) == [("--target", "runtime", "--build-arg", "PY=3.12"), ("--target", "test")]
+
+
+@pytest.mark.docker
+def test_a_probe_runs_within_its_configured_probe_timeout(tmp_path):
+    engine_or_skip()
+    before = set(leftovers())
+    found = verify_image(tmp_path, service(tmp_path), ["python", "-c", "import time; time.sleep(60)"], timeout=3)
+    assert found.problem == "the probe did not finish"
+    assert found.detail == "python -c import time; time.sleep(60) ran longer than 3 s"
+    assert set(leftovers()) - before == set()
+
+
+def test_probe_timeout_in_pipeline_yaml_is_a_positive_number_of_seconds_or_a_note():
+    from pipelines.docker_optimization.ignores import load_config
+
+    text = (
+        "policy:\n  dockerfiles:\n    Dockerfile: {probe: ['true'], probe_timeout: 20}\n"
+        "    other/Dockerfile: {probe_timeout: soon}\n"
+    )
+    config = load_config(".pipeline.yaml", text)
+    assert config.policy.dockerfiles["Dockerfile"] == {"probe": ["true"], "probe_timeout": 20}
+    assert any("probe_timeout must be a positive number of seconds, got 'soon'" in p for p in config.problems)
