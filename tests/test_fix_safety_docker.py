@@ -97,7 +97,7 @@ def test_with_verify_builds_the_unsafe_non_root_change_is_kept_once_the_image_st
     engine_or_skip()
     verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN)
     assert verdict.accepted, verdict.reason
-    assert gate.passed and gate.detail == "running, and its HEALTHCHECK (python -c import greet) passes"
+    assert gate.passed and gate.detail.startswith("running, and its HEALTHCHECK (python -c import greet) passes; ")
 
 
 def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_reverted(tmp_path, reports,
@@ -117,7 +117,7 @@ def test_a_probe_configured_in_pipeline_yaml_decides_whether_the_image_starts(tm
               "      probe: [python, -c, \"import greet; print(greet.hello())\"]\n")
     verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN, {".pipeline.yaml": config})
     assert verdict.accepted, verdict.reason
-    assert gate.detail == "probe python -c import greet; print(greet.hello()) passed"
+    assert gate.detail.startswith("probe python -c import greet; print(greet.hello()) passed; ")
 
 
 def test_an_image_that_never_started_does_not_make_the_change_revert(tmp_path, reports, docker_pipeline):

@@ -65,7 +65,8 @@ PIPELINE = PipelineSpec(
         Option("build_budget", float, None, "Stop the real builds after this many seconds (default: no limit); "
                "what did not finish is reported not measured.", min=0, metavar="SECONDS"),
         Option("build_jobs", int, None, "Real builds run at once (default: the engine's CPUs).", min=1, metavar="N"),
-        Option("verify_builds", bool, False, "Reviewer builds each changed service and rejects what fails."),
+        Option("verify_builds", bool, False, "Reviewer builds and starts each changed image (HEALTHCHECK/probe) and "
+               "rejects what fails."),
     ),
     analyze_options=(
         Option("hadolint", bool, True, "Also run hadolint (one process) and merge its findings (default: on)."),

@@ -265,41 +265,83 @@ class DockerDomain:
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self.run and self.run.options.get("verify_builds") == "1":
-                if task.applicability is Applicability.unsafe and is_dockerfile(ctx.dockerfile):
-                    gates.append(self._start_gate(root, ctx, base))   # it may change what the image does
-                else:
-                    gates.append(self._build_gate(root, ctx))
+                from pipelines.docker_optimization.ops.builds import compose_options
+
+                for options in compose_options(ctx):   # each target / build args compose builds it with
+                    gates.append(self._start_gate(root, ctx, base, task, project.tree.commit, options))
         return gates
 
-    def _start_gate(self, root: Path, ctx, base: Tree) -> Gate:
-        """--verify-builds, for an unsafe change: the image builds and starts (a configured probe, or it stays
-        up and its HEALTHCHECK passes). A delta gate: the parent is tried too, only when the change's head fails,
-        and a problem it had as well never reverts the change."""
+    def _verified(self, commit: str, ctx, options: tuple[str, ...], make):
+        """One build-and-start per (commit, context, Dockerfile) in a run: a change's head is the next
+        change's parent, so its result is not built and waited for twice."""
+        if not commit:
+            return make(), True
+        cache = self.__dict__.setdefault("_started", {})
+        key = (commit, ctx.dir, ctx.dockerfile, options)
+        fresh = key not in cache
+        if fresh:
+            cache[key] = make()
+        return cache[key], fresh
+
+    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "",
+                    options: tuple[str, ...] = ()) -> Gate:
+        """--verify-builds: the image builds (with the layer cache) and starts, and its HEALTHCHECK reports
+        healthy within the HEALTHCHECK's own bounds, or the probe .pipeline.yaml configures exits 0 (within
+        its ``probe_timeout``). A delta gate: the parent is tried too, only when the change's head fails,
+        and a problem it had as well never reverts the change. An engine that isn't there, a base image
+        that can't be had, or an image with neither a HEALTHCHECK nor a probe: not verified, never passed.
+        A multi-stage rewrite also builds the parent, for the image size before and after."""
         import tempfile
 
-        from pipelines.docker_optimization.ops.builds import export_tree, probe, verify_start
+        from pipelines.docker_optimization.ops.builds import export_tree, verify_image
 
-        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build, docker run)"
-        engine = probe()
+        how = f" {' '.join(options)}" if options else ""
+        name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build{how}, docker run)"
+        engine = self._engine()
         if not engine.ok:   # could not run: not passed, the change stands unverified
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {engine.reason}")
-        command = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {}).get("probe")
-        problem, detail = verify_start(root, ctx, command)
-        if not problem:
-            return Gate(name=name, passed=True, detail=detail)
+        config = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {})
+        command, limit = config.get("probe"), config.get("probe_timeout")
+        limit = float(limit) if isinstance(limit, (int, float)) and limit > 0 else None
+        head, fresh = self._verified(commit, ctx, options, lambda: verify_image(root, ctx, command, limit, options))
+        parent: list = []
+
+        def at_parent():
+            if not parent:
+                commit = getattr(base, "commit", "")
+                old = next((c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)),
+                           None)
+                if not commit or old is None or self.run is None:
+                    parent.append(None)
+                else:
+                    def make():
+                        with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
+                            return verify_image(export_tree(Path(self.run.worktree), commit, Path(tmp)), old,
+                                                command, limit, options)
+
+                    parent.append(self._verified(commit, old, options, make)[0])
+            return parent[0]
+
+        sizes = ""
+        if task is not None and task.fix == "multistage" and head.size is not None:
+            was = at_parent()
+            if was is not None and was.size is not None:
+                sizes = (f"; image size {was.size / 1e6:.1f} MB before, {head.size / 1e6:.1f} MB after "
+                         f"({(head.size - was.size) / 1e6:+.1f} MB, docker image inspect)")
+        took = (("" if not head.seconds else f"; {head.seconds:.1f} s to build and start") if fresh else
+                f"; checked before in this run at commit {commit[:10]}, not rebuilt")
+        if not head.problem:
+            if not head.verified:
+                return Gate(name=name, passed=False, verified=False, detail=head.detail + sizes + took)
+            return Gate(name=name, passed=True, detail=head.detail + sizes + took)
 
         def before() -> list[str]:
-            commit = getattr(base, "commit", "")
-            old = next((c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None)
-            if not commit or old is None or self.run is None:
-                return []
-            with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
-                was, _ = verify_start(export_tree(Path(self.run.worktree), commit, Path(tmp)), old, command)
-            return [was] if was else []
+            was = at_parent()
+            return [was.problem] if was is not None and was.problem else []
 
-        gate = delta_gate(name, [problem], before)
-        return gate.model_copy(update={"detail": f"{gate.detail}: {detail}" if not gate.passed else
-                                       f"{gate.detail} ({detail})"})
+        gate = delta_gate(name, [head.problem], before)
+        return gate.model_copy(update={"detail": f"{gate.detail}: {head.detail}{sizes}{took}" if not gate.passed
+                                       else f"{gate.detail} ({head.detail}){sizes}{took}"})
 
     def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
                       findings: list[Finding]) -> Gate:
@@ -381,18 +423,6 @@ class DockerDomain:
         before = _before_text(base, path)
         return delta_gate(name, warnings, lambda: _build_checks(project.tree.root, ctx.dir, path, before)[0]
                           if before else [], ok="no warnings")
-
-    def _build_gate(self, root: Path, ctx) -> Gate:
-        """--verify-builds: the service really builds after the change. Without an engine the gate could not
-        run: it does not pass, and the change stands unverified (never "passed" by default)."""
-        from pipelines.docker_optimization.ops.builds import verify_build
-
-        engine = self._engine()
-        name = f"{ctx.dockerfile} builds in context {ctx.dir} (docker build)"
-        if not engine.ok:
-            return Gate(name=name, passed=False, verified=False, detail=f"not verified: not built: {engine.reason}")
-        passed, detail = verify_build(root, ctx)
-        return Gate(name=name, passed=passed, detail=detail)
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
         after = next((c for c in project.composes if c.path == path), None)

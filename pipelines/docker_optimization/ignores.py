@@ -33,6 +33,7 @@ facts from (``policy.py`` reads it; see ``Policy``)::
           services/api/Dockerfile:
             writable: [/app/data]                   # non-root-user gives its user only these
             probe: ["python", "-c", "import app"]   # --verify-builds runs this in the image
+            probe_timeout: 20                       # seconds the probe may take (else the HEALTHCHECK's bound)
 
 and the time budget of one hadolint run, in seconds (default 30, see ``hadolint.py``)::
 
@@ -73,7 +74,8 @@ class Policy:
 
     ``services[name]`` holds ``cpus`` and ``cpus_reservation`` (compose strings, e.g. ``"0.5"``);
     ``dockerfiles[path]`` holds ``writable`` (directories the runtime user writes) and ``probe``
-    (a command, as a list, that must succeed in a container of the built image).
+    (a command, as a list, that must succeed in a container of the built image) and ``probe_timeout``
+    (seconds it may take).
     """
 
     services: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -81,7 +83,7 @@ class Policy:
 
 
 SERVICE_KEYS = ("cpus", "cpus_reservation")
-DOCKERFILE_KEYS = ("writable", "probe")
+DOCKERFILE_KEYS = ("writable", "probe", "probe_timeout")
 CPUS = re.compile(r"^\d+(?:\.\d+)?$")
 
 
@@ -127,6 +129,11 @@ def _policy(data: object, path: str, problems: list[str]) -> Policy:
                         problems.append(f"{where}: probe must be a command as a list of strings, got {value!r}")
                     else:
                         kept[key] = list(value)
+                elif key == "probe_timeout":
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                        problems.append(f"{where}: probe_timeout must be a positive number of seconds, got {value!r}")
+                    else:
+                        kept[key] = value
             target[str(name)] = kept
     return policy
 

@@ -238,18 +238,21 @@ class Builds:
             return f"build budget of {self.budget:g} s spent"
         return "the measurement was stopped before this build finished"
 
-    def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False) -> tuple[float | None, str]:
+    def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False,
+              labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
         """(seconds, "") for a successful build, (None, error) otherwise; ``Stopped`` past the deadline."""
         attributes = {"pipeline.build.dockerfile": ctx.dockerfile, "pipeline.build.context": ctx.dir,
                       "pipeline.build.no_cache": no_cache}
         with span("build", **attributes) as traced:
-            seconds, error = self._build(root, ctx, tag, no_cache)
+            seconds, error = self._build(root, ctx, tag, no_cache, labels, options)
             if traced is not None:
                 traced.set_attributes({"pipeline.build.seconds": seconds, "pipeline.build.error": error[:500]})
             return seconds, error
 
-    def _build(self, root: Path, ctx: Context, tag: str, no_cache: bool) -> tuple[float | None, str]:
+    def _build(self, root: Path, ctx: Context, tag: str, no_cache: bool, labels: dict[str, str] | None,
+               options: tuple[str, ...]) -> tuple[float | None, str]:
         args = ["docker", "build", "--network", "host", "-q", "-t", tag, "-f", str(root / ctx.dockerfile)]
+        args += [f"--label={k}={v}" for k, v in (labels or {}).items()] + list(options)
         if no_cache:
             args.append("--no-cache")
         timeout = self.cap(BUILD_TIMEOUT)
@@ -285,9 +288,21 @@ class Builds:
             proc.kill()
 
 
-def build(root: Path, ctx: Context, tag: str, no_cache: bool = False) -> tuple[float | None, str]:
+def build(root: Path, ctx: Context, tag: str, no_cache: bool = False,
+          labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
     """One build with no budget: (seconds, "") for a successful build, (None, error) otherwise."""
-    return Builds().build(root, ctx, tag, no_cache)
+    return Builds().build(root, ctx, tag, no_cache, labels, options)
+
+
+def compose_options(ctx: Context) -> list[tuple[str, ...]]:
+    """The `docker build` options of each distinct way compose builds ``ctx`` (its target and build args, as
+    compose passes them); [()] when no compose file builds it or all build it plainly."""
+    found: dict[tuple[str, ...], None] = {}
+    for spec in ctx.builds:
+        options = (("--target", spec.target) if spec.target else ()) + tuple(
+            part for key, value in sorted(spec.arg_values.items()) for part in ("--build-arg", f"{key}={value}"))
+        found.setdefault(options, None)
+    return list(found) or [()]
 
 
 def image_facts(tag: str) -> tuple[float | None, float | None]:
@@ -479,91 +494,175 @@ def verify_build(root: Path, ctx: Context) -> tuple[bool, str]:
     return (True, f"built in {seconds:.1f} s") if seconds is not None else (False, error)
 
 
-# -- does the image start? (the reviewer's gate for unsafe changes under --verify-builds) -----------
+# -- does the image start and report healthy? (the reviewer's gate under --verify-builds) ---------
 
-START_WAIT = float(os.environ.get("PIPELINE_START_WAIT", "5"))      # a process alive this long has started
-HEALTH_WAIT = float(os.environ.get("PIPELINE_HEALTH_WAIT", "30"))   # how long the health check may take to pass
+LABEL = "pipeline.verify"   # on every image and container the gate makes; `docker ps -a --filter label=...` finds any
+# Docker's values for HEALTHCHECK options left unset (Dockerfile reference, HEALTHCHECK): they are what the engine
+# itself waits, so the gate's wait is the image's own, never a number of ours.
+HEALTH_DEFAULTS = {"Interval": 30.0, "Timeout": 30.0, "StartPeriod": 0.0, "Retries": 3}
 
 
-def _healthcheck(tag: str) -> list[str]:
-    """The image's HEALTHCHECK as a command to exec ([] when it has none or disables it)."""
+@dataclass(frozen=True)
+class Started:
+    """What building and starting an image showed.
+
+    ``problem`` is "" when it passed or could not be judged (then ``verified`` is False and ``detail``
+    says why); problem strings name nothing that varies between runs, so a parent with the same
+    problem compares equal (see ``engine.gates``). ``size`` is `docker image inspect`'s, in bytes.
+    """
+
+    problem: str
+    detail: str
+    verified: bool = True
+    size: float | None = None
+    seconds: float = 0.0     # build and start, wall clock
+
+
+@dataclass(frozen=True)
+class Health:
+    test: list[str]
+    interval: float
+    timeout: float
+    start_period: float
+    retries: int
+
+    @property
+    def bound(self) -> float:
+        """How long the engine may take to call the container healthy or unhealthy: the start period, then
+        one interval before the first check and ``retries`` checks of up to interval + timeout each."""
+        return self.start_period + self.interval + self.retries * (self.interval + self.timeout)
+
+    @property
+    def shown(self) -> str:
+        return " ".join(self.test)
+
+
+def healthcheck(tag: str) -> Health | None:
+    """The image's HEALTHCHECK with Docker's defaults filled in (None when it has none or disables it)."""
     import json
 
     out = docker("image", "inspect", "--format", "{{json .Config.Healthcheck}}", tag, timeout=30)
     try:
-        test = (json.loads(out.stdout or "null") or {}).get("Test") or []
+        config = json.loads(out.stdout or "null") or {}
     except ValueError:
-        return []
+        return None
+    test = config.get("Test") or []
     if not test or test[0] == "NONE":
-        return []
-    return ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" and len(test) > 1 else list(test[1:])
+        return None
+    command = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" and len(test) > 1 else list(test[1:])
+    seconds = {k: (config.get(k) or 0) / 1e9 or v for k, v in HEALTH_DEFAULTS.items() if k != "Retries"}
+    return Health(command, seconds["Interval"], seconds["Timeout"], seconds["StartPeriod"],
+                  int(config.get("Retries") or HEALTH_DEFAULTS["Retries"]))
 
 
-def start_check(tag: str, command: list[str] | None = None) -> tuple[str, str]:
-    """Start a container of ``tag`` and judge it: ("", how it passed) or (the problem, its detail).
+def _state(name: str) -> dict:
+    import json
 
-    With ``command`` (a configured probe) that command runs in a fresh container
-    and must exit 0. Otherwise the image's own command starts, with no network:
-    it must still be running after START_WAIT seconds (or have exited 0), and
-    when the image has a HEALTHCHECK, that check must pass within HEALTH_WAIT.
-    The problem strings name no detail that varies between runs, so a parent
-    with the same problem compares equal (see ``engine.gates``).
+    out = docker("inspect", "--format", "{{json .State}}", name, timeout=30)
+    try:
+        return json.loads(out.stdout or "{}") or {}
+    except ValueError:
+        return {}
+
+
+def start_check(tag: str, command: list[str] | None = None, timeout: float | None = None,
+                token: str = "") -> Started:
+    """Start a container of ``tag`` (no network) and judge it.
+
+    With ``command`` (a probe from .pipeline.yaml) that command runs in a fresh container and must
+    exit 0 within ``timeout`` (the configured ``probe_timeout``; else the image's HEALTHCHECK bound;
+    else the build's own limit, PIPELINE_BUILD_TIMEOUT). Otherwise the image's command starts and,
+    when the image has a HEALTHCHECK, the engine's own health status decides: healthy passes,
+    unhealthy or an exit fails, and the wait is the HEALTHCHECK's (start period, interval, timeout,
+    retries). Without either the container starting is all that is seen: not verified.
     """
     name = f"pipeline-start-{secrets.token_hex(4)}"
+    labels = ["--label", f"{LABEL}={token or name}"]
+    health = healthcheck(tag)
     if command:
+        limit = timeout or (health.bound if health else BUILD_TIMEOUT)
+        shown = " ".join(command)
         try:
-            out = docker("run", "--rm", "--network", "none", "--name", name, "--entrypoint", command[0], tag,
-                         *command[1:], timeout=HEALTH_WAIT + 60)
+            out = docker("run", "--rm", "--network", "none", "--name", name, *labels, "--entrypoint", command[0],
+                         tag, *command[1:], timeout=limit)
         except subprocess.TimeoutExpired:
+            return Started("the probe did not finish", f"{shown} ran longer than {limit:g} s")
+        finally:
             docker("rm", "-f", name, timeout=60)
-            return "the probe did not finish", f"{' '.join(command)} ran longer than {HEALTH_WAIT + 60:.0f} s"
         if out.returncode != 0:
-            return "the probe fails", f"{' '.join(command)} exited {out.returncode}: {_tail(out.stderr or out.stdout)}"
-        return "", f"probe {' '.join(command)} passed"
-    started = docker("run", "-d", "--network", "none", "--name", name, tag, timeout=60)
+            return Started("the probe fails", f"{shown} exited {out.returncode}: {_tail(out.stderr or out.stdout)}")
+        return Started("", f"probe {shown} passed")
+    started = docker("run", "-d", "--network", "none", "--name", name, *labels, tag, timeout=60)
     try:
         if started.returncode != 0:
-            return "the container does not start", _tail(started.stderr)
-        deadline = time.monotonic() + START_WAIT
+            return Started("the container does not start", _tail(started.stderr))
+        deadline = time.monotonic() + (health.bound if health else 0)
         while True:
-            state = docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name, timeout=30)
-            status, _, code = state.stdout.strip().partition(" ")
+            state = _state(name)
+            status = state.get("Status", "")
             if status in ("exited", "dead"):
-                if code == "0":
-                    return "", "its command ran and exited 0"
+                code = state.get("ExitCode")
+                if code == 0:
+                    return Started("", "its command ran and exited 0")
                 logs = docker("logs", "--tail", "5", name, timeout=30)
-                return "the container exits with an error", f"exit {code}: {_tail(logs.stderr or logs.stdout, 3)}"
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.5)
-        check = _healthcheck(tag)
-        if not check:
-            return "", f"still running after {START_WAIT:g} s (no HEALTHCHECK)"
-        deadline = time.monotonic() + HEALTH_WAIT
-        while True:
-            probe_run = docker("exec", name, *check, timeout=HEALTH_WAIT + 30)
-            if probe_run.returncode == 0:
-                return "", f"running, and its HEALTHCHECK ({' '.join(check)}) passes"
-            if time.monotonic() >= deadline:
-                return "the health check fails", f"{' '.join(check)}: {_tail(probe_run.stderr or probe_run.stdout)}"
-            time.sleep(1)
+                return Started("the container exits with an error",
+                               f"exit {code}: {_tail(logs.stderr or logs.stdout, 3)}")
+            if health is None:
+                return Started("", "started; not verified further: the image has no HEALTHCHECK and .pipeline.yaml "
+                               "configures no probe for it", verified=False)
+            verdict = (state.get("Health") or {}).get("Status", "")
+            if verdict == "healthy":
+                return Started("", f"running, and its HEALTHCHECK ({health.shown}) passes")
+            if verdict == "unhealthy" or time.monotonic() >= deadline:
+                log = (state.get("Health") or {}).get("Log") or [{}]
+                said = _tail(str(log[-1].get("Output", "")))
+                why = f"exit {log[-1].get('ExitCode')}: {said}" if log[-1] else "no check finished"
+                return Started("the health check fails" if verdict == "unhealthy" else "the health check never "
+                               "reported", f"{health.shown}: {why} (the engine waited up to {health.bound:g} s: "
+                               "the HEALTHCHECK's start period, interval, timeout and retries)")
+            time.sleep(min(1.0, health.interval))
     finally:
         docker("rm", "-f", name, timeout=60)
 
 
-def verify_start(root: Path, ctx: Context, command: list[str] | None = None) -> tuple[str, str]:
-    """Build ``ctx`` under ``root`` and start it: ("", how) when it works, else (the problem, its detail).
+def remove_labelled(value: str) -> None:
+    """Remove every container and image labelled ``pipeline.verify=value`` (what an interrupted check left)."""
+    for kind, remove in (("ps", ("rm", "-f")), ("images", ("image", "rm", "-f"))):
+        found = docker(kind, *(("-a",) if kind == "ps" else ()), "-q", "--filter", f"label={LABEL}={value}", timeout=30)
+        ids = sorted(set(found.stdout.split()))
+        if ids:
+            docker(*remove, *ids, timeout=120)
 
-    A base image that can't be had is a "not verified" ("", reason): nothing was tried.
+
+def verify_image(root: Path, ctx: Context, command: list[str] | None = None, timeout: float | None = None,
+                 options: tuple[str, ...] = ()) -> Started:
+    """Build ``ctx`` under ``root`` with the layer cache (and compose's ``options``), start it and judge it.
+
+    A base image that can't be had is "not verified": nothing was tried. The image and the container
+    carry a label unique to this check and are removed afterwards, on an error or Ctrl-C too.
     """
+    from pipelines.docker_optimization.model.dockerfile import signals_deferred
+
     why = missing_base(ctx)
     if why:
-        return "", f"not verified: {why}"
-    tag = f"pipeline-start/{_subject(ctx).replace(' ', '-').replace('/', '-').replace(',', '').lower()}:{secrets.token_hex(3)}"
-    seconds, error = build(root, ctx, tag)
+        return Started("", f"not verified: {why}", verified=False)
+    token = secrets.token_hex(6)
+    tag = f"pipeline-start/{_slug(_subject(ctx))}:{token}"
+    began = time.perf_counter()
     try:
+        seconds, error = build(root, ctx, tag, labels={LABEL: token}, options=options)
         if seconds is None:
-            return "the image does not build", error
-        return start_check(tag, command)
+            return Started("the image does not build", error, seconds=time.perf_counter() - began)
+        size, _layers = image_facts(tag)
+        found = start_check(tag, command, timeout, token)
+        return Started(found.problem, found.detail, found.verified, size, time.perf_counter() - began)
     finally:
-        docker("image", "rm", "-f", tag, timeout=60)
+        with signals_deferred():   # a second Ctrl-C waits until the cleanup is done
+            docker("image", "rm", "-f", tag, timeout=60)
+            remove_labelled(token)
+
+
+def verify_start(root: Path, ctx: Context, command: list[str] | None = None) -> tuple[str, str]:
+    """``verify_image`` as (problem, detail): ("", how) when it works or could not be judged."""
+    found = verify_image(root, ctx, command)
+    return found.problem, found.detail

@@ -46,7 +46,7 @@ class Fix(_KitFix):
 MODULES = (
     "input", "cache", "security_secrets", "context", "context_copies", "context_git", "compose", "compose_health",
     "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "reliability_images",
-    "security", "security_host", "size", "size_lockfiles",
+    "security", "security_host", "size", "size_lockfiles", "multistage",
 )
 
 

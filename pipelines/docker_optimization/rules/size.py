@@ -74,42 +74,7 @@ def toolchain_installed(df: Dockerfile, run: Instruction) -> list[str]:
             if TOOLCHAIN.match(name) and name not in removed and not (group and group in removed)]
 
 
-@rule("SZ001", "build-toolchain-in-final-image", Category.size, Severity.warning, "dockerfile")
-def build_toolchain_in_final_image(df: Dockerfile) -> Iterable[Hit]:
-    """A single-stage build installs a compiler toolchain (gcc, build-essential, *-dev packages, make).
-
-    Packages the same RUN removes again (`apk del .build-deps`,
-    `apt-get purge gcc`) are not counted. An image that declares no CMD or
-    ENTRYPOINT is a tool image run with a command (`docker run gen protoc
-    ...`, a code generator): the toolchain is what it is for, so it is left
-    alone.
-
-    Why: the toolchain is needed to build wheels or native modules, not to
-    run them; in a single-stage build it ships in the image (often hundreds
-    of megabytes, and a larger attack surface).
-
-    Example:
-        FROM python:3.12-slim
-        RUN apt-get update && apt-get install -y build-essential libpq-dev
-        RUN pip install -r requirements.txt
-
-    Use instead:
-        FROM python:3.12-slim AS build
-        RUN apt-get update && apt-get install -y build-essential libpq-dev
-        RUN pip wheel --wheel-dir /wheels -r requirements.txt
-
-        FROM python:3.12-slim
-        RUN apt-get update && apt-get install -y libpq5 && rm -rf /var/lib/apt/lists/*
-        COPY --from=build /wheels /wheels
-        RUN pip install /wheels/*
-    """
-    if len(df.stages) != 1 or not (df.of("CMD") or df.of("ENTRYPOINT")):
-        return
-    for run in df.of("RUN"):
-        found = toolchain_installed(df, run)
-        if found:
-            yield Hit(run.start_line, f"build toolchain installed in the only stage: {', '.join(dict.fromkeys(found))} "
-                                      "ship in the image; build in a separate stage", run.original, run.end_line)
+# SZ001 (build-toolchain-in-final-image) and its multi-stage fix live in multistage.py.
 
 
 # -- apt-get install without --no-install-recommends -----------------------------------------
