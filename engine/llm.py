@@ -39,7 +39,6 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -530,6 +529,3 @@ def _backoff(err: Exception, attempt: int) -> float:
 def _short(err: Exception) -> str:
     return " ".join(str(err).split())[:300]
 
-
-def enum_values(enum: type[Enum]) -> list[str]:
-    return [e.value for e in enum]

@@ -659,6 +659,3 @@ def schema() -> dict:
     """The JSON schema of run.json (what ``RunRecord`` exports)."""
     return RunRecord.model_json_schema()
 
-
-def dump_schema(path: Path) -> None:
-    path.write_text(json.dumps(schema(), indent=2) + "\n", encoding="utf-8")
