@@ -321,6 +321,8 @@ class LLM:
 
     # -- asking ----------------------------------------------------------
     def messages(self, agent: str, purpose: str, variables: dict) -> list[dict[str, str]]:
+        """The prompt: the pipeline's template for the agent's purpose, else ``prompts/default``'s (one source:
+        a pipeline keeps only the templates it words differently)."""
         name = f"{self.pipeline}/{agent}.{purpose}.j2"
         try:
             template = self.templates.get_template(name)
