@@ -33,7 +33,7 @@ def _analyze(root, options: dict):
 
 
 def _rule_docs() -> dict[str, str]:
-    """Each registry rule's section of docs/rules.md (without its anchor), by code."""
+    """Each rule's section of docs/rules.md (without its anchor), by code."""
     from pipelines.docker_optimization import docs
     from pipelines.docker_optimization.rules import load_all
 
