@@ -75,8 +75,8 @@ class Analyst(Agent):
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:
         from engine.llm import ModelFindings
 
-        files = getattr(self.ctx.domain, "llm_context", lambda root: {})(self.ws.path)
-        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, findings)
+        files = self.ctx.domain.llm_context(self.ws.path)
+        tools = self.ctx.domain.llm_tools(self.ws.path, findings)
         answer, why = self.ctx.llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
                                                                            "tools": bool(tools)}, ModelFindings,
                                        tools=tools)

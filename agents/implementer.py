@@ -76,15 +76,14 @@ class TaskCommitter(Agent):
         if self.ctx.llm is None:
             raise Declined("this task is a model edit and the run has no model",
                            f"resume with --llm to let the model write it, or edit {task.file} by hand")
-        may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
-        barred = [f for f in task.allowed_files if not may_edit(f)]
+        barred = [f for f in task.allowed_files if not self.ctx.domain.model_may_edit(f)]
         if barred:
             raise FixError(f"refused: a model may not edit {', '.join(barred)} (only the build, compose, ignore, "
                            f"bake, workflow and deploy files its task names)")
         path = self.ws.path / task.file
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
         finding = next(f for f in state.findings if f.id in task.finding_ids)
-        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state.findings)
+        tools = self.ctx.domain.llm_tools(self.ws.path, state.findings)
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text,
                                                                         "tools": bool(tools)}, ModelEdit, tools=tools)
         self._tools_used = tools_note(self.ctx.llm.toolbox)
@@ -93,8 +92,7 @@ class TaskCommitter(Agent):
         self._rationale = answer.rationale
         written = apply_edit(self.ws.path, answer.file, answer.content, answer.diff, redactor=self.ctx.llm.redact,
                              allowed=task.allowed_files)
-        risky = getattr(self.ctx.domain, "edit_risks", lambda path, before, after: [])
-        risks = [r for f in written for r in risky(f, self._at_head(f), self._now(f))]
+        risks = [r for f in written for r in self.ctx.domain.edit_risks(f, self._at_head(f), self._now(f))]
         if risks and run.options.get("unsafe_fixes") != "1":
             raise FixError("refused: the model's edit is unsafe (" + "; ".join(risks) + "); only with --unsafe-fixes")
         return written

@@ -47,15 +47,14 @@ class Planner(Agent):
         return Step(state.model_copy(update={"plan": plan}), summary, notes)
 
     def with_model_tasks(self, plan: Plan, findings, phases: list[str]) -> Plan:
-        phase_for = getattr(self.ctx.domain, "phase_for", lambda path: None)
+        phase_for = self.ctx.domain.phase_for
         planned = {fid for t in plan.tasks for fid in t.finding_ids}
         groups: dict[tuple[str, str], list] = {}
         for f in findings:
             if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or phase_for(f.file) not in phases:
                 continue
             groups.setdefault((f.rule, f.file), []).append(f)
-        may_edit = getattr(self.ctx.domain, "model_may_edit", lambda path: False)
-        strictest = getattr(self.ctx.domain, "applicability_of", lambda rules: Applicability.safe)
+        may_edit, strictest = self.ctx.domain.model_may_edit, self.ctx.domain.applicability_of
         candidates = sorted(((rule, file), items) for (rule, file), items in groups.items() if may_edit(file))
         candidates.sort(key=lambda c: expected_gain(c[1]), reverse=True)   # stable: rule, file among equals
         chosen, left = candidates[:MAX_MODEL_TASKS], candidates[MAX_MODEL_TASKS:]

@@ -28,15 +28,6 @@ from engine.telemetry import span
 from engine.tree import GitTree
 
 
-def targeted_findings_gone(task: Task, after: list[Finding]) -> Gate:
-    """Every finding of the task's rules in the task's file is gone after the change."""
-    left = [f for f in after if f.file == task.file and f.rule in task.rules]
-    if left:
-        return Gate(name="targeted findings gone", passed=False,
-                    detail="still there: " + ", ".join(f"{f.rule} at {f.location}" for f in left))
-    return Gate(name="targeted findings gone", passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")
-
-
 def no_new_findings(before: list[Finding], after: list[Finding], files: list[str]) -> Gate:
     """No rule fires more often (warning or above) in the changed files than before."""
     def count(items: list[Finding]) -> Counter:
@@ -65,10 +56,10 @@ class Reviewer(TaskCommitter):
         """How the reviewer analyzes the workspace's head: incrementally from git objects when the domain can
         (only what each commit changed is re-run), else a full analysis of the checkout."""
         ws, domain = self.ws, self.ctx.domain
-        incremental = getattr(domain, "incremental_analysis", None)
+        incremental = domain.incremental_analysis(ws.path, base)
         if incremental is None:
             return lambda: domain.analyze(ws.tree())
-        inc = stack.enter_context(incremental(ws.path, base))
+        inc = stack.enter_context(incremental)
         return lambda: inc.to_commit(ws.head()).findings
 
     def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict) -> Step:
@@ -115,11 +106,10 @@ class Reviewer(TaskCommitter):
         ws = self.ws
         tree = ws.tree()
         after = self._findings_at_head()
-        targeted = getattr(self.ctx.domain, "targeted_gate", None)
         with GitTree(ws.path, previous, "before") as base:   # closed: it may hold a `git cat-file --batch`
-            gates = [targeted(task, change, tree, base, after,
-                              [f for f in state.findings if f.id in task.finding_ids]) if targeted is not None
-                     else targeted_findings_gone(task, after), no_new_findings(before, after, change.files)]
+            gates = [self.ctx.domain.targeted_gate(task, change, tree, base, after,
+                                                   [f for f in state.findings if f.id in task.finding_ids]),
+                     no_new_findings(before, after, change.files)]
             gates += self.ctx.domain.review(task, change, tree, base, state.design)
         accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
         for g in gates:   # judged together above; one span each says its outcome

@@ -90,19 +90,14 @@ def _spec(name: str | None):
 
 def analysis_result(spec, root: Path, options: dict | None = None, tree=None):
     """The pipeline's full analysis: its light ``analyze`` entry (given ``tree``, the walk of ``root``, when
-    there is one), else its domain's ``analyze_report``, else its findings alone. ``options``: the typed
+    there is one), else its domain's ``analyze_report`` (``DomainBase``'s: the findings alone). ``options``: the typed
     values of the pipeline's ``analyze_options`` by name (their defaults when not given)."""
     options = {o.name: o.default for o in spec.analyze_options} | (options or {})
     if spec.analyze is not None:
         return spec.analyze(tree if tree is not None else root, options)
-    from engine.findings_output import AnalysisResult
-
     domain = spec.domain(None)
     try:
-        report = getattr(domain, "analyze_report", None)
-        if report is not None:
-            return report(root, **options)
-        return AnalysisResult(findings=domain.analyze(root))
+        return domain.analyze_report(root, **options)
     finally:
         domain.close()
 

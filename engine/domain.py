@@ -3,16 +3,21 @@
 The six agents in ``agents/`` know how to run, commit, review and report;
 they know nothing of any domain. A pipeline hands them a
 ``Domain``: how to analyze a tree, plan and design from findings, apply one
-task's fix, add domain-specific review gates, and measure.
+task's fix, add domain-specific review gates, and measure. ``Domain`` lists
+every skill an agent calls; a pipeline subclasses ``DomainBase``, which does
+the neutral thing for each optional skill (no model tools, no phase notes, a
+full re-analysis instead of an incremental one), and writes the rest.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: a pipeline's fixes raise FixError without loading pydantic
-    from engine.artifacts import Change, Design, Finding, Gate, Measurement, Plan, Task
+    from engine.artifacts import Applicability, Change, Design, Finding, Gate, Measurement, Plan, Task
     from engine.tree import DirTree, Tree
 
 
@@ -39,17 +44,50 @@ class AlreadyResolved(FixError):
 
 
 class Domain(Protocol):
+    """Every skill an agent may call. The first three have no neutral answer: a pipeline writes them."""
+
+    # -- analyst ---------------------------------------------------------
+    @abstractmethod
     def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
         """Every finding in the checkout (or tree) at ``root``; ``thorough`` adds slower second opinions.
 
         The thorough analysis is what the pipeline's linter command reports: the summary counts it."""
 
+    def analyze_report(self, root: Path, **options: Any) -> Any:
+        """What `pipeline analyze` prints (an ``engine.findings_output.AnalysisResult``) when the pipeline
+        has no light ``analyze`` entry; ``options``: the typed values of its ``analyze_options``."""
+
+    def incremental_analysis(self, repo: Path, commit: str) -> AbstractContextManager[Any] | None:
+        """The analysis of ``commit`` in ``repo``, kept up to date commit by commit: a context manager
+        whose ``.to_commit(c).findings`` re-runs only what changed since; None: the reviewer re-analyzes
+        the checkout in full after each change."""
+
+    def llm_context(self, root: Path) -> dict[str, str]:
+        """The files (path: text) a model reads in LLM mode."""
+
+    def llm_tools(self, root: Path, findings: list[Finding]) -> list[Any]:
+        """The read-only tools a model may call on the checkout at ``root`` (``engine.llm_tools.Tool``)."""
+
+    def phase_for(self, path: str) -> str | None:
+        """The phase a model edit of ``path`` belongs to (None: no phase; the model does not edit it)."""
+
+    # -- planner ---------------------------------------------------------
+    @abstractmethod
     def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
         """Group fixable findings into tasks, each assigned to one phase."""
 
+    def applicability_of(self, rules: list[str]) -> Applicability:
+        """The strictest fix safety of ``rules``: a model edit for them is as safe as their fixes would be."""
+
+    def model_may_edit(self, path: str) -> bool:
+        """Whether a model may write ``path`` (a model edit of any other file is refused)."""
+
+    # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         """Policies and notes the implementer and reviewer follow."""
 
+    # -- implementer -----------------------------------------------------
+    @abstractmethod
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
         """Write the task's fix in the checkout ``root``; return the paths written. Raise Declined when the fix
         does not apply here (why, and what a person would do), FixError when something went wrong.
@@ -57,12 +95,80 @@ class Domain(Protocol):
         ``root`` is the checkout's directory, or a DirTree of it (``.root``) whose file list the
         workspace keeps current: use it rather than walking the directory again."""
 
+    def edit_risks(self, path: str, before: str | None, after: str) -> list[str]:
+        """What a model's edit of ``path`` changes that makes it unsafe (refused without --unsafe-fixes)."""
+
+    # -- reviewer --------------------------------------------------------
+    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
+                      findings: list[Finding]) -> Gate:
+        """The gate that the task's ``findings`` are gone; ``after``: the analysis at the change."""
+
     def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
         """Domain gates for one committed change (file-type aware), each judged against ``base``, its parent
         (see ``engine.gates``). ``root``: the checkout at the change, as for ``apply``."""
 
+    # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         """Figures for the phase: each says how it was obtained."""
 
+    def phase_notes(self, phase: str, head: Tree) -> list[str]:
+        """Notes the phase's report shows (what was built, in which order)."""
+
     def close(self) -> None:
         """Release whatever the domain holds."""
+
+
+class DomainBase(Domain):
+    """The neutral answer to every optional skill; a pipeline's domain subclasses it and writes
+    ``analyze``, ``plan`` and ``apply`` (and whatever else it knows better)."""
+
+    def analyze_report(self, root: Path, **options: Any) -> Any:
+        from engine.findings_output import AnalysisResult
+
+        return AnalysisResult(findings=self.analyze(root))
+
+    def incremental_analysis(self, repo: Path, commit: str) -> AbstractContextManager[Any] | None:
+        return None
+
+    def llm_context(self, root: Path) -> dict[str, str]:
+        return {}
+
+    def llm_tools(self, root: Path, findings: list[Finding]) -> list[Any]:
+        return []
+
+    def phase_for(self, path: str) -> str | None:
+        return None
+
+    def applicability_of(self, rules: list[str]) -> Applicability:
+        from engine.artifacts import Applicability
+
+        return Applicability.safe
+
+    def model_may_edit(self, path: str) -> bool:
+        return False
+
+    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
+        from engine.artifacts import Design
+
+        return Design()
+
+    def edit_risks(self, path: str, before: str | None, after: str) -> list[str]:
+        return []
+
+    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
+                      findings: list[Finding]) -> Gate:
+        from engine.gates import targeted_findings_gone
+
+        return targeted_findings_gone(task, after)
+
+    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+        return []
+
+    def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
+        return []
+
+    def phase_notes(self, phase: str, head: Tree) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        return None

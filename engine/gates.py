@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from engine.artifacts import Gate
+from engine.artifacts import Finding, Gate, Task
 
 ALREADY = "already present before this change: "
 
@@ -42,3 +42,12 @@ def delta_gate(name: str, after: Iterable[str], before: Callable[[], Iterable[st
 
     return Gate(name=name, passed=not new, detail=listed(new) if new else (ok or "nothing new"),
                 already=ALREADY + listed(kept) if kept else "")
+
+
+def targeted_findings_gone(task: Task, after: list[Finding]) -> Gate:
+    """Every finding of the task's rules in the task's file is gone after the change (``after``: its analysis)."""
+    left = [f for f in after if f.file == task.file and f.rule in task.rules]
+    if left:
+        return Gate(name="targeted findings gone", passed=False,
+                    detail="still there: " + ", ".join(f"{f.rule} at {f.location}" for f in left))
+    return Gate(name="targeted findings gone", passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")

@@ -39,7 +39,6 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -322,6 +321,8 @@ class LLM:
 
     # -- asking ----------------------------------------------------------
     def messages(self, agent: str, purpose: str, variables: dict) -> list[dict[str, str]]:
+        """The prompt: the pipeline's template for the agent's purpose, else ``prompts/default``'s (one source:
+        a pipeline keeps only the templates it words differently)."""
         name = f"{self.pipeline}/{agent}.{purpose}.j2"
         try:
             template = self.templates.get_template(name)
@@ -530,6 +531,3 @@ def _backoff(err: Exception, attempt: int) -> float:
 def _short(err: Exception) -> str:
     return " ".join(str(err).split())[:300]
 
-
-def enum_values(enum: type[Enum]) -> list[str]:
-    return [e.value for e in enum]

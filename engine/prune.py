@@ -66,7 +66,7 @@ def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = F
                                       "so nothing was touched")
     if status == "running":
         return Outcome(run_id, False, f"kept {run_id}: it is running")
-    if status not in ("completed", "failed") and not force:
+    if status.partition(",")[0] not in ("completed", "failed") and not force:   # "completed, 2 failed" too
         return Outcome(run_id, False, f"kept {run_id}: {status}, `pipeline resume {run_id}` continues it "
                                       "(--force removes it)")
     repo = Path(record.run.repo)

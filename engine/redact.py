@@ -238,10 +238,6 @@ class Redactor:
                                    f"secret ({line.strip()[:80]!r}); the secret can't be put back safely")
         return PLACEHOLDER.sub(lambda m: self.values.get(m.group(0), m.group(0)), edited)
 
-    def unmask(self, text: str) -> str:
-        """The original values back in ``text`` (what the model saw -> what the file holds)."""
-        return PLACEHOLDER.sub(lambda m: self.values.get(m.group(0), m.group(0)), text)
-
 
 class _Masker(Redactor):
     """The same forms masked with one fixed mark: nothing of the value is kept, not even a hash of it."""

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
-from engine.artifacts import RECORD_SCHEMA, Invocation, PhaseReport, RunContext, RunRecord, RunState, now
+from engine.artifacts import RECORD_SCHEMA, ChangeStatus, Invocation, PhaseReport, RunContext, RunRecord, RunState, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
 from engine.lock import Locked, RepoLock
@@ -178,7 +178,11 @@ def claim(record: RunRecord) -> None:
 
 def shown_status(record: RunRecord) -> str:
     """The status to show: a run whose record says running (or interrupted) is `running` while its process
-    lives, and `stopped (resumable)` once it is gone (SIGKILL, power loss) however the record was left."""
+    lives, and `stopped (resumable)` once it is gone (SIGKILL, power loss) however the record was left.
+    A run that completed with failed tasks says how many: `completed, 2 failed` (its exit code was 1)."""
+    if record.status == "completed":
+        failed = sum(c.status is ChangeStatus.failed for c in record.changes)
+        return f"completed, {failed} failed" if failed else "completed"
     if record.status not in ("running", "interrupted"):
         return record.status
     from engine.procs import alive
@@ -679,6 +683,3 @@ def schema() -> dict:
     """The JSON schema of run.json (what ``RunRecord`` exports)."""
     return RunRecord.model_json_schema()
 
-
-def dump_schema(path: Path) -> None:
-    path.write_text(json.dumps(schema(), indent=2) + "\n", encoding="utf-8")

@@ -76,8 +76,8 @@ def run_context(spec: PipelineSpec, configurable: dict) -> RunContext:
 class _PerStep:
     """An agent opened for one node's step and closed after it (the server keeps nothing open between steps)."""
 
-    def __init__(self, spec: PipelineSpec, role: str, run: RunContext) -> None:
-        self.spec, self.role, self.run_ctx = spec, role, run
+    def __init__(self, spec: PipelineSpec, role: str) -> None:
+        self.spec, self.role = spec, role
 
     def run(self, phase, state: RunState, run: RunContext) -> Step:
         from agents import AGENTS
@@ -146,7 +146,7 @@ def make_graph(config: dict | None = None):
     for index, (phase, role) in enumerate(order):
         name = phase.node(role)
         last = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _given(run, _node(phase, role, _PerStep(spec, role, run), 1, last, None, None)))
+        graph.add_node(name, _given(run, _node(phase, role, _PerStep(spec, role), 1, last, None, None)))
         graph.add_edge(previous, name)
         previous = name
     graph.add_edge(previous, END)

@@ -387,9 +387,6 @@ class Workspace:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
         self._clean = False
 
-    def is_clean(self) -> bool:
-        return not self.repo.git.status("--porcelain", "--untracked-files=all", "--ignored=matching").strip()
-
     # -- commits ---------------------------------------------------------
     def stage(self, files: list[str]) -> list[Staged]:
         """Stage ``files`` (even ones .gitignore hides) plus any other edit; what a commit would record.

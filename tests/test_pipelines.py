@@ -83,3 +83,13 @@ def test_a_run_that_failed_at_a_node_resumes_from_that_node(tmp_path, reports, m
     assert again.status == "completed"
     assert again.invocations[1].nodes == ["fix.reviewer", "fix.ops"]
     assert git(repo, "rev-list", "--count", f"main..{record.run.branch}") == "1"
+
+
+def test_pipeline_list_says_how_many_tasks_of_a_completed_run_failed(tmp_path, reports):
+    repo = make_repo(tmp_path / "repo", {"a.txt": "one  \n", "same.noop.txt": "x  \n"})
+    record = start_run(whitespace.PIPELINE, repo, reports)
+    assert record.status == "completed" and [c.status.value for c in record.changes] == ["committed", "failed"]
+    listed = cli("list", "--reports-dir", str(reports), env={**PLUGIN, "COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(record.run.run_id)]
+    assert "completed, 1 failed" in row

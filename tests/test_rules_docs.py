@@ -1,4 +1,4 @@
-"""docs/rules.md is generated from the registry and must not be stale."""
+"""docs/rules.md is generated from the rule pack and must not be stale."""
 
 from __future__ import annotations
 

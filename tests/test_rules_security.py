@@ -320,6 +320,26 @@ def test_se006_is_quiet_on_a_env_file_with_only_public_build_variables(tmp_path)
     assert codes(tmp_path, files, "SE006") == [("web/.env", 0)]
 
 
+def test_se006_is_quiet_on_a_file_the_context_s_dockerignore_excludes(tmp_path):
+    files = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n", "api/app.py": "", "api/.env": "KEY=1\n",
+             "api/.dockerignore": "**/.env\n",
+             "worker/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n", "worker/app.py": "", "worker/.env": "KEY=1\n"}
+    write(tmp_path, files)
+    assert [(f.file, f.message) for f in analyze(tmp_path) if f.rule == "SE006"] == [
+        ("worker/.env", "worker/.env is in build context worker and not excluded by a .dockerignore: "
+                        "sent to the builder, not copied")]
+
+
+def test_se006_is_cleared_by_the_dockerignore_the_context_fix_writes(tmp_path):
+    # SE006 has no fix of its own: the context's .dockerignore (CX001's fix) is the way out.
+    files = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY . .\n", "api/app.py": "", "api/.env": "KEY=1\n"}
+    assert codes(tmp_path, files, "SE006") == [("api/.env", 0)]
+    assert fixed(tmp_path, {}, "CX001") == {"api/.dockerignore": (
+        "# Written by the docker-optimization pipeline; every COPY still finds its sources.\n"
+        "**/.env\n")}
+    assert codes(tmp_path, {}, "SE006") == []
+
+
 def test_se006_reports_a_file_once_naming_every_context_that_sends_it(tmp_path):
     compose = ("services:\n"
                "  app:\n    build: ./app\n"

@@ -33,8 +33,8 @@ def _analyze(root, options: dict):
 
 
 def _rule_docs() -> dict[str, str]:
-    """Each registry rule's section of docs/rules.md (without its anchor), by code."""
-    from pipelines.docker_optimization import docs
+    """Each rule's section of docs/rules.md (without its anchor), by code."""
+    from engine.lint import docs
     from pipelines.docker_optimization.rules import load_all
 
     return {code: "\n".join(docs.section(rule)[2:]).strip() + "\n" for code, rule in load_all().items()}

@@ -304,11 +304,6 @@ def analyze_project(project: Project, select: set[str] | None = None) -> list[Fi
     return examine(project, select=select).findings
 
 
-def parse_errors(project: Project) -> list[Finding]:
-    """The findings about input that could not be analyzed (PX rules)."""
-    return examine(project, select={c for c in load_all() if c.startswith("PX")}).findings
-
-
 def _tree(root: Path | str | Tree) -> Tree:
     return DirTree(Path(root)) if isinstance(root, (str, Path)) else root
 

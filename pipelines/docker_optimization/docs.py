@@ -16,8 +16,10 @@ from pipelines.docker_optimization.rules import pack
 
 HEADER = """# Rules
 
-Generated from the rule registry by `python -m pipelines.docker_optimization.docs > docs/rules.md`;
-do not edit by hand (a test fails when this file is stale).
+Generated from the pipeline's rule pack (an `engine.lint.RulePack` of the modules in
+`pipelines/docker_optimization/rules/`: each rule's docstring and metadata) by
+`python -m pipelines.docker_optimization.docs > docs/rules.md`; do not edit by hand (a test fails when
+this file is stale).
 
 `pipeline analyze` runs every rule below; `pipeline run docker-optimization` also applies the fixes
 (safe ones by default, unsafe ones with `--unsafe-fixes`).

@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
 )
-from engine.domain import Declined, FixError
+from engine.domain import Declined, DomainBase, FixError
 from engine.gates import delta_gate
 from engine.tree import DirTree, GitTree, Tree, changed_paths
 from engine.redact import mask
@@ -22,7 +22,7 @@ from pipelines.docker_optimization.rules import pack
 from pipelines.docker_optimization.rules.security import users_naming_groups
 
 
-class DockerDomain:
+class DockerDomain(DomainBase):
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
         self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
@@ -60,6 +60,12 @@ class DockerDomain:
         while len(self._projects) > 4:
             self._projects.pop(next(iter(self._projects))).tree.close()
         return found
+
+    def _option(self, name: str):
+        """The typed value of the pipeline's declared option ``name`` in this run (its default without a run)."""
+        from pipelines.docker_optimization import PIPELINE
+
+        return PIPELINE.option(self.run.options if self.run is not None else {}, name)
 
     # -- analyst ---------------------------------------------------------
     def analyze(self, root: Path | Tree, thorough: bool = False) -> list[Finding]:
@@ -264,7 +270,7 @@ class DockerDomain:
                        else f"context {ctx.dir} inferred: no compose file builds {ctx.dockerfile}")
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
-            if not broken and self.run and self.run.options.get("verify_builds") == "1":
+            if not broken and self._option("verify_builds"):
                 from pipelines.docker_optimization.ops.builds import compose_options
 
                 for options in compose_options(ctx):   # each target / build args compose builds it with
@@ -409,7 +415,7 @@ class DockerDomain:
     def _check_gate(self, project: Project, path: str, base: Tree) -> Gate | None:
         """``docker build --check`` (BuildKit's build checks) under ``--verify-builds`` (it may resolve base
         images); "not verified" without an engine or where the engine's builder doesn't support it."""
-        if not (self.run and self.run.options.get("verify_builds") == "1"):
+        if not self._option("verify_builds"):
             return None
         name = f"{path} passes BuildKit's build checks (docker build --check)"
         if not self._engine().ok:
@@ -455,7 +461,8 @@ class DockerDomain:
     # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         figures = self._static_figures(phase, base, head)
-        if self.run and phase == self.run.phases[-1] and self.run.options.get("builds", "off") != "off":
+        # A run started from Python without "builds" (the CLI always records it) never builds unasked.
+        if self.run and phase == self.run.phases[-1] and "builds" in self.run.options and self._option("builds") != "off":
             figures += self._build_figures(phase, base, head)
         return figures
 
@@ -474,10 +481,8 @@ class DockerDomain:
 
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
-        repeats = int(self.run.options.get("build_repeats", "3") or 3)
-        budget, jobs = self.run.options.get("build_budget"), self.run.options.get("build_jobs")
-        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds, repeats,
-                                float(budget) if budget else None, int(jobs) if jobs else None)
+        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds,
+                                self._option("build_repeats"), self._option("build_budget"), self._option("build_jobs"))
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)

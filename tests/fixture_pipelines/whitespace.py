@@ -18,7 +18,7 @@ from typing import Iterable
 from engine.artifacts import (
     Applicability, Category, Design, Finding, Measurement, Method, Plan, Severity, Task, short_hash,
 )
-from engine.domain import Declined
+from engine.domain import Declined, DomainBase
 from engine.lint import Fix, Hit, RulePack, rule, runner
 from engine.spec import Option, Phase, PipelineSpec
 from engine.tree import DirTree
@@ -76,7 +76,7 @@ def pack() -> RulePack:
                     targets={"file": ("file",)})
 
 
-class WhitespaceDomain:
+class WhitespaceDomain(DomainBase):
     def __init__(self, run) -> None:
         self.run = run
 
@@ -110,9 +110,6 @@ class WhitespaceDomain:
         for path, text in written.items():
             (Path(getattr(root, "root", root)) / path).write_text(text)
         return sorted(written)
-
-    def review(self, task, change, root, base, design):
-        return []
 
     def measure(self, phase, base, head, design):
         return [Measurement(name="txt files", subject="repo", phase=phase, method=Method.computed,

@@ -17,7 +17,6 @@ sorted, in one last level so every service still appears exactly once.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from dataclasses import dataclass, field
 
@@ -116,9 +115,6 @@ class BuildGraph:
 
     def build_deps(self, service: str) -> list[Edge]:
         return [e for e in self.edges if e.service == service]
-
-    def level_of(self, service: str) -> int:
-        return next((i for i, level in enumerate(self.levels) if service in level), -1)
 
 
 def _depends_on(data: dict) -> tuple[str, ...]:
@@ -327,13 +323,6 @@ def primary_compose(project: Project) -> str:
 def bake_name(service: str) -> str:
     """A bake target name for a compose service (bake allows letters, digits, ``_`` and ``-``)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", service)
-
-
-def relative_dockerfile(build: BuildSpec) -> str:
-    """The Dockerfile path relative to the build context, as bake and ``docker build -f`` expect."""
-    if "://" in build.context or build.context.startswith("git@"):
-        return posixpath.basename(build.dockerfile) or "Dockerfile"
-    return posixpath.relpath(build.dockerfile, build.context)
 
 
 def build_order_summary(project: Project) -> list[str]:

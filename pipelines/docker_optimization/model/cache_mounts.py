@@ -389,15 +389,6 @@ def apt_problems(run: Run, mounts: list[tuple[str, dict[str, str]]]) -> list[Pro
     return out
 
 
-def pip_cache_mount(ins: Instruction) -> dict[str, str] | None:
-    """The RUN's cache mount that holds root's pip cache, if any (used by the layers fixes)."""
-    return next((o for _, o in cache_mounts(ins) if covers(target_of(o), PIP.dir)), None)
-
-
-def pip_runs(df: Dockerfile) -> Iterable[Instruction]:
-    return (i for i in df.of("RUN") if PIP_INSTALL.search(script(i)))
-
-
 def cache_runs(df: Dockerfile) -> Iterable[Run]:
     """Every RUN of the Dockerfile, read for its caches."""
     return (run_of(df, i) for i in df.of("RUN"))

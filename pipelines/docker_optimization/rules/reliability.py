@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `p
 HEALTHCHECK_TOOL_FIX = Fix("healthcheck-tool")
 
 
-HTTP_TOOLS = ("curl", "wget")
 # curl/wget as a program (also /usr/bin/curl), not inside a word or a URL.
 TOOL_WORD = re.compile(r"(?<![\w./-])(?:/[\w./-]*/)?(curl|wget)(?![\w.-])")
 # Errors a RUN throws away: (pattern, what it does).
