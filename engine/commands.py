@@ -364,7 +364,7 @@ def run(
         os_fail(error)
     except KeyboardInterrupt:
         progress.interrupted()
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
@@ -409,7 +409,7 @@ def resume(
         os_fail(error)
     except KeyboardInterrupt:
         progress.interrupted(run_id)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
@@ -608,7 +608,7 @@ def mcp(reports_dir: Optional[Path] = REPORTS_DIR,
     try:
         serve(reports_dir, pipeline)
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 @app.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -47,7 +47,7 @@ def validate_repo(path: Path) -> Path:
         if repo.bare:
             raise RepoError(f"{path} is a bare repository; clone it (`git clone {path} work`) and pass the clone with --repo")
         try:
-            repo.head.commit
+            _ = repo.head.commit   # raises ValueError on a repository without commits
         except ValueError:
             raise RepoError(f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)") from None
         if "pipeline" in {h.name for h in repo.heads}:

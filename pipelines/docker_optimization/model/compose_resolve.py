@@ -408,7 +408,7 @@ class Resolver:
             compose = self.read(path)
             if compose is None or compose.error:
                 continue
-            for name, svc in compose.services.items():
+            for name in compose.services:
                 layer = self._service(path, str(name), directory, env, env_file, ())
                 if layer is not None:
                     old = model.get(str(name))

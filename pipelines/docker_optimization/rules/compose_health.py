@@ -326,7 +326,7 @@ def wait_for_healthy_dependencies(project: Project, task: Task, design: Design) 
     for dep in waits:
         healthy.setdefault(dep.service, set()).add(dep.on)
     done: set[int] = set()
-    for name, deps in healthy.items():
+    for name in healthy:
         svc = services[name]
         node = svc["depends_on"]
         if id(node) in done:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import (
     COPY_PREFIX,
@@ -149,7 +149,8 @@ def _set_flags(prefix: str, flags: list[tuple[str, str]]) -> str:
     for name, value in flags:
         pattern = re.compile(rf"(?<!\S)--{name}=\S+")
         if pattern.search(prefix):
-            prefix = pattern.sub(lambda m: f"--{name}={value}", prefix, count=1)
+            # a function, not a template: the value is taken literally (no backslash escapes)
+            prefix = pattern.sub(lambda m, flag=f"--{name}={value}": flag, prefix, count=1)
         else:
             added.append(f"--{name}={value}")
     return add_flags(prefix, added)

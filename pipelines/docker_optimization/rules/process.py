@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import yaml
 
 from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization.model import yaml_lines
 from pipelines.docker_optimization.model.buildgraph import build_graph
 from pipelines.docker_optimization.model.project import Project
