@@ -17,7 +17,10 @@ import stat
 import subprocess
 import weakref
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Protocol
+
+if TYPE_CHECKING:
+    from engine.aside import Aside
 
 
 class Tree(Protocol):
@@ -47,7 +50,7 @@ class DirTree:
         self._files: dict[str, int] | None = None
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
-        self._aside = None   # an engine.aside.Aside while the walk runs in a child
+        self._aside: Aside | None = None   # while the walk runs in a child
         self.commit = ""     # set by the workspace: the commit this checkout is known to be clean at
 
     @classmethod
