@@ -53,6 +53,7 @@ def validate_repo(path: Path) -> Path:
         if "pipeline" in {h.name for h in repo.heads}:
             raise RepoError(f"{path} has a branch named `pipeline`, which leaves no room for the run branches "
                             f"pipeline/<run-id>; rename it (`git branch -m pipeline pipeline-branch`) and retry")
+        assert repo.working_tree_dir is not None   # not bare (refused above)
         return Path(repo.working_tree_dir).resolve()
     finally:
         repo.close()
