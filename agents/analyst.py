@@ -16,7 +16,7 @@ from pathlib import Path
 from agents.base import Agent
 from engine.artifacts import Finding, RunContext, RunState, Severity, Step
 from engine.spec import Phase
-from engine.tools import tools_note
+from engine.tools import Tool, tools_note
 
 
 # At most this many model findings per run: each may become a model edit, a call and a commit to review.
@@ -75,12 +75,14 @@ class Analyst(Agent):
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:
         from engine.llm import ModelFindings
 
-        files = getattr(self.ctx.domain, "llm_context", lambda root: {})(self.ws.path)
-        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, findings)
-        answer, why = self.ctx.llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
+        llm = self.ctx.llm
+        assert llm is not None   # asked in LLM mode only
+        files: dict[str, str] = getattr(self.ctx.domain, "llm_context", lambda root: {})(self.ws.path)
+        tools: list[Tool] = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, findings)
+        answer, why = llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
                                                                            "tools": bool(tools)}, ModelFindings,
                                        tools=tools)
-        used = tools_note(self.ctx.llm.toolbox)
+        used = tools_note(llm.toolbox)
         if answer is None:
             return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone" + (
                 f"; {used}" if used else "")

@@ -8,12 +8,14 @@ does not apply here (``Declined``) is a declined task, with why and what a perso
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task
 from engine.domain import AlreadyResolved, Declined, FixError
 from engine.edits import confinement_problems
 from engine.spec import Phase
-from engine.tools import tools_note
+from engine.tools import Tool, tools_note
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
 
 
@@ -21,6 +23,7 @@ class TaskCommitter(Agent):
     """Runs one task's fix on the workspace's head and commits it (the implementer's work; the reviewer's redo)."""
 
     needs_workspace = True
+    _tools_used = ""   # what the model's last edit looked at through the tools (model_edit)
 
     def apply_and_commit(self, task: Task, state: RunState, run: RunContext, notes: tuple[str, ...] = ()) -> Change:
         """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
@@ -45,10 +48,10 @@ class TaskCommitter(Agent):
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="refused before commit: " + "; ".join(refused), files=sorted(set(files)))
-        notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
+        noted = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
-        if task.fix == "llm" and getattr(self, "_tools_used", ""):
-            notes.append(self._tools_used)
+        if task.fix == "llm" and self._tools_used:
+            noted.append(self._tools_used)
         message, trailers = self._message(task), self._trailers(task, run.run_id)
         if task.fix == "llm" and self.ctx.llm is not None:
             from engine.edits import provenance
@@ -57,11 +60,11 @@ class TaskCommitter(Agent):
         sha = ws.commit(files, message, trailers, staged=staged)
         if sha is None and task.fix == "llm":   # the model wrote the file back as it was: its answer, not a break
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.declined,
-                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=notes)
+                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=noted)
         if sha is None:   # a deterministic fix that writes nothing is a bug
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
-                          reason="the fix produced no change", notes=notes)
-        return self._committed(task, sha, notes)
+                          reason="the fix produced no change", notes=noted)
+        return self._committed(task, sha, noted)
 
     def model_edit(self, task: Task, state: RunState, run: RunContext) -> list[str]:
         """Ask the model for an edit of the task's file; write it only inside the repository, only to the
@@ -84,7 +87,7 @@ class TaskCommitter(Agent):
         path = self.ws.path / task.file
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
         finding = next(f for f in state.findings if f.id in task.finding_ids)
-        tools = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state.findings)
+        tools: list[Tool] = getattr(self.ctx.domain, "llm_tools", lambda root, findings: [])(self.ws.path, state.findings)
         answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text,
                                                                         "tools": bool(tools)}, ModelEdit, tools=tools)
         self._tools_used = tools_note(self.ctx.llm.toolbox)
@@ -93,7 +96,8 @@ class TaskCommitter(Agent):
         self._rationale = answer.rationale
         written = apply_edit(self.ws.path, answer.file, answer.content, answer.diff, redactor=self.ctx.llm.redact,
                              allowed=task.allowed_files)
-        risky = getattr(self.ctx.domain, "edit_risks", lambda path, before, after: [])
+        risky: Callable[[str, str | None, str | None], list[str]] = getattr(
+            self.ctx.domain, "edit_risks", lambda path, before, after: [])
         risks = [r for f in written for r in risky(f, self._at_head(f), self._now(f))]
         if risks and run.options.get("unsafe_fixes") != "1":
             raise FixError("refused: the model's edit is unsafe (" + "; ".join(risks) + "); only with --unsafe-fixes")

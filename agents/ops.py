@@ -18,6 +18,6 @@ class Ops(Agent):
             figures = self.ctx.domain.measure(phase.name, base, head, state.design)
             # What the summary counts: the branch head analyzed as `pipeline analyze` would, after this phase.
             head_findings = self.ctx.domain.analyze(head, thorough=True)
-            notes = getattr(self.ctx.domain, "phase_notes", lambda *_: [])(phase.name, head)
+            notes: list[str] = getattr(self.ctx.domain, "phase_notes", lambda *_: [])(phase.name, head)
         return Step(state.model_copy(update={"measurements": replace_phase(state.measurements, phase.name, figures),
                                              "head_findings": head_findings}), f"{len(figures)} figures", notes)
