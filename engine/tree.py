@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 class Tree(Protocol):
     label: str
+    commit: str   # the commit the tree is known to hold; "" when none is known
 
     def files(self) -> dict[str, int]:
         """Relative POSIX path -> size in bytes, for every regular file."""

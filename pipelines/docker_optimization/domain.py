@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
@@ -18,7 +19,7 @@ from pipelines.docker_optimization.model import buildgraph, compose as compose_m
 from pipelines.docker_optimization.review import model_edits, validate
 from pipelines.docker_optimization.ops.measure import measure_contexts
 from pipelines.docker_optimization.model.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import pack
+from pipelines.docker_optimization.rules import Fix, pack
 from pipelines.docker_optimization.rules.security import users_naming_groups
 
 
@@ -117,8 +118,8 @@ class DockerDomain:
         from pipelines.docker_optimization.hadolint import SAME_AS
 
         codes = [c for r in rules for c in (r, *SAME_AS.get(r, ()))]
-        rules = pack()
-        unsafe = any(rules[c].safety is Applicability.unsafe for c in codes if c in rules)
+        packed = pack()
+        unsafe = any(packed[c].safety is Applicability.unsafe for c in codes if c in packed)
         return Applicability.unsafe if unsafe else Applicability.safe
 
     model_may_edit = staticmethod(model_edits.model_may_edit)
@@ -133,7 +134,7 @@ class DockerDomain:
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
-        contexts = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
+        contexts: list[dict[str, Any]] = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
                     for c in project.contexts]
         notes = [f"build context {c['dir']} builds {c['dockerfile']}"
                  + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
@@ -147,10 +148,10 @@ class DockerDomain:
     # -- implementer -----------------------------------------------------
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
         fix = self.rules.fixes().get(task.fix)
-        if fix is None:
+        if fix is None or fix.apply is None:
             raise FixError(f"no fix named {task.fix}")
         project = self._project(root)
-        root = project.tree.root
+        root = _dir_tree(project).root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -171,7 +172,7 @@ class DockerDomain:
         if not tree.commit:
             return Project(tree)
         last = self._last_project
-        if last is not None and last[1].tree.root == tree.root:
+        if last is not None and _dir_tree(last[1]).root == tree.root:
             if last[0] == tree.commit:
                 return last[1]
             project = last[1].updated(tree, changed_paths(tree.root, last[0], tree.commit))
@@ -189,10 +190,10 @@ class DockerDomain:
         change is reported as such and never reverts it.
         """
         project = self._project(root)
-        root = project.tree.root
+        root = _dir_tree(project).root
         parent = _Lazy(lambda: Project(base))
         gates: list[Gate] = []
-        touched_contexts = set()
+        touched_contexts: set[str] = set()
         for path in change.files:
             if is_dockerfile(path):
                 df = project.dockerfiles.get(path)
@@ -211,7 +212,7 @@ class DockerDomain:
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, project.tree, _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(path, text, _dir_tree(project), _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
@@ -337,11 +338,11 @@ class DockerDomain:
         ctx = next(iter(project.contexts_of(path)), None)
         if ctx is None:
             return None
-        warnings, why = _build_checks(project.tree.root, ctx.dir, path, None)
+        warnings, why = _build_checks(_dir_tree(project).root, ctx.dir, path, None)
         if why:
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {why}")
         before = _before_text(base, path)
-        return delta_gate(name, warnings, lambda: _build_checks(project.tree.root, ctx.dir, path, before)[0]
+        return delta_gate(name, warnings, lambda: _build_checks(_dir_tree(project).root, ctx.dir, path, before)[0]
                           if before else [], ok="no warnings")
 
     def _build_gate(self, root: Path, ctx) -> Gate:
@@ -364,7 +365,7 @@ class DockerDomain:
             before = None   # the change created the file: every problem in it is new
         parse_error = [after.error] if after is not None and after.error else [] if after else ["the file is gone"]
         gates = [delta_gate(f"{path} parses (YAML)", parse_error, [before.error] if before and before.error else [])]
-        if parse_error:
+        if parse_error or after is None:   # no file is a parse error too
             return gates
         errors = compose_mod.schema_errors(after.data)
         gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
@@ -376,8 +377,8 @@ class DockerDomain:
         if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
-        fixes = self.rules.fixes()
-        allowed = fixes[task.fix].compose_keys if task.fix in fixes else (("services", "*"),) if task.fix == "llm" else ()
+        fix = self.rules.fixes().get(task.fix)
+        allowed = fix.compose_keys if isinstance(fix, Fix) else (("services", "*"),) if task.fix == "llm" else ()
         stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
         gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
                           detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
@@ -404,6 +405,7 @@ class DockerDomain:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
         from pipelines.docker_optimization.ops.builds import changed_builds, changed_paths, measure_services
 
+        assert self.run is not None   # measure builds only in a run
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
         repeats = int(self.run.options.get("build_repeats", "3") or 3)
@@ -436,6 +438,12 @@ class DockerDomain:
             figures.append(figure(f"security findings ({severity})", pick(found_after),
                                   None if first else pick(found_before), scanned))
         return figures
+
+
+def _dir_tree(project: Project) -> DirTree:
+    """A checkout's project's tree (``_project`` makes it on a ``DirTree``)."""
+    assert isinstance(project.tree, DirTree)
+    return project.tree
 
 
 def _checkout(root: Path | DirTree) -> DirTree:

@@ -68,7 +68,7 @@ class Policy:
     """
 
     services: dict[str, dict[str, str]] = field(default_factory=dict)
-    dockerfiles: dict[str, dict[str, object]] = field(default_factory=dict)
+    dockerfiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 SERVICE_KEYS = ("cpus", "cpus_reservation")
