@@ -81,7 +81,7 @@ class Ignores:
 
     path: str = ""
     ignored: list[str] = field(default_factory=list)
-    per_file: list[tuple[str, re.Pattern[str], list[str]]] = field(default_factory=list)
+    per_file: list[tuple[str, re.Pattern[str] | linear.Re2Pattern, list[str]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     prefix: str = ""   # the analyzed directory, relative to the config's directory ("" when they are the same)
 

@@ -211,7 +211,8 @@ def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None
                 continue
             target = base / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(config_text if rel == config else (texts or {}).get(rel, ""), encoding="utf-8")
+            target.write_text(config_text if rel == config and config_text is not None else (texts or {}).get(rel, ""),
+                              encoding="utf-8")
         return _run(exe, paths, base, config)
 
 
@@ -388,6 +389,6 @@ def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
 
 def _int(value: object) -> int:
     try:
-        return int(value)   # type: ignore[arg-type]
+        return int(value) if isinstance(value, (int, float, str)) else 0
     except (TypeError, ValueError):
         return 0

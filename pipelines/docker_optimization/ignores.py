@@ -209,9 +209,10 @@ def find_config(files: Iterable[str], text: Callable[[str], str | None], root: P
         config.problems += here[1]
         return config
     top = _repository_root(root) if root is not None else None
-    if top is None:   # not in a repository: nothing above the analyzed directory is its configuration
+    if root is None or top is None:   # not in a repository: nothing above the analyzed directory is its configuration
         return Config()
-    directory, parts = root, []
+    directory: Path = root
+    parts: list[str] = []
     while directory != top and directory.parent != directory:
         parts.insert(0, directory.name)
         directory = directory.parent
