@@ -24,7 +24,7 @@ def _analyze(root, options: dict):
     # A subdirectory of a project whose configuration lies above it: analyze the project (its compose files
     # and contexts decide what the Dockerfiles here see) and report this directory's part, as from the root.
     project = project_root(Path(where).resolve()) if where is not None else None
-    if project is not None:
+    if project is not None and where is not None:   # a project is found only from a directory
         cache = results_cache.ResultsCache(project) if results_cache.enabled() else None
         return part_of(run_analysis(project, hadolint=hadolint, cache=cache),
                        Path(where).resolve().relative_to(project).as_posix())
@@ -34,7 +34,7 @@ def _analyze(root, options: dict):
 
 def _rule_docs() -> dict[str, str]:
     """Each registry rule's section of docs/rules.md (without its anchor), by code."""
-    from pipelines.docker_optimization import docs
+    from engine.lint import docs
     from pipelines.docker_optimization.rules import load_all
 
     return {code: "\n".join(docs.section(rule)[2:]).strip() + "\n" for code, rule in load_all().items()}
