@@ -37,6 +37,8 @@ def _described(text: str, **kw):
 
 
 NoteKind = Literal["input", "tool", "config", "rule-error"]
+IgnoredBy = Literal["pragma", "config"]
+ToolStatus = Literal["ran", "off", "skipped", "unavailable", "failed", "timeout"]
 
 
 @dataclass(kw_only=True)
@@ -57,7 +59,7 @@ class IgnoredFinding:
     __pydantic_config__ = _STRICT
 
     finding: Finding
-    by: Literal["pragma", "config"] = _described("an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
+    by: IgnoredBy = _described("an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
 
 
 @dataclass(kw_only=True)
@@ -66,7 +68,7 @@ class ToolRun:
 
     __pydantic_config__ = _STRICT
 
-    status: Literal["ran", "off", "skipped", "unavailable", "failed", "timeout"]
+    status: ToolStatus
     findings: int = 0
     duplicates_dropped: int = _described("results dropped because one of our rules says the same", default=0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from engine.aside import Aside
 from engine.finding import Finding
@@ -19,7 +19,7 @@ from engine.findings_output import Note, NoteKind
 from engine.lint.rules import Hit, Rule
 
 # (project, rule, memo) -> (key, target, file) for each target the rule runs on; memo is shared by one run.
-Targets = Callable[[object, Rule, dict], Iterable[tuple[str, object, str]]]
+Targets = Callable[[Any, Rule, dict], Iterable[tuple[str, object, str]]]   # Any: the pipeline's own project
 
 
 def finding(rule: Rule, hit: Hit, file: str) -> Finding:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.finding import Applicability, Category, Finding, Severity
+from engine.findings_output import ToolStatus
 
 CONFIG_NAMES = (".hadolint.yaml", ".hadolint.yml")
 TIMEOUT_BASE = 60.0          # seconds, plus TIMEOUT_PER_FILE for each Dockerfile
@@ -183,7 +184,7 @@ def binary() -> str | None:
 class Run:
     """What one hadolint run gave: its raw results and what to tell the user."""
 
-    status: str                        # "ran", "unavailable", "failed", "timeout", "skipped"
+    status: ToolStatus                 # "ran", "unavailable", "failed", "timeout", "skipped"
     results: list[dict] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)   # (file, message)
 
