@@ -65,7 +65,7 @@ def step_builds_with_cache(step: dict, project: Project) -> bool:
     with the cache, and the missing file is reported once, by BP001.
     """
     uses = str(step.get("uses") or "")
-    inputs = step.get("with") if isinstance(step.get("with"), dict) else {}
+    inputs = got if isinstance(got := step.get("with"), dict) else {}
     if uses.startswith("docker/build-push-action@"):
         return bool(GHA_CACHE.search(str(inputs.get("cache-from") or "")))
     if not (uses.startswith("docker/bake-action@") or BAKE_COMMAND.search(str(step.get("run") or ""))):
