@@ -85,7 +85,8 @@ def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], li
     memo = df.memo.setdefault("copies_by_dest", {})
     found: dict[str, tuple[list[int], list[Instruction]]] | None = memo.get(stage)
     if found is None:
-        found = memo[stage] = {}
+        found = {}
+        memo[stage] = found
         for c in df.in_stage(stage):
             if c.cmd in ("COPY", "ADD") and not is_heredoc(c) and len(c.value) >= 2:
                 lines, copies = found.setdefault(copy_dest(df, c), ([], []))
