@@ -75,12 +75,14 @@ class Analyst(Agent):
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:
         from engine.llm import ModelFindings
 
+        llm = self.ctx.llm
+        assert llm is not None   # asked in LLM mode only
         files = self.ctx.domain.llm_context(self.ws.path)
         tools = self.ctx.domain.llm_tools(self.ws.path, findings)
-        answer, why = self.ctx.llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
+        answer, why = llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
                                                                            "tools": bool(tools)}, ModelFindings,
                                        tools=tools)
-        used = tools_note(self.ctx.llm.toolbox)
+        used = tools_note(llm.toolbox)
         if answer is None:
             return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone" + (
                 f"; {used}" if used else "")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.artifacts import RunContext, RunState, Step
 from engine.domain import Domain
 from engine.spec import Phase
 from engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from engine.llm import LLM
 
 
 @dataclass
@@ -18,7 +22,7 @@ class AgentContext:
 
     run: RunContext
     domain: Domain
-    llm: object | None = None   # engine.llm.LLM in LLM mode; never built offline
+    llm: LLM | None = None   # in LLM mode; never built offline
 
     @property
     def worktree(self) -> Path:

@@ -8,6 +8,7 @@ does not apply here (``Declined``) is a declined task, with why and what a perso
 
 from __future__ import annotations
 
+
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task
 from engine.domain import AlreadyResolved, Declined, FixError
@@ -21,6 +22,7 @@ class TaskCommitter(Agent):
     """Runs one task's fix on the workspace's head and commits it (the implementer's work; the reviewer's redo)."""
 
     needs_workspace = True
+    _tools_used = ""   # what the model's last edit looked at through the tools (model_edit)
 
     def apply_and_commit(self, task: Task, state: RunState, run: RunContext, notes: tuple[str, ...] = ()) -> Change:
         """Run the task's fix on the current head and commit what it wrote (also how the reviewer re-applies)."""
@@ -45,10 +47,10 @@ class TaskCommitter(Agent):
             ws.reset_to(ws.head())
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
                           reason="refused before commit: " + "; ".join(refused), files=sorted(set(files)))
-        notes = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
+        noted = [*notes, *(f"{f} is ignored by the repository's .gitignore; committed with --force so the build sees it"
                            for f in ws.ignored(files))]
-        if task.fix == "llm" and getattr(self, "_tools_used", ""):
-            notes.append(self._tools_used)
+        if task.fix == "llm" and self._tools_used:
+            noted.append(self._tools_used)
         message, trailers = self._message(task), self._trailers(task, run.run_id)
         if task.fix == "llm" and self.ctx.llm is not None:
             from engine.edits import provenance
@@ -57,11 +59,11 @@ class TaskCommitter(Agent):
         sha = ws.commit(files, message, trailers, staged=staged)
         if sha is None and task.fix == "llm":   # the model wrote the file back as it was: its answer, not a break
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.declined,
-                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=notes)
+                          reason="the model's edit changes nothing", action=self._by_hand(task), notes=noted)
         if sha is None:   # a deterministic fix that writes nothing is a bug
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed,
-                          reason="the fix produced no change", notes=notes)
-        return self._committed(task, sha, notes)
+                          reason="the fix produced no change", notes=noted)
+        return self._committed(task, sha, noted)
 
     def model_edit(self, task: Task, state: RunState, run: RunContext) -> list[str]:
         """Ask the model for an edit of the task's file; write it only inside the repository, only to the

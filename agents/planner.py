@@ -50,16 +50,19 @@ class Planner(Agent):
         phase_for = self.ctx.domain.phase_for
         planned = {fid for t in plan.tasks for fid in t.finding_ids}
         groups: dict[tuple[str, str], list] = {}
+        phase_of: dict[str, str] = {}
         for f in findings:
-            if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or phase_for(f.file) not in phases:
+            at = phase_for(f.file)
+            if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or at is None or at not in phases:
                 continue
             groups.setdefault((f.rule, f.file), []).append(f)
+            phase_of[f.file] = at
         may_edit, strictest = self.ctx.domain.model_may_edit, self.ctx.domain.applicability_of
         candidates = sorted(((rule, file), items) for (rule, file), items in groups.items() if may_edit(file))
         candidates.sort(key=lambda c: expected_gain(c[1]), reverse=True)   # stable: rule, file among equals
         chosen, left = candidates[:MAX_MODEL_TASKS], candidates[MAX_MODEL_TASKS:]
         # A model edit works on the file as the deterministic fixes leave it: it needs them first.
-        extra = [Task(id=short_hash("llm", rule, file), phase=phase_for(file), title=f"Model edit for {rule} in {file}",
+        extra = [Task(id=short_hash("llm", rule, file), phase=phase_of[file], title=f"Model edit for {rule} in {file}",
                       rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items],
                       files=[file], applicability=strictest([rule]),
                       needs=[t.id for t in plan.tasks if t.file == file])
@@ -78,6 +81,7 @@ class Planner(Agent):
     def model_advice(self, phase: Phase, plan: Plan) -> tuple[Plan, str]:
         from engine.llm import PlanAdvice
 
+        assert self.ctx.llm is not None   # asked in LLM mode only
         answer, why = self.ctx.llm.ask(phase.name, self.role, "advice", {"tasks": plan.tasks}, PlanAdvice)
         if answer is None:
             return plan, f"model: the planner's part failed ({why}); the deterministic order stands"

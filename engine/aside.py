@@ -17,12 +17,13 @@ import marshal
 import os
 import threading
 from collections.abc import Callable
+from typing import Any
 
 ENABLED = hasattr(os, "fork")   # tests turn it off to compare with the one-process answer
 
 
 class Aside:
-    def __init__(self, work: Callable[[], object]) -> None:
+    def __init__(self, work: Callable[[], Any]) -> None:   # its answer must be marshal-able
         self._child: tuple[int, int] | None = None
         if not ENABLED or threading.active_count() > 1:
             return
@@ -50,7 +51,7 @@ class Aside:
     def running(self) -> bool:
         return self._child is not None
 
-    def result(self) -> object | None:
+    def result(self) -> Any:
         """The child's answer; None when there was no child or it failed (the child is reaped either way)."""
         if self._child is None:
             return None

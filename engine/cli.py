@@ -44,13 +44,14 @@ def _invoke(app, args: list[str]) -> int:
         sys.stderr.write("interrupted\n")
         return 130
     except Exception as error:
-        if not (hasattr(error, "format_message") and isinstance(getattr(error, "exit_code", None), int)):
+        exit_code = getattr(error, "exit_code", None)
+        if not (hasattr(error, "format_message") and isinstance(exit_code, int)):
             raise   # not a click usage error: a bug, shown with its traceback
         ctx = getattr(error, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
         if error.format_message().strip():   # `pipeline` alone printed its help, and has nothing to add
             sys.stderr.write(f"error: {error.format_message()}{where}\n")
-        return error.exit_code
+        return exit_code
     return code if isinstance(code, int) else 0
 
 

@@ -22,12 +22,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperCommand
+
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.")
@@ -124,7 +127,7 @@ class Progress:
         self.total, self.done = total, 0
         self.phase = ""
         self.run_id = ""
-        self.live = None
+        self.live: Bar | None = None
         self.beat: threading.Event | None = None
 
     def __call__(self, kind: str, **data) -> None:
@@ -253,7 +256,7 @@ def _option_params(spec) -> list:
             annotations[name] = Optional[str]
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=annotations[name]))
-    options.__signature__ = inspect.Signature(params)
+    options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # typer reads it
     options.__annotations__ = annotations
     holder = typer.Typer()
     holder.command()(options)
@@ -364,7 +367,7 @@ def run(
         os_fail(error)
     except KeyboardInterrupt:
         progress.interrupted()
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
@@ -409,7 +412,7 @@ def resume(
         os_fail(error)
     except KeyboardInterrupt:
         progress.interrupted(run_id)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
@@ -608,7 +611,7 @@ def mcp(reports_dir: Optional[Path] = REPORTS_DIR,
     try:
         serve(reports_dir, pipeline)
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 @app.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

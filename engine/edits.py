@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class Staged:
     old_path: str = ""
 
 
-def confinement_problems(staged: list[Staged], allowed: list[str], executable: list[str] = ()) -> list[str]:
+def confinement_problems(staged: list[Staged], allowed: list[str], executable: Collection[str] = ()) -> list[str]:
     """Why a commit of ``staged`` may not be made by a task that may change only ``allowed``; [] when it may.
 
     Example: a task for ``app/build.cfg`` whose fix also wrote ``app/main.py`` gets

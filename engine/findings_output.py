@@ -36,13 +36,18 @@ def _described(text: str, **kw):
     return field(metadata={"description": text}, **kw)
 
 
+NoteKind = Literal["input", "tool", "config", "rule-error"]
+IgnoredBy = Literal["pragma", "config"]
+ToolStatus = Literal["ran", "off", "skipped", "unavailable", "failed", "timeout"]
+
+
 @dataclass(kw_only=True)
 class Note:
     """Something the user should know that is not a finding."""
 
     __pydantic_config__ = _STRICT
 
-    kind: Literal["input", "tool", "config", "rule-error"] = _described(
+    kind: NoteKind = _described(
         "input: a file that could not be read as is; tool: a second-opinion tool; "
         "config: the repository's configuration; rule-error: a rule failed (a bug, please report)")
     message: str
@@ -54,7 +59,7 @@ class IgnoredFinding:
     __pydantic_config__ = _STRICT
 
     finding: Finding
-    by: Literal["pragma", "config"] = _described("an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
+    by: IgnoredBy = _described("an inline `# pipeline ignore=` pragma, or .pipeline.yaml")
 
 
 @dataclass(kw_only=True)
@@ -63,7 +68,7 @@ class ToolRun:
 
     __pydantic_config__ = _STRICT
 
-    status: Literal["ran", "off", "skipped", "unavailable", "failed", "timeout"]
+    status: ToolStatus
     findings: int = 0
     duplicates_dropped: int = _described("results dropped because one of our rules says the same", default=0)
 
@@ -139,7 +144,7 @@ def json_schema() -> dict:
             continue
         written = cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")  # not dataclass's own
         if written and cls is not Finding:
-            target["description"] = " ".join(cls.__doc__.split())
+            target["description"] = " ".join((cls.__doc__ or "").split())
         elif not written:
             target.pop("description", None)
         for f in dataclasses.fields(cls):

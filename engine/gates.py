@@ -22,9 +22,11 @@ from engine.artifacts import Finding, Gate, Task
 ALREADY = "already present before this change: "
 
 
-def delta_gate(name: str, after: Iterable[str], before: Callable[[], Iterable[str]] | Iterable[str],
+def delta_gate(name: str, after: Iterable[str], before: Callable[..., Iterable[str]] | Iterable[str],
                ok: str = "", shown: int = 5) -> Gate:
     """A gate over the problems ``after`` the change; ``before`` (called only when needed) gives the parent's.
+
+    ``before`` is called with no arguments (``Callable[...]``: a lambda that binds loop variables as defaults).
 
     Example: ``delta_gate("COPY sources", ["x missing"], lambda: ["x missing"])``
     passes with ``already="already present before this change: x missing"``.

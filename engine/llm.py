@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,6 +54,9 @@ from engine.llm_budget import TOOL_ROUND, BudgetExhausted, Ledger, spent
 from engine.redact import Redactor
 from engine.telemetry import span
 from engine.tools import DEFAULT_TOOL_MAX_CHARS, DEFAULT_TOOL_ROUNDS, Tool, Toolbox
+
+if TYPE_CHECKING:
+    from openai.types.chat.completion_create_params import ResponseFormat
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -252,7 +255,7 @@ class LLM:
                                  limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
         # max_retries=0: the retries are ours, so each is budget-checked and written to the ledger.
         self.client = openai.OpenAI(api_key=config.api_key or "not-needed", base_url=config.base_url,
-                                    http_client=self.http, max_retries=0)
+                                    http_client=self.http, max_retries=0)  # type: ignore[arg-type]  # openai>=3 types it httpx2.Client, takes an httpx.Client too
         self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_prompts_root())),
                                             undefined=jinja2.StrictUndefined, autoescape=False,
                                             keep_trailing_newline=True)
@@ -440,7 +443,7 @@ class LLM:
                        f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema))] + messages[1:]
         return self._create(hinted, {"type": "json_object"}, tools)
 
-    def _create(self, messages, response_format: dict, tools: dict | None = None):
+    def _create(self, messages, response_format: ResponseFormat, tools: dict | None = None):
         """One request, retried here (never by the SDK) so that every attempt is budget-checked and recorded."""
         if self.down:
             raise ModelUnavailable(f"not asked: the model is down ({self.down})")
@@ -456,9 +459,10 @@ class LLM:
             cap = self._output_cap()
             try:
                 with span(f"chat {self.config.model}", **self._span_attributes(cap)) as traced:
+                    extra: dict[str, Any] = {**(tools or {}), self.token_param: cap}
                     response = self.client.chat.completions.create(
                         model=self.config.model, messages=messages, response_format=response_format, temperature=0,
-                        timeout=timeout, **(tools or {}), **{self.token_param: cap})
+                        timeout=timeout, **extra)
                     _traced_response(traced, response)
             except openai.BadRequestError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])

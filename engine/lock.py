@@ -18,6 +18,10 @@ import fcntl
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.procs import Guard
 
 
 class Locked(Exception):
@@ -36,7 +40,7 @@ class RepoLock:
         self.run_id = run_id
         self.held = False
         self._fd: int | None = None
-        self._guard = None
+        self._guard: Guard | None = None
 
     def acquire(self) -> "RepoLock":
         for _ in range(5):

@@ -73,8 +73,9 @@ class Tools:
         from engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
 
         try:
-            if name or self.pipeline:
-                return find_pipeline(name or self.pipeline)
+            chosen = name or self.pipeline
+            if chosen:
+                return find_pipeline(chosen)
             installed = loaded_pipelines()
         except PipelineLookupError as error:
             raise ToolError(str(error)) from None

@@ -8,17 +8,18 @@ report is a number about the user's builds.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.artifacts import Change, ChangeStatus, Finding, Measurement, RunRecord
 from engine.llm_budget import tool_rounds
 
 
-def _esc(text: str) -> str:
+def _esc(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def table(headers: list[str], rows: list[list[object]]) -> str:
+def table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:
     if not rows:
         return "_none_\n"
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -206,7 +207,8 @@ def branch_findings(record: RunRecord) -> BranchFindings | None:
     pool: dict[str, list[Finding]] = defaultdict(list)
     for f in base:
         pool[f.fingerprint].append(f)
-    left, unmatched = [], []
+    left: list[Finding] = []
+    unmatched: list[Finding] = []
     for f in record.head_findings:
         (left if pool[f.fingerprint] and pool[f.fingerprint].pop() else unmatched).append(f)
     # Second pass: an edited line changes a finding's evidence; the same rule still firing in the
@@ -214,7 +216,7 @@ def branch_findings(record: RunRecord) -> BranchFindings | None:
     rest: dict[tuple[str, str], list[Finding]] = defaultdict(list)
     for f in (f for items in pool.values() for f in items):
         rest[(f.rule, f.file)].append(f)
-    new = []
+    new: list[Finding] = []
     for f in unmatched:
         (left if rest[(f.rule, f.file)] and rest[(f.rule, f.file)].pop() else new).append(f)
     fixed = [f for items in rest.values() for f in items]
@@ -310,9 +312,9 @@ def render_summary(record: RunRecord) -> str:
     out += summary_figures(final) if final else ["No figures were computed or measured.\n"]
     if record.usage:
         out += ["## Model usage", "", usage_table(record), ""]
-        models = {}
-        for c in record.llm_calls:   # every request, from the run's call ledger
-            models[(c.model, c.endpoint)] = models.get((c.model, c.endpoint), 0) + (c.outcome != "cached" and not c.outcome.startswith("gave up"))
+        models: dict[tuple[str, str], int] = {}
+        for call in record.llm_calls:   # every request, from the run's call ledger
+            models[(call.model, call.endpoint)] = models.get((call.model, call.endpoint), 0) + (call.outcome != "cached" and not call.outcome.startswith("gave up"))
         if models:
             out += ["Models: " + "; ".join(f"{m} at {e} ({n} requests)" for (m, e), n in models.items()), ""]
         rounds = tool_rounds(record.llm_calls)
@@ -352,11 +354,11 @@ class _OpenReasons:
     """
 
     def __init__(self, record: RunRecord) -> None:
-        self.twins = {}
+        self.twins: dict[str, Finding] = {}
         for f in record.findings:
             self.twins.setdefault(f.fingerprint, f)
         self.task_of = {fid: t for t in record.plan.tasks for fid in t.finding_ids}
-        self.change_of = {}
+        self.change_of: dict[str, Change] = {}
         for c in record.changes:
             self.change_of.setdefault(c.task_id, c)
 

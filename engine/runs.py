@@ -19,13 +19,16 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Literal
 
 from engine.artifacts import RECORD_SCHEMA, ChangeStatus, Invocation, PhaseReport, RunContext, RunRecord, RunState, now
 from engine.spec import PipelineSpec
 from engine.gitenv import git_env
 from engine.lock import Locked, RepoLock
 from engine.workspace import RUN_ID, RepoError, Workspace, git_common_dir, validate_repo, verify_own_worktree
+
+if TYPE_CHECKING:
+    from engine.redact import Redactor
 
 
 class UsageError(Exception):
@@ -239,7 +242,7 @@ def select_phases(spec: PipelineSpec, requested: list[str] | None) -> list[str]:
 
 def check_llm_options(options: dict[str, str] | None) -> None:
     """LLM options that can't work (no key, a --max-cost without a price) are refused before anything starts."""
-    if (options or {}).get("llm") != "1":
+    if not options or options.get("llm") != "1":
         return
     from engine.llm import LLMConfig, LLMSetupError
 
@@ -385,7 +388,7 @@ def initial_state(record: RunRecord) -> RunState:
     return RunState(phases=record.phases, head_commit=record.run.base_commit)
 
 
-def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path, run_id: str, phase: str | None = None,
+def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path | None, run_id: str, phase: str | None = None,
                on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False,
                state: str | None = None, repo: Path | None = None) -> RunRecord:
     """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost).
@@ -500,7 +503,7 @@ class Runner:
         self.store = store
         self.outer_events = on_event
         self.llm = None
-        self.redactor = None
+        self.redactor: Redactor | None = None   # opened by execute, before the model client
 
     def on_event(self, kind: str, **data) -> None:
         self.outer_events(kind, **data)
@@ -518,13 +521,14 @@ class Runner:
             config = LLMConfig.from_options(run.options)
         except LLMSetupError as err:
             raise UsageError(str(err)) from None
+        assert self.redactor is not None
         return stack.enter_context(LLM(config, self.paths.root / "llm-cache", self.spec.name, self.redactor,
                                        run_dir=self.paths.root, notify=self.on_event))
 
-    def _open_redactor(self, run: RunContext):
+    def _open_redactor(self, run: RunContext) -> Redactor:
         return run_redactor(run, self.paths)
 
-    def execute(self, kind: str, state: RunState | None, from_phase: str | None = None) -> RunRecord:
+    def execute(self, kind: Literal["run", "resume"], state: RunState | None, from_phase: str | None = None) -> RunRecord:
         from agents import AGENTS
         from agents.base import AgentContext
         from engine.checkpoint import Checkpoints
@@ -555,17 +559,18 @@ class Runner:
             agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain, llm))) for role in sorted(roles)}
             graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
                                 llm=llm)
-            start_config = config
+            start_config: dict = config
             if kind == "resume" and from_phase is None and not graph.get_state(config).values:
                 state = initial_state(record)   # killed before the graph's first checkpoint: start it afresh
             elif kind == "resume":
-                start_config = self._resume_point(graph, config, from_phase)
-                if start_config is None:
+                resume_at = self._resume_point(graph, config, from_phase)
+                if resume_at is None:
                     invocation.outcome = "nothing to do: the run had finished"
                     invocation.finished = now()
                     record.status = "completed"
                     self._finish(graph, config)
                     return record
+                start_config = resume_at
             start_config = self._moved(graph, start_config)
             record.status, record.error = "running", ""
             claim(record)
@@ -672,7 +677,7 @@ class Runner:
         self.on_event("run_end", record=self.record)
 
 
-def run_redactor(run: RunContext, paths: RunPaths):
+def run_redactor(run: RunContext, paths: RunPaths) -> Redactor:
     """The run's redactor: what run.json, the reports, traces and the model never see in clear."""
     from engine.redact import Redactor, env_values, run_key
 

@@ -113,6 +113,14 @@ RUNS_TABLE = (
 SETUP_LOCK = 0x50495045  # "PIPE"
 
 
+def _one(cursor) -> dict:
+    """The row of a query that always returns one (a function call, an aggregate)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise StoreError("the database returned no row where one is always expected")
+    return row
+
+
 @contextmanager
 def _timed(operation: str):
     started = time.perf_counter()
@@ -160,7 +168,7 @@ class PostgresStore:
                 # Polled, not waited for: a session blocked in pg_advisory_lock is a running transaction, and
                 # LangGraph's migrations CREATE INDEX CONCURRENTLY, which waits for every running transaction
                 # to end: the holder and the waiters deadlock (measured by bench/parallel_runs.py at N = 4).
-                while not self.conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (SETUP_LOCK,)).fetchone()["got"]:
+                while not _one(self.conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (SETUP_LOCK,)))["got"]:
                     time.sleep(0.05)
                 try:
                     saver.setup()
@@ -172,13 +180,13 @@ class PostgresStore:
 
     def _ready(self, last_migration: int) -> bool:
         """The tables are there and LangGraph's migrations are all applied: nothing to set up (the usual case)."""
-        row = self.conn.execute(
+        row = _one(self.conn.execute(
             "SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
             "to_regclass('checkpoint_migrations') IS NOT NULL AS made"
-        ).fetchone()
+        ))
         if not row["made"]:
             return False
-        row = self.conn.execute("SELECT max(v) AS v FROM checkpoint_migrations").fetchone()
+        row = _one(self.conn.execute("SELECT max(v) AS v FROM checkpoint_migrations"))
         return row["v"] is not None and row["v"] >= last_migration
 
     def checkpointer(self, run_dir: Path):

@@ -31,13 +31,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 SCOPE = "agent-pipelines"
 
 
 @dataclass
 class _Active:
-    tracer: object
+    tracer: Tracer
     redact: Callable[[str], str]
 
 
@@ -107,7 +111,7 @@ def session(redact: Callable[[str], str] | None, notify: Callable[..., None] | N
         finish()
 
 
-def _tracer(notify) -> tuple[object | None, Callable[[], None]]:
+def _tracer(notify) -> tuple[Tracer | None, Callable[[], None]]:
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None, lambda: None
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
@@ -127,7 +131,7 @@ def _tracer(notify) -> tuple[object | None, Callable[[], None]]:
     return provider.get_tracer(SCOPE), (lambda: flush()) if callable(flush) else (lambda: None)
 
 
-def _exporting(names: list[str], notify) -> tuple[object | None, Callable[[], None]]:
+def _exporting(names: list[str], notify) -> tuple[Tracer | None, Callable[[], None]]:
     """A TracerProvider of our own with the exporters the environment names (the user's app's stays untouched)."""
     try:
         from opentelemetry.sdk.resources import Resource

@@ -17,11 +17,15 @@ import stat
 import subprocess
 import weakref
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import TYPE_CHECKING, Iterable, Protocol
+
+if TYPE_CHECKING:
+    from engine.aside import Aside
 
 
 class Tree(Protocol):
     label: str
+    commit: str   # the commit the tree is known to hold; "" when none is known
 
     def files(self) -> dict[str, int]:
         """Relative POSIX path -> size in bytes, for every regular file."""
@@ -47,7 +51,7 @@ class DirTree:
         self._files: dict[str, int] | None = None
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
-        self._aside = None   # an engine.aside.Aside while the walk runs in a child
+        self._aside: Aside | None = None   # while the walk runs in a child
         self.commit = ""     # set by the workspace: the commit this checkout is known to be clean at
 
     @classmethod
@@ -243,11 +247,11 @@ class GitTree:
         if self._files is None:
             near = _LISTINGS.near(self.repo)
             changed = changed_paths(self.repo, near.commit, self.commit) if near is not None else None
-            if changed is not None and len(changed) <= _LISTINGS.DERIVE_LIMIT:
-                self._files = near.updated(self.commit, changed)._files
-            else:
-                self._files = self._listing("-r", self.commit)
-            _LISTINGS.put(self.repo, self.commit, self._files)
+            derived = near.updated(self.commit, changed)._files if near is not None and changed is not None \
+                and len(changed) <= _LISTINGS.DERIVE_LIMIT else None
+            files = derived if derived is not None else self._listing("-r", self.commit)
+            _LISTINGS.put(self.repo, self.commit, files)
+            self._files = files
         return self._files
 
     def _listing(self, *args: str) -> dict[str, int]:
@@ -334,7 +338,7 @@ class _Listings:
     def get(self, commit: str) -> dict[str, int] | None:
         key = self._key(commit)
         found = self._items.pop(key, None) if key else None
-        if found is None:
+        if key is None or found is None:
             return None
         self._items[key] = found   # most recently used last
         return found[1]

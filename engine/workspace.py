@@ -49,12 +49,13 @@ def validate_repo(path: Path) -> Path:
         if repo.bare:
             raise RepoError(f"{path} is a bare repository; clone it (`git clone {path} work`) and pass the clone with --repo")
         try:
-            repo.head.commit
+            _ = repo.head.commit   # raises ValueError on a repository without commits
         except ValueError:
             raise RepoError(f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)") from None
         if "pipeline" in {h.name for h in repo.heads}:
             raise RepoError(f"{path} has a branch named `pipeline`, which leaves no room for the run branches "
                             f"pipeline/<run-id>; rename it (`git branch -m pipeline pipeline-branch`) and retry")
+        assert repo.working_tree_dir is not None   # not bare (refused above)
         return Path(repo.working_tree_dir).resolve()
     finally:
         repo.close()

@@ -176,8 +176,10 @@ def test_given_files_it_analyzes_their_whole_repository_and_prints_only_their_fi
         "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\n", "api/app.py": "print(1)\n",
         "web/Dockerfile": "FROM nginx:1.27\nCOPY missing.html /usr/share/nginx/html/\n"})
     (repo / ".git").mkdir()   # where the repository starts, as pre-commit's git checkout has it
-    run = lambda *args: subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", *args],
-                                       cwd=repo, capture_output=True, text=True)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", *args],
+                              cwd=repo, capture_output=True, text=True)
 
     whole = json.loads(run("--format", "json").stdout)
     only_web = json.loads(run("--format", "json", "web/Dockerfile").stdout)

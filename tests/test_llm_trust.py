@@ -183,8 +183,8 @@ def test_a_diff_edit_keeping_placeholders_in_its_context_applies_with_the_values
     def as_diff(body):
         lines = shown(body).splitlines()
         at = next(i for i, line in enumerate(lines) if line.startswith("ADD app.py"))
-        hunk = [f"@@ -{at - 1},5 +{at - 1},5 @@", *(" " + l for l in lines[at - 2:at]), "-" + lines[at],
-                "+" + lines[at].replace("ADD", "COPY"), *(" " + l for l in lines[at + 1:at + 3])]
+        hunk = [f"@@ -{at - 1},5 +{at - 1},5 @@", *(" " + ln for ln in lines[at - 2:at]), "-" + lines[at],
+                "+" + lines[at].replace("ADD", "COPY"), *(" " + ln for ln in lines[at + 1:at + 3])]
         return {"file": "app/Dockerfile", "content": "", "rationale": "COPY",
                 "diff": "--- a/app/Dockerfile\n+++ b/app/Dockerfile\n" + "\n".join(hunk) + "\n"}
 

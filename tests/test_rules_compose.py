@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from engine.artifacts import Design
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization.model import compose
 from pipelines.docker_optimization.analysis import analyze
 from pipelines.docker_optimization.domain import DockerDomain, diff_paths, plain

@@ -23,7 +23,7 @@ def _checkout(path) -> tuple[dict[str, bytes], dict[str, int], set[str]]:
     """A checkout's files (bytes), their modes and its directories, without its ``.git`` file."""
     files = {k: v for k, v in snapshot(path).items() if k != ".git"}
     modes, dirs = {}, set()
-    for dirpath, dirnames, filenames in os.walk(path):
+    for dirpath, _dirnames, filenames in os.walk(path):
         dirs.add(os.path.relpath(dirpath, path))
         for name in filenames:
             full = os.path.join(dirpath, name)

@@ -22,6 +22,7 @@ from typing import Callable, Iterable
 
 from engine import linear
 from engine.finding import Finding
+from engine.findings_output import IgnoredBy
 
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
 CODE = re.compile(r"^[A-Z]+[0-9]*$")
@@ -81,7 +82,7 @@ class Ignores:
 
     path: str = ""
     ignored: list[str] = field(default_factory=list)
-    per_file: list[tuple[str, re.Pattern[str], list[str]]] = field(default_factory=list)
+    per_file: list[tuple[str, re.Pattern[str] | linear.Re2Pattern, list[str]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     prefix: str = ""   # the analyzed directory, relative to the config's directory ("" when they are the same)
 
@@ -150,14 +151,14 @@ def partition(
     config: Ignores,
     lines_of: Callable[[str], list[str]],
     spans_of: Callable[[str], list[tuple[int, int]] | None],
-) -> tuple[list[Finding], list[tuple[Finding, str]]]:
+) -> tuple[list[Finding], list[tuple[Finding, IgnoredBy]]]:
     """Split findings into (kept, ignored); each ignored one says what ignored it: "pragma" or "config".
 
     ``lines_of(path)`` gives a file's raw lines; ``spans_of(path)`` gives the (first, last) lines of
     each statement of a file whose pragmas cover statements (None for other files).
     """
     kept: list[Finding] = []
-    ignored: list[tuple[Finding, str]] = []
+    ignored: list[tuple[Finding, IgnoredBy]] = []
     tables: dict[str, Callable[[int], set[str]]] = {}
     for f in findings:
         if f.line > 0:

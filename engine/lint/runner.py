@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from engine.aside import Aside
 from engine.finding import Finding
-from engine.findings_output import Note
+from engine.findings_output import Note, NoteKind
 from engine.lint.rules import Hit, Rule
 
 # (project, rule, memo) -> (key, target, file) for each target the rule runs on; memo is shared by one run.
-Targets = Callable[[object, Rule, dict], Iterable[tuple[str, object, str]]]
+Targets = Callable[[Any, Rule, dict], Iterable[tuple[str, object, str]]]   # Any: the pipeline's own project
 
 
 def finding(rule: Rule, hit: Hit, file: str) -> Finding:
@@ -131,10 +131,10 @@ def rule_findings(
     return findings
 
 
-def to_wire(findings: list[Finding], notes: list[Note]) -> tuple[list[dict], list[tuple[str, str, str]]]:
+def to_wire(findings: list[Finding], notes: list[Note]) -> tuple[list[dict], list[tuple[NoteKind, str, str]]]:
     """Findings and notes as marshal-able data, to cross the pipe from a child."""
     return [f.to_json() for f in findings], [(n.kind, n.message, n.file) for n in notes]
 
 
-def from_wire(findings: list[dict], notes: list[tuple[str, str, str]]) -> tuple[list[Finding], list[Note]]:
+def from_wire(findings: list[dict], notes: list[tuple[NoteKind, str, str]]) -> tuple[list[Finding], list[Note]]:
     return [Finding(**f) for f in findings], [Note(kind=k, message=m, file=f) for k, m, f in notes]

@@ -24,7 +24,7 @@ def _analyze(root, options: dict):
     # A subdirectory of a project whose configuration lies above it: analyze the project (its compose files
     # and contexts decide what the Dockerfiles here see) and report this directory's part, as from the root.
     project = project_root(Path(where).resolve()) if where is not None else None
-    if project is not None:
+    if project is not None and where is not None:   # a project is found only from a directory
         cache = results_cache.ResultsCache(project) if results_cache.enabled() else None
         return part_of(run_analysis(project, hadolint=hadolint, cache=cache),
                        Path(where).resolve().relative_to(project).as_posix())

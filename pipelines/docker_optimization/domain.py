@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from engine.artifacts import (
     Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
@@ -18,8 +19,11 @@ from pipelines.docker_optimization.model import buildgraph, compose as compose_m
 from pipelines.docker_optimization.review import model_edits, validate
 from pipelines.docker_optimization.ops.measure import measure_contexts
 from pipelines.docker_optimization.model.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import pack
+from pipelines.docker_optimization.rules import Fix, pack
 from pipelines.docker_optimization.rules.security import users_naming_groups
+
+if TYPE_CHECKING:
+    from pipelines.docker_optimization.incremental import Incremental
 
 
 class DockerDomain(DomainBase):
@@ -29,13 +33,13 @@ class DockerDomain(DomainBase):
         self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
         self.rules = pack()   # built (and checked) once per process
         self._projects: dict[str, Project] = {}   # commit -> the project of its GitTree (the last few)
-        self._incremental = None   # the reviewer's incremental analysis, carried from one phase to the next
+        self._incremental: Incremental | None = None   # the reviewer's incremental analysis, carried from one phase to the next
 
     def close(self) -> None:
         if self._incremental is not None:
             self._incremental.close()
         for project in self._projects.values():
-            project.tree.close()
+            _close(project.tree)
         self._projects.clear()
 
     def _at(self, tree: Tree) -> Project:
@@ -51,17 +55,19 @@ class DockerDomain(DomainBase):
         found = self._projects.pop(tree.commit, None)
         if found is None:
             last = next(reversed(self._projects.values()), None)
-            changed = changed_paths(tree.repo, last.tree.commit, tree.commit) \
-                if last is not None and last.tree.repo == tree.repo else None
+            near = last.tree if last is not None and isinstance(last.tree, GitTree) and last.tree.repo == tree.repo \
+                else None
+            changed = changed_paths(tree.repo, near.commit, tree.commit) if near is not None else None
             # A tree of its own, so that closing the caller's tree does not close this one's `git cat-file`.
             own = GitTree(tree.repo, tree.commit, tree.label)
-            found = last.updated(own, changed) if changed is not None and len(changed) <= 200 else Project(own)
+            found = last.updated(own, changed) if last is not None and changed is not None and len(changed) <= 200 \
+                else Project(own)
         self._projects[tree.commit] = found
         while len(self._projects) > 4:
-            self._projects.pop(next(iter(self._projects))).tree.close()
+            _close(self._projects.pop(next(iter(self._projects))).tree)
         return found
 
-    def _option(self, name: str):
+    def _option(self, name: str) -> Any:
         """The typed value of the pipeline's declared option ``name`` in this run (its default without a run)."""
         from pipelines.docker_optimization import PIPELINE
 
@@ -76,7 +82,7 @@ class DockerDomain(DomainBase):
         key = (root.commit, thorough) if isinstance(root, GitTree) else None
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
-        found = analysis.examine(self._at(root), hadolint=thorough).findings if key is not None \
+        found = analysis.examine(self._at(root), hadolint=thorough).findings if isinstance(root, GitTree) \
             else analysis.analyze(root, hadolint=thorough)
         if key is not None:
             self._by_commit[key] = found
@@ -91,15 +97,15 @@ class DockerDomain(DomainBase):
         # analysis it kept moves to ``commit`` (a no-op there) instead of a full one. Closing it only stops
         # its `git cat-file`, which the next read starts again.
         last = self._incremental
-        if last is not None and last.project.tree.repo == Path(repo):
+        if last is not None and getattr(last.project.tree, "repo", None) == Path(repo):   # a GitTree's
             last.to_commit(commit)
             return last
         self._incremental = Incremental.at_commit(repo, commit)
         return self._incremental
 
-    def analyze_report(self, root: Path, hadolint: bool = True):
+    def analyze_report(self, root: Path, **options: Any) -> Any:
         """The full analysis result `pipeline analyze` prints: findings, ignored ones, notes, rule metadata."""
-        return analysis.run_analysis(root, hadolint=hadolint)
+        return analysis.run_analysis(root, hadolint=bool(options.get("hadolint", True)))
 
     def llm_context(self, root: Path, limit: int = 20_000) -> dict[str, str]:
         """What the model reads in LLM mode: Dockerfiles, compose and ignore files (each cut at ``limit`` chars)."""
@@ -161,8 +167,8 @@ class DockerDomain(DomainBase):
         from pipelines.docker_optimization.hadolint import SAME_AS
 
         codes = [c for r in rules for c in (r, *SAME_AS.get(r, ()))]
-        rules = pack()
-        unsafe = any(rules[c].safety is Applicability.unsafe for c in codes if c in rules)
+        packed = pack()
+        unsafe = any(packed[c].safety is Applicability.unsafe for c in codes if c in packed)
         return Applicability.unsafe if unsafe else Applicability.safe
 
     model_may_edit = staticmethod(model_edits.model_may_edit)
@@ -177,7 +183,7 @@ class DockerDomain(DomainBase):
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
-        contexts = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
+        contexts: list[dict[str, Any]] = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
                     for c in project.contexts]
         notes = [f"build context {c['dir']} builds {c['dockerfile']}"
                  + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
@@ -191,10 +197,10 @@ class DockerDomain(DomainBase):
     # -- implementer -----------------------------------------------------
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
         fix = self.rules.fixes().get(task.fix)
-        if fix is None:
+        if fix is None or fix.apply is None:
             raise FixError(f"no fix named {task.fix}")
         project = self._project(root)
-        root = project.tree.root
+        root = _dir_tree(project).root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
             target = (root / rel)
@@ -215,7 +221,7 @@ class DockerDomain(DomainBase):
         if not tree.commit:
             return Project(tree)
         last = self._last_project
-        if last is not None and last[1].tree.root == tree.root:
+        if last is not None and _dir_tree(last[1]).root == tree.root:
             if last[0] == tree.commit:
                 return last[1]
             project = last[1].updated(tree, changed_paths(tree.root, last[0], tree.commit))
@@ -233,10 +239,10 @@ class DockerDomain(DomainBase):
         change is reported as such and never reverts it.
         """
         project = self._project(root)
-        root = project.tree.root
+        root = _dir_tree(project).root
         parent = _Lazy(lambda: self._at(base))
         gates: list[Gate] = []
-        touched_contexts = set()
+        touched_contexts: set[str] = set()
         for path in change.files:
             if is_dockerfile(path):
                 df = project.dockerfiles.get(path)
@@ -255,7 +261,7 @@ class DockerDomain(DomainBase):
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, project.tree, _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(path, text, _dir_tree(project), _before_text(base, path))  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
@@ -423,11 +429,11 @@ class DockerDomain(DomainBase):
         ctx = next(iter(project.contexts_of(path)), None)
         if ctx is None:
             return None
-        warnings, why = _build_checks(project.tree.root, ctx.dir, path, None)
+        warnings, why = _build_checks(_dir_tree(project).root, ctx.dir, path, None)
         if why:
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {why}")
         before = _before_text(base, path)
-        return delta_gate(name, warnings, lambda: _build_checks(project.tree.root, ctx.dir, path, before)[0]
+        return delta_gate(name, warnings, lambda: _build_checks(_dir_tree(project).root, ctx.dir, path, before)[0]
                           if before else [], ok="no warnings")
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
@@ -438,7 +444,7 @@ class DockerDomain(DomainBase):
             before = None   # the change created the file: every problem in it is new
         parse_error = [after.error] if after is not None and after.error else [] if after else ["the file is gone"]
         gates = [delta_gate(f"{path} parses (YAML)", parse_error, [before.error] if before and before.error else [])]
-        if parse_error:
+        if parse_error or after is None:   # no file is a parse error too
             return gates
         errors = compose_mod.schema_errors(after.data)
         gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
@@ -450,8 +456,8 @@ class DockerDomain(DomainBase):
         if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
-        fixes = self.rules.fixes()
-        allowed = fixes[task.fix].compose_keys if task.fix in fixes else (("services", "*"),) if task.fix == "llm" else ()
+        fix = self.rules.fixes().get(task.fix)
+        allowed = fix.compose_keys if isinstance(fix, Fix) else (("services", "*"),) if task.fix == "llm" else ()
         stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
         gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
                           detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
@@ -479,6 +485,7 @@ class DockerDomain(DomainBase):
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
         from pipelines.docker_optimization.ops.builds import changed_builds, changed_paths, measure_services
 
+        assert self.run is not None   # measure builds only in a run
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
         return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds,
@@ -509,6 +516,12 @@ class DockerDomain(DomainBase):
             figures.append(figure(f"security findings ({severity})", pick(found_after),
                                   None if first else pick(found_before), scanned))
         return figures
+
+
+def _dir_tree(project: Project) -> DirTree:
+    """A checkout's project's tree (``_project`` makes it on a ``DirTree``)."""
+    assert isinstance(project.tree, DirTree)
+    return project.tree
 
 
 def _checkout(root: Path | DirTree) -> DirTree:
@@ -613,3 +626,9 @@ def _allowed(path: tuple[str, ...], allowed: tuple[tuple[str, ...], ...]) -> boo
         if len(path) >= len(pattern) and all(p == "*" or p == k for p, k in zip(pattern, path)):
             return True
     return False
+
+
+def _close(tree: Tree) -> None:
+    """Stop a commit's tree's `git cat-file` (a checkout's tree holds none)."""
+    if isinstance(tree, GitTree):
+        tree.close()

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.finding import Applicability, Category, Finding, Severity
+from engine.findings_output import ToolStatus
 
 CONFIG_NAMES = (".hadolint.yaml", ".hadolint.yml")
 # Default of the hadolint-timeout setting: seconds one hadolint run may take. A setting, not a guess: 450 real
@@ -191,7 +192,7 @@ def binary() -> str | None:
 class Run:
     """What one hadolint run gave: its raw results and what to tell the user."""
 
-    status: str                        # "ran", "unavailable", "failed", "timeout", "skipped"
+    status: ToolStatus                 # "ran", "unavailable", "failed", "timeout", "skipped"
     results: list[dict] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)   # (file, message)
     unfinished: list[str] = field(default_factory=list)          # files hadolint did not finish within the budget
@@ -226,7 +227,8 @@ def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None
                 continue
             target = base / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(config_text if rel == config else (texts or {}).get(rel, ""), encoding="utf-8")
+            target.write_text(config_text if rel == config and config_text is not None else (texts or {}).get(rel, ""),
+                              encoding="utf-8")
         return _run(exe, paths, base, config, timeout)
 
 
@@ -409,6 +411,6 @@ def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
 
 def _int(value: object) -> int:
     try:
-        return int(value)   # type: ignore[arg-type]
+        return int(value) if isinstance(value, (int, float, str)) else 0
     except (TypeError, ValueError):
         return 0

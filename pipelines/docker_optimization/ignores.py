@@ -79,7 +79,7 @@ class Policy:
     """
 
     services: dict[str, dict[str, str]] = field(default_factory=dict)
-    dockerfiles: dict[str, dict[str, object]] = field(default_factory=dict)
+    dockerfiles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 SERVICE_KEYS = ("cpus", "cpus_reservation")
@@ -240,9 +240,10 @@ def find_config(files: Iterable[str], text: Callable[[str], str | None], root: P
         config.problems += here[1]
         return config
     top = _repository_root(root) if root is not None else None
-    if top is None:   # not in a repository: nothing above the analyzed directory is its configuration
+    if root is None or top is None:   # not in a repository: nothing above the analyzed directory is its configuration
         return Config()
-    directory, parts = root, []
+    directory: Path = root
+    parts: list[str] = []
     while directory != top and directory.parent != directory:
         parts.insert(0, directory.name)
         directory = directory.parent

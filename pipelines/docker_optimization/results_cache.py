@@ -30,9 +30,13 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from engine.finding import Finding
-from engine.findings_output import Note
+from engine.findings_output import Note, NoteKind
+
+_T = TypeVar("_T")
+_Wire = tuple[list[dict], list[tuple[NoteKind, str, str]]]   # findings and notes as marshal-able data
 
 FORMAT = 1
 _PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
@@ -81,10 +85,10 @@ class ResultsCache:
         name = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:20] + ".marshal"
         self.path = (directory or cache_dir()) / name
         self.stamp = _code_stamp()
-        self.entries: dict[tuple[str, str], tuple[str, object]] = {}
-        self.used: dict[tuple[str, str], tuple[str, object]] = {}
+        self.entries: dict[tuple[str, str], tuple[str, _Wire]] = {}   # (rule, key) -> (digest, its results)
+        self.used: dict[tuple[str, str], tuple[str, _Wire]] = {}
         self.hits = self.misses = 0
-        self._digests: dict[object, bytes] = {}
+        self._digests: dict[object, Any] = {}   # digests, and what they are made from (context_reads)
         try:
             with open(self.path, "rb") as fh:
                 data = marshal.load(fh)
@@ -141,7 +145,7 @@ class ResultsCache:
             found[key] = h.hexdigest()
         return found
 
-    def _memo(self, key: object, make) -> bytes:
+    def _memo(self, key: object, make: Callable[[], _T]) -> _T:
         if key not in self._digests:
             self._digests[key] = make()
         return self._digests[key]

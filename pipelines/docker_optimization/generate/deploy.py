@@ -388,7 +388,7 @@ def health(project: Project, compose: str, name: str, data: dict) -> Health:
                                       "not waited on (set DEPLOY_TIMEOUT to wait)")
         values[key], origin[key] = number, source
     seconds = values["start_period"] + values["retries"] * (values["interval"] + values["timeout"])
-    where = "compose healthcheck" if test else f"Dockerfile HEALTHCHECK, line {instruction.start_line}"
+    where = "compose healthcheck" if test or instruction is None else f"Dockerfile HEALTHCHECK, line {instruction.start_line}"
     defaults = [k for k, v in origin.items() if v == "Docker's default"]
     shown = (f"{_secs(values['start_period'])} + {int(values['retries'])} × ({_secs(values['interval'])} + "
              f"{_secs(values['timeout'])}) = {math.ceil(seconds)}s ({where}"

@@ -119,6 +119,7 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
         return []
     if context != "." and not project.files_under(context):
         return [f"the context {context} is not a directory here"]
+    df: Dockerfile | None
     if inline is not None:
         df = Dockerfile.parse(dockerfile or "dockerfile_inline", inline)
     else:

@@ -167,7 +167,7 @@ def services_of(project: Project) -> dict[str, Service]:
                                                                              build.target):
                 health = "Dockerfile"
             svc = Service(name=name, compose=compose.path, image=str(data.get("image") or ""), build=build,
-                          build_data=dict(raw_build), depends_on=_depends_on(data), healthcheck=health)
+                          build_data=dict(raw_build or {}), depends_on=_depends_on(data), healthcheck=health)
             old = found.get(name)
             if old is None:
                 found[name] = svc
@@ -351,7 +351,7 @@ def build_order_summary(project: Project) -> list[str]:
                      + " -> ".join(graph.runtime_order))
         for cycle in graph.runtime_cycles:
             lines.append(f"- depends_on cycle: {' -> '.join(cycle + cycle[:1])}: compose refuses to start these")
-        gated = {"compose": [], "Dockerfile": [], "": []}
+        gated: dict[str, list[str]] = {"compose": [], "Dockerfile": [], "": []}
         for name in graph.runtime_order:
             gated[graph.services[name].healthcheck].append(name)
         if gated["compose"]:

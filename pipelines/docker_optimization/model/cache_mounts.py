@@ -190,7 +190,8 @@ def _before(df: Dockerfile) -> dict[int, tuple[dict[str, tuple[str, Instruction]
     """
     found = df.memo.get("run_before")
     if found is None:
-        found, ends = {}, {}
+        found = {}
+        ends: dict[int, bool] = {}
         for stage in sorted({i.stage for i in df.instructions}):
             hook = False
             if stage >= 0:
@@ -307,7 +308,9 @@ def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cach
 def segments(pattern: re.Pattern, text: str, pos: int = 0) -> Iterable[tuple[int, int]]:
     """(start, end) of each simple command that ``pattern`` starts, up to the next ;, &&, ||, | or newline."""
     for m in pattern.finditer(text, pos):
-        yield m.start(), SEGMENT_REST.match(text, m.end()).end()
+        rest = SEGMENT_REST.match(text, m.end())
+        assert rest is not None   # it matches the empty string at worst
+        yield m.start(), rest.end()
 
 
 def _rm_related(arg: str, target: str) -> bool:

@@ -12,6 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import yaml
 
@@ -58,7 +59,7 @@ class ComposeFile:
         return services if isinstance(services, dict) else {}
 
     def line_of(self, service: str) -> int:
-        services = self.data.get("services") if isinstance(self.data, dict) else None
+        services: Any = self.data.get("services") if isinstance(self.data, dict) else None   # ruamel's, with .lc
         try:
             return services.lc.key(service)[0] + 1
         except (AttributeError, KeyError, TypeError):
@@ -225,7 +226,7 @@ def guess_indent(text: str) -> tuple[int, int, int]:
         if mapping and offset is not None:
             break
     mapping = mapping or 2
-    if offset is None:
+    if offset is None or sequence is None:   # set together: both or neither
         offset, sequence = mapping, mapping + 2
     return mapping, sequence, offset
 
@@ -315,23 +316,28 @@ def _property_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def line_at(data: object, path: tuple[str, ...] | list) -> int:
+def line_at(data: Any, path: tuple[str, ...] | list) -> int:   # ruamel's round-trip nodes (.lc)
     """The 1-based line of the deepest node of ``path`` found in a round-trip document (0 when none)."""
     line, node = 0, data
     for key in path:
         try:
             if isinstance(node, list):
                 index = int(key)
-                line = node.lc.item(index)[0] + 1
+                line = _lc(node).item(index)[0] + 1
                 node = node[index]
             elif isinstance(node, dict):
                 match = next((k for k in node if str(k) == str(key)), None)
                 if match is None:
                     break
-                line = node.lc.key(match)[0] + 1
+                line = _lc(node).key(match)[0] + 1
                 node = node[match]
             else:
                 break
         except (AttributeError, IndexError, KeyError, TypeError, ValueError):
             break
     return line
+
+
+def _lc(node: Any) -> Any:
+    """A round-trip node's line record (``.lc``; AttributeError for a plain list or dict)."""
+    return node.lc

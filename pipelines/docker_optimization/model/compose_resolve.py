@@ -53,7 +53,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
 
@@ -160,13 +160,13 @@ def _braced(body: str, env: Mapping[str, str], out: Expansion) -> str:
     word = rest[len(op):]
     unset = value is None or (op.startswith(":") and value == "")
     if op in (":-", "-"):
-        return _expand(word, env, out) if unset else value
+        return _expand(word, env, out) if unset else value or ""
     if op in (":?", "?"):
         if unset:
             why = _expand(word, env, Expansion(""))
             out.errors.append(f"required variable {name} is missing a value" + (f": {why}" if why else ""))
             return ""
-        return value
+        return value or ""
     return "" if unset else _expand(word, env, out)      # :+ and +
 
 
@@ -271,14 +271,14 @@ def _join(base: str, rel: str) -> str:
     return posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel or ".")
 
 
-def _line(node: object, key: object, default: int = 0) -> int:
+def _line(node: Any, key: object, default: int = 0) -> int:   # a node with .lc, or any (then default)
     try:
         return node.lc.key(key)[0] + 1
     except (AttributeError, KeyError, TypeError):
         return default
 
 
-def _tag(node: object, key: object) -> str:
+def _tag(node: Any, key: object) -> str:
     try:
         return node.lc.tag(key)
     except AttributeError:
@@ -290,7 +290,7 @@ def _pairs(value: object) -> dict[str, object]:
     if isinstance(value, dict):
         return {str(k): v for k, v in value.items()}
     if isinstance(value, list):
-        return dict((s.split("=", 1) if "=" in s else (s, None)) for s in map(str, value))
+        return {k: (v if sep else None) for k, sep, v in (s.partition("=") for s in map(str, value))}
     return {}
 
 
@@ -298,6 +298,9 @@ def _strings(value: object) -> list[str]:
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         return [str(value)]
     return [str(v) for v in value if isinstance(v, (str, int, float))] if isinstance(value, list) else []
+
+
+_R = TypeVar("_R")
 
 
 class Resolver:
@@ -312,9 +315,9 @@ class Resolver:
         self.unresolved: dict[Unresolved, None] = {}
         self._envs: dict[tuple[str, ...], dict[str, str]] = {}
 
-    def _noting(self, reader: Callable[[str], object]) -> Callable[[str], object]:
+    def _noting(self, reader: Callable[[str], _R]) -> Callable[[str], _R]:
         """``reader``, remembering each path asked for: a change to any of them changes the builds."""
-        def read(path: str) -> object:
+        def read(path: str) -> _R:
             self.inputs.add(path)
             return reader(path)
         return read
@@ -388,7 +391,8 @@ class Resolver:
         directory = posixpath.dirname(files[0])
         env_file = posixpath.join(directory, ".env")
         model = self.model(files, directory, self.env((env_file,)), env_file, frozenset())
-        own = self.read(files[0]).services if alone else {}
+        first = self.read(files[0]) if alone else None
+        own = first.services if first is not None else {}
         for name, (layer, owner) in model.items():
             if alone and not _names_its_build(own.get(name)):
                 continue
@@ -408,7 +412,7 @@ class Resolver:
             compose = self.read(path)
             if compose is None or compose.error:
                 continue
-            for name, svc in compose.services.items():
+            for name in compose.services:
                 layer = self._service(path, str(name), directory, env, env_file, ())
                 if layer is not None:
                     old = model.get(str(name))
@@ -430,7 +434,7 @@ class Resolver:
         raw_paths = [self._text_value(path, line, "include path", p, env) for p in _strings(entry.get("path"))]
         if not raw_paths or None in raw_paths:
             return {}
-        files = tuple(_join(directory, p) for p in raw_paths)
+        files = tuple(_join(directory, p) for p in raw_paths if p is not None)
         for target in files:
             if target in including:
                 self._report(path, line, f"include of {target} makes a cycle ({' -> '.join(sorted(including))}); "
@@ -454,7 +458,7 @@ class Resolver:
         services = compose.services if compose is not None and not compose.error else {}
         key = next((k for k in services if str(k) == name), None)   # YAML allows `1:` as a service name
         svc = services.get(key)
-        if not isinstance(svc, dict):
+        if not isinstance(svc, dict) or compose is None or key is None:   # a service implies both
             return None
         line = compose.line_of(key)
         layer = self._own(path, name, svc, line, directory, env, env_file)
@@ -462,6 +466,8 @@ class Resolver:
         if ext is None:
             return layer
         ext_line = _line(svc, "extends", line)
+        target_name: str | None
+        target_file: str | None
         if isinstance(ext, str):
             target_name, target_file = ext, None
         elif isinstance(ext, dict):
@@ -597,7 +603,7 @@ def _env_line(text: str, name: str) -> int:
                  if line.strip().removeprefix("export ").lstrip().startswith(name + "=")), 0)
 
 
-def _item_line(node: object, index: int, default: int) -> int:
+def _item_line(node: Any, index: int, default: int) -> int:
     try:
         return node.lc.item(index)[0] + 1
     except (AttributeError, KeyError, IndexError, TypeError):

@@ -54,7 +54,7 @@ def signals_deferred():
             previous[signum](signum, None)
 
 
-def _interrupted(err: BaseException) -> bool:
+def _interrupted(err: BaseException | None) -> bool:
     """Whether an exception came from a KeyboardInterrupt raised inside a C extension."""
     seen = set()
     while err is not None and id(err) not in seen:
@@ -144,7 +144,7 @@ class Dockerfile:
 
     @cached_property
     def stages(self) -> list[Stage]:
-        found = []
+        found: list[Stage] = []
         for ins in self.instructions:
             if ins.cmd == "FROM":
                 base = ins.value[0] if ins.value else ""
@@ -222,9 +222,10 @@ class Dockerfile:
 
         One pass per file; consecutive instructions share one dict until an ENV changes it.
         """
-        index = self.memo.get("env_at")
+        index: dict[int, dict[str, tuple[str, Instruction]]] | None = self.memo.get("env_at")
         if index is None:
-            index, ends = {}, {}
+            index = {}
+            ends: dict[int, dict[str, tuple[str, Instruction]]] = {}
             for stage in sorted({i.stage for i in self.instructions}):
                 env: dict[str, tuple[str, Instruction]] = {}
                 if stage >= 0:

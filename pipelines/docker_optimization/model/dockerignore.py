@@ -195,7 +195,8 @@ def _go_class(go: str, i: int) -> tuple[str, int]:
     """A Go character class starting after its "[" as a Python one (Go's "[" inside a class is literal)."""
     negate = i < len(go) and go[i] == "^"
     i += negate
-    items, first = [], True
+    items: list[str] = []
+    first = True
     while True:
         if i >= len(go):
             raise ValueError("missing closing ]")
@@ -440,7 +441,7 @@ class DockerIgnore:
         return out
 
 
-_ROOT: tuple[bool, None, bool, str] = (False, None, False, "")
+_ROOT: tuple[bool, tuple[bool, ...] | None, bool, str] = (False, None, False, "")
 
 
 def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:

@@ -213,7 +213,7 @@ def parent_stage(df: Dockerfile, index: int) -> int | None:
 
 def stage_chain(df: Dockerfile, index: int) -> list[int]:
     """Stage ``index`` and the stages it is built FROM, outermost first (``[0, 2]`` for ``FROM build``)."""
-    chain = []
+    chain: list[int] = []
     current: int | None = index
     while current is not None and 0 <= current < len(df.stages):
         chain.insert(0, current)

@@ -22,7 +22,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Iterable
+from typing import Any, Iterable
 
 from engine.tree import Tree
 from pipelines.docker_optimization.model import compose as compose_mod
@@ -160,7 +160,7 @@ class Project:
         self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
         self.compose_unresolved: list[compose_resolve.Unresolved] = []
         self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
-        self.memo: dict[str, object] = {}     # what a rule computes once per project (e.g. the build graph)
+        self.memo: dict[str, Any] = {}     # what a rule computes once per project (e.g. the build graph)
         # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
         # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
@@ -287,17 +287,21 @@ class Project:
     def _read_text(self, path: str) -> str | None:
         size = self.files.get(path, 0)
         if size > MAX_TEXT_BYTES:
-            return self._problem(path, "PX004", f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+            self._problem(path, "PX004", f"{size} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+            return None
         try:
             data = self.tree.read(path)
         except KeyError:
             return None
         except OSError as err:
-            return self._problem(path, "PX005", f"cannot be read: {err.strerror or err}")
+            self._problem(path, "PX005", f"cannot be read: {err.strerror or err}")
+            return None
         if len(data) > MAX_TEXT_BYTES:
-            return self._problem(path, "PX004", f"{len(data)} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+            self._problem(path, "PX004", f"{len(data)} bytes, over the {MAX_TEXT_BYTES} byte limit: not read")
+            return None
         if b"\0" in data[:BINARY_PROBE]:
-            return self._problem(path, "PX003", "binary content (NUL bytes), not a text file: not analyzed")
+            self._problem(path, "PX003", "binary content (NUL bytes), not a text file: not analyzed")
+            return None
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as err:

@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING, TypeAlias
 
 import yaml
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML was built with it
+if TYPE_CHECKING:
+    _Loader: TypeAlias = yaml.SafeLoader
+else:
+    _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML was built with it
 _PLAIN = "?plain"                 # a plain scalar; resolved by the core schema below, not by PyYAML's YAML 1.1
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 # Plain scalars, and scalars tagged as one of the core schema's own types (!!int "5" is 5).
@@ -70,12 +74,14 @@ class LineMap(dict):
     """A mapping that knows the line of each of its keys (``.lc``)."""
 
     __slots__ = ("lc",)
+    lc: Lines
 
 
 class LineSeq(list):
     """A sequence that knows the line of each of its items (``.lc``)."""
 
     __slots__ = ("lc",)
+    lc: Lines
 
 
 class _Resolver(_Loader):

@@ -54,6 +54,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine.artifacts import Measurement, Method
 from engine.gitenv import git_env
@@ -234,7 +235,7 @@ class Builds:
         return seconds if self.deadline is None else min(seconds, self.deadline - time.monotonic())
 
     def why_stopped(self) -> str:
-        if self.budget is not None and time.monotonic() >= self.deadline:
+        if self.deadline is not None and time.monotonic() >= self.deadline:   # set with the budget
             return f"build budget of {self.budget:g} s spent"
         return "the measurement was stopped before this build finished"
 
@@ -342,7 +343,7 @@ def _append_line(root: Path, ctx: Context, rel: str) -> None:
 
 
 def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[str, str], repeats: int,
-                   builds: Builds) -> dict[str, object]:
+                   builds: Builds) -> dict[str, Any]:
     """Median seconds per scenario and side ("cold" -> {"base": s, "head": s}), plus size and layers.
 
     Base and head build in turns, so load from other builds weighs on both
@@ -350,7 +351,7 @@ def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[
     "stopped" is set when the budget ran out (finished scenarios are kept,
     a scenario with fewer than ``repeats`` builds is not reported).
     """
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}   # figures by scenario, "size"/"layers" by side, "error", "stopped"
     targets = {side: dict(zip(("source", "deps"), touch_targets(ctxs[side]))) for side in SIDES}
     try:
         for key, _ in SCENARIOS:

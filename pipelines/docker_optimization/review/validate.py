@@ -91,7 +91,8 @@ def instruction_problems(df) -> list[str]:
     be named with a tag, digest or registry (buildr:1.0)". A bare name that is not a stage is most
     likely a misspelt one (BuildKit would pull ``docker.io/library/buildr``).
     """
-    problems, stages = [], []
+    problems: list[str] = []
+    stages: list[str] = []
     for ins in df.instructions:
         if ins.cmd not in INSTRUCTIONS:
             problems.append(f"unknown instruction {ins.original.split()[0] if ins.original.split() else ins.cmd}")

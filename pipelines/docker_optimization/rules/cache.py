@@ -277,6 +277,13 @@ _ESCAPE_DIRECTIVE = re.compile(r"^#\s*escape\s*=\s*`", re.IGNORECASE | re.MULTIL
 Edit = tuple[int, int, str]   # (start, end, replacement) in an instruction's source
 
 
+def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where ``pattern``, which also matches the empty string, stops matching ``text`` from ``pos``."""
+    found = pattern.match(text, pos)
+    assert found is not None
+    return found.end()
+
+
 def mount_flag(cache: Cache, path: str) -> str:
     return f"--mount=type=cache,target={path}" + (",sharing=locked" if cache.locked else "")
 
@@ -324,7 +331,7 @@ class Source:
         pos = self.keyword_end
         for flag in self.ins.flags:
             pos = self.flag_at(flag) + len(flag)
-        return _GAP_AFTER.match(self.text, pos).end()
+        return _skip(_GAP_AFTER, self.text, pos)
 
     def removal(self, defeat: Defeat) -> Edit:
         s, e = defeat.start, defeat.end
@@ -333,15 +340,15 @@ class Source:
         if defeat.action == "token":
             before = _back(self.text, s)
             if before < self.head:   # it starts the command: take the blanks after it instead
-                return s, _GAP_AFTER.match(self.text, e).end(), ""
+                return s, _skip(_GAP_AFTER, self.text, e), ""
             return before, e, ""
         before = _back(self.text, s)
         if self.text.endswith(("&&", ";"), 0, before) and not self.text.endswith(("\\;", "\\&&"), 0, before):
             connector = before - (2 if self.text.endswith("&&", 0, before) else 1)
             return _back(self.text, connector), e, ""
-        after = _GAP_AFTER.match(self.text, e).end()
+        after = _skip(_GAP_AFTER, self.text, e)
         if before <= self.head and self.text.startswith(("&&", ";"), after) and not self.text.startswith("&&&", after):
-            end = _BLANKS.match(self.text, after + (2 if self.text.startswith("&&", after) else 1)).end()
+            end = _skip(_BLANKS, self.text, after + (2 if self.text.startswith("&&", after) else 1))
             line_start = self.text.rfind("\n", 0, s) + 1
             continued = _CONTINUATION_AT.match(self.text, end)
             if continued and not self.text[line_start:s].strip():
@@ -501,7 +508,7 @@ def add_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, 
 @CACHE_REPAIR_FIX.applies("Repair defeated BuildKit cache mounts in {file}")
 def repair_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, str]:
     df = _current(project, task)
-    plans = {}
+    plans: dict[int, tuple[Run, list[tuple[Cache, str]], bool]] = {}
     for ins in df.of("RUN"):
         run = run_of(df, ins)
         mounts = cache_mounts(ins)

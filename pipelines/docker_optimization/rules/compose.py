@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
@@ -35,20 +35,20 @@ _REGISTRY_HOST = re.compile(r"^(?:localhost|[^/]*[.:][^/]*)/")
 
 
 def limits(service: dict) -> dict:
-    deploy = service.get("deploy") if isinstance(service.get("deploy"), dict) else {}
-    resources = deploy.get("resources") if isinstance(deploy.get("resources"), dict) else {}
-    found = resources.get("limits") if isinstance(resources.get("limits"), dict) else {}
-    return found
+    deploy = _mapping(service.get("deploy"))
+    resources = _mapping(deploy.get("resources"))
+    return _mapping(resources.get("limits"))
 
 
 def _mapping(value: object) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _line(node: object, key: object, default: int) -> int:
+def _line(node: Any, key: object, default: int) -> int:
     """The 1-based line of ``key`` (a mapping key or a list index) in a round-trip node."""
     try:
-        found = node.lc.item(key) if isinstance(node, list) else node.lc.key(key)
+        lines = node.lc
+        found = lines.item(key) if isinstance(node, list) else lines.key(key)
         return found[0] + 1
     except (AttributeError, KeyError, IndexError, TypeError):
         return default
@@ -272,14 +272,14 @@ def _last_slot(node: object) -> tuple[object, object] | None:
     return slot
 
 
-def _token(slot: tuple[object, object]):
+def _token(slot: tuple[Any, object]):   # (a ruamel container, a key in it)
     container, key = slot
     entry = container.ca.items.get(key)
     position = 2 if isinstance(container, CommentedMap) else 0
     return entry[position] if entry and len(entry) > position else None
 
 
-def _set_token(slot: tuple[object, object], token) -> None:
+def _set_token(slot: tuple[Any, object], token) -> None:
     container, key = slot
     position = 2 if isinstance(container, CommentedMap) else 0
     entry = container.ca.items.setdefault(key, [None, None, None, None])
@@ -291,7 +291,7 @@ def detach_trailer(node: object) -> tuple[str, object] | None:
     after an edit that appends to it, so they don't end up between the old last line and the new ones)."""
     slot = _last_slot(node)
     token = _token(slot) if slot else None
-    if token is None:
+    if slot is None or token is None:
         return None
     eol, rest = _split_comment(token)
     if not rest:
@@ -303,7 +303,7 @@ def detach_trailer(node: object) -> tuple[str, object] | None:
 def attach_trailer(node: object, trailer: tuple[str, object] | None) -> None:
     """Put what ``detach_trailer`` took after the node's (new) last line."""
     slot = _last_slot(node) if trailer else None
-    if slot is None:
+    if slot is None or trailer is None:
         return
     rest, like = trailer
     current = _token(slot)
@@ -311,7 +311,7 @@ def attach_trailer(node: object, trailer: tuple[str, object] | None) -> None:
     _set_token(slot, _comment((eol or "\n") + rest, like))
 
 
-def _cpu_plan(project: Project, file: str) -> list[tuple[str, object, policy.CpuValues | None]]:
+def _cpu_plan(project: Project, file: str) -> list[tuple[str, dict, policy.CpuValues | None]]:
     """(service, its node, the CPU values it would get) for each service of ``file`` the fix would change."""
     text = project.text(file)
     if text is None:
@@ -332,7 +332,7 @@ def _cpu_plan(project: Project, file: str) -> list[tuple[str, object, policy.Cpu
     return out
 
 
-def _describe(planned: list[tuple[str, object, policy.CpuValues | None]]) -> str:
+def _describe(planned: list[tuple[str, dict, policy.CpuValues | None]]) -> str:
     said = []
     for name, _, values in planned:
         if values is None:

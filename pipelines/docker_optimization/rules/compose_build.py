@@ -12,11 +12,6 @@ from pipelines.docker_optimization.model.copies import problems
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Hit, rule
 from pipelines.docker_optimization.rules.context_copies import built_from, readable_ignore
-
-try:  # written by another family; without it CO004 has nothing to ask and stays quiet
-    from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
-except ImportError:  # pragma: no cover - depends on the tree
-    tools_in_final_stage = None
 from pipelines.docker_optimization.rules.compose import _REGISTRY_HOST, _line, _mapping
 
 # -- build caches --------------------------------------------------------------------------

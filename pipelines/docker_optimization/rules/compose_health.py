@@ -14,6 +14,7 @@ from engine.domain import AlreadyResolved, Declined, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.model.compose import ComposeFile, RoundTrip
 from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
 from pipelines.docker_optimization.model.project import Project
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.compose import (
@@ -31,11 +32,6 @@ from pipelines.docker_optimization.rules.compose import (
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
     from engine.artifacts import Design, Task
-
-try:  # written by another family; without it CO004 has nothing to ask and stays quiet
-    from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
-except ImportError:  # pragma: no cover - depends on the tree
-    tools_in_final_stage = None
 
 COMPOSE_HEALTHY_DEPS_FIX = Fix("compose-healthy-deps")
 
@@ -89,7 +85,7 @@ def has_healthcheck(project: Project, compose: ComposeFile, name: str) -> bool:
         return not healthcheck_disabled(svc["healthcheck"])
     build = _build_of(compose, name)
     df = project.dockerfiles.get(build.dockerfile) if build else None
-    return bool(df and not df.error and dockerfile_healthcheck(df, build.target))
+    return bool(build and df and not df.error and dockerfile_healthcheck(df, build.target))
 
 
 def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
@@ -199,8 +195,6 @@ def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
         healthcheck:
           test: ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8000/health')"]
     """
-    if tools_in_final_stage is None:
-        return
     for compose in project.composes:
         if compose.error:
             continue
@@ -326,7 +320,7 @@ def wait_for_healthy_dependencies(project: Project, task: Task, design: Design) 
     for dep in waits:
         healthy.setdefault(dep.service, set()).add(dep.on)
     done: set[int] = set()
-    for name, deps in healthy.items():
+    for name in healthy:
         svc = services[name]
         node = svc["depends_on"]
         if id(node) in done:

@@ -15,7 +15,7 @@ from pipelines.docker_optimization.rules import Hit, rule
 def readable_ignore(ctx) -> bool:
     """False when the context's ignore file has a pattern Docker rejects (the build fails before any COPY)."""
     try:
-        ctx.ignore
+        _ = ctx.ignore   # parsed on first use: raises ValueError on a pattern Docker rejects
     except ValueError:
         return False
     return True

@@ -334,7 +334,7 @@ class _Manifests:
             raise Declined(f"{source} is not valid JSON") from None
         if not isinstance(data, dict):
             return
-        scripts = data.get("scripts") if isinstance(data.get("scripts"), dict) else {}
+        scripts = got if isinstance(got := data.get("scripts"), dict) else {}
         hooks = [s for s in LIFECYCLE if s in scripts]
         if hooks:
             raise Declined(f"{source} runs {', '.join(hooks)} scripts on install, which may need the source")
@@ -342,7 +342,7 @@ class _Manifests:
             raise Declined(f"{source} declares workspaces, whose packages are part of the source")
         deps = [v for key in ("dependencies", "devDependencies", "optionalDependencies")
                 if isinstance(data.get(key), dict) for v in data[key].values()]
-        pnpm = data.get("pnpm") if isinstance(data.get("pnpm"), dict) else {}
+        pnpm = got if isinstance(got := data.get("pnpm"), dict) else {}
         if pnpm.get("patchedDependencies"):
             raise Declined(f"{source} patches dependencies from files of the source (pnpm patchedDependencies)")
         if any(isinstance(v, str) and v.startswith(("file:", "link:", "workspace:")) for v in deps):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import (
     COPY_PREFIX,
@@ -83,9 +83,10 @@ def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], li
     """The stage's COPY/ADD (not heredocs) by destination, with their lines: built once per file and stage
     (a scan of the stage for every ``chown -R`` is quadratic in a long Dockerfile)."""
     memo = df.memo.setdefault("copies_by_dest", {})
-    found = memo.get(stage)
+    found: dict[str, tuple[list[int], list[Instruction]]] | None = memo.get(stage)
     if found is None:
-        found = memo[stage] = {}
+        found = {}
+        memo[stage] = found
         for c in df.in_stage(stage):
             if c.cmd in ("COPY", "ADD") and not is_heredoc(c) and len(c.value) >= 2:
                 lines, copies = found.setdefault(copy_dest(df, c), ([], []))
@@ -149,7 +150,8 @@ def _set_flags(prefix: str, flags: list[tuple[str, str]]) -> str:
     for name, value in flags:
         pattern = re.compile(rf"(?<!\S)--{name}=\S+")
         if pattern.search(prefix):
-            prefix = pattern.sub(lambda m: f"--{name}={value}", prefix, count=1)
+            # a function, not a template: the value is taken literally; called here, within the iteration
+            prefix = pattern.sub(lambda m: f"--{name}={value}", prefix, count=1)  # noqa: B023
         else:
             added.append(f"--{name}={value}")
     return add_flags(prefix, added)
@@ -158,9 +160,10 @@ def _set_flags(prefix: str, flags: list[tuple[str, str]]) -> str:
 def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[str]]]:
     found = chown_after_copy(df, run)
     segs = segments(df, run)
-    changes = [recursive_change(s) for s in segs]
-    if any(c is None for c in changes) or len(found) != len(segs):
+    recognized = [recursive_change(s) for s in segs]
+    if any(c is None for c in recognized) or len(found) != len(segs):
         raise Declined(f"line {run.start_line} does more than chown/chmod -R the copied path; left as is")
+    changes = [c for c in recognized if c is not None]
     _, target, copy = found[0]
     if any(t != target or c is not copy for _, t, c in found) or any(len(c.paths) != 1 for c in changes):
         raise Declined(f"line {run.start_line} changes several paths; left as is")

@@ -204,7 +204,7 @@ def pip_upgrade_layer(df: Dockerfile) -> Iterable[Hit]:
 
 def _merge_flags(into: list[str], extra: Iterable[str], line: int) -> list[str]:
     """Flags of a later RUN that the merged RUN must add; FixError when they contradict."""
-    added = []
+    added: list[str] = []
     for flag in extra:
         if flag in into or flag in added:
             continue

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Iterable
 import yaml
 
 from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization.model import yaml_lines
 from pipelines.docker_optimization.model.buildgraph import build_graph
 from pipelines.docker_optimization.model.project import Project
@@ -65,7 +65,7 @@ def step_builds_with_cache(step: dict, project: Project) -> bool:
     with the cache, and the missing file is reported once, by BP001.
     """
     uses = str(step.get("uses") or "")
-    inputs = step.get("with") if isinstance(step.get("with"), dict) else {}
+    inputs = got if isinstance(got := step.get("with"), dict) else {}
     if uses.startswith("docker/build-push-action@"):
         return bool(GHA_CACHE.search(str(inputs.get("cache-from") or "")))
     if not (uses.startswith("docker/bake-action@") or BAKE_COMMAND.search(str(step.get("run") or ""))):

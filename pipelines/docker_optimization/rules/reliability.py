@@ -119,7 +119,7 @@ def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
 
 def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     """(name, data) of the compose services that build ``df``."""
-    found = {}   # one entry per (compose file, service), however many contexts share them
+    found: dict[tuple[str, str], tuple[str, dict]] = {}   # one per (compose file, service), however many contexts share it
     for ctx in project.contexts_of(df.path):
         for compose in project.composes:
             if compose.path in ctx.compose_files:
@@ -358,7 +358,9 @@ def probe_command(tools: Tools, url: str, timeout: str, tool: str) -> list[str]:
 def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> str:
     """The HEALTHCHECK rewritten in exec form, with its options and its first line's indentation and keyword."""
     first = df.lines[ins.start_line - 1]
-    keyword = re.match(r"\s*\S+", first).group(0)
+    found = re.match(r"\s*\S+", first)
+    assert found is not None   # the instruction's first line holds its keyword
+    keyword = found.group(0)
     options = "".join(f" {flag}" for flag in ins.flags)
     return f"{keyword}{options} CMD {json.dumps(command, ensure_ascii=False)}{newline_of(df.lines[ins.end_line - 1])}"
 

@@ -33,7 +33,7 @@ def is_secret_file(name: str) -> bool:
     return not (name.endswith(".pem") and PUBLIC_PEM.search(name[:-4]))
 
 
-def secret_files(files: Iterable[str]) -> list[str]:
+def secret_files(files: Iterable[str]) -> _SecretFiles:
     return _SecretFiles(sorted(p for p in files if is_secret_file(p.rpartition("/")[2])))
 
 
@@ -183,7 +183,7 @@ def compose_secrets(project) -> Iterable[Hit]:
             if not isinstance(svc, dict):
                 continue
             start = compose.line_of(name)
-            build = svc.get("build") if isinstance(svc.get("build"), dict) else {}
+            build = got if isinstance(got := svc.get("build"), dict) else {}
             blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
             for where, block in blocks:
                 for key, value, line in _entries(block, start):

@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING, Iterable, Callable
 
 from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
+from engine.domain import AlreadyResolved, Declined
 from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of, verify
