@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.artifacts import Design, Task
 from engine.domain import AlreadyResolved, Declined, FixError
 from engine.finding import Applicability, Category, Severity
 from pipelines.docker_optimization.fixes.edit import dockerfile_now, newline_of
@@ -33,6 +33,9 @@ from pipelines.docker_optimization.model.shell import Segment, segments
 from pipelines.docker_optimization.rules import Fix, Hit, rule
 from pipelines.docker_optimization.rules.layers import is_manifest
 from pipelines.docker_optimization.rules.size import package_name, packages, toolchain_installed
+
+if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
+    from engine.artifacts import Design, Task
 
 MULTISTAGE_FIX = Fix("multistage")
 VENV = "/opt/venv"
