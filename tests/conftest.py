@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("docker"):
             item.add_marker(pytest.mark.slow)
+    # Files with the most slow tests first, each file's tests kept together (its module fixtures are made once): a
+    # parallel run (pytest-xdist hands tests out in this order) starts the long ones early, not last.
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 def git(repo: Path, *args: str) -> str:

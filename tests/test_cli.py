@@ -50,6 +50,7 @@ def test_unusable_arguments_exit_2_with_one_line(tmp_path, args, expected):
     assert expected in line
 
 
+@pytest.mark.slow
 def test_run_list_show_summary_on_the_bundled_example(tmp_path):
     reports = tmp_path / "reports"
     result = cli("run", "docker-optimization", "--reports-dir", str(reports), "--format", "json")
@@ -88,7 +89,7 @@ def test_analyze_does_not_import_langgraph_or_openai(example_repo):
             f"r = CliRunner().invoke(app, ['analyze', '--repo', {str(example_repo)!r}, '--format', 'json']); "
             "assert r.exit_code == 0, r.output; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('langgraph', 'openai', 'git')))")
-    out = subprocess.run(["python", "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
