@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,25 @@ from engine.procs import descendants, open_fds  # noqa: F401 (tests import open_
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
+
+
+def pytest_configure(config):
+    # Ctrl-C reaches the tests' children as it would from a terminal. A shell starts `cmd &` with SIGINT ignored,
+    # and an ignored SIGINT is inherited: the children's Python then never raises KeyboardInterrupt, and the
+    # tests that send SIGINT wait out their timeouts instead.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(config, items):
+    # A docker test builds images: slow (`-m "not slow"` leaves them out of the quick loop).
+    for item in items:
+        if item.get_closest_marker("docker"):
+            item.add_marker(pytest.mark.slow)
+    # Files with the most slow tests first, each file's tests kept together (its module fixtures are made once): a
+    # parallel run (pytest-xdist hands tests out in this order) starts the long ones early, not last.
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
 
 
 def git(repo: Path, *args: str) -> str:

@@ -93,6 +93,7 @@ def analyze_mangled(files: dict[str, bytes], hadolint_on: bool) -> None:
 @example({"docker-compose.yml": b"services:\n  api:\n    build: {context: ., args: 5}\n"})
 @example({"services/api/Dockerfile": b"FROM python:3.12\nRUN pip install \\\n"})     # ends in a continuation
 @example({"services/api/Dockerfile": b"\x00" * 10, "docker-compose.yml": b"\xff\xfe\x00"})
+@pytest.mark.slow
 def test_mangled_dockerfiles_and_compose_files_never_crash_the_analysis(files):
     analyze_mangled(files, hadolint_on=False)
 

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from engine.runs import list_records, start_run
 from tests.conftest import ROOT, cli, git
 
 
+@pytest.mark.slow
 def test_apply_merges_the_run_into_a_clean_checkout(example_repo, reports, docker_pipeline):
     record = start_run(docker_pipeline, example_repo, reports)
     result = cli("apply", record.run.run_id, "--reports-dir", str(reports))
@@ -62,6 +65,7 @@ def test_a_second_run_on_a_repository_with_an_active_run_is_refused(example_repo
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_run_does_not_block(example_repo, tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -71,6 +75,7 @@ def test_a_lock_left_by_a_dead_run_does_not_block(example_repo, tmp_path):
     assert not (example_repo / ".git" / "pipeline.lock").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_run_resumably(example_repo, reports):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": "compose.implementer:30"}
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo",

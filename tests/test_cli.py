@@ -50,6 +50,7 @@ def test_unusable_arguments_exit_2_with_one_line(tmp_path, args, expected):
     assert expected in line
 
 
+@pytest.mark.slow
 def test_run_list_show_summary_on_the_bundled_example(tmp_path):
     reports = tmp_path / "reports"
     result = cli("run", "docker-optimization", "--reports-dir", str(reports), "--format", "json")

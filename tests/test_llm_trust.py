@@ -195,6 +195,7 @@ def test_a_diff_edit_keeping_placeholders_in_its_context_applies_with_the_values
     assert "COPY app.py" in dockerfile and f"ARG NPM_TOKEN={C['arg']}" in dockerfile and "REDACTED" not in dockerfile
 
 
+@pytest.mark.slow
 def test_graph_state_is_not_traced_unless_asked_and_then_redacted(tmp_path, key):
     """LANGSMITH_TRACING in the environment: LangGraph would upload the state; the run turns that off."""
     repo = make_repo(tmp_path / "repo", REPO)

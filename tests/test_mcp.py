@@ -41,6 +41,7 @@ def drive(reports: Path, agent):
     return anyio.run(connected)
 
 
+@pytest.mark.slow
 def test_an_agent_analyzes_explains_plans_runs_and_reads_the_diff(example_repo, reports):
     repo = str(example_repo)
     before, head = snapshot(example_repo), git(example_repo, "rev-parse", "HEAD")

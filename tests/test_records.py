@@ -50,6 +50,7 @@ def one_line_error(result) -> bool:
     return len(lines) == 1 and lines[0].startswith("error:")
 
 
+@pytest.mark.slow
 def test_a_tampered_record_is_refused_and_the_users_checkout_survives(finished, example_repo, reports, tmp_path):
     run_id = finished.run.run_id
     own = Path(finished.run.worktree)

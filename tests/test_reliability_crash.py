@@ -44,16 +44,22 @@ def test_the_matrix_covers_every_node_of_the_graph_before_and_after(docker_pipel
     assert crash_points() == [f"{n}:{m}" for n in nodes for m in ("before", "after")]
 
 
-def test_a_sigkill_before_or_after_any_node_is_recovered_by_resume(tmp_path, reference_tree):
-    results = crash_matrix(tmp_path, crash_points(), ("kill",), WORKERS, reference_tree)
+# One test per node (its before and after points), not one for the whole matrix: 16 tests a parallel
+# run (pytest-xdist) spreads over its workers, where the matrix alone took ~9 minutes of one.
+@pytest.mark.slow
+@pytest.mark.parametrize("node", node_points())
+def test_a_sigkill_before_or_after_any_node_is_recovered_by_resume(tmp_path, reference_tree, node):
+    points = [p for p in crash_points() if p.rsplit(":", 1)[0] == node]
+    results = crash_matrix(tmp_path, points, ("kill",), WORKERS, reference_tree)
 
-    assert len(results) == 32
+    assert len(results) == 2
     assert [r for r in results if r.crashed != -signal.SIGKILL] == []
     assert all(r.recovered for r in results), report(results)
 
 
 @pytest.mark.parametrize("point", ["analysis.analyst:before", "analysis.planner:after", "dockerfiles.implementer:after",
                                    "dockerfiles.reviewer:before", "compose.reviewer:after", "deploy.ops:after"])
+@pytest.mark.slow
 def test_an_exception_at_a_node_fails_the_run_and_resume_completes_it(tmp_path, reference_tree, point):
     [result] = crash_matrix(tmp_path, [point], ("raise",), 1, reference_tree)
 
@@ -61,6 +67,7 @@ def test_an_exception_at_a_node_fails_the_run_and_resume_completes_it(tmp_path, 
     assert result.recovered, report([result])
 
 
+@pytest.mark.slow
 def test_a_sigkill_inside_a_git_command_leaving_its_lock_files_is_recovered_by_resume(tmp_path, reference_tree):
     result = crash_inside_git(tmp_path, reference_tree)
 
@@ -79,6 +86,7 @@ def wait_for_node(reports, node: str, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError(f"the run never finished {node}")
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_run_exits_130_marks_the_run_interrupted_releases_the_lock_and_resume_completes_it(
         example_repo, reports, tmp_path, reference_tree):
     user_edits(example_repo)
@@ -181,6 +189,7 @@ def test_a_run_starting_while_another_is_still_writing_its_lock_is_refused(tmp_p
     assert slow.communicate(timeout=60)[0].strip() == "won"
 
 
+@pytest.mark.slow
 def test_a_sigkill_between_the_run_record_and_its_worktree_is_listed_and_resumed(tmp_path, reference_tree):
     """The record is written before the worktree and branch exist: a run killed in between is listed
     (`pipeline list`), and resume makes its branch at the base commit and runs it from the start."""

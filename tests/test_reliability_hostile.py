@@ -16,6 +16,8 @@ from bench.reliability import (
 )
 from engine.runs import UsageError, start_run
 
+pytestmark = pytest.mark.slow   # end-to-end runs of the pipeline
+
 CASES = {case.name: case for case in HOSTILE}
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import jsonschema
+import pytest
 
 from engine.artifacts import RunRecord
 from engine.runs import list_records, resume_run, start_run
-from tests.conftest import child_processes, cli, git, open_fds, snapshot
+from tests.conftest import EXAMPLE, child_processes, cli, git, open_fds, snapshot
 
 
 def trailers(repo, branch, key="Pipeline-Task"):
@@ -16,8 +17,21 @@ def trailers(repo, branch, key="Pipeline-Task"):
     return [line for line in out.splitlines() if line]
 
 
-def test_a_full_run_commits_each_task_with_trailers_and_writes_every_report(example_repo, reports, docker_pipeline):
-    record = start_run(docker_pipeline, example_repo, reports)
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One completed run on a fresh copy of the example: (repo, reports, record), for tests that only read it."""
+    from engine.runs import materialize_example
+    from pipelines.docker_optimization import PIPELINE
+
+    base = tmp_path_factory.mktemp("full-run")
+    repo = materialize_example(EXAMPLE, base / "example")
+    reports = base / "reports"
+    reports.mkdir()
+    return repo, reports, start_run(PIPELINE, repo, reports)
+
+
+def test_a_full_run_commits_each_task_with_trailers_and_writes_every_report(full_run):
+    example_repo, reports, record = full_run
 
     assert record.status == "completed", record.error
     committed = [c for c in record.changes if c.status.value == "committed"]
@@ -37,8 +51,8 @@ def test_a_full_run_commits_each_task_with_trailers_and_writes_every_report(exam
     assert "docker-compose.yml" in compose_report and "accepted" in compose_report
 
 
-def test_run_json_is_valid_against_the_schema_the_models_export(example_repo, reports, docker_pipeline):
-    record = start_run(docker_pipeline, example_repo, reports)
+def test_run_json_is_valid_against_the_schema_the_models_export(full_run):
+    _, reports, record = full_run
     document = json.loads((reports / record.run.run_id / "run.json").read_text())
     jsonschema.validate(document, RunRecord.model_json_schema())
     assert RunRecord.model_validate(document) == record
@@ -72,6 +86,7 @@ def test_no_git_process_or_file_descriptor_outlives_a_run(example_repo, reports,
     assert open_fds() - fds_before == set()
 
 
+@pytest.mark.slow
 def test_sigkill_in_phase_3_then_resume_gives_the_same_tree_and_no_duplicate_commits(example_repo, reports,
                                                                                       docker_pipeline):
     reference = start_run(docker_pipeline, example_repo, reports)
@@ -96,6 +111,7 @@ def test_sigkill_in_phase_3_then_resume_gives_the_same_tree_and_no_duplicate_com
     assert "recovered from an interrupted attempt" in compose_change.notes
 
 
+@pytest.mark.slow
 def test_resume_from_a_phase_reruns_it_and_later_phases_and_replaces_their_commits(example_repo, reports,
                                                                                    docker_pipeline):
     first = start_run(docker_pipeline, example_repo, reports)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from bench.reliability import CANARIES, ROOT, secrets_grep
 from engine.finding import Finding
 from engine.redact import PLACEHOLDER
 
 
+@pytest.mark.slow
 def test_no_canary_reaches_any_file_a_run_or_analyze_writes_nor_the_terminal(tmp_path):
     result, leaks, masked = secrets_grep(tmp_path)
 

@@ -28,6 +28,7 @@ def load_factory():
     return getattr(module, attribute), module
 
 
+@pytest.mark.slow
 def test_the_served_graph_pauses_at_each_phase_boundary_and_ends_like_pipeline_run(tmp_path):
     make_graph, module = load_factory()
     repo = example(tmp_path / "repo")

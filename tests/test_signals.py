@@ -40,10 +40,15 @@ def test_ctrl_c_during_a_parse_always_stops_the_process_and_never_reads_as_a_par
     for attempt in range(8):
         proc = subprocess.Popen([sys.executable, "-c", PARSER], env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "parsing"
-        time.sleep(0.1 + 0.07 * attempt)   # a different moment of the parse each time
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            assert proc.stdout.readline().strip() == "parsing"
+            time.sleep(0.1 + 0.07 * attempt)   # a different moment of the parse each time
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:   # a parse the interrupt missed must not loop on after the test
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         outcomes.append((proc.returncode, out, err.strip().splitlines()[-1:]))
 
     assert [code for code, _, _ in outcomes] == [130] * 8, outcomes

@@ -18,6 +18,8 @@ import pytest
 from bench.reliability import example, reference_run, tree_of
 from tests.conftest import cli, git
 
+pytestmark = pytest.mark.slow   # end-to-end runs of the pipeline
+
 
 def run(repo: Path, reports: Path, state: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return cli(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.artifacts import ChangeStatus
 from engine.commands import EXIT_TASKS_FAILED
 from engine.runs import start_run
@@ -54,6 +56,7 @@ def row(table: str, phase: str) -> list[str]:
     raise AssertionError(f"no row for {phase} in:\n{table}")
 
 
+@pytest.mark.slow
 def test_the_cli_exits_0_with_declines_and_4_with_a_failed_task(tmp_path):
     declines = make_repo(tmp_path / "declines", {"a.txt": "one  \n", "third_party/lib.vendored.txt": "two  \n"})
     ok = cli("run", "text-hygiene", "--repo", str(declines), "--reports-dir", str(tmp_path / "r1"), env=PLUGIN)

@@ -24,6 +24,7 @@ def table_rows(markdown: str, heading: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[2:]]
 
 
+@pytest.mark.slow
 def test_every_number_in_the_summary_is_in_run_json(example_repo, reports, docker_pipeline):
     start_run(docker_pipeline, example_repo, reports)
     [run_dir] = [p for p in reports.iterdir() if p.is_dir()]
@@ -83,6 +84,7 @@ def assert_summary_is_the_branch(repo, reports, tmp_path):
     return record
 
 
+@pytest.mark.slow
 def test_the_summary_counts_what_pipeline_analyze_finds_on_the_branch_head(example_repo, reports, docker_pipeline,
                                                                            tmp_path):
     # The .dockerignore that keeps billing's .env out of its image is unsafe (`COPY . .` copies it: the image
@@ -95,6 +97,7 @@ def test_the_summary_counts_what_pipeline_analyze_finds_on_the_branch_head(examp
     assert not any(f.rule == "SE006" and f.severity.value == "error" for f in found.left)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [0.01])
 def test_the_summary_is_the_branch_on_a_generated_monorepo(tmp_path, reports, docker_pipeline, scale):
     repo = make_repo(Path(generate(tmp_path / "repo", scale, seed=3).root), {}, "generated monorepo")
