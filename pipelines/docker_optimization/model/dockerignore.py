@@ -537,14 +537,15 @@ _ROOT: tuple[bool, None, bool, str] = (False, None, False, "")
 def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:
     """For each exclude pattern, the ``files`` it would leave out on its own (``DockerIgnore([p]).excluded``).
 
-    The same answer as asking each pattern about each file, in one pass: a
-    file or directory is tried against the patterns one by one only when the
-    patterns' union matches it, and a directory's verdicts are kept for
-    everything below it.
+    The same answer as asking each pattern about each file, in one pass: the
+    patterns' index names those that match a file or directory, and a
+    directory's verdicts are kept for everything below it.
     """
-    single = [DockerIgnore([p]).patterns for p in patterns]
-    regexes = [(i, group[0].regex) for i, group in enumerate(single) if group]
-    union = linear.Union([r for _, r in regexes], re.ASCII)
+    # DockerIgnore(patterns) keeps the non-blank ones, in order, each as DockerIgnore([p]) would
+    together = DockerIgnore(list(patterns))
+    assert together._index is not None
+    numbers = [i for i, p in enumerate(patterns) if p.strip(_GO_SPACE)]
+    matching = together._index.hits
     below: dict[str, frozenset[int]] = {"": frozenset()}
 
     def under(directory: str) -> frozenset[int]:
@@ -552,8 +553,8 @@ def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, lis
         if found is None:
             cut = directory.rfind("/")
             found = under(directory[:cut] if cut > 0 else "")
-            if union.match(directory):
-                found = found | {i for i, r in regexes if r.match(directory)}
+            if hit := matching(directory):
+                found = found | {numbers[j] for j in hit}
             below[directory] = found
         return found
 
@@ -561,8 +562,8 @@ def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, lis
     for path in files:
         cut = path.rfind("/")
         hits = under(path[:cut] if cut > 0 else "")
-        if union.match(path):
-            hits = hits | {i for i, r in regexes if r.match(path)}
+        if hit := matching(path):
+            hits = hits | {numbers[j] for j in hit}
         for i in hits:
             lists[i].append(path)
     return dict(zip(patterns, lists))
