@@ -340,3 +340,13 @@ def test_a_pattern_is_compiled_only_when_a_path_reaches_it() -> None:
     assert ignore.sent({"dir7/sub/x.tmp": 1, "dir7/sub/x.py": 2, "src/cache": 3, "src/app.py": 4}) == {
         "dir7/sub/x.py": 2, "src/app.py": 4}
     assert [p.text for p in ignore.patterns if "regex" in vars(p)] == ["dir7/sub/*.tmp"]
+
+
+def test_a_100000_line_dockerignore_answers_without_one_giant_regex() -> None:
+    # The union of these patterns used to be one RE2 regex, which RE2 refuses ("pattern too large"):
+    # four rules failed on the 100,000-line .dockerignore of the reliability bench.
+    ignore = DockerIgnore([f"dir{i}/**/*.tmp{i}" for i in range(100_000)])
+    files = {"dir7/a/b/x.tmp7": 1, "dir7/x.tmp8": 2, "dir99999/x.tmp99999": 3, "src/app.py": 4}
+    assert ignore.sent(files) == {"dir7/x.tmp8": 2, "src/app.py": 4}
+    assert excluded_by_each(["dir7/**/*.tmp7", "**/app.py"], files) == {
+        "dir7/**/*.tmp7": ["dir7/a/b/x.tmp7"], "**/app.py": ["src/app.py"]}
