@@ -364,7 +364,7 @@ class _Index:
         self.head_lengths = sorted({len(k) for k in self.head})
         try:  # one call rules out most paths for the patterns with no literal head ("*.pyc")
             self.unanchored = linear.Union([patterns[i].regex for i in self.head.get("", [])], re.ASCII)
-        except re.error:
+        except Exception:  # re.error, or RE2's "pattern too large" for a long union: then each is tried in turn
             self.unanchored = None
 
     def hits(self, path: str) -> list[int]:
