@@ -264,7 +264,23 @@ _SEGMENTS = st.sampled_from(["a", "b", "src", "node_modules", "tests", "x.pyc", 
 _PATHS = st.lists(st.lists(_SEGMENTS, min_size=1, max_size=4).map("/".join), min_size=1, max_size=30, unique=True)
 _PATTERNS = st.lists(st.sampled_from(["node_modules", "**/node_modules", "*.pyc", "**/*.pyc", "src", "src/*",
                                       "!src/keep", "!**/keep", "tests", "**/tests", "a/**/b", ".env", "!a",
-                                      "**/__pycache__", "b/*/keep", "[^a]*"]), max_size=6)
+                                      "**/__pycache__", "b/*/keep", "[^a]*", "**.pyc", "src/**", "!src/**",
+                                      "a/b*", "s*c", "*/keep", "x.py?", "**/a/*", "a/**/keep"]), max_size=6)
+
+
+def _each_pattern(ignore: DockerIgnore, path: str, parent: list[bool] | None) -> tuple[bool, list[bool] | None]:
+    """patternmatcher's MatchesUsingParentResults as written: every pattern asked in turn (legacy: its own walk)."""
+    if ignore.flavor == "legacy":
+        return ignore._matches(path, None)
+    matched, hits = False, []
+    for index, p in enumerate(ignore.patterns):
+        hit = parent is not None and parent[index]
+        if not hit and p.exclusion == matched:
+            hit = p.match(path)
+        hits.append(hit)
+        if hit:
+            matched = not p.exclusion
+    return matched, hits
 
 
 def _slow_excluded(ignore: DockerIgnore, path: str) -> bool:
@@ -273,10 +289,10 @@ def _slow_excluded(ignore: DockerIgnore, path: str) -> bool:
     for depth in range(1, len(parts)):
         if state[0]:
             return True
-        matched, hits = ignore._matches("/".join(parts[:depth]), state[1])
+        matched, hits = _each_pattern(ignore, "/".join(parts[:depth]), state[1])
         state = (matched and ignore._prune and not any(t.startswith("/".join(parts[:depth]) + "/")
                                                        for t in ignore._reincluded), hits)
-    return state[0] or ignore._matches(path, state[1])[0]
+    return state[0] or _each_pattern(ignore, path, state[1])[0]
 
 
 @given(patterns=_PATTERNS, paths=_PATHS, flavor=st.sampled_from(FLAVORS))
@@ -303,3 +319,34 @@ def test_excluded_by_each_counts_a_file_for_every_pattern_that_drops_it() -> Non
         "**/*.pyc": ["tests/__pycache__/t.pyc", "lib/x.pyc"],
         "**/.git": [],
     }
+
+
+_GLOB_PARTS = st.sampled_from(["a", "b", "src", ".", "/", "*", "**", "?", "keep", "x.py", "^", "[ab]", "\\*", "$"])
+
+
+@given(patterns=st.lists(st.lists(_GLOB_PARTS, min_size=1, max_size=5).map("".join), max_size=8), paths=_PATHS)
+@settings(max_examples=300, deadline=None)
+def test_the_index_finds_exactly_the_patterns_that_match(patterns, paths) -> None:
+    try:
+        ignore = DockerIgnore(patterns)
+    except ValueError:
+        return  # an invalid pattern: Docker refuses the build, and so does DockerIgnore
+    for path in paths + [p.rsplit("/", 1)[0] for p in paths if "/" in p]:
+        assert ignore._index.hits(path) == [i for i, p in enumerate(ignore.patterns) if p.match(path)]
+
+
+def test_a_pattern_is_compiled_only_when_a_path_reaches_it() -> None:
+    ignore = DockerIgnore([f"dir{i}/sub/*.tmp" for i in range(1000)] + ["**/cache"])
+    assert ignore.sent({"dir7/sub/x.tmp": 1, "dir7/sub/x.py": 2, "src/cache": 3, "src/app.py": 4}) == {
+        "dir7/sub/x.py": 2, "src/app.py": 4}
+    assert [p.text for p in ignore.patterns if "regex" in vars(p)] == ["dir7/sub/*.tmp"]
+
+
+def test_a_100000_line_dockerignore_answers_without_one_giant_regex() -> None:
+    # The union of these patterns used to be one RE2 regex, which RE2 refuses ("pattern too large"):
+    # four rules failed on the 100,000-line .dockerignore of the reliability bench.
+    ignore = DockerIgnore([f"dir{i}/**/*.tmp{i}" for i in range(100_000)])
+    files = {"dir7/a/b/x.tmp7": 1, "dir7/x.tmp8": 2, "dir99999/x.tmp99999": 3, "src/app.py": 4}
+    assert ignore.sent(files) == {"dir7/x.tmp8": 2, "src/app.py": 4}
+    assert excluded_by_each(["dir7/**/*.tmp7", "**/app.py"], files) == {
+        "dir7/**/*.tmp7": ["dir7/a/b/x.tmp7"], "**/app.py": ["src/app.py"]}

@@ -51,8 +51,13 @@ _REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
 class Pattern:
     text: str          # cleaned pattern, without "!"
     exclusion: bool    # True for "!pattern" (re-include)
-    regex: re.Pattern[str] | linear.Re2Pattern
+    flavor: str = "buildkit"
     depth: int = field(default=0, compare=False)  # path components, for legacy's single parent check
+
+    @cached_property
+    def regex(self) -> re.Pattern[str] | linear.Re2Pattern:
+        """Compiled on first use: a 100,000-line .dockerignore has most of its patterns never tried."""
+        return compile_pattern(self.text, self.flavor)
 
     def match(self, path: str) -> bool:
         return self.regex.match(path) is not None
@@ -307,6 +312,89 @@ def compile_pattern(pattern: str, flavor: str = "buildkit") -> re.Pattern[str] |
         raise ValueError(f"invalid .dockerignore pattern {pattern!r}: {err}") from None
 
 
+def _checked(pattern: str, flavor: str) -> str:
+    """Raise ValueError where compile_pattern would; return the pattern's match kind (exact, prefix, suffix, regexp).
+
+    Compiling a regex is most of the cost of a long .dockerignore, so a pattern whose regex cannot fail to
+    compile is only checked here and compiled when a path reaches it. That is one without "[", "]" or "\\"
+    outside legacy: its Go regexp is escaped literals, "[^/]", "[^/]*", ".*" and "(.*/)?" (every other
+    metacharacter is escaped), and those always compile.
+    """
+    legacy = flavor == "legacy"
+    if legacy or set(pattern) & set("[]\\"):
+        compile_pattern(pattern, flavor)
+    else:
+        _check_glob(pattern)
+    return _go_regexp(pattern, legacy)[0]
+
+
+def _literal_head(pattern: str) -> str:
+    """The literal text every path a buildkit/classic "regexp" pattern matches starts with (before "*?[]\\^")."""
+    for i, c in enumerate(pattern):
+        if c in "*?[]\\^":
+            return pattern[:i]
+    return pattern
+
+
+class _Index:
+    """"Which patterns match this path?" without trying each: the literal kinds (exact, prefix, suffix)
+    are dictionary lookups of the path's prefixes and suffixes, and a "regexp" pattern is tried only
+    on paths that start with its literal head. The answer is the same as ``p.match(path)`` for each p.
+    """
+
+    def __init__(self, patterns: list[Pattern], kinds: list[str]) -> None:
+        self.patterns = patterns
+        self.exact: dict[str, list[int]] = {}
+        self.prefix: dict[str, list[int]] = {}
+        self.below: dict[str, list[int]] = {}  # "**/foo": the path is foo or ends with "/foo"
+        self.suffix: dict[str, list[int]] = {}  # "**foo": the path ends with foo
+        self.head: dict[str, list[int]] = {}
+        for i, (p, kind) in enumerate(zip(patterns, kinds)):
+            if kind == "exact":
+                self.exact.setdefault(p.text, []).append(i)
+            elif kind == "prefix":
+                self.prefix.setdefault(p.text[:-2], []).append(i)
+            elif kind == "suffix" and p.text[2:].startswith("/"):
+                self.below.setdefault(p.text[3:], []).append(i)
+            elif kind == "suffix":
+                self.suffix.setdefault(p.text[2:], []).append(i)
+            else:
+                self.head.setdefault(_literal_head(p.text), []).append(i)
+        self.prefix_lengths = sorted({len(k) for k in self.prefix})
+        self.suffix_lengths = sorted({len(k) for k in self.suffix})
+        self.head_lengths = sorted({len(k) for k in self.head})
+        try:  # one call rules out most paths for the patterns with no literal head ("*.pyc")
+            self.unanchored = linear.Union([patterns[i].regex for i in self.head.get("", [])], re.ASCII)
+        except Exception:  # re.error, or RE2's "pattern too large" for a long union: then each is tried in turn
+            self.unanchored = None
+
+    def hits(self, path: str) -> list[int]:
+        """The indices of the patterns that match ``path``, in order."""
+        found = list(self.exact.get(path, ()))
+        n = len(path)
+        for k in self.prefix_lengths:
+            if k > n:
+                break
+            found += self.prefix.get(path[:k], ())
+        if self.below:
+            found += self.below.get(path, ())
+            cut = path.find("/")
+            while cut != -1:
+                found += self.below.get(path[cut + 1:], ())
+                cut = path.find("/", cut + 1)
+        for k in self.suffix_lengths:
+            if k > n:
+                break
+            found += self.suffix.get(path[n - k:], ())
+        for k in self.head_lengths:
+            if k > n:
+                break
+            if k == 0 and self.unanchored is not None and self.unanchored.match(path) is None:
+                continue
+            found += (i for i in self.head.get(path[:k], ()) if self.patterns[i].match(path))
+        return sorted(found)
+
+
 def _without_trailing_glob(text: str) -> str:
     return text.removesuffix("/**").removesuffix("/*")
 
@@ -323,6 +411,7 @@ class DockerIgnore:
         self.source = source
         self.flavor = flavor
         self.patterns: list[Pattern] = []
+        kinds: list[str] = []
         for raw in patterns:  # patternmatcher.New: trim, skip blanks, clean (with the "!"), then split it off
             p = raw.strip(_GO_SPACE)
             if not p:
@@ -333,7 +422,10 @@ class DockerIgnore:
                 p = p[1:]
                 if not p:
                     raise ValueError('invalid .dockerignore pattern "!": nothing to re-include')
-            self.patterns.append(Pattern(p, exclusion, compile_pattern(p, flavor), p.count("/") + 1))
+            kinds.append(_checked(p, flavor))
+            self.patterns.append(Pattern(p, exclusion, flavor, p.count("/") + 1))
+        # legacy checks parents at each pattern's depth, not through the walk: no index, every pattern is tried
+        self._index = _Index(self.patterns, kinds) if flavor != "legacy" else None
         self.has_reinclusions = any(p.exclusion for p in self.patterns)
         reincluded = [p.text for p in self.patterns if p.exclusion]
         if flavor == "buildkit":
@@ -342,7 +434,7 @@ class DockerIgnore:
         # gives up that shortcut (and walks everything) once a "!" pattern has a wildcard.
         self._prune = flavor != "buildkit" or not any(set(t) & set("*[]?^\\") for t in reincluded)
         self._reincluded = tuple(t + "/" for t in reincluded)
-        self._dirs: dict[str, tuple[bool, tuple[bool, ...] | None, bool, str]] = {}
+        self._dirs: dict[str, tuple[bool, tuple[int, ...] | None, bool, str]] = {}
 
     @property
     def key(self) -> tuple:
@@ -357,8 +449,8 @@ class DockerIgnore:
     def empty(cls) -> "DockerIgnore":
         return cls([], "")
 
-    def _matches(self, path: str, parent: tuple[bool, ...] | None) -> tuple[bool, tuple[bool, ...] | None]:
-        """Is ``path`` matched; and, per pattern, did it (or a parent) match (for the children)."""
+    def _matches(self, path: str, parent: tuple[int, ...] | None) -> tuple[bool, tuple[int, ...] | None]:
+        """Is ``path`` matched; and which patterns (indices, in order) it or a parent hit (for the children)."""
         matched = False
         if self.flavor == "legacy":  # pkg/fileutils Matches: the parent is tried at the pattern's depth only
             dirs = path.split("/")[:-1]
@@ -369,17 +461,26 @@ class DockerIgnore:
                 if hit:
                     matched = not p.exclusion
             return matched, None
-        hits = []  # patternmatcher MatchesUsingParentResults, walking down from the root
-        for index, p in enumerate(self.patterns):
-            hit = parent is not None and parent[index]
-            if not hit and p.exclusion == matched:
-                hit = p.match(path)
-            hits.append(hit)
-            if hit:
+        # patternmatcher MatchesUsingParentResults, walking down from the root: a pattern hits when it hit a
+        # parent, or matches the path and could change the verdict. Only the patterns that hit the parent or
+        # match the path are visited (``hits`` holds the indices of those that hit), in the patterns' order.
+        assert self._index is not None
+        own = self._index.hits(path)
+        if not parent:
+            candidates, inherited = own, ()
+        else:
+            inherited = frozenset(parent)
+            candidates = sorted(inherited.union(own))
+            own = frozenset(own)
+        hits = []
+        for index in candidates:
+            p = self.patterns[index]
+            if index in inherited or p.exclusion == matched and index in own:
+                hits.append(index)
                 matched = not p.exclusion
         return matched, tuple(hits)
 
-    def _dir(self, path: str) -> tuple[bool, tuple[bool, ...] | None, bool, str]:
+    def _dir(self, path: str) -> tuple[bool, tuple[int, ...] | None, bool, str]:
         """(skipped by the walk, per-pattern hits, matched, the skipped ancestor) for the directory ``path``, memoised."""
         state = self._dirs.get(path)
         if state is None:
@@ -393,16 +494,6 @@ class DockerIgnore:
             self._dirs[path] = state
         return state
 
-    @cached_property
-    def _any(self) -> linear.Union | None:
-        """One matcher for "some pattern matches this very path" (None: try them one by one)."""
-        if self.flavor == "legacy":  # legacy checks parents at each pattern's depth, not through the walk
-            return None
-        try:
-            return linear.Union([p.regex for p in self.patterns], re.ASCII)
-        except re.error:
-            return None
-
     def excluded(self, path: str) -> bool:
         """True when the file at ``path`` (relative, with "/") is left out of the context."""
         if not self.patterns:
@@ -411,7 +502,7 @@ class DockerIgnore:
         if skipped:
             return True
         # When no pattern names the file itself, its state is its directory's (the last hit wins).
-        if self._any is not None and self._any.match(path) is None:
+        if self._index is not None and not self._index.hits(path):
             return matched
         return self._matches(path, hits)[0]
 
@@ -419,12 +510,12 @@ class DockerIgnore:
         """The subset of ``files`` (path -> size) the builder receives."""
         if not self.patterns:
             return dict(files)
-        if self._any is None:
+        if self._index is None:
             return {p: s for p, s in files.items() if not self.excluded(p)}
         # excluded() inlined over the sorted paths: an excluded directory is passed over with one bisect,
         # a run of files in one directory costs one lookup, and a file one regex.
         keys = sorted(files)
-        out, any_match, i, end = {}, self._any.match, 0, len(keys)
+        out, hits, i, end = {}, self._index.hits, 0, len(keys)
         last_dir, state = None, _ROOT
         while i < end:
             path = keys[i]
@@ -436,7 +527,7 @@ class DockerIgnore:
                 i = span(keys, state[3] + "/", i)[1]
                 continue
             i += 1
-            if not (state[2] if any_match(path) is None else self._matches(path, state[1])[0]):
+            if not (self._matches(path, state[1])[0] if hits(path) else state[2]):
                 out[path] = files[path]
         return out
 
@@ -447,14 +538,15 @@ _ROOT: tuple[bool, tuple[bool, ...] | None, bool, str] = (False, None, False, ""
 def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:
     """For each exclude pattern, the ``files`` it would leave out on its own (``DockerIgnore([p]).excluded``).
 
-    The same answer as asking each pattern about each file, in one pass: a
-    file or directory is tried against the patterns one by one only when the
-    patterns' union matches it, and a directory's verdicts are kept for
-    everything below it.
+    The same answer as asking each pattern about each file, in one pass: the
+    patterns' index names those that match a file or directory, and a
+    directory's verdicts are kept for everything below it.
     """
-    single = [DockerIgnore([p]).patterns for p in patterns]
-    regexes = [(i, group[0].regex) for i, group in enumerate(single) if group]
-    union = linear.Union([r for _, r in regexes], re.ASCII)
+    # DockerIgnore(patterns) keeps the non-blank ones, in order, each as DockerIgnore([p]) would
+    together = DockerIgnore(list(patterns))
+    assert together._index is not None
+    numbers = [i for i, p in enumerate(patterns) if p.strip(_GO_SPACE)]
+    matching = together._index.hits
     below: dict[str, frozenset[int]] = {"": frozenset()}
 
     def under(directory: str) -> frozenset[int]:
@@ -462,8 +554,8 @@ def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, lis
         if found is None:
             cut = directory.rfind("/")
             found = under(directory[:cut] if cut > 0 else "")
-            if union.match(directory):
-                found = found | {i for i, r in regexes if r.match(directory)}
+            if hit := matching(directory):
+                found = found | {numbers[j] for j in hit}
             below[directory] = found
         return found
 
@@ -471,8 +563,8 @@ def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, lis
     for path in files:
         cut = path.rfind("/")
         hits = under(path[:cut] if cut > 0 else "")
-        if union.match(path):
-            hits = hits | {i for i, r in regexes if r.match(path)}
+        if hit := matching(path):
+            hits = hits | {numbers[j] for j in hit}
         for i in hits:
             lists[i].append(path)
     return dict(zip(patterns, lists))
