@@ -324,6 +324,7 @@ def run(
     phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
     reports_dir: Optional[Path] = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
+    attempts: int = typer.Option(2, "--attempts", min=1, help="Attempts a task gets when the reviewer rejects its change: the retry sees the verdict (default 2; 1: no repair loop)."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
@@ -346,7 +347,8 @@ def run(
     from engine.runs import UsageError, select_phases, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", **_declared_options(ctx, spec), "llm": "1" if llm else "0",
+    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "attempts": str(attempts), **_declared_options(ctx, spec),
+               "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
                               price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
                               llm_deadline=llm_deadline, llm_tool_rounds=llm_tool_rounds,

@@ -29,17 +29,19 @@ class InjectedCrash(RuntimeError):
     """Raised by the fault-injection hook (PIPELINE_CRASH_AT=node[:after])."""
 
 
-def crash_point(node: str, when: str) -> None:
+def crash_point(node: str, when: str, visit: int = 1) -> None:
     """Test hooks: crash at ``node`` before its work or after it (before the checkpoint),
-    or pause there (``PIPELINE_PAUSE_AT=node:seconds``) so a test can signal the run."""
+    or pause there (``PIPELINE_PAUSE_AT=node:seconds``) so a test can signal the run.
+    ``PIPELINE_CRASH_AT=node:after@2`` crashes at the node's second run in the run (a repair round)."""
     pause, _, seconds = os.environ.get("PIPELINE_PAUSE_AT", "").partition(":")
     if pause == node and when == "before":
         time.sleep(float(seconds or 5))
     target = os.environ.get("PIPELINE_CRASH_AT", "")
     if not target:
         return
+    target, _, nth = target.partition("@")
     name, _, moment = target.partition(":")
-    if name == node and (moment or "before") == when:
+    if name == node and (moment or "before") == when and int(nth or visit) == visit:
         if os.environ.get("PIPELINE_CRASH_MODE") == "kill":
             os.kill(os.getpid(), 9)
         raise InjectedCrash(f"injected crash at {node} ({when})")
@@ -93,15 +95,35 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
     """
     graph = StateGraph(RunState, context_schema=RunContext)
     order = node_names(spec, phases)
-    previous = START
+    names = [START] + [phase.node(role) for phase, role in order] + [END]
     for index, (phase, role) in enumerate(order):
-        name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
-        graph.add_edge(previous, name)
-        previous = name
-    graph.add_edge(previous, END)
+        graph.add_node(names[index + 1], _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
+    for index in range(len(names) - 1):
+        source, onward = names[index], names[index + 1]
+        if index and _loops_back(order[index - 1]):
+            phase = order[index - 1][0]
+            graph.add_conditional_edges(source, _repair_route(phase, onward), [phase.node("implementer"), onward])
+        else:
+            graph.add_edge(source, onward)
     return graph.compile(checkpointer=checkpointer)
+
+
+def _loops_back(node: tuple[Phase, str]) -> bool:
+    """The repair loop leaves from a phase's reviewer when the phase has an implementer before it."""
+    phase, role = node
+    return role == "reviewer" and "implementer" in phase.agents[: phase.agents.index(role)]
+
+
+def _repair_route(phase: Phase, onward: str):
+    """After the reviewer: back to the implementer while it sent tasks back (``RunState.retry``), else onward."""
+    back = phase.node("implementer")
+
+    def route(state: RunState) -> str:
+        return back if state.retry.get(phase.name) else onward
+
+    route.__name__ = f"{phase.name}.repair"
+    return route
 
 
 def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
@@ -112,12 +134,13 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
             llm.check_budget()  # stop at a phase boundary, before any of its work (and before every call)
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
-        crash_point(name, "before")
+        visit = 1 + sum(n.node == name for p in state.phases if p.phase == phase.name for n in p.nodes)
+        crash_point(name, "before", visit)
         if llm is not None:
             llm.node_started()
         try:
             with span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}):
-                return body(state, runtime.context)
+                return body(state, runtime.context, visit)
         except Exception as err:
             # A node that didn't finish must not replay the answers it got (one may be what crashed it):
             # they are set aside and a resume asks again.
@@ -125,7 +148,7 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
                 llm.drop_fresh()
             raise
 
-    def body(state: RunState, context: RunContext) -> dict:
+    def body(state: RunState, context: RunContext, visit: int) -> dict:
         started = now()
         step: Step = agent.run(phase, state, context)
         after = step.state
@@ -144,7 +167,7 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         before = {c.task_id for c in state.changes if c.status.value == "failed"}
         broke = any(c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
                     for c in update.get("changes", []))   # this node's own failures mark it ✗
-        crash_point(name, "after")
+        crash_point(name, "after", visit)
         if on_event:
             on_event("node_end", node=name, phase=phase.name, agent=role, summary=step.summary, failed=broke)
         return {**update, "phases": reports}
