@@ -60,6 +60,9 @@ class Reviewer(TaskCommitter):
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
         ws = self.ws
         repair = set(state.retry.get(phase.name, ()))   # a repair round: only these tasks have new attempts
+        self._human = {t: state.rejected[t] for t in state.to_revert(phase.name)}   # a person rejected them
+        if self._human:   # the phase is replayed from its base without them
+            repair = set()
         base = (state.retry_base.get(phase.name, state.head_commit) if repair
                 else state.bases.get(phase.name, state.head_commit))
         tasks = {t.id: t for t in state.plan.tasks}
@@ -88,6 +91,14 @@ class Reviewer(TaskCommitter):
                     or (change.task_id, change.attempt) in judged):   # judged in an earlier round
                 changes.append(change)
                 continue
+            if change.task_id in self._human:   # reverted like a failed gate, with the person's reason
+                why = self._human[change.task_id]
+                verdicts.append(Verdict(task_id=change.task_id, phase=change.phase, commit=change.commit, accepted=False,
+                                        gates=[Gate(name="human review", passed=False, detail=why)],
+                                        attempt=change.attempt))
+                changes.append(change.model_copy(update={"status": ChangeStatus.reverted,
+                                                         "reason": f"rejected in review: {why}"}))
+                continue
             previous = ws.head()
             task = task_of(tasks[change.task_id], change, state.verdicts)
             if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
@@ -109,7 +120,12 @@ class Reviewer(TaskCommitter):
                 rejected.append(changes[-1])
         accepted = sum(v.accepted for v in verdicts)
         retry = [c.task_id for c in rejected if c.attempt < run.max_attempts]
-        after = {"verdicts": state.verdicts + verdicts if repair else replace_phase(state.verdicts, phase.name, verdicts),
+        if repair or self._human:   # the verdicts of earlier rounds stay, but for the ones judged again
+            judged_now = {(v.task_id, v.attempt) for v in verdicts}
+            all_verdicts = [v for v in state.verdicts if (v.task_id, v.attempt) not in judged_now] + verdicts
+        else:
+            all_verdicts = replace_phase(state.verdicts, phase.name, verdicts)
+        after = {"verdicts": all_verdicts,
                  "changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
                  "retry": {**{k: v for k, v in state.retry.items() if k != phase.name},
                            **({phase.name: retry} if retry else {})}}

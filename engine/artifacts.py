@@ -275,7 +275,7 @@ class Invocation(Model):
     outcome: str = "running"
 
 
-RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]
+RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped", "awaiting review"]
 
 
 class RunState(Model):
@@ -303,6 +303,20 @@ class RunState(Model):
                                         "implementer (the repair loop follows it)")
     retry_base: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip the phase's current repair "
                                        "round started from (the reviewer replays that round's attempts from it)")
+    approved: list[str] = Field(default_factory=list, description="tasks a person approved (`pipeline approve`)")
+    rejected: dict[str, str] = Field(default_factory=dict, description="task -> why a person rejected its change "
+                                     "(`pipeline reject`); the reviewer reverts it")
+
+    def awaiting_approval(self, phase: str) -> list[str]:
+        """The phase's kept changes no person has approved or rejected yet (task ids, in order)."""
+        decided = {*self.approved, *self.rejected}
+        return [c.task_id for c in self.changes
+                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id not in decided]
+
+    def to_revert(self, phase: str) -> list[str]:
+        """The phase's changes a person rejected that are still on the branch (the reviewer reverts them)."""
+        return [c.task_id for c in self.changes
+                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id in self.rejected]
 
 
 @dataclass(frozen=True)
@@ -336,6 +350,8 @@ class RunHeader(Model):
     created: datetime = Field(default_factory=now)
     updated: datetime = Field(default_factory=now)
     invocations: list[Invocation] = Field(default_factory=list)
+    review_phase: str = Field(default="", description="awaiting review: the phase whose accepted changes wait for "
+                                                      "`pipeline approve` or `pipeline reject`")
 
 
 class RunRecord(RunState, RunHeader):

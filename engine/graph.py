@@ -87,26 +87,39 @@ def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]
 
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None):
+                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None, review: bool = False):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent.
 
+    A phase's reviewer leads back to its implementer while it sends tasks back (the repair loop). With
+    ``review`` (``pipeline run --review``) a phase's accepted changes then wait for a person (``<phase>.approval``).
     Without ``agents`` (``{}``) the graph only reads and writes its checkpoints (``pipeline rollback``):
     its nodes would fail if run.
     """
     graph = StateGraph(RunState, context_schema=RunContext)
     order = node_names(spec, phases)
-    names = [START] + [phase.node(role) for phase, role in order] + [END]
+    names = [START]
     for index, (phase, role) in enumerate(order):
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(names[index + 1], _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
+        names.append(phase.node(role))
+        graph.add_node(names[-1], _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
+        if review and _loops_back((phase, role)):
+            names.append(phase.node(APPROVAL))
+            graph.add_node(names[-1], _approval(phase))
+    names.append(END)
     for index in range(len(names) - 1):
         source, onward = names[index], names[index + 1]
-        if index and _loops_back(order[index - 1]):
-            phase = order[index - 1][0]
+        phase = next((p for p, _ in order if source.startswith(p.name + ".")), None)
+        if phase is not None and source == phase.node(APPROVAL):
+            graph.add_conditional_edges(source, _approval_route(phase, onward),
+                                        [phase.node("reviewer"), source, onward])
+        elif phase is not None and source == phase.node("reviewer") and _loops_back((phase, "reviewer")):
             graph.add_conditional_edges(source, _repair_route(phase, onward), [phase.node("implementer"), onward])
         else:
             graph.add_edge(source, onward)
     return graph.compile(checkpointer=checkpointer)
+
+
+APPROVAL = "approval"   # the node where a phase's accepted changes wait for a person (``--review``)
 
 
 def _loops_back(node: tuple[Phase, str]) -> bool:
@@ -123,6 +136,42 @@ def _repair_route(phase: Phase, onward: str):
         return back if state.retry.get(phase.name) else onward
 
     route.__name__ = f"{phase.name}.repair"
+    return route
+
+
+def _approval(phase: Phase):
+    """Pause the run (LangGraph ``interrupt``) until a person approves or rejects the phase's kept changes.
+
+    The run resumes with ``Command(resume={"approve": [task ids], "reject": {task id: reason}})``; tasks
+    left undecided make it pause again. The node only records the decisions: the reviewer reverts.
+    """
+    name = phase.node(APPROVAL)
+
+    def approve(state: RunState) -> dict:
+        pending = state.awaiting_approval(phase.name)
+        if not pending:
+            return {}
+        from langgraph.types import interrupt
+
+        answer = interrupt({"phase": phase.name, "tasks": pending}) or {}
+        approved = [t for t in answer.get("approve", []) if t in pending]
+        rejected = {t: str(why) for t, why in answer.get("reject", {}).items() if t in pending}
+        return {"approved": [*state.approved, *approved], "rejected": {**state.rejected, **rejected}}
+
+    approve.__name__ = name
+    return approve
+
+
+def _approval_route(phase: Phase, onward: str):
+    """After a person's decisions: to the reviewer to revert the rejected, back to wait for the rest, else onward."""
+    name = phase.node(APPROVAL)
+
+    def route(state: RunState) -> str:
+        if state.to_revert(phase.name):
+            return phase.node("reviewer")
+        return name if state.awaiting_approval(phase.name) else onward
+
+    route.__name__ = f"{name}.route"
     return route
 
 
