@@ -15,6 +15,8 @@ attempt standing, with a note saying why; it is not sent back again.
 
 from __future__ import annotations
 
+from git import GitCommandError
+
 from agents.base import Agent, replace_phase
 from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task, Verdict
 from engine.domain import AlreadyResolved, Declined, FixError
@@ -126,7 +128,7 @@ class TaskCommitter(Agent):
         """What the prompt says of a rejected attempt: its number, the gates it failed, its diff."""
         try:
             diff = self.ws.repo.git.show("--format=", "--no-color", verdict.commit)
-        except Exception:   # GitCommandError: the reverted commit is gone (a gc): the gates still say why
+        except GitCommandError:   # the reverted commit is gone (a gc): the gates still say why
             diff = ""
         if len(diff) > DIFF_CHARS:
             diff = diff[:DIFF_CHARS] + "\n[diff truncated]"
@@ -209,9 +211,9 @@ class Implementer(TaskCommitter):
                 continue
             task = retry_task(tasks[change.task_id], change, state.verdicts)
             before = ws.head()
+            after_what = task.previous.reason if task.previous else change.reason
             new = (self._reuse(task, earlier[task.id]) if task.id in earlier
-                   else self.apply_and_commit(task, state, run, notes=(f"attempt {task.attempt}, after: "
-                                                                        f"{task.previous.reason if task.previous else change.reason}",)))
+                   else self.apply_and_commit(task, state, run, notes=(f"attempt {task.attempt}, after: {after_what}",)))
             why = self._no_new_attempt(change, new)
             if why:
                 ws.reset_to(before)
@@ -231,7 +233,7 @@ class Implementer(TaskCommitter):
             return f"{new.status.value}: {new.reason}" if new.reason else new.status.value
         try:   # exit 0: the files hold what the rejected attempt wrote
             self.ws.repo.git.diff("--quiet", rejected.commit, new.commit, "--", *sorted({*rejected.files, *new.files}))
-        except Exception:   # GitCommandError: they differ (or the rejected commit is gone)
+        except GitCommandError:   # they differ (or the rejected commit is gone)
             return ""
         return "the fix made the same change again: it has no other approach"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.artifacts import RunRecord  # noqa: E402
-from engine.report import repair_counts  # noqa: E402
+from engine.artifacts import RunRecord
+from engine.report import repair_counts
 
 
 def loop_seconds(record: RunRecord) -> float:
@@ -43,16 +43,33 @@ def loop_seconds(record: RunRecord) -> float:
 
 def line(label: str, record: RunRecord, wall: float) -> str:
     counts = repair_counts(record.changes)
-    return (f"{label:34} first try {counts['first try']:3}  after repair {counts['after repair']:3}  "
-            f"reverted {counts['reverted']:3}  wall {wall:5.1f} s  repair rounds {loop_seconds(record):4.1f} s")
+    return (
+        f"{label:34} first try {counts['first try']:3}  after repair {counts['after repair']:3}  "
+        f"reverted {counts['reverted']:3}  wall {wall:5.1f} s  repair rounds {loop_seconds(record):4.1f} s"
+    )
 
 
 def example(out: Path, attempts: int) -> str:
     reports = out / f"example-{attempts}"
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--builds", "off",
-                    "--attempts", str(attempts), "--reports-dir", str(reports), "--quiet"],
-                   env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "run",
+            "docker-optimization",
+            "--builds",
+            "off",
+            "--attempts",
+            str(attempts),
+            "--reports-dir",
+            str(reports),
+            "--quiet",
+        ],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
     wall = time.monotonic() - started
     [run_json] = reports.glob("*/run.json")
     return line(f"example, --attempts {attempts}", RunRecord.model_validate_json(run_json.read_text()), wall)
@@ -67,8 +84,9 @@ def fixture(out: Path, attempts: int) -> str:
     files |= {f"g{i}.txt": "x  \n" for i in range(10)} | {"h.partial.txt": "a \nb \n"}
     repo = make_repo(out / f"fixture-{attempts}" / "repo", files)
     started = time.monotonic()
-    record = start_run(whitespace.PIPELINE, repo, out / f"fixture-{attempts}" / "reports", None,
-                       {"attempts": str(attempts)})
+    record = start_run(
+        whitespace.PIPELINE, repo, out / f"fixture-{attempts}" / "reports", None, {"attempts": str(attempts)}
+    )
     return line(f"text-hygiene fixture, --attempts {attempts}", record, time.monotonic() - started)
 
 

@@ -432,7 +432,7 @@ def _awaiting(record) -> list:
 
 @app.command()
 def review(run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
-           reports_dir: Optional[Path] = REPORTS_DIR, state: str | None = STATE) -> None:
+           reports_dir: Path | None = REPORTS_DIR, state: str | None = STATE) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
     import subprocess
 
@@ -458,7 +458,7 @@ def review(run_id: str = typer.Argument(..., help="A run paused by `pipeline run
             passed = "passed" if gate.passed else "not verified" if not gate.verified else "FAILED"
             out.print(f"   {passed:12} {gate.name}: {gate.detail}", markup=False, highlight=False, soft_wrap=True)
         diff = subprocess.run(["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
-                              capture_output=True, text=True, env=git_env())
+                              capture_output=True, text=True, env=git_env(), check=False)
         out.print(diff.stdout.rstrip() or diff.stderr.strip(), markup=False, highlight=False, soft_wrap=True)
     out.print(f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
               markup=False, highlight=False, soft_wrap=True)
@@ -506,9 +506,9 @@ def _task_ids(record_tasks: list[str], given: list[str]) -> list[str]:
 
 @app.command()
 def approve(run_id: str = typer.Argument(..., help="A run awaiting review."),
-            task: Optional[list[str]] = typer.Option(None, "--task", help="A task to approve (repeatable; see `pipeline review`)."),
+            task: list[str] | None = typer.Option(None, "--task", help="A task to approve (repeatable; see `pipeline review`)."),
             all_: bool = typer.Option(False, "--all", help="Approve every change the run awaits a decision on."),
-            reports_dir: Optional[Path] = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
+            reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
             fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
     """Approve kept changes of a paused run and continue it from its checkpoint."""
     if bool(task) == all_:
@@ -521,7 +521,7 @@ def approve(run_id: str = typer.Argument(..., help="A run awaiting review."),
 def reject(run_id: str = typer.Argument(..., help="A run awaiting review."),
            task: list[str] = typer.Option(..., "--task", help="A task to reject (repeatable; see `pipeline review`)."),
            reason: str = typer.Option("rejected by a person", "--reason", help="Why: kept in the run's record and reports."),
-           reports_dir: Optional[Path] = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
+           reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
            fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
     """Reject kept changes of a paused run: they are reverted like a failed gate, with the reason; the run continues."""
     ids = _task_ids(_pending_ids(run_id, reports_dir, state), task)

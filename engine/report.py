@@ -314,10 +314,10 @@ def render_summary(record: RunRecord) -> str:
     out.append(table(["phase", "status", "agents", "commits kept", "reverted", "declined", "failed", "report"], rows))
     if any(c.earlier for c in record.changes):   # the repair loop made a second attempt somewhere
         counts = repair_counts(record.changes)
-        out += [f"**Repair loop** (up to {record.run.max_attempts} attempts a task): kept on the first attempt "
-                f"{counts['first try']}, kept after a repair {counts['after repair']}, reverted {counts['reverted']}; "
-                f"{sum(len(c.earlier) for c in record.changes)} rejected attempts in all (the phase reports list them).",
-                ""]
+        rejected = sum(len(c.earlier) for c in record.changes)
+        out += [(f"**Repair loop** (up to {record.run.max_attempts} attempts a task): kept on the first attempt "
+                 f"{counts['first try']}, kept after a repair {counts['after repair']}, reverted {counts['reverted']}; "
+                 f"{rejected} rejected attempts in all (the phase reports list them)."), ""]
     if record.failures:
         out += [f"**Failed** (something broke; the phase reports say what): {', '.join(record.failures)}.", ""]
     out += declined_section(record, record.changes)

@@ -61,8 +61,20 @@ def test_the_loop_stops_after_the_attempts_allowed(tmp_path, reports):
 
 def test_one_attempt_means_no_loop(tmp_path, reports):
     repo = make_repo(tmp_path / "repo", {"a.retry.txt": "one  \ntwo  \n"})
-    result = cli("run", "text-hygiene", "--repo", str(repo), "--reports-dir", str(reports), "--attempts", "1",
-                 "--format", "json", "--quiet", env=PLUGIN)
+    result = cli(
+        "run",
+        "text-hygiene",
+        "--repo",
+        str(repo),
+        "--reports-dir",
+        str(reports),
+        "--attempts",
+        "1",
+        "--format",
+        "json",
+        "--quiet",
+        env=PLUGIN,
+    )
     assert result.returncode == 0, result.stderr
     assert '"attempt": 2' not in result.stdout
     [fix] = [p for p in json.loads(result.stdout)["phases"] if p["phase"] == "fix"]
@@ -77,7 +89,7 @@ def test_a_retry_that_makes_the_same_change_again_is_not_an_attempt(tmp_path, re
     [change] = record.changes
     assert (change.status.value, change.attempt, change.earlier) == ("reverted", 1, [])
     assert "attempt 2 not made: the fix made the same change again: it has no other approach" in change.notes
-    assert [v.attempt for v in record.verdicts] == [1]   # not sent back a third time
+    assert [v.attempt for v in record.verdicts] == [1]  # not sent back a third time
     assert [n.node for n in record.phase("fix").nodes] == ["fix.implementer", "fix.reviewer"] * 2 + ["fix.ops"]
     assert "attempt 2 not made" in (Path(record.run.run_dir) / "2-fix.md").read_text()
 
@@ -98,7 +110,7 @@ def test_a_crash_in_a_repair_round_resumes_without_repeating_an_attempt(tmp_path
     record = start_run(whitespace.PIPELINE, repo, reports)
     assert record.status == "failed"
     assert "injected crash at fix.implementer" in record.error
-    made = git(repo, "rev-parse", record.run.branch)   # attempt 2's commit, on the branch, not checkpointed
+    made = git(repo, "rev-parse", record.run.branch)  # attempt 2's commit, on the branch, not checkpointed
     monkeypatch.delenv("PIPELINE_CRASH_AT")
 
     again = resume_run({"text-hygiene": whitespace.PIPELINE}, reports, record.run.run_id)
@@ -108,7 +120,7 @@ def test_a_crash_in_a_repair_round_resumes_without_repeating_an_attempt(tmp_path
     [change] = again.changes
     assert (change.status.value, change.attempt, change.commit) == ("committed", 2, made)
     assert "recovered from an interrupted attempt" in change.notes
-    assert [v.attempt for v in again.verdicts] == [1, 2]   # attempt 1 was judged once, before the crash
+    assert [v.attempt for v in again.verdicts] == [1, 2]  # attempt 1 was judged once, before the crash
 
 
 def test_a_crash_before_the_repair_review_resumes_at_the_reviewer(tmp_path, reports, monkeypatch):
@@ -120,6 +132,6 @@ def test_a_crash_before_the_repair_review_resumes_at_the_reviewer(tmp_path, repo
 
     again = resume_run({"text-hygiene": whitespace.PIPELINE}, reports, record.run.run_id)
 
-    assert again.invocations[1].nodes == ["fix.reviewer", "fix.ops"]   # the repair attempt is not made again
+    assert again.invocations[1].nodes == ["fix.reviewer", "fix.ops"]  # the repair attempt is not made again
     [change] = again.changes
     assert (change.status.value, change.attempt) == ("committed", 2)
