@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.runs import resume_run, start_run
 from tests.conftest import cli, git, make_repo
 from tests.fixture_pipelines import whitespace
+from tests.test_llm import llm_env  # noqa: F401 (a fixture: the model's key and endpoint)
 
 PLUGIN = {"PIPELINE_PLUGINS": "tests.fixture_pipelines.whitespace:PIPELINE"}
 
@@ -135,3 +136,77 @@ def test_a_crash_before_the_repair_review_resumes_at_the_reviewer(tmp_path, repo
     assert again.invocations[1].nodes == ["fix.reviewer", "fix.ops"]  # the repair attempt is not made again
     [change] = again.changes
     assert (change.status.value, change.attempt) == ("committed", 2)
+
+
+def shown(user: str) -> str:
+    """The file as the edit prompt shows it (without the rejected attempt the retry's prompt adds after it)."""
+    return user.split(" ===\n", 1)[1].split("\n\nYour attempt", 1)[0].rstrip("\n") + "\n"
+
+
+def scripted_edit(body: dict) -> dict:
+    """A model that first moves the ADD's source out of its context, and, shown why that was reverted, writes a COPY
+    of the local file; for the other findings it only pins pip's package."""
+    user = body["messages"][1]["content"]
+    text = shown(user)
+    if "Finding LLM001" not in user:
+        return {
+            "file": "app/Dockerfile",
+            "content": text.replace("pip install six\n", "pip install six==1.16.0\n"),
+            "diff": "",
+            "rationale": "pinned",
+        }
+    if "was reverted by the reviewer" not in user:
+        broken = text.replace("ADD app.py", "COPY ../shared/app.py")
+        return {"file": "app/Dockerfile", "content": broken, "diff": "", "rationale": "shared"}
+    return {
+        "file": "app/Dockerfile",
+        "content": text.replace("ADD app.py", "COPY app.py"),
+        "diff": "",
+        "rationale": "a local file",
+    }
+
+
+def edit_prompts(model) -> list[str]:
+    return [
+        b["messages"][1]["content"] for b in model.bodies if "=== app/Dockerfile ===" in b["messages"][1]["content"]
+    ]
+
+
+def test_a_model_edit_is_retried_with_the_failed_gates_and_its_diff(tmp_path, reports, docker_pipeline, llm_env):
+    from tests.test_llm import REPO, FakeModel, model_edits, run_llm
+
+    repo = make_repo(tmp_path / "repo", REPO)
+    model = FakeModel(ModelEdit=scripted_edit)
+    record, _ = run_llm(repo, reports, docker_pipeline, model)
+
+    [change] = model_edits(record)
+    assert (change.status.value, change.attempt) == ("committed", 2), (change.reason, change.earlier, record.verdicts)
+    assert "leaves the build context app" in change.earlier[0].reason
+    [retry] = [p for p in edit_prompts(model) if "was reverted by the reviewer" in p and "Finding LLM001" in p]
+    assert "leaves the build context app" in retry  # the failed gate
+    assert "+COPY ../shared/app.py /srv/app.py" in retry  # the rejected diff
+    assert "COPY app.py /srv/app.py" in git(repo, "show", f"{record.run.branch}:app/Dockerfile")
+
+
+def test_a_crash_mid_loop_in_llm_mode_makes_no_model_call_again(
+    tmp_path, reports, docker_pipeline, llm_env, monkeypatch
+):
+    import respx
+
+    from tests.test_llm import BASE, REPO, FakeModel, run_llm
+
+    repo = make_repo(tmp_path / "repo", REPO)
+    monkeypatch.setenv("PIPELINE_CRASH_AT", "dockerfiles.reviewer:before@2")  # the repair round's attempts made
+    model = FakeModel(ModelEdit=scripted_edit)
+    record, _ = run_llm(repo, reports, docker_pipeline, model)
+    assert record.status == "failed"
+    asked = len(edit_prompts(model))
+    monkeypatch.delenv("PIPELINE_CRASH_AT")
+
+    with respx.mock() as mock:
+        mock.post(f"{BASE}/chat/completions").mock(side_effect=model)
+        again = resume_run({"docker-optimization": docker_pipeline}, reports, record.run.run_id)
+
+    assert again.status == "completed", again.error
+    assert again.invocations[1].nodes[0] == "dockerfiles.reviewer"
+    assert len(edit_prompts(model)) == asked  # no edit asked again
