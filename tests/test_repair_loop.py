@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from engine.runs import resume_run, start_run
 from tests.conftest import cli, git, make_repo
 from tests.fixture_pipelines import whitespace
-from tests.test_llm import llm_env  # noqa: F401 (a fixture: the model's key and endpoint)
 
 PLUGIN = {"PIPELINE_PLUGINS": "tests.fixture_pipelines.whitespace:PIPELINE"}
 
@@ -136,6 +137,15 @@ def test_a_crash_before_the_repair_review_resumes_at_the_reviewer(tmp_path, repo
     assert again.invocations[1].nodes == ["fix.reviewer", "fix.ops"]  # the repair attempt is not made again
     [change] = again.changes
     assert (change.status.value, change.attempt) == ("committed", 2)
+
+
+@pytest.fixture
+def llm_env(monkeypatch):
+    """LLM mode against the mocked endpoint of tests/test_llm.py."""
+    from tests.test_llm import BASE
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-not-real-000000")
+    monkeypatch.setenv("OPENAI_BASE_URL", BASE)
 
 
 def shown(user: str) -> str:
