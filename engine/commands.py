@@ -143,6 +143,8 @@ class Progress:
             if data["phase"] != self.phase:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
+            if self.total and self.done >= self.total:   # a repair round (or an approval) adds steps
+                self.total = self.done + 1
             self._working(data["agent"])
         elif kind in ("llm_down", "warning"):
             self._stop()
