@@ -4,18 +4,40 @@ Idempotent: commits already on the branch for a task (found by their
 ``Pipeline-Task`` trailer, e.g. left by an interrupted attempt) are reused,
 not redone. A fix that writes nothing is a failed task, never a success; a fix that
 does not apply here (``Declined``) is a declined task, with why and what a person would do.
+
+The repair loop: when the reviewer sends tasks back (``RunState.retry``), the implementer runs
+again for those tasks only, on the branch as the reviewer left it. Each retry is the task with its
+attempt number and the verdict that rejected the last attempt (``Task.previous``): a deterministic
+fix may try another approach or decline, a model edit sees the failed gates and the rejected diff.
+A retry that makes nothing new (the same change again, a decline, an error) leaves the rejected
+attempt standing, with a note saying why; it is not sent back again.
 """
 
 from __future__ import annotations
 
+from git import GitCommandError
 
 from agents.base import Agent, replace_phase
-from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task
+from engine.artifacts import Applicability, Change, ChangeStatus, RunContext, RunState, Step, Task, Verdict
 from engine.domain import AlreadyResolved, Declined, FixError
 from engine.edits import confinement_problems
 from engine.spec import Phase
 from engine.tools import tools_note
 from engine.workspace import TRAILER_FINDINGS, TRAILER_PHASE, TRAILER_RUN, TRAILER_TASK
+
+
+DIFF_CHARS = 6000   # of a rejected attempt's diff shown to the model: enough for one file's edit
+
+
+def retry_task(task: Task, rejected: Change, verdicts: list[Verdict]) -> Task:
+    """``task`` as its next attempt sees it: the attempt number, and the verdict that rejected ``rejected``."""
+    verdict = next((v for v in reversed(verdicts) if v.task_id == task.id and v.attempt == rejected.attempt), None)
+    return task.model_copy(update={"attempt": rejected.attempt + 1, "previous": verdict})
+
+
+def task_of(task: Task, change: Change, verdicts: list[Verdict]) -> Task:
+    """The task as the attempt ``change`` was made (a retry carries the verdict on the attempt before)."""
+    return retry_task(task, change.earlier[-1], verdicts) if change.earlier else task
 
 
 class TaskCommitter(Agent):
@@ -86,8 +108,10 @@ class TaskCommitter(Agent):
         text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
         finding = next(f for f in state.findings if f.id in task.finding_ids)
         tools = self.ctx.domain.llm_tools(self.ws.path, state.findings)
-        answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", {"finding": finding, "text": text,
-                                                                        "tools": bool(tools)}, ModelEdit, tools=tools)
+        variables = {"finding": finding, "text": text, "tools": bool(tools)}
+        if task.previous is not None:   # a retry: why the last attempt was reverted (absent, the prompt is as before)
+            variables["previous"] = self._rejection(task.previous)
+        answer, why = self.ctx.llm.ask(task.phase, self.role, "edit", variables, ModelEdit, tools=tools)
         self._tools_used = tools_note(self.ctx.llm.toolbox)
         if answer is None:
             raise FixError(f"the model's part failed: {why}")
@@ -98,6 +122,17 @@ class TaskCommitter(Agent):
         if risks and run.options.get("unsafe_fixes") != "1":
             raise FixError("refused: the model's edit is unsafe (" + "; ".join(risks) + "); only with --unsafe-fixes")
         return written
+
+    def _rejection(self, verdict: Verdict) -> dict:
+        """What the prompt says of a rejected attempt: its number, the gates it failed, its diff."""
+        try:
+            diff = self.ws.repo.git.show("--format=", "--no-color", verdict.commit)
+        except GitCommandError:   # the reverted commit is gone (a gc): the gates still say why
+            diff = ""
+        if len(diff) > DIFF_CHARS:
+            diff = diff[:DIFF_CHARS] + "\n[diff truncated]"
+        failed = [f"{g.name}: {g.detail}" for g in verdict.gates if not g.passed and g.verified]
+        return {"attempt": verdict.attempt, "failed": failed, "diff": diff}
 
     def _at_head(self, rel: str) -> str | None:
         try:
@@ -112,7 +147,8 @@ class TaskCommitter(Agent):
     def _committed(self, task: Task, sha: str, notes: list[str]) -> Change:
         files, ins, dels = self.ws.numstat(sha)
         return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.committed, commit=sha,
-                      files=files, insertions=ins, deletions=dels, message=task.title, notes=notes)
+                      files=files, insertions=ins, deletions=dels, message=task.title, notes=notes,
+                      attempt=task.attempt)
 
     @staticmethod
     def _by_hand(task: Task) -> str:
@@ -134,6 +170,8 @@ class Implementer(TaskCommitter):
     role = "implementer"
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        if state.retry.get(phase.name):
+            return self._repair(phase, state, run)
         head = state.head_commit
         ws = self.ws
         earlier = {c.task: c.sha for c in ws.task_commits(since=head) if c.phase == phase.name}
@@ -152,8 +190,51 @@ class Implementer(TaskCommitter):
         declined = sum(c.status is ChangeStatus.declined for c in changes)
         after = {"changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
                  "bases": {**state.bases, phase.name: head}}
+        if phase.name in state.retry_base:   # the phase runs afresh: no repair round of an earlier run is open
+            after["retry_base"] = {k: v for k, v in state.retry_base.items() if k != phase.name}
         return Step(state.model_copy(update=after), f"{done} commits" + (f", {declined} declined" if declined else "")
                     + (f", {failed} failed" if failed else ""))
+
+    def _repair(self, phase: Phase, state: RunState, run: RunContext) -> Step:
+        """A repair round: the tasks the reviewer sent back, tried again on the branch's head."""
+        head = state.head_commit
+        ws = self.ws
+        earlier = {c.task: c.sha for c in ws.task_commits(since=head) if c.phase == phase.name}
+        ws.reset_to(head)
+        tasks = {t.id: t for t in state.plan.tasks}
+        wanted = set(state.retry[phase.name])
+        changes, made, notes = [], 0, []
+        for change in (c for c in state.changes if c.phase == phase.name):
+            if change.task_id not in wanted or change.task_id not in tasks:
+                changes.append(change)
+                continue
+            task = retry_task(tasks[change.task_id], change, state.verdicts)
+            before = ws.head()
+            after_what = task.previous.reason if task.previous else change.reason
+            new = (self._reuse(task, earlier[task.id]) if task.id in earlier
+                   else self.apply_and_commit(task, state, run, notes=(f"attempt {task.attempt}, after: {after_what}",)))
+            why = self._no_new_attempt(change, new)
+            if why:
+                ws.reset_to(before)
+                notes.append(f"{task.title}: attempt {task.attempt} not made ({why})")
+                changes.append(change.model_copy(update={"notes": [*change.notes,
+                                                                   f"attempt {task.attempt} not made: {why}"]}))
+            else:
+                made += 1
+                changes.append(new.model_copy(update={"attempt": task.attempt, "earlier": [*change.earlier, change]}))
+        after = {"changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
+                 "retry_base": {**state.retry_base, phase.name: head}}
+        return Step(state.model_copy(update=after), f"repair: {made} of {len(wanted)} tried again", notes)
+
+    def _no_new_attempt(self, rejected: Change, new: Change) -> str:
+        """Why the retry ``new`` is no new attempt at the task ("": it is one)."""
+        if new.status is not ChangeStatus.committed:
+            return f"{new.status.value}: {new.reason}" if new.reason else new.status.value
+        try:   # exit 0: the files hold what the rejected attempt wrote
+            self.ws.repo.git.diff("--quiet", rejected.commit, new.commit, "--", *sorted({*rejected.files, *new.files}))
+        except GitCommandError:   # they differ (or the rejected commit is gone)
+            return ""
+        return "the fix made the same change again: it has no other approach"
 
     def _reuse(self, task: Task, sha: str) -> Change:
         ws = self.ws

@@ -13,6 +13,11 @@ head (fixes are deterministic) rather than cherry-picked; a model edit is
 cherry-picked when it still applies, else the model is asked again on the
 file as it is now (the implementer's prompt). Replaying from the
 implementer's recorded commits makes the node idempotent.
+
+The repair loop: a change the reviewer reverts goes back to the implementer (``RunState.retry``;
+the graph's conditional edge follows it) while its task has attempts left (``--attempts``, default
+2). In a repair round the reviewer judges only the new attempts, replayed from where the round
+started; the changes it accepted before stay as they are. Every verdict keeps its attempt number.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections import Counter
 from contextlib import ExitStack
 
 from agents.base import replace_phase
-from agents.implementer import TaskCommitter
+from agents.implementer import TaskCommitter, task_of
 from engine.artifacts import Change, ChangeStatus, Finding, Gate, RunContext, RunState, Severity, Step, Task, Verdict
 from engine.spec import Phase
 from engine.telemetry import span
@@ -45,12 +50,17 @@ class Reviewer(TaskCommitter):
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
         ws = self.ws
-        base = state.bases.get(phase.name, state.head_commit)
+        repair = set(state.retry.get(phase.name, ()))   # a repair round: only these tasks have new attempts
+        self._human = {t: state.rejected[t] for t in state.to_revert(phase.name)}   # a person rejected them
+        if self._human:   # the phase is replayed from its base without them
+            repair = set()
+        base = (state.retry_base.get(phase.name, state.head_commit) if repair
+                else state.bases.get(phase.name, state.head_commit))
         tasks = {t.id: t for t in state.plan.tasks}
         ws.reset_to(base)
         with ExitStack() as stack:
             self._findings_at_head = self._analysis(stack, base)
-            return self._replay(phase, state, run, tasks)
+            return self._replay(phase, state, run, tasks, repair)
 
     def _analysis(self, stack: ExitStack, base: str):
         """How the reviewer analyzes the workspace's head: incrementally from git objects when the domain can
@@ -62,20 +72,31 @@ class Reviewer(TaskCommitter):
         inc = stack.enter_context(incremental)
         return lambda: inc.to_commit(ws.head()).findings
 
-    def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict) -> Step:
+    def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict, repair: set[str]) -> Step:
         ws = self.ws
         before = self._findings_at_head()
-        verdicts, changes = [], []
+        verdicts, changes, rejected = [], [], []
+        judged = {(v.task_id, v.attempt) for v in state.verdicts if v.phase == phase.name} if repair else set()
         for change in (c for c in state.changes if c.phase == phase.name):
-            if change.status is not ChangeStatus.committed:
+            if (change.status is not ChangeStatus.committed or repair and change.task_id not in repair
+                    or (change.task_id, change.attempt) in judged):   # judged in an earlier round
                 changes.append(change)
                 continue
+            if change.task_id in self._human:   # reverted like a failed gate, with the person's reason
+                why = self._human[change.task_id]
+                verdicts.append(Verdict(task_id=change.task_id, phase=change.phase, commit=change.commit, accepted=False,
+                                        gates=[Gate(name="human review", passed=False, detail=why)],
+                                        attempt=change.attempt))
+                changes.append(change.model_copy(update={"status": ChangeStatus.reverted,
+                                                         "reason": f"rejected in review: {why}"}))
+                continue
             previous = ws.head()
-            task = tasks[change.task_id]
+            task = task_of(tasks[change.task_id], change, state.verdicts)
             if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
                 ws.reset_to(change.commit)
             else:
-                change = self._redo(task, change, previous, state, run)
+                change = self._redo(task, change, previous, state, run).model_copy(
+                    update={"attempt": change.attempt, "earlier": change.earlier})
                 if change.status is not ChangeStatus.committed:
                     changes.append(change)
                     continue
@@ -87,10 +108,21 @@ class Reviewer(TaskCommitter):
             else:
                 ws.reset_to(previous)
                 changes.append(change.model_copy(update={"status": ChangeStatus.reverted, "reason": verdict.reason}))
+                rejected.append(changes[-1])
         accepted = sum(v.accepted for v in verdicts)
-        after = {"verdicts": replace_phase(state.verdicts, phase.name, verdicts),
-                 "changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head()}
-        return Step(state.model_copy(update=after), f"{accepted} accepted, {len(verdicts) - accepted} reverted")
+        retry = [c.task_id for c in rejected if c.attempt < run.max_attempts]
+        if repair or self._human:   # the verdicts of earlier rounds stay, but for the ones judged again
+            judged_now = {(v.task_id, v.attempt) for v in verdicts}
+            all_verdicts = [v for v in state.verdicts if (v.task_id, v.attempt) not in judged_now] + verdicts
+        else:
+            all_verdicts = replace_phase(state.verdicts, phase.name, verdicts)
+        after = {"verdicts": all_verdicts,
+                 "changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
+                 "retry": {**{k: v for k, v in state.retry.items() if k != phase.name},
+                           **({phase.name: retry} if retry else {})}}
+        summary = f"{accepted} accepted, {len(verdicts) - accepted} reverted" + (
+            f", {len(retry)} sent back for another attempt" if retry else "")
+        return Step(state.model_copy(update=after), ("repair: " if repair else "") + summary)
 
     def _redo(self, task: Task, change: Change, previous: str, state: RunState, run: RunContext) -> Change:
         """The change made again on ``previous`` (an earlier change of the phase was reverted)."""
@@ -116,4 +148,5 @@ class Reviewer(TaskCommitter):
             with span("gate", **{"pipeline.task": task.id, "pipeline.gate": g.name, "pipeline.gate.passed": g.passed,
                                  "pipeline.gate.verified": g.verified, "pipeline.gate.detail": g.detail[:500]}):
                 pass
-        return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates), after
+        return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates,
+                       attempt=change.attempt), after

@@ -47,6 +47,9 @@ class Task(Model):
     executable: list[str] = Field(default_factory=list, description="files of ``files`` it may make executable "
                                   "(generated scripts)")
     needs: list[str] = Field(default_factory=list, description="ids of tasks that must come before it")
+    attempt: int = Field(default=1, description="which attempt at the task this is (the repair loop's retries: 2, 3...)")
+    previous: Verdict | None = Field(default=None, description="a retry: the reviewer's verdict on the attempt before; "
+                                     "the fix may try another approach, or decline")
 
     @property
     def allowed_files(self) -> list[str]:
@@ -104,6 +107,14 @@ class Change(Model):
     reason: str = ""
     action: str = Field(default="", description="declined: what a person would do instead")
     notes: list[str] = Field(default_factory=list)
+    attempt: int = Field(default=1, description="1, or the repair loop's retry this change is (see ``earlier``)")
+    earlier: list[Change] = Field(default_factory=list, description="the attempts before this one, each reverted by "
+                                  "the reviewer (its verdict has the same attempt number)")
+
+    @property
+    def attempts(self) -> list[Change]:
+        """Every attempt at the task, first to last (this change is the last)."""
+        return [*self.earlier, self]
 
 
 class Gate(Model):
@@ -126,6 +137,7 @@ class Verdict(Model):
     commit: str
     accepted: bool
     gates: list[Gate] = Field(default_factory=list)
+    attempt: int = Field(default=1, description="the attempt at the task it judged (see ``Change.attempt``)")
 
     @property
     def reason(self) -> str:
@@ -215,6 +227,9 @@ class PhaseReport(Model):
     report_path: str = ""
 
 
+DEFAULT_ATTEMPTS = 2   # a rejected change is tried once more, with the reviewer's verdict
+
+
 class RunContext(Model):
     """Everything a node needs to know about the run it belongs to (never changes)."""
 
@@ -230,6 +245,14 @@ class RunContext(Model):
     uncommitted: list[str] = Field(default_factory=list,
                                    description="tracked files changed in the checkout but not committed at the start: "
                                                "not part of the analyzed commit")
+
+    @property
+    def max_attempts(self) -> int:
+        """Attempts a task gets when the reviewer rejects its change (``--attempts``; 1: no repair loop)."""
+        try:
+            return max(1, int(self.options.get("attempts", DEFAULT_ATTEMPTS)))
+        except ValueError:
+            return DEFAULT_ATTEMPTS
 
     @property
     def base_statement(self) -> str:
@@ -252,7 +275,7 @@ class Invocation(Model):
     outcome: str = "running"
 
 
-RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped"]
+RunStatus = Literal["running", "completed", "failed", "interrupted", "stopped", "awaiting review"]
 
 
 class RunState(Model):
@@ -276,6 +299,24 @@ class RunState(Model):
     measurements: list[Measurement] = Field(default_factory=list)
     head_commit: str = Field(default="", description="tip of the run's branch after the last node")
     bases: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip before its implementer ran")
+    retry: dict[str, list[str]] = Field(default_factory=dict, description="phase -> tasks the reviewer sent back to the "
+                                        "implementer (the repair loop follows it)")
+    retry_base: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip the phase's current repair "
+                                       "round started from (the reviewer replays that round's attempts from it)")
+    approved: list[str] = Field(default_factory=list, description="tasks a person approved (`pipeline approve`)")
+    rejected: dict[str, str] = Field(default_factory=dict, description="task -> why a person rejected its change "
+                                     "(`pipeline reject`); the reviewer reverts it")
+
+    def awaiting_approval(self, phase: str) -> list[str]:
+        """The phase's kept changes no person has approved or rejected yet (task ids, in order)."""
+        decided = {*self.approved, *self.rejected}
+        return [c.task_id for c in self.changes
+                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id not in decided]
+
+    def to_revert(self, phase: str) -> list[str]:
+        """The phase's changes a person rejected that are still on the branch (the reviewer reverts them)."""
+        return [c.task_id for c in self.changes
+                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id in self.rejected]
 
 
 @dataclass(frozen=True)
@@ -309,6 +350,8 @@ class RunHeader(Model):
     created: datetime = Field(default_factory=now)
     updated: datetime = Field(default_factory=now)
     invocations: list[Invocation] = Field(default_factory=list)
+    review_phase: str = Field(default="", description="awaiting review: the phase whose accepted changes wait for "
+                                                      "`pipeline approve` or `pipeline reject`")
 
 
 class RunRecord(RunState, RunHeader):

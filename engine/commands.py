@@ -41,6 +41,7 @@ REPORTS_DIR = typer.Option(None, "--reports-dir", show_default=False,
                            help="Where run directories live (default: $XDG_STATE_HOME/agent-pipelines/runs; a run id "
                                 "is found through the run index wherever its directory is).")
 EXIT_TASKS_FAILED = 4   # the run finished, but a task or phase failed (declined tasks are not failures)
+EXIT_AWAITING_REVIEW = 5   # `run --review` paused: a phase's kept changes wait for `pipeline approve`/`reject`
 STATE = typer.Option(None, "--state", envvar="PIPELINE_STATE_URL", show_envvar=True, metavar="URL",
                      help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
                           "in the reports directory).")
@@ -145,6 +146,8 @@ class Progress:
             if data["phase"] != self.phase:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
+            if self.total and self.done >= self.total:   # a repair round (or an approval) adds steps
+                self.total = self.done + 1
             self._working(data["agent"])
         elif kind in ("llm_down", "warning"):
             self._stop()
@@ -228,6 +231,11 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
     if record.status == "stopped":
         err.print(f"stopped, resumable: {record.error}")
         raise typer.Exit(3)
+    if record.status == "awaiting review":
+        if not quiet and fmt != "json":
+            err.print(f"awaiting review of phase {record.review_phase}: `pipeline review {record.run.run_id}`, then "
+                      f"`pipeline approve` or `pipeline reject`", soft_wrap=True)
+        raise typer.Exit(EXIT_AWAITING_REVIEW)
 
 
 def _option_params(spec) -> list:
@@ -327,6 +335,8 @@ def run(
     phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
     reports_dir: Optional[Path] = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
+    review: bool = typer.Option(False, "--review", help="Pause after each phase's reviewer until a person approves or rejects its kept changes (`pipeline review`, `approve`, `reject`)."),
+    attempts: int = typer.Option(2, "--attempts", min=1, help="Attempts a task gets when the reviewer rejects its change: the retry sees the verdict (default 2; 1: no repair loop)."),
     llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
     model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
@@ -349,7 +359,9 @@ def run(
     from engine.runs import UsageError, select_phases, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", **_declared_options(ctx, spec), "llm": "1" if llm else "0",
+    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "attempts": str(attempts), **({"review": "1"} if review else {}),
+               **_declared_options(ctx, spec),
+               "llm": "1" if llm else "0",
                **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
                               price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
                               llm_deadline=llm_deadline, llm_tool_rounds=llm_tool_rounds,
@@ -414,6 +426,122 @@ def resume(
         progress.interrupted(run_id)
         raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
+
+
+def _awaiting(record) -> list:
+    """The changes of the phase a paused run waits on a person for (in the plan's order)."""
+    decided = {*record.approved, *record.rejected}
+    return [c for c in record.changes if c.phase == record.review_phase and c.status.value == "committed"
+            and c.task_id not in decided]
+
+
+@app.command()
+def review(run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
+           reports_dir: Path | None = REPORTS_DIR, state: str | None = STATE) -> None:
+    """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
+    import subprocess
+
+    from engine.gitenv import git_env
+    from engine.runs import UsageError, load_record, open_store
+
+    try:
+        with open_store(state) as store:
+            record, _ = load_record(reports_dir, run_id, store)
+    except UsageError as error:
+        fail(str(error))
+    if record.status != "awaiting review":
+        fail(f"run {run_id} is not awaiting review (it is {record.status})")
+    tasks = {t.id: t for t in record.plan.tasks}
+    verdicts = {(v.task_id, v.attempt): v for v in record.verdicts}
+    out.print(f"run {run_id}: phase {record.review_phase} awaits review", markup=False, highlight=False)
+    for change in _awaiting(record):
+        title = tasks[change.task_id].title if change.task_id in tasks else change.task_id
+        out.print(f"\n== task {change.task_id}: {title} (commit {change.commit[:10]}, attempt {change.attempt})",
+                  markup=False, highlight=False, soft_wrap=True)
+        verdict = verdicts.get((change.task_id, change.attempt))
+        for gate in verdict.gates if verdict else []:
+            passed = "passed" if gate.passed else "not verified" if not gate.verified else "FAILED"
+            out.print(f"   {passed:12} {gate.name}: {gate.detail}", markup=False, highlight=False, soft_wrap=True)
+        diff = subprocess.run(["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
+                              capture_output=True, text=True, env=git_env(), check=False)
+        out.print(diff.stdout.rstrip() or diff.stderr.strip(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
+              markup=False, highlight=False, soft_wrap=True)
+
+
+def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str) -> None:
+    """Continue a paused run from its checkpoint with a person's decisions."""
+    from engine.runs import UsageError, load_record, open_store, resume_run
+    from engine.workspace import RepoError
+
+    _check_format(fmt)
+    try:
+        with open_store(state) as store:
+            record, _ = load_record(reports_dir, run_id, store)
+    except UsageError as error:
+        fail(str(error))
+    if record.status != "awaiting review":
+        fail(f"run {run_id} is not awaiting review (it is {record.status})")
+    pending = [c.task_id for c in _awaiting(record)]
+    named = [*decisions.get("approve", []), *decisions.get("reject", {})]
+    unknown = [t for t in named if t not in pending]
+    if unknown:
+        fail(f"run {run_id} awaits no decision on {', '.join(unknown)}; it awaits: {', '.join(pending)}")
+    progress = Progress(quiet)
+    try:
+        record = resume_run(_pipelines(), reports_dir, run_id, None, progress, state=state, decisions=decisions)
+    except (UsageError, RepoError) as error:
+        fail(str(error))
+    except OSError as error:
+        os_fail(error)
+    except KeyboardInterrupt:
+        progress.interrupted(run_id)
+        raise typer.Exit(130)
+    _final(record, Path(record.run.run_dir), fmt, quiet)
+
+
+def _task_ids(record_tasks: list[str], given: list[str]) -> list[str]:
+    """Task ids as given, or each expanded from a unique prefix of an awaiting one."""
+    found = []
+    for item in given:
+        matches = [t for t in record_tasks if t.startswith(item)]
+        found.append(matches[0] if len(matches) == 1 else item)
+    return found
+
+
+@app.command()
+def approve(run_id: str = typer.Argument(..., help="A run awaiting review."),
+            task: list[str] | None = typer.Option(None, "--task", help="A task to approve (repeatable; see `pipeline review`)."),
+            all_: bool = typer.Option(False, "--all", help="Approve every change the run awaits a decision on."),
+            reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
+            fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
+    """Approve kept changes of a paused run and continue it from its checkpoint."""
+    if bool(task) == all_:
+        fail("give --task ID (repeatable) or --all")
+    ids = _pending_ids(run_id, reports_dir, state)
+    _decide(run_id, reports_dir, state, {"approve": ids if all_ else _task_ids(ids, task or [])}, quiet, fmt)
+
+
+@app.command()
+def reject(run_id: str = typer.Argument(..., help="A run awaiting review."),
+           task: list[str] = typer.Option(..., "--task", help="A task to reject (repeatable; see `pipeline review`)."),
+           reason: str = typer.Option("rejected by a person", "--reason", help="Why: kept in the run's record and reports."),
+           reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
+           fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
+    """Reject kept changes of a paused run: they are reverted like a failed gate, with the reason; the run continues."""
+    ids = _task_ids(_pending_ids(run_id, reports_dir, state), task)
+    _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt)
+
+
+def _pending_ids(run_id: str, reports_dir, state) -> list[str]:
+    from engine.runs import UsageError, load_record, open_store
+
+    try:
+        with open_store(state) as store:
+            record, _ = load_record(reports_dir, run_id, store)
+    except UsageError as error:
+        fail(str(error))
+    return [c.task_id for c in _awaiting(record)]
 
 
 @app.command()

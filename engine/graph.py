@@ -29,17 +29,19 @@ class InjectedCrash(RuntimeError):
     """Raised by the fault-injection hook (PIPELINE_CRASH_AT=node[:after])."""
 
 
-def crash_point(node: str, when: str) -> None:
+def crash_point(node: str, when: str, visit: int = 1) -> None:
     """Test hooks: crash at ``node`` before its work or after it (before the checkpoint),
-    or pause there (``PIPELINE_PAUSE_AT=node:seconds``) so a test can signal the run."""
+    or pause there (``PIPELINE_PAUSE_AT=node:seconds``) so a test can signal the run.
+    ``PIPELINE_CRASH_AT=node:after@2`` crashes at the node's second run in the run (a repair round)."""
     pause, _, seconds = os.environ.get("PIPELINE_PAUSE_AT", "").partition(":")
     if pause == node and when == "before":
         time.sleep(float(seconds or 5))
     target = os.environ.get("PIPELINE_CRASH_AT", "")
     if not target:
         return
+    target, _, nth = target.partition("@")
     name, _, moment = target.partition(":")
-    if name == node and (moment or "before") == when:
+    if name == node and (moment or "before") == when and int(nth or visit) == visit:
         if os.environ.get("PIPELINE_CRASH_MODE") == "kill":
             os.kill(os.getpid(), 9)
         raise InjectedCrash(f"injected crash at {node} ({when})")
@@ -85,23 +87,92 @@ def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]
 
 
 def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None):
+                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None, review: bool = False):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent.
 
+    A phase's reviewer leads back to its implementer while it sends tasks back (the repair loop). With
+    ``review`` (``pipeline run --review``) a phase's accepted changes then wait for a person (``<phase>.approval``).
     Without ``agents`` (``{}``) the graph only reads and writes its checkpoints (``pipeline rollback``):
     its nodes would fail if run.
     """
     graph = StateGraph(RunState, context_schema=RunContext)
     order = node_names(spec, phases)
-    previous = START
+    names = [START]
     for index, (phase, role) in enumerate(order):
-        name = phase.node(role)
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
-        graph.add_edge(previous, name)
-        previous = name
-    graph.add_edge(previous, END)
+        names.append(phase.node(role))
+        graph.add_node(names[-1], _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
+        if review and _loops_back((phase, role)):
+            names.append(phase.node(APPROVAL))
+            graph.add_node(names[-1], _approval(phase))
+    names.append(END)
+    for index in range(len(names) - 1):
+        source, onward = names[index], names[index + 1]
+        found = next((p for p, _ in order if source.startswith(p.name + ".")), None)
+        if found is not None and source == found.node(APPROVAL):
+            graph.add_conditional_edges(source, _approval_route(found, onward),
+                                        [found.node("reviewer"), source, onward])
+        elif found is not None and source == found.node("reviewer") and _loops_back((found, "reviewer")):
+            graph.add_conditional_edges(source, _repair_route(found, onward), [found.node("implementer"), onward])
+        else:
+            graph.add_edge(source, onward)
     return graph.compile(checkpointer=checkpointer)
+
+
+APPROVAL = "approval"   # the node where a phase's accepted changes wait for a person (``--review``)
+
+
+def _loops_back(node: tuple[Phase, str]) -> bool:
+    """The repair loop leaves from a phase's reviewer when the phase has an implementer before it."""
+    phase, role = node
+    return role == "reviewer" and "implementer" in phase.agents[: phase.agents.index(role)]
+
+
+def _repair_route(phase: Phase, onward: str):
+    """After the reviewer: back to the implementer while it sent tasks back (``RunState.retry``), else onward."""
+    back = phase.node("implementer")
+
+    def route(state: RunState) -> str:
+        return back if state.retry.get(phase.name) else onward
+
+    route.__name__ = f"{phase.name}.repair"
+    return route
+
+
+def _approval(phase: Phase):
+    """Pause the run (LangGraph ``interrupt``) until a person approves or rejects the phase's kept changes.
+
+    The run resumes with ``Command(resume={"approve": [task ids], "reject": {task id: reason}})``; tasks
+    left undecided make it pause again. The node only records the decisions: the reviewer reverts.
+    """
+    name = phase.node(APPROVAL)
+
+    def approve(state: RunState) -> dict:
+        pending = state.awaiting_approval(phase.name)
+        if not pending:
+            return {}
+        from langgraph.types import interrupt
+
+        answer = interrupt({"phase": phase.name, "tasks": pending}) or {}
+        approved = [t for t in answer.get("approve", []) if t in pending]
+        rejected = {t: str(why) for t, why in answer.get("reject", {}).items() if t in pending}
+        return {"approved": [*state.approved, *approved], "rejected": {**state.rejected, **rejected}}
+
+    approve.__name__ = name
+    return approve
+
+
+def _approval_route(phase: Phase, onward: str):
+    """After a person's decisions: to the reviewer to revert the rejected, back to wait for the rest, else onward."""
+    name = phase.node(APPROVAL)
+
+    def route(state: RunState) -> str:
+        if state.to_revert(phase.name):
+            return phase.node("reviewer")
+        return name if state.awaiting_approval(phase.name) else onward
+
+    route.__name__ = f"{name}.route"
+    return route
 
 
 def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
@@ -112,12 +183,13 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
             llm.check_budget()  # stop at a phase boundary, before any of its work (and before every call)
         if on_event:
             on_event("node_start", node=name, phase=phase.name, agent=role)
-        crash_point(name, "before")
+        visit = 1 + sum(n.node == name for p in state.phases if p.phase == phase.name for n in p.nodes)
+        crash_point(name, "before", visit)
         if llm is not None:
             llm.node_started()
         try:
             with span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}):
-                return body(state, runtime.context)
+                return body(state, runtime.context, visit)
         except Exception as err:
             # A node that didn't finish must not replay the answers it got (one may be what crashed it):
             # they are set aside and a resume asks again.
@@ -125,7 +197,7 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
                 llm.drop_fresh()
             raise
 
-    def body(state: RunState, context: RunContext) -> dict:
+    def body(state: RunState, context: RunContext, visit: int) -> dict:
         started = now()
         step: Step = agent.run(phase, state, context)
         after = step.state
@@ -144,7 +216,7 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         before = {c.task_id for c in state.changes if c.status.value == "failed"}
         broke = any(c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
                     for c in update.get("changes", []))   # this node's own failures mark it ✗
-        crash_point(name, "after")
+        crash_point(name, "after", visit)
         if on_event:
             on_event("node_end", node=name, phase=phase.name, agent=role, summary=step.summary, failed=broke)
         return {**update, "phases": reports}

@@ -134,6 +134,7 @@ def render_phase(record: RunRecord, phase: str) -> str:
             for note in c.notes:
                 out.append(f"- `{c.commit[:10] or c.task_id}`: {note}")
         out += declined_section(record, changes, "###")
+        out += repair_section(changes, tasks, "###")
         rejected = [v for v in verdicts.values() if not v.accepted]
         if rejected:
             out += ["", "### Why the reviewer reverted changes", ""]
@@ -156,6 +157,29 @@ def render_phase(record: RunRecord, phase: str) -> str:
     out += ["## Figures", "", figures_table(figures)]
     out += [f"- {n}" for n in report.notes]
     return "\n".join(out).rstrip() + "\n"
+
+
+def repair_counts(changes: list[Change]) -> dict[str, int]:
+    """What the reviewer's verdicts came to, per task: kept on the first attempt, kept after a repair, reverted."""
+    judged = [c for c in changes if c.status in (ChangeStatus.committed, ChangeStatus.reverted) and c.commit]
+    return {"first try": sum(c.status is ChangeStatus.committed and c.attempt == 1 for c in judged),
+            "after repair": sum(c.status is ChangeStatus.committed and c.attempt > 1 for c in judged),
+            "reverted": sum(c.status is ChangeStatus.reverted for c in judged)}
+
+
+def repair_section(changes: list[Change], tasks: dict, level: str = "##") -> list[str]:
+    """Each task the reviewer sent back: every attempt, its commit and the verdict on it (empty when none was)."""
+    retried = [c for c in changes if c.earlier or any(n.startswith("attempt ") and " not made: " in n for n in c.notes)]
+    if not retried:
+        return []
+    out = ["", f"{level} Repair attempts (a rejected change went back to the implementer with its verdict)", ""]
+    for c in retried:
+        title = tasks[c.task_id].title if c.task_id in tasks else c.task_id
+        steps = [f"attempt {a.attempt} `{a.commit[:10]}` {a.status.value}"
+                 + (f" ({a.reason})" if a.status is ChangeStatus.reverted else "") for a in c.attempts]
+        steps += [n for n in c.notes if n.startswith("attempt ") and " not made: " in n]
+        out.append(f"- {title}: " + "; ".join(steps))
+    return out
 
 
 def declined_section(record: RunRecord, changes: list[Change], level: str = "##") -> list[str]:
@@ -290,6 +314,12 @@ def render_summary(record: RunRecord) -> str:
         rows.append([p.title, record.phase_status(p.phase), ", ".join(sorted({n.agent for n in p.nodes})) or "-",
                      count["committed"], count["reverted"], count["declined"], count["failed"], p.report_path or "-"])
     out.append(table(["phase", "status", "agents", "commits kept", "reverted", "declined", "failed", "report"], rows))
+    if any(c.earlier for c in record.changes):   # the repair loop made a second attempt somewhere
+        counts = repair_counts(record.changes)
+        rejected = sum(len(c.earlier) for c in record.changes)
+        out += [(f"**Repair loop** (up to {record.run.max_attempts} attempts a task): kept on the first attempt "
+                 f"{counts['first try']}, kept after a repair {counts['after repair']}, reverted {counts['reverted']}; "
+                 f"{rejected} rejected attempts in all (the phase reports list them)."), ""]
     if record.failures:
         out += [f"**Failed** (something broke; the phase reports say what): {', '.join(record.failures)}.", ""]
     out += declined_section(record, record.changes)

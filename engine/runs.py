@@ -390,18 +390,21 @@ def initial_state(record: RunRecord) -> RunState:
 
 def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path | None, run_id: str, phase: str | None = None,
                on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False,
-               state: str | None = None, repo: Path | None = None) -> RunRecord:
+               state: str | None = None, repo: Path | None = None, decisions: dict | None = None) -> RunRecord:
     """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost).
+
+    ``decisions``: a person's review of a run awaiting it (``{"approve": [task ids], "reject": {task id: reason}}``).
 
     ``no_cache`` drops the model answers cached so far (moved to ``llm-cache/dropped/``): the model is asked again.
     ``state``: where the run's state lives (engine.store). ``repo``: a clone on this machine to continue a run
     that started elsewhere (see :func:`adopt`).
     """
     with open_store(state) as store:
-        return _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo)
+        return _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo, decisions)
 
 
-def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo) -> RunRecord:
+def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo,
+                decisions=None) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
     paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store gets its reports here
     check_schema(record)
@@ -420,7 +423,9 @@ def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cac
     verify_record(record, paths)
     lock = _lock(Path(record.run.repo), run_id)
     try:
-        return Runner(spec, record, paths, on_event, store).execute("resume", None, from_phase=phase)
+        runner = Runner(spec, record, paths, on_event, store)
+        runner.decisions = decisions
+        return runner.execute("resume", None, from_phase=phase)
     finally:
         lock.release()
 
@@ -504,6 +509,7 @@ class Runner:
         self.outer_events = on_event
         self.llm = None
         self.redactor: Redactor | None = None   # opened by execute, before the model client
+        self.decisions: dict | None = None   # a person's review decisions the paused run resumes with
 
     def on_event(self, kind: str, **data) -> None:
         self.outer_events(kind, **data)
@@ -558,7 +564,7 @@ class Runner:
             self.llm = llm = self._open_llm(stack, run)
             agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain, llm))) for role in sorted(roles)}
             graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
-                                llm=llm)
+                                llm=llm, review=run.options.get("review") == "1")
             start_config: dict = config
             if kind == "resume" and from_phase is None and not graph.get_state(config).values:
                 state = initial_state(record)   # killed before the graph's first checkpoint: start it afresh
@@ -583,11 +589,22 @@ class Runner:
             stack.enter_context(span(f"{kind} {self.spec.name}", **{"pipeline.run_id": run.run_id,
                                                                     "pipeline.invocation": invocation.number}))
             try:
-                for chunk in graph.stream(state, stream_config, context=run, stream_mode="updates", durability="sync"):
+                if self.decisions is not None:   # `pipeline approve/reject`: the paused approval node gets them
+                    from langgraph.types import Command
+
+                    start: RunState | Command | None = Command(resume=self.decisions)
+                else:
+                    start = state
+                for chunk in graph.stream(start, stream_config, context=run, stream_mode="updates", durability="sync"):
                     invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
                     self._sync(graph, config)
-                record.status = "completed"
-                invocation.outcome = "completed"
+                paused = [i.value for i in graph.get_state(config).interrupts]
+                if paused:   # an approval node waits for a person (`pipeline run --review`)
+                    record.status, record.review_phase = "awaiting review", paused[0]["phase"]
+                    invocation.outcome = f"awaiting review of phase {record.review_phase}"
+                else:
+                    record.status, record.review_phase = "completed", ""
+                    invocation.outcome = "completed"
             except BudgetExhausted as err:
                 record.status, record.error = "stopped", f"{err}; `pipeline resume {run.run_id} --max-cost/--max-tokens ...` continues"
                 invocation.outcome = f"stopped: {err}"

@@ -96,7 +96,8 @@ def test_a_revert_does_not_cascade_to_later_changes_of_the_same_file(tmp_path, r
 
     misbehave(monkeypatch, "apt-no-recommends", no_recommends_and_a_broken_copy)
     repo = make_repo(tmp_path / "repo", APT)
-    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"unsafe_fixes": "1"})   # apt-no-recommends is unsafe
+    # apt-no-recommends is unsafe; one attempt: this is about the first round's replay, not the repair loop
+    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"], {"unsafe_fixes": "1", "attempts": "1"})
     bad, _ = verdict_for(record, "apt-no-recommends")
     good, verdict = verdict_for(record, "cache-mounts")
     assert bad.status is ChangeStatus.reverted

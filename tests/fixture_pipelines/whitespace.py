@@ -3,7 +3,11 @@
 ``text-hygiene`` finds trailing whitespace in ``*.txt`` files and strips it.
 A file named ``*.noop.txt`` gets a fix that writes the same bytes back (an
 empty change: a failed task); a file named ``*.vendored.txt`` is declined (its fix does not apply: the
-file is someone else's); ``BOOM`` in a file makes the analysis raise.
+file is someone else's); ``BOOM`` in a file makes the analysis raise. For the repair loop: a first
+attempt at ``*.retry.txt`` strips only its first blank-ended line (the reviewer rejects it) and a
+retry, given the verdict, strips them all; attempt k at ``*.stubborn.txt`` strips only its k-th such
+line (rejected every time, never the same change twice) and declines when there is none; every
+attempt at ``*.partial.txt`` strips only the first (a fix with no other approach).
 """
 
 from __future__ import annotations
@@ -60,7 +64,16 @@ def strip(root: Path, task: Task, design: Design) -> dict[str, str]:
         raise Declined(f"{task.file} is vendored: a copy of another project's file",
                        "strip the whitespace upstream and vendor the file again")
     text = (root / task.file).read_text()
-    if not task.file.endswith(".noop.txt"):
+    stubborn = task.file.endswith(".stubborn.txt")
+    if stubborn or task.file.endswith(".partial.txt") or task.file.endswith(".retry.txt") and task.previous is None:
+        lines = text.splitlines()   # one line: the first of those with trailing blanks, or the k-th (stubborn)
+        ended = [i for i, line in enumerate(lines) if line != line.rstrip()]
+        k = task.attempt - 1 if stubborn else 0
+        if k >= len(ended):
+            raise Declined(f"attempt {task.attempt}: no other line to try")
+        lines[ended[k]] = lines[ended[k]].rstrip()
+        text = "".join(line + "\n" for line in lines)
+    elif not task.file.endswith(".noop.txt"):
         text = "".join(line.rstrip() + "\n" for line in text.splitlines())
     return {task.file: text}
 

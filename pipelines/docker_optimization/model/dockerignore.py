@@ -28,7 +28,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Iterable
+from typing import Collection, Iterable
 
 from engine import linear
 from pipelines.docker_optimization.model.paths import span
@@ -363,6 +363,7 @@ class _Index:
         self.prefix_lengths = sorted({len(k) for k in self.prefix})
         self.suffix_lengths = sorted({len(k) for k in self.suffix})
         self.head_lengths = sorted({len(k) for k in self.head})
+        self.unanchored: linear.Union | None
         try:  # one call rules out most paths for the patterns with no literal head ("*.pyc")
             self.unanchored = linear.Union([patterns[i].regex for i in self.head.get("", [])], re.ASCII)
         except Exception:  # re.error, or RE2's "pattern too large" for a long union: then each is tried in turn
@@ -465,13 +466,15 @@ class DockerIgnore:
         # parent, or matches the path and could change the verdict. Only the patterns that hit the parent or
         # match the path are visited (``hits`` holds the indices of those that hit), in the patterns' order.
         assert self._index is not None
-        own = self._index.hits(path)
+        found = self._index.hits(path)
+        own: Collection[int] = found
+        inherited: Collection[int]
         if not parent:
-            candidates, inherited = own, ()
+            candidates, inherited = found, ()
         else:
             inherited = frozenset(parent)
-            candidates = sorted(inherited.union(own))
-            own = frozenset(own)
+            candidates = sorted(inherited.union(found))
+            own = frozenset(found)
         hits = []
         for index in candidates:
             p = self.patterns[index]
@@ -532,7 +535,7 @@ class DockerIgnore:
         return out
 
 
-_ROOT: tuple[bool, tuple[bool, ...] | None, bool, str] = (False, None, False, "")
+_ROOT: tuple[bool, tuple[int, ...] | None, bool, str] = (False, None, False, "")
 
 
 def excluded_by_each(patterns: list[str], files: Iterable[str]) -> dict[str, list[str]]:
