@@ -13,11 +13,10 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from agents.base import Agent
-from engine.artifacts import Finding, RunContext, RunState, Severity, Step
-from engine.spec import Phase
-from engine.tools import tools_note
-
+from agent_pipelines.agents.base import Agent
+from agent_pipelines.engine.artifacts import Finding, RunContext, RunState, Severity, Step
+from agent_pipelines.engine.spec import Phase
+from agent_pipelines.engine.tools import tools_note
 
 # At most this many model findings per run: each may become a model edit, a call and a commit to review.
 MAX_MODEL_FINDINGS = 10
@@ -32,11 +31,11 @@ def _whole(lines: list[str], line: int, evidence: str) -> str | None:
     if not (1 <= line <= len(lines)) or not want:
         return None
     joined, taken = "", []
-    for text in lines[line - 1: line + 20]:
+    for text in lines[line - 1 : line + 20]:
         taken.append(text.strip())
         joined = " ".join((joined + " " + text.strip()).split())
         if joined == want or joined.replace("\\ ", "") == want.replace("\\ ", ""):
-            return "\n".join(taken)   # as the file has it, so the reviewer can tell whether it still stands
+            return "\n".join(taken)  # as the file has it, so the reviewer can tell whether it still stands
         if not text.rstrip().endswith("\\"):
             break
     return None
@@ -73,19 +72,25 @@ class Analyst(Agent):
         return [replace(f, source="worktree") for f in found if f.fingerprint not in seen]
 
     def model_findings(self, phase: Phase, findings: list[Finding]) -> tuple[list[Finding], str]:
-        from engine.llm import ModelFindings
+        from agent_pipelines.engine.llm import ModelFindings
 
         llm = self.ctx.llm
-        assert llm is not None   # asked in LLM mode only
+        assert llm is not None  # asked in LLM mode only
         files = self.ctx.domain.llm_context(self.ws.path)
         tools = self.ctx.domain.llm_tools(self.ws.path, findings)
-        answer, why = llm.ask(phase.name, self.role, "findings", {"files": files, "findings": findings,
-                                                                           "tools": bool(tools)}, ModelFindings,
-                                       tools=tools)
+        answer, why = llm.ask(
+            phase.name,
+            self.role,
+            "findings",
+            {"files": files, "findings": findings, "tools": bool(tools)},
+            ModelFindings,
+            tools=tools,
+        )
         used = tools_note(llm.toolbox)
         if answer is None:
             return [], f"model: the analyst's part failed ({why}); the rules' findings stand alone" + (
-                f"; {used}" if used else "")
+                f"; {used}" if used else ""
+            )
         kept, dropped, duplicates, lowered, seen = [], 0, 0, 0, set()
         for mf in answer.findings:
             lines = files[mf.file].splitlines() if mf.file in files else []
@@ -94,20 +99,34 @@ class Analyst(Agent):
                 dropped += 1
                 continue
             if (mf.file, mf.line, mf.category) in seen or any(
-                    f.file == mf.file and f.line <= mf.line <= max(f.end_line, f.line) and f.category == mf.category
-                    for f in findings):
-                duplicates += 1   # the rules (or an earlier model finding) say this of this line already
+                f.file == mf.file and f.line <= mf.line <= max(f.end_line, f.line) and f.category == mf.category
+                for f in findings
+            ):
+                duplicates += 1  # the rules (or an earlier model finding) say this of this line already
                 continue
             seen.add((mf.file, mf.line, mf.category))
             severity = mf.severity
             if severity.rank > MODEL_SEVERITY_CEILING.rank:
                 severity, lowered = MODEL_SEVERITY_CEILING, lowered + 1
-            kept.append(Finding.make(rule="LLM001", name="model-finding", category=mf.category, severity=severity,
-                                     message=mf.message, file=mf.file, line=mf.line, evidence=evidence, source="llm"))
+            kept.append(
+                Finding.make(
+                    rule="LLM001",
+                    name="model-finding",
+                    category=mf.category,
+                    severity=severity,
+                    message=mf.message,
+                    file=mf.file,
+                    line=mf.line,
+                    evidence=evidence,
+                    source="llm",
+                )
+            )
         over = kept[MAX_MODEL_FINDINGS:]
         kept = kept[:MAX_MODEL_FINDINGS]
-        return kept, (f"model: {len(kept)} findings added; {dropped} dropped because the cited text is not a whole "
-                      f"line or instruction at the cited file and line; {duplicates} dropped as duplicates of the "
-                      f"rules' findings; {lowered} lowered to {MODEL_SEVERITY_CEILING.value} (a model's word alone "
-                      f"never makes an error); {len(over)} over the cap of {MAX_MODEL_FINDINGS} "
-                      f"(MAX_MODEL_FINDINGS in agents/analyst.py) left out" + (f"; {used}" if used else ""))
+        return kept, (
+            f"model: {len(kept)} findings added; {dropped} dropped because the cited text is not a whole "
+            f"line or instruction at the cited file and line; {duplicates} dropped as duplicates of the "
+            f"rules' findings; {lowered} lowered to {MODEL_SEVERITY_CEILING.value} (a model's word alone "
+            f"never makes an error); {len(over)} over the cap of {MAX_MODEL_FINDINGS} "
+            f"(MAX_MODEL_FINDINGS in agents/analyst.py) left out" + (f"; {used}" if used else "")
+        )

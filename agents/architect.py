@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agents.base import Agent
-from engine.artifacts import RunContext, RunState, Step
-from engine.spec import Phase
+from agent_pipelines.agents.base import Agent
+from agent_pipelines.engine.artifacts import RunContext, RunState, Step
+from agent_pipelines.engine.spec import Phase
 
 
 class Architect(Agent):
@@ -14,13 +14,17 @@ class Architect(Agent):
         design = self.ctx.domain.design(self.ctx.worktree, state.findings, state.plan)
         notes = []
         if self.ctx.llm is not None:
-            from engine.llm import DesignAdvice
+            from agent_pipelines.engine.llm import DesignAdvice
 
-            answer, why = self.ctx.llm.ask(phase.name, self.role, "advice",
-                                           {"policies": design.policies, "tasks": state.plan.tasks}, DesignAdvice)
+            answer, why = self.ctx.llm.ask(
+                phase.name, self.role, "advice", {"policies": design.policies, "tasks": state.plan.tasks}, DesignAdvice
+            )
             if answer is None:
                 notes.append(f"model: the architect's part failed ({why})")
             else:
                 design = design.model_copy(update={"notes": design.notes + [f"model: {n}" for n in answer.notes[:5]]})
-        return Step(state.model_copy(update={"design": design}),
-                    f"{len(design.policies)} policies, {len(design.notes)} notes", notes)
+        return Step(
+            state.model_copy(update={"design": design}),
+            f"{len(design.policies)} policies, {len(design.notes)} notes",
+            notes,
+        )

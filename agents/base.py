@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.artifacts import RunContext, RunState, Step
-from engine.domain import Domain
-from engine.spec import Phase
-from engine.workspace import Workspace
+from agent_pipelines.engine.artifacts import RunContext, RunState, Step
+from agent_pipelines.engine.domain import Domain
+from agent_pipelines.engine.spec import Phase
+from agent_pipelines.engine.workspace import Workspace
 
 if TYPE_CHECKING:
-    from engine.llm import LLM
+    from agent_pipelines.engine.llm import LLM
 
 
 @dataclass
@@ -22,7 +22,7 @@ class AgentContext:
 
     run: RunContext
     domain: Domain
-    llm: LLM | None = None   # in LLM mode; never built offline
+    llm: LLM | None = None  # in LLM mode; never built offline
 
     @property
     def worktree(self) -> Path:

@@ -12,9 +12,9 @@ which were left out.
 
 from __future__ import annotations
 
-from agents.base import Agent
-from engine.artifacts import Applicability, Plan, RunContext, RunState, Step, Task, short_hash
-from engine.spec import Phase
+from agent_pipelines.agents.base import Agent
+from agent_pipelines.engine.artifacts import Applicability, Plan, RunContext, RunState, Step, Task, short_hash
+from agent_pipelines.engine.spec import Phase
 
 # At most this many model edits per run: each is a model call (or several, with tools) and a commit to review.
 MAX_MODEL_TASKS = 5
@@ -35,8 +35,9 @@ class Planner(Agent):
     role = "planner"
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
-        plan = self.ctx.domain.plan(state.findings, run.phases, run.options.get("unsafe_fixes") == "1",
-                                    self.ctx.worktree)
+        plan = self.ctx.domain.plan(
+            state.findings, run.phases, run.options.get("unsafe_fixes") == "1", self.ctx.worktree
+        )
         notes = []
         if self.ctx.llm is not None:
             plan = self.with_model_tasks(plan, state.findings, run.phases)
@@ -53,35 +54,59 @@ class Planner(Agent):
         phase_of: dict[str, str] = {}
         for f in findings:
             at = phase_for(f.file)
-            if f.id in planned or f.fix is not Applicability.none or f.severity.rank < 1 or at is None or at not in phases:
+            if (
+                f.id in planned
+                or f.fix is not Applicability.none
+                or f.severity.rank < 1
+                or at is None
+                or at not in phases
+            ):
                 continue
             groups.setdefault((f.rule, f.file), []).append(f)
             phase_of[f.file] = at
         may_edit, strictest = self.ctx.domain.model_may_edit, self.ctx.domain.applicability_of
         candidates = sorted(((rule, file), items) for (rule, file), items in groups.items() if may_edit(file))
-        candidates.sort(key=lambda c: expected_gain(c[1]), reverse=True)   # stable: rule, file among equals
+        candidates.sort(key=lambda c: expected_gain(c[1]), reverse=True)  # stable: rule, file among equals
         chosen, left = candidates[:MAX_MODEL_TASKS], candidates[MAX_MODEL_TASKS:]
         # A model edit works on the file as the deterministic fixes leave it: it needs them first.
-        extra = [Task(id=short_hash("llm", rule, file), phase=phase_of[file], title=f"Model edit for {rule} in {file}",
-                      rationale=items[0].message, fix="llm", file=file, rules=[rule], finding_ids=[f.id for f in items],
-                      files=[file], applicability=strictest([rule]),
-                      needs=[t.id for t in plan.tasks if t.file == file])
-                 for (rule, file), items in chosen]
+        extra = [
+            Task(
+                id=short_hash("llm", rule, file),
+                phase=phase_of[file],
+                title=f"Model edit for {rule} in {file}",
+                rationale=items[0].message,
+                fix="llm",
+                file=file,
+                rules=[rule],
+                finding_ids=[f.id for f in items],
+                files=[file],
+                applicability=strictest([rule]),
+                needs=[t.id for t in plan.tasks if t.file == file],
+            )
+            for (rule, file), items in chosen
+        ]
         order = {p: i for i, p in enumerate(phases)}
         tasks = sorted(plan.tasks + extra, key=lambda t: order[t.phase])  # stable: keeps the domain's order per phase
-        skipped = list(plan.skipped)   # the report's plan lists these: the cap and what it left out
+        skipped = list(plan.skipped)  # the report's plan lists these: the cap and what it left out
         if candidates:
-            skipped.append(f"model edits: {len(chosen)} of {len(candidates)} candidates planned, by severity then "
-                           f"findings addressed (at most {MAX_MODEL_TASKS}, MAX_MODEL_TASKS in agents/planner.py)"
-                           + ("; left out: " + ", ".join(f"{rule} in {file} ({_strictest(items)}, "
-                                                         f"{len(items)} findings)" for (rule, file), items in left)
-                              if left else ""))
+            skipped.append(
+                f"model edits: {len(chosen)} of {len(candidates)} candidates planned, by severity then "
+                f"findings addressed (at most {MAX_MODEL_TASKS}, MAX_MODEL_TASKS in agents/planner.py)"
+                + (
+                    "; left out: "
+                    + ", ".join(
+                        f"{rule} in {file} ({_strictest(items)}, {len(items)} findings)" for (rule, file), items in left
+                    )
+                    if left
+                    else ""
+                )
+            )
         return plan.model_copy(update={"tasks": tasks, "skipped": skipped})
 
     def model_advice(self, phase: Phase, plan: Plan) -> tuple[Plan, str]:
-        from engine.llm import PlanAdvice
+        from agent_pipelines.engine.llm import PlanAdvice
 
-        assert self.ctx.llm is not None   # asked in LLM mode only
+        assert self.ctx.llm is not None  # asked in LLM mode only
         answer, why = self.ctx.llm.ask(phase.name, self.role, "advice", {"tasks": plan.tasks}, PlanAdvice)
         if answer is None:
             return plan, f"model: the planner's part failed ({why}); the deterministic order stands"
@@ -93,6 +118,8 @@ class Planner(Agent):
         tasks = sorted(plan.tasks, key=lambda t: (phases[t.phase], rank[t.id]))
         broken = plan.order_problems(tasks)
         if broken:
-            return (plan.model_copy(update={"notes": notes + ["model's order refused: it puts " + "; ".join(broken)]}),
-                    "model: its order puts a task before one it needs; refused, the deterministic order stands")
+            return (
+                plan.model_copy(update={"notes": notes + ["model's order refused: it puts " + "; ".join(broken)]}),
+                "model: its order puts a task before one it needs; refused, the deterministic order stands",
+            )
         return plan.model_copy(update={"tasks": tasks, "notes": notes}), "model: rationale and order used"

@@ -25,23 +25,38 @@ from __future__ import annotations
 from collections import Counter
 from contextlib import ExitStack
 
-from agents.base import replace_phase
-from agents.implementer import TaskCommitter, task_of
-from engine.artifacts import Change, ChangeStatus, Finding, Gate, RunContext, RunState, Severity, Step, Task, Verdict
-from engine.spec import Phase
-from engine.telemetry import span
-from engine.tree import GitTree
+from agent_pipelines.agents.base import replace_phase
+from agent_pipelines.agents.implementer import TaskCommitter, task_of
+from agent_pipelines.engine.artifacts import (
+    Change,
+    ChangeStatus,
+    Finding,
+    Gate,
+    RunContext,
+    RunState,
+    Severity,
+    Step,
+    Task,
+    Verdict,
+)
+from agent_pipelines.engine.spec import Phase
+from agent_pipelines.engine.telemetry import span
+from agent_pipelines.engine.tree import GitTree
 
 
 def no_new_findings(before: list[Finding], after: list[Finding], files: list[str]) -> Gate:
     """No rule fires more often (warning or above) in the changed files than before."""
+
     def count(items: list[Finding]) -> Counter:
         return Counter((f.rule, f.file) for f in items if f.file in files and f.severity.rank >= Severity.warning.rank)
 
     grown = count(after) - count(before)
     if grown:
-        return Gate(name="no new findings", passed=False,
-                    detail="new: " + ", ".join(f"{rule} in {file}" for rule, file in sorted(grown)))
+        return Gate(
+            name="no new findings",
+            passed=False,
+            detail="new: " + ", ".join(f"{rule} in {file}" for rule, file in sorted(grown)),
+        )
     return Gate(name="no new findings", passed=True, detail="re-analysis found nothing new at warning or above")
 
 
@@ -50,12 +65,15 @@ class Reviewer(TaskCommitter):
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
         ws = self.ws
-        repair = set(state.retry.get(phase.name, ()))   # a repair round: only these tasks have new attempts
-        self._human = {t: state.rejected[t] for t in state.to_revert(phase.name)}   # a person rejected them
-        if self._human:   # the phase is replayed from its base without them
+        repair = set(state.retry.get(phase.name, ()))  # a repair round: only these tasks have new attempts
+        self._human = {t: state.rejected[t] for t in state.to_revert(phase.name)}  # a person rejected them
+        if self._human:  # the phase is replayed from its base without them
             repair = set()
-        base = (state.retry_base.get(phase.name, state.head_commit) if repair
-                else state.bases.get(phase.name, state.head_commit))
+        base = (
+            state.retry_base.get(phase.name, state.head_commit)
+            if repair
+            else state.bases.get(phase.name, state.head_commit)
+        )
         tasks = {t.id: t for t in state.plan.tasks}
         ws.reset_to(base)
         with ExitStack() as stack:
@@ -78,17 +96,29 @@ class Reviewer(TaskCommitter):
         verdicts, changes, rejected = [], [], []
         judged = {(v.task_id, v.attempt) for v in state.verdicts if v.phase == phase.name} if repair else set()
         for change in (c for c in state.changes if c.phase == phase.name):
-            if (change.status is not ChangeStatus.committed or repair and change.task_id not in repair
-                    or (change.task_id, change.attempt) in judged):   # judged in an earlier round
+            if (
+                change.status is not ChangeStatus.committed
+                or repair
+                and change.task_id not in repair
+                or (change.task_id, change.attempt) in judged
+            ):  # judged in an earlier round
                 changes.append(change)
                 continue
-            if change.task_id in self._human:   # reverted like a failed gate, with the person's reason
+            if change.task_id in self._human:  # reverted like a failed gate, with the person's reason
                 why = self._human[change.task_id]
-                verdicts.append(Verdict(task_id=change.task_id, phase=change.phase, commit=change.commit, accepted=False,
-                                        gates=[Gate(name="human review", passed=False, detail=why)],
-                                        attempt=change.attempt))
-                changes.append(change.model_copy(update={"status": ChangeStatus.reverted,
-                                                         "reason": f"rejected in review: {why}"}))
+                verdicts.append(
+                    Verdict(
+                        task_id=change.task_id,
+                        phase=change.phase,
+                        commit=change.commit,
+                        accepted=False,
+                        gates=[Gate(name="human review", passed=False, detail=why)],
+                        attempt=change.attempt,
+                    )
+                )
+                changes.append(
+                    change.model_copy(update={"status": ChangeStatus.reverted, "reason": f"rejected in review: {why}"})
+                )
                 continue
             previous = ws.head()
             task = task_of(tasks[change.task_id], change, state.verdicts)
@@ -96,7 +126,8 @@ class Reviewer(TaskCommitter):
                 ws.reset_to(change.commit)
             else:
                 change = self._redo(task, change, previous, state, run).model_copy(
-                    update={"attempt": change.attempt, "earlier": change.earlier})
+                    update={"attempt": change.attempt, "earlier": change.earlier}
+                )
                 if change.status is not ChangeStatus.committed:
                     changes.append(change)
                     continue
@@ -111,17 +142,23 @@ class Reviewer(TaskCommitter):
                 rejected.append(changes[-1])
         accepted = sum(v.accepted for v in verdicts)
         retry = [c.task_id for c in rejected if c.attempt < run.max_attempts]
-        if repair or self._human:   # the verdicts of earlier rounds stay, but for the ones judged again
+        if repair or self._human:  # the verdicts of earlier rounds stay, but for the ones judged again
             judged_now = {(v.task_id, v.attempt) for v in verdicts}
             all_verdicts = [v for v in state.verdicts if (v.task_id, v.attempt) not in judged_now] + verdicts
         else:
             all_verdicts = replace_phase(state.verdicts, phase.name, verdicts)
-        after = {"verdicts": all_verdicts,
-                 "changes": replace_phase(state.changes, phase.name, changes), "head_commit": ws.head(),
-                 "retry": {**{k: v for k, v in state.retry.items() if k != phase.name},
-                           **({phase.name: retry} if retry else {})}}
+        after = {
+            "verdicts": all_verdicts,
+            "changes": replace_phase(state.changes, phase.name, changes),
+            "head_commit": ws.head(),
+            "retry": {
+                **{k: v for k, v in state.retry.items() if k != phase.name},
+                **({phase.name: retry} if retry else {}),
+            },
+        }
         summary = f"{accepted} accepted, {len(verdicts) - accepted} reverted" + (
-            f", {len(retry)} sent back for another attempt" if retry else "")
+            f", {len(retry)} sent back for another attempt" if retry else ""
+        )
         return Step(state.model_copy(update=after), ("repair: " if repair else "") + summary)
 
     def _redo(self, task: Task, change: Change, previous: str, state: RunState, run: RunContext) -> Change:
@@ -138,15 +175,27 @@ class Reviewer(TaskCommitter):
         ws = self.ws
         tree = ws.tree()
         after = self._findings_at_head()
-        with GitTree(ws.path, previous, "before") as base:   # closed: it may hold a `git cat-file --batch`
-            gates = [self.ctx.domain.targeted_gate(task, change, tree, base, after,
-                                                   [f for f in state.findings if f.id in task.finding_ids]),
-                     no_new_findings(before, after, change.files)]
+        with GitTree(ws.path, previous, "before") as base:  # closed: it may hold a `git cat-file --batch`
+            gates = [
+                self.ctx.domain.targeted_gate(
+                    task, change, tree, base, after, [f for f in state.findings if f.id in task.finding_ids]
+                ),
+                no_new_findings(before, after, change.files),
+            ]
             gates += self.ctx.domain.review(task, change, tree, base, state.design)
-        accepted = all(g.passed or not g.verified for g in gates)   # a gate that could not run: kept, unverified
-        for g in gates:   # judged together above; one span each says its outcome
-            with span("gate", **{"pipeline.task": task.id, "pipeline.gate": g.name, "pipeline.gate.passed": g.passed,
-                                 "pipeline.gate.verified": g.verified, "pipeline.gate.detail": g.detail[:500]}):
+        accepted = all(g.passed or not g.verified for g in gates)  # a gate that could not run: kept, unverified
+        for g in gates:  # judged together above; one span each says its outcome
+            with span(
+                "gate",
+                **{
+                    "pipeline.task": task.id,
+                    "pipeline.gate": g.name,
+                    "pipeline.gate.passed": g.passed,
+                    "pipeline.gate.verified": g.verified,
+                    "pipeline.gate.detail": g.detail[:500],
+                },
+            ):
                 pass
-        return Verdict(task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates,
-                       attempt=change.attempt), after
+        return Verdict(
+            task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates, attempt=change.attempt
+        ), after

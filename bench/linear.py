@@ -37,8 +37,13 @@ def _git_repo(root: Path, files: dict[str, str]) -> Path:
         target = root / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
     for args in (["init", "-q"], ["add", "-A", "-f"], ["commit", "-q", "-m", "bench"]):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
     return root
@@ -47,8 +52,14 @@ def _git_repo(root: Path, files: dict[str, str]) -> Path:
 def _dockerfile(lines: int) -> str:
     """A two-stage Dockerfile of about ``lines`` instructions: COPYs, RUNs, ENVs, WORKDIRs, USERs."""
     out = ["FROM python:3.12-slim AS build", "WORKDIR /src"]
-    kinds = ["COPY src/f{i}.py /src/", "RUN echo step {i} && pip install --no-cache-dir pkg{i}",
-             "ENV VAR{k}=value{i}", "RUN chown -R app /src/f{i}.py", "WORKDIR /src/d{k}", "USER app{k}"]
+    kinds = [
+        "COPY src/f{i}.py /src/",
+        "RUN echo step {i} && pip install --no-cache-dir pkg{i}",
+        "ENV VAR{k}=value{i}",
+        "RUN chown -R app /src/f{i}.py",
+        "WORKDIR /src/d{k}",
+        "USER app{k}",
+    ]
     half = lines // 2
     for i in range(lines - 4):
         if i == half:
@@ -64,8 +75,7 @@ def _sources() -> dict[str, str]:
 
 def ignore_repo(root: Path, lines: int) -> Path:
     patterns = [f"dir{i % 97}/sub{i}/*.tmp" if i % 3 else f"**/cache{i}" for i in range(lines)]
-    return _git_repo(root, {**_sources(), ".dockerignore": "\n".join(patterns) + "\n",
-                            "Dockerfile": _dockerfile(10)})
+    return _git_repo(root, {**_sources(), ".dockerignore": "\n".join(patterns) + "\n", "Dockerfile": _dockerfile(10)})
 
 
 def dockerfile_repo(root: Path, lines: int) -> Path:
@@ -74,16 +84,21 @@ def dockerfile_repo(root: Path, lines: int) -> Path:
 
 def files_repo(root: Path, count: int) -> Path:
     """``count`` files in directories of 1,000, a .dockerignore that excludes some; one git commit."""
-    files = {"Dockerfile": "FROM python:3.12-slim\nCOPY . /app/\nUSER app\n",
-             ".dockerignore": "**/*.log\nsrc/d1*/\n!src/d10/keep.py\n**/cache\n"}
+    files = {
+        "Dockerfile": "FROM python:3.12-slim\nCOPY . /app/\nUSER app\n",
+        ".dockerignore": "**/*.log\nsrc/d1*/\n!src/d10/keep.py\n**/cache\n",
+    }
     for i in range(count):
         files[f"src/d{i // 1000}/f{i}.{'log' if i % 10 == 0 else 'py'}"] = ""
     return _git_repo(root, files)
 
 
 def redos_repo(root: Path, where: str) -> Path:
-    files = {f"{SERVICE}/Dockerfile": "FROM python:3.12-slim\nCOPY . /app/\nUSER app\n",
-             f"{SERVICE}/{SERVICE}": "x\n", f"{SERVICE}/.dockerignore": "*.tmp\n"}
+    files = {
+        f"{SERVICE}/Dockerfile": "FROM python:3.12-slim\nCOPY . /app/\nUSER app\n",
+        f"{SERVICE}/{SERVICE}": "x\n",
+        f"{SERVICE}/.dockerignore": "*.tmp\n",
+    }
     if where == "dockerignore":
         files[f"{SERVICE}/.dockerignore"] = f"**/{REDOS_GLOB}\n"
     elif where == "copy":
@@ -105,7 +120,18 @@ def analyze(repo: Path, hadolint: bool, timeout: float) -> tuple[float, str, flo
 
     The CPU time (user + system, of the child and the processes it forked) is what a loaded machine does not inflate.
     """
-    command = [sys.executable, "-m", "engine.cli", "analyze", "--repo", str(repo), "--format", "json", "--no-cache", "--exit-zero"]
+    command = [
+        sys.executable,
+        "-m",
+        "agent_pipelines.engine.cli",
+        "analyze",
+        "--repo",
+        str(repo),
+        "--format",
+        "json",
+        "--no-cache",
+        "--exit-zero",
+    ]
     if not hadolint:
         command.append("--no-hadolint")
     start, cpu = time.perf_counter(), _children_cpu()
@@ -140,9 +166,11 @@ def main(argv: list[str] | None = None) -> None:
         seconds, status, cpu = analyze(repo, args.hadolint, args.redos_timeout)
         print(f"  {where:<14} {seconds:8.2f} s  (CPU {cpu:.2f} s)  {status}", flush=True)
 
-    series = (("ignore lines", _sizes(args.ignore), ignore_repo),
-              ("Dockerfile lines", _sizes(args.dockerfile), dockerfile_repo),
-              ("files", _sizes(args.files), files_repo))
+    series = (
+        ("ignore lines", _sizes(args.ignore), ignore_repo),
+        ("Dockerfile lines", _sizes(args.dockerfile), dockerfile_repo),
+        ("files", _sizes(args.files), files_repo),
+    )
     for label, sizes, build in series:
         print(f"\n{label:>18} {'seconds':>9} {'CPU s':>9} {'CPU/1k':>9}", flush=True)
         for size in sizes:

@@ -53,27 +53,162 @@ VERSION = 3  # bump when the generated tree changes, so --out trees are regenera
 
 BASE_FILES = 20_000
 BASE_DOCKERFILES = 45
-BASE_COMPOSES = 10          # one per stack; the shapes below add to them
-BASE_PROD = 3               # service directories with a compose.prod.yaml
-BASE_OVERRIDES = 2          # stacks with an override file
+BASE_COMPOSES = 10  # one per stack; the shapes below add to them
+BASE_PROD = 3  # service directories with a compose.prod.yaml
+BASE_OVERRIDES = 2  # stacks with an override file
 
-STACKS = ("shop", "billing", "identity", "search", "analytics", "media", "notify", "ledger", "catalog", "support",
-          "payments", "inventory", "shipping", "reviews", "pricing", "loyalty", "reports", "auth", "chat", "feeds")
-SERVICES = ("api", "worker", "web", "scheduler", "gateway", "admin", "ingest", "exporter", "indexer", "mailer",
-            "frontend", "sync", "cron", "webhooks", "proxy", "consumer")
+STACKS = (
+    "shop",
+    "billing",
+    "identity",
+    "search",
+    "analytics",
+    "media",
+    "notify",
+    "ledger",
+    "catalog",
+    "support",
+    "payments",
+    "inventory",
+    "shipping",
+    "reviews",
+    "pricing",
+    "loyalty",
+    "reports",
+    "auth",
+    "chat",
+    "feeds",
+)
+SERVICES = (
+    "api",
+    "worker",
+    "web",
+    "scheduler",
+    "gateway",
+    "admin",
+    "ingest",
+    "exporter",
+    "indexer",
+    "mailer",
+    "frontend",
+    "sync",
+    "cron",
+    "webhooks",
+    "proxy",
+    "consumer",
+)
 TOOLS = ("migrate", "seed", "lint", "docs-site", "loadtest", "backup", "e2e", "codegen")
-WORDS = ("alpha", "bravo", "cobalt", "delta", "ember", "falcon", "garnet", "harbor", "iris", "jade", "kepler",
-         "lumen", "maple", "nova", "onyx", "pixel", "quartz", "raven", "sierra", "tango", "umber", "vortex",
-         "willow", "xenon", "yarrow", "zephyr", "axis", "bloom", "cedar", "dune", "echo", "flint")
-NPM = ("express", "lodash", "react", "react-dom", "axios", "chalk", "debug", "ms", "qs", "body-parser", "cookie",
-       "uuid", "yargs", "semver", "glob", "minimatch", "commander", "dotenv", "ws", "mime", "tslib", "rxjs",
-       "zod", "pino", "fastify", "undici", "esbuild", "vite", "typescript", "eslint", "prettier", "jest")
-PYPI = ("requests", "urllib3", "idna", "certifi", "charset_normalizer", "fastapi", "starlette", "pydantic",
-        "anyio", "sniffio", "uvicorn", "click", "h11", "jinja2", "markupsafe", "redis", "sqlalchemy", "greenlet",
-        "psycopg", "celery", "kombu", "billiard", "vine", "attrs", "yaml", "six", "dateutil", "pytz")
-GOMODS = ("github.com/gorilla/mux", "github.com/spf13/cobra", "github.com/spf13/pflag", "github.com/sirupsen/logrus",
-          "github.com/stretchr/testify", "golang.org/x/sys", "golang.org/x/net", "google.golang.org/grpc",
-          "google.golang.org/protobuf", "github.com/prometheus/client_golang", "go.uber.org/zap")
+WORDS = (
+    "alpha",
+    "bravo",
+    "cobalt",
+    "delta",
+    "ember",
+    "falcon",
+    "garnet",
+    "harbor",
+    "iris",
+    "jade",
+    "kepler",
+    "lumen",
+    "maple",
+    "nova",
+    "onyx",
+    "pixel",
+    "quartz",
+    "raven",
+    "sierra",
+    "tango",
+    "umber",
+    "vortex",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "axis",
+    "bloom",
+    "cedar",
+    "dune",
+    "echo",
+    "flint",
+)
+NPM = (
+    "express",
+    "lodash",
+    "react",
+    "react-dom",
+    "axios",
+    "chalk",
+    "debug",
+    "ms",
+    "qs",
+    "body-parser",
+    "cookie",
+    "uuid",
+    "yargs",
+    "semver",
+    "glob",
+    "minimatch",
+    "commander",
+    "dotenv",
+    "ws",
+    "mime",
+    "tslib",
+    "rxjs",
+    "zod",
+    "pino",
+    "fastify",
+    "undici",
+    "esbuild",
+    "vite",
+    "typescript",
+    "eslint",
+    "prettier",
+    "jest",
+)
+PYPI = (
+    "requests",
+    "urllib3",
+    "idna",
+    "certifi",
+    "charset_normalizer",
+    "fastapi",
+    "starlette",
+    "pydantic",
+    "anyio",
+    "sniffio",
+    "uvicorn",
+    "click",
+    "h11",
+    "jinja2",
+    "markupsafe",
+    "redis",
+    "sqlalchemy",
+    "greenlet",
+    "psycopg",
+    "celery",
+    "kombu",
+    "billiard",
+    "vine",
+    "attrs",
+    "yaml",
+    "six",
+    "dateutil",
+    "pytz",
+)
+GOMODS = (
+    "github.com/gorilla/mux",
+    "github.com/spf13/cobra",
+    "github.com/spf13/pflag",
+    "github.com/sirupsen/logrus",
+    "github.com/stretchr/testify",
+    "golang.org/x/sys",
+    "golang.org/x/net",
+    "google.golang.org/grpc",
+    "google.golang.org/protobuf",
+    "github.com/prometheus/client_golang",
+    "go.uber.org/zap",
+)
 
 
 @dataclass
@@ -88,9 +223,9 @@ class Manifest:
     dockerfiles: list[str] = field(default_factory=list)
     composes: list[str] = field(default_factory=list)
     dockerignores: list[str] = field(default_factory=list)
-    services: int = 0            # compose services with a build: section
-    shapes: dict[str, list[str]] = field(default_factory=dict)   # compose shape -> the files that have it
-    seconds: float = 0.0         # generation wall time (0 when an existing tree was reused)
+    services: int = 0  # compose services with a build: section
+    shapes: dict[str, list[str]] = field(default_factory=dict)  # compose shape -> the files that have it
+    seconds: float = 0.0  # generation wall time (0 when an existing tree was reused)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -137,8 +272,12 @@ def counts(scale: float) -> tuple[int, int, int]:
 def _compose_counts(scale: float, dockerfiles: int) -> tuple[int, int, int, int]:
     """(stack compose files, compose.prod.yaml files, override files, included files) for a scale."""
     stacks = max(1, round(BASE_COMPOSES * scale))
-    return (stacks, max(1, round(BASE_PROD * scale)), min(stacks, max(1, round(BASE_OVERRIDES * scale))),
-            1 if _standalone(dockerfiles) >= 2 else 0)
+    return (
+        stacks,
+        max(1, round(BASE_PROD * scale)),
+        min(stacks, max(1, round(BASE_OVERRIDES * scale))),
+        1 if _standalone(dockerfiles) >= 2 else 0,
+    )
 
 
 def _standalone(dockerfiles: int) -> int:
@@ -152,15 +291,16 @@ def _name(pool: tuple[str, ...], i: int) -> str:
 
 # --------------------------------------------------------------------------- Dockerfiles
 
+
 @dataclass
 class _Service:
     stack: str
     name: str
-    dir: str                 # repo-relative service directory
-    lang: str                # python | node | go
-    dockerfile: str          # repo-relative path
-    context: str             # repo-relative context directory
-    mode: str                # root | stack | service | outside | include | extends | inferred
+    dir: str  # repo-relative service directory
+    lang: str  # python | node | go
+    dockerfile: str  # repo-relative path
+    context: str  # repo-relative context directory
+    mode: str  # root | stack | service | outside | include | extends | inferred
     port: int
     multi: bool
     targets: list[str] = field(default_factory=list)
@@ -179,11 +319,13 @@ def _src(svc: _Service) -> str:
 
 def _apt(rng: random.Random, packages: str) -> str:
     style = rng.random()
-    if style < 0.45:   # the usual mistakes: no --no-install-recommends, lists left behind
+    if style < 0.45:  # the usual mistakes: no --no-install-recommends, lists left behind
         return f"RUN apt-get update && apt-get install -y {packages}"
     if style < 0.7:
-        return (f"RUN apt-get update \\\n    && apt-get install -y --no-install-recommends {packages} \\\n"
-                "    && rm -rf /var/lib/apt/lists/*")
+        return (
+            f"RUN apt-get update \\\n    && apt-get install -y --no-install-recommends {packages} \\\n"
+            "    && rm -rf /var/lib/apt/lists/*"
+        )
     if style < 0.85:
         return f"RUN apt-get update\nRUN apt-get install -y {packages}"
     return ""
@@ -192,15 +334,23 @@ def _apt(rng: random.Random, packages: str) -> str:
 def _python(rng: random.Random, svc: _Service) -> str:
     src = _src(svc)
     version = rng.choice(("3.11", "3.12", "3.12", "3.13"))
-    base = rng.choice((f"python:{version}-slim", f"python:{version}-slim", f"python:{version}", "python:latest"
-                       if rng.random() < 0.15 else f"python:{version}-slim-bookworm"))
+    base = rng.choice(
+        (
+            f"python:{version}-slim",
+            f"python:{version}-slim",
+            f"python:{version}",
+            "python:latest" if rng.random() < 0.15 else f"python:{version}-slim-bookworm",
+        )
+    )
     pip = rng.choice(("plain", "plain", "no-cache", "mount", "defeated", "upgrade"))
     copy_all_first = rng.random() < 0.45
     req = "requirements.txt" if src == "." else f"{src}/requirements.txt"
     lines = []
     if rng.random() < 0.3:
-        lines += [f"ARG PYTHON_VERSION={version}",
-                  "FROM python:${PYTHON_VERSION}-slim" + (" AS build" if svc.multi else "")]
+        lines += [
+            f"ARG PYTHON_VERSION={version}",
+            "FROM python:${PYTHON_VERSION}-slim" + (" AS build" if svc.multi else ""),
+        ]
     else:
         lines.append(f"FROM {base}" + (" AS build" if svc.multi else ""))
     if rng.random() < 0.2:
@@ -224,15 +374,22 @@ def _python(rng: random.Random, svc: _Service) -> str:
     elif pip == "mount":
         lines.append("RUN --mount=type=cache,target=/root/.cache/pip \\\n    pip install -r requirements.txt")
     else:
-        lines.append("RUN --mount=type=cache,target=/root/.cache/pip \\\n"
-                     "    pip install --no-cache-dir -r requirements.txt")
+        lines.append(
+            "RUN --mount=type=cache,target=/root/.cache/pip \\\n    pip install --no-cache-dir -r requirements.txt"
+        )
     if not copy_all_first:
         lines.append(f"COPY {src}/{_mod(svc)} ./{_mod(svc)}" if src != "." else f"COPY {_mod(svc)} ./{_mod(svc)}")
     if svc.multi:
-        lines += ["", "FROM build AS test", "RUN pip install pytest && cd /app && python -m pytest -q tests", "",
-                  f"FROM python:{version}-slim AS runtime", "WORKDIR /app",
-                  "COPY --from=build /usr/local/lib/python3*/site-packages /usr/local/lib/python3/site-packages",
-                  "COPY --from=build /app /app"]
+        lines += [
+            "",
+            "FROM build AS test",
+            "RUN pip install pytest && cd /app && python -m pytest -q tests",
+            "",
+            f"FROM python:{version}-slim AS runtime",
+            "WORKDIR /app",
+            "COPY --from=build /usr/local/lib/python3*/site-packages /usr/local/lib/python3/site-packages",
+            "COPY --from=build /app /app",
+        ]
         svc.targets = ["test", "runtime"]
     if rng.random() < 0.5:
         lines += ["RUN useradd --create-home app", "USER app"]
@@ -254,12 +411,19 @@ def _node(rng: random.Random, svc: _Service) -> str:
     if rng.random() < 0.5:
         lines += ["COPY . ." if src == "." else f"COPY {src} .", rng.choice(("RUN npm install", "RUN npm ci"))]
     else:
-        lines += [f"COPY {pkg}", rng.choice(("RUN npm install", "RUN npm ci",
-                                             "RUN --mount=type=cache,target=/root/.npm npm ci")),
-                  "COPY . ." if src == "." else f"COPY {src} ."]
+        lines += [
+            f"COPY {pkg}",
+            rng.choice(("RUN npm install", "RUN npm ci", "RUN --mount=type=cache,target=/root/.npm npm ci")),
+            "COPY . ." if src == "." else f"COPY {src} .",
+        ]
     if svc.multi:
-        lines += ["RUN npm run build", "", "FROM nginx:alpine", "COPY --from=build /app/dist /usr/share/nginx/html",
-                  "EXPOSE 80"]
+        lines += [
+            "RUN npm run build",
+            "",
+            "FROM nginx:alpine",
+            "COPY --from=build /app/dist /usr/share/nginx/html",
+            "EXPOSE 80",
+        ]
         if rng.random() < 0.4:
             lines.append("HEALTHCHECK CMD curl -f http://localhost/ || exit 1")
         return "\n".join(lines) + "\n"
@@ -278,15 +442,20 @@ def _go(rng: random.Random, svc: _Service) -> str:
     mods = "go.mod go.sum ./" if src == "." else f"{src}/go.mod {src}/go.sum ./"
     lines = [f"FROM golang:{version} AS build", "WORKDIR /src"]
     if rng.random() < 0.5:
-        lines += ["COPY . ." if src == "." else f"COPY {src} .", "RUN go mod download",
-                  f"RUN CGO_ENABLED=0 go build -o /out/{svc.name} ./cmd/{_mod(svc)}"]
+        lines += [
+            "COPY . ." if src == "." else f"COPY {src} .",
+            "RUN go mod download",
+            f"RUN CGO_ENABLED=0 go build -o /out/{svc.name} ./cmd/{_mod(svc)}",
+        ]
     else:
-        lines += [f"COPY {mods}",
-                  "RUN --mount=type=cache,target=/go/pkg/mod go mod download",
-                  "COPY . ." if src == "." else f"COPY {src} .",
-                  "RUN --mount=type=cache,target=/go/pkg/mod \\\n"
-                  "    --mount=type=cache,target=/root/.cache/go-build \\\n"
-                  f"    CGO_ENABLED=0 go build -o /out/{svc.name} ./cmd/{_mod(svc)}"]
+        lines += [
+            f"COPY {mods}",
+            "RUN --mount=type=cache,target=/go/pkg/mod go mod download",
+            "COPY . ." if src == "." else f"COPY {src} .",
+            "RUN --mount=type=cache,target=/go/pkg/mod \\\n"
+            "    --mount=type=cache,target=/root/.cache/go-build \\\n"
+            f"    CGO_ENABLED=0 go build -o /out/{svc.name} ./cmd/{_mod(svc)}",
+        ]
     final = rng.choice(("gcr.io/distroless/static-debian12", "alpine:3.20", "debian:bookworm-slim", "ubuntu"))
     lines += ["", f"FROM {final}"]
     if final.startswith("debian") or final == "ubuntu":
@@ -311,14 +480,22 @@ def dockerfile_text(rng: random.Random, svc: _Service) -> str:
 
 # --------------------------------------------------------------------------- compose
 
+
 def _rel(path: str, base: str) -> str:
     """``path`` as a compose file in ``base`` writes it (``.``, ``./x`` or ``../x``)."""
     rel = posixpath.relpath(path, base or ".")
     return "." if rel == "." else rel if rel.startswith("..") else "./" + rel
 
 
-def _compose_text(rng: random.Random, base: str, members: list[_Service], stack: str,
-                  env: dict[str, str] | None = None, head: tuple[str, ...] = (), tail: tuple[str, ...] = ()) -> str:
+def _compose_text(
+    rng: random.Random,
+    base: str,
+    members: list[_Service],
+    stack: str,
+    env: dict[str, str] | None = None,
+    head: tuple[str, ...] = (),
+    tail: tuple[str, ...] = (),
+) -> str:
     """A stack's compose file; ``env`` maps a service to the variable its context is written as."""
     out = [f"# {stack} stack: local development.", *head, "services:"]
     for svc in members:
@@ -339,44 +516,83 @@ def _compose_text(rng: random.Random, base: str, members: list[_Service], stack:
                 out += ["      args:", f"        SERVICE: {svc.name}"]
         if svc.targets and rng.random() < 0.7:
             # A second service builds the same Dockerfile, stopping at its test stage.
-            out += [f"  {svc.name}-test:", "    build:", f"      context: {ctx}", f"      dockerfile: {df}",
-                    f"      target: {svc.targets[0]}", "    profiles: [test]"]
+            out += [
+                f"  {svc.name}-test:",
+                "    build:",
+                f"      context: {ctx}",
+                f"      dockerfile: {df}",
+                f"      target: {svc.targets[0]}",
+                "    profiles: [test]",
+            ]
             continue
         out += ["    ports:", f'      - "{svc.port}:{svc.port}"']
         if rng.random() < 0.6:
-            out += ["    environment:", f"      DATABASE_URL: postgres://app:app@db:5432/{stack}",
-                    "      REDIS_URL: redis://cache:6379/0"]
+            out += [
+                "    environment:",
+                f"      DATABASE_URL: postgres://app:app@db:5432/{stack}",
+                "      REDIS_URL: redis://cache:6379/0",
+            ]
         if rng.random() < 0.5:
             out += ["    depends_on:", "      - db", "      - cache"]
         limits = rng.random()
         if limits < 0.35:
-            out += ["    deploy:", "      resources:", "        limits:", '          cpus: "1.0"',
-                    "          memory: 512M"]
+            out += [
+                "    deploy:",
+                "      resources:",
+                "        limits:",
+                '          cpus: "1.0"',
+                "          memory: 512M",
+            ]
         elif limits < 0.6:
             out.append("    mem_limit: 256m")
-    out += ["  db:", "    image: postgres:16-alpine", "    environment:", "      POSTGRES_PASSWORD: app",
-            "  cache:", "    image: redis:7.2-alpine", "    healthcheck:", '      test: ["CMD", "redis-cli", "ping"]',
-            "      interval: 5s", *tail]
+    out += [
+        "  db:",
+        "    image: postgres:16-alpine",
+        "    environment:",
+        "      POSTGRES_PASSWORD: app",
+        "  cache:",
+        "    image: redis:7.2-alpine",
+        "    healthcheck:",
+        '      test: ["CMD", "redis-cli", "ping"]',
+        "      interval: 5s",
+        *tail,
+    ]
     return "\n".join(out) + "\n"
 
 
 def _prod_text(svc: _Service) -> str:
     """``compose.prod.yaml`` in the service's directory: the same Dockerfile, built from another context."""
-    if svc.context == svc.dir:   # built from its own directory by the stack: production builds from the root
+    if svc.context == svc.dir:  # built from its own directory by the stack: production builds from the root
         context, dockerfile = _rel(".", svc.dir), svc.dockerfile
-    else:                        # built from the root or the stack: production builds from its own directory
+    else:  # built from the root or the stack: production builds from its own directory
         context, dockerfile = ".", posixpath.relpath(svc.dockerfile, svc.dir)
-    build = [f"    build: {context}"] if dockerfile == "Dockerfile" else \
-        ["    build:", f"      context: {context}", f"      dockerfile: {dockerfile}"]
-    return "\n".join([f"# {svc.stack}/{svc.name}: the production image (docker compose -f compose.prod.yaml build).",
-                      "services:", f"  {svc.name}:", *build,
-                      f"    image: registry.example.com/{svc.stack}/{svc.name}:prod", "    restart: always"]) + "\n"
+    build = (
+        [f"    build: {context}"]
+        if dockerfile == "Dockerfile"
+        else ["    build:", f"      context: {context}", f"      dockerfile: {dockerfile}"]
+    )
+    return (
+        "\n".join(
+            [
+                f"# {svc.stack}/{svc.name}: the production image (docker compose -f compose.prod.yaml build).",
+                "services:",
+                f"  {svc.name}:",
+                *build,
+                f"    image: registry.example.com/{svc.stack}/{svc.name}:prod",
+                "    restart: always",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _copies_named_paths(text: str) -> bool:
     """Does a Dockerfile COPY a named path from its context (which another context may lack), not just ``.``?"""
-    return any(line.split()[1] not in (".", "./") for line in text.splitlines()
-               if line.startswith("COPY ") and "--from" not in line)
+    return any(
+        line.split()[1] not in (".", "./")
+        for line in text.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+    )
 
 
 def _override_text(base: str, members: list[_Service], texts: dict[str, str]) -> str:
@@ -384,23 +600,36 @@ def _override_text(base: str, members: list[_Service], texts: dict[str, str]) ->
     out = ["# Local overrides: docker compose merges this file onto the stack's.", "services:"]
     first = next((m for m in members if _copies_named_paths(texts[m.dockerfile])), members[0])
     other = first.dir if first.context != first.dir else posixpath.dirname(first.dir)
-    out += [f"  {first.name}:", "    build:", f"      context: {_rel(other, base)}",
-            f"      dockerfile: {posixpath.relpath(first.dockerfile, other)}"]
+    out += [
+        f"  {first.name}:",
+        "    build:",
+        f"      context: {_rel(other, base)}",
+        f"      dockerfile: {posixpath.relpath(first.dockerfile, other)}",
+    ]
     for svc in [m for m in members if m is not first][:1]:
-        out += [f"  {svc.name}:", "    build:", "      args:", '        DEBUG: "1"', "    environment:",
-                "      LOG_LEVEL: debug"]
+        out += [
+            f"  {svc.name}:",
+            "    build:",
+            "      args:",
+            '        DEBUG: "1"',
+            "    environment:",
+            "      LOG_LEVEL: debug",
+        ]
     return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- filler content
+
 
 class _Pools:
     """Small content blobs per kind, built once from the seeded generator and reused."""
 
     def __init__(self, rng: random.Random) -> None:
         def lines(template: str, n: int, lo: int, hi: int) -> list[bytes]:
-            return [("".join(template.format(i=j, w=rng.choice(WORDS)) for j in range(rng.randint(lo, hi)))).encode()
-                    for _ in range(n)]
+            return [
+                ("".join(template.format(i=j, w=rng.choice(WORDS)) for j in range(rng.randint(lo, hi)))).encode()
+                for _ in range(n)
+            ]
 
         self.py = lines("def {w}_{i}(value):\n    return value * {i}\n\n", 48, 2, 40)
         self.js = lines("function {w}{i}(x) {{ return x + {i}; }}\nmodule.exports.{w}{i} = {w}{i};\n", 48, 2, 40)
@@ -435,8 +664,11 @@ def _fill_venv(w: _Writer, rng: random.Random, p: _Pools, base: str, n: int) -> 
     while n > 0:
         name = _name(PYPI, i)
         i += 1
-        files = [f"{site}/{name}/__init__.py", f"{site}/{name}-1.{i}.0.dist-info/METADATA",
-                 f"{site}/{name}-1.{i}.0.dist-info/RECORD"]
+        files = [
+            f"{site}/{name}/__init__.py",
+            f"{site}/{name}-1.{i}.0.dist-info/METADATA",
+            f"{site}/{name}-1.{i}.0.dist-info/RECORD",
+        ]
         mods = [f"{rng.choice(WORDS)}{k}" for k in range(rng.randint(1, 10))]
         files += [f"{site}/{name}/{m}.py" for m in mods]
         files += [f"{site}/{name}/__pycache__/{m}.cpython-312.pyc" for m in mods]
@@ -450,15 +682,17 @@ def _fill_vendor(w: _Writer, rng: random.Random, p: _Pools, base: str, n: int) -
     while n > 0:
         mod = _name(GOMODS, i)
         i += 1
-        files = [f"{base}/vendor/{mod}/LICENSE"] + [f"{base}/vendor/{mod}/{rng.choice(WORDS)}{k}.go"
-                                                   for k in range(rng.randint(2, 25))]
+        files = [f"{base}/vendor/{mod}/LICENSE"] + [
+            f"{base}/vendor/{mod}/{rng.choice(WORDS)}{k}.go" for k in range(rng.randint(2, 25))
+        ]
         for path in files[:n]:
             w.write(path, rng.choice(p.md if path.endswith("LICENSE") else p.go))
         n -= min(n, len(files))
 
 
-def _fill_tree(w: _Writer, rng: random.Random, base: str, n: int, ext: str, pool: list[bytes],
-               per_dir: int = 12) -> None:
+def _fill_tree(
+    w: _Writer, rng: random.Random, base: str, n: int, ext: str, pool: list[bytes], per_dir: int = 12
+) -> None:
     """n files named like sources, spread over nested directories under base."""
     k = 0
     while k < n:
@@ -482,6 +716,7 @@ def _allocate(total: int, weights: list[float]) -> list[int]:
 
 # --------------------------------------------------------------------------- the repository
 
+
 def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
     """Write the monorepo into ``out`` (which must be empty or absent) and return its manifest."""
     started = time.perf_counter()
@@ -493,24 +728,31 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
     n_files, n_dockerfiles, _ = counts(scale)
     n_composes, n_prod, n_overrides, n_include = _compose_counts(scale, n_dockerfiles)
     w = _Writer(out)
-    man = Manifest(root=str(out), scale=scale, seed=seed,
-                   shapes={"prod": [], "override": [], "include": [], "extends": [], "env": [], "outside": []})
+    man = Manifest(
+        root=str(out),
+        scale=scale,
+        seed=seed,
+        shapes={"prod": [], "override": [], "include": [], "extends": [], "env": [], "outside": []},
+    )
     pools = _Pools(rng)
 
     # Which Dockerfiles: a few standalone (no stack's compose builds them), the rest spread over the stacks.
     n_standalone = _standalone(n_dockerfiles)
     per_stack = _allocate(n_dockerfiles - n_standalone, [1.0] * n_composes)
     services: list[_Service] = []
-    fillers: list[tuple[str, str, float]] = []   # (kind, base dir, weight)
+    fillers: list[tuple[str, str, float]] = []  # (kind, base dir, weight)
     port = 8000
-    stack_files: list[tuple[str, str, list[_Service]]] = []   # (compose path, its directory, its services)
-    all_texts: dict[str, str] = {}                             # Dockerfile -> its text
+    stack_files: list[tuple[str, str, list[_Service]]] = []  # (compose path, its directory, its services)
+    all_texts: dict[str, str] = {}  # Dockerfile -> its text
     for s, count in enumerate(per_stack):
         stack = _name(STACKS, s)
         stack_dir = f"apps/{stack}"
         compose_base = "" if s == 0 else stack_dir
-        compose_name = "docker-compose.yml" if s == 0 else rng.choice(("docker-compose.yml", "compose.yaml",
-                                                                       "docker-compose.yaml", "compose.yml"))
+        compose_name = (
+            "docker-compose.yml"
+            if s == 0
+            else rng.choice(("docker-compose.yml", "compose.yaml", "docker-compose.yaml", "compose.yml"))
+        )
         members: list[_Service] = []
         j = 0
         while len(members) < count:
@@ -519,8 +761,17 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
             if members and members[-1].dockerfile.endswith("/Dockerfile") and rng.random() < 0.12:
                 prev = members[-1]
                 alt = rng.choice(("Dockerfile.dev", f"{prev.name}.dockerfile"))
-                svc = _Service(stack, f"{prev.name}-dev", prev.dir, prev.lang, f"{prev.dir}/{alt}", prev.context,
-                               prev.mode, prev.port + 1, multi=False)
+                svc = _Service(
+                    stack,
+                    f"{prev.name}-dev",
+                    prev.dir,
+                    prev.lang,
+                    f"{prev.dir}/{alt}",
+                    prev.context,
+                    prev.mode,
+                    prev.port + 1,
+                    multi=False,
+                )
             else:
                 name = _name(SERVICES, j)
                 j += 1
@@ -529,8 +780,17 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
                 mode = "outside" if j == 3 else rng.choices(("root", "stack", "service"), (0.35, 0.2, 0.45))[0]
                 context = {"root": ".", "stack": stack_dir, "service": svc_dir, "outside": svc_dir}[mode]
                 dockerfile = f"{stack_dir}/docker/{name}.Dockerfile" if mode == "outside" else f"{svc_dir}/Dockerfile"
-                svc = _Service(stack, name, svc_dir, lang, dockerfile, context, mode, port,
-                               multi=lang == "go" or rng.random() < 0.35)
+                svc = _Service(
+                    stack,
+                    name,
+                    svc_dir,
+                    lang,
+                    dockerfile,
+                    context,
+                    mode,
+                    port,
+                    multi=lang == "go" or rng.random() < 0.35,
+                )
                 port += 10
                 fillers.append((lang, svc_dir, 1.0))
             members.append(svc)
@@ -552,8 +812,7 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
         # The first tool is built through extends, the second by an included compose file; the rest by no compose.
         mode = {0: "extends", 1: "include"}.get(t, "inferred") if n_include else "inferred"
         df = f"{tool_dir}/Dockerfile" if rng.random() < 0.7 or mode != "inferred" else f"ci/{name}.dockerfile"
-        svc = _Service("tools", name, tool_dir, lang, df, posixpath.dirname(df), mode, 9000 + t,
-                       multi=lang == "go")
+        svc = _Service("tools", name, tool_dir, lang, df, posixpath.dirname(df), mode, 9000 + t, multi=lang == "go")
         if df.startswith("ci/"):
             svc.context = "."
             svc.mode = "root"
@@ -583,34 +842,53 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
                 head = ("include:", "  - infra/compose.yaml")
                 man.shapes["include"].append(compose_path)
             if extended is not None:
-                tail = (f"  {extended.name}:", "    extends:", "      file: common/services.yml",
-                        f"      service: {extended.name}-base", '    ports: ["9100:9100"]')
+                tail = (
+                    f"  {extended.name}:",
+                    "    extends:",
+                    "      file: common/services.yml",
+                    f"      service: {extended.name}-base",
+                    '    ports: ["9100:9100"]',
+                )
                 man.shapes["extends"].append(compose_path)
         w.write(compose_path, _compose_text(rng, compose_base, members, members[0].stack, env, head, tail))
         man.composes.append(compose_path)
         if s < n_overrides:
-            name = "docker-compose.override.yml" if posixpath.basename(compose_path).startswith("docker-") \
+            name = (
+                "docker-compose.override.yml"
+                if posixpath.basename(compose_path).startswith("docker-")
                 else "compose.override.yaml"
+            )
             path = posixpath.join(compose_base, name) if compose_base else name
             w.write(path, _override_text(compose_base, members, all_texts))
             man.composes.append(path)
             man.shapes["override"].append(path)
     if env_lines:
-        w.write(".env", "# Build contexts the root compose file reads (docker compose reads this file).\n"
-                        "COMPOSE_PROJECT_NAME=monorepo\n" + "\n".join(env_lines) + "\n")
+        w.write(
+            ".env",
+            "# Build contexts the root compose file reads (docker compose reads this file).\n"
+            "COMPOSE_PROJECT_NAME=monorepo\n" + "\n".join(env_lines) + "\n",
+        )
     if included is not None:
-        w.write("infra/compose.yaml", "# Operations jobs: included by the root compose file.\nservices:\n"
-                f"  {included.name}:\n    build: {_rel(included.context, 'infra')}\n    profiles: [ops]\n")
+        w.write(
+            "infra/compose.yaml",
+            "# Operations jobs: included by the root compose file.\nservices:\n"
+            f"  {included.name}:\n    build: {_rel(included.context, 'infra')}\n    profiles: [ops]\n",
+        )
         man.composes.append("infra/compose.yaml")
     if extended is not None:
-        w.write("common/services.yml", "# Service templates (compose extends).\nservices:\n"
-                f"  {extended.name}-base:\n    build:\n      context: {_rel(extended.context, 'common')}\n"
-                "      args:\n        PIP_INDEX_URL: https://pypi.org/simple\n    restart: unless-stopped\n")
+        w.write(
+            "common/services.yml",
+            "# Service templates (compose extends).\nservices:\n"
+            f"  {extended.name}-base:\n    build:\n      context: {_rel(extended.context, 'common')}\n"
+            "      args:\n        PIP_INDEX_URL: https://pypi.org/simple\n    restart: unless-stopped\n",
+        )
     # compose.prod.yaml in service directories: services whose Dockerfiles COPY named paths first (their
     # second context breaks), the first of each stack, then the second of each...
-    ranked = [(not _copies_named_paths(all_texts[m.dockerfile]), rank, len(stack_files) * rank + s, m)
-              for s, (_, _, members) in enumerate(stack_files)
-              for rank, m in enumerate(x for x in members if not x.name.endswith("-dev"))]
+    ranked = [
+        (not _copies_named_paths(all_texts[m.dockerfile]), rank, len(stack_files) * rank + s, m)
+        for s, (_, _, members) in enumerate(stack_files)
+        for rank, m in enumerate(x for x in members if not x.name.endswith("-dev"))
+    ]
     for *_, svc in sorted(ranked, key=lambda r: r[:3])[:n_prod]:
         path = f"{svc.dir}/compose.prod.yaml"
         w.write(path, _prod_text(svc))
@@ -634,8 +912,12 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
             if rng.random() < 0.3:
                 w.write(f"{d}/.env", "SECRET_KEY=dev-only\nDEBUG=1\n")
         elif svc.lang == "node":
-            w.write(f"{d}/package.json", json.dumps({"name": svc.name, "version": "1.0.0",
-                                                     "dependencies": {n: "^1.0.0" for n in rng.sample(NPM, 5)}}))
+            w.write(
+                f"{d}/package.json",
+                json.dumps(
+                    {"name": svc.name, "version": "1.0.0", "dependencies": {n: "^1.0.0" for n in rng.sample(NPM, 5)}}
+                ),
+            )
             w.write(f"{d}/package-lock.json", rng.choice(pools.json) * 20)
             w.write(f"{d}/src/server.js", rng.choice(pools.js))
             w.write(f"{d}/tests/server.test.js", rng.choice(pools.js))
@@ -677,8 +959,10 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
     for k in range(max(1, round(5 * scale))):
         size = rng.choice((256, 512, 1024, 2048)) * 1024
         chunk = rng.randbytes(4096)
-        w.write(f"fixtures/large/{rng.choice(WORDS)}_{k}.{rng.choice(('bin', 'png', 'sql', 'parquet'))}",
-                chunk * (size // 4096))
+        w.write(
+            f"fixtures/large/{rng.choice(WORDS)}_{k}.{rng.choice(('bin', 'png', 'sql', 'parquet'))}",
+            chunk * (size // 4096),
+        )
 
     # Everything else: vendored trees, sources, tests, docs, fixtures, up to the exact file count.
     remaining = n_files - len(w.paths)
@@ -695,8 +979,9 @@ def generate(out: Path, scale: float = 1.0, seed: int = 1) -> Manifest:
                 _fill_venv(w, rng, pools, base, venv)
             rest = n - venv
             _fill_tree(w, rng, f"{base}/tests", rest // 3, ".py", pools.test)
-            _fill_tree(w, rng, f"{base}/{posixpath.basename(base).replace('-', '_')}/lib", rest - rest // 3, ".py",
-                       pools.py)
+            _fill_tree(
+                w, rng, f"{base}/{posixpath.basename(base).replace('-', '_')}/lib", rest - rest // 3, ".py", pools.py
+            )
         elif kind == "node":
             modules = n * 3 // 4
             _fill_node_modules(w, rng, pools, base, modules)
@@ -750,9 +1035,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="empty or absent directory to write into")
     args = parser.parse_args(argv)
     man = generate(args.out, args.scale, args.seed)
-    print(f"{man.root}: {man.files} files ({man.bytes / 1e6:.1f} MB), {len(man.dockerfiles)} Dockerfiles, "
-          f"{len(man.composes)} compose files, {len(man.dockerignores)} .dockerignore files, "
-          f"generated in {man.seconds:.1f}s")
+    print(
+        f"{man.root}: {man.files} files ({man.bytes / 1e6:.1f} MB), {len(man.dockerfiles)} Dockerfiles, "
+        f"{len(man.composes)} compose files, {len(man.dockerignores)} .dockerignore files, "
+        f"generated in {man.seconds:.1f}s"
+    )
 
 
 if __name__ == "__main__":

@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def worker(repo: str, reports: str, url: str) -> None:
     """One run in this process; prints what it needs the parent to check, as one JSON line."""
-    from engine import store
-    from engine.runs import start_run
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.engine import store
+    from agent_pipelines.engine.runs import start_run
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     started = time.perf_counter()
     record = start_run(PIPELINE, Path(repo), Path(reports), options={"builds": "off"}, state=url)
@@ -85,8 +85,8 @@ def check(url: str, results: list[dict], n: int) -> list[str]:
     import psycopg
     from psycopg.rows import dict_row
 
-    from engine.checkpoint import serializer
-    from engine.store import _timed_saver
+    from agent_pipelines.engine.checkpoint import serializer
+    from agent_pipelines.engine.store import _timed_saver
 
     problems = [f"run in {r['repo']} ended {r['status']}" for r in results if r["status"] != "completed"]
     with psycopg.connect(url, autocommit=True, prepare_threshold=0, row_factory=dict_row) as conn:
@@ -122,7 +122,7 @@ def check(url: str, results: list[dict], n: int) -> list[str]:
 
 
 def measure(n: int, workdir: Path, admin_url: str) -> dict:
-    from engine.runs import materialize_example
+    from agent_pipelines.engine.runs import materialize_example
 
     url = _new_database(admin_url, f"bench_parallel_{n}_{os.getpid()}")
     level = workdir / f"n{n}"

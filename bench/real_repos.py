@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def _pipeline(*args: str, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=env, cwd=cwd)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", *args], capture_output=True, text=True, env=env, cwd=cwd
+    )
     return done, time.perf_counter() - started
 
 
@@ -46,9 +48,20 @@ def run_one(source: Path, work: Path, builds_check: bool) -> dict:
     repo = work / source.name
     shutil.copytree(source, repo, symlinks=True, ignore=shutil.ignore_patterns("pipeline-worktrees"))
     reports = work / f"{source.name}-reports"
-    done, run_s = _pipeline("run", "docker-optimization", "--repo", str(repo), "--builds", "off",
-                            "--reports-dir", str(reports), "--quiet", "--format", "json")
-    if done.returncode not in (0, 4):   # 4: finished with failed tasks (the record says which)
+    done, run_s = _pipeline(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--builds",
+        "off",
+        "--reports-dir",
+        str(reports),
+        "--quiet",
+        "--format",
+        "json",
+    )
+    if done.returncode not in (0, 4):  # 4: finished with failed tasks (the record says which)
         return {"repo": source.name, "error": done.stderr.strip()[-500:]}
     record = json.loads(done.stdout)
     head = work / f"{source.name}-head"
@@ -63,12 +76,19 @@ def run_one(source: Path, work: Path, builds_check: bool) -> dict:
                 if not g["passed"]:
                     reverted[f"{g['name'].split(' of ')[0]}: {g['detail'][:80]}"] += 1
     out = {
-        "repo": source.name, "findings at base": len(record["findings"]),
+        "repo": source.name,
+        "findings at base": len(record["findings"]),
         "only in working tree": len(record.get("worktree_findings") or []),
-        "findings at head (run)": len(record["head_findings"] or []), "pipeline analyze at head": len(at_head),
-        "tasks": len(record["plan"]["tasks"]), "kept": statuses["committed"], "reverted": statuses["reverted"],
-        "failed": statuses["failed"], "skipped": statuses["skipped"], "run s": round(run_s, 1),
-        "analyze s": round(analyze_s, 1), "reverted why": dict(reverted),
+        "findings at head (run)": len(record["head_findings"] or []),
+        "pipeline analyze at head": len(at_head),
+        "tasks": len(record["plan"]["tasks"]),
+        "kept": statuses["committed"],
+        "reverted": statuses["reverted"],
+        "failed": statuses["failed"],
+        "skipped": statuses["skipped"],
+        "run s": round(run_s, 1),
+        "analyze s": round(analyze_s, 1),
+        "reverted why": dict(reverted),
         "already broken (reported, kept)": sum(bool(g.get("already")) for v in record["verdicts"] for g in v["gates"]),
     }
     if builds_check:
@@ -79,8 +99,8 @@ def run_one(source: Path, work: Path, builds_check: bool) -> dict:
 def check_builds(repo: Path, head: Path, record: dict) -> dict:
     """Build each changed Dockerfile at the head under each of its contexts, when its bases exist here."""
     sys.path.insert(0, str(ROOT))
-    from engine.tree import DirTree
-    from pipelines.docker_optimization.model.project import Project
+    from agent_pipelines.engine.tree import DirTree
+    from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
     base = record["run"]["base_commit"]
     changed = set(_git(repo, "diff", "--name-only", base, record["run"]["branch"]).split())
@@ -93,14 +113,20 @@ def check_builds(repo: Path, head: Path, record: dict) -> dict:
         df = project.dockerfiles[ctx.dockerfile]
         stages = {i.value[-1].lower() for i in df.of("FROM") if len(i.value) >= 3}
         images = [i.value[0] for i in df.of("FROM") if i.value and i.value[0].lower() not in stages]
-        absent = [im for im in images if subprocess.run(["docker", "image", "inspect", im],
-                                                        capture_output=True).returncode != 0]
+        absent = [
+            im
+            for im in images
+            if subprocess.run(["docker", "image", "inspect", im], capture_output=True).returncode != 0
+        ]
         if absent:
             result["not checkable here (base image absent)"] += 1
             missing.update(absent)
             continue
-        built = subprocess.run(["docker", "build", "-q", "-f", str(head / ctx.dockerfile), str(head / ctx.dir)],
-                               capture_output=True, text=True)
+        built = subprocess.run(
+            ["docker", "build", "-q", "-f", str(head / ctx.dockerfile), str(head / ctx.dir)],
+            capture_output=True,
+            text=True,
+        )
         result["built" if built.returncode == 0 else "FAILED"] += 1
     return {**result, "absent images": len(missing)}
 

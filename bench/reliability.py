@@ -68,20 +68,20 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
-from engine.gitenv import git_env
-from engine.procs import descendants, group_members, open_fds
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.procs import descendants, group_members, open_fds
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
 MOMENTS = ("before", "after")
-HANG_SECONDS = 30   # a deep-recursion error can take ~13 s to unwind on a loaded 2-core machine
+HANG_SECONDS = 30  # a deep-recursion error can take ~13 s to unwind on a loaded 2-core machine
 # The environment of every child run: no Docker engine (figures stay static), no leftover test hooks.
 _CLEAN = ("DOCKER_HOST", "PIPELINE_CRASH_AT", "PIPELINE_CRASH_MODE", "PIPELINE_PAUSE_AT")
 
@@ -97,35 +97,55 @@ _STREAM = False
 
 # -- small helpers ---------------------------------------------------------------------------------------
 
+
 def git(repo: Path, *args: str, check: bool = True) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=check, capture_output=True, text=True,
-                          env=git_env()).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=check, capture_output=True, text=True, env=git_env()
+    ).stdout.strip()
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     """The real ``pipeline`` command in a child process (``python -m engine.cli``)."""
     base = {k: v for k, v in os.environ.items() if k not in _CLEAN}
     full = {**base, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, env=full,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full,
+        timeout=timeout,
+    )
 
 
-def run_cli(repo: Path, reports: Path, env: dict[str, str] | None = None, *extra: str,
-            timeout: int = 300) -> subprocess.CompletedProcess:
-    return cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q",
-               "--builds", "off", *extra, env=env, timeout=timeout)
+def run_cli(
+    repo: Path, reports: Path, env: dict[str, str] | None = None, *extra: str, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    return cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--reports-dir",
+        str(reports),
+        "-q",
+        "--builds",
+        "off",
+        *extra,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def example(dest: Path) -> Path:
-    from engine.runs import materialize_example
+    from agent_pipelines.engine.runs import materialize_example
 
     return materialize_example(EXAMPLE, dest)
 
 
 def node_points() -> list[str]:
     """Every node of the docker-optimization graph, in order: ``phase.agent``."""
-    from engine.graph import node_names
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.engine.graph import node_names
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     return [phase.node(agent) for phase, agent in node_names(PIPELINE, PIPELINE.phase_names)]
 
@@ -154,9 +174,13 @@ def checkout_state(repo: Path) -> dict:
                 files[rel] = ("other",)
     sha = git(repo, "rev-parse", "--verify", "--quiet", "HEAD", check=False)
     head = git(repo, "symbolic-ref", "--quiet", "HEAD", check=False) or sha
-    return {"files": files, "head": head, "head_sha": sha,
-            "index": git(repo, "ls-files", "--stage", "-z"),
-            "status": git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none")}
+    return {
+        "files": files,
+        "head": head,
+        "head_sha": sha,
+        "index": git(repo, "ls-files", "--stage", "-z"),
+        "status": git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--ignore-submodules=none"),
+    }
 
 
 def state_diff(before: dict, after: dict) -> list[str]:
@@ -180,7 +204,7 @@ def tree_of(repo: Path, ref: str) -> str:
 
 
 def load(reports: Path, run_id: str):
-    from engine.artifacts import RunRecord
+    from agent_pipelines.engine.artifacts import RunRecord
 
     return RunRecord.model_validate_json((reports / run_id / "run.json").read_text(encoding="utf-8"))
 
@@ -196,7 +220,7 @@ def branch_problems(repo: Path, reports: Path, run_id: str, reference_tree: str 
     """What is wrong with a finished run: its status, schema, tree, commits and trailers."""
     import jsonschema
 
-    from engine.artifacts import RunRecord
+    from agent_pipelines.engine.artifacts import RunRecord
 
     problems = []
     document = json.loads((reports / run_id / "run.json").read_text(encoding="utf-8"))
@@ -233,12 +257,13 @@ def branch_problems(repo: Path, reports: Path, run_id: str, reference_tree: str 
 
 # -- crash matrix ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class CrashResult:
     point: str
     mode: str
-    crashed: int          # exit code of the crashed run (-9 when it SIGKILLed itself, 1 when it raised)
-    resumed: int | None   # exit code of `pipeline resume`
+    crashed: int  # exit code of the crashed run (-9 when it SIGKILLed itself, 1 when it raised)
+    resumed: int | None  # exit code of `pipeline resume`
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -267,14 +292,15 @@ def crash_and_resume(workdir: Path, point: str, mode: str, reference_tree: str) 
     result = CrashResult(point, mode, crashed.returncode, None)
     expected = -signal.SIGKILL if mode == "kill" else 1
     if crashed.returncode != expected:
-        result.problems.append(f"the crashed run exited {crashed.returncode}, not {expected}: "
-                               f"{crashed.stderr.strip()[-300:]}")
+        result.problems.append(
+            f"the crashed run exited {crashed.returncode}, not {expected}: {crashed.stderr.strip()[-300:]}"
+        )
         return result
     run_id = only_run_id(reports)
-    from engine.runs import shown_status
+    from agent_pipelines.engine.runs import shown_status
 
     record = load(reports, run_id)
-    status = shown_status(record)   # a killed run: its record says running or interrupted, its process is gone
+    status = shown_status(record)  # a killed run: its record says running or interrupted, its process is gone
     if status not in (("stopped (resumable)", "interrupted") if mode == "kill" else ("failed",)):
         result.problems.append(f"after the crash the run shows as {status} (run.json says {record.status})")
     resumed = cli("resume", run_id, "--reports-dir", str(reports), "-q")
@@ -314,8 +340,13 @@ def crash_inside_git(workdir: Path, reference_tree: str, point: str = "compose.i
     return result
 
 
-def crash_matrix(workdir: Path, points: list[str], modes: tuple[str, ...] = ("kill",), workers: int = 2,
-                 reference_tree: str | None = None) -> list[CrashResult]:
+def crash_matrix(
+    workdir: Path,
+    points: list[str],
+    modes: tuple[str, ...] = ("kill",),
+    workers: int = 2,
+    reference_tree: str | None = None,
+) -> list[CrashResult]:
     """Every (point, mode), each on its own copy of the example, ``workers`` at a time."""
     workdir = Path(workdir)
     if reference_tree is None:
@@ -328,8 +359,10 @@ def crash_matrix(workdir: Path, points: list[str], modes: tuple[str, ...] = ("ki
             got = crash_and_resume(workdir / f"{mode}-{point.replace(':', '-')}", point, mode, reference_tree)
         except Exception as err:  # a broken probe is a failed point, not a broken bench
             got = CrashResult(point, mode, 0, None, [f"{type(err).__name__}: {err}"])
-        progress(f"crash {point} ({mode}): " + ("recovered" if got.recovered else "NOT recovered: "
-                                                + "; ".join(got.problems)))
+        progress(
+            f"crash {point} ({mode}): "
+            + ("recovered" if got.recovered else "NOT recovered: " + "; ".join(got.problems))
+        )
         return got
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -337,6 +370,7 @@ def crash_matrix(workdir: Path, points: list[str], modes: tuple[str, ...] = ("ki
 
 
 # -- hostile repositories --------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -346,7 +380,7 @@ class Outcome:
     reports: Path
     code: int
     stderr: str
-    record: object | None = None   # the RunRecord when the run got that far
+    record: object | None = None  # the RunRecord when the run got that far
     extra: dict = field(default_factory=dict)
 
 
@@ -362,11 +396,11 @@ class HostileResult:
 class Case:
     name: str
     what: str
-    build: Callable[[Path], tuple[Path, dict]]              # workdir -> (repo, extra facts for check)
-    expect: str                                           # "works" or "stops"
+    build: Callable[[Path], tuple[Path, dict]]  # workdir -> (repo, extra facts for check)
+    expect: str  # "works" or "stops"
     check: Callable[[Outcome], list[str]] = lambda o: []  # case-specific problems
     run: Callable[[Path, Path], tuple[int, str]] | None = None  # (repo, reports) -> (exit code, stderr)
-    timeout: int = 300                                           # seconds before the run counts as hung
+    timeout: int = 300  # seconds before the run counts as hung
 
 
 def _commit_all(repo: Path, message: str) -> None:
@@ -440,14 +474,16 @@ def run_with_fixed_id(repo: Path, reports: Path, run_id: str = FIXED_RUN_ID) -> 
     """``pipeline run`` in this process with ``engine.runs.new_run_id`` returning ``run_id``."""
     from typer.testing import CliRunner
 
-    import engine.runs
-    from engine.cli import app
+    from agent_pipelines import engine
+    from agent_pipelines.engine.cli import app
 
     saved = engine.runs.new_run_id
     engine.runs.new_run_id = lambda: run_id
     try:
-        result = CliRunner().invoke(app, ["run", "docker-optimization", "--repo", str(repo), "--reports-dir",
-                                          str(reports), "-q", "--builds", "off"])
+        result = CliRunner().invoke(
+            app,
+            ["run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q", "--builds", "off"],
+        )
     finally:
         engine.runs.new_run_id = saved
     stderr = result.stderr
@@ -488,8 +524,11 @@ def _check_non_ascii(o: Outcome) -> list[str]:
     problems = [f"a change lists a C-quoted path: {f}" for f in files if f.startswith('"') or "\\" in f]
     if f"{CAFE}/.dockerignore" not in files:
         problems.append(f"no committed change wrote {CAFE}/.dockerignore")
-    problems += [f"a task failed that succeeds when the context's name is ASCII: {_short(c.reason)}"
-                 for c in o.record.changes if c.status.value == "failed"]
+    problems += [
+        f"a task failed that succeeds when the context's name is ASCII: {_short(c.reason)}"
+        for c in o.record.changes
+        if c.status.value == "failed"
+    ]
     gates = [g.name for v in o.record.verdicts for g in v.gates]
     if not any(CAFE in g for g in gates):
         problems.append(f"the reviewer checked nothing in {CAFE} (its COPY-sources gate did not run)")
@@ -512,10 +551,15 @@ def crlf_problems(repo: Path, branch: str, base: str) -> list[str]:
     """Each CRLF file the run changed must still end every line with CRLF (the committed blob's bytes)."""
     problems, newline = [], b"\n"
     for rel in CRLF_FILES:
-        blob = subprocess.run(["git", "-C", str(repo), "cat-file", "blob", f"{branch}:{rel}"], check=True,
-                              capture_output=True).stdout
-        if blob == subprocess.run(["git", "-C", str(repo), "cat-file", "blob", f"{base}:{rel}"], check=True,
-                                  capture_output=True).stdout:
+        blob = subprocess.run(
+            ["git", "-C", str(repo), "cat-file", "blob", f"{branch}:{rel}"], check=True, capture_output=True
+        ).stdout
+        if (
+            blob
+            == subprocess.run(
+                ["git", "-C", str(repo), "cat-file", "blob", f"{base}:{rel}"], check=True, capture_output=True
+            ).stdout
+        ):
             problems.append(f"{rel}: the run did not change it (the case tests nothing)")
             continue
         bare = blob.count(b"\n") - blob.count(b"\r\n")
@@ -563,7 +607,7 @@ def _huge_binary(work: Path):
 
 def _unreadable(work: Path):
     repo = example(work / "repo")
-    os.symlink("does/not/exist", repo / "services/api/requirements-dev.txt")     # dangling, committed
+    os.symlink("does/not/exist", repo / "services/api/requirements-dev.txt")  # dangling, committed
     os.symlink("/nonexistent/config.yml", repo / "services/billing/config.yml")  # dangling, absolute
     _commit_all(repo, "dangling symlinks in build contexts")
     os.mkfifo(repo / "services/billing/events.fifo")  # git can't commit a FIFO: it stays in the checkout
@@ -585,7 +629,8 @@ def _alias_bomb(work: Path):
     """A compose file whose anchors and aliases expand to 9^9 strings (the "billion laughs")."""
     repo = example(work / "repo")
     bomb = ["x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"] + [
-        f"x-{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]\n" for n in range(8)]
+        f"x-{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]\n" for n in range(8)
+    ]
     compose = repo / "docker-compose.yml"
     compose.write_text("".join(bomb) + compose.read_text())
     _commit_all(repo, "an alias bomb in the compose file")
@@ -609,27 +654,58 @@ def _check_linked(o: Outcome) -> list[str]:
 HOSTILE: list[Case] = [
     Case("detached HEAD", "HEAD detached at the tip", _detached, "works"),
     Case("submodule", "a git submodule (vendor/lib) with its own Dockerfile", _submodule, "works"),
-    Case("dirty index", "staged edits and a staged new file, plus an unstaged edit", _dirty_index, "works",
-         _check_dirty_index),
-    Case("branch pipeline/experiment", "a user branch under pipeline/", _pipeline_prefixed_branch, "works",
-         _check_prefixed),
-    Case("branch named pipeline", "a branch `pipeline` (blocks every pipeline/<run-id>)", _branch_named_pipeline,
-         "stops"),
-    Case("run's branch exists", "the branch the run would create already exists", _branch_of_the_run, "stops",
-         _check_run_branch, run_with_fixed_id),
+    Case(
+        "dirty index",
+        "staged edits and a staged new file, plus an unstaged edit",
+        _dirty_index,
+        "works",
+        _check_dirty_index,
+    ),
+    Case(
+        "branch pipeline/experiment",
+        "a user branch under pipeline/",
+        _pipeline_prefixed_branch,
+        "works",
+        _check_prefixed,
+    ),
+    Case(
+        "branch named pipeline", "a branch `pipeline` (blocks every pipeline/<run-id>)", _branch_named_pipeline, "stops"
+    ),
+    Case(
+        "run's branch exists",
+        "the branch the run would create already exists",
+        _branch_of_the_run,
+        "stops",
+        _check_run_branch,
+        run_with_fixed_id,
+    ),
     Case("no commits", "git init, files, no commit", _no_commits, "stops"),
     Case("non-ASCII, spaces", f"a build context named `{CAFE}`", _non_ascii, "works", _check_non_ascii),
     Case("CRLF", "CRLF line endings in two Dockerfiles and the compose file", _crlf, "works", _check_crlf),
-    Case("symlinks out", "a Dockerfile and .dockerignores that are symlinks out of the repo", _symlink_outside,
-         "works", _check_outside),
+    Case(
+        "symlinks out",
+        "a Dockerfile and .dockerignores that are symlinks out of the repo",
+        _symlink_outside,
+        "works",
+        _check_outside,
+    ),
     Case("huge and binary", "a 50 MB binary and small binaries in build contexts", _huge_binary, "works"),
-    Case("unreadable files", "dangling symlinks (committed) and a FIFO (in the checkout)", _unreadable, "works",
-         _check_unreadable),
-    Case("YAML alias bomb", "compose anchors/aliases that expand to 9^9 nodes (billion laughs)", _alias_bomb,
-         "works", timeout=120),
+    Case(
+        "unreadable files",
+        "dangling symlinks (committed) and a FIFO (in the checkout)",
+        _unreadable,
+        "works",
+        _check_unreadable,
+    ),
+    Case(
+        "YAML alias bomb",
+        "compose anchors/aliases that expand to 9^9 nodes (billion laughs)",
+        _alias_bomb,
+        "works",
+        timeout=120,
+    ),
     Case("repo path", "the repository under a path with spaces and non-ASCII", _path_with_spaces, "works"),
-    Case("linked worktree", "--repo is a linked worktree (git worktree add)", _linked_worktree, "works",
-         _check_linked),
+    Case("linked worktree", "--repo is a linked worktree (git worktree add)", _linked_worktree, "works", _check_linked),
 ]
 
 
@@ -657,12 +733,14 @@ def run_case(case: Case, workdir: Path) -> tuple[HostileResult, Outcome]:
     outcome = Outcome(repo, reports, code, stderr, extra=extra)
     problems: list[str] = []
     runs = sorted(p.parent.name for p in reports.glob("*/run.json")) if reports.exists() else []
-    if code in (0, 4) and runs:   # 4: the run finished, some task failed (listed below)
+    if code in (0, 4) and runs:  # 4: the run finished, some task failed (listed below)
         outcome.record = load(reports, runs[0])
         problems += branch_problems(repo, reports, runs[0], None)
         failed = [c for c in outcome.record.changes if c.status.value == "failed"]
-        how = (f"ran in {seconds:.1f} s: {sum(c.status.value == 'committed' for c in outcome.record.changes)} commits"
-               + (f", {len(failed)} task(s) failed: " + "; ".join(_short(c.reason) for c in failed) if failed else ""))
+        how = (
+            f"ran in {seconds:.1f} s: {sum(c.status.value == 'committed' for c in outcome.record.changes)} commits"
+            + (f", {len(failed)} task(s) failed: " + "; ".join(_short(c.reason) for c in failed) if failed else "")
+        )
     elif code == 2:
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         how = "stopped (exit 2): " + (lines[0] if lines else "no message")
@@ -684,7 +762,7 @@ def run_case(case: Case, workdir: Path) -> tuple[HostileResult, Outcome]:
 
 def hostile(workdir: Path, cases: list[Case] | None = None, workers: int = 2) -> list[HostileResult]:
     cases = HOSTILE if cases is None else cases
-    in_process = [c for c in cases if c.run is not None]   # they patch this process: one at a time, here
+    in_process = [c for c in cases if c.run is not None]  # they patch this process: one at a time, here
     children = [c for c in cases if c.run is None]
 
     def one(indexed: tuple[int, Case]) -> HostileResult:
@@ -692,8 +770,9 @@ def hostile(workdir: Path, cases: list[Case] | None = None, workers: int = 2) ->
         try:
             got = run_case(case, Path(workdir) / f"case{index}")[0]
         except Exception as err:
-            got = HostileResult(case.name, False, f"the probe failed: {type(err).__name__}: {err}",
-                                [traceback.format_exc()])
+            got = HostileResult(
+                case.name, False, f"the probe failed: {type(err).__name__}: {err}", [traceback.format_exc()]
+            )
         progress(f"hostile {case.name}: " + ("handled" if got.handled else "NOT handled") + f" ({got.how})")
         return got
 
@@ -706,19 +785,97 @@ def hostile(workdir: Path, cases: list[Case] | None = None, workers: int = 2) ->
 
 # -- mangled input ---------------------------------------------------------------------------------------
 
-DOCKERFILES = ("services/api/Dockerfile", "services/billing/Dockerfile", "services/web/Dockerfile",
-               "services/worker/Dockerfile")
+DOCKERFILES = (
+    "services/api/Dockerfile",
+    "services/billing/Dockerfile",
+    "services/web/Dockerfile",
+    "services/worker/Dockerfile",
+)
 COMPOSE = "docker-compose.yml"
-_KEYWORDS = ("FROM", "RUN", "COPY", "ADD", "ARG", "ENV", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "HEALTHCHECK",
-             "EXPOSE", "LABEL", "ONBUILD", "SHELL", "STOPSIGNAL", "VOLUME", "MAINTAINER")
-_JUNK = ("\\", "\\\n", "<<EOF", "<<-EOF\n", "\x00", "\r", "\ufeff", "\u202e", "\t", "'", '"', "${", "$(", "`",
-         "--mount=type=cache", "--from=", "AS", "#", "# syntax=docker/dockerfile:1", "# escape=`", "\n\n\n",
-         ":", "- ", "{", "}", "[", "]", "&anchor ", "*anchor", "<<: *a", "!!python/object", "? ", "|", ">-",
-         "0x", "1e999", "~", "null", "yes", "no", "\u00e9", "\U0001f433", "%YAML 1.1\n", "---\n", "...\n")
+_KEYWORDS = (
+    "FROM",
+    "RUN",
+    "COPY",
+    "ADD",
+    "ARG",
+    "ENV",
+    "WORKDIR",
+    "USER",
+    "CMD",
+    "ENTRYPOINT",
+    "HEALTHCHECK",
+    "EXPOSE",
+    "LABEL",
+    "ONBUILD",
+    "SHELL",
+    "STOPSIGNAL",
+    "VOLUME",
+    "MAINTAINER",
+)
+_JUNK = (
+    "\\",
+    "\\\n",
+    "<<EOF",
+    "<<-EOF\n",
+    "\x00",
+    "\r",
+    "\ufeff",
+    "\u202e",
+    "\t",
+    "'",
+    '"',
+    "${",
+    "$(",
+    "`",
+    "--mount=type=cache",
+    "--from=",
+    "AS",
+    "#",
+    "# syntax=docker/dockerfile:1",
+    "# escape=`",
+    "\n\n\n",
+    ":",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    "&anchor ",
+    "*anchor",
+    "<<: *a",
+    "!!python/object",
+    "? ",
+    "|",
+    ">-",
+    "0x",
+    "1e999",
+    "~",
+    "null",
+    "yes",
+    "no",
+    "\u00e9",
+    "\U0001f433",
+    "%YAML 1.1\n",
+    "---\n",
+    "...\n",
+)
 
 
-OPS = ("delete line", "repeat line", "swap lines", "insert junk", "truncate", "insert instruction", "case flip",
-       "whitespace", "huge line", "deep nesting", "alias bomb", "CRLF", "reverse line")
+OPS = (
+    "delete line",
+    "repeat line",
+    "swap lines",
+    "insert junk",
+    "truncate",
+    "insert instruction",
+    "case flip",
+    "whitespace",
+    "huge line",
+    "deep nesting",
+    "alias bomb",
+    "CRLF",
+    "reverse line",
+)
 
 
 def mangle(rng: random.Random, text: str, compose: bool, log: list[str] | None = None) -> str | bytes:
@@ -756,7 +913,8 @@ def mangle(rng: random.Random, text: str, compose: bool, log: list[str] | None =
             lines.insert(i, "  " * 2 + "deep: " + "[" * depth + "]" * depth + "\n")
         elif op == 10 and compose:
             lines[:0] = ["x-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"] + [
-                f"x-{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]\n" for n in range(8)]
+                f"x-{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]\n" for n in range(8)
+            ]
         elif op == 11:
             lines = [line.replace("\n", "\r\n") if rng.random() < 0.5 else line for line in lines]
         else:
@@ -806,7 +964,7 @@ def _deadline(seconds: int):
 
 def mangled_inputs(workdir: Path, count: int = 200, seed: int = 20240601, keep: Path | None = None) -> MangleReport:
     """Feed ``count`` mangled Dockerfiles and compose files to ``analysis.analyze``; count what escapes."""
-    from pipelines.docker_optimization import analysis
+    from agent_pipelines.pipelines.docker_optimization import analysis
 
     root = Path(workdir) / "mangled"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__"))
@@ -827,8 +985,9 @@ def mangled_inputs(workdir: Path, count: int = 200, seed: int = 20240601, keep: 
                 warnings.simplefilter("ignore")  # ruamel's ReusedAnchorWarning etc.: noise here
                 if run_analysis is not None:
                     result = run_analysis(root)
-                    report.rule_errors += [f"{rel}: {note.message}" for note in result.notes
-                                           if note.kind == "rule-error"]
+                    report.rule_errors += [
+                        f"{rel}: {note.message}" for note in result.notes if note.kind == "rule-error"
+                    ]
                 else:
                     analysis.analyze(root)
         except _Hang:
@@ -855,10 +1014,10 @@ def _save(keep: Path | None, n: int, rel: str, data: str | bytes, report: Mangle
 
 # -- leaks -----------------------------------------------------------------------------------------------
 
+
 def live_children() -> list[str]:
     """Every live descendant process of this one (any command), from /proc (the bench needs no pytest)."""
     return list(descendants().values())
-
 
 
 @contextmanager
@@ -903,10 +1062,15 @@ class LeakReport:
         return len(self.children) + len(self.fds) + self.sqlite_open + len(self.threads)
 
     def describe(self) -> str:
-        parts = [f"{len(self.children)} child processes", f"{len(self.fds)} fds",
-                 f"{self.sqlite_open} sqlite connections", f"{len(self.threads)} threads"]
-        return ", ".join(parts) + (f" ({sorted(self.fds)[:3]} {self.children[:3]} {self.threads[:3]})"
-                                   if self.leaks else "")
+        parts = [
+            f"{len(self.children)} child processes",
+            f"{len(self.fds)} fds",
+            f"{self.sqlite_open} sqlite connections",
+            f"{len(self.threads)} threads",
+        ]
+        return ", ".join(parts) + (
+            f" ({sorted(self.fds)[:3]} {self.children[:3]} {self.threads[:3]})" if self.leaks else ""
+        )
 
 
 def measure_leaks(scenario: str, action: Callable[[], object]) -> LeakReport:
@@ -936,9 +1100,9 @@ def environ(**values: str):
 
 def leak_scenarios(workdir: Path) -> list[LeakReport]:
     """A complete run, a run failed by an injected crash, its resume, and a run stopped by Ctrl-C."""
-    from engine import graph
-    from engine.runs import resume_run, start_run
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.engine import graph
+    from agent_pipelines.engine.runs import resume_run, start_run
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     workdir = Path(workdir)
     reports = workdir / "leak-reports"
@@ -956,8 +1120,11 @@ def leak_scenarios(workdir: Path) -> list[LeakReport]:
 
     results.append(measure_leaks("run failed at an injected crash", failed_run))
     record = box["record"]
-    results.append(measure_leaks("resume of the failed run",
-                                 lambda: resume_run({PIPELINE.name: PIPELINE}, reports, record.run.run_id)))
+    results.append(
+        measure_leaks(
+            "resume of the failed run", lambda: resume_run({PIPELINE.name: PIPELINE}, reports, record.run.run_id)
+        )
+    )
     interrupted = example(workdir / "leak-interrupted")
     real = graph.crash_point
 
@@ -998,7 +1165,8 @@ CANARY_FILES = {
         'RUN echo "-----BEGIN RSA PRIVATE KEY----- MIIcnry0011 -----END RSA PRIVATE KEY-----" > /k\n'
         "COPY . /app\n"
         'HEALTHCHECK CMD curl -H "Authorization: Bearer cnrybearer0012" http://localhost/\n'
-        'CMD ["python", "/app/app.py"]\n'),
+        'CMD ["python", "/app/app.py"]\n'
+    ),
     "compose.yaml": (
         "services:\n"
         "  app:\n"
@@ -1010,12 +1178,14 @@ CANARY_FILES = {
         "    environment:\n"
         "      API_TOKEN: cnry-map-0014\n"
         '      "SECRET_KEY": "cnry-quoted-0015"\n'
-        "      DATABASE_URL: postgres://app:cnry-dsnurl-0016@db/app\n"),
+        "      DATABASE_URL: postgres://app:cnry-dsnurl-0016@db/app\n"
+    ),
     ".npmrc": "//registry.npmjs.org/:_authToken=cnry-npmrcfile-0017\n",
     "app.py": "print('hi')\n",
 }
-CANARIES = sorted({c for text in CANARY_FILES.values()
-                   for c in re.findall(r"cnry[a-z-]*\d{4}|MIIcnry\d{4}|AKIACNRY\d{12}", text)})
+CANARIES = sorted(
+    {c for text in CANARY_FILES.values() for c in re.findall(r"cnry[a-z-]*\d{4}|MIIcnry\d{4}|AKIACNRY\d{12}", text)}
+)
 
 
 @dataclass
@@ -1059,8 +1229,16 @@ def secrets_grep(workdir: Path) -> tuple[CaseResult, dict[str, list[str]], int]:
     texts: dict[str, str] = {}
     done = run_cli(repo, reports)
     texts["pipeline run: stdout"], texts["pipeline run: stderr"] = done.stdout, done.stderr
-    done = cli("run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(workdir / "reports-loud"),
-               "--builds", "off")   # not quiet: the terminal output is grepped too
+    done = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--reports-dir",
+        str(workdir / "reports-loud"),
+        "--builds",
+        "off",
+    )  # not quiet: the terminal output is grepped too
     texts["pipeline run (loud): stdout"], texts["pipeline run (loud): stderr"] = done.stdout, done.stderr
     outputs = workdir / "analyze"
     outputs.mkdir()
@@ -1072,10 +1250,13 @@ def secrets_grep(workdir: Path) -> tuple[CaseResult, dict[str, list[str]], int]:
     files = [p for p in files if p.name != "redaction.key"]
     leaks = leaked_canaries(files, texts)
     masked = sum(b"__REDACTED_" in p.read_bytes() for p in files)
-    where = "; ".join(f"{c} in {', '.join(sorted({Path(n).name if '/' in n else n for n in ns}))}"
-                      for c, ns in sorted(leaks.items()))
-    detail = (f"{len(CANARIES)} canaries, {len(files)} files + {len(texts)} terminal streams grepped, "
-              f"{masked} files hold masks; " + (f"{len(leaks)} leaked: {where}" if leaks else "none leaked"))
+    where = "; ".join(
+        f"{c} in {', '.join(sorted({Path(n).name if '/' in n else n for n in ns}))}" for c, ns in sorted(leaks.items())
+    )
+    detail = (
+        f"{len(CANARIES)} canaries, {len(files)} files + {len(texts)} terminal streams grepped, "
+        f"{masked} files hold masks; " + (f"{len(leaks)} leaked: {where}" if leaks else "none leaked")
+    )
     return CaseResult("secrets grep", not leaks and masked > 0, detail, time.monotonic() - started), leaks, masked
 
 
@@ -1088,8 +1269,13 @@ def _analyze_within(repo: Path, limit: float) -> tuple[str, float]:
     """``pipeline analyze`` on ``repo`` in a child, killed after ``limit`` s: ('exit N' | 'killed', seconds)."""
     env = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), "PIPELINE_CACHE": "0"}
     started = time.monotonic()
-    with subprocess.Popen([sys.executable, "-m", "engine.cli", "analyze", "--repo", str(repo), "--format", "json"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", "analyze", "--repo", str(repo), "--format", "json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    ) as proc:
         try:
             code = proc.wait(timeout=limit)
         except subprocess.TimeoutExpired:
@@ -1101,21 +1287,28 @@ def _analyze_within(repo: Path, limit: float) -> tuple[str, float]:
 
 def _timed_case(name: str, repo: Path, limit: float) -> CaseResult:
     how, took = _analyze_within(repo, limit)
-    passed = how in ("exit 0", "exit 1")   # 1: findings at --fail-on; anything else is a crash or a hang
+    passed = how in ("exit 0", "exit 1")  # 1: findings at --fail-on; anything else is a crash or a hang
     return CaseResult(name, passed, f"{how} after {took:.1f} s (limit {limit:.0f} s)", took)
 
 
 def redos_cases(workdir: Path, limit: float = HANG_SECONDS) -> list[CaseResult]:
     """Globs that backtrack catastrophically in a regex engine that backtracks, against a long file name."""
-    long_name = "Dockerfile." + "a" * 200   # no 'b': the glob can't match, after trying every split of the name
+    long_name = "Dockerfile." + "a" * 200  # no 'b': the glob can't match, after trying every split of the name
     results = []
     for name, files in (
-            (".dockerignore pattern " + REDOS_GLOB, {".dockerignore": REDOS_GLOB + "\n",
-                                                     "Dockerfile": "FROM alpine:3.20\nCOPY . /app\n"}),
-            ("COPY source " + REDOS_GLOB, {"Dockerfile": f"FROM alpine:3.20\nCOPY {REDOS_GLOB} /app/\n"}),
-            (".pipeline.yaml ignore glob " + REDOS_GLOB,
-             {long_name: "FROM alpine:3.20\nCOPY . /app\n",
-              ".pipeline.yaml": f"per-file-ignores:\n  \"{REDOS_GLOB}\": [DF001]\n"})):
+        (
+            ".dockerignore pattern " + REDOS_GLOB,
+            {".dockerignore": REDOS_GLOB + "\n", "Dockerfile": "FROM alpine:3.20\nCOPY . /app\n"},
+        ),
+        ("COPY source " + REDOS_GLOB, {"Dockerfile": f"FROM alpine:3.20\nCOPY {REDOS_GLOB} /app/\n"}),
+        (
+            ".pipeline.yaml ignore glob " + REDOS_GLOB,
+            {
+                long_name: "FROM alpine:3.20\nCOPY . /app\n",
+                ".pipeline.yaml": f'per-file-ignores:\n  "{REDOS_GLOB}": [DF001]\n',
+            },
+        ),
+    ):
         repo = workdir / f"redos-{len(results)}"
         repo.mkdir(parents=True)
         for rel, text in {long_name: "FROM alpine:3.20\n", **files}.items():
@@ -1145,9 +1338,27 @@ def huge_dockerfile(lines: int) -> str:
 
 def _popen_run(repo: Path, reports: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     full = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
-                             "--reports-dir", str(reports), "-q", "--builds", "off"], env=full, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_sigint_default)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(repo),
+            "--reports-dir",
+            str(reports),
+            "-q",
+            "--builds",
+            "off",
+        ],
+        env=full,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_sigint_default,
+    )
 
 
 def _wait_for(test: Callable[[], bool], seconds: float) -> bool:
@@ -1206,11 +1417,21 @@ def sigint_during_hadolint(workdir: Path, lines: int, command: str) -> CaseResul
     _commit_all(repo, "huge")
     reports = workdir / f"sigint-{command}-reports"
     env = {**{k: v for k, v in os.environ.items() if k not in _CLEAN}, "PYTHONPATH": str(ROOT), "PIPELINE_CACHE": "0"}
-    argv = (["analyze", "--repo", str(repo), "--format", "json"] if command == "analyze" else
-            ["run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q", "--builds", "off"])
+    argv = (
+        ["analyze", "--repo", str(repo), "--format", "json"]
+        if command == "analyze"
+        else ["run", "docker-optimization", "--repo", str(repo), "--reports-dir", str(reports), "-q", "--builds", "off"]
+    )
     name = f"SIGINT while hadolint runs ({command})"
-    with subprocess.Popen([sys.executable, "-m", "engine.cli", *argv], env=env, text=True, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_sigint_default) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", *argv],
+        env=env,
+        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=_sigint_default,
+    ) as proc:
         seen = _wait_for(lambda: _hadolint_in(proc.pid) or proc.poll() is not None, 300) and proc.poll() is None
         sent = time.monotonic() - started
         if not seen:
@@ -1222,17 +1443,23 @@ def sigint_during_hadolint(workdir: Path, lines: int, command: str) -> CaseResul
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return CaseResult(name, False, f"{lines:,}-line Dockerfile: still running {HANG_SECONDS} s after the "
-                              "signal (then SIGKILLed)", time.monotonic() - started)
+            return CaseResult(
+                name,
+                False,
+                f"{lines:,}-line Dockerfile: still running {HANG_SECONDS} s after the signal (then SIGKILLed)",
+                time.monotonic() - started,
+            )
     stopped = time.monotonic() - started - sent
-    _wait_for(lambda: not group_members(proc.pid), 2.0)   # a child killed at the exit may take a moment to go
+    _wait_for(lambda: not group_members(proc.pid), 2.0)  # a child killed at the exit may take a moment to go
     left = group_members(proc.pid)
     status = _record_status(reports) if command == "run" else ""
     passed = proc.returncode == 130 and not left and status in ("", "interrupted")
-    detail = (f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start while hadolint ran: exit {proc.returncode} "
-              f"{stopped:.1f} s later, {len(left)} process(es) of its group left"
-              + (f", run.json status {status!r}" if status else "")
-              + f"; said {_short(' '.join(err.split())) or 'nothing'}")
+    detail = (
+        f"{lines:,}-line Dockerfile, SIGINT {sent:.1f} s after start while hadolint ran: exit {proc.returncode} "
+        f"{stopped:.1f} s later, {len(left)} process(es) of its group left"
+        + (f", run.json status {status!r}" if status else "")
+        + f"; said {_short(' '.join(err.split())) or 'nothing'}"
+    )
     return CaseResult(name, passed, detail, time.monotonic() - started)
 
 
@@ -1244,9 +1471,14 @@ def apply_during_run(workdir: Path) -> CaseResult:
     reviewer = next(n for n in node_points() if n.endswith(".reviewer"))
     before = checkout_state(repo)
     with _popen_run(repo, reports, {"PIPELINE_PAUSE_AT": f"{reviewer}:60"}) as proc:
+
         def has_commits() -> bool:
             ids = [p.parent.name for p in reports.glob("*/run.json")]
-            return bool(ids) and git(repo, "rev-list", "--count", f"HEAD..pipeline/{ids[0]}", check=False) not in ("", "0")
+            return bool(ids) and git(repo, "rev-list", "--count", f"HEAD..pipeline/{ids[0]}", check=False) not in (
+                "",
+                "0",
+            )
+
         paused = _wait_for(lambda: has_commits() or proc.poll() is not None, 120) and proc.poll() is None
         done = cli("apply", only_run_id(reports), "--reports-dir", str(reports)) if paused else None
         proc.send_signal(signal.SIGINT)
@@ -1256,13 +1488,18 @@ def apply_during_run(workdir: Path) -> CaseResult:
             proc.kill()
             proc.communicate()
     if done is None:
-        return CaseResult("apply during a run", False, f"the run never paused with commits (exit {proc.returncode})",
-                          time.monotonic() - started)
+        return CaseResult(
+            "apply during a run",
+            False,
+            f"the run never paused with commits (exit {proc.returncode})",
+            time.monotonic() - started,
+        )
     moved = state_diff(before, checkout_state(repo))
     passed = done.returncode != 0 and not moved
     said, _ = _said(done)
-    detail = (f"paused before {reviewer}; apply exit {done.returncode} ({said}); checkout "
-              + ("unchanged" if not moved else "changed: " + ", ".join(moved[:4])))
+    detail = f"paused before {reviewer}; apply exit {done.returncode} ({said}); checkout " + (
+        "unchanged" if not moved else "changed: " + ", ".join(moved[:4])
+    )
     return CaseResult("apply during a run", passed, detail, time.monotonic() - started)
 
 
@@ -1271,7 +1508,7 @@ def tampered_records(workdir: Path) -> list[CaseResult]:
     then ``rollback`` and ``resume``: expected a refusal in one line, and both checkouts (an uncommitted edit,
     an untracked and an ignored file) byte-identical."""
     repo, reports = example(workdir / "tamper-repo"), workdir / "tamper-reports"
-    other = example(workdir / "other-checkout")   # another repository of the user's, never this run's
+    other = example(workdir / "other-checkout")  # another repository of the user's, never this run's
     done = run_cli(repo, reports)
     if done.returncode != 0:
         return [CaseResult("tampered run.json", False, f"the run itself failed: exit {done.returncode}")]
@@ -1299,10 +1536,15 @@ def tampered_records(workdir: Path) -> list[CaseResult]:
             # run_dir is never followed (the run's directory is where run.json was read): there the command
             # may go on with the real run, as long as no checkout is touched.
             refused = got.returncode != 0 or field_name == "run_dir"
-            results.append(CaseResult(
-                f"tampered run.json: {field_name} = {name}, {command[0]}", refused and not crashed
-                and not lost, f"exit {got.returncode} ({said}); checkouts "
-                + ("untouched" if not lost else "changed: " + ", ".join(lost[:4])), time.monotonic() - started))
+            results.append(
+                CaseResult(
+                    f"tampered run.json: {field_name} = {name}, {command[0]}",
+                    refused and not crashed and not lost,
+                    f"exit {got.returncode} ({said}); checkouts "
+                    + ("untouched" if not lost else "changed: " + ", ".join(lost[:4])),
+                    time.monotonic() - started,
+                )
+            )
             record.write_text(original)
     return results
 
@@ -1322,15 +1564,20 @@ def attacks(work: Path, args) -> list[CaseResult]:
             progress(f"{r.case}: {'pass' if r.passed else 'FAIL'} ({r.detail}; {r.seconds:.1f} s)")
 
     for name, probe in (
-            ("secrets grep", lambda: secrets_grep(work / "secrets")[0]),
-            ("ReDoS", lambda: redos_cases(work / "redos", args.limit)),
-            ("huge inputs", lambda: huge_cases(work / "huge", args.huge_ignore, args.huge_dockerfile, args.limit)),
-            ("SIGINT while hadolint runs (analyze)",
-             lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "analyze")),
-            ("SIGINT while hadolint runs (run)",
-             lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "run")),
-            ("apply during a run", lambda: apply_during_run(work / "apply")),
-            ("tampered run.json", lambda: tampered_records(work / "tamper"))):
+        ("secrets grep", lambda: secrets_grep(work / "secrets")[0]),
+        ("ReDoS", lambda: redos_cases(work / "redos", args.limit)),
+        ("huge inputs", lambda: huge_cases(work / "huge", args.huge_ignore, args.huge_dockerfile, args.limit)),
+        (
+            "SIGINT while hadolint runs (analyze)",
+            lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "analyze"),
+        ),
+        (
+            "SIGINT while hadolint runs (run)",
+            lambda: sigint_during_hadolint(work / "sigint", args.huge_dockerfile, "run"),
+        ),
+        ("apply during a run", lambda: apply_during_run(work / "apply")),
+        ("tampered run.json", lambda: tampered_records(work / "tamper")),
+    ):
         try:
             keep(probe())
         except Exception as err:  # a broken probe is a failed case, not a lost bench
@@ -1347,11 +1594,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--keep", type=Path, default=None, help="save crashing mangled inputs here")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which to run, of {', '.join(SECTIONS)}")
-    parser.add_argument("--limit", type=float, default=HANG_SECONDS,
-                        help="seconds an analysis may take on a ReDoS or huge input before it counts as hung")
+    parser.add_argument(
+        "--limit",
+        type=float,
+        default=HANG_SECONDS,
+        help="seconds an analysis may take on a ReDoS or huge input before it counts as hung",
+    )
     parser.add_argument("--huge-ignore", type=int, default=100_000, help="lines of the huge .dockerignore")
-    parser.add_argument("--huge-dockerfile", type=int, default=50_000,
-                        help="lines of the huge Dockerfile (also the one Ctrl-C'd while hadolint runs)")
+    parser.add_argument(
+        "--huge-dockerfile",
+        type=int,
+        default=50_000,
+        help="lines of the huge Dockerfile (also the one Ctrl-C'd while hadolint runs)",
+    )
     args = parser.parse_args(argv)
     sections = [s for s in args.sections.split(",") if s]
     unknown = [s for s in sections if s not in SECTIONS]
@@ -1381,35 +1636,46 @@ def main(argv: list[str] | None = None) -> int:
             for mode in modes:
                 got = [r for r in crashes if r.mode == mode]
                 label = {"kill": "crash points, SIGKILL", "raise": "crash points, exception"}.get(mode, mode)
-                rows.append(f"| {label} ({len(points) // 2} nodes × before/after) | {len(got)} | "
-                            f"{sum(r.recovered for r in got)} recovered | {crash_s:.0f} s (all modes) |")
-            rows.append(f"| SIGKILL inside a git command (its lock files left) | 1 | "
-                        f"{int(inside_git.recovered)} recovered | |")
+                rows.append(
+                    f"| {label} ({len(points) // 2} nodes × before/after) | {len(got)} | "
+                    f"{sum(r.recovered for r in got)} recovered | {crash_s:.0f} s (all modes) |"
+                )
+            rows.append(
+                f"| SIGKILL inside a git command (its lock files left) | 1 | {int(inside_git.recovered)} recovered | |"
+            )
             failed = [r for r in [*crashes, inside_git] if not r.recovered]
         if "hostile" in sections:
             t0 = time.monotonic()
             cases = hostile(work / "hostile", workers=args.workers)
-            rows.append(f"| hostile repositories | {len(cases)} | {sum(c.handled for c in cases)} handled | "
-                        f"{time.monotonic() - t0:.0f} s |")
+            rows.append(
+                f"| hostile repositories | {len(cases)} | {sum(c.handled for c in cases)} handled | "
+                f"{time.monotonic() - t0:.0f} s |"
+            )
         if "mangled" in sections:
             t0 = time.monotonic()
             mangled = mangled_inputs(work, args.mangled, args.seed, args.keep)
-            rows.append(f"| mangled Dockerfiles/compose files | {mangled.fed} | {len(mangled.crashes)} crashes, "
-                        f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {len(mangled.rule_errors)} rule errors "
-                        f"caught | {time.monotonic() - t0:.0f} s |")
+            rows.append(
+                f"| mangled Dockerfiles/compose files | {mangled.fed} | {len(mangled.crashes)} crashes, "
+                f"{len(mangled.hangs)} hangs (> {HANG_SECONDS} s), {len(mangled.rule_errors)} rule errors "
+                f"caught | {time.monotonic() - t0:.0f} s |"
+            )
             progress(rows[-1].strip("| "))
         if "leaks" in sections:
             t0 = time.monotonic()
             leaks = leak_scenarios(work / "leaks")
-            rows.append(f"| leak checks (in-process runs) | {len(leaks)} | {sum(r.leaks for r in leaks)} leaks found | "
-                        f"{time.monotonic() - t0:.0f} s |")
+            rows.append(
+                f"| leak checks (in-process runs) | {len(leaks)} | {sum(r.leaks for r in leaks)} leaks found | "
+                f"{time.monotonic() - t0:.0f} s |"
+            )
             progress(rows[-1].strip("| "))
         if "attacks" in sections:
             t0 = time.monotonic()
             attacked = attacks(work / "attacks", args)
-            rows.append(f"| attacks (secrets, ReDoS, huge inputs, Ctrl-C during hadolint, apply during a run, tampered "
-                        f"records) | {len(attacked)} | {sum(r.passed for r in attacked)} passed | "
-                        f"{time.monotonic() - t0:.0f} s |")
+            rows.append(
+                f"| attacks (secrets, ReDoS, huge inputs, Ctrl-C during hadolint, apply during a run, tampered "
+                f"records) | {len(attacked)} | {sum(r.passed for r in attacked)} passed | "
+                f"{time.monotonic() - t0:.0f} s |"
+            )
 
     print()
     print("| measure | tried | result | time |")
@@ -1436,7 +1702,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nMangled inputs that crashed or hung the analysis:")
         seen = {}
         for rel, what, where in mangled.crashes:
-            seen.setdefault((what.split(':')[0], where), []).append(rel)
+            seen.setdefault((what.split(":")[0], where), []).append(rel)
         for (what, where), files in seen.items():
             print(f"- {what} at {where} ({len(files)}×, e.g. {files[0]})")
         for rel in mangled.hangs:
@@ -1452,8 +1718,13 @@ def main(argv: list[str] | None = None) -> int:
         for r in leaks:
             print(f"| {r.scenario} | {r.describe()} |")
     print(f"\nTotal {time.monotonic() - started:.0f} s on {os.cpu_count()} CPUs, {args.workers} workers.", flush=True)
-    ok = (not failed and all(c.handled for c in cases) and (mangled is None or not (mangled.crashes or mangled.hangs))
-          and not any(r.leaks for r in leaks) and all(r.passed for r in attacked))
+    ok = (
+        not failed
+        and all(c.handled for c in cases)
+        and (mangled is None or not (mangled.crashes or mangled.hangs))
+        and not any(r.leaks for r in leaks)
+        and all(r.passed for r in attacked)
+    )
     return 0 if ok else 1
 
 

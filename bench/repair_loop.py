@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.artifacts import RunRecord
-from engine.report import repair_counts
+from agent_pipelines.engine.artifacts import RunRecord  # noqa: E402 (after the path insert)
+from agent_pipelines.engine.report import repair_counts  # noqa: E402 (after the path insert)
 
 
 def loop_seconds(record: RunRecord) -> float:
@@ -56,7 +56,7 @@ def example(out: Path, attempts: int) -> str:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "agent_pipelines.engine.cli",
             "run",
             "docker-optimization",
             "--builds",
@@ -76,7 +76,7 @@ def example(out: Path, attempts: int) -> str:
 
 
 def fixture(out: Path, attempts: int) -> str:
-    from engine.runs import start_run
+    from agent_pipelines.engine.runs import start_run
     from tests.conftest import make_repo
     from tests.fixture_pipelines import whitespace
 

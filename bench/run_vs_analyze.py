@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def _timed(args: list[str]) -> tuple[subprocess.CompletedProcess, float, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -45,8 +49,13 @@ def _repo(tree: Path, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(tree, dest, symlinks=True)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "bench@localhost",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "bench@localhost",
+    }
     for args in (["init", "-q"], ["add", "-A", "--force"], ["commit", "-qm", "generated monorepo"]):
         subprocess.run(["git", "-C", str(dest), *args], check=True, env=env)
     return dest
@@ -59,16 +68,37 @@ def measure(scale: float, out: Path) -> dict:
     findings = len(json.loads(analyzed.stdout)["findings"]) if analyzed.returncode in (0, 1) else None
     reports = out / f"reports-{scale}"
     shutil.rmtree(reports, ignore_errors=True)
-    ran, r_wall, r_cpu = _timed(["run", "docker-optimization", "--repo", str(repo), "--builds", "off",
-                                 "--reports-dir", str(reports), "--quiet", "--format", "json"])
+    ran, r_wall, r_cpu = _timed(
+        [
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(repo),
+            "--builds",
+            "off",
+            "--reports-dir",
+            str(reports),
+            "--quiet",
+            "--format",
+            "json",
+        ]
+    )
     if ran.returncode != 0:
         return {"scale": scale, "error": ran.stderr.strip()[-400:]}
     record = json.loads(ran.stdout)
     statuses = Counter(c["status"] for c in record["changes"])
-    return {"scale": scale, "analyze wall s": round(a_wall, 2), "analyze cpu s": round(a_cpu, 2),
-            "findings": findings, "run wall s": round(r_wall, 1), "run cpu s": round(r_cpu, 1),
-            "kept": statuses["committed"], "reverted": statuses["reverted"], "failed": statuses["failed"],
-            "load avg": os.getloadavg()[0]}
+    return {
+        "scale": scale,
+        "analyze wall s": round(a_wall, 2),
+        "analyze cpu s": round(a_cpu, 2),
+        "findings": findings,
+        "run wall s": round(r_wall, 1),
+        "run cpu s": round(r_cpu, 1),
+        "kept": statuses["committed"],
+        "reverted": statuses["reverted"],
+        "failed": statuses["failed"],
+        "load avg": os.getloadavg()[0],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-SEVERITIES = ("info", "warning", "error")   # engine.artifacts.Severity, without importing pydantic to parse argv
+SEVERITIES = ("info", "warning", "error")  # engine.artifacts.Severity, without importing pydantic to parse argv
 FORMATS = ("md", "json", "sarif")
 
 
@@ -28,35 +28,70 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `pipeline analyze --help`)")
 
 
-DISTRIBUTION = "agent-pipelines"   # this project's distribution: its pipelines are found without a scan
+DISTRIBUTION = "agent-pipelines"  # this project's distribution: its pipelines are found without a scan
 
 
 def parser(spec=None) -> argparse.ArgumentParser:
     """The command's parser; with ``spec``, also the flags that pipeline declares (``analyze_options``)."""
-    p = _Parser(prog="pipeline analyze", description="Analyze a directory and print the findings (no git, no "
-                "changes). Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are counted, "
-                "not printed as findings. Output goes to stdout; anything else to stderr.")
-    p.add_argument("--repo", type=Path, default=None, help="Directory to analyze (need not be a git repository; "
-                   "default: the current directory, or with FILEs the git repository of the first).")
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="Print only the findings in these files (as "
-                   "pre-commit passes them); the whole repository is still analyzed, so rules that read the "
-                   "files around them stay right.")
-    p.add_argument("--pipeline", default=None, help="The pipeline whose analysis runs (default: the one this "
-                   "project ships; see `pipeline pipelines`).")
+    p = _Parser(
+        prog="pipeline analyze",
+        description="Analyze a directory and print the findings (no git, no "
+        "changes). Findings ignored by `# pipeline ignore=CODE` pragmas or .pipeline.yaml are counted, "
+        "not printed as findings. Output goes to stdout; anything else to stderr.",
+    )
+    p.add_argument(
+        "--repo",
+        type=Path,
+        default=None,
+        help="Directory to analyze (need not be a git repository; "
+        "default: the current directory, or with FILEs the git repository of the first).",
+    )
+    p.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="Print only the findings in these files (as "
+        "pre-commit passes them); the whole repository is still analyzed, so rules that read the "
+        "files around them stay right.",
+    )
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        help="The pipeline whose analysis runs (default: the one this project ships; see `pipeline pipelines`).",
+    )
     p.add_argument("--format", dest="fmt", default="md", metavar="FORMAT", help="md, json or sarif (default: md)")
-    p.add_argument("--fail-on", metavar="SEVERITY", default="error", help="Exit 1 if a finding at this severity "
-                   f"or above exists ({', '.join(SEVERITIES)}; default: error).")
+    p.add_argument(
+        "--fail-on",
+        metavar="SEVERITY",
+        default="error",
+        help=f"Exit 1 if a finding at this severity or above exists ({', '.join(SEVERITIES)}; default: error).",
+    )
     p.add_argument("--exit-zero", action="store_true", help="Exit 0 even when findings reach --fail-on.")
-    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
-                   help="Keep and reuse results per rule and file under $XDG_CACHE_HOME/pipeline (the output is "
-                   "the same either way; default: off, or PIPELINE_CACHE=1). It pays only on repeated runs.")
+    p.add_argument(
+        "--cache",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Keep and reuse results per rule and file under $XDG_CACHE_HOME/pipeline (the output is "
+        "the same either way; default: off, or PIPELINE_CACHE=1). It pays only on repeated runs.",
+    )
     for option in spec.analyze_options if spec is not None else ():
         if option.type is bool:
-            p.add_argument(option.flags[0], dest=f"opt_{option.name}", action=argparse.BooleanOptionalAction,
-                           default=option.default, help=option.help)
+            p.add_argument(
+                option.flags[0],
+                dest=f"opt_{option.name}",
+                action=argparse.BooleanOptionalAction,
+                default=option.default,
+                help=option.help,
+            )
         else:
-            p.add_argument(option.flags[0], dest=f"opt_{option.name}", default=option.default, help=option.help,
-                           metavar=option.metavar or option.type.__name__.upper())
+            p.add_argument(
+                option.flags[0],
+                dest=f"opt_{option.name}",
+                default=option.default,
+                help=option.help,
+                metavar=option.metavar or option.type.__name__.upper(),
+            )
     return p
 
 
@@ -74,14 +109,15 @@ def _spec(name: str | None):
         for ep in shipped:
             if name is None or ep.name == name:
                 return ep.load()
-    from engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
+    from agent_pipelines.engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
 
     try:
         if name is None:
             installed = loaded_pipelines()
             if len(installed) != 1:
-                raise UsageError(f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); "
-                                 "pass --pipeline NAME")
+                raise UsageError(
+                    f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); pass --pipeline NAME"
+                )
             return next(iter(installed.values()))
         return find_pipeline(name)
     except PipelineLookupError as error:
@@ -134,20 +170,20 @@ def main(argv: list[str]) -> int:
         args.repo = args.repo or (_repository_of(args.files[0]) if args.files else Path("."))
         if not args.repo.is_dir():
             raise UsageError(f"{args.repo} is not a directory; pass --repo with the path of your repository")
-    except (UsageError, ValueError) as error:   # ValueError: engine.spec.OptionError, a flag's bad value
+    except (UsageError, ValueError) as error:  # ValueError: engine.spec.OptionError, a flag's bad value
         sys.stderr.write(f"error: {error}\n")
         return 2
-    from engine.tree import DirTree
+    from agent_pipelines.engine.tree import DirTree
 
     if args.cache is not None:
-        os.environ["PIPELINE_CACHE"] = "1" if args.cache else "0"   # read by the pipeline's analyze entry
+        os.environ["PIPELINE_CACHE"] = "1" if args.cache else "0"  # read by the pipeline's analyze entry
     root = args.repo.resolve()
     try:
         wanted = {f.resolve().relative_to(root).as_posix() for f in args.files}
     except ValueError:
         sys.stderr.write(f"error: every FILE must be inside the analyzed directory {root}\n")
         return 2
-    tree = DirTree.walked_aside(root)   # the walk runs on another core while the analysis imports
+    tree = DirTree.walked_aside(root)  # the walk runs on another core while the analysis imports
     try:
         result = analysis_result(spec, root, options, tree)
     finally:
@@ -155,7 +191,7 @@ def main(argv: list[str]) -> int:
     if args.files:
         result.findings = [f for f in result.findings if f.file in wanted]
         result.ignored = [i for i in result.ignored if i.finding.file in wanted]
-    from engine.findings_output import render
+    from agent_pipelines.engine.findings_output import render
 
     sys.stdout.write(render(result, args.fmt, root))
     sys.stdout.flush()

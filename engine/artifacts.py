@@ -9,18 +9,18 @@ this module and carry only JSON-friendly fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 # Re-exported: a finding and its enums live in a pydantic-free module (see engine.finding).
-from engine.finding import Applicability, Category, Finding, Severity, short_hash  # noqa: F401
+from agent_pipelines.engine.finding import Applicability, Category, Finding, Severity, short_hash  # noqa: F401
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class Model(BaseModel):
@@ -42,14 +42,22 @@ class Task(Model):
     finding_ids: list[str]
     applicability: Applicability = Applicability.safe
     estimate: str = ""
-    files: list[str] = Field(default_factory=list, description="the only files its commit may change (added or "
-                             "modified); empty: the task's file alone")
-    executable: list[str] = Field(default_factory=list, description="files of ``files`` it may make executable "
-                                  "(generated scripts)")
+    files: list[str] = Field(
+        default_factory=list,
+        description="the only files its commit may change (added or modified); empty: the task's file alone",
+    )
+    executable: list[str] = Field(
+        default_factory=list, description="files of ``files`` it may make executable (generated scripts)"
+    )
     needs: list[str] = Field(default_factory=list, description="ids of tasks that must come before it")
-    attempt: int = Field(default=1, description="which attempt at the task this is (the repair loop's retries: 2, 3...)")
-    previous: Verdict | None = Field(default=None, description="a retry: the reviewer's verdict on the attempt before; "
-                                     "the fix may try another approach, or decline")
+    attempt: int = Field(
+        default=1, description="which attempt at the task this is (the repair loop's retries: 2, 3...)"
+    )
+    previous: Verdict | None = Field(
+        default=None,
+        description="a retry: the reviewer's verdict on the attempt before; "
+        "the fix may try another approach, or decline",
+    )
 
     @property
     def allowed_files(self) -> list[str]:
@@ -68,8 +76,12 @@ class Plan(Model):
         """Where ``tasks`` (default: this plan's order) puts a task before one it needs: "b before a, which it needs"."""
         tasks = self.tasks if tasks is None else tasks
         at = {t.id: i for i, t in enumerate(tasks)}
-        return [f"{t.id} ({t.title}) before {n}, which it needs" for t in tasks for n in t.needs
-                if n in at and at[n] > at[t.id]]
+        return [
+            f"{t.id} ({t.title}) before {n}, which it needs"
+            for t in tasks
+            for n in t.needs
+            if n in at and at[n] > at[t.id]
+        ]
 
 
 class Design(Model):
@@ -90,7 +102,7 @@ class ChangeStatus(str, Enum):
     failed = "failed"
     reverted = "reverted"
     declined = "declined"
-    skipped = "skipped"   # already resolved by an earlier change of the run
+    skipped = "skipped"  # already resolved by an earlier change of the run
 
 
 class Change(Model):
@@ -108,8 +120,11 @@ class Change(Model):
     action: str = Field(default="", description="declined: what a person would do instead")
     notes: list[str] = Field(default_factory=list)
     attempt: int = Field(default=1, description="1, or the repair loop's retry this change is (see ``earlier``)")
-    earlier: list[Change] = Field(default_factory=list, description="the attempts before this one, each reverted by "
-                                  "the reviewer (its verdict has the same attempt number)")
+    earlier: list[Change] = Field(
+        default_factory=list,
+        description="the attempts before this one, each reverted by "
+        "the reviewer (its verdict has the same attempt number)",
+    )
 
     @property
     def attempts(self) -> list[Change]:
@@ -125,8 +140,11 @@ class Gate(Model):
     passed: bool
     detail: str = ""
     already: str = ""
-    verified: bool = Field(default=True, description="False: the check could not run (a tool or engine missing); "
-                           "the gate is not passed, the change is kept but reported unverified")
+    verified: bool = Field(
+        default=True,
+        description="False: the check could not run (a tool or engine missing); "
+        "the gate is not passed, the change is kept but reported unverified",
+    )
 
 
 class Verdict(Model):
@@ -227,7 +245,7 @@ class PhaseReport(Model):
     report_path: str = ""
 
 
-DEFAULT_ATTEMPTS = 2   # a rejected change is tried once more, with the reviewer's verdict
+DEFAULT_ATTEMPTS = 2  # a rejected change is tried once more, with the reviewer's verdict
 
 
 class RunContext(Model):
@@ -242,9 +260,11 @@ class RunContext(Model):
     run_dir: str
     phases: list[str]
     options: dict[str, str] = Field(default_factory=dict)
-    uncommitted: list[str] = Field(default_factory=list,
-                                   description="tracked files changed in the checkout but not committed at the start: "
-                                               "not part of the analyzed commit")
+    uncommitted: list[str] = Field(
+        default_factory=list,
+        description="tracked files changed in the checkout but not committed at the start: "
+        "not part of the analyzed commit",
+    )
 
     @property
     def max_attempts(self) -> int:
@@ -288,10 +308,13 @@ class RunState(Model):
     phases: list[PhaseReport] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list, description="the analysis of the base commit")
     worktree_findings: list[Finding] = Field(
-        default_factory=list, description="found only in the checkout's working tree (untracked, ignored or uncommitted "
-                                          "files a build would send); reported, never planned or edited")
+        default_factory=list,
+        description="found only in the checkout's working tree (untracked, ignored or uncommitted "
+        "files a build would send); reported, never planned or edited",
+    )
     head_findings: list[Finding] | None = Field(
-        default=None, description="the analysis of the branch head (None until ops has run): what the summary counts")
+        default=None, description="the analysis of the branch head (None until ops has run): what the summary counts"
+    )
     plan: Plan = Field(default_factory=Plan)
     design: Design = Field(default_factory=Design)
     changes: list[Change] = Field(default_factory=list)
@@ -299,24 +322,37 @@ class RunState(Model):
     measurements: list[Measurement] = Field(default_factory=list)
     head_commit: str = Field(default="", description="tip of the run's branch after the last node")
     bases: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip before its implementer ran")
-    retry: dict[str, list[str]] = Field(default_factory=dict, description="phase -> tasks the reviewer sent back to the "
-                                        "implementer (the repair loop follows it)")
-    retry_base: dict[str, str] = Field(default_factory=dict, description="phase -> branch tip the phase's current repair "
-                                       "round started from (the reviewer replays that round's attempts from it)")
+    retry: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="phase -> tasks the reviewer sent back to the implementer (the repair loop follows it)",
+    )
+    retry_base: dict[str, str] = Field(
+        default_factory=dict,
+        description="phase -> branch tip the phase's current repair "
+        "round started from (the reviewer replays that round's attempts from it)",
+    )
     approved: list[str] = Field(default_factory=list, description="tasks a person approved (`pipeline approve`)")
-    rejected: dict[str, str] = Field(default_factory=dict, description="task -> why a person rejected its change "
-                                     "(`pipeline reject`); the reviewer reverts it")
+    rejected: dict[str, str] = Field(
+        default_factory=dict,
+        description="task -> why a person rejected its change (`pipeline reject`); the reviewer reverts it",
+    )
 
     def awaiting_approval(self, phase: str) -> list[str]:
         """The phase's kept changes no person has approved or rejected yet (task ids, in order)."""
         decided = {*self.approved, *self.rejected}
-        return [c.task_id for c in self.changes
-                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id not in decided]
+        return [
+            c.task_id
+            for c in self.changes
+            if c.phase == phase and c.status is ChangeStatus.committed and c.task_id not in decided
+        ]
 
     def to_revert(self, phase: str) -> list[str]:
         """The phase's changes a person rejected that are still on the branch (the reviewer reverts them)."""
-        return [c.task_id for c in self.changes
-                if c.phase == phase and c.status is ChangeStatus.committed and c.task_id in self.rejected]
+        return [
+            c.task_id
+            for c in self.changes
+            if c.phase == phase and c.status is ChangeStatus.committed and c.task_id in self.rejected
+        ]
 
 
 @dataclass(frozen=True)
@@ -345,13 +381,18 @@ class RunHeader(Model):
     status: RunStatus = "running"
     error: str = ""
     pid: int = Field(default=0, description="the process running (or last running) the run")
-    pid_started: str = Field(default="", description="that process's start (boot id and ticks, from /proc): "
-                                                     "a reused pid does not read as the run alive")
+    pid_started: str = Field(
+        default="",
+        description="that process's start (boot id and ticks, from /proc): a reused pid does not read as the run alive",
+    )
     created: datetime = Field(default_factory=now)
     updated: datetime = Field(default_factory=now)
     invocations: list[Invocation] = Field(default_factory=list)
-    review_phase: str = Field(default="", description="awaiting review: the phase whose accepted changes wait for "
-                                                      "`pipeline approve` or `pipeline reject`")
+    review_phase: str = Field(
+        default="",
+        description="awaiting review: the phase whose accepted changes wait for "
+        "`pipeline approve` or `pipeline reject`",
+    )
 
 
 class RunRecord(RunState, RunHeader):
@@ -359,7 +400,9 @@ class RunRecord(RunState, RunHeader):
     checkpointed state (``RunRecord.project``), never edited on their own."""
 
     usage: list[Usage] = Field(default_factory=list)
-    llm_calls: list[LLMCall] = Field(default_factory=list, description="every model request, in order (llm-calls.jsonl)")
+    llm_calls: list[LLMCall] = Field(
+        default_factory=list, description="every model request, in order (llm-calls.jsonl)"
+    )
     narrative: str = ""
 
     def phase(self, name: str) -> PhaseReport:
@@ -375,7 +418,8 @@ class RunRecord(RunState, RunHeader):
     def failures(self) -> list[str]:
         """What broke: failed phases and failed tasks (declined and reverted tasks are not failures)."""
         return [f"phase {p.phase}" for p in self.phases if p.status == "failed"] + [
-            f"task {c.task_id}" for c in self.changes if c.status is ChangeStatus.failed]
+            f"task {c.task_id}" for c in self.changes if c.status is ChangeStatus.failed
+        ]
 
     def project(self, values: dict) -> None:
         """Take the run's state from the graph's checkpointed ``values`` (a channel not written keeps its default)."""
@@ -385,7 +429,21 @@ class RunRecord(RunState, RunHeader):
 
 
 ARTIFACT_TYPES: tuple[type, ...] = (
-    Finding, Task, Plan, Design, Change, Gate, Verdict, Measurement, NodeRun, Usage,
-    PhaseReport, RunContext, Invocation, RunState, RunHeader, RunRecord,
+    Finding,
+    Task,
+    Plan,
+    Design,
+    Change,
+    Gate,
+    Verdict,
+    Measurement,
+    NodeRun,
+    Usage,
+    PhaseReport,
+    RunContext,
+    Invocation,
+    RunState,
+    RunHeader,
+    RunRecord,
 )
 ENUM_TYPES: tuple[type[Enum], ...] = (Severity, Category, Applicability, ChangeStatus, Method)

@@ -19,11 +19,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-ENABLED = hasattr(os, "fork")   # tests turn it off to compare with the one-process answer
+ENABLED = hasattr(os, "fork")  # tests turn it off to compare with the one-process answer
 
 
 class Aside:
-    def __init__(self, work: Callable[[], Any]) -> None:   # its answer must be marshal-able
+    def __init__(self, work: Callable[[], Any]) -> None:  # its answer must be marshal-able
         self._child: tuple[int, int] | None = None
         if not ENABLED or threading.active_count() > 1:
             return

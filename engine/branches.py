@@ -12,10 +12,18 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from engine.artifacts import ChangeStatus, RunRecord, RunState
-from engine.gitenv import git_env
-from engine.runs import RunPaths, UsageError, _lock, check_schema, load_record, verify_record, write_through
-from engine.workspace import TRAILER_PHASE, Workspace
+from agent_pipelines.engine.artifacts import ChangeStatus, RunRecord, RunState
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.runs import (
+    RunPaths,
+    UsageError,
+    _lock,
+    check_schema,
+    load_record,
+    verify_record,
+    write_through,
+)
+from agent_pipelines.engine.workspace import TRAILER_PHASE, Workspace
 
 
 def _git(repo: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -31,9 +39,9 @@ def apply_run(record: RunRecord, paths: RunPaths, spec, phases: list[str] | None
     user's head did not have (``force``: merged anyway, with a warning). The message says what happened.
     """
     root = verify_record(record, paths)
-    lock = _lock(root, record.run.run_id)   # refused while the run (or any other) is active on the repository
+    lock = _lock(root, record.run.run_id)  # refused while the run (or any other) is active on the repository
     try:
-        record, _ = load_record(paths.root.parent, paths.root.name)   # as the run left it, now that it can't move
+        record, _ = load_record(paths.root.parent, paths.root.name)  # as the run left it, now that it can't move
         verify_record(record, paths)
         return _apply(record, str(root), spec, phases, force)
     finally:
@@ -51,41 +59,66 @@ def _apply(record: RunRecord, repo: str, spec, phases: list[str] | None, force: 
         raise UsageError(f"{repo} has a detached HEAD; check out the branch to merge into, then run: {commands}")
     dirty = _git(repo, "status", "--porcelain", "--untracked-files=no").stdout.strip()
     if dirty:
-        raise UsageError(f"{repo} has uncommitted changes ({len(dirty.splitlines())} files), so nothing was merged; "
-                         f"commit or stash them, then run: {commands}")
+        raise UsageError(
+            f"{repo} has uncommitted changes ({len(dirty.splitlines())} files), so nothing was merged; "
+            f"commit or stash them, then run: {commands}"
+        )
     if _git(repo, "merge-base", "--is-ancestor", target, "HEAD", check=False).returncode == 0:
         return f"{what} of {branch} is already merged into {current}"
     merged = _git(repo, "merge-tree", "--write-tree", "--no-messages", "HEAD", target, check=False)
-    if merged.returncode > 1:   # 1 is a conflict; more is git itself (older than 2.38: no --write-tree)
+    if merged.returncode > 1:  # 1 is a conflict; more is git itself (older than 2.38: no --write-tree)
         reason = (merged.stderr.strip().splitlines() or ["git merge-tree failed"])[0]
-        raise UsageError(f"apply needs git 2.38 or later to check the merge before making it ({reason}); "
-                         f"nothing was merged: {commands}")
+        raise UsageError(
+            f"apply needs git 2.38 or later to check the merge before making it ({reason}); "
+            f"nothing was merged: {commands}"
+        )
     if merged.returncode != 0:
-        raise UsageError(f"merging {branch} into {current} conflicts, so nothing was merged; resolve it by hand: {commands}")
+        raise UsageError(
+            f"merging {branch} into {current} conflicts, so nothing was merged; resolve it by hand: {commands}"
+        )
     tree = merged.stdout.split()[0]
     in_the_way = untracked_in_the_way(repo, tree)
     if in_the_way:
         shown = ", ".join(in_the_way[:10]) + (f" and {len(in_the_way) - 10} more" if len(in_the_way) > 10 else "")
-        raise UsageError(f"the merge would overwrite {len(in_the_way)} files on disk that git does not track "
-                         f"(untracked or ignored): {shown}; move them aside, then retry; nothing was merged")
+        raise UsageError(
+            f"the merge would overwrite {len(in_the_way)} files on disk that git does not track "
+            f"(untracked or ignored): {shown}; move them aside, then retry; nothing was merged"
+        )
     new_errors = _new_errors(repo, spec, run, tree, target)
     warning = ""
     if new_errors:
         shown = "; ".join(new_errors[:5]) + (f"; and {len(new_errors) - 5} more" if len(new_errors) > 5 else "")
         if not force:
-            raise UsageError(f"the merged tree has {len(new_errors)} error findings your {current} does not: {shown}; "
-                             f"nothing was merged (--force merges anyway)")
+            raise UsageError(
+                f"the merged tree has {len(new_errors)} error findings your {current} does not: {shown}; "
+                f"nothing was merged (--force merges anyway)"
+            )
         warning = f"; warning: the merge added {len(new_errors)} error findings: {shown}"
     # The user's own merge: their identity, config and hooks (not the run's git environment).
-    done = subprocess.run(["git", "-C", repo, "merge", "--no-ff", "--no-edit", "-m",
-                           f"Merge pipeline run {run.run_id}" + ("" if what == "the run" else f": {what}"), target], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            "git",
+            "-C",
+            repo,
+            "merge",
+            "--no-ff",
+            "--no-edit",
+            "-m",
+            f"Merge pipeline run {run.run_id}" + ("" if what == "the run" else f": {what}"),
+            target,
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         if _git(repo, "rev-parse", "--verify", "--quiet", "MERGE_HEAD", check=False).returncode == 0:
             _git(repo, "merge", "--abort", check=False)
         reason = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["git merge failed"])[-1]
         raise UsageError(f"git merge of {branch} into {current} failed ({reason}); nothing was merged")
     merged_what = branch if what == "the run" else f"{what} of {branch}"
-    return f"merged {merged_what} into {current} at {_git(repo, 'rev-parse', '--short', 'HEAD').stdout.strip()}{warning}"
+    return (
+        f"merged {merged_what} into {current} at {_git(repo, 'rev-parse', '--short', 'HEAD').stdout.strip()}{warning}"
+    )
 
 
 def _target(record: RunRecord, repo: str, phases: list[str] | None) -> tuple[str, str]:
@@ -94,8 +127,10 @@ def _target(record: RunRecord, repo: str, phases: list[str] | None) -> tuple[str
     if not phases:
         if record.status != "completed":
             state = "was stopped before it finished" if record.status == "running" else f"is {record.status}"
-            raise UsageError(f"run {run.run_id} {state}; `pipeline resume {run.run_id}` finishes it, or name its "
-                             f"finished phases with --phases; nothing was merged")
+            raise UsageError(
+                f"run {run.run_id} {state}; `pipeline resume {run.run_id}` finishes it, or name its "
+                f"finished phases with --phases; nothing was merged"
+            )
         return _git(repo, "rev-parse", f"refs/heads/{run.branch}").stdout.strip(), "the run"
     unknown = [p for p in phases if p not in run.phases]
     if unknown:
@@ -112,8 +147,10 @@ def _target(record: RunRecord, repo: str, phases: list[str] | None) -> tuple[str
         raise UsageError(f"phase {', '.join(phases)} of run {run.run_id} made no commits; nothing to merge")
     before = sorted({phase for _, phase in commits[:last] if phase not in phases})
     if before:
-        raise UsageError(f"the commits of phase {', '.join(before)} come before those of {', '.join(phases)} "
-                         f"on {run.branch}; name them too (--phases {','.join([*before, *phases])})")
+        raise UsageError(
+            f"the commits of phase {', '.join(before)} come before those of {', '.join(phases)} "
+            f"on {run.branch}; name them too (--phases {','.join([*before, *phases])})"
+        )
     return commits[last][0], f"phase {', '.join(phases)}"
 
 
@@ -140,11 +177,16 @@ def untracked_in_the_way(repo: str, tree: str) -> list[str]:
 
 def _new_errors(repo: str, spec, run, tree: str, target: str) -> list[str]:
     """Error findings of the merged tree (the pipeline's own analysis) that the user's HEAD did not have."""
-    from engine.tree import GitTree
+    from agent_pipelines.engine.tree import GitTree
 
     # A dangling commit of the merged tree, so the analysis reads it through git like any commit.
-    merged = subprocess.run(["git", "-C", repo, "commit-tree", tree, "-p", "HEAD", "-p", target, "-m", "pipeline apply check"],
-                            capture_output=True, text=True, env=git_env(), check=True).stdout.strip()
+    merged = subprocess.run(
+        ["git", "-C", repo, "commit-tree", tree, "-p", "HEAD", "-p", target, "-m", "pipeline apply check"],
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        check=True,
+    ).stdout.strip()
     head = _git(repo, "rev-parse", "HEAD").stdout.strip()
     domain = spec.domain(run)
     trees = [GitTree(Path(repo), head), GitTree(Path(repo), merged)]
@@ -155,7 +197,11 @@ def _new_errors(repo: str, spec, run, tree: str, target: str) -> list[str]:
             t.close()
         domain.close()
     had = {f.fingerprint for f in before if f.severity.value == "error"}
-    return [f"{f.rule} {f.file}:{f.line} {f.message}" for f in after if f.severity.value == "error" and f.fingerprint not in had]
+    return [
+        f"{f.rule} {f.file}:{f.line} {f.message}"
+        for f in after
+        if f.severity.value == "error" and f.fingerprint not in had
+    ]
 
 
 def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = None) -> str:
@@ -165,8 +211,8 @@ def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = N
     run = record.run
     if phase is not None and phase not in run.phases:
         raise UsageError(f"run {run.run_id} has no phase {phase!r}; its phases are: {', '.join(run.phases)}")
-    dropped = run.phases[run.phases.index(phase):] if phase else list(run.phases)
-    verify_record(record, paths)   # never reset a path the record merely names
+    dropped = run.phases[run.phases.index(phase) :] if phase else list(run.phases)
+    verify_record(record, paths)  # never reset a path the record merely names
     run = record.run
     lock = _lock(Path(run.repo), run.run_id)  # never reset a worktree under an active run
     try:
@@ -183,7 +229,7 @@ def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str]) -> s
         if first is None:
             return f"no commits of {', '.join(dropped)} on {run.branch}; nothing to roll back"
         target = ws.repo.git.rev_parse(f"{first.sha}^")
-        removed = sum(1 for c in commits[commits.index(first):])
+        removed = sum(1 for c in commits[commits.index(first) :])
         ws.reset_to(target)
     write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target, spec, run))
     merged = _git(run.repo, "merge-base", "--is-ancestor", first.sha, "HEAD", check=False).returncode == 0
@@ -195,14 +241,18 @@ def _rolled_back(state: RunState, dropped: list[str], target: str, spec, run) ->
     """The state's fields after the commits of ``dropped`` phases left the branch, which now ends at ``target``:
     their changes reverted, and the head's analysis (what the summary counts) redone on ``target`` as ops does it."""
     why = "rolled back by `pipeline rollback`"
-    changes = [c.model_copy(update={"status": ChangeStatus.reverted, "reason": why})
-               if c.phase in dropped and c.status is ChangeStatus.committed else c for c in state.changes]
+    changes = [
+        c.model_copy(update={"status": ChangeStatus.reverted, "reason": why})
+        if c.phase in dropped and c.status is ChangeStatus.committed
+        else c
+        for c in state.changes
+    ]
     phases = [p.model_copy(update={"notes": [*p.notes, why]}) if p.phase in dropped else p for p in state.phases]
     # A dropped phase that resumes (the run had stopped in it) starts again from ``target``, not from its old base.
     bases = {p: base for p, base in state.bases.items() if p not in dropped}
     update = {"changes": changes, "phases": phases, "head_commit": target, "bases": bases}
     if state.head_findings is not None:
-        from engine.tree import GitTree
+        from agent_pipelines.engine.tree import GitTree
 
         domain = spec.domain(run)
         try:

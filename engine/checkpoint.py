@@ -13,7 +13,7 @@ from pathlib import Path
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from engine.artifacts import ARTIFACT_TYPES, ENUM_TYPES
+from agent_pipelines.engine.artifacts import ARTIFACT_TYPES, ENUM_TYPES
 
 
 def serializer(extra: tuple[type, ...] = ()) -> JsonPlusSerializer:
@@ -31,7 +31,7 @@ class Checkpoints:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "Checkpoints":
+    def __enter__(self) -> Checkpoints:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -13,7 +13,7 @@ import sys
 
 def main() -> None:
     if sys.argv[1:2] == ["analyze"]:
-        from engine.analyze_cli import main as analyze
+        from agent_pipelines.engine.analyze_cli import main as analyze
 
         try:
             raise SystemExit(analyze(sys.argv[2:]))
@@ -22,10 +22,10 @@ def main() -> None:
             raise SystemExit(130) from None
     import signal
 
-    from engine.commands import app
-    from engine.procs import lead_group
+    from agent_pipelines.engine.commands import app
+    from agent_pipelines.engine.procs import lead_group
 
-    lead_group()   # the run's children (git and the tools a pipeline runs) share its group and die with it
+    lead_group()  # the run's children (git and the tools a pipeline runs) share its group and die with it
 
     # SIGTERM stops like Ctrl-C: at the next safe point, everything closed, the run resumable.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -46,18 +46,18 @@ def _invoke(app, args: list[str]) -> int:
     except Exception as error:
         exit_code = getattr(error, "exit_code", None)
         if not (hasattr(error, "format_message") and isinstance(exit_code, int)):
-            raise   # not a click usage error: a bug, shown with its traceback
+            raise  # not a click usage error: a bug, shown with its traceback
         ctx = getattr(error, "ctx", None)
         where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        if error.format_message().strip():   # `pipeline` alone printed its help, and has nothing to add
+        if error.format_message().strip():  # `pipeline` alone printed its help, and has nothing to add
             sys.stderr.write(f"error: {error.format_message()}{where}\n")
         return exit_code
     return code if isinstance(code, int) else 0
 
 
 def __getattr__(name: str):
-    if name == "app":  # `from engine.cli import app` (tests drive the typer app in-process)
-        from engine.commands import app
+    if name == "app":  # `from agent_pipelines.engine.cli import app` (tests drive the typer app in-process)
+        from agent_pipelines.engine.commands import app
 
         return app
     raise AttributeError(name)

@@ -32,21 +32,37 @@ from typer.core import TyperCommand
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Agent-driven optimization pipelines: analyze, fix through git, review, measure.",
+)
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 
-REPORTS_DIR = typer.Option(None, "--reports-dir", show_default=False,
-                           help="Where run directories live (default: $XDG_STATE_HOME/agent-pipelines/runs; a run id "
-                                "is found through the run index wherever its directory is).")
-EXIT_TASKS_FAILED = 4   # the run finished, but a task or phase failed (declined tasks are not failures)
-EXIT_AWAITING_REVIEW = 5   # `run --review` paused: a phase's kept changes wait for `pipeline approve`/`reject`
-STATE = typer.Option(None, "--state", envvar="PIPELINE_STATE_URL", show_envvar=True, metavar="URL",
-                     help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
-                          "in the reports directory).")
-RESUME_IN = typer.Option(None, "--repo", help="A clone on this machine: continue here a run that started elsewhere "
-                                              "(its branch pushed to origin).")
+REPORTS_DIR = typer.Option(
+    None,
+    "--reports-dir",
+    show_default=False,
+    help="Where run directories live (default: $XDG_STATE_HOME/agent-pipelines/runs; a run id "
+    "is found through the run index wherever its directory is).",
+)
+EXIT_TASKS_FAILED = 4  # the run finished, but a task or phase failed (declined tasks are not failures)
+EXIT_AWAITING_REVIEW = 5  # `run --review` paused: a phase's kept changes wait for `pipeline approve`/`reject`
+STATE = typer.Option(
+    None,
+    "--state",
+    envvar="PIPELINE_STATE_URL",
+    show_envvar=True,
+    metavar="URL",
+    help="Where run state lives: a postgresql:// URL shared by every machine (default: SQLite files "
+    "in the reports directory).",
+)
+RESUME_IN = typer.Option(
+    None,
+    "--repo",
+    help="A clone on this machine: continue here a run that started elsewhere (its branch pushed to origin).",
+)
 FORMAT = typer.Option("text", "--format", help="text, or json (the full records, for scripts).")
 
 
@@ -54,7 +70,7 @@ def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version
 
-        from engine.analyze_cli import DISTRIBUTION
+        from agent_pipelines.engine.analyze_cli import DISTRIBUTION
 
         try:
             out.print(f"pipeline {version(DISTRIBUTION)}", markup=False, highlight=False)
@@ -64,8 +80,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
-                                       help="Print the version and exit.")) -> None:
+def _main(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="Print the version and exit."
+    ),
+) -> None:
     """Agent-driven optimization pipelines: analyze, fix through git, review, measure."""
 
 
@@ -92,7 +111,7 @@ def os_fail(error: OSError, then: str = "`pipeline resume RUN_ID` continues the 
 
 
 def _pipelines():
-    from engine.spec import PipelineLookupError, loaded_pipelines
+    from agent_pipelines.engine.spec import PipelineLookupError, loaded_pipelines
 
     try:
         return loaded_pipelines()
@@ -101,7 +120,7 @@ def _pipelines():
 
 
 def _pipeline(name: str):
-    from engine.spec import PipelineLookupError, find_pipeline
+    from agent_pipelines.engine.spec import PipelineLookupError, find_pipeline
 
     try:
         return find_pipeline(name)
@@ -146,7 +165,7 @@ class Progress:
             if data["phase"] != self.phase:
                 self.phase = data["phase"]
                 err.print(f"[bold]▶ {self.phase}[/bold]")
-            if self.total and self.done >= self.total:   # a repair round (or an approval) adds steps
+            if self.total and self.done >= self.total:  # a repair round (or an approval) adds steps
                 self.total = self.done + 1
             self._working(data["agent"])
         elif kind in ("llm_down", "warning"):
@@ -161,11 +180,19 @@ class Progress:
             self._stop()
 
     def _working(self, agent: str) -> None:
-        if sys.stderr.isatty():   # a real terminal (FORCE_COLOR colours a CI log; it must not draw bars in it)
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+        if sys.stderr.isatty():  # a real terminal (FORCE_COLOR colours a CI log; it must not draw bars in it)
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as Bar
 
-            self.live = Bar(TextColumn(f"  {agent} working…"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("steps"), TimeElapsedColumn(), console=err, transient=True)
+            self.live = Bar(
+                TextColumn(f"  {agent} working…"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                console=err,
+                transient=True,
+            )
             self.live.add_task(agent, total=self.total, completed=self.done)
             self.live.start()
             return
@@ -177,8 +204,11 @@ class Progress:
 
             def beat() -> None:
                 while not stop.wait(every):
-                    err.print(f"  {agent} still working{step}: {time.monotonic() - started:.0f} s",
-                              markup=False, highlight=False)
+                    err.print(
+                        f"  {agent} still working{step}: {time.monotonic() - started:.0f} s",
+                        markup=False,
+                        highlight=False,
+                    )
 
             threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
@@ -195,8 +225,12 @@ class Progress:
         self._stop()
         run_id = run_id or self.run_id
         if run_id:
-            err.print(f"interrupted; run {run_id} is listed as interrupted; `pipeline resume {run_id}` continues "
-                      "it", markup=False, highlight=False, soft_wrap=True)
+            err.print(
+                f"interrupted; run {run_id} is listed as interrupted; `pipeline resume {run_id}` continues it",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         else:
             err.print("interrupted before the run was made; nothing to resume or clean up", markup=False)
 
@@ -209,14 +243,19 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         broke = sum(c.status.value == "failed" for c in record.changes)
         title = record.status
         if failures and record.status == "completed":
-            title = "completed with " + (f"{broke} failed task{'s' if broke != 1 else ''}" if broke else "a failed phase")
+            title = "completed with " + (
+                f"{broke} failed task{'s' if broke != 1 else ''}" if broke else "a failed phase"
+            )
         table = Table(title=f"run {record.run.run_id}: {title}")
         for column in ("phase", "status", "commits kept", "reverted", "declined", "failed"):
             table.add_column(column)
         for phase in record.phases:
             cs = [c for c in record.changes if c.phase == phase.phase]
-            table.add_row(phase.title, record.phase_status(phase.phase), *(
-                str(sum(c.status.value == s for c in cs)) for s in ("committed", "reverted", "declined", "failed")))
+            table.add_row(
+                phase.title,
+                record.phase_status(phase.phase),
+                *(str(sum(c.status.value == s for c in cs)) for s in ("committed", "reverted", "declined", "failed")),
+            )
         err.print(table)
         if record.error:
             err.print(f"[red]{record.error}[/red]")
@@ -233,8 +272,11 @@ def _final(record, paths_root: Path, fmt: str, quiet: bool) -> None:
         raise typer.Exit(3)
     if record.status == "awaiting review":
         if not quiet and fmt != "json":
-            err.print(f"awaiting review of phase {record.review_phase}: `pipeline review {record.run.run_id}`, then "
-                      f"`pipeline approve` or `pipeline reject`", soft_wrap=True)
+            err.print(
+                f"awaiting review of phase {record.review_phase}: `pipeline review {record.run.run_id}`, then "
+                f"`pipeline approve` or `pipeline reject`",
+                soft_wrap=True,
+            )
         raise typer.Exit(EXIT_AWAITING_REVIEW)
 
 
@@ -252,18 +294,28 @@ def _option_params(spec) -> list:
         name = f"opt__{option.name}"
         panel = f"Options of {spec.name}"
         if option.type is bool:
-            default = typer.Option(None, f"{option.flags[0]}/{option.flags[1]}", help=option.help
-                                   + f" (default: {option.flags[0] if option.default else option.flags[1]})",
-                                   show_default=False, rich_help_panel=panel)
-            annotations[name] = Optional[bool]
+            default = typer.Option(
+                None,
+                f"{option.flags[0]}/{option.flags[1]}",
+                help=option.help + f" (default: {option.flags[0] if option.default else option.flags[1]})",
+                show_default=False,
+                rich_help_panel=panel,
+            )
+            annotations[name] = Optional[bool]  # noqa: UP045 (typer reads this annotation at runtime)
         else:
             shown = "" if option.default is None else f" (default: {option.default})"
-            default = typer.Option(None, option.flags[0], help=option.help + shown, show_default=False,
-                                   metavar=option.metavar or "|".join(option.choices) or option.type.__name__.upper(),
-                                   rich_help_panel=panel)
-            annotations[name] = Optional[str]
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=annotations[name]))
+            default = typer.Option(
+                None,
+                option.flags[0],
+                help=option.help + shown,
+                show_default=False,
+                metavar=option.metavar or "|".join(option.choices) or option.type.__name__.upper(),
+                rich_help_panel=panel,
+            )
+            annotations[name] = Optional[str]  # noqa: UP045 (typer reads this annotation at runtime)
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotations[name])
+        )
     options.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # typer reads it
     options.__annotations__ = annotations
     holder = typer.Typer()
@@ -290,7 +342,7 @@ class PipelineCommand(TyperCommand):
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         name = self._pipeline_name(args)
         if name is not None:
-            from engine.spec import PipelineLookupError, find_pipeline
+            from agent_pipelines.engine.spec import PipelineLookupError, find_pipeline
 
             try:
                 spec = find_pipeline(name)
@@ -311,7 +363,7 @@ class PipelineCommand(TyperCommand):
 
 def _declared_options(ctx: typer.Context, spec) -> dict[str, str]:
     """The values of the pipeline's own options, as the run keeps them (text; a bool as "1"/"0")."""
-    from engine.spec import OptionError
+    from agent_pipelines.engine.spec import OptionError
 
     values = ctx.meta.get("pipeline_values", {})
     encoded = {}
@@ -329,26 +381,64 @@ def _declared_options(ctx: typer.Context, spec) -> dict[str, str]:
 @app.command(cls=PipelineCommand)
 def run(
     ctx: typer.Context,
-    pipeline: str = typer.Argument(..., help="Pipeline name (see `pipeline pipelines`); `pipeline run NAME --help` "
-                                             "lists its own options too."),
-    repo: Optional[Path] = typer.Option(None, "--repo", help="Git checkout to optimize (default: the bundled example)."),
-    phases: Optional[str] = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
-    reports_dir: Optional[Path] = REPORTS_DIR,
+    pipeline: str = typer.Argument(
+        ..., help="Pipeline name (see `pipeline pipelines`); `pipeline run NAME --help` lists its own options too."
+    ),
+    repo: Path | None = typer.Option(None, "--repo", help="Git checkout to optimize (default: the bundled example)."),
+    phases: str | None = typer.Option(None, "--phases", help="Comma-separated phases to run (default: all)."),
+    reports_dir: Path | None = REPORTS_DIR,
     unsafe_fixes: bool = typer.Option(False, "--unsafe-fixes", help="Also apply fixes marked unsafe."),
-    review: bool = typer.Option(False, "--review", help="Pause after each phase's reviewer until a person approves or rejects its kept changes (`pipeline review`, `approve`, `reject`)."),
-    attempts: int = typer.Option(2, "--attempts", min=1, help="Attempts a task gets when the reviewer rejects its change: the retry sees the verdict (default 2; 1: no repair loop)."),
-    llm: bool = typer.Option(False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="Stop once this many tokens are spent (checked before every model call)."),
-    max_output_tokens: Optional[int] = typer.Option(None, "--llm-max-output-tokens", min=1, help="max_tokens sent with every request (default 4096)."),
-    price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens, for a model without a known price."),
-    price_output: Optional[float] = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
-    price_file: Optional[Path] = typer.Option(None, "--price-file", help='JSON prices: {"model": {"input": USD, "output": USD}} per 1M tokens.'),
-    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take (default 60)."),
-    llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for the whole invocation; then agents keep their own results."),
-    llm_tool_rounds: Optional[int] = typer.Option(None, "--llm-tool-rounds", min=0, help="Rounds of read-only tool calls (read a file, list a directory) a model may make per question (default 4; 0: none)."),
-    llm_tool_max_chars: Optional[int] = typer.Option(None, "--llm-tool-max-chars", min=1, help="Characters of one tool result sent to the model (default 20000)."),
+    review: bool = typer.Option(
+        False,
+        "--review",
+        help="Pause after each phase's reviewer until a person approves or rejects its kept changes (`pipeline review`, `approve`, `reject`).",
+    ),
+    attempts: int = typer.Option(
+        2,
+        "--attempts",
+        min=1,
+        help="Attempts a task gets when the reviewer rejects its change: the retry sees the verdict (default 2; 1: no repair loop).",
+    ),
+    llm: bool = typer.Option(
+        False, "--llm", help="Agents also reason with an OpenAI-compatible model (OPENAI_API_KEY, OPENAI_BASE_URL)."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name in LLM mode (default: $OPENAI_MODEL or gpt-4o-mini)."
+    ),
+    max_cost: float | None = typer.Option(
+        None, "--max-cost", min=0, help="Stop once this many USD are spent (checked before every model call)."
+    ),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", min=0, help="Stop once this many tokens are spent (checked before every model call)."
+    ),
+    max_output_tokens: int | None = typer.Option(
+        None, "--llm-max-output-tokens", min=1, help="max_tokens sent with every request (default 4096)."
+    ),
+    price_input: float | None = typer.Option(
+        None, "--price-input", min=0, help="USD per 1M input tokens, for a model without a known price."
+    ),
+    price_output: float | None = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
+    price_file: Path | None = typer.Option(
+        None, "--price-file", help='JSON prices: {"model": {"input": USD, "output": USD}} per 1M tokens.'
+    ),
+    llm_timeout: float | None = typer.Option(
+        None, "--llm-timeout", min=0.1, help="Seconds a model request may take (default 60)."
+    ),
+    llm_deadline: float | None = typer.Option(
+        None,
+        "--llm-deadline",
+        min=0,
+        help="Seconds of model time for the whole invocation; then agents keep their own results.",
+    ),
+    llm_tool_rounds: int | None = typer.Option(
+        None,
+        "--llm-tool-rounds",
+        min=0,
+        help="Rounds of read-only tool calls (read a file, list a directory) a model may make per question (default 4; 0: none).",
+    ),
+    llm_tool_max_chars: int | None = typer.Option(
+        None, "--llm-tool-max-chars", min=1, help="Characters of one tool result sent to the model (default 20000)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     fmt: str = typer.Option("text", "--format", help="text, or json to print the run record."),
     state: str | None = STATE,
@@ -356,16 +446,29 @@ def run(
     """Run a pipeline on a repository; changes land as commits on branch pipeline/<run-id>."""
     _check_format(fmt)
     spec = _pipeline(pipeline)
-    from engine.runs import UsageError, select_phases, start_run
+    from agent_pipelines.engine.runs import UsageError, select_phases, start_run
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
-    options = {"unsafe_fixes": "1" if unsafe_fixes else "0", "attempts": str(attempts), **({"review": "1"} if review else {}),
-               **_declared_options(ctx, spec),
-               "llm": "1" if llm else "0",
-               **_llm_options(model, max_cost, max_tokens, max_output_tokens=max_output_tokens, price_input=price_input,
-                              price_output=price_output, price_file=price_file, llm_timeout=llm_timeout,
-                              llm_deadline=llm_deadline, llm_tool_rounds=llm_tool_rounds,
-                              llm_tool_max_chars=llm_tool_max_chars)}
+    options = {
+        "unsafe_fixes": "1" if unsafe_fixes else "0",
+        "attempts": str(attempts),
+        **({"review": "1"} if review else {}),
+        **_declared_options(ctx, spec),
+        "llm": "1" if llm else "0",
+        **_llm_options(
+            model,
+            max_cost,
+            max_tokens,
+            max_output_tokens=max_output_tokens,
+            price_input=price_input,
+            price_output=price_output,
+            price_file=price_file,
+            llm_timeout=llm_timeout,
+            llm_deadline=llm_deadline,
+            llm_tool_rounds=llm_tool_rounds,
+            llm_tool_max_chars=llm_tool_max_chars,
+        ),
+    }
     try:
         steps = sum(len(spec.phase(p).agents) for p in select_phases(spec, chosen))
     except UsageError as error:
@@ -383,7 +486,7 @@ def run(
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
-def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Optional[int], **more) -> dict[str, str]:
+def _llm_options(model: str | None, max_cost: float | None, max_tokens: int | None, **more) -> dict[str, str]:
     """The LLM flags as run options (strings), leaving out those not given."""
     options = {"llm_model": model, "max_cost": max_cost, "max_tokens": max_tokens, **more}
     return {k: str(v) for k, v in options.items() if v is not None}
@@ -392,15 +495,17 @@ def _llm_options(model: Optional[str], max_cost: Optional[float], max_tokens: Op
 @app.command()
 def resume(
     run_id: str = typer.Argument(..., help="The run to continue."),
-    phase: Optional[str] = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
-    reports_dir: Optional[Path] = REPORTS_DIR,
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
-    price_input: Optional[float] = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens."),
-    price_output: Optional[float] = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
-    price_file: Optional[Path] = typer.Option(None, "--price-file", help="JSON prices per 1M tokens."),
-    llm_timeout: Optional[float] = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take."),
-    llm_deadline: Optional[float] = typer.Option(None, "--llm-deadline", min=0, help="Seconds of model time for this invocation."),
+    phase: str | None = typer.Option(None, "--phase", help="Re-run this phase and the ones after it."),
+    reports_dir: Path | None = REPORTS_DIR,
+    max_cost: float | None = typer.Option(None, "--max-cost", min=0, help="A new cost budget (USD) in LLM mode."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=0, help="A new token budget in LLM mode."),
+    price_input: float | None = typer.Option(None, "--price-input", min=0, help="USD per 1M input tokens."),
+    price_output: float | None = typer.Option(None, "--price-output", min=0, help="USD per 1M output tokens."),
+    price_file: Path | None = typer.Option(None, "--price-file", help="JSON prices per 1M tokens."),
+    llm_timeout: float | None = typer.Option(None, "--llm-timeout", min=0.1, help="Seconds a model request may take."),
+    llm_deadline: float | None = typer.Option(
+        None, "--llm-deadline", min=0, help="Seconds of model time for this invocation."
+    ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Drop the model answers cached so far: ask again."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
@@ -408,16 +513,32 @@ def resume(
     repo: Path | None = RESUME_IN,
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
-    from engine.runs import UsageError, resume_run
-    from engine.workspace import RepoError
+    from agent_pipelines.engine.runs import UsageError, resume_run
+    from agent_pipelines.engine.workspace import RepoError
 
     _check_format(fmt)
     progress = Progress(quiet)
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, phase, progress,
-                            _llm_options(None, max_cost, max_tokens, price_input=price_input, price_output=price_output,
-                                         price_file=price_file, llm_timeout=llm_timeout, llm_deadline=llm_deadline),
-                            no_cache=no_cache, state=state, repo=repo)
+        record = resume_run(
+            _pipelines(),
+            reports_dir,
+            run_id,
+            phase,
+            progress,
+            _llm_options(
+                None,
+                max_cost,
+                max_tokens,
+                price_input=price_input,
+                price_output=price_output,
+                price_file=price_file,
+                llm_timeout=llm_timeout,
+                llm_deadline=llm_deadline,
+            ),
+            no_cache=no_cache,
+            state=state,
+            repo=repo,
+        )
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -431,18 +552,24 @@ def resume(
 def _awaiting(record) -> list:
     """The changes of the phase a paused run waits on a person for (in the plan's order)."""
     decided = {*record.approved, *record.rejected}
-    return [c for c in record.changes if c.phase == record.review_phase and c.status.value == "committed"
-            and c.task_id not in decided]
+    return [
+        c
+        for c in record.changes
+        if c.phase == record.review_phase and c.status.value == "committed" and c.task_id not in decided
+    ]
 
 
 @app.command()
-def review(run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
-           reports_dir: Path | None = REPORTS_DIR, state: str | None = STATE) -> None:
+def review(
+    run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
+    reports_dir: Path | None = REPORTS_DIR,
+    state: str | None = STATE,
+) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
     import subprocess
 
-    from engine.gitenv import git_env
-    from engine.runs import UsageError, load_record, open_store
+    from agent_pipelines.engine.gitenv import git_env
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store
 
     try:
         with open_store(state) as store:
@@ -456,23 +583,36 @@ def review(run_id: str = typer.Argument(..., help="A run paused by `pipeline run
     out.print(f"run {run_id}: phase {record.review_phase} awaits review", markup=False, highlight=False)
     for change in _awaiting(record):
         title = tasks[change.task_id].title if change.task_id in tasks else change.task_id
-        out.print(f"\n== task {change.task_id}: {title} (commit {change.commit[:10]}, attempt {change.attempt})",
-                  markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            f"\n== task {change.task_id}: {title} (commit {change.commit[:10]}, attempt {change.attempt})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
         verdict = verdicts.get((change.task_id, change.attempt))
         for gate in verdict.gates if verdict else []:
             passed = "passed" if gate.passed else "not verified" if not gate.verified else "FAILED"
             out.print(f"   {passed:12} {gate.name}: {gate.detail}", markup=False, highlight=False, soft_wrap=True)
-        diff = subprocess.run(["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
-                              capture_output=True, text=True, env=git_env(), check=False)
+        diff = subprocess.run(
+            ["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
+            capture_output=True,
+            text=True,
+            env=git_env(),
+            check=False,
+        )
         out.print(diff.stdout.rstrip() or diff.stderr.strip(), markup=False, highlight=False, soft_wrap=True)
-    out.print(f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
-              markup=False, highlight=False, soft_wrap=True)
+    out.print(
+        f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str) -> None:
     """Continue a paused run from its checkpoint with a person's decisions."""
-    from engine.runs import UsageError, load_record, open_store, resume_run
-    from engine.workspace import RepoError
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store, resume_run
+    from agent_pipelines.engine.workspace import RepoError
 
     _check_format(fmt)
     try:
@@ -496,7 +636,7 @@ def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: 
         os_fail(error)
     except KeyboardInterrupt:
         progress.interrupted(run_id)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     _final(record, Path(record.run.run_dir), fmt, quiet)
 
 
@@ -510,11 +650,17 @@ def _task_ids(record_tasks: list[str], given: list[str]) -> list[str]:
 
 
 @app.command()
-def approve(run_id: str = typer.Argument(..., help="A run awaiting review."),
-            task: list[str] | None = typer.Option(None, "--task", help="A task to approve (repeatable; see `pipeline review`)."),
-            all_: bool = typer.Option(False, "--all", help="Approve every change the run awaits a decision on."),
-            reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
-            fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
+def approve(
+    run_id: str = typer.Argument(..., help="A run awaiting review."),
+    task: list[str] | None = typer.Option(
+        None, "--task", help="A task to approve (repeatable; see `pipeline review`)."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Approve every change the run awaits a decision on."),
+    reports_dir: Path | None = REPORTS_DIR,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    fmt: str = typer.Option("text", "--format"),
+    state: str | None = STATE,
+) -> None:
     """Approve kept changes of a paused run and continue it from its checkpoint."""
     if bool(task) == all_:
         fail("give --task ID (repeatable) or --all")
@@ -523,18 +669,22 @@ def approve(run_id: str = typer.Argument(..., help="A run awaiting review."),
 
 
 @app.command()
-def reject(run_id: str = typer.Argument(..., help="A run awaiting review."),
-           task: list[str] = typer.Option(..., "--task", help="A task to reject (repeatable; see `pipeline review`)."),
-           reason: str = typer.Option("rejected by a person", "--reason", help="Why: kept in the run's record and reports."),
-           reports_dir: Path | None = REPORTS_DIR, quiet: bool = typer.Option(False, "--quiet", "-q"),
-           fmt: str = typer.Option("text", "--format"), state: str | None = STATE) -> None:
+def reject(
+    run_id: str = typer.Argument(..., help="A run awaiting review."),
+    task: list[str] = typer.Option(..., "--task", help="A task to reject (repeatable; see `pipeline review`)."),
+    reason: str = typer.Option("rejected by a person", "--reason", help="Why: kept in the run's record and reports."),
+    reports_dir: Path | None = REPORTS_DIR,
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+    fmt: str = typer.Option("text", "--format"),
+    state: str | None = STATE,
+) -> None:
     """Reject kept changes of a paused run: they are reverted like a failed gate, with the reason; the run continues."""
     ids = _task_ids(_pending_ids(run_id, reports_dir, state), task)
     _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt)
 
 
 def _pending_ids(run_id: str, reports_dir, state) -> list[str]:
-    from engine.runs import UsageError, load_record, open_store
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store
 
     try:
         with open_store(state) as store:
@@ -545,10 +695,10 @@ def _pending_ids(run_id: str, reports_dir, state) -> list[str]:
 
 
 @app.command()
-def summary(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR, state: str | None = STATE) -> None:
+def summary(run_id: str, reports_dir: Path | None = REPORTS_DIR, state: str | None = STATE) -> None:
     """Print, and rewrite, a run's execution summary from its run.json."""
-    from engine.report import render_summary
-    from engine.runs import UsageError, load_record, open_store, write_atomic
+    from agent_pipelines.engine.report import render_summary
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store, write_atomic
 
     try:
         with open_store(state) as store:
@@ -557,7 +707,7 @@ def summary(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR, state: str |
         fail(str(error))
     text = render_summary(record)
     try:
-        paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store: its summary lands here
+        paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store: its summary lands here
         write_atomic(paths.summary, text)
     except OSError as error:
         os_fail(error, "retry")
@@ -566,19 +716,28 @@ def summary(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR, state: str |
 
 def _run_row(record) -> dict:
     """One run as `list --format json` gives it: full id, status as shown, where its files and branch are."""
-    from engine.runs import shown_status
+    from agent_pipelines.engine.runs import shown_status
 
     run = record.run
-    return {"run_id": run.run_id, "pipeline": run.pipeline, "status": shown_status(record),
-            "recorded_status": record.status, "updated": record.updated.isoformat(), "repo": run.repo,
-            "branch": run.branch, "worktree": run.worktree, "run_dir": run.run_dir, "error": record.error}
+    return {
+        "run_id": run.run_id,
+        "pipeline": run.pipeline,
+        "status": shown_status(record),
+        "recorded_status": record.status,
+        "updated": record.updated.isoformat(),
+        "repo": run.repo,
+        "branch": run.branch,
+        "worktree": run.worktree,
+        "run_dir": run.run_dir,
+        "error": record.error,
+    }
 
 
 @app.command("list")
-def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT, state: str | None = STATE) -> None:
+def list_runs(reports_dir: Path | None = REPORTS_DIR, fmt: str = FORMAT, state: str | None = STATE) -> None:
     """List the runs: every run you started, across repositories (or those in --reports-dir, or in the --state
     database)."""
-    from engine.runs import UsageError, list_records, open_store, shown_status
+    from agent_pipelines.engine.runs import UsageError, list_records, open_store, shown_status
 
     _check_format(fmt)
     try:
@@ -590,8 +749,10 @@ def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT, stat
         _print_json([_run_row(r) for r in records])
         return
     rows = [("RUN", "PIPELINE", "STATUS", "UPDATED", "REPOSITORY")]
-    rows += [(r.run.run_id, r.run.pipeline, shown_status(r), r.updated.strftime("%Y-%m-%d %H:%M"), r.run.repo)
-             for r in records]
+    rows += [
+        (r.run.run_id, r.run.pipeline, shown_status(r), r.updated.strftime("%Y-%m-%d %H:%M"), r.run.repo)
+        for r in records
+    ]
     # Plain aligned columns, never wrapped or cut at the terminal's width (ids are what scripts copy).
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
@@ -599,10 +760,14 @@ def list_runs(reports_dir: Optional[Path] = REPORTS_DIR, fmt: str = FORMAT, stat
 
 
 @app.command()
-def show(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
-         fmt: str = typer.Option("text", "--format", help="text or json"), state: str | None = STATE) -> None:
+def show(
+    run_id: str,
+    reports_dir: Path | None = REPORTS_DIR,
+    fmt: str = typer.Option("text", "--format", help="text or json"),
+    state: str | None = STATE,
+) -> None:
     """Show one run: phases, changes and verdicts."""
-    from engine.runs import UsageError, load_record, open_store, shown_status
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store, shown_status
 
     _check_format(fmt)
     try:
@@ -613,29 +778,44 @@ def show(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
     if fmt == "json":
         sys.stdout.write(record.model_dump_json(indent=2) + "\n")
         return
-    out.print(f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}",
-              soft_wrap=True)
-    out.print(f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head "
-              f"{record.head_commit[:10]}", soft_wrap=True)
+    out.print(
+        f"[bold]{record.run.run_id}[/bold] {record.run.pipeline} — {shown_status(record)} {record.error}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"repo {record.run.repo}  branch {record.run.branch}  base {record.run.base_commit[:10]}  head "
+        f"{record.head_commit[:10]}",
+        soft_wrap=True,
+    )
     tasks = {t.id: t for t in record.plan.tasks}
     table = Table()
     for column in ("phase", "task", "commit", "status", "reason"):
         table.add_column(column)
     for c in record.changes:
-        table.add_row(c.phase, tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
-                      c.status.value, c.reason + (f"; instead: {c.action}" if c.action else ""))
+        table.add_row(
+            c.phase,
+            tasks[c.task_id].title if c.task_id in tasks else c.task_id,
+            c.commit[:10],
+            c.status.value,
+            c.reason + (f"; instead: {c.action}" if c.action else ""),
+        )
     out.print(table)
     out.print(f"reports: {paths.root}", soft_wrap=True)
 
 
 @app.command()
-def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
-          phases: Optional[str] = typer.Option(None, "--phases", help="Merge only these finished phases (comma-separated)."),
-          force: bool = typer.Option(False, "--force", help="Merge even when the merged tree has new error findings (warns).")) -> None:
+def apply(
+    run_id: str,
+    reports_dir: Path | None = REPORTS_DIR,
+    phases: str | None = typer.Option(None, "--phases", help="Merge only these finished phases (comma-separated)."),
+    force: bool = typer.Option(
+        False, "--force", help="Merge even when the merged tree has new error findings (warns)."
+    ),
+) -> None:
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
-    from engine.branches import apply_run
-    from engine.runs import UsageError, load_record
-    from engine.workspace import RepoError
+    from agent_pipelines.engine.branches import apply_run
+    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.workspace import RepoError
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
@@ -652,13 +832,15 @@ def apply(run_id: str, reports_dir: Optional[Path] = REPORTS_DIR,
 
 
 @app.command()
-def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
-             reports_dir: Optional[Path] = REPORTS_DIR) -> None:
+def rollback(
+    run_id: str,
+    phase: str | None = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
+    reports_dir: Path | None = REPORTS_DIR,
+) -> None:
     """Remove a run's commits (all, or from one phase on) from its branch."""
-    from engine.branches import rollback_run
-    from engine.runs import UsageError, load_record
-
-    from engine.workspace import RepoError
+    from agent_pipelines.engine.branches import rollback_run
+    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.workspace import RepoError
 
     try:
         record, paths = load_record(reports_dir, run_id)
@@ -673,15 +855,20 @@ def rollback(run_id: str, phase: Optional[str] = typer.Option(None, "--phase", h
 
 
 @app.command()
-def prune(run_ids: Optional[list[str]] = typer.Argument(None, help="Only these runs (default: every listed run)."),
-          older_than: Optional[str] = typer.Option(None, "--older-than", metavar="DURATION",
-                                                   help="Only runs last updated longer ago than this (7d, 12h, 30m)."),
-          force: bool = typer.Option(False, "--force", help="Also remove unmerged branches, resumable runs and runs "
-                                                            "whose repository is gone."),
-          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
-          reports_dir: Optional[Path] = REPORTS_DIR) -> None:
+def prune(
+    run_ids: list[str] | None = typer.Argument(None, help="Only these runs (default: every listed run)."),
+    older_than: str | None = typer.Option(
+        None, "--older-than", metavar="DURATION", help="Only runs last updated longer ago than this (7d, 12h, 30m)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Also remove unmerged branches, resumable runs and runs whose repository is gone."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
+    reports_dir: Path | None = REPORTS_DIR,
+) -> None:
     """Remove finished runs: their worktree, branch and reports (never an unmerged branch without --force)."""
-    from engine.prune import parse_duration, prune as prune_runs
+    from agent_pipelines.engine.prune import parse_duration
+    from agent_pipelines.engine.prune import prune as prune_runs
 
     try:
         age = parse_duration(older_than) if older_than is not None else None
@@ -695,7 +882,9 @@ def prune(run_ids: Optional[list[str]] = typer.Argument(None, help="Only these r
     for outcome in outcomes:
         err.print(outcome.message, markup=False, highlight=False, soft_wrap=True)
     if missing:
-        fail(f"no run {', '.join(missing)} to prune{'' if older_than is None else ' (or not older than ' + older_than + ')'}")
+        fail(
+            f"no run {', '.join(missing)} to prune{'' if older_than is None else ' (or not older than ' + older_than + ')'}"
+        )
     if not outcomes:
         err.print("nothing to prune", markup=False)
 
@@ -706,14 +895,29 @@ def pipelines(fmt: str = FORMAT) -> None:
     _check_format(fmt)
     installed = sorted(_pipelines().items())
     if fmt == "json":
-        def described(option) -> dict:
-            return {"name": option.name, "flag": option.flags[0], "type": option.type.__name__,
-                    "default": option.default, "help": option.help, "choices": list(option.choices)}
 
-        _print_json([{"name": name, "description": spec.description,
-                      "phases": [{"name": p.name, "title": p.title, "agents": list(p.agents)} for p in spec.phases],
-                      "run_options": [described(o) for o in spec.options],
-                      "analyze_options": [described(o) for o in spec.analyze_options]} for name, spec in installed])
+        def described(option) -> dict:
+            return {
+                "name": option.name,
+                "flag": option.flags[0],
+                "type": option.type.__name__,
+                "default": option.default,
+                "help": option.help,
+                "choices": list(option.choices),
+            }
+
+        _print_json(
+            [
+                {
+                    "name": name,
+                    "description": spec.description,
+                    "phases": [{"name": p.name, "title": p.title, "agents": list(p.agents)} for p in spec.phases],
+                    "run_options": [described(o) for o in spec.options],
+                    "analyze_options": [described(o) for o in spec.analyze_options],
+                }
+                for name, spec in installed
+            ]
+        )
         return
     table = Table()
     for column in ("pipeline", "phases", "description"):
@@ -724,18 +928,21 @@ def pipelines(fmt: str = FORMAT) -> None:
 
 
 @app.command()
-def mcp(reports_dir: Optional[Path] = REPORTS_DIR,
-        pipeline: Optional[str] = typer.Option(None, "--pipeline", help="The pipeline a tool call uses when it names "
-                                               "none (default: the only one installed).")) -> None:
+def mcp(
+    reports_dir: Path | None = REPORTS_DIR,
+    pipeline: str | None = typer.Option(
+        None, "--pipeline", help="The pipeline a tool call uses when it names none (default: the only one installed)."
+    ),
+) -> None:
     """Serve the analysis and runs to coding agents over stdio (Model Context Protocol)."""
     if pipeline is not None:
         _pipeline(pipeline)
     try:
-        from engine.mcp_server import serve
-    except ImportError as error:   # the SDK is an optional extra: a linter's users don't need its HTTP stack
+        from agent_pipelines.engine.mcp_server import serve
+    except ImportError as error:  # the SDK is an optional extra: a linter's users don't need its HTTP stack
         if (error.name or "").partition(".")[0] != "mcp":
             raise
-        fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines\\[mcp]'")   # \\[: not rich markup
+        fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines\\[mcp]'")  # \\[: not rich markup
     try:
         serve(reports_dir, pipeline)
     except KeyboardInterrupt:
@@ -745,6 +952,6 @@ def mcp(reports_dir: Optional[Path] = REPORTS_DIR,
 @app.command(add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def analyze(ctx: typer.Context) -> None:
     """Analyze a directory and print the findings (no git, no changes); see `pipeline analyze --help`."""
-    from engine.analyze_cli import main as analyze_main
+    from agent_pipelines.engine.analyze_cli import main as analyze_main
 
     raise typer.Exit(analyze_main(ctx.args))

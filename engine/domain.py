@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # annotations only: a pipeline's fixes raise FixError without loading pydantic
-    from engine.artifacts import Applicability, Change, Design, Finding, Gate, Measurement, Plan, Task
-    from engine.tree import DirTree, Tree
+    from agent_pipelines.engine.artifacts import Applicability, Change, Design, Finding, Gate, Measurement, Plan, Task
+    from agent_pipelines.engine.tree import DirTree, Tree
 
 
 class FixError(Exception):
@@ -99,8 +99,15 @@ class Domain(Protocol):
         """What a model's edit of ``path`` changes that makes it unsafe (refused without --unsafe-fixes)."""
 
     # -- reviewer --------------------------------------------------------
-    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
-                      findings: list[Finding]) -> Gate:
+    def targeted_gate(
+        self,
+        task: Task,
+        change: Change,
+        root: Path | DirTree,
+        base: Tree,
+        after: list[Finding],
+        findings: list[Finding],
+    ) -> Gate:
         """The gate that the task's ``findings`` are gone; ``after``: the analysis at the change."""
 
     def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
@@ -123,7 +130,7 @@ class DomainBase(Domain):
     ``analyze``, ``plan`` and ``apply`` (and whatever else it knows better)."""
 
     def analyze_report(self, root: Path, **options: Any) -> Any:
-        from engine.findings_output import AnalysisResult
+        from agent_pipelines.engine.findings_output import AnalysisResult
 
         return AnalysisResult(findings=self.analyze(root))
 
@@ -140,7 +147,7 @@ class DomainBase(Domain):
         return None
 
     def applicability_of(self, rules: list[str]) -> Applicability:
-        from engine.artifacts import Applicability
+        from agent_pipelines.engine.artifacts import Applicability
 
         return Applicability.safe
 
@@ -148,16 +155,23 @@ class DomainBase(Domain):
         return False
 
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
-        from engine.artifacts import Design
+        from agent_pipelines.engine.artifacts import Design
 
         return Design()
 
     def edit_risks(self, path: str, before: str | None, after: str) -> list[str]:
         return []
 
-    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
-                      findings: list[Finding]) -> Gate:
-        from engine.gates import targeted_findings_gone
+    def targeted_gate(
+        self,
+        task: Task,
+        change: Change,
+        root: Path | DirTree,
+        base: Tree,
+        after: list[Finding],
+        findings: list[Finding],
+    ) -> Gate:
+        from agent_pipelines.engine.gates import targeted_findings_gone
 
         return targeted_findings_gone(task, after)
 

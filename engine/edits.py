@@ -23,8 +23,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.domain import Declined, FixError
-from engine.gitenv import git_env
+from agent_pipelines.engine.domain import Declined, FixError
+from agent_pipelines.engine.gitenv import git_env
 
 _DIFF_TARGET = re.compile(r"^(?:\+\+\+|---) (?:[ab]/)?(\S+)", re.MULTILINE)
 # Paths a git diff names outside its ---/+++ lines: a rename or copy carries none of those.
@@ -64,9 +64,12 @@ def confinement_problems(staged: list[Staged], allowed: list[str], executable: C
         elif e.new_mode not in (REGULAR, EXECUTABLE):
             problems.append(f"gives {e.path} mode {e.new_mode} (not a regular file)")
         elif e.new_mode != (e.old_mode if e.status != "A" else REGULAR) and not (
-                e.new_mode == EXECUTABLE and e.path in executable):
-            problems.append(f"changes the mode of {e.path} to {e.new_mode}"
-                            + ("" if e.new_mode == REGULAR else " (the task declares no executable script)"))
+            e.new_mode == EXECUTABLE and e.path in executable
+        ):
+            problems.append(
+                f"changes the mode of {e.path} to {e.new_mode}"
+                + ("" if e.new_mode == REGULAR else " (the task declares no executable script)")
+            )
     return problems
 
 
@@ -104,8 +107,9 @@ def _shown(root: Path, files: list[str], redactor) -> str:
     return "\n".join(texts)
 
 
-def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
-               allowed: list[str] | None = None) -> list[str]:
+def apply_edit(
+    root: Path, file: str, content: str, diff: str, redactor=None, allowed: list[str] | None = None
+) -> list[str]:
     """Write a whole-file ``content`` or apply a unified ``diff``; return the files written.
 
     ``allowed``: the only files the edit may write (the task's); any other is refused before writing.
@@ -115,7 +119,7 @@ def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
     rewrites or invents a placeholder, or writes a bare ``[REDACTED]``, is
     refused (``engine.redact.Redactor.restore`` says why).
     """
-    from engine.redact import RestoreError
+    from agent_pipelines.engine.redact import RestoreError
 
     if content and diff:
         raise FixError("the model sent both a whole file and a diff; refused")
@@ -141,8 +145,10 @@ def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
             if mode == SYMLINK:
                 raise FixError("refused diff: it creates a symlink")
             if (kind, mode) != ("new file ", REGULAR):
-                raise FixError(f"refused diff: it {'deletes a file' if kind == 'deleted file ' else 'changes a mode'} "
-                               f"(a model edit only changes the text of the files its task names)")
+                raise FixError(
+                    f"refused diff: it {'deletes a file' if kind == 'deleted file ' else 'changes a mode'} "
+                    f"(a model edit only changes the text of the files its task names)"
+                )
         if re.search(r"^(?:rename|copy) (?:from|to) ", diff, re.MULTILINE):
             raise FixError("refused diff: it renames or copies a file")
         for t in targets:
@@ -150,12 +156,13 @@ def apply_edit(root: Path, file: str, content: str, diff: str, redactor=None,
             _confined(t, allowed)
         patch = diff if diff.endswith("\n") else diff + "\n"
         for args in (["apply", "--check"], ["apply"]):
-            done = subprocess.run(["git", "-C", str(root), *args, "-"], input=patch, capture_output=True,
-                                  text=True, env=git_env())
+            done = subprocess.run(
+                ["git", "-C", str(root), *args, "-"], input=patch, capture_output=True, text=True, env=git_env()
+            )
             if done.returncode != 0:
                 raise FixError(f"the model's diff does not apply: {' '.join(done.stderr.split())[:200]}")
         return targets
-    raise Declined("the model proposed no change")   # its answer, not a break: a person may still fix it
+    raise Declined("the model proposed no change")  # its answer, not a break: a person may still fix it
 
 
 TRAILER_MODEL = "Pipeline-Model"

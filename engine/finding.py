@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, fields
-from functools import cached_property
 from enum import Enum
+from functools import cached_property
 
-from engine.redact import mask
+from agent_pipelines.engine.redact import mask
 
 
 def short_hash(*parts: object, length: int = 10) -> str:
@@ -56,7 +56,7 @@ class Applicability(str, Enum):
 class Finding:
     """One problem a rule found, pinned to a file and a line span."""
 
-    __pydantic_config__ = {"extra": "forbid"}   # read by pydantic where a model holds findings
+    __pydantic_config__ = {"extra": "forbid"}  # read by pydantic where a model holds findings
 
     id: str
     rule: str
@@ -91,13 +91,13 @@ class Finding:
     @classmethod
     def make(cls, **kw) -> Finding:
         kw.setdefault("end_line", kw.get("line", 0))
-        for name in ("message", "evidence"):   # the id is a hash of them: of the masked text, never the secret
+        for name in ("message", "evidence"):  # the id is a hash of them: of the masked text, never the secret
             if isinstance(kw.get(name), str):
                 kw[name] = mask(kw[name])
         fid = short_hash(kw["rule"], kw["file"], kw.get("line", 0), kw.get("evidence", ""), kw.get("message", ""))
         return cls(id=fid, **kw)
 
-    @cached_property   # frozen: computed once, kept in the instance's __dict__ (not a field)
+    @cached_property  # frozen: computed once, kept in the instance's __dict__ (not a field)
     def fingerprint(self) -> str:
         """What identifies the finding across commits: rule, file and evidence, never line numbers.
 

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from engine.finding import Applicability, Category, Finding, Severity
+from agent_pipelines.engine.finding import Applicability, Category, Finding, Severity
 
 SCHEMA_VERSION = 1
 TOOL_NAME = "pipeline-analyze"
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 SARIF_LEVEL = {"error": "error", "warning": "warning", "info": "note"}
-_STRICT = {"extra": "forbid"}   # pydantic's config for these dataclasses when it writes the JSON schema
+_STRICT = {"extra": "forbid"}  # pydantic's config for these dataclasses when it writes the JSON schema
 
 
 def _described(text: str, **kw):
@@ -49,7 +49,8 @@ class Note:
 
     kind: NoteKind = _described(
         "input: a file that could not be read as is; tool: a second-opinion tool; "
-        "config: the repository's configuration; rule-error: a rule failed (a bug, please report)")
+        "config: the repository's configuration; rule-error: a rule failed (a bug, please report)"
+    )
     message: str
     file: str = ""
 
@@ -172,49 +173,73 @@ def summarize(result: AnalysisResult) -> Summary:
     sev = Counter(f.severity.value for f in result.findings)
     cat = Counter(f.category.value for f in result.findings)
     by = Counter(i.by for i in result.ignored)
-    return Summary(findings=len(result.findings), by_severity={s.value: sev.get(s.value, 0) for s in Severity},
-                   by_category=dict(sorted(cat.items())), files=len({f.file for f in result.findings}),
-                   ignored=len(result.ignored), ignored_by_pragma=by.get("pragma", 0),
-                   ignored_by_config=by.get("config", 0), notes=len(result.notes))
+    return Summary(
+        findings=len(result.findings),
+        by_severity={s.value: sev.get(s.value, 0) for s in Severity},
+        by_category=dict(sorted(cat.items())),
+        files=len({f.file for f in result.findings}),
+        ignored=len(result.ignored),
+        ignored_by_pragma=by.get("pragma", 0),
+        ignored_by_config=by.get("config", 0),
+        notes=len(result.notes),
+    )
 
 
 def document(result: AnalysisResult, root: Path) -> AnalyzeDocument:
-    return AnalyzeDocument(root=str(root), summary=summarize(result), findings=result.findings,
-                           ignored=result.ignored, notes=result.notes, tools=result.tools, rules=result.rules)
+    return AnalyzeDocument(
+        root=str(root),
+        summary=summarize(result),
+        findings=result.findings,
+        ignored=result.ignored,
+        notes=result.notes,
+        tools=result.tools,
+        rules=result.rules,
+    )
 
 
 def render(result: AnalysisResult | list[Finding], fmt: str, root: Path) -> str:
     """``result`` in format ``fmt``: each format is a formatter object of ``engine.lint.formats``."""
-    from engine.lint.formats import render as render_format
+    from agent_pipelines.engine.lint.formats import render as render_format
 
     return render_format(result, fmt, root)
 
 
 # -- markdown -------------------------------------------------------------------
 
+
 def markdown(result: AnalysisResult, root: Path) -> str:
     s = summarize(result)
     counts = ", ".join(f"{n} {sev}" for sev, n in reversed(list(s.by_severity.items())) if n) or "none"
-    lines = [f"# Findings in {root}", "",
-             f"{s.findings} findings ({counts}) in {s.files} files."]
+    lines = [f"# Findings in {root}", "", f"{s.findings} findings ({counts}) in {s.files} files."]
     if s.ignored:
-        lines.append(f"{s.ignored} findings ignored by pragmas/config "
-                     f"({s.ignored_by_pragma} by `# pipeline ignore=` pragmas, "
-                     f"{s.ignored_by_config} by .pipeline.yaml).")
+        lines.append(
+            f"{s.ignored} findings ignored by pragmas/config "
+            f"({s.ignored_by_pragma} by `# pipeline ignore=` pragmas, "
+            f"{s.ignored_by_config} by .pipeline.yaml)."
+        )
     for name, run in sorted(result.tools.items()):
-        extra = f": {run.findings} findings" + (f", {run.duplicates_dropped} duplicates of our rules dropped"
-                                                 if run.duplicates_dropped else "") if run.status == "ran" else ""
+        extra = (
+            f": {run.findings} findings"
+            + (f", {run.duplicates_dropped} duplicates of our rules dropped" if run.duplicates_dropped else "")
+            if run.status == "ran"
+            else ""
+        )
         lines.append(f"{name}: {run.status}{extra}.")
     by_file: dict[str, list[Finding]] = {}
     for f in result.findings:
         by_file.setdefault(f.file, []).append(f)
     for file, items in sorted(by_file.items()):
         sev = Counter(f.severity.value for f in items)
-        lines += ["", f"## {file}", "",
-                  ", ".join(f"{sev[s.value]} {s.value}" for s in reversed(Severity) if sev[s.value]), ""]
+        lines += [
+            "",
+            f"## {file}",
+            "",
+            ", ".join(f"{sev[s.value]} {s.value}" for s in reversed(Severity) if sev[s.value]),
+            "",
+        ]
         for f in sorted(items, key=lambda f: (f.line, f.rule)):
             where = f"line {f.line}" if f.line else "file"
-            via = f" ({f.source})" if f.source in result.tools else ""   # found by an extra tool, not our rules
+            via = f" ({f.source})" if f.source in result.tools else ""  # found by an extra tool, not our rules
             lines.append(f"- {where}: **{f.rule}** {f.name}{via} — {f.severity.value}, {f.category.value}: {f.message}")
     if result.notes:
         lines += ["", "## Notes", ""]
@@ -224,16 +249,19 @@ def markdown(result: AnalysisResult, root: Path) -> str:
 
 # -- SARIF 2.1.0 ----------------------------------------------------------------
 
+
 def _uri(path: str) -> str:
     return quote(path, safe="/")
 
 
 def _rule_descriptor(f: Finding, meta: RuleMeta | None) -> dict:
-    meta = meta or RuleMeta(code=f.rule, name=f.name, summary=f.name, category=f.category, severity=f.severity,
-                            fix=f.fix, source=f.source)
+    meta = meta or RuleMeta(
+        code=f.rule, name=f.name, summary=f.name, category=f.category, severity=f.severity, fix=f.fix, source=f.source
+    )
     doc = meta.doc or meta.summary
     rule = {
-        "id": f.rule, "name": meta.name,
+        "id": f.rule,
+        "name": meta.name,
         "shortDescription": {"text": meta.summary},
         "fullDescription": {"text": doc},
         "help": {"text": doc, "markdown": doc},
@@ -262,28 +290,57 @@ def sarif(result: AnalysisResult, root: Path | None = None) -> dict:
                 region["startColumn"] = column
             location["region"] = region
         item = {
-            "ruleId": f.rule, "ruleIndex": index[f.rule], "level": SARIF_LEVEL[f.severity.value],
+            "ruleId": f.rule,
+            "ruleIndex": index[f.rule],
+            "level": SARIF_LEVEL[f.severity.value],
             "message": {"text": f.message},
             "locations": [{"physicalLocation": location}],
             "partialFingerprints": {"pipelineFindingId/v1": f.id},
-            "properties": {"category": f.category.value, "severity": f.severity.value, "source": f.source,
-                           "fix": f.fix.value, **({"evidence": f.evidence} if f.evidence else {})},
+            "properties": {
+                "category": f.category.value,
+                "severity": f.severity.value,
+                "source": f.source,
+                "fix": f.fix.value,
+                **({"evidence": f.evidence} if f.evidence else {}),
+            },
         }
         if ignored_by:
-            item["suppressions"] = [{"kind": "inSource" if ignored_by == "pragma" else "external",
-                                     "justification": "# pipeline ignore= pragma" if ignored_by == "pragma"
-                                     else ".pipeline.yaml"}]
+            item["suppressions"] = [
+                {
+                    "kind": "inSource" if ignored_by == "pragma" else "external",
+                    "justification": "# pipeline ignore= pragma" if ignored_by == "pragma" else ".pipeline.yaml",
+                }
+            ]
         results.append(item)
     run: dict = {
         "tool": {"driver": {"name": TOOL_NAME, "version": _version(), "rules": list(rules.values())}},
         "results": results,
         "columnKind": "unicodeCodePoints",
-        "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": [
-            {"level": "error" if n.kind == "rule-error" else "note", "message": {"text": n.message},
-             **({"locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(n.file),
-                                                                            "uriBaseId": "%SRCROOT%"}}}]}
-                if n.file else {})}
-            for n in result.notes]}],
+        "invocations": [
+            {
+                "executionSuccessful": True,
+                "toolExecutionNotifications": [
+                    {
+                        "level": "error" if n.kind == "rule-error" else "note",
+                        "message": {"text": n.message},
+                        **(
+                            {
+                                "locations": [
+                                    {
+                                        "physicalLocation": {
+                                            "artifactLocation": {"uri": _uri(n.file), "uriBaseId": "%SRCROOT%"}
+                                        }
+                                    }
+                                ]
+                            }
+                            if n.file
+                            else {}
+                        ),
+                    }
+                    for n in result.notes
+                ],
+            }
+        ],
     }
     if root is not None:
         run["originalUriBaseIds"] = {"%SRCROOT%": {"uri": Path(root).resolve().as_uri().rstrip("/") + "/"}}

@@ -15,15 +15,16 @@ rather than "line 12: ...".
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from engine.artifacts import Finding, Gate, Task
+from agent_pipelines.engine.artifacts import Finding, Gate, Task
 
 ALREADY = "already present before this change: "
 
 
-def delta_gate(name: str, after: Iterable[str], before: Callable[..., Iterable[str]] | Iterable[str],
-               ok: str = "", shown: int = 5) -> Gate:
+def delta_gate(
+    name: str, after: Iterable[str], before: Callable[..., Iterable[str]] | Iterable[str], ok: str = "", shown: int = 5
+) -> Gate:
     """A gate over the problems ``after`` the change; ``before`` (called only when needed) gives the parent's.
 
     ``before`` is called with no arguments (``Callable[...]``: a lambda that binds loop variables as defaults).
@@ -42,14 +43,21 @@ def delta_gate(name: str, after: Iterable[str], before: Callable[..., Iterable[s
         more = f"; and {len(items) - shown} more" if len(items) > shown else ""
         return "; ".join(items[:shown]) + more
 
-    return Gate(name=name, passed=not new, detail=listed(new) if new else (ok or "nothing new"),
-                already=ALREADY + listed(kept) if kept else "")
+    return Gate(
+        name=name,
+        passed=not new,
+        detail=listed(new) if new else (ok or "nothing new"),
+        already=ALREADY + listed(kept) if kept else "",
+    )
 
 
 def targeted_findings_gone(task: Task, after: list[Finding]) -> Gate:
     """Every finding of the task's rules in the task's file is gone after the change (``after``: its analysis)."""
     left = [f for f in after if f.file == task.file and f.rule in task.rules]
     if left:
-        return Gate(name="targeted findings gone", passed=False,
-                    detail="still there: " + ", ".join(f"{f.rule} at {f.location}" for f in left))
+        return Gate(
+            name="targeted findings gone",
+            passed=False,
+            detail="still there: " + ", ".join(f"{f.rule} at {f.location}" for f in left),
+        )
     return Gate(name="targeted findings gone", passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")

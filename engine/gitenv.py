@@ -8,15 +8,20 @@ import os
 # or run the user's hooks inside the run's worktree.
 GIT_ENV = {
     "GIT_CONFIG_COUNT": "4",
-    "GIT_CONFIG_KEY_0": "gc.auto", "GIT_CONFIG_VALUE_0": "0",
-    "GIT_CONFIG_KEY_1": "maintenance.auto", "GIT_CONFIG_VALUE_1": "false",
-    "GIT_CONFIG_KEY_2": "core.hooksPath", "GIT_CONFIG_VALUE_2": os.devnull,
-    "GIT_CONFIG_KEY_3": "commit.gpgSign", "GIT_CONFIG_VALUE_3": "false",
-    "GIT_AUTHOR_NAME": "pipeline", "GIT_AUTHOR_EMAIL": "pipeline@localhost",
-    "GIT_COMMITTER_NAME": "pipeline", "GIT_COMMITTER_EMAIL": "pipeline@localhost",
+    "GIT_CONFIG_KEY_0": "gc.auto",
+    "GIT_CONFIG_VALUE_0": "0",
+    "GIT_CONFIG_KEY_1": "maintenance.auto",
+    "GIT_CONFIG_VALUE_1": "false",
+    "GIT_CONFIG_KEY_2": "core.hooksPath",
+    "GIT_CONFIG_VALUE_2": os.devnull,
+    "GIT_CONFIG_KEY_3": "commit.gpgSign",
+    "GIT_CONFIG_VALUE_3": "false",
+    "GIT_AUTHOR_NAME": "pipeline",
+    "GIT_AUTHOR_EMAIL": "pipeline@localhost",
+    "GIT_COMMITTER_NAME": "pipeline",
+    "GIT_COMMITTER_EMAIL": "pipeline@localhost",
     "GIT_TERMINAL_PROMPT": "0",
 }
-
 
 
 def git_env() -> dict[str, str]:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Callable
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from engine.artifacts import NodeRun, RunContext, RunState, Step, now
-from engine.llm_budget import BudgetExhausted
-from engine.spec import Phase, PipelineSpec
-from engine.telemetry import span
+from agent_pipelines.engine.artifacts import NodeRun, RunContext, RunState, Step, now
+from agent_pipelines.engine.llm_budget import BudgetExhausted
+from agent_pipelines.engine.spec import Phase, PipelineSpec
+from agent_pipelines.engine.telemetry import span
 
 
 class InjectedCrash(RuntimeError):
@@ -70,8 +70,9 @@ def tracing(redactor=None):
     from langsmith import Client
 
     def hide(data):
-        plain = json.loads(json.dumps(data, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump")
-                                      else str(o)))
+        plain = json.loads(
+            json.dumps(data, default=lambda o: o.model_dump(mode="json") if hasattr(o, "model_dump") else str(o))
+        )
         return redactor.scrub(plain) if redactor is not None else {}
 
     tracer = LangChainTracer(client=Client(hide_inputs=hide, hide_outputs=hide))
@@ -79,15 +80,23 @@ def tracing(redactor=None):
         with tracing_context(enabled=True):
             yield [tracer]
     finally:
-        tracer.wait_for_futures()   # the uploads happen in a thread: send them before the run ends
+        tracer.wait_for_futures()  # the uploads happen in a thread: send them before the run ends
 
 
 def node_names(spec: PipelineSpec, phases: list[str]) -> list[tuple[Phase, str]]:
     return [(p, a) for p in spec.phases if p.name in phases for a in p.agents]
 
 
-def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation: int,
-                on_event: Callable[..., None] | None = None, checkpointer=None, llm=None, review: bool = False):
+def build_graph(
+    spec: PipelineSpec,
+    phases: list[str],
+    agents: dict,
+    invocation: int,
+    on_event: Callable[..., None] | None = None,
+    checkpointer=None,
+    llm=None,
+    review: bool = False,
+):
     """The compiled graph for ``phases`` of ``spec``; ``agents`` maps role -> open agent.
 
     A phase's reviewer leads back to its implementer while it sends tasks back (the repair loop). With
@@ -110,8 +119,9 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
         source, onward = names[index], names[index + 1]
         found = next((p for p, _ in order if source.startswith(p.name + ".")), None)
         if found is not None and source == found.node(APPROVAL):
-            graph.add_conditional_edges(source, _approval_route(found, onward),
-                                        [found.node("reviewer"), source, onward])
+            graph.add_conditional_edges(
+                source, _approval_route(found, onward), [found.node("reviewer"), source, onward]
+            )
         elif found is not None and source == found.node("reviewer") and _loops_back((found, "reviewer")):
             graph.add_conditional_edges(source, _repair_route(found, onward), [found.node("implementer"), onward])
         else:
@@ -119,7 +129,7 @@ def build_graph(spec: PipelineSpec, phases: list[str], agents: dict, invocation:
     return graph.compile(checkpointer=checkpointer)
 
 
-APPROVAL = "approval"   # the node where a phase's accepted changes wait for a person (``--review``)
+APPROVAL = "approval"  # the node where a phase's accepted changes wait for a person (``--review``)
 
 
 def _loops_back(node: tuple[Phase, str]) -> bool:
@@ -202,20 +212,32 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         step: Step = agent.run(phase, state, context)
         after = step.state
         # Only what the agent changed is written: a field it left alone is the very object it was given.
-        update = {key: value for key in RunState.model_fields
-                  if (value := getattr(after, key)) is not getattr(state, key)}
+        update = {
+            key: value for key in RunState.model_fields if (value := getattr(after, key)) is not getattr(state, key)
+        }
         reports = [p.model_copy(deep=True) for p in after.phases]
         report = next(p for p in reports if p.phase == phase.name)
-        report.nodes.append(NodeRun(node=name, phase=phase.name, agent=role, invocation=invocation,
-                                    started=started, finished=now(), summary=step.summary))
+        report.nodes.append(
+            NodeRun(
+                node=name,
+                phase=phase.name,
+                agent=role,
+                invocation=invocation,
+                started=started,
+                finished=now(),
+                summary=step.summary,
+            )
+        )
         report.notes = [n for n in report.notes if not n.startswith(f"{role}: ")] + [f"{role}: {n}" for n in step.notes]
         report.status = "completed" if last else "running"
         # Only a task that broke fails its phase; a declined one (the fix does not apply) does not.
         if last and any(c.phase == phase.name and c.status.value == "failed" for c in after.changes):
             report.status = "failed"
         before = {c.task_id for c in state.changes if c.status.value == "failed"}
-        broke = any(c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
-                    for c in update.get("changes", []))   # this node's own failures mark it ✗
+        broke = any(
+            c.phase == phase.name and c.status.value == "failed" and c.task_id not in before
+            for c in update.get("changes", [])
+        )  # this node's own failures mark it ✗
         crash_point(name, "after", visit)
         if on_event:
             on_event("node_end", node=name, phase=phase.name, agent=role, summary=step.summary, failed=broke)

@@ -52,7 +52,7 @@ def _re2_source(source: str) -> str:
     while i < n:
         c = source[i]
         if c == "\\" and i + 1 < n:
-            out.append("\\z" if source[i + 1] == "Z" and not in_class else source[i:i + 2])
+            out.append("\\z" if source[i + 1] == "Z" and not in_class else source[i : i + 2])
             i += 2
             continue
         if c == "[" and not in_class:
@@ -121,7 +121,7 @@ def compile(source: str, flags: int = 0, safe: bool = False) -> re.Pattern[str] 
 
 
 class Union:
-    """"Does any of these patterns match at the start?" in one call: the Python ones as one alternation
+    """ "Does any of these patterns match at the start?" in one call: the Python ones as one alternation
     (each alternative cannot backtrack, so trying them in turn is linear), the RE2 ones as another."""
 
     def __init__(self, patterns: list[re.Pattern[str] | Re2Pattern], flags: int = 0) -> None:

@@ -38,7 +38,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -49,11 +49,11 @@ import jinja2
 import openai
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from engine.artifacts import Category, LLMCall, Severity
-from engine.llm_budget import TOOL_ROUND, BudgetExhausted, Ledger, spent
-from engine.redact import Redactor
-from engine.telemetry import span
-from engine.tools import DEFAULT_TOOL_MAX_CHARS, DEFAULT_TOOL_ROUNDS, Tool, Toolbox
+from agent_pipelines.engine.artifacts import Category, LLMCall, Severity
+from agent_pipelines.engine.llm_budget import TOOL_ROUND, BudgetExhausted, Ledger, spent
+from agent_pipelines.engine.redact import Redactor
+from agent_pipelines.engine.telemetry import span
+from agent_pipelines.engine.tools import DEFAULT_TOOL_MAX_CHARS, DEFAULT_TOOL_ROUNDS, Tool, Toolbox
 
 if TYPE_CHECKING:
     from openai.types.chat.completion_create_params import ResponseFormat
@@ -62,8 +62,11 @@ T = TypeVar("T", bound=BaseModel)
 
 # USD per million tokens (input, output) for models whose price is public; others: "unknown".
 PRICES = {
-    "gpt-4o-mini": (0.15, 0.60), "gpt-4o": (2.50, 10.00), "gpt-4.1": (2.00, 8.00),
-    "gpt-4.1-mini": (0.40, 1.60), "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
 }
 
 
@@ -130,9 +133,9 @@ def strict_schema(model: type[BaseModel]) -> dict:
     return schema
 
 
-DEFAULT_MAX_OUTPUT_TOKENS = 4096   # per request, unless --llm-max-output-tokens says otherwise
-DEFAULT_TIMEOUT = 60.0             # seconds per request, unless --llm-timeout says otherwise
-DEFAULT_RETRIES = 2                # retries after a 429, a 5xx, a timeout or a refused connection
+DEFAULT_MAX_OUTPUT_TOKENS = 4096  # per request, unless --llm-max-output-tokens says otherwise
+DEFAULT_TIMEOUT = 60.0  # seconds per request, unless --llm-timeout says otherwise
+DEFAULT_RETRIES = 2  # retries after a 429, a 5xx, a timeout or a refused connection
 
 
 def _number(options: dict[str, str], key: str, kind=float, flag: str = ""):
@@ -161,7 +164,9 @@ def load_prices(path: str, model: str) -> tuple[float, float] | None:
         pair = (entry["input"], entry["output"]) if isinstance(entry, dict) else tuple(entry)
         return float(pair[0]), float(pair[1])
     except (KeyError, TypeError, ValueError, IndexError):
-        raise LLMSetupError(f"--price-file {path}: {model} needs {{\"input\": USD, \"output\": USD}} per 1M tokens") from None
+        raise LLMSetupError(
+            f'--price-file {path}: {model} needs {{"input": USD, "output": USD}} per 1M tokens'
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -170,14 +175,14 @@ class LLMConfig:
     base_url: str | None
     api_key: str | None
     max_cost: float | None = None
-    max_tokens: int | None = None                  # the run's token budget
-    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS   # sent as max_tokens on every request
+    max_tokens: int | None = None  # the run's token budget
+    max_output_tokens: int = DEFAULT_MAX_OUTPUT_TOKENS  # sent as max_tokens on every request
     timeout: float = DEFAULT_TIMEOUT
-    deadline: float | None = None                  # seconds of model time per invocation
+    deadline: float | None = None  # seconds of model time per invocation
     retries: int = DEFAULT_RETRIES
-    price: tuple[float, float] | None = None       # USD per 1M tokens (input, output)
-    tool_rounds: int = DEFAULT_TOOL_ROUNDS         # rounds of tool calls per question (0: no tools)
-    tool_max_chars: int = DEFAULT_TOOL_MAX_CHARS   # characters of one tool result sent to the model
+    price: tuple[float, float] | None = None  # USD per 1M tokens (input, output)
+    tool_rounds: int = DEFAULT_TOOL_ROUNDS  # rounds of tool calls per question (0: no tools)
+    tool_max_chars: int = DEFAULT_TOOL_MAX_CHARS  # characters of one tool result sent to the model
 
     @property
     def endpoint(self) -> str:
@@ -187,7 +192,7 @@ class LLMConfig:
         return f"{host}:{parsed.port}" if parsed.port else host
 
     @classmethod
-    def from_options(cls, options: dict[str, str]) -> "LLMConfig":
+    def from_options(cls, options: dict[str, str]) -> LLMConfig:
         base_url = options.get("llm_base_url") or os.environ.get("OPENAI_BASE_URL") or None
         api_key = os.environ.get("OPENAI_API_KEY") or None
         if api_key is None and base_url is None:
@@ -196,28 +201,40 @@ class LLMConfig:
         price_in, price_out = _number(options, "price_input"), _number(options, "price_output")
         if (price_in is None) != (price_out is None):
             raise LLMSetupError("--price-input and --price-output go together (USD per 1M tokens)")
-        price = (price_in, price_out) if price_in is not None else (
-            load_prices(options["price_file"], model) if options.get("price_file") else PRICES.get(model))
+        price = (
+            (price_in, price_out)
+            if price_in is not None
+            else (load_prices(options["price_file"], model) if options.get("price_file") else PRICES.get(model))
+        )
         max_cost = _number(options, "max_cost")
         if max_cost is not None and price is None:
-            raise LLMSetupError(f"--max-cost needs the price of model {model!r}, which isn't known: pass "
-                                "--price-input and --price-output (USD per 1M tokens) or --price-file")
+            raise LLMSetupError(
+                f"--max-cost needs the price of model {model!r}, which isn't known: pass "
+                "--price-input and --price-output (USD per 1M tokens) or --price-file"
+            )
         output = _number(options, "max_output_tokens", int, "--llm-max-output-tokens")
         timeout = _number(options, "llm_timeout", float, "--llm-timeout")
         retries = _number(options, "llm_retries", int, "--llm-retries")
         rounds = _number(options, "llm_tool_rounds", int, "--llm-tool-rounds")
         chars = _number(options, "llm_tool_max_chars", int, "--llm-tool-max-chars")
-        return cls(model=model, base_url=base_url, api_key=api_key, max_cost=max_cost,
-                   max_tokens=_number(options, "max_tokens", int), price=price,
-                   max_output_tokens=output or DEFAULT_MAX_OUTPUT_TOKENS,
-                   timeout=timeout or DEFAULT_TIMEOUT, deadline=_number(options, "llm_deadline", float, "--llm-deadline"),
-                   retries=DEFAULT_RETRIES if retries is None else retries,
-                   tool_rounds=DEFAULT_TOOL_ROUNDS if rounds is None else rounds,
-                   tool_max_chars=chars or DEFAULT_TOOL_MAX_CHARS)
+        return cls(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            max_cost=max_cost,
+            max_tokens=_number(options, "max_tokens", int),
+            price=price,
+            max_output_tokens=output or DEFAULT_MAX_OUTPUT_TOKENS,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            deadline=_number(options, "llm_deadline", float, "--llm-deadline"),
+            retries=DEFAULT_RETRIES if retries is None else retries,
+            tool_rounds=DEFAULT_TOOL_ROUNDS if rounds is None else rounds,
+            tool_max_chars=chars or DEFAULT_TOOL_MAX_CHARS,
+        )
 
 
 def _prompts_root() -> Path:
-    return Path(str(resources.files("prompts")))
+    return Path(str(resources.files("agent_pipelines.prompts")))
 
 
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*[ \t]*\n(.*?)\n?```\s*$", re.DOTALL)
@@ -242,8 +259,15 @@ class LLM:
     ``notify(kind, **data)`` hears of a model that is down (once per invocation).
     """
 
-    def __init__(self, config: LLMConfig, cache_dir: Path, pipeline: str, redactor: Redactor,
-                 run_dir: Path | None = None, notify=None) -> None:
+    def __init__(
+        self,
+        config: LLMConfig,
+        cache_dir: Path,
+        pipeline: str,
+        redactor: Redactor,
+        run_dir: Path | None = None,
+        notify=None,
+    ) -> None:
         self.config = config
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -251,28 +275,38 @@ class LLM:
         self.pipeline = pipeline
         self.redact = redactor
         self.notify = notify or (lambda kind, **data: None)
-        self.http = httpx.Client(timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
-                                 limits=httpx.Limits(max_connections=4, max_keepalive_connections=2))
+        self.http = httpx.Client(
+            timeout=httpx.Timeout(config.timeout, connect=min(10.0, config.timeout)),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
+        )
         # max_retries=0: the retries are ours, so each is budget-checked and written to the ledger.
-        self.client = openai.OpenAI(api_key=config.api_key or "not-needed", base_url=config.base_url,
-                                    http_client=self.http, max_retries=0)  # type: ignore[arg-type]  # openai>=3 types it httpx2.Client, takes an httpx.Client too
-        self.templates = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_prompts_root())),
-                                            undefined=jinja2.StrictUndefined, autoescape=False,
-                                            keep_trailing_newline=True)
+        # openai>=3 types http_client as httpx2.Client and takes an httpx.Client too (respx sees only httpx).
+        self.client = openai.OpenAI(
+            api_key=config.api_key or "not-needed",
+            base_url=config.base_url,
+            http_client=self.http,  # type: ignore[arg-type]
+            max_retries=0,
+        )
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(_prompts_root())),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+        )
         self.json_mode_only = False
         self.token_param = "max_tokens"
         self.down = ""
         self.deadline_at = time.monotonic() + config.deadline if config.deadline is not None else None
-        self.fresh: list[Path] = []   # answers cached since the current node started
-        self.toolbox: Toolbox | None = None   # the tools of the last question, with the calls the model made
-        self.no_tools = False                 # the server refused a request for its tools: not offered again
+        self.fresh: list[Path] = []  # answers cached since the current node started
+        self.toolbox: Toolbox | None = None  # the tools of the last question, with the calls the model made
+        self.no_tools = False  # the server refused a request for its tools: not offered again
         self._where = ("", "", "")
 
     def close(self) -> None:
         self.client.close()
         self.http.close()
 
-    def __enter__(self) -> "LLM":
+    def __enter__(self) -> LLM:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -300,11 +334,25 @@ class LLM:
     def _record(self, outcome: str, prompt: int | None = 0, completion: int | None = 0) -> None:
         phase, agent, purpose = self._where
         price = self.config.price
-        cost = None if prompt is None or completion is None or price is None else round(
-            (prompt * price[0] + completion * price[1]) / 1e6, 6)
-        self.ledger.add(LLMCall(at=datetime.now(timezone.utc), phase=phase, agent=agent, purpose=purpose,
-                                model=self.config.model, endpoint=self.config.endpoint, outcome=outcome,
-                                prompt_tokens=prompt, completion_tokens=completion, cost=cost))
+        cost = (
+            None
+            if prompt is None or completion is None or price is None
+            else round((prompt * price[0] + completion * price[1]) / 1e6, 6)
+        )
+        self.ledger.add(
+            LLMCall(
+                at=datetime.now(UTC),
+                phase=phase,
+                agent=agent,
+                purpose=purpose,
+                model=self.config.model,
+                endpoint=self.config.endpoint,
+                outcome=outcome,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost=cost,
+            )
+        )
 
     # -- the cache -------------------------------------------------------
     def node_started(self) -> None:
@@ -332,11 +380,14 @@ class LLM:
         except jinja2.TemplateNotFound:
             template = self.templates.get_template(f"default/{agent}.{purpose}.j2")
         system, _, user = template.render(**variables).partition("\n---user---\n")
-        return [{"role": "system", "content": self.redact(system.strip())},
-                {"role": "user", "content": self.redact(user.strip())}]
+        return [
+            {"role": "system", "content": self.redact(system.strip())},
+            {"role": "user", "content": self.redact(user.strip())},
+        ]
 
-    def ask(self, phase: str, agent: str, purpose: str, variables: dict, answer: type[T],
-            tools: list[Tool] | None = None) -> tuple[T | None, str]:
+    def ask(
+        self, phase: str, agent: str, purpose: str, variables: dict, answer: type[T], tools: list[Tool] | None = None
+    ) -> tuple[T | None, str]:
         """The model's answer as ``answer``, or (None, why it failed); BudgetExhausted when a cap is reached.
 
         ``tools``: read-only tools the model may call first (``engine.tools``); ``self.toolbox.log`` then
@@ -344,8 +395,11 @@ class LLM:
         self._where = (phase, agent, purpose)
         messages = self.messages(agent, purpose, variables)
         schema = strict_schema(answer)
-        toolbox = self.toolbox = (Toolbox(tools, self.config.tool_rounds, self.config.tool_max_chars)
-                                  if tools and self.config.tool_rounds > 0 and not self.no_tools else None)
+        toolbox = self.toolbox = (
+            Toolbox(tools, self.config.tool_rounds, self.config.tool_max_chars)
+            if tools and self.config.tool_rounds > 0 and not self.no_tools
+            else None
+        )
         # The model and endpoint are part of the key: another model's answer is never replayed as this one's.
         keyed = [self.config.model, self.config.endpoint, messages, schema] + ([toolbox.names()] if toolbox else [])
         key = hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()
@@ -355,7 +409,7 @@ class LLM:
                 entry = json.loads(cached.read_text(encoding="utf-8"))
                 parsed = answer.model_validate_json(entry["content"])
             except (ValueError, KeyError, TypeError):
-                cached.unlink(missing_ok=True)   # unreadable: ask again
+                cached.unlink(missing_ok=True)  # unreadable: ask again
             else:
                 self._record("cached", None, None)
                 return parsed, ""
@@ -367,8 +421,10 @@ class LLM:
             self._record(f"gave up: {why}"[:300])
             return None, why
         parsed = answer.model_validate_json(content)
-        cached.write_text(json.dumps({"model": self.config.model, "endpoint": self.config.endpoint,
-                                      "content": content}), encoding="utf-8")
+        cached.write_text(
+            json.dumps({"model": self.config.model, "endpoint": self.config.endpoint, "content": content}),
+            encoding="utf-8",
+        )
         self.fresh.append(cached)
         return parsed, ""
 
@@ -380,9 +436,14 @@ class LLM:
                 answer.model_validate_json(content)
                 return content, ""
             except ValidationError as err:
-                retry = messages + [{"role": "assistant", "content": content},
-                                    {"role": "user", "content": "That answer does not match the schema: "
-                                     f"{_short(err)}. Answer again with JSON that matches it exactly."}]
+                retry = messages + [
+                    {"role": "assistant", "content": content},
+                    {
+                        "role": "user",
+                        "content": "That answer does not match the schema: "
+                        f"{_short(err)}. Answer again with JSON that matches it exactly.",
+                    },
+                ]
                 content = unfence(self._complete(retry, schema, answer.__name__, self._no_more(toolbox)))
                 try:
                     answer.model_validate_json(content)
@@ -390,7 +451,10 @@ class LLM:
                 except ValidationError as err2:
                     return None, f"the model's answer did not validate twice: {_short(err2)}"
         except openai.APIError as err:
-            return None, f"the model's API failed after {self.config.retries} retries: {type(err).__name__}: {_short(err)}"
+            return (
+                None,
+                f"the model's API failed after {self.config.retries} retries: {type(err).__name__}: {_short(err)}",
+            )
 
     def _converse(self, messages: list[dict], schema, name, toolbox: Toolbox | None) -> tuple[str, list[dict]]:
         """The final answer's text and the conversation that led to it: the model's tool calls and their results.
@@ -407,14 +471,25 @@ class LLM:
             if toolbox is None or not calls or rounds >= toolbox.rounds:
                 return message.content or "", messages
             rounds += 1
-            asked = [{"id": c.id, "type": "function",
-                      "function": {"name": c.function.name, "arguments": c.function.arguments}} for c in calls]
+            asked = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": c.function.arguments},
+                }
+                for c in calls
+            ]
             messages = messages + [{"role": "assistant", "content": message.content or "", "tool_calls": asked}]
             for c in calls:
-                with span(f"execute_tool {c.function.name}", **{"gen_ai.operation.name": "execute_tool",
-                                                                "gen_ai.tool.name": c.function.name,
-                                                                "gen_ai.tool.call.id": c.id,
-                                                                "gen_ai.tool.call.arguments": c.function.arguments}):
+                with span(
+                    f"execute_tool {c.function.name}",
+                    **{
+                        "gen_ai.operation.name": "execute_tool",
+                        "gen_ai.tool.name": c.function.name,
+                        "gen_ai.tool.call.id": c.id,
+                        "gen_ai.tool.call.arguments": c.function.arguments,
+                    },
+                ):
                     result = self.redact(toolbox.call(c.function.name, c.function.arguments))
                 messages.append({"role": "tool", "tool_call_id": c.id, "content": result})
 
@@ -432,15 +507,22 @@ class LLM:
     def _answer(self, messages, schema, name, tools: dict):
         if not self.json_mode_only:
             try:
-                return self._create(messages, {"type": "json_schema",
-                                               "json_schema": {"name": name, "schema": schema, "strict": True}},
-                                    tools)
+                return self._create(
+                    messages,
+                    {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}},
+                    tools,
+                )
             except openai.BadRequestError as err:
                 if "response_format" not in str(err) and "json_schema" not in str(err):
                     raise
                 self.json_mode_only = True  # this server does JSON mode only; say the schema in the prompt
-        hinted = [dict(messages[0], content=messages[0]["content"] + "\n\nAnswer with one JSON object matching "
-                       f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema))] + messages[1:]
+        hinted = [
+            dict(
+                messages[0],
+                content=messages[0]["content"] + "\n\nAnswer with one JSON object matching "
+                f"this JSON schema.\nAnswer schema: {name}\n" + json.dumps(schema),
+            )
+        ] + messages[1:]
         return self._create(hinted, {"type": "json_object"}, tools)
 
     def _create(self, messages, response_format: ResponseFormat, tools: dict | None = None):
@@ -461,8 +543,13 @@ class LLM:
                 with span(f"chat {self.config.model}", **self._span_attributes(cap)) as traced:
                     extra: dict[str, Any] = {**(tools or {}), self.token_param: cap}
                     response = self.client.chat.completions.create(
-                        model=self.config.model, messages=messages, response_format=response_format, temperature=0,
-                        timeout=timeout, **extra)
+                        model=self.config.model,
+                        messages=messages,
+                        response_format=response_format,
+                        temperature=0,
+                        timeout=timeout,
+                        **extra,
+                    )
                     _traced_response(traced, response)
             except openai.BadRequestError as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
@@ -471,16 +558,19 @@ class LLM:
                     tools, self.no_tools = None, True
                     continue
                 if self.token_param == "max_tokens" and "max_completion_tokens" in str(err):
-                    self.token_param = "max_completion_tokens"   # OpenAI's reasoning models take only this name
+                    self.token_param = "max_completion_tokens"  # OpenAI's reasoning models take only this name
                     continue
                 raise
             except _RETRIED as err:
                 self._record(f"{type(err).__name__}: {_short(err)}"[:300])
                 if attempt >= self.config.retries:
-                    if isinstance(err, openai.APIConnectionError):   # refused, unreachable, or timed out
+                    if isinstance(err, openai.APIConnectionError):  # refused, unreachable, or timed out
                         self.down = f"{type(err).__name__} at {self.config.endpoint}"
-                        self.notify("llm_down", message=f"the model {self.config.model} at {self.config.endpoint} "
-                                    f"is not answering ({type(err).__name__}); agents keep their own results")
+                        self.notify(
+                            "llm_down",
+                            message=f"the model {self.config.model} at {self.config.endpoint} "
+                            f"is not answering ({type(err).__name__}); agents keep their own results",
+                        )
                     raise
                 time.sleep(_backoff(err, attempt))
                 attempt += 1
@@ -490,8 +580,9 @@ class LLM:
                 raise
             reported = response.usage
             message = response.choices[0].message
-            called = [c.function.name for c in (getattr(message, "tool_calls", None) or [])
-                      if getattr(c, "function", None)]
+            called = [
+                c.function.name for c in (getattr(message, "tool_calls", None) or []) if getattr(c, "function", None)
+            ]
             outcome = TOOL_ROUND + ", ".join(called) if called and tools else "answered"
             if reported is None:
                 self._record(outcome[:300], None, None)
@@ -503,11 +594,18 @@ class LLM:
         """GenAI semantic conventions of one request (no message content: that stays off spans)."""
         parsed = urlsplit(self.config.base_url or "https://api.openai.com/v1")
         phase, agent, purpose = self._where
-        return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-                "gen_ai.request.model": self.config.model, "gen_ai.request.max_tokens": cap,
-                "gen_ai.request.temperature": 0.0, "server.address": parsed.hostname or "",
-                **({"server.port": parsed.port} if parsed.port else {}),
-                "pipeline.phase": phase, "pipeline.agent": agent, "pipeline.purpose": purpose}
+        return {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": self.config.model,
+            "gen_ai.request.max_tokens": cap,
+            "gen_ai.request.temperature": 0.0,
+            "server.address": parsed.hostname or "",
+            **({"server.port": parsed.port} if parsed.port else {}),
+            "pipeline.phase": phase,
+            "pipeline.agent": agent,
+            "pipeline.purpose": purpose,
+        }
 
 
 def _traced_response(traced, response) -> None:
@@ -527,11 +625,10 @@ def _backoff(err: Exception, attempt: int) -> float:
     response = getattr(err, "response", None)
     header = response.headers.get("retry-after") if response is not None else None
     try:
-        return min(max(float(header), 0.0), 30.0) if header is not None else 0.5 * 2 ** attempt
+        return min(max(float(header), 0.0), 30.0) if header is not None else 0.5 * 2**attempt
     except ValueError:
-        return 0.5 * 2 ** attempt
+        return 0.5 * 2**attempt
 
 
 def _short(err: Exception) -> str:
     return " ".join(str(err).split())[:300]
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from engine.artifacts import LLMCall, Usage
+from agent_pipelines.engine.artifacts import LLMCall, Usage
 
 
 class BudgetExhausted(Exception):
@@ -50,7 +50,7 @@ class Ledger:
             try:
                 out.append(LLMCall.model_validate_json(line))
             except ValueError:
-                continue   # a line cut short by a kill: the rest still counts
+                continue  # a line cut short by a kill: the rest still counts
         return out
 
 

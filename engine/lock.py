@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from engine.procs import Guard
+    from agent_pipelines.engine.procs import Guard
 
 
 class Locked(Exception):
@@ -29,7 +29,7 @@ class Locked(Exception):
 
 
 def _alive(pid: int) -> bool:
-    from engine.procs import alive
+    from agent_pipelines.engine.procs import alive
 
     return alive(pid)
 
@@ -42,7 +42,7 @@ class RepoLock:
         self._fd: int | None = None
         self._guard: Guard | None = None
 
-    def acquire(self) -> "RepoLock":
+    def acquire(self) -> RepoLock:
         for _ in range(5):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -60,9 +60,9 @@ class RepoLock:
             os.ftruncate(fd, 0)
             os.write(fd, json.dumps({"pid": os.getpid(), "run_id": self.run_id, "flock": True}).encode())
             self._fd, self.held = fd, True
-            from engine.procs import Guard
+            from agent_pipelines.engine.procs import Guard
 
-            self._guard = Guard(fd)   # held until the run's children are gone too, even if the run is killed
+            self._guard = Guard(fd)  # held until the run's children are gone too, even if the run is killed
             return self
         raise Locked(f"could not take the lock {self.path}; remove it if no run is active")
 
@@ -76,8 +76,10 @@ class RepoLock:
 
     def _busy(self, owner: dict | None) -> str:
         if owner and owner.get("run_id"):
-            return (f"run {owner.get('run_id')} (pid {owner.get('pid')}) is active on this repository; "
-                    f"wait for it to finish or stop it, then retry")
+            return (
+                f"run {owner.get('run_id')} (pid {owner.get('pid')}) is active on this repository; "
+                f"wait for it to finish or stop it, then retry"
+            )
         return f"another run is active on this repository (it holds {self.path}); wait for it to finish, then retry"
 
     def _owner(self) -> dict | None:
@@ -97,7 +99,7 @@ class RepoLock:
             os.close(self._fd)
         self._fd, self.held = None, False
 
-    def __enter__(self) -> "RepoLock":
+    def __enter__(self) -> RepoLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

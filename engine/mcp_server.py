@@ -70,7 +70,7 @@ class Tools:
 
     # -- helpers -----------------------------------------------------------
     def spec(self, name: str | None):
-        from engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
+        from agent_pipelines.engine.spec import PipelineLookupError, find_pipeline, loaded_pipelines
 
         try:
             chosen = name or self.pipeline
@@ -91,7 +91,7 @@ class Tools:
         return root.resolve()
 
     def record(self, run_id: str):
-        from engine.runs import UsageError, load_record
+        from agent_pipelines.engine.runs import UsageError, load_record
 
         if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
             raise ToolError(f"{run_id!r} is not a run id; list_runs gives them")
@@ -103,7 +103,7 @@ class Tools:
     @staticmethod
     def view(record) -> dict[str, Any]:
         """A run as the tools show it: where to look first, then the whole record (`pipeline show --format json`)."""
-        from engine.runs import shown_status
+        from agent_pipelines.engine.runs import shown_status
 
         run = record.run
         return {
@@ -125,15 +125,17 @@ class Tools:
         path: Path_,
         options: Annotated[
             dict[str, Any] | None,
-            Field(description="The pipeline's own analyze options by name (`pipeline pipelines --format json` lists "
-                  "them); the defaults, as `pipeline analyze` uses them, when not given."),
+            Field(
+                description="The pipeline's own analyze options by name (`pipeline pipelines --format json` lists "
+                "them); the defaults, as `pipeline analyze` uses them, when not given."
+            ),
         ] = None,
         pipeline: PipelineName = None,
     ) -> dict[str, Any]:
         """Analyze a directory (no git needed, nothing written): every finding with file, line, rule, severity and
         fix applicability, exactly the JSON `pipeline analyze --format json` prints."""
-        from engine.analyze_cli import analysis_result
-        from engine.findings_output import render
+        from agent_pipelines.engine.analyze_cli import analysis_result
+        from agent_pipelines.engine.findings_output import render
 
         spec, root = self.spec(pipeline), self.directory(path)
         return json.loads(render(analysis_result(spec, root, options), "json", root))
@@ -157,7 +159,7 @@ class Tools:
         """The tasks a run's planner makes for a directory, in order, each with its phase, file, rules and
         applicability (unsafe ones wait for unsafe_fixes); nothing is written. It plans the files as they are on
         disk; a run plans its repository's committed HEAD."""
-        from engine.runs import UsageError, select_phases
+        from agent_pipelines.engine.runs import UsageError, select_phases
 
         spec, root = self.spec(pipeline), self.directory(path)
         try:
@@ -180,8 +182,8 @@ class Tools:
 
     def list_runs(self) -> dict[str, Any]:
         """The runs in the server's reports directory (default: every run of this user), oldest first."""
-        from engine.places import default_reports_dir
-        from engine.runs import list_records, shown_status
+        from agent_pipelines.engine.places import default_reports_dir
+        from agent_pipelines.engine.runs import list_records, shown_status
 
         return {
             "reports_dir": str(self.reports_dir or default_reports_dir()),
@@ -206,7 +208,7 @@ class Tools:
 
     def run_diff(self, run_id: RunId) -> dict[str, Any]:
         """What a run changed: `git diff` of its branch against the commit it started from, and the files."""
-        from engine.gitenv import git_env
+        from agent_pipelines.engine.gitenv import git_env
 
         record, _ = self.record(run_id)
         run = record.run
@@ -262,7 +264,7 @@ class Tools:
         """Run a pipeline on a repository, as `pipeline run` does: fixes land as reviewed commits on a new branch
         pipeline/<run-id> in a separate worktree; the user's checkout, index and uncommitted work are never touched.
         Returns the run (show_run's answer); run_diff shows its changes, `pipeline apply RUN_ID` merges them."""
-        from engine.runs import UsageError, select_phases, start_run
+        from agent_pipelines.engine.runs import UsageError, select_phases, start_run
 
         spec = self.spec(pipeline)
         if builds not in ("auto", "off"):
@@ -292,7 +294,7 @@ class Tools:
 
 def server(reports_dir: Path | None, pipeline: str | None = None) -> MCPServer:
     """The MCP server with every tool registered (``Tools`` does the work)."""
-    from engine.findings_output import _version
+    from agent_pipelines.engine.findings_output import _version
 
     tools = Tools(reports_dir, pipeline)
     app = MCPServer("pipeline", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")

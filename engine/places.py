@@ -27,7 +27,7 @@ APP = "agent-pipelines"
 def state_home() -> Path:
     """``$XDG_STATE_HOME/agent-pipelines`` (the XDG base directory spec's default: ``~/.local/state``)."""
     base = os.environ.get("XDG_STATE_HOME") or ""
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"   # the spec ignores relative
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"  # the spec ignores relative
     return root / APP
 
 

@@ -19,7 +19,7 @@ def start_token(pid: int) -> str:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return ""
-    fields = stat[stat.rindex(")") + 2:].split()   # the command name may hold spaces and parentheses
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
     return f"{boot}:{fields[19]}" if len(fields) > 19 else ""
 
 
@@ -66,7 +66,7 @@ def group_members(pgid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
@@ -76,7 +76,7 @@ def group_members(pgid: int) -> list[int]:
 GUARD = """
 import os, signal, sys, time
 sys.path[:0] = [sys.argv[3]]
-from engine.procs import group_members
+from procs import group_members
 pgid, done = int(sys.argv[1]), int(sys.argv[2])
 if os.read(done, 1):
     sys.exit(0)               # released: the run ended normally
@@ -111,10 +111,22 @@ class Guard:
         read, self._done = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", GUARD, str(os.getpgrp()), str(read),
-                 str(Path(__file__).resolve().parent.parent)],
-                pass_fds=(lock_fd, read), start_new_session=True, stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-c",
+                    GUARD,
+                    str(os.getpgrp()),
+                    str(read),
+                    str(Path(__file__).resolve().parent),
+                ],
+                pass_fds=(lock_fd, read),
+                start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         finally:
             os.close(read)
 

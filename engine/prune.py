@@ -17,10 +17,10 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from engine.gitenv import git_env
+from agent_pipelines.engine.gitenv import git_env
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -55,36 +55,46 @@ def _unmerged(repo: Path, branch: str) -> int | None:
 
 def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = False) -> Outcome:
     """Remove one run (see the module's docstring); ``status`` is the status `pipeline list` shows."""
-    from engine.places import unindex
-    from engine.workspace import RepoError, Workspace, validate_repo
-
-    from engine.workspace import RUN_ID
+    from agent_pipelines.engine.places import unindex
+    from agent_pipelines.engine.workspace import RUN_ID, RepoError, Workspace, validate_repo
 
     run_id = record.run.run_id
     if run_id != run_dir.name or not RUN_ID.fullmatch(run_id):
-        return Outcome(run_id, False, f"kept {run_dir}: its run.json names run {run_id!r}; the record was altered, "
-                                      "so nothing was touched")
+        return Outcome(
+            run_id,
+            False,
+            f"kept {run_dir}: its run.json names run {run_id!r}; the record was altered, so nothing was touched",
+        )
     if status == "running":
         return Outcome(run_id, False, f"kept {run_id}: it is running")
-    if status.partition(",")[0] not in ("completed", "failed") and not force:   # "completed, 2 failed" too
-        return Outcome(run_id, False, f"kept {run_id}: {status}, `pipeline resume {run_id}` continues it "
-                                      "(--force removes it)")
+    if status.partition(",")[0] not in ("completed", "failed") and not force:  # "completed, 2 failed" too
+        return Outcome(
+            run_id, False, f"kept {run_id}: {status}, `pipeline resume {run_id}` continues it (--force removes it)"
+        )
     repo = Path(record.run.repo)
     try:
         root = validate_repo(repo) if repo.is_dir() else None
     except RepoError:
         root = None
-    inside = root is not None and root.resolve().is_relative_to(run_dir.resolve())   # the bundled example's copy
+    inside = root is not None and root.resolve().is_relative_to(run_dir.resolve())  # the bundled example's copy
     if root is None and not force:
-        return Outcome(run_id, False, f"kept {run_id}: its repository {repo} is gone (moved or deleted), so its "
-                                      "branch can't be checked (--force removes its reports)")
+        return Outcome(
+            run_id,
+            False,
+            f"kept {run_id}: its repository {repo} is gone (moved or deleted), so its "
+            "branch can't be checked (--force removes its reports)",
+        )
     if root is not None and not inside:
         worktree, branch = Workspace.location(root, run_id)
         ahead = _unmerged(root, branch)
         if ahead and not force:
-            return Outcome(run_id, False, f"kept {run_id}: branch {branch} has {ahead} commit(s) not merged into "
-                                          f"HEAD of {root} (`pipeline apply {run_id}` merges them; --force "
-                                          "removes them)")
+            return Outcome(
+                run_id,
+                False,
+                f"kept {run_id}: branch {branch} has {ahead} commit(s) not merged into "
+                f"HEAD of {root} (`pipeline apply {run_id}` merges them; --force "
+                "removes them)",
+            )
         parts = ["its worktree"] * worktree.exists() + [f"branch {branch}"] * (ahead is not None)
         if not dry_run:
             if worktree.exists():
@@ -101,17 +111,23 @@ def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = F
     return Outcome(run_id, True, f"{verb} {run_id}: {', '.join([*parts, f'reports {run_dir}'])}")
 
 
-def prune(reports_dir: Path | None, older_than: timedelta | None, force: bool, run_ids: list[str] | None = None,
-          dry_run: bool = False, now: datetime | None = None) -> list[Outcome]:
+def prune(
+    reports_dir: Path | None,
+    older_than: timedelta | None,
+    force: bool,
+    run_ids: list[str] | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[Outcome]:
     """Prune every listed run (or those named) last updated before ``now - older_than``."""
-    from engine.runs import list_records, shown_status
+    from agent_pipelines.engine.runs import list_records, shown_status
 
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     outcomes = []
     for record in list_records(reports_dir):
         if run_ids and record.run.run_id not in run_ids:
             continue
-        updated = record.updated if record.updated.tzinfo else record.updated.replace(tzinfo=timezone.utc)
+        updated = record.updated if record.updated.tzinfo else record.updated.replace(tzinfo=UTC)
         if older_than is not None and now - updated < older_than:
             continue
         outcomes.append(prune_run(record, Path(record.run.run_dir), shown_status(record), force, dry_run))

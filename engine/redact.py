@@ -40,28 +40,36 @@ from pathlib import Path
 PLACEHOLDER = re.compile(r"__REDACTED_[0-9a-f]{8}__")
 # Any redaction mark a model might write instead of a value (ours, or one it invented).
 _MARK = re.compile(r"(?i)__REDACTED_\w*__|\[REDACTED\]|<REDACTED>|\bREDACTED\b")
-_SECRET_NAME = (r"[A-Za-z0-9_.-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY"
-                r"|CREDENTIALS?|_KEY|_AUTH)[A-Za-z0-9_]*")
+_SECRET_NAME = (
+    r"[A-Za-z0-9_.-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PASS|PWD|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY"
+    r"|CREDENTIALS?|_KEY|_AUTH)[A-Za-z0-9_]*"
+)
 _VALUE = r"(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;}\]]+)"
 # NAME=value, NAME: value, "NAME": "value", 'NAME' = value (quoted keys, YAML, JSON, .pypirc, DSN parts).
 _ASSIGNMENT = re.compile(rf"(?i)(?<![A-Za-z0-9])({_SECRET_NAME})([\"']?[ \t]*[=:][ \t]*){_VALUE}")
 # The legacy form without "=": NAME DB_PASSWORD some value (the value is the rest of the line).
 # Not anchored: the line may be quoted after a line number ("2: ENV ...") or an "Evidence: " label.
-_LEGACY_ENV = re.compile(rf"(?im)((?<![A-Za-z0-9_])(?:ENV|ARG)[ \t]+{_SECRET_NAME}[ \t]+)([^\s=\\][^\n\\]*?)([ \t]*\\?)$")
+_LEGACY_ENV = re.compile(
+    rf"(?im)((?<![A-Za-z0-9_])(?:ENV|ARG)[ \t]+{_SECRET_NAME}[ \t]+)([^\s=\\][^\n\\]*?)([ \t]*\\?)$"
+)
 # scheme://user:password@host (DSNs, git remotes, registry URLs).
 _URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)([^\s@/'\"]+)(@)")
 # curl -u user:pass, --user user:pass, --user=user:pass, -uuser:pass; wget --password=... is an assignment.
 # (Not -u 1000:1000, a uid:gid.)
-_USER_FLAG = re.compile(r"((?:^|\s)(?:-u[ \t]*|--user[ \t=]+|--proxy-user[ \t=]+)[\"']?[^\s:\"']*:)(?!\d+(?:\s|$))([^\s\"']+)")
+_USER_FLAG = re.compile(
+    r"((?:^|\s)(?:-u[ \t]*|--user[ \t=]+|--proxy-user[ \t=]+)[\"']?[^\s:\"']*:)(?!\d+(?:\s|$))([^\s\"']+)"
+)
 _DEFAULT = re.compile(r"(\$\{\w+:?[-=])([^}]+)")
 # A credential has a digit somewhere (so "Basic authentication" and "token budget" stay prose).
 _AUTH_HEADER = re.compile(r"(?i)(\b(?:Bearer|Basic|Token)[ \t]+)(?=[A-Za-z._~+/=-]*\d)([A-Za-z0-9._~+/=-]{8,})")
 _PLAIN = {"true", "false", "yes", "no", "on", "off", "null", "none", "required", "optional"}
 _HINT = re.compile(r"(?i)secret|token|pass|pwd|key|credential|auth")
-_SHAPES = [   # (pattern, a substring every match contains: a cheap test before the regex)
+_SHAPES = [  # (pattern, a substring every match contains: a cheap test before the regex)
     # A whole private key block; a block cut short (a file shown up to a limit) is masked to the end.
-    (re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.DOTALL),
-     "PRIVATE KEY"),
+    (
+        re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:.*?-----END [A-Z0-9 ]*PRIVATE KEY-----|.*\Z)", re.DOTALL),
+        "PRIVATE KEY",
+    ),
     (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "sk-"),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), "gh"),
     (re.compile(r"\bgithub_pat_[A-Za-z0-9_]{20,}"), "github_pat_"),
@@ -82,9 +90,15 @@ _NOT_SECRET_NAME = re.compile(r"(?i)_(?:FILE|PATH|DIR|PORT|HOST|IMAGE|VERSION)$"
 
 def looks_random(value: str) -> bool:
     """A token-like value: long, no spaces, letters and digits mixed (an API key, not a host name or a word)."""
-    return (len(value) >= 16 and not re.search(r"\s", value) and bool(re.search(r"[A-Za-z]", value))
-            and bool(re.search(r"\d", value)) and not value.startswith(("$", "/", "http"))
-            and ":" not in value and not re.match(r"[\w-]+(\.[\w-]+)+/", value))   # not an image reference
+    return (
+        len(value) >= 16
+        and not re.search(r"\s", value)
+        and bool(re.search(r"[A-Za-z]", value))
+        and bool(re.search(r"\d", value))
+        and not value.startswith(("$", "/", "http"))
+        and ":" not in value
+        and not re.match(r"[\w-]+(\.[\w-]+)+/", value)
+    )  # not an image reference
 
 
 def env_values(root: Path) -> set[str]:
@@ -109,9 +123,9 @@ def env_values(root: Path) -> set[str]:
                 key, sep, value = line.partition("=")
                 key, value = key.strip(), value.strip()
                 if value and value[0] in "\"'" and value[1:].find(value[0]) >= 0:
-                    value = value[1:1 + value[1:].find(value[0])]
+                    value = value[1 : 1 + value[1:].find(value[0])]
                 else:
-                    value = re.split(r"\s+#", value, maxsplit=1)[0].strip()   # an inline comment
+                    value = re.split(r"\s+#", value, maxsplit=1)[0].strip()  # an inline comment
                 if not sep or not key or key.startswith("#") or len(value) < 4 or value.startswith("${"):
                     continue
                 if (_NAME.match(key) and not _NOT_SECRET_NAME.search(key)) or looks_random(value):
@@ -139,7 +153,7 @@ class Redactor:
     def __init__(self, literals: set[str] | None = None, key: bytes | None = None) -> None:
         self.literals = sorted((v for v in literals or set() if not PLACEHOLDER.fullmatch(v)), key=len, reverse=True)
         self.key = key or _secrets.token_bytes(16)
-        self.values: dict[str, str] = {}   # placeholder -> the secret it stands for
+        self.values: dict[str, str] = {}  # placeholder -> the secret it stands for
         self._scrubbed: dict[str, str] = {}
         self.count = 0
 
@@ -157,19 +171,29 @@ class Redactor:
         quote = secret[0] if secret[0] in "\"'" and secret[-1:] == secret[0] and len(secret) >= 2 else ""
         inner = secret[1:-1] if quote else secret
         if not inner or PLACEHOLDER.search(inner) or inner.startswith("/run/secrets/") or inner.lower() in _PLAIN:
-            return secret   # empty, already masked, a flag (BYPASS_CACHE=true), or where a mounted secret is
+            return secret  # empty, already masked, a flag (BYPASS_CACHE=true), or where a mounted secret is
         if inner.startswith("$"):
-            default = _DEFAULT.match(inner)   # ${VAR:-default} holds a secret in its default; ${VAR} holds none
-            return secret if not default else secret.replace(default.group(0), default.group(1) + self._mask(default.group(2)), 1)
+            default = _DEFAULT.match(inner)  # ${VAR:-default} holds a secret in its default; ${VAR} holds none
+            return (
+                secret
+                if not default
+                else secret.replace(default.group(0), default.group(1) + self._mask(default.group(2)), 1)
+            )
         return quote + self.placeholder(inner) + quote
 
     def __call__(self, text: str) -> str:
         if not text:
             return text
-        if _HINT.search(text):   # the name-based patterns are the slow ones: only where a name could match
+        if _HINT.search(text):  # the name-based patterns are the slow ones: only where a name could match
             text = _LEGACY_ENV.sub(lambda m: m.group(1) + self._mask(m.group(2)) + m.group(3), text)
-            text = _ASSIGNMENT.sub(lambda m: m.group(0) if _NOT_SECRET_NAME.search(m.group(1)) else
-                                   m.group(1) + m.group(2) + self._mask(m.group(3)), text)
+            text = _ASSIGNMENT.sub(
+                lambda m: (
+                    m.group(0)
+                    if _NOT_SECRET_NAME.search(m.group(1))
+                    else m.group(1) + m.group(2) + self._mask(m.group(3))
+                ),
+                text,
+            )
         for pattern, hint in ((_URL_USERINFO, "://"), (_USER_FLAG, "-u"), (_AUTH_HEADER, "")):
             if hint in text:
                 text = pattern.sub(lambda m: m.group(1) + self._mask(m.group(2)) + "".join(m.groups()[2:]), text)
@@ -221,21 +245,27 @@ class Redactor:
         shown_lines = set(shown.splitlines())
         known = set(PLACEHOLDER.findall(shown))
         lines = edited.splitlines()
-        body = [line[1:] if diff and line[:1] in " +-" and not line.startswith(("+++ ", "--- ")) else line
-                for line in lines]
+        body = [
+            line[1:] if diff and line[:1] in " +-" and not line.startswith(("+++ ", "--- ")) else line for line in lines
+        ]
         marks = [m for line in body for m in _MARK.findall(line)]
         unknown = sorted({m for m in marks if PLACEHOLDER.fullmatch(m) and m not in known})
         if unknown:
-            raise RestoreError(f"refused edit of {where}: it writes redaction placeholder(s) {', '.join(unknown)} "
-                               "that this file does not hold (a secret from elsewhere, or an invented one)")
+            raise RestoreError(
+                f"refused edit of {where}: it writes redaction placeholder(s) {', '.join(unknown)} "
+                "that this file does not hold (a secret from elsewhere, or an invented one)"
+            )
         bare = [m for m in marks if not PLACEHOLDER.fullmatch(m)]
         if len(bare) > len([m for m in _MARK.findall(shown) if not PLACEHOLDER.fullmatch(m)]):
-            raise RestoreError(f"refused edit of {where}: it writes the redaction mark {bare[0]!r} into the file "
-                               "in place of a value")
+            raise RestoreError(
+                f"refused edit of {where}: it writes the redaction mark {bare[0]!r} into the file in place of a value"
+            )
         for number, line in enumerate(body, start=1):
             if PLACEHOLDER.search(line) and line not in shown_lines:
-                raise RestoreError(f"refused edit of {where}: line {number} changes the text around a redacted "
-                                   f"secret ({line.strip()[:80]!r}); the secret can't be put back safely")
+                raise RestoreError(
+                    f"refused edit of {where}: line {number} changes the text around a redacted "
+                    f"secret ({line.strip()[:80]!r}); the secret can't be put back safely"
+                )
         return PLACEHOLDER.sub(lambda m: self.values.get(m.group(0), m.group(0)), edited)
 
 
@@ -245,11 +275,11 @@ class _Masker(Redactor):
     MARK = "__REDACTED_00000000__"
 
     def __init__(self) -> None:
-        super().__init__(key=b"-")   # no key is used, and none is drawn (the analyzer starts light)
+        super().__init__(key=b"-")  # no key is used, and none is drawn (the analyzer starts light)
 
     def placeholder(self, secret: str) -> str:
         self.count += 1
-        return self.MARK   # nothing remembered: the same text is masked the same way in every process
+        return self.MARK  # nothing remembered: the same text is masked the same way in every process
 
 
 _MASKER: _Masker | None = None

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from engine.artifacts import Change, ChangeStatus, Finding, Measurement, RunRecord
-from engine.llm_budget import tool_rounds
+from agent_pipelines.engine.artifacts import Change, ChangeStatus, Finding, Measurement, RunRecord
+from agent_pipelines.engine.llm_budget import tool_rounds
 
 
 def _esc(text: object) -> str:
@@ -53,8 +53,18 @@ def fmt_delta(m: Measurement) -> str:
 
 
 def figures_table(measurements: list[Measurement]) -> str:
-    rows = [[m.name, m.subject, fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
-             fmt_value(m.value, m.unit), fmt_delta(m), m.method.value, m.how] for m in measurements]
+    rows = [
+        [
+            m.name,
+            m.subject,
+            fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
+            fmt_value(m.value, m.unit),
+            fmt_delta(m),
+            m.method.value,
+            m.how,
+        ]
+        for m in measurements
+    ]
     return table(["figure", "subject", "before", "after", "change", "method", "how"], rows)
 
 
@@ -69,15 +79,28 @@ def summary_figures(measurements: list[Measurement]) -> list[str]:
     hows: dict[str, int] = {}
     for m in shown:
         hows.setdefault(m.how, len(hows) + 1)
-    rows = [[m.name, m.subject, fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
-             fmt_value(m.value, m.unit), fmt_delta(m), m.method.value, f"[{hows[m.how]}]"] for m in shown]
+    rows = [
+        [
+            m.name,
+            m.subject,
+            fmt_value(m.baseline, m.unit) if m.baseline is not None else "",
+            fmt_value(m.value, m.unit),
+            fmt_delta(m),
+            m.method.value,
+            f"[{hows[m.how]}]",
+        ]
+        for m in shown
+    ]
     out = [table(["figure", "subject", "before", "after", "change", "method", "how"], rows)]
     out += [f"{n}. {how}" for how, n in hows.items()]
     same = len(measurements) - len(shown)
     if same:
         subjects = len({m.subject for m in measurements if unchanged(m)})
-        out += ["", f"{same} more figures of {subjects} subjects no change touched are the same before and after; "
-                    f"the phase reports list them."]
+        out += [
+            "",
+            f"{same} more figures of {subjects} subjects no change touched are the same before and after; "
+            f"the phase reports list them.",
+        ]
     return out + [""]
 
 
@@ -90,33 +113,70 @@ def render_phase(record: RunRecord, phase: str) -> str:
     run = record.run
     tasks = {t.id: t for t in record.plan.tasks}
     verdicts = {v.task_id: v for v in record.verdicts if v.phase == phase}
-    out = [f"# Phase {_phase_index(record, phase)}: {report.title}", "",
-           f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`: {run.base_statement}.", "",
-           f"**Status:** {record.phase_status(phase)}", "", "## Nodes that ran", ""]
-    out.append(table(["node", "invocation", "started", "took", "result"],
-                     [[n.node, n.invocation, n.started.strftime("%H:%M:%S"),
-                       f"{(n.finished - n.started).total_seconds():.1f} s" if n.finished else "",
-                       n.summary] for n in report.nodes]))
+    out = [
+        f"# Phase {_phase_index(record, phase)}: {report.title}",
+        "",
+        f"Run `{run.run_id}` of `{run.pipeline}` on `{run.repo}`, branch `{run.branch}`: {run.base_statement}.",
+        "",
+        f"**Status:** {record.phase_status(phase)}",
+        "",
+        "## Nodes that ran",
+        "",
+    ]
+    out.append(
+        table(
+            ["node", "invocation", "started", "took", "result"],
+            [
+                [
+                    n.node,
+                    n.invocation,
+                    n.started.strftime("%H:%M:%S"),
+                    f"{(n.finished - n.started).total_seconds():.1f} s" if n.finished else "",
+                    n.summary,
+                ]
+                for n in report.nodes
+            ],
+        )
+    )
     if phase == record.phases[0].phase:
         out += ["## Findings", ""]
-        out.append(table(["rule", "severity", "category", "where", "message", "fix"],
-                         [[f.rule, f.severity.value, f.category.value, f.location, f.message, f.fix.value]
-                          for f in sorted(record.findings, key=lambda f: (f.file, f.line, f.rule))]))
+        out.append(
+            table(
+                ["rule", "severity", "category", "where", "message", "fix"],
+                [
+                    [f.rule, f.severity.value, f.category.value, f.location, f.message, f.fix.value]
+                    for f in sorted(record.findings, key=lambda f: (f.file, f.line, f.rule))
+                ],
+            )
+        )
         if record.worktree_findings:
-            out += ["## Only in the working tree (not committed; reported, not fixed)", "",
-                    f"A build sends the files on disk, not what git tracks. The checkout `{record.run.repo}` has "
-                    f"{len(record.worktree_findings)} findings its committed HEAD does not (untracked, git-ignored "
-                    f"or uncommitted files). The fixes edit committed files only.", ""]
-            out.append(table(["rule", "severity", "where", "message"],
-                             [[f.rule, f.severity.value, f.location, f.message] for f in
-                              sorted(record.worktree_findings, key=lambda f: (-f.severity.rank, f.file, f.line))]))
+            out += [
+                "## Only in the working tree (not committed; reported, not fixed)",
+                "",
+                f"A build sends the files on disk, not what git tracks. The checkout `{record.run.repo}` has "
+                f"{len(record.worktree_findings)} findings its committed HEAD does not (untracked, git-ignored "
+                f"or uncommitted files). The fixes edit committed files only.",
+                "",
+            ]
+            out.append(
+                table(
+                    ["rule", "severity", "where", "message"],
+                    [
+                        [f.rule, f.severity.value, f.location, f.message]
+                        for f in sorted(record.worktree_findings, key=lambda f: (-f.severity.rank, f.file, f.line))
+                    ],
+                )
+            )
         out += ["## Plan", ""]
-        out.append(table(["task", "phase", "file", "rules", "applicability"],
-                         [[t.title, t.phase, t.file, ", ".join(t.rules), t.applicability.value]
-                          for t in record.plan.tasks]))
+        out.append(
+            table(
+                ["task", "phase", "file", "rules", "applicability"],
+                [[t.title, t.phase, t.file, ", ".join(t.rules), t.applicability.value] for t in record.plan.tasks],
+            )
+        )
         out += [f"- {s}" for s in record.plan.skipped] + [""]
         unsafe = [t for t in record.plan.tasks if t.applicability.value == "unsafe"]
-        if unsafe:   # what each would do and why it may change the result (also its commit message)
+        if unsafe:  # what each would do and why it may change the result (also its commit message)
             out += ["Unsafe tasks (applied with `--unsafe-fixes`), what they would do and why:", ""]
             out += [f"- {t.title}: {t.rationale}" for t in unsafe] + [""]
         if record.design.policies or record.design.notes:
@@ -126,10 +186,22 @@ def render_phase(record: RunRecord, phase: str) -> str:
     changes = [c for c in record.changes if c.phase == phase]
     if changes or record.plan.for_phase(phase):
         out += ["## Changes", ""]
-        out.append(table(["task", "commit", "files", "+/-", "status", "review"],
-                         [[tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.commit[:10],
-                           ", ".join(c.files), f"+{c.insertions}/-{c.deletions}", c.status.value,
-                           _verdict_text(c, verdicts.get(c.task_id))] for c in changes]))
+        out.append(
+            table(
+                ["task", "commit", "files", "+/-", "status", "review"],
+                [
+                    [
+                        tasks[c.task_id].title if c.task_id in tasks else c.task_id,
+                        c.commit[:10],
+                        ", ".join(c.files),
+                        f"+{c.insertions}/-{c.deletions}",
+                        c.status.value,
+                        _verdict_text(c, verdicts.get(c.task_id)),
+                    ]
+                    for c in changes
+                ],
+            )
+        )
         for c in changes:
             for note in c.notes:
                 out.append(f"- `{c.commit[:10] or c.task_id}`: {note}")
@@ -143,11 +215,21 @@ def render_phase(record: RunRecord, phase: str) -> str:
         out.append("")
         if verdicts:
             out += ["### Review gates", ""]
-            out.append(table(["task", "gate", "passed", "detail"],
-                             [[tasks[v.task_id].title if v.task_id in tasks else v.task_id, g.name,
-                               "yes" if g.passed else "not verified" if not g.verified else "NO",
-                               "; ".join(filter(None, [g.detail, g.already]))]
-                              for v in verdicts.values() for g in v.gates]))
+            out.append(
+                table(
+                    ["task", "gate", "passed", "detail"],
+                    [
+                        [
+                            tasks[v.task_id].title if v.task_id in tasks else v.task_id,
+                            g.name,
+                            "yes" if g.passed else "not verified" if not g.verified else "NO",
+                            "; ".join(filter(None, [g.detail, g.already])),
+                        ]
+                        for v in verdicts.values()
+                        for g in v.gates
+                    ],
+                )
+            )
             already = sorted({(g.name, g.already) for v in verdicts.values() for g in v.gates if g.already})
             if already:
                 out += ["", "### Already broken before this run's changes (reported, not reverted)", ""]
@@ -162,9 +244,11 @@ def render_phase(record: RunRecord, phase: str) -> str:
 def repair_counts(changes: list[Change]) -> dict[str, int]:
     """What the reviewer's verdicts came to, per task: kept on the first attempt, kept after a repair, reverted."""
     judged = [c for c in changes if c.status in (ChangeStatus.committed, ChangeStatus.reverted) and c.commit]
-    return {"first try": sum(c.status is ChangeStatus.committed and c.attempt == 1 for c in judged),
-            "after repair": sum(c.status is ChangeStatus.committed and c.attempt > 1 for c in judged),
-            "reverted": sum(c.status is ChangeStatus.reverted for c in judged)}
+    return {
+        "first try": sum(c.status is ChangeStatus.committed and c.attempt == 1 for c in judged),
+        "after repair": sum(c.status is ChangeStatus.committed and c.attempt > 1 for c in judged),
+        "reverted": sum(c.status is ChangeStatus.reverted for c in judged),
+    }
 
 
 def repair_section(changes: list[Change], tasks: dict, level: str = "##") -> list[str]:
@@ -175,8 +259,11 @@ def repair_section(changes: list[Change], tasks: dict, level: str = "##") -> lis
     out = ["", f"{level} Repair attempts (a rejected change went back to the implementer with its verdict)", ""]
     for c in retried:
         title = tasks[c.task_id].title if c.task_id in tasks else c.task_id
-        steps = [f"attempt {a.attempt} `{a.commit[:10]}` {a.status.value}"
-                 + (f" ({a.reason})" if a.status is ChangeStatus.reverted else "") for a in c.attempts]
+        steps = [
+            f"attempt {a.attempt} `{a.commit[:10]}` {a.status.value}"
+            + (f" ({a.reason})" if a.status is ChangeStatus.reverted else "")
+            for a in c.attempts
+        ]
         steps += [n for n in c.notes if n.startswith("attempt ") and " not made: " in n]
         out.append(f"- {title}: " + "; ".join(steps))
     return out
@@ -189,9 +276,15 @@ def declined_section(record: RunRecord, changes: list[Change], level: str = "##"
         return []
     tasks = {t.id: t for t in record.plan.tasks}
     out = ["", f"{level} Declined: the fix does not apply here (not a failure)", ""]
-    out.append(table(["task", "why", "what a person would do"],
-                     [[tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.reason, c.action or "-"]
-                      for c in declined]))
+    out.append(
+        table(
+            ["task", "why", "what a person would do"],
+            [
+                [tasks[c.task_id].title if c.task_id in tasks else c.task_id, c.reason, c.action or "-"]
+                for c in declined
+            ],
+        )
+    )
     return out
 
 
@@ -211,11 +304,11 @@ def _verdict_text(change: Change, verdict) -> str:
 class BranchFindings:
     """The base's findings against the branch head's, matched by fingerprint (as code scanning matches alerts)."""
 
-    head: list[Finding]      # everything the analysis finds at the branch head
-    fixed: list[Finding]     # at the base, gone at the head
-    left: list[Finding]      # at both (the head's copy: its line is the branch's)
-    new: list[Finding]       # at the head only
-    model: list[Finding]     # the model's findings (LLM mode): not re-checked by the analysis, so not matched
+    head: list[Finding]  # everything the analysis finds at the branch head
+    fixed: list[Finding]  # at the base, gone at the head
+    left: list[Finding]  # at both (the head's copy: its line is the branch's)
+    new: list[Finding]  # at the head only
+    model: list[Finding]  # the model's findings (LLM mode): not re-checked by the analysis, so not matched
 
 
 def branch_findings(record: RunRecord) -> BranchFindings | None:
@@ -244,8 +337,13 @@ def branch_findings(record: RunRecord) -> BranchFindings | None:
     for f in unmatched:
         (left if rest[(f.rule, f.file)] and rest[(f.rule, f.file)].pop() else new).append(f)
     fixed = [f for items in rest.values() for f in items]
-    return BranchFindings(head=list(record.head_findings), fixed=fixed, left=left, new=new,
-                          model=[f for f in record.findings if f.source == "llm"])
+    return BranchFindings(
+        head=list(record.head_findings),
+        fixed=fixed,
+        left=left,
+        new=new,
+        model=[f for f in record.findings if f.source == "llm"],
+    )
 
 
 def _severities(items: list[Finding]) -> str:
@@ -262,18 +360,28 @@ def findings_section(record: RunRecord) -> list[str]:
     """The summary's findings: counts that equal `pipeline analyze` on the branch head, grouped by rule."""
     found = branch_findings(record)
     if found is None:
-        return [f"The branch head was not analyzed (the phases' ops never ran); the base has "
-                f"{len(record.findings)} findings ({_severities(record.findings)}).", ""]
-    out = [f"At the branch head `{record.head_commit[:10]}` the analysis finds **{len(found.head)}** "
-           f"({_severities(found.head)}), as `pipeline analyze` reports on a checkout of it. Against the base "
-           f"`{record.run.base_commit[:10]}` ({len(record.findings) - len(found.model)} findings): "
-           f"**{len(found.fixed)} fixed, {len(found.left)} left open, {len(found.new)} new**.", "",
-           "Both trees are analyzed by the same analysis; a finding at the head is the base's when "
-           "its rule, file and evidence match (its fingerprint; line numbers are ignored), or else its rule and file. The full list at the "
-           "head is in `findings-head.json` (the format of `pipeline analyze --format json`).", ""]
+        return [
+            f"The branch head was not analyzed (the phases' ops never ran); the base has "
+            f"{len(record.findings)} findings ({_severities(record.findings)}).",
+            "",
+        ]
+    out = [
+        f"At the branch head `{record.head_commit[:10]}` the analysis finds **{len(found.head)}** "
+        f"({_severities(found.head)}), as `pipeline analyze` reports on a checkout of it. Against the base "
+        f"`{record.run.base_commit[:10]}` ({len(record.findings) - len(found.model)} findings): "
+        f"**{len(found.fixed)} fixed, {len(found.left)} left open, {len(found.new)} new**.",
+        "",
+        "Both trees are analyzed by the same analysis; a finding at the head is the base's when "
+        "its rule, file and evidence match (its fingerprint; line numbers are ignored), or else its rule and file. The full list at the "
+        "head is in `findings-head.json` (the format of `pipeline analyze --format json`).",
+        "",
+    ]
     if found.model:
-        out += [f"The model added {len(found.model)} findings at the base; the analysis does not re-check them, "
-                f"so they are not counted above.", ""]
+        out += [
+            f"The model added {len(found.model)} findings at the base; the analysis does not re-check them, "
+            f"so they are not counted above.",
+            "",
+        ]
     rules: dict[str, dict[str, list[Finding]]] = defaultdict(lambda: defaultdict(list))
     for kind in ("fixed", "left", "new"):
         for f in getattr(found, kind):
@@ -286,40 +394,75 @@ def findings_section(record: RunRecord) -> list[str]:
         sample = next(f for items in kinds.values() for f in items)
         open_ = kinds["left"] + kinds["new"]
         why = sorted({reasons(f) for f in kinds["left"]} | ({"new at the head"} if kinds["new"] else set()))
-        rows.append([code, sample.severity.value, len(open_), len(kinds["fixed"]), len(kinds["left"]),
-                     len(kinds["new"]), _where(open_) or "-", "; ".join(why)[:200] or "-"])
-    out.append(table(["rule", "severity", "at head", "fixed", "left open", "new", "where (at head)", "why open"],
-                     rows))
+        rows.append(
+            [
+                code,
+                sample.severity.value,
+                len(open_),
+                len(kinds["fixed"]),
+                len(kinds["left"]),
+                len(kinds["new"]),
+                _where(open_) or "-",
+                "; ".join(why)[:200] or "-",
+            ]
+        )
+    out.append(table(["rule", "severity", "at head", "fixed", "left open", "new", "where (at head)", "why open"], rows))
     return out
 
 
 def render_summary(record: RunRecord) -> str:
     run = record.run
     tasks = {t.id: t for t in record.plan.tasks}
-    out = [f"# Execution summary: {run.pipeline}", "",
-           f"- **Run:** `{run.run_id}` ({record.status})" + (f": {record.error}" if record.error else ""),
-           f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}` ({run.base_statement})",
-           f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
-           "- **Invocations:** " + "; ".join(f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
-                                               f" ran {len(i.nodes)} nodes ({i.outcome})" for i in record.invocations),
-           ""]
+    out = [
+        f"# Execution summary: {run.pipeline}",
+        "",
+        f"- **Run:** `{run.run_id}` ({record.status})" + (f": {record.error}" if record.error else ""),
+        f"- **Repository:** `{run.repo}` at base `{run.base_commit[:10]}` ({run.base_statement})",
+        f"- **Branch:** `{run.branch}` at `{record.head_commit[:10]}` (worktree `{run.worktree}`)",
+        "- **Invocations:** "
+        + "; ".join(
+            f"{i.number}. {i.kind}{' --phase ' + i.from_phase if i.from_phase else ''}"
+            f" ran {len(i.nodes)} nodes ({i.outcome})"
+            for i in record.invocations
+        ),
+        "",
+    ]
     if record.narrative:
-        out += ["## Executive summary (written by the model; every number in it is checked against the figures)", "",
-                record.narrative, ""]
+        out += [
+            "## Executive summary (written by the model; every number in it is checked against the figures)",
+            "",
+            record.narrative,
+            "",
+        ]
     out += ["## Phases", ""]
     rows = []
     for p in record.phases:
         cs = [c for c in record.changes if c.phase == p.phase]
         count = Counter(c.status.value for c in cs)
-        rows.append([p.title, record.phase_status(p.phase), ", ".join(sorted({n.agent for n in p.nodes})) or "-",
-                     count["committed"], count["reverted"], count["declined"], count["failed"], p.report_path or "-"])
+        rows.append(
+            [
+                p.title,
+                record.phase_status(p.phase),
+                ", ".join(sorted({n.agent for n in p.nodes})) or "-",
+                count["committed"],
+                count["reverted"],
+                count["declined"],
+                count["failed"],
+                p.report_path or "-",
+            ]
+        )
     out.append(table(["phase", "status", "agents", "commits kept", "reverted", "declined", "failed", "report"], rows))
-    if any(c.earlier for c in record.changes):   # the repair loop made a second attempt somewhere
+    if any(c.earlier for c in record.changes):  # the repair loop made a second attempt somewhere
         counts = repair_counts(record.changes)
         rejected = sum(len(c.earlier) for c in record.changes)
-        out += [(f"**Repair loop** (up to {record.run.max_attempts} attempts a task): kept on the first attempt "
-                 f"{counts['first try']}, kept after a repair {counts['after repair']}, reverted {counts['reverted']}; "
-                 f"{rejected} rejected attempts in all (the phase reports list them)."), ""]
+        out += [
+            (
+                f"**Repair loop** (up to {record.run.max_attempts} attempts a task): kept on the first attempt "
+                f"{counts['first try']}, kept after a repair {counts['after repair']}, reverted {counts['reverted']}; "
+                f"{rejected} rejected attempts in all (the phase reports list them)."
+            ),
+            "",
+        ]
     if record.failures:
         out += [f"**Failed** (something broke; the phase reports say what): {', '.join(record.failures)}.", ""]
     out += declined_section(record, record.changes)
@@ -327,37 +470,61 @@ def render_summary(record: RunRecord) -> str:
     per_scope: dict[str, list[Change]] = defaultdict(list)
     for c in record.changes:
         per_scope[tasks[c.task_id].scope if c.task_id in tasks else ""].append(c)
-    out.append(table(["scope", "change", "commit", "status"],
-                     [[scope or "(repo)", tasks[c.task_id].title if c.task_id in tasks else c.task_id,
-                       c.commit[:10], c.status.value] for scope in sorted(per_scope) for c in per_scope[scope]]))
+    out.append(
+        table(
+            ["scope", "change", "commit", "status"],
+            [
+                [
+                    scope or "(repo)",
+                    tasks[c.task_id].title if c.task_id in tasks else c.task_id,
+                    c.commit[:10],
+                    c.status.value,
+                ]
+                for scope in sorted(per_scope)
+                for c in per_scope[scope]
+            ],
+        )
+    )
     out += ["## Findings", ""] + findings_section(record)
     if record.worktree_findings:
         wt = record.worktree_findings
-        out += [f"The working tree of `{run.repo}` has **{len(wt)}** more ({_severities(wt)}) in files git doesn't "
-                f"hold at the base (untracked, ignored or uncommitted) that a build would send: "
-                + ", ".join(f"{code} {n}" for code, n in sorted(Counter(f.rule for f in wt).items()))
-                + ". They are listed in the analysis report; no change of the run touches them.", ""]
+        out += [
+            f"The working tree of `{run.repo}` has **{len(wt)}** more ({_severities(wt)}) in files git doesn't "
+            f"hold at the base (untracked, ignored or uncommitted) that a build would send: "
+            + ", ".join(f"{code} {n}" for code, n in sorted(Counter(f.rule for f in wt).items()))
+            + ". They are listed in the analysis report; no change of the run touches them.",
+            "",
+        ]
     out += ["## Figures", ""]
     final = _final_figures(record)
     out += summary_figures(final) if final else ["No figures were computed or measured.\n"]
     if record.usage:
         out += ["## Model usage", "", usage_table(record), ""]
         models: dict[tuple[str, str], int] = {}
-        for call in record.llm_calls:   # every request, from the run's call ledger
-            models[(call.model, call.endpoint)] = models.get((call.model, call.endpoint), 0) + (call.outcome != "cached" and not call.outcome.startswith("gave up"))
+        for call in record.llm_calls:  # every request, from the run's call ledger
+            models[(call.model, call.endpoint)] = models.get((call.model, call.endpoint), 0) + (
+                call.outcome != "cached" and not call.outcome.startswith("gave up")
+            )
         if models:
             out += ["Models: " + "; ".join(f"{m} at {e} ({n} requests)" for (m, e), n in models.items()), ""]
         rounds = tool_rounds(record.llm_calls)
-        if rounds:   # counted in the requests, tokens and cost above
-            out += [f"Of these requests, {rounds} were tool rounds: the model read files of the repository "
-                    "(read-only, redacted, size-capped) before answering.", ""]
-    out += ["Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
-            "from the repository's files by the model named in *how*; *estimate* = a model's prediction, "
-            "not observed; *not_measured* = could not be obtained, with the reason.", "",
-            "## Next steps", "",
-            f"- Inspect: `git -C {run.repo} log --stat {run.branch}`",
-            f"- Merge into your current branch: `pipeline apply {run.run_id}`",
-            f"- Re-run a phase: `pipeline resume {run.run_id} --phase <phase>`"]
+        if rounds:  # counted in the requests, tokens and cost above
+            out += [
+                f"Of these requests, {rounds} were tool rounds: the model read files of the repository "
+                "(read-only, redacted, size-capped) before answering.",
+                "",
+            ]
+    out += [
+        "Methods: *measured* = observed on this machine during the run; *computed* = derived exactly "
+        "from the repository's files by the model named in *how*; *estimate* = a model's prediction, "
+        "not observed; *not_measured* = could not be obtained, with the reason.",
+        "",
+        "## Next steps",
+        "",
+        f"- Inspect: `git -C {run.repo} log --stat {run.branch}`",
+        f"- Merge into your current branch: `pipeline apply {run.run_id}`",
+        f"- Re-run a phase: `pipeline resume {run.run_id} --phase <phase>`",
+    ]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -371,9 +538,18 @@ def usage_table(record: RunRecord) -> str:
         row[2] += u.failed
         row[3] = None if row[3] is None or u.tokens is None else row[3] + u.tokens
         row[4] = None if row[4] is None or u.cost is None else row[4] + u.cost
-    body = [[phase, agent, calls, cached, failed, "unknown" if tokens is None else f"{tokens:,}",
-             "unknown" if cost is None else f"${cost:.4f}"]
-            for (phase, agent), (calls, cached, failed, tokens, cost) in rows.items()]
+    body = [
+        [
+            phase,
+            agent,
+            calls,
+            cached,
+            failed,
+            "unknown" if tokens is None else f"{tokens:,}",
+            "unknown" if cost is None else f"${cost:.4f}",
+        ]
+        for (phase, agent), (calls, cached, failed, tokens, cost) in rows.items()
+    ]
     return table(["phase", "agent", "calls", "replayed from cache", "failed", "tokens", "cost"], body)
 
 

@@ -15,20 +15,37 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
-from engine.artifacts import RECORD_SCHEMA, ChangeStatus, Invocation, PhaseReport, RunContext, RunRecord, RunState, now
-from engine.spec import PipelineSpec
-from engine.gitenv import git_env
-from engine.lock import Locked, RepoLock
-from engine.workspace import RUN_ID, RepoError, Workspace, git_common_dir, validate_repo, verify_own_worktree
+from agent_pipelines.engine.artifacts import (
+    RECORD_SCHEMA,
+    ChangeStatus,
+    Invocation,
+    PhaseReport,
+    RunContext,
+    RunRecord,
+    RunState,
+    now,
+)
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.lock import Locked, RepoLock
+from agent_pipelines.engine.spec import PipelineSpec
+from agent_pipelines.engine.workspace import (
+    RUN_ID,
+    RepoError,
+    Workspace,
+    git_common_dir,
+    validate_repo,
+    verify_own_worktree,
+)
 
 if TYPE_CHECKING:
-    from engine.redact import Redactor
+    from agent_pipelines.engine.redact import Redactor
 
 
 class UsageError(Exception):
@@ -93,7 +110,7 @@ def save_record(record: RunRecord, path: Path, redactor=None, store=None) -> Non
         store.put(record.run.run_id, text)
 
 
-_ENCODED: dict[tuple[str, str], tuple[str, str]] = {}   # (file, top-level key) -> (value compact, its text there)
+_ENCODED: dict[tuple[str, str], tuple[str, str]] = {}  # (file, top-level key) -> (value compact, its text there)
 
 
 def _dumps_reusing(file: str, record: dict) -> str:
@@ -101,11 +118,11 @@ def _dumps_reusing(file: str, record: dict) -> str:
     since the last save of ``file``: run.json is written after every node, mostly the same findings again, and
     the indenting encoder is pure Python (the C one has no indent). The text of ``"key": value`` at the top
     level does not depend on its neighbours, so the pieces join into the same document."""
-    if _ENCODED and next(iter(_ENCODED))[0] != file:   # kept for one run.json at a time
+    if _ENCODED and next(iter(_ENCODED))[0] != file:  # kept for one run.json at a time
         _ENCODED.clear()
     pieces = []
     for key, value in record.items():
-        compact = json.dumps(value, ensure_ascii=False)   # the C encoder: what changed (True is not 1 here)
+        compact = json.dumps(value, ensure_ascii=False)  # the C encoder: what changed (True is not 1 here)
         kept = _ENCODED.get((file, key))
         if kept is None or kept[0] != compact:
             kept = _ENCODED[(file, key)] = (compact, json.dumps({key: value}, indent=2, ensure_ascii=False)[2:-2])
@@ -115,21 +132,25 @@ def _dumps_reusing(file: str, record: dict) -> str:
 
 def load_record(reports_dir: Path | None, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:
     """A run's record and paths; ``reports_dir`` None: wherever the run index says the run is."""
-    from engine.places import find_run_dir
+    from agent_pipelines.engine.places import find_run_dir
 
     if not run_id or "/" in run_id or run_id in (".", ".."):
         raise UsageError(f"{run_id!r} is not a run id; `pipeline list` shows the runs")
     if store is not None and store.remote:
-        from engine.store import shown
+        from agent_pipelines.engine.store import shown
 
-        paths = RunPaths(find_run_dir(run_id, reports_dir)[0])   # this machine's copy of its reports, if any
+        paths = RunPaths(find_run_dir(run_id, reports_dir)[0])  # this machine's copy of its reports, if any
         text = store.get(run_id) if RUN_ID.fullmatch(run_id) else None
         if text is None:
-            raise UsageError(f"no run {run_id!r} in {shown(store.url)}; `pipeline list --state ...` shows the runs there")
+            raise UsageError(
+                f"no run {run_id!r} in {shown(store.url)}; `pipeline list --state ...` shows the runs there"
+            )
         try:
             return RunRecord.model_validate_json(text), paths
         except ValueError as err:
-            raise UsageError(f"run {run_id} in {shown(store.url)} is not a valid run record ({str(err).splitlines()[0]})") from None
+            raise UsageError(
+                f"run {run_id} in {shown(store.url)} is not a valid run record ({str(err).splitlines()[0]})"
+            ) from None
     run_dir, where = find_run_dir(run_id, reports_dir)
     paths = RunPaths(run_dir)
     if not paths.run_json.is_file():
@@ -145,9 +166,11 @@ def check_schema(record: RunRecord) -> None:
     """Refuse (UsageError, one line) a run recorded by an earlier layout of the run's state: its checkpoints
     can't be read as this version's state, so it can't be resumed or rolled back (``show`` and ``apply`` still work)."""
     if record.schema_version != RECORD_SCHEMA:
-        raise UsageError(f"run {record.run.run_id} was recorded by another version of the pipeline (run.json "
-                         f"schema {record.schema_version}, this one writes {RECORD_SCHEMA}); it can't be resumed or "
-                         f"rolled back: start a new run")
+        raise UsageError(
+            f"run {record.run.run_id} was recorded by another version of the pipeline (run.json "
+            f"schema {record.schema_version}, this one writes {RECORD_SCHEMA}); it can't be resumed or "
+            f"rolled back: start a new run"
+        )
 
 
 def verify_record(record: RunRecord, paths: RunPaths) -> Path:
@@ -159,11 +182,15 @@ def verify_record(record: RunRecord, paths: RunPaths) -> Path:
     """
     run = record.run
     if run.run_id != paths.root.name:
-        raise UsageError(f"{paths.run_json} names run {run.run_id!r}, not {paths.root.name!r}; "
-                         f"the record was altered, so nothing was touched")
+        raise UsageError(
+            f"{paths.run_json} names run {run.run_id!r}, not {paths.root.name!r}; "
+            f"the record was altered, so nothing was touched"
+        )
     if not Path(run.repo).is_dir():
-        raise UsageError(f"run {run.run_id}'s repository {run.repo} is gone (moved or deleted); move it back there "
-                         f"to continue, or `pipeline prune --force` forgets the run")
+        raise UsageError(
+            f"run {run.run_id}'s repository {run.repo} is gone (moved or deleted); move it back there "
+            f"to continue, or `pipeline prune --force` forgets the run"
+        )
     try:
         root = verify_own_worktree(Path(run.repo), run.run_id, run.worktree, run.branch)
     except RepoError as err:
@@ -174,7 +201,7 @@ def verify_record(record: RunRecord, paths: RunPaths) -> Path:
 
 def claim(record: RunRecord) -> None:
     """Record this process as the run's: `list` and `show` tell from it whether the run is still going."""
-    from engine.procs import start_token
+    from agent_pipelines.engine.procs import start_token
 
     record.pid, record.pid_started = os.getpid(), start_token(os.getpid())
 
@@ -188,7 +215,7 @@ def shown_status(record: RunRecord) -> str:
         return f"completed, {failed} failed" if failed else "completed"
     if record.status not in ("running", "interrupted"):
         return record.status
-    from engine.procs import alive
+    from agent_pipelines.engine.procs import alive
 
     if record.pid and alive(record.pid, record.pid_started):
         return "running"
@@ -198,7 +225,7 @@ def shown_status(record: RunRecord) -> str:
 def list_records(reports_dir: Path | None, store=None) -> list[RunRecord]:
     """The runs in ``reports_dir``, or (None) every run this user started, across repositories (the index);
     with a shared store, the runs it holds."""
-    from engine.places import run_dirs
+    from agent_pipelines.engine.places import run_dirs
 
     if store is not None and store.remote:
         records = []
@@ -214,7 +241,7 @@ def list_records(reports_dir: Path | None, store=None) -> list[RunRecord]:
             record = RunRecord.model_validate_json((run_dir / "run.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        record.run = record.run.model_copy(update={"run_dir": str(run_dir)})   # where it is, not where it was
+        record.run = record.run.model_copy(update={"run_dir": str(run_dir)})  # where it is, not where it was
         records.append(record)
     return records
 
@@ -223,8 +250,11 @@ def materialize_example(example: Path, dest: Path) -> Path:
     """Copy the pipeline's bundled example into a fresh git repository with one commit."""
     shutil.copytree(example, dest, ignore=shutil.ignore_patterns("__pycache__"))
     env = git_env()
-    for args in (["init", "--quiet", "--initial-branch=main"], ["add", "--all", "--force"],
-                 ["commit", "--quiet", "--no-verify", "-m", "Example monorepo, as found"]):
+    for args in (
+        ["init", "--quiet", "--initial-branch=main"],
+        ["add", "--all", "--force"],
+        ["commit", "--quiet", "--no-verify", "-m", "Example monorepo, as found"],
+    ):
         subprocess.run(["git", "-C", str(dest), *args], check=True, capture_output=True, env=env)
     return dest
 
@@ -244,7 +274,7 @@ def check_llm_options(options: dict[str, str] | None) -> None:
     """LLM options that can't work (no key, a --max-cost without a price) are refused before anything starts."""
     if not options or options.get("llm") != "1":
         return
-    from engine.llm import LLMConfig, LLMSetupError
+    from agent_pipelines.engine.llm import LLMConfig, LLMSetupError
 
     try:
         LLMConfig.from_options(options)
@@ -252,8 +282,15 @@ def check_llm_options(options: dict[str, str] | None) -> None:
         raise UsageError(str(err)) from None
 
 
-def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path | None, phases: list[str] | None = None,
-              options: dict[str, str] | None = None, on_event: Events = _quiet, state: str | None = None) -> RunRecord:
+def start_run(
+    spec: PipelineSpec,
+    repo: Path | None,
+    reports_dir: Path | None,
+    phases: list[str] | None = None,
+    options: dict[str, str] | None = None,
+    on_event: Events = _quiet,
+    state: str | None = None,
+) -> RunRecord:
     """Start a run (``reports_dir`` None: the default, ``engine.places``; ``state``: where its state lives,
     engine.store: a postgresql:// URL, default the local files). Every argument is checked before anything
     is made: a refused run leaves no directory, branch or worktree."""
@@ -263,7 +300,7 @@ def start_run(spec: PipelineSpec, repo: Path | None, reports_dir: Path | None, p
 
 def open_store(state: str | None):
     """The state store ``--state``/``PIPELINE_STATE_URL`` names (engine.store); a URL it can't use is a UsageError."""
-    from engine import store
+    from agent_pipelines.engine import store
 
     try:
         return store.open_store(state)
@@ -282,24 +319,24 @@ def _start_run(spec, repo, reports_dir, phases, options, on_event, store) -> Run
         except RepoError as err:
             raise UsageError(str(err)) from None
     run_id = new_run_id()
-    while not store.reserve(run_id, spec.name):   # one shared database, many machines: each id is taken once
+    while not store.reserve(run_id, spec.name):  # one shared database, many machines: each id is taken once
         run_id = new_run_id()
     try:
         return _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id)
     except UsageError:
-        store.release(run_id)   # nothing started: the reservation goes (a saved record stays)
+        store.release(run_id)  # nothing started: the reservation goes (a saved record stays)
         raise
 
 
 def _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, run_id) -> RunRecord:
-    from engine.places import default_reports_dir
+    from agent_pipelines.engine.places import default_reports_dir
 
     paths = RunPaths(Path(reports_dir if reports_dir is not None else default_reports_dir()).resolve() / run_id)
     if repo is None:
         paths.root.mkdir(parents=True)
         try:
             repo = materialize_example(spec.example, paths.root / "example-repo")
-        except BaseException:   # interrupted or failed while copying: no half example left behind
+        except BaseException:  # interrupted or failed while copying: no half example left behind
             shutil.rmtree(paths.root, ignore_errors=True)
             raise
         on_event("example", repo=str(repo))
@@ -310,12 +347,12 @@ def _reserved_start(spec, repo, reports_dir, chosen, options, on_event, store, r
     try:
         lock = _lock(root, run_id)
     except BaseException:
-        shutil.rmtree(paths.root, ignore_errors=True)   # the example's copy, when one was made: no run, no debris
+        shutil.rmtree(paths.root, ignore_errors=True)  # the example's copy, when one was made: no run, no debris
         raise
     try:
         return _start(spec, root, run_id, paths, chosen, options, on_event, store)
     except BaseException:
-        if not paths.run_json.exists():   # stopped before the run's record: nothing to list or resume, so no debris
+        if not paths.run_json.exists():  # stopped before the run's record: nothing to list or resume, so no debris
             shutil.rmtree(paths.root, ignore_errors=True)
         raise
     finally:
@@ -329,29 +366,43 @@ def _lock(repo: Path, run_id: str) -> RepoLock:
         raise UsageError(str(err)) from None
 
 
-START_POINT = "start.workspace"   # fault-injection point between the run's record and its worktree
+START_POINT = "start.workspace"  # fault-injection point between the run's record and its worktree
 
 
 def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> RunRecord:
     paths.root.mkdir(parents=True, exist_ok=True)
-    base = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True,
-                          text=True, env=git_env()).stdout.strip()
+    base = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True, env=git_env()
+    ).stdout.strip()
     worktree, branch = Workspace.location(root, run_id)
-    ctx = RunContext(run_id=run_id, pipeline=spec.name, repo=str(root), worktree=str(worktree), branch=branch,
-                     base_commit=base, run_dir=str(paths.root), phases=chosen, options=options or {},
-                     uncommitted=uncommitted(root))
+    ctx = RunContext(
+        run_id=run_id,
+        pipeline=spec.name,
+        repo=str(root),
+        worktree=str(worktree),
+        branch=branch,
+        base_commit=base,
+        run_dir=str(paths.root),
+        phases=chosen,
+        options=options or {},
+        uncommitted=uncommitted(root),
+    )
     on_event("base", statement=ctx.base_statement)
-    record = RunRecord(run=ctx, phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen],
-                       status="interrupted", error="stopped before it started; `pipeline resume` runs it")
+    record = RunRecord(
+        run=ctx,
+        phases=[PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in chosen],
+        status="interrupted",
+        error="stopped before it started; `pipeline resume` runs it",
+    )
     claim(record)
     # The record first: a run killed from here on is listed and resumable, never a branch nobody knows about.
     # It says `interrupted` until the run is under way: a kill at any moment never leaves it "running".
     save_record(record, paths.run_json, store=store)
-    from engine.places import index_run
+    from agent_pipelines.engine.places import index_run
 
     index_run(run_id, paths.root)
     on_event("started", run_id=run_id, run_dir=str(paths.root))
-    from engine.graph import crash_point
+    from agent_pipelines.engine.graph import crash_point
 
     crash_point(START_POINT, "before")
     try:
@@ -361,7 +412,7 @@ def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> 
         paths.run_json.unlink(missing_ok=True)  # nothing was made in the repository: no run to list
         if store is not None:
             store.delete(run_id)
-        from engine.places import unindex
+        from agent_pipelines.engine.places import unindex
 
         unindex(run_id)
         shutil.rmtree(paths.root, ignore_errors=True)
@@ -371,14 +422,19 @@ def _start(spec, root, run_id, paths, chosen, options, on_event, store=None) -> 
 
 def uncommitted(root: Path) -> list[str]:
     """Tracked paths whose checkout differs from HEAD (staged or not): the run works on HEAD without them."""
-    out = subprocess.run(["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=no"],
-                         check=True, capture_output=True, text=True, env=git_env()).stdout
+    out = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain=v1", "-z", "--untracked-files=no"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+    ).stdout
     paths, entries = [], iter(out.split("\0"))
     for entry in entries:
         if not entry:
             continue
         if entry[0] in "RC":
-            next(entries, None)   # a rename's second path is its source
+            next(entries, None)  # a rename's second path is its source
         paths.append(entry[3:])
     return sorted(paths)
 
@@ -388,9 +444,18 @@ def initial_state(record: RunRecord) -> RunState:
     return RunState(phases=record.phases, head_commit=record.run.base_commit)
 
 
-def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path | None, run_id: str, phase: str | None = None,
-               on_event: Events = _quiet, options: dict[str, str] | None = None, no_cache: bool = False,
-               state: str | None = None, repo: Path | None = None, decisions: dict | None = None) -> RunRecord:
+def resume_run(
+    pipelines: dict[str, PipelineSpec],
+    reports_dir: Path | None,
+    run_id: str,
+    phase: str | None = None,
+    on_event: Events = _quiet,
+    options: dict[str, str] | None = None,
+    no_cache: bool = False,
+    state: str | None = None,
+    repo: Path | None = None,
+    decisions: dict | None = None,
+) -> RunRecord:
     """Continue a run; ``options`` override the run's own (e.g. a higher --max-cost).
 
     ``decisions``: a person's review of a run awaiting it (``{"approve": [task ids], "reject": {task id: reason}}``).
@@ -403,10 +468,11 @@ def resume_run(pipelines: dict[str, PipelineSpec], reports_dir: Path | None, run
         return _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo, decisions)
 
 
-def _resume_run(pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo,
-                decisions=None) -> RunRecord:
+def _resume_run(
+    pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo, decisions=None
+) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
-    paths.root.mkdir(parents=True, exist_ok=True)   # a run from the shared store gets its reports here
+    paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store gets its reports here
     check_schema(record)
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
@@ -449,19 +515,31 @@ def adopt(record: RunRecord, paths: RunPaths, repo: Path) -> None:
     worktree, branch = Workspace.location(root, run.run_id)
     has = ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"]
     if subprocess.run(has, capture_output=True, env=git_env(), check=False).returncode != 0:
-        fetched = subprocess.run(["git", "-C", str(root), "fetch", "--quiet", "origin",
-                                  f"refs/heads/{branch}:refs/heads/{branch}"], capture_output=True, text=True,
-                                 env=git_env(), check=False)
+        fetched = subprocess.run(
+            ["git", "-C", str(root), "fetch", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}"],
+            capture_output=True,
+            text=True,
+            env=git_env(),
+            check=False,
+        )
         if fetched.returncode != 0 and any(c.commit for c in record.changes):
             reason = (fetched.stderr.strip().splitlines() or ["git fetch failed"])[-1]
-            raise UsageError(f"run {run.run_id} committed work on {branch}, which {root} can't fetch from origin "
-                             f"({reason}); push the branch from where the run started (`git push origin {branch}`)")
+            raise UsageError(
+                f"run {run.run_id} committed work on {branch}, which {root} can't fetch from origin "
+                f"({reason}); push the branch from where the run started (`git push origin {branch}`)"
+            )
     for commit in filter(None, [run.base_commit, record.head_commit]):
-        known = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"],
-                               capture_output=True, env=git_env(), check=False)
+        known = subprocess.run(
+            ["git", "-C", str(root), "cat-file", "-e", f"{commit}^{{commit}}"],
+            capture_output=True,
+            env=git_env(),
+            check=False,
+        )
         if known.returncode != 0:
-            raise UsageError(f"{root} lacks commit {commit[:12]} of run {run.run_id}: the branch on origin is "
-                             f"behind the run's checkpoint; push {branch} from where the run started")
+            raise UsageError(
+                f"{root} lacks commit {commit[:12]} of run {run.run_id}: the branch on origin is "
+                f"behind the run's checkpoint; push {branch} from where the run started"
+            )
     record.run = run.model_copy(update={"repo": str(root), "worktree": str(worktree), "run_dir": str(paths.root)})
 
 
@@ -475,8 +553,9 @@ def drop_cache(cache: Path) -> int:
     return len(answers)
 
 
-def write_through(spec: PipelineSpec, record: RunRecord, paths: RunPaths, edit: Callable[[RunState], dict],
-                  store=None) -> None:
+def write_through(
+    spec: PipelineSpec, record: RunRecord, paths: RunPaths, edit: Callable[[RunState], dict], store=None
+) -> None:
     """Change a run's state from outside a run (``pipeline rollback``), where a resume will read it.
 
     ``edit`` gets the checkpointed state and returns the fields it changes; they are written to the checkpoints
@@ -484,8 +563,8 @@ def write_through(spec: PipelineSpec, record: RunRecord, paths: RunPaths, edit: 
     an interrupted one resumes at the same node). run.json, the phase reports and summary.md are then rewritten
     from the checkpoints, as after a node. A run with no checkpoint yet has no state to change.
     """
-    from engine.checkpoint import Checkpoints
-    from engine.graph import build_graph, node_names
+    from agent_pipelines.engine.checkpoint import Checkpoints
+    from agent_pipelines.engine.graph import build_graph, node_names
 
     run = record.run
     names = [phase.node(role) for phase, role in node_names(spec, run.phases)]
@@ -508,8 +587,8 @@ class Runner:
         self.store = store
         self.outer_events = on_event
         self.llm = None
-        self.redactor: Redactor | None = None   # opened by execute, before the model client
-        self.decisions: dict | None = None   # a person's review decisions the paused run resumes with
+        self.redactor: Redactor | None = None  # opened by execute, before the model client
+        self.decisions: dict | None = None  # a person's review decisions the paused run resumes with
 
     def on_event(self, kind: str, **data) -> None:
         self.outer_events(kind, **data)
@@ -521,35 +600,47 @@ class Runner:
         """The model client, in LLM mode only (offline never builds it)."""
         if run.options.get("llm") != "1":
             return None
-        from engine.llm import LLM, LLMConfig, LLMSetupError
+        from agent_pipelines.engine.llm import LLM, LLMConfig, LLMSetupError
 
         try:
             config = LLMConfig.from_options(run.options)
         except LLMSetupError as err:
             raise UsageError(str(err)) from None
         assert self.redactor is not None
-        return stack.enter_context(LLM(config, self.paths.root / "llm-cache", self.spec.name, self.redactor,
-                                       run_dir=self.paths.root, notify=self.on_event))
+        return stack.enter_context(
+            LLM(
+                config,
+                self.paths.root / "llm-cache",
+                self.spec.name,
+                self.redactor,
+                run_dir=self.paths.root,
+                notify=self.on_event,
+            )
+        )
 
     def _open_redactor(self, run: RunContext) -> Redactor:
         return run_redactor(run, self.paths)
 
-    def execute(self, kind: Literal["run", "resume"], state: RunState | None, from_phase: str | None = None) -> RunRecord:
-        from agents import AGENTS
-        from agents.base import AgentContext
-        from engine.checkpoint import Checkpoints
-        from engine.graph import build_graph, node_names, tracing
-        from engine.llm_budget import BudgetExhausted
+    def execute(
+        self, kind: Literal["run", "resume"], state: RunState | None, from_phase: str | None = None
+    ) -> RunRecord:
+        from agent_pipelines.agents import AGENTS
+        from agent_pipelines.agents.base import AgentContext
+        from agent_pipelines.engine.checkpoint import Checkpoints
+        from agent_pipelines.engine.graph import build_graph, node_names, tracing
+        from agent_pipelines.engine.llm_budget import BudgetExhausted
 
         record, run = self.record, self.record.run
-        invocation = Invocation(kind=kind, number=len(record.invocations) + 1, from_phase=from_phase or "",
-                                started=now())
+        invocation = Invocation(
+            kind=kind, number=len(record.invocations) + 1, from_phase=from_phase or "", started=now()
+        )
         record.invocations.append(invocation)
         config = {"configurable": {"thread_id": run.run_id}}
         roles = {role for _, role in node_names(self.spec, run.phases)}
         with ExitStack() as stack:
-            checkpoints = stack.enter_context(self.store.checkpointer(self.paths.root) if self.store is not None
-                                              else Checkpoints(self.paths.state_db))
+            checkpoints = stack.enter_context(
+                self.store.checkpointer(self.paths.root) if self.store is not None else Checkpoints(self.paths.state_db)
+            )
             try:
                 # Recreate or scrub the worktree before any agent looks at it; a run that committed nothing
                 # may not have its branch yet (killed right after its record was written).
@@ -563,11 +654,19 @@ class Runner:
             self.redactor = self._open_redactor(run)
             self.llm = llm = self._open_llm(stack, run)
             agents = {role: stack.enter_context(AGENTS[role](AgentContext(run, domain, llm))) for role in sorted(roles)}
-            graph = build_graph(self.spec, run.phases, agents, invocation.number, self.on_event, checkpoints.saver,
-                                llm=llm, review=run.options.get("review") == "1")
+            graph = build_graph(
+                self.spec,
+                run.phases,
+                agents,
+                invocation.number,
+                self.on_event,
+                checkpoints.saver,
+                llm=llm,
+                review=run.options.get("review") == "1",
+            )
             start_config: dict = config
             if kind == "resume" and from_phase is None and not graph.get_state(config).values:
-                state = initial_state(record)   # killed before the graph's first checkpoint: start it afresh
+                state = initial_state(record)  # killed before the graph's first checkpoint: start it afresh
             elif kind == "resume":
                 resume_at = self._resume_point(graph, config, from_phase)
                 if resume_at is None:
@@ -583,13 +682,17 @@ class Runner:
             self.save()
             callbacks = stack.enter_context(tracing(self.redactor))
             stream_config = {**start_config, "callbacks": callbacks} if callbacks else start_config
-            from engine.telemetry import session, span
+            from agent_pipelines.engine.telemetry import session, span
 
-            stack.enter_context(session(self.redactor, self.on_event))   # spans only when an exporter is configured
-            stack.enter_context(span(f"{kind} {self.spec.name}", **{"pipeline.run_id": run.run_id,
-                                                                    "pipeline.invocation": invocation.number}))
+            stack.enter_context(session(self.redactor, self.on_event))  # spans only when an exporter is configured
+            stack.enter_context(
+                span(
+                    f"{kind} {self.spec.name}",
+                    **{"pipeline.run_id": run.run_id, "pipeline.invocation": invocation.number},
+                )
+            )
             try:
-                if self.decisions is not None:   # `pipeline approve/reject`: the paused approval node gets them
+                if self.decisions is not None:  # `pipeline approve/reject`: the paused approval node gets them
                     from langgraph.types import Command
 
                     start: RunState | Command | None = Command(resume=self.decisions)
@@ -599,14 +702,17 @@ class Runner:
                     invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
                     self._sync(graph, config)
                 paused = [i.value for i in graph.get_state(config).interrupts]
-                if paused:   # an approval node waits for a person (`pipeline run --review`)
+                if paused:  # an approval node waits for a person (`pipeline run --review`)
                     record.status, record.review_phase = "awaiting review", paused[0]["phase"]
                     invocation.outcome = f"awaiting review of phase {record.review_phase}"
                 else:
                     record.status, record.review_phase = "completed", ""
                     invocation.outcome = "completed"
             except BudgetExhausted as err:
-                record.status, record.error = "stopped", f"{err}; `pipeline resume {run.run_id} --max-cost/--max-tokens ...` continues"
+                record.status, record.error = (
+                    "stopped",
+                    f"{err}; `pipeline resume {run.run_id} --max-cost/--max-tokens ...` continues",
+                )
                 invocation.outcome = f"stopped: {err}"
             except KeyboardInterrupt:
                 record.status, record.error = "interrupted", "interrupted by the user"
@@ -638,8 +744,10 @@ class Runner:
             if snapshot.next == (first,):
                 break
         else:
-            raise UsageError(f"phase {from_phase} never started in run {self.record.run.run_id}; "
-                             f"`pipeline resume {self.record.run.run_id}` continues it")
+            raise UsageError(
+                f"phase {from_phase} never started in run {self.record.run.run_id}; "
+                f"`pipeline resume {self.record.run.run_id}` continues it"
+            )
         run = self.record.run
         with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
             ws.reset_to(snapshot.values["head_commit"])  # the re-run phases' commits are replaced, not duplicated
@@ -649,9 +757,9 @@ class Runner:
         """run.json and the phase reports from the checkpointed state (nothing else writes the record's state)."""
         record = self.record
         values = graph.get_state(config).values
-        if values:   # no checkpoint yet (stopped before the first node): the record's pending phases stand
+        if values:  # no checkpoint yet (stopped before the first node): the record's pending phases stand
             record.project(values)
-        from engine.report import render_phase
+        from agent_pipelines.engine.report import render_phase
 
         for index, phase in enumerate(record.phases, start=1):
             if phase.nodes:
@@ -659,7 +767,7 @@ class Runner:
                 phase.report_path = path.name
                 write_atomic(path, self._clean(render_phase(record, phase.phase)))
         if self.llm is not None:
-            from engine.llm_budget import usage_by_node
+            from agent_pipelines.engine.llm_budget import usage_by_node
 
             record.llm_calls = self.llm.ledger.calls()
             record.usage = usage_by_node(record.llm_calls)
@@ -669,22 +777,22 @@ class Runner:
         return self.redactor(text) if self.redactor is not None else text
 
     def _finish(self, graph, config: dict) -> None:
-        from engine.report import render_summary
+        from agent_pipelines.engine.report import render_summary
 
         self._sync(graph, config)
         if self.llm is not None and self.record.status == "completed":
-            from engine.narrative import write_narrative
+            from agent_pipelines.engine.narrative import write_narrative
 
             self.record.narrative, note = write_narrative(self.llm, self.record)
             if note:
                 self.record.phases[-1].notes.append(f"reporter: {note}")
-            from engine.llm_budget import usage_by_node
+            from agent_pipelines.engine.llm_budget import usage_by_node
 
             self.record.llm_calls = self.llm.ledger.calls()
             self.record.usage = usage_by_node(self.record.llm_calls)
         write_atomic(self.paths.summary, self._clean(render_summary(self.record)))
         if self.record.head_findings is not None:
-            from engine.findings_output import render
+            from agent_pipelines.engine.findings_output import render
 
             head = render(self.record.head_findings, "json", Path(self.record.run.worktree))
             if self.redactor is not None:
@@ -696,7 +804,7 @@ class Runner:
 
 def run_redactor(run: RunContext, paths: RunPaths) -> Redactor:
     """The run's redactor: what run.json, the reports, traces and the model never see in clear."""
-    from engine.redact import Redactor, env_values, run_key
+    from agent_pipelines.engine.redact import Redactor, env_values, run_key
 
     return Redactor(env_values(Path(run.worktree)) | env_values(Path(run.repo)), key=run_key(paths.root))
 
@@ -704,4 +812,3 @@ def run_redactor(run: RunContext, paths: RunPaths) -> Redactor:
 def schema() -> dict:
     """The JSON schema of run.json (what ``RunRecord`` exports)."""
     return RunRecord.model_json_schema()
-

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 
-from engine.artifacts import PhaseReport, RunContext, RunState, Step
-from engine.gitenv import git_env
-from engine.graph import _node, node_names
-from engine.spec import PipelineSpec, find_pipeline, loaded_pipelines
-from engine.workspace import RUN_ID, Workspace, _branch_exists, git_common_dir, validate_repo
+from agent_pipelines.engine.artifacts import PhaseReport, RunContext, RunState, Step
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.graph import _node, node_names
+from agent_pipelines.engine.spec import PipelineSpec, find_pipeline, loaded_pipelines
+from agent_pipelines.engine.workspace import RUN_ID, Workspace, _branch_exists, git_common_dir, validate_repo
 
 
 class ServedRunError(ValueError):
@@ -80,8 +80,8 @@ class _PerStep:
         self.spec, self.role = spec, role
 
     def run(self, phase, state: RunState, run: RunContext) -> Step:
-        from agents import AGENTS
-        from agents.base import AgentContext
+        from agent_pipelines.agents import AGENTS
+        from agent_pipelines.agents.base import AgentContext
 
         domain = self.spec.domain(run)
         try:
@@ -102,8 +102,9 @@ def _pipeline(name: str | None):
         return find_pipeline(name)
     installed = loaded_pipelines()
     if len(installed) != 1:
-        raise ServedRunError(f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); "
-                             "give configurable.pipeline")
+        raise ServedRunError(
+            f"{len(installed)} pipelines are installed ({', '.join(sorted(installed))}); give configurable.pipeline"
+        )
     return next(iter(installed.values()))
 
 
@@ -133,10 +134,12 @@ def make_graph(config: dict | None = None):
         raise ServedRunError("runs with the model (llm=1) are started with `pipeline run --llm` for now")
 
     def start(state: RunState) -> dict:
-        if state.phases:   # the thread's state is under way: nothing to fill
+        if state.phases:  # the thread's state is under way: nothing to fill
             return {}
-        return {"head_commit": run.base_commit,
-                "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases]}
+        return {
+            "head_commit": run.base_commit,
+            "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases],
+        }
 
     graph = StateGraph(RunState)
     graph.add_node("start", start)

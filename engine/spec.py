@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from engine.artifacts import RunContext
-    from engine.domain import Domain
+    from agent_pipelines.engine.artifacts import RunContext
+    from agent_pipelines.engine.domain import Domain
 
 ENTRY_POINT_GROUP = "pipeline.pipelines"
 ROLES = ("analyst", "planner", "architect", "implementer", "reviewer", "ops")
@@ -104,7 +105,7 @@ class PipelineSpec:
     name: str
     description: str
     phases: tuple[Phase, ...]
-    domain: Callable[["RunContext"], "Domain"]
+    domain: Callable[[RunContext], Domain]
     example: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
     # `pipeline analyze`'s entry point, (root, options) -> AnalysisResult, when the pipeline offers one
@@ -188,6 +189,8 @@ def find_pipeline(name: str) -> PipelineSpec:
     """The installed pipeline called ``name`` (PipelineLookupError, saying what is installed, when none is)."""
     pipelines = loaded_pipelines()
     if name not in pipelines:
-        raise PipelineLookupError(f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} "
-                                  "(see `pipeline pipelines`)")
+        raise PipelineLookupError(
+            f"no pipeline named {name!r}; installed: {', '.join(sorted(pipelines)) or 'none'} "
+            "(see `pipeline pipelines`)"
+        )
     return pipelines[name]

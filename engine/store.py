@@ -63,7 +63,7 @@ class FileStore:
     url = ""
 
     def checkpointer(self, run_dir: Path):
-        from engine.checkpoint import Checkpoints
+        from agent_pipelines.engine.checkpoint import Checkpoints
 
         return Checkpoints(Path(run_dir) / "state.sqlite")
 
@@ -160,7 +160,7 @@ class PostgresStore:
         self._setup()
 
     def _setup(self) -> None:
-        from engine.checkpoint import serializer
+        from agent_pipelines.engine.checkpoint import serializer
 
         saver = _timed_saver(self.conn, _timed_serde(serializer()))
         with _timed("setup"):
@@ -180,10 +180,12 @@ class PostgresStore:
 
     def _ready(self, last_migration: int) -> bool:
         """The tables are there and LangGraph's migrations are all applied: nothing to set up (the usual case)."""
-        row = _one(self.conn.execute(
-            "SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
-            "to_regclass('checkpoint_migrations') IS NOT NULL AS made"
-        ))
+        row = _one(
+            self.conn.execute(
+                "SELECT to_regclass('pipeline_runs') IS NOT NULL AND "
+                "to_regclass('checkpoint_migrations') IS NOT NULL AS made"
+            )
+        )
         if not row["made"]:
             return False
         row = _one(self.conn.execute("SELECT max(v) AS v FROM checkpoint_migrations"))
@@ -243,7 +245,9 @@ class PostgresStore:
         import json
 
         with _timed("record"):
-            rows = self.conn.execute("SELECT record FROM pipeline_runs WHERE status <> 'starting' ORDER BY run_id").fetchall()
+            rows = self.conn.execute(
+                "SELECT record FROM pipeline_runs WHERE status <> 'starting' ORDER BY run_id"
+            ).fetchall()
         return [json.dumps(row["record"]) for row in rows]
 
     def close(self) -> None:

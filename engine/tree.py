@@ -16,16 +16,17 @@ import os
 import stat
 import subprocess
 import weakref
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from engine.aside import Aside
+    from agent_pipelines.engine.aside import Aside
 
 
 class Tree(Protocol):
     label: str
-    commit: str   # the commit the tree is known to hold; "" when none is known
+    commit: str  # the commit the tree is known to hold; "" when none is known
 
     def files(self) -> dict[str, int]:
         """Relative POSIX path -> size in bytes, for every regular file."""
@@ -51,8 +52,8 @@ class DirTree:
         self._files: dict[str, int] | None = None
         self._real_root: Path | None = None
         self.skipped: dict[str, str] = {}
-        self._aside: Aside | None = None   # while the walk runs in a child
-        self.commit = ""     # set by the workspace: the commit this checkout is known to be clean at
+        self._aside: Aside | None = None  # while the walk runs in a child
+        self.commit = ""  # set by the workspace: the commit this checkout is known to be clean at
 
     @classmethod
     def walked_aside(cls, root: Path) -> DirTree:
@@ -63,7 +64,7 @@ class DirTree:
         itself when the walk could not run aside. Call ``close()`` when
         ``files()`` may never be called.
         """
-        from engine.aside import Aside
+        from agent_pipelines.engine.aside import Aside
 
         tree = cls(root)
         tree._aside = Aside(tree._walk)
@@ -150,7 +151,7 @@ class DirTree:
         if ".git" in parts[:-1]:
             return None, ""
         parent = self.root
-        for part in parts[:-1]:   # the walk never descends through a directory symlink
+        for part in parts[:-1]:  # the walk never descends through a directory symlink
             parent = parent / part
             if parent.is_symlink() or not parent.is_dir():
                 return None, ""
@@ -237,9 +238,7 @@ class GitTree:
         self._batch: _CatFile | None = None
 
     def _git(self, *args: str) -> bytes:
-        return subprocess.run(
-            ["git", "-C", str(self.repo), *args], check=True, capture_output=True
-        ).stdout
+        return subprocess.run(["git", "-C", str(self.repo), *args], check=True, capture_output=True).stdout
 
     def files(self) -> dict[str, int]:
         if self._files is None:
@@ -247,8 +246,11 @@ class GitTree:
         if self._files is None:
             near = _LISTINGS.near(self.repo)
             changed = changed_paths(self.repo, near.commit, self.commit) if near is not None else None
-            derived = near.updated(self.commit, changed)._files if near is not None and changed is not None \
-                and len(changed) <= _LISTINGS.DERIVE_LIMIT else None
+            derived = (
+                near.updated(self.commit, changed)._files
+                if near is not None and changed is not None and len(changed) <= _LISTINGS.DERIVE_LIMIT
+                else None
+            )
             files = derived if derived is not None else self._listing("-r", self.commit)
             _LISTINGS.put(self.repo, self.commit, files)
             self._files = files
@@ -277,14 +279,14 @@ class GitTree:
         files = dict(self.files())
         for path in changed:
             files.pop(path, None)
-        for start in range(0, len(changed), 500):   # a bounded command line
-            files.update(tree._listing("-r", commit, "--", *(":(literal)" + p for p in changed[start:start + 500])))
+        for start in range(0, len(changed), 500):  # a bounded command line
+            files.update(tree._listing("-r", commit, "--", *(":(literal)" + p for p in changed[start : start + 500])))
         tree._files = files
         _LISTINGS.put(self.repo, commit, files)
         return tree
 
     def read(self, path: str) -> bytes:
-        if self._files is None:   # one path asked of an unlisted commit: ask git for it, don't list 20,000 files
+        if self._files is None:  # one path asked of an unlisted commit: ask git for it, don't list 20,000 files
             entry = self._git("ls-tree", "-z", self.commit, "--", path).split(b"\0")[0]
             meta = entry.partition(b"\t")[0].split()
             if len(meta) != 3 or meta[1] != b"blob" or meta[0] == b"120000":
@@ -326,7 +328,7 @@ class _Listings:
     """
 
     KEEP = 4
-    DERIVE_LIMIT = 2000   # more paths than this differ: list the commit afresh
+    DERIVE_LIMIT = 2000  # more paths than this differ: list the commit afresh
 
     def __init__(self) -> None:
         self._items: dict[str, tuple[Path, dict[str, int]]] = {}
@@ -340,7 +342,7 @@ class _Listings:
         found = self._items.pop(key, None) if key else None
         if key is None or found is None:
             return None
-        self._items[key] = found   # most recently used last
+        self._items[key] = found  # most recently used last
         return found[1]
 
     def near(self, repo: Path) -> GitTree | None:
@@ -374,8 +376,12 @@ class _CatFile:
 
     def __init__(self, repo: Path) -> None:
         self.pid = os.getpid()
-        self.proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["git", "-C", str(repo), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         self._stop = weakref.finalize(self, _stop_process, self.proc, self.pid)
 
     def usable(self) -> bool:
@@ -386,10 +392,10 @@ class _CatFile:
         self.proc.stdin.write(spec.encode("utf-8", "surrogateescape") + b"\n")
         self.proc.stdin.flush()
         header = self.proc.stdout.readline().split()
-        if len(header) != 3:   # "<spec> missing", or the process died
+        if len(header) != 3:  # "<spec> missing", or the process died
             raise KeyError(spec)
         data = self.proc.stdout.read(int(header[2]))
-        self.proc.stdout.read(1)   # the newline after each object
+        self.proc.stdout.read(1)  # the newline after each object
         if header[1] != b"blob":
             raise IsADirectoryError(errno.EISDIR, "not a file", spec)
         return data
@@ -409,6 +415,7 @@ def _stop_process(proc: subprocess.Popen, owner: int) -> None:
 
 def changed_paths(repo: Path, old: str, new: str) -> list[str]:
     """The files that differ between two commits (added, modified, deleted; a rename is both its paths)."""
-    out = subprocess.run(["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z", old, new],
-                         check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z", old, new], check=True, capture_output=True
+    ).stdout
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]

@@ -19,14 +19,16 @@ from pathlib import Path
 
 import git
 
-from engine.edits import Staged
-from engine.gitenv import GIT_ENV as _GIT_ENV, git_env
-from engine.tree import DirTree, changed_paths
+from agent_pipelines.engine.edits import Staged
+from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.tree import DirTree, changed_paths
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
 TRAILER_TASK = "Pipeline-Task"
 TRAILER_FINDINGS = "Pipeline-Findings"
+
 
 class RepoError(Exception):
     """The target can't be used as a repository; the message says what to do."""
@@ -42,39 +44,62 @@ def validate_repo(path: Path) -> Path:
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except git.InvalidGitRepositoryError:
-        raise RepoError(f"{path} is not a git repository; run `git init && git add -A && git commit -m init` there first") from None
+        raise RepoError(
+            f"{path} is not a git repository; run `git init && git add -A && git commit -m init` there first"
+        ) from None
     except git.NoSuchPathError:
         raise RepoError(f"{path} does not exist; pass --repo with the path of a git checkout") from None
     try:
         if repo.bare:
-            raise RepoError(f"{path} is a bare repository; clone it (`git clone {path} work`) and pass the clone with --repo")
+            raise RepoError(
+                f"{path} is a bare repository; clone it (`git clone {path} work`) and pass the clone with --repo"
+            )
         try:
-            _ = repo.head.commit   # raises ValueError on a repository without commits
+            _ = repo.head.commit  # raises ValueError on a repository without commits
         except ValueError:
-            raise RepoError(f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)") from None
+            raise RepoError(
+                f"{path} has no commits yet; commit your files first (`git add -A && git commit -m init`)"
+            ) from None
         if "pipeline" in {h.name for h in repo.heads}:
-            raise RepoError(f"{path} has a branch named `pipeline`, which leaves no room for the run branches "
-                            f"pipeline/<run-id>; rename it (`git branch -m pipeline pipeline-branch`) and retry")
-        assert repo.working_tree_dir is not None   # not bare (refused above)
+            raise RepoError(
+                f"{path} has a branch named `pipeline`, which leaves no room for the run branches "
+                f"pipeline/<run-id>; rename it (`git branch -m pipeline pipeline-branch`) and retry"
+            )
+        assert repo.working_tree_dir is not None  # not bare (refused above)
         return Path(repo.working_tree_dir).resolve()
     finally:
         repo.close()
 
 
 def git_common_dir(repo: Path) -> Path:
-    out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-                         check=True, capture_output=True, text=True, env=git_env()).stdout.strip()
+    out = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=git_env(),
+    ).stdout.strip()
     return Path(out)
 
 
 def _branch_exists(repo: Path, branch: str) -> bool:
-    return subprocess.run(["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
-                          capture_output=True, env=git_env()).returncode == 0
+    return (
+        subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            capture_output=True,
+            env=git_env(),
+        ).returncode
+        == 0
+    )
 
 
 def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: str) -> None:
-    added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
-                           capture_output=True, text=True, env=git_env())
+    added = subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
+        capture_output=True,
+        text=True,
+        env=git_env(),
+    )
     if added.returncode != 0:
         reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
         raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
@@ -85,8 +110,12 @@ RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def registered_worktrees(repo: Path) -> dict[Path, dict[str, str]]:
     """The worktrees git knows for ``repo``: resolved path -> its porcelain attributes (branch, locked...)."""
-    out = subprocess.run(["git", "-C", str(repo), "worktree", "list", "--porcelain", "-z"], check=True,
-                         capture_output=True, env=git_env()).stdout.decode("utf-8", "surrogateescape")
+    out = subprocess.run(
+        ["git", "-C", str(repo), "worktree", "list", "--porcelain", "-z"],
+        check=True,
+        capture_output=True,
+        env=git_env(),
+    ).stdout.decode("utf-8", "surrogateescape")
     found: dict[Path, dict[str, str]] = {}
     current: dict[str, str] | None = None
     for field in out.split("\0"):
@@ -112,7 +141,9 @@ def verify_own_worktree(repo: Path, run_id: str, worktree: Path | str, branch: s
     with the run's untouched run.json, or start a new run. Returns the repository's work tree root.
     """
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise RepoError(f"the run record's run id {run_id!r} is not a run id; the record was altered, so nothing was touched")
+        raise RepoError(
+            f"the run record's run id {run_id!r} is not a run id; the record was altered, so nothing was touched"
+        )
     root = validate_repo(Path(repo))
     location, own_branch = Workspace.location(root, run_id)
     refuse = f"the run record of {run_id} names"
@@ -129,9 +160,13 @@ def verify_own_worktree(repo: Path, run_id: str, worktree: Path | str, branch: s
         if entry is None:
             if any(location.iterdir()):
                 raise RepoError(f"{location} is not a worktree git knows (`git worktree list`); nothing was touched")
-        elif entry.get("branch", f"refs/heads/{own_branch}") != f"refs/heads/{own_branch}" \
-                and entry.get("locked") != "initializing":   # half-made: repaired by ``repair_worktree``
-            raise RepoError(f"{location} is on {entry['branch']}, not the run's branch {own_branch}; nothing was touched")
+        elif (
+            entry.get("branch", f"refs/heads/{own_branch}") != f"refs/heads/{own_branch}"
+            and entry.get("locked") != "initializing"
+        ):  # half-made: repaired by ``repair_worktree``
+            raise RepoError(
+                f"{location} is on {entry['branch']}, not the run's branch {own_branch}; nothing was touched"
+            )
     return root
 
 
@@ -145,12 +180,16 @@ def repair_worktree(repo: Path, worktree: Path) -> None:
     """
     entry = registered_worktrees(repo).get(Path(worktree).resolve())
     if entry is not None and entry.get("locked") == "initializing":
-        subprocess.run(["git", "-C", str(repo), "worktree", "unlock", str(worktree)], capture_output=True, env=git_env())
+        subprocess.run(
+            ["git", "-C", str(repo), "worktree", "unlock", str(worktree)], capture_output=True, env=git_env()
+        )
     if not worktree.is_dir():
         return
+
     def _rev_parse(*args: str) -> str | None:
-        done = subprocess.run(["git", "-C", str(worktree), "rev-parse", *args], capture_output=True, text=True,
-                              env=git_env())
+        done = subprocess.run(
+            ["git", "-C", str(worktree), "rev-parse", *args], capture_output=True, text=True, env=git_env()
+        )
         return done.stdout.strip() if done.returncode == 0 else None
 
     # A broken .git file lets git find the repository's own git dir above (the worktree lives inside it):
@@ -192,10 +231,10 @@ class Workspace:
         self.branch = branch
         self.repo = git.Repo(self.path)
         self.repo.git.update_environment(**_GIT_ENV)
-        self._listed: tuple[str, DirTree] | None = None   # (commit, the clean checkout's tree at it)
-        self._clean = False   # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
-        self._ignored: tuple[list[str], list[str]] | None = None   # the last ``ignored`` question and answer
-        self._plain: bool | None = None   # checkouts write blobs as they are (see ``_plain_checkouts``)
+        self._listed: tuple[str, DirTree] | None = None  # (commit, the clean checkout's tree at it)
+        self._clean = False  # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
+        self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
+        self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -204,16 +243,18 @@ class Workspace:
         return git_common_dir(repo) / "pipeline-worktrees" / run_id, f"pipeline/{run_id}"
 
     @classmethod
-    def create(cls, repo: Path, run_id: str, base: str) -> "Workspace":
+    def create(cls, repo: Path, run_id: str, base: str) -> Workspace:
         worktree, branch = cls.location(repo, run_id)
         if _branch_exists(repo, branch):
-            raise RepoError(f"{repo} already has a branch {branch}; another run made it, or it is yours: "
-                            f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry")
+            raise RepoError(
+                f"{repo} already has a branch {branch}; another run made it, or it is yours: "
+                f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry"
+            )
         _add_worktree_on_new_branch(repo, worktree, branch, base)
         return cls(worktree, branch)
 
     @classmethod
-    def open(cls, repo: Path, worktree: Path, branch: str, base: str | None = None) -> "Workspace":
+    def open(cls, repo: Path, worktree: Path, branch: str, base: str | None = None) -> Workspace:
         """Reopen a run's worktree, recreating it from the branch if it was removed.
 
         ``base``: the run committed nothing yet, so a missing branch is one the
@@ -222,16 +263,26 @@ class Workspace:
         worktree = Path(worktree)
         repair_worktree(repo, worktree)
         if base is not None and not (worktree / ".git").exists() and not _branch_exists(repo, branch):
-            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env()
+            )
             _add_worktree_on_new_branch(repo, worktree, branch, base)
         if not (worktree / ".git").exists():
-            subprocess.run(["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env())
-            added = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
-                                   capture_output=True, text=True, env=git_env())
+            subprocess.run(
+                ["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env()
+            )
+            added = subprocess.run(
+                ["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
+                capture_output=True,
+                text=True,
+                env=git_env(),
+            )
             if added.returncode != 0:
                 if not _branch_exists(repo, branch):
-                    raise RepoError(f"the run's branch {branch} no longer exists in {repo}, so the run can't "
-                                    f"continue; start a new run")
+                    raise RepoError(
+                        f"the run's branch {branch} no longer exists in {repo}, so the run can't "
+                        f"continue; start a new run"
+                    )
                 reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
                 raise RepoError(f"could not recreate the run's worktree {worktree} from {branch}: {reason}")
         ws = cls(worktree, branch)
@@ -241,7 +292,7 @@ class Workspace:
     def close(self) -> None:
         self.repo.close()
 
-    def __enter__(self) -> "Workspace":
+    def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -267,7 +318,7 @@ class Workspace:
         self.repo.git.clean("-ffdxq")
 
     def head(self) -> str:
-        try:   # read from the ref files: no git process (asked several times per commit)
+        try:  # read from the ref files: no git process (asked several times per commit)
             return self.repo.head.commit.hexsha
         except ValueError:
             return self.repo.git.rev_parse("HEAD")
@@ -296,11 +347,11 @@ class Workspace:
         if self._clean and self._move(sha):
             return
         if self._clean:
-            try:   # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
+            try:  # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
                 self.repo.git.checkout("--quiet", "-B", self.branch, sha)
                 return
             except git.GitCommandError:
-                pass   # something untracked is in the way: the thorough way below
+                pass  # something untracked is in the way: the thorough way below
         self.repo.git.reset("--hard", "--quiet", sha)
         self.repo.git.clean("-ffdxq")
         self._clean = True
@@ -320,36 +371,45 @@ class Workspace:
         head = self.head()
         if head == sha:
             return True
-        out = subprocess.run(["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev",
-                              head, sha], capture_output=True, env=git_env())
+        out = subprocess.run(
+            ["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, sha],
+            capture_output=True,
+            env=git_env(),
+        )
         fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
         if out.returncode != 0 or len(fields) > 400:
             return False
-        moves = []   # (path, new mode, new blob id)
+        moves = []  # (path, new mode, new blob id)
         for meta, path in zip(fields[0::2], fields[1::2]):
             old_mode, new_mode, _old, blob, status = meta[1:].split(" ", 4)
-            if {old_mode, new_mode} - {"000000", "100644", "100755", "120000"} or status not in ("A", "M", "D") \
-                    or posixpath.basename(path) == ".gitattributes":
+            if (
+                {old_mode, new_mode} - {"000000", "100644", "100755", "120000"}
+                or status not in ("A", "M", "D")
+                or posixpath.basename(path) == ".gitattributes"
+            ):
                 return False
             moves.append((path, new_mode, blob))
         if not moves:
             return False
-        attrs = subprocess.run(["git", "-C", str(self.path), "check-attr", "-a", "-z", "--stdin"],
-                               input="\0".join(p for p, _, _ in moves).encode("utf-8", "surrogateescape"),
-                               capture_output=True, env=git_env())
+        attrs = subprocess.run(
+            ["git", "-C", str(self.path), "check-attr", "-a", "-z", "--stdin"],
+            input="\0".join(p for p, _, _ in moves).encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            env=git_env(),
+        )
         if attrs.returncode != 0 or attrs.stdout.strip(b"\0"):
             return False
-        from engine.tree import GitTree
+        from agent_pipelines.engine.tree import GitTree
 
         try:
             with GitTree(self.path, sha) as tree:
                 blobs = {p: tree._batch_read(blob) for p, mode, blob in moves if mode != "000000"}
-            for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):   # removals first
+            for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):  # removals first
                 target = self.path / path
                 if target.is_symlink() or target.exists():
                     target.unlink()
                 if mode == "000000":
-                    for parent in target.parents:   # git drops the directories a removal leaves empty
+                    for parent in target.parents:  # git drops the directories a removal leaves empty
                         if parent == self.path:
                             break
                         try:
@@ -365,23 +425,49 @@ class Workspace:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(blobs[path])
         except (OSError, KeyError):
-            self._clean = False   # half-written: the thorough reset repairs it
+            self._clean = False  # half-written: the thorough reset repairs it
             return False
         entries = "".join(f"{mode if mode != '000000' else '0'} {blob}\t{path}\0" for path, mode, blob in moves)
-        subprocess.run(["git", "-C", str(self.path), "update-index", "-z", "--index-info"], check=True,
-                       input=entries.encode("utf-8", "surrogateescape"), capture_output=True, env=git_env())
-        subprocess.run(["git", "-C", str(self.path), "update-ref", "-m", f"reset: moving to {sha}",
-                        f"refs/heads/{self.branch}", sha, head], check=True, capture_output=True, env=git_env())
+        subprocess.run(
+            ["git", "-C", str(self.path), "update-index", "-z", "--index-info"],
+            check=True,
+            input=entries.encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            env=git_env(),
+        )
+        subprocess.run(
+            [
+                "git",
+                "-C",
+                str(self.path),
+                "update-ref",
+                "-m",
+                f"reset: moving to {sha}",
+                f"refs/heads/{self.branch}",
+                sha,
+                head,
+            ],
+            check=True,
+            capture_output=True,
+            env=git_env(),
+        )
         return True
 
     def _plain_checkouts(self) -> bool:
         """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
         if self._plain is None:
-            out = subprocess.run(["git", "-C", str(self.path), "config", "--get-regexp", r"^core\.(autocrlf|eol|symlinks)$"],
-                                 capture_output=True, text=True, env=git_env()).stdout.lower()
+            out = subprocess.run(
+                ["git", "-C", str(self.path), "config", "--get-regexp", r"^core\.(autocrlf|eol|symlinks)$"],
+                capture_output=True,
+                text=True,
+                env=git_env(),
+            ).stdout.lower()
             said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
-            self._plain = said.get("core.autocrlf", "false") not in ("true", "input") \
-                and said.get("core.eol", "lf") != "crlf" and said.get("core.symlinks", "true") != "false"
+            self._plain = (
+                said.get("core.autocrlf", "false") not in ("true", "input")
+                and said.get("core.eol", "lf") != "crlf"
+                and said.get("core.symlinks", "true") != "false"
+            )
         return self._plain
 
     def writing(self) -> None:
@@ -397,8 +483,8 @@ class Workspace:
         existing = [f for f in files if (self.path / f).exists() or (self.path / f).is_symlink()]
         self.repo.git.add("--all")
         found = self.ignored(existing)
-        self._ignored = (existing, found)   # the implementer asks next, for its notes
-        hidden = set(found)   # only these need --force (another rewrite of the whole index)
+        self._ignored = (existing, found)  # the implementer asks next, for its notes
+        hidden = set(found)  # only these need --force (another rewrite of the whole index)
         if hidden:
             self.repo.git.add("--force", "--", *(f for f in existing if f in hidden))
         fields = iter(self.repo.git.diff("--cached", "--raw", "-z", "-M").split("\0"))
@@ -409,12 +495,20 @@ class Workspace:
             old_mode, new_mode, _a, _b, status = head[1:].split(" ", 4)
             first = next(fields, "")
             second = next(fields, "") if status[:1] in ("R", "C") else ""
-            staged.append(Staged(status=status, path=second or first, old_mode=old_mode, new_mode=new_mode,
-                                 old_path=first if second else ""))
+            staged.append(
+                Staged(
+                    status=status,
+                    path=second or first,
+                    old_mode=old_mode,
+                    new_mode=new_mode,
+                    old_path=first if second else "",
+                )
+            )
         return staged
 
-    def commit(self, files: list[str], message: str, trailers: dict[str, str],
-               staged: list[Staged] | None = None) -> str | None:
+    def commit(
+        self, files: list[str], message: str, trailers: dict[str, str], staged: list[Staged] | None = None
+    ) -> str | None:
         """Commit ``files`` (even ones .gitignore hides) plus any other edit; None when nothing changed.
 
         ``staged``: what ``stage`` returned just before (nothing written since), so it isn't staged twice."""
@@ -431,9 +525,19 @@ class Workspace:
         (``engine.gitenv``), so the plumbing makes the same commit: the staged tree, parent HEAD, the message
         cleaned as ``git commit`` cleans a message it does not edit (``_stripspace``), the same reflog entry.
         """
+
         def git(*args: str, text: str | None = None) -> str:
-            return subprocess.run(["git", "-C", str(self.path), *args], input=None if text is None else text.encode(),
-                                  check=True, capture_output=True, env=git_env()).stdout.decode().strip()
+            return (
+                subprocess.run(
+                    ["git", "-C", str(self.path), *args],
+                    input=None if text is None else text.encode(),
+                    check=True,
+                    capture_output=True,
+                    env=git_env(),
+                )
+                .stdout.decode()
+                .strip()
+            )
 
         message = _stripspace(body)
         parent = self.head()
@@ -446,12 +550,15 @@ class Workspace:
         if not files:
             return []
         asked, self._ignored = self._ignored, None
-        if asked is not None and asked[0] == files:   # asked again right after ``stage``, nothing written since
+        if asked is not None and asked[0] == files:  # asked again right after ``stage``, nothing written since
             return list(asked[1])
         # -z: paths come back as they are, not C-quoted (non-ASCII, spaces, quotes).
-        proc = subprocess.run(["git", "-C", str(self.path), "check-ignore", "--no-index", "--stdin", "-z"],
-                              input="\0".join(files).encode("utf-8", "surrogateescape"), capture_output=True,
-                              env=git_env())
+        proc = subprocess.run(
+            ["git", "-C", str(self.path), "check-ignore", "--no-index", "--stdin", "-z"],
+            input="\0".join(files).encode("utf-8", "surrogateescape"),
+            capture_output=True,
+            env=git_env(),
+        )
         return [p for p in proc.stdout.decode("utf-8", "surrogateescape").split("\0") if p]
 
     def task_commits(self, since: str) -> list[TaskCommit]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.gitenv import git_env
-from engine.procs import descendants, open_fds  # noqa: F401 (tests import open_fds from here)
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.procs import descendants, open_fds  # noqa: F401 (tests import open_fds from here)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "monorepo"
@@ -41,8 +41,9 @@ def pytest_collection_modifyitems(config, items):
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
-                          env=git_env()).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=git_env()
+    ).stdout.strip()
 
 
 def make_repo(path: Path, files: dict[str, str], message: str = "init") -> Path:
@@ -79,8 +80,14 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, 
     # offline; tests about real builds call start_run with {"builds": "auto"} themselves.
     full_env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     full_env.update({"PYTHONPATH": str(ROOT), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "agent_pipelines.engine.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +100,7 @@ def own_state_dir(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture
 def example_repo(tmp_path: Path) -> Path:
-    from engine.runs import materialize_example
+    from agent_pipelines.engine.runs import materialize_example
 
     return materialize_example(EXAMPLE, tmp_path / "example")
 
@@ -107,7 +114,7 @@ def reports(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def docker_pipeline():
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     return PIPELINE
 
@@ -117,7 +124,7 @@ def postgres_server(tmp_path_factory):
     """A real PostgreSQL for the session, started from the `pgserver` package on a temp dir (a unix socket
     there, no port); tests that need it skip, saying why, where it can't start."""
     try:
-        with warnings.catch_warnings():   # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
+        with warnings.catch_warnings():  # pgserver's platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
             import pgserver
         import psycopg  # noqa: F401

@@ -22,9 +22,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 USAGE = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
 
@@ -39,8 +39,13 @@ class Reply:
 
 
 def completion(content: str, model: str = "gpt-4o-mini", usage: dict | None = USAGE) -> dict:
-    body = {"id": "c1", "object": "chat.completion", "created": 1, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}]}
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": model,
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+    }
     if usage is not None:
         body["usage"] = usage
     return body
@@ -88,7 +93,7 @@ class ScriptedModel:
         content = scripted if isinstance(scripted, str) else json.dumps(scripted)
         return Reply(200, completion(content, self.model))
 
-    def __enter__(self) -> "ScriptedModel":
+    def __enter__(self) -> ScriptedModel:
         model = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -112,7 +117,7 @@ class ScriptedModel:
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass   # the client gave up (a timeout test): nothing to answer
+                    pass  # the client gave up (a timeout test): nothing to answer
 
             def log_message(self, *args: object) -> None:
                 return None

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.artifacts import Design
-from pipelines.docker_optimization.analysis import analyze
-from pipelines.docker_optimization.domain import DockerDomain
+from agent_pipelines.engine.artifacts import Design
+from agent_pipelines.pipelines.docker_optimization.analysis import analyze
+from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 
 # The example's billing Dockerfile as found (the reliability and security tests start from it).
-BILLING = ("FROM python:3.11-slim\n"
-           "WORKDIR /app\n"
-           "COPY . .\n"
-           "RUN pip install --upgrade pip\n"
-           "RUN pip install -r requirements.txt\n"
-           "EXPOSE 8100\n"
-           "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
-           "CMD [\"python\", \"-m\", \"billing.server\"]\n")
+BILLING = (
+    "FROM python:3.11-slim\n"
+    "WORKDIR /app\n"
+    "COPY . .\n"
+    "RUN pip install --upgrade pip\n"
+    "RUN pip install -r requirements.txt\n"
+    "EXPOSE 8100\n"
+    "HEALTHCHECK CMD curl -f http://localhost:8100/health || exit 1\n"
+    'CMD ["python", "-m", "billing.server"]\n'
+)
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

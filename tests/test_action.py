@@ -9,14 +9,17 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.docker_optimization.generate.workflow import workflow_file
-from pipelines.docker_optimization.model.project import Project
-from engine.tree import DirTree
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.generate.workflow import workflow_file
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from tests.conftest import ROOT
 from tests.rulekit import write
 
-COMPOSE = {"docker-compose.yml": "services:\n  api:\n    build: ./api\n",
-           "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\n", "api/app.py": "print(1)\n"}
+COMPOSE = {
+    "docker-compose.yml": "services:\n  api:\n    build: ./api\n",
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\n",
+    "api/app.py": "print(1)\n",
+}
 
 
 def check_jsonschema(schema: str, path: Path) -> subprocess.CompletedProcess:
@@ -40,7 +43,7 @@ def test_action_yml_is_a_valid_composite_action_with_path_fail_on_and_version():
     assert sorted(action["inputs"]) == ["fail-on", "path", "version"]
     steps = action["runs"]["steps"]
     assert any('python -m pip install --quiet "$ACTION_PATH"' in s.get("run", "") for s in steps)
-    assert any("pipeline analyze --repo \"$TARGET\" --format sarif" in s.get("run", "") for s in steps)
+    assert any('pipeline analyze --repo "$TARGET" --format sarif' in s.get("run", "") for s in steps)
     assert any(s.get("uses", "").startswith("github/codeql-action/upload-sarif@") for s in steps)
 
 
@@ -51,8 +54,11 @@ def test_the_workflow_uses_the_action_named_in_pipeline_yaml_and_is_a_valid_work
 
     assert done.returncode == 0, done.stdout + done.stderr
     analyze = yaml.safe_load(path.read_text())["jobs"]["analyze"]
-    assert analyze["steps"][1] == {"name": "Analyze, and upload the findings to code scanning",
-                                   "uses": "acme/agent-pipelines@v0.1.0", "with": {"path": ".", "fail-on": "error"}}
+    assert analyze["steps"][1] == {
+        "name": "Analyze, and upload the findings to code scanning",
+        "uses": "acme/agent-pipelines@v0.1.0",
+        "with": {"path": ".", "fail-on": "error"},
+    }
     assert "if" not in analyze and "PIPELINE_ANALYZER" not in path.read_text()
 
 
@@ -79,6 +85,20 @@ def test_a_malformed_ci_action_is_a_config_note_and_not_written(tmp_path):
     path = generated(tmp_path, {**COMPOSE, ".pipeline.yaml": "ci-action: 'acme/x@v1; rm -rf /'\n"})
 
     assert "rm -rf" not in path.read_text() and "vars.PIPELINE_ANALYZER" in path.read_text()
-    notes = subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--repo", str(tmp_path / "repo"),
-                            "--format", "json", "--no-hadolint"], capture_output=True, text=True, cwd=ROOT)
+    notes = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "analyze",
+            "--repo",
+            str(tmp_path / "repo"),
+            "--format",
+            "json",
+            "--no-hadolint",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert "ci-action must be owner/repo@ref" in notes.stdout

@@ -11,9 +11,9 @@ import jsonschema
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.findings_output import json_schema
-from pipelines.docker_optimization import analysis, hadolint
+from agent_pipelines.engine.cli import app
+from agent_pipelines.engine.findings_output import json_schema
+from agent_pipelines.pipelines.docker_optimization import analysis, hadolint
 from tests.conftest import ROOT
 from tests.rulekit import write
 
@@ -23,11 +23,15 @@ needs_hadolint = pytest.mark.skipif(hadolint.binary() is None, reason="hadolint 
 @pytest.fixture(autouse=True)
 def full_report(monkeypatch):
     """The CLI asks the domain for ``analyze_report``; give DockerDomain one if it isn't wired yet."""
-    from pipelines.docker_optimization.domain import DockerDomain
+    from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 
     if not hasattr(DockerDomain, "analyze_report"):
-        monkeypatch.setattr(DockerDomain, "analyze_report", raising=False,
-                            value=lambda self, root, hadolint=True: analysis.run_analysis(root, hadolint=hadolint))
+        monkeypatch.setattr(
+            DockerDomain,
+            "analyze_report",
+            raising=False,
+            value=lambda self, root, hadolint=True: analysis.run_analysis(root, hadolint=hadolint),
+        )
 
 
 def invoke(*args: str):
@@ -61,7 +65,7 @@ def test_json_is_complete_and_valid_against_its_schema_on_300_dockerfiles(tmp_pa
     repo = big_repo(tmp_path / "repo")
     result = invoke("--repo", str(repo), "--format", "json")
     assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)                       # stdout is the document and nothing else
+    doc = json.loads(result.stdout)  # stdout is the document and nothing else
     jsonschema.Draft202012Validator(json_schema(), format_checker=jsonschema.FormatChecker()).validate(doc)
     expected = analysis.run_analysis(repo, hadolint=True)
     assert [f["id"] for f in doc["findings"]] == [f.id for f in expected.findings]
@@ -76,8 +80,13 @@ def test_json_is_complete_and_valid_against_its_schema_on_300_dockerfiles(tmp_pa
 
 
 def test_the_schema_is_exported_from_the_output_model():
-    out = subprocess.run([sys.executable, "-m", "engine.findings_output"], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "agent_pipelines.engine.findings_output"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
     schema = json.loads(out)
     assert schema == json.loads(json.dumps(json_schema()))
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -92,12 +101,15 @@ def sarif_schema() -> dict:
 @needs_hadolint
 def test_sarif_is_valid_sarif_2_1_0_with_rule_metadata_fingerprints_and_suppressions(tmp_path):
     schema = sarif_schema()
-    repo = write(tmp_path / "my repo", {
-        "api/Dockerfile": "FROM python:3.12\nRUN cd /x && pip install flask\n# pipeline ignore=SE001\nUSER root\n",
-        "api/tests/test_x.py": "def test(): pass\n",
-        "compose.yaml": "services:\n  api:\n    build: ./api\n",
-        ".pipeline.yaml": "ignored: [RL006]\n",
-    })
+    repo = write(
+        tmp_path / "my repo",
+        {
+            "api/Dockerfile": "FROM python:3.12\nRUN cd /x && pip install flask\n# pipeline ignore=SE001\nUSER root\n",
+            "api/tests/test_x.py": "def test(): pass\n",
+            "compose.yaml": "services:\n  api:\n    build: ./api\n",
+            ".pipeline.yaml": "ignored: [RL006]\n",
+        },
+    )
     result = invoke("--repo", str(repo), "--format", "sarif")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -120,7 +132,7 @@ def test_sarif_is_valid_sarif_2_1_0_with_rule_metadata_fingerprints_and_suppress
     assert dl3003["locations"][0]["physicalLocation"]["region"] == {"startLine": 2, "endLine": 2, "startColumn": 1}
     suppressed = {r["ruleId"]: r["suppressions"][0]["kind"] for r in results if "suppressions" in r}
     assert suppressed["RL006"] == "external" and suppressed["SE001"] == "inSource"
-    cx = next(r for r in results if r["ruleId"] == "CX001")     # a whole-file finding: no region
+    cx = next(r for r in results if r["ruleId"] == "CX001")  # a whole-file finding: no region
     assert "region" not in cx["locations"][0]["physicalLocation"]
 
 
@@ -136,11 +148,14 @@ def test_sarif_carries_notes_as_tool_notifications(tmp_path):
 
 
 def test_markdown_groups_by_file_with_counts_and_the_ignored_count(tmp_path):
-    repo = write(tmp_path, {
-        "a/Dockerfile": "FROM python:3.12\n# pipeline ignore=CA001\nRUN pip install flask\nUSER nobody\n",
-        "b/Dockerfile": "FROM python:3.12\nRUN pip install flask\n",
-        ".pipeline.yaml": "per-file-ignores:\n  b/Dockerfile: [SE001]\n",
-    })
+    repo = write(
+        tmp_path,
+        {
+            "a/Dockerfile": "FROM python:3.12\n# pipeline ignore=CA001\nRUN pip install flask\nUSER nobody\n",
+            "b/Dockerfile": "FROM python:3.12\nRUN pip install flask\n",
+            ".pipeline.yaml": "per-file-ignores:\n  b/Dockerfile: [SE001]\n",
+        },
+    )
     result = invoke("--repo", str(repo), "--no-hadolint")
     assert result.exit_code == 0
     md = result.stdout
@@ -148,7 +163,7 @@ def test_markdown_groups_by_file_with_counts_and_the_ignored_count(tmp_path):
     assert "2 findings ignored by pragmas/config (1 by `# pipeline ignore=` pragmas, 1 by .pipeline.yaml)." in md
     assert "hadolint: off." in md
     assert md.index("## a/Dockerfile") < md.index("## b/Dockerfile")
-    b = md[md.index("## b/Dockerfile"):]
+    b = md[md.index("## b/Dockerfile") :]
     assert "- line 2: **CA001** pip-install-without-cache-mount — warning, performance:" in b
     assert "\n1 warning" in b
 
@@ -171,26 +186,47 @@ def test_fail_on_counts_only_findings_that_are_not_ignored(tmp_path):
 
 
 def test_given_files_it_analyzes_their_whole_repository_and_prints_only_their_findings(tmp_path):
-    repo = write(tmp_path / "repo", {
-        "docker-compose.yml": "services:\n  api:\n    build: ./api\n  web:\n    build: ./web\n",
-        "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\n", "api/app.py": "print(1)\n",
-        "web/Dockerfile": "FROM nginx:1.27\nCOPY missing.html /usr/share/nginx/html/\n"})
-    (repo / ".git").mkdir()   # where the repository starts, as pre-commit's git checkout has it
+    repo = write(
+        tmp_path / "repo",
+        {
+            "docker-compose.yml": "services:\n  api:\n    build: ./api\n  web:\n    build: ./web\n",
+            "api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\n",
+            "api/app.py": "print(1)\n",
+            "web/Dockerfile": "FROM nginx:1.27\nCOPY missing.html /usr/share/nginx/html/\n",
+        },
+    )
+    (repo / ".git").mkdir()  # where the repository starts, as pre-commit's git checkout has it
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", *args],
-                              cwd=repo, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "agent_pipelines.engine.cli", "analyze", "--no-hadolint", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+        )
 
     whole = json.loads(run("--format", "json").stdout)
     only_web = json.loads(run("--format", "json", "web/Dockerfile").stdout)
-    from_elsewhere = subprocess.run([sys.executable, "-m", "engine.cli", "analyze", "--no-hadolint", "--format",
-                                     "json", str(repo / "web" / "Dockerfile")], cwd=tmp_path, capture_output=True,
-                                    text=True)
+    from_elsewhere = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "analyze",
+            "--no-hadolint",
+            "--format",
+            "json",
+            str(repo / "web" / "Dockerfile"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     outside = run("/etc/hostname")
 
     assert {f["file"] for f in whole["findings"]} >= {"api/Dockerfile", "web/Dockerfile", "docker-compose.yml"}
     assert only_web["findings"] == [f for f in whole["findings"] if f["file"] == "web/Dockerfile"]
-    assert "CX003" in {f["rule"] for f in only_web["findings"]}   # the build context was read to know this
-    assert json.loads(from_elsewhere.stdout)["findings"] == only_web["findings"]   # its repository found
+    assert "CX003" in {f["rule"] for f in only_web["findings"]}  # the build context was read to know this
+    assert json.loads(from_elsewhere.stdout)["findings"] == only_web["findings"]  # its repository found
     assert (outside.returncode, outside.stdout) == (2, "")
     assert outside.stderr == f"error: every FILE must be inside the analyzed directory {repo.resolve()}\n"

@@ -8,11 +8,11 @@ import threading
 
 import pytest
 
-from engine import aside
-from engine.aside import Aside
-from engine.lint import runner
-from pipelines.docker_optimization import analysis
-from pipelines.docker_optimization.rules import load_all
+from agent_pipelines.engine import aside
+from agent_pipelines.engine.aside import Aside
+from agent_pipelines.engine.lint import runner
+from agent_pipelines.pipelines.docker_optimization import analysis
+from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from tests.conftest import EXAMPLE
 from tests.rulekit import write
 
@@ -57,7 +57,7 @@ def _result(monkeypatch, repo, enabled: bool):
     monkeypatch.setattr(aside, "ENABLED", enabled)
     monkeypatch.setattr(runner, "Aside", Recorded)
     result = analysis.run_analysis(repo)
-    assert forked == [enabled]     # the heavy rules ran in a child exactly when allowed
+    assert forked == [enabled]  # the heavy rules ran in a child exactly when allowed
     return result
 
 
@@ -67,10 +67,14 @@ def test_the_analysis_is_the_same_with_its_heavy_rules_aside(monkeypatch):
     assert split.findings == alone.findings and split.notes == alone.notes
 
 
-
 def test_findings_of_the_heavy_rules_come_back_from_the_child(monkeypatch, tmp_path):
-    repo = write(tmp_path, {"compose.yaml": "services:\n  api:\n    build: ./api\n    imagee: typo\n",
-                            "api/Dockerfile": "FROM python:3.12-slim\n"})
+    repo = write(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  api:\n    build: ./api\n    imagee: typo\n",
+            "api/Dockerfile": "FROM python:3.12-slim\n",
+        },
+    )
     alone, split = _result(monkeypatch, repo, False), _result(monkeypatch, repo, True)
     assert split.findings == alone.findings
     [co008] = [f.message for f in split.findings if f.rule == "CO008"]

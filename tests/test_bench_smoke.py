@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import os
 
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.copies import problems
+from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
 from bench import analyze_vs_hadolint as bench
 from bench.monorepo import counts, ensure, generate
-from engine.tree import DirTree
-from pipelines.docker_optimization.model.copies import problems
-from pipelines.docker_optimization.model.project import Project, is_dockerfile
 
 SCALE = 0.02
 
@@ -64,7 +64,7 @@ def test_measurement_runs_end_to_end(tmp_path, capsys):
         assert timing.returncode == 0, timing.error
         assert len(timing.runs) == 1
         assert timing.findings is not None, f"{timing.label} printed no JSON"
-    assert result.b.cmd[-len(result.manifest.dockerfiles):] == result.manifest.dockerfiles
+    assert result.b.cmd[-len(result.manifest.dockerfiles) :] == result.manifest.dockerfiles
 
     text = bench.render([result], bench.startup(tools, repeat=1), tools, repeat=1)
     assert "goals" in text and "median / (b)" in text and "pipeline --help" in text
@@ -72,16 +72,37 @@ def test_measurement_runs_end_to_end(tmp_path, capsys):
 
 def test_main_writes_json(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert bench.main(["--scale", str(SCALE), "--repeat", "1", "--warmup", "0", "--out", str(tmp_path / "trees"),
-                       "--json", str(out)]) == 0
+    assert (
+        bench.main(
+            [
+                "--scale",
+                str(SCALE),
+                "--repeat",
+                "1",
+                "--warmup",
+                "0",
+                "--out",
+                str(tmp_path / "trees"),
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert [s["scale"] for s in data["scales"]] == [SCALE] and set(data["scales"][0]) >= {"a", "b", "c"}
 
 
 def test_the_generated_compose_files_have_the_shapes_of_real_monorepos(tmp_path):
-    man = generate(tmp_path / "repo", 0.35, seed=5)   # large enough for every shape
-    assert {shape for shape, files in man.shapes.items() if files} == {"prod", "override", "include", "extends",
-                                                                      "env", "outside"}
+    man = generate(tmp_path / "repo", 0.35, seed=5)  # large enough for every shape
+    assert {shape for shape, files in man.shapes.items() if files} == {
+        "prod",
+        "override",
+        "include",
+        "extends",
+        "env",
+        "outside",
+    }
     project = Project(DirTree(man.root))
     assert not project.compose_unresolved, "every ${VAR} context resolves from the root .env or its default"
     owned = {c.path: c.builds for c in project.composes}

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.runs import list_records, start_run
+from agent_pipelines.engine.runs import list_records, start_run
 from tests.conftest import ROOT, cli, git
 
 
@@ -21,7 +21,9 @@ def test_apply_merges_the_run_into_a_clean_checkout(example_repo, reports, docke
     result = cli("apply", record.run.run_id, "--reports-dir", str(reports))
     assert result.returncode == 0, result.stderr
     assert "merged pipeline/" in result.stderr
-    assert git(example_repo, "rev-parse", "HEAD^{tree}") == git(example_repo, "rev-parse", f"{record.run.branch}^{{tree}}")
+    assert git(example_repo, "rev-parse", "HEAD^{tree}") == git(
+        example_repo, "rev-parse", f"{record.run.branch}^{{tree}}"
+    )
     assert (example_repo / ".dockerignore").exists()
 
 
@@ -78,9 +80,26 @@ def test_a_lock_left_by_a_dead_run_does_not_block(example_repo, tmp_path):
 @pytest.mark.slow
 def test_sigterm_stops_the_run_resumably(example_repo, reports):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": "compose.implementer:30"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo",
-                             str(example_repo), "--reports-dir", str(reports), "-q", "--builds", "off"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(example_repo),
+            "--reports-dir",
+            str(reports),
+            "-q",
+            "--builds",
+            "off",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         records = list_records(reports)

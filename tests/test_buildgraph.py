@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from engine.tree import DirTree
-from pipelines.docker_optimization.model.buildgraph import (
-    Edge, build_graph, build_order_summary, context_key, normalize_image, primary_compose,
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import (
+    Edge,
+    build_graph,
+    build_order_summary,
+    context_key,
+    normalize_image,
+    primary_compose,
 )
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from tests.rulekit import write
 
 
@@ -38,7 +43,7 @@ services:
       test: ["CMD", "pg_isready"]
 """,
     "base/Dockerfile": "FROM python:3.12-slim\n",
-    "api/Dockerfile": "FROM docker.io/shop/base AS app\nFROM app\nCMD [\"python\"]\n",
+    "api/Dockerfile": 'FROM docker.io/shop/base AS app\nFROM app\nCMD ["python"]\n',
     "tool/Dockerfile": "FROM alpine:3.20\nCOPY --from=shop/base:latest /usr/lib /usr/lib\n",
     "web/Dockerfile": "FROM node:20\nHEALTHCHECK CMD curl -f http://localhost/\n",
 }
@@ -48,16 +53,20 @@ def test_a_service_built_from_another_services_image_builds_after_it(tmp_path):
     graph = graph_of(tmp_path, SHOP)
 
     assert graph.built == ["api", "base", "tool", "web"]
-    assert graph.edges == [Edge("api", "base", "docker.io/shop/base", "FROM", "api/Dockerfile", 1),
-                           Edge("tool", "base", "shop/base:latest", "COPY --from", "tool/Dockerfile", 2)]
+    assert graph.edges == [
+        Edge("api", "base", "docker.io/shop/base", "FROM", "api/Dockerfile", 1),
+        Edge("tool", "base", "shop/base:latest", "COPY --from", "tool/Dockerfile", 2),
+    ]
     assert graph.levels == [["base", "web"], ["api", "tool"]]
     assert graph.build_order == ["base", "web", "api", "tool"]
     assert graph.build_cycles == []
 
 
 def test_stage_names_and_scratch_are_not_images_and_build_args_expand_in_from(tmp_path):
-    graph = graph_of(tmp_path, {
-        "compose.yaml": """\
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": """\
 services:
   base:
     build: ./base
@@ -68,28 +77,36 @@ services:
       args:
         BASE_TAG: "1.2"
 """,
-        "base/Dockerfile": "FROM scratch\nCOPY x /x\n",
-        "app/Dockerfile": ("ARG BASE_TAG=0.9\nFROM registry.local:5000/team/base:${BASE_TAG} AS build\n"
-                           "FROM build AS final\nCOPY --from=build /x /x\nCOPY --from=0 /x /y\n"),
-    })
+            "base/Dockerfile": "FROM scratch\nCOPY x /x\n",
+            "app/Dockerfile": (
+                "ARG BASE_TAG=0.9\nFROM registry.local:5000/team/base:${BASE_TAG} AS build\n"
+                "FROM build AS final\nCOPY --from=build /x /x\nCOPY --from=0 /x /y\n"
+            ),
+        },
+    )
 
     assert [(e.service, e.on, e.ref) for e in graph.edges] == [("app", "base", "registry.local:5000/team/base:1.2")]
     assert graph.levels == [["base"], ["app"]]
 
 
 def test_without_the_build_arg_the_arg_default_names_another_image(tmp_path):
-    graph = graph_of(tmp_path, {
-        "compose.yaml": "services:\n  base:\n    build: ./base\n    image: team/base:2\n  app:\n    build: ./app\n",
-        "base/Dockerfile": "FROM debian\n",
-        "app/Dockerfile": "ARG TAG=1\nFROM team/base:${TAG}\n",
-    })
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  base:\n    build: ./base\n    image: team/base:2\n  app:\n    build: ./app\n",
+            "base/Dockerfile": "FROM debian\n",
+            "app/Dockerfile": "ARG TAG=1\nFROM team/base:${TAG}\n",
+        },
+    )
 
     assert graph.edges == [] and graph.levels == [["app", "base"]]
 
 
 def test_compose_additional_contexts_naming_a_service_is_a_build_dependency(tmp_path):
-    graph = graph_of(tmp_path, {
-        "compose.yaml": """\
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": """\
 services:
   base:
     build: ./base
@@ -99,17 +116,20 @@ services:
       additional_contexts:
         base: service:base
 """,
-        "base/Dockerfile": "FROM debian\n",
-        "app/Dockerfile": "FROM base\n",
-    })
+            "base/Dockerfile": "FROM debian\n",
+            "app/Dockerfile": "FROM base\n",
+        },
+    )
 
     assert [(e.service, e.on, e.via) for e in graph.edges] == [("app", "base", "additional_contexts")]
     assert graph.levels == [["base"], ["app"]]
 
 
 def test_a_build_cycle_is_reported_and_its_services_still_get_one_last_level(tmp_path):
-    graph = graph_of(tmp_path, {
-        "compose.yaml": """\
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": """\
 services:
   a:
     build: ./a
@@ -123,11 +143,12 @@ services:
     build: ./d
     image: x/d
 """,
-        "a/Dockerfile": "FROM x/b\n",
-        "b/Dockerfile": "FROM x/a\n",
-        "c/Dockerfile": "FROM debian\n",
-        "d/Dockerfile": "FROM x/d\n",
-    })
+            "a/Dockerfile": "FROM x/b\n",
+            "b/Dockerfile": "FROM x/a\n",
+            "c/Dockerfile": "FROM debian\n",
+            "d/Dockerfile": "FROM x/d\n",
+        },
+    )
 
     assert graph.build_cycles == [["a", "b"], ["d"]]
     assert graph.levels == [["c"], ["a", "b", "d"]]
@@ -135,7 +156,10 @@ services:
 
 
 def test_runtime_order_follows_depends_on_and_survives_a_cycle(tmp_path):
-    graph = graph_of(tmp_path, {"compose.yaml": """\
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": """\
 services:
   web:
     image: web
@@ -152,17 +176,21 @@ services:
   y:
     image: y
     depends_on: [x]
-"""})
+"""
+        },
+    )
 
-    assert graph.depends_on["web"] == ("api",)       # an unknown name is dropped
+    assert graph.depends_on["web"] == ("api",)  # an unknown name is dropped
     assert graph.runtime_order == ["db", "api", "web", "x", "y"]
     assert graph.runtime_cycles == [["x", "y"]]
     assert graph.levels == []
 
 
 def test_healthchecks_come_from_compose_or_the_built_stage_of_the_dockerfile(tmp_path):
-    graph = graph_of(tmp_path, {
-        "compose.yaml": """\
+    graph = graph_of(
+        tmp_path,
+        {
+            "compose.yaml": """\
 services:
   a:
     image: a
@@ -177,12 +205,18 @@ services:
   e:
     build: ./e
 """,
-        "c/Dockerfile": "FROM debian AS dev\nHEALTHCHECK CMD true\nFROM debian AS prod\n",
-        "e/Dockerfile": "FROM debian\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n",
-    })
+            "c/Dockerfile": "FROM debian AS dev\nHEALTHCHECK CMD true\nFROM debian AS prod\n",
+            "e/Dockerfile": "FROM debian\nHEALTHCHECK CMD true\nHEALTHCHECK NONE\n",
+        },
+    )
 
     assert {n: s.healthcheck for n, s in graph.services.items()} == {
-        "a": "compose", "b": "", "c": "Dockerfile", "d": "", "e": ""}
+        "a": "compose",
+        "b": "",
+        "c": "Dockerfile",
+        "d": "",
+        "e": "",
+    }
 
 
 def test_image_names_compare_the_way_docker_resolves_them():
@@ -194,11 +228,18 @@ def test_image_names_compare_the_way_docker_resolves_them():
 
 
 def test_the_primary_compose_file_is_the_shallowest_with_the_most_services(tmp_path):
-    project = Project(DirTree(write(tmp_path, {
-        "docker-compose.override.yml": "services:\n  a:\n    image: a\n",
-        "docker-compose.yml": "services:\n  a:\n    image: a\n  b:\n    image: b\n",
-        "sub/compose.yaml": "services:\n  a:\n    image: a\n  b:\n    image: b\n  c:\n    image: c\n",
-    })))
+    project = Project(
+        DirTree(
+            write(
+                tmp_path,
+                {
+                    "docker-compose.override.yml": "services:\n  a:\n    image: a\n",
+                    "docker-compose.yml": "services:\n  a:\n    image: a\n  b:\n    image: b\n",
+                    "sub/compose.yaml": "services:\n  a:\n    image: a\n  b:\n    image: b\n  c:\n    image: c\n",
+                },
+            )
+        )
+    )
     assert primary_compose(project) == "docker-compose.yml"
 
 
@@ -220,11 +261,18 @@ def test_the_summary_explains_levels_dependencies_and_health_gates(tmp_path):
 
 
 def test_the_summary_of_a_cycle_says_it_cannot_be_built(tmp_path):
-    project = Project(DirTree(write(tmp_path, {
-        "compose.yaml": "services:\n  a:\n    build: ./a\n    image: x/a\n  b:\n    build: ./b\n    image: x/b\n",
-        "a/Dockerfile": "FROM x/b\n",
-        "b/Dockerfile": "FROM x/a\n",
-    })))
+    project = Project(
+        DirTree(
+            write(
+                tmp_path,
+                {
+                    "compose.yaml": "services:\n  a:\n    build: ./a\n    image: x/a\n  b:\n    build: ./b\n    image: x/b\n",
+                    "a/Dockerfile": "FROM x/b\n",
+                    "b/Dockerfile": "FROM x/a\n",
+                },
+            )
+        )
+    )
 
     lines = build_order_summary(project)
     assert lines[1].startswith("- level 1 (a build cycle, no order works): a, b; a builds FROM x/b")

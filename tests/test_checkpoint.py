@@ -2,38 +2,82 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypedDict
 
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
-from engine.artifacts import (
-    Applicability, Category, Change, ChangeStatus, Design, Finding, Gate, Invocation, Measurement, Method, NodeRun,
-    PhaseReport, Plan, RunContext, RunRecord, RunState, Severity, Task, Verdict,
+from agent_pipelines.engine.artifacts import (
+    Applicability,
+    Category,
+    Change,
+    ChangeStatus,
+    Design,
+    Finding,
+    Gate,
+    Invocation,
+    Measurement,
+    Method,
+    NodeRun,
+    PhaseReport,
+    Plan,
+    RunContext,
+    RunRecord,
+    RunState,
+    Severity,
+    Task,
+    Verdict,
 )
-from engine.checkpoint import Checkpoints
+from agent_pipelines.engine.checkpoint import Checkpoints
 
-T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def one_of_each() -> dict[str, BaseModel]:
-    finding = Finding.make(rule="CA001", name="n", category=Category.performance, severity=Severity.warning,
-                           message="m", file="Dockerfile", line=3, evidence="RUN pip install x", fix=Applicability.safe)
-    task = Task(id="t1", phase="p", title="t", rationale="r", fix="f", file="Dockerfile", rules=["CA001"],
-                finding_ids=[finding.id])
-    ctx = RunContext(run_id="r", pipeline="p", repo="/r", worktree="/w", branch="b", base_commit="c", run_dir="/d",
-                     phases=["p"])
-    verdict = Verdict(task_id="t1", phase="p", commit="abc", accepted=False, gates=[Gate(name="g", passed=False, detail="d")])
+    finding = Finding.make(
+        rule="CA001",
+        name="n",
+        category=Category.performance,
+        severity=Severity.warning,
+        message="m",
+        file="Dockerfile",
+        line=3,
+        evidence="RUN pip install x",
+        fix=Applicability.safe,
+    )
+    task = Task(
+        id="t1",
+        phase="p",
+        title="t",
+        rationale="r",
+        fix="f",
+        file="Dockerfile",
+        rules=["CA001"],
+        finding_ids=[finding.id],
+    )
+    ctx = RunContext(
+        run_id="r", pipeline="p", repo="/r", worktree="/w", branch="b", base_commit="c", run_dir="/d", phases=["p"]
+    )
+    verdict = Verdict(
+        task_id="t1", phase="p", commit="abc", accepted=False, gates=[Gate(name="g", passed=False, detail="d")]
+    )
     node = NodeRun(node="p.a", phase="p", agent="a", invocation=1, started=T0, finished=T0)
     return {
-        "finding": finding, "task": task, "plan": Plan(tasks=[task]), "design": Design(policies={"a": "b"}, data={"k": [1]}),
+        "finding": finding,
+        "task": task,
+        "plan": Plan(tasks=[task]),
+        "design": Design(policies={"a": "b"}, data={"k": [1]}),
         "change": Change(task_id="t1", phase="p", status=ChangeStatus.committed, commit="abc", files=["Dockerfile"]),
-        "gate": Gate(name="g", passed=True), "verdict": verdict,
-        "measurement": Measurement(name="n", subject="s", phase="p", value=1.5, baseline=2.0, unit="s",
-                                   method=Method.measured, how="timed"),
-        "node": node, "phase": PhaseReport(phase="p", title="P", status="completed", nodes=[node]),
-        "context": ctx, "invocation": Invocation(kind="run", number=1, started=T0),
+        "gate": Gate(name="g", passed=True),
+        "verdict": verdict,
+        "measurement": Measurement(
+            name="n", subject="s", phase="p", value=1.5, baseline=2.0, unit="s", method=Method.measured, how="timed"
+        ),
+        "node": node,
+        "phase": PhaseReport(phase="p", title="P", status="completed", nodes=[node]),
+        "context": ctx,
+        "invocation": Invocation(kind="run", number=1, started=T0),
         "record": RunRecord(run=ctx, created=T0, updated=T0, findings=[finding], verdicts=[verdict]),
         "state": RunState(findings=[finding], plan=Plan(tasks=[task]), head_commit="abc", bases={"p": "c"}),
     }

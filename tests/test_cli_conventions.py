@@ -41,8 +41,21 @@ def example_copy(path: Path) -> Path:
 
 def quick_run(repo: Path, *more: str, cwd: Path | None = None) -> str:
     """A short offline run (analysis and compose) on ``repo``; its run id."""
-    done = cli("run", "docker-optimization", "--repo", str(repo), "--builds", "off", "--phases", "compose",
-               "--quiet", "--format", "json", *more, cwd=cwd)
+    done = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--builds",
+        "off",
+        "--phases",
+        "compose",
+        "--quiet",
+        "--format",
+        "json",
+        *more,
+        cwd=cwd,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["run"]["run_id"]
 
@@ -62,7 +75,7 @@ def test_version_prints_the_installed_version():
 
 def test_analyze_fails_on_errors_by_default_and_exit_zero_opts_out(example_repo, tmp_path):
     found = cli("analyze", "--repo", str(example_repo), "--format", "json", "--no-hadolint")
-    assert found.returncode == 1   # the example's .env sent in a build context: error-level SE006
+    assert found.returncode == 1  # the example's .env sent in a build context: error-level SE006
     assert "error" in {f["severity"] for f in json.loads(found.stdout)["findings"]}
     assert cli("analyze", "--repo", str(example_repo), "--no-hadolint", "--exit-zero").returncode == 0
     warned = make_repo(tmp_path / "warned", {"Dockerfile": "FROM python:3.12\nRUN pip install flask\nUSER nobody\n"})
@@ -72,16 +85,19 @@ def test_analyze_fails_on_errors_by_default_and_exit_zero_opts_out(example_repo,
     assert cli("analyze", "--repo", str(warned), "--no-hadolint", "--fail-on", "warning").returncode == 1
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["run", "docker-optimization", "--bogus"], "No such option: --bogus"),
-    (["run", "docker-optimization", "--build-repeats", "0"], "--build-repeats must be at least 1, not 0"),
-    (["run", "docker-optimization", "--build-repeats", "many"], "--build-repeats takes int values, not 'many'"),
-    (["run", "docker-optimization", "--builds", "sometimes"], "--builds must be auto or off, not 'sometimes'"),
-    (["run"], "Missing argument"),
-    (["list", "--format", "xml"], "--format must be text or json, not 'xml'"),
-    (["prune", "--older-than", "a week"], "--older-than takes a duration such as 7d"),
-    (["show", "../etc"], "is not a run id"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "docker-optimization", "--bogus"], "No such option: --bogus"),
+        (["run", "docker-optimization", "--build-repeats", "0"], "--build-repeats must be at least 1, not 0"),
+        (["run", "docker-optimization", "--build-repeats", "many"], "--build-repeats takes int values, not 'many'"),
+        (["run", "docker-optimization", "--builds", "sometimes"], "--builds must be auto or off, not 'sometimes'"),
+        (["run"], "Missing argument"),
+        (["list", "--format", "xml"], "--format must be text or json, not 'xml'"),
+        (["prune", "--older-than", "a week"], "--older-than takes a duration such as 7d"),
+        (["show", "../etc"], "is not a run id"),
+    ],
+)
 def test_usage_errors_are_one_line_with_exit_2_and_leave_nothing(tmp_path, own_state_dir, args, expected):
     line = one_line_error(cli(*args))
     assert expected in line
@@ -100,14 +116,14 @@ def test_runs_live_outside_the_checkout_and_are_listed_from_anywhere(tmp_path, o
 
     elsewhere = tmp_path / "elsewhere"
     second = example_copy(tmp_path / "second")
-    other_id = quick_run(second, "--reports-dir", str(elsewhere))   # tests and benches choose their own
+    other_id = quick_run(second, "--reports-dir", str(elsewhere))  # tests and benches choose their own
     rows = {row["run_id"]: row for row in listed()}
     assert rows[run_id]["repo"] == str(first) and rows[run_id]["run_dir"] == str(run_dir)
     assert rows[other_id]["repo"] == str(second) and rows[other_id]["run_dir"] == str(elsewhere / other_id)
     assert [row["run_id"] for row in listed("--reports-dir", str(elsewhere))] == [other_id]
 
     text = cli("list", cwd=tmp_path, env={"COLUMNS": "40"})
-    assert run_id in text.stdout and other_id in text.stdout and str(second) in text.stdout   # never cut
+    assert run_id in text.stdout and other_id in text.stdout and str(second) in text.stdout  # never cut
     shown = cli("show", other_id, "--format", "json", cwd=tmp_path)
     assert shown.returncode == 0 and json.loads(shown.stdout)["run"]["run_id"] == other_id
     assert cli("summary", other_id).stdout.startswith("# Execution summary")
@@ -155,7 +171,7 @@ def test_prune_removes_finished_runs_but_never_an_unmerged_branch_without_force(
     assert kept.returncode == 0 and f"kept {run_id}: branch pipeline/{run_id} has 1 commit(s) not merged" in kept.stderr
     assert worktree.is_dir() and [row["run_id"] for row in listed()] == [run_id]
 
-    assert "nothing to prune" in cli("prune", "--older-than", "1d").stderr   # the run is minutes old
+    assert "nothing to prune" in cli("prune", "--older-than", "1d").stderr  # the run is minutes old
     gone = cli("prune", "--force")
     assert gone.returncode == 0 and f"removed {run_id}: its worktree, branch pipeline/{run_id}" in gone.stderr
     assert not worktree.exists() and git(repo, "branch", "--list", "pipeline/*") == "" and listed() == []
@@ -182,8 +198,23 @@ def test_a_refused_llm_run_leaves_no_branch_worktree_or_run(tmp_path, own_state_
 def test_an_interrupt_leaves_the_run_interrupted_with_its_exact_resume_command(tmp_path):
     repo = example_copy(tmp_path / "repo")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": "analysis.planner:60"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
-                             "--builds", "off"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(repo),
+            "--builds",
+            "off",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while time.time() < deadline and not any(r["status"] == "running" for r in listed()):
@@ -204,13 +235,31 @@ def test_an_interrupt_leaves_the_run_interrupted_with_its_exact_resume_command(t
 
 def test_a_heartbeat_line_off_a_terminal_and_no_color_with_no_color(tmp_path):
     repo = example_copy(tmp_path / "repo")
-    done = cli("run", "docker-optimization", "--repo", str(repo), "--builds", "off", "--phases", "compose",
-               env={"PIPELINE_HEARTBEAT": "0.05", "FORCE_COLOR": "1", "NO_COLOR": "1"})
+    done = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--builds",
+        "off",
+        "--phases",
+        "compose",
+        env={"PIPELINE_HEARTBEAT": "0.05", "FORCE_COLOR": "1", "NO_COLOR": "1"},
+    )
     assert done.returncode == 0, done.stderr
     assert re.search(r"^  analyst still working \(step 1 of 7\): \d+ s$", done.stderr, re.MULTILINE), done.stderr
-    assert not re.search(r"\x1b\[(3|9)\dm", done.stderr)   # bold, maybe; no colour
-    coloured = cli("run", "docker-optimization", "--repo", str(repo), "--builds", "off", "--phases", "compose",
-                   env={"PIPELINE_HEARTBEAT": "0", "FORCE_COLOR": "1"})
+    assert not re.search(r"\x1b\[(3|9)\dm", done.stderr)  # bold, maybe; no colour
+    coloured = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(repo),
+        "--builds",
+        "off",
+        "--phases",
+        "compose",
+        env={"PIPELINE_HEARTBEAT": "0", "FORCE_COLOR": "1"},
+    )
     assert re.search(r"\x1b\[(3|9)\dm", coloured.stderr) and "still working" not in coloured.stderr
 
 
@@ -222,21 +271,36 @@ def test_on_a_terminal_a_bar_counts_the_steps(tmp_path):
     leader, follower = pty.openpty()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "120"}
     env.pop("DOCKER_HOST", None)
-    with subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
-                           "--builds", "off", "--phases", "compose"], env=env, stdout=subprocess.DEVNULL,
-                          stderr=follower) as proc:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(repo),
+            "--builds",
+            "off",
+            "--phases",
+            "compose",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+    ) as proc:
         os.close(follower)
         seen = b""
         while True:
             try:
                 chunk = os.read(leader, 65536)
-            except OSError:   # EIO: the child closed the terminal
+            except OSError:  # EIO: the child closed the terminal
                 break
             if not chunk:
                 break
             seen += chunk
         proc.wait(timeout=120)
     os.close(leader)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))   # the terminal's escapes
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", seen.decode(errors="replace"))  # the terminal's escapes
     assert proc.returncode == 0, text[-2000:]
     assert re.search(r"analyst working….*0/7 steps", text) and re.search(r"ops working….*6/7 steps", text), text

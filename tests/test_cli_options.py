@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from engine.spec import Option, OptionError, PipelineSpec
+from agent_pipelines.engine.spec import Option, OptionError, PipelineSpec
 from tests.conftest import cli, make_repo
 
 PLUGIN = {"PIPELINE_PLUGINS": "tests.fixture_pipelines.whitespace:PIPELINE"}
@@ -34,20 +34,46 @@ def test_an_option_checks_encodes_and_reads_back_its_typed_value():
 
 def test_a_spec_refuses_two_options_of_one_name():
     with pytest.raises(ValueError, match="duplicate option names"):
-        PipelineSpec(name="p", description="", phases=(), domain=lambda run: None,
-                     options=(Option("x", int, 1), Option("x", str, "")))
+        PipelineSpec(
+            name="p",
+            description="",
+            phases=(),
+            domain=lambda run: None,
+            options=(Option("x", int, 1), Option("x", str, "")),
+        )
 
 
 def test_the_docker_pipelines_flags_land_in_the_run_as_before(example_repo, tmp_path):
     """--verify-builds and --no-verify-builds both work; the record keeps each value as the domain reads it."""
-    done = cli("run", "docker-optimization", "--repo", str(example_repo), "--reports-dir", str(tmp_path / "r"),
-               "--phases", "compose", "--builds", "off", "--build-repeats", "2", "--build-jobs", "1",
-               "--no-verify-builds", "--quiet", "--format", "json")
+    done = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(example_repo),
+        "--reports-dir",
+        str(tmp_path / "r"),
+        "--phases",
+        "compose",
+        "--builds",
+        "off",
+        "--build-repeats",
+        "2",
+        "--build-jobs",
+        "1",
+        "--no-verify-builds",
+        "--quiet",
+        "--format",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     options = json.loads(done.stdout)["run"]["options"]
     assert {k: options[k] for k in ("builds", "build_repeats", "build_jobs", "verify_builds")} == {
-        "builds": "off", "build_repeats": "2", "build_jobs": "1", "verify_builds": "0"}
-    assert "build_budget" not in options   # not given, no default: not kept
+        "builds": "off",
+        "build_repeats": "2",
+        "build_jobs": "1",
+        "verify_builds": "0",
+    }
+    assert "build_budget" not in options  # not given, no default: not kept
 
 
 def test_another_pipeline_gets_its_own_flags_and_not_the_docker_ones(tmp_path):
@@ -58,8 +84,20 @@ def test_another_pipeline_gets_its_own_flags_and_not_the_docker_ones(tmp_path):
     refused = cli("run", "text-hygiene", "--repo", str(repo), "--builds", "off", env=PLUGIN)
     assert refused.returncode == 2 and "No such option: --builds" in refused.stderr
 
-    done = cli("run", "text-hygiene", "--repo", str(repo), "--suffix", ".md", "--reports-dir", str(tmp_path / "r"),
-               "--quiet", "--format", "json", env=PLUGIN)
+    done = cli(
+        "run",
+        "text-hygiene",
+        "--repo",
+        str(repo),
+        "--suffix",
+        ".md",
+        "--reports-dir",
+        str(tmp_path / "r"),
+        "--quiet",
+        "--format",
+        "json",
+        env=PLUGIN,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["run"]["options"]["suffix"] == ".md"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.docker_optimization.model import compose
+from agent_pipelines.pipelines.docker_optimization.model import compose
 from tests.conftest import ROOT
 
 _SLOW = jsonschema.validators.validator_for(compose.compose_schema())(compose.compose_schema())
@@ -24,9 +24,9 @@ DOCUMENTS = [
     {"services": {"api": {"image": "python:3.12-slim"}}},
     {"services": {"api": {"build": "."}}},
     {"services": {"api": {"build": {"context": ".", "dockerfile": "Dockerfile", "args": {"A": "1"}}}}},
-    {"services": {"api": {"image": 5}}},                                           # a number for a string
-    {"services": {"api": {"image": "x", "bogus": 1}}},                             # an unknown key
-    {"services": {"api": {"image": "x", "depends_on": {"db": {}}}}},               # condition is required
+    {"services": {"api": {"image": 5}}},  # a number for a string
+    {"services": {"api": {"image": "x", "bogus": 1}}},  # an unknown key
+    {"services": {"api": {"image": "x", "depends_on": {"db": {}}}}},  # condition is required
     {"services": {"api": {"image": "x", "depends_on": {"db": {"condition": "service_healthy"}}}}},
     {"services": {"api": {"image": "x", "deploy": {"resources": {"limits": {"cpus": "0.5", "memory": "256M"}}}}}},
     {"services": {"api": {"image": "x", "ports": ["8080:80", {"target": 80}]}}},
@@ -56,17 +56,51 @@ def test_every_bundled_compose_file_gets_the_same_answer_from_both():
         assert compose._valid(data) is (not list(_SLOW.iter_errors(data))), path
 
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-3, 70000), st.sampled_from(
-    ["x", "python:3.12", ".", "8080:80", "256M", "0.5", "service_healthy", "always", "10s", ""]))
-_KEYS = st.sampled_from(["image", "build", "context", "dockerfile", "args", "ports", "environment", "depends_on",
-                         "condition", "deploy", "resources", "limits", "cpus", "memory", "healthcheck", "test",
-                         "restart", "volumes", "command", "bogus", "x-extra", "target", "privileged"])
-_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                         st.dictionaries(_KEYS, inner, max_size=4)), max_leaves=12)
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 70000),
+    st.sampled_from(["x", "python:3.12", ".", "8080:80", "256M", "0.5", "service_healthy", "always", "10s", ""]),
+)
+_KEYS = st.sampled_from(
+    [
+        "image",
+        "build",
+        "context",
+        "dockerfile",
+        "args",
+        "ports",
+        "environment",
+        "depends_on",
+        "condition",
+        "deploy",
+        "resources",
+        "limits",
+        "cpus",
+        "memory",
+        "healthcheck",
+        "test",
+        "restart",
+        "volumes",
+        "command",
+        "bogus",
+        "x-extra",
+        "target",
+        "privileged",
+    ]
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_KEYS, inner, max_size=4)),
+    max_leaves=12,
+)
 
 
-@given(services=st.dictionaries(st.sampled_from(["api", "db", "web"]), st.dictionaries(_KEYS, _VALUES, max_size=5),
-                                max_size=3))
+@given(
+    services=st.dictionaries(
+        st.sampled_from(["api", "db", "web"]), st.dictionaries(_KEYS, _VALUES, max_size=5), max_size=3
+    )
+)
 @settings(max_examples=300, deadline=None)
 def test_generated_documents_get_the_same_answer_from_both(services):
     document = {"services": services}

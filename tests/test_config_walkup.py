@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from pipelines.docker_optimization import analysis
-from pipelines.docker_optimization.ignores import find_config
+from agent_pipelines.pipelines.docker_optimization import analysis
+from agent_pipelines.pipelines.docker_optimization.ignores import find_config
 from tests.conftest import cli, make_repo
 
 # Two services with the same Dockerfile: pip without --no-cache-dir (CA001-like rules) and apt without

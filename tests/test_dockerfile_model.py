@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pipelines.docker_optimization.model.cache_mounts import preceding
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.image_tools import stage_chain
-from pipelines.docker_optimization.model.shell import workdir_at
+from agent_pipelines.pipelines.docker_optimization.model.cache_mounts import preceding
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.image_tools import stage_chain
+from agent_pipelines.pipelines.docker_optimization.model.shell import workdir_at
 
 TEXT = (
     "FROM python:3.12 AS Base\n"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore
 
 pytestmark = pytest.mark.docker
 
@@ -31,21 +31,49 @@ BASE = "debian:bookworm-slim"
 DOCKERFILE = f"FROM {BASE}\nCOPY . /ctx\nRUN find /ctx -type f | sort > /files.txt\n"
 
 FILES = [
-    "node_modules/keep/index.js", "node_modules/lib/a.js", "web/node_modules/react/index.js", "web/app.js",
-    "top.pyc", "src/main.py", "src/mod.pyc", "src/deep/er/x.pyc",
-    ".git/HEAD", ".git/objects/ab/cdef", "sub/.git/config",
-    "!x.txt", "!.txt", "a.txt", "b.txt", "ab.txt", "a+.txt", "aa.txt", "^a.txt",
-    "docs/index.md", "docs/keep.md", "docs/sub/deep.md", "docs/.md",
-    "dir with space/file name.txt", "with space.txt",
-    "a/b/c/other", "a/b/c/keep", "x/c/f", "x/y.txt", "xzy.txt",
-    "log7", "logd", "a]b", "ab", "vendor/a/keep.go", "vendor/a/drop.go",
+    "node_modules/keep/index.js",
+    "node_modules/lib/a.js",
+    "web/node_modules/react/index.js",
+    "web/app.js",
+    "top.pyc",
+    "src/main.py",
+    "src/mod.pyc",
+    "src/deep/er/x.pyc",
+    ".git/HEAD",
+    ".git/objects/ab/cdef",
+    "sub/.git/config",
+    "!x.txt",
+    "!.txt",
+    "a.txt",
+    "b.txt",
+    "ab.txt",
+    "a+.txt",
+    "aa.txt",
+    "^a.txt",
+    "docs/index.md",
+    "docs/keep.md",
+    "docs/sub/deep.md",
+    "docs/.md",
+    "dir with space/file name.txt",
+    "with space.txt",
+    "a/b/c/other",
+    "a/b/c/keep",
+    "x/c/f",
+    "x/y.txt",
+    "xzy.txt",
+    "log7",
+    "logd",
+    "a]b",
+    "ab",
+    "vendor/a/keep.go",
+    "vendor/a/drop.go",
 ]
 
 
 @dataclass(frozen=True)
 class Variant:
-    text: str               # the .dockerignore, byte for byte
-    portable: bool = True   # every Docker version sends the same files
+    text: str  # the .dockerignore, byte for byte
+    portable: bool = True  # every Docker version sends the same files
 
 
 VARIANTS = {
@@ -54,14 +82,16 @@ VARIANTS = {
     "reinclude-literal": Variant("node_modules\n!node_modules/keep/index.js\ndocs\n!docs/*.md\n*.txt\n!b.txt\n"),
     "all-but": Variant("**\n!src\n!Dockerfile\nsrc/**/*.pyc\n"),
     "classes-escapes": Variant("[!a].txt\nx?y.txt\n\\!x.txt\nlog\\d\n[a*]b\nwith\\ space.txt\n"),
-    "cleaning-comments": Variant("\ufeff# comment\n\n   \n/a.txt\n./x/../b.txt\ndocs/\n  ! docs/keep.md  \n"
-                                 "# !a.txt\n\r\ndir with space/\r\n"),
+    "cleaning-comments": Variant(
+        "\ufeff# comment\n\n   \n/a.txt\n./x/../b.txt\ndocs/\n  ! docs/keep.md  \n# !a.txt\n\r\ndir with space/\r\n"
+    ),
     "dockerfile-excluded": Variant("Dockerfile\n.dockerignore\n*.txt\n"),
     # where Docker 20.10 and 23+ disagree (see tests/test_dockerignore.py::test_versions_differ)
     "regexp-quirks": Variant("a+.txt\n**.md\n^a.txt\n", portable=False),
     "parent-depth": Variant("**/c\n!a/b/c/keep\n**/*.pyc\n!src\n", portable=False),
-    "reinclude-wildcard": Variant("**/node_modules\n!**/node_modules/keep/index.js\nvendor\n!vendor/*/keep.go\n",
-                                  portable=False),
+    "reinclude-wildcard": Variant(
+        "**/node_modules\n!**/node_modules/keep/index.js\nvendor\n!vendor/*/keep.go\n", portable=False
+    ),
 }
 
 
@@ -118,8 +148,11 @@ def builder(request: pytest.FixtureRequest, engine: str) -> Builder:
         if run([engine, "buildx", "version"], timeout=30).returncode != 0:
             pytest.skip("a Docker 23+ client builds with BuildKit only through the buildx plugin, which is missing")
         return Builder(engine, True, "buildkit")
-    clients = {os.path.realpath(p) for d in os.environ.get("PATH", "").split(os.pathsep)
-               if os.access(p := os.path.join(d, "docker"), os.X_OK)}
+    clients = {
+        os.path.realpath(p)
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if os.access(p := os.path.join(d, "docker"), os.X_OK)
+    }
     modern = sorted(c for c in clients if (client_major(c) or 0) >= 23)
     if not modern:
         pytest.skip("no Docker 23+ client on PATH for the classic builder")
@@ -133,8 +166,9 @@ def build_and_list(builder: Builder, context: Path) -> set[str]:
     try:
         built = run([builder.docker, "build", "--network", "host", "-q", "-t", tag, str(context)], timeout=300, env=env)
         assert built.returncode == 0, f"docker build failed: {built.stderr[-2000:]}"
-        listed = run([builder.docker, "run", "--rm", "--network", "host", tag, "cat", "/files.txt"], timeout=120,
-                     env=env)
+        listed = run(
+            [builder.docker, "run", "--rm", "--network", "host", tag, "cat", "/files.txt"], timeout=120, env=env
+        )
         assert listed.returncode == 0, f"docker run failed: {listed.stderr[-2000:]}"
     finally:
         run([builder.docker, "rmi", "-f", tag], timeout=120, env=env)
@@ -152,8 +186,9 @@ def test_engine_sends_what_the_matcher_says(name: str, builder: Builder, tmp_pat
     everything = FILES + ["Dockerfile", ".dockerignore"]
     if variant.portable:
         sizes = dict.fromkeys(everything, 0)
-        answers = {flavor: frozenset(DockerIgnore.from_text(variant.text, flavor=flavor).sent(sizes))
-                   for flavor in FLAVORS}
+        answers = {
+            flavor: frozenset(DockerIgnore.from_text(variant.text, flavor=flavor).sent(sizes)) for flavor in FLAVORS
+        }
         assert len(set(answers.values())) == 1, f"{name} is not portable across Docker versions: {answers}"
 
     arrived = build_and_list(builder, tmp_path)
@@ -165,4 +200,5 @@ def test_engine_sends_what_the_matcher_says(name: str, builder: Builder, tmp_pat
         predicted -= {"Dockerfile", ".dockerignore"}
     assert arrived == predicted, (
         f"{builder.flavor}: the engine sent {sorted(arrived - predicted)} the matcher excludes, "
-        f"and left out {sorted(predicted - arrived)} the matcher sends")
+        f"and left out {sorted(predicted - arrived)} the matcher sends"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 ENGINE = Path(__file__).resolve().parent.parent / "engine"
 DOCKER_WORDS = re.compile(r"docker|hadolint|\bcompose\b|\bbake\b|buildkit|buildx|\bmoby\b", re.IGNORECASE)
 
+
 def docker_lines() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted(ENGINE.rglob("*.py")):

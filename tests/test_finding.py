@@ -8,12 +8,20 @@ import json
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from engine.finding import Applicability, Category, Finding, Severity
+from agent_pipelines.engine.finding import Applicability, Category, Finding, Severity
 
 
 def finding(**kw) -> Finding:
-    base = dict(rule="CA001", name="pip-without-cache-mount", category="performance", severity="warning",
-                message="pip install without a cache mount", file="api/Dockerfile", line=4, evidence="RUN pip install x")
+    base = dict(
+        rule="CA001",
+        name="pip-without-cache-mount",
+        category="performance",
+        severity="warning",
+        message="pip install without a cache mount",
+        file="api/Dockerfile",
+        line=4,
+        evidence="RUN pip install x",
+    )
     return Finding.make(**{**base, **kw})
 
 
@@ -23,12 +31,15 @@ def test_values_given_as_text_become_the_enums_pydantic_made_of_them():
     assert f.end_line == 4 and f.location == "api/Dockerfile:4"
 
 
-@pytest.mark.parametrize("bad, error", [
-    ({"severity": "fatal"}, ValueError),
-    ({"category": "speed"}, ValueError),
-    ({"line": "4"}, TypeError),
-    ({"message": None}, TypeError),
-])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        ({"severity": "fatal"}, ValueError),
+        ({"category": "speed"}, ValueError),
+        ({"line": "4"}, TypeError),
+        ({"message": None}, TypeError),
+    ],
+)
 def test_a_wrong_value_is_refused(bad, error):
     with pytest.raises(error):
         finding(**bad)
@@ -42,7 +53,7 @@ def test_a_finding_is_immutable_and_its_id_depends_on_what_and_where():
 
 
 def test_pydantic_models_hold_findings_and_read_them_back_from_json():
-    class Holder(BaseModel):   # as RunRecord.findings does
+    class Holder(BaseModel):  # as RunRecord.findings does
         findings: list[Finding]
 
     f = finding()

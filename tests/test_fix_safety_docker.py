@@ -11,20 +11,22 @@ import zipfile
 
 import pytest
 
-from engine.tree import DirTree
-from pipelines.docker_optimization.ops.builds import probe, verify_start
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.ops.builds import probe, verify_start
 from tests.rulekit import fixed, write
 
 pytestmark = pytest.mark.docker
 
-PIP_USER_APP = ("FROM python:3.12-slim\n"
-                "WORKDIR /app\n"
-                "COPY wheels/ /wheels/\n"
-                "RUN pip install --user --no-index /wheels/greet-1.0-py3-none-any.whl\n"
-                "COPY main.py .\n"
-                "HEALTHCHECK --interval=2s CMD [\"python\", \"-c\", \"import greet\"]\n"
-                "CMD [\"python\", \"main.py\"]\n")
+PIP_USER_APP = (
+    "FROM python:3.12-slim\n"
+    "WORKDIR /app\n"
+    "COPY wheels/ /wheels/\n"
+    "RUN pip install --user --no-index /wheels/greet-1.0-py3-none-any.whl\n"
+    "COPY main.py .\n"
+    'HEALTHCHECK --interval=2s CMD ["python", "-c", "import greet"]\n'
+    'CMD ["python", "main.py"]\n'
+)
 MAIN = "import time\nimport greet\nprint(greet.hello(), flush=True)\ntime.sleep(120)\n"
 
 
@@ -40,10 +42,15 @@ def wheel(path):
     with zipfile.ZipFile(path, "w") as whl:
         whl.writestr("greet/__init__.py", "def hello():\n    return 'hello from greet'\n")
         whl.writestr("greet-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: greet\nVersion: 1.0\n")
-        whl.writestr("greet-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                                                  "Tag: py3-none-any\n")
-        whl.writestr("greet-1.0.dist-info/RECORD", "greet/__init__.py,,\ngreet-1.0.dist-info/METADATA,,\n"
-                                                   "greet-1.0.dist-info/WHEEL,,\ngreet-1.0.dist-info/RECORD,,\n")
+        whl.writestr(
+            "greet-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        whl.writestr(
+            "greet-1.0.dist-info/RECORD",
+            "greet/__init__.py,,\ngreet-1.0.dist-info/METADATA,,\n"
+            "greet-1.0.dist-info/WHEEL,,\ngreet-1.0.dist-info/RECORD,,\n",
+        )
 
 
 def context(root):
@@ -76,32 +83,34 @@ def test_switching_user_without_opening_root_is_what_broke_and_the_check_sees_it
 
 
 def run_non_root(tmp_path, reports, docker_pipeline, main, extra=None):
-    from engine.runs import start_run
+    from agent_pipelines.engine.runs import start_run
     from tests.conftest import git, make_repo
 
-    repo = make_repo(tmp_path / "repo", {"Dockerfile": PIP_USER_APP, "main.py": main, ".dockerignore": ".git\n",
-                                         **(extra or {})})
+    repo = make_repo(
+        tmp_path / "repo", {"Dockerfile": PIP_USER_APP, "main.py": main, ".dockerignore": ".git\n", **(extra or {})}
+    )
     wheel(repo / "wheels" / "greet-1.0-py3-none-any.whl")
     git(repo, "add", "wheels")
     git(repo, "commit", "--quiet", "-m", "the wheel")
-    record = start_run(docker_pipeline, repo, reports, ["dockerfiles"],
-                       {"builds": "off", "unsafe_fixes": "1", "verify_builds": "1"})
+    record = start_run(
+        docker_pipeline, repo, reports, ["dockerfiles"], {"builds": "off", "unsafe_fixes": "1", "verify_builds": "1"}
+    )
     tasks = {t.id for t in record.plan.tasks if t.fix == "non-root-user"}
     [verdict] = [v for v in record.verdicts if v.task_id in tasks]
     [gate] = [g for g in verdict.gates if "builds and starts" in g.name]
     return verdict, gate
 
 
-def test_with_verify_builds_the_unsafe_non_root_change_is_kept_once_the_image_starts(tmp_path, reports,
-                                                                                     docker_pipeline):
+def test_with_verify_builds_the_unsafe_non_root_change_is_kept_once_the_image_starts(
+    tmp_path, reports, docker_pipeline
+):
     engine_or_skip()
     verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN)
     assert verdict.accepted, verdict.reason
     assert gate.passed and gate.detail.startswith("running, and its HEALTHCHECK (python -c import greet) passes; ")
 
 
-def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_reverted(tmp_path, reports,
-                                                                                   docker_pipeline):
+def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_reverted(tmp_path, reports, docker_pipeline):
     engine_or_skip()
     # the app writes into its code directory at start: root could, the new user can't (the code stays root's)
     writes = "import time\nimport greet\nopen('/app/state.txt', 'w').write('up')\ntime.sleep(120)\n"
@@ -113,8 +122,9 @@ def test_with_verify_builds_a_non_root_change_the_app_cannot_run_under_is_revert
 
 def test_a_probe_configured_in_pipeline_yaml_decides_whether_the_image_starts(tmp_path, reports, docker_pipeline):
     engine_or_skip()
-    config = ("policy:\n  dockerfiles:\n    Dockerfile:\n"
-              "      probe: [python, -c, \"import greet; print(greet.hello())\"]\n")
+    config = (
+        'policy:\n  dockerfiles:\n    Dockerfile:\n      probe: [python, -c, "import greet; print(greet.hello())"]\n'
+    )
     verdict, gate = run_non_root(tmp_path, reports, docker_pipeline, MAIN, {".pipeline.yaml": config})
     assert verdict.accepted, verdict.reason
     assert gate.detail.startswith("probe python -c import greet; print(greet.hello()) passed; ")

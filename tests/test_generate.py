@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.artifacts import Design
-from engine.domain import AlreadyResolved, FixError
-from engine.tree import DirTree
-from pipelines.docker_optimization import PIPELINE
-from pipelines.docker_optimization.domain import DockerDomain
-from pipelines.docker_optimization.rules import pack
-from pipelines.docker_optimization.generate.bake import bake_file
-from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
-from pipelines.docker_optimization.generate.workflow import workflow_file
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.review.validate import gates_for, parse_bake
+from agent_pipelines.engine.artifacts import Design
+from agent_pipelines.engine.domain import AlreadyResolved, FixError
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization import PIPELINE
+from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
+from agent_pipelines.pipelines.docker_optimization.generate.bake import bake_file
+from agent_pipelines.pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
+from agent_pipelines.pipelines.docker_optimization.generate.workflow import workflow_file
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.review.validate import gates_for, parse_bake
+from agent_pipelines.pipelines.docker_optimization.rules import pack
 from tests.rulekit import codes, write
 
 SMALL = {
@@ -53,8 +53,9 @@ services:
       test: ["CMD", "redis-cli", "ping"]
 """,
     "base/Dockerfile": "FROM python:3.12-slim\nRUN pip install flask\n",
-    "app/Dockerfile": ('ARG PYTHON=3.11\nFROM shop/base:latest AS runtime\nCOPY app /app\n'
-                       'CMD ["python", "/app/main.py"]\n'),
+    "app/Dockerfile": (
+        'ARG PYTHON=3.11\nFROM shop/base:latest AS runtime\nCOPY app /app\nCMD ["python", "/app/main.py"]\n'
+    ),
 }
 
 BAKE = r"""# The images of docker-compose.yml, written by the docker-optimization pipeline.
@@ -662,6 +663,7 @@ def failed(gates) -> list[tuple[str, str]]:
 
 # -- generators: exact output ---------------------------------------------------
 
+
 def test_bake_file_has_a_target_per_built_service_level_groups_and_a_gha_cache_per_target(tmp_path):
     assert bake_file(project(tmp_path, SMALL)) == BAKE
 
@@ -673,17 +675,25 @@ def test_the_workflow_analyzes_to_code_scanning_and_bakes_with_the_cache(tmp_pat
 def test_the_workflow_for_a_single_image_uses_build_push_action_with_the_cache(tmp_path):
     text = workflow_file(project(tmp_path, SINGLE))
     assert text.endswith(SINGLE_BUILD_STEP)
-    head = WORKFLOW[:WORKFLOW.index("      - name: Build the images with bake")].replace(
+    head = WORKFLOW[: WORKFLOW.index("      - name: Build the images with bake")].replace(
         "every image with `docker buildx bake` (docker-bake.hcl): in parallel where\n"
         "#            the build graph allows, each target cached in GitHub's cache (type=gha).",
-        "the api image with BuildKit, cached in GitHub's cache (type=gha).")
-    assert text[:-len(SINGLE_BUILD_STEP)] == head
+        "the api image with BuildKit, cached in GitHub's cache (type=gha).",
+    )
+    assert text[: -len(SINGLE_BUILD_STEP)] == head
     assert "bake" not in text.split("  build:\n")[1]
 
 
 def test_in_the_analyzers_own_repository_the_workflow_analyzes_with_its_action_from_the_checkout(tmp_path):
-    text = workflow_file(project(tmp_path, {**SMALL, "pyproject.toml": (
-        '[project]\nname = "x"\n\n[project.entry-points."pipeline.pipelines"]\nx = "y:Z"\n')}))
+    text = workflow_file(
+        project(
+            tmp_path,
+            {
+                **SMALL,
+                "pyproject.toml": ('[project]\nname = "x"\n\n[project.entry-points."pipeline.pipelines"]\nx = "y:Z"\n'),
+            },
+        )
+    )
     assert "        uses: ./\n" in text and "vars.PIPELINE_ANALYZER" not in text and "pip install" not in text
 
 
@@ -696,32 +706,47 @@ def test_rollback_script_restores_previous_images_dependents_first(tmp_path):
 
 
 def test_a_compose_file_with_another_name_is_named_for_docker_compose(tmp_path):
-    files = {"ops/compose.prod.yml": SMALL["docker-compose.yml"].replace("./base", "../base").replace(
-        "context: .", "context: .."), **{k: v for k, v in SMALL.items() if k != "docker-compose.yml"}}
+    files = {
+        "ops/compose.prod.yml": SMALL["docker-compose.yml"]
+        .replace("./base", "../base")
+        .replace("context: .", "context: .."),
+        **{k: v for k, v in SMALL.items() if k != "docker-compose.yml"},
+    }
     text = deploy_script(project(tmp_path, files))
-    assert ('cd "$(dirname "${BASH_SOURCE[0]}")/../ops"\n'
-            'export COMPOSE_FILE="${COMPOSE_FILE:-compose.prod.yml}"\n') in text
+    assert (
+        'cd "$(dirname "${BASH_SOURCE[0]}")/../ops"\nexport COMPOSE_FILE="${COMPOSE_FILE:-compose.prod.yml}"\n'
+    ) in text
 
 
 def test_one_shot_services_others_wait_to_complete_count_as_done_when_they_exit_0(tmp_path):
-    files = {**SMALL, "docker-compose.yml": SMALL["docker-compose.yml"].replace(
-        "      cache:\n        condition: service_healthy\n",
-        "      cache:\n        condition: service_healthy\n      migrate:\n"
-        "        condition: service_completed_successfully\n") + "  migrate:\n    image: shop/base:latest\n"}
+    files = {
+        **SMALL,
+        "docker-compose.yml": SMALL["docker-compose.yml"].replace(
+            "      cache:\n        condition: service_healthy\n",
+            "      cache:\n        condition: service_healthy\n      migrate:\n"
+            "        condition: service_completed_successfully\n",
+        )
+        + "  migrate:\n    image: shop/base:latest\n",
+    }
     text = deploy_script(project(tmp_path, files))
     assert "\nORDER=(base cache migrate app)\n" in text and "\nJOBS=(migrate)\n" in text
 
 
 def test_compose_values_are_escaped_for_hcl_and_compose_variables_become_bake_variables(tmp_path):
-    files = {**SMALL, "docker-compose.yml": SMALL["docker-compose.yml"].replace(
-        'PYTHON: "3.12"', 'PYTHON: "3.12"\n        GREETING: "say \\"hi\\" to ${USER}, %{x} costs $$5"').replace(
-        "image: shop/base:latest", "image: ${REGISTRY:-ghcr.io/shop}/base@sha256:0123")}
+    files = {
+        **SMALL,
+        "docker-compose.yml": SMALL["docker-compose.yml"]
+        .replace('PYTHON: "3.12"', 'PYTHON: "3.12"\n        GREETING: "say \\"hi\\" to ${USER}, %{x} costs $$5"')
+        .replace("image: shop/base:latest", "image: ${REGISTRY:-ghcr.io/shop}/base@sha256:0123"),
+    }
     text = bake_file(project(tmp_path, files))
 
     assert '    GREETING = "say \\"hi\\" to ${USER}, %%{x} costs $5"\n' in text
     assert '  tags = ["${REGISTRY}/base:${TAG}"]\n' in text
-    assert ('# Compose reads ${REGISTRY} from the environment (or .env); so does bake.\nvariable "REGISTRY" {\n'
-            '  default = "ghcr.io/shop"\n}\n') in text
+    assert (
+        '# Compose reads ${REGISTRY} from the environment (or .env); so does bake.\nvariable "REGISTRY" {\n'
+        '  default = "ghcr.io/shop"\n}\n'
+    ) in text
     assert 'variable "USER" {\n  default = ""\n}\n' in text
     parsed = parse_bake(text)
     assert parsed["target"]["app"]["args"]["GREETING"] == 'say "hi" to ${USER}, %%{x} costs $5'
@@ -816,33 +841,43 @@ def test_a_target_whose_context_cannot_build_is_left_out_of_every_generated_file
     shop = project(tmp_path, SHOP)
     bake, workflow, deploy = bake_file(shop), workflow_file(shop), deploy_script(shop)
 
-    assert ("#\n# Left out of this file: these services' images can't be built from the repository as it is\n"
-            f"#   {API_LEFT_OUT}\n") in bake
+    assert (
+        "#\n# Left out of this file: these services' images can't be built from the repository as it is\n"
+        f"#   {API_LEFT_OUT}\n"
+    ) in bake
     assert list(parse_bake(bake)["target"]) == ["worker"]
     assert 'group "default" {\n  targets = ["worker"]\n}\n' in bake
     assert f"#              {API_LEFT_OUT}\n" in workflow
     assert "\nORDER=(db worker e2e)\n" in deploy
-    assert ("# Left out: their images can't be built from docker-compose.yml as the repository is:\n"
-            "#   api: api/Dockerfile line 2: shared does not exist in the build context .\n") in deploy
+    assert (
+        "# Left out: their images can't be built from docker-compose.yml as the repository is:\n"
+        "#   api: api/Dockerfile line 2: shared does not exist in the build context .\n"
+    ) in deploy
 
 
 def test_the_build_and_deploy_phase_reports_name_what_the_generated_files_left_out(tmp_path):
     tree = DirTree(write(tmp_path, SHOP))
     assert DockerDomain().phase_notes("build", tree)[-1] == (
         "api is left out of the bake file and the CI build: docker-compose.yml: "
-        "api/Dockerfile line 2: shared does not exist in the build context .")
+        "api/Dockerfile line 2: shared does not exist in the build context ."
+    )
     assert DockerDomain().phase_notes("deploy", tree)[-2:] == [
         "api is left out of deploy/deploy.sh: its image can't be built from docker-compose.yml: "
         "api/Dockerfile line 2: shared does not exist in the build context .",
-        "e2e is behind the compose profile test: deploy.sh rolls it out only when named or with COMPOSE_PROFILES=test"]
+        "e2e is behind the compose profile test: deploy.sh rolls it out only when named or with COMPOSE_PROFILES=test",
+    ]
 
 
 def test_a_source_the_dockerignore_drops_leaves_the_target_out_too(tmp_path):
     files = {**SHOP, "shared/lib.py": "x = 1\n", ".dockerignore": "shared\n"}
-    assert ("#   api: docker-compose.yml: api/Dockerfile line 2: shared is excluded by .dockerignore "
-            "in the build context .\n") in bake_file(project(tmp_path, files))
-    assert list(parse_bake(bake_file(project(tmp_path / "sent", {**SHOP, "shared/lib.py": "x = 1\n"})))["target"]) \
-        == ["api", "worker"]
+    assert (
+        "#   api: docker-compose.yml: api/Dockerfile line 2: shared is excluded by .dockerignore "
+        "in the build context .\n"
+    ) in bake_file(project(tmp_path, files))
+    assert list(parse_bake(bake_file(project(tmp_path / "sent", {**SHOP, "shared/lib.py": "x = 1\n"})))["target"]) == [
+        "api",
+        "worker",
+    ]
 
 
 def test_a_dockerfile_that_does_not_parse_leaves_its_target_out(tmp_path):
@@ -853,11 +888,14 @@ def test_a_dockerfile_that_does_not_parse_leaves_its_target_out(tmp_path):
 
 
 def test_a_service_built_by_two_compose_files_gets_the_definition_whose_context_builds(tmp_path):
-    files = {**SHOP, "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY main.py /app/\n",
-             "api/shared/util.py": "y = 2\n", "deploy/compose.prod.yml": (
-                 "services:\n  api:\n    build: ../api\n    image: shop/api:latest\n")}
+    files = {
+        **SHOP,
+        "api/Dockerfile": "FROM python:3.12-slim\nCOPY shared /shared\nCOPY main.py /app/\n",
+        "api/shared/util.py": "y = 2\n",
+        "deploy/compose.prod.yml": ("services:\n  api:\n    build: ../api\n    image: shop/api:latest\n"),
+    }
     bake = bake_file(project(tmp_path, files))
-    assert parse_bake(bake)["target"]["api"]["context"] == "api"      # deploy/compose.prod.yml's, not the root's
+    assert parse_bake(bake)["target"]["api"]["context"] == "api"  # deploy/compose.prod.yml's, not the root's
     assert "Left out" not in bake
 
 
@@ -868,7 +906,8 @@ def test_a_target_that_builds_from_a_left_out_image_is_left_out_with_it(tmp_path
     assert str(nothing_builds.value) == (
         "no compose build's context builds here: api is left out of the bake file: docker-compose.yml: "
         "api/Dockerfile line 2: shared does not exist in the build context .; "
-        "worker is left out of the bake file: builds on the image of api, which is left out")
+        "worker is left out of the bake file: builds on the image of api, which is left out"
+    )
 
 
 def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carried(tmp_path):
@@ -879,71 +918,90 @@ def test_build_args_secret_target_platforms_labels_and_cache_of_compose_are_carr
 def test_a_secret_looking_value_is_never_copied_into_the_bake_file(tmp_path):
     bake = bake_file(project(tmp_path, SHOP))
     assert "s3cr3t-value" not in bake and "hunter2" not in bake and "npm-xyz" not in bake
-    assert ("# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n"
-            'variable "API_TOKEN" {\n}\n') in bake
+    assert (
+        "# ${API_TOKEN} is a secret's value: no default here; bake reads it from the environment.\n"
+        'variable "API_TOKEN" {\n}\n'
+    ) in bake
     assert 'variable "DB_PASSWORD" {\n}\n' in bake and 'variable "NPM_AUTH" {\n}\n' in bake
-    assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake           # .env, as compose reads it
+    assert 'variable "MODE" {\n  default = "fast"\n}\n' in bake  # .env, as compose reads it
     assert parse_bake(bake)["variable"]["API_TOKEN"] == {}
 
 
 def test_a_secret_looking_build_arg_is_not_written_into_the_workflow_either(tmp_path):
-    files = {"compose.yaml": "services:\n  api:\n    build:\n      context: ./svc\n      args:\n"
-                             "        NPM_TOKEN: abc123\n        MODE: fast\n",
-             "svc/Dockerfile": "FROM python:3.12-slim\n"}
+    files = {
+        "compose.yaml": "services:\n  api:\n    build:\n      context: ./svc\n      args:\n"
+        "        NPM_TOKEN: abc123\n        MODE: fast\n",
+        "svc/Dockerfile": "FROM python:3.12-slim\n",
+    }
     workflow = workflow_file(project(tmp_path, files))
     assert "abc123" not in workflow
-    assert ("          # not copied from compose.yaml (secret-looking): NPM_TOKEN; pass them as build secrets\n"
-            "          build-args: |\n            MODE=fast\n") in workflow
+    assert (
+        "          # not copied from compose.yaml (secret-looking): NPM_TOKEN; pass them as build secrets\n"
+        "          build-args: |\n            MODE=fast\n"
+    ) in workflow
 
 
 def test_a_service_behind_a_profile_is_not_started_by_default_and_says_how_to_include_it(tmp_path):
     deploy = deploy_script(project(tmp_path, SHOP))
-    assert ("# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them\n"
-            "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES=test bash deploy/deploy.sh).\n"
-            "#   e2e: profile test\n"
-            'declare -A PROFILES=([e2e]="test")\n') in deploy
+    assert (
+        "# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them\n"
+        "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES=test bash deploy/deploy.sh).\n"
+        "#   e2e: profile test\n"
+        'declare -A PROFILES=([e2e]="test")\n'
+    ) in deploy
 
 
 def test_deploy_waits_start_period_plus_retries_times_interval_and_timeout_and_not_on_a_disabled_check(tmp_path):
     deploy = deploy_script(project(tmp_path, SHOP))
-    assert ("# Health gates, from the compose file and Dockerfiles: each service is waited for at most\n"
-            "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:\n"
-            "#   worker: 300s + 3 × (10s + 5s) = 345s (compose healthcheck)\n"
-            "# Not waited on for health (running is checked once, right after it starts):\n"
-            "#   db: healthcheck disabled in docker-compose.yml (disable: true)\n"
-            "#   e2e: no healthcheck\n"
-            "declare -A WAIT=([worker]=345)\n") in deploy
+    assert (
+        "# Health gates, from the compose file and Dockerfiles: each service is waited for at most\n"
+        "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:\n"
+        "#   worker: 300s + 3 × (10s + 5s) = 345s (compose healthcheck)\n"
+        "# Not waited on for health (running is checked once, right after it starts):\n"
+        "#   db: healthcheck disabled in docker-compose.yml (disable: true)\n"
+        "#   e2e: no healthcheck\n"
+        "declare -A WAIT=([worker]=345)\n"
+    ) in deploy
 
 
 def test_a_compose_healthcheck_takes_what_it_leaves_out_from_the_dockerfile_then_from_docker(tmp_path):
-    files = {"compose.yaml": ("services:\n  api:\n    build: ./api\n    healthcheck:\n      retries: 5\n"
-                              "  cache:\n    image: redis:7\n    healthcheck:\n      test: [CMD, redis-cli, ping]\n"
-                              "  off:\n    build: ./api\n    healthcheck:\n      test: [NONE]\n"),
-             "api/Dockerfile": "FROM python:3.12-slim\nHEALTHCHECK --interval=1m --start-period=90s CMD true\n"}
+    files = {
+        "compose.yaml": (
+            "services:\n  api:\n    build: ./api\n    healthcheck:\n      retries: 5\n"
+            "  cache:\n    image: redis:7\n    healthcheck:\n      test: [CMD, redis-cli, ping]\n"
+            "  off:\n    build: ./api\n    healthcheck:\n      test: [NONE]\n"
+        ),
+        "api/Dockerfile": "FROM python:3.12-slim\nHEALTHCHECK --interval=1m --start-period=90s CMD true\n",
+    }
     deploy = deploy_script(project(tmp_path, files))
-    assert ("#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n"
-            in deploy)
-    assert ("#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, "
-            "start_period, retries)\n") in deploy
+    assert (
+        "#   api: 90s + 5 × (60s + 30s) = 540s (Dockerfile HEALTHCHECK, line 2; Docker's default timeout)\n" in deploy
+    )
+    assert (
+        "#   cache: 0s + 3 × (30s + 30s) = 180s (compose healthcheck; Docker's default interval, timeout, "
+        "start_period, retries)\n"
+    ) in deploy
     assert "#   off: healthcheck test NONE in compose.yaml\n" in deploy
     assert "declare -A WAIT=([api]=540 [cache]=180)\n" in deploy
 
 
 def test_the_bake_gate_fails_a_target_the_change_brought_broken_and_not_one_the_file_already_had(tmp_path):
     write(tmp_path, SHOP)
-    broken = bake_file(project(tmp_path / "ok", {**SHOP, "shared/x.py": ""}))   # api's target, as if it built
+    broken = bake_file(project(tmp_path / "ok", {**SHOP, "shared/x.py": ""}))  # api's target, as if it built
     name = "docker-bake.hcl: every target's COPY/ADD sources are sent by its context"
 
-    new = gates_for("docker-bake.hcl", broken, tmp_path)                       # the change wrote the file
+    new = gates_for("docker-bake.hcl", broken, tmp_path)  # the change wrote the file
     assert failed(new) == [(name, "target api: api/Dockerfile: shared does not exist in the build context .")]
 
     kept = gates_for("docker-bake.hcl", broken + "\n", tmp_path, before=broken)  # the parent's file had it too
     assert failed(kept) == []
     assert [g.already for g in kept if g.name == name] == [
-        "already present before this change: target api: api/Dockerfile: shared does not exist in the build context ."]
+        "already present before this change: target api: api/Dockerfile: shared does not exist in the build context ."
+    ]
 
 
 # -- rules ------------------------------------------------------------------------
+
 
 def test_bp001_fires_for_two_built_services_without_a_bake_file(tmp_path):
     assert codes(tmp_path, SMALL, "BP001") == [("docker-bake.hcl", 0)]
@@ -967,7 +1025,8 @@ jobs:
           context: svc
 """
     assert codes(tmp_path / "cold", {**SINGLE, ".github/workflows/ci.yml": cold}, "BP002") == [
-        (".github/workflows/docker-build.yml", 0)]
+        (".github/workflows/docker-build.yml", 0)
+    ]
 
 
 def test_bp002_is_quiet_with_a_cached_build_push_or_a_bake_whose_file_caches(tmp_path):
@@ -990,11 +1049,21 @@ jobs:
       - run: docker buildx bake
 """
     assert codes(tmp_path / "a", {**SINGLE, ".github/workflows/ci.yaml": cached}, "BP002") == []
-    assert codes(tmp_path / "b", {**SMALL, ".github/workflows/ci.yml": baked,
-                                  "docker-bake.hcl": 'target "a" {\n  cache-to = ["type=gha"]\n}\n'}, "BP002") == []
-    assert codes(tmp_path / "c", {**SMALL, ".github/workflows/ci.yml": baked,
-                                  "docker-bake.hcl": 'target "a" {\n}\n'}, "BP002") == [
-        (".github/workflows/docker-build.yml", 0)]
+    assert (
+        codes(
+            tmp_path / "b",
+            {
+                **SMALL,
+                ".github/workflows/ci.yml": baked,
+                "docker-bake.hcl": 'target "a" {\n  cache-to = ["type=gha"]\n}\n',
+            },
+            "BP002",
+        )
+        == []
+    )
+    assert codes(
+        tmp_path / "c", {**SMALL, ".github/workflows/ci.yml": baked, "docker-bake.hcl": 'target "a" {\n}\n'}, "BP002"
+    ) == [(".github/workflows/docker-build.yml", 0)]
 
 
 def test_bp002_leaves_a_bake_step_on_a_missing_bake_file_to_bp001(tmp_path):
@@ -1009,6 +1078,7 @@ def test_dp001_fires_for_a_stack_with_healthchecks_and_no_deploy_script(tmp_path
 
 
 # -- fixes ------------------------------------------------------------------------
+
 
 def test_the_fixes_write_the_generated_files(tmp_path):
     assert fixed(tmp_path / "bake", SMALL, "BP001") == {"docker-bake.hcl": BAKE}
@@ -1035,10 +1105,15 @@ def test_a_fix_whose_file_exists_now_is_already_resolved(tmp_path):
 
 # -- reviewer gates -------------------------------------------------------------------
 
+
 def test_the_generated_files_of_the_small_repo_pass_every_gate(tmp_path):
     write(tmp_path, SMALL)
-    for path, text in {"docker-bake.hcl": BAKE, ".github/workflows/docker-build.yml": WORKFLOW,
-                       "deploy/deploy.sh": DEPLOY, "deploy/rollback.sh": ROLLBACK}.items():
+    for path, text in {
+        "docker-bake.hcl": BAKE,
+        ".github/workflows/docker-build.yml": WORKFLOW,
+        "deploy/deploy.sh": DEPLOY,
+        "deploy/rollback.sh": ROLLBACK,
+    }.items():
         gates = gates_for(path, text, tmp_path)
         assert gates and failed(gates) == [], path
 
@@ -1046,8 +1121,12 @@ def test_the_generated_files_of_the_small_repo_pass_every_gate(tmp_path):
 def test_the_generated_files_of_the_example_monorepo_pass_every_gate_and_bash_n():
     root = PIPELINE.example
     example = Project(DirTree(root))
-    generated = {"docker-bake.hcl": bake_file(example), ".github/workflows/docker-build.yml": workflow_file(example),
-                 "deploy/deploy.sh": deploy_script(example), "deploy/rollback.sh": rollback_script(example)}
+    generated = {
+        "docker-bake.hcl": bake_file(example),
+        ".github/workflows/docker-build.yml": workflow_file(example),
+        "deploy/deploy.sh": deploy_script(example),
+        "deploy/rollback.sh": rollback_script(example),
+    }
     for path, text in generated.items():
         gates = gates_for(path, text, root)
         assert len(gates) in (2, 4) and failed(gates) == [], path
@@ -1058,23 +1137,34 @@ def test_the_generated_files_of_the_example_monorepo_pass_every_gate_and_bash_n(
 def test_a_shellcheck_warning_fails_the_shell_gate_with_the_finding():
     unquoted = DEPLOY.replace('docker compose ps --all -q "$1"', "docker compose ps --all -q $1")
     gates = gates_for("deploy/deploy.sh", unquoted)
-    assert failed(gates) == [("deploy/deploy.sh shellcheck-clean (-S style)",
-                              "line 42 SC2086 (info): Double quote to prevent globbing and word splitting.")]
+    assert failed(gates) == [
+        (
+            "deploy/deploy.sh shellcheck-clean (-S style)",
+            "line 42 SC2086 (info): Double quote to prevent globbing and word splitting.",
+        )
+    ]
 
 
 def test_a_syntax_error_fails_bash_n():
     gates = gates_for("deploy/rollback.sh", ROLLBACK.replace("done\nif ((", "if (("))
-    assert [name for name, _ in failed(gates)] == ["deploy/rollback.sh parses (bash -n)",
-                                                   "deploy/rollback.sh shellcheck-clean (-S style)"]
+    assert [name for name, _ in failed(gates)] == [
+        "deploy/rollback.sh parses (bash -n)",
+        "deploy/rollback.sh shellcheck-clean (-S style)",
+    ]
     assert "syntax error" in failed(gates)[0][1]
 
 
 def test_a_schema_invalid_workflow_fails_the_schema_gate_with_the_path():
-    broken = WORKFLOW.replace("    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n      packages",
-                              "    runs_on: ubuntu-latest\n    permissions:\n      contents: read\n      packages")
+    broken = WORKFLOW.replace(
+        "    runs-on: ubuntu-latest\n    permissions:\n      contents: read\n      packages",
+        "    runs_on: ubuntu-latest\n    permissions:\n      contents: read\n      packages",
+    )
     assert failed(gates_for(".github/workflows/docker-build.yml", broken)) == [
-        (".github/workflows/docker-build.yml valid against the GitHub workflow schema",
-         "jobs/build: 'runs-on' is a required property")]
+        (
+            ".github/workflows/docker-build.yml valid against the GitHub workflow schema",
+            "jobs/build: 'runs-on' is a required property",
+        )
+    ]
 
 
 def test_a_workflow_that_is_not_yaml_fails_the_parse_gate():
@@ -1093,10 +1183,14 @@ def test_a_bake_target_whose_context_or_dockerfile_is_gone_fails_with_which(tmp_
     broken = BAKE.replace('context = "base"', 'context = "bass"').replace('"app/Dockerfile"', '"app/Dockerfile.dev"')
     broken = broken.replace('"target:base"', '"target:bass"')
     assert failed(gates_for("docker-bake.hcl", broken, tmp_path)) == [
-        ("docker-bake.hcl: groups and target: contexts name targets of the file",
-         "unknown: target app context shop/base = target:bass"),
-        ("docker-bake.hcl: every target's context and Dockerfile exist",
-         "target app: no app/Dockerfile.dev in context .; target base: context bass is not a directory"),
+        (
+            "docker-bake.hcl: groups and target: contexts name targets of the file",
+            "unknown: target app context shop/base = target:bass",
+        ),
+        (
+            "docker-bake.hcl: every target's context and Dockerfile exist",
+            "target app: no app/Dockerfile.dev in context .; target base: context bass is not a directory",
+        ),
     ]
 
 
@@ -1176,13 +1270,18 @@ def stack(tmp_path):
     docker.write_text(f"#!{sys.executable} -S\n" + FAKE_DOCKER)
     docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
     state_file = tmp_path / "docker-state.json"
-    old = {"shop/base:latest": "sha256:base-old000000", "redis:7": "sha256:redis-old00000",
-           "small-app": "sha256:app-old0000000"}
+    old = {
+        "shop/base:latest": "sha256:base-old000000",
+        "redis:7": "sha256:redis-old00000",
+        "small-app": "sha256:app-old0000000",
+    }
     state = {
         "images": dict(old),
         "refs": {"base": "shop/base:latest", "cache": "redis:7", "app": "small-app"},
-        "containers": {s: {"id": f"old-{s}", "ref": ref, "image": old[ref]}
-                       for s, ref in {"base": "shop/base:latest", "cache": "redis:7", "app": "small-app"}.items()},
+        "containers": {
+            s: {"id": f"old-{s}", "ref": ref, "image": old[ref]}
+            for s, ref in {"base": "shop/base:latest", "cache": "redis:7", "app": "small-app"}.items()
+        },
         "behaviour": {"sha256:redis-old00000": {"health": "healthy"}, "sha256:app-old0000000": {"health": "healthy"}},
         "log": [],
     }
@@ -1192,8 +1291,11 @@ def stack(tmp_path):
 
         def new_images(self, **health):
             """Images built for a release: base, cache and app each get a new id; app's health as given."""
-            for ref, image in {"shop/base:latest": "sha256:base-new000000", "redis:7": "sha256:redis-new00000",
-                               "small-app": "sha256:app-new0000000"}.items():
+            for ref, image in {
+                "shop/base:latest": "sha256:base-new000000",
+                "redis:7": "sha256:redis-new00000",
+                "small-app": "sha256:app-new0000000",
+            }.items():
                 state["images"][ref] = image
             state["behaviour"]["sha256:redis-new00000"] = {"health": "healthy"}
             state["behaviour"]["sha256:app-new0000000"] = {"health": health.get("app", "healthy")}
@@ -1201,13 +1303,18 @@ def stack(tmp_path):
         def run(self, script, *args, timeout="2", **more):
             """Run a script; ``timeout=None`` leaves DEPLOY_TIMEOUT unset (the script's own budgets apply)."""
             state_file.write_text(json.dumps(state))
-            env = {**{k: v for k, v in os.environ.items() if k not in ("DEPLOY_TIMEOUT", "COMPOSE_PROFILES")},
-                   "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                   "FAKE_DOCKER_STATE": str(state_file), "DEPLOY_INTERVAL": "0.1", **more}
+            env = {
+                **{k: v for k, v in os.environ.items() if k not in ("DEPLOY_TIMEOUT", "COMPOSE_PROFILES")},
+                "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                "FAKE_DOCKER_STATE": str(state_file),
+                "DEPLOY_INTERVAL": "0.1",
+                **more,
+            }
             if timeout is not None:
                 env["DEPLOY_TIMEOUT"] = timeout
-            proc = subprocess.run(["bash", str(tmp_path / "deploy" / script), *args], env=env, capture_output=True,
-                                  text=True, cwd="/")
+            proc = subprocess.run(
+                ["bash", str(tmp_path / "deploy" / script), *args], env=env, capture_output=True, text=True, cwd="/"
+            )
             state.update(json.loads(state_file.read_text()))
             return proc
 
@@ -1224,9 +1331,12 @@ def test_deploy_replaces_services_one_at_a_time_in_dependency_order_keeping_prev
 
     assert proc.returncode == 0, proc.stderr
     assert stack.state["log"] == [
-        "tag sha256:base-old000000 shop/base:previous", "up --no-deps base sha256:base-new000000",
-        "tag sha256:redis-old00000 redis:previous", "up --no-deps cache sha256:redis-new00000",
-        "tag sha256:app-old0000000 small-app:previous", "up --no-deps app sha256:app-new0000000",
+        "tag sha256:base-old000000 shop/base:previous",
+        "up --no-deps base sha256:base-new000000",
+        "tag sha256:redis-old00000 redis:previous",
+        "up --no-deps cache sha256:redis-new00000",
+        "tag sha256:app-old0000000 small-app:previous",
+        "up --no-deps app sha256:app-new0000000",
     ]
     assert "deploy: base: running (no health check to wait for)" in proc.stderr
     assert "deploy: cache: healthy" in proc.stderr and "deploy: app: healthy" in proc.stderr
@@ -1239,7 +1349,8 @@ def test_an_unhealthy_service_is_rolled_back_to_previous_and_the_rollout_stops(s
     assert proc.returncode == 1
     assert stack.state["log"][-3:] == [
         "up --no-deps app sha256:app-new0000000",
-        "tag small-app:previous small-app", "up --no-deps --no-build --force-recreate app sha256:app-old0000000",
+        "tag small-app:previous small-app",
+        "up --no-deps --no-build --force-recreate app sha256:app-old0000000",
     ]
     assert stack.state["containers"]["app"]["image"] == "sha256:app-old0000000"
     assert "deploy: app: container c03 is unhealthy" in proc.stderr
@@ -1251,9 +1362,12 @@ def test_a_service_that_never_gets_healthy_times_out_and_is_rolled_back(stack):
     proc = stack.run("deploy.sh", "app", timeout="1")
 
     assert proc.returncode == 1
-    assert stack.state["log"] == ["tag sha256:app-old0000000 small-app:previous",
-                                  "up --no-deps app sha256:app-new0000000", "tag small-app:previous small-app",
-                                  "up --no-deps --no-build --force-recreate app sha256:app-old0000000"]
+    assert stack.state["log"] == [
+        "tag sha256:app-old0000000 small-app:previous",
+        "up --no-deps app sha256:app-new0000000",
+        "tag small-app:previous small-app",
+        "up --no-deps --no-build --force-recreate app sha256:app-old0000000",
+    ]
     assert "deploy: app: not ready after 1s" in proc.stderr
 
 
@@ -1278,8 +1392,10 @@ def test_rollback_restores_one_service_or_every_one_with_a_previous_image(stack)
 
     proc = stack.run("rollback.sh", "app")
     assert proc.returncode == 0, proc.stderr
-    assert stack.state["log"] == ["tag small-app:previous small-app",
-                                  "up --no-deps --no-build --force-recreate app sha256:app-old0000000"]
+    assert stack.state["log"] == [
+        "tag small-app:previous small-app",
+        "up --no-deps --no-build --force-recreate app sha256:app-old0000000",
+    ]
 
     stack.state["log"].clear()
     proc = stack.run("rollback.sh")
@@ -1305,10 +1421,14 @@ def test_a_container_that_names_its_image_by_id_keeps_no_previous_and_the_rollou
 
 
 def test_a_one_shot_job_that_exits_0_is_done_and_one_that_fails_stops_the_rollout(stack):
-    files = {"docker-compose.yml": SMALL["docker-compose.yml"].replace(
-        "      cache:\n        condition: service_healthy\n",
-        "      cache:\n        condition: service_healthy\n      migrate:\n"
-        "        condition: service_completed_successfully\n") + "  migrate:\n    image: shop/migrate:1\n"}
+    files = {
+        "docker-compose.yml": SMALL["docker-compose.yml"].replace(
+            "      cache:\n        condition: service_healthy\n",
+            "      cache:\n        condition: service_healthy\n      migrate:\n"
+            "        condition: service_completed_successfully\n",
+        )
+        + "  migrate:\n    image: shop/migrate:1\n"
+    }
     write(stack.root, files)
     write(stack.root, {"deploy/deploy.sh": deploy_script(Project(DirTree(stack.root)))})
     stack.state["refs"]["migrate"] = "shop/migrate:1"
@@ -1332,8 +1452,10 @@ def redeploy(stack, compose: str) -> None:
 
 
 def test_a_service_behind_a_profile_is_rolled_out_only_when_its_profile_is_enabled_or_it_is_named(stack):
-    redeploy(stack, SMALL["docker-compose.yml"]
-             + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n")
+    redeploy(
+        stack,
+        SMALL["docker-compose.yml"] + "  e2e:\n    image: shop/e2e:1\n    profiles: [test]\n    depends_on: [app]\n",
+    )
     stack.state["refs"]["e2e"] = "shop/e2e:1"
     stack.state["images"]["shop/e2e:1"] = "sha256:e2e-new00000000"
     stack.new_images()
@@ -1351,8 +1473,9 @@ def test_a_service_behind_a_profile_is_rolled_out_only_when_its_profile_is_enabl
 
 
 def test_a_service_whose_check_compose_disables_is_not_waited_on_while_its_image_says_starting(stack):
-    redeploy(stack, SMALL["docker-compose.yml"].replace(
-        '      test: ["CMD", "redis-cli", "ping"]', "      disable: true"))
+    redeploy(
+        stack, SMALL["docker-compose.yml"].replace('      test: ["CMD", "redis-cli", "ping"]', "      disable: true")
+    )
     stack.new_images()
     stack.state["behaviour"]["sha256:redis-new00000"] = {"health": "starting"}
 
@@ -1362,10 +1485,14 @@ def test_a_service_whose_check_compose_disables_is_not_waited_on_while_its_image
 
 
 def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives(stack):
-    redeploy(stack, SMALL["docker-compose.yml"].replace(
-        '      test: ["CMD", "python", "-c", "print(1)"]',
-        '      test: ["CMD", "python", "-c", "print(1)"]\n      interval: 300ms\n      timeout: 200ms\n'
-        "      retries: 1\n      start_period: 1s"))
+    redeploy(
+        stack,
+        SMALL["docker-compose.yml"].replace(
+            '      test: ["CMD", "python", "-c", "print(1)"]',
+            '      test: ["CMD", "python", "-c", "print(1)"]\n      interval: 300ms\n      timeout: 200ms\n'
+            "      retries: 1\n      start_period: 1s",
+        ),
+    )
     script = (stack.root / "deploy/deploy.sh").read_text()
     assert "#   app: 1s + 1 × (0.3s + 0.2s) = 2s (compose healthcheck)\n" in script
     stack.new_images(app="starting")
@@ -1377,7 +1504,7 @@ def test_without_deploy_timeout_a_service_gets_the_budget_its_health_check_gives
 
 @pytest.mark.docker
 def test_with_an_engine_the_kept_target_builds_as_bake_describes_it_and_the_left_out_one_does_not(tmp_path):
-    from pipelines.docker_optimization.ops.builds import probe
+    from agent_pipelines.pipelines.docker_optimization.ops.builds import probe
 
     if not probe().ok:
         pytest.skip(probe().reason)
@@ -1386,12 +1513,16 @@ def test_with_an_engine_the_kept_target_builds_as_bake_describes_it_and_the_left
     worker = targets["worker"]
 
     def build(context: str, dockerfile: str, *more: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["docker", "build", "-q", "--rm", "-f", str(root / context / dockerfile), *more,
-                               str(root / context)], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "DOCKER_BUILDKIT": "1"})
+        return subprocess.run(
+            ["docker", "build", "-q", "--rm", "-f", str(root / context / dockerfile), *more, str(root / context)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "DOCKER_BUILDKIT": "1"},
+        )
 
     built = build(worker["context"], worker["dockerfile"], "--target", worker["target"])
     assert built.returncode == 0, built.stderr
     subprocess.run(["docker", "rmi", "-f", built.stdout.strip()], capture_output=True)
-    api = build(".", "api/Dockerfile")                       # what compose asks for, left out of the bake file
+    api = build(".", "api/Dockerfile")  # what compose asks for, left out of the bake file
     assert api.returncode != 0 and "shared" in api.stderr

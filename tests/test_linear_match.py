@@ -6,26 +6,59 @@ import json
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from engine import linear
-from pipelines.docker_optimization.model.copies import _glob_regex
-from pipelines.docker_optimization.model.dockerignore import FLAVORS, DockerIgnore, compile_pattern, excluded_by_each
-from engine.lint.ignores import glob_regex
-from pipelines.docker_optimization.rules.context_git import _wildmatch
+from agent_pipelines.engine import linear
+from agent_pipelines.engine.lint.ignores import glob_regex
+from agent_pipelines.pipelines.docker_optimization.model.copies import _glob_regex
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import (
+    FLAVORS,
+    DockerIgnore,
+    compile_pattern,
+    excluded_by_each,
+)
+from agent_pipelines.pipelines.docker_optimization.rules.context_git import _wildmatch
 from tests.conftest import cli, make_repo
 
 # The pattern that backtracks: 14 stars and a final letter the long name lacks.
 REDOS_GLOB = "*a" * 14 + "*b"
 LONG_NAME = "a" * 3000
 
-pieces = st.sampled_from(["a", "b", "/", "*", "**", "?", ".", "[ab]", "[^a]", "[!a]", "\\*", "-", "+", "{", "(",
-                          "|", ")", "[a-c]", "\\d", "$", "^", "é", "**/", "/*"])
+pieces = st.sampled_from(
+    [
+        "a",
+        "b",
+        "/",
+        "*",
+        "**",
+        "?",
+        ".",
+        "[ab]",
+        "[^a]",
+        "[!a]",
+        "\\*",
+        "-",
+        "+",
+        "{",
+        "(",
+        "|",
+        ")",
+        "[a-c]",
+        "\\d",
+        "$",
+        "^",
+        "é",
+        "**/",
+        "/*",
+    ]
+)
 patterns = st.lists(pieces, min_size=1, max_size=8).map("".join)
 paths = st.lists(st.sampled_from(["a", "b", "/", ".", "*", "c", "é", "\n", "ab/", "-"]), max_size=12).map("".join)
 flavors = st.sampled_from(FLAVORS)
-hypothesis_settings = settings(max_examples=400, deadline=None, database=None, derandomize=True,
-                               suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings = settings(
+    max_examples=400, deadline=None, database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def backtracking(compiled) -> re.Pattern[str]:
@@ -65,8 +98,7 @@ def test_a_whole_dockerignore_sends_what_one_pattern_at_a_time_says(lines, files
 @hypothesis_settings
 @given(patterns, paths)
 def test_config_copy_and_gitignore_globs_match_as_before(pattern, path):
-    for source_of in (lambda g: glob_regex(g).pattern,
-                      lambda g: ("^(?:.*/)?" + _wildmatch(g) + "$")):
+    for source_of in (lambda g: glob_regex(g).pattern, lambda g: "^(?:.*/)?" + _wildmatch(g) + "$"):
         try:
             source = source_of(pattern)
             old = re.compile(source, re.DOTALL if "wild" in repr(source_of) else 0)
@@ -147,9 +179,9 @@ RUN echo five
 def test_per_file_indexes_give_what_walking_the_file_gave():
     """USER, WORKDIR, ENV and the docker-clean state before each instruction, from the one-pass indexes,
     are what walking the preceding instructions (the old way, quadratic over a file) says."""
-    from pipelines.docker_optimization.model.dockerfile import Dockerfile
-    from pipelines.docker_optimization.model.cache_mounts import HOOK_REMOVED, preceding, run_of, script
-    from pipelines.docker_optimization.model.shell import workdir_at
+    from agent_pipelines.pipelines.docker_optimization.model.cache_mounts import HOOK_REMOVED, preceding, run_of, script
+    from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+    from agent_pipelines.pipelines.docker_optimization.model.shell import workdir_at
 
     df = Dockerfile.parse("Dockerfile", MULTI_STAGE)
     runs = df.of("RUN")

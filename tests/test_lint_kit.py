@@ -8,13 +8,13 @@ import textwrap
 
 import pytest
 
-from engine.lint import PackError, RulePack
-from pipelines.docker_optimization import PIPELINE
-from pipelines.docker_optimization.rules import MODULES, pack
+from agent_pipelines.engine.lint import PackError, RulePack
+from agent_pipelines.pipelines.docker_optimization import PIPELINE
+from agent_pipelines.pipelines.docker_optimization.rules import MODULES, pack
 
 HEADER = """
-from engine.finding import Applicability, Category, Severity
-from engine.lint import Fix, Hit, rule
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.engine.lint import Fix, Hit, rule
 """
 
 GOOD = (
@@ -110,7 +110,7 @@ def test_the_docker_pack_runs_every_module_and_every_fix_is_in_a_pipeline_phase(
 def test_the_engine_speaks_no_docker_in_the_lint_kit():
     from pathlib import Path
 
-    import engine.lint
+    from agent_pipelines import engine
 
     words = ("docker", "dockerfile", "compose", "hadolint", "buildkit")
     for path in Path(engine.lint.__file__).parent.glob("*.py"):
@@ -119,8 +119,8 @@ def test_the_engine_speaks_no_docker_in_the_lint_kit():
 
 
 def test_each_output_format_is_one_formatter_object_and_renders_the_same_analysis(tmp_path):
-    from engine.lint.formats import FORMATS
-    from pipelines.docker_optimization.analysis import run_analysis
+    from agent_pipelines.engine.lint.formats import FORMATS
+    from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
     from tests.rulekit import BILLING, write
 
     write(tmp_path, {"Dockerfile": BILLING})
@@ -141,8 +141,8 @@ def test_building_the_docker_pack_with_its_fixes_loads_no_pydantic_langgraph_or_
 
     code = (
         "import sys\n"
-        "from pipelines.docker_optimization.analysis import run_analysis\n"
-        "from pipelines.docker_optimization.rules import pack\n"
+        "from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis\n"
+        "from agent_pipelines.pipelines.docker_optimization.rules import pack\n"
         "pack()\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pydantic', 'langgraph', 'openai'}))\n"
     )

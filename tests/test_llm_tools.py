@@ -11,8 +11,8 @@ import sys
 import httpx
 import pytest
 
-from engine.artifacts import ChangeStatus
-from engine.llm_budget import Ledger
+from agent_pipelines.engine.artifacts import ChangeStatus
+from agent_pipelines.engine.llm_budget import Ledger
 from tests.conftest import git, make_repo
 from tests.test_llm import BASE, CANARY, CANARY2, REPO, FakeModel, run_llm
 
@@ -211,10 +211,10 @@ def test_each_node_gate_and_model_call_is_a_span_with_redacted_attributes(
 
 def test_without_an_exporter_telemetry_is_off_and_analyze_imports_none_of_it(example_repo):
     code = (
-        "import sys; from engine.cli import main; sys.argv = ['pipeline', 'analyze', '--repo', "
+        "import sys; from agent_pipelines.engine.cli import main; sys.argv = ['pipeline', 'analyze', '--repo', "
         f"{str(example_repo)!r}, '--format', 'json', '--no-hadolint', '--exit-zero']\n"
         "try:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
-        "from engine import telemetry\n"
+        "from agent_pipelines.engine import telemetry\n"
         "with telemetry.session(None) as on:\n    print(on, file=sys.stderr)\n"
         "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')), file=sys.stderr)"
     )
@@ -251,9 +251,9 @@ def spans(_provider):
 def test_model_edits_are_chosen_by_severity_then_findings_closed_and_the_plan_says_what_was_left_out(
     example_repo, docker_pipeline
 ):
-    from agents.base import AgentContext
-    from agents.planner import MAX_MODEL_TASKS, Planner, expected_gain
-    from pipelines.docker_optimization.domain import DockerDomain
+    from agent_pipelines.agents.base import AgentContext
+    from agent_pipelines.agents.planner import MAX_MODEL_TASKS, Planner, expected_gain
+    from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 
     # Two errors no deterministic fix covers, in a directory that sorts last.
     (example_repo / "zz").mkdir()

@@ -23,7 +23,10 @@ def server_params(reports: Path):
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     env["PYTHONPATH"] = str(ROOT)
     return mcp.StdioServerParameters(
-        command=sys.executable, env=env, cwd=str(ROOT), args=["-m", "engine.cli", "mcp", "--reports-dir", str(reports)]
+        command=sys.executable,
+        env=env,
+        cwd=str(ROOT),
+        args=["-m", "agent_pipelines.engine.cli", "mcp", "--reports-dir", str(reports)],
     )
 
 
@@ -129,7 +132,7 @@ def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, re
 
 
 def test_without_the_sdk_the_command_says_how_to_install_it():
-    code = "import sys; sys.modules['mcp'] = None; from engine.cli import main; sys.argv = ['pipeline', 'mcp']; main()"
+    code = "import sys; sys.modules['mcp'] = None; from agent_pipelines.engine.cli import main; sys.argv = ['pipeline', 'mcp']; main()"
     done = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT, timeout=60
     )
@@ -139,7 +142,7 @@ def test_without_the_sdk_the_command_says_how_to_install_it():
 
 def test_analyze_does_not_import_the_sdk(example_repo):
     code = (
-        "import sys; from engine.cli import main; "
+        "import sys; from agent_pipelines.engine.cli import main; "
         f"sys.argv = ['pipeline', 'analyze', '--repo', {str(example_repo)!r}, '--format', 'json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('mcp', 'mcp_types', 'starlette')), "

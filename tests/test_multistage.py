@@ -11,10 +11,10 @@ import re
 
 import pytest
 
-from engine.domain import Declined
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.rules import load_all
-from pipelines.docker_optimization.rules.multistage import rewrite
+from agent_pipelines.engine.domain import Declined
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.rules import load_all
+from agent_pipelines.pipelines.docker_optimization.rules.multistage import rewrite
 from tests.rulekit import codes, fixed
 
 load_all()
@@ -117,7 +117,7 @@ def test_the_fix_declines_where_the_pattern_is_not_certain_and_says_why(text, wh
 
 
 def test_the_fix_is_unsafe_and_waits_for_unsafe_fixes(tmp_path):
-    from pipelines.docker_optimization.domain import DockerDomain
+    from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 
     (tmp_path / "Dockerfile").write_text(PYTHON)
     domain = DockerDomain()
@@ -131,12 +131,12 @@ def test_the_fix_is_unsafe_and_waits_for_unsafe_fixes(tmp_path):
 def test_with_verify_builds_the_rewrite_builds_reports_healthy_and_the_image_shrinks(
     tmp_path, reports, docker_pipeline
 ):
-    from pipelines.docker_optimization.ops.builds import probe
+    from agent_pipelines.pipelines.docker_optimization.ops.builds import probe
 
     engine = probe()
     if not engine.ok:
         pytest.skip(engine.reason)
-    from engine.runs import start_run
+    from agent_pipelines.engine.runs import start_run
     from tests.conftest import make_repo
 
     repo = make_repo(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.runs import resume_run, start_run
-from engine.spec import Phase, PipelineSpec
+from agent_pipelines.engine.runs import resume_run, start_run
+from agent_pipelines.engine.spec import Phase, PipelineSpec
 from tests.conftest import cli, git, make_repo
 from tests.fixture_pipelines import whitespace
 
@@ -51,7 +51,7 @@ def test_a_fix_that_writes_nothing_is_a_failed_task_not_a_success(tmp_path, repo
 
 
 def test_agents_and_domain_are_closed_when_a_node_raises(tmp_path, reports, monkeypatch):
-    from agents.base import Agent
+    from agent_pipelines.agents.base import Agent
 
     opened = []
     original = Agent.__enter__

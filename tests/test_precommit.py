@@ -23,8 +23,13 @@ def hooks_repository(dest: Path) -> Path:
     """A clone of this checkout with its working tree as it is now (tracked and new files), committed:
     pre-commit installs a hook repository from a commit."""
     subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
-    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"],
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-co", "--exclude-standard", "-z"], check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         source = ROOT / rel
         if source.is_file():
@@ -36,8 +41,11 @@ def hooks_repository(dest: Path) -> Path:
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        check=True,
+        capture_output=True,
+    )
 
 
 def project(dest: Path, dockerfile: str) -> Path:
@@ -54,16 +62,23 @@ def project(dest: Path, dockerfile: str) -> Path:
 def try_repo(hooks: Path, repo: Path, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PRE_COMMIT_HOME": str(home), "PRE_COMMIT_COLOR": "never"}
     env.pop("DOCKER_HOST", None)
-    return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hooks), "pipeline-analyze",
-                           "--all-files"], cwd=repo, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(hooks), "pipeline-analyze", "--all-files"],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def test_the_hook_fails_on_a_broken_dockerfile_with_the_finding_and_passes_a_clean_one(tmp_path):
     hooks = hooks_repository(tmp_path / "hooks")
-    home = tmp_path / "pre-commit-home"   # one virtualenv for both runs
+    home = tmp_path / "pre-commit-home"  # one virtualenv for both runs
     broken = project(tmp_path / "broken", "FROM python:3.12-slim\nCOPY missing.py /app/\nUSER 1000\n")
-    clean = project(tmp_path / "clean", "FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\n"
-                                        'CMD ["python", "/app/app.py"]\n')
+    clean = project(
+        tmp_path / "clean", 'FROM python:3.12-slim\nCOPY app.py /app/\nUSER 1000\nCMD ["python", "/app/app.py"]\n'
+    )
 
     failed = try_repo(hooks, broken, home)
     passed = try_repo(hooks, clean, home)
@@ -72,6 +87,6 @@ def test_the_hook_fails_on_a_broken_dockerfile_with_the_finding_and_passes_a_cle
     assert "pipeline analyze" in failed.stdout and "Failed" in failed.stdout
     assert "**CX003** copy-source-outside-context — error" in failed.stdout
     assert "missing.py does not exist in the build context api" in failed.stdout
-    assert "README.md" not in failed.stdout.split("Failed", 1)[1]   # only the files pre-commit passed
+    assert "README.md" not in failed.stdout.split("Failed", 1)[1]  # only the files pre-commit passed
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "Passed" in passed.stdout

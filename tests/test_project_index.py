@@ -5,14 +5,32 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.tree import DirTree
-from pipelines.docker_optimization.model.compose import is_compose_file
-from pipelines.docker_optimization.model.paths import span
-from pipelines.docker_optimization.model.project import _MAYBE_BUILD_FILE, Project, is_dockerfile
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
+from agent_pipelines.pipelines.docker_optimization.model.paths import span
+from agent_pipelines.pipelines.docker_optimization.model.project import _MAYBE_BUILD_FILE, Project, is_dockerfile
 from tests.rulekit import write
 
-_PARTS = st.sampled_from(["Dockerfile", "dockerfile", "DOCKERFILE", "DockerFile", "compose", "Compose", "docker-",
-                          ".", "yml", "yaml", "dev", "api", "/", "x", ".dockerignore", "-"])
+_PARTS = st.sampled_from(
+    [
+        "Dockerfile",
+        "dockerfile",
+        "DOCKERFILE",
+        "DockerFile",
+        "compose",
+        "Compose",
+        "docker-",
+        ".",
+        "yml",
+        "yaml",
+        "dev",
+        "api",
+        "/",
+        "x",
+        ".dockerignore",
+        "-",
+    ]
+)
 
 
 @given(st.lists(_PARTS, min_size=1, max_size=6).map("".join))
@@ -23,14 +41,19 @@ def test_the_quick_filter_never_drops_a_dockerfile_or_a_compose_file(path):
 
 
 def test_contexts_are_indexed_by_directory_and_by_dockerfile(tmp_path):
-    repo = write(tmp_path, {
-        "compose.yaml": "services:\n  api:\n    build: ./api\n  api-test:\n    build: {context: ., dockerfile: api/Dockerfile}\n",
-        "api/Dockerfile": "FROM python:3.12-slim\n",
-        "tools/Dockerfile": "FROM alpine:3.20\n",
-    })
+    repo = write(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  api:\n    build: ./api\n  api-test:\n    build: {context: ., dockerfile: api/Dockerfile}\n",
+            "api/Dockerfile": "FROM python:3.12-slim\n",
+            "tools/Dockerfile": "FROM alpine:3.20\n",
+        },
+    )
     project = Project(DirTree(repo))
-    assert [(c.dir, c.dockerfile) for c in project.contexts_of("api/Dockerfile")] == [("api", "api/Dockerfile"),
-                                                                                     (".", "api/Dockerfile")]
+    assert [(c.dir, c.dockerfile) for c in project.contexts_of("api/Dockerfile")] == [
+        ("api", "api/Dockerfile"),
+        (".", "api/Dockerfile"),
+    ]
     assert [c.dockerfile for c in project.contexts_in(".")] == ["api/Dockerfile"]
     assert [(c.dockerfile, c.inferred) for c in project.contexts_in("tools")] == [("tools/Dockerfile", True)]
     assert project.contexts_in("nowhere") == [] and project.contexts_of("nowhere/Dockerfile") == []
@@ -38,16 +61,23 @@ def test_contexts_are_indexed_by_directory_and_by_dockerfile(tmp_path):
 
 
 def test_sends_answers_as_sent_does_without_listing(tmp_path):
-    repo = write(tmp_path, {
-        "compose.yaml": "services:\n  api:\n    build: ./api\n",
-        "api/Dockerfile": "FROM python:3.12-slim\n", "api/.dockerignore": "**/*.pyc\ntests\n!tests/keep.py\n",
-        "api/app.py": "", "api/app.pyc": "", "api/tests/t.py": "", "api/tests/keep.py": "",
-    })
+    repo = write(
+        tmp_path,
+        {
+            "compose.yaml": "services:\n  api:\n    build: ./api\n",
+            "api/Dockerfile": "FROM python:3.12-slim\n",
+            "api/.dockerignore": "**/*.pyc\ntests\n!tests/keep.py\n",
+            "api/app.py": "",
+            "api/app.pyc": "",
+            "api/tests/t.py": "",
+            "api/tests/keep.py": "",
+        },
+    )
     (ctx,) = Project(DirTree(repo)).contexts
     asked = ["app.py", "app.pyc", "tests/t.py", "tests/keep.py", "Dockerfile", "missing.py"]
-    answers = [ctx.sends(p) for p in asked]          # before anything lists the context
+    answers = [ctx.sends(p) for p in asked]  # before anything lists the context
     assert answers == [p in ctx.sent() for p in asked] == [True, False, False, True, True, False]
-    assert [ctx.sends(p) for p in asked] == answers   # and after
+    assert [ctx.sends(p) for p in asked] == answers  # and after
 
 
 @given(st.lists(st.lists(_PARTS, min_size=1, max_size=4).map("".join), max_size=30), _PARTS)

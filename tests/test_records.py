@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.lock import RepoLock
-from engine.runs import start_run
-from engine.workspace import registered_worktrees
+from agent_pipelines.engine.lock import RepoLock
+from agent_pipelines.engine.runs import start_run
+from agent_pipelines.engine.workspace import registered_worktrees
 from tests.conftest import cli, git, make_repo, snapshot
 
 
@@ -34,8 +34,12 @@ def add_users_work(repo: Path) -> None:
 
 def users_state(repo: Path) -> tuple:
     """Everything of the user's a command could destroy: the checkout's bytes, HEAD, index, every ref."""
-    return (snapshot(repo), git(repo, "rev-parse", "HEAD"), git(repo, "status", "--porcelain", "--ignored"),
-            git(repo, "for-each-ref", "--format=%(refname) %(objectname)"))
+    return (
+        snapshot(repo),
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "status", "--porcelain", "--ignored"),
+        git(repo, "for-each-ref", "--format=%(refname) %(objectname)"),
+    )
 
 
 def tamper(reports: Path, name: str, **fields: str) -> None:
@@ -112,8 +116,11 @@ def test_apply_is_refused_while_the_run_is_active_and_for_an_unfinished_run(fini
 
 
 def test_apply_names_the_untracked_and_ignored_files_it_would_overwrite(finished, example_repo, reports):
-    added = [line.split("\t")[1] for line in git(example_repo, "diff", "--name-status", "main", finished.run.branch).splitlines()
-             if line.startswith("A\t")]
+    added = [
+        line.split("\t")[1]
+        for line in git(example_repo, "diff", "--name-status", "main", finished.run.branch).splitlines()
+        if line.startswith("A\t")
+    ]
     assert len(added) >= 2, "the run adds files (the example's contexts have no .dockerignore)"
     ignored, untracked = added[0], added[1]
     (example_repo / ".git" / "info" / "exclude").write_text(f"/{ignored}\n")
@@ -128,8 +135,9 @@ def test_apply_names_the_untracked_and_ignored_files_it_would_overwrite(finished
     assert git(example_repo, "rev-parse", "HEAD") == head
 
 
-def test_apply_merges_as_the_user_with_their_hooks_and_refuses_new_errors_unless_forced(finished, example_repo,
-                                                                                      reports, tmp_path):
+def test_apply_merges_as_the_user_with_their_hooks_and_refuses_new_errors_unless_forced(
+    finished, example_repo, reports, tmp_path
+):
     git(example_repo, "config", "user.name", "Ada Lovelace")
     git(example_repo, "config", "user.email", "ada@example.org")
     marker = tmp_path / "hook-ran"
@@ -150,7 +158,10 @@ def test_apply_merges_as_the_user_with_their_hooks_and_refuses_new_errors_unless
     assert forced.returncode == 0, forced.stderr
     assert "warning: the merge added 1 error findings: CX003" in forced.stderr
     author = git(example_repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%s")
-    assert author == f"Ada Lovelace <ada@example.org>|Ada Lovelace <ada@example.org>|Merge pipeline run {finished.run.run_id}"
+    assert (
+        author
+        == f"Ada Lovelace <ada@example.org>|Ada Lovelace <ada@example.org>|Merge pipeline run {finished.run.run_id}"
+    )
     assert marker.read_text() == "ran\n"
     assert git(example_repo, "rev-parse", "HEAD^2") == git(example_repo, "rev-parse", finished.run.branch)
 
@@ -171,7 +182,7 @@ def test_apply_of_named_phases_merges_only_their_commits(example_repo, reports, 
 def test_a_full_disk_gives_one_line_leaves_no_partial_file_and_the_run_resumes(finished, reports):
     run_dir = reports / finished.run.run_id
     before = (run_dir / "run.json").read_text()
-    (run_dir / "run.json.tmp").symlink_to("/dev/full")   # every write there fails with ENOSPC, as on a full disk
+    (run_dir / "run.json.tmp").symlink_to("/dev/full")  # every write there fails with ENOSPC, as on a full disk
     result = cli("resume", finished.run.run_id, "--phase", "dockerfiles", "-q", "--reports-dir", str(reports))
     assert result.returncode == 1 and one_line_error(result), result.stderr
     assert "No space left on device" in result.stderr and "Traceback" not in result.stderr
@@ -185,7 +196,7 @@ def test_a_full_disk_gives_one_line_leaves_no_partial_file_and_the_run_resumes(f
 def test_resume_repairs_a_worktree_left_locked_initializing_and_half_checked_out(finished, example_repo, reports):
     worktree = Path(finished.run.worktree)
     admin = Path(git(worktree, "rev-parse", "--absolute-git-dir"))
-    (admin / "locked").write_text("initializing")   # what a kill during `git worktree add` leaves
+    (admin / "locked").write_text("initializing")  # what a kill during `git worktree add` leaves
     os.remove(worktree / "services" / "api" / "Dockerfile")
     assert "locked" in registered_worktrees(example_repo)[worktree.resolve()]
     result = cli("resume", finished.run.run_id, "--phase", "dockerfiles", "-q", "--reports-dir", str(reports))

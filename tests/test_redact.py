@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.redact import PLACEHOLDER, Redactor, RestoreError, run_key
+from agent_pipelines.engine.redact import PLACEHOLDER, Redactor, RestoreError, run_key
 
 FORMS = [
     ("legacy ENV", "ENV DB_PASSWORD s3cr3t value", "s3cr3t value"),
@@ -31,8 +31,8 @@ def test_every_form_is_masked_once_and_stays_masked(form, text, secret):
     redact = Redactor()
     once = redact(text)
     assert secret not in once and PLACEHOLDER.search(once), once
-    assert redact(once) == once          # idempotent: a placeholder is never masked again
-    assert redact.restore(once, once, "f") == text   # and it stands for exactly what it replaced
+    assert redact(once) == once  # idempotent: a placeholder is never masked again
+    assert redact.restore(once, once, "f") == text  # and it stands for exactly what it replaced
 
 
 def test_references_and_public_values_are_left_alone():
@@ -64,12 +64,18 @@ def test_an_edit_that_drops_a_secret_line_is_fine():
     assert redact.restore(shown, "FROM node:20\nARG NPM_TOKEN\n", "Dockerfile") == "FROM node:20\nARG NPM_TOKEN\n"
 
 
-@pytest.mark.parametrize("edit, why", [
-    (lambda s, p: s.replace(f"ARG NPM_TOKEN={p}", f"ENV NPM_TOKEN={p}"), "changes the text around a redacted secret"),
-    (lambda s, p: s + f"RUN echo {p} > /leak\n", "changes the text around a redacted secret"),
-    (lambda s, p: s + "ENV X=__REDACTED_00000000__\n", "does not hold"),
-    (lambda s, p: s.replace(p, "[REDACTED]"), r"writes the redaction mark '\[REDACTED\]'"),
-])
+@pytest.mark.parametrize(
+    "edit, why",
+    [
+        (
+            lambda s, p: s.replace(f"ARG NPM_TOKEN={p}", f"ENV NPM_TOKEN={p}"),
+            "changes the text around a redacted secret",
+        ),
+        (lambda s, p: s + f"RUN echo {p} > /leak\n", "changes the text around a redacted secret"),
+        (lambda s, p: s + "ENV X=__REDACTED_00000000__\n", "does not hold"),
+        (lambda s, p: s.replace(p, "[REDACTED]"), r"writes the redaction mark '\[REDACTED\]'"),
+    ],
+)
 def test_an_edit_that_moves_changes_or_invents_a_placeholder_is_refused(edit, why):
     redact = Redactor()
     shown = redact("FROM node:20\nARG NPM_TOKEN=real-token-1\n")
@@ -81,8 +87,10 @@ def test_an_edit_that_moves_changes_or_invents_a_placeholder_is_refused(edit, wh
 def test_a_secret_found_once_is_masked_where_it_appears_again():
     """awesome-compose's aspnet-mssql: the password is assigned, then repeated in the healthcheck."""
     redact = Redactor()
-    text = ('    environment:\n      SA_PASSWORD: example_123\n    healthcheck:\n'
-            '      test: ["CMD-SHELL", "sqlcmd -S localhost -U sa -P example_123 -Q \'SELECT 1\'"]\n')
+    text = (
+        "    environment:\n      SA_PASSWORD: example_123\n    healthcheck:\n"
+        '      test: ["CMD-SHELL", "sqlcmd -S localhost -U sa -P example_123 -Q \'SELECT 1\'"]\n'
+    )
     once = redact(text)
     assert "example_123" not in once and len(set(PLACEHOLDER.findall(once))) == 1
     assert redact(once) == once and redact.restore(once, once, "f") == text
@@ -90,6 +98,12 @@ def test_a_secret_found_once_is_masked_where_it_appears_again():
 
 def test_prose_flags_and_ids_that_look_like_credentials_stay():
     redact = Redactor()
-    for text in ("docker run -u 1000:1000 app", "Basic authentication is off", "the token budget is spent",
-                 "BYPASS_CACHE=true", "PASSWORD_FILE=/run/secrets/db", "DATABASE_PASSWORD=/run/secrets/db-password"):
+    for text in (
+        "docker run -u 1000:1000 app",
+        "Basic authentication is off",
+        "the token budget is spent",
+        "BYPASS_CACHE=true",
+        "PASSWORD_FILE=/run/secrets/db",
+        "DATABASE_PASSWORD=/run/secrets/db-password",
+    ):
         assert redact(text) == text

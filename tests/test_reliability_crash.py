@@ -17,11 +17,18 @@ import time
 
 import pytest
 
+from agent_pipelines.engine.runs import list_records
 from bench.reliability import (
-    branch_problems, checkout_state, crash_inside_git, crash_matrix, crash_points, node_points, reference_run,
-    state_diff, user_edits,
+    branch_problems,
+    checkout_state,
+    crash_inside_git,
+    crash_matrix,
+    crash_points,
+    node_points,
+    reference_run,
+    state_diff,
+    user_edits,
 )
-from engine.runs import list_records
 from tests.conftest import ROOT, cli
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -34,8 +41,11 @@ def reference_tree(tmp_path_factory) -> str:
 
 
 def report(results) -> str:
-    return "\n".join(f"{r.point} ({r.mode}): crash exit {r.crashed}, resume exit {r.resumed}: {'; '.join(r.problems)}"
-                     for r in results if not r.recovered)
+    return "\n".join(
+        f"{r.point} ({r.mode}): crash exit {r.crashed}, resume exit {r.resumed}: {'; '.join(r.problems)}"
+        for r in results
+        if not r.recovered
+    )
 
 
 def test_the_matrix_covers_every_node_of_the_graph_before_and_after(docker_pipeline):
@@ -57,8 +67,17 @@ def test_a_sigkill_before_or_after_any_node_is_recovered_by_resume(tmp_path, ref
     assert all(r.recovered for r in results), report(results)
 
 
-@pytest.mark.parametrize("point", ["analysis.analyst:before", "analysis.planner:after", "dockerfiles.implementer:after",
-                                   "dockerfiles.reviewer:before", "compose.reviewer:after", "deploy.ops:after"])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "analysis.analyst:before",
+        "analysis.planner:after",
+        "dockerfiles.implementer:after",
+        "dockerfiles.reviewer:before",
+        "compose.reviewer:after",
+        "deploy.ops:after",
+    ],
+)
 @pytest.mark.slow
 def test_an_exception_at_a_node_fails_the_run_and_resume_completes_it(tmp_path, reference_tree, point):
     [result] = crash_matrix(tmp_path, [point], ("raise",), 1, reference_tree)
@@ -88,20 +107,47 @@ def wait_for_node(reports, node: str, proc: subprocess.Popen, timeout: float = 1
 
 @pytest.mark.slow
 def test_ctrl_c_mid_run_exits_130_marks_the_run_interrupted_releases_the_lock_and_resume_completes_it(
-        example_repo, reports, tmp_path, reference_tree):
+    example_repo, reports, tmp_path, reference_tree
+):
     user_edits(example_repo)
     before = checkout_state(example_repo)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": "compose.implementer:60"}
     env.pop("DOCKER_HOST", None)
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo",
-                             str(example_repo), "--reports-dir", str(reports), "-q", "--builds", "off"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(example_repo),
+            "--reports-dir",
+            str(reports),
+            "-q",
+            "--builds",
+            "off",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_node(reports, "dockerfiles.ops", proc)
         [record] = list_records(reports)
         # While it runs, a second run on the same repository is refused (the live holder, not a fake pid).
-        second = cli("run", "docker-optimization", "--repo", str(example_repo), "--reports-dir",
-                     str(tmp_path / "other"), "-q", "--builds", "off")
+        second = cli(
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(example_repo),
+            "--reports-dir",
+            str(tmp_path / "other"),
+            "-q",
+            "--builds",
+            "off",
+        )
         assert second.returncode == 2
         assert f"run {record.run.run_id} (pid {proc.pid}) is active" in second.stderr
         proc.send_signal(signal.SIGINT)
@@ -124,13 +170,24 @@ def test_ctrl_c_mid_run_exits_130_marks_the_run_interrupted_releases_the_lock_an
     assert state_diff(before, checkout_state(example_repo)) == []
 
 
-@pytest.mark.parametrize("content", ["not json {", "", "[1, 2]", '{"pid": "abc"}'], ids=["garbage", "empty", "list", "bad-pid"])
+@pytest.mark.parametrize(
+    "content", ["not json {", "", "[1, 2]", '{"pid": "abc"}'], ids=["garbage", "empty", "list", "bad-pid"]
+)
 def test_a_lock_file_that_is_not_a_lock_record_is_taken_over_not_stuck(example_repo, tmp_path, content):
     lock = example_repo / ".git" / "pipeline.lock"
     lock.write_text(content)
 
-    result = cli("run", "docker-optimization", "--repo", str(example_repo), "--reports-dir", str(tmp_path / "r"), "-q",
-                 "--builds", "off")
+    result = cli(
+        "run",
+        "docker-optimization",
+        "--repo",
+        str(example_repo),
+        "--reports-dir",
+        str(tmp_path / "r"),
+        "-q",
+        "--builds",
+        "off",
+    )
 
     assert result.returncode == 0, result.stderr
     assert not lock.exists()
@@ -141,9 +198,19 @@ def test_a_lock_left_by_a_killed_run_whose_pid_was_reused_is_taken_over(example_
     unrelated = subprocess.Popen(["sleep", "60"])
     try:
         (example_repo / ".git" / "pipeline.lock").write_text(
-            json.dumps({"pid": unrelated.pid, "run_id": "killed-run", "flock": True}))
-        result = cli("run", "docker-optimization", "--repo", str(example_repo), "--reports-dir", str(tmp_path / "r"),
-                     "-q", "--builds", "off")
+            json.dumps({"pid": unrelated.pid, "run_id": "killed-run", "flock": True})
+        )
+        result = cli(
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(example_repo),
+            "--reports-dir",
+            str(tmp_path / "r"),
+            "-q",
+            "--builds",
+            "off",
+        )
         assert result.returncode == 0, result.stderr
     finally:
         unrelated.kill()
@@ -153,7 +220,7 @@ def test_a_lock_left_by_a_killed_run_whose_pid_was_reused_is_taken_over(example_
 RACER = """
 import json, sys, time
 from pathlib import Path
-from engine.lock import Locked, RepoLock
+from agent_pipelines.engine.lock import Locked, RepoLock
 if sys.argv[2] == "slow":  # pause between creating the lock and writing its record: the racy window
     for name in ("dump", "dumps"):
         real = getattr(json, name)
@@ -168,8 +235,12 @@ time.sleep(1)
 
 
 def racer(lock, kind: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", RACER, str(lock), kind], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RACER, str(lock), kind],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.parametrize("stale", [False, True], ids=["no-lock", "stale-lock"])
@@ -178,7 +249,7 @@ def test_a_run_starting_while_another_is_still_writing_its_lock_is_refused(tmp_p
     garbage, deleted it and took the lock too. Two runs, one repository."""
     lock = tmp_path / "pipeline.lock"
     if stale:
-        lock.write_text(json.dumps({"pid": 2 ** 22 + 7, "run_id": "dead"}))
+        lock.write_text(json.dumps({"pid": 2**22 + 7, "run_id": "dead"}))
     slow = racer(lock, "slow")
     deadline = time.time() + 30
     while time.time() < deadline and not (lock.exists() and lock.stat().st_size == 0):
@@ -193,8 +264,8 @@ def test_a_run_starting_while_another_is_still_writing_its_lock_is_refused(tmp_p
 def test_a_sigkill_between_the_run_record_and_its_worktree_is_listed_and_resumed(tmp_path, reference_tree):
     """The record is written before the worktree and branch exist: a run killed in between is listed
     (`pipeline list`), and resume makes its branch at the base commit and runs it from the start."""
+    from agent_pipelines.engine.runs import START_POINT
     from bench.reliability import crash_and_resume
-    from engine.runs import START_POINT
 
     result = crash_and_resume(tmp_path, f"{START_POINT}:before", "kill", reference_tree)
     assert result.crashed == -signal.SIGKILL and result.recovered, report([result])

@@ -11,12 +11,20 @@ import subprocess
 
 import pytest
 
+from agent_pipelines.engine.runs import UsageError, start_run
 from bench.reliability import (
-    CAFE, CRLF_FILES, FIXED_RUN_ID, HOSTILE, checkout_state, crlf_problems, git, run_case, state_diff,
+    CAFE,
+    CRLF_FILES,
+    FIXED_RUN_ID,
+    HOSTILE,
+    checkout_state,
+    crlf_problems,
+    git,
+    run_case,
+    state_diff,
 )
-from engine.runs import UsageError, start_run
 
-pytestmark = pytest.mark.slow   # end-to-end runs of the pipeline
+pytestmark = pytest.mark.slow  # end-to-end runs of the pipeline
 
 CASES = {case.name: case for case in HOSTILE}
 
@@ -61,11 +69,12 @@ def test_a_branch_named_pipeline_stops_the_run_with_one_line_and_exit_2(outcomes
     assert "branch named `pipeline`" in outcome.stderr and "git branch -m pipeline" in outcome.stderr
 
 
-def test_the_run_branch_already_existing_is_a_clear_error_that_moves_nothing(example_repo, reports, docker_pipeline,
-                                                                             monkeypatch):
+def test_the_run_branch_already_existing_is_a_clear_error_that_moves_nothing(
+    example_repo, reports, docker_pipeline, monkeypatch
+):
     git(example_repo, "branch", f"pipeline/{FIXED_RUN_ID}", "HEAD")
     tip = git(example_repo, "rev-parse", f"pipeline/{FIXED_RUN_ID}")
-    monkeypatch.setattr("engine.runs.new_run_id", lambda: FIXED_RUN_ID)
+    monkeypatch.setattr("agent_pipelines.engine.runs.new_run_id", lambda: FIXED_RUN_ID)
 
     with pytest.raises(UsageError, match=f"already has a branch pipeline/{FIXED_RUN_ID}"):
         start_run(docker_pipeline, example_repo, reports)
@@ -86,8 +95,11 @@ def test_a_non_ascii_context_name_is_recorded_as_is_and_reviewed(outcomes):
     files = [f for c in outcome.record.changes for f in c.files]
     assert f"{CAFE}/.dockerignore" in files
     assert not [f for f in files if f.startswith('"')]  # not git's C-quoted "services/caf\303\251 api/..."
-    assert any(g.name == f"COPY sources of {CAFE}/Dockerfile in context {CAFE}" and g.passed
-               for v in outcome.record.verdicts for g in v.gates)
+    assert any(
+        g.name == f"COPY sources of {CAFE}/Dockerfile in context {CAFE}" and g.passed
+        for v in outcome.record.verdicts
+        for g in v.gates
+    )
 
 
 def test_crlf_dockerfiles_keep_crlf_on_every_line_of_the_committed_blob(outcomes):
@@ -110,7 +122,7 @@ def test_no_fix_writes_through_a_symlink_out_of_the_repository(outcomes):
     links = {".dockerignore", "services/web/.dockerignore", "services/billing/Dockerfile"}
     changes = outcome.record.changes
     assert not [f for c in changes if c.status.value == "committed" for f in c.files if f in links]
-    refused = {c.reason for c in changes if c.status.value == "declined"}   # not applicable here: nothing broke
+    refused = {c.reason for c in changes if c.status.value == "declined"}  # not applicable here: nothing broke
     assert ".dockerignore resolves outside the repository; not written" in refused
     # The links are still links, on the branch too.
     for link in sorted(links):
@@ -156,8 +168,12 @@ def test_checkout_state_sees_what_a_user_would_lose(tmp_path):
     (repo / "a.txt").write_text("b\n")
     (repo / "new.txt").write_text("new\n")
     subprocess.run(["ln", "-s", "/nowhere", str(repo / "link")], check=True)
-    assert state_diff(before, checkout_state(repo)) == ["status changed", "link appeared", "new.txt appeared",
-                                                         "a.txt changed"]
+    assert state_diff(before, checkout_state(repo)) == [
+        "status changed",
+        "link appeared",
+        "new.txt appeared",
+        "a.txt changed",
+    ]
 
 
 def deleted_branch_run(repo, reports, pipeline, monkeypatch):
@@ -171,9 +187,10 @@ def deleted_branch_run(repo, reports, pipeline, monkeypatch):
     return record
 
 
-def test_resuming_a_run_whose_branch_was_deleted_says_so_and_changes_nothing(example_repo, reports, docker_pipeline,
-                                                                             monkeypatch):
-    from engine.runs import resume_run
+def test_resuming_a_run_whose_branch_was_deleted_says_so_and_changes_nothing(
+    example_repo, reports, docker_pipeline, monkeypatch
+):
+    from agent_pipelines.engine.runs import resume_run
 
     record = deleted_branch_run(example_repo, reports, docker_pipeline, monkeypatch)
     before = checkout_state(example_repo)
@@ -185,8 +202,9 @@ def test_resuming_a_run_whose_branch_was_deleted_says_so_and_changes_nothing(exa
     assert not (example_repo / ".git" / "pipeline.lock").exists()
 
 
-def test_resuming_a_run_whose_branch_was_deleted_exits_2_with_one_line(example_repo, reports, docker_pipeline,
-                                                                       monkeypatch):
+def test_resuming_a_run_whose_branch_was_deleted_exits_2_with_one_line(
+    example_repo, reports, docker_pipeline, monkeypatch
+):
     from tests.conftest import cli
 
     record = deleted_branch_run(example_repo, reports, docker_pipeline, monkeypatch)

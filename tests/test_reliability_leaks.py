@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import pytest
 
+from agent_pipelines.engine import graph
+from agent_pipelines.engine.runs import resume_run, start_run
 from bench.reliability import example, measure_leaks
-from engine import graph
-from engine.runs import resume_run, start_run
 
 
 @pytest.fixture(scope="module", autouse=True)
 def warm(tmp_path_factory):
     """One run first: imports, caches and lazily created pools are not leaks."""
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     work = tmp_path_factory.mktemp("warm")
     start_run(PIPELINE, example(work / "repo"), work / "reports")
@@ -56,8 +56,12 @@ def test_resuming_a_failed_run_leaves_nothing_behind(tmp_path, docker_pipeline, 
     monkeypatch.delenv("PIPELINE_CRASH_AT")
     box = {}
 
-    leaks = measure_leaks("resume", lambda: box.update(
-        record=resume_run({docker_pipeline.name: docker_pipeline}, tmp_path / "r", failed.run.run_id)))
+    leaks = measure_leaks(
+        "resume",
+        lambda: box.update(
+            record=resume_run({docker_pipeline.name: docker_pipeline}, tmp_path / "r", failed.run.run_id)
+        ),
+    )
 
     assert failed.status == "failed" and box["record"].status == "completed"
     assert_clean(leaks)
@@ -84,8 +88,8 @@ def test_a_run_stopped_by_ctrl_c_leaves_nothing_behind(tmp_path, docker_pipeline
 
 def test_a_refused_start_leaves_nothing_behind(tmp_path, docker_pipeline):
     """A usage error (here: no commits) is raised after nothing was opened, or after all was closed."""
+    from agent_pipelines.engine.runs import UsageError
     from bench.reliability import git
-    from engine.runs import UsageError
 
     repo = tmp_path / "empty"
     repo.mkdir()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.runs import resume_run, start_run
+from agent_pipelines.engine.runs import resume_run, start_run
 from tests.conftest import cli, git, make_repo
 from tests.fixture_pipelines import whitespace
 

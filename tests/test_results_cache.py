@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from engine.analyze_cli import main
-from engine.tree import DirTree
-from pipelines.docker_optimization.analysis import run_analysis
-from pipelines.docker_optimization.results_cache import ResultsCache, cache_dir
+from agent_pipelines.engine.analyze_cli import main
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
+from agent_pipelines.pipelines.docker_optimization.results_cache import ResultsCache, cache_dir
 from tests.conftest import EXAMPLE
 
 
@@ -29,7 +29,7 @@ def test_cold_warm_and_uncached_runs_print_the_same_document(tmp_path, capsys):
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
     uncached = analyze_json(capsys, root)
-    assert not list(cache_dir().glob("*.marshal"))   # off unless asked for
+    assert not list(cache_dir().glob("*.marshal"))  # off unless asked for
     cold = analyze_json(capsys, root, "--cache")
     assert list(cache_dir().glob("*.marshal"))
     warm = analyze_json(capsys, root, "--cache")

@@ -9,9 +9,9 @@ built before; what was already broken is reported in its verdict.
 
 from __future__ import annotations
 
-from engine.artifacts import ChangeStatus, Gate
-from engine.gates import ALREADY, delta_gate
-from engine.runs import start_run
+from agent_pipelines.engine.artifacts import ChangeStatus, Gate
+from agent_pipelines.engine.gates import ALREADY, delta_gate
+from agent_pipelines.engine.runs import start_run
 from tests.conftest import git, make_repo
 from tests.test_reviewer_rejects import REPO, misbehave
 
@@ -19,8 +19,7 @@ from tests.test_reviewer_rejects import REPO, misbehave
 # "services/api/..." don't exist: that context never built.
 TWO_CONTEXTS = {
     **REPO,
-    "compose.prod.yaml": ("services:\n  api:\n    build:\n      context: services/api\n"
-                          "    image: shop/api:1\n"),
+    "compose.prod.yaml": ("services:\n  api:\n    build:\n      context: services/api\n    image: shop/api:1\n"),
     "services/api/Dockerfile": REPO["services/api/Dockerfile"],
 }
 
@@ -78,12 +77,14 @@ def test_breaking_a_context_that_built_is_still_reverted(tmp_path, reports, dock
 
 APT = {
     **REPO,
-    "services/api/Dockerfile": ("FROM python:3.12-slim\nWORKDIR /srv\n"
-                                "RUN apt-get update && apt-get install -y curl && rm -rf /var/lib/apt/lists/*\n"
-                                "COPY shared/lib.py /srv/lib.py\n"
-                                "COPY services/api/requirements.txt /srv/requirements.txt\n"
-                                "RUN pip install --no-cache-dir -r /srv/requirements.txt\n"
-                                "COPY services/api/app.py /srv/app.py\nUSER nobody\nCMD [\"python\", \"/srv/app.py\"]\n"),
+    "services/api/Dockerfile": (
+        "FROM python:3.12-slim\nWORKDIR /srv\n"
+        "RUN apt-get update && apt-get install -y curl && rm -rf /var/lib/apt/lists/*\n"
+        "COPY shared/lib.py /srv/lib.py\n"
+        "COPY services/api/requirements.txt /srv/requirements.txt\n"
+        "RUN pip install --no-cache-dir -r /srv/requirements.txt\n"
+        'COPY services/api/app.py /srv/app.py\nUSER nobody\nCMD ["python", "/srv/app.py"]\n'
+    ),
 }
 
 

@@ -6,26 +6,29 @@ checks the change is reverted with the gate that caught it.
 
 from __future__ import annotations
 
-
 import pytest
 
-from engine.artifacts import ChangeStatus
-from engine.runs import start_run
-from pipelines.docker_optimization.rules import pack
+from agent_pipelines.engine.artifacts import ChangeStatus
+from agent_pipelines.engine.runs import start_run
+from agent_pipelines.pipelines.docker_optimization.rules import pack
 from tests.conftest import git, make_repo
 
 REPO = {
-    "compose.yaml": ("services:\n  api:\n    build:\n      context: .\n      dockerfile: services/api/Dockerfile\n"
-                     "    image: shop/api:1\n    deploy:\n      resources:\n        limits:\n          memory: 512M\n"),
-    "services/api/Dockerfile": ("FROM python:3.12-slim\nWORKDIR /srv\nCOPY shared/lib.py /srv/lib.py\n"
-                                "COPY services/api/requirements.txt /srv/requirements.txt\n"
-                                "RUN pip install --no-cache-dir -r /srv/requirements.txt\n"
-                                "COPY services/api/app.py /srv/app.py\nUSER nobody\nCMD [\"python\", \"/srv/app.py\"]\n"),
+    "compose.yaml": (
+        "services:\n  api:\n    build:\n      context: .\n      dockerfile: services/api/Dockerfile\n"
+        "    image: shop/api:1\n    deploy:\n      resources:\n        limits:\n          memory: 512M\n"
+    ),
+    "services/api/Dockerfile": (
+        "FROM python:3.12-slim\nWORKDIR /srv\nCOPY shared/lib.py /srv/lib.py\n"
+        "COPY services/api/requirements.txt /srv/requirements.txt\n"
+        "RUN pip install --no-cache-dir -r /srv/requirements.txt\n"
+        'COPY services/api/app.py /srv/app.py\nUSER nobody\nCMD ["python", "/srv/app.py"]\n'
+    ),
     "services/api/requirements.txt": "six==1.16.0\n",
     "services/api/app.py": "print('api')\n",
     "services/api/tests/test_app.py": "def test(): pass\n",
     "shared/lib.py": "X = 1\n",
-    ".pipeline.yaml": "policy:\n  services:\n    api: {cpus: '0.5'}\n",   # so compose-cpu is safe
+    ".pipeline.yaml": "policy:\n  services:\n    api: {cpus: '0.5'}\n",  # so compose-cpu is safe
 }
 
 
@@ -50,8 +53,11 @@ def rejected(record, group: str):
 def test_copy_paths_rewritten_to_leave_the_context_are_reverted(tmp_path, reports, docker_pipeline, monkeypatch):
     def to_shared(project, task):
         text = project.text(task.file).replace("COPY shared/lib.py", "COPY ../shared/lib.py")
-        return {task.file: text.replace("RUN pip", "RUN --mount=type=cache,target=/root/.cache/pip pip")
-                .replace(" --no-cache-dir", "")}
+        return {
+            task.file: text.replace("RUN pip", "RUN --mount=type=cache,target=/root/.cache/pip pip").replace(
+                " --no-cache-dir", ""
+            )
+        }
 
     misbehave(monkeypatch, "cache-mounts", to_shared)
     repo, record = run(tmp_path, reports, docker_pipeline)
@@ -62,8 +68,9 @@ def test_copy_paths_rewritten_to_leave_the_context_are_reverted(tmp_path, report
 
 def test_a_cache_mount_beside_no_cache_dir_is_reverted(tmp_path, reports, docker_pipeline, monkeypatch):
     def mount_only(project, task):
-        return {task.file: project.text(task.file).replace(
-            "RUN pip", "RUN --mount=type=cache,target=/root/.cache/pip pip")}
+        return {
+            task.file: project.text(task.file).replace("RUN pip", "RUN --mount=type=cache,target=/root/.cache/pip pip")
+        }
 
     misbehave(monkeypatch, "cache-mounts", mount_only)
     repo, record = run(tmp_path, reports, docker_pipeline)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from engine.artifacts import ChangeStatus, RunRecord, RunState
-from engine.checkpoint import Checkpoints
-from engine.runs import resume_run, start_run
+from agent_pipelines.engine.artifacts import ChangeStatus, RunRecord, RunState
+from agent_pipelines.engine.checkpoint import Checkpoints
+from agent_pipelines.engine.runs import resume_run, start_run
 from tests.conftest import cli, git
 from tests.test_summary_truth import assert_summary_is_the_branch, table_rows
 

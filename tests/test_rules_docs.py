@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from engine.artifacts import Applicability, Category, Severity
-from engine.lint import docs as lint_docs
-from pipelines.docker_optimization import docs
-from engine.lint import Fix
-from pipelines.docker_optimization.rules import Rule, load_all, pack
+from agent_pipelines.engine.artifacts import Applicability, Category, Severity
+from agent_pipelines.engine.lint import Fix
+from agent_pipelines.engine.lint import docs as lint_docs
+from agent_pipelines.pipelines.docker_optimization import docs
+from agent_pipelines.pipelines.docker_optimization.rules import Rule, load_all, pack
 from tests.conftest import ROOT
 
 RULES_MD = ROOT / "docs" / "rules.md"
@@ -43,11 +43,45 @@ def test_a_section_shows_the_metadata_then_the_docstring_with_examples_as_code()
             # still code
         """
 
-    rule = Rule("ZZ001", "something-wrong", Category.size, Severity.info, "dockerfile", check,
-                Fix("zz-fix"), Applicability.unsafe, "dockerfiles")
-    assert "\n".join(lint_docs.section(rule)) == "\n".join([
-        '<a id="zz001"></a>', "", "### ZZ001: something-wrong", "", "_Something is wrong._", "",
-        "| category | severity | fix | applies to |", "| --- | --- | --- | --- |",
-        "| size | info | unsafe (fix `zz-fix`, phase dockerfiles) | dockerfile |", "",
-        "Longer explanation.", "", "**Why:** because.", "", "**Example:**", "", "```", "RUN bad", "```", "",
-        "**Use instead:**", "", "```", "RUN good", "# still code", "```", ""])
+    rule = Rule(
+        "ZZ001",
+        "something-wrong",
+        Category.size,
+        Severity.info,
+        "dockerfile",
+        check,
+        Fix("zz-fix"),
+        Applicability.unsafe,
+        "dockerfiles",
+    )
+    assert "\n".join(lint_docs.section(rule)) == "\n".join(
+        [
+            '<a id="zz001"></a>',
+            "",
+            "### ZZ001: something-wrong",
+            "",
+            "_Something is wrong._",
+            "",
+            "| category | severity | fix | applies to |",
+            "| --- | --- | --- | --- |",
+            "| size | info | unsafe (fix `zz-fix`, phase dockerfiles) | dockerfile |",
+            "",
+            "Longer explanation.",
+            "",
+            "**Why:** because.",
+            "",
+            "**Example:**",
+            "",
+            "```",
+            "RUN bad",
+            "```",
+            "",
+            "**Use instead:**",
+            "",
+            "```",
+            "RUN good",
+            "# still code",
+            "```",
+            "",
+        ]
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.docker_optimization.analysis import analyze
+from agent_pipelines.pipelines.docker_optimization.analysis import analyze
 from tests.rulekit import codes, write
 
 APP = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n", "api/app.py": ""}
@@ -11,8 +11,12 @@ APP = {"api/Dockerfile": "FROM python:3.12-slim\nCOPY app.py .\n", "api/app.py":
 def test_px006_triggers_on_a_pattern_docker_refuses(tmp_path):
     write(tmp_path, APP | {"api/.dockerignore": "[a-]\n"})
     assert [(f.file, f.line, f.message) for f in analyze(tmp_path) if f.rule == "PX006"] == [
-        ("api/.dockerignore", 0,
-         "Docker refuses this ignore file: invalid .dockerignore pattern '[a-]': bad character class")]
+        (
+            "api/.dockerignore",
+            0,
+            "Docker refuses this ignore file: invalid .dockerignore pattern '[a-]': bad character class",
+        )
+    ]
 
 
 def test_px006_is_quiet_on_the_escaped_pattern(tmp_path):
@@ -20,11 +24,14 @@ def test_px006_is_quiet_on_the_escaped_pattern(tmp_path):
 
 
 def test_px006_reports_an_ignore_file_once_though_two_contexts_read_it(tmp_path):
-    compose = ("services:\n"
-               "  api:\n    build: ./api\n"
-               "  api-debug:\n    build: {context: ./api, dockerfile: Dockerfile.debug}\n")
-    files = APP | {"compose.yaml": compose, "api/Dockerfile.debug": "FROM python:3.12\nCOPY app.py .\n",
-                   "api/.dockerignore": "[a-]\n"}
+    compose = (
+        "services:\n  api:\n    build: ./api\n  api-debug:\n    build: {context: ./api, dockerfile: Dockerfile.debug}\n"
+    )
+    files = APP | {
+        "compose.yaml": compose,
+        "api/Dockerfile.debug": "FROM python:3.12\nCOPY app.py .\n",
+        "api/.dockerignore": "[a-]\n",
+    }
     assert codes(tmp_path, files, "PX006") == [("api/.dockerignore", 0)]
 
 

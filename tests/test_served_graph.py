@@ -13,8 +13,8 @@ import json
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
+from agent_pipelines.engine.checkpoint import serializer
 from bench.reliability import example, reference_run, tree_of
-from engine.checkpoint import serializer
 from tests.conftest import ROOT
 
 
@@ -35,7 +35,7 @@ def test_the_served_graph_pauses_at_each_phase_boundary_and_ends_like_pipeline_r
     run_config = {"configurable": {"thread_id": "served-1", "repo": str(repo), "options": {"builds": "off"}}}
     graph = make_graph(run_config)
     graph.checkpointer = InMemorySaver(serde=serializer())  # the server sets its own checkpointer the same way
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
     boundaries = module.phase_ends(PIPELINE)
     graph.invoke({}, run_config, interrupt_after=boundaries)

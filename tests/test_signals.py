@@ -14,14 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-from engine.artifacts import RunRecord
-from engine.runs import list_records
+from agent_pipelines.engine.artifacts import RunRecord
+from agent_pipelines.engine.runs import list_records
 from tests.conftest import ROOT, cli
 
 # Parse a big Dockerfile again and again; exit 130 on the interrupt, 3 on any parse error.
 PARSER = """
 import sys
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
 text = "FROM alpine\\n" + "".join(f"RUN echo {i} && \\\\\\n  true {i}\\n" for i in range(20000))
 print("parsing", flush=True)
 try:
@@ -38,14 +38,19 @@ except KeyboardInterrupt:
 def test_ctrl_c_during_a_parse_always_stops_the_process_and_never_reads_as_a_parse_error():
     outcomes = []
     for attempt in range(8):
-        proc = subprocess.Popen([sys.executable, "-c", PARSER], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", PARSER],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert proc.stdout.readline().strip() == "parsing"
-            time.sleep(0.1 + 0.07 * attempt)   # a different moment of the parse each time
+            time.sleep(0.1 + 0.07 * attempt)  # a different moment of the parse each time
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=60)
-        finally:   # a parse the interrupt missed must not loop on after the test
+        finally:  # a parse the interrupt missed must not loop on after the test
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
@@ -59,9 +64,26 @@ def start_paused(repo, reports, point: str) -> subprocess.Popen:
     """`pipeline run` on ``repo``, pausing at ``point`` (engine.graph.crash_point) for the test to signal it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PIPELINE_PAUSE_AT": f"{point}:60"}
     env.pop("DOCKER_HOST", None)
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "docker-optimization", "--repo", str(repo),
-                             "--reports-dir", str(reports), "-q", "--builds", "off"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent_pipelines.engine.cli",
+            "run",
+            "docker-optimization",
+            "--repo",
+            str(repo),
+            "--reports-dir",
+            str(reports),
+            "-q",
+            "--builds",
+            "off",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_record(reports, proc: subprocess.Popen, status: str) -> RunRecord:
@@ -83,13 +105,13 @@ def listed_status(reports, run_id: str) -> str:
 
 
 def test_a_run_killed_before_its_worktree_exists_is_never_listed_as_running(example_repo, reports):
-    from engine.runs import START_POINT
+    from agent_pipelines.engine.runs import START_POINT
 
     proc = start_paused(example_repo, reports, START_POINT)
     try:
-        record = wait_for_record(reports, proc, "interrupted")   # what the record says from its first moment
+        record = wait_for_record(reports, proc, "interrupted")  # what the record says from its first moment
         assert record.pid == proc.pid
-        assert listed_status(reports, record.run.run_id) == "running"   # its process is alive
+        assert listed_status(reports, record.run.run_id) == "running"  # its process is alive
         proc.kill()
         proc.communicate()
     finally:
@@ -112,7 +134,7 @@ def test_a_sigkilled_run_shows_as_stopped_resumable_even_when_its_pid_names_anot
             proc.kill()
             proc.communicate()
     run_id = record.run.run_id
-    assert list_records(reports)[0].status == "running"   # the record could not say otherwise
+    assert list_records(reports)[0].status == "running"  # the record could not say otherwise
 
     assert listed_status(reports, run_id) == "stopped (resumable)"
     shown = cli("show", run_id, "--reports-dir", str(reports), env={"COLUMNS": "300"})
@@ -133,8 +155,8 @@ def test_a_sigkilled_run_shows_as_stopped_resumable_even_when_its_pid_names_anot
 HOLDER = """
 import subprocess, sys, time
 from pathlib import Path
-from engine.lock import RepoLock
-from engine.procs import lead_group
+from agent_pipelines.engine.lock import RepoLock
+from agent_pipelines.engine.procs import lead_group
 lead_group()                                   # what `pipeline` does first
 RepoLock(Path(sys.argv[1]), "killed-run").acquire()
 child = subprocess.Popen(["sleep", "120"], stdout=subprocess.DEVNULL)   # a git or docker of the run's, still working
@@ -144,14 +166,18 @@ time.sleep(120)
 
 
 def test_a_sigkilled_run_takes_its_children_with_it_and_holds_the_lock_until_they_are_gone(tmp_path):
-    from engine.lock import Locked, RepoLock
-    from engine.procs import group_members
+    from agent_pipelines.engine.lock import Locked, RepoLock
+    from agent_pipelines.engine.procs import group_members
 
     lock = tmp_path / "pipeline.lock"
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     child = int(holder.stdout.readline())
-    assert child in group_members(holder.pid)   # the run leads its own group, and its child is in it
+    assert child in group_members(holder.pid)  # the run leads its own group, and its child is in it
     holder.kill()
     holder.wait()
     holder.stdout.close()

@@ -18,7 +18,7 @@ import pytest
 from bench.reliability import example, reference_run, tree_of
 from tests.conftest import cli, git
 
-pytestmark = pytest.mark.slow   # end-to-end runs of the pipeline
+pytestmark = pytest.mark.slow  # end-to-end runs of the pipeline
 
 
 def run(repo: Path, reports: Path, state: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -160,7 +160,7 @@ def test_stores_opened_at_once_on_a_new_database_all_set_it_up(state_url):
     Waiting in pg_advisory_lock here once deadlocked LangGraph's CREATE INDEX CONCURRENTLY (bench/parallel_runs.py)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from engine.store import PostgresStore
+    from agent_pipelines.engine.store import PostgresStore
 
     def open_and_count(_):
         with PostgresStore(state_url) as store:
@@ -173,7 +173,7 @@ def test_stores_opened_at_once_on_a_new_database_all_set_it_up(state_url):
 
 
 def test_a_run_id_is_taken_once_in_a_shared_database(state_url):
-    from engine.store import PostgresStore
+    from agent_pipelines.engine.store import PostgresStore
 
     with PostgresStore(state_url) as here, PostgresStore(state_url) as there:
         assert here.reserve("20261207-101500-ab12", "docker-optimization")

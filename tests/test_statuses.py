@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.artifacts import ChangeStatus
-from engine.commands import EXIT_TASKS_FAILED
-from engine.runs import start_run
+from agent_pipelines.engine.artifacts import ChangeStatus
+from agent_pipelines.engine.commands import EXIT_TASKS_FAILED
+from agent_pipelines.engine.runs import start_run
 from tests.conftest import cli, git, make_repo
 from tests.fixture_pipelines import whitespace
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from agent_pipelines.engine.artifacts import RunRecord
+from agent_pipelines.engine.report import branch_findings, fmt_delta, fmt_value, unchanged
+from agent_pipelines.engine.runs import start_run
 from bench.monorepo import generate
-from engine.artifacts import RunRecord
-from engine.report import branch_findings, fmt_delta, fmt_value, unchanged
-from engine.runs import start_run
 from tests.conftest import cli, make_repo
 
 
@@ -47,8 +46,10 @@ def test_every_number_in_the_summary_is_in_run_json(example_repo, reports, docke
 
     for title, status, _agents, kept, reverted, declined, failed, _report in table_rows(summary, "Phases"):
         phase = next(p for p in record.phases if p.title == title)
-        counts = [sum(c.phase == phase.phase and c.status.value == s for c in record.changes)
-                  for s in ("committed", "reverted", "declined", "failed")]
+        counts = [
+            sum(c.phase == phase.phase and c.status.value == s for c in record.changes)
+            for s in ("committed", "reverted", "declined", "failed")
+        ]
         assert [int(kept), int(reverted), int(declined), int(failed)] == counts
         assert status == phase.status + (f", {counts[2]} declined" if counts[2] else "")
 
@@ -85,8 +86,9 @@ def assert_summary_is_the_branch(repo, reports, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_summary_counts_what_pipeline_analyze_finds_on_the_branch_head(example_repo, reports, docker_pipeline,
-                                                                           tmp_path):
+def test_the_summary_counts_what_pipeline_analyze_finds_on_the_branch_head(
+    example_repo, reports, docker_pipeline, tmp_path
+):
     # The .dockerignore that keeps billing's .env out of its image is unsafe (`COPY . .` copies it: the image
     # changes), so it needs --unsafe-fixes.
     start_run(docker_pipeline, example_repo, reports, options={"unsafe_fixes": "1"})

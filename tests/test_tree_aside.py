@@ -7,15 +7,22 @@ import threading
 
 import pytest
 
-from engine.tree import DirTree
+from agent_pipelines.engine.tree import DirTree
 from tests.rulekit import write
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the walk runs aside only where fork exists")
 
 
 def awkward_tree(root):
-    write(root, {"Dockerfile": "FROM alpine:3.20\n", "a/b/c.txt": "x" * 70, "ünïcode/é.txt": "é",
-                 ".git/HEAD": "ref: refs/heads/main\n"})
+    write(
+        root,
+        {
+            "Dockerfile": "FROM alpine:3.20\n",
+            "a/b/c.txt": "x" * 70,
+            "ünïcode/é.txt": "é",
+            ".git/HEAD": "ref: refs/heads/main\n",
+        },
+    )
     os.symlink("loop2", root / "loop1")
     os.symlink("loop1", root / "loop2")
     os.symlink("/etc/hostname", root / "outside")
@@ -28,7 +35,7 @@ def awkward_tree(root):
 def test_the_walk_aside_is_the_plain_walk(tmp_path):
     root = awkward_tree(tmp_path)
     plain, aside = DirTree(root), DirTree.walked_aside(root)
-    assert aside._aside.running                           # a child is walking
+    assert aside._aside.running  # a child is walking
     assert aside.files() == plain.files() and aside.skipped == plain.skipped
     assert aside._aside is None
     assert set(plain.files()) == {"Dockerfile", "a/b/c.txt", "ünïcode/é.txt", os.fsdecode(b"latin1-\xe9.txt")}
@@ -41,7 +48,7 @@ def test_the_child_is_reaped_whether_or_not_its_answer_is_read(tmp_path):
         pid = tree._aside._child[0]
         tree.files() if read else tree.close()
         with pytest.raises(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)                    # already reaped: no zombie left
+            os.waitpid(pid, os.WNOHANG)  # already reaped: no zombie left
 
 
 def test_a_child_that_fails_leaves_the_walk_to_the_parent(tmp_path, monkeypatch):

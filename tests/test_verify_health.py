@@ -15,9 +15,16 @@ import time
 
 import pytest
 
-from engine.tree import DirTree
-from pipelines.docker_optimization.ops.builds import LABEL, compose_options, docker, healthcheck, probe, verify_image
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.ops.builds import (
+    LABEL,
+    compose_options,
+    docker,
+    healthcheck,
+    probe,
+    verify_image,
+)
 from tests.rulekit import write
 
 SLEEPER = "import time\nprint('up', flush=True)\ntime.sleep(600)\n"
@@ -112,8 +119,8 @@ def test_an_interrupted_check_leaves_no_container_and_no_image(tmp_path):
     engine_or_skip()
     service(tmp_path, "HEALTHCHECK --interval=60s --start-period=60s CMD true\n")  # a long wait to interrupt
     script = (
-        "import sys\nfrom pathlib import Path\nfrom engine.tree import DirTree\nfrom pipelines.docker_optimization.model.project import Project\n"
-        "from pipelines.docker_optimization.ops.builds import verify_image\n"
+        "import sys\nfrom pathlib import Path\nfrom agent_pipelines.engine.tree import DirTree\nfrom agent_pipelines.pipelines.docker_optimization.model.project import Project\n"
+        "from agent_pipelines.pipelines.docker_optimization.ops.builds import verify_image\n"
         "[ctx] = Project(DirTree(sys.argv[1])).contexts\nverify_image(Path(sys.argv[1]), ctx)\n"
     )
     before = set(leftovers())
@@ -166,7 +173,7 @@ def test_a_probe_runs_within_its_configured_probe_timeout(tmp_path):
 
 
 def test_probe_timeout_in_pipeline_yaml_is_a_positive_number_of_seconds_or_a_note():
-    from pipelines.docker_optimization.ignores import load_config
+    from agent_pipelines.pipelines.docker_optimization.ignores import load_config
 
     text = (
         "policy:\n  dockerfiles:\n    Dockerfile: {probe: ['true'], probe_timeout: 20}\n"

@@ -13,9 +13,9 @@ import os
 import stat
 import subprocess
 
-from engine.gitenv import git_env
-from engine.tree import GitTree, _LISTINGS
-from engine.workspace import Workspace
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.tree import _LISTINGS, GitTree
+from agent_pipelines.engine.workspace import Workspace
 from tests.conftest import git, make_repo, snapshot
 
 
@@ -33,8 +33,9 @@ def _checkout(path) -> tuple[dict[str, bytes], dict[str, int], set[str]]:
 
 
 def test_moving_between_commits_leaves_the_checkout_git_checkout_leaves(tmp_path):
-    repo = make_repo(tmp_path / "repo", {"Dockerfile": "FROM alpine\n", "app/main.py": "print(1)\n",
-                                          "deep/er/gone.txt": "x\n"})
+    repo = make_repo(
+        tmp_path / "repo", {"Dockerfile": "FROM alpine\n", "app/main.py": "print(1)\n", "deep/er/gone.txt": "x\n"}
+    )
     with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
         base = ws.head()
         ws.writing()
@@ -47,7 +48,7 @@ def test_moving_between_commits_leaves_the_checkout_git_checkout_leaves(tmp_path
         (ws.path / "app/main.py").unlink()
         (ws.path / "app/new.py").write_text("print(2)\n")
         second = ws.commit(["app/main.py", "app/new.py"], "more", {"Pipeline-Task": "t2"})
-        ws.reset_to(second)   # a reset cleans: the checkout is now known clean, so moves take the cheap path
+        ws.reset_to(second)  # a reset cleans: the checkout is now known clean, so moves take the cheap path
 
         for target in (base, second, first, base, first, second):
             assert ws._move(target), "a plain move is done without git checkout"
@@ -82,8 +83,13 @@ def test_a_commit_stores_the_message_git_commit_stores(tmp_path):
     (theirs / "a.txt").write_text("b\n")
     git(theirs, "add", "a.txt")
     body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
-    subprocess.run(["git", "-C", str(theirs), "commit", "--quiet", "-F", "-"], input=body.encode(), check=True,
-                   capture_output=True, env=git_env())
+    subprocess.run(
+        ["git", "-C", str(theirs), "commit", "--quiet", "-F", "-"],
+        input=body.encode(),
+        check=True,
+        capture_output=True,
+        env=git_env(),
+    )
     assert stored == _message(theirs, "HEAD")
     assert tree == git(theirs, "rev-parse", "HEAD^{tree}")
     assert parent == git(ours, "rev-parse", "HEAD")
@@ -100,7 +106,7 @@ def test_a_listing_derived_from_another_commit_equals_a_full_listing(tmp_path):
     git(repo, "commit", "--quiet", "-m", "second")
     second = git(repo, "rev-parse", "HEAD")
     with GitTree(repo, first) as one:
-        one.files()   # listed: the next commit of this repository is derived from it
+        one.files()  # listed: the next commit of this repository is derived from it
     with GitTree(repo, second) as two:
         derived = two.files()
     fresh = GitTree(repo, second)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from engine.tree import DirTree
-from engine.workspace import Workspace
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.engine.workspace import Workspace
 from tests.conftest import git, make_repo
 
 
@@ -24,14 +24,22 @@ def test_the_kept_file_list_equals_a_fresh_walk_after_each_commit(tmp_path):
     with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
         first = ws.tree()
         assert (first.files(), first.skipped) == walked(ws.path)
-        steps = [   # (what a fix does, the paths it says it wrote)
+        steps = [  # (what a fix does, the paths it says it wrote)
             (lambda p: (p / "a.txt").write_text("a longer line\n"), ["a.txt"]),
             (lambda p: (p / "gone.txt").unlink(), ["gone.txt"]),
             (lambda p: os.symlink("/etc/passwd", p / "out"), ["out"]),
-            (lambda p: ((p / "src/c/d.txt").unlink(), (p / "src/c/d.txt").mkdir(),
-                        (p / "src/c/d.txt/e").write_text("e")), ["src/c/d.txt"]),
-            (lambda p: (p / "new dir").mkdir() or (p / "new dir/ünïcode.txt").write_text("u\n"),
-             ["new dir/ünïcode.txt"]),
+            (
+                lambda p: (
+                    (p / "src/c/d.txt").unlink(),
+                    (p / "src/c/d.txt").mkdir(),
+                    (p / "src/c/d.txt/e").write_text("e"),
+                ),
+                ["src/c/d.txt"],
+            ),
+            (
+                lambda p: (p / "new dir").mkdir() or (p / "new dir/ünïcode.txt").write_text("u\n"),
+                ["new dir/ünïcode.txt"],
+            ),
         ]
         for n, (step, wrote) in enumerate(steps):
             step(ws.path)
@@ -39,7 +47,7 @@ def test_the_kept_file_list_equals_a_fresh_walk_after_each_commit(tmp_path):
             kept = ws.tree()
             assert (kept.files(), kept.skipped) == walked(ws.path), f"after step {n}"
         assert "out" in kept.skipped and "gone.txt" not in kept.files()
-        ws.reset_to(git(repo, "rev-parse", "HEAD"))   # back to the base: the list follows
+        ws.reset_to(git(repo, "rev-parse", "HEAD"))  # back to the base: the list follows
         back = ws.tree()
         assert (back.files(), back.skipped) == walked(ws.path) and "gone.txt" in back.files()
 

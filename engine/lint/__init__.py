@@ -10,6 +10,6 @@ exists, every referenced fix has its implementation. ``engine.lint.runner``
 runs a pack over a project; ``engine.lint.docs`` renders its documentation.
 """
 
-from engine.lint.rules import Fix, Hit, PackError, Rule, RulePack, rule
+from agent_pipelines.engine.lint.rules import Fix, Hit, PackError, Rule, RulePack, rule
 
 __all__ = ["Fix", "Hit", "PackError", "Rule", "RulePack", "rule"]

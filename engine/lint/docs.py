@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from engine.finding import Applicability
-from engine.lint.rules import Rule, RulePack
+from agent_pipelines.engine.finding import Applicability
+from agent_pipelines.engine.lint.rules import Rule, RulePack
 
 FAMILY = re.compile(r"^[A-Z]+")
 SECTION = re.compile(r"^(Why|Example|Examples|Use instead|Note|Notes|Fix|Fix safety):\s*(.*)$")

@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from engine import findings_output as out
-from engine.redact import mask, mask_data
+from agent_pipelines.engine import findings_output as out
+from agent_pipelines.engine.redact import mask, mask_data
 
 
 class Formatter(Protocol):

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
-from engine import linear
-from engine.finding import Finding
-from engine.findings_output import IgnoredBy
+from agent_pipelines.engine import linear
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.engine.findings_output import IgnoredBy
 
 PRAGMA = re.compile(r"#\s*pipeline\s+ignore\s*=\s*([A-Za-z]+[0-9]*(?:\s*,\s*[A-Za-z]+[0-9]*)*)")
 CODE = re.compile(r"^[A-Z]+[0-9]*$")
@@ -84,7 +84,7 @@ class Ignores:
     ignored: list[str] = field(default_factory=list)
     per_file: list[tuple[str, re.Pattern[str] | linear.Re2Pattern, list[str]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    prefix: str = ""   # the analyzed directory, relative to the config's directory ("" when they are the same)
+    prefix: str = ""  # the analyzed directory, relative to the config's directory ("" when they are the same)
 
     def ignores(self, finding: Finding) -> bool:
         if matches(finding.rule, self.ignored):

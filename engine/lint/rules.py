@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Iterable, Mapping, Sequence
 
-from engine.finding import Applicability, Category, Severity
+from agent_pipelines.engine.finding import Applicability, Category, Severity
 
 _RULE_ATTR = "__lint_rule__"
 

@@ -10,16 +10,17 @@ rule's other targets, still run.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from engine.aside import Aside
-from engine.finding import Finding
-from engine.findings_output import Note, NoteKind
-from engine.lint.rules import Hit, Rule
+from agent_pipelines.engine.aside import Aside
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.engine.findings_output import Note, NoteKind
+from agent_pipelines.engine.lint.rules import Hit, Rule
 
 # (project, rule, memo) -> (key, target, file) for each target the rule runs on; memo is shared by one run.
-Targets = Callable[[Any, Rule, dict], Iterable[tuple[str, object, str]]]   # Any: the pipeline's own project
+Targets = Callable[[Any, Rule, dict], Iterable[tuple[str, object, str]]]  # Any: the pipeline's own project
 
 
 def finding(rule: Rule, hit: Hit, file: str) -> Finding:

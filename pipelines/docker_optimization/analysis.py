@@ -21,25 +21,25 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
-from engine.finding import Finding
-from engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun
-from engine.lint import runner
-from engine.tree import DirTree, Tree
-from pipelines.docker_optimization import hadolint as hadolint_mod
-from pipelines.docker_optimization import ignores
-from pipelines.docker_optimization.model import variants
-from pipelines.docker_optimization.model.compose import ComposeFile, is_compose_file
-from pipelines.docker_optimization.model.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import Hit, Rule, load_all, pack
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.engine.findings_output import AnalysisResult, IgnoredFinding, Note, RuleMeta, ToolRun
+from agent_pipelines.engine.lint import runner
+from agent_pipelines.engine.tree import DirTree, Tree
+from agent_pipelines.pipelines.docker_optimization import hadolint as hadolint_mod
+from agent_pipelines.pipelines.docker_optimization import ignores
+from agent_pipelines.pipelines.docker_optimization.model import variants
+from agent_pipelines.pipelines.docker_optimization.model.compose import ComposeFile, is_compose_file
+from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all, pack
 
 # Files whose absence from the tree (a symlink out of the repo, a FIFO...) deserves its own note.
-_NOTABLE = (ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES)
+_NOTABLE = ignores.CONFIG_NAMES + (ignores.PYPROJECT,) + hadolint_mod.CONFIG_NAMES
 _MAX_SKIPPED_LISTED = 5
-_HOME = str(Path(__file__).resolve().parent)   # a rule's crash is reported at its deepest frame here
+_HOME = str(Path(__file__).resolve().parent)  # a rule's crash is reported at its deepest frame here
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,12 @@ def services(project: Project) -> list[Service]:
             if not isinstance(svc, dict):
                 continue
             base = bases.get((directory, str(name))) if variants.is_patch(svc) else None
-            found.append(Service(c.path, name, svc, c.line_of(name),
-                                 base[1] if base and base[0] is not c else None, c))
+            found.append(Service(c.path, name, svc, c.line_of(name), base[1] if base and base[0] is not c else None, c))
     return found
 
 
 # -- running the rules -------------------------------------------------------------------------------
+
 
 def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, object, str]]:
     """(key, target, file) for every target a rule runs on: a Dockerfile's path, a context's directory
@@ -124,8 +124,13 @@ def _input_notes(project: Project) -> list[Note]:
     rest = sorted(p for p in skipped if p not in notable)
     if rest:
         shown = ", ".join(rest[:_MAX_SKIPPED_LISTED]) + (", ..." if len(rest) > _MAX_SKIPPED_LISTED else "")
-        notes.append(Note(kind="input", message=f"{len(rest)} other files left out of the analysis (symlinks that "
-                                                f"leave the repository, dangle or loop; FIFOs, sockets): {shown}"))
+        notes.append(
+            Note(
+                kind="input",
+                message=f"{len(rest)} other files left out of the analysis (symlinks that "
+                f"leave the repository, dangle or loop; FIFOs, sockets): {shown}",
+            )
+        )
     return notes
 
 
@@ -160,12 +165,17 @@ class _HadolintRun(threading.Thread):
             project, parseable = self.project, self.parseable
             config, budget = self.config, self.budget
             if isinstance(project.tree, DirTree):
-                self.run_result = hadolint_mod.run(sorted(parseable), root=project.tree.root, config=config,
-                                                   timeout=budget)
+                self.run_result = hadolint_mod.run(
+                    sorted(parseable), root=project.tree.root, config=config, timeout=budget
+                )
             else:
-                self.run_result = hadolint_mod.run(sorted(parseable), texts={p: df.text for p, df in parseable.items()},
-                                                   config=config, config_text=self.config_text,
-                                                   timeout=budget)
+                self.run_result = hadolint_mod.run(
+                    sorted(parseable),
+                    texts={p: df.text for p, df in parseable.items()},
+                    config=config,
+                    config_text=self.config_text,
+                    timeout=budget,
+                )
         except BaseException as err:  # re-raised in the caller's thread by result()
             self.error = err
 
@@ -185,8 +195,14 @@ def _hadolint(pending: _HadolintRun, ours: list[Finding], result: AnalysisResult
     result.columns.update(columns)
     result.tools["hadolint"] = ToolRun(status=run.status, findings=len(found), duplicates_dropped=dropped)
     px007 = load_all()["PX007"]
-    return found + [runner.finding(px007, Hit(0, f"hadolint's rules were not applied to this file: {run.why_unfinished()}",
-                                        "", file=path), path) for path in run.unfinished]
+    return found + [
+        runner.finding(
+            px007,
+            Hit(0, f"hadolint's rules were not applied to this file: {run.why_unfinished()}", "", file=path),
+            path,
+        )
+        for path in run.unfinished
+    ]
 
 
 def _config(project: Project) -> ignores.Config:
@@ -217,7 +233,7 @@ def _lines_of(project: Project):
     return lines, spans
 
 
-_RULE_META: dict[str, RuleMeta] = {}   # a registry rule's metadata never changes (its doc is cleaned once)
+_RULE_META: dict[str, RuleMeta] = {}  # a registry rule's metadata never changes (its doc is cleaned once)
 
 
 def _meta(code: str, sample: Finding) -> RuleMeta:
@@ -225,34 +241,51 @@ def _meta(code: str, sample: Finding) -> RuleMeta:
     if rule is not None and code in _RULE_META:
         return _RULE_META[code]
     if rule is not None:
-        _RULE_META[code] = RuleMeta(code=code, name=rule.name, summary=rule.summary, doc=rule.doc,
-                                    category=rule.category, severity=rule.severity, fix=rule.safety,
-                                    help_uri=pack().help_uri(code))
+        _RULE_META[code] = RuleMeta(
+            code=code,
+            name=rule.name,
+            summary=rule.summary,
+            doc=rule.doc,
+            category=rule.category,
+            severity=rule.severity,
+            fix=rule.safety,
+            help_uri=pack().help_uri(code),
+        )
         return _RULE_META[code]
-    return RuleMeta(code=code, name=sample.name, summary=sample.message if sample.source == "hadolint" else sample.name,
-                    category=sample.category, severity=sample.severity, source=sample.source,
-                    help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "")
+    return RuleMeta(
+        code=code,
+        name=sample.name,
+        summary=sample.message if sample.source == "hadolint" else sample.name,
+        category=sample.category,
+        severity=sample.severity,
+        source=sample.source,
+        help_uri=hadolint_mod.help_uri(code) if sample.source == "hadolint" else "",
+    )
 
 
-def examine(project: Project, hadolint: bool = False, select: set[str] | None = None,
-            cache=None) -> AnalysisResult:
+def examine(project: Project, hadolint: bool = False, select: set[str] | None = None, cache=None) -> AnalysisResult:
     """Everything the analysis has to say about a loaded project (``cache``: see ``results_cache``)."""
     rules = [r for r in load_all().values() if select is None or r.code in select]
     result = AnalysisResult()
     notes: list[Note] = []
     pending = _HadolintRun(project) if hadolint else None
     try:
-        findings = _rule_findings(project, rules, notes, then=pending.start if pending is not None else None,
-                                  **({"cache": cache} if cache is not None else {}))
+        findings = _rule_findings(
+            project,
+            rules,
+            notes,
+            then=pending.start if pending is not None else None,
+            **({"cache": cache} if cache is not None else {}),
+        )
         if pending is not None:
             findings += _hadolint(pending, findings, result)
     except BaseException:
         if pending is not None:
-            hadolint_mod.stop_all()   # an interrupt (or a rule's crash) must not wait minutes for the linter
+            hadolint_mod.stop_all()  # an interrupt (or a rule's crash) must not wait minutes for the linter
         raise
     finally:
         if pending is not None and pending.ident is not None:
-            pending.join()   # never leave the process behind, whatever the rules did
+            pending.join()  # never leave the process behind, whatever the rules did
     if pending is None:
         result.tools["hadolint"] = ToolRun(status="off")
     return finish(project, findings, notes, result)
@@ -264,10 +297,14 @@ def finish(project: Project, findings: list[Finding], notes: list[Note], result:
     config = _config(project)
     lines, spans = _lines_of(project)
     kept, ignored = ignores.partition(unique, config, lines, spans)
-    result.findings = variants.collapse(kept)   # after the pragmas: an ignore in one variant file keeps the others
+    result.findings = variants.collapse(kept)  # after the pragmas: an ignore in one variant file keeps the others
     result.ignored = [IgnoredFinding(finding=f, by=by) for f, by in ignored]
-    result.notes = _input_notes(project) + [Note(kind="config", file=config.path, message=m) for m in config.problems] \
-        + result.notes + notes
+    result.notes = (
+        _input_notes(project)
+        + [Note(kind="config", file=config.path, message=m) for m in config.problems]
+        + result.notes
+        + notes
+    )
     samples: dict[str, Finding] = {}
     for f in unique:
         samples.setdefault(f.rule, f)
@@ -282,21 +319,32 @@ def part_of(result: AnalysisResult, directory: str) -> AnalysisResult:
     up = "../" * inside.count("/")
 
     def moved(f: Finding) -> Finding | None:
-        return dataclasses.replace(f, file=f.file[len(inside):]) if f.file.startswith(inside) else None
+        return dataclasses.replace(f, file=f.file[len(inside) :]) if f.file.startswith(inside) else None
 
     findings = [m for m in map(moved, result.findings) if m is not None]
     ignored = [IgnoredFinding(finding=m, by=i.by) for i in result.ignored if (m := moved(i.finding)) is not None]
-    def note_file(path: str) -> str:   # a config note names a file above the subdirectory: ../.pipeline.yaml
-        return path[len(inside):] if path.startswith(inside) else up + path if path else ""
 
-    notes = [dataclasses.replace(n, file=note_file(n.file))
-             for n in result.notes if n.kind == "config" or not n.file or n.file.startswith(inside)]
+    def note_file(path: str) -> str:  # a config note names a file above the subdirectory: ../.pipeline.yaml
+        return path[len(inside) :] if path.startswith(inside) else up + path if path else ""
+
+    notes = [
+        dataclasses.replace(n, file=note_file(n.file))
+        for n in result.notes
+        if n.kind == "config" or not n.file or n.file.startswith(inside)
+    ]
     ids, codes = {f.id for f in findings}, {f.rule for f in findings} | {i.finding.rule for i in ignored}
-    tools = {name: dataclasses.replace(run, findings=sum(f.source == name for f in findings))
-             for name, run in result.tools.items()}
-    return AnalysisResult(findings=findings, ignored=ignored, notes=notes, tools=tools,
-                          columns={k: v for k, v in result.columns.items() if k in ids},
-                          rules={k: v for k, v in result.rules.items() if k in codes})
+    tools = {
+        name: dataclasses.replace(run, findings=sum(f.source == name for f in findings))
+        for name, run in result.tools.items()
+    }
+    return AnalysisResult(
+        findings=findings,
+        ignored=ignored,
+        notes=notes,
+        tools=tools,
+        columns={k: v for k, v in result.columns.items() if k in ids},
+        rules={k: v for k, v in result.rules.items() if k in codes},
+    )
 
 
 def analyze_project(project: Project, select: set[str] | None = None) -> list[Finding]:

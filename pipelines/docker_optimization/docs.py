@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from engine.lint import docs as lint_docs
-from pipelines.docker_optimization import hadolint
-from pipelines.docker_optimization.rules import pack
+from agent_pipelines.engine.lint import docs as lint_docs
+from agent_pipelines.pipelines.docker_optimization import hadolint
+from agent_pipelines.pipelines.docker_optimization.rules import pack
 
 HEADER = """# Rules
 
@@ -103,8 +103,10 @@ findings; a `.hadolint.yaml` hadolint can't read is a note too (hadolint then li
 
 def render() -> str:
     table = "\n".join(f"| {code} | {', '.join(ours)} |" for code, ours in sorted(hadolint.SAME_AS.items()))
-    mounts = "\n".join(f"| {code} | {', '.join(f'`{n}`' for n in needles)} |"
-                       for code, needles in sorted(hadolint.CACHE_ADVICE.items()))
+    mounts = "\n".join(
+        f"| {code} | {', '.join(f'`{n}`' for n in needles)} |"
+        for code, needles in sorted(hadolint.CACHE_ADVICE.items())
+    )
     return lint_docs.render(pack(), HEADER, [IGNORING, HADOLINT.format(table=table, mounts=mounts)])
 
 

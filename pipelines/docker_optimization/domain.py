@@ -7,33 +7,46 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.artifacts import (
-    Applicability, Change, Design, Finding, Gate, Measurement, Method, Plan, RunContext, Task, short_hash,
+from agent_pipelines.engine.artifacts import (
+    Applicability,
+    Change,
+    Design,
+    Finding,
+    Gate,
+    Measurement,
+    Method,
+    Plan,
+    RunContext,
+    Task,
+    short_hash,
 )
-from engine.domain import Declined, DomainBase, FixError
-from engine.gates import delta_gate
-from engine.tree import DirTree, GitTree, Tree, changed_paths
-from engine.redact import mask
-from pipelines.docker_optimization import analysis, policy
-from pipelines.docker_optimization.model import buildgraph, compose as compose_mod, copies
-from pipelines.docker_optimization.review import model_edits, validate
-from pipelines.docker_optimization.ops.measure import measure_contexts
-from pipelines.docker_optimization.model.project import Project, is_dockerfile
-from pipelines.docker_optimization.rules import Fix, pack
-from pipelines.docker_optimization.rules.security import users_naming_groups
+from agent_pipelines.engine.domain import Declined, DomainBase, FixError
+from agent_pipelines.engine.gates import delta_gate
+from agent_pipelines.engine.redact import mask
+from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
+from agent_pipelines.pipelines.docker_optimization import analysis, policy
+from agent_pipelines.pipelines.docker_optimization.model import buildgraph, copies
+from agent_pipelines.pipelines.docker_optimization.model import compose as compose_mod
+from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
+from agent_pipelines.pipelines.docker_optimization.ops.measure import measure_contexts
+from agent_pipelines.pipelines.docker_optimization.review import model_edits, validate
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, pack
+from agent_pipelines.pipelines.docker_optimization.rules.security import users_naming_groups
 
 if TYPE_CHECKING:
-    from pipelines.docker_optimization.incremental import Incremental
+    from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
 
 
 class DockerDomain(DomainBase):
     def __init__(self, run: RunContext | None = None) -> None:
         self.run = run
-        self._by_commit: dict[tuple[str, bool], list[Finding]] = {}   # a commit's analysis never changes
-        self._last_project: tuple[str, Project] | None = None   # (commit, the checkout's project at it)
-        self.rules = pack()   # built (and checked) once per process
-        self._projects: dict[str, Project] = {}   # commit -> the project of its GitTree (the last few)
-        self._incremental: Incremental | None = None   # the reviewer's incremental analysis, carried from one phase to the next
+        self._by_commit: dict[tuple[str, bool], list[Finding]] = {}  # a commit's analysis never changes
+        self._last_project: tuple[str, Project] | None = None  # (commit, the checkout's project at it)
+        self.rules = pack()  # built (and checked) once per process
+        self._projects: dict[str, Project] = {}  # commit -> the project of its GitTree (the last few)
+        self._incremental: Incremental | None = (
+            None  # the reviewer's incremental analysis, carried from one phase to the next
+        )
 
     def close(self) -> None:
         if self._incremental is not None:
@@ -55,13 +68,19 @@ class DockerDomain(DomainBase):
         found = self._projects.pop(tree.commit, None)
         if found is None:
             last = next(reversed(self._projects.values()), None)
-            near = last.tree if last is not None and isinstance(last.tree, GitTree) and last.tree.repo == tree.repo \
+            near = (
+                last.tree
+                if last is not None and isinstance(last.tree, GitTree) and last.tree.repo == tree.repo
                 else None
+            )
             changed = changed_paths(tree.repo, near.commit, tree.commit) if near is not None else None
             # A tree of its own, so that closing the caller's tree does not close this one's `git cat-file`.
             own = GitTree(tree.repo, tree.commit, tree.label)
-            found = last.updated(own, changed) if last is not None and changed is not None and len(changed) <= 200 \
+            found = (
+                last.updated(own, changed)
+                if last is not None and changed is not None and len(changed) <= 200
                 else Project(own)
+            )
         self._projects[tree.commit] = found
         while len(self._projects) > 4:
             _close(self._projects.pop(next(iter(self._projects))).tree)
@@ -69,7 +88,7 @@ class DockerDomain(DomainBase):
 
     def _option(self, name: str) -> Any:
         """The typed value of the pipeline's declared option ``name`` in this run (its default without a run)."""
-        from pipelines.docker_optimization import PIPELINE
+        from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
         return PIPELINE.option(self.run.options if self.run is not None else {}, name)
 
@@ -82,8 +101,11 @@ class DockerDomain(DomainBase):
         key = (root.commit, thorough) if isinstance(root, GitTree) else None
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
-        found = analysis.examine(self._at(root), hadolint=thorough).findings if isinstance(root, GitTree) \
+        found = (
+            analysis.examine(self._at(root), hadolint=thorough).findings
+            if isinstance(root, GitTree)
             else analysis.analyze(root, hadolint=thorough)
+        )
         if key is not None:
             self._by_commit[key] = found
         return found
@@ -91,13 +113,13 @@ class DockerDomain(DomainBase):
     def incremental_analysis(self, repo: Path, commit: str):
         """The analysis of ``commit`` read from git objects; ``.to_commit(c).findings`` then re-runs only what
         the commits in between changed (``incremental.Incremental``; close it when done)."""
-        from pipelines.docker_optimization.incremental import Incremental
+        from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
 
         # Each phase's reviewer starts where the last one ended (its base is the last phase's head): the
         # analysis it kept moves to ``commit`` (a no-op there) instead of a full one. Closing it only stops
         # its `git cat-file`, which the next read starts again.
         last = self._incremental
-        if last is not None and getattr(last.project.tree, "repo", None) == Path(repo):   # a GitTree's
+        if last is not None and getattr(last.project.tree, "repo", None) == Path(repo):  # a GitTree's
             last.to_commit(commit)
             return last
         self._incremental = Incremental.at_commit(repo, commit)
@@ -110,8 +132,11 @@ class DockerDomain(DomainBase):
     def llm_context(self, root: Path, limit: int = 20_000) -> dict[str, str]:
         """What the model reads in LLM mode: Dockerfiles, compose and ignore files (each cut at ``limit`` chars)."""
         project = Project(DirTree(root))
-        paths = [*project.dockerfiles, *(c.path for c in project.composes),
-                 *sorted(p for p in project.files if posixpath.basename(p).endswith(".dockerignore"))]
+        paths = [
+            *project.dockerfiles,
+            *(c.path for c in project.composes),
+            *sorted(p for p in project.files if posixpath.basename(p).endswith(".dockerignore")),
+        ]
         return {p: (project.text(p) or "")[:limit] for p in paths[:60]}
 
     def phase_for(self, path: str) -> str | None:
@@ -140,31 +165,44 @@ class DockerDomain(DomainBase):
             first = self.rules[rules[0]]
             fix = first.fix
             assert fix is not None
-            applicability = (Applicability.unsafe if any(self.rules[r].safety is Applicability.unsafe for r in rules)
-                             else Applicability.safe)
+            applicability = (
+                Applicability.unsafe
+                if any(self.rules[r].safety is Applicability.unsafe for r in rules)
+                else Applicability.safe
+            )
             rationale = " ".join(self.rules[r].summary for r in rules)
             assess = fix.assess
             if assess is not None and project is not None:
-                try:   # the fix's safety depends on what the repository configures: it says so, with its values
+                try:  # the fix's safety depends on what the repository configures: it says so, with its values
                     safe, said = assess(project, file)
                 except FixError as err:
                     safe, said = False, str(err)
                 applicability = Applicability.safe if safe else Applicability.unsafe
                 rationale += " " + said
-            tasks.append(Task(
-                id=short_hash(group, file), phase=first.phase, title=fix.title.format(file=file, dir=posixpath.dirname(file) or "."),
-                scope=(", ".join(project.services_of(file)) or "all services") if project else "",
-                rationale=rationale, fix=group, file=file, rules=rules,
-                finding_ids=[f.id for f in items], applicability=applicability,
-                files=list(dict.fromkeys([file, *fix.writes])), executable=list(fix.executable),
-                estimate="no figure predicted: ops measures the effect after the change"))
+            tasks.append(
+                Task(
+                    id=short_hash(group, file),
+                    phase=first.phase,
+                    title=fix.title.format(file=file, dir=posixpath.dirname(file) or "."),
+                    scope=(", ".join(project.services_of(file)) or "all services") if project else "",
+                    rationale=rationale,
+                    fix=group,
+                    file=file,
+                    rules=rules,
+                    finding_ids=[f.id for f in items],
+                    applicability=applicability,
+                    files=list(dict.fromkeys([file, *fix.writes])),
+                    executable=list(fix.executable),
+                    estimate="no figure predicted: ops measures the effect after the change",
+                )
+            )
         tasks.sort(key=lambda t: (order[t.phase], t.file, t.fix))
         return Plan(tasks=tasks, skipped=skipped)
 
     @staticmethod
     def applicability_of(rules: list[str]) -> Applicability:
         """The strictest fix applicability of ``rules`` (a hadolint code counts as our rule that says the same)."""
-        from pipelines.docker_optimization.hadolint import SAME_AS
+        from agent_pipelines.pipelines.docker_optimization.hadolint import SAME_AS
 
         codes = [c for r in rules for c in (r, *SAME_AS.get(r, ()))]
         packed = pack()
@@ -176,23 +214,31 @@ class DockerDomain(DomainBase):
 
     def llm_tools(self, root: Path, findings: list[Finding]):
         """The read-only tools a model may call on the checkout at ``root`` (see ``model_tools``)."""
-        from pipelines.docker_optimization.model_tools import tools
+        from agent_pipelines.pipelines.docker_optimization.model_tools import tools
 
         return tools(root, findings)
 
     # -- architect -------------------------------------------------------
     def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
         project = Project(DirTree(root))
-        contexts: list[dict[str, Any]] = [{"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
-                    for c in project.contexts]
-        notes = [f"build context {c['dir']} builds {c['dockerfile']}"
-                 + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
-                 for c in contexts]
-        return Design(notes=notes, policies={
-            "cpu": policy.STATEMENT,
-            "dockerignore": "one .dockerignore per context, derived from its files; never excludes a COPY source",
-            "edits": "Dockerfiles: only the lines of changed instructions; compose: ruamel.yaml round-trip",
-        }, data={"contexts": contexts})
+        contexts: list[dict[str, Any]] = [
+            {"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
+            for c in project.contexts
+        ]
+        notes = [
+            f"build context {c['dir']} builds {c['dockerfile']}"
+            + (f" for {', '.join(c['services'])}" if c["services"] else " (inferred: no compose service builds it)")
+            for c in contexts
+        ]
+        return Design(
+            notes=notes,
+            policies={
+                "cpu": policy.STATEMENT,
+                "dockerignore": "one .dockerignore per context, derived from its files; never excludes a COPY source",
+                "edits": "Dockerfiles: only the lines of changed instructions; compose: ruamel.yaml round-trip",
+            },
+            data={"contexts": contexts},
+        )
 
     # -- implementer -----------------------------------------------------
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
@@ -203,10 +249,12 @@ class DockerDomain(DomainBase):
         root = _dir_tree(project).root
         written = fix.apply(project, task, design)
         for rel, text in written.items():
-            target = (root / rel)
+            target = root / rel
             if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
-                raise Declined(f"{rel} resolves outside the repository; not written",   # a symlink: never followed
-                               f"edit the file {rel} points to by hand, if it is yours")
+                raise Declined(
+                    f"{rel} resolves outside the repository; not written",  # a symlink: never followed
+                    f"edit the file {rel} points to by hand, if it is yours",
+                )
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
@@ -247,21 +295,34 @@ class DockerDomain(DomainBase):
             if is_dockerfile(path):
                 df = project.dockerfiles.get(path)
                 after = [df.error] if df is not None and df.error else [] if df is not None else ["the file is gone"]
-                gates.append(delta_gate(f"{path} parses (BuildKit parser)", after,
-                                        lambda path=path: _parse_errors(parent(), path)))
+                gates.append(
+                    delta_gate(
+                        f"{path} parses (BuildKit parser)", after, lambda path=path: _parse_errors(parent(), path)
+                    )
+                )
                 if df is not None and not df.error:
                     gates += self._dockerfile_gates(path, df, project, parent, base)
-                    gates.append(delta_gate(f"{path} switches to users, never to groups", users_naming_groups(df),
-                                            lambda path=path: _group_users(parent(), path), ok="every USER names a user"))
+                    gates.append(
+                        delta_gate(
+                            f"{path} switches to users, never to groups",
+                            users_naming_groups(df),
+                            lambda path=path: _group_users(parent(), path),
+                            ok="every USER names a user",
+                        )
+                    )
                 touched_contexts.update(c.dir for c in project.contexts_of(path))
             elif compose_mod.is_compose_file(path):
                 gates += self._compose_gates(task, path, project, base)
             elif posixpath.basename(path).endswith(".dockerignore"):
-                touched_contexts.update(c.dir for c in project.contexts if path in (c.ignore_path, c.default_ignore_path))
+                touched_contexts.update(
+                    c.dir for c in project.contexts if path in (c.ignore_path, c.default_ignore_path)
+                )
             else:
                 text = project.text(path)
                 if text is not None:
-                    gates += validate.gates_for(path, text, _dir_tree(project), _before_text(base, path))  # bake, workflow, scripts
+                    gates += validate.gates_for(
+                        path, text, _dir_tree(project), _before_text(base, path)
+                    )  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
                 continue
@@ -269,17 +330,24 @@ class DockerDomain(DomainBase):
             if df is None or df.error:
                 continue
             broken = [why for _source, why in copies.problems(ctx, df)]
-            gate = delta_gate(f"COPY sources of {ctx.dockerfile} in context {ctx.dir}", broken,
-                              lambda ctx=ctx, now=broken: _copy_problems(parent(), ctx.dir, ctx.dockerfile, now), ok="all present and sent")
-            if gate.already:   # say which file builds it so, so the user knows where the broken context comes from
-                who = (f"context {ctx.dir} set by {', '.join(ctx.compose_files)}" if ctx.compose_files
-                       else f"context {ctx.dir} inferred: no compose file builds {ctx.dockerfile}")
+            gate = delta_gate(
+                f"COPY sources of {ctx.dockerfile} in context {ctx.dir}",
+                broken,
+                lambda ctx=ctx, now=broken: _copy_problems(parent(), ctx.dir, ctx.dockerfile, now),
+                ok="all present and sent",
+            )
+            if gate.already:  # say which file builds it so, so the user knows where the broken context comes from
+                who = (
+                    f"context {ctx.dir} set by {', '.join(ctx.compose_files)}"
+                    if ctx.compose_files
+                    else f"context {ctx.dir} inferred: no compose file builds {ctx.dockerfile}"
+                )
                 gate = gate.model_copy(update={"already": f"{gate.already} ({who})"})
             gates.append(gate)
             if not broken and self._option("verify_builds"):
-                from pipelines.docker_optimization.ops.builds import compose_options
+                from agent_pipelines.pipelines.docker_optimization.ops.builds import compose_options
 
-                for options in compose_options(ctx):   # each target / build args compose builds it with
+                for options in compose_options(ctx):  # each target / build args compose builds it with
                     gates.append(self._start_gate(root, ctx, base, task, project.tree.commit, options))
         return gates
 
@@ -295,8 +363,9 @@ class DockerDomain(DomainBase):
             cache[key] = make()
         return cache[key], fresh
 
-    def _start_gate(self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "",
-                    options: tuple[str, ...] = ()) -> Gate:
+    def _start_gate(
+        self, root: Path, ctx, base: Tree, task: Task | None = None, commit: str = "", options: tuple[str, ...] = ()
+    ) -> Gate:
         """--verify-builds: the image builds (with the layer cache) and starts, and its HEALTHCHECK reports
         healthy within the HEALTHCHECK's own bounds, or the probe .pipeline.yaml configures exits 0 (within
         its ``probe_timeout``). A delta gate: the parent is tried too, only when the change's head fails,
@@ -305,12 +374,12 @@ class DockerDomain(DomainBase):
         A multi-stage rewrite also builds the parent, for the image size before and after."""
         import tempfile
 
-        from pipelines.docker_optimization.ops.builds import export_tree, verify_image
+        from agent_pipelines.pipelines.docker_optimization.ops.builds import export_tree, verify_image
 
         how = f" {' '.join(options)}" if options else ""
         name = f"{ctx.dockerfile} builds and starts in context {ctx.dir} (docker build{how}, docker run)"
         engine = self._engine()
-        if not engine.ok:   # could not run: not passed, the change stands unverified
+        if not engine.ok:  # could not run: not passed, the change stands unverified
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {engine.reason}")
         config = policy.load(ctx.project).dockerfiles.get(ctx.dockerfile, {})
         command, limit = config.get("probe"), config.get("probe_timeout")
@@ -321,15 +390,18 @@ class DockerDomain(DomainBase):
         def at_parent():
             if not parent:
                 commit = getattr(base, "commit", "")
-                old = next((c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)),
-                           None)
+                old = next(
+                    (c for c in Project(base).contexts if (c.dir, c.dockerfile) == (ctx.dir, ctx.dockerfile)), None
+                )
                 if not commit or old is None or self.run is None:
                     parent.append(None)
                 else:
+
                     def make():
                         with tempfile.TemporaryDirectory(prefix="pipeline-start-") as tmp:
-                            return verify_image(export_tree(Path(self.run.worktree), commit, Path(tmp)), old,
-                                                command, limit, options)
+                            return verify_image(
+                                export_tree(Path(self.run.worktree), commit, Path(tmp)), old, command, limit, options
+                            )
 
                     parent.append(self._verified(commit, old, options, make)[0])
             return parent[0]
@@ -338,10 +410,15 @@ class DockerDomain(DomainBase):
         if task is not None and task.fix == "multistage" and head.size is not None:
             was = at_parent()
             if was is not None and was.size is not None:
-                sizes = (f"; image size {was.size / 1e6:.1f} MB before, {head.size / 1e6:.1f} MB after "
-                         f"({(head.size - was.size) / 1e6:+.1f} MB, docker image inspect)")
-        took = (("" if not head.seconds else f"; {head.seconds:.1f} s to build and start") if fresh else
-                f"; checked before in this run at commit {commit[:10]}, not rebuilt")
+                sizes = (
+                    f"; image size {was.size / 1e6:.1f} MB before, {head.size / 1e6:.1f} MB after "
+                    f"({(head.size - was.size) / 1e6:+.1f} MB, docker image inspect)"
+                )
+        took = (
+            ("" if not head.seconds else f"; {head.seconds:.1f} s to build and start")
+            if fresh
+            else f"; checked before in this run at commit {commit[:10]}, not rebuilt"
+        )
         if not head.problem:
             if not head.verified:
                 return Gate(name=name, passed=False, verified=False, detail=head.detail + sizes + took)
@@ -352,42 +429,65 @@ class DockerDomain(DomainBase):
             return [was.problem] if was is not None and was.problem else []
 
         gate = delta_gate(name, [head.problem], before)
-        return gate.model_copy(update={"detail": f"{gate.detail}: {head.detail}{sizes}{took}" if not gate.passed
-                                       else f"{gate.detail} ({head.detail}){sizes}{took}"})
+        return gate.model_copy(
+            update={
+                "detail": f"{gate.detail}: {head.detail}{sizes}{took}"
+                if not gate.passed
+                else f"{gate.detail} ({head.detail}){sizes}{took}"
+            }
+        )
 
-    def targeted_gate(self, task: Task, change: Change, root: Path | DirTree, base: Tree, after: list[Finding],
-                      findings: list[Finding]) -> Gate:
+    def targeted_gate(
+        self,
+        task: Task,
+        change: Change,
+        root: Path | DirTree,
+        base: Tree,
+        after: list[Finding],
+        findings: list[Finding],
+    ) -> Gate:
         """The task's findings are gone, by every source that reported them: our rules (``after``, the
         re-analysis), hadolint re-run on the task's Dockerfile, and, for a model's finding (LLM001),
         the instruction it cited no longer standing unchanged. A change that only edits comments or
         whitespace (``# fixed DL3013``) clears nothing.
         """
-        from pipelines.docker_optimization import hadolint as hadolint_mod
+        from agent_pipelines.pipelines.docker_optimization import hadolint as hadolint_mod
 
         name = "targeted findings gone"
         tree = _checkout(root)
         project = self._project(tree)
         if change.files and all(validate.same_meaning(f, _before_text(base, f), project.text(f)) for f in change.files):
-            return Gate(name=name, passed=False, detail="the change only edits comments or whitespace: it clears "
-                        "nothing (" + ", ".join(task.rules) + " still there)")
+            return Gate(
+                name=name,
+                passed=False,
+                detail="the change only edits comments or whitespace: it clears "
+                "nothing (" + ", ".join(task.rules) + " still there)",
+            )
         left = [f"{f.rule} at {f.location}" for f in after if f.file == task.file and f.rule in task.rules]
         df = project.dockerfiles.get(task.file)
         if df is not None and not df.error and any(r.startswith(("DL", "SC")) for r in task.rules):
             config = next((c for c in hadolint_mod.CONFIG_NAMES if (tree.root / c).is_file()), "")
             done = hadolint_mod.run([task.file], root=tree.root, config=config)
             if done.status != "ran":
-                return Gate(name=name, passed=False, verified=False, detail="not verified: hadolint could not "
-                            "re-check " + ", ".join(task.rules) + ": " + next((m for _, m in done.notes), done.status))
-            if any(r.get("code") == "DL1000" for r in done.results):   # silence from a parser that failed
+                return Gate(
+                    name=name,
+                    passed=False,
+                    verified=False,
+                    detail="not verified: hadolint could not "
+                    "re-check " + ", ".join(task.rules) + ": " + next((m for _, m in done.notes), done.status),
+                )
+            if any(r.get("code") == "DL1000" for r in done.results):  # silence from a parser that failed
                 left.append(f"{', '.join(task.rules)}: hadolint can't parse {task.file} any more, so can't confirm")
             theirs, _, _, _ = hadolint_mod.to_findings(done.results, {task.file: df}, after)
             left += [f"{f.rule} at {f.location} (hadolint)" for f in theirs if f.rule in task.rules]
-        text = mask(project.text(task.file) or "")   # as the findings cite it: secrets masked
+        text = mask(project.text(task.file) or "")  # as the findings cite it: secrets masked
         lines, flat = {ln.strip() for ln in text.splitlines()}, " ".join(text.split())
         for f in findings:
             cited = f.evidence.strip()
             if f.source == "llm" and (cited in lines or "\n" in cited and " ".join(cited.split()) in flat):
-                left.append(f"{f.rule} at {f.location} (the cited instruction `{f.evidence.strip()[:80]}` is unchanged)")
+                left.append(
+                    f"{f.rule} at {f.location} (the cited instruction `{f.evidence.strip()[:80]}` is unchanged)"
+                )
         if left:
             return Gate(name=name, passed=False, detail="still there: " + ", ".join(dict.fromkeys(left)))
         return Gate(name=name, passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")
@@ -395,11 +495,16 @@ class DockerDomain(DomainBase):
     def _dockerfile_gates(self, path: str, df, project: Project, parent, base: Tree) -> list[Gate]:
         """What a build refuses though BuildKit's parser read it: instruction checks, hadolint's parser and,
         with an engine, BuildKit's build checks (``docker build --check``). Each judged against the parent."""
-        from pipelines.docker_optimization.hadolint import parse_problems
+        from agent_pipelines.pipelines.docker_optimization.hadolint import parse_problems
 
-        gates = [delta_gate(f"{path}: instructions, flags and --from stages a build accepts",
-                            validate.instruction_problems(df),
-                            lambda: _instruction_problems(parent(), path), ok="all known")]
+        gates = [
+            delta_gate(
+                f"{path}: instructions, flags and --from stages a build accepts",
+                validate.instruction_problems(df),
+                lambda: _instruction_problems(parent(), path),
+                ok="all known",
+            )
+        ]
         name = f"{path} parses (hadolint)"
         problems, why = parse_problems(path, df.text)
         if why:
@@ -413,7 +518,7 @@ class DockerDomain(DomainBase):
     def _engine(self):
         """The Docker engine, probed once per run (reachable or why not)."""
         if not hasattr(self, "_probed"):
-            from pipelines.docker_optimization.ops.builds import probe
+            from agent_pipelines.pipelines.docker_optimization.ops.builds import probe
 
             self._probed = probe()
         return self._probed
@@ -433,42 +538,66 @@ class DockerDomain(DomainBase):
         if why:
             return Gate(name=name, passed=False, verified=False, detail=f"not verified: {why}")
         before = _before_text(base, path)
-        return delta_gate(name, warnings, lambda: _build_checks(_dir_tree(project).root, ctx.dir, path, before)[0]
-                          if before else [], ok="no warnings")
+        return delta_gate(
+            name,
+            warnings,
+            lambda: _build_checks(_dir_tree(project).root, ctx.dir, path, before)[0] if before else [],
+            ok="no warnings",
+        )
 
     def _compose_gates(self, task: Task, path: str, project: Project, base: Tree) -> list[Gate]:
         after = next((c for c in project.composes if c.path == path), None)
         try:
             before = compose_mod.load(path, base.read(path).decode("utf-8", errors="replace"))
         except KeyError:
-            before = None   # the change created the file: every problem in it is new
+            before = None  # the change created the file: every problem in it is new
         parse_error = [after.error] if after is not None and after.error else [] if after else ["the file is gone"]
         gates = [delta_gate(f"{path} parses (YAML)", parse_error, [before.error] if before and before.error else [])]
-        if parse_error or after is None:   # no file is a parse error too
+        if parse_error or after is None:  # no file is a parse error too
             return gates
         errors = compose_mod.schema_errors(after.data)
-        gates.append(delta_gate(f"{path} valid against the compose-spec schema", errors,
-                                lambda: compose_mod.schema_errors(before.data) if before and not before.error else []))
-        gates.append(delta_gate(f"{path} interpolates (compose's ${{VAR}} syntax)",
-                                validate.interpolation_problems(after.data),
-                                lambda: validate.interpolation_problems(before.data) if before and not before.error
-                                else [], ok="every $ reference is one compose reads"))
+        gates.append(
+            delta_gate(
+                f"{path} valid against the compose-spec schema",
+                errors,
+                lambda: compose_mod.schema_errors(before.data) if before and not before.error else [],
+            )
+        )
+        gates.append(
+            delta_gate(
+                f"{path} interpolates (compose's ${{VAR}} syntax)",
+                validate.interpolation_problems(after.data),
+                lambda: validate.interpolation_problems(before.data) if before and not before.error else [],
+                ok="every $ reference is one compose reads",
+            )
+        )
         if before is None or before.error:
             return gates
         # A model edit may change one service's keys but nothing at the top level.
         fix = self.rules.fixes().get(task.fix)
         allowed = fix.compose_keys if isinstance(fix, Fix) else (("services", "*"),) if task.fix == "llm" else ()
         stray = [p for p in diff_paths(plain(before.data), plain(after.data)) if not _allowed(p, allowed)]
-        gates.append(Gate(name=f"{path} changed only the intended keys", passed=not stray,
-                          detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5]) if stray else
-                          "only " + ", ".join("/".join(k) for k in allowed)))
+        gates.append(
+            Gate(
+                name=f"{path} changed only the intended keys",
+                passed=not stray,
+                detail="unexpected: " + ", ".join("/".join(p) for p in stray[:5])
+                if stray
+                else "only " + ", ".join("/".join(k) for k in allowed),
+            )
+        )
         return gates
 
     # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         figures = self._static_figures(phase, base, head)
         # A run started from Python without "builds" (the CLI always records it) never builds unasked.
-        if self.run and phase == self.run.phases[-1] and "builds" in self.run.options and self._option("builds") != "off":
+        if (
+            self.run
+            and phase == self.run.phases[-1]
+            and "builds" in self.run.options
+            and self._option("builds") != "off"
+        ):
             figures += self._build_figures(phase, base, head)
         return figures
 
@@ -476,20 +605,32 @@ class DockerDomain(DomainBase):
         """What the build and deploy phase reports explain: build order, parallel groups, rollout and health gates."""
         if phase not in ("build", "deploy"):
             return []
-        from pipelines.docker_optimization.generate.targets import phase_notes
+        from agent_pipelines.pipelines.docker_optimization.generate.targets import phase_notes
 
         project = self._at(head)
         return buildgraph.build_order_summary(project) + phase_notes(project, phase)
 
     def _build_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         """Real builds of every service whose build inputs the run changed (base commit vs branch tip)."""
-        from pipelines.docker_optimization.ops.builds import changed_builds, changed_paths, measure_services
+        from agent_pipelines.pipelines.docker_optimization.ops.builds import (
+            changed_builds,
+            changed_paths,
+            measure_services,
+        )
 
-        assert self.run is not None   # measure builds only in a run
+        assert self.run is not None  # measure builds only in a run
         changed = changed_paths(Path(self.run.worktree), base.commit, head.commit)
         builds = changed_builds(Project(base), Project(head), changed)
-        return measure_services(phase, Path(self.run.worktree), base.commit, head.commit, builds,
-                                self._option("build_repeats"), self._option("build_budget"), self._option("build_jobs"))
+        return measure_services(
+            phase,
+            Path(self.run.worktree),
+            base.commit,
+            head.commit,
+            builds,
+            self._option("build_repeats"),
+            self._option("build_budget"),
+            self._option("build_jobs"),
+        )
 
     def _static_figures(self, phase: str, base: Tree, head: Tree) -> list[Measurement]:
         first = phase == (self.run.phases[0] if self.run else phase)
@@ -501,20 +642,37 @@ class DockerDomain(DomainBase):
         trees = base.label if first else f"{base.label} and {head.label}"
 
         def figure(name: str, items: list[Finding], baseline: list[Finding] | None, how: str) -> Measurement:
-            return Measurement(name=name, subject="repository", phase=phase, value=len(items),
-                               baseline=None if baseline is None else len(baseline), method=Method.computed, how=how)
+            return Measurement(
+                name=name,
+                subject="repository",
+                phase=phase,
+                value=len(items),
+                baseline=None if baseline is None else len(baseline),
+                method=Method.computed,
+                how=how,
+            )
 
         warn = lambda items: [f for f in items if f.severity.rank >= 1]  # noqa: E731
-        figures.append(figure("findings at warning or above", warn(found_after), None if first else warn(found_before),
-                              f"the analyzer's {len(self.rules)} rules and hadolint run on {trees} (as `pipeline analyze` does)"))
-        scanned = (f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
-                   f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
-                   f"files sent), rules " + ", ".join(sorted(r.code for r in self.rules
-                                                            if r.category.value == "security")))
+        figures.append(
+            figure(
+                "findings at warning or above",
+                warn(found_after),
+                None if first else warn(found_before),
+                f"the analyzer's {len(self.rules)} rules and hadolint run on {trees} (as `pipeline analyze` does)",
+            )
+        )
+        scanned = (
+            f"security scan of {trees}: {len(after.dockerfiles)} Dockerfiles, {len(after.composes)} compose files, "
+            f"{len({c.dir for c in after.contexts})} build contexts ({sum(len(c.sent()) for c in after.contexts)} "
+            f"files sent), rules " + ", ".join(sorted(r.code for r in self.rules if r.category.value == "security"))
+        )
         for severity in ("error", "warning", "info"):
             pick = lambda items: [f for f in items if f.category.value == "security" and f.severity.value == severity]  # noqa: E731,B023
-            figures.append(figure(f"security findings ({severity})", pick(found_after),
-                                  None if first else pick(found_before), scanned))
+            figures.append(
+                figure(
+                    f"security findings ({severity})", pick(found_after), None if first else pick(found_before), scanned
+                )
+            )
         return figures
 
 
@@ -551,7 +709,7 @@ def _build_checks(root: Path, context: str, path: str, text: str | None) -> tupl
     line numbers; or ([], why the checks could not run)."""
     import tempfile
 
-    from pipelines.docker_optimization.ops.builds import docker
+    from agent_pipelines.pipelines.docker_optimization.ops.builds import docker
 
     with tempfile.TemporaryDirectory(prefix="pipeline-check-") as tmp:
         dockerfile = str(root / path)

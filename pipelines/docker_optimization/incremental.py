@@ -34,16 +34,16 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
-from engine.finding import Finding
-from engine.findings_output import AnalysisResult, Note, ToolRun
-from engine.tree import DirTree, GitTree, Tree, changed_paths
-from pipelines.docker_optimization.analysis import _run_rule, finish, targets
-from pipelines.docker_optimization.model.compose import is_compose_file
-from pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
-from pipelines.docker_optimization.rules import Rule, load_all
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.engine.findings_output import AnalysisResult, Note, ToolRun
+from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
+from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, targets
+from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
+from agent_pipelines.pipelines.docker_optimization.rules import Rule, load_all
 
 Unit = tuple[list[Finding], list[Note]]
 _PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
@@ -57,7 +57,7 @@ class Incremental:
         self.rules: list[Rule] = [r for r in load_all().values() if select is None or r.code in select]
         self.project = Project(tree)
         self.units: dict[str, dict[str, Unit]] = {}
-        self.reran: dict[str, int] = {}   # rule code -> targets run again by the last update (for tests and bench)
+        self.reran: dict[str, int] = {}  # rule code -> targets run again by the last update (for tests and bench)
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
     # -- entry points ---------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ class Incremental:
             ran = 0
             for key, target, file in targets(project, each, memo):
                 if key in carried:
-                    continue   # the next service of a compose file that carries over
+                    continue  # the next service of a compose file that carries over
                 if key not in now:
                     if key in before and keys is not None and key not in keys:
                         now[key] = before[key]
@@ -175,8 +175,9 @@ def _matches(pattern: str, changed: set[str]) -> bool:
 
 
 def _signature(contexts: list[Context]) -> tuple:
-    return tuple((c.dir, c.dockerfile, tuple(c.services), tuple(c.compose_files), c.inferred, c.ignore_path)
-                 for c in contexts)
+    return tuple(
+        (c.dir, c.dockerfile, tuple(c.services), tuple(c.compose_files), c.inferred, c.ignore_path) for c in contexts
+    )
 
 
 def _signatures(project: Project) -> dict[str, tuple]:
@@ -191,7 +192,7 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
     """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
     files they read; single paths they read). The contexts are those built there and those sharing an ignore
     file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
-    kept = project.__dict__.get("_context_reads")   # asked of each project twice: as the new one, then the old
+    kept = project.__dict__.get("_context_reads")  # asked of each project twice: as the new one, then the old
     if kept is not None:
         return kept
     by_ignore: dict[str, list[Context]] = {}
@@ -218,8 +219,9 @@ def _dirty_context_dirs(old: Project, new: Project, changed: set[str], sizes: bo
     (a content change shows as a size change or not at all: rules read sizes, never the text).
     """
     before, after = _context_reads(old), _context_reads(new)
-    listed = {p for p in changed if (p in old.files) != (p in new.files)
-              or sizes and old.files.get(p) != new.files.get(p)}
+    listed = {
+        p for p in changed if (p in old.files) != (p in new.files) or sizes and old.files.get(p) != new.files.get(p)
+    }
     dirty = set()
     for directory, (signature, dirs, paths) in after.items():
         was = before.get(directory)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from engine.artifacts import Finding
-from engine.tools import Tool, ToolRefused, inside
+from agent_pipelines.engine.artifacts import Finding
+from agent_pipelines.engine.tools import Tool, ToolRefused, inside
 
 _READ_LIMIT = 1_000_000  # bytes read from disk at most; the model sees at most --llm-tool-max-chars of them
 _LIST_LIMIT = 500  # entries of one directory listing

@@ -18,13 +18,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipelines.docker_optimization.ignores import Policy, project_config
+from agent_pipelines.pipelines.docker_optimization.ignores import Policy, project_config
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
 
-STATEMENT = ("CPU limits: policy.services.<name>.cpus in .pipeline.yaml (safe); otherwise 1 CPU per GiB of the "
-             "service's memory limit, 0.25 minimum, quarter-CPU steps, reservation half the limit (unsafe: a guess); "
-             "a service with neither is left alone")
+STATEMENT = (
+    "CPU limits: policy.services.<name>.cpus in .pipeline.yaml (safe); otherwise 1 CPU per GiB of the "
+    "service's memory limit, 0.25 minimum, quarter-CPU steps, reservation half the limit (unsafe: a guess); "
+    "a service with neither is left alone"
+)
 
 
 def parse_bytes(value: object) -> int | None:
@@ -53,7 +55,7 @@ def cpu_from_memory(memory_limit: object) -> tuple[str, str] | None:
 @dataclass(frozen=True)
 class CpuValues:
     limit: str
-    reservation: str | None   # None: not configured, so not written
+    reservation: str | None  # None: not configured, so not written
     configured: bool
     why: str
 
@@ -62,13 +64,15 @@ def cpu_values(name: str, memory_limit: object, policy: Policy) -> CpuValues | N
     """The CPU figures for service ``name`` and why; None when neither the policy nor a memory limit gives one."""
     chosen = policy.services.get(name, {})
     if "cpus" in chosen:
-        return CpuValues(chosen["cpus"], chosen.get("cpus_reservation"), True,
-                         f"policy.services.{name} in .pipeline.yaml")
+        return CpuValues(
+            chosen["cpus"], chosen.get("cpus_reservation"), True, f"policy.services.{name} in .pipeline.yaml"
+        )
     derived = cpu_from_memory(memory_limit)
     if derived is None:
         return None
-    return CpuValues(derived[0], derived[1], False,
-                     f"derived from its memory limit {memory_limit} (1 CPU per GiB, reservation half)")
+    return CpuValues(
+        derived[0], derived[1], False, f"derived from its memory limit {memory_limit} (1 CPU per GiB, reservation half)"
+    )
 
 
 def load(project) -> Policy:

@@ -29,14 +29,15 @@ import marshal
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
-from engine.finding import Finding
-from engine.findings_output import Note, NoteKind
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.engine.findings_output import Note, NoteKind
 
 _T = TypeVar("_T")
-_Wire = tuple[list[dict], list[tuple[NoteKind, str, str]]]   # findings and notes as marshal-able data
+_Wire = tuple[list[dict], list[tuple[NoteKind, str, str]]]  # findings and notes as marshal-able data
 
 FORMAT = 1
 _PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
@@ -85,10 +86,10 @@ class ResultsCache:
         name = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:20] + ".marshal"
         self.path = (directory or cache_dir()) / name
         self.stamp = _code_stamp()
-        self.entries: dict[tuple[str, str], tuple[str, _Wire]] = {}   # (rule, key) -> (digest, its results)
+        self.entries: dict[tuple[str, str], tuple[str, _Wire]] = {}  # (rule, key) -> (digest, its results)
         self.used: dict[tuple[str, str], tuple[str, _Wire]] = {}
         self.hits = self.misses = 0
-        self._digests: dict[object, Any] = {}   # digests, and what they are made from (context_reads)
+        self._digests: dict[object, Any] = {}  # digests, and what they are made from (context_reads)
         try:
             with open(self.path, "rb") as fh:
                 data = marshal.load(fh)
@@ -110,8 +111,10 @@ class ResultsCache:
         return [Finding(**f) for f in findings], [Note(kind=k, message=m, file=f) for k, m, f in notes]
 
     def put(self, code: str, key: str, digest: str, findings: list[Finding], notes: list[Note]) -> None:
-        self.used[(code, key)] = (digest, ([f.to_json() for f in findings], [(n.kind, n.message, n.file)
-                                                                            for n in notes]))
+        self.used[(code, key)] = (
+            digest,
+            ([f.to_json() for f in findings], [(n.kind, n.message, n.file) for n in notes]),
+        )
 
     def save(self) -> None:
         try:
@@ -121,7 +124,7 @@ class ResultsCache:
                 marshal.dump({"stamp": self.stamp, "entries": self.used}, fh)
             os.replace(temp, self.path)
         except (OSError, ValueError):
-            pass   # a cache that can't be written is no cache, not an error
+            pass  # a cache that can't be written is no cache, not an error
 
     # -- what a rule reads, as digests ------------------------------------------------------------
 
@@ -154,8 +157,10 @@ class ResultsCache:
         def make() -> bytes:
             text = project.text(path)
             problem = project.problems.get(path)
-            return hashlib.sha1(f"{path}\0{problem.code if problem else ''}\0{text}\0".encode(
-                "utf-8", "surrogatepass")).digest()
+            return hashlib.sha1(
+                f"{path}\0{problem.code if problem else ''}\0{text}\0".encode("utf-8", "surrogatepass")
+            ).digest()
+
         return self._memo(("file", path), make)
 
     def _files(self, project, paths) -> bytes:
@@ -166,19 +171,21 @@ class ResultsCache:
 
     def _listing(self, project, directory: str) -> bytes:
         """The names and sizes of the files under ``directory`` (what a context rule reads of them)."""
+
         def make() -> bytes:
-            from pipelines.docker_optimization.model.paths import span
+            from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
             paths = project.sorted_paths
             lo, hi = (0, len(paths)) if directory in ("", ".") else span(paths, directory.rstrip("/") + "/")
             h = hashlib.sha1("\n".join(paths[lo:hi]).encode("utf-8", "surrogateescape"))
             h.update(array.array("q", project.sorted_sizes[lo:hi]).tobytes())
             return h.digest()
+
         return self._memo(("listing", directory), make)
 
     def _context(self, project, directory: str) -> bytes:
         def make() -> bytes:
-            from pipelines.docker_optimization.incremental import _context_reads
+            from agent_pipelines.pipelines.docker_optimization.incremental import _context_reads
 
             reads = self._memo("context_reads", lambda: _context_reads(project))
             signature, dirs, paths = reads[directory]
@@ -187,6 +194,7 @@ class ResultsCache:
                 h.update(self._listing(project, d))
             h.update(self._files(project, sorted(p for p in paths if p in project.files)))
             return h.digest()
+
         return self._memo(("context", directory), make)
 
     def _kind(self, project, kind: str) -> bytes:
@@ -198,9 +206,10 @@ class ResultsCache:
             if kind == "dockerignores":
                 return self._files(project, list(filter(_IGNORE_FILE.search, project.sorted_paths)))
             if kind == "contexts":
-                from pipelines.docker_optimization.incremental import _signatures
+                from agent_pipelines.pipelines.docker_optimization.incremental import _signatures
 
                 return hashlib.sha1(repr(sorted(_signatures(project).items())).encode()).digest()
-            paths = list(filter(_pattern(kind).search, project.sorted_paths))   # one C-level test per path
+            paths = list(filter(_pattern(kind).search, project.sorted_paths))  # one C-level test per path
             return hashlib.sha1(repr(paths).encode("utf-8", "surrogateescape")).digest() + self._files(project, paths)
+
         return self._memo(("kind", kind), make)

@@ -13,12 +13,13 @@ something went wrong (its edit no longer parses), FixError with the reason.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from engine.domain import FixError
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.project import Project
+
+from agent_pipelines.engine.domain import FixError
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Task
+    from agent_pipelines.engine.artifacts import Task
 
 
 def dockerfile_of(project: Project, task: Task) -> Dockerfile:

@@ -7,16 +7,17 @@ endings, the final-newline state) stays byte-identical.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import Declined, FixError
-from pipelines.docker_optimization.fixes import dockerfile_of
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Hit
+from agent_pipelines.engine.domain import Declined, FixError
+from agent_pipelines.pipelines.docker_optimization.fixes import dockerfile_of
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Hit
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Task
+    from agent_pipelines.engine.artifacts import Task
 
 
 def replace_lines(text: str, start: int, end: int, new_lines: list[str]) -> str:
@@ -86,7 +87,7 @@ def split_prefix(df: Dockerfile, ins: Instruction, pattern: re.Pattern[str] = RU
     found = pattern.match(source)
     if found is None:
         raise Declined(f"line {ins.start_line}: can't find where its arguments start")
-    return source[: found.end()], source[found.end():]
+    return source[: found.end()], source[found.end() :]
 
 
 def add_flags(prefix: str, flags: list[str]) -> str:

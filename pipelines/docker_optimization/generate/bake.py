@@ -23,23 +23,37 @@ from __future__ import annotations
 import posixpath
 import re
 
-from engine.domain import Declined
-from pipelines.docker_optimization.model.buildgraph import (
-    BuildGraph, bake_name, build_graph, context_key, primary_compose, split_tag,
+from agent_pipelines.engine.domain import Declined
+from agent_pipelines.pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import (
+    BuildGraph,
+    bake_name,
+    build_graph,
+    context_key,
+    primary_compose,
+    split_tag,
 )
-from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules.security_secrets import is_secret_name, literal
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules.security_secrets import is_secret_name, literal
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_COMPOSE_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
-                          r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+_COMPOSE_VAR = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
 OWN_VARIABLES = ("TAG", "PROJECT", "GITHUB_ACTIONS")
 
 
 def _escape(value: str) -> str:
-    return (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
-            .replace("\t", "\\t").replace("${", "$${").replace("%{", "%%{"))
+    return (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+        .replace("${", "$${")
+        .replace("%{", "%%{")
+    )
 
 
 def hcl_string(value: str) -> str:
@@ -54,13 +68,12 @@ class Variables(dict):
         if name in OWN_VARIABLES:
             return
         if secret or is_secret_name(name):
-            self[name] = None             # its value is not copied into the new file
+            self[name] = None  # its value is not copied into the new file
         elif name not in self:
             self[name] = default or env.get(name, "")
 
 
-def compose_template(value: str, variables: Variables, env: dict[str, str] | None = None,
-                     secret: bool = False) -> str:
+def compose_template(value: str, variables: Variables, env: dict[str, str] | None = None, secret: bool = False) -> str:
     """The inside of an HCL string for a compose value: ``${NAME}``/``${NAME:-default}``/``$NAME``
     become bake variables (recorded in ``variables`` with their default: the one written, else the
     value of the compose project's ``.env``, as compose resolves it; none when ``secret``, or when
@@ -68,7 +81,7 @@ def compose_template(value: str, variables: Variables, env: dict[str, str] | Non
     env = env or {}
     out, last = [], 0
     for m in _COMPOSE_VAR.finditer(value):
-        out.append(_escape(value[last:m.start()]))
+        out.append(_escape(value[last : m.start()]))
         last = m.end()
         if m.group(0) == "$$":
             out.append("$")
@@ -108,19 +121,20 @@ def tag_of(image: str, name: str, variables: Variables, env: dict[str, str]) -> 
     """
     if not image:
         return f"${{PROJECT}}/{name}:${{TAG}}"
-    masked = _COMPOSE_VAR.sub(lambda m: "_" * len(m.group(0)), image)   # no ":", "/" or "@" inside a variable
+    masked = _COMPOSE_VAR.sub(lambda m: "_" * len(m.group(0)), image)  # no ":", "/" or "@" inside a variable
     ref = masked.split("@", 1)[0]
     repo, tag = split_tag(ref)
     if tag not in ("", "latest"):
-        return compose_template(image[:len(ref)], variables, env)
-    return compose_template(image[:len(repo)], variables, env) + ":${TAG}"
+        return compose_template(image[: len(ref)], variables, env)
+    return compose_template(image[: len(repo)], variables, env) + ":${TAG}"
 
 
 def _pairs(raw: object) -> list[tuple[str, str | None]]:
     """(name, value) of a compose mapping or ``KEY=value`` list; None for a name given without a value."""
     if isinstance(raw, dict):
-        return [(str(k), None if v is None else str(v).lower() if isinstance(v, bool) else str(v))
-                for k, v in raw.items()]
+        return [
+            (str(k), None if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw.items()
+        ]
     if isinstance(raw, list):
         return [(str(a).split("=", 1)[0], str(a).split("=", 1)[1] if "=" in str(a) else None) for a in raw]
     return []
@@ -149,16 +163,19 @@ def _args(build: Build, variables: Variables) -> tuple[list[str], list[str]]:
     lines, notes = [], []
     for name, value in sorted(_pairs(build.build.get("args")), key=lambda p: p[0]):
         if value is None and name not in build.env and not is_secret_name(name):
-            notes.append(f"# {name}: compose reads it from the environment; nothing sets it, so the Dockerfile's "
-                         "default applies")
+            notes.append(
+                f"# {name}: compose reads it from the environment; nothing sets it, so the Dockerfile's default applies"
+            )
             continue
         if is_secret_name(name) and value is not None and literal(value):
-            notes.append(f"# {name}: a secret-looking value in {build.compose}, not copied: export {name} "
-                         "(better: a build secret)")
+            notes.append(
+                f"# {name}: a secret-looking value in {build.compose}, not copied: export {name} "
+                "(better: a build secret)"
+            )
             value = None
         if value is None:
             value = f"${{{name}}}"
-        secret = is_secret_name(name)          # what a secret's argument reads gets no default either
+        secret = is_secret_name(name)  # what a secret's argument reads gets no default either
         lines.append(f'    {hcl_key(name)} = "{compose_template(value, variables, build.env, secret)}"')
     return lines, notes
 
@@ -179,8 +196,9 @@ def _secrets(project: Project, build: Build) -> tuple[list[str], list[str]]:
         ident = str(item.get("target") or source) if isinstance(item, dict) else source
         spec = defined.get(source)
         if isinstance(spec, dict) and spec.get("file"):
-            path = posixpath.normpath(posixpath.join(posixpath.dirname(build.compose),
-                                                     interpolate(str(spec["file"]), build.env)[0]))
+            path = posixpath.normpath(
+                posixpath.join(posixpath.dirname(build.compose), interpolate(str(spec["file"]), build.env)[0])
+            )
             entries.append(f"id={ident},src={path}")
         elif isinstance(spec, dict) and spec.get("environment"):
             entries.append(f"id={ident},env={spec['environment']}")
@@ -195,7 +213,7 @@ def _contexts(build: Build, name: str, graph: BuildGraph, variables: Variables) 
     for key, value in _pairs(raw):
         value = interpolate(value or "", build.env)[0]
         if value.startswith("service:"):
-            found[key] = "target:" + bake_name(value[len("service:"):])
+            found[key] = "target:" + bake_name(value[len("service:") :])
         elif "://" in value or value.startswith("git@"):
             found[key] = value
         else:
@@ -214,16 +232,18 @@ def _cache(attribute: str, name: str, compose: list[str], variables: Variables, 
     """The compose cache entries, and GitHub's cache where GitHub Actions runs the build."""
     gha = "type=gha,scope=" + name if attribute == "cache-from" else "type=gha,mode=max,scope=" + name
     mine = [_quoted(v, variables, env) for v in compose]
-    return (f'  {attribute} = GITHUB_ACTIONS == "true" ? [{", ".join([hcl_string(gha)] + mine)}] : '
-            f'[{", ".join(mine)}]')
+    return f'  {attribute} = GITHUB_ACTIONS == "true" ? [{", ".join([hcl_string(gha)] + mine)}] : [{", ".join(mine)}]'
 
 
 def _target(project: Project, name: str, build: Build, graph: BuildGraph, variables: Variables) -> list[str]:
     target = bake_name(name)
     raw, env = build.build, build.env
     dockerfile = build.dockerfile if build.remote else posixpath.relpath(build.dockerfile, build.context)
-    out = [f"target {hcl_string(target)} {{", f"  context = {hcl_string(build.context)}",
-           f"  dockerfile = {hcl_string(dockerfile)}"]
+    out = [
+        f"target {hcl_string(target)} {{",
+        f"  context = {hcl_string(build.context)}",
+        f"  dockerfile = {hcl_string(dockerfile)}",
+    ]
     if isinstance(raw.get("dockerfile_inline"), str):
         out.append(f"  dockerfile-inline = {_quoted(raw['dockerfile_inline'], variables, env)}")
     if raw.get("target"):
@@ -234,17 +254,26 @@ def _target(project: Project, name: str, build: Build, graph: BuildGraph, variab
         out += ["  args = {", *args, "  }"]
     labels = [(k, v) for k, v in _pairs(raw.get("labels")) if v is not None]
     if labels:
-        out += ["  labels = {", *[f"    {hcl_string(k)} = {_quoted(v, variables, env)}" for k, v in sorted(labels)],
-                "  }"]
+        out += [
+            "  labels = {",
+            *[f"    {hcl_string(k)} = {_quoted(v, variables, env)}" for k, v in sorted(labels)],
+            "  }",
+        ]
     contexts = _contexts(build, name, graph, variables)
     if contexts:
-        out += ["  contexts = {", *[f"    {hcl_string(k)} = {hcl_string(v)}" for k, v in sorted(contexts.items())],
-                "  }"]
+        out += [
+            "  contexts = {",
+            *[f"    {hcl_string(k)} = {hcl_string(v)}" for k, v in sorted(contexts.items())],
+            "  }",
+        ]
     secrets, notes = _secrets(project, build)
     out += [f"  {note}" for note in notes]
     out += [f"  secret = {hcl_list(secrets)}"] if secrets else []
-    ssh = [k if v is None else f"{k}={v}" for k, v in _pairs(raw.get("ssh"))] if isinstance(raw.get("ssh"), dict) \
+    ssh = (
+        [k if v is None else f"{k}={v}" for k, v in _pairs(raw.get("ssh"))]
+        if isinstance(raw.get("ssh"), dict)
         else _strings(raw.get("ssh"))
+    )
     out += _list("ssh", ssh, variables, env)
     out += _list("platforms", _strings(raw.get("platforms")), variables, env)
     tags = [tag_of(str(build.data.get("image") or ""), name, variables, env)]
@@ -264,8 +293,10 @@ def _target(project: Project, name: str, build: Build, graph: BuildGraph, variab
 
 def _level_comment(number: int, level: list[str], graph: BuildGraph) -> str:
     if any(set(level) & set(cycle) for cycle in graph.build_cycles):
-        return (f"# Level {number}: a build cycle ({', '.join(level)} build FROM each other); "
-                "bake refuses it until the Dockerfiles break it.")
+        return (
+            f"# Level {number}: a build cycle ({', '.join(level)} build FROM each other); "
+            "bake refuses it until the Dockerfiles break it."
+        )
     if number == 1:
         return f"# Level {number} of the build graph: builds FROM no other target's image; all in parallel."
     return f"# Level {number}: builds FROM images of earlier levels; in parallel with each other."
@@ -308,14 +339,28 @@ def bake_file(project: Project, graph: BuildGraph | None = None) -> str:
         targets += [""] + _target(project, name, chosen.builds[name], graph, variables)
     for name, default in sorted(variables.items()):
         if default is None:
-            out += ["", f"# ${{{name}}} is a secret's value: no default here; bake reads it from the environment.",
-                    f"variable {hcl_string(name)} {{", "}"]
+            out += [
+                "",
+                f"# ${{{name}}} is a secret's value: no default here; bake reads it from the environment.",
+                f"variable {hcl_string(name)} {{",
+                "}",
+            ]
         else:
-            out += ["", f"# Compose reads ${{{name}}} from the environment (or .env); so does bake.",
-                    f"variable {hcl_string(name)} {{", f"  default = {hcl_string(default)}", "}"]
+            out += [
+                "",
+                f"# Compose reads ${{{name}}} from the environment (or .env); so does bake.",
+                f"variable {hcl_string(name)} {{",
+                f"  default = {hcl_string(default)}",
+                "}",
+            ]
     out += ["", 'group "default" {', f"  targets = {hcl_list(names)}", "}"]
     levels = [[n for n in level if n in chosen.builds] for level in graph.levels]
     for number, level in enumerate([lv for lv in levels if lv], 1):
-        out += ["", _level_comment(number, level, graph), f"group {hcl_string(f'level-{number}')} {{",
-                f"  targets = {hcl_list([bake_name(n) for n in level])}", "}"]
+        out += [
+            "",
+            _level_comment(number, level, graph),
+            f"group {hcl_string(f'level-{number}')} {{",
+            f"  targets = {hcl_list([bake_name(n) for n in level])}",
+            "}",
+        ]
     return "\n".join(out + targets) + "\n"

@@ -33,12 +33,17 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from engine.domain import Declined
-from pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph, primary_compose
-from pipelines.docker_optimization.model.compose import COMPOSE_NAMES
-from pipelines.docker_optimization.model.dockerfile import Instruction
-from pipelines.docker_optimization.generate.targets import compose_env, deployable, interpolate, service_build
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.engine.domain import Declined
+from agent_pipelines.pipelines.docker_optimization.generate.targets import (
+    compose_env,
+    deployable,
+    interpolate,
+    service_build,
+)
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph, primary_compose
+from agent_pipelines.pipelines.docker_optimization.model.compose import COMPOSE_NAMES
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Instruction
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
 COMMON = r"""
 DEPLOY_INTERVAL="${DEPLOY_INTERVAL:-2}"
@@ -384,15 +389,26 @@ def health(project: Project, compose: str, name: str, data: dict) -> Health:
         text = interpolate(str(written), env)[0]
         number = (float(text) if text.isdigit() else None) if key == "retries" else duration(text)
         if number is None:
-            return Health(name, None, f"its healthcheck {key} {written!r} is not a duration this can read; "
-                                      "not waited on (set DEPLOY_TIMEOUT to wait)")
+            return Health(
+                name,
+                None,
+                f"its healthcheck {key} {written!r} is not a duration this can read; "
+                "not waited on (set DEPLOY_TIMEOUT to wait)",
+            )
         values[key], origin[key] = number, source
     seconds = values["start_period"] + values["retries"] * (values["interval"] + values["timeout"])
-    where = "compose healthcheck" if test or instruction is None else f"Dockerfile HEALTHCHECK, line {instruction.start_line}"
+    where = (
+        "compose healthcheck"
+        if test or instruction is None
+        else f"Dockerfile HEALTHCHECK, line {instruction.start_line}"
+    )
     defaults = [k for k, v in origin.items() if v == "Docker's default"]
-    shown = (f"{_secs(values['start_period'])} + {int(values['retries'])} × ({_secs(values['interval'])} + "
-             f"{_secs(values['timeout'])}) = {math.ceil(seconds)}s ({where}"
-             + (f"; Docker's default {', '.join(defaults)}" if defaults else "") + ")")
+    shown = (
+        f"{_secs(values['start_period'])} + {int(values['retries'])} × ({_secs(values['interval'])} + "
+        f"{_secs(values['timeout'])}) = {math.ceil(seconds)}s ({where}"
+        + (f"; Docker's default {', '.join(defaults)}" if defaults else "")
+        + ")"
+    )
     return Health(name, math.ceil(seconds), shown)
 
 
@@ -412,8 +428,10 @@ def _gate_lines(project: Project, order: list[str], profiled: dict[str, list[str
     waited = [h for h in checks if h.seconds is not None]
     lines = []
     if waited:
-        lines += ["# Health gates, from the compose file and Dockerfiles: each service is waited for at most",
-                  "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:"]
+        lines += [
+            "# Health gates, from the compose file and Dockerfiles: each service is waited for at most",
+            "# start_period + retries × (interval + timeout), the longest Docker takes to call it unhealthy:",
+        ]
         lines += [f"#   {h.service}: {h.why}" for h in waited]
     unwaited = [h for h in checks if h.seconds is None]
     if unwaited:
@@ -421,12 +439,16 @@ def _gate_lines(project: Project, order: list[str], profiled: dict[str, list[str
         lines += [f"#   {h.service}: {h.why}" for h in unwaited]
     lines.append("declare -A WAIT=(" + " ".join(f"[{h.service}]={h.seconds}" for h in waited) + ")")
     if profiled:
-        lines += ["# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them",
-                  "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES="
-                  + ",".join(sorted({p for ps in profiled.values() for p in ps})) + " bash deploy/deploy.sh)."]
+        lines += [
+            "# Behind a compose profile, so not rolled out by default (`docker compose up` doesn't start them",
+            "# either): name them, or set COMPOSE_PROFILES (e.g. COMPOSE_PROFILES="
+            + ",".join(sorted({p for ps in profiled.values() for p in ps}))
+            + " bash deploy/deploy.sh).",
+        ]
         lines += [f"#   {n}: profile {', '.join(ps)}" for n, ps in sorted(profiled.items())]
-    lines.append("declare -A PROFILES=(" + " ".join(f'[{n}]="{" ".join(ps)}"' for n, ps in sorted(profiled.items()))
-                 + ")")
+    lines.append(
+        "declare -A PROFILES=(" + " ".join(f'[{n}]="{" ".join(ps)}"' for n, ps in sorted(profiled.items())) + ")"
+    )
     if left:
         lines.append(f"# Left out: their images can't be built from {compose} as the repository is:")
         lines += [f"#   {n}: {why}" for n, why in sorted(left.items())]
@@ -439,8 +461,11 @@ def _jobs(project: Project, names: list[str]) -> list[str]:
         for svc in compose.services.values():
             deps = svc.get("depends_on") if isinstance(svc, dict) else None
             if isinstance(deps, dict):
-                jobs |= {str(k) for k, v in deps.items()
-                         if isinstance(v, dict) and v.get("condition") == "service_completed_successfully"}
+                jobs |= {
+                    str(k)
+                    for k, v in deps.items()
+                    if isinstance(v, dict) and v.get("condition") == "service_completed_successfully"
+                }
     return [n for n in names if n in jobs]
 
 
@@ -472,8 +497,11 @@ def _order(project: Project, graph: BuildGraph) -> tuple[list[str], dict[str, li
     if bad:
         raise Declined(f"service names {', '.join(bad)} need quoting in a script; left for a person")
     left = deployable(project)
-    profiled = {n: _profiles(compose.services[n]) for n in order if n not in left and
-                isinstance(compose.services[n], dict) and _profiles(compose.services[n])}
+    profiled = {
+        n: _profiles(compose.services[n])
+        for n in order
+        if n not in left and isinstance(compose.services[n], dict) and _profiles(compose.services[n])
+    }
     return [n for n in order if n not in left], profiled, left
 
 
@@ -481,10 +509,17 @@ def _scripts(project: Project, graph: BuildGraph | None) -> dict[str, str]:
     graph = graph or build_graph(project)
     order, profiled, left = _order(project, graph)
     if not order:
-        raise Declined("no service of the primary compose file can be rolled out: " + "; ".join(
-            f"{n}: {why}" for n, why in sorted(left.items())))
-    return {**_settings(project), "order": _words(order), "jobs": _words(_jobs(project, order)),
-            "gates": _gate_lines(project, [n for n in order if n not in profiled], profiled, left), "common": COMMON}
+        raise Declined(
+            "no service of the primary compose file can be rolled out: "
+            + "; ".join(f"{n}: {why}" for n, why in sorted(left.items()))
+        )
+    return {
+        **_settings(project),
+        "order": _words(order),
+        "jobs": _words(_jobs(project, order)),
+        "gates": _gate_lines(project, [n for n in order if n not in profiled], profiled, left),
+        "common": COMMON,
+    }
 
 
 def deploy_script(project: Project, graph: BuildGraph | None = None) -> str:

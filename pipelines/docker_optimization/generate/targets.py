@@ -22,13 +22,15 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization.model import copies
-from pipelines.docker_optimization.model.buildgraph import BuildGraph, primary_compose
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.project import Context, Project
+from agent_pipelines.pipelines.docker_optimization.model import copies
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import BuildGraph, primary_compose
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project
 
-_VAR = re.compile(r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
-                  r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)")
+_VAR = re.compile(
+    r"\$\$|\$\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<default>[^}]*))?\}"
+    r"|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)"
+)
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(?P<value>.*)$")
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@", re.IGNORECASE)
 
@@ -80,6 +82,7 @@ def interpolate(value: str, env: dict[str, str]) -> tuple[str, list[str]]:
         if name not in env:
             unset.append(name)
         return env.get(name, "")
+
     return _VAR.sub(one, value), unset
 
 
@@ -89,11 +92,11 @@ class Build:
 
     service: str
     compose: str
-    data: dict                      # the compose service mapping
-    build: dict                     # its ``build:`` mapping
+    data: dict  # the compose service mapping
+    build: dict  # its ``build:`` mapping
     env: dict[str, str]
-    context: str = ""               # repo-relative, or a remote URL
-    dockerfile: str = ""            # repo-relative (for a remote context: as written)
+    context: str = ""  # repo-relative, or a remote URL
+    dockerfile: str = ""  # repo-relative (for a remote context: as written)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -107,8 +110,9 @@ def _join(base: str, rel: str) -> str:
     return posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel)
 
 
-def build_problems(project: Project, context: str, dockerfile: str, inline: str | None = None,
-                   lines: bool = True) -> list[str]:
+def build_problems(
+    project: Project, context: str, dockerfile: str, inline: str | None = None, lines: bool = True
+) -> list[str]:
     """Why a build of ``dockerfile`` in ``context`` (repo-relative) fails here; [] when every COPY source is sent.
 
     The same check as CX003: each COPY/ADD source from the context must
@@ -132,8 +136,10 @@ def build_problems(project: Project, context: str, dockerfile: str, inline: str 
         return [f"{dockerfile} does not parse: {df.error}"]
     ctx = next((c for c in project.contexts_in(context) if c.dockerfile == dockerfile), None)
     ctx = ctx or Context(project, context, dockerfile)
-    return [f"{dockerfile}" + (f" line {s.ins.start_line}" if lines else "") + f": {why}"
-            for s, why in copies.problems(ctx, df)]
+    return [
+        f"{dockerfile}" + (f" line {s.ins.start_line}" if lines else "") + f": {why}"
+        for s, why in copies.problems(ctx, df)
+    ]
 
 
 def service_build(project: Project, compose: str, service: str, data: dict) -> Build | None:
@@ -162,11 +168,14 @@ def _resolve(project: Project, compose: str, service: str, data: dict) -> Build 
         return out
     out.dockerfile = name.lstrip("/") if name.startswith("/") else _join(out.context, name)
     if unset:
-        out.problems = [f"{', '.join(sorted(set(unset)))} is set neither in {compose_env_path(compose)} nor by a "
-                        "default, so compose's context or Dockerfile for it is unknown"]
+        out.problems = [
+            f"{', '.join(sorted(set(unset)))} is set neither in {compose_env_path(compose)} nor by a "
+            "default, so compose's context or Dockerfile for it is unknown"
+        ]
         return out
-    out.problems = build_problems(project, out.context, out.dockerfile,
-                                  str(inline) if isinstance(inline, str) else None)
+    out.problems = build_problems(
+        project, out.context, out.dockerfile, str(inline) if isinstance(inline, str) else None
+    )
     return out
 
 
@@ -232,7 +241,7 @@ def buildable(project: Project, graph: BuildGraph) -> Targets:
         if name not in builds and first is not None:
             left[name] = f"{first.compose}: " + "; ".join(first.problems)
     changed = True
-    while changed:                         # a dependency left out takes its dependents with it
+    while changed:  # a dependency left out takes its dependents with it
         changed = False
         for name in sorted(builds):
             gone = sorted({e.on for e in graph.build_deps(name) if e.on in left})
@@ -262,19 +271,23 @@ def deployable(project: Project) -> dict[str, str]:
 
 def phase_notes(project: Project, phase: str) -> list[str]:
     """For the build and deploy phase reports: what the generated files leave out, and why."""
-    from pipelines.docker_optimization.model.buildgraph import build_graph
+    from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph
 
     if phase == "build":
         return buildable(project, build_graph(project)).notes("the bake file and the CI build")
     if phase == "deploy":
         path = primary_compose(project)
         compose = next((c for c in project.composes if c.path == path), None)
-        out = [f"{name} is left out of deploy/deploy.sh: its image can't be built from {path}: {why}"
-               for name, why in sorted(deployable(project).items())]
+        out = [
+            f"{name} is left out of deploy/deploy.sh: its image can't be built from {path}: {why}"
+            for name, why in sorted(deployable(project).items())
+        ]
         for name, data in sorted((compose.services if compose else {}).items()):
             profiles = data.get("profiles") if isinstance(data, dict) else None
             if isinstance(profiles, list) and profiles:
-                out.append(f"{name} is behind the compose profile {', '.join(map(str, profiles))}: deploy.sh rolls "
-                           f"it out only when named or with COMPOSE_PROFILES={profiles[0]}")
+                out.append(
+                    f"{name} is behind the compose profile {', '.join(map(str, profiles))}: deploy.sh rolls "
+                    f"it out only when named or with COMPOSE_PROFILES={profiles[0]}"
+                )
         return out
     return []

@@ -21,13 +21,18 @@ from __future__ import annotations
 import json
 import re
 
-from engine.domain import Declined
-from pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph
-from pipelines.docker_optimization.generate.bake import _pairs
-from pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules.security_secrets import is_secret_name
-from pipelines.docker_optimization.rules.process import BAKE_FILE, BAKE_FILES, GHA_CACHE, bake_file_missing
+from agent_pipelines.engine.domain import Declined
+from agent_pipelines.pipelines.docker_optimization.generate.bake import _pairs
+from agent_pipelines.pipelines.docker_optimization.generate.targets import Build, buildable, interpolate
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import BuildGraph, build_graph
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules.process import (
+    BAKE_FILE,
+    BAKE_FILES,
+    GHA_CACHE,
+    bake_file_missing,
+)
+from agent_pipelines.pipelines.docker_optimization.rules.security_secrets import is_secret_name
 
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _ANALYZER_ENTRY_POINT = re.compile(r"""^\s*\[project\.entry-points\.["']?pipeline\.pipelines["']?\]""", re.MULTILINE)
@@ -145,7 +150,7 @@ def analyzer_action(project: Project) -> str:
     of ``.pipeline.yaml``; "" when neither says (then the job installs the analyzer from a variable)."""
     if installs_itself(project):
         return "./"
-    from pipelines.docker_optimization.ignores import CONFIG_NAMES, load_config
+    from agent_pipelines.pipelines.docker_optimization.ignores import CONFIG_NAMES, load_config
 
     path = next((c for c in CONFIG_NAMES if c in project.files), "")
     return load_config(path, project.text(path)).ci_action if path else ""
@@ -156,8 +161,10 @@ def bake_files(project: Project) -> list[str]:
     present = [f for f in BAKE_FILES if f in project.files]
     if present:
         if not any(GHA_CACHE.search(project.text(f) or "") for f in present):
-            raise Declined(f"{', '.join(present)} has no type=gha cache: a bake step would build cold; "
-                           "left for a person (add cache-from/cache-to per target)")
+            raise Declined(
+                f"{', '.join(present)} has no type=gha cache: a bake step would build cold; "
+                "left for a person (add cache-from/cache-to per target)"
+            )
         return present
     return [BAKE_FILE] if bake_file_missing(project) else []
 
@@ -173,7 +180,7 @@ def _build_args(build: Build) -> tuple[list[str], list[str]]:
         if value is None:
             value = build.env.get(name)
         if value is None:
-            continue                      # compose passes nothing either: the Dockerfile's default applies
+            continue  # compose passes nothing either: the Dockerfile's default applies
         resolved, _ = interpolate(value, build.env)
         if is_secret_name(name) or any(is_secret_name(v) for v in _VARIABLE.findall(value)):
             skipped.append(name)
@@ -194,13 +201,16 @@ def _build_push_step(project: Project, graph: BuildGraph) -> str:
     extra = f"          target: {_q(target)}\n" if target else ""
     args, skipped = _build_args(build)
     if skipped:
-        extra += (f"          # not copied from {build.compose} (secret-looking): {', '.join(skipped)}; "
-                  "pass them as build secrets\n")
+        extra += (
+            f"          # not copied from {build.compose} (secret-looking): {', '.join(skipped)}; "
+            "pass them as build secrets\n"
+        )
     if args:
         extra += "          build-args: |\n" + "".join(f"            {a}\n" for a in args)
     tags = _q(svc.image) if svc.image and "$" not in svc.image else f"${{{{ env.PROJECT }}}}/{svc.name}:latest"
-    return BUILD_PUSH_STEP.format(service=svc.name, context=_q(build.context), file=_q(build.dockerfile),
-                                  extra=extra, tags=tags, scope=svc.name)
+    return BUILD_PUSH_STEP.format(
+        service=svc.name, context=_q(build.context), file=_q(build.dockerfile), extra=extra, tags=tags, scope=svc.name
+    )
 
 
 def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
@@ -209,16 +219,25 @@ def workflow_file(project: Project, graph: BuildGraph | None = None) -> str:
         raise Declined("no compose service builds an image: nothing for CI to build")
     files = bake_files(project)
     if files:
-        build = (f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
-                 "#            the build graph allows, each target cached in GitHub's cache (type=gha).")
-        if BAKE_FILE in files and BAKE_FILE not in project.files:   # the one BP001 writes: say what it leaves out
+        build = (
+            f"every image with `docker buildx bake` ({', '.join(files)}): in parallel where\n"
+            "#            the build graph allows, each target cached in GitHub's cache (type=gha)."
+        )
+        if BAKE_FILE in files and BAKE_FILE not in project.files:  # the one BP001 writes: say what it leaves out
             left_out = buildable(project, graph).comment("the bake file")
             build += "".join("\n#            " + line[2:] for line in left_out)
-        step = BAKE_STEP.format(files=_q(files[0]) if len(files) == 1 else "|\n" + "".join(
-            f"            {f}\n" for f in files).rstrip("\n"))
+        step = BAKE_STEP.format(
+            files=_q(files[0]) if len(files) == 1 else "|\n" + "".join(f"            {f}\n" for f in files).rstrip("\n")
+        )
     else:
         build = f"the {graph.built[0]} image with BuildKit, cached in GitHub's cache (type=gha)."
         step = _build_push_step(project, graph)
     action = analyzer_action(project)
-    return HEADER.format(build=build, analyze_guard="" if action else ANALYZE_GUARD,
-                         analyze=ANALYZE_WITH_ACTION.format(action=action) if action else ANALYZE_CONFIGURED) + step
+    return (
+        HEADER.format(
+            build=build,
+            analyze_guard="" if action else ANALYZE_GUARD,
+            analyze=ANALYZE_WITH_ACTION.format(action=action) if action else ANALYZE_CONFIGURED,
+        )
+        + step
+    )

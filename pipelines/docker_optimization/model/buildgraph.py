@@ -20,12 +20,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization.model.compose import BuildSpec
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.compose import BuildSpec
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
-_ARG_REF = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?[-+](?P<default>[^}]*))?\}"
-                      r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
+_ARG_REF = re.compile(
+    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?[-+](?P<default>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 _DEFAULT_REGISTRIES = ("docker.io/library/", "index.docker.io/library/", "docker.io/", "index.docker.io/")
 
 
@@ -35,10 +37,10 @@ def normalize_image(ref: str) -> str:
     name, at, digest = ref.partition("@")
     for prefix in _DEFAULT_REGISTRIES:
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     if name.startswith("library/") and name.count("/") == 1:
-        name = name[len("library/"):]
+        name = name[len("library/") :]
     if ":" not in name.rsplit("/", 1)[-1] and not at:
         name += ":latest"
     return name + (at + digest if at else "")
@@ -62,11 +64,13 @@ def split_tag(ref: str) -> tuple[str, str]:
 
 def expand_args(text: str, values: dict[str, str]) -> str:
     """``$NAME``/``${NAME}``/``${NAME:-default}`` replaced the way BuildKit expands FROM lines."""
+
     def one(m: re.Match[str]) -> str:
         name = m.group("braced") or m.group("bare")
         if name in values and values[name] != "":
             return values[name]
         return m.group("default") or ""
+
     return _ARG_REF.sub(one, text)
 
 
@@ -76,11 +80,11 @@ class Service:
 
     name: str
     compose: str
-    image: str = ""                      # compose ``image:`` as written
+    image: str = ""  # compose ``image:`` as written
     build: BuildSpec | None = None
-    build_data: dict = field(default_factory=dict, hash=False, compare=False)   # the raw ``build:`` mapping
+    build_data: dict = field(default_factory=dict, hash=False, compare=False)  # the raw ``build:`` mapping
     depends_on: tuple[str, ...] = ()
-    healthcheck: str = ""                # "compose", "Dockerfile" or "" (none, or disabled)
+    healthcheck: str = ""  # "compose", "Dockerfile" or "" (none, or disabled)
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ class Edge:
     service: str
     on: str
     ref: str
-    via: str          # "FROM", "COPY --from", "RUN --mount from", "additional_contexts"
+    via: str  # "FROM", "COPY --from", "RUN --mount from", "additional_contexts"
     file: str
     line: int
 
@@ -99,10 +103,10 @@ class Edge:
 class BuildGraph:
     services: dict[str, Service]
     edges: list[Edge]
-    depends_on: dict[str, tuple[str, ...]]       # runtime edges, unknown names dropped
-    levels: list[list[str]]                      # built services: each level builds in parallel
+    depends_on: dict[str, tuple[str, ...]]  # runtime edges, unknown names dropped
+    levels: list[list[str]]  # built services: each level builds in parallel
     build_cycles: list[list[str]]
-    runtime_order: list[str]                     # every service, dependencies first
+    runtime_order: list[str]  # every service, dependencies first
     runtime_cycles: list[list[str]]
 
     @property
@@ -163,20 +167,35 @@ def services_of(project: Project) -> dict[str, Service]:
             build = builds.get((compose.path, name))
             raw_build = data.get("build") if isinstance(data.get("build"), dict) else {}
             health = "compose" if _compose_healthcheck(data) else ""
-            if not health and build is not None and not _compose_disables(data) and _dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile),
-                                                                             build.target):
+            if (
+                not health
+                and build is not None
+                and not _compose_disables(data)
+                and _dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile), build.target)
+            ):
                 health = "Dockerfile"
-            svc = Service(name=name, compose=compose.path, image=str(data.get("image") or ""), build=build,
-                          build_data=dict(raw_build or {}), depends_on=_depends_on(data), healthcheck=health)
+            svc = Service(
+                name=name,
+                compose=compose.path,
+                image=str(data.get("image") or ""),
+                build=build,
+                build_data=dict(raw_build or {}),
+                depends_on=_depends_on(data),
+                healthcheck=health,
+            )
             old = found.get(name)
             if old is None:
                 found[name] = svc
             else:
                 found[name] = Service(
-                    name=name, compose=old.compose, image=old.image or svc.image, build=old.build or svc.build,
+                    name=name,
+                    compose=old.compose,
+                    image=old.image or svc.image,
+                    build=old.build or svc.build,
                     build_data=old.build_data or svc.build_data,
                     depends_on=tuple(dict.fromkeys(old.depends_on + svc.depends_on)),
-                    healthcheck=old.healthcheck or svc.healthcheck)
+                    healthcheck=old.healthcheck or svc.healthcheck,
+                )
     return found
 
 
@@ -214,15 +233,18 @@ def image_refs(df: Dockerfile, args: dict[str, str]) -> list[tuple[str, str, int
 
 
 def _build_edges(project: Project, services: dict[str, Service]) -> list[Edge]:
-    by_image = {normalize_image(s.image): s.name for s in sorted(services.values(), key=lambda s: s.name)
-                if s.build is not None and s.image}
+    by_image = {
+        normalize_image(s.image): s.name
+        for s in sorted(services.values(), key=lambda s: s.name)
+        if s.build is not None and s.image
+    }
     edges: list[Edge] = []
     for svc in sorted(services.values(), key=lambda s: s.name):
         if svc.build is None:
             continue
         for key, value in sorted(svc.build.additional_contexts.items()):
-            if value.startswith("service:") and value[len("service:"):] in services:
-                edges.append(Edge(svc.name, value[len("service:"):], key, "additional_contexts", svc.compose, 0))
+            if value.startswith("service:") and value[len("service:") :] in services:
+                edges.append(Edge(svc.name, value[len("service:") :], key, "additional_contexts", svc.compose, 0))
         df = project.dockerfiles.get(svc.build.dockerfile)
         if df is None or df.error:
             continue
@@ -306,9 +328,15 @@ def _build_graph(project: Project) -> BuildGraph:
     build_levels, build_cycles = levels(built, build_deps)
     runtime = {n: tuple(d for d in s.depends_on if d in services) for n, s in services.items()}
     runtime_levels, runtime_cycles = levels(sorted(services), {n: set(d) for n, d in runtime.items()})
-    return BuildGraph(services=services, edges=edges, depends_on=runtime, levels=build_levels,
-                      build_cycles=build_cycles, runtime_order=[n for level in runtime_levels for n in level],
-                      runtime_cycles=runtime_cycles)
+    return BuildGraph(
+        services=services,
+        edges=edges,
+        depends_on=runtime,
+        levels=build_levels,
+        build_cycles=build_cycles,
+        runtime_order=[n for level in runtime_levels for n in level],
+        runtime_cycles=runtime_cycles,
+    )
 
 
 def primary_compose(project: Project) -> str:
@@ -330,25 +358,40 @@ def build_order_summary(project: Project) -> list[str]:
     graph = build_graph(project)
     lines = []
     if graph.built:
-        lines.append(f"{len(graph.built)} services build images, in {len(graph.levels)} "
-                     f"level{'s' if len(graph.levels) != 1 else ''} of the build graph:")
+        lines.append(
+            f"{len(graph.built)} services build images, in {len(graph.levels)} "
+            f"level{'s' if len(graph.levels) != 1 else ''} of the build graph:"
+        )
         for number, level in enumerate(graph.levels, 1):
             cyclic = any(set(level) & set(c) for c in graph.build_cycles)
             why = []
             for name in level:
-                why += [f"{e.service} builds {e.via} {e.ref} (built by {e.on}, {e.file}"
-                        + (f":{e.line}" if e.line else "") + ")" for e in graph.build_deps(name)]
-            head = (f"level {number} (a build cycle, no order works)" if cyclic else
-                    f"level {number}, in parallel" if len(level) > 1 else f"level {number}")
+                why += [
+                    f"{e.service} builds {e.via} {e.ref} (built by {e.on}, {e.file}"
+                    + (f":{e.line}" if e.line else "")
+                    + ")"
+                    for e in graph.build_deps(name)
+                ]
+            head = (
+                f"level {number} (a build cycle, no order works)"
+                if cyclic
+                else f"level {number}, in parallel"
+                if len(level) > 1
+                else f"level {number}"
+            )
             lines.append(f"- {head}: {', '.join(level)}" + (f"; {'; '.join(why)}" if why else ""))
         if not graph.edges:
             lines.append("- no service builds FROM another service's image: everything builds in parallel")
         for cycle in graph.build_cycles:
-            lines.append(f"- build cycle: {' -> '.join(cycle + cycle[:1])}: these images can't be built; "
-                         "break the cycle in their Dockerfiles")
+            lines.append(
+                f"- build cycle: {' -> '.join(cycle + cycle[:1])}: these images can't be built; "
+                "break the cycle in their Dockerfiles"
+            )
     if graph.services:
-        lines.append("rollout order (compose depends_on, dependencies first, one service at a time): "
-                     + " -> ".join(graph.runtime_order))
+        lines.append(
+            "rollout order (compose depends_on, dependencies first, one service at a time): "
+            + " -> ".join(graph.runtime_order)
+        )
         for cycle in graph.runtime_cycles:
             lines.append(f"- depends_on cycle: {' -> '.join(cycle + cycle[:1])}: compose refuses to start these")
         gated: dict[str, list[str]] = {"compose": [], "Dockerfile": [], "": []}
@@ -360,6 +403,7 @@ def build_order_summary(project: Project) -> list[str]:
             lines.append(f"- waits for healthy (Dockerfile HEALTHCHECK): {', '.join(gated['Dockerfile'])}")
         if gated[""]:
             lines.append(f"- no healthcheck, waits only for running: {', '.join(gated[''])}")
-        lines.append("- a service that isn't healthy in time is rolled back to its :previous image "
-                     "and the rollout stops there")
+        lines.append(
+            "- a service that isn't healthy in time is rolled back to its :previous image and the rollout stops there"
+        )
     return lines

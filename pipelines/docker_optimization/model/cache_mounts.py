@@ -8,33 +8,42 @@ that the fixes can edit it in place. The cache rules (``rules/cache.py``) explai
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Iterable
 
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 
 # Shell text, as the parser joins it (one line) or as it is written (continued lines).
-_GAP = r"(?:(?<=\n)[ \t]*\r?\n|[ \t]|\\[ \t]*\r?\n)"   # blank lines inside a continuation first
-W = _GAP + "+"                      # whitespace, line continuations included
+_GAP = r"(?:(?<=\n)[ \t]*\r?\n|[ \t]|\\[ \t]*\r?\n)"  # blank lines inside a continuation first
+W = _GAP + "+"  # whitespace, line continuations included
 W0 = _GAP + "*"
-AT = r"(?<![^\s;&|(`'\"])(?:[^\s;&|()`'\"]*/)?"   # a command word (at a boundary, maybe with a path)
-TOKEN = r"(?:[^\s;&|()<>\\'\"]|\\\S|\"[^\"]*\"|'[^']*')+"   # a word; an unmatched quote ends it
+AT = r"(?<![^\s;&|(`'\"])(?:[^\s;&|()`'\"]*/)?"  # a command word (at a boundary, maybe with a path)
+TOKEN = r"(?:[^\s;&|()<>\\'\"]|\\\S|\"[^\"]*\"|'[^']*')+"  # a word; an unmatched quote ends it
 ARGS = "(?:" + W + TOKEN + ")*"
 OPTS = "(?:" + W + "-" + TOKEN + ")*"
 OR_TRUE = "(?:" + W0 + r"\|\|" + W0 + r"(?:true|:)(?![^\s;&|)]))?"
 SEGMENT_REST = re.compile(r"(?:[^;&|()\r\n\\]|\\[ \t]*\r?\n|(?<=\n)[ \t]*\r?\n|\\.)*")
 _NOT_VERSION = "(?!" + W + r"(?:-v|--version|-version)(?![^\s;&|)]))"
 
-PIP_INSTALL = re.compile(r"(?<!uv )" + AT + r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)"
-                         + W + r"install\b")
+PIP_INSTALL = re.compile(
+    r"(?<!uv )" + AT + r"(?:pip3?(?:\.\d+)?|python3?(?:\.\d+)?" + W + "-m" + W + "pip)" + W + r"install\b"
+)
 NO_CACHE_DIR = re.compile(r"(?<!\S)--no-cache-dir(?![^\s;&|)])")
 NO_CACHE = re.compile(r"(?<!\S)--no-cache(?![^\s;&|)])")
 PIP_ENV_INLINE = re.compile(r"(?<![^\s;&|(])(?<!export )PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|[^\s;&|()]*)")
 APT_INSTALL = re.compile(AT + "apt-get" + "(?:" + W + TOKEN + ")*?" + W + r"install\b")
 APT_UPDATE = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W + r"update\b")
-APT_ANY = re.compile(AT + "apt(?:-get)?" + "(?:" + W + TOKEN + ")*?" + W
-                     + r"(?:install|update|upgrade|dist-upgrade|full-upgrade|build-dep|download|source|reinstall)\b")
+APT_ANY = re.compile(
+    AT
+    + "apt(?:-get)?"
+    + "(?:"
+    + W
+    + TOKEN
+    + ")*?"
+    + W
+    + r"(?:install|update|upgrade|dist-upgrade|full-upgrade|build-dep|download|source|reinstall)\b"
+)
 APK_ADD = re.compile(AT + "apk" + "(?:" + W + TOKEN + ")*?" + W + r"add\b")
 APK_UPDATED = re.compile(r"(?<!\S)(?:-U|--update|--update-cache)(?![^\s;&|)])|" + AT + "apk" + OPTS + W + r"update\b")
 RM = re.compile(AT + r"rm(?P<args>" + ARGS + ")" + OR_TRUE)
@@ -48,11 +57,11 @@ _HOME = re.compile(r"^(?:~|\$HOME|\$\{HOME\})(?=/|$)")
 class Cache:
     """Where a package manager keeps its downloads."""
 
-    dir: str                                  # for root
-    env: tuple[tuple[str, str], ...] = ()     # (variable, suffix): the variable moves it to $variable+suffix
-    home: str = ""                            # path under another user's home ("": the same for every user)
-    locked: bool = False                      # needs sharing=locked
-    needs: re.Pattern | None = None           # only when the RUN also does this
+    dir: str  # for root
+    env: tuple[tuple[str, str], ...] = ()  # (variable, suffix): the variable moves it to $variable+suffix
+    home: str = ""  # path under another user's home ("": the same for every user)
+    locked: bool = False  # needs sharing=locked
+    needs: re.Pattern | None = None  # only when the RUN also does this
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,24 @@ MANAGERS: tuple[Manager, ...] = (
     Manager("uv", "CA003", UV_INSTALL, (UV,)),
     Manager("poetry", "CA003", POETRY_INSTALL, (POETRY,)),
     Manager("npm", "CA003", re.compile(AT + "npm" + OPTS + W + r"(?:ci|install|i|add)\b"), (NPM,)),
-    Manager("yarn", "CA003", re.compile(AT + "yarn(?:" + W + "(?:global" + W + ")?(?:install|add)" + r"\b|(?:"
-                                        + _YARN_FLAG + ")*(?=" + W0 + r"(?:$|&&|\|\||;|\)|\r?\n)))"), (YARN,)),
+    Manager(
+        "yarn",
+        "CA003",
+        re.compile(
+            AT
+            + "yarn(?:"
+            + W
+            + "(?:global"
+            + W
+            + ")?(?:install|add)"
+            + r"\b|(?:"
+            + _YARN_FLAG
+            + ")*(?="
+            + W0
+            + r"(?:$|&&|\|\||;|\)|\r?\n)))"
+        ),
+        (YARN,),
+    ),
     Manager("pnpm", "CA003", re.compile(AT + "pnpm" + W + r"(?:install|i|add|fetch)\b"), (PNPM,)),
     Manager("apt", "CA003", APT_INSTALL, (APT_ARCHIVES, APT_LISTS)),
     Manager("apk", "CA003", APK_ADD, (APK,)),
@@ -111,8 +136,12 @@ CLEANERS: tuple[tuple[re.Pattern, Cache, re.Pattern | None, str], ...] = (
     (_cleaner(_PIP_WORD, "cache", "purge"), PIP, None, "pip cache purge"),
     (_cleaner("uv", "cache", "clean"), UV, None, "uv cache clean"),
     (_cleaner("poetry", "cache", "clear"), POETRY, None, "poetry cache clear"),
-    (re.compile(AT + "apt(?:-get)?" + OPTS + W + r"clean(?![^\s;&|)])" + ARGS + OR_TRUE), APT_ARCHIVES, None,
-     "apt-get clean"),
+    (
+        re.compile(AT + "apt(?:-get)?" + OPTS + W + r"clean(?![^\s;&|)])" + ARGS + OR_TRUE),
+        APT_ARCHIVES,
+        None,
+        "apt-get clean",
+    ),
     (_cleaner("apk", "cache", "(?:clean|purge)"), APK, None, "apk cache clean"),
     (_cleaner("go", "clean"), GO_BUILD, re.compile(r"(?<!\S)-cache(?!\S)"), "go clean -cache"),
     (_cleaner("go", "clean"), GO_MOD, re.compile(r"(?<!\S)-modcache(?!\S)"), "go clean -modcache"),
@@ -130,10 +159,10 @@ class Run:
     """A RUN as the cache rules see it: what its shell runs, and the stage around it."""
 
     ins: Instruction
-    text: str                                        # command line, plus a heredoc's script
-    env: dict[str, tuple[str, Instruction]]          # ENV in effect: name -> (value, the ENV)
+    text: str  # command line, plus a heredoc's script
+    env: dict[str, tuple[str, Instruction]]  # ENV in effect: name -> (value, the ENV)
     root: bool
-    hook_removed: bool                               # docker-clean removed by an earlier RUN of the stage
+    hook_removed: bool  # docker-clean removed by an earlier RUN of the stage
 
     @property
     def heredoc(self) -> bool:
@@ -148,7 +177,7 @@ class Defeat:
     message: str
     start: int = -1
     end: int = -1
-    action: str = "command"      # command (drop it and its && or ;) | token (drop it) | replace | env (an ENV's key)
+    action: str = "command"  # command (drop it and its && or ;) | token (drop it) | replace | env (an ENV's key)
     replacement: str = ""
     env: Instruction | None = None
 
@@ -229,7 +258,7 @@ def cache_mounts(ins: Instruction) -> list[tuple[str, dict[str, str]]]:
     out = []
     for flag in ins.flags:
         if flag.startswith("--mount="):
-            opts = dict(re.findall(r"([a-z-]+)=([^,]*)", flag[len("--mount="):]))
+            opts = dict(re.findall(r"([a-z-]+)=([^,]*)", flag[len("--mount=") :]))
             if opts.get("type") == "cache":
                 out.append((flag, opts))
     return out
@@ -279,12 +308,12 @@ def _command_position(text: str, start: int) -> bool:
     """Does ``start`` begin a simple command (after a separator, variable assignments and `sudo`/`env`)?"""
     before = text[:start].replace("\\\n", " ")
     seps = list(_SEPARATOR.finditer(before))
-    rest = before[seps[-1].end() if seps else 0:]
+    rest = before[seps[-1].end() if seps else 0 :]
     while rest.strip():
         m = _PREFIX_WORD.match(rest)
         if not m:
             return False
-        rest = rest[m.end():]
+        rest = rest[m.end() :]
     return True
 
 
@@ -292,8 +321,10 @@ def missing(run: Run, targets: list[str]) -> list[tuple[Manager, list[tuple[Cach
     """Per package manager the RUN uses: the caches (and their paths) no mount in ``targets`` holds."""
     found: dict[str, tuple[Manager, list[tuple[Cache, str]]]] = {}
     for manager in MANAGERS:
-        if not any(manager.name not in _BARE or _command_position(run.text, m.start())
-                   for m in manager.command.finditer(run.text)):
+        if not any(
+            manager.name not in _BARE or _command_position(run.text, m.start())
+            for m in manager.command.finditer(run.text)
+        ):
             continue
         _, caches = found.setdefault(manager.name, (manager, []))
         for cache in manager.caches:
@@ -309,7 +340,7 @@ def segments(pattern: re.Pattern, text: str, pos: int = 0) -> Iterable[tuple[int
     """(start, end) of each simple command that ``pattern`` starts, up to the next ;, &&, ||, | or newline."""
     for m in pattern.finditer(text, pos):
         rest = SEGMENT_REST.match(text, m.end())
-        assert rest is not None   # it matches the empty string at worst
+        assert rest is not None  # it matches the empty string at worst
         yield m.start(), rest.end()
 
 
@@ -332,42 +363,82 @@ def defeats(run: Run, text: str, pos: int, targets: list[str]) -> list[Defeat]:
     if pip_target and PIP_INSTALL.search(text, pos):
         for start, end in segments(PIP_INSTALL, text, pos):
             for m in NO_CACHE_DIR.finditer(text, start, end):
-                out.append(Defeat("CA002", f"--no-cache-dir beside the pip cache mount on {pip_target}: "
-                                           "the mount caches nothing", m.start(), m.end(), "token"))
+                out.append(
+                    Defeat(
+                        "CA002",
+                        f"--no-cache-dir beside the pip cache mount on {pip_target}: the mount caches nothing",
+                        m.start(),
+                        m.end(),
+                        "token",
+                    )
+                )
         for m in PIP_ENV_INLINE.finditer(text, pos):
-            out.append(Defeat("CA004", f"{m.group()} turns pip's cache off (whatever the value) beside the cache "
-                                       f"mount on {pip_target}", m.start(), m.end(), "token"))
+            out.append(
+                Defeat(
+                    "CA004",
+                    f"{m.group()} turns pip's cache off (whatever the value) beside the cache mount on {pip_target}",
+                    m.start(),
+                    m.end(),
+                    "token",
+                )
+            )
         if "PIP_NO_CACHE_DIR" in run.env:
             value, env = run.env["PIP_NO_CACHE_DIR"]
-            out.append(Defeat("CA004", f"PIP_NO_CACHE_DIR={value} (ENV at line {env.start_line}) turns pip's cache "
-                                       f"off (whatever the value) beside the cache mount on {pip_target}",
-                              action="env", env=env))
+            out.append(
+                Defeat(
+                    "CA004",
+                    f"PIP_NO_CACHE_DIR={value} (ENV at line {env.start_line}) turns pip's cache "
+                    f"off (whatever the value) beside the cache mount on {pip_target}",
+                    action="env",
+                    env=env,
+                )
+            )
     for pattern, cache, needs, label in CLEANERS:
         target = _covered(cache, run, targets)
         if target:
             for m in pattern.finditer(text, pos):
                 if needs is None or needs.search(m.group()):
-                    out.append(Defeat("CA004", f"`{label}` empties the cache mount on {target}: "
-                                               "the next build downloads everything again", m.start(), m.end()))
+                    out.append(
+                        Defeat(
+                            "CA004",
+                            f"`{label}` empties the cache mount on {target}: the next build downloads everything again",
+                            m.start(),
+                            m.end(),
+                        )
+                    )
     for pattern, cache, name in BYPASS_FLAGS:
         target = _covered(cache, run, targets)
         for start, end in segments(pattern, text, pos) if target else ():
             for m in NO_CACHE.finditer(text, start, end):
                 replace = name == "apk" and not APK_UPDATED.search(text, pos)
-                out.append(Defeat("CA004", f"{name} --no-cache beside the cache mount on {target}: {name} never "
-                                           "reads or fills it", m.start(), m.end(),
-                                  "replace" if replace else "token", "--update-cache" if replace else ""))
+                out.append(
+                    Defeat(
+                        "CA004",
+                        f"{name} --no-cache beside the cache mount on {target}: {name} never reads or fills it",
+                        m.start(),
+                        m.end(),
+                        "replace" if replace else "token",
+                        "--update-cache" if replace else "",
+                    )
+                )
     for m in RM.finditer(text, pos):
-        args = [(a.start() + m.start("args"), a.end() + m.start("args"), a.group())
-                for a in RM_ARG.finditer(m.group("args"))]
+        args = [
+            (a.start() + m.start("args"), a.end() + m.start("args"), a.group())
+            for a in RM_ARG.finditer(m.group("args"))
+        ]
         paths = [(s, e, a) for s, e, a in args if not a.startswith("-")]
         hits = []
         for s, e, arg in paths:
             expanded = _HOME.sub("/root", arg.strip("\"'")) if run.root else arg.strip("\"'")
             target = next((t for t in targets if _rm_related(expanded, t)), None)
             if target:
-                hits.append((s, e, f"`rm {arg}` deletes what the cache mount on {target} keeps: "
-                                   "the next build downloads it again"))
+                hits.append(
+                    (
+                        s,
+                        e,
+                        f"`rm {arg}` deletes what the cache mount on {target} keeps: the next build downloads it again",
+                    )
+                )
         if hits and len(hits) == len(paths):
             out += [Defeat("CA004", "; ".join(h[2] for h in hits), m.start(), m.end())]
         else:
@@ -383,12 +454,21 @@ def apt_problems(run: Run, mounts: list[tuple[str, dict[str, str]]]) -> list[Pro
     for flag, opts in mounts:
         target = target_of(opts)
         if (covers(target, APT_ARCHIVES.dir) or covers(target, APT_LISTS.dir)) and opts.get("sharing") != "locked":
-            out.append(Problem(f"apt cache mount on {target} without sharing=locked: concurrent builds sharing it "
-                               "corrupt apt's lock and cache", flag))
+            out.append(
+                Problem(
+                    f"apt cache mount on {target} without sharing=locked: concurrent builds sharing it "
+                    "corrupt apt's lock and cache",
+                    flag,
+                )
+            )
     archives = next((target_of(o) for _, o in mounts if covers(target_of(o), APT_ARCHIVES.dir)), None)
     if archives and APT_INSTALL.search(run.text) and not run.hook_removed and not HOOK_REMOVED.search(run.text):
-        out.append(Problem(f"cache mount on {archives} while {HOOK} is active: the hook deletes every downloaded "
-                           ".deb, so the mount stays empty"))
+        out.append(
+            Problem(
+                f"cache mount on {archives} while {HOOK} is active: the hook deletes every downloaded "
+                ".deb, so the mount stays empty"
+            )
+        )
     return out
 
 

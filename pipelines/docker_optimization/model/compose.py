@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.docker_optimization.model import yaml_lines
-from pipelines.docker_optimization.model.schemas import vendored_schema
+from agent_pipelines.pipelines.docker_optimization.model import yaml_lines
+from agent_pipelines.pipelines.docker_optimization.model.schemas import vendored_schema
 
 COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 
@@ -25,21 +25,22 @@ COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 def is_compose_file(path: str) -> bool:
     name = path.rpartition("/")[2]
     return name in COMPOSE_NAMES or (
-        name.startswith(("docker-compose.", "compose.")) and name.endswith((".yml", ".yaml")))
+        name.startswith(("docker-compose.", "compose.")) and name.endswith((".yml", ".yaml"))
+    )
 
 
 @dataclass
 class BuildSpec:
     service: str
-    context: str              # repo-relative directory ("." for the root)
-    dockerfile: str           # repo-relative path
+    context: str  # repo-relative directory ("." for the root)
+    dockerfile: str  # repo-relative path
     target: str = ""
-    args: dict[str, str] = field(default_factory=dict)         # as written (``${VAR}`` kept: no .env value copied)
+    args: dict[str, str] = field(default_factory=dict)  # as written (``${VAR}`` kept: no .env value copied)
     additional_contexts: dict[str, str] = field(default_factory=dict)
-    line: int = 0             # the line of the service entry in ``file`` that wrote its ``build``
-    file: str = ""            # the compose file that wrote it (an override, an extended or included file...)
-    profiles: tuple[str, ...] = ()   # the service's profiles: it is built only when one of them is enabled
-    arg_values: dict[str, str] = field(default_factory=dict)   # the args as compose passes them (.env interpolated)
+    line: int = 0  # the line of the service entry in ``file`` that wrote its ``build``
+    file: str = ""  # the compose file that wrote it (an override, an extended or included file...)
+    profiles: tuple[str, ...] = ()  # the service's profiles: it is built only when one of them is enabled
+    arg_values: dict[str, str] = field(default_factory=dict)  # the args as compose passes them (.env interpolated)
 
 
 @dataclass
@@ -59,7 +60,7 @@ class ComposeFile:
         return services if isinstance(services, dict) else {}
 
     def line_of(self, service: str) -> int:
-        services: Any = self.data.get("services") if isinstance(self.data, dict) else None   # ruamel's, with .lc
+        services: Any = self.data.get("services") if isinstance(self.data, dict) else None  # ruamel's, with .lc
         try:
             return services.lc.key(service)[0] + 1
         except (AttributeError, KeyError, TypeError):
@@ -138,8 +139,10 @@ def load(path: str, text: str) -> ComposeFile:
         return compose
     expanded = expanded_size(data)
     if expanded > MAX_EXPANDED_NODES:
-        compose.error = (f"YAML aliases expand this document to over {MAX_EXPANDED_NODES:,} nodes "
-                         "(a billion-laughs document); not analyzed")
+        compose.error = (
+            f"YAML aliases expand this document to over {MAX_EXPANDED_NODES:,} nodes "
+            "(a billion-laughs document); not analyzed"
+        )
         return compose
     if recursive(data):
         compose.error = "a YAML alias contains itself (a recursive alias); not analyzed"
@@ -197,8 +200,10 @@ def schema_errors(data: object) -> list[str]:
 
     schema = compose_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-            for e in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+        for e in sorted(validator.iter_errors(plain), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def guess_indent(text: str) -> tuple[int, int, int]:
@@ -226,7 +231,7 @@ def guess_indent(text: str) -> tuple[int, int, int]:
         if mapping and offset is not None:
             break
     mapping = mapping or 2
-    if offset is None or sequence is None:   # set together: both or neither
+    if offset is None or sequence is None:  # set together: both or neither
         offset, sequence = mapping, mapping + 2
     return mapping, sequence, offset
 
@@ -275,9 +280,10 @@ def schema_violations(data: object) -> list[tuple[tuple[str, ...], str]]:
     for error, path in zip(errors, paths):
         message = error.message
         if error.validator == "unevaluatedProperties" and isinstance(error.instance, dict):
-            unknown = [str(k) for k in error.instance if str(k) not in _property_names()
-                       and not str(k).startswith("x-")]
-            if any(len(p) > len(path) and p[:len(path)] == path for p in paths):
+            unknown = [
+                str(k) for k in error.instance if str(k) not in _property_names() and not str(k).startswith("x-")
+            ]
+            if any(len(p) > len(path) and p[: len(path)] == path for p in paths):
                 if not unknown:
                     continue  # only valid keys whose values failed (reported on their own)
                 message = f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
@@ -285,12 +291,12 @@ def schema_violations(data: object) -> list[tuple[tuple[str, ...], str]]:
     return sorted(found, key=lambda item: item[0])
 
 
-
 def _deepest(error):
     """For a oneOf/anyOf failure, the failure inside the branch that matches the value's type."""
     while error.validator in ("oneOf", "anyOf") and error.context:
-        inside = [e for e in error.context
-                  if not (e.validator == "type" and len(e.absolute_path) == len(error.absolute_path))]
+        inside = [
+            e for e in error.context if not (e.validator == "type" and len(e.absolute_path) == len(error.absolute_path))
+        ]
         if not inside:
             break
         error = max(inside, key=lambda e: len(e.absolute_path))
@@ -316,7 +322,7 @@ def _property_names() -> frozenset[str]:
     return frozenset(names)
 
 
-def line_at(data: Any, path: tuple[str, ...] | list) -> int:   # ruamel's round-trip nodes (.lc)
+def line_at(data: Any, path: tuple[str, ...] | list) -> int:  # ruamel's round-trip nodes (.lc)
     """The 1-based line of the deepest node of ``path`` found in a round-trip document (0 when none)."""
     line, node = 0, data
     for key in path:

@@ -52,16 +52,21 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
+from agent_pipelines.pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
 
 # compose-go's discovery order (cli/options.go): the first default file found is the base,
 # the first override file found is merged onto it.
 DEFAULT_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml")
-OVERRIDE_NAMES = ("compose.override.yml", "compose.override.yaml", "docker-compose.override.yml",
-                  "docker-compose.override.yaml")
+OVERRIDE_NAMES = (
+    "compose.override.yml",
+    "compose.override.yaml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
@@ -69,13 +74,14 @@ _OPERATORS = (":-", ":?", ":+", "-", "?", "+")
 
 # -- interpolation ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Expansion:
     """What interpolating one value gave: the text, and the variables or errors that left it unknown."""
 
     text: str
-    missing: list[str] = field(default_factory=list)   # unset, no default: compose substitutes ""
-    errors: list[str] = field(default_factory=list)    # ${VAR:?message} that fired, or a malformed template
+    missing: list[str] = field(default_factory=list)  # unset, no default: compose substitutes ""
+    errors: list[str] = field(default_factory=list)  # ${VAR:?message} that fired, or a malformed template
 
     @property
     def ok(self) -> bool:
@@ -102,7 +108,7 @@ def _expand(text: str, env: Mapping[str, str], out: Expansion) -> str:
             parts.append(text[i:])
             break
         parts.append(text[i:j])
-        nxt = text[j + 1:j + 2]
+        nxt = text[j + 1 : j + 2]
         if nxt == "$":
             parts.append("$")
             i = j + 2
@@ -112,7 +118,7 @@ def _expand(text: str, env: Mapping[str, str], out: Expansion) -> str:
                 out.errors.append(f"invalid interpolation format in {text!r}: an unclosed ${{")
                 parts.append(text[j:])
                 break
-            parts.append(_braced(text[j + 2:end], env, out))
+            parts.append(_braced(text[j + 2 : end], env, out))
             i = end + 1
         else:
             m = _NAME.match(text, j + 1)
@@ -147,7 +153,7 @@ def _braced(body: str, env: Mapping[str, str], out: Expansion) -> str:
     if m is None:
         out.errors.append(f"invalid interpolation format: ${{{body}}}")
         return ""
-    name, rest = m.group(), body[m.end():]
+    name, rest = m.group(), body[m.end() :]
     value = env.get(name)
     if not rest:
         if value is None:
@@ -157,7 +163,7 @@ def _braced(body: str, env: Mapping[str, str], out: Expansion) -> str:
     if op is None:
         out.errors.append(f"invalid interpolation format: ${{{body}}}")
         return ""
-    word = rest[len(op):]
+    word = rest[len(op) :]
     unset = value is None or (op.startswith(":") and value == "")
     if op in (":-", "-"):
         return _expand(word, env, out) if unset else value or ""
@@ -167,7 +173,7 @@ def _braced(body: str, env: Mapping[str, str], out: Expansion) -> str:
             out.errors.append(f"required variable {name} is missing a value" + (f": {why}" if why else ""))
             return ""
         return value or ""
-    return "" if unset else _expand(word, env, out)      # :+ and +
+    return "" if unset else _expand(word, env, out)  # :+ and +
 
 
 def parse_env(text: str, outer: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -185,17 +191,17 @@ def parse_env(text: str, outer: Mapping[str, str] | None = None) -> dict[str, st
         if not line or line.startswith("#"):
             continue
         if line.startswith("export "):
-            line = line[len("export "):].lstrip()
+            line = line[len("export ") :].lstrip()
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not _NAME.fullmatch(key):
             continue
         value = value.strip()
         if len(value) >= 2 and value[0] == "'" and value.rfind("'") > 0:
-            value = value[1:value.rfind("'")]
+            value = value[1 : value.rfind("'")]
         else:
             if len(value) >= 2 and value[0] == '"' and value.rfind('"') > 0:
-                value = value[1:value.rfind('"')].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+                value = value[1 : value.rfind('"')].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
             else:
                 value = re.split(r"\s#", value, maxsplit=1)[0].rstrip()
             value = _expand(value, {**outer, **env}, Expansion(""))
@@ -204,6 +210,7 @@ def parse_env(text: str, outer: Mapping[str, str] | None = None) -> dict[str, st
 
 
 # -- the model ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Unresolved:
@@ -216,10 +223,10 @@ class Unresolved:
 
 @dataclass
 class Resolution:
-    builds: dict[str, list[BuildSpec]]         # compose file -> builds of the services it defines, every configuration
+    builds: dict[str, list[BuildSpec]]  # compose file -> builds of the services it defines, every configuration
     unresolved: list[Unresolved]
-    configurations: list[tuple[str, ...]]      # the file lists resolved (each as ``docker compose -f ... -f ...``)
-    inputs: frozenset[str] = frozenset()       # every path looked at (compose, .env, included, extended; absent too)
+    configurations: list[tuple[str, ...]]  # the file lists resolved (each as ``docker compose -f ... -f ...``)
+    inputs: frozenset[str] = frozenset()  # every path looked at (compose, .env, included, extended; absent too)
 
 
 @dataclass(frozen=True)
@@ -233,11 +240,11 @@ class _Missing:
 class _Layer:
     """One service as far as builds go, after one or more definitions merged."""
 
-    build: dict | None = None   # context (repo path), dockerfile, target, args, arg_values, additional_contexts, inline
+    build: dict | None = None  # context (repo path), dockerfile, target, args, arg_values, additional_contexts, inline
     build_at: tuple[str, int] = ("", 0)  # the service entry that last wrote ``build``
     profiles: tuple[str, ...] = ()
-    reset_build: bool = False            # ``build: !reset``
-    override_build: bool = False         # ``build: !override``
+    reset_build: bool = False  # ``build: !reset``
+    override_build: bool = False  # ``build: !override``
     key_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -271,7 +278,7 @@ def _join(base: str, rel: str) -> str:
     return posixpath.normpath(posixpath.join(base, rel)) if base else posixpath.normpath(rel or ".")
 
 
-def _line(node: Any, key: object, default: int = 0) -> int:   # a node with .lc, or any (then default)
+def _line(node: Any, key: object, default: int = 0) -> int:  # a node with .lc, or any (then default)
     try:
         return node.lc.key(key)[0] + 1
     except (AttributeError, KeyError, TypeError):
@@ -306,8 +313,12 @@ _R = TypeVar("_R")
 class Resolver:
     """Resolves configurations over a tree: ``read(path)`` loads a compose file, ``text(path)`` any file."""
 
-    def __init__(self, read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None],
-                 exists: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        read: Callable[[str], ComposeFile | None],
+        text: Callable[[str], str | None],
+        exists: Callable[[str], bool] | None = None,
+    ) -> None:
         self.inputs: set[str] = set()
         self.read = self._noting(read)
         self.text = self._noting(text)
@@ -317,9 +328,11 @@ class Resolver:
 
     def _noting(self, reader: Callable[[str], _R]) -> Callable[[str], _R]:
         """``reader``, remembering each path asked for: a change to any of them changes the builds."""
+
         def read(path: str) -> _R:
             self.inputs.add(path)
             return reader(path)
+
         return read
 
     # -- configurations ------------------------------------------------------------------
@@ -332,7 +345,7 @@ class Resolver:
             base = next((j for j in (posixpath.join(folder, n) for n in DEFAULT_NAMES) if j in present), "")
             if not base or path == base or name in DEFAULT_NAMES:
                 found.append((path,))
-            else:   # the override, or a variant (compose.prod.yaml) of the directory's default file
+            else:  # the override, or a variant (compose.prod.yaml) of the directory's default file
                 found.append((base, path))
         return found
 
@@ -348,9 +361,12 @@ class Resolver:
                 continue
             missing = [f for f in files if self.read(f) is None]
             if missing:
-                self._report(env_file, _env_line(self.text(env_file) or "", "COMPOSE_FILE"),
-                             f"COMPOSE_FILE names {', '.join(missing)}, which the repository doesn't have: "
-                             "that configuration is not analyzed")
+                self._report(
+                    env_file,
+                    _env_line(self.text(env_file) or "", "COMPOSE_FILE"),
+                    f"COMPOSE_FILE names {', '.join(missing)}, which the repository doesn't have: "
+                    "that configuration is not analyzed",
+                )
             else:
                 found.append(files)
         return found
@@ -377,11 +393,16 @@ class Resolver:
             variant = files[-1]
             if len(files) == 2 and posixpath.basename(variant) not in OVERRIDE_NAMES and variant in paths:
                 self._collect((variant,), builds, seen, alone=True)
-        return Resolution(builds=builds, unresolved=list(self.unresolved), configurations=configurations,
-                          inputs=frozenset(self.inputs))
+        return Resolution(
+            builds=builds,
+            unresolved=list(self.unresolved),
+            configurations=configurations,
+            inputs=frozenset(self.inputs),
+        )
 
-    def _collect(self, files: tuple[str, ...], builds: dict[str, list[BuildSpec]], seen: set[tuple],
-                 alone: bool = False) -> None:
+    def _collect(
+        self, files: tuple[str, ...], builds: dict[str, list[BuildSpec]], seen: set[tuple], alone: bool = False
+    ) -> None:
         """Add the builds of one configuration to ``builds`` (per owning file), each once.
 
         ``alone``: a variant read on its own keeps only the services that name
@@ -404,8 +425,9 @@ class Resolver:
                 seen.add(key)
                 builds.setdefault(owner, []).append(spec)
 
-    def model(self, files: tuple[str, ...], directory: str, env: dict[str, str], env_file: str,
-              including: frozenset[str]) -> dict[str, tuple[_Layer, str]]:
+    def model(
+        self, files: tuple[str, ...], directory: str, env: dict[str, str], env_file: str, including: frozenset[str]
+    ) -> dict[str, tuple[_Layer, str]]:
         """Service name -> (its merged layer, the last of ``files`` that defines it) for one configuration."""
         model: dict[str, tuple[_Layer, str]] = {}
         for path in files:
@@ -428,8 +450,9 @@ class Resolver:
                     model.setdefault(name, value)
         return model
 
-    def _include(self, path: str, line: int, entry: object, directory: str, env: dict[str, str],
-                 including: frozenset[str]) -> dict[str, tuple[_Layer, str]]:
+    def _include(
+        self, path: str, line: int, entry: object, directory: str, env: dict[str, str], including: frozenset[str]
+    ) -> dict[str, tuple[_Layer, str]]:
         entry = {"path": entry} if isinstance(entry, str) else entry if isinstance(entry, dict) else {}
         raw_paths = [self._text_value(path, line, "include path", p, env) for p in _strings(entry.get("path"))]
         if not raw_paths or None in raw_paths:
@@ -437,28 +460,43 @@ class Resolver:
         files = tuple(_join(directory, p) for p in raw_paths if p is not None)
         for target in files:
             if target in including:
-                self._report(path, line, f"include of {target} makes a cycle ({' -> '.join(sorted(including))}); "
-                                         "compose refuses it")
+                self._report(
+                    path,
+                    line,
+                    f"include of {target} makes a cycle ({' -> '.join(sorted(including))}); compose refuses it",
+                )
                 return {}
             if self.read(target) is None:
-                self._report(path, line, f"include of {target}: no such compose file in the repository "
-                                         "(compose refuses to start), so its services are not analyzed")
+                self._report(
+                    path,
+                    line,
+                    f"include of {target}: no such compose file in the repository "
+                    "(compose refuses to start), so its services are not analyzed",
+                )
                 return {}
         where = entry.get("project_directory")
         sub_dir = _join(directory, str(where)) if isinstance(where, str) else posixpath.dirname(files[0])
-        env_files = tuple(_join(directory, e) for e in _strings(entry.get("env_file"))) \
-            or (posixpath.join(sub_dir, ".env"),)
-        sub_env = self.env(env_files, env)      # the including project's variables win
+        env_files = tuple(_join(directory, e) for e in _strings(entry.get("env_file"))) or (
+            posixpath.join(sub_dir, ".env"),
+        )
+        sub_env = self.env(env_files, env)  # the including project's variables win
         return self.model(files, sub_dir, sub_env, env_files[0], including)
 
     # -- services ------------------------------------------------------------------------
-    def _service(self, path: str, name: str, directory: str, env: dict[str, str], env_file: str,
-                 chain: tuple[tuple[str, str], ...]) -> _Layer | None:
+    def _service(
+        self,
+        path: str,
+        name: str,
+        directory: str,
+        env: dict[str, str],
+        env_file: str,
+        chain: tuple[tuple[str, str], ...],
+    ) -> _Layer | None:
         compose = self.read(path)
         services = compose.services if compose is not None and not compose.error else {}
-        key = next((k for k in services if str(k) == name), None)   # YAML allows `1:` as a service name
+        key = next((k for k in services if str(k) == name), None)  # YAML allows `1:` as a service name
         svc = services.get(key)
-        if not isinstance(svc, dict) or compose is None or key is None:   # a service implies both
+        if not isinstance(svc, dict) or compose is None or key is None:  # a service implies both
             return None
         line = compose.line_of(key)
         layer = self._own(path, name, svc, line, directory, env, env_file)
@@ -488,18 +526,26 @@ class Resolver:
         target = self.read(target_path)
         if target is None or target.error:
             why = "no such file in the repository" if target is None else "it could not be read as compose"
-            self._report(path, ext_line, f"service {name} extends {target_name} from {target_path}: {why}, "
-                                         "so what it inherits is not analyzed")
+            self._report(
+                path,
+                ext_line,
+                f"service {name} extends {target_name} from {target_path}: {why}, so what it inherits is not analyzed",
+            )
             return layer
         base = self._service(target_path, target_name, target_dir, env, env_file, chain + ((path, name),))
         if base is None:
-            self._report(path, ext_line, f"service {name} extends {target_name}, which {target_path} does not "
-                                         "define, so what it inherits is not analyzed")
+            self._report(
+                path,
+                ext_line,
+                f"service {name} extends {target_name}, which {target_path} does not "
+                "define, so what it inherits is not analyzed",
+            )
             return layer
         return _merge(base, layer)
 
-    def _own(self, path: str, name: str, svc: dict, line: int, directory: str, env: dict[str, str],
-             env_file: str) -> _Layer:
+    def _own(
+        self, path: str, name: str, svc: dict, line: int, directory: str, env: dict[str, str], env_file: str
+    ) -> _Layer:
         """What one service entry itself says, interpolated, with its context made a repository path."""
         layer = _Layer(build_at=(path, line))
         profiles = [self._text_value(path, line, "profile", p, env) for p in _strings(svc.get("profiles"))]
@@ -520,7 +566,7 @@ class Resolver:
         build: dict = {}
         for key in ("context", "dockerfile"):
             if isinstance(raw.get(key), (list, dict)):
-                build["invalid"] = True     # the schema rule (CO008) says what is wrong; no build is guessed
+                build["invalid"] = True  # the schema rule (CO008) says what is wrong; no build is guessed
             elif key in raw and raw[key] is not None:
                 got = interpolate(str(raw[key]), env)
                 if got.ok:
@@ -535,12 +581,14 @@ class Resolver:
             # As written (a generated file copies these: never a value from .env), and as compose passes them.
             written = _pairs(raw["args"])
             build["args"] = {k: "" if v is None else str(v) for k, v in written.items()}
-            build["arg_values"] = {k: env.get(k, "") if v is None else interpolate(str(v), env).text
-                                   for k, v in written.items()}
+            build["arg_values"] = {
+                k: env.get(k, "") if v is None else interpolate(str(v), env).text for k, v in written.items()
+            }
             layer.key_tags["args"] = layer.key_tags["arg_values"] = _tag(raw, "args")
         if "additional_contexts" in raw:
-            build["additional_contexts"] = {k: interpolate(str(v), env).text
-                                            for k, v in _pairs(raw["additional_contexts"]).items() if v is not None}
+            build["additional_contexts"] = {
+                k: interpolate(str(v), env).text for k, v in _pairs(raw["additional_contexts"]).items() if v is not None
+            }
             layer.key_tags["additional_contexts"] = _tag(raw, "additional_contexts")
         for key in raw:
             if _tag(raw, key) == "!reset":
@@ -552,7 +600,7 @@ class Resolver:
     def _spec(self, name: str, layer: _Layer, directory: str) -> BuildSpec | None:
         build = layer.build
         if build is None or build.get("inline") or build.get("invalid"):
-            return None     # no build, dockerfile_inline (no Dockerfile in the tree to analyze), or not compose
+            return None  # no build, dockerfile_inline (no Dockerfile in the tree to analyze), or not compose
         unknown = [v for v in (build.get("context"), build.get("dockerfile")) if isinstance(v, _Missing)]
         if unknown:
             for each in unknown:
@@ -560,24 +608,37 @@ class Resolver:
             return None
         context = build.get("context") or (directory or ".")
         file, line = layer.build_at
-        return BuildSpec(service=name, context=context, dockerfile=_join(context, build.get("dockerfile") or "Dockerfile"),
-                         target=str(build.get("target") or ""), args=dict(build.get("args") or {}),
-                         arg_values=dict(build.get("arg_values") or {}),
-                         additional_contexts=dict(build.get("additional_contexts") or {}),
-                         line=line, file=file, profiles=layer.profiles)
+        return BuildSpec(
+            service=name,
+            context=context,
+            dockerfile=_join(context, build.get("dockerfile") or "Dockerfile"),
+            target=str(build.get("target") or ""),
+            args=dict(build.get("args") or {}),
+            arg_values=dict(build.get("arg_values") or {}),
+            additional_contexts=dict(build.get("additional_contexts") or {}),
+            line=line,
+            file=file,
+            profiles=layer.profiles,
+        )
 
     # -- problems ------------------------------------------------------------------------
-    def _unknown(self, path: str, line: int, name: str, key: str, raw: str, got: Expansion,
-                 env_file: str) -> Unresolved:
+    def _unknown(
+        self, path: str, line: int, name: str, key: str, raw: str, got: Expansion, env_file: str
+    ) -> Unresolved:
         if got.errors:
             why = "; ".join(dict.fromkeys(got.errors))
         else:
             names = ", ".join(dict.fromkeys(got.missing))
             where = f"{env_file} does not set" if self.text(env_file) is not None else f"no {env_file} sets"
-            why = (f"{names} {'has' if len(got.missing) == 1 else 'have'} no default and {where} "
-                   f"{'it' if len(got.missing) == 1 else 'them'} (compose would use an empty string)")
-        return Unresolved(path, line, f"service {name}: build {key} {raw!r} can't be resolved: {why}; "
-                                      "this build is left out of the analysis")
+            why = (
+                f"{names} {'has' if len(got.missing) == 1 else 'have'} no default and {where} "
+                f"{'it' if len(got.missing) == 1 else 'them'} (compose would use an empty string)"
+            )
+        return Unresolved(
+            path,
+            line,
+            f"service {name}: build {key} {raw!r} can't be resolved: {why}; this build is left out of the analysis",
+        )
 
     def _text_value(self, path: str, line: int, what: str, raw: str, env: dict[str, str]) -> str | None:
         got = interpolate(raw, env)
@@ -599,8 +660,14 @@ def _names_its_build(service: object) -> bool:
 
 def _env_line(text: str, name: str) -> int:
     """The line of ``.env`` that sets ``name`` (0 when none does)."""
-    return next((i for i, line in enumerate(text.splitlines(), 1)
-                 if line.strip().removeprefix("export ").lstrip().startswith(name + "=")), 0)
+    return next(
+        (
+            i
+            for i, line in enumerate(text.splitlines(), 1)
+            if line.strip().removeprefix("export ").lstrip().startswith(name + "=")
+        ),
+        0,
+    )
 
 
 def _item_line(node: Any, index: int, default: int) -> int:
@@ -610,7 +677,11 @@ def _item_line(node: Any, index: int, default: int) -> int:
         return default
 
 
-def resolve(paths: list[str], read: Callable[[str], ComposeFile | None], text: Callable[[str], str | None],
-            exists: Callable[[str], bool] | None = None) -> Resolution:
+def resolve(
+    paths: list[str],
+    read: Callable[[str], ComposeFile | None],
+    text: Callable[[str], str | None],
+    exists: Callable[[str], bool] | None = None,
+) -> Resolution:
     """Every build the compose files at ``paths`` declare, as compose resolves them (see the module docstring)."""
     return Resolver(read, text, exists).resolve(paths)

@@ -22,8 +22,8 @@ import bisect
 from dataclasses import dataclass
 from functools import cached_property
 
-from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
-from pipelines.docker_optimization.model.paths import span
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
 TOP_FILES = "(files at the top)"
 
@@ -32,7 +32,7 @@ TOP_FILES = "(files at the top)"
 class SentSize:
     files: int
     bytes: int
-    by_top: dict[str, tuple[int, int]]   # "dir/" or TOP_FILES -> (files, bytes) sent, for entries that send any
+    by_top: dict[str, tuple[int, int]]  # "dir/" or TOP_FILES -> (files, bytes) sent, for entries that send any
 
 
 def sent_size(ctx) -> SentSize:
@@ -80,9 +80,9 @@ class _Dir:
         self.paths, self.sizes = paths, project.sorted_sizes
         self.prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
         self.lo, self.hi = span(paths, self.prefix) if self.prefix else (0, len(paths))
-        self.total = sum(self.sizes[self.lo:self.hi])
-        self.tops: list[tuple[str, int, int, int]] = []     # (name + "/", lo, hi, bytes) per top-level directory
-        self.top_files: list[int] = []                      # files directly in the directory
+        self.total = sum(self.sizes[self.lo : self.hi])
+        self.tops: list[tuple[str, int, int, int]] = []  # (name + "/", lo, hi, bytes) per top-level directory
+        self.top_files: list[int] = []  # files directly in the directory
         i, cut = self.lo, len(self.prefix)
         while i < self.hi:
             rest = paths[i][cut:]
@@ -91,12 +91,13 @@ class _Dir:
                 self.top_files.append(i)
                 i += 1
                 continue
-            lo, hi = span(paths, paths[i][:cut + slash + 1], i)
-            self.tops.append((rest[:slash + 1], lo, hi, sum(self.sizes[lo:hi])))
+            lo, hi = span(paths, paths[i][: cut + slash + 1], i)
+            self.tops.append((rest[: slash + 1], lo, hi, sum(self.sizes[lo:hi])))
             i = hi
         # indices into the sorted paths: valid while no path is added or removed (Project.names_memo)
-        self._by_pattern: dict[str, frozenset[int]] = project.names_memo.setdefault(("excluded_by", directory),
-                                                                                    _Excluded(self.prefix))
+        self._by_pattern: dict[str, frozenset[int]] = project.names_memo.setdefault(
+            ("excluded_by", directory), _Excluded(self.prefix)
+        )
 
     @classmethod
     def of(cls, project, directory: str) -> _Dir:
@@ -122,7 +123,7 @@ class _Dir:
     def _index_of(self) -> dict[str, int]:
         """Directory-relative path -> index into the project's sorted paths (made once, not per pattern batch)."""
         cut = len(self.prefix)
-        return {path[cut:]: i for i, path in enumerate(self.paths[self.lo:self.hi], self.lo)}
+        return {path[cut:]: i for i, path in enumerate(self.paths[self.lo : self.hi], self.lo)}
 
     def _literal(self, pattern: str) -> frozenset[int]:
         full = self.prefix + pattern
@@ -146,9 +147,9 @@ class _Excluded(dict):
         self.prefix = prefix
 
     def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _Excluded:
-        gone = [bisect.bisect_left(old, p) for p in removed]          # ascending, as ``removed`` is sorted
+        gone = [bisect.bisect_left(old, p) for p in removed]  # ascending, as ``removed`` is sorted
         born = [bisect.bisect_left(new, p) for p in added]
-        mine = [(i, p[len(self.prefix):]) for i, p in zip(born, added) if p.startswith(self.prefix)]
+        mine = [(i, p[len(self.prefix) :]) for i, p in zip(born, added) if p.startswith(self.prefix)]
         out = _Excluded(self.prefix)
         for pattern, found in self.items():
             moved = set(found).difference(gone)
@@ -165,5 +166,8 @@ class _Excluded(dict):
 
 def _literal(pattern: str) -> bool:
     """A cleaned pattern that names one path: it excludes that file or everything under that directory."""
-    return not any(ch in pattern for ch in "*?[]\\^$") and pattern not in (".", "..") \
+    return (
+        not any(ch in pattern for ch in "*?[]\\^$")
+        and pattern not in (".", "..")
         and not pattern.startswith(("../", "/"))
+    )

@@ -11,17 +11,17 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from engine import linear
-from pipelines.docker_optimization.model.dockerignore import DockerIgnore
-from pipelines.docker_optimization.model.paths import span
-from pipelines.docker_optimization.model.project import Context
+from agent_pipelines.engine import linear
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from agent_pipelines.pipelines.docker_optimization.model.paths import span
+from agent_pipelines.pipelines.docker_optimization.model.project import Context
 
 
 @dataclass(frozen=True)
 class Source:
     ins: Instruction
-    path: str     # as written
+    path: str  # as written
 
 
 def sources(df: Dockerfile) -> list[Source]:
@@ -54,7 +54,7 @@ def sorted_paths(files: dict[str, int]) -> list[str]:
     if hit is None or hit[0] is not files or len(hit[1]) != len(files):
         if len(_SORTED) > 256:
             _SORTED.clear()
-        hit = _SORTED[id(files)] = (files, sorted(files))   # the dict is held, so its id isn't reused
+        hit = _SORTED[id(files)] = (files, sorted(files))  # the dict is held, so its id isn't reused
     return hit[1]
 
 
@@ -109,5 +109,10 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
             out.append((source, f"{source.path} does not exist in the build context {ctx.dir}"))
             continue
         if all(ignore.excluded(p) for p in named):  # stops at the first file that is sent
-            out.append((source, f"{source.path} is excluded by {ignore.source or '.dockerignore'} in the build context {ctx.dir}"))
+            out.append(
+                (
+                    source,
+                    f"{source.path} is excluded by {ignore.source or '.dockerignore'} in the build context {ctx.dir}",
+                )
+            )
     return out

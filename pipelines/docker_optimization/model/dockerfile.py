@@ -67,14 +67,14 @@ def _interrupted(err: BaseException | None) -> bool:
 
 @dataclass(frozen=True)
 class Instruction:
-    cmd: str                 # upper-case keyword: RUN, COPY, ...
+    cmd: str  # upper-case keyword: RUN, COPY, ...
     original: str
-    start_line: int          # 1-based, inclusive
+    start_line: int  # 1-based, inclusive
     end_line: int
     flags: tuple[str, ...]
     value: tuple[str, ...]
     json: bool
-    stage: int               # index of the stage it belongs to (-1 before the first FROM)
+    stage: int  # index of the stage it belongs to (-1 before the first FROM)
 
     @property
     def command(self) -> str:
@@ -83,7 +83,7 @@ class Instruction:
 
     def flag(self, name: str) -> list[str]:
         prefix = f"--{name}="
-        return [f[len(prefix):] for f in self.flags if f.startswith(prefix)]
+        return [f[len(prefix) :] for f in self.flags if f.startswith(prefix)]
 
     def mounts(self) -> list[dict[str, str]]:
         return [dict(_MOUNT_KV.findall(m)) for m in self.flag("mount")]
@@ -110,7 +110,7 @@ class Stage:
 
 @dataclass
 class Dockerfile:
-    path: str                # repo-relative, "/"-separated
+    path: str  # repo-relative, "/"-separated
     text: str
     instructions: list[Instruction] = field(default_factory=list)
     error: str = ""
@@ -119,7 +119,7 @@ class Dockerfile:
     memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def parse(cls, path: str, text: str) -> "Dockerfile":
+    def parse(cls, path: str, text: str) -> Dockerfile:
         try:
             with signals_deferred():
                 commands = _bk.parse_string(text)
@@ -133,9 +133,18 @@ class Dockerfile:
         for c in commands:
             if c.cmd.upper() == "FROM":
                 stage += 1
-            instructions.append(Instruction(cmd=c.cmd.upper(), original=c.original, start_line=c.start_line,
-                                            end_line=c.end_line, flags=tuple(c.flags), value=tuple(c.value),
-                                            json=c.json, stage=stage))
+            instructions.append(
+                Instruction(
+                    cmd=c.cmd.upper(),
+                    original=c.original,
+                    start_line=c.start_line,
+                    end_line=c.end_line,
+                    flags=tuple(c.flags),
+                    value=tuple(c.value),
+                    json=c.json,
+                    stage=stage,
+                )
+            )
         return cls(path=path, text=text, instructions=instructions)
 
     @cached_property
@@ -190,7 +199,7 @@ class Dockerfile:
 
     def source(self, ins: Instruction) -> str:
         """The raw text of an instruction, exactly as written (continuations, comments inside)."""
-        return "".join(self.lines[ins.start_line - 1: ins.end_line])
+        return "".join(self.lines[ins.start_line - 1 : ins.end_line])
 
     def workdir_at(self, ins: Instruction) -> str:
         """The WORKDIR in effect when ``ins`` runs ("/" by default; a stage built FROM another inherits it)."""
@@ -258,7 +267,7 @@ class Dockerfile:
                     current[other.stage] = other.value[0].split(":")[0]
         if ins.start_line in users:
             return users[ins.start_line]
-        user = self.memo["user_start"].get(ins.stage, "root")   # an instruction not of this file: walk its stage
+        user = self.memo["user_start"].get(ins.stage, "root")  # an instruction not of this file: walk its stage
         for other in self.instructions:
             if other.start_line >= ins.start_line:
                 break

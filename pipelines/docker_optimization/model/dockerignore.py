@@ -26,31 +26,45 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Collection, Iterable
 
-from engine import linear
-from pipelines.docker_optimization.model.paths import span
+from agent_pipelines.engine import linear
+from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
 FLAVORS = ("buildkit", "classic", "legacy")
 # Go's unicode.IsSpace (strings.TrimSpace); Python's str.strip() also eats \x1c-\x1f.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-            "\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
 # Go's \d \w \s and POSIX classes (all ASCII; Go's \s has no \v), as Python class bodies.
 _PERL = {"d": "0-9", "w": "0-9A-Za-z_", "s": r"\t\n\f\r "}
-_POSIX = {"alnum": "0-9A-Za-z", "alpha": "A-Za-z", "ascii": r"\x00-\x7f", "blank": r"\t ",
-          "cntrl": r"\x00-\x1f\x7f", "digit": "0-9", "graph": "!-~", "lower": "a-z", "print": " -~",
-          "punct": r"!-/:-@\[-`{-~", "space": r"\t\n\v\f\r ", "upper": "A-Z", "word": "0-9A-Za-z_",
-          "xdigit": "0-9A-Fa-f"}
+_POSIX = {
+    "alnum": "0-9A-Za-z",
+    "alpha": "A-Za-z",
+    "ascii": r"\x00-\x7f",
+    "blank": r"\t ",
+    "cntrl": r"\x00-\x1f\x7f",
+    "digit": "0-9",
+    "graph": "!-~",
+    "lower": "a-z",
+    "print": " -~",
+    "punct": r"!-/:-@\[-`{-~",
+    "space": r"\t\n\v\f\r ",
+    "upper": "A-Z",
+    "word": "0-9A-Za-z_",
+    "xdigit": "0-9A-Fa-f",
+}
 _CONTROL = {"a": "\a", "f": "\f", "t": "\t", "n": "\n", "r": "\r", "v": "\v"}
 _REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
 
 
 @dataclass(frozen=True)
 class Pattern:
-    text: str          # cleaned pattern, without "!"
-    exclusion: bool    # True for "!pattern" (re-include)
+    text: str  # cleaned pattern, without "!"
+    exclusion: bool  # True for "!pattern" (re-include)
     flavor: str = "buildkit"
     depth: int = field(default=0, compare=False)  # path components, for legacy's single parent check
 
@@ -106,6 +120,7 @@ def parse_lines(text: str) -> list[str]:
 
 def _check_glob(pattern: str) -> None:
     """Raise ValueError where Go's filepath.Match would return ErrBadPattern (Docker refuses to build)."""
+
     def esc_char(i: int) -> int:  # filepath.getEsc: one class character; something must follow it
         if i >= n or pattern[i] in "-]":
             raise ValueError(f"invalid .dockerignore pattern {pattern!r}: bad character class")
@@ -209,7 +224,7 @@ def _go_class(go: str, i: int) -> tuple[str, int]:
             return "[" + "^" * negate + "".join(items) + "]", i + 1
         first = False
         if go.startswith("[:", i) and (end := go.find(":]", i + 2)) != -1:
-            name = go[i + 2:end]
+            name = go[i + 2 : end]
             if name not in _POSIX:
                 raise ValueError(f"POSIX class [:{name}:] is not reproduced")
             items.append(_POSIX[name])
@@ -337,7 +352,7 @@ def _literal_head(pattern: str) -> str:
 
 
 class _Index:
-    """"Which patterns match this path?" without trying each: the literal kinds (exact, prefix, suffix)
+    """ "Which patterns match this path?" without trying each: the literal kinds (exact, prefix, suffix)
     are dictionary lookups of the path's prefixes and suffixes, and a "regexp" pattern is tried only
     on paths that start with its literal head. The answer is the same as ``p.match(path)`` for each p.
     """
@@ -381,12 +396,12 @@ class _Index:
             found += self.below.get(path, ())
             cut = path.find("/")
             while cut != -1:
-                found += self.below.get(path[cut + 1:], ())
+                found += self.below.get(path[cut + 1 :], ())
                 cut = path.find("/", cut + 1)
         for k in self.suffix_lengths:
             if k > n:
                 break
-            found += self.suffix.get(path[n - k:], ())
+            found += self.suffix.get(path[n - k :], ())
         for k in self.head_lengths:
             if k > n:
                 break
@@ -443,11 +458,11 @@ class DockerIgnore:
         return (self.flavor, tuple((p.text, p.exclusion) for p in self.patterns))
 
     @classmethod
-    def from_text(cls, text: str, source: str = "", flavor: str = "buildkit") -> "DockerIgnore":
+    def from_text(cls, text: str, source: str = "", flavor: str = "buildkit") -> DockerIgnore:
         return cls(parse_lines(text), source, flavor)
 
     @classmethod
-    def empty(cls) -> "DockerIgnore":
+    def empty(cls) -> DockerIgnore:
         return cls([], "")
 
     def _matches(self, path: str, parent: tuple[int, ...] | None) -> tuple[bool, tuple[int, ...] | None]:
@@ -458,7 +473,7 @@ class DockerIgnore:
             for p in self.patterns:
                 if p.exclusion != matched:
                     continue
-                hit = p.match(path) or (p.depth <= len(dirs) and p.match("/".join(dirs[:p.depth])))
+                hit = p.match(path) or (p.depth <= len(dirs) and p.match("/".join(dirs[: p.depth])))
                 if hit:
                     matched = not p.exclusion
             return matched, None

@@ -21,15 +21,15 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 
 # Base-image families: (family, repository, tag variant, os, programs). The first row whose
 # repository matches and whose variant regex is found in the tag wins ("" matches any tag).
 # "os" says how to add packages and users: "debian" (apt-get, useradd), "alpine" (apk, adduser -S),
 # "" (none: no shell or package manager). Programs are what the official images ship on PATH.
 _DEBIAN = frozenset({"sh", "bash", "apt-get", "useradd"})
-_ALPINE = frozenset({"sh", "wget", "apk", "adduser"})         # busybox: wget yes, curl no
-_BUILDPACK = frozenset({"curl", "wget", "git"})                # non-slim python/node: buildpack-deps
+_ALPINE = frozenset({"sh", "wget", "apk", "adduser"})  # busybox: wget yes, curl no
+_BUILDPACK = frozenset({"curl", "wget", "git"})  # non-slim python/node: buildpack-deps
 FAMILIES: tuple[tuple[str, str, str, str, frozenset[str]], ...] = (
     ("python-alpine", "python", r"alpine", "alpine", _ALPINE | {"python", "python3", "pip"}),
     ("python-slim", "python", r"slim", "debian", _DEBIAN | {"python", "python3", "pip"}),
@@ -37,7 +37,7 @@ FAMILIES: tuple[tuple[str, str, str, str, frozenset[str]], ...] = (
     ("node-alpine", "node", r"alpine", "alpine", _ALPINE | {"node", "npm", "npx"}),
     ("node-slim", "node", r"slim", "debian", _DEBIAN | {"node", "npm", "npx"}),
     ("node", "node", "", "debian", _DEBIAN | _BUILDPACK | {"node", "npm", "npx"}),
-    ("debian", "debian", "", "debian", _DEBIAN),                # slim or not: neither curl nor wget
+    ("debian", "debian", "", "debian", _DEBIAN),  # slim or not: neither curl nor wget
     ("ubuntu", "ubuntu", "", "debian", _DEBIAN),
     ("alpine", "alpine", "", "alpine", _ALPINE),
     ("busybox", "busybox", "", "", frozenset({"sh", "wget"})),
@@ -58,15 +58,37 @@ PACKAGE_PROGRAMS: dict[str, tuple[str, ...]] = {
     "passwd": ("useradd",),
 }
 
-_INSTALL = re.compile(r"\b(?:apt-get|apt|aptitude|dnf|yum|microdnf)\s+(?:-\S+\s+)*install\s+([^;&|]*)"
-                      r"|\bapk\s+(?:-\S+\s+)*add\s+([^;&|]*)")
-_REMOVE = re.compile(r"\b(?:apt-get|apt|aptitude|dnf|yum|microdnf)\s+(?:-\S+\s+)*(?:remove|purge|erase)\s+([^;&|]*)"
-                     r"|\bapk\s+(?:-\S+\s+)*del\s+([^;&|]*)")
+_INSTALL = re.compile(
+    r"\b(?:apt-get|apt|aptitude|dnf|yum|microdnf)\s+(?:-\S+\s+)*install\s+([^;&|]*)"
+    r"|\bapk\s+(?:-\S+\s+)*add\s+([^;&|]*)"
+)
+_REMOVE = re.compile(
+    r"\b(?:apt-get|apt|aptitude|dnf|yum|microdnf)\s+(?:-\S+\s+)*(?:remove|purge|erase)\s+([^;&|]*)"
+    r"|\bapk\s+(?:-\S+\s+)*del\s+([^;&|]*)"
+)
 _PIP = re.compile(r"\b(?:pip3?|python3?(?:\.\d+)?\s+-m\s+pip)\s+install\s+([^;&|]*)")
 _VIRTUAL = re.compile(r"(?<!\S)(?:--virtual|-t)[=\s]+(\S+)")
-_VALUE_FLAGS = {"-o", "--option", "-t", "--target-release", "--virtual", "-X", "--repository",
-                "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
-                "--extra-index-url", "--setopt", "--enablerepo", "--disablerepo"}
+_VALUE_FLAGS = {
+    "-o",
+    "--option",
+    "-t",
+    "--target-release",
+    "--virtual",
+    "-X",
+    "--repository",
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    "-e",
+    "--editable",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "--setopt",
+    "--enablerepo",
+    "--disablerepo",
+}
 _VERSION = re.compile(r"[=~<>!].*$")
 _BIN_DIR = re.compile(r"/s?bin(?:/|$)")
 _ARG_REF = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
@@ -76,13 +98,13 @@ _ARG_REF = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
 class Tools:
     """The programs one stage has: its base family's, then what its stage chain adds or removes."""
 
-    image: str = ""                  # the external image the chain starts from, after ARG defaults
-    family: str = ""                 # the FAMILIES row that matched; "" = unknown base image
-    os: str = ""                     # "debian", "alpine" or "" (see FAMILIES)
+    image: str = ""  # the external image the chain starts from, after ARG defaults
+    family: str = ""  # the FAMILIES row that matched; "" = unknown base image
+    os: str = ""  # "debian", "alpine" or "" (see FAMILIES)
     base: frozenset[str] = frozenset()
-    changes: dict[str, bool] = field(default_factory=dict)    # program -> installed (True) / removed (False)
+    changes: dict[str, bool] = field(default_factory=dict)  # program -> installed (True) / removed (False)
     pip_packages: frozenset[str] = frozenset()
-    opaque: bool = False             # a whole bin directory was copied in: anything may be there
+    opaque: bool = False  # a whole bin directory was copied in: anything may be there
 
     def has(self, name: str) -> bool | None:
         """True if the final image has ``name`` on PATH, False if not, None when it can't be told."""
@@ -100,13 +122,13 @@ def repository_and_tag(ref: str) -> tuple[str, str, str]:
     name, _, digest = ref.partition("@")
     slash = name.rfind("/")
     colon = name.rfind(":")
-    tag = name[colon + 1:] if colon > slash else ""
+    tag = name[colon + 1 :] if colon > slash else ""
     repo = name[:colon] if colon > slash else name
     for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
         if repo.startswith(prefix):
-            repo = repo[len(prefix):]
+            repo = repo[len(prefix) :]
     if repo.startswith("library/"):
-        repo = repo[len("library/"):]
+        repo = repo[len("library/") :]
     return repo.lower(), tag, digest
 
 
@@ -243,8 +265,9 @@ def tools_in_stage(df: Dockerfile, index: int) -> Tools:
             _replay_run(ins, changes, pip, virtual)
         elif ins.cmd in ("COPY", "ADD"):
             opaque = _replay_copy(ins, changes) or opaque
-    return Tools(image=image, family=family, os=os_name, base=base, changes=changes,
-                 pip_packages=frozenset(pip), opaque=opaque)
+    return Tools(
+        image=image, family=family, os=os_name, base=base, changes=changes, pip_packages=frozenset(pip), opaque=opaque
+    )
 
 
 def tools_in_final_stage(df: Dockerfile) -> Tools:

@@ -10,7 +10,7 @@ def span(paths: list[str], prefix: str, lo: int = 0) -> tuple[int, int]:
     start = bisect.bisect_left(paths, prefix, lo)
     if not prefix:
         return start, len(paths)
-    following = ord(prefix[-1]) + 1   # the first string after every one with this prefix: its last char + 1
+    following = ord(prefix[-1]) + 1  # the first string after every one with this prefix: its last char + 1
     if following > 0x10FFFF:  # nothing sorts after U+10FFFF: walk the (short, absurd) run instead
         end = start
         while end < len(paths) and paths[end].startswith(prefix):

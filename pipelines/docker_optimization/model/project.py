@@ -20,21 +20,21 @@ import bisect
 import dataclasses
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterable
+from typing import Any
 
-from engine.tree import Tree
-from pipelines.docker_optimization.model import compose as compose_mod
-from pipelines.docker_optimization.model import compose_resolve
-from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.dockerignore import DockerIgnore
-from pipelines.docker_optimization.model.paths import span
+from agent_pipelines.engine.tree import Tree
+from agent_pipelines.pipelines.docker_optimization.model import compose as compose_mod
+from agent_pipelines.pipelines.docker_optimization.model import compose_resolve
+from agent_pipelines.pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore
+from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
-
-MAX_TEXT_BYTES = 4 * 1024 * 1024   # larger Dockerfiles, compose or ignore files are not read
-BINARY_PROBE = 8192                 # a NUL byte in the first 8 KiB means binary content
+MAX_TEXT_BYTES = 4 * 1024 * 1024  # larger Dockerfiles, compose or ignore files are not read
+BINARY_PROBE = 8192  # a NUL byte in the first 8 KiB means binary content
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class InputProblem:
     """Why a file could not be analyzed: the finding code it becomes and a message."""
 
     path: str
-    code: str       # PX003 binary, PX004 too large, PX005 unreadable
+    code: str  # PX003 binary, PX004 too large, PX005 unreadable
     message: str
 
 
@@ -62,20 +62,20 @@ def within(path: str, directory: str) -> bool:
 
 
 def relative(path: str, directory: str) -> str:
-    return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1:]
+    return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1 :]
 
 
 @dataclass
 class Context:
     """One (context directory, Dockerfile) pair and the services that build it."""
 
-    project: "Project"
+    project: Project
     dir: str
     dockerfile: str
     services: list[str] = field(default_factory=list)
     compose_files: list[str] = field(default_factory=list)
     inferred: bool = False
-    builds: list[BuildSpec] = field(default_factory=list)   # each compose build of it (file and line that wrote it)
+    builds: list[BuildSpec] = field(default_factory=list)  # each compose build of it (file and line that wrote it)
     _files: dict[str, int] | None = field(default=None, repr=False, compare=False)
     _sent: dict[str, int] | None = field(default=None, repr=False, compare=False)
 
@@ -135,7 +135,6 @@ class Context:
             self._sent = self.project.sent_cache[key]
         return self._sent
 
-
     def sends(self, path: str) -> bool:
         """Does the builder receive the context-relative ``path`` (``path in sent()``, without listing the rest)?"""
         if self._sent is not None:
@@ -154,18 +153,20 @@ class Project:
         self.sent_cache: dict[tuple[str, tuple], dict[str, int]] = {}
         self._text: dict[str, str | None] = {}
         self.problems: dict[str, InputProblem] = {}
-        self.notes: list[tuple[str, str]] = []     # (path, what happened), e.g. decoded with replacement
+        self.notes: list[tuple[str, str]] = []  # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
         self.composes: list[ComposeFile] = []
-        self.compose_builds: dict[str, list[BuildSpec]] = {}   # compose file -> its services' builds (see compose_resolve)
+        self.compose_builds: dict[
+            str, list[BuildSpec]
+        ] = {}  # compose file -> its services' builds (see compose_resolve)
         self.compose_unresolved: list[compose_resolve.Unresolved] = []
-        self.compose_inputs: frozenset[str] = frozenset()   # the files the builds were resolved from (.env too)
-        self.memo: dict[str, Any] = {}     # what a rule computes once per project (e.g. the build graph)
+        self.compose_inputs: frozenset[str] = frozenset()  # the files the builds were resolved from (.env too)
+        self.memo: dict[str, Any] = {}  # what a rule computes once per project (e.g. the build graph)
         # What is computed from the paths alone (not sizes, not contents): secret-looking names, what an ignore
         # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
-        for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):   # one C-level test per file, then the exact ones
+        for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):  # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
             elif compose_mod.is_compose_file(path):
@@ -194,7 +195,7 @@ class Project:
             new._sorted = [p for p in self._sorted if p not in gone] if gone else list(self._sorted)
             for path in added:
                 bisect.insort(new._sorted, path)
-        if "sorted_sizes" in self.__dict__:   # carried, not rebuilt: a list of every file's size
+        if "sorted_sizes" in self.__dict__:  # carried, not rebuilt: a list of every file's size
             sizes = list(self.sorted_sizes)
             for path in reversed(removed):
                 del sizes[bisect.bisect_left(self._sorted, path)]
@@ -210,7 +211,7 @@ class Project:
             inside = [p for p in changed if within(p, directory)]
             if not inside:
                 new._under[directory] = listing
-            elif resized_only:   # same paths in the same order: only sizes to update
+            elif resized_only:  # same paths in the same order: only sizes to update
                 new._under[directory] = {**listing, **{relative(p, directory): new.files[p] for p in inside}}
         new.sent_cache = {}
         for (directory, key), sent in self.sent_cache.items():
@@ -218,36 +219,46 @@ class Project:
             if not inside:
                 new.sent_cache[(directory, key)] = sent
             elif resized_only:
-                new.sent_cache[(directory, key)] = {**sent, **{r: new.files[p] for p in inside
-                                                               if (r := relative(p, directory)) in sent}}
+                new.sent_cache[(directory, key)] = {
+                    **sent,
+                    **{r: new.files[p] for p in inside if (r := relative(p, directory)) in sent},
+                }
         # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
         # file (found while loading, as a fresh project finds them before any rule runs).
         new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
-        new.problems = {p: v for p, v in self.problems.items()
-                        if p not in changed and (p in self.dockerfiles or p in self._compose_paths)}
+        new.problems = {
+            p: v
+            for p, v in self.problems.items()
+            if p not in changed and (p in self.dockerfiles or p in self._compose_paths)
+        }
         new._text.update((p, None) for p in new.problems)
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
-        if added or removed:   # an entry that can follow added and removed paths does; the others are made again
-            new.names_memo = {key: value.follow(self._sorted, new._sorted, added, removed)
-                              for key, value in self.names_memo.items() if hasattr(value, "follow")}
+        if added or removed:  # an entry that can follow added and removed paths does; the others are made again
+            new.names_memo = {
+                key: value.follow(self._sorted, new._sorted, added, removed)
+                for key, value in self.names_memo.items()
+                if hasattr(value, "follow")
+            }
         candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
         composes = {c.path: c for c in self.composes}
         new.dockerfiles, new.composes = {}, []
         for path in sorted(p for p in candidates if p in new.files):
             if is_dockerfile(path):
-                new.dockerfiles[path] = self.dockerfiles[path] if path in self.dockerfiles and path not in changed \
+                new.dockerfiles[path] = (
+                    self.dockerfiles[path]
+                    if path in self.dockerfiles and path not in changed
                     else new._dockerfile(path)
+                )
             elif compose_mod.is_compose_file(path):
-                new.composes.append(composes[path] if path in composes and path not in changed
-                                    else new._compose(path))
+                new.composes.append(composes[path] if path in composes and path not in changed else new._compose(path))
         if added or removed or changed & (self.compose_inputs | self._compose_paths):
             # Resolved together again: a changed .env, override or included file moves contexts, and an added
             # or removed file may be a Dockerfile a build names.
             new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
             new._resolve_composes()
-        else:   # nothing the resolution read changed, and no file came or went: its answer stands
+        else:  # nothing the resolution read changed, and no file came or went: its answer stands
             new.compose_builds, new.compose_unresolved = self.compose_builds, self.compose_unresolved
             new.compose_inputs = self.compose_inputs
         new.contexts = new._contexts()
@@ -275,7 +286,7 @@ class Project:
             else:
                 prefix = directory.rstrip("/") + "/"
                 lo, hi = span(self._sorted, prefix)
-                self._under[directory] = {p[len(prefix):]: self.files[p] for p in self._sorted[lo:hi]}
+                self._under[directory] = {p[len(prefix) :]: self.files[p] for p in self._sorted[lo:hi]}
         return self._under[directory]
 
     def text(self, path: str) -> str | None:
@@ -305,8 +316,9 @@ class Project:
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as err:
-            self.notes.append((path, f"not valid UTF-8 (first bad byte at offset {err.start}): "
-                                     "analyzed with replacement characters"))
+            self.notes.append(
+                (path, f"not valid UTF-8 (first bad byte at offset {err.start}): analyzed with replacement characters")
+            )
             return data.decode("utf-8", errors="replace")
 
     def _problem(self, path: str, code: str, message: str) -> None:
@@ -329,8 +341,9 @@ class Project:
         try:
             return compose_mod.load(path, text or "")
         except Exception as err:  # YAML that loads but isn't shaped like compose (odd build/args types)
-            return ComposeFile(path=path, text=text or "", error=f"could not be read as compose: "
-                                                                 f"{type(err).__name__}: {err}")
+            return ComposeFile(
+                path=path, text=text or "", error=f"could not be read as compose: {type(err).__name__}: {err}"
+            )
 
     def _resolve_composes(self) -> None:
         """Each compose file's builds as compose resolves them; files only included count too."""
@@ -344,11 +357,17 @@ class Project:
             return loaded[path]
 
         try:
-            resolution = compose_resolve.resolve([c.path for c in self.composes], read, self.text,
-                                                 self.files.__contains__)
+            resolution = compose_resolve.resolve(
+                [c.path for c in self.composes], read, self.text, self.files.__contains__
+            )
         except Exception as err:  # compose shaped in a way nobody foresaw must not stop the analysis
-            self.notes.append(("", f"compose files could not be resolved together ({type(err).__name__}: {err}); "
-                                   "their builds are not analyzed"))
+            self.notes.append(
+                (
+                    "",
+                    f"compose files could not be resolved together ({type(err).__name__}: {err}); "
+                    "their builds are not analyzed",
+                )
+            )
             return
         self.compose_builds = resolution.builds
         self.compose_unresolved = resolution.unresolved
@@ -369,8 +388,9 @@ class Project:
         built = {df for _, df in found}
         for path in self.dockerfiles:
             if path not in built:
-                found[(posixpath.dirname(path) or ".", path)] = Context(self, posixpath.dirname(path) or ".", path,
-                                                                        inferred=True)
+                found[(posixpath.dirname(path) or ".", path)] = Context(
+                    self, posixpath.dirname(path) or ".", path, inferred=True
+                )
         return list(found.values())
 
     def contexts_of(self, dockerfile: str) -> list[Context]:

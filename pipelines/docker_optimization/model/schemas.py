@@ -16,4 +16,6 @@ def vendored_schema(name: str) -> str:
     spec = find_spec("check_jsonschema")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("check-jsonschema is not installed; it ships the compose and workflow schemas")
-    return (Path(list(spec.submodule_search_locations)[0]) / "builtin_schemas" / "vendor" / name).read_text(encoding="utf-8")
+    return (Path(list(spec.submodule_search_locations)[0]) / "builtin_schemas" / "vendor" / name).read_text(
+        encoding="utf-8"
+    )

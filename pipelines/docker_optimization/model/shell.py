@@ -14,19 +14,41 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable
 
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
 
 # -- shell reading ------------------------------------------------------------
 
 SEPARATORS = frozenset({"&&", "||", ";", "|", "&", "|&", ";;"})
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 # Words in front of the command proper: wrappers, and shell keywords (`if x; then apt-get ...; fi`).
-_WRAPPERS = frozenset({"sudo", "exec", "time", "nohup", "command", "env", "(", "{", "!", "if", "then", "else", "elif",
-                       "do", "while", "until", "fi", "done", ")", "}"})
+_WRAPPERS = frozenset(
+    {
+        "sudo",
+        "exec",
+        "time",
+        "nohup",
+        "command",
+        "env",
+        "(",
+        "{",
+        "!",
+        "if",
+        "then",
+        "else",
+        "elif",
+        "do",
+        "while",
+        "until",
+        "fi",
+        "done",
+        ")",
+        "}",
+    }
+)
 _PYTHON = re.compile(r"^python(?:\d(?:\.\d+)?)?$")
 # Instructions that don't change what a later RUN sees (everything else does: ENV, ARG, USER, WORKDIR...).
 INERT = frozenset({"EXPOSE", "LABEL", "CMD", "ENTRYPOINT", "HEALTHCHECK", "STOPSIGNAL", "MAINTAINER"})
@@ -37,7 +59,7 @@ class Segment:
     """One simple command of a RUN (``a && b`` has two), without env assignments and sudo."""
 
     argv: tuple[str, ...]
-    cwd: str            # the image directory it runs in ("" when a variable makes it unknown)
+    cwd: str  # the image directory it runs in ("" when a variable makes it unknown)
 
     @property
     def prog(self) -> str:
@@ -99,8 +121,12 @@ def _split(words: list[str], cwd: str, depth: int = 0) -> list[Segment]:
             argv = argv[1:]
         if not argv:
             continue
-        if posixpath.basename(argv[0]) in ("sh", "bash", "ash", "dash") and len(argv) >= 3 and argv[1] == "-c" \
-                and depth < 2:
+        if (
+            posixpath.basename(argv[0]) in ("sh", "bash", "ash", "dash")
+            and len(argv) >= 3
+            and argv[1] == "-c"
+            and depth < 2
+        ):
             found += _split(shell_words(argv[2]), cwd, depth + 1)
             continue
         found.append(Segment(tuple(argv), cwd))
@@ -159,24 +185,101 @@ def positionals(args: Iterable[str], value_options: frozenset[str]) -> list[str]
 # -- what a command installs ---------------------------------------------------
 
 TOOLING = frozenset({"pip", "setuptools", "wheel"})
-PIP_VALUE_OPTIONS = frozenset({
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix", "--root",
-    "--platform", "--python-version", "--implementation", "--abi", "--only-binary", "--no-binary",
-    "--progress-bar", "--trusted-host", "--cache-dir", "--src", "--upgrade-strategy", "-C", "--config-settings",
-    "--global-option", "--log", "--timeout", "--retries", "--proxy", "--cert", "--client-cert", "--exists-action",
-    "--report", "--python", "--root-user-action", "--keyring-provider", "--use-feature", "--use-deprecated",
-    "--index-strategy", "-p",
-})
-NPM_VALUE_OPTIONS = frozenset({"--omit", "--include", "--registry", "--prefix", "--cache", "--loglevel", "-w",
-                               "--workspace", "--only", "--also", "--userconfig", "--install-strategy"})
+PIP_VALUE_OPTIONS = frozenset(
+    {
+        "-i",
+        "--index-url",
+        "--extra-index-url",
+        "-f",
+        "--find-links",
+        "-t",
+        "--target",
+        "--prefix",
+        "--root",
+        "--platform",
+        "--python-version",
+        "--implementation",
+        "--abi",
+        "--only-binary",
+        "--no-binary",
+        "--progress-bar",
+        "--trusted-host",
+        "--cache-dir",
+        "--src",
+        "--upgrade-strategy",
+        "-C",
+        "--config-settings",
+        "--global-option",
+        "--log",
+        "--timeout",
+        "--retries",
+        "--proxy",
+        "--cert",
+        "--client-cert",
+        "--exists-action",
+        "--report",
+        "--python",
+        "--root-user-action",
+        "--keyring-provider",
+        "--use-feature",
+        "--use-deprecated",
+        "--index-strategy",
+        "-p",
+    }
+)
+NPM_VALUE_OPTIONS = frozenset(
+    {
+        "--omit",
+        "--include",
+        "--registry",
+        "--prefix",
+        "--cache",
+        "--loglevel",
+        "-w",
+        "--workspace",
+        "--only",
+        "--also",
+        "--userconfig",
+        "--install-strategy",
+    }
+)
 # Each tool's main manifest, read from the directory the install runs in.
-MAIN_MANIFEST = {"npm": "package.json", "yarn": "package.json", "pnpm": "package.json", "poetry": "pyproject.toml",
-                 "uv": "pyproject.toml", "go": "go.mod", "cargo": "Cargo.toml"}
-MANIFEST_NAMES = ("requirements*.txt", "constraints*.txt", "requirements", "pyproject.toml", "poetry.lock",
-                  "poetry.toml", "uv.lock", ".python-version", "setup.cfg", "Pipfile", "Pipfile.lock",
-                  "package.json", "package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml",
-                  "pnpm-workspace.yaml", ".npmrc", ".yarnrc", ".yarnrc.yml", "go.mod", "go.sum", "Cargo.toml",
-                  "Cargo.lock", "recipe.json")
+MAIN_MANIFEST = {
+    "npm": "package.json",
+    "yarn": "package.json",
+    "pnpm": "package.json",
+    "poetry": "pyproject.toml",
+    "uv": "pyproject.toml",
+    "go": "go.mod",
+    "cargo": "Cargo.toml",
+}
+MANIFEST_NAMES = (
+    "requirements*.txt",
+    "constraints*.txt",
+    "requirements",
+    "pyproject.toml",
+    "poetry.lock",
+    "poetry.toml",
+    "uv.lock",
+    ".python-version",
+    "setup.cfg",
+    "Pipfile",
+    "Pipfile.lock",
+    "package.json",
+    "package-lock.json",
+    "npm-shrinkwrap.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "pnpm-workspace.yaml",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    "go.mod",
+    "go.sum",
+    "Cargo.toml",
+    "Cargo.lock",
+    "recipe.json",
+)
 
 
 @dataclass(frozen=True)
@@ -191,7 +294,7 @@ class Install:
     tool: str
     kind: str
     segment: Segment
-    files: tuple[str, ...] = ()     # manifest files named on the command line (pip -r/-c), as written
+    files: tuple[str, ...] = ()  # manifest files named on the command line (pip -r/-c), as written
 
     @property
     def text(self) -> str:
@@ -319,12 +422,27 @@ def installs(df: Dockerfile, ins: Instruction) -> list[Install]:
 
 # -- system package managers ------------------------------------------------------------
 
-SYSTEM_MANAGERS = {"apt-get": "apt-get", "apt": "apt-get", "apk": "apk", "dnf": "dnf", "yum": "yum",
-                   "microdnf": "microdnf", "zypper": "zypper"}
+SYSTEM_MANAGERS = {
+    "apt-get": "apt-get",
+    "apt": "apt-get",
+    "apk": "apk",
+    "dnf": "dnf",
+    "yum": "yum",
+    "microdnf": "microdnf",
+    "zypper": "zypper",
+}
 APT_VALUE_OPTIONS = frozenset({"-o", "-t", "-c", "--option", "--target-release", "--config-file"})
 # What a package-manager RUN may delete besides installing: caches, lists, logs, apt's docker-clean hook, docs.
-_CLEAN_PREFIXES = ("/var/lib/apt/", "/var/cache/", "/var/log/", "/tmp/", "/root/.cache", "/etc/apt/apt.conf.d/",
-                   "/usr/share/doc/", "/usr/share/man/")
+_CLEAN_PREFIXES = (
+    "/var/lib/apt/",
+    "/var/cache/",
+    "/var/log/",
+    "/tmp/",
+    "/root/.cache",
+    "/etc/apt/apt.conf.d/",
+    "/usr/share/doc/",
+    "/usr/share/man/",
+)
 
 
 def neutral(seg: Segment) -> bool:

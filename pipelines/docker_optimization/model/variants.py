@@ -19,10 +19,10 @@ Two consequences for the findings, both here so that every rule gets them:
 from __future__ import annotations
 
 import posixpath
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Finding
-from pipelines.docker_optimization.model.compose import COMPOSE_NAMES, ComposeFile, is_compose_file
+from agent_pipelines.engine.finding import Finding
+from agent_pipelines.pipelines.docker_optimization.model.compose import COMPOSE_NAMES, ComposeFile, is_compose_file
 
 # Keys that make a definition stand alone; without them it only patches a service defined elsewhere.
 _STANDALONE = ("image", "build", "extends")
@@ -88,8 +88,19 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
         group.sort(key=lambda f: (variant_order(f.file), f.line))
         first, others = group[0], [f for f in group[1:]]
         where = ", ".join(f.location for f in others)
-        kept.append(Finding.make(rule=first.rule, name=first.name, category=first.category, severity=first.severity,
-                                 message=f"{first.message} (the same in {where})", file=first.file,
-                                 line=first.line, end_line=first.end_line, evidence=first.evidence, fix=first.fix,
-                                 source=first.source))
+        kept.append(
+            Finding.make(
+                rule=first.rule,
+                name=first.name,
+                category=first.category,
+                severity=first.severity,
+                message=f"{first.message} (the same in {where})",
+                file=first.file,
+                line=first.line,
+                end_line=first.end_line,
+                evidence=first.evidence,
+                fix=first.fix,
+                source=first.source,
+            )
+        )
     return sorted(kept, key=lambda f: (f.file, f.line, f.rule))

@@ -32,8 +32,8 @@ import yaml
 if TYPE_CHECKING:
     _Loader: TypeAlias = yaml.SafeLoader
 else:
-    _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when PyYAML was built with it
-_PLAIN = "?plain"                 # a plain scalar; resolved by the core schema below, not by PyYAML's YAML 1.1
+    _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML was built with it
+_PLAIN = "?plain"  # a plain scalar; resolved by the core schema below, not by PyYAML's YAML 1.1
 _STR, _MAP, _SEQ = "tag:yaml.org,2002:str", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 # Plain scalars, and scalars tagged as one of the core schema's own types (!!int "5" is 5).
 _RESOLVED = {_PLAIN, *(f"tag:yaml.org,2002:{t}" for t in ("int", "float", "bool", "null"))}
@@ -57,7 +57,7 @@ class Lines:
     def __init__(self, line: int, col: int) -> None:
         self.line, self.col = line, col
         self._at: dict = {}
-        self._tags: dict | None = None   # key -> "!reset"/"!override", for the few keys tagged so
+        self._tags: dict | None = None  # key -> "!reset"/"!override", for the few keys tagged so
 
     def tag(self, key) -> str:
         """The local tag (``!reset``, ``!override``) written on ``key``'s value, or ""."""
@@ -107,7 +107,7 @@ class DuplicateKeyError(yaml.MarkedYAMLError):
 
 class _Builder:
     def __init__(self) -> None:
-        self.built: dict[int, object] = {}   # node id -> value: aliases share their anchor's object
+        self.built: dict[int, object] = {}  # node id -> value: aliases share their anchor's object
 
     def build(self, node: yaml.Node) -> object:
         done = self.built.get(id(node))
@@ -138,12 +138,13 @@ class _Builder:
                 continue
             key = self.build(key_node)
             if isinstance(key, list):
-                key = tuple(key)   # "? [a, b]": a complex key, hashable as ruamel's is
+                key = tuple(key)  # "? [a, b]": a complex key, hashable as ruamel's is
             elif isinstance(key, dict):
                 key = tuple(key.items())
             if key in out:
-                raise DuplicateKeyError("while constructing a mapping", node.start_mark,
-                                        f"found duplicate key {key!r}", key_node.start_mark)
+                raise DuplicateKeyError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
             out.lc._at[key] = (key_node.start_mark.line, key_node.start_mark.column)
             if value_node.tag.startswith("!") and not value_node.tag.startswith("!!"):
                 out.lc._tags = {**(out.lc._tags or {}), key: value_node.tag}
@@ -151,9 +152,12 @@ class _Builder:
         for merged in merges:
             source = self.build(merged)
             if not isinstance(source, dict):
-                raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
-                                                        "a merge key (<<) needs a mapping or a list of mappings",
-                                                        merged.start_mark)
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    "a merge key (<<) needs a mapping or a list of mappings",
+                    merged.start_mark,
+                )
             for key, value in source.items():
                 out.setdefault(key, value)
         return out
@@ -171,7 +175,7 @@ def scalar(node: yaml.ScalarNode) -> object:
     if _INT.fullmatch(text):
         return int(text)
     if _OCT.fullmatch(text):
-        return int(text, 8)   # "0o17": int() takes the prefix with an explicit base
+        return int(text, 8)  # "0o17": int() takes the prefix with an explicit base
     if _HEX.fullmatch(text):
         return int(text, 16)
     if _FLOAT.fullmatch(text):

@@ -56,16 +56,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.artifacts import Measurement, Method
-from engine.gitenv import git_env
-from engine.telemetry import span
-from pipelines.docker_optimization.model.copies import matching, sources
-from pipelines.docker_optimization.model.project import Context, Project, relative, within
+from agent_pipelines.engine.artifacts import Measurement, Method
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.telemetry import span
+from agent_pipelines.pipelines.docker_optimization.model.copies import matching, sources
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, relative, within
 
-MANIFESTS = ("requirements", "pyproject.toml", "poetry.lock", "uv.lock", "Pipfile", "package.json",
-             "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "go.mod", "go.sum", "Cargo.toml", "Cargo.lock")
-SCENARIOS = (("cold", "build with no cache"), ("source", "rebuild after a source change"),
-             ("deps", "rebuild after a dependency change"))
+MANIFESTS = (
+    "requirements",
+    "pyproject.toml",
+    "poetry.lock",
+    "uv.lock",
+    "Pipfile",
+    "package.json",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "go.mod",
+    "go.sum",
+    "Cargo.toml",
+    "Cargo.lock",
+)
+SCENARIOS = (
+    ("cold", "build with no cache"),
+    ("source", "rebuild after a source change"),
+    ("deps", "rebuild after a dependency change"),
+)
 SIDES = ("base", "head")
 DEFAULT_SOCKET = Path("/var/run/docker.sock")
 BUILD_TIMEOUT = int(os.environ.get("PIPELINE_BUILD_TIMEOUT", "900"))
@@ -82,7 +98,7 @@ class Engine:
     ok: bool
     reason: str = ""
     version: str = ""
-    cpus: int = 1      # what `docker info` reports: how many builds run at once
+    cpus: int = 1  # what `docker info` reports: how many builds run at once
 
 
 def probe() -> Engine:
@@ -108,6 +124,7 @@ def _tail(text: str, lines: int = 2) -> str:
 
 # -- which builds a change touched --------------------------------------------
 
+
 @dataclass(frozen=True)
 class ChangedBuild:
     """A build to measure: the context at base and at head, and the changed paths it sees."""
@@ -119,8 +136,12 @@ class ChangedBuild:
 
 def changed_paths(repo: Path, base: str, head: str) -> list[str]:
     """The paths that differ between two commits; a renamed file counts at its old path and its new one."""
-    out = subprocess.run(["git", "-C", str(repo), "diff", "--name-only", "-z", "--no-renames", base, head],
-                         check=True, capture_output=True, env=git_env()).stdout
+    out = subprocess.run(
+        ["git", "-C", str(repo), "diff", "--name-only", "-z", "--no-renames", base, head],
+        check=True,
+        capture_output=True,
+        env=git_env(),
+    ).stdout
     return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
 
 
@@ -151,14 +172,19 @@ def changed_builds(before: Project, after: Project, changed: Iterable[str]) -> l
         if base is None or ctx.dockerfile not in before.dockerfiles:
             continue
         inputs = {ctx.dockerfile, ctx.ignore_path, base.ignore_path} - {""}
-        seen = tuple(p for p in changed if p in inputs or (
-            within(p, ctx.dir) and (ctx.sends(relative(p, ctx.dir)) or base.sends(relative(p, ctx.dir)))))
+        seen = tuple(
+            p
+            for p in changed
+            if p in inputs
+            or (within(p, ctx.dir) and (ctx.sends(relative(p, ctx.dir)) or base.sends(relative(p, ctx.dir))))
+        )
         if seen:
             out.append(ChangedBuild(base, ctx, seen))
     return out
 
 
 # -- the trees to build -------------------------------------------------------
+
 
 def export_tree(repo: Path, commit: str, dest: Path, paths: Iterable[str] = ()) -> Path:
     """The files of ``commit`` (only those under ``paths``, when given) written under ``dest``.
@@ -167,8 +193,12 @@ def export_tree(repo: Path, commit: str, dest: Path, paths: Iterable[str] = ()) 
     line appended for one service's rebuild never reaches another's build.
     """
     spec = ["--", *paths] if paths else []
-    data = subprocess.run(["git", "--literal-pathspecs", "-C", str(repo), "archive", "--format=tar", commit, *spec],
-                          check=True, capture_output=True, env=git_env()).stdout
+    data = subprocess.run(
+        ["git", "--literal-pathspecs", "-C", str(repo), "archive", "--format=tar", commit, *spec],
+        check=True,
+        capture_output=True,
+        env=git_env(),
+    ).stdout
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
@@ -178,7 +208,7 @@ def export_tree(repo: Path, commit: str, dest: Path, paths: Iterable[str] = ()) 
 def build_paths(ctx: Context) -> list[str]:
     """What ``docker build`` of ``ctx`` reads: its context directory, Dockerfile and that Dockerfile's ignore file."""
     if ctx.dir in ("", "."):
-        return []   # the whole tree
+        return []  # the whole tree
     paths = [ctx.dir, ctx.dockerfile]
     if ctx.dockerfile + ".dockerignore" in ctx.project.files:
         paths.append(ctx.dockerfile + ".dockerignore")
@@ -188,7 +218,9 @@ def build_paths(ctx: Context) -> list[str]:
 def base_images(ctx: Context) -> list[str]:
     df = ctx.project.dockerfiles[ctx.dockerfile]
     names = {s.name.lower() for s in df.stages if s.name}
-    return sorted({s.base for s in df.stages if s.base.lower() not in names and s.base != "scratch" and "$" not in s.base})
+    return sorted(
+        {s.base for s in df.stages if s.base.lower() not in names and s.base != "scratch" and "$" not in s.base}
+    )
 
 
 def missing_base(ctx: Context, pull_timeout: float = PULL_TIMEOUT) -> str:
@@ -206,6 +238,7 @@ def missing_base(ctx: Context, pull_timeout: float = PULL_TIMEOUT) -> str:
 
 
 # -- running builds -----------------------------------------------------------
+
 
 class Stopped(Exception):
     """The builds were stopped: the budget is spent, or the measurement was interrupted."""
@@ -235,23 +268,40 @@ class Builds:
         return seconds if self.deadline is None else min(seconds, self.deadline - time.monotonic())
 
     def why_stopped(self) -> str:
-        if self.deadline is not None and time.monotonic() >= self.deadline:   # set with the budget
+        if self.deadline is not None and time.monotonic() >= self.deadline:  # set with the budget
             return f"build budget of {self.budget:g} s spent"
         return "the measurement was stopped before this build finished"
 
-    def build(self, root: Path, ctx: Context, tag: str, no_cache: bool = False,
-              labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
+    def build(
+        self,
+        root: Path,
+        ctx: Context,
+        tag: str,
+        no_cache: bool = False,
+        labels: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
+    ) -> tuple[float | None, str]:
         """(seconds, "") for a successful build, (None, error) otherwise; ``Stopped`` past the deadline."""
-        attributes = {"pipeline.build.dockerfile": ctx.dockerfile, "pipeline.build.context": ctx.dir,
-                      "pipeline.build.no_cache": no_cache}
+        attributes = {
+            "pipeline.build.dockerfile": ctx.dockerfile,
+            "pipeline.build.context": ctx.dir,
+            "pipeline.build.no_cache": no_cache,
+        }
         with span("build", **attributes) as traced:
             seconds, error = self._build(root, ctx, tag, no_cache, labels, options)
             if traced is not None:
                 traced.set_attributes({"pipeline.build.seconds": seconds, "pipeline.build.error": error[:500]})
             return seconds, error
 
-    def _build(self, root: Path, ctx: Context, tag: str, no_cache: bool, labels: dict[str, str] | None,
-               options: tuple[str, ...]) -> tuple[float | None, str]:
+    def _build(
+        self,
+        root: Path,
+        ctx: Context,
+        tag: str,
+        no_cache: bool,
+        labels: dict[str, str] | None,
+        options: tuple[str, ...],
+    ) -> tuple[float | None, str]:
         args = ["docker", "build", "--network", "host", "-q", "-t", tag, "-f", str(root / ctx.dockerfile)]
         args += [f"--label={k}={v}" for k, v in (labels or {}).items()] + list(options)
         if no_cache:
@@ -260,8 +310,13 @@ class Builds:
         with self._lock:
             if self._stopped or timeout <= 0:
                 raise Stopped()
-            proc = subprocess.Popen([*args, str(root / ctx.dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env={**os.environ, "DOCKER_BUILDKIT": "1"})
+            proc = subprocess.Popen(
+                [*args, str(root / ctx.dir)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "DOCKER_BUILDKIT": "1"},
+            )
             self._live.add(proc)
         started = time.perf_counter()
         try:
@@ -289,8 +344,14 @@ class Builds:
             proc.kill()
 
 
-def build(root: Path, ctx: Context, tag: str, no_cache: bool = False,
-          labels: dict[str, str] | None = None, options: tuple[str, ...] = ()) -> tuple[float | None, str]:
+def build(
+    root: Path,
+    ctx: Context,
+    tag: str,
+    no_cache: bool = False,
+    labels: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
+) -> tuple[float | None, str]:
     """One build with no budget: (seconds, "") for a successful build, (None, error) otherwise."""
     return Builds().build(root, ctx, tag, no_cache, labels, options)
 
@@ -301,7 +362,8 @@ def compose_options(ctx: Context) -> list[tuple[str, ...]]:
     found: dict[tuple[str, ...], None] = {}
     for spec in ctx.builds:
         options = (("--target", spec.target) if spec.target else ()) + tuple(
-            part for key, value in sorted(spec.arg_values.items()) for part in ("--build-arg", f"{key}={value}"))
+            part for key, value in sorted(spec.arg_values.items()) for part in ("--build-arg", f"{key}={value}")
+        )
         found.setdefault(options, None)
     return list(found) or [()]
 
@@ -342,8 +404,9 @@ def _append_line(root: Path, ctx: Context, rel: str) -> None:
         fh.write(unique_blank_line())
 
 
-def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[str, str], repeats: int,
-                   builds: Builds) -> dict[str, Any]:
+def time_scenarios(
+    roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[str, str], repeats: int, builds: Builds
+) -> dict[str, Any]:
     """Median seconds per scenario and side ("cold" -> {"base": s, "head": s}), plus size and layers.
 
     Base and head build in turns, so load from other builds weighs on both
@@ -351,13 +414,14 @@ def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[
     "stopped" is set when the budget ran out (finished scenarios are kept,
     a scenario with fewer than ``repeats`` builds is not reported).
     """
-    results: dict[str, Any] = {}   # figures by scenario, "size"/"layers" by side, "error", "stopped"
+    results: dict[str, Any] = {}  # figures by scenario, "size"/"layers" by side, "error", "stopped"
     targets = {side: dict(zip(("source", "deps"), touch_targets(ctxs[side]))) for side in SIDES}
     try:
         for key, _ in SCENARIOS:
             if key != "cold" and not all(targets[side][key] for side in SIDES):
-                results[key] = ("no file to change: the final image COPYs no "
-                                + ("source file" if key == "source" else "dependency manifest"))
+                results[key] = "no file to change: the final image COPYs no " + (
+                    "source file" if key == "source" else "dependency manifest"
+                )
                 continue
             timings: dict[str, list[float]] = {side: [] for side in SIDES}
             for _ in range(repeats):
@@ -366,8 +430,7 @@ def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[
                         _append_line(roots[side], ctxs[side], targets[side][key])
                     seconds, error = builds.build(roots[side], ctxs[side], tags[side], no_cache=key == "cold")
                     if seconds is None:
-                        results["error"] = (f"the {'build' if key == 'cold' else 'rebuild'} of the {side} fails: "
-                                            f"{error}")
+                        results["error"] = f"the {'build' if key == 'cold' else 'rebuild'} of the {side} fails: {error}"
                         return results
                     timings[side].append(seconds)
             results[key] = {side: statistics.median(timings[side]) for side in SIDES}
@@ -383,8 +446,16 @@ def time_scenarios(roots: dict[str, Path], ctxs: dict[str, Context], tags: dict[
     return results
 
 
-def measure_services(phase: str, repo: Path, base: str, head: str, changed: list[ChangedBuild], repeats: int,
-                     budget: float | None = None, jobs: int | None = None) -> list[Measurement]:
+def measure_services(
+    phase: str,
+    repo: Path,
+    base: str,
+    head: str,
+    changed: list[ChangedBuild],
+    repeats: int,
+    budget: float | None = None,
+    jobs: int | None = None,
+) -> list[Measurement]:
     """Real-build figures for each changed build, base commit against head, several builds at once.
 
     ``budget`` (seconds, None for no limit) bounds the whole measurement: the
@@ -401,23 +472,40 @@ def measure_services(phase: str, repo: Path, base: str, head: str, changed: list
         return [_not_measured(name, subject, phase, engine.reason) for subject in subjects for _, name in SCENARIOS]
     builds = Builds(budget)
     jobs = max(1, min(jobs or engine.cpus, len(changed)))
-    how = (f"median of {repeats} `docker build` runs each (BuildKit, --network host, engine {engine.version}) "
-           f"of base {base[:10]} and head {head[:10]}, built in turns")
+    how = (
+        f"median of {repeats} `docker build` runs each (BuildKit, --network host, engine {engine.version}) "
+        f"of base {base[:10]} and head {head[:10]}, built in turns"
+    )
     if jobs > 1:
-        how += (f"; {jobs} services built at once (the engine reports {engine.cpus} CPUs), "
-                "so each figure includes the others' load")
+        how += (
+            f"; {jobs} services built at once (the engine reports {engine.cpus} CPUs), "
+            "so each figure includes the others' load"
+        )
     with tempfile.TemporaryDirectory(prefix="pipeline-measure-") as tmp, ThreadPoolExecutor(jobs) as pool:
-        futures = [pool.submit(_measure_one, phase, repo, (base, head), item, subject, Path(tmp) / str(i), repeats,
-                               builds, how) for i, (item, subject) in enumerate(zip(changed, subjects))]
+        futures = [
+            pool.submit(
+                _measure_one, phase, repo, (base, head), item, subject, Path(tmp) / str(i), repeats, builds, how
+            )
+            for i, (item, subject) in enumerate(zip(changed, subjects))
+        ]
         try:
             return [figure for future in futures for figure in future.result()]
         finally:
-            builds.stop()    # on an error or Ctrl-C: no build outlives the measurement (a no-op once all finished)
+            builds.stop()  # on an error or Ctrl-C: no build outlives the measurement (a no-op once all finished)
             pool.shutdown(cancel_futures=True)
 
 
-def _measure_one(phase: str, repo: Path, commits: tuple[str, str], item: ChangedBuild, subject: str, tmp: Path,
-                 repeats: int, builds: Builds, how: str) -> list[Measurement]:
+def _measure_one(
+    phase: str,
+    repo: Path,
+    commits: tuple[str, str],
+    item: ChangedBuild,
+    subject: str,
+    tmp: Path,
+    repeats: int,
+    builds: Builds,
+    how: str,
+) -> list[Measurement]:
     """The figures of one changed build: three scenarios, then image size and layers."""
     if builds.spent():
         return [_not_measured(name, subject, phase, builds.why_stopped()) for _, name in SCENARIOS]
@@ -427,8 +515,9 @@ def _measure_one(phase: str, repo: Path, commits: tuple[str, str], item: Changed
     if why:
         return [_not_measured(name, subject, phase, why) for _, name in SCENARIOS]
     ctxs = {"base": item.base, "head": item.head}
-    roots = {side: export_tree(repo, commit, tmp / side, build_paths(ctxs[side]))
-             for side, commit in zip(SIDES, commits)}
+    roots = {
+        side: export_tree(repo, commit, tmp / side, build_paths(ctxs[side])) for side, commit in zip(SIDES, commits)
+    }
     tags = {side: f"pipeline-measure/{tmp.name}-{_slug(subject)}:{side}" for side in SIDES}
     try:
         results = time_scenarios(roots, ctxs, tags, repeats, builds)
@@ -436,16 +525,27 @@ def _measure_one(phase: str, repo: Path, commits: tuple[str, str], item: Changed
         for tag in tags.values():
             docker("image", "rm", "-f", tag, timeout=60)
     touched = ", ".join(item.paths[:3]) + (f" and {len(item.paths) - 3} more" if len(item.paths) > 3 else "")
-    detail = {"cold": "--no-cache: no layer cache, and BuildKit cache mounts start empty too",
-              "source": f"a unique blank line appended to {results.get('source_file')}",
-              "deps": f"a unique blank line appended to {results.get('deps_file')}"}
+    detail = {
+        "cold": "--no-cache: no layer cache, and BuildKit cache mounts start empty too",
+        "source": f"a unique blank line appended to {results.get('source_file')}",
+        "deps": f"a unique blank line appended to {results.get('deps_file')}",
+    }
     out = []
     for key, name in SCENARIOS:
         figure = results.get(key)
         if isinstance(figure, dict):
-            out.append(Measurement(name=name, subject=subject, phase=phase, value=round(figure["head"], 2),
-                                   baseline=round(figure["base"], 2), unit="s", method=Method.measured,
-                                   how=f"{how}; {detail[key]}; built because the change touched {touched}"))
+            out.append(
+                Measurement(
+                    name=name,
+                    subject=subject,
+                    phase=phase,
+                    value=round(figure["head"], 2),
+                    baseline=round(figure["base"], 2),
+                    unit="s",
+                    method=Method.measured,
+                    how=f"{how}; {detail[key]}; built because the change touched {touched}",
+                )
+            )
         else:
             reason = figure or results.get("error") or (builds.why_stopped() if results.get("stopped") else "no figure")
             out.append(_not_measured(name, subject, phase, str(reason)))
@@ -453,10 +553,18 @@ def _measure_one(phase: str, repo: Path, commits: tuple[str, str], item: Changed
     for key, name, unit in (("size", "image size", "bytes"), ("layers", "image layers", "")):
         figure = results.get(key) or {}
         if isinstance(figure.get("head"), float) and isinstance(figure.get("base"), float):
-            out.append(Measurement(name=name, subject=subject, phase=phase, value=figure["head"],
-                                   baseline=figure["base"], unit=unit, method=Method.measured,
-                                   how=f"`docker image inspect` of the images built from base {base[:10]} "
-                                       f"and head {head[:10]}"))
+            out.append(
+                Measurement(
+                    name=name,
+                    subject=subject,
+                    phase=phase,
+                    value=figure["head"],
+                    baseline=figure["base"],
+                    unit=unit,
+                    method=Method.measured,
+                    how=f"`docker image inspect` of the images built from base {base[:10]} and head {head[:10]}",
+                )
+            )
     return out
 
 
@@ -480,8 +588,15 @@ def _slug(text: str) -> str:
 
 
 def _not_measured(name: str, subject: str, phase: str, reason: str) -> Measurement:
-    return Measurement(name=name, subject=subject, phase=phase, value=None, unit="s", method=Method.not_measured,
-                       how=f"not measured ({reason})")
+    return Measurement(
+        name=name,
+        subject=subject,
+        phase=phase,
+        value=None,
+        unit="s",
+        method=Method.not_measured,
+        how=f"not measured ({reason})",
+    )
 
 
 def verify_build(root: Path, ctx: Context) -> tuple[bool, str]:
@@ -497,7 +612,7 @@ def verify_build(root: Path, ctx: Context) -> tuple[bool, str]:
 
 # -- does the image start and report healthy? (the reviewer's gate under --verify-builds) ---------
 
-LABEL = "pipeline.verify"   # on every image and container the gate makes; `docker ps -a --filter label=...` finds any
+LABEL = "pipeline.verify"  # on every image and container the gate makes; `docker ps -a --filter label=...` finds any
 # Docker's values for HEALTHCHECK options left unset (Dockerfile reference, HEALTHCHECK): they are what the engine
 # itself waits, so the gate's wait is the image's own, never a number of ours.
 HEALTH_DEFAULTS = {"Interval": 30.0, "Timeout": 30.0, "StartPeriod": 0.0, "Retries": 3}
@@ -516,7 +631,7 @@ class Started:
     detail: str
     verified: bool = True
     size: float | None = None
-    seconds: float = 0.0     # build and start, wall clock
+    seconds: float = 0.0  # build and start, wall clock
 
 
 @dataclass(frozen=True)
@@ -552,8 +667,13 @@ def healthcheck(tag: str) -> Health | None:
         return None
     command = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" and len(test) > 1 else list(test[1:])
     seconds = {k: (config.get(k) or 0) / 1e9 or v for k, v in HEALTH_DEFAULTS.items() if k != "Retries"}
-    return Health(command, seconds["Interval"], seconds["Timeout"], seconds["StartPeriod"],
-                  int(config.get("Retries") or HEALTH_DEFAULTS["Retries"]))
+    return Health(
+        command,
+        seconds["Interval"],
+        seconds["Timeout"],
+        seconds["StartPeriod"],
+        int(config.get("Retries") or HEALTH_DEFAULTS["Retries"]),
+    )
 
 
 def _state(name: str) -> dict:
@@ -566,8 +686,7 @@ def _state(name: str) -> dict:
         return {}
 
 
-def start_check(tag: str, command: list[str] | None = None, timeout: float | None = None,
-                token: str = "") -> Started:
+def start_check(tag: str, command: list[str] | None = None, timeout: float | None = None, token: str = "") -> Started:
     """Start a container of ``tag`` (no network) and judge it.
 
     With ``command`` (a probe from .pipeline.yaml) that command runs in a fresh container and must
@@ -584,8 +703,20 @@ def start_check(tag: str, command: list[str] | None = None, timeout: float | Non
         limit = timeout or (health.bound if health else BUILD_TIMEOUT)
         shown = " ".join(command)
         try:
-            out = docker("run", "--rm", "--network", "none", "--name", name, *labels, "--entrypoint", command[0],
-                         tag, *command[1:], timeout=limit)
+            out = docker(
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--name",
+                name,
+                *labels,
+                "--entrypoint",
+                command[0],
+                tag,
+                *command[1:],
+                timeout=limit,
+            )
         except subprocess.TimeoutExpired:
             return Started("the probe did not finish", f"{shown} ran longer than {limit:g} s")
         finally:
@@ -606,11 +737,16 @@ def start_check(tag: str, command: list[str] | None = None, timeout: float | Non
                 if code == 0:
                     return Started("", "its command ran and exited 0")
                 logs = docker("logs", "--tail", "5", name, timeout=30)
-                return Started("the container exits with an error",
-                               f"exit {code}: {_tail(logs.stderr or logs.stdout, 3)}")
+                return Started(
+                    "the container exits with an error", f"exit {code}: {_tail(logs.stderr or logs.stdout, 3)}"
+                )
             if health is None:
-                return Started("", "started; not verified further: the image has no HEALTHCHECK and .pipeline.yaml "
-                               "configures no probe for it", verified=False)
+                return Started(
+                    "",
+                    "started; not verified further: the image has no HEALTHCHECK and .pipeline.yaml "
+                    "configures no probe for it",
+                    verified=False,
+                )
             verdict = (state.get("Health") or {}).get("Status", "")
             if verdict == "healthy":
                 return Started("", f"running, and its HEALTHCHECK ({health.shown}) passes")
@@ -618,9 +754,11 @@ def start_check(tag: str, command: list[str] | None = None, timeout: float | Non
                 log = (state.get("Health") or {}).get("Log") or [{}]
                 said = _tail(str(log[-1].get("Output", "")))
                 why = f"exit {log[-1].get('ExitCode')}: {said}" if log[-1] else "no check finished"
-                return Started("the health check fails" if verdict == "unhealthy" else "the health check never "
-                               "reported", f"{health.shown}: {why} (the engine waited up to {health.bound:g} s: "
-                               "the HEALTHCHECK's start period, interval, timeout and retries)")
+                return Started(
+                    "the health check fails" if verdict == "unhealthy" else "the health check never reported",
+                    f"{health.shown}: {why} (the engine waited up to {health.bound:g} s: "
+                    "the HEALTHCHECK's start period, interval, timeout and retries)",
+                )
             time.sleep(min(1.0, health.interval))
     finally:
         docker("rm", "-f", name, timeout=60)
@@ -635,14 +773,19 @@ def remove_labelled(value: str) -> None:
             docker(*remove, *ids, timeout=120)
 
 
-def verify_image(root: Path, ctx: Context, command: list[str] | None = None, timeout: float | None = None,
-                 options: tuple[str, ...] = ()) -> Started:
+def verify_image(
+    root: Path,
+    ctx: Context,
+    command: list[str] | None = None,
+    timeout: float | None = None,
+    options: tuple[str, ...] = (),
+) -> Started:
     """Build ``ctx`` under ``root`` with the layer cache (and compose's ``options``), start it and judge it.
 
     A base image that can't be had is "not verified": nothing was tried. The image and the container
     carry a label unique to this check and are removed afterwards, on an error or Ctrl-C too.
     """
-    from pipelines.docker_optimization.model.dockerfile import signals_deferred
+    from agent_pipelines.pipelines.docker_optimization.model.dockerfile import signals_deferred
 
     why = missing_base(ctx)
     if why:
@@ -658,7 +801,7 @@ def verify_image(root: Path, ctx: Context, command: list[str] | None = None, tim
         found = start_check(tag, command, timeout, token)
         return Started(found.problem, found.detail, found.verified, size, time.perf_counter() - began)
     finally:
-        with signals_deferred():   # a second Ctrl-C waits until the cleanup is done
+        with signals_deferred():  # a second Ctrl-C waits until the cleanup is done
             docker("image", "rm", "-f", tag, timeout=60)
             remove_labelled(token)
 

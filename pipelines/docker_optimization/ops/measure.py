@@ -9,10 +9,10 @@ name, which is the second figure.
 
 from __future__ import annotations
 
-from engine.artifacts import Measurement, Method
-from engine.tree import Tree
-from pipelines.docker_optimization.model.copies import matching, sources
-from pipelines.docker_optimization.model.project import Context, Project
+from agent_pipelines.engine.artifacts import Measurement, Method
+from agent_pipelines.engine.tree import Tree
+from agent_pipelines.pipelines.docker_optimization.model.copies import matching, sources
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project
 
 
 def buildkit_bytes(ctx: Context) -> tuple[int, int]:
@@ -33,8 +33,9 @@ def context_figures(project: Project) -> dict[str, dict[str, int]]:
     for ctx in project.contexts:
         sent = ctx.sent()
         bk_files, bk_bytes = buildkit_bytes(ctx)
-        entry = out.setdefault(ctx.dir, {"files": len(sent), "bytes": sum(sent.values()),
-                                         "buildkit_files": 0, "buildkit_bytes": 0})
+        entry = out.setdefault(
+            ctx.dir, {"files": len(sent), "bytes": sum(sent.values()), "buildkit_files": 0, "buildkit_bytes": 0}
+        )
         entry["buildkit_files"] = max(entry["buildkit_files"], bk_files)
         entry["buildkit_bytes"] = max(entry["buildkit_bytes"], bk_bytes)
     return out
@@ -66,17 +67,38 @@ def measure_contexts(phase: str, base: Tree, head: Tree | None, project=Project)
     """Each context's figures at ``base`` and ``head``; ``project`` loads a tree (the caller's may reuse one)."""
     before = _figures(project(base))
     after = _figures(project(head)) if head is not None else {}
-    how = ("computed: git ls-tree of {trees}, the context's .dockerignore applied with Docker's "
-           "matching rules, sizes summed")
+    how = (
+        "computed: git ls-tree of {trees}, the context's .dockerignore applied with Docker's "
+        "matching rules, sizes summed"
+    )
     out = []
     for ctx_dir in sorted(set(before) | set(after)):
         for key, name, unit in FIGURES:
             b = before.get(ctx_dir, {}).get(key)
             if head is None:
-                out.append(Measurement(name=name, subject=ctx_dir, phase=phase, value=b, unit=unit,
-                                       method=Method.computed, how=how.format(trees=base.label)))
+                out.append(
+                    Measurement(
+                        name=name,
+                        subject=ctx_dir,
+                        phase=phase,
+                        value=b,
+                        unit=unit,
+                        method=Method.computed,
+                        how=how.format(trees=base.label),
+                    )
+                )
             else:
                 a = after.get(ctx_dir, {}).get(key)
-                out.append(Measurement(name=name, subject=ctx_dir, phase=phase, value=a, baseline=b, unit=unit,
-                                       method=Method.computed, how=how.format(trees=f"{base.label} and {head.label}")))
+                out.append(
+                    Measurement(
+                        name=name,
+                        subject=ctx_dir,
+                        phase=phase,
+                        value=a,
+                        baseline=b,
+                        unit=unit,
+                        method=Method.computed,
+                        how=how.format(trees=f"{base.label} and {head.label}"),
+                    )
+                )
     return out

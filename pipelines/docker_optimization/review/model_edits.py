@@ -20,23 +20,38 @@ from __future__ import annotations
 import posixpath
 import re
 
-from pipelines.docker_optimization.model.compose import is_compose_file, load as load_compose
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.project import is_dockerfile
-from pipelines.docker_optimization.rules.process import BAKE_FILES, DEPLOY_SCRIPT, ROLLBACK_SCRIPT, WORKFLOW_PATH
+from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
+from agent_pipelines.pipelines.docker_optimization.model.compose import load as load_compose
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import is_dockerfile
+from agent_pipelines.pipelines.docker_optimization.rules.process import (
+    BAKE_FILES,
+    DEPLOY_SCRIPT,
+    ROLLBACK_SCRIPT,
+    WORKFLOW_PATH,
+)
 
-_INSTALL = re.compile(r"\b(?:apt-get|apt|yum|dnf|microdnf|zypper)\s+(?:-\S+\s+)*install\b(.*?)(?:&&|\|\||;|$)"
-                      r"|\bapk\s+(?:-\S+\s+)*add\b(.*?)(?:&&|\|\||;|$)"
-                      r"|\bpip3?\s+(?:-\S+\s+)*install\b(.*?)(?:&&|\|\||;|$)"
-                      r"|\b(?:npm|pnpm|yarn)\s+(?:-\S+\s+)*(?:install|add|i)\b(.*?)(?:&&|\|\||;|$)", re.DOTALL)
+_INSTALL = re.compile(
+    r"\b(?:apt-get|apt|yum|dnf|microdnf|zypper)\s+(?:-\S+\s+)*install\b(.*?)(?:&&|\|\||;|$)"
+    r"|\bapk\s+(?:-\S+\s+)*add\b(.*?)(?:&&|\|\||;|$)"
+    r"|\bpip3?\s+(?:-\S+\s+)*install\b(.*?)(?:&&|\|\||;|$)"
+    r"|\b(?:npm|pnpm|yarn)\s+(?:-\S+\s+)*(?:install|add|i)\b(.*?)(?:&&|\|\||;|$)",
+    re.DOTALL,
+)
 _VERSION = re.compile(r"(?:==|>=|<=|~=|!=|[=<>@]).*$")
 
 
 def model_may_edit(path: str) -> bool:
     """Whether a model edit may write ``path``: build configuration only, never application code."""
     name = posixpath.basename(path)
-    return (is_dockerfile(path) or name.endswith(".dockerignore") or is_compose_file(path)
-            or name in BAKE_FILES or bool(WORKFLOW_PATH.search(path)) or path in (DEPLOY_SCRIPT, ROLLBACK_SCRIPT))
+    return (
+        is_dockerfile(path)
+        or name.endswith(".dockerignore")
+        or is_compose_file(path)
+        or name in BAKE_FILES
+        or bool(WORKFLOW_PATH.search(path))
+        or path in (DEPLOY_SCRIPT, ROLLBACK_SCRIPT)
+    )
 
 
 def edit_risks(path: str, before: str | None, after: str) -> list[str]:
@@ -49,11 +64,11 @@ def edit_risks(path: str, before: str | None, after: str) -> list[str]:
 
 
 def _dockerfile_risks(before: str, after: str) -> list[str]:
-    from pipelines.docker_optimization.review.validate import instruction_problems
+    from agent_pipelines.pipelines.docker_optimization.review.validate import instruction_problems
 
     old, new = Dockerfile.parse("Dockerfile", before), Dockerfile.parse("Dockerfile", after)
     if new.error or set(instruction_problems(new)) - set(instruction_problems(old)):
-        return []   # broken: the reviewer's parse and instruction gates revert it, saying why
+        return []  # broken: the reviewer's parse and instruction gates revert it, saying why
     risks = []
     users = lambda df: [" ".join(i.value) for i in df.of("USER")]  # noqa: E731
     if users(old) != users(new):

@@ -27,15 +27,15 @@ import shutil
 import subprocess
 import sys
 from functools import lru_cache
-from pipelines.docker_optimization.model.schemas import vendored_schema
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from engine.artifacts import Gate
-from engine.gates import delta_gate
-from engine.tree import DirTree
+from agent_pipelines.engine.artifacts import Gate
+from agent_pipelines.engine.gates import delta_gate
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.schemas import vendored_schema
 
 WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
 _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout://", re.IGNORECASE)
@@ -53,9 +53,17 @@ def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: 
     if before is None or all(g.passed or not g.verified for g in gates):
         return gates
     old = {g.name: g for g in _gates_for(path, before, root)}
-    return [delta_gate(g.name, g.detail.split("; "), old[g.name].detail.split("; ") if g.name in old
-                       and not old[g.name].passed else [], ok=g.detail) if not g.passed and g.verified else g
-            for g in gates]
+    return [
+        delta_gate(
+            g.name,
+            g.detail.split("; "),
+            old[g.name].detail.split("; ") if g.name in old and not old[g.name].passed else [],
+            ok=g.detail,
+        )
+        if not g.passed and g.verified
+        else g
+        for g in gates
+    ]
 
 
 def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
@@ -70,8 +78,26 @@ def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
 
 # -- Dockerfiles -------------------------------------------------------------
 
-INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME",
-                "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+INSTRUCTIONS = {
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "MAINTAINER",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+}
 # The flags the Dockerfile frontend (dockerfile:1 syntax) knows, per instruction; others have none.
 FLAGS = {
     "FROM": {"platform"},
@@ -80,7 +106,7 @@ FLAGS = {
     "ADD": {"chown", "chmod", "link", "keep-git-dir", "checksum", "exclude", "unpack"},
     "HEALTHCHECK": {"interval", "timeout", "start-period", "start-interval", "retries"},
 }
-_IMAGE_REF = re.compile(r"[/:@]|\$")   # a registry path, a tag, a digest, or a build argument
+_IMAGE_REF = re.compile(r"[/:@]|\$")  # a registry path, a tag, a digest, or a build argument
 
 
 def instruction_problems(df) -> list[str]:
@@ -109,8 +135,10 @@ def instruction_problems(df) -> list[str]:
         for ref in ins.flag("from") if ins.cmd == "COPY" else []:
             known = ref.lower() in stages or (ref.isdigit() and int(ref) < len(stages))
             if not known and not _IMAGE_REF.search(ref):
-                problems.append(f"COPY --from={ref} names no earlier stage; an image must be named with a tag, "
-                                f"digest or registry ({ref}:<tag>)")
+                problems.append(
+                    f"COPY --from={ref} names no earlier stage; an image must be named with a tag, "
+                    f"digest or registry ({ref}:<tag>)"
+                )
         if ins.cmd == "FROM":
             stages.append(ins.value[2].lower() if len(ins.value) == 3 else f"#{len(stages)}")
     return problems
@@ -124,8 +152,8 @@ def same_meaning(path: str, before: str | None, after: str | None) -> bool:
     """
     if before is None or after is None:
         return before == after
-    from pipelines.docker_optimization.model.dockerfile import Dockerfile
-    from pipelines.docker_optimization.model.project import is_dockerfile
+    from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+    from agent_pipelines.pipelines.docker_optimization.model.project import is_dockerfile
 
     if is_dockerfile(path):
         old, new = Dockerfile.parse(path, before), Dockerfile.parse(path, after)
@@ -134,7 +162,7 @@ def same_meaning(path: str, before: str | None, after: str | None) -> bool:
         meaning = lambda df: [(i.cmd, i.flags, i.value, i.json) for i in df.instructions]  # noqa: E731
         return meaning(old) == meaning(new)
     if path.endswith((".yml", ".yaml")):
-        import yaml   # libyaml when built with it: a compose file per review, read fast
+        import yaml  # libyaml when built with it: a compose file per review, read fast
 
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         try:
@@ -178,9 +206,9 @@ def _interpolation_error(text: str) -> str:
         if text[i] != "$":
             i += 1
             continue
-        nxt = text[i + 1: i + 2]
+        nxt = text[i + 1 : i + 2]
         if nxt == "$" or nxt == "" or (nxt != "{" and not _VAR.match(nxt)):
-            i += 2   # "$$", a trailing "$" or "$ " stay literal
+            i += 2  # "$$", a trailing "$" or "$ " stay literal
             continue
         if nxt != "{":
             i += 1
@@ -191,16 +219,16 @@ def _interpolation_error(text: str) -> str:
             j += 1
         if depth:
             return "unterminated ${"
-        inner = text[i + 2: j - 1]
+        inner = text[i + 2 : j - 1]
         name = _VAR.match(inner)
         if name is None:
             return f"invalid interpolation ${{{inner}}}"
-        rest = inner[name.end():]
+        rest = inner[name.end() :]
         if rest and not rest.startswith(_OPERATORS):
             return f"invalid interpolation ${{{inner}}}"
         if rest:
             op = next(o for o in _OPERATORS if rest.startswith(o))
-            nested = _interpolation_error(rest[len(op):])
+            nested = _interpolation_error(rest[len(op) :])
             if nested:
                 return nested
         i = j
@@ -208,6 +236,7 @@ def _interpolation_error(text: str) -> str:
 
 
 # -- bake files ---------------------------------------------------------------
+
 
 def parse_bake(text: str) -> dict:
     """A bake file as plain data: {"target": {name: attrs}, "group": {...}, "variable": {...}}.
@@ -246,25 +275,41 @@ def bake_gates(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
         return [Gate(name=f"{path} parses (HCL)", passed=False, detail=str(err))]
     targets = data.get("target", {})
     groups = data.get("group", {})
-    gates = [Gate(name=f"{path} parses (HCL)", passed=True,
-                  detail=f"{len(targets)} targets, {len(groups)} groups")]
+    gates = [Gate(name=f"{path} parses (HCL)", passed=True, detail=f"{len(targets)} targets, {len(groups)} groups")]
     unknown = []
     for group, attrs in sorted(groups.items()):
-        unknown += [f"group {group} lists {t}" for t in attrs.get("targets") or []
-                    if isinstance(t, str) and t not in targets and t not in groups]
+        unknown += [
+            f"group {group} lists {t}"
+            for t in attrs.get("targets") or []
+            if isinstance(t, str) and t not in targets and t not in groups
+        ]
     for name, attrs in sorted(targets.items()):
         contexts = attrs.get("contexts") if isinstance(attrs.get("contexts"), dict) else {}
-        unknown += [f"target {name} context {k} = {v}" for k, v in sorted(contexts.items())
-                    if isinstance(v, str) and v.startswith("target:") and v[len("target:"):] not in targets]
-    gates.append(Gate(name=f"{path}: groups and target: contexts name targets of the file", passed=not unknown,
-                      detail="unknown: " + "; ".join(unknown[:_SHOWN]) if unknown else "all resolve"))
+        unknown += [
+            f"target {name} context {k} = {v}"
+            for k, v in sorted(contexts.items())
+            if isinstance(v, str) and v.startswith("target:") and v[len("target:") :] not in targets
+        ]
+    gates.append(
+        Gate(
+            name=f"{path}: groups and target: contexts name targets of the file",
+            passed=not unknown,
+            detail="unknown: " + "; ".join(unknown[:_SHOWN]) if unknown else "all resolve",
+        )
+    )
     if root is not None:
         tree = root if isinstance(root, DirTree) else DirTree(Path(root))
         missing = _missing_paths(path, targets, tree.root)
-        gates.append(Gate(name=f"{path}: every target's context and Dockerfile exist", passed=not missing,
-                          detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked"))
-        gates.append(copy_sources_gate(path, targets, tree,
-                                       skip={m.split(":", 1)[0][len("target "):] for m in missing}))
+        gates.append(
+            Gate(
+                name=f"{path}: every target's context and Dockerfile exist",
+                passed=not missing,
+                detail="; ".join(missing[:_SHOWN]) if missing else f"{len(targets)} targets checked",
+            )
+        )
+        gates.append(
+            copy_sources_gate(path, targets, tree, skip={m.split(":", 1)[0][len("target ") :] for m in missing})
+        )
     return gates
 
 
@@ -284,8 +329,8 @@ def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: 
     exist in the build context ."), so ``gates_for`` can tell the ones the
     change brought from those the parent's bake file already had.
     """
-    from pipelines.docker_optimization.generate.targets import build_problems
-    from pipelines.docker_optimization.model.project import Project
+    from agent_pipelines.pipelines.docker_optimization.generate.targets import build_problems
+    from agent_pipelines.pipelines.docker_optimization.model.project import Project
 
     name = f"{path}: every target's COPY/ADD sources are sent by its context"
     project = Project(tree)
@@ -295,8 +340,11 @@ def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: 
         if where is not None:
             problems += [f"target {target}: {why}" for why in build_problems(project, *where, lines=False)]
     # every problem is listed: gates_for compares them one by one with the parent's
-    return Gate(name=name, passed=not problems, detail="; ".join(problems) if problems
-                else f"{len(targets) - len(skip)} targets checked")
+    return Gate(
+        name=name,
+        passed=not problems,
+        detail="; ".join(problems) if problems else f"{len(targets) - len(skip)} targets checked",
+    )
 
 
 def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:
@@ -317,6 +365,7 @@ def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]
 
 
 # -- GitHub workflows ---------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def workflow_schema() -> dict:
@@ -342,17 +391,23 @@ def workflow_errors(data: object) -> list[str]:
 
 def workflow_gates(path: str, text: str) -> list[Gate]:
     try:
-        data = YAML(typ="safe").load(text)   # YAML 1.2: `on:` stays the string "on"
+        data = YAML(typ="safe").load(text)  # YAML 1.2: `on:` stays the string "on"
     except YAMLError as err:
         return [Gate(name=f"{path} parses (YAML)", passed=False, detail=" ".join(str(err).split()))]
     gates = [Gate(name=f"{path} parses (YAML)", passed=True)]
     errors = workflow_errors(data)
-    gates.append(Gate(name=f"{path} valid against the GitHub workflow schema", passed=not errors,
-                      detail="; ".join(errors[:_SHOWN])))
+    gates.append(
+        Gate(
+            name=f"{path} valid against the GitHub workflow schema",
+            passed=not errors,
+            detail="; ".join(errors[:_SHOWN]),
+        )
+    )
     return gates
 
 
 # -- shell scripts ------------------------------------------------------------
+
 
 def shellcheck_binary() -> str | None:
     beside = Path(sys.executable).parent / "shellcheck"
@@ -374,13 +429,22 @@ def shellcheck_findings(text: str) -> list[str]:
 
 def shell_gates(path: str, text: str) -> list[Gate]:
     proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True)
-    gates = [Gate(name=f"{path} parses (bash -n)", passed=proc.returncode == 0,
-                  detail=" ".join(proc.stderr.split())[:300])]
+    gates = [
+        Gate(name=f"{path} parses (bash -n)", passed=proc.returncode == 0, detail=" ".join(proc.stderr.split())[:300])
+    ]
     try:
         found = shellcheck_findings(text)
-    except OSError as err:   # the check could not run: not a pass, not a revert
-        return gates + [Gate(name=f"{path} shellcheck-clean (-S style)", passed=False, verified=False,
-                             detail=f"not verified: {err}")]
-    gates.append(Gate(name=f"{path} shellcheck-clean (-S style)", passed=not found,
-                      detail="; ".join(found[:_SHOWN]) if found else "no findings"))
+    except OSError as err:  # the check could not run: not a pass, not a revert
+        return gates + [
+            Gate(
+                name=f"{path} shellcheck-clean (-S style)", passed=False, verified=False, detail=f"not verified: {err}"
+            )
+        ]
+    gates.append(
+        Gate(
+            name=f"{path} shellcheck-clean (-S style)",
+            passed=not found,
+            detail="; ".join(found[:_SHOWN]) if found else "no findings",
+        )
+    )
     return gates

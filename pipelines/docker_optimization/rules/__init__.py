@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from engine.lint import Fix as _KitFix
-from engine.lint import Hit, Rule, RulePack, rule
+from agent_pipelines.engine.lint import Fix as _KitFix
+from agent_pipelines.engine.lint import Hit, Rule, RulePack, rule
 
 __all__ = ["Fix", "Hit", "Rule", "rule", "pack", "load_all", "DEFAULT_READS", "MODULES"]
 
@@ -30,8 +30,13 @@ __all__ = ["Fix", "Hit", "Rule", "rule", "pack", "load_all", "DEFAULT_READS", "M
 # "dockerfiles", "composes", "dockerignores" (any file of that kind), "contexts" (which contexts
 # exist: directories, Dockerfiles, services, ignore file paths), "tree" (anything). Any other word
 # is a path pattern (fnmatch; without a "/" it matches the file name at any depth): ".gitignore".
-DEFAULT_READS = {"dockerfile": ("dockerfile",), "context": ("context",), "service": ("compose",),
-                 "compose": ("compose",), "project": ("tree",)}
+DEFAULT_READS = {
+    "dockerfile": ("dockerfile",),
+    "context": ("context",),
+    "service": ("compose",),
+    "compose": ("compose",),
+    "project": ("tree",),
+}
 
 
 @dataclass(eq=False)
@@ -44,9 +49,26 @@ class Fix(_KitFix):
 # Every module that declares rules (and their fixes), in the order they run. The pack refuses a
 # module that declares none, so one that is emptied or renamed can't silently stop running.
 MODULES = (
-    "input", "cache", "security_secrets", "context", "context_copies", "context_git", "compose", "compose_health",
-    "compose_build", "layers", "layers_runs", "layers_chown", "process", "reliability", "reliability_images",
-    "security", "security_host", "size", "size_lockfiles", "multistage",
+    "input",
+    "cache",
+    "security_secrets",
+    "context",
+    "context_copies",
+    "context_git",
+    "compose",
+    "compose_health",
+    "compose_build",
+    "layers",
+    "layers_runs",
+    "layers_chown",
+    "process",
+    "reliability",
+    "reliability_images",
+    "security",
+    "security_host",
+    "size",
+    "size_lockfiles",
+    "multistage",
 )
 
 
@@ -61,11 +83,12 @@ def rules_doc_uri(code: str) -> str:
 @lru_cache(maxsize=1)
 def pack() -> RulePack:
     """The pipeline's rules, checked: codes unique, phases real, every referenced fix implemented."""
-    from pipelines.docker_optimization import PIPELINE
+    from agent_pipelines.pipelines.docker_optimization import PIPELINE
 
-    modules = [importlib.import_module(f"pipelines.docker_optimization.rules.{name}") for name in MODULES]
-    return RulePack(PIPELINE.name, modules, phases=[p.name for p in PIPELINE.phases], targets=DEFAULT_READS,
-                    help_uri=rules_doc_uri)
+    modules = [importlib.import_module(f".{name}", __name__) for name in MODULES]
+    return RulePack(
+        PIPELINE.name, modules, phases=[p.name for p in PIPELINE.phases], targets=DEFAULT_READS, help_uri=rules_doc_uri
+    )
 
 
 def load_all() -> dict[str, Rule]:

@@ -45,22 +45,41 @@ Decisions, so the rules, the fixes and the size family agree:
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Fix, Hit, rule, load_all
-from pipelines.docker_optimization.fixes import dockerfile_of
-from pipelines.docker_optimization.fixes.edit import replace_lines
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.cache_mounts import (
-    APK, APK_ADD, APK_UPDATED, HOOK, PIP, PIP_INSTALL, W0, Cache, Defeat, Run, apt_problems, cache_mounts, cache_runs,
-    covers, defeats, missing, preceding, cache_dir, run_of, target_of,
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes import dockerfile_of
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import replace_lines
+from agent_pipelines.pipelines.docker_optimization.model.cache_mounts import (
+    APK,
+    APK_ADD,
+    APK_UPDATED,
+    HOOK,
+    PIP,
+    PIP_INSTALL,
+    W0,
+    Cache,
+    Defeat,
+    Run,
+    apt_problems,
+    cache_dir,
+    cache_mounts,
+    cache_runs,
+    covers,
+    defeats,
+    missing,
+    preceding,
+    run_of,
+    target_of,
 )
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, load_all, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 CACHE_MOUNTS_FIX = Fix("cache-mounts")
 CACHE_REPAIR_FIX = Fix("cache-repair")
@@ -75,18 +94,32 @@ def _missing_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
         for manager, caches in missing(run, mount_targets(run)):
             if manager.code == code:
                 where = ", ".join(path for _, path in caches)
-                yield Hit(run.ins.start_line, f"{manager.name} without a cache mount on {where}: packages are "
-                                              "downloaded again on every rebuild", run.ins.original, run.ins.end_line)
+                yield Hit(
+                    run.ins.start_line,
+                    f"{manager.name} without a cache mount on {where}: packages are downloaded again on every rebuild",
+                    run.ins.original,
+                    run.ins.end_line,
+                )
 
 
 def _defeat_hits(df: Dockerfile, code: str) -> Iterable[Hit]:
     for run in cache_runs(df):
-        for message in dict.fromkeys(d.message for d in defeats(run, run.text, 0, mount_targets(run)) if d.code == code):
+        for message in dict.fromkeys(
+            d.message for d in defeats(run, run.text, 0, mount_targets(run)) if d.code == code
+        ):
             yield Hit(run.ins.start_line, message, run.ins.original, run.ins.end_line)
 
 
-@rule("CA001", "pip-install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CA001",
+    "pip-install-without-cache-mount",
+    Category.performance,
+    Severity.warning,
+    "dockerfile",
+    fix=CACHE_MOUNTS_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """`pip install` runs without a BuildKit cache mount for pip's cache.
 
@@ -111,8 +144,16 @@ def pip_install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     return _missing_hits(df, "CA001")
 
 
-@rule("CA002", "cache-mount-defeated", Category.performance, Severity.warning, "dockerfile",
-      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CA002",
+    "cache-mount-defeated",
+    Category.performance,
+    Severity.warning,
+    "dockerfile",
+    fix=CACHE_REPAIR_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a pip cache mount and also `--no-cache-dir`, so the mount caches nothing.
 
@@ -134,8 +175,16 @@ def cache_mount_defeated(df: Dockerfile) -> Iterable[Hit]:
     return _defeat_hits(df, "CA002")
 
 
-@rule("CA003", "install-without-cache-mount", Category.performance, Severity.warning, "dockerfile",
-      fix=CACHE_MOUNTS_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CA003",
+    "install-without-cache-mount",
+    Category.performance,
+    Severity.warning,
+    "dockerfile",
+    fix=CACHE_MOUNTS_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     """A package install runs without a BuildKit cache mount for its package manager's cache.
 
@@ -183,8 +232,16 @@ def install_without_cache_mount(df: Dockerfile) -> Iterable[Hit]:
     return _missing_hits(df, "CA003")
 
 
-@rule("CA004", "cache-mount-bypassed", Category.performance, Severity.warning, "dockerfile",
-      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CA004",
+    "cache-mount-bypassed",
+    Category.performance,
+    Severity.warning,
+    "dockerfile",
+    fix=CACHE_REPAIR_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
     """A RUN has a cache mount and also empties or bypasses it.
 
@@ -219,8 +276,16 @@ def cache_mount_bypassed(df: Dockerfile) -> Iterable[Hit]:
     return _defeat_hits(df, "CA004")
 
 
-@rule("CA005", "apt-cache-mount-unlocked-or-emptied", Category.reliability, Severity.warning, "dockerfile",
-      fix=CACHE_REPAIR_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CA005",
+    "apt-cache-mount-unlocked-or-emptied",
+    Category.reliability,
+    Severity.warning,
+    "dockerfile",
+    fix=CACHE_REPAIR_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def apt_cache_mount_unlocked_or_emptied(df: Dockerfile) -> Iterable[Hit]:
     """An apt cache mount lacks `sharing=locked`, or docker-clean keeps it empty.
 
@@ -274,7 +339,7 @@ _BLANKS = re.compile(r"[ \t]*")
 _CONTINUATION_AT = re.compile(r"\\[ \t]*\r?\n")
 _ESCAPE_DIRECTIVE = re.compile(r"^#\s*escape\s*=\s*`", re.IGNORECASE | re.MULTILINE)
 
-Edit = tuple[int, int, str]   # (start, end, replacement) in an instruction's source
+Edit = tuple[int, int, str]  # (start, end, replacement) in an instruction's source
 
 
 def _skip(pattern: re.Pattern[str], text: str, pos: int) -> int:
@@ -339,7 +404,7 @@ class Source:
             return s, e, defeat.replacement
         if defeat.action == "token":
             before = _back(self.text, s)
-            if before < self.head:   # it starts the command: take the blanks after it instead
+            if before < self.head:  # it starts the command: take the blanks after it instead
                 return s, _skip(_GAP_AFTER, self.text, e), ""
             return before, e, ""
         before = _back(self.text, s)
@@ -352,15 +417,17 @@ class Source:
             line_start = self.text.rfind("\n", 0, s) + 1
             continued = _CONTINUATION_AT.match(self.text, end)
             if continued and not self.text[line_start:s].strip():
-                return line_start, continued.end(), ""   # the line held only this command: it goes whole
+                return line_start, continued.end(), ""  # the line held only this command: it goes whole
             return s, end, ""
-        raise Declined(f"line {self.ins.start_line}: can't remove `{self.text[s:e].strip()}` "
-                       "without changing what else the command does")
+        raise Declined(
+            f"line {self.ins.start_line}: can't remove `{self.text[s:e].strip()}` "
+            "without changing what else the command does"
+        )
 
     def apply(self, edits: list[Edit]) -> list[str]:
         text = self.raw
         last = len(text) + 1
-        unique = list(dict.fromkeys(edits))   # at one position, the earlier edit's text comes first
+        unique = list(dict.fromkeys(edits))  # at one position, the earlier edit's text comes first
         for _, (start, end, new) in sorted(enumerate(unique), key=lambda x: (x[1][0], x[1][1], x[0]), reverse=True):
             if end > last:
                 raise Declined(f"line {self.ins.start_line}: the edits overlap; left for a person")
@@ -384,13 +451,17 @@ def _plan_run(df: Dockerfile, run: Run, add: list[tuple[Cache, str]], repair: bo
     """
     ins = run.ins
     if add and not run.root:
-        raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: its caches are not under /root "
-                       "and a cache mount is root-owned; left for a person")
+        raise Declined(
+            f"line {ins.start_line} runs as {df.user_at(ins)}: its caches are not under /root "
+            "and a cache mount is root-owned; left for a person"
+        )
     mounts = cache_mounts(ins)
     before = [target_of(o) for _, o in mounts]
     after = before + [path for _, path in add]
-    new_mounts = [(mount_flag(c, p), {"type": "cache", "target": p, **({"sharing": "locked"} if c.locked else {})})
-                  for c, p in add]
+    new_mounts = [
+        (mount_flag(c, p), {"type": "cache", "target": p, **({"sharing": "locked"} if c.locked else {})})
+        for c, p in add
+    ]
     problems = apt_problems(run, mounts + new_mounts)
     if not repair:
         problems = [p for p in problems if p not in apt_problems(run, mounts)]
@@ -403,14 +474,23 @@ def _plan_run(df: Dockerfile, run: Run, add: list[tuple[Cache, str]], repair: bo
     spans = [d for d in found if d.action != "env"]
     hook = any(not p.flag for p in problems)
     # the apk mount starts empty: apk must fetch its index (a replaced --no-cache already says so)
-    update_apk = (any(c is APK for c, _ in add) and not APK_UPDATED.search(text, pos)
-                  and not any(d.action == "replace" for d in spans))
+    update_apk = (
+        any(c is APK for c, _ in add)
+        and not APK_UPDATED.search(text, pos)
+        and not any(d.action == "replace" for d in spans)
+    )
     if scripted and (spans or hook or update_apk):
         form = "a heredoc" if run.heredoc else "an exec-form (JSON)"
-        what = (f"remove {HOOK}" if hook else "add --update-cache to apk add" if update_apk
-                else "remove " + "; ".join(d.message for d in spans))
-        raise Declined(f"line {ins.start_line} is {form} RUN: its script is not edited automatically ({what}); "
-                       "left for a person")
+        what = (
+            f"remove {HOOK}"
+            if hook
+            else "add --update-cache to apk add"
+            if update_apk
+            else "remove " + "; ".join(d.message for d in spans)
+        )
+        raise Declined(
+            f"line {ins.start_line} is {form} RUN: its script is not edited automatically ({what}); left for a person"
+        )
     if hook and not run.root:
         raise Declined(f"line {ins.start_line} runs as {df.user_at(ins)}: it can't remove {HOOK}; left for a person")
     source = source or Source(df, ins)
@@ -441,16 +521,18 @@ def _env_edit(df: Dockerfile, env: Instruction, covered: dict[int, list[str]]) -
         if env in _pip_envs(df, ins) and PIP_INSTALL.search(run.text):
             path = cache_dir(PIP, run)
             if not path or not any(covers(t, path) for t in covered[ins.start_line]):
-                raise Declined(f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
-                               f"line {ins.start_line}, which has no pip cache mount; left for a person")
+                raise Declined(
+                    f"ENV PIP_NO_CACHE_DIR at line {env.start_line} also governs the pip install at "
+                    f"line {ins.start_line}, which has no pip cache mount; left for a person"
+                )
     if len(env.value) == 2:
         return env.start_line, env.end_line, []
-    text = "".join(df.lines[env.start_line - 1: env.end_line])
+    text = "".join(df.lines[env.start_line - 1 : env.end_line])
     masked = _COMMENT_LINES.sub(lambda m: " " * len(m.group()), text)
     m = re.search(r"(?<![^\s])PIP_NO_CACHE_DIR=(?:\"[^\"]*\"|'[^']*'|\S*)", masked)
     if m is None:
         raise Declined(f"line {env.start_line}: can't find PIP_NO_CACHE_DIR as written")
-    text = text[:_back(masked, m.start())] + text[m.end():]
+    text = text[: _back(masked, m.start())] + text[m.end() :]
     return env.start_line, env.end_line, text.splitlines(keepends=True)
 
 
@@ -500,8 +582,9 @@ def add_cache_mounts(project: Project, task: Task, design: Design) -> dict[str, 
         if add:
             plans[ins.start_line] = (run, list(dict.fromkeys(add)), False)
     if not plans:
-        raise AlreadyResolved(f"every package install in {task.file} has its cache mounts: "
-                              "an earlier change added them")
+        raise AlreadyResolved(
+            f"every package install in {task.file} has its cache mounts: an earlier change added them"
+        )
     return {task.file: _rewrite(df, task, plans)}
 
 

@@ -7,29 +7,32 @@ CO007, CO008, CO010) in ``compose_build.py``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
+
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.tokens import CommentToken
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
-from pipelines.docker_optimization.model import variants
-from pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile, RoundTrip
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization import policy
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization import policy
+from agent_pipelines.pipelines.docker_optimization.model import variants
+from agent_pipelines.pipelines.docker_optimization.model.compose import BuildSpec, ComposeFile, RoundTrip
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 COMPOSE_CPU_FIX = Fix("compose-cpu")
 
 HEALTHY = "service_healthy"
 COMPLETED = "service_completed_successfully"
 # Log drivers that rotate by default (local) or don't keep the logs on the host's disk.
-LOG_DRIVERS_BOUNDED = frozenset({"local", "none", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk",
-                                 "etwlogs", "gcplogs", "logentries"})
+LOG_DRIVERS_BOUNDED = frozenset(
+    {"local", "none", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "etwlogs", "gcplogs", "logentries"}
+)
 # A registry host is the first path component of a reference when it has a "." or ":" or is localhost.
 _REGISTRY_HOST = re.compile(r"^(?:localhost|[^/]*[.:][^/]*)/")
 
@@ -62,7 +65,7 @@ def _build_of(compose: ComposeFile, name: str) -> BuildSpec | None:
 class Dependency:
     service: str
     on: str
-    condition: str      # "" for the short syntax (which means service_started)
+    condition: str  # "" for the short syntax (which means service_started)
     line: int
 
 
@@ -79,12 +82,21 @@ def dependencies(compose: ComposeFile, name: str) -> list[Dependency]:
 
     if isinstance(deps, list):
         return [Dependency(name, str(d), "", line(i)) for i, d in enumerate(deps)]
-    return [Dependency(name, str(d), str(_mapping(v).get("condition") or ""), line(d))
-            for d, v in _mapping(deps).items()]
+    return [
+        Dependency(name, str(d), str(_mapping(v).get("condition") or ""), line(d)) for d, v in _mapping(deps).items()
+    ]
 
 
-@rule("CO001", "service-without-cpu-limit", Category.reliability, Severity.warning, "service",
-      fix=COMPOSE_CPU_FIX, safety=Applicability.unsafe, phase="compose")
+@rule(
+    "CO001",
+    "service-without-cpu-limit",
+    Category.reliability,
+    Severity.warning,
+    "service",
+    fix=COMPOSE_CPU_FIX,
+    safety=Applicability.unsafe,
+    phase="compose",
+)
 def service_without_cpu_limit(svc) -> Iterable[Hit]:
     """A compose service has no CPU limit.
 
@@ -130,7 +142,7 @@ def service_without_cpu_limit(svc) -> Iterable[Hit]:
     machine running this tool are never used: they say nothing about where
     the service runs.
     """
-    data = svc.effective   # a variant file's patch gets its limits from the service it patches
+    data = svc.effective  # a variant file's patch gets its limits from the service it patches
     if "cpus" in data or "cpus" in limits(data):
         return
     yield Hit(svc.line, f"service {svc.name} has no CPU limit", f"{svc.name}:")
@@ -237,8 +249,11 @@ def service_without_log_rotation(svc) -> Iterable[Hit]:
         return
     if "max-size" in _mapping(logging.get("options")):
         return
-    yield Hit(svc.line, f"service {svc.name} logs to json-file without max-size: its logs grow until the disk is full",
-              f"{svc.name}: logging")
+    yield Hit(
+        svc.line,
+        f"service {svc.name} logs to json-file without max-size: its logs grow until the disk is full",
+        f"{svc.name}: logging",
+    )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -272,7 +287,7 @@ def _last_slot(node: object) -> tuple[object, object] | None:
     return slot
 
 
-def _token(slot: tuple[Any, object]):   # (a ruamel container, a key in it)
+def _token(slot: tuple[Any, object]):  # (a ruamel container, a key in it)
     container, key = slot
     entry = container.ca.items.get(key)
     position = 2 if isinstance(container, CommentedMap) else 0
@@ -336,8 +351,10 @@ def _describe(planned: list[tuple[str, dict, policy.CpuValues | None]]) -> str:
     said = []
     for name, _, values in planned:
         if values is None:
-            said.append(f"{name}: left alone (no policy.services.{name}.cpus in .pipeline.yaml and no memory "
-                        "limit to derive one from)")
+            said.append(
+                f"{name}: left alone (no policy.services.{name}.cpus in .pipeline.yaml and no memory "
+                "limit to derive one from)"
+            )
         else:
             reservation = f", reservation {values.reservation}" if values.reservation else ""
             said.append(f"{name}: cpus {values.limit}{reservation} ({values.why})")
@@ -352,8 +369,11 @@ def assess_cpu(project: Project, file: str) -> tuple[bool, str]:
     return safe, f"CPU limits to write ({how}): {_describe(planned)}."
 
 
-@COMPOSE_CPU_FIX.applies("Set CPU limits and reservations for the services in {file}",
-     compose_keys=(("services", "*", "deploy", "resources"), ("services", "*", "deploy")), assess=assess_cpu)
+@COMPOSE_CPU_FIX.applies(
+    "Set CPU limits and reservations for the services in {file}",
+    compose_keys=(("services", "*", "deploy", "resources"), ("services", "*", "deploy")),
+    assess=assess_cpu,
+)
 def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, str]:
     doc = RoundTrip(project.text(task.file) or "")
     services = doc.data.get("services") or {}
@@ -361,12 +381,15 @@ def add_cpu_limits(project: Project, task: Task, design: Design) -> dict[str, st
     if not planned:
         raise AlreadyResolved(f"every service in {task.file} has a CPU limit: an earlier change resolved it")
     # A safe task writes only configured values (the policy may have changed since it was planned).
-    usable = [(n, v) for n, _, v in planned
-              if v is not None and (v.configured or task.applicability is Applicability.unsafe)]
+    usable = [
+        (n, v) for n, _, v in planned if v is not None and (v.configured or task.applicability is Applicability.unsafe)
+    ]
     if not usable:
-        raise Declined(f"no CPU limit to write in {task.file} without inventing one: {_describe(planned)}",
-                       "set policy.services.<name>.cpus in .pipeline.yaml (or run with --unsafe-fixes to derive "
-                       "them from memory limits)")
+        raise Declined(
+            f"no CPU limit to write in {task.file} without inventing one: {_describe(planned)}",
+            "set policy.services.<name>.cpus in .pipeline.yaml (or run with --unsafe-fixes to derive "
+            "them from memory limits)",
+        )
     for name, values in usable:
         svc = services[name] if name in services else next(v for k, v in services.items() if str(k) == name)
         trailer = detach_trailer(svc)

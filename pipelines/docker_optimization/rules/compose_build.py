@@ -3,16 +3,16 @@ schema, and builds compose can't resolve."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.model import compose as compose_mod
-from pipelines.docker_optimization.model.compose import ComposeFile
-from pipelines.docker_optimization.model.copies import problems
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.context_copies import built_from, readable_ignore
-from pipelines.docker_optimization.rules.compose import _REGISTRY_HOST, _line, _mapping
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model import compose as compose_mod
+from agent_pipelines.pipelines.docker_optimization.model.compose import ComposeFile
+from agent_pipelines.pipelines.docker_optimization.model.copies import problems
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.compose import _REGISTRY_HOST, _line, _mapping
+from agent_pipelines.pipelines.docker_optimization.rules.context_copies import built_from, readable_ignore
 
 # -- build caches --------------------------------------------------------------------------
 
@@ -24,8 +24,12 @@ def _with_tag(ref: str) -> str:
 
 def built_images(project: Project) -> set[str]:
     """``image:`` names of services that also ``build:`` (compose tags the build with them)."""
-    return {_with_tag(str(svc["image"])) for c in project.composes for svc in c.services.values()
-            if isinstance(svc, dict) and "build" in svc and svc.get("image")}
+    return {
+        _with_tag(str(svc["image"]))
+        for c in project.composes
+        for svc in c.services.values()
+        if isinstance(svc, dict) and "build" in svc and svc.get("image")
+    }
 
 
 def is_registry_cache(entry: str) -> bool:
@@ -34,8 +38,7 @@ def is_registry_cache(entry: str) -> bool:
     return entry.startswith("type=") or "," in entry or bool(_REGISTRY_HOST.match(entry))
 
 
-@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project",
-      reads=("composes",))
+@rule("CO006", "cache-from-unknown-image", Category.performance, Severity.warning, "project", reads=("composes",))
 def cache_from_unknown_image(project: Project) -> Iterable[Hit]:
     """`build.cache_from` names an image nothing in the repository builds.
 
@@ -70,10 +73,13 @@ def cache_from_unknown_image(project: Project) -> Iterable[Hit]:
                 ref = str(entry).strip()
                 if not ref or "$" in ref or is_registry_cache(ref) or _with_tag(ref) in images:
                     continue
-                yield Hit(_line(entries, index, compose.line_of(str(name))),
-                          f"service {name} takes its build cache from {ref}, which no service here builds and "
-                          "no registry is named for: the cache is likely missing", f"{name}: cache_from {ref}",
-                          file=compose.path)
+                yield Hit(
+                    _line(entries, index, compose.line_of(str(name))),
+                    f"service {name} takes its build cache from {ref}, which no service here builds and "
+                    "no registry is named for: the cache is likely missing",
+                    f"{name}: cache_from {ref}",
+                    file=compose.path,
+                )
 
 
 # -- contexts and schema -------------------------------------------------------------------
@@ -112,10 +118,14 @@ def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
             source, why = broken[ctx.dir][0]
             elsewhere = f"; it builds from {', '.join(working)}" if working else ""
             more = f" (and {len(broken[ctx.dir]) - 1} more)" if len(broken[ctx.dir]) > 1 else ""
-            for build in ctx.builds:   # at the compose file that wrote the build (an override, an included file...)
-                yield Hit(build.line, f"service {build.service} builds {dockerfile} from context {ctx.dir}, "
-                                      f"where line {source.ins.start_line} breaks: {why}{more}{elsewhere}",
-                          f"{build.service}: {source.ins.original}", file=build.file)
+            for build in ctx.builds:  # at the compose file that wrote the build (an override, an included file...)
+                yield Hit(
+                    build.line,
+                    f"service {build.service} builds {dockerfile} from context {ctx.dir}, "
+                    f"where line {source.ins.start_line} breaks: {why}{more}{elsewhere}",
+                    f"{build.service}: {source.ins.original}",
+                    file=build.file,
+                )
 
 
 @rule("CO008", "compose-schema-violation", Category.correctness, Severity.error, "compose", heavy=True)

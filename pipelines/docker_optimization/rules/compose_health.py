@@ -6,18 +6,19 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.model.compose import ComposeFile, RoundTrip
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.image_tools import tools_in_final_stage
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.compose import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model.compose import ComposeFile, RoundTrip
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.image_tools import tools_in_final_stage
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.compose import (
     HEALTHY,
     Dependency,
     _build_of,
@@ -31,18 +32,57 @@ from pipelines.docker_optimization.rules.compose import (
 )
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 COMPOSE_HEALTHY_DEPS_FIX = Fix("compose-healthy-deps")
 
 # A healthcheck's shell command split into simple commands; the words that are not programs.
 _SHELL_SPLIT = re.compile(r"&&|\|\||[;|&()]|\bthen\b|\bdo\b|\belse\b")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-SHELL_BUILTINS = frozenset({
-    "exit", "true", "false", "test", "[", "[[", "echo", "printf", "cd", "export", "set", "exec", "if", "fi",
-    "then", "else", "elif", "while", "until", "for", "done", "case", "esac", "!", "{", "}", "read", "return",
-    "kill", "wait", ":", ".", "source", "command", "type", "ulimit", "umask", "eval", "shift", "local",
-})
+SHELL_BUILTINS = frozenset(
+    {
+        "exit",
+        "true",
+        "false",
+        "test",
+        "[",
+        "[[",
+        "echo",
+        "printf",
+        "cd",
+        "export",
+        "set",
+        "exec",
+        "if",
+        "fi",
+        "then",
+        "else",
+        "elif",
+        "while",
+        "until",
+        "for",
+        "done",
+        "case",
+        "esac",
+        "!",
+        "{",
+        "}",
+        "read",
+        "return",
+        "kill",
+        "wait",
+        ":",
+        ".",
+        "source",
+        "command",
+        "type",
+        "ulimit",
+        "umask",
+        "eval",
+        "shift",
+        "local",
+    }
+)
 
 
 # -- health --------------------------------------------------------------------------------
@@ -93,15 +133,26 @@ def unhealthy_waits(project: Project, compose: ComposeFile) -> list[Dependency]:
     found = []
     for name in compose.services:
         for dep in dependencies(compose, str(name)):
-            if dep.condition in ("", "service_started") and dep.on in compose.services \
-                    and has_healthcheck(project, compose, dep.on):
+            if (
+                dep.condition in ("", "service_started")
+                and dep.on in compose.services
+                and has_healthcheck(project, compose, dep.on)
+            ):
                 found.append(dep)
     return found
 
 
-@rule("CO003", "depends-on-without-healthy-condition", Category.reliability, Severity.warning, "project",
-      reads=("composes", "dockerfiles"),
-      fix=COMPOSE_HEALTHY_DEPS_FIX, safety=Applicability.unsafe, phase="compose")
+@rule(
+    "CO003",
+    "depends-on-without-healthy-condition",
+    Category.reliability,
+    Severity.warning,
+    "project",
+    reads=("composes", "dockerfiles"),
+    fix=COMPOSE_HEALTHY_DEPS_FIX,
+    safety=Applicability.unsafe,
+    phase="compose",
+)
 def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     """A service depends on a service that has a healthcheck but only waits for it to start.
 
@@ -139,9 +190,13 @@ def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
             continue
         for dep in unhealthy_waits(project, compose):
             how = "depends_on" if not dep.condition else f"condition {dep.condition}"
-            yield Hit(dep.line, f"service {dep.service} waits only for {dep.on} to start ({how}), "
-                                f"though {dep.on} has a healthcheck: use condition: service_healthy",
-                      f"{dep.service}: depends_on {dep.on}", file=compose.path)
+            yield Hit(
+                dep.line,
+                f"service {dep.service} waits only for {dep.on} to start ({how}), "
+                f"though {dep.on} has a healthcheck: use condition: service_healthy",
+                f"{dep.service}: depends_on {dep.on}",
+                file=compose.path,
+            )
 
 
 # -- healthcheck tools ---------------------------------------------------------------------
@@ -172,8 +227,14 @@ def healthcheck_programs(test: object) -> list[str]:
     return programs
 
 
-@rule("CO004", "healthcheck-tool-missing", Category.reliability, Severity.error, "project",
-      reads=("composes", "dockerfiles"))
+@rule(
+    "CO004",
+    "healthcheck-tool-missing",
+    Category.reliability,
+    Severity.error,
+    "project",
+    reads=("composes", "dockerfiles"),
+)
 def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
     """A compose healthcheck runs a program the service's image doesn't have.
 
@@ -209,10 +270,13 @@ def healthcheck_tool_missing(project: Project) -> Iterable[Hit]:
             tools = tools_in_final_stage(df)
             missing = [p for p in healthcheck_programs(hc.get("test")) if tools.has(p) is False]
             if missing:
-                yield Hit(_line(hc, "test", compose.line_of(str(name))),
-                          f"service {name}'s healthcheck runs {', '.join(missing)}, which the image built from "
-                          f"{build.dockerfile} doesn't have: the service never becomes healthy",
-                          f"{name}: healthcheck {' '.join(missing)}", file=compose.path)
+                yield Hit(
+                    _line(hc, "test", compose.line_of(str(name))),
+                    f"service {name}'s healthcheck runs {', '.join(missing)}, which the image built from "
+                    f"{build.dockerfile} doesn't have: the service never becomes healthy",
+                    f"{name}: healthcheck {' '.join(missing)}",
+                    file=compose.path,
+                )
 
 
 def _long_form(entries: CommentedSeq, healthy: set[str]) -> CommentedMap:
@@ -296,7 +360,7 @@ def _keep_anchors(node: object, seen: set[int] | None = None) -> None:
     anchor = getattr(node, "anchor", None)
     if anchor is not None and anchor.value:
         anchor.always_dump = True
-    for value in (node.values() if isinstance(node, dict) else node):
+    for value in node.values() if isinstance(node, dict) else node:
         _keep_anchors(value, seen)
 
 
@@ -304,16 +368,19 @@ def _shared_beyond_depends_on(data: object, node: object) -> bool:
     return any(len(p) != 3 or p[0] != "services" or p[2] != "depends_on" for p in _where(data, node))
 
 
-@COMPOSE_HEALTHY_DEPS_FIX.applies("Wait for healthy dependencies in {file}",
-     compose_keys=(("services", "*", "depends_on"),))
+@COMPOSE_HEALTHY_DEPS_FIX.applies(
+    "Wait for healthy dependencies in {file}", compose_keys=(("services", "*", "depends_on"),)
+)
 def wait_for_healthy_dependencies(project: Project, task: Task, design: Design) -> dict[str, str]:
     compose = next((c for c in project.composes if c.path == task.file), None)
     if compose is None or compose.error:
         raise FixError(f"{task.file} is missing or no longer parses")
     waits = unhealthy_waits(project, compose)
     if not waits:
-        raise AlreadyResolved(f"every dependency in {task.file} on a service with a healthcheck waits for it "
-                              "to be healthy: an earlier change resolved it")
+        raise AlreadyResolved(
+            f"every dependency in {task.file} on a service with a healthcheck waits for it "
+            "to be healthy: an earlier change resolved it"
+        )
     doc = RoundTrip(compose.text)
     services = doc.data["services"]
     healthy: dict[str, set[str]] = {}

@@ -9,25 +9,26 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.gitenv import git_env
-from pipelines.docker_optimization.model.context_size import sent_size
-from pipelines.docker_optimization.model.copies import problems, sources, matching
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.security_secrets import public_env
-from pipelines.docker_optimization.rules.context_copies import cannot_build, readable_ignore
-from pipelines.docker_optimization.rules.context_git import gitignore_rules, gitignored
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+from agent_pipelines.pipelines.docker_optimization.model.copies import matching, problems, sources
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.context_copies import cannot_build, readable_ignore
+from agent_pipelines.pipelines.docker_optimization.rules.context_git import gitignore_rules, gitignored
+from agent_pipelines.pipelines.docker_optimization.rules.security_secrets import public_env
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 DOCKERIGNORE_FIX = Fix("dockerignore")
 
@@ -61,9 +62,17 @@ _UNNEEDED = DockerIgnore([pattern for pattern, _, _ in CANDIDATES])
 OUTPUT_DIRS = ("dist", "build")
 
 
-@rule("CX001", "context-without-dockerignore", Category.performance, Severity.warning, "context",
-      reads=("context-sizes",),
-      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CX001",
+    "context-without-dockerignore",
+    Category.performance,
+    Severity.warning,
+    "context",
+    reads=("context-sizes",),
+    fix=DOCKERIGNORE_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def context_without_dockerignore(ctx) -> Iterable[Hit]:
     """A build context with files a build rarely needs has no .dockerignore.
 
@@ -101,14 +110,18 @@ def context_without_dockerignore(ctx) -> Iterable[Hit]:
     files = ctx.files()
     if ctx.dir != "." and not any(_UNNEEDED.excluded(p) and not kept_output(ctx, p) for p in files):
         return
-    yield Hit(0, f"build context {ctx.dir} ({', '.join(ctx.services) or 'no compose service'}) has no .dockerignore: "
-                 f"{len(files)} files, {sum(files.values())} bytes sent",
-              f"{ctx.dir}: no .dockerignore", file=ctx.default_ignore_path)
+    yield Hit(
+        0,
+        f"build context {ctx.dir} ({', '.join(ctx.services) or 'no compose service'}) has no .dockerignore: "
+        f"{len(files)} files, {sum(files.values())} bytes sent",
+        f"{ctx.dir}: no .dockerignore",
+        file=ctx.default_ignore_path,
+    )
 
 
 # -- what a context may stop sending -------------------------------------------------------
 
-BUILD_STEP_WORDS: dict[str, tuple[str, ...]] = {   # a candidate a RUN uses when it mentions one of these
+BUILD_STEP_WORDS: dict[str, tuple[str, ...]] = {  # a candidate a RUN uses when it mentions one of these
     "**/tests": ("test",),
     "**/docs": ("docs", "mkdocs", "sphinx"),
 }
@@ -117,14 +130,20 @@ BUILD_STEP_WORDS: dict[str, tuple[str, ...]] = {   # a candidate a RUN uses when
 def used_by_build(dockerfiles: list[Dockerfile]) -> set[str]:
     """CANDIDATES patterns a build step needs: tests when a RUN runs them, docs when one builds them."""
     commands = [ins.command for df in dockerfiles for ins in df.of("RUN")]
-    return {pattern for pattern, words in BUILD_STEP_WORDS.items()
-            if any(word in command for command in commands for word in words)}
+    return {
+        pattern
+        for pattern, words in BUILD_STEP_WORDS.items()
+        if any(word in command for command in commands for word in words)
+    }
 
 
 def ignore_users(project, ignore_path: str) -> list:
     """The contexts that build with ``ignore_path`` (or would, once a missing one is written)."""
-    return [c for c in project.contexts
-            if c.ignore_path == ignore_path or (not c.ignore_path and c.default_ignore_path == ignore_path)]
+    return [
+        c
+        for c in project.contexts
+        if c.ignore_path == ignore_path or (not c.ignore_path and c.default_ignore_path == ignore_path)
+    ]
 
 
 def _raw(ignore: DockerIgnore) -> list[str]:
@@ -147,8 +166,9 @@ def _broken(contexts: list, ignore: DockerIgnore) -> set[tuple[int, str, str]]:
     return found
 
 
-def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | set[str] = frozenset()
-               ) -> list[tuple[str, str, list[str]]]:
+def excludable(
+    contexts: list, ignore: DockerIgnore, probes: frozenset[str] | set[str] = frozenset()
+) -> list[tuple[str, str, list[str]]]:
     """(pattern, why, files it stops sending) for each CANDIDATES pattern worth adding to ``ignore``.
 
     ``contexts`` build with ``ignore`` (same directory). A pattern is worth it
@@ -182,8 +202,9 @@ def excludable(contexts: list, ignore: DockerIgnore, probes: frozenset[str] | se
             continue
         if ignore.has_reinclusions and any(_reincluded(ignore, p) for p in newly):
             continue
-        trial = DockerIgnore(base + [p for p, _, _ in chosen] + [pattern], source=ignore.source or ".dockerignore",
-                             flavor=ignore.flavor)
+        trial = DockerIgnore(
+            base + [p for p, _, _ in chosen] + [pattern], source=ignore.source or ".dockerignore", flavor=ignore.flavor
+        )
         if not _broken(contexts, trial) <= baseline:
             continue
         chosen.append((pattern, why, newly))
@@ -211,16 +232,25 @@ def _in_repo(ctx, path: str) -> str:
 
 def broad_copies(df: Dockerfile) -> list[Instruction]:
     """COPY/ADD instructions that copy the whole context (``COPY . .``, ``COPY ./ /app``)."""
-    return sorted({s.ins for s in sources(df) if posixpath.normpath(s.path.lstrip("/") or ".") == "."},
-                  key=lambda i: i.start_line)
+    return sorted(
+        {s.ins for s in sources(df) if posixpath.normpath(s.path.lstrip("/") or ".") == "."}, key=lambda i: i.start_line
+    )
 
 
 def _count(n: int, what: str) -> str:
     return f"{n} {what}" + ("" if n == 1 else "s")
 
 
-@rule("CX002", "broad-copy-ships-unneeded-files", Category.size, Severity.warning, "context",
-      fix=DOCKERIGNORE_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "CX002",
+    "broad-copy-ships-unneeded-files",
+    Category.size,
+    Severity.warning,
+    "context",
+    fix=DOCKERIGNORE_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
     """`COPY . .` puts tests, docs, caches, .git or .env files into the image.
 
@@ -256,8 +286,9 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
             groups.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
     dockerfiles = ctx.project.dockerfiles
     for path, contexts in groups.items():
-        if any(c.dockerfile not in dockerfiles or dockerfiles[c.dockerfile].error for c in contexts) \
-                or not readable_ignore(contexts[0]):
+        if any(
+            c.dockerfile not in dockerfiles or dockerfiles[c.dockerfile].error for c in contexts
+        ) or not readable_ignore(contexts[0]):
             continue  # what a missing or broken Dockerfile copies is unknown
         copies_all = [(c.dockerfile, ins) for c in contexts for ins in broad_copies(dockerfiles[c.dockerfile])]
         if not copies_all:
@@ -268,9 +299,13 @@ def broad_copy_ships_unneeded_files(ctx) -> Iterable[Hit]:
         dockerfile, ins = copies_all[0]
         shipped = ", ".join(f"{why} ({_count(len(newly), 'file')})" for _, why, newly in found)
         where = f"{path} doesn't exclude them" if contexts[0].ignore_path else "no .dockerignore excludes them"
-        yield Hit(0, f"{ins.original} ({dockerfile}:{ins.start_line}) copies {shipped} into the image; {where}: "
-                     f"add {', '.join(p for p, _, _ in found)}",
-                  f"{dockerfile}:{ins.start_line}: {ins.original}", file=path)
+        yield Hit(
+            0,
+            f"{ins.original} ({dockerfile}:{ins.start_line}) copies {shipped} into the image; {where}: "
+            f"add {', '.join(p for p, _, _ in found)}",
+            f"{dockerfile}:{ins.start_line}: {ins.original}",
+            file=path,
+        )
 
 
 # -- size ----------------------------------------------------------------------------------
@@ -282,8 +317,9 @@ def _mib(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MiB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KiB"
 
 
-@rule("CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True,
-      reads=("context-sizes",))
+@rule(
+    "CX005", "large-build-context", Category.performance, Severity.info, "context", heavy=True, reads=("context-sizes",)
+)
 def large_build_context(ctx) -> Iterable[Hit]:
     """A build context sends more than 50 MiB after its .dockerignore.
 
@@ -310,11 +346,16 @@ def large_build_context(ctx) -> Iterable[Hit]:
         if size.bytes <= LARGE_CONTEXT:
             continue
         total = size.bytes
-        biggest = sorted(((top, sent) for top, (_, sent) in size.by_top.items()),
-                         key=lambda item: (-item[1], item[0]))[:3]
-        yield Hit(0, f"build context {c.dir} sends {_mib(total)} in {_count(size.files, 'file')}; biggest: "
-                     + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
-                  f"{c.dir}: {_mib(total)}", file=key)
+        biggest = sorted(((top, sent) for top, (_, sent) in size.by_top.items()), key=lambda item: (-item[1], item[0]))[
+            :3
+        ]
+        yield Hit(
+            0,
+            f"build context {c.dir} sends {_mib(total)} in {_count(size.files, 'file')}; biggest: "
+            + ", ".join(f"{name} {_mib(size)}" for name, size in biggest),
+            f"{c.dir}: {_mib(total)}",
+            file=key,
+        )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -337,9 +378,14 @@ def gitignored_probes(root: Path | None, context_dir: str) -> set[str]:
     prefix = "" if context_dir == "." else context_dir + "/"
     probes = [prefix + probe for _, probe, _ in CANDIDATES if probe]
     # -z: paths with spaces or non-ASCII characters come back unquoted
-    proc = subprocess.run(["git", "-C", str(root), "check-ignore", "--no-index", "-z", "--stdin"],
-                          input="\0".join(probes) + "\0", capture_output=True, text=True, env=git_env())
-    return {line[len(prefix):] for line in proc.stdout.split("\0") if line}
+    proc = subprocess.run(
+        ["git", "-C", str(root), "check-ignore", "--no-index", "-z", "--stdin"],
+        input="\0".join(probes) + "\0",
+        capture_output=True,
+        text=True,
+        env=git_env(),
+    )
+    return {line[len(prefix) :] for line in proc.stdout.split("\0") if line}
 
 
 def derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str]]:
@@ -376,16 +422,21 @@ def assess_dockerignore(project: Project, ignore_path: str) -> tuple[bool, str]:
     gone = leaving_images(project, ignore_path)
     if not gone:
         return True, "No COPY/ADD copies what it excludes: the images stay the same; only what is sent changes."
-    commands = " ".join(" ".join(i.value) for c in ignore_users(project, ignore_path)
-                        for i in project.dockerfiles[c.dockerfile].of("CMD", "ENTRYPOINT"))
+    commands = " ".join(
+        " ".join(i.value)
+        for c in ignore_users(project, ignore_path)
+        for i in project.dockerfiles[c.dockerfile].of("CMD", "ENTRYPOINT")
+    )
     inert = set(INERT) - ({"tests"} if RUNS_TESTS.search(commands) else set())
     risky = [f for f, why in gone if why not in inert]
     if not risky:
         kinds = ", ".join(sorted({why for _, why in gone}))
         return True, (f"Only {kinds} leave the images (no command runs them): what the images do stays the same.")
     more = f" and {len(risky) - 5} more" if len(risky) > 5 else ""
-    return False, (f"Unsafe: a COPY/ADD copies what it excludes, so these leave the image: {', '.join(risky[:5])}{more} "
-                   "(the app or a build step may read them).")
+    return False, (
+        f"Unsafe: a COPY/ADD copies what it excludes, so these leave the image: {', '.join(risky[:5])}{more} "
+        "(the app or a build step may read them)."
+    )
 
 
 def _derive(project: Project, context_dir: str, ignore_path: str = "") -> list[tuple[str, str, list[str]]]:

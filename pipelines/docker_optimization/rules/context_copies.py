@@ -4,18 +4,18 @@ out), so the build fails."""
 from __future__ import annotations
 
 import posixpath
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.model.copies import problems
-from pipelines.docker_optimization.model.project import Context
-from pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model.copies import problems
+from agent_pipelines.pipelines.docker_optimization.model.project import Context
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
 
 
 def readable_ignore(ctx) -> bool:
     """False when the context's ignore file has a pattern Docker rejects (the build fails before any COPY)."""
     try:
-        _ = ctx.ignore   # parsed on first use: raises ValueError on a pattern Docker rejects
+        _ = ctx.ignore  # parsed on first use: raises ValueError on a pattern Docker rejects
     except ValueError:
         return False
     return True
@@ -88,8 +88,10 @@ def copy_problems(c) -> tuple[list, str]:
         if resolvable(c) and readable_ignore(c) and df is not None and not df.error:
             found = problems(c, df)
             if c.inferred and found:
-                trials = [(problems(t, df), t.dir) for t in
-                          (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))]
+                trials = [
+                    (problems(t, df), t.dir)
+                    for t in (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))
+                ]
                 found, best = min(trials, key=lambda t: len(t[0]))
                 note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
         project.memo[key] = (found, note)

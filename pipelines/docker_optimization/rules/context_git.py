@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
-from engine import linear
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.context_copies import cannot_build
+from agent_pipelines.engine import linear
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.context_copies import cannot_build
 
 # -- .dockerignore files git doesn't keep -------------------------------------------------
 
 
 @dataclass(frozen=True)
 class GitignorePattern:
-    source: str          # the .gitignore's path
+    source: str  # the .gitignore's path
     line: int
-    text: str            # as written
-    base: str            # the .gitignore's directory ("" at the root)
+    text: str  # as written
+    base: str  # the .gitignore's directory ("" at the root)
     negate: bool
     dir_only: bool
     regex: re.Pattern[str] | linear.Re2Pattern
@@ -29,8 +29,8 @@ class GitignorePattern:
 def _class_end(pattern: str, start: int) -> int:
     """Index of the "]" closing the class opened at ``start`` (-1 if none; a first "]" is literal)."""
     i = start + 1
-    i += pattern[i:i + 1] in ("!", "^")
-    i += pattern[i:i + 1] == "]"
+    i += pattern[i : i + 1] in ("!", "^")
+    i += pattern[i : i + 1] == "]"
     return pattern.find("]", i)
 
 
@@ -53,7 +53,7 @@ def _wildmatch(pattern: str) -> str:
             out.append("[^/]")
             i += 1
         elif pattern[i] == "[" and (end := _class_end(pattern, i)) != -1:
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             negate = body[:1] in ("!", "^")
             body = body[1:] if negate else body
             out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\").replace("[", "\\[") + "]")
@@ -115,15 +115,21 @@ def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | N
                 continue
             if pattern.dir_only and not is_dir:
                 continue
-            if pattern.regex.match(candidate[len(pattern.base) + 1:] if pattern.base else candidate):
+            if pattern.regex.match(candidate[len(pattern.base) + 1 :] if pattern.base else candidate):
                 verdict = pattern
         if verdict is not None and not verdict.negate:
             return verdict
     return None
 
 
-@rule("CX004", "dockerignore-ignored-by-git", Category.reliability, Severity.info, "project",
-      reads=(".gitignore", "contexts"))
+@rule(
+    "CX004",
+    "dockerignore-ignored-by-git",
+    Category.reliability,
+    Severity.info,
+    "project",
+    reads=(".gitignore", "contexts"),
+)
 def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
     """A .dockerignore is hidden by the repository's .gitignore, while its Dockerfile is not.
 
@@ -156,6 +162,10 @@ def dockerignore_ignored_by_git(project) -> Iterable[Hit]:
             continue  # the Dockerfile is ignored too: a generated or local-only build
         if all(cannot_build(c) for c in users):
             continue  # CX003/CO007 report these contexts broken
-        yield Hit(0, f"{path} is ignored by {pattern.source} (line {pattern.line}: {pattern.text}): a clone, "
-                     "CI included, builds without it unless it was committed with --force",
-                  f"{pattern.source}:{pattern.line}: {pattern.text}", file=path)
+        yield Hit(
+            0,
+            f"{path} is ignored by {pattern.source} (line {pattern.line}: {pattern.text}): a clone, "
+            "CI included, builds without it unless it was committed with --force",
+            f"{pattern.source}:{pattern.line}: {pattern.text}",
+            file=path,
+        )

@@ -8,15 +8,14 @@ file is still analyzed.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
 
 
-@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project",
-      reads=("dockerfiles",))
+@rule("PX001", "dockerfile-parse-error", Category.correctness, Severity.error, "project", reads=("dockerfiles",))
 def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
     """BuildKit's Dockerfile parser rejects the file.
 
@@ -37,8 +36,7 @@ def dockerfile_parse_error(project: Project) -> Iterable[Hit]:
             yield Hit(0, f"BuildKit's parser rejects this file: {df.error}", df.error, file=df.path)
 
 
-@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project",
-      reads=("composes",))
+@rule("PX002", "compose-parse-error", Category.correctness, Severity.error, "project", reads=("composes",))
 def compose_parse_error(project: Project) -> Iterable[Hit]:
     """A compose file is not valid YAML, or not a mapping at its top level.
 
@@ -68,8 +66,9 @@ def compose_parse_error(project: Project) -> Iterable[Hit]:
 
 
 def _only_comments(text: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("#") or line.strip() in ("---", "...")
-               for line in text.splitlines())
+    return all(
+        not line.strip() or line.strip().startswith("#") or line.strip() in ("---", "...") for line in text.splitlines()
+    )
 
 
 def _problems(project: Project, code: str) -> Iterable[Hit]:
@@ -78,8 +77,7 @@ def _problems(project: Project, code: str) -> Iterable[Hit]:
             yield Hit(0, problem.message, problem.message, file=problem.path)
 
 
-@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
+@rule("PX003", "file-not-text", Category.correctness, Severity.warning, "project", reads=("dockerfiles", "composes"))
 def file_not_text(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file holds binary content (NUL bytes).
 
@@ -98,8 +96,7 @@ def file_not_text(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX003")
 
 
-@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
+@rule("PX004", "file-too-large", Category.correctness, Severity.warning, "project", reads=("dockerfiles", "composes"))
 def file_too_large(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file is larger than the analysis reads (4 MiB).
 
@@ -116,8 +113,7 @@ def file_too_large(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX004")
 
 
-@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project",
-      reads=("dockerfiles", "composes"))
+@rule("PX005", "file-unreadable", Category.correctness, Severity.error, "project", reads=("dockerfiles", "composes"))
 def file_unreadable(project: Project) -> Iterable[Hit]:
     """A Dockerfile, compose or ignore file can't be read (permissions, I/O error).
 
@@ -133,8 +129,14 @@ def file_unreadable(project: Project) -> Iterable[Hit]:
     return _problems(project, "PX005")
 
 
-@rule("PX006", "dockerignore-invalid", Category.correctness, Severity.error, "project",
-      reads=("dockerignores", "contexts"))
+@rule(
+    "PX006",
+    "dockerignore-invalid",
+    Category.correctness,
+    Severity.error,
+    "project",
+    reads=("dockerignores", "contexts"),
+)
 def dockerignore_invalid(project: Project) -> Iterable[Hit]:
     """A .dockerignore holds a pattern Docker refuses (`[]a]`, a lone `!`, a trailing `\\`).
 

@@ -12,15 +12,23 @@ import fnmatch
 import json
 import posixpath
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes.edit import comment_start, dockerfile_now, lines_of, newline_of, splice, verify
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
-from pipelines.docker_optimization.model.project import Context, Project
-from pipelines.docker_optimization.model.shell import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import (
+    comment_start,
+    dockerfile_now,
+    lines_of,
+    newline_of,
+    splice,
+    verify,
+)
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import (
     INERT,
     MANIFEST_NAMES,
     SYSTEM_MANAGERS,
@@ -32,10 +40,10 @@ from pipelines.docker_optimization.model.shell import (
     segments,
     workdir_at,
 )
-from pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 MANIFESTS_FIRST_FIX = Fix("manifests-first")
 
@@ -47,8 +55,11 @@ ROOT_SOURCES = frozenset({".", "./", "*", "./*", "/", "./."})
 
 def context_copies(df: Dockerfile, stage: int) -> list[Instruction]:
     """COPY/ADD of the build context (not --from another stage or image, not heredocs) in a stage."""
-    return [i for i in df.of("COPY", "ADD")
-            if i.stage == stage and not i.flag("from") and len(i.value) >= 2 and not is_heredoc(i)]
+    return [
+        i
+        for i in df.of("COPY", "ADD")
+        if i.stage == stage and not i.flag("from") and len(i.value) >= 2 and not is_heredoc(i)
+    ]
 
 
 def is_manifest(path: str) -> bool:
@@ -109,8 +120,11 @@ def source_copy_for(df: Dockerfile, copies: list[Instruction], install: Install)
         if copies_root(copy):
             return copy
         if install.kind == "manifest" and not manifest_only(copy):
-            if any(delivered_by(df, copy, path) for path in install.manifest_paths()
-                   if any(_dir_like(src) for src in copy.value[:-1])):
+            if any(
+                delivered_by(df, copy, path)
+                for path in install.manifest_paths()
+                if any(_dir_like(src) for src in copy.value[:-1])
+            ):
                 return copy
     return None
 
@@ -118,8 +132,8 @@ def source_copy_for(df: Dockerfile, copies: list[Instruction], install: Install)
 @dataclass(frozen=True)
 class LateInstall:
     run: Instruction
-    copy: Instruction               # the COPY of the source that comes before it
-    installs: tuple[Install, ...]   # what the source COPY makes rerun
+    copy: Instruction  # the COPY of the source that comes before it
+    installs: tuple[Install, ...]  # what the source COPY makes rerun
 
 
 def late_installs(df: Dockerfile) -> list[LateInstall]:
@@ -138,8 +152,10 @@ def late_installs(df: Dockerfile) -> list[LateInstall]:
                 copy = source_copy_for(df, before, inst)
                 if copy is None:
                     continue
-                if any(line < copy.start_line and earlier.tool == inst.tool and earlier.kind in ("manifest", "source")
-                       for line, earlier in history):
+                if any(
+                    line < copy.start_line and earlier.tool == inst.tool and earlier.kind in ("manifest", "source")
+                    for line, earlier in history
+                ):
                     continue  # the tool installed from the manifests before the COPY: the heavy layer stays cached
                 late.append((copy, inst))
             if late:
@@ -149,8 +165,16 @@ def late_installs(df: Dockerfile) -> list[LateInstall]:
     return found
 
 
-@rule("LY001", "manifests-copied-after-source", Category.performance, Severity.warning, "dockerfile",
-      fix=MANIFESTS_FIRST_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "LY001",
+    "manifests-copied-after-source",
+    Category.performance,
+    Severity.warning,
+    "dockerfile",
+    fix=MANIFESTS_FIRST_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def manifests_copied_after_source(df: Dockerfile) -> Iterable[Hit]:
     """A dependency install runs after the source is copied, so any source change reinstalls everything.
 
@@ -197,9 +221,13 @@ def manifests_copied_after_source(df: Dockerfile) -> Iterable[Hit]:
     for late in late_installs(df):
         copy = late.copy
         what = ", ".join(sorted({i.text for i in late.installs}))
-        yield Hit(late.run.start_line,
-                  f"{what} runs after COPY {' '.join(copy.value)} (line {copy.start_line}): any change to the "
-                  "copied source redoes the whole install", late.run.original, late.run.end_line)
+        yield Hit(
+            late.run.start_line,
+            f"{what} runs after COPY {' '.join(copy.value)} (line {copy.start_line}): any change to the "
+            "copied source redoes the whole install",
+            late.run.original,
+            late.run.end_line,
+        )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -224,8 +252,10 @@ MANIFESTS = {
 # Where the install puts its packages, inside the project directory the source COPY also fills.
 INSTALLED_INTO = {"npm": "node_modules", "yarn": "node_modules", "pnpm": "node_modules", "uv": ".venv"}
 LIFECYCLE = ("preinstall", "install", "postinstall", "prepare", "prepublish")
-_LOCAL_REQUIREMENT = re.compile(r"^(?:-e|--editable)\s+(?!\S*://|git\+)|^(?:\.|/|~|file:)|\s@\s*file:"
-                                r"|^(?:-f|--find-links)\s+[./]")
+_LOCAL_REQUIREMENT = re.compile(
+    r"^(?:-e|--editable)\s+(?!\S*://|git\+)|^(?:\.|/|~|file:)|\s@\s*file:"
+    r"|^(?:-f|--find-links)\s+[./]"
+)
 _NESTED = re.compile(r"^(?:-r|--requirement|-c|--constraint)[\s=]+(\S+)")
 _LOCAL_PATH_DEP = re.compile(r"\bpath\s*=|\[tool\.uv\.workspace\]|\beditable\s*=\s*true")
 
@@ -265,16 +295,19 @@ class _Manifests:
         One an earlier COPY already put in place is not copied again (its path is still returned, to read it).
         """
         if not image_path:
-            raise Declined(f"a manifest path depends on a variable; can't tell what to copy before line "
-                           f"{self.copy.start_line}")
+            raise Declined(
+                f"a manifest path depends on a variable; can't tell what to copy before line {self.copy.start_line}"
+            )
         copied = next((found for c in reversed(self.earlier) if (found := delivered_by(self.df, c, image_path))), "")
         if copied:
             return copied
         source = delivered_by(self.df, self.copy, image_path)
         if source is None:
             if required:
-                raise Declined(f"{image_path} doesn't come from COPY {' '.join(self.copy.value)} (line "
-                               f"{self.copy.start_line}); can't tell where it comes from")
+                raise Declined(
+                    f"{image_path} doesn't come from COPY {' '.join(self.copy.value)} (line "
+                    f"{self.copy.start_line}); can't tell where it comes from"
+                )
             return ""
         present = [ctx.sends(source) for ctx in self.contexts]
         if not any(present):
@@ -314,14 +347,19 @@ class _Manifests:
         found = {name: self.want(resolve_path(cwd, name), required) for name, required in MANIFESTS[inst.tool]}
         if inst.tool in ("npm", "yarn", "pnpm"):
             self._check_package_json(found["package.json"], cwd)
-        if inst.tool in ("poetry", "uv") and found["pyproject.toml"] \
-                and _LOCAL_PATH_DEP.search(self.read(found["pyproject.toml"])):
+        if (
+            inst.tool in ("poetry", "uv")
+            and found["pyproject.toml"]
+            and _LOCAL_PATH_DEP.search(self.read(found["pyproject.toml"]))
+        ):
             raise Declined(f"{found['pyproject.toml']} has path dependencies or a workspace, which need the source")
         installed = INSTALLED_INTO.get(inst.tool, "")
         probe = delivered_by(self.df, self.copy, resolve_path(cwd, installed + "/x")) if installed else None
         if probe and not all(ctx.ignore.excluded(probe) for ctx in self.contexts):
-            raise Declined(f"COPY {' '.join(self.copy.value)} would then copy a local {installed} over the one "
-                           f"{inst.tool} installs; exclude {posixpath.dirname(probe)} in .dockerignore first")
+            raise Declined(
+                f"COPY {' '.join(self.copy.value)} would then copy a local {installed} over the one "
+                f"{inst.tool} installs; exclude {posixpath.dirname(probe)} in .dockerignore first"
+            )
         if inst.tool == "go" and found["go.mod"] and re.search(r"=>\s*\.{1,2}/", self.read(found["go.mod"])):
             raise Declined(f"{found['go.mod']} replaces modules with local directories, which need the source")
 
@@ -340,8 +378,12 @@ class _Manifests:
             raise Declined(f"{source} runs {', '.join(hooks)} scripts on install, which may need the source")
         if data.get("workspaces"):
             raise Declined(f"{source} declares workspaces, whose packages are part of the source")
-        deps = [v for key in ("dependencies", "devDependencies", "optionalDependencies")
-                if isinstance(data.get(key), dict) for v in data[key].values()]
+        deps = [
+            v
+            for key in ("dependencies", "devDependencies", "optionalDependencies")
+            if isinstance(data.get(key), dict)
+            for v in data[key].values()
+        ]
         pnpm = got if isinstance(got := data.get("pnpm"), dict) else {}
         if pnpm.get("patchedDependencies"):
             raise Declined(f"{source} patches dependencies from files of the source (pnpm patchedDependencies)")
@@ -351,8 +393,9 @@ class _Manifests:
             image_path = resolve_path(cwd, name)
             other = delivered_by(self.df, self.copy, image_path)
             if other and any(ctx.sends(other) for ctx in self.contexts):
-                raise Declined(f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more "
-                               "than the manifests")
+                raise Declined(
+                    f"{other} is in the build context: a Yarn 2+ or pnpm workspace setup needs more than the manifests"
+                )
 
     def copy_lines(self, nl: str) -> list[str]:
         flags = [f for f in self.copy.flags if f.startswith(("--chown=", "--chmod=", "--link"))]
@@ -369,13 +412,11 @@ class _Manifests:
         return out
 
 
-def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: list[Context],
-                project: Project) -> str:
+def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: list[Context], project: Project) -> str:
     copy = min((late.copy for late in lates), key=lambda c: c.start_line)
     last = max((late.run for late in lates), key=lambda r: r.start_line)
     if len(copy.value) != 2 and not copies_root(copy):
-        raise Declined(f"COPY at line {copy.start_line} has several sources; can't tell where each manifest "
-                       "comes from")
+        raise Declined(f"COPY at line {copy.start_line} has several sources; can't tell where each manifest comes from")
     moved = []
     for ins in df.instructions:
         if ins.stage != copy.stage or not copy.start_line < ins.start_line <= last.start_line:
@@ -383,8 +424,10 @@ def _move_stage(df: Dockerfile, text: str, lates: list[LateInstall], contexts: l
         if ins.cmd in INERT:
             continue
         if ins.cmd != "RUN":
-            raise Declined(f"line {ins.start_line}: {ins.cmd} sits between COPY (line {copy.start_line}) and the "
-                           f"install at line {last.start_line}; moving the install above it could change its result")
+            raise Declined(
+                f"line {ins.start_line}: {ins.cmd} sits between COPY (line {copy.start_line}) and the "
+                f"install at line {last.start_line}; moving the install above it could change its result"
+            )
         why = _not_movable(df, ins)
         if why:
             raise Declined(f"line {ins.start_line}: {why}; it can't move above COPY {' '.join(copy.value)}")
@@ -412,7 +455,7 @@ INSTALL_OUTPUTS = ("node_modules", ".venv", "venv", "__pypackages__", "vendor")
 def assess_manifests_first(project: Project, file: str) -> tuple[bool, str]:
     """Safe when the source COPY, which now comes after the install, can't overwrite what the install wrote
     (no node_modules/.venv/... in what it copies); unsafe otherwise, naming them."""
-    from pipelines.docker_optimization.model.copies import matching, sources
+    from agent_pipelines.pipelines.docker_optimization.model.copies import matching, sources
 
     df = project.dockerfiles.get(file)
     if df is None or df.error:
@@ -424,8 +467,10 @@ def assess_manifests_first(project: Project, file: str) -> tuple[bool, str]:
             clash.update(p for p in matching(sent, src.path) if set(p.split("/")[:-1]) & set(INSTALL_OUTPUTS))
     if clash:
         shown = ", ".join(sorted(clash)[:3]) + (f" and {len(clash) - 3} more" if len(clash) > 3 else "")
-        return False, ("Unsafe: the source COPY, now after the install, would overwrite what it installed with "
-                       f"the context's {shown}.")
+        return False, (
+            "Unsafe: the source COPY, now after the install, would overwrite what it installed with "
+            f"the context's {shown}."
+        )
     return True, "The image gets the same files; only the order of the layers changes."
 
 

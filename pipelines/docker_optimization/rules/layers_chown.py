@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes.edit import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import (
     COPY_PREFIX,
     add_flags,
     apply_edits,
@@ -19,20 +20,20 @@ from pipelines.docker_optimization.fixes.edit import (
     split_prefix,
     verify,
 )
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.shell import (
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path, under
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import (
     INERT,
     Segment,
     is_heredoc,
     segments,
     workdir_at,
 )
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.layers import copy_dest
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.layers import copy_dest
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 COPY_CHOWN_FIX = Fix("copy-chown")
 
@@ -49,7 +50,7 @@ class Recursive:
     prog: str
     spec: str
     paths: tuple[str, ...]
-    plain: bool      # only -R (and -f/-v): nothing a COPY flag can't express
+    plain: bool  # only -R (and -f/-v): nothing a COPY flag can't express
 
 
 def recursive_change(seg: Segment) -> Recursive | None:
@@ -95,8 +96,16 @@ def _copies_by_dest(df: Dockerfile, stage: int) -> dict[str, tuple[list[int], li
     return found
 
 
-@rule("LY003", "recursive-chown-after-copy", Category.size, Severity.warning, "dockerfile",
-      fix=COPY_CHOWN_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "LY003",
+    "recursive-chown-after-copy",
+    Category.size,
+    Severity.warning,
+    "dockerfile",
+    fix=COPY_CHOWN_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def recursive_chown_after_copy(df: Dockerfile) -> Iterable[Hit]:
     """`RUN chown -R` (or `chmod -R`) on the path an earlier COPY of the stage wrote.
 
@@ -131,9 +140,13 @@ def recursive_chown_after_copy(df: Dockerfile) -> Iterable[Hit]:
         found = chown_after_copy(df, run)
         if found:
             change, target, copy = found[0]
-            yield Hit(run.start_line,
-                      f"{change.prog} -R {change.spec} {target} rewrites every file COPY (line {copy.start_line}) "
-                      f"added: they are stored twice; use COPY --{change.prog}", run.original, run.end_line)
+            yield Hit(
+                run.start_line,
+                f"{change.prog} -R {change.spec} {target} rewrites every file COPY (line {copy.start_line}) "
+                f"added: they are stored twice; use COPY --{change.prog}",
+                run.original,
+                run.end_line,
+            )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -174,15 +187,19 @@ def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[
         raise Declined(f"the stage builds on another stage, which may have written under {target}")
     for ins in stage:
         if copy.start_line < ins.start_line < run.start_line and ins.cmd not in INERT:
-            raise Declined(f"line {ins.start_line} sits between the COPY (line {copy.start_line}) and the "
-                           f"{changes[0].prog} -R; it may write files the RUN changes too")
+            raise Declined(
+                f"line {ins.start_line} sits between the COPY (line {copy.start_line}) and the "
+                f"{changes[0].prog} -R; it may write files the RUN changes too"
+            )
         if ins.start_line >= copy.start_line:
             continue
         if ins.cmd in ("COPY", "ADD") and len(ins.value) >= 2 and under(copy_dest(df, ins), target):
             raise Declined(f"line {ins.start_line} copied files under {target} before; chown -R changes those too")
         if ins.cmd == "RUN" and (under(workdir_at(df, ins), target) or target in ins.command):
-            raise Declined(f"line {ins.start_line} runs in or on {target} before the COPY and may have written "
-                           f"files there; chown -R changes those too")
+            raise Declined(
+                f"line {ins.start_line} runs in or on {target} before the COPY and may have written "
+                f"files there; chown -R changes those too"
+            )
     prefix, rest = split_prefix(df, copy, COPY_PREFIX)
     kept = []
     for change in changes:
@@ -191,8 +208,13 @@ def _chown_edits(df: Dockerfile, run: Instruction) -> list[tuple[int, int, list[
         kept.append(f"{change.prog} {change.spec} {change.paths[0]}")
     prefix = _set_flags(prefix, [(change.prog, change.spec) for change in changes])
     edits = [(copy.start_line, copy.end_line, lines_of(prefix + rest))]
-    made_earlier = any(i.cmd == "WORKDIR" and i.start_line < copy.start_line and i.value
-                       and under(resolve_path(workdir_at(df, i), i.value[0]), target) for i in stage)
+    made_earlier = any(
+        i.cmd == "WORKDIR"
+        and i.start_line < copy.start_line
+        and i.value
+        and under(resolve_path(workdir_at(df, i), i.value[0]), target)
+        for i in stage
+    )
     nl = newline_of(df.lines[run.start_line - 1]) or "\n"
     edits.append((run.start_line, run.end_line, ["RUN " + " && ".join(kept) + nl] if made_earlier else []))
     return edits

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes.edit import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import (
     add_flags,
     apply_edits,
     dockerfile_now,
@@ -16,9 +17,9 @@ from pipelines.docker_optimization.fixes.edit import (
     split_prefix,
     verify,
 )
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.shell import (
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import (
     APT_VALUE_OPTIONS,
     SYSTEM_MANAGERS,
     classify,
@@ -28,16 +29,17 @@ from pipelines.docker_optimization.model.shell import (
     segments,
     verb,
 )
-from pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 BUNDLE_PACKAGE_RUNS_FIX = Fix("bundle-package-runs")
 FOLD_PIP_UPGRADE_FIX = Fix("fold-pip-upgrade")
 
 
 # -- consecutive RUNs of one system package manager -------------------------------------
+
 
 def manager_of(df: Dockerfile, ins: Instruction) -> str:
     """The system package manager a shell-form RUN runs and nothing else ("" when it runs anything more)."""
@@ -56,13 +58,14 @@ def manager_verbs(df: Dockerfile, ins: Instruction) -> set[str]:
 
 def _update_only(df: Dockerfile, ins: Instruction) -> bool:
     verbs = manager_verbs(df, ins)
-    return bool(manager_of(df, ins)) and "update" in verbs and not verbs & {"install", "add", "upgrade",
-                                                                             "dist-upgrade"}
+    return bool(manager_of(df, ins)) and "update" in verbs and not verbs & {"install", "add", "upgrade", "dist-upgrade"}
 
 
 def installs_with(df: Dockerfile, ins: Instruction, manager: str) -> bool:
-    return any(SYSTEM_MANAGERS.get(s.prog) == manager and verb(s, APT_VALUE_OPTIONS) in ("install", "add")
-               for s in segments(df, ins))
+    return any(
+        SYSTEM_MANAGERS.get(s.prog) == manager and verb(s, APT_VALUE_OPTIONS) in ("install", "add")
+        for s in segments(df, ins)
+    )
 
 
 def manager_groups(df: Dockerfile) -> list[list[Instruction]]:
@@ -80,8 +83,13 @@ def manager_groups(df: Dockerfile) -> list[list[Instruction]]:
         if joins and manager_of(df, ins) == manager and manager_of(df, current[-1]):
             current.append(ins)
             continue
-        if joins and _update_only(df, current[-1]) and not ins.json and not is_heredoc(ins) \
-                and installs_with(df, ins, manager):
+        if (
+            joins
+            and _update_only(df, current[-1])
+            and not ins.json
+            and not is_heredoc(ins)
+            and installs_with(df, ins, manager)
+        ):
             current.append(ins)
             groups.append(current)
             current, manager = [], ""
@@ -103,8 +111,16 @@ def split_update(df: Dockerfile, group: list[Instruction]) -> tuple[Instruction,
     return None
 
 
-@rule("LY002", "split-package-manager-runs", Category.reliability, Severity.warning, "dockerfile",
-      fix=BUNDLE_PACKAGE_RUNS_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "LY002",
+    "split-package-manager-runs",
+    Category.reliability,
+    Severity.warning,
+    "dockerfile",
+    fix=BUNDLE_PACKAGE_RUNS_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def split_package_manager_runs(df: Dockerfile) -> Iterable[Hit]:
     """Consecutive RUNs each run only the same system package manager (apt-get, apk, dnf, yum...).
 
@@ -140,11 +156,15 @@ def split_package_manager_runs(df: Dockerfile) -> Iterable[Hit]:
         first, last = group[0], group[-1]
         split = split_update(df, group)
         if split:
-            message = (f"{split[0].command.strip()} runs in its own layer (line {split[0].start_line}): the install at "
-                       f"line {split[1].start_line} can use a package list cached from an older build")
+            message = (
+                f"{split[0].command.strip()} runs in its own layer (line {split[0].start_line}): the install at "
+                f"line {split[1].start_line} can use a package list cached from an older build"
+            )
         else:
-            message = (f"{len(group)} consecutive RUNs of {manager_of(df, first)} (lines {first.start_line}-"
-                       f"{last.end_line}): one RUN makes one layer and one consistent package list")
+            message = (
+                f"{len(group)} consecutive RUNs of {manager_of(df, first)} (lines {first.start_line}-"
+                f"{last.end_line}): one RUN makes one layer and one consistent package list"
+            )
         yield Hit(first.start_line, message, "\n".join(i.original for i in group), last.end_line)
 
 
@@ -164,8 +184,16 @@ def pip_installs(df: Dockerfile, ins: Instruction) -> bool:
     return any(i.tool == "pip" and i.segment.prog != "uv" for i in installs(df, ins))
 
 
-@rule("LY004", "pip-upgrade-layer", Category.performance, Severity.info, "dockerfile",
-      fix=FOLD_PIP_UPGRADE_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "LY004",
+    "pip-upgrade-layer",
+    Category.performance,
+    Severity.info,
+    "dockerfile",
+    fix=FOLD_PIP_UPGRADE_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def pip_upgrade_layer(df: Dockerfile) -> Iterable[Hit]:
     """`RUN pip install --upgrade pip` is a layer of its own.
 
@@ -192,8 +220,12 @@ def pip_upgrade_layer(df: Dockerfile) -> Iterable[Hit]:
     """
     for ins in df.of("RUN"):
         if pip_upgrade_only(df, ins):
-            yield Hit(ins.start_line, f"{ins.command.strip()} is a layer of its own: fold it into the pip install "
-                                      "that follows", ins.original, ins.end_line)
+            yield Hit(
+                ins.start_line,
+                f"{ins.command.strip()} is a layer of its own: fold it into the pip install that follows",
+                ins.original,
+                ins.end_line,
+            )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -228,7 +260,7 @@ def merge_runs(df: Dockerfile, group: list[Instruction]) -> list[str]:
     text = command
     previous = first
     for ins in group[1:]:
-        above += df.lines[previous.end_line: ins.start_line - 1]
+        above += df.lines[previous.end_line : ins.start_line - 1]
         flags += _merge_flags(list(first.flags) + flags, ins.flags, ins.start_line)
         _, rest = split_prefix(df, ins)
         body = text[: len(text) - len(newline_of(text))].rstrip(" \t")
@@ -262,9 +294,11 @@ def _fold_target(df: Dockerfile, upgrade: Instruction) -> Instruction | None:
             blocker = ins
         if ins.cmd == "RUN" and not pip_upgrade_only(df, ins) and pip_installs(df, ins):
             if blocker is not None:
-                raise Declined(f"{blocker.cmd} at line {blocker.start_line} sits between the pip upgrade (line "
-                               f"{upgrade.start_line}) and the install (line {ins.start_line}); folding would "
-                               "change how the upgrade runs")
+                raise Declined(
+                    f"{blocker.cmd} at line {blocker.start_line} sits between the pip upgrade (line "
+                    f"{upgrade.start_line}) and the install (line {ins.start_line}); folding would "
+                    "change how the upgrade runs"
+                )
             if ins.json or is_heredoc(ins):
                 raise Declined(f"line {ins.start_line} is a JSON-form or heredoc RUN; can't fold into it")
             return ins
@@ -282,8 +316,10 @@ def assess_fold(project: Project, file: str) -> tuple[bool, str]:
     except FixError as err:
         return False, f"Unsafe: {err}."
     if dropped:
-        return False, ("Unsafe: drops the pip upgrade at line " + ", ".join(map(str, dropped)) + ", which no pip "
-                       "install follows: the image keeps the base image's pip.")
+        return False, (
+            "Unsafe: drops the pip upgrade at line " + ", ".join(map(str, dropped)) + ", which no pip "
+            "install follows: the image keeps the base image's pip."
+        )
     return True, "Folds the upgrade into the install: the same commands, in the same order, in one RUN."
 
 
@@ -301,14 +337,17 @@ def fold_pip_upgrade(project: Project, task: Task, design: Design) -> dict[str, 
             into.setdefault(target.start_line, (target, []))[1].append(upgrade)
         edits.append((upgrade.start_line, upgrade.end_line, []))
     for target, folded in into.values():
-        cached = any(m.get("type") == "cache" and "/.cache" in m.get("target", m.get("dst", ""))
-                     for m in target.mounts())
+        cached = any(
+            m.get("type") == "cache" and "/.cache" in m.get("target", m.get("dst", "")) for m in target.mounts()
+        )
         commands = []
         for upgrade in folded:
             for flag in upgrade.flags:
                 if flag not in target.flags and "type=cache" not in flag:
-                    raise Declined(f"the pip upgrade at line {upgrade.start_line} runs with {flag}, which the "
-                                   f"install at line {target.start_line} doesn't")
+                    raise Declined(
+                        f"the pip upgrade at line {upgrade.start_line} runs with {flag}, which the "
+                        f"install at line {target.start_line} doesn't"
+                    )
             command = " ".join(upgrade.command.split())
             commands.append(_NO_CACHE_DIR.sub("", command) if cached else command)
         prefix, rest = split_prefix(df, target)

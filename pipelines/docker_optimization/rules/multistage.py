@@ -23,19 +23,19 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes.edit import dockerfile_now, newline_of
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.dockerfile import resolve_path as resolve
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.shell import Segment, segments
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.layers import is_manifest
-from pipelines.docker_optimization.rules.size import package_name, packages, toolchain_installed
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import dockerfile_now, newline_of
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import resolve_path as resolve
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import Segment, segments
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.layers import is_manifest
+from agent_pipelines.pipelines.docker_optimization.rules.size import package_name, packages, toolchain_installed
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 MULTISTAGE_FIX = Fix("multistage")
 VENV = "/opt/venv"

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import yaml
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined
-from pipelines.docker_optimization.model import yaml_lines
-from pipelines.docker_optimization.model.buildgraph import build_graph
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.engine.domain import AlreadyResolved, Declined
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model import yaml_lines
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 BAKE_FILE_FIX = Fix("bake-file")
 CI_WORKFLOW_FIX = Fix("ci-workflow")
@@ -38,12 +39,12 @@ def built_services(project: Project) -> list[str]:
 def workflow_steps(text: str) -> list[dict]:
     """The steps of every job of a workflow (an empty list when it doesn't parse)."""
     try:
-        data = yaml_lines.load(text)   # YAML 1.2, as GitHub reads it: `on:` stays a key named "on"
+        data = yaml_lines.load(text)  # YAML 1.2, as GitHub reads it: `on:` stays a key named "on"
     except yaml.YAMLError:
         return []
     jobs = data.get("jobs") if isinstance(data, dict) else None
     steps = []
-    for job in (jobs.values() if isinstance(jobs, dict) else ()):
+    for job in jobs.values() if isinstance(jobs, dict) else ():
         for step in (job.get("steps") or []) if isinstance(job, dict) else ():
             if isinstance(step, dict):
                 steps.append(step)
@@ -85,9 +86,17 @@ def bake_file_missing(project: Project) -> bool:
     return len(built_services(project)) >= 2 and not any(f in project.files for f in BAKE_FILES)
 
 
-@rule("BP001", "monorepo-without-bake-file", Category.performance, Severity.info, "project",
-      reads=("composes", "dockerfiles", "docker-bake.*"),
-      fix=BAKE_FILE_FIX, safety=Applicability.safe, phase="build")
+@rule(
+    "BP001",
+    "monorepo-without-bake-file",
+    Category.performance,
+    Severity.info,
+    "project",
+    reads=("composes", "dockerfiles", "docker-bake.*"),
+    fix=BAKE_FILE_FIX,
+    safety=Applicability.safe,
+    phase="build",
+)
 def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """A repository that builds two or more images has no `docker-bake.hcl`.
 
@@ -125,13 +134,25 @@ def monorepo_without_bake_file(project: Project) -> Iterable[Hit]:
     """
     if bake_file_missing(project):
         names = built_services(project)
-        yield Hit(0, f"{len(names)} services build images ({', '.join(names)}) and there is no {BAKE_FILE}: "
-                     "they build one by one, in no declared order, without a per-image CI cache",
-                  f"no {BAKE_FILE}; built: {', '.join(names)}", file=BAKE_FILE)
+        yield Hit(
+            0,
+            f"{len(names)} services build images ({', '.join(names)}) and there is no {BAKE_FILE}: "
+            "they build one by one, in no declared order, without a per-image CI cache",
+            f"no {BAKE_FILE}; built: {', '.join(names)}",
+            file=BAKE_FILE,
+        )
 
 
-@rule("BP002", "ci-build-without-cache", Category.performance, Severity.info, "project",
-      fix=CI_WORKFLOW_FIX, safety=Applicability.safe, phase="build")
+@rule(
+    "BP002",
+    "ci-build-without-cache",
+    Category.performance,
+    Severity.info,
+    "project",
+    fix=CI_WORKFLOW_FIX,
+    safety=Applicability.safe,
+    phase="build",
+)
 def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     """No GitHub Actions workflow builds the images with a build cache.
 
@@ -165,13 +186,25 @@ def ci_build_without_cache(project: Project) -> Iterable[Hit]:
     for path in sorted(p for p in workflows if WORKFLOW_PATH.match(p)):
         if any(step_builds_with_cache(step, project) for step in workflow_steps(project.text(path) or "")):
             return
-    yield Hit(0, f"no CI workflow builds the images ({', '.join(names)}) with a cache: every CI build starts cold",
-              f"no workflow with a type=gha build cache; built: {', '.join(names)}", file=WORKFLOW)
+    yield Hit(
+        0,
+        f"no CI workflow builds the images ({', '.join(names)}) with a cache: every CI build starts cold",
+        f"no workflow with a type=gha build cache; built: {', '.join(names)}",
+        file=WORKFLOW,
+    )
 
 
-@rule("DP001", "no-health-gated-deploy", Category.reliability, Severity.info, "project",
-      reads=("composes", "dockerfiles", "deploy/deploy.sh"),
-      fix=DEPLOY_SCRIPTS_FIX, safety=Applicability.safe, phase="deploy")
+@rule(
+    "DP001",
+    "no-health-gated-deploy",
+    Category.reliability,
+    Severity.info,
+    "project",
+    reads=("composes", "dockerfiles", "deploy/deploy.sh"),
+    fix=DEPLOY_SCRIPTS_FIX,
+    safety=Applicability.safe,
+    phase="deploy",
+)
 def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """A compose stack with healthchecks has no health-gated deploy script (`deploy/deploy.sh`).
 
@@ -211,9 +244,13 @@ def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     graph = build_graph(project)
     checked = [n for n in graph.runtime_order if graph.services[n].healthcheck]
     if checked:
-        yield Hit(0, f"the compose stack has healthchecks ({', '.join(checked)}) but no {DEPLOY_SCRIPT}: "
-                     "a rollout doesn't wait for them and can't roll back",
-                  f"no {DEPLOY_SCRIPT}; healthchecks: {', '.join(checked)}", file=DEPLOY_SCRIPT)
+        yield Hit(
+            0,
+            f"the compose stack has healthchecks ({', '.join(checked)}) but no {DEPLOY_SCRIPT}: "
+            "a rollout doesn't wait for them and can't roll back",
+            f"no {DEPLOY_SCRIPT}; healthchecks: {', '.join(checked)}",
+            file=DEPLOY_SCRIPT,
+        )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -229,10 +266,13 @@ def _absent(project: Project, path: str) -> None:
         raise AlreadyResolved(f"{path} exists now: an earlier change wrote it")
 
 
-@BAKE_FILE_FIX.applies("Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache",
-     writes=(BAKE_FILE,))
+@BAKE_FILE_FIX.applies(
+    "Build every image with one docker-bake.hcl: parallel levels, build order, per-image CI cache", writes=(BAKE_FILE,)
+)
 def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, str]:
-    from pipelines.docker_optimization.generate.bake import bake_file   # generate/ reads this module's names
+    from agent_pipelines.pipelines.docker_optimization.generate.bake import (
+        bake_file,
+    )  # generate/ reads this module's names
 
     for path in BAKE_FILES:
         _absent(project, path)
@@ -242,25 +282,31 @@ def write_bake_file(project: Project, task: Task, design: Design) -> dict[str, s
     return {BAKE_FILE: bake_file(project, graph)}
 
 
-@CI_WORKFLOW_FIX.applies("Build the images in GitHub Actions with a cache, and report findings to code scanning",
-     writes=(WORKFLOW,))
+@CI_WORKFLOW_FIX.applies(
+    "Build the images in GitHub Actions with a cache, and report findings to code scanning", writes=(WORKFLOW,)
+)
 def write_ci_workflow(project: Project, task: Task, design: Design) -> dict[str, str]:
-    from pipelines.docker_optimization.generate.workflow import workflow_file   # it reads this module's names
+    from agent_pipelines.pipelines.docker_optimization.generate.workflow import (
+        workflow_file,
+    )  # it reads this module's names
 
     _absent(project, WORKFLOW)
     return {WORKFLOW: workflow_file(project)}
 
 
-@DEPLOY_SCRIPTS_FIX.applies("Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
-     writes=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT), executable=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT))
+@DEPLOY_SCRIPTS_FIX.applies(
+    "Roll out in dependency order, gated on health, with rollback: deploy/deploy.sh",
+    writes=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT),
+    executable=(DEPLOY_SCRIPT, ROLLBACK_SCRIPT),
+)
 def write_deploy_scripts(project: Project, task: Task, design: Design) -> dict[str, str]:
-    from pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
+    from agent_pipelines.pipelines.docker_optimization.generate.deploy import deploy_script, rollback_script
 
     _absent(project, DEPLOY_SCRIPT)
     graph = build_graph(project)
     if not any(s.healthcheck for s in graph.services.values()):
         raise Declined("no service has a healthcheck any more: nothing to gate a rollout on")
     written = {DEPLOY_SCRIPT: deploy_script(project, graph)}
-    if ROLLBACK_SCRIPT not in project.files:   # a rollback.sh someone wrote stays theirs
+    if ROLLBACK_SCRIPT not in project.files:  # a rollback.sh someone wrote stays theirs
         written[ROLLBACK_SCRIPT] = rollback_script(project, graph)
     return written

@@ -4,24 +4,27 @@ in ``reliability_images.py``."""
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Iterable
 import json
+import re
 import shlex
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.image_tools import (
-    Tools, stage_chain, tools_in_final_stage,
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes import dockerfile_of
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.image_tools import (
+    Tools,
+    stage_chain,
+    tools_in_final_stage,
 )
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.fixes import dockerfile_of
-from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 HEALTHCHECK_TOOL_FIX = Fix("healthcheck-tool")
 
@@ -42,7 +45,8 @@ CLEANUP = re.compile(
     r"|(?:apt-get|apt)\s+(?:-\S+\s+)*(?:clean|autoclean|autoremove|purge|remove)"
     r"|apk\s+(?:-\S+\s+)*del|(?:yum|dnf|microdnf|zypper)\s+(?:-\S+\s+)*clean"
     r"|(?:pip3?|python3?\s+-m\s+pip)\s+cache\s+(?:purge|remove)|(?:npm|yarn|pnpm)\s+cache\s+clean"
-    r"|conda\s+clean|go\s+clean|find\s.*(?:-delete|-exec\s+rm))\b")
+    r"|conda\s+clean|go\s+clean|find\s.*(?:-delete|-exec\s+rm))\b"
+)
 # Where the command before a `||` starts: after the last operator, separator or opening group.
 _COMMAND_START = re.compile(r"(?:&&|\|\||[;|&({\n]|\bthen\b|\bdo\b)\s*")
 # $(...) and `...` without nesting: a fallback inside one (`make -j$(nproc || echo 1)`) is a value, not a step.
@@ -77,8 +81,16 @@ def missing_healthcheck_tools(df: Dockerfile) -> tuple[Instruction, list[str], T
     return (ins, missing, tools) if missing else None
 
 
-@rule("RL001", "healthcheck-tool-not-installed", Category.reliability, Severity.error, "dockerfile",
-      fix=HEALTHCHECK_TOOL_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "RL001",
+    "healthcheck-tool-not-installed",
+    Category.reliability,
+    Severity.error,
+    "dockerfile",
+    fix=HEALTHCHECK_TOOL_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
     """A HEALTHCHECK runs curl or wget, and the final image doesn't have it.
 
@@ -111,25 +123,39 @@ def healthcheck_tool_missing(df: Dockerfile) -> Iterable[Hit]:
     if found is None:
         return
     ins, missing, tools = found
-    yield Hit(ins.start_line,
-              f"HEALTHCHECK runs {' and '.join(missing)}, which {tools.image} doesn't have and the final stage "
-              f"doesn't install: the check always fails and the container is reported unhealthy",
-              ins.original, ins.end_line)
+    yield Hit(
+        ins.start_line,
+        f"HEALTHCHECK runs {' and '.join(missing)}, which {tools.image} doesn't have and the final stage "
+        f"doesn't install: the check always fails and the container is reported unhealthy",
+        ins.original,
+        ins.end_line,
+    )
 
 
 def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     """(name, data) of the compose services that build ``df``."""
-    found: dict[tuple[str, str], tuple[str, dict]] = {}   # one per (compose file, service), however many contexts share it
+    found: dict[
+        tuple[str, str], tuple[str, dict]
+    ] = {}  # one per (compose file, service), however many contexts share it
     for ctx in project.contexts_of(df.path):
         for compose in project.composes:
             if compose.path in ctx.compose_files:
-                found.update(((compose.path, n), (n, compose.services[n])) for n in ctx.services
-                             if isinstance(compose.services.get(n), dict))
+                found.update(
+                    ((compose.path, n), (n, compose.services[n]))
+                    for n in ctx.services
+                    if isinstance(compose.services.get(n), dict)
+                )
     return list(found.values())
 
 
-@rule("RL002", "no-healthcheck", Category.reliability, Severity.warning, "project",
-      reads=("dockerfiles", "composes", "contexts"))
+@rule(
+    "RL002",
+    "no-healthcheck",
+    Category.reliability,
+    Severity.warning,
+    "project",
+    reads=("dockerfiles", "composes", "contexts"),
+)
 def no_healthcheck(project) -> Iterable[Hit]:
     """An image that serves a port has no HEALTHCHECK, and no compose service that builds it defines one.
 
@@ -174,15 +200,27 @@ def no_healthcheck(project) -> Iterable[Hit]:
         published = sorted(name for name, data in services if data.get("ports") or data.get("expose"))
         if exposes:
             ins = exposes[-1]
-            yield Hit(ins.start_line, f"the image exposes {' '.join(ins.value)} but has no HEALTHCHECK"
-                      + (f" (nor does compose service {', '.join(dict.fromkeys(n for n, _ in services))})"
-                         if services else ""),
-                      ins.original, ins.end_line, file=df.path)
+            yield Hit(
+                ins.start_line,
+                f"the image exposes {' '.join(ins.value)} but has no HEALTHCHECK"
+                + (
+                    f" (nor does compose service {', '.join(dict.fromkeys(n for n, _ in services))})"
+                    if services
+                    else ""
+                ),
+                ins.original,
+                ins.end_line,
+                file=df.path,
+            )
         elif published:
             stage = df.stages[df.final_stage]
-            yield Hit(stage.start_line, f"compose publishes {', '.join(published)} from this image, "
-                      "and neither the image nor the service has a health check",
-                      f"FROM {stage.base}", file=df.path)
+            yield Hit(
+                stage.start_line,
+                f"compose publishes {', '.join(published)} from this image, "
+                "and neither the image nor the service has a health check",
+                f"FROM {stage.base}",
+                file=df.path,
+            )
 
 
 @rule("RL003", "run-swallows-errors", Category.reliability, Severity.warning, "dockerfile")
@@ -224,7 +262,7 @@ def _ignores_cleanup(command: str, at: int) -> bool:
     starts = list(_COMMAND_START.finditer(before))
     if starts and starts[-1].group().strip() in ("&&", "||", "|"):
         return False  # `make && rm x || true` ignores make's failure too
-    simple = before[starts[-1].end() if starts else 0:].strip()
+    simple = before[starts[-1].end() if starts else 0 :].strip()
     return bool(simple) and bool(CLEANUP.match(simple))
 
 
@@ -245,12 +283,15 @@ def directives(df: Dockerfile) -> list[tuple[int, str, str]]:
 
 
 # -- healthcheck-tool (RL001) ------------------------------------------------
-PYTHON_PROBE = ("import urllib.request,sys; "
-                "sys.exit(0 if urllib.request.urlopen('{url}', timeout={timeout}).status < 400 else 1)")
-NODE_PROBE = ("require('{module}').get('{url}', {{timeout: {ms}}}, "
-              "r => process.exit(r.statusCode < 400 ? 0 : 1))"
-              ".on('error', () => process.exit(1)).on('timeout', () => process.exit(1))")
-DEFAULT_TIMEOUT = "30"   # Docker's own HEALTHCHECK --timeout default: not a figure of ours
+PYTHON_PROBE = (
+    "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('{url}', timeout={timeout}).status < 400 else 1)"
+)
+NODE_PROBE = (
+    "require('{module}').get('{url}', {{timeout: {ms}}}, "
+    "r => process.exit(r.statusCode < 400 ? 0 : 1))"
+    ".on('error', () => process.exit(1)).on('timeout', () => process.exit(1))"
+)
+DEFAULT_TIMEOUT = "30"  # Docker's own HEALTHCHECK --timeout default: not a figure of ours
 
 
 def _seconds(duration: str) -> str | None:
@@ -260,19 +301,47 @@ def _seconds(duration: str) -> str | None:
         return None
     total = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u] for n, u in parts)
     return f"{total:g}"
+
+
 # curl/wget options the probe can stand in for. Flags that only change what is printed, or mean
 # "fail on HTTP errors" (the probe always does), are dropped; options with a value are kinds:
 # "timeout" (carried over), "output" (must be discarded: /dev/null or -), "ignore" (retries).
 FLAGS = {
-    "curl": {"-f", "--fail", "-s", "--silent", "-S", "--show-error", "-L", "--location", "-q", "-I", "--head",
-             "--fail-with-body"},
+    "curl": {
+        "-f",
+        "--fail",
+        "-s",
+        "--silent",
+        "-S",
+        "--show-error",
+        "-L",
+        "--location",
+        "-q",
+        "-I",
+        "--head",
+        "--fail-with-body",
+    },
     "wget": {"-q", "--quiet", "--spider", "-nv", "--no-verbose", "-S", "--server-response"},
 }
 VALUE_OPTIONS = {
-    "curl": {"-o": "output", "--output": "output", "-m": "timeout", "--max-time": "timeout",
-             "--connect-timeout": "timeout", "--retry": "ignore"},
-    "wget": {"-O": "output", "--output-document": "output", "-o": "output", "--output-file": "output",
-             "-T": "timeout", "--timeout": "timeout", "-t": "ignore", "--tries": "ignore"},
+    "curl": {
+        "-o": "output",
+        "--output": "output",
+        "-m": "timeout",
+        "--max-time": "timeout",
+        "--connect-timeout": "timeout",
+        "--retry": "ignore",
+    },
+    "wget": {
+        "-O": "output",
+        "--output-document": "output",
+        "-o": "output",
+        "--output-file": "output",
+        "-T": "timeout",
+        "--timeout": "timeout",
+        "-t": "ignore",
+        "--tries": "ignore",
+    },
 }
 DISCARDED_OUTPUT = {"/dev/null", "-"}
 EXIT_ONE = re.compile(r"\s*\|\|\s*exit(?:\s+1)?\s*$")
@@ -284,6 +353,7 @@ NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
 
 def _options(tool: str, words: list[str], line: int) -> tuple[list[tuple[str, str]], list[str]]:
     """((kind, value) of the value options, positional words) of a curl/wget call; FixError on others."""
+
     def unknown(word: str) -> FixError:
         return Declined(f"line {line}: {tool} option {word} has no equivalent in the probe; left for a person")
 
@@ -297,13 +367,13 @@ def _options(tool: str, words: list[str], line: int) -> tuple[list[tuple[str, st
         elif word.startswith("--"):
             raise unknown(word)
         elif word.startswith("-") and len(word) > 1:
-            for index, letter in enumerate(word[1:], 1):   # a cluster: -fsS, -qO-, -sfm 3
+            for index, letter in enumerate(word[1:], 1):  # a cluster: -fsS, -qO-, -sfm 3
                 if f"-{letter}" in FLAGS[tool]:
                     continue
                 kind = VALUE_OPTIONS[tool].get(f"-{letter}")
                 if kind is None:
                     raise unknown(word)
-                values.append((kind, word[index + 1:] or next(rest, "")))
+                values.append((kind, word[index + 1 :] or next(rest, "")))
                 break
         else:
             positional.append(word)
@@ -318,8 +388,10 @@ def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
     else:
         script = EXIT_ONE.sub("", " ".join(ins.value[1:]))
         if SHELL_SYNTAX.search(script):
-            raise Declined(f"line {line}: the health check uses shell syntax (variables, pipes, several "
-                           "commands); left for a person")
+            raise Declined(
+                f"line {line}: the health check uses shell syntax (variables, pipes, several "
+                "commands); left for a person"
+            )
         try:
             words = shlex.split(script)
         except ValueError as err:
@@ -328,8 +400,9 @@ def probe_request(ins: Instruction, tool: str) -> tuple[str, str]:
         raise Declined(f"line {line}: the health check doesn't start with {tool}; left for a person")
     values, urls = _options(tool, words[1:], line)
     # No timeout of its own: the probe gives up when Docker would stop the check anyway (--timeout, else 30 s).
-    timeout = next((_seconds(f.partition("=")[2]) for f in ins.flags if f.startswith("--timeout=")), None) \
-        or DEFAULT_TIMEOUT
+    timeout = (
+        next((_seconds(f.partition("=")[2]) for f in ins.flags if f.startswith("--timeout=")), None) or DEFAULT_TIMEOUT
+    )
     for kind, value in values:
         if kind == "timeout" and NUMBER.match(value):
             timeout = value
@@ -351,15 +424,17 @@ def probe_command(tools: Tools, url: str, timeout: str, tool: str) -> list[str]:
     if tools.has("node"):
         module = "https" if url.startswith("https:") else "http"
         return ["node", "-e", NODE_PROBE.format(module=module, url=url, ms=round(float(timeout) * 1000))]
-    raise Declined(f"{tools.image or 'the final image'} has neither {tool} nor python or node to probe with",
-                   f"install {tool} in the final stage, or write a probe the image can run")
+    raise Declined(
+        f"{tools.image or 'the final image'} has neither {tool} nor python or node to probe with",
+        f"install {tool} in the final stage, or write a probe the image can run",
+    )
 
 
 def healthcheck_line(df: Dockerfile, ins: Instruction, command: list[str]) -> str:
     """The HEALTHCHECK rewritten in exec form, with its options and its first line's indentation and keyword."""
     first = df.lines[ins.start_line - 1]
     found = re.match(r"\s*\S+", first)
-    assert found is not None   # the instruction's first line holds its keyword
+    assert found is not None  # the instruction's first line holds its keyword
     keyword = found.group(0)
     options = "".join(f" {flag}" for flag in ins.flags)
     return f"{keyword}{options} CMD {json.dumps(command, ensure_ascii=False)}{newline_of(df.lines[ins.end_line - 1])}"
@@ -377,6 +452,7 @@ def rewrite_healthcheck(project: Project, task: Task, design: Design) -> dict[st
     text = replace_lines(df.text, ins.start_line, ins.end_line, [line])
     after = Dockerfile.parse(task.file, text)
     if after.error or missing_healthcheck_tools(after) is not None:
-        raise FixError(f"the rewritten health check in {task.file} doesn't check out: "
-                       f"{after.error or 'tool still missing'}")
+        raise FixError(
+            f"the rewritten health check in {task.file} doesn't check out: {after.error or 'tool still missing'}"
+        )
     return {task.file: text}

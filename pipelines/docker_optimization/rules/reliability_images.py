@@ -8,30 +8,39 @@ import os
 import re
 import shutil
 import subprocess
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes import dockerfile_of
-from pipelines.docker_optimization.fixes.edit import replace_lines
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.image_tools import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes import dockerfile_of
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import replace_lines
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.image_tools import (
     base_image,
     repository_and_tag,
 )
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.reliability import directives
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.reliability import directives
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 SYNTAX_DIRECTIVE_FIX = Fix("syntax-directive")
 PIN_DIGEST_FIX = Fix("pin-digest")
 
 
-@rule("RL004", "remote-syntax-frontend", Category.reliability, Severity.info, "dockerfile",
-      fix=SYNTAX_DIRECTIVE_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "RL004",
+    "remote-syntax-frontend",
+    Category.reliability,
+    Severity.info,
+    "dockerfile",
+    fix=SYNTAX_DIRECTIVE_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def remote_syntax_frontend(df: Dockerfile) -> Iterable[Hit]:
     """A `# syntax=` directive makes every build pull its Dockerfile frontend from a registry.
 
@@ -61,8 +70,11 @@ def remote_syntax_frontend(df: Dockerfile) -> Iterable[Hit]:
     """
     for number, name, value in directives(df):
         if name == "syntax":
-            yield Hit(number, f"the build pulls the Dockerfile frontend {value} from a registry before it starts",
-                      df.lines[number - 1].rstrip("\r\n"))
+            yield Hit(
+                number,
+                f"the build pulls the Dockerfile frontend {value} from a registry before it starts",
+                df.lines[number - 1].rstrip("\r\n"),
+            )
 
 
 def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
@@ -72,7 +84,7 @@ def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
     """
     found, froms = [], df.of("FROM")
     for stage, ins in zip(df.stages, froms):
-        earlier = {s.name.lower() for s in df.stages[:stage.index] if s.name}
+        earlier = {s.name.lower() for s in df.stages[: stage.index] if s.name}
         if stage.base.lower() in earlier or stage.base.lower() == "scratch":
             continue
         ref = base_image(df, stage.base)
@@ -81,8 +93,16 @@ def external_bases(df: Dockerfile) -> list[tuple[Instruction, str]]:
     return found
 
 
-@rule("RL005", "base-image-floating-tag", Category.reliability, Severity.warning, "dockerfile",
-      fix=PIN_DIGEST_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "RL005",
+    "base-image-floating-tag",
+    Category.reliability,
+    Severity.warning,
+    "dockerfile",
+    fix=PIN_DIGEST_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
     """A base image is named without a tag, or by `latest`.
 
@@ -108,12 +128,24 @@ def base_image_floating_tag(df: Dockerfile) -> Iterable[Hit]:
         _, tag, digest = repository_and_tag(ref)
         if not digest and tag in ("", "latest"):
             why = "no tag means latest" if not tag else "latest"
-            yield Hit(ins.start_line, f"base image {ref} floats ({why}): each build may get a different image",
-                      ins.original, ins.end_line)
+            yield Hit(
+                ins.start_line,
+                f"base image {ref} floats ({why}): each build may get a different image",
+                ins.original,
+                ins.end_line,
+            )
 
 
-@rule("RL006", "base-image-without-digest", Category.reliability, Severity.info, "dockerfile",
-      fix=PIN_DIGEST_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "RL006",
+    "base-image-without-digest",
+    Category.reliability,
+    Severity.info,
+    "dockerfile",
+    fix=PIN_DIGEST_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def base_image_without_digest(df: Dockerfile) -> Iterable[Hit]:
     """A base image is pinned by tag only, not by digest.
 
@@ -139,8 +171,12 @@ def base_image_without_digest(df: Dockerfile) -> Iterable[Hit]:
     for ins, ref in external_bases(df):
         _, tag, digest = repository_and_tag(ref)
         if not digest and tag not in ("", "latest"):
-            yield Hit(ins.start_line, f"base image {ref} is pinned by tag only: the tag can be re-pushed",
-                      ins.original, ins.end_line)
+            yield Hit(
+                ins.start_line,
+                f"base image {ref} is pinned by tag only: the tag can be re-pushed",
+                ins.original,
+                ins.end_line,
+            )
 
 
 # -- syntax-directive (RL004) ------------------------------------------------
@@ -171,23 +207,34 @@ INSPECT_TIMEOUT = 30
 def local_digest(image: str) -> str:
     """The sha256 digest the Docker engine behind DOCKER_HOST has for ``image``; FixError when unknown."""
     if not os.environ.get("DOCKER_HOST"):
-        raise Declined("no Docker engine: DOCKER_HOST is not set, so local digests can't be read",
-                       "pull the image and pin it by hand (`docker buildx imagetools inspect IMAGE` prints its "
-                       "digest), or run again with DOCKER_HOST set")
+        raise Declined(
+            "no Docker engine: DOCKER_HOST is not set, so local digests can't be read",
+            "pull the image and pin it by hand (`docker buildx imagetools inspect IMAGE` prints its "
+            "digest), or run again with DOCKER_HOST set",
+        )
     docker = shutil.which("docker")
     if docker is None:
-        raise Declined("no docker client on PATH to read local digests",
-                       "pin it by hand (`docker buildx imagetools inspect IMAGE` prints its digest)")
+        raise Declined(
+            "no docker client on PATH to read local digests",
+            "pin it by hand (`docker buildx imagetools inspect IMAGE` prints its digest)",
+        )
     try:
-        proc = subprocess.run([docker, "image", "inspect", "--format", "{{json .RepoDigests}}", image],
-                              capture_output=True, text=True, timeout=INSPECT_TIMEOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [docker, "image", "inspect", "--format", "{{json .RepoDigests}}", image],
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as err:
         raise FixError(f"docker image inspect {image} did not answer within {INSPECT_TIMEOUT} s") from err
     if proc.returncode != 0:
         detail = proc.stderr.strip().splitlines()[-1:] or ["no output"]
         if "no such" in detail[0].lower():
-            raise Declined(f"digest not known locally: {image} is not in the engine's image store",
-                           f"`docker pull {image}` and run again, or pin it by hand")
+            raise Declined(
+                f"digest not known locally: {image} is not in the engine's image store",
+                f"`docker pull {image}` and run again, or pin it by hand",
+            )
         raise FixError(f"docker image inspect {image} failed: {detail[0][:200]}")
     try:
         digests = json.loads(proc.stdout.strip() or "null") or []
@@ -212,8 +259,9 @@ def pin_digests(project: Project, task: Task, design: Design) -> dict[str, str]:
     for ins, ref in sorted(targets, key=lambda t: t[0].start_line, reverse=True):
         written = ins.value[0]
         if "$" in written:
-            raise Declined(f"line {ins.start_line}: FROM {written} uses build arguments",
-                           "pin the ARG default by digest by hand")
+            raise Declined(
+                f"line {ins.start_line}: FROM {written} uses build arguments", "pin the ARG default by digest by hand"
+            )
         digest = local_digest(ref)
         token = re.compile(r"(?<!\S)" + re.escape(written) + r"(?!\S)")
         for number in range(ins.start_line, ins.end_line + 1):

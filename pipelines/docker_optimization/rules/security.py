@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined, FixError
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.model.shell import segments, workdir_at
-from pipelines.docker_optimization import policy
-from pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization import policy
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import newline_of, replace_lines
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.image_tools import stage_chain, tools_in_final_stage
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import segments, workdir_at
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 NON_ROOT_USER_FIX = Fix("non-root-user")
 
@@ -32,17 +33,55 @@ ROOT_USERS = ("root", "0")
 NON_ROOT_BASES = re.compile(
     r"nonroot|unprivileged|rootless|^cgr\.dev/chainguard/|^(?:docker\.io/)?bitnami/"
     r"|^(?:docker\.io/)?(?:grafana/(?:k6|grafana)|prom/|otel/opentelemetry-collector|jaegertracing/|apache/kafka"
-    r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/")
+    r"|confluentinc/|opensearchproject/|jenkins/jenkins|sonarqube)|^quay\.io/prometheus/|^docker\.elastic\.co/"
+)
 REMOTE = re.compile(r"^(?:https?|git|ssh)://|^git@", re.IGNORECASE)
 
 
 # -- SE001 -------------------------------------------------------------------
 # Options of useradd, Debian's adduser and busybox's adduser that take a value (the value is not the name).
-_USER_VALUE_OPTIONS = frozenset({
-    "-b", "-c", "-d", "-e", "-f", "-g", "-G", "-k", "-K", "-p", "-R", "-P", "-s", "-u", "-h",
-    "--base-dir", "--comment", "--home-dir", "--home", "--expiredate", "--inactive", "--gid", "--groups",
-    "--skel", "--key", "--password", "--root", "--prefix", "--shell", "--uid", "--selinux-user",
-    "--ingroup", "--gecos", "--firstuid", "--lastuid", "--firstgid", "--lastgid", "--conf"})
+_USER_VALUE_OPTIONS = frozenset(
+    {
+        "-b",
+        "-c",
+        "-d",
+        "-e",
+        "-f",
+        "-g",
+        "-G",
+        "-k",
+        "-K",
+        "-p",
+        "-R",
+        "-P",
+        "-s",
+        "-u",
+        "-h",
+        "--base-dir",
+        "--comment",
+        "--home-dir",
+        "--home",
+        "--expiredate",
+        "--inactive",
+        "--gid",
+        "--groups",
+        "--skel",
+        "--key",
+        "--password",
+        "--root",
+        "--prefix",
+        "--shell",
+        "--uid",
+        "--selinux-user",
+        "--ingroup",
+        "--gecos",
+        "--firstuid",
+        "--lastuid",
+        "--firstgid",
+        "--lastgid",
+        "--conf",
+    }
+)
 
 
 def user_created(argv: tuple[str, ...]) -> str:
@@ -65,7 +104,7 @@ def user_created(argv: tuple[str, ...]) -> str:
             skip = name in _USER_VALUE_OPTIONS and "=" not in word
         elif word.startswith("-") and len(word) > 1:
             options.add(word[:2])
-            skip = word[:2] in _USER_VALUE_OPTIONS and len(word) == 2   # "-u1000" carries its value
+            skip = word[:2] in _USER_VALUE_OPTIONS and len(word) == 2  # "-u1000" carries its value
         else:
             names.append(word)
     if len(names) != 1 or "$" in names[0]:
@@ -91,7 +130,7 @@ def _group_created(argv: tuple[str, ...]) -> str:
         if skip:
             skip = False
         elif word.startswith("-") and len(word) > 1:
-            skip = word in _GROUP_VALUE_OPTIONS   # "-g 1000"; "--gid=1000" and "-g1000" carry their value
+            skip = word in _GROUP_VALUE_OPTIONS  # "-g 1000"; "--gid=1000" and "-g1000" carry their value
         else:
             names.append(word)
     # Debian's `addgroup USER GROUP` is not a form; busybox's `addgroup USER GROUP` adds a user to a group
@@ -160,8 +199,16 @@ def runs_as_root(df: Dockerfile) -> tuple[str, Instruction | None, list[tuple[In
     return why, ins, created
 
 
-@rule("SE001", "runs-as-root", Category.security, Severity.warning, "dockerfile",
-      fix=NON_ROOT_USER_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "SE001",
+    "runs-as-root",
+    Category.security,
+    Severity.warning,
+    "dockerfile",
+    fix=NON_ROOT_USER_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def container_runs_as_root(df: Dockerfile) -> Iterable[Hit]:
     """The final stage runs as root: no USER, `USER root`/`USER 0`, or a user created and never switched to.
 
@@ -249,8 +296,12 @@ def add_remote_url(df: Dockerfile) -> Iterable[Hit]:
             continue
         urls = [src for src in ins.value[:-1] if REMOTE.match(src)]
         if urls:
-            yield Hit(ins.start_line, f"ADD downloads {', '.join(urls)} without verifying a checksum",
-                      ins.original, ins.end_line)
+            yield Hit(
+                ins.start_line,
+                f"ADD downloads {', '.join(urls)} without verifying a checksum",
+                ins.original,
+                ins.end_line,
+            )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -271,8 +322,8 @@ CREATE_USER = {
     "debian": f"useradd --system --uid {APP_UID} --user-group --no-create-home {APP_USER}",
     "alpine": f"addgroup -S -g {APP_UID} {APP_USER} && adduser -S -D -H -u {APP_UID} -G {APP_USER} {APP_USER}",
 }
-ROOT_HOME = "/root"           # mode 700 in Debian and Alpine images: other users can't even look inside
-DEFAULT_USER_BASE = "/root/.local"   # where root's `pip install --user` puts packages when PYTHONUSERBASE is unset
+ROOT_HOME = "/root"  # mode 700 in Debian and Alpine images: other users can't even look inside
+DEFAULT_USER_BASE = "/root/.local"  # where root's `pip install --user` puts packages when PYTHONUSERBASE is unset
 
 
 def _under(path: str, directory: str) -> bool:
@@ -297,26 +348,32 @@ def _env_pairs(ins: Instruction) -> list[tuple[str, str]]:
 class NonRootPlan:
     """What the fix will do to one Dockerfile, and why (said in the task and commit message)."""
 
-    user: str                     # the USER it switches to: a user name (never a group) or uid:gid
-    owner: str                    # what the writable directories are chowned to
-    create: str = ""              # the command that creates the user ("" when it exists)
-    root_reasons: list[str] = field(default_factory=list)   # what the app needs from under /root
-    user_base: str = ""           # PYTHONUSERBASE to set so the user's Python finds root's --user packages
-    writable: list[tuple[str, str]] = field(default_factory=list)   # (directory, why)
+    user: str  # the USER it switches to: a user name (never a group) or uid:gid
+    owner: str  # what the writable directories are chowned to
+    create: str = ""  # the command that creates the user ("" when it exists)
+    root_reasons: list[str] = field(default_factory=list)  # what the app needs from under /root
+    user_base: str = ""  # PYTHONUSERBASE to set so the user's Python finds root's --user packages
+    writable: list[tuple[str, str]] = field(default_factory=list)  # (directory, why)
 
     def describe(self) -> str:
-        said = [f"adds user {self.user}" if self.create else f"switches to user {self.user}",
-                "keeps the code root-owned (read-only to the user)"]
+        said = [
+            f"adds user {self.user}" if self.create else f"switches to user {self.user}",
+            "keeps the code root-owned (read-only to the user)",
+        ]
         if self.root_reasons:
-            said.append(f"lets the user reach {ROOT_HOME} (chmod o+x; nothing else there changes) because "
-                        + "; ".join(self.root_reasons))
+            said.append(
+                f"lets the user reach {ROOT_HOME} (chmod o+x; nothing else there changes) because "
+                + "; ".join(self.root_reasons)
+            )
         if self.user_base:
             said.append(f"sets PYTHONUSERBASE={self.user_base} so the user's Python finds those packages")
         if self.writable:
             said.append("gives the user only " + ", ".join(f"{d} ({why})" for d, why in self.writable))
         else:
-            said.append("gives the user no writable directory (no VOLUME, none in policy.dockerfiles in "
-                        ".pipeline.yaml): an app that writes files will fail and must be configured")
+            said.append(
+                "gives the user no writable directory (no VOLUME, none in policy.dockerfiles in "
+                ".pipeline.yaml): an app that writes files will fail and must be configured"
+            )
         return "; ".join(said)
 
 
@@ -349,21 +406,23 @@ def _paths_needed(df: Dockerfile, chain: set[int]) -> tuple[list[str], str]:
                 user_base = DEFAULT_USER_BASE
         elif ins.cmd == "RUN" and df.user_at(ins) in ("root", "0"):
             for seg in segments(df, ins):
-                if _is_pip_install(seg.argv) and ("--user" in seg.argv or env.get("PIP_USER", "").lower() in
-                                                  ("1", "true", "yes", "on")):
+                if _is_pip_install(seg.argv) and (
+                    "--user" in seg.argv or env.get("PIP_USER", "").lower() in ("1", "true", "yes", "on")
+                ):
                     base = env.get("PYTHONUSERBASE", DEFAULT_USER_BASE)
                     user_base = base
                     if _under(base, ROOT_HOME):
                         reasons.append(f"pip install --user (line {ins.start_line}) installs into {base}")
                 prog = posixpath.basename(seg.argv[0]) if seg.argv else ""
                 venv = [a for a in seg.argv[1:] if not a.startswith("-") and a not in ("-m", "venv")]
-                if (("venv" in seg.argv and (prog.startswith("python") or prog == "uv")) or prog == "virtualenv") \
-                        and venv:
+                if (
+                    ("venv" in seg.argv and (prog.startswith("python") or prog == "uv")) or prog == "virtualenv"
+                ) and venv:
                     target = posixpath.normpath(posixpath.join(seg.cwd or "/", venv[-1]))
                     if _under(target, ROOT_HOME):
                         reasons.append(f"a virtual environment is made in {target} (line {ins.start_line})")
     if "PYTHONUSERBASE" in env:
-        user_base = ""   # already set for every user
+        user_base = ""  # already set for every user
     return list(dict.fromkeys(reasons)), user_base
 
 
@@ -398,14 +457,18 @@ def plan_non_root(project: Project, file: str) -> tuple[Dockerfile, NonRootPlan,
     else:
         command = CREATE_USER.get(tools.os)
         if command is None:
-            raise Declined(f"can't tell how to add a user to {tools.image or 'the base image'} "
-                           "(no known shell and package tools); add a non-root USER by hand")
+            raise Declined(
+                f"can't tell how to add a user to {tools.image or 'the base image'} "
+                "(no known shell and package tools); add a non-root USER by hand"
+            )
         plan = NonRootPlan(user=APP_USER, owner=f"{APP_USER}:{APP_USER}", create=command)
     plan.root_reasons, plan.user_base = _paths_needed(df, chain)
     plan.writable = _writable(df, chain, configured)
     if tools.family == "scratch" and (plan.root_reasons or plan.writable):
-        raise Declined(f"{file} builds FROM scratch (no shell): can't open {ROOT_HOME} or create writable "
-                       "directories for the user; add a non-root USER by hand")
+        raise Declined(
+            f"{file} builds FROM scratch (no shell): can't open {ROOT_HOME} or create writable "
+            "directories for the user; add a non-root USER by hand"
+        )
     return df, plan, created
 
 
@@ -439,7 +502,7 @@ def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, s
         b, a = edits.get(number, ([], []))
         edits[number] = (b + list(before), a + list(after))
 
-    ready = 0   # the line after which the user exists
+    ready = 0  # the line after which the user exists
     if plan.create:
         add(stage[0].end_line, after=(f"RUN {plan.create}",))
         ready = stage[0].end_line
@@ -449,16 +512,26 @@ def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, s
     entry = next((i for i in stage if i.cmd in ("CMD", "ENTRYPOINT") and i.start_line > last_root_step), None)
     switch: list[str] = []
     if plan.root_reasons:
-        switch += [f"# the runtime user reads what the app needs under {ROOT_HOME}; its files stay root's",
-                   f"RUN chmod o+x {ROOT_HOME}"]
+        switch += [
+            f"# the runtime user reads what the app needs under {ROOT_HOME}; its files stay root's",
+            f"RUN chmod o+x {ROOT_HOME}",
+        ]
     if plan.user_base:
         switch.append(f"ENV PYTHONUSERBASE={plan.user_base}")
     dirs = " ".join(d for d, _ in plan.writable)
     if dirs:
         writable = f"RUN mkdir -p {dirs} && chown {plan.owner} {dirs}"
         # a RUN after VOLUME can't change the volume's directory (the classic builder discards it): go before
-        volume = next((i for i in stage if i.cmd == "VOLUME" and i.start_line > ready
-                       and any(posixpath.normpath(p) in dict(plan.writable) for p in i.value)), None)
+        volume = next(
+            (
+                i
+                for i in stage
+                if i.cmd == "VOLUME"
+                and i.start_line > ready
+                and any(posixpath.normpath(p) in dict(plan.writable) for p in i.value)
+            ),
+            None,
+        )
         if volume is not None:
             add(volume.start_line, before=(writable,))
         else:
@@ -471,6 +544,7 @@ def run_as_non_root(project: Project, task: Task, design: Design) -> dict[str, s
     text = _edit(df.text, edits, newline)
     after = Dockerfile.parse(task.file, text)
     if after.error or runs_as_root(after) is not None:
-        raise FixError(f"the edited {task.file} still runs as root or doesn't parse: "
-                       f"{after.error or 'USER not in effect'}")
+        raise FixError(
+            f"the edited {task.file} still runs as root or doesn't parse: {after.error or 'USER not in effect'}"
+        )
     return {task.file: text}

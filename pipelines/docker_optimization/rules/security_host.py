@@ -4,11 +4,11 @@ every capability, its network)."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.rules import Hit, rule
-from pipelines.docker_optimization.rules.security_secrets import _item_line, _line
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.security_secrets import _item_line, _line
 
 DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
 
@@ -20,8 +20,7 @@ def _volume_source(volume: object) -> str:
     return str(volume).split(":", 1)[0] if volume is not None else ""
 
 
-@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project",
-      reads=("dockerfiles", "composes"))
+@rule("SE004", "docker-socket-mounted", Category.security, Severity.error, "project", reads=("dockerfiles", "composes"))
 def docker_socket_mounted(project) -> Iterable[Hit]:
     """The Docker socket is mounted into a container (compose `volumes`) or a build step (`RUN --mount`).
 
@@ -50,8 +49,13 @@ def docker_socket_mounted(project) -> Iterable[Hit]:
         for ins in df.of("RUN"):
             for mount in ins.mounts():
                 if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
-                    yield Hit(ins.start_line, "a build step mounts the Docker socket: it can control the engine",
-                              ins.original, ins.end_line, file=df.path)
+                    yield Hit(
+                        ins.start_line,
+                        "a build step mounts the Docker socket: it can control the engine",
+                        ins.original,
+                        ins.end_line,
+                        file=df.path,
+                    )
                     break
     for compose in project.composes:
         for name, svc in compose.services.items():
@@ -60,9 +64,12 @@ def docker_socket_mounted(project) -> Iterable[Hit]:
                 continue
             for index, volume in enumerate(volumes):
                 if DOCKER_SOCKET.search(_volume_source(volume)):
-                    yield Hit(_item_line(volumes, index, compose.line_of(name)),
-                              f"service {name} mounts the Docker socket: root on the host",
-                              f"{name}: {_volume_source(volume)}", file=compose.path)
+                    yield Hit(
+                        _item_line(volumes, index, compose.line_of(name)),
+                        f"service {name} mounts the Docker socket: root on the host",
+                        f"{name}: {_volume_source(volume)}",
+                        file=compose.path,
+                    )
 
 
 # -- SE005, SE010, SE011 ---------------------------------------------------
@@ -85,9 +92,11 @@ def privileged_container(svc) -> Iterable[Hit]:
             cap_add: [NET_ADMIN]   # only the capability it needs
     """
     if str(svc.data.get("privileged", "")).lower() == "true":
-        yield Hit(_line(svc.data, "privileged", svc.line),
-                  f"service {svc.name} is privileged: no isolation from the host",
-                  f"{svc.name}: privileged: true")
+        yield Hit(
+            _line(svc.data, "privileged", svc.line),
+            f"service {svc.name} is privileged: no isolation from the host",
+            f"{svc.name}: privileged: true",
+        )
 
 
 @rule("SE010", "all-capabilities", Category.security, Severity.warning, "service")
@@ -106,8 +115,11 @@ def all_capabilities(svc) -> Iterable[Hit]:
     """
     caps = svc.data.get("cap_add")
     if isinstance(caps, list) and any(str(c).upper() in ("ALL", "CAP_ALL") for c in caps):
-        yield Hit(_line(svc.data, "cap_add", svc.line), f"service {svc.name} adds every capability",
-                  f"{svc.name}: cap_add: ALL")
+        yield Hit(
+            _line(svc.data, "cap_add", svc.line),
+            f"service {svc.name} adds every capability",
+            f"{svc.name}: cap_add: ALL",
+        )
 
 
 @rule("SE011", "host-network", Category.security, Severity.warning, "service")
@@ -125,5 +137,8 @@ def host_network(svc) -> Iterable[Hit]:
         ports: ["8080:8080"]
     """
     if str(svc.data.get("network_mode", "")).lower() == "host":
-        yield Hit(_line(svc.data, "network_mode", svc.line), f"service {svc.name} shares the host's network",
-                  f"{svc.name}: network_mode: host")
+        yield Hit(
+            _line(svc.data, "network_mode", svc.line),
+            f"service {svc.name} shares the host's network",
+            f"{svc.name}: network_mode: host",
+        )

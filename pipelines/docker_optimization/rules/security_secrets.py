@@ -4,24 +4,29 @@ files that a build context sends and that COPY may put into an image."""
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
-from engine.finding import Category, Severity
-from pipelines.docker_optimization.model.dockerfile import Dockerfile
-from pipelines.docker_optimization.model.copies import names, sources
-from pipelines.docker_optimization.model.project import relative, within
-from pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.engine.finding import Category, Severity
+from agent_pipelines.pipelines.docker_optimization.model.copies import names, sources
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import relative, within
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
 
 SECRET_NAMES = re.compile(
     r"^(\.env(\.[\w.-]+)?|id_(rsa|dsa|ecdsa|ed25519)|\.pypirc|\.netrc|\.npmrc"
-    r"|credentials(\.json)?|.*\.(pem|key|p12|pfx|jks|keystore))$")
+    r"|credentials(\.json)?|.*\.(pem|key|p12|pfx|jks|keystore))$"
+)
 # A name part that makes the file a template to copy and fill in, not the filled-in file:
 # .env.example, .env.local.template, .env.dist, .env.production.sample.
-TEMPLATE_PARTS = frozenset({"example", "examples", "sample", "samples", "template", "templates", "tmpl", "tpl",
-                            "dist", "skel", "stub"})
+TEMPLATE_PARTS = frozenset(
+    {"example", "examples", "sample", "samples", "template", "templates", "tmpl", "tpl", "dist", "skel", "stub"}
+)
 # PEM files that hold a certificate (public by design), not a private key.
-PUBLIC_PEM = re.compile(r"(^|[._-])(cert|certificate|fullchain|chain|ca|cacert|ca-bundle|bundle|pub|public)"
-                        r"([._-]|$)", re.IGNORECASE)
+PUBLIC_PEM = re.compile(
+    r"(^|[._-])(cert|certificate|fullchain|chain|ca|cacert|ca-bundle|bundle|pub|public)"
+    r"([._-]|$)",
+    re.IGNORECASE,
+)
 
 
 def is_secret_file(name: str) -> bool:
@@ -46,8 +51,16 @@ class _SecretFiles(list):
 
 
 # Variables frameworks inline into the client bundle at build time: public by design, and the build needs them.
-PUBLIC_PREFIXES = ("EXPO_PUBLIC_", "NEXT_PUBLIC_", "VITE_", "REACT_APP_", "NUXT_PUBLIC_", "PUBLIC_", "GATSBY_",
-                   "VUE_APP_")
+PUBLIC_PREFIXES = (
+    "EXPO_PUBLIC_",
+    "NEXT_PUBLIC_",
+    "VITE_",
+    "REACT_APP_",
+    "NUXT_PUBLIC_",
+    "PUBLIC_",
+    "GATSBY_",
+    "VUE_APP_",
+)
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
 
@@ -84,8 +97,8 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
         a .dockerignore entry (`**/.env`), and secrets passed at build time with
         `RUN --mount=type=secret,id=stripe` or at run time through the environment.
     """
-    senders: dict[str, list[str]] = {}   # secret file -> context dirs that send it
-    copied: dict[str, list[str]] = {}    # secret file -> Dockerfiles whose COPY puts it in the image
+    senders: dict[str, list[str]] = {}  # secret file -> context dirs that send it
+    copied: dict[str, list[str]] = {}  # secret file -> Dockerfiles whose COPY puts it in the image
     seen = set()
     if "secret_files" not in project.names_memo:  # kept across incremental updates (see Project.names_memo)
         project.names_memo["secret_files"] = secret_files(project.files)
@@ -107,10 +120,18 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
                 copied[full].append(ctx.dockerfile)
     for full, dirs in sorted(senders.items()):
         contexts = ", ".join(dirs)
-        where = (f"COPY puts it in the image ({', '.join(copied[full])})" if copied.get(full)
-                 else "sent to the builder, not copied")
-        yield Hit(0, f"{full} is in build context{'s' if len(dirs) > 1 else ''} {contexts} and not excluded by a "
-                     f".dockerignore: {where}", f"{full} (contents not shown)", file=full)
+        where = (
+            f"COPY puts it in the image ({', '.join(copied[full])})"
+            if copied.get(full)
+            else "sent to the builder, not copied"
+        )
+        yield Hit(
+            0,
+            f"{full} is in build context{'s' if len(dirs) > 1 else ''} {contexts} and not excluded by a "
+            f".dockerignore: {where}",
+            f"{full} (contents not shown)",
+            file=full,
+        )
 
 
 # Names that hold secrets: *_KEY, *_SECRET, *_TOKEN, *_PASSWORD, *_CREDENTIALS (not public keys, GPG fingerprints).
@@ -148,9 +169,14 @@ def dockerfile_secrets(df: Dockerfile) -> Iterable[Hit]:
         for name, value in pairs:
             if is_secret_name(name) and literal(value):
                 kind = "build argument default" if ins.cmd == "ARG" else "environment variable"
-                yield Hit(ins.start_line, f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
-                          "(docker history / inspect shows it to anyone who pulls it)",
-                          f"{ins.cmd} {name}=***", ins.end_line, file=df.path)
+                yield Hit(
+                    ins.start_line,
+                    f"{ins.cmd} {name} has a literal value: the {kind} is stored in the image "
+                    "(docker history / inspect shows it to anyone who pulls it)",
+                    f"{ins.cmd} {name}=***",
+                    ins.end_line,
+                    file=df.path,
+                )
 
 
 def _line(mapping, key, fallback: int) -> int:
@@ -172,8 +198,14 @@ def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
     if isinstance(block, dict):
         return [(str(k), v, _line(block, k, fallback)) for k, v in block.items()]
     if isinstance(block, list):
-        return [(str(item).partition("=")[0], str(item).partition("=")[2] if "=" in str(item) else None,
-                 _item_line(block, i, fallback)) for i, item in enumerate(block)]
+        return [
+            (
+                str(item).partition("=")[0],
+                str(item).partition("=")[2] if "=" in str(item) else None,
+                _item_line(block, i, fallback),
+            )
+            for i, item in enumerate(block)
+        ]
     return []
 
 
@@ -189,12 +221,23 @@ def compose_secrets(project) -> Iterable[Hit]:
                 for key, value, line in _entries(block, start):
                     if is_secret_name(key) and literal(value):
                         shown = "a default" if "$" in str(value) else "a literal value"
-                        yield Hit(line, f"service {name}: {where} {key} has {shown} in {compose.path}, "
-                                  "committed with the repository", f"{name}: {key}=***", file=compose.path)
+                        yield Hit(
+                            line,
+                            f"service {name}: {where} {key} has {shown} in {compose.path}, "
+                            "committed with the repository",
+                            f"{name}: {key}=***",
+                            file=compose.path,
+                        )
 
 
-@rule("SE002", "secret-in-build-or-compose", Category.security, Severity.warning, "project",
-      reads=("dockerfiles", "composes"))
+@rule(
+    "SE002",
+    "secret-in-build-or-compose",
+    Category.security,
+    Severity.warning,
+    "project",
+    reads=("dockerfiles", "composes"),
+)
 def secret_in_build_or_compose(project) -> Iterable[Hit]:
     """A secret-looking variable (`*_KEY`, `*_SECRET`, `*_TOKEN`, `*_PASSWORD`) has a literal value.
 

@@ -5,22 +5,33 @@ Installs that ignore a lockfile (SZ005) are in ``size_lockfiles.py``."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Iterable, Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
-from engine.finding import Applicability, Category, Severity
-from engine.domain import AlreadyResolved, Declined
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of, verify
-from pipelines.docker_optimization.model.shell import (
-    APT_VALUE_OPTIONS, SYSTEM_MANAGERS, Segment, positionals, segments, verb,
+from agent_pipelines.engine.domain import AlreadyResolved, Declined
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import (
+    apply_edits,
+    dockerfile_now,
+    lines_of,
+    newline_of,
+    verify,
 )
-from pipelines.docker_optimization.rules.layers_runs import installs_with, manager_groups, merge_runs
-from pipelines.docker_optimization.fixes.edit import newline_of
-from pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import (
+    APT_VALUE_OPTIONS,
+    SYSTEM_MANAGERS,
+    Segment,
+    positionals,
+    segments,
+    verb,
+)
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.layers_runs import installs_with, manager_groups, merge_runs
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 APT_NO_RECOMMENDS_FIX = Fix("apt-no-recommends")
 NO_APK_CACHE_FIX = Fix("no-apk-cache")
@@ -29,11 +40,21 @@ PURGE_APT_LISTS_FIX = Fix("purge-apt-lists")
 
 # -- build toolchains in a single-stage image ---------------------------------------------
 
-TOOLCHAIN = re.compile(r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|build-base|autoconf|automake|libtool"
-                       r"|pkg-config|pkgconf|linux-headers|(?:gcc|g\+\+|clang)-[\w.]+"
-                       r"|[\w.+]+(?:-[\w.+]+)*-(?:dev|devel))$")
-SYSTEM_VALUE_OPTIONS = APT_VALUE_OPTIONS | {"--virtual", "--repository", "-X", "--root", "-p", "--arch",
-                                            "--cache-dir", "--keys-dir"}
+TOOLCHAIN = re.compile(
+    r"^(?:gcc|g\+\+|cc|clang|make|cmake|build-essential|build-base|autoconf|automake|libtool"
+    r"|pkg-config|pkgconf|linux-headers|(?:gcc|g\+\+|clang)-[\w.]+"
+    r"|[\w.+]+(?:-[\w.+]+)*-(?:dev|devel))$"
+)
+SYSTEM_VALUE_OPTIONS = APT_VALUE_OPTIONS | {
+    "--virtual",
+    "--repository",
+    "-X",
+    "--root",
+    "-p",
+    "--arch",
+    "--cache-dir",
+    "--keys-dir",
+}
 INSTALL_VERBS = ("install", "add")
 REMOVE_VERBS = ("purge", "remove", "autoremove", "del", "erase")
 
@@ -70,8 +91,11 @@ def toolchain_installed(df: Dockerfile, run: Instruction) -> list[str]:
             added += [(package_name(p), group) for p in packages(seg)]
         elif action in REMOVE_VERBS:
             removed |= {package_name(p) for p in packages(seg)}
-    return [name for name, group in added
-            if TOOLCHAIN.match(name) and name not in removed and not (group and group in removed)]
+    return [
+        name
+        for name, group in added
+        if TOOLCHAIN.match(name) and name not in removed and not (group and group in removed)
+    ]
 
 
 # SZ001 (build-toolchain-in-final-image) and its multi-stage fix live in multistage.py.
@@ -89,12 +113,24 @@ def apt_installs_with_recommends(df: Dockerfile, run: Instruction) -> bool:
                 configured.setdefault(other.stage, other.start_line)
     if configured.get(run.stage, run.start_line + 1) <= run.start_line:
         return False  # the stage configures recommends itself (apt.conf or -o)
-    return any(seg.prog in ("apt-get", "apt") and verb(seg, APT_VALUE_OPTIONS) == "install"
-               and "--no-install-recommends" not in seg.args for seg in segments(df, run))
+    return any(
+        seg.prog in ("apt-get", "apt")
+        and verb(seg, APT_VALUE_OPTIONS) == "install"
+        and "--no-install-recommends" not in seg.args
+        for seg in segments(df, run)
+    )
 
 
-@rule("SZ002", "apt-install-recommends", Category.size, Severity.warning, "dockerfile",
-      fix=APT_NO_RECOMMENDS_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "SZ002",
+    "apt-install-recommends",
+    Category.size,
+    Severity.warning,
+    "dockerfile",
+    fix=APT_NO_RECOMMENDS_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get install` without `--no-install-recommends`.
 
@@ -122,8 +158,13 @@ def apt_install_recommends(df: Dockerfile) -> Iterable[Hit]:
     """
     for run in df.of("RUN"):
         if apt_installs_with_recommends(df, run):
-            yield Hit(run.start_line, "apt-get install without --no-install-recommends: recommended packages "
-                                      "the image doesn't need are installed too", run.original, run.end_line)
+            yield Hit(
+                run.start_line,
+                "apt-get install without --no-install-recommends: recommended packages "
+                "the image doesn't need are installed too",
+                run.original,
+                run.end_line,
+            )
 
 
 # -- apk add without --no-cache -----------------------------------------------------------
@@ -143,12 +184,21 @@ def apk_adds_with_cache(df: Dockerfile, run: Instruction) -> bool:
     segs = segments(df, run)
     if removes(segs, "/var/cache/apk"):
         return False
-    return any(seg.prog == "apk" and verb(seg, SYSTEM_VALUE_OPTIONS) == "add" and "--no-cache" not in seg.args
-               for seg in segs)
+    return any(
+        seg.prog == "apk" and verb(seg, SYSTEM_VALUE_OPTIONS) == "add" and "--no-cache" not in seg.args for seg in segs
+    )
 
 
-@rule("SZ003", "apk-add-without-no-cache", Category.size, Severity.warning, "dockerfile",
-      fix=NO_APK_CACHE_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "SZ003",
+    "apk-add-without-no-cache",
+    Category.size,
+    Severity.warning,
+    "dockerfile",
+    fix=NO_APK_CACHE_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
     """`apk add` without `--no-cache`.
 
@@ -171,32 +221,41 @@ def apk_add_without_no_cache(df: Dockerfile) -> Iterable[Hit]:
     """
     for run in df.of("RUN"):
         if apk_adds_with_cache(df, run):
-            yield Hit(run.start_line, "apk add without --no-cache: the package index stays in the layer",
-                      run.original, run.end_line)
+            yield Hit(
+                run.start_line,
+                "apk add without --no-cache: the package index stays in the layer",
+                run.original,
+                run.end_line,
+            )
 
 
 # -- models and data downloaded at build time ----------------------------------------------
 
-_ARTIFACT_EXT = (r"\.(?:bin|safetensors|pt|pth|onnx|ckpt|h5|hdf5|gguf|ggml|pb|tflite|pkl|pickle|joblib|npy|npz"
-                 r"|parquet|arrow|tfrecord|mlmodel|caffemodel|weights)")
+_ARTIFACT_EXT = (
+    r"\.(?:bin|safetensors|pt|pth|onnx|ckpt|h5|hdf5|gguf|ggml|pb|tflite|pkl|pickle|joblib|npy|npz"
+    r"|parquet|arrow|tfrecord|mlmodel|caffemodel|weights)"
+)
 ARTIFACT_URL = re.compile(rf"^(?:https?|ftp)://\S+?{_ARTIFACT_EXT}(?:[?#]\S*)?$", re.IGNORECASE)
 HUB_URL = re.compile(r"^https?://(?:huggingface\.co|hf\.co)/", re.IGNORECASE)
-DOWNLOADERS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), label) for p, label in (
-    (r"(?<![\w-])huggingface-cli\s+download\b", "huggingface-cli download"),
-    (r"(?<![\w-])hf\s+download\b", "hf download"),
-    (r"\b(?:from_pretrained|snapshot_download|hf_hub_download)\s*\(", "a Hugging Face hub download in Python"),
-    (r"\bload_dataset\s*\(", "datasets.load_dataset"),
-    (r"\btorch\.hub\.load\w*\s*\(", "torch.hub"),
-    (r"-m\s+spacy\s+download\b", "spacy download"),
-    (r"-m\s+nltk\.downloader\b|\bnltk\.download\s*\(", "an nltk download"),
-    (r"(?<![\w-])gsutil\s+(?:-\S+\s+)*(?:cp|rsync)\b", "gsutil cp"),
-    (r"(?<![\w-])gcloud\s+storage\s+(?:cp|rsync)\b", "gcloud storage cp"),
-    (r"(?<![\w-])aws\s+s3\s+(?:cp|sync)\b", "aws s3 cp"),
-    (r"(?<![\w-])azcopy\s+(?:copy|cp|sync)\b", "azcopy"),
-    (r"(?<![\w-])dvc\s+pull\b", "dvc pull"),
-    (r"(?<![\w-])git\s+lfs\s+pull\b", "git lfs pull"),
-    (r"(?<![\w-])kaggle\s+(?:datasets|competitions|models)\s+download\b", "a kaggle download"),
-))
+DOWNLOADERS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p), label)
+    for p, label in (
+        (r"(?<![\w-])huggingface-cli\s+download\b", "huggingface-cli download"),
+        (r"(?<![\w-])hf\s+download\b", "hf download"),
+        (r"\b(?:from_pretrained|snapshot_download|hf_hub_download)\s*\(", "a Hugging Face hub download in Python"),
+        (r"\bload_dataset\s*\(", "datasets.load_dataset"),
+        (r"\btorch\.hub\.load\w*\s*\(", "torch.hub"),
+        (r"-m\s+spacy\s+download\b", "spacy download"),
+        (r"-m\s+nltk\.downloader\b|\bnltk\.download\s*\(", "an nltk download"),
+        (r"(?<![\w-])gsutil\s+(?:-\S+\s+)*(?:cp|rsync)\b", "gsutil cp"),
+        (r"(?<![\w-])gcloud\s+storage\s+(?:cp|rsync)\b", "gcloud storage cp"),
+        (r"(?<![\w-])aws\s+s3\s+(?:cp|sync)\b", "aws s3 cp"),
+        (r"(?<![\w-])azcopy\s+(?:copy|cp|sync)\b", "azcopy"),
+        (r"(?<![\w-])dvc\s+pull\b", "dvc pull"),
+        (r"(?<![\w-])git\s+lfs\s+pull\b", "git lfs pull"),
+        (r"(?<![\w-])kaggle\s+(?:datasets|competitions|models)\s+download\b", "a kaggle download"),
+    )
+)
 
 
 def artifact_url(url: str) -> bool:
@@ -245,8 +304,12 @@ def model_download_at_build_time(df: Dockerfile) -> Iterable[Hit]:
     for ins in df.of("RUN", "ADD"):
         found = downloads(df, ins)
         if found:
-            yield Hit(ins.start_line, f"{found} at build time: the artifact is stored in the image and fetched again "
-                                      "on every rebuild", ins.original, ins.end_line)
+            yield Hit(
+                ins.start_line,
+                f"{found} at build time: the artifact is stored in the image and fetched again on every rebuild",
+                ins.original,
+                ins.end_line,
+            )
 
 
 # -- apt lists left in the layer --------------------------------------------------------------
@@ -260,8 +323,16 @@ def apt_lists_left(df: Dockerfile, run: Instruction) -> bool:
     return updates and not removes(segs, "/var/lib/apt/lists")
 
 
-@rule("SZ006", "apt-lists-not-cleaned", Category.size, Severity.warning, "dockerfile",
-      fix=PURGE_APT_LISTS_FIX, safety=Applicability.safe, phase="dockerfiles")
+@rule(
+    "SZ006",
+    "apt-lists-not-cleaned",
+    Category.size,
+    Severity.warning,
+    "dockerfile",
+    fix=PURGE_APT_LISTS_FIX,
+    safety=Applicability.safe,
+    phase="dockerfiles",
+)
 def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     """`apt-get update` without `rm -rf /var/lib/apt/lists/*` in the same RUN.
 
@@ -291,8 +362,13 @@ def apt_lists_not_cleaned(df: Dockerfile) -> Iterable[Hit]:
     """
     for run in df.of("RUN"):
         if apt_lists_left(df, run):
-            yield Hit(run.start_line, "apt-get update without removing /var/lib/apt/lists in the same RUN: "
-                                      "the package lists stay in the layer", run.original, run.end_line)
+            yield Hit(
+                run.start_line,
+                "apt-get update without removing /var/lib/apt/lists in the same RUN: "
+                "the package lists stay in the layer",
+                run.original,
+                run.end_line,
+            )
 
 
 # -- fixes -----------------------------------------------------------------------------------------------
@@ -326,12 +402,13 @@ def add_after_verb(source: str, prog: re.Pattern[str], verb: str, present: re.Pa
         at = verb_pattern.search(source, found.end(), end)
         if at is None or present.search(source, found.start(), end):
             continue
-        out = out[: at.end()] + " " + flag + out[at.end():]
+        out = out[: at.end()] + " " + flag + out[at.end() :]
     return out
 
 
-def flag_fix(df: Dockerfile, runs: list[Instruction], prog: re.Pattern[str], verb: str,
-             present: re.Pattern[str], flag: str) -> str:
+def flag_fix(
+    df: Dockerfile, runs: list[Instruction], prog: re.Pattern[str], verb: str, present: re.Pattern[str], flag: str
+) -> str:
     edits = []
     for run in runs:
         source = df.source(run)
@@ -356,8 +433,14 @@ def apt_no_recommends(project: Project, task: Task, design: Design) -> dict[str,
     runs = _runs(df, apt_installs_with_recommends)
     if not runs:
         raise AlreadyResolved(f"{task.file} has no apt-get install with recommends left")
-    text = flag_fix(df, runs, program(r"apt(?:-get)?"), "install",
-                    re.compile(r"--no-install-recommends|Install-Recommends"), "--no-install-recommends")
+    text = flag_fix(
+        df,
+        runs,
+        program(r"apt(?:-get)?"),
+        "install",
+        re.compile(r"--no-install-recommends|Install-Recommends"),
+        "--no-install-recommends",
+    )
     return {task.file: verify(task.file, text, apt_install_recommends, "SZ002")}
 
 
@@ -408,11 +491,16 @@ def apt_lists_cleanup(project: Project, task: Task, design: Design) -> dict[str,
             continue
         group = next((g for g in groups if run in g), [])
         if not group or any(r not in group for r in relying):
-            raise Declined(f"cleaning the lists at line {run.start_line} would break the apt-get install at line "
-                           f"{relying[0].start_line}, which relies on them; merge the update into that RUN first")
+            raise Declined(
+                f"cleaning the lists at line {run.start_line} would break the apt-get install at line "
+                f"{relying[0].start_line}, which relies on them; merge the update into that RUN first"
+            )
         merged[group[0].start_line] = group
     covered = [(g[0].start_line, g[-1].end_line, with_cleanup(merge_runs(df, g))) for g in merged.values()]
-    covered += [(run.start_line, run.end_line, with_cleanup(lines_of(df.source(run)))) for run in alone
-                if not any(g[0].start_line <= run.start_line <= g[-1].end_line for g in merged.values())]
+    covered += [
+        (run.start_line, run.end_line, with_cleanup(lines_of(df.source(run))))
+        for run in alone
+        if not any(g[0].start_line <= run.start_line <= g[-1].end_line for g in merged.values())
+    ]
     text = apply_edits(df.text, covered)
     return {task.file: verify(task.file, text, apt_lists_not_cleaned, "SZ006")}

@@ -5,26 +5,27 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from engine.domain import AlreadyResolved, Declined, FixError
-from engine.finding import Applicability, Category, Severity
-from pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of
-from pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
-from pipelines.docker_optimization.model.project import Project
-from pipelines.docker_optimization.model.shell import (
+from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
+from agent_pipelines.engine.finding import Applicability, Category, Severity
+from agent_pipelines.pipelines.docker_optimization.fixes.edit import apply_edits, dockerfile_now, lines_of
+from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction, resolve_path
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.shell import (
     Segment,
     classify,
     segments,
     shell_words,
 )
-from pipelines.docker_optimization.rules import Fix, Hit, rule
-from pipelines.docker_optimization.rules.context_copies import cannot_build
-from pipelines.docker_optimization.rules.layers import context_copies, delivered_by
-from pipelines.docker_optimization.rules.size import _CONTINUATION, program, segment_end
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules.context_copies import cannot_build
+from agent_pipelines.pipelines.docker_optimization.rules.layers import context_copies, delivered_by
+from agent_pipelines.pipelines.docker_optimization.rules.size import _CONTINUATION, program, segment_end
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
-    from engine.artifacts import Design, Task
+    from agent_pipelines.engine.artifacts import Design, Task
 
 NPM_CI_FIX = Fix("npm-ci")
 
@@ -36,7 +37,7 @@ FROZEN = ("--frozen-lockfile", "--immutable", "--pure-lockfile")
 
 
 def unlocked_install(seg: Segment) -> str:
-    """"npm" for `npm install` without packages, "yarn" for `yarn install` without a frozen lockfile, else ""."""
+    """ "npm" for `npm install` without packages, "yarn" for `yarn install` without a frozen lockfile, else ""."""
     found = classify(seg)
     if found is None or found.kind != "manifest":
         return ""
@@ -74,8 +75,16 @@ def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, st
     return found
 
 
-@rule("SZ005", "install-ignores-lockfile", Category.reliability, Severity.warning, "project",
-      fix=NPM_CI_FIX, safety=Applicability.unsafe, phase="dockerfiles")
+@rule(
+    "SZ005",
+    "install-ignores-lockfile",
+    Category.reliability,
+    Severity.warning,
+    "project",
+    fix=NPM_CI_FIX,
+    safety=Applicability.unsafe,
+    phase="dockerfiles",
+)
 def install_ignores_lockfile(project) -> Iterable[Hit]:
     """`npm install` (or `yarn install` without `--frozen-lockfile`) where the build has the lockfile.
 
@@ -111,21 +120,28 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
             continue  # CX003/CO007 report the build broken: that is the finding to act on
         for run, seg, lock in unlocked_installs(project, path):
             instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
-            yield Hit(run.start_line, f"{seg.text()} with {lock} in the build context: the install may resolve other "
-                                      f"versions than the lockfile; use {instead}",
-                      run.original, run.end_line, file=path)
+            yield Hit(
+                run.start_line,
+                f"{seg.text()} with {lock} in the build context: the install may resolve other "
+                f"versions than the lockfile; use {instead}",
+                run.original,
+                run.end_line,
+                file=path,
+            )
 
 
 # -- SZ005: npm ci, frozen yarn lockfile ---------------------------------------------------------
 
-_NPM_INSTALL = re.compile(r"(?<![\w.$/-])(?:/[\w./-]*/)?npm(?P<opts>(?:[ \t]+-[^\s\\]+)*)[ \t]+(?P<verb>install|i)"
-                          r"(?![\w.-])")
+_NPM_INSTALL = re.compile(
+    r"(?<![\w.$/-])(?:/[\w./-]*/)?npm(?P<opts>(?:[ \t]+-[^\s\\]+)*)[ \t]+(?P<verb>install|i)"
+    r"(?![\w.-])"
+)
 _YARN = program("yarn")
 
 
 def _parsed(source: str, start: int) -> Segment:
     """The simple command written at ``start`` of ``source``, read like the rules read it."""
-    text = _CONTINUATION.sub(" ", source[start: segment_end(source, start)])
+    text = _CONTINUATION.sub(" ", source[start : segment_end(source, start)])
     return Segment(tuple(shell_words(text)), "")
 
 
