@@ -71,10 +71,10 @@ def test_a_run_stopped_by_ctrl_c_leaves_nothing_behind(tmp_path, docker_pipeline
     repo = example(tmp_path / "repo")
     real = graph.crash_point
 
-    def ctrl_c(node: str, when: str) -> None:
+    def ctrl_c(node: str, when: str, visit: int = 1) -> None:
         if (node, when) == ("dockerfiles.reviewer", "before"):
             raise KeyboardInterrupt
-        real(node, when)
+        real(node, when, visit)
 
     monkeypatch.setattr(graph, "crash_point", ctrl_c)
 

@@ -111,7 +111,9 @@ def _finding(body: dict) -> tuple[str, str]:
 
 
 def _current(body: dict) -> str:
-    return body["messages"][1]["content"].split(" ===\n", 1)[1] + "\n"
+    """The file as the prompt shows it (a retry's prompt adds why the attempt before was reverted: not the file)."""
+    shown = body["messages"][1]["content"].split(" ===\n", 1)[1]
+    return shown.split("\n\nYour attempt ", 1)[0] + "\n"
 
 
 def hostile(attack: dict, findings: list[dict] | None = None, order=None) -> ScriptedModel:
