@@ -359,3 +359,35 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
             (c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts
         }
         assert project.sorted_paths == fresh.sorted_paths and project.sorted_sizes == fresh.sorted_sizes
+
+
+def test_what_contexts_send_follows_files_that_change_size(tmp_path):
+    """Files that only grow or shrink (sent, excluded, re-included) move each context's sent size as a fresh
+    project counts it, and an edited ignore file is parsed again, not taken from the project before."""
+    from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+    from agent_pipelines.pipelines.docker_optimization.model.project import Project
+
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    (root / ".dockerignore").write_text("**/*.md\ndocs\n!docs/keep.md\n")
+    (root / "docs" / "keep.md").write_text("k")
+    (root / "docs" / "drop.txt").write_text("d")
+    tree = DirTree(root)
+    project = Project(tree)
+    assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts}
+    edits = [
+        ("docs/keep.md", "kept, and longer now"),  # re-included
+        ("docs/drop.txt", "excluded, and longer now"),
+        ("services/api/requirements.txt", "flask\nrequests\ngunicorn\n"),  # sent by the api context
+        ("README.md", "#"),  # at the top of the root context, excluded there
+        (".dockerignore", "**/*.md\n"),  # same size class of change: a new ignore file is parsed again
+        ("docs/drop.txt", "d"),
+    ]
+    for path, text in edits:
+        (root / path).write_text(text)
+        tree = tree.updated([path])
+        project = project.updated(tree, [path])
+        fresh = Project(DirTree(root))
+        assert {(c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in project.contexts} == {
+            (c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in fresh.contexts
+        }, path

@@ -38,14 +38,40 @@ class SentSize:
 def sent_size(ctx) -> SentSize:
     """Files and bytes the classic builder sends for ``ctx``, and per top-level entry (shared per ignore patterns)."""
     ignore = ctx.ignore
-    memo = ctx.project.memo
+    memo = ctx.project.sizes_memo  # kept across updates that only resize files (Project.updated)
     key = ("sent_size", ctx.dir, ignore.key)
     if key not in memo:
         if ignore.has_reinclusions or ignore.flavor == "legacy":
-            memo[key] = _from_listing(ctx.sent())
+            size = _from_listing(ctx.sent())
         else:
-            memo[key] = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
-    return memo[key]
+            size = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
+        memo[key] = _Kept(ctx.dir, ignore, size)
+    return memo[key].size
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A context directory's sent size, and how to follow files that only change size."""
+
+    dir: str
+    ignore: DockerIgnore
+    size: SentSize
+
+    def resized(self, old: dict[str, int], new: dict[str, int], changed: list[str]) -> _Kept:
+        """The same count after ``changed`` files (all present before and after) changed size:
+        each one sent adds its size difference to the total and to its top-level entry."""
+        prefix = "" if self.dir in ("", ".") else self.dir.rstrip("/") + "/"
+        total, by_top = self.size.bytes, dict(self.size.by_top)
+        for path in changed:
+            rel = path[len(prefix) :]
+            if not path.startswith(prefix) or old[path] == new[path] or self.ignore.excluded(rel):
+                continue
+            delta = new[path] - old[path]
+            top = rel.split("/", 1)[0] + "/" if "/" in rel else TOP_FILES
+            count, sent = by_top[top]
+            by_top[top] = (count, sent + delta)
+            total += delta
+        return _Kept(self.dir, self.ignore, SentSize(self.size.files, total, by_top))
 
 
 def _from_listing(sent: dict[str, int]) -> SentSize:
