@@ -24,6 +24,7 @@ from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
 from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
+from agent_pipelines.pipelines.docker_optimization.model.project import is_dockerfile
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
@@ -391,3 +392,35 @@ def test_what_contexts_send_follows_files_that_change_size(tmp_path):
         assert {(c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in project.contexts} == {
             (c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in fresh.contexts
         }, path
+
+
+def test_ignore_verdicts_follow_pragmas_and_the_configuration(tmp_path):
+    """What ignores a finding is asked again for the files that changed and when the configuration changes;
+    the verdicts of other findings carry over. Each step equals a full analysis, down to what ignored what."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+
+    def verdicts(result) -> tuple[list[str], list[tuple[str, str]]]:
+        return sorted(f.id for f in result.findings), sorted((i.finding.id, i.by) for i in result.ignored)
+
+    with Incremental(DirTree(root)) as inc:
+        first = next(f for f in inc.result.findings if is_dockerfile(f.file) and f.line > 1)
+        lines = (root / first.file).read_text().splitlines(keepends=True)
+        lines.insert(first.line - 1, "\n")
+        spaced = "".join(lines)
+        lines[first.line - 1] = f"# pipeline ignore={first.rule}\n"
+        other = next(f for f in inc.result.findings if f.file != first.file and f.rule != first.rule)
+        steps = [
+            (first.file, spaced),  # a blank line above the finding (its line, so its id, moves)
+            (first.file, "".join(lines)),  # that line becomes a pragma: the same findings, ids and lines
+            (".pipeline.yaml", f"ignore: [{other.rule}]\n"),
+            (".pipeline.yaml", f"per-file-ignores:\n  '{other.file}': [{other.rule}]\n"),
+            (".pipeline.yaml", None),
+        ]
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            assert verdicts(inc.files_changed([path])) == verdicts(run_analysis(root)), path
+        assert any(i.by == "pragma" and i.finding.rule == first.rule for i in inc.result.ignored)

@@ -39,11 +39,13 @@ from pathlib import Path
 
 from agent_pipelines.engine.finding import Finding
 from agent_pipelines.engine.findings_output import AnalysisResult, Note, ToolRun
+from agent_pipelines.engine.lint import runner
 from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
+from agent_pipelines.pipelines.docker_optimization import ignores
 from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, targets
 from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
 from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
-from agent_pipelines.pipelines.docker_optimization.rules import Rule, load_all
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all
 
 Unit = tuple[list[Finding], list[Note]]
 _PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
@@ -58,6 +60,13 @@ class Incremental:
         self.project = Project(tree)
         self.units: dict[str, dict[str, Unit]] = {}
         self.reran: dict[str, int] = {}  # rule code -> targets run again by the last update (for tests and bench)
+        # (rule, hit, file) -> its finding: a rule run again mostly finds what it found before, and making a
+        # finding (masking its text, hashing its id) is a good part of a small update's cost.
+        self._made: dict[tuple[str, Hit, str], Finding] = {}
+        # finding id -> what ignores it ("" for nothing), while its file and the configuration stay as they were
+        self._verdicts: dict[str, str] = {}
+        self._config_key: tuple = ()
+        self._changed: set[str] = set()
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
     # -- entry points ---------------------------------------------------------------------------------
@@ -89,6 +98,7 @@ class Incremental:
         old = self.project
         new = old.updated(tree, changed)
         self.project = new
+        self._changed = changed
         self.result = self._rerun(new, self._dirty(old, new, changed))
         return self.result
 
@@ -156,15 +166,48 @@ class Incremental:
                     now[key] = ([], [])
                     ran += 1
                 unit = now[key]
-                unit[0].extend(_run_rule(each, target, file, unit[1]))
+                unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
             self.units[each.code] = now
             self.reran[each.code] = ran
             for unit_findings, unit_notes in now.values():
                 findings += unit_findings
                 notes += unit_notes
+        if len(self._made) > 2 * len(findings) + 1000:  # hits of earlier trees no longer found: let them go
+            live = {f.id for f in findings}
+            self._made = {key: f for key, f in self._made.items() if f.id in live}
         result = AnalysisResult()
         result.tools["hadolint"] = ToolRun(status="off")
-        return finish(project, findings, notes, result)
+        return finish(project, findings, notes, result, self._partition)
+
+    def _partition(self, findings: list[Finding], config, lines, spans) -> tuple[list, list]:
+        """``ignores.partition``, asked only about the findings of changed files (pragmas are in the finding's
+        own file) and about new findings; the other verdicts stand while the configuration is the same."""
+        key = (config.path, tuple(config.ignored), tuple((g, tuple(c)) for g, _, c in config.per_file), config.prefix)
+        changed = self._changed
+        if key != self._config_key:
+            self._verdicts, self._config_key = {}, key
+        verdicts = {f.id: v for f in findings if f.file not in changed and (v := self._verdicts.get(f.id)) is not None}
+        ask = [f for f in findings if f.id not in verdicts]
+        kept, ignored = ignores.partition(ask, config, lines, spans)
+        verdicts.update((f.id, "") for f in kept)
+        verdicts.update((f.id, by) for f, by in ignored)
+        self._verdicts = verdicts
+        by_id = {f.id: by for f, by in ignored}
+        return (
+            [f for f in findings if not verdicts[f.id]],
+            [(f, by_id.get(f.id) or verdicts[f.id]) for f in findings if verdicts[f.id]],
+        )
+
+    def _make(self, rule: Rule, hit: Hit, file: str) -> Finding:
+        """``runner.finding``, reusing the finding of the same hit from an earlier update."""
+        key = (rule.code, hit, file)
+        try:
+            found = self._made.get(key)
+        except TypeError:  # a hit with an unhashable field: made, not kept
+            return runner.finding(rule, hit, file)
+        if found is None:
+            found = self._made[key] = runner.finding(rule, hit, file)
+        return found
 
 
 def _matches(pattern: str, changed: set[str]) -> bool:

@@ -76,9 +76,13 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
     """
     kept: list[Finding] = []
     groups: dict[tuple[str, str, str], list[Finding]] = {}
+    compose_dirs: dict[str, str | None] = {}  # file -> its directory when it is a compose file (asked once per file)
     for f in findings:
-        if f.evidence and is_compose_file(f.file):
-            groups.setdefault((f.rule, posixpath.dirname(f.file), f.evidence), []).append(f)
+        if f.file not in compose_dirs:
+            compose_dirs[f.file] = posixpath.dirname(f.file) if is_compose_file(f.file) else None
+        directory = compose_dirs[f.file]
+        if f.evidence and directory is not None:
+            groups.setdefault((f.rule, directory, f.evidence), []).append(f)
         else:
             kept.append(f)
     for group in groups.values():
