@@ -424,3 +424,45 @@ def test_ignore_verdicts_follow_pragmas_and_the_configuration(tmp_path):
                 (root / path).write_text(text)
             assert verdicts(inc.files_changed([path])) == verdicts(run_analysis(root)), path
         assert any(i.by == "pragma" and i.finding.rule == first.rule for i in inc.result.ignored)
+
+
+def test_copy_problems_carried_across_updates_equal_a_full_analysis(tmp_path):
+    """What each context's COPY sources lack is kept across updates (CO007, CX003 and the rules that stay
+    quiet on a broken context read it): files that come and go, an unrelated file, an ignore file that
+    starts excluding a source, then another ignore file with the same patterns that takes over (twice)."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: {context: ., dockerfile: api/Dockerfile}\n"
+        "  api-dev:\n    build: ./api\n"
+        "  api-shared:\n    build: {context: ./shared, dockerfile: ../api/Dockerfile}\n",
+        "api/Dockerfile": "FROM python:3.12\nCOPY api/app.py /app/\nCOPY requirements.txt /app/\nCOPY . /src\n",
+        "api/app.py": "print(1)\n",
+        "requirements.txt": "flask\n",
+        "shared/api/app.py": "print(2)\n",
+        "shared/requirements.txt": "flask\n",
+        "shared/.dockerignore": "requirements.txt\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    steps = [
+        ("requirements.txt", None),
+        ("requirements.txt", "flask\n"),
+        ("notes.txt", "unrelated\n"),
+        (".dockerignore", "requirements.txt\n"),
+        ("api/Dockerfile.dockerignore", "requirements.txt\n"),
+        (".dockerignore", None),
+        ("api/requirements.txt", "flask\n"),
+        # shared/.dockerignore (the same pattern) takes over: the removed file is outside that context
+        ("api/Dockerfile.dockerignore", None),
+    ]
+    with Incremental(DirTree(root)) as inc:
+        assert any(f.rule == "CO007" for f in inc.result.findings)  # api/app.py is not in the api-dev context
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            result, full = inc.files_changed([path]), run_analysis(root)
+            assert sorted(f.id for f in result.findings) == sorted(f.id for f in full.findings), path
+        assert any("excluded by shared/.dockerignore" in f.message for f in inc.result.findings if f.rule == "CO007")

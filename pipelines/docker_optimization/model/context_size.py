@@ -57,21 +57,25 @@ class _Kept:
     ignore: DockerIgnore
     size: SentSize
 
-    def resized(self, old: dict[str, int], new: dict[str, int], changed: list[str]) -> _Kept:
-        """The same count after ``changed`` files (all present before and after) changed size:
-        each one sent adds its size difference to the total and to its top-level entry."""
+    def updated(self, old: dict[str, int], new: dict[str, int], changed: list[str]) -> _Kept:
+        """The same count after ``changed`` files were added, removed or resized: each one sent (the
+        ignore file's verdict on one path, as ``Context.sends``) moves the totals and its top-level entry."""
         prefix = "" if self.dir in ("", ".") else self.dir.rstrip("/") + "/"
-        total, by_top = self.size.bytes, dict(self.size.by_top)
+        files, total, by_top = self.size.files, self.size.bytes, dict(self.size.by_top)
         for path in changed:
             rel = path[len(prefix) :]
-            if not path.startswith(prefix) or old[path] == new[path] or self.ignore.excluded(rel):
+            if not path.startswith(prefix) or old.get(path) == new.get(path) or self.ignore.excluded(rel):
                 continue
-            delta = new[path] - old[path]
+            count = (path in new) - (path in old)
+            delta = new.get(path, 0) - old.get(path, 0)
             top = rel.split("/", 1)[0] + "/" if "/" in rel else TOP_FILES
-            count, sent = by_top[top]
-            by_top[top] = (count, sent + delta)
-            total += delta
-        return _Kept(self.dir, self.ignore, SentSize(self.size.files, total, by_top))
+            sent_files, sent = by_top.get(top, (0, 0))
+            if sent_files + count:
+                by_top[top] = (sent_files + count, sent + delta)
+            else:  # its last file sent is gone: only entries that send something are listed
+                del by_top[top]
+            files, total = files + count, total + delta
+        return _Kept(self.dir, self.ignore, SentSize(files, total, by_top))
 
 
 def _from_listing(sent: dict[str, int]) -> SentSize:

@@ -159,8 +159,8 @@ class Project:
         # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
-        # What is computed from the paths and sizes alone (what a context sends): ``updated`` keeps it while no
-        # path is added or removed, each entry updated by its ``resized(old_files, new_files, changed)``.
+        # What is computed from the paths and sizes alone (what a context sends): ``updated`` keeps it, each
+        # entry updated by its ``updated(old_files, new_files, changed)``.
         self.sizes_memo: dict[object, Any] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):  # one C-level test per file, then the exact ones
             if is_dockerfile(path):
@@ -232,10 +232,8 @@ class Project:
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
-        new.sizes_memo = {}
-        if resized_only:
-            moved = sorted(changed)
-            new.sizes_memo = {k: v.resized(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
+        moved = sorted(changed)
+        new.sizes_memo = {k: v.updated(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
         if added or removed:  # an entry that can follow added and removed paths does; the others are made again
             new.names_memo = {
                 key: value.follow(self._sorted, new._sorted, added, removed)
