@@ -131,7 +131,8 @@ class Context:
         """Does the builder receive the context-relative ``path`` (``path in sent()``, without listing the rest)?"""
         if self._sent is not None:
             return path in self._sent
-        return path in self.files() and not self.ignore.excluded(path)
+        full = path if self.dir in ("", ".") else self.dir.rstrip("/") + "/" + path  # no listing made for one path
+        return full in self.project.files and not self.ignore.excluded(path)
 
 
 class Project:
@@ -252,9 +253,11 @@ class Project:
                 )
             elif compose_mod.is_compose_file(path):
                 new.composes.append(composes[path] if path in composes and path not in changed else new._compose(path))
-        if added or removed or changed & (self.compose_inputs | self._compose_paths):
-            # Resolved together again: a changed .env, override or included file moves contexts, and an added
-            # or removed file may be a Dockerfile a build names.
+        if changed & (self.compose_inputs | self._compose_paths) or any(
+            map(compose_mod.is_compose_file, added + removed)
+        ):
+            # Resolved together again: a changed .env, override or included file moves contexts, and so does an
+            # added or removed file the resolution looked for (a Dockerfile a build names: ``compose_inputs``).
             new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
             new._resolve_composes()
         else:  # nothing the resolution read changed, and no file came or went: its answer stands
