@@ -149,9 +149,21 @@ class Incremental:
         memo: dict = {}
         findings: list[Finding] = []
         notes: list[Note] = []
+        listed: dict[str, tuple[list[str], set[str]]] = {}  # target kind -> its keys in order (and as a set)
         for each in self.rules:
             before = self.units.get(each.code, {})
             keys = dirty[each.code]
+            if keys is not None:
+                if each.target not in listed:
+                    order = list(dict.fromkeys(key for key, _, _ in targets(project, each, memo)))
+                    listed[each.target] = (order, set(order))
+                order, present = listed[each.target]
+                if present.isdisjoint(keys) and order == list(before):  # the same units, none to redo: all carry
+                    self.reran[each.code] = 0
+                    for unit_findings, unit_notes in before.values():
+                        findings += unit_findings
+                        notes += unit_notes
+                    continue
             now: dict[str, Unit] = {}
             carried: set[str] = set()
             ran = 0
