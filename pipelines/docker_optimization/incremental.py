@@ -16,8 +16,14 @@ target is; see ``rules.DEFAULT_READS``), so after a change to some paths:
 * a project rule runs again when a changed path is of a kind it reads (any
   Dockerfile, any compose file, a path pattern...), or, for one that reads
   "contexts", when the set of contexts changed;
-* everything else carries over. Ignores (pragmas, ``.pipeline.yaml``) are
-  applied again to every finding (cheap), so a pragma edit counts at once.
+* everything else carries over. Ignores are asked again for the findings of
+  changed files (a pragma is in the finding's own file) and for new findings;
+  the other verdicts carry over while ``.pipeline.yaml`` says the same. A
+  finding found again (same rule, hit and file) is the one made before.
+
+What the rules compute from unchanged inputs is kept too (``Project.updated``):
+parsed ignore files, what each context sends (sizes follow resized, added and
+removed files), what its COPY sources lack, the compose resolution.
 
 A new Dockerfile or compose file needs no full analysis: the contexts are
 derived again, and what changed in them decides which context runs are
