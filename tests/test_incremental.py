@@ -466,3 +466,25 @@ def test_copy_problems_carried_across_updates_equal_a_full_analysis(tmp_path):
             result, full = inc.files_changed([path]), run_analysis(root)
             assert sorted(f.id for f in result.findings) == sorted(f.id for f in full.findings), path
         assert any("excluded by shared/.dockerignore" in f.message for f in inc.result.findings if f.rule == "CO007")
+
+
+def test_findings_made_before_are_reused_and_let_go(tmp_path):
+    """A finding found again is the object made before; findings no tree has any more are let go (here at
+    once: no spare), and every update still equals a full analysis."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    path = "services/worker/Dockerfile"
+    original = (root / path).read_text()
+    with Incremental(DirTree(root)) as inc:
+        inc.spare_findings = 0
+        before = {f.id: f for f in inc.result.findings}
+        (root / path).write_text(original + "RUN apt-get update && apt-get install -y gcc\n")
+        edited = inc.files_changed([path])
+        same(edited, run_analysis(root))
+        new = {f.id for f in edited.findings} - set(before)
+        assert new  # the edit is found
+        (root / path).write_text(original)
+        same(inc.files_changed([path]), run_analysis(root))
+        kept = [f for f in inc.result.findings if f.id in {e.id for e in edited.findings}]  # found throughout
+        assert kept and all(before[f.id] is f for f in kept)  # carried, or found again: the objects made first
+        assert not new & {f.id for f in inc._made.values()}  # the edit's findings went with it

@@ -61,6 +61,8 @@ _KINDS = {"dockerfiles", "composes", "dockerignores", "contexts", "tree"}
 class Incremental:
     """A full analysis once, then cheap updates as files change (see the module's docstring)."""
 
+    spare_findings = 1000  # how many findings of hits no longer found may be kept (memory bound)
+
     def __init__(self, tree: Tree, select: set[str] | None = None) -> None:
         self.rules: list[Rule] = [r for r in load_all().values() if select is None or r.code in select]
         self.project = Project(tree)
@@ -190,7 +192,7 @@ class Incremental:
             for unit_findings, unit_notes in now.values():
                 findings += unit_findings
                 notes += unit_notes
-        if len(self._made) > 2 * len(findings) + 1000:  # hits of earlier trees no longer found: let them go
+        if len(self._made) > len(findings) + self.spare_findings:  # hits of earlier trees: let them go
             live = {f.id for f in findings}
             self._made = {key: f for key, f in self._made.items() if f.id in live}
         result = AnalysisResult()
