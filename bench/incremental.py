@@ -81,7 +81,9 @@ def cases(inc: Incremental) -> list[tuple[str, str, str]]:
     """(case, path, text to write) for each kind of one-file change."""
     project = inc.project
     root_built = sorted(c.dockerfile for c in project.contexts if c.dir == ".")
-    own = sorted(c.dockerfile for c in project.contexts if c.dir not in (".", "") and not c.inferred)
+    own = sorted(
+        {c.dockerfile for c in project.contexts if c.dir not in (".", "") and not c.inferred} - set(root_built)
+    ) or sorted(c.dockerfile for c in project.contexts if c.dir not in (".", "") and not c.inferred)
     ignore = sorted(p for p in project.files if p.endswith(".dockerignore"))
     compose = sorted(c.path for c in project.composes if "\nservices:\n" in "\n" + (c.text or ""))
     source = sorted(p for p in project.files if p.endswith(".py") and "/.venv/" not in p)

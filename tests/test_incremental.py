@@ -24,6 +24,7 @@ from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
 from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
+from agent_pipelines.pipelines.docker_optimization.model.project import is_dockerfile
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
@@ -359,3 +360,131 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
             (c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts
         }
         assert project.sorted_paths == fresh.sorted_paths and project.sorted_sizes == fresh.sorted_sizes
+
+
+def test_what_contexts_send_follows_files_that_change_size(tmp_path):
+    """Files that only grow or shrink (sent, excluded, re-included) move each context's sent size as a fresh
+    project counts it, and an edited ignore file is parsed again, not taken from the project before."""
+    from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+    from agent_pipelines.pipelines.docker_optimization.model.project import Project
+
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    (root / ".dockerignore").write_text("**/*.md\ndocs\n!docs/keep.md\n")
+    (root / "docs" / "keep.md").write_text("k")
+    (root / "docs" / "drop.txt").write_text("d")
+    tree = DirTree(root)
+    project = Project(tree)
+    assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts}
+    edits = [
+        ("docs/keep.md", "kept, and longer now"),  # re-included
+        ("docs/drop.txt", "excluded, and longer now"),
+        ("services/api/requirements.txt", "flask\nrequests\ngunicorn\n"),  # sent by the api context
+        ("README.md", "#"),  # at the top of the root context, excluded there
+        (".dockerignore", "**/*.md\n"),  # same size class of change: a new ignore file is parsed again
+        ("docs/drop.txt", "d"),
+    ]
+    for path, text in edits:
+        (root / path).write_text(text)
+        tree = tree.updated([path])
+        project = project.updated(tree, [path])
+        fresh = Project(DirTree(root))
+        assert {(c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in project.contexts} == {
+            (c.dir, c.dockerfile): (c.ignore.key, sent_size(c)) for c in fresh.contexts
+        }, path
+
+
+def test_ignore_verdicts_follow_pragmas_and_the_configuration(tmp_path):
+    """What ignores a finding is asked again for the files that changed and when the configuration changes;
+    the verdicts of other findings carry over. Each step equals a full analysis, down to what ignored what."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+
+    def verdicts(result) -> tuple[list[str], list[tuple[str, str]]]:
+        return sorted(f.id for f in result.findings), sorted((i.finding.id, i.by) for i in result.ignored)
+
+    with Incremental(DirTree(root)) as inc:
+        first = next(f for f in inc.result.findings if is_dockerfile(f.file) and f.line > 1)
+        lines = (root / first.file).read_text().splitlines(keepends=True)
+        lines.insert(first.line - 1, "\n")
+        spaced = "".join(lines)
+        lines[first.line - 1] = f"# pipeline ignore={first.rule}\n"
+        other = next(f for f in inc.result.findings if f.file != first.file and f.rule != first.rule)
+        steps = [
+            (first.file, spaced),  # a blank line above the finding (its line, so its id, moves)
+            (first.file, "".join(lines)),  # that line becomes a pragma: the same findings, ids and lines
+            (".pipeline.yaml", f"ignore: [{other.rule}]\n"),
+            (".pipeline.yaml", f"per-file-ignores:\n  '{other.file}': [{other.rule}]\n"),
+            (".pipeline.yaml", None),
+        ]
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            assert verdicts(inc.files_changed([path])) == verdicts(run_analysis(root)), path
+        assert any(i.by == "pragma" and i.finding.rule == first.rule for i in inc.result.ignored)
+
+
+def test_copy_problems_carried_across_updates_equal_a_full_analysis(tmp_path):
+    """What each context's COPY sources lack is kept across updates (CO007, CX003 and the rules that stay
+    quiet on a broken context read it): files that come and go, an unrelated file, an ignore file that
+    starts excluding a source, then another ignore file with the same patterns that takes over (twice)."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: {context: ., dockerfile: api/Dockerfile}\n"
+        "  api-dev:\n    build: ./api\n"
+        "  api-shared:\n    build: {context: ./shared, dockerfile: ../api/Dockerfile}\n",
+        "api/Dockerfile": "FROM python:3.12\nCOPY api/app.py /app/\nCOPY requirements.txt /app/\nCOPY . /src\n",
+        "api/app.py": "print(1)\n",
+        "requirements.txt": "flask\n",
+        "shared/api/app.py": "print(2)\n",
+        "shared/requirements.txt": "flask\n",
+        "shared/.dockerignore": "requirements.txt\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    steps = [
+        ("requirements.txt", None),
+        ("requirements.txt", "flask\n"),
+        ("notes.txt", "unrelated\n"),
+        (".dockerignore", "requirements.txt\n"),
+        ("api/Dockerfile.dockerignore", "requirements.txt\n"),
+        (".dockerignore", None),
+        ("api/requirements.txt", "flask\n"),
+        # shared/.dockerignore (the same pattern) takes over: the removed file is outside that context
+        ("api/Dockerfile.dockerignore", None),
+    ]
+    with Incremental(DirTree(root)) as inc:
+        assert any(f.rule == "CO007" for f in inc.result.findings)  # api/app.py is not in the api-dev context
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            result, full = inc.files_changed([path]), run_analysis(root)
+            assert sorted(f.id for f in result.findings) == sorted(f.id for f in full.findings), path
+        assert any("excluded by shared/.dockerignore" in f.message for f in inc.result.findings if f.rule == "CO007")
+
+
+def test_findings_made_before_are_reused_and_let_go(tmp_path):
+    """A finding found again is the object made before; findings no tree has any more are let go (here at
+    once: no spare), and every update still equals a full analysis."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLE, root)
+    path = "services/worker/Dockerfile"
+    original = (root / path).read_text()
+    with Incremental(DirTree(root)) as inc:
+        inc.spare_findings = 0
+        before = {f.id: f for f in inc.result.findings}
+        (root / path).write_text(original + "RUN apt-get update && apt-get install -y gcc\n")
+        edited = inc.files_changed([path])
+        same(edited, run_analysis(root))
+        new = {f.id for f in edited.findings} - set(before)
+        assert new  # the edit is found
+        (root / path).write_text(original)
+        same(inc.files_changed([path]), run_analysis(root))
+        kept = [f for f in inc.result.findings if f.id in {e.id for e in edited.findings}]  # found throughout
+        assert kept and all(before[f.id] is f for f in kept)  # carried, or found again: the objects made first
+        assert not new & {f.id for f in inc._made.values()}  # the edit's findings went with it

@@ -38,11 +38,19 @@ def finding(rule: Rule, hit: Hit, file: str) -> Finding:
     )
 
 
-def run_rule(rule: Rule, target: object, file: str, notes: list[Note], home: str = "") -> list[Finding]:
+def run_rule(
+    rule: Rule,
+    target: object,
+    file: str,
+    notes: list[Note],
+    home: str = "",
+    make: Callable[[Rule, Hit, str], Finding] = finding,
+) -> list[Finding]:
     """One rule on one target. A crash becomes a note naming the deepest frame under ``home`` (the
-    pipeline's source directory), else the deepest frame."""
+    pipeline's source directory), else the deepest frame. ``make`` turns a hit into a finding (``finding``,
+    or one that reuses the findings of the same hits, as incremental analysis does)."""
     try:
-        return [finding(rule, h, file) for h in rule.check(target)]
+        return [make(rule, h, file) for h in rule.check(target)]
     except Exception as err:  # a rule's bug must not stop the other rules, nor the other files
         frames = traceback.extract_tb(err.__traceback__)
         frame = next((f for f in reversed(frames) if home and home in f.filename), frames[-1])

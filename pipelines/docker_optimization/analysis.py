@@ -106,8 +106,8 @@ def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, obj
         yield "", project, ""
 
 
-def _run_rule(rule: Rule, target: object, file: str, notes: list[Note]) -> list[Finding]:
-    return runner.run_rule(rule, target, file, notes, _HOME)
+def _run_rule(rule: Rule, target: object, file: str, notes: list[Note], make=runner.finding) -> list[Finding]:
+    return runner.run_rule(rule, target, file, notes, _HOME, make)
 
 
 def _rule_findings(project: Project, rules: list[Rule], notes: list[Note], then=None, cache=None) -> list[Finding]:
@@ -291,12 +291,15 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     return finish(project, findings, notes, result)
 
 
-def finish(project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult) -> AnalysisResult:
-    """The rules' findings (in rule order) made a result: duplicates dropped, sorted, ignores applied, notes."""
+def finish(
+    project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult, partition=None
+) -> AnalysisResult:
+    """The rules' findings (in rule order) made a result: duplicates dropped, sorted, ignores applied, notes.
+    ``partition`` stands in for ``ignores.partition`` (incremental analysis keeps the verdicts it can)."""
     unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))
     config = _config(project)
     lines, spans = _lines_of(project)
-    kept, ignored = ignores.partition(unique, config, lines, spans)
+    kept, ignored = (partition or ignores.partition)(unique, config, lines, spans)
     result.findings = variants.collapse(kept)  # after the pragmas: an ignore in one variant file keeps the others
     result.ignored = [IgnoredFinding(finding=f, by=by) for f, by in ignored]
     result.notes = (

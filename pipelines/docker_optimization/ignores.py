@@ -245,7 +245,8 @@ def find_config(files: Iterable[str], text: Callable[[str], str | None], root: P
     Example: analyzing ``services/`` of a repository with ``.pipeline.yaml`` at its root reads that
     file, and its ``per-file-ignores`` globs match ``services/...`` paths as from the root.
     """
-    files = set(files)
+    if not isinstance(files, (set, frozenset, dict)):  # a Project's listing (a dict) answers `in` as it is
+        files = set(files)
     here = _choose([c for c in CONFIG_NAMES if c in files], PYPROJECT in files and has_tool_table(text(PYPROJECT)))
     if here[0]:
         config = load_config(here[0], text(here[0]))

@@ -16,8 +16,14 @@ target is; see ``rules.DEFAULT_READS``), so after a change to some paths:
 * a project rule runs again when a changed path is of a kind it reads (any
   Dockerfile, any compose file, a path pattern...), or, for one that reads
   "contexts", when the set of contexts changed;
-* everything else carries over. Ignores (pragmas, ``.pipeline.yaml``) are
-  applied again to every finding (cheap), so a pragma edit counts at once.
+* everything else carries over. Ignores are asked again for the findings of
+  changed files (a pragma is in the finding's own file) and for new findings;
+  the other verdicts carry over while ``.pipeline.yaml`` says the same. A
+  finding found again (same rule, hit and file) is the one made before.
+
+What the rules compute from unchanged inputs is kept too (``Project.updated``):
+parsed ignore files, what each context sends (sizes follow resized, added and
+removed files), what its COPY sources lack, the compose resolution.
 
 A new Dockerfile or compose file needs no full analysis: the contexts are
 derived again, and what changed in them decides which context runs are
@@ -39,11 +45,13 @@ from pathlib import Path
 
 from agent_pipelines.engine.finding import Finding
 from agent_pipelines.engine.findings_output import AnalysisResult, Note, ToolRun
+from agent_pipelines.engine.lint import runner
 from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
+from agent_pipelines.pipelines.docker_optimization import ignores
 from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, targets
 from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
 from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
-from agent_pipelines.pipelines.docker_optimization.rules import Rule, load_all
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all
 
 Unit = tuple[list[Finding], list[Note]]
 _PER_TARGET = {"dockerfile", "context", "context-sizes", "compose"}
@@ -53,11 +61,20 @@ _KINDS = {"dockerfiles", "composes", "dockerignores", "contexts", "tree"}
 class Incremental:
     """A full analysis once, then cheap updates as files change (see the module's docstring)."""
 
+    spare_findings = 1000  # how many findings of hits no longer found may be kept (memory bound)
+
     def __init__(self, tree: Tree, select: set[str] | None = None) -> None:
         self.rules: list[Rule] = [r for r in load_all().values() if select is None or r.code in select]
         self.project = Project(tree)
         self.units: dict[str, dict[str, Unit]] = {}
         self.reran: dict[str, int] = {}  # rule code -> targets run again by the last update (for tests and bench)
+        # (rule, hit, file) -> its finding: a rule run again mostly finds what it found before, and making a
+        # finding (masking its text, hashing its id) is a good part of a small update's cost.
+        self._made: dict[tuple[str, Hit, str], Finding] = {}
+        # finding id -> what ignores it ("" for nothing), while its file and the configuration stay as they were
+        self._verdicts: dict[str, str] = {}
+        self._config_key: tuple = ()
+        self._changed: set[str] = set()
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
     # -- entry points ---------------------------------------------------------------------------------
@@ -89,6 +106,7 @@ class Incremental:
         old = self.project
         new = old.updated(tree, changed)
         self.project = new
+        self._changed = changed
         self.result = self._rerun(new, self._dirty(old, new, changed))
         return self.result
 
@@ -139,9 +157,21 @@ class Incremental:
         memo: dict = {}
         findings: list[Finding] = []
         notes: list[Note] = []
+        listed: dict[str, tuple[list[str], set[str]]] = {}  # target kind -> its keys in order (and as a set)
         for each in self.rules:
             before = self.units.get(each.code, {})
             keys = dirty[each.code]
+            if keys is not None:
+                if each.target not in listed:
+                    order = list(dict.fromkeys(key for key, _, _ in targets(project, each, memo)))
+                    listed[each.target] = (order, set(order))
+                order, present = listed[each.target]
+                if present.isdisjoint(keys) and order == list(before):  # the same units, none to redo: all carry
+                    self.reran[each.code] = 0
+                    for unit_findings, unit_notes in before.values():
+                        findings += unit_findings
+                        notes += unit_notes
+                    continue
             now: dict[str, Unit] = {}
             carried: set[str] = set()
             ran = 0
@@ -156,15 +186,48 @@ class Incremental:
                     now[key] = ([], [])
                     ran += 1
                 unit = now[key]
-                unit[0].extend(_run_rule(each, target, file, unit[1]))
+                unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
             self.units[each.code] = now
             self.reran[each.code] = ran
             for unit_findings, unit_notes in now.values():
                 findings += unit_findings
                 notes += unit_notes
+        if len(self._made) > len(findings) + self.spare_findings:  # hits of earlier trees: let them go
+            live = {f.id for f in findings}
+            self._made = {key: f for key, f in self._made.items() if f.id in live}
         result = AnalysisResult()
         result.tools["hadolint"] = ToolRun(status="off")
-        return finish(project, findings, notes, result)
+        return finish(project, findings, notes, result, self._partition)
+
+    def _partition(self, findings: list[Finding], config, lines, spans) -> tuple[list, list]:
+        """``ignores.partition``, asked only about the findings of changed files (pragmas are in the finding's
+        own file) and about new findings; the other verdicts stand while the configuration is the same."""
+        key = (config.path, tuple(config.ignored), tuple((g, tuple(c)) for g, _, c in config.per_file), config.prefix)
+        changed = self._changed
+        if key != self._config_key:
+            self._verdicts, self._config_key = {}, key
+        verdicts = {f.id: v for f in findings if f.file not in changed and (v := self._verdicts.get(f.id)) is not None}
+        ask = [f for f in findings if f.id not in verdicts]
+        kept, ignored = ignores.partition(ask, config, lines, spans)
+        verdicts.update((f.id, "") for f in kept)
+        verdicts.update((f.id, by) for f, by in ignored)
+        self._verdicts = verdicts
+        by_id = {f.id: by for f, by in ignored}
+        return (
+            [f for f in findings if not verdicts[f.id]],
+            [(f, by_id.get(f.id) or verdicts[f.id]) for f in findings if verdicts[f.id]],
+        )
+
+    def _make(self, rule: Rule, hit: Hit, file: str) -> Finding:
+        """``runner.finding``, reusing the finding of the same hit from an earlier update."""
+        key = (rule.code, hit, file)
+        try:
+            found = self._made.get(key)
+        except TypeError:  # a hit with an unhashable field: made, not kept
+            return runner.finding(rule, hit, file)
+        if found is None:
+            found = self._made[key] = runner.finding(rule, hit, file)
+        return found
 
 
 def _matches(pattern: str, changed: set[str]) -> bool:

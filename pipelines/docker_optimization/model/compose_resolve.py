@@ -226,7 +226,8 @@ class Resolution:
     builds: dict[str, list[BuildSpec]]  # compose file -> builds of the services it defines, every configuration
     unresolved: list[Unresolved]
     configurations: list[tuple[str, ...]]  # the file lists resolved (each as ``docker compose -f ... -f ...``)
-    inputs: frozenset[str] = frozenset()  # every path looked at (compose, .env, included, extended; absent too)
+    inputs: frozenset[str] = frozenset()  # every path looked at (compose, .env, included, extended, a Dockerfile
+    # probed; absent too)
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ class Resolver:
         self.inputs: set[str] = set()
         self.read = self._noting(read)
         self.text = self._noting(text)
-        self.exists = exists or (lambda path: True)
+        self.exists = self._noting(exists) if exists is not None else (lambda path: True)
         self.unresolved: dict[Unresolved, None] = {}
         self._envs: dict[tuple[str, ...], dict[str, str]] = {}
 

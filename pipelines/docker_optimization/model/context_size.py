@@ -38,14 +38,44 @@ class SentSize:
 def sent_size(ctx) -> SentSize:
     """Files and bytes the classic builder sends for ``ctx``, and per top-level entry (shared per ignore patterns)."""
     ignore = ctx.ignore
-    memo = ctx.project.memo
+    memo = ctx.project.sizes_memo  # kept across updates that only resize files (Project.updated)
     key = ("sent_size", ctx.dir, ignore.key)
     if key not in memo:
         if ignore.has_reinclusions or ignore.flavor == "legacy":
-            memo[key] = _from_listing(ctx.sent())
+            size = _from_listing(ctx.sent())
         else:
-            memo[key] = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
-    return memo[key]
+            size = _from_ranges(_Dir.of(ctx.project, ctx.dir), [p.text for p in ignore.patterns])
+        memo[key] = _Kept(ctx.dir, ignore, size)
+    return memo[key].size
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A context directory's sent size, and how to follow files that only change size."""
+
+    dir: str
+    ignore: DockerIgnore
+    size: SentSize
+
+    def updated(self, old: dict[str, int], new: dict[str, int], changed: list[str]) -> _Kept:
+        """The same count after ``changed`` files were added, removed or resized: each one sent (the
+        ignore file's verdict on one path, as ``Context.sends``) moves the totals and its top-level entry."""
+        prefix = "" if self.dir in ("", ".") else self.dir.rstrip("/") + "/"
+        files, total, by_top = self.size.files, self.size.bytes, dict(self.size.by_top)
+        for path in changed:
+            rel = path[len(prefix) :]
+            if not path.startswith(prefix) or old.get(path) == new.get(path) or self.ignore.excluded(rel):
+                continue
+            count = (path in new) - (path in old)
+            delta = new.get(path, 0) - old.get(path, 0)
+            top = rel.split("/", 1)[0] + "/" if "/" in rel else TOP_FILES
+            sent_files, sent = by_top.get(top, (0, 0))
+            if sent_files + count:
+                by_top[top] = (sent_files + count, sent + delta)
+            else:  # its last file sent is gone: only entries that send something are listed
+                del by_top[top]
+            files, total = files + count, total + delta
+        return _Kept(self.dir, self.ignore, SentSize(files, total, by_top))
 
 
 def _from_listing(sent: dict[str, int]) -> SentSize:

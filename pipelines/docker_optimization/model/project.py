@@ -100,21 +100,13 @@ class Context:
     @cached_property
     def ignore_error(self) -> str:
         """Why Docker would refuse this context's ignore file ("" when it is fine)."""
-        if not self.ignore_path:
-            return ""
-        try:
-            parsed = DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
-        except ValueError as err:
-            return str(err)
-        self.__dict__.setdefault("ignore", parsed)  # it is ``ignore``: parsing a 100k-line file twice costs
-        return ""
+        return self.project.parsed_ignore(self.ignore_path)[1] if self.ignore_path else ""
 
     @cached_property
     def ignore(self) -> DockerIgnore:
         """The ignore file's matcher; an invalid one (see ``ignore_error``) counts as empty."""
-        if not self.ignore_path or self.ignore_error:
-            return DockerIgnore.empty()
-        return DockerIgnore.from_text(self.project.text(self.ignore_path) or "", source=self.ignore_path)
+        parsed = self.project.parsed_ignore(self.ignore_path)[0] if self.ignore_path else None
+        return DockerIgnore.empty() if parsed is None else parsed
 
     def files(self) -> dict[str, int]:
         """Context-relative path -> size, for every file in the context directory (shared per directory)."""
@@ -139,7 +131,8 @@ class Context:
         """Does the builder receive the context-relative ``path`` (``path in sent()``, without listing the rest)?"""
         if self._sent is not None:
             return path in self._sent
-        return path in self.files() and not self.ignore.excluded(path)
+        full = path if self.dir in ("", ".") else self.dir.rstrip("/") + "/" + path  # no listing made for one path
+        return full in self.project.files and not self.ignore.excluded(path)
 
 
 class Project:
@@ -152,6 +145,7 @@ class Project:
         self._under: dict[str, dict[str, int]] = {}
         self.sent_cache: dict[tuple[str, tuple], dict[str, int]] = {}
         self._text: dict[str, str | None] = {}
+        self._ignores: dict[str, tuple[DockerIgnore | None, str]] = {}  # see parsed_ignore
         self.problems: dict[str, InputProblem] = {}
         self.notes: list[tuple[str, str]] = []  # (path, what happened), e.g. decoded with replacement
         self.dockerfiles: dict[str, Dockerfile] = {}
@@ -166,6 +160,9 @@ class Project:
         # pattern excludes in a directory. ``updated`` keeps it while no path is added or removed, and then
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
+        # What is computed from the paths and sizes alone (what a context sends): ``updated`` keeps it, each
+        # entry updated by its ``updated(old_files, new_files, changed)``.
+        self.sizes_memo: dict[object, Any] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):  # one C-level test per file, then the exact ones
             if is_dockerfile(path):
                 self.dockerfiles[path] = self._dockerfile(path)
@@ -226,6 +223,7 @@ class Project:
         # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
         # file (found while loading, as a fresh project finds them before any rule runs).
         new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
+        new._ignores = {p: parsed for p, parsed in self._ignores.items() if p not in changed}
         new.problems = {
             p: v
             for p, v in self.problems.items()
@@ -235,6 +233,8 @@ class Project:
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
+        moved = sorted(changed)
+        new.sizes_memo = {k: v.updated(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
         if added or removed:  # an entry that can follow added and removed paths does; the others are made again
             new.names_memo = {
                 key: value.follow(self._sorted, new._sorted, added, removed)
@@ -253,9 +253,11 @@ class Project:
                 )
             elif compose_mod.is_compose_file(path):
                 new.composes.append(composes[path] if path in composes and path not in changed else new._compose(path))
-        if added or removed or changed & (self.compose_inputs | self._compose_paths):
-            # Resolved together again: a changed .env, override or included file moves contexts, and an added
-            # or removed file may be a Dockerfile a build names.
+        if changed & (self.compose_inputs | self._compose_paths) or any(
+            map(compose_mod.is_compose_file, added + removed)
+        ):
+            # Resolved together again: a changed .env, override or included file moves contexts, and so does an
+            # added or removed file the resolution looked for (a Dockerfile a build names: ``compose_inputs``).
             new.compose_builds, new.compose_unresolved, new.compose_inputs = {}, [], frozenset()
             new._resolve_composes()
         else:  # nothing the resolution read changed, and no file came or went: its answer stands
@@ -288,6 +290,16 @@ class Project:
                 lo, hi = span(self._sorted, prefix)
                 self._under[directory] = {p[len(prefix) :]: self.files[p] for p in self._sorted[lo:hi]}
         return self._under[directory]
+
+    def parsed_ignore(self, path: str) -> tuple[DockerIgnore | None, str]:
+        """An ignore file parsed once for every context that uses it, and kept by ``updated`` while it is
+        unchanged (a 100k-line file costs): (the matcher, ""), or (None, why Docker refuses it)."""
+        if path not in self._ignores:
+            try:
+                self._ignores[path] = (DockerIgnore.from_text(self.text(path) or "", source=path), "")
+            except ValueError as err:
+                self._ignores[path] = (None, str(err))
+        return self._ignores[path]
 
     def text(self, path: str) -> str | None:
         """The file's text; None when it is absent or could not be read (see ``problems``)."""

@@ -18,6 +18,7 @@ Two consequences for the findings, both here so that every rule gets them:
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from collections.abc import Iterable
 
@@ -76,9 +77,13 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
     """
     kept: list[Finding] = []
     groups: dict[tuple[str, str, str], list[Finding]] = {}
+    compose_dirs: dict[str, str | None] = {}  # file -> its directory when it is a compose file (asked once per file)
     for f in findings:
-        if f.evidence and is_compose_file(f.file):
-            groups.setdefault((f.rule, posixpath.dirname(f.file), f.evidence), []).append(f)
+        if f.file not in compose_dirs:
+            compose_dirs[f.file] = posixpath.dirname(f.file) if is_compose_file(f.file) else None
+        directory = compose_dirs[f.file]
+        if f.evidence and directory is not None:
+            groups.setdefault((f.rule, directory, f.evidence), []).append(f)
         else:
             kept.append(f)
     for group in groups.values():
@@ -87,20 +92,22 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
             continue
         group.sort(key=lambda f: (variant_order(f.file), f.line))
         first, others = group[0], [f for f in group[1:]]
-        where = ", ".join(f.location for f in others)
-        kept.append(
-            Finding.make(
-                rule=first.rule,
-                name=first.name,
-                category=first.category,
-                severity=first.severity,
-                message=f"{first.message} (the same in {where})",
-                file=first.file,
-                line=first.line,
-                end_line=first.end_line,
-                evidence=first.evidence,
-                fix=first.fix,
-                source=first.source,
-            )
-        )
+        kept.append(_merged(first, ", ".join(f.location for f in others)))
     return sorted(kept, key=lambda f: (f.file, f.line, f.rule))
+
+
+@functools.lru_cache(maxsize=4096)  # an incremental update collapses the same groups again: made once
+def _merged(first: Finding, where: str) -> Finding:
+    return Finding.make(
+        rule=first.rule,
+        name=first.name,
+        category=first.category,
+        severity=first.severity,
+        message=f"{first.message} (the same in {where})",
+        file=first.file,
+        line=first.line,
+        end_line=first.end_line,
+        evidence=first.evidence,
+        fix=first.fix,
+        source=first.source,
+    )

@@ -8,11 +8,14 @@ from collections.abc import Iterable
 from agent_pipelines.engine.finding import Category, Severity
 from agent_pipelines.pipelines.docker_optimization.model import compose as compose_mod
 from agent_pipelines.pipelines.docker_optimization.model.compose import ComposeFile
-from agent_pipelines.pipelines.docker_optimization.model.copies import problems
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
 from agent_pipelines.pipelines.docker_optimization.rules.compose import _REGISTRY_HOST, _line, _mapping
-from agent_pipelines.pipelines.docker_optimization.rules.context_copies import built_from, readable_ignore
+from agent_pipelines.pipelines.docker_optimization.rules.context_copies import (
+    built_from,
+    copy_problems,
+    readable_ignore,
+)
 
 # -- build caches --------------------------------------------------------------------------
 
@@ -110,7 +113,7 @@ def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
         contexts = [c for c in built_from(project, dockerfile) if readable_ignore(c)]
         if len(built_from(project, dockerfile)) < 2 or df.error:
             continue
-        broken = {c.dir: problems(c, df) for c in contexts}
+        broken = {c.dir: copy_problems(c)[0] for c in contexts}  # problems(c, df), kept across updates
         working = [c.dir for c in contexts if not broken[c.dir]]
         for ctx in contexts:
             if not broken[ctx.dir]:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from agent_pipelines.engine.finding import Category, Severity
 from agent_pipelines.pipelines.docker_optimization.model.copies import problems
-from agent_pipelines.pipelines.docker_optimization.model.project import Context
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, within
 from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
 
 
@@ -84,10 +84,17 @@ def copy_problems(c) -> tuple[list, str]:
     key = ("copy_problems", c.dir, c.dockerfile, c.inferred)
     if key not in project.memo:
         df = project.dockerfiles.get(c.dockerfile)
-        found, note = [], ""
-        if resolvable(c) and readable_ignore(c) and df is not None and not df.error:
+        readable = readable_ignore(c)
+        kept = project.names_memo.setdefault("copy_problems", _KeptProblems())
+        was = kept.get(key)
+        if was is not None and was[0] is df and was[1] == (c.ignore.source, c.ignore.key):
+            project.memo[key] = was[2]
+            return was[2]
+        found, note, tried = [], "", False
+        if resolvable(c) and readable and df is not None and not df.error:
             found = problems(c, df)
             if c.inferred and found:
+                tried = True
                 trials = [
                     (problems(t, df), t.dir)
                     for t in (Context(project, d, c.dockerfile, inferred=True) for d in _ancestors(c.dir))
@@ -95,7 +102,26 @@ def copy_problems(c) -> tuple[list, str]:
                 found, best = min(trials, key=lambda t: len(t[0]))
                 note = f" (no compose service builds {c.dockerfile}: context {best} assumed)"
         project.memo[key] = (found, note)
+        if not tried:  # an answer from the directories above also read their ignore files: not kept
+            kept[key] = (df, (c.ignore.source, c.ignore.key), project.memo[key])
     return project.memo[key]
+
+
+class _KeptProblems(dict):
+    """``copy_problems`` answers kept across updates (``Project.names_memo``): key -> (the parsed Dockerfile,
+    the ignore file and its patterns, the answer). An answer stands while its Dockerfile object (kept by
+    ``Project.updated`` while unchanged) and ignore patterns are the same and no file went from its
+    directory (nor came, for an answer with problems)."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptProblems:
+        # An added file can't break a COPY that worked (each source names as many files or more): a context
+        # without problems keeps its answer; one with problems, or that lost a file, is judged again.
+        return _KeptProblems(
+            (key, value)
+            for key, value in self.items()
+            if not any(within(p, key[1]) for p in removed)
+            and not (value[2][0] and any(within(p, key[1]) for p in added))
+        )
 
 
 def cannot_build(c) -> bool:

@@ -66,12 +66,15 @@ def unlocked_installs(project, path: str) -> list[tuple[Instruction, Segment, st
     """(RUN, the install, the lockfile's context path) for every unlocked install of a Dockerfile."""
     df = project.dockerfiles[path]
     contexts = project.contexts_of(path)
+    if "unlocked_installs" not in df.memo:  # the file's own part, kept with it (across incremental updates too)
+        df.memo["unlocked_installs"] = [
+            (r, seg) for r in df.of("RUN") for seg in segments(df, r) if unlocked_install(seg)
+        ]
     found = []
-    for run in df.of("RUN"):
-        for seg in segments(df, run):
-            lock = lockfile_of(df, run, seg, contexts)
-            if lock:
-                found.append((run, seg, lock))
+    for run, seg in df.memo["unlocked_installs"]:
+        lock = lockfile_of(df, run, seg, contexts)
+        if lock:
+            found.append((run, seg, lock))
     return found
 
 
