@@ -551,12 +551,9 @@ def resume(
 
 def _awaiting(record) -> list:
     """The changes of the phase a paused run waits on a person for (in the plan's order)."""
-    decided = {*record.approved, *record.rejected}
-    return [
-        c
-        for c in record.changes
-        if c.phase == record.review_phase and c.status.value == "committed" and c.task_id not in decided
-    ]
+    from agent_pipelines.engine.approval import awaiting
+
+    return awaiting(record)
 
 
 @app.command()
@@ -564,13 +561,15 @@ def review(
     run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
     reports_dir: Path | None = REPORTS_DIR,
     state: str | None = STATE,
+    fmt: str = typer.Option(
+        "text", "--format", help="text, or json (task, title, commit, attempt, gates, diff of each, for scripts)."
+    ),
 ) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
-    import subprocess
-
-    from agent_pipelines.engine.gitenv import git_env
+    from agent_pipelines.engine.approval import pending_review
     from agent_pipelines.engine.runs import UsageError, load_record, open_store
 
+    _check_format(fmt)
     try:
         with open_store(state) as store:
             record, _ = load_record(reports_dir, run_id, store)
@@ -578,29 +577,23 @@ def review(
         fail(str(error))
     if record.status != "awaiting review":
         fail(f"run {run_id} is not awaiting review (it is {record.status})")
-    tasks = {t.id: t for t in record.plan.tasks}
-    verdicts = {(v.task_id, v.attempt): v for v in record.verdicts}
+    pending = pending_review(record)
+    if fmt == "json":
+        _print_json(pending)
+        return
     out.print(f"run {run_id}: phase {record.review_phase} awaits review", markup=False, highlight=False)
-    for change in _awaiting(record):
-        title = tasks[change.task_id].title if change.task_id in tasks else change.task_id
+    for change in pending["changes"]:
         out.print(
-            f"\n== task {change.task_id}: {title} (commit {change.commit[:10]}, attempt {change.attempt})",
+            f"\n== task {change['task_id']}: {change['title']} (commit {change['commit'][:10]}, "
+            f"attempt {change['attempt']})",
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
-        verdict = verdicts.get((change.task_id, change.attempt))
-        for gate in verdict.gates if verdict else []:
-            passed = "passed" if gate.passed else "not verified" if not gate.verified else "FAILED"
-            out.print(f"   {passed:12} {gate.name}: {gate.detail}", markup=False, highlight=False, soft_wrap=True)
-        diff = subprocess.run(
-            ["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            check=False,
-        )
-        out.print(diff.stdout.rstrip() or diff.stderr.strip(), markup=False, highlight=False, soft_wrap=True)
+        for gate in change["gates"]:
+            shown = "FAILED" if gate["status"] == "failed" else gate["status"]
+            out.print(f"   {shown:12} {gate['name']}: {gate['detail']}", markup=False, highlight=False, soft_wrap=True)
+        out.print(change["diff"].rstrip(), markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
         markup=False,

@@ -2,7 +2,7 @@
 
 Built on the official ``mcp`` SDK's ``MCPServer``. The tools, and what each may do:
 
-- ``analyze``, ``explain_rule``, ``plan_fixes``, ``list_runs``, ``show_run``, ``run_diff`` only read
+- ``analyze``, ``explain_rule``, ``plan_fixes``, ``list_runs``, ``show_run``, ``run_diff``, ``review_run`` only read
   (annotated ``readOnlyHint``: a client may call them without asking the user);
 - ``run_pipeline`` writes, through the same code as ``pipeline run``: a new branch and worktree per run,
   never the user's checkout, index or uncommitted work (annotated not destructive, not idempotent:
@@ -206,6 +206,17 @@ class Tools:
         record, _ = self.record(run_id)
         return self.view(record)
 
+    def review_run(self, run_id: RunId) -> dict[str, Any]:
+        """What a run paused for review (`pipeline run --review`) waits on: each kept change's task, title, commit,
+        attempt, the reviewer's gates (passed, failed, not verified, with the detail) and its diff, as
+        `pipeline review RUN_ID --format json` gives them. Deciding stays with a person (`pipeline approve/reject`)."""
+        from agent_pipelines.engine.approval import pending_review
+
+        record, _ = self.record(run_id)
+        if record.status != "awaiting review":
+            raise ToolError(f"run {run_id} is not awaiting review (it is {record.status})")
+        return pending_review(record)
+
     def run_diff(self, run_id: RunId) -> dict[str, Any]:
         """What a run changed: `git diff` of its branch against the commit it started from, and the files."""
         from agent_pipelines.engine.gitenv import git_env
@@ -298,7 +309,15 @@ def server(reports_dir: Path | None, pipeline: str | None = None) -> MCPServer:
 
     tools = Tools(reports_dir, pipeline)
     app = MCPServer("pipeline", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
-    for fn in (tools.analyze, tools.explain_rule, tools.plan_fixes, tools.list_runs, tools.show_run, tools.run_diff):
+    for fn in (
+        tools.analyze,
+        tools.explain_rule,
+        tools.plan_fixes,
+        tools.list_runs,
+        tools.show_run,
+        tools.run_diff,
+        tools.review_run,
+    ):
         app.add_tool(fn, annotations=READ_ONLY, structured_output=True)
     app.add_tool(tools.run_pipeline, annotations=RUNS, structured_output=True)
     return app
