@@ -796,6 +796,22 @@ def show(
     out.print(f"reports: {paths.root}", soft_wrap=True)
 
 
+RUN_HERE = typer.Option(
+    None,
+    "--repo",
+    help="A clone on this machine: work here on a run that started elsewhere (its branch pushed to origin).",
+)
+
+
+def _known_phases(record, names: list[str]) -> None:
+    """Phases the run doesn't have: refused before anything is fetched or locked."""
+    unknown = [n for n in names if n not in record.run.phases]
+    if unknown:
+        fail(
+            f"run {record.run.run_id} has no phase {', '.join(unknown)}; its phases are: {', '.join(record.run.phases)}"
+        )
+
+
 @app.command()
 def apply(
     run_id: str,
@@ -804,19 +820,24 @@ def apply(
     force: bool = typer.Option(
         False, "--force", help="Merge even when the merged tree has new error findings (warns)."
     ),
+    state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
     from agent_pipelines.engine.branches import apply_run
-    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
     from agent_pipelines.engine.workspace import RepoError
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
-        record, paths = load_record(reports_dir, run_id)
-        spec = _pipelines().get(record.run.pipeline)
-        if spec is None:
-            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
-        message = apply_run(record, paths, spec, chosen, force)
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
+            spec = _pipelines().get(record.run.pipeline)
+            if spec is None:
+                fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+            _known_phases(record, chosen or [])
+            locate(record, paths, repo, store)
+            message = apply_run(record, paths, spec, chosen, force, store)
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -829,22 +850,28 @@ def rollback(
     run_id: str,
     phase: str | None = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
     reports_dir: Path | None = REPORTS_DIR,
+    state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Remove a run's commits (all, or from one phase on) from its branch."""
     from agent_pipelines.engine.branches import rollback_run
-    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
     from agent_pipelines.engine.workspace import RepoError
 
     try:
-        record, paths = load_record(reports_dir, run_id)
-        spec = _pipelines().get(record.run.pipeline)
-        if spec is None:
-            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
-        err.print(rollback_run(record, paths, spec, phase))
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
+            spec = _pipelines().get(record.run.pipeline)
+            if spec is None:
+                fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+            _known_phases(record, [phase] if phase is not None else [])
+            locate(record, paths, repo, store)
+            message = rollback_run(record, paths, spec, phase, store)
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -858,17 +885,23 @@ def prune(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
     reports_dir: Path | None = REPORTS_DIR,
+    state: str | None = STATE,
 ) -> None:
-    """Remove finished runs: their worktree, branch and reports (never an unmerged branch without --force)."""
+    """Remove finished runs: their worktree, branch and reports, and with --state their record and checkpoints
+    there (never an unmerged branch without --force)."""
     from agent_pipelines.engine.prune import parse_duration
     from agent_pipelines.engine.prune import prune as prune_runs
+    from agent_pipelines.engine.runs import UsageError, open_store
 
     try:
         age = parse_duration(older_than) if older_than is not None else None
     except ValueError as error:
         fail(str(error))
     try:
-        outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run)
+        with open_store(state) as store:
+            outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run, store=store)
+    except UsageError as error:
+        fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
     missing = sorted(set(run_ids or ()) - {o.run_id for o in outcomes})

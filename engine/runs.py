@@ -484,8 +484,7 @@ def _resume_run(
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
     if phase is not None and phase not in record.run.phases:
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
-    if repo is not None:
-        adopt(record, paths, repo)
+    locate(record, paths, repo, store)
     verify_record(record, paths)
     lock = _lock(Path(record.run.repo), run_id)
     try:
@@ -494,6 +493,19 @@ def _resume_run(
         return runner.execute("resume", None, from_phase=phase)
     finally:
         lock.release()
+
+
+def locate(record: RunRecord, paths: RunPaths, repo: Path | None, store=None) -> None:
+    """Where a command works on the run: the clone ``repo`` given (``--repo``, see :func:`adopt`), else the
+    repository the run names; a run from a shared store whose repository is not on this machine is refused
+    (UsageError, one line) with the ``--repo`` that works on it here."""
+    if repo is not None:
+        adopt(record, paths, repo)
+    elif store is not None and store.remote and not Path(record.run.repo).is_dir():
+        raise UsageError(
+            f"run {record.run.run_id}'s repository {record.run.repo} is not on this machine; give --repo with a "
+            f"clone here (the run's branch {record.run.branch} pushed to its origin)"
+        )
 
 
 def adopt(record: RunRecord, paths: RunPaths, repo: Path) -> None:
