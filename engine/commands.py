@@ -63,6 +63,11 @@ RESUME_IN = typer.Option(
     "--repo",
     help="A clone on this machine: continue here a run that started elsewhere (its branch pushed to origin).",
 )
+RUN_HERE = typer.Option(
+    None,
+    "--repo",
+    help="A clone on this machine: work here on a run that started elsewhere (its branch pushed to origin).",
+)
 FORMAT = typer.Option("text", "--format", help="text, or json (the full records, for scripts).")
 
 
@@ -564,15 +569,20 @@ def review(
     fmt: str = typer.Option(
         "text", "--format", help="text, or json (task, title, commit, attempt, gates, diff of each, for scripts)."
     ),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="A clone on this machine to read the diffs from (the run's branch pushed to origin)."
+    ),
 ) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
     from agent_pipelines.engine.approval import pending_review
-    from agent_pipelines.engine.runs import UsageError, load_record, open_store
+    from agent_pipelines.engine.runs import UsageError, adopt, load_record, open_store
 
     _check_format(fmt)
     try:
         with open_store(state) as store:
-            record, _ = load_record(reports_dir, run_id, store)
+            record, paths = load_record(reports_dir, run_id, store)
+        if record.status == "awaiting review" and repo is not None:
+            adopt(record, paths, repo)  # the diffs come from the clone (the branch fetched when it lacks it)
     except UsageError as error:
         fail(str(error))
     if record.status != "awaiting review":
@@ -602,8 +612,8 @@ def review(
     )
 
 
-def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str) -> None:
-    """Continue a paused run from its checkpoint with a person's decisions."""
+def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str, repo: Path | None) -> None:
+    """Continue a paused run from its checkpoint with a person's decisions (in the clone ``repo``, if given)."""
     from agent_pipelines.engine.runs import UsageError, load_record, open_store, resume_run
     from agent_pipelines.engine.workspace import RepoError
 
@@ -622,7 +632,9 @@ def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: 
         fail(f"run {run_id} awaits no decision on {', '.join(unknown)}; it awaits: {', '.join(pending)}")
     progress = Progress(quiet)
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, None, progress, state=state, decisions=decisions)
+        record = resume_run(
+            _pipelines(), reports_dir, run_id, None, progress, state=state, repo=repo, decisions=decisions
+        )
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -653,12 +665,13 @@ def approve(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
     state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Approve kept changes of a paused run and continue it from its checkpoint."""
     if bool(task) == all_:
         fail("give --task ID (repeatable) or --all")
     ids = _pending_ids(run_id, reports_dir, state)
-    _decide(run_id, reports_dir, state, {"approve": ids if all_ else _task_ids(ids, task or [])}, quiet, fmt)
+    _decide(run_id, reports_dir, state, {"approve": ids if all_ else _task_ids(ids, task or [])}, quiet, fmt, repo)
 
 
 @app.command()
@@ -670,10 +683,11 @@ def reject(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
     state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Reject kept changes of a paused run: they are reverted like a failed gate, with the reason; the run continues."""
     ids = _task_ids(_pending_ids(run_id, reports_dir, state), task)
-    _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt)
+    _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt, repo)
 
 
 def _pending_ids(run_id: str, reports_dir, state) -> list[str]:
@@ -794,13 +808,6 @@ def show(
         )
     out.print(table)
     out.print(f"reports: {paths.root}", soft_wrap=True)
-
-
-RUN_HERE = typer.Option(
-    None,
-    "--repo",
-    help="A clone on this machine: work here on a run that started elsewhere (its branch pushed to origin).",
-)
 
 
 def _known_phases(record, names: list[str]) -> None:

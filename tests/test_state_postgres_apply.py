@@ -1,5 +1,5 @@
-"""`pipeline apply`, `rollback` and `prune` on a run whose state is in a real PostgreSQL (`--state`), from another
-clone: a CI runner ran the pipeline and pushed the run's branch, then went away; a person works on the run from
+"""`pipeline apply`, `rollback`, `prune`, `review` and `approve` on a run whose state is in a real PostgreSQL
+(`--state`), from another clone: a CI runner ran the pipeline and pushed the run's branch, then went away; a person works on the run from
 a laptop (another clone, another reports directory), with nothing shared but the database and the git remote.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.reliability import example, tree_of
-from tests.conftest import cli, git
+from tests.conftest import cli, git, make_repo
 from tests.test_state_postgres import rows, run
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the pipeline
@@ -135,3 +135,58 @@ def test_a_state_url_apply_rollback_or_prune_cant_use_is_one_line_exit_2_and_not
     assert down.returncode == 2 and down.stderr.count("\n") == 1
     assert "can't reach the state database" in down.stderr and "hunter2" not in down.stderr
     assert not reports.exists()
+
+
+def test_a_run_paused_for_review_in_ci_is_reviewed_and_approved_from_a_laptop_clone(tmp_path, state_url):
+    plugin = {"PIPELINE_PLUGINS": "tests.fixture_pipelines.whitespace:PIPELINE", "PIPELINE_STATE_URL": state_url}
+    origin = tmp_path / "origin.git"
+    seed = make_repo(tmp_path / "seed", {"a.txt": "a  \n", "b.txt": "b  \n"})
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(seed), str(origin)], check=True)
+    runner = clone(origin, tmp_path / "ci-runner")
+    paused = cli(
+        "run",
+        "text-hygiene",
+        "--repo",
+        str(runner),
+        "--reports-dir",
+        str(tmp_path / "ci"),
+        "--review",
+        "-q",
+        env=plugin,
+    )
+    assert paused.returncode == 5, paused.stderr  # awaiting review
+    [row] = rows(state_url, "SELECT run_id, status FROM pipeline_runs")
+    run_id, branch = row["run_id"], f"pipeline/{row['run_id']}"
+    assert row["status"] == "awaiting review"
+    git(runner, "push", "--quiet", "origin", branch)
+    shutil.rmtree(runner)
+
+    laptop, here = clone(origin, tmp_path / "laptop"), ["--reports-dir", str(tmp_path / "laptop-reports")]
+    review = cli("review", run_id, *here, "--format", "json", "--repo", str(laptop), env=plugin)
+    assert review.returncode == 0, review.stderr
+    waiting = {c["files"][0]: c for c in json.loads(review.stdout)["changes"]}
+    assert "-a  \n+a\n" in waiting["a.txt"]["diff"]  # read from the laptop's clone
+    refused = cli("approve", run_id, "--all", *here, env=plugin)
+    assert refused.returncode == 2 and "is not on this machine; give --repo" in refused.stderr
+
+    rejected = cli(
+        "reject",
+        run_id,
+        "--task",
+        waiting["b.txt"]["task_id"],
+        "--reason",
+        "generated",
+        *here,
+        "--repo",
+        str(laptop),
+        "-q",
+        env=plugin,
+    )
+    assert rejected.returncode == 5, rejected.stderr  # a.txt still waits
+    approved = cli("approve", run_id, "--all", *here, "--repo", str(laptop), "--format", "json", env=plugin)
+    assert approved.returncode == 0, approved.stderr
+    record = json.loads(approved.stdout)
+    [row] = rows(state_url, "SELECT status, record FROM pipeline_runs")
+    assert row["status"] == record["status"] == "completed" and row["record"] == record
+    assert record["run"]["repo"] == str(laptop.resolve())
+    assert git(laptop, "diff", "--name-only", "main", branch) == "a.txt"  # b.txt's change was reverted
