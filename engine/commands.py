@@ -966,10 +966,18 @@ def mcp(
     pipeline: str | None = typer.Option(
         None, "--pipeline", help="The pipeline a tool call uses when it names none (default: the only one installed)."
     ),
+    state: str | None = STATE,
 ) -> None:
     """Serve the analysis and runs to coding agents over stdio (Model Context Protocol)."""
+    from agent_pipelines.engine.runs import UsageError, open_store
+
     if pipeline is not None:
         _pipeline(pipeline)
+    try:
+        with open_store(state):  # a URL it can't use is one line before the server starts, not an error per call
+            pass
+    except UsageError as error:
+        fail(str(error))
     try:
         from agent_pipelines.engine.mcp_server import serve
     except ImportError as error:  # the SDK is an optional extra: a linter's users don't need its HTTP stack
@@ -977,7 +985,7 @@ def mcp(
             raise
         fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines\\[mcp]'")  # \\[: not rich markup
     try:
-        serve(reports_dir, pipeline)
+        serve(reports_dir, pipeline, state)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -158,6 +158,30 @@ def test_an_agent_reads_what_a_paused_run_waits_on_as_pipeline_review_gives_it(t
     assert finished.is_error and "is not awaiting review (it is completed)" in finished.content[0].text
 
 
+def test_with_state_in_postgres_the_tools_see_the_databases_runs(tmp_path, reports, state_url, monkeypatch):
+    """`pipeline mcp --state URL` (here PIPELINE_STATE_URL): list_runs and review_run read the shared database, so an
+    agent on another machine (another reports directory) sees a run paused in CI."""
+    monkeypatch.setenv("PIPELINE_PLUGINS", "tests.fixture_pipelines.whitespace:PIPELINE")
+    monkeypatch.setenv("PIPELINE_STATE_URL", state_url)
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a  \n"})
+    paused = cli("run", "text-hygiene", "--repo", str(repo), "--reports-dir", str(tmp_path / "ci"), "--review", "-q")
+    assert paused.returncode == 5, paused.stderr
+    [run_id] = [p.name for p in (tmp_path / "ci").iterdir()]
+    printed = cli("review", run_id, "--reports-dir", str(reports), "--format", "json")
+    assert printed.returncode == 0, printed.stderr
+
+    async def agent(session):
+        return await session.call_tool("list_runs", {}), await session.call_tool("review_run", {"run_id": run_id})
+
+    listed, reviewed = drive(reports, agent)  # reports: empty, another machine's
+    assert [(r["run_id"], r["status"]) for r in listed.structured_content["runs"]] == [(run_id, "awaiting review")]
+    assert reviewed.structured_content == json.loads(printed.stdout)
+
+    monkeypatch.setenv("PIPELINE_STATE_URL", "mysql://db/runs")
+    refused = cli("mcp", "--reports-dir", str(reports))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "postgresql://" in refused.stderr
+
+
 def test_without_the_sdk_the_command_says_how_to_install_it():
     code = "import sys; sys.modules['mcp'] = None; from agent_pipelines.engine.cli import main; sys.argv = ['pipeline', 'mcp']; main()"
     done = subprocess.run(
