@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -113,7 +114,14 @@ def build_graph(
     return graph.compile(checkpointer=checkpointer)
 
 
-def wire(graph: StateGraph, spec: PipelineSpec, phases: list[str], make_node, review: bool, first: str = START) -> None:
+def wire(
+    graph: StateGraph[Any, Any, Any, Any],
+    spec: PipelineSpec,
+    phases: list[str],
+    make_node,
+    review: bool,
+    first: str = START,
+) -> None:
     """Add the nodes of ``phases`` to ``graph`` and their edges, from ``first`` to END: one node per (phase, agent)
     made by ``make_node(phase, role, last_of_phase)``, the repair loop from each phase's reviewer back to its
     implementer, and with ``review`` each phase's approval node (``interrupt()``) after its reviewer. Shared by
