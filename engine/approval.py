@@ -30,8 +30,9 @@ def gate_status(gate: Gate) -> str:
     return "passed" if gate.passed else "not verified" if not gate.verified else "failed"
 
 
-def commit_diff(repo: str, commit: str) -> str:
-    """The commit's patch (``git show``), or git's one-line reason when the repository can't show it here."""
+def commit_diff(repo: str, commit: str) -> tuple[str, str]:
+    """The commit's patch (``git show``) and "", or "" and git's one-line reason when ``repo`` can't show it
+    (a repository on another machine: `pipeline review --repo CLONE` reads the diffs from a clone here)."""
     shown = subprocess.run(
         ["git", "-C", repo, "show", "--format=", "--no-color", "--no-ext-diff", "--end-of-options", commit],
         capture_output=True,
@@ -40,8 +41,8 @@ def commit_diff(repo: str, commit: str) -> str:
         check=False,
     )
     if shown.returncode == 0:
-        return shown.stdout
-    return (shown.stderr.strip().splitlines() or [f"git show {commit} failed"])[-1]
+        return shown.stdout, ""
+    return "", (shown.stderr.strip().splitlines() or [f"git show {commit} failed"])[-1]
 
 
 def pending_review(record: RunRecord) -> dict:
@@ -52,6 +53,7 @@ def pending_review(record: RunRecord) -> dict:
     changes = []
     for change in awaiting(record):
         verdict = verdicts.get((change.task_id, change.attempt))
+        diff, unreadable = commit_diff(run.repo, change.commit)
         changes.append(
             {
                 "task_id": change.task_id,
@@ -64,7 +66,8 @@ def pending_review(record: RunRecord) -> dict:
                     {"name": g.name, "status": gate_status(g), "detail": g.detail}
                     for g in (verdict.gates if verdict else [])
                 ],
-                "diff": commit_diff(run.repo, change.commit),
+                "diff": diff,
+                **({"diff_error": unreadable} if unreadable else {}),
             }
         )
     return {

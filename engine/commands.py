@@ -575,14 +575,14 @@ def review(
 ) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
     from agent_pipelines.engine.approval import pending_review
-    from agent_pipelines.engine.runs import UsageError, adopt, load_record, open_store
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
 
     _check_format(fmt)
     try:
         with open_store(state) as store:
             record, paths = load_record(reports_dir, run_id, store)
-        if record.status == "awaiting review" and repo is not None:
-            adopt(record, paths, repo)  # the diffs come from the clone (the branch fetched when it lacks it)
+            if record.status == "awaiting review":
+                locate(record, paths, repo, store)  # the diffs come from a clone here (its branch fetched if need be)
     except UsageError as error:
         fail(str(error))
     if record.status != "awaiting review":
@@ -603,7 +603,9 @@ def review(
         for gate in change["gates"]:
             shown = "FAILED" if gate["status"] == "failed" else gate["status"]
             out.print(f"   {shown:12} {gate['name']}: {gate['detail']}", markup=False, highlight=False, soft_wrap=True)
-        out.print(change["diff"].rstrip(), markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            change["diff"].rstrip() or change.get("diff_error", ""), markup=False, highlight=False, soft_wrap=True
+        )
     out.print(
         f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
         markup=False,

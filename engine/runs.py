@@ -472,13 +472,10 @@ def _resume_run(
     pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo, decisions=None
 ) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
-    paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store gets its reports here
     check_schema(record)
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
     check_llm_options(record.run.options)
-    if no_cache:
-        drop_cache(paths.root / "llm-cache")
     spec = pipelines.get(record.run.pipeline)
     if spec is None:
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
@@ -486,8 +483,12 @@ def _resume_run(
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
     locate(record, paths, repo, store)
     verify_record(record, paths)
+    # every check passed: only now is anything made or moved
+    paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store gets its reports here
     lock = _lock(Path(record.run.repo), run_id)
     try:
+        if no_cache:
+            drop_cache(paths.root / "llm-cache")
         runner = Runner(spec, record, paths, on_event, store)
         runner.decisions = decisions
         return runner.execute("resume", None, from_phase=phase)

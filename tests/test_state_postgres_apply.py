@@ -162,12 +162,15 @@ def test_a_run_paused_for_review_in_ci_is_reviewed_and_approved_from_a_laptop_cl
     shutil.rmtree(runner)
 
     laptop, here = clone(origin, tmp_path / "laptop"), ["--reports-dir", str(tmp_path / "laptop-reports")]
+    nowhere = cli("review", run_id, *here, "--format", "json", env=plugin)  # the diffs are in the runner's repo
+    assert nowhere.returncode == 2 and "is not on this machine; give --repo" in nowhere.stderr
     review = cli("review", run_id, *here, "--format", "json", "--repo", str(laptop), env=plugin)
     assert review.returncode == 0, review.stderr
     waiting = {c["files"][0]: c for c in json.loads(review.stdout)["changes"]}
     assert "-a  \n+a\n" in waiting["a.txt"]["diff"]  # read from the laptop's clone
     refused = cli("approve", run_id, "--all", *here, env=plugin)
     assert refused.returncode == 2 and "is not on this machine; give --repo" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and not (tmp_path / "laptop-reports").exists()  # refused: nothing made
 
     rejected = cli(
         "reject",
