@@ -30,20 +30,26 @@ def _git(repo: str, *args: str, check: bool = True) -> subprocess.CompletedProce
     return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, env=git_env(), check=check)
 
 
-def apply_run(record: RunRecord, paths: RunPaths, spec, phases: list[str] | None = None, force: bool = False) -> str:
+def apply_run(
+    record: RunRecord, paths: RunPaths, spec, phases: list[str] | None = None, force: bool = False, store=None
+) -> str:
     """Merge a finished run (or its named finished phases) into the user's current branch, losing nothing.
 
     Under the repository lock (never while the run is active), only for the run's own worktree and branch
     (``verify_record``), only into a clean checkout, never over a file on disk git does not track, with the
     user's identity and hooks (a plain ``git merge``), and only when the merged tree has no error finding the
     user's head did not have (``force``: merged anyway, with a warning). The message says what happened.
+    ``store``: where the run's record lives (engine.store); a run from a shared store may have been pointed at a
+    clone on this machine (``engine.runs.adopt``): that location, proven above, is kept.
     """
     root = verify_record(record, paths)
     lock = _lock(root, record.run.run_id)  # refused while the run (or any other) is active on the repository
     try:
-        record, _ = load_record(paths.root.parent, paths.root.name)  # as the run left it, now that it can't move
-        verify_record(record, paths)
-        return _apply(record, str(root), spec, phases, force)
+        # as the run left it, now that it can't move; in the repository proven above
+        fresh, _ = load_record(paths.root.parent, paths.root.name, store)
+        fresh.run = fresh.run.model_copy(update={"repo": record.run.repo, "worktree": record.run.worktree})
+        verify_record(fresh, paths)
+        return _apply(fresh, str(root), spec, phases, force)
     finally:
         lock.release()
 
@@ -204,9 +210,10 @@ def _new_errors(repo: str, spec, run, tree: str, target: str) -> list[str]:
     ]
 
 
-def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = None) -> str:
+def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = None, store=None) -> str:
     """Remove the run's commits (from ``phase`` on, or all) from its branch, and record it in the run's state
-    (its checkpoints, then run.json, the reports and summary.md), where ``resume`` and ``show`` read it."""
+    (its checkpoints, then run.json, the reports and summary.md), where ``resume`` and ``show`` read it.
+    ``store``: where the run's checkpoints and record live (engine.store; default the run's SQLite file)."""
     check_schema(record)
     run = record.run
     if phase is not None and phase not in run.phases:
@@ -216,12 +223,13 @@ def rollback_run(record: RunRecord, paths: RunPaths, spec, phase: str | None = N
     run = record.run
     lock = _lock(Path(run.repo), run.run_id)  # never reset a worktree under an active run
     try:
-        return _rollback(record, paths, spec, dropped)
+        paths.root.mkdir(parents=True, exist_ok=True)  # a run from a shared store gets its reports here
+        return _rollback(record, paths, spec, dropped, store)
     finally:
         lock.release()
 
 
-def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str]) -> str:
+def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str], store=None) -> str:
     run = record.run
     with Workspace.open(Path(run.repo), Path(run.worktree), run.branch) as ws:
         commits = ws.task_commits(since=run.base_commit)
@@ -231,7 +239,7 @@ def _rollback(record: RunRecord, paths: RunPaths, spec, dropped: list[str]) -> s
         target = ws.repo.git.rev_parse(f"{first.sha}^")
         removed = sum(1 for c in commits[commits.index(first) :])
         ws.reset_to(target)
-    write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target, spec, run))
+    write_through(spec, record, paths, lambda state: _rolled_back(state, dropped, target, spec, run), store)
     merged = _git(run.repo, "merge-base", "--is-ancestor", first.sha, "HEAD", check=False).returncode == 0
     note = " (already merged into your branch: revert the merge there with `git revert -m 1 <merge>`)" if merged else ""
     return f"removed {removed} commits from {run.branch}; it now ends at {target[:10]}{note}"

@@ -63,6 +63,11 @@ RESUME_IN = typer.Option(
     "--repo",
     help="A clone on this machine: continue here a run that started elsewhere (its branch pushed to origin).",
 )
+RUN_HERE = typer.Option(
+    None,
+    "--repo",
+    help="A clone on this machine: work here on a run that started elsewhere (its branch pushed to origin).",
+)
 FORMAT = typer.Option("text", "--format", help="text, or json (the full records, for scripts).")
 
 
@@ -551,12 +556,9 @@ def resume(
 
 def _awaiting(record) -> list:
     """The changes of the phase a paused run waits on a person for (in the plan's order)."""
-    decided = {*record.approved, *record.rejected}
-    return [
-        c
-        for c in record.changes
-        if c.phase == record.review_phase and c.status.value == "committed" and c.task_id not in decided
-    ]
+    from agent_pipelines.engine.approval import awaiting
+
+    return awaiting(record)
 
 
 @app.command()
@@ -564,43 +566,46 @@ def review(
     run_id: str = typer.Argument(..., help="A run paused by `pipeline run --review`."),
     reports_dir: Path | None = REPORTS_DIR,
     state: str | None = STATE,
+    fmt: str = typer.Option(
+        "text", "--format", help="text, or json (task, title, commit, attempt, gates, diff of each, for scripts)."
+    ),
+    repo: Path | None = typer.Option(
+        None, "--repo", help="A clone on this machine to read the diffs from (the run's branch pushed to origin)."
+    ),
 ) -> None:
     """List the kept changes a paused run waits on: each task's id, commit, the reviewer's gates and the diff."""
-    import subprocess
+    from agent_pipelines.engine.approval import pending_review
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
 
-    from agent_pipelines.engine.gitenv import git_env
-    from agent_pipelines.engine.runs import UsageError, load_record, open_store
-
+    _check_format(fmt)
     try:
         with open_store(state) as store:
-            record, _ = load_record(reports_dir, run_id, store)
+            record, paths = load_record(reports_dir, run_id, store)
+            if record.status == "awaiting review":
+                locate(record, paths, repo, store)  # the diffs come from a clone here (its branch fetched if need be)
     except UsageError as error:
         fail(str(error))
     if record.status != "awaiting review":
         fail(f"run {run_id} is not awaiting review (it is {record.status})")
-    tasks = {t.id: t for t in record.plan.tasks}
-    verdicts = {(v.task_id, v.attempt): v for v in record.verdicts}
+    pending = pending_review(record)
+    if fmt == "json":
+        _print_json(pending)
+        return
     out.print(f"run {run_id}: phase {record.review_phase} awaits review", markup=False, highlight=False)
-    for change in _awaiting(record):
-        title = tasks[change.task_id].title if change.task_id in tasks else change.task_id
+    for change in pending["changes"]:
         out.print(
-            f"\n== task {change.task_id}: {title} (commit {change.commit[:10]}, attempt {change.attempt})",
+            f"\n== task {change['task_id']}: {change['title']} (commit {change['commit'][:10]}, "
+            f"attempt {change['attempt']})",
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
-        verdict = verdicts.get((change.task_id, change.attempt))
-        for gate in verdict.gates if verdict else []:
-            passed = "passed" if gate.passed else "not verified" if not gate.verified else "FAILED"
-            out.print(f"   {passed:12} {gate.name}: {gate.detail}", markup=False, highlight=False, soft_wrap=True)
-        diff = subprocess.run(
-            ["git", "-C", record.run.repo, "show", "--format=", "--no-color", change.commit],
-            capture_output=True,
-            text=True,
-            env=git_env(),
-            check=False,
+        for gate in change["gates"]:
+            shown = "FAILED" if gate["status"] == "failed" else gate["status"]
+            out.print(f"   {shown:12} {gate['name']}: {gate['detail']}", markup=False, highlight=False, soft_wrap=True)
+        out.print(
+            change["diff"].rstrip() or change.get("diff_error", ""), markup=False, highlight=False, soft_wrap=True
         )
-        out.print(diff.stdout.rstrip() or diff.stderr.strip(), markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"\n`pipeline approve {run_id} --all` (or --task ID), `pipeline reject {run_id} --task ID --reason TEXT`",
         markup=False,
@@ -609,8 +614,8 @@ def review(
     )
 
 
-def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str) -> None:
-    """Continue a paused run from its checkpoint with a person's decisions."""
+def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str, repo: Path | None) -> None:
+    """Continue a paused run from its checkpoint with a person's decisions (in the clone ``repo``, if given)."""
     from agent_pipelines.engine.runs import UsageError, load_record, open_store, resume_run
     from agent_pipelines.engine.workspace import RepoError
 
@@ -629,7 +634,9 @@ def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: 
         fail(f"run {run_id} awaits no decision on {', '.join(unknown)}; it awaits: {', '.join(pending)}")
     progress = Progress(quiet)
     try:
-        record = resume_run(_pipelines(), reports_dir, run_id, None, progress, state=state, decisions=decisions)
+        record = resume_run(
+            _pipelines(), reports_dir, run_id, None, progress, state=state, repo=repo, decisions=decisions
+        )
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -660,12 +667,13 @@ def approve(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
     state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Approve kept changes of a paused run and continue it from its checkpoint."""
     if bool(task) == all_:
         fail("give --task ID (repeatable) or --all")
     ids = _pending_ids(run_id, reports_dir, state)
-    _decide(run_id, reports_dir, state, {"approve": ids if all_ else _task_ids(ids, task or [])}, quiet, fmt)
+    _decide(run_id, reports_dir, state, {"approve": ids if all_ else _task_ids(ids, task or [])}, quiet, fmt, repo)
 
 
 @app.command()
@@ -677,10 +685,11 @@ def reject(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     fmt: str = typer.Option("text", "--format"),
     state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Reject kept changes of a paused run: they are reverted like a failed gate, with the reason; the run continues."""
     ids = _task_ids(_pending_ids(run_id, reports_dir, state), task)
-    _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt)
+    _decide(run_id, reports_dir, state, {"reject": {t: reason for t in ids}}, quiet, fmt, repo)
 
 
 def _pending_ids(run_id: str, reports_dir, state) -> list[str]:
@@ -803,6 +812,15 @@ def show(
     out.print(f"reports: {paths.root}", soft_wrap=True)
 
 
+def _known_phases(record, names: list[str]) -> None:
+    """Phases the run doesn't have: refused before anything is fetched or locked."""
+    unknown = [n for n in names if n not in record.run.phases]
+    if unknown:
+        fail(
+            f"run {record.run.run_id} has no phase {', '.join(unknown)}; its phases are: {', '.join(record.run.phases)}"
+        )
+
+
 @app.command()
 def apply(
     run_id: str,
@@ -811,19 +829,24 @@ def apply(
     force: bool = typer.Option(
         False, "--force", help="Merge even when the merged tree has new error findings (warns)."
     ),
+    state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Merge a finished run into your current branch: clean tree, nothing untracked overwritten, no new errors."""
     from agent_pipelines.engine.branches import apply_run
-    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
     from agent_pipelines.engine.workspace import RepoError
 
     chosen = [p.strip() for p in phases.split(",") if p.strip()] if phases else None
     try:
-        record, paths = load_record(reports_dir, run_id)
-        spec = _pipelines().get(record.run.pipeline)
-        if spec is None:
-            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
-        message = apply_run(record, paths, spec, chosen, force)
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
+            spec = _pipelines().get(record.run.pipeline)
+            if spec is None:
+                fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+            _known_phases(record, chosen or [])
+            locate(record, paths, repo, store)
+            message = apply_run(record, paths, spec, chosen, force, store)
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -836,22 +859,28 @@ def rollback(
     run_id: str,
     phase: str | None = typer.Option(None, "--phase", help="Remove this phase's commits and later ones."),
     reports_dir: Path | None = REPORTS_DIR,
+    state: str | None = STATE,
+    repo: Path | None = RUN_HERE,
 ) -> None:
     """Remove a run's commits (all, or from one phase on) from its branch."""
     from agent_pipelines.engine.branches import rollback_run
-    from agent_pipelines.engine.runs import UsageError, load_record
+    from agent_pipelines.engine.runs import UsageError, load_record, locate, open_store
     from agent_pipelines.engine.workspace import RepoError
 
     try:
-        record, paths = load_record(reports_dir, run_id)
-        spec = _pipelines().get(record.run.pipeline)
-        if spec is None:
-            fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
-        err.print(rollback_run(record, paths, spec, phase))
+        with open_store(state) as store:
+            record, paths = load_record(reports_dir, run_id, store)
+            spec = _pipelines().get(record.run.pipeline)
+            if spec is None:
+                fail(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
+            _known_phases(record, [phase] if phase is not None else [])
+            locate(record, paths, repo, store)
+            message = rollback_run(record, paths, spec, phase, store)
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -865,17 +894,23 @@ def prune(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be removed; remove nothing."),
     reports_dir: Path | None = REPORTS_DIR,
+    state: str | None = STATE,
 ) -> None:
-    """Remove finished runs: their worktree, branch and reports (never an unmerged branch without --force)."""
+    """Remove finished runs: their worktree, branch and reports, and with --state their record and checkpoints
+    there (never an unmerged branch without --force)."""
     from agent_pipelines.engine.prune import parse_duration
     from agent_pipelines.engine.prune import prune as prune_runs
+    from agent_pipelines.engine.runs import UsageError, open_store
 
     try:
         age = parse_duration(older_than) if older_than is not None else None
     except ValueError as error:
         fail(str(error))
     try:
-        outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run)
+        with open_store(state) as store:
+            outcomes = prune_runs(reports_dir, age, force, run_ids, dry_run, store=store)
+    except UsageError as error:
+        fail(str(error))
     except OSError as error:
         os_fail(error, "retry")
     missing = sorted(set(run_ids or ()) - {o.run_id for o in outcomes})
@@ -933,10 +968,18 @@ def mcp(
     pipeline: str | None = typer.Option(
         None, "--pipeline", help="The pipeline a tool call uses when it names none (default: the only one installed)."
     ),
+    state: str | None = STATE,
 ) -> None:
     """Serve the analysis and runs to coding agents over stdio (Model Context Protocol)."""
+    from agent_pipelines.engine.runs import UsageError, open_store
+
     if pipeline is not None:
         _pipeline(pipeline)
+    try:
+        with open_store(state):  # a URL it can't use is one line before the server starts, not an error per call
+            pass
+    except UsageError as error:
+        fail(str(error))
     try:
         from agent_pipelines.engine.mcp_server import serve
     except ImportError as error:  # the SDK is an optional extra: a linter's users don't need its HTTP stack
@@ -944,7 +987,7 @@ def mcp(
             raise
         fail("`pipeline mcp` needs the MCP SDK: pip install 'agent-pipelines\\[mcp]'")  # \\[: not rich markup
     try:
-        serve(reports_dir, pipeline)
+        serve(reports_dir, pipeline, state)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -105,12 +106,32 @@ def build_graph(
     its nodes would fail if run.
     """
     graph = StateGraph(RunState, context_schema=RunContext)
+
+    def make(phase: Phase, role: str, last_of_phase: bool):
+        return _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm)
+
+    wire(graph, spec, phases, make, review)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def wire(
+    graph: StateGraph[Any, Any, Any, Any],
+    spec: PipelineSpec,
+    phases: list[str],
+    make_node,
+    review: bool,
+    first: str = START,
+) -> None:
+    """Add the nodes of ``phases`` to ``graph`` and their edges, from ``first`` to END: one node per (phase, agent)
+    made by ``make_node(phase, role, last_of_phase)``, the repair loop from each phase's reviewer back to its
+    implementer, and with ``review`` each phase's approval node (``interrupt()``) after its reviewer. Shared by
+    ``pipeline run`` (:func:`build_graph`) and the graph a LangGraph server hosts (``engine.served``)."""
     order = node_names(spec, phases)
-    names = [START]
+    names = [first]
     for index, (phase, role) in enumerate(order):
         last_of_phase = index + 1 == len(order) or order[index + 1][0] is not phase
         names.append(phase.node(role))
-        graph.add_node(names[-1], _node(phase, role, agents.get(role), invocation, last_of_phase, on_event, llm))
+        graph.add_node(names[-1], make_node(phase, role, last_of_phase))
         if review and _loops_back((phase, role)):
             names.append(phase.node(APPROVAL))
             graph.add_node(names[-1], _approval(phase))
@@ -126,7 +147,6 @@ def build_graph(
             graph.add_conditional_edges(source, _repair_route(found, onward), [found.node("implementer"), onward])
         else:
             graph.add_edge(source, onward)
-    return graph.compile(checkpointer=checkpointer)
 
 
 APPROVAL = "approval"  # the node where a phase's accepted changes wait for a person (``--review``)

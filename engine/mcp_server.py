@@ -2,7 +2,7 @@
 
 Built on the official ``mcp`` SDK's ``MCPServer``. The tools, and what each may do:
 
-- ``analyze``, ``explain_rule``, ``plan_fixes``, ``list_runs``, ``show_run``, ``run_diff`` only read
+- ``analyze``, ``explain_rule``, ``plan_fixes``, ``list_runs``, ``show_run``, ``run_diff``, ``review_run`` only read
   (annotated ``readOnlyHint``: a client may call them without asking the user);
 - ``run_pipeline`` writes, through the same code as ``pipeline run``: a new branch and worktree per run,
   never the user's checkout, index or uncommitted work (annotated not destructive, not idempotent:
@@ -63,10 +63,11 @@ class Progress:
 class Tools:
     """The tools' bodies, bound to where runs live and the default pipeline (plain methods: tests may call them)."""
 
-    def __init__(self, reports_dir: Path | None, pipeline: str | None = None) -> None:
+    def __init__(self, reports_dir: Path | None, pipeline: str | None = None, state: str | None = None) -> None:
         # None: the default place and the run index (engine.places), as the other commands use them
         self.reports_dir = Path(reports_dir).resolve() if reports_dir is not None else None
         self.pipeline = pipeline
+        self.state = state  # where runs' state lives (engine.store): --state / PIPELINE_STATE_URL, as the CLI's
 
     # -- helpers -----------------------------------------------------------
     def spec(self, name: str | None):
@@ -91,12 +92,13 @@ class Tools:
         return root.resolve()
 
     def record(self, run_id: str):
-        from agent_pipelines.engine.runs import UsageError, load_record
+        from agent_pipelines.engine.runs import UsageError, load_record, open_store
 
         if not run_id or "/" in run_id or "\\" in run_id or run_id in (".", ".."):
             raise ToolError(f"{run_id!r} is not a run id; list_runs gives them")
         try:
-            return load_record(self.reports_dir, run_id)
+            with open_store(self.state) as store:
+                return load_record(self.reports_dir, run_id, store)
         except UsageError as error:
             raise ToolError(str(error)) from None
 
@@ -183,8 +185,13 @@ class Tools:
     def list_runs(self) -> dict[str, Any]:
         """The runs in the server's reports directory (default: every run of this user), oldest first."""
         from agent_pipelines.engine.places import default_reports_dir
-        from agent_pipelines.engine.runs import list_records, shown_status
+        from agent_pipelines.engine.runs import UsageError, list_records, open_store, shown_status
 
+        try:
+            with open_store(self.state) as store:
+                records = list_records(self.reports_dir, store)
+        except UsageError as error:
+            raise ToolError(str(error)) from None
         return {
             "reports_dir": str(self.reports_dir or default_reports_dir()),
             "runs": [
@@ -196,7 +203,7 @@ class Tools:
                     "branch": r.run.branch,
                     "updated": r.updated.isoformat(),
                 }
-                for r in list_records(self.reports_dir)
+                for r in records
             ],
         }
 
@@ -205,6 +212,17 @@ class Tools:
         and the measured figures."""
         record, _ = self.record(run_id)
         return self.view(record)
+
+    def review_run(self, run_id: RunId) -> dict[str, Any]:
+        """What a run paused for review (`pipeline run --review`) waits on: each kept change's task, title, commit,
+        attempt, the reviewer's gates (passed, failed, not verified, with the detail) and its diff, as
+        `pipeline review RUN_ID --format json` gives them. Deciding stays with a person (`pipeline approve/reject`)."""
+        from agent_pipelines.engine.approval import pending_review
+
+        record, _ = self.record(run_id)
+        if record.status != "awaiting review":
+            raise ToolError(f"run {run_id} is not awaiting review (it is {record.status})")
+        return pending_review(record)
 
     def run_diff(self, run_id: RunId) -> dict[str, Any]:
         """What a run changed: `git diff` of its branch against the commit it started from, and the files."""
@@ -281,7 +299,7 @@ class Tools:
             chosen = select_phases(spec, phases)
             total = sum(len(p.agents) for p in spec.phases if p.name in chosen)
             progress = Progress(ctx, total) if ctx is not None else (lambda *_a, **_k: None)
-            record = start_run(spec, root, self.reports_dir, chosen, options, progress)
+            record = start_run(spec, root, self.reports_dir, chosen, options, progress, state=self.state)
         except UsageError as error:
             raise ToolError(str(error)) from None
         except OSError as error:
@@ -292,18 +310,26 @@ class Tools:
         return self.view(record)
 
 
-def server(reports_dir: Path | None, pipeline: str | None = None) -> MCPServer:
+def server(reports_dir: Path | None, pipeline: str | None = None, state: str | None = None) -> MCPServer:
     """The MCP server with every tool registered (``Tools`` does the work)."""
     from agent_pipelines.engine.findings_output import _version
 
-    tools = Tools(reports_dir, pipeline)
+    tools = Tools(reports_dir, pipeline, state)
     app = MCPServer("pipeline", instructions=INSTRUCTIONS, version=_version(), log_level="WARNING")
-    for fn in (tools.analyze, tools.explain_rule, tools.plan_fixes, tools.list_runs, tools.show_run, tools.run_diff):
+    for fn in (
+        tools.analyze,
+        tools.explain_rule,
+        tools.plan_fixes,
+        tools.list_runs,
+        tools.show_run,
+        tools.run_diff,
+        tools.review_run,
+    ):
         app.add_tool(fn, annotations=READ_ONLY, structured_output=True)
     app.add_tool(tools.run_pipeline, annotations=RUNS, structured_output=True)
     return app
 
 
-def serve(reports_dir: Path | None, pipeline: str | None = None) -> None:
+def serve(reports_dir: Path | None, pipeline: str | None = None, state: str | None = None) -> None:
     """Serve over stdio until the client closes the connection."""
-    server(reports_dir, pipeline).run("stdio")
+    server(reports_dir, pipeline, state).run("stdio")

@@ -53,8 +53,9 @@ def _unmerged(repo: Path, branch: str) -> int | None:
     return int(counted.stdout.strip()) if counted.returncode == 0 else None
 
 
-def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = False) -> Outcome:
-    """Remove one run (see the module's docstring); ``status`` is the status `pipeline list` shows."""
+def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = False, store=None) -> Outcome:
+    """Remove one run (see the module's docstring); ``status`` is the status `pipeline list` shows.
+    ``store``: a shared store (engine.store) the run's record and checkpoints are removed from too."""
     from agent_pipelines.engine.places import unindex
     from agent_pipelines.engine.workspace import RUN_ID, RepoError, Workspace, validate_repo
 
@@ -77,12 +78,14 @@ def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = F
     except RepoError:
         root = None
     inside = root is not None and root.resolve().is_relative_to(run_dir.resolve())  # the bundled example's copy
+    shared = store is not None and store.remote
     if root is None and not force:
+        where = "is not on this machine" if shared else "is gone (moved or deleted)"
+        forgets = "its record in the state database and its reports" if shared else "its reports"
         return Outcome(
             run_id,
             False,
-            f"kept {run_id}: its repository {repo} is gone (moved or deleted), so its "
-            "branch can't be checked (--force removes its reports)",
+            f"kept {run_id}: its repository {repo} {where}, so its branch can't be checked (--force removes {forgets})",
         )
     if root is not None and not inside:
         worktree, branch = Workspace.location(root, run_id)
@@ -104,9 +107,13 @@ def prune_run(record, run_dir: Path, status: str, force: bool, dry_run: bool = F
                 _git(root, "branch", "-D", branch)
     else:
         parts = []
+    if shared:
+        parts.append("its record and checkpoints in the state database")
     if not dry_run:
         shutil.rmtree(run_dir, ignore_errors=True)
         unindex(run_id)
+        if shared:
+            store.delete(run_id)
     verb = "would remove" if dry_run else "removed"
     return Outcome(run_id, True, f"{verb} {run_id}: {', '.join([*parts, f'reports {run_dir}'])}")
 
@@ -118,17 +125,24 @@ def prune(
     run_ids: list[str] | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    store=None,
 ) -> list[Outcome]:
-    """Prune every listed run (or those named) last updated before ``now - older_than``."""
+    """Prune every listed run (or those named) last updated before ``now - older_than``.
+
+    With a shared ``store`` (``--state``), the runs are those it holds; each run's reports are this machine's
+    copy (the run index, or ``reports_dir``), never the directory the record names on the machine that ran it."""
+    from agent_pipelines.engine.places import find_run_dir
     from agent_pipelines.engine.runs import list_records, shown_status
 
     now = now or datetime.now(UTC)
+    shared = store is not None and store.remote
     outcomes = []
-    for record in list_records(reports_dir):
+    for record in list_records(reports_dir, store):
         if run_ids and record.run.run_id not in run_ids:
             continue
         updated = record.updated if record.updated.tzinfo else record.updated.replace(tzinfo=UTC)
         if older_than is not None and now - updated < older_than:
             continue
-        outcomes.append(prune_run(record, Path(record.run.run_dir), shown_status(record), force, dry_run))
+        run_dir = find_run_dir(record.run.run_id, reports_dir)[0] if shared else Path(record.run.run_dir)
+        outcomes.append(prune_run(record, run_dir, shown_status(record), force, dry_run, store))
     return outcomes

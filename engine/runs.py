@@ -472,28 +472,41 @@ def _resume_run(
     pipelines, reports_dir, run_id, phase, on_event, options, no_cache, store, repo, decisions=None
 ) -> RunRecord:
     record, paths = load_record(reports_dir, run_id, store)
-    paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store gets its reports here
     check_schema(record)
     if options:
         record.run = record.run.model_copy(update={"options": {**record.run.options, **options}})
     check_llm_options(record.run.options)
-    if no_cache:
-        drop_cache(paths.root / "llm-cache")
     spec = pipelines.get(record.run.pipeline)
     if spec is None:
         raise UsageError(f"run {run_id} used pipeline {record.run.pipeline!r}, which is not installed here")
     if phase is not None and phase not in record.run.phases:
         raise UsageError(f"run {run_id} has no phase {phase!r}; its phases are: {', '.join(record.run.phases)}")
-    if repo is not None:
-        adopt(record, paths, repo)
+    locate(record, paths, repo, store)
     verify_record(record, paths)
+    # every check passed: only now is anything made or moved
+    paths.root.mkdir(parents=True, exist_ok=True)  # a run from the shared store gets its reports here
     lock = _lock(Path(record.run.repo), run_id)
     try:
+        if no_cache:
+            drop_cache(paths.root / "llm-cache")
         runner = Runner(spec, record, paths, on_event, store)
         runner.decisions = decisions
         return runner.execute("resume", None, from_phase=phase)
     finally:
         lock.release()
+
+
+def locate(record: RunRecord, paths: RunPaths, repo: Path | None, store=None) -> None:
+    """Where a command works on the run: the clone ``repo`` given (``--repo``, see :func:`adopt`), else the
+    repository the run names; a run from a shared store whose repository is not on this machine is refused
+    (UsageError, one line) with the ``--repo`` that works on it here."""
+    if repo is not None:
+        adopt(record, paths, repo)
+    elif store is not None and store.remote and not Path(record.run.repo).is_dir():
+        raise UsageError(
+            f"run {record.run.run_id}'s repository {record.run.repo} is not on this machine; give --repo with a "
+            f"clone here (the run's branch {record.run.branch} pushed to its origin)"
+        )
 
 
 def adopt(record: RunRecord, paths: RunPaths, repo: Path) -> None:

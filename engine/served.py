@@ -8,11 +8,19 @@ The server calls the factory for each run with the run's config; the run context
                     "options": {"builds": "off"}}           # the CLI's run options, as strings
     thread_id (the server's thread) = the run id: branch pipeline/<thread_id>, worktree under the repository's git dir
 
-The graph is the one ``pipeline run`` builds (one node per phase and agent) after a ``start`` node that fills the
-run's first state; the server's checkpointer (PostgreSQL in a deployment) holds its checkpoints. Each node opens
-its agent and the pipeline's domain for its own step and closes them after, so nothing stays open between the
-server's steps. Approval is a phase boundary: create the run with ``interrupt_after`` set to each phase's last
-node (:func:`phase_ends`); the run pauses there, and a new run on the same thread with no input continues it.
+The graph is the one ``pipeline run`` builds (``engine.graph.wire``: one node per phase and agent, the repair
+loop, the approval nodes) after a ``start`` node that fills the run's first state; the server's checkpointer
+(PostgreSQL in a deployment) holds its checkpoints. Each node opens its agent and the pipeline's domain for its
+own step and closes them after, so nothing stays open between the server's steps.
+
+Approval, two ways:
+
+- ``"options": {"review": "1"}`` (as ``pipeline run --review``): after each phase's reviewer the run pauses in
+  ``<phase>.approval`` (LangGraph ``interrupt()``, its value ``{"phase": ..., "tasks": [task ids]}``); a run on the
+  same thread with ``command={"resume": {"approve": [ids], "reject": {id: reason}}}`` continues it. Rejected
+  changes are reverted by the reviewer with the reason; tasks left undecided make it pause again.
+- a phase boundary: create the run with ``interrupt_after`` set to each phase's last node (:func:`phase_ends`);
+  a new run on the same thread with no input continues it.
 
 What the server path does not do (yet): the reports folder and run.json (the thread's state is the record), the
 model (``llm`` runs need the CLI), and the repository lock (one thread per repository at a time is the caller's).
@@ -23,11 +31,11 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 
 from agent_pipelines.engine.artifacts import PhaseReport, RunContext, RunState, Step
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.engine.graph import _node, node_names
+from agent_pipelines.engine.graph import _node, wire
 from agent_pipelines.engine.spec import PipelineSpec, find_pipeline, loaded_pipelines
 from agent_pipelines.engine.workspace import RUN_ID, Workspace, _branch_exists, git_common_dir, validate_repo
 
@@ -141,16 +149,11 @@ def make_graph(config: dict | None = None):
             "phases": [PhaseReport(phase=p.name, title=p.title) for p in spec.phases if p.name in run.phases],
         }
 
+    def make(phase, role: str, last: bool):
+        return _given(run, _node(phase, role, _PerStep(spec, role), 1, last, None, None))
+
     graph = StateGraph(RunState)
     graph.add_node("start", start)
     graph.add_edge(START, "start")
-    order = node_names(spec, run.phases)
-    previous = "start"
-    for index, (phase, role) in enumerate(order):
-        name = phase.node(role)
-        last = index + 1 == len(order) or order[index + 1][0] is not phase
-        graph.add_node(name, _given(run, _node(phase, role, _PerStep(spec, role), 1, last, None, None)))
-        graph.add_edge(previous, name)
-        previous = name
-    graph.add_edge(previous, END)
+    wire(graph, spec, run.phases, make, review=run.options.get("review") == "1", first="start")
     return graph.compile()

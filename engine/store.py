@@ -6,8 +6,9 @@ Two stores, chosen per command by ``--state URL`` or ``PIPELINE_STATE_URL``:
   ``reports/<run-id>/run.json``, the index is the reports folder. One machine, nothing to operate.
 - PostgreSQL (``postgres://`` or ``postgresql://``): checkpoints through LangGraph's ``PostgresSaver``, and beside
   them, in the same database, the record of every run (table ``pipeline_runs``, one row per run, the same
-  redacted JSON as run.json). ``pipeline list/show/summary/resume`` then see every run that used that database,
-  from any machine; the reports folder still gets the run's markdown reports and a copy of run.json.
+  redacted JSON as run.json). Every command that reads or changes a run (list, show, summary, resume, review,
+  approve, reject, apply, rollback, prune) then sees every run that used that database, from any machine; the
+  reports folder still gets the run's markdown reports and a copy of run.json.
 
 Example: ``PIPELINE_STATE_URL=postgresql://ci@db/pipelines pipeline run NAME --repo .``
 """
@@ -81,7 +82,7 @@ class FileStore:
         """Nothing was reserved."""
 
     def delete(self, run_id: str) -> None:
-        """Nothing beside run.json to remove."""
+        """Nothing beside the run's folder (run.json, state.sqlite) to remove."""
 
     def records(self) -> list[str]:
         return []
@@ -237,8 +238,12 @@ class PostgresStore:
         return None if row is None else json.dumps(row["record"])
 
     def delete(self, run_id: str) -> None:
+        """Forget the run here: its record and its checkpoints (the thread ``run_id``)."""
         with _timed("record"):
             self.conn.execute("DELETE FROM pipeline_runs WHERE run_id = %s", (run_id,))
+        if self._saver is not None:
+            with _timed("checkpoint write"):
+                self._saver.delete_thread(run_id)
 
     def records(self) -> list[str]:
         """Every run's record (the JSON text), reserved ids left out."""

@@ -12,11 +12,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from tests.conftest import ROOT, cli, git, snapshot
+from tests.conftest import ROOT, cli, git, make_repo, snapshot
 
 mcp = pytest.importorskip("mcp", reason="the MCP SDK is the `mcp` extra: pip install -e '.[mcp]'")
 
-READ_ONLY = {"analyze", "explain_rule", "plan_fixes", "list_runs", "show_run", "run_diff"}
+READ_ONLY = {"analyze", "explain_rule", "plan_fixes", "list_runs", "show_run", "run_diff", "review_run"}
 
 
 def server_params(reports: Path):
@@ -129,6 +129,57 @@ def test_a_run_on_a_directory_that_is_no_repository_is_a_tool_error(tmp_path, re
     assert ran.is_error and len(ran.content[0].text.splitlines()) == 1
     assert analyzed.is_error and analyzed.content[0].text.endswith(f"{tmp_path / 'absent'} is not a directory")
     assert not any(reports.iterdir())
+
+
+def test_an_agent_reads_what_a_paused_run_waits_on_as_pipeline_review_gives_it(tmp_path, reports, monkeypatch):
+    """review_run answers `pipeline review RUN --format json`; a run that waits on nothing is a tool error."""
+    monkeypatch.setenv("PIPELINE_PLUGINS", "tests.fixture_pipelines.whitespace:PIPELINE")
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a  \n"})
+    paused = cli("run", "text-hygiene", "--repo", str(repo), "--reports-dir", str(reports), "--review", "-q")
+    assert paused.returncode == 5, paused.stderr  # awaiting review
+    [run_id] = [p.name for p in reports.iterdir()]
+    printed = cli("review", run_id, "--reports-dir", str(reports), "--format", "json")
+    assert printed.returncode == 0, printed.stderr
+
+    async def agent(session):
+        return (
+            await session.call_tool("review_run", {"run_id": run_id}),
+            await session.call_tool("review_run", {"run_id": "20990101-000000-0000"}),
+        )
+
+    reviewed, missing = drive(reports, agent)
+    assert reviewed.structured_content == json.loads(printed.stdout)
+    [change] = reviewed.structured_content["changes"]
+    assert change["files"] == ["a.txt"] and "+a\n" in change["diff"]
+    assert missing.is_error and "no run '20990101-000000-0000'" in missing.content[0].text
+    done = cli("approve", run_id, "--all", "--reports-dir", str(reports), "-q")
+    assert done.returncode == 0, done.stderr
+    finished = drive(reports, lambda session: session.call_tool("review_run", {"run_id": run_id}))
+    assert finished.is_error and "is not awaiting review (it is completed)" in finished.content[0].text
+
+
+def test_with_state_in_postgres_the_tools_see_the_databases_runs(tmp_path, reports, state_url, monkeypatch):
+    """`pipeline mcp --state URL` (here PIPELINE_STATE_URL): list_runs and review_run read the shared database, so an
+    agent on another machine (another reports directory) sees a run paused in CI."""
+    monkeypatch.setenv("PIPELINE_PLUGINS", "tests.fixture_pipelines.whitespace:PIPELINE")
+    monkeypatch.setenv("PIPELINE_STATE_URL", state_url)
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a  \n"})
+    paused = cli("run", "text-hygiene", "--repo", str(repo), "--reports-dir", str(tmp_path / "ci"), "--review", "-q")
+    assert paused.returncode == 5, paused.stderr
+    [run_id] = [p.name for p in (tmp_path / "ci").iterdir()]
+    printed = cli("review", run_id, "--reports-dir", str(reports), "--format", "json")
+    assert printed.returncode == 0, printed.stderr
+
+    async def agent(session):
+        return await session.call_tool("list_runs", {}), await session.call_tool("review_run", {"run_id": run_id})
+
+    listed, reviewed = drive(reports, agent)  # reports: empty, another machine's
+    assert [(r["run_id"], r["status"]) for r in listed.structured_content["runs"]] == [(run_id, "awaiting review")]
+    assert reviewed.structured_content == json.loads(printed.stdout)
+
+    monkeypatch.setenv("PIPELINE_STATE_URL", "mysql://db/runs")
+    refused = cli("mcp", "--reports-dir", str(reports))
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "postgresql://" in refused.stderr
 
 
 def test_without_the_sdk_the_command_says_how_to_install_it():

@@ -86,3 +86,34 @@ def test_approve_refuses_a_task_the_run_does_not_wait_on(tmp_path, reports):
     again = cli("approve", run_id, "--all", "--reports-dir", str(reports), env=PLUGIN)
     assert again.returncode == 2
     assert "is not awaiting review (it is completed)" in again.stderr
+
+
+def test_review_as_json_gives_each_waiting_change_with_its_gates_and_diff(tmp_path, reports):
+    """What a CI job or an agent reads to decide: `pipeline review RUN --format json`."""
+    repo, run_id, branch, tasks = paused_run(tmp_path, reports)
+
+    shown = cli("review", run_id, "--reports-dir", str(reports), "--format", "json", env=PLUGIN)
+    assert shown.returncode == 0, shown.stderr
+    review = json.loads(shown.stdout)
+    assert (review["run_id"], review["status"], review["phase"], review["branch"]) == (
+        run_id,
+        "awaiting review",
+        "fix",
+        branch,
+    )
+    waiting = {c["files"][0]: c for c in review["changes"]}
+    assert sorted(waiting) == ["a.txt", "b.txt"]
+    a = waiting["a.txt"]
+    assert (a["task_id"], a["title"], a["attempt"]) == (tasks["a.txt"], "Strip trailing whitespace in a.txt", 1)
+    assert a["commit"] == git(repo, "log", "-1", "--format=%H", branch, "--", "a.txt")
+    assert {"name": "targeted findings gone", "status": "passed", "detail": "WS001 cleared in a.txt"} in a["gates"]
+    assert "-a  \n+a\n" in a["diff"] and "b.txt" not in a["diff"]
+
+    # once a person decided on b.txt, only a.txt waits
+    rejected = cli("reject", run_id, "--task", tasks["b.txt"], "--reports-dir", str(reports), "-q", env=PLUGIN)
+    assert rejected.returncode == AWAITING_REVIEW, rejected.stderr
+    again = json.loads(cli("review", run_id, "--reports-dir", str(reports), "--format", "json", env=PLUGIN).stdout)
+    assert [c["task_id"] for c in again["changes"]] == [tasks["a.txt"]]
+
+    wrong = cli("review", run_id, "--reports-dir", str(reports), "--format", "yaml", env=PLUGIN)
+    assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "--format must be text or json" in wrong.stderr

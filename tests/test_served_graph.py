@@ -55,3 +55,47 @@ def test_a_served_run_without_a_repository_is_refused_with_the_reason(tmp_path):
     make_graph, module = load_factory()
     with pytest.raises(module.ServedRunError, match='needs "repo"'):
         make_graph({"configurable": {"thread_id": "served-2"}})
+
+
+def test_a_served_run_with_review_pauses_in_interrupt_and_resumes_with_a_command(tmp_path, monkeypatch):
+    """`"review": "1"` in the run's options: the served graph pauses at the phase's approval (LangGraph interrupt);
+    `Command(resume=...)` (the server's `command={"resume": ...}`) approves and rejects, as `pipeline approve/reject`.
+    Each step gets a graph fresh from the factory, as the server builds one per run on the thread."""
+    from langgraph.types import Command
+
+    from tests.conftest import git, make_repo
+
+    monkeypatch.setenv("PIPELINE_PLUGINS", "tests.fixture_pipelines.whitespace:PIPELINE")
+    make_graph, _ = load_factory()
+    repo = make_repo(tmp_path / "repo", {"a.txt": "a  \n", "b.txt": "b  \n"})
+    config = {
+        "configurable": {
+            "thread_id": "served-review",
+            "repo": str(repo),
+            "pipeline": "text-hygiene",
+            "options": {"review": "1"},
+        }
+    }
+    saver = InMemorySaver(serde=serializer())  # the server's checkpointer, one for the thread's every step
+
+    def graph():
+        built = make_graph(config)
+        built.checkpointer = saver
+        return built
+
+    graph().invoke({}, config)
+    paused = graph().get_state(config)
+    [waiting] = paused.interrupts
+    assert paused.next == ("fix.approval",) and waiting.value["phase"] == "fix"
+    tasks = {c.files[0]: c.task_id for c in paused.values["changes"]}
+    assert sorted(waiting.value["tasks"]) == sorted(tasks.values())
+    assert git(repo, "rev-list", "--count", "main..pipeline/served-review") == "2"  # the commits stand meanwhile
+
+    decision = {"approve": [tasks["a.txt"]], "reject": {tasks["b.txt"]: "b.txt is generated"}}
+    graph().invoke(Command(resume=decision), config)
+    done = graph().get_state(config)
+    assert done.next == () and not done.interrupts
+    change = {c.files[0]: c for c in done.values["changes"]}
+    assert (change["a.txt"].status.value, change["b.txt"].status.value) == ("committed", "reverted")
+    assert change["b.txt"].reason == "rejected in review: b.txt is generated"
+    assert git(repo, "diff", "--name-only", "main", "pipeline/served-review") == "a.txt"
