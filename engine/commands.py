@@ -518,32 +518,37 @@ def resume(
     repo: Path | None = RESUME_IN,
 ) -> None:
     """Continue a failed or interrupted run, or re-run it from one phase."""
+    _check_format(fmt)
+    _continue(
+        run_id,
+        quiet,
+        fmt,
+        reports_dir=reports_dir,
+        phase=phase,
+        options=_llm_options(
+            None,
+            max_cost,
+            max_tokens,
+            price_input=price_input,
+            price_output=price_output,
+            price_file=price_file,
+            llm_timeout=llm_timeout,
+            llm_deadline=llm_deadline,
+        ),
+        no_cache=no_cache,
+        state=state,
+        repo=repo,
+    )
+
+
+def _continue(run_id: str, quiet: bool, fmt: str, **how) -> None:
+    """Resume ``run_id`` (``how``: resume_run's keywords) with progress shown, and print its outcome."""
     from agent_pipelines.engine.runs import UsageError, resume_run
     from agent_pipelines.engine.workspace import RepoError
 
-    _check_format(fmt)
     progress = Progress(quiet)
     try:
-        record = resume_run(
-            _pipelines(),
-            reports_dir,
-            run_id,
-            phase,
-            progress,
-            _llm_options(
-                None,
-                max_cost,
-                max_tokens,
-                price_input=price_input,
-                price_output=price_output,
-                price_file=price_file,
-                llm_timeout=llm_timeout,
-                llm_deadline=llm_deadline,
-            ),
-            no_cache=no_cache,
-            state=state,
-            repo=repo,
-        )
+        record = resume_run(_pipelines(), run_id=run_id, on_event=progress, **how)
     except (UsageError, RepoError) as error:
         fail(str(error))
     except OSError as error:
@@ -616,8 +621,7 @@ def review(
 
 def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: str, repo: Path | None) -> None:
     """Continue a paused run from its checkpoint with a person's decisions (in the clone ``repo``, if given)."""
-    from agent_pipelines.engine.runs import UsageError, load_record, open_store, resume_run
-    from agent_pipelines.engine.workspace import RepoError
+    from agent_pipelines.engine.runs import UsageError, load_record, open_store
 
     _check_format(fmt)
     try:
@@ -632,19 +636,7 @@ def _decide(run_id: str, reports_dir, state, decisions: dict, quiet: bool, fmt: 
     unknown = [t for t in named if t not in pending]
     if unknown:
         fail(f"run {run_id} awaits no decision on {', '.join(unknown)}; it awaits: {', '.join(pending)}")
-    progress = Progress(quiet)
-    try:
-        record = resume_run(
-            _pipelines(), reports_dir, run_id, None, progress, state=state, repo=repo, decisions=decisions
-        )
-    except (UsageError, RepoError) as error:
-        fail(str(error))
-    except OSError as error:
-        os_fail(error)
-    except KeyboardInterrupt:
-        progress.interrupted(run_id)
-        raise typer.Exit(130) from None
-    _final(record, Path(record.run.run_dir), fmt, quiet)
+    _continue(run_id, quiet, fmt, reports_dir=reports_dir, state=state, repo=repo, decisions=decisions)
 
 
 def _task_ids(record_tasks: list[str], given: list[str]) -> list[str]:
