@@ -248,13 +248,15 @@ class DockerDomain(DomainBase):
         project = self._project(root)
         root = _dir_tree(project).root
         written = fix.apply(project, task, design)
-        for rel, text in written.items():
+        for rel in written:  # all checked before any is written: a declined fix leaves the checkout as it was
             target = root / rel
             if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
                 raise Declined(
                     f"{rel} resolves outside the repository; not written",  # a symlink: never followed
                     f"edit the file {rel} points to by hand, if it is yours",
                 )
+        for rel, text in written.items():
+            target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)
