@@ -101,11 +101,20 @@ class DockerDomain(DomainBase):
         key = (root.commit, thorough) if isinstance(root, GitTree) else None
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
-        found = (
-            analysis.examine(self._at(root), hadolint=thorough).findings
-            if isinstance(root, GitTree)
-            else analysis.analyze(root, hadolint=thorough)
-        )
+        kept = self._incremental  # the reviewer's, left at the phase's head: its rules' findings, plus hadolint
+        if (
+            thorough
+            and kept is not None
+            and isinstance(root, GitTree)
+            and getattr(kept.project.tree, "commit", "") == root.commit
+        ):
+            found = analysis.with_hadolint(kept.project, *kept.raw).findings
+        else:
+            found = (
+                analysis.examine(self._at(root), hadolint=thorough).findings
+                if isinstance(root, GitTree)
+                else analysis.analyze(root, hadolint=thorough)
+            )
         if key is not None:
             self._by_commit[key] = found
         return found

@@ -162,6 +162,7 @@ class Incremental:
             for unit_findings, unit_notes in now.values():
                 findings += unit_findings
                 notes += unit_notes
+        self.raw = (list(findings), list(notes))  # before ``finish``: what ``analysis.with_hadolint`` completes
         result = AnalysisResult()
         result.tools["hadolint"] = ToolRun(status="off")
         return finish(project, findings, notes, result)
