@@ -9,12 +9,14 @@ at most ``MAX_MODEL_FINDINGS`` are kept. The phase report counts each.
 
 from __future__ import annotations
 
+import subprocess
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from agent_pipelines.agents.base import Agent
 from agent_pipelines.engine.artifacts import Finding, RunContext, RunState, Severity, Step
+from agent_pipelines.engine.gitenv import git_env
 from agent_pipelines.engine.spec import Phase
 from agent_pipelines.engine.tools import tools_note
 
@@ -41,6 +43,20 @@ def _whole(lines: list[str], line: int, evidence: str) -> str | None:
     return None
 
 
+def _checkout_is(repo: Path, commit: str) -> bool:
+    """Is the checkout at ``repo`` exactly ``commit``: HEAD there, no file modified, untracked or ignored?"""
+    env = git_env()
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, env=env)
+    if head.returncode != 0 or head.stdout.strip() != commit:
+        return False
+    status = subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=all"],
+        capture_output=True,
+        env=env,
+    )
+    return status.returncode == 0 and not status.stdout
+
+
 class Analyst(Agent):
     role = "analyst"
     needs_workspace = True
@@ -54,19 +70,23 @@ class Analyst(Agent):
             findings, notes = findings + extra, [note]
         by_sev = Counter(f.severity.value for f in findings)
         summary = f"{len(findings)} findings (" + ", ".join(f"{n} {s}" for s, n in sorted(by_sev.items())) + ")"
-        worktree = self.worktree_findings(findings, run)
+        worktree = self.worktree_findings(findings, run, state.head_commit)
         if worktree:
             summary += f"; {len(worktree)} more only in the working tree"
         return Step(state.model_copy(update={"findings": findings, "worktree_findings": worktree}), summary, notes)
 
-    def worktree_findings(self, committed: list[Finding], run: RunContext) -> list[Finding]:
+    def worktree_findings(self, committed: list[Finding], run: RunContext, commit: str = "") -> list[Finding]:
         """What the user's checkout adds to the committed tree: untracked, ignored and uncommitted files.
 
         A build sends what is on disk, not what git tracks (a git-ignored `.env`
         copied by `COPY . .`). The fixes edit committed files only, so these are
         reported, not planned: findings of the checkout's analysis that the
-        committed tree's analysis doesn't have (by fingerprint).
+        committed tree's analysis doesn't have (by fingerprint). A checkout that
+        is exactly ``commit`` (nothing modified, untracked or ignored) adds none:
+        one `git status` instead of a walk and an analysis of every file.
         """
+        if commit and _checkout_is(Path(run.repo), commit):
+            return []
         seen = {f.fingerprint for f in committed}
         found = self.ctx.domain.analyze(Path(run.repo))
         return [replace(f, source="worktree") for f in found if f.fingerprint not in seen]

@@ -65,10 +65,10 @@ class TaskCommitter(Agent):
                 else self.ctx.domain.apply(task, ws.tree(), state.design)
             )
         except AlreadyResolved as err:
-            ws.reset_to(ws.head())
+            self._nothing_written(task)
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.skipped, reason=str(err))
         except Declined as err:
-            ws.reset_to(ws.head())
+            self._nothing_written(task)
             return Change(
                 task_id=task.id,
                 phase=task.phase,
@@ -77,9 +77,9 @@ class TaskCommitter(Agent):
                 action=err.action or self._by_hand(task),
             )
         except FixError as err:
-            ws.reset_to(ws.head())
+            self._nothing_written(task)
             return Change(task_id=task.id, phase=task.phase, status=ChangeStatus.failed, reason=str(err))
-        staged = ws.stage(files)
+        staged = ws.stage(files, only=task.fix != "llm")  # a domain's fix returns every file it wrote
         refused = confinement_problems(staged, task.allowed_files, task.executable)
         if refused:  # checked on what the commit would record, before it is made
             ws.reset_to(ws.head())
@@ -123,6 +123,13 @@ class TaskCommitter(Agent):
                 notes=noted,
             )
         return self._committed(task, sha, noted)
+
+    def _nothing_written(self, task: Task) -> None:
+        """Back to the head after a fix that stopped: a domain's fix raises before it writes a file (its
+        contract), so the checkout is as it was; a model's edit may have written some, so it is reset."""
+        if task.fix != "llm":
+            self.ws.unwritten()
+        self.ws.reset_to(self.ws.head())
 
     def model_edit(self, task: Task, state: RunState, run: RunContext) -> list[str]:
         """Ask the model for an edit of the task's file; write it only inside the repository, only to the

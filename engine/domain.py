@@ -89,8 +89,9 @@ class Domain(Protocol):
     # -- implementer -----------------------------------------------------
     @abstractmethod
     def apply(self, task: Task, root: Path | DirTree, design: Design) -> list[str]:
-        """Write the task's fix in the checkout ``root``; return the paths written. Raise Declined when the fix
-        does not apply here (why, and what a person would do), FixError when something went wrong.
+        """Write the task's fix in the checkout ``root``; return the paths written (every one: only they are
+        committed). Raise Declined when the fix does not apply here (why, and what a person would do),
+        FixError when something went wrong, before writing any file.
 
         ``root`` is the checkout's directory, or a DirTree of it (``.root``) whose file list the
         workspace keeps current: use it rather than walking the directory again."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import subprocess
 import weakref
@@ -414,8 +415,24 @@ def _stop_process(proc: subprocess.Popen, owner: int) -> None:
 
 
 def changed_paths(repo: Path, old: str, new: str) -> list[str]:
-    """The files that differ between two commits (added, modified, deleted; a rename is both its paths)."""
+    """The files that differ between two commits (added, modified, deleted; a rename is both its paths).
+
+    Kept per pair of object ids (what two ids name never changes): a run asks it of the same two commits
+    from the workspace, the implementer's project, the incremental analysis and the gates.
+    """
+    key = (str(repo), old, new)
+    if key in _CHANGED:
+        return list(_CHANGED[key])
     out = subprocess.run(
         ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z", old, new], check=True, capture_output=True
     ).stdout
-    return [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+    found = [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
+    if _OBJECT_ID.fullmatch(old) and _OBJECT_ID.fullmatch(new):  # not a ref or HEAD, which move
+        if len(_CHANGED) >= 4096:
+            _CHANGED.clear()
+        _CHANGED[key] = tuple(found)
+    return found
+
+
+_CHANGED: dict[tuple[str, str, str], tuple[str, ...]] = {}
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

@@ -235,6 +235,8 @@ class Workspace:
         self._clean = False  # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
+        self._was_clean = False  # ``_clean`` before the writes ``writing`` announced
+        self._exact = False  # the last ``stage`` staged exactly the files written (``only``)
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -472,20 +474,38 @@ class Workspace:
 
     def writing(self) -> None:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
-        self._clean = False
+        self._was_clean, self._clean = self._clean, False
+
+    def unwritten(self) -> None:
+        """Say that the writes ``writing`` announced did not happen (the fix stopped before writing a file):
+        the checkout is as it was, so the next ``reset_to`` needs no `git reset --hard` and `git clean`."""
+        self._clean = self._was_clean
 
     # -- commits ---------------------------------------------------------
-    def stage(self, files: list[str]) -> list[Staged]:
+    def stage(self, files: list[str], only: bool = False) -> list[Staged]:
         """Stage ``files`` (even ones .gitignore hides) plus any other edit; what a commit would record.
 
         Renames are detected (``-M``) so that one is named as such, not as a deletion and an addition.
+        ``only``: the caller wrote exactly ``files`` since ``writing`` (a fix that returns what it wrote), so
+        only they are staged: `git add --all` alone stats every file of the checkout (20,000 on a large
+        monorepo) and walks every directory for new ones, per commit.
         """
         existing = [f for f in files if (self.path / f).exists() or (self.path / f).is_symlink()]
-        self.repo.git.add("--all")
-        found = self.ignored(existing)
+        self._exact = only and bool(files) and len(existing) == len(files)
+        if self._exact:  # the same as below for these paths: ignored ones are added with --force there too
+            found = self.ignored(existing)
+            subprocess.run(
+                ["git", "-C", str(self.path), "--literal-pathspecs", "add", "--all", "--force", "--", *existing],
+                check=True,
+                capture_output=True,
+                env=git_env(),
+            )
+        else:
+            self.repo.git.add("--all")
+            found = self.ignored(existing)
         self._ignored = (existing, found)  # the implementer asks next, for its notes
         hidden = set(found)  # only these need --force (another rewrite of the whole index)
-        if hidden:
+        if hidden and not self._exact:
             self.repo.git.add("--force", "--", *(f for f in existing if f in hidden))
         fields = iter(self.repo.git.diff("--cached", "--raw", "-z", "-M").split("\0"))
         staged = []
@@ -513,9 +533,14 @@ class Workspace:
 
         ``staged``: what ``stage`` returned just before (nothing written since), so it isn't staged twice."""
         if not (self.stage(files) if staged is None else staged):
+            if self._exact:  # the files were written back as they were: the checkout is as it was
+                self._clean = self._was_clean
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
-        return self._commit_with_message(body)
+        sha = self._commit_with_message(body)
+        if self._exact:  # everything written is committed: the checkout is as clean as before the writes
+            self._clean = self._was_clean
+        return sha
 
     def _commit_with_message(self, body: str) -> str:
         """Commit what is staged, with the commit ``git commit -F`` makes, by git's plumbing.

@@ -91,6 +91,14 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, 
 
 
 @pytest.fixture(autouse=True)
+def cold_hadolint_cache() -> None:
+    """Each test's hadolint runs start cold: a test counts hadolint processes (the run keeps results by text)."""
+    from agent_pipelines.pipelines.docker_optimization import hadolint
+
+    hadolint.forget()
+
+
+@pytest.fixture(autouse=True)
 def own_state_dir(tmp_path_factory, monkeypatch) -> Path:
     """Each test's runs are indexed in a state directory of its own, never the user's (children inherit it)."""
     state = tmp_path_factory.mktemp("state")

@@ -234,6 +234,31 @@ def test_only_dockerfiles_buildkit_parses_are_linted_in_one_process(tmp_path, mo
     assert [f.rule for f in result.findings if f.file == "broken/Dockerfile"] == ["PX001"]
 
 
+def test_each_text_is_linted_once_and_its_results_carry_the_path_asked(tmp_path, monkeypatch):
+    # A run lints the same Dockerfiles again and again (parse gate, analyst, ops at every phase's base and head):
+    # hadolint gets only the texts it has not seen with this config.
+    write(tmp_path, {"a/Dockerfile": APT, "b/Dockerfile": APT.replace("curl", "wget"), "c/Dockerfile": APT})
+    linted = []
+
+    class Spy(subprocess.Popen):
+        def __init__(self, args, *a, **kw):
+            linted.append([x for x in args if x.endswith("Dockerfile")])
+            super().__init__(args, *a, **kw)
+
+    monkeypatch.setattr(hadolint.subprocess, "Popen", Spy)
+    first = hadolint.run(["a/Dockerfile", "b/Dockerfile"], root=tmp_path)
+    again = hadolint.run(["a/Dockerfile", "b/Dockerfile", "c/Dockerfile"], root=tmp_path)
+    assert linted == [["a/Dockerfile", "b/Dockerfile"]]  # c's text is a's
+    assert [r for r in again.results if r["file"] != "c/Dockerfile"] == first.results
+    assert {r["code"] for r in again.results if r["file"] == "c/Dockerfile"} == {
+        r["code"] for r in first.results if r["file"] == "a/Dockerfile"
+    }
+    # The same text under another config is another question.
+    write(tmp_path, {".hadolint.yaml": "ignored:\n  - DL3008\n"})
+    configured = hadolint.run(["a/Dockerfile"], root=tmp_path, config=".hadolint.yaml")
+    assert linted[1] == ["a/Dockerfile"] and "DL3008" not in {r["code"] for r in configured.results}
+
+
 def test_hadolint_missing_is_a_note_and_our_findings_remain(tmp_path, monkeypatch):
     write(tmp_path, {"Dockerfile": "FROM python:3.12\nRUN pip install flask\n"})
     monkeypatch.setattr(hadolint, "binary", lambda: None)

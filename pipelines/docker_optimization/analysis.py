@@ -291,6 +291,22 @@ def examine(project: Project, hadolint: bool = False, select: set[str] | None = 
     return finish(project, findings, notes, result)
 
 
+def with_hadolint(project: Project, findings: list[Finding], notes: list[Note]) -> AnalysisResult:
+    """``examine(project, hadolint=True)`` for the rules' findings and notes already made (in rule order, before
+    ``finish``), as an incremental analysis keeps them: hadolint's are added, then the same ``finish``."""
+    result = AnalysisResult()
+    pending = _HadolintRun(project)
+    pending.start()
+    try:
+        findings = findings + _hadolint(pending, findings, result)
+    except BaseException:
+        hadolint_mod.stop_all()
+        raise
+    finally:
+        pending.join()
+    return finish(project, findings, list(notes), result)
+
+
 def finish(
     project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult, partition=None
 ) -> AnalysisResult:

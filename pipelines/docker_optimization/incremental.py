@@ -195,6 +195,7 @@ class Incremental:
         if len(self._made) > len(findings) + self.spare_findings:  # hits of earlier trees: let them go
             live = {f.id for f in findings}
             self._made = {key: f for key, f in self._made.items() if f.id in live}
+        self.raw = (list(findings), list(notes))  # before ``finish``: what ``analysis.with_hadolint`` completes
         result = AnalysisResult()
         result.tools["hadolint"] = ToolRun(status="off")
         return finish(project, findings, notes, result, self._partition)
