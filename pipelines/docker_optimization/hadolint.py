@@ -234,25 +234,40 @@ def run(
     keys = _keys(exe, paths, root, texts, config, config_text)
     with _CACHE_LOCK:
         known = {p: _CACHE[keys[p]] for p in paths if keys.get(p) in _CACHE}
-    if known:  # lint only the files whose text (or config) hadolint has not seen
-        missing = [p for p in paths if p not in known]
-        done = run(missing, root, texts, config, config_text, timeout) if missing else Run("ran", timeout=timeout)
-        if done.status != "ran":
-            return done
-        mine = _by_path(done.results, missing)
-        if mine is None:  # results this module can't place: kept as hadolint gave them, after the known ones
-            done.results = [_named(r, p) for p in paths for r in known.get(p, [])] + done.results
-        else:
-            done.results = [_named(r, p) for p in paths for r in (known[p] if p in known else mine.get(p, []))]
+    missing = [p for p in paths if p not in known]  # lint only the files whose text (or config) hadolint hasn't seen
+    if not missing:
+        done, mine = Run("ran", timeout=timeout), {}
+    else:
+        done, mine = _lint_and_keep(exe, missing, keys, root, texts, config, config_text, timeout)
+    if not known or done.status != "ran":
         return done
+    if mine is None:  # results this module can't place: kept as hadolint gave them, after the known ones
+        done.results = [_named(r, p) for p in paths for r in known.get(p, [])] + done.results
+    else:
+        done.results = [_named(r, p) for p in paths for r in (known[p] if p in known else mine.get(p, []))]
+    return done
+
+
+def _lint_and_keep(
+    exe: str,
+    paths: list[str],
+    keys: dict[str, tuple[str, str, str]],
+    root: Path | None,
+    texts: dict[str, str] | None,
+    config: str,
+    config_text: str | None,
+    timeout: float,
+) -> tuple[Run, dict[str, list[dict]] | None]:
+    """``_lint``, and its results by path asked (None: not ran, or a result names no such path); a clean run's
+    (no note) are kept under ``keys`` for the next ask."""
     done = _lint(exe, paths, root, texts, config, config_text, timeout)
-    mine = _by_path(done.results, paths) if done.status == "ran" and not done.notes else None
-    if mine is not None:
+    mine = _by_path(done.results, paths) if done.status == "ran" else None
+    if mine is not None and not done.notes:
         with _CACHE_LOCK:
             if len(_CACHE) > _CACHE_SIZE:
                 _CACHE.clear()
             _CACHE.update((keys[p], [dict(r) for r in mine.get(p, [])]) for p in paths if p in keys)
-    return done
+    return done, mine
 
 
 # A file's results, by what hadolint read: (hadolint, sha-256 of the config, sha-256 of the text); its rules read
