@@ -235,6 +235,7 @@ def run(
     with _CACHE_LOCK:
         known = {p: _CACHE[keys[p]] for p in paths if keys.get(p) in _CACHE}
     missing = [p for p in paths if p not in known]  # lint only the files whose text (or config) hadolint hasn't seen
+    mine: dict[str, list[dict]] | None
     if not missing:
         done, mine = Run("ran", timeout=timeout), {}
     else:
