@@ -16,7 +16,7 @@ from pathlib import Path
 
 from agent_pipelines.agents.base import Agent
 from agent_pipelines.engine.artifacts import Finding, RunContext, RunState, Severity, Step
-from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.gitenv import reading_env
 from agent_pipelines.engine.spec import Phase
 from agent_pipelines.engine.tools import tools_note
 
@@ -45,12 +45,14 @@ def _whole(lines: list[str], line: int, evidence: str) -> str | None:
 
 def _checkout_is(repo: Path, commit: str) -> bool:
     """Is the checkout at ``repo`` exactly ``commit``: HEAD there, no file modified, untracked or ignored?"""
-    env = git_env()
+    env = reading_env()
     head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, env=env)
     if head.returncode != 0 or head.stdout.strip() != commit:
         return False
+    # Whole untracked or ignored directories are one line each (node_modules is not listed file by file):
+    # only "is there anything" is asked.
     status = subprocess.run(
-        ["git", "-C", str(repo), "status", "--porcelain=v1", "-z", "--ignored", "--untracked-files=all"],
+        ["git", "-C", str(repo), "status", "--porcelain=v1", "-z", "--ignored=traditional", "--untracked-files=normal"],
         capture_output=True,
         env=env,
     )

@@ -26,3 +26,9 @@ GIT_ENV = {
 
 def git_env() -> dict[str, str]:
     return {**os.environ, **GIT_ENV}
+
+
+def reading_env() -> dict[str, str]:
+    """``git_env`` for reading the user's own checkout: `git status` would otherwise refresh and rewrite its
+    index (an optional lock), and the user's index is never ours to write."""
+    return {**git_env(), "GIT_OPTIONAL_LOCKS": "0"}

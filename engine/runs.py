@@ -32,7 +32,7 @@ from agent_pipelines.engine.artifacts import (
     RunState,
     now,
 )
-from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.gitenv import git_env, reading_env
 from agent_pipelines.engine.lock import Locked, RepoLock
 from agent_pipelines.engine.spec import PipelineSpec
 from agent_pipelines.engine.workspace import (
@@ -427,7 +427,7 @@ def uncommitted(root: Path) -> list[str]:
         check=True,
         capture_output=True,
         text=True,
-        env=git_env(),
+        env=reading_env(),
     ).stdout
     paths, entries = [], iter(out.split("\0"))
     for entry in entries:
