@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -88,6 +89,22 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, 
         cwd=cwd,
         timeout=timeout,
     )
+
+
+@pytest.fixture(autouse=True)
+def docker_engine_turn(request, tmp_path_factory):
+    """Docker tests take the one engine in turn across pytest-xdist workers: some count what the engine holds
+    (the containers and images a check left behind, by label), which another worker's build would add to."""
+    if request.node.get_closest_marker("docker") is None or "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # Each worker's base temp is a folder of the run's: its parent is shared by the workers of this run only.
+    with open(tmp_path_factory.getbasetemp().parent / "docker-engine.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
