@@ -103,6 +103,19 @@ def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: s
     if added.returncode != 0:
         reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
         raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
+    _split_index(worktree)
+
+
+def _split_index(worktree: Path) -> None:
+    """Give the run's worktree a split index: a commit then rewrites a small index file, not all of it.
+
+    Why: every commit writes the worktree's index two to four times (``add``, ``update-index``,
+    ``write-tree``), and a plain index is rewritten whole each time (2.4 MB on a 20,000-file monorepo,
+    25 MB on a 200,000-file one). Split, the entries stay in a shared file written once; git keeps the
+    mode for this index whatever ``core.splitIndex`` says. Only the run's own worktree: the user's
+    checkout is never touched. A git that refuses leaves the plain index, which works the same.
+    """
+    subprocess.run(["git", "-C", str(worktree), "update-index", "--split-index"], capture_output=True, env=git_env())
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -279,7 +292,9 @@ class Workspace:
                 text=True,
                 env=git_env(),
             )
-            if added.returncode != 0:
+            if added.returncode == 0:
+                _split_index(worktree)
+            else:
                 if not _branch_exists(repo, branch):
                     raise RepoError(
                         f"the run's branch {branch} no longer exists in {repo}, so the run can't "

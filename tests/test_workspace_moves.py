@@ -113,3 +113,17 @@ def test_a_listing_derived_from_another_commit_equals_a_full_listing(tmp_path):
     assert derived == fresh._listing("-r", second)
     assert derived == {"a.txt": 2, "src/b.py": 11, "src/c/d.txt/e": 2}
     assert _LISTINGS.get(second) is derived
+
+
+def test_the_run_s_worktree_keeps_a_split_index_and_the_user_s_checkout_keeps_its_own(tmp_path):
+    repo = make_repo(tmp_path / "repo", {f"pkg/{i}.txt": f"{i}\n" for i in range(50)})
+    with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
+        gitdir = ws.path / git(ws.path, "rev-parse", "--git-dir").strip()
+        for n in range(3):  # commits keep it split: the 50 entries stay in the shared file
+            (ws.path / "pkg/0.txt").write_text(f"edit {n}\n")
+            ws.commit(["pkg/0.txt"], f"edit {n}", {"Pipeline-Run": "run1"})
+            assert len(list(gitdir.glob("sharedindex.*"))) == 1
+        status = git(ws.path, "status", "--porcelain")
+        listed = git(ws.path, "ls-files").split()
+    assert status == "" and len(listed) == 50  # git reads the split index as the whole one
+    assert not list((repo / ".git").glob("sharedindex.*"))  # the user's index is as it was
