@@ -159,7 +159,8 @@ def _encoded(saved: _Saved, name: str, value: object, redactor: Redactor) -> str
     if not isinstance(value, list) or not value:
         saved.items.pop(name, None)
         return json.dumps(redactor.scrub(value), indent=2, ensure_ascii=False).replace("\n", "\n  ")
-    before, current = saved.items.get(name, {}), {}
+    before = saved.items.get(name, {})
+    current: dict[str, str] = {}
     texts = []
     for item in value:
         compact = json.dumps(item, ensure_ascii=False)  # the C encoder: what changed (True is not 1 here)
