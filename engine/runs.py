@@ -102,32 +102,75 @@ def save_record(record: RunRecord, path: Path, redactor=None, store=None) -> Non
     """Write run.json atomically: a reader never sees half a file; with ``redactor``, no secret in it.
     With a shared ``store`` (engine.store), the same text is the run's row there too."""
     record.updated = now()
-    text = record.model_dump_json(indent=2)
-    if redactor is not None:
-        text = _dumps_reusing(str(path), redactor.scrub(json.loads(text)))
+    text = record.model_dump_json(indent=2) if redactor is None else _scrubbed_json(record, str(path), redactor)
     write_atomic(path, text + "\n")
     if store is not None:
         store.put(record.run.run_id, text)
 
 
-_ENCODED: dict[tuple[str, str], tuple[str, str]] = {}  # (file, top-level key) -> (value compact, its text there)
+@dataclass
+class _Saved:
+    """What the last save of one run.json made of each part of the record, for the redactor that scrubbed it."""
+
+    file: str
+    redactor: object
+    fields: dict[str, tuple[str, str]]  # field -> (its JSON as pydantic writes it, its text in run.json)
+    items: dict[str, dict[str, str]]  # list field -> {an element's compact JSON: its text in run.json}
 
 
-def _dumps_reusing(file: str, record: dict) -> str:
-    """``json.dumps(record, indent=2, ensure_ascii=False)``, re-encoding only the top-level values that changed
-    since the last save of ``file``: run.json is written after every node, mostly the same findings again, and
-    the indenting encoder is pure Python (the C one has no indent). The text of ``"key": value`` at the top
-    level does not depend on its neighbours, so the pieces join into the same document."""
-    if _ENCODED and next(iter(_ENCODED))[0] != file:  # kept for one run.json at a time
-        _ENCODED.clear()
+_SAVED: _Saved | None = None  # one run.json at a time: the one being written after every node
+
+
+def _scrubbed_json(record: RunRecord, file: str, redactor: Redactor) -> str:
+    """``json.dumps(redactor.scrub(json.loads(record.model_dump_json())), indent=2, ensure_ascii=False)``, with only
+    what changed since the last save of ``file`` scrubbed and encoded again.
+
+    Why: run.json is written after every node and is mostly the same findings, plan and verdicts again (1.3 MB
+    on a large monorepo); scrubbing walks every string in Python, and the indenting encoder is pure Python.
+    How: a field whose JSON is what it was keeps its text; in a list that changed, an element whose compact JSON
+    was there before keeps its text. The redactor scrubs a string the same way every time (memoized), so a
+    kept text is the text a full scrub would give; a new redactor (a resume) starts afresh.
+    """
+    global _SAVED
+    saved = _SAVED
+    if saved is None or saved.file != file or saved.redactor is not redactor:
+        saved = _SAVED = _Saved(file, redactor, {}, {})
     pieces = []
-    for key, value in record.items():
-        compact = json.dumps(value, ensure_ascii=False)  # the C encoder: what changed (True is not 1 here)
-        kept = _ENCODED.get((file, key))
-        if kept is None or kept[0] != compact:
-            kept = _ENCODED[(file, key)] = (compact, json.dumps({key: value}, indent=2, ensure_ascii=False)[2:-2])
+    model = type(record)
+    for name in [*model.model_fields, *model.model_computed_fields]:
+        raw = record.model_dump_json(include={name})
+        kept = saved.fields.get(name)
+        if kept is None or kept[0] != raw:
+            value = json.loads(raw)
+            if name not in value:  # a field pydantic leaves out of the JSON
+                continue
+            kept = saved.fields[name] = (
+                raw,
+                f"  {json.dumps(name, ensure_ascii=False)}: " + _encoded(saved, name, value[name], redactor),
+            )
         pieces.append(kept[1])
     return "{\n" + ",\n".join(pieces) + "\n}" if pieces else "{}"
+
+
+def _encoded(saved: _Saved, name: str, value: object, redactor: Redactor) -> str:
+    """``value`` scrubbed and encoded as ``json.dumps(..., indent=2)`` writes it one level in; a list's elements
+    reused from the last save when their compact JSON is the same (a newline only ever occurs between tokens,
+    since JSON escapes it in strings, so indenting is adding spaces after each)."""
+    if not isinstance(value, list) or not value:
+        saved.items.pop(name, None)
+        return json.dumps(redactor.scrub(value), indent=2, ensure_ascii=False).replace("\n", "\n  ")
+    before = saved.items.get(name, {})
+    current: dict[str, str] = {}
+    texts = []
+    for item in value:
+        compact = json.dumps(item, ensure_ascii=False)  # the C encoder: what changed (True is not 1 here)
+        text = current.get(compact) or before.get(compact)
+        if text is None:
+            text = json.dumps(redactor.scrub(item), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        current[compact] = text
+        texts.append(text)
+    saved.items[name] = current
+    return "[\n    " + ",\n    ".join(texts) + "\n  ]"
 
 
 def load_record(reports_dir: Path | None, run_id: str, store=None) -> tuple[RunRecord, RunPaths]:
@@ -602,6 +645,8 @@ class Runner:
         self.llm = None
         self.redactor: Redactor | None = None  # opened by execute, before the model client
         self.decisions: dict | None = None  # a person's review decisions the paused run resumes with
+        # phase report -> (its text, the redactor and how many secrets it knew when it masked it, as written)
+        self._reports: dict[Path, tuple[str, Redactor | None, int, str]] = {}
 
     def on_event(self, kind: str, **data) -> None:
         self.outer_events(kind, **data)
@@ -711,9 +756,25 @@ class Runner:
                     start: RunState | Command | None = Command(resume=self.decisions)
                 else:
                     start = state
-                for chunk in graph.stream(start, stream_config, context=run, stream_mode="updates", durability="sync"):
-                    invocation.nodes.extend(name for name in chunk if not name.startswith("__"))
-                    self._sync(graph, config)
+                # The "values" chunk after a node is the checkpointed state (yielded once it is saved): no
+                # get_state, which reads every channel back from the checkpoint, after every node.
+                values: dict | None = None
+                ran = False
+                for mode, chunk in graph.stream(
+                    start, stream_config, context=run, stream_mode=["updates", "values"], durability="sync"
+                ):
+                    if mode == "values":
+                        values = {k: v for k, v in chunk.items() if not k.startswith("__")}  # not __interrupt__
+                        if ran:
+                            self._sync(graph, config, values)
+                            ran = False
+                        continue
+                    nodes = [name for name in chunk if not name.startswith("__")]
+                    invocation.nodes.extend(nodes)
+                    if any(chunk[name] for name in nodes):
+                        ran = True  # the state it wrote comes next, as "values"
+                    elif nodes:
+                        self._sync(graph, config, values)  # wrote nothing: the state is what it was
                 paused = [i.value for i in graph.get_state(config).interrupts]
                 if paused:  # an approval node waits for a person (`pipeline run --review`)
                     record.status, record.review_phase = "awaiting review", paused[0]["phase"]
@@ -766,25 +827,47 @@ class Runner:
             ws.reset_to(snapshot.values["head_commit"])  # the re-run phases' commits are replaced, not duplicated
         return snapshot.config
 
-    def _sync(self, graph, config: dict) -> None:
-        """run.json and the phase reports from the checkpointed state (nothing else writes the record's state)."""
+    def _sync(self, graph, config: dict, values: dict | None = None) -> None:
+        """run.json and the phase reports from the checkpointed state (nothing else writes the record's state):
+        ``values`` as the graph streamed them after a node, else read from the checkpoint."""
         record = self.record
-        values = graph.get_state(config).values
+        if values is None:
+            values = graph.get_state(config).values
         if values:  # no checkpoint yet (stopped before the first node): the record's pending phases stand
             record.project(values)
         from agent_pipelines.engine.report import render_phase
 
+        phases = []
         for index, phase in enumerate(record.phases, start=1):
             if phase.nodes:
                 path = self.paths.phase_report(index, phase.phase)
-                phase.report_path = path.name
-                write_atomic(path, self._clean(render_phase(record, phase.phase)))
+                if phase.report_path != path.name:  # a copy: the state's own objects stay as the graph has them
+                    phase = phase.model_copy(update={"report_path": path.name})
+                self._write_report(path, render_phase(record, phase.phase))
+            phases.append(phase)
+        record.phases = phases
         if self.llm is not None:
             from agent_pipelines.engine.llm_budget import usage_by_node
 
             record.llm_calls = self.llm.ledger.calls()
             record.usage = usage_by_node(record.llm_calls)
         self.save()
+
+    def _write_report(self, path: Path, text: str) -> None:
+        """Write a phase report redacted, unless it would say what the file already says.
+
+        A report is rendered after every node, but a phase's text changes only when its own state does; masking
+        the whole text again (the redactor's many patterns, over the findings table) is the costly part. The
+        masked text depends on the text and on the secrets the redactor has learned, which only grow
+        (``Redactor.values``): while both are the same, so is the result."""
+        redactor = self.redactor
+        kept = self._reports.get(path)
+        if kept is not None and kept[:3] == (text, redactor, len(redactor.values) if redactor is not None else 0):
+            return
+        clean = self._clean(text)
+        if kept is None or kept[3] != clean:
+            write_atomic(path, clean)
+        self._reports[path] = (text, redactor, len(redactor.values) if redactor is not None else 0, clean)
 
     def _clean(self, text: str) -> str:
         return self.redactor(text) if self.redactor is not None else text
