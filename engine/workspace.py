@@ -216,6 +216,39 @@ def _stripspace(text: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+# What this process knows of its checkouts, by resolved worktree path. Each agent opens its own Workspace;
+# without this, each one's first ``reset_to`` ran `git reset --hard` and `git clean -ffdx` (a stat of every
+# file and a walk of every directory: 20,000 on a large monorepo) on a checkout nothing had touched.
+# ``_KNOWN_CLEAN``: the checkout holds exactly the commit (nothing untracked, nothing edited), as the
+# (branch, HEAD, index file's identity) it was left at. Trusted only in this process and only while HEAD and
+# the index are as they were: a crash ends the process (a new one knows nothing), a git command run by anyone
+# moves HEAD or rewrites the index, and every write of ours drops the entry first (``writing``, a move, a
+# pick). A file written without git by code that does not announce it is not seen, as within one Workspace.
+_KNOWN_CLEAN: dict[str, tuple[str | None, str, tuple[int, int, int] | None]] = {}
+# ``_LISTED``: the last listing of a clean checkout, (commit, tree), shared by the workspaces of one process.
+_LISTED: dict[str, tuple[str, DirTree]] = {}
+# ``numstat`` of the commits this process made, measured when they were staged (``Workspace.stage``).
+_NUMSTATS: dict[str, tuple[list[str], int, int]] = {}
+
+
+def _numstat_of(fields: list[str]) -> tuple[list[str], int, int]:
+    """(files, lines added, lines removed) from `git diff --numstat -z` records (binary files count 0)."""
+    files, ins, dels = [], 0, 0
+    it = iter(fields)
+    for field in it:
+        parts = field.split("\t", 2)
+        if len(parts) != 3:
+            continue
+        a, d, name = parts
+        if not name:  # a rename: "a\td\t\0old\0new"
+            next(it, "")
+            name = next(it, "")
+        files.append(name)
+        ins += int(a) if a.isdigit() else 0
+        dels += int(d) if d.isdigit() else 0
+    return files, ins, dels
+
+
 @dataclass(frozen=True)
 class TaskCommit:
     sha: str
@@ -231,12 +264,13 @@ class Workspace:
         self.branch = branch
         self.repo = git.Repo(self.path)
         self.repo.git.update_environment(**_GIT_ENV)
-        self._listed: tuple[str, DirTree] | None = None  # (commit, the clean checkout's tree at it)
-        self._clean = False  # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
+        self._key = str(self.path.resolve())  # the checkout's entry in ``_KNOWN_CLEAN`` and ``_LISTED``
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
+        self._said: dict[str, str] | None = None  # the configuration asked once (``_config``)
         self._was_clean = False  # ``_clean`` before the writes ``writing`` announced
         self._exact = False  # the last ``stage`` staged exactly the files written (``only``)
+        self._staged_numstat: list[tuple[str, int, int]] | None = None  # the last ``stage``'s (path, +, -)
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -253,7 +287,9 @@ class Workspace:
                 f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry"
             )
         _add_worktree_on_new_branch(repo, worktree, branch, base)
-        return cls(worktree, branch)
+        ws = cls(worktree, branch)
+        ws._set_clean(True)  # `git worktree add` just checked the base out: no scrub, no reset needed
+        return ws
 
     @classmethod
     def open(cls, repo: Path, worktree: Path, branch: str, base: str | None = None) -> Workspace:
@@ -263,6 +299,11 @@ class Workspace:
         run never got to make (it was killed first): make it now, at ``base``.
         """
         worktree = Path(worktree)
+        if str(worktree.resolve()) in _KNOWN_CLEAN and (worktree / ".git").is_file():
+            ws = cls(worktree, branch)
+            if ws._clean and _KNOWN_CLEAN[ws._key][0] == branch:  # this process left it clean: nothing to undo
+                return ws
+            ws.close()
         repair_worktree(repo, worktree)
         if base is not None and not (worktree / ".git").exists() and not _branch_exists(repo, branch):
             subprocess.run(
@@ -316,8 +357,45 @@ class Workspace:
             self.repo.git.cherry_pick("--abort")
         if self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
             self.repo.git.checkout("--quiet", self.branch)
+        self._set_clean(False)
         self.repo.git.reset("--hard", "--quiet")
         self.repo.git.clean("-ffdxq")
+        self._set_clean(True)
+
+    @property
+    def _clean(self) -> bool:
+        """Nothing untracked or edited in the checkout: a move needs no `git clean` (a tree walk)."""
+        known = _KNOWN_CLEAN.get(self._key)
+        if known is None:
+            return False
+        if known != self._state():  # HEAD moved or the index was rewritten by something else
+            _KNOWN_CLEAN.pop(self._key, None)
+            return False
+        return True
+
+    def _set_clean(self, clean: bool) -> None:
+        """Record the checkout as clean at its present HEAD and index, or forget that (before any write)."""
+        if clean:
+            _KNOWN_CLEAN[self._key] = self._state()
+        else:
+            _KNOWN_CLEAN.pop(self._key, None)
+
+    def _state(self) -> tuple[str | None, str, tuple[int, int, int] | None]:
+        """(branch or None, HEAD commit, the index file's inode, size and mtime), read without a git process.
+
+        Git writes the index to a lock file it renames, so any command that rewrites it changes this."""
+        try:
+            index = os.stat(Path(self.repo.git_dir) / "index")
+            stamp: tuple[int, int, int] | None = (index.st_ino, index.st_size, index.st_mtime_ns)
+        except OSError:
+            stamp = None
+        head = self.repo.head
+        branch = None if head.is_detached else head.ref.path.removeprefix("refs/heads/")
+        try:
+            sha = git.SymbolicReference.dereference_recursive(self.repo, "HEAD")
+        except ValueError:
+            sha = ""
+        return branch, sha, stamp
 
     def head(self) -> str:
         try:  # read from the ref files: no git process (asked several times per commit)
@@ -333,15 +411,16 @@ class Workspace:
         makes a hundred commits on a 20,000-file repository walks it once.
         """
         head = self.head()
-        if self._listed is not None and self._listed[0] == head:
-            return self._listed[1]
-        if self._listed is None:
+        listed = _LISTED.get(self._key)
+        if listed is not None and listed[0] == head:
+            return listed[1]
+        if listed is None:
             tree = DirTree(self.path)
             tree.files()
         else:
-            tree = self._listed[1].updated(changed_paths(self.path, self._listed[0], head))
+            tree = listed[1].updated(changed_paths(self.path, listed[0], head))
         tree.commit = head
-        self._listed = (head, tree)
+        _LISTED[self._key] = (head, tree)
         return tree
 
     def reset_to(self, sha: str) -> None:
@@ -349,14 +428,17 @@ class Workspace:
         if self._clean and self._move(sha):
             return
         if self._clean:
+            self._set_clean(False)  # until git is done: an interrupted checkout leaves files half-written
             try:  # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
                 self.repo.git.checkout("--quiet", "-B", self.branch, sha)
+                self._set_clean(True)
                 return
             except git.GitCommandError:
                 pass  # something untracked is in the way: the thorough way below
+        self._set_clean(False)
         self.repo.git.reset("--hard", "--quiet", sha)
         self.repo.git.clean("-ffdxq")
-        self._clean = True
+        self._set_clean(True)
 
     def _move(self, sha: str) -> bool:
         """Move a clean checkout to ``sha`` by writing only the files that differ; False: not done, use git.
@@ -403,6 +485,7 @@ class Workspace:
             return False
         from agent_pipelines.engine.tree import GitTree
 
+        self._set_clean(False)  # until the move is done: an interruption leaves files half-written
         try:
             with GitTree(self.path, sha) as tree:
                 blobs = {p: tree._batch_read(blob) for p, mode, blob in moves if mode != "000000"}
@@ -427,8 +510,7 @@ class Workspace:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(blobs[path])
         except (OSError, KeyError):
-            self._clean = False  # half-written: the thorough reset repairs it
-            return False
+            return False  # half-written, and not known clean: the thorough reset repairs it
         entries = "".join(f"{mode if mode != '000000' else '0'} {blob}\t{path}\0" for path, mode, blob in moves)
         subprocess.run(
             ["git", "-C", str(self.path), "update-index", "-z", "--index-info"],
@@ -453,18 +535,36 @@ class Workspace:
             capture_output=True,
             env=git_env(),
         )
+        self._set_clean(True)
         return True
 
-    def _plain_checkouts(self) -> bool:
-        """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
-        if self._plain is None:
+    def _config(self) -> dict[str, str]:
+        """The configuration this workspace's shortcuts depend on (lower case). Asked once."""
+        if self._said is None:
             out = subprocess.run(
-                ["git", "-C", str(self.path), "config", "--get-regexp", r"^core\.(autocrlf|eol|symlinks)$"],
+                [
+                    "git",
+                    "-C",
+                    str(self.path),
+                    "config",
+                    "--get-regexp",
+                    r"^(core\.(autocrlf|eol|symlinks)|diff\.renames)$",
+                ],
                 capture_output=True,
                 text=True,
                 env=git_env(),
             ).stdout.lower()
-            said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            self._said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return self._said
+
+    def _renames_by_default(self) -> bool:
+        """Does `git show` detect renames as ``-M`` does (``diff.renames`` unset or true, not copies or off)?"""
+        return self._config().get("diff.renames", "true") in ("true", "yes", "on", "1")
+
+    def _plain_checkouts(self) -> bool:
+        """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
+        if self._plain is None:
+            said = self._config()
             self._plain = (
                 said.get("core.autocrlf", "false") not in ("true", "input")
                 and said.get("core.eol", "lf") != "crlf"
@@ -474,12 +574,13 @@ class Workspace:
 
     def writing(self) -> None:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
-        self._was_clean, self._clean = self._clean, False
+        self._was_clean = self._clean
+        self._set_clean(False)
 
     def unwritten(self) -> None:
         """Say that the writes ``writing`` announced did not happen (the fix stopped before writing a file):
         the checkout is as it was, so the next ``reset_to`` needs no `git reset --hard` and `git clean`."""
-        self._clean = self._was_clean
+        self._set_clean(self._was_clean)
 
     # -- commits ---------------------------------------------------------
     def stage(self, files: list[str], only: bool = False) -> list[Staged]:
@@ -507,14 +608,20 @@ class Workspace:
         hidden = set(found)  # only these need --force (another rewrite of the whole index)
         if hidden and not self._exact:
             self.repo.git.add("--force", "--", *(f for f in existing if f in hidden))
-        fields = iter(self.repo.git.diff("--cached", "--raw", "-z", "-M").split("\0"))
-        staged = []
-        for head in fields:
-            if not head.startswith(":"):
-                continue
-            old_mode, new_mode, _a, _b, status = head[1:].split(" ", 4)
-            first = next(fields, "")
-            second = next(fields, "") if status[:1] in ("R", "C") else ""
+        # --numstat too: the commit's ``numstat`` (what `git show --numstat` says of it) in the same process.
+        out = subprocess.run(
+            ["git", "-C", str(self.path), "diff", "--cached", "--raw", "--numstat", "-z", "-M"],
+            check=True,
+            capture_output=True,
+            env=git_env(),
+        ).stdout.decode("utf-8", "surrogateescape")
+        fields = out.split("\0")
+        staged, at = [], 0
+        while at < len(fields) and fields[at].startswith(":"):  # the --raw records, then the --numstat ones
+            old_mode, new_mode, _a, _b, status = fields[at][1:].split(" ", 4)
+            first = fields[at + 1] if at + 1 < len(fields) else ""
+            second = fields[at + 2] if status[:1] in ("R", "C") and at + 2 < len(fields) else ""
+            at += 3 if status[:1] in ("R", "C") else 2
             staged.append(
                 Staged(
                     status=status,
@@ -524,6 +631,7 @@ class Workspace:
                     old_path=first if second else "",
                 )
             )
+        self._staged_numstat = _numstat_of(fields[at:])
         return staged
 
     def commit(
@@ -534,12 +642,17 @@ class Workspace:
         ``staged``: what ``stage`` returned just before (nothing written since), so it isn't staged twice."""
         if not (self.stage(files) if staged is None else staged):
             if self._exact:  # the files were written back as they were: the checkout is as it was
-                self._clean = self._was_clean
+                self._set_clean(self._was_clean)
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        numstat, self._staged_numstat = self._staged_numstat, None
         sha = self._commit_with_message(body)
+        if numstat is not None and self._renames_by_default():  # `git show` would detect renames as -M did
+            if len(_NUMSTATS) >= 4096:
+                _NUMSTATS.clear()
+            _NUMSTATS[sha] = numstat  # what an object id names never changes
         if self._exact:  # everything written is committed: the checkout is as clean as before the writes
-            self._clean = self._was_clean
+            self._set_clean(self._was_clean)
         return sha
 
     def _commit_with_message(self, body: str) -> str:
@@ -601,27 +714,24 @@ class Workspace:
         return found
 
     def numstat(self, sha: str) -> tuple[list[str], int, int]:
+        """The files ``sha`` changed and its lines added and removed (`git show --numstat`).
+
+        A commit made here was measured when it was staged (``stage``): no other git process."""
+        known = _NUMSTATS.get(sha)
+        if known is not None:
+            return list(known[0]), known[1], known[2]
         # -z: paths as they are (without it git C-quotes non-ASCII names: "services/caf\303\251/...").
-        fields = iter(self.repo.git.show("--numstat", "-z", "--format=", sha).lstrip("\n").split("\0"))
-        files, ins, dels = [], 0, 0
-        for field in fields:
-            parts = field.split("\t", 2)
-            if len(parts) != 3:
-                continue
-            a, d, name = parts
-            if not name:  # a rename: "a\td\t\0old\0new"
-                next(fields, "")
-                name = next(fields, "")
-            files.append(name)
-            ins += int(a) if a.isdigit() else 0
-            dels += int(d) if d.isdigit() else 0
-        return files, ins, dels
+        return _numstat_of(self.repo.git.show("--numstat", "-z", "--format=", sha).lstrip("\n").split("\0"))
 
     def cherry_pick(self, sha: str) -> bool:
         """Re-apply ``sha`` on HEAD; False (and nothing changed) when it conflicts."""
+        clean = self._clean  # a pick on a clean checkout leaves it clean; until it is done, nothing is known
+        self._set_clean(False)
         try:
             self.repo.git.cherry_pick("--allow-empty", "--keep-redundant-commits", sha)
+            self._set_clean(clean)
             return True
         except git.GitCommandError:
             self.repo.git.cherry_pick("--abort")
+            self._set_clean(clean)
             return False
