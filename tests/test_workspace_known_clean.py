@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from agent_pipelines.engine.gitenv import git_env
+from agent_pipelines.engine.tree import changed_paths
 from agent_pipelines.engine.workspace import Workspace
 from tests.conftest import git, make_repo
 
@@ -144,9 +145,10 @@ def test_a_commit_of_exactly_what_a_fix_wrote_keeps_the_checkout_known_to_the_ne
         assert git(ws.path, "status", "--porcelain", "--untracked-files=all", "--ignored=matching") == ""
 
 
-def test_a_commit_is_measured_when_staged_as_git_show_measures_it(tmp_path):
+def test_a_commit_is_measured_when_staged_as_git_show_and_git_diff_measure_it(tmp_path):
     repo = make_repo(tmp_path / "repo", FILES)
-    with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
+    base = git(repo, "rev-parse", "HEAD")
+    with Workspace.create(repo, "run1", base) as ws:
         ws.writing()
         (ws.path / "Dockerfile").write_text("FROM alpine:3.21\nRUN echo hi\n")
         (ws.path / "app/main.py").rename(ws.path / "app/entry.py")  # a rename, as `git show` names it
@@ -155,7 +157,11 @@ def test_a_commit_is_measured_when_staged_as_git_show_measures_it(tmp_path):
         assert sha is not None
         with git_commands(tmp_path / "numstat.json") as asked:
             files, added, removed = ws.numstat(sha)
+            paths = changed_paths(ws.path, base, sha)
+            parent = ws.parent(sha)
         assert asked == [], "measured when it was staged"
+        assert parent == git(ws.path, "rev-parse", f"{sha}^") == base
+        assert ws.parent(base) is None  # the root commit, asked of git
         shown = subprocess.run(
             ["git", "-C", str(ws.path), "show", "--numstat", "-z", "--format=", sha],
             check=True,
@@ -165,3 +171,5 @@ def test_a_commit_is_measured_when_staged_as_git_show_measures_it(tmp_path):
         ).stdout
         assert shown == "2\t1\tDockerfile\x000\t0\t\x00app/main.py\x00app/entry.py\x001\t0\tbuild.log\x00"
         assert (files, added, removed) == (["Dockerfile", "app/entry.py", "build.log"], 3, 1)
+        named = git(ws.path, "diff", "--name-only", "--no-renames", base, sha).splitlines()
+        assert paths == named == ["Dockerfile", "app/entry.py", "app/main.py", "build.log"]
