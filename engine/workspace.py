@@ -30,6 +30,9 @@ TRAILER_TASK = "Pipeline-Task"
 TRAILER_FINDINGS = "Pipeline-Findings"
 
 
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
 class RepoError(Exception):
     """The target can't be used as a repository; the message says what to do."""
 
@@ -275,6 +278,8 @@ class Workspace:
         self.repo = git.Repo(self.path)
         self.repo.git.update_environment(**_GIT_ENV)
         self._key = str(self.path.resolve())  # the checkout's entry in ``_KNOWN_CLEAN`` and ``_LISTED``
+        self._gitdir = Path(self.repo.git_dir)  # the worktree's own (HEAD, index)
+        self._common = Path(self.repo.common_dir)  # the repository's (branches)
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
         self._said: dict[str, str] | None = None  # the configuration asked once (``_config``)
@@ -395,23 +400,41 @@ class Workspace:
 
         Git writes the index to a lock file it renames, so any command that rewrites it changes this."""
         try:
-            index = os.stat(Path(self.repo.git_dir) / "index")
+            index = os.stat(self._gitdir / "index")
             stamp: tuple[int, int, int] | None = (index.st_ino, index.st_size, index.st_mtime_ns)
         except OSError:
             stamp = None
-        head = self.repo.head
-        branch = None if head.is_detached else head.ref.path.removeprefix("refs/heads/")
+        return (*self._ref_state(), stamp)
+
+    def _ref_state(self) -> tuple[str | None, str]:
+        """(branch or None when detached, HEAD's commit or ""), from the ref files: no git process, one or two
+        small reads (asked several times per commit). A packed or symbolic branch is left to GitPython."""
         try:
-            sha = git.SymbolicReference.dereference_recursive(self.repo, "HEAD")
-        except ValueError:
-            sha = ""
-        return branch, sha, stamp
+            said = (self._gitdir / "HEAD").read_text(encoding="utf-8", errors="surrogateescape").strip()
+        except OSError:
+            said = ""
+        if _OBJECT_ID.fullmatch(said):
+            return None, said
+        if said.startswith("ref: refs/heads/"):
+            branch = said.removeprefix("ref: refs/heads/")
+            try:
+                sha = (self._common / "refs" / "heads" / branch).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                sha = ""
+            if _OBJECT_ID.fullmatch(sha):
+                return branch, sha
+        head = self.repo.head
+        try:
+            return (
+                None if head.is_detached else head.ref.path.removeprefix("refs/heads/"),
+                git.SymbolicReference.dereference_recursive(self.repo, "HEAD"),
+            )
+        except (ValueError, TypeError):
+            return None, ""
 
     def head(self) -> str:
-        try:  # read from the ref files: no git process (asked several times per commit)
-            return self.repo.head.commit.hexsha
-        except ValueError:
-            return self.repo.git.rev_parse("HEAD")
+        sha = self._ref_state()[1]
+        return sha or self.repo.git.rev_parse("HEAD")
 
     def tree(self) -> DirTree:
         """The checkout as a tree, for a clean worktree at HEAD (after ``reset_to`` or ``commit``).
