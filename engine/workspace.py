@@ -22,7 +22,7 @@ import git
 from agent_pipelines.engine.edits import Staged
 from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.engine.tree import DirTree, changed_paths, remember_changed
+from agent_pipelines.engine.tree import DirTree, _CatFile, changed_paths, remember_changed
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
@@ -262,6 +262,42 @@ def _numstat_of(fields: list[str]) -> tuple[list[str], int, int]:
     return files, ins, dels
 
 
+# What each commit this process made changed, as `git diff --raw --no-renames <parent> <commit>` says it.
+_Raw = tuple[str, str, str, str, str, str]  # old mode, new mode, old blob, new blob, status, path
+_Staged = tuple[str, str, str, str, str, str, str]  # the same with a rename's or copy's second path
+_RAW: dict[str, tuple[str, list[_Raw]]] = {}
+_ZERO = "0" * 40
+
+
+def _remember_raw(parent: str, sha: str, staged: list[_Staged]) -> None:
+    """Keep what ``stage`` saw (`git diff --cached --raw -M`) as the commit's raw diff: a rename becomes its
+    deletion and its addition (as ``--no-renames`` names them); a copy is not kept (the move asks git)."""
+    raw = []
+    for old_mode, new_mode, old_blob, new_blob, status, first, second in staged:
+        if status.startswith("C") or len(old_blob) != len(_ZERO):
+            return
+        if status.startswith("R"):
+            raw.append((old_mode, "000000", old_blob, _ZERO, "D", first))
+            raw.append(("000000", new_mode, _ZERO, new_blob, "A", second))
+        else:
+            raw.append((old_mode, new_mode, old_blob, new_blob, status, first))
+    if len(_RAW) >= 4096:
+        _RAW.clear()
+    _RAW[sha] = (parent, sorted(raw, key=lambda r: r[5].encode("utf-8", "surrogateescape")))
+
+
+def _known_raw(head: str, sha: str) -> list[_Raw] | None:
+    """`git diff --raw --no-renames head sha` when one of them is a commit made here on the other, else None."""
+    known = _RAW.get(sha)
+    if known is not None and known[0] == head:
+        return known[1]
+    known = _RAW.get(head)
+    if known is not None and known[0] == sha:  # back to the parent: each change undone
+        undo = {"A": "D", "D": "A", "M": "M"}
+        return [(new, old, b, a, undo.get(status, "T"), path) for old, new, a, b, status, path in known[1]]
+    return None
+
+
 @dataclass(frozen=True)
 class TaskCommit:
     sha: str
@@ -283,9 +319,11 @@ class Workspace:
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
         self._said: dict[str, str] | None = None  # the configuration asked once (``_config``)
+        self._blobs: _CatFile | None = None  # the blobs a move writes, read through one `git cat-file --batch`
         self._was_clean = False  # ``_clean`` before the writes ``writing`` announced
         self._exact = False  # the last ``stage`` staged exactly the files written (``only``)
-        self._staged_numstat: list[tuple[str, int, int]] | None = None  # the last ``stage``'s (path, +, -)
+        self._staged_numstat: tuple[list[str], int, int] | None = None  # the last ``stage``'s numstat
+        self._staged_raw: list[_Staged] | None = None  # and its `git diff --raw` records
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -348,6 +386,9 @@ class Workspace:
         return ws
 
     def close(self) -> None:
+        if self._blobs is not None:
+            self._blobs.close()
+            self._blobs = None
         self.repo.close()
 
     def __enter__(self) -> Workspace:
@@ -483,22 +524,29 @@ class Workspace:
         and the branch moved. Only for plain files: a path git would convert on checkout (attributes, eol
         settings), a submodule or a type change is left to ``git checkout``.
         """
-        if not self._plain_checkouts() or self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
+        branch, head = self._ref_state()
+        if not self._plain_checkouts() or branch != self.branch or not head:
             return False
-        head = self.head()
         if head == sha:
             return True
-        out = subprocess.run(
-            ["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, sha],
-            capture_output=True,
-            env=git_env(),
-        )
-        fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
-        if out.returncode != 0 or len(fields) > 400:
+        raw = _known_raw(head, sha)  # a commit made here, or its parent: no `git diff`
+        if raw is None:
+            out = subprocess.run(
+                ["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, sha],
+                capture_output=True,
+                env=git_env(),
+            )
+            fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
+            if out.returncode != 0:
+                return False
+            raw = []
+            for meta, path in zip(fields[0::2], fields[1::2]):
+                old_mode, new_mode, old_blob, new_blob, status = meta[1:].split(" ", 4)
+                raw.append((old_mode, new_mode, old_blob, new_blob, status, path))
+        if len(raw) > 200:
             return False
         moves = []  # (path, new mode, new blob id)
-        for meta, path in zip(fields[0::2], fields[1::2]):
-            old_mode, new_mode, _old, blob, status = meta[1:].split(" ", 4)
+        for old_mode, new_mode, _old, blob, status, path in raw:
             if (
                 {old_mode, new_mode} - {"000000", "100644", "100755", "120000"}
                 or status not in ("A", "M", "D")
@@ -516,12 +564,11 @@ class Workspace:
         )
         if attrs.returncode != 0 or attrs.stdout.strip(b"\0"):
             return False
-        from agent_pipelines.engine.tree import GitTree
-
         self._set_clean(False)  # until the move is done: an interruption leaves files half-written
         try:
-            with GitTree(self.path, sha) as tree:
-                blobs = {p: tree._batch_read(blob) for p, mode, blob in moves if mode != "000000"}
+            if self._blobs is None or not self._blobs.usable():  # one `git cat-file --batch` for every move
+                self._blobs = _CatFile(self.path)
+            blobs = {p: self._blobs.read(blob) for p, mode, blob in moves if mode != "000000"}
             for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):  # removals first
                 target = self.path / path
                 if target.is_symlink() or target.exists():
@@ -643,18 +690,19 @@ class Workspace:
             self.repo.git.add("--force", "--", *(f for f in existing if f in hidden))
         # --numstat too: the commit's ``numstat`` (what `git show --numstat` says of it) in the same process.
         out = subprocess.run(
-            ["git", "-C", str(self.path), "diff", "--cached", "--raw", "--numstat", "-z", "-M"],
+            ["git", "-C", str(self.path), "diff", "--cached", "--raw", "--numstat", "-z", "-M", "--no-abbrev"],
             check=True,
             capture_output=True,
             env=git_env(),
         ).stdout.decode("utf-8", "surrogateescape")
         fields = out.split("\0")
-        staged, at = [], 0
+        staged, at, raw = [], 0, []
         while at < len(fields) and fields[at].startswith(":"):  # the --raw records, then the --numstat ones
-            old_mode, new_mode, _a, _b, status = fields[at][1:].split(" ", 4)
+            old_mode, new_mode, old_blob, new_blob, status = fields[at][1:].split(" ", 4)
             first = fields[at + 1] if at + 1 < len(fields) else ""
             second = fields[at + 2] if status[:1] in ("R", "C") and at + 2 < len(fields) else ""
             at += 3 if status[:1] in ("R", "C") else 2
+            raw.append((old_mode, new_mode, old_blob, new_blob, status, first, second))
             staged.append(
                 Staged(
                     status=status,
@@ -665,6 +713,7 @@ class Workspace:
                 )
             )
         self._staged_numstat = _numstat_of(fields[at:])
+        self._staged_raw = raw
         return staged
 
     def commit(
@@ -681,8 +730,11 @@ class Workspace:
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
         numstat, self._staged_numstat = self._staged_numstat, None
+        raw, self._staged_raw = self._staged_raw, None
         parent = self.head()
         sha = self._commit_with_message(body)
+        if raw is not None:
+            _remember_raw(parent, sha, raw)
         if not any(s.status.startswith("C") for s in staged):  # what `git diff --no-renames` names: both sides
             remember_changed(self.path, parent, sha, [p for s in staged for p in (s.path, s.old_path) if p])
         if numstat is not None and self._renames_by_default():  # `git show` would detect renames as -M did
