@@ -236,6 +236,8 @@ def _stripspace(text: str) -> str:
 # moves HEAD or rewrites the index, and every write of ours drops the entry first (``writing``, a move, a
 # pick). A file written without git by code that does not announce it is not seen, as within one Workspace.
 _KNOWN_CLEAN: dict[str, tuple[str | None, str, tuple[int, int, int] | None]] = {}
+# ``_JUST_MADE``: worktrees ``Workspace.create`` made in this process, not yet opened: ``open`` scrubs them not.
+_JUST_MADE: set[str] = set()
 # ``_LISTED``: the last listing of a clean checkout, (commit, tree), shared by the workspaces of one process.
 _LISTED: dict[str, tuple[str, DirTree]] = {}
 # The parent of each commit this process made (what an object id names never changes).
@@ -342,6 +344,7 @@ class Workspace:
         _add_worktree_on_new_branch(repo, worktree, branch, base)
         ws = cls(worktree, branch)
         ws._set_clean(True)  # `git worktree add` just checked the base out: no scrub, no reset needed
+        _JUST_MADE.add(ws._key)
         return ws
 
     @classmethod
@@ -352,9 +355,11 @@ class Workspace:
         run never got to make (it was killed first): make it now, at ``base``.
         """
         worktree = Path(worktree)
-        if str(worktree.resolve()) in _KNOWN_CLEAN and (worktree / ".git").is_file():
+        fresh = str(worktree.resolve())
+        if fresh in _JUST_MADE and (worktree / ".git").is_file():
+            _JUST_MADE.discard(fresh)  # once: a later invocation in this process (a server's) scrubs again
             ws = cls(worktree, branch)
-            if ws._clean and _KNOWN_CLEAN[ws._key][0] == branch:  # this process left it clean: nothing to undo
+            if ws._clean and _KNOWN_CLEAN[ws._key][0] == branch:  # made by `git worktree add`, untouched since
                 return ws
             ws.close()
         repair_worktree(repo, worktree)

@@ -64,6 +64,22 @@ def test_a_worktree_just_made_and_left_clean_is_neither_scrubbed_nor_reset_again
     assert git(path, "status", "--porcelain", "--untracked-files=all", "--ignored=matching") == ""
 
 
+def test_only_the_first_open_after_create_skips_the_scrub(tmp_path):
+    """A later invocation in the same process (a server's resume) scrubs: a file written there by hand since,
+    which no git command saw, is gone."""
+    repo = make_repo(tmp_path / "repo", FILES)
+    base = git(repo, "rev-parse", "HEAD")
+    with Workspace.create(repo, "run1", base) as made:
+        path, branch = made.path, made.branch
+    Workspace.open(repo, path, branch, base=base).close()
+    (path / "Dockerfile").write_text("FROM scratch\n")
+    (path / "by-hand.txt").write_text("x\n")
+    with git_commands(tmp_path / "trace.json") as commands:
+        Workspace.open(repo, path, branch).close()
+    assert len(_thorough(commands)) == 2
+    assert not (path / "by-hand.txt").exists() and (path / "Dockerfile").read_text() == FILES["Dockerfile"]
+
+
 def test_an_announced_write_makes_another_workspace_reset_thoroughly(tmp_path):
     repo = make_repo(tmp_path / "repo", FILES)
     base = git(repo, "rev-parse", "HEAD")
