@@ -319,7 +319,7 @@ class Implementer(TaskCommitter):
 
     def _reuse(self, task: Task, sha: str) -> Change:
         ws = self.ws
-        if ws.repo.git.rev_parse(f"{sha}^") == ws.head():
+        if ws.parent(sha) == ws.head():
             ws.reset_to(sha)
         elif not ws.cherry_pick(sha):
             return Change(

@@ -434,5 +434,14 @@ def changed_paths(repo: Path, old: str, new: str) -> list[str]:
     return found
 
 
+def remember_changed(repo: Path, old: str, new: str, paths: Iterable[str]) -> None:
+    """Record what ``changed_paths`` says of two commits, from a caller that knows it without asking git (the
+    workspace knows what a commit it just made changed): the same list, in git's order (paths by their bytes)."""
+    if _OBJECT_ID.fullmatch(old) and _OBJECT_ID.fullmatch(new):
+        if len(_CHANGED) >= 4096:
+            _CHANGED.clear()
+        _CHANGED[(str(repo), old, new)] = tuple(sorted(set(paths), key=lambda p: p.encode("utf-8", "surrogateescape")))
+
+
 _CHANGED: dict[tuple[str, str, str], tuple[str, ...]] = {}
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")

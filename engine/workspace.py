@@ -22,12 +22,15 @@ import git
 from agent_pipelines.engine.edits import Staged
 from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.engine.tree import DirTree, changed_paths
+from agent_pipelines.engine.tree import DirTree, _CatFile, changed_paths, remember_changed
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
 TRAILER_TASK = "Pipeline-Task"
 TRAILER_FINDINGS = "Pipeline-Findings"
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class RepoError(Exception):
@@ -93,9 +96,17 @@ def _branch_exists(repo: Path, branch: str) -> bool:
     )
 
 
+# The run's worktree gets a split index (git's own format since 2.1): every commit rewrites the index twice
+# (`git add`, then the reviewer's move), and a 20,000-file index is 2.4 MB to hash and write each time; split,
+# a write is the few entries changed since the shared part (about half the CPU of add and write-tree,
+# measured on the scale-1 bench). Only that worktree's index: git keeps an index's format when
+# core.splitIndex is unset, and the user's own checkout and configuration are not touched.
+SPLIT_INDEX = ("-c", "core.splitIndex=true")
+
+
 def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: str) -> None:
     added = subprocess.run(
-        ["git", "-C", str(repo), "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
+        ["git", "-C", str(repo), *SPLIT_INDEX, "worktree", "add", "--quiet", "-b", branch, str(worktree), base],
         capture_output=True,
         text=True,
         env=git_env(),
@@ -103,19 +114,6 @@ def _add_worktree_on_new_branch(repo: Path, worktree: Path, branch: str, base: s
     if added.returncode != 0:
         reason = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
         raise RepoError(f"could not create the run's worktree {worktree} on branch {branch}: {reason}")
-    _split_index(worktree)
-
-
-def _split_index(worktree: Path) -> None:
-    """Give the run's worktree a split index: a commit then rewrites a small index file, not all of it.
-
-    Why: every commit writes the worktree's index two to four times (``add``, ``update-index``,
-    ``write-tree``), and a plain index is rewritten whole each time (2.4 MB on a 20,000-file monorepo,
-    25 MB on a 200,000-file one). Split, the entries stay in a shared file written once; git keeps the
-    mode for this index whatever ``core.splitIndex`` says. Only the run's own worktree: the user's
-    checkout is never touched. A git that refuses leaves the plain index, which works the same.
-    """
-    subprocess.run(["git", "-C", str(worktree), "update-index", "--split-index"], capture_output=True, env=git_env())
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -229,6 +227,79 @@ def _stripspace(text: str) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
+# What this process knows of its checkouts, by resolved worktree path. Each agent opens its own Workspace;
+# without this, each one's first ``reset_to`` ran `git reset --hard` and `git clean -ffdx` (a stat of every
+# file and a walk of every directory: 20,000 on a large monorepo) on a checkout nothing had touched.
+# ``_KNOWN_CLEAN``: the checkout holds exactly the commit (nothing untracked, nothing edited), as the
+# (branch, HEAD, index file's identity) it was left at. Trusted only in this process and only while HEAD and
+# the index are as they were: a crash ends the process (a new one knows nothing), a git command run by anyone
+# moves HEAD or rewrites the index, and every write of ours drops the entry first (``writing``, a move, a
+# pick). A file written without git by code that does not announce it is not seen, as within one Workspace.
+_KNOWN_CLEAN: dict[str, tuple[str | None, str, tuple[int, int, int] | None]] = {}
+# ``_JUST_MADE``: worktrees ``Workspace.create`` made in this process, not yet opened: ``open`` scrubs them not.
+_JUST_MADE: set[str] = set()
+# ``_LISTED``: the last listing of a clean checkout, (commit, tree), shared by the workspaces of one process.
+_LISTED: dict[str, tuple[str, DirTree]] = {}
+# The parent of each commit this process made (what an object id names never changes).
+_PARENTS: dict[str, str] = {}
+# ``numstat`` of the commits this process made, measured when they were staged (``Workspace.stage``).
+_NUMSTATS: dict[str, tuple[list[str], int, int]] = {}
+
+
+def _numstat_of(fields: list[str]) -> tuple[list[str], int, int]:
+    """(files, lines added, lines removed) from `git diff --numstat -z` records (binary files count 0)."""
+    files, ins, dels = [], 0, 0
+    it = iter(fields)
+    for field in it:
+        parts = field.split("\t", 2)
+        if len(parts) != 3:
+            continue
+        a, d, name = parts
+        if not name:  # a rename: "a\td\t\0old\0new"
+            next(it, "")
+            name = next(it, "")
+        files.append(name)
+        ins += int(a) if a.isdigit() else 0
+        dels += int(d) if d.isdigit() else 0
+    return files, ins, dels
+
+
+# What each commit this process made changed, as `git diff --raw --no-renames <parent> <commit>` says it.
+_Raw = tuple[str, str, str, str, str, str]  # old mode, new mode, old blob, new blob, status, path
+_Staged = tuple[str, str, str, str, str, str, str]  # the same with a rename's or copy's second path
+_RAW: dict[str, tuple[str, list[_Raw]]] = {}
+_ZERO = "0" * 40
+
+
+def _remember_raw(parent: str, sha: str, staged: list[_Staged]) -> None:
+    """Keep what ``stage`` saw (`git diff --cached --raw -M`) as the commit's raw diff: a rename becomes its
+    deletion and its addition (as ``--no-renames`` names them); a copy is not kept (the move asks git)."""
+    raw = []
+    for old_mode, new_mode, old_blob, new_blob, status, first, second in staged:
+        if status.startswith("C") or len(old_blob) != len(_ZERO):
+            return
+        if status.startswith("R"):
+            raw.append((old_mode, "000000", old_blob, _ZERO, "D", first))
+            raw.append(("000000", new_mode, _ZERO, new_blob, "A", second))
+        else:
+            raw.append((old_mode, new_mode, old_blob, new_blob, status, first))
+    if len(_RAW) >= 4096:
+        _RAW.clear()
+    _RAW[sha] = (parent, sorted(raw, key=lambda r: r[5].encode("utf-8", "surrogateescape")))
+
+
+def _known_raw(head: str, sha: str) -> list[_Raw] | None:
+    """`git diff --raw --no-renames head sha` when one of them is a commit made here on the other, else None."""
+    known = _RAW.get(sha)
+    if known is not None and known[0] == head:
+        return known[1]
+    known = _RAW.get(head)
+    if known is not None and known[0] == sha:  # back to the parent: each change undone
+        undo = {"A": "D", "D": "A", "M": "M"}
+        return [(new, old, b, a, undo.get(status, "T"), path) for old, new, a, b, status, path in known[1]]
+    return None
+
+
 @dataclass(frozen=True)
 class TaskCommit:
     sha: str
@@ -244,12 +315,17 @@ class Workspace:
         self.branch = branch
         self.repo = git.Repo(self.path)
         self.repo.git.update_environment(**_GIT_ENV)
-        self._listed: tuple[str, DirTree] | None = None  # (commit, the clean checkout's tree at it)
-        self._clean = False  # nothing untracked in the checkout: a move needs no `git clean` (a tree walk)
+        self._key = str(self.path.resolve())  # the checkout's entry in ``_KNOWN_CLEAN`` and ``_LISTED``
+        self._gitdir = Path(self.repo.git_dir)  # the worktree's own (HEAD, index)
+        self._common = Path(self.repo.common_dir)  # the repository's (branches)
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
+        self._said: dict[str, str] | None = None  # the configuration asked once (``_config``)
+        self._blobs: _CatFile | None = None  # the blobs a move writes, read through one `git cat-file --batch`
         self._was_clean = False  # ``_clean`` before the writes ``writing`` announced
         self._exact = False  # the last ``stage`` staged exactly the files written (``only``)
+        self._staged_numstat: tuple[list[str], int, int] | None = None  # the last ``stage``'s numstat
+        self._staged_raw: list[_Staged] | None = None  # and its `git diff --raw` records
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -266,7 +342,10 @@ class Workspace:
                 f"rename or delete it (`git branch -m {branch} {branch}-old`) and retry"
             )
         _add_worktree_on_new_branch(repo, worktree, branch, base)
-        return cls(worktree, branch)
+        ws = cls(worktree, branch)
+        ws._set_clean(True)  # `git worktree add` just checked the base out: no scrub, no reset needed
+        _JUST_MADE.add(ws._key)
+        return ws
 
     @classmethod
     def open(cls, repo: Path, worktree: Path, branch: str, base: str | None = None) -> Workspace:
@@ -276,6 +355,13 @@ class Workspace:
         run never got to make (it was killed first): make it now, at ``base``.
         """
         worktree = Path(worktree)
+        fresh = str(worktree.resolve())
+        if fresh in _JUST_MADE and (worktree / ".git").is_file():
+            _JUST_MADE.discard(fresh)  # once: a later invocation in this process (a server's) scrubs again
+            ws = cls(worktree, branch)
+            if ws._clean and _KNOWN_CLEAN[ws._key][0] == branch:  # made by `git worktree add`, untouched since
+                return ws
+            ws.close()
         repair_worktree(repo, worktree)
         if base is not None and not (worktree / ".git").exists() and not _branch_exists(repo, branch):
             subprocess.run(
@@ -287,14 +373,12 @@ class Workspace:
                 ["git", "-C", str(repo), "worktree", "prune"], check=True, capture_output=True, env=git_env()
             )
             added = subprocess.run(
-                ["git", "-C", str(repo), "worktree", "add", "--quiet", str(worktree), branch],
+                ["git", "-C", str(repo), *SPLIT_INDEX, "worktree", "add", "--quiet", str(worktree), branch],
                 capture_output=True,
                 text=True,
                 env=git_env(),
             )
-            if added.returncode == 0:
-                _split_index(worktree)
-            else:
+            if added.returncode != 0:
                 if not _branch_exists(repo, branch):
                     raise RepoError(
                         f"the run's branch {branch} no longer exists in {repo}, so the run can't "
@@ -307,6 +391,9 @@ class Workspace:
         return ws
 
     def close(self) -> None:
+        if self._blobs is not None:
+            self._blobs.close()
+            self._blobs = None
         self.repo.close()
 
     def __enter__(self) -> Workspace:
@@ -331,14 +418,69 @@ class Workspace:
             self.repo.git.cherry_pick("--abort")
         if self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
             self.repo.git.checkout("--quiet", self.branch)
+        self._set_clean(False)
         self.repo.git.reset("--hard", "--quiet")
         self.repo.git.clean("-ffdxq")
+        self._set_clean(True)
+
+    @property
+    def _clean(self) -> bool:
+        """Nothing untracked or edited in the checkout: a move needs no `git clean` (a tree walk)."""
+        known = _KNOWN_CLEAN.get(self._key)
+        if known is None:
+            return False
+        if known != self._state():  # HEAD moved or the index was rewritten by something else
+            _KNOWN_CLEAN.pop(self._key, None)
+            return False
+        return True
+
+    def _set_clean(self, clean: bool) -> None:
+        """Record the checkout as clean at its present HEAD and index, or forget that (before any write)."""
+        if clean:
+            _KNOWN_CLEAN[self._key] = self._state()
+        else:
+            _KNOWN_CLEAN.pop(self._key, None)
+
+    def _state(self) -> tuple[str | None, str, tuple[int, int, int] | None]:
+        """(branch or None, HEAD commit, the index file's inode, size and mtime), read without a git process.
+
+        Git writes the index to a lock file it renames, so any command that rewrites it changes this."""
+        try:
+            index = os.stat(self._gitdir / "index")
+            stamp: tuple[int, int, int] | None = (index.st_ino, index.st_size, index.st_mtime_ns)
+        except OSError:
+            stamp = None
+        return (*self._ref_state(), stamp)
+
+    def _ref_state(self) -> tuple[str | None, str]:
+        """(branch or None when detached, HEAD's commit or ""), from the ref files: no git process, one or two
+        small reads (asked several times per commit). A packed or symbolic branch is left to GitPython."""
+        try:
+            said = (self._gitdir / "HEAD").read_text(encoding="utf-8", errors="surrogateescape").strip()
+        except OSError:
+            said = ""
+        if _OBJECT_ID.fullmatch(said):
+            return None, said
+        if said.startswith("ref: refs/heads/"):
+            branch = said.removeprefix("ref: refs/heads/")
+            try:
+                sha = (self._common / "refs" / "heads" / branch).read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                sha = ""
+            if _OBJECT_ID.fullmatch(sha):
+                return branch, sha
+        head = self.repo.head
+        try:
+            return (
+                None if head.is_detached else head.ref.path.removeprefix("refs/heads/"),
+                git.SymbolicReference.dereference_recursive(self.repo, "HEAD"),
+            )
+        except (ValueError, TypeError):
+            return None, ""
 
     def head(self) -> str:
-        try:  # read from the ref files: no git process (asked several times per commit)
-            return self.repo.head.commit.hexsha
-        except ValueError:
-            return self.repo.git.rev_parse("HEAD")
+        sha = self._ref_state()[1]
+        return sha or self.repo.git.rev_parse("HEAD")
 
     def tree(self) -> DirTree:
         """The checkout as a tree, for a clean worktree at HEAD (after ``reset_to`` or ``commit``).
@@ -348,15 +490,16 @@ class Workspace:
         makes a hundred commits on a 20,000-file repository walks it once.
         """
         head = self.head()
-        if self._listed is not None and self._listed[0] == head:
-            return self._listed[1]
-        if self._listed is None:
+        listed = _LISTED.get(self._key)
+        if listed is not None and listed[0] == head:
+            return listed[1]
+        if listed is None:
             tree = DirTree(self.path)
             tree.files()
         else:
-            tree = self._listed[1].updated(changed_paths(self.path, self._listed[0], head))
+            tree = listed[1].updated(changed_paths(self.path, listed[0], head))
         tree.commit = head
-        self._listed = (head, tree)
+        _LISTED[self._key] = (head, tree)
         return tree
 
     def reset_to(self, sha: str) -> None:
@@ -364,14 +507,17 @@ class Workspace:
         if self._clean and self._move(sha):
             return
         if self._clean:
+            self._set_clean(False)  # until git is done: an interrupted checkout leaves files half-written
             try:  # a two-tree checkout touches only the paths that differ (a reset re-checks every file)
                 self.repo.git.checkout("--quiet", "-B", self.branch, sha)
+                self._set_clean(True)
                 return
             except git.GitCommandError:
                 pass  # something untracked is in the way: the thorough way below
+        self._set_clean(False)
         self.repo.git.reset("--hard", "--quiet", sha)
         self.repo.git.clean("-ffdxq")
-        self._clean = True
+        self._set_clean(True)
 
     def _move(self, sha: str) -> bool:
         """Move a clean checkout to ``sha`` by writing only the files that differ; False: not done, use git.
@@ -383,22 +529,29 @@ class Workspace:
         and the branch moved. Only for plain files: a path git would convert on checkout (attributes, eol
         settings), a submodule or a type change is left to ``git checkout``.
         """
-        if not self._plain_checkouts() or self.repo.head.is_detached or self.repo.active_branch.name != self.branch:
+        branch, head = self._ref_state()
+        if not self._plain_checkouts() or branch != self.branch or not head:
             return False
-        head = self.head()
         if head == sha:
             return True
-        out = subprocess.run(
-            ["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, sha],
-            capture_output=True,
-            env=git_env(),
-        )
-        fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
-        if out.returncode != 0 or len(fields) > 400:
+        raw = _known_raw(head, sha)  # a commit made here, or its parent: no `git diff`
+        if raw is None:
+            out = subprocess.run(
+                ["git", "-C", str(self.path), "diff", "--raw", "-z", "--no-renames", "--no-abbrev", head, sha],
+                capture_output=True,
+                env=git_env(),
+            )
+            fields = out.stdout.decode("utf-8", "surrogateescape").split("\0")
+            if out.returncode != 0:
+                return False
+            raw = []
+            for meta, path in zip(fields[0::2], fields[1::2]):
+                old_mode, new_mode, old_blob, new_blob, status = meta[1:].split(" ", 4)
+                raw.append((old_mode, new_mode, old_blob, new_blob, status, path))
+        if len(raw) > 200:
             return False
         moves = []  # (path, new mode, new blob id)
-        for meta, path in zip(fields[0::2], fields[1::2]):
-            old_mode, new_mode, _old, blob, status = meta[1:].split(" ", 4)
+        for old_mode, new_mode, _old, blob, status, path in raw:
             if (
                 {old_mode, new_mode} - {"000000", "100644", "100755", "120000"}
                 or status not in ("A", "M", "D")
@@ -416,11 +569,11 @@ class Workspace:
         )
         if attrs.returncode != 0 or attrs.stdout.strip(b"\0"):
             return False
-        from agent_pipelines.engine.tree import GitTree
-
+        self._set_clean(False)  # until the move is done: an interruption leaves files half-written
         try:
-            with GitTree(self.path, sha) as tree:
-                blobs = {p: tree._batch_read(blob) for p, mode, blob in moves if mode != "000000"}
+            if self._blobs is None or not self._blobs.usable():  # one `git cat-file --batch` for every move
+                self._blobs = _CatFile(self.path)
+            blobs = {p: self._blobs.read(blob) for p, mode, blob in moves if mode != "000000"}
             for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):  # removals first
                 target = self.path / path
                 if target.is_symlink() or target.exists():
@@ -442,8 +595,7 @@ class Workspace:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(blobs[path])
         except (OSError, KeyError):
-            self._clean = False  # half-written: the thorough reset repairs it
-            return False
+            return False  # half-written, and not known clean: the thorough reset repairs it
         entries = "".join(f"{mode if mode != '000000' else '0'} {blob}\t{path}\0" for path, mode, blob in moves)
         subprocess.run(
             ["git", "-C", str(self.path), "update-index", "-z", "--index-info"],
@@ -468,18 +620,36 @@ class Workspace:
             capture_output=True,
             env=git_env(),
         )
+        self._set_clean(True)
         return True
 
-    def _plain_checkouts(self) -> bool:
-        """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
-        if self._plain is None:
+    def _config(self) -> dict[str, str]:
+        """The configuration this workspace's shortcuts depend on (lower case). Asked once."""
+        if self._said is None:
             out = subprocess.run(
-                ["git", "-C", str(self.path), "config", "--get-regexp", r"^core\.(autocrlf|eol|symlinks)$"],
+                [
+                    "git",
+                    "-C",
+                    str(self.path),
+                    "config",
+                    "--get-regexp",
+                    r"^(core\.(autocrlf|eol|symlinks)|diff\.renames)$",
+                ],
                 capture_output=True,
                 text=True,
                 env=git_env(),
             ).stdout.lower()
-            said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            self._said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return self._said
+
+    def _renames_by_default(self) -> bool:
+        """Does `git show` detect renames as ``-M`` does (``diff.renames`` unset or true, not copies or off)?"""
+        return self._config().get("diff.renames", "true") in ("true", "yes", "on", "1")
+
+    def _plain_checkouts(self) -> bool:
+        """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
+        if self._plain is None:
+            said = self._config()
             self._plain = (
                 said.get("core.autocrlf", "false") not in ("true", "input")
                 and said.get("core.eol", "lf") != "crlf"
@@ -489,12 +659,13 @@ class Workspace:
 
     def writing(self) -> None:
         """Say that files are about to be written outside git (a fix): the next ``reset_to`` cleans."""
-        self._was_clean, self._clean = self._clean, False
+        self._was_clean = self._clean
+        self._set_clean(False)
 
     def unwritten(self) -> None:
         """Say that the writes ``writing`` announced did not happen (the fix stopped before writing a file):
         the checkout is as it was, so the next ``reset_to`` needs no `git reset --hard` and `git clean`."""
-        self._clean = self._was_clean
+        self._set_clean(self._was_clean)
 
     # -- commits ---------------------------------------------------------
     def stage(self, files: list[str], only: bool = False) -> list[Staged]:
@@ -522,14 +693,21 @@ class Workspace:
         hidden = set(found)  # only these need --force (another rewrite of the whole index)
         if hidden and not self._exact:
             self.repo.git.add("--force", "--", *(f for f in existing if f in hidden))
-        fields = iter(self.repo.git.diff("--cached", "--raw", "-z", "-M").split("\0"))
-        staged = []
-        for head in fields:
-            if not head.startswith(":"):
-                continue
-            old_mode, new_mode, _a, _b, status = head[1:].split(" ", 4)
-            first = next(fields, "")
-            second = next(fields, "") if status[:1] in ("R", "C") else ""
+        # --numstat too: the commit's ``numstat`` (what `git show --numstat` says of it) in the same process.
+        out = subprocess.run(
+            ["git", "-C", str(self.path), "diff", "--cached", "--raw", "--numstat", "-z", "-M", "--no-abbrev"],
+            check=True,
+            capture_output=True,
+            env=git_env(),
+        ).stdout.decode("utf-8", "surrogateescape")
+        fields = out.split("\0")
+        staged, at, raw = [], 0, []
+        while at < len(fields) and fields[at].startswith(":"):  # the --raw records, then the --numstat ones
+            old_mode, new_mode, old_blob, new_blob, status = fields[at][1:].split(" ", 4)
+            first = fields[at + 1] if at + 1 < len(fields) else ""
+            second = fields[at + 2] if status[:1] in ("R", "C") and at + 2 < len(fields) else ""
+            at += 3 if status[:1] in ("R", "C") else 2
+            raw.append((old_mode, new_mode, old_blob, new_blob, status, first, second))
             staged.append(
                 Staged(
                     status=status,
@@ -539,6 +717,8 @@ class Workspace:
                     old_path=first if second else "",
                 )
             )
+        self._staged_numstat = _numstat_of(fields[at:])
+        self._staged_raw = raw
         return staged
 
     def commit(
@@ -547,14 +727,27 @@ class Workspace:
         """Commit ``files`` (even ones .gitignore hides) plus any other edit; None when nothing changed.
 
         ``staged``: what ``stage`` returned just before (nothing written since), so it isn't staged twice."""
-        if not (self.stage(files) if staged is None else staged):
+        if staged is None:
+            staged = self.stage(files)
+        if not staged:
             if self._exact:  # the files were written back as they were: the checkout is as it was
-                self._clean = self._was_clean
+                self._set_clean(self._was_clean)
             return None
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
+        numstat, self._staged_numstat = self._staged_numstat, None
+        raw, self._staged_raw = self._staged_raw, None
+        parent = self.head()
         sha = self._commit_with_message(body)
+        if raw is not None:
+            _remember_raw(parent, sha, raw)
+        if not any(s.status.startswith("C") for s in staged):  # what `git diff --no-renames` names: both sides
+            remember_changed(self.path, parent, sha, [p for s in staged for p in (s.path, s.old_path) if p])
+        if numstat is not None and self._renames_by_default():  # `git show` would detect renames as -M did
+            if len(_NUMSTATS) >= 4096:
+                _NUMSTATS.clear()
+            _NUMSTATS[sha] = numstat  # what an object id names never changes
         if self._exact:  # everything written is committed: the checkout is as clean as before the writes
-            self._clean = self._was_clean
+            self._set_clean(self._was_clean)
         return sha
 
     def _commit_with_message(self, body: str) -> str:
@@ -581,9 +774,20 @@ class Workspace:
 
         message = _stripspace(body)
         parent = self.head()
-        sha = git("commit-tree", git("write-tree"), "-p", parent, "-F", "-", text=message)
+        tree = git("write-tree")
+        sha = git("commit-tree", tree, "-p", parent, "-F", "-", text=message)
         git("update-ref", "-m", "commit: " + message.split("\n", 1)[0], "HEAD", sha, parent)
+        if len(_PARENTS) >= 4096:
+            _PARENTS.clear()
+        _PARENTS[sha] = parent
         return sha
+
+    def parent(self, sha: str) -> str | None:
+        """The first parent of commit ``sha`` (None for a root commit): of a commit made here, without asking git."""
+        if sha in _PARENTS:
+            return _PARENTS[sha]
+        parents = self.repo.commit(sha).parents  # GitPython's one `git cat-file` process, not one per question
+        return parents[0].hexsha if parents else None
 
     def ignored(self, files: list[str]) -> list[str]:
         """Which of ``files`` the repository's ignore rules would hide."""
@@ -616,27 +820,24 @@ class Workspace:
         return found
 
     def numstat(self, sha: str) -> tuple[list[str], int, int]:
+        """The files ``sha`` changed and its lines added and removed (`git show --numstat`).
+
+        A commit made here was measured when it was staged (``stage``): no other git process."""
+        known = _NUMSTATS.get(sha)
+        if known is not None:
+            return list(known[0]), known[1], known[2]
         # -z: paths as they are (without it git C-quotes non-ASCII names: "services/caf\303\251/...").
-        fields = iter(self.repo.git.show("--numstat", "-z", "--format=", sha).lstrip("\n").split("\0"))
-        files, ins, dels = [], 0, 0
-        for field in fields:
-            parts = field.split("\t", 2)
-            if len(parts) != 3:
-                continue
-            a, d, name = parts
-            if not name:  # a rename: "a\td\t\0old\0new"
-                next(fields, "")
-                name = next(fields, "")
-            files.append(name)
-            ins += int(a) if a.isdigit() else 0
-            dels += int(d) if d.isdigit() else 0
-        return files, ins, dels
+        return _numstat_of(self.repo.git.show("--numstat", "-z", "--format=", sha).lstrip("\n").split("\0"))
 
     def cherry_pick(self, sha: str) -> bool:
         """Re-apply ``sha`` on HEAD; False (and nothing changed) when it conflicts."""
+        clean = self._clean  # a pick on a clean checkout leaves it clean; until it is done, nothing is known
+        self._set_clean(False)
         try:
             self.repo.git.cherry_pick("--allow-empty", "--keep-redundant-commits", sha)
+            self._set_clean(clean)
             return True
         except git.GitCommandError:
             self.repo.git.cherry_pick("--abort")
+            self._set_clean(clean)
             return False

@@ -127,3 +127,32 @@ def test_the_run_s_worktree_keeps_a_split_index_and_the_user_s_checkout_keeps_it
         listed = git(ws.path, "ls-files").split()
     assert status == "" and len(listed) == 50  # git reads the split index as the whole one
     assert not list((repo / ".git").glob("sharedindex.*"))  # the user's index is as it was
+
+
+def test_moving_along_commits_made_here_needs_no_diff_and_ends_as_git_checkout(tmp_path):
+    from tests.test_workspace_known_clean import git_commands
+
+    repo = make_repo(tmp_path / "repo", {"Dockerfile": "FROM alpine\n", "app/main.py": "print(1)\n" * 20})
+    with Workspace.create(repo, "run1", git(repo, "rev-parse", "HEAD")) as ws:
+        base = ws.head()
+        ws.writing()
+        (ws.path / "app/main.py").rename(ws.path / "app/entry.py")  # a rename: its deletion and its addition
+        (ws.path / "Dockerfile").write_text("FROM alpine:3.20\n")
+        renamed = ws.commit(["app/main.py", "app/entry.py", "Dockerfile"], "rename", {"Pipeline-Task": "t1"})
+        ws.reset_to(renamed)  # known clean again
+        with git_commands(tmp_path / "trace.json") as commands:
+            for n, target in enumerate((base, renamed, base)):  # to the parent and back: the changes undone, redone
+                assert ws._move(target)
+                moved = _checkout(ws.path)
+                clone = tmp_path / f"clone-{n}"
+                subprocess.run(
+                    ["git", "-C", str(repo), "worktree", "add", "--quiet", "--detach", str(clone), target],
+                    check=True,
+                    capture_output=True,
+                )
+                assert moved == _checkout(clone)
+                subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(clone)], check=True)
+        ours = [c for c in commands if c[:1] != ["worktree"]]
+        assert not [c for c in ours if c[:1] == ["diff"]], "the commit's changes were known"
+        assert [c[:2] for c in ours].count(["cat-file", "--batch"]) == 1, "one cat-file for every move"
+        assert git(ws.path, "status", "--porcelain", "--untracked-files=all", "--ignored=matching") == ""
