@@ -100,20 +100,27 @@ class Domain(Protocol):
         """What a model's edit of ``path`` changes that makes it unsafe (refused without --unsafe-fixes)."""
 
     # -- reviewer --------------------------------------------------------
+    def reviews_commits(self) -> bool:
+        """Do ``review`` and ``targeted_gate`` judge a change from its commit alone (``root`` a GitTree of it)?
+
+        True: the reviewer reads each change from git objects and moves the checkout only to redo a change.
+        False: ``root`` is the checkout, moved to each change in turn (a gate that builds from disk)."""
+
     def targeted_gate(
         self,
         task: Task,
         change: Change,
-        root: Path | DirTree,
+        root: Path | Tree,
         base: Tree,
         after: list[Finding],
         findings: list[Finding],
     ) -> Gate:
         """The gate that the task's ``findings`` are gone; ``after``: the analysis at the change."""
 
-    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+    def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         """Domain gates for one committed change (file-type aware), each judged against ``base``, its parent
-        (see ``engine.gates``). ``root``: the checkout at the change, as for ``apply``."""
+        (see ``engine.gates``). ``root``: the change's tree: the checkout at it, as for ``apply``, or (when
+        ``reviews_commits``) a GitTree of its commit."""
 
     # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
@@ -163,11 +170,14 @@ class DomainBase(Domain):
     def edit_risks(self, path: str, before: str | None, after: str) -> list[str]:
         return []
 
+    def reviews_commits(self) -> bool:
+        return False
+
     def targeted_gate(
         self,
         task: Task,
         change: Change,
-        root: Path | DirTree,
+        root: Path | Tree,
         base: Tree,
         after: list[Finding],
         findings: list[Finding],
@@ -176,7 +186,7 @@ class DomainBase(Domain):
 
         return targeted_findings_gone(task, after)
 
-    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+    def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         return []
 
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
