@@ -233,29 +233,26 @@ class Reviewer(TaskCommitter):
 
 
 class _Trees:
-    """The trees of the commits a review reads (``GitTree.at``: each listing kept or derived from a near
-    commit's, blobs through one shared `git cat-file --batch`, stopped at the end)."""
+    """The trees of the commits a review reads (``GitTree.at``): each listing kept from the incremental
+    analysis's or derived from a near commit's, blobs read through one `git cat-file --batch`, stopped at
+    the end."""
 
     KEEP = 3  # a change's parent and head, and the head a revert left behind
 
     def __init__(self, repo, commit: str) -> None:
-        self._first = GitTree(repo, commit)
-        self._kept: dict[str, GitTree] = {commit: self._first}
+        self._first = GitTree(repo, commit)  # its process serves every tree of the review
+        self._kept: dict[str, GitTree] = {}
 
     def at(self, commit: str) -> GitTree:
-        found = self._kept.pop(commit, None)
-        if found is None:
-            last = next(reversed(self._kept.values()))
-            found = last.at(commit)
-            found.files()  # kept from the incremental analysis's listing (or derived): reads need no `git ls-tree`
+        found = self._kept.pop(commit, None) or self._first.at(commit)
+        found.files()  # listed now, so that a read needs no `git ls-tree` of its own
         self._kept[commit] = found
         while len(self._kept) > self.KEEP:
             del self._kept[next(iter(self._kept))]
         return found
 
     def close(self) -> None:
-        for tree in (self._first, *self._kept.values()):
-            tree.close()
+        self._first.close()
 
     def __enter__(self) -> _Trees:
         return self
