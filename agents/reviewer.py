@@ -123,6 +123,18 @@ class Reviewer(TaskCommitter):
         before = self._findings_at(head)
         verdicts, changes, rejected = [], [], []
         judged = {(v.task_id, v.attempt) for v in state.verdicts if v.phase == phase.name} if repair else set()
+        self.ctx.domain.review_ahead(  # the commits about to be judged, as the implementer made them
+            ws.path,
+            [
+                c
+                for c in state.changes
+                if c.phase == phase.name
+                and c.status is ChangeStatus.committed
+                and not (repair and c.task_id not in repair)
+                and (c.task_id, c.attempt) not in judged
+                and c.task_id not in self._human
+            ],
+        )
         for change in (c for c in state.changes if c.phase == phase.name):
             if (
                 change.status is not ChangeStatus.committed

@@ -106,6 +106,10 @@ class Domain(Protocol):
         True: the reviewer reads each change from git objects and moves the checkout only to redo a change.
         False: ``root`` is the checkout, moved to each change in turn (a gate that builds from disk)."""
 
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        """The committed changes the reviewer is about to judge, in order: a domain may prepare what its
+        gates will ask of each (lint their files in one go); nothing it does here may change a verdict."""
+
     def targeted_gate(
         self,
         task: Task,
@@ -172,6 +176,9 @@ class DomainBase(Domain):
 
     def reviews_commits(self) -> bool:
         return False
+
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        return None
 
     def targeted_gate(
         self,

@@ -312,6 +312,13 @@ class GitTree:
             return self._git("cat-file", "blob", f"{self.commit}:{path}")
         return self._batch.get().read(f"{self.commit}:{path}")
 
+    def object(self, name: str) -> bytes:
+        """The blob git names ``name`` (an object id, or ``<commit>:<path>`` of any commit), through this
+        tree's process and without a listing; KeyError when there is none."""
+        if "\n" in name:  # the batch protocol is line-based
+            raise KeyError(name)
+        return self._batch.get().read(name)
+
     def _batch_read(self, blob: str) -> bytes:
         """The blob ``blob`` (an object id) through this tree's ``git cat-file --batch``."""
         return self._batch.get().read(blob)

@@ -305,6 +305,29 @@ class DockerDomain(DomainBase):
         BuildKit's checks read a directory, so the reviewer then moves the checkout to each change."""
         return not self._option("verify_builds")
 
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        """hadolint lints the Dockerfiles the changes wrote in a few processes, not one per change: its results
+        are kept by text (``hadolint.run``), so each change's parse gate (``parse_problems``) then finds its
+        text linted. The texts are read from the commits; one that can't be read is linted by its gate."""
+        from agent_pipelines.pipelines.docker_optimization import hadolint as hadolint_mod
+
+        wanted = [(c.commit, p) for c in changes if c.commit for p in c.files if is_dockerfile(p)]
+        if len(wanted) < 2:
+            return
+        texts: dict[str, str] = {}
+        with GitTree(repo, wanted[0][0]) as tree:
+            for commit, path in wanted:
+                try:
+                    data = tree.object(f"{commit}:{path}")
+                except (KeyError, OSError):
+                    continue
+                if b"\0" not in data:  # as the project reads it: text, with replacement characters
+                    texts[f"{len(texts)}/Dockerfile"] = data.decode("utf-8", errors="replace")
+        names = list(texts)
+        for start in range(0, len(names), 40):  # each well within hadolint's time budget
+            part = names[start : start + 40]
+            hadolint_mod.run(part, texts={n: texts[n] for n in part})
+
     def _change_project(self, root: Path | Tree) -> Project:
         """The project of a reviewed change: its commit's (``_at``), or the checkout's (``_project``)."""
         return self._project(root) if isinstance(root, (Path, DirTree)) else self._at(root)
