@@ -2,7 +2,13 @@
 
 It replays the phase's commits one at a time on the phase's base: each is
 re-analyzed and passed through the gates (the generic ones here, the
-file-type ones from the pipeline's domain). Every gate judges what the change
+file-type ones from the pipeline's domain). The commits are read from git
+objects (a ``GitTree`` of each, derived from its parent's listing): the
+implementer made them in a line on the branch, so when every change stays
+the checkout is already where the review ends, and it is moved only to redo
+a change (a fix writes files) or, at the end, to the last change kept. A
+domain whose gates read the checkout (``reviews_commits`` False) gets the
+checkout moved to each change instead. Every gate judges what the change
 did against its parent: a problem that was already there is recorded in the
 verdict, never a reason to revert. A change that fails any gate is dropped
 from the branch; its verdict says which gate and why.
@@ -41,7 +47,7 @@ from agent_pipelines.engine.artifacts import (
 )
 from agent_pipelines.engine.spec import Phase
 from agent_pipelines.engine.telemetry import span
-from agent_pipelines.engine.tree import GitTree
+from agent_pipelines.engine.tree import DirTree, GitTree
 
 
 def no_new_findings(before: list[Finding], after: list[Finding], files: list[str]) -> Gate:
@@ -75,26 +81,60 @@ class Reviewer(TaskCommitter):
             else state.bases.get(phase.name, state.head_commit)
         )
         tasks = {t.id: t for t in state.plan.tasks}
-        ws.reset_to(base)
+        self._by_commit = self.ctx.domain.reviews_commits()
+        if not self._by_commit:
+            ws.reset_to(base)
         with ExitStack() as stack:
-            self._findings_at_head = self._analysis(stack, base)
-            return self._replay(phase, state, run, tasks, repair)
+            self._trees = stack.enter_context(_Trees(ws.path, base))
+            self._findings_at = self._analysis(stack, base)
+            return self._replay(phase, state, run, tasks, repair, base)
 
     def _analysis(self, stack: ExitStack, base: str):
-        """How the reviewer analyzes the workspace's head: incrementally from git objects when the domain can
-        (only what each commit changed is re-run), else a full analysis of the checkout."""
+        """How the reviewer analyzes a commit: incrementally from git objects when the domain can (only what
+        each commit changed is re-run), else a full analysis of the change's tree."""
         ws, domain = self.ws, self.ctx.domain
         incremental = domain.incremental_analysis(ws.path, base)
         if incremental is None:
-            return lambda: domain.analyze(ws.tree())
+            return lambda commit: domain.analyze(self._tree(commit))
         inc = stack.enter_context(incremental)
-        return lambda: inc.to_commit(ws.head()).findings
+        return lambda commit: inc.to_commit(commit).findings
 
-    def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict, repair: set[str]) -> Step:
+    def _tree(self, commit: str) -> GitTree | DirTree:
+        """What the gates read of ``commit``: its GitTree, or the checkout moved there (``reviews_commits``)."""
+        if self._by_commit:
+            return self._trees.at(commit)
+        self._checkout(commit)
+        return self.ws.tree()
+
+    def _checkout(self, commit: str) -> None:
+        """The checkout at ``commit``: moved only when it is elsewhere (what the implementer committed is
+        clean; a redo's ``reset_to`` makes sure of it)."""
+        if self.ws.head() != commit:
+            self.ws.reset_to(commit)
+
+    def _parent(self, commit: str) -> str:
+        """The commit's first parent, read from the commit object (GitPython's `git cat-file --batch`)."""
+        parents = self.ws.repo.commit(commit).parents
+        return parents[0].hexsha if parents else ""
+
+    def _replay(self, phase: Phase, state: RunState, run: RunContext, tasks: dict, repair: set[str], base: str) -> Step:
         ws = self.ws
-        before = self._findings_at_head()
+        head = base  # the last change kept: the branch's head once the review ends
+        before = self._findings_at(head)
         verdicts, changes, rejected = [], [], []
         judged = {(v.task_id, v.attempt) for v in state.verdicts if v.phase == phase.name} if repair else set()
+        self.ctx.domain.review_ahead(  # the commits about to be judged, as the implementer made them
+            ws.path,
+            [
+                c
+                for c in state.changes
+                if c.phase == phase.name
+                and c.status is ChangeStatus.committed
+                and not (repair and c.task_id not in repair)
+                and (c.task_id, c.attempt) not in judged
+                and c.task_id not in self._human
+            ],
+        )
         for change in (c for c in state.changes if c.phase == phase.name):
             if (
                 change.status is not ChangeStatus.committed
@@ -120,11 +160,10 @@ class Reviewer(TaskCommitter):
                     change.model_copy(update={"status": ChangeStatus.reverted, "reason": f"rejected in review: {why}"})
                 )
                 continue
-            previous = ws.head()
+            previous = head
             task = task_of(tasks[change.task_id], change, state.verdicts)
-            if ws.repo.git.rev_parse(f"{change.commit}^") == previous:
-                ws.reset_to(change.commit)
-            else:
+            if self._parent(change.commit) != previous:  # made on a head an earlier revert removed
+                ws.reset_to(previous)  # the fix writes on the checkout
                 change = self._redo(task, change, previous, state, run).model_copy(
                     update={"attempt": change.attempt, "earlier": change.earlier}
                 )
@@ -134,12 +173,12 @@ class Reviewer(TaskCommitter):
             verdict, after = self._review(task, change, previous, before, state)
             verdicts.append(verdict)
             if verdict.accepted:
-                before = after
-                changes.append(change.model_copy(update={"commit": ws.head()}))
+                before, head = after, change.commit
+                changes.append(change)
             else:
-                ws.reset_to(previous)
                 changes.append(change.model_copy(update={"status": ChangeStatus.reverted, "reason": verdict.reason}))
                 rejected.append(changes[-1])
+        self._checkout(head)  # a no-op when every change stayed: the implementer left the branch there
         accepted = sum(v.accepted for v in verdicts)
         retry = [c.task_id for c in rejected if c.attempt < run.max_attempts]
         if repair or self._human:  # the verdicts of earlier rounds stay, but for the ones judged again
@@ -172,17 +211,16 @@ class Reviewer(TaskCommitter):
         return self.apply_and_commit(task, state, run, notes=(f"model edit asked again: {why}",))
 
     def _review(self, task: Task, change: Change, previous: str, before: list[Finding], state: RunState):
-        ws = self.ws
-        tree = ws.tree()
-        after = self._findings_at_head()
-        with GitTree(ws.path, previous, "before") as base:  # closed: it may hold a `git cat-file --batch`
-            gates = [
-                self.ctx.domain.targeted_gate(
-                    task, change, tree, base, after, [f for f in state.findings if f.id in task.finding_ids]
-                ),
-                no_new_findings(before, after, change.files),
-            ]
-            gates += self.ctx.domain.review(task, change, tree, base, state.design)
+        after = self._findings_at(change.commit)
+        base = self._trees.at(previous)
+        tree = self._tree(change.commit)
+        gates = [
+            self.ctx.domain.targeted_gate(
+                task, change, tree, base, after, [f for f in state.findings if f.id in task.finding_ids]
+            ),
+            no_new_findings(before, after, change.files),
+        ]
+        gates += self.ctx.domain.review(task, change, tree, base, state.design)
         accepted = all(g.passed or not g.verified for g in gates)  # a gate that could not run: kept, unverified
         for g in gates:  # judged together above; one span each says its outcome
             with span(
@@ -197,5 +235,39 @@ class Reviewer(TaskCommitter):
             ):
                 pass
         return Verdict(
-            task_id=task.id, phase=task.phase, commit=ws.head(), accepted=accepted, gates=gates, attempt=change.attempt
+            task_id=task.id,
+            phase=task.phase,
+            commit=change.commit,
+            accepted=accepted,
+            gates=gates,
+            attempt=change.attempt,
         ), after
+
+
+class _Trees:
+    """The trees of the commits a review reads (``GitTree.at``): each listing kept from the incremental
+    analysis's or derived from a near commit's, blobs read through one `git cat-file --batch`, stopped at
+    the end."""
+
+    KEEP = 3  # a change's parent and head, and the head a revert left behind
+
+    def __init__(self, repo, commit: str) -> None:
+        self._first = GitTree(repo, commit)  # its process serves every tree of the review
+        self._kept: dict[str, GitTree] = {}
+
+    def at(self, commit: str) -> GitTree:
+        found = self._kept.pop(commit, None) or self._first.at(commit)
+        found.files()  # listed now, so that a read needs no `git ls-tree` of its own
+        self._kept[commit] = found
+        while len(self._kept) > self.KEEP:
+            del self._kept[next(iter(self._kept))]
+        return found
+
+    def close(self) -> None:
+        self._first.close()
+
+    def __enter__(self) -> _Trees:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -100,20 +100,31 @@ class Domain(Protocol):
         """What a model's edit of ``path`` changes that makes it unsafe (refused without --unsafe-fixes)."""
 
     # -- reviewer --------------------------------------------------------
+    def reviews_commits(self) -> bool:
+        """Do ``review`` and ``targeted_gate`` judge a change from its commit alone (``root`` a GitTree of it)?
+
+        True: the reviewer reads each change from git objects and moves the checkout only to redo a change.
+        False: ``root`` is the checkout, moved to each change in turn (a gate that builds from disk)."""
+
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        """The committed changes the reviewer is about to judge, in order: a domain may prepare what its
+        gates will ask of each (lint their files in one go); nothing it does here may change a verdict."""
+
     def targeted_gate(
         self,
         task: Task,
         change: Change,
-        root: Path | DirTree,
+        root: Path | Tree,
         base: Tree,
         after: list[Finding],
         findings: list[Finding],
     ) -> Gate:
         """The gate that the task's ``findings`` are gone; ``after``: the analysis at the change."""
 
-    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+    def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         """Domain gates for one committed change (file-type aware), each judged against ``base``, its parent
-        (see ``engine.gates``). ``root``: the checkout at the change, as for ``apply``."""
+        (see ``engine.gates``). ``root``: the change's tree: the checkout at it, as for ``apply``, or (when
+        ``reviews_commits``) a GitTree of its commit."""
 
     def before_review(self, repo: Path, commits: list[str]) -> None:
         """The reviewer is about to judge ``commits`` (oldest first) one by one: a chance to do together
@@ -168,11 +179,17 @@ class DomainBase(Domain):
     def edit_risks(self, path: str, before: str | None, after: str) -> list[str]:
         return []
 
+    def reviews_commits(self) -> bool:
+        return False
+
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        return None
+
     def targeted_gate(
         self,
         task: Task,
         change: Change,
-        root: Path | DirTree,
+        root: Path | Tree,
         base: Tree,
         after: list[Finding],
         findings: list[Finding],
@@ -181,7 +198,7 @@ class DomainBase(Domain):
 
         return targeted_findings_gone(task, after)
 
-    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+    def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         return []
 
     def before_review(self, repo: Path, commits: list[str]) -> None:

@@ -227,8 +227,9 @@ class GitTree:
     """The tree of one commit, read through git without a checkout.
 
     Blobs are read through one ``git cat-file --batch`` process, started on
-    the first read, shared with the trees ``updated`` derives from this one,
-    and stopped by ``close()`` (or when the last of them is collected).
+    the first read of any of the trees that share it (the ones ``updated``
+    and ``at`` derive from this one), and stopped by ``close()`` of any of
+    them (a later read starts it again) or when the last of them is collected.
     """
 
     def __init__(self, repo: Path, commit: str, label: str = "") -> None:
@@ -236,7 +237,7 @@ class GitTree:
         self.commit = commit
         self.label = label or commit[:10]
         self._files: dict[str, int] | None = None
-        self._batch: _CatFile | None = None
+        self._batch = _Reader(self.repo)
 
     def _git(self, *args: str) -> bytes:
         return subprocess.run(["git", "-C", str(self.repo), *args], check=True, capture_output=True).stdout
@@ -275,8 +276,7 @@ class GitTree:
         ``git ls-tree`` for them, not for the whole tree).
         """
         changed = sorted(set(changed))
-        tree = GitTree(self.repo, commit, label)
-        tree._batch = self._batch
+        tree = self.at(commit, label)
         files = dict(self.files())
         for path in changed:
             files.pop(path, None)
@@ -285,6 +285,20 @@ class GitTree:
         tree._files = files
         _LISTINGS.put(self.repo, commit, files)
         return tree
+
+    def at(self, commit: str, label: str = "") -> GitTree:
+        """The tree of another commit of the same repository, reading blobs through this tree's process.
+
+        Its listing is made as ``files`` makes one: kept from an earlier listing of the commit, derived
+        from a commit listed near it, or listed afresh. Why: a reviewer reads each change and its parent;
+        one process serves them all instead of one per tree."""
+        tree = GitTree(self.repo, commit, label)
+        tree._batch = self._batch
+        return tree
+
+    def shares_reader(self, other: object) -> bool:
+        """Does ``other`` read blobs through this tree's process (closing one stops the other's)?"""
+        return isinstance(other, GitTree) and other._batch is self._batch
 
     def read(self, path: str) -> bytes:
         if self._files is None:  # one path asked of an unlisted commit: ask git for it, don't list 20,000 files
@@ -296,20 +310,21 @@ class GitTree:
             raise KeyError(path)
         if "\n" in path:  # the batch protocol is line-based
             return self._git("cat-file", "blob", f"{self.commit}:{path}")
-        if self._batch is None or not self._batch.usable():
-            self._batch = _CatFile(self.repo)
-        return self._batch.read(f"{self.commit}:{path}")
+        return self._batch.get().read(f"{self.commit}:{path}")
+
+    def object(self, name: str) -> bytes:
+        """The blob git names ``name`` (an object id, or ``<commit>:<path>`` of any commit), through this
+        tree's process and without a listing; KeyError when there is none."""
+        if "\n" in name:  # the batch protocol is line-based
+            raise KeyError(name)
+        return self._batch.get().read(name)
 
     def _batch_read(self, blob: str) -> bytes:
         """The blob ``blob`` (an object id) through this tree's ``git cat-file --batch``."""
-        if self._batch is None or not self._batch.usable():
-            self._batch = _CatFile(self.repo)
-        return self._batch.read(blob)
+        return self._batch.get().read(blob)
 
     def close(self) -> None:
-        if self._batch is not None:
-            self._batch.close()
-            self._batch = None
+        self._batch.close()
 
     def __enter__(self) -> GitTree:
         return self
@@ -366,6 +381,24 @@ class _Listings:
 
 
 _LISTINGS = _Listings()
+
+
+class _Reader:
+    """The ``git cat-file --batch`` that trees share: started on the first read of any, again after a close."""
+
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.proc: _CatFile | None = None
+
+    def get(self) -> _CatFile:
+        if self.proc is None or not self.proc.usable():
+            self.proc = _CatFile(self.repo)
+        return self.proc
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.close()
+            self.proc = None
 
 
 class _CatFile:

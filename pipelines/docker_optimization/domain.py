@@ -67,6 +67,10 @@ class DockerDomain(DomainBase):
         if not isinstance(tree, GitTree) or len(tree.commit) not in (40, 64):
             return Project(tree)
         found = self._projects.pop(tree.commit, None)
+        kept = self._incremental.project if self._incremental is not None else None
+        if found is None and kept is not None and isinstance(kept.tree, GitTree) and kept.tree.repo == tree.repo:
+            # The reviewer's analysis was just moved to the change it judges: its project serves the gates.
+            found = kept if kept.tree.commit == tree.commit else None
         if found is None:
             last = next(reversed(self._projects.values()), None)
             near = (
@@ -75,8 +79,9 @@ class DockerDomain(DomainBase):
                 else None
             )
             changed = changed_paths(tree.repo, near.commit, tree.commit) if near is not None else None
-            # A tree of its own, so that closing the caller's tree does not close this one's `git cat-file`.
-            own = GitTree(tree.repo, tree.commit, tree.label)
+            # A tree of its own (closing the caller's tree does not stop its `git cat-file`), reading through
+            # the one of the tree it is derived from: one process for every commit the run looks at.
+            own = near.at(tree.commit, tree.label) if near is not None else GitTree(tree.repo, tree.commit, tree.label)
             found = (
                 last.updated(own, changed)
                 if last is not None and changed is not None and len(changed) <= 200
@@ -84,7 +89,12 @@ class DockerDomain(DomainBase):
             )
         self._projects[tree.commit] = found
         while len(self._projects) > 4:
-            _close(self._projects.pop(next(iter(self._projects))).tree)
+            gone = self._projects.pop(next(iter(self._projects))).tree
+            if not any(
+                isinstance(gone, GitTree) and gone.shares_reader(p.tree)
+                for p in [*self._projects.values(), *([kept] if kept is not None else [])]
+            ):
+                _close(gone)
         return found
 
     def _option(self, name: str) -> Any:
@@ -291,15 +301,46 @@ class DockerDomain(DomainBase):
         return project
 
     # -- reviewer --------------------------------------------------------
-    def review(self, task: Task, change: Change, root: Path | DirTree, base: Tree, design: Design) -> list[Gate]:
+    def reviews_commits(self) -> bool:
+        """Every gate reads the change's tree (a GitTree of its commit), but --verify-builds: builds and
+        BuildKit's checks read a directory, so the reviewer then moves the checkout to each change."""
+        return not self._option("verify_builds")
+
+    def review_ahead(self, repo: Path, changes: list[Change]) -> None:
+        """hadolint lints the Dockerfiles the changes wrote in a few processes, not one per change: its results
+        are kept by text (``hadolint.run``), so each change's parse gate (``parse_problems``) then finds its
+        text linted. The texts are read from the commits; one that can't be read is linted by its gate."""
+        from agent_pipelines.pipelines.docker_optimization import hadolint as hadolint_mod
+
+        wanted = [(c.commit, p) for c in changes if c.commit for p in c.files if is_dockerfile(p)]
+        if len(wanted) < 2:
+            return
+        texts: dict[str, str] = {}
+        with GitTree(repo, wanted[0][0]) as tree:
+            for commit, path in wanted:
+                try:
+                    data = tree.object(f"{commit}:{path}")
+                except (KeyError, OSError):
+                    continue
+                if b"\0" not in data:  # as the project reads it: text, with replacement characters
+                    texts[f"{len(texts)}/Dockerfile"] = data.decode("utf-8", errors="replace")
+        names = list(texts)
+        for start in range(0, len(names), 40):  # each well within hadolint's time budget
+            part = names[start : start + 40]
+            hadolint_mod.run(part, texts={n: texts[n] for n in part})
+
+    def _change_project(self, root: Path | Tree) -> Project:
+        """The project of a reviewed change: its commit's (``_at``), or the checkout's (``_project``)."""
+        return self._project(root) if isinstance(root, (Path, DirTree)) else self._at(root)
+
+    def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         """Gates for one change, each judged against the change's parent (``base``): see ``engine.gates``.
 
         A Dockerfile built under several contexts is checked under every one of
         them; a context where its COPY sources were already missing before the
         change is reported as such and never reverts it.
         """
-        project = self._project(root)
-        root = _dir_tree(project).root
+        project = self._change_project(root)
         parent = _Lazy(lambda: self._at(base))
         gates: list[Gate] = []
         touched_contexts: set[str] = set()
@@ -333,7 +374,7 @@ class DockerDomain(DomainBase):
                 text = project.text(path)
                 if text is not None:
                     gates += validate.gates_for(
-                        path, text, _dir_tree(project), _before_text(base, path)
+                        path, text, project.tree, _before_text(base, path)
                     )  # bake, workflow, scripts
         for ctx in project.contexts:
             if ctx.dir not in touched_contexts and ctx.dockerfile not in change.files:
@@ -360,7 +401,9 @@ class DockerDomain(DomainBase):
                 from agent_pipelines.pipelines.docker_optimization.ops.builds import compose_options
 
                 for options in compose_options(ctx):  # each target / build args compose builds it with
-                    gates.append(self._start_gate(root, ctx, base, task, project.tree.commit, options))
+                    gates.append(  # --verify-builds: the reviewer gave the checkout (``reviews_commits``)
+                        self._start_gate(_dir_tree(project).root, ctx, base, task, project.tree.commit, options)
+                    )
         return gates
 
     def _verified(self, commit: str, ctx, options: tuple[str, ...], make):
@@ -453,7 +496,7 @@ class DockerDomain(DomainBase):
         self,
         task: Task,
         change: Change,
-        root: Path | DirTree,
+        root: Path | Tree,
         base: Tree,
         after: list[Finding],
         findings: list[Finding],
@@ -466,8 +509,7 @@ class DockerDomain(DomainBase):
         from agent_pipelines.pipelines.docker_optimization import hadolint as hadolint_mod
 
         name = "targeted findings gone"
-        tree = _checkout(root)
-        project = self._project(tree)
+        project = self._change_project(root)
         if change.files and all(validate.same_meaning(f, _before_text(base, f), project.text(f)) for f in change.files):
             return Gate(
                 name=name,
@@ -478,8 +520,18 @@ class DockerDomain(DomainBase):
         left = [f"{f.rule} at {f.location}" for f in after if f.file == task.file and f.rule in task.rules]
         df = project.dockerfiles.get(task.file)
         if df is not None and not df.error and any(r.startswith(("DL", "SC")) for r in task.rules):
-            config = next((c for c in hadolint_mod.CONFIG_NAMES if (tree.root / c).is_file()), "")
-            done = hadolint_mod.run([task.file], root=tree.root, config=config)
+            tree = project.tree
+            if isinstance(tree, DirTree):
+                config = next((c for c in hadolint_mod.CONFIG_NAMES if (tree.root / c).is_file()), "")
+                done = hadolint_mod.run([task.file], root=tree.root, config=config)
+            else:  # a commit: hadolint reads the text (and the repository's config) from a temporary directory
+                config = next((c for c in hadolint_mod.CONFIG_NAMES if c in project.files), "")
+                done = hadolint_mod.run(
+                    [task.file],
+                    texts={task.file: df.text},
+                    config=config,
+                    config_text=project.text(config) if config else None,
+                )
             if done.status != "ran":
                 return Gate(
                     name=name,

@@ -34,7 +34,7 @@ from ruamel.yaml.error import YAMLError
 
 from agent_pipelines.engine.artifacts import Gate
 from agent_pipelines.engine.gates import delta_gate
-from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.engine.tree import DirTree, Tree
 from agent_pipelines.pipelines.docker_optimization.model.schemas import vendored_schema
 
 WORKFLOW_PATH = re.compile(r"(^|/)\.github/workflows/[^/]+\.ya?ml$")
@@ -42,9 +42,9 @@ _REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://|^git@|^docker-image://|^oci-layout:
 _SHOWN = 5
 
 
-def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: str | None = None) -> list[Gate]:
-    """The gates for one changed file (``root``: the checkout, for paths a bake file names; a DirTree
-    whose files are listed already spares a walk).
+def gates_for(path: str, text: str, root: Path | Tree | None = None, before: str | None = None) -> list[Gate]:
+    """The gates for one changed file (``root``: the checkout or the change's tree, for paths a bake file
+    names; a DirTree whose files are listed already spares a walk, a GitTree reads the commit).
 
     ``before``: the file's text at the change's parent (None when the change created it). A gate
     fails only for problems that text didn't have: the others are recorded as already present.
@@ -66,7 +66,7 @@ def gates_for(path: str, text: str, root: Path | DirTree | None = None, before: 
     ]
 
 
-def _gates_for(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
+def _gates_for(path: str, text: str, root: Path | Tree | None) -> list[Gate]:
     if path.endswith(".hcl"):
         return bake_gates(path, text, root)
     if WORKFLOW_PATH.search(path):
@@ -268,7 +268,7 @@ def _literal(value: object) -> str | None:
     return value.replace("$${", "${")
 
 
-def bake_gates(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
+def bake_gates(path: str, text: str, root: Path | Tree | None) -> list[Gate]:
     try:
         data = parse_bake(text)
     except ValueError as err:
@@ -298,8 +298,8 @@ def bake_gates(path: str, text: str, root: Path | DirTree | None) -> list[Gate]:
         )
     )
     if root is not None:
-        tree = root if isinstance(root, DirTree) else DirTree(Path(root))
-        missing = _missing_paths(path, targets, tree.root)
+        tree = DirTree(root) if isinstance(root, Path) else root
+        missing = _missing_paths(path, targets, tree)
         gates.append(
             Gate(
                 name=f"{path}: every target's context and Dockerfile exist",
@@ -322,7 +322,7 @@ def _target_paths(path: str, attrs: dict) -> tuple[str, str] | None:
     return directory, posixpath.normpath(posixpath.join(directory, dockerfile))
 
 
-def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: set[str]) -> Gate:
+def copy_sources_gate(path: str, targets: dict[str, dict], tree: Tree, skip: set[str]) -> Gate:
     """Every COPY/ADD source of every target is sent by its context (CX003's check, per target).
 
     Each problem is stated without line numbers ("target api: shared does not
@@ -347,19 +347,31 @@ def copy_sources_gate(path: str, targets: dict[str, dict], tree: DirTree, skip: 
     )
 
 
-def _missing_paths(path: str, targets: dict[str, dict], root: Path) -> list[str]:
+def _missing_paths(path: str, targets: dict[str, dict], tree: Tree) -> list[str]:
+    """The targets whose context directory or Dockerfile is not there: on disk for a checkout, in the
+    listing for a commit (git records no empty directory, and a clean checkout has none)."""
     base = posixpath.dirname(path)
+    if isinstance(tree, DirTree):
+        is_dir, is_file = (lambda d: (tree.root / d).is_dir()), (lambda f: (tree.root / f).is_file())
+    else:
+        files, dirs = tree.files(), {"."}
+        for f in files:
+            d = posixpath.dirname(f)
+            while d and d not in dirs:
+                dirs.add(d)
+                d = posixpath.dirname(d)
+        is_dir, is_file = dirs.__contains__, (lambda f: posixpath.normpath(f) in files)
     missing = []
     for name, attrs in sorted(targets.items()):
         context = _literal(attrs.get("context", "."))
         if context is None or _REMOTE.search(context):
             continue
-        directory = root / posixpath.normpath(posixpath.join(base, context))
-        if not directory.is_dir():
+        directory = posixpath.normpath(posixpath.join(base, context))
+        if not is_dir(directory):
             missing.append(f"target {name}: context {context} is not a directory")
             continue
         dockerfile = _literal(attrs.get("dockerfile", "Dockerfile"))
-        if dockerfile is not None and not (directory / dockerfile).is_file():
+        if dockerfile is not None and not is_file(posixpath.join(directory, dockerfile)):
             missing.append(f"target {name}: no {dockerfile} in context {context}")
     return missing
 
