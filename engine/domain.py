@@ -126,11 +126,6 @@ class Domain(Protocol):
         (see ``engine.gates``). ``root``: the change's tree: the checkout at it, as for ``apply``, or (when
         ``reviews_commits``) a GitTree of its commit."""
 
-    def before_review(self, repo: Path, commits: list[str]) -> None:
-        """The reviewer is about to judge ``commits`` (oldest first) one by one: a chance to do together
-        what its gates would otherwise do once per commit (e.g. one linter process for every file they
-        changed). Only a speed-up: the gates must give the same answers without it."""
-
     # -- ops -------------------------------------------------------------
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         """Figures for the phase: each says how it was obtained."""
@@ -200,9 +195,6 @@ class DomainBase(Domain):
 
     def review(self, task: Task, change: Change, root: Path | Tree, base: Tree, design: Design) -> list[Gate]:
         return []
-
-    def before_review(self, repo: Path, commits: list[str]) -> None:
-        return None
 
     def measure(self, phase: str, base: Tree, head: Tree, design: Design) -> list[Measurement]:
         return []

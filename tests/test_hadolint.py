@@ -387,33 +387,3 @@ def test_a_hadolint_thread_that_fails_fails_the_analysis_after_our_rules(tmp_pat
     with pytest.raises(RuntimeError, match="hadolint wrapper bug"):
         run_analysis(write(tmp_path, {"Dockerfile": "FROM python:3.12-slim\n"}), hadolint=True)
     assert events[-1] == "rules end"
-
-
-@needs_hadolint
-def test_the_reviewer_s_parse_gate_finds_every_dockerfile_the_commits_wrote_linted_by_one_hadolint_run(
-    tmp_path, monkeypatch
-):
-    from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
-
-    repo = make_repo(tmp_path / "repo", {"api/Dockerfile": APT, "README.md": "x\n"})
-    commits = []
-    for text in ("FROM debian:12.5\nUSER nobody\n", "FORM debian:12.5\n"):  # the second one hadolint can't parse
-        (repo / "api/Dockerfile").write_text(text)
-        (repo / "web").mkdir(exist_ok=True)
-        (repo / "web/Dockerfile").write_text(text + "# web\n")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "change")
-        commits.append(git(repo, "rev-parse", "HEAD").strip())
-    wrote = [
-        text for text in ("FROM debian:12.5\nUSER nobody\n", "FORM debian:12.5\n") for text in (text, text + "# web\n")
-    ]
-    expected = [hadolint.parse_problems("api/Dockerfile", t) for t in wrote]  # one run each
-    hadolint.forget()
-
-    DockerDomain().before_review(repo, commits)
-    runs = []
-    real = hadolint._lint
-    monkeypatch.setattr(hadolint, "_lint", lambda *args: runs.append(args[1]) or real(*args))
-    assert [hadolint.parse_problems("api/Dockerfile", t) for t in wrote] == expected
-    assert runs == []  # every text was linted by before_review's one run
-    assert expected[2][0] and not expected[0][0]  # the gate still sees the file that no longer parses

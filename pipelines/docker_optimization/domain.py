@@ -22,7 +22,6 @@ from agent_pipelines.engine.artifacts import (
 )
 from agent_pipelines.engine.domain import Declined, DomainBase, FixError
 from agent_pipelines.engine.gates import delta_gate
-from agent_pipelines.engine.gitenv import git_env
 from agent_pipelines.engine.redact import mask
 from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
 from agent_pipelines.pipelines.docker_optimization import analysis, policy
@@ -555,44 +554,6 @@ class DockerDomain(DomainBase):
         if left:
             return Gate(name=name, passed=False, detail="still there: " + ", ".join(dict.fromkeys(left)))
         return Gate(name=name, passed=True, detail=f"{', '.join(task.rules)} cleared in {task.file}")
-
-    def before_review(self, repo: Path, commits: list[str]) -> None:
-        """hadolint's parser on every Dockerfile text the commits wrote, in one process (the parse gate then
-        finds each text already linted): 70 one-file runs cost ~2 s of start-up on a 45-Dockerfile monorepo.
-
-        The results are kept by text (``hadolint.run``), so a text is linted under a made-up name; a run
-        that stops early or notes anything keeps nothing, and each gate then lints its own file as before.
-        """
-        from agent_pipelines.pipelines.docker_optimization.hadolint import prefetch_parse
-
-        if not commits:
-            return
-        listed = subprocess.run(
-            ["git", "-C", str(repo), "show", "--no-renames", "--diff-filter=AM", "--name-only", "-z", "--format=%x01%H"]
-            + commits,
-            capture_output=True,
-            env=git_env(),
-        )
-        if listed.returncode != 0:
-            return
-        wanted: list[str] = []  # "<commit>:<path>" of each Dockerfile a commit added or changed
-        commit = ""
-        for field in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
-            field = field.strip("\n")
-            if field.startswith("\x01"):
-                commit, _, field = field[1:].partition("\n")
-            if commit and field and "\n" not in field and is_dockerfile(field):
-                wanted.append(f"{commit}:{field}")
-        if not wanted:
-            return
-        texts = []
-        with GitTree(repo, commits[-1]) as tree:
-            for spec in wanted:
-                try:
-                    texts.append(tree._batch_read(spec).decode("utf-8", "replace"))
-                except (KeyError, OSError):
-                    continue
-        prefetch_parse(texts)
 
     def _dockerfile_gates(self, path: str, df, project: Project, parent, base: Tree) -> list[Gate]:
         """What a build refuses though BuildKit's parser read it: instruction checks, hadolint's parser and,

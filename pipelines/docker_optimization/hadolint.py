@@ -454,14 +454,6 @@ def parse_problems(path: str, text: str) -> tuple[list[str], str]:
     ], ""
 
 
-def prefetch_parse(texts: list[str]) -> None:
-    """Lint ``texts`` together, as ``parse_problems`` lints each (no config), so that its later calls find
-    them kept: one hadolint process instead of one per text. Names are made up (results are kept by text)."""
-    unique = list(dict.fromkeys(texts))
-    names = [f"t{i}/Dockerfile" for i in range(len(unique))]
-    run(names, texts=dict(zip(names, unique)))
-
-
 def has_cache_mount_for(code: str, ins) -> bool:
     """Whether a RUN mounts a cache that the cache-cleaning advice ``code`` would empty or make moot."""
     needles = CACHE_ADVICE.get(code, ())
