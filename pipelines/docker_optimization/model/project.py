@@ -504,7 +504,9 @@ class Project:
         for owner, builds in self.compose_builds.items():
             for build in builds:
                 key = (build.context, build.dockerfile)
-                ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
+                ctx = found.get(key)
+                if ctx is None:  # made once per pair, not once per build naming it
+                    ctx = found[key] = Context(self, build.context, build.dockerfile)
                 if build.service not in ctx.services:
                     ctx.services.append(build.service)
                 if owner not in ctx.compose_files:
