@@ -49,6 +49,18 @@ def sent_size(ctx) -> SentSize:
     return memo[key].size
 
 
+def excluded_from(ctx, patterns: tuple[str, ...], sent: dict[str, int]) -> dict[str, list[str]]:
+    """For each pattern, the files of ``sent`` (what ``ctx`` sends, sorted) it would exclude on its own, in
+    that order: ``excluded_by_each(patterns, sent)``, read from the directory's per-pattern index (kept
+    across commits, following added and removed files) instead of a pass over every file sent."""
+    where = _Dir.of(ctx.project, ctx.dir)
+    paths, cut = ctx.project.sorted_paths, len(where.prefix)
+    return {
+        pattern: [rel for rel in (paths[i][cut:] for i in sorted(found)) if rel in sent]
+        for pattern, found in zip(patterns, where.excluded_by(list(patterns)))
+    }
+
+
 @dataclass(frozen=True)
 class _Kept:
     """A context directory's sent size, and how to follow files that only change size."""
@@ -109,7 +121,8 @@ class _Dir:
         paths = project.sorted_paths
         self.paths, self.sizes = paths, project.sorted_sizes
         self.prefix = "" if directory in ("", ".") else directory.rstrip("/") + "/"
-        self.lo, self.hi = span(paths, self.prefix) if self.prefix else (0, len(paths))
+        bounds: tuple[int, int] = span(paths, self.prefix) if self.prefix else (0, len(paths))
+        self.lo, self.hi = bounds
         self.total = sum(self.sizes[self.lo : self.hi])
         self.tops: list[tuple[str, int, int, int]] = []  # (name + "/", lo, hi, bytes) per top-level directory
         self.top_files: list[int] = []  # files directly in the directory
