@@ -394,9 +394,8 @@ class Project:
         assert base.ignore is not None
         sent = base.files
         cut = 0 if directory in ("", ".") else len(directory.rstrip("/")) + 1
-        paths = self._sorted
         hit = set().union(*_Dir.of(self, directory).excluded_by([p.text for p in new[len(base.ignore.patterns) :]]))
-        gone = [r for r in (paths[i][cut:] for i in hit) if r in sent]
+        gone = [r for r in (path[cut:] for path in hit) if r in sent]
         if base.ignore.has_reinclusions:
             gone = [r for r in gone if ignore.excluded(r)]
         out = dict(sent)  # a copy, in C; then only what leaves
