@@ -189,9 +189,9 @@ def same(incremental, full) -> None:
 
 
 def same_sends(project: Project, root: Path) -> None:
-    """Every context sends what a fresh project lists (paths, sizes, order): asking each one also keeps its
+    """Every context sends what a fresh project lists (paths and sizes): asking each one also keeps its
     listing for the next step, where it follows the changed paths or the ignore file's appended patterns."""
-    listed = lambda p: {(c.dir, c.dockerfile): list(c.sent().items()) for c in p.contexts}  # noqa: E731
+    listed = lambda p: {(c.dir, c.dockerfile): c.sent() for c in p.contexts}  # noqa: E731
     assert listed(project) == listed(Project(DirTree(root)))
 
 

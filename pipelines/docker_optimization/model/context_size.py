@@ -100,15 +100,15 @@ def _from_listing(sent: dict[str, int]) -> SentSize:
 
 
 def _from_ranges(where: _Dir, patterns: list[str]) -> SentSize:
-    excluded = set().union(*where.excluded_by(patterns)) if patterns else set()
-    sizes, paths = where.sizes, where.paths
-    ex = [bisect.bisect_left(paths, p, where.lo, where.hi) for p in sorted(excluded)]  # their indices, ascending
+    excluded = set().union(*where.positions(patterns)) if patterns else set()
+    sizes = where.sizes
+    ex = sorted(excluded)
     by_top: dict[str, tuple[int, int]] = {}
     for name, lo, hi, total in where.tops:
         a, b = bisect.bisect_left(ex, lo), bisect.bisect_left(ex, hi)
         if hi - lo - (b - a):
             by_top[name] = (hi - lo - (b - a), total - sum(map(sizes.__getitem__, ex[a:b])))
-    top_files = [i for i in where.top_files if paths[i] not in excluded]
+    top_files = [i for i in where.top_files if i not in excluded]
     if top_files:
         by_top[TOP_FILES] = (len(top_files), sum(map(sizes.__getitem__, top_files)))
     return SentSize(where.hi - where.lo - len(excluded), where.total - sum(map(sizes.__getitem__, ex)), by_top)
@@ -164,6 +164,18 @@ class _Dir:
             for pattern, files in excluded_by_each(generic, relatives).items():
                 self._by_pattern[pattern] = frozenset(map(self.prefix.__add__, files))
         return [self._by_pattern[p] for p in patterns]
+
+    def positions(self, patterns: list[str]) -> list[frozenset[int]]:
+        """``excluded_by`` as indices into the project's sorted paths (made once per pattern in this project)."""
+        found = self.excluded_by(patterns)
+        if not hasattr(self, "_positions"):
+            self._positions: dict[str, frozenset[int]] = {}
+            # path -> index, built in C: the 200,000 paths of a root context at scale 10 in milliseconds
+            self._index = dict(zip(self.paths[self.lo : self.hi], range(self.lo, self.hi)))
+        for pattern, paths in zip(patterns, found):
+            if pattern not in self._positions:
+                self._positions[pattern] = frozenset(map(self._index.__getitem__, paths))
+        return [self._positions[p] for p in patterns]
 
     def _literal(self, pattern: str) -> frozenset[str]:
         full = self.prefix + pattern
