@@ -386,6 +386,9 @@ class _Index:
         self.by_name: dict[str, list[int]] | None = (
             {} if all(_name_only(patterns[i].text) for i in self.head.get("", [])) else None
         )
+        # ... and a name is tried only on the patterns whose literal start and end it has ("*.pyc": ends with
+        # ".pyc"), most names on none: the regex runs for the few that may match.
+        self.name_ends = [(i, *_literal_ends(patterns[i].text[3:])) for i in self.head.get("", [])]
         self.unanchored: linear.Union | None
         try:  # one call rules out most paths for the patterns with no literal head ("*.pyc")
             self.unanchored = linear.Union([patterns[i].regex for i in self.head.get("", [])], re.ASCII)
@@ -419,7 +422,14 @@ class _Index:
                 name = path[path.rfind("/") + 1 :]
                 named = self.by_name.get(name)
                 if named is None:
-                    named = self.by_name[name] = self._unanchored(name)
+                    named = self.by_name[name] = [
+                        i
+                        for i, start, end in self.name_ends
+                        if name.startswith(start)
+                        and name.endswith(end)
+                        and len(name) >= len(start) + len(end)
+                        and self.patterns[i].match(name)
+                    ]
                 found += named
                 continue
             if k == 0 and self.unanchored is not None and self.unanchored.match(path) is None:
@@ -427,10 +437,12 @@ class _Index:
             found += (i for i in self.head.get(path[:k], ()) if self.patterns[i].match(path))
         return sorted(found) if len(found) > 1 else found
 
-    def _unanchored(self, path: str) -> list[int]:
-        if self.unanchored is not None and self.unanchored.match(path) is None:
-            return []
-        return [i for i in self.head.get("", ()) if self.patterns[i].match(path)]
+
+def _literal_ends(glob: str) -> tuple[str, str]:
+    """The literal text before the first and after the last wildcard ("*" or "?") of a glob without classes."""
+    first = min((i for i in (glob.find("*"), glob.find("?")) if i >= 0), default=len(glob))
+    last = max(glob.rfind("*"), glob.rfind("?"))
+    return glob[:first], glob[last + 1 :] if last >= 0 else ""
 
 
 def _name_only(text: str) -> bool:
