@@ -73,6 +73,8 @@ class _Kept:
         """The same count after ``changed`` files were added, removed or resized: each one sent (the
         ignore file's verdict on one path, as ``Context.sends``) moves the totals and its top-level entry."""
         prefix = "" if self.dir in ("", ".") else self.dir.rstrip("/") + "/"
+        if not any(path.startswith(prefix) for path in changed):  # nothing here changed: the same count
+            return self
         files, total, by_top = self.size.files, self.size.bytes, dict(self.size.by_top)
         for path in changed:
             rel = path[len(prefix) :]
