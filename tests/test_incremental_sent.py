@@ -108,3 +108,25 @@ def test_a_reinclusion_or_an_edited_pattern_is_not_derived(tmp_path):
         assert project.appended_sent("api", api.ignore) is None, text
         assert sends(project) == sends(Project(DirTree(root)))
         sends(project)
+
+
+def test_listings_not_asked_for_several_commits_apply_every_change_since(tmp_path):
+    """A listing followed across commits nobody asked it in is made once, from the last one made: a path
+    added then removed, removed then added back, or resized twice ends as a fresh project lists it."""
+    root = write(tmp_path, {**FILES, "api/.dockerignore": "**/node_modules\n"})
+    tree = DirTree(root)
+    project = Project(tree)
+    first = project
+    sends(first)
+    for path, text in [
+        ("api/tmp.py", "t\n"),
+        ("api/app.py", None),
+        ("api/tmp.py", None),
+        ("api/app.py", "print('back, and longer')\n"),
+        ("api/node_modules/z.js", "z\n"),
+        ("libs/common/util.py", "u = 22\n"),
+        ("libs/common/util.py", "u = 333\n"),
+    ]:
+        tree, project = step(root, tree, project, path, text)
+    assert sends(project) == sends(Project(DirTree(root)))
+    assert "app.py" in next(c for c in first.contexts if c.dir == "api").sent()  # the first project's stays

@@ -102,16 +102,24 @@ class Listing:
         """Relative path -> size. In sorted order as first listed, and the paths added since at the end: no
         reader depends on the order (``copies.sorted_paths`` sorts, the others count, sum or look up)."""
         if self._files is None:
-            chain: list[Listing] = []
+            # Read without a lock: another thread may make a listing of this chain meanwhile (it sets ``_files``
+            # before it lets go of ``_base``), so each node's state is read once, ``_files`` first.
+            chain: list[dict[str, int | None]] = []
             node: Listing = self
-            while node._files is None:
-                assert node._base is not None and node._edits is not None
-                chain.append(node)
-                node = node._base
+            while True:
+                made, base, edits = node._files, node._base, node._edits
+                if made is not None:
+                    break
+                if base is None or edits is None:  # made meanwhile
+                    made = node._files
+                    assert made is not None
+                    break
+                chain.append(edits)
+                node = base
             net: dict[str, int | None] = {}
-            for link in reversed(chain):  # oldest first: the last edit of a path wins
-                net.update(link._edits or {})
-            out = dict(node._files)  # a copy in C (a table copied whole); rebuilding one in order costs 30x that
+            for edits in reversed(chain):  # oldest first: the last edit of a path wins
+                net.update(edits)
+            out = dict(made)  # a copy in C (a table copied whole); rebuilding one in order costs 30x that
             for rel, size in net.items():
                 if size is None:
                     out.pop(rel, None)
@@ -119,7 +127,9 @@ class Listing:
                     out[rel] = size
                 elif self.ignore is None or not self.ignore.excluded(rel):
                     out[rel] = size
-            self._files, self._base, self._edits = out, None, None
+            self._files = out
+            self._base = self._edits = None
+            return out
         return self._files
 
 
