@@ -411,6 +411,16 @@ def test_the_index_finds_exactly_the_patterns_that_match(patterns, paths) -> Non
         assert ignore._index.hits(path) == [i for i, p in enumerate(ignore.patterns) if p.match(path)]
 
 
+def test_a_pattern_of_names_is_asked_once_per_name_with_the_answers_of_each_path() -> None:
+    ignore = DockerIgnore(["**/*.pyc", "**/.env.*", "node_modules", "src/*.py"])
+    paths = ["a.pyc", "src/a.pyc", "src/deep/a.pyc", "x\n/a.pyc", ".env.local", "src/.env.local", "src/app.py"]
+    for path in paths:  # "x\n/a.pyc": "**/" does not reach across a newline, so that path is asked whole
+        assert ignore._index.hits(path) == [i for i, p in enumerate(ignore.patterns) if p.match(path)], path
+    assert ignore._index.hits("x\n/a.pyc") == []
+    assert sorted(ignore._index.by_name or {}) == [".env.local", "a.pyc", "app.py"]
+    assert DockerIgnore(["**/*.pyc", "*.md"])._index.by_name is None  # "*.md" matches at the root only
+
+
 def test_a_pattern_is_compiled_only_when_a_path_reaches_it() -> None:
     ignore = DockerIgnore([f"dir{i}/sub/*.tmp" for i in range(1000)] + ["**/cache"])
     assert ignore.sent({"dir7/sub/x.tmp": 1, "dir7/sub/x.py": 2, "src/cache": 3, "src/app.py": 4}) == {

@@ -6,7 +6,7 @@ different contexts, root contexts, ignore files), applies a random sequence of
 the pipeline's own fixes and of hand edits (Dockerfiles, .dockerignore files,
 compose files, new and removed files, pragmas, .pipeline.yaml, .gitignore), and
 after every step compares ``Incremental`` with a fresh full analysis: same
-finding ids, same ignored ids.
+finding ids, same ignored ids, and every context sending the same files.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
 from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
-from agent_pipelines.pipelines.docker_optimization.model.project import is_dockerfile
+from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
@@ -188,6 +188,13 @@ def same(incremental, full) -> None:
     assert sorted(i.finding.id for i in incremental.ignored) == sorted(i.finding.id for i in full.ignored)
 
 
+def same_sends(project: Project, root: Path) -> None:
+    """Every context sends what a fresh project lists (paths and sizes): asking each one also keeps its
+    listing for the next step, where it follows the changed paths or the ignore file's appended patterns."""
+    listed = lambda p: {(c.dir, c.dockerfile): c.sent() for c in p.contexts}  # noqa: E731
+    assert listed(project) == listed(Project(DirTree(root)))
+
+
 @pytest.fixture(scope="module")
 def small_monorepo(tmp_path_factory) -> Path:
     """A generated monorepo at 1/40 scale: ~500 files, a few stacks building the same Dockerfiles two ways."""
@@ -206,10 +213,12 @@ def test_incremental_equals_full_after_random_fixes_and_edits(tmp_path_factory, 
     repo = Repo(root)
     with Incremental(DirTree(root)) as inc:
         same(inc.result, run_analysis(root))
+        same_sends(inc.project, root)
         for _ in range(data.draw(st.integers(1, 6))):
             changed = step(repo, data)
             result = inc.files_changed(changed)
             same(result, run_analysis(root))
+            same_sends(inc.project, root)
 
 
 def test_a_dockerfile_edit_reruns_only_what_reads_it(tmp_path):

@@ -375,9 +375,20 @@ class _Index:
                 self.suffix.setdefault(p.text[2:], []).append(i)
             else:
                 self.head.setdefault(_literal_head(p.text), []).append(i)
+        # "**/foo" with no "/" in foo (the common kind) can only name the last component: one lookup, not one per "/"
+        self.below_deep = any("/" in k for k in self.below)
         self.prefix_lengths = sorted({len(k) for k in self.prefix})
         self.suffix_lengths = sorted({len(k) for k in self.suffix})
         self.head_lengths = sorted({len(k) for k in self.head})
+        # "**/*.pyc", "**/.env.*": a pattern that can only match the last component ("*" and "?" never match
+        # "/"; a class or an escape might) gives the same answer for every path with that name, so its
+        # verdict (one RE2 call, the costly part of a pass over 20,000 paths) is kept per name.
+        self.by_name: dict[str, list[int]] | None = (
+            {} if all(_name_only(patterns[i].text) for i in self.head.get("", [])) else None
+        )
+        # ... and a name is tried only on the patterns whose literal start and end it has ("*.pyc": ends with
+        # ".pyc"), most names on none: the regex runs for the few that may match.
+        self.name_ends = [(i, *_literal_ends(patterns[i].text[3:])) for i in self.head.get("", [])]
         self.unanchored: linear.Union | None
         try:  # one call rules out most paths for the patterns with no literal head ("*.pyc")
             self.unanchored = linear.Union([patterns[i].regex for i in self.head.get("", [])], re.ASCII)
@@ -392,12 +403,14 @@ class _Index:
             if k > n:
                 break
             found += self.prefix.get(path[:k], ())
-        if self.below:
+        if self.below_deep:
             found += self.below.get(path, ())
             cut = path.find("/")
             while cut != -1:
                 found += self.below.get(path[cut + 1 :], ())
                 cut = path.find("/", cut + 1)
+        elif self.below:
+            found += self.below.get(path[path.rfind("/") + 1 :], ())
         for k in self.suffix_lengths:
             if k > n:
                 break
@@ -405,10 +418,39 @@ class _Index:
         for k in self.head_lengths:
             if k > n:
                 break
+            if k == 0 and self.by_name is not None and "\n" not in path:  # "(.*/)?" does not cross a newline
+                name = path[path.rfind("/") + 1 :]
+                named = self.by_name.get(name)
+                if named is None:
+                    named = self.by_name[name] = [
+                        i
+                        for i, start, end in self.name_ends
+                        if name.startswith(start)
+                        and name.endswith(end)
+                        and len(name) >= len(start) + len(end)
+                        and self.patterns[i].match(name)
+                    ]
+                found += named
+                continue
             if k == 0 and self.unanchored is not None and self.unanchored.match(path) is None:
                 continue
             found += (i for i in self.head.get(path[:k], ()) if self.patterns[i].match(path))
-        return sorted(found)
+        return sorted(found) if len(found) > 1 else found
+
+
+def _literal_ends(glob: str) -> tuple[str, str]:
+    """The literal text before the first and after the last wildcard ("*" or "?") of a glob without classes."""
+    first = min((i for i in (glob.find("*"), glob.find("?")) if i >= 0), default=len(glob))
+    last = max(glob.rfind("*"), glob.rfind("?"))
+    return glob[:first], glob[last + 1 :] if last >= 0 else ""
+
+
+def _name_only(text: str) -> bool:
+    """Does the buildkit/classic pattern ``text`` match a path exactly when it matches the path's last name?
+    "**/" then a glob of "*", "?" and plain characters: ``(.*/)?`` takes every directory, and the rest
+    cannot match a "/"."""
+    rest = text[3:]
+    return text.startswith("**/") and bool(rest) and not any(c in "/[]\\^" for c in rest) and "**" not in rest
 
 
 def _without_trailing_glob(text: str) -> str:

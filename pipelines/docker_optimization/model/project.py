@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import operator
 import posixpath
 import re
 from collections.abc import Iterable
@@ -57,12 +58,79 @@ def is_dockerfile(path: str) -> bool:
     return name == "Dockerfile" or name.startswith("Dockerfile.") or name.lower().endswith(".dockerfile")
 
 
+def _edits(moved: list[str], directory: str, files: dict[str, int]) -> dict[str, int | None]:
+    """The ``moved`` paths under ``directory``, relative to it, with their size in ``files`` (None: removed)."""
+    return {relative(p, directory): files.get(p) for p in moved if within(p, directory)}
+
+
 def within(path: str, directory: str) -> bool:
     return directory in ("", ".") or path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
 def relative(path: str, directory: str) -> str:
     return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1 :]
+
+
+class Listing:
+    """A directory's files (relative path -> size), or what a context sends of them, kept across commits.
+
+    ``follow`` makes the listing of the next tree from the paths that changed under the directory, without
+    reading the rest: nothing is done until ``files`` is asked for, and then the edits of every tree since the
+    last listing made are applied to a copy of it (an added path is asked of ``ignore`` alone, as
+    ``Context.sends`` does). Why: the root context lists every file of the repository (200,000 at scale 10),
+    and a commit that adds one file would otherwise list and match them all again.
+    """
+
+    __slots__ = ("ignore", "_files", "_base", "_edits")
+
+    def __init__(
+        self,
+        ignore: DockerIgnore | None,
+        files: dict[str, int] | None = None,
+        base: Listing | None = None,
+        edits: dict[str, int | None] | None = None,
+    ) -> None:
+        self.ignore = ignore  # None: every file is listed
+        self._files, self._base, self._edits = files, base, edits
+
+    def follow(self, edits: dict[str, int | None]) -> Listing:
+        """This listing after ``edits`` (relative path -> its new size, None when removed)."""
+        return Listing(self.ignore, base=self, edits=edits) if edits else self
+
+    @property
+    def files(self) -> dict[str, int]:
+        """Relative path -> size. In sorted order as first listed, and the paths added since at the end: no
+        reader depends on the order (``copies.sorted_paths`` sorts, the others count, sum or look up)."""
+        if self._files is None:
+            # Read without a lock: another thread may make a listing of this chain meanwhile (it sets ``_files``
+            # before it lets go of ``_base``), so each node's state is read once, ``_files`` first.
+            chain: list[dict[str, int | None]] = []
+            node: Listing = self
+            while True:
+                made, base, edits = node._files, node._base, node._edits
+                if made is not None:
+                    break
+                if base is None or edits is None:  # made meanwhile
+                    made = node._files
+                    assert made is not None
+                    break
+                chain.append(edits)
+                node = base
+            net: dict[str, int | None] = {}
+            for edits in reversed(chain):  # oldest first: the last edit of a path wins
+                net.update(edits)
+            out = dict(made)  # a copy in C (a table copied whole); rebuilding one in order costs 30x that
+            for rel, size in net.items():
+                if size is None:
+                    out.pop(rel, None)
+                elif rel in out:  # still there, resized: sent as before (the verdict depends on the path alone)
+                    out[rel] = size
+                elif self.ignore is None or not self.ignore.excluded(rel):
+                    out[rel] = size
+            self._files = out
+            self._base = self._edits = None
+            return out
+        return self._files
 
 
 @dataclass
@@ -122,9 +190,14 @@ class Context:
         """
         if self._sent is None:
             key = (self.dir, self.ignore.key)
-            if key not in self.project.sent_cache:
-                self.project.sent_cache[key] = self.ignore.sent(self.files())
-            self._sent = self.project.sent_cache[key]
+            kept = self.project.sent_cache.get(key)
+            if kept is None:
+                sent = self.project.appended_sent(self.dir, self.ignore)
+                kept = self.project.sent_cache[key] = Listing(
+                    self.ignore, self.ignore.sent(self.files()) if sent is None else sent
+                )
+            self.project.sent_asked.add(key)
+            self._sent = kept.files
         return self._sent
 
     def sends(self, path: str) -> bool:
@@ -142,8 +215,10 @@ class Project:
         self.tree = tree
         self.files = tree.files()
         self._sorted = sorted(self.files)
-        self._under: dict[str, dict[str, int]] = {}
-        self.sent_cache: dict[tuple[str, tuple], dict[str, int]] = {}
+        self._under: dict[str, Listing] = {}
+        # (context directory, ignore patterns) -> what is sent; ``sent_asked``: the keys asked of this project
+        self.sent_cache: dict[tuple[str, tuple], Listing] = {}
+        self.sent_asked: set[tuple[str, tuple]] = set()
         self._text: dict[str, str | None] = {}
         self._ignores: dict[str, tuple[DockerIgnore | None, str]] = {}  # see parsed_ignore
         self.problems: dict[str, InputProblem] = {}
@@ -177,8 +252,9 @@ class Project:
         What no changed path touches is reused: the parsed Dockerfiles and
         compose files, the texts read, the sorted paths (changed ones put in
         or taken out), the per-directory listings and what each context
-        sends (sizes updated where only sizes changed). Contexts are derived
-        again (cheap). ``tree.files()`` should answer without a walk
+        sends (each ``Listing`` follows the paths added, removed or resized
+        under its directory; nothing is listed or matched again). Contexts
+        are derived again (cheap). ``tree.files()`` should answer without a walk
         (``DirTree.updated``, ``GitTree.updated``). ``memo`` starts empty.
         """
         changed = set(changed)
@@ -187,39 +263,28 @@ class Project:
         added = sorted(p for p in changed if p in new.files and p not in self.files)
         removed = sorted(p for p in changed if p in self.files and p not in new.files)
         new._sorted = self._sorted
-        if added or removed:
-            gone = set(removed)
-            new._sorted = [p for p in self._sorted if p not in gone] if gone else list(self._sorted)
+        if added or removed:  # a copy moved in place (C memmoves), not a filter over every path
+            new._sorted = list(self._sorted)
+            for path in reversed(removed):
+                del new._sorted[bisect.bisect_left(new._sorted, path)]
             for path in added:
                 bisect.insort(new._sorted, path)
-        if "sorted_sizes" in self.__dict__:  # carried, not rebuilt: a list of every file's size
+        moved = sorted(p for p in changed if self.files.get(p) != new.files.get(p))  # same size: nothing to follow
+        if "sorted_sizes" in self.__dict__ and moved:  # carried, not rebuilt: a list of every file's size
             sizes = list(self.sorted_sizes)
             for path in reversed(removed):
                 del sizes[bisect.bisect_left(self._sorted, path)]
             for path in added:
                 sizes.insert(bisect.bisect_left(new._sorted, path), 0)
-            for path in changed:
+            for path in moved:
                 if path in new.files:
                     sizes[bisect.bisect_left(new._sorted, path)] = new.files[path]
             new.__dict__["sorted_sizes"] = sizes
-        resized_only = all(p in self.files and p in new.files for p in changed)
-        new._under = {}
-        for directory, listing in self._under.items():
-            inside = [p for p in changed if within(p, directory)]
-            if not inside:
-                new._under[directory] = listing
-            elif resized_only:  # same paths in the same order: only sizes to update
-                new._under[directory] = {**listing, **{relative(p, directory): new.files[p] for p in inside}}
-        new.sent_cache = {}
-        for (directory, key), sent in self.sent_cache.items():
-            inside = [p for p in changed if within(p, directory)]
-            if not inside:
-                new.sent_cache[(directory, key)] = sent
-            elif resized_only:
-                new.sent_cache[(directory, key)] = {
-                    **sent,
-                    **{r: new.files[p] for p in inside if (r := relative(p, directory)) in sent},
-                }
+        elif "sorted_sizes" in self.__dict__:
+            new.__dict__["sorted_sizes"] = self.sorted_sizes
+        # Listings follow the paths that changed under their directory (made when next asked for: ``Listing``).
+        new._under = {d: listing.follow(_edits(moved, d, new.files)) for d, listing in self._under.items()}
+        new.sent_cache, new.sent_asked = {}, set()
         # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
         # file (found while loading, as a fresh project finds them before any rule runs).
         new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
@@ -233,7 +298,6 @@ class Project:
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
-        moved = sorted(changed)
         new.sizes_memo = {k: v.updated(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
         if added or removed:  # an entry that can follow added and removed paths does; the others are made again
             new.names_memo = {
@@ -264,6 +328,13 @@ class Project:
             new.compose_builds, new.compose_unresolved = self.compose_builds, self.compose_unresolved
             new.compose_inputs = self.compose_inputs
         new.contexts = new._contexts()
+        # What each context sends follows too, while its directory still has a context; of a directory's
+        # ignore versions, those asked for in this project are kept (and the others while none was asked).
+        dirs = {c.dir for c in new.contexts}
+        asked = {d for d, _ in self.sent_asked}
+        for (directory, key), kept in self.sent_cache.items():
+            if directory in dirs and ((directory, key) in self.sent_asked or directory not in asked):
+                new.sent_cache[(directory, key)] = kept.follow(_edits(moved, directory, new.files))
         return new
 
     @property
@@ -284,12 +355,60 @@ class Project:
         """Directory-relative path -> size for the files below ``directory`` (a bisect on the sorted paths, cached)."""
         if directory not in self._under:
             if directory in ("", "."):
-                self._under[directory] = {p: self.files[p] for p in self._sorted}  # sorted, as below
+                paths = self._sorted  # sorted, as below
+                self._under[directory] = Listing(None, dict(zip(paths, map(self.files.__getitem__, paths))))
             else:
                 prefix = directory.rstrip("/") + "/"
                 lo, hi = span(self._sorted, prefix)
-                self._under[directory] = {p[len(prefix) :]: self.files[p] for p in self._sorted[lo:hi]}
-        return self._under[directory]
+                paths = self._sorted[lo:hi]
+                relatives = map(operator.itemgetter(slice(len(prefix), None)), paths)  # in C, not per path
+                self._under[directory] = Listing(None, dict(zip(relatives, map(self.files.__getitem__, paths))))
+        return self._under[directory].files
+
+    def appended_sent(self, directory: str, ignore: DockerIgnore) -> dict[str, int] | None:
+        """What a context of ``directory`` sends under ``ignore``, derived from what it sent under an ignore
+        file whose patterns ``ignore`` only extends with exclude patterns (no "!"); None when none was kept.
+
+        Exact, as Docker matches: the last matching pattern wins, and an appended exclude pattern comes after
+        every other, so a file stays excluded, and a file sent before is left out only when an appended
+        pattern hits it (matches it or a directory above it) -- on its own when the old patterns have no "!",
+        and otherwise asked of the whole new list (a "!" may re-include a file under a directory the old
+        patterns already excluded; there the appended pattern is not tried on that directory). The walk
+        skips the same directories as before and more (its skipping depends on the same "!" patterns). What
+        each appended pattern hits on its own comes from the directory's per-pattern index, shared with
+        ``context_size`` and kept across commits.
+        """
+        from agent_pipelines.pipelines.docker_optimization.model.context_size import _Dir
+
+        new = ignore.patterns
+        if ignore.flavor == "legacy":  # legacy checks parents at each pattern's depth, not along the walk
+            return None
+        base: Listing | None = None
+        for (d, _), kept in self.sent_cache.items():
+            assert kept.ignore is not None
+            old = kept.ignore.patterns
+            if (
+                d == directory
+                and kept.ignore.flavor == ignore.flavor
+                and len(old) < len(new)
+                and new[: len(old)] == old
+                and not any(p.exclusion for p in new[len(old) :])
+                and (base is None or len(old) > len(base.ignore.patterns))  # type: ignore[union-attr]
+            ):
+                base = kept
+        if base is None:
+            return None
+        assert base.ignore is not None
+        sent = base.files
+        cut = 0 if directory in ("", ".") else len(directory.rstrip("/")) + 1
+        hit = set().union(*_Dir.of(self, directory).excluded_by([p.text for p in new[len(base.ignore.patterns) :]]))
+        gone = [r for r in (path[cut:] for path in hit) if r in sent]
+        if base.ignore.has_reinclusions:
+            gone = [r for r in gone if ignore.excluded(r)]
+        out = dict(sent)  # a copy, in C; then only what leaves
+        for rel in gone:
+            del out[rel]
+        return out
 
     def parsed_ignore(self, path: str) -> tuple[DockerIgnore | None, str]:
         """An ignore file parsed once for every context that uses it, and kept by ``updated`` while it is
@@ -391,7 +510,9 @@ class Project:
         for owner, builds in self.compose_builds.items():
             for build in builds:
                 key = (build.context, build.dockerfile)
-                ctx = found.setdefault(key, Context(self, build.context, build.dockerfile))
+                ctx = found.get(key)
+                if ctx is None:  # made once per pair, not once per build naming it
+                    ctx = found[key] = Context(self, build.context, build.dockerfile)
                 if build.service not in ctx.services:
                     ctx.services.append(build.service)
                 if owner not in ctx.compose_files:

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
 from agent_pipelines.engine.finding import Applicability, Category, Severity
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+from agent_pipelines.pipelines.docker_optimization.model.context_size import excluded_from, sent_size
 from agent_pipelines.pipelines.docker_optimization.model.copies import matching, problems, sources
 from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
-from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
+from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 from agent_pipelines.pipelines.docker_optimization.rules.context_copies import cannot_build, readable_ignore
@@ -186,10 +186,7 @@ def excludable(
     skip = used_by_build(dockerfiles) | set(base)
     chosen: list[tuple[str, str, list[str]]] = []
     tried = tuple(pattern for pattern, _, _ in CANDIDATES if pattern not in skip)
-    memo, key = contexts[0].project.names_memo, ("excluded_by_each", contexts[0].dir, ignore.key, tried)
-    if key not in memo:  # contexts whose ignore files have the same patterns lose the same files
-        memo[key] = excluded_by_each(list(tried), sent)
-    each = memo[key]
+    each = excluded_from(contexts[0], tried, sent)
     for pattern, probe, why in CANDIDATES:
         if pattern in skip:
             continue
