@@ -177,6 +177,28 @@ def test_cx003_triggers_on_a_source_the_dockerignore_drops(tmp_path):
     assert codes(tmp_path, files, "CX003") == [("app/Dockerfile", 2)]
 
 
+def test_cx003_reads_quoted_and_escaped_sources_as_buildkit_does(tmp_path):
+    files = {
+        "compose.yaml": COMPOSE,
+        "app/Dockerfile": 'FROM python:3.12\nCOPY "app.sln" "app.sln"\nCOPY \'my file.txt\' my\\ notes.md ./\n'
+        'COPY "gone.txt" .\n',
+        "app/app.sln": "x\n",
+        "app/my file.txt": "y\n",
+        "app/my notes.md": "z\n",
+    }
+    assert codes(tmp_path, files, "CX003") == [("app/Dockerfile", 4)]  # only the one truly missing
+    found = next(f for f in analyze(tmp_path) if f.rule == "CX003")
+    assert found.message.startswith("gone.txt does not exist")  # named without its quotes
+
+
+def test_cx003_with_a_backtick_escape_keeps_backslashes_in_paths():
+    from agent_pipelines.pipelines.docker_optimization.model.copies import sources
+    from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
+
+    windows = Dockerfile.parse("app/Dockerfile", '# escape=`\nFROM windows\nCOPY "conf\\app.ini" `"a b`" C:\\app\\\n')
+    assert [s.path for s in sources(windows)] == ["conf\\app.ini", '"a', 'b"']  # ` escapes, not \\
+
+
 def test_cx003_assumes_a_directory_above_for_a_dockerfile_compose_doesnt_build(tmp_path):
     files = {
         "services/api/Dockerfile": "FROM python:3.12\nCOPY libs/common /libs\nCOPY services/api/app.py /app/\n",

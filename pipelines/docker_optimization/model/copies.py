@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import shlex
 from dataclasses import dataclass
 
 from agent_pipelines.engine import linear
@@ -27,14 +28,47 @@ class Source:
 def sources(df: Dockerfile) -> list[Source]:
     """Sources of COPY/ADD that come from the build context (not --from, heredocs or URLs)."""
     found = []
+    escape = _escape_directive(df.text)
     for ins in df.of("COPY", "ADD"):
-        if ins.flag("from") or len(ins.value) < 2:
+        words = _words(ins, escape)
+        if ins.flag("from") or len(words) < 2:
             continue
-        for src in ins.value[:-1]:
+        for src in words[:-1]:
             if src.startswith("<<") or "://" in src or src.startswith("git@"):
                 continue
             found.append(Source(ins, src))
     return found
+
+
+_ESCAPE = re.compile(r"#[ \t]*escape[ \t]*=[ \t]*(\S)", re.IGNORECASE)
+
+
+def _escape_directive(text: str) -> str:
+    """The Dockerfile's escape character: ``# escape=`` among the parser directives at its top, else "\\"."""
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("#"):
+            break
+        if found := _ESCAPE.fullmatch(line):
+            return found.group(1)
+    return "\\"
+
+
+def _words(ins: Instruction, escape: str) -> tuple[str, ...]:
+    """A COPY/ADD's arguments as BuildKit uses them: quotes removed and escapes applied, as its shell lexer
+    does before it looks up a path. Why: ``COPY "app.sln" "app.sln"`` copies ``app.sln``; the parser's
+    words keep the quotes (``'"app.sln"'``), and a quoted path then looked missing from every context (462
+    false errors on eShopOnContainers, whose Dockerfiles quote every COPY). Variables are left as written
+    (``$X`` stays unknown); the JSON form is already unquoted; unbalanced quotes keep the parser's words."""
+    if ins.json or not any(q in word for word in ins.value for q in ('"', "'", escape)):
+        return ins.value
+    lexer = shlex.shlex(" ".join(ins.value), posix=True)
+    lexer.whitespace_split, lexer.commenters, lexer.escape = True, "", escape
+    lexer.escapedquotes = '"'
+    try:
+        return tuple(lexer)
+    except ValueError:  # "No closing quotation": BuildKit refuses it too; the words as parsed
+        return ins.value
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
