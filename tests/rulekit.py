@@ -47,3 +47,15 @@ def fixed(root: Path, files: dict[str, str], rule: str, design: Design | None = 
         for path in domain.apply(task, root, design):
             out[path] = (root / path).read_bytes().decode()
     return out
+
+
+def edit_and_follow(root: Path, tree, project, path: str, text: str | None):
+    """Write ``text`` to ``path`` under ``root`` (None: delete it), then the tree and project that follow it
+    (``DirTree.updated``, ``Project.updated``), as the reviewer follows a commit."""
+    if text is None:
+        (root / path).unlink()
+    else:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    tree = tree.updated([path])
+    return tree, project.updated(tree, [path])

@@ -340,6 +340,7 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
     from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
     from agent_pipelines.pipelines.docker_optimization.model.project import Project
+    from tests.rulekit import edit_and_follow
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
@@ -357,13 +358,7 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
         ("README.md", None),
     ]
     for path, text in edits:
-        if text is None:
-            (root / path).unlink()
-        else:
-            (root / path).parent.mkdir(parents=True, exist_ok=True)
-            (root / path).write_text(text)
-        tree = tree.updated([path])
-        project = project.updated(tree, [path])
+        tree, project = edit_and_follow(root, tree, project, path, text)
         fresh = Project(DirTree(root))
         assert {(c.dir, c.dockerfile): sent_size(c) for c in project.contexts} == {
             (c.dir, c.dockerfile): sent_size(c) for c in fresh.contexts

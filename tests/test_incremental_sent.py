@@ -9,13 +9,11 @@ loaded afresh from the same files: the same paths and sizes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from agent_pipelines.engine.tree import DirTree
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
-from tests.rulekit import write
+from tests.rulekit import edit_and_follow, write
 
 FILES = {
     "compose.yaml": (
@@ -37,14 +35,7 @@ def sends(project: Project) -> dict[tuple[str, str], dict[str, int]]:
     return {(c.dir, c.dockerfile): c.sent() for c in project.contexts}
 
 
-def step(root: Path, tree: DirTree, project: Project, path: str, text: str | None) -> tuple[DirTree, Project]:
-    if text is None:
-        (root / path).unlink()
-    else:
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
-    tree = tree.updated([path])
-    return tree, project.updated(tree, [path])
+step = edit_and_follow
 
 
 def test_listings_follow_added_removed_and_resized_files(tmp_path):
