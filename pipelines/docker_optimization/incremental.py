@@ -246,10 +246,14 @@ def _signature(contexts: list[Context]) -> tuple:
 
 def _signatures(project: Project) -> dict[str, tuple]:
     """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom)."""
+    kept = project.__dict__.get("_signatures")  # asked of each project twice: as the new one, then the old
+    if kept is not None:
+        return kept
     by_dir: dict[str, list[Context]] = {}
     for c in project.contexts:
         by_dir.setdefault(c.dir, []).append(c)
-    return {d: _signature(cs) for d, cs in by_dir.items()}
+    found = project.__dict__["_signatures"] = {d: _signature(cs) for d, cs in by_dir.items()}
+    return found
 
 
 def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str]]]:

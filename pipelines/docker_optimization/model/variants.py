@@ -19,6 +19,7 @@ Two consequences for the findings, both here so that every rule gets them:
 from __future__ import annotations
 
 import functools
+import operator
 import posixpath
 from collections.abc import Iterable
 
@@ -93,7 +94,7 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
         group.sort(key=lambda f: (variant_order(f.file), f.line))
         first, others = group[0], [f for f in group[1:]]
         kept.append(_merged(first, ", ".join(f.location for f in others)))
-    return sorted(kept, key=lambda f: (f.file, f.line, f.rule))
+    return sorted(kept, key=operator.attrgetter("file", "line", "rule"))  # the key made in C, not a lambda
 
 
 @functools.lru_cache(maxsize=4096)  # an incremental update collapses the same groups again: made once
