@@ -38,9 +38,11 @@ sequences of real fixes and edits. Hadolint is not part of it.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import gc
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from agent_pipelines.engine.finding import Finding
@@ -103,11 +105,12 @@ class Incremental:
     def update(self, tree: Tree, changed: Iterable[str]) -> AnalysisResult:
         """The analysis of ``tree``, which differs from the last one in ``changed`` paths only."""
         changed = set(changed)
-        old = self.project
-        new = old.updated(tree, changed)
-        self.project = new
-        self._changed = changed
-        self.result = self._rerun(new, self._dirty(old, new, changed))
+        with _collections_deferred():
+            old = self.project
+            new = old.updated(tree, changed)
+            self.project = new
+            self._changed = changed
+            self.result = self._rerun(new, self._dirty(old, new, changed))
         return self.result
 
     def close(self) -> None:
@@ -229,6 +232,24 @@ class Incremental:
         if found is None:
             found = self._made[key] = runner.finding(rule, hit, file)
         return found
+
+
+@contextlib.contextmanager
+def _collections_deferred() -> Iterator[None]:
+    """No cyclic garbage collection during an update; the next one, after it, finds what it left.
+
+    Why: an update allocates many short-lived objects, and a full collection walks every object the
+    analysis keeps (lists of every path of the tree among them: 200,000 at scale 10); at that scale the
+    collections made a third of each update's time. Nothing is leaked: garbage waits until the update ends.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _matches(pattern: str, changed: set[str]) -> bool:
