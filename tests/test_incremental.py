@@ -556,3 +556,40 @@ def test_an_update_leaves_garbage_collection_as_it_found_it(tmp_path):
             assert not gc.isenabled()
         finally:
             gc.enable()
+
+
+def test_gitignore_patterns_carried_across_updates_equal_a_full_analysis(tmp_path):
+    """The .gitignore files (CX004 and the output directories CX001 keeps read them) are found once and
+    followed as they come and go, and each one's patterns stand while its text does: every step here
+    equals a full analysis."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n",
+        "api/Dockerfile": "FROM node:20\nCOPY . .\nRUN npm ci\n",
+        "api/package.json": "{}\n",
+        "api/dist/bundle.js": "x\n",
+        "api/.dockerignore": "node_modules\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    steps = [
+        (".gitignore", ".dockerignore\n"),  # hides the ignore file: CX004
+        ("api/.gitignore", "dist/\n"),  # a deeper file: dist/ is a local build output
+        ("api/.gitignore", "dist/\n!.dockerignore\n"),
+        ("notes.txt", "unrelated\n"),
+        (".gitignore", "*.log\n"),
+        ("api/.gitignore", None),
+    ]
+
+    def found(result) -> list[tuple[str, str]]:
+        return sorted((f.id, f.message) for f in result.findings)
+
+    with Incremental(DirTree(root)) as inc:
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            assert found(inc.files_changed([path])) == found(run_analysis(root)), path
+        assert inc.reran["CX004"] == 1

@@ -51,10 +51,11 @@ class _SecretFiles(list):
 
 
 class _KeptVerdicts(dict):
-    """SE006's answer per (context directory, Dockerfile), kept across commits (``Project.names_memo``): the
-    parsed Dockerfile, the ignore patterns and the secret files under the directory it was made from, and
-    for each file sent, whether a COPY names it. It stands while those three are the same (an unchanged
-    Dockerfile is the same object: ``Project.updated`` keeps it), whatever files came or went elsewhere."""
+    """Answers kept across commits (``Project.names_memo``), each with what it was made from; the caller
+    uses one only while that is the same, whatever files came or went elsewhere. SE006's per (context
+    directory, Dockerfile): the parsed Dockerfile (an unchanged one is the same object: ``Project.updated``
+    keeps it), the ignore patterns and the secret files there, and for each file sent, whether a COPY
+    names it. ``public_env``'s per .env file: its text and the verdict."""
 
     def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptVerdicts:
         return self
@@ -78,8 +79,13 @@ def public_env(project, path: str) -> bool:
     """Is ``path`` a .env file whose every variable is public by design (`EXPO_PUBLIC_*`, `VITE_*`...)?"""
     if not path.rpartition("/")[2].startswith(".env"):
         return False
-    keys = [m.group(1) for m in map(_ENV_LINE.match, (project.text(path) or "").splitlines()) if m]
-    return bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys)
+    text = project.text(path) or ""
+    kept = project.names_memo.setdefault("public_env", _KeptVerdicts())  # path -> (text, verdict)
+    was = kept.get(path)
+    if was is None or was[0] != text:
+        keys = [m.group(1) for m in map(_ENV_LINE.match, text.splitlines()) if m]
+        was = kept[path] = (text, bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys))
+    return was[1]
 
 
 @rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "project")
