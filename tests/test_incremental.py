@@ -11,6 +11,7 @@ finding ids, same ignored ids, and every context sending the same files.
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 
@@ -492,3 +493,98 @@ def test_findings_made_before_are_reused_and_let_go(tmp_path):
         kept = [f for f in inc.result.findings if f.id in {e.id for e in edited.findings}]  # found throughout
         assert kept and all(before[f.id] is f for f in kept)  # carried, or found again: the objects made first
         assert not new & {f.id for f in inc._made.values()}  # the edit's findings went with it
+
+
+def test_secret_file_verdicts_carried_across_updates_equal_a_full_analysis(tmp_path):
+    """SE006's verdict per context (is the secret file sent, does a COPY name it) is kept across updates
+    while the Dockerfile, the ignore patterns and the secret files there are the same; each step here
+    changes one of them, or nothing it reads, and the findings (and their messages) equal a full analysis."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n"
+        "  api-root:\n    build: {context: ., dockerfile: api/Dockerfile}\n",
+        "api/Dockerfile": "FROM python:3.12\nCOPY app.py /app/\n",
+        "api/app.py": "print(1)\n",
+        "api/.env": "STRIPE_KEY=1\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    steps = [
+        ("api/Dockerfile", "FROM python:3.12\nCOPY . /app/\n"),  # now COPY puts it in the image
+        ("notes.txt", "unrelated\n"),
+        ("api/.dockerignore", ".env\n"),  # the api context stops sending it; the root context still does
+        ("api/id_rsa", "-----BEGIN KEY-----\n"),
+        (".dockerignore", "**/.env\n"),
+        ("api/.env", "VITE_API_URL=https://example.com\n"),  # public by design: not a secret any more
+        (".dockerignore", None),
+        ("api/id_rsa", None),
+    ]
+
+    def se006(result) -> list[tuple[str, str]]:
+        return sorted((f.id, f.message) for f in result.findings if f.rule == "SE006")
+
+    with Incremental(DirTree(root)) as inc:
+        assert se006(inc.result)
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            assert se006(inc.files_changed([path])) == se006(run_analysis(root)), path
+
+
+def test_an_update_leaves_garbage_collection_as_it_found_it(tmp_path):
+    """An update runs without cyclic garbage collection (full collections walked every kept path list)
+    and turns it back on after; one that finds it off leaves it off."""
+    root = tmp_path / "repo"
+    (root / "api").mkdir(parents=True)
+    (root / "api/Dockerfile").write_text("FROM alpine\nCOPY . .\n")
+    with Incremental(DirTree(root)) as inc:
+        (root / "api/app.py").write_text("print(1)\n")
+        inc.files_changed(["api/app.py"])
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            (root / "api/app.py").write_text("print(2)\n")
+            inc.files_changed(["api/app.py"])
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+
+
+def test_gitignore_patterns_carried_across_updates_equal_a_full_analysis(tmp_path):
+    """The .gitignore files (CX004 and the output directories CX001 keeps read them) are found once and
+    followed as they come and go, and each one's patterns stand while its text does: every step here
+    equals a full analysis."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n",
+        "api/Dockerfile": "FROM node:20\nCOPY . .\nRUN npm ci\n",
+        "api/package.json": "{}\n",
+        "api/dist/bundle.js": "x\n",
+        "api/.dockerignore": "node_modules\n",
+    }
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    steps = [
+        (".gitignore", ".dockerignore\n"),  # hides the ignore file: CX004
+        ("api/.gitignore", "dist/\n"),  # a deeper file: dist/ is a local build output
+        ("api/.gitignore", "dist/\n!.dockerignore\n"),
+        ("notes.txt", "unrelated\n"),
+        (".gitignore", "*.log\n"),
+        ("api/.gitignore", None),
+    ]
+
+    def found(result) -> list[tuple[str, str]]:
+        return sorted((f.id, f.message) for f in result.findings)
+
+    with Incremental(DirTree(root)) as inc:
+        for path, text in steps:
+            if text is None:
+                (root / path).unlink()
+            else:
+                (root / path).write_text(text)
+            assert found(inc.files_changed([path])) == found(run_analysis(root)), path
+        assert inc.reran["CX004"] == 1

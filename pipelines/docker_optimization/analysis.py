@@ -20,6 +20,7 @@ what hadolint did, the rules' metadata).
 from __future__ import annotations
 
 import dataclasses
+import operator
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -307,12 +308,15 @@ def with_hadolint(project: Project, findings: list[Finding], notes: list[Note]) 
     return finish(project, findings, list(notes), result)
 
 
+ORDER = operator.attrgetter("file", "line", "rule")  # findings' order: (file, line, rule), the key made in C
+
+
 def finish(
     project: Project, findings: list[Finding], notes: list[Note], result: AnalysisResult, partition=None
 ) -> AnalysisResult:
     """The rules' findings (in rule order) made a result: duplicates dropped, sorted, ignores applied, notes.
     ``partition`` stands in for ``ignores.partition`` (incremental analysis keeps the verdicts it can)."""
-    unique = sorted({f.id: f for f in findings}.values(), key=lambda f: (f.file, f.line, f.rule))
+    unique = sorted({f.id: f for f in findings}.values(), key=ORDER)
     config = _config(project)
     lines, spans = _lines_of(project)
     kept, ignored = (partition or ignores.partition)(unique, config, lines, spans)

@@ -47,6 +47,9 @@ class DockerDomain(DomainBase):
         self._incremental: Incremental | None = (
             None  # the reviewer's incremental analysis, carried from one phase to the next
         )
+        # commit -> (its project, its rules' raw findings and notes): what the reviewer's analysis found where
+        # it started, until ops' first figures ask for it (the run's base, analyzed once, not twice)
+        self._started: dict[str, tuple[Project, tuple]] = {}
 
     def close(self) -> None:
         if self._incremental is not None:
@@ -54,6 +57,7 @@ class DockerDomain(DomainBase):
         for project in self._projects.values():
             _close(project.tree)
         self._projects.clear()
+        self._started.clear()
 
     def _at(self, tree: Tree) -> Project:
         """The project of a commit's tree, made once per commit and derived from the last one made.
@@ -112,6 +116,7 @@ class DockerDomain(DomainBase):
         if key is not None and key in self._by_commit:
             return self._by_commit[key]
         kept = self._incremental  # the reviewer's, left at the phase's head: its rules' findings, plus hadolint
+        started = self._started.pop(root.commit, None) if thorough and isinstance(root, GitTree) else None
         if (
             thorough
             and kept is not None
@@ -119,6 +124,8 @@ class DockerDomain(DomainBase):
             and getattr(kept.project.tree, "commit", "") == root.commit
         ):
             found = analysis.with_hadolint(kept.project, *kept.raw).findings
+        elif thorough and started is not None:  # where the reviewer's analysis started (the run's base)
+            found = analysis.with_hadolint(started[0], *started[1]).findings
         else:
             found = (
                 analysis.examine(self._at(root), hadolint=thorough).findings
@@ -142,6 +149,7 @@ class DockerDomain(DomainBase):
             last.to_commit(commit)
             return last
         self._incremental = Incremental.at_commit(repo, commit)
+        self._started = {commit: (self._incremental.project, self._incremental.raw)}
         return self._incremental
 
     def analyze_report(self, root: Path, **options: Any) -> Any:

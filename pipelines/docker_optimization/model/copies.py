@@ -16,7 +16,7 @@ from agent_pipelines.engine import linear
 from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore
 from agent_pipelines.pipelines.docker_optimization.model.paths import span
-from agent_pipelines.pipelines.docker_optimization.model.project import Context
+from agent_pipelines.pipelines.docker_optimization.model.project import Context, sorted_keys
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,17 @@ class Source:
 
 
 def sources(df: Dockerfile) -> list[Source]:
-    """Sources of COPY/ADD that come from the build context (not --from, heredocs or URLs)."""
+    """Sources of COPY/ADD that come from the build context (not --from, heredocs or URLs).
+
+    Read once per parsed Dockerfile (``df.memo``): ops and several rules ask it of every context at
+    every commit, and an unchanged Dockerfile is the same object across commits."""
+    kept = df.memo.get("copy_sources")
+    if kept is None:
+        kept = df.memo["copy_sources"] = _sources(df)
+    return list(kept)
+
+
+def _sources(df: Dockerfile) -> list[Source]:
     found = []
     escape = _escape_directive(df.text)
     for ins in df.of("COPY", "ADD"):
@@ -79,17 +89,10 @@ def _glob_regex(pattern: str) -> re.Pattern[str] | linear.Re2Pattern:
     return linear.compile("^" + "".join(out) + "(/.*)?$")
 
 
-_SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}
-
-
 def sorted_paths(files: dict[str, int]) -> list[str]:
-    """``files``' paths, sorted, computed once per dict (contexts' file dicts are never mutated)."""
-    hit = _SORTED.get(id(files))
-    if hit is None or hit[0] is not files or len(hit[1]) != len(files):
-        if len(_SORTED) > 256:
-            _SORTED.clear()
-        hit = _SORTED[id(files)] = (files, sorted(files))  # the dict is held, so its id isn't reused
-    return hit[1]
+    """``files``' paths, sorted, computed once per dict (contexts' file dicts are never mutated; a listing
+    that follows another's edits derives its sorted paths from the other's: ``Listing.files``)."""
+    return sorted_keys(files)
 
 
 def _under(keys: list[str], prefix: str) -> list[str]:

@@ -457,6 +457,9 @@ def _without_trailing_glob(text: str) -> str:
     return text.removesuffix("/**").removesuffix("/*")
 
 
+_EMPTY: DockerIgnore | None = None
+
+
 class DockerIgnore:
     """A compiled .dockerignore: ``excluded(path)`` answers for a context-relative file path.
 
@@ -505,7 +508,12 @@ class DockerIgnore:
 
     @classmethod
     def empty(cls) -> DockerIgnore:
-        return cls([], "")
+        """No patterns: every file is sent. One shared instance: its only state is a cache of verdicts, and
+        making an index for each context without an ignore file, at every commit, cost 6% of a replay."""
+        global _EMPTY
+        if _EMPTY is None:
+            _EMPTY = cls([], "")
+        return _EMPTY
 
     def _matches(self, path: str, parent: tuple[int, ...] | None) -> tuple[bool, tuple[int, ...] | None]:
         """Is ``path`` matched; and which patterns (indices, in order) it or a parent hit (for the children)."""

@@ -19,6 +19,7 @@ Two consequences for the findings, both here so that every rule gets them:
 from __future__ import annotations
 
 import functools
+import operator
 import posixpath
 from collections.abc import Iterable
 
@@ -76,6 +77,7 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
     were ("the same in compose.full.yaml:127"); its id changes with it.
     """
     kept: list[Finding] = []
+    grouped: list[Finding] = []  # what comes out of the groups: sorted apart, then merged with ``kept``
     groups: dict[tuple[str, str, str], list[Finding]] = {}
     compose_dirs: dict[str, str | None] = {}  # file -> its directory when it is a compose file (asked once per file)
     for f in findings:
@@ -88,15 +90,25 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
             kept.append(f)
     for group in groups.values():
         if len({f.file for f in group}) < 2:
-            kept += group
+            grouped += group
             continue
-        group.sort(key=lambda f: (variant_order(f.file), f.line))
-        first, others = group[0], [f for f in group[1:]]
-        kept.append(_merged(first, ", ".join(f.location for f in others)))
-    return sorted(kept, key=lambda f: (f.file, f.line, f.rule))
+        grouped.append(_collapsed(tuple(group)))
+    # The same order as sorting ``kept + grouped`` at once (sorts are stable), but as two sorted runs, which
+    # the sort merges in one pass: ``kept`` is already in order when the findings came sorted (they do), and
+    # thousands of compose findings in group order made the one sort 6x slower at scale 10.
+    order = operator.attrgetter("file", "line", "rule")
+    grouped.sort(key=order)
+    return sorted(kept + grouped, key=order)
 
 
-@functools.lru_cache(maxsize=4096)  # an incremental update collapses the same groups again: made once
+@functools.lru_cache(maxsize=16384)  # an incremental update collapses the same groups again: made once
+def _collapsed(group: tuple[Finding, ...]) -> Finding:
+    """A group's one finding: the first in variant order, naming where the others were."""
+    ordered = sorted(group, key=lambda f: (variant_order(f.file), f.line))
+    return _merged(ordered[0], ", ".join(f.location for f in ordered[1:]))
+
+
+@functools.lru_cache(maxsize=4096)
 def _merged(first: Finding, where: str) -> Finding:
     return Finding.make(
         rule=first.rule,

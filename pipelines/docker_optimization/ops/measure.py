@@ -9,6 +9,8 @@ name, which is the second figure.
 
 from __future__ import annotations
 
+import posixpath
+
 from agent_pipelines.engine.artifacts import Measurement, Method
 from agent_pipelines.engine.tree import Tree
 from agent_pipelines.pipelines.docker_optimization.model.copies import matching, sources
@@ -21,21 +23,34 @@ def buildkit_bytes(ctx: Context) -> tuple[int, int]:
     sent = ctx.sent()
     if df is None or df.error:
         return len(sent), sum(sent.values())
+    paths = [src.path for src in sources(df)]
+    if any(_whole(path) for path in paths):  # `COPY . .` names every file sent: no set of 200,000 paths
+        return len(sent), sum(sent.values())
     named: set[str] = set()
-    for src in sources(df):
-        named.update(matching(sent, src.path))
-    return len(named), sum(sent[p] for p in named)
+    for path in paths:
+        named.update(matching(sent, path))
+    return len(named), sum(map(sent.__getitem__, named))
+
+
+def _whole(src: str) -> bool:
+    """Does a COPY source name the whole context (``matching`` answers every file for it)?"""
+    return not src.strip("/") or posixpath.normpath(src.lstrip("/")) == "."
 
 
 def context_figures(project: Project) -> dict[str, dict[str, int]]:
     """Per context directory: classic files/bytes and BuildKit files/bytes."""
     out: dict[str, dict[str, int]] = {}
     for ctx in project.contexts:
-        sent = ctx.sent()
         bk_files, bk_bytes = buildkit_bytes(ctx)
-        entry = out.setdefault(
-            ctx.dir, {"files": len(sent), "bytes": sum(sent.values()), "buildkit_files": 0, "buildkit_bytes": 0}
-        )
+        entry = out.get(ctx.dir)
+        if entry is None:  # the first context of a directory gives its classic figures (summed once, not per context)
+            sent = ctx.sent()
+            entry = out[ctx.dir] = {
+                "files": len(sent),
+                "bytes": sum(sent.values()),
+                "buildkit_files": 0,
+                "buildkit_bytes": 0,
+            }
         entry["buildkit_files"] = max(entry["buildkit_files"], bk_files)
         entry["buildkit_bytes"] = max(entry["buildkit_bytes"], bk_bytes)
     return out

@@ -94,9 +94,46 @@ def parse_gitignore(path: str, text: str) -> list[GitignorePattern]:
 
 
 def gitignore_rules(project) -> list[GitignorePattern]:
-    """Every .gitignore of the project, shallow files first (a deeper file overrides a shallower one)."""
-    paths = sorted((p for p in project.files if posixpath.basename(p) == ".gitignore"), key=lambda p: p.count("/"))
-    return [pattern for p in paths for pattern in parse_gitignore(p, project.text(p) or "")]
+    """Every .gitignore of the project, shallow files first (a deeper file overrides a shallower one).
+
+    Kept across commits (``Project.names_memo``): the paths follow added and removed files, and a file's
+    patterns stand while its text is the same. Why: finding them walked every path of the tree (200,000
+    at scale 10) and compiled every pattern again after each commit."""
+    if "gitignore_paths" not in project.names_memo:
+        project.names_memo["gitignore_paths"] = _GitignorePaths(p for p in project.files if _is_gitignore(p))
+    parsed = project.names_memo.setdefault("gitignore_parsed", _Parsed())
+    found = []
+    for path in project.names_memo["gitignore_paths"]:
+        text = project.text(path) or ""
+        was = parsed.get(path)
+        if was is None or was[0] != text:
+            was = parsed[path] = (text, parse_gitignore(path, text))
+        found += was[1]
+    return found
+
+
+def _is_gitignore(path: str) -> bool:
+    return posixpath.basename(path) == ".gitignore"
+
+
+class _GitignorePaths(list):
+    """The .gitignore paths, shallow first (then as listed), following added and removed files."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        super().__init__(sorted(paths, key=lambda p: p.count("/")))
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _GitignorePaths:
+        born, gone = [p for p in added if _is_gitignore(p)], {p for p in removed if _is_gitignore(p)}
+        if not born and not gone:
+            return self
+        return _GitignorePaths(p for p in new if _is_gitignore(p))
+
+
+class _Parsed(dict):
+    """.gitignore path -> (its text, its patterns): an answer stands while the text is the same."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _Parsed:
+        return self
 
 
 def gitignored(rules: list[GitignorePattern], path: str) -> GitignorePattern | None:

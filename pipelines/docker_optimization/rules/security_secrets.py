@@ -50,6 +50,17 @@ class _SecretFiles(list):
         return secret_files([p for p in self if p not in gone] + added)
 
 
+class _KeptVerdicts(dict):
+    """Answers kept across commits (``Project.names_memo``), each with what it was made from; the caller
+    uses one only while that is the same, whatever files came or went elsewhere. SE006's per (context
+    directory, Dockerfile): the parsed Dockerfile (an unchanged one is the same object: ``Project.updated``
+    keeps it), the ignore patterns and the secret files there, and for each file sent, whether a COPY
+    names it. ``public_env``'s per .env file: its text and the verdict."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptVerdicts:
+        return self
+
+
 # Variables frameworks inline into the client bundle at build time: public by design, and the build needs them.
 PUBLIC_PREFIXES = (
     "EXPO_PUBLIC_",
@@ -68,8 +79,13 @@ def public_env(project, path: str) -> bool:
     """Is ``path`` a .env file whose every variable is public by design (`EXPO_PUBLIC_*`, `VITE_*`...)?"""
     if not path.rpartition("/")[2].startswith(".env"):
         return False
-    keys = [m.group(1) for m in map(_ENV_LINE.match, (project.text(path) or "").splitlines()) if m]
-    return bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys)
+    text = project.text(path) or ""
+    kept = project.names_memo.setdefault("public_env", _KeptVerdicts())  # path -> (text, verdict)
+    was = kept.get(path)
+    if was is None or was[0] != text:
+        keys = [m.group(1) for m in map(_ENV_LINE.match, text.splitlines()) if m]
+        was = kept[path] = (text, bool(keys) and all(k.startswith(PUBLIC_PREFIXES) for k in keys))
+    return was[1]
 
 
 @rule("SE006", "secret-file-in-build-context", Category.security, Severity.error, "project")
@@ -103,20 +119,32 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
     if "secret_files" not in project.names_memo:  # kept across incremental updates (see Project.names_memo)
         project.names_memo["secret_files"] = secret_files(project.files)
     candidates = [p for p in project.names_memo["secret_files"] if not public_env(project, p)]
+    kept = project.names_memo.setdefault("secret_file_verdicts", _KeptVerdicts())
+    by_dir: dict[str, list[str]] = {}
     for ctx in project.contexts:
-        inside = [p for p in candidates if within(p, ctx.dir)]
+        inside = by_dir.get(ctx.dir)
+        if inside is None:
+            inside = by_dir[ctx.dir] = [p for p in candidates if within(p, ctx.dir)]
         if not inside or (ctx.dir, ctx.dockerfile) in seen:
             continue
         seen.add((ctx.dir, ctx.dockerfile))
         df = project.dockerfiles.get(ctx.dockerfile)
-        copying = [src.path for src in sources(df)] if df is not None and not df.error else []
-        for full in inside:
-            path = relative(full, ctx.dir)
-            if ctx.ignore.excluded(path):
-                continue
+        ignore = ctx.ignore
+        was = kept.get((ctx.dir, ctx.dockerfile))
+        if was is not None and was[0] is df and was[1] == ignore.key and was[2] == inside:
+            verdicts = was[3]
+        else:
+            copying = [src.path for src in sources(df)] if df is not None and not df.error else []
+            verdicts = [
+                (full, any(names(src, path) for src in copying))
+                for full in inside
+                if not ignore.excluded(path := relative(full, ctx.dir))
+            ]
+            kept[(ctx.dir, ctx.dockerfile)] = (df, ignore.key, inside, verdicts)
+        for full, copies in verdicts:
             if ctx.dir not in senders.setdefault(full, []):
                 senders[full].append(ctx.dir)
-            if any(names(src, path) for src in copying) and ctx.dockerfile not in copied.setdefault(full, []):
+            if copies and ctx.dockerfile not in copied.setdefault(full, []):
                 copied[full].append(ctx.dockerfile)
     for full, dirs in sorted(senders.items()):
         contexts = ", ".join(dirs)
