@@ -29,6 +29,7 @@ from agent_pipelines.pipelines.docker_optimization.model.project import Project,
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
+from tests.rulekit import edit_and_follow, write
 
 DESIGN = Design(policies={"host_cores": "2"})
 
@@ -341,7 +342,6 @@ def test_what_contexts_send_follows_added_and_removed_files(tmp_path):
     """Sizes sent per context and secret-looking files, carried across updates, equal a fresh project's."""
     from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
     from agent_pipelines.pipelines.docker_optimization.model.project import Project
-    from tests.rulekit import edit_and_follow
 
     root = tmp_path / "repo"
     shutil.copytree(EXAMPLE, root)
@@ -447,9 +447,7 @@ def test_copy_problems_carried_across_updates_equal_a_full_analysis(tmp_path):
         "shared/requirements.txt": "flask\n",
         "shared/.dockerignore": "requirements.txt\n",
     }
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+    write(root, files)
     steps = [
         ("requirements.txt", None),
         ("requirements.txt", "flask\n"),
@@ -507,9 +505,7 @@ def test_secret_file_verdicts_carried_across_updates_equal_a_full_analysis(tmp_p
         "api/app.py": "print(1)\n",
         "api/.env": "STRIPE_KEY=1\n",
     }
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+    write(root, files)
     steps = [
         ("api/Dockerfile", "FROM python:3.12\nCOPY . /app/\n"),  # now COPY puts it in the image
         ("notes.txt", "unrelated\n"),
@@ -565,9 +561,7 @@ def test_gitignore_patterns_carried_across_updates_equal_a_full_analysis(tmp_pat
         "api/dist/bundle.js": "x\n",
         "api/.dockerignore": "node_modules\n",
     }
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
+    write(root, files)
     steps = [
         (".gitignore", ".dockerignore\n"),  # hides the ignore file: CX004
         ("api/.gitignore", "dist/\n"),  # a deeper file: dist/ is a local build output
