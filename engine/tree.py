@@ -319,10 +319,6 @@ class GitTree:
             raise KeyError(name)
         return self._batch.get().read(name)
 
-    def _batch_read(self, blob: str) -> bytes:
-        """The blob ``blob`` (an object id) through this tree's ``git cat-file --batch``."""
-        return self._batch.get().read(blob)
-
     def close(self) -> None:
         self._batch.close()
 
@@ -460,21 +456,26 @@ def changed_paths(repo: Path, old: str, new: str) -> list[str]:
         ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", "-z", old, new], check=True, capture_output=True
     ).stdout
     found = [p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p]
-    if _OBJECT_ID.fullmatch(old) and _OBJECT_ID.fullmatch(new):  # not a ref or HEAD, which move
-        if len(_CHANGED) >= 4096:
-            _CHANGED.clear()
-        _CHANGED[key] = tuple(found)
+    if OBJECT_ID.fullmatch(old) and OBJECT_ID.fullmatch(new):  # not a ref or HEAD, which move
+        keep(_CHANGED, key, tuple(found))
     return found
 
 
 def remember_changed(repo: Path, old: str, new: str, paths: Iterable[str]) -> None:
     """Record what ``changed_paths`` says of two commits, from a caller that knows it without asking git (the
     workspace knows what a commit it just made changed): the same list, in git's order (paths by their bytes)."""
-    if _OBJECT_ID.fullmatch(old) and _OBJECT_ID.fullmatch(new):
-        if len(_CHANGED) >= 4096:
-            _CHANGED.clear()
-        _CHANGED[(str(repo), old, new)] = tuple(sorted(set(paths), key=lambda p: p.encode("utf-8", "surrogateescape")))
+    if OBJECT_ID.fullmatch(old) and OBJECT_ID.fullmatch(new):
+        paths = sorted(set(paths), key=lambda p: p.encode("utf-8", "surrogateescape"))
+        keep(_CHANGED, (str(repo), old, new), tuple(paths))
+
+
+def keep(cache: dict, key: object, value: object, limit: int = 4096) -> None:
+    """Put ``value`` in a per-process ``cache`` of what object ids name (it never changes), emptied when it
+    holds ``limit`` entries: a bound on memory for a long-lived process (a server running many runs)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
 
 
 _CHANGED: dict[tuple[str, str, str], tuple[str, ...]] = {}
-_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # a full object id (SHA-1 or SHA-256), not a ref

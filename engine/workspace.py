@@ -22,15 +22,12 @@ import git
 from agent_pipelines.engine.edits import Staged
 from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.engine.tree import DirTree, _CatFile, changed_paths, remember_changed
+from agent_pipelines.engine.tree import OBJECT_ID, DirTree, _CatFile, changed_paths, keep, remember_changed
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
 TRAILER_TASK = "Pipeline-Task"
 TRAILER_FINDINGS = "Pipeline-Findings"
-
-
-_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 class RepoError(Exception):
@@ -283,9 +280,7 @@ def _remember_raw(parent: str, sha: str, staged: list[_Staged]) -> None:
             raw.append(("000000", new_mode, _ZERO, new_blob, "A", second))
         else:
             raw.append((old_mode, new_mode, old_blob, new_blob, status, first))
-    if len(_RAW) >= 4096:
-        _RAW.clear()
-    _RAW[sha] = (parent, sorted(raw, key=lambda r: r[5].encode("utf-8", "surrogateescape")))
+    keep(_RAW, sha, (parent, sorted(raw, key=lambda r: r[5].encode("utf-8", "surrogateescape"))))
 
 
 def _known_raw(head: str, sha: str) -> list[_Raw] | None:
@@ -459,7 +454,7 @@ class Workspace:
             said = (self._gitdir / "HEAD").read_text(encoding="utf-8", errors="surrogateescape").strip()
         except OSError:
             said = ""
-        if _OBJECT_ID.fullmatch(said):
+        if OBJECT_ID.fullmatch(said):
             return None, said
         if said.startswith("ref: refs/heads/"):
             branch = said.removeprefix("ref: refs/heads/")
@@ -467,7 +462,7 @@ class Workspace:
                 sha = (self._common / "refs" / "heads" / branch).read_text(encoding="ascii").strip()
             except (OSError, UnicodeDecodeError):
                 sha = ""
-            if _OBJECT_ID.fullmatch(sha):
+            if OBJECT_ID.fullmatch(sha):
                 return branch, sha
         head = self.repo.head
         try:
@@ -736,16 +731,14 @@ class Workspace:
         body = message.rstrip() + "\n\n" + "\n".join(f"{k}: {v}" for k, v in trailers.items()) + "\n"
         numstat, self._staged_numstat = self._staged_numstat, None
         raw, self._staged_raw = self._staged_raw, None
-        parent = self.head()
         sha = self._commit_with_message(body)
+        parent = _PARENTS[sha]  # recorded by the commit just made
         if raw is not None:
             _remember_raw(parent, sha, raw)
         if not any(s.status.startswith("C") for s in staged):  # what `git diff --no-renames` names: both sides
             remember_changed(self.path, parent, sha, [p for s in staged for p in (s.path, s.old_path) if p])
         if numstat is not None and self._renames_by_default():  # `git show` would detect renames as -M did
-            if len(_NUMSTATS) >= 4096:
-                _NUMSTATS.clear()
-            _NUMSTATS[sha] = numstat  # what an object id names never changes
+            keep(_NUMSTATS, sha, numstat)
         if self._exact:  # everything written is committed: the checkout is as clean as before the writes
             self._set_clean(self._was_clean)
         return sha
@@ -777,9 +770,7 @@ class Workspace:
         tree = git("write-tree")
         sha = git("commit-tree", tree, "-p", parent, "-F", "-", text=message)
         git("update-ref", "-m", "commit: " + message.split("\n", 1)[0], "HEAD", sha, parent)
-        if len(_PARENTS) >= 4096:
-            _PARENTS.clear()
-        _PARENTS[sha] = parent
+        keep(_PARENTS, sha, parent)
         return sha
 
     def parent(self, sha: str) -> str | None:
