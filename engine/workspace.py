@@ -18,6 +18,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import git
 
@@ -25,6 +26,9 @@ from agent_pipelines.engine.edits import Staged
 from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
 from agent_pipelines.engine.gitenv import git_env
 from agent_pipelines.engine.tree import OBJECT_ID, DirTree, _CatFile, changed_paths, keep, remember_changed
+
+if TYPE_CHECKING:
+    from gitdb import LooseObjectDB
 
 TRAILER_RUN = "Pipeline-Run"
 TRAILER_PHASE = "Pipeline-Phase"
@@ -332,6 +336,7 @@ class Workspace:
         self._staged_numstat: tuple[list[str], int, int] | None = None  # the last ``stage``'s numstat
         self._staged_raw: list[_Staged] | None = None  # and its `git diff --raw` records
         self._staged_tree: tuple[str, str, dict[str, tuple[str, str]]] | None = None  # (HEAD, tree, entries)
+        self._loose: LooseObjectDB | None = None  # where ``_store`` writes objects
 
     # -- lifecycle -------------------------------------------------------
     @staticmethod
@@ -804,10 +809,13 @@ class Workspace:
         return attrs.returncode != 0 or bool(attrs.stdout.strip(b"\0"))
 
     def _store(self, kind: bytes, data: bytes) -> str:
-        """Write a loose object (as `git hash-object -w` does) through GitPython's object database."""
-        from gitdb import IStream
+        """Write a loose object, as `git hash-object -w` does, with gitdb in this process (GitPython's own
+        object database would start a `git hash-object` per object)."""
+        from gitdb import IStream, LooseObjectDB
 
-        return self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode("ascii")
+        if self._loose is None:
+            self._loose = LooseObjectDB(self.repo.odb.root_path())
+        return self._loose.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode("ascii")
 
     def _root_tree(self, commit: str) -> str:
         """The root tree id of ``commit``."""

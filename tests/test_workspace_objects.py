@@ -79,6 +79,7 @@ def test_a_fix_s_files_are_committed_as_git_objects_to_the_tree_git_add_makes(tm
             sha = ws.commit(written, "Edit", {"Pipeline-Task": "t1"}, staged=staged)
         assert sha is not None and ws.head() == sha
         assert _index_commands(commands) == [], "nothing read or wrote the index"
+        assert not [c for c in commands if "hash-object" in c], "objects are written in this process"
         assert (ws._gitdir / "index").stat().st_mtime_ns == index.st_mtime_ns
 
         made = git(ws.path, "rev-parse", f"{sha}^{{tree}}")
