@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypedDict
 
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel
 
 from agent_pipelines.engine.artifacts import (
+    ARTIFACT_TYPES,
+    ENUM_TYPES,
     Applicability,
     Category,
     Change,
@@ -29,7 +33,7 @@ from agent_pipelines.engine.artifacts import (
     Task,
     Verdict,
 )
-from agent_pipelines.engine.checkpoint import Checkpoints
+from agent_pipelines.engine.checkpoint import Checkpoints, serializer
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -124,3 +128,17 @@ def test_the_checkpointer_does_not_revive_unregistered_types(tmp_path):
         restored = graph.compile(checkpointer=cp.saver).get_state(config).values["items"]["stranger"]
     assert not isinstance(restored, NotRegistered)
     assert restored == {"x": 1}
+
+
+def test_the_serializer_writes_the_bytes_langgraph_s_own_writes():
+    """The run's serializer encodes its artifact types by a lookup of their type, not LangGraph's chain of
+    questions; what it writes is what LangGraph writes, byte for byte, so either reads the other's."""
+    items = one_of_each()
+    langgraph_s = JsonPlusSerializer(allowed_msgpack_modules=[*ARTIFACT_TYPES, *ENUM_TYPES])
+    ours = serializer()
+    values = [*items.values(), list(items.values()), {"nested": [items["finding"], Severity.error]}, None, b"raw"]
+    values.append({"a path": Path("/tmp/x"), "when": T0, "a set": {1, 2}})  # types of LangGraph's own chain
+    for value in values:
+        written = ours.dumps_typed(value)
+        assert written == langgraph_s.dumps_typed(value), value
+        assert langgraph_s.loads_typed(written) == ours.loads_typed(written) == value
