@@ -65,7 +65,7 @@ class Analyst(Agent):
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
         self.ws.reset_to(state.head_commit)
-        findings = self.ctx.domain.analyze(self.ws.path, thorough=True)
+        findings = self.ctx.domain.analyze(self.ws.tree(), thorough=True)  # the listing the agents share
         notes = []
         if self.ctx.llm is not None:
             extra, note = self.model_findings(phase, findings)

@@ -9,9 +9,10 @@ from agent_pipelines.engine.spec import Phase
 
 class Architect(Agent):
     role = "architect"
+    needs_workspace = True  # for the checkout's kept listing (``Workspace.tree``), not to write
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
-        design = self.ctx.domain.design(self.ctx.worktree, state.findings, state.plan)
+        design = self.ctx.domain.design(self.ws.tree(), state.findings, state.plan)
         notes = []
         if self.ctx.llm is not None:
             from agent_pipelines.engine.llm import DesignAdvice

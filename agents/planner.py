@@ -33,11 +33,10 @@ def _strictest(findings) -> str:
 
 class Planner(Agent):
     role = "planner"
+    needs_workspace = True  # for the checkout's kept listing (``Workspace.tree``), not to write
 
     def run(self, phase: Phase, state: RunState, run: RunContext) -> Step:
-        plan = self.ctx.domain.plan(
-            state.findings, run.phases, run.options.get("unsafe_fixes") == "1", self.ctx.worktree
-        )
+        plan = self.ctx.domain.plan(state.findings, run.phases, run.options.get("unsafe_fixes") == "1", self.ws.tree())
         notes = []
         if self.ctx.llm is not None:
             plan = self.with_model_tasks(plan, state.findings, run.phases)

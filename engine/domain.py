@@ -73,8 +73,11 @@ class Domain(Protocol):
 
     # -- planner ---------------------------------------------------------
     @abstractmethod
-    def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
-        """Group fixable findings into tasks, each assigned to one phase."""
+    def plan(
+        self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | DirTree | None = None
+    ) -> Plan:
+        """Group fixable findings into tasks, each assigned to one phase. ``root``: the checkout, as ``apply``
+        gets it (its directory, or a DirTree of it whose file list the workspace keeps)."""
 
     def applicability_of(self, rules: list[str]) -> Applicability:
         """The strictest fix safety of ``rules``: a model edit for them is as safe as their fixes would be."""
@@ -83,8 +86,8 @@ class Domain(Protocol):
         """Whether a model may write ``path`` (a model edit of any other file is refused)."""
 
     # -- architect -------------------------------------------------------
-    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
-        """Policies and notes the implementer and reviewer follow."""
+    def design(self, root: Path | DirTree, findings: list[Finding], plan: Plan) -> Design:
+        """Policies and notes the implementer and reviewer follow (``root``: the checkout, as ``apply`` gets it)."""
 
     # -- implementer -----------------------------------------------------
     @abstractmethod
@@ -166,7 +169,7 @@ class DomainBase(Domain):
     def model_may_edit(self, path: str) -> bool:
         return False
 
-    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
+    def design(self, root: Path | DirTree, findings: list[Finding], plan: Plan) -> Design:
         from agent_pipelines.engine.artifacts import Design
 
         return Design()

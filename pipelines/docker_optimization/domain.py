@@ -127,11 +127,13 @@ class DockerDomain(DomainBase):
         elif thorough and started is not None:  # where the reviewer's analysis started (the run's base)
             found = analysis.with_hadolint(started[0], *started[1]).findings
         else:
-            found = (
-                analysis.examine(self._at(root), hadolint=thorough).findings
-                if isinstance(root, GitTree)
-                else analysis.analyze(root, hadolint=thorough)
-            )
+            if isinstance(root, GitTree):
+                project = self._at(root)
+            elif isinstance(root, DirTree) and root.commit:  # the workspace's checkout: its kept project
+                project = self._project(root)
+            else:
+                project = Project(DirTree(Path(root)) if isinstance(root, (str, Path)) else root)
+            found = analysis.examine(project, hadolint=thorough).findings
         if key is not None:
             self._by_commit[key] = found
         return found
@@ -173,8 +175,10 @@ class DockerDomain(DomainBase):
         return "compose" if compose_mod.is_compose_file(path) else None
 
     # -- planner ---------------------------------------------------------
-    def plan(self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | None = None) -> Plan:
-        project = Project(DirTree(root)) if root is not None else None
+    def plan(
+        self, findings: list[Finding], phases: list[str], unsafe: bool, root: Path | DirTree | None = None
+    ) -> Plan:
+        project = self._project(root) if root is not None else None
         groups: dict[tuple[str, str], list[Finding]] = {}
         skipped = []
         for f in findings:
@@ -246,8 +250,8 @@ class DockerDomain(DomainBase):
         return tools(root, findings)
 
     # -- architect -------------------------------------------------------
-    def design(self, root: Path, findings: list[Finding], plan: Plan) -> Design:
-        project = Project(DirTree(root))
+    def design(self, root: Path | DirTree, findings: list[Finding], plan: Plan) -> Design:
+        project = self._project(root)
         contexts: list[dict[str, Any]] = [
             {"dir": c.dir, "dockerfile": c.dockerfile, "services": c.services, "inferred": c.inferred}
             for c in project.contexts
