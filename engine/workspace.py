@@ -637,7 +637,7 @@ class Workspace:
                     str(self.path),
                     "config",
                     "--get-regexp",
-                    r"^(core\.(autocrlf|eol|symlinks|filemode|sparsecheckout)|extensions\.objectformat|diff\.renames)$",
+                    r"^(core\.(autocrlf|eol|symlinks|filemode|sparsecheckout|ignorecase)|extensions\.objectformat|diff\.renames)$",
                 ],
                 capture_output=True,
                 text=True,
@@ -738,15 +738,16 @@ class Workspace:
         `git diff --cached --raw --numstat -z -M --no-abbrev` would print; None: not plain, use `git add`.
 
         Plain: no end-of-line conversion, executable bits and symlinks recorded (git's defaults), SHA-1
-        objects, no sparse checkout, no attributes on the files (a filter or ``text`` would change what git
-        stores), each a regular file or symlink that is not under a symlinked directory, not replacing a
-        directory or a submodule, and not ``.gitattributes`` or ``.gitmodules`` themselves.
+        objects, no sparse checkout, case-sensitive paths, no attributes on the files (a filter or ``text``
+        would change what git stores), each a regular file or symlink that is not under a symlinked
+        directory, not replacing a directory or a submodule, and not ``.gitattributes`` or ``.gitmodules``.
         """
         said = self._config()
         if (
             not self._plain_checkouts()
             or said.get("core.filemode", "true") not in ("true", "yes", "on", "1")
             or said.get("core.sparsecheckout", "false") not in ("false", "no", "off", "0")
+            or said.get("core.ignorecase", "false") not in ("false", "no", "off", "0")
             or said.get("extensions.objectformat", "sha1") != "sha1"
         ):
             return None

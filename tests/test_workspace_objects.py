@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
+
 from agent_pipelines.engine.gitenv import git_env
 from agent_pipelines.engine.workspace import Workspace
 from tests.conftest import git, make_repo
@@ -155,3 +157,19 @@ def test_a_file_where_git_has_a_directory_is_staged_by_git_add(tmp_path):
             "services/api/app.py": "D",
             "services/api/app.py/inner.py": "A",
         }
+
+
+@pytest.mark.parametrize(
+    "setting", [("core.autocrlf", "true"), ("core.fileMode", "false"), ("core.ignoreCase", "true")]
+)
+def test_a_repository_whose_settings_change_what_git_add_stores_is_staged_by_git_add(tmp_path, setting):
+    repo = make_repo(tmp_path / "repo", FILES)
+    git(repo, "config", *setting)
+    base = git(repo, "rev-parse", "HEAD")
+    with Workspace.create(repo, "run1", base) as ws:
+        ws.writing()
+        written = _write(ws, {"Dockerfile": "FROM alpine:3.21\n"})
+        with git_commands(tmp_path / "trace.json") as commands:
+            sha = ws.commit(written, "Edit", {"Pipeline-Task": "t1"}, staged=ws.stage(written, only=True))
+        assert sha is not None
+        assert _index_commands(commands) == ["add", "write-tree"]
