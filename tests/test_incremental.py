@@ -25,8 +25,10 @@ from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
 from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph
 from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
+from agent_pipelines.pipelines.docker_optimization.rules.process import built_services
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
 from tests.rulekit import edit_and_follow, write
@@ -582,3 +584,31 @@ def test_gitignore_patterns_carried_across_updates_equal_a_full_analysis(tmp_pat
                 (root / path).write_text(text)
             assert found(inc.files_changed([path])) == found(run_analysis(root)), path
         assert inc.reran["CX004"] == 1
+
+
+def test_project_rules_keep_each_unchanged_files_hits_across_updates(tmp_path, small_monorepo):
+    """SE002, SE004 and RL002 read every Dockerfile and compose file, so they run after any change to one;
+    each file's hits are kept while its parsed object is the same (the hits of the files not edited are
+    the very objects found before), and every update still equals a full analysis. BP001's list of built
+    services, made from the compose files alone, is the build graph's."""
+    root = tmp_path / "repo"
+    shutil.copytree(small_monorepo, root)
+    with Incremental(DirTree(root)) as inc:
+        kept = {name: dict(inc.project.names_memo[name]) for name in ("SE002 dockerfiles", "RL002")}
+        edited = sorted(inc.project.dockerfiles)[0]
+        assert built_services(inc.project) == build_graph(inc.project).built
+        (root / edited).write_text((root / edited).read_text() + "ENV API_TOKEN=s3cr3t\nEXPOSE 9000\n")
+        same(inc.files_changed([edited]), run_analysis(root))
+        for name, before in kept.items():
+            now = inc.project.names_memo[name]
+            assert now[edited] is not before[edited]  # made again
+            assert all(now[p] is was for p, was in before.items() if p != edited), name  # the others kept
+        assert any(h.file == edited and "API_TOKEN" in h.message for h in now_hits(inc, "SE002 dockerfiles"))
+        compose = next(c for c in inc.project.composes if c.services)
+        (root / compose.path).write_text((root / compose.path).read_text() + "\n# edited\n")
+        same(inc.files_changed([compose.path]), run_analysis(root))
+        assert built_services(inc.project) == build_graph(inc.project).built
+
+
+def now_hits(inc: Incremental, name: str) -> list:
+    return [h for _, hits in inc.project.names_memo[name].values() for h in hits]

@@ -50,7 +50,7 @@ from agent_pipelines.engine.findings_output import AnalysisResult, Note, ToolRun
 from agent_pipelines.engine.lint import runner
 from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
 from agent_pipelines.pipelines.docker_optimization import ignores
-from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, targets
+from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, target_keys, targets
 from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
 from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
 from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all
@@ -161,35 +161,43 @@ class Incremental:
         findings: list[Finding] = []
         notes: list[Note] = []
         listed: dict[str, tuple[list[str], set[str]]] = {}  # target kind -> its keys in order (and as a set)
+        # target kind -> key -> its (target, file) pairs: made once per update, for the kinds a rule runs on
+        # in part (every rule of a kind would otherwise walk all of its targets to find the few to redo)
+        grouped: dict[str, dict[str, list[tuple[object, str]]]] = {}
         for each in self.rules:
             before = self.units.get(each.code, {})
             keys = dirty[each.code]
-            if keys is not None:
+            now: dict[str, Unit] = {}
+            ran = 0
+            if keys is None:  # every target again
+                for key, target, file in targets(project, each, memo):
+                    if key not in now:
+                        now[key] = ([], [])
+                        ran += 1
+                    unit = now[key]
+                    unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
+            else:
                 if each.target not in listed:
-                    order = list(dict.fromkeys(key for key, _, _ in targets(project, each, memo)))
+                    order = target_keys(project, each.target)
                     listed[each.target] = (order, set(order))
                 order, present = listed[each.target]
                 if present.isdisjoint(keys) and order == list(before):  # the same units, none to redo: all carry
-                    self.reran[each.code] = 0
-                    for unit_findings, unit_notes in before.values():
-                        findings += unit_findings
-                        notes += unit_notes
-                    continue
-            now: dict[str, Unit] = {}
-            carried: set[str] = set()
-            ran = 0
-            for key, target, file in targets(project, each, memo):
-                if key in carried:
-                    continue  # the next service of a compose file that carries over
-                if key not in now:
-                    if key in before and keys is not None and key not in keys:
-                        now[key] = before[key]
-                        carried.add(key)
-                        continue
-                    now[key] = ([], [])
-                    ran += 1
-                unit = now[key]
-                unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
+                    now = before
+                else:
+                    if each.target not in grouped:
+                        by_key: dict[str, list[tuple[object, str]]] = {}
+                        for key, target, file in targets(project, each, memo):
+                            by_key.setdefault(key, []).append((target, file))
+                        grouped[each.target] = by_key
+                    by_key = grouped[each.target]
+                    for key in order:
+                        if key in before and key not in keys:
+                            now[key] = before[key]
+                            continue
+                        unit = now[key] = ([], [])
+                        ran += 1
+                        for target, file in by_key[key]:
+                            unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
             self.units[each.code] = now
             self.reran[each.code] = ran
             for unit_findings, unit_notes in now.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -33,7 +33,30 @@ GHA_CACHE = re.compile(r"\btype=gha\b")
 
 
 def built_services(project: Project) -> list[str]:
-    return build_graph(project).built
+    """The compose services that build an image, sorted: ``build_graph(project).built``, made from the compose
+    files alone (not the whole graph, which reads every Dockerfile built) and kept across incremental updates
+    while the compose files are the same objects (``Project.updated`` makes new ones when a file or the
+    resolution of their builds changed). BP001 and BP002 run again after most commits (they read every Dockerfile, the whole tree)."""
+    composes = tuple(project.composes)
+    was: Any = project.names_memo.get("built_services")
+    if was is None or len(was[0]) != len(composes) or any(a is not b for a, b in zip(was[0], composes)):
+        builds = {(c.path, b.service) for c in composes for b in c.builds}
+        names = {
+            str(name)
+            for c in composes
+            if not c.error
+            for name, data in c.services.items()
+            if isinstance(data, dict) and (c.path, str(name)) in builds
+        }
+        was = project.names_memo["built_services"] = _KeptBuilt((composes, sorted(names)))
+    return list(was[1])
+
+
+class _KeptBuilt(tuple):
+    """(the compose files, the services they build), kept across added and removed files."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptBuilt:
+        return self
 
 
 def workflow_steps(text: str) -> list[dict]:
