@@ -89,7 +89,8 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
         else:
             kept.append(f)
     for group in groups.values():
-        if len({f.file for f in group}) < 2:
+        first = group[0].file
+        if all(f.file == first for f in group):  # one file (most groups are one finding): nothing repeated
             grouped += group
             continue
         grouped.append(_collapsed(tuple(group)))
