@@ -77,6 +77,7 @@ class Incremental:
         self._verdicts: dict[str, str] = {}
         self._config_key: tuple = ()
         self._changed: set[str] = set()
+        self._derived: dict[int, dict] = {}  # id(project) -> what _dirty derived from it (the last two projects)
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
     # -- entry points ---------------------------------------------------------------------------------
@@ -110,7 +111,9 @@ class Incremental:
             new = old.updated(tree, changed)
             self.project = new
             self._changed = changed
-            self.result = self._rerun(new, self._dirty(old, new, changed))
+            dirty = self._dirty(old, new, changed)
+            self._derived = {id(new): self._derived.get(id(new), {})}  # the old project's may go (and its id)
+            self.result = self._rerun(new, dirty)
         return self.result
 
     def close(self) -> None:
@@ -130,12 +133,16 @@ class Incremental:
         """Rule code -> the target keys to run again (None: all of them)."""
         if not changed:
             return {r.code: set() for r in self.rules}
+        # What is derived from each project's contexts, kept here for the old and the new project only (not in
+        # the project: a project and its contexts refer to each other, so what it holds is freed only by a
+        # garbage collection, and these are thousands of tuples and sets per update).
+        derived = self._derived = {id(p): self._derived.get(id(p), {}) for p in (old, new)}
         kinds = {
             "tree": True,
             "dockerfiles": any(map(is_dockerfile, changed)),
             "composes": any(map(is_compose_file, changed)),
             "dockerignores": any(p.endswith(".dockerignore") for p in changed),
-            "contexts": _signatures(old) != _signatures(new),
+            "contexts": _signatures(old, derived[id(old)]) != _signatures(new, derived[id(new)]),
         }
         contexts_dirty: dict[bool, set[str]] = {}
         dirty: dict[str, set[str] | None] = {}
@@ -151,7 +158,7 @@ class Incremental:
             if each.target == "context" and {"context", "context-sizes", "dockerfile"} & set(reads):
                 sizes = "context-sizes" in reads
                 if sizes not in contexts_dirty:
-                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes)
+                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes, derived)
                 keys |= contexts_dirty[sizes]
             dirty[each.code] = keys
         return dirty
@@ -273,23 +280,26 @@ def _signature(contexts: list[Context]) -> tuple:
     )
 
 
-def _signatures(project: Project) -> dict[str, tuple]:
-    """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom)."""
-    kept = project.__dict__.get("_signatures")  # asked of each project twice: as the new one, then the old
+def _signatures(project: Project, derived: dict | None = None) -> dict[str, tuple]:
+    """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom).
+    Kept in ``derived`` (else in the project): asked of each project twice, as the new one, then the old."""
+    derived = project.__dict__ if derived is None else derived
+    kept = derived.get("_signatures")
     if kept is not None:
         return kept
     by_dir: dict[str, list[Context]] = {}
     for c in project.contexts:
         by_dir.setdefault(c.dir, []).append(c)
-    found = project.__dict__["_signatures"] = {d: _signature(cs) for d, cs in by_dir.items()}
+    found = derived["_signatures"] = {d: _signature(cs) for d, cs in by_dir.items()}
     return found
 
 
-def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str]]]:
+def _context_reads(project: Project, derived: dict | None = None) -> dict[str, tuple[tuple, set[str], set[str]]]:
     """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
     files they read; single paths they read). The contexts are those built there and those sharing an ignore
     file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
-    kept = project.__dict__.get("_context_reads")  # asked of each project twice: as the new one, then the old
+    derived = project.__dict__ if derived is None else derived  # as ``_signatures`` keeps it
+    kept = derived.get("_context_reads")
     if kept is not None:
         return kept
     by_ignore: dict[str, list[Context]] = {}
@@ -305,17 +315,21 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
         for c in group:
             paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
         found[directory] = (_signature(group), {c.dir for c in group}, paths)
-    project.__dict__["_context_reads"] = found
+    derived["_context_reads"] = found
     return found
 
 
-def _dirty_context_dirs(old: Project, new: Project, changed: set[str], sizes: bool) -> set[str]:
+def _dirty_context_dirs(
+    old: Project, new: Project, changed: set[str], sizes: bool, derived: dict[int, dict] | None = None
+) -> set[str]:
     """The context directories whose context rules read a changed path, or whose contexts changed.
 
     A file under a context directory counts when it was added or removed, or, with ``sizes``, resized
     (a content change shows as a size change or not at all: rules read sizes, never the text).
     """
-    before, after = _context_reads(old), _context_reads(new)
+    derived = derived if derived is not None else {}
+    before = _context_reads(old, derived.get(id(old)))
+    after = _context_reads(new, derived.get(id(new)))
     listed = {
         p for p in changed if (p in old.files) != (p in new.files) or sizes and old.files.get(p) != new.files.get(p)
     }

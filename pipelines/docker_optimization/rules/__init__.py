@@ -118,6 +118,7 @@ def per_file(
     files: Iterable[_P],
     hits: Callable[[_P], Iterable[Hit]],
     inputs: Callable[[_P], Sequence[object]] = lambda each: (),
+    listing: bool = False,
 ) -> list[Hit]:
     """``hits(each)`` for each parsed file of a project rule (Dockerfiles, compose files), in order; a file's hits
     are kept across incremental updates (``Project.names_memo``) while its parsed object and the objects
@@ -127,9 +128,11 @@ def per_file(
     Why: a project rule reads every file of a kind, so it runs again after any change to one of them (most
     commits of a run change one Dockerfile), and redoing every file's part made each commit's review cost
     grow with the repository. What it keeps is exact: the same objects, compared by identity, give the same hits.
+    With ``listing`` the hits also depend on which files exist (what a context sends): they are forgotten
+    when a file is added or removed (``Project.updated`` keeps only the entries that can follow that).
     """
     kept = project.names_memo.get(name) or {}
-    fresh = _KeptPerFile()
+    fresh: dict = {} if listing else _KeptPerFile()
     found: list[Hit] = []
     for each in files:
         key = (each, *inputs(each))
