@@ -77,6 +77,7 @@ class Incremental:
         self._verdicts: dict[str, str] = {}
         self._config_key: tuple = ()
         self._changed: set[str] = set()
+        self._flat: dict[str, tuple[dict, list[Finding], list[Note]]] = {}  # rule -> (its units, their findings, notes)
         self._derived: dict[int, dict] = {}  # id(project) -> what _dirty derived from it (the last two projects)
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
@@ -207,9 +208,15 @@ class Incremental:
                             unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
             self.units[each.code] = now
             self.reran[each.code] = ran
-            for unit_findings, unit_notes in now.values():
-                findings += unit_findings
-                notes += unit_notes
+            flat = self._flat.get(each.code)
+            if flat is None or flat[0] is not now:  # the rule's findings in one list, made again when it ran
+                flat = self._flat[each.code] = (
+                    now,
+                    [f for u in now.values() for f in u[0]],
+                    [n for u in now.values() for n in u[1]],
+                )
+            findings += flat[1]
+            notes += flat[2]
         if len(self._made) > len(findings) + self.spare_findings:  # hits of earlier trees: let them go
             live = {f.id for f in findings}
             self._made = {key: f for key, f in self._made.items() if f.id in live}
@@ -231,6 +238,8 @@ class Incremental:
         verdicts.update((f.id, "") for f in kept)
         verdicts.update((f.id, by) for f, by in ignored)
         self._verdicts = verdicts
+        if not any(verdicts.values()):  # nothing ignored (the usual case): every finding is kept
+            return list(findings), []
         by_id = {f.id: by for f, by in ignored}
         return (
             [f for f in findings if not verdicts[f.id]],

@@ -19,6 +19,7 @@ Two consequences for the findings, both here so that every rule gets them:
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import posixpath
 from collections.abc import Iterable
@@ -79,15 +80,16 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
     kept: list[Finding] = []
     grouped: list[Finding] = []  # what comes out of the groups: sorted apart, then merged with ``kept``
     groups: dict[tuple[str, str, str], list[Finding]] = {}
-    compose_dirs: dict[str, str | None] = {}  # file -> its directory when it is a compose file (asked once per file)
-    for f in findings:
-        if f.file not in compose_dirs:
-            compose_dirs[f.file] = posixpath.dirname(f.file) if is_compose_file(f.file) else None
-        directory = compose_dirs[f.file]
-        if f.evidence and directory is not None:
-            groups.setdefault((f.rule, directory, f.evidence), []).append(f)
-        else:
-            kept.append(f)
+    for file, run in itertools.groupby(findings, key=operator.attrgetter("file")):  # each file asked once
+        if not is_compose_file(file):
+            kept += run  # most findings: not in a compose file, kept as they come
+            continue
+        directory = posixpath.dirname(file)
+        for f in run:
+            if f.evidence:
+                groups.setdefault((f.rule, directory, f.evidence), []).append(f)
+            else:
+                kept.append(f)
     for group in groups.values():
         first = group[0].file
         if all(f.file == first for f in group):  # one file (most groups are one finding): nothing repeated
