@@ -138,6 +138,11 @@ class Incremental:
         # the project: a project and its contexts refer to each other, so what it holds is freed only by a
         # garbage collection, and these are thousands of tuples and sets per update).
         derived = self._derived = {id(p): self._derived.get(id(p), {}) for p in (old, new)}
+        if new.compose_builds is old.compose_builds and all((p in old.files) == (p in new.files) for p in changed):
+            # The same contexts: they are made from the compose resolution (kept while nothing it read changed)
+            # and from which Dockerfiles and ignore files exist (none came or went).
+            derived[id(new)]["_signatures"] = _signatures(old, derived[id(old)])
+            derived[id(new)]["_context_reads"] = _context_reads(old, derived[id(old)])
         kinds = {
             "tree": True,
             "dockerfiles": any(map(is_dockerfile, changed)),
