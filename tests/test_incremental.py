@@ -612,3 +612,32 @@ def test_project_rules_keep_each_unchanged_files_hits_across_updates(tmp_path, s
 
 def now_hits(inc: Incremental, name: str) -> list:
     return [h for _, hits in inc.project.names_memo[name].values() for h in hits]
+
+
+def test_kept_hits_follow_what_each_rule_reads_besides_the_file(tmp_path):
+    """The hits kept per file are made again when something else they read changes: SZ005's when a lockfile
+    comes into the context (a file added), CO003's and DP001's when the Dockerfile a service builds gains a
+    HEALTHCHECK (the compose file itself unchanged). Each step equals a full analysis."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n    depends_on: [db]\n  db:\n    build: ./db\n",
+        "api/Dockerfile": "FROM node:20\nWORKDIR /app\nCOPY package*.json ./\nRUN npm install\nCOPY . .\n",
+        "api/package.json": "{}\n",
+        "db/Dockerfile": "FROM postgres:16\n",
+    }
+    write(root, files)
+
+    def rules(result, *codes: str) -> list[tuple[str, str]]:
+        return sorted((f.rule, f.message) for f in result.findings if f.rule in codes)
+
+    with Incremental(DirTree(root)) as inc:
+        assert not rules(inc.result, "SZ005", "CO003", "DP001")
+        (root / "api/package-lock.json").write_text("{}\n")
+        result = inc.files_changed(["api/package-lock.json"])
+        assert rules(result, "SZ005") and rules(result, "SZ005") == rules(run_analysis(root), "SZ005")
+        (root / "db/Dockerfile").write_text("FROM postgres:16\nHEALTHCHECK CMD pg_isready\n")
+        result = inc.files_changed(["db/Dockerfile"])
+        full = run_analysis(root)
+        assert rules(result, "CO003") and rules(result, "DP001")
+        assert rules(result, "CO003", "DP001", "SZ005") == rules(full, "CO003", "DP001", "SZ005")
+        same(result, full)
