@@ -641,3 +641,27 @@ def test_kept_hits_follow_what_each_rule_reads_besides_the_file(tmp_path):
         assert rules(result, "CO003") and rules(result, "DP001")
         assert rules(result, "CO003", "DP001", "SZ005") == rules(full, "CO003", "DP001", "SZ005")
         same(result, full)
+
+
+def test_a_second_context_for_a_dockerfile_moves_its_copy_finding_to_co007(tmp_path):
+    """CX003 leaves a Dockerfile built from several contexts to CO007: when a compose file starts building
+    the Dockerfile from another directory, the root context's CX003 finding goes, though nothing under the
+    root context changed but the compose file (found by the differential test, seed 2)."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  worker:\n    build: {context: ., dockerfile: worker/Dockerfile}\n",
+        "worker/Dockerfile": "FROM python:3.12\nCOPY missing.txt /app/\n",
+    }
+    write(root, files)
+
+    def copy_rules(result) -> list[tuple[str, str]]:
+        return sorted((f.rule, f.file) for f in result.findings if f.rule in ("CX003", "CO007"))
+
+    with Incremental(DirTree(root)) as inc:
+        assert copy_rules(inc.result) == [("CX003", "worker/Dockerfile")]
+        compose = files["docker-compose.yml"] + "  worker-dev:\n    build: ./worker\n"
+        (root / "docker-compose.yml").write_text(compose)
+        result = inc.files_changed(["docker-compose.yml"])
+        assert copy_rules(result) == copy_rules(run_analysis(root))
+        assert ("CX003", "worker/Dockerfile") not in copy_rules(result)
+        same(result, run_analysis(root))

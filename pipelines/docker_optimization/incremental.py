@@ -311,16 +311,20 @@ def _signatures(project: Project, derived: dict | None = None) -> dict[str, tupl
 def _context_reads(project: Project, derived: dict | None = None) -> dict[str, tuple[tuple, set[str], set[str]]]:
     """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
     files they read; single paths they read). The contexts are those built there and those sharing an ignore
-    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
+    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile); the
+    contexts that build the same Dockerfiles elsewhere count too, by name only (CX003 leaves a Dockerfile
+    built from several contexts to CO007; the files there are not read)."""
     derived = project.__dict__ if derived is None else derived  # as ``_signatures`` keeps it
     kept = derived.get("_context_reads")
     if kept is not None:
         return kept
     by_ignore: dict[str, list[Context]] = {}
     by_dir: dict[str, list[Context]] = {}
+    by_dockerfile: dict[str, list[Context]] = {}
     for c in project.contexts:
         by_ignore.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
         by_dir.setdefault(c.dir, []).append(c)
+        by_dockerfile.setdefault(c.dockerfile, []).append(c)
     found = {}
     for directory, here in by_dir.items():
         keys = sorted({c.ignore_path or c.default_ignore_path for c in here})
@@ -328,7 +332,10 @@ def _context_reads(project: Project, derived: dict | None = None) -> dict[str, t
         paths = set()
         for c in group:
             paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
-        found[directory] = (_signature(group), {c.dir for c in group}, paths)
+        elsewhere = tuple(
+            (o.dir, o.dockerfile, o.inferred) for c in here for o in by_dockerfile[c.dockerfile] if o is not c
+        )
+        found[directory] = (_signature(group) + (elsewhere,), {c.dir for c in group}, paths)
     derived["_context_reads"] = found
     return found
 
