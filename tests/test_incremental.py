@@ -25,8 +25,10 @@ from agent_pipelines.engine.tree import DirTree, GitTree, changed_paths
 from agent_pipelines.pipelines.docker_optimization.analysis import run_analysis
 from agent_pipelines.pipelines.docker_optimization.domain import DockerDomain
 from agent_pipelines.pipelines.docker_optimization.incremental import Incremental
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph
 from agent_pipelines.pipelines.docker_optimization.model.project import Project, is_dockerfile
 from agent_pipelines.pipelines.docker_optimization.rules import load_all
+from agent_pipelines.pipelines.docker_optimization.rules.process import built_services
 from bench.monorepo import generate
 from tests.conftest import EXAMPLE, git, make_repo
 from tests.rulekit import edit_and_follow, write
@@ -582,3 +584,84 @@ def test_gitignore_patterns_carried_across_updates_equal_a_full_analysis(tmp_pat
                 (root / path).write_text(text)
             assert found(inc.files_changed([path])) == found(run_analysis(root)), path
         assert inc.reran["CX004"] == 1
+
+
+def test_project_rules_keep_each_unchanged_files_hits_across_updates(tmp_path, small_monorepo):
+    """SE002, SE004 and RL002 read every Dockerfile and compose file, so they run after any change to one;
+    each file's hits are kept while its parsed object is the same (the hits of the files not edited are
+    the very objects found before), and every update still equals a full analysis. BP001's list of built
+    services, made from the compose files alone, is the build graph's."""
+    root = tmp_path / "repo"
+    shutil.copytree(small_monorepo, root)
+    with Incremental(DirTree(root)) as inc:
+        kept = {name: dict(inc.project.names_memo[name]) for name in ("SE002 dockerfiles", "RL002")}
+        edited = sorted(inc.project.dockerfiles)[0]
+        assert built_services(inc.project) == build_graph(inc.project).built
+        (root / edited).write_text((root / edited).read_text() + "ENV API_TOKEN=s3cr3t\nEXPOSE 9000\n")
+        same(inc.files_changed([edited]), run_analysis(root))
+        for name, before in kept.items():
+            now = inc.project.names_memo[name]
+            assert now[edited] is not before[edited]  # made again
+            assert all(now[p] is was for p, was in before.items() if p != edited), name  # the others kept
+        assert any(h.file == edited and "API_TOKEN" in h.message for h in now_hits(inc, "SE002 dockerfiles"))
+        compose = next(c for c in inc.project.composes if c.services)
+        (root / compose.path).write_text((root / compose.path).read_text() + "\n# edited\n")
+        same(inc.files_changed([compose.path]), run_analysis(root))
+        assert built_services(inc.project) == build_graph(inc.project).built
+
+
+def now_hits(inc: Incremental, name: str) -> list:
+    return [h for _, hits in inc.project.names_memo[name].values() for h in hits]
+
+
+def test_kept_hits_follow_what_each_rule_reads_besides_the_file(tmp_path):
+    """The hits kept per file are made again when something else they read changes: SZ005's when a lockfile
+    comes into the context (a file added), CO003's and DP001's when the Dockerfile a service builds gains a
+    HEALTHCHECK (the compose file itself unchanged). Each step equals a full analysis."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  api:\n    build: ./api\n    depends_on: [db]\n  db:\n    build: ./db\n",
+        "api/Dockerfile": "FROM node:20\nWORKDIR /app\nCOPY package*.json ./\nRUN npm install\nCOPY . .\n",
+        "api/package.json": "{}\n",
+        "db/Dockerfile": "FROM postgres:16\n",
+    }
+    write(root, files)
+
+    def rules(result, *codes: str) -> list[tuple[str, str]]:
+        return sorted((f.rule, f.message) for f in result.findings if f.rule in codes)
+
+    with Incremental(DirTree(root)) as inc:
+        assert not rules(inc.result, "SZ005", "CO003", "DP001")
+        (root / "api/package-lock.json").write_text("{}\n")
+        result = inc.files_changed(["api/package-lock.json"])
+        assert rules(result, "SZ005") and rules(result, "SZ005") == rules(run_analysis(root), "SZ005")
+        (root / "db/Dockerfile").write_text("FROM postgres:16\nHEALTHCHECK CMD pg_isready\n")
+        result = inc.files_changed(["db/Dockerfile"])
+        full = run_analysis(root)
+        assert rules(result, "CO003") and rules(result, "DP001")
+        assert rules(result, "CO003", "DP001", "SZ005") == rules(full, "CO003", "DP001", "SZ005")
+        same(result, full)
+
+
+def test_a_second_context_for_a_dockerfile_moves_its_copy_finding_to_co007(tmp_path):
+    """CX003 leaves a Dockerfile built from several contexts to CO007: when a compose file starts building
+    the Dockerfile from another directory, the root context's CX003 finding goes, though nothing under the
+    root context changed but the compose file (found by the differential test, seed 2)."""
+    root = tmp_path / "repo"
+    files = {
+        "docker-compose.yml": "services:\n  worker:\n    build: {context: ., dockerfile: worker/Dockerfile}\n",
+        "worker/Dockerfile": "FROM python:3.12\nCOPY missing.txt /app/\n",
+    }
+    write(root, files)
+
+    def copy_rules(result) -> list[tuple[str, str]]:
+        return sorted((f.rule, f.file) for f in result.findings if f.rule in ("CX003", "CO007"))
+
+    with Incremental(DirTree(root)) as inc:
+        assert copy_rules(inc.result) == [("CX003", "worker/Dockerfile")]
+        compose = files["docker-compose.yml"] + "  worker-dev:\n    build: ./worker\n"
+        (root / "docker-compose.yml").write_text(compose)
+        result = inc.files_changed(["docker-compose.yml"])
+        assert copy_rules(result) == copy_rules(run_analysis(root))
+        assert ("CX003", "worker/Dockerfile") not in copy_rules(result)
+        same(result, run_analysis(root))

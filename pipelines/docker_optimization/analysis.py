@@ -107,6 +107,22 @@ def targets(project: Project, each: Rule, memo: dict) -> Iterable[tuple[str, obj
         yield "", project, ""
 
 
+def target_keys(project: Project, kind: str) -> list[str]:
+    """The keys ``targets`` yields for a rule of target ``kind``, in order, once each, without making the
+    targets (an incremental update asks them of every kind; the compose services are made only when run)."""
+    if kind == "dockerfile":
+        return [path for path, df in project.dockerfiles.items() if not df.error]
+    if kind == "context":
+        return list(dict.fromkeys(ctx.dir for ctx in project.contexts))
+    if kind == "service":
+        return list(
+            dict.fromkeys(c.path for c in project.composes if any(isinstance(s, dict) for s in c.services.values()))
+        )
+    if kind == "compose":
+        return list(dict.fromkeys(c.path for c in project.composes if not c.error))
+    return [""]
+
+
 def _run_rule(rule: Rule, target: object, file: str, notes: list[Note], make=runner.finding) -> list[Finding]:
     return runner.run_rule(rule, target, file, notes, _HOME, make)
 

@@ -50,7 +50,7 @@ from agent_pipelines.engine.findings_output import AnalysisResult, Note, ToolRun
 from agent_pipelines.engine.lint import runner
 from agent_pipelines.engine.tree import DirTree, GitTree, Tree, changed_paths
 from agent_pipelines.pipelines.docker_optimization import ignores
-from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, targets
+from agent_pipelines.pipelines.docker_optimization.analysis import _run_rule, finish, target_keys, targets
 from agent_pipelines.pipelines.docker_optimization.model.compose import is_compose_file
 from agent_pipelines.pipelines.docker_optimization.model.project import Context, Project, is_dockerfile, within
 from agent_pipelines.pipelines.docker_optimization.rules import Hit, Rule, load_all
@@ -77,6 +77,8 @@ class Incremental:
         self._verdicts: dict[str, str] = {}
         self._config_key: tuple = ()
         self._changed: set[str] = set()
+        self._flat: dict[str, tuple[dict, list[Finding], list[Note]]] = {}  # rule -> (its units, their findings, notes)
+        self._derived: dict[int, dict] = {}  # id(project) -> what _dirty derived from it (the last two projects)
         self.result = self._rerun(self.project, {r.code: None for r in self.rules})
 
     # -- entry points ---------------------------------------------------------------------------------
@@ -110,7 +112,9 @@ class Incremental:
             new = old.updated(tree, changed)
             self.project = new
             self._changed = changed
-            self.result = self._rerun(new, self._dirty(old, new, changed))
+            dirty = self._dirty(old, new, changed)
+            self._derived = {id(new): self._derived.get(id(new), {})}  # the old project's may go (and its id)
+            self.result = self._rerun(new, dirty)
         return self.result
 
     def close(self) -> None:
@@ -130,12 +134,21 @@ class Incremental:
         """Rule code -> the target keys to run again (None: all of them)."""
         if not changed:
             return {r.code: set() for r in self.rules}
+        # What is derived from each project's contexts, kept here for the old and the new project only (not in
+        # the project: a project and its contexts refer to each other, so what it holds is freed only by a
+        # garbage collection, and these are thousands of tuples and sets per update).
+        derived = self._derived = {id(p): self._derived.get(id(p), {}) for p in (old, new)}
+        if new.compose_builds is old.compose_builds and all((p in old.files) == (p in new.files) for p in changed):
+            # The same contexts: they are made from the compose resolution (kept while nothing it read changed)
+            # and from which Dockerfiles and ignore files exist (none came or went).
+            derived[id(new)]["_signatures"] = _signatures(old, derived[id(old)])
+            derived[id(new)]["_context_reads"] = _context_reads(old, derived[id(old)])
         kinds = {
             "tree": True,
             "dockerfiles": any(map(is_dockerfile, changed)),
             "composes": any(map(is_compose_file, changed)),
             "dockerignores": any(p.endswith(".dockerignore") for p in changed),
-            "contexts": _signatures(old) != _signatures(new),
+            "contexts": _signatures(old, derived[id(old)]) != _signatures(new, derived[id(new)]),
         }
         contexts_dirty: dict[bool, set[str]] = {}
         dirty: dict[str, set[str] | None] = {}
@@ -151,7 +164,7 @@ class Incremental:
             if each.target == "context" and {"context", "context-sizes", "dockerfile"} & set(reads):
                 sizes = "context-sizes" in reads
                 if sizes not in contexts_dirty:
-                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes)
+                    contexts_dirty[sizes] = _dirty_context_dirs(old, new, changed, sizes, derived)
                 keys |= contexts_dirty[sizes]
             dirty[each.code] = keys
         return dirty
@@ -161,40 +174,54 @@ class Incremental:
         findings: list[Finding] = []
         notes: list[Note] = []
         listed: dict[str, tuple[list[str], set[str]]] = {}  # target kind -> its keys in order (and as a set)
+        # target kind -> key -> its (target, file) pairs: made once per update, for the kinds a rule runs on
+        # in part (every rule of a kind would otherwise walk all of its targets to find the few to redo)
+        grouped: dict[str, dict[str, list[tuple[object, str]]]] = {}
         for each in self.rules:
             before = self.units.get(each.code, {})
             keys = dirty[each.code]
-            if keys is not None:
+            now: dict[str, Unit] = {}
+            ran = 0
+            if keys is None:  # every target again
+                for key, target, file in targets(project, each, memo):
+                    if key not in now:
+                        now[key] = ([], [])
+                        ran += 1
+                    unit = now[key]
+                    unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
+            else:
                 if each.target not in listed:
-                    order = list(dict.fromkeys(key for key, _, _ in targets(project, each, memo)))
+                    order = target_keys(project, each.target)
                     listed[each.target] = (order, set(order))
                 order, present = listed[each.target]
                 if present.isdisjoint(keys) and order == list(before):  # the same units, none to redo: all carry
-                    self.reran[each.code] = 0
-                    for unit_findings, unit_notes in before.values():
-                        findings += unit_findings
-                        notes += unit_notes
-                    continue
-            now: dict[str, Unit] = {}
-            carried: set[str] = set()
-            ran = 0
-            for key, target, file in targets(project, each, memo):
-                if key in carried:
-                    continue  # the next service of a compose file that carries over
-                if key not in now:
-                    if key in before and keys is not None and key not in keys:
-                        now[key] = before[key]
-                        carried.add(key)
-                        continue
-                    now[key] = ([], [])
-                    ran += 1
-                unit = now[key]
-                unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
+                    now = before
+                else:
+                    if each.target not in grouped:
+                        by_key: dict[str, list[tuple[object, str]]] = {}
+                        for key, target, file in targets(project, each, memo):
+                            by_key.setdefault(key, []).append((target, file))
+                        grouped[each.target] = by_key
+                    by_key = grouped[each.target]
+                    for key in order:
+                        if key in before and key not in keys:
+                            now[key] = before[key]
+                            continue
+                        unit = now[key] = ([], [])
+                        ran += 1
+                        for target, file in by_key[key]:
+                            unit[0].extend(_run_rule(each, target, file, unit[1], self._make))
             self.units[each.code] = now
             self.reran[each.code] = ran
-            for unit_findings, unit_notes in now.values():
-                findings += unit_findings
-                notes += unit_notes
+            flat = self._flat.get(each.code)
+            if flat is None or flat[0] is not now:  # the rule's findings in one list, made again when it ran
+                flat = self._flat[each.code] = (
+                    now,
+                    [f for u in now.values() for f in u[0]],
+                    [n for u in now.values() for n in u[1]],
+                )
+            findings += flat[1]
+            notes += flat[2]
         if len(self._made) > len(findings) + self.spare_findings:  # hits of earlier trees: let them go
             live = {f.id for f in findings}
             self._made = {key: f for key, f in self._made.items() if f.id in live}
@@ -216,6 +243,8 @@ class Incremental:
         verdicts.update((f.id, "") for f in kept)
         verdicts.update((f.id, by) for f, by in ignored)
         self._verdicts = verdicts
+        if not any(verdicts.values()):  # nothing ignored (the usual case): every finding is kept
+            return list(findings), []
         by_id = {f.id: by for f, by in ignored}
         return (
             [f for f in findings if not verdicts[f.id]],
@@ -265,30 +294,37 @@ def _signature(contexts: list[Context]) -> tuple:
     )
 
 
-def _signatures(project: Project) -> dict[str, tuple]:
-    """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom)."""
-    kept = project.__dict__.get("_signatures")  # asked of each project twice: as the new one, then the old
+def _signatures(project: Project, derived: dict | None = None) -> dict[str, tuple]:
+    """Context directory -> the contexts built there, in order (which one a context rule runs on, and for whom).
+    Kept in ``derived`` (else in the project): asked of each project twice, as the new one, then the old."""
+    derived = project.__dict__ if derived is None else derived
+    kept = derived.get("_signatures")
     if kept is not None:
         return kept
     by_dir: dict[str, list[Context]] = {}
     for c in project.contexts:
         by_dir.setdefault(c.dir, []).append(c)
-    found = project.__dict__["_signatures"] = {d: _signature(cs) for d, cs in by_dir.items()}
+    found = derived["_signatures"] = {d: _signature(cs) for d, cs in by_dir.items()}
     return found
 
 
-def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str]]]:
+def _context_reads(project: Project, derived: dict | None = None) -> dict[str, tuple[tuple, set[str], set[str]]]:
     """Context directory -> what its context rules look at: (the contexts, in order; the directories whose
     files they read; single paths they read). The contexts are those built there and those sharing an ignore
-    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile)."""
-    kept = project.__dict__.get("_context_reads")  # asked of each project twice: as the new one, then the old
+    file with them (a ``<Dockerfile>.dockerignore`` serves every context that builds the Dockerfile); the
+    contexts that build the same Dockerfiles elsewhere count too, by name only (CX003 leaves a Dockerfile
+    built from several contexts to CO007; the files there are not read)."""
+    derived = project.__dict__ if derived is None else derived  # as ``_signatures`` keeps it
+    kept = derived.get("_context_reads")
     if kept is not None:
         return kept
     by_ignore: dict[str, list[Context]] = {}
     by_dir: dict[str, list[Context]] = {}
+    by_dockerfile: dict[str, list[Context]] = {}
     for c in project.contexts:
         by_ignore.setdefault(c.ignore_path or c.default_ignore_path, []).append(c)
         by_dir.setdefault(c.dir, []).append(c)
+        by_dockerfile.setdefault(c.dockerfile, []).append(c)
     found = {}
     for directory, here in by_dir.items():
         keys = sorted({c.ignore_path or c.default_ignore_path for c in here})
@@ -296,18 +332,25 @@ def _context_reads(project: Project) -> dict[str, tuple[tuple, set[str], set[str
         paths = set()
         for c in group:
             paths |= {c.dockerfile, c.dockerfile + ".dockerignore", c.default_ignore_path}
-        found[directory] = (_signature(group), {c.dir for c in group}, paths)
-    project.__dict__["_context_reads"] = found
+        elsewhere = tuple(
+            (o.dir, o.dockerfile, o.inferred) for c in here for o in by_dockerfile[c.dockerfile] if o is not c
+        )
+        found[directory] = (_signature(group) + (elsewhere,), {c.dir for c in group}, paths)
+    derived["_context_reads"] = found
     return found
 
 
-def _dirty_context_dirs(old: Project, new: Project, changed: set[str], sizes: bool) -> set[str]:
+def _dirty_context_dirs(
+    old: Project, new: Project, changed: set[str], sizes: bool, derived: dict[int, dict] | None = None
+) -> set[str]:
     """The context directories whose context rules read a changed path, or whose contexts changed.
 
     A file under a context directory counts when it was added or removed, or, with ``sizes``, resized
     (a content change shows as a size change or not at all: rules read sizes, never the text).
     """
-    before, after = _context_reads(old), _context_reads(new)
+    derived = derived if derived is not None else {}
+    before = _context_reads(old, derived.get(id(old)))
+    after = _context_reads(new, derived.get(id(new)))
     listed = {
         p for p in changed if (p in old.files) != (p in new.files) or sizes and old.files.get(p) != new.files.get(p)
     }

@@ -144,10 +144,17 @@ def _compose_disables(data: dict) -> bool:
     return isinstance(check, dict) and (check.get("disable") is True or check.get("test") in (["NONE"], "NONE"))
 
 
-def _dockerfile_healthcheck(df: Dockerfile | None, target: str) -> bool:
-    """The built stage (``target`` or the last) ends with a HEALTHCHECK other than NONE."""
+def dockerfile_healthcheck(df: Dockerfile | None, target: str) -> bool:
+    """The built stage (``target`` or the last) ends with a HEALTHCHECK other than NONE (kept with the parsed file)."""
     if df is None or df.error or not df.stages:
         return False
+    key = ("healthcheck", target)
+    if key not in df.memo:
+        df.memo[key] = _dockerfile_healthcheck(df, target)
+    return df.memo[key]
+
+
+def _dockerfile_healthcheck(df: Dockerfile, target: str) -> bool:
     index = next((s.index for s in df.stages if target and s.name.lower() == target.lower()), df.final_stage)
     checks = [i for i in df.of("HEALTHCHECK") if i.stage == index]
     return bool(checks) and not (checks[-1].value and checks[-1].value[0].upper() == "NONE")
@@ -171,7 +178,7 @@ def services_of(project: Project) -> dict[str, Service]:
                 not health
                 and build is not None
                 and not _compose_disables(data)
-                and _dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile), build.target)
+                and dockerfile_healthcheck(project.dockerfiles.get(build.dockerfile), build.target)
             ):
                 health = "Dockerfile"
             svc = Service(

@@ -141,7 +141,8 @@ def problems(ctx: Context, df: Dockerfile, ignore: DockerIgnore | None = None) -
         if cleaned == ".." or cleaned.startswith("../"):
             out.append((source, f"{source.path} leaves the build context {ctx.dir}"))
             continue
-        named = matching(files, source.path)
+        # ``COPY . .`` names every file: the context's own listing, not a copy of it (200,000 paths at the root)
+        named = files if cleaned == "." else matching(files, source.path)
         if not named:
             out.append((source, f"{source.path} does not exist in the build context {ctx.dir}"))
             continue

@@ -19,6 +19,7 @@ Two consequences for the findings, both here so that every rule gets them:
 from __future__ import annotations
 
 import functools
+import itertools
 import operator
 import posixpath
 from collections.abc import Iterable
@@ -76,29 +77,47 @@ def collapse(findings: Iterable[Finding]) -> list[Finding]:
     The first in variant order stays, its message naming where the others
     were ("the same in compose.full.yaml:127"); its id changes with it.
     """
+    global _LAST
     kept: list[Finding] = []
-    grouped: list[Finding] = []  # what comes out of the groups: sorted apart, then merged with ``kept``
-    groups: dict[tuple[str, str, str], list[Finding]] = {}
-    compose_dirs: dict[str, str | None] = {}  # file -> its directory when it is a compose file (asked once per file)
-    for f in findings:
-        if f.file not in compose_dirs:
-            compose_dirs[f.file] = posixpath.dirname(f.file) if is_compose_file(f.file) else None
-        directory = compose_dirs[f.file]
-        if f.evidence and directory is not None:
-            groups.setdefault((f.rule, directory, f.evidence), []).append(f)
-        else:
-            kept.append(f)
-    for group in groups.values():
-        if len({f.file for f in group}) < 2:
-            grouped += group
+    grouping: list[Finding] = []  # the findings of compose files with evidence, in order
+    for file, run in itertools.groupby(findings, key=operator.attrgetter("file")):  # each file asked once
+        if not is_compose_file(file):
+            kept += run  # most findings: not in a compose file, kept as they come
             continue
-        grouped.append(_collapsed(tuple(group)))
+        for f in run:
+            (grouping if f.evidence else kept).append(f)
+    last = _LAST
+    if len(last[0]) == len(grouping) and all(map(operator.is_, last[0], grouping)):
+        grouped = last[1]  # the same findings as the last call (an update that changed no compose file)
+    else:
+        grouped = _grouped(grouping)
+        _LAST = (grouping, grouped)
     # The same order as sorting ``kept + grouped`` at once (sorts are stable), but as two sorted runs, which
     # the sort merges in one pass: ``kept`` is already in order when the findings came sorted (they do), and
     # thousands of compose findings in group order made the one sort 6x slower at scale 10.
-    order = operator.attrgetter("file", "line", "rule")
-    grouped.sort(key=order)
-    return sorted(kept + grouped, key=order)
+    return sorted(kept + grouped, key=_ORDER)
+
+
+_ORDER = operator.attrgetter("file", "line", "rule")
+# The compose findings ``collapse`` grouped last, and what they came to (sorted): the same objects (findings
+# are immutable) come to the same, so an incremental update that changed no compose file groups nothing again.
+_LAST: tuple[list[Finding], list[Finding]] = ([], [])
+
+
+def _grouped(grouping: list[Finding]) -> list[Finding]:
+    """The compose findings with evidence, each defect once (see ``collapse``), sorted."""
+    groups: dict[tuple[str, str, str], list[Finding]] = {}
+    for f in grouping:
+        groups.setdefault((f.rule, posixpath.dirname(f.file), f.evidence), []).append(f)
+    grouped: list[Finding] = []  # what comes out of the groups: sorted apart, then merged with ``kept``
+    for group in groups.values():
+        first = group[0].file
+        if all(f.file == first for f in group):  # one file (most groups are one finding): nothing repeated
+            grouped += group
+            continue
+        grouped.append(_collapsed(tuple(group)))
+    grouped.sort(key=_ORDER)
+    return grouped
 
 
 @functools.lru_cache(maxsize=16384)  # an incremental update collapses the same groups again: made once

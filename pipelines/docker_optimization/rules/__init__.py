@@ -12,14 +12,16 @@ checked when built (see ``engine.lint.RulePack``).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from agent_pipelines.engine.lint import Fix as _KitFix
 from agent_pipelines.engine.lint import Hit, Rule, RulePack, rule
 
-__all__ = ["Fix", "Hit", "Rule", "rule", "pack", "load_all", "DEFAULT_READS", "MODULES"]
+__all__ = ["Fix", "Hit", "Rule", "rule", "pack", "load_all", "per_file", "DEFAULT_READS", "MODULES"]
 
 # The targets, what a check receives: a parsed Dockerfile, a build Context, a compose Service
 # (analysis.Service), a whole ComposeFile, or the whole Project (cross-file rules); and for each,
@@ -94,3 +96,54 @@ def pack() -> RulePack:
 def load_all() -> dict[str, Rule]:
     """Every rule of the pack, by code, in run order."""
     return pack().rules
+
+
+class _KeptPerFile(dict):
+    """``per_file``'s answers (path -> (inputs, hits)), kept across added and removed files."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptPerFile:
+        return self
+
+
+class _Parsed(Protocol):
+    path: str
+
+
+_P = TypeVar("_P", bound=_Parsed)
+
+
+def per_file(
+    project,
+    name: str,
+    files: Iterable[_P],
+    hits: Callable[[_P], Iterable[Hit]],
+    inputs: Callable[[_P], Sequence[object]] = lambda each: (),
+    listing: bool = False,
+) -> list[Hit]:
+    """``hits(each)`` for each parsed file of a project rule (Dockerfiles, compose files), in order; a file's hits
+    are kept across incremental updates (``Project.names_memo``) while its parsed object and the objects
+    ``inputs(each)`` names are the same ones, compared by identity (strings by value): ``Project.updated``
+    keeps the parsed file, and what it holds, while the file is unchanged.
+
+    Why: a project rule reads every file of a kind, so it runs again after any change to one of them (most
+    commits of a run change one Dockerfile), and redoing every file's part made each commit's review cost
+    grow with the repository. What it keeps is exact: the same objects, compared by identity, give the same hits.
+    With ``listing`` the hits also depend on which files exist (what a context sends): they are forgotten
+    when a file is added or removed (``Project.updated`` keeps only the entries that can follow that).
+    """
+    kept = project.names_memo.get(name) or {}
+    fresh: dict = {} if listing else _KeptPerFile()
+    found: list[Hit] = []
+    for each in files:
+        key = (each, *inputs(each))
+        was = kept.get(each.path)
+        if was is None or len(was[0]) != len(key) or not all(map(_same, was[0], key)):
+            was = (key, tuple(hits(each)))
+        fresh[each.path] = was
+        found += was[1]
+    project.names_memo[name] = fresh
+    return found
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or type(a) is str and a == b

@@ -110,9 +110,10 @@ def dockerfile_breaks_in_another_context(project: Project) -> Iterable[Hit]:
         (or give the other one its own Dockerfile).
     """
     for dockerfile, df in project.dockerfiles.items():
-        contexts = [c for c in built_from(project, dockerfile) if readable_ignore(c)]
-        if len(built_from(project, dockerfile)) < 2 or df.error:
+        built = built_from(project, dockerfile)
+        if len(built) < 2 or df.error:  # most Dockerfiles: one context, CX003's to judge
             continue
+        contexts = [c for c in built if readable_ignore(c)]
         broken = {c.dir: copy_problems(c)[0] for c in contexts}  # problems(c, df), kept across updates
         working = [c.dir for c in contexts if not broken[c.dir]]
         for ctx in contexts:

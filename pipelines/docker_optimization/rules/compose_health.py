@@ -17,7 +17,7 @@ from agent_pipelines.pipelines.docker_optimization.model.compose import ComposeF
 from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
 from agent_pipelines.pipelines.docker_optimization.model.image_tools import tools_in_final_stage
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
-from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, per_file, rule
 from agent_pipelines.pipelines.docker_optimization.rules.compose import (
     HEALTHY,
     Dependency,
@@ -185,18 +185,26 @@ def depends_on_without_healthy_condition(project: Project) -> Iterable[Hit]:
     dependent never starts where it used to. Check the health checks pass
     (`--verify-builds` starts each changed image) before applying it.
     """
-    for compose in project.composes:
-        if compose.error:
-            continue
-        for dep in unhealthy_waits(project, compose):
-            how = "depends_on" if not dep.condition else f"condition {dep.condition}"
-            yield Hit(
-                dep.line,
-                f"service {dep.service} waits only for {dep.on} to start ({how}), "
-                f"though {dep.on} has a healthcheck: use condition: service_healthy",
-                f"{dep.service}: depends_on {dep.on}",
-                file=compose.path,
-            )
+    # A compose file's hits are kept while it and the Dockerfiles its builds name are the same objects.
+    yield from per_file(
+        project,
+        "CO003",
+        [c for c in project.composes if not c.error],
+        lambda compose: _waits_hits(project, compose),
+        lambda compose: tuple(project.dockerfiles.get(b.dockerfile) for b in compose.builds),
+    )
+
+
+def _waits_hits(project: Project, compose: ComposeFile) -> Iterable[Hit]:
+    for dep in unhealthy_waits(project, compose):
+        how = "depends_on" if not dep.condition else f"condition {dep.condition}"
+        yield Hit(
+            dep.line,
+            f"service {dep.service} waits only for {dep.on} to start ({how}), "
+            f"though {dep.on} has a healthcheck: use condition: service_healthy",
+            f"{dep.service}: depends_on {dep.on}",
+            file=compose.path,
+        )
 
 
 # -- healthcheck tools ---------------------------------------------------------------------

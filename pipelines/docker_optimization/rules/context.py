@@ -18,7 +18,7 @@ from agent_pipelines.engine.domain import AlreadyResolved, Declined, FixError
 from agent_pipelines.engine.finding import Applicability, Category, Severity
 from agent_pipelines.engine.gitenv import git_env
 from agent_pipelines.pipelines.docker_optimization.model.context_size import excluded_from, sent_size
-from agent_pipelines.pipelines.docker_optimization.model.copies import matching, problems, sources
+from agent_pipelines.pipelines.docker_optimization.model.copies import names, problems, sources
 from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile, Instruction
 from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
@@ -405,12 +405,16 @@ def leaving_images(project: Project, ignore_path: str) -> list[tuple[str, str]]:
     if not users:
         raise Declined(f"no build context uses {ignore_path} any more")
     excluded = {f: why for _, why, files in _derive(project, users[0].dir, ignore_path) for f in files}
-    copied: set[str] = set()
-    for ctx in (c for c in users if c.dir == users[0].dir):
-        sent = ctx.sent()
-        for src in sources(project.dockerfiles[ctx.dockerfile]):
-            copied.update(matching(sent, src.path))
-    return sorted((f, excluded[f]) for f in excluded if f in copied)
+    copying = [
+        (ctx.sent(), [src.path for src in sources(project.dockerfiles[ctx.dockerfile])])
+        for ctx in users
+        if ctx.dir == users[0].dir
+    ]
+
+    def copied(path: str) -> bool:  # is ``path`` among ``matching(sent, src)`` of a COPY: asked of it alone
+        return any(path in sent and any(names(src, path) for src in srcs) for sent, srcs in copying)
+
+    return sorted((f, excluded[f]) for f in excluded if copied(f))
 
 
 def assess_dockerignore(project: Project, ignore_path: str) -> tuple[bool, str]:

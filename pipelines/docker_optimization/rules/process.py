@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from agent_pipelines.engine.domain import AlreadyResolved, Declined
 from agent_pipelines.engine.finding import Applicability, Category, Severity
 from agent_pipelines.pipelines.docker_optimization.model import yaml_lines
-from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph
+from agent_pipelines.pipelines.docker_optimization.model.buildgraph import build_graph, dockerfile_healthcheck
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
 
@@ -33,7 +33,49 @@ GHA_CACHE = re.compile(r"\btype=gha\b")
 
 
 def built_services(project: Project) -> list[str]:
-    return build_graph(project).built
+    """The compose services that build an image, sorted: ``build_graph(project).built``, made from the compose
+    files alone (not the whole graph, which reads every Dockerfile built) and kept across incremental updates
+    while the compose files are the same objects (``Project.updated`` makes new ones when a file or the
+    resolution of their builds changed). BP001 and BP002 run again after most commits (they read every Dockerfile, the whole tree)."""
+    composes = tuple(project.composes)
+    was: Any = project.names_memo.get("built_services")
+    if was is None or len(was[0]) != len(composes) or any(a is not b for a, b in zip(was[0], composes)):
+        builds = {(c.path, b.service) for c in composes for b in c.builds}
+        names = {
+            str(name)
+            for c in composes
+            if not c.error
+            for name, data in c.services.items()
+            if isinstance(data, dict) and (c.path, str(name)) in builds
+        }
+        was = project.names_memo["built_services"] = _KeptBuilt((composes, sorted(names)))
+    return list(was[1])
+
+
+def _health_checked(project: Project) -> list[str]:
+    """The services with a health check, in rollout order (from ``build_graph``), kept across incremental updates
+    while the compose files are the same objects and each build's image answers the same about its HEALTHCHECK
+    (all the graph reads of a Dockerfile for it): most commits edit a Dockerfile, and DP001 runs after each."""
+    composes = tuple(project.composes)
+    answers = tuple(
+        dockerfile_healthcheck(project.dockerfiles.get(b.dockerfile), b.target) for c in composes for b in c.builds
+    )
+    was: Any = project.names_memo.get("health_checked")
+    if was is None or len(was[0]) != len(composes) or any(a is not b for a, b in zip(was[0], composes)):
+        was = None
+    if was is None or was[1] != answers:
+        graph = build_graph(project)
+        checked = [n for n in graph.runtime_order if graph.services[n].healthcheck]
+        was = project.names_memo["health_checked"] = _KeptBuilt((composes, answers, checked))
+    return list(was[2])
+
+
+class _KeptBuilt(tuple):
+    """What is kept with the compose files it was made from (``built_services``, ``_health_checked``), across
+    added and removed files."""
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptBuilt:
+        return self
 
 
 def workflow_steps(text: str) -> list[dict]:
@@ -241,8 +283,7 @@ def no_health_gated_deploy(project: Project) -> Iterable[Hit]:
     """
     if DEPLOY_SCRIPT in project.files:
         return
-    graph = build_graph(project)
-    checked = [n for n in graph.runtime_order if graph.services[n].healthcheck]
+    checked = _health_checked(project)
     if checked:
         yield Hit(
             0,

@@ -21,7 +21,7 @@ from agent_pipelines.pipelines.docker_optimization.model.image_tools import (
     tools_in_final_stage,
 )
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
-from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, per_file, rule
 
 if TYPE_CHECKING:  # annotations only: engine.artifacts loads pydantic, which `pipeline analyze` must not
     from agent_pipelines.engine.artifacts import Design, Task
@@ -137,14 +137,16 @@ def _compose_services(project, df: Dockerfile) -> list[tuple[str, dict]]:
     found: dict[
         tuple[str, str], tuple[str, dict]
     ] = {}  # one per (compose file, service), however many contexts share it
+    position = project.memo.get("compose_position")
+    if position is None:  # compose file -> its place among the project's (asked for every Dockerfile)
+        position = project.memo["compose_position"] = {c.path: (i, c) for i, c in enumerate(project.composes)}
     for ctx in project.contexts_of(df.path):
-        for compose in project.composes:
-            if compose.path in ctx.compose_files:
-                found.update(
-                    ((compose.path, n), (n, compose.services[n]))
-                    for n in ctx.services
-                    if isinstance(compose.services.get(n), dict)
-                )
+        for _, compose in sorted(position[p] for p in ctx.compose_files if p in position):  # in project order
+            found.update(
+                ((compose.path, n), (n, compose.services[n]))
+                for n in ctx.services
+                if isinstance(compose.services.get(n), dict)
+            )
     return list(found.values())
 
 
@@ -189,38 +191,46 @@ def no_healthcheck(project) -> Iterable[Hit]:
     # it: CO010) may build any Dockerfile: one that no resolved build names may get its health check there,
     # so it is not judged.
     unresolved = bool(project.compose_unresolved)
-    for df in project.dockerfiles.values():
-        if df.error or not df.stages or healthcheck(df) is not None:
-            continue
-        services = _compose_services(project, df)
-        if any("healthcheck" in data for _, data in services) or (unresolved and not services):
-            continue
-        chain = set(stage_chain(df, df.final_stage))
-        exposes = [i for i in df.of("EXPOSE") if i.stage in chain]
-        published = sorted(name for name, data in services if data.get("ports") or data.get("expose"))
-        if exposes:
-            ins = exposes[-1]
-            yield Hit(
-                ins.start_line,
-                f"the image exposes {' '.join(ins.value)} but has no HEALTHCHECK"
-                + (
-                    f" (nor does compose service {', '.join(dict.fromkeys(n for n, _ in services))})"
-                    if services
-                    else ""
-                ),
-                ins.original,
-                ins.end_line,
-                file=df.path,
-            )
-        elif published:
-            stage = df.stages[df.final_stage]
-            yield Hit(
-                stage.start_line,
-                f"compose publishes {', '.join(published)} from this image, "
-                "and neither the image nor the service has a health check",
-                f"FROM {stage.base}",
-                file=df.path,
-            )
+    parsed = [df for df in project.dockerfiles.values() if not df.error and df.stages]
+    services = {df.path: _compose_services(project, df) for df in parsed}
+    # Each Dockerfile's hits are kept while it, the services building it and ``unresolved`` are the same.
+    yield from per_file(
+        project,
+        "RL002",
+        parsed,
+        lambda df: _unchecked_ports(df, services[df.path], unresolved),
+        lambda df: (unresolved, *(part for name, data in services[df.path] for part in (name, data))),
+    )
+
+
+def _unchecked_ports(df: Dockerfile, services: list[tuple[str, dict]], unresolved: bool) -> Iterable[Hit]:
+    """RL002's hits for one Dockerfile and the compose services that build it."""
+    if healthcheck(df) is not None:
+        return
+    if any("healthcheck" in data for _, data in services) or (unresolved and not services):
+        return
+    chain = set(stage_chain(df, df.final_stage))
+    exposes = [i for i in df.of("EXPOSE") if i.stage in chain]
+    published = sorted(name for name, data in services if data.get("ports") or data.get("expose"))
+    if exposes:
+        ins = exposes[-1]
+        yield Hit(
+            ins.start_line,
+            f"the image exposes {' '.join(ins.value)} but has no HEALTHCHECK"
+            + (f" (nor does compose service {', '.join(dict.fromkeys(n for n, _ in services))})" if services else ""),
+            ins.original,
+            ins.end_line,
+            file=df.path,
+        )
+    elif published:
+        stage = df.stages[df.final_stage]
+        yield Hit(
+            stage.start_line,
+            f"compose publishes {', '.join(published)} from this image, "
+            "and neither the image nor the service has a health check",
+            f"FROM {stage.base}",
+            file=df.path,
+        )
 
 
 @rule("RL003", "run-swallows-errors", Category.reliability, Severity.warning, "dockerfile")

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 
 from agent_pipelines.engine.finding import Category, Severity
-from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, per_file, rule
 from agent_pipelines.pipelines.docker_optimization.rules.security_secrets import _item_line, _line
 
 DOCKER_SOCKET = re.compile(r"(?:^|/)docker\.sock$")
@@ -43,33 +43,38 @@ def docker_socket_mounted(project) -> Iterable[Hit]:
         a socket proxy that allows only the API calls the service needs
         (e.g. tecnativa/docker-socket-proxy, read-only), or a rootless engine.
     """
-    for df in project.dockerfiles.values():
-        if df.error:
+    parsed = [df for df in project.dockerfiles.values() if not df.error]
+    yield from per_file(project, "SE004 dockerfiles", parsed, _build_step_sockets)  # each file's kept while unchanged
+    yield from per_file(project, "SE004 composes", project.composes, _service_sockets)
+
+
+def _build_step_sockets(df) -> Iterable[Hit]:
+    for ins in df.of("RUN"):
+        for mount in ins.mounts():
+            if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
+                yield Hit(
+                    ins.start_line,
+                    "a build step mounts the Docker socket: it can control the engine",
+                    ins.original,
+                    ins.end_line,
+                    file=df.path,
+                )
+                break
+
+
+def _service_sockets(compose) -> Iterable[Hit]:
+    for name, svc in compose.services.items():
+        volumes = svc.get("volumes") if isinstance(svc, dict) else None
+        if not isinstance(volumes, list):
             continue
-        for ins in df.of("RUN"):
-            for mount in ins.mounts():
-                if any(DOCKER_SOCKET.search(mount.get(k, "")) for k in ("source", "src", "target", "dst")):
-                    yield Hit(
-                        ins.start_line,
-                        "a build step mounts the Docker socket: it can control the engine",
-                        ins.original,
-                        ins.end_line,
-                        file=df.path,
-                    )
-                    break
-    for compose in project.composes:
-        for name, svc in compose.services.items():
-            volumes = svc.get("volumes") if isinstance(svc, dict) else None
-            if not isinstance(volumes, list):
-                continue
-            for index, volume in enumerate(volumes):
-                if DOCKER_SOCKET.search(_volume_source(volume)):
-                    yield Hit(
-                        _item_line(volumes, index, compose.line_of(name)),
-                        f"service {name} mounts the Docker socket: root on the host",
-                        f"{name}: {_volume_source(volume)}",
-                        file=compose.path,
-                    )
+        for index, volume in enumerate(volumes):
+            if DOCKER_SOCKET.search(_volume_source(volume)):
+                yield Hit(
+                    _item_line(volumes, index, compose.line_of(name)),
+                    f"service {name} mounts the Docker socket: root on the host",
+                    f"{name}: {_volume_source(volume)}",
+                    file=compose.path,
+                )
 
 
 # -- SE005, SE010, SE011 ---------------------------------------------------

@@ -10,7 +10,7 @@ from agent_pipelines.engine.finding import Category, Severity
 from agent_pipelines.pipelines.docker_optimization.model.copies import names, sources
 from agent_pipelines.pipelines.docker_optimization.model.dockerfile import Dockerfile
 from agent_pipelines.pipelines.docker_optimization.model.project import relative, within
-from agent_pipelines.pipelines.docker_optimization.rules import Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Hit, per_file, rule
 
 SECRET_NAMES = re.compile(
     r"^(\.env(\.[\w.-]+)?|id_(rsa|dsa|ecdsa|ed25519)|\.pypirc|\.netrc|\.npmrc"
@@ -58,6 +58,17 @@ class _KeptVerdicts(dict):
     names it. ``public_env``'s per .env file: its text and the verdict."""
 
     def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptVerdicts:
+        return self
+
+
+class _KeptInside(tuple):
+    """(the candidate secret files, context directory -> those under it), kept (``Project.names_memo``) while
+    the candidates are the same."""
+
+    def __new__(cls, candidates: list[str]) -> _KeptInside:
+        return super().__new__(cls, (list(candidates), {}))
+
+    def follow(self, old: list[str], new: list[str], added: list[str], removed: list[str]) -> _KeptInside:
         return self
 
 
@@ -120,7 +131,11 @@ def secret_file_in_build_context(project) -> Iterable[Hit]:
         project.names_memo["secret_files"] = secret_files(project.files)
     candidates = [p for p in project.names_memo["secret_files"] if not public_env(project, p)]
     kept = project.names_memo.setdefault("secret_file_verdicts", _KeptVerdicts())
-    by_dir: dict[str, list[str]] = {}
+    # context directory -> the candidates under it, kept across updates while the candidates are the same
+    was_inside = project.names_memo.get("secret_files_by_dir")
+    if was_inside is None or was_inside[0] != candidates:
+        was_inside = project.names_memo["secret_files_by_dir"] = _KeptInside(candidates)
+    by_dir: dict[str, list[str]] = was_inside[1]
     for ctx in project.contexts:
         inside = by_dir.get(ctx.dir)
         if inside is None:
@@ -239,23 +254,26 @@ def _entries(block, fallback: int) -> list[tuple[str, object, int]]:
 
 def compose_secrets(project) -> Iterable[Hit]:
     for compose in project.composes:
-        for name, svc in compose.services.items():
-            if not isinstance(svc, dict):
-                continue
-            start = compose.line_of(name)
-            build = got if isinstance(got := svc.get("build"), dict) else {}
-            blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
-            for where, block in blocks:
-                for key, value, line in _entries(block, start):
-                    if is_secret_name(key) and literal(value):
-                        shown = "a default" if "$" in str(value) else "a literal value"
-                        yield Hit(
-                            line,
-                            f"service {name}: {where} {key} has {shown} in {compose.path}, "
-                            "committed with the repository",
-                            f"{name}: {key}=***",
-                            file=compose.path,
-                        )
+        yield from compose_file_secrets(compose)
+
+
+def compose_file_secrets(compose) -> Iterable[Hit]:
+    for name, svc in compose.services.items():
+        if not isinstance(svc, dict):
+            continue
+        start = compose.line_of(name)
+        build = got if isinstance(got := svc.get("build"), dict) else {}
+        blocks = (("environment", svc.get("environment")), ("build args", build.get("args")))
+        for where, block in blocks:
+            for key, value, line in _entries(block, start):
+                if is_secret_name(key) and literal(value):
+                    shown = "a default" if "$" in str(value) else "a literal value"
+                    yield Hit(
+                        line,
+                        f"service {name}: {where} {key} has {shown} in {compose.path}, committed with the repository",
+                        f"{name}: {key}=***",
+                        file=compose.path,
+                    )
 
 
 @rule(
@@ -287,7 +305,6 @@ def secret_in_build_or_compose(project) -> Iterable[Hit]:
         RUN --mount=type=secret,id=api_token,env=API_TOKEN ./configure
         # compose: environment: {API_TOKEN: ${API_TOKEN}} with the value in an untracked .env
     """
-    for df in project.dockerfiles.values():
-        if not df.error:
-            yield from dockerfile_secrets(df)
-    yield from compose_secrets(project)
+    parsed = [df for df in project.dockerfiles.values() if not df.error]
+    yield from per_file(project, "SE002 dockerfiles", parsed, dockerfile_secrets)  # each file's kept while unchanged
+    yield from per_file(project, "SE002 composes", project.composes, compose_file_secrets)

@@ -19,7 +19,7 @@ from agent_pipelines.pipelines.docker_optimization.model.shell import (
     segments,
     shell_words,
 )
-from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, rule
+from agent_pipelines.pipelines.docker_optimization.rules import Fix, Hit, per_file, rule
 from agent_pipelines.pipelines.docker_optimization.rules.context_copies import cannot_build
 from agent_pipelines.pipelines.docker_optimization.rules.layers import context_copies, delivered_by
 from agent_pipelines.pipelines.docker_optimization.rules.size import _CONTINUATION, program, segment_end
@@ -117,20 +117,42 @@ def install_ignores_lockfile(project) -> Iterable[Hit]:
     lockfile's (and rewrite it), `npm ci` installs exactly the lockfile (and
     fails when it is out of date): the package set can change.
     """
-    for path, df in sorted(project.dockerfiles.items()):
-        contexts = project.contexts_of(path)
-        if df.error or (contexts and all(cannot_build(c) for c in contexts)):
-            continue  # CX003/CO007 report the build broken: that is the finding to act on
-        for run, seg, lock in unlocked_installs(project, path):
-            instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
-            yield Hit(
-                run.start_line,
-                f"{seg.text()} with {lock} in the build context: the install may resolve other "
-                f"versions than the lockfile; use {instead}",
-                run.original,
-                run.end_line,
-                file=path,
-            )
+    # A Dockerfile's hits are kept while it, its contexts and their ignore files are the same, and no file
+    # came or went (what a context sends); a context no compose file names is judged from the directories
+    # above it too (``copy_problems``): its Dockerfile's hits are made again.
+    yield from per_file(
+        project,
+        "SZ005",
+        [df for _, df in sorted(project.dockerfiles.items()) if not df.error],
+        lambda df: _lockfile_hits(project, df.path),
+        lambda df: _contexts_read(project, df.path),
+        listing=True,
+    )
+
+
+def _contexts_read(project, path: str) -> tuple:
+    found: list[object] = []
+    for c in project.contexts_of(path):
+        if c.inferred:
+            return (object(),)  # never the same
+        found += (c.dir, c.ignore_path, project.parsed_ignore(c.ignore_path) if c.ignore_path else None)
+    return tuple(found)
+
+
+def _lockfile_hits(project, path: str) -> Iterable[Hit]:
+    contexts = project.contexts_of(path)
+    if contexts and all(cannot_build(c) for c in contexts):
+        return  # CX003/CO007 report the build broken: that is the finding to act on
+    for run, seg, lock in unlocked_installs(project, path):
+        instead = "npm ci" if seg.prog == "npm" else "yarn install --frozen-lockfile"
+        yield Hit(
+            run.start_line,
+            f"{seg.text()} with {lock} in the build context: the install may resolve other "
+            f"versions than the lockfile; use {instead}",
+            run.original,
+            run.end_line,
+            file=path,
+        )
 
 
 # -- SZ005: npm ci, frozen yarn lockfile ---------------------------------------------------------
