@@ -11,6 +11,7 @@ checkpoint gives the same state instead of appending duplicates.
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections.abc import Callable
@@ -205,6 +206,26 @@ def _approval_route(phase: Phase, onward: str):
     return route
 
 
+@contextmanager
+def _older_objects_set_aside():
+    """Cyclic garbage collection looks only at the objects a node makes: the ones made before it (the run's
+    state, the domain's kept analyses and listings: millions on a large monorepo) are set aside
+    (``gc.freeze``) while it runs, and given back after.
+
+    Why: a node that makes many commits sets off dozens of full collections, and each walked every one of
+    those objects: 23 full collections took 10.9 s of a 200,000-file run. Nothing is leaked: an older
+    object that became garbage meanwhile is collected once it is given back.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event, llm):
     name = phase.node(role)
 
@@ -218,7 +239,10 @@ def _node(phase: Phase, role: str, agent, invocation: int, last: bool, on_event,
         if llm is not None:
             llm.node_started()
         try:
-            with span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}):
+            with (
+                span(f"node {name}", **{"pipeline.node": name, "pipeline.phase": phase.name, "pipeline.agent": role}),
+                _older_objects_set_aside(),
+            ):
                 return body(state, runtime.context, visit)
         except Exception as err:
             # A node that didn't finish must not replay the answers it got (one may be what crashed it):
