@@ -64,6 +64,19 @@ def _edits(moved: list[str], directory: str, files: dict[str, int]) -> dict[str,
     return {relative(p, directory): files.get(p) for p in moved if within(p, directory)}
 
 
+def _dirs_touched(paths: Iterable[str]) -> set[str]:
+    """Every directory ``within`` places one of ``paths`` in, and the paths themselves (none when no path):
+    a listing of a directory outside it has nothing to follow (one set lookup, not a pass over the paths)."""
+    found: set[str] = set()
+    for path in paths:
+        found.update(("", ".", path))
+        cut = path.find("/")
+        while cut != -1:
+            found.add(path[:cut])
+            cut = path.find("/", cut + 1)
+    return found
+
+
 def within(path: str, directory: str) -> bool:
     return directory in ("", ".") or path == directory or path.startswith(directory.rstrip("/") + "/")
 
@@ -272,7 +285,8 @@ class Project:
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
         # What is computed from the paths and sizes alone (what a context sends): ``updated`` keeps it, each
-        # entry updated by its ``updated(old_files, new_files, changed)``.
+        # entry updated by its ``updated(old_files, new_files, changed)`` -- asked only when a path under its
+        # ``dir`` changed, for an entry that has one.
         self.sizes_memo: dict[object, Any] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):  # one C-level test per file, then the exact ones
             if is_dockerfile(path):
@@ -328,40 +342,63 @@ class Project:
         elif "sorted_sizes" in self.__dict__:
             new.__dict__["sorted_sizes"] = self.sorted_sizes
         # Listings follow the paths that changed under their directory (made when next asked for: ``Listing``).
-        new._under = {d: listing.follow(_edits(moved, d, new.files)) for d, listing in self._under.items()}
+        touched = _dirs_touched(moved)  # a listing of any other directory has nothing to follow
+        new._under = {
+            d: listing.follow(_edits(moved, d, new.files)) if d.rstrip("/") in touched else listing
+            for d, listing in self._under.items()
+        }
         new.sent_cache, new.sent_asked = {}, set()
         # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
         # file (found while loading, as a fresh project finds them before any rule runs).
-        new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
+        new._text = self._text.copy()  # copied in C, then the few changed paths dropped
+        for path in (*changed, *self.problems):
+            new._text.pop(path, None)
         new._ignores = {p: parsed for p, parsed in self._ignores.items() if p not in changed}
+        compose_paths = self._compose_paths
         new.problems = {
-            p: v
-            for p, v in self.problems.items()
-            if p not in changed and (p in self.dockerfiles or p in self._compose_paths)
+            p: v for p, v in self.problems.items() if p not in changed and (p in self.dockerfiles or p in compose_paths)
         }
         new._text.update((p, None) for p in new.problems)
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
-        new.sizes_memo = {k: v.updated(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
+        new.sizes_memo = {  # an entry that names its ``dir`` is asked only when a path under it moved
+            k: v.updated(self.files, new.files, moved)
+            if (d := getattr(v, "dir", None)) is None or d.rstrip("/") in touched
+            else v
+            for k, v in self.sizes_memo.items()
+        }
         if added or removed:  # an entry that can follow added and removed paths does; the others are made again
             new.names_memo = {
                 key: value.follow(self._sorted, new._sorted, added, removed)
                 for key, value in self.names_memo.items()
                 if hasattr(value, "follow")
             }
-        candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
         composes = {c.path: c for c in self.composes}
-        new.dockerfiles, new.composes = {}, []
-        for path in sorted(p for p in candidates if p in new.files):
-            if is_dockerfile(path):
-                new.dockerfiles[path] = (
-                    self.dockerfiles[path]
-                    if path in self.dockerfiles and path not in changed
-                    else new._dockerfile(path)
-                )
-            elif compose_mod.is_compose_file(path):
-                new.composes.append(composes[path] if path in composes and path not in changed else new._compose(path))
+        if not any(_MAYBE_BUILD_FILE.search(p) for p in (*added, *removed)):
+            # The same Dockerfiles and compose files as before, in the same (sorted) order: the changed ones are
+            # parsed again, in path order as a fresh project reads them (their notes come in that order).
+            new.dockerfiles = self.dockerfiles.copy()
+            for path in sorted(p for p in changed if p in composes or p in new.dockerfiles):
+                if path in new.dockerfiles:
+                    new.dockerfiles[path] = new._dockerfile(path)
+                else:
+                    composes[path] = new._compose(path)
+            new.composes = list(composes.values())
+        else:
+            candidates = set(self.dockerfiles) | set(composes) | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
+            new.dockerfiles, new.composes = {}, []
+            for path in sorted(p for p in candidates if p in new.files):
+                if is_dockerfile(path):
+                    new.dockerfiles[path] = (
+                        self.dockerfiles[path]
+                        if path in self.dockerfiles and path not in changed
+                        else new._dockerfile(path)
+                    )
+                elif compose_mod.is_compose_file(path):
+                    new.composes.append(
+                        composes[path] if path in composes and path not in changed else new._compose(path)
+                    )
         if changed & (self.compose_inputs | self._compose_paths) or any(
             map(compose_mod.is_compose_file, added + removed)
         ):
@@ -379,7 +416,9 @@ class Project:
         asked = {d for d, _ in self.sent_asked}
         for (directory, key), kept in self.sent_cache.items():
             if directory in dirs and ((directory, key) in self.sent_asked or directory not in asked):
-                new.sent_cache[(directory, key)] = kept.follow(_edits(moved, directory, new.files))
+                new.sent_cache[(directory, key)] = (
+                    kept.follow(_edits(moved, directory, new.files)) if directory.rstrip("/") in touched else kept
+                )
         return new
 
     @property

@@ -1,0 +1,106 @@
+"""A project updated for the changed paths is the project a fresh load of the same files gives.
+
+``Project.updated`` reuses what no changed path touches: parsed Dockerfiles
+and compose files (re-parsed in path order, as a fresh load reads them),
+the listings and sent sizes of directories where nothing moved (followed
+only where a path changed under them), and the problems and notes of the
+other files. After random edits, each compared with a fresh project: the
+same files and sorted paths, Dockerfiles and compose files in the same
+order, the same notes and problems, contexts, what each one lists and
+sends, and its sent size.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from tests.rulekit import edit_and_follow, write
+
+FILES = {
+    "compose.yaml": (
+        "services:\n  api:\n    build: ./api\n  web:\n    build: {context: ., dockerfile: web/Dockerfile}\n"
+    ),
+    "api/Dockerfile": "FROM python:3.12-slim\nCOPY . .\n",
+    "api/app.py": "print(1)\n",
+    "api/.dockerignore": "**/__pycache__\n*.md\n",
+    "web/Dockerfile": "FROM node:20\nCOPY web/ /app/\n",
+    "web/src/index.js": "x\n",
+    "web/README.md": "# web\n",
+    "tools/Dockerfile": "FROM alpine\n",
+    "README.md": "# repo\n",
+}
+PATHS = [*FILES, "api/new.py", "api/__pycache__/a.pyc", "web/Dockerfile.dev", "docs/notes.md", "z/compose.yaml"]
+TEXTS = [
+    None,  # removed
+    "short\n",
+    "FROM alpine AS base\nRUN echo hi\nCOPY missing.txt /\n",
+    "services:\n  tools:\n    build: {context: ., dockerfile: tools/Dockerfile}\n",
+    "caf\udce9 not utf-8\n",  # written as bytes that are not UTF-8: a note
+    "\0binary\n",  # a problem (PX003)
+    "node_modules\n*.md\n!README.md\n",
+]
+
+
+def put(root: Path, path: str, text: str | None) -> None:
+    target = root / path
+    if text is None:
+        target.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(text.encode("utf-8", "surrogateescape"))
+
+
+def seen(project: Project) -> dict:
+    """What a rule can read of a project, compared whole."""
+    return {
+        "files": project.files,
+        "sorted": project.sorted_paths,
+        "dockerfiles": [(p, d.text, d.error) for p, d in project.dockerfiles.items()],
+        "composes": [(c.path, c.error) for c in project.composes],
+        "problems": project.problems,
+        "notes": project.notes,
+        "contexts": [
+            (c.dir, c.dockerfile, c.services, c.inferred, c.files(), c.sent(), sent_size(c)) for c in project.contexts
+        ],
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), st.sampled_from(TEXTS)), min_size=1, max_size=6))
+def test_an_updated_project_equals_a_fresh_one_after_random_edits(edits):
+    root = Path(tempfile.mkdtemp(prefix="project-updated-"))
+    try:
+        write(root, FILES)
+        tree = DirTree(root)
+        project = Project(tree)
+        seen(project)  # its listings and sizes made, so that the updates follow them
+        for path, text in edits:
+            put(root, path, text)
+            tree = tree.updated([path])
+            project = project.updated(tree, [path])
+            assert seen(project) == seen(Project(DirTree(root))), (path, text)
+    finally:
+        shutil.rmtree(root)
+
+
+def test_an_update_leaves_garbage_collection_as_it_found_it(tmp_path):
+    """An update runs without cyclic garbage collection (the contexts it makes again set off full collections
+    that walked every kept list of paths) and turns it back on after; one that finds it off leaves it off."""
+    root = write(tmp_path, FILES)
+    tree, project = edit_and_follow(root, DirTree(root), Project(DirTree(root)), "api/app.py", "print(2)\n")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        edit_and_follow(root, tree, project, "api/app.py", "print(3)\n")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
