@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_pipelines.engine.tree import DirTree
-from agent_pipelines.pipelines.docker_optimization.model.context_size import sent_size
+from agent_pipelines.pipelines.docker_optimization.model.context_size import _Dir, excluded_from, sent_size
 from agent_pipelines.pipelines.docker_optimization.model.project import Project
 from tests.rulekit import edit_and_follow, write
 
@@ -104,3 +104,25 @@ def test_an_update_leaves_garbage_collection_as_it_found_it(tmp_path):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_projects_of_the_same_files_share_what_they_parse_and_match(tmp_path):
+    """A fresh project of files another project already read reuses its parsed Dockerfiles and what each
+    ignore pattern excludes there (a run makes a dozen projects of one commit); a changed file or path
+    gets answers of its own, equal to what a project that never shared anything finds."""
+    root = write(tmp_path, FILES)
+    first = Project(DirTree(root))
+    api = next(c for c in first.contexts if c.dir == "api")
+    assert excluded_from(api, ("**/__pycache__", "*.md"), api.files()) == {"**/__pycache__": [], "*.md": []}
+    again = Project(DirTree(root))
+    assert again.dockerfiles["api/Dockerfile"] is first.dockerfiles["api/Dockerfile"]
+    assert _Dir.of(again, "api")._by_pattern is _Dir.of(first, "api")._by_pattern
+
+    write(root, {"api/__pycache__/m.pyc": "x", "api/Dockerfile": "FROM python:3.13-slim\nCOPY . .\n"})
+    moved = Project(DirTree(root))
+    assert moved.dockerfiles["api/Dockerfile"] is not first.dockerfiles["api/Dockerfile"]
+    assert moved.dockerfiles["api/Dockerfile"].text.startswith("FROM python:3.13")
+    api = next(c for c in moved.contexts if c.dir == "api")
+    assert excluded_from(api, ("**/__pycache__",), api.files()) == {"**/__pycache__": ["__pycache__/m.pyc"]}
+    assert _Dir.of(moved, "api")._by_pattern is not _Dir.of(first, "api")._by_pattern
+    assert "__pycache__/m.pyc" not in str(_Dir.of(first, "api")._by_pattern)  # the first project's stay as they were

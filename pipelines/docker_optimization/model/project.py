@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import gc
 import operator
 import posixpath
@@ -116,6 +117,19 @@ def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int
             bisect.insort(keys, rel)
     _SORTED.pop(id(made), None)  # the listing followed is mostly not asked again: not kept alive for it
     _SORTED[id(out)] = (out, keys)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(path: str, text: str) -> Dockerfile:
+    """A Dockerfile's text parsed once per process, shared by every project that reads the same text.
+
+    Why: each fresh project parses every Dockerfile (450 at scale 10), and a commit's new text is parsed
+    by the implementer's project, the reviewer's analysis and the gates' project in turn. Sharing is what
+    ``Project.updated`` does already for unchanged files: rules never modify a parsed Dockerfile."""
+    try:
+        return Dockerfile.parse(path, text)
+    except Exception as err:  # the parser must never stop the analysis
+        return Dockerfile(path=path, text=text, error=f"the parser failed: {type(err).__name__}: {err}")
 
 
 class Listing:
@@ -353,7 +367,8 @@ class Project:
         new._text = self._text.copy()  # copied in C, then the few changed paths dropped
         for path in (*changed, *self.problems):
             new._text.pop(path, None)
-        new._ignores = {p: parsed for p, parsed in self._ignores.items() if p not in changed}
+        # an ignore file whose problem is not carried is read again (its problem found again, as a fresh project finds it)
+        new._ignores = {p: v for p, v in self._ignores.items() if p not in changed and p not in self.problems}
         compose_paths = self._compose_paths
         new.problems = {
             p: v for p, v in self.problems.items() if p not in changed and (p in self.dockerfiles or p in compose_paths)
@@ -544,10 +559,7 @@ class Project:
         text = self.text(path)
         if text is None and path in self.problems:
             return Dockerfile(path=path, text="", error=self.problems[path].message)
-        try:
-            return Dockerfile.parse(path, text or "")
-        except Exception as err:  # the parser must never stop the analysis
-            return Dockerfile(path=path, text=text or "", error=f"the parser failed: {type(err).__name__}: {err}")
+        return _parsed(path, text or "")
 
     def _compose(self, path: str) -> ComposeFile:
         text = self.text(path)
