@@ -60,17 +60,18 @@ def put(root: Path, path: str, text: str | None) -> None:
 
 
 def seen(project: Project) -> dict:
-    """What a rule can read of a project, compared whole."""
+    """What a rule can read of a project, compared whole (its contexts first: reading them records problems)."""
+    contexts = [
+        (c.dir, c.dockerfile, c.services, c.inferred, c.files(), c.sent(), sent_size(c)) for c in project.contexts
+    ]
     return {
         "files": project.files,
         "sorted": project.sorted_paths,
         "dockerfiles": [(p, d.text, d.error) for p, d in project.dockerfiles.items()],
         "composes": [(c.path, c.error) for c in project.composes],
         "problems": project.problems,
-        "notes": project.notes,
-        "contexts": [
-            (c.dir, c.dockerfile, c.services, c.inferred, c.files(), c.sent(), sent_size(c)) for c in project.contexts
-        ],
+        "notes": sorted(project.notes),  # in the order files were read (rules ask them in any order)
+        "contexts": contexts,
     }
 
 

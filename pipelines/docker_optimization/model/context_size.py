@@ -22,6 +22,7 @@ import bisect
 import operator
 from dataclasses import dataclass
 
+from agent_pipelines.engine.tree import keep
 from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
 from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
@@ -231,9 +232,7 @@ def _shared(directory: str, prefix: str, paths: list[str]) -> _Excluded:
     if kept is not None and kept[0] == paths:
         return kept[1]
     found = _Excluded(prefix)
-    if len(_SHARED) >= 64:  # a bound on memory: the paths of a few dozen directories
-        _SHARED.clear()
-    _SHARED[directory] = (paths, found)
+    keep(_SHARED, directory, (paths, found))  # one entry per context directory (hundreds in a monorepo)
     return found
 
 

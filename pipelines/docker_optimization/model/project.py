@@ -91,12 +91,24 @@ _SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}  # id of a listing's d
 
 def sorted_keys(files: dict[str, int]) -> list[str]:
     """``files``' paths, sorted, computed once per dict (listings' dicts are never mutated)."""
-    hit = _SORTED.get(id(files))
+    hit = _SORTED.pop(id(files), None)
     if hit is None or hit[0] is not files or len(hit[1]) != len(files):
-        if len(_SORTED) > 256:
-            _SORTED.clear()
-        hit = _SORTED[id(files)] = (files, sorted(files))  # the dict is held, so its id isn't reused
+        hit = (files, sorted(files))  # the dict is held, so its id isn't reused
+    _remember_sorted(files, hit[1])
     return hit[1]
+
+
+def _remember_sorted(files: dict[str, int], keys: list[str]) -> None:
+    """Keep ``files``' sorted paths, most recently used last; the least recently used goes beyond 256.
+
+    Why not emptied when full: a monorepo has hundreds of contexts, and emptying the cache dropped the root
+    context's listing (200,000 paths at scale 10) with them, to be sorted again at the next commit."""
+    _SORTED[id(files)] = (files, keys)
+    while len(_SORTED) > 256:
+        try:
+            _SORTED.pop(next(iter(_SORTED)), None)
+        except (StopIteration, RuntimeError):  # another thread emptied or changed it meanwhile
+            break
 
 
 def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int | None]) -> None:
@@ -116,7 +128,7 @@ def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int
         for rel in born:
             bisect.insort(keys, rel)
     _SORTED.pop(id(made), None)  # the listing followed is mostly not asked again: not kept alive for it
-    _SORTED[id(out)] = (out, keys)
+    _remember_sorted(out, keys)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -224,7 +236,7 @@ class Context:
         root = posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
         return root if root in self.project.files else ""
 
-    @property
+    @cached_property  # asked of every context after every commit (which ignore files it may read)
     def default_ignore_path(self) -> str:
         return posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
 
@@ -455,7 +467,9 @@ class Project:
         if directory not in self._under:
             if directory in ("", "."):
                 paths = self._sorted  # sorted, as below
-                self._under[directory] = Listing(None, dict(zip(paths, map(self.files.__getitem__, paths))))
+                listed = dict(zip(paths, map(self.files.__getitem__, paths)))
+                _remember_sorted(listed, paths)  # its sorted paths are at hand: not sorted again when asked
+                self._under[directory] = Listing(None, listed)
             else:
                 prefix = directory.rstrip("/") + "/"
                 lo, hi = span(self._sorted, prefix)
