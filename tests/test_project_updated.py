@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from agent_pipelines.engine.tree import DirTree
 from agent_pipelines.pipelines.docker_optimization.model.context_size import _Dir, excluded_from, sent_size
-from agent_pipelines.pipelines.docker_optimization.model.project import Project
+from agent_pipelines.pipelines.docker_optimization.model.project import Project, sorted_keys
 from tests.rulekit import edit_and_follow, write
 
 FILES = {
@@ -127,3 +127,18 @@ def test_projects_of_the_same_files_share_what_they_parse_and_match(tmp_path):
     assert excluded_from(api, ("**/__pycache__",), api.files()) == {"**/__pycache__": ["__pycache__/m.pyc"]}
     assert _Dir.of(moved, "api")._by_pattern is not _Dir.of(first, "api")._by_pattern
     assert "__pycache__/m.pyc" not in str(_Dir.of(first, "api")._by_pattern)  # the first project's stay as they were
+
+
+def test_sorted_paths_asked_now_and_then_stay_while_hundreds_of_others_come_and_go(tmp_path):
+    """The root context's sorted paths (200,000 at scale 10) are not sorted again because hundreds of small
+    contexts were asked meanwhile; the root listing comes with the project's own sorted paths."""
+    project = Project(DirTree(write(tmp_path, FILES)))
+    root = project.files_under(".")
+    assert sorted_keys(root) is project.sorted_paths
+    keys = sorted_keys(root)
+    small = [{f"dir{n}/file": n} for n in range(600)]  # more than the cache holds
+    for n, files in enumerate(small):
+        assert sorted_keys(files) == [f"dir{n}/file"]
+        if n % 100 == 0:
+            assert sorted_keys(root) is keys  # kept, not sorted again
+    assert sorted_keys(root) is keys
