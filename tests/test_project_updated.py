@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent_pipelines.engine.tree import DirTree
+from agent_pipelines.pipelines.docker_optimization.model import project as project_mod
 from agent_pipelines.pipelines.docker_optimization.model.context_size import _Dir, excluded_from, sent_size
 from agent_pipelines.pipelines.docker_optimization.model.project import Project, sorted_keys
 from tests.rulekit import edit_and_follow, write
@@ -135,6 +136,8 @@ def test_sorted_paths_asked_now_and_then_stay_while_hundreds_of_others_come_and_
     project = Project(DirTree(write(tmp_path, FILES)))
     root = project.files_under(".")
     assert sorted_keys(root) is project.sorted_paths
+    api = project.files_under("api")
+    assert id(api) in project_mod._SORTED and sorted_keys(api) == sorted(api)  # known when listed, not sorted
     keys = sorted_keys(root)
     small = [{f"dir{n}/file": n} for n in range(600)]  # more than the cache holds
     for n, files in enumerate(small):

@@ -23,6 +23,7 @@ import gc
 import operator
 import posixpath
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -86,12 +87,13 @@ def relative(path: str, directory: str) -> str:
     return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1 :]
 
 
-_SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}  # id of a listing's dict -> (the dict, its paths sorted)
+# id of a listing's dict -> (the dict, its paths sorted), least recently used first
+_SORTED: OrderedDict[int, tuple[dict[str, int], list[str]]] = OrderedDict()
 
 
 def sorted_keys(files: dict[str, int]) -> list[str]:
     """``files``' paths, sorted, computed once per dict (listings' dicts are never mutated)."""
-    hit = _SORTED.pop(id(files), None)
+    hit = _SORTED.get(id(files))
     if hit is None or hit[0] is not files or len(hit[1]) != len(files):
         hit = (files, sorted(files))  # the dict is held, so its id isn't reused
     _remember_sorted(files, hit[1])
@@ -99,16 +101,17 @@ def sorted_keys(files: dict[str, int]) -> list[str]:
 
 
 def _remember_sorted(files: dict[str, int], keys: list[str]) -> None:
-    """Keep ``files``' sorted paths, most recently used last; the least recently used goes beyond 256.
+    """Keep ``files``' sorted paths as the most recently used; the least recently used goes beyond 256.
 
     Why not emptied when full: a monorepo has hundreds of contexts, and emptying the cache dropped the root
     context's listing (200,000 paths at scale 10) with them, to be sorted again at the next commit."""
     _SORTED[id(files)] = (files, keys)
-    while len(_SORTED) > 256:
-        try:
-            _SORTED.pop(next(iter(_SORTED)), None)
-        except (StopIteration, RuntimeError):  # another thread emptied or changed it meanwhile
-            break
+    try:
+        _SORTED.move_to_end(id(files))
+        while len(_SORTED) > 256:
+            _SORTED.popitem(last=False)
+    except KeyError:  # another thread took it (or emptied the cache) meanwhile
+        pass
 
 
 def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int | None]) -> None:
@@ -474,8 +477,10 @@ class Project:
                 prefix = directory.rstrip("/") + "/"
                 lo, hi = span(self._sorted, prefix)
                 paths = self._sorted[lo:hi]
-                relatives = map(operator.itemgetter(slice(len(prefix), None)), paths)  # in C, not per path
-                self._under[directory] = Listing(None, dict(zip(relatives, map(self.files.__getitem__, paths))))
+                relatives = list(map(operator.itemgetter(slice(len(prefix), None)), paths))  # in C, not per path
+                listed = dict(zip(relatives, map(self.files.__getitem__, paths)))
+                _remember_sorted(listed, relatives)  # sorted too: one prefix taken off sorted paths
+                self._under[directory] = Listing(None, listed)
         return self._under[directory].files
 
     def appended_sent(self, directory: str, ignore: DockerIgnore) -> dict[str, int] | None:
