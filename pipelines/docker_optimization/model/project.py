@@ -94,10 +94,15 @@ _SORTED: OrderedDict[int, tuple[dict[str, int], list[str]]] = OrderedDict()
 def sorted_keys(files: dict[str, int]) -> list[str]:
     """``files``' paths, sorted, computed once per dict (listings' dicts are never mutated)."""
     hit = _SORTED.get(id(files))
-    if hit is None or hit[0] is not files or len(hit[1]) != len(files):
-        hit = (files, sorted(files))  # the dict is held, so its id isn't reused
-    _remember_sorted(files, hit[1])
-    return hit[1]
+    if hit is not None and hit[0] is files and len(hit[1]) == len(files):
+        try:
+            _SORTED.move_to_end(id(files))  # asked again: the last to go (matching asks millions of times)
+        except KeyError:  # another thread let it go meanwhile
+            pass
+        return hit[1]
+    keys = sorted(files)  # the dict is held while kept, so its id isn't reused
+    _remember_sorted(files, keys)
+    return keys
 
 
 def _remember_sorted(files: dict[str, int], keys: list[str]) -> None:
