@@ -22,6 +22,7 @@ import bisect
 import operator
 from dataclasses import dataclass
 
+from agent_pipelines.engine.tree import keep
 from agent_pipelines.pipelines.docker_optimization.model.dockerignore import DockerIgnore, excluded_by_each
 from agent_pipelines.pipelines.docker_optimization.model.paths import span
 
@@ -141,9 +142,10 @@ class _Dir:
             self.tops.append((rest[: slash + 1], lo, hi, sum(self.sizes[lo:hi])))
             i = hi
         # kept across commits (Project.names_memo), following added and removed paths
-        self._by_pattern: dict[str, frozenset[str]] = project.names_memo.setdefault(
-            ("excluded_by", directory), _Excluded(self.prefix)
-        )
+        key = ("excluded_by", directory)
+        if key not in project.names_memo:
+            project.names_memo[key] = _shared(directory, self.prefix, paths[self.lo : self.hi])
+        self._by_pattern: dict[str, frozenset[str]] = project.names_memo[key]
 
     @classmethod
     def of(cls, project, directory: str) -> _Dir:
@@ -213,6 +215,25 @@ class _Excluded(dict):
                 found = found.union(hit) if hit else found
             out[pattern] = found.difference(gone) if gone and not gone.isdisjoint(found) else found
         return out
+
+
+_SHARED: dict[str, tuple[list[str], _Excluded]] = {}  # directory -> (its paths, what each pattern excludes there)
+
+
+def _shared(directory: str, prefix: str, paths: list[str]) -> _Excluded:
+    """The per-pattern answers of the last project that asked them of ``directory``, when its paths there
+    were these (what a pattern excludes depends on the paths alone); else new ones, shared from now on.
+
+    Why: a run makes a dozen projects of the same files (the analyst's, the planner's, the reviewer's,
+    each phase's ops), and one pass of the candidate patterns over a root context (200,000 paths at scale
+    10) costs a second; comparing the paths costs milliseconds. An ``_Excluded`` only ever gains answers
+    (``follow`` makes a new one), so projects that share it stay right."""
+    kept = _SHARED.get(directory)
+    if kept is not None and kept[0] == paths:
+        return kept[1]
+    found = _Excluded(prefix)
+    keep(_SHARED, directory, (paths, found))  # one entry per context directory (hundreds in a monorepo)
+    return found
 
 
 def _literal(pattern: str) -> bool:

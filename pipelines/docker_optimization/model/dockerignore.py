@@ -577,7 +577,7 @@ class DockerIgnore:
     def sent(self, files: dict[str, int]) -> dict[str, int]:
         """The subset of ``files`` (path -> size) the builder receives."""
         if not self.patterns:
-            return dict(files)
+            return files.copy()  # the table cloned: dict() re-inserts every entry of a listing that lost paths
         if self._index is None:
             return {p: s for p, s in files.items() if not self.excluded(p)}
         # excluded() inlined over the sorted paths: an excluded directory is passed over with one bisect,

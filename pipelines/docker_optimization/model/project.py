@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+import gc
 import operator
 import posixpath
 import re
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -63,6 +66,19 @@ def _edits(moved: list[str], directory: str, files: dict[str, int]) -> dict[str,
     return {relative(p, directory): files.get(p) for p in moved if within(p, directory)}
 
 
+def _dirs_touched(paths: Iterable[str]) -> set[str]:
+    """Every directory ``within`` places one of ``paths`` in, and the paths themselves (none when no path):
+    a listing of a directory outside it has nothing to follow (one set lookup, not a pass over the paths)."""
+    found: set[str] = set()
+    for path in paths:
+        found.update(("", ".", path))
+        cut = path.find("/")
+        while cut != -1:
+            found.add(path[:cut])
+            cut = path.find("/", cut + 1)
+    return found
+
+
 def within(path: str, directory: str) -> bool:
     return directory in ("", ".") or path == directory or path.startswith(directory.rstrip("/") + "/")
 
@@ -71,17 +87,36 @@ def relative(path: str, directory: str) -> str:
     return path if directory in ("", ".") else path[len(directory.rstrip("/")) + 1 :]
 
 
-_SORTED: dict[int, tuple[dict[str, int], list[str]]] = {}  # id of a listing's dict -> (the dict, its paths sorted)
+# id of a listing's dict -> (the dict, its paths sorted), least recently used first
+_SORTED: OrderedDict[int, tuple[dict[str, int], list[str]]] = OrderedDict()
 
 
 def sorted_keys(files: dict[str, int]) -> list[str]:
     """``files``' paths, sorted, computed once per dict (listings' dicts are never mutated)."""
     hit = _SORTED.get(id(files))
-    if hit is None or hit[0] is not files or len(hit[1]) != len(files):
-        if len(_SORTED) > 256:
-            _SORTED.clear()
-        hit = _SORTED[id(files)] = (files, sorted(files))  # the dict is held, so its id isn't reused
-    return hit[1]
+    if hit is not None and hit[0] is files and len(hit[1]) == len(files):
+        try:
+            _SORTED.move_to_end(id(files))  # asked again: the last to go (matching asks millions of times)
+        except KeyError:  # another thread let it go meanwhile
+            pass
+        return hit[1]
+    keys = sorted(files)  # the dict is held while kept, so its id isn't reused
+    _remember_sorted(files, keys)
+    return keys
+
+
+def _remember_sorted(files: dict[str, int], keys: list[str]) -> None:
+    """Keep ``files``' sorted paths as the most recently used; the least recently used goes beyond 256.
+
+    Why not emptied when full: a monorepo has hundreds of contexts, and emptying the cache dropped the root
+    context's listing (200,000 paths at scale 10) with them, to be sorted again at the next commit."""
+    _SORTED[id(files)] = (files, keys)
+    try:
+        _SORTED.move_to_end(id(files))
+        while len(_SORTED) > 256:
+            _SORTED.popitem(last=False)
+    except KeyError:  # another thread took it (or emptied the cache) meanwhile
+        pass
 
 
 def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int | None]) -> None:
@@ -101,7 +136,18 @@ def _follow_sorted(made: dict[str, int], out: dict[str, int], net: dict[str, int
         for rel in born:
             bisect.insort(keys, rel)
     _SORTED.pop(id(made), None)  # the listing followed is mostly not asked again: not kept alive for it
-    _SORTED[id(out)] = (out, keys)
+    _remember_sorted(out, keys)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(parse: Callable[[str, str], Dockerfile], path: str, text: str) -> Dockerfile:
+    """A Dockerfile's text parsed once per process by ``parse``, shared by every project that reads the same
+    text (a parser that raises is asked again next time: nothing is kept of a failure).
+
+    Why: each fresh project parses every Dockerfile (450 at scale 10), and a commit's new text is parsed
+    by the implementer's project, the reviewer's analysis and the gates' project in turn. Sharing is what
+    ``Project.updated`` does already for unchanged files: rules never modify a parsed Dockerfile."""
+    return parse(path, text)
 
 
 class Listing:
@@ -152,7 +198,8 @@ class Listing:
             net: dict[str, int | None] = {}
             for edits in reversed(chain):  # oldest first: the last edit of a path wins
                 net.update(edits)
-            out = dict(made)  # a copy in C (a table copied whole); rebuilding one in order costs 30x that
+            # .copy() clones the table; dict(made) re-inserts every entry once made has lost a path (10x slower)
+            out = made.copy()
             for rel, size in net.items():
                 if size is None:
                     out.pop(rel, None)
@@ -195,7 +242,7 @@ class Context:
         root = posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
         return root if root in self.project.files else ""
 
-    @property
+    @cached_property  # asked of every context after every commit (which ignore files it may read)
     def default_ignore_path(self) -> str:
         return posixpath.join(self.dir, ".dockerignore") if self.dir != "." else ".dockerignore"
 
@@ -270,7 +317,8 @@ class Project:
         # keeps the entries with a ``follow(old_sorted, new_sorted, added, removed)`` method, updated by it.
         self.names_memo: dict[object, object] = {}
         # What is computed from the paths and sizes alone (what a context sends): ``updated`` keeps it, each
-        # entry updated by its ``updated(old_files, new_files, changed)``.
+        # entry updated by its ``updated(old_files, new_files, changed)`` -- asked only when a path under its
+        # ``dir`` changed, for an entry that has one.
         self.sizes_memo: dict[object, Any] = {}
         for path in filter(_MAYBE_BUILD_FILE.search, self._sorted):  # one C-level test per file, then the exact ones
             if is_dockerfile(path):
@@ -291,6 +339,15 @@ class Project:
         are derived again (cheap). ``tree.files()`` should answer without a walk
         (``DirTree.updated``, ``GitTree.updated``). ``memo`` starts empty.
         """
+        if gc.isenabled():
+            # No cyclic collection while it runs (the next one, after it, finds what it left): each context
+            # made again is a few objects, and the full collections they set off walked every object the
+            # run keeps (lists of every path among them) -- 9 s of a scale-10 run's implementer, in _contexts.
+            gc.disable()
+            try:
+                return self.updated(tree, changed)
+            finally:
+                gc.enable()
         changed = set(changed)
         new = Project.__new__(Project)
         new.tree, new.files = tree, tree.files()
@@ -317,40 +374,64 @@ class Project:
         elif "sorted_sizes" in self.__dict__:
             new.__dict__["sorted_sizes"] = self.sorted_sizes
         # Listings follow the paths that changed under their directory (made when next asked for: ``Listing``).
-        new._under = {d: listing.follow(_edits(moved, d, new.files)) for d, listing in self._under.items()}
+        touched = _dirs_touched(moved)  # a listing of any other directory has nothing to follow
+        new._under = {
+            d: listing.follow(_edits(moved, d, new.files)) if d.rstrip("/") in touched else listing
+            for d, listing in self._under.items()
+        }
         new.sent_cache, new.sent_asked = {}, set()
         # Problems and notes of unchanged files stay; a problem is carried only for a Dockerfile or compose
         # file (found while loading, as a fresh project finds them before any rule runs).
-        new._text = {p: t for p, t in self._text.items() if p not in changed and p not in self.problems}
-        new._ignores = {p: parsed for p, parsed in self._ignores.items() if p not in changed}
+        new._text = self._text.copy()  # copied in C, then the few changed paths dropped
+        for path in (*changed, *self.problems):
+            new._text.pop(path, None)
+        # an ignore file whose problem is not carried is read again (its problem found again, as a fresh project finds it)
+        new._ignores = {p: v for p, v in self._ignores.items() if p not in changed and p not in self.problems}
+        compose_paths = self._compose_paths
         new.problems = {
-            p: v
-            for p, v in self.problems.items()
-            if p not in changed and (p in self.dockerfiles or p in self._compose_paths)
+            p: v for p, v in self.problems.items() if p not in changed and (p in self.dockerfiles or p in compose_paths)
         }
         new._text.update((p, None) for p in new.problems)
         new.notes = [(p, m) for p, m in self.notes if p not in changed]
         new.memo = {}
         new.names_memo = self.names_memo
-        new.sizes_memo = {k: v.updated(self.files, new.files, moved) for k, v in self.sizes_memo.items()}
+        new.sizes_memo = {  # an entry that names its ``dir`` is asked only when a path under it moved
+            k: v.updated(self.files, new.files, moved)
+            if (d := getattr(v, "dir", None)) is None or d.rstrip("/") in touched
+            else v
+            for k, v in self.sizes_memo.items()
+        }
         if added or removed:  # an entry that can follow added and removed paths does; the others are made again
             new.names_memo = {
                 key: value.follow(self._sorted, new._sorted, added, removed)
                 for key, value in self.names_memo.items()
                 if hasattr(value, "follow")
             }
-        candidates = set(self.dockerfiles) | self._compose_paths | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
         composes = {c.path: c for c in self.composes}
-        new.dockerfiles, new.composes = {}, []
-        for path in sorted(p for p in candidates if p in new.files):
-            if is_dockerfile(path):
-                new.dockerfiles[path] = (
-                    self.dockerfiles[path]
-                    if path in self.dockerfiles and path not in changed
-                    else new._dockerfile(path)
-                )
-            elif compose_mod.is_compose_file(path):
-                new.composes.append(composes[path] if path in composes and path not in changed else new._compose(path))
+        if not any(_MAYBE_BUILD_FILE.search(p) for p in (*added, *removed)):
+            # The same Dockerfiles and compose files as before, in the same (sorted) order: the changed ones are
+            # parsed again, in path order as a fresh project reads them (their notes come in that order).
+            new.dockerfiles = self.dockerfiles.copy()
+            for path in sorted(p for p in changed if p in composes or p in new.dockerfiles):
+                if path in new.dockerfiles:
+                    new.dockerfiles[path] = new._dockerfile(path)
+                else:
+                    composes[path] = new._compose(path)
+            new.composes = list(composes.values())
+        else:
+            candidates = set(self.dockerfiles) | set(composes) | {p for p in changed if _MAYBE_BUILD_FILE.search(p)}
+            new.dockerfiles, new.composes = {}, []
+            for path in sorted(p for p in candidates if p in new.files):
+                if is_dockerfile(path):
+                    new.dockerfiles[path] = (
+                        self.dockerfiles[path]
+                        if path in self.dockerfiles and path not in changed
+                        else new._dockerfile(path)
+                    )
+                elif compose_mod.is_compose_file(path):
+                    new.composes.append(
+                        composes[path] if path in composes and path not in changed else new._compose(path)
+                    )
         if changed & (self.compose_inputs | self._compose_paths) or any(
             map(compose_mod.is_compose_file, added + removed)
         ):
@@ -368,7 +449,9 @@ class Project:
         asked = {d for d, _ in self.sent_asked}
         for (directory, key), kept in self.sent_cache.items():
             if directory in dirs and ((directory, key) in self.sent_asked or directory not in asked):
-                new.sent_cache[(directory, key)] = kept.follow(_edits(moved, directory, new.files))
+                new.sent_cache[(directory, key)] = (
+                    kept.follow(_edits(moved, directory, new.files)) if directory.rstrip("/") in touched else kept
+                )
         return new
 
     @property
@@ -390,13 +473,17 @@ class Project:
         if directory not in self._under:
             if directory in ("", "."):
                 paths = self._sorted  # sorted, as below
-                self._under[directory] = Listing(None, dict(zip(paths, map(self.files.__getitem__, paths))))
+                listed = dict(zip(paths, map(self.files.__getitem__, paths)))
+                _remember_sorted(listed, paths)  # its sorted paths are at hand: not sorted again when asked
+                self._under[directory] = Listing(None, listed)
             else:
                 prefix = directory.rstrip("/") + "/"
                 lo, hi = span(self._sorted, prefix)
                 paths = self._sorted[lo:hi]
-                relatives = map(operator.itemgetter(slice(len(prefix), None)), paths)  # in C, not per path
-                self._under[directory] = Listing(None, dict(zip(relatives, map(self.files.__getitem__, paths))))
+                relatives = list(map(operator.itemgetter(slice(len(prefix), None)), paths))  # in C, not per path
+                listed = dict(zip(relatives, map(self.files.__getitem__, paths)))
+                _remember_sorted(listed, relatives)  # sorted too: one prefix taken off sorted paths
+                self._under[directory] = Listing(None, listed)
         return self._under[directory].files
 
     def appended_sent(self, directory: str, ignore: DockerIgnore) -> dict[str, int] | None:
@@ -439,7 +526,7 @@ class Project:
         gone = [r for r in (path[cut:] for path in hit) if r in sent]
         if base.ignore.has_reinclusions:
             gone = [r for r in gone if ignore.excluded(r)]
-        out = dict(sent)  # a copy, in C; then only what leaves
+        out = sent.copy()  # the table cloned (not dict(): see Listing.files); then only what leaves
         for rel in gone:
             del out[rel]
         return out
@@ -495,7 +582,7 @@ class Project:
         if text is None and path in self.problems:
             return Dockerfile(path=path, text="", error=self.problems[path].message)
         try:
-            return Dockerfile.parse(path, text or "")
+            return _parsed(Dockerfile.parse, path, text or "")  # the parser in the key: a test may replace it
         except Exception as err:  # the parser must never stop the analysis
             return Dockerfile(path=path, text=text or "", error=f"the parser failed: {type(err).__name__}: {err}")
 
