@@ -43,6 +43,13 @@ def _write(ws: Workspace, files: dict[str, str]) -> list[str]:
     return list(files)
 
 
+def _fix(ws: Workspace, files: dict[str, str], task: str = "t1") -> str | None:
+    """What the implementer does for a fix: announce the writes, write, stage exactly those files, commit."""
+    ws.writing()
+    written = _write(ws, files)
+    return ws.commit(written, f"Fix {task}", {"Pipeline-Task": task}, staged=ws.stage(written, only=True))
+
+
 def _commit_with_git(repo, base: str, files: dict[str, str], modes: dict[str, int], links: dict[str, str]) -> str:
     """The same edit made in a plain clone with `git add` and `git commit`: the tree git makes of it."""
     clone = repo.parent / "with-git"
@@ -103,12 +110,8 @@ def test_the_index_catches_up_before_a_command_that_reads_it(tmp_path):
     repo = make_repo(tmp_path / "repo", FILES)
     base = git(repo, "rev-parse", "HEAD")
     with Workspace.create(repo, "run1", base) as ws:
-        ws.writing()
-        written = _write(ws, {"Dockerfile": "FROM alpine:3.21\n"})
-        first = ws.commit(written, "One", {"Pipeline-Task": "t1"}, staged=ws.stage(written, only=True))
-        ws.writing()
-        written = _write(ws, {"services/api/app.py": "print(2)\n"})
-        second = ws.commit(written, "Two", {"Pipeline-Task": "t2"}, staged=ws.stage(written, only=True))
+        first = _fix(ws, {"Dockerfile": "FROM alpine:3.21\n"}, "t1")
+        second = _fix(ws, {"services/api/app.py": "print(2)\n"}, "t2")
         assert first and second
 
         ws.reset_to(base)  # a move: the lagging entries and the move's go into one `git update-index`
@@ -125,10 +128,8 @@ def test_files_git_would_convert_are_staged_by_git_add(tmp_path):
     repo = make_repo(tmp_path / "repo", {**FILES, ".gitattributes": "*.sh text eol=crlf\n"})
     base = git(repo, "rev-parse", "HEAD")
     with Workspace.create(repo, "run1", base) as ws:
-        ws.writing()
-        written = _write(ws, {"deploy/run.sh": "#!/bin/sh\necho hi\n"})
         with git_commands(tmp_path / "trace.json") as commands:
-            sha = ws.commit(written, "Edit", {"Pipeline-Task": "t1"}, staged=ws.stage(written, only=True))
+            sha = _fix(ws, {"deploy/run.sh": "#!/bin/sh\necho hi\n"})
         assert _index_commands(commands) == ["add", "write-tree"]
         assert sha is not None
         stored = subprocess.run(
@@ -167,9 +168,7 @@ def test_a_repository_whose_settings_change_what_git_add_stores_is_staged_by_git
     git(repo, "config", *setting)
     base = git(repo, "rev-parse", "HEAD")
     with Workspace.create(repo, "run1", base) as ws:
-        ws.writing()
-        written = _write(ws, {"Dockerfile": "FROM alpine:3.21\n"})
         with git_commands(tmp_path / "trace.json") as commands:
-            sha = ws.commit(written, "Edit", {"Pipeline-Task": "t1"}, staged=ws.stage(written, only=True))
+            sha = _fix(ws, {"Dockerfile": "FROM alpine:3.21\n"})
         assert sha is not None
         assert _index_commands(commands) == ["add", "write-tree"]
