@@ -25,7 +25,7 @@ import git
 from agent_pipelines.engine.edits import Staged
 from agent_pipelines.engine.gitenv import GIT_ENV as _GIT_ENV
 from agent_pipelines.engine.gitenv import git_env
-from agent_pipelines.engine.tree import OBJECT_ID, DirTree, _CatFile, changed_paths, keep, remember_changed
+from agent_pipelines.engine.tree import OBJECT_ID, DirTree, changed_paths, keep, remember_changed
 
 if TYPE_CHECKING:
     from gitdb import LooseObjectDB
@@ -330,7 +330,6 @@ class Workspace:
         self._ignored: tuple[list[str], list[str]] | None = None  # the last ``ignored`` question and answer
         self._plain: bool | None = None  # checkouts write blobs as they are (see ``_plain_checkouts``)
         self._said: dict[str, str] | None = None  # the configuration asked once (``_config``)
-        self._blobs: _CatFile | None = None  # the blobs a move writes, read through one `git cat-file --batch`
         self._was_clean = False  # ``_clean`` before the writes ``writing`` announced
         self._exact = False  # the last ``stage`` staged exactly the files written (``only``)
         self._staged_numstat: tuple[list[str], int, int] | None = None  # the last ``stage``'s numstat
@@ -403,9 +402,6 @@ class Workspace:
 
     def close(self) -> None:
         self._sync_index(check=False)  # the index on disk says what HEAD says whenever no workspace is open
-        if self._blobs is not None:
-            self._blobs.close()
-            self._blobs = None
         self.repo.close()
 
     def __enter__(self) -> Workspace:
@@ -581,9 +577,7 @@ class Workspace:
             return False
         self._set_clean(False)  # until the move is done: an interruption leaves files half-written
         try:
-            if self._blobs is None or not self._blobs.usable():  # one `git cat-file --batch` for every move
-                self._blobs = _CatFile(self.path)
-            blobs = {p: self._blobs.read(blob) for p, mode, blob in moves if mode != "000000"}
+            blobs = {p: self._read(blob) for p, mode, blob in moves if mode != "000000"}
             for path, mode, _blob in sorted(moves, key=lambda m: m[1] != "000000"):  # removals first
                 target = self.path / path
                 if target.is_symlink() or target.exists():
@@ -604,7 +598,7 @@ class Workspace:
                 fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o777 if mode == "100755" else 0o666)
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(blobs[path])
-        except (OSError, KeyError):
+        except (OSError, ValueError):  # gitdb's BadObject is a ValueError
             return False  # half-written, and not known clean: the thorough reset repairs it
         entries = "".join(f"{mode if mode != '000000' else '0'} {blob}\t{path}\0" for path, mode, blob in moves)
         self._sync_index(then=entries)  # the entries lagging behind HEAD first: the move's come after, and win
@@ -643,12 +637,20 @@ class Workspace:
                 text=True,
                 env=git_env(),
             ).stdout.lower()
-            self._said = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            # A key given without a value ("[core] sparseCheckout") is a boolean that is true.
+            self._said = dict(line.partition(" ")[::2] if " " in line else (line, "true") for line in out.splitlines())
         return self._said
+
+    def _flag(self, key: str, default: bool) -> bool | None:
+        """A boolean setting as git reads it (true/yes/on/1, false/no/off/0); None: any other value."""
+        value = self._config().get(key)
+        if value is None:
+            return default
+        return True if value in ("true", "yes", "on", "1") else False if value in ("false", "no", "off", "0") else None
 
     def _renames_by_default(self) -> bool:
         """Does `git show` detect renames as ``-M`` does (``diff.renames`` unset or true, not copies or off)?"""
-        return self._config().get("diff.renames", "true") in ("true", "yes", "on", "1")
+        return self._flag("diff.renames", True) is True
 
     def _plain_checkouts(self) -> bool:
         """Does git write a blob as it is (no end-of-line conversion configured)? Asked once."""
@@ -742,13 +744,13 @@ class Workspace:
         would change what git stores), each a regular file or symlink that is not under a symlinked
         directory, not replacing a directory or a submodule, and not ``.gitattributes`` or ``.gitmodules``.
         """
-        said = self._config()
         if (
             not self._plain_checkouts()
-            or said.get("core.filemode", "true") not in ("true", "yes", "on", "1")
-            or said.get("core.sparsecheckout", "false") not in ("false", "no", "off", "0")
-            or said.get("core.ignorecase", "false") not in ("false", "no", "off", "0")
-            or said.get("extensions.objectformat", "sha1") != "sha1"
+            or self._flag("core.filemode", True) is not True
+            or self._flag("core.sparsecheckout", False) is not False
+            or self._flag("core.ignorecase", False) is not False
+            or self._config().get("extensions.objectformat", "sha1") != "sha1"
+            or self._attributes(files)  # asked first: no blob is written for files `git add` will stage
         ):
             return None
         entries: dict[str, tuple[str, str]] = {}
@@ -775,8 +777,6 @@ class Workspace:
             except OSError:
                 return None
             entries[path] = (mode, self._store(b"blob", data))
-        if self._attributes(files):
-            return None
         head = self.head()
         old_root = self._root_tree(head)
         try:
@@ -818,6 +818,10 @@ class Workspace:
             self._loose = LooseObjectDB(self.repo.odb.root_path())
         return self._loose.store(IStream(kind, len(data), io.BytesIO(data))).hexsha.decode("ascii")
 
+    def _read(self, object_id: str) -> bytes:
+        """An object's content, through GitPython's one `git cat-file --batch` (not a process per object)."""
+        return self.repo.odb.stream(bytes.fromhex(object_id)).read()
+
     def _root_tree(self, commit: str) -> str:
         """The root tree id of ``commit``."""
         known = _ROOTS.get(commit)
@@ -834,8 +838,7 @@ class Workspace:
 
         here: dict[str, tuple[bytes, int]] = {}
         if tree is not None:
-            data = self.repo.odb.stream(bytes.fromhex(tree)).read()
-            here = {name: (sha, mode) for sha, mode, name in tree_entries_from_data(data)}
+            here = {name: (sha, mode) for sha, mode, name in tree_entries_from_data(self._read(tree))}
         below: dict[str, dict[str, tuple[int, bytes]]] = {}
         for path, (mode, sha) in changes.items():
             name, sep, rest = path.partition("/")

@@ -161,11 +161,17 @@ def test_a_file_where_git_has_a_directory_is_staged_by_git_add(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "setting", [("core.autocrlf", "true"), ("core.fileMode", "false"), ("core.ignoreCase", "true")]
+    "setting",
+    [("core.autocrlf", "true"), ("core.fileMode", "false"), ("core.ignoreCase", "true"), ("core.ignoreCase", "")],
 )
 def test_a_repository_whose_settings_change_what_git_add_stores_is_staged_by_git_add(tmp_path, setting):
     repo = make_repo(tmp_path / "repo", FILES)
-    git(repo, "config", *setting)
+    if setting[1]:
+        git(repo, "config", *setting)
+    else:  # a key without a value is a boolean that is true, as git reads it
+        with (repo / ".git" / "config").open("a") as config:
+            config.write("[core]\n\tignoreCase\n")
+        assert git(repo, "config", "--bool", setting[0]) == "true"
     base = git(repo, "rev-parse", "HEAD")
     with Workspace.create(repo, "run1", base) as ws:
         with git_commands(tmp_path / "trace.json") as commands:
