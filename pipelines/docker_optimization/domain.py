@@ -129,10 +129,10 @@ class DockerDomain(DomainBase):
         else:
             if isinstance(root, GitTree):
                 project = self._at(root)
-            elif isinstance(root, DirTree) and root.commit:  # the workspace's checkout: its kept project
+            elif isinstance(root, (str, Path, DirTree)):  # a checkout: the workspace's is kept per commit
                 project = self._project(root)
             else:
-                project = Project(DirTree(Path(root)) if isinstance(root, (str, Path)) else root)
+                project = Project(root)
             found = analysis.examine(project, hadolint=thorough).findings
         if key is not None:
             self._by_commit[key] = found
